@@ -1,0 +1,210 @@
+"""One typed definition of every model setting: widget form, CLI/YAML config and core arguments.
+
+The settings are validated when they are created (and again when a model is
+built), so a model can never be built from values that would train a
+different objective than the one the user asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_type_hints
+
+from ..errors import InputError
+
+ModelName = Literal["beta-vae", "beta-tcvae", "me-vae", "cond-vae"]
+BlockKind = Literal["strided", "maxpool"]
+Objective = Literal["classic", "reparameterised"]
+ReconstructionKind = Literal["sse", "bce"]
+TCEstimator = Literal["mss", "mws"]
+MEView = Literal["original", "rotation", "flip"]
+MECombine = Literal["mean", "product"]
+KLSchedule = Literal["none", "linear", "cyclical"]
+
+LATENT_DIM_RANGE = (2, 512)
+# Channels double per down-sampling block up to this cap, so deep models stay CPU-sized.
+MAX_CHANNELS = 256
+
+
+@dataclass
+class ModelSettings:
+    """Architecture and objective of a VAE.
+
+    Attributes
+    ----------
+    model : {"beta-vae", "beta-tcvae", "me-vae", "cond-vae"}
+        Which VAE of the studies to build (see ``docs/models.md``).
+    latent_dim : int
+        Number of latent dimensions D, 2 to 512.
+    depth : int or None
+        Number of down-/up-sampling blocks; None applies the adaptive rule of
+        :func:`~napari_morphospace.core.models.blocks.depth_for_shape`.
+    block : {"strided", "maxpool"}
+        "strided": strided 3×3 conv + BatchNorm + LeakyReLU; "maxpool": 3×3 conv +
+        ReLU + MaxPool.
+    base_channels : int
+        Channels of the first block; doubled per block, capped at 256.
+    beta : float
+        Weight of the KL term. Classic objective: any β ≥ 0. Reparameterised
+        objective ``(1−β)·rec + β·KL``: β in [0, 1].
+    objective : {"classic", "reparameterised"}
+        ``rec + β·KL`` or ``(1−β)·rec + β·KL`` (Statistical Cell).
+    reconstruction : {"sse", "bce"}
+        ``0.5·SSE`` (unit-variance Gaussian decoder) or binary cross-entropy,
+        summed over the pixels and channels of an image, averaged over the batch.
+    tc_alpha, tc_beta, tc_gamma : float
+        β-TCVAE weights of mutual information, total correlation, dimension-wise KL.
+    tc_estimator : {"mss", "mws"}
+        Minibatch-stratified (default, needs batch ≥ 3) or minibatch-weighted sampling.
+    me_views : list of {"original", "rotation", "flip"}
+        One ME-VAE encoder per view of the crop.
+    me_combine : {"mean", "product"}
+        How the ME-VAE encoders' sampled latents are combined.
+    cond_reference_channels : list of int
+        Channels the stacked conditional model's reference model sees; the rest
+        are the target channels.
+    cond_num_labels : int
+        Number K of one-hot structure/condition labels of the target model (0: none).
+    logvar_min, logvar_max : float
+        Clamp of the encoder log-variance, for numerical stability.
+    kl_schedule : {"none", "linear", "cyclical"}
+        KL warm-up: weight ramps 0 → 1 over ``kl_warmup_steps`` (linear), or
+        repeatedly in cycles of ``kl_warmup_steps`` steps (cyclical).
+    kl_warmup_steps : int
+        Length of the warm-up ramp (linear) or of one cycle (cyclical).
+    capacity_max : float or None
+        If set, replaces β·KL by ``capacity_gamma·|KL − C|`` with C rising
+        linearly from 0 to ``capacity_max`` nats over ``capacity_steps`` steps.
+    capacity_gamma : float
+        Weight of the capacity term.
+    capacity_steps : int
+        Steps over which the capacity C rises to ``capacity_max``.
+    free_bits : float
+        Minimum KL in nats per latent dimension (batch-averaged) below which the
+        KL of that dimension is not penalised further; 0 switches it off.
+    """
+
+    model: ModelName = "beta-vae"
+    latent_dim: int = 16
+    depth: int | None = None
+    block: BlockKind = "strided"
+    base_channels: int = 32
+    beta: float = 1.0
+    objective: Objective = "classic"
+    reconstruction: ReconstructionKind = "sse"
+    tc_alpha: float = 1.0
+    tc_beta: float = 6.0
+    tc_gamma: float = 1.0
+    tc_estimator: TCEstimator = "mss"
+    me_views: list[str] = field(default_factory=lambda: ["original", "rotation", "flip"])
+    me_combine: MECombine = "mean"
+    cond_reference_channels: list[int] = field(default_factory=lambda: [0, 1])
+    cond_num_labels: int = 0
+    logvar_min: float = -30.0
+    logvar_max: float = 20.0
+    kl_schedule: KLSchedule = "none"
+    kl_warmup_steps: int = 0
+    capacity_max: float | None = None
+    capacity_gamma: float = 1000.0
+    capacity_steps: int = 10000
+    free_bits: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the first setting that is out of range.
+
+        Called on creation and by ``build_model``: settings edited after
+        creation are checked again before a model is built from them.
+        """
+        _check_options(self)
+        lo, hi = LATENT_DIM_RANGE
+        _require(lo <= self.latent_dim <= hi, f"latent_dim must be between {lo} and {hi}, got {self.latent_dim}")
+        _require(
+            self.depth is None or self.depth >= 1,
+            f"depth must be at least 1 (or empty for the adaptive rule), got {self.depth}",
+        )
+        _require(
+            1 <= self.base_channels <= MAX_CHANNELS,
+            f"base_channels must be between 1 and {MAX_CHANNELS}, got {self.base_channels}",
+        )
+        _check_objective(self)
+        _check_views(self.me_views)
+        _check_conditional(self)
+        _require(
+            self.logvar_min < self.logvar_max,
+            f"logvar_min ({self.logvar_min}) must be below logvar_max ({self.logvar_max})",
+        )
+        _check_schedules(self)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(f"model settings: {message}")
+
+
+def _check_options(settings: ModelSettings) -> None:
+    """Refuse any text option that is not one of its Literal choices (no silent fall-through)."""
+    hints: dict[str, Any] = get_type_hints(ModelSettings)
+    for name, hint in hints.items():
+        choices = get_args(hint)
+        if choices and all(isinstance(c, str) for c in choices):
+            value = getattr(settings, name)
+            _require(value in choices, f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def _check_objective(settings: ModelSettings) -> None:
+    _require(settings.beta >= 0, f"beta must be non-negative, got {settings.beta}")
+    if settings.objective == "reparameterised":
+        _require(
+            settings.beta <= 1,
+            f"the reparameterised objective (1−β)·rec + β·KL needs beta in [0, 1], got {settings.beta}; "
+            "use objective='classic' for β > 1 (classic β_c = β/(1−β))",
+        )
+        _require(
+            settings.capacity_max is None,
+            "the capacity schedule replaces β·KL and only works with objective='classic'",
+        )
+    for name in ("tc_alpha", "tc_beta", "tc_gamma"):
+        _require(getattr(settings, name) >= 0, f"{name} must be non-negative, got {getattr(settings, name)}")
+    if settings.model == "beta-tcvae":
+        _require(
+            settings.objective == "classic",
+            "beta-tcvae weights its terms with tc_alpha/tc_beta/tc_gamma; set objective='classic'",
+        )
+        _require(
+            settings.capacity_max is None and settings.free_bits == 0,
+            "beta-tcvae does not use capacity_max or free_bits; clear them or choose beta-vae",
+        )
+
+
+def _check_views(views: list[str]) -> None:
+    choices = get_args(MEView)
+    _require(len(views) >= 1, "me_views needs at least one view, e.g. ['original', 'rotation', 'flip']")
+    for view in views:
+        _require(view in choices, f"me_views: {view!r} is not one of {', '.join(map(repr, choices))}")
+    _require(len(set(views)) == len(views), f"me_views lists a view twice: {views}")
+
+
+def _check_conditional(settings: ModelSettings) -> None:
+    channels = settings.cond_reference_channels
+    _require(len(channels) >= 1, "cond_reference_channels needs at least one channel index")
+    _require(all(c >= 0 for c in channels), f"cond_reference_channels must be non-negative, got {channels}")
+    _require(len(set(channels)) == len(channels), f"cond_reference_channels lists a channel twice: {channels}")
+    _require(settings.cond_num_labels >= 0, f"cond_num_labels must be 0 or more, got {settings.cond_num_labels}")
+
+
+def _check_schedules(settings: ModelSettings) -> None:
+    _require(settings.kl_warmup_steps >= 0, f"kl_warmup_steps must be 0 or more, got {settings.kl_warmup_steps}")
+    _require(
+        settings.kl_schedule == "none" or settings.kl_warmup_steps > 0,
+        f"kl_schedule={settings.kl_schedule!r} needs kl_warmup_steps > 0",
+    )
+    _require(
+        settings.capacity_max is None or settings.capacity_max >= 0,
+        f"capacity_max must be non-negative, got {settings.capacity_max}",
+    )
+    _require(settings.capacity_gamma >= 0, f"capacity_gamma must be non-negative, got {settings.capacity_gamma}")
+    _require(settings.capacity_steps >= 0, f"capacity_steps must be 0 or more, got {settings.capacity_steps}")
+    _require(settings.free_bits >= 0, f"free_bits must be non-negative, got {settings.free_bits}")
