@@ -1,16 +1,52 @@
-"""Crop sets: the single-cell crops, one metadata row per crop, saved and loaded from disk."""
+"""Crop sets: the single-cell crops, one metadata row per crop, saved and loaded from disk.
+
+On disk a crop set is a folder::
+
+    images.zarr      zarr v3 array (N, C, [Z,] Y, X) float32, one crop per chunk
+    crops.parquet    the table (authoritative, keeps dtypes)
+    crops.csv        the same table for people and spreadsheets
+    crop_set.json    format name and version, channel names, spacing,
+                     preprocessing config, creation time, crop count and shape
+
+Folders are written into a hidden temporary sibling and renamed into place at
+the end, so a crash or a cancelled run never leaves a half-written crop set.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
 
+import dask.array as da
+import numpy as np
 import pandas as pd
+import torch
+import zarr
+from torch.utils.data import Dataset
+
+from .errors import InputError
 
 # Columns every crop table has, in this order; more columns may follow.
 # The bounding box is one start/stop pair per spatial axis of the source:
 # ``z_start, z_stop`` (3D sources only), ``y_start, y_stop, x_start, x_stop``.
 CROP_TABLE_COLUMNS = ["crop_id", "source", "label_id", "t", "group", "annotation"]
+
+FORMAT_NAME = "napari-morphospace crop set"
+FORMAT_VERSION = 1
+# Crop sets up to this size are loaded into memory by default; larger ones stay on disk.
+IN_MEMORY_LIMIT_BYTES = 512 * 2**20
+
+IMAGES_NAME = "images.zarr"
+TABLE_PARQUET = "crops.parquet"
+TABLE_CSV = "crops.csv"
+METADATA_NAME = "crop_set.json"
+_TEXT_COLUMNS = ("source", "group", "annotation")
 
 
 def bbox_columns(ndim: int) -> list[str]:
@@ -38,3 +74,454 @@ class CropSet:
     channel_names: list[str]
     spacing: tuple[float, ...] = ()
     preprocess: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def spatial_ndim(self) -> int:
+        """Number of spatial axes of one crop: 2 for ``(C, Y, X)``, 3 for ``(C, Z, Y, X)``."""
+        return int(self.images.ndim) - 2
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> CropSet:
+        """The crops at positions ``indices`` (not crop ids), in that order.
+
+        ``crop_id`` values are kept so results still map back to the full set.
+        A numpy set gives numpy images; a zarr or dask set gives a lazy dask
+        array, so subsetting a large set reads nothing yet.
+        """
+        positions = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if positions.size and (positions.min() < -len(self) or positions.max() >= len(self)):
+            raise InputError(f"subset indices must lie in 0..{len(self) - 1}; got {positions.min()}..{positions.max()}")
+        images = self.images[positions] if isinstance(self.images, np.ndarray) else _as_dask(self.images)[positions]
+        return CropSet(
+            images=images,
+            table=self.table.iloc[positions].reset_index(drop=True),
+            channel_names=list(self.channel_names),
+            spacing=tuple(self.spacing),
+            preprocess=self.preprocess,
+        )
+
+    def validate(self, *, check_values: bool | None = None) -> None:
+        """Check shapes, dtype, table columns and (optionally) the value range.
+
+        Parameters
+        ----------
+        check_values : bool or None
+            Read every pixel to check it is finite and in [0, 1]. ``None``
+            checks only in-memory (numpy) sets, because a lazy set would be
+            read from disk in full.
+
+        Raises
+        ------
+        InputError
+            Naming the first inconsistency found.
+        """
+        shape = tuple(self.images.shape)
+        if len(shape) not in (4, 5):
+            raise InputError(f"crop images must be (N, C, Y, X) or (N, C, Z, Y, X); got shape {shape}")
+        if np.dtype(self.images.dtype) != np.float32:
+            raise InputError(f"crop images must be float32 in [0, 1]; got {self.images.dtype}")
+        if len(self.table) != shape[0]:
+            raise InputError(f"the crop table has {len(self.table)} rows but there are {shape[0]} crop images")
+        missing = [c for c in CROP_TABLE_COLUMNS + bbox_columns(self.spatial_ndim) if c not in self.table.columns]
+        if missing:
+            raise InputError(f"the crop table lacks column(s) {', '.join(missing)}")
+        if not self.table["crop_id"].is_unique:
+            raise InputError("crop_id values in the crop table are not unique; renumber them (concat_crop_sets does)")
+        if len(self.channel_names) != shape[1]:
+            raise InputError(f"{len(self.channel_names)} channel names for {shape[1]} channels")
+        if self.spacing and len(self.spacing) != self.spatial_ndim:
+            raise InputError(f"spacing {tuple(self.spacing)} does not have one value per spatial axis ({self.spatial_ndim})")
+        if check_values is None:
+            check_values = isinstance(self.images, np.ndarray)
+        if check_values and shape[0]:
+            low, high = da.nanmin(_as_dask(self.images)).compute(), da.nanmax(_as_dask(self.images)).compute()
+            finite = bool(da.isfinite(_as_dask(self.images)).all().compute())
+            if not finite or low < 0 or high > 1:
+                raise InputError(f"crop values must be finite and in [0, 1]; found range {low}..{high}, all finite: {finite}")
+
+
+def _as_dask(images: Any) -> da.Array:
+    """Wrap numpy, zarr or dask images as a dask array, one crop per chunk."""
+    if isinstance(images, da.Array):
+        return images
+    if isinstance(images, zarr.Array):
+        return da.from_zarr(images)
+    return da.from_array(images, chunks=(1,) + tuple(images.shape[1:]))
+
+
+def concat_crop_sets(crop_sets: Sequence[CropSet]) -> CropSet:
+    """Join crop sets from several images into one, renumbering ``crop_id`` from 0.
+
+    Every set keeps its own ``source`` and ``group`` columns. The sets must
+    have the same crop shape, channel names and preprocessing, because one
+    model is trained on the result; ``spacing`` is kept when all sets agree
+    and left empty (unknown) otherwise.
+    """
+    if not crop_sets:
+        raise InputError("no crop sets to join; make crops from at least one image first")
+    first = crop_sets[0]
+    for i, other in enumerate(crop_sets[1:], start=1):
+        if tuple(other.images.shape[1:]) != tuple(first.images.shape[1:]):
+            raise InputError(
+                f"crop set {i} has crops of shape {tuple(other.images.shape[1:])} but crop set 0 has "
+                f"{tuple(first.images.shape[1:])}; make all crops with the same size and channels"
+            )
+        if list(other.channel_names) != list(first.channel_names):
+            raise InputError(
+                f"crop set {i} has channels {other.channel_names} but crop set 0 has {first.channel_names}; "
+                "select the same channels in the same order"
+            )
+        if other.preprocess != first.preprocess:
+            raise InputError(
+                f"crop set {i} was made with different crop or preprocessing settings than crop set 0; "
+                "make all crops with the same settings"
+            )
+    if all(isinstance(c.images, np.ndarray) for c in crop_sets):
+        images = np.concatenate([c.images for c in crop_sets], axis=0)
+    else:
+        images = da.concatenate([_as_dask(c.images) for c in crop_sets], axis=0)
+    table = pd.concat([c.table for c in crop_sets], ignore_index=True)
+    table["crop_id"] = np.arange(len(table), dtype=np.int64)
+    same_spacing = all(tuple(c.spacing) == tuple(first.spacing) for c in crop_sets)
+    return CropSet(
+        images=images,
+        table=table,
+        channel_names=list(first.channel_names),
+        spacing=tuple(first.spacing) if same_spacing else (),
+        preprocess=first.preprocess,
+    )
+
+
+class CropSetWriter:
+    """Streams crops into a crop-set folder so large sets never sit in memory.
+
+    Crops go into a zarr array inside a hidden temporary sibling of
+    ``directory``; :meth:`close` writes the table and metadata and renames the
+    folder into place, :meth:`abort` (or leaving a ``with`` block with an
+    exception) deletes it. Use :func:`open_crop_set_writer` to make one.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        crop_shape: Sequence[int],
+        channel_names: Sequence[str],
+        *,
+        spacing: Sequence[float] = (),
+        preprocess: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.directory = Path(directory)
+        self.crop_shape = tuple(int(s) for s in crop_shape)
+        if len(self.crop_shape) not in (3, 4):
+            raise InputError(f"crop_shape must be (C, Y, X) or (C, Z, Y, X); got {self.crop_shape}")
+        if len(channel_names) != self.crop_shape[0]:
+            raise InputError(f"{len(channel_names)} channel names for {self.crop_shape[0]} channels")
+        self.channel_names = [str(n) for n in channel_names]
+        self.spacing = tuple(float(s) for s in spacing)
+        self.preprocess = preprocess
+        self.overwrite = overwrite
+        _check_target(self.directory, overwrite)
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=f".{self.directory.name}.", suffix=".tmp"))
+        self._images = zarr.create_array(
+            store=str(self._tmp / IMAGES_NAME),
+            shape=(0,) + self.crop_shape,
+            chunks=(1,) + self.crop_shape,
+            dtype="float32",
+            fill_value=0.0,
+        )
+        self._tables: list[pd.DataFrame] = []
+        self._closed = False
+
+    def __len__(self) -> int:
+        return int(self._images.shape[0])
+
+    def append(self, images: np.ndarray, rows: pd.DataFrame | Sequence[dict[str, Any]]) -> None:
+        """Add crops ``(n, *crop_shape)`` float32 in [0, 1] and their ``n`` table rows."""
+        if self._closed:
+            raise RuntimeError("this crop set writer is already closed")
+        images = np.asarray(images)
+        rows = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        if tuple(images.shape[1:]) != self.crop_shape:
+            raise InputError(f"crops of shape {tuple(images.shape[1:])} do not fit a crop set of shape {self.crop_shape}")
+        if len(rows) != images.shape[0]:
+            raise InputError(f"{images.shape[0]} crops but {len(rows)} table rows")
+        self._images.append(images.astype(np.float32, copy=False), axis=0)
+        self._tables.append(rows.reset_index(drop=True))
+
+    def close(self) -> CropSet:
+        """Write table and metadata, move the folder into place and return the crop set (lazy when large)."""
+        if self._closed:
+            raise RuntimeError("this crop set writer is already closed")
+        try:
+            table = pd.concat(self._tables, ignore_index=True) if self._tables else pd.DataFrame(columns=CROP_TABLE_COLUMNS + bbox_columns(len(self.crop_shape) - 1))
+            CropSet(self._images, table, self.channel_names, self.spacing, self.preprocess).validate(check_values=False)
+            _write_table(table, self._tmp)
+            metadata = {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "n_crops": len(table),
+                "crop_shape": list(self.crop_shape),
+                "channel_names": self.channel_names,
+                "spacing": list(self.spacing),
+                "preprocess": self.preprocess,
+            }
+            (self._tmp / METADATA_NAME).write_text(json.dumps(metadata, indent=2))
+            _move_into_place(self._tmp, self.directory, self.overwrite)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return load_crop_set(self.directory)
+
+    def abort(self) -> None:
+        """Delete everything written so far; the target directory is left as it was."""
+        self._closed = True
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> CropSetWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and not self._closed:
+            self.abort()
+
+
+def open_crop_set_writer(
+    directory: str | os.PathLike,
+    crop_shape: Sequence[int],
+    channel_names: Sequence[str],
+    *,
+    spacing: Sequence[float] = (),
+    preprocess: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> CropSetWriter:
+    """Start writing a crop set of crops shaped ``crop_shape`` = ``(C, [Z,] Y, X)`` to ``directory``.
+
+    Refuses an existing ``directory`` unless ``overwrite=True`` (and then only
+    if it is empty or a crop set, so a mistyped path cannot delete other data).
+    """
+    return CropSetWriter(
+        directory, crop_shape, channel_names, spacing=spacing, preprocess=preprocess, overwrite=overwrite
+    )
+
+
+def save_crop_set(
+    crop_set: CropSet, directory: str | os.PathLike, *, overwrite: bool = False, batch_size: int = 256
+) -> Path:
+    """Write ``crop_set`` to a folder (see the module docstring), atomically.
+
+    Lazy images are copied ``batch_size`` crops at a time, so saving never
+    needs the whole set in memory.
+    """
+    crop_set.validate()
+    writer = open_crop_set_writer(
+        directory,
+        crop_set.images.shape[1:],
+        crop_set.channel_names,
+        spacing=crop_set.spacing,
+        preprocess=crop_set.preprocess,
+        overwrite=overwrite,
+    )
+    with writer:
+        for start in range(0, len(crop_set), batch_size):
+            stop = min(start + batch_size, len(crop_set))
+            writer.append(np.asarray(crop_set.images[start:stop]), crop_set.table.iloc[start:stop])
+        writer.close()
+    return Path(directory)
+
+
+def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None) -> CropSet:
+    """Read a crop-set folder written by :func:`save_crop_set` or :class:`CropSetWriter`.
+
+    Parameters
+    ----------
+    in_memory : bool or None
+        ``True`` loads the images as a numpy array, ``False`` keeps them as a
+        read-only zarr array on disk, ``None`` loads them when they take at
+        most ``IN_MEMORY_LIMIT_BYTES``.
+
+    Raises
+    ------
+    InputError
+        When the folder is missing, not a crop set, of an unknown format
+        version, damaged, or edited so that its parts no longer agree.
+    """
+    directory = Path(directory)
+    metadata = _read_metadata(directory)
+    try:
+        images = zarr.open_array(str(directory / IMAGES_NAME), mode="r")
+    except (FileNotFoundError, ValueError, KeyError, zarr.errors.BaseZarrError) as err:
+        raise InputError(f"{directory}: cannot open the crop images {IMAGES_NAME} ({err}); the crop set is damaged, make it again") from err
+    table = _read_table(directory)
+    if tuple(images.shape[1:]) != tuple(metadata.get("crop_shape", images.shape[1:])):
+        raise InputError(
+            f"{directory}: {IMAGES_NAME} holds crops of shape {tuple(images.shape[1:])} but {METADATA_NAME} "
+            f"says {tuple(metadata['crop_shape'])}; the crop set was modified, make it again"
+        )
+    if in_memory is None:
+        in_memory = images.nbytes <= IN_MEMORY_LIMIT_BYTES
+    crop_set = CropSet(
+        images=images[...] if in_memory else images,
+        table=table,
+        channel_names=list(metadata.get("channel_names", [])),
+        spacing=tuple(metadata.get("spacing", ())),
+        preprocess=metadata.get("preprocess"),
+    )
+    try:
+        crop_set.validate(check_values=False)
+    except InputError as err:
+        raise InputError(f"{directory}: {err}; the crop set was modified or is damaged, make it again") from err
+    return crop_set
+
+
+def _check_target(directory: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing folder unless asked to, and never one that is not a crop set."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise InputError(f"{directory} exists and is a file; choose a folder name for the crop set")
+    is_empty = not any(directory.iterdir())
+    if not overwrite and not is_empty:
+        raise InputError(f"{directory} already exists; choose another folder or pass overwrite=True to replace it")
+    if not is_empty and not (directory / METADATA_NAME).exists():
+        raise InputError(
+            f"{directory} exists and is not a crop set, so it will not be replaced; choose another folder"
+        )
+
+
+def _move_into_place(tmp: Path, directory: Path, overwrite: bool) -> None:
+    """Rename the finished temporary folder to ``directory``, replacing an old crop set if allowed."""
+    _check_target(directory, overwrite)
+    if not directory.exists():
+        os.replace(tmp, directory)
+        return
+    # Move the old set aside first so the target path is never missing a complete set for long.
+    old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".old"))
+    os.replace(directory, old / "set")
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_table(table: pd.DataFrame, directory: Path) -> None:
+    table.to_parquet(directory / TABLE_PARQUET, index=False)
+    table.to_csv(directory / TABLE_CSV, index=False, na_rep="NaN")
+
+
+def _read_metadata(directory: Path) -> dict[str, Any]:
+    if not directory.is_dir():
+        raise InputError(f"crop set folder {directory} does not exist; check the path or make crops first")
+    path = directory / METADATA_NAME
+    if not path.exists():
+        raise InputError(f"{directory} is not a crop set: it has no {METADATA_NAME}; choose a folder written by save_crop_set")
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"{path} is damaged ({err}); make the crop set again") from err
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        raise InputError(f"{path} does not describe a {FORMAT_NAME}; choose a folder written by save_crop_set")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"{directory} is a crop set of format version {metadata.get('format_version')!r}, but this version of "
+            f"napari-morphospace reads version {FORMAT_VERSION}; update napari-morphospace or make the crops again"
+        )
+    return metadata
+
+
+def _read_table(directory: Path) -> pd.DataFrame:
+    """Read the table, preferring Parquet; if both files exist they must agree (a hand edit shows up here)."""
+    parquet, csv = directory / TABLE_PARQUET, directory / TABLE_CSV
+    try:
+        from_parquet = pd.read_parquet(parquet) if parquet.exists() else None
+        from_csv = (
+            pd.read_csv(csv, keep_default_na=False, na_values=["NaN"], dtype={c: str for c in _TEXT_COLUMNS})
+            if csv.exists()
+            else None
+        )
+    except (OSError, ValueError) as err:
+        raise InputError(f"{directory}: cannot read the crop table ({err}); the crop set is damaged, make it again") from err
+    if from_parquet is None and from_csv is None:
+        raise InputError(f"{directory} has neither {TABLE_PARQUET} nor {TABLE_CSV}; the crop set is incomplete, make it again")
+    if from_parquet is not None and from_csv is not None and not _tables_agree(from_parquet, from_csv):
+        raise InputError(
+            f"{directory}: {TABLE_CSV} and {TABLE_PARQUET} differ, so one of them was edited by hand; "
+            f"delete the one that is out of date and load again"
+        )
+    return from_parquet if from_parquet is not None else from_csv
+
+
+def _tables_agree(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    try:
+        pd.testing.assert_frame_equal(a, b, check_dtype=False, check_column_type=False)
+    except AssertionError:
+        return False
+    return True
+
+
+class CropDataset(Dataset):
+    """Crops as float32 tensors ``(C, [Z,] Y, X)`` for a torch ``DataLoader``.
+
+    Reads one crop at a time from numpy, zarr or dask images, so a set on disk
+    streams; the object pickles (zarr arrays reopen their store), so it works
+    with ``DataLoader(num_workers=...)``.
+
+    Parameters
+    ----------
+    crop_set : CropSet
+    label_column : str, optional
+        A table column (e.g. ``"group"``) whose values become integer class
+        codes, in the sorted order given by :attr:`classes`; for conditional
+        models and classifiers.
+    return_index : bool
+        Also return the row position, to map outputs back to ``table`` rows.
+
+    Items are the image tensor alone, or a tuple ``(image, label)``,
+    ``(image, index)`` or ``(image, label, index)``: labels and indices are
+    int64 scalar tensors.
+    """
+
+    def __init__(self, crop_set: CropSet, *, label_column: str | None = None, return_index: bool = False) -> None:
+        self.images = crop_set.images
+        self.return_index = return_index
+        self.classes: list[Any] = []
+        self.labels: np.ndarray | None = None
+        if label_column is not None:
+            if label_column not in crop_set.table.columns:
+                raise InputError(
+                    f"the crop table has no column {label_column!r}; choose one of {', '.join(map(str, crop_set.table.columns))}"
+                )
+            codes, classes = pd.factorize(crop_set.table[label_column], sort=True)
+            if (codes < 0).any():
+                raise InputError(f"column {label_column!r} has empty values; fill them in before training on it")
+            self.labels = codes.astype(np.int64)
+            self.classes = list(classes)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        image = torch.from_numpy(np.array(self.images[index], dtype=np.float32))
+        extras = []
+        if self.labels is not None:
+            extras.append(torch.tensor(self.labels[index], dtype=torch.int64))
+        if self.return_index:
+            extras.append(torch.tensor(index, dtype=torch.int64))
+        return (image, *extras) if extras else image
+
+
+__all__ = [
+    "CROP_TABLE_COLUMNS",
+    "FORMAT_VERSION",
+    "CropDataset",
+    "CropSet",
+    "CropSetWriter",
+    "bbox_columns",
+    "concat_crop_sets",
+    "load_crop_set",
+    "open_crop_set_writer",
+    "save_crop_set",
+]

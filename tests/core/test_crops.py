@@ -1,0 +1,392 @@
+"""Crops map back to their source exactly; settings, filters and bad input behave as documented."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_morphospace.core.crops import (
+    CropCancelled,
+    CropSettings,
+    PatchSettings,
+    concat_crop_sets,
+    crops_from_boxes,
+    crops_from_labels,
+    crops_from_points,
+    patch_grid,
+)
+from napari_morphospace.core.data import bbox_columns, load_crop_set
+from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.io import Stack
+
+IDENTITY = dict(normalise="dtype", mask_neighbours=False, min_area=1)  # float input in [0, 1] comes out unchanged
+
+
+def source_region(image: np.ndarray, row, ndim: int) -> np.ndarray:
+    """``image[..., bbox]`` for a channel-first image, zero where the box leaves the image."""
+    pad = 100
+    padded = np.pad(image, [(0, 0)] + [(pad, pad)] * ndim)
+    columns = bbox_columns(ndim)
+    slices = tuple(slice(row[columns[2 * a]] + pad, row[columns[2 * a + 1]] + pad) for a in range(ndim))
+    return padded[(slice(None),) + slices]
+
+
+@pytest.fixture
+def image_2d() -> np.ndarray:
+    return np.random.default_rng(0).random((2, 40, 50)).astype(np.float32)
+
+
+@pytest.fixture
+def labels_2d() -> np.ndarray:
+    labels = np.zeros((40, 50), np.uint16)
+    labels[10:13, 20:23] = 1  # 3x3, centroid (11, 21)
+    labels[0:6, 44:50] = 2  # touches the top-right corner
+    labels[25:31, 5:11] = 3
+    return labels
+
+
+def test_fixed_crops_equal_source_region_pixel_for_pixel(image_2d, labels_2d):
+    crop_set = crops_from_labels(image_2d, labels_2d, CropSettings(size=8, **IDENTITY), axes="CYX")
+    assert crop_set.images.shape == (3, 2, 8, 8) and crop_set.images.dtype == np.float32
+    assert list(crop_set.table["label_id"]) == [1, 2, 3]
+    assert list(crop_set.table["crop_id"]) == [0, 1, 2]
+    assert list(crop_set.table["area"]) == [9, 36, 36]
+    first = crop_set.table.iloc[0]
+    # hand-computed: centroid (11, 21), box of 8 starts 4 before it
+    assert (first.y_start, first.y_stop, first.x_start, first.x_stop) == (7, 15, 17, 25)
+    corner = crop_set.table.iloc[1]
+    assert corner.y_start < 0 and corner.x_stop > 50  # padded past the border
+    for index, row in crop_set.table.iterrows():
+        np.testing.assert_array_equal(crop_set.images[index], source_region(image_2d, row, 2))
+
+
+def test_crop_larger_than_image_is_padded_not_refused():
+    image = np.random.default_rng(1).random((10, 12)).astype(np.float32)
+    labels = np.zeros((10, 12), np.int32)
+    labels[3:7, 4:9] = 5
+    crop_set = crops_from_labels(image, labels, CropSettings(size=32, **IDENTITY))
+    assert crop_set.images.shape == (1, 1, 32, 32)
+    np.testing.assert_array_equal(crop_set.images[0], source_region(image[None], crop_set.table.iloc[0], 2))
+    assert crop_set.images[0].sum() == pytest.approx(image.sum(), rel=1e-5)  # the whole image, once
+
+
+def test_3d_crops_with_anisotropic_size_and_spacing_from_stack():
+    rng = np.random.default_rng(2)
+    image = rng.random((12, 30, 30)).astype(np.float32)
+    labels = np.zeros((12, 30, 30), np.uint8)
+    labels[2:6, 5:12, 5:12] = 1
+    labels[8:12, 20:30, 18:26] = 2
+    stack = Stack(image, "ZYX", scale={"Z": 0.5, "Y": 0.1, "X": 0.1}, channel_names=["dna"], source="cells.tif")
+    crop_set = crops_from_labels(stack, labels, CropSettings(size=(6, 10, 10), **IDENTITY))
+    assert crop_set.images.shape == (2, 1, 6, 10, 10)
+    assert crop_set.spacing == pytest.approx((0.5, 0.1, 0.1))
+    assert crop_set.channel_names == ["dna"] and set(crop_set.table["source"]) == {"cells.tif"}
+    for index, row in crop_set.table.iterrows():
+        np.testing.assert_array_equal(crop_set.images[index], source_region(image[None], row, 3))
+
+
+def test_time_lapse_gives_one_crop_per_object_and_time_point():
+    rng = np.random.default_rng(3)
+    image = rng.random((3, 2, 20, 20)).astype(np.float32)  # T, C, Y, X
+    labels = np.zeros((3, 20, 20), np.uint16)
+    for t in range(3):
+        labels[t, 2 + 4 * t : 6 + 4 * t, 3:7] = 1  # moving cell
+    labels[1, 14:18, 14:18] = 2  # appears only at t=1
+    crop_set = crops_from_labels(image, labels, CropSettings(size=6, **IDENTITY), axes="TCYX")
+    assert list(zip(crop_set.table["t"], crop_set.table["label_id"])) == [(0, 1), (1, 1), (1, 2), (2, 1)]
+    for index, row in crop_set.table.iterrows():
+        np.testing.assert_array_equal(crop_set.images[index], source_region(image[row.t], row, 2))
+
+
+def test_axes_in_any_order_and_dask_images_give_the_same_crops(image_2d, labels_2d):
+    settings = CropSettings(size=8, **IDENTITY)
+    expected = crops_from_labels(image_2d, labels_2d, settings, axes="CYX")
+    yxc = crops_from_labels(np.moveaxis(image_2d, 0, -1), labels_2d, settings, axes="YXC")
+    lazy = crops_from_labels(da.from_array(image_2d, chunks=(1, 16, 16)), labels_2d, settings, axes="CYX")
+    np.testing.assert_array_equal(yxc.images, expected.images)
+    np.testing.assert_array_equal(lazy.images, expected.images)
+
+
+def test_percentile_normalisation_is_global_so_brightness_differences_survive():
+    image = np.zeros((30, 30), np.uint16)
+    labels = np.zeros((30, 30), np.uint8)
+    image[5:10, 5:10], labels[5:10, 5:10] = 100, 1
+    image[20:25, 20:25], labels[20:25, 20:25] = 200, 2
+    crop_set = crops_from_labels(image, labels, CropSettings(size=8, percentiles=(0, 100)))
+    assert crop_set.images[0].max() == pytest.approx(0.5) and crop_set.images[1].max() == pytest.approx(1.0)
+    assert crop_set.images.min() == 0.0
+
+
+def test_dtype_normalisation_divides_by_the_integer_range(labels_2d):
+    image = np.random.default_rng(4).integers(0, 256, (40, 50), dtype=np.uint8)
+    crop_set = crops_from_labels(image, labels_2d, CropSettings(size=8, **IDENTITY))
+    row = crop_set.table.iloc[0]
+    np.testing.assert_allclose(crop_set.images[0], source_region(image[None] / 255.0, row, 2), rtol=1e-6)
+
+
+def test_mask_neighbours_zeros_exactly_the_other_labels_and_keeps_background():
+    image = np.full((20, 20), 0.5, np.float32)
+    labels = np.zeros((20, 20), np.int64)
+    labels[5:10, 5:10] = 1
+    labels[5:10, 10:13] = 2  # touching neighbour
+    crop_set = crops_from_labels(image, labels, CropSettings(size=12, normalise="dtype", min_area=1))
+    row = crop_set.table.iloc[0]
+    neighbour = source_region(labels[None], row, 2)[0] == 2
+    assert neighbour.sum() == 15
+    np.testing.assert_array_equal(crop_set.images[0, 0], np.where(neighbour, 0, 0.5))
+
+
+def test_mask_background_keeps_only_the_object():
+    image = np.full((20, 20), 0.5, np.float32)
+    labels = np.zeros((20, 20), np.int64)
+    labels[5:10, 5:10] = 1
+    labels[5:10, 10:13] = 2
+    crop_set = crops_from_labels(image, labels, CropSettings(size=12, normalise="dtype", mask_background=True))
+    own = source_region(labels[None], crop_set.table.iloc[0], 2)[0] == 1
+    np.testing.assert_array_equal(crop_set.images[0, 0], np.where(own, 0.5, 0))
+
+
+def test_fit_mode_squares_the_padded_bounding_box_and_resizes():
+    image = np.random.default_rng(5).random((40, 40)).astype(np.float32)
+    labels = np.zeros((40, 40), np.uint8)
+    labels[10:14, 10:20] = 1  # 4 x 10, padded by 2 -> rows 8..16, cols 8..22 -> square 14
+    exact = crops_from_labels(image, labels, CropSettings(size=14, mode="fit", padding=2, **IDENTITY))
+    row = exact.table.iloc[0]
+    assert (row.y_start, row.y_stop, row.x_start, row.x_stop) == (5, 19, 8, 22)
+    np.testing.assert_array_equal(exact.images[0], source_region(image[None], row, 2))
+    assert exact.spacing == ()  # every crop has its own scale
+    resized = crops_from_labels(image, labels, CropSettings(size=7, mode="fit", padding=2, **IDENTITY))
+    assert resized.images.shape == (1, 1, 7, 7)
+    assert resized.table.iloc[0].y_start == 5  # the bbox is the region before resize
+    assert resized.images.mean() == pytest.approx(exact.images.mean(), abs=0.02)
+
+
+def test_min_area_and_exclude_border_skip_and_warn(labels_2d):
+    image = np.zeros((40, 50), np.float32)
+    with pytest.warns(UserWarning, match="1 of 3 objects were smaller than min_area"):
+        crop_set = crops_from_labels(image, labels_2d, CropSettings(size=8, min_area=10))
+    assert list(crop_set.table["label_id"]) == [2, 3]
+    with pytest.warns(UserWarning, match="1 of 3 objects touched the image border"):
+        crop_set = crops_from_labels(image, labels_2d, CropSettings(size=8, min_area=1, exclude_border=True))
+    assert list(crop_set.table["label_id"]) == [1, 3]
+    with pytest.raises(InputError, match="no crops were made"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        crops_from_labels(image, labels_2d, CropSettings(size=8, min_area=1000))
+
+
+def test_objects_larger_than_a_fixed_crop_are_cut_with_a_warning(labels_2d):
+    with pytest.warns(UserWarning, match="2 of 3 objects were larger than the crop"):
+        crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=4, min_area=1))
+
+
+def test_uint16_labels_near_the_top_of_the_range():
+    labels = np.zeros((20, 20), np.uint16)
+    labels[2:6, 2:6] = 65534
+    labels[10:15, 10:15] = 65535
+    crop_set = crops_from_labels(np.ones((20, 20), np.float32), labels, CropSettings(size=6, normalise="dtype"))
+    assert list(crop_set.table["label_id"]) == [65534, 65535]
+    assert list(crop_set.table["area"]) == [16, 25]
+
+
+def test_huge_label_ids_keep_their_values():
+    labels = np.zeros((20, 20), np.int64)
+    labels[2:6, 2:6] = 3_000_000_000
+    labels[10:15, 10:15] = 7
+    crop_set = crops_from_labels(np.ones((20, 20), np.float32), labels, CropSettings(size=6, normalise="dtype"))
+    assert list(crop_set.table["label_id"]) == [7, 3_000_000_000]
+
+
+def test_channel_selection_and_names():
+    image = np.stack([np.full((20, 20), v, np.float32) for v in (0.1, 0.2, 0.3)])
+    labels = np.zeros((20, 20), np.uint8)
+    labels[5:15, 5:15] = 1
+    stack = Stack(image, "CYX", channel_names=["dna", "membrane", "actin"])
+    crop_set = crops_from_labels(stack, labels, CropSettings(size=10, channels=[2, 0], normalise="dtype"))
+    assert crop_set.channel_names == ["actin", "dna"]
+    np.testing.assert_allclose(crop_set.images[0, :, 5, 5], [0.3, 0.1])
+
+
+def test_nan_pixels_become_zero_with_a_warning_and_an_all_nan_crop_is_refused():
+    image = np.full((20, 20), 0.5, np.float32)
+    image[7, 7] = np.nan
+    labels = np.zeros((20, 20), np.uint8)
+    labels[5:10, 5:10] = 1
+    with pytest.warns(UserWarning, match="1 NaN or inf pixels"):
+        crop_set = crops_from_labels(image, labels, CropSettings(size=6, normalise="dtype"))
+    assert np.isfinite(crop_set.images).all() and crop_set.images.min() == 0.0
+    image[:, :12] = np.inf
+    with pytest.raises(InputError, match="no finite pixel"):
+        crops_from_labels(image, labels, CropSettings(size=6))
+
+
+def test_progress_is_reported_per_object_and_stop_cancels(tmp_path, labels_2d):
+    calls = []
+    crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1),
+                      on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(CropCancelled):
+        crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1),
+                          output=tmp_path / "set", stop_event=stop)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_streaming_to_disk_gives_the_same_crop_set(tmp_path):
+    rng = np.random.default_rng(6)
+    image = rng.random((2, 70, 100)).astype(np.float32)
+    labels = np.zeros((70, 100), np.uint16)
+    for i in range(7):
+        for j in range(10):
+            labels[10 * i + 2 : 10 * i + 7, 10 * j + 2 : 10 * j + 7] = 10 * i + j + 1  # 70 objects: > one batch
+    settings = CropSettings(size=8, normalise="dtype")
+    in_memory = crops_from_labels(image, labels, settings, axes="CYX", group="ctrl")
+    on_disk = crops_from_labels(image, labels, settings, axes="CYX", group="ctrl", output=tmp_path / "set")
+    assert len(on_disk) == 70
+    np.testing.assert_array_equal(np.asarray(on_disk.images), in_memory.images)
+    assert on_disk.table.equals(load_crop_set(tmp_path / "set").table)
+    np.testing.assert_array_equal(on_disk.table["label_id"], in_memory.table["label_id"])
+    assert list(on_disk.table.columns) == list(in_memory.table.columns)
+    assert on_disk.preprocess == in_memory.preprocess
+
+
+def test_pipeline_runs_on_each_crop_and_is_recorded():
+    from napari_morphospace.core.preprocess import PreprocessPipeline, PreprocessStep
+
+    image = np.random.default_rng(7).random((30, 30)).astype(np.float32)
+    labels = np.zeros((30, 30), np.uint8)
+    labels[10:20, 10:20] = 1
+    pipeline = PreprocessPipeline([PreprocessStep("resize", {"shape": [8, 8]})])
+    stack = Stack(image, "YX", scale={"Y": 0.2, "X": 0.2})
+    crop_set = crops_from_labels(stack, labels, CropSettings(size=16, normalise="dtype"), pipeline=pipeline)
+    assert crop_set.images.shape == (1, 1, 8, 8)
+    assert crop_set.spacing == pytest.approx((0.4, 0.4))
+    assert crop_set.preprocess["pipeline"] == pipeline.to_dict()
+    assert crop_set.preprocess["crops"]["size"] == 16
+
+
+def test_points_give_fixed_boxes_centred_on_each_point():
+    image = np.random.default_rng(8).random((3, 20, 20)).astype(np.float32)  # T, Y, X
+    points = np.array([[0, 5.2, 6.7], [2, 19.0, 0.0]])
+    crop_set = crops_from_points(image, points, CropSettings(size=6, normalise="dtype"), axes="TYX")
+    first, second = crop_set.table.iloc[0], crop_set.table.iloc[1]
+    assert (first.t, first.y_start, first.x_start) == (0, 2, 4)  # round(5.2)=5, round(6.7)=7, minus 3
+    assert (second.t, second.label_id, second.y_stop) == (2, 2, 22)
+    for index, row in crop_set.table.iterrows():
+        np.testing.assert_array_equal(crop_set.images[index], source_region(image[row.t][None], row, 2))
+    with pytest.raises(InputError, match="outside the image"):
+        crops_from_points(image, [[0, 25, 5]], CropSettings(size=6), axes="TYX")
+    with pytest.raises(InputError, match=r"expected \(N, 3\)"):
+        crops_from_points(image, [[5, 5]], CropSettings(size=6), axes="TYX")
+
+
+def test_boxes_are_squared_around_their_centre_and_resized():
+    image = np.random.default_rng(9).random((2, 30, 30)).astype(np.float32)
+    boxes = [[[14, 20], [4, 10]], [[0, 0], [10, 10]]]  # corners in any order; first is 10 x 10
+    exact = crops_from_boxes(image, boxes, CropSettings(size=10, normalise="dtype"), axes="CYX")
+    first = exact.table.iloc[0]
+    assert (first.y_start, first.y_stop, first.x_start, first.x_stop, first.label_id) == (4, 14, 10, 20, 1)
+    for index, row in exact.table.iterrows():
+        np.testing.assert_array_equal(exact.images[index], source_region(image, row, 2))
+    wide = crops_from_boxes(image, [[[10, 5], [12, 15]]], CropSettings(size=5, normalise="dtype"), axes="CYX")
+    row = wide.table.iloc[0]  # 2 x 10 widened to 10 x 10 around rows 10..12
+    assert (row.y_start, row.y_stop, row.x_start, row.x_stop) == (6, 16, 5, 15)
+    assert wide.images.shape == (1, 2, 5, 5)
+    with pytest.raises(InputError, match="zero size along Y"):
+        crops_from_boxes(image, [[[3, 3], [3, 9]]], CropSettings(size=5), axes="CYX")
+    with pytest.raises(InputError, match="outside the image"):
+        crops_from_boxes(image, [[[40, 40], [50, 50]]], CropSettings(size=5), axes="CYX")
+
+
+def test_patch_grid_keeps_exactly_the_patches_above_the_foreground_fraction():
+    image = np.zeros((2, 40, 40), np.float32)  # Z, Y, X; patches of 10 -> 4 x 4 per slice
+    image[0, 0:5, 0:10] = 1.0  # 50 % of patch (0, 0)
+    image[0, 10:11, 10:15] = 1.0  # 5 % of patch (1, 1): dropped at 10 %
+    image[0, 30:40, 30:40] = 1.0  # 100 % of patch (3, 3)
+    image[1, 20:22, 0:10] = 1.0  # 20 % of patch (2, 0) in slice 1
+    with pytest.warns(UserWarning, match="29 of 32 patches had less foreground"):
+        crop_set = patch_grid(image, PatchSettings(patch_size=10, min_foreground=0.1, normalise="dtype"), axes="ZYX")
+    table = crop_set.table
+    assert list(zip(table["z"], table["y_start"], table["x_start"])) == [(0, 0, 0), (0, 30, 30), (1, 20, 0)]
+    assert list(table["label_id"]) == [1, 2, 3]
+    assert list(table["z_start"]) == [0, 0, 1] and list(table["z_stop"]) == [1, 1, 2]
+    np.testing.assert_allclose(table["foreground"], [0.5, 1.0, 0.2])
+    assert crop_set.images.shape == (3, 1, 10, 10)
+    np.testing.assert_array_equal(crop_set.images[2, 0], image[1, 20:30, 0:10])
+
+
+def test_patch_grid_with_overlap_on_a_2d_image():
+    image = np.zeros((20, 20), np.uint8)
+    image[0:10, 0:10] = 255
+    with pytest.warns(UserWarning, match="6 of 9 patches"):
+        crop_set = patch_grid(image, PatchSettings(patch_size=10, patch_stride=5, min_foreground=0.5))
+    # 3 x 3 origins at 0, 5, 10; >= 50 % foreground: (0,0) 100 %, (0,5) and (5,0) 50 %
+    assert list(zip(crop_set.table["y_start"], crop_set.table["x_start"])) == [(0, 0), (0, 5), (5, 0)]
+    assert set(crop_set.table["z"]) == {0}
+    with pytest.raises(InputError, match="larger than the image"):
+        patch_grid(image, PatchSettings(patch_size=30))
+
+
+def test_concat_renumbers_crop_ids_and_keeps_groups(image_2d, labels_2d):
+    settings = CropSettings(size=8, min_area=1)
+    control = crops_from_labels(image_2d, labels_2d, settings, axes="CYX", group="control", source="a.tif")
+    treated = crops_from_labels(image_2d, labels_2d, settings, axes="CYX", group="treated", source="b.tif")
+    joined = concat_crop_sets([control, treated])
+    assert list(joined.table["crop_id"]) == list(range(6))
+    assert list(joined.table["group"]) == ["control"] * 3 + ["treated"] * 3
+    assert list(joined.table["source"]) == ["a.tif"] * 3 + ["b.tif"] * 3
+    np.testing.assert_array_equal(joined.images[3:], treated.images)
+    other = crops_from_labels(image_2d, labels_2d, CropSettings(size=8, min_area=1, channels=[0]), axes="CYX")
+    with pytest.raises(InputError, match="shape"):
+        concat_crop_sets([control, other])
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (np.zeros((40, 50), np.uint16), "no objects"),
+        (np.ones((40, 49), np.uint16), r"shape \(40, 49\).*\(40, 50\)"),
+        (np.ones((40, 50), np.float32), "must be integers"),
+        (np.full((40, 50), -1, np.int32), "must not be negative"),
+    ],
+)
+def test_bad_labels_are_refused_with_what_to_do(image_2d, labels, match):
+    with pytest.raises(InputError, match=match):
+        crops_from_labels(image_2d, labels, CropSettings(size=8), axes="CYX")
+
+
+@pytest.mark.parametrize(
+    ("image", "axes", "match"),
+    [
+        (np.zeros((4, 40, 50)), None, "say which axis is which"),
+        (np.zeros((2, 40, 50)), "YX", "name 2 axes but the image has 3"),
+        (np.zeros((2, 40, 50)), "QYX", "distinct letters"),
+        (np.zeros((40, 50, 3)), "YX", "looks like RGB"),
+        (np.zeros((40, 50, 3)), "ZYX", "looks like RGB"),
+    ],
+)
+def test_bad_axes_are_refused_with_what_to_do(image, axes, match):
+    with pytest.raises(InputError, match=match):
+        crops_from_labels(image, np.ones((40, 50), np.uint8), CropSettings(size=8), axes=axes)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"size": 0}, {"size": (8, 8, 8, 8)}, {"mode": "stretch"}, {"padding": -1}, {"percentiles": (50, 10)}]
+)
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(InputError):
+        CropSettings(**kwargs)
+
+
+def test_size_tuple_must_match_the_spatial_axes(image_2d, labels_2d):
+    with pytest.raises(InputError, match="3 values but the image has 2 spatial axes"):
+        crops_from_labels(image_2d, labels_2d, CropSettings(size=(4, 8, 8)), axes="CYX")
+
+
+def test_dtype_normalisation_refuses_floats_outside_unit_range(labels_2d):
+    with pytest.raises(InputError, match="normalise='percentiles'"):
+        crops_from_labels(np.full((40, 50), 3.0), labels_2d, CropSettings(size=8, normalise="dtype"))
