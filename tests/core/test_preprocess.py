@@ -16,7 +16,7 @@ from napari_morphospace.core.errors import InputError
 
 
 def tilted_ellipse(shape=(101, 101), angle_deg=30.0, radii=(10, 35)) -> np.ndarray:
-    """Boolean ellipse centred in ``shape`` whose major axis is ``angle_deg`` from X (counter-clockwise as displayed)."""
+    """Boolean ellipse centred in ``shape``, major axis ``angle_deg`` from X (counter-clockwise as displayed)."""
     mask = np.zeros(shape, bool)
     centre = [(s - 1) / 2 for s in shape]
     # skimage's rotation is measured from the row axis; major radius along columns at rotation 0.
@@ -221,7 +221,9 @@ def test_unsharp_mask_keeps_a_ramp_and_steepens_an_edge():
 # --------------------------------------------------------------------------- resize
 
 
-@pytest.mark.parametrize(("shape", "new_shape"), [((64, 64), (16, 20)), ((64, 64), (100, 90)), ((12, 32, 32), (6, 16, 48))])
+@pytest.mark.parametrize(
+    ("shape", "new_shape"), [((64, 64), (16, 20)), ((64, 64), (100, 90)), ((12, 32, 32), (6, 16, 48))]
+)
 def test_resize_shape_and_mean_of_a_smooth_image(shape, new_shape):
     grids = np.meshgrid(*[np.linspace(0, 1, s) for s in shape], indexing="ij")
     smooth = (0.5 + 0.3 * np.sin(2 * np.pi * grids[-1]) * np.cos(np.pi * grids[-2])).astype(np.float32)
@@ -235,7 +237,8 @@ def test_pipeline_resizes_mask_with_nearest_neighbour():
     mask = np.zeros((20, 20), bool)
     mask[5:15, 5:15] = True
     image = np.full((1, 20, 20), 0.8, np.float32)
-    pipeline = pp.PreprocessPipeline([pp.PreprocessStep("resize", {"shape": (40, 40)}), pp.PreprocessStep("mask_object")])
+    steps = [pp.PreprocessStep("resize", {"shape": (40, 40)}), pp.PreprocessStep("mask_object")]
+    pipeline = pp.PreprocessPipeline(steps)
     out = pp.apply_pipeline(image, pipeline, mask=mask)
     assert out.shape == (1, 40, 40)
     assert np.count_nonzero(out) == 400 and np.allclose(out[out > 0], 0.8)
@@ -328,7 +331,10 @@ def test_json_round_trip_gives_identical_output(pipeline):
     ("data", "message"),
     [
         ({"steps": [{"name": "sharpen"}]}, "unknown preprocessing step 'sharpen'; valid steps are: align_major_axis"),
-        ({"steps": [{"name": "clahe", "params": {"clip": 0.1}}]}, "no parameter.*clip; valid parameters are: clip_limit, kernel_size"),
+        (
+            {"steps": [{"name": "clahe", "params": {"clip": 0.1}}]},
+            "no parameter.*clip; valid parameters are: clip_limit, kernel_size",
+        ),
         ({"steps": [{"name": "mask_object", "params": {"mask": 1}}]}, "valid parameters are: none"),
         ({"steps": [{"name": "resize"}]}, "needs the parameter.*shape"),
         ({"steps": [{"name": "clahe", "order": 1}]}, "unknown setting"),
@@ -396,7 +402,8 @@ def images(draw_, channels=st.integers(1, 3)):
 def all_steps_pipeline(shape) -> pp.PreprocessPipeline:
     names = ["subtract_mode", "clahe", "unsharp_mask", "normalize_percentile", "align_major_axis", "center_on_channel"]
     steps = [pp.PreprocessStep(n) for n in names]
-    steps += [pp.PreprocessStep("resize", {"shape": list(shape)}), pp.PreprocessStep("mask_object"), pp.PreprocessStep("normalize_minmax")]
+    steps.append(pp.PreprocessStep("resize", {"shape": list(shape)}))
+    steps += [pp.PreprocessStep("mask_object"), pp.PreprocessStep("normalize_minmax")]
     return pp.PreprocessPipeline(steps)
 
 

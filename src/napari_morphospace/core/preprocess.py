@@ -205,11 +205,12 @@ def clahe(
     def equalize(channel: np.ndarray) -> np.ndarray:
         if channel.min() == channel.max():
             return np.zeros_like(channel)
-        # equalize_adapthist takes any 3D array whose last axis has 3 or 4 pixels for RGB(A)
-        # and would drop a "channel"; a trailing axis of length 1 (kernel 1) leaves CLAHE unchanged.
-        return exposure.equalize_adapthist(channel[..., np.newaxis], kernel_size=(*kernel, 1), clip_limit=clip_limit)[
-            ..., 0
-        ]
+        if channel.ndim == 3 and channel.shape[-1] in (3, 4):
+            # equalize_adapthist takes such a volume for an RGB(A) image and drops a "channel"; an extra
+            # trailing axis of length 1 (kernel 1) leaves CLAHE unchanged. Only here: it doubles the cost.
+            padded = channel[..., np.newaxis]
+            return exposure.equalize_adapthist(padded, kernel_size=(*kernel, 1), clip_limit=clip_limit)[..., 0]
+        return exposure.equalize_adapthist(channel, kernel_size=kernel, clip_limit=clip_limit)
 
     return _per_channel(image, equalize)
 
