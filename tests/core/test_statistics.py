@@ -18,6 +18,7 @@ from napari_morphospace.core.statistics import (
     kl_bar_figure,
     kl_per_dimension,
     linear_probe,
+    order_dimensions,
     rank_dimensions,
     violin_figure,
 )
@@ -130,3 +131,14 @@ def test_figures_have_expected_content_and_save_as_png_and_svg():
         buffer = io.BytesIO()
         violin.savefig(buffer, format=fmt)
         assert buffer.getvalue().startswith(magic)
+
+
+def test_order_dimensions_by_kl_then_by_effect_size():
+    rng = np.random.default_rng(5)
+    mu = rng.standard_normal((40, 3)) * [0.1, 1.0, 0.5]
+    logvar = np.zeros_like(mu)
+    assert order_dimensions(mu, logvar).tolist() == [1, 2, 0]
+    groups = np.repeat(["a", "b"], 20)
+    shifted = rng.standard_normal((40, 3)) + np.where(groups == "b", 1.0, 0.0)[:, None] * [0.0, 0.0, 3.0]
+    assert order_dimensions(shifted, groups=groups)[0] == 2
+    assert order_dimensions(shifted).tolist() == [0, 1, 2]

@@ -124,20 +124,24 @@ def highlight_lut(label_ids: np.ndarray, max_label: int, value: int = 1) -> np.n
     return lut
 
 
-def highlight_mask(labels: np.ndarray, label_ids: np.ndarray, max_label: int | None = None) -> np.ndarray:
+def highlight_mask(
+    labels: np.ndarray, label_ids: np.ndarray, max_label: int | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """uint8 image, 1 where ``labels`` holds one of ``label_ids``, else 0; same shape as ``labels``.
 
     One ``np.take`` over a lookup table: the cost is one pass over the pixels,
     whatever the number of selected labels. Pass ``max_label`` (the largest id
-    in ``labels``) when known, to skip a pass that finds it.
+    in ``labels``, never less) when known, to skip a pass that finds it, and
+    ``out`` (uint8, same shape) to write into an existing highlight layer's
+    data instead of allocating a new image.
     """
     labels = np.asarray(labels)
-    if labels.size == 0:
-        return np.zeros(labels.shape, dtype=np.uint8)
+    if labels.dtype.kind not in "iu":
+        labels = labels.astype(np.int64)
     if max_label is None:
-        max_label = int(labels.max())
+        max_label = int(labels.max(initial=0))
     lut = highlight_lut(label_ids, max_label)
-    return np.take(lut, labels, mode="clip") if labels.dtype.kind in "iu" else np.take(lut, labels.astype(np.int64))
+    return np.take(lut, labels, mode="clip", out=out)
 
 
 def spatial_ndim(table: pd.DataFrame, layer_ndim: int) -> int:

@@ -152,6 +152,26 @@ def rank_dimensions(d: np.ndarray) -> np.ndarray:
     return np.argsort(-magnitude, kind="stable")
 
 
+def order_dimensions(
+    mu: np.ndarray, logvar: np.ndarray | None = None, groups: Sequence[object] | None = None
+) -> np.ndarray:
+    """Latent dimensions, most informative first, for choosing plot axes.
+
+    By decreasing KL to the prior when the log-variances are known, else by
+    decreasing |Cohen's d| between the first two groups when there are two or
+    more groups with at least two cells each, else in their natural order.
+    """
+    mu = _as_samples(mu, "mu")
+    if logvar is not None:
+        return np.argsort(-kl_per_dimension(mu, logvar), kind="stable")
+    if groups is not None:
+        groups = np.asarray(groups)
+        names, counts = np.unique(groups, return_counts=True)
+        if len(names) >= 2 and counts[:2].min() >= 2:
+            return rank_dimensions(cohens_d(mu[groups == names[0]], mu[groups == names[1]]).d)
+    return np.arange(mu.shape[1])
+
+
 def kl_per_dimension(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """KL(q(z_k | x) || N(0, 1)) per latent dimension, averaged over the samples.
 
@@ -344,6 +364,7 @@ __all__ = [
     "group_arrays",
     "cohens_d",
     "rank_dimensions",
+    "order_dimensions",
     "kl_per_dimension",
     "active_units",
     "empirical_kl_to_standard_normal",
