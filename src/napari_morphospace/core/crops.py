@@ -245,11 +245,13 @@ def _check_axes(axes: str | None, shape: tuple[int, ...]) -> str:
         axes = "YX"
     axes = axes.upper()
     if len(axes) != len(shape):
-        raise InputError(f"axes {axes!r} name {len(axes)} axes but the image has {len(shape)} (shape {shape}){rgb_hint}")
+        raise InputError(
+            f"axes {axes!r} name {len(axes)} axes but the image has {len(shape)} (shape {shape}){rgb_hint}"
+        )
     if any(a not in AXES_ORDER for a in axes) or len(set(axes)) != len(axes) or not {"Y", "X"} <= set(axes):
         raise InputError(f"axes {axes!r} must be distinct letters from {AXES_ORDER} and include Y and X")
-    if shape[axes.index("X")] in (3, 4) and axes.index("X") == len(axes) - 1:
-        raise InputError(f"the image (shape {shape}, axes {axes!r}) is only {shape[-1]} pixels wide along X{rgb_hint}")
+    if axes[-1] == "X" and shape[-1] in (3, 4):
+        raise InputError(f"the image (shape {shape}, axes {axes!r}) is only {shape[-1]} pixels wide{rgb_hint}")
     return axes
 
 
@@ -297,7 +299,9 @@ def _channel_samples(data: Any) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- reading one box
 
 
-def _clip_box(start: Sequence[int], stop: Sequence[int], shape: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+def _clip_box(
+    start: Sequence[int], stop: Sequence[int], shape: Sequence[int]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """Slices of the part of box [start, stop) inside an image of ``shape``, and where it lands in the crop."""
     source, target = [], []
     for lo, hi, n in zip(start, stop, shape):
@@ -776,13 +780,19 @@ def _check_box(index: int, box: np.ndarray, low: np.ndarray, high: np.ndarray, s
     names = "ZYX"[3 - src.spatial_ndim :]
     flat = [names[a] for a in range(src.spatial_ndim) if high[a] <= low[a]]
     if flat:
-        raise InputError(f"box {index} has zero size along {', '.join(flat)}; draw a box with an extent on every spatial axis")
+        raise InputError(
+            f"box {index} has zero size along {', '.join(flat)}; draw a box with an extent on every spatial axis"
+        )
     if src.has_time:
         t = np.floor(box[:, 0] + 0.5)
         if t[0] != t[1] or not 0 <= t[0] < src.data.shape[0]:
-            raise InputError(f"box {index} has corners at time points {tuple(t)}; a box must lie in one existing time point")
+            raise InputError(
+                f"box {index} has corners at time points {tuple(t)}; a box must lie in one existing time point"
+            )
     if any(h <= 0 or lo >= n for lo, h, n in zip(low, high, src.spatial_shape)):
-        raise InputError(f"box {index} ({tuple(low)}..{tuple(high)}) lies outside the image of shape {src.spatial_shape}")
+        raise InputError(
+            f"box {index} ({tuple(low)}..{tuple(high)}) lies outside the image of shape {src.spatial_shape}"
+        )
 
 
 # --------------------------------------------------------------------------- patch grid

@@ -132,14 +132,19 @@ class CropSet:
         if len(self.channel_names) != shape[1]:
             raise InputError(f"{len(self.channel_names)} channel names for {shape[1]} channels")
         if self.spacing and len(self.spacing) != self.spatial_ndim:
-            raise InputError(f"spacing {tuple(self.spacing)} does not have one value per spatial axis ({self.spatial_ndim})")
+            raise InputError(
+                f"spacing {tuple(self.spacing)} does not have one value per spatial axis ({self.spatial_ndim})"
+            )
         if check_values is None:
             check_values = isinstance(self.images, np.ndarray)
         if check_values and shape[0]:
-            low, high = da.nanmin(_as_dask(self.images)).compute(), da.nanmax(_as_dask(self.images)).compute()
-            finite = bool(da.isfinite(_as_dask(self.images)).all().compute())
+            images = _as_dask(self.images)
+            low, high, finite = da.compute(da.nanmin(images), da.nanmax(images), da.isfinite(images).all())
             if not finite or low < 0 or high > 1:
-                raise InputError(f"crop values must be finite and in [0, 1]; found range {low}..{high}, all finite: {finite}")
+                raise InputError(
+                    f"crop values must be finite and in [0, 1]; found {low}..{high}"
+                    f"{'' if finite else ' and NaN or inf values'}"
+                )
 
 
 def _as_dask(images: Any) -> da.Array:
@@ -246,7 +251,9 @@ class CropSetWriter:
         images = np.asarray(images)
         rows = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         if tuple(images.shape[1:]) != self.crop_shape:
-            raise InputError(f"crops of shape {tuple(images.shape[1:])} do not fit a crop set of shape {self.crop_shape}")
+            raise InputError(
+                f"crops of shape {tuple(images.shape[1:])} do not fit a crop set of shape {self.crop_shape}"
+            )
         if len(rows) != images.shape[0]:
             raise InputError(f"{images.shape[0]} crops but {len(rows)} table rows")
         self._images.append(images.astype(np.float32, copy=False), axis=0)
@@ -257,7 +264,8 @@ class CropSetWriter:
         if self._closed:
             raise RuntimeError("this crop set writer is already closed")
         try:
-            table = pd.concat(self._tables, ignore_index=True) if self._tables else pd.DataFrame(columns=CROP_TABLE_COLUMNS + bbox_columns(len(self.crop_shape) - 1))
+            columns = CROP_TABLE_COLUMNS + bbox_columns(len(self.crop_shape) - 1)
+            table = pd.concat(self._tables, ignore_index=True) if self._tables else pd.DataFrame(columns=columns)
             CropSet(self._images, table, self.channel_names, self.spacing, self.preprocess).validate(check_values=False)
             _write_table(table, self._tmp)
             metadata = {
@@ -356,7 +364,9 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
     try:
         images = zarr.open_array(str(directory / IMAGES_NAME), mode="r")
     except (FileNotFoundError, ValueError, KeyError, zarr.errors.BaseZarrError) as err:
-        raise InputError(f"{directory}: cannot open the crop images {IMAGES_NAME} ({err}); the crop set is damaged, make it again") from err
+        raise InputError(
+            f"{directory}: cannot open the crop images {IMAGES_NAME} ({err}); the crop set is damaged, make it again"
+        ) from err
     table = _read_table(directory)
     if tuple(images.shape[1:]) != tuple(metadata.get("crop_shape", images.shape[1:])):
         raise InputError(
@@ -417,7 +427,9 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
         raise InputError(f"crop set folder {directory} does not exist; check the path or make crops first")
     path = directory / METADATA_NAME
     if not path.exists():
-        raise InputError(f"{directory} is not a crop set: it has no {METADATA_NAME}; choose a folder written by save_crop_set")
+        raise InputError(
+            f"{directory} is not a crop set: it has no {METADATA_NAME}; choose a folder written by save_crop_set"
+        )
     try:
         metadata = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -443,9 +455,13 @@ def _read_table(directory: Path) -> pd.DataFrame:
             else None
         )
     except (OSError, ValueError) as err:
-        raise InputError(f"{directory}: cannot read the crop table ({err}); the crop set is damaged, make it again") from err
+        raise InputError(
+            f"{directory}: cannot read the crop table ({err}); the crop set is damaged, make it again"
+        ) from err
     if from_parquet is None and from_csv is None:
-        raise InputError(f"{directory} has neither {TABLE_PARQUET} nor {TABLE_CSV}; the crop set is incomplete, make it again")
+        raise InputError(
+            f"{directory} has neither {TABLE_PARQUET} nor {TABLE_CSV}; the crop set is incomplete, make it again"
+        )
     if from_parquet is not None and from_csv is not None and not _tables_agree(from_parquet, from_csv):
         raise InputError(
             f"{directory}: {TABLE_CSV} and {TABLE_PARQUET} differ, so one of them was edited by hand; "
@@ -492,7 +508,8 @@ class CropDataset(Dataset):
         if label_column is not None:
             if label_column not in crop_set.table.columns:
                 raise InputError(
-                    f"the crop table has no column {label_column!r}; choose one of {', '.join(map(str, crop_set.table.columns))}"
+                    f"the crop table has no column {label_column!r}; "
+                    f"choose one of {', '.join(map(str, crop_set.table.columns))}"
                 )
             codes, classes = pd.factorize(crop_set.table[label_column], sort=True)
             if (codes < 0).any():
