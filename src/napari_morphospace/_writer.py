@@ -7,7 +7,6 @@ number of dimensions (``YX``, ``ZYX``, ``TZYX``, ``TCZYX``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np

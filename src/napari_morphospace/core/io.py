@@ -10,6 +10,7 @@ the planes a computation touches.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import struct
@@ -121,8 +122,8 @@ def read_stack(
         optional bioio / aicsimageio readers know (CZI, ND2, LIF, ...).
     lazy_threshold_bytes
         Images whose decoded size exceeds this open as a dask array that reads
-        planes on demand (a memory map for uncompressed contiguous TIFF data, a
-        zarr view of the TIFF otherwise); smaller ones load into numpy.
+        planes on demand (through tifffile's zarr view of the TIFF); smaller
+        ones load into numpy.
     reader
         ``"auto"`` (tifffile for TIFF suffixes, else bioio, else aicsimageio),
         or one of ``"tifffile"``, ``"bioio"``, ``"aicsimageio"``.
@@ -199,8 +200,6 @@ def _installed_optional_reader(path: Path) -> str:
 
 
 def _importable(module: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(module) is not None
 
 
@@ -216,11 +215,14 @@ def _read_tiff(path: Path, *, lazy_threshold_bytes: int, axes: str | None) -> St
             if 0 in series.shape:
                 raise InputError(f"{path} holds an empty image (shape {series.shape}, axes {series.axes}); re-export it with data")
             _check_complete(series, path)
-            file_axes, shape = series.axes, series.shape
+            # Axes first, so an ambiguous file is refused before any pixel is read.
             photometric_rgb = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
+            if axes is not None:
+                targets, rgb = _user_axes(axes, series.axes, series.shape, photometric_rgb)
+            else:
+                targets, rgb = assign_tczyx(series.axes, series.shape, samples_are_rgb=photometric_rgb, source=path.name)
             scale, units, channel_names = _tiff_metadata(tif, series)
             lazy = series.nbytes > lazy_threshold_bytes
-            contiguous = series.dataoffset is not None
             data = None if lazy else series.asarray()
     except InputError:
         raise
@@ -230,11 +232,7 @@ def _read_tiff(path: Path, *, lazy_threshold_bytes: int, axes: str | None) -> St
             "copy it again or re-export it from the acquisition software"
         ) from err
     if lazy:
-        data = _open_tiff_lazily(path, contiguous=contiguous)
-    if axes is not None:
-        targets, rgb = _user_axes(axes, file_axes, shape, photometric_rgb)
-    else:
-        targets, rgb = assign_tczyx(file_axes, shape, samples_are_rgb=photometric_rgb, source=path.name)
+        data = _open_tiff_lazily(path)
     data, tczyx = arrange_axes(data, targets)
     return _make_stack(data, tczyx, scale, units, channel_names, str(path), rgb)
 
@@ -256,25 +254,15 @@ def _check_complete(series: Any, path: Path) -> None:
         raise ValueError(f"image data needs {end} bytes but the file has {file_size}")
 
 
-def _open_tiff_lazily(path: Path, *, contiguous: bool) -> Any:
-    """A dask array over the first series that reads only what is computed.
+def _open_tiff_lazily(path: Path) -> Any:
+    """A dask array over the first series that reads only the TIFF pages or tiles a computation touches.
 
-    Uncompressed contiguous data is memory-mapped (no decoding, pages read
-    straight from disk); anything else goes through tifffile's zarr store,
-    one chunk per TIFF page or tile. The store keeps its own file handle open
-    for as long as the dask array lives.
+    tifffile's zarr store serves one chunk per page (or tile) and keeps its own
+    file handle open for as long as the dask array lives. A memory map would
+    not do: ``dask.array.from_array`` copies the array it is given.
     """
-    if contiguous:
-        mapped = tifffile.memmap(path, series=0, mode="r")
-        return da.from_array(mapped, chunks=_plane_chunks(mapped.shape), asarray=False)
     store = tifffile.imread(path, series=0, level=0, aszarr=True)
     return da.from_zarr(zarr.open(store, mode="r"))
-
-
-def _plane_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """One chunk per 2D plane (samples axis kept whole): what a viewer slice needs."""
-    keep = 3 if len(shape) >= 3 and shape[-1] in (3, 4) else 2
-    return (1,) * (len(shape) - keep) + tuple(shape[-keep:])
 
 
 def assign_tczyx(file_axes: str, shape: tuple[int, ...], *, samples_are_rgb: bool, source: str = "") -> tuple[list[str], bool]:
