@@ -163,10 +163,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        set_default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-__all__ = ["to_dict", "from_dict", "load_config", "save_config", "atomic_write_text"]
+def set_default_permissions(path: str | os.PathLike) -> None:
+    """Give a file or folder made by ``tempfile`` (private, 0600/0700) the permissions of a normal one.
+
+    Temporary files are private so no one reads them half-written; once
+    complete they should be as readable as any file the user saves.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = 0o777 if Path(path).is_dir() else 0o666
+    os.chmod(path, mode & ~umask)
+
+
+__all__ = ["to_dict", "from_dict", "load_config", "save_config", "atomic_write_text", "set_default_permissions"]
