@@ -10,7 +10,13 @@ from scipy.stats import mannwhitneyu, spearmanr
 from skimage.filters import threshold_otsu
 from skimage.measure import regionprops_table
 
-from napari_morphospace._sample_data import sample_2d_fluorescence, sample_2d_phase, sample_layer_data
+from napari_morphospace._sample_data import (
+    sample_2d_fluorescence,
+    sample_2d_phase,
+    sample_3d_fluorescence,
+    sample_layer_data,
+)
+from napari_morphospace.core.config import from_dict, to_dict
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.sample_data import (
     FACTOR_NAMES,
@@ -207,11 +213,18 @@ def test_phase_contrast_has_dark_cells_with_a_bright_halo():
         (dict(treated_shifts={"colour": 2.0}), "shiftable factors"),
         (dict(treated_shifts={"orientation": 2.0}), "shiftable factors"),
         (dict(treated_shifts={"size": -1.0}), "positive"),
+        (dict(treated_shifts={"elongation": 0.8}), "1 or more"),
+        (dict(treated_shifts={"nucleus_size": 2.0}), "outside cells"),
     ],
 )
 def test_bad_settings_say_what_to_do(settings, message):
     with pytest.raises(InputError, match=message):
         SampleSettings(**settings)
+
+
+def test_settings_round_trip_through_a_config_dict():
+    settings = SampleSettings(n_cells=7, ndim=3, groups=("wild type", "mutant"), treated_shifts={"elongation": 1.2})
+    assert from_dict(SampleSettings, to_dict(settings)) == settings
 
 
 @pytest.mark.parametrize(
@@ -245,14 +258,16 @@ def test_layer_data_puts_groups_side_by_side_with_features():
     assert treated_labels[0] is sample.labels[1]
 
 
-@pytest.mark.parametrize("make_layers, n_image_channels", [(sample_2d_fluorescence, 3), (sample_2d_phase, 1)])
-def test_npe2_sample_commands_return_layer_tuples(make_layers, n_image_channels):
+@pytest.mark.parametrize(
+    "make_layers, n_image_channels, n_spatial",
+    [(sample_2d_fluorescence, 3, 2), (sample_2d_phase, 1, 2), (sample_3d_fluorescence, 3, 3)],
+)
+def test_npe2_sample_commands_return_layer_tuples(make_layers, n_image_channels, n_spatial):
     layers = make_layers()
-    assert len(layers) == 4
+    assert [layer_type for _, _, layer_type in layers] == ["image", "labels"] * 2
     for data, kwargs, layer_type in layers:
-        assert isinstance(kwargs, dict) and layer_type in ("image", "labels")
-        assert np.all(np.isfinite(data))
+        assert len(kwargs["scale"]) == len(kwargs["translate"]) == n_spatial
         if layer_type == "image":
-            assert data.shape[0] == n_image_channels == len(kwargs["name"])
+            assert data.ndim == n_spatial + 1 and data.shape[0] == n_image_channels == len(kwargs["name"])
         else:
-            assert len(kwargs["features"]) == data.max()
+            assert data.ndim == n_spatial and len(kwargs["features"]) == data.max()

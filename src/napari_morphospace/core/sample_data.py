@@ -93,6 +93,7 @@ CAMERA_OFFSET = 100.0
 PEAK_COUNTS = 1000.0
 _PROTRUSION_KAPPA = 20.0  # von Mises concentration: a bump about 15 degrees wide
 _N_ANGLES = 720
+MAX_NUCLEUS_SHIFT = 1.6  # keeps nucleus_size (at most 0.55 in control) below 0.9
 
 
 @dataclass
@@ -145,12 +146,18 @@ class SampleSettings:
             raise InputError(f"n_channels is {self.n_channels}; choose 1 to {len(CHANNEL_NAMES)}")
         if len(self.groups) != 2 or self.groups[0] == self.groups[1]:
             raise InputError(f"groups {self.groups!r}: give two different names, control first")
-        unknown = sorted(set(self.treated_shifts) - set(FACTOR_NAMES) | ({"orientation"} & set(self.treated_shifts)))
+        shiftable = [name for name in FACTOR_NAMES if name != "orientation"]
+        unknown = sorted(set(self.treated_shifts) - set(shiftable))
         if unknown:
-            shiftable = [f for f in FACTOR_NAMES if f != "orientation"]
             raise InputError(f"cannot shift factor(s) {', '.join(unknown)}; shiftable factors are {', '.join(shiftable)}")
         if any(v <= 0 for v in self.treated_shifts.values()):
             raise InputError(f"treated_shifts {self.treated_shifts}: multipliers must be positive")
+        # Elongation below 1 would swap the axes (and the orientation); a nucleus
+        # as large as the body would no longer sit inside the cell.
+        if self.treated_shifts.get("elongation", 1.0) < 1:
+            raise InputError("an elongation multiplier below 1 makes some cells rounder than round; use 1 or more")
+        if self.treated_shifts.get("nucleus_size", 1.0) > MAX_NUCLEUS_SHIFT:
+            raise InputError(f"a nucleus_size multiplier above {MAX_NUCLEUS_SHIFT} puts nuclei outside cells; use less")
 
 
 @dataclass
@@ -175,7 +182,7 @@ class SampleData:
 def draw_factors(n_cells: int, ndim: int, rng: np.random.Generator, shifts: dict[str, float] | None = None) -> pd.DataFrame:
     """Draw ``n_cells`` rows of factors from the control distributions, then apply ``shifts``.
 
-    The distributions are the module docstring's table; ``shifts`` multiplies
+    The distributions are listed in the module docstring; ``shifts`` multiplies
     factors by name (``n_protrusions`` is rounded back to an integer).
     """
     size_mean, size_sd, size_low, size_high = (11.5, 1.5, 8.0, 15.0) if ndim == 2 else (8.5, 1.0, 6.0, 11.0)
@@ -257,7 +264,10 @@ def _place_cells(radii: np.ndarray, side: int, margin: int, rng: np.random.Gener
     for i in np.argsort(-radii):
         low = max(margin, radii[i] + 1)
         if side - 1 - low < low:
-            raise InputError(f"image_size {side} px is too small for cells of radius {radii[i]:.0f} px; use at least {2 * int(low) + 2}")
+            raise InputError(
+                f"image_size {side} px is too small for cells of radius {radii[i]:.0f} px; "
+                f"use at least {2 * int(low) + 2}"
+            )
         candidates = rng.uniform(low, side - 1 - low, (500, 2))
         if placed:
             gaps = np.linalg.norm(candidates[:, None] - centres[placed], axis=-1) - radii[placed] - radii[i]
