@@ -20,6 +20,7 @@ mode, clip, rescale → align on the major axis → centre on a channel).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -558,9 +559,15 @@ class PreprocessPipeline:
         return pipeline
 
 
+@functools.cache
+def _signature(name: str) -> inspect.Signature:
+    """A step's signature, read once: inspecting it on every call costs as much as a small step."""
+    return inspect.signature(STEPS[name])
+
+
 def _step_parameters(name: str) -> dict[str, inspect.Parameter]:
     """The configurable keyword parameters of a step (runtime data such as the mask excluded)."""
-    parameters = inspect.signature(STEPS[name]).parameters
+    parameters = _signature(name).parameters
     return {
         key: p for key, p in parameters.items() if p.kind is p.KEYWORD_ONLY and key not in _RUNTIME_PARAMETERS
     }
@@ -632,7 +639,7 @@ def _run_step(
         kwargs.setdefault("reference_channel", reference_channel)
     if step.name in _MASK_MOVING_STEPS:
         return _MASK_MOVING_STEPS[step.name](image, mask, **kwargs)
-    if "mask" in inspect.signature(STEPS[step.name]).parameters:
+    if "mask" in _signature(step.name).parameters:
         if mask is None:
             raise InputError(f"step {step.name!r} needs the object mask; pass mask= or remove the step")
         kwargs["mask"] = mask
