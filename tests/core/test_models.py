@@ -1,0 +1,425 @@
+"""VAE architectures and objectives: shapes, depth rule, conditioning, ME-VAE latent, numerics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from napari_morphospace.core.config import from_dict, to_dict
+from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.models import (
+    MEVAE,
+    BetaTCVAE,
+    BetaVAE,
+    Condition,
+    ModelSettings,
+    StackedConditionalVAE,
+    build_model,
+    depth_for_shape,
+)
+from napari_morphospace.core.models.blocks import level_shapes, resolve_depth
+from napari_morphospace.core.models.vae import rotate_in_plane
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Small tensors run fastest on one intra-op thread (and far faster on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+MODELS = ["beta-vae", "beta-tcvae", "me-vae", "cond-vae"]
+
+
+def _settings(model: str = "beta-vae", **kwargs) -> ModelSettings:
+    defaults = {"model": model, "latent_dim": 4, "base_channels": 4, "cond_reference_channels": [0]}
+    return ModelSettings(**{**defaults, **kwargs})
+
+
+# --- adaptive depth -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("shape", "depth"), [((20, 20), 2), ((80, 80), 3), ((140, 140), 4), ((64, 64), 3)])
+def test_depth_rule_values_from_the_thesis(shape, depth):
+    assert depth_for_shape(shape) == depth
+
+
+def test_depth_rule_rounds_at_the_half():
+    # 2 + 0.356·(log2(p) − 8.64) crosses 2.5 between p = 1056 (2.49997) and p = 1057 (2.50047).
+    assert depth_for_shape((32, 33)) == 2
+    assert depth_for_shape((7, 151)) == 3
+
+
+def test_depth_rule_is_at_least_one_and_refuses_tiny_crops():
+    assert depth_for_shape((4, 4)) == 1  # the formula gives 0.35
+    with pytest.raises(InputError, match="too small"):
+        depth_for_shape((2, 2))
+
+
+def test_thin_axes_stop_being_downsampled_at_two_pixels():
+    assert depth_for_shape((8, 32, 32)) == 4
+    assert level_shapes((8, 32, 32), 4) == [(8, 32, 32), (4, 16, 16), (2, 8, 8), (2, 4, 4), (2, 2, 2)]
+    assert depth_for_shape((16, 64, 64)) == 5
+    assert level_shapes((16, 64, 64), 5)[-1] == (2, 2, 2)
+    assert level_shapes((35, 35), 2) == [(35, 35), (18, 18), (9, 9)]
+    # A two-slice stack is never halved in z but the rule still sets the depth from the pixel count.
+    assert [s[0] for s in level_shapes((2, 64, 64), depth_for_shape((2, 64, 64)))] == [2] * 5
+
+
+def test_depth_override_is_checked_against_the_crop():
+    assert resolve_depth(2, (64, 64)) == 2
+    with pytest.raises(InputError, match="at most 4"):
+        resolve_depth(5, (20, 20))
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"model": "vae"},
+        {"block": "resnet"},
+        {"objective": "elbo"},
+        {"reconstruction": "mse"},
+        {"tc_estimator": "exact"},
+        {"me_combine": "sum"},
+        {"kl_schedule": "cosine", "kl_warmup_steps": 10},
+        {"me_views": ["original", "polar"]},
+        {"me_views": ["flip", "flip"]},
+        {"latent_dim": 1},
+        {"latent_dim": 513},
+        {"objective": "reparameterised", "beta": 1.5},
+        {"model": "beta-tcvae", "objective": "reparameterised", "beta": 0.5},
+        {"kl_schedule": "linear", "kl_warmup_steps": 0},
+        {"logvar_min": 5.0, "logvar_max": 5.0},
+        {"depth": 0},
+        {"free_bits": -1.0},
+    ],
+)
+def test_settings_refuse_bad_values(kwargs):
+    with pytest.raises(InputError):
+        ModelSettings(**kwargs)
+
+
+def test_settings_edited_after_creation_are_checked_when_building():
+    settings = ModelSettings()
+    settings.reconstruction = "l1"
+    with pytest.raises(InputError, match="reconstruction"):
+        build_model(settings, (1, 20, 20))
+
+
+def test_settings_round_trip_through_config_dicts():
+    settings = ModelSettings(model="me-vae", me_views=["original", "flip"], capacity_max=25.0)
+    assert from_dict(ModelSettings, to_dict(settings)) == settings
+
+
+# --- shapes ---------------------------------------------------------------------------------
+
+
+def _run(model, x: torch.Tensor):
+    """Forward pass and loss; for the stacked model, through its target submodel."""
+    if isinstance(model, StackedConditionalVAE):
+        reference, target = model.split_channels(x)
+        out = model.target(target, Condition(reference))
+        return out, target, model.target.loss(target, out, cond=Condition(reference))
+    out = model(x)
+    return out, x, model.loss(x, out, dataset_size=100)
+
+
+SHAPES = [(20, 20), (33, 33), (64, 64), (140, 140), (8, 32, 32), (16, 64, 64)]
+
+
+@pytest.mark.parametrize("spatial", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("model_name", MODELS)
+def test_output_shape_equals_input_shape(model_name, spatial):
+    torch.manual_seed(0)
+    channel_counts = (2, 3) if model_name == "cond-vae" else (1, 2, 3)
+    for channels in channel_counts:
+        model = build_model(_settings(model_name, base_channels=2), (channels, *spatial))
+        # Batch 3: the smallest batch the β-TCVAE's stratified estimator accepts.
+        x = torch.rand(3, channels, *spatial)
+        out, target, terms = _run(model, x)
+        assert out.recon.shape == target.shape
+        assert out.mu.shape == out.logvar.shape == out.z.shape == (3, 4)
+        assert 0 <= out.recon.min() and out.recon.max() <= 1
+        assert terms["kl_per_dim"].shape == (4,) and torch.isfinite(terms["loss"])
+
+
+def test_stacked_model_needs_a_target_channel():
+    with pytest.raises(InputError, match="at least one target channel"):
+        build_model(_settings("cond-vae"), (1, 20, 20))
+    with pytest.raises(InputError, match="below 2"):
+        build_model(_settings("cond-vae", cond_reference_channels=[0, 2]), (2, 20, 20))
+
+
+def test_wrong_input_shape_is_refused_with_the_expected_shape():
+    model = build_model(_settings(), (2, 20, 20))
+    with pytest.raises(InputError, match=r"\(2, 20, 20\)"):
+        model(torch.rand(2, 1, 20, 20))
+
+
+def test_feature_layer_is_the_last_encoder_block():
+    model = build_model(_settings(depth=3), (1, 33, 33))
+    seen = []
+    handle = model.feature_layer().register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(torch.rand(2, 1, 33, 33))
+    handle.remove()
+    # Channels 4 → 8 → 16, sizes 33 → 17 → 9 → 5.
+    assert seen == [torch.Size([2, 16, 5, 5])]
+
+
+@pytest.mark.parametrize("block", ["strided", "maxpool"])
+def test_eval_mode_is_deterministic_and_decodes_the_mean(block):
+    model = build_model(_settings("me-vae", block=block), (1, 20, 20)).eval()
+    x = torch.rand(4, 1, 20, 20)
+    first, second = model(x), model(x)
+    torch.testing.assert_close(first.recon, second.recon)
+    torch.testing.assert_close(first.z, first.mu)
+
+
+# --- objectives -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_name", ["beta-vae", "me-vae"])
+def test_duplicating_the_batch_leaves_the_loss_unchanged(model_name):
+    torch.manual_seed(1)
+    model = build_model(_settings(model_name, beta=3.0), (2, 20, 20)).eval()
+    x = torch.rand(3, 2, 20, 20)
+    once = model.loss(x, model(x))
+    doubled_x = torch.cat([x, x])
+    twice = model.loss(doubled_x, model(doubled_x))
+    for key in ("loss", "rec", "kl", "kl_per_dim"):
+        torch.testing.assert_close(once[key], twice[key])
+
+
+@pytest.mark.parametrize("beta", [0.2, 0.5, 0.8])
+def test_reparameterised_gradient_is_classic_gradient_scaled_by_one_minus_beta(beta):
+    torch.manual_seed(2)
+    reparam = build_model(_settings(beta=beta, objective="reparameterised"), (1, 20, 20))
+    classic = build_model(_settings(beta=beta / (1 - beta)), (1, 20, 20))
+    classic.load_state_dict(reparam.state_dict())
+    x = torch.rand(4, 1, 20, 20)
+    torch.manual_seed(3)
+    g_reparam = torch.autograd.grad(reparam.loss(x, reparam(x))["loss"], list(reparam.parameters()))
+    torch.manual_seed(3)
+    g_classic = torch.autograd.grad(classic.loss(x, classic(x))["loss"], list(classic.parameters()))
+    a = torch.cat([g.flatten() for g in g_reparam])
+    b = torch.cat([g.flatten() for g in g_classic])
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0).item() == pytest.approx(1.0, abs=1e-5)
+    assert (a.norm() / b.norm()).item() == pytest.approx(1 - beta, rel=1e-4)
+
+
+def test_beta_vae_loss_is_rec_plus_beta_kl_re_derived():
+    torch.manual_seed(4)
+    model = build_model(_settings(beta=4.0), (1, 20, 20)).eval()
+    x = torch.rand(3, 1, 20, 20)
+    out = model(x)
+    terms = model.loss(x, out)
+    rec = 0.5 * ((out.recon - x) ** 2).sum(dim=(1, 2, 3)).mean()
+    var = out.logvar.exp()
+    kl_per_dim = (0.5 * (out.mu**2 + var - out.logvar - 1)).mean(dim=0)
+    torch.testing.assert_close(terms["rec"], rec)
+    torch.testing.assert_close(terms["kl_per_dim"], kl_per_dim)
+    torch.testing.assert_close(terms["loss"], rec + 4.0 * kl_per_dim.sum())
+
+
+def test_warmup_capacity_and_free_bits_enter_the_loss():
+    torch.manual_seed(5)
+    x = torch.rand(3, 1, 20, 20)
+    base = build_model(_settings(beta=2.0), (1, 20, 20)).eval()
+    out = base(x)
+    plain = base.loss(x, out)
+    rec, kl = plain["rec"], plain["kl"]
+    warm = build_model(_settings(beta=2.0, kl_schedule="linear", kl_warmup_steps=100), (1, 20, 20))
+    torch.testing.assert_close(warm.loss(x, out, step=25)["loss"], rec + 0.25 * 2.0 * kl)
+    capped = build_model(_settings(capacity_max=10.0, capacity_gamma=50.0, capacity_steps=100), (1, 20, 20))
+    torch.testing.assert_close(capped.loss(x, out, step=50)["loss"], rec + 50.0 * (kl - 5.0).abs())
+    free = build_model(_settings(beta=2.0, free_bits=100.0), (1, 20, 20))
+    torch.testing.assert_close(free.loss(x, out)["loss"], rec + 2.0 * 100.0 * 4)
+
+
+def test_tcvae_loss_combines_its_terms_and_needs_the_dataset_size():
+    torch.manual_seed(6)
+    model = build_model(_settings("beta-tcvae", tc_alpha=2.0, tc_beta=5.0, tc_gamma=0.5), (1, 20, 20))
+    x = torch.rand(5, 1, 20, 20)
+    out = model(x)
+    with pytest.raises(InputError, match="dataset_size"):
+        model.loss(x, out)
+    terms = model.loss(x, out, dataset_size=1000)
+    expected = terms["rec"] + 2.0 * terms["mi"] + 5.0 * terms["tc"] + 0.5 * terms["dwkl"]
+    torch.testing.assert_close(terms["loss"], expected)
+    # The analytic KL and the Monte-Carlo decomposition estimate the same quantity.
+    assert isinstance(model, BetaTCVAE)
+    assert abs((terms["mi"] + terms["tc"] + terms["dwkl"]).item() - terms["kl"].item()) < 5.0
+
+
+@pytest.mark.parametrize("model_name", ["beta-vae", "beta-tcvae", "me-vae"])
+@pytest.mark.parametrize("logvar", [-20.0, 20.0, 60.0])
+def test_finite_loss_and_gradients_at_extreme_logvar_under_bf16_autocast(model_name, logvar):
+    torch.manual_seed(7)
+    model = build_model(_settings(model_name), (1, 20, 20))
+    encoders = model.encoders if isinstance(model, MEVAE) else [model.encoder]
+    with torch.no_grad():
+        for encoder in encoders:
+            encoder.logvar.weight.zero_()
+            encoder.logvar.bias.fill_(logvar)
+    x = torch.rand(4, 1, 20, 20)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        terms = model.loss(x, out, dataset_size=100)
+    assert out.logvar.max().item() <= 20.0 + 1e-3  # clamped (ME-VAE: the combined variance shrinks by 1/K)
+    assert all(torch.isfinite(v).all() for v in terms.values())
+    assert terms["kl_per_dim"].dtype == torch.float32
+    terms["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# --- ME-VAE ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("combine", ["mean", "product"])
+def test_me_vae_combined_posterior_matches_monte_carlo_of_the_combination_rule(combine):
+    model = build_model(_settings("me-vae", me_combine=combine), (1, 20, 20))
+    g = torch.Generator().manual_seed(8)
+    parts = [(torch.randn(1, 4, generator=g), torch.randn(1, 4, generator=g) - 1) for _ in range(3)]
+    samples = [mu + torch.exp(0.5 * lv) * torch.randn(200_000, 4, generator=g) for mu, lv in parts]
+    combined = model.combine(samples)
+    mu, logvar = model.combined_posterior(parts)
+    torch.testing.assert_close(combined.mean(0, keepdim=True), mu, atol=0.02, rtol=0.02)
+    torch.testing.assert_close(combined.var(0, keepdim=True).log(), logvar, atol=0.03, rtol=0.03)
+
+
+def test_me_vae_loss_reports_each_encoder_kl_and_sums_them():
+    torch.manual_seed(9)
+    model = build_model(_settings("me-vae", beta=2.0), (1, 20, 20))
+    x = torch.rand(3, 1, 20, 20)
+    out = model(x)
+    terms = model.loss(x, out)
+    per_encoder = [0.5 * (mu**2 + lv.exp() - lv - 1).sum(1).mean() for mu, lv, _ in out.parts]
+    for k, kl in enumerate(per_encoder):
+        torch.testing.assert_close(terms[f"kl_enc{k}"], kl)
+    torch.testing.assert_close(terms["kl"], sum(per_encoder))
+    torch.testing.assert_close(terms["loss"], terms["rec"] + 2.0 * terms["kl"])
+    # Training mode decodes the mean of the three encoders' samples.
+    torch.testing.assert_close(out.z, torch.stack([z for _, _, z in out.parts]).mean(0))
+
+
+def test_me_vae_views_are_random_in_training_and_the_crop_in_eval():
+    model = build_model(_settings("me-vae"), (1, 20, 20))
+    x = torch.rand(8, 1, 20, 20)
+    torch.manual_seed(10)
+    assert not torch.equal(model.view(x, "rotation"), x)
+    model.eval()
+    for name in ("original", "rotation", "flip"):
+        assert torch.equal(model.view(x, name), x)
+
+
+def test_rotation_by_quarter_turns_matches_rot90_in_2d_and_per_slice_in_3d():
+    x2 = torch.rand(1, 1, 6, 6)
+    quarter = rotate_in_plane(x2, torch.tensor([math.pi / 2]))
+    torch.testing.assert_close(quarter, torch.rot90(x2, k=1, dims=(-2, -1)), atol=1e-5, rtol=0)
+    x3 = torch.rand(2, 1, 3, 6, 6)
+    torch.testing.assert_close(
+        rotate_in_plane(x3, torch.tensor([math.pi / 2, math.pi / 2])),
+        torch.rot90(x3, k=1, dims=(-2, -1)),
+        atol=1e-5,
+        rtol=0,
+    )
+    # Non-square crops: a half turn is a flip of both axes (no shear from the aspect ratio).
+    rect = torch.rand(1, 1, 4, 10)
+    torch.testing.assert_close(rotate_in_plane(rect, torch.tensor([math.pi])), rect.flip(-2, -1), atol=1e-5, rtol=0)
+
+
+def test_calibrated_latent_scale_is_the_sd_of_the_means():
+    model = build_model(_settings("me-vae"), (1, 20, 20))
+    torch.testing.assert_close(model.latent_scale, torch.ones(4))
+    mu = torch.tensor([[0.0, 1.0, 5.0, 2.0], [2.0, 1.0, 7.0, -2.0], [4.0, 1.0, 9.0, 0.0]])
+    model.calibrate_latent_scale(mu)
+    torch.testing.assert_close(model.latent_scale, torch.tensor([2.0, 1e-6, 2.0, 2.0]))
+    assert "latent_scale" in model.state_dict()
+    with pytest.raises(InputError):
+        model.calibrate_latent_scale(mu[:1])
+
+
+# --- stacked conditional model --------------------------------------------------------------
+
+
+def _stacked(num_labels: int = 3) -> StackedConditionalVAE:
+    torch.manual_seed(11)
+    settings = _settings("cond-vae", cond_reference_channels=[0, 2], cond_num_labels=num_labels)
+    return build_model(settings, (3, 24, 24)).eval()
+
+
+def test_stacked_model_has_an_unconditional_reference_and_a_conditional_target():
+    model = _stacked()
+    assert isinstance(model.reference, BetaVAE) and model.reference.input_shape == (2, 24, 24)
+    assert model.target.input_shape == (1, 24, 24)
+    x = torch.rand(2, 3, 24, 24)
+    reference, target = model.split_channels(x)
+    torch.testing.assert_close(reference, x[:, [0, 2]])
+    torch.testing.assert_close(target, x[:, [1]])
+    torch.testing.assert_close(model.merge_channels(reference, target), x)
+
+
+def test_conditional_target_output_changes_with_the_label_and_the_reference():
+    model = _stacked()
+    g = torch.Generator().manual_seed(12)
+    z = torch.randn(2, 4, generator=g)
+    ref_a, ref_b = torch.rand(2, 2, 24, 24, generator=g), torch.rand(2, 2, 24, 24, generator=g)
+    label_a = torch.eye(3)[[0, 0]]
+    label_b = torch.eye(3)[[2, 2]]
+    base = model.target.decode(z, Condition(ref_a, label_a))
+    assert (model.target.decode(z, Condition(ref_a, label_b)) - base).abs().max() > 1e-4
+    assert (model.target.decode(z, Condition(ref_b, label_a)) - base).abs().max() > 1e-4
+    torch.testing.assert_close(model.target.decode(z, Condition(ref_a, label_a)), base)
+    x = torch.rand(2, 1, 24, 24, generator=g)
+    mu_a, _ = model.target.encode(x, Condition(ref_a, label_a))
+    mu_b, _ = model.target.encode(x, Condition(ref_a, label_b))
+    assert (mu_a - mu_b).abs().max() > 1e-4
+
+
+def test_conditional_target_refuses_missing_or_malformed_conditions():
+    model = _stacked()
+    x = torch.rand(2, 1, 24, 24)
+    with pytest.raises(InputError, match="Condition"):
+        model.target(x)
+    with pytest.raises(InputError, match="one-hot"):
+        model.target(x, Condition(torch.rand(2, 2, 24, 24), None))
+    with pytest.raises(InputError, match="reference images"):
+        model.target(x, Condition(torch.rand(2, 1, 24, 24), torch.eye(3)[[0, 1]]))
+
+
+def test_generate_decodes_a_sampled_reference_then_the_conditioned_target():
+    model = _stacked()
+    label = torch.eye(3)[[1, 1, 1]]
+    generated = model.generate(3, label, generator=torch.Generator().manual_seed(13))
+    g = torch.Generator().manual_seed(13)
+    with torch.no_grad():
+        reference = model.reference.decode(torch.randn(3, 4, generator=g))
+        target = model.target.decode(torch.randn(3, 4, generator=g), Condition(reference, label))
+    assert generated.shape == (3, 3, 24, 24)
+    torch.testing.assert_close(generated[:, [0, 2]], reference)
+    torch.testing.assert_close(generated[:, [1]], target)
+
+
+def test_a_few_steps_of_training_lower_the_loss_of_every_model():
+    torch.manual_seed(14)
+    x = torch.rand(6, 2, 20, 20)
+    x[:, :, 5:15, 5:15] += 1.0
+    x = x / x.max()
+    for name in MODELS:
+        model = build_model(_settings(name, base_channels=8), (2, 20, 20))
+        optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+        losses = []
+        for _ in range(30):
+            out, target, terms = _run(model, x)
+            optimiser.zero_grad()
+            terms["loss"].backward()
+            optimiser.step()
+            losses.append(terms["loss"].item())
+        assert sum(losses[-5:]) < 0.8 * sum(losses[:5]), (name, losses[:5], losses[-5:])
