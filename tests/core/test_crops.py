@@ -11,6 +11,7 @@ import pytest
 
 from napari_morphospace.core.crops import (
     CropCancelled,
+    ObjectPreview,
     CropSettings,
     PatchSettings,
     concat_crop_sets,
@@ -390,3 +391,33 @@ def test_size_tuple_must_match_the_spatial_axes(image_2d, labels_2d):
 def test_dtype_normalisation_refuses_floats_outside_unit_range(labels_2d):
     with pytest.raises(InputError, match="normalise='percentiles'"):
         crops_from_labels(np.full((40, 50), 3.0), labels_2d, CropSettings(size=8, normalise="dtype"))
+
+
+def test_object_preview_gives_the_crops_of_a_full_run():
+    """The preview cuts each object exactly as the full run does, for labels, points and boxes."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 4000, size=(2, 80, 90)).astype(np.uint16)
+    labels = np.zeros((80, 90), np.uint16)
+    labels[10:20, 12:30] = 1
+    labels[50:70, 60:75] = 2
+    labels[40:42, 5:6] = 3  # 2 pixels: below min_area, skipped by a run
+    settings = CropSettings(size=24, min_area=5)
+    full = crops_from_labels(image, labels, settings, axes="CYX")
+    preview = ObjectPreview(image, labels, "labels", settings, axes="CYX")
+    assert len(preview) == 3 and preview.crop(2) is None
+    for index in range(2):
+        crop, mask, row = preview.crop(index)
+        np.testing.assert_array_equal(crop, full.images[index])
+        assert row["label_id"] == full.table["label_id"][index] and mask.sum() == full.table["area"][index]
+
+    points = np.array([[15.0, 20.0], [60.0, 66.5]])
+    full = crops_from_points(image, points, settings, axes="CYX")
+    np.testing.assert_array_equal(ObjectPreview(image, points, "points", settings, axes="CYX").crop(1)[0], full.images[1])
+    boxes = np.array([[[5, 5], [30, 40]], [[40, 50], [79, 89]]], dtype=float)
+    full = crops_from_boxes(image, boxes, settings, axes="CYX")
+    np.testing.assert_array_equal(ObjectPreview(image, boxes, "boxes", settings, axes="CYX").crop(0)[0], full.images[0])
+
+
+def test_object_preview_refuses_empty_objects():
+    with pytest.raises(InputError, match="no labels to preview"):
+        ObjectPreview(np.zeros((10, 10)), np.zeros((10, 10), np.uint8), "labels", CropSettings(size=4))

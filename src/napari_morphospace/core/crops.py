@@ -26,7 +26,7 @@ import math
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -692,25 +692,12 @@ def crops_from_points(
     """
     src = _as_source(image, axes, settings.channels, source)
     size = _spatial_size(settings.size, src.spatial_ndim)
-    points = _check_coordinates(np.asarray(points, dtype=float), src, "points", (len(src.object_shape),))
-    rounded = np.floor(points + 0.5).astype(np.int64)
-    outside = np.flatnonzero(((rounded < 0) | (rounded >= np.array(src.object_shape))).any(axis=1))
-    if outside.size:
-        raise InputError(
-            f"point {outside[0]} at {tuple(points[outside[0]])} lies outside the image of shape {src.object_shape} "
-            f"({outside.size} points outside); remove it or check the point coordinates"
-        )
+    points = _check_points(points, src)
     _set_intensity_range(src, settings.normalise, settings.percentiles)
     tally: Counter = Counter()
-
-    def crops() -> Iterator[_Crop]:
-        for index, point in enumerate(points):
-            t = int(rounded[index, 0]) if src.has_time else 0
-            start, stop = _centred_box(point[-src.spatial_ndim :], size)
-            yield _Crop(_read_crop(src, t, start, stop, tally), _row(src, group, index + 1, t, start, stop))
-
+    crops = _point_crops(src, points, range(len(points)), size, group, tally)
     return _collect(
-        crops(), len(points), "points", src, tally, settings=settings, pipeline=pipeline,
+        crops, len(points), "points", src, tally, settings=settings, pipeline=pipeline,
         spacing=_output_spacing(src.scale, size, pipeline),
         output=output, overwrite=overwrite, on_progress=on_progress, stop_event=stop_event,
     )  # fmt: skip
@@ -742,25 +729,65 @@ def crops_from_boxes(
     """
     src = _as_source(image, axes, settings.channels, source)
     size = _spatial_size(settings.size, src.spatial_ndim)
-    boxes = _check_coordinates(np.asarray(boxes, dtype=float), src, "boxes", (2, len(src.object_shape)))
-    lows, highs = np.floor(boxes.min(axis=1)).astype(np.int64), np.ceil(boxes.max(axis=1)).astype(np.int64)
-    spatial_lows, spatial_highs = lows[:, -src.spatial_ndim :], highs[:, -src.spatial_ndim :]
-    for index in range(len(boxes)):
-        _check_box(index, boxes[index], spatial_lows[index], spatial_highs[index], src)
+    boxes = _check_boxes(boxes, src)
     _set_intensity_range(src, settings.normalise, settings.percentiles)
     tally: Counter = Counter()
-
-    def crops() -> Iterator[_Crop]:
-        for index in range(len(boxes)):
-            t = int(np.floor(boxes[index, 0, 0] + 0.5)) if src.has_time else 0
-            start, stop = _aspect_box(spatial_lows[index], spatial_highs[index], size)
-            image, _ = _resize(_read_crop(src, t, start, stop, tally), None, size)
-            yield _Crop(image, _row(src, group, index + 1, t, start, stop))
-
+    crops = _box_crops(src, boxes, range(len(boxes)), size, group, tally)
     return _collect(
-        crops(), len(boxes), "boxes", src, tally, settings=settings, pipeline=pipeline, spacing=(),
+        crops, len(boxes), "boxes", src, tally, settings=settings, pipeline=pipeline, spacing=(),
         output=output, overwrite=overwrite, on_progress=on_progress, stop_event=stop_event,
     )  # fmt: skip
+
+
+def _check_points(points: Any, src: _Source) -> np.ndarray:
+    """Points as a float array ``(N, [t,] [z,] y, x)``, refusing points outside the image."""
+    points = _check_coordinates(np.asarray(points, dtype=float), src, "points", (len(src.object_shape),))
+    rounded = np.floor(points + 0.5).astype(np.int64)
+    outside = np.flatnonzero(((rounded < 0) | (rounded >= np.array(src.object_shape))).any(axis=1))
+    if outside.size:
+        raise InputError(
+            f"point {outside[0]} at {tuple(points[outside[0]])} lies outside the image of shape {src.object_shape} "
+            f"({outside.size} points outside); remove it or check the point coordinates"
+        )
+    return points
+
+
+def _point_crops(
+    src: _Source, points: np.ndarray, indices: Iterable[int], size: tuple[int, ...], group: str, tally: Counter
+) -> Iterator[_Crop]:
+    """The fixed box around each point of ``indices``."""
+    for index in indices:
+        point = points[index]
+        t = int(np.floor(point[0] + 0.5)) if src.has_time else 0
+        start, stop = _centred_box(point[-src.spatial_ndim :], size)
+        yield _Crop(_read_crop(src, t, start, stop, tally), _row(src, group, index + 1, t, start, stop))
+
+
+def _check_boxes(boxes: Any, src: _Source) -> np.ndarray:
+    """Boxes as a float array ``(N, 2, [t,] [z,] y, x)``, refusing empty, time-spanning or outside boxes."""
+    boxes = _check_coordinates(np.asarray(boxes, dtype=float), src, "boxes", (2, len(src.object_shape)))
+    for index in range(len(boxes)):
+        low, high = _box_corners(boxes[index], src)
+        _check_box(index, boxes[index], low, high, src)
+    return boxes
+
+
+def _box_corners(box: np.ndarray, src: _Source) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial low and high corners of one box, rounded outwards (high exclusive)."""
+    low = np.floor(box.min(axis=0)).astype(np.int64)[-src.spatial_ndim :]
+    high = np.ceil(box.max(axis=0)).astype(np.int64)[-src.spatial_ndim :]
+    return low, high
+
+
+def _box_crops(
+    src: _Source, boxes: np.ndarray, indices: Iterable[int], size: tuple[int, ...], group: str, tally: Counter
+) -> Iterator[_Crop]:
+    """Each box of ``indices`` widened to the aspect ratio of ``size`` and resized to it."""
+    for index in indices:
+        t = int(np.floor(boxes[index, 0, 0] + 0.5)) if src.has_time else 0
+        start, stop = _aspect_box(*_box_corners(boxes[index], src), size)
+        image, _ = _resize(_read_crop(src, t, start, stop, tally), None, size)
+        yield _Crop(image, _row(src, group, index + 1, t, start, stop))
 
 
 def _check_coordinates(values: np.ndarray, src: _Source, what: str, item_shape: tuple[int, ...]) -> np.ndarray:
@@ -875,3 +902,77 @@ __all__ = [
     "crops_from_points",
     "patch_grid",
 ]
+
+
+# --------------------------------------------------------------------------- live preview
+
+
+class ObjectPreview:
+    """One object's crop at a time, exactly as a full run would cut it, for the widget's live preview.
+
+    The expensive part of a run, the source's intensity range, is computed
+    once here; each :meth:`crop` then reads only one box, so the preview can
+    follow every parameter change.
+
+    Parameters
+    ----------
+    image : Stack or array
+        As in :func:`crops_from_labels`.
+    objects : array
+        Labels ``[T,] [Z,] Y, X`` for ``kind="labels"``, points ``(N, ndim)``
+        for ``"points"``, boxes ``(N, 2, ndim)`` for ``"boxes"``.
+    kind : {"labels", "points", "boxes"}
+    settings : CropSettings
+    axes : str, optional
+        Axes of an array ``image``.
+    """
+
+    def __init__(
+        self,
+        image: Stack | Any,
+        objects: Any,
+        kind: Literal["labels", "points", "boxes"],
+        settings: CropSettings,
+        *,
+        axes: str | None = None,
+        group: str = "",
+        source: str = "",
+    ) -> None:
+        self.kind, self.settings, self.group = kind, settings, group
+        self._src = _as_source(image, axes, settings.channels, source)
+        self._size = _spatial_size(settings.size, self._src.spatial_ndim)
+        if kind == "labels":
+            self._objects = _check_labels(objects, self._src)
+            self._items: list[Any] = [
+                (t, label_id, slices) for t in range(self._objects.shape[0]) for label_id, slices in _find_objects(self._objects[t])
+            ]  # fmt: skip
+        elif kind == "points":
+            self._objects = _check_points(objects, self._src)
+            self._items = list(range(len(self._objects)))
+        elif kind == "boxes":
+            self._objects = _check_boxes(objects, self._src)
+            self._items = list(range(len(self._objects)))
+        else:
+            raise InputError(f"unknown object kind {kind!r}; choose 'labels', 'points' or 'boxes'")
+        if not self._items:
+            raise InputError(f"there are no {kind} to preview; add objects to the layer first")
+        _set_intensity_range(self._src, settings.normalise, settings.percentiles)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self._src.channel_names)
+
+    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]] | None:
+        """``(crop, mask, row)`` of object ``index`` before any pipeline, or None when a run would skip it."""
+        tally: Counter = Counter()
+        if self.kind == "labels":
+            crops = _label_crops(self._src, self._objects, [self._items[index]], self.settings, self._size, self.group, tally)
+        elif self.kind == "points":
+            crops = _point_crops(self._src, self._objects, [index], self._size, self.group, tally)
+        else:
+            crops = _box_crops(self._src, self._objects, [index], self._size, self.group, tally)
+        crop = next(crops)
+        return None if crop is None else (crop.image, crop.mask, crop.row)
