@@ -253,6 +253,13 @@ def test_non_finite_pixels_are_replaced_per_channel():
     assert np.allclose(out, [[[0.2, 0.2], [0.8, 0.8]], [[0.1, 0.1], [0.3, 0.3]]])
 
 
+def test_extreme_float_ranges_are_rescaled_without_overflow():
+    image = np.array([[[-3e38, 3e38], [0.0, 1.5e38]]], np.float32)
+    assert np.allclose(pp.as_float_image(image), [[[0, 1], [0.5, 0.75]]])
+    huge = np.array([[[-1e300, 1e300], [0.0, np.nan]]])  # beyond float32: rescaled before the cast
+    assert np.allclose(pp.as_float_image(huge), [[[0, 1], [0.5, 0]]])
+
+
 def test_integer_images_are_scaled_by_dtype_maximum():
     assert pp.as_float_image(np.full((1, 2, 2), 65535, np.uint16)).max() == 1.0
     assert pp.as_float_image(np.full((1, 2, 2), 51, np.uint8))[0, 0, 0] == pytest.approx(0.2)
@@ -271,6 +278,9 @@ def test_integer_images_are_scaled_by_dtype_maximum():
         (lambda: pp.normalize_percentile(np.zeros((1, 4, 4)), low=50, high=10), "low < high"),
         (lambda: pp.subtract_mode(np.zeros((1, 4, 4)), bins=1), "bins"),
         (lambda: pp.clahe(np.zeros((1, 4, 4)), kernel_size=(2, 2, 2)), "one per spatial axis"),
+        (lambda: pp.clahe(np.zeros((1, 4, 4)), clip_limit="0.1"), "clip_limit must be a number"),
+        (lambda: pp.to_grayscale(np.zeros((3, 4, 4)), weights=[1, "g", 1]), "must be a number"),
+        (lambda: pp.center_on_channel(np.zeros((1, 4, 4)), reference_channel="0"), "an integer"),
     ],
 )
 def test_bad_input_is_refused_with_a_helpful_message(call, message):
@@ -377,7 +387,7 @@ def images(draw_, channels=st.integers(1, 3)):
     dtype = draw_(st.sampled_from([np.uint8, np.uint16, np.float32]))
     spatial = tuple(draw_(st.lists(st.integers(1, 6), min_size=2, max_size=3)))
     shape = (draw_(channels), *spatial)
-    kind = draw_(st.sampled_from(["random", "constant", "zeros", "wide"]))
+    kind = draw_(st.sampled_from(["random", "constant", "zeros", "wide", "extreme"]))
     seed = draw_(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
     if kind == "random":
@@ -386,8 +396,10 @@ def images(draw_, channels=st.integers(1, 3)):
         image = np.full(shape, rng.random())
     elif kind == "zeros":
         image = np.zeros(shape)
-    else:
+    elif kind == "wide":
         image = rng.normal(0, 1e4, shape)
+    else:
+        image = rng.uniform(-3e38, 3e38, shape)  # near the float32 limits: differences overflow
     if dtype is np.float32:
         image = image.astype(np.float32)
         if draw_(st.booleans()):
