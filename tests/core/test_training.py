@@ -1,0 +1,249 @@
+"""The training engine: split, stop, resume, NaN guard, messages, and that training actually learns."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from skimage.draw import ellipse
+from skimage.metrics import structural_similarity
+
+from napari_morphospace.core.data import CropSet
+from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.models import BetaVAE, ModelSettings
+from napari_morphospace.core.training import (
+    ReconstructionPreview,
+    TrainFailed,
+    TrainFinished,
+    TrainingDiverged,
+    TrainSettings,
+    TrainUpdate,
+    augment_batch,
+    split_crops,
+    train,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models train many times faster on one thread than on threads competing for 2 shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def ellipse_crop_set(n: int = 48, size: int = 16, channels: int = 1, n_sources: int = 4, seed: int = 0) -> CropSet:
+    """Two populations: small and large bright ellipses at random angles, alternating, over ``n_sources`` images."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, channels, size, size), np.float32)
+    rows = []
+    for i in range(n):
+        large = i % 2 == 1
+        radii = (size * 0.4, size * 0.28) if large else (size * 0.2, size * 0.14)
+        rr, cc = ellipse(size / 2 + rng.uniform(-1, 1), size / 2 + rng.uniform(-1, 1), *radii,
+                         shape=(size, size), rotation=rng.uniform(0, np.pi))
+        for c in range(channels):
+            images[i, c][rr, cc] = 0.9 - 0.3 * c
+        rows.append({"crop_id": i, "source": f"image{i % n_sources}.tif", "label_id": i + 1, "t": 0,
+                     "group": "large" if large else "small", "annotation": "",
+                     "y_start": 0, "y_stop": size, "x_start": 0, "x_stop": size})
+    return CropSet(images, pd.DataFrame(rows), [f"ch{c}" for c in range(channels)], (1.0, 1.0), {"steps": []})
+
+
+def small_model(**overrides) -> ModelSettings:
+    return ModelSettings(**{"model": "beta-vae", "latent_dim": 4, "base_channels": 8, **overrides})
+
+
+def settings(tmp_path, **overrides) -> TrainSettings:
+    values = {"epochs": 2, "batch_size": 8, "accelerator": "cpu", "checkpoint_dir": str(tmp_path / "ckpt"),
+              "augment_flips": False, "augment_rot90": False}
+    return TrainSettings(**{**values, **overrides})
+
+
+def last_state(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+# ---------------------------------------------------------------- settings and split
+
+
+def test_split_by_source_keeps_every_source_on_one_side():
+    table = ellipse_crop_set(n=50, n_sources=5).table
+    split = split_crops(table, val_fraction=0.2, method="source", seed=3)
+    train_sources = set(table.source.iloc[split.train])
+    val_sources = set(table.source.iloc[split.val])
+    assert train_sources.isdisjoint(val_sources)
+    assert sorted(np.concatenate([split.train, split.val])) == list(range(50))
+    assert len(split.val) == 10  # 5 sources of 10 crops: exactly one source reaches 20 %
+    assert split.method == "source" and split.note is None
+
+
+def test_split_with_one_source_falls_back_to_random_and_says_why():
+    table = ellipse_crop_set(n=20, n_sources=1).table
+    split = split_crops(table, val_fraction=0.25, method="source", seed=0)
+    assert split.method == "random"
+    assert "one source" in split.note and "random" in split.note
+    assert len(split.val) == 5 and len(set(split.train) | set(split.val)) == 20
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [("batch_size", 2, "at least 3"), ("val_fraction", 1.0, "between 0 and 1"), ("learning_rate", 0.0, "positive"),
+     ("early_stopping_patience", 0, "at least 1"), ("devices", "many", "'auto'")],
+)
+def test_bad_settings_are_refused_with_the_field_named(field, value, words):
+    with pytest.raises(InputError, match=field) as err:
+        TrainSettings(**{field: value})
+    assert words in str(err.value)
+
+
+def test_float16_on_cpu_is_refused_before_training(tmp_path):
+    with pytest.raises(InputError, match="16-mixed.*GPU"):
+        train(ellipse_crop_set(), small_model(), settings(tmp_path, precision="16-mixed"))
+
+
+def test_too_few_crops_for_a_batch_is_refused(tmp_path):
+    with pytest.raises(InputError, match="fewer than one batch"):
+        train(ellipse_crop_set(n=12), small_model(), settings(tmp_path, batch_size=16))
+
+
+def test_augmentation_only_reorients_crops():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    torch.manual_seed(0)
+    out = augment_batch(x, flips=True, rot90=True, small_rotations=False)
+    for original, moved in zip(x, out):
+        views = [torch.rot90(v, k, dims=(-2, -1)) for v in (original, original.flip(-1)) for k in range(4)]
+        assert any(torch.equal(moved, v) for v in views)  # one of the 8 symmetries of the square, all channels alike
+    rotated = augment_batch(x, flips=False, rot90=False, small_rotations=True)
+    assert rotated.shape == x.shape and not torch.equal(rotated, x)
+
+
+# ---------------------------------------------------------------- learning
+
+
+def test_training_lowers_validation_loss_and_reconstructs_held_out_crops(tmp_path):
+    crop_set = ellipse_crop_set(n=96, size=16)
+    messages = []
+    result = train(crop_set, small_model(latent_dim=4, beta=1.0),
+                   settings(tmp_path, epochs=12, learning_rate=3e-3, preview_every_n_epochs=4),
+                   on_update=messages.append)
+    val_losses = [row["val_loss"] for row in result.history]
+    assert len(val_losses) == 12
+    assert min(val_losses) < 0.6 * val_losses[0]
+    assert result.best_val_loss == pytest.approx(min(val_losses), rel=1e-5)
+    # Held-out crops (the validation sources) come back recognisably: SSIM against the truth.
+    split = split_crops(crop_set.table, val_fraction=0.2, method="source", seed=0)
+    val_idx = split.val
+    with torch.no_grad():
+        recon = result.model(torch.from_numpy(crop_set.images[val_idx])).recon.numpy()
+    ssim = np.mean([structural_similarity(crop_set.images[i, 0], recon[k, 0], data_range=1.0)
+                    for k, i in enumerate(val_idx)])
+    print(f"held-out SSIM: {ssim:.3f}; val loss {val_losses[0]:.1f} -> {min(val_losses):.1f}")
+    assert ssim > 0.5
+    previews = [m for m in messages if isinstance(m, ReconstructionPreview)]
+    assert [p.epoch for p in previews] == [3, 7, 11]
+    assert previews[0].originals.shape == previews[0].reconstructions.shape == (4, 1, 16, 16)
+    epoch_updates = [m for m in messages if isinstance(m, TrainUpdate) and m.val_losses is not None]
+    assert len(epoch_updates) == 12 and len(epoch_updates[0].kl_per_dim) == 4
+    assert epoch_updates[-1].step == epoch_updates[-1].total_steps == 12 * (len(split.train) // 8)
+    assert isinstance(messages[-1], TrainFinished) and not messages[-1].stopped_by_user
+
+
+# ---------------------------------------------------------------- stop, resume, NaN guard
+
+
+class StopAfter:
+    """A stop flag that reads as set from its ``n``-th check on (the engine checks once per step)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.checks = n, 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks >= self.n
+
+
+def test_stop_takes_effect_within_one_step_and_leaves_a_usable_checkpoint(tmp_path):
+    messages = []
+    result = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=5),
+                   stop_event=StopAfter(3), on_update=messages.append)
+    checkpoint = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 3
+    assert result.stopped_by_user and not result.stopped_early
+    assert isinstance(messages[-1], TrainFinished) and messages[-1].stopped_by_user
+    model = BetaVAE(small_model(), (1, 16, 16))
+    model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()})
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_resumed_training_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    crop_set = ellipse_crop_set()
+    flips = {"augment_flips": True, "augment_rot90": True}
+    straight = train(crop_set, small_model(), settings(tmp_path / "a", epochs=4, **flips))
+    first = train(crop_set, small_model(), settings(tmp_path / "b", epochs=2, **flips))
+    resumed = train(crop_set, small_model(), settings(tmp_path / "b", epochs=4, **flips),
+                    resume_from=first.last_checkpoint)
+    a, b = last_state(straight.last_checkpoint), last_state(resumed.last_checkpoint)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert [row["epoch"] for row in resumed.history] == [0, 1, 2, 3]  # history survives the resume
+    assert resumed.history[3]["val_loss"] == pytest.approx(straight.history[3]["val_loss"], rel=1e-5)
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_weights(tmp_path, monkeypatch):
+    real_loss = BetaVAE.loss
+
+    def loss_with_nan_at_step_5(self, x, out, **kwargs):
+        terms = real_loss(self, x, out, **kwargs)
+        if self.training and kwargs.get("step") == 5:
+            terms["loss"] = terms["loss"] * math.nan
+        return terms
+
+    monkeypatch.setattr(BetaVAE, "loss", loss_with_nan_at_step_5)
+    messages = []
+    with pytest.raises(TrainingDiverged, match="non-finite.*step 5") as err:
+        train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=3), on_update=messages.append)
+    assert "learning rate" in str(err.value) and "gradient_clip_val" in str(err.value)
+    assert isinstance(messages[-1], TrainFailed) and "step 5" in messages[-1].message
+    kept = last_state(err.value.last_checkpoint)
+    assert all(torch.isfinite(v).all() for v in kept.values())
+    # Known answer: the kept weights are exactly those of the same run stopped after its five good steps.
+    monkeypatch.undo()
+    stopped = train(ellipse_crop_set(), small_model(), settings(tmp_path / "stopped", epochs=3),
+                    stop_event=StopAfter(5))
+    reference = last_state(stopped.last_checkpoint)
+    for name in reference:
+        torch.testing.assert_close(kept[name], reference[name], rtol=0, atol=0, msg=name)
+
+
+# ---------------------------------------------------------------- other models
+
+
+def test_conditional_model_trains_reference_then_target_with_labels(tmp_path):
+    crop_set = ellipse_crop_set(n=32, channels=2)
+    model_settings = small_model(model="cond-vae", cond_reference_channels=[0])
+    result = train(crop_set, model_settings, settings(tmp_path, epochs=1, label_column="group"))
+    assert result.model_settings.cond_num_labels == 2 and result.label_classes == ["large", "small"]
+    assert len(result.history) == 2  # one epoch per stage
+    assert "target" in result.best_checkpoint
+    reference_ckpt = last_state(tmp_path / "ckpt" / "reference" / "last.ckpt")
+    target_ckpt = last_state(result.last_checkpoint)
+    # The target stage leaves the reference weights as the reference stage trained them.
+    name = next(k for k in reference_ckpt if k.startswith("model.reference.") and k.endswith("weight"))
+    torch.testing.assert_close(reference_ckpt[name], target_ckpt[name])
+
+
+def test_me_vae_latent_scale_is_calibrated_after_training(tmp_path):
+    result = train(ellipse_crop_set(n=32), small_model(model="me-vae"), settings(tmp_path, epochs=1))
+    scale = result.model.latent_scale
+    assert not torch.allclose(scale, torch.ones_like(scale))
+    with torch.no_grad():
+        crop_set = ellipse_crop_set(n=32)
+        split = split_crops(crop_set.table, val_fraction=0.2, method="source", seed=0)
+        mu = result.model.encode(torch.from_numpy(crop_set.images[split.train]))[0]
+    torch.testing.assert_close(scale, mu.std(dim=0).clamp(min=1e-6))
