@@ -124,6 +124,19 @@ def test_center_leaves_all_zero_reference_unchanged():
     assert np.array_equal(pp.center_on_channel(image, reference_channel=0), image)
 
 
+def test_statistical_cell_pipeline_end_to_end():
+    # Cell (channel 0) tilted 30 degrees and off-centre on a 0.2 background; nucleus (channel 1) inside it.
+    cell = np.roll(tilted_ellipse((121, 121), 30.0, (12, 30)), (-10, 8), axis=(0, 1))
+    nucleus = gaussian_blob((121, 121), (50.0, 70.0), sigma=3.0)
+    image = np.stack([0.2 + 0.6 * cell, 0.2 + 0.6 * nucleus]).astype(np.float32)
+    out = pp.apply_pipeline(image, pp.statistical_cell_pipeline(), mask=cell, reference_channel=1)
+    assert out.shape == image.shape
+    assert angle_from_x(out[0] > 0.5) == pytest.approx(0.0, abs=3.0)
+    assert np.allclose(ndimage.center_of_mass(out[1]), (60.0, 60.0), atol=0.5)
+    # The 0.2 background (the mode) is subtracted: only the cell (with an interpolated rim) stays above 0.05.
+    assert cell.sum() <= np.count_nonzero(out[0] > 0.05) < 1.3 * cell.sum()
+
+
 # --------------------------------------------------------------------------- intensity steps
 
 
