@@ -1,0 +1,154 @@
+"""Embed crops with a trained model: one row of posterior means and log-variances per crop.
+
+The crop set may be one the model never saw, e.g. drug-treated cells embedded
+with a model trained on controls (as in the Statistical Cell drug study): the
+encoder is applied as is, in eval mode, so the new cells land in the same
+latent space as the training cells.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .bundle import Bundle, check_compatible
+from .data import CropDataset, CropSet
+from .errors import InputError
+from .models import Condition, StackedConditionalVAE
+from .training import StopFlag
+
+
+def embed(
+    model_or_bundle: torch.nn.Module | Bundle,
+    crop_set: CropSet,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    label_column: str | None = None,
+    label_classes: list[Any] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    stop_event: StopFlag | None = None,
+) -> pd.DataFrame:
+    """Posterior means and log-variances of every crop, as a table keyed by ``crop_id``.
+
+    Parameters
+    ----------
+    model_or_bundle : MorphoVAE, StackedConditionalVAE or Bundle
+        A bundle is first checked against the crop set (channels, crop shape)
+        and supplies ``label_column``/``label_classes`` of its training.
+    crop_set : CropSet
+        Crops ``(N, C, [Z,] Y, X)`` float32 in [0, 1]; zarr-backed sets are
+        read one batch at a time, never in full.
+    batch_size : int
+    device : str or torch.device
+        Where to run the encoder (e.g. "cuda:0").
+    label_column, label_classes : optional
+        Conditional model only: the crop-table column with the structure or
+        condition label and its values in one-hot order, as in training.
+    on_progress : callable, optional
+        Called with ``(crops done, crops total)`` after every batch.
+    stop_event : object with ``is_set()``, optional
+        Checked before every batch; when set, embedding stops and returns
+        the rows done so far.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``crop_id, mu_0..mu_{D-1}, logvar_0..logvar_{D-1}``, then the crop
+        table's other columns, one row per crop in crop-set order. For the
+        conditional model (``cond-vae``) the latents are the target encoder's,
+        conditioned on the crop's reference channels and label (the
+        reference model's own latents come from passing ``model.reference``
+        and a crop set of the reference channels).
+
+    Notes
+    -----
+    The model runs in eval mode without gradients: BatchNorm uses its running
+    statistics and ``mu`` is deterministic (the ME-VAE uses the untransformed
+    crop for every view), so the same crop always gets the same row.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size is {batch_size}; use at least 1")
+    model = model_or_bundle
+    if isinstance(model_or_bundle, Bundle):
+        check_compatible(model_or_bundle, crop_set)
+        model = model_or_bundle.model
+        label_column = label_column or model_or_bundle.config.get("train_settings", {}).get("label_column")
+        label_classes = label_classes or model_or_bundle.label_classes
+    encode = _encoder(model, crop_set, label_column, label_classes)
+    dataset = CropDataset(crop_set)
+    loader = DataLoader(dataset, batch_size=batch_size)
+    model.to(device).eval()
+    mus, logvars = [], []
+    done = 0
+    with torch.no_grad():
+        for images in loader:
+            if stop_event is not None and stop_event.is_set():
+                break
+            mu, logvar = encode(images.to(device), slice(done, done + len(images)))
+            mus.append(mu.float().cpu().numpy())
+            logvars.append(logvar.float().cpu().numpy())
+            done += len(images)
+            if on_progress is not None:
+                on_progress(done, len(dataset))
+    return _latent_table(crop_set.table.iloc[:done], mus, logvars, int(model.settings.latent_dim))
+
+
+def _encoder(model: torch.nn.Module, crop_set: CropSet, label_column: str | None,
+             label_classes: list[Any] | None) -> Callable[[torch.Tensor, slice], tuple[torch.Tensor, torch.Tensor]]:
+    """A function ``(images, rows) -> (mu, logvar)`` for this kind of model."""
+    if not isinstance(model, StackedConditionalVAE):
+        return lambda images, rows: model.encode(images)
+    num_labels = model.settings.cond_num_labels
+    codes = _label_codes(crop_set, label_column, label_classes, num_labels) if num_labels else None
+
+    def encode_target(images: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        reference, target = model.split_channels(images)
+        label = None
+        if codes is not None:
+            label = F.one_hot(torch.from_numpy(codes[rows]).to(images.device), num_labels).to(images.dtype)
+        return model.target.encode(target, Condition(reference, label))
+
+    return encode_target
+
+
+def _label_codes(crop_set: CropSet, label_column: str | None, label_classes: list[Any] | None,
+                 num_labels: int) -> np.ndarray:
+    """One-hot positions of each crop's label, using the training order of the classes."""
+    if label_column is None or not label_classes:
+        raise InputError(
+            f"this conditional model needs each crop's label ({num_labels} classes); "
+            "pass label_column and label_classes, or embed with the model's bundle"
+        )
+    if label_column not in crop_set.table.columns:
+        raise InputError(f"the crop table has no column {label_column!r}, which the model was trained with")
+    position = {value: i for i, value in enumerate(label_classes)}
+    values = crop_set.table[label_column].tolist()
+    unknown = sorted({str(v) for v in values if v not in position})
+    if unknown:
+        raise InputError(
+            f"column {label_column!r} has value(s) {', '.join(unknown)} the model was not trained with; "
+            f"it knows {', '.join(map(str, label_classes))}"
+        )
+    return np.array([position[v] for v in values], dtype=np.int64)
+
+
+def _latent_table(table: pd.DataFrame, mus: list[np.ndarray], logvars: list[np.ndarray], dim: int) -> pd.DataFrame:
+    """``crop_id``, ``mu_*``, ``logvar_*``, then the crop table's other columns."""
+    mu = np.concatenate(mus) if mus else np.zeros((0, dim), np.float32)
+    logvar = np.concatenate(logvars) if logvars else np.zeros((0, dim), np.float32)
+    latents = pd.DataFrame(
+        np.concatenate([mu, logvar], axis=1),
+        columns=[f"mu_{i}" for i in range(dim)] + [f"logvar_{i}" for i in range(dim)],
+    )
+    table = table.reset_index(drop=True)
+    others = table.drop(columns=["crop_id"])
+    return pd.concat([table[["crop_id"]], latents, others], axis=1)
+
+
+__all__ = ["embed"]
