@@ -113,6 +113,18 @@ class TrainSettings:
             raise InputError(f"training.devices is {self.devices!r}; use 'auto', a device count or a list of device ids")
 
 
+@dataclass
+class TrainConfig:
+    """A whole training configuration: the ``model:`` and ``training:`` sections of a YAML file.
+
+    The Train widget saves one with ``core.config.save_config`` and
+    ``morphospace train --config`` reads it with ``load_config``.
+    """
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    training: TrainSettings = field(default_factory=TrainSettings)
+
+
 # ---------------------------------------------------------------- messages
 
 
@@ -179,7 +191,9 @@ class TrainResult:
 
     ``model_settings`` are the settings the model was built with (for the
     conditional model ``cond_num_labels`` is filled in from the label column);
-    ``label_classes`` are that column's values in one-hot order.
+    ``label_classes`` are that column's values in one-hot order. Under DDP
+    every process returns a result; only the one with ``is_global_zero``
+    should write files.
     """
 
     model: torch.nn.Module
@@ -194,6 +208,7 @@ class TrainResult:
     checkpoint_dir: str
     train_size: int
     val_size: int
+    is_global_zero: bool = True
     notes: list[str] = field(default_factory=list)
 
 
@@ -655,7 +670,8 @@ def train(
         best_checkpoint=final["best"], last_checkpoint=final["last"], best_val_loss=final["best_val_loss"],
         stopped_early=any(o["stopped_early"] for o in outcomes),
         stopped_by_user=any(o["stopped_by_user"] for o in outcomes),
-        checkpoint_dir=str(checkpoint_dir), train_size=len(split.train), val_size=len(split.val), notes=notes,
+        checkpoint_dir=str(checkpoint_dir), train_size=len(split.train), val_size=len(split.val),
+        is_global_zero=final["is_global_zero"], notes=notes,
     )
     if on_update is not None:
         on_update(TrainFinished(result.best_checkpoint, result.best_val_loss, result.stopped_early,
@@ -724,6 +740,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         "best_val_loss": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
         "stopped_early": bool(early is not None and early.stopped_epoch > 0),
         "stopped_by_user": reporter.stopped_by_user,
+        "is_global_zero": trainer.is_global_zero,
     }
 
 

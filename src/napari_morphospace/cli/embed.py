@@ -1,0 +1,70 @@
+"""``morphospace embed``: latent coordinates of every crop of a crop set, from a model bundle.
+
+Works on crop sets the model never saw (e.g. treated cells embedded with a
+model trained on controls), as long as the crops have the model's channels and
+size. Writes CSV or Parquet (by the ``--out`` suffix) atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.bundle import load_bundle
+from ..core.config import atomic_write_text
+from ..core.data import load_crop_set
+from ..core.embed import embed
+from ..core.errors import InputError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "embed",
+        help="write the latent coordinates of every crop",
+        description="Encode every crop of a crop set with a trained model bundle and write one row per crop: "
+        "crop_id, mu_0..mu_{D-1}, logvar_0..logvar_{D-1} and the crop table's columns.",
+    )
+    parser.add_argument("--model", type=Path, required=True, help="model bundle folder (from 'morphospace train')")
+    parser.add_argument("--crops", type=Path, required=True, help="crop-set folder")
+    parser.add_argument("--out", type=Path, required=True, help="output table: .csv or .parquet")
+    parser.add_argument("--batch-size", type=int, default=256, help="crops encoded at once")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda:0, mps")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.set_defaults(run=run)
+
+
+def write_table(table: pd.DataFrame, path: Path, *, overwrite: bool) -> None:
+    """Write CSV or Parquet so readers never see a half-written file."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputError(f"--out {path} must end in .csv or .parquet")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; choose another --out or pass --overwrite")
+    if suffix == ".csv":
+        atomic_write_text(path, table.to_csv(index=False))
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.overwrite:
+        raise InputError(f"{args.out} already exists; choose another --out or pass --overwrite")
+    bundle = load_bundle(args.model, map_location=args.device)
+    crop_set = load_crop_set(args.crops)
+    table = embed(bundle, crop_set, batch_size=args.batch_size, device=args.device)
+    write_table(table, args.out, overwrite=args.overwrite)
+    print(f"{len(table)} crops embedded in {bundle.latent_dim} dimensions; written to {args.out}", file=sys.stderr)
+    return 0
