@@ -6,6 +6,9 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from napari_morphospace.core.config import from_dict, to_dict
 from napari_morphospace.core.errors import InputError
@@ -148,6 +151,28 @@ def test_output_shape_equals_input_shape(model_name, spatial):
         assert out.mu.shape == out.logvar.shape == out.z.shape == (3, 4)
         assert 0 <= out.recon.min() and out.recon.max() <= 1
         assert terms["kl_per_dim"].shape == (4,) and torch.isfinite(terms["loss"])
+
+
+@given(
+    y=st.integers(3, 70),
+    x=st.integers(3, 70),
+    block=st.sampled_from(["strided", "maxpool"]),
+    reconstruction=st.sampled_from(["sse", "bce"]),
+)
+@hypothesis_settings(max_examples=25, deadline=None)
+def test_any_2d_size_and_block_decodes_to_the_input_shape(y, x, block, reconstruction):
+    model = build_model(_settings(block=block, base_channels=2, reconstruction=reconstruction), (1, y, x))
+    image = torch.rand(2, 1, y, x)
+    out = model(image)
+    assert out.recon.shape == image.shape
+    assert torch.isfinite(model.loss(image, out)["loss"])
+
+
+@pytest.mark.parametrize("spatial", [(33, 33), (8, 32, 32), (5, 35, 21)], ids=lambda s: "x".join(map(str, s)))
+def test_maxpool_blocks_decode_to_the_input_shape_in_2d_and_3d(spatial):
+    model = build_model(_settings("me-vae", block="maxpool", base_channels=2), (2, *spatial))
+    x = torch.rand(2, 2, *spatial)
+    assert model(x).recon.shape == x.shape
 
 
 def test_stacked_model_needs_a_target_channel():
