@@ -206,3 +206,22 @@ def test_placement_needs_the_bounding_box():
         place_in_source(np.zeros((2, 4, 4)), {"y_start": 0, "y_stop": 4, "x_start": 0, "x_stop": 4})
     with pytest.raises(InputError, match="empty"):
         place_in_source(np.zeros((4, 4)), {"y_start": 4, "y_stop": 4, "x_start": 0, "x_stop": 4})
+
+
+@pytest.mark.parametrize(
+    "model_name, shape", [("beta-vae", (1, 28, 20)), ("beta-vae", (2, 10, 16, 12)), ("me-vae", (1, 24, 24))]
+)
+def test_real_models_give_batch_independent_maps_of_the_input_shape(model_name, shape):
+    from napari_morphospace.core.models import ModelSettings, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelSettings(model=model_name, latent_dim=4, base_channels=4, depth=2), shape)
+    x = torch.rand(3, *shape)
+    model.train()
+    with torch.no_grad():
+        model(x)  # BatchNorm running statistics differ from their initial values
+    both = [gradcam_encoder(model, x, 2, sign=s) for s in (1, -1)]
+    assert both[0].shape == (3, *shape[1:])
+    assert all(np.isfinite(cam).all() for cam in both) and max(cam.max() for cam in both) == pytest.approx(1.0)
+    alone = gradcam_encoder(model, x[2:], 2)
+    np.testing.assert_allclose(both[0][2], alone[0], atol=1e-5)

@@ -172,3 +172,33 @@ def test_latent_decoder_reports_decode_errors():
     with pytest.raises(RuntimeError, match="stopped after an error"):
         silent.request(np.zeros(4))
     silent.close()
+
+
+def test_real_models_traverse_in_2d_and_3d_and_decode_live():
+    from napari_morphospace.core.models import ModelSettings, build_model
+
+    torch.manual_seed(0)
+    for shape in [(2, 24, 24), (1, 12, 16, 16)]:
+        model = build_model(ModelSettings(latent_dim=4, base_channels=4, depth=2), shape)
+        grid = traversal_grid(model, [0, 3], n_steps=3)
+        assert grid.shape == (2, 3, *shape)
+        assert 0.0 <= grid.min() and grid.max() <= 1.0
+        assert not np.allclose(grid[0, 0], grid[0, 2])  # the walked dimension changes the decode
+
+    received = threading.Event()
+    with LatentDecoder(model, lambda z, image: received.set() if image.shape == shape else None) as decoder:
+        decoder.request(np.ones(4))
+        assert received.wait(10.0)
+
+
+def test_conditional_target_model_reuses_one_cells_condition_for_every_step():
+    from napari_morphospace.core.models import Condition, ModelSettings, build_model
+
+    torch.manual_seed(0)
+    settings = ModelSettings(model="cond-vae", latent_dim=3, base_channels=4, depth=2, cond_reference_channels=[0])
+    stacked = build_model(settings, (2, 16, 16))
+    reference = torch.rand(1, 1, 16, 16)
+    images = traverse(stacked.target, 1, n_steps=4, cond=Condition(reference))
+    assert images.shape == (4, 1, 16, 16)
+    single = traverse(stacked.target, 1, values=[1.0], cond=Condition(reference))
+    np.testing.assert_allclose(single[0], images[2], atol=1e-6)  # linspace(-3, 3, 4)[2] == 1

@@ -79,15 +79,33 @@ def latent_vector(model: torch.nn.Module, start: Any) -> np.ndarray:
     return vector
 
 
+def broadcast_condition(cond: Any, n: int) -> Any:
+    """Repeat a condition given for one cell (batch 1) over ``n`` latents.
+
+    One reference image (and label) then serves a whole traversal of the
+    conditional model. Tensors, and tuples of tensors such as
+    ``models.Condition``, are expanded along their first axis; a condition
+    that already has batch ``n`` is returned unchanged.
+    """
+    if torch.is_tensor(cond):
+        return cond.expand(n, *cond.shape[1:]) if cond.shape[0] == 1 else cond
+    if isinstance(cond, tuple):
+        parts = [None if part is None else broadcast_condition(part, n) for part in cond]
+        return type(cond)(*parts) if hasattr(cond, "_fields") else tuple(parts)
+    return cond
+
+
 def decode_latents(model: torch.nn.Module, z: np.ndarray, *, cond: Any = None) -> np.ndarray:
     """Decode latent vectors ``z`` (N, D) to images (N, C, [Z,] Y, X), float32, in eval mode without gradients.
 
-    ``cond`` is passed to ``model.decode`` unchanged (conditional models); it is
-    left out of the call when None so that unconditional modules need no such argument.
+    ``cond`` (conditional models) is passed to ``model.decode``, repeated over
+    the N latents when it is given for one cell (:func:`broadcast_condition`);
+    it is left out of the call when None so that unconditional modules need no
+    such argument.
     """
     with evaluating(model), torch.no_grad():
         tensor = torch.as_tensor(np.asarray(z, dtype=np.float32), device=model_device(model))
-        images = model.decode(tensor) if cond is None else model.decode(tensor, cond=cond)
+        images = model.decode(tensor) if cond is None else model.decode(tensor, cond=broadcast_condition(cond, len(tensor)))
     return images.detach().cpu().numpy().astype(np.float32, copy=False)
 
 
@@ -128,7 +146,8 @@ def traverse(
     n_steps : int
         Number of values when ``values`` is omitted.
     cond : optional
-        Condition passed to ``model.decode`` (conditional models only).
+        Condition passed to ``model.decode`` (conditional models only), for
+        one cell (batch 1, repeated over the steps) or one per step.
 
     Returns
     -------
