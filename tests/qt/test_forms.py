@@ -59,3 +59,17 @@ def test_invalid_values_are_refused_like_a_config_file(qtbot):
     form.size.value = 2
     with pytest.raises(InputError, match="at least 8"):
         read_form(form, Checked())
+
+
+def test_sizes_are_typed_as_one_number_or_one_per_axis(qtbot):
+    @dataclass
+    class Sized:
+        size: int | tuple[int, ...] = 64
+
+    form = settings_form(Sized())
+    assert read_form(form, Sized()).size == 64
+    form.size.value = "16, 48, 48"
+    assert read_form(form, Sized()).size == (16, 48, 48)
+    form.size.value = "big"
+    with pytest.raises(InputError, match="size"):
+        read_form(form, Sized())

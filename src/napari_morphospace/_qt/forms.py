@@ -12,7 +12,7 @@ import dataclasses
 import types
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from magicgui.widgets import CheckBox, Container, Widget, create_widget
+from magicgui.widgets import CheckBox, Container, LineEdit, Widget, create_widget
 
 from ..core.config import from_dict, to_dict
 
@@ -30,7 +30,26 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def _field_widget(name: str, annotation: Any, value: Any, options: dict[str, Any]) -> Widget:
+def _is_size(annotation: Any) -> bool:
+    """True for ``int | tuple[int, ...]``: one size for every axis, or one per axis."""
+    return get_origin(annotation) in (Union, types.UnionType) and set(get_args(annotation)) == {int, tuple[int, ...]}
+
+
+def _parse_size(text: str) -> int | list[int]:
+    """``"64"`` -> 64, ``"16, 64, 64"`` -> [16, 64, 64]; anything else is left for the checks to refuse."""
+    parts = [p.strip() for p in text.replace("x", ",").replace("×", ",").split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        return text  # from_dict names the field and says what it expected
+    return values[0] if len(values) == 1 else values
+
+
+def field_widget(name: str, annotation: Any, value: Any, options: dict[str, Any]) -> Widget:
+    """The editor of one setting; optional settings get an on/off box, sizes a text field ("64" or "16, 64, 64")."""
+    if _is_size(annotation):
+        text = str(value) if isinstance(value, int) else ", ".join(map(str, value))
+        return LineEdit(value=text, name=name, label=_label(name), tooltip="one size for every axis, or Z, Y, X")
     inner = _optional_inner(annotation)
     if inner is None:
         return create_widget(value=value, annotation=annotation, name=name, label=_label(name), options=options)
@@ -55,7 +74,7 @@ def settings_form(
     """
     hints = get_type_hints(type(settings))
     widgets = [
-        _field_widget(f.name, hints[f.name], getattr(settings, f.name), (options or {}).get(f.name, {}))
+        field_widget(f.name, hints[f.name], getattr(settings, f.name), (options or {}).get(f.name, {}))
         for f in dataclasses.fields(settings)
         if f.name not in hide
     ]
@@ -68,9 +87,12 @@ def read_form(form: Container, settings: Any) -> Any:
     Fields not in the form keep their values from ``settings``.
     """
     values = to_dict(settings)
+    hints = get_type_hints(type(settings))
     for widget in form:
         if isinstance(widget, Container) and widget.name in values and "enabled" in [w.name for w in widget]:
             values[widget.name] = widget["value"].value if widget["enabled"].value else None
+        elif isinstance(widget, LineEdit) and _is_size(hints.get(widget.name)):
+            values[widget.name] = _parse_size(widget.value)
         elif widget.name in values:
             values[widget.name] = _plain(widget.value)
     return from_dict(type(settings), values)

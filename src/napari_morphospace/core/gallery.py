@@ -38,7 +38,7 @@ def crop_montage(crops: np.ndarray, *, n_columns: int | None = None, padding: in
     columns = n_columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))
     padded = np.pad(pictures, ((0, 0), (padding, padding), (padding, padding), (0, 0)), constant_values=255)
-    return montage(padded, grid_shape=(rows, columns), channel_axis=-1, fill=255).astype(np.uint8)
+    return montage(padded, grid_shape=(rows, columns), channel_axis=-1, fill=(255, 255, 255)).astype(np.uint8)
 
 
 def gallery_figure(images: np.ndarray, groups: list[str], *, per_group: int = 8, seed: int = 0) -> Figure:

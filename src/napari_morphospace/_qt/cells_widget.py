@@ -1,0 +1,625 @@
+"""The "Cells" widget: choose sources, crop and preprocessing settings, preview, build a crop set.
+
+All computing is in :mod:`napari_morphospace.core.crops` and
+:mod:`napari_morphospace.core.preprocess`; this widget reads layers and
+settings, shows the live preview, and runs the build in a background worker
+that sends typed messages back.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+import dask.array as da
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, PushButton, Widget, create_widget
+from napari.layers import Image, Labels, Points, Shapes
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QImage, QPixmap
+from superqt import QCollapsible
+from qtpy.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.crops import (
+    CropCancelled,
+    CropSettings,
+    ObjectPreview,
+    PatchSettings,
+    crops_from_boxes,
+    crops_from_labels,
+    crops_from_points,
+    patch_grid,
+)
+from ..core.data import CropSet, concat_crop_sets, save_crop_set
+from ..core.errors import InputError
+from ..core.gallery import composite_rgb, crop_montage
+from ..core.preprocess import STEPS, PreprocessPipeline, PreprocessStep, apply_pipeline
+from .forms import field_widget, read_form, settings_form
+from .session import session_for
+from .workers import messages_from
+
+ObjectKind = Literal["labels", "points", "shapes", "patches"]
+OBJECT_LAYER_TYPES = {"labels": Labels, "points": Points, "shapes": Shapes}
+
+#: Steps in the order the editor applies them. It covers both published
+#: pipelines (macrophage: grayscale, CLAHE, sharpen, resize, min-max;
+#: Statistical Cell: subtract mode, align, centre); a config file may order
+#: steps freely.
+STEP_ORDER = (
+    "to_grayscale", "subtract_mode", "clahe", "unsharp_mask", "align_major_axis", "center_on_channel",
+    "mask_object", "resize", "normalize_percentile", "normalize_minmax",
+)  # fmt: skip
+PRESETS = {
+    "none": (),
+    "macrophage study": ("to_grayscale", "clahe", "unsharp_mask", "resize", "normalize_minmax"),
+    "Statistical Cell": ("subtract_mode", "align_major_axis", "center_on_channel"),
+}
+PREVIEW_PX = 150
+
+
+@dataclass
+class Source:
+    """One row of the sources table: objects layer, its channel layers, their axes, a group."""
+
+    objects: str
+    channels: list[str]
+    axes: str
+    group: str
+    use: bool = True
+
+
+@dataclass
+class CropProgress:
+    """Sent by the build worker after each object."""
+
+    source: str
+    done: int
+    total: int
+
+
+@dataclass
+class BuildWarnings:
+    """Warnings the builders raised (skipped or cut objects, NaN pixels), for a notification."""
+
+    messages: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- reading layers
+
+
+def layer_axes(layer: Image) -> str:
+    """Axes of an image layer without channels: the reader's metadata, else guessed from ndim."""
+    axes = layer.metadata.get("axes") if isinstance(layer.metadata, dict) else None
+    if isinstance(axes, str) and len(axes.replace("C", "")) == layer.ndim:
+        return axes.replace("C", "")
+    return {2: "YX", 3: "ZYX", 4: "TZYX"}.get(layer.ndim, "")
+
+
+def _group_name(layer: Any) -> str:
+    group = layer.metadata.get("group") if isinstance(layer.metadata, dict) else None
+    return str(group) if group else layer.name.split(" ")[0]
+
+
+def find_sources(layers: Any, kind: ObjectKind) -> list[Source]:
+    """Pair every objects layer of ``kind`` with the image layers that belong to it.
+
+    An image belongs to a Labels layer when it has the same shape; among
+    those, images from the same source file, group or name prefix are
+    preferred, so "control membrane" and "control nucleus" pair with
+    "control cells". Points and Shapes pair with images of the same
+    dimensionality the same way. For a patch grid each group of images is a source.
+    """
+    images = [layer for layer in layers if isinstance(layer, Image) and not layer.rgb and not layer.multiscale]
+    if kind == "patches":
+        groups: dict[str, list[Image]] = {}
+        for image in images:
+            groups.setdefault(_group_name(image), []).append(image)
+        return [Source("", [i.name for i in members], layer_axes(members[0]), group) for group, members in groups.items()]
+    sources = []
+    for layer in layers:
+        if not isinstance(layer, OBJECT_LAYER_TYPES[kind]):
+            continue
+        if kind == "labels":
+            candidates = [i for i in images if i.data.shape == layer.data.shape]
+        else:
+            candidates = [i for i in images if i.ndim == layer.ndim]
+        group = _group_name(layer)
+        preferred = [i for i in candidates if _group_name(i) == group] or candidates
+        axes = layer_axes(preferred[0]) if preferred else ""
+        sources.append(Source(layer.name, [i.name for i in preferred], axes, group))
+    return sources
+
+
+def source_image(layers: Any, source: Source) -> tuple[Any, str]:
+    """The channel layers of ``source`` stacked as ``(C, ...)`` (lazily when any is dask) and the axes."""
+    if not source.channels:
+        raise InputError(f"source {source.objects or source.group!r} has no image layers; name them in the Channels column")
+    missing = [name for name in source.channels if name not in layers]
+    if missing:
+        raise InputError(f"no image layer named {', '.join(map(repr, missing))}; check the Channels column")
+    arrays = [layers[name].data for name in source.channels]
+    shapes = {tuple(a.shape) for a in arrays}
+    if len(shapes) > 1:
+        raise InputError(f"the channel layers of {source.group!r} have different shapes {sorted(shapes)}; choose layers of one image")
+    if len(source.axes) != arrays[0].ndim:
+        raise InputError(
+            f"axes {source.axes!r} do not fit image layers with {arrays[0].ndim} dimensions; "
+            "write one letter from TZYX per dimension in the Axes column"
+        )
+    stack = da.stack if any(isinstance(a, da.Array) for a in arrays) else np.stack
+    return stack(arrays), "C" + source.axes
+
+
+def _to_image_coordinates(coords: np.ndarray, objects_layer: Any, image_layer: Image) -> np.ndarray:
+    """Map coordinates from an objects layer's data space to an image layer's (scale and translate)."""
+    world = coords * np.asarray(objects_layer.scale) + np.asarray(objects_layer.translate)
+    return (world - np.asarray(image_layer.translate)) / np.asarray(image_layer.scale)
+
+
+def source_objects(layers: Any, source: Source, kind: ObjectKind) -> tuple[Any, str]:
+    """The objects of ``source`` in the image's pixel coordinates, and the builder kind to use."""
+    layer = layers[source.objects]
+    if kind == "labels":
+        return np.asarray(layer.data), "labels"
+    image_layer = layers[source.channels[0]]
+    if kind == "points":
+        return _to_image_coordinates(np.asarray(layer.data, dtype=float), layer, image_layer), "points"
+    if len(layer.data) == 0:
+        raise InputError(f"the Shapes layer {layer.name!r} has no shapes; draw rectangles around cells first")
+    boxes = [np.stack([np.min(s, axis=0), np.max(s, axis=0)]) for s in layer.data]
+    return _to_image_coordinates(np.asarray(boxes, dtype=float), layer, image_layer), "boxes"
+
+
+# --------------------------------------------------------------------------- the preprocessing editor
+
+
+def _step_value_widget(name: str, annotation: Any, default: Any, crop_size: tuple[int, ...]) -> Widget:
+    """An editor for one step parameter; sequences become fixed-length tuples of their default."""
+    if name == "shape":
+        return create_widget(value=tuple(crop_size), name=name, label=name)
+    if isinstance(default, tuple):
+        return create_widget(value=default, name=name, label=name)
+    if default is None:
+        return field_widget(name, int | None, None, {"min": 1, "max": 4096})
+    options: dict[str, Any] = {}
+    if isinstance(default, float):
+        options = {"min": 0.0, "max": 1000.0, "step": 0.005 if default < 0.1 else 0.1}
+    elif isinstance(default, int):
+        options = {"min": 0, "max": 100000}
+    return create_widget(value=default, annotation=type(default), name=name, label=name.replace("_", " "), options=options)
+
+
+class StepEditor(Container):
+    """Check boxes for the preprocessing steps in :data:`STEP_ORDER`, each with its parameters."""
+
+    def __init__(self, crop_size: tuple[int, ...] = (64, 64)) -> None:
+        super().__init__(labels=False)
+        self.margins = (0, 0, 0, 0)
+        self._params: dict[str, Container] = {}
+        self._checks: dict[str, CheckBox] = {}
+        for step in STEP_ORDER:
+            function = STEPS[step]
+            hints = get_type_hints(function)
+            widgets = [
+                _step_value_widget(key, hints.get(key), p.default if p.default is not p.empty else None, crop_size)
+                for key, p in inspect.signature(function).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and key != "mask"
+            ]
+            check = CheckBox(value=False, text=step.replace("_", " "), name=step)
+            params = Container(widgets=widgets, name=f"{step}_params", visible=False)
+            params.margins = (16, 0, 0, 0)
+            check.changed.connect(lambda on, params=params: setattr(params, "visible", on))
+            self._checks[step], self._params[step] = check, params
+            self.extend([check, params])
+
+    def pipeline(self) -> PreprocessPipeline:
+        """The checked steps with their parameters, validated like a config file."""
+        steps = []
+        for step, check in self._checks.items():
+            if check.value:
+                params = {}
+                for widget in self._params[step]:
+                    if isinstance(widget, Container):  # an optional value with its on/off box
+                        params[widget.name] = widget["value"].value if widget["enabled"].value else None
+                    else:
+                        value = widget.value
+                        params[widget.name] = list(value) if isinstance(value, tuple) else value
+                steps.append(PreprocessStep(step, {k: v for k, v in params.items() if v is not None}))
+        return PreprocessPipeline.from_dict(PreprocessPipeline(steps).to_dict())
+
+    def set_steps(self, names: tuple[str, ...]) -> None:
+        for step, check in self._checks.items():
+            check.value = step in names
+
+    def set_resize_shape(self, shape: tuple[int, ...]) -> None:
+        self._params["resize"]["shape"].value = tuple(shape)
+
+
+# --------------------------------------------------------------------------- the widget
+
+
+def _pixmap(picture: np.ndarray, size: int = PREVIEW_PX) -> QPixmap:
+    picture = np.ascontiguousarray(picture)
+    height, width = picture.shape[:2]
+    qimage = QImage(picture.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(qimage.copy()).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio)
+
+
+class CellsWidget(QWidget):
+    """Crop single cells from image layers, with a live preview of the preprocessing."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.crop_set: CropSet | None = None
+        self._worker: Any = None
+        self._stop_event = threading.Event()
+        self._preview_cache: tuple[Any, ObjectPreview] | None = None
+        self._progress_source: str | None = None
+
+        self.kind = ComboBox(choices=list(get_args(ObjectKind)), value="labels", label="objects")
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["use", "objects", "channels", "axes", "group"])
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        for column in (0, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMaximumHeight(130)
+        self.crop_form = settings_form(CropSettings(), hide=("channels",), options={"size": {"min": 4, "max": 1024}})
+        self.patch_form = settings_form(PatchSettings(), hide=("channels",), options={"patch_size": {"min": 4, "max": 4096}})
+        self.patch_form.visible = False
+        self.preset = ComboBox(choices=list(PRESETS), value="none", label="preset")
+        self.steps = StepEditor((64, 64))
+
+        self.object_index = QSpinBox()
+        self.before, self.after, self.preview_info = QLabel(), QLabel(), QLabel()
+        for label in (self.before, self.after):
+            label.setFixedSize(PREVIEW_PX, PREVIEW_PX)
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            label.setStyleSheet("background: black;")
+        self.gallery = QLabel("Build a crop set to see a gallery of crops.")
+        self.gallery.setWordWrap(True)
+        self.output = FileEdit(mode="d", label="save to", value="")
+        self.build_button = PushButton(text="Build crop set")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        self._layout()
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(60)
+        self._preview_timer.timeout.connect(self.update_preview)
+        self._connect()
+        self.refresh_sources()
+
+    # ----------------------------------------------------------------- layout and signals
+
+    def _layout(self) -> None:
+        sources = QGroupBox("Sources")
+        box = QVBoxLayout(sources)
+        box.addWidget(self.kind.native)
+        box.addWidget(self.table)
+        preview = QGroupBox("Preview")
+        grid = QGridLayout(preview)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("object"))
+        row.addWidget(self.object_index)
+        row.addStretch()
+        grid.addLayout(row, 0, 0, 1, 2)
+        grid.addWidget(QLabel("before"), 1, 0)
+        grid.addWidget(QLabel("after"), 1, 1)
+        grid.addWidget(self.before, 2, 0)
+        grid.addWidget(self.after, 2, 1)
+        grid.addWidget(self.preview_info, 3, 0, 1, 2)
+        crop = QCollapsible("Crop settings")
+        crop.addWidget(self.crop_form.native)
+        crop.addWidget(self.patch_form.native)
+        crop.expand(animate=False)
+        preprocessing = QCollapsible("Preprocessing")
+        preprocessing.addWidget(self.preset.native)
+        preprocessing.addWidget(self.steps.native)
+        preprocessing.expand(animate=False)
+        build = QGroupBox("Crop set")
+        box = QVBoxLayout(build)
+        box.addWidget(self.output.native)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.build_button.native)
+        buttons.addWidget(self.cancel_button.native)
+        box.addLayout(buttons)
+        box.addWidget(self.status)
+        box.addWidget(self.gallery)
+
+        content = QWidget()
+        column = QVBoxLayout(content)
+        for section in (sources, preview, crop, preprocessing, build):
+            column.addWidget(section)
+        column.addStretch()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(400)
+
+    def _connect(self) -> None:
+        self.kind.changed.connect(self._on_kind_changed)
+        self.table.itemChanged.connect(self._schedule_preview)
+        self.table.currentCellChanged.connect(self._schedule_preview)
+        self.crop_form.changed.connect(self._on_crop_settings_changed)
+        self.patch_form.changed.connect(self._schedule_preview)
+        self.preset.changed.connect(self._on_preset)
+        self.steps.changed.connect(self._schedule_preview)
+        self.object_index.valueChanged.connect(self._schedule_preview)
+        self.build_button.clicked.connect(self.build)
+        self.cancel_button.clicked.connect(self.cancel)
+        events = self.viewer.layers.events
+        events.inserted.connect(self.refresh_sources)
+        events.removed.connect(self.refresh_sources)
+
+    def _on_kind_changed(self) -> None:
+        patches = self.kind.value == "patches"
+        self.patch_form.visible = patches
+        self.crop_form.visible = not patches
+        self.refresh_sources()
+
+    def _on_crop_settings_changed(self) -> None:
+        try:
+            size = read_form(self.crop_form, CropSettings()).size
+        except InputError:
+            return
+        ndim = 3 if any(len(s.axes.replace("T", "")) == 3 for s in self.sources()) else 2
+        self.steps.set_resize_shape((size,) * ndim if isinstance(size, int) else tuple(size))
+        self._schedule_preview()
+
+    def _on_preset(self) -> None:
+        self.steps.set_steps(PRESETS[self.preset.value])
+
+    def _schedule_preview(self, *_: Any) -> None:
+        self._preview_timer.start()
+
+    # ----------------------------------------------------------------- sources table
+
+    def refresh_sources(self, *_: Any) -> None:
+        """Rebuild the sources table from the viewer's layers, keeping edited groups."""
+        edited = {s.objects or s.group: s.group for s in self.sources()}
+        found = find_sources(self.viewer.layers, self.kind.value)
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(found))
+        for row, source in enumerate(found):
+            use = QTableWidgetItem()
+            use.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
+            use.setCheckState(Qt.CheckState.Checked)
+            objects = QTableWidgetItem(source.objects or "(patch grid)")
+            objects.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+            group = edited.get(source.objects or source.group, source.group)
+            for column, item in enumerate(
+                [use, objects, QTableWidgetItem(", ".join(source.channels)), QTableWidgetItem(source.axes), QTableWidgetItem(group)]
+            ):
+                self.table.setItem(row, column, item)
+        self.table.blockSignals(False)
+        if found and self.table.currentRow() < 0:
+            self.table.setCurrentCell(0, 2)
+        self._preview_cache = None
+        self._schedule_preview()
+
+    def sources(self) -> list[Source]:
+        """The rows of the sources table as :class:`Source` (unchecked rows have ``use=False``)."""
+        rows = []
+        for row in range(self.table.rowCount()):
+            items = [self.table.item(row, column) for column in range(5)]
+            if any(item is None for item in items):
+                continue
+            objects = items[1].text()
+            rows.append(
+                Source(
+                    objects="" if objects == "(patch grid)" else objects,
+                    channels=[c.strip() for c in items[2].text().split(",") if c.strip()],
+                    axes=items[3].text().strip().upper(),
+                    group=items[4].text().strip(),
+                    use=items[0].checkState() == Qt.CheckState.Checked,
+                )
+            )
+        return rows
+
+    def set_group(self, row: int, group: str) -> None:
+        """Name the condition of source ``row`` (as editing the table cell does)."""
+        self.table.item(row, 4).setText(group)
+
+    # ----------------------------------------------------------------- preview
+
+    def _preview_source(self) -> Source | None:
+        sources = self.sources()
+        if not sources:
+            return None
+        row = self.table.currentRow()
+        return sources[row] if 0 <= row < len(sources) else sources[0]
+
+    def _object_preview(self, source: Source) -> ObjectPreview:
+        settings = read_form(self.crop_form, CropSettings())
+        key = (source.objects, tuple(source.channels), source.axes, repr(settings))
+        if self._preview_cache is None or self._preview_cache[0] != key:
+            image, axes = source_image(self.viewer.layers, source)
+            objects, kind = source_objects(self.viewer.layers, source, self.kind.value)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._preview_cache = (key, ObjectPreview(image, objects, kind, settings, axes=axes, group=source.group))
+        return self._preview_cache[1]
+
+    def update_preview(self) -> None:
+        """Show the current object's crop before and after the preprocessing steps."""
+        source = self._preview_source()
+        if source is None or self.kind.value == "patches":
+            self.preview_info.setText("No preview for a patch grid." if source else "Add an image and a Labels layer.")
+            return
+        started = time.perf_counter()
+        try:
+            preview = self._object_preview(source)
+            self.object_index.setMaximum(len(preview) - 1)
+            result = preview.crop(min(self.object_index.value(), len(preview) - 1))
+            if result is None:
+                self.preview_info.setText("This object is skipped (smaller than min area).")
+                return
+            crop, mask, row = result
+            after = apply_pipeline(crop, self.steps.pipeline(), mask=mask)
+        except InputError as err:
+            self.preview_info.setText(f"⚠ {err}")
+            return
+        self.before.setPixmap(_pixmap(composite_rgb(crop)))
+        self.after.setPixmap(_pixmap(composite_rgb(after)))
+        elapsed = (time.perf_counter() - started) * 1000
+        shape = "×".join(str(s) for s in after.shape[1:])
+        self.preview_info.setText(
+            f"{source.group}: object {row['label_id']} of {len(preview)}, t={row['t']}; {shape}, {elapsed:.0f} ms"
+        )
+
+    # ----------------------------------------------------------------- building
+
+    def build(self) -> None:
+        """Build the crop set of every checked source in a background worker."""
+        try:
+            plan = self._build_plan()
+        except InputError as err:
+            show_error(str(err))
+            return
+        self._stop_event = threading.Event()
+        output = self._output_folder()
+        self.build_button.enabled, self.cancel_button.enabled = False, True
+        self.status.setText("Building…")
+        bar = progress(total=0, desc="Building crop set")
+        self._progress_source = None
+        worker = _build_worker(plan, self._stop_event, output)
+        worker.yielded.connect(lambda message: self._on_message(message, bar))
+        worker.returned.connect(self._on_built)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: self._on_finished(bar))
+        self._worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop the build; takes effect before the next object and writes nothing."""
+        self._stop_event.set()
+        self.status.setText("Cancelling…")
+
+    def _output_folder(self) -> Path | None:
+        value = str(self.output.value)
+        return Path(value) if value not in ("", ".") else None
+
+    def _build_plan(self) -> list[dict[str, Any]]:
+        """What each checked source needs, read on the GUI thread; the worker only computes."""
+        sources = [s for s in self.sources() if s.use]
+        if not sources:
+            raise InputError("no source is checked; add an image with a Labels layer (or points/boxes) and check it")
+        kind = self.kind.value
+        settings = read_form(self.patch_form if kind == "patches" else self.crop_form, PatchSettings() if kind == "patches" else CropSettings())
+        pipeline = self.steps.pipeline()
+        plan = []
+        for source in sources:
+            image, axes = source_image(self.viewer.layers, source)
+            objects, builder = (None, "patches") if kind == "patches" else source_objects(self.viewer.layers, source, kind)
+            plan.append(
+                dict(image=image, axes=axes, objects=objects, builder=builder, settings=settings,
+                     pipeline=pipeline if pipeline.steps else None, group=source.group,
+                     source=source.objects or source.channels[0])  # fmt: skip
+            )
+        return plan
+
+    def _on_message(self, message: Any, bar: progress) -> None:
+        if isinstance(message, CropProgress):
+            if message.source != self._progress_source:
+                self._progress_source, bar.n, bar.total = message.source, 0, message.total
+                bar.set_description(f"Cropping {message.source}")
+            bar.update(message.done - bar.n)
+            self.status.setText(f"{message.source}: {message.done}/{message.total}")
+        elif isinstance(message, BuildWarnings) and message.messages:
+            show_warning("\n".join(message.messages))
+
+    def _on_built(self, crop_set: CropSet | None) -> None:
+        if crop_set is None:
+            self.status.setText("Cancelled: no crop set was made.")
+            return
+        self.crop_set = crop_set
+        self.session.crop_set = crop_set
+        counts = crop_set.table["group"].value_counts().to_dict()
+        shape = "×".join(str(s) for s in crop_set.images.shape[1:])
+        text = f"{len(crop_set)} crops ({shape}): " + ", ".join(f"{g} {n}" for g, n in counts.items())
+        output = self._output_folder()
+        self.status.setText(text + (f"; saved to {output}" if output else ""))
+        show_info(f"Crop set ready: {text}")
+        self._show_gallery(crop_set)
+
+    def _show_gallery(self, crop_set: CropSet, n: int = 24) -> None:
+        chosen = np.linspace(0, len(crop_set) - 1, min(n, len(crop_set))).astype(int)
+        picture = crop_montage(np.stack([np.asarray(crop_set.images[i]) for i in chosen]), n_columns=6)
+        self.gallery.setPixmap(_pixmap(picture, size=340))
+
+    def _on_error(self, error: Exception) -> None:
+        if isinstance(error, InputError):
+            self.status.setText(f"⚠ {error}")
+            show_error(str(error))
+        else:
+            self.status.setText(f"Unexpected error: {error!r}")
+            show_error(f"Building the crop set failed unexpectedly: {error!r}")
+
+    def _on_finished(self, bar: progress) -> None:
+        bar.close()
+        self.build_button.enabled, self.cancel_button.enabled = True, False
+        self._worker = None
+
+
+BUILDERS = {"labels": crops_from_labels, "points": crops_from_points, "boxes": crops_from_boxes}
+
+
+def build_crop_set(plan: list[dict[str, Any]], stop_event: threading.Event, output: Path | None, send: Any) -> CropSet:
+    """Crop every source of ``plan`` and join them; runs off the GUI thread."""
+    parts = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for item in plan:
+            def on_progress(done: int, total: int, name: str = item["source"]) -> None:
+                send(CropProgress(name, done, total))
+
+            common = dict(pipeline=item["pipeline"], group=item["group"], source=item["source"], axes=item["axes"],
+                          on_progress=on_progress, stop_event=stop_event)  # fmt: skip
+            if item["builder"] == "patches":
+                parts.append(patch_grid(item["image"], item["settings"], **common))
+            else:
+                parts.append(BUILDERS[item["builder"]](item["image"], item["objects"], item["settings"], **common))
+    send(BuildWarnings([str(w.message) for w in caught]))
+    crop_set = concat_crop_sets(parts)
+    if output is not None:
+        save_crop_set(crop_set, output)
+    return crop_set
+
+
+@thread_worker
+def _build_worker(plan: list[dict[str, Any]], stop_event: threading.Event, output: Path | None):
+    """Yield progress messages; return the crop set, or None when cancelled."""
+    try:
+        return (yield from messages_from(lambda send: build_crop_set(plan, stop_event, output, send)))
+    except CropCancelled:
+        return None
