@@ -93,6 +93,10 @@ def test_picker_returns_nearest_point_within_radius():
     assert picker.nearest((0.9, 1.2), radius=0.5) == 1
     assert picker.nearest((3.0, 3.0), radius=0.5) is None
     assert picker.nearest((4.0, 4.0), radius=2.0) == 2
+    # per-axis radius (axes in different units): an ellipse, not a circle
+    wide = PointPicker(np.array([[0.0, 0.0], [100.0, 1.0]]))
+    assert wide.nearest((60.0, 0.9), radius=(50.0, 0.5)) == 1
+    assert wide.nearest((60.0, 0.0), radius=(50.0, 0.5)) is None
 
 
 def test_named_selections_union_and_intersection():

@@ -155,3 +155,28 @@ def test_layer_without_features_is_refused(widget):
     widget.viewer.add_labels(np.zeros((20, 20), np.uint8), name="bare")
     with pytest.raises(InputError, match="no features"):
         widget.set_sources(["bare"])
+
+
+def _canvas_pixel(widget, x, y):
+    """Canvas pixel position of a data position, through the same vispy transforms the widget uses."""
+    transform = widget.plot.canvas.scene.node_transform(widget.plot.view.scene)
+    return tuple(transform.imap([x, y, 0, 1])[:2])
+
+
+def test_canvas_click_picks_the_point_under_the_cursor_and_lasso_selects(widget):
+    canvas = widget.plot.canvas
+    canvas.size = (400, 400)  # the test viewer is never shown: give the canvas a real size
+    canvas.render()  # lays out the axes and the view
+    widget.plot.fit(widget._positions)
+    pixel = _canvas_pixel(widget, 2.0, 0.0)  # row 3: lapse label 3 at t=1
+    canvas.events.mouse_press(pos=pixel, button=1, modifiers=())
+    canvas.events.mouse_release(pos=pixel, button=1, modifiers=())
+    assert widget.selected_rows.tolist() == [3]
+    assert widget.viewer.dims.current_step[0] == 1  # the click also moved the viewer to its frame
+    widget.tool_combo.setCurrentText("lasso")
+    corners = [_canvas_pixel(widget, x, y) for x, y in [(-1.5, -1.5), (0.5, -1.5), (0.5, 0.5), (-1.5, 0.5)]]
+    press = canvas.events.mouse_press(pos=corners[0], button=1, modifiers=())
+    for corner in corners[1:]:
+        canvas.events.mouse_move(pos=corner, button=1, modifiers=(), press_event=press)
+    canvas.events.mouse_release(pos=corners[-1], button=1, modifiers=())
+    assert widget.selected_rows.tolist() == [0, 2, 5]

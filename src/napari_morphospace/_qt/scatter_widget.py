@@ -203,6 +203,7 @@ class ScatterWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        self.plot.canvas.native.setMinimumHeight(300)
         layout.addWidget(self.plot.canvas.native, stretch=1)
         layout.addWidget(self.legend)
         layout.addWidget(self.colorbar)

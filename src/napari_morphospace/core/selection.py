@@ -192,18 +192,33 @@ def points_in_rectangle(points: np.ndarray, corner_a: Sequence[float], corner_b:
 
 
 class PointPicker:
-    """Nearest plotted point to a position, for hover and click (a k-d tree built once per set of points)."""
+    """Nearest plotted point to a position, for hover and click (a k-d tree built once per set of points).
+
+    The plot axes can have very different units (and the canvas different
+    zoom per axis), so the search radius may differ per axis: the tree holds
+    the points divided by their spread, and candidates are checked against
+    the ellipse of the two radii.
+    """
 
     def __init__(self, points: np.ndarray):
         self.points = np.asarray(points, dtype=float)
-        self._tree = cKDTree(self.points)
+        spread = np.ptp(self.points, axis=0) if len(self.points) else np.ones(self.points.shape[1])
+        self._spread = np.where(spread > 0, spread, 1.0)
+        self._tree = cKDTree(self.points / self._spread)
 
-    def nearest(self, position: Sequence[float], radius: float) -> int | None:
-        """Index of the point closest to ``position`` if it lies within ``radius``, else None."""
+    def nearest(self, position: Sequence[float], radius: float | Sequence[float]) -> int | None:
+        """Index of the point closest to ``position`` within ``radius`` (data units, one value or one per axis), else None."""
         if len(self.points) == 0:
             return None
-        distance, index = self._tree.query(np.asarray(position, dtype=float), distance_upper_bound=radius)
-        return int(index) if np.isfinite(distance) else None
+        position = np.asarray(position, dtype=float)
+        radii = np.broadcast_to(np.asarray(radius, dtype=float), position.shape)
+        candidates = self._tree.query_ball_point(position / self._spread, r=float(np.max(radii / self._spread)))
+        if not candidates:
+            return None
+        candidates = np.asarray(candidates)
+        distance = np.sum(((self.points[candidates] - position) / radii) ** 2, axis=1)
+        best = int(np.argmin(distance))
+        return int(candidates[best]) if distance[best] <= 1.0 else None
 
 
 class NamedSelections:
