@@ -84,6 +84,8 @@ def test_a_sample_map_does_not_depend_on_the_rest_of_the_batch():
     second = gradcam_encoder(model, other, 0)
     np.testing.assert_allclose(first[0], second[0], atol=1e-6)
     np.testing.assert_allclose(first[0], gradcam_encoder(model, x[:1], 0)[0], atol=1e-6)
+    chunked = gradcam(model, x, lambda batch: model.encode(batch)[0][:, 0], batch_size=3)  # a selection in chunks
+    np.testing.assert_allclose(chunked, first, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 16, 24), (2, 1, 8, 10, 32)])

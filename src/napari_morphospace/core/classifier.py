@@ -97,6 +97,8 @@ class FusionClassifier(nn.Module):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise InputError(f"the classifier works on 2D or 3D crops; got {spatial_dims} spatial axes")
+        if fusion not in ("early", "late"):
+            raise InputError(f"fusion must be 'early' or 'late'; got {fusion!r}")
         widths = [base_channels * 2**i for i in range(depth)]
         own_blocks = 1 if fusion == "early" else depth
         self.fusion = fusion

@@ -38,11 +38,11 @@ from .traversal import evaluating, model_device
 _INTERPOLATION = {2: "bilinear", 3: "trilinear"}
 
 
-def _as_batch(x: Any, device: torch.device) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
+def _as_batch(x: Any) -> torch.Tensor:
+    tensor = x.detach() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float32))
     if tensor.ndim not in (4, 5):
         raise InputError(f"Grad-CAM needs a batch (N, C, Y, X) or (N, C, Z, Y, X); got shape {tuple(tensor.shape)}")
-    return tensor.detach().to(device=device, dtype=torch.float32).requires_grad_(True)
+    return tensor.to(dtype=torch.float32)
 
 
 def _resolve_layer(model: torch.nn.Module, layer: torch.nn.Module | None) -> torch.nn.Module:
@@ -60,6 +60,7 @@ def gradcam(
     *,
     layer: torch.nn.Module | None = None,
     normalize: bool = True,
+    batch_size: int = 32,
 ) -> np.ndarray:
     """Grad-CAM of the per-sample scalar ``target(x)`` (shape (N,)) at ``layer``.
 
@@ -68,9 +69,11 @@ def gradcam(
     model : torch.nn.Module
         The network; put in eval mode for the call (its mode is restored after).
     x : array-like or torch.Tensor
-        Input batch ``(N, C, [Z,] Y, X)``, float32.
+        Input batch ``(N, C, [Z,] Y, X)``, float32; a selection of many cells is
+        processed ``batch_size`` at a time (maps are batch-independent, so
+        chunking changes nothing but memory use).
     target : callable
-        Maps the input batch to one scalar per sample, e.g. ``lambda x: model.encode(x)[0][:, k]``.
+        Maps an input batch to one scalar per sample, e.g. ``lambda x: model.encode(x)[0][:, k]``.
     layer : torch.nn.Module, optional
         Layer whose output activations are used; ``model.feature_layer()`` when omitted.
     normalize : bool
@@ -83,10 +86,23 @@ def gradcam(
         Maps ``(N, [Z,] Y, X)``, float32, non-negative, same spatial shape as ``x``.
     """
     layer = _resolve_layer(model, layer)
+    device = model_device(model)
+    with evaluating(model):
+        maps = [_gradcam_batch(model, part.to(device), target, layer, normalize) for part in _as_batch(x).split(batch_size)]
+    return np.concatenate(maps)
+
+
+def _gradcam_batch(
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    target: Callable[[torch.Tensor], torch.Tensor],
+    layer: torch.nn.Module,
+    normalize: bool,
+) -> np.ndarray:
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output))
-    with evaluating(model), torch.enable_grad():
-        batch = _as_batch(x, model_device(model))
+    with torch.enable_grad():
+        batch = batch.requires_grad_(True)  # so activations need a gradient even in a frozen model
         try:
             scores = target(batch)
         finally:

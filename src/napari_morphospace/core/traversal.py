@@ -290,6 +290,9 @@ class LatentDecoder:
     signal). If decoding fails, ``on_error(exc)`` is called when given; without
     it the error is kept and raised by the next ``request``.
 
+    The worker puts the model in eval mode for each decode: do not train or
+    otherwise use the same model from another thread while the decoder is open.
+
     Use as a context manager, or call :meth:`close` when done.
     """
 
