@@ -180,3 +180,16 @@ def test_canvas_click_picks_the_point_under_the_cursor_and_lasso_selects(widget)
         canvas.events.mouse_move(pos=corner, button=1, modifiers=(), press_event=press)
     canvas.events.mouse_release(pos=corners[-1], button=1, modifiers=())
     assert widget.selected_rows.tolist() == [0, 2, 5]
+
+
+def test_points_layer_source_highlights_selected_points_and_click_selects(make_napari_viewer):
+    viewer = make_napari_viewer()
+    coords = np.array([[5.0, 5.0], [20.0, 30.0], [40.0, 10.0]])
+    features = pd.DataFrame({"mu_0": [0.0, 1.0, 2.0], "mu_1": [2.0, 1.0, 0.0]})
+    viewer.add_points(coords, features=features, name="centres", size=4)
+    widget = ScatterWidget(viewer)
+    widget.set_sources(["centres"])
+    widget.select_rows([0, 2])
+    assert np.array_equal(viewer.layers["centres selection"].data, coords[[0, 2]])
+    assert widget.select_at_image_position((20.0, 30.0)).tolist() == [1]
+    assert np.array_equal(viewer.layers["centres selection"].data, coords[[1]])

