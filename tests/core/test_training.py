@@ -236,6 +236,7 @@ def test_conditional_model_trains_reference_then_target_with_labels(tmp_path):
     # The target stage leaves the reference weights as the reference stage trained them.
     name = next(k for k in reference_ckpt if k.startswith("model.reference.") and k.endswith("weight"))
     torch.testing.assert_close(reference_ckpt[name], target_ckpt[name])
+    assert all(p.requires_grad for p in result.model.parameters())  # unfrozen again, e.g. for Grad-CAM
 
 
 def test_me_vae_latent_scale_is_calibrated_after_training(tmp_path):

@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (split, shuffling, augmentation)")
     parser.add_argument("--accelerator", choices=ACCELERATOR_CHOICES, default=None, help="device type")
     parser.add_argument("--devices", type=_devices, default=None,
-                        help="'auto', a device count (e.g. 4) or device ids (e.g. 0,2)")
+                        help="'auto', a device count (e.g. 4) or device ids (e.g. 0,2; '1,' is cuda:1 alone)")
     parser.add_argument("--num-nodes", type=int, default=None, help="machines for multi-node training")
     parser.add_argument("--strategy", default=None, help="Lightning strategy: auto, ddp, ddp_spawn, ...")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None, help="numeric precision")
@@ -71,11 +71,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _devices(text: str) -> str | int | list[int]:
-    """Parse ``--devices``: 'auto', a count, or comma-separated device ids."""
+    """Parse ``--devices`` as Lightning does: 'auto', a count ("2"), or device ids ("0,2"; "1," is id 1 alone)."""
     if text == "auto":
         return text
     try:
-        return [int(part) for part in text.split(",")] if "," in text else int(text)
+        return [int(part) for part in text.split(",") if part] if "," in text else int(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'auto', a count or ids like 0,1") from err
 

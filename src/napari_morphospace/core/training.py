@@ -367,6 +367,9 @@ class VAEModule(L.LightningModule):
         self.nonfinite_step: int | None = None
         self._kl_sum: torch.Tensor | None = None
         self._kl_batches = 0
+        # Freeze the other stage, so DDP does not wait for gradients it never gets.
+        model.requires_grad_(False)
+        self.trained.requires_grad_(True)
 
     @property
     def trained(self) -> torch.nn.Module:
@@ -379,7 +382,7 @@ class VAEModule(L.LightningModule):
         if self.training:
             images = augment_batch(images, **self.augment)
         x, cond = self._inputs(images, labels)
-        out = self._forward(x, cond)
+        out = self.trained(x, cond)
         return self.trained.loss(x, out, cond=cond, dataset_size=self.train_size, step=int(self.global_step))
 
     def _inputs(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, Condition | None]:
@@ -392,16 +395,13 @@ class VAEModule(L.LightningModule):
         label = F.one_hot(labels, self.num_labels).to(images.dtype) if self.num_labels else None
         return target, Condition(reference=reference, label=label)
 
-    def _forward(self, x: torch.Tensor, cond: Condition | None) -> Any:
-        return self.trained(x) if cond is None else self.trained(x, cond=cond)
-
     def reconstruct(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs of this stage and their reconstructions, in eval mode without gradients (previews)."""
         was_training = self.training
         self.eval()
         with torch.no_grad():
             x, cond = self._inputs(*_unpack(batch))
-            reconstruction = self._forward(x, cond).recon
+            reconstruction = self.trained(x, cond).recon
         self.train(was_training)
         return x, reconstruction
 
@@ -661,7 +661,7 @@ def train(
             on_update(TrainFailed(str(err)))
         raise
     final = outcomes[-1]
-    model.cpu().eval()
+    model.requires_grad_(True).cpu().eval()
     if model_settings.model == "me-vae":
         _calibrate(model, CropDataset(crop_set.subset(split.train)), train_settings.batch_size)
     result = TrainResult(

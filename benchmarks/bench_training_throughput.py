@@ -1,0 +1,117 @@
+"""Training throughput of the Lightning engine against a bare hand-written PyTorch loop.
+
+Both train the same β-VAE on the same 2D 64×64 crops with the same batch
+size, epochs, optimiser (AdamW), gradient clipping, train/validation split
+and per-epoch validation pass; augmentation is off in both. The bare loop is
+what a careful user would write by hand, so the ratio measures what the
+engine costs (Lightning's loop, logging, checkpoints, progress messages, the
+per-step reseeding and NaN check). Runs alternate (bare, engine, bare, ...)
+so a change in machine load hits both; the medians of each and the median
+of the ratios of neighbouring runs are reported. On a shared machine use
+``--threads 1``: small CPU models are sensitive to competing threads.
+
+Goal: engine / bare >= 0.9.
+
+    .venv/bin/python benchmarks/bench_training_throughput.py [--crops 256] [--epochs 3] [--repeats 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from skimage.draw import ellipse
+from torch.utils.data import DataLoader, Subset
+
+from napari_morphospace.core.data import CropDataset, CropSet
+from napari_morphospace.core.models import ModelSettings, build_model
+from napari_morphospace.core.training import TrainSettings, split_crops, train
+
+
+def ellipse_crops(n: int, size: int = 64, seed: int = 0) -> CropSet:
+    """Ellipses of two sizes at random angles over 8 source images."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 1, size, size), np.float32)
+    for i in range(n):
+        radii = (size * 0.35, size * 0.25) if i % 2 else (size * 0.2, size * 0.12)
+        rr, cc = ellipse(size / 2, size / 2, *radii, shape=(size, size), rotation=rng.uniform(0, np.pi))
+        images[i, 0][rr, cc] = 0.8
+    table = pd.DataFrame({
+        "crop_id": np.arange(n), "source": [f"image{i % 8}.tif" for i in range(n)], "label_id": np.arange(1, n + 1),
+        "t": 0, "group": "a", "annotation": "", "y_start": 0, "y_stop": size, "x_start": 0, "x_stop": size,
+    })
+    return CropSet(images, table, ["ch0"], (1.0, 1.0), None)
+
+
+def bare_loop(crop_set: CropSet, model_settings: ModelSettings, settings: TrainSettings) -> int:
+    """The hand-written baseline; returns the number of training images processed."""
+    torch.manual_seed(settings.seed)
+    split = split_crops(crop_set.table, val_fraction=settings.val_fraction, method=settings.split, seed=settings.seed)
+    dataset = CropDataset(crop_set)
+    train_loader = DataLoader(Subset(dataset, split.train.tolist()), batch_size=settings.batch_size, shuffle=True,
+                              drop_last=True)
+    val_loader = DataLoader(Subset(dataset, split.val.tolist()), batch_size=settings.batch_size)
+    model = build_model(model_settings, tuple(crop_set.images.shape[1:]))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    images, step = 0, 0
+    for _ in range(settings.epochs):
+        model.train()
+        for x in train_loader:
+            optimiser.zero_grad(set_to_none=True)
+            loss = model.loss(x, model(x), dataset_size=len(split.train), step=step)["loss"]
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.gradient_clip_val)
+            optimiser.step()
+            images += len(x)
+            step += 1
+        model.eval()
+        with torch.no_grad():
+            for x in val_loader:
+                model.loss(x, model(x), dataset_size=len(split.train), step=step)
+    return images
+
+
+def engine(crop_set: CropSet, model_settings: ModelSettings, settings: TrainSettings) -> int:
+    """The engine under test; returns the number of training images processed."""
+    with tempfile.TemporaryDirectory() as directory:
+        settings.checkpoint_dir = directory
+        result = train(crop_set, model_settings, settings)
+    return result.train_size // settings.batch_size * settings.batch_size * settings.epochs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crops", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    crop_set = ellipse_crops(args.crops)
+    model_settings = ModelSettings(model="beta-vae", latent_dim=16, base_channels=32)
+    rates: dict[str, list[float]] = {"bare": [], "engine": []}
+    for _ in range(args.repeats):
+        for name, run in (("bare", bare_loop), ("engine", engine)):
+            settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, accelerator="cpu",
+                                     augment_flips=False, augment_rot90=False, gradient_clip_val=1.0)
+            start = time.perf_counter()
+            images = run(crop_set, model_settings, settings)
+            rates[name].append(images / (time.perf_counter() - start))
+    bare, eng = statistics.median(rates["bare"]), statistics.median(rates["engine"])
+    print(f"2D 64x64, {args.crops} crops, batch {args.batch_size}, {args.epochs} epochs, CPU "
+          f"({torch.get_num_threads()} threads), median of {args.repeats}")
+    print(f"bare PyTorch loop: {bare:8.1f} images/s  (runs: {', '.join(f'{r:.1f}' for r in rates['bare'])})")
+    print(f"engine (train()):  {eng:8.1f} images/s  (runs: {', '.join(f'{r:.1f}' for r in rates['engine'])})")
+    pairs = statistics.median(e / b for e, b in zip(rates["engine"], rates["bare"]))
+    print(f"ratio engine/bare: {eng / bare:.3f} (medians), {pairs:.3f} (median of paired runs)  (goal >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
