@@ -106,6 +106,12 @@ def test_float16_on_cpu_is_refused_before_training(tmp_path):
         train(ellipse_crop_set(), small_model(), settings(tmp_path, precision="16-mixed"))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_asking_for_a_missing_gpu_is_refused_with_advice(tmp_path):
+    with pytest.raises(InputError, match="accelerator='gpu'.*accelerator 'auto'"):
+        train(ellipse_crop_set(), small_model(), settings(tmp_path, accelerator="gpu"))
+
+
 def test_too_few_crops_for_a_batch_is_refused(tmp_path):
     with pytest.raises(InputError, match="fewer than one batch"):
         train(ellipse_crop_set(n=12), small_model(), settings(tmp_path, batch_size=16))
@@ -219,6 +225,23 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_weig
     reference = last_state(stopped.last_checkpoint)
     for name in reference:
         torch.testing.assert_close(kept[name], reference[name], rtol=0, atol=0, msg=name)
+
+
+def test_early_stopping_ends_training_once_validation_stops_improving(tmp_path, monkeypatch):
+    real_loss = BetaVAE.loss
+
+    def flat_validation_loss(self, x, out, **kwargs):
+        terms = real_loss(self, x, out, **kwargs)
+        if not self.training:
+            terms["loss"] = torch.tensor(1.0)
+        return terms
+
+    monkeypatch.setattr(BetaVAE, "loss", flat_validation_loss)
+    result = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=10, early_stopping_patience=2))
+    # Epoch 0 sets the best value; epochs 1 and 2 do not improve on it: patience 2 is used up after epoch 2.
+    assert [row["epoch"] for row in result.history] == [0, 1, 2]
+    assert result.stopped_early and not result.stopped_by_user
+    assert "epoch=0" in result.best_checkpoint
 
 
 # ---------------------------------------------------------------- other models

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
@@ -151,7 +152,11 @@ class TrainUpdate:
 
 @dataclass
 class ReconstructionPreview:
-    """A few fixed validation crops and their reconstructions, ``(n, C, [Z,] Y, X)`` float32 in [0, 1]."""
+    """A few fixed validation crops and their reconstructions, ``(n, C, [Z,] Y, X)`` float32 in [0, 1].
+
+    For the stages of the conditional model, ``C`` covers that stage's
+    channels (reference or target) only.
+    """
 
     epoch: int
     originals: np.ndarray
@@ -707,13 +712,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
     if settings.early_stopping_patience is not None:
         early = EarlyStopping(monitor="val_loss", mode="min", patience=settings.early_stopping_patience)
         callbacks.append(early)
-    trainer = L.Trainer(
-        max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices,
-        num_nodes=settings.num_nodes, strategy=settings.strategy, precision=settings.precision,
-        gradient_clip_val=settings.gradient_clip_val, callbacks=callbacks, logger=False,
-        default_root_dir=checkpoint_dir, enable_progress_bar=progress_bar, enable_model_summary=progress_bar,
-        num_sanity_val_steps=0, use_distributed_sampler=False, deterministic="warn",
-    )
+    trainer = _make_trainer(settings, callbacks, checkpoint_dir, progress_bar)
     trainer.fit(module, datamodule=data, ckpt_path=None if resume_from is None else str(resume_from),
                 weights_only=True)
     last = checkpoint_dir / "last.ckpt"
@@ -742,6 +741,25 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         "stopped_by_user": reporter.stopped_by_user,
         "is_global_zero": trainer.is_global_zero,
     }
+
+
+def _make_trainer(settings: TrainSettings, callbacks: list[L.Callback], checkpoint_dir: Path,
+                  progress_bar: bool) -> L.Trainer:
+    """A Lightning Trainer for these settings; device set-up problems become :class:`InputError`."""
+    try:
+        return L.Trainer(
+            max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices,
+            num_nodes=settings.num_nodes, strategy=settings.strategy, precision=settings.precision,
+            gradient_clip_val=settings.gradient_clip_val, callbacks=callbacks, logger=False,
+            default_root_dir=checkpoint_dir, enable_progress_bar=progress_bar, enable_model_summary=progress_bar,
+            num_sanity_val_steps=0, use_distributed_sampler=False, deterministic="warn",
+        )
+    except (MisconfigurationException, ValueError) as err:
+        raise InputError(
+            f"cannot train with accelerator={settings.accelerator!r}, devices={settings.devices!r}, "
+            f"strategy={settings.strategy!r}, precision={settings.precision!r}: {err}. "
+            "Check the device settings; accelerator 'auto' picks what this machine has"
+        ) from err
 
 
 def _check_precision(settings: TrainSettings) -> None:
