@@ -302,6 +302,7 @@ class CellsWidget(QWidget):
         self.gallery = QLabel("Build a crop set to see a gallery of crops.")
         self.gallery.setWordWrap(True)
         self.output = FileEdit(mode="d", label="save to", value="")
+        self.output.line_edit.native.setPlaceholderText("save to folder (optional)")
         self.build_button = PushButton(text="Build crop set")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = QLabel("")
@@ -334,11 +335,11 @@ class CellsWidget(QWidget):
         grid.addWidget(self.before, 2, 0)
         grid.addWidget(self.after, 2, 1)
         grid.addWidget(self.preview_info, 3, 0, 1, 2)
-        crop = QCollapsible("Crop settings")
+        self.crop_section = crop = QCollapsible("Crop settings")
         crop.addWidget(self.crop_form.native)
         crop.addWidget(self.patch_form.native)
         crop.expand(animate=False)
-        preprocessing = QCollapsible("Preprocessing")
+        self.preprocessing_section = preprocessing = QCollapsible("Preprocessing")
         preprocessing.addWidget(self.preset.native)
         preprocessing.addWidget(self.steps.native)
         preprocessing.expand(animate=False)
@@ -357,13 +358,13 @@ class CellsWidget(QWidget):
         for section in (sources, preview, crop, preprocessing, build):
             column.addWidget(section)
         column.addStretch()
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(content)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self.scroll)
         self.setMinimumWidth(400)
 
     def _connect(self) -> None:
@@ -575,7 +576,10 @@ class CellsWidget(QWidget):
     def _show_gallery(self, crop_set: CropSet, n: int = 24) -> None:
         chosen = np.linspace(0, len(crop_set) - 1, min(n, len(crop_set))).astype(int)
         picture = crop_montage(np.stack([np.asarray(crop_set.images[i]) for i in chosen]), n_columns=6)
-        self.gallery.setPixmap(_pixmap(picture, size=340))
+        pixmap = _pixmap(picture, size=340)
+        self.gallery.setWordWrap(False)  # a wrapping label computes a height for text and hides the picture
+        self.gallery.setPixmap(pixmap)
+        self.gallery.setMinimumSize(pixmap.size())
 
     def _on_error(self, error: Exception) -> None:
         if isinstance(error, InputError):
