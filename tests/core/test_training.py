@@ -201,6 +201,13 @@ def test_resumed_training_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert resumed.history[3]["val_loss"] == pytest.approx(straight.history[3]["val_loss"], rel=1e-5)
 
 
+def test_resume_refuses_a_checkpoint_of_another_architecture(tmp_path):
+    first = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=1))
+    with pytest.raises(InputError, match="another architecture"):
+        train(ellipse_crop_set(), small_model(latent_dim=6), settings(tmp_path / "b", epochs=2),
+              resume_from=first.last_checkpoint)
+
+
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_weights(tmp_path, monkeypatch):
     real_loss = BetaVAE.loss
 

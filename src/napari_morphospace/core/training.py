@@ -647,7 +647,7 @@ def train(
     model = build_model(model_settings, tuple(int(n) for n in crop_set.images.shape[1:]))
     stages: list[Stage] = ["reference", "target"] if model_settings.model == "cond-vae" else ["model"]
     if resume_from is not None:
-        stages = stages[stages.index(_checkpoint_stage(Path(resume_from))):]
+        stages = stages[stages.index(_resume_stage(Path(resume_from), model, stages)):]
     dataset = CropDataset(crop_set, label_column=train_settings.label_column)
     outcomes: list[dict[str, Any]] = []
     try:
@@ -806,17 +806,32 @@ def _check_sizes(split: DataSplit, batch_size: int) -> None:
         )
 
 
-def _checkpoint_stage(path: Path) -> Stage:
-    """Which stage a checkpoint of this engine belongs to (to resume the conditional model there)."""
+def _resume_stage(path: Path, model: torch.nn.Module, stages: list[Stage]) -> Stage:
+    """The stage a checkpoint of this engine belongs to, after checking it fits ``model``.
+
+    Refuses foreign files, checkpoints of another model type and checkpoints
+    of a different architecture (latent size, depth, channels) with a message,
+    instead of a failure deep inside Lightning.
+    """
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist; choose a .ckpt file written by a previous training")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for foreign or damaged files
         raise InputError(f"{path} is not a checkpoint this program can resume from ({err})") from err
-    if "morphospace_stage" not in checkpoint:
+    stage = checkpoint.get("morphospace_stage") if isinstance(checkpoint, dict) else None
+    if stage is None:
         raise InputError(f"{path} was not written by napari-morphospace training; choose its last.ckpt")
-    return checkpoint["morphospace_stage"]
+    if stage not in stages:
+        raise InputError(f"{path} is a checkpoint of a {stage!r} stage, which this model type does not have; "
+                         "resume with the model settings it was trained with")
+    expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    if expected != found:
+        raise InputError(f"{path} holds a model of another architecture than these model settings "
+                         "(latent_dim, depth, base_channels, block or channels differ); "
+                         "resume with the settings it was trained with (saved next to it by --save-config)")
+    return stage
 
 
 @contextmanager
