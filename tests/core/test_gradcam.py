@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from napari_morphospace.core.errors import InputError
@@ -227,3 +229,27 @@ def test_real_models_give_batch_independent_maps_of_the_input_shape(model_name, 
     assert all(np.isfinite(cam).all() for cam in both) and max(cam.max() for cam in both) == pytest.approx(1.0)
     alone = gradcam_encoder(model, x[2:], 2)
     np.testing.assert_allclose(both[0][2], alone[0], atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 6),
+    factor=st.integers(1, 4),
+    start=st.tuples(st.integers(-5, 20), st.integers(-5, 20)),
+    hot=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+)
+def test_paste_and_place_agree_on_where_a_crop_pixel_lands(n, factor, start, hot):
+    hot = tuple(min(h, n - 1) for h in hot)
+    cam = np.zeros((n, n), dtype=np.float32)
+    cam[hot] = 1.0
+    row = {"y_start": start[0], "y_stop": start[0] + n * factor, "x_start": start[1], "x_stop": start[1] + n * factor}
+    translate, scale = place_in_source(cam, row)
+    centre = np.array(translate) + np.array(scale) * np.array(hot)  # napari world coordinate of the crop pixel
+    pasted = paste_into_source(cam, row, (40, 40), order=0)
+    covered = np.argwhere(pasted > 0)
+    expected = [(y, x) for y in range(start[0] + hot[0] * factor, start[0] + (hot[0] + 1) * factor)
+                for x in range(start[1] + hot[1] * factor, start[1] + (hot[1] + 1) * factor)
+                if 0 <= y < 40 and 0 <= x < 40]  # fmt: skip
+    assert sorted(map(tuple, covered)) == expected
+    if len(expected) == factor * factor:  # fully inside: the block's centre is where napari draws the pixel
+        np.testing.assert_allclose(covered.mean(axis=0), centre)
