@@ -68,6 +68,9 @@ DIMMED_ALPHA = 0.12  # points of other time frames than the one shown
 HOVER_RADIUS_PX = 6.0
 HOVER_DELAY_MS = 30
 MAX_CATEGORIES = 20
+# Above this many points the plot opens as a density image: a million overdrawn markers show
+# no structure, and drawing them costs seconds without a GPU. The user can untick it.
+DENSITY_AUTO_POINTS = 200_000
 # Columns that identify a row rather than describe the cell: never offered as axes.
 ID_COLUMNS = {"index", "label_id", "crop_id", "t", "source"}
 EMBEDDINGS = {"PCA": embedding.pca, "UMAP": embedding.umap, "TSNE": embedding.tsne}
@@ -282,6 +285,9 @@ class ScatterWidget(QWidget):
                 self._max_label[name] = int(np.max(data))
         self._remove_stale_highlights()
         self._refresh_source_list()
+        self.density_check.blockSignals(True)
+        self.density_check.setChecked(len(self._index) > DENSITY_AUTO_POINTS)
+        self.density_check.blockSignals(False)
         if not chosen:
             self._axes, self._positions = None, np.zeros((0, 2), np.float32)
             self.plot.clear()
@@ -316,14 +322,13 @@ class ScatterWidget(QWidget):
 
     def _ordered_latents(self, mu: list[str], shared: list[str]) -> list[str]:
         """mu_* columns by KL (when logvar_* exist) or |Cohen's d| between groups, via ``core.statistics``."""
-        if not mu:
-            return []
-        values = np.column_stack([self._column(c) for c in mu]).astype(np.float32)
         logvar_columns = [c.replace("mu_", "logvar_", 1) for c in mu]
-        logvar = (
-            np.column_stack([self._column(c) for c in logvar_columns]) if set(logvar_columns) <= set(shared) else None
-        )
-        groups = self._column("group") if "group" in shared and logvar is None else None
+        has_logvar = set(logvar_columns) <= set(shared)
+        if not mu or not (has_logvar or "group" in shared):
+            return mu
+        values = np.column_stack([self._column(c) for c in mu]).astype(np.float32)
+        logvar = np.column_stack([self._column(c) for c in logvar_columns]) if has_logvar else None
+        groups = self._column("group") if logvar is None else None
         try:
             order = order_dimensions(values, logvar, groups)
         except InputError:  # NaN latents: keep the natural order, the axis check reports the NaN
@@ -443,14 +448,15 @@ class ScatterWidget(QWidget):
             self._base_colors = self._point_colors()
             self._redraw()
 
-    def _frame_colors(self) -> np.ndarray:
-        """Base colours with the points of time-lapse sources outside the shown frame dimmed."""
-        colors = self._base_colors
-        dim = np.zeros(len(colors), bool)
+    def _frame_colors(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Base colours (of ``rows``, or all) with points of time-lapse sources outside the shown frame dimmed."""
+        colors = self._base_colors if rows is None else self._base_colors[rows]
+        dim = np.zeros(len(self._base_colors), bool)
         for source in self._layers:
             if self._has_time[source]:
                 part = self._index.rows_of_source(source)
                 dim[part] = self._index.t[part] != self._current_t(source)
+        dim = dim if rows is None else dim[rows]
         if dim.any():
             colors = colors.copy()
             colors[dim, 3] *= DIMMED_ALPHA
@@ -458,16 +464,20 @@ class ScatterWidget(QWidget):
 
     # ------------------------------------------------------------------ drawing
     def _redraw(self) -> None:
+        """Draw all points (or their density) and the selection."""
         if not len(self._positions):
             return
-        colors = self._frame_colors()
-        size = self.size_spin.value()
         if self.density_check.isChecked():
             self.plot.show_density(self._positions)
         else:
-            self.plot.show_points(self._positions, colors, size)
+            self.plot.show_points(self._positions, self._frame_colors(), self.size_spin.value())
+        self._redraw_selection()
+
+    def _redraw_selection(self) -> None:
+        """Draw only the selected points on top: a selection change never re-uploads all points."""
         rows = self.selected_rows
-        self.plot.show_selected(self._positions[rows], colors[rows], size)
+        colors = self._frame_colors(rows)
+        self.plot.show_selected(self._positions[rows], colors, self.size_spin.value())
         self.selection_count.setText(f"{len(rows)} of {len(self._positions)} selected")
         self.plot.canvas.update()
 
@@ -486,7 +496,7 @@ class ScatterWidget(QWidget):
             if not add:
                 self._selected[:] = False
             self._selected[np.asarray(rows, dtype=np.int64)] = True
-            self._redraw()
+            self._redraw_selection()
             self._update_highlights()
         finally:
             self._linking = False

