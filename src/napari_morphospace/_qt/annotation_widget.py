@@ -1,0 +1,520 @@
+"""The "Annotate" widget: classes with colours, assign cells by selection or click, undo/redo, export.
+
+All logic lives in :mod:`core.annotations` (store, autosave, overlay lookup
+table) and :mod:`core.export`; this widget is a form, buttons and the overlay
+layers. Annotations are autosaved after every change into the analysis folder:
+the one chosen in the form, or by default ``<crop set folder>/../analysis``
+(a sibling ``analysis`` folder of the crop-set folder) when the session knows
+where the crop set was saved. Other widgets (the scatter plot) call
+:meth:`AnnotationWidget.assign` with the crop ids they selected.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import CheckBox, ComboBox, FileEdit
+from napari.layers import Labels
+from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import (
+    QColorDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.annotations import AnnotationStore, annotation_overlay, class_codes
+from ..core.errors import InputError
+from ..core.export import MANIFEST_NAME, analysis_table, export_anndata, export_crops, export_table
+from .session import session_for
+
+if TYPE_CHECKING:
+    import napari
+
+OVERLAY_SUFFIX = " annotations"
+ANALYSIS_FOLDER_NAME = "analysis"
+
+
+class AnnotationWidget(QWidget):
+    """Dockable annotation panel; every button is also a public method for scripts and tests."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.store: AnnotationStore | None = None
+        self.crop_set: Any = None
+        self._crop_set_folder: Path | None = None
+        self._overlays: dict[str, Labels] = {}
+        self._click_layers: list[Labels] = []
+        self._finalizer: weakref.finalize | None = None
+        self._build_form()
+        self.session.crop_set_changed.connect(self._on_crop_set)
+        napari_viewer.bind_key("Control-Z", lambda _viewer: self._undo_clicked(), overwrite=True)
+        napari_viewer.bind_key("Control-Shift-Z", lambda _viewer: self._redo_clicked(), overwrite=True)
+        if self.session.crop_set is not None:
+            self._on_crop_set(self.session.crop_set)
+
+    # ---------------------------------------------------------------- the form
+
+    def _build_form(self) -> None:
+        layout = QVBoxLayout(self)
+        self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
+        self.folder_edit.changed.connect(lambda value: self._report(self.set_analysis_folder, value))
+        layout.addWidget(QLabel("Analysis folder (annotations are saved here after every change)"))
+        layout.addWidget(self.folder_edit.native)
+
+        classes = QGroupBox("Classes")
+        box = QVBoxLayout(classes)
+        self.class_list = QListWidget()
+        box.addWidget(self.class_list)
+        row = QHBoxLayout()
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("new class name")
+        add = QPushButton("Add")
+        add.clicked.connect(lambda: self._report(self.add_class, self.name_edit.text()))
+        row.addWidget(self.name_edit)
+        row.addWidget(add)
+        box.addLayout(row)
+        row = QHBoxLayout()
+        for text, slot in (("Rename…", self._rename_clicked), ("Colour…", self._colour_clicked),
+                           ("Remove", self._remove_clicked)):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        box.addLayout(row)
+        layout.addWidget(classes)
+
+        assign = QGroupBox("Assign")
+        box = QVBoxLayout(assign)
+        row = QHBoxLayout()
+        assign_button = QPushButton("Assign to selected")
+        assign_button.clicked.connect(lambda: self._report(self.assign_selected))
+        clear_button = QPushButton("Clear selected")
+        clear_button.clicked.connect(lambda: self._report(self.clear_selected))
+        row.addWidget(assign_button)
+        row.addWidget(clear_button)
+        box.addLayout(row)
+        self.click_mode = CheckBox(text="click a cell to annotate it with the current class", value=False)
+        self.click_mode.changed.connect(self.set_click_mode)
+        box.addWidget(self.click_mode.native)
+        row = QHBoxLayout()
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.clicked.connect(self._undo_clicked)
+        self.redo_button = QPushButton("Redo")
+        self.redo_button.clicked.connect(self._redo_clicked)
+        row.addWidget(self.undo_button)
+        row.addWidget(self.redo_button)
+        box.addLayout(row)
+        self.status = QLabel("no crop set yet")
+        box.addWidget(self.status)
+        layout.addWidget(assign)
+
+        export = QGroupBox("Export")
+        box = QVBoxLayout(export)
+        self.export_which = ComboBox(choices=["all", "selected", "per-class"], value="per-class", label="crops")
+        self.export_format = ComboBox(choices=["ome-tiff", "tiff"], value="ome-tiff", label="format")
+        self.export_folder = FileEdit(mode="d", label="crops folder", value="")
+        self.table_path = FileEdit(mode="w", label="table file", value="",
+                                   filter="Tables (*.csv *.parquet *.h5ad)")
+        for widget in (self.export_which, self.export_format, self.export_folder, self.table_path):
+            row = QHBoxLayout()
+            row.addWidget(QLabel(widget.label))
+            row.addWidget(widget.native)
+            box.addLayout(row)
+        row = QHBoxLayout()
+        crops_button = QPushButton("Export crops")
+        crops_button.clicked.connect(lambda: self._report(self._export_crops_clicked))
+        table_button = QPushButton("Export table")
+        table_button.clicked.connect(lambda: self._report(self._export_table_clicked))
+        row.addWidget(crops_button)
+        row.addWidget(table_button)
+        box.addLayout(row)
+        layout.addWidget(export)
+        layout.addStretch()
+        self._refresh()
+
+    @staticmethod
+    def _report(function: Callable, *args: Any) -> Any:
+        try:
+            return function(*args)
+        except InputError as err:
+            show_error(str(err))
+            return None
+
+    def _ask(self, question: str) -> bool:
+        """Yes/no question to the user (tests replace this method)."""
+        answer = QMessageBox.question(self, "Morphospace", question)
+        return answer == QMessageBox.StandardButton.Yes
+
+    # ------------------------------------------------------- crop set and store
+
+    def _on_crop_set(self, crop_set: Any) -> None:
+        folder = getattr(self.session, "crop_set_folder", None)
+        self._report(self.set_crop_set, crop_set, folder)
+
+    def set_crop_set(self, crop_set: Any, folder: str | Path | None = None) -> None:
+        """Annotate the crops of ``crop_set``; ``folder`` (where it is saved) gives the default analysis folder."""
+        self._close_store()
+        self.crop_set = crop_set
+        self._crop_set_folder = Path(folder) if folder else None
+        if crop_set is not None:
+            folder_value = str(self.folder_edit.value)
+            if folder_value in ("", ".") and self._crop_set_folder is not None:
+                self.folder_edit.changed.disconnect()
+                self.folder_edit.value = self._crop_set_folder.parent / ANALYSIS_FOLDER_NAME
+                self.folder_edit.changed.connect(lambda value: self._report(self.set_analysis_folder, value))
+            if self.analysis_folder() is not None:
+                self._open_store()
+        self._refresh()
+
+    def analysis_folder(self) -> Path | None:
+        """The folder annotations autosave to: the chosen one, else ``<crop set folder>/../analysis``."""
+        value = str(self.folder_edit.value)
+        if value not in ("", "."):
+            return Path(value)
+        if self._crop_set_folder is not None:
+            return self._crop_set_folder.parent / ANALYSIS_FOLDER_NAME
+        return None
+
+    def set_analysis_folder(self, folder: str | Path) -> None:
+        """Autosave to ``folder`` from now on, continuing the annotations saved there."""
+        if str(self.folder_edit.value) != str(folder):
+            self.folder_edit.value = folder  # emits changed -> comes back here once
+            return
+        self._close_store()
+        if self.crop_set is not None:
+            self._open_store()
+        self._refresh()
+
+    def _open_store(self) -> None:
+        folder = self.analysis_folder()
+        if folder is None:
+            raise InputError("choose an analysis folder first: annotations are saved there after every change")
+        crop_ids = self.crop_set.table["crop_id"].to_numpy()
+        try:
+            store = AnnotationStore.open(folder, crop_ids)
+        except InputError as err:
+            if "damaged" in str(err) and self._ask(f"{err}\n\nKeep the damaged file as a backup and continue?"):
+                store = AnnotationStore.open(folder, crop_ids, on_damaged="backup")
+            elif "another viewer" in str(err) and self._ask(f"{err}\n\nTake over (only if that viewer is closed)?"):
+                store = AnnotationStore.open(folder, crop_ids, take_over=True)
+            else:
+                raise
+        if store.unknown_crop_ids:
+            show_info(
+                f"{len(store.unknown_crop_ids)} annotated crop id(s) in {folder} are not in this crop set; "
+                "they are kept in the file"
+            )
+        self.store = store
+        self._finalizer = weakref.finalize(self, store.close)
+        self._changed()
+
+    def _require_store(self) -> AnnotationStore:
+        if self.crop_set is None:
+            raise InputError("there is no crop set to annotate; build or load crops in the Cells widget first")
+        if self.store is None:
+            self._open_store()
+        return self.store
+
+    def _close_store(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+
+    def closeEvent(self, event: Any) -> None:
+        self._close_store()
+        super().closeEvent(event)
+
+    # ----------------------------------------------------------------- classes
+
+    def current_class(self) -> str:
+        item = self.class_list.currentItem()
+        if item is None:
+            raise InputError("choose a class in the list first (or add one)")
+        return item.text()
+
+    def add_class(self, name: str, colour: str | None = None) -> None:
+        self._require_store().add_class(name, colour)
+        self.name_edit.clear()
+        self._changed(select=name.strip())
+
+    def rename_class(self, old_name: str, new_name: str) -> None:
+        self._require_store().rename_class(old_name, new_name)
+        self._changed(select=new_name.strip())
+
+    def set_colour(self, name: str, colour: str) -> None:
+        self._require_store().set_colour(name, colour)
+        self._changed(select=name)
+
+    def remove_class(self, name: str, reassign_to: str | None = None) -> None:
+        self._require_store().remove_class(name, reassign_to=reassign_to)
+        self._changed()
+
+    def _rename_clicked(self) -> None:
+        name = self._report(self.current_class)
+        if name is None:
+            return
+        new, ok = QInputDialog.getText(self, "Rename class", f"New name for {name!r}:", text=name)
+        if ok:
+            self._report(self.rename_class, name, new)
+
+    def _colour_clicked(self) -> None:
+        name = self._report(self.current_class)
+        if name is None:
+            return
+        colour = QColorDialog.getColor(QColor(self.store.colour_of(name)), self, f"Colour of {name}")
+        if colour.isValid():
+            self._report(self.set_colour, name, colour.name())
+
+    def _remove_clicked(self) -> None:
+        name = self._report(self.current_class)
+        if name is None:
+            return
+        count = self.store.count(name)
+        if count and not self._ask(f"{count} cell(s) are annotated {name!r}. Remove the class and clear them?"):
+            return
+        self._report(self.remove_class, name, "" if count else None)
+
+    # ------------------------------------------------------------- assignments
+
+    def assign(self, crop_ids: Iterable[int], class_name: str | None = None) -> int:
+        """Give ``crop_ids`` the class ``class_name`` (default: the current class). Returns how many changed."""
+        store = self._require_store()
+        changed = store.assign(crop_ids, class_name or self.current_class())
+        self._changed()
+        return changed
+
+    def clear(self, crop_ids: Iterable[int]) -> int:
+        changed = self._require_store().clear(crop_ids)
+        self._changed()
+        return changed
+
+    def selected_crop_ids(self) -> np.ndarray:
+        """Crop ids of the cells selected now: the selected label of the active Labels layer (current frame)."""
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, Labels) or layer.selected_label <= 0:
+            raise InputError("select a cell first: pick its label in a Labels layer, or select points in the plot")
+        t = self._current_t(layer)
+        crop_ids = self.crop_ids_of(layer.name, [layer.selected_label], t)
+        if not len(crop_ids):
+            raise InputError(f"label {layer.selected_label} of {layer.name!r} is not a cell of the crop set")
+        return crop_ids
+
+    def assign_selected(self) -> int:
+        return self.assign(self.selected_crop_ids())
+
+    def clear_selected(self) -> int:
+        return self.clear(self.selected_crop_ids())
+
+    def crop_ids_of(self, source: str, label_ids: Sequence[int], t: int | None = None) -> np.ndarray:
+        """Crop ids of the cells ``label_ids`` of source layer ``source`` (frame ``t`` when given)."""
+        rows = self._source_rows(source)
+        mask = rows["label_id"].isin(list(label_ids))
+        if t is not None and "t" in rows.columns:
+            mask &= rows["t"] == t
+        return rows.loc[mask, "crop_id"].to_numpy(dtype=np.int64)
+
+    def _source_rows(self, source: str) -> pd.DataFrame:
+        if self.crop_set is None:
+            raise InputError("there is no crop set to annotate; build or load crops in the Cells widget first")
+        table = self.crop_set.table
+        return table[table["source"].astype(str) == source]
+
+    def _spatial_ndim(self) -> int:
+        return 3 if "z_start" in self.crop_set.table.columns else 2
+
+    def _current_t(self, layer: Labels) -> int | None:
+        if layer.ndim <= self._spatial_ndim():
+            return None
+        step = self.viewer.dims.current_step
+        return int(step[len(step) - layer.ndim])
+
+    # ------------------------------------------------------------ click mode
+
+    def set_click_mode(self, on: bool) -> None:
+        """Turn click-to-annotate on (a click on a cell of a source layer assigns the current class) or off."""
+        for layer in self._click_layers:
+            if self._on_click in layer.mouse_drag_callbacks:
+                layer.mouse_drag_callbacks.remove(self._on_click)
+        self._click_layers = []
+        if on and self.crop_set is not None:
+            for layer in self._source_layers():
+                layer.mouse_drag_callbacks.append(self._on_click)
+                self._click_layers.append(layer)
+        if bool(self.click_mode.value) != bool(on):
+            self.click_mode.value = bool(on)
+
+    def _on_click(self, layer: Labels, event: Any) -> None:
+        if getattr(event, "type", "mouse_press") != "mouse_press":
+            return
+        value = layer.get_value(event.position, world=True)
+        if value is None or isinstance(value, tuple) or int(value) <= 0:
+            return
+        t = None
+        if layer.ndim > self._spatial_ndim():
+            t = int(round(float(layer.world_to_data(event.position)[0])))
+        crop_ids = self.crop_ids_of(layer.name, [int(value)], t)
+        if len(crop_ids):
+            self._report(self.assign, crop_ids)
+
+    def _source_layers(self) -> list[Labels]:
+        sources = set(self.crop_set.table["source"].astype(str))
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, Labels) and layer.name in sources and layer not in self._overlays.values()]
+
+    # ----------------------------------------------------------- undo / redo
+
+    def undo(self) -> str | None:
+        description = self._require_store().undo()
+        self._changed()
+        return description
+
+    def redo(self) -> str | None:
+        description = self._require_store().redo()
+        self._changed()
+        return description
+
+    def _undo_clicked(self) -> None:
+        self._report(self.undo)
+
+    def _redo_clicked(self) -> None:
+        self._report(self.redo)
+
+    # -------------------------------------------------------- showing changes
+
+    def _changed(self, select: str | None = None) -> None:
+        """After every change: class list, overlays, layer features, crop table, status."""
+        if self.store is not None and self.crop_set is not None:
+            self.crop_set.table = self.store.apply_to_table(self.crop_set.table)
+            self._update_layers()
+        self._refresh(select)
+
+    def _refresh(self, select: str | None = None) -> None:
+        current = select or (self.class_list.currentItem().text() if self.class_list.currentItem() else None)
+        self.class_list.clear()
+        if self.store is None:
+            self.status.setText("no crop set yet" if self.crop_set is None else "choose an analysis folder")
+        else:
+            for cls in self.store.classes:
+                pixmap = QPixmap(12, 12)
+                pixmap.fill(QColor(cls.colour))
+                item = QListWidgetItem(QIcon(pixmap), cls.name)
+                self.class_list.addItem(item)
+                if cls.name == current:
+                    self.class_list.setCurrentItem(item)
+            if self.class_list.currentItem() is None and self.class_list.count():
+                self.class_list.setCurrentRow(0)
+            annotated = int((self.store.annotations != "").sum())
+            unsaved = " — NOT SAVED" if self.store.unsaved else ""
+            self.status.setText(f"{annotated} of {len(self.crop_set)} cells annotated; saved in {self.store.folder}{unsaved}")
+        self.undo_button.setEnabled(self.store is not None and self.store.can_undo)
+        self.redo_button.setEnabled(self.store is not None and self.store.can_redo)
+
+    def _update_layers(self) -> None:
+        """Overlay layers (class colours over the source labels) and ``features["annotation"]``."""
+        names = self.store.class_names
+        colours = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+        colours.update({i + 1: cls.rgba for i, cls in enumerate(self.store.classes)})
+        for layer in self._source_layers():
+            rows = self._source_rows(layer.name)
+            codes = class_codes(rows["annotation"].to_numpy(), names)
+            data = self.overlay_data(layer, rows["label_id"].to_numpy(), codes,
+                                     rows["t"].to_numpy() if "t" in rows.columns else None)
+            overlay = self._overlays.get(layer.name)
+            if overlay is None or overlay not in self.viewer.layers:
+                overlay = self.viewer.add_labels(data, name=layer.name + OVERLAY_SUFFIX, scale=layer.scale,
+                                                 translate=layer.translate, opacity=0.5, blending="translucent")
+                self._overlays[layer.name] = overlay
+                self.viewer.layers.selection.active = layer
+            else:
+                overlay.data = data
+            overlay.colormap = DirectLabelColormap(color_dict=colours)
+            self._write_features(layer, rows)
+
+    def overlay_data(self, layer: Labels, label_ids: np.ndarray, codes: np.ndarray, t: np.ndarray | None) -> np.ndarray:
+        """Class code per pixel of ``layer`` (0 = not annotated), frame by frame for time-lapses."""
+        labels = np.asarray(layer.data)
+        if labels.ndim <= self._spatial_ndim() or t is None:
+            return annotation_overlay(labels, label_ids, codes)
+        out = np.zeros(labels.shape, dtype=np.uint16)
+        for frame in range(labels.shape[0]):
+            here = t == frame
+            out[frame] = annotation_overlay(labels[frame], label_ids[here], codes[here])
+        return out
+
+    @staticmethod
+    def _write_features(layer: Labels, rows: pd.DataFrame) -> None:
+        """Set ``layer.features["annotation"]`` for rows matching (label id, t), leaving other rows as they were."""
+        features = layer.features
+        label_column = next((c for c in ("label_id", "index") if c in features.columns), None)
+        if label_column is None or not len(features):
+            return
+        keys = ["label_id"] + (["t"] if "t" in features.columns and "t" in rows.columns else [])
+        lookup = rows[keys + ["annotation"]].drop_duplicates(keys)
+        left = features.rename(columns={label_column: "label_id"})[keys].reset_index(drop=True)
+        merged = left.merge(lookup, on=keys, how="left")["annotation"]
+        features = features.copy()
+        old = features["annotation"] if "annotation" in features.columns else pd.Series("", index=features.index)
+        features["annotation"] = np.where(merged.notna().to_numpy(), merged.to_numpy(dtype=object),
+                                          old.fillna("").to_numpy(dtype=object))
+        layer.features = features
+
+    # --------------------------------------------------------------- export
+
+    def export_crops(self, folder: str | Path, *, which: str = "per-class", file_format: str = "ome-tiff",
+                     crop_ids: Iterable[int] | None = None, overwrite: bool = False) -> list[Path]:
+        """Write crops with :func:`core.export.export_crops` using the current annotations."""
+        store = self._require_store()
+        if which == "selected" and crop_ids is None:
+            crop_ids = self.selected_crop_ids()
+        return export_crops(self.crop_set, folder, which=which, crop_ids=crop_ids, annotations=store.annotations,
+                            format=file_format, overwrite=overwrite)
+
+    def export_table(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """The crop table with latents (from the session) and annotations: .csv, .parquet or .h5ad."""
+        store = self._require_store()
+        table = analysis_table(self.crop_set.table, self.session.latents, store.annotations)
+        if Path(path).suffix.lower() == ".h5ad":
+            if self.session.latents is None:
+                raise InputError("AnnData export needs latents; embed the cells first")
+            return export_anndata(table[table["mu_0"].notna().to_numpy()], path, overwrite=overwrite)
+        return export_table(table, path, overwrite=overwrite)
+
+    def _export_crops_clicked(self) -> None:
+        folder = str(self.export_folder.value)
+        if folder in ("", "."):
+            raise InputError("choose a folder for the exported crops")
+        overwrite = (Path(folder) / MANIFEST_NAME).exists()
+        if overwrite and not self._ask(f"{folder} already holds an export. Replace its files?"):
+            return
+        files = self.export_crops(folder, which=self.export_which.value, file_format=self.export_format.value,
+                                  overwrite=overwrite)
+        show_info(f"{len(files)} crops written to {folder}")
+
+    def _export_table_clicked(self) -> None:
+        path = str(self.table_path.value)
+        if path in ("", "."):
+            raise InputError("choose a file for the table (.csv, .parquet or .h5ad)")
+        overwrite = Path(path).exists()
+        if overwrite and not self._ask(f"{path} exists. Replace it?"):
+            return
+        show_info(f"table written to {self.export_table(path, overwrite=overwrite)}")

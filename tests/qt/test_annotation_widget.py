@@ -1,0 +1,147 @@
+"""The Annotate widget: click-to-annotate, overlay equals the brute-force mask, undo, features, autosave."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_morphospace._qt.annotation_widget import OVERLAY_SUFFIX, AnnotationWidget
+from napari_morphospace._qt.session import session_for
+from napari_morphospace.core.annotations import read_annotations
+from napari_morphospace.core.data import CropSet
+from napari_morphospace.core.io import read_stack
+
+
+def _labels() -> np.ndarray:
+    labels = np.zeros((30, 30), np.uint16)
+    labels[2:8, 2:8] = 1
+    labels[10:16, 10:16] = 2
+    labels[20:28, 3:9] = 3
+    labels[20:28, 20:28] = 5
+    return labels
+
+
+def _crop_set() -> CropSet:
+    ids = [1, 2, 3, 5]
+    table = pd.DataFrame(
+        {
+            "crop_id": [10, 11, 12, 13],
+            "source": "cells",
+            "label_id": ids,
+            "t": 0,
+            "group": ["control", "control", "treated", "treated"],
+            "annotation": "",
+            "y_start": 0, "y_stop": 4, "x_start": 0, "x_stop": 4,
+        }
+    )
+    images = np.random.default_rng(0).random((4, 1, 4, 4)).astype(np.float32)
+    return CropSet(images, table, ["dna"], (0.5, 0.5))
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    features = pd.DataFrame({"index": [1, 2, 3, 5], "mu_0": [0.0, 1.0, 2.0, 3.0]})
+    viewer.add_labels(_labels(), name="cells", features=features)
+    widget = AnnotationWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.set_crop_set(_crop_set(), tmp_path / "crops")
+    widget.add_class("round", "#ff0000")
+    widget.add_class("spiky", "#0000ff")
+    yield widget
+    widget._close_store()
+
+
+def _click(widget, layer, position):
+    widget._on_click(layer, SimpleNamespace(type="mouse_press", position=position))
+
+
+def test_default_folder_is_sibling_analysis_and_autosaves(widget, tmp_path):
+    assert widget.analysis_folder() == tmp_path / "analysis"
+    widget.assign([11], "spiky")
+    annotations, classes = read_annotations(tmp_path / "analysis")
+    assert annotations.to_dict() == {10: "", 11: "spiky", 12: "", 13: ""}
+    assert [c.name for c in classes] == ["round", "spiky"]
+
+
+def test_click_assigns_current_class_and_undo_restores(widget):
+    layer = widget.viewer.layers["cells"]
+    widget.set_click_mode(True)
+    assert widget._on_click in layer.mouse_drag_callbacks
+    widget.class_list.setCurrentRow(1)  # "spiky"
+    _click(widget, layer, (12.0, 12.0))  # label 2 -> crop 11
+    _click(widget, layer, (0.0, 0.0))  # background: nothing
+    assert widget.store.annotations.to_dict() == {10: "", 11: "spiky", 12: "", 13: ""}
+    assert widget.crop_set.table["annotation"].tolist() == ["", "spiky", "", ""]
+    assert layer.features["annotation"].tolist() == ["", "spiky", "", ""]
+    widget.undo()
+    assert widget.store.annotations.tolist() == ["", "", "", ""]
+    assert layer.features["annotation"].tolist() == ["", "", "", ""]
+    widget.redo()
+    assert layer.features["annotation"].tolist() == ["", "spiky", "", ""]
+    widget.set_click_mode(False)
+    assert widget._on_click not in layer.mouse_drag_callbacks
+    assert widget.store.count("spiky") == 1
+
+
+def test_overlay_equals_brute_force_mask(widget):
+    widget.assign([10, 13], "round")
+    widget.assign([12], "spiky")
+    overlay = widget.viewer.layers["cells" + OVERLAY_SUFFIX]
+    labels = _labels()
+    expected = np.zeros_like(labels)
+    expected[np.isin(labels, [1, 5])] = 1
+    expected[labels == 3] = 2
+    np.testing.assert_array_equal(overlay.data, expected)
+    np.testing.assert_allclose(overlay.colormap.map(np.array([1]))[0], [1, 0, 0, 1])
+    np.testing.assert_allclose(overlay.colormap.map(np.array([2]))[0], [0, 0, 1, 1])
+    widget.undo()
+    expected[labels == 3] = 0
+    np.testing.assert_array_equal(overlay.data, expected)
+
+
+def test_assign_selected_uses_active_layer_selected_label(widget):
+    layer = widget.viewer.layers["cells"]
+    widget.viewer.layers.selection.active = layer
+    layer.selected_label = 3
+    widget.class_list.setCurrentRow(0)
+    assert widget.assign_selected() == 1
+    assert widget.store.annotations[12] == "round"
+
+
+def test_reopen_restores_annotations_in_a_new_widget(widget, make_napari_viewer, tmp_path):
+    widget.assign([10, 12], "spiky")
+    widget._close_store()
+    viewer = make_napari_viewer()
+    viewer.add_labels(_labels(), name="cells")
+    again = AnnotationWidget(viewer)
+    again.set_crop_set(_crop_set(), tmp_path / "crops")
+    assert again.store.annotations.to_dict() == {10: "spiky", 11: "", 12: "spiky", 13: ""}
+    assert [again.class_list.item(i).text() for i in range(again.class_list.count())] == ["round", "spiky"]
+    again._close_store()
+
+
+def test_second_widget_on_same_folder_is_refused(widget, make_napari_viewer, tmp_path, monkeypatch):
+    from napari_morphospace.core.errors import InputError
+
+    other = AnnotationWidget(make_napari_viewer())
+    monkeypatch.setattr(other, "_ask", lambda question: False)
+    with pytest.raises(InputError, match="another viewer"):
+        other.set_crop_set(_crop_set(), tmp_path / "crops")
+    assert other.store is None
+
+
+def test_export_buttons_call_core(widget, tmp_path):
+    widget.assign([11, 13], "spiky")
+    files = widget.export_crops(tmp_path / "export", which="per-class")
+    assert sorted(str(f.relative_to(tmp_path / "export")) for f in files) == [
+        "spiky/crop_000011.ome.tif", "spiky/crop_000013.ome.tif"]
+    stack = read_stack(files[0])  # one channel: the reader drops the length-1 C axis
+    np.testing.assert_array_equal(stack.data, widget.crop_set.images[1][0])
+    assert stack.channel_names == ["dna"] and stack.scale == {"Y": 0.5, "X": 0.5}
+    session_for(widget.viewer).latents = pd.DataFrame({"crop_id": [10, 11, 12, 13], "mu_0": [0.5, 1.5, 2.5, 3.5]})
+    path = widget.export_table(tmp_path / "cells.parquet")
+    table = pd.read_parquet(path)
+    assert table["annotation"].tolist() == ["", "spiky", "", "spiky"]
+    assert table["mu_0"].tolist() == [0.5, 1.5, 2.5, 3.5]
