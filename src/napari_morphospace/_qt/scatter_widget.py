@@ -90,12 +90,12 @@ def _report_errors(method: Callable) -> Callable:
     return wrapper
 
 
-def _axis_key(column: str) -> tuple[int, int, str]:
+def _axis_key(column: str) -> tuple[int, str]:
     """Order axis choices: latent means first, then PCA, UMAP, t-SNE, then anything else."""
     for rank, prefix in enumerate(("mu_", "PCA_", "UMAP_", "TSNE_")):
         if column.startswith(prefix):
-            return rank, 0, column
-    return 4, 0, column
+            return rank, column
+    return 4, column
 
 
 class ScatterWidget(QWidget):
@@ -293,6 +293,7 @@ class ScatterWidget(QWidget):
             self.plot.clear()
             return
         self._fill_combos()
+        self._update_highlights()  # create the highlight layers now, so that selecting only rewrites them
 
     def _column(self, name: str) -> np.ndarray:
         """One feature column over all sources, in plot-row order."""
