@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..core.demo import DemoSettings, run_demo
+from ..core.demo import DemoResult, DemoSettings, run_demo
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,13 +15,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="run the whole analysis on the bundled synthetic cells",
         description="Open napari with synthetic control/treated cells and the plugin's widgets docked, "
-        "or (--headless, or when there is no display) run the same work and write its outputs.",
+        "or (--headless, or when there is no display) make the cells, crop them, train a small beta-VAE, "
+        "embed, compute the statistics and write an analysis folder with an HTML report to --out.",
     )
+    defaults = DemoSettings()
     parser.add_argument("--headless", action="store_true", help="no window: write the outputs to --out")
-    parser.add_argument("--out", type=Path, default=Path("morphospace-demo"), help="output folder (headless)")
+    parser.add_argument("--out", type=Path, default=Path("morphospace-demo"), help="output (analysis) folder")
     parser.add_argument("--ndim", type=int, choices=(2, 3), default=2, help="2D fields or 3D volumes")
-    parser.add_argument("--n-cells", type=int, default=DemoSettings.n_cells, help="cells per group")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    parser.add_argument("--n-cells", type=int, default=defaults.n_cells, help="cells per group")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
+    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim, help="latent dimensions")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="crops per training batch")
+    parser.add_argument("--model-size", type=int, default=defaults.model_size, help="crop side (px) the model sees")
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the training")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo run")
     parser.set_defaults(run=run)
 
@@ -33,8 +40,13 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def settings_from_args(args: argparse.Namespace) -> DemoSettings:
+    return DemoSettings(ndim=args.ndim, n_cells=args.n_cells, epochs=args.epochs, latent_dim=args.latent_dim,
+                        batch_size=args.batch_size, model_size=args.model_size, threads=args.threads, seed=args.seed)  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = DemoSettings(ndim=args.ndim, n_cells=args.n_cells, seed=args.seed)
+    settings = settings_from_args(args)
     if not args.headless and has_display():
         from .._qt.demo import launch_demo
 
@@ -44,7 +56,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"No display found: running headless, outputs in {args.out}/ "
               "(for the viewer, run on a desktop or under xvfb-run).", file=sys.stderr)  # fmt: skip
     result = run_demo(args.out, settings, overwrite=args.overwrite, on_step=lambda m: print(f"- {m}", file=sys.stderr))
-    print(f"demo finished: {len(result.crop_set)} crops; outputs in {result.out}/")
+    print_summary(result)
+    return 0
+
+
+def print_summary(result: DemoResult) -> None:
+    """Where everything is, how long each step took, and the known-answer check."""
+    total = sum(result.seconds.values())
+    print(f"demo finished in {total:.0f} s: {len(result.crop_set)} crops; analysis folder {result.out}/")
     for key, path in result.files.items():
         print(f"  {key:12s} {path}")
-    return 0
+    print("  seconds: " + ", ".join(f"{step} {seconds:.1f}" for step, seconds in result.seconds.items()))
+    check = result.known_answer or {}
+    if "dimension" in check:
+        verdict = "PASSED" if check["passed"] else "FAILED"
+        print(f"known answer {verdict}: dim {check['dimension']} has the largest |Cohen's d| "
+              f"({check['cohens_d']:+.2f}, {check['groups'][1]} vs {check['groups'][0]}) and follows "
+              f"{check['best_factor']} (Spearman rho {check['best_rho']:+.2f}; needs |rho| > {check['threshold']})")  # fmt: skip
+    else:
+        print(f"known answer not available: {check.get('not_available', 'no latents')}")
+    print(f"open {result.files.get('report')} in a browser, or the folder {result.out} in napari")

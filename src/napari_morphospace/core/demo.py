@@ -1,39 +1,84 @@
-"""The main job on the bundled synthetic cells, headless: sample data in, analysis folder out.
+"""The main job on the bundled synthetic cells, headless: sample data in, analysis folder and report out.
 
 ``morphospace demo --headless`` runs :func:`run_demo`; the viewer version runs
-the same steps through the widgets. Every step writes its result under the
-output folder, so a user can open each file the demo produced.
+the same steps through the widgets. The output folder *is* an analysis folder
+(see :mod:`.analysis`): the synthetic images and their factor table under
+``data/``, the crop set, the model bundle, the latents, the statistics and
+the HTML report, so a user can open each file the demo produced, or the whole
+folder in napari.
+
+The default size is chosen so the whole run takes at most five minutes on a
+2-core laptop CPU (measured in ``docs/report.md``): 120 cells per group cut
+in 64 px boxes (every cell fits, cell size is kept) and resized to 32 px for
+the model, a β-VAE with 8 latent dimensions trained for 30 epochs.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Iterator, Literal
 
-from .config import save_config
+import pandas as pd
+import torch
+
+from .analysis import create_analysis, save_analysis
+from .bundle import save_bundle
+from .config import atomic_write_text, save_config, to_dict
 from .crop_job import CropJob, run_crop_job
 from .crops import CropSettings
 from .data import CropSet
+from .embed import embed
 from .errors import InputError
 from .gallery import gallery_figure
 from .io import Stack, write_stack
-from .sample_data import SampleData, SampleSettings, make_sample_data
+from .models import ModelSettings
+from .preprocess import PreprocessPipeline, PreprocessStep
+from .report import NotAvailable, check_known_answer, figure_png, summarise_latents, write_report
+from .sample_data import TREATED_SHIFTS, SampleData, SampleSettings, make_sample_data
+from .training import TrainConfig, TrainSettings, train
 
 StepCallback = Callable[[str], None]
+MARKER = "demo.json"
 
 
 @dataclass
 class DemoSettings:
-    """Size of the demo run: small enough for a laptop CPU in a few minutes."""
+    """Size of the demo run: small enough for a 2-core laptop CPU in under five minutes.
+
+    Attributes
+    ----------
+    ndim : {2, 3}
+        2D fields or 3D volumes of synthetic cells.
+    n_cells : int
+        Cells per group (control and treated).
+    crop_size : int
+        Side of the box cut around every cell, in source pixels (Y/X); the
+        cells of the sample data fit a 64 px box.
+    model_size : int
+        Side (Y/X) the crops are resized to for the model.
+    latent_dim, epochs, batch_size, beta : model and training size (β-VAE).
+    threads : int
+        Torch CPU threads for training and embedding.
+    seed : int
+        Seed of the data, the split and the training.
+    """
 
     ndim: Literal[2, 3] = 2
     n_cells: int = 120
     crop_size: int = 64
+    model_size: int = 32
+    latent_dim: int = 8
+    epochs: int = 30
+    batch_size: int = 32
+    beta: float = 1.0
+    threads: int = 2
     seed: int = 0
 
     def sample_settings(self) -> SampleSettings:
@@ -43,14 +88,29 @@ class DemoSettings:
         size = self.crop_size if self.ndim == 2 else (16, self.crop_size, self.crop_size)
         return CropSettings(size=size, mode="fixed")
 
+    def preprocess(self) -> PreprocessPipeline:
+        """Resize the fixed boxes for the model; cells keep their relative size."""
+        shape = [self.model_size] * 2 if self.ndim == 2 else [16, self.model_size, self.model_size]
+        return PreprocessPipeline([PreprocessStep("resize", {"shape": shape})])
+
+    def train_config(self) -> TrainConfig:
+        # Random split: with one field per group, a split by source would hold out a whole group.
+        return TrainConfig(
+            model=ModelSettings(model="beta-vae", latent_dim=self.latent_dim, beta=self.beta),
+            training=TrainSettings(epochs=self.epochs, batch_size=self.batch_size, split="random", seed=self.seed,
+                                   accelerator="cpu", devices=1, preview_every_n_epochs=max(self.epochs, 1)),
+        )  # fmt: skip
+
 
 @dataclass
 class DemoResult:
-    """Where the demo wrote what, and the crop set it built."""
+    """Where the demo wrote what, the crop set it built, the known-answer check and seconds per step."""
 
     out: Path
     files: dict[str, Path] = field(default_factory=dict)
     crop_set: CropSet | None = None
+    latents: pd.DataFrame | None = None
+    known_answer: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -68,53 +128,154 @@ def write_sample_files(sample: SampleData, folder: Path) -> tuple[list[Path], li
     return images, labels
 
 
-def run_demo(
-    out: str | Path, settings: DemoSettings | None = None, *, overwrite: bool = False, on_step: StepCallback | None = None
-) -> DemoResult:
-    """Make the sample data, crop every cell, and write the analysis files to ``out``."""
-    settings = settings or DemoSettings()
-    out = Path(out)
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, restoring the previous number after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def latent_statistics(latents: pd.DataFrame) -> dict[str, Any]:
+    """The studies' numbers for a latent table: Cohen's d (b vs a), per-dimension KL, active units, empirical KL."""
+    from .statistics import active_units, empirical_kl_to_standard_normal, kl_per_dimension
+
+    summary = summarise_latents(latents)
+    stats: dict[str, Any] = {
+        "groups": [summary.group_a, summary.group_b],
+        "cohens_d": summary.d.d.tolist(),
+        "cohens_d_ci_low": summary.d.ci_low.tolist(),
+        "cohens_d_ci_high": summary.d.ci_high.tolist(),
+        "top_dimensions": summary.top,
+        "active_units": active_units(summary.mu),
+        "empirical_kl_nats": empirical_kl_to_standard_normal(summary.mu),
+    }
+    if summary.logvar is not None:
+        stats["kl_per_dimension"] = kl_per_dimension(summary.mu, summary.logvar).tolist()
+    return stats
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise InputError(f"{out} is not empty; choose another --out folder or pass --overwrite")
-        if not (out / "demo.json").exists():
+        if not (out / MARKER).exists():
             raise InputError(f"{out} holds files that the demo did not write; choose an empty or new folder")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def run_demo(
+    out: str | Path, settings: DemoSettings | None = None, *, overwrite: bool = False, on_step: StepCallback | None = None
+) -> DemoResult:
+    """Make the sample data, crop, train, embed, compute the statistics, save the analysis folder and the report.
+
+    Parameters
+    ----------
+    out : path
+        The output folder, which becomes an analysis folder. It must be new
+        or empty; with ``overwrite`` an earlier demo output is replaced
+        (never a folder the demo did not write).
+    settings : DemoSettings
+    on_step : callable, optional
+        Called with a short message as each step starts.
+
+    Returns
+    -------
+    DemoResult
+        ``known_answer`` holds :func:`.report.check_known_answer`: whether the
+        dimension with the largest |Cohen's d| follows a factor the treated
+        group shifts (Spearman |ρ| > 0.5).
+    """
+    settings = settings or DemoSettings()
+    out = Path(out)
+    _prepare(out, overwrite)
     result = DemoResult(out=out)
     report = on_step or (lambda message: None)
+    clock = time.perf_counter()
 
-    started = time.perf_counter()
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        result.seconds[step] = now - clock
+        clock = now
+
     report("making synthetic control and treated cells")
+    manifest = create_analysis(out)
+    # Claim the folder first, so --overwrite can replace the outputs of a run that was interrupted.
+    atomic_write_text(out / MARKER, json.dumps({"status": "running"}))
     sample = make_sample_data(settings.sample_settings())
     images, labels = write_sample_files(sample, out / "data")
-    result.files.update(data=out / "data", factors=out / "data" / "factors.csv")
-    result.seconds["sample"] = time.perf_counter() - started
+    groups = [s.source.removeprefix("synthetic-") for s in sample.images]
+    save_analysis(manifest, images=images, labels=labels, groups=groups)
+    result.files.update(analysis=out / "analysis.json", data=out / "data", factors=out / "data" / "factors.csv")
+    lap("sample")
 
-    started = time.perf_counter()
     report("cropping every cell")
-    job = CropJob(
-        images=[str(p) for p in images],
-        labels=[str(p) for p in labels],
-        groups=[s.source.removeprefix("synthetic-") for s in sample.images],
-        crop=settings.crop_settings(),
-    )
+    job = CropJob(images=[str(p.resolve()) for p in images], labels=[str(p.resolve()) for p in labels], groups=groups,
+                  crop=settings.crop_settings(), preprocess=settings.preprocess())  # fmt: skip
     save_config(job, out / "crop_job.yaml")
     result.crop_set = run_crop_job(job, out / "crops")
-    figure = gallery_figure(result.crop_set.images, list(result.crop_set.table["group"]), seed=settings.seed)
     (out / "figures").mkdir(exist_ok=True)
-    figure.savefig(out / "figures" / "crop_gallery.png", dpi=120)
-    result.files.update(
-        crop_job=out / "crop_job.yaml", crops=out / "crops", gallery=out / "figures" / "crop_gallery.png"
-    )
-    result.seconds["crops"] = time.perf_counter() - started
+    gallery = gallery_figure(result.crop_set.images, list(result.crop_set.table["group"]), seed=settings.seed)
+    (out / "figures" / "crop_gallery.png").write_bytes(figure_png(gallery, dpi=120))
+    result.files.update(crop_job=out / "crop_job.yaml", crops=out / "crops", gallery=out / "figures" / "crop_gallery.png")
+    lap("crops")
+
+    config = settings.train_config()
+    save_config(config, out / "train_config.yaml")
+    report(f"training a {config.model.model} ({config.model.latent_dim} latent dims, {config.training.epochs} epochs)")
+    with torch_threads(settings.threads), tempfile.TemporaryDirectory(prefix="morphospace-demo-ckpt-") as checkpoints:
+        config.training.checkpoint_dir = checkpoints
+        trained = train(result.crop_set, config.model, config.training)
+        config.training.checkpoint_dir = None
+        table = result.crop_set.table
+        provenance = {"crop_set": "crops", "n_crops": len(table), "groups": sorted(map(str, table["group"].unique())),
+                      "sources": sorted(map(str, table["source"].unique())), "train_crops": trained.train_size,
+                      "val_crops": trained.val_size}  # fmt: skip
+        save_bundle(trained.model, out / "model", model_settings=trained.model_settings,
+                    input_shape=tuple(result.crop_set.images.shape[1:]), channel_names=list(result.crop_set.channel_names),
+                    preprocess=result.crop_set.preprocess, train_settings=config.training, provenance=provenance,
+                    history=trained.history, label_classes=trained.label_classes)  # fmt: skip
+        result.files.update(train_config=out / "train_config.yaml", model=out / "model")
+        lap("train")
+
+        report("embedding every crop")
+        result.latents = embed(trained.model, result.crop_set)
+    lap("embed")
+
+    report("computing the statistics and checking the known answer")
+    statistics = latent_statistics(result.latents)
+    try:
+        result.known_answer = check_known_answer(result.latents, sample.factors, list(TREATED_SHIFTS))
+    except NotAvailable as err:
+        result.known_answer = {"passed": False, "not_available": str(err)}
+    statistics["known_answer"] = result.known_answer
+    atomic_write_text(out / "statistics.json", json.dumps(statistics, indent=2, allow_nan=True))
+    result.files["statistics"] = out / "statistics.json"
+    save_analysis(manifest, crop_set=out / "crops", model=out / "model", latents=result.latents,
+                  factors=out / "data" / "factors.csv", crop_job=out / "crop_job.yaml",
+                  plot_settings={"x": f"mu_{statistics['top_dimensions'][0]}",
+                                 "y": f"mu_{statistics['top_dimensions'][min(1, len(statistics['top_dimensions']) - 1)]}",
+                                 "colour_by": "group"})  # fmt: skip
+    result.files["latents"] = out / "latents.parquet"
+    lap("statistics")
+
+    report("writing the HTML report")
+    result.files["report"] = write_report(out, out / "report.html", overwrite=True)
+    lap("report")
 
     summary = {
-        "settings": {"ndim": settings.ndim, "n_cells": settings.n_cells, "crop_size": settings.crop_size,
-                     "seed": settings.seed},  # fmt: skip
+        "status": "finished",
+        "settings": to_dict(settings),
         "files": {key: str(path.relative_to(out)) for key, path in result.files.items()},
         "seconds": {key: round(value, 2) for key, value in result.seconds.items()},
+        "total_seconds": round(sum(result.seconds.values()), 2),
         "n_crops": len(result.crop_set),
+        "known_answer": result.known_answer,
     }
-    (out / "demo.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / MARKER, json.dumps(summary, indent=2, allow_nan=True))
     return result

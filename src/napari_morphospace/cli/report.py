@@ -1,0 +1,36 @@
+"""``morphospace report``: a self-contained HTML report of an analysis folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..core.analysis import open_analysis
+from ..core.report import write_report
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report of an analysis folder",
+        description="Write one HTML file (figures embedded) with the data summary, training curves, per-dimension "
+        "KL, Cohen's d, KDE/violin plots, traversals, difference maps, Grad-CAM, classifier and "
+        "disentanglement metrics and the versions and settings of an analysis folder.",
+    )
+    parser.add_argument("analysis", type=Path, metavar="ANALYSIS_DIR", help="analysis folder (with analysis.json)")
+    parser.add_argument("--out", type=Path, default=None, help="HTML file to write (default: ANALYSIS_DIR/report.html)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing report file")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out or args.analysis / "report.html"
+    if out.exists() and not args.overwrite:  # before the (slow) opening, the same refusal write_report makes
+        write_report(args.analysis, out)
+    analysis = open_analysis(args.analysis)
+    for problem in analysis.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    write_report(analysis, out, overwrite=args.overwrite, on_step=lambda m: print(f"- {m}", file=sys.stderr))
+    print(f"report written to {out}")
+    return 0

@@ -1,0 +1,652 @@
+"""A self-contained HTML report of an analysis folder, reproducing the studies' analyses.
+
+One HTML file, figures embedded as base64 PNG, no external assets: it can be
+mailed, archived or opened offline. Sections, in order (:data:`SECTIONS`):
+data and preprocessing (with example crops), training curves, per-dimension
+KL, Cohen's d forest plot, KDE and violin plots of the top dimensions,
+latent traversals, ±3 difference maps (absolute and 1 − SSIM), Grad-CAM of
+the top dimensions (both signs), classifier metrics, the known answer and
+disentanglement metrics (with ground-truth factors), and the exact versions
+and settings. A section that cannot be made says "not available" and why;
+the report is still written. Figures are ``matplotlib.figure.Figure``
+objects rendered with the Agg canvas (no pyplot state), and every string that
+comes from the user or the folder is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy.stats import spearmanr
+
+from .. import __version__
+from .analysis import Analysis, open_analysis
+from .config import atomic_write_text
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+SECTIONS = (
+    "Data and preprocessing",
+    "Training",
+    "Per-dimension KL",
+    "Group differences (Cohen's d)",
+    "Top dimensions: KDE and violin plots",
+    "Latent traversals",
+    "Difference maps",
+    "Grad-CAM",
+    "Classifier",
+    "Known answer",
+    "Disentanglement (MIG and DCI)",
+    "Versions and settings",
+)
+TOP_DIMENSIONS = 3
+KNOWN_ANSWER_RHO = 0.5
+# Columns of a factor table that identify a cell rather than describe it.
+_ID_COLUMNS = {"group", "source", "label_id", "crop_id", "t", "centroid_z", "centroid_y", "centroid_x"}
+
+
+class NotAvailable(Exception):
+    """A section cannot be made; the message says why (shown in the report)."""
+
+
+@dataclass
+class Section:
+    """One report section: a title, HTML body parts (already escaped) or the reason it is not available."""
+
+    title: str
+    parts: list[str] = field(default_factory=list)
+    not_available: str | None = None
+
+
+# ---------------------------------------------------------------- latents and groups
+
+
+@dataclass
+class LatentSummary:
+    """Numbers shared by several sections, computed once from the latent table."""
+
+    mu: np.ndarray
+    logvar: np.ndarray | None
+    groups: np.ndarray
+    group_a: str
+    group_b: str
+    d: Any  # statistics.EffectSizes of group_b against group_a
+    top: list[int]
+
+
+def summarise_latents(latents: pd.DataFrame, group_column: str = "group") -> LatentSummary:
+    """Posterior means, the two compared groups (first two in table order) and the top dimensions by |d|.
+
+    Cohen's d is ``group_b − group_a`` over the pooled SD: for the demo,
+    treated against control, so a positive d means higher in treated cells.
+    """
+    from .statistics import cohens_d, rank_dimensions
+    from .traversal import mu_columns
+
+    columns = mu_columns(latents)
+    mu = latents[columns].to_numpy(dtype=float)
+    logvar_columns = [c.replace("mu_", "logvar_") for c in columns]
+    logvar = latents[logvar_columns].to_numpy(dtype=float) if set(logvar_columns) <= set(latents.columns) else None
+    if group_column not in latents.columns:
+        raise NotAvailable(f"the latent table has no {group_column!r} column to compare groups")
+    groups = latents[group_column].astype(str).to_numpy()
+    names = list(pd.unique(groups))
+    if len(names) < 2:
+        raise NotAvailable(f"only one group ({', '.join(names)}) in the latent table; Cohen's d needs two")
+    group_a, group_b = names[0], names[1]
+    effects = cohens_d(mu[groups == group_b], mu[groups == group_a])
+    top = [int(i) for i in rank_dimensions(effects.d)[: min(TOP_DIMENSIONS, mu.shape[1])]]
+    return LatentSummary(mu, logvar, groups, group_a, group_b, effects, top)
+
+
+def factors_for_latents(latents: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
+    """The factor row of every latent row, matched on ``group`` and ``label_id`` (and ``t`` when both have it).
+
+    Raises
+    ------
+    NotAvailable
+        When the tables share no key or some cells have no factors.
+    """
+    keys = [k for k in ("group", "label_id", "t") if k in latents.columns and k in factors.columns]
+    if "label_id" not in keys:
+        raise NotAvailable("the factor table has no label_id column to match its rows to the cells")
+    left = latents[keys].copy()
+    right = factors.copy()
+    for key in keys:
+        left[key] = left[key].astype(str)
+        right[key] = right[key].astype(str)
+    if right.duplicated(keys).any():
+        raise NotAvailable(f"the factor table has several rows per cell ({', '.join(keys)})")
+    merged = left.merge(right, on=keys, how="left", indicator=True)
+    unmatched = int((merged["_merge"] != "both").sum())
+    if unmatched:
+        raise NotAvailable(f"{unmatched} cell(s) have no row in the factor table (matched on {', '.join(keys)})")
+    return merged.drop(columns=["_merge"])
+
+
+def factor_columns(factors: pd.DataFrame) -> list[str]:
+    """Numeric factor columns that vary (cell ids and centroids left out)."""
+    return [c for c in factors.columns if c not in _ID_COLUMNS and not c.startswith("_")
+            and pd.api.types.is_numeric_dtype(factors[c]) and factors[c].nunique() > 1]  # fmt: skip
+
+
+def check_known_answer(
+    latents: pd.DataFrame, factors: pd.DataFrame, shifted: Sequence[str], *, threshold: float = KNOWN_ANSWER_RHO
+) -> dict[str, Any]:
+    """Does the dimension with the largest |Cohen's d| follow a factor the treated group shifts?
+
+    Spearman's ρ between that dimension's posterior mean and each shifted
+    factor, over all cells; the check passes when the largest |ρ| exceeds
+    ``threshold``.
+
+    Returns
+    -------
+    dict
+        ``dimension``, ``cohens_d``, ``groups`` (compared, b − a),
+        ``spearman`` (factor -> ρ), ``best_factor``, ``best_rho``,
+        ``threshold`` and ``passed``.
+    """
+    summary = summarise_latents(latents)
+    matched = factors_for_latents(latents, factors)
+    present = [f for f in shifted if f in matched.columns]
+    if not present:
+        raise NotAvailable(f"the factor table has none of the shifted factors {', '.join(shifted)}")
+    dim = summary.top[0]
+    rho = {f: float(spearmanr(summary.mu[:, dim], matched[f].to_numpy(dtype=float)).statistic) for f in present}
+    best = max(rho, key=lambda f: abs(rho[f]) if np.isfinite(rho[f]) else -1.0)
+    return {
+        "dimension": dim,
+        "cohens_d": float(summary.d.d[dim]),
+        "groups": [summary.group_a, summary.group_b],
+        "spearman": rho,
+        "best_factor": best,
+        "best_rho": rho[best],
+        "threshold": threshold,
+        "passed": bool(abs(rho[best]) > threshold),
+    }
+
+
+# ---------------------------------------------------------------- HTML helpers
+
+
+def figure_png(figure: Figure, *, dpi: int = 90) -> bytes:
+    """Render a Figure with the Agg canvas to PNG bytes (no pyplot, no GUI)."""
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _img(figure: Figure, alt: str) -> str:
+    data = base64.b64encode(figure_png(figure)).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _p(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _pre(data: Any) -> str:
+    return f"<pre>{html.escape(json.dumps(data, indent=2, default=str, allow_nan=True))}</pre>"
+
+
+# ---------------------------------------------------------------- sections
+
+
+@dataclass
+class _Context:
+    analysis: Analysis
+    summary: LatentSummary | None = None
+    summary_error: str | None = None
+
+    def require_latents(self) -> pd.DataFrame:
+        if self.analysis.latents is None:
+            raise NotAvailable("the analysis has no latent table; train a model and embed the crops")
+        return self.analysis.latents
+
+    def require_summary(self) -> LatentSummary:
+        if self.summary is None:
+            raise NotAvailable(self.summary_error or "no latents")
+        return self.summary
+
+    def require_model(self) -> Any:
+        bundle = self.analysis.bundle
+        if bundle is None:
+            raise NotAvailable("the analysis has no model bundle; train a model first")
+        if bundle.model_settings.model == "cond-vae":
+            raise NotAvailable("the conditional model decodes only with a reference image; "
+                               "use the Traversal widget on a chosen cell")  # fmt: skip
+        return bundle.model
+
+    def require_crops(self) -> Any:
+        if self.analysis.crop_set is None:
+            raise NotAvailable("the analysis has no crop set (or it could not be opened)")
+        return self.analysis.crop_set
+
+
+def _data_section(ctx: _Context) -> list[str]:
+    from .gallery import gallery_figure
+
+    crop_set = ctx.require_crops()
+    table = crop_set.table
+    counts = table["group"].astype(str).value_counts(sort=False)
+    parts = [
+        _p(f"{len(crop_set)} crops of shape {tuple(int(n) for n in crop_set.images.shape[1:])} (C, [Z,] Y, X), "
+           f"channels {', '.join(map(str, crop_set.channel_names))}; "
+           f"crop pixel size {tuple(crop_set.spacing) or 'unknown'}."),  # fmt: skip
+        _table([(g, n) for g, n in counts.items()], ["group", "crops"]),
+        _table([(s, n) for s, n in table["source"].astype(str).value_counts(sort=False).items()], ["source", "crops"]),
+        "<h3>Preprocessing</h3>" + _pre(crop_set.preprocess),
+        _img(gallery_figure(crop_set.images, list(table["group"].astype(str)), per_group=8), "example crops per group"),
+    ]
+    return parts
+
+
+def training_curves_figure(history: Sequence[dict[str, float]]) -> Figure:
+    """Loss per epoch (training and validation), one panel per loss term (loss, rec, kl, ...)."""
+    frame = pd.DataFrame(list(history))
+    terms = [c[len("train_"):] for c in frame.columns if c.startswith("train_")]
+    terms = sorted(terms, key=lambda t: (t != "loss", t))[:4]
+    epochs = frame["epoch"].to_numpy() + 1 if "epoch" in frame else np.arange(1, len(frame) + 1)
+    figure = Figure(figsize=(3.2 * len(terms), 2.8), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(terms), squeeze=False).ravel())
+    for ax, term in zip(axes, terms):
+        for split, style in (("train", "-"), ("val", "--")):
+            if f"{split}_{term}" in frame:
+                ax.plot(epochs, frame[f"{split}_{term}"], style, marker="o", markersize=3, label=split)
+        ax.set_title(term)
+        ax.set_xlabel("epoch")
+    axes[0].legend(frameon=False)
+    return figure
+
+
+def _training_section(ctx: _Context) -> list[str]:
+    bundle = ctx.analysis.bundle
+    if bundle is None:
+        raise NotAvailable("the analysis has no model bundle; train a model first")
+    history = bundle.config.get("history") or []
+    if not history:
+        raise NotAvailable("the model bundle records no training history")
+    last = history[-1]
+    parts = [_p(f"{len(history)} epoch(s); last epoch: " + ", ".join(
+        f"{k} {_fmt(v)}" for k, v in last.items() if k != "epoch"))]  # fmt: skip
+    parts.append(_img(training_curves_figure(history), "training curves"))
+    return parts
+
+
+def _kl_section(ctx: _Context) -> list[str]:
+    from .statistics import active_units, empirical_kl_to_standard_normal, kl_bar_figure, kl_per_dimension
+
+    summary = ctx.require_summary()
+    if summary.logvar is None:
+        raise NotAvailable("the latent table has no logvar_* columns")
+    kl = kl_per_dimension(summary.mu, summary.logvar)
+    try:
+        empirical = f"{empirical_kl_to_standard_normal(summary.mu):.4g} nats"
+    except InputError as err:
+        empirical = f"not available ({err})"
+    return [
+        _p(f"Active units (Var(μ) > 0.01): {active_units(summary.mu)} of {summary.mu.shape[1]}. "
+           f"Total KL {kl.sum():.4g} nats. Empirical KL of the latent means to N(0, I): {empirical}."),  # fmt: skip
+        _img(kl_bar_figure(kl), "per-dimension KL"),
+        _table([(f"dim {i}", kl[i]) for i in np.argsort(-kl)], ["dimension", "KL [nats]"]),
+    ]
+
+
+def _cohen_section(ctx: _Context) -> list[str]:
+    from .statistics import forest_figure, linear_probe
+
+    summary = ctx.require_summary()
+    parts = [_p(f"Cohen's d of {summary.group_b} against {summary.group_a} (pooled SD, ddof 1; positive: higher "
+                f"in {summary.group_b}), 95 % confidence intervals; top dimensions {summary.top}.")]  # fmt: skip
+    parts.append(_img(forest_figure(summary.d, top=15), "Cohen's d forest plot"))
+    keep = np.isin(summary.groups, [summary.group_a, summary.group_b])
+    try:
+        probe = linear_probe(summary.mu[keep], summary.groups[keep])
+        parts.append(_p(f"Linear probe (logistic regression, 5-fold): balanced accuracy "
+                        f"{probe['balanced_accuracy']:.3f}, AUROC {probe['auroc']:.3f}."))  # fmt: skip
+    except InputError as err:
+        parts.append(_p(f"Linear probe not available: {err}"))
+    return parts
+
+
+def _distribution_section(ctx: _Context) -> list[str]:
+    from .statistics import kde_figure, violin_figure
+
+    summary = ctx.require_summary()
+    keep = np.isin(summary.groups, [summary.group_a, summary.group_b])
+    names = [f"dim {i} (d={summary.d.d[i]:+.2f})" for i in range(summary.mu.shape[1])]
+    return [
+        _img(kde_figure(summary.mu[keep], summary.groups[keep], summary.top, names), "KDE of the top dimensions"),
+        _img(violin_figure(summary.mu[keep], summary.groups[keep], summary.top, names), "violins of the top dimensions"),
+    ]
+
+
+def _traversal_section(ctx: _Context) -> list[str]:
+    from .traversal import traversal_figure, traversal_grid
+
+    model = ctx.require_model()
+    summary = ctx.require_summary()
+    parts = []
+    for name in (summary.group_a, summary.group_b):
+        start = summary.mu[summary.groups == name].mean(axis=0)
+        grid = traversal_grid(model, summary.top, n_steps=7, start=start)
+        parts.append(f"<h3>From the mean of {html.escape(name)}</h3>")
+        parts.append(_img(traversal_figure(grid, dims=summary.top), f"traversal from the {name} mean"))
+    parts.insert(0, _p("Each row walks one top dimension from −3 to +3 (in units of the latent scale) while the other "
+                       "dimensions stay at the group's mean; decoded in eval mode, channel 0 shown."))  # fmt: skip
+    return parts
+
+
+def _flat(image: np.ndarray) -> np.ndarray:
+    """A map (C, [Z,] Y, X) as one 2D picture: maximum over channels and Z."""
+    image = np.asarray(image, dtype=np.float32)
+    return image.reshape(-1, *image.shape[-2:]).max(axis=0)
+
+
+def difference_figure(maps: Sequence[tuple[int, dict[str, np.ndarray]]]) -> Figure:
+    """One row per dimension: decodes at −3 and +3, |difference| and thresholded 1 − SSIM (max over channels/Z)."""
+    from .difference import threshold_map
+    from .gallery import composite_rgb
+
+    figure = Figure(figsize=(8.0, 2.1 * len(maps)), layout="constrained")
+    axes = figure.subplots(len(maps), 4, squeeze=False)
+    titles = ("decode at −3", "decode at +3", "|difference|", "1 − SSIM (top 10 %)")
+    for row, (dim, result) in enumerate(maps):
+        pictures = [composite_rgb(result["low"]), composite_rgb(result["high"]), _flat(result["abs"]),
+                    _flat(threshold_map(result["dissimilarity"]))]  # fmt: skip
+        for col, picture in enumerate(pictures):
+            ax = axes[row, col]
+            ax.imshow(picture, cmap=None if col < 2 else "magma")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(titles[col], fontsize=8)
+        axes[row, 0].set_ylabel(f"dim {dim}", fontsize=8)
+    return figure
+
+
+def _difference_section(ctx: _Context) -> list[str]:
+    from .difference import traversal_difference
+
+    model = ctx.require_model()
+    summary = ctx.require_summary()
+    start = summary.mu.mean(axis=0)
+    maps = [(dim, traversal_difference(model, dim, start=start)) for dim in summary.top]
+    rows = [(f"dim {dim}", float(r["abs"].mean()), float(r["dissimilarity"].mean())) for dim, r in maps]
+    return [
+        _p("Absolute and structural (1 − SSIM; Gaussian window σ 1.5, data range 1.0) difference between the decodes "
+           "at −3 and +3 of each top dimension, the others at the mean of all cells."),  # fmt: skip
+        _img(difference_figure(maps), "difference maps"),
+        _table(rows, ["dimension", "mean |difference|", "mean 1 − SSIM"]),
+    ]
+
+
+def gradcam_figure(crops: np.ndarray, maps: dict[tuple[int, int], np.ndarray], dims: Sequence[int],
+                   labels: Sequence[str]) -> Figure:  # fmt: skip
+    """Rows: cells; columns: the crop, then the +μ_k and −μ_k Grad-CAM of every dimension in ``dims``."""
+    from .gallery import composite_rgb
+
+    n_cols = 1 + 2 * len(dims)
+    figure = Figure(figsize=(1.5 * n_cols, 1.6 * len(crops)), layout="constrained")
+    axes = figure.subplots(len(crops), n_cols, squeeze=False)
+    for row, crop in enumerate(crops):
+        axes[row, 0].imshow(composite_rgb(crop))
+        axes[row, 0].set_ylabel(labels[row], fontsize=7)
+        col = 1
+        for dim in dims:
+            for sign in (1, -1):
+                ax = axes[row, col]
+                ax.imshow(composite_rgb(crop)[..., 1], cmap="gray")
+                ax.imshow(_flat(maps[(dim, sign)][row][None]), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+                if row == 0:
+                    ax.set_title(f"{'+' if sign > 0 else '−'}μ{dim}", fontsize=8)
+                col += 1
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return figure
+
+
+def _gradcam_section(ctx: _Context) -> list[str]:
+    from .gradcam import gradcam_encoder
+
+    model = ctx.require_model()
+    summary = ctx.require_summary()
+    crop_set = ctx.require_crops()
+    latents = ctx.require_latents()
+    position = {int(c): i for i, c in enumerate(crop_set.table["crop_id"])}
+    chosen: list[int] = []
+    for name in (summary.group_a, summary.group_b):  # the two cells of each group most extreme along the top dim
+        rows = np.flatnonzero(summary.groups == name)
+        order = rows[np.argsort(summary.mu[rows, summary.top[0]])]
+        chosen += [int(order[0]), int(order[-1])]
+    crop_ids = [int(latents["crop_id"].iloc[r]) for r in chosen]
+    crops = np.stack([np.asarray(crop_set.images[position[c]], dtype=np.float32) for c in crop_ids])
+    dims = summary.top[:2]
+    maps = {(dim, sign): gradcam_encoder(model, crops, dim, sign=sign) for dim in dims for sign in (1, -1)}
+    labels = [f"{summary.groups[r]} #{c}" for r, c in zip(chosen, crop_ids)]
+    return [
+        _p("Grad-CAM of the posterior mean μ_k (never a sampled z) for the top dimensions, for both signs (a "
+           "latent's sign is arbitrary and the ReLU drops negative evidence); cells with the lowest and highest "
+           f"μ{summary.top[0]} of each group."),  # fmt: skip
+        _img(gradcam_figure(crops, maps, dims, labels), "Grad-CAM examples"),
+    ]
+
+
+def _classifier_section(ctx: _Context) -> list[str]:
+    metrics = ctx.analysis.classifier
+    if metrics is None:
+        raise NotAvailable("no classifier was trained in this analysis (no classifier.json)")
+    scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+    parts = [_table(scalars, ["metric", "value"])] if scalars else []
+    nested = {k: v for k, v in metrics.items() if (k, v) not in scalars}
+    if nested:
+        parts.append(_pre(nested))
+    return parts
+
+
+def _factors(ctx: _Context) -> pd.DataFrame:
+    if ctx.analysis.factors is None:
+        raise NotAvailable("the analysis has no ground-truth factor table (only the synthetic data provides one)")
+    return ctx.analysis.factors
+
+
+def _known_answer_section(ctx: _Context) -> list[str]:
+    from .sample_data import TREATED_SHIFTS
+
+    factors = _factors(ctx)
+    check = check_known_answer(ctx.require_latents(), factors, list(TREATED_SHIFTS))
+    verdict = "PASSED" if check["passed"] else "FAILED"
+    return [
+        _p(f"The dimension with the largest |Cohen's d| ({check['groups'][1]} vs {check['groups'][0]}) is "
+           f"dim {check['dimension']} (d = {check['cohens_d']:+.2f}). Its Spearman correlation with the factors the "
+           f"treated group shifts: best {check['best_factor']} ρ = {check['best_rho']:+.2f}. "
+           f"Check |ρ| > {check['threshold']}: {verdict}."),  # fmt: skip
+        _table(sorted(check["spearman"].items(), key=lambda kv: -abs(kv[1])), ["shifted factor", "Spearman ρ"]),
+    ]
+
+
+def _disentanglement_section(ctx: _Context) -> list[str]:
+    try:
+        from .disentanglement import dci, mutual_information_gap
+    except ImportError as err:
+        raise NotAvailable(f"the disentanglement module is not installed ({err})") from err
+    summary = ctx.require_summary()
+    matched = factors_for_latents(ctx.require_latents(), _factors(ctx))
+    names = factor_columns(matched)
+    if len(names) < 2:
+        raise NotAvailable("fewer than two varying numeric factors")
+    values = matched[names].to_numpy(dtype=float)
+    mig = mutual_information_gap(summary.mu, values)
+    result = dci(summary.mu, values, n_repeats=3)
+    rows = [(n, mig.gap_per_factor[k], result.accuracy_per_factor[k], int(np.argmax(result.importance[:, k])))
+            for k, n in enumerate(names)]  # fmt: skip
+    return [
+        _p(f"MIG {mig.score:.3f}; DCI disentanglement {result.disentanglement:.3f}, completeness "
+           f"{result.completeness:.3f}, informativeness (held-out accuracy) {result.informativeness:.3f}. "
+           "Continuous factors are discretised into 20 bins."),  # fmt: skip
+        _table(rows, ["factor", "MIG gap", "DCI accuracy", "most important dim"]),
+    ]
+
+
+def _versions_section(ctx: _Context) -> list[str]:
+    analysis = ctx.analysis
+    parts = [_p(f"Report written by napari-morphospace {__version__} on "
+                f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.")]  # fmt: skip
+    manifest = analysis.manifest.to_json()
+    manifest["napari_morphospace_version"] = analysis.manifest.written_by
+    parts.append("<h3>analysis.json</h3>" + _pre(manifest))
+    if analysis.bundle is not None:
+        config = {k: v for k, v in analysis.bundle.config.items() if k != "history"}
+        parts.append("<h3>model.json (without history)</h3>" + _pre(config))
+    job = analysis.manifest.path_of("crop_job")
+    if job is not None:
+        parts.append(f"<h3>{html.escape(job.name)}</h3><pre>{html.escape(job.read_text())}</pre>")
+    return parts
+
+
+_BUILDERS: dict[str, Callable[[_Context], list[str]]] = {
+    SECTIONS[0]: _data_section,
+    SECTIONS[1]: _training_section,
+    SECTIONS[2]: _kl_section,
+    SECTIONS[3]: _cohen_section,
+    SECTIONS[4]: _distribution_section,
+    SECTIONS[5]: _traversal_section,
+    SECTIONS[6]: _difference_section,
+    SECTIONS[7]: _gradcam_section,
+    SECTIONS[8]: _classifier_section,
+    SECTIONS[9]: _known_answer_section,
+    SECTIONS[10]: _disentanglement_section,
+    SECTIONS[11]: _versions_section,
+}
+
+
+def build_sections(analysis: Analysis, on_step: Callable[[str], None] | None = None) -> list[Section]:
+    """Every section of :data:`SECTIONS`, each either with content or with the reason it is not available."""
+    ctx = _Context(analysis)
+    if analysis.latents is not None:
+        try:
+            ctx.summary = summarise_latents(analysis.latents)
+        except (NotAvailable, InputError) as err:
+            ctx.summary_error = str(err)
+    else:
+        ctx.summary_error = "the analysis has no latent table; train a model and embed the crops"
+    sections = []
+    for title in SECTIONS:
+        if on_step is not None:
+            on_step(f"report: {title}")
+        try:
+            sections.append(Section(title, parts=_BUILDERS[title](ctx)))
+        except NotAvailable as err:
+            sections.append(Section(title, not_available=str(err)))
+        except Exception as err:  # a report is still written; the reason is shown and logged
+            log.warning("report section %r failed", title, exc_info=True)
+            sections.append(Section(title, not_available=f"{type(err).__name__}: {err}"))
+    return sections
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #bbb}
+img{max-width:100%;display:block;margin:.5em 0}table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}pre{background:#f4f4f4;padding:.5em;overflow-x:auto}
+.na{color:#a33;font-style:italic}.problem{color:#a33}nav li{display:inline;margin-right:1em}
+"""
+
+
+def render_html(analysis: Analysis, sections: Sequence[Section]) -> str:
+    """The report as one HTML document (every folder-derived string escaped)."""
+    title = f"Morphospace report: {analysis.folder.resolve().name}"
+    body = [f"<h1>{html.escape(title)}</h1>", _p(f"Analysis folder: {analysis.folder.resolve()}")]
+    if analysis.problems or analysis.notes:
+        body.append("<h2>Problems found when opening the analysis</h2><ul>")
+        body += [f'<li class="problem">{html.escape(p)}</li>' for p in analysis.problems]
+        body += [f"<li>{html.escape(n)}</li>" for n in analysis.notes]
+        body.append("</ul>")
+    body.append("<nav><ul>" + "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>'
+                                       for i, s in enumerate(sections)) + "</ul></nav>")  # fmt: skip
+    for i, section in enumerate(sections):
+        body.append(f'<section id="s{i}"><h2>{html.escape(section.title)}</h2>')
+        if section.not_available is not None:
+            body.append(f'<p class="na">not available: {html.escape(section.not_available)}</p>')
+        else:
+            body += section.parts
+        body.append("</section>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
+
+
+def write_report(
+    analysis_folder: str | os.PathLike | Analysis,
+    out_path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    on_step: Callable[[str], None] | None = None,
+) -> Path:
+    """Write the self-contained HTML report of an analysis folder to ``out_path`` (atomically).
+
+    Parameters
+    ----------
+    analysis_folder : path or Analysis
+        An analysis folder (opened with :func:`open_analysis`) or an opened analysis.
+    out_path : path
+        The ``.html`` file to write; an existing file is refused unless ``overwrite``.
+    on_step : callable, optional
+        Called with a short message before each section (progress).
+
+    Returns
+    -------
+    Path
+        ``out_path``.
+    """
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise InputError(f"{out_path} is a folder; give the report a file name such as report.html")
+    if out_path.exists() and not overwrite:
+        raise InputError(f"{out_path} already exists; choose another file name or pass --overwrite")
+    analysis = analysis_folder if isinstance(analysis_folder, Analysis) else open_analysis(analysis_folder)
+    atomic_write_text(out_path, render_html(analysis, build_sections(analysis, on_step)))
+    return out_path
+
+
+__all__ = [
+    "SECTIONS",
+    "LatentSummary",
+    "Section",
+    "build_sections",
+    "check_known_answer",
+    "factor_columns",
+    "factors_for_latents",
+    "figure_png",
+    "render_html",
+    "summarise_latents",
+    "training_curves_figure",
+    "write_report",
+]

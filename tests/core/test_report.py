@@ -1,0 +1,114 @@
+"""The HTML report: every section with real, decodable figures for a tiny demo run; "not available" without a model."""
+
+import base64
+import io
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from napari_morphospace.core.analysis import create_analysis, save_analysis
+from napari_morphospace.core.data import CropSet, bbox_columns
+from napari_morphospace.core.demo import DemoSettings, run_demo
+from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.report import SECTIONS, check_known_answer, write_report
+
+TINY = DemoSettings(n_cells=16, epochs=1, latent_dim=4, batch_size=8, threads=1)
+_IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    run_demo(out, TINY)
+    return out
+
+
+def sections_of(text: str) -> dict[str, str]:
+    """Section title -> its HTML, split at the <h2> headings of <section> elements."""
+    parts = re.findall(r'<section id="s\d+"><h2>(.*?)</h2>(.*?)</section>', text, flags=re.S)
+    return {title: body for title, body in parts}
+
+
+def png_sizes(body: str) -> list[tuple[int, int]]:
+    sizes = []
+    for data in _IMG.findall(body):
+        raw = base64.b64decode(data, validate=True)
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(io.BytesIO(raw)) as image:
+            image.verify()
+        with Image.open(io.BytesIO(raw)) as image:
+            sizes.append(image.size)
+    return sizes
+
+
+def test_report_of_a_demo_run_has_every_section_with_figures(demo_folder, tmp_path):
+    out = write_report(demo_folder, tmp_path / "r.html")
+    text = out.read_text()
+    sections = sections_of(text)
+    assert list(sections) == [s.replace("'", "&#x27;") for s in SECTIONS]
+    with_figures = {"Data and preprocessing": 1, "Training": 1, "Per-dimension KL": 1, "Group differences (Cohen&#x27;s d)": 1,
+                    "Top dimensions: KDE and violin plots": 2, "Latent traversals": 2, "Difference maps": 1, "Grad-CAM": 1}
+    for title, count in with_figures.items():
+        sizes = png_sizes(sections[title])
+        assert len(sizes) == count, title
+        assert all(w > 50 and h > 50 for w, h in sizes), (title, sizes)
+    for title, body in sections.items():
+        assert "not available" not in body or title == "Classifier", (title, body[:300])
+    assert "no classifier was trained" in sections["Classifier"]
+    assert re.search(r"Check \|ρ\| &gt; 0.5: (PASSED|FAILED)", sections["Known answer"])
+    assert "MIG" in sections["Disentanglement (MIG and DCI)"] and "<td>size</td>" in sections["Disentanglement (MIG and DCI)"]
+    assert '"latent_dim": 4' in sections["Versions and settings"] and "resize" in sections["Versions and settings"]
+    assert "src=\"http" not in text and "<link" not in text and "<script" not in text  # self-contained
+
+
+def test_existing_report_is_kept_without_overwrite(demo_folder, tmp_path):
+    target = tmp_path / "r.html"
+    target.write_text("mine")
+    with pytest.raises(InputError, match="already exists"):
+        write_report(demo_folder, target)
+    assert target.read_text() == "mine"
+
+
+def test_folder_without_a_model_lists_sections_as_not_available_and_escapes_names(tmp_path):
+    folder = tmp_path / "a"
+    manifest = create_analysis(folder)
+    rng = np.random.default_rng(1)
+    groups = ["<script>alert(1)</script>"] * 4 + ["treated & co"] * 4
+    table = pd.DataFrame({"crop_id": range(8), "source": "x.tif", "label_id": range(1, 9), "t": 0, "group": groups,
+                          "annotation": "", **{c: 0 for c in bbox_columns(2)}})
+    save_analysis(manifest, crop_set=CropSet(rng.random((8, 1, 16, 16), dtype=np.float32), table, ["c0"]))
+    text = write_report(folder, folder / "report.html").read_text()
+    sections = sections_of(text)
+    assert list(sections)[0] == "Data and preprocessing" and len(png_sizes(sections["Data and preprocessing"])) == 1
+    for title in ("Training", "Per-dimension KL", "Latent traversals", "Difference maps", "Grad-CAM", "Known answer"):
+        assert '<p class="na">not available: ' in sections[title], title
+    assert "no model bundle" in sections["Training"] and "no latent table" in sections["Per-dimension KL"]
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "treated &amp; co" in text
+
+
+def test_known_answer_check_finds_the_dimension_that_follows_a_shifted_factor():
+    rng = np.random.default_rng(0)
+    n = 60
+    group = np.repeat(["control", "treated"], n)
+    size = np.concatenate([rng.normal(10, 1, n), rng.normal(12, 1, n)])
+    latents = pd.DataFrame({"crop_id": range(2 * n), "label_id": np.tile(np.arange(1, n + 1), 2), "group": group,
+                            "mu_0": rng.normal(size=2 * n), "mu_1": -size + rng.normal(0, 0.3, 2 * n)})
+    factors = pd.DataFrame({"group": group, "label_id": latents["label_id"], "size": size,
+                            "texture": rng.uniform(size=2 * n)})
+    check = check_known_answer(latents, factors, ["size", "texture"])
+    assert check["dimension"] == 1 and check["cohens_d"] < -1
+    assert check["best_factor"] == "size" and check["best_rho"] < -0.8 and check["passed"]
+    unrelated = factors.assign(size=rng.uniform(size=2 * n))
+    assert not check_known_answer(latents, unrelated, ["size", "texture"])["passed"]

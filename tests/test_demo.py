@@ -1,0 +1,52 @@
+"""``morphospace demo --headless`` end to end in a tiny configuration: analysis folder, statistics and report."""
+
+import json
+
+import pytest
+import torch
+
+from napari_morphospace.cli import main
+from napari_morphospace.core.analysis import open_analysis
+
+TINY = ["--n-cells", "16", "--epochs", "1", "--latent-dim", "4", "--batch-size", "8", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_headless_demo_writes_an_analysis_folder_and_a_report(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--headless", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert f"analysis folder {out}/" in printed and "report.html" in printed
+    assert "known answer PASSED" in printed or "known answer FAILED" in printed
+    assert torch.get_num_threads() == 1  # the demo's own thread setting is undone
+
+    analysis = open_analysis(out)
+    assert analysis.problems == []
+    assert len(analysis.crop_set) == 32 and analysis.crop_set.images.shape[1:] == (3, 32, 32)
+    assert list(analysis.latents["crop_id"]) == list(analysis.crop_set.table["crop_id"])
+    assert analysis.bundle.latent_dim == 4 and len(analysis.bundle.config["history"]) == 1
+    assert len(analysis.factors) == 32 and [s.group for s in analysis.manifest.sources] == ["control", "treated"]
+
+    summary = json.loads((out / "demo.json").read_text())
+    assert set(summary["seconds"]) == {"sample", "crops", "train", "embed", "statistics", "report"}
+    statistics = json.loads((out / "statistics.json").read_text())
+    assert len(statistics["cohens_d"]) == 4 and statistics["known_answer"]["dimension"] == statistics["top_dimensions"][0]
+    report = (out / "report.html").read_text()
+    assert report.count('<img src="data:image/png;base64,') >= 10
+    assert not list(out.glob("**/*.ckpt")), "Lightning checkpoints (pickles) must not end up in the analysis folder"
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["demo", "--headless", "--out", str(tmp_path), *TINY]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["demo", "--headless", "--out", str(tmp_path), "--overwrite", *TINY]) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
