@@ -147,7 +147,6 @@ class LatentWidget(QWidget):
         self._decoder: LatentDecoder | None = None
         self._latest: tuple[int, np.ndarray, np.ndarray] | None = None
         self._latest_lock = threading.Lock()
-        self._requests = 0
         self._shown_serial = 0
         self._shown_3d = False
         self._cell_row: int | None = None
@@ -453,7 +452,6 @@ class LatentWidget(QWidget):
         """Ask the decoder thread for the current latent vector; a newer request replaces one not yet started."""
         if self._decoder is None:
             return
-        self._requests += 1
         self._decoder.request(self.z)
 
     @_report_errors
@@ -667,8 +665,6 @@ class LatentWidget(QWidget):
         spatial = grid.ndim - 3
         labels = (row_axis, "step", "channel", *("zyx"[3 - spatial :]))
         scale = (1.0, 1.0, 1.0, *self._spacing(spatial))
-        if name in self.viewer.layers and self.viewer.layers[name].data.shape[2:] != grid.shape[2:]:
-            self.viewer.layers.remove(name)
         layer = self._put_image(name, grid, colormap="gray", scale=scale, contrast_limits=(0.0, 1.0), axis_labels=labels)
         layer.axis_labels = labels
 
