@@ -133,9 +133,11 @@ class TrainConfig:
 class TrainUpdate:
     """Progress of a running training, sent after steps (throttled) and after every epoch.
 
-    ``val_losses`` and ``kl_per_dim`` (validation KL per latent dimension, nats)
-    are filled at the end of an epoch only; ``eta_s`` is ``None`` until the
-    first step has been timed. ``stage`` is ``"model"``, or ``"reference"`` /
+    ``val_losses`` and ``kl_per_dim`` (KL per latent dimension in nats,
+    averaged over the epoch's training steps) are filled at the end of an
+    epoch only, when ``train_losses`` holds the epoch means of every term;
+    within an epoch ``train_losses`` holds the current step's ``loss``.
+    ``eta_s`` is ``None`` until the first step has been timed. ``stage`` is ``"model"``, or ``"reference"`` /
     ``"target"`` for the two stages of the conditional model.
     """
 
