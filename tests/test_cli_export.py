@@ -5,18 +5,13 @@ import pandas as pd
 import pytest
 
 import napari_morphospace.cli as cli
-from napari_morphospace.cli import export as export_command
 from napari_morphospace.core.annotations import AnnotationStore
 from napari_morphospace.core.data import CropSet, load_crop_set, save_crop_set
 from napari_morphospace.core.io import read_stack
 
 
 @pytest.fixture
-def main(monkeypatch):
-    """``cli.main`` with the export subcommand registered (as the integrator will register it)."""
-    modules = cli._subcommands()
-    if export_command not in modules:
-        monkeypatch.setattr(cli, "_subcommands", lambda: [*modules, export_command])
+def main():
     return cli.main
 
 

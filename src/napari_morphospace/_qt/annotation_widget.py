@@ -165,7 +165,7 @@ class AnnotationWidget(QWidget):
     # ------------------------------------------------------- crop set and store
 
     def _on_crop_set(self, crop_set: Any) -> None:
-        folder = getattr(self.session, "crop_set_folder", None)
+        folder = self.session.crop_set_folder
         self._report(self.set_crop_set, crop_set, folder)
 
     def set_crop_set(self, crop_set: Any, folder: str | Path | None = None) -> None:

@@ -564,6 +564,7 @@ class CellsWidget(QWidget):
             self.status.setText("Cancelled: no crop set was made.")
             return
         self.crop_set = crop_set
+        self.session.crop_set_folder = self._output_folder()
         self.session.crop_set = crop_set
         counts = crop_set.table["group"].value_counts().to_dict()
         shape = "×".join(str(s) for s in crop_set.images.shape[1:])

@@ -8,6 +8,7 @@ Train widget without either knowing the other exists.
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 from typing import Any
 
 from psygnal import Signal
@@ -21,6 +22,9 @@ class Session:
     latents_changed = Signal(object)
 
     def __init__(self) -> None:
+        #: Folder the current crop set was saved to or loaded from (None: only in memory);
+        #: set before ``crop_set`` so listeners see both.
+        self.crop_set_folder: Path | None = None
         self._crop_set: Any = None
         self._bundle: Any = None
         self._latents: Any = None

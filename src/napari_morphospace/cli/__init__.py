@@ -16,16 +16,9 @@ from ..core.errors import InputError
 
 
 def _subcommands() -> list[ModuleType]:
-    from . import crops, demo
+    from . import crops, demo, embed, export, train
 
-    modules = [crops, demo]
-    for optional in ("train", "embed"):
-        try:
-            modules.append(__import__(f"{__name__}.{optional}", fromlist=[optional]))
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{optional}":
-                raise
-    return modules
+    return [crops, train, embed, export, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
