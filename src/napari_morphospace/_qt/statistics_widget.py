@@ -1,0 +1,290 @@
+"""The "Statistics" dock: how the latent space is used, and how two groups of cells differ in it.
+
+Reads the session's latent table or a Labels layer's features, lets the user
+choose two groups, and shows the figures of :mod:`core.statistics` (made by
+:mod:`core.latent_summary`) in tabs: per-dimension KL, Cohen's d forest plot,
+KDE curves and violin plots of the top dimensions, and the linear probe. The
+computation (the probe cross-validates a classifier) runs in a worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.layers import Labels
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import InputError
+from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, group_choices, summarise_latents, summary_figures
+from .session import session_for
+
+SESSION_TABLE = "latent table (this session)"
+TABS = {"kl": "KL", "forest": "Cohen's d", "kde": "KDE", "violin": "Violins"}
+
+
+@thread_worker
+def _statistics_worker(table: pd.DataFrame, group_column: str, a: Any, b: Any, top: int):
+    summary = summarise_latents(table, group_column, a, b)
+    return summary, summary_figures(summary, table, top=top)
+
+
+def _label(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+class StatisticsWidget(QWidget):
+    """Latent statistics for two chosen groups, as dock tabs; figures exportable as PNG and SVG.
+
+    Scriptable: ``set_table_source``, ``set_groups``, ``compute``, ``export_figures``.
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.summary: LatentSummary | None = None
+        self.figures: dict[str, Figure | str] = {}
+        self._worker: Any = None
+
+        self.table_combo = QComboBox()
+        self.column_combo = QComboBox()
+        self.a_combo, self.b_combo = QComboBox(), QComboBox()
+        self.top_spin = QSpinBox(minimum=1, maximum=10, value=3)
+        self.compute_button = QPushButton("Compute")
+        self.export_button = QPushButton("Export figures…")
+        self.export_button.setEnabled(False)
+        self.status = _label()
+        self.overview = _label("Compute to see the number of active units and the empirical KL to N(0, I).")
+        self.tabs = QTabWidget()
+        self.tab_pages: dict[str, QVBoxLayout] = {}
+        self.probe_text = _label()
+        self._layout()
+
+        self.table_combo.currentTextChanged.connect(self._on_table_chosen)
+        self.column_combo.currentTextChanged.connect(self._fill_groups)
+        self.compute_button.clicked.connect(self.compute)
+        self.export_button.clicked.connect(self._choose_export_folder)
+        self.session.latents_changed.connect(self._refresh_tables)
+        self.viewer.layers.events.inserted.connect(self._refresh_tables)
+        self.viewer.layers.events.removed.connect(self._refresh_tables)
+        self._refresh_tables()
+
+    def _layout(self) -> None:
+        form = QFormLayout()
+        form.addRow("cells from", self.table_combo)
+        form.addRow("compare by", self.column_combo)
+        form.addRow("group A", self.a_combo)
+        form.addRow("group B", self.b_combo)
+        form.addRow("top dimensions", self.top_spin)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.compute_button)
+        buttons.addWidget(self.export_button)
+        for key, title in TABS.items():
+            page = QWidget()
+            box = QVBoxLayout(page)
+            box.setContentsMargins(0, 0, 0, 0)
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(page)
+            self.tab_pages[key] = box
+            self.tabs.addTab(scroll, title)
+        probe = QWidget()
+        QVBoxLayout(probe).addWidget(self.probe_text)
+        probe.layout().addStretch()
+        self.tabs.addTab(probe, "Probe")
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(self.overview)
+        layout.addWidget(self.tabs, stretch=1)
+
+    # ----------------------------------------------------------------- choosing the cells
+
+    def _refresh_tables(self, _event: Any = None) -> None:
+        current = self.table_combo.currentText()
+        names = ([SESSION_TABLE] if self.session.latents is not None else []) + [
+            layer.name for layer in self.viewer.layers if isinstance(layer, Labels)
+        ]
+        self.table_combo.blockSignals(True)
+        self.table_combo.clear()
+        self.table_combo.addItems(names)
+        self.table_combo.blockSignals(False)
+        chosen = current if current in names else (names[0] if names else "")
+        self.table_combo.setCurrentText(chosen)
+        self._on_table_chosen(chosen)
+
+    def set_table_source(self, name: str) -> None:
+        """Use the session's latent table (``SESSION_TABLE``) or the features of the Labels layer ``name``."""
+        self.table_combo.setCurrentText(name)
+        self._on_table_chosen(name)
+
+    def table(self) -> pd.DataFrame:
+        """The chosen table of cells."""
+        name = self.table_combo.currentText()
+        if name == SESSION_TABLE and self.session.latents is not None:
+            return self.session.latents
+        if name in self.viewer.layers:
+            features = self.viewer.layers[name].features
+            if not any(str(c).startswith("mu_") for c in features.columns):
+                raise InputError(
+                    f"layer {name!r} has no mu_* features; embed its cells with the Embed widget first "
+                    "(it writes the latents into the layer's features)"
+                )
+            return features
+        raise InputError("there are no cells to describe: embed a crop set with the Embed widget first")
+
+    def _on_table_chosen(self, _name: str = "") -> None:
+        try:
+            table = self.table()
+        except InputError:
+            table = pd.DataFrame()
+        columns = [c for c in GROUP_COLUMNS if c in table.columns]
+        current = self.column_combo.currentText()
+        self.column_combo.blockSignals(True)
+        self.column_combo.clear()
+        self.column_combo.addItems(columns)
+        if current in columns:
+            self.column_combo.setCurrentText(current)
+        self.column_combo.blockSignals(False)
+        self._fill_groups()
+
+    def _fill_groups(self, _column: str = "") -> None:
+        try:
+            values = [str(v) for v in group_choices(self.table(), self.column_combo.currentText())]
+        except InputError:
+            values = []
+        for index, combo in enumerate((self.a_combo, self.b_combo)):
+            current = combo.currentText()
+            combo.clear()
+            combo.addItems(values)
+            if current in values:
+                combo.setCurrentText(current)
+            elif len(values) > index:
+                combo.setCurrentIndex(index)
+
+    def set_groups(self, a: Any, b: Any, column: str = "group") -> None:
+        """Compare group ``a`` with group ``b`` of ``column`` (d > 0 when ``a`` is higher)."""
+        self.column_combo.setCurrentText(column)
+        self.a_combo.setCurrentText(str(a))
+        self.b_combo.setCurrentText(str(b))
+
+    def _chosen_groups(self, table: pd.DataFrame, column: str) -> tuple[Any, Any]:
+        """The group values (with their dtype in the table) shown in the two combo boxes."""
+        by_text = {str(v): v for v in group_choices(table, column)}
+        a, b = self.a_combo.currentText(), self.b_combo.currentText()
+        if len(by_text) < 2:
+            raise InputError(
+                f"column {column!r} has {len(by_text)} group(s) ({', '.join(by_text) or 'none'}); "
+                "choose two different groups: cells of at least two conditions are needed"
+            )
+        if a == b:
+            raise InputError(f"group A and group B are both {a!r}; choose two different groups")
+        return by_text[a], by_text[b]
+
+    # ----------------------------------------------------------------- computing and showing
+
+    def compute(self) -> Any:
+        """Compute the statistics in a worker; returns the worker (None when the input was refused)."""
+        if self._worker is not None:
+            return self._worker
+        try:
+            table = self.table()
+            column = self.column_combo.currentText()
+            if not column:
+                raise InputError(f"the cells have none of the columns {', '.join(GROUP_COLUMNS)} to form groups from")
+            a, b = self._chosen_groups(table, column)
+        except InputError as err:
+            self._report(err)
+            return None
+        self.status.setText(f"Computing {a!r} vs {b!r}…")
+        self.compute_button.setEnabled(False)
+        worker = _statistics_worker(table.copy(), column, a, b, self.top_spin.value(), _ignore_errors=True)
+        worker.returned.connect(self._show)
+        worker.errored.connect(self._report)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.compute_button.setEnabled(True)
+
+    def _report(self, error: Exception) -> None:
+        message = str(error) if isinstance(error, InputError) else f"Computing the statistics failed unexpectedly: {error!r}"
+        self.status.setText(f"⚠ {message}")
+        show_error(message)
+
+    def _show(self, result: tuple[LatentSummary, dict[str, Figure | str]]) -> None:
+        self.summary, self.figures = result
+        summary = self.summary
+        self.overview.setText(summary.overview_text())
+        for key, box in self.tab_pages.items():
+            while box.count():
+                item = box.takeAt(0)
+                if item.widget() is not None:
+                    item.widget().deleteLater()
+            figure = self.figures[key]
+            if key == "forest":
+                box.addWidget(_label(summary.effect_text()))
+            if isinstance(figure, Figure):
+                canvas = FigureCanvasQTAgg(figure)
+                canvas.setMinimumHeight(int(figure.get_figheight() * figure.dpi * 0.75))
+                box.addWidget(canvas)
+            else:
+                box.addWidget(_label(figure))
+                box.addStretch()
+        self.probe_text.setText(summary.probe_text())
+        self.export_button.setEnabled(any(isinstance(f, Figure) for f in self.figures.values()))
+        self.status.setText(f"{summary.a!r} vs {summary.b!r}: top dimension {summary.names[summary.ranking[0]]}"
+                            if summary.ranking else f"{summary.a!r} vs {summary.b!r}")  # fmt: skip
+
+    # ----------------------------------------------------------------- export
+
+    def _choose_export_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export figures to folder")
+        if not folder:
+            return
+        names = [f"{key}.{kind}" for key, f in self.figures.items() if isinstance(f, Figure) for kind in ("png", "svg")]
+        existing = [n for n in names if (Path(folder) / n).exists()]
+        overwrite = False
+        if existing:
+            answer = QMessageBox.question(self, "Replace figures?", f"{folder} already has {', '.join(existing)}. Replace them?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+            overwrite = True
+        self.export_figures(folder, overwrite=overwrite)
+
+    def export_figures(self, folder: str | Path, *, overwrite: bool = False) -> list[Path]:
+        """Save every figure as PNG and SVG in ``folder`` (existing files only with ``overwrite``)."""
+        try:
+            paths = export_figures(self.figures, folder, overwrite=overwrite)
+        except InputError as err:
+            self._report(err)
+            return []
+        show_info(f"{len(paths)} figure files written to {folder}")
+        return paths

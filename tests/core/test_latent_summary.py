@@ -1,0 +1,45 @@
+"""The Statistics panel's computation without Qt: known effect, left-out rows, figure export."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.latent_summary import export_figures, summarise_latents, summary_figures
+
+
+def table(n=30):
+    rng = np.random.default_rng(1)
+    mu = rng.standard_normal((2 * n, 3))
+    mu[:n, 1] += 3.0
+    out = pd.DataFrame(mu, columns=["mu_0", "mu_1", "mu_2"]).assign(group=["a"] * n + ["b"] * n)
+    return out
+
+
+def test_group_a_higher_gives_positive_d_ranked_first_and_unembedded_rows_left_out():
+    data = pd.concat([table(), pd.DataFrame({"mu_0": [np.nan], "mu_1": [np.nan], "mu_2": [np.nan], "group": ["a"]})])
+    summary = summarise_latents(data, "group", "a", "b")
+    a, b = data["mu_1"][:30], data["mu_1"][30:60]
+    pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)  # equal group sizes
+    assert summary.ranking[0] == 1 and summary.effects.d[1] == pytest.approx((a.mean() - b.mean()) / pooled)
+    assert summary.n_cells == 60 and "1 object(s) without latents left out" in summary.overview_text()
+    assert summary.kl is None and summary.probe["auroc"] > 0.95
+    figures = summary_figures(summary, data, top=2)
+    assert isinstance(figures["forest"], Figure) and isinstance(figures["kl"], str)
+
+
+def test_same_group_twice_is_refused():
+    with pytest.raises(InputError, match="choose two different groups"):
+        summarise_latents(table(), "group", "a", "a")
+
+
+def test_export_refuses_to_overwrite_before_writing_anything(tmp_path):
+    data = table()
+    figures = summary_figures(summarise_latents(data, "group", "a", "b"), data)
+    (tmp_path / "kde.svg").write_text("mine")
+    with pytest.raises(InputError, match="already has kde.svg"):
+        export_figures(figures, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kde.svg"]
+    paths = export_figures(figures, tmp_path, overwrite=True)
+    assert len(paths) == 6 and (tmp_path / "kde.svg").read_text() != "mine"  # kl is a message, not a figure
