@@ -39,6 +39,7 @@ from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, 
 from .session import session_for
 
 SESSION_TABLE = "latent table (this session)"
+MIN_WIDTH_PX = 480  # the figures' titles and tick labels fit without clipping
 TABS = {"kl": "KL", "forest": "Cohen's d", "kde": "KDE", "violin": "Violins"}
 
 
@@ -115,6 +116,7 @@ class StatisticsWidget(QWidget):
         QVBoxLayout(probe).addWidget(self.probe_text)
         probe.layout().addStretch()
         self.tabs.addTab(probe, "Probe")
+        self.setMinimumWidth(MIN_WIDTH_PX)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
@@ -250,11 +252,11 @@ class StatisticsWidget(QWidget):
                     item.widget().deleteLater()
             figure = self.figures[key]
             if key == "forest":
-                box.addWidget(_label(summary.effect_text()))
+                box.addWidget(_label(summary.effect_text()), stretch=0)
             if isinstance(figure, Figure):
                 canvas = FigureCanvasQTAgg(figure)
                 canvas.setMinimumHeight(int(figure.get_figheight() * figure.dpi * 0.75))
-                box.addWidget(canvas)
+                box.addWidget(canvas, stretch=1)
             else:
                 box.addWidget(_label(figure))
                 box.addStretch()
