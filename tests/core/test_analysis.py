@@ -63,7 +63,8 @@ def make_crop_set(images) -> CropSet:
 def make_latents(crop_set: CropSet) -> pd.DataFrame:
     mu = np.arange(12, dtype=np.float32).reshape(6, 2) / 10
     table = pd.DataFrame({"crop_id": crop_set.table["crop_id"], "mu_0": mu[:, 0], "mu_1": mu[:, 1],
-                          "logvar_0": -mu[:, 0], "logvar_1": -mu[:, 1], "group": crop_set.table["group"]})
+                          "logvar_0": -mu[:, 0], "logvar_1": -mu[:, 1], "group": crop_set.table["group"],
+                          "annotation": "", "source": crop_set.table["source"]})  # text columns as embed() writes them
     return table
 
 

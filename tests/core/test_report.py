@@ -53,9 +53,8 @@ def png_sizes(body: str) -> list[tuple[int, int]]:
     return sizes
 
 
-def test_report_of_a_demo_run_has_every_section_with_figures(demo_folder, tmp_path):
-    out = write_report(demo_folder, tmp_path / "r.html")
-    text = out.read_text()
+def test_report_of_a_demo_run_has_every_section_with_figures(demo_folder):
+    text = (demo_folder / "report.html").read_text()  # written by run_demo with write_report
     sections = sections_of(text)
     assert list(sections) == [s.replace("'", "&#x27;") for s in SECTIONS]
     with_figures = {"Data and preprocessing": 1, "Training": 1, "Per-dimension KL": 1, "Group differences (Cohen&#x27;s d)": 1,
@@ -69,15 +68,16 @@ def test_report_of_a_demo_run_has_every_section_with_figures(demo_folder, tmp_pa
     assert "no classifier was trained" in sections["Classifier"]
     assert re.search(r"Check \|ρ\| &gt; 0.5: (PASSED|FAILED)", sections["Known answer"])
     assert "MIG" in sections["Disentanglement (MIG and DCI)"] and "<td>size</td>" in sections["Disentanglement (MIG and DCI)"]
-    assert '"latent_dim": 4' in sections["Versions and settings"] and "resize" in sections["Versions and settings"]
+    assert "&quot;latent_dim&quot;: 4" in sections["Versions and settings"] and "resize" in sections["Versions and settings"]
     assert "src=\"http" not in text and "<link" not in text and "<script" not in text  # self-contained
 
 
-def test_existing_report_is_kept_without_overwrite(demo_folder, tmp_path):
+def test_existing_report_is_kept_without_overwrite(tmp_path):
     target = tmp_path / "r.html"
     target.write_text("mine")
+    create_analysis(tmp_path / "a")
     with pytest.raises(InputError, match="already exists"):
-        write_report(demo_folder, target)
+        write_report(tmp_path / "a", target)
     assert target.read_text() == "mine"
 
 

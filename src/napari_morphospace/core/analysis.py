@@ -518,7 +518,7 @@ def _load_part(manifest: AnalysisFolder, part: str, what: str, loader: Any, prob
 def _read_latents(path: Path, problems: list[str]) -> pd.DataFrame:
     """The latent table from Parquet; the CSV next to it must agree (a hand edit shows up here)."""
     if path.suffix.lower() == ".csv":
-        return _checked_latents(pd.read_csv(path), path)
+        return _checked_latents(_read_latents_csv(path), path)
     try:
         table = _checked_latents(pd.read_parquet(path), path)
     except (OSError, ValueError) as err:
@@ -527,16 +527,21 @@ def _read_latents(path: Path, problems: list[str]) -> pd.DataFrame:
             raise
         problems.append(f"the latent table {path} cannot be read ({err}); using {csv.name} instead. "
                         "Save the latents again to repair it")  # fmt: skip
-        return _checked_latents(pd.read_csv(csv), csv)
+        return _checked_latents(_read_latents_csv(csv), csv)
     csv = path.with_suffix(".csv")
     if csv.is_file():
         try:
-            from_csv = pd.read_csv(csv)
+            from_csv = _read_latents_csv(csv)
             pd.testing.assert_frame_equal(table, from_csv, check_dtype=False, check_column_type=False)
         except (AssertionError, OSError, ValueError):
             problems.append(f"{csv} differs from {path.name} (one of them was edited by hand); "
                             f"{path.name} was used. Delete the out-of-date file or save the latents again")  # fmt: skip
     return table
+
+
+def _read_latents_csv(path: Path) -> pd.DataFrame:
+    """A latent CSV as written by :func:`save_analysis` (empty text stays empty, ``NaN`` is missing)."""
+    return pd.read_csv(path, keep_default_na=False, na_values=["NaN"], dtype=_TEXT_COLUMNS)
 
 
 def _checked_latents(table: pd.DataFrame, path: Path) -> pd.DataFrame:
