@@ -11,7 +11,6 @@ from napari_morphospace.core.features import (
     add_embedding_columns,
     join_latents,
     label_keys,
-    write_table,
 )
 
 
@@ -112,16 +111,3 @@ def test_embedding_and_cluster_columns_from_mu():
     assert table["cluster"].nunique() == 2 and (table["cluster"][:20] == table["cluster"][0]).all()
     with pytest.raises(InputError, match="unknown embedding"):
         add_embedding_columns(table, "MDS")
-
-
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_write_table_round_trips_and_refuses_overwrite(tmp_path, suffix):
-    table = latent_table()
-    path = write_table(table, tmp_path / f"latents{suffix}")
-    read = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-    pd.testing.assert_frame_equal(read.fillna(""), table.fillna(""), check_dtype=False)
-    with pytest.raises(InputError, match="already exists"):
-        write_table(table, path)
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]
-    with pytest.raises(InputError, match="must end in .csv or .parquet"):
-        write_table(table, tmp_path / "latents.xlsx")

@@ -96,7 +96,7 @@ def test_features_hold_the_latents_of_embed_for_the_same_crops(viewer, bundle_di
 
     saved = widget.save_latent_table(tmp_path / "latents.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(saved), latents)
-    assert widget.save_latent_table(saved) is None and "already exists" in widget.status.text()
+    assert widget.save_latent_table(saved) is None and "already exist" in widget.status.text()
 
 
 def test_wrong_channels_are_refused_before_any_work(viewer, bundle_dir, qtbot):

@@ -621,7 +621,7 @@ def build_crop_set(plan: list[dict[str, Any]], stop_event: threading.Event, outp
     return crop_set
 
 
-@thread_worker
+@thread_worker(ignore_errors=True)  # errors reach _on_error as notifications, not re-raised
 def _build_worker(plan: list[dict[str, Any]], stop_event: threading.Event, output: Path | None):
     """Yield progress messages; return the crop set, or None when cancelled."""
     try:

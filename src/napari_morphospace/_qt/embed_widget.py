@@ -27,7 +27,8 @@ from ..core.bundle import Bundle, check_compatible, load_bundle
 from ..core.data import CropSet, load_crop_set
 from ..core.embed import embed
 from ..core.errors import InputError
-from ..core.features import EMBEDDINGS, FeatureJoin, add_cluster_column, add_embedding_columns, join_latents, labels_infos, write_table
+from ..core.features import EMBEDDINGS, FeatureJoin, add_cluster_column, add_embedding_columns, join_latents, labels_infos
+from ..core.export import export_table
 from ..core.selection import spatial_ndim
 from .session import session_for
 from .workers import messages_from
@@ -303,7 +304,7 @@ class EmbedWidget(QWidget):
         try:
             if self.latents is None:
                 raise InputError("there is no latent table yet; embed a crop set first")
-            written = write_table(self.latents, path, overwrite=overwrite)
+            written = export_table(self.latents, path, overwrite=overwrite)
         except InputError as err:
             self._report(err)
             return None

@@ -8,17 +8,14 @@ size. Writes CSV or Parquet (by the ``--out`` suffix) atomically.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-import pandas as pd
 
 from ..core.bundle import load_bundle
-from ..core.config import atomic_write_text
 from ..core.data import load_crop_set
 from ..core.embed import embed
+from ..core.export import export_table
 from ..core.errors import InputError
 
 
@@ -38,33 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def write_table(table: pd.DataFrame, path: Path, *, overwrite: bool) -> None:
-    """Write CSV or Parquet so readers never see a half-written file."""
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InputError(f"--out {path} must end in .csv or .parquet")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; choose another --out or pass --overwrite")
-    if suffix == ".csv":
-        atomic_write_text(path, table.to_csv(index=False))
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         raise InputError(f"{args.out} already exists; choose another --out or pass --overwrite")
     bundle = load_bundle(args.model, map_location=args.device)
     crop_set = load_crop_set(args.crops)
     table = embed(bundle, crop_set, batch_size=args.batch_size, device=args.device)
-    write_table(table, args.out, overwrite=args.overwrite)
+    export_table(table, args.out, overwrite=args.overwrite)
     print(f"{len(table)} crops embedded in {bundle.latent_dim} dimensions; written to {args.out}", file=sys.stderr)
     return 0

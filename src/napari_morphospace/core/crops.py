@@ -412,6 +412,7 @@ def _collect(
     images: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
     made = 0
+    crop_shape: tuple[int, ...] = ()
     writer = None
     preprocess = {"crops": to_dict(settings), "pipeline": pipeline.to_dict() if pipeline is not None else None}
     try:
@@ -420,7 +421,7 @@ def _collect(
                 raise CropCancelled("crop making was stopped")
             if crop is not None:
                 image = _apply_pipeline(crop, pipeline)
-                if made and image.shape != crop_shape:
+                if crop_shape and image.shape != crop_shape:
                     raise InputError("the preprocessing pipeline gives crops of different shapes; add a resize step")
                 crop_shape = image.shape
                 crop.row["crop_id"] = made

@@ -12,18 +12,14 @@ thread and is tested without a viewer.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import embedding
-from .config import atomic_write_text
 from .errors import InputError
 
 #: Columns of a latent table that say where a crop came from; they become the keys, not features.
@@ -250,29 +246,6 @@ def add_cluster_column(
     return latents.assign(cluster=embedding.cluster(latent_matrix(latents), method=method, n_clusters=n_clusters, seed=seed))
 
 
-def write_table(table: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write a table as CSV or Parquet (by the suffix) so readers never see a half-written file."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InputError(f"{path.name} must end in .csv or .parquet; choose one of those file types")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; choose another file name or confirm overwriting it")
-    if suffix == ".csv":
-        atomic_write_text(path, table.to_csv(index=False))
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def labels_infos(layers: Mapping[str, tuple[Any, pd.DataFrame, bool, tuple[str, ...]]]) -> list[LabelsInfo]:
     """:class:`LabelsInfo` per layer from ``name -> (label data, features, has_time, aliases)`` (reads the labels)."""
     return [
@@ -292,6 +265,5 @@ __all__ = [
     "latent_matrix",
     "add_embedding_columns",
     "add_cluster_column",
-    "write_table",
     "labels_infos",
 ]

@@ -87,8 +87,9 @@ class MorphoVAE(nn.Module, abc.ABC):
     Attributes
     ----------
     latent_scale : Tensor (D,) buffer
-        Unit of latent traversals: a traversal from −3 to +3 moves
-        ``±3·latent_scale`` around the cell's code. Ones by default (the prior's
+        Unit of latent traversals: a traversal from −3 to +3 sets the
+        dimension to the absolute values ``−3·latent_scale … +3·latent_scale``
+        (the other dimensions stay at the start point). Ones by default (the prior's
         SD); :meth:`calibrate_latent_scale` sets it to the empirical SD of the
         posterior means, which is what the ME-VAE needs because its combined
         latent is not N(0, I)-distributed.
