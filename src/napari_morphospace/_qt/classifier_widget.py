@@ -1,0 +1,583 @@
+"""The "Classifier" widget: a fusion CNN that says how well, and from which channel, the classes can be told apart.
+
+The organelle study trained one encoder per channel, fused them, and looked at
+per-channel Grad-CAM to see which organelle drives each class. This widget does
+that on the session's crop set: classes from the crop table's ``group`` or
+``annotation`` column (crops with an empty label are left out and counted),
+k-fold cross-validation grouped by the ``source`` column (the crops of one
+image never sit on both sides of a split), metrics per fold and pooled, a
+confusion matrix and precision–recall curves, each class's per-channel
+evidence, single-channel classifiers that rank the channels, and per-channel
+Grad-CAM overlays on the source layers.
+
+All computing is in :mod:`~napari_morphospace.core.classifier` and
+:mod:`~napari_morphospace.core.classifier_report`; training, ranking and
+Grad-CAM run in napari workers that report typed messages and never touch a
+widget. Everything the buttons do is a public method (``train``, ``stop``,
+``rank``, ``show_gradcam``, ``export_metrics``), so it can be scripted and tested.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from napari.layers import Image
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.classifier import (
+    ChannelRanking,
+    ClassifierResult,
+    ClassifierSettings,
+    ClassifierUpdate,
+    channel_gradcam,
+    rank_channels,
+)
+from ..core.classifier_report import (
+    LABEL_COLUMNS,
+    METRIC_TITLES,
+    LabelSummary,
+    check_folds,
+    evidence_figure,
+    evidence_table,
+    metrics_table,
+    ranking_table,
+    results_figure,
+    source_overlay,
+    summarise_labels,
+    train_with_evidence,
+    write_metrics,
+)
+from ..core.data import CropSet
+from ..core.errors import InputError
+from ..core.overlays import channel_colormaps
+from .forms import read_form, settings_form
+from .session import session_for
+from .workers import messages_from
+
+SETTINGS_OPTIONS = {
+    "epochs": {"max": 10**5},
+    "batch_size": {"max": 65536},
+    "learning_rate": {"step": 1e-4, "max": 10.0},
+    "folds": {"min": 2, "max": 100},
+    "depth": {"max": 8},
+    "base_channels": {"max": 512},
+    "seed": {"max": 2**31 - 1},
+}
+
+
+def gradcam_layer_name(channel: str, class_name: str, source: str = "", frame: int | None = None) -> str:
+    """``"<channel> Grad-CAM (<class>)"``, with ``" · <source>"`` (and ``" t=<frame>"``) when the class spans several."""
+    return f"{channel} Grad-CAM ({class_name})" + (f" · {source}" if source else "") + (f" t={frame}" if frame is not None else "")
+
+
+def _load(crop_set: CropSet, positions: np.ndarray) -> np.ndarray:
+    """The crops at ``positions`` as float32 numpy (reads a zarr/dask set; call it in a worker)."""
+    return np.asarray(crop_set.subset(positions).images, dtype=np.float32)
+
+
+@thread_worker(ignore_errors=True)  # errors reach ClassifierWidget._on_error as notifications
+def _train_worker(crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event):
+    """Yield :class:`ClassifierUpdate` messages; return ``(ClassifierResult, evidence or None)``."""
+    images = _load(crop_set, summary.positions)
+    return (
+        yield from messages_from(
+            lambda send: train_with_evidence(images, summary.labels, summary.sources, settings, stop_event=stop_event, on_update=send)
+        )
+    )
+
+
+@thread_worker(ignore_errors=True)
+def _rank_worker(crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event):
+    """Yield :class:`ClassifierUpdate` messages; return the channel ranking (channels finished so far when stopped)."""
+    images = _load(crop_set, summary.positions)
+    return (
+        yield from messages_from(
+            lambda send: rank_channels(
+                images, summary.labels, summary.sources, settings,
+                channel_names=list(crop_set.channel_names), stop_event=stop_event, on_update=send,
+            )
+        )
+    )
+
+
+@thread_worker(ignore_errors=True)
+def _gradcam_worker(model: Any, crop_set: CropSet, positions: np.ndarray, class_index: int):
+    """Per-channel Grad-CAM ``(C, N, [Z,] Y, X)`` of class ``class_index`` on the crops at ``positions``."""
+    return channel_gradcam(model, _load(crop_set, positions), class_index)
+
+
+def _fill_table(widget: QTableWidget, table: pd.DataFrame, *, percent: bool = False) -> None:
+    """Show a DataFrame: index as row headers, floats with 3 decimals (or as percentages), NaN as "n/a"."""
+    widget.clear()
+    widget.setRowCount(len(table))
+    widget.setColumnCount(len(table.columns))
+    widget.setHorizontalHeaderLabels([METRIC_TITLES.get(str(c), str(c)) for c in table.columns])
+    widget.setVerticalHeaderLabels([str(i) for i in table.index])
+    for r in range(len(table)):
+        for c in range(len(table.columns)):
+            value = table.iat[r, c]  # keeps each column's dtype (iterrows would turn counts into floats)
+            if isinstance(value, (float, np.floating)):
+                text = "n/a" if not np.isfinite(value) else (f"{100 * value:.0f} %" if percent else f"{value:.3f}")
+            else:
+                text = str(value)
+            widget.setItem(r, c, QTableWidgetItem(text))
+    widget.resizeColumnsToContents()
+
+
+class ClassifierWidget(QWidget):
+    """Train a fusion classifier on the session's crops, read its cross-validated metrics, see which channel matters."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        #: Outcome of the last training: result, per-channel evidence, and the crops and labels it was trained on.
+        self.result: ClassifierResult | None = None
+        self.evidence: np.ndarray | None = None
+        self.ranking: list[ChannelRanking] | None = None
+        self.run_crop_set: CropSet | None = None
+        self.run_summary: LabelSummary | None = None
+        self.updates_seen = 0
+        self._worker: Any = None
+        self._stop_event = threading.Event()
+        self._total_updates = 1
+        self._build_form()
+        self.session.crop_set_changed.connect(self._on_session_crop_set)
+        self._on_session_crop_set(self.session.crop_set)
+
+    # ------------------------------------------------------------------ form
+    def _build_form(self) -> None:
+        self.label_column = QComboBox()
+        self.label_column.setToolTip("The crop table column whose values are the classes; crops with an empty value are left out")
+        self.label_info = QLabel("No crop set: build or load one in the Cells widget.")
+        self.label_info.setWordWrap(True)
+        self.settings_form = settings_form(ClassifierSettings(), options=SETTINGS_OPTIONS)
+        self.train_button = QPushButton("Train")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setFormat("%v / %m epochs")
+        self.progress_label = QLabel("")
+
+        self.metrics_view = QTableWidget()
+        self.metrics_view.setMinimumHeight(130)
+        self.figure_page = QVBoxLayout()
+        self.evidence_view = QTableWidget()
+        self.evidence_view.setMaximumHeight(110)
+        self.evidence_page = QVBoxLayout()
+        self.rank_button = QPushButton("Rank channels")
+        self.rank_button.setToolTip("Cross-validate one classifier per channel alone (same settings and folds); best first")
+        self.ranking_view = QTableWidget()
+        self.ranking_view.setMaximumHeight(130)
+
+        self.gradcam_class = QComboBox()
+        self.gradcam_button = QPushButton("Show per-channel Grad-CAM")
+        self.gradcam_button.setToolTip(
+            "Grad-CAM of the chosen class at each channel's encoder, for every crop of that class, "
+            "as one overlay per channel on the source layers"
+        )
+        self.export_button = QPushButton("Export metrics…")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        crops = QGroupBox("Crops")
+        form = QFormLayout(crops)
+        form.addRow("classes from", self.label_column)
+        form.addRow(self.label_info)
+        layout.addWidget(crops)
+
+        settings = QGroupBox("Classifier and cross-validation")
+        box = QVBoxLayout(settings)
+        box.addWidget(self.settings_form.native)
+        row = QHBoxLayout()
+        row.addWidget(self.train_button)
+        row.addWidget(self.stop_button)
+        box.addLayout(row)
+        box.addWidget(self.progress_bar)
+        box.addWidget(self.progress_label)
+        layout.addWidget(settings)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.metrics_view, "Metrics")
+        page = QWidget()
+        page.setLayout(self.figure_page)
+        self.tabs.addTab(page, "Confusion, PR")
+        page = QWidget()
+        channels = QVBoxLayout(page)
+        channels.addWidget(QLabel("Share of Grad-CAM evidence per channel, for each class:"))
+        channels.addWidget(self.evidence_view)
+        channels.addLayout(self.evidence_page)
+        channels.addWidget(self.rank_button)
+        channels.addWidget(self.ranking_view)
+        self.tabs.addTab(page, "Channels")
+        self.tabs.setMinimumHeight(380)
+        layout.addWidget(self.tabs)
+
+        overlays = QGroupBox("Grad-CAM and export")
+        form = QFormLayout(overlays)
+        row = QHBoxLayout()
+        row.addWidget(self.gradcam_class)
+        row.addWidget(self.gradcam_button)
+        form.addRow("class", row)
+        form.addRow(self.export_button)
+        layout.addWidget(overlays)
+        layout.addWidget(self.status)
+        layout.addStretch()
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(520)
+
+        self.label_column.currentTextChanged.connect(lambda _: self._show_label_summary())
+        self.train_button.clicked.connect(lambda: self.train())
+        self.stop_button.clicked.connect(lambda: self.stop())
+        self.rank_button.clicked.connect(lambda: self.rank())
+        self.gradcam_button.clicked.connect(lambda: self.show_gradcam())
+        self.export_button.clicked.connect(self._ask_export_path)
+        self._set_running(False)
+
+    # ------------------------------------------------------------------ crops and labels
+    def _on_session_crop_set(self, crop_set: Any) -> None:
+        current = self.label_column.currentText()
+        columns = [] if crop_set is None else [c for c in LABEL_COLUMNS if c in crop_set.table.columns]
+        self.label_column.blockSignals(True)
+        self.label_column.clear()
+        self.label_column.addItems(columns)
+        if current in columns:
+            self.label_column.setCurrentText(current)
+        self.label_column.blockSignals(False)
+        self._show_label_summary()
+
+    def _show_label_summary(self) -> None:
+        try:
+            self.label_info.setText(self.label_summary().text())
+        except InputError as err:
+            self.label_info.setText(f"⚠ {err}")
+
+    def label_summary(self) -> LabelSummary:
+        """The crops of the session's crop set with a class in the chosen column, and their sources per class."""
+        crop_set = self._require_crop_set()
+        column = self.label_column.currentText()
+        if not column:
+            raise InputError("the crop table has neither a group nor an annotation column to take classes from")
+        return summarise_labels(crop_set.table, column)
+
+    def _require_crop_set(self) -> CropSet:
+        if self.session.crop_set is None:
+            raise InputError("there is no crop set: build one in the Cells widget or load a crop-set folder first")
+        return self.session.crop_set
+
+    def settings(self) -> ClassifierSettings:
+        """The classifier settings shown in the form (checked like a config file)."""
+        return read_form(self.settings_form, ClassifierSettings())
+
+    def _prepare(self) -> tuple[CropSet, LabelSummary, ClassifierSettings]:
+        crop_set = self._require_crop_set()
+        settings = self.settings()
+        summary = self.label_summary()
+        check_folds(summary, settings.folds)
+        return crop_set, summary, settings
+
+    # ------------------------------------------------------------------ training
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def train(self) -> Any:
+        """Cross-validate the classifier and train the final model in a worker; returns it (None when refused)."""
+        if self.running:
+            return None
+        try:
+            crop_set, summary, settings = self._prepare()
+        except InputError as err:
+            self._refuse(err)
+            return None
+        self.result, self.evidence, self.ranking = None, None, None
+        self.run_crop_set, self.run_summary = crop_set, summary
+        self._clear_results()
+        self.status.setText(
+            f"Training on {len(summary.positions)} crops ({summary.n_left_out} left out): "
+            f"{settings.folds} folds grouped by source, then the final model on all crops…"
+        )
+        self._stop_event = threading.Event()
+        worker = _train_worker(crop_set, summary, settings, self._stop_event)
+        worker.returned.connect(self._on_trained)
+        return self._launch(worker, settings, total=settings.epochs * (settings.folds + 1))
+
+    def rank(self) -> Any:
+        """Rank the channels by single-channel classifiers in a worker; returns it (None when refused)."""
+        if self.running:
+            return None
+        try:
+            crop_set, summary, settings = self._prepare()
+        except InputError as err:
+            self._refuse(err)
+            return None
+        n_channels = int(crop_set.images.shape[1])
+        self.status.setText(f"Ranking {n_channels} channels: one cross-validated classifier per channel…")
+        self._stop_event = threading.Event()
+        worker = _rank_worker(crop_set, summary, settings, self._stop_event)
+        worker.returned.connect(self._on_ranked)
+        return self._launch(worker, settings, total=n_channels * settings.epochs * settings.folds)
+
+    def stop(self) -> None:
+        """Stop training or ranking within one step; finished folds (or channels) are kept."""
+        self._stop_event.set()
+        self.stop_button.setEnabled(False)
+        self.status.setText("Stopping after this step…")
+
+    def _launch(self, worker: Any, settings: ClassifierSettings, *, total: int) -> Any:
+        self.updates_seen = 0
+        self._total_updates = max(total, 1)
+        self.progress_bar.setRange(0, self._total_updates)
+        self.progress_bar.setValue(0)
+        self.progress_label.setText("")
+        worker.yielded.connect(lambda message: self._on_update(message, settings))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True, stoppable=True)
+        worker.start()
+        return worker
+
+    def _on_update(self, update: Any, settings: ClassifierSettings) -> None:
+        if not isinstance(update, ClassifierUpdate):
+            return
+        self.updates_seen += 1
+        self.progress_bar.setValue(min(self.updates_seen, self._total_updates))
+        where = "final model on all crops" if update.fold is None else f"fold {update.fold + 1}/{settings.folds}"
+        self.progress_label.setText(f"{where}, epoch {update.epoch + 1}/{settings.epochs}, loss {update.loss:.3g}")
+
+    def _on_trained(self, outcome: tuple[ClassifierResult, np.ndarray | None]) -> None:
+        self.result, self.evidence = outcome
+        result = self.result
+        table = metrics_table(result)
+        _fill_table(self.metrics_view, table)
+        if result.pooled is not None:
+            canvas = FigureCanvasQTAgg(results_figure(result.pooled, result.classes))
+            canvas.setMinimumHeight(260)
+            self.figure_page.addWidget(canvas)
+        if self.evidence is not None:
+            evidence = evidence_table(self.evidence, result.classes, self.run_crop_set.channel_names)
+            _fill_table(self.evidence_view, evidence, percent=True)
+            canvas = FigureCanvasQTAgg(evidence_figure(evidence))
+            canvas.setMinimumHeight(180)
+            self.evidence_page.addWidget(canvas)
+        self.gradcam_class.clear()
+        self.gradcam_class.addItems([str(c) for c in result.classes])
+        if result.pooled is None:
+            text = "Stopped before the first fold finished: no metrics."
+        else:
+            pooled = table.loc["pooled"]
+            text = (
+                f"Pooled over {len(result.folds)} fold(s), {int(pooled['n_crops'])} crops: balanced accuracy "
+                f"{pooled['balanced_accuracy']:.3f}, macro-F1 {pooled['macro_f1']:.3f}, MCC {pooled['mcc']:.3f}, "
+                f"AUROC {pooled['auroc']:.3f}."
+            )
+            if result.stopped:
+                text = f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, so no channel evidence or Grad-CAM. " + text
+        self.status.setText(text)
+        show_info(text)
+
+    def _on_ranked(self, ranking: list[ChannelRanking]) -> None:
+        self.ranking = ranking
+        _fill_table(self.ranking_view, ranking_table(ranking).set_index("rank"))
+        if ranking:
+            best = ranking[0]
+            self.status.setText(
+                f"Most informative channel alone: {best.name} (pooled balanced accuracy {best.metrics.balanced_accuracy:.3f})"
+                + (" — stopped: channels not finished are missing" if self._stop_event.is_set() else "")
+            )
+        else:
+            self.status.setText("Stopped before the first channel was ranked.")
+        self.tabs.setCurrentIndex(2)
+
+    def _on_error(self, error: Exception) -> None:
+        if isinstance(error, InputError):
+            self._refuse(error)
+        else:
+            self._refuse(RuntimeError(f"the classifier job failed unexpectedly: {error!r}"))
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._set_running(False)
+
+    def _refuse(self, err: Exception) -> None:
+        self.status.setText(f"⚠ {err}")
+        show_error(str(err))
+
+    def _set_running(self, running: bool, *, stoppable: bool = False) -> None:
+        self.train_button.setEnabled(not running)
+        self.rank_button.setEnabled(not running)
+        self.stop_button.setEnabled(running and stoppable)
+        self.settings_form.enabled = not running
+        self.label_column.setEnabled(not running)
+        trained = self.result is not None
+        self.gradcam_button.setEnabled(not running and trained and self.result.model is not None)
+        self.export_button.setEnabled(not running and trained and self.result.pooled is not None)
+
+    def _clear_results(self) -> None:
+        for view in (self.metrics_view, self.evidence_view):
+            view.clear()
+            view.setRowCount(0)
+            view.setColumnCount(0)
+        for page in (self.figure_page, self.evidence_page):
+            while page.count():
+                item = page.takeAt(0)
+                if item.widget() is not None:
+                    item.widget().deleteLater()
+        self.gradcam_class.clear()
+
+    # ------------------------------------------------------------------ Grad-CAM overlays
+    def show_gradcam(self, class_name: str | None = None) -> Any:
+        """Per-channel Grad-CAM of ``class_name`` on every crop of that class, as overlays on the source layers.
+
+        One layer per channel (per source when the class's crops come from
+        several), named ``"<channel> Grad-CAM (<class>)"`` (``" · <source>"``
+        appended then), placed in the source layer's world coordinates. Maps are
+        normalised per cell jointly over channels, so a dimmer channel gave
+        less evidence. Returns the worker (None when refused).
+        """
+        try:
+            if self.result is None or self.result.model is None:
+                raise InputError("there is no trained classifier: press Train and let it finish (a stopped run has no final model)")
+            if self.running:
+                raise InputError("wait until the running job has finished")
+            classes = [str(c) for c in self.result.classes]
+            class_name = self.gradcam_class.currentText() if class_name is None else str(class_name)
+            if class_name not in classes:
+                raise InputError(f"class {class_name!r} is not one of the classifier's classes: {', '.join(classes)}")
+            summary = self.run_summary
+            positions = summary.positions[summary.labels == class_name]
+            rows = self.run_crop_set.table.iloc[positions].reset_index(drop=True)
+            self._source_layers(rows)  # refuse missing source layers before computing
+        except InputError as err:
+            self._refuse(err)
+            return None
+        self.status.setText(f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…")
+        worker = _gradcam_worker(self.result.model, self.run_crop_set, positions, classes.index(class_name))
+        worker.returned.connect(lambda maps: self._show_gradcam_maps(maps, rows, class_name))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True)
+        worker.start()
+        return worker
+
+    def _source_layers(self, rows: pd.DataFrame) -> dict[str, Any]:
+        missing = [s for s in pd.unique(rows["source"].astype(str)) if s not in self.viewer.layers]
+        if missing:
+            raise InputError(
+                f"no layer named {', '.join(map(repr, missing))}: open the image the crops were cut from "
+                "(the crop table's source column names the layer)"
+            )
+        return {s: self.viewer.layers[s] for s in pd.unique(rows["source"].astype(str))}
+
+    def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, class_name: str) -> list[Image]:
+        try:
+            layers = self._source_layers(rows)
+        except InputError as err:
+            self._refuse(err)
+            return []
+        channel_names = list(self.run_crop_set.channel_names)
+        known = {layer.name: layer.colormap.name for layer in self.viewer.layers if isinstance(layer, Image) and not layer.rgb}
+        colormaps = channel_colormaps(channel_names, known)
+        spatial = maps.ndim - 2
+        rows = rows.assign(source=rows["source"].astype(str))
+        keys = ["source", "t"] if "t" in rows.columns else ["source"]
+        parts = list(rows.groupby(keys, sort=False))
+        several = len(parts) > 1
+        shown = []
+        for key, part in parts:
+            source = key[0] if isinstance(key, tuple) else key
+            layer = layers[source]
+            shape = tuple(layer.level_shapes[0]) if layer.multiscale else tuple(layer.data.shape)
+            leading = len(shape) - spatial
+            if leading not in (0, 1):
+                self._refuse(InputError(f"layer {source!r} has {len(shape)} axes; Grad-CAM overlays support [T,] {'ZYX'[3 - spatial:]} layers"))
+                return shown
+            index = (int(part["t"].iloc[0]),) if leading == 1 and "t" in part.columns else (0,) * leading
+            for c, channel in enumerate(channel_names):
+                data, translate, scale = source_overlay(
+                    [maps[c, i] for i in part.index], part, layer_shape=shape,
+                    layer_scale=layer.scale, layer_translate=layer.translate, leading_index=index,
+                )  # fmt: skip
+                name = gradcam_layer_name(channel, class_name, source if several else "", index[0] if leading and several else None)
+                overlay = self._put_overlay(name, data, translate=translate, scale=scale, colormap=colormaps[c])
+                overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part["label_id"].tolist())
+                shown.append(overlay)
+        self.status.setText(f"Grad-CAM of {class_name!r}: {len(rows)} crops, {len(channel_names)} channel(s), {len(shown)} layer(s)")
+        return shown
+
+    def _put_overlay(self, name: str, data: np.ndarray, **kwargs: Any) -> Image:
+        """Replace layer ``name`` with a new overlay; the user's active layer stays active."""
+        layers = self.viewer.layers
+        if name in layers:
+            layers.remove(name)
+        active = layers.selection.active
+        layer = self.viewer.add_image(data, name=name, blending="additive", opacity=0.8, contrast_limits=(0.0, 1.0), **kwargs)
+        if active is not None and active in layers:
+            layers.selection.active = active
+        return layer
+
+    # ------------------------------------------------------------------ export
+    def export_metrics(self, path: str | Path) -> Path | None:
+        """Write the metrics to ``path`` (``.csv``: the metrics table; ``.json``: everything), atomically."""
+        try:
+            if self.result is None or self.result.pooled is None:
+                raise InputError("there are no metrics yet: press Train and let at least one fold finish")
+            written = write_metrics(
+                self.result, path, evidence=self.evidence, channel_names=list(self.run_crop_set.channel_names),
+                label_column=self.run_summary.column,
+            )  # fmt: skip
+        except (InputError, OSError) as err:
+            self._refuse(err)
+            return None
+        show_info(f"Metrics written to {written}")
+        self.status.setText(f"Metrics written to {written}")
+        return written
+
+    def _ask_export_path(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(self, "Export metrics", "classifier-metrics.csv", "CSV (*.csv);;JSON (*.json)")
+        if not path:
+            return
+        if Path(path).suffix.lower() not in (".csv", ".json"):
+            path += ".json" if "json" in chosen.lower() else ".csv"
+        self.export_metrics(path)
+
+    # ------------------------------------------------------------------ closing
+    def closeEvent(self, event: Any) -> None:
+        self._stop_event.set()
+        self.session.crop_set_changed.disconnect(self._on_session_crop_set)
+        super().closeEvent(event)
+
+
+__all__ = ["ClassifierWidget", "gradcam_layer_name"]

@@ -1,0 +1,372 @@
+"""What the Classifier widget shows and writes: which crops take part, metric tables, figures, overlays, export.
+
+Pure functions around :mod:`~napari_morphospace.core.classifier`, usable from a
+script and tested without a display:
+
+* :func:`summarise_labels` / :func:`check_folds` — which crops have a class
+  (rows with an empty label are left out and counted), how many source images
+  each class comes from, and a refusal that says what to change when a class
+  has fewer source images than cross-validation folds.
+* :func:`train_with_evidence` — cross-validate, train the final model and
+  measure which channel drives each class (:func:`channel_evidence`).
+* :func:`metrics_table`, :func:`evidence_table`, :func:`ranking_table` — the
+  numbers as pandas tables, one row per fold / class / channel.
+* :func:`results_figure`, :func:`evidence_figure` — confusion matrix,
+  precision–recall curves and per-channel evidence as matplotlib Figures
+  (no pyplot: they render with Agg or on a Qt canvas).
+* :func:`source_overlay` — a batch of crop-sized maps as one overlay on their
+  source layer, in the layer's world coordinates.
+* :func:`write_metrics` — the metrics as CSV or JSON, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .classifier import (
+    ChannelRanking,
+    ClassificationMetrics,
+    ClassifierResult,
+    ClassifierSettings,
+    ClassifierUpdate,
+    channel_evidence,
+    train_classifier,
+)
+from .config import atomic_write_text, to_dict
+from .errors import InputError
+from .overlays import overlay_on_layer, paste_maps
+
+METRIC_COLUMNS = ("balanced_accuracy", "macro_f1", "mcc", "auroc")
+METRIC_TITLES = {"balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1", "mcc": "MCC", "auroc": "AUROC"}
+LABEL_COLUMNS = ("group", "annotation")
+
+
+# --------------------------------------------------------------------------- which crops take part
+
+
+@dataclass
+class LabelSummary:
+    """The crops with a class in ``column``, and how the classes spread over source images.
+
+    ``positions``: row positions (``iloc``) of the labelled crops in the crop
+    table; ``labels`` and ``sources``: their class (as text) and source image;
+    ``n_left_out``: crops whose label is empty; ``crops_per_class`` and
+    ``sources_per_class``: counts per class, classes sorted.
+    """
+
+    column: str
+    positions: np.ndarray
+    labels: np.ndarray
+    sources: np.ndarray
+    n_left_out: int
+    crops_per_class: dict[str, int]
+    sources_per_class: dict[str, int]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.crops_per_class)
+
+    def text(self) -> str:
+        """One line per class: ``"treated: 24 crops from 3 sources"``, and the left-out count."""
+        lines = [
+            f"{name}: {self.crops_per_class[name]} crops from {self.sources_per_class[name]} source(s)" for name in self.classes
+        ]
+        if self.n_left_out:
+            lines.append(f"{self.n_left_out} crop(s) with an empty {self.column} left out")
+        return "\n".join(lines) if lines else f"no crop has a {self.column}"
+
+
+def summarise_labels(table: pd.DataFrame, column: str) -> LabelSummary:
+    """The crops of ``table`` that have a class in ``column`` (``"group"`` or ``"annotation"``).
+
+    Empty labels (missing values, empty or blank text) are left out and
+    counted; labels are compared as text, so ``1`` and ``"1"`` are one class.
+    """
+    if column not in table.columns:
+        raise InputError(f"the crop table has no {column!r} column; choose one of {', '.join(c for c in LABEL_COLUMNS if c in table.columns)}")
+    if "source" not in table.columns:
+        raise InputError("the crop table has no source column: cross-validation must keep the crops of one image together")
+    values = table[column]
+    text = values.astype(str).str.strip()
+    labelled = (values.notna() & (text != "")).to_numpy()
+    positions = np.flatnonzero(labelled)
+    labels = text.to_numpy()[positions].astype(str)
+    sources = table["source"].astype(str).to_numpy()[positions]
+    frame = pd.DataFrame({"label": labels, "source": sources})
+    crops = frame.groupby("label").size()
+    distinct_sources = frame.groupby("label")["source"].nunique()
+    return LabelSummary(
+        column=column,
+        positions=positions,
+        labels=labels,
+        sources=sources,
+        n_left_out=int((~labelled).sum()),
+        crops_per_class={str(k): int(v) for k, v in crops.items()},
+        sources_per_class={str(k): int(v) for k, v in distinct_sources.items()},
+    )
+
+
+def check_folds(summary: LabelSummary, folds: int) -> None:
+    """Refuse a cross-validation that cannot keep every class in every test fold.
+
+    Folds are grouped by source image, so a class needs at least ``folds``
+    source images; otherwise some test folds miss the class and its scores
+    mean nothing.
+
+    Raises
+    ------
+    InputError
+        Naming the classes that come from too few sources and the largest
+        number of folds that would work.
+    """
+    if len(summary.classes) < 2:
+        found = f"only {summary.classes[0]!r}" if summary.classes else "none"
+        raise InputError(
+            f"the classifier needs at least 2 classes in column {summary.column!r}; found {found}. "
+            "Give the crops groups or annotations, or choose the other label column"
+        )
+    short = {name: n for name, n in summary.sources_per_class.items() if n < folds}
+    if not short:
+        return
+    fewest = min(summary.sources_per_class.values())
+    listing = ", ".join(f"{name!r} from {n}" for name, n in short.items())
+    advice = (
+        f"Set folds to {fewest} or fewer, or add images of those classes"
+        if fewest >= 2
+        else "Add at least one more source image of those classes (cross-validation needs 2 folds or more)"
+    )
+    raise InputError(
+        f"{folds}-fold cross-validation grouped by source image needs at least {folds} source images per class; "
+        f"class {listing} source image(s). {advice}"
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_with_evidence(
+    images: Any,
+    labels: Any,
+    groups: Any,
+    settings: ClassifierSettings,
+    *,
+    stop_event: threading.Event | None = None,
+    on_update: Callable[[ClassifierUpdate], None] | None = None,
+) -> tuple[ClassifierResult, np.ndarray | None]:
+    """:func:`~napari_morphospace.core.classifier.train_classifier`, then per-channel evidence of the final model.
+
+    Returns the result and ``evidence`` ``(n_classes, C)`` (each class's share
+    of Grad-CAM mass per channel), or None when the run was stopped before
+    the final model was trained.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    result = train_classifier(images, labels, groups, settings, stop_event=stop_event, on_update=on_update)
+    if result.model is None:
+        return result, None
+    return result, channel_evidence(result.model, images, np.asarray(labels), result.classes)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _metric_values(metrics: ClassificationMetrics) -> dict[str, float]:
+    return {name: float(getattr(metrics, name)) for name in METRIC_COLUMNS}
+
+
+def metrics_table(result: ClassifierResult) -> pd.DataFrame:
+    """Balanced accuracy, macro-F1, MCC and AUROC per fold (``"fold 1"``…) and pooled over all out-of-fold predictions.
+
+    Index: ``"fold k"`` and ``"pooled"`` (absent when no fold finished);
+    ``n_crops``: crops tested in that row.
+    """
+    rows = {f"fold {k + 1}": {**_metric_values(m), "n_crops": int(m.confusion.sum())} for k, m in enumerate(result.folds)}
+    if result.pooled is not None:
+        rows["pooled"] = {**_metric_values(result.pooled), "n_crops": int(result.pooled.confusion.sum())}
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=[*METRIC_COLUMNS, "n_crops"])
+    table.index.name = "fold"
+    return table
+
+
+def evidence_table(evidence: np.ndarray, classes: Sequence[Any], channel_names: Sequence[str]) -> pd.DataFrame:
+    """Share of Grad-CAM evidence per channel (columns) for each class (rows); rows sum to 1 (0 without evidence)."""
+    evidence = np.asarray(evidence, dtype=float)
+    if evidence.shape != (len(classes), len(channel_names)):
+        raise InputError(f"evidence of shape {evidence.shape} does not match {len(classes)} classes × {len(channel_names)} channels")
+    return pd.DataFrame(evidence, index=pd.Index([str(c) for c in classes], name="class"), columns=list(map(str, channel_names)))
+
+
+def ranking_table(ranking: Sequence[ChannelRanking]) -> pd.DataFrame:
+    """Single-channel classifiers, most informative channel first: ``rank``, ``channel``, pooled metrics."""
+    rows = [{"rank": i + 1, "channel": r.name, **_metric_values(r.metrics)} for i, r in enumerate(ranking)]
+    return pd.DataFrame(rows, columns=["rank", "channel", *METRIC_COLUMNS])
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
+    """Area under a precision–recall curve as scikit-learn's ``average_precision_score``: Σ (Rₙ − Rₙ₋₁) Pₙ.
+
+    ``precision``/``recall`` as returned by ``precision_recall_curve``
+    (recall decreasing, last point (1, 0)).
+    """
+    return float(-np.sum(np.diff(recall) * np.asarray(precision)[:-1]))
+
+
+def results_figure(metrics: ClassificationMetrics, classes: Sequence[Any], *, title: str = "pooled over folds") -> Figure:
+    """Confusion matrix (counts, rows: true class) and one-vs-rest precision–recall curves, side by side."""
+    names = [str(c) for c in classes]
+    figure = Figure(figsize=(7.2, 3.2), layout="constrained")
+    ax_cm, ax_pr = figure.subplots(1, 2)
+    confusion = np.asarray(metrics.confusion)
+    ax_cm.imshow(confusion, cmap="Blues", vmin=0)
+    peak = max(int(confusion.max()), 1)
+    for (i, j), count in np.ndenumerate(confusion):
+        ax_cm.text(j, i, str(int(count)), ha="center", va="center", color="white" if count > peak / 2 else "black")
+    ax_cm.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true")
+    ax_cm.set_xticklabels(names, rotation=30, ha="right")
+    ax_cm.set_yticklabels(names)
+    ax_cm.set_title(f"confusion matrix ({title})", fontsize=9)
+    for k, (precision, recall) in sorted(metrics.pr_curves.items()):
+        ax_pr.step(recall, precision, where="post", label=f"{names[k]} (AP {average_precision(precision, recall):.2f})")
+    ax_pr.set(xlim=(0, 1.02), ylim=(0, 1.05), xlabel="recall", ylabel="precision")
+    ax_pr.set_title("precision–recall, class vs rest", fontsize=9)
+    ax_pr.legend(fontsize=8, loc="lower left")
+    return figure
+
+
+def evidence_figure(table: pd.DataFrame) -> Figure:
+    """Grouped bars: for each class (x), the share of Grad-CAM evidence from each channel (one colour per channel)."""
+    figure = Figure(figsize=(7.2, 2.6), layout="constrained")
+    ax = figure.subplots()
+    n_classes, n_channels = table.shape
+    width = 0.8 / max(n_channels, 1)
+    x = np.arange(n_classes)
+    for c, channel in enumerate(table.columns):
+        ax.bar(x + (c - (n_channels - 1) / 2) * width, table[channel].to_numpy(), width, label=str(channel))
+    ax.set_xticks(x)
+    ax.set_xticklabels(list(table.index))
+    ax.set(ylim=(0, 1), ylabel="share of Grad-CAM")
+    ax.set_title("which channel drives each class", fontsize=9)
+    ax.legend(fontsize=8, ncols=min(n_channels, 4))
+    return figure
+
+
+# --------------------------------------------------------------------------- overlays
+
+
+def source_overlay(
+    maps: Sequence[np.ndarray],
+    rows: pd.DataFrame,
+    *,
+    layer_shape: Sequence[int],
+    layer_scale: Sequence[float],
+    layer_translate: Sequence[float],
+    leading_index: Sequence[int] = (),
+) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
+    """Crop-sized maps of cells of one source (and frame) as one overlay: data, napari ``translate``, ``scale``.
+
+    One cell: the crop-sized map placed on its bounding box
+    (:func:`~napari_morphospace.core.overlays.overlay_on_layer`). Several: the
+    maps pasted at their boxes into one map of the layer's spatial shape
+    (larger value wins where boxes overlap) with the layer's own placement.
+    ``layer_shape`` is the source layer's data shape (leading axes included);
+    ``leading_index`` the position on each axis before the spatial ones (e.g. ``t``).
+    """
+    if len(maps) != len(rows) or len(maps) == 0:
+        raise InputError(f"{len(maps)} maps for {len(rows)} crop table rows: give one map per cell, at least one")
+    spatial = np.ndim(maps[0])
+    n_leading = len(layer_shape) - spatial
+    if len(leading_index) != n_leading:
+        raise InputError(f"the source layer has {n_leading} axis/axes before the spatial ones; give one index for each (e.g. t)")
+    if len(maps) == 1:
+        return overlay_on_layer(
+            maps[0], rows.iloc[0], layer_scale=layer_scale, layer_translate=layer_translate, leading_index=leading_index
+        )
+    pasted = paste_maps(list(maps), [row for _, row in rows.iterrows()], tuple(layer_shape)[n_leading:])
+    scale = tuple(float(s) for s in layer_scale)
+    index = (*leading_index, *(0,) * spatial)
+    translate = tuple(float(t) + float(s) * i for t, s, i in zip(layer_translate, layer_scale, index))
+    return pasted.reshape((1,) * n_leading + pasted.shape), translate, scale
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _metrics_dict(metrics: ClassificationMetrics, classes: Sequence[str]) -> dict[str, Any]:
+    return {
+        **{name: _finite_or_none(v) for name, v in _metric_values(metrics).items()},
+        "n_crops": int(metrics.confusion.sum()),
+        "confusion": np.asarray(metrics.confusion).astype(int).tolist(),
+        "average_precision": {classes[k]: average_precision(p, r) for k, (p, r) in sorted(metrics.pr_curves.items())},
+    }
+
+
+def write_metrics(
+    result: ClassifierResult,
+    path: str | Path,
+    *,
+    evidence: np.ndarray | None = None,
+    channel_names: Sequence[str] = (),
+    label_column: str = "",
+) -> Path:
+    """Write the cross-validated metrics to ``path``: ``.csv`` (the :func:`metrics_table`) or ``.json`` (everything).
+
+    The JSON file holds the classes, settings, per-fold and pooled metrics
+    with confusion matrices (rows: true class) and average precision per
+    class, and the per-channel evidence; undefined values (AUROC with a
+    class missing from a fold) are ``null``. The file is written to a
+    temporary sibling and renamed into place, so it is never half written.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        atomic_write_text(path, metrics_table(result).to_csv())
+        return path
+    if suffix != ".json":
+        raise InputError(f"cannot write metrics as {path.suffix or 'a file without extension'!r}; name the file .csv or .json")
+    classes = [str(c) for c in result.classes]
+    document: dict[str, Any] = {
+        "label_column": label_column,
+        "classes": classes,
+        "settings": to_dict(result.settings),
+        "stopped": bool(result.stopped),
+        "folds": [_metrics_dict(m, classes) for m in result.folds],
+        "pooled": None if result.pooled is None else _metrics_dict(result.pooled, classes),
+    }
+    if evidence is not None:
+        document["channel_evidence"] = evidence_table(evidence, classes, channel_names).to_dict(orient="index")
+    atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+__all__ = [
+    "LABEL_COLUMNS",
+    "METRIC_COLUMNS",
+    "METRIC_TITLES",
+    "LabelSummary",
+    "average_precision",
+    "check_folds",
+    "evidence_figure",
+    "evidence_table",
+    "metrics_table",
+    "ranking_table",
+    "results_figure",
+    "source_overlay",
+    "summarise_labels",
+    "train_with_evidence",
+    "write_metrics",
+]

@@ -1,0 +1,215 @@
+"""The Classifier widget in a real viewer: training, metrics shown, channel evidence and ranking, stop, Grad-CAM overlays, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from napari_morphospace._qt import classifier_widget as module
+from napari_morphospace._qt.classifier_widget import (
+    ClassifierWidget,
+    gradcam_layer_name,
+)
+from napari_morphospace._qt.session import session_for
+from napari_morphospace.core.classifier import channel_gradcam
+from napari_morphospace.core.classifier_report import metrics_table
+from napari_morphospace.core.data import CropSet
+
+CROP = 16
+SOURCE_SHAPE = (40, 80)
+SOURCE_SCALE = (0.5, 0.5)
+SOURCE_TRANSLATE = (10.0, 20.0)
+FAST = {"epochs": 15, "batch_size": 16, "learning_rate": 1e-2, "folds": 3, "base_channels": 6, "depth": 2}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The CNNs are tiny and the machine is shared: one thread each."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _blob(centre: np.ndarray, radius: float = 2.0) -> np.ndarray:
+    yy, xx = np.mgrid[:CROP, :CROP]
+    return np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * radius**2))
+
+
+def synthetic_crop_set(per_source: int = 8, seed: int = 0) -> CropSet:
+    """6 source images, 3 per group; 'treated' crops have a bright blob in channel 1 ("mito") where 'control' has a dim one.
+
+    Channel 0 ("ER") is identically distributed in both groups. Crops of one
+    source sit in a 2 × 4 grid of 16-pixel boxes (one source pixel per crop
+    pixel) at an offset of (4, 6), so a map pasted at its box is the map itself.
+    Two extra crops have an empty group and must be left out.
+    """
+    rng = np.random.default_rng(seed)
+    images, rows = [], []
+    for source in range(6):
+        group = ["control", "treated"][source % 2]
+        for k in range(per_source):
+            crop = 0.15 * rng.random((2, CROP, CROP))
+            crop[0] += 0.6 * _blob(rng.uniform(4, CROP - 4, 2))
+            crop[1] += (0.7 if group == "treated" else 0.2) * _blob(rng.uniform(4, CROP - 4, 2))
+            images.append(np.clip(crop, 0, 1))
+            y0, x0 = 4 + CROP * (k // 4), 6 + CROP * (k % 4)
+            rows.append({"source": f"image {source}", "label_id": k + 1, "t": 0, "group": group, "annotation": "",
+                             "y_start": y0, "y_stop": y0 + CROP, "x_start": x0, "x_stop": x0 + CROP})  # fmt: skip
+    for extra in range(2):
+        images.append(rng.random((2, CROP, CROP)))
+        rows.append({"source": "image 0", "label_id": 100 + extra, "t": 0, "group": "", "annotation": "",
+                         "y_start": 0, "y_stop": CROP, "x_start": 0, "x_stop": CROP})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.insert(0, "crop_id", np.arange(len(table)))
+    return CropSet(images=np.asarray(images, np.float32), table=table, channel_names=["ER", "mito"])
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    for source in range(6):
+        viewer.add_image(np.zeros(SOURCE_SHAPE, np.float32), name=f"image {source}", scale=SOURCE_SCALE, translate=SOURCE_TRANSLATE)
+    return viewer
+
+
+@pytest.fixture
+def widget(viewer, qtbot):
+    session_for(viewer).crop_set = synthetic_crop_set()
+    widget = ClassifierWidget(viewer)
+    qtbot.addWidget(widget)
+    set_settings(widget, **FAST)
+    return widget
+
+
+def set_settings(widget: ClassifierWidget, **values) -> None:
+    for name, value in values.items():
+        widget.settings_form[name].value = value
+
+
+def run(qtbot, worker) -> None:
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=120000):
+        pass
+
+
+def shown_table(view) -> pd.DataFrame:
+    """The cells of a QTableWidget as text, with its row and column headers."""
+    return pd.DataFrame(
+        [[view.item(r, c).text() for c in range(view.columnCount())] for r in range(view.rowCount())],
+        index=[view.verticalHeaderItem(r).text() for r in range(view.rowCount())],
+        columns=[view.horizontalHeaderItem(c).text() for c in range(view.columnCount())],
+    )
+
+
+def trained(qtbot, widget) -> ClassifierWidget:
+    if widget.result is None:
+        run(qtbot, widget.train())
+    return widget
+
+
+def test_label_summary_shows_sources_per_class_and_left_out_crops(widget):
+    assert widget.label_column.currentText() == "group"
+    text = widget.label_info.text()
+    assert "control: 24 crops from 3 source(s)" in text and "treated: 24 crops from 3 source(s)" in text
+    assert "2 crop(s) with an empty group left out" in text
+
+
+def test_training_separates_groups_that_differ_in_channel_1(widget, qtbot):
+    trained(qtbot, widget)
+    result = widget.result
+    assert not result.stopped and list(result.classes) == ["control", "treated"]
+    assert result.pooled.confusion.sum() == 48  # the two unlabelled crops were left out
+    shown = shown_table(widget.metrics_view)
+    assert list(shown.index) == ["fold 1", "fold 2", "fold 3", "pooled"]
+    assert float(shown.loc["pooled", "balanced accuracy"]) > 0.9
+    assert float(shown.loc["pooled", "balanced accuracy"]) == pytest.approx(result.pooled.balanced_accuracy, abs=5e-4)
+    assert widget.updates_seen == FAST["epochs"] * (FAST["folds"] + 1) == widget.progress_bar.value()
+    assert widget.figure_page.count() == 1  # confusion matrix and PR curves
+    evidence = shown_table(widget.evidence_view)  # percentages, one row per class
+    treated = evidence.loc["treated"].str.rstrip(" %").astype(float)
+    assert treated.idxmax() == "mito" and treated["mito"] > 90
+    assert [widget.gradcam_class.itemText(i) for i in range(widget.gradcam_class.count())] == ["control", "treated"]
+
+
+def test_rank_channels_puts_channel_1_first(widget, qtbot):
+    run(qtbot, widget.rank())
+    mito, er = widget.ranking
+    assert (mito.name, er.name) == ("mito", "ER")
+    assert mito.metrics.balanced_accuracy > 0.75 and er.metrics.balanced_accuracy < 0.7  # ER alone is near chance
+    shown = shown_table(widget.ranking_view)
+    assert list(shown["channel"]) == ["mito", "ER"]
+    assert float(shown.iloc[0]["balanced accuracy"]) == pytest.approx(mito.metrics.balanced_accuracy, abs=5e-4)
+
+
+def test_too_few_sources_for_the_folds_is_refused_without_a_worker(widget, monkeypatch):
+    errors = []
+    monkeypatch.setattr(module, "show_error", errors.append)
+    set_settings(widget, folds=4)
+    assert widget.train() is None and widget.rank() is None
+    assert not widget.running and widget.result is None
+    assert len(errors) == 2 and "needs at least 4 source images per class" in errors[0]
+    assert "Set folds to 3 or fewer" in errors[0] and "Set folds to 3 or fewer" in widget.status.text()
+
+
+def test_stop_ends_training_early(widget, qtbot):
+    set_settings(widget, epochs=500)
+    worker = widget.train()
+    qtbot.waitUntil(lambda: widget.updates_seen >= 1, timeout=60000)
+    assert widget.stop_button.isEnabled()
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        widget.stop()
+    assert widget.result.stopped and widget.result.model is None and widget.evidence is None
+    assert widget.updates_seen < 500 * 4
+    assert "Stopped" in widget.status.text()
+    assert not widget.gradcam_button.isEnabled() and widget.train_button.isEnabled()
+
+
+def test_gradcam_overlays_land_on_the_crops_boxes_in_source_coordinates(widget, viewer, qtbot):
+    trained(qtbot, widget)
+    run(qtbot, widget.show_gradcam("treated"))
+    crop_set = widget.run_crop_set
+    treated = np.flatnonzero(crop_set.table["group"] == "treated")
+    expected = channel_gradcam(widget.result.model, crop_set.images[treated], 1)  # (C, N, Y, X)
+    rows = crop_set.table.iloc[treated].reset_index(drop=True)
+    for c, channel in enumerate(["ER", "mito"]):
+        for source in ("image 1", "image 3", "image 5"):
+            layer = viewer.layers[gradcam_layer_name(channel, "treated", source)]
+            assert layer.name == f"{channel} Grad-CAM (treated) · {source}"
+            assert tuple(layer.scale) == SOURCE_SCALE and tuple(layer.translate) == SOURCE_TRANSLATE
+            assert layer.data.shape == SOURCE_SHAPE
+            inside = np.zeros(SOURCE_SHAPE, bool)
+            for i in np.flatnonzero(rows["source"] == source):
+                box = rows.iloc[i]
+                region = (slice(box.y_start, box.y_stop), slice(box.x_start, box.x_stop))
+                np.testing.assert_allclose(layer.data[region], expected[c, i], atol=1e-5)
+                inside[region] = True
+            assert not layer.data[~inside].any()  # nothing outside the crops' boxes
+    mito = viewer.layers["mito Grad-CAM (treated) · image 1"].data.sum()
+    assert mito > viewer.layers["ER Grad-CAM (treated) · image 1"].data.sum()  # channel 1 drives "treated"
+
+
+def test_gradcam_needs_the_source_layers(widget, viewer, qtbot, monkeypatch):
+    trained(qtbot, widget)
+    errors = []
+    monkeypatch.setattr(module, "show_error", errors.append)
+    viewer.layers.remove("image 3")
+    assert widget.show_gradcam("treated") is None
+    assert "no layer named 'image 3'" in errors[0]
+
+
+def test_export_writes_the_result_numbers(widget, qtbot, tmp_path):
+    trained(qtbot, widget)
+    result = widget.result
+    csv = widget.export_metrics(tmp_path / "metrics.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(csv, index_col="fold"), metrics_table(result), check_dtype=False)
+    document = json.loads(widget.export_metrics(tmp_path / "metrics.json").read_text())
+    assert document["pooled"]["balanced_accuracy"] == pytest.approx(result.pooled.balanced_accuracy)
+    assert document["pooled"]["confusion"] == result.pooled.confusion.tolist()
+    assert [f["mcc"] for f in document["folds"]] == pytest.approx([m.mcc for m in result.folds])
+    assert document["channel_evidence"]["treated"]["mito"] == pytest.approx(widget.evidence[1, 1])
+    assert document["label_column"] == "group" and document["settings"]["folds"] == FAST["folds"]
