@@ -28,7 +28,8 @@ def settle(seconds: float = 0.5) -> None:
 
 
 def cells_widget() -> None:
-    viewer, widgets = open_demo_viewer(DemoSettings(n_cells=100), show=True)
+    demo = open_demo_viewer(DemoSettings(n_cells=100), show=True)
+    viewer, widgets = demo.viewer, demo.widgets
     viewer.window._qt_window.resize(1500, 1000)
     cells = widgets["cells"]
     cells.preset.value = "Statistical Cell"

@@ -60,6 +60,9 @@ def test_build_gives_the_crops_of_the_core_builder(viewer_with_cells, sample, qt
     crop_set = session_for(viewer_with_cells).crop_set
     assert crop_set is widget.crop_set and len(crop_set) == 16
     assert crop_set.table["group"].tolist() == ["control"] * 8 + ["drug"] * 8
+    # Channel names come from the layer names without the group, pixel sizes from the layer scale.
+    assert crop_set.channel_names == ["membrane", "nucleus", "granules"]
+    assert crop_set.spacing == tuple(sample.images[0].scale[a] for a in "YX")
     expected = crops_from_labels(sample.images[0], sample.labels[0], CropSettings())
     np.testing.assert_array_equal(crop_set.images[:8], expected.images)
     assert (tmp_path / "crops" / "crop_set.json").exists()

@@ -52,6 +52,7 @@ from ..core.crops import (
 )
 from ..core.data import CropSet, concat_crop_sets, save_crop_set
 from ..core.errors import InputError
+from ..core.io import Stack
 from ..core.gallery import composite_rgb, crop_montage
 from ..core.preprocess import STEPS, PreprocessPipeline, PreprocessStep, apply_pipeline
 from .forms import field_widget, read_form, settings_form
@@ -150,8 +151,19 @@ def find_sources(layers: Any, kind: ObjectKind) -> list[Source]:
     return sources
 
 
-def source_image(layers: Any, source: Source) -> tuple[Any, str]:
-    """The channel layers of ``source`` stacked as ``(C, ...)`` (lazily when any is dask) and the axes."""
+def channel_names(source: Source) -> list[str]:
+    """Channel names from the layer names without their group prefix: "control membrane" -> "membrane"."""
+    prefix = f"{source.group} "
+    return [n[len(prefix):] if n.startswith(prefix) and len(n) > len(prefix) else n for n in source.channels]
+
+
+def source_stack(layers: Any, source: Source, names: list[str] | None = None) -> Stack:
+    """The channel layers of ``source`` stacked as one :class:`Stack` (lazily when any is dask).
+
+    The layers' ``scale`` becomes the physical pixel size, so crops record it.
+    ``names`` overrides the channel names (all sources of one crop set must
+    share them: channels are matched by their order in the Channels column).
+    """
     if not source.channels:
         raise InputError(f"source {source.objects or source.group!r} has no image layers; name them in the Channels column")
     missing = [name for name in source.channels if name not in layers]
@@ -161,13 +173,20 @@ def source_image(layers: Any, source: Source) -> tuple[Any, str]:
     shapes = {tuple(a.shape) for a in arrays}
     if len(shapes) > 1:
         raise InputError(f"the channel layers of {source.group!r} have different shapes {sorted(shapes)}; choose layers of one image")
-    if len(source.axes) != arrays[0].ndim:
+    if len(source.axes) != arrays[0].ndim or set(source.axes) - set("TZYX") or len(set(source.axes)) != len(source.axes):
         raise InputError(
             f"axes {source.axes!r} do not fit image layers with {arrays[0].ndim} dimensions; "
             "write one letter from TZYX per dimension in the Axes column"
         )
+    names = names or channel_names(source)
+    if len(names) != len(arrays):
+        raise InputError(
+            f"source {source.group!r} has {len(arrays)} channel layers but the first source has {len(names)}; "
+            "give every source the same channels, in the same order"
+        )
     stack = da.stack if any(isinstance(a, da.Array) for a in arrays) else np.stack
-    return stack(arrays), "C" + source.axes
+    scale = {axis: float(step) for axis, step in zip(source.axes, layers[source.channels[0]].scale)}
+    return Stack(stack(arrays), "C" + source.axes, scale=scale, channel_names=list(names), source=source.objects)
 
 
 def _to_image_coordinates(coords: np.ndarray, objects_layer: Any, image_layer: Image) -> np.ndarray:
@@ -464,11 +483,11 @@ class CellsWidget(QWidget):
         settings = read_form(self.crop_form, CropSettings())
         key = (source.objects, tuple(source.channels), source.axes, repr(settings))
         if self._preview_cache is None or self._preview_cache[0] != key:
-            image, axes = source_image(self.viewer.layers, source)
+            image = source_stack(self.viewer.layers, source)
             objects, kind = source_objects(self.viewer.layers, source, self.kind.value)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._preview_cache = (key, ObjectPreview(image, objects, kind, settings, axes=axes, group=source.group))
+                self._preview_cache = (key, ObjectPreview(image, objects, kind, settings, group=source.group))
         return self._preview_cache[1]
 
     def update_preview(self) -> None:
@@ -539,11 +558,12 @@ class CellsWidget(QWidget):
         settings = read_form(self.patch_form if kind == "patches" else self.crop_form, PatchSettings() if kind == "patches" else CropSettings())
         pipeline = self.steps.pipeline()
         plan = []
+        names = channel_names(sources[0])
         for source in sources:
-            image, axes = source_image(self.viewer.layers, source)
+            image = source_stack(self.viewer.layers, source, names)
             objects, builder = (None, "patches") if kind == "patches" else source_objects(self.viewer.layers, source, kind)
             plan.append(
-                dict(image=image, axes=axes, objects=objects, builder=builder, settings=settings,
+                dict(image=image, objects=objects, builder=builder, settings=settings,
                      pipeline=pipeline if pipeline.steps else None, group=source.group,
                      source=source.objects or source.channels[0])  # fmt: skip
             )
@@ -608,7 +628,7 @@ def build_crop_set(plan: list[dict[str, Any]], stop_event: threading.Event, outp
             def on_progress(done: int, total: int, name: str = item["source"]) -> None:
                 send(CropProgress(name, done, total))
 
-            common = dict(pipeline=item["pipeline"], group=item["group"], source=item["source"], axes=item["axes"],
+            common = dict(pipeline=item["pipeline"], group=item["group"], source=item["source"],
                           on_progress=on_progress, stop_event=stop_event)  # fmt: skip
             if item["builder"] == "patches":
                 parts.append(patch_grid(item["image"], item["settings"], **common))

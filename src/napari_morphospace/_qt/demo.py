@@ -1,35 +1,125 @@
-"""``morphospace demo`` in a window: the sample cells in napari with the plugin's widgets docked.
+"""``morphospace demo`` in a window: the sample cells in napari, every widget docked and run in turn.
 
-The demo drives the widgets exactly as a user would (the same buttons), so
-what it shows is what the widgets do on the user's own data.
+The demo presses the widgets' own buttons (crop → train → save the model →
+embed → statistics), so what it shows is what the widgets do on the user's
+data. Its files go to a fresh temporary folder, named in the status bar.
 """
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import napari
+from qtpy.QtCore import QTimer
 
 from .._sample_data import sample_layer_data
 from ..core.demo import DemoSettings
 from ..core.sample_data import make_sample_data
 from .cells_widget import CellsWidget
+from .embed_widget import EmbedWidget
+from .latent_widget import LatentWidget
+from .session import session_for
+from .statistics_widget import StatisticsWidget
+from .train_widget import TrainWidget
 
 
-def open_demo_viewer(settings: DemoSettings, *, show: bool = True) -> tuple[napari.Viewer, dict[str, Any]]:
-    """A viewer with the synthetic control/treated cells and the widgets docked, crop size preset."""
+@dataclass
+class DemoViewer:
+    """The demo's viewer, its widgets by step name and their dock widgets (to bring one to the front)."""
+
+    viewer: napari.Viewer
+    widgets: dict[str, Any]
+    docks: dict[str, Any]
+
+    def show(self, step: str) -> None:
+        self.docks[step].raise_()
+
+
+def open_demo_viewer(settings: DemoSettings, *, show: bool = True) -> DemoViewer:
+    """A viewer with the synthetic control/treated cells and the widgets docked, preset for the demo."""
     viewer = napari.Viewer(title="napari-morphospace demo", show=show)
     for data, kwargs, layer_type in sample_layer_data(make_sample_data(settings.sample_settings())):
         getattr(viewer, f"add_{layer_type}")(data, **kwargs)
-    cells = CellsWidget(viewer)
+    widgets: dict[str, Any] = {
+        "cells": CellsWidget(viewer),
+        "train": TrainWidget(viewer),
+        "embed": EmbedWidget(viewer),
+        "statistics": StatisticsWidget(viewer),
+        "latent": LatentWidget(viewer),
+    }
+    cells = widgets["cells"]
     size = settings.crop_settings().size
     cells.crop_form.size.value = str(size) if isinstance(size, int) else ", ".join(map(str, size))
-    viewer.window.add_dock_widget(cells, name="Cells", area="right")
-    return viewer, {"cells": cells}
+    cells.steps.set_steps(("resize",))
+    cells.steps.set_resize_shape(tuple(settings.preprocess().steps[0].params["shape"]))
+    widgets["train"].set_config(settings.train_config())
+    docks = {
+        name: viewer.window.add_dock_widget(widget, name=name.capitalize(), area="right", tabify=index > 0)
+        for index, (name, widget) in enumerate(widgets.items())
+    }
+    demo = DemoViewer(viewer, widgets, docks)
+    demo.show("cells")
+    return demo
+
+
+class DemoDriver:
+    """Runs the demo's steps through the widgets, each starting when the previous one has finished."""
+
+    def __init__(self, demo: DemoViewer, folder: Path) -> None:
+        self.demo, self.viewer, self.widgets, self.folder = demo, demo.viewer, demo.widgets, folder
+        self.session = session_for(demo.viewer)
+        self.session.crop_set_changed.connect(self._train)
+        self.session.bundle_changed.connect(self._embed)
+        self.session.latents_changed.connect(self._statistics)
+        self._poll = QTimer()
+        self._poll.setInterval(250)
+        self._poll.timeout.connect(self._check_training)
+
+    def start(self) -> None:
+        self._status("cropping every cell")
+        self.widgets["cells"].build()
+
+    def _status(self, text: str) -> None:
+        self.viewer.status = f"Demo: {text} (files in {self.folder})"
+
+    def _train(self, crop_set: Any) -> None:
+        if crop_set is None:
+            return
+        self.demo.show("train")
+        self._status("training a small β-VAE")
+        self.widgets["train"].start()
+        self._poll.start()
+
+    def _check_training(self) -> None:
+        train = self.widgets["train"]
+        if train.running:
+            return
+        self._poll.stop()
+        if train.result is not None:
+            train.save_bundle_to(self.folder / "model")  # sets the session's bundle → _embed
+
+    def _embed(self, bundle: Any) -> None:
+        if bundle is None:
+            return
+        self.demo.show("embed")
+        self._status("embedding every cell")
+        self.widgets["embed"].embed()
+
+    def _statistics(self, latents: Any) -> None:
+        if latents is None:
+            return
+        self.demo.show("statistics")
+        self._status("comparing control and treated")
+        statistics = self.widgets["statistics"]
+        statistics.set_groups("control", "treated")
+        statistics.compute()
 
 
 def launch_demo(settings: DemoSettings) -> None:
-    """Open the demo viewer, start building the crop set, and run napari until the window closes."""
-    viewer, widgets = open_demo_viewer(settings)
-    widgets["cells"].build()
+    """Open the demo viewer, run every step through the widgets, and keep napari open."""
+    driver = DemoDriver(open_demo_viewer(settings), Path(tempfile.mkdtemp(prefix="morphospace-demo-")))
+    driver.start()
     napari.run()

@@ -405,6 +405,7 @@ class LatentWidget(QWidget):
         if self.latents is not None and by != "index":
             try:
                 order, scores = ranked_dimensions(self.latents, by=by, groups=groups)
+                self.status.setText(f"{len(self.latents)} embedded cells; dimensions ranked by {by.replace('_', ' ')}.")
             except InputError as err:
                 self.status.setText(f"⚠ {err} Showing dimensions in index order.")
         elif by != "index":

@@ -88,7 +88,7 @@ class StatisticsWidget(QWidget):
         self.column_combo.currentTextChanged.connect(self._fill_groups)
         self.compute_button.clicked.connect(self.compute)
         self.export_button.clicked.connect(self._choose_export_folder)
-        self.session.latents_changed.connect(self._refresh_tables)
+        self.session.latents_changed.connect(self._on_new_latents)
         self.viewer.layers.events.inserted.connect(self._refresh_tables)
         self.viewer.layers.events.removed.connect(self._refresh_tables)
         self._refresh_tables()
@@ -138,6 +138,12 @@ class StatisticsWidget(QWidget):
         chosen = current if current in names else (names[0] if names else "")
         self.table_combo.setCurrentText(chosen)
         self._on_table_chosen(chosen)
+
+    def _on_new_latents(self, latents: Any) -> None:
+        """A new embedding: describe it, rather than whichever table was chosen before."""
+        self._refresh_tables()
+        if latents is not None:
+            self.set_table_source(SESSION_TABLE)
 
     def set_table_source(self, name: str) -> None:
         """Use the session's latent table (``SESSION_TABLE``) or the features of the Labels layer ``name``."""

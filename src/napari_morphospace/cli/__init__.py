@@ -16,9 +16,9 @@ from ..core.errors import InputError
 
 
 def _subcommands() -> list[ModuleType]:
-    from . import crops, demo, embed, export, train
+    from . import crops, demo, embed, export, report, train
 
-    return [crops, train, embed, export, demo]
+    return [crops, train, embed, export, report, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
