@@ -66,12 +66,12 @@ from ..core.overlays import (
     slider_values,
     start_vector,
 )
+from ..core.features import require_mu_columns
 from ..core.traversal import (
     LatentDecoder,
     decode_latents,
     group_means,
     group_traversals,
-    mu_columns,
     traversal_figure,
     traversal_grid,
     traversal_values,
@@ -346,7 +346,7 @@ class LatentWidget(QWidget):
             table = None
         if table is not None:
             try:
-                mu_columns(table)
+                require_mu_columns(table)
             except InputError as err:
                 if not quiet:
                     show_warning(str(err))
@@ -368,7 +368,7 @@ class LatentWidget(QWidget):
     def _check_latent_size(self) -> None:
         if self.latents is None or self.model is None:
             return
-        n = len(mu_columns(self.latents))
+        n = len(require_mu_columns(self.latents))
         if n != len(self.z) or isinstance(self.bundle.model, StackedConditionalVAE):
             self.latents = None
             show_warning(

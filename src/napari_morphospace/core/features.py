@@ -223,12 +223,20 @@ def mu_columns(table: pd.DataFrame, prefix: str = "mu_") -> list[str]:
     return sorted(columns, key=lambda c: int(c[len(prefix):]))
 
 
-def latent_matrix(table: pd.DataFrame) -> np.ndarray:
-    """The ``mu_*`` columns as a float array (cells, D); refuses a table without them."""
+def require_mu_columns(table: pd.DataFrame) -> list[str]:
+    """The ``mu_0 .. mu_{D-1}`` columns, refusing a table without them or with gaps in the numbering."""
     columns = mu_columns(table)
     if not columns:
-        raise InputError("the table has no mu_* columns; embed the cells with a model bundle first")
-    return table[columns].to_numpy(dtype=float)
+        raise InputError("the table has no mu_0, mu_1, ... columns; embed the cells with a model bundle first")
+    numbers = [int(c[3:]) for c in columns]
+    if numbers != list(range(len(numbers))):
+        raise InputError(f"the table's mu columns are not numbered 0 to {len(numbers) - 1}: {numbers}")
+    return columns
+
+
+def latent_matrix(table: pd.DataFrame) -> np.ndarray:
+    """The ``mu_*`` columns as a float array (cells, D); refuses a table without them."""
+    return table[require_mu_columns(table)].to_numpy(dtype=float)
 
 
 def add_embedding_columns(latents: pd.DataFrame, method: str, *, seed: int = 0) -> pd.DataFrame:
@@ -262,6 +270,7 @@ __all__ = [
     "feature_columns",
     "join_latents",
     "mu_columns",
+    "require_mu_columns",
     "latent_matrix",
     "add_embedding_columns",
     "add_cluster_column",

@@ -32,7 +32,8 @@ from .difference import absolute_difference, dissimilarity_map
 from .errors import InputError
 from .gradcam import paste_into_source, place_in_source
 from .statistics import cohens_d, group_arrays, kl_per_dimension, rank_dimensions
-from .traversal import group_means, mu_columns, traversal_figure
+from .features import require_mu_columns
+from .traversal import group_means, traversal_figure
 
 RankBy = Literal["kl", "cohens_d", "index"]
 SLIDER_EXTENT = 3.0
@@ -73,7 +74,7 @@ def ranked_dimensions(
         The score of every dimension in dimension order (KL in nats, Cohen's d
         with its sign, or NaN for ``"index"``).
     """
-    mu_cols = mu_columns(latent_table)
+    mu_cols = require_mu_columns(latent_table)
     if by == "index":
         return np.arange(len(mu_cols)), np.full(len(mu_cols), np.nan)
     if by == "kl":
@@ -145,7 +146,7 @@ def start_vector(
         return np.zeros(latent_dim, np.float32)
     if latent_table is None:
         raise InputError(f"starting from a {kind} needs a latent table: embed the crops with the model first")
-    columns = mu_columns(latent_table)
+    columns = require_mu_columns(latent_table)
     if len(columns) != latent_dim:
         raise InputError(f"the latent table has {len(columns)} dimensions but the model has {latent_dim}: embed with this model")
     if kind == "group mean":

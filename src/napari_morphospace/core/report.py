@@ -95,9 +95,9 @@ def summarise_latents(latents: pd.DataFrame, group_column: str = "group") -> Lat
     treated against control, so a positive d means higher in treated cells.
     """
     from .statistics import cohens_d, rank_dimensions
-    from .traversal import mu_columns
+    from .features import require_mu_columns
 
-    columns = mu_columns(latents)
+    columns = require_mu_columns(latents)
     mu = latents[columns].to_numpy(dtype=float)
     logvar_columns = [c.replace("mu_", "logvar_") for c in columns]
     logvar = latents[logvar_columns].to_numpy(dtype=float) if set(logvar_columns) <= set(latents.columns) else None

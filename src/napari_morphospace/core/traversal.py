@@ -11,7 +11,6 @@ spread, so ±3 means the same thing for every model.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .errors import InputError
+from .features import require_mu_columns
 
 TRAVERSAL_EXTENT = 3.0
 
@@ -181,16 +181,6 @@ def traversal_grid(
     return np.stack([traverse(model, d, start=start, values=values, n_steps=n_steps, cond=cond) for d in dims])
 
 
-def mu_columns(latent_table: pd.DataFrame) -> list[str]:
-    """The ``mu_0 .. mu_{D-1}`` columns of a latent table, in dimension order."""
-    found = {int(m.group(1)): c for c in latent_table.columns if (m := re.fullmatch(r"mu_(\d+)", str(c)))}
-    if not found:
-        raise InputError("the latent table has no mu_0, mu_1, ... columns: embed the crops with a trained model first")
-    if sorted(found) != list(range(len(found))):
-        raise InputError(f"the latent table's mu columns are not numbered 0 to {len(found) - 1}: {sorted(found)}")
-    return [found[i] for i in range(len(found))]
-
-
 def group_means(latent_table: pd.DataFrame, group_column: str = "group") -> dict[Any, np.ndarray]:
     """Mean latent vector (of the posterior means μ) per group, in order of first appearance."""
     if group_column not in latent_table.columns:
@@ -198,7 +188,7 @@ def group_means(latent_table: pd.DataFrame, group_column: str = "group") -> dict
             f"the latent table has no column {group_column!r}; "
             f"available columns: {', '.join(map(str, latent_table.columns))}"
         )
-    columns = mu_columns(latent_table)
+    columns = require_mu_columns(latent_table)
     grouped = latent_table.groupby(group_column, sort=False, dropna=True)[columns].mean()
     if grouped.empty:
         raise InputError(f"column {group_column!r} has no group values: assign groups to the crops first")
