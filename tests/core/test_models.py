@@ -448,3 +448,14 @@ def test_a_few_steps_of_training_lower_the_loss_of_every_model():
             optimiser.step()
             losses.append(terms["loss"].item())
         assert sum(losses[-5:]) < 0.8 * sum(losses[:5]), (name, losses[:5], losses[-5:])
+
+
+def test_first_block_width_defaults_to_32_in_2d_and_16_in_3d():
+    """3D convolutions cost a third axis more: the default keeps a 64³ decode interactive."""
+
+    def first_width(model: torch.nn.Module) -> int:
+        return next(m for m in model.encoder.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))).out_channels
+
+    assert first_width(build_model(ModelSettings(latent_dim=4), (1, 32, 32))) == 32
+    assert first_width(build_model(ModelSettings(latent_dim=4), (1, 16, 32, 32))) == 16
+    assert first_width(build_model(ModelSettings(latent_dim=4, base_channels=8), (1, 16, 32, 32))) == 8

@@ -42,8 +42,12 @@ class ModelSettings:
     block : {"strided", "maxpool"}
         "strided": strided 3×3 conv + BatchNorm + LeakyReLU; "maxpool": 3×3 conv +
         ReLU + MaxPool.
-    base_channels : int
-        Channels of the first block; doubled per block, capped at 256.
+    base_channels : int, optional
+        Channels of the first block; doubled per block, capped at 256. None
+        (default) takes 32 for 2D crops and 16 for 3D crops, where every
+        convolution costs a third axis more: a 64³ decode then takes about
+        200 ms on a laptop CPU instead of about 400 ms, fast enough for the
+        latent sliders (see ``benchmarks/bench_decode_latency.py``).
     beta : float
         Weight of the KL term. Classic objective: any β ≥ 0. Reparameterised
         objective ``(1−β)·rec + β·KL``: β in [0, 1].
@@ -88,7 +92,7 @@ class ModelSettings:
     latent_dim: int = 16
     depth: int | None = None
     block: BlockKind = "strided"
-    base_channels: int = 32
+    base_channels: int | None = None
     beta: float = 1.0
     objective: Objective = "classic"
     reconstruction: ReconstructionKind = "sse"
@@ -112,6 +116,12 @@ class ModelSettings:
     def __post_init__(self) -> None:
         self.validate()
 
+    def channels_for(self, spatial_ndim: int) -> int:
+        """Channels of the first block for crops with ``spatial_ndim`` axes (2 or 3)."""
+        if self.base_channels is not None:
+            return self.base_channels
+        return 32 if spatial_ndim == 2 else 16
+
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first setting that is out of range.
 
@@ -126,7 +136,7 @@ class ModelSettings:
             f"depth must be at least 1 (or empty for the adaptive rule), got {self.depth}",
         )
         _require(
-            1 <= self.base_channels <= MAX_CHANNELS,
+            self.base_channels is None or 1 <= self.base_channels <= MAX_CHANNELS,
             f"base_channels must be between 1 and {MAX_CHANNELS}, got {self.base_channels}",
         )
         _check_objective(self)

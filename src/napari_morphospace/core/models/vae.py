@@ -187,7 +187,8 @@ class BetaVAE(MorphoVAE):
     ) -> None:
         super().__init__(settings, input_shape)
         s = settings
-        args = (self.input_shape[0], self.input_shape[1:], s.latent_dim, self.depth, s.base_channels, s.block)
+        channels = s.channels_for(len(self.input_shape) - 1)
+        args = (self.input_shape[0], self.input_shape[1:], s.latent_dim, self.depth, channels, s.block)
         self.encoder = Encoder(*args, condition=condition)
         self.decoder = Decoder(*args, condition=condition)
 
@@ -312,7 +313,8 @@ class MEVAE(MorphoVAE):
     def __init__(self, settings: ModelSettings, input_shape: tuple[int, ...]) -> None:
         super().__init__(settings, input_shape)
         s = settings
-        args = (self.input_shape[0], self.input_shape[1:], s.latent_dim, self.depth, s.base_channels, s.block)
+        channels = s.channels_for(len(self.input_shape) - 1)
+        args = (self.input_shape[0], self.input_shape[1:], s.latent_dim, self.depth, channels, s.block)
         self.views = list(s.me_views)
         self.encoders = nn.ModuleList(Encoder(*args) for _ in self.views)
         self.decoder = Decoder(*args)
