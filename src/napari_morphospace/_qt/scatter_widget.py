@@ -55,6 +55,7 @@ from ..core.selection import (
     points_in_polygon,
     points_in_rectangle,
     spatial_ndim,
+    time_column,
 )
 from ..core.statistics import order_dimensions, require_finite
 from .scatter_canvas import ScatterCanvas
@@ -72,7 +73,7 @@ MAX_CATEGORIES = 20
 # no structure, and drawing them costs seconds without a GPU. The user can untick it.
 DENSITY_AUTO_POINTS = 200_000
 # Columns that identify a row rather than describe the cell: never offered as axes.
-ID_COLUMNS = {"index", "label_id", "crop_id", "t", "source"}
+ID_COLUMNS = {"index", "label_id", "crop_id", "t", "frame", "source"}
 EMBEDDINGS = {"PCA": embedding.pca, "UMAP": embedding.umap, "TSNE": embedding.tsne}
 
 
@@ -270,8 +271,9 @@ class ScatterWidget(QWidget):
             tables[layer.name] = layer.features
             ids = np.arange(1, len(layer.features) + 1) if isinstance(layer, Points) else label_ids_of(layer.features, layer.name)
             keys[layer.name] = pd.DataFrame({"label_id": ids})
-            if "t" in layer.features and isinstance(layer, Labels):
-                keys[layer.name]["t"] = layer.features["t"].to_numpy()
+            frames = time_column(layer.features)
+            if frames is not None and isinstance(layer, Labels):
+                keys[layer.name]["t"] = layer.features[frames].to_numpy()
         self._layers = {layer.name: layer for layer in chosen}
         self._tables = tables
         self._index = RowIndex.from_tables(keys)

