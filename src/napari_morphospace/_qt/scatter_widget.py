@@ -63,7 +63,8 @@ from .scatter_canvas import ScatterCanvas
 if TYPE_CHECKING:
     import napari
 
-HIGHLIGHT_COLOR = (1.0, 0.85, 0.0, 1.0)
+# White, like the outline of selected points: napari's random label colours are never white.
+HIGHLIGHT_COLOR = (1.0, 1.0, 1.0, 1.0)
 DEFAULT_COLOR = (0.4, 0.7, 1.0, 1.0)
 DIMMED_ALPHA = 0.12  # points of other time frames than the one shown
 HOVER_RADIUS_PX = 6.0
@@ -561,7 +562,7 @@ class ScatterWidget(QWidget):
             scale=source_layer.scale[-ndim:],
             translate=source_layer.translate[-ndim:],
             colormap=colormap,
-            opacity=0.8,
+            opacity=0.9,
             blending="translucent",
         )
         self._highlights[source] = layer
