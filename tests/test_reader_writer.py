@@ -47,7 +47,7 @@ def test_channels_become_layers_with_scale_and_metadata(two_channel_movie) -> No
     assert layer_type == "image"
     assert layer_data is not None and np.array_equal(layer_data, data)
     assert kwargs["channel_axis"] == 1
-    assert kwargs["name"] == ["nuclei", "membrane"]
+    assert kwargs["name"] == ["movie nuclei", "movie membrane"]  # file name keeps files apart
     assert kwargs["scale"] == pytest.approx([60.0, 0.5, 0.1, 0.1])  # T Z Y X
     assert kwargs["metadata"] == {"source": str(path), "axes": "TZYX", "units": {"T": "s", "Z": "µm", "Y": "µm", "X": "µm"}}
 
@@ -59,7 +59,7 @@ def test_reader_output_opens_in_napari_as_one_layer_per_channel(two_channel_movi
     [(layer_data, kwargs, layer_type)] = read_layers(str(path))
     assert layer_type == "image"
     layers = ViewerModel().add_image(layer_data, **kwargs)
-    assert [layer.name for layer in layers] == ["nuclei", "membrane"]
+    assert [layer.name for layer in layers] == ["movie nuclei", "movie membrane"]
     np.testing.assert_array_equal(layers[1].data, data[:, 1])
     assert tuple(layers[0].scale) == pytest.approx((60.0, 0.5, 0.1, 0.1))
     assert layers[0].metadata["axes"] == "TZYX"
@@ -184,5 +184,6 @@ def test_manifest_points_at_these_functions() -> None:
 
     manifest = PluginManifest.from_distribution("napari-morphospace")
     commands = {c.id: c.python_name for c in manifest.contributions.commands}
-    assert commands[manifest.contributions.readers[0].command] == "napari_morphospace._reader:get_reader"
+    readers = [commands[r.command] for r in manifest.contributions.readers]
+    assert readers == ["napari_morphospace._analysis_reader:get_analysis_reader", "napari_morphospace._reader:get_reader"]
     assert commands[manifest.contributions.writers[0].command] == "napari_morphospace._writer:write_image"

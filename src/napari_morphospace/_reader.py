@@ -1,8 +1,8 @@
 """npe2 reader: open microscopy stacks as napari layers, one image layer per channel.
 
 A thin shell over :func:`napari_morphospace.core.io.read_stack`: layers get
-the file's physical pixel size as ``scale`` (time interval for T), channel
-names as layer names, and ``metadata`` with the source, axes and units.
+the file's physical pixel size as ``scale`` (time interval for T), the file
+and channel names as layer names, and ``metadata`` with the source, axes and units.
 Large files arrive as dask arrays and are passed through untouched.
 """
 
@@ -61,11 +61,16 @@ def stack_to_layer_data(stack: Stack) -> list[LayerData]:
 
 
 def _layer_names(stack: Stack) -> list[str]:
-    """Channel names from the file; the file name (plus channel index) when the file names none."""
-    if stack.channel_names != default_channel_names(stack.n_channels):
-        return list(stack.channel_names)
+    """``"<file> <channel>"`` per channel, or ``"<file>"`` for one channel.
+
+    The file name keeps layers of several files apart (``control membrane``,
+    ``treated membrane``) and lets the Cells widget pair each Labels file with
+    its image (``control_labels`` with ``control``).
+    """
     stem = _file_stem(stack)
-    return [stem] if stack.n_channels == 1 else [f"{stem} {name}" for name in stack.channel_names]
+    if stack.n_channels == 1:
+        return [stem]
+    return [f"{stem} {name}" for name in stack.channel_names]
 
 
 def _file_stem(stack: Stack) -> str:

@@ -102,3 +102,38 @@ def test_bad_axes_are_explained_not_crashed(viewer_with_cells, qtbot):
     widget.table.item(1, 0).setCheckState(Qt.CheckState.Unchecked)
     widget.build()  # refused on the GUI thread with a notification; nothing runs
     assert widget._worker is None and widget.crop_set is None
+
+
+def test_saved_job_rebuilds_the_same_crop_set_from_the_command_line(make_napari_viewer, sample, qtbot, tmp_path):
+    """Layers opened from files give a job file; ``morphospace crops --config`` makes the same crops."""
+    from napari_morphospace.cli import main
+    from napari_morphospace.core.data import load_crop_set
+    from napari_morphospace.core.demo import write_sample_files
+
+    images, labels = write_sample_files(sample, tmp_path / "data")
+    viewer = make_napari_viewer()
+    for path in [*images, *labels]:
+        viewer.open(str(path), plugin="napari-morphospace")
+    widget = CellsWidget(viewer)
+    qtbot.addWidget(widget)
+    sources = widget.sources()
+    assert [s.objects for s in sources] == ["control_labels", "treated_labels"]
+    assert [s.group for s in sources] == ["control", "treated"]  # from the file names
+    assert sources[1].channels == ["treated membrane", "treated nucleus", "treated granules"]
+    job = widget.save_job(tmp_path / "job.yaml")
+    assert job is not None
+    widget.build()
+    _wait_for_build(qtbot, widget)
+
+    assert main(["crops", "--config", str(job), "--out", str(tmp_path / "cli")]) == 0
+    from_cli = load_crop_set(tmp_path / "cli", in_memory=True)
+    np.testing.assert_array_equal(from_cli.images, widget.crop_set.images)
+    assert from_cli.table["group"].tolist() == widget.crop_set.table["group"].tolist()
+
+
+def test_layers_not_from_files_cannot_make_a_job(viewer_with_cells, qtbot, tmp_path):
+    widget = CellsWidget(viewer_with_cells)
+    qtbot.addWidget(widget)
+    assert widget.save_job(tmp_path / "job.yaml") is None
+    assert "do not all come from one file" in widget.status.text()
+    assert not (tmp_path / "job.yaml").exists()

@@ -9,6 +9,7 @@ that sends typed messages back.
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 import time
 import warnings
@@ -27,6 +28,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
 from superqt import QCollapsible
 from qtpy.QtWidgets import (
+    QFileDialog,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -40,6 +42,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.config import save_config
+from ..core.crop_job import CropJob
 from ..core.crops import (
     CropCancelled,
     CropSettings,
@@ -116,9 +120,16 @@ def layer_axes(layer: Image) -> str:
     return {2: "YX", 3: "ZYX", 4: "TZYX"}.get(layer.ndim, "")
 
 
+LABEL_SUFFIX = re.compile(r"[_\-. ](labels?|masks?|seg(mentation)?|cells)$", re.IGNORECASE)
+
+
 def _group_name(layer: Any) -> str:
+    """The layer's group: its metadata, else the first word of its name without a label suffix.
+
+    ``control_labels`` and ``control membrane`` both belong to ``control``.
+    """
     group = layer.metadata.get("group") if isinstance(layer.metadata, dict) else None
-    return str(group) if group else layer.name.split(" ")[0]
+    return str(group) if group else LABEL_SUFFIX.sub("", layer.name.split(" ")[0])
 
 
 def find_sources(layers: Any, kind: ObjectKind) -> list[Source]:
@@ -187,6 +198,12 @@ def source_stack(layers: Any, source: Source, names: list[str] | None = None) ->
     stack = da.stack if any(isinstance(a, da.Array) for a in arrays) else np.stack
     scale = {axis: float(step) for axis, step in zip(source.axes, layers[source.channels[0]].scale)}
     return Stack(stack(arrays), "C" + source.axes, scale=scale, channel_names=list(names), source=source.objects)
+
+
+def _layer_file(layer: Any) -> str | None:
+    """The file a layer was opened from (napari's source, or our reader's metadata), if any."""
+    path = layer.source.path or (layer.metadata.get("source") if isinstance(layer.metadata, dict) else None)
+    return str(path) if path and Path(str(path)).is_file() else None
 
 
 def _to_image_coordinates(coords: np.ndarray, objects_layer: Any, image_layer: Image) -> np.ndarray:
@@ -324,6 +341,7 @@ class CellsWidget(QWidget):
         self.output.line_edit.native.setPlaceholderText("save to folder (optional)")
         self.build_button = PushButton(text="Build crop set")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.save_job_button = PushButton(text="Save job for the command line…")
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -369,6 +387,7 @@ class CellsWidget(QWidget):
         buttons.addWidget(self.build_button.native)
         buttons.addWidget(self.cancel_button.native)
         box.addLayout(buttons)
+        box.addWidget(self.save_job_button.native)
         box.addWidget(self.status)
         box.addWidget(self.gallery)
 
@@ -397,6 +416,7 @@ class CellsWidget(QWidget):
         self.object_index.valueChanged.connect(self._schedule_preview)
         self.build_button.clicked.connect(self.build)
         self.cancel_button.clicked.connect(self.cancel)
+        self.save_job_button.clicked.connect(self._choose_job_path)
         events = self.viewer.layers.events
         events.inserted.connect(self.refresh_sources)
         events.removed.connect(self.refresh_sources)
@@ -544,6 +564,57 @@ class CellsWidget(QWidget):
         """Stop the build; takes effect before the next object and writes nothing."""
         self._stop_event.set()
         self.status.setText("Cancelling…")
+
+    def crop_job(self) -> CropJob:
+        """The current sources and settings as a :class:`CropJob` that ``morphospace crops --config`` runs.
+
+        Every layer must come from a file, and each source's channel layers
+        from one file (all its channels, as the reader splits them).
+        """
+        kind = self.kind.value
+        if kind not in ("labels", "patches"):
+            raise InputError("the command line crops from Labels files or a patch grid; points and boxes stay in the viewer")
+        images, labels, groups = [], [], []
+        for source in (s for s in self.sources() if s.use):
+            files = {_layer_file(self.viewer.layers[name]) for name in source.channels}
+            if len(files) != 1 or None in files:
+                raise InputError(
+                    f"the channel layers of {source.group!r} do not all come from one file; open the image "
+                    "file in napari (or save the layers as one OME-TIFF) to make a job the command line can run"
+                )
+            images.append(files.pop())
+            groups.append(source.group)
+            if kind == "labels":
+                label_file = _layer_file(self.viewer.layers[source.objects])
+                if label_file is None:
+                    raise InputError(
+                        f"the Labels layer {source.objects!r} was not opened from a file; save it "
+                        "(File > Save Selected Layers) and open that file, then save the job"
+                    )
+                labels.append(label_file)
+        if not images:
+            raise InputError("no source is checked; check at least one row of the sources table")
+        return CropJob(
+            images=images, labels=labels, groups=groups, objects=kind,
+            crop=read_form(self.crop_form, CropSettings()), patches=read_form(self.patch_form, PatchSettings()),
+            preprocess=self.steps.pipeline(),
+        )  # fmt: skip
+
+    def save_job(self, path: str | Path) -> Path | None:
+        """Write :meth:`crop_job` as YAML; a problem becomes a notification and nothing is written."""
+        try:
+            written = save_config(self.crop_job(), path)
+        except InputError as err:
+            show_error(str(err))
+            self.status.setText(f"⚠ {err}")
+            return None
+        self.status.setText(f"Saved the crop job to {written}: run it with morphospace crops --config {written} --out DIR")
+        return written
+
+    def _choose_job_path(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save crop job", "crop_job.yaml", "YAML (*.yaml *.yml)")
+        if path:
+            self.save_job(path)
 
     def _output_folder(self) -> Path | None:
         value = str(self.output.value)
