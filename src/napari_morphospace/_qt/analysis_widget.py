@@ -1,0 +1,397 @@
+"""The "Analysis" widget: save the session as an analysis folder, reopen one, write its HTML report.
+
+All reading and writing is in :mod:`napari_morphospace.core.analysis`,
+:mod:`napari_morphospace._analysis_reader` and :mod:`napari_morphospace.core.report`;
+this widget collects what the session holds, runs the core functions in
+background workers and shows the outcome. Opening a folder adds its layers
+(source images, and Labels whose ``features`` hold the latents) and restores
+the session's crop set, model bundle and latent table, so the other widgets
+(Train, Embed, Statistics, Latent space, Annotate) pick them up through their
+session signals. Nothing in an analysis folder is ever executed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from magicgui.widgets import FileEdit, PushButton
+from napari.layers import Image
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
+from qtpy.QtCore import QUrl
+from qtpy.QtGui import QDesktopServices
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMessageBox, QVBoxLayout, QWidget
+
+from .._analysis_reader import analysis_layers
+from .._reader import LayerData
+from ..core.analysis import (
+    REPORT_HTML,
+    Analysis,
+    AnalysisFolder,
+    create_analysis,
+    is_analysis_folder,
+    open_analysis,
+    save_analysis,
+)
+from ..core.bundle import Bundle, save_bundle
+from ..core.config import from_dict
+from ..core.data import CropSet
+from ..core.errors import InputError
+from ..core.report import SECTIONS, write_report
+from ..core.training import TrainSettings
+from .cells_widget import find_sources
+from .session import session_for
+from .workers import messages_from
+
+if TYPE_CHECKING:
+    import napari
+
+ANALYSIS_FOLDER_NAME = "analysis"  # the Annotate widget's default: a sibling of the crop-set folder
+
+
+@dataclass
+class SavePlan:
+    """Everything to save, collected from the session and the layers on the GUI thread."""
+
+    folder: Path
+    images: list[Path]
+    labels: list[Path | None]
+    groups: list[str]
+    crop_set: CropSet | Path | None
+    bundle: Bundle | Path | None
+    latents: pd.DataFrame | None
+
+
+@dataclass
+class OpenedAnalysis:
+    """An opened analysis folder and its layers; ``warnings``: what reading the layers reported beyond the problems."""
+
+    analysis: Analysis
+    layers: list[LayerData]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportStep:
+    """Sent by the report worker before each section."""
+
+    text: str
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@thread_worker
+def _save_worker(plan: SavePlan) -> AnalysisFolder:
+    return save_session(plan)
+
+
+@thread_worker
+def _open_worker(folder: Path) -> OpenedAnalysis:
+    return open_with_layers(folder)
+
+
+@thread_worker
+def _report_worker(folder: Path):
+    return (yield from messages_from(
+        lambda send: write_report(folder, folder / REPORT_HTML, overwrite=True, on_step=lambda text: send(ReportStep(text)))
+    ))  # fmt: skip
+
+
+def save_session(plan: SavePlan) -> AnalysisFolder:
+    """Write ``plan`` into its folder (created when new; a non-empty non-analysis folder is refused by core).
+
+    A model bundle known only in memory is first written to a temporary
+    folder, which :func:`save_analysis` copies into ``model/`` atomically, so
+    a failure there leaves the analysis folder untouched.
+    """
+    with tempfile.TemporaryDirectory(prefix="morphospace-bundle-") as scratch:
+        model = plan.bundle
+        if isinstance(model, Bundle):
+            model = bundle_to_folder(model, Path(scratch) / "model")
+        manifest = plan.folder if is_analysis_folder(plan.folder) else create_analysis(plan.folder)
+        return save_analysis(
+            manifest, images=plan.images or None, labels=plan.labels if plan.images else (),
+            groups=plan.groups if plan.images else (), crop_set=plan.crop_set, model=model, latents=plan.latents,
+        )  # fmt: skip
+
+
+def bundle_to_folder(bundle: Bundle, directory: Path) -> Path:
+    """Write a loaded bundle back to a bundle folder: the same weights, settings, provenance and history."""
+    config = bundle.config
+    return save_bundle(
+        bundle.model, directory, model_settings=bundle.model_settings, input_shape=tuple(bundle.input_shape),
+        channel_names=list(bundle.channel_names), preprocess=bundle.preprocess,
+        train_settings=from_dict(TrainSettings, config.get("train_settings") or {}, where="model.json train_settings"),
+        provenance=config.get("provenance") or {}, history=config.get("history") or [],
+        label_classes=bundle.label_classes,
+    )  # fmt: skip
+
+
+def open_with_layers(folder: Path) -> OpenedAnalysis:
+    """Open ``folder`` (model included) and read its layers; the reader's warnings repeat the problems, keep the rest."""
+    analysis = open_analysis(folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layers = analysis_layers(folder)
+    known = set(analysis.problems) | set(analysis.notes)
+    return OpenedAnalysis(analysis, layers, [str(w.message) for w in caught if str(w.message) not in known])
+
+
+# --------------------------------------------------------------------------- sources from layers
+
+
+def layer_file(layer: Any) -> Path | None:
+    """The file a layer was read from: napari's source path or our readers' ``metadata["source"]``."""
+    metadata = layer.metadata if isinstance(layer.metadata, dict) else {}
+    for candidate in (layer.source.path, metadata.get("source")):
+        if candidate and Path(str(candidate)).is_file():
+            return Path(str(candidate)).resolve()
+    return None
+
+
+def layer_sources(layers: Any) -> dict[Path, tuple[Path | None, str]]:
+    """Source image file -> (label image file or None, group) for every image layer read from a file.
+
+    Labels layers are paired with their images as the Cells widget pairs them
+    (same shape, then same group or name prefix). A Labels layer counts as a
+    label image only when it came from a file of its own.
+    """
+    found: dict[Path, tuple[Path | None, str]] = {}
+    for source in find_sources(layers, "labels"):
+        labels_file = layer_file(layers[source.objects])
+        for name in source.channels:
+            image_file = layer_file(layers[name])
+            if image_file is not None and found.get(image_file, (None, ""))[0] is None:
+                found[image_file] = (labels_file if labels_file != image_file else None, source.group)
+    for layer in layers:
+        image_file = layer_file(layer) if isinstance(layer, Image) else None
+        if image_file is not None and image_file not in found:
+            group = layer.metadata.get("group", "") if isinstance(layer.metadata, dict) else ""
+            found[image_file] = (None, str(group or ""))
+    return found
+
+
+# --------------------------------------------------------------------------- widget
+
+
+class AnalysisWidget(QWidget):
+    """Dockable panel: Save analysis, Open analysis…, Write report; every button is a public method."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        #: The analysis last opened here (its sources are kept when saving) and its bundle's folder.
+        self.opened: Analysis | None = None
+        self._worker: Any = None
+        self.last_report: Path | None = None
+        self._build_form()
+        self.session.crop_set_changed.connect(self._on_session_crop_set)
+        self._on_session_crop_set(self.session.crop_set)
+
+    def _build_form(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Analysis folder: crop set, model, latents, annotations and report in one place"))
+        self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
+        layout.addWidget(self.folder_edit.native)
+        row = QHBoxLayout()
+        self.save_button = PushButton(text="Save analysis")
+        self.open_button = PushButton(text="Open analysis…")
+        self.report_button = PushButton(text="Write report")
+        for button in (self.save_button, self.open_button, self.report_button):
+            row.addWidget(button.native)
+        layout.addLayout(row)
+        self.status = QLabel("Save the session's crop set, model and latents, or open a saved analysis.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self.save_button.clicked.connect(lambda: self.save())
+        self.open_button.clicked.connect(self._choose_and_open)
+        self.report_button.clicked.connect(lambda: self.write_report())
+
+    def _on_session_crop_set(self, _crop_set: Any) -> None:
+        """Default folder: the ``analysis`` sibling of the crop-set folder, where the Annotate widget autosaves."""
+        if self.folder() is None and self.session.crop_set_folder is not None:
+            self.folder_edit.value = Path(self.session.crop_set_folder).parent / ANALYSIS_FOLDER_NAME
+
+    def folder(self) -> Path | None:
+        value = str(self.folder_edit.value)
+        return Path(value) if value not in ("", ".") else None
+
+    def _ask(self, question: str) -> bool:
+        """Yes/no question to the user (tests replace this method)."""
+        return QMessageBox.question(self, "Morphospace", question) == QMessageBox.StandardButton.Yes
+
+    def _required_folder(self, folder: str | Path | None) -> Path:
+        if folder is not None:
+            self.folder_edit.value = Path(folder)
+        chosen = self.folder()
+        if chosen is None:
+            raise InputError("choose an analysis folder first (a new or empty folder to save into, or a saved analysis)")
+        return chosen
+
+    # ----------------------------------------------------------------- running workers
+
+    def _start(self, worker: Any, on_result: Callable[[Any], None], busy_text: str) -> Any:
+        if self._worker is not None:
+            show_error("the Analysis widget is still busy; wait until it has finished")
+            return None
+        self._set_busy(True)
+        self.status.setText(busy_text)
+        worker.returned.connect(on_result)
+        worker.errored.connect(self._report_error)
+        worker.finished.connect(lambda: self._set_busy(False))
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in (self.save_button, self.open_button, self.report_button):
+            button.enabled = not busy
+        if not busy:
+            self._worker = None
+
+    def _report_error(self, error: Exception) -> None:
+        message = str(error) if isinstance(error, InputError) else f"unexpected error: {error!r}; nothing was changed by it"
+        self.status.setText(f"⚠ {message}")
+        show_error(message)
+
+    # ----------------------------------------------------------------- save
+
+    def save(self, folder: str | Path | None = None) -> Any:
+        """Save the session (crop set, model, latents, source references) in a worker; returns the worker."""
+        try:
+            plan = self._save_plan(self._required_folder(folder))
+        except InputError as err:
+            self._report_error(err)
+            return None
+        if is_analysis_folder(plan.folder) and not self._is_own(plan.folder) and not self._ask(
+            f"{plan.folder} already holds an analysis. Replace its parts with this session's "
+            "(parts this session does not have are kept)?"
+        ):
+            self.status.setText("Not saved: the folder holds another analysis.")
+            return None
+        worker = _save_worker(plan, _ignore_errors=True)
+        return self._start(worker, self._on_saved, f"Saving the analysis to {plan.folder}…")
+
+    def _is_own(self, folder: Path) -> bool:
+        return self.opened is not None and self.opened.folder.resolve() == folder.resolve()
+
+    def _save_plan(self, folder: Path) -> SavePlan:
+        session = self.session
+        if session.crop_set is None and session.bundle is None and session.latents is None:
+            raise InputError("the session has no crop set, model or latents yet; build crops in the Cells widget first")
+        crop_set: CropSet | Path | None = session.crop_set
+        if crop_set is not None and session.crop_set_folder is not None and Path(session.crop_set_folder).is_dir():
+            crop_set = Path(session.crop_set_folder)  # saved already: referenced, not copied
+        bundle: Bundle | Path | None = session.bundle
+        if self.opened is not None and bundle is not None and bundle is self.opened.bundle:
+            bundle = self.opened.manifest.path_of("model") or bundle
+        sources = self._sources()
+        return SavePlan(folder=folder, images=list(sources), labels=[v[0] for v in sources.values()],
+                        groups=[v[1] for v in sources.values()], crop_set=crop_set, bundle=bundle,
+                        latents=session.latents)  # fmt: skip
+
+    def _sources(self) -> dict[Path, tuple[Path | None, str]]:
+        """The opened analysis's sources (found or as recorded), then image files of layers it does not have."""
+        sources: dict[Path, tuple[Path | None, str]] = {}
+        if self.opened is not None:
+            root = self.opened.folder
+            for ref in self.opened.manifest.sources:
+                labels = (ref.labels.resolve(root) or Path(ref.labels.absolute)) if ref.labels is not None else None
+                sources[(ref.image.resolve(root) or Path(ref.image.absolute)).resolve()] = (labels, ref.group)
+        for image, value in layer_sources(self.viewer.layers).items():
+            sources.setdefault(image, value)
+        return sources
+
+    def _on_saved(self, manifest: AnalysisFolder) -> None:
+        parts = [name.replace("_", " ") for name in ("crop_set", "model", "latents", "annotations", "selections")
+                 if getattr(manifest, name) is not None]  # fmt: skip
+        text = (f"Analysis saved to {manifest.folder}: {', '.join(parts) or 'no parts'}, "
+                f"{len(manifest.sources)} source image(s).")  # fmt: skip
+        self.status.setText(text)
+        notification_manager.dispatch(Notification(text, severity=NotificationSeverity.INFO))
+
+    # ----------------------------------------------------------------- open
+
+    def _choose_and_open(self) -> None:
+        start = str(self.folder() or Path.home())
+        path = QFileDialog.getExistingDirectory(self, "Open analysis folder", start)
+        if path:
+            self.open(path)
+
+    def open(self, folder: str | Path | None = None) -> Any:
+        """Open an analysis folder in a worker: add its layers and restore the session; returns the worker."""
+        try:
+            chosen = self._required_folder(folder)
+        except InputError as err:
+            self._report_error(err)
+            return None
+        return self._start(_open_worker(chosen, _ignore_errors=True), self._on_opened, f"Opening {chosen}…")
+
+    def _on_opened(self, opened: OpenedAnalysis) -> None:
+        analysis = opened.analysis
+        before = len(self.viewer.layers)
+        for data, kwargs, kind in opened.layers:
+            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+        self.opened = analysis
+        # The folder first, so listeners of crop_set_changed see where the crop set lives.
+        self.session.crop_set_folder = analysis.manifest.path_of("crop_set") if analysis.crop_set is not None else None
+        self.session.crop_set = analysis.crop_set
+        self.session.bundle = analysis.bundle
+        self.session.latents = analysis.latents
+        restored = [name for name, part in (("crop set", analysis.crop_set), ("model", analysis.bundle),
+                                             ("latents", analysis.latents)) if part is not None]  # fmt: skip
+        summary = (f"Opened {analysis.folder}: {len(self.viewer.layers) - before} layer(s); "
+                   f"{', '.join(restored) or 'nothing'} restored in the session.")  # fmt: skip
+        messages = [*analysis.problems, *opened.warnings, *analysis.notes]
+        self.status.setText("\n".join([summary, *(f"⚠ {m}" for m in messages)]))
+        if messages:
+            text = f"{summary} Opened with {len(messages)} problem(s):\n" + "\n".join(f"• {m}" for m in messages)
+            notification_manager.dispatch(Notification(text, severity=NotificationSeverity.WARNING))
+        else:
+            notification_manager.dispatch(Notification(summary, severity=NotificationSeverity.INFO))
+
+    # ----------------------------------------------------------------- report
+
+    def write_report(self, folder: str | Path | None = None) -> Any:
+        """Write ``report.html`` into the analysis folder in a worker, with progress; returns the worker."""
+        try:
+            chosen = self._required_folder(folder)
+            if not is_analysis_folder(chosen):
+                raise InputError(f"{chosen} is not an analysis folder yet; press Save analysis first, then Write report")
+        except InputError as err:
+            self._report_error(err)
+            return None
+        bar = progress(total=len(SECTIONS), desc="Writing the report")
+        worker = _report_worker(chosen, _ignore_errors=True)
+        worker.yielded.connect(lambda step: self._on_report_step(step, bar))
+        worker.finished.connect(bar.close)
+        return self._start(worker, self._on_report_written, f"Writing the report of {chosen}…")
+
+    def _on_report_step(self, step: ReportStep, bar: progress) -> None:
+        self.status.setText(step.text + "…")
+        bar.set_description(step.text)
+        bar.update(1)
+
+    def _on_report_written(self, path: Path) -> None:
+        self.last_report = Path(path)
+        text = f"Report written to {path}"
+        self.status.setText(text)
+        notification_manager.dispatch(Notification(
+            text, severity=NotificationSeverity.INFO, actions=[("Open in browser", lambda _: self.open_report())]
+        ))  # fmt: skip
+
+    def open_report(self) -> bool:
+        """Show the last written report in the system's browser."""
+        if self.last_report is None:
+            return False
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.last_report.resolve())))

@@ -1,0 +1,226 @@
+"""The Analysis widget in a real viewer: open restores layers and session, save round trips, refusals, report."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import torch
+from napari.layers import Labels
+
+from napari_morphospace._qt.analysis_widget import AnalysisWidget
+from napari_morphospace._qt.session import session_for
+from napari_morphospace._reader import read_layers
+from napari_morphospace.core.analysis import create_analysis, open_analysis, save_analysis
+from napari_morphospace.core.annotations import AnnotationStore
+from napari_morphospace.core.bundle import load_bundle, save_bundle
+from napari_morphospace.core.data import CropSet, bbox_columns
+from napari_morphospace.core.embed import embed
+from napari_morphospace.core.models import ModelSettings, build_model
+from napari_morphospace.core.report import SECTIONS
+from napari_morphospace.core.training import TrainSettings
+
+WAIT_MS = 60000
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def sources(tmp_path):
+    """Two 40x40 images with labels 1..3 each, in a data folder next to the analysis."""
+    data = tmp_path / "data"
+    data.mkdir()
+    images, labels = [], []
+    for name in ("control", "treated"):
+        label_image = np.zeros((40, 40), np.uint16)
+        for i in range(3):
+            label_image[4 + 12 * i : 12 + 12 * i, 5:15] = i + 1
+        tifffile.imwrite(data / f"{name}.tif", (label_image * 100).astype(np.uint16))
+        tifffile.imwrite(data / f"{name}_labels.tif", label_image)
+        images.append((data / f"{name}.tif").resolve())
+        labels.append((data / f"{name}_labels.tif").resolve())
+    return images, labels
+
+
+@pytest.fixture
+def parts(tmp_path, sources):
+    """A 6-crop set, a tiny model bundle folder and the latents that model gives."""
+    images = sources[0]
+    rng = np.random.default_rng(0)
+    rows = [{"crop_id": i, "source": str(images[i // 3]), "label_id": i % 3 + 1, "t": 0,
+             "group": ["control", "treated"][i // 3], "annotation": "", **dict(zip(bbox_columns(2), (0, 16, 0, 16)))}
+            for i in range(6)]  # fmt: skip
+    crop_set = CropSet(rng.random((6, 1, 16, 16), dtype=np.float32), pd.DataFrame(rows), ["c0"], (0.5, 0.5))
+    settings = ModelSettings(latent_dim=3, base_channels=4)
+    torch.manual_seed(0)
+    model = build_model(settings, (1, 16, 16)).eval()
+    bundle_dir = save_bundle(model, tmp_path / "bundle", model_settings=settings, input_shape=(1, 16, 16),
+                             channel_names=["c0"], preprocess=None, train_settings=TrainSettings(epochs=1),
+                             provenance={"crop_set": "test"}, history=[{"loss": 1.0}])  # fmt: skip
+    latents = embed(model, crop_set)
+    return crop_set, bundle_dir, latents
+
+
+@pytest.fixture
+def analysis_folder(tmp_path, sources, parts):
+    """An analysis with sources, crop set, model, latents and annotations saved by the Annotate store."""
+    crop_set, bundle_dir, latents = parts
+    folder = tmp_path / "analysis"
+    manifest = create_analysis(folder, images=sources[0], labels=sources[1], groups=["control", "treated"])
+    store = AnnotationStore(crop_set.table["crop_id"].to_numpy(), folder)
+    store.add_class("round", "#00ff00")
+    store.assign([1, 4], "round")
+    store.close()
+    save_analysis(manifest, crop_set=crop_set, model=bundle_dir, latents=latents)
+    return folder
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = AnalysisWidget(viewer)
+    qtbot.addWidget(widget)
+    return widget
+
+
+def _run(qtbot, worker):
+    assert worker is not None, "the widget refused"
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+
+
+def _decode(bundle):
+    z = torch.linspace(-2, 2, 12).reshape(4, 3)
+    with torch.no_grad():
+        return bundle.model.decode(z).numpy()
+
+
+def test_open_restores_layers_and_session(widget, qtbot, analysis_folder, parts):
+    crop_set, bundle_dir, latents = parts
+    heard = []
+    session = session_for(widget.viewer)
+    session.latents_changed.connect(heard.append)
+    _run(qtbot, widget.open(analysis_folder))
+    np.testing.assert_array_equal(session.crop_set.images, crop_set.images)
+    pd.testing.assert_frame_equal(session.crop_set.table, crop_set.table, check_dtype=False)
+    assert session.crop_set_folder == analysis_folder / "crops"
+    np.testing.assert_allclose(_decode(session.bundle), _decode(load_bundle(bundle_dir)))
+    pd.testing.assert_frame_equal(session.latents, latents)
+    assert len(heard) == 1 and heard[0] is session.latents  # other widgets hear the new latents
+    labels = [layer for layer in widget.viewer.layers if isinstance(layer, Labels)]
+    assert [layer.name for layer in labels] == ["control cells", "treated cells"]
+    features = labels[1].features.set_index("crop_id")
+    mu = [c for c in latents.columns if c.startswith("mu_")]
+    np.testing.assert_allclose(features[mu].to_numpy(), latents.set_index("crop_id").loc[[3, 4, 5], mu].to_numpy(),
+                               rtol=1e-6)  # fmt: skip
+    assert features.loc[4, "annotation"] == "round" and features.loc[5, "annotation"] == ""
+    assert len(widget.viewer.layers) == 4 and "4 layer(s)" in widget.status.text() and "⚠" not in widget.status.text()
+
+
+def test_a_missing_source_image_is_named_and_the_rest_opens(widget, qtbot, analysis_folder, sources, parts):
+    sources[0][0].unlink()
+    _run(qtbot, widget.open(analysis_folder))
+    lines = widget.status.text().splitlines()
+    problems = [line for line in lines if line.startswith("⚠")]
+    assert len(problems) == 1 and "control.tif" in problems[0]
+    assert [layer.name for layer in widget.viewer.layers] == ["treated", "treated cells"]
+    pd.testing.assert_frame_equal(session_for(widget.viewer).latents, parts[2])
+
+
+def test_save_from_an_opened_analysis_gives_back_equal_parts(widget, qtbot, analysis_folder, tmp_path, sources):
+    _run(qtbot, widget.open(analysis_folder))
+    session = session_for(widget.viewer)
+    copy = tmp_path / "copy"
+    _run(qtbot, widget.save(copy))
+    saved = open_analysis(copy)
+    assert saved.problems == []
+    np.testing.assert_array_equal(saved.crop_set.images, session.crop_set.images)
+    pd.testing.assert_frame_equal(saved.crop_set.table, session.crop_set.table)
+    pd.testing.assert_frame_equal(saved.latents, session.latents)
+    np.testing.assert_allclose(_decode(saved.bundle), _decode(session.bundle))
+    assert saved.source_images == sources[0]
+    assert [s.labels.resolve(copy) for s in saved.manifest.sources] == sources[1]
+    assert [s.group for s in saved.manifest.sources] == ["control", "treated"]
+    assert "Analysis saved" in widget.status.text()
+
+
+def test_save_a_session_built_in_memory(widget, qtbot, tmp_path, sources, parts):
+    """Layers read from files, a crop set never saved, a bundle known only in memory."""
+    crop_set, bundle_dir, latents = parts
+    viewer = widget.viewer
+    for path in [sources[0][1], sources[1][1]]:
+        for data, kwargs, kind in read_layers(path):
+            getattr(viewer, f"add_{kind}")(data, **kwargs)
+    session = session_for(viewer)
+    session.crop_set, session.bundle, session.latents = crop_set, load_bundle(bundle_dir), latents
+    folder = tmp_path / "new analysis"
+    _run(qtbot, widget.save(folder))
+    saved = open_analysis(folder)
+    assert saved.problems == []
+    np.testing.assert_array_equal(saved.crop_set.images, crop_set.images)
+    assert (folder / "crops").is_dir() and (folder / "model" / "weights.safetensors").is_file()
+    np.testing.assert_allclose(_decode(saved.bundle), _decode(session.bundle))
+    assert saved.bundle.config["provenance"] == {"crop_set": "test"}
+    pd.testing.assert_frame_equal(saved.latents, latents)
+    assert saved.source_images == [sources[0][1]]  # the image layer read from a file, paired with its labels file
+    assert saved.manifest.sources[0].labels.resolve(folder) == sources[1][1]
+
+
+def test_a_foreign_non_empty_folder_is_refused_and_nothing_written(widget, qtbot, tmp_path, parts):
+    folder = tmp_path / "holiday photos"
+    folder.mkdir()
+    (folder / "beach.jpg").write_bytes(b"not really")
+    session_for(widget.viewer).latents = parts[2]
+    _run(qtbot, widget.save(folder))
+    assert sorted(p.name for p in folder.iterdir()) == ["beach.jpg"]
+    assert "not an analysis folder" in widget.status.text()
+
+
+def test_a_newer_format_version_is_refused(widget, qtbot, analysis_folder):
+    manifest = json.loads((analysis_folder / "analysis.json").read_text())
+    manifest["format_version"] += 1
+    (analysis_folder / "analysis.json").write_text(json.dumps(manifest))
+    _run(qtbot, widget.open(analysis_folder))
+    assert "Update napari-morphospace" in widget.status.text()
+    assert len(widget.viewer.layers) == 0 and session_for(widget.viewer).crop_set is None
+
+
+def test_report_button_writes_the_report(widget, qtbot, analysis_folder, monkeypatch):
+    opened = []
+    monkeypatch.setattr("napari_morphospace._qt.analysis_widget.QDesktopServices.openUrl", opened.append)
+    widget.folder_edit.value = analysis_folder
+    steps = []
+    worker = widget.write_report()
+    worker.yielded.connect(lambda step: steps.append(step.text))
+    _run(qtbot, worker)
+    html = (analysis_folder / "report.html").read_text()
+    for title in (SECTIONS[0], SECTIONS[2], SECTIONS[-1]):
+        assert f"<h2>{title}</h2>" in html
+    assert steps == [f"report: {title}" for title in SECTIONS]
+    assert widget.status.text() == f"Report written to {analysis_folder / 'report.html'}"
+    widget.open_report()
+    assert opened[0].toLocalFile() == str((analysis_folder / "report.html").resolve())
+
+
+def test_report_of_a_folder_that_is_not_an_analysis_is_refused(widget, tmp_path):
+    assert widget.write_report(tmp_path) is None
+    assert "press Save analysis first" in widget.status.text()
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_saving_over_another_analysis_asks_first(widget, qtbot, analysis_folder, parts):
+    before = (analysis_folder / "analysis.json").read_text()
+    questions = []
+    widget._ask = lambda question: questions.append(question) or False
+    session_for(widget.viewer).latents = parts[2].iloc[:2]
+    assert widget.save(analysis_folder) is None
+    assert "already holds an analysis" in questions[0]
+    assert (analysis_folder / "analysis.json").read_text() == before
+    assert len(open_analysis(analysis_folder).latents) == 6
