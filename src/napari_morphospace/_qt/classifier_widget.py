@@ -383,13 +383,13 @@ class ClassifierWidget(QWidget):
         _fill_table(self.metrics_view, table)
         if result.pooled is not None:
             canvas = FigureCanvasQTAgg(results_figure(result.pooled, result.classes))
-            canvas.setMinimumHeight(260)
+            canvas.setFixedHeight(280)  # the figure's own aspect, not the tab's
             self.figure_page.addWidget(canvas)
         if self.evidence is not None:
             evidence = evidence_table(self.evidence, result.classes, self.run_crop_set.channel_names)
             _fill_table(self.evidence_view, evidence, percent=True)
             canvas = FigureCanvasQTAgg(evidence_figure(evidence))
-            canvas.setMinimumHeight(180)
+            canvas.setFixedHeight(220)
             self.evidence_page.addWidget(canvas)
         self.gradcam_class.clear()
         self.gradcam_class.addItems([str(c) for c in result.classes])

@@ -225,7 +225,7 @@ def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
 def results_figure(metrics: ClassificationMetrics, classes: Sequence[Any], *, title: str = "pooled over folds") -> Figure:
     """Confusion matrix (counts, rows: true class) and one-vs-rest precision–recall curves, side by side."""
     names = [str(c) for c in classes]
-    figure = Figure(figsize=(7.2, 3.2), layout="constrained")
+    figure = Figure(figsize=(5.0, 2.6), layout="constrained")
     ax_cm, ax_pr = figure.subplots(1, 2)
     confusion = np.asarray(metrics.confusion)
     ax_cm.imshow(confusion, cmap="Blues", vmin=0)
@@ -246,7 +246,7 @@ def results_figure(metrics: ClassificationMetrics, classes: Sequence[Any], *, ti
 
 def evidence_figure(table: pd.DataFrame) -> Figure:
     """Grouped bars: for each class (x), the share of Grad-CAM evidence from each channel (one colour per channel)."""
-    figure = Figure(figsize=(7.2, 2.6), layout="constrained")
+    figure = Figure(figsize=(5.0, 2.2), layout="constrained")
     ax = figure.subplots()
     n_classes, n_channels = table.shape
     width = 0.8 / max(n_channels, 1)
