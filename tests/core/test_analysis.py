@@ -13,10 +13,12 @@ from napari_morphospace._analysis_reader import analysis_layers, get_analysis_re
 from napari_morphospace.core.analysis import (
     FORMAT_VERSION,
     create_analysis,
+    is_analysis_folder,
     open_analysis,
     read_manifest,
     save_analysis,
 )
+from napari_morphospace.core.annotations import AnnotationClass
 from napari_morphospace.core.bundle import save_bundle
 from napari_morphospace.core.data import CropSet, bbox_columns
 from napari_morphospace.core.errors import InputError
@@ -245,6 +247,18 @@ def test_create_refuses_a_folder_with_other_files(tmp_path):
     with pytest.raises(InputError, match="not an analysis folder"):
         create_analysis(tmp_path)
     assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
+def test_a_folder_the_annotate_widget_autosaved_into_becomes_an_analysis(tmp_path):
+    """Annotations autosaved before the first save of the analysis are kept, not refused."""
+    from napari_morphospace.core.annotations import AnnotationStore, read_annotations
+
+    store = AnnotationStore([0, 1, 2], tmp_path, classes=[AnnotationClass("round", "#ff0000")])
+    store.assign([1], "round")
+    store.close()
+    create_analysis(tmp_path)
+    annotations, _ = read_annotations(tmp_path)
+    assert annotations.tolist() == ["", "round", ""] and is_analysis_folder(tmp_path)
 
 
 def test_analysis_layers_put_latents_and_annotations_in_labels_features(saved, sources):

@@ -125,6 +125,9 @@ def test_slider_at_plus_3_shows_the_decode_of_that_latent(widget, viewer, bundle
     assert layer.data.shape == (32, 32)
     np.testing.assert_allclose(layer.data, decode(bundle_2d, expected_z)[0], atol=1e-6)
     assert [lay.name for lay in viewer.layers].count(DECODED) == 1
+    # It sits left of the source images, so it hides none of their cells.
+    source_left = min(lay.extent.world[0][-1] for lay in viewer.layers if lay.name != DECODED)
+    assert layer.extent.world[1][-1] <= source_left
 
 
 def test_a_burst_of_slider_moves_decodes_far_fewer_times_and_ends_on_the_last(widget, viewer, bundle_2d, qtbot):

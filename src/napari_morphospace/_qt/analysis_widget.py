@@ -115,7 +115,8 @@ def save_session(plan: SavePlan) -> AnalysisFolder:
     with tempfile.TemporaryDirectory(prefix="morphospace-bundle-") as scratch:
         model = plan.bundle
         if isinstance(model, Bundle):
-            model = bundle_to_folder(model, Path(scratch) / "model")
+            on_disk = model.folder is not None and model.folder.is_dir()
+            model = model.folder if on_disk else bundle_to_folder(model, Path(scratch) / "model")
         manifest = plan.folder if is_analysis_folder(plan.folder) else create_analysis(plan.folder)
         return save_analysis(
             manifest, images=plan.images or None, labels=plan.labels if plan.images else (),
@@ -313,6 +314,7 @@ class AnalysisWidget(QWidget):
         return sources
 
     def _on_saved(self, manifest: AnalysisFolder) -> None:
+        self.session.analysis_folder = manifest.folder
         parts = [name.replace("_", " ") for name in ("crop_set", "model", "latents", "annotations", "selections")
                  if getattr(manifest, name) is not None]  # fmt: skip
         text = (f"Analysis saved to {manifest.folder}: {', '.join(parts) or 'no parts'}, "
@@ -343,7 +345,8 @@ class AnalysisWidget(QWidget):
         for data, kwargs, kind in opened.layers:
             getattr(self.viewer, f"add_{kind}")(data, **kwargs)
         self.opened = analysis
-        # The folder first, so listeners of crop_set_changed see where the crop set lives.
+        # The folders first, so listeners of crop_set_changed see where the crop set and annotations live.
+        self.session.analysis_folder = analysis.folder
         self.session.crop_set_folder = analysis.manifest.path_of("crop_set") if analysis.crop_set is not None else None
         self.session.crop_set = analysis.crop_set
         self.session.bundle = analysis.bundle

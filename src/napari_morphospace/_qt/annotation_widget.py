@@ -175,19 +175,24 @@ class AnnotationWidget(QWidget):
         self._crop_set_folder = Path(folder) if folder else None
         if crop_set is not None:
             folder_value = str(self.folder_edit.value)
-            if folder_value in ("", ".") and self._crop_set_folder is not None:
+            default = self._default_folder()
+            if folder_value in ("", ".") and default is not None:
                 self.folder_edit.changed.disconnect()
-                self.folder_edit.value = self._crop_set_folder.parent / ANALYSIS_FOLDER_NAME
+                self.folder_edit.value = default
                 self.folder_edit.changed.connect(lambda value: self._report(self.set_analysis_folder, value))
             if self.analysis_folder() is not None:
                 self._open_store()
         self._refresh()
 
     def analysis_folder(self) -> Path | None:
-        """The folder annotations autosave to: the chosen one, else ``<crop set folder>/../analysis``."""
+        """The folder annotations autosave to: the chosen one, else the default (:meth:`_default_folder`)."""
         value = str(self.folder_edit.value)
-        if value not in ("", "."):
-            return Path(value)
+        return Path(value) if value not in ("", ".") else self._default_folder()
+
+    def _default_folder(self) -> Path | None:
+        """The analysis folder opened in this viewer, else ``<crop set folder>/../analysis``."""
+        if self.session.analysis_folder is not None:
+            return Path(self.session.analysis_folder)
         if self._crop_set_folder is not None:
             return self._crop_set_folder.parent / ANALYSIS_FOLDER_NAME
         return None

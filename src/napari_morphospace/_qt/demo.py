@@ -20,7 +20,9 @@ from ..core.demo import DemoSettings
 from ..core.sample_data import make_sample_data
 from .cells_widget import CellsWidget
 from .embed_widget import EmbedWidget
+from .annotation_widget import AnnotationWidget
 from .latent_widget import LatentWidget
+from .scatter_widget import ScatterWidget
 from .session import session_for
 from .statistics_widget import StatisticsWidget
 from .train_widget import TrainWidget
@@ -47,8 +49,10 @@ def open_demo_viewer(settings: DemoSettings, *, show: bool = True) -> DemoViewer
         "cells": CellsWidget(viewer),
         "train": TrainWidget(viewer),
         "embed": EmbedWidget(viewer),
+        "scatter": ScatterWidget(viewer),
         "statistics": StatisticsWidget(viewer),
         "latent": LatentWidget(viewer),
+        "annotate": AnnotationWidget(viewer),
     }
     cells = widgets["cells"]
     size = settings.crop_settings().size
@@ -111,11 +115,17 @@ class DemoDriver:
     def _statistics(self, latents: Any) -> None:
         if latents is None:
             return
-        self.demo.show("statistics")
         self._status("comparing control and treated")
         statistics = self.widgets["statistics"]
         statistics.set_groups("control", "treated")
         statistics.compute()
+        scatter = self.widgets["scatter"]
+        scatter.set_sources(["control cells", "treated cells"])
+        x, y = scatter.axis_columns()[:2]  # the two most informative latent dimensions
+        scatter.set_axes(x, y)
+        scatter.set_color_by("group")
+        self.demo.show("scatter")
+        self._status("done: lasso cells in the Scatter tab to see them light up in the image")
 
 
 def launch_demo(settings: DemoSettings) -> None:

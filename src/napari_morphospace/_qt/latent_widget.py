@@ -545,13 +545,28 @@ class LatentWidget(QWidget):
             return  # several results arrived before the GUI got here: the newest was shown already
         serial, z, image = latest
         self._shown_serial = serial
-        self._put_channels(DECODED, image)
+        first = not any(layer.name.startswith(DECODED) for layer in self.viewer.layers)
+        layers = self._put_channels(DECODED, image)
+        if first:  # beside the images, top-aligned, so the decoded cell hides no real cell
+            for layer in layers:
+                layer.translate = self._beside_data(layer)
         self.frames_shown += 1
         self.shown_z = z
         if image.ndim == 4 and not self._shown_3d:
             self._shown_3d = True
             self.viewer.dims.ndisplay = 3
         self.frame_shown.emit(z)
+
+    def _beside_data(self, layer: Image) -> np.ndarray:
+        """A translate that puts ``layer`` just left of every other layer's extent (world coordinates)."""
+        others = [other for other in self.viewer.layers if other is not layer and not other.name.startswith(DECODED)]
+        if not others:
+            return np.zeros(layer.ndim)
+        low = np.min([other.extent.world[0][-layer.ndim :] for other in others if other.ndim >= layer.ndim] or [np.zeros(layer.ndim)], axis=0)
+        width = layer.data.shape[-1] * layer.scale[-1]
+        translate = np.array(low, dtype=float)
+        translate[-1] -= 1.15 * width
+        return translate
 
     def _spacing(self, spatial_ndim: int) -> tuple[float, ...]:
         """Physical size of one crop pixel, from the session's crop set when it has one of this dimensionality."""

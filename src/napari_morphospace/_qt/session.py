@@ -25,6 +25,8 @@ class Session:
         #: Folder the current crop set was saved to or loaded from (None: only in memory);
         #: set before ``crop_set`` so listeners see both.
         self.crop_set_folder: Path | None = None
+        #: Analysis folder opened or saved in this viewer; annotations autosave there.
+        self.analysis_folder: Path | None = None
         self._crop_set: Any = None
         self._bundle: Any = None
         self._latents: Any = None

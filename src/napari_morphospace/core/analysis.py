@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from .. import __version__
+from .annotations import ANNOTATIONS_CSV, CLASSES_JSON, LOCK_NAME
 from .config import atomic_write_text, set_default_permissions
 from .data import CropSet, load_crop_set, save_crop_set
 from .errors import InputError
@@ -202,16 +203,20 @@ def create_analysis(
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; choose a folder for the analysis")
-    if folder.exists() and any(folder.iterdir()):
-        if not (folder / ANALYSIS_JSON).exists():
-            raise InputError(f"{folder} holds other files and is not an analysis folder; choose an empty or new folder")
-        if not overwrite:
-            raise InputError(f"{folder} already holds an analysis; open it, choose another folder or pass overwrite")
+    if (folder / ANALYSIS_JSON).exists() and not overwrite:
+        raise InputError(f"{folder} already holds an analysis; open it, choose another folder or pass overwrite")
+    if folder.exists() and not (folder / ANALYSIS_JSON).exists() and not _only_annotations(folder):
+        raise InputError(f"{folder} holds other files and is not an analysis folder; choose an empty or new folder")
     sources = source_refs(folder, images, labels, groups)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = AnalysisFolder(folder=folder, created=_now(), sources=sources)
     _write_manifest(manifest)
     return manifest
+
+
+def _only_annotations(folder: Path) -> bool:
+    """True when ``folder`` holds nothing but what the Annotate widget autosaves: it may become an analysis."""
+    return all(path.name in (ANNOTATIONS_CSV, CLASSES_JSON, LOCK_NAME) for path in folder.iterdir())
 
 
 def source_refs(

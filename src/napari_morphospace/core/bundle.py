@@ -52,6 +52,7 @@ class Bundle:
     channel_names: list[str]
     preprocess: dict[str, Any] | None
     config: dict[str, Any]
+    folder: Path | None = None  # where it was loaded from; None for a bundle only in memory
 
     @property
     def latent_dim(self) -> int:
@@ -194,6 +195,7 @@ def load_bundle(directory: str | os.PathLike, *, map_location: str | torch.devic
         channel_names=list(config["channel_names"]),
         preprocess=config.get("preprocess"),
         config=config,
+        folder=Path(directory),
     )
 
 
