@@ -11,8 +11,9 @@ Run under a virtual display::
     xvfb-run -a -s "-screen 0 1600x1100x24" .venv/bin/python benchmarks/bench_viewer_responsiveness.py
 
 Options: ``--seconds`` per phase (default 15), ``--size`` crop size (32),
-``--cells`` per group (60), ``--screenshot PATH`` to save the viewer after
-training (used for docs/images/train-widget.png).
+``--cells`` per group (60), ``--torch-threads N`` to train with N torch
+threads instead of the widget's choice (cpu_count - 1), ``--screenshot PATH``
+to save the viewer mid-training (used for docs/images/train-widget.png).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import warnings
 
 import numpy as np
+import torch
 from qtpy.QtCore import QEventLoop, QTimer
 
 HEARTBEAT_MS = 10
@@ -57,11 +59,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--cells", type=int, default=60)
+    parser.add_argument("--torch-threads", type=int, default=None)
     parser.add_argument("--screenshot", default=None)
     args = parser.parse_args()
 
     import napari
 
+    from napari_morphospace._qt import train_widget
     from napari_morphospace._qt.session import session_for
     from napari_morphospace._qt.train_widget import TrainWidget
     from napari_morphospace._sample_data import sample_layer_data
@@ -70,6 +74,9 @@ def main() -> None:
     from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
 
     warnings.simplefilter("ignore")
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+        train_widget._usable_cpus = lambda: args.torch_threads + 1  # the widget trains with this minus one
     sample = make_sample_data(SampleSettings(n_cells=args.cells, seed=0))
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1500, 1000)
@@ -81,7 +88,8 @@ def main() -> None:
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Train", area="right")
     session_for(viewer).crop_set = crop_set
-    widget.model_form.latent_dim.value, widget.model_form.base_channels.value = 8, 16
+    widget.model_form.latent_dim.value = 8
+    widget.model_form.base_channels["enabled"].value, widget.model_form.base_channels["value"].value = True, 16
     form = widget.train_form
     form.epochs.value, form.batch_size.value, form.accelerator.value = 1000, 16, "cpu"
     form.preview_every_n_epochs.value = 2
@@ -94,19 +102,22 @@ def main() -> None:
     deadline = time.perf_counter() + 120
     while not widget.plot.rows and time.perf_counter() < deadline:
         run_event_loop(0.1)
+    first_epochs = len(widget.plot.rows)
     training = summary(measure_gaps(args.seconds))
-    epochs = len(widget.plot.rows)
+    epochs = len(widget.plot.rows) - first_epochs
+    threads = torch.get_num_threads()
     if args.screenshot:
         widget.sections["model"].collapse(animate=False)
         widget.sections["training"].collapse(animate=False)
-        widget.plot.redraw()
+        widget.plot.refresh()
         viewer.reset_view()
         run_event_loop(1.0)
         viewer.screenshot(args.screenshot, canvas_only=False)
     widget.stop()
     widget.shutdown()
 
-    print(f"crop set: {len(crop_set)} crops of {crop_set.images.shape[1:]}; epochs seen while measuring: {epochs}")
+    print(f"crop set: {len(crop_set)} crops of {crop_set.images.shape[1:]}; epochs seen while measuring: {epochs}; "
+          f"torch threads while training: {threads}")
     print(f"{'phase':<10}{'beats':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for name, stats in (("idle", idle), ("training", training)):
         print(f"{name:<10}{stats['n']:>7}{stats['p50']:>9.1f}{stats['p99']:>9.1f}{stats['max']:>9.1f}")

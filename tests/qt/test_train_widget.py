@@ -18,14 +18,13 @@ from napari_morphospace._qt.train_widget import (
     PREVIEW_LAYER,
     TrainWidget,
     default_checkpoint_dir,
-    parse_devices,
 )
 from napari_morphospace.core.bundle import Bundle
 from napari_morphospace.core.config import load_config
 from napari_morphospace.core.data import CropSet, save_crop_set
 from napari_morphospace.core.gallery import crop_montage
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainConfig, split_crops
+from napari_morphospace.core.training import ReconstructionPreview, TrainConfig, TrainUpdate, split_crops
 
 N_CROPS, SIZE, BATCH = 40, 16, 8
 
@@ -76,7 +75,8 @@ def make_widget(viewer, qtbot, *, epochs=3, checkpoint_dir=None, docked=False, *
     else:
         qtbot.addWidget(widget)
     model = widget.model_form
-    model.latent_dim.value, model.base_channels.value = 4, 8
+    model.latent_dim.value = 4
+    model.base_channels["enabled"].value, model.base_channels["value"].value = True, 8
     form = widget.train_form
     form.epochs.value, form.batch_size.value, form.learning_rate.value = epochs, BATCH, 3e-3
     form.accelerator.value, form.preview_every_n_epochs.value = "cpu", 1
@@ -132,15 +132,16 @@ def test_training_learns_and_the_saved_bundle_is_the_trained_model(make_napari_v
     assert (Path(result.checkpoint_dir) / "last.ckpt").is_file()
 
     # The plot shows exactly the engine's per-epoch history, and validation improved.
-    widget.plot.redraw()
-    val_rec = widget.plot.series("val", "rec")
-    np.testing.assert_allclose(val_rec, [row["val_rec"] for row in result.history], rtol=1e-6)
-    np.testing.assert_allclose(widget.plot.lines[("val", "rec")].get_ydata(), val_rec, rtol=1e-6)
+    series = widget.plot.series
+    for name in ("train rec", "val rec", "train kl", "val kl"):
+        split, term = name.split()
+        np.testing.assert_allclose(series[name], [row[f"{split}_{term}"] for row in result.history], rtol=1e-6)
+    val_rec = series["val rec"]
     assert len(val_rec) == 3 and val_rec[-1] < val_rec[0]
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
-    assert len(widget.plot.kl_axes.patches) == 4  # one KL bar per latent dimension
-    kl_heights = [bar.get_height() for bar in widget.plot.kl_axes.patches]
-    assert kl_heights == sorted(kl_heights, reverse=True)
+    assert widget.plot.losses.lines["val rec"].dashed and not widget.plot.losses.lines["train rec"].dashed
+    # One KL bar per latent dimension: the last epoch's KL per dimension, largest first.
+    assert widget.plot.kl.values == sorted(widget.plot.kl_per_dim, reverse=True) and len(widget.plot.kl.values) == 4
 
     # One preview layer, replaced in place every epoch: validation crops on top, reconstructions below.
     previews = [layer for layer in viewer.layers if layer.name.startswith(PREVIEW_LAYER)]
@@ -233,7 +234,7 @@ def test_closing_during_training_stops_it_and_keeps_a_loadable_checkpoint(make_n
 BAD_INPUT = [
     ("batch size 2", lambda w: setattr(w.train_form.batch_size, "value", 2), "start", "batch_size is 2"),
     ("latent dim 1", lambda w: setattr(w.model_form.latent_dim, "value", 1), "start", "latent_dim must be between 2 and 512"),
-    ("devices", lambda w: setattr(w.devices, "value", "many"), "start", "devices is 'many'"),
+    ("devices", lambda w: setattr(w.train_form.devices, "value", "many"), "start", "devices is 'many'"),
     ("no crop set", lambda w: setattr(w, "crop_set", None), "start", "Cells widget"),
     ("nothing to resume", lambda w: None, "resume", "no checkpoint to resume from"),
 ]  # fmt: skip
@@ -284,7 +285,7 @@ def test_config_saved_by_the_widget_loads_back_into_the_same_settings(make_napar
     widget.train_form.early_stopping_patience["value"].value = 4
     widget.advanced_form.strategy.value = "ddp"
     widget.advanced_form.seed.value = 11
-    widget.devices.value = "0, 2"
+    widget.train_form.devices.value = "0, 2"
     expected = widget.config()
     assert (expected.model.model, expected.model.tc_beta, expected.training.devices) == ("beta-tcvae", 3.5, [0, 2])
     assert (expected.training.learning_rate, expected.training.early_stopping_patience) == (2.5e-4, 4)
@@ -301,9 +302,41 @@ def test_config_saved_by_the_widget_loads_back_into_the_same_settings(make_napar
     assert not other.model_form.tc_beta.native.isHidden() and other.model_form.me_views.native.isHidden()
 
 
-def test_devices_text_parses_like_the_command_line():
-    assert parse_devices("auto") == "auto"
-    assert parse_devices("2") == 2
-    assert parse_devices("0, 2") == [0, 2]
-    assert parse_devices("1,") == [1]
-    assert parse_devices("many") == "many"
+
+# ---------------------------------------------------------------- showing messages without stalling the viewer
+
+
+def epoch_update(epoch: int, step: int, val_rec: float | None = None) -> TrainUpdate:
+    val = {"rec": val_rec, "kl": 1.0} if val_rec is not None else None
+    train = {"rec": 2 * val_rec, "kl": 2.0} if val_rec is not None else {"loss": 5.0}
+    return TrainUpdate(epoch, step, 100, train, val, [0.5, 2.0] if val else None, 1.0, 9.0)
+
+
+def preview(value: float) -> ReconstructionPreview:
+    crops = np.full((2, 1, SIZE, SIZE), value, np.float32)
+    return ReconstructionPreview(0, crops, crops)
+
+
+def test_messages_are_recorded_and_shown_together_in_the_next_refresh(make_napari_viewer, qtbot, monkeypatch):
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer, qtbot)
+    monkeypatch.setattr(train_widget_module, "PREVIEW_INTERVAL_S", 3600.0)
+    for message in (epoch_update(0, 3), epoch_update(0, 4, val_rec=10.0), epoch_update(1, 9), preview(0.2)):
+        widget._on_message(message)
+    # Nothing is painted while messages arrive ...
+    assert widget.progress_label.text() == "" and widget.plot.series == {} and PREVIEW_LAYER not in viewer.layers
+    # ... one refresh shows the latest progress, the recorded epoch and the preview.
+    qtbot.waitUntil(lambda: PREVIEW_LAYER in viewer.layers, timeout=5000)
+    assert "epoch 2, step 9/100" in widget.progress_label.text() and widget.progress_bar.value() == 9
+    assert widget.plot.series == {"train rec": [20.0], "val rec": [10.0], "train kl": [2.0], "val kl": [1.0]}
+    assert widget.plot.kl.values == [2.0, 0.5]
+    layer = viewer.layers[PREVIEW_LAYER]
+    shown = layer.data
+    assert shown[SIZE // 2 + 2, SIZE // 2 + 2, 0] == round(0.2 * 255)
+
+    # A newer preview within PREVIEW_INTERVAL_S is held back, then shown when the run ends, in the same array.
+    widget._on_message(preview(0.6))
+    widget._refresh()
+    assert layer.data[SIZE // 2 + 2, SIZE // 2 + 2, 0] == round(0.2 * 255)
+    widget._refresh(final=True)
+    assert layer.data is shown and layer.data[SIZE // 2 + 2, SIZE // 2 + 2, 0] == round(0.6 * 255)
