@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 import yaml
 from skimage.draw import disk
@@ -14,15 +13,6 @@ from skimage.draw import disk
 from napari_morphospace.cli import main
 from napari_morphospace.core.bundle import load_bundle
 from napari_morphospace.core.data import CropSet, save_crop_set
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train many times faster on one thread than on threads competing for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def disk_crop_set(n: int, *, group: str, radius: float, seed: int) -> CropSet:

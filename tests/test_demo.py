@@ -2,21 +2,12 @@
 
 import json
 
-import pytest
 import torch
 
 from napari_morphospace.cli import main
 from napari_morphospace.core.analysis import open_analysis
 
 TINY = ["--n-cells", "16", "--epochs", "1", "--latent-dim", "4", "--batch-size", "8", "--threads", "1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_headless_demo_writes_an_analysis_folder_and_a_report(tmp_path, capsys):

@@ -26,14 +26,6 @@ from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.training import TrainSettings
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def sources(tmp_path):
     """Two 40x40 images with labels 1..3 each, in a data folder next to the analysis."""

@@ -49,15 +49,6 @@ def synthetic_crops(n_sources: int = 12, per_source: int = 8, size: int = 16, se
 FAST = ClassifierSettings(epochs=15, batch_size=16, learning_rate=1e-2, folds=3, base_channels=6, depth=2)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These CNNs are tiny: one thread is faster than two competing with other test workers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("fusion", ["early", "late"])
 @pytest.mark.parametrize("shape", [(3, 2, 12, 14), (3, 2, 6, 8, 10)])
 def test_fusion_network_shapes_2d_and_3d(fusion, shape):

@@ -26,15 +26,6 @@ from napari_morphospace.core.models.blocks import level_shapes, resolve_depth
 from napari_morphospace.core.models.vae import rotate_in_plane
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small tensors run fastest on one intra-op thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 MODELS = ["beta-vae", "beta-tcvae", "me-vae", "cond-vae"]
 
 

@@ -7,7 +7,6 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from napari_morphospace.core.analysis import create_analysis, save_analysis
@@ -18,14 +17,6 @@ from napari_morphospace.core.report import SECTIONS, check_known_answer, write_r
 
 TINY = DemoSettings(n_cells=16, epochs=1, latent_dim=4, batch_size=8, threads=1)
 _IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,6 @@ from napari_morphospace.core.training import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train many times faster on one thread than on threads competing for 2 shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def ellipse_crop_set(n: int = 48, size: int = 16, channels: int = 1, n_sources: int = 4, seed: int = 0) -> CropSet:
     """Two populations: small and large bright ellipses at random angles, alternating, over ``n_sources`` images."""
     rng = np.random.default_rng(seed)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from napari_morphospace._qt import classifier_widget as module
 from napari_morphospace._qt.classifier_widget import (
@@ -24,15 +23,6 @@ SOURCE_SHAPE = (40, 80)
 SOURCE_SCALE = (0.5, 0.5)
 SOURCE_TRANSLATE = (10.0, 20.0)
 FAST = {"epochs": 15, "batch_size": 16, "learning_rate": 1e-2, "folds": 3, "base_channels": 6, "depth": 2}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The CNNs are tiny and the machine is shared: one thread each."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _blob(centre: np.ndarray, radius: float = 2.0) -> np.ndarray:

@@ -15,14 +15,6 @@ from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.training import TrainSettings
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def bundle_dir(tmp_path):
     settings = ModelSettings(model="beta-vae", latent_dim=3, base_channels=4)

@@ -29,14 +29,6 @@ from napari_morphospace.core.training import ReconstructionPreview, TrainConfig,
 N_CROPS, SIZE, BATCH = 40, 16, 8
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def notifications(monkeypatch):
     """Error notifications the widget shows, as text."""
