@@ -10,6 +10,7 @@ import torch
 from napari.layers import Labels
 
 from napari_morphospace._qt.analysis_widget import AnalysisWidget
+from napari_morphospace._qt.scatter_widget import ScatterWidget
 from napari_morphospace._qt.session import session_for
 from napari_morphospace._reader import read_layers
 from napari_morphospace.core.analysis import create_analysis, open_analysis, save_analysis
@@ -90,10 +91,10 @@ def widget(make_napari_viewer, qtbot):
     return widget
 
 
-def _run(qtbot, worker):
+def _run(qtbot, widget, worker):
+    """Wait until ``widget`` has handled the end of ``worker`` (a fast worker may finish before a waitSignal connects)."""
     assert worker is not None, "the widget refused"
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        pass
+    qtbot.waitUntil(lambda: widget.save_button.enabled, timeout=WAIT_MS)
 
 
 def _decode(bundle):
@@ -107,7 +108,7 @@ def test_open_restores_layers_and_session(widget, qtbot, analysis_folder, parts)
     heard = []
     session = session_for(widget.viewer)
     session.latents_changed.connect(heard.append)
-    _run(qtbot, widget.open(analysis_folder))
+    _run(qtbot, widget, widget.open(analysis_folder))
     np.testing.assert_array_equal(session.crop_set.images, crop_set.images)
     pd.testing.assert_frame_equal(session.crop_set.table, crop_set.table, check_dtype=False)
     assert session.crop_set_folder == analysis_folder / "crops"
@@ -126,7 +127,7 @@ def test_open_restores_layers_and_session(widget, qtbot, analysis_folder, parts)
 
 def test_a_missing_source_image_is_named_and_the_rest_opens(widget, qtbot, analysis_folder, sources, parts):
     sources[0][0].unlink()
-    _run(qtbot, widget.open(analysis_folder))
+    _run(qtbot, widget, widget.open(analysis_folder))
     lines = widget.status.text().splitlines()
     problems = [line for line in lines if line.startswith("⚠")]
     assert len(problems) == 1 and "control.tif" in problems[0]
@@ -135,10 +136,10 @@ def test_a_missing_source_image_is_named_and_the_rest_opens(widget, qtbot, analy
 
 
 def test_save_from_an_opened_analysis_gives_back_equal_parts(widget, qtbot, analysis_folder, tmp_path, sources):
-    _run(qtbot, widget.open(analysis_folder))
+    _run(qtbot, widget, widget.open(analysis_folder))
     session = session_for(widget.viewer)
     copy = tmp_path / "copy"
-    _run(qtbot, widget.save(copy))
+    _run(qtbot, widget, widget.save(copy))
     saved = open_analysis(copy)
     assert saved.problems == []
     np.testing.assert_array_equal(saved.crop_set.images, session.crop_set.images)
@@ -161,7 +162,7 @@ def test_save_a_session_built_in_memory(widget, qtbot, tmp_path, sources, parts)
     session = session_for(viewer)
     session.crop_set, session.bundle, session.latents = crop_set, load_bundle(bundle_dir), latents
     folder = tmp_path / "new analysis"
-    _run(qtbot, widget.save(folder))
+    _run(qtbot, widget, widget.save(folder))
     saved = open_analysis(folder)
     assert saved.problems == []
     np.testing.assert_array_equal(saved.crop_set.images, crop_set.images)
@@ -173,12 +174,32 @@ def test_save_a_session_built_in_memory(widget, qtbot, tmp_path, sources, parts)
     assert saved.manifest.sources[0].labels.resolve(folder) == sources[1][1]
 
 
+def test_named_selections_kept_in_the_scatter_are_saved_and_reopened(widget, qtbot, tmp_path, parts, make_napari_viewer):
+    crop_set, _, latents = parts
+    session = session_for(widget.viewer)
+    session.crop_set, session.latents = crop_set, latents
+    mu = latents[["mu_0", "mu_1"]]
+    features = pd.DataFrame({"index": [1, 2, 3], "crop_id": [3, 4, 5], **mu.iloc[3:].to_dict("list")})
+    widget.viewer.add_labels(np.repeat(np.arange(4, dtype=np.uint8), 10).reshape(4, 10), name="treated", features=features)
+    scatter = ScatterWidget(widget.viewer)
+    scatter.set_sources(["treated"])
+    scatter.select_rows([0, 2])
+    scatter.save_selection("ends")
+    _run(qtbot, widget, widget.save(tmp_path / "saved"))
+    assert json.loads((tmp_path / "saved" / "selections.json").read_text()) == {"ends": [3, 5]}
+    again = AnalysisWidget(make_napari_viewer())
+    qtbot.addWidget(again)
+    _run(qtbot, again, again.open(tmp_path / "saved"))
+    assert session_for(again.viewer).named_selections == {"ends": (3, 5)}
+    assert "1 named selection(s)" in again.status.text() and "⚠" not in again.status.text()
+
+
 def test_a_foreign_non_empty_folder_is_refused_and_nothing_written(widget, qtbot, tmp_path, parts):
     folder = tmp_path / "holiday photos"
     folder.mkdir()
     (folder / "beach.jpg").write_bytes(b"not really")
     session_for(widget.viewer).latents = parts[2]
-    _run(qtbot, widget.save(folder))
+    _run(qtbot, widget, widget.save(folder))
     assert sorted(p.name for p in folder.iterdir()) == ["beach.jpg"]
     assert "not an analysis folder" in widget.status.text()
 
@@ -187,7 +208,7 @@ def test_a_newer_format_version_is_refused(widget, qtbot, analysis_folder):
     manifest = json.loads((analysis_folder / "analysis.json").read_text())
     manifest["format_version"] += 1
     (analysis_folder / "analysis.json").write_text(json.dumps(manifest))
-    _run(qtbot, widget.open(analysis_folder))
+    _run(qtbot, widget, widget.open(analysis_folder))
     assert "Update napari-morphospace" in widget.status.text()
     assert len(widget.viewer.layers) == 0 and session_for(widget.viewer).crop_set is None
 
@@ -199,7 +220,7 @@ def test_report_button_writes_the_report(widget, qtbot, analysis_folder, monkeyp
     steps = []
     worker = widget.write_report()
     worker.yielded.connect(lambda step: steps.append(step.text))
-    _run(qtbot, worker)
+    _run(qtbot, widget, worker)
     html = (analysis_folder / "report.html").read_text()
     for title in (SECTIONS[0], SECTIONS[2], SECTIONS[-1]):
         assert f"<h2>{title}</h2>" in html

@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 
 from napari_morphospace._qt.annotation_widget import OVERLAY_SUFFIX, AnnotationWidget
+from napari_morphospace._qt.scatter_widget import ScatterWidget
 from napari_morphospace._qt.session import session_for
 from napari_morphospace.core.annotations import read_annotations
 from napari_morphospace.core.data import CropSet
+from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.io import read_stack
 
 
@@ -110,6 +112,43 @@ def test_assign_selected_uses_active_layer_selected_label(widget):
     assert widget.store.annotations[12] == "round"
 
 
+def _scatter(widget) -> ScatterWidget:
+    """A scatter plot of the 'cells' layer, whose features now carry crop ids; points at (mu_0, mu_1)."""
+    layer = widget.viewer.layers["cells"]
+    layer.features = layer.features.assign(crop_id=[10, 11, 12, 13], mu_1=[0.0, 1.0, 0.0, 1.0])
+    scatter = ScatterWidget(widget.viewer)
+    scatter.set_sources(["cells"])
+    scatter.set_axes("mu_0", "mu_1")
+    return scatter
+
+
+def test_assign_selected_takes_the_scatter_selection_first(widget):
+    scatter = _scatter(widget)
+    layer = widget.viewer.layers["cells"]
+    widget.viewer.layers.selection.active = layer
+    layer.selected_label = 3  # crop 12: used only while the plot selects nothing
+    scatter.select_polygon(np.array([[0.5, 0.5], [3.5, 0.5], [3.5, 1.5], [0.5, 1.5]]))  # points 1 and 3: crops 11, 13
+    widget.class_list.setCurrentRow(1)  # "spiky"
+    assert widget.assign_selected() == 2
+    assert widget.store.annotations.to_dict() == {10: "", 11: "spiky", 12: "", 13: "spiky"}
+    scatter.select_rows([])
+    widget.class_list.setCurrentRow(0)  # "round"
+    assert widget.assign_selected() == 1
+    assert widget.store.annotations.to_dict() == {10: "", 11: "spiky", 12: "round", 13: "spiky"}
+
+
+def test_assign_to_named_selection(widget):
+    scatter = _scatter(widget)
+    scatter.select_rows([0, 2])
+    scatter.save_selection("left")
+    scatter.select_rows([1])
+    assert [widget.named_combo.itemText(i) for i in range(widget.named_combo.count())] == ["left"]
+    assert widget.assign_named(widget.named_combo.currentText(), "round") == 2
+    assert widget.store.annotations.to_dict() == {10: "round", 11: "", 12: "round", 13: ""}
+    with pytest.raises(InputError, match="no selection named 'right'"):
+        widget.assign_named("right")
+
+
 def test_reopen_restores_annotations_in_a_new_widget(widget, make_napari_viewer, tmp_path):
     widget.assign([10, 12], "spiky")
     widget._close_store()
@@ -123,8 +162,6 @@ def test_reopen_restores_annotations_in_a_new_widget(widget, make_napari_viewer,
 
 
 def test_second_widget_on_same_folder_is_refused(widget, make_napari_viewer, tmp_path, monkeypatch):
-    from napari_morphospace.core.errors import InputError
-
     other = AnnotationWidget(make_napari_viewer())
     monkeypatch.setattr(other, "_ask", lambda question: False)
     with pytest.raises(InputError, match="another viewer"):

@@ -5,12 +5,20 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace._qt.latent_widget import ABS_DIFFERENCE, DECODED, GRID, SSIM_DIFFERENCE, LatentWidget
+from napari_morphospace._qt.latent_widget import (
+    ABS_DIFFERENCE,
+    DECODED,
+    GRID,
+    SCATTER_SELECTION,
+    SSIM_DIFFERENCE,
+    LatentWidget,
+)
 from napari_morphospace._qt.session import session_for
 from napari_morphospace.core.bundle import load_bundle, save_bundle
 from napari_morphospace.core.data import CropSet
 from napari_morphospace.core.gradcam import gradcam_encoder
 from napari_morphospace.core.models import ModelSettings, build_model
+from napari_morphospace.core.overlays import paste_maps
 from napari_morphospace.core.training import TrainSettings
 from napari_morphospace.core.traversal import decode_latents
 
@@ -227,6 +235,23 @@ def test_gradcam_of_a_group_is_pasted_into_one_source_sized_map(widget, viewer, 
     viewer.layers.remove("control cells")
     widget.show_gradcam(dim=0, sign=1, cells="all cells")
     assert not widget.busy and not any(lay.name.startswith("Grad-CAM") for lay in viewer.layers)
+
+
+def test_gradcam_of_the_scatter_selection_maps_exactly_those_cells(widget, viewer, bundle_2d, qtbot):
+    session = session_for(viewer)
+    session.selection = [6, 1, 2]  # crop ids, as the scatter plot publishes them: cells 2, 3 and 7
+    assert SCATTER_SELECTION in [widget.cells_combo.itemText(i) for i in range(widget.cells_combo.count())]
+    widget.show_gradcam(dim=1, sign=1, cells=SCATTER_SELECTION)
+    wait_idle(qtbot, widget)
+    layer = viewer.layers["Grad-CAM +dim 1 · control cells"]
+    assert layer.metadata["label_ids"] == [2, 3, 7]
+    rows = session.crop_set.table.iloc[[1, 2, 6]]
+    maps = gradcam_encoder(bundle_2d.model, session.crop_set.images[[1, 2, 6]], 1, sign=1)
+    expected = paste_maps(list(maps), [row for _, row in rows.iterrows()], (200, 200))
+    np.testing.assert_allclose(layer.data, expected, atol=1e-6)
+    session.selection = []
+    widget.show_gradcam(dim=1, sign=1, cells=SCATTER_SELECTION)  # nothing selected: refused, nothing computed
+    assert not widget.busy
 
 
 def test_a_3d_model_decodes_a_volume_in_the_3d_view(make_napari_viewer, tmp_path, qtbot):

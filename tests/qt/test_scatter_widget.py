@@ -5,8 +5,11 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from qtpy.QtGui import QImage, QPixmap
 
 from napari_morphospace._qt.scatter_widget import ScatterWidget
+from napari_morphospace._qt.session import session_for
+from napari_morphospace.core.data import CropSet
 from napari_morphospace.core.errors import InputError
 
 
@@ -193,3 +196,84 @@ def test_points_layer_source_highlights_selected_points_and_click_selects(make_n
     assert np.array_equal(viewer.layers["centres selection"].data, coords[[0, 2]])
     assert widget.select_at_image_position((20.0, 30.0)).tolist() == [1]
     assert np.array_equal(viewer.layers["centres selection"].data, coords[[1]])
+
+
+@pytest.fixture
+def linked(make_napari_viewer):
+    """One still image whose features carry crop ids 10..13, and its 3D crop set (1 channel, 3 x 6 x 8) in the session."""
+    viewer = make_napari_viewer()
+    labels = np.zeros((20, 20), np.uint16)
+    for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)]):
+        labels[y : y + 5, x : x + 5] = label
+    features = pd.DataFrame({"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13],
+                             "mu_0": [0.0, 1.0, 0.0, 1.0], "mu_1": [0.0, 0.0, 1.0, 1.0]})  # fmt: skip
+    viewer.add_labels(labels, name="cells", features=features)
+    table = pd.DataFrame({"crop_id": [13, 12, 11, 10], "source": "cells", "label_id": [4, 3, 2, 1],
+                          "group": ["b", "a", "b", "a"]})  # fmt: skip  # not in plot order: looked up by crop id
+    images = np.random.default_rng(3).random((4, 1, 3, 6, 8)).astype(np.float32)
+    session_for(viewer).crop_set = CropSet(images, table, ["dna"], (1.0, 0.5, 0.5))
+    widget = ScatterWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.set_sources(["cells"])
+    widget.set_axes("mu_0", "mu_1")
+    return widget
+
+
+def _pixmap_rgb(pixmap: QPixmap) -> np.ndarray:
+    image = pixmap.toImage().convertToFormat(QImage.Format.Format_RGB888)
+    pointer = image.constBits()
+    pointer.setsize(image.sizeInBytes())
+    rows = np.frombuffer(pointer, np.uint8).reshape(image.height(), image.bytesPerLine())
+    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()  # before the QImage goes
+
+
+def test_lasso_publishes_crop_ids_to_the_session_and_back(linked):
+    session = session_for(linked.viewer)
+    heard = []
+    session.selection_changed.connect(heard.append)
+    linked.select_polygon(np.array([[0.5, -0.5], [1.5, -0.5], [1.5, 1.5], [0.5, 1.5]]))  # the right column: rows 1, 3
+    assert session.selection.tolist() == [11, 13]
+    assert len(heard) == 1
+    session.selection = [10, 99]  # another widget selects crop 10 (and one not plotted)
+    assert linked.selected_rows.tolist() == [0]
+    assert session.selection.tolist() == [10, 99]  # the plot shows what it can and does not write back
+    assert np.array_equal(np.asarray(linked.viewer.layers["cells selection"].data), (linked.viewer.layers["cells"].data == 1))
+
+
+def test_rows_without_crop_ids_are_not_published(widget):
+    widget.select_rows([0, 4])
+    assert session_for(widget.viewer).selection.tolist() == []
+    widget.save_selection("mixed")
+    assert session_for(widget.viewer).named_selections == {}
+
+
+def test_clicking_a_point_shows_its_crop(linked):
+    canvas = linked.plot.canvas
+    canvas.size = (400, 400)
+    canvas.render()
+    linked.plot.fit(linked._positions)
+    pixel = _canvas_pixel(linked, 0.0, 1.0)  # row 2: crop 12, the second crop of the set
+    canvas.events.mouse_press(pos=pixel, button=1, modifiers=())
+    canvas.events.mouse_release(pos=pixel, button=1, modifiers=())
+    assert session_for(linked.viewer).selection.tolist() == [12]
+    crop = session_for(linked.viewer).crop_set.images[1, 0]
+    expected = np.repeat((crop.max(axis=0) * 255).astype(np.uint8)[..., None], 3, axis=-1)  # grey max projection
+    shown = _pixmap_rgb(linked.crop_thumbnail.pixmap())
+    # a pixmap takes the display's colour depth (16 bits under pytest-xvfb): compare with the expected picture
+    # made into a pixmap the same way, and with the picture itself to within that depth
+    picture = QImage(expected.tobytes(), 8, 6, 24, QImage.Format.Format_RGB888)
+    assert np.array_equal(shown, _pixmap_rgb(QPixmap.fromImage(picture)))
+    assert np.abs(shown.astype(int) - expected).max() <= 8
+    assert (linked.crop_thumbnail.width(), linked.crop_thumbnail.height()) == (96, 72)  # 8 x 6 crop, aspect kept
+    assert linked.crop_caption.text().startswith("crop 12 · group a")
+
+
+def test_named_selection_is_kept_in_the_session_and_comes_back(linked):
+    session = session_for(linked.viewer)
+    linked.select_rows([0, 3])
+    linked.save_selection("diagonal")
+    assert session.named_selections == {"diagonal": (10, 13)}
+    session.named_selections = {"diagonal": (10, 13), "top": (10, 11)}  # e.g. an opened analysis
+    assert [linked.selection_list.item(i).text() for i in range(linked.selection_list.count())] == ["diagonal", "top"]
+    assert linked.recall_selection("top").tolist() == [0, 1]
+    assert session.selection.tolist() == [10, 11]

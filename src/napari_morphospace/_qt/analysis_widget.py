@@ -5,9 +5,9 @@ All reading and writing is in :mod:`napari_morphospace.core.analysis`,
 this widget collects what the session holds, runs the core functions in
 background workers and shows the outcome. Opening a folder adds its layers
 (source images, and Labels whose ``features`` hold the latents) and restores
-the session's crop set, model bundle and latent table, so the other widgets
-(Train, Embed, Statistics, Latent space, Annotate) pick them up through their
-session signals. Nothing in an analysis folder is ever executed.
+the session's crop set, model bundle, latent table and named selections, so
+the other widgets (Train, Embed, Statistics, Latent space, Annotate, Scatter)
+pick them up through their session signals. Nothing in an analysis folder is ever executed.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class SavePlan:
     crop_set: CropSet | Path | None
     bundle: Bundle | Path | None
     latents: pd.DataFrame | None
+    #: Named selections (name -> crop ids); empty: the folder's selections are kept as they are.
+    selections: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,6 +123,7 @@ def save_session(plan: SavePlan) -> AnalysisFolder:
         return save_analysis(
             manifest, images=plan.images or None, labels=plan.labels if plan.images else (),
             groups=plan.groups if plan.images else (), crop_set=plan.crop_set, model=model, latents=plan.latents,
+            selections=plan.selections or None,
         )  # fmt: skip
 
 
@@ -268,7 +271,7 @@ class AnalysisWidget(QWidget):
     # ----------------------------------------------------------------- save
 
     def save(self, folder: str | Path | None = None) -> Any:
-        """Save the session (crop set, model, latents, source references) in a worker; returns the worker."""
+        """Save the session (crop set, model, latents, named selections, source references) in a worker; returns the worker."""
         try:
             plan = self._save_plan(self._required_folder(folder))
         except InputError as err:
@@ -299,7 +302,7 @@ class AnalysisWidget(QWidget):
         sources = self._sources()
         return SavePlan(folder=folder, images=list(sources), labels=[v[0] for v in sources.values()],
                         groups=[v[1] for v in sources.values()], crop_set=crop_set, bundle=bundle,
-                        latents=session.latents)  # fmt: skip
+                        latents=session.latents, selections=session.named_selections)  # fmt: skip
 
     def _sources(self) -> dict[Path, tuple[Path | None, str]]:
         """The opened analysis's sources (found or as recorded), then image files of layers it does not have."""
@@ -351,8 +354,11 @@ class AnalysisWidget(QWidget):
         self.session.crop_set = analysis.crop_set
         self.session.bundle = analysis.bundle
         self.session.latents = analysis.latents
+        self.session.named_selections = analysis.selections
         restored = [name for name, part in (("crop set", analysis.crop_set), ("model", analysis.bundle),
                                              ("latents", analysis.latents)) if part is not None]  # fmt: skip
+        if analysis.selections:
+            restored.append(f"{len(analysis.selections)} named selection(s)")
         summary = (f"Opened {analysis.folder}: {len(self.viewer.layers) - before} layer(s); "
                    f"{', '.join(restored) or 'nothing'} restored in the session.")  # fmt: skip
         messages = [*analysis.problems, *opened.warnings, *analysis.notes]

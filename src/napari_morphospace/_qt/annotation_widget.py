@@ -5,8 +5,11 @@ table) and :mod:`core.export`; this widget is a form, buttons and the overlay
 layers. Annotations are autosaved after every change into the analysis folder:
 the one chosen in the form, or by default ``<crop set folder>/../analysis``
 (a sibling ``analysis`` folder of the crop-set folder) when the session knows
-where the crop set was saved. Other widgets (the scatter plot) call
-:meth:`AnnotationWidget.assign` with the crop ids they selected.
+where the crop set was saved. "Assign to selected" takes the cells selected
+in the scatter plot (the session's selection, as crop ids) when there are
+any, else the selected label of the active Labels layer; "Assign to named
+selection" takes a selection kept in the scatter plot (or opened with an
+analysis). Scripts call :meth:`AnnotationWidget.assign` with crop ids.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QColorDialog,
+    QComboBox,
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
@@ -65,6 +69,8 @@ class AnnotationWidget(QWidget):
         self._finalizer: weakref.finalize | None = None
         self._build_form()
         self.session.crop_set_changed.connect(self._on_crop_set)
+        self.session.named_selections_changed.connect(self._on_named_selections)
+        self._on_named_selections(self.session.named_selections)
         napari_viewer.bind_key("Control-Z", lambda _viewer: self._undo_clicked(), overwrite=True)
         napari_viewer.bind_key("Control-Shift-Z", lambda _viewer: self._redo_clicked(), overwrite=True)
         if self.session.crop_set is not None:
@@ -109,6 +115,14 @@ class AnnotationWidget(QWidget):
         clear_button.clicked.connect(lambda: self._report(self.clear_selected))
         row.addWidget(assign_button)
         row.addWidget(clear_button)
+        box.addLayout(row)
+        row = QHBoxLayout()
+        self.named_combo = QComboBox()
+        self.named_combo.setToolTip("Selections kept in the scatter plot (or opened with an analysis)")
+        named_button = QPushButton("Assign to named selection")
+        named_button.clicked.connect(lambda: self._report(self.assign_named, self.named_combo.currentText()))
+        row.addWidget(self.named_combo, stretch=1)
+        row.addWidget(named_button)
         box.addLayout(row)
         self.click_mode = CheckBox(text="click a cell to annotate it with the current class", value=False)
         self.click_mode.changed.connect(self.set_click_mode)
@@ -314,7 +328,13 @@ class AnnotationWidget(QWidget):
         return changed
 
     def selected_crop_ids(self) -> np.ndarray:
-        """Crop ids of the cells selected now: the selected label of the active Labels layer (current frame)."""
+        """Crop ids of the cells selected now.
+
+        The scatter plot's selection (the session's) when it holds cells, else
+        the selected label of the active Labels layer (current frame).
+        """
+        if len(self.session.selection):
+            return self.session.selection
         layer = self.viewer.layers.selection.active
         if not isinstance(layer, Labels) or layer.selected_label <= 0:
             raise InputError("select a cell first: pick its label in a Labels layer, or select points in the plot")
@@ -329,6 +349,22 @@ class AnnotationWidget(QWidget):
 
     def clear_selected(self) -> int:
         return self.clear(self.selected_crop_ids())
+
+    def assign_named(self, name: str, class_name: str | None = None) -> int:
+        """Give the cells of the named selection ``name`` the class ``class_name`` (default: the current class)."""
+        selections = self.session.named_selections
+        if name not in selections:
+            raise InputError(
+                f"no selection named {name!r}; keep one in the scatter plot first (select cells, name it, press Keep)"
+            )
+        return self.assign(selections[name], class_name)
+
+    def _on_named_selections(self, selections: dict[str, tuple[int, ...]]) -> None:
+        current = self.named_combo.currentText()
+        self.named_combo.clear()
+        self.named_combo.addItems(list(selections))
+        if current in selections:
+            self.named_combo.setCurrentText(current)
 
     def crop_ids_of(self, source: str, label_ids: Sequence[int], t: int | None = None) -> np.ndarray:
         """Crop ids of the cells ``label_ids`` of source layer ``source`` (frame ``t`` when given)."""

@@ -86,6 +86,7 @@ ABS_DIFFERENCE = "difference |Δ|"
 SSIM_DIFFERENCE = "difference 1−SSIM"
 RANKINGS = {"KL to prior": "kl", "|Cohen's d| (groups)": "cohens_d", "index": "index"}
 STARTS = ("origin", "group mean", "cell")
+SCATTER_SELECTION = "scatter selection"  # Grad-CAM cells: the session's selection (crop ids)
 DEFAULT_TOP_K = 8
 SCALE_TOOLTIP = (
     "Latent dimension {dim}, from −3 to +3 in units of latent_scale[{dim}] = {scale:.3g}: "
@@ -383,7 +384,7 @@ class LatentWidget(QWidget):
             groups = [str(g) for g in pd.unique(crop_set.table["group"].dropna())]
         current = self.cells_combo.currentText()
         self.cells_combo.clear()
-        self.cells_combo.addItems(["selected cell", *[f"group: {g}" for g in groups], "all cells"])
+        self.cells_combo.addItems(["selected cell", SCATTER_SELECTION, *[f"group: {g}" for g in groups], "all cells"])
         if current:
             self.cells_combo.setCurrentText(current)
 
@@ -769,7 +770,7 @@ class LatentWidget(QWidget):
 
     # ------------------------------------------------------------------ Grad-CAM
     def _gradcam_positions(self, cells: str) -> np.ndarray:
-        """Positions in the session's crop set of the chosen cells: the selected cell, a group, or all."""
+        """Positions in the session's crop set of the chosen cells: the selected cell, the scatter selection, a group, or all."""
         crop_set = self.session.crop_set
         if crop_set is None:
             raise InputError("Grad-CAM needs the crops: build or load a crop set in the Cells widget first")
@@ -777,6 +778,17 @@ class LatentWidget(QWidget):
         if cells == "selected cell":
             source, label, t = self.selected_cell()
             return np.array([find_cell(table, source, label, t)])
+        if cells == SCATTER_SELECTION:
+            selection = self.session.selection
+            if not len(selection):
+                raise InputError("no cells are selected in the scatter plot: lasso, box or click points there first")
+            rows = np.flatnonzero(table["crop_id"].isin(selection).to_numpy())
+            if rows.size < len(selection):
+                raise InputError(
+                    f"{len(selection) - rows.size} selected cell(s) are not in the crop set of this viewer; "
+                    "plot the latents of this crop set in the scatter plot and select again"
+                )
+            return rows
         if cells == "all cells":
             return np.arange(len(table))
         if cells.startswith("group: "):
@@ -785,7 +797,9 @@ class LatentWidget(QWidget):
             if rows.size == 0:
                 raise InputError(f"no crop of group {group!r} in the crop set")
             return rows
-        raise InputError(f"unknown cell choice {cells!r}; use 'selected cell', 'group: <name>' or 'all cells'")
+        raise InputError(
+            f"unknown cell choice {cells!r}; use 'selected cell', {SCATTER_SELECTION!r}, 'group: <name>' or 'all cells'"
+        )
 
     @_report_errors
     def show_gradcam(self, dim: int | None = None, sign: int | None = None, cells: str | None = None) -> Any:

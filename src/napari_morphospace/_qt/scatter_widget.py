@@ -9,6 +9,12 @@ cell in a source layer selects its point(s). A Points layer (one feature row
 per point, e.g. cell centres) is a source too: its highlight layer holds the
 selected points. All computation lives in
 ``core``; this widget holds the form, the canvas and the wiring.
+
+The selection and the named selections are published to the viewer's
+:class:`~napari_morphospace._qt.session.Session` as crop ids, for the Annotate,
+Analysis and Latent space widgets; rows without a ``crop_id`` column (features
+not made by morphospace) are not published. Clicking a point shows its crop
+(from the session's crop set) beside the plot.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from qtpy.QtWidgets import (
 
 from ..core import embedding
 from ..core.errors import InputError
+from ..core.gallery import composite_rgb
 from ..core.selection import (
     NamedSelections,
     PointPicker,
@@ -59,6 +66,7 @@ from ..core.selection import (
 )
 from ..core.statistics import order_dimensions, require_finite
 from .scatter_canvas import ScatterCanvas
+from .session import session_for
 
 if TYPE_CHECKING:
     import napari
@@ -70,6 +78,7 @@ DIMMED_ALPHA = 0.12  # points of other time frames than the one shown
 HOVER_RADIUS_PX = 6.0
 HOVER_DELAY_MS = 30
 MAX_CATEGORIES = 20
+THUMBNAIL_PX = 96  # longest side of the clicked cell's crop beside the plot
 # Above this many points the plot opens as a density image: a million overdrawn markers show
 # no structure, and drawing them costs seconds without a GPU. The user can untick it.
 DENSITY_AUTO_POINTS = 200_000
@@ -111,6 +120,7 @@ class ScatterWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
         self.named_selections = NamedSelections()
         self._layers: dict[str, Labels | Points] = {}
         self._tables: dict[str, pd.DataFrame] = {}
@@ -128,6 +138,7 @@ class ScatterWidget(QWidget):
         self._keys: pd.Index | None = None
         self._workers: list = []
         self._linking = False  # True while a selection propagates: ignore re-entrant selections
+        self._publishing = False  # True while this widget writes to the session: ignore its echo
         self._drag: list[np.ndarray] = []
         self._press_pixel: np.ndarray | None = None
         self._hover_pixel: tuple[float, float] | None = None
@@ -145,7 +156,10 @@ class ScatterWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_frame_changed)
         self.viewer.mouse_drag_callbacks.append(self._on_viewer_click)
+        self.session.selection_changed.connect(self._on_session_selection)
+        self.session.named_selections_changed.connect(self._on_session_named_selections)
         self._refresh_source_list()
+        self._on_session_named_selections(self.session.named_selections)
 
     # ------------------------------------------------------------------ form
     def _build_form(self) -> None:
@@ -181,6 +195,14 @@ class ScatterWidget(QWidget):
         self.colorbar = QLabel()
         self.hover_label = QLabel("hover a point to see its cell")
         self.hover_label.setWordWrap(True)
+        self.crop_thumbnail = QLabel()
+        self.crop_thumbnail.setScaledContents(True)  # the pixmap keeps the crop's own pixels; the label scales it
+        self.crop_thumbnail.hide()
+        self.crop_caption = QLabel("click a point to see its crop")
+        self.crop_caption.setWordWrap(True)
+        crop_row = QHBoxLayout()
+        crop_row.addWidget(self.crop_thumbnail)
+        crop_row.addWidget(self.crop_caption, stretch=1)
 
         self.embed_combo = QComboBox()
         self.embed_combo.addItems(list(EMBEDDINGS))
@@ -212,6 +234,7 @@ class ScatterWidget(QWidget):
         layout.addLayout(form)
         self.plot.canvas.native.setMinimumHeight(300)
         layout.addWidget(self.plot.canvas.native, stretch=1)
+        layout.addLayout(crop_row)
         layout.addWidget(self.legend)
         layout.addWidget(self.colorbar)
         layout.addWidget(self.hover_label)
@@ -297,6 +320,7 @@ class ScatterWidget(QWidget):
             return
         self._fill_combos()
         self._update_highlights()  # create the highlight layers now, so that selecting only rewrites them
+        self._on_session_selection(self.session.selection)  # cells selected elsewhere stay selected
 
     def _column(self, name: str) -> np.ndarray:
         """One feature column over all sources, in plot-row order."""
@@ -492,7 +516,10 @@ class ScatterWidget(QWidget):
         return np.flatnonzero(self._selected)
 
     def select_rows(self, rows: Sequence[int] | np.ndarray, add: bool = False) -> None:
-        """Select these plot rows (or add them to the selection) and highlight their cells in every source."""
+        """Select these plot rows (or add them to the selection), highlight their cells, publish their crop ids."""
+        self._show_selection(rows, add=add, publish=True)
+
+    def _show_selection(self, rows: Sequence[int] | np.ndarray, add: bool, publish: bool) -> None:
         if self._linking:
             return
         self._linking = True
@@ -502,8 +529,32 @@ class ScatterWidget(QWidget):
             self._selected[np.asarray(rows, dtype=np.int64)] = True
             self._redraw_selection()
             self._update_highlights()
+            if publish:
+                self._publish_selection()
         finally:
             self._linking = False
+
+    def crop_ids(self) -> np.ndarray | None:
+        """Crop id of each plot row (int64), or None when a source's features have no ``crop_id`` column."""
+        keys = self._row_keys()
+        return None if isinstance(keys, pd.MultiIndex) else keys.to_numpy(dtype=np.int64)
+
+    def _publish_selection(self) -> None:
+        """Hand the selected cells to the session as crop ids (skipped without a ``crop_id`` column)."""
+        crop_ids = self.crop_ids()
+        if crop_ids is None:
+            return
+        self._publishing = True
+        try:
+            self.session.selection = crop_ids[self.selected_rows]
+        finally:
+            self._publishing = False
+
+    def _on_session_selection(self, selection: np.ndarray) -> None:
+        """Show cells selected by another widget (not published back: the plot may show only some of them)."""
+        crop_ids = None if self._publishing or not self._tables else self.crop_ids()
+        if crop_ids is not None:
+            self._show_selection(np.flatnonzero(np.isin(crop_ids, selection)), add=False, publish=False)
 
     def select_polygon(self, vertices: np.ndarray, add: bool = False) -> np.ndarray:
         """Select the points inside a lasso polygon given in data coordinates; returns the rows."""
@@ -620,7 +671,8 @@ class ScatterWidget(QWidget):
 
     # ------------------------------------------------------------------ plot -> image
     def focus_row(self, row: int) -> None:
-        """Centre the viewer on the cell of plot ``row``: set its time frame (and z), centre the camera on it."""
+        """Centre the viewer on the cell of plot ``row`` (set its time frame and z, centre the camera) and show its crop."""
+        self.show_crop(row)
         source_index = int(self._index.source_of_rows([row])[0])
         source = self._index.sources[source_index]
         layer = self._layers[source]
@@ -643,6 +695,37 @@ class ScatterWidget(QWidget):
         # napari 0.9 moved the camera to viewer.scene; older versions (>= 0.5) keep viewer.camera
         camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
         camera.center = tuple(world[axis - leading] for axis in displayed)
+
+    def show_crop(self, row: int) -> None:
+        """Show the crop of plot ``row`` beside the plot (its channel composite, 3D as a maximum projection).
+
+        The crop is looked up by ``crop_id`` in the session's crop set; without
+        either, the caption says what is missing instead.
+        """
+        crop_ids = self.crop_ids()
+        crop_set = self.session.crop_set
+        self.crop_thumbnail.hide()
+        if crop_ids is None:
+            self.crop_caption.setText("no crop to show: the features have no crop_id column")
+            return
+        crop_id = int(crop_ids[row])
+        if crop_set is None:
+            self.crop_caption.setText(f"crop {crop_id}: load its crop set in the Cells widget to see it here")
+            return
+        positions = np.flatnonzero(crop_set.table["crop_id"].to_numpy() == crop_id)
+        if not positions.size:
+            self.crop_caption.setText(f"crop {crop_id} is not in the crop set of this viewer")
+            return
+        table_row = crop_set.table.iloc[int(positions[0])]
+        rgb = np.ascontiguousarray(composite_rgb(np.asarray(crop_set.images[int(positions[0])])))
+        height, width = rgb.shape[:2]
+        image = QImage(rgb.data, width, height, rgb.strides[0], QImage.Format.Format_RGB888)
+        self.crop_thumbnail.setPixmap(QPixmap.fromImage(image.copy()))
+        zoom = THUMBNAIL_PX / max(height, width)
+        self.crop_thumbnail.setFixedSize(max(1, round(width * zoom)), max(1, round(height * zoom)))
+        self.crop_thumbnail.show()
+        group = f" · group {table_row['group']}" if "group" in table_row.index else ""
+        self.crop_caption.setText(f"crop {crop_id}{group}\n{self.describe_row(row)}")
 
     # ------------------------------------------------------------------ image -> plot
     def select_at_image_position(
@@ -765,10 +848,32 @@ class ScatterWidget(QWidget):
         return self._keys
 
     def save_selection(self, name: str) -> None:
-        """Keep the current selection under ``name`` (crop ids, or (source, t, label id) without them)."""
+        """Keep the current selection under ``name`` (crop ids, or (source, t, label id) without them).
+
+        Selections of crop ids are also kept in the session, so they can be
+        annotated and are saved with the analysis.
+        """
         self.named_selections.save(name, self._row_keys()[self.selected_rows])
+        self._refresh_selection_list()
+        crop_ids = self.crop_ids()
+        if crop_ids is not None:
+            self._publishing = True
+            try:
+                self.session.named_selections = {**self.session.named_selections, name: crop_ids[self.selected_rows]}
+            finally:
+                self._publishing = False
+
+    def _refresh_selection_list(self) -> None:
         self.selection_list.clear()
         self.selection_list.addItems(self.named_selections.names)
+
+    def _on_session_named_selections(self, selections: dict[str, tuple[int, ...]]) -> None:
+        """Offer the selections the session got elsewhere (an opened analysis) in the list."""
+        if self._publishing:
+            return
+        for name, crop_ids in selections.items():
+            self.named_selections.save(name, crop_ids)
+        self._refresh_selection_list()
 
     def recall_selection(self, name: str) -> np.ndarray:
         """Select the cells of the selection kept under ``name`` that are plotted now; returns the rows."""
