@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.io import Stack, can_read, default_channel_names, read_stack
+from .core.io import Stack, can_read, read_stack
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]

@@ -25,14 +25,6 @@ from napari_morphospace.core.training import TrainSettings
 WAIT_MS = 60000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def sources(tmp_path):
     """Two 40x40 images with labels 1..3 each, in a data folder next to the analysis."""

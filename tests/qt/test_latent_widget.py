@@ -27,14 +27,6 @@ SOURCE_SCALE = (0.5, 0.5)
 SOURCE_TRANSLATE = (10.0, 20.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_bundle(tmp_path, input_shape):
     settings = ModelSettings(latent_dim=4, base_channels=4)
     torch.manual_seed(0)

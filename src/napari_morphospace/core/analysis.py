@@ -52,8 +52,6 @@ CROPS_DIR = "crops"
 MODEL_DIR = "model"
 LATENTS_PARQUET = "latents.parquet"
 LATENTS_CSV = "latents.csv"
-ANNOTATIONS_CSV = "annotations.csv"
-ANNOTATION_CLASSES_JSON = "annotation_classes.json"
 SELECTIONS_JSON = "selections.json"
 CLASSIFIER_JSON = "classifier.json"
 FIGURES_DIR = "figures"
@@ -309,8 +307,8 @@ def save_analysis(
         atomic_write_text(root / ANNOTATIONS_CSV, annotations.to_csv(index=False))
         manifest.annotations = FileRef.to(root / ANNOTATIONS_CSV, root)
     if annotation_classes is not None:
-        atomic_write_text(root / ANNOTATION_CLASSES_JSON, json.dumps(annotation_classes, indent=2))
-        manifest.annotation_classes = FileRef.to(root / ANNOTATION_CLASSES_JSON, root)
+        atomic_write_text(root / CLASSES_JSON, json.dumps(annotation_classes, indent=2))
+        manifest.annotation_classes = FileRef.to(root / CLASSES_JSON, root)
     if selections is not None:
         data = {str(name): sorted(int(i) for i in ids) for name, ids in selections.items()}
         atomic_write_text(root / SELECTIONS_JSON, json.dumps(data, indent=2))
@@ -331,7 +329,7 @@ def save_analysis(
 def _write_manifest(manifest: AnalysisFolder) -> None:
     """Pick up part files other writers (e.g. the annotation autosave) put in the folder, then write analysis.json."""
     root = manifest.folder
-    for part, name in (("annotations", ANNOTATIONS_CSV), ("annotation_classes", ANNOTATION_CLASSES_JSON),
+    for part, name in (("annotations", ANNOTATIONS_CSV), ("annotation_classes", CLASSES_JSON),
                        ("selections", SELECTIONS_JSON), ("classifier", CLASSIFIER_JSON)):  # fmt: skip
         if getattr(manifest, part) is None and (root / name).is_file():
             setattr(manifest, part, FileRef.to(root / name, root))
