@@ -49,6 +49,58 @@ def cells_widget() -> None:
     viewer.close()
 
 
+
+
+def run_demo_in_viewer(epochs: int = 30):
+    """The windowed demo with its full training, waited for until the statistics are shown."""
+    import tempfile
+
+    from napari_morphospace._qt.demo import DemoDriver
+
+    demo = open_demo_viewer(DemoSettings(epochs=epochs), show=True)
+    demo.viewer.window._qt_window.resize(1600, 1050)
+    driver = DemoDriver(demo, Path(tempfile.mkdtemp(prefix="morphospace-shots-")))
+    driver.start()
+    while driver.session.latents is None or demo.widgets["statistics"]._worker is not None:
+        settle(0.2)
+    settle(1.0)
+    return demo
+
+
+def scatter_selection(demo) -> None:
+    """Lasso the treated-looking corner of the scatter plot: those cells light up in the fields."""
+    import numpy as np
+
+    scatter = demo.widgets["scatter"]
+    demo.show("scatter")
+    positions = scatter._positions
+    x_high = np.quantile(positions[:, 0], 0.8)
+    corner_a, corner_b = (x_high, positions[:, 1].min() - 1), (positions[:, 0].max() + 1, positions[:, 1].max() + 1)
+    scatter.select_rectangle(corner_a, corner_b)
+    demo.viewer.reset_view()
+    settle()
+    demo.viewer.screenshot(str(IMAGES / "scatter-selection.png"), canvas_only=False)
+
+
+def latent_sliders(demo) -> None:
+    """The top dimension at +2.5 from the treated mean; the camera on the decoded cell."""
+    latent = demo.widgets["latent"]
+    demo.show("latent")
+    latent.set_start("group mean", "treated")
+    latent.set_slider(latent.dims[0], 2.5)
+    settle(1.5)
+    decoded = [layer for layer in demo.viewer.layers if layer.name.startswith("decoded cell")]
+    low, high = decoded[0].extent.world
+    demo.viewer.camera.center = tuple((low + high) / 2)
+    demo.viewer.camera.zoom = 5.0
+    settle()
+    demo.viewer.screenshot(str(IMAGES / "latent-sliders.png"), canvas_only=False)
+
+
 if __name__ == "__main__":
     IMAGES.mkdir(exist_ok=True)
     cells_widget()
+    demo = run_demo_in_viewer()
+    scatter_selection(demo)
+    latent_sliders(demo)
+    demo.viewer.close()
