@@ -63,7 +63,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.bundle import load_bundle, save_bundle
+from ..core.bundle import load_bundle
 from ..core.config import load_config, save_config
 from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
@@ -78,6 +78,7 @@ from ..core.training import (
     TrainResult,
     TrainSettings,
     TrainUpdate,
+    save_trained_bundle,
     train,
 )
 from .forms import fill_form, read_form, settings_form
@@ -644,24 +645,10 @@ class TrainWidget(QWidget):
         if result is None or crop_set is None:
             self._refuse(InputError("there is no trained model yet; press Start and wait until training ends"))
             return None
-        table = crop_set.table
-        provenance = {
-            "crop_set": str(self._run_crop_folder.resolve()) if self._run_crop_folder else "Cells widget (not saved)",
-            "n_crops": len(table),
-            "groups": sorted(map(str, table["group"].unique())),
-            "sources": sorted(map(str, table["source"].unique())),
-            "train_crops": result.train_size,
-            "val_crops": result.val_size,
-            "best_checkpoint": result.best_checkpoint,
-        }
+        origin = str(self._run_crop_folder.resolve()) if self._run_crop_folder else "Cells widget (not saved)"
         try:
-            written = save_bundle(
-                result.model, directory, model_settings=result.model_settings,
-                input_shape=tuple(int(n) for n in crop_set.images.shape[1:]),
-                channel_names=list(crop_set.channel_names), preprocess=crop_set.preprocess,
-                train_settings=self._run_train_settings, provenance=provenance, history=result.history,
-                label_classes=result.label_classes,
-            )  # fmt: skip
+            written = save_trained_bundle(result, crop_set, directory, train_settings=self._run_train_settings,
+                                          crop_set_origin=origin)  # fmt: skip
             self.session.bundle = load_bundle(written)
         except (InputError, OSError) as err:
             self._refuse(err)

@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.bundle import save_bundle
 from ..core.config import from_dict, load_config, save_config, to_dict
 from ..core.data import load_crop_set
 from ..core.errors import InputError
-from ..core.training import TrainConfig, TrainMessage, TrainUpdate, train
+from ..core.training import TrainConfig, TrainMessage, TrainUpdate, save_trained_bundle, train
 
 MODEL_CHOICES = ("beta-vae", "beta-tcvae", "me-vae", "cond-vae")
 PRECISION_CHOICES = ("32-true", "bf16-mixed", "16-mixed")
@@ -111,20 +110,8 @@ def run(args: argparse.Namespace) -> int:
                    progress_bar=args.progress_bar)
     if not result.is_global_zero:
         return 0
-    table = crop_set.table
-    provenance = {
-        "crop_set": str(args.crops.resolve()),
-        "n_crops": len(table),
-        "groups": sorted(map(str, table["group"].unique())),
-        "sources": sorted(map(str, table["source"].unique())),
-        "train_crops": result.train_size,
-        "val_crops": result.val_size,
-        "best_checkpoint": result.best_checkpoint,
-    }
-    save_bundle(result.model, args.out, model_settings=result.model_settings,
-                input_shape=tuple(crop_set.images.shape[1:]), channel_names=list(crop_set.channel_names),
-                preprocess=crop_set.preprocess, train_settings=config.training, provenance=provenance,
-                history=result.history, label_classes=result.label_classes, overwrite=args.overwrite)
+    save_trained_bundle(result, crop_set, args.out, train_settings=config.training,
+                        crop_set_origin=str(args.crops.resolve()), overwrite=args.overwrite)  # fmt: skip
     state = "stopped early" if result.stopped_early else "finished"
     best = f"{result.best_val_loss:.4g}" if result.best_val_loss is not None else "n/a"
     print(f"training {state}; best validation loss {best}; model bundle written to {args.out}", file=sys.stderr)

@@ -29,7 +29,6 @@ import pandas as pd
 import torch
 
 from .analysis import create_analysis, save_analysis
-from .bundle import save_bundle
 from .config import atomic_write_text, save_config, to_dict
 from .crop_job import CropJob, run_crop_job
 from .crops import CropSettings
@@ -42,7 +41,7 @@ from .models import ModelSettings
 from .preprocess import PreprocessPipeline, PreprocessStep
 from .report import NotAvailable, check_known_answer, figure_png, summarise_latents, write_report
 from .sample_data import TREATED_SHIFTS, SampleData, SampleSettings, make_sample_data
-from .training import TrainConfig, TrainSettings, train
+from .training import TrainConfig, TrainSettings, save_trained_bundle, train
 
 StepCallback = Callable[[str], None]
 MARKER = "demo.json"
@@ -238,14 +237,8 @@ def run_demo(
         config.training.checkpoint_dir = checkpoints
         trained = train(result.crop_set, config.model, config.training)
         config.training.checkpoint_dir = None
-        table = result.crop_set.table
-        provenance = {"crop_set": "crops", "n_crops": len(table), "groups": sorted(map(str, table["group"].unique())),
-                      "sources": sorted(map(str, table["source"].unique())), "train_crops": trained.train_size,
-                      "val_crops": trained.val_size}  # fmt: skip
-        save_bundle(trained.model, out / "model", model_settings=trained.model_settings,
-                    input_shape=tuple(result.crop_set.images.shape[1:]), channel_names=list(result.crop_set.channel_names),
-                    preprocess=result.crop_set.preprocess, train_settings=config.training, provenance=provenance,
-                    history=trained.history, label_classes=trained.label_classes)  # fmt: skip
+        save_trained_bundle(trained, result.crop_set, out / "model", train_settings=config.training,
+                            crop_set_origin="crops")  # fmt: skip
         result.files.update(train_config=out / "train_config.yaml", model=out / "model")
         lap("train")
 

@@ -38,6 +38,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from .bundle import save_bundle
 from .data import CropDataset, CropSet
 from .errors import InputError
 from .models import Condition, ModelSettings, build_model
@@ -855,3 +856,35 @@ def _calibrate(model: torch.nn.Module, dataset: CropDataset, batch_size: int) ->
     loader = DataLoader(dataset, batch_size=batch_size)
     means = torch.cat([model.encode(batch)[0] for batch in loader])
     model.calibrate_latent_scale(means)
+
+
+def save_trained_bundle(
+    result: TrainResult,
+    crop_set: CropSet,
+    directory: str | Path,
+    *,
+    train_settings: TrainSettings,
+    crop_set_origin: str,
+    overwrite: bool = False,
+) -> Path:
+    """Save what :func:`train` returned as a model bundle, recording the crop set it learned from.
+
+    ``crop_set_origin`` says where that crop set lives (its folder, or how it
+    was made), for the bundle's provenance.
+    """
+    table = crop_set.table
+    provenance = {
+        "crop_set": crop_set_origin,
+        "n_crops": len(table),
+        "groups": sorted(map(str, table["group"].unique())),
+        "sources": sorted(map(str, table["source"].unique())),
+        "train_crops": result.train_size,
+        "val_crops": result.val_size,
+        "best_checkpoint": result.best_checkpoint,
+    }
+    return save_bundle(
+        result.model, directory, model_settings=result.model_settings,
+        input_shape=tuple(int(n) for n in crop_set.images.shape[1:]), channel_names=list(crop_set.channel_names),
+        preprocess=crop_set.preprocess, train_settings=train_settings, provenance=provenance, history=result.history,
+        label_classes=result.label_classes, overwrite=overwrite,
+    )  # fmt: skip
