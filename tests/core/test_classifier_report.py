@@ -16,6 +16,7 @@ from napari_morphospace.core.classifier import (
     ClassifierSettings,
     classification_metrics,
 )
+from napari_morphospace.core.overlays import source_overlay
 from napari_morphospace.core.classifier_report import (
     average_precision,
     check_folds,
@@ -24,7 +25,6 @@ from napari_morphospace.core.classifier_report import (
     metrics_table,
     ranking_table,
     results_figure,
-    source_overlay,
     summarise_labels,
     train_with_evidence,
     write_metrics,

@@ -54,6 +54,7 @@ from ..core.classifier import (
     channel_gradcam,
     rank_channels,
 )
+from ..core.overlays import source_overlay
 from ..core.classifier_report import (
     LABEL_COLUMNS,
     METRIC_TITLES,
@@ -64,7 +65,6 @@ from ..core.classifier_report import (
     metrics_table,
     ranking_table,
     results_figure,
-    source_overlay,
     summarise_labels,
     train_with_evidence,
     write_metrics,

@@ -60,10 +60,9 @@ from ..core.overlays import (
     find_cell,
     group_traversal_figure,
     latent_from_sliders,
-    overlay_on_layer,
-    paste_maps,
     ranked_dimensions,
     slider_values,
+    source_overlay,
     start_vector,
 )
 from ..core.features import require_mu_columns
@@ -854,18 +853,13 @@ class LatentWidget(QWidget):
             index = (int(part["t"].iloc[0]),) if leading == 1 and has_t else (0,) * leading
             frame = f" t={index[0]}" if leading else ""
             name = f"Grad-CAM {'+' if sign > 0 else '−'}dim {dim} · {source}{frame}"
+            shape = layer.level_shapes[0] if layer.multiscale else layer.data.shape
+            data, translate, scale = source_overlay(
+                [maps[i] for i in part.index], part, layer_shape=shape, layer_scale=layer.scale,
+                layer_translate=layer.translate, leading_index=index,
+            )  # fmt: skip
             if len(part) == 1:
-                row = part.iloc[0]
-                data, translate, scale = overlay_on_layer(
-                    maps[part.index[0]], row, layer_scale=layer.scale, layer_translate=layer.translate, leading_index=index
-                )
-                name += f" · cell {int(row['label_id'])}"
-            else:
-                shape = layer.level_shapes[0][-spatial:] if layer.multiscale else layer.data.shape[-spatial:]
-                pasted = paste_maps([maps[i] for i in part.index], [r for _, r in part.iterrows()], shape)
-                data = pasted.reshape((1,) * leading + pasted.shape)
-                scale = tuple(float(s) for s in layer.scale)
-                translate = tuple(float(t) + float(s) * i for t, s, i in zip(layer.translate, layer.scale, (*index, *(0,) * spatial)))
+                name += f" · cell {int(part['label_id'].iloc[0])}"
             overlay = self._put_image(
                 name, data, colormap="inferno", blending="additive", opacity=0.7,
                 contrast_limits=(0.0, 1.0), translate=translate, scale=scale,

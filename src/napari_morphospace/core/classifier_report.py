@@ -14,8 +14,6 @@ script and tested without a display:
 * :func:`results_figure`, :func:`evidence_figure` — confusion matrix,
   precision–recall curves and per-channel evidence as matplotlib Figures
   (no pyplot: they render with Agg or on a Qt canvas).
-* :func:`source_overlay` — a batch of crop-sized maps as one overlay on their
-  source layer, in the layer's world coordinates.
 * :func:`write_metrics` — the metrics as CSV or JSON, written atomically.
 """
 
@@ -43,7 +41,6 @@ from .classifier import (
 )
 from .config import atomic_write_text, to_dict
 from .errors import InputError
-from .overlays import overlay_on_layer, paste_maps
 
 METRIC_COLUMNS = ("balanced_accuracy", "macro_f1", "mcc", "auroc")
 METRIC_TITLES = {"balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1", "mcc": "MCC", "auroc": "AUROC"}
@@ -264,41 +261,6 @@ def evidence_figure(table: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------- overlays
 
 
-def source_overlay(
-    maps: Sequence[np.ndarray],
-    rows: pd.DataFrame,
-    *,
-    layer_shape: Sequence[int],
-    layer_scale: Sequence[float],
-    layer_translate: Sequence[float],
-    leading_index: Sequence[int] = (),
-) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
-    """Crop-sized maps of cells of one source (and frame) as one overlay: data, napari ``translate``, ``scale``.
-
-    One cell: the crop-sized map placed on its bounding box
-    (:func:`~napari_morphospace.core.overlays.overlay_on_layer`). Several: the
-    maps pasted at their boxes into one map of the layer's spatial shape
-    (larger value wins where boxes overlap) with the layer's own placement.
-    ``layer_shape`` is the source layer's data shape (leading axes included);
-    ``leading_index`` the position on each axis before the spatial ones (e.g. ``t``).
-    """
-    if len(maps) != len(rows) or len(maps) == 0:
-        raise InputError(f"{len(maps)} maps for {len(rows)} crop table rows: give one map per cell, at least one")
-    spatial = np.ndim(maps[0])
-    n_leading = len(layer_shape) - spatial
-    if len(leading_index) != n_leading:
-        raise InputError(f"the source layer has {n_leading} axis/axes before the spatial ones; give one index for each (e.g. t)")
-    if len(maps) == 1:
-        return overlay_on_layer(
-            maps[0], rows.iloc[0], layer_scale=layer_scale, layer_translate=layer_translate, leading_index=leading_index
-        )
-    pasted = paste_maps(list(maps), [row for _, row in rows.iterrows()], tuple(layer_shape)[n_leading:])
-    scale = tuple(float(s) for s in layer_scale)
-    index = (*leading_index, *(0,) * spatial)
-    translate = tuple(float(t) + float(s) * i for t, s, i in zip(layer_translate, layer_scale, index))
-    return pasted.reshape((1,) * n_leading + pasted.shape), translate, scale
-
-
 # --------------------------------------------------------------------------- export
 
 
@@ -365,7 +327,6 @@ __all__ = [
     "metrics_table",
     "ranking_table",
     "results_figure",
-    "source_overlay",
     "summarise_labels",
     "train_with_evidence",
     "write_metrics",
