@@ -31,6 +31,9 @@ def get_analysis_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[Layer
     return analysis_layers
 
 
+SOURCE_GAP_PX = 20  # empty pixels between two sources' fields in the viewer
+
+
 def analysis_layers(path: PathOrPaths) -> list[LayerData]:
     """Layers of an analysis folder: each source image, and its Labels with one features row per cell.
 
@@ -38,6 +41,8 @@ def analysis_layers(path: PathOrPaths) -> list[LayerData]:
     ``crop_id``, ``t``, ``group``, ``annotation`` and the latent columns
     (``mu_*``, ``logvar_*``), so the scatter widget and other plugins can plot
     them. Every layer's ``metadata`` has ``morphospace_analysis`` (the folder).
+    Sources are placed side by side along X (``translate``), each image with
+    its labels.
     """
     folder = Path(path if isinstance(path, (str, os.PathLike)) else list(path)[0])
     analysis = open_analysis(folder, load_model=False)
@@ -45,22 +50,25 @@ def analysis_layers(path: PathOrPaths) -> list[LayerData]:
         warnings.warn(message, UserWarning, stacklevel=2)
     table = cell_table(analysis)
     layers: list[LayerData] = []
+    offset_x = 0.0  # sources side by side along X, so several fields do not cover each other
     for source, image_path in zip(analysis.manifest.sources, analysis.source_images):
         if image_path is None:
             continue  # already reported as a problem
         stack = read_stack(image_path)
-        image_layers = stack_to_layer_data(stack)
-        for data, kwargs, kind in image_layers:
+        scale = [stack.scale.get(a, 1.0) for a in stack.axes.replace("C", "")]
+        translate = [0.0] * (len(scale) - 1) + [offset_x]
+        for data, kwargs, kind in stack_to_layer_data(stack):
             kwargs["metadata"] = {**kwargs.get("metadata", {}), "morphospace_analysis": str(folder), "group": source.group}
+            kwargs["translate"] = translate
             layers.append((data, kwargs, kind))
+        offset_x += (stack.data.shape[-1] + SOURCE_GAP_PX) * scale[-1]
         labels_path = source.labels.resolve(analysis.folder) if source.labels is not None else None
         if labels_path is None:
             continue
-        scale = [stack.scale.get(a, 1.0) for a in stack.axes.replace("C", "")]
         features = rows_of_source(table, source.image.absolute, image_path)
         name = f"{source.group or Path(image_path).name.split('.')[0]} cells"
         layers.append((read_labels(labels_path), {
-            "name": name, "scale": scale, "features": features,
+            "name": name, "scale": scale, "translate": translate, "features": features,
             "metadata": {"morphospace_analysis": str(folder), "source": str(image_path), "group": source.group},
         }, "labels"))  # fmt: skip
     return layers

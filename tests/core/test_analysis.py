@@ -266,6 +266,9 @@ def test_analysis_layers_put_latents_and_annotations_in_labels_features(saved, s
     np.testing.assert_allclose(features["mu_1"], latents["mu_1"][3:])
     assert list(features["annotation"]) == ["", "spiky, odd", ""]
     assert kwargs["metadata"]["morphospace_analysis"] == str(folder)
+    # The second source sits right of the first (40 px + a 20 px gap), its labels with it.
+    assert layers[0][1]["translate"][-1] == 0.0
+    assert layers[2][1]["translate"][-1] == kwargs["translate"][-1] == (40 + 20) * layers[0][1]["scale"][-1]
 
 
 def test_analysis_layers_warn_about_missing_sources_and_open_the_rest(saved, sources):
