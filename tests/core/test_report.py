@@ -103,3 +103,24 @@ def test_known_answer_check_finds_the_dimension_that_follows_a_shifted_factor():
     assert check["best_factor"] == "size" and check["best_rho"] < -0.8 and check["passed"]
     unrelated = factors.assign(size=rng.uniform(size=2 * n))
     assert not check_known_answer(latents, unrelated, ["size", "texture"])["passed"]
+
+
+def test_classifier_metrics_saved_with_the_analysis_appear_in_the_report(demo_folder, tmp_path):
+    """A metrics document (core.classifier_report.metrics_document) saved as classifier.json is tabulated."""
+    import shutil
+
+    folder = tmp_path / "with-classifier"
+    shutil.copytree(demo_folder, folder)
+    fold = {"balanced_accuracy": 0.875, "macro_f1": 0.8, "mcc": 0.75, "auroc": None, "n_crops": 8,
+            "confusion": [[3, 1], [0, 4]], "average_precision": {"control": 0.9, "treated": 0.95}}  # fmt: skip
+    document = {"label_column": "group", "classes": ["control", "treated"], "stopped": False, "folds": [fold],
+                "pooled": {**fold, "balanced_accuracy": 0.9375},
+                "channel_evidence": {"control": {"membrane": 0.25, "nucleus": 0.75},
+                                     "treated": {"membrane": 0.6, "nucleus": 0.4}}}  # fmt: skip
+    save_analysis(folder, classifier=document)
+    write_report(folder, folder / "report.html", overwrite=True)
+    section = sections_of((folder / "report.html").read_text())["Classifier"]
+    assert "not available" not in section
+    assert "<td>pooled</td><td>0.9375</td><td>0.8</td><td>0.75</td>" in section
+    assert "<td>control</td><td>3</td><td>1</td>" in section  # confusion, true class in rows
+    assert "<td>treated</td><td>0.6</td><td>0.4</td>" in section  # channel evidence

@@ -153,6 +153,7 @@ def test_save_a_session_built_in_memory(widget, qtbot, tmp_path, sources, parts)
             getattr(viewer, f"add_{kind}")(data, **kwargs)
     session = session_for(viewer)
     session.crop_set, session.bundle, session.latents = crop_set, load_bundle(bundle_dir), latents
+    session.classifier_metrics = {"classes": ["a", "b"], "pooled": {"balanced_accuracy": 0.75}, "folds": []}
     folder = tmp_path / "new analysis"
     _run(qtbot, widget, widget.save(folder))
     saved = open_analysis(folder)
@@ -164,6 +165,7 @@ def test_save_a_session_built_in_memory(widget, qtbot, tmp_path, sources, parts)
     pd.testing.assert_frame_equal(saved.latents, latents)
     assert saved.source_images == [sources[0][1]]  # the image layer read from a file, paired with its labels file
     assert saved.manifest.sources[0].labels.resolve(folder) == sources[1][1]
+    assert saved.classifier == session.classifier_metrics  # the report's classifier section reads it
 
 
 def test_named_selections_kept_in_the_scatter_are_saved_and_reopened(widget, qtbot, tmp_path, parts, make_napari_viewer):

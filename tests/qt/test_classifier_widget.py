@@ -124,6 +124,10 @@ def test_training_separates_groups_that_differ_in_channel_1(widget, qtbot):
     treated = evidence.loc["treated"].str.rstrip(" %").astype(float)
     assert treated.idxmax() == "mito" and treated["mito"] > 90
     assert [widget.gradcam_class.itemText(i) for i in range(widget.gradcam_class.count())] == ["control", "treated"]
+    # The metrics reach the session, so saving the analysis puts them in its report.
+    saved = widget.session.classifier_metrics
+    assert saved["pooled"]["balanced_accuracy"] == pytest.approx(result.pooled.balanced_accuracy)
+    assert saved["label_column"] == "group" and saved["channel_evidence"]["treated"]["mito"] > 0.9
 
 
 def test_rank_channels_puts_channel_1_first(widget, qtbot):

@@ -69,6 +69,8 @@ class SavePlan:
     latents: pd.DataFrame | None
     #: Named selections (name -> crop ids); empty: the folder's selections are kept as they are.
     selections: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: Metrics of the classifier trained in this viewer; None: the folder's classifier.json is kept.
+    classifier: dict | None = None
 
 
 @dataclass
@@ -123,7 +125,7 @@ def save_session(plan: SavePlan) -> AnalysisFolder:
         return save_analysis(
             manifest, images=plan.images or None, labels=plan.labels if plan.images else (),
             groups=plan.groups if plan.images else (), crop_set=plan.crop_set, model=model, latents=plan.latents,
-            selections=plan.selections or None,
+            selections=plan.selections or None, classifier=plan.classifier,
         )  # fmt: skip
 
 
@@ -302,7 +304,8 @@ class AnalysisWidget(QWidget):
         sources = self._sources()
         return SavePlan(folder=folder, images=list(sources), labels=[v[0] for v in sources.values()],
                         groups=[v[1] for v in sources.values()], crop_set=crop_set, bundle=bundle,
-                        latents=session.latents, selections=session.named_selections)  # fmt: skip
+                        latents=session.latents, selections=session.named_selections,
+                        classifier=session.classifier_metrics)  # fmt: skip
 
     def _sources(self) -> dict[Path, tuple[Path | None, str]]:
         """The opened analysis's sources (found or as recorded), then image files of layers it does not have."""

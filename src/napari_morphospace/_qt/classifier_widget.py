@@ -62,6 +62,7 @@ from ..core.classifier_report import (
     check_folds,
     evidence_figure,
     evidence_table,
+    metrics_document,
     metrics_table,
     ranking_table,
     results_figure,
@@ -379,6 +380,11 @@ class ClassifierWidget(QWidget):
     def _on_trained(self, outcome: tuple[ClassifierResult, np.ndarray | None]) -> None:
         self.result, self.evidence = outcome
         result = self.result
+        if result.pooled is not None:
+            self.session.classifier_metrics = metrics_document(
+                result, evidence=self.evidence, channel_names=list(self.run_crop_set.channel_names),
+                label_column=self.run_summary.column,
+            )  # fmt: skip
         table = metrics_table(result)
         _fill_table(self.metrics_view, table)
         if result.pooled is not None:

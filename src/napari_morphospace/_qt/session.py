@@ -38,6 +38,9 @@ class Session:
         self.crop_set_folder: Path | None = None
         #: Analysis folder opened or saved in this viewer; annotations autosave there.
         self.analysis_folder: Path | None = None
+        #: Metrics of the last classifier trained in this viewer (core.classifier_report.metrics_document);
+        #: saved with the analysis as classifier.json, which the report shows.
+        self.classifier_metrics: dict | None = None
         self._crop_set: Any = None
         self._bundle: Any = None
         self._latents: Any = None

@@ -277,6 +277,32 @@ def _metrics_dict(metrics: ClassificationMetrics, classes: Sequence[str]) -> dic
     }
 
 
+def metrics_document(
+    result: ClassifierResult,
+    *,
+    evidence: np.ndarray | None = None,
+    channel_names: Sequence[str] = (),
+    label_column: str = "",
+) -> dict[str, Any]:
+    """Everything :func:`write_metrics` puts in its JSON file, as JSON-ready builtins (NaN as None).
+
+    The same document goes into an analysis folder's ``classifier.json``,
+    which the report shows.
+    """
+    classes = [str(c) for c in result.classes]
+    document: dict[str, Any] = {
+        "label_column": label_column,
+        "classes": classes,
+        "settings": to_dict(result.settings),
+        "stopped": bool(result.stopped),
+        "folds": [_metrics_dict(m, classes) for m in result.folds],
+        "pooled": None if result.pooled is None else _metrics_dict(result.pooled, classes),
+    }
+    if evidence is not None:
+        document["channel_evidence"] = evidence_table(evidence, classes, channel_names).to_dict(orient="index")
+    return document
+
+
 def write_metrics(
     result: ClassifierResult,
     path: str | Path,
@@ -300,17 +326,7 @@ def write_metrics(
         return path
     if suffix != ".json":
         raise InputError(f"cannot write metrics as {path.suffix or 'a file without extension'!r}; name the file .csv or .json")
-    classes = [str(c) for c in result.classes]
-    document: dict[str, Any] = {
-        "label_column": label_column,
-        "classes": classes,
-        "settings": to_dict(result.settings),
-        "stopped": bool(result.stopped),
-        "folds": [_metrics_dict(m, classes) for m in result.folds],
-        "pooled": None if result.pooled is None else _metrics_dict(result.pooled, classes),
-    }
-    if evidence is not None:
-        document["channel_evidence"] = evidence_table(evidence, classes, channel_names).to_dict(orient="index")
+    document = metrics_document(result, evidence=evidence, channel_names=channel_names, label_column=label_column)
     atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
     return path
 
@@ -324,6 +340,7 @@ __all__ = [
     "check_folds",
     "evidence_figure",
     "evidence_table",
+    "metrics_document",
     "metrics_table",
     "ranking_table",
     "results_figure",

@@ -461,14 +461,33 @@ def _gradcam_section(ctx: _Context) -> list[str]:
 
 
 def _classifier_section(ctx: _Context) -> list[str]:
+    """The metrics document of core.classifier_report: pooled and per-fold metrics, confusion, channel evidence."""
+    from .classifier_report import METRIC_COLUMNS, METRIC_TITLES
+
     metrics = ctx.analysis.classifier
     if metrics is None:
         raise NotAvailable("no classifier was trained in this analysis (no classifier.json)")
-    scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
-    parts = [_table(scalars, ["metric", "value"])] if scalars else []
-    nested = {k: v for k, v in metrics.items() if (k, v) not in scalars}
-    if nested:
-        parts.append(_pre(nested))
+    pooled = metrics.get("pooled")
+    if not isinstance(pooled, dict):
+        raise NotAvailable("the classifier stopped before its first cross-validation fold finished")
+    classes = [str(c) for c in metrics.get("classes", [])]
+    rows = [("pooled", *(pooled.get(m) for m in METRIC_COLUMNS), pooled.get("n_crops"))]
+    rows += [(f"fold {k + 1}", *(fold.get(m) for m in METRIC_COLUMNS), fold.get("n_crops"))
+             for k, fold in enumerate(metrics.get("folds", []))]  # fmt: skip
+    parts = [
+        _p(f"Classes from the column {metrics.get('label_column') or '?'!r}: {', '.join(classes)}. Folds are grouped by "
+           "source image, so crops of one image never sit in both training and test."),  # fmt: skip
+        _table(rows, ["", *(METRIC_TITLES[m] for m in METRIC_COLUMNS), "crops"]),
+    ]
+    confusion = pooled.get("confusion")
+    if confusion and len(confusion) == len(classes):
+        parts += [_p("Pooled confusion matrix (rows: true class, columns: predicted class)."),
+                  _table([(c, *row) for c, row in zip(classes, confusion)], ["", *classes])]  # fmt: skip
+    evidence = metrics.get("channel_evidence")
+    if isinstance(evidence, dict) and evidence:
+        channels = list(next(iter(evidence.values())))
+        parts += [_p("Share of per-channel Grad-CAM evidence for each class: which channel drives it."),
+                  _table([(c, *(evidence[c].get(ch) for ch in channels)) for c in evidence], ["", *channels])]  # fmt: skip
     return parts
 
 
