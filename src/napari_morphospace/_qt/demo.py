@@ -75,6 +75,10 @@ class DemoDriver:
     def __init__(self, demo: DemoViewer, folder: Path) -> None:
         self.demo, self.viewer, self.widgets, self.folder = demo, demo.viewer, demo.widgets, folder
         self.session = session_for(demo.viewer)
+        train = self.widgets["train"]
+        config = train.config()
+        config.training.checkpoint_dir = str(folder / "checkpoints")  # with the demo's other files
+        train.set_config(config)
         self.session.crop_set_changed.connect(self._train)
         self.session.bundle_changed.connect(self._embed)
         self.session.latents_changed.connect(self._statistics)
