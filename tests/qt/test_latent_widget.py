@@ -111,10 +111,20 @@ def wait_idle(qtbot, widget):
 
 def test_sliders_are_the_top_dimensions_by_kl(widget):
     assert widget.dims[0] == 0  # mu_0 was scaled up: largest KL
+    assert widget.dim_combo.currentData() == widget.dims[0]  # maps and Grad-CAM start on the top dimension
     assert len(widget.dims) == 4 and sorted(widget.dims) == [0, 1, 2, 3]
     widget.top_k.setValue(2)
     assert len(widget.dims) == 2 and widget.dims[0] == 0
     assert "latent_scale[0]" in widget.slider(0).toolTip() and "multi-encoder" in widget.slider(0).toolTip()
+    # A new embedding where mu_2 carries most: the dimension choice follows the new ranking...
+    swapped = widget.latents.rename(columns={"mu_0": "mu_2", "mu_2": "mu_0", "logvar_0": "logvar_2", "logvar_2": "logvar_0"})
+    widget.set_latents(swapped)
+    assert widget.dims[0] == 2 and widget.dim_combo.currentData() == 2
+    # ...unless the user picked one.
+    widget.dim_combo.setCurrentIndex(widget.dim_combo.findData(1))
+    widget.dim_combo.activated.emit(widget.dim_combo.currentIndex())
+    widget.set_latents(widget.latents.copy())
+    assert widget.dim_combo.currentData() == 1
 
 
 def test_slider_at_plus_3_shows_the_decode_of_that_latent(widget, viewer, bundle_2d, qtbot):

@@ -199,6 +199,8 @@ class LatentWidget(QWidget):
 
         self.dim_combo = QComboBox()
         self.dim_combo.setToolTip("The dimension used by the difference maps, group traversals and Grad-CAM")
+        self._dim_chosen = False  # set once the user picks a dimension (activated: user actions only)
+        self.dim_combo.activated.connect(lambda _index: setattr(self, "_dim_chosen", True))
         self.steps = QSpinBox()
         self.steps.setRange(2, 21)
         self.steps.setValue(7)
@@ -432,7 +434,8 @@ class LatentWidget(QWidget):
         self.dim_combo.clear()
         for dim in order:
             self.dim_combo.addItem(f"dim {int(dim)}", int(dim))
-        index = self.dim_combo.findData(current)
+        # The user's choice stays; otherwise the most informative dimension, as ranked now.
+        index = self.dim_combo.findData(current) if self._dim_chosen else 0
         self.dim_combo.setCurrentIndex(max(index, 0))
 
     def slider(self, dim: int) -> QLabeledDoubleSlider:
