@@ -6,7 +6,6 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-import tifffile
 import torch
 
 from napari_morphospace._analysis_reader import analysis_layers, get_analysis_reader
@@ -24,23 +23,6 @@ from napari_morphospace.core.data import CropSet, bbox_columns
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.training import TrainSettings
-
-
-@pytest.fixture
-def sources(tmp_path):
-    """Two 40x40 images with labels 1..3 each, in a data folder next to the analysis."""
-    data = tmp_path / "data"
-    data.mkdir()
-    images, labels = [], []
-    for name in ("control", "treated"):
-        label_image = np.zeros((40, 40), np.uint16)
-        for i in range(3):
-            label_image[4 + 12 * i : 12 + 12 * i, 5:15] = i + 1
-        tifffile.imwrite(data / f"{name}.tif", (label_image * 100).astype(np.uint16))
-        tifffile.imwrite(data / f"{name}_labels.tif", label_image)
-        images.append(data / f"{name}.tif")
-        labels.append(data / f"{name}_labels.tif")
-    return images, labels
 
 
 def make_crop_set(images) -> CropSet:

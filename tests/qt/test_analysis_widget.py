@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import tifffile
 import torch
 from napari.layers import Labels
 
@@ -23,23 +22,6 @@ from napari_morphospace.core.report import SECTIONS
 from napari_morphospace.core.training import TrainSettings
 
 WAIT_MS = 60000
-
-
-@pytest.fixture
-def sources(tmp_path):
-    """Two 40x40 images with labels 1..3 each, in a data folder next to the analysis."""
-    data = tmp_path / "data"
-    data.mkdir()
-    images, labels = [], []
-    for name in ("control", "treated"):
-        label_image = np.zeros((40, 40), np.uint16)
-        for i in range(3):
-            label_image[4 + 12 * i : 12 + 12 * i, 5:15] = i + 1
-        tifffile.imwrite(data / f"{name}.tif", (label_image * 100).astype(np.uint16))
-        tifffile.imwrite(data / f"{name}_labels.tif", label_image)
-        images.append((data / f"{name}.tif").resolve())
-        labels.append((data / f"{name}_labels.tif").resolve())
-    return images, labels
 
 
 @pytest.fixture

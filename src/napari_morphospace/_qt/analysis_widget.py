@@ -47,6 +47,7 @@ from ..core.errors import InputError
 from ..core.report import SECTIONS, write_report
 from ..core.training import TrainSettings
 from .cells_widget import find_sources
+from .layers import layer_file
 from .session import session_for
 from .workers import messages_from
 
@@ -152,15 +153,6 @@ def open_with_layers(folder: Path) -> OpenedAnalysis:
 
 
 # --------------------------------------------------------------------------- sources from layers
-
-
-def layer_file(layer: Any) -> Path | None:
-    """The file a layer was read from: napari's source path or our readers' ``metadata["source"]``."""
-    metadata = layer.metadata if isinstance(layer.metadata, dict) else {}
-    for candidate in (layer.source.path, metadata.get("source")):
-        if candidate and Path(str(candidate)).is_file():
-            return Path(str(candidate)).resolve()
-    return None
 
 
 def layer_sources(layers: Any) -> dict[Path, tuple[Path | None, str]]:

@@ -60,6 +60,7 @@ from ..core.io import Stack
 from ..core.gallery import composite_rgb, crop_montage
 from ..core.preprocess import STEPS, PreprocessPipeline, PreprocessStep, apply_pipeline
 from .forms import field_widget, read_form, settings_form
+from .layers import layer_file
 from .session import session_for
 from .workers import messages_from
 
@@ -198,12 +199,6 @@ def source_stack(layers: Any, source: Source, names: list[str] | None = None) ->
     stack = da.stack if any(isinstance(a, da.Array) for a in arrays) else np.stack
     scale = {axis: float(step) for axis, step in zip(source.axes, layers[source.channels[0]].scale)}
     return Stack(stack(arrays), "C" + source.axes, scale=scale, channel_names=list(names), source=source.objects)
-
-
-def _layer_file(layer: Any) -> str | None:
-    """The file a layer was opened from (napari's source, or our reader's metadata), if any."""
-    path = layer.source.path or (layer.metadata.get("source") if isinstance(layer.metadata, dict) else None)
-    return str(path) if path and Path(str(path)).is_file() else None
 
 
 def _to_image_coordinates(coords: np.ndarray, objects_layer: Any, image_layer: Image) -> np.ndarray:
@@ -576,22 +571,22 @@ class CellsWidget(QWidget):
             raise InputError("the command line crops from Labels files or a patch grid; points and boxes stay in the viewer")
         images, labels, groups = [], [], []
         for source in (s for s in self.sources() if s.use):
-            files = {_layer_file(self.viewer.layers[name]) for name in source.channels}
+            files = {layer_file(self.viewer.layers[name]) for name in source.channels}
             if len(files) != 1 or None in files:
                 raise InputError(
                     f"the channel layers of {source.group!r} do not all come from one file; open the image "
                     "file in napari (or save the layers as one OME-TIFF) to make a job the command line can run"
                 )
-            images.append(files.pop())
+            images.append(str(files.pop()))
             groups.append(source.group)
             if kind == "labels":
-                label_file = _layer_file(self.viewer.layers[source.objects])
+                label_file = layer_file(self.viewer.layers[source.objects])
                 if label_file is None:
                     raise InputError(
                         f"the Labels layer {source.objects!r} was not opened from a file; save it "
                         "(File > Save Selected Layers) and open that file, then save the job"
                     )
-                labels.append(label_file)
+                labels.append(str(label_file))
         if not images:
             raise InputError("no source is checked; check at least one row of the sources table")
         return CropJob(

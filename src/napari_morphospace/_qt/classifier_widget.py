@@ -74,6 +74,7 @@ from ..core.data import CropSet
 from ..core.errors import InputError
 from ..core.overlays import channel_colormaps
 from .forms import read_form, settings_form
+from .layers import source_layers
 from .session import session_for
 from .workers import messages_from
 
@@ -484,7 +485,7 @@ class ClassifierWidget(QWidget):
             summary = self.run_summary
             positions = summary.positions[summary.labels == class_name]
             rows = self.run_crop_set.table.iloc[positions].reset_index(drop=True)
-            self._source_layers(rows)  # refuse missing source layers before computing
+            source_layers(self.viewer.layers, rows)  # refuse missing source layers before computing
         except InputError as err:
             self._refuse(err)
             return None
@@ -498,18 +499,9 @@ class ClassifierWidget(QWidget):
         worker.start()
         return worker
 
-    def _source_layers(self, rows: pd.DataFrame) -> dict[str, Any]:
-        missing = [s for s in pd.unique(rows["source"].astype(str)) if s not in self.viewer.layers]
-        if missing:
-            raise InputError(
-                f"no layer named {', '.join(map(repr, missing))}: open the image the crops were cut from "
-                "(the crop table's source column names the layer)"
-            )
-        return {s: self.viewer.layers[s] for s in pd.unique(rows["source"].astype(str))}
-
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, class_name: str) -> list[Image]:
         try:
-            layers = self._source_layers(rows)
+            layers = source_layers(self.viewer.layers, rows)
         except InputError as err:
             self._refuse(err)
             return []

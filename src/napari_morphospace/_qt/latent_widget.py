@@ -76,6 +76,7 @@ from ..core.traversal import (
     traversal_values,
     traverse,
 )
+from .layers import source_layers
 from .session import session_for
 
 DECODED = "decoded cell"
@@ -821,7 +822,7 @@ class LatentWidget(QWidget):
         positions = self._gradcam_positions(cells)
         crop_set = self.session.crop_set
         rows = crop_set.table.iloc[positions].reset_index(drop=True)
-        self._source_layers(rows)  # refuse missing source layers before computing
+        source_layers(self.viewer.layers, rows)  # refuse missing source layers before computing
 
         def compute() -> np.ndarray:
             images = np.asarray(crop_set.subset(positions).images, dtype=np.float32)
@@ -830,19 +831,8 @@ class LatentWidget(QWidget):
         self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}) on {len(positions)} cell(s)…")
         return self._start(compute, lambda maps: self._show_gradcam_maps(maps, rows, dim, sign))
 
-    def _source_layers(self, rows: pd.DataFrame) -> dict[str, Any]:
-        if "source" not in rows.columns:
-            raise InputError("the crop table has no source column: it cannot say which layer a crop came from")
-        missing = [s for s in pd.unique(rows["source"].astype(str)) if s not in self.viewer.layers]
-        if missing:
-            raise InputError(
-                f"no layer named {', '.join(map(repr, missing))}: open the image the crops were cut from "
-                "(the crop table's source column names the layer)"
-            )
-        return {s: self.viewer.layers[s] for s in pd.unique(rows["source"].astype(str))}
-
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> list[Image]:
-        layers = self._source_layers(rows)
+        layers = source_layers(self.viewer.layers, rows)
         spatial = maps.ndim - 1
         has_t = "t" in rows.columns
         keys = ["source", "t"] if has_t else ["source"]
