@@ -31,3 +31,56 @@ def sources(tmp_path):
         images.append((data / f"{name}.tif").resolve())
         labels.append((data / f"{name}_labels.tif").resolve())
     return images, labels
+
+
+# --------------------------------------------------------------------------- the way users arrive
+
+
+class NapariHooks:
+    """napari's notification hooks, installed as ``napari.run()`` installs them, with what they caught.
+
+    Every uncaught exception (GUI thread or worker thread) and every
+    ``show_error`` becomes an ERROR notification, as a user would see it.
+    A test that expects an error takes it with :meth:`take_errors`; any
+    error left at the end of the test fails it.
+    """
+
+    def __init__(self, manager) -> None:
+        self.manager = manager
+        self.start = len(manager.records)
+
+    def notifications(self, severity: str | None = None) -> list:
+        records = self.manager.records[self.start :]
+        return [n for n in records if severity is None or str(n.severity) == severity]
+
+    def errors(self) -> list[str]:
+        return [str(n.message) for n in self.notifications("error")]
+
+    def take_errors(self) -> list[str]:
+        """The error messages so far, marked as expected (they no longer fail the test)."""
+        errors = self.errors()
+        self.start = len(self.manager.records)
+        return errors
+
+
+@pytest.fixture
+def napari_hooks():
+    """Install napari's exception and warning hooks for the test; fail it on any unexpected error notification."""
+    from napari.utils.notifications import notification_manager
+
+    hooks = NapariHooks(notification_manager)
+    with notification_manager:
+        yield hooks
+    errors = hooks.errors()
+    assert not errors, "error notifications a user would have seen:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def dock(napari_hooks):
+    """``dock(viewer, "Cells")``: the widget docked as from the Plugins menu (napari hands it a proxy viewer)."""
+
+    def dock_widget(viewer, name: str):
+        _dock_widget, widget = viewer.window.add_plugin_dock_widget("napari-morphospace", name)
+        return widget
+
+    return dock_widget
