@@ -5,7 +5,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_morphospace._qt.cells_widget import CellsWidget
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace._sample_data import sample_layer_data
 from napari_morphospace.core.crops import CropSettings, crops_from_labels
 from napari_morphospace.core.sample_data import SampleSettings, make_sample_data

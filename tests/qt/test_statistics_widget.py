@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace._qt.statistics_widget import SESSION_TABLE, StatisticsWidget
 
 

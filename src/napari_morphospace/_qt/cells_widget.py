@@ -60,8 +60,8 @@ from ..core.io import Stack
 from ..core.gallery import composite_rgb, crop_montage
 from ..core.preprocess import STEPS, PreprocessPipeline, PreprocessStep, apply_pipeline
 from .forms import field_widget, read_form, settings_form
-from .layers import layer_file
-from .session import session_for
+from ..viewer.layers import layer_file
+from ..viewer.session import session_for
 from .workers import messages_from
 
 ObjectKind = Literal["labels", "points", "shapes", "patches"]

@@ -74,8 +74,8 @@ from ..core.data import CropSet
 from ..core.errors import InputError
 from ..core.overlays import channel_colormaps
 from .forms import read_form, settings_form
-from .layers import source_layers
-from .session import session_for
+from ..viewer.layers import source_layers
+from ..viewer.session import session_for
 from .workers import messages_from
 
 SETTINGS_OPTIONS = {

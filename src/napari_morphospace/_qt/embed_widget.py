@@ -1,10 +1,11 @@
-"""The "Embed" widget: encode a crop set with a model bundle and write the latents into the Labels layers.
+"""The "Embed" widget: encode a crop set with a model bundle; the latents join the session's per-cell table.
 
-The crops' latents go to ``session.latents`` (for the other widgets) and, per
-object, into the ``features`` of every Labels layer the crops came from
-(:mod:`napari_morphospace.core.features`), where the scatter plot and other
-plugins read them. Loading, embedding, the optional 2D embedding and the
-clustering run in a background worker that yields typed messages.
+The crops' latents go to ``session.latents``; the session's features writer
+(:mod:`napari_morphospace.viewer.features`) then puts them, one row per cell,
+into the ``features`` of every Labels layer the crops came from, where the
+scatter plot and other plugins read them. Loading, embedding, the optional 2D
+embedding and the clustering run in a background worker that yields typed
+messages.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 import pandas as pd
 import torch
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
-from napari.layers import Labels
 from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -27,10 +27,9 @@ from ..core.bundle import Bundle, check_compatible, load_bundle
 from ..core.data import CropSet, load_crop_set
 from ..core.embed import embed
 from ..core.errors import InputError
-from ..core.features import EMBEDDINGS, FeatureJoin, add_cluster_column, add_embedding_columns, join_latents, labels_infos
 from ..core.export import export_table
-from ..core.selection import spatial_ndim
-from .session import session_for
+from ..core.features import EMBEDDINGS, add_cluster_column, add_embedding_columns
+from ..viewer.session import session_for
 from .workers import messages_from
 
 NONE = "none"
@@ -46,17 +45,16 @@ class EmbedProgress:
 
 @dataclass
 class Stage:
-    """Sent when the worker starts a new step (loading, PCA, clustering, writing features)."""
+    """Sent when the worker starts a new step (loading, embedding, PCA, clustering)."""
 
     text: str
 
 
 @dataclass
 class EmbedResult:
-    """What the worker hands back: the latent table and the per-layer features."""
+    """What the worker hands back: the latent table, and the model and crops it came from."""
 
     latents: pd.DataFrame
-    join: FeatureJoin
     bundle: Bundle
     crop_set: CropSet
 
@@ -67,7 +65,6 @@ class EmbedPlan:
 
     bundle: Bundle | Path
     crop_set: CropSet | Path
-    layers: dict[str, tuple[Any, pd.DataFrame, int, tuple[str, ...]]]
     include_logvar: bool
     embedding: str
     clustering: str
@@ -76,7 +73,7 @@ class EmbedPlan:
 
 
 def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> EmbedResult | None:
-    """Load, check, embed, add the optional columns and join onto the layers; None when cancelled."""
+    """Load, check, embed and add the optional columns; None when cancelled."""
     send(Stage("Loading the model and the crops"))
     bundle = plan.bundle if isinstance(plan.bundle, Bundle) else load_bundle(plan.bundle)
     crop_set = plan.crop_set if isinstance(plan.crop_set, CropSet) else load_crop_set(plan.crop_set)
@@ -93,20 +90,18 @@ def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> Em
     if plan.clustering != NONE:
         send(Stage(f"Clustering ({plan.clustering})"))
         latents = add_cluster_column(latents, plan.clustering, n_clusters=plan.n_clusters)
-    send(Stage("Writing the features of the Labels layers"))
-    sources = set(latents["source"].astype(str))
-    layers = {
-        name: (data, features, ndim > spatial_ndim(latents, ndim), aliases)
-        for name, (data, features, ndim, aliases) in plan.layers.items()
-        if sources & {name, *aliases}  # only read the label images of the crops' sources
-    }
-    join = join_latents(latents, labels_infos(layers), include_logvar=plan.include_logvar)
-    return EmbedResult(latents, join, bundle, crop_set)
+    return EmbedResult(latents, bundle, crop_set)
 
 
 @thread_worker
 def _embed_worker(plan: EmbedPlan, stop_event: threading.Event):
     return (yield from messages_from(lambda send: run_embedding(plan, stop_event, send)))
+
+
+def _same_crops(a: CropSet, b: CropSet) -> bool:
+    """The two crop sets hold the same crops (ids, sources, labels and frames): latents of one fit the other."""
+    columns = ["crop_id", "source", "label_id", "t"]
+    return a is b or (len(a) == len(b) and a.table[columns].reset_index(drop=True).equals(b.table[columns].reset_index(drop=True)))
 
 
 def _folder(edit: FileEdit) -> Path | None:
@@ -197,15 +192,8 @@ class EmbedWidget(QWidget):
             bundle = Path(bundle)
         if isinstance(bundle, Bundle) and isinstance(crop_set, CropSet):
             check_compatible(bundle, crop_set)
-        layers = {}
-        for layer in self.viewer.layers:
-            if isinstance(layer, Labels):
-                data = layer.data[0] if layer.multiscale else layer.data
-                source = layer.metadata.get("source") if isinstance(layer.metadata, dict) else None
-                aliases = (str(source),) if source else ()
-                layers[layer.name] = (data, layer.features.copy(), layer.ndim, aliases)
         return EmbedPlan(
-            bundle=bundle, crop_set=crop_set, layers=layers, include_logvar=self.include_logvar.value,
+            bundle=bundle, crop_set=crop_set, include_logvar=self.include_logvar.value,
             embedding=self.embedding.value, clustering=self.clustering.value, n_clusters=self.n_clusters.value,
             device="cuda" if torch.cuda.is_available() else "cpu",
         )  # fmt: skip
@@ -255,20 +243,23 @@ class EmbedWidget(QWidget):
         if result is None:
             self._set_outcome("Cancelled: no latents were written.")
             return
-        written = []
-        for name, features in result.join.tables.items():
-            if name in self.viewer.layers:  # the layer may have been removed meanwhile
-                self.viewer.layers[name].features = features
-                written.append(name)
         self.latents = result.latents
         self.save_button.enabled = True
-        self.session.latents = result.latents
+        if self.session.crop_set is None or not _same_crops(self.session.crop_set, result.crop_set):
+            # crops chosen as a folder: the session's cells are these crops now
+            self.session.crop_set_folder = _folder(self.crop_folder)
+            self.session.crop_set = result.crop_set
+        writer = self.session.features_writer
+        writer.include_logvar = self.include_logvar.value
+        self.session.latents = result.latents  # the features writer puts them into the source layers
+        join = writer.last_join
+        written = list(join.tables) if join is not None else []
         dims = len([c for c in result.latents.columns if c.startswith("mu_")])
         text = f"{len(result.latents)} crops embedded in {dims} dimensions; features written to " + (
             ", ".join(repr(n) for n in written) if written else "no layer"
         )
         show_info(text)
-        unmatched = result.join.describe_unmatched()
+        unmatched = join.describe_unmatched() if join is not None else ""
         if unmatched:
             show_warning(unmatched)
             text += f"\n⚠ {unmatched}"

@@ -35,8 +35,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import InputError
+from ..core.features import left_out_note, rows_with_latents
 from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, group_choices, summarise_latents, summary_figures
-from .session import session_for
+from ..viewer.session import session_for
 
 SESSION_TABLE = "latent table (this session)"
 MIN_WIDTH_PX = 480  # the figures' titles and tick labels fit without clipping
@@ -151,10 +152,17 @@ class StatisticsWidget(QWidget):
         self._on_table_chosen(name)
 
     def table(self) -> pd.DataFrame:
-        """The chosen table of cells."""
+        """The chosen table of cells: those that have a latent (see :meth:`left_out`)."""
+        return self._table_and_left_out()[0]
+
+    def left_out(self) -> int:
+        """How many rows of the chosen table have no latent and are left out of the statistics."""
+        return self._table_and_left_out()[1]
+
+    def _table_and_left_out(self) -> tuple[pd.DataFrame, int]:
         name = self.table_combo.currentText()
         if name == SESSION_TABLE and self.session.latents is not None:
-            return self.session.latents
+            return self.session.latents, 0  # the session's latents are the cells that have one
         if name in self.viewer.layers:
             features = self.viewer.layers[name].features
             if not any(str(c).startswith("mu_") for c in features.columns):
@@ -162,14 +170,15 @@ class StatisticsWidget(QWidget):
                     f"layer {name!r} has no mu_* features; embed its cells with the Embed widget first "
                     "(it writes the latents into the layer's features)"
                 )
-            return features
+            return rows_with_latents(features)
         raise InputError("there are no cells to describe: embed a crop set with the Embed widget first")
 
     def _on_table_chosen(self, _name: str = "") -> None:
         try:
-            table = self.table()
+            table, left_out = self._table_and_left_out()
         except InputError:
-            table = pd.DataFrame()
+            table, left_out = pd.DataFrame(), 0
+        self.status.setText(left_out_note(left_out))
         columns = [c for c in GROUP_COLUMNS if c in table.columns]
         current = self.column_combo.currentText()
         self.column_combo.blockSignals(True)
@@ -268,8 +277,13 @@ class StatisticsWidget(QWidget):
                 box.addStretch()
         self.probe_text.setText(summary.probe_text())
         self.export_button.setEnabled(any(isinstance(f, Figure) for f in self.figures.values()))
-        self.status.setText(f"{summary.a!r} vs {summary.b!r}: top dimension {summary.names[summary.ranking[0]]}"
-                            if summary.ranking else f"{summary.a!r} vs {summary.b!r}")  # fmt: skip
+        text = f"{summary.a!r} vs {summary.b!r}" + (f": top dimension {summary.names[summary.ranking[0]]}"
+                                                     if summary.ranking else "")  # fmt: skip
+        try:
+            note = left_out_note(self.left_out())
+        except InputError:  # the layer went away meanwhile
+            note = ""
+        self.status.setText(f"{text}\n{note}" if note else text)
 
     # ----------------------------------------------------------------- export
 

@@ -83,7 +83,7 @@ from ..core.training import (
 )
 from .forms import fill_form, read_form, settings_form
 from .line_plot import BarPlot, Line, LinePlot
-from .session import session_for
+from ..viewer.session import session_for
 from .workers import messages_from
 
 PREVIEW_LAYER = "reconstruction preview"

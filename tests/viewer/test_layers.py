@@ -1,0 +1,40 @@
+"""One overlay layer per kind follows the source the user looks at."""
+
+import numpy as np
+from napari.components import ViewerModel
+from napari.utils._proxies import PublicOnlyProxy
+
+from napari_morphospace.viewer.layers import SourceOverlay, shown_source
+
+
+def _fields(viewer, count=3):
+    return [viewer.add_labels(np.full((4, 4), i + 1, np.int32), name=f"field {i}") for i in range(count)]
+
+
+def test_the_shown_source_is_the_active_one_else_the_topmost_visible():
+    viewer = ViewerModel()
+    fields = _fields(viewer)
+    viewer.add_image(np.zeros((4, 4)), name="image")  # active now, and no source
+    assert shown_source(viewer, fields) is fields[2]
+    fields[2].visible = False
+    assert shown_source(PublicOnlyProxy(viewer), fields[:2]) is fields[1]
+    viewer.layers.selection.active = fields[0]
+    assert shown_source(viewer, [PublicOnlyProxy(f) for f in fields]) is fields[0]
+
+
+def test_one_overlay_layer_follows_the_shown_source_and_goes_with_the_last_source():
+    viewer = ViewerModel()
+    fields = _fields(viewer)
+    overlay = SourceOverlay(viewer, "marked", "labels",
+                            lambda source, current: (np.asarray(source.data) * 10, {"translate": source.translate}))  # fmt: skip
+    overlay.set_sources(fields)
+    assert [layer.name for layer in viewer.layers] == ["field 0", "field 1", "field 2", "marked"]
+    assert viewer.layers.selection.active is fields[2]  # the overlay took nothing from the user
+    assert (viewer.layers["marked"].data == 30).all() and overlay.shown is fields[2]
+    viewer.layers.selection.active = fields[0]
+    assert (viewer.layers["marked"].data == 10).all()
+    viewer.layers.remove(fields[0])
+    assert (viewer.layers["marked"].data == 30).all()
+    viewer.layers.remove(fields[2])
+    viewer.layers.remove(fields[1])
+    assert "marked" not in viewer.layers and overlay.layer is None
