@@ -28,7 +28,7 @@ def test_one_overlay_layer_follows_the_shown_source_and_goes_with_the_last_sourc
     overlay = SourceOverlay(viewer, "marked", "labels",
                             lambda source, current: (np.asarray(source.data) * 10, {"translate": source.translate}))  # fmt: skip
     overlay.set_sources(fields)
-    assert [layer.name for layer in viewer.layers] == ["field 0", "field 1", "field 2", "marked"]
+    assert [layer.name for layer in viewer.layers] == ["field 0", "field 1", "field 2", "marked"]  # above the top one
     assert viewer.layers.selection.active is fields[2]  # the overlay took nothing from the user
     assert (viewer.layers["marked"].data == 30).all() and overlay.shown is fields[2]
     viewer.layers.selection.active = fields[0]
@@ -38,3 +38,30 @@ def test_one_overlay_layer_follows_the_shown_source_and_goes_with_the_last_sourc
     viewer.layers.remove(fields[2])
     viewer.layers.remove(fields[1])
     assert "marked" not in viewer.layers and overlay.layer is None
+
+
+def test_the_overlay_sits_right_above_its_source_so_fields_on_top_cover_it():
+    viewer = ViewerModel()
+    fields = _fields(viewer)
+    overlay = SourceOverlay(viewer, "marked", "labels", lambda source, current: (np.asarray(source.data), {}))
+    overlay.set_sources(fields)
+    viewer.layers.selection.active = fields[0]
+    assert [layer.name for layer in viewer.layers] == ["field 0", "marked", "field 1", "field 2"]
+    viewer.layers.selection.active = fields[1]
+    assert [layer.name for layer in viewer.layers] == ["field 0", "field 1", "marked", "field 2"]
+
+
+def test_fields_side_by_side_share_the_one_overlay_and_fields_on_top_of_each_other_do_not():
+    viewer = ViewerModel()
+    left = viewer.add_labels(np.full((4, 4), 1, np.int32), name="left", scale=(0.5, 0.5))
+    right = viewer.add_labels(np.full((4, 6), 2, np.int32), name="right", scale=(0.5, 0.5), translate=(1.0, 3.0))
+    under = viewer.add_labels(np.full((4, 4), 3, np.int32), name="under", scale=(0.5, 0.5))  # on top of 'left'
+    overlay = SourceOverlay(viewer, "marked", "labels",
+                            lambda source, current: (np.asarray(source.data), {"scale": source.scale,
+                                                                                "translate": source.translate}))  # fmt: skip
+    overlay.set_sources([left, right, under])
+    viewer.layers.selection.active = left
+    data = viewer.layers["marked"].data
+    assert data.shape == (6, 12) and tuple(viewer.layers["marked"].translate) == (0.0, 0.0)
+    assert (data[:4, :4] == 1).all() and (data[2:6, 6:12] == 2).all()  # 'right' pasted 2 rows down, 6 columns right
+    assert not (data == 3).any()  # 'under' lies over 'left': not shown with it

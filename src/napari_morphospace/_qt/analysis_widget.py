@@ -55,6 +55,7 @@ from ..core.training import TrainSettings
 from .cells_widget import find_sources
 from ..viewer.layers import layer_file
 from ..viewer.session import session_for
+from .dock import scroll_in_dock
 from .workers import messages_from
 
 if TYPE_CHECKING:
@@ -222,7 +223,8 @@ class AnalysisWidget(QWidget):
         self._on_session_crop_set(self.session.crop_set)
 
     def _build_form(self) -> None:
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(QLabel("Analysis folder: crop set, model, latents, annotations and report in one place"))
         self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
         layout.addWidget(self.folder_edit.native)
@@ -237,6 +239,7 @@ class AnalysisWidget(QWidget):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        scroll_in_dock(self, content, min_height=160)
         self.save_button.clicked.connect(lambda: self.save())
         self.open_button.clicked.connect(self._choose_and_open)
         self.report_button.clicked.connect(lambda: self.write_report())

@@ -53,6 +53,7 @@ from ..viewer.callbacks import weak_key_callback
 from ..viewer.features import source_names
 from ..viewer.layers import SourceOverlay, is_overlay
 from ..viewer.session import session_for
+from .dock import scroll_in_dock
 
 if TYPE_CHECKING:
     import napari
@@ -87,7 +88,8 @@ class AnnotationWidget(QWidget):
     # ---------------------------------------------------------------- the form
 
     def _build_form(self) -> None:
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
         self.folder_edit.changed.connect(lambda value: self._report(self.set_analysis_folder, value))
         layout.addWidget(QLabel("Analysis folder (annotations are saved here after every change)"))
@@ -169,6 +171,7 @@ class AnnotationWidget(QWidget):
         box.addLayout(row)
         layout.addWidget(export)
         layout.addStretch()
+        scroll_in_dock(self, content)
         self._refresh()
 
     @staticmethod

@@ -38,7 +38,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -76,6 +75,7 @@ from ..core.overlays import channel_colormaps
 from .forms import read_form, settings_form
 from ..viewer.layers import source_layers
 from ..viewer.session import session_for
+from .dock import scroll_in_dock
 from .workers import messages_from
 
 SETTINGS_OPTIONS = {
@@ -250,13 +250,7 @@ class ClassifierWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch()
 
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        self.setMinimumWidth(520)
+        scroll_in_dock(self, content, min_width=520)
 
         self.label_column.currentTextChanged.connect(lambda _: self._show_label_summary())
         self.train_button.clicked.connect(lambda: self.train())

@@ -30,6 +30,7 @@ from ..core.errors import InputError
 from ..core.export import export_table
 from ..core.features import EMBEDDINGS, add_cluster_column, add_embedding_columns
 from ..viewer.session import session_for
+from .dock import scroll_in_dock
 from .workers import messages_from
 
 NONE = "none"
@@ -165,12 +166,14 @@ class EmbedWidget(QWidget):
         buttons = QHBoxLayout()
         for button in (self.embed_button, self.cancel_button, self.save_button):
             buttons.addWidget(button.native)
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(inputs)
         layout.addWidget(options)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addStretch()
+        scroll_in_dock(self, content)
 
     def _show_session(self, _value: Any = None) -> None:
         crop_set, bundle = self.session.crop_set, self.session.bundle
@@ -249,15 +252,16 @@ class EmbedWidget(QWidget):
             # crops chosen as a folder: the session's cells are these crops now
             self.session.crop_set_folder = _folder(self.crop_folder)
             self.session.crop_set = result.crop_set
+        if self.session.bundle is not result.bundle:
+            self.session.bundle = result.bundle  # the model of the session's latents, for the Latent space widget
         writer = self.session.features_writer
         writer.include_logvar = self.include_logvar.value
         self.session.latents = result.latents  # the features writer puts them into the source layers
         join = writer.last_join
         written = list(join.tables) if join is not None else []
         dims = len([c for c in result.latents.columns if c.startswith("mu_")])
-        text = f"{len(result.latents)} crops embedded in {dims} dimensions; features written to " + (
-            ", ".join(repr(n) for n in written) if written else "no layer"
-        )
+        names = ", ".join(repr(n) for n in written) if len(written) <= 3 else f"{len(written)} Labels layers"
+        text = f"{len(result.latents)} crops embedded in {dims} dimensions; features written to {names or 'no layer'}"
         show_info(text)
         unmatched = join.describe_unmatched() if join is not None else ""
         if unmatched:

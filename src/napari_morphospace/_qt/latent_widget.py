@@ -85,6 +85,7 @@ from ..core.traversal import (
 from ..viewer.features import source_names
 from ..viewer.layers import SourceOverlay, place_in_view, source_layers
 from ..viewer.session import session_for
+from .dock import scroll_in_dock
 
 DECODED = "decoded cell"
 GRID = "traversal grid"
@@ -243,7 +244,8 @@ class LatentWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
         row = QHBoxLayout()
@@ -298,6 +300,7 @@ class LatentWidget(QWidget):
         layout.addWidget(views)
         layout.addWidget(self.status)
         layout.addStretch()
+        scroll_in_dock(self, content)
 
         self.load_button.clicked.connect(lambda: self.load_bundle(self.bundle_path.value))
         self.rank_combo.currentTextChanged.connect(lambda _: self._rebuild_sliders())

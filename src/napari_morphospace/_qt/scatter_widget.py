@@ -82,6 +82,7 @@ from ..core.statistics import order_dimensions, require_finite
 from ..viewer.callbacks import weak_drag_callback
 from ..viewer.layers import SourceOverlay, is_overlay, unwrap
 from ..viewer.session import session_for
+from .dock import scroll_in_dock
 from .scatter_canvas import ScatterCanvas
 
 if TYPE_CHECKING:
@@ -259,10 +260,11 @@ class ScatterWidget(QWidget):
         self.note = QLabel()
         self.note.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addLayout(form)
         layout.addWidget(self.note)
-        self.plot.canvas.native.setMinimumHeight(300)
+        self.plot.canvas.native.setMinimumHeight(260)
         layout.addWidget(self.plot.canvas.native, stretch=1)
         layout.addLayout(crop_row)
         layout.addWidget(self.legend)
@@ -272,6 +274,7 @@ class ScatterWidget(QWidget):
         layout.addWidget(self.selection_count)
         layout.addLayout(name_row)
         layout.addWidget(self.selection_list)
+        scroll_in_dock(self, content)
 
     @_report_errors
     def _keep_clicked(self) -> None:
@@ -734,6 +737,7 @@ class ScatterWidget(QWidget):
         position = np.r_[[t] if self._has_time[source] else [], centre]
         world = layer.data_to_world(position)
         # the cell's field becomes the one shown (fields opened from files lie over each other), with the highlight
+        layer.visible = True
         self.viewer.layers.selection.active = layer
         leading = self.viewer.dims.ndim - layer.ndim
         displayed = list(self.viewer.dims.displayed)

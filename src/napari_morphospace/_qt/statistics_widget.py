@@ -38,9 +38,11 @@ from ..core.errors import InputError
 from ..core.features import left_out_note, rows_with_latents
 from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, group_choices, summarise_latents, summary_figures
 from ..viewer.session import session_for
+from .dock import scroll_in_dock
 
 SESSION_TABLE = "latent table (this session)"
 MIN_WIDTH_PX = 480  # the figures' titles and tick labels fit without clipping
+TABS_MIN_HEIGHT_PX = 420  # a figure stays readable; the dock scrolls to it
 TABS = {"kl": "KL", "forest": "Cohen's d", "kde": "KDE", "violin": "Violins"}
 
 
@@ -117,13 +119,15 @@ class StatisticsWidget(QWidget):
         QVBoxLayout(probe).addWidget(self.probe_text)
         probe.layout().addStretch()
         self.tabs.addTab(probe, "Probe")
-        self.setMinimumWidth(MIN_WIDTH_PX)
-        layout = QVBoxLayout(self)
+        self.tabs.setMinimumHeight(TABS_MIN_HEIGHT_PX)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.overview)
         layout.addWidget(self.tabs, stretch=1)
+        scroll_in_dock(self, content, min_width=MIN_WIDTH_PX)
 
     # ----------------------------------------------------------------- choosing the cells
 
@@ -266,14 +270,15 @@ class StatisticsWidget(QWidget):
                 if item.widget() is not None:
                     item.widget().deleteLater()
             figure = self.figures[key]
-            if key == "forest":
-                box.addWidget(_label(summary.effect_text()), stretch=0)
             if isinstance(figure, Figure):
                 canvas = FigureCanvasQTAgg(figure)
                 canvas.setMinimumHeight(int(figure.get_figheight() * figure.dpi * 0.75))
                 box.addWidget(canvas, stretch=1)
             else:
                 box.addWidget(_label(figure))
+            if key == "forest":  # the numbers below the plot: the plot is what the tab is for
+                box.addWidget(_label(summary.effect_text()), stretch=0)
+            if not isinstance(figure, Figure):
                 box.addStretch()
         self.probe_text.setText(summary.probe_text())
         self.export_button.setEnabled(any(isinstance(f, Figure) for f in self.figures.values()))

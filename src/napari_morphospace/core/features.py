@@ -104,6 +104,9 @@ def merge_latents(cells: pd.DataFrame | None, latents: pd.DataFrame | None) -> p
         table = pd.concat([table, cell_table(extra)[[c for c in extra.columns if c in table.columns or c in results]]],
                           ignore_index=True)  # fmt: skip
     table[ANNOTATION] = table[ANNOTATION].fillna("").astype(str)
+    for column in results:  # ids stay whole numbers (cells without one: <NA>), so plots treat them as categories
+        if latents[column].dtype.kind in "iu":
+            table[column] = table[column].astype("Int64")
     return table
 
 
@@ -123,7 +126,11 @@ def set_columns(cells: pd.DataFrame, crop_ids: Iterable[int], columns: Mapping[s
         values = np.asarray(values)
         if len(values) != len(ids):
             raise InputError(f"column {name!r} has {len(values)} values for {len(ids)} cells")
-        column = np.full(len(table), np.nan) if values.dtype.kind in "fiub" else np.full(len(table), None, dtype=object)
+        if values.dtype.kind in "iu":  # cluster ids: whole numbers, <NA> for cells without one
+            column = pd.array(np.zeros(len(table), np.int64), dtype="Int64")
+            column[:] = pd.NA
+        else:
+            column = np.full(len(table), np.nan) if values.dtype.kind in "fb" else np.full(len(table), None, dtype=object)
         column[positions] = values
         table[name] = column
     return table

@@ -9,7 +9,12 @@ kind** (:class:`SourceOverlay`: "selected cells", "annotations",
 (:func:`shown_source`): the active layer when it is a source, else the
 topmost visible source. Selecting another field's layer in the layer list,
 hiding the top one, or clicking a cell in the scatter plot moves the overlay
-to that field.
+to that field. Fields laid out side by side (an opened analysis, the demo)
+are all shown: the overlay also covers every visible source beside the shown
+one that overlaps no other shown source, pasted into one layer (sources of
+one pixel size, aligned on its grid). The overlay sits right above the shown
+source in the layer list, so fields drawn over that source cover its overlay
+too: an overlay is never drawn over another field than its own.
 """
 
 from __future__ import annotations
@@ -113,6 +118,53 @@ def place_in_view(viewer: Any, size: Sequence[float], anchor: tuple[Any, Any] | 
     return np.array([top_left[0], top_left[1] - gap - size[1]])
 
 
+def _world_box(layer: Any) -> np.ndarray:
+    """World extent ``(2, 2)``: (low, high) of the last two axes (y, x)."""
+    return np.asarray(layer.extent.world, float)[:, -2:]
+
+
+def sources_beside(viewer: Any, shown: Any, sources: Sequence[Any]) -> list[Any]:
+    """Visible sources, top first, whose field overlaps neither ``shown`` nor another one taken before it."""
+    real = [unwrap(layer) for layer in sources]
+    boxes = [_world_box(shown)]
+    beside = []
+    for layer in reversed([unwrap(layer) for layer in viewer.layers]):
+        if layer is shown or not layer.visible or not any(layer is source for source in real):
+            continue
+        box = _world_box(layer)
+        if all((box[1] <= other[0]).any() or (other[1] <= box[0]).any() for other in boxes):
+            beside.append(layer)
+            boxes.append(box)
+    return beside
+
+
+def paste_side_by_side(rendered: Sequence[Rendered]) -> Rendered | None:
+    """Renders of several sources as one image on their common pixel grid, or None when they do not share one.
+
+    They share one when their data have the same number of axes and dtype,
+    the same ``scale``, and ``translate`` offsets that are whole pixels apart.
+    The first render's other properties (colormap, metadata...) are kept.
+    """
+    datas = [np.asarray(data) for data, _ in rendered]
+    scales = [np.asarray(placement.get("scale", np.ones(d.ndim)), float)[-d.ndim :] for d, (_, placement) in zip(datas, rendered)]
+    translates = [np.asarray(placement.get("translate", np.zeros(d.ndim)), float)[-d.ndim :]
+                  for d, (_, placement) in zip(datas, rendered)]  # fmt: skip
+    if len({(d.ndim, d.dtype) for d in datas}) != 1 or not all(np.allclose(s, scales[0]) for s in scales):
+        return None
+    offsets = [(t - translates[0]) / scales[0] for t in translates]
+    if not all(np.allclose(o, np.round(o)) for o in offsets):
+        return None
+    starts = [np.round(o).astype(int) for o in offsets]
+    low = np.min(starts, axis=0)
+    high = np.max([s + d.shape for s, d in zip(starts, datas)], axis=0)
+    out = np.zeros(tuple(high - low), dtype=datas[0].dtype)
+    for start, data in zip(starts, datas):
+        index = tuple(slice(a - b, a - b + n) for a, b, n in zip(start, low, data.shape))
+        out[index] = np.maximum(out[index], data)
+    placement = {**rendered[0][1], "scale": scales[0], "translate": translates[0] + low * scales[0]}
+    return out, placement
+
+
 def add_quietly(viewer: Any, kind: str, data: Any, **kwargs: Any) -> Any:
     """``viewer.add_<kind>(data, **kwargs)`` without taking the active layer from the user."""
     active = viewer.layers.selection.active
@@ -196,15 +248,35 @@ class SourceOverlay:
         try:
             source = shown_source(viewer, self.sources)
             current = self.layer.data if self.layer is not None and self.layer in viewer.layers else None
-            rendered = None if source is None else self.render(source, current)
+            rendered = None if source is None else self._render_shown(viewer, source, current)
             if rendered is None:
                 self.shown = None
                 self._remove_layer(viewer)
                 return
             self.shown = source
             self._show(viewer, *rendered)
+            self._keep_above(viewer, source)
         finally:
             self._refreshing = False
+
+    def _render_shown(self, viewer: Any, source: Any, current: Any) -> Rendered | None:
+        """The shown source's render, with those of the visible sources beside it pasted in when they fit one grid."""
+        beside = sources_beside(viewer, source, self.sources) if self.kind != "points" else []
+        if not beside:
+            return self.render(source, current)
+        first = self.render(source, None)
+        if first is None:
+            return None
+        others = [rendered for rendered in (self.render(layer, None) for layer in beside) if rendered is not None]
+        return paste_side_by_side([first, *others]) or first
+
+    def _keep_above(self, viewer: Any, source: Any) -> None:
+        """Move the overlay right above ``source`` in the layer list (drawn over it, under the fields above it)."""
+        layers = [unwrap(layer) for layer in viewer.layers]
+        here = next(i for i, layer in enumerate(layers) if layer is self.layer)
+        below = next(i for i, layer in enumerate(layers) if layer is source)
+        if here != below + 1:
+            viewer.layers.move(here, below + 1)
 
     def _show(self, viewer: Any, data: Any, placement: dict[str, Any]) -> None:
         layer = self.layer
