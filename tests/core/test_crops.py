@@ -9,6 +9,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from napari_morphospace.core import crops
 from napari_morphospace.core.crops import (
     CropCancelled,
     ObjectPreview,
@@ -224,11 +225,20 @@ def test_nan_pixels_become_zero_with_a_warning_and_an_all_nan_crop_is_refused():
         crops_from_labels(image, labels, CropSettings(size=6))
 
 
-def test_progress_is_reported_per_object_and_stop_cancels(tmp_path, labels_2d):
+def test_progress_is_reported_per_batch_and_stop_cancels(tmp_path, labels_2d, monkeypatch):
     calls = []
     crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1),
                       on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
-    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert calls == [(3, 3)]  # three small crops: one batch
+    monkeypatch.setattr(crops, "_BATCH_BYTES", 2 * 8 * 8 * 4)  # two crops per batch
+    calls.clear()
+    crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1),
+                      on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    assert calls == [(2, 3), (3, 3)]
+    calls.clear()
+    crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=10),  # object 1 (9 px) skipped
+                      on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    assert calls == [(3, 3)]
     stop = threading.Event()
     stop.set()
     with pytest.raises(CropCancelled):
