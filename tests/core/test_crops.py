@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 
 from napari_morphospace.core import crops
@@ -431,3 +433,58 @@ def test_object_preview_gives_the_crops_of_a_full_run():
 def test_object_preview_refuses_empty_objects():
     with pytest.raises(InputError, match="no labels to preview"):
         ObjectPreview(np.zeros((10, 10)), np.zeros((10, 10), np.uint8), "labels", CropSettings(size=4))
+
+
+class CountingReads:
+    """An array that counts reads per chunk, to see what a lazy (dask) source is asked for."""
+
+    def __init__(self, array: np.ndarray, chunks: tuple[int, ...]) -> None:
+        self.array, self.chunks, self.reads = array, chunks, {}
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        if all(s.stop > s.start for s in key):  # dask asks for an empty slice once to learn the dtype
+            chunk = tuple(s.start // c for s, c in zip(key, self.chunks))
+            self.reads[chunk] = self.reads.get(chunk, 0) + 1
+        return self.array[key]
+
+
+def many_cells(t: int = 2, size: int = 256, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """``(image (T, 2, Y, X) uint16, labels (T, Y, X))`` with 64 square cells per time point."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 4000, (t, 2, size, size)).astype(np.uint16)
+    labels = np.zeros((t, size, size), np.uint16)
+    for k in range(t):
+        for i, (y, x) in enumerate(np.ndindex(8, 8), start=1):
+            labels[k, 32 * y + 5 + k : 32 * y + 17 + k, 32 * x + 3 : 32 * x + 20] = i
+    return image, labels
+
+
+@pytest.mark.parametrize("chunks, region_bytes", [((1, 1, 256, 256), 2**27), ((1, 1, 64, 64), 2 * 2 * 96 * 96)])
+def test_lazy_crops_read_each_chunk_about_once_and_equal_the_eager_ones(chunks, region_bytes, monkeypatch):
+    """A TIFF page is one chunk: cutting crop by crop decoded the whole page of every channel per crop."""
+    monkeypatch.setattr(crops, "_REGION_BYTES", region_bytes)  # the second case reads blocks of one chunk
+    image, labels = many_cells()
+    settings = CropSettings(size=24)
+    eager = crops_from_labels(image, labels, settings, axes="TCYX")
+    counting = CountingReads(image, chunks)
+    lazy = crops_from_labels(da.from_array(counting, chunks=chunks), labels, settings, axes="TCYX")
+    np.testing.assert_array_equal(lazy.images, eager.images)
+    pd.testing.assert_frame_equal(lazy.table, eager.table)
+    n_chunks = math.prod(-(-s // c) for s, c in zip(image.shape, chunks))
+    assert len(counting.reads) == n_chunks
+    if chunks[-1] == 256:  # one chunk per page: read once for the intensity range, once for all its crops
+        assert set(counting.reads.values()) == {2}
+    else:  # crops overhang into the next block's chunks, which are read again: a few reads, not one per crop
+        per_crop = sum(len(range(r.y_start // 64, (r.y_stop - 1) // 64 + 1)) * len(range(r.x_start // 64, (r.x_stop - 1) // 64 + 1))
+                       for r in eager.table.itertuples()) * 2  # fmt: skip
+        assert max(counting.reads.values()) <= 1 + 4 and sum(counting.reads.values()) < per_crop / 2  # 4: 2D neighbours
+
+
+def test_percentiles_from_a_histogram_equal_numpys():
+    rng = np.random.default_rng(12)
+    for dtype, high in ((np.uint8, 256), (np.uint16, 65536)):
+        for n in (1, 2, 999, 100_001):
+            values = rng.integers(0, high, n).astype(dtype)
+            for q in ((0.1, 99.9), (0, 100), (50, 50.5), (1 / 3, 100 - 1 / 7)):
+                np.testing.assert_array_equal(crops._percentiles(values, q), np.percentile(values, q))
