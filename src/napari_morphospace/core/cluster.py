@@ -20,10 +20,11 @@ from .errors import InputError
 
 
 @contextmanager
-def dask_client(*, workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+def dask_client(*, workers: int | None = None, scheduler: str | None = None, timeout_s: float = 20) -> Iterator[Any]:
     """A ``distributed.Client`` for ``workers`` local processes or the cluster at ``scheduler``; None for neither.
 
-    The local cluster (and the connection) is closed when the block ends.
+    A scheduler that does not answer within ``timeout_s`` is an error. The
+    local cluster (and the connection) is closed when the block ends.
     """
     if workers is not None and scheduler is not None:
         raise InputError("give either a number of workers or a scheduler address, not both")
@@ -36,7 +37,7 @@ def dask_client(*, workers: int | None = None, scheduler: str | None = None) -> 
 
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=f"{timeout_s}s")
         except (OSError, TimeoutError) as err:
             raise InputError(
                 f"cannot reach the dask scheduler at {scheduler} ({err}); check the address, or start one with "
