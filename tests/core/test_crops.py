@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import shutil
 import threading
 import warnings
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -488,3 +490,30 @@ def test_percentiles_from_a_histogram_equal_numpys():
             values = rng.integers(0, high, n).astype(dtype)
             for q in ((0.1, 99.9), (0, 100), (50, 50.5), (1 / 3, 100 - 1 / 7)):
                 np.testing.assert_array_equal(crops._percentiles(values, q), np.percentile(values, q))
+
+
+def test_a_set_too_large_for_memory_streams_to_a_temporary_folder(monkeypatch):
+    """Without an output folder crops stay in memory only while they fit the in-memory limit."""
+    from napari_morphospace.core import data
+
+    image, labels = many_cells(t=1)
+    in_memory = crops_from_labels(image, labels, CropSettings(size=24), axes="TCYX")
+    assert isinstance(in_memory.images, np.ndarray)
+    monkeypatch.setattr(data, "IN_MEMORY_LIMIT_BYTES", 10 * 2 * 24 * 24 * 4)  # room for 10 crops
+    monkeypatch.setattr(crops, "_BATCH_BYTES", 8 * 2 * 24 * 24 * 4)  # batches of 8: two in memory, then disk
+    spilled = crops_from_labels(image, labels, CropSettings(size=24), axes="TCYX")
+    assert not isinstance(spilled.images, np.ndarray)  # a zarr array in a temporary crop-set folder
+    folder = Path(str(spilled.images.store_path.store.root)).parent  # .../morphospace-crops-*/crops/images.zarr
+    assert folder.parent.name.startswith("morphospace-crops-")
+    np.testing.assert_array_equal(np.asarray(spilled.images), in_memory.images)
+    pd.testing.assert_frame_equal(spilled.table, in_memory.table)
+    assert load_crop_set(folder).table.equals(in_memory.table)
+    shutil.rmtree(folder.parent)
+
+
+def test_an_existing_output_folder_is_refused_before_any_work(tmp_path, labels_2d, monkeypatch):
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "notes.txt").write_text("mine")
+    monkeypatch.setattr(crops, "_set_intensity_range", lambda *a: pytest.fail("work started"))
+    with pytest.raises(InputError, match="already exists"):
+        crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8), output=tmp_path / "set")

@@ -23,6 +23,7 @@ each crop with the object's mask. Pixels outside the image are 0 in the crop.
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
 import warnings
 from collections import Counter
@@ -37,8 +38,9 @@ import pandas as pd
 from scipy import ndimage
 from skimage import filters, segmentation, transform, util
 
+from . import data as data_module
 from .config import to_dict
-from .data import CropSet, CropSetWriter, concat_crop_sets, open_crop_set_writer
+from .data import CropSet, CropSetWriter, check_crop_set_target, concat_crop_sets, open_crop_set_writer
 from .errors import InputError
 from .io import AXES_ORDER, Stack
 
@@ -637,7 +639,13 @@ class _Plan:
 
 
 class _Sink:
-    """Where finished crops go: kept in memory, or streamed to a crop-set folder (``output``).
+    """Where finished crops go: streamed to a crop-set folder (``output``), or kept in memory.
+
+    Without ``output``, crops stay in memory only while they take at most
+    ``IN_MEMORY_LIMIT_BYTES``; past that they move to a new folder in the
+    system's temporary directory and stream there, so a set that would not
+    fit comfortably in memory never sits there (the returned set says where:
+    its images are a zarr array on disk).
 
     The first source fixes crop shape, channel names and settings; every
     later source must agree, as for :func:`concat_crop_sets`, and ``crop_id``
@@ -658,18 +666,26 @@ class _Sink:
         if self.first is None:
             self.first = (plan.src.name, tuple(images.shape[1:]), names, plan.preprocess)
             if self.output is not None:
-                self.writer = open_crop_set_writer(
-                    self.output, images.shape[1:], names, preprocess=plan.preprocess, overwrite=self.overwrite
-                )
+                self._open_writer(self.output, images.shape[1:], names, plan.preprocess, self.overwrite)
         self._check_agrees(plan.src.name, tuple(images.shape[1:]), names, plan.preprocess)
         self.spacings.add(plan.spacing)
         table.insert(0, "crop_id", np.arange(self.count, self.count + len(table), dtype=np.int64))
         self.count += len(table)
+        if self.writer is None and (self.count * images[0].nbytes > data_module.IN_MEMORY_LIMIT_BYTES):
+            folder = Path(tempfile.mkdtemp(prefix="morphospace-crops-")) / "crops"
+            self._open_writer(folder, images.shape[1:], names, plan.preprocess, False)
+            for kept, rows in zip(self.images, self.tables):
+                self.writer.append(kept, rows)
+            self.images, self.tables = [], []
         if self.writer is not None:
             self.writer.append(images, table)
         else:
             self.images.append(images)
             self.tables.append(table)
+
+    def _open_writer(self, folder: str | Path, shape: tuple[int, ...], names: list[str], preprocess: dict[str, Any],
+                     overwrite: bool) -> None:  # fmt: skip
+        self.writer = open_crop_set_writer(folder, shape, names, preprocess=preprocess, overwrite=overwrite)
 
     def _check_agrees(self, name: str, shape: tuple[int, ...], names: list[str], preprocess: dict[str, Any]) -> None:
         first_name, first_shape, first_names, first_preprocess = self.first
@@ -712,6 +728,8 @@ def _make(plans: Iterable[_Plan], pipeline: PreprocessPipeline | None, *, output
     ones too) after each batch; a set ``stop_event`` raises
     :class:`CropCancelled` before the next batch, and nothing is written.
     """
+    if output is not None:
+        check_crop_set_target(Path(output), overwrite)  # before any work, not after the first batch
     sink = _Sink(output, overwrite)
     try:
         for plan in plans:
@@ -847,7 +865,9 @@ def build_crop_set(
     Sources are taken one at a time (``sources`` may be a generator that
     reads each file only when its turn comes), and with ``output`` every
     batch of crops goes to disk at once, so memory holds one source and one
-    batch, however many crops there are. ``crop_id`` runs over all sources;
+    batch, however many crops there are. Without ``output`` the crops stay
+    in memory up to ``IN_MEMORY_LIMIT_BYTES`` and stream to a new folder in
+    the temporary directory beyond it. ``crop_id`` runs over all sources;
     all must give the same crop shape, channels and settings (as
     :func:`concat_crop_sets` requires).
 
@@ -886,11 +906,12 @@ def _plan(source: CropSource, pipeline: PreprocessPipeline | None) -> _Plan:
     raise InputError(f"unknown object kind {source.kind!r}; choose 'labels', 'points', 'boxes' or 'patches'")
 
 
-def _single(plan: _Plan, pipeline: PreprocessPipeline | None, output: str | Path | None, overwrite: bool,
-            on_progress: ProgressCallback | None, stop_event: threading.Event | None) -> CropSet:  # fmt: skip
-    """Make the crop set of one source (the single-source builders)."""
+def _single(make_plan: Callable[[], _Plan], pipeline: PreprocessPipeline | None, output: str | Path | None,
+            overwrite: bool, on_progress: ProgressCallback | None, stop_event: threading.Event | None) -> CropSet:  # fmt: skip
+    """Make the crop set of one source (the single-source builders); the plan is made once ``output`` is checked."""
     progress = None if on_progress is None else (lambda name, done, total: on_progress(done, total))
-    return _make([plan], pipeline, output=output, overwrite=overwrite, on_progress=progress, stop_event=stop_event)
+    plans = (make() for make in (make_plan,))
+    return _make(plans, pipeline, output=output, overwrite=overwrite, on_progress=progress, stop_event=stop_event)
 
 
 # --------------------------------------------------------------------------- labels
@@ -950,8 +971,10 @@ def crops_from_labels(
         Counting objects skipped (``min_area``, ``exclude_border``), cut
         (larger than a ``"fixed"`` crop) and NaN/inf pixels set to 0.
     """
-    plan = _labels_plan(image, labels, settings, pipeline=pipeline, group=group, source=source, axes=axes)
-    return _single(plan, pipeline, output, overwrite, on_progress, stop_event)
+    def make_plan() -> _Plan:
+        return _labels_plan(image, labels, settings, pipeline=pipeline, group=group, source=source, axes=axes)
+
+    return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
 
 
 def _labels_plan(image: Stack | Any, labels: Any, settings: CropSettings, *, pipeline: PreprocessPipeline | None,
@@ -1090,8 +1113,10 @@ def crops_from_points(
     Points layer's data in data coordinates); ``label_id`` is the 1-based
     point index. Other parameters as in :func:`crops_from_labels`.
     """
-    plan = _points_plan(image, points, settings, pipeline=pipeline, group=group, source=source, axes=axes)
-    return _single(plan, pipeline, output, overwrite, on_progress, stop_event)
+    def make_plan() -> _Plan:
+        return _points_plan(image, points, settings, pipeline=pipeline, group=group, source=source, axes=axes)
+
+    return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
 
 
 def _points_plan(image: Stack | Any, points: Any, settings: CropSettings, *, pipeline: PreprocessPipeline | None,
@@ -1134,8 +1159,10 @@ def crops_from_boxes(
     the widened box. ``label_id`` is the 1-based box index. Other parameters
     as in :func:`crops_from_labels`.
     """
-    plan = _boxes_plan(image, boxes, settings, pipeline=pipeline, group=group, source=source, axes=axes)
-    return _single(plan, pipeline, output, overwrite, on_progress, stop_event)
+    def make_plan() -> _Plan:
+        return _boxes_plan(image, boxes, settings, pipeline=pipeline, group=group, source=source, axes=axes)
+
+    return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
 
 
 def _boxes_plan(image: Stack | Any, boxes: Any, settings: CropSettings, *, pipeline: PreprocessPipeline | None,
@@ -1265,8 +1292,10 @@ def patch_grid(
         patch; extra columns ``z`` (0 for a 2D source) and ``foreground``
         (the fraction); a 3D source's rows have ``z_start = z, z_stop = z + 1``.
     """
-    plan = _patches_plan(image, settings, pipeline=pipeline, group=group, source=source, axes=axes)
-    return _single(plan, pipeline, output, overwrite, on_progress, stop_event)
+    def make_plan() -> _Plan:
+        return _patches_plan(image, settings, pipeline=pipeline, group=group, source=source, axes=axes)
+
+    return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
 
 
 def _patches_plan(image: Stack | Any, settings: PatchSettings, *, pipeline: PreprocessPipeline | None,

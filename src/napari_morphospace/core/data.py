@@ -320,7 +320,7 @@ class CropSetWriter:
         self.spacing = tuple(float(s) for s in spacing)
         self.preprocess = preprocess
         self.overwrite = overwrite
-        _check_target(self.directory, overwrite)
+        check_crop_set_target(self.directory, overwrite)
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=f".{self.directory.name}.", suffix=".tmp"))
         chunk, shard = _storage_layout(self.crop_shape)
@@ -332,6 +332,7 @@ class CropSetWriter:
             dtype="float32",
             fill_value=0.0,
             compressors=None,
+            config={"write_empty_chunks": True},  # every chunk holds crops: skip zarr's check for empty ones
         )
         self._buffer = np.empty((shard,) + self.crop_shape, np.float32)
         self._buffered = 0
@@ -515,8 +516,8 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
     return crop_set
 
 
-def _check_target(directory: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing folder unless asked to, and never one that is not a crop set."""
+def check_crop_set_target(directory: Path, overwrite: bool) -> None:
+    """Refuse to write a crop set over an existing folder unless asked to, and never over one that is not a crop set."""
     if not directory.exists():
         return
     if not directory.is_dir():
@@ -532,7 +533,7 @@ def _check_target(directory: Path, overwrite: bool) -> None:
 
 def _move_into_place(tmp: Path, directory: Path, overwrite: bool) -> None:
     """Rename the finished temporary folder to ``directory``, replacing an old crop set if allowed."""
-    _check_target(directory, overwrite)
+    check_crop_set_target(directory, overwrite)
     if not directory.exists():
         os.replace(tmp, directory)
         return
