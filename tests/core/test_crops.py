@@ -25,7 +25,7 @@ from napari_morphospace.core.crops import (
     crops_from_points,
     patch_grid,
 )
-from napari_morphospace.core.data import bbox_columns, load_crop_set
+from napari_morphospace.core.data import bbox_columns, crop_set_folder, load_crop_set
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.io import Stack
 
@@ -503,8 +503,8 @@ def test_a_set_too_large_for_memory_streams_to_a_temporary_folder(monkeypatch):
     monkeypatch.setattr(crops, "_BATCH_BYTES", 8 * 2 * 24 * 24 * 4)  # batches of 8: two in memory, then disk
     spilled = crops_from_labels(image, labels, CropSettings(size=24), axes="TCYX")
     assert not isinstance(spilled.images, np.ndarray)  # a zarr array in a temporary crop-set folder
-    folder = Path(str(spilled.images.store_path.store.root)).parent  # .../morphospace-crops-*/crops/images.zarr
-    assert folder.parent.name.startswith("morphospace-crops-")
+    folder = crop_set_folder(spilled)  # .../morphospace-crops-*/crops
+    assert folder.parent.name.startswith("morphospace-crops-") and crop_set_folder(in_memory) is None
     np.testing.assert_array_equal(np.asarray(spilled.images), in_memory.images)
     pd.testing.assert_frame_equal(spilled.table, in_memory.table)
     assert load_crop_set(folder).table.equals(in_memory.table)

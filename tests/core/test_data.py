@@ -280,3 +280,21 @@ def test_table_columns_contract():
     assert CROP_TABLE_COLUMNS == ["crop_id", "source", "label_id", "t", "group", "annotation"]
     assert bbox_columns(3) == ["z_start", "z_stop", "y_start", "y_stop", "x_start", "x_stop"]
     assert bbox_columns(2) == ["y_start", "y_stop", "x_start", "x_stop"]
+
+
+def test_a_batch_from_disk_is_read_in_one_call_and_equals_memory(tmp_path, monkeypatch):
+    """DataLoader asks for whole batches (``__getitems__``): shuffled, consecutive or repeated positions."""
+    crop_set = make_crop_set(n=40)
+    save_crop_set(crop_set, tmp_path / "set")
+    on_disk = CropDataset(load_crop_set(tmp_path / "set", in_memory=False), label_column="group", return_index=True)
+    reads, read_crops = [], data.read_crops
+    monkeypatch.setattr(data, "read_crops", lambda images, positions: reads.append(len(positions)) or read_crops(images, positions))
+    for positions in ([7, 3, 39, 3, 0], list(range(10, 26))):
+        items = on_disk.__getitems__(positions)
+        np.testing.assert_array_equal(np.stack([i[0].numpy() for i in items]), crop_set.images[positions])
+        assert [int(i[2]) for i in items] == positions
+    assert reads == [5, 16]  # one read per batch, not one per crop
+    loader = DataLoader(torch.utils.data.Subset(on_disk, list(range(40))), batch_size=8, shuffle=True)
+    seen = torch.cat([batch[2] for batch in loader])
+    assert sorted(seen.tolist()) == list(range(40)) and reads[2:] == [8] * 5
+

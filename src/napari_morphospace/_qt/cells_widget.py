@@ -45,7 +45,7 @@ from qtpy.QtWidgets import (
 from ..core.config import save_config
 from ..core.crop_job import CropJob
 from ..core.crops import CropCancelled, CropSettings, CropSource, ObjectPreview, PatchSettings, build_crop_set
-from ..core.data import CropSet
+from ..core.data import CropSet, crop_set_folder
 from ..core.errors import InputError
 from ..core.io import Stack
 from ..core.gallery import composite_rgb, crop_montage
@@ -638,12 +638,12 @@ class CellsWidget(QWidget):
             self.status.setText("Cancelled: no crop set was made.")
             return
         self.crop_set = crop_set
-        self.session.crop_set_folder = self._output_folder()
+        output = self._output_folder() or crop_set_folder(crop_set)  # a large set without one went to a temp folder
+        self.session.crop_set_folder = output
         self.session.crop_set = crop_set
         counts = crop_set.table["group"].value_counts().to_dict()
         shape = "×".join(str(s) for s in crop_set.images.shape[1:])
         text = f"{len(crop_set)} crops ({shape}): " + ", ".join(f"{g} {n}" for g, n in counts.items())
-        output = self._output_folder()
         self.status.setText(text + (f"; saved to {output}" if output else ""))
         show_info(f"Crop set ready: {text}")
         self._show_gallery(crop_set)

@@ -164,6 +164,14 @@ def _as_dask(images: Any) -> da.Array:
     return da.from_array(images, chunks=chunks)
 
 
+def crop_set_folder(crop_set: CropSet) -> Path | None:
+    """The folder a crop set's images are read from (a zarr set on disk), None for one in memory."""
+    if not isinstance(crop_set.images, zarr.Array):
+        return None
+    root = getattr(crop_set.images.store_path.store, "root", None)
+    return None if root is None else Path(str(root)).parent
+
+
 def block_length(images: Any) -> int:
     """Crops per block for reading ``images`` in bulk: a shard of a zarr set, ~32 MB otherwise."""
     shards = getattr(images, "shards", None)
@@ -695,6 +703,7 @@ __all__ = [
     "bbox_columns",
     "concat_crop_sets",
     "crop_blocks",
+    "crop_set_folder",
     "load_crop_set",
     "open_crop_set_writer",
     "save_crop_set",
