@@ -43,19 +43,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import memory_kib  # noqa: E402
 from synthetic_fields import write_fields  # noqa: E402
 
 DISTINCT_FIELDS = 4
 PERCENTILES = (0.1, 99.9)
 MIN_AREA = 10
-
-
-def memory_kib(field: str) -> int:
-    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process, in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def cpu_seconds() -> float:

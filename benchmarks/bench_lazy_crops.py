@@ -37,19 +37,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import memory_kib  # noqa: E402
 from synthetic_fields import synthetic_field  # noqa: E402
 
 FRAME = (2048, 2048)
 CHANNELS = 2
 PITCH = 180
 CROP = 96
-
-
-def memory_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def write_files(folder: Path, size_bytes: int) -> tuple[Path, Path, int]:

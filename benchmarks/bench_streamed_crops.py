@@ -31,19 +31,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import peak_mib  # noqa: E402
 from bench_training_throughput import bare_loop, ellipse_crops, engine  # noqa: E402
 
 from napari_morphospace.core.data import load_crop_set, save_crop_set  # noqa: E402
 from napari_morphospace.core.embed import embed  # noqa: E402
 from napari_morphospace.core.models import ModelSettings, build_model  # noqa: E402
 from napari_morphospace.core.training import TrainSettings  # noqa: E402
-
-
-def peak_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def bare_embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> np.ndarray:
