@@ -17,6 +17,7 @@ from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
 from napari_morphospace.core.sweep import (
     SweepSettings,
+    collect_sweep,
     comparison_table,
     grid_points,
     heldout_diagnostics,
@@ -223,3 +224,11 @@ def test_a_sweep_folder_belongs_to_one_sweep(sample_crops, tmp_path):
     (other / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match=r"holds other files \(notes.txt\)"):
         prepare_sweep(sample_crops, settings, other)
+
+
+def test_collecting_a_sweep_before_any_run_finished_writes_the_table_and_an_empty_report(sample_crops, tmp_path):
+    folder = tmp_path / "sweep"
+    prepare_sweep(sample_crops, sweep_settings({"beta": [1.0, 2.0]}), folder)
+    table = collect_sweep(folder)
+    assert list(table["status"]) == ["not run", "not run"] and table["elbo_kl"].isna().all()
+    assert (folder / "report.html").is_file() and len(list((folder / "figures").iterdir())) == 3

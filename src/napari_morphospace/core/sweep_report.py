@@ -51,6 +51,8 @@ def elbo_figure(table: pd.DataFrame) -> Figure:
     done = _finished(table)
     varying = [c for c in SERIES_COLUMNS if table[c].astype(str).nunique() > 1]
     for _, part in done.groupby(varying, dropna=False, sort=False) if varying else [("", done)]:
+        if part.empty:
+            continue
         part = part.sort_values("beta")
         label = _series_label(part.iloc[0], varying)
         ax_rec.plot(part["beta"], part["elbo_rec"], "o-", label=label)
