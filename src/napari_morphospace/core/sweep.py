@@ -453,7 +453,9 @@ def run_sweep(
     """Train and score the grid points not yet done (or only point ``index``), then collect the folder.
 
     Returns the comparison table (:func:`collect_sweep`), or None when only
-    one point was run (``index``; collect once every job has finished).
+    one point was run (``index``; collect once every job has finished) and
+    in all but the first process of distributed (DDP) training, which writes
+    every file.
     Points whose ``run.json`` says "ok" are skipped; failed, stopped and
     unfinished points run again. Set ``stop_event`` to stop within one
     training step; the remaining points are left for the next run.
@@ -464,6 +466,7 @@ def run_sweep(
     if index is not None and not 0 <= index < len(points):
         raise InputError(f"--index {index} is outside the grid: it has {len(points)} point(s), 0 to {len(points) - 1}")
     chosen = points if index is None else [points[index]]
+    writer = True  # False in the other processes of distributed training, which leave the files to the first
     for point in chosen:
         if stop_event is not None and stop_event.is_set():
             break
@@ -472,8 +475,10 @@ def run_sweep(
             if on_update is not None:
                 on_update(SweepProgress(point.index, len(points), point.name, "skipped", message="done before"))
             continue
-        run_point(crop_set, settings, split, point, folder, total=len(points), on_update=on_update, stop_event=stop_event)
-    return None if index is not None else collect_sweep(folder)
+        record = run_point(crop_set, settings, split, point, folder, total=len(points), on_update=on_update,
+                           stop_event=stop_event)  # fmt: skip
+        writer = writer and record.get("is_global_zero", True)
+    return collect_sweep(folder) if index is None and writer else None
 
 
 def run_point(
@@ -490,7 +495,8 @@ def run_point(
     """Train one grid point with the ordinary engine into its own folder, score it, write ``run.json`` last.
 
     Any error is recorded in ``run.json`` (status "failed", the message and
-    the traceback) instead of raised, so the sweep goes on.
+    the traceback) instead of raised, so the sweep goes on. Under
+    distributed training only the first process saves, scores and records.
     """
     run_dir = folder / RUNS_FOLDER / point.name
     (run_dir / RUN_RECORD).unlink(missing_ok=True)  # until it is written again, the run has not finished
@@ -512,6 +518,8 @@ def run_point(
     try:
         fit_crops = crop_set.subset(split.fit)
         result = train(fit_crops, point.model, training, on_update=forward, stop_event=stop_event)
+        if not result.is_global_zero:  # distributed training: only the first process writes
+            return {**record, "status": "other process", "is_global_zero": False}
         record.update(best_val_loss=result.best_val_loss, epochs_trained=len(result.history))
         if result.stopped_by_user:
             record.update(status="stopped", message="stopped by the user before the end of training")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from .config import atomic_write_text
 from .export import atomic_path
@@ -58,11 +59,16 @@ def elbo_figure(table: pd.DataFrame) -> Figure:
         ax_rec.plot(part["beta"], part["elbo_rec"], "o-", label=label)
         ax_kl.plot(part["beta"], part["elbo_kl"], "o-", label=label)
     log_x = len(done) > 0 and (done["beta"] > 0).all() and done["beta"].max() / done["beta"].min() >= 10
+    betas = sorted(done["beta"].unique())
     for ax, title in ((ax_rec, "reconstruction term"), (ax_kl, "KL to the prior")):
         ax.set(xlabel="β (tc_beta for β-TCVAE)", ylabel="nats per crop")
         ax.set_title(f"{title}, test split", fontsize=9)
         if log_x:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        if betas:  # tick the swept values themselves
+            ax.set_xticks(betas)
+            ax.set_xticklabels([f"{b:g}" for b in betas])
     if varying:
         ax_kl.legend(fontsize=7)
     return figure
@@ -74,21 +80,19 @@ def scores_figure(table: pd.DataFrame) -> Figure:
     figure = Figure(figsize=(9.0, 0.8 + 0.28 * max(len(done), 1)), layout="constrained")
     ax_units, ax_ssim, ax_probe = figure.subplots(1, 3, sharey=True)
     y = np.arange(len(done))
-    ax_units.barh(y, done["latent_dim"].astype(float), color="#dddddd", label="latent size")
-    ax_units.barh(y, done["active_units"].astype(float), color="#1f77b4", label="active")
+    ax_units.barh(y, done["latent_dim"].astype(float), color="#dddddd")
+    ax_units.barh(y, done["active_units"].astype(float), color="#1f77b4")
     ax_units.set_yticks(y)
     ax_units.set_yticklabels(list(done["name"]), fontsize=7)
     ax_units.invert_yaxis()
-    ax_units.legend(fontsize=7, loc="lower right")
-    ax_units.set_title("active units (Var μ > 0.01)", fontsize=9)
+    ax_units.set_title("active units (blue) of latent size", fontsize=9)
     ax_ssim.barh(y, done["ssim"].astype(float), color="#2ca02c")
     ax_ssim.set(xlim=(0, 1))
     ax_ssim.set_title("test SSIM of μ decodes", fontsize=9)
-    ax_probe.barh(y - 0.2, done["probe_r2"].astype(float), height=0.4, color="#ff7f0e", label="latents")
-    ax_probe.barh(y + 0.2, done["pca_probe_r2"].astype(float), height=0.4, color="#999999", label="pixel PCA")
+    ax_probe.barh(y - 0.2, done["probe_r2"].astype(float), height=0.4, color="#ff7f0e")
+    ax_probe.barh(y + 0.2, done["pca_probe_r2"].astype(float), height=0.4, color="#999999")
     ax_probe.axvline(0, color="black", linewidth=0.5)
-    ax_probe.legend(fontsize=7, loc="lower right")
-    ax_probe.set_title("probe R², test split (mean)", fontsize=9)
+    ax_probe.set_title("probe R²: latents (orange), PCA (grey)", fontsize=9)
     return figure
 
 
@@ -129,7 +133,8 @@ def write_sweep_report(folder: str | Path, table: pd.DataFrame) -> Path:
     figures = {"elbo_vs_beta": elbo_figure(table), "scores": scores_figure(table), "effect_sizes": effect_size_figure(records)}
     for name, figure in figures.items():
         _write_png(figure, folder / FIGURES_FOLDER / f"{name}.png")
-    axes = ", ".join(f"{name} {values}" for name, values in settings.grid.axes()) or "nothing (one run of the base settings)"
+    axes = "; ".join(f"{name}: {', '.join('auto' if v is None else f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
+                     for name, values in settings.grid.axes()) or "nothing (one run of the base settings)"  # fmt: skip
     shown = table.drop(columns=["bundle"]).astype(object)
     shown = shown.where(shown.notna(), "")
     body = [
