@@ -10,6 +10,7 @@ import errno
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ import torch
 
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import BetaVAE
-from napari_morphospace.core.training import TrainingDiverged, train
+from napari_morphospace.core.training import TrainingDiverged, TrainingInterrupted, train
 from test_training import StopAfter, ellipse_crop_set, last_state, settings, small_model
 
 
@@ -171,6 +172,38 @@ def test_kill_9_while_a_checkpoint_is_written_keeps_the_previous_one_and_the_run
     resumed = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=3), resume_from=last)
     assert [row["epoch"] for row in resumed.history] == [0, 1, 2]
     assert checkpoint(last)["epoch"] == 2 and leftovers(tmp_path / "ckpt") == []
+
+
+# ---------------------------------------------------------------- SIGTERM
+
+
+class SigtermAfter(StopAfter):
+    """Sends this process SIGTERM (as SLURM or ``timeout`` would) at its ``n``-th check, i.e. during step ``n``."""
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        if self.checks == self.n:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return False
+
+
+def test_sigterm_mid_epoch_keeps_a_checkpoint_that_resumes_exactly(tmp_path):
+    crop_set = ellipse_crop_set()
+    flips = {"augment_flips": True, "augment_rot90": True}
+    straight = train(crop_set, small_model(), settings(tmp_path / "a", epochs=3, **flips))
+    with pytest.raises(TrainingInterrupted, match="SIGTERM at step 6") as err:
+        train(crop_set, small_model(), settings(tmp_path / "b", epochs=3, **flips), stop_event=SigtermAfter(6))
+    kept = checkpoint(err.value.last_checkpoint)
+    assert kept["global_step"] == 6 and kept["epoch"] == 1  # two steps into the second epoch
+    resumed = train(crop_set, small_model(), settings(tmp_path / "b", epochs=3, **flips),
+                    resume_from=err.value.last_checkpoint)
+    # The interrupted epoch continues with the batches it had not trained yet: the same run as uninterrupted.
+    assert checkpoint(resumed.last_checkpoint)["global_step"] == 3 * STEPS_PER_EPOCH
+    a, b = last_state(straight.last_checkpoint), last_state(resumed.last_checkpoint)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert [row["epoch"] for row in resumed.history] == [0, 1, 2]
+    assert resumed.history[2]["val_loss"] == pytest.approx(straight.history[2]["val_loss"], rel=1e-5)
 
 
 # ---------------------------------------------------------------- last.ckpt is the last epoch

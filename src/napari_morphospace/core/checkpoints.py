@@ -106,6 +106,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
+def last_checkpoint_in(folder: Path) -> Path | None:
+    """The ``last.ckpt`` to resume a run in ``folder`` from (the later stage first for the conditional model)."""
+    for candidate in (folder / "target" / LAST_NAME, folder / "reference" / LAST_NAME, folder / LAST_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 # ---------------------------------------------------------------- one run per folder
 
 

@@ -550,18 +550,57 @@ class _CropDataModule(L.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.drop_last_val, self.num_workers, self.seed = drop_last_val, num_workers, seed
 
-    def _sampler(self, dataset: Dataset, *, shuffle: bool) -> DistributedSampler:
-        return DistributedSampler(dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
-                                  shuffle=shuffle, seed=self.seed)
+    def _sampler(self, dataset: Dataset, *, shuffle: bool) -> _EpochSampler:
+        return _EpochSampler(dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
+                             shuffle=shuffle, seed=self.seed)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self._sampler(self.train_set, shuffle=True),
-                          drop_last=True, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return _ResumableLoader(self.train_set, batch_size=self.batch_size,
+                                sampler=self._sampler(self.train_set, shuffle=True), drop_last=True,
+                                num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                                trainer=self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.val_batch_size, sampler=self._sampler(self.val_set, shuffle=False),
                           drop_last=self.drop_last_val, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
+
+
+class _EpochSampler(DistributedSampler):
+    """A ``DistributedSampler`` that can start one epoch part-way through.
+
+    Its order depends only on ``(seed, epoch)``, so leaving out the crops of
+    the batches already trained continues an interrupted epoch exactly.
+    """
+
+    skip: tuple[int, int] | None = None  # (epoch, crops of this process to leave out), used once
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        if self.skip is not None and self.skip[0] == self.epoch:
+            indices = indices[self.skip[1]:]
+        self.skip = None
+        return iter(indices)
+
+
+class _ResumableLoader(DataLoader):
+    """The training loader, which continues an epoch that a checkpoint interrupted (SIGTERM between steps).
+
+    Lightning stores its ``state_dict`` in every checkpoint and hands it
+    back on resume; without it, a resumed epoch started again from its first
+    batch and skipped its last ones.
+    """
+
+    def __init__(self, *args: Any, trainer: L.Trainer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, int]:
+        progress = self._trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self._trainer.current_epoch, "batches_done": progress.completed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.skip = (state["epoch"], state["batches_done"] * self.batch_size)
 
 
 class _ProgressReporter(L.Callback):
@@ -814,7 +853,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
                     weights_only=True)
     except SIGTERMException as err:
         raise TrainingInterrupted(
-            f"training was stopped by SIGTERM at step {trainer.global_step} ({stage} model); "
+            f"training was stopped by SIGTERM at step {trainer.global_step}{_of_stage(stage)}; "
             f"{run.last} holds its state to resume from", str(run.last),
         ) from err
     except SystemExit as err:  # after a Ctrl-C in the middle of a step, Lightning cleans up and exits with 1
@@ -826,7 +865,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
                  if module.nonfinite_step is not None else
                  f"the validation loss became non-finite (NaN or infinite) in epoch {run.nonfinite_val_epoch + 1}")
         raise TrainingDiverged(
-            f"{where} ({stage} model); training stopped and {run.last} keeps the last state whose training "
+            f"{where}{_of_stage(stage)}; training stopped and {run.last} keeps the last state whose training "
             f"and validation losses were finite. Lower the learning rate (now {settings.learning_rate}), set "
             "gradient_clip_val (e.g. 1.0), or use precision '32-true', then resume from that checkpoint "
             "(the new settings apply) or start again",
@@ -847,6 +886,11 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
     }
 
 
+def _of_stage(stage: Stage) -> str:
+    """`` (reference model)`` for a stage of the conditional model, nothing for a single model (messages)."""
+    return "" if stage == "model" else f" ({stage} model)"
+
+
 def _make_trainer(settings: TrainSettings, callbacks: list[L.Callback], checkpoint_dir: Path,
                   progress_bar: bool) -> L.Trainer:
     """A Lightning Trainer for these settings; device set-up problems become :class:`InputError`."""
@@ -859,10 +903,10 @@ def _make_trainer(settings: TrainSettings, callbacks: list[L.Callback], checkpoi
             num_sanity_val_steps=0, use_distributed_sampler=False, deterministic="warn",
             plugins=[AtomicCheckpointIO()],
         )
-    except (MisconfigurationException, ValueError) as err:
+    except (MisconfigurationException, ValueError, TypeError) as err:
         raise InputError(
             f"cannot train with accelerator={settings.accelerator!r}, devices={settings.devices!r}, "
-            f"strategy={settings.strategy!r}, precision={settings.precision!r}: {err}. "
+            f"strategy={settings.strategy!r}, precision={settings.precision!r}: {str(err).rstrip('.')}. "
             "Check the device settings; accelerator 'auto' picks what this machine has"
         ) from err
     if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
