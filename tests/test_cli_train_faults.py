@@ -135,8 +135,8 @@ def test_an_unwritable_checkpoint_folder_is_refused_before_the_first_epoch(tmp_p
 class Training:
     """A ``morphospace train`` process whose epoch lines are read as they come."""
 
-    def __init__(self, argv: list[str], cwd: Path) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         self.process = subprocess.Popen([MORPHOSPACE, *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
@@ -193,6 +193,27 @@ def test_a_signal_exits_non_zero_keeps_a_checkpoint_and_the_printed_command_resu
     assert resumed.returncode == 0, resumed.stderr
     history = load_bundle(tmp_path / "model").config["history"]
     assert [row["epoch"] for row in history] == [0, 1, 2]
+
+
+#: What SLURM sets for a one-task job (Lightning then uses its SLURM environment and requeue handlers).
+SLURM_JOB = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "1", "SLURM_PROCID": "0",
+             "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+
+
+@pytest.mark.slow
+def test_a_requeued_slurm_job_continues_its_run_with_the_same_command(tmp_path, crops):
+    argv = ["train", "--crops", "crops", "--out", "model", "--epochs", "4", *TINY]
+    status, stderr = Training(argv, cwd=tmp_path, env=SLURM_JOB).send_after_first_epoch(signal.SIGTERM)
+    assert status == 143, stderr
+    stopped_at = torch.load(tmp_path / "model-checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    # SLURM starts the requeued job with the same command and counts the restart.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **SLURM_JOB, "SLURM_RESTART_COUNT": "1"}
+    requeued = subprocess.run([MORPHOSPACE, *argv], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+    assert requeued.returncode == 0, requeued.stderr
+    assert "requeued SLURM job; continuing from model-checkpoints/last.ckpt" in requeued.stderr
+    history = load_bundle(tmp_path / "model").config["history"]
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3] and stopped_at >= 4
 
 
 # ---------------------------------------------------------------- several processes

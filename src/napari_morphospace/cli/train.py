@@ -5,7 +5,7 @@ The same engine as the Train widget. Options override the values of
 saved by the widget or by ``--save-config``). Lightning's device options pass
 through, so the same command trains on a laptop CPU, on several GPUs with
 ``--devices 4 --strategy ddp`` or on several nodes under SLURM with
-``--num-nodes``.
+``--num-nodes``. A requeued SLURM job continues its run from ``last.ckpt``.
 
 Checkpoints go to ``--checkpoint-dir``, or to ``<out>-checkpoints`` beside
 the bundle, which is removed once the bundle is written. Every output is
@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..core.checkpoints import CheckpointWriteError, last_checkpoint_in
+from ..core.checkpoints import CheckpointWriteError, last_checkpoint_in, requeued_checkpoint
 from ..core.config import from_dict, load_config, save_config, to_dict
 from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
@@ -133,12 +133,15 @@ def run(args: argparse.Namespace) -> int:
     _check_bundle_target(args.out, overwrite=args.overwrite, needed_bytes=_bundle_bytes(config, crop_set))
     checkpoint_dir = Path(config.training.checkpoint_dir or default_checkpoint_dir(args.out))
     print(f"morphospace train: checkpoints go to {checkpoint_dir}", file=sys.stderr)
+    resume = args.resume or requeued_checkpoint(checkpoint_dir)
+    if resume is not None and args.resume is None:
+        print(f"morphospace train: requeued SLURM job; continuing from {resume}", file=sys.stderr)
     settings = replace(config.training, checkpoint_dir=str(checkpoint_dir))
     stop = threading.Event()
     try:
         with _ctrl_c_stops(stop):
             result = train(crop_set, config.model, settings, on_update=print_progress, stop_event=stop,
-                           resume_from=args.resume, progress_bar=args.progress_bar)
+                           resume_from=resume, progress_bar=args.progress_bar)
     except TrainingInterrupted as err:
         _say_stopped(str(err), args, err.last_checkpoint)
         return 128 + signal.SIGTERM

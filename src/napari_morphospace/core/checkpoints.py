@@ -156,7 +156,38 @@ def claim_folder(folder: Path, run_id: str, *, resume_from: Path | None, needed_
     for stage_folder in (folder, *[p for p in folder.iterdir() if p.is_dir()]):
         remove_stale_scratch(stage_folder)
     if owner is None:
-        record.write_text(json.dumps({"run_id": run_id, "started": datetime.now().isoformat(timespec="seconds")}))
+        record.write_text(json.dumps({"run_id": run_id, "started": datetime.now().isoformat(timespec="seconds"),
+                                      "slurm_job": slurm_job_id()}))
+
+
+def slurm_job_id() -> str | None:
+    """The SLURM job (``<job>`` or ``<array job>_<task>``) this process runs in; ``None`` outside SLURM."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array_job is not None:
+        return f"{array_job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def requeued_checkpoint(folder: Path) -> Path | None:
+    """The ``last.ckpt`` a requeued SLURM job continues from, when ``folder`` holds this job's run.
+
+    SLURM starts a requeued job (Lightning's auto-requeue on the
+    ``--signal`` warning, or ``scontrol requeue``) with the same command, and
+    counts restarts in ``SLURM_RESTART_COUNT``. Lightning's own requeue
+    checkpoint (``hpc_ckpt_N.ckpt``) is written from inside a signal handler,
+    possibly in the middle of a step; ``last.ckpt``, written at a step
+    boundary on the SIGTERM that ends the job, is used instead.
+    """
+    job = slurm_job_id()
+    if job is None or int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1:
+        return None
+    try:
+        owner = _read_run_file(folder / RUN_FILE)
+    except InputError:
+        return None
+    if owner is None or owner.get("slurm_job") != job:
+        return None
+    return last_checkpoint_in(folder)
 
 
 def _read_run_file(record: Path) -> dict[str, Any] | None:
