@@ -184,7 +184,8 @@ def test_a_signal_exits_non_zero_keeps_a_checkpoint_and_the_printed_command_resu
 
     # The same command without --resume refuses to start over on top of the stopped run.
     rerun = subprocess.run([MORPHOSPACE, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 2 and "another training" in rerun.stderr and "Traceback" not in rerun.stderr
+    assert rerun.returncode == 2 and "Traceback" not in rerun.stderr
+    assert "already holds another training's checkpoints" in rerun.stderr
 
     # The printed command continues the run to its 30 epochs, under a shorter limit here.
     command = resume_command(stderr)
@@ -230,3 +231,29 @@ def test_ddp_processes_share_one_checkpoint_folder_and_write_one_bundle(tmp_path
     assert best.startswith("best-epoch=") and rest == ["last.ckpt", "run.json"]
     assert [row["epoch"] for row in load_bundle(tmp_path / "model").config["history"]] == [0, 1]
     assert files_in(own_tmpdir) == []
+
+
+def test_a_bundle_that_cannot_be_written_after_training_is_not_lost(tmp_path, crops, capsys, monkeypatch):
+    """The disk fills up during training: the message says where the model is and the command that writes it."""
+    import napari_morphospace.core.training as training
+
+    real_save = training.save_bundle
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(training, "save_bundle", disk_full)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--crops", "crops", "--out", "model", "--epochs", "2", *TINY]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the model bundle model (No space left on device)" in err and "Traceback" not in err
+    assert (tmp_path / "model-checkpoints" / "last.ckpt").is_file() and not (tmp_path / "model").exists()
+    # Space is back: the printed command writes the bundle from the finished run, without training again.
+    monkeypatch.setattr(training, "save_bundle", real_save)
+    command = shlex.split(err.split("write the bundle with:", 1)[1].strip())
+    assert main(command[1:]) == 0
+    out = capsys.readouterr().out
+    assert "epoch" not in out  # nothing was trained again
+    assert [row["epoch"] for row in load_bundle(tmp_path / "model").config["history"]] == [0, 1]
+    assert not (tmp_path / "model-checkpoints").exists()

@@ -297,7 +297,7 @@ def test_training_needs_a_checkpoint_folder(tmp_path):
 def test_a_new_run_refuses_a_folder_holding_another_runs_checkpoints(tmp_path):
     first = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=1))
     before = Path(first.last_checkpoint).read_bytes()
-    with pytest.raises(InputError, match="another training") as err:
+    with pytest.raises(InputError, match="already holds another training.s checkpoints") as err:
         train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=1, seed=5))
     assert str(tmp_path / "ckpt") in str(err.value) and "resume" in str(err.value)
     assert Path(first.last_checkpoint).read_bytes() == before
@@ -307,10 +307,11 @@ def test_a_new_run_refuses_a_folder_holding_another_runs_checkpoints(tmp_path):
 def test_resuming_into_another_runs_folder_is_refused(tmp_path):
     a = train(ellipse_crop_set(), small_model(), settings(tmp_path / "a", epochs=1))
     train(ellipse_crop_set(), small_model(), settings(tmp_path / "b", epochs=1))
-    with pytest.raises(InputError, match="another training"):
+    with pytest.raises(InputError, match="already holds another training.s checkpoints"):
         train(ellipse_crop_set(), small_model(), settings(tmp_path / "b", epochs=2), resume_from=a.last_checkpoint)
     # Into a new folder it continues, and that folder then belongs to the resumed run.
-    resumed = train(ellipse_crop_set(), small_model(), settings(tmp_path / "c", epochs=2), resume_from=a.last_checkpoint)
+    resumed = train(ellipse_crop_set(), small_model(), settings(tmp_path / "c", epochs=2),
+                    resume_from=a.last_checkpoint)
     assert [row["epoch"] for row in resumed.history] == [0, 1]
 
 

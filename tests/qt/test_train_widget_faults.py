@@ -27,7 +27,7 @@ def test_start_into_a_used_checkpoint_dir_is_refused_and_resume_continues_that_r
     widget.start()
     wait_until_done(qtbot, widget)
     errors = napari_hooks.take_errors()
-    assert len(errors) == 1 and "holds the checkpoints of another training" in errors[0]
+    assert len(errors) == 1 and "already holds another training's checkpoints" in errors[0]
     assert "another training" in widget.status.text() and widget.start_button.enabled
     assert last.read_bytes() == first
 

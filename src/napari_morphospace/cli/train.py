@@ -128,7 +128,11 @@ def print_progress(message: TrainMessage) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.save_config:
-        save_config(config, args.save_config)
+        try:
+            save_config(config, args.save_config)
+        except OSError as err:
+            raise InputError(f"cannot write --save-config {args.save_config} ({err.strerror or err}); "
+                             "choose a file in a writable folder") from err
     crop_set = load_crop_set(args.crops)
     _check_bundle_target(args.out, overwrite=args.overwrite, needed_bytes=_bundle_bytes(config, crop_set))
     checkpoint_dir = Path(config.training.checkpoint_dir or default_checkpoint_dir(args.out))
@@ -143,21 +147,29 @@ def run(args: argparse.Namespace) -> int:
             result = train(crop_set, config.model, settings, on_update=print_progress, stop_event=stop,
                            resume_from=resume, progress_bar=args.progress_bar)
     except TrainingInterrupted as err:
-        _say_stopped(str(err), args, err.last_checkpoint)
+        if err.is_global_zero:
+            _say_stopped(str(err), args, err.last_checkpoint)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:  # a second Ctrl-C, in the middle of a step
         last = last_checkpoint_in(checkpoint_dir)
         _say_stopped(f"interrupted; {last or 'no checkpoint'} holds the last finished epoch", args, last)
         return 130
     except (TrainingDiverged, CheckpointWriteError) as err:
-        raise InputError(f"{err}; resume with: {resume_command(args, err_checkpoint(err, checkpoint_dir))}") from err
-    if stop.is_set():
-        _say_stopped(f"interrupted; {result.last_checkpoint} holds the run's state", args, result.last_checkpoint)
+        raise InputError(f"{err}; resume with: {resume_command(args, _checkpoint_after(err, checkpoint_dir))}") from err
+    if result.stopped_by_user:
+        if result.is_global_zero:
+            _say_stopped(f"interrupted; {result.last_checkpoint} holds the run's state", args, result.last_checkpoint)
         return 130
     if not result.is_global_zero:
         return 0
-    save_trained_bundle(result, crop_set, args.out, train_settings=config.training,
-                        crop_set_origin=str(args.crops.resolve()), overwrite=args.overwrite)  # fmt: skip
+    try:
+        save_trained_bundle(result, crop_set, args.out, train_settings=config.training,
+                            crop_set_origin=str(args.crops.resolve()), overwrite=args.overwrite)  # fmt: skip
+    except OSError as err:  # the disk filled up during training, or the folder was made read-only
+        raise InputError(
+            f"cannot write the model bundle {args.out} ({err.strerror or err}); the trained model is kept in "
+            f"{checkpoint_dir}. Free space, then write the bundle with: {resume_command(args, result.last_checkpoint)}"
+        ) from err
     if config.training.checkpoint_dir is None:  # the bundle holds the model: nothing left to resume
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     state = "stopped early" if result.stopped_early else "finished"
@@ -171,7 +183,7 @@ def default_checkpoint_dir(out: Path) -> Path:
     return out.with_name(f"{out.name}-checkpoints")
 
 
-def err_checkpoint(err: TrainingDiverged | CheckpointWriteError, checkpoint_dir: Path) -> str | None:
+def _checkpoint_after(err: TrainingDiverged | CheckpointWriteError, checkpoint_dir: Path) -> str | None:
     """The checkpoint to resume from after ``err``."""
     found = getattr(err, "last_checkpoint", None) or last_checkpoint_in(checkpoint_dir)
     return str(found) if found else None
@@ -186,7 +198,7 @@ def _ctrl_c_stops(stop: threading.Event) -> Iterator[None]:
             raise KeyboardInterrupt
         stop.set()
         # os.write, not print: the handler may run while the main thread is printing.
-        os.write(sys.stderr.fileno(), b"morphospace train: stopping after this step (Ctrl-C again to abort)\n")
+        os.write(2, b"morphospace train: stopping after this step (Ctrl-C again to abort)\n")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

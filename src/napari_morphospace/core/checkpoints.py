@@ -34,6 +34,7 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .config import set_default_permissions
 from .errors import InputError
 
 RUN_FILE = "run.json"
@@ -56,7 +57,7 @@ def _host() -> str:
 
 
 def scratch_prefix(target: Path) -> str:
-    """Prefix of the scratch file of ``target``: ``.<name>.<host>-<pid>.``, so a later run can tell a killed writer's."""
+    """``.<name>.<host>-<pid>.``: the prefix of ``target``'s scratch file, telling later runs who wrote it."""
     return f".{target.name}.{_host()}-{os.getpid()}."
 
 
@@ -94,6 +95,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
+            set_default_permissions(scratch)
             os.replace(scratch, path)
         except BaseException as err:
             if scratch is not None:
@@ -144,14 +146,15 @@ def claim_folder(folder: Path, run_id: str, *, resume_from: Path | None, needed_
     if owner is not None and owner.get("run_id") != run_id:
         started = f", started {owner['started']}" if owner.get("started") else ""
         raise InputError(
-            f"checkpoint folder {folder} holds the checkpoints of another training (run {owner.get('run_id')}"
-            f"{started}); two trainings in one folder overwrite each other's last.ckpt. Choose an empty "
-            f"checkpoint folder, or resume that training from its {folder / LAST_NAME}"
+            f"the checkpoint folder already holds another training's checkpoints (run {owner.get('run_id')}"
+            f"{started}), which this one would overwrite: {folder}. Choose an empty checkpoint folder, or "
+            f"resume that training from {last_checkpoint_in(folder) or folder / LAST_NAME}"
         )
-    if owner is None and not resuming_here and any(folder.rglob("*.ckpt")):
+    if owner is None and not resuming_here and any([*folder.glob("*.ckpt"), *folder.glob("*/*.ckpt")]):
         raise InputError(
-            f"checkpoint folder {folder} holds the checkpoints of another training; choose an empty "
-            f"checkpoint folder, or resume that training from its {folder / LAST_NAME}"
+            f"the checkpoint folder already holds another training's checkpoints, which this one would "
+            f"overwrite: {folder}. Choose an empty checkpoint folder, or resume that training from "
+            f"{last_checkpoint_in(folder) or folder / LAST_NAME}"
         )
     for stage_folder in (folder, *[p for p in folder.iterdir() if p.is_dir()]):
         remove_stale_scratch(stage_folder)

@@ -695,11 +695,14 @@ class TrainingDiverged(InputError):
 
 
 class TrainingInterrupted(Exception):
-    """Training was stopped by SIGTERM (SLURM, Kubernetes, ``timeout``); ``last_checkpoint`` resumes it."""
+    """Training was stopped by SIGTERM (SLURM, Kubernetes, ``timeout``); ``last_checkpoint`` resumes it.
 
-    def __init__(self, message: str, last_checkpoint: str | None) -> None:
+    Under DDP every process raises it; ``is_global_zero`` tells the one that should report.
+    """
+
+    def __init__(self, message: str, last_checkpoint: str | None, is_global_zero: bool = True) -> None:
         super().__init__(message)
-        self.last_checkpoint = last_checkpoint
+        self.last_checkpoint, self.is_global_zero = last_checkpoint, is_global_zero
 
 
 def train(
@@ -854,7 +857,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
     except SIGTERMException as err:
         raise TrainingInterrupted(
             f"training was stopped by SIGTERM at step {trainer.global_step}{_of_stage(stage)}; "
-            f"{run.last} holds its state to resume from", str(run.last),
+            f"{run.last} holds its state to resume from", str(run.last), trainer.is_global_zero,
         ) from err
     except SystemExit as err:  # after a Ctrl-C in the middle of a step, Lightning cleans up and exits with 1
         if isinstance(err.__context__, KeyboardInterrupt):
