@@ -159,8 +159,13 @@ def claim_folder(folder: Path, run_id: str, *, resume_from: Path | None, needed_
     for stage_folder in (folder, *[p for p in folder.iterdir() if p.is_dir()]):
         remove_stale_scratch(stage_folder)
     if owner is None:
-        record.write_text(json.dumps({"run_id": run_id, "started": datetime.now().isoformat(timespec="seconds"),
-                                      "slurm_job": slurm_job_id()}))
+        try:
+            with open(record, "x") as file:  # exclusive: of two trainings starting together, one gets the folder
+                json.dump({"run_id": run_id, "started": datetime.now().isoformat(timespec="seconds"),
+                           "slurm_job": slurm_job_id()}, file)
+        except FileExistsError as err:
+            raise InputError(f"another training took checkpoint folder {folder} at the same moment; "
+                             "choose an empty checkpoint folder") from err
 
 
 def slurm_job_id() -> str | None:
