@@ -47,6 +47,7 @@ from ..core.errors import InputError
 from ..core.report import SECTIONS, write_report
 from ..core.training import TrainSettings
 from .cells_widget import find_sources
+from .docking import tab_with_other_docks
 from .layers import layer_file
 from .session import session_for
 from .workers import messages_from
@@ -185,6 +186,7 @@ class AnalysisWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         #: The analysis last opened here (its sources are kept when saving) and its bundle's folder.

@@ -45,6 +45,7 @@ from qtpy.QtWidgets import (
 from ..core.annotations import AnnotationStore, annotation_overlay, class_codes
 from ..core.errors import InputError
 from ..core.export import MANIFEST_NAME, analysis_table, export_anndata, export_crops, export_table
+from .docking import tab_with_other_docks
 from .session import session_for
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class AnnotationWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.store: AnnotationStore | None = None

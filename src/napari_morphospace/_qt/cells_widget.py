@@ -59,6 +59,7 @@ from ..core.errors import InputError
 from ..core.io import Stack
 from ..core.gallery import composite_rgb, crop_montage
 from ..core.preprocess import STEPS, PreprocessPipeline, PreprocessStep, apply_pipeline
+from .docking import tab_with_other_docks
 from .forms import field_widget, read_form, settings_form
 from .layers import layer_file
 from .session import session_for
@@ -301,6 +302,7 @@ class CellsWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.crop_set: CropSet | None = None

@@ -30,6 +30,7 @@ from ..core.errors import InputError
 from ..core.features import EMBEDDINGS, FeatureJoin, add_cluster_column, add_embedding_columns, join_latents, labels_infos
 from ..core.export import export_table
 from ..core.selection import spatial_ndim
+from .docking import tab_with_other_docks
 from .session import session_for
 from .workers import messages_from
 
@@ -123,6 +124,7 @@ class EmbedWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.latents: pd.DataFrame | None = None

@@ -76,6 +76,7 @@ from ..core.traversal import (
     traversal_values,
     traverse,
 )
+from .docking import tab_with_other_docks
 from .layers import source_layers
 from .session import session_for
 
@@ -133,6 +134,7 @@ class LatentWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.bundle: Bundle | None = None

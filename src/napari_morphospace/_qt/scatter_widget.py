@@ -65,6 +65,7 @@ from ..core.selection import (
     time_column,
 )
 from ..core.statistics import order_dimensions, require_finite
+from .docking import tab_with_other_docks
 from .scatter_canvas import ScatterCanvas
 from .session import session_for
 
@@ -119,6 +120,7 @@ class ScatterWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.named_selections = NamedSelections()

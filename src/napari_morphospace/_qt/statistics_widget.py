@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import InputError
 from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, group_choices, summarise_latents, summary_figures
+from .docking import tab_with_other_docks
 from .session import session_for
 
 SESSION_TABLE = "latent table (this session)"
@@ -64,6 +65,7 @@ class StatisticsWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.summary: LatentSummary | None = None
