@@ -12,6 +12,7 @@ pick them up through their session signals. Nothing in an analysis folder is eve
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -23,7 +24,6 @@ import pandas as pd
 from magicgui.widgets import FileEdit, PushButton
 from napari.layers import Image
 from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
 from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
@@ -50,7 +50,7 @@ from .cells_widget import find_sources
 from .docking import tab_with_other_docks
 from .layers import layer_file
 from .session import session_for
-from .workers import messages_from
+from .workers import Progress, ProgressDisplay, messages_from
 
 if TYPE_CHECKING:
     import napari
@@ -84,13 +84,6 @@ class OpenedAnalysis:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass
-class ReportStep:
-    """Sent by the report worker before each section."""
-
-    text: str
-
-
 # --------------------------------------------------------------------------- workers
 
 
@@ -106,9 +99,11 @@ def _open_worker(folder: Path) -> OpenedAnalysis:
 
 @thread_worker
 def _report_worker(folder: Path):
-    return (yield from messages_from(
-        lambda send: write_report(folder, folder / REPORT_HTML, overwrite=True, on_step=lambda text: send(ReportStep(text)))
-    ))  # fmt: skip
+    sections = itertools.count(1)
+    return (yield from messages_from(lambda send: write_report(
+        folder, folder / REPORT_HTML, overwrite=True,
+        on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))),
+    )))  # fmt: skip
 
 
 def save_session(plan: SavePlan) -> AnalysisFolder:
@@ -377,16 +372,12 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self._report_error(err)
             return None
-        bar = progress(total=len(SECTIONS), desc="Writing the report")
+        display = ProgressDisplay("Writing the report", show_text=self.status.setText, parent=self)
         worker = _report_worker(chosen, _ignore_errors=True)
-        worker.yielded.connect(lambda step: self._on_report_step(step, bar))
-        worker.finished.connect(bar.close)
+        worker.yielded.connect(display.post)
+        for signal in (worker.returned, worker.errored, worker.finished):  # before the outcome is shown
+            signal.connect(lambda *_: display.close())
         return self._start(worker, self._on_report_written, f"Writing the report of {chosen}…")
-
-    def _on_report_step(self, step: ReportStep, bar: progress) -> None:
-        self.status.setText(step.text + "…")
-        bar.set_description(step.text)
-        bar.update(1)
 
     def _on_report_written(self, path: Path) -> None:
         self.last_report = Path(path)
