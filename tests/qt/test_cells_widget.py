@@ -13,7 +13,7 @@ from napari_morphospace._qt.session import session_for
 from napari_morphospace._sample_data import sample_layer_data
 from napari_morphospace.core.crops import CropSettings, crops_from_labels
 from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
-from real_data import bbbc007_fields, dataset
+from real_data import bbbc007_fields, dataset, stardist_3d
 
 
 @pytest.fixture
@@ -229,3 +229,20 @@ def test_a_build_of_a_real_field_finishes_while_the_main_thread_is_busy(make_nap
     crop_set = widget.crop_set
     assert crop_set is not None and 0.9 * n_objects <= len(crop_set) <= n_objects  # a few tiny nuclei are skipped
     assert widget.status.text().startswith(f"{len(crop_set)} crops (1×64×64)")
+
+
+def test_a_3d_crop_size_gives_the_resize_step_three_values(make_napari_viewer, dock, napari_hooks, qtbot):
+    """Typing "16, 32, 32" for a real 3D stack raised "Length of tuple does not match" from the 2-value resize box."""
+    image, mask = stardist_3d()
+    viewer = make_napari_viewer()
+    viewer.open(str(image), plugin="napari-morphospace")
+    viewer.open(str(mask), plugin="napari-morphospace")
+    widget = dock(viewer, "Cells")
+    assert [(s.objects, s.channels, s.axes) for s in widget.sources()] == [("mask3d", ["img3d"], "ZYX")]
+    widget.crop_form.size.value = "16, 32, 32"
+    assert widget.steps._params["resize"]["shape"].value == (16, 32, 32)
+    widget.steps.set_steps(("resize",))
+    widget.update_preview()
+    assert "16×32×32" in widget.preview_info.text()
+    widget.crop_form.size.value = "24"  # one number: a cube
+    assert widget.steps._params["resize"]["shape"].value == (24, 24, 24)

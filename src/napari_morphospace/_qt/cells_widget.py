@@ -287,7 +287,15 @@ class StepEditor(Container):
             check.value = step in names
 
     def set_resize_shape(self, shape: tuple[int, ...]) -> None:
-        self._params["resize"]["shape"].value = tuple(shape)
+        """Show ``shape`` as the resize target; a new box when the number of axes changes (2D <-> 3D)."""
+        params, shape = self._params["resize"], tuple(shape)
+        current = params["shape"]
+        if len(current.value) == len(shape):
+            current.value = shape
+            return
+        index = params.index(current)
+        params.remove(current)
+        params.insert(index, _step_value_widget("shape", tuple[int, ...], None, shape))
 
 
 # --------------------------------------------------------------------------- the widget
