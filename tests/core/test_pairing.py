@@ -56,6 +56,8 @@ def test_every_real_bbbc007_field_pairs_with_its_own_image_only(bbbc007_layers):
 def test_labels_without_their_image_are_refused_naming_the_layers(bbbc007_layers):
     pairing = pair_layers(bbbc007_layers, "labels")
     assert pairing.unpaired == ["20P1_POS0002_D_1UL_labels"]
+    [lonely] = [s for s in pairing.sources if not s.channels]
+    assert lonely.group == "f9620"  # its folder, like the paired fields
     (problem,) = pairing.problems
     assert problem.startswith("'20P1_POS0002_D_1UL_labels': no image is named '20P1_POS0002_D_1UL'")
     assert "'20P1_POS0005_D_1UL'" in problem and "400×400" in problem  # names the candidates of its shape

@@ -83,8 +83,8 @@ PRESETS = {
     "Statistical Cell": ("subtract_mode", "align_major_axis", "center_on_channel"),
 }
 PREVIEW_PX = 150
-#: The sources table's columns; "image channels" and "group" can be edited.
-COLUMNS = ("use", "objects", "image channels", "axes", "group")
+#: The sources table's columns: the pairing first; image channels, group and axes can be edited.
+COLUMNS = ("use", "objects", "image channels", "group", "axes")
 TABLE_ROWS_SHOWN = 8  # the table grows up to this many rows, then scrolls
 
 
@@ -418,7 +418,7 @@ class CellsWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.scroll)
-        self.setMinimumWidth(400)
+        self.setMinimumWidth(520)  # the sources table shows a labels file, its image and its group side by side
 
     def _connect(self) -> None:
         self.kind.changed.connect(self._on_kind_changed)
@@ -476,31 +476,33 @@ class CellsWidget(QWidget):
             use = QTableWidgetItem()
             use.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
             use.setCheckState(Qt.CheckState.Checked if source.channels else Qt.CheckState.Unchecked)
+            use.setToolTip("build crops from this source")
             objects = QTableWidgetItem(source.objects or "(patch grid)")
             objects.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+            objects.setToolTip(source.objects or "a grid of patches over the image")
+            group = QTableWidgetItem(edited.get(row_key(source), source.group))
+            group.setToolTip("the condition (group) of these cells; type to change it")
+            axes = QTableWidgetItem(source.axes)
+            axes.setToolTip("one letter per image axis, from TZYX")
             channels = QTableWidgetItem(", ".join(source.channels))
-            group = edited.get(row_key(source), source.group)
-            items = [use, objects, channels, QTableWidgetItem(source.axes), QTableWidgetItem(group)]
-            tips = ["build crops from this source", source.objects or "a grid of patches over the image",
-                    "\n".join(source.channels) or "no image: type its channel layers, separated by commas",
-                    "one letter per image axis, from TZYX", "the condition (group) of these cells"]  # fmt: skip
-            for column, (item, tip) in enumerate(zip(items, tips)):
-                item.setToolTip(tip)
-                self.table.setItem(row, column, item)
+            channels.setToolTip("\n".join(source.channels) or "no image: type its channel layers, separated by commas")
+            cells = {"use": use, "objects": objects, "group": group, "axes": axes, "image channels": channels}
+            for column, name in enumerate(COLUMNS):
+                self.table.setItem(row, column, cells[name])
         self.table.blockSignals(False)
         self._fit_table_height()
         self.pairing_info.setText("\n".join(f"⚠ not paired: {p}" for p in problems))
         self.pairing_info.setVisible(bool(problems))
         if found and self.table.currentRow() < 0:
-            self.table.setCurrentCell(0, 2)
+            self.table.setCurrentCell(0, COLUMNS.index("objects"))  # the row to preview; the table stays scrolled left
         self._preview_cache = None
         self._schedule_preview()
 
     def _fit_table_height(self) -> None:
         """Tall enough for up to ``TABLE_ROWS_SHOWN`` rows (and the sideways scroll bar), then it scrolls."""
-        rows = max(1, min(self.table.rowCount(), TABLE_ROWS_SHOWN))
-        height = self.table.horizontalHeader().height() + rows * self.table.verticalHeader().defaultSectionSize()
-        self.table.setFixedHeight(height + self.table.horizontalScrollBar().sizeHint().height() + 4)
+        rows = max(1, min(self.table.rowCount(), TABLE_ROWS_SHOWN)) * self.table.verticalHeader().defaultSectionSize()
+        height = self.table.horizontalHeader().sizeHint().height() + rows + 2 * self.table.frameWidth()
+        self.table.setFixedHeight(height + self.table.horizontalScrollBar().sizeHint().height())
 
     def _label_images(self) -> list[Image]:
         """Integer image layers named like label images (``X_labels``): label files opened by a plain image reader."""
@@ -541,24 +543,24 @@ class CellsWidget(QWidget):
         """The rows of the sources table as :class:`Source` (unchecked rows have ``use=False``)."""
         rows = []
         for row in range(self.table.rowCount()):
-            items = [self.table.item(row, column) for column in range(len(COLUMNS))]
-            if any(item is None for item in items):
+            cells = {name: self.table.item(row, column) for column, name in enumerate(COLUMNS)}
+            if any(item is None for item in cells.values()):
                 continue
-            objects = items[1].text()
+            objects = cells["objects"].text()
             rows.append(
                 Source(
                     objects="" if objects == "(patch grid)" else objects,
-                    channels=[c.strip() for c in items[2].text().split(",") if c.strip()],
-                    axes=items[3].text().strip().upper(),
-                    group=items[4].text().strip(),
-                    use=items[0].checkState() == Qt.CheckState.Checked,
+                    channels=[c.strip() for c in cells["image channels"].text().split(",") if c.strip()],
+                    axes=cells["axes"].text().strip().upper(),
+                    group=cells["group"].text().strip(),
+                    use=cells["use"].checkState() == Qt.CheckState.Checked,
                 )
             )
         return rows
 
     def set_group(self, row: int, group: str) -> None:
         """Name the condition of source ``row`` (as editing the table cell does)."""
-        self.table.item(row, 4).setText(group)
+        self.table.item(row, COLUMNS.index("group")).setText(group)
 
     # ----------------------------------------------------------------- preview
 

@@ -6,8 +6,9 @@ widgets every one of them is squeezed to a few rows (issue 9). Every
 Morphospace widget calls :func:`tab_with_other_docks` in its ``__init__``;
 when napari has docked it (whichever way: the Plugins menu,
 ``add_plugin_dock_widget``, ``add_dock_widget``), it joins the tabs of the
-Morphospace docks already in the same area and comes to the front. The user
-can still drag a tab out; only the first docking is arranged.
+Morphospace docks already in the same area and comes to the front, unless
+whoever docked it has already put it in tabs. The user can still drag a tab
+out; only the first docking is arranged.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def morphospace_docks(window: QMainWindow) -> list[QDockWidget]:
 def tab_into_place(dock: QDockWidget) -> None:
     """Put ``dock`` into the tabs of a visible Morphospace dock in its area and raise it."""
     window = dock.parentWidget()
-    if not isinstance(window, QMainWindow) or dock.isFloating():
-        return
+    if not isinstance(window, QMainWindow) or dock.isFloating() or window.tabifiedDockWidgets(dock):
+        return  # floating, or already tabbed by whoever docked it (the demo arranges its own tabs)
     area = window.dockWidgetArea(dock)
     others = [other for other in morphospace_docks(window)
               if other is not dock and not other.isFloating() and other.isVisible()

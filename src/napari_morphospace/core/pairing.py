@@ -189,14 +189,12 @@ def pair_layers(layers: Sequence[LayerInfo], kind: Literal["labels", "points", "
         found.append((layer, image))
     folders = {i.layers[0].folder for _, i in found if i is not None}
     for layer, image in found:
-        stem = name_stem(layer.name)
         if image is None:
-            pairing.sources.append(PairedSource(layer.name, [], layer.group or stem, stem))
-            continue
-        group = layer.group or image.layers[0].group
-        if not group:
-            group = image.layers[0].folder if len(folders) > 1 and image.layers[0].folder else image.stem
-        pairing.sources.append(PairedSource(layer.name, image.names, group, source_stem(layer.name, image.names)))
+            group = _group(layer, name_stem(layer.name), folders)
+            pairing.sources.append(PairedSource(layer.name, [], group, name_stem(layer.name)))
+        else:
+            group = layer.group or _group(image.layers[0], image.stem, folders)
+            pairing.sources.append(PairedSource(layer.name, image.names, group, source_stem(layer.name, image.names)))
     return pairing
 
 
@@ -204,12 +202,12 @@ def pair_patches(layers: Sequence[LayerInfo]) -> Pairing:
     """For a patch grid every image source is a source of its own (no objects layer)."""
     images = image_sources(layers)
     folders = {i.layers[0].folder for i in images}
-    sources = []
-    for image in images:
-        first = image.layers[0]
-        group = first.group or (first.folder if len(folders) > 1 and first.folder else image.stem)
-        sources.append(PairedSource("", image.names, group, image.stem))
-    return Pairing(sources)
+    return Pairing([PairedSource("", i.names, _group(i.layers[0], i.stem, folders), i.stem) for i in images])
+
+
+def _group(layer: LayerInfo, stem: str, folders: set[str | None]) -> str:
+    """The condition: the layer's own group, else its folder when the sources come from several, else its stem."""
+    return layer.group or (layer.folder if len(folders) > 1 and layer.folder else stem)
 
 
 def source_stem(objects: str, channels: Sequence[str]) -> str:
@@ -255,13 +253,13 @@ def _image_of(layer: LayerInfo, images: list[_ImageSource], kind: str) -> tuple[
     if by_prefix:
         return None, (
             f"{layer.name!r}: the images {_names_text(by_prefix)} all start with {stem!r} and come from "
-            "different files; rename the objects layer after its image (e.g. 'IMAGE_labels')"
+            "different files; name the objects layer after its image ('X_labels' for image 'X')"
         )
     if len(fitting) == 1:
         return fitting[0], ""
     return None, (
         f"{layer.name!r}: no image is named {stem!r} and several have {fit_text} "
-        f"({_names_text(fitting)}); rename it after its image (e.g. '{fitting[0].stem}_labels'), "
+        f"({_names_text(fitting)}); name it after its image ('X_labels' for image 'X'), "
         "or type the channel layers of this row in the table"
     )
 
