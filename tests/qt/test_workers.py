@@ -53,10 +53,10 @@ def test_an_error_in_the_task_reaches_the_worker_after_its_messages():
 def test_the_display_shows_only_the_latest_and_never_inside_itself(qtbot):
     shown = []
     display = ProgressDisplay("Building", show_text=lambda text: (shown.append(text), display.show_latest()),
-                              interval_ms=10)  # fmt: skip
+                              interval_ms=10, bar_delay_s=0)  # fmt: skip
     for i in range(1, 101):
         display.post(Progress("Cropping A", i, 100))  # only recorded
-    assert shown == [] and display.bar.n == 0
+    assert shown == [] and display.bar is None
     qtbot.waitUntil(lambda: shown == ["Cropping A: 100/100"], timeout=2000)  # the nested call did nothing
     assert (display.bar.n, display.bar.total) == (100, 100) and display.bar.desc == "Cropping A: "
     display.post(Progress("Cropping B", 3, 7))  # a new source restarts the bar
@@ -72,7 +72,7 @@ def test_closing_while_the_display_shows_waits_until_it_has_returned(qtbot):
         display.close()  # the task's end, processed by napari's progress bar while it updates
         events.append("closed" if display.closed else "close deferred")
 
-    display = ProgressDisplay("Building", show_text=show_text, interval_ms=10)
+    display = ProgressDisplay("Building", show_text=show_text, interval_ms=10, bar_delay_s=0)
     display.post(Progress("Cropping", 5, 10))
     display.show_latest()
     assert events == ["Cropping: 5/10", "close deferred"] and display.closed
@@ -80,3 +80,13 @@ def test_closing_while_the_display_shows_waits_until_it_has_returned(qtbot):
     display.show_latest()
     qtbot.wait(50)
     assert events == ["Cropping: 5/10", "close deferred"]  # nothing shown once closed
+
+
+def test_a_short_task_shows_its_progress_as_text_only(qtbot):
+    """Adding napari's bar repaints the whole window (about a second with software OpenGL): not for short tasks."""
+    shown = []
+    display = ProgressDisplay("Building", show_text=shown.append, interval_ms=10, bar_delay_s=60)
+    display.post(Progress("Cropping", 5, 10))
+    qtbot.waitUntil(lambda: shown == ["Cropping: 5/10"], timeout=2000)
+    display.close()
+    assert display.bar is None and display.closed

@@ -42,6 +42,9 @@ _POLL_SECONDS = 0.05
 PROGRESS_INTERVAL_S = 0.2
 #: A progress display shows the latest progress this often.
 DISPLAY_INTERVAL_MS = 250
+#: napari's progress bar appears only for tasks still running after this long: adding it to the activity
+#: dock repaints the window, 0.9-1.5 s of GUI time with software OpenGL (benchmarks/bench_build_progress.py).
+BAR_DELAY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,18 +105,22 @@ def messages_from(
 
 
 class ProgressDisplay(QObject):
-    """napari's progress bar (in the activity dock) and a status text, showing the latest :class:`Progress`.
+    """A status text and napari's progress bar (in the activity dock), showing the latest :class:`Progress`.
 
     :meth:`post` only records; a timer shows the newest record every
-    ``interval_ms``. Call :meth:`close` when the task has ended, *before*
-    writing the task's outcome into the status text: nothing of this display
-    writes the status text after that.
+    ``interval_ms``. The bar is added once the task has run ``bar_delay_s``
+    (short tasks show their progress in the status text only). Call
+    :meth:`close` when the task has ended, *before* writing the task's
+    outcome into the status text: nothing of this display writes the status
+    text after that.
     """
 
     def __init__(self, description: str, *, show_text: Callable[[str], None] | None = None,
-                 interval_ms: int = DISPLAY_INTERVAL_MS, parent: QObject | None = None) -> None:
+                 interval_ms: int = DISPLAY_INTERVAL_MS, bar_delay_s: float = BAR_DELAY_S,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.bar = progress(total=0, desc=description)
+        self.bar: progress | None = None
+        self._description, self._bar_due = description, time.monotonic() + bar_delay_s
         self._show_text = show_text
         self._latest: Progress | None = None
         self._shown: Progress | None = None
@@ -137,6 +144,10 @@ class ProgressDisplay(QObject):
             self._shown = message
             if self._show_text is not None:
                 self._show_text(message.text())  # before the bar: the bar may process events (the task's end)
+            if self.bar is None:
+                if self._close_requested or time.monotonic() < self._bar_due:
+                    return
+                self.bar = progress(total=0, desc=self._description)
             bar = self.bar
             if bar.desc != f"{message.task}: ":  # tqdm keeps the description with ": "
                 bar.set_description(message.task)
@@ -161,4 +172,5 @@ class ProgressDisplay(QObject):
         if self.closed:
             return
         self.closed = True
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
