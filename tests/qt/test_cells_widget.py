@@ -246,3 +246,18 @@ def test_a_3d_crop_size_gives_the_resize_step_three_values(make_napari_viewer, d
     assert "16×32×32" in widget.preview_info.text()
     widget.crop_form.size.value = "24"  # one number: a cube
     assert widget.steps._params["resize"]["shape"].value == (24, 24, 24)
+
+
+def test_renaming_a_layer_after_its_image_pairs_it(make_napari_viewer, dock, qtbot):
+    """The refusal says "name it after its image": doing so must update the table at once."""
+    fields = [f for f in bbbc007_fields() if f[0] == "A9"][:2]
+    viewer = make_napari_viewer()
+    for _, image, _ in fields:
+        viewer.open(str(image), plugin="napari-morphospace")
+    viewer.open(str(fields[0][2]), plugin="napari-morphospace")
+    viewer.layers[fields[0][2].stem].name = "segmentation"
+    widget = dock(viewer, "Cells")
+    assert widget.sources()[0].channels == [] and "'segmentation': no image is named" in widget.pairing_info.text()
+    viewer.layers["segmentation"].name = f"{fields[0][1].stem}_mask"
+    assert [(s.objects, s.channels) for s in widget.sources()] == [(f"{fields[0][1].stem}_mask", [fields[0][1].stem])]
+    assert not widget.pairing_info.isVisibleTo(widget)

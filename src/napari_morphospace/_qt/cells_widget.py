@@ -433,8 +433,8 @@ class CellsWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_job_button.clicked.connect(self._choose_job_path)
         events = self.viewer.layers.events
-        events.inserted.connect(self.refresh_sources)
-        events.removed.connect(self.refresh_sources)
+        for event in (events.inserted, events.removed, events.renamed):  # renaming can pair a layer
+            event.connect(self.refresh_sources)
 
     def _on_kind_changed(self) -> None:
         patches = self.kind.value == "patches"
