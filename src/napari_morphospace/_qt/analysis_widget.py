@@ -16,6 +16,7 @@ docks the widgets that were open. Nothing in an analysis folder is ever executed
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -28,7 +29,6 @@ from magicgui.widgets import FileEdit, PushButton
 from npe2 import PluginManager
 from napari.layers import Image
 from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
 from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
@@ -56,7 +56,8 @@ from .cells_widget import find_sources
 from ..viewer.layers import layer_file
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
-from .workers import messages_from
+from .docking import tab_with_other_docks
+from .workers import Progress, ProgressDisplay, messages_from
 
 if TYPE_CHECKING:
     import napari
@@ -109,13 +110,6 @@ class OpenedAnalysis:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass
-class ReportStep:
-    """Sent by the report worker before each section."""
-
-    text: str
-
-
 # --------------------------------------------------------------------------- workers
 
 
@@ -131,9 +125,11 @@ def _open_worker(folder: Path) -> OpenedAnalysis:
 
 @thread_worker
 def _report_worker(folder: Path):
-    return (yield from messages_from(
-        lambda send: write_report(folder, folder / REPORT_HTML, overwrite=True, on_step=lambda text: send(ReportStep(text)))
-    ))  # fmt: skip
+    sections = itertools.count(1)
+    return (yield from messages_from(lambda send: write_report(
+        folder, folder / REPORT_HTML, overwrite=True,
+        on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))),
+    )))  # fmt: skip
 
 
 def save_session(plan: SavePlan) -> AnalysisFolder:
@@ -212,6 +208,7 @@ class AnalysisWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         #: The analysis last opened here (its sources are kept when saving) and its bundle's folder.
@@ -441,16 +438,12 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self._report_error(err)
             return None
-        bar = progress(total=len(SECTIONS), desc="Writing the report")
+        display = ProgressDisplay("Writing the report", show_text=self.status.setText, parent=self)
         worker = _report_worker(chosen, _ignore_errors=True)
-        worker.yielded.connect(lambda step: self._on_report_step(step, bar))
-        worker.finished.connect(bar.close)
+        worker.yielded.connect(display.post)
+        for signal in (worker.returned, worker.errored, worker.finished):  # before the outcome is shown
+            signal.connect(lambda *_: display.close())
         return self._start(worker, self._on_report_written, f"Writing the report of {chosen}…")
-
-    def _on_report_step(self, step: ReportStep, bar: progress) -> None:
-        self.status.setText(step.text + "…")
-        bar.set_description(step.text)
-        bar.update(1)
 
     def _on_report_written(self, path: Path) -> None:
         self.last_report = Path(path)

@@ -47,13 +47,14 @@ from qtpy.QtWidgets import (
 
 from ..core.annotations import AnnotationStore, annotation_overlay, class_codes
 from ..core.errors import InputError
-from ..core.export import MANIFEST_NAME, export_anndata, export_crops, export_table
 from ..core.features import has_latents
 from ..viewer.callbacks import weak_key_callback
 from ..viewer.features import source_names
 from ..viewer.layers import SourceOverlay, is_overlay
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
+from ..core.export import MANIFEST_NAME, export_anndata, export_crops, export_table
+from .docking import tab_with_other_docks
 
 if TYPE_CHECKING:
     import napari
@@ -67,6 +68,7 @@ class AnnotationWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.store: AnnotationStore | None = None

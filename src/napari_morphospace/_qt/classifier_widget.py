@@ -75,6 +75,7 @@ from ..core.classifier_report import (
 from ..core.data import CropSet
 from ..core.errors import InputError
 from ..core.overlays import channel_colormaps
+from .docking import tab_with_other_docks
 from .forms import read_form, settings_form
 from ..viewer.layers import source_layers
 from ..viewer.session import session_for
@@ -158,6 +159,7 @@ class ClassifierWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         #: Outcome of the last training: result, per-channel evidence, and the crops and labels it was trained on.

@@ -19,7 +19,6 @@ import pandas as pd
 import torch
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
 from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -31,24 +30,10 @@ from ..core.export import export_table
 from ..core.features import EMBEDDINGS, add_cluster_column, add_embedding_columns
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
-from .workers import messages_from
+from .docking import tab_with_other_docks
+from .workers import Progress, ProgressDisplay, messages_from
 
 NONE = "none"
-
-
-@dataclass
-class EmbedProgress:
-    """Sent after every batch of crops."""
-
-    done: int
-    total: int
-
-
-@dataclass
-class Stage:
-    """Sent when the worker starts a new step (loading, embedding, PCA, clustering)."""
-
-    text: str
 
 
 @dataclass
@@ -75,21 +60,21 @@ class EmbedPlan:
 
 def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> EmbedResult | None:
     """Load, check, embed and add the optional columns; None when cancelled."""
-    send(Stage("Loading the model and the crops"))
+    send(Progress("Loading the model and the crops", 0, 0))
     bundle = plan.bundle if isinstance(plan.bundle, Bundle) else load_bundle(plan.bundle)
     crop_set = plan.crop_set if isinstance(plan.crop_set, CropSet) else load_crop_set(plan.crop_set)
     check_compatible(bundle, crop_set)
     latents = embed(
         bundle, crop_set, device=plan.device, stop_event=stop_event,
-        on_progress=lambda done, total: send(EmbedProgress(done, total)),
+        on_progress=lambda done, total: send(Progress("Embedding crops", done, total)),
     )  # fmt: skip
     if stop_event.is_set():
         return None
     if plan.embedding != NONE:
-        send(Stage(f"Computing the {plan.embedding} embedding"))
+        send(Progress(f"Computing the {plan.embedding} embedding", 0, 0))
         latents = add_embedding_columns(latents, plan.embedding)
     if plan.clustering != NONE:
-        send(Stage(f"Clustering ({plan.clustering})"))
+        send(Progress(f"Clustering ({plan.clustering})", 0, 0))
         latents = add_cluster_column(latents, plan.clustering, n_clusters=plan.n_clusters)
     return EmbedResult(latents, bundle, crop_set)
 
@@ -119,12 +104,13 @@ class EmbedWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.latents: pd.DataFrame | None = None
         self._worker: Any = None
         self._stop_event = threading.Event()
-        self._outcome = ""  # what the last run ended with, shown once the worker has finished
+        self._progress: ProgressDisplay | None = None
 
         self.bundle_folder = FileEdit(mode="d", label="model bundle", value="")
         self.crop_folder = FileEdit(mode="d", label="crop set", value="")
@@ -213,13 +199,12 @@ class EmbedWidget(QWidget):
         self._stop_event = threading.Event()
         self.embed_button.enabled, self.cancel_button.enabled = False, True
         self.status.setText("Embedding…")
-        self._outcome = ""
-        bar = progress(total=0, desc="Embedding crops")
+        self._progress = ProgressDisplay("Embedding crops", show_text=self.status.setText, parent=self)
         worker = _embed_worker(plan, self._stop_event, _ignore_errors=True)  # errors go to self._report
-        worker.yielded.connect(lambda message: self._on_message(message, bar))
+        worker.yielded.connect(self._progress.post)
         worker.returned.connect(self._on_done)
         worker.errored.connect(self._report)
-        worker.finished.connect(lambda: self._on_finished(bar))
+        worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()
         return worker
@@ -228,19 +213,6 @@ class EmbedWidget(QWidget):
         """Stop embedding before the next batch; nothing is written."""
         self._stop_event.set()
         self.status.setText("Cancelling…")
-
-    def _on_message(self, message: Any, bar: progress) -> None:
-        if self._worker is None or self._outcome:  # a late message of a run that has already ended
-            return
-        # The label first: updating napari's progress bar may process pending events (the end of the run).
-        if isinstance(message, EmbedProgress):
-            self.status.setText(f"Embedded {message.done}/{message.total} crops")
-            if bar.total != message.total:
-                bar.total = message.total
-            bar.update(message.done - bar.n)
-        elif isinstance(message, Stage):
-            self.status.setText(message.text + "…")
-            bar.set_description(message.text)
 
     def _on_done(self, result: EmbedResult | None) -> None:
         if result is None:
@@ -275,14 +247,16 @@ class EmbedWidget(QWidget):
         show_error(message)
 
     def _set_outcome(self, text: str) -> None:
-        self._outcome = text
+        self._end_progress()  # the outcome has the last word
         self.status.setText(text)
 
-    def _on_finished(self, bar: progress) -> None:
-        bar.close()
-        # Progress messages may still be delivered after the outcome: the outcome has the last word.
-        if self._outcome:
-            self.status.setText(self._outcome)
+    def _end_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def _on_finished(self) -> None:
+        self._end_progress()
         self.embed_button.enabled, self.cancel_button.enabled = True, False
         self._worker = None
 

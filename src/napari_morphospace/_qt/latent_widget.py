@@ -86,6 +86,7 @@ from ..viewer.features import source_names
 from ..viewer.layers import SourceOverlay, place_in_view, source_layers
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
 
 DECODED = "decoded cell"
 GRID = "traversal grid"
@@ -142,6 +143,7 @@ class LatentWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.bundle: Bundle | None = None

@@ -83,6 +83,7 @@ from ..viewer.callbacks import weak_drag_callback
 from ..viewer.layers import SourceOverlay, is_overlay, unwrap
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
 from .scatter_canvas import ScatterCanvas
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class ScatterWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.named_selections = NamedSelections()

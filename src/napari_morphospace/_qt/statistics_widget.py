@@ -39,6 +39,7 @@ from ..core.features import left_out_note, rows_with_latents
 from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, group_choices, summarise_latents, summary_figures
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
 
 SESSION_TABLE = "latent table (this session)"
 MIN_WIDTH_PX = 480  # the figures' titles and tick labels fit without clipping
@@ -67,6 +68,7 @@ class StatisticsWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.summary: LatentSummary | None = None
