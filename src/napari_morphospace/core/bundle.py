@@ -21,10 +21,10 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import lightning
 import numpy as np
 import torch
 from safetensors import SafetensorError
@@ -124,7 +124,7 @@ def save_bundle(
         "versions": {
             "napari-morphospace": __version__,
             "torch": torch.__version__,
-            "lightning": lightning.__version__,
+            "lightning": version("lightning"),  # read from the metadata: importing Lightning takes seconds
             "numpy": np.__version__,
         },
     }

@@ -63,6 +63,8 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
         values[name] = _coerce(hints[name], raw, f"{where + '.' if where else ''}{name}")
     try:
         return cls(**values)
+    except InputError:
+        raise  # a settings check: its message already names the field
     except (TypeError, ValueError) as err:
         raise InputError(f"{where or cls.__name__}: {err}") from err
 
