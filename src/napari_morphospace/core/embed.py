@@ -8,7 +8,7 @@ latent space as the training cells.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,9 @@ from .bundle import Bundle, check_compatible
 from .data import CropDataset, CropSet
 from .errors import InputError
 from .models import Condition, StackedConditionalVAE
-from .training import StopFlag
+
+if TYPE_CHECKING:  # the training module imports Lightning, which embedding does not need
+    from .training import StopFlag
 
 
 def embed(
