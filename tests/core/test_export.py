@@ -246,3 +246,30 @@ def test_figures_png_and_svg(tmp_path):
     assert b"<svg" in files[1].read_bytes()[:500]
     with pytest.raises(InputError, match="already exist"):
         export_figures({"kde/top dims": figure}, tmp_path)
+
+
+@pytest.mark.parametrize("file_format", ["ome-tiff", "tiff"])
+def test_crops_of_a_file_without_pixel_size_claim_none(tmp_path, file_format):
+    # A plain TIFF (as BBBC007's fields) has no pixel size: its crops must not claim 1 µm; a calibrated file keeps its size.
+    from napari_morphospace.core.crops import CropSettings, crops_from_labels
+    from napari_morphospace.core.io import Stack, write_stack
+
+    labels = np.zeros((40, 40), np.uint16)
+    labels[10:20, 12:22] = 1
+    tifffile.imwrite(tmp_path / "plain.tif", labels * 300)
+    write_stack(tmp_path / "calibrated.ome.tif", Stack(labels * 300, "YX", {"Y": 0.25, "X": 0.5}, ["dna"],
+                                                       units={"Y": "µm", "X": "µm"}))  # fmt: skip
+    for name, spacing in (("plain.tif", ()), ("calibrated.ome.tif", (0.25, 0.5))):
+        crop_set = crops_from_labels(read_stack(tmp_path / name), labels, CropSettings(size=16))
+        assert crop_set.spacing == spacing
+        written = export_crops(crop_set, tmp_path / f"export {name}", format=file_format)
+        with tifffile.TiffFile(written[0]) as tif:
+            metadata = tif.ome_metadata if file_format == "ome-tiff" else str(tif.imagej_metadata)
+            resolution = tif.pages[0].tags.get("XResolution")
+        if spacing:
+            assert "µm" in metadata or "um" in metadata
+            assert read_stack(written[0]).scale == {"Y": 0.25, "X": 0.5}
+        else:
+            assert "PhysicalSize" not in metadata and "µm" not in metadata and "unit" not in metadata
+            assert resolution is None or resolution.value in ((1, 1), (0, 1))
+
