@@ -273,3 +273,21 @@ def test_crops_of_a_file_without_pixel_size_claim_none(tmp_path, file_format):
             assert "PhysicalSize" not in metadata and "µm" not in metadata and "unit" not in metadata
             assert resolution is None or resolution.value in ((1, 1), (0, 1))
 
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_exported_files_and_folders_follow_the_umask(tmp_path, umask):
+    # Files are written through private temporary files (0600); once complete they get the normal mode.
+    old = os.umask(umask)
+    try:
+        crop_set = _crop_set()
+        export_crops(crop_set, tmp_path / "crops" / "ome", which="per-class")
+        export_crops(crop_set, tmp_path / "crops" / "imagej", format="tiff")
+        export_table(crop_set.table, tmp_path / "tables" / "cells.parquet")
+        export_table(crop_set.table, tmp_path / "tables" / "cells.csv")
+    finally:
+        os.umask(old)
+    paths = list((tmp_path / "crops").rglob("*")) + list((tmp_path / "tables").rglob("*"))
+    assert len(paths) > 10
+    for path in paths:
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert path.stat().st_mode & 0o777 == expected, f"{path.name}: {oct(path.stat().st_mode & 0o777)}"

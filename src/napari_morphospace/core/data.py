@@ -30,6 +30,7 @@ import torch
 import zarr
 from torch.utils.data import Dataset
 
+from .config import set_default_permissions
 from .errors import InputError
 
 # Columns every crop table has, in this order; more columns may follow.
@@ -407,6 +408,7 @@ def _check_target(directory: Path, overwrite: bool) -> None:
 def _move_into_place(tmp: Path, directory: Path, overwrite: bool) -> None:
     """Rename the finished temporary folder to ``directory``, replacing an old crop set if allowed."""
     _check_target(directory, overwrite)
+    set_default_permissions(tmp)
     if not directory.exists():
         os.replace(tmp, directory)
         return
