@@ -16,17 +16,17 @@ import logging
 import sys
 
 from ..core.errors import InputError
-from . import crops, demo, embed, export, report, train
+from . import analysis, crops, demo, embed, export, report, train
 from .flags import HelpFormatter, name_flags
 
-SUBCOMMANDS = [crops, train, embed, report, export, demo]
+SUBCOMMANDS = [crops, train, embed, analysis, report, export, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="morphospace",
         description="Unsupervised analysis of cell morphology with variational autoencoders.",
-        epilog="A whole analysis: crops -> train -> embed -> export. "
+        epilog="A whole analysis: crops -> train -> embed -> analysis -> report. "
         "'morphospace COMMAND --help' lists the options of a command.",
         formatter_class=HelpFormatter,
     )
