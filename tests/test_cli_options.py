@@ -129,3 +129,15 @@ def test_3d_crops_with_per_axis_size_masking_and_skips_from_the_command_line(tmp
     job = yaml.safe_load((tmp_path / "job.yaml").read_text())
     assert job["crop"]["size"] == [8, 24, 24] and job["crop"]["mask_background"] is True
     assert job["crop"]["mask_neighbours"] is False and job["crop"]["exclude_border"] is True
+
+
+def test_words_that_are_not_settings_and_config_file_keys_stay():
+    from napari_morphospace.cli.train import FLAGS as TRAIN_FLAGS
+
+    assert name_flags("this crop set does not fit the model: it has 2 channels", TRAIN_FLAGS) == \
+        "this crop set does not fit the model: it has 2 channels"
+    # A value from a config file keeps the key the user wrote there.
+    assert name_flags("train.yaml.training.batch_size: expected an integer", TRAIN_FLAGS) == \
+        "train.yaml.training.batch_size: expected an integer"
+    assert name_flags("model settings: beta must be non-negative", TRAIN_FLAGS) == \
+        "model settings: --beta must be non-negative"

@@ -138,8 +138,10 @@ def name_flags(message: str, flags: Iterable[Flag]) -> str:
 
     Replaced: dotted paths (``training.batch_size``), snake_case names
     (``min_area``), one-word names where a message refers to the setting
-    (``beta must``, ``ndim: 4 is not one of``, ``mode='fit'``), and ``name=True/False`` of a switch
-    (``exclude_border=False`` becomes ``--no-exclude-border``).
+    (``beta must``, ``ndim: 4 is not one of`` at the start, ``mode='fit'``),
+    and ``name=True/False`` of a switch (``exclude_border=False`` becomes
+    ``--no-exclude-border``). A name after a dot is left alone, so
+    ``train.yaml.training.batch_size`` (a value from a config file) keeps its key.
     """
     for flag in flags:
         for path in flag.fields:
@@ -150,8 +152,8 @@ def name_flags(message: str, flags: Iterable[Flag]) -> str:
                                  lambda m, flag=flag: _flag_with_value(flag, m.group(1)), message)  # fmt: skip
                 if "." in name or "_" in name:
                     message = re.sub(rf"(?<![\w.-]){escaped}(?![\w-])", flag.option, message)
-                else:
-                    message = re.sub(rf"(?<![\w.-]){escaped}(?=\s+(?:must|is)\b|:)", flag.option, message)
+                else:  # a plain word only where it names the setting: "beta must ...", a leading "ndim: ..."
+                    message = re.sub(rf"(?<![\w.-]){escaped}(?=\s+(?:must|is)\b)|^{escaped}(?=:)", flag.option, message)
     return message
 
 
