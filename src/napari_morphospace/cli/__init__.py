@@ -16,10 +16,10 @@ import logging
 import sys
 
 from ..core.errors import InputError
-from . import analysis, crops, demo, embed, export, report, train
+from . import analysis, crops, demo, embed, export, report, sweep, train
 from .flags import HelpFormatter, name_flags
 
-SUBCOMMANDS = [crops, train, embed, analysis, report, export, demo]
+SUBCOMMANDS = [crops, train, sweep, embed, analysis, report, export, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
