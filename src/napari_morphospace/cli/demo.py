@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .flags import Flag, HelpFormatter, add_flags, settings_from_args
+from .flags import Flag, HelpFormatter, add_flags, apply_flags
 
 if TYPE_CHECKING:
     from ..core.demo import DemoResult, DemoSettings
@@ -55,9 +55,12 @@ def has_display() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.config import from_dict, to_dict
     from ..core.demo import DemoSettings, run_demo
 
-    settings = settings_from_args(DemoSettings, args, FLAGS)
+    data = to_dict(DemoSettings())
+    apply_flags(data, args, FLAGS)
+    settings = from_dict(DemoSettings, data)
     if not args.headless and has_display():
         from .._qt.demo import launch_demo
 

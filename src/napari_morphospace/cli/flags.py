@@ -124,15 +124,6 @@ def apply_flags(data: dict[str, Any], args: argparse.Namespace, flags: Iterable[
             target[name] = value
 
 
-def settings_from_args(cls: type, args: argparse.Namespace, flags: Iterable[Flag], *, config: Any = None) -> Any:
-    """The settings of the ``config`` file (or the defaults of ``cls``) with every given flag applied on top."""
-    from ..core.config import from_dict, load_config, to_dict
-
-    data = to_dict(load_config(config, cls) if config is not None else cls())
-    apply_flags(data, args, flags)
-    return from_dict(cls, data)
-
-
 def name_flags(message: str, flags: Iterable[Flag]) -> str:
     """``message`` with each settings field of ``flags`` written as its flag.
 
@@ -172,5 +163,4 @@ def size_value(text: str) -> int | list[int]:
     return sides[0] if len(sides) == 1 else sides
 
 
-__all__ = ["Flag", "HelpFormatter", "add_flags", "apply_flags", "field_default", "name_flags", "settings_from_args",
-           "size_value"]
+__all__ = ["Flag", "HelpFormatter", "add_flags", "apply_flags", "field_default", "name_flags", "size_value"]

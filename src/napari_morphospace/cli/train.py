@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import InputError
-from .flags import Flag, HelpFormatter, add_flags, settings_from_args
+from .flags import Flag, HelpFormatter, add_flags, apply_flags
 
 if TYPE_CHECKING:
     from ..core.training import TrainConfig, TrainMessage
@@ -84,9 +84,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The ``TrainConfig`` of ``--config`` (or the defaults) with every given option applied on top."""
+    from ..core.config import from_dict, load_config, to_dict
     from ..core.training import TrainConfig
 
-    return settings_from_args(TrainConfig, args, FLAGS, config=args.config)
+    data = to_dict(load_config(args.config, TrainConfig) if args.config else TrainConfig())
+    apply_flags(data, args, FLAGS)
+    return from_dict(TrainConfig, data)
 
 
 def print_progress(message: TrainMessage) -> None:
