@@ -64,6 +64,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ..core.bundle import load_bundle
+from ..core.checkpoints import last_checkpoint_in
 from ..core.config import load_config, save_config
 from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
@@ -123,14 +124,6 @@ def default_checkpoint_dir(crop_folder: Path | None, *, now: datetime | None = N
     """A new run folder: next to a crop set loaded from disk, else under the home folder."""
     parent = crop_folder.parent / f"{crop_folder.name}-checkpoints" if crop_folder else Path.home() / "morphospace-checkpoints"
     return parent / f"run-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
-
-
-def last_checkpoint_in(directory: Path) -> Path | None:
-    """The ``last.ckpt`` to resume a run in ``directory`` from (the later stage first for cond-vae)."""
-    for candidate in (directory / "target" / "last.ckpt", directory / "reference" / "last.ckpt", directory / "last.ckpt"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _format_seconds(seconds: float) -> str:
