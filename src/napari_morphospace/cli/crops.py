@@ -62,7 +62,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-config", type=Path, default=None, help="write the effective job as YAML")
     parser.add_argument("--out", type=Path, required=True, help="output crop-set folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_cluster_options(parser, "crop the images")
     parser.set_defaults(run=run, flags=FLAGS)
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--workers N`` (local processes) and ``--scheduler ADDRESS`` (a dask.distributed cluster)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help=f"{what} in N worker processes on this machine (a dask LocalCluster)")  # fmt: skip
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help=f"{what} on the dask.distributed cluster at ADDRESS (e.g. tcp://head:8786); "
+                            "its workers must see the files at the same paths")  # fmt: skip
 
 
 def job_from_args(args: argparse.Namespace) -> CropJob:
@@ -110,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        crop_set = run_crop_job(job, args.out, overwrite=args.overwrite, on_progress=progress)
+        crop_set = run_crop_job(job, args.out, overwrite=args.overwrite, workers=args.workers,
+                                scheduler=args.scheduler, on_progress=progress)  # fmt: skip
     groups = crop_set.table["group"].value_counts(sort=False).to_dict()
     shape = "x".join(str(s) for s in crop_set.images.shape[1:])
     notes = summed_notes([str(w.message) for w in caught if issubclass(w.category, UserWarning)])
@@ -122,10 +134,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summed_notes(messages: list[str]) -> list[str]:
-    """The crop builder's notes per image ("2 of 107 objects were smaller than ...") summed over the images."""
+    """The crop builder's notes per image ("a.tif: 2 of 107 objects were smaller than ...") summed over the images."""
     counts: dict[str, int] = {}
     for message in messages:
-        match = re.fullmatch(r"(\d+) of \d+ (.+)", message, flags=re.DOTALL)
+        match = re.fullmatch(r"(?:.+?: )?(\d+) of \d+ (.+)", message)
         key = match[2] if match else message
         counts[key] = counts.get(key, 0) + (int(match[1]) if match else 0)
     return [f"{n} {text}" if n else text for text, n in counts.items()]
