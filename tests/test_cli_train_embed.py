@@ -76,7 +76,7 @@ def test_train_refuses_bad_options_with_exit_status_2(tmp_path, capsys):
     save_crop_set(disk_crop_set(12, group="control", radius=3, seed=0), crops)
     status = main(["train", "--crops", str(crops), "--out", str(tmp_path / "m"), "--latent-dim", "1"])
     assert status == 2
-    assert "latent_dim must be between 2 and 512" in capsys.readouterr().err
+    assert "--latent-dim must be between 2 and 512" in capsys.readouterr().err
     status = main(["train", "--crops", str(crops), "--out", str(tmp_path / "m"), "--precision", "16-mixed",
                    "--accelerator", "cpu", "--epochs", "1"])
     assert status == 2

@@ -2,7 +2,11 @@
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``run(args)``; this module only wires them together and turns
-:class:`InputError` into a one-line message and exit status 2.
+:class:`InputError` into a one-line message (naming the command's flags, not
+the settings fields) and exit status 2.
+
+Subcommand modules import the core (torch, Lightning, scikit-image...) inside
+``run`` only, so ``--help`` and a mistyped option answer at once.
 """
 
 from __future__ import annotations
@@ -10,25 +14,25 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from types import ModuleType
 
 from ..core.errors import InputError
+from . import analysis, crops, demo, embed, export, report, sweep, train
+from .flags import HelpFormatter, name_flags
 
-
-def _subcommands() -> list[ModuleType]:
-    from . import crops, demo, embed, export, report, sweep, train
-
-    return [crops, train, sweep, embed, export, report, demo]
+SUBCOMMANDS = [crops, train, sweep, embed, analysis, report, export, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="morphospace",
         description="Unsupervised analysis of cell morphology with variational autoencoders.",
+        epilog="A whole analysis: crops -> train -> embed -> analysis -> report. "
+        "'morphospace COMMAND --help' lists the options of a command.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print progress details")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in _subcommands():
+    for module in SUBCOMMANDS:
         module.add_parser(subparsers)
     return parser
 
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except InputError as err:
-        print(f"morphospace {args.command}: error: {err}", file=sys.stderr)
+        print(f"morphospace {args.command}: error: {name_flags(str(err), getattr(args, 'flags', []))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"morphospace {args.command}: interrupted", file=sys.stderr)

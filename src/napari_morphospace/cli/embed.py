@@ -11,14 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-
-from ..core.bundle import load_bundle
-from ..core.cluster import dask_client
-from ..core.data import load_crop_set
-from ..core.embed import embed, embed_on_cluster
-from ..core.export import export_table
 from ..core.errors import InputError
 from .crops import add_cluster_options
+from .flags import HelpFormatter
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write the latent coordinates of every crop",
         description="Encode every crop of a crop set with a trained model bundle and write one row per crop: "
         "crop_id, mu_0..mu_{D-1}, logvar_0..logvar_{D-1} and the crop table's columns.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", type=Path, required=True, help="model bundle folder (from 'morphospace train')")
     parser.add_argument("--crops", type=Path, required=True, help="crop-set folder")
@@ -39,6 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.bundle import load_bundle
+    from ..core.cluster import dask_client
+    from ..core.data import load_crop_set
+    from ..core.embed import embed, embed_on_cluster
+    from ..core.export import export_table
+
     if args.out.exists() and not args.overwrite:
         raise InputError(f"{args.out} already exists; choose another --out or pass --overwrite")
     bundle = load_bundle(args.model, map_location=args.device)

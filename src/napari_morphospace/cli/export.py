@@ -11,12 +11,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ..core.annotations import read_annotations
-from ..core.data import load_crop_set
 from ..core.errors import InputError
-from ..core.export import MANIFEST_NAME, analysis_table, export_anndata, export_crops, export_table, read_table
+from .flags import HelpFormatter
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Write crops as OME-TIFF (or ImageJ TIFF) with pixel sizes and channel names, all of them, "
         "a selection, or one folder per annotation class; optionally the table (crop id, source, bounding box, "
         "group, annotation, latents, embeddings) as CSV/Parquet and the latents as AnnData .h5ad.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--crops", type=Path, required=True, help="crop-set folder")
     parser.add_argument("--latents", type=Path, help="latent table from 'morphospace embed' (.csv or .parquet)")
@@ -47,6 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def read_crop_ids(path: Path) -> np.ndarray:
     """Crop ids from a file: a CSV with a ``crop_id`` column, or one integer per line (``#`` comments)."""
+    import pandas as pd
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -69,6 +69,10 @@ def read_crop_ids(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.annotations import read_annotations
+    from ..core.data import load_crop_set
+    from ..core.export import MANIFEST_NAME, analysis_table, export_anndata, export_crops, export_table, read_table
+
     if args.which == "selected" and args.ids is None:
         raise InputError("--which selected needs --ids FILE listing the crop ids to export")
     if args.ids is not None and args.which != "selected":

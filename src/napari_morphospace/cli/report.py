@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.analysis import open_analysis
-from ..core.report import write_report
+from .flags import HelpFormatter
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Write one HTML file (figures embedded) with the data summary, training curves, per-dimension "
         "KL, Cohen's d, KDE/violin plots, traversals, difference maps, Grad-CAM, classifier and "
         "disentanglement metrics and the versions and settings of an analysis folder.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("analysis", type=Path, metavar="ANALYSIS_DIR", help="analysis folder (with analysis.json)")
     parser.add_argument("--out", type=Path, default=None, help="HTML file to write (default: ANALYSIS_DIR/report.html)")
@@ -25,6 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.analysis import open_analysis
+    from ..core.report import write_report
+
     out = args.out or args.analysis / "report.html"
     if out.exists() and not args.overwrite:  # before the (slow) opening, the same refusal write_report makes
         write_report(args.analysis, out)

@@ -21,17 +21,17 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import lightning
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from .config import from_dict, to_dict
+from .config import from_dict, set_default_permissions, to_dict
 from .data import CropSet
 from .errors import InputError
 from .models import ModelSettings, build_model
@@ -124,7 +124,7 @@ def save_bundle(
         "versions": {
             "napari-morphospace": __version__,
             "torch": torch.__version__,
-            "lightning": lightning.__version__,
+            "lightning": version("lightning"),  # read from the metadata: importing Lightning takes seconds
             "numpy": np.__version__,
         },
     }
@@ -134,6 +134,7 @@ def save_bundle(
     try:
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT_NAME})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, allow_nan=True))
+        set_default_permissions(tmp)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)

@@ -63,6 +63,8 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
         values[name] = _coerce(hints[name], raw, f"{where + '.' if where else ''}{name}")
     try:
         return cls(**values)
+    except InputError:
+        raise  # a settings check: its message already names the field
     except (TypeError, ValueError) as err:
         raise InputError(f"{where or cls.__name__}: {err}") from err
 
@@ -174,12 +176,33 @@ def set_default_permissions(path: str | os.PathLike) -> None:
     """Give a file or folder made by ``tempfile`` (private, 0600/0700) the permissions of a normal one.
 
     Temporary files are private so no one reads them half-written; once
-    complete they should be as readable as any file the user saves.
+    complete they should be as readable as any file the user saves (the
+    umask decides: colleagues on shared storage read them with 022). A
+    folder gets the same for everything inside it, since some writers
+    (safetensors) also create private files.
     """
-    umask = os.umask(0)
+    umask = current_umask()
+    path = Path(path)
+    if path.is_dir():
+        for inner in path.rglob("*"):
+            if not inner.is_symlink():
+                os.chmod(inner, (0o777 if inner.is_dir() else 0o666) & ~umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (``os.umask`` sets it briefly)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)  # no file is created in between; 077 keeps any that is private
     os.umask(umask)
-    mode = 0o777 if Path(path).is_dir() else 0o666
-    os.chmod(path, mode & ~umask)
+    return umask
 
 
-__all__ = ["to_dict", "from_dict", "load_config", "save_config", "atomic_write_text", "set_default_permissions"]
+__all__ = ["to_dict", "from_dict", "load_config", "save_config", "atomic_write_text", "current_umask",
+           "set_default_permissions"]

@@ -175,7 +175,7 @@ class _Source:
     data: Any
     has_time: bool
     channel_names: list[str]
-    scale: tuple[float, ...]
+    scale: tuple[float, ...]  # physical pixel size per spatial axis; () when the image gives none
     name: str
     low: np.ndarray = field(default_factory=lambda: np.zeros(0))
     high: np.ndarray = field(default_factory=lambda: np.ones(0))
@@ -211,7 +211,7 @@ def _as_source(image: Stack | Any, axes: str | None, channels: list[int] | None,
     """Check the axes, move them to ``TCZYX`` order and select channels."""
     if isinstance(image, Stack):
         data, axes = image.data, image.axes
-        names, scale, name = list(image.channel_names), image.scale, source or image.source
+        names, scale, name = list(image.channel_names), _known_scale(image), source or image.source
     else:
         data, names, scale, name = image, [], {}, source
         if not hasattr(data, "ndim") or not hasattr(data, "shape"):
@@ -243,9 +243,22 @@ def _as_source(image: Stack | Any, axes: str | None, channels: list[int] | None,
         data=data,
         has_time="T" in axes,
         channel_names=names,
-        scale=tuple(float(scale.get(a, 1.0)) for a in "ZYX" if a in axes),
+        scale=tuple(float(scale.get(a, 1.0)) for a in "ZYX" if a in axes) if scale else (),
         name=str(name),
     )
+
+
+def _known_scale(image: Stack) -> dict[str, float]:
+    """The pixel size of a stack, or ``{}`` when the file gives none (crops then record no spacing).
+
+    A reader sets 1.0 where a file has no pixel size; a size is known when
+    it has a unit or differs from 1.0, so 1 µm is never invented.
+    """
+    spatial = [a for a in "ZYX" if a in image.axes]
+    known = any(a in image.units or image.scale.get(a, 1.0) != 1.0 for a in spatial)
+    return dict(image.scale) if known else {}
+
+
 def _check_axes(axes: str | None, shape: tuple[int, ...]) -> str:
     """Validate an axes string against the array shape, with a hint for RGB(A) images."""
     shape = tuple(int(s) for s in shape)

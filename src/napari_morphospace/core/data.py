@@ -37,6 +37,7 @@ import torch
 import zarr
 from torch.utils.data import Dataset
 
+from .config import set_default_permissions
 from .errors import InputError
 
 # Columns every crop table has, in this order; more columns may follow.
@@ -541,6 +542,7 @@ def check_crop_set_target(directory: Path, overwrite: bool) -> None:
 def _move_into_place(tmp: Path, directory: Path, overwrite: bool) -> None:
     """Rename the finished temporary folder to ``directory``, replacing an old crop set if allowed."""
     check_crop_set_target(directory, overwrite)
+    set_default_permissions(tmp)
     if not directory.exists():
         os.replace(tmp, directory)
         return

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,9 @@ from .cluster import ordered_map, worker_threads
 from .data import CropSet, block_length, load_crop_set, read_crops
 from .errors import InputError
 from .models import Condition, StackedConditionalVAE
-from .training import StopFlag
+
+if TYPE_CHECKING:  # the training module imports Lightning, which embedding does not need
+    from .training import StopFlag
 
 
 def embed(

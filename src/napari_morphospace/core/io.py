@@ -26,6 +26,7 @@ import numpy as np
 import tifffile
 import zarr
 
+from .config import set_default_permissions
 from .errors import InputError
 
 AXES_ORDER = "TCZYX"
@@ -555,6 +556,7 @@ def write_stack(path: str | os.PathLike, stack: Stack, *, overwrite: bool = Fals
             photometric="rgb" if stack.rgb else "minisblack",
             metadata=metadata,
         )
+        set_default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -995,7 +995,10 @@ def _resume_stage(path: Path, model: torch.nn.Module, stages: list[Stage]) -> tu
 
 @contextmanager
 def _quiet_lightning(quiet: bool) -> Iterator[None]:
-    """Silence Lightning's informational log lines (GPU available, ...) for GUI runs."""
+    """Silence Lightning's informational log lines (GPU available, ...) for GUI runs, and its known harmless warning."""
+    # Lightning 2.6 builds torch's deprecated LeafSpec for every data loader: harmless, and Lightning's to fix.
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning,
+                            r"lightning\.pytorch\.utilities\._pytree")
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     if quiet:
