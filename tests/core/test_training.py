@@ -269,3 +269,45 @@ def test_me_vae_latent_scale_is_calibrated_after_training(tmp_path):
         split = split_crops(crop_set.table, val_fraction=0.2, method="source", seed=0)
         mu = result.model.encode(torch.from_numpy(crop_set.images[split.train]))[0]
     torch.testing.assert_close(scale, mu.std(dim=0).clamp(min=1e-6))
+
+
+# ---------------------------------------------------------------- validation and model selection
+
+
+def test_model_selection_uses_the_full_objective_not_the_warm_up_weight(tmp_path):
+    """The issue's scenario: β = 4 with a 5-epoch KL warm-up. Early epochs weigh the KL little in
+    training; validation must still measure rec + 4·KL, or it picks an early, barely regularised epoch."""
+    crop_set = ellipse_crop_set(n=48)
+    split = split_crops(crop_set.table, val_fraction=0.2, method="source", seed=0)
+    steps_per_epoch = len(split.train) // 8
+    model_settings = small_model(beta=4.0, kl_schedule="linear", kl_warmup_steps=5 * steps_per_epoch)
+    result = train(crop_set, model_settings, settings(tmp_path, epochs=8, learning_rate=3e-3))
+    full = [row["val_rec"] + 4.0 * row["val_kl"] for row in result.history]
+    for row, objective in zip(result.history, full):
+        assert row["val_loss"] == pytest.approx(objective, rel=1e-4)
+        assert row["val_elbo"] == pytest.approx(-(row["val_rec"] + row["val_kl"]), rel=1e-4)
+    best_epoch = int(np.argmin(full))
+    assert result.best_val_loss == pytest.approx(min(full), rel=1e-4)
+    assert f"epoch={best_epoch}" in result.best_checkpoint
+
+
+def test_validation_samples_z_so_its_terms_are_the_elbo():
+    """Known answer: μ = 0, σ² = 0.25 and a decoder that paints z_0 into every pixel of a black crop.
+    E[rec] = 0.5·P·σ² with z sampled, but 0 when z = μ, which eval mode decodes."""
+    from napari_morphospace.core.training import validation_terms
+
+    model = BetaVAE(small_model(beta=2.0), (1, 16, 16)).eval()
+    with torch.no_grad():
+        for head, bias in ((model.encoder.mu, 0.0), (model.encoder.logvar, math.log(0.25))):
+            head.weight.zero_()
+            head.bias.fill_(bias)
+    model.decode = lambda z, cond=None: z[:, :1, None, None].expand(-1, 1, 16, 16)
+    x = torch.zeros(1024, 1, 16, 16)
+    torch.manual_seed(0)
+    terms = validation_terms(model, x, None, dataset_size=1024)
+    assert float(model(x).recon.abs().max()) == 0.0  # eval mode alone decodes z = μ
+    assert float(terms["rec"]) == pytest.approx(0.5 * 256 * 0.25, rel=0.15)
+    kl = 4 * 0.5 * (0.25 - math.log(0.25) - 1)
+    assert float(terms["kl"]) == pytest.approx(kl, rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(float(terms["rec"]) + 2.0 * kl, rel=1e-5)
+    assert float(terms["elbo"]) == pytest.approx(-(float(terms["rec"]) + kl), rel=1e-5)

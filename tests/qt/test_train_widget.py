@@ -294,6 +294,17 @@ def test_config_saved_by_the_widget_loads_back_into_the_same_settings(make_napar
     assert other.config() == expected
     # Only the chosen model's own settings are shown.
     assert not other.model_form.tc_beta.native.isHidden() and other.model_form.me_views.native.isHidden()
+    assert other.model_form.beta.native.isHidden()  # beta-tcvae's β is tc_beta
+
+
+def test_hidden_settings_of_another_model_do_not_block_training(make_napari_viewer, qtbot):
+    widget = make_widget(make_napari_viewer(), qtbot)
+    widget.model_form.beta.value = 4.0
+    widget.model_form.model.value = "beta-tcvae"  # beta is now hidden: beta-tcvae does not use it
+    assert widget.model_form.beta.native.isHidden() and not widget.model_form.tc_beta.native.isHidden()
+    assert (widget.model_settings().beta, widget.model_settings().tc_beta) == (1.0, 6.0)
+    widget.model_form.model.value = "beta-vae"
+    assert widget.model_settings().beta == 4.0
 
 
 

@@ -69,6 +69,7 @@ from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
 from ..core.gallery import crop_montage
 from ..core.models import ModelSettings
+from ..core.models.settings import USED_BY, unused_settings
 from ..core.training import (
     PREVIEW_CROPS,
     ReconstructionPreview,
@@ -99,12 +100,6 @@ PREVIEW_INTERVAL_S = 3.0
 CLOSE_WAIT_S = 30.0
 STAGE_ORDER = {"reference": 0, "target": 1, "model": 2}
 
-#: Settings of the model form shown only for one model type.
-MODEL_SPECIFIC = {
-    "beta-tcvae": ("tc_alpha", "tc_beta", "tc_gamma", "tc_estimator"),
-    "me-vae": ("me_views", "me_combine"),
-    "cond-vae": ("cond_reference_channels", "cond_num_labels"),
-}
 #: Training settings in the collapsed "Advanced" section (cluster runs, reproducibility, optimiser details).
 ADVANCED_TRAINING = ("weight_decay", "gradient_clip_val", "seed", "num_nodes", "strategy", "num_workers")
 MODEL_OPTIONS = {
@@ -340,11 +335,10 @@ class TrainWidget(QWidget):
         self.load_config_button.clicked.connect(self._ask_config_to_load)
 
     def _show_model_fields(self, *_: Any) -> None:
-        """Show the settings of the chosen model type only (all are still read and saved)."""
-        chosen = self.model_form.model.value
-        for model, names in MODEL_SPECIFIC.items():
-            for name in names:
-                self.model_form[name].visible = model == chosen
+        """Show only the settings the chosen model type uses; the hidden ones are read as their defaults."""
+        unused = unused_settings(self.model_form.model.value)
+        for name in USED_BY:
+            self.model_form[name].visible = name not in unused
 
     @staticmethod
     def _available_devices() -> str:
@@ -384,7 +378,7 @@ class TrainWidget(QWidget):
 
     def model_settings(self) -> ModelSettings:
         """The model settings shown in the form (InputError when a value is out of range)."""
-        return read_form(self.model_form, ModelSettings())
+        return read_form(self.model_form, ModelSettings(), skip=unused_settings(self.model_form.model.value))
 
     def train_settings(self) -> TrainSettings:
         """The training settings shown in the Training and Advanced forms."""

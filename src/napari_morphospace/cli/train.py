@@ -49,7 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-config", type=Path, default=None, help="write the effective config as YAML")
     parser.add_argument("--model", choices=MODEL_CHOICES, default=None, help="which VAE to train")
     parser.add_argument("--latent-dim", type=int, default=None, help="number of latent dimensions (2-512)")
-    parser.add_argument("--beta", type=float, default=None, help="weight of the KL term")
+    parser.add_argument("--beta", type=float, default=None, help="the model's β: weight of the KL term (beta-vae, me-vae, cond-vae) or "
+                        "of the total correlation (beta-tcvae, its tc_beta)")
     parser.add_argument("--epochs", type=int, default=None, help="number of epochs (per stage for cond-vae)")
     parser.add_argument("--batch-size", type=int, default=None, help="crops per batch (per device)")
     parser.add_argument("--learning-rate", type=float, default=None, help="AdamW learning rate")
@@ -87,6 +88,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         value = getattr(args, option)
         if value is not None:
             data[section][name] = value
+    if args.beta is not None and data["model"]["model"] == "beta-tcvae":
+        # β of β-TCVAE (Chen et al. 2018) weighs the total correlation: the model's tc_beta.
+        data["model"]["beta"], data["model"]["tc_beta"] = TrainConfig().model.beta, args.beta
     return from_dict(TrainConfig, data, where="train config")
 
 

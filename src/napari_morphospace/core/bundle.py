@@ -183,7 +183,9 @@ def load_bundle(directory: str | os.PathLike, *, map_location: str | torch.devic
             f"this napari-morphospace ({__version__}) reads {FORMAT_NAME!r} version {FORMAT_VERSION}. "
             "Update napari-morphospace or re-save the model with this version"
         )
-    model_settings = from_dict(ModelSettings, config["model_settings"], where=f"{CONFIG_NAME} model_settings")
+    # Bundles written before the ``norm`` setting existed used BatchNorm; newer ones record it.
+    settings_values = {"norm": "batch", **config["model_settings"]}
+    model_settings = from_dict(ModelSettings, settings_values, where=f"{CONFIG_NAME} model_settings")
     input_shape = tuple(int(n) for n in config["input_shape"])
     model = build_model(model_settings, input_shape)
     model.load_state_dict(_read_weights(weights_path, model), strict=True)

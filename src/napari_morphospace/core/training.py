@@ -40,14 +40,17 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .bundle import save_bundle
 from .data import CropDataset, CropSet
+from .diagnostics import TrainingDiagnostics, diagnose_training
 from .errors import InputError
-from .models import Condition, ModelSettings, build_model
+from .models import Condition, ModelSettings, StackedConditionalVAE, build_model
 
 log = logging.getLogger(__name__)
 
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 PREVIEW_CROPS = 4
+#: Held-out crops the end-of-training diagnostics look at, at most.
+DIAGNOSTIC_CROPS = 2048
 
 
 @dataclass
@@ -218,6 +221,8 @@ class TrainResult:
     val_size: int
     is_global_zero: bool = True
     notes: list[str] = field(default_factory=list)
+    steps: int = 0
+    diagnostics: TrainingDiagnostics | None = None
 
 
 # ---------------------------------------------------------------- data split
@@ -385,11 +390,15 @@ class VAEModule(L.LightningModule):
         return getattr(self.model, self.stage) if self.stage in ("reference", "target") else self.model
 
     def losses(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Forward pass and loss terms of one batch (images, or images and labels)."""
+        """Forward pass and loss terms of one batch (images, or images and labels).
+
+        Training: the objective of this step (KL warm-up, capacity). Otherwise
+        :func:`validation_terms`: the full objective and the ELBO, z sampled.
+        """
         images, labels = _unpack(batch)
-        if self.training:
-            images = augment_batch(images, **self.augment)
-        x, cond = self._inputs(images, labels)
+        if not self.training:
+            return validation_terms(self.trained, *self._inputs(images, labels), dataset_size=self.train_size)
+        x, cond = self._inputs(augment_batch(images, **self.augment), labels)
         out = self.trained(x, cond)
         return self.trained.loss(x, out, cond=cond, dataset_size=self.train_size, step=int(self.global_step))
 
@@ -455,6 +464,26 @@ class VAEModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["morphospace_stage"] = self.stage
+
+
+def validation_terms(model: torch.nn.Module, x: torch.Tensor, cond: Condition | None, *,
+                     dataset_size: int) -> dict[str, torch.Tensor]:
+    """Loss terms for validation and model selection: the full objective and the ELBO, z sampled.
+
+    Two things differ from the training step. The KL warm-up, cyclical
+    weight and capacity are taken at the end of their schedules
+    (``step=None``), so ``loss`` measures the same objective in every epoch:
+    selecting the best checkpoint or stopping early on a warm-up-weighted
+    loss would prefer early epochs, whose KL weighs little. And z is drawn
+    from the posterior (normalisation layers stay in eval mode): decoding
+    z = μ would make the reconstruction term too low and compute the β-TCVAE
+    terms at μ. ``elbo`` is ``−(rec + kl)``, a one-sample estimate per crop
+    (β = 1 whatever the training β).
+    """
+    out = model(x, cond, sample=True)
+    terms = model.loss(x, out, cond=cond, dataset_size=dataset_size, step=None)
+    terms["elbo"] = -(terms["rec"] + terms["kl"])
+    return terms
 
 
 def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -679,7 +708,9 @@ def train(
         stopped_early=any(o["stopped_early"] for o in outcomes),
         stopped_by_user=any(o["stopped_by_user"] for o in outcomes),
         checkpoint_dir=str(checkpoint_dir), train_size=len(split.train), val_size=len(split.val),
-        is_global_zero=final["is_global_zero"], notes=notes,
+        is_global_zero=final["is_global_zero"], notes=notes, steps=sum(o["steps"] for o in outcomes),
+        diagnostics=_diagnose(model, crop_set.subset(_spread_out(split.val, DIAGNOSTIC_CROPS)),
+                              train_settings.batch_size),
     )
     if on_update is not None:
         on_update(TrainFinished(result.best_checkpoint, result.best_val_loss, result.stopped_early,
@@ -743,6 +774,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         "stopped_early": bool(early is not None and early.stopped_epoch > 0),
         "stopped_by_user": reporter.stopped_by_user,
         "is_global_zero": trainer.is_global_zero,
+        "steps": int(trainer.global_step),
     }
 
 
@@ -856,6 +888,21 @@ def _calibrate(model: torch.nn.Module, dataset: CropDataset, batch_size: int) ->
     loader = DataLoader(dataset, batch_size=batch_size)
     means = torch.cat([model.encode(batch)[0] for batch in loader])
     model.calibrate_latent_scale(means)
+
+
+def _spread_out(indices: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` of ``indices``, evenly spaced (bounds the diagnostics' time on large sets)."""
+    if len(indices) <= count:
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
+
+
+def _diagnose(model: torch.nn.Module, held_out: CropSet, batch_size: int) -> TrainingDiagnostics:
+    """End-of-training diagnostics on the held-out crops (the reference model's, for ``cond-vae``)."""
+    images = np.asarray(held_out.images)
+    if isinstance(model, StackedConditionalVAE):
+        return diagnose_training(model.reference, images[:, model.reference_channels], batch_size=batch_size)
+    return diagnose_training(model, images, batch_size=batch_size)
 
 
 def save_trained_bundle(
