@@ -296,7 +296,7 @@ def test_validation_samples_z_so_its_terms_are_the_elbo():
     E[rec] = 0.5·P·σ² with z sampled, but 0 when z = μ, which eval mode decodes."""
     from napari_morphospace.core.training import validation_terms
 
-    model = BetaVAE(small_model(beta=2.0), (1, 16, 16)).eval()
+    model = BetaVAE(small_model(beta=2.0, reconstruction="sse"), (1, 16, 16)).eval()
     with torch.no_grad():
         for head, bias in ((model.encoder.mu, 0.0), (model.encoder.logvar, math.log(0.25))):
             head.weight.zero_()
@@ -311,3 +311,35 @@ def test_validation_samples_z_so_its_terms_are_the_elbo():
     assert float(terms["kl"]) == pytest.approx(kl, rel=1e-5)
     assert float(terms["loss"]) == pytest.approx(float(terms["rec"]) + 2.0 * kl, rel=1e-5)
     assert float(terms["elbo"]) == pytest.approx(-(float(terms["rec"]) + kl), rel=1e-5)
+
+
+# ---------------------------------------------------------------- defaults for small crop sets
+
+
+def test_small_crop_sets_get_small_batches_and_a_minimum_number_of_optimiser_steps(tmp_path):
+    """125 crops in batches of 64 for 50 epochs were 50 optimiser steps, which learn nothing (issue 10):
+    empty epochs and batch size mean "enough epochs for min_steps steps" and "an eighth of the crops"."""
+    from napari_morphospace.core.training import batch_size_for, epochs_for
+
+    assert [batch_size_for(TrainSettings(), n) for n in (5, 41, 100, 978, 50_000)] == [5, 8, 12, 64, 64]
+    assert batch_size_for(TrainSettings(batch_size=32), 41) == 32
+    assert epochs_for(TrainSettings(min_steps=3000), 100, 12) == 375  # 8 steps per epoch
+    assert epochs_for(TrainSettings(min_steps=3000), 100, 12, world_size=2) == 750
+    assert epochs_for(TrainSettings(epochs=5, min_steps=3000), 100, 12) == 5
+    result = train(ellipse_crop_set(n=48), small_model(),
+                   settings(tmp_path, epochs=None, batch_size=None, min_steps=30))
+    # 36 training crops: batches of 8, 4 steps per epoch, 8 epochs for at least 30 steps.
+    assert (result.batch_size, result.epochs, result.steps, len(result.history)) == (8, 8, 32, 8)
+
+
+def test_flips_and_turns_are_on_by_default_for_the_me_vae_only():
+    """The macrophage study augmented only its ME-VAE; turning aligned Statistical Cell crops undoes
+    their alignment. An explicit setting wins for every model."""
+    from napari_morphospace.core.training import augmentation_for
+
+    defaults = TrainSettings()
+    assert augmentation_for(defaults, "me-vae") == {"flips": True, "rot90": True, "small_rotations": False}
+    for model in ("beta-vae", "beta-tcvae", "cond-vae"):
+        assert augmentation_for(defaults, model) == {"flips": False, "rot90": False, "small_rotations": False}
+    chosen = TrainSettings(augment_flips=True, augment_rot90=False)
+    assert augmentation_for(chosen, "cond-vae")["flips"] and not augmentation_for(chosen, "me-vae")["rot90"]

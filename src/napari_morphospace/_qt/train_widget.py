@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from magicgui.widgets import FileEdit, PushButton
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -613,8 +613,13 @@ class TrainWidget(QWidget):
         else:
             text = f"Finished: {best}; {where}."
         notes = " ".join(result.notes)
-        self.status.setText(text + (f" Note: {notes}" if notes else ""))
-        show_info(text)
+        learned = result.diagnostics
+        summary = "" if learned is None else "\n" + "\n".join(learned.lines())
+        self.status.setText(text + (f" Note: {notes}" if notes else "") + summary)
+        if learned is not None and learned.warnings:
+            show_warning("The model learned little: " + " ".join(learned.warnings))
+        else:
+            show_info(text)
 
     def _on_error(self, error: Exception) -> None:
         if isinstance(error, InputError):

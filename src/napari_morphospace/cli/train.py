@@ -119,4 +119,8 @@ def run(args: argparse.Namespace) -> int:
     state = "stopped early" if result.stopped_early else "finished"
     best = f"{result.best_val_loss:.4g}" if result.best_val_loss is not None else "n/a"
     print(f"training {state}; best validation loss {best}; model bundle written to {args.out}", file=sys.stderr)
+    if result.diagnostics is not None:
+        print("what the model learned (held-out crops):", file=sys.stderr)
+        for line in result.diagnostics.lines():
+            print(f"  {line}", file=sys.stderr)
     return 0

@@ -65,14 +65,15 @@ class TrainSettings:
     ranks from the environment).
     """
 
-    epochs: int = 50
-    batch_size: int = 64
+    epochs: int | None = None
+    min_steps: int = 3000
+    batch_size: int | None = None
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     val_fraction: float = 0.2
     split: Literal["source", "random"] = "source"
-    augment_flips: bool = True
-    augment_rot90: bool = True
+    augment_flips: bool | None = None
+    augment_rot90: bool | None = None
     augment_small_rotations: bool = False
     early_stopping_patience: int | None = None
     seed: int = 0
@@ -92,12 +93,12 @@ class TrainSettings:
 
     def validate(self) -> None:
         """Refuse settings that cannot train, saying which value to change."""
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "num_nodes": self.num_nodes,
-                    "preview_every_n_epochs": self.preview_every_n_epochs}
+        positive = {"epochs": self.epochs, "min_steps": self.min_steps, "batch_size": self.batch_size,
+                    "num_nodes": self.num_nodes, "preview_every_n_epochs": self.preview_every_n_epochs}
         for name, value in positive.items():
-            if value < 1:
+            if value is not None and value < 1:
                 raise InputError(f"training.{name} is {value}; it must be at least 1")
-        if self.batch_size < 3:
+        if self.batch_size is not None and self.batch_size < 3:
             raise InputError(
                 f"training.batch_size is {self.batch_size}; use at least 3 (the beta-TCVAE estimator "
                 "compares every crop of a batch with the others)"
@@ -116,6 +117,55 @@ class TrainSettings:
             raise InputError(f"training.num_workers is {self.num_workers}; use 0 (load in the main process) or more")
         if isinstance(self.devices, str) and self.devices != "auto":
             raise InputError(f"training.devices is {self.devices!r}; use 'auto', a device count or a list of device ids")
+
+
+#: Batch size when ``batch_size`` is empty: an eighth of the training crops, within these bounds.
+AUTO_BATCH_SIZE = (8, 64)
+
+
+#: Models whose training crops are flipped and turned by default (the macrophage study augmented only its ME-VAE).
+AUGMENTED_MODELS = ("me-vae",)
+
+
+def augmentation_for(settings: TrainSettings, model: str) -> dict[str, bool]:
+    """Keyword arguments of :func:`augment_batch`: the settings, or (empty) the default of the model type.
+
+    Flips and 90° turns are on by default for the ME-VAE only, as in the
+    macrophage study. They would undo the Statistical Cell's alignment on the
+    major axis (``cond-vae``), and the study trained its β-VAE and β-TCVAE on
+    the crops as they are.
+    """
+    default = model in AUGMENTED_MODELS
+    return {
+        "flips": default if settings.augment_flips is None else settings.augment_flips,
+        "rot90": default if settings.augment_rot90 is None else settings.augment_rot90,
+        "small_rotations": settings.augment_small_rotations,
+    }
+
+
+def batch_size_for(settings: TrainSettings, n_train: int) -> int:
+    """The batch size to train with: the setting, or (empty) an eighth of the training crops in [8, 64].
+
+    Small crop sets get small batches, so an epoch holds several optimiser
+    steps; never more crops than there are (and at least 3, for β-TCVAE).
+    """
+    if settings.batch_size is not None:
+        return settings.batch_size
+    low, high = AUTO_BATCH_SIZE
+    return max(3, min(n_train, high, max(low, n_train // 8)))
+
+
+def epochs_for(settings: TrainSettings, n_train: int, batch_size: int, world_size: int = 1) -> int:
+    """The epochs to train: the setting, or (empty) enough for at least ``min_steps`` optimiser steps.
+
+    What a VAE learns depends on the number of optimiser steps, not of
+    epochs: 50 epochs of 125 crops in batches of 64 are 50 steps, which
+    learn nothing. Each of ``world_size`` processes (DDP) takes one batch per step.
+    """
+    if settings.epochs is not None:
+        return settings.epochs
+    steps_per_epoch = max(1, n_train // (batch_size * world_size))
+    return math.ceil(settings.min_steps / steps_per_epoch)
 
 
 @dataclass
@@ -204,7 +254,11 @@ class TrainResult:
     conditional model ``cond_num_labels`` is filled in from the label column);
     ``label_classes`` are that column's values in one-hot order. Under DDP
     every process returns a result; only the one with ``is_global_zero``
-    should write files.
+    should write files. ``steps`` (optimiser steps, all stages), ``epochs``
+    and ``batch_size`` are what the run used, with the automatic values
+    filled in; ``diagnostics`` says what the model learned
+    (:func:`~napari_morphospace.core.diagnostics.diagnose_training` on the
+    held-out crops).
     """
 
     model: torch.nn.Module
@@ -222,6 +276,8 @@ class TrainResult:
     is_global_zero: bool = True
     notes: list[str] = field(default_factory=list)
     steps: int = 0
+    epochs: int = 0
+    batch_size: int = 0
     diagnostics: TrainingDiagnostics | None = None
 
 
@@ -673,6 +729,7 @@ def train(
     notes = [split.note] if split.note else []
     if split.note:
         warnings.warn(split.note, UserWarning, stacklevel=2)
+    train_settings = replace(train_settings, batch_size=batch_size_for(train_settings, len(split.train)))
     _check_sizes(split, train_settings.batch_size)
     checkpoint_dir = Path(train_settings.checkpoint_dir or tempfile.mkdtemp(prefix="morphospace-checkpoints-"))
     L.seed_everything(train_settings.seed, workers=True, verbose=False)
@@ -709,6 +766,7 @@ def train(
         stopped_by_user=any(o["stopped_by_user"] for o in outcomes),
         checkpoint_dir=str(checkpoint_dir), train_size=len(split.train), val_size=len(split.val),
         is_global_zero=final["is_global_zero"], notes=notes, steps=sum(o["steps"] for o in outcomes),
+        epochs=final["epochs"], batch_size=train_settings.batch_size,
         diagnostics=_diagnose(model, crop_set.subset(_spread_out(split.val, DIAGNOSTIC_CROPS)),
                               train_settings.batch_size),
     )
@@ -727,8 +785,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         model, learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
         train_size=len(split.train), seed=settings.seed, stage=stage,
         num_labels=model_settings.cond_num_labels if stage == "target" else 0,
-        augment={"flips": settings.augment_flips, "rot90": settings.augment_rot90,
-                 "small_rotations": settings.augment_small_rotations},
+        augment=augmentation_for(settings, model_settings.model),
     )
     val_set = Subset(dataset, split.val.tolist())
     # The β-TCVAE estimator needs >= 3 crops per batch, so validation drops a short last batch too.
@@ -747,6 +804,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         early = EarlyStopping(monitor="val_loss", mode="min", patience=settings.early_stopping_patience)
         callbacks.append(early)
     trainer = _make_trainer(settings, callbacks, checkpoint_dir, progress_bar)
+    trainer.fit_loop.max_epochs = epochs_for(settings, len(split.train), settings.batch_size, trainer.world_size)
     trainer.fit(module, datamodule=data, ckpt_path=None if resume_from is None else str(resume_from),
                 weights_only=True)
     last = checkpoint_dir / "last.ckpt"
@@ -775,6 +833,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         "stopped_by_user": reporter.stopped_by_user,
         "is_global_zero": trainer.is_global_zero,
         "steps": int(trainer.global_step),
+        "epochs": int(trainer.max_epochs),
     }
 
 
@@ -927,11 +986,14 @@ def save_trained_bundle(
         "sources": sorted(map(str, table["source"].unique())),
         "train_crops": result.train_size,
         "val_crops": result.val_size,
+        "batch_size": result.batch_size,
+        "epochs": result.epochs,
+        "optimiser_steps": result.steps,
         "best_checkpoint": result.best_checkpoint,
     }
     return save_bundle(
         result.model, directory, model_settings=result.model_settings,
         input_shape=tuple(int(n) for n in crop_set.images.shape[1:]), channel_names=list(crop_set.channel_names),
         preprocess=crop_set.preprocess, train_settings=train_settings, provenance=provenance, history=result.history,
-        label_classes=result.label_classes, overwrite=overwrite,
+        label_classes=result.label_classes, diagnostics=result.diagnostics, overwrite=overwrite,
     )  # fmt: skip

@@ -40,15 +40,25 @@ def depth_for_shape(spatial_shape: Sequence[int]) -> int:
     Rounding is half-up (``floor(v + 0.5)``), not Python's banker's rounding, so
     a value of exactly 2.5 gives 3. The result is at least 1 and at most
     :func:`max_depth`, the number of halvings the *largest* axis allows before
-    dropping below 2 pixels. Thinner axes (a 16-slice z-stack) stop being
-    down-sampled once they reach 2 pixels (see :func:`level_shapes`) instead of
-    limiting the whole network's depth, so a thin stack keeps a deep, compact
-    bottleneck in Y and X.
+    dropping below 2 pixels.
+
+    In 3D, counting voxels grants depth that a thin axis cannot use: a
+    5×140×140 stack would get 5 blocks where its 140×140 plane gets 4. So a
+    3D depth is at most the larger of the rule for the Y·X plane and the
+    number of times the *smallest* axis can be halved: 5×140×140 → 4,
+    16×64×64 → 3, while a cube keeps the voxel rule (64×64×64 → 5). Thin axes
+    stop being down-sampled at 2 pixels (see :func:`level_shapes`).
     """
     shape = _check_spatial_shape(spatial_shape)
-    pixels = math.prod(shape)
-    value = 2 + 0.356 * (math.log2(pixels) - 8.64)
-    return min(max(1, math.floor(value + 0.5)), max_depth(shape))
+    depth = _thesis_rule(math.prod(shape))
+    if len(shape) == 3:
+        depth = min(depth, max(_thesis_rule(shape[1] * shape[2]), _halvings(min(shape))))
+    return min(max(1, depth), max_depth(shape))
+
+
+def _thesis_rule(pixels: int) -> int:
+    """``round(2 + 0.356·(log2(pixels) − 8.64))``, rounding half up."""
+    return math.floor(2 + 0.356 * (math.log2(pixels) - 8.64) + 0.5)
 
 
 def max_depth(spatial_shape: Sequence[int]) -> int:

@@ -72,9 +72,13 @@ class ModelSettings:
         ``tc_beta``, the weight of the total correlation.
     objective : {"classic", "reparameterised"}
         ``rec + β·KL`` or ``(1−β)·rec + β·KL`` (Statistical Cell).
-    reconstruction : {"sse", "bce"}
-        ``0.5·SSE`` (unit-variance Gaussian decoder) or binary cross-entropy,
-        summed over the pixels and channels of an image, averaged over the batch.
+    reconstruction : {"bce", "sse"}
+        Binary cross-entropy (Bernoulli decoder, default) or ``0.5·SSE``
+        (unit-variance Gaussian decoder), summed over the pixels and channels
+        of an image, averaged over the batch. The unit-variance Gaussian is a
+        weak likelihood for crops in [0, 1]: with β = 1 the KL wins and the
+        posterior collapses (about 1 nat of KL on real nuclei; see
+        ``docs/models.md``).
     tc_alpha, tc_beta, tc_gamma : float
         β-TCVAE weights of mutual information, total correlation, dimension-wise KL.
     tc_estimator : {"mss", "mws"}
@@ -115,7 +119,7 @@ class ModelSettings:
     base_channels: int | None = None
     beta: float = 1.0
     objective: Objective = "classic"
-    reconstruction: ReconstructionKind = "sse"
+    reconstruction: ReconstructionKind = "bce"
     tc_alpha: float = 1.0
     tc_beta: float = 6.0
     tc_gamma: float = 1.0
