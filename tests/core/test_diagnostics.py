@@ -72,7 +72,7 @@ def test_batchnorm_statistics_that_do_not_match_the_data_are_caught():
     state = {k: v.clone() for k, v in batchnorm.state_dict().items()}
     diagnostics = diagnose_training(batchnorm, crops)
     assert not 0.5 <= diagnostics.spread_ratio <= 2.0
-    assert any("normalisation" in w for w in diagnostics.warnings)
+    assert any("BatchNorm running statistics" in w for w in diagnostics.warnings)
     for name, tensor in batchnorm.state_dict().items():  # the check ran on a copy
         torch.testing.assert_close(tensor, state[name])
     groupnorm = build_model(ModelSettings(latent_dim=4, base_channels=4, norm="group"), (1, 16, 16))

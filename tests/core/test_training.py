@@ -343,3 +343,16 @@ def test_flips_and_turns_are_on_by_default_for_the_me_vae_only():
         assert augmentation_for(defaults, model) == {"flips": False, "rot90": False, "small_rotations": False}
     chosen = TrainSettings(augment_flips=True, augment_rot90=False)
     assert augmentation_for(chosen, "cond-vae")["flips"] and not augmentation_for(chosen, "me-vae")["rot90"]
+
+
+def test_batchnorm_statistics_are_averaged_over_the_training_crops_after_a_short_run(tmp_path):
+    """After a handful of steps BatchNorm's running averages are far from the final weights' statistics:
+    the first release embedded 125 nuclei of a 5-epoch run at one point. A pass over the training crops
+    replaces them, so eval mode spreads the crops as batch statistics do."""
+    # A random split: held-out crops like the training crops (here, the split by source holds out small cells only).
+    result = train(ellipse_crop_set(n=48), small_model(norm="batch"), settings(tmp_path, epochs=1, split="random"))
+    assert result.steps == 4
+    assert 0.8 < result.diagnostics.spread_ratio < 1.25, result.diagnostics.spread_ratio
+    stored = last_state(result.last_checkpoint)  # the checkpoint keeps the training-time running averages
+    name = next(k for k in stored if k.endswith("running_var"))
+    assert not torch.allclose(stored[name], result.model.state_dict()[name[len("model."):]])

@@ -515,6 +515,36 @@ class VAEModule(L.LightningModule):
         self._kl_sum, self._kl_batches = None, 0
         return values
 
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, loader: DataLoader) -> None:
+        """Replace BatchNorm running statistics by their average over the training crops ("precise BN").
+
+        During training the running statistics are an exponential average
+        (momentum 0.1) of batch statistics of weights that kept changing; after
+        few optimiser steps they are far from what the final weights produce,
+        and eval mode — embedding, traversal, Grad-CAM — normalises every crop
+        wrongly (the first release put all 125 nuclei of a 5-epoch run at one
+        point). One pass over the training crops with the final weights, in
+        training mode, averages the batch statistics exactly. Models without
+        BatchNorm are left alone.
+        """
+        norms = [m for m in self.trained.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms or len(loader) == 0:
+            return
+        momenta = [m.momentum for m in norms]
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the pass
+        was_training = self.trained.training
+        self.trained.train()
+        _reseed(self.seed, 2**31 - 1)  # sampling noise and ME-VAE views of the pass are reproducible
+        for batch in loader:
+            images, labels = _unpack(_to_device(batch, self.device))
+            self.trained(*self._inputs(images, labels))
+        for module, momentum in zip(norms, momenta):
+            module.momentum = momentum
+        self.trained.train(was_training)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.trained.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
 
@@ -824,6 +854,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
+    module.recalibrate_batchnorm(DataLoader(data.train_set, batch_size=settings.batch_size, drop_last=True))
     return {
         "history": reporter.history,
         "best": best,

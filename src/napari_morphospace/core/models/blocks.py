@@ -116,12 +116,14 @@ def _check_spatial_shape(spatial_shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def normalisation(dim: int, channels: int, norm: str) -> nn.Module:
-    """The normalisation layer of a "strided" block: BatchNorm, or GroupNorm (same in train and eval mode).
+    """The normalisation layer of a "strided" block: BatchNorm or GroupNorm.
 
     BatchNorm normalises with the batch's statistics in training and with
-    running averages in evaluation; after few optimiser steps these differ
-    and eval-mode latents collapse to one point. GroupNorm normalises each
-    crop by itself, so training and evaluation compute the same function.
+    running averages in evaluation (the training engine recomputes those
+    averages over the training crops at the end, see
+    ``VAEModule.recalibrate_batchnorm``). GroupNorm normalises each crop by
+    itself, so training and evaluation compute the same function, but a
+    crop's overall brightness and amount of signal are normalised away.
     """
     if norm == "batch":
         return _BATCHNORM[dim](channels)
