@@ -60,6 +60,9 @@ def test_report_of_a_demo_run_has_every_section_with_figures(demo_folder):
     for title, body in sections.items():
         assert "not available" not in body or title == "Classifier", (title, body[:300])
     assert "no classifier was trained" in sections["Classifier"]
+    learned = sections["What the model learned"]
+    assert "active units" in learned and "held-out reconstruction SSIM" in learned
+    assert "<td>area</td>" in learned and "pixel PCA" in learned and "ratio" in learned  # probe from the labels
     assert re.search(r"Check \|ρ\| &gt; 0.5: (PASSED|FAILED)", sections["Known answer"])
     assert "MIG" in sections["Disentanglement (MIG and DCI)"] and "<td>size</td>" in sections["Disentanglement (MIG and DCI)"]
     versions = sections["Versions and settings"]

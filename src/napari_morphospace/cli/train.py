@@ -51,7 +51,8 @@ def _devices(text: str) -> str | int | list[int]:
 FLAGS = [
     Flag("--model", ("model.model",), "which VAE to train"),
     Flag("--latent-dim", ("model.latent_dim",), "number of latent dimensions (2-512)", int),
-    Flag("--beta", ("model.beta",), "weight of the KL term", float),
+    Flag("--beta", ("model.beta",), "the model's β: weight of the KL term (beta-vae, me-vae, cond-vae) or of the "
+         "total correlation (beta-tcvae, its tc_beta)", float),
     Flag("--objective", ("model.objective",),
          "rec + beta*KL (classic), or (1-beta)*rec + beta*KL with beta in [0, 1] (reparameterised)"),
     Flag("--reconstruction", ("model.reconstruction",), "reconstruction term: 0.5*SSE (sse) or binary cross-entropy (bce)"),
@@ -106,6 +107,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     data = to_dict(load_config(args.config, TrainConfig) if args.config else TrainConfig())
     apply_flags(data, args, FLAGS)
+    if args.beta is not None and data["model"]["model"] == "beta-tcvae":
+        # β of β-TCVAE (Chen et al. 2018) weighs the total correlation: the model's tc_beta.
+        data["model"]["beta"], data["model"]["tc_beta"] = TrainConfig().model.beta, args.beta
     return from_dict(TrainConfig, data)
 
 
@@ -175,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
     state = "stopped early" if result.stopped_early else "finished"
     best = f"{result.best_val_loss:.4g}" if result.best_val_loss is not None else "n/a"
     print(f"training {state}; best validation loss {best}; model bundle written to {args.out}", file=sys.stderr)
+    if result.diagnostics is not None:
+        print("what the model learned (held-out crops):", file=sys.stderr)
+        for line in result.diagnostics.lines():
+            print(f"  {line}", file=sys.stderr)
     return 0
 
 

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from .config import from_dict, set_default_permissions, to_dict
 from .data import CropSet
+from .diagnostics import TrainingDiagnostics
 from .errors import InputError
 from .models import ModelSettings, build_model
 
@@ -59,6 +60,12 @@ class Bundle:
         return self.model_settings.latent_dim
 
     @property
+    def diagnostics(self) -> TrainingDiagnostics | None:
+        """What the model learned, measured at the end of its training (None for older bundles)."""
+        data = self.config.get("diagnostics")
+        return TrainingDiagnostics.from_dict(data) if data else None
+
+    @property
     def label_classes(self) -> list[Any]:
         """Values of the training ``label_column`` in one-hot order (conditional model), else empty."""
         return list(self.config.get("label_classes") or [])
@@ -76,6 +83,7 @@ def save_bundle(
     provenance: dict[str, Any],
     history: list[dict[str, float]],
     label_classes: list[Any] | None = None,
+    diagnostics: TrainingDiagnostics | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write ``model`` and its configuration as a bundle folder, atomically.
@@ -98,6 +106,8 @@ def save_bundle(
         Per-epoch losses.
     label_classes : list, optional
         Values of the label column in one-hot order (conditional model).
+    diagnostics : TrainingDiagnostics, optional
+        The end-of-training diagnostics, stored as ``diagnostics``.
     overwrite : bool
         Replace an existing folder. Without it an existing folder is refused.
 
@@ -121,6 +131,7 @@ def save_bundle(
         "train_settings": to_dict(train_settings),
         "provenance": _json_safe(provenance),
         "history": _json_safe(history),
+        "diagnostics": None if diagnostics is None else _json_safe(diagnostics.to_dict()),
         "versions": {
             "napari-morphospace": __version__,
             "torch": torch.__version__,
@@ -184,7 +195,9 @@ def load_bundle(directory: str | os.PathLike, *, map_location: str | torch.devic
             f"this napari-morphospace ({__version__}) reads {FORMAT_NAME!r} version {FORMAT_VERSION}. "
             "Update napari-morphospace or re-save the model with this version"
         )
-    model_settings = from_dict(ModelSettings, config["model_settings"], where=f"{CONFIG_NAME} model_settings")
+    # Bundles written before the ``norm`` setting existed used BatchNorm; newer ones record it.
+    settings_values = {"norm": "batch", **config["model_settings"]}
+    model_settings = from_dict(ModelSettings, settings_values, where=f"{CONFIG_NAME} model_settings")
     input_shape = tuple(int(n) for n in config["input_shape"])
     model = build_model(model_settings, input_shape)
     model.load_state_dict(_read_weights(weights_path, model), strict=True)

@@ -13,8 +13,8 @@ maximum, float images already in [0, 1] are kept, other float images are
 min–max rescaled per channel; non-finite pixels are replaced first. Every step
 returns float32 in [0, 1] and never NaN or inf.
 
-The two published orders are :func:`macrophage_pipeline` (grayscale → CLAHE →
-sharpen → resize → min–max) and :func:`statistical_cell_pipeline` (subtract
+The two published orders are :func:`macrophage_pipeline` (grayscale → resize →
+CLAHE → sharpen → min–max) and :func:`statistical_cell_pipeline` (subtract
 mode, clip, rescale → align on the major axis → centre on a channel).
 """
 
@@ -669,7 +669,11 @@ def _run_step(
 
 
 def macrophage_pipeline(shape: Sequence[int] = (256, 256)) -> PreprocessPipeline:
-    """The macrophage study's order: grayscale → CLAHE → sharpen → resize → min–max.
+    """The macrophage study's order: grayscale → resize → CLAHE → sharpen → min–max.
+
+    The study's Methods resize the crops first, so CLAHE's tiles and the
+    sharpening radius act on the 256 × 256 image the network sees (sharpening
+    before a down-sizing would be partly averaged away by it).
 
     Parameters
     ----------
@@ -679,9 +683,9 @@ def macrophage_pipeline(shape: Sequence[int] = (256, 256)) -> PreprocessPipeline
     return PreprocessPipeline(
         [
             PreprocessStep("to_grayscale"),
+            PreprocessStep("resize", {"shape": [int(s) for s in shape]}),
             PreprocessStep("clahe"),
             PreprocessStep("unsharp_mask"),
-            PreprocessStep("resize", {"shape": [int(s) for s in shape]}),
             PreprocessStep("normalize_minmax"),
         ]
     )

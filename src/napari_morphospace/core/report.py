@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 SECTIONS = (
     "Data and preprocessing",
     "Training",
+    "What the model learned",
     "Per-dimension KL",
     "Group differences (Cohen's d)",
     "Top dimensions: KDE and violin plots",
@@ -369,6 +370,73 @@ def _training_section(ctx: _Context) -> list[str]:
     ]
 
 
+def _learned_section(ctx: _Context) -> list[str]:
+    """The end-of-training diagnostics of the bundle and, when the label images are at hand, the probe."""
+    bundle = ctx.analysis.bundle
+    if bundle is None:
+        raise NotAvailable("the analysis has no model bundle; train a model first")
+    diagnostics = bundle.diagnostics
+    parts = []
+    if diagnostics is None:
+        parts.append(_p("The model bundle records no end-of-training diagnostics (trained with an older version)."))
+    else:
+        parts.append(_p("Measured on the held-out crops at the end of training, in eval mode:"))
+        parts += [f'<p class="problem">{html.escape(w)}</p>' for w in diagnostics.warnings]
+        parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in diagnostics.lines()
+                                      if not line.startswith("WARNING")) + "</ul>")  # fmt: skip
+    parts += _probe_parts(ctx)
+    return parts
+
+
+def _probe_parts(ctx: _Context) -> list[str]:
+    """Ridge-probe R² from the latents and from pixel PCA to the cells' regionprops measurements."""
+    from .diagnostics import cell_measurements, representation_probe
+    from .features import require_mu_columns
+
+    latents, crop_set = ctx.analysis.latents, ctx.analysis.crop_set
+    labels, intensities = _source_label_images(ctx.analysis)
+    if latents is None or crop_set is None or not labels:
+        return [_p("Representation probe not available: it needs the latent table, the crop set and the label "
+                   "images the crops were cut from (the analysis' sources).")]  # fmt: skip
+    table = crop_set.table
+    missing = sorted(set(table["source"].astype(str)) - set(labels))
+    if missing:
+        return [_p(f"Representation probe not available: no label image for source(s) {', '.join(missing[:3])}.")]
+    rows = latents.set_index("crop_id").reindex(table["crop_id"])
+    mu = rows[require_mu_columns(latents)].to_numpy(dtype=float)
+    single_channel = set(table["source"].astype(str)) <= set(intensities)
+    measurements = cell_measurements(table, labels, intensities if single_channel else None)
+    probe = representation_probe(mu, np.asarray(crop_set.images), measurements, table["source"].astype(str))
+    how = "folds grouped by source image" if probe.grouped else f"random folds ({probe.note})"
+    return [
+        _p(f"What the latents know about each cell: {probe.folds}-fold cross-validated ridge regression ({how}) "
+           f"from the {mu.shape[1]} latent means to the cells' regionprops measurements, next to the same probe "
+           f"on a {probe.n_components}-component PCA of the crop pixels. Mean R² {probe.latent_mean:.3f} "
+           f"(latents) against {probe.pca_mean:.3f} (pixel PCA): ratio {probe.ratio:.3f}."),
+        _table(probe.rows(), ["measurement", "latent R²", "pixel PCA R²"]),
+    ]  # fmt: skip
+
+
+def _source_label_images(analysis: Analysis) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Label images (and single-channel intensity images) by the source names the crop table uses."""
+    from .crop_job import read_labels
+    from .io import read_stack
+
+    labels, intensities = {}, {}
+    for source in analysis.manifest.sources:
+        image = source.image.resolve(analysis.folder)
+        label_path = None if source.labels is None else source.labels.resolve(analysis.folder)
+        if image is None or label_path is None:
+            continue
+        label_image = read_labels(label_path)
+        data = np.asarray(read_stack(image).data)
+        for name in {str(image), str(image.resolve()), source.image.absolute, image.name}:
+            labels[name] = label_image
+            if data.shape == label_image.shape:
+                intensities[name] = data
+    return labels, intensities
+
+
 def _kl_section(ctx: _Context) -> list[str]:
     from .statistics import active_units, empirical_kl_to_standard_normal, kl_bar_figure, kl_per_dimension
 
@@ -398,10 +466,14 @@ def _cohen_section(ctx: _Context) -> list[str]:
                 f"in {summary.group_b}), 95 % confidence intervals; top dimensions {summary.top}.")]  # fmt: skip
     parts.append(_img(forest_figure(summary.d, top=15), "Cohen's d forest plot"))
     keep = np.isin(summary.groups, [summary.group_a, summary.group_b])
+    latents = ctx.analysis.latents
+    sources = latents["source"].to_numpy()[keep] if latents is not None and "source" in latents else None
     try:
-        probe = linear_probe(summary.mu[keep], summary.groups[keep])
-        parts.append(_p(f"Linear probe (logistic regression, 5-fold): balanced accuracy "
-                        f"{probe['balanced_accuracy']:.3f}, AUROC {probe['auroc']:.3f}."))  # fmt: skip
+        probe = linear_probe(summary.mu[keep], summary.groups[keep], sources=sources)
+        how = "folds grouped by source image" if probe["grouped"] else "random folds"
+        parts.append(_p(f"Linear probe (logistic regression, {len(probe['per_fold']['auroc'])}-fold, {how}): "
+                        f"balanced accuracy {probe['balanced_accuracy']:.3f}, AUROC {probe['auroc']:.3f}."
+                        + (f" Note: {probe['note']}" if probe["note"] else "")))  # fmt: skip
     except InputError as err:
         parts.append(_p(f"Linear probe not available: {err}"))
     return parts
@@ -669,18 +741,19 @@ def _model_tables(config: Mapping[str, Any]) -> list[str]:
 
 
 _BUILDERS: dict[str, Callable[[_Context], list[str]]] = {
-    SECTIONS[0]: _data_section,
-    SECTIONS[1]: _training_section,
-    SECTIONS[2]: _kl_section,
-    SECTIONS[3]: _cohen_section,
-    SECTIONS[4]: _distribution_section,
-    SECTIONS[5]: _traversal_section,
-    SECTIONS[6]: _difference_section,
-    SECTIONS[7]: _gradcam_section,
-    SECTIONS[8]: _classifier_section,
-    SECTIONS[9]: _known_answer_section,
-    SECTIONS[10]: _disentanglement_section,
-    SECTIONS[11]: _versions_section,
+    "Data and preprocessing": _data_section,
+    "Training": _training_section,
+    "What the model learned": _learned_section,
+    "Per-dimension KL": _kl_section,
+    "Group differences (Cohen's d)": _cohen_section,
+    "Top dimensions: KDE and violin plots": _distribution_section,
+    "Latent traversals": _traversal_section,
+    "Difference maps": _difference_section,
+    "Grad-CAM": _gradcam_section,
+    "Classifier": _classifier_section,
+    "Known answer": _known_answer_section,
+    "Disentanglement (MIG and DCI)": _disentanglement_section,
+    "Versions and settings": _versions_section,
 }
 
 
