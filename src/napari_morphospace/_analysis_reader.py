@@ -34,8 +34,12 @@ def get_analysis_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[Layer
 SOURCE_GAP_PX = 20  # empty pixels between two sources' fields in the viewer
 
 
-def analysis_layers(path: PathOrPaths) -> list[LayerData]:
+def analysis_layers(path: PathOrPaths, *, allow_external: bool = False) -> list[LayerData]:
     """Layers of an analysis folder: each source image, and its Labels with one features row per cell.
+
+    Images outside the folder are read only with ``allow_external`` (the
+    Analysis widget asks the user); napari's File > Open Folder cannot ask,
+    so there they are skipped with a warning saying how to allow them.
 
     The Labels ``features`` hold ``index`` and ``label_id`` (the label value),
     ``crop_id``, ``t``, ``group``, ``annotation`` and the latent columns
@@ -45,7 +49,7 @@ def analysis_layers(path: PathOrPaths) -> list[LayerData]:
     its labels.
     """
     folder = Path(path if isinstance(path, (str, os.PathLike)) else list(path)[0])
-    analysis = open_analysis(folder, load_model=False)
+    analysis = open_analysis(folder, load_model=False, allow_external=allow_external)
     for message in [*analysis.problems, *analysis.notes]:
         warnings.warn(message, UserWarning, stacklevel=2)
     table = cell_table(analysis)
@@ -62,7 +66,7 @@ def analysis_layers(path: PathOrPaths) -> list[LayerData]:
             kwargs["translate"] = translate
             layers.append((data, kwargs, kind))
         offset_x += (stack.data.shape[-1] + SOURCE_GAP_PX) * scale[-1]
-        labels_path = source.labels.resolve(analysis.folder) if source.labels is not None else None
+        labels_path = analysis.labels_path(source)
         if labels_path is None:
             continue
         features = rows_of_source(table, source.image.absolute, image_path)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..core.config import from_dict, load_config, save_config, to_dict
 from ..core.crop_job import CropJob, run_crop_job
-from ..core.errors import InputError
+from ..core.data import check_crop_set_target
+from ..core.outputs import check_output
 from ..core.preprocess import PreprocessPipeline, macrophage_pipeline, statistical_cell_pipeline
 
 PRESETS = ("none", "macrophage", "statistical-cell")
@@ -77,11 +78,14 @@ def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
 
 def run(args: argparse.Namespace) -> int:
     job = job_from_args(args)
+    job.check()
+    # Every output is checked before the first one is written and before any image is read.
+    if args.save_config:
+        check_output(args.save_config, what="config file", kind="file", overwrite=True)
+    check_crop_set_target(args.out, args.overwrite)
     if args.save_config:
         save_config(job, args.save_config)
         print(f"wrote {args.save_config}")
-    if args.out.exists() and not args.overwrite:
-        raise InputError(f"{args.out} already exists; choose another --out folder or pass --overwrite")
     last = {"name": None}
 
     def progress(name: str, done: int, total: int) -> None:

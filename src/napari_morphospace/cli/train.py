@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..core.bundle import check_bundle_target
 from ..core.config import from_dict, load_config, save_config, to_dict
 from ..core.data import load_crop_set
-from ..core.errors import InputError
+from ..core.outputs import check_output
 from ..core.training import TrainConfig, TrainMessage, TrainUpdate, save_trained_bundle, train
 
 MODEL_CHOICES = ("beta-vae", "beta-tcvae", "me-vae", "cond-vae")
@@ -102,9 +103,10 @@ def print_progress(message: TrainMessage) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.save_config:
+        check_output(args.save_config, what="config file", kind="file", overwrite=True)
+    check_bundle_target(args.out, args.overwrite)  # a bundle, never another folder, before the first epoch
+    if args.save_config:
         save_config(config, args.save_config)
-    if args.out.exists() and not args.overwrite:
-        raise InputError(f"{args.out} already exists; choose another --out or pass --overwrite")
     crop_set = load_crop_set(args.crops)
     result = train(crop_set, config.model, config.training, on_update=print_progress, resume_from=args.resume,
                    progress_bar=args.progress_bar)

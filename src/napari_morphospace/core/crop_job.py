@@ -17,9 +17,10 @@ from typing import Literal
 import numpy as np
 
 from .crops import CropSettings, PatchSettings, crops_from_labels, patch_grid
-from .data import CropSet, concat_crop_sets, load_crop_set, save_crop_set
+from .data import CropSet, check_crop_set_target, concat_crop_sets, load_crop_set, save_crop_set
 from .errors import InputError
 from .io import read_stack
+from .outputs import replace_folder, scratch_prefix, write_failed
 from .preprocess import PreprocessPipeline
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -106,42 +107,54 @@ def run_crop_job(
 ) -> CropSet:
     """Crop every image of ``job`` and return one crop set, saved to ``out`` when given.
 
-    Each image's crops are streamed to a temporary folder next to ``out`` and
+    ``out`` is checked before any image is read (an existing folder without
+    ``overwrite``, one that is not a crop set, a read-only or full disk).
+    Each image's crops are streamed to a scratch folder next to ``out`` and
     joined at the end, so large jobs do not need all crops in memory; nothing
     appears at ``out`` unless every image succeeded.
     """
     job.check()
-    if out is not None and Path(out).exists() and not overwrite:
-        raise InputError(f"{out} already exists; choose another output folder or pass --overwrite")
-    parts: list[CropSet] = []
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".crops-", dir=Path(out).parent if out else None))
+    if out is None:
+        return concat_crop_sets([_crop_image(job, index, None, on_progress, stop_event) for index in range(len(job.images))])
+    out = check_crop_set_target(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Parts are streamed into a scratch folder beside ``out``: a rename finishes the job, and the scratch of a
+    # killed run is recognised (host and process id in its name) and removed by the next run.
+    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=scratch_prefix(out), suffix=".tmp"))
     try:
-        for index, image_path in enumerate(job.images):
-            name = Path(image_path).name
-
-            def progress(done: int, total: int, name: str = name) -> None:
-                if on_progress is not None:
-                    on_progress(name, done, total)
-
-            stack = read_stack(image_path, reader=job.reader)
-            common = dict(
-                pipeline=job.preprocess if job.preprocess.steps else None,
-                group=job.group_of(index),
-                source=str(image_path),
-                output=scratch / f"part{index}" if out is not None else None,
-                on_progress=progress,
-                stop_event=stop_event,
-            )
-            if job.objects == "labels":
-                parts.append(crops_from_labels(stack, read_labels(job.labels[index]), job.crop, **common))
-            else:
-                parts.append(patch_grid(stack, job.patches, **common))
-        crop_set = concat_crop_sets(parts)
-        if out is not None:
-            save_crop_set(crop_set, out, overwrite=overwrite)
-            crop_set = load_crop_set(out)  # the parts in the scratch folder go away below
+        parts = [_crop_image(job, index, scratch / f"part{index}", on_progress, stop_event) for index in range(len(job.images))]
+        if len(parts) == 1:
+            finished = scratch / "part0"
+        else:
+            finished = save_crop_set(concat_crop_sets(parts), scratch / "joined")
+        check_crop_set_target(out, overwrite)
+        replace_folder(finished, out)
+    except OSError as err:
+        raise write_failed(out, err) from err
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return crop_set
+    return load_crop_set(out)
+
+
+def _crop_image(job: CropJob, index: int, output: Path | None, on_progress: ProgressCallback | None,
+                stop_event: threading.Event | None) -> CropSet:
+    """The crops of image ``index`` of ``job``, streamed to ``output`` when given."""
+    image_path = job.images[index]
+    name = Path(image_path).name
+
+    def progress(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(name, done, total)
+
+    stack = read_stack(image_path, reader=job.reader)
+    common = dict(
+        pipeline=job.preprocess if job.preprocess.steps else None,
+        group=job.group_of(index),
+        source=str(image_path),
+        output=output,
+        on_progress=progress,
+        stop_event=stop_event,
+    )
+    if job.objects == "labels":
+        return crops_from_labels(stack, read_labels(job.labels[index]), job.crop, **common)
+    return patch_grid(stack, job.patches, **common)

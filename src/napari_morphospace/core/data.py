@@ -14,6 +14,7 @@ the end, so a crash or a cancelled run never leaves a half-written crop set.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ import zarr
 from torch.utils.data import Dataset
 
 from .errors import InputError
+from .outputs import check_output, replace_folder, scratch_prefix, write_failed
 
 # Columns every crop table has, in this order; more columns may follow.
 # The bounding box is one start/stop pair per spatial axis of the source:
@@ -41,6 +43,8 @@ FORMAT_NAME = "napari-morphospace crop set"
 FORMAT_VERSION = 1
 # Crop sets up to this size are loaded into memory by default; larger ones stay on disk.
 IN_MEMORY_LIMIT_BYTES = 512 * 2**20
+# Crops checked for finite values in [0, 1] at a time.
+_CHECK_BATCH = 1024
 
 IMAGES_NAME = "images.zarr"
 TABLE_PARQUET = "crops.parquet"
@@ -135,16 +139,37 @@ class CropSet:
             raise InputError(
                 f"spacing {tuple(self.spacing)} does not have one value per spatial axis ({self.spatial_ndim})"
             )
+        ids = self.table["crop_id"]
+        if not pd.api.types.is_integer_dtype(ids.dtype):
+            raise InputError(f"crop_id values must be whole numbers; the crop table has {ids.dtype} values {_first(ids)}")
         if check_values is None:
             check_values = isinstance(self.images, np.ndarray)
         if check_values and shape[0]:
-            images = _as_dask(self.images)
-            low, high, finite = da.compute(da.nanmin(images), da.nanmax(images), da.isfinite(images).all())
-            if not finite or low < 0 or high > 1:
-                raise InputError(
-                    f"crop values must be finite and in [0, 1]; found {low}..{high}"
-                    f"{'' if finite else ' and NaN or inf values'}"
-                )
+            for start in range(0, shape[0], _CHECK_BATCH):
+                check_crop_values(np.asarray(self.images[start : start + _CHECK_BATCH]), ids.iloc[start : start + _CHECK_BATCH])
+
+
+def check_crop_values(images: np.ndarray, crop_ids: pd.Series | np.ndarray) -> None:
+    """Refuse crops with NaN or inf values or values outside [0, 1], naming the first crop ids.
+
+    Crops are always made in [0, 1]; other values come from a damaged or
+    hand-made crop set (a deleted chunk of a new crop set reads as NaN).
+    """
+    flat = np.asarray(images).reshape(len(images), -1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        bad |= (flat < 0).any(axis=1) | (flat > 1).any(axis=1)
+    if bad.any():
+        ids = np.asarray(crop_ids)[bad]
+        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+        raise InputError(
+            f"crop(s) with crop_id {', '.join(str(i) for i in ids[:5])}{more} hold NaN, inf or values outside [0, 1]; "
+            "crops are made in [0, 1], so the crop set is damaged or was not made by napari-morphospace: make it again"
+        )
+
+
+def _first(values: pd.Series, n: int = 3) -> str:
+    return ", ".join(repr(v) for v in values.head(n).tolist())
 
 
 def _as_dask(images: Any) -> da.Array:
@@ -228,15 +253,19 @@ class CropSetWriter:
         self.spacing = tuple(float(s) for s in spacing)
         self.preprocess = preprocess
         self.overwrite = overwrite
-        _check_target(self.directory, overwrite)
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=f".{self.directory.name}.", suffix=".tmp"))
+        check_crop_set_target(self.directory, overwrite)
+        try:
+            self.directory.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=scratch_prefix(self.directory), suffix=".tmp"))
+        except OSError as err:
+            raise write_failed(self.directory, err) from err
+        # NaN, not 0, where no crop was stored: a chunk file deleted later reads as NaN and is refused on loading.
         self._images = zarr.create_array(
             store=str(self._tmp / IMAGES_NAME),
             shape=(0,) + self.crop_shape,
             chunks=(1,) + self.crop_shape,
             dtype="float32",
-            fill_value=0.0,
+            fill_value=np.nan,
         )
         self._tables: list[pd.DataFrame] = []
         self._closed = False
@@ -277,9 +306,14 @@ class CropSetWriter:
                 "channel_names": self.channel_names,
                 "spacing": list(self.spacing),
                 "preprocess": self.preprocess,
+                "crop_id_order": crop_id_order(table["crop_id"]),
             }
             (self._tmp / METADATA_NAME).write_text(json.dumps(metadata, indent=2))
-            _move_into_place(self._tmp, self.directory, self.overwrite)
+            check_crop_set_target(self.directory, self.overwrite)
+            replace_folder(self._tmp, self.directory)
+        except OSError as err:
+            self.abort()
+            raise write_failed(self.directory, err) from err
         except BaseException:
             self.abort()
             raise
@@ -363,58 +397,77 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
     metadata = _read_metadata(directory)
     try:
         images = zarr.open_array(str(directory / IMAGES_NAME), mode="r")
-    except (FileNotFoundError, ValueError, KeyError, zarr.errors.BaseZarrError) as err:
+    except (FileNotFoundError, ValueError, KeyError, TypeError, zarr.errors.BaseZarrError) as err:
         raise InputError(
             f"{directory}: cannot open the crop images {IMAGES_NAME} ({err}); the crop set is damaged, make it again"
         ) from err
     table = _read_table(directory)
-    if tuple(images.shape[1:]) != tuple(metadata.get("crop_shape", images.shape[1:])):
+    if tuple(images.shape[1:]) != tuple(metadata["crop_shape"]):
         raise InputError(
             f"{directory}: {IMAGES_NAME} holds crops of shape {tuple(images.shape[1:])} but {METADATA_NAME} "
             f"says {tuple(metadata['crop_shape'])}; the crop set was modified, make it again"
         )
+    _check_stored_chunks(images, directory)
     if in_memory is None:
         in_memory = images.nbytes <= IN_MEMORY_LIMIT_BYTES
+    try:
+        data = images[...] if in_memory else images
+    except Exception as err:  # zarr and its codecs raise many types for a damaged chunk
+        raise InputError(
+            f"{directory}: cannot read the crop images {IMAGES_NAME} ({type(err).__name__}: {err}); "
+            "the crop set is damaged, make it again"
+        ) from err
     crop_set = CropSet(
-        images=images[...] if in_memory else images,
+        images=data,
         table=table,
-        channel_names=list(metadata.get("channel_names", [])),
-        spacing=tuple(metadata.get("spacing", ())),
+        channel_names=list(metadata["channel_names"]),
+        spacing=tuple(metadata["spacing"]),
         preprocess=metadata.get("preprocess"),
     )
     try:
-        crop_set.validate(check_values=False)
+        crop_set.validate(check_values=in_memory)
+        order = metadata.get("crop_id_order")
+        if order is not None and order != crop_id_order(table["crop_id"]):
+            raise InputError(
+                f"the rows of {TABLE_PARQUET}/{TABLE_CSV} are not in the order of the crop images (reordered or "
+                "edited by hand), so crop ids would name the wrong crops"
+            )
     except InputError as err:
         raise InputError(f"{directory}: {err}; the crop set was modified or is damaged, make it again") from err
     return crop_set
 
 
-def _check_target(directory: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing folder unless asked to, and never one that is not a crop set."""
-    if not directory.exists():
+def _check_stored_chunks(images: zarr.Array, directory: Path) -> None:
+    """Refuse a crop set whose image store lost chunk files: zarr would read them as fill values."""
+    try:
+        stored, expected = images.nchunks_initialized, images.nchunks
+    except Exception:  # a store that cannot be listed: the value checks still apply
         return
-    if not directory.is_dir():
-        raise InputError(f"{directory} exists and is a file; choose a folder name for the crop set")
-    is_empty = not any(directory.iterdir())
-    if not overwrite and not is_empty:
-        raise InputError(f"{directory} already exists; choose another folder or pass overwrite=True to replace it")
-    if not is_empty and not (directory / METADATA_NAME).exists():
+    if stored < expected:
         raise InputError(
-            f"{directory} exists and is not a crop set, so it will not be replaced; choose another folder"
+            f"{directory}: {expected - stored} of {expected} chunk file(s) of {IMAGES_NAME} are missing "
+            "(deleted or not copied), so some crops have no data; the crop set is damaged, copy it again or make it again"
         )
 
 
-def _move_into_place(tmp: Path, directory: Path, overwrite: bool) -> None:
-    """Rename the finished temporary folder to ``directory``, replacing an old crop set if allowed."""
-    _check_target(directory, overwrite)
-    if not directory.exists():
-        os.replace(tmp, directory)
-        return
-    # Move the old set aside first so the target path is never missing a complete set for long.
-    old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".old"))
-    os.replace(directory, old / "set")
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+def is_crop_set_folder(path: str | os.PathLike) -> bool:
+    """True for a folder holding a ``crop_set.json`` of this format (what ``overwrite`` may replace)."""
+    try:
+        metadata = json.loads((Path(path) / METADATA_NAME).read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(metadata, dict) and metadata.get("format") == FORMAT_NAME
+
+
+def check_crop_set_target(directory: str | os.PathLike, overwrite: bool, *, needed_bytes: int = 0) -> Path:
+    """Refuse a crop-set target before any work: existing (without ``overwrite``), not a crop set, or not writable."""
+    return check_output(directory, what="crop set", kind="folder", overwrite=overwrite, is_ours=is_crop_set_folder,
+                        needed_bytes=needed_bytes)  # fmt: skip
+
+
+def crop_id_order(crop_ids: pd.Series | np.ndarray) -> str:
+    """A fingerprint of the crop ids in table order: rows reordered by hand no longer match their images."""
+    return hashlib.sha256(np.asarray(crop_ids, dtype="<i8").tobytes()).hexdigest()[:16]
 
 
 def _write_table(table: pd.DataFrame, directory: Path) -> None:
@@ -424,15 +477,16 @@ def _write_table(table: pd.DataFrame, directory: Path) -> None:
 
 def _read_metadata(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
-        raise InputError(f"crop set folder {directory} does not exist; check the path or make crops first")
+        what = "is a file, not a folder" if directory.exists() else "does not exist"
+        raise InputError(f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' (or make crops first)")
     path = directory / METADATA_NAME
     if not path.exists():
         raise InputError(
             f"{directory} is not a crop set: it has no {METADATA_NAME}; choose a folder written by save_crop_set"
         )
     try:
-        metadata = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
         raise InputError(f"{path} is damaged ({err}); make the crop set again") from err
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise InputError(f"{path} does not describe a {FORMAT_NAME}; choose a folder written by save_crop_set")
@@ -441,6 +495,19 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
             f"{directory} is a crop set of format version {metadata.get('format_version')!r}, but this version of "
             f"napari-morphospace reads version {FORMAT_VERSION}; update napari-morphospace or make the crops again"
         )
+    checks = {
+        "crop_shape": lambda v: isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v),
+        "channel_names": lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
+        "spacing": lambda v: isinstance(v, list) and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in v),
+        "preprocess": lambda v: v is None or isinstance(v, dict),
+    }
+    defaults = {"spacing": [], "preprocess": None}
+    for key, valid in checks.items():
+        value = metadata.get(key, defaults.get(key))
+        if not valid(value):
+            raise InputError(f"{path}: {key} is {value!r}, which is not what a crop set records; the file was edited "
+                             "by hand or is damaged: make the crop set again")  # fmt: skip
+        metadata[key] = value
     return metadata
 
 

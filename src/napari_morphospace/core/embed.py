@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .bundle import Bundle, check_compatible
-from .data import CropDataset, CropSet
+from .data import CropDataset, CropSet, check_crop_values
 from .errors import InputError
 from .models import Condition, StackedConditionalVAE
 from .training import StopFlag
@@ -33,17 +33,20 @@ def embed(
     label_classes: list[Any] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     stop_event: StopFlag | None = None,
+    allow_preprocessing_mismatch: bool = False,
 ) -> pd.DataFrame:
     """Posterior means and log-variances of every crop, as a table keyed by ``crop_id``.
 
     Parameters
     ----------
     model_or_bundle : MorphoVAE, StackedConditionalVAE or Bundle
-        A bundle is first checked against the crop set (channels, crop shape)
-        and supplies ``label_column``/``label_classes`` of its training.
+        A bundle is first checked against the crop set (channels, crop shape,
+        preprocessing: :func:`~.bundle.check_compatible`) and supplies
+        ``label_column``/``label_classes`` of its training.
     crop_set : CropSet
         Crops ``(N, C, [Z,] Y, X)`` float32 in [0, 1]; zarr-backed sets are
-        read one batch at a time, never in full.
+        read one batch at a time, never in full, and every batch is checked
+        to hold finite values in [0, 1] (a damaged set is refused, not embedded).
     batch_size : int
     device : str or torch.device
         Where to run the encoder (e.g. "cuda:0").
@@ -55,6 +58,9 @@ def embed(
     stop_event : object with ``is_set()``, optional
         Checked before every batch; when set, embedding stops and returns
         the rows done so far.
+    allow_preprocessing_mismatch : bool
+        Embed (with a warning) crops made with other crop or preprocessing
+        settings than the bundle's training crops, instead of refusing them.
 
     Returns
     -------
@@ -74,9 +80,10 @@ def embed(
     """
     if batch_size < 1:
         raise InputError(f"batch_size is {batch_size}; use at least 1")
+    device = check_device(device)
     model = model_or_bundle
     if isinstance(model_or_bundle, Bundle):
-        check_compatible(model_or_bundle, crop_set)
+        check_compatible(model_or_bundle, crop_set, allow_preprocessing_mismatch=allow_preprocessing_mismatch)
         model = model_or_bundle.model
         label_column = label_column or model_or_bundle.config.get("train_settings", {}).get("label_column")
         label_classes = label_classes or model_or_bundle.label_classes
@@ -90,6 +97,7 @@ def embed(
         for images in loader:
             if stop_event is not None and stop_event.is_set():
                 break
+            check_crop_values(images.numpy(), crop_set.table["crop_id"].iloc[done : done + len(images)])
             mu, logvar = encode(images.to(device), slice(done, done + len(images)))
             mus.append(mu.float().cpu().numpy())
             logvars.append(logvar.float().cpu().numpy())
@@ -97,6 +105,26 @@ def embed(
             if on_progress is not None:
                 on_progress(done, len(dataset))
     return _latent_table(crop_set.table.iloc[:done], mus, logvars, int(model.settings.latent_dim))
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device named ``device``, refused in one line when it is not a device name or this machine lacks it."""
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise InputError(f"{device!r} is not a torch device name; use cpu, cuda, cuda:0 or mps") from err
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {str(device)!r} needs CUDA, which this machine (or this torch build) lacks; use --device cpu")
+        if chosen.index is not None and chosen.index >= count:
+            raise InputError(f"device {str(device)!r} does not exist: this machine has {count} CUDA device(s), "
+                             f"cuda:0 to cuda:{count - 1}")  # fmt: skip
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {str(device)!r} needs Apple's MPS, which this machine lacks; use --device cpu")
+    elif chosen.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device type {chosen.type!r} is not supported; use cpu, cuda, cuda:0 or mps")
+    return chosen
 
 
 def _encoder(model: torch.nn.Module, crop_set: CropSet, label_column: str | None,
@@ -151,4 +179,4 @@ def _latent_table(table: pd.DataFrame, mus: list[np.ndarray], logvars: list[np.n
     return pd.concat([table[["crop_id"]], latents, others], axis=1)
 
 
-__all__ = ["embed"]
+__all__ = ["check_device", "embed"]

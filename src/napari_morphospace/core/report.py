@@ -34,8 +34,10 @@ from scipy.stats import spearmanr
 
 from .. import __version__
 from .analysis import Analysis, open_analysis
-from .config import atomic_write_text
+from .config import atomic_write_text, load_config, to_dict
+from .crop_job import CropJob
 from .errors import InputError
+from .outputs import check_output
 
 log = logging.getLogger(__name__)
 
@@ -543,12 +545,21 @@ def _versions_section(ctx: _Context) -> list[str]:
     manifest["napari_morphospace_version"] = analysis.manifest.written_by
     parts.append("<h3>analysis.json</h3>" + _pre(manifest))
     if analysis.bundle is not None:
-        config = {k: v for k, v in analysis.bundle.config.items() if k != "history"}
+        # Only the settings a bundle records, never other keys a hand-edited model.json may carry.
+        config = {k: analysis.bundle.config[k] for k in _MODEL_JSON_KEYS if k in analysis.bundle.config}
         parts.append("<h3>model.json (without history)</h3>" + _pre(config))
     job = analysis.manifest.path_of("crop_job")
     if job is not None:
-        parts.append(f"<h3>{html.escape(job.name)}</h3><pre>{html.escape(job.read_text())}</pre>")
+        # Parsed as a crop job and written back: a reference to any other file cannot copy it into the report.
+        try:
+            parts.append(f"<h3>crop job ({html.escape(job.name)})</h3>" + _pre(to_dict(load_config(job, CropJob))))
+        except InputError as err:
+            parts.append(_p(f"The crop job {job.name} is not a crop job and is not shown ({err})."))
     return parts
+
+
+_MODEL_JSON_KEYS = ("format", "format_version", "model_settings", "latent_dim", "input_shape", "channel_names",
+                    "preprocess", "label_classes", "train_settings", "provenance", "versions")  # fmt: skip
 
 
 _BUILDERS: dict[str, Callable[[_Context], list[str]]] = {
@@ -618,7 +629,7 @@ def render_html(analysis: Analysis, sections: Sequence[Section]) -> str:
         else:
             body += section.parts
         body.append("</section>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
 
 
@@ -645,18 +656,38 @@ def write_report(
     Path
         ``out_path``.
     """
-    out_path = Path(out_path)
-    if out_path.is_dir():
-        raise InputError(f"{out_path} is a folder; give the report a file name such as report.html")
-    if out_path.exists() and not overwrite:
-        raise InputError(f"{out_path} already exists; choose another file name or pass --overwrite")
+    out_path = check_report_target(out_path, overwrite)
     analysis = analysis_folder if isinstance(analysis_folder, Analysis) else open_analysis(analysis_folder)
     atomic_write_text(out_path, render_html(analysis, build_sections(analysis, on_step)))
     return out_path
 
 
+GENERATOR_TAG = '<meta name="generator" content="napari-morphospace report">'
+
+
+def is_report(path: str | os.PathLike) -> bool:
+    """True for an HTML report written by :func:`write_report` (what ``overwrite`` may replace)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return GENERATOR_TAG in head or "<title>Morphospace report: " in head
+
+
+def check_report_target(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse a report target before the (slow) report: not .html, a folder, another file, not writable."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"{path.name}: the report is an HTML file; give it a name ending in .html")
+    return check_output(path, what="report", kind="file", overwrite=overwrite, is_ours=is_report)
+
+
 __all__ = [
+    "GENERATOR_TAG",
     "SECTIONS",
+    "check_report_target",
+    "is_report",
     "LatentSummary",
     "Section",
     "build_sections",
