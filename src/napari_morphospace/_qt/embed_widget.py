@@ -73,6 +73,7 @@ class EmbedPlan:
     clustering: str
     n_clusters: int
     device: str
+    allow_preprocessing_mismatch: bool = False
 
 
 def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> EmbedResult | None:
@@ -80,10 +81,10 @@ def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> Em
     send(Stage("Loading the model and the crops"))
     bundle = plan.bundle if isinstance(plan.bundle, Bundle) else load_bundle(plan.bundle)
     crop_set = plan.crop_set if isinstance(plan.crop_set, CropSet) else load_crop_set(plan.crop_set)
-    check_compatible(bundle, crop_set)
     latents = embed(
         bundle, crop_set, device=plan.device, stop_event=stop_event,
         on_progress=lambda done, total: send(EmbedProgress(done, total)),
+        allow_preprocessing_mismatch=plan.allow_preprocessing_mismatch,
     )  # fmt: skip
     if stop_event.is_set():
         return None
@@ -134,6 +135,8 @@ class EmbedWidget(QWidget):
         self.crop_folder = FileEdit(mode="d", label="crop set", value="")
         self.session_info = QLabel()
         self.session_info.setWordWrap(True)
+        self.allow_mismatch = CheckBox(value=False, text="accept other preprocessing (crops made differently from "
+                                                         "the model's training crops; not recommended)")
         self.include_logvar = CheckBox(value=True, text="write log-variances (logvar_*) to the layers")
         self.embedding = ComboBox(choices=[NONE, *EMBEDDINGS], value=NONE, label="2D embedding")
         self.clustering = ComboBox(choices=[NONE, "kmeans", "gmm", "hdbscan"], value=NONE, label="clustering")
@@ -161,6 +164,7 @@ class EmbedWidget(QWidget):
         form.addRow("model bundle", self.bundle_folder.native)
         form.addRow("crop set", self.crop_folder.native)
         form.addRow(self.session_info)
+        form.addRow(self.allow_mismatch.native)
         options = QGroupBox("Results")
         form = QFormLayout(options)
         form.addRow(self.include_logvar.native)
@@ -196,7 +200,7 @@ class EmbedWidget(QWidget):
         if isinstance(bundle, (str, Path)):
             bundle = Path(bundle)
         if isinstance(bundle, Bundle) and isinstance(crop_set, CropSet):
-            check_compatible(bundle, crop_set)
+            check_compatible(bundle, crop_set, allow_preprocessing_mismatch=self.allow_mismatch.value)
         layers = {}
         for layer in self.viewer.layers:
             if isinstance(layer, Labels):
@@ -208,6 +212,7 @@ class EmbedWidget(QWidget):
             bundle=bundle, crop_set=crop_set, layers=layers, include_logvar=self.include_logvar.value,
             embedding=self.embedding.value, clustering=self.clustering.value, n_clusters=self.n_clusters.value,
             device="cuda" if torch.cuda.is_available() else "cpu",
+            allow_preprocessing_mismatch=self.allow_mismatch.value,
         )  # fmt: skip
 
     def embed(self) -> Any:

@@ -35,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--channels", type=int, nargs="+", default=None, help="channel indices to keep")
     parser.add_argument("--patch-size", type=int, default=None, help="patch side for --objects patches")
     parser.add_argument("--min-foreground", type=float, default=None, help="patch foreground fraction to keep it")
+    parser.add_argument("--axes", default=None, metavar="AXES",
+                        help="axes of TIFF images without (or with wrong) axes metadata, one TCZYX letter per axis in "
+                             "file order, e.g. CYX for three channel planes (read as Z otherwise)")  # fmt: skip
     parser.add_argument("--preset", choices=PRESETS, default=None, help="preprocessing preset")
     parser.add_argument("--config", type=Path, default=None, help="YAML/JSON crop job (e.g. saved by the widget)")
     parser.add_argument("--save-config", type=Path, default=None, help="write the effective job as YAML")
@@ -48,7 +51,7 @@ def job_from_args(args: argparse.Namespace) -> CropJob:
     job = load_config(args.config, CropJob) if args.config else CropJob()
     data = to_dict(job)
     for key, value in (("images", args.images or None), ("labels", args.labels), ("groups", args.group),
-                       ("objects", args.objects)):  # fmt: skip
+                       ("objects", args.objects), ("axes", args.axes)):  # fmt: skip
         if value is not None:
             data[key] = [str(v) for v in value] if isinstance(value, list) else value
     for key, value in (("size", args.size), ("mode", args.mode), ("padding", args.padding),

@@ -18,6 +18,7 @@ from typing import Any
 from ..core.bundle import check_bundle_target
 from ..core.config import from_dict, load_config, save_config, to_dict
 from ..core.data import load_crop_set
+from ..core.errors import InputError
 from ..core.outputs import check_output
 from ..core.training import TrainConfig, TrainMessage, TrainUpdate, save_trained_bundle, train
 
@@ -102,6 +103,10 @@ def print_progress(message: TrainMessage) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.resume is not None and not args.resume.is_file():
+        found = "is a folder" if args.resume.is_dir() else "does not exist"
+        hint = f" (try {args.resume / 'last.ckpt'})" if (args.resume / "last.ckpt").is_file() else ""
+        raise InputError(f"--resume {args.resume} {found}; give the checkpoint file, e.g. last.ckpt{hint}")
     if args.save_config:
         check_output(args.save_config, what="config file", kind="file", overwrite=True)
     check_bundle_target(args.out, args.overwrite)  # a bundle, never another folder, before the first epoch

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,7 +326,7 @@ def check_compatible(bundle: Bundle, crop_set: CropSet, *, allow_preprocessing_m
     and preprocessing settings (``model.json`` records them; normalisation and
     neighbour masking change what the encoder sees as much as the channels do).
     Channels and shape are always refused; with ``allow_preprocessing_mismatch``
-    differing preprocessing is only warned about.
+    differing preprocessing is returned for the caller to warn about.
 
     Returns
     -------
@@ -360,11 +359,8 @@ def check_compatible(bundle: Bundle, crop_set: CropSet, *, allow_preprocessing_m
         raise PreprocessingMismatch(
             "these crops were made differently from the model's training crops (" + "; ".join(differences)
             + "); make the crops with the settings in the model's model.json, or allow the difference "
-            "(--allow-preprocessing-mismatch on the command line)"
+            "(--allow-preprocessing-mismatch on the command line, 'accept other preprocessing' in the Embed widget)"
         )
-    if differences:
-        warnings.warn("embedding crops made differently from the model's training crops: " + "; ".join(differences),
-                      UserWarning, stacklevel=2)  # fmt: skip
     return differences
 
 

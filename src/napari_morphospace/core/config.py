@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 import types
@@ -19,6 +20,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from .errors import InputError
+from .outputs import scratch_prefix
 
 T = TypeVar("T")
 
@@ -118,6 +120,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InputError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -133,14 +137,23 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 def load_config(path: str | os.PathLike, cls: type[T]) -> T:
     """Read a YAML or JSON file into the settings dataclass ``cls``."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"config file {path} is a folder; give the .yaml or .json file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise InputError(f"cannot read config file {path}: {err.strerror}") from err
+        raise InputError(f"cannot read config file {path}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"config file {path} is not text (UTF-8); give a YAML or JSON file") from err
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise InputError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as err:
+        if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+            message = f"{err.problem} at line {err.problem_mark.line + 1}"
+        else:
+            message = " ".join(str(err).split()) or type(err).__name__
+        raise InputError(f"config file {path} is not valid {kind} ({message}); fix it or save it again") from err
     return from_dict(cls, data or {}, where=path.name)
 
 
@@ -157,7 +170,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file so that readers see either the old or the new file, never a half one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=scratch_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)

@@ -44,6 +44,11 @@ class CropJob:
     preprocess : PreprocessPipeline
         Steps run on every crop; stored with the crop set and with any model trained on it.
     reader : {"auto", "tifffile", "bioio", "aicsimageio"}
+    axes : str, optional
+        For TIFF images whose axes metadata is missing or wrong: one letter
+        from ``TCZYX`` per axis of the file, in file order (e.g. ``"CYX"`` for
+        three channel planes, which would otherwise be read as Z). The label
+        images are read with the same axes without ``C``.
     """
 
     images: list[str] = field(default_factory=list)
@@ -54,6 +59,7 @@ class CropJob:
     patches: PatchSettings = field(default_factory=PatchSettings)
     preprocess: PreprocessPipeline = field(default_factory=PreprocessPipeline)
     reader: Literal["auto", "tifffile", "bioio", "aicsimageio"] = "auto"
+    axes: str | None = None
 
     def __post_init__(self) -> None:
         # Check step names and parameters the same way for a YAML config as for the widget.
@@ -80,9 +86,21 @@ class CropJob:
         return self.groups[0] if len(self.groups) == 1 else self.groups[index]
 
 
-def read_labels(path: str | Path) -> np.ndarray:
-    """A label image as an integer array ``[T,] [Z,] Y, X``, refusing float or multi-channel files."""
-    stack = read_stack(path, reader="tifffile", lazy_threshold_bytes=1 << 62)
+def read_labels(path: str | Path, *, axes: str | None = None) -> np.ndarray:
+    """A label image as an integer array ``[T,] [Z,] Y, X``, refusing float or multi-channel files.
+
+    ``axes`` (the image's, as given to :func:`read_stack`) is used without ``C``
+    when the label file has that many axes.
+    """
+    stack = None
+    if axes is not None:
+        try:
+            stack = read_stack(path, reader="tifffile", lazy_threshold_bytes=1 << 62, axes=axes.upper().replace("C", ""))
+        except InputError as err:
+            if "does not fit the file" not in str(err):
+                raise
+    if stack is None:
+        stack = read_stack(path, reader="tifffile", lazy_threshold_bytes=1 << 62)
     if "C" in stack.axes:
         raise InputError(
             f"label file {path} has {stack.data.shape[stack.axes.index('C')]} channels (axes {stack.axes}); "
@@ -146,7 +164,7 @@ def _crop_image(job: CropJob, index: int, output: Path | None, on_progress: Prog
         if on_progress is not None:
             on_progress(name, done, total)
 
-    stack = read_stack(image_path, reader=job.reader)
+    stack = read_stack(image_path, reader=job.reader, axes=job.axes)
     common = dict(
         pipeline=job.preprocess if job.preprocess.steps else None,
         group=job.group_of(index),
@@ -156,5 +174,5 @@ def _crop_image(job: CropJob, index: int, output: Path | None, on_progress: Prog
         stop_event=stop_event,
     )
     if job.objects == "labels":
-        return crops_from_labels(stack, read_labels(job.labels[index]), job.crop, **common)
+        return crops_from_labels(stack, read_labels(job.labels[index], axes=job.axes), job.crop, **common)
     return patch_grid(stack, job.patches, **common)

@@ -23,6 +23,7 @@ each crop with the object's mask. Pixels outside the image are 0 in the crop.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import warnings
 from collections import Counter
@@ -200,6 +201,13 @@ def _as_source(image: Stack | Any, axes: str | None, channels: list[int] | None,
         raise InputError(f"image dtype {data.dtype} is not supported; give an integer or float image")
     if 0 in data.shape:
         raise InputError(f"the image of shape {tuple(data.shape)} is empty; give an image with pixels")
+    try:
+        str(name).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(
+            f"the file name {str(name).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 text, so the crop table "
+            "cannot record where the crops come from; rename the file (letters, digits, spaces are fine)"
+        ) from None
     present = [a for a in AXES_ORDER if a in axes]
     data = data.transpose([axes.index(a) for a in present])
     if "C" not in axes:
@@ -278,6 +286,14 @@ def _set_intensity_range(src: _Source, normalise: str, percentiles: Sequence[flo
         return
     src.low = np.array([np.percentile(s, percentiles[0]) for s in samples])
     src.high = np.array([np.percentile(s, percentiles[1]) for s in samples])
+    flat = [i for i, (a, b) in enumerate(zip(src.low, src.high)) if not b > a]
+    if flat:
+        warnings.warn(
+            f"{src.name or 'the image'}: channel(s) {', '.join(map(str, flat))} have the same value at the "
+            f"{percentiles[0]} and {percentiles[1]} percentiles (a constant or nearly empty channel), so their crops "
+            "carry little or no information; check the image or choose other channels",
+            stacklevel=4,
+        )
 
 
 def _channel_samples(data: Any) -> list[np.ndarray]:
@@ -370,12 +386,40 @@ def _centred_box(centre: Sequence[float], size: tuple[int, ...]) -> tuple[list[i
     return start, [a + s for a, s in zip(start, size)]
 
 
-def _spatial_size(size: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
+def _spatial_size(size: int | tuple[int, ...], src: _Source) -> tuple[int, ...]:
+    """The crop's spatial size for ``src``, refused when crops that large would not fit in memory."""
+    ndim = src.spatial_ndim
     if isinstance(size, int):
-        return (size,) * ndim
+        size = (size,) * ndim
     if len(size) != ndim:
         raise InputError(f"crop size {tuple(size)} has {len(size)} values but the image has {ndim} spatial axes")
-    return tuple(int(s) for s in size)
+    size = tuple(int(s) for s in size)
+    # A batch of float32 crops waits for the writer, plus float64 working copies of the crop being made.
+    per_crop = int(src.data.shape[1]) * math.prod(size)
+    needed = per_crop * (4 * _WRITE_BATCH + 32)
+    available = available_memory()
+    if needed > available:
+        raise InputError(
+            f"crops of {' x '.join(map(str, size))} pixels with {src.data.shape[1]} channel(s) take "
+            f"{per_crop * 4 / 2**20:.0f} MiB each and about {needed / 2**30:.1f} GiB while cropping, more than the "
+            f"{available / 2**30:.1f} GiB of memory available; choose a smaller crop size"
+        )
+    return size
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process: Linux's MemAvailable, else all physical memory, else 8 GiB."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 8 * 2**30
 
 
 # --------------------------------------------------------------------------- assembling the crop set
@@ -421,6 +465,8 @@ def _collect(
                 raise CropCancelled("crop making was stopped")
             if crop is not None:
                 image = _apply_pipeline(crop, pipeline)
+                if not image.any():
+                    tally["blank"] += 1
                 if crop_shape and image.shape != crop_shape:
                     raise InputError("the preprocessing pipeline gives crops of different shapes; add a resize step")
                 crop_shape = image.shape
@@ -515,6 +561,8 @@ def _warn_skipped(tally: Counter, total: int, what: str) -> None:
         "border": "touched the image border and were skipped (exclude_border=False keeps them)",
         "cut": "were larger than the crop and were cut (increase size or use mode='fit')",
         "background": "had less foreground than min_foreground and were skipped (lower it to keep them)",
+        "blank": "gave crops that are entirely 0 (a constant or empty region of the image: check the image, its "
+        "channels and contrast; such crops carry no information)",
     }
     for key, text in notes.items():
         if tally[key]:
@@ -582,7 +630,7 @@ def crops_from_labels(
         (larger than a ``"fixed"`` crop) and NaN/inf pixels set to 0.
     """
     src = _as_source(image, axes, settings.channels, source)
-    size = _spatial_size(settings.size, src.spatial_ndim)
+    size = _spatial_size(settings.size, src)
     labels = _check_labels(labels, src)
     objects = [(t, label_id, slices) for t in range(labels.shape[0]) for label_id, slices in _find_objects(labels[t])]
     if not objects:
@@ -692,7 +740,7 @@ def crops_from_points(
     point index. Other parameters as in :func:`crops_from_labels`.
     """
     src = _as_source(image, axes, settings.channels, source)
-    size = _spatial_size(settings.size, src.spatial_ndim)
+    size = _spatial_size(settings.size, src)
     points = _check_points(points, src)
     _set_intensity_range(src, settings.normalise, settings.percentiles)
     tally: Counter = Counter()
@@ -729,7 +777,7 @@ def crops_from_boxes(
     as in :func:`crops_from_labels`.
     """
     src = _as_source(image, axes, settings.channels, source)
-    size = _spatial_size(settings.size, src.spatial_ndim)
+    size = _spatial_size(settings.size, src)
     boxes = _check_boxes(boxes, src)
     _set_intensity_range(src, settings.normalise, settings.percentiles)
     tally: Counter = Counter()
@@ -941,7 +989,7 @@ class ObjectPreview:
     ) -> None:
         self.kind, self.settings, self.group = kind, settings, group
         self._src = _as_source(image, axes, settings.channels, source)
-        self._size = _spatial_size(settings.size, self._src.spatial_ndim)
+        self._size = _spatial_size(settings.size, self._src)
         if kind == "labels":
             self._objects = _check_labels(objects, self._src)
             self._items: list[Any] = [

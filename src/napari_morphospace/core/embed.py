@@ -8,6 +8,7 @@ latent space as the training cells.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -83,7 +84,10 @@ def embed(
     device = check_device(device)
     model = model_or_bundle
     if isinstance(model_or_bundle, Bundle):
-        check_compatible(model_or_bundle, crop_set, allow_preprocessing_mismatch=allow_preprocessing_mismatch)
+        differences = check_compatible(model_or_bundle, crop_set, allow_preprocessing_mismatch=allow_preprocessing_mismatch)
+        if differences:
+            warnings.warn("embedding crops made differently from the model's training crops: " + "; ".join(differences),
+                          UserWarning, stacklevel=2)  # fmt: skip
         model = model_or_bundle.model
         label_column = label_column or model_or_bundle.config.get("train_settings", {}).get("label_column")
         label_classes = label_classes or model_or_bundle.label_classes
