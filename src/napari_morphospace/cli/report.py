@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     check_report_target(out, args.overwrite)  # before the (slow) opening
     analysis = open_analysis(args.analysis, allow_external=args.allow_external)
     for problem in analysis.problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"morphospace report: warning: {problem}", file=sys.stderr)
     write_report(analysis, out, overwrite=args.overwrite, on_step=lambda m: print(f"- {m}", file=sys.stderr))
     print(f"report written to {out}")
     return 0

@@ -41,7 +41,8 @@ import pandas as pd
 
 from .. import __version__
 from .annotations import ANNOTATIONS_CSV, CLASSES_JSON, LOCK_NAME
-from .config import atomic_write_text, set_default_permissions
+from .config import atomic_write_text, load_config, set_default_permissions
+from .crop_job import CropJob
 from .data import CropSet, load_crop_set, save_crop_set
 from .errors import InputError
 from .export import check_latent_table
@@ -113,11 +114,11 @@ class FileRef:
         root = folder.resolve()
         relative = Path(os.path.normpath(folder / self.path))
         if relative.exists():
-            return Location(relative, external=_outside(relative, root), fallback=False)
+            return Location(relative, outside=_outside(relative, root), fallback=False)
         absolute = Path(self.absolute)
         if absolute.is_absolute() and absolute.exists():
-            return Location(absolute, external=_outside(absolute, root), fallback=True)
-        return Location(None, external=False, fallback=False)
+            return Location(absolute, outside=_outside(absolute, root), fallback=True)
+        return Location(None, outside=None, fallback=False)
 
     def resolve(self, folder: Path, *, allow_external: bool = False) -> Path | None:
         """The path the reference leads to, or None when it is missing or outside ``folder`` without consent."""
@@ -127,26 +128,32 @@ class FileRef:
 
 @dataclass(frozen=True)
 class Location:
-    """Where a :class:`FileRef` leads: ``path`` (None when missing); ``external`` outside the analysis folder;
-    ``fallback`` found only at the absolute path recorded when the folder was saved."""
+    """Where a :class:`FileRef` leads: ``path`` (None when missing); ``outside``, the place outside the
+    analysis folder it reaches (itself, or through a link), or None; ``fallback``: found only at the
+    absolute path recorded when the folder was saved."""
 
     path: Path | None
-    external: bool
+    outside: Path | None
     fallback: bool
 
+    @property
+    def external(self) -> bool:
+        return self.outside is not None
 
-def _outside(path: Path, root: Path) -> bool:
-    """True when ``path``, or a link anywhere inside it (a folder part), resolves outside ``root``."""
-    if not path.resolve().is_relative_to(root):
-        return True
+
+def _outside(path: Path, root: Path) -> Path | None:
+    """Where ``path``, or a link anywhere inside it (a folder part), leads outside ``root``; None when it stays inside."""
+    target = path.resolve()
+    if not target.is_relative_to(root):
+        return target
     if not path.is_dir():
-        return False
+        return None
     for parent, folders, files in os.walk(path):
         for name in (*folders, *files):
             entry = Path(parent) / name
             if entry.is_symlink() and not entry.resolve().is_relative_to(root):
-                return True
-    return False
+                return entry.resolve()
+    return None
 
 
 @dataclass
@@ -225,6 +232,7 @@ class Analysis:
     selections: dict[str, list[int]] = field(default_factory=dict)
     classifier: dict[str, Any] | None = None
     factors: pd.DataFrame | None = None
+    crop_job: CropJob | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -559,7 +567,7 @@ def external_references(folder: str | os.PathLike) -> list[str]:
     for what, ref in manifest.references():
         location = ref.locate(manifest.folder)
         if location.path is not None and location.external:
-            found.append(f"{what}: {location.path}")
+            found.append(f"{what}: {location.outside}")
     return found
 
 
@@ -601,7 +609,7 @@ def open_analysis(folder: str | os.PathLike, *, load_model: bool = True, allow_e
                     f"or edit {ANALYSIS_JSON}. Crops, latents and annotations still open"
                 )
             elif location.external and not allow_external:
-                outside.append(str(location.path))
+                outside.append(str(location.outside))
     if outside:
         problems.append(f"{len(outside)} source or label image(s) lie outside the analysis folder (e.g. {outside[0]}) "
                         f"and were not read; {CONSENT_HINT}")  # fmt: skip
@@ -616,6 +624,7 @@ def open_analysis(folder: str | os.PathLike, *, load_model: bool = True, allow_e
     analysis.selections = _load_part(manifest, "selections", _read_selections, problems) or {}
     analysis.classifier = _load_part(manifest, "classifier", _read_json, problems)
     analysis.factors = _load_part(manifest, "factors", _read_factors, problems)
+    analysis.crop_job = _load_part(manifest, "crop_job", lambda path: load_config(path, CropJob), problems)
     _check_crop_ids(analysis)
     _check_preprocessing(analysis)
     return analysis
@@ -632,9 +641,13 @@ def _load_part(manifest: AnalysisFolder, part: str, loader: Any, problems: list[
                         "Restore it, or save that part again")  # fmt: skip
         return None
     if location.external and not manifest.allow_external:
-        where = "was recorded at" if location.fallback else "lies at"
-        problems.append(f"the {what} {ref.path} {'is missing; its copy ' if location.fallback else ''}{where} "
-                        f"{location.path}, outside the analysis folder, and was not read; {CONSENT_HINT}")  # fmt: skip
+        if location.fallback:
+            where = f"is missing; its copy was recorded at {location.outside}"
+        elif location.outside == Path(os.path.abspath(location.path)):
+            where = f"lies at {location.outside}"
+        else:
+            where = f"leads through a link to {location.outside}"
+        problems.append(f"the {what} {ref.path} {where}, outside the analysis folder, and was not read; {CONSENT_HINT}")
         return None
     if location.fallback:
         problems.append(f"the {what} {ref.path} is missing from {manifest.folder}; {location.path} (where it was "
@@ -642,7 +655,9 @@ def _load_part(manifest: AnalysisFolder, part: str, loader: Any, problems: list[
     try:
         return loader(location.path)
     except (InputError, OSError, ValueError, KeyError, TypeError, RecursionError) as err:
-        problems.append(f"the {what} {location.path} cannot be read ({err}); it was edited by hand or damaged. "
+        # What a file outside the folder holds is not repeated, not even in an error message.
+        detail = f" ({err})" if not location.external else ""
+        problems.append(f"the {what} {location.path} cannot be read{detail}; it was edited by hand or damaged. "
                         "Restore it, or save that part again")  # fmt: skip
         return None
 

@@ -304,6 +304,8 @@ def _channel_samples(data: Any) -> list[np.ndarray]:
     samples = []
     for index in range(sample.shape[1]):
         values = sample[:, index].ravel()
+        if values.dtype == bool:
+            values = values.astype(np.uint8)
         if values.dtype.kind == "f":
             values = values[np.isfinite(values)]
         if values.size == 0:

@@ -387,7 +387,9 @@ def check_latent_table(table: pd.DataFrame, name: str) -> pd.DataFrame:
     ids = pd.to_numeric(table["crop_id"], errors="coerce")
     whole = ids.notna() & np.isfinite(ids) & (ids == ids.round())
     if not whole.all():
-        raise InputError(f"{name}: crop_id {table['crop_id'][~whole].iloc[0]!r} is not a whole number; "
+        bad = table["crop_id"][~whole].iloc[0]
+        shown = repr(bad) if isinstance(bad, str) else str(bad)
+        raise InputError(f"{name}: crop_id {shown} is not a whole number; "
                          "the table was edited by hand, embed the crops again")  # fmt: skip
     if not ids.is_unique:
         raise InputError(f"{name} has repeated crop_id values (e.g. {int(ids[ids.duplicated()].iloc[0])}); "

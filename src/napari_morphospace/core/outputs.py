@@ -128,8 +128,9 @@ def check_output(
             if not overwrite:
                 raise InputError(f"{path} already exists; choose another name or pass --overwrite to replace it")
             if is_ours is not None and not is_ours(path):
+                article = "an" if what[0] in "aeiou" else "a"
                 raise InputError(
-                    f"{path} is not a {what} written by napari-morphospace, so it is not replaced even with "
+                    f"{path} is not {article} {what} written by napari-morphospace, so it is not replaced even with "
                     f"--overwrite; choose a new {kind} for the {what}"
                 )
     check_writable(path.parent, what=what, needed_bytes=needed_bytes)

@@ -34,8 +34,7 @@ from scipy.stats import spearmanr
 
 from .. import __version__
 from .analysis import Analysis, open_analysis
-from .config import atomic_write_text, load_config, to_dict
-from .crop_job import CropJob
+from .config import atomic_write_text, to_dict
 from .errors import InputError
 from .outputs import check_output
 
@@ -548,13 +547,9 @@ def _versions_section(ctx: _Context) -> list[str]:
         # Only the settings a bundle records, never other keys a hand-edited model.json may carry.
         config = {k: analysis.bundle.config[k] for k in _MODEL_JSON_KEYS if k in analysis.bundle.config}
         parts.append("<h3>model.json (without history)</h3>" + _pre(config))
-    job = analysis.manifest.path_of("crop_job")
-    if job is not None:
-        # Parsed as a crop job and written back: a reference to any other file cannot copy it into the report.
-        try:
-            parts.append(f"<h3>crop job ({html.escape(job.name)})</h3>" + _pre(to_dict(load_config(job, CropJob))))
-        except InputError as err:
-            parts.append(_p(f"The crop job {job.name} is not a crop job and is not shown ({err})."))
+    if analysis.crop_job is not None:
+        # The settings as parsed, never the file's text: a reference to any other file cannot reach the report.
+        parts.append("<h3>crop job</h3>" + _pre(to_dict(analysis.crop_job)))
     return parts
 
 
