@@ -94,7 +94,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     """Every file and folder under ``root`` with its size and the first bytes of its content."""
     state = {}
     for path in sorted(root.rglob("*")):
-        if path.is_symlink() or path.is_dir():
+        if path.is_symlink() or not path.is_file():  # folders, links, pipes: present, not read
             state[str(path.relative_to(root))] = (-1, b"")
         else:
             state[str(path.relative_to(root))] = (path.stat().st_size, path.read_bytes()[:4096])
@@ -207,6 +207,13 @@ def report_args(w: Path, *extra: str) -> list[str]:
     return ["report", str(w / "analysis"), "--out", str(w / "report.html"), *extra]
 
 
+def empty_crop_set(w: Path) -> Path:
+    from napari_morphospace.core.data import CropSet, bbox_columns, save_crop_set
+
+    table = pd.DataFrame(columns=["crop_id", "source", "label_id", "t", "group", "annotation", *bbox_columns(2)])
+    return save_crop_set(CropSet(np.zeros((0, 1, 16, 16), np.float32), table, ["ch0"]), w / "empty")
+
+
 def write(path: Path, data: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data if isinstance(data, bytes) else data.encode())
@@ -316,6 +323,8 @@ REFUSALS = [
     Case("crops on a full disk", lambda w: crops_args(w), r"the disk holding .* is full", patch=full_disk),
     Case("crops --save-config is a folder", lambda w: crops_args(w, "--save-config", str(w / "crops")),
          r"crops is a folder, but the config file is a file"),
+    Case("crops --save-config is a pipe", lambda w: (os.mkfifo(w / "fifo"), crops_args(w, "--save-config", str(w / "fifo")))[1],
+         r"fifo is not a regular file \(a device, pipe or socket\)"),
     Case("crops --save-config read-only", lambda w: crops_args(w, "--save-config", str(readonly_folder(w) / "j.yaml")),
          r"cannot write the config file in .*read-only"),
     # ----------------------------------------------------------------- train
@@ -377,6 +386,8 @@ REFUSALS = [
     # ----------------------------------------------------------------- embed: outputs
     Case("embed --out is a folder", lambda w: embed_args(w, out="crops.csv") if (w / "crops.csv").mkdir() is None else [],
          r"crops\.csv is a folder, but the table is a file"),
+    Case("embed --out is a pipe", lambda w: (os.mkfifo(w / "fifo.csv"), embed_args(w, out="fifo.csv"))[1],
+         r"fifo\.csv is not a regular file"),
     Case("embed --out of another type", lambda w: embed_args(w, out="latents.txt"), r"latents\.txt: the table is written as"),
     Case("embed --out exists", lambda w: embed_args(w, out="latents.csv"), r"latents\.csv already exists"),
     Case("embed --out read-only", lambda w: embed_args(w, out=str(readonly_folder(w) / "l.csv")),
@@ -413,6 +424,10 @@ REFUSALS = [
     Case("export --ids unknown", with_file("ids.txt", "99\n", lambda w: export_args(w, "--which", "selected", "--ids", str(w / "ids.txt"))),
          r"crop id\(s\) 99 are not in the crop set"),
     Case("export on a full disk", lambda w: export_args(w), r"the disk holding .* is full", patch=full_disk),
+    Case("export --ids without ids", with_file("none.txt", "# none\n", lambda w: export_args(w, "--which", "selected", "--ids", str(w / "none.txt"))),
+         r"none\.txt lists no crop ids"),
+    Case("export of an empty crop set", lambda w: ["export", "--crops", str(empty_crop_set(w)), "--out", str(w / "x")],
+         r"the crop set holds no crops, so there is nothing to export"),
     Case("export --no-crops alone", lambda w: export_args(w, "--no-crops"), r"--no-crops leaves nothing to write"),
     # ----------------------------------------------------------------- report and analysis folders
     Case("report of a folder that is not an analysis", lambda w: ["report", str(w / "crops"), "--out", str(w / "r.html")],

@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from ._reader import LayerData, stack_to_layer_data
-from .core.analysis import Analysis, is_analysis_folder, open_analysis
+from .core.analysis import CONSENT_HINT, Analysis, is_analysis_folder, open_analysis
 from .core.crop_job import read_labels
+from .core.errors import InputError
 from .core.io import read_stack
 
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
@@ -75,6 +76,9 @@ def analysis_layers(path: PathOrPaths, *, allow_external: bool = False) -> list[
             "name": name, "scale": scale, "translate": translate, "features": features,
             "metadata": {"morphospace_analysis": str(folder), "source": str(image_path), "group": source.group},
         }, "labels"))  # fmt: skip
+    if not layers and any(ref.locate(analysis.folder).external for _, ref in analysis.manifest.references()):
+        raise InputError(f"{folder}: every image it shows lies outside the analysis folder, and nothing outside it is "
+                         f"read without your consent; {CONSENT_HINT}")  # fmt: skip
     return layers
 
 

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from napari_morphospace._analysis_reader import analysis_layers, get_analysis_re
 from napari_morphospace.core.analysis import (
     FORMAT_VERSION,
     create_analysis,
+    external_references,
     is_analysis_folder,
     open_analysis,
     read_manifest,
@@ -270,3 +272,69 @@ def test_read_manifest_reports_entries_that_are_not_paths(saved):
     (folder / "analysis.json").write_text(json.dumps(data))
     _, problems, _ = read_manifest(folder)
     assert any("'annotations'" in p for p in problems)
+
+
+# --------------------------------------------------------------------------- references outside the folder
+
+
+def test_nothing_outside_the_folder_is_read_without_consent(saved, sources):
+    folder = saved[0]
+    analysis = open_analysis(folder)
+    assert analysis.source_images == [None, None] and analysis.crop_set is not None  # its own parts open
+    [problem] = analysis.problems
+    assert "4 source or label image(s) lie outside the analysis folder" in problem and "--allow-external" in problem
+    assert external_references(folder) == [
+        f"source image 0: {sources[0][0]}", f"label image 0: {sources[1][0]}",
+        f"source image 1: {sources[0][1]}", f"label image 1: {sources[1][1]}",
+    ]
+    assert open_analysis(folder, allow_external=True).source_images == list(sources[0])
+
+
+def test_a_copied_folder_with_a_deleted_part_never_reads_the_original_silently(saved, tmp_path):
+    folder, _, latents, _ = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / "latents.parquet").unlink()
+    (copy / "latents.csv").unlink()
+    analysis = open_analysis(copy)
+    assert analysis.latents is None
+    assert any(f"is missing; its copy was recorded at {folder / 'latents.parquet'}" in p for p in analysis.problems)
+    analysis = open_analysis(copy, allow_external=True)  # with consent it is read, and still named as a problem
+    pd.testing.assert_frame_equal(analysis.latents, latents)
+    assert any("latents.parquet is missing from" in p and "was read instead" in p for p in analysis.problems)
+
+
+def test_a_link_inside_a_part_that_leads_outside_makes_the_part_external(saved, tmp_path):
+    folder = saved[0]
+    chunk = next((folder / "crops" / "images.zarr").rglob("c/0/*/*/*"))
+    (tmp_path / "elsewhere.bin").write_bytes(chunk.read_bytes())
+    chunk.unlink()
+    chunk.symlink_to(tmp_path / "elsewhere.bin")
+    analysis = open_analysis(folder, allow_external=False)
+    assert analysis.crop_set is None
+    assert any("crop set crops leads through a link to" in p and "elsewhere.bin" in p for p in analysis.problems)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: _edit(f, sources=5), "sources is 5, not a list"),
+        (lambda f: _edit(f, sources=[{"image": {"path": "a.tif"}, "group": {"x": 1}}]), "group is {'x': 1}, not a name"),
+        (lambda f: _edit(f, crop_set={"path": "", "absolute": ""}), "'crop_set' is not a path entry"),
+        (lambda f: (f / "selections.json").write_text("[" * 100000 + "]" * 100000), "selections"),
+        (lambda f: (f / "annotations.csv").write_text("crop_id,annotation\n1.5,round\n"), "every crop_id must be a whole number"),
+        (lambda f: (f / "latents.csv").unlink() or pd.read_parquet(f / "latents.parquet").assign(crop_id=np.nan)
+         .to_parquet(f / "latents.parquet"), "crop_id nan is not a whole number"),
+    ],
+)
+def test_damaged_parts_are_listed_and_the_rest_opens(saved, damage, message):
+    folder = saved[0]
+    damage(folder)
+    analysis = open_analysis(folder, allow_external=True)
+    assert any(message in p for p in analysis.problems), analysis.problems
+    assert analysis.manifest.crop_set is None or analysis.crop_set is not None
+
+
+def _edit(folder, **changes):
+    path = folder / "analysis.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))

@@ -59,6 +59,7 @@ class EmbedResult:
     join: FeatureJoin
     bundle: Bundle
     crop_set: CropSet
+    differences: list[str]  # preprocessing differences the user accepted
 
 
 @dataclass
@@ -81,6 +82,7 @@ def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> Em
     send(Stage("Loading the model and the crops"))
     bundle = plan.bundle if isinstance(plan.bundle, Bundle) else load_bundle(plan.bundle)
     crop_set = plan.crop_set if isinstance(plan.crop_set, CropSet) else load_crop_set(plan.crop_set)
+    differences = check_compatible(bundle, crop_set, allow_preprocessing_mismatch=plan.allow_preprocessing_mismatch)
     latents = embed(
         bundle, crop_set, device=plan.device, stop_event=stop_event,
         on_progress=lambda done, total: send(EmbedProgress(done, total)),
@@ -102,7 +104,7 @@ def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> Em
         if sources & {name, *aliases}  # only read the label images of the crops' sources
     }
     join = join_latents(latents, labels_infos(layers), include_logvar=plan.include_logvar)
-    return EmbedResult(latents, join, bundle, crop_set)
+    return EmbedResult(latents, join, bundle, crop_set, differences)
 
 
 @thread_worker
@@ -273,6 +275,8 @@ class EmbedWidget(QWidget):
             ", ".join(repr(n) for n in written) if written else "no layer"
         )
         show_info(text)
+        if result.differences:
+            show_warning("embedded crops made differently from the model's training crops: " + "; ".join(result.differences))
         unmatched = result.join.describe_unmatched()
         if unmatched:
             show_warning(unmatched)

@@ -64,8 +64,14 @@ def read_crop_ids(path: Path) -> np.ndarray:
         raise InputError(f"cannot read the id file {path} ({err.strerror or err}); check the path") from err
     lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     if lines and lines[0].split(",")[0].strip() == "crop_id":
-        table = pd.read_csv(path)
-        return table["crop_id"].to_numpy(dtype=np.int64)
+        try:
+            column = pd.read_csv(path)["crop_id"]
+        except (ValueError, pd.errors.ParserError) as err:
+            raise InputError(f"cannot read {path} as a CSV table ({err}); write one crop id per line instead") from err
+        ids = pd.to_numeric(column, errors="coerce")
+        if column.empty or not (ids.notna() & (ids == ids.round())).all():
+            raise InputError(f"{path}: the crop_id column must hold whole numbers and at least one; fix the file")
+        return ids.to_numpy(dtype=np.int64)
     ids = []
     for number, line in enumerate(lines, start=1):
         if not line:

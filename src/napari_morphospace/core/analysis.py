@@ -41,7 +41,7 @@ import pandas as pd
 
 from .. import __version__
 from .annotations import ANNOTATIONS_CSV, CLASSES_JSON, LOCK_NAME
-from .config import atomic_write_text, load_config, set_default_permissions
+from .config import atomic_write_text, load_config, set_default_permissions, shown
 from .crop_job import CropJob
 from .data import CropSet, load_crop_set, save_crop_set
 from .errors import InputError
@@ -488,7 +488,7 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
         raise InputError(f"{path} does not describe a {FORMAT_NAME}; choose a folder saved by napari-morphospace")
     version = data.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise InputError(f"{path}: format_version is {version!r}, not a whole number; the file was edited by hand")
+        raise InputError(f"{path}: format_version is {shown(version)}, not a whole number; the file was edited by hand")
     writer = data.get("napari_morphospace_version", "an unknown version")
     if version > FORMAT_VERSION:
         raise InputError(
@@ -519,7 +519,7 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
         setattr(manifest, part, ref)
     sources = data.get("sources") or []
     if not isinstance(sources, list):
-        problems.append(f"{ANALYSIS_JSON}: sources is {_short(sources)}, not a list of source images; they were "
+        problems.append(f"{ANALYSIS_JSON}: sources is {shown(sources)}, not a list of source images; they were "
                         "ignored. Fix the entry by hand or save the analysis again")  # fmt: skip
         sources = []
     for i, entry in enumerate(sources):
@@ -530,7 +530,7 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
         labels = _file_ref(entry["labels"], f"{where} labels", problems) if entry.get("labels") else None
         group = entry.get("group", "")
         if not isinstance(group, (str, int, float)) or isinstance(group, bool):
-            problems.append(f"{where}: group is {_short(group)}, not a name; the group was left empty")
+            problems.append(f"{where}: group is {shown(group)}, not a name; the group was left empty")
             group = ""
         manifest.sources.append(SourceRef(image=image, labels=labels, group=str(group)))
     plot_settings = data.get("plot_settings") or {}
@@ -549,10 +549,6 @@ def _file_ref(entry: Any, where: str, problems: list[str]) -> FileRef | None:
     return None
 
 
-def _short(value: Any) -> str:
-    """A value from a hand-edited file, short enough for a one-line message."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def external_references(folder: str | os.PathLike) -> list[str]:

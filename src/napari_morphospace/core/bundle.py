@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from .config import from_dict, to_dict
+from .config import from_dict, shown, to_dict
 from .data import CropSet
 from .errors import InputError
 from .models import ModelSettings, build_model
@@ -196,7 +196,7 @@ def load_bundle(directory: str | os.PathLike, *, map_location: str | torch.devic
         raise InputError(f"{config_path} holds {type(config).__name__}, not a bundle description; the bundle is damaged, save it again")
     if config.get("format") != FORMAT_NAME or config.get("format_version") != FORMAT_VERSION:
         raise InputError(
-            f"{config_path} has format {config.get('format')!r} version {config.get('format_version')!r}; "
+            f"{config_path} has format {shown(config.get('format'))} version {shown(config.get('format_version'))}; "
             f"this napari-morphospace ({__version__}) reads {FORMAT_NAME!r} version {FORMAT_VERSION}. "
             "Update napari-morphospace or re-save the model with this version"
         )
@@ -235,15 +235,15 @@ def _checked_config(config: dict[str, Any], path: Path) -> tuple[ModelSettings, 
     if not isinstance(shape, list) or len(shape) not in (3, 4) or not all(
         isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
     ):
-        raise InputError(f"{path}: input_shape is {shape!r}, not (C, [Z,] Y, X) positive whole numbers; "
+        raise InputError(f"{path}: input_shape is {shown(shape)}, not (C, [Z,] Y, X) positive whole numbers; "
                          "the bundle was edited by hand, save it again")  # fmt: skip
     names = config["channel_names"]
     if not isinstance(names, list) or len(names) != shape[0] or not all(isinstance(n, str) for n in names):
-        raise InputError(f"{path}: channel_names is {names!r}, not {shape[0]} channel name(s); "
+        raise InputError(f"{path}: channel_names is {shown(names)}, not {shape[0]} channel name(s); "
                          "the bundle was edited by hand, save it again")  # fmt: skip
     preprocess = config.get("preprocess")
     if preprocess is not None and not isinstance(preprocess, dict):
-        raise InputError(f"{path}: preprocess is {preprocess!r}, not a mapping; the bundle was edited by hand, save it again")
+        raise InputError(f"{path}: preprocess is {shown(preprocess)}, not a mapping; the bundle was edited by hand, save it again")
     return model_settings, tuple(shape), list(names)
 
 
@@ -292,29 +292,35 @@ def preprocessing_differences(trained: dict[str, Any] | None, crops: dict[str, A
     """
     if not isinstance(trained, dict) or not isinstance(crops, dict):
         return []
-    flat_trained, flat_crops = _flatten(trained), _flatten(crops)
-    differences = []
-    for key in sorted(set(flat_trained) | set(flat_crops)):
-        if key.rsplit(".", 1)[-1] in _SELECTION_SETTINGS:
-            continue
-        a, b = flat_trained.get(key, "(not set)"), flat_crops.get(key, "(not set)")
-        if a != b:
-            differences.append(f"{key}: model {_short(a)}, crops {_short(b)}")
-    return differences
+    return _differences(trained, crops, "")
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested settings as ``{"crops.mask_neighbours": True, "pipeline.steps": [...]}`` (tuples as lists)."""
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: json.loads(json.dumps(value, default=str))}
+_NOT_SET = object()
+
+
+def _differences(trained: Any, crops: Any, prefix: str) -> list[str]:
+    """Settings that differ, descending into mappings both sides have (``crops.normalise``, ``pipeline``...)."""
+    if isinstance(trained, dict) and isinstance(crops, dict):
+        found = []
+        for key in sorted(set(trained) | set(crops), key=str):
+            if str(key) not in _SELECTION_SETTINGS:
+                found += _differences(trained.get(key, _NOT_SET), crops.get(key, _NOT_SET),
+                                      f"{prefix}.{key}" if prefix else str(key))  # fmt: skip
+        return found
+    if _plain(trained) == _plain(crops):
+        return []
+    return [f"{prefix}: model {_short(trained)}, crops {_short(crops)}"]
+
+
+def _plain(value: Any) -> Any:
+    """JSON builtins (tuples as lists), so a setting read back from a file equals the one in memory."""
+    return value if value is _NOT_SET else json.loads(json.dumps(value, default=str))
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value)
+    if value is _NOT_SET:
+        return "(not set)"
+    text = json.dumps(_plain(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

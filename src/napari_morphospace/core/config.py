@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import reprlib
 import tempfile
 import types
 from pathlib import Path
@@ -69,6 +70,15 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
         raise InputError(f"{where or cls.__name__}: {err}") from err
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+
+
+def shown(value: Any) -> str:
+    """A value from a config file for a one-line message: short even for huge or deeply nested values."""
+    return _REPR.repr(value)
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert where it is lossless."""
     origin = get_origin(tp)
@@ -86,14 +96,14 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
                 return _coerce(arg, value, where)
             except InputError as err:
                 errors.append(str(err))
-        raise InputError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {tp}")
+        raise InputError(errors[0] if len(errors) == 1 else f"{where}: {shown(value)} fits none of {tp}")
     if origin is Literal:
         if value not in args:
-            raise InputError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+            raise InputError(f"{where}: {shown(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise InputError(f"{where}: expected a list, got {value!r}")
+            raise InputError(f"{where}: expected a list, got {shown(value)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise InputError(f"{where}: expected {len(args)} values, got {len(value)}")
@@ -103,33 +113,33 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise InputError(f"{where}: expected a mapping, got {value!r}")
+            raise InputError(f"{where}: expected a mapping, got {shown(value)}")
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where=where)
     if tp is bool:
         if not isinstance(value, bool):
-            raise InputError(f"{where}: expected true or false, got {value!r}")
+            raise InputError(f"{where}: expected true or false, got {shown(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise InputError(f"{where}: expected an integer, got {value!r}")
+            raise InputError(f"{where}: expected an integer, got {shown(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{where}: expected a number, got {value!r}")
+            raise InputError(f"{where}: expected a number, got {shown(value)}")
         if not math.isfinite(value):
-            raise InputError(f"{where}: expected a finite number, got {value!r}")
+            raise InputError(f"{where}: expected a finite number, got {shown(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise InputError(f"{where}: expected text, got {value!r}")
+            raise InputError(f"{where}: expected text, got {shown(value)}")
         return value
     if tp is Path:
         if not isinstance(value, (str, os.PathLike)):
-            raise InputError(f"{where}: expected a path, got {value!r}")
+            raise InputError(f"{where}: expected a path, got {shown(value)}")
         return Path(value)
     return value
 

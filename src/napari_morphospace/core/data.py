@@ -31,6 +31,7 @@ import torch
 import zarr
 from torch.utils.data import Dataset
 
+from .config import shown
 from .errors import InputError
 from .outputs import check_output, replace_folder, scratch_prefix, write_failed
 
@@ -140,7 +141,7 @@ class CropSet:
                 f"spacing {tuple(self.spacing)} does not have one value per spatial axis ({self.spatial_ndim})"
             )
         ids = self.table["crop_id"]
-        if not pd.api.types.is_integer_dtype(ids.dtype):
+        if len(ids) and not pd.api.types.is_integer_dtype(ids.dtype):
             raise InputError(f"crop_id values must be whole numbers; the crop table has {ids.dtype} values {_first(ids)}")
         if check_values is None:
             check_values = isinstance(self.images, np.ndarray)
@@ -492,7 +493,7 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
         raise InputError(f"{path} does not describe a {FORMAT_NAME}; choose a folder written by save_crop_set")
     if metadata.get("format_version") != FORMAT_VERSION:
         raise InputError(
-            f"{directory} is a crop set of format version {metadata.get('format_version')!r}, but this version of "
+            f"{directory} is a crop set of format version {shown(metadata.get('format_version'))}, but this version of "
             f"napari-morphospace reads version {FORMAT_VERSION}; update napari-morphospace or make the crops again"
         )
     checks = {
@@ -505,7 +506,7 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     for key, valid in checks.items():
         value = metadata.get(key, defaults.get(key))
         if not valid(value):
-            raise InputError(f"{path}: {key} is {value!r}, which is not what a crop set records; the file was edited "
+            raise InputError(f"{path}: {key} is {shown(value)}, which is not what a crop set records; the file was edited "
                              "by hand or is damaged: make the crop set again")  # fmt: skip
         metadata[key] = value
     return metadata

@@ -212,6 +212,7 @@ def export_crops(
     targets = [_inside(folder, folder / r) for r in relative]
     manifest_path = _inside(folder, folder / MANIFEST_NAME)
     _refuse_existing([*targets, manifest_path], overwrite)
+    replaced = _previous_export(folder) - set(relative)
     axes = "C" + "ZYX"[3 - crop_set.spatial_ndim :]
     spatial = axes[1:]
     scale = {a: float(s) for a, s in zip(spatial, crop_set.spacing)} if crop_set.spacing else {}
@@ -235,7 +236,27 @@ def export_crops(
     manifest["annotation"] = labels[positions]
     with atomic_path(manifest_path) as tmp:
         manifest.to_csv(tmp, index=False)
+    _remove_previous(folder, replaced)
     return written
+
+
+def _previous_export(folder: Path) -> set[str]:
+    """The crop files the export already in ``folder`` lists in its manifest (empty when there is none)."""
+    try:
+        files = pd.read_csv(folder / MANIFEST_NAME, usecols=["file"], dtype=str)["file"]
+    except (OSError, ValueError):
+        return set()
+    return {f for f in files.dropna() if _EXPORT_FILE.match(Path(f).name)}
+
+
+def _remove_previous(folder: Path, relative: set[str]) -> None:
+    """Delete the files of the replaced export that the new one did not write, and class folders left empty."""
+    for name in relative:
+        path = folder / name
+        if path.resolve().is_relative_to(folder.resolve()) and path.is_file():
+            path.unlink()
+            if path.parent != folder and not any(path.parent.iterdir()):
+                path.parent.rmdir()
 
 
 def _annotation_per_row(table: pd.DataFrame, annotations: pd.Series | None) -> np.ndarray:
@@ -249,6 +270,8 @@ def _annotation_per_row(table: pd.DataFrame, annotations: pd.Series | None) -> n
 
 def _chosen_rows(table: pd.DataFrame, which: str, crop_ids: Iterable[int] | None, labels: np.ndarray) -> np.ndarray:
     if which == "all":
+        if table.empty:
+            raise InputError("the crop set holds no crops, so there is nothing to export; make crops first")
         return np.arange(len(table))
     if which == "per-class":
         positions = np.flatnonzero(labels != UNANNOTATED)
@@ -397,8 +420,8 @@ def check_latent_table(table: pd.DataFrame, name: str) -> pd.DataFrame:
     mu = table[_prefixed(table, "mu_")].apply(pd.to_numeric, errors="coerce")
     finite = np.isfinite(mu.to_numpy(dtype=np.float64)).all(axis=1)
     if not finite.all():
-        raise InputError(f"{name}: the mu_* values of crop_id {int(ids[~finite].iloc[0])} are missing, NaN or not "
-                         "numbers; the table was edited by hand or damaged, embed the crops again")  # fmt: skip
+        raise InputError(f"{name}: the mu_* values of crop_id {int(ids[~finite].iloc[0])} are missing, NaN, infinite "
+                         "or not numbers; the table was edited by hand or damaged, embed the crops again")  # fmt: skip
     table = table.copy()
     table["crop_id"] = ids.astype(np.int64)
     return table

@@ -123,6 +123,8 @@ def check_output(
             raise InputError(f"{path} is a file, but the {what} is a folder; choose a folder name (a new or empty folder)")
         if kind == "file" and path.is_dir():
             raise InputError(f"{path} is a folder, but the {what} is a file; give it a file name inside that folder")
+        if kind == "file" and not path.is_file():  # a device, pipe or socket would be replaced by a plain file
+            raise InputError(f"{path} is not a regular file (a device, pipe or socket); give the {what} a file name")
         empty_folder = path.is_dir() and not any(path.iterdir())
         if not empty_folder:
             if not overwrite:
