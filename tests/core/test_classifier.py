@@ -49,16 +49,39 @@ def synthetic_crops(n_sources: int = 12, per_source: int = 8, size: int = 16, se
 FAST = ClassifierSettings(epochs=15, batch_size=16, learning_rate=1e-2, folds=3, base_channels=6, depth=2)
 
 
-@pytest.mark.parametrize("fusion", ["early", "late"])
+@pytest.mark.parametrize("fusion", ["early", "intermediate", "late"])
 @pytest.mark.parametrize("shape", [(3, 2, 12, 14), (3, 2, 6, 8, 10)])
 def test_fusion_network_shapes_2d_and_3d(fusion, shape):
     model = FusionClassifier(2, 3, len(shape) - 2, fusion=fusion, base_channels=4, depth=3)
     assert model(torch.rand(shape)).shape == (3, 3)
-    own = 1 if fusion == "early" else 3
-    assert len(model.channel_encoders[1]) == own and len(model.trunk) == 3 - own
+    if fusion == "early":  # one network sees both channels from its first convolution
+        assert model.encoder[0][0].in_channels == 2 and not hasattr(model, "channel_encoders")
+    else:  # one encoder per channel, each taking its channel alone
+        assert [encoder[0][0].in_channels for encoder in model.channel_encoders] == [1, 1]
+        assert len(model.channel_encoders[1]) == 3
+    if fusion == "intermediate":  # the two channels' features are concatenated before one head
+        assert model.head.in_features == 2 * 16
+    if fusion == "late":  # one classifier head per channel, equal weights to start with
+        assert [head.in_features for head in model.channel_heads] == [16, 16]
+        np.testing.assert_allclose(model.channel_weights(), [0.5, 0.5])
 
 
-@pytest.mark.parametrize("fusion", ["early", "late"])
+def test_late_fusion_is_the_weighted_mean_of_the_channel_classifiers_probabilities():
+    torch.manual_seed(0)
+    model = FusionClassifier(3, 2, 2, fusion="late", base_channels=4, depth=2).eval()
+    with torch.no_grad():
+        model.weight_logits.copy_(torch.log(torch.tensor([0.2, 0.3, 0.5])))
+    x = torch.rand(5, 3, 8, 8)
+    with torch.no_grad():
+        per_channel = torch.softmax(model.channel_logits(x), dim=2).numpy()  # (N, C, classes)
+        fused = torch.softmax(model(x), dim=1).numpy()
+    np.testing.assert_allclose(model.channel_weights(), [0.2, 0.3, 0.5], rtol=1e-6)
+    expected = 0.2 * per_channel[:, 0] + 0.3 * per_channel[:, 1] + 0.5 * per_channel[:, 2]
+    np.testing.assert_allclose(fused, expected, rtol=1e-5)
+    assert FusionClassifier(3, 2, 2, fusion="intermediate").channel_weights() is None
+
+
+@pytest.mark.parametrize("fusion", ["early", "intermediate", "late"])
 def test_classifier_separates_groups_that_differ_in_one_channel_without_source_leakage(fusion):
     images, labels, groups = synthetic_crops()
     updates = []
@@ -73,11 +96,18 @@ def test_classifier_separates_groups_that_differ_in_one_channel_without_source_l
     assert [u.fold for u in updates].count(None) == FAST.epochs  # final model on all data reported its epochs
 
     treated = images[labels == "treated"]
+    if fusion == "early":  # one encoder for both channels: no per-channel Grad-CAM
+        with pytest.raises(InputError, match="early fusion has one encoder for all channels"):
+            channel_gradcam(result.model, treated, 1)
+        return
     maps = channel_gradcam(result.model, treated, 1)
     assert maps.shape == (2, len(treated), 16, 16) and maps.max() == pytest.approx(1.0)
     evidence = channel_evidence(result.model, images, labels, result.classes)
     assert evidence[1, 1] > 0.9  # channel 1 drives "treated"
     np.testing.assert_allclose(evidence.sum(axis=1)[evidence.sum(axis=1) > 0], 1.0)
+    if fusion == "late":  # the learned weights trust the informative channel's classifier more
+        weights = result.model.channel_weights()
+        assert weights[1] > 0.6 and weights.sum() == pytest.approx(1.0)
 
 
 def test_rank_channels_puts_the_informative_channel_first():
@@ -117,6 +147,8 @@ def test_metrics_known_values():
 def test_bad_settings_and_inputs_are_refused():
     with pytest.raises(InputError, match="fusion"):
         from_dict(ClassifierSettings, {"fusion": "middle"})
+    with pytest.raises(InputError, match="fusion must be one of 'early', 'intermediate', 'late'"):
+        FusionClassifier(2, 2, 2, fusion="middle")
     with pytest.raises(InputError, match="folds must be at least 2"):
         ClassifierSettings(folds=1)
     images, labels, groups = synthetic_crops(n_sources=2, per_source=2)

@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score
 
 from napari_morphospace.core.classifier import (
     ChannelRanking,
+    ClassificationMetrics,
     ClassifierResult,
     ClassifierSettings,
     classification_metrics,
@@ -22,6 +23,8 @@ from napari_morphospace.core.classifier_report import (
     check_folds,
     evidence_figure,
     evidence_table,
+    fold_mean_sd,
+    metrics_document,
     metrics_table,
     ranking_table,
     results_figure,
@@ -86,15 +89,36 @@ def known_result(stopped: bool = False) -> ClassifierResult:
     )
 
 
-def test_metrics_table_has_folds_and_pooled_with_known_values():
+def test_metrics_table_has_folds_their_mean_and_sd_and_pooled_with_known_values():
     table = metrics_table(known_result())
-    assert list(table.index) == ["fold 1", "fold 2", "pooled"]
+    assert list(table.index) == ["fold 1", "fold 2", "mean", "SD", "pooled"]
     assert table.loc["fold 1", "balanced_accuracy"] == pytest.approx(0.75)
     assert table.loc["fold 1", "mcc"] == pytest.approx(1 / np.sqrt(3))
     assert table.loc["fold 2", "balanced_accuracy"] == pytest.approx(1.0) and np.isnan(table.loc["fold 2", "auroc"])
+    assert table.loc["fold 2", "mcc"] == 0.0  # every crop of fold 2 is a control, all called control
+    # mean and sample SD (ddof=1) of two folds: mean (a + b)/2, SD |a − b|/√2
+    assert table.loc["mean", "balanced_accuracy"] == pytest.approx(0.875)
+    assert table.loc["SD", "balanced_accuracy"] == pytest.approx(0.25 / np.sqrt(2))
+    assert table.loc["mean", "mcc"] == pytest.approx(1 / np.sqrt(3) / 2)
+    assert table.loc["SD", "mcc"] == pytest.approx(1 / np.sqrt(3) / np.sqrt(2))
+    # AUROC is undefined in fold 2 (no treated crop): the mean is fold 1's alone, and one fold has no SD
+    assert table.loc["mean", "auroc"] == pytest.approx(1.0) and np.isnan(table.loc["SD", "auroc"])
     # pooled: 5 of 6 right (one control called treated): balanced accuracy (3/4 + 2/2) / 2
     assert table.loc["pooled", "balanced_accuracy"] == pytest.approx(0.875)
-    assert list(table["n_crops"]) == [4, 2, 6]
+    assert list(table["n_crops"].astype(object).where(table["n_crops"].notna(), None)) == [4, 2, None, None, 6]
+
+
+def test_fold_mean_sd_of_three_folds_by_hand():
+    def metrics(value: float) -> ClassificationMetrics:
+        return ClassificationMetrics(value, value / 2, value - 1, 0.9, np.eye(2, dtype=int), {})
+
+    summary = fold_mean_sd([metrics(0.6), metrics(0.8), metrics(1.0)])
+    # mean 0.8; sample SD sqrt((0.2² + 0 + 0.2²) / 2) = 0.2
+    assert summary.loc["mean", "balanced_accuracy"] == pytest.approx(0.8)
+    assert summary.loc["SD", "balanced_accuracy"] == pytest.approx(0.2)
+    assert summary.loc["mean", "macro_f1"] == pytest.approx(0.4) and summary.loc["SD", "macro_f1"] == pytest.approx(0.1)
+    assert summary.loc["mean", "mcc"] == pytest.approx(-0.2)
+    assert summary.loc["mean", "auroc"] == pytest.approx(0.9) and summary.loc["SD", "auroc"] == pytest.approx(0.0)
 
 
 def test_average_precision_matches_scikit_learn():
@@ -136,6 +160,9 @@ def test_write_metrics_csv_and_json_hold_the_result_numbers(tmp_path):
     document = json.loads(path.read_text())  # strict JSON: NaN became null
     assert document["classes"] == ["control", "treated"] and document["label_column"] == "group"
     assert document["pooled"]["balanced_accuracy"] == pytest.approx(0.875)
+    assert document["fold_mean"]["balanced_accuracy"] == pytest.approx(0.875)
+    assert document["fold_sd"]["balanced_accuracy"] == pytest.approx(0.25 / np.sqrt(2))
+    assert document["fold_sd"]["auroc"] is None
     assert document["pooled"]["confusion"] == [[3, 1], [0, 2]]
     assert document["folds"][1]["auroc"] is None
     assert document["channel_evidence"]["treated"] == {"ER": 0.2, "mito": 0.8}
@@ -175,3 +202,20 @@ def test_train_with_evidence_gives_no_evidence_when_stopped():
     labels = np.array(["a", "b"] * 4)
     result, evidence = train_with_evidence(images, labels, np.repeat(["s1", "s2", "s3", "s4"], 2), ClassifierSettings(folds=2), stop_event=stop)
     assert result.stopped and result.model is None and evidence is None
+
+
+@pytest.mark.parametrize("fusion", ["early", "late"])
+def test_early_fusion_has_no_channel_evidence_and_late_fusion_reports_its_channel_weights(fusion):
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 2, 8, 8)).astype(np.float32)
+    labels = np.array(["a", "b"] * 8)
+    sources = np.array([f"s{i % 4}" for i in range(16)])  # s0, s2 hold class a; s1, s3 class b
+    settings = ClassifierSettings(fusion=fusion, folds=2, epochs=1, batch_size=8, depth=1, base_channels=2)
+    result, evidence = train_with_evidence(images, labels, sources, settings)
+    document = metrics_document(result, evidence=evidence, channel_names=["ER", "mito"])
+    if fusion == "early":  # one encoder for all channels: no per-channel Grad-CAM
+        assert evidence is None and "channel_evidence" not in document and "channel_weights" not in document
+    else:
+        assert evidence.shape == (2, 2) and set(document["channel_weights"]) == {"ER", "mito"}
+        assert sum(document["channel_weights"].values()) == pytest.approx(1.0)
+        assert document["settings"]["fusion"] == "late"

@@ -114,7 +114,10 @@ def test_classifier_metrics_saved_with_the_analysis_appear_in_the_report(demo_fo
     fold = {"balanced_accuracy": 0.875, "macro_f1": 0.8, "mcc": 0.75, "auroc": None, "n_crops": 8,
             "confusion": [[3, 1], [0, 4]], "average_precision": {"control": 0.9, "treated": 0.95}}  # fmt: skip
     document = {"label_column": "group", "classes": ["control", "treated"], "stopped": False, "folds": [fold],
-                "pooled": {**fold, "balanced_accuracy": 0.9375},
+                "pooled": {**fold, "balanced_accuracy": 0.9375}, "settings": {"fusion": "late"},
+                "fold_mean": {"balanced_accuracy": 0.875, "macro_f1": 0.8, "mcc": 0.75, "auroc": None},
+                "fold_sd": {"balanced_accuracy": 0.125, "macro_f1": 0.05, "mcc": 0.25, "auroc": None},
+                "channel_weights": {"membrane": 0.2, "nucleus": 0.8},
                 "channel_evidence": {"control": {"membrane": 0.25, "nucleus": 0.75},
                                      "treated": {"membrane": 0.6, "nucleus": 0.4}}}  # fmt: skip
     save_analysis(folder, classifier=document)
@@ -124,3 +127,5 @@ def test_classifier_metrics_saved_with_the_analysis_appear_in_the_report(demo_fo
     assert "<td>pooled</td><td>0.9375</td><td>0.8</td><td>0.75</td>" in section
     assert "<td>control</td><td>3</td><td>1</td>" in section  # confusion, true class in rows
     assert "<td>treated</td><td>0.6</td><td>0.4</td>" in section  # channel evidence
+    assert "<td>fold SD</td><td>0.125</td><td>0.05</td><td>0.25</td><td>None</td>" in section
+    assert "late fusion" in section and "<td>0.2</td><td>0.8</td>" in section  # the channel weights

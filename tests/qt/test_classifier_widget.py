@@ -30,7 +30,7 @@ def _blob(centre: np.ndarray, radius: float = 2.0) -> np.ndarray:
     return np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * radius**2))
 
 
-def synthetic_crop_set(per_source: int = 8, seed: int = 0) -> CropSet:
+def synthetic_crop_set(per_source: int = 8, seed: int = 0, n_sources: int = 6) -> CropSet:
     """6 source images, 3 per group; 'treated' crops have a bright blob in channel 1 ("mito") where 'control' has a dim one.
 
     Channel 0 ("ER") is identically distributed in both groups. Crops of one
@@ -40,7 +40,7 @@ def synthetic_crop_set(per_source: int = 8, seed: int = 0) -> CropSet:
     """
     rng = np.random.default_rng(seed)
     images, rows = [], []
-    for source in range(6):
+    for source in range(n_sources):
         group = ["control", "treated"][source % 2]
         for k in range(per_source):
             crop = 0.15 * rng.random((2, CROP, CROP))
@@ -115,8 +115,13 @@ def test_training_separates_groups_that_differ_in_channel_1(widget, qtbot):
     assert not result.stopped and list(result.classes) == ["control", "treated"]
     assert result.pooled.confusion.sum() == 48  # the two unlabelled crops were left out
     shown = shown_table(widget.metrics_view)
-    assert list(shown.index) == ["fold 1", "fold 2", "fold 3", "pooled"]
+    assert list(shown.index) == ["fold 1", "fold 2", "fold 3", "mean", "SD", "pooled"]
     assert float(shown.loc["pooled", "balanced accuracy"]) > 0.9
+    balanced = [m.balanced_accuracy for m in result.folds]
+    assert float(shown.loc["mean", "balanced accuracy"]) == pytest.approx(np.mean(balanced), abs=5e-4)
+    assert float(shown.loc["SD", "balanced accuracy"]) == pytest.approx(np.std(balanced, ddof=1), abs=5e-4)
+    assert shown.loc["mean", "n_crops"] == "" and shown.loc["fold 1", "n_crops"] == str(result.folds[0].confusion.sum())
+    assert "Fold mean ± SD of balanced accuracy" in widget.status.text()
     assert float(shown.loc["pooled", "balanced accuracy"]) == pytest.approx(result.pooled.balanced_accuracy, abs=5e-4)
     assert widget.updates_seen == FAST["epochs"] * (FAST["folds"] + 1) == widget.progress_bar.value()
     assert widget.figure_page.count() == 1  # confusion matrix and PR curves
@@ -140,14 +145,46 @@ def test_rank_channels_puts_channel_1_first(widget, qtbot):
     assert float(shown.iloc[0]["balanced accuracy"]) == pytest.approx(mito.metrics.balanced_accuracy, abs=5e-4)
 
 
-def test_too_few_sources_for_the_folds_is_refused_without_a_worker(widget, monkeypatch):
+@pytest.mark.parametrize(("n_sources", "offered"), [(6, 3), (8, 4), (12, 5)])
+def test_folds_offered_are_what_the_sources_allow(viewer, qtbot, n_sources, offered):
+    """With 4 source images per class, 5 folds (the default) cannot keep every class in every test fold: 4 are offered."""
+    session_for(viewer).crop_set = synthetic_crop_set(per_source=2, n_sources=n_sources)
+    widget = ClassifierWidget(viewer)
+    qtbot.addWidget(widget)
+    folds = widget.settings_form["folds"]
+    assert folds.value == offered == widget.settings().folds  # the default 5, lowered to what the data allow
+    assert folds.max == n_sources // 2  # the fewest source images of any class
+    with pytest.raises(ValueError):
+        folds.value = n_sources // 2 + 1
+
+
+def test_a_class_from_one_source_is_refused_without_a_worker(viewer, qtbot, monkeypatch):
+    crop_set = synthetic_crop_set(per_source=4)
+    crop_set.table.loc[crop_set.table["source"].isin(["image 3", "image 5"]), "group"] = "control"  # treated: image 1 only
+    session_for(viewer).crop_set = crop_set
+    widget = ClassifierWidget(viewer)
+    qtbot.addWidget(widget)
     errors = []
     monkeypatch.setattr(module, "show_error", errors.append)
-    set_settings(widget, folds=4)
+    assert widget.settings_form["folds"].value == 2
     assert widget.train() is None and widget.rank() is None
     assert not widget.running and widget.result is None
-    assert len(errors) == 2 and "needs at least 4 source images per class" in errors[0]
-    assert "Set folds to 3 or fewer" in errors[0] and "Set folds to 3 or fewer" in widget.status.text()
+    assert len(errors) == 2 and "needs at least 2 source images per class; class 'treated' from 1" in errors[0]
+    assert "Add at least one more source image" in widget.status.text()
+
+
+def test_fusion_options_are_the_studys_and_early_fusion_has_no_per_channel_gradcam(widget, qtbot, monkeypatch):
+    fusion = widget.settings_form["fusion"]
+    assert fusion.value == "intermediate" and list(fusion.choices) == ["early", "intermediate", "late"]
+    set_settings(widget, fusion="early")
+    trained(qtbot, widget)
+    assert widget.result.settings.fusion == "early" and widget.result.pooled.balanced_accuracy > 0.9
+    assert widget.evidence is None and not widget.gradcam_button.isEnabled()
+    assert "no per-channel evidence" in widget.status.text()
+    errors = []
+    monkeypatch.setattr(module, "show_error", errors.append)
+    assert widget.show_gradcam("treated") is None
+    assert "early fusion has one encoder for all channels" in errors[0]
 
 
 def test_stop_ends_training_early(widget, qtbot):

@@ -1,14 +1,17 @@
 """The "Classifier" widget: a fusion CNN that says how well, and from which channel, the classes can be told apart.
 
 The organelle study trained one encoder per channel, fused them, and looked at
-per-channel Grad-CAM to see which organelle drives each class. This widget does
-that on the session's crop set: classes from the crop table's ``group`` or
-``annotation`` column (crops with an empty label are left out and counted),
-k-fold cross-validation grouped by the ``source`` column (the crops of one
-image never sit on both sides of a split), metrics per fold and pooled, a
-confusion matrix and precision–recall curves, each class's per-channel
-evidence, single-channel classifiers that rank the channels, and per-channel
-Grad-CAM overlays on the source layers.
+per-channel Grad-CAM to see which organelle drives each class; it compared
+early, intermediate and late fusion (the ``fusion`` option, under the study's
+names; the backbone here is a small CNN trained from scratch, not the study's
+ImageNet ResNet50). This widget does that on the session's crop set: classes
+from the crop table's ``group`` or ``annotation`` column (crops with an empty
+label are left out and counted), k-fold cross-validation grouped by the
+``source`` column (the crops of one image never sit on both sides of a split;
+the folds offered are at most the fewest source images of any class), metrics
+per fold, their mean ± SD and pooled, a confusion matrix and precision–recall
+curves, each class's per-channel evidence, single-channel classifiers that
+rank the channels, and per-channel Grad-CAM overlays on the source layers.
 
 All computing is in :mod:`~napari_morphospace.core.classifier` and
 :mod:`~napari_morphospace.core.classifier_report`; training, ranking and
@@ -140,7 +143,9 @@ def _fill_table(widget: QTableWidget, table: pd.DataFrame, *, percent: bool = Fa
     for r in range(len(table)):
         for c in range(len(table.columns)):
             value = table.iat[r, c]  # keeps each column's dtype (iterrows would turn counts into floats)
-            if isinstance(value, (float, np.floating)):
+            if value is pd.NA:  # an empty cell of a whole-number column (crops tested by "mean" and "SD")
+                text = ""
+            elif isinstance(value, (float, np.floating)):
                 text = "n/a" if not np.isfinite(value) else (f"{100 * value:.0f} %" if percent else f"{value:.3f}")
             else:
                 text = str(value)
@@ -280,9 +285,26 @@ class ClassifierWidget(QWidget):
 
     def _show_label_summary(self) -> None:
         try:
-            self.label_info.setText(self.label_summary().text())
+            summary = self.label_summary()
         except InputError as err:
             self.label_info.setText(f"⚠ {err}")
+            return
+        self.label_info.setText(summary.text())
+        self._offer_folds(summary)
+
+    def _offer_folds(self, summary: LabelSummary) -> None:
+        """Offer as many folds as the data allow: at most the fewest source images of any class.
+
+        Folds are grouped by source, so a class from 4 images allows 4 folds;
+        the value drops to that maximum when it was larger.
+        """
+        if len(summary.classes) < 2:
+            return
+        allowed = max(min(summary.sources_per_class.values()), 2)  # below 2 sources nothing works: check_folds says so
+        folds = self.settings_form["folds"]
+        folds.max = min(allowed, SETTINGS_OPTIONS["folds"]["max"])
+        folds.tooltip = f"cross-validation folds grouped by source image; these classes allow at most {allowed}"
+        folds.value = min(folds.value, folds.max)
 
     def label_summary(self) -> LabelSummary:
         """The crops of the session's crop set with a class in the chosen column, and their sources per class."""
@@ -409,6 +431,10 @@ class ClassifierWidget(QWidget):
                 f"{pooled['balanced_accuracy']:.3f}, macro-F1 {pooled['macro_f1']:.3f}, MCC {pooled['mcc']:.3f}, "
                 f"AUROC {pooled['auroc']:.3f}."
             )
+            if {"mean", "SD"} <= set(table.index):
+                text += f" Fold mean ± SD of balanced accuracy {table.loc['mean', 'balanced_accuracy']:.3f} ± {table.loc['SD', 'balanced_accuracy']:.3f}."
+            if result.settings.fusion == "early" and not result.stopped:
+                text += " Early fusion has one encoder for all channels: no per-channel evidence or Grad-CAM."
             if result.stopped:
                 text = f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, so no channel evidence or Grad-CAM. " + text
         self.status.setText(text)
@@ -448,7 +474,8 @@ class ClassifierWidget(QWidget):
         self.settings_form.enabled = not running
         self.label_column.setEnabled(not running)
         trained = self.result is not None
-        self.gradcam_button.setEnabled(not running and trained and self.result.model is not None)
+        per_channel = trained and self.result.model is not None and self.result.settings.fusion != "early"
+        self.gradcam_button.setEnabled(not running and per_channel)
         self.export_button.setEnabled(not running and trained and self.result.pooled is not None)
 
     def _clear_results(self) -> None:
@@ -476,6 +503,9 @@ class ClassifierWidget(QWidget):
         try:
             if self.result is None or self.result.model is None:
                 raise InputError("there is no trained classifier: press Train and let it finish (a stopped run has no final model)")
+            if self.result.settings.fusion == "early":
+                raise InputError("early fusion has one encoder for all channels, so there is no per-channel Grad-CAM; "
+                                 "train with intermediate or late fusion")  # fmt: skip
             if self.running:
                 raise InputError("wait until the running job has finished")
             classes = [str(c) for c in self.result.classes]

@@ -64,6 +64,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ..core.bundle import load_bundle
+from ..core.checkpoints import last_checkpoint_in
 from ..core.config import load_config, save_config
 from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
@@ -123,14 +124,6 @@ def default_checkpoint_dir(crop_folder: Path | None, *, now: datetime | None = N
     """A new run folder: next to a crop set loaded from disk, else under the home folder."""
     parent = crop_folder.parent / f"{crop_folder.name}-checkpoints" if crop_folder else Path.home() / "morphospace-checkpoints"
     return parent / f"run-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
-
-
-def last_checkpoint_in(directory: Path) -> Path | None:
-    """The ``last.ckpt`` to resume a run in ``directory`` from (the later stage first for cond-vae)."""
-    for candidate in (directory / "target" / "last.ckpt", directory / "reference" / "last.ckpt", directory / "last.ckpt"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _format_seconds(seconds: float) -> str:
@@ -251,6 +244,9 @@ class TrainWidget(QWidget):
         self.device_info = QLabel(self._available_devices())
         self.save_config_button = PushButton(text="Save config…")
         self.load_config_button = PushButton(text="Load config…")
+        self.sweep_button = PushButton(text="Sweep…", tooltip="train a grid of these settings (models, β, latent sizes, "
+                                       "depths, blocks) and compare them on held-out crops")  # fmt: skip
+        self.sweep_dialog: Any = None
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume")
@@ -299,6 +295,7 @@ class TrainWidget(QWidget):
         config = QHBoxLayout()
         config.addWidget(self.save_config_button.native)
         config.addWidget(self.load_config_button.native)
+        config.addWidget(self.sweep_button.native)
         run = QGroupBox("Run")
         box = QVBoxLayout(run)
         buttons = QHBoxLayout()
@@ -338,6 +335,7 @@ class TrainWidget(QWidget):
         self.save_bundle_button.clicked.connect(self._ask_bundle_folder)
         self.save_config_button.clicked.connect(self._ask_config_to_save)
         self.load_config_button.clicked.connect(self._ask_config_to_load)
+        self.sweep_button.clicked.connect(self.open_sweep)
 
     def _show_model_fields(self, *_: Any) -> None:
         """Show the settings of the chosen model type only (all are still read and saved)."""
@@ -419,6 +417,16 @@ class TrainWidget(QWidget):
         self.set_config(config)
         self.status.setText(f"Settings loaded from {path}.")
         return config
+
+    def open_sweep(self) -> Any:
+        """Show the Sweep dialog: a grid of these settings, run in the background (see ``_qt/sweep_dialog.py``)."""
+        from .sweep_dialog import SweepDialog
+
+        if self.sweep_dialog is None:
+            self.sweep_dialog = SweepDialog(self)
+        self.sweep_dialog.show()
+        self.sweep_dialog.raise_()
+        return self.sweep_dialog
 
     def _ask_config_to_save(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save training config", "train-config.yaml", "YAML (*.yaml *.yml)")

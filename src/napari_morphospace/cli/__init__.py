@@ -18,9 +18,9 @@ from ..core.errors import InputError
 
 
 def _subcommands() -> list[ModuleType]:
-    from . import crops, demo, embed, export, report, train
+    from . import crops, demo, embed, export, report, sweep, train
 
-    return [crops, train, embed, export, report, demo]
+    return [crops, train, sweep, embed, export, report, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

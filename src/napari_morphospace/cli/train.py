@@ -5,22 +5,46 @@ The same engine as the Train widget. Options override the values of
 saved by the widget or by ``--save-config``). Lightning's device options pass
 through, so the same command trains on a laptop CPU, on several GPUs with
 ``--devices 4 --strategy ddp`` or on several nodes under SLURM with
-``--num-nodes``.
+``--num-nodes``. A requeued SLURM job continues its run from ``last.ckpt``.
+
+Checkpoints go to ``--checkpoint-dir``, or to ``<out>-checkpoints`` beside
+the bundle, which is removed once the bundle is written. Every output is
+checked before the first epoch. SIGTERM (SLURM, Kubernetes, ``timeout``)
+and Ctrl-C stop training at a step boundary, keep a resumable
+``last.ckpt``, print the command that resumes it and exit with 143 and
+130; no bundle is written for a run that did not finish.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import shutil
+import signal
 import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..core.bundle import check_bundle_target
+from ..core.checkpoints import CheckpointWriteError, last_checkpoint_in, requeued_checkpoint
 from ..core.config import from_dict, load_config, save_config, to_dict
-from ..core.data import load_crop_set
+from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
+from ..core.models import build_model
 from ..core.outputs import check_output
-from ..core.training import TrainConfig, TrainMessage, TrainUpdate, save_trained_bundle, train
+from ..core.training import (
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainMessage,
+    TrainUpdate,
+    save_trained_bundle,
+    train,
+)
 
 MODEL_CHOICES = ("beta-vae", "beta-tcvae", "me-vae", "cond-vae")
 PRECISION_CHOICES = ("32-true", "bf16-mixed", "16-mixed")
@@ -63,12 +87,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strategy", default=None, help="Lightning strategy: auto, ddp, ddp_spawn, ...")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None, help="numeric precision")
     parser.add_argument("--num-workers", type=int, default=None, help="data-loading worker processes")
-    parser.add_argument("--checkpoint-dir", default=None, help="folder for Lightning checkpoints")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="folder for this run's checkpoints (default: <out>-checkpoints, removed after success)")
     parser.add_argument("--label-column", default=None, help="crop-table column with the cond-vae label")
     parser.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="continue from a last.ckpt")
     parser.add_argument("--progress-bar", action="store_true", help="show Lightning's progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, options=[a for a in parser._actions if a.option_strings])
 
 
 def _devices(text: str) -> str | int | list[int]:
@@ -111,15 +136,115 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.save_config, what="config file", kind="file", overwrite=True)
     check_bundle_target(args.out, args.overwrite)  # a bundle, never another folder, before the first epoch
     if args.save_config:
-        save_config(config, args.save_config)
+        try:
+            save_config(config, args.save_config)
+        except OSError as err:
+            raise InputError(f"cannot write --save-config {args.save_config} ({err.strerror or err}); "
+                             "choose a file in a writable folder") from err
     crop_set = load_crop_set(args.crops)
-    result = train(crop_set, config.model, config.training, on_update=print_progress, resume_from=args.resume,
-                   progress_bar=args.progress_bar)
+    check_bundle_target(args.out, args.overwrite, needed_bytes=_bundle_bytes(config, crop_set))
+    checkpoint_dir = Path(config.training.checkpoint_dir or default_checkpoint_dir(args.out))
+    print(f"morphospace train: checkpoints go to {checkpoint_dir}", file=sys.stderr)
+    resume = args.resume or requeued_checkpoint(checkpoint_dir)
+    if resume is not None and args.resume is None:
+        print(f"morphospace train: requeued SLURM job; continuing from {resume}", file=sys.stderr)
+    settings = replace(config.training, checkpoint_dir=str(checkpoint_dir))
+    stop = threading.Event()
+    try:
+        with _ctrl_c_stops(stop):
+            result = train(crop_set, config.model, settings, on_update=print_progress, stop_event=stop,
+                           resume_from=resume, progress_bar=args.progress_bar)
+    except TrainingInterrupted as err:
+        if err.is_global_zero:
+            _say_stopped(str(err), args, err.last_checkpoint)
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt:  # a second Ctrl-C, in the middle of a step
+        last = last_checkpoint_in(checkpoint_dir)
+        _say_stopped(f"interrupted; {last or 'no checkpoint'} holds the last finished epoch", args, last)
+        return 130
+    except (TrainingDiverged, CheckpointWriteError) as err:
+        raise InputError(f"{err}; resume with: {resume_command(args, _checkpoint_after(err, checkpoint_dir))}") from err
+    if result.stopped_by_user:
+        if result.is_global_zero:
+            _say_stopped(f"interrupted; {result.last_checkpoint} holds the run's state", args, result.last_checkpoint)
+        return 130
     if not result.is_global_zero:
         return 0
-    save_trained_bundle(result, crop_set, args.out, train_settings=config.training,
-                        crop_set_origin=str(args.crops.resolve()), overwrite=args.overwrite)  # fmt: skip
+    try:
+        save_trained_bundle(result, crop_set, args.out, train_settings=config.training,
+                            crop_set_origin=str(args.crops.resolve()), overwrite=args.overwrite)  # fmt: skip
+    except OSError as err:  # the disk filled up during training, or the folder was made read-only
+        raise InputError(
+            f"cannot write the model bundle {args.out} ({err.strerror or err}); the trained model is kept in "
+            f"{checkpoint_dir}. Free space, then write the bundle with: {resume_command(args, result.last_checkpoint)}"
+        ) from err
+    if config.training.checkpoint_dir is None:  # the bundle holds the model: nothing left to resume
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     state = "stopped early" if result.stopped_early else "finished"
     best = f"{result.best_val_loss:.4g}" if result.best_val_loss is not None else "n/a"
     print(f"training {state}; best validation loss {best}; model bundle written to {args.out}", file=sys.stderr)
     return 0
+
+
+def default_checkpoint_dir(out: Path) -> Path:
+    """``<out>-checkpoints``: beside the bundle, on storage every DDP process shares when the bundle's is."""
+    return out.with_name(f"{out.name}-checkpoints")
+
+
+def _checkpoint_after(err: TrainingDiverged | CheckpointWriteError, checkpoint_dir: Path) -> str | None:
+    """The checkpoint to resume from after ``err``."""
+    found = getattr(err, "last_checkpoint", None) or last_checkpoint_in(checkpoint_dir)
+    return str(found) if found else None
+
+
+@contextmanager
+def _ctrl_c_stops(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C stops training after the current step (its checkpoint is written); a second aborts."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        # os.write, not print: the handler may run while the main thread is printing.
+        os.write(2, b"morphospace train: stopping after this step (Ctrl-C again to abort)\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _say_stopped(what: str, args: argparse.Namespace, checkpoint: str | Path | None) -> None:
+    print(f"morphospace train: {what}; no model bundle was written", file=sys.stderr)
+    if checkpoint:
+        print(f"  resume with: {resume_command(args, checkpoint)}", file=sys.stderr)
+
+
+def resume_command(args: argparse.Namespace, checkpoint: str | Path | None) -> str:
+    """This command line with ``--resume checkpoint``: every option as given, except --save-config."""
+    words = ["morphospace", "train"]
+    for action in args.options:
+        value = getattr(args, action.dest, None)
+        if action.dest in ("resume", "save_config", "help") or value is None or value is False:
+            continue
+        if value == action.default and action.default is not None:
+            continue
+        words.append(action.option_strings[-1])
+        if value is not True:
+            words.append(_option_text(value))
+    if checkpoint:
+        words += ["--resume", str(checkpoint)]
+    return shlex.join(words)
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, list):  # --devices ids: "0,2", and "1," for a single id
+        return ",".join(map(str, value)) + ("," if len(value) == 1 else "")
+    return str(value)
+
+
+def _bundle_bytes(config: TrainConfig, crop_set: CropSet) -> int:
+    """The size of the bundle this training will write: the model's tensors."""
+    model = build_model(config.model, tuple(int(n) for n in crop_set.images.shape[1:]))
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())

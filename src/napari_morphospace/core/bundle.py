@@ -153,9 +153,11 @@ def is_bundle_folder(path: str | os.PathLike) -> bool:
     return isinstance(config, dict) and config.get("format") == FORMAT_NAME
 
 
-def check_bundle_target(directory: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse a bundle folder before training: existing (without ``overwrite``), not a bundle, or not writable."""
-    return check_output(directory, what="model bundle", kind="folder", overwrite=overwrite, is_ours=is_bundle_folder)
+def check_bundle_target(directory: str | os.PathLike, overwrite: bool, *, needed_bytes: int = 0) -> Path:
+    """Refuse a bundle folder before training: existing (without ``overwrite``), not a bundle, or not writable
+    (read-only, or a disk with less than ``needed_bytes`` free)."""
+    return check_output(directory, what="model bundle", kind="folder", overwrite=overwrite, is_ours=is_bundle_folder,
+                        needed_bytes=needed_bytes)  # fmt: skip
 
 
 def _json_safe(value: Any) -> Any:

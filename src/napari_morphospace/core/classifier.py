@@ -1,14 +1,24 @@
-"""The organelle study's fusion CNN: one small encoder per channel, fused by concatenation.
+"""The organelle study's fusion CNNs: early, intermediate and late fusion of the channels.
 
-Each channel (organelle stain) gets its own convolutional encoder, so per-channel
-Grad-CAM can show which channel drives each class. The encoders are fused by
-concatenating their feature maps either after the first block ("early": the
-shared trunk sees all channels together) or after the last ("late": each
-channel is encoded on its own up to the head). Training uses class-weighted
-cross entropy and k-fold cross-validation grouped by source image
-(``StratifiedGroupKFold``), so patches of one image are never split between
-training and test: neighbouring patches are near-duplicates and would inflate
-every score.
+The organelle-classification study compared three ways of combining organelle
+stains (channels), under these names:
+
+* **early** fusion: all channels enter one network together (its first
+  convolution sees every channel).
+* **intermediate** fusion (the study's choice): one encoder per channel; their
+  feature vectors are concatenated and one head classifies them. Per-channel
+  Grad-CAM then shows which channel drives each class.
+* **late** fusion: one whole classifier per channel; the class probabilities
+  of the channel classifiers are averaged with learned weights (non-negative,
+  summing to 1), which say how much each channel is trusted.
+
+The backbone is a small CNN trained from scratch (``depth`` blocks of conv 3 →
+BatchNorm → ReLU → max-pool), not the study's ImageNet-pretrained ResNet50:
+torchvision and its pretrained weights cannot be installed or downloaded here.
+Training uses class-weighted cross entropy and k-fold cross-validation grouped
+by source image (``StratifiedGroupKFold``), so patches of one image are never
+split between training and test: neighbouring patches are near-duplicates and
+would inflate every score.
 """
 
 from __future__ import annotations
@@ -34,26 +44,30 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from .errors import InputError
-from .gradcam import gradcam_classifier
+from .gradcam import gradcam, gradcam_classifier
 from .traversal import evaluating
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+FUSIONS = ("early", "intermediate", "late")
+Fusion = Literal["early", "intermediate", "late"]
 
 
 @dataclass
 class ClassifierSettings:
     """Settings of the fusion classifier and its cross-validated training.
 
-    ``fusion``: "early" concatenates the channel encoders after their first
-    block, "late" after their last block. ``depth``: conv blocks per encoder
-    (each halves the size). ``class_weighting``: weight the loss by inverse
-    class frequency of the training fold. ``folds``: cross-validation folds,
-    grouped by source image (needs at least this many sources).
+    ``fusion``: "early" (all channels into one network), "intermediate" (one
+    encoder per channel, features concatenated before one head) or "late" (one
+    classifier per channel, probabilities averaged with learned weights); the
+    organelle study's names. ``depth``: conv blocks per encoder (each halves
+    the size). ``class_weighting``: weight the loss by inverse class frequency
+    of the training fold. ``folds``: cross-validation folds, grouped by source
+    image (needs at least this many sources per class).
     """
 
-    fusion: Literal["early", "late"] = "late"
+    fusion: Fusion = "intermediate"
     base_channels: int = 8
     depth: int = 3
     epochs: int = 20
@@ -64,8 +78,7 @@ class ClassifierSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.fusion not in ("early", "late"):
-            raise InputError(f"fusion must be 'early' or 'late'; got {self.fusion!r}")
+        _check_fusion(self.fusion)
         for name in ("base_channels", "depth", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1; got {getattr(self, name)}")
@@ -73,6 +86,11 @@ class ClassifierSettings:
             raise InputError(f"folds must be at least 2 for cross-validation; got {self.folds}")
         if not self.learning_rate > 0:
             raise InputError(f"learning_rate must be positive; got {self.learning_rate}")
+
+
+def _check_fusion(fusion: str) -> None:
+    if fusion not in FUSIONS:
+        raise InputError(f"fusion must be one of {', '.join(map(repr, FUSIONS))}; got {fusion!r}")
 
 
 def _block(ndim: int, in_channels: int, out_channels: int) -> nn.Sequential:
@@ -85,41 +103,100 @@ def _block(ndim: int, in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class FusionClassifier(nn.Module):
-    """Per-channel conv encoders fused by concatenation, then global average pooling and a linear head.
+def _encoder(ndim: int, in_channels: int, widths: list[int]) -> nn.Sequential:
+    """``len(widths)`` blocks, the first taking ``in_channels``."""
+    return nn.Sequential(*[_block(ndim, in_channels if i == 0 else widths[i - 1], w) for i, w in enumerate(widths)])
 
-    Input ``(N, C, [Z,] Y, X)``, output logits ``(N, n_classes)``.
-    ``channel_layer(c)`` is channel ``c``'s last block before fusion: the
-    layer for that channel's Grad-CAM.
+
+def _global_average(features: torch.Tensor) -> torch.Tensor:
+    """Global average over the spatial axes: ``(N, K, ...)`` → ``(N, K)``."""
+    return features.flatten(2).mean(dim=2)
+
+
+class FusionClassifier(nn.Module):
+    """A small CNN classifier with early, intermediate or late fusion of the channels.
+
+    Input ``(N, C, [Z,] Y, X)``, output ``(N, n_classes)`` logits (for late
+    fusion, the log of the weighted mean of the channel classifiers'
+    probabilities, so ``softmax`` of it is that mean). Each encoder is
+    ``depth`` blocks followed by global average pooling.
+    ``channel_layer(c)`` is channel ``c``'s last encoder block, the layer for
+    that channel's Grad-CAM (intermediate and late fusion only: early fusion
+    has one encoder for all channels).
     """
 
-    def __init__(self, in_channels: int, n_classes: int, spatial_dims: int, *, fusion: str = "late", base_channels: int = 8, depth: int = 3) -> None:
+    def __init__(
+        self, in_channels: int, n_classes: int, spatial_dims: int, *, fusion: str = "intermediate", base_channels: int = 8, depth: int = 3
+    ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise InputError(f"the classifier works on 2D or 3D crops; got {spatial_dims} spatial axes")
-        if fusion not in ("early", "late"):
-            raise InputError(f"fusion must be 'early' or 'late'; got {fusion!r}")
+        _check_fusion(fusion)
         widths = [base_channels * 2**i for i in range(depth)]
-        own_blocks = 1 if fusion == "early" else depth
         self.fusion = fusion
-        self.channel_encoders = nn.ModuleList(
-            nn.Sequential(*[_block(spatial_dims, 1 if i == 0 else widths[i - 1], widths[i]) for i in range(own_blocks)])
-            for _ in range(in_channels)
-        )
-        fused = in_channels * widths[own_blocks - 1]
-        shared = []
-        for i in range(own_blocks, depth):
-            shared.append(_block(spatial_dims, fused if i == own_blocks else widths[i - 1], widths[i]))
-        self.trunk = nn.Sequential(*shared)
-        self.head = nn.Linear(widths[-1] if shared else fused, n_classes)
+        self.in_channels = in_channels
+        self.n_classes = n_classes
+        if fusion == "early":
+            self.encoder = _encoder(spatial_dims, in_channels, widths)
+            self.head = nn.Linear(widths[-1], n_classes)
+            return
+        self.channel_encoders = nn.ModuleList(_encoder(spatial_dims, 1, widths) for _ in range(in_channels))
+        if fusion == "intermediate":
+            self.head = nn.Linear(in_channels * widths[-1], n_classes)
+        else:
+            self.channel_heads = nn.ModuleList(nn.Linear(widths[-1], n_classes) for _ in range(in_channels))
+            #: Softmax of these gives the channel weights; equal weights to start with.
+            self.weight_logits = nn.Parameter(torch.zeros(in_channels))
 
     def channel_layer(self, channel: int) -> nn.Module:
+        if self.fusion == "early":
+            raise InputError(
+                "early fusion has one encoder for all channels, so there is no per-channel Grad-CAM; "
+                "use intermediate or late fusion, or Rank channels"
+            )
         return self.channel_encoders[channel][-1]
 
+    def channel_weights(self) -> np.ndarray | None:
+        """Late fusion: each channel classifier's weight in the fused probability (sums to 1); None otherwise."""
+        if self.fusion != "late":
+            return None
+        return torch.softmax(self.weight_logits.detach(), dim=0).cpu().numpy()
+
+    def channel_classifier(self, x: torch.Tensor, channel: int) -> torch.Tensor:
+        """Late fusion: the logits ``(N, n_classes)`` of channel ``channel``'s own classifier."""
+        features = self.channel_encoders[channel](x[:, channel : channel + 1])
+        return self.channel_heads[channel](_global_average(features))
+
+    def channel_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Late fusion: every channel classifier's logits, ``(N, C, n_classes)``."""
+        return torch.stack([self.channel_classifier(x, c) for c in range(self.in_channels)], dim=1)
+
+    def fuse(self, channel_logits: torch.Tensor) -> torch.Tensor:
+        """Late fusion: log Σ_c w_c softmax(logits_c), the log of the weighted mean probability."""
+        log_weights = torch.log_softmax(self.weight_logits, dim=0)[None, :, None]
+        return torch.logsumexp(log_weights + torch.log_softmax(channel_logits, dim=2), dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = torch.cat([encoder(x[:, c : c + 1]) for c, encoder in enumerate(self.channel_encoders)], dim=1)
-        pooled = self.trunk(features).flatten(2).mean(dim=2)
-        return self.head(pooled)
+        if self.fusion == "early":
+            return self.head(_global_average(self.encoder(x)))
+        if self.fusion == "late":
+            return self.fuse(self.channel_logits(x))
+        features = torch.cat([_global_average(encoder(x[:, c : c + 1])) for c, encoder in enumerate(self.channel_encoders)], dim=1)
+        return self.head(features)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        """Class-weighted cross entropy of the fused output.
+
+        Late fusion: each channel classifier learns from its own cross entropy
+        only (as if trained on its channel alone), and the channel weights
+        learn from the fused probability of the (detached) channel outputs:
+        the sum of both losses, each reaching only its own parameters.
+        """
+        if self.fusion != "late":
+            return F.cross_entropy(self(x), y, weight=weight)
+        logits = self.channel_logits(x)
+        per_channel = sum(F.cross_entropy(logits[:, c], y, weight=weight) for c in range(logits.shape[1]))
+        return per_channel + F.nll_loss(self.fuse(logits.detach()), y, weight=weight)
 
 
 @dataclass
@@ -238,7 +315,7 @@ def _fit(
                 raise _Stopped
             if len(batch) < 2:  # BatchNorm cannot train on a single sample
                 continue
-            loss = F.cross_entropy(model(x_all[batch]), y_all[batch], weight=weights)
+            loss = model.training_loss(x_all[batch], y_all[batch], weights)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -355,19 +432,36 @@ def train_classifier(
     )
 
 
+def _channel_map(model: FusionClassifier, images: Any, class_index: int, channel: int) -> np.ndarray:
+    """Raw (unnormalised) Grad-CAM of class ``class_index`` at channel ``channel``'s encoder.
+
+    Intermediate fusion: of the class logit. Late fusion: of that channel
+    classifier's own class logit, times the channel's weight. (The fused
+    output is the log of a weighted mean of probabilities; where a channel
+    classifier is confident its softmax saturates and the gradient of the
+    fused output through it vanishes, so a confident, informative channel
+    would look like it gave no evidence.)
+    """
+    layer = model.channel_layer(channel)
+    if model.fusion != "late":
+        return gradcam_classifier(model, images, class_index, layer=layer, normalize=False)
+    weight = float(model.channel_weights()[channel])
+    logit = lambda batch: model.channel_classifier(batch, channel)[:, class_index]  # noqa: E731
+    return weight * gradcam(model, images, logit, layer=layer, normalize=False)
+
+
 def channel_gradcam(model: FusionClassifier, images: Any, class_index: int) -> np.ndarray:
-    """Grad-CAM of one class logit at each channel's encoder: ``(C, N, [Z,] Y, X)``.
+    """Grad-CAM of one class at each channel's encoder: ``(C, N, [Z,] Y, X)``.
 
     Maps are normalised per image jointly over the channels (divided by the
     largest value over all channels of that image), so a channel whose map is
-    dimmer contributes less evidence for the class than a brighter one.
+    dimmer contributes less evidence for the class than a brighter one. Late
+    fusion: each channel classifier's map of its own class logit, weighted by
+    the channel's weight in the fused probability.
     """
-    raw = np.stack(
-        [
-            gradcam_classifier(model, images, class_index, layer=model.channel_layer(c), normalize=False)
-            for c in range(len(model.channel_encoders))
-        ]
-    )
+    if not 0 <= class_index < model.n_classes:
+        raise InputError(f"class {class_index} does not exist: the classifier has classes 0 to {model.n_classes - 1}")
+    raw = np.stack([_channel_map(model, images, class_index, c) for c in range(model.in_channels)])
     peak = raw.reshape(raw.shape[0], raw.shape[1], -1).max(axis=(0, 2)).reshape(1, -1, *[1] * (raw.ndim - 2))
     return np.divide(raw, peak, out=np.zeros_like(raw), where=peak > 0)
 
@@ -380,7 +474,7 @@ def channel_evidence(model: FusionClassifier, images: Any, labels: Any, classes:
     """
     labels = np.asarray(labels)
     images = np.asarray(images, dtype=np.float32)
-    shares = np.zeros((classes.size, len(model.channel_encoders)))
+    shares = np.zeros((classes.size, model.in_channels))
     for k, value in enumerate(classes):
         members = images[labels == value]
         if len(members) == 0:

@@ -10,7 +10,9 @@ script and tested without a display:
 * :func:`train_with_evidence` — cross-validate, train the final model and
   measure which channel drives each class (:func:`channel_evidence`).
 * :func:`metrics_table`, :func:`evidence_table`, :func:`ranking_table` — the
-  numbers as pandas tables, one row per fold / class / channel.
+  numbers as pandas tables, one row per fold / class / channel; the metrics
+  table also has each metric's mean ± SD over the folds (as the organelle study
+  reports them) next to the metrics pooled over all out-of-fold predictions.
 * :func:`results_figure`, :func:`evidence_figure` — confusion matrix,
   precision–recall curves and per-channel evidence as matplotlib Figures
   (no pyplot: they render with Agg or on a Qt canvas).
@@ -163,11 +165,12 @@ def train_with_evidence(
 
     Returns the result and ``evidence`` ``(n_classes, C)`` (each class's share
     of Grad-CAM mass per channel), or None when the run was stopped before
-    the final model was trained.
+    the final model was trained, or with early fusion (one encoder for all
+    channels has no per-channel Grad-CAM).
     """
     images = np.asarray(images, dtype=np.float32)
     result = train_classifier(images, labels, groups, settings, stop_event=stop_event, on_update=on_update)
-    if result.model is None:
+    if result.model is None or settings.fusion == "early":
         return result, None
     return result, channel_evidence(result.model, images, np.asarray(labels), result.classes)
 
@@ -179,16 +182,43 @@ def _metric_values(metrics: ClassificationMetrics) -> dict[str, float]:
     return {name: float(getattr(metrics, name)) for name in METRIC_COLUMNS}
 
 
-def metrics_table(result: ClassifierResult) -> pd.DataFrame:
-    """Balanced accuracy, macro-F1, MCC and AUROC per fold (``"fold 1"``…) and pooled over all out-of-fold predictions.
+def fold_mean_sd(folds: Sequence[ClassificationMetrics]) -> pd.DataFrame:
+    """Each metric's mean and standard deviation over the folds: index ``"mean"``, ``"SD"``; one column per metric.
 
-    Index: ``"fold k"`` and ``"pooled"`` (absent when no fold finished);
-    ``n_crops``: crops tested in that row.
+    The SD is the sample SD (ddof=1), undefined (NaN) with one fold. A fold
+    where a metric is undefined (AUROC when the fold's test set lacks a
+    class) is left out of that metric's mean and SD.
+    """
+    values = np.array([[getattr(m, name) for name in METRIC_COLUMNS] for m in folds], dtype=float).reshape(len(folds), len(METRIC_COLUMNS))
+    rows = {}
+    for label, statistic in (("mean", _mean), ("SD", _sample_sd)):
+        rows[label] = [statistic(column[np.isfinite(column)]) for column in values.T]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(METRIC_COLUMNS))
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+def _sample_sd(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if values.size > 1 else float("nan")
+
+
+def metrics_table(result: ClassifierResult) -> pd.DataFrame:
+    """Balanced accuracy, macro-F1, MCC and AUROC per fold, their mean and SD over folds, and pooled.
+
+    Index: ``"fold k"``, then ``"mean"`` and ``"SD"`` over the folds
+    (:func:`fold_mean_sd`), then ``"pooled"`` (over all out-of-fold
+    predictions); empty when no fold finished. ``n_crops``: crops tested in
+    that row (empty for mean and SD).
     """
     rows = {f"fold {k + 1}": {**_metric_values(m), "n_crops": int(m.confusion.sum())} for k, m in enumerate(result.folds)}
+    if result.folds:
+        rows.update(fold_mean_sd(result.folds).to_dict(orient="index"))
     if result.pooled is not None:
         rows["pooled"] = {**_metric_values(result.pooled), "n_crops": int(result.pooled.confusion.sum())}
     table = pd.DataFrame.from_dict(rows, orient="index", columns=[*METRIC_COLUMNS, "n_crops"])
+    table["n_crops"] = table["n_crops"].astype("Int64")  # whole numbers, empty for mean and SD
     table.index.name = "fold"
     return table
 
@@ -290,16 +320,23 @@ def metrics_document(
     which the report shows.
     """
     classes = [str(c) for c in result.classes]
+    summary = fold_mean_sd(result.folds)
     document: dict[str, Any] = {
         "label_column": label_column,
         "classes": classes,
         "settings": to_dict(result.settings),
         "stopped": bool(result.stopped),
         "folds": [_metrics_dict(m, classes) for m in result.folds],
+        "fold_mean": {name: _finite_or_none(v) for name, v in summary.loc["mean"].items()},
+        "fold_sd": {name: _finite_or_none(v) for name, v in summary.loc["SD"].items()},
         "pooled": None if result.pooled is None else _metrics_dict(result.pooled, classes),
     }
     if evidence is not None:
         document["channel_evidence"] = evidence_table(evidence, classes, channel_names).to_dict(orient="index")
+    weights = None if result.model is None else result.model.channel_weights()
+    if weights is not None:
+        names = list(channel_names) or [f"channel {c}" for c in range(len(weights))]
+        document["channel_weights"] = {str(name): float(w) for name, w in zip(names, weights)}
     return document
 
 
@@ -340,6 +377,7 @@ __all__ = [
     "check_folds",
     "evidence_figure",
     "evidence_table",
+    "fold_mean_sd",
     "metrics_document",
     "metrics_table",
     "ranking_table",

@@ -473,17 +473,25 @@ def _classifier_section(ctx: _Context) -> list[str]:
         raise NotAvailable("the classifier stopped before its first cross-validation fold finished")
     classes = [str(c) for c in metrics.get("classes", [])]
     rows = [("pooled", *(pooled.get(m) for m in METRIC_COLUMNS), pooled.get("n_crops"))]
+    for name, key in (("fold mean", "fold_mean"), ("fold SD", "fold_sd")):  # as the organelle study reports them
+        if isinstance(metrics.get(key), dict):
+            rows.append((name, *(metrics[key].get(m) for m in METRIC_COLUMNS), ""))
     rows += [(f"fold {k + 1}", *(fold.get(m) for m in METRIC_COLUMNS), fold.get("n_crops"))
              for k, fold in enumerate(metrics.get("folds", []))]  # fmt: skip
     parts = [
-        _p(f"Classes from the column {metrics.get('label_column') or '?'!r}: {', '.join(classes)}. Folds are grouped by "
-           "source image, so crops of one image never sit in both training and test."),  # fmt: skip
+        _p(f"Classes from the column {metrics.get('label_column') or '?'!r}: {', '.join(classes)}; "
+           f"{(metrics.get('settings') or {}).get('fusion', '?')} fusion. Folds are grouped by source image, so crops "
+           "of one image never sit in both training and test; mean and SD (ddof=1) are over the folds."),  # fmt: skip
         _table(rows, ["", *(METRIC_TITLES[m] for m in METRIC_COLUMNS), "crops"]),
     ]
     confusion = pooled.get("confusion")
     if confusion and len(confusion) == len(classes):
         parts += [_p("Pooled confusion matrix (rows: true class, columns: predicted class)."),
                   _table([(c, *row) for c, row in zip(classes, confusion)], ["", *classes])]  # fmt: skip
+    weights = metrics.get("channel_weights")
+    if isinstance(weights, dict) and weights:
+        parts += [_p("Late fusion: weight of each channel's classifier in the fused class probability."),
+                  _table([tuple(weights.values())], list(weights))]  # fmt: skip
     evidence = metrics.get("channel_evidence")
     if isinstance(evidence, dict) and evidence:
         channels = list(next(iter(evidence.values())))

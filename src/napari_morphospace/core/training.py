@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import contextmanager
-import tempfile
 import time
+from contextlib import contextmanager
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,10 +34,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .bundle import save_bundle
+from .checkpoints import AtomicCheckpointIO, BestCheckpoint, RunCheckpoints, checkpoint_run_id, new_run_id
 from .data import CropDataset, CropSet
 from .errors import InputError
 from .models import Condition, ModelSettings, build_model
@@ -373,6 +375,8 @@ class VAEModule(L.LightningModule):
         self.stage = stage
         self.num_labels = num_labels
         self.nonfinite_step: int | None = None
+        self._good: _GoodState | None = None
+        self._step = 0
         self._kl_sum: torch.Tensor | None = None
         self._kl_batches = 0
         # Freeze the other stage, so DDP does not wait for gradients it never gets.
@@ -413,24 +417,56 @@ class VAEModule(L.LightningModule):
         self.train(was_training)
         return x, reconstruction
 
+    def on_train_start(self) -> None:
+        # A resumed run restores the optimiser with the learning rate it was saved with; the settings of this
+        # run apply instead (after a diverged run, resuming with a lower learning rate is the advice).
+        for group in self.trainer.optimizers[0].param_groups:
+            group["lr"], group["weight_decay"] = self.learning_rate, self.weight_decay
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
-        _reseed(self.seed, self.global_step, self.global_rank)
+        self._step = int(self.global_step)
+        _reseed(self.seed, self._step, self.global_rank)
         # BatchNorm statistics change in the forward pass; keep them to undo a failed step.
         buffers = [b.detach().clone() for b in self.trained.buffers()]
         losses = self.losses(batch)
         loss = losses["loss"]
-        # Decide together on all ranks, so DDP processes skip the step in lock-step.
-        if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(loss)), all=False):
-            self.nonfinite_step = int(self.global_step)
-            with torch.no_grad():
-                for buffer, saved in zip(self.trained.buffers(), buffers):
-                    buffer.copy_(saved)
-            return None  # no gradients, so the optimiser leaves the weights of the last good step
+        if self._all_ranks_see(not bool(torch.isfinite(loss))):
+            self._roll_back(buffers)
+            return None  # no gradients: the optimiser skips this step
+        self._good = _GoodState.capture(self.trained, buffers, self.trainer.optimizers[0])
         self._log_losses("train", losses, batch_size=_batch_size(batch))
         kl = losses["kl_per_dim"].detach().float()
         self._kl_sum = kl if self._kl_sum is None else self._kl_sum + kl
         self._kl_batches += 1
         return loss
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # A finite loss can still give non-finite gradients (overflow in the backward pass) and so weights.
+        if self.nonfinite_step is None:
+            finite = torch.stack([torch.isfinite(p).all() for p in self.trained.parameters()]).all()
+            if self._all_ranks_see(not bool(finite)):
+                self._roll_back(None)
+
+    def _all_ranks_see(self, problem: bool) -> bool:
+        """True when any process saw the problem: DDP processes must skip and stop in lock-step."""
+        return bool(self.trainer.strategy.reduce_boolean_decision(problem, all=False))
+
+    def _roll_back(self, buffers: list[torch.Tensor] | None) -> None:
+        """Return to the last state whose loss and update were finite, and ask to stop.
+
+        That is the state before the latest step with a finite loss: the
+        weights it produced are the ones that failed (or produced a
+        non-finite loss now). Without such a step, only this step's BatchNorm
+        statistics are undone.
+        """
+        self.nonfinite_step = self._step
+        if self._good is not None:
+            self._good.restore(self.trained, self.trainer.optimizers[0])
+        elif buffers is not None:
+            with torch.no_grad():
+                for buffer, saved in zip(self.trained.buffers(), buffers):
+                    buffer.copy_(saved)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         _reseed(self.seed, self.current_epoch, batch_idx, self.global_rank, 1)
@@ -455,6 +491,35 @@ class VAEModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["morphospace_stage"] = self.stage
+
+
+@dataclass
+class _GoodState:
+    """Weights, BatchNorm statistics and optimiser state at the start of a step whose loss was finite.
+
+    The non-finite guard rolls back to it. A copy per step costs one pass
+    over the weights and Adam moments, small next to a forward and backward
+    pass.
+    """
+
+    parameters: list[torch.Tensor]
+    buffers: list[torch.Tensor]
+    optimizer: dict[torch.Tensor, dict[str, Any]]
+
+    @classmethod
+    @torch.no_grad()
+    def capture(cls, model: torch.nn.Module, buffers: list[torch.Tensor],
+                optimizer: torch.optim.Optimizer) -> "_GoodState":
+        state = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
+                 for p, s in optimizer.state.items()}
+        return cls([p.detach().clone() for p in model.parameters()], buffers, state)
+
+    @torch.no_grad()
+    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        for live, saved in zip([*model.parameters(), *model.buffers()], [*self.parameters, *self.buffers]):
+            live.copy_(saved)
+        optimizer.state.clear()
+        optimizer.state.update(self.optimizer)
 
 
 def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -485,18 +550,57 @@ class _CropDataModule(L.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.drop_last_val, self.num_workers, self.seed = drop_last_val, num_workers, seed
 
-    def _sampler(self, dataset: Dataset, *, shuffle: bool) -> DistributedSampler:
-        return DistributedSampler(dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
-                                  shuffle=shuffle, seed=self.seed)
+    def _sampler(self, dataset: Dataset, *, shuffle: bool) -> _EpochSampler:
+        return _EpochSampler(dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
+                             shuffle=shuffle, seed=self.seed)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self._sampler(self.train_set, shuffle=True),
-                          drop_last=True, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return _ResumableLoader(self.train_set, batch_size=self.batch_size,
+                                sampler=self._sampler(self.train_set, shuffle=True), drop_last=True,
+                                num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                                trainer=self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.val_batch_size, sampler=self._sampler(self.val_set, shuffle=False),
                           drop_last=self.drop_last_val, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
+
+
+class _EpochSampler(DistributedSampler):
+    """A ``DistributedSampler`` that can start one epoch part-way through.
+
+    Its order depends only on ``(seed, epoch)``, so leaving out the crops of
+    the batches already trained continues an interrupted epoch exactly.
+    """
+
+    skip: tuple[int, int] | None = None  # (epoch, crops of this process to leave out), used once
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        if self.skip is not None and self.skip[0] == self.epoch:
+            indices = indices[self.skip[1]:]
+        self.skip = None
+        return iter(indices)
+
+
+class _ResumableLoader(DataLoader):
+    """The training loader, which continues an epoch that a checkpoint interrupted (SIGTERM between steps).
+
+    Lightning stores its ``state_dict`` in every checkpoint and hands it
+    back on resume; without it, a resumed epoch started again from its first
+    batch and skipped its last ones.
+    """
+
+    def __init__(self, *args: Any, trainer: L.Trainer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, int]:
+        progress = self._trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self._trainer.current_epoch, "batches_done": progress.completed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.skip = (state["epoch"], state["batches_done"] * self.batch_size)
 
 
 class _ProgressReporter(L.Callback):
@@ -529,13 +633,15 @@ class _ProgressReporter(L.Callback):
                            batch_idx: int) -> None:
         if pl_module.nonfinite_step is not None:
             trainer.should_stop = True
-        if self.stop_event is not None and self.stop_event.is_set():
+        # Every process decides together (a Ctrl-C reaches the DDP processes at different steps).
+        if trainer.strategy.reduce_boolean_decision(self.stop_event is not None and self.stop_event.is_set(),
+                                                    all=False):
             trainer.should_stop = True
             self.stopped_by_user = True
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # none for a skipped step
         now = time.monotonic()
-        if now - self._last_sent >= self.min_interval_s and outputs is not None:
+        if now - self._last_sent >= self.min_interval_s and loss is not None:
             self._last_sent = now
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             self._send(trainer, self._update(trainer, {"loss": float(loss)}, None, None))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: VAEModule) -> None:
@@ -588,6 +694,17 @@ class TrainingDiverged(InputError):
         self.last_checkpoint = last_checkpoint
 
 
+class TrainingInterrupted(Exception):
+    """Training was stopped by SIGTERM (SLURM, Kubernetes, ``timeout``); ``last_checkpoint`` resumes it.
+
+    Under DDP every process raises it; ``is_global_zero`` tells the one that should report.
+    """
+
+    def __init__(self, message: str, last_checkpoint: str | None, is_global_zero: bool = True) -> None:
+        super().__init__(message)
+        self.last_checkpoint, self.is_global_zero = last_checkpoint, is_global_zero
+
+
 def train(
     crop_set: CropSet,
     model_settings: ModelSettings,
@@ -613,7 +730,8 @@ def train(
         Set it (e.g. ``threading.Event``) to stop after the current step.
     resume_from : path, optional
         A checkpoint written by this engine (``last.ckpt``): training continues
-        from it up to ``train_settings.epochs``. Resume only files you trust:
+        from it up to ``train_settings.epochs``, with the learning rate and
+        weight decay of ``train_settings``. Resume only files you trust:
         Lightning checkpoints are read with ``weights_only=True``, but they are
         still torch archives, not safetensors.
     progress_bar : bool
@@ -631,8 +749,16 @@ def train(
     Raises
     ------
     InputError
-        For settings or data that cannot train; :class:`TrainingDiverged`
-        (an ``InputError``) when the loss becomes non-finite.
+        For settings or data that cannot train, or a checkpoint folder that
+        cannot be written or holds another run's checkpoints (checked before
+        the first epoch); :class:`TrainingDiverged` when the loss becomes
+        non-finite; ``CheckpointWriteError`` when a checkpoint cannot be
+        written (the previous one is intact). All are ``InputError``.
+    TrainingInterrupted
+        On SIGTERM, once ``last.ckpt`` holds the state to resume from.
+    KeyboardInterrupt
+        When Ctrl-C interrupts an optimiser step (the last epoch's
+        ``last.ckpt`` stays). Make Ctrl-C set ``stop_event`` to stop cleanly.
     """
     train_settings.validate()
     crop_set.validate()
@@ -645,12 +771,20 @@ def train(
     if split.note:
         warnings.warn(split.note, UserWarning, stacklevel=2)
     _check_sizes(split, train_settings.batch_size)
-    checkpoint_dir = Path(train_settings.checkpoint_dir or tempfile.mkdtemp(prefix="morphospace-checkpoints-"))
+    if not train_settings.checkpoint_dir:
+        raise InputError(
+            "training.checkpoint_dir is empty; name the folder for this run's checkpoints (the command line "
+            "uses '<out>-checkpoints', the Train widget a run folder next to the crop set)"
+        )
+    checkpoint_dir = Path(train_settings.checkpoint_dir)
     L.seed_everything(train_settings.seed, workers=True, verbose=False)
     model = build_model(model_settings, tuple(int(n) for n in crop_set.images.shape[1:]))
     stages: list[Stage] = ["reference", "target"] if model_settings.model == "cond-vae" else ["model"]
+    run_id = new_run_id()
     if resume_from is not None:
-        stages = stages[stages.index(_resume_stage(Path(resume_from), model, stages)):]
+        resume_from = Path(resume_from)
+        stage, run_id = _resume_stage(resume_from, model, stages)
+        stages = stages[stages.index(stage):]
     dataset = CropDataset(crop_set, label_column=train_settings.label_column)
     outcomes: list[dict[str, Any]] = []
     try:
@@ -658,9 +792,10 @@ def train(
             for stage in stages:
                 directory = checkpoint_dir if stage == "model" else checkpoint_dir / stage
                 outcomes.append(_fit_stage(
-                    model, stage, dataset, split, model_settings, train_settings, directory,
-                    on_update=on_update, stop_event=stop_event,
-                    resume_from=resume_from if not outcomes else None, progress_bar=progress_bar,
+                    model, stage, dataset, split, model_settings, train_settings,
+                    RunCheckpoints(checkpoint_dir, directory, run_id, model=model,
+                                   resume_from=resume_from if not outcomes else None),
+                    on_update=on_update, stop_event=stop_event, progress_bar=progress_bar,
                 ))
                 if outcomes[-1]["stopped_by_user"]:
                     break
@@ -688,9 +823,9 @@ def train(
 
 
 def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split: DataSplit,
-               model_settings: ModelSettings, settings: TrainSettings, checkpoint_dir: Path, *,
+               model_settings: ModelSettings, settings: TrainSettings, run: RunCheckpoints, *,
                on_update: Callable[[TrainMessage], None] | None, stop_event: StopFlag | None,
-               resume_from: str | Path | None, progress_bar: bool) -> dict[str, Any]:
+               progress_bar: bool) -> dict[str, Any]:
     """Run one Lightning ``fit`` (one model, or one stage of the conditional model)."""
     module = VAEModule(
         model, learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
@@ -706,63 +841,84 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
                            val_batch_size=val_batch_size, drop_last_val=model_settings.model == "beta-tcvae",
                            num_workers=settings.num_workers, seed=settings.seed)
     preview = torch.utils.data.default_collate([val_set[i] for i in range(min(PREVIEW_CROPS, len(val_set)))])
-    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best-{epoch}", monitor="val_loss", mode="min",
-                                  save_top_k=1, save_last=True)
+    best = BestCheckpoint(dirpath=run.last.parent, filename="best-{epoch}", monitor="val_loss", mode="min",
+                          save_top_k=1)
     reporter = _ProgressReporter(on_update=on_update, stop_event=stop_event, stage=stage, preview_batch=preview,
                                  preview_every=settings.preview_every_n_epochs)
-    callbacks: list[L.Callback] = [checkpoints, reporter]
+    callbacks: list[L.Callback] = [best, run, reporter]
     early = None
     if settings.early_stopping_patience is not None:
         early = EarlyStopping(monitor="val_loss", mode="min", patience=settings.early_stopping_patience)
         callbacks.append(early)
-    trainer = _make_trainer(settings, callbacks, checkpoint_dir, progress_bar)
-    trainer.fit(module, datamodule=data, ckpt_path=None if resume_from is None else str(resume_from),
-                weights_only=True)
-    last = checkpoint_dir / "last.ckpt"
-    if module.nonfinite_step is not None or reporter.stopped_by_user:
-        # A mid-epoch stop is not an epoch end, where ModelCheckpoint saves; keep the weights now.
-        # After a non-finite loss these are the weights of the last good step (that step was skipped).
-        trainer.save_checkpoint(last)
-    if module.nonfinite_step is not None:
+    trainer = _make_trainer(settings, callbacks, run.last.parent, progress_bar)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=None if run.resume_from is None else str(run.resume_from),
+                    weights_only=True)
+    except SIGTERMException as err:
+        raise TrainingInterrupted(
+            f"training was stopped by SIGTERM at step {trainer.global_step}{_of_stage(stage)}; "
+            f"{run.last} holds its state to resume from", str(run.last), trainer.is_global_zero,
+        ) from err
+    except SystemExit as err:  # after a Ctrl-C in the middle of a step, Lightning cleans up and exits with 1
+        if isinstance(err.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
+    if module.nonfinite_step is not None or run.nonfinite_val_epoch is not None:
+        where = (f"the loss or the weights became non-finite (NaN or infinite) at step {module.nonfinite_step}"
+                 if module.nonfinite_step is not None else
+                 f"the validation loss became non-finite (NaN or infinite) in epoch {run.nonfinite_val_epoch + 1}")
         raise TrainingDiverged(
-            f"the loss became non-finite (NaN or infinite) at step {module.nonfinite_step} "
-            f"({stage} model); training stopped and the weights of the last good step were kept in {last}. "
-            f"Lower the learning rate (now {settings.learning_rate}), set gradient_clip_val (e.g. 1.0), "
-            "or use precision '32-true', then resume from that checkpoint or start again",
-            str(last),
+            f"{where}{_of_stage(stage)}; training stopped and {run.last} keeps the last state whose training "
+            f"and validation losses were finite. Lower the learning rate (now {settings.learning_rate}), set "
+            "gradient_clip_val (e.g. 1.0), or use precision '32-true', then resume from that checkpoint "
+            "(the new settings apply) or start again",
+            str(run.last),
         )
-    best = checkpoints.best_model_path or None
-    if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    best_path = best.best_model_path or None
+    if best_path and trainer.is_global_zero:  # only global rank 0 writes results; the file may be on its disk only
+        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     return {
         "history": reporter.history,
-        "best": best,
-        "last": str(last) if last.exists() else None,
-        "best_val_loss": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
+        "best": best_path,
+        "last": str(run.last) if run.last.exists() else None,
+        "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
         "stopped_early": bool(early is not None and early.stopped_epoch > 0),
         "stopped_by_user": reporter.stopped_by_user,
         "is_global_zero": trainer.is_global_zero,
     }
 
 
+def _of_stage(stage: Stage) -> str:
+    """`` (reference model)`` for a stage of the conditional model, nothing for a single model (messages)."""
+    return "" if stage == "model" else f" ({stage} model)"
+
+
 def _make_trainer(settings: TrainSettings, callbacks: list[L.Callback], checkpoint_dir: Path,
                   progress_bar: bool) -> L.Trainer:
     """A Lightning Trainer for these settings; device set-up problems become :class:`InputError`."""
     try:
-        return L.Trainer(
+        trainer = L.Trainer(
             max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices,
             num_nodes=settings.num_nodes, strategy=settings.strategy, precision=settings.precision,
             gradient_clip_val=settings.gradient_clip_val, callbacks=callbacks, logger=False,
             default_root_dir=checkpoint_dir, enable_progress_bar=progress_bar, enable_model_summary=progress_bar,
             num_sanity_val_steps=0, use_distributed_sampler=False, deterministic="warn",
+            plugins=[AtomicCheckpointIO()],
         )
-    except (MisconfigurationException, ValueError) as err:
+    except (MisconfigurationException, ValueError, TypeError) as err:
         raise InputError(
             f"cannot train with accelerator={settings.accelerator!r}, devices={settings.devices!r}, "
-            f"strategy={settings.strategy!r}, precision={settings.precision!r}: {err}. "
+            f"strategy={settings.strategy!r}, precision={settings.precision!r}: {str(err).rstrip('.')}. "
             "Check the device settings; accelerator 'auto' picks what this machine has"
         ) from err
+    if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+        raise InputError(
+            f"strategy {settings.strategy!r} trains in worker processes that cannot hand the history, the "
+            "progress and the best checkpoint back (ddp_spawn, ddp_fork, ddp_notebook); use 'ddp', which "
+            "starts one process per device from the command line"
+        )
+    return trainer
 
 
 def _check_precision(settings: TrainSettings) -> None:
@@ -809,8 +965,8 @@ def _check_sizes(split: DataSplit, batch_size: int) -> None:
         )
 
 
-def _resume_stage(path: Path, model: torch.nn.Module, stages: list[Stage]) -> Stage:
-    """The stage a checkpoint of this engine belongs to, after checking it fits ``model``.
+def _resume_stage(path: Path, model: torch.nn.Module, stages: list[Stage]) -> tuple[Stage, str]:
+    """The stage and run a checkpoint of this engine belongs to, after checking it fits ``model``.
 
     Refuses foreign files, checkpoints of another model type and checkpoints
     of a different architecture (latent size, depth, channels) with a message,
@@ -834,7 +990,7 @@ def _resume_stage(path: Path, model: torch.nn.Module, stages: list[Stage]) -> St
         raise InputError(f"{path} holds a model of another architecture than these model settings "
                          "(latent_dim, depth, base_channels, block or channels differ); "
                          "resume with the settings it was trained with (saved next to it by --save-config)")
-    return stage
+    return stage, checkpoint_run_id(checkpoint) or new_run_id()
 
 
 @contextmanager
@@ -880,7 +1036,6 @@ def save_trained_bundle(
         "sources": sorted(map(str, table["source"].unique())),
         "train_crops": result.train_size,
         "val_crops": result.val_size,
-        "best_checkpoint": result.best_checkpoint,
     }
     return save_bundle(
         result.model, directory, model_settings=result.model_settings,
