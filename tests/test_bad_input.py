@@ -446,6 +446,9 @@ REFUSALS = [
          r"crops: the report is an HTML file"),
     Case("report --out read-only", lambda w: ["report", str(w / "analysis"), "--out", str(readonly_folder(w) / "r.html")],
          r"cannot write the report in .*read-only"),
+    Case("sweep --out is a file", lambda w: ["sweep", "--config", str(config(w, "sweep.yaml", {"grid": {"beta": [0.5]}})),
+                                             "--crops", str(w / "crops"), "--out", str(w / "control.tif")],
+         r"control\.tif is a file, but the sweep folder is a folder"),
     Case("demo --overwrite on a foreign folder", lambda w: (foreign_folder(w, "demo"),
                                                             ["demo", "--headless", "--out", str(w / "demo"), "--overwrite"])[1],
          r"demo is not a demo output folder written by napari-morphospace"),
@@ -535,7 +538,17 @@ def report_has(*texts: str, absent: tuple[str, ...] = ()) -> Callable[[Path], No
     return check
 
 
+def export_twice(w: Path) -> list[str]:
+    assert main(export_args(w)) == 0
+    return export_args(w, "--format", "tiff", "--overwrite")
+
+
+def only_the_new_export(w: Path) -> None:
+    assert sorted(p.name for p in (w / "export").iterdir()) == [f"crop_{i:06d}.tif" for i in range(6)] + ["manifest.csv"]
+
+
 ACCEPTED = [
+    Accepted("export --overwrite in another format", export_twice, "", check=only_the_new_export),
     Accepted("OME PhysicalSizeX not a number", lambda w: (tiff_with_description(w / "m.ome.tif", ome_xml(PhysicalSizeX="notanumber")),
                                                           ["crops", str(w / "m.ome.tif"), "--objects", "patches", "--patch-size", "8",
                                                            "--min-foreground", "0", "--out", str(w / "p")])[1],
