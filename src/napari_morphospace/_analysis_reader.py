@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ._reader import LayerData, stack_to_layer_data
-from .core.analysis import CONSENT_HINT, Analysis, is_analysis_folder, open_analysis
+from .core.analysis import CONSENT_HINT, Analysis, external_references, is_analysis_folder, open_analysis
 from .core.crop_job import read_labels
 from .core.errors import InputError
 from .core.io import read_stack
@@ -25,11 +25,26 @@ PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 
 
 def get_analysis_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
-    """Return :func:`analysis_layers` for one folder holding an ``analysis.json``, else None."""
+    """Return :func:`read_analysis_folder` for one folder holding an ``analysis.json``, else None."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if len(paths) != 1 or not is_analysis_folder(paths[0]):
         return None
-    return analysis_layers
+    return read_analysis_folder
+
+
+def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
+    """napari's reader (``File > Open Folder``): :func:`analysis_layers` without reading outside the folder.
+
+    napari cannot ask for consent here, so references outside the folder are
+    skipped with a warning; when nothing is left to show, the error says how
+    to open the folder with them.
+    """
+    layers = analysis_layers(path)
+    folder = Path(path if isinstance(path, (str, os.PathLike)) else list(path)[0])
+    if not layers and external_references(folder):
+        raise InputError(f"{folder}: every image it shows lies outside the analysis folder, and nothing outside it "
+                         f"is read without your consent; {CONSENT_HINT}")  # fmt: skip
+    return layers
 
 
 SOURCE_GAP_PX = 20  # empty pixels between two sources' fields in the viewer
@@ -76,9 +91,6 @@ def analysis_layers(path: PathOrPaths, *, allow_external: bool = False) -> list[
             "name": name, "scale": scale, "translate": translate, "features": features,
             "metadata": {"morphospace_analysis": str(folder), "source": str(image_path), "group": source.group},
         }, "labels"))  # fmt: skip
-    if not layers and any(ref.locate(analysis.folder).external for _, ref in analysis.manifest.references()):
-        raise InputError(f"{folder}: every image it shows lies outside the analysis folder, and nothing outside it is "
-                         f"read without your consent; {CONSENT_HINT}")  # fmt: skip
     return layers
 
 
@@ -113,4 +125,4 @@ def rows_of_source(table: pd.DataFrame, recorded: str, found: Path) -> pd.DataFr
     return rows.reset_index(drop=True)
 
 
-__all__ = ["analysis_layers", "cell_table", "get_analysis_reader", "rows_of_source"]
+__all__ = ["analysis_layers", "cell_table", "get_analysis_reader", "read_analysis_folder", "rows_of_source"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace._analysis_reader import analysis_layers, get_analysis_reader
+from napari_morphospace._analysis_reader import analysis_layers, get_analysis_reader, read_analysis_folder
 from napari_morphospace.core.analysis import (
     FORMAT_VERSION,
     create_analysis,
@@ -240,7 +240,7 @@ def test_a_folder_the_annotate_widget_autosaved_into_becomes_an_analysis(tmp_pat
 
 def test_analysis_layers_put_latents_and_annotations_in_labels_features(saved, sources):
     folder, crop_set, latents, _ = saved
-    assert get_analysis_reader(str(folder)) is analysis_layers
+    assert get_analysis_reader(str(folder)) is read_analysis_folder
     assert get_analysis_reader(str(sources[0][0])) is None
     layers = analysis_layers(str(folder), allow_external=True)
     assert [kind for _, _, kind in layers] == ["image", "labels", "image", "labels"]
