@@ -35,7 +35,7 @@ from .config import from_dict, shown, to_dict
 from .data import CropSet
 from .errors import InputError
 from .models import ModelSettings, build_model
-from .outputs import check_output, replace_folder, scratch_prefix, write_failed
+from .outputs import check_output, names_format, replace_folder, scratch_prefix, write_failed
 
 FORMAT_NAME = "napari-morphospace model bundle"
 FORMAT_VERSION = 1
@@ -146,11 +146,7 @@ def save_bundle(
 
 def is_bundle_folder(path: str | os.PathLike) -> bool:
     """True for a folder whose ``model.json`` is a model bundle's (what ``overwrite`` may replace)."""
-    try:
-        config = json.loads((Path(path) / CONFIG_NAME).read_text())
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(config, dict) and config.get("format") == FORMAT_NAME
+    return names_format(Path(path) / CONFIG_NAME, FORMAT_NAME)
 
 
 def check_bundle_target(directory: str | os.PathLike, overwrite: bool, *, needed_bytes: int = 0) -> Path:

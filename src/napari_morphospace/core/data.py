@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from .config import shown
 from .errors import InputError
-from .outputs import check_output, replace_folder, scratch_prefix, write_failed
+from .outputs import check_output, names_format, replace_folder, scratch_prefix, write_failed
 
 # Columns every crop table has, in this order; more columns may follow.
 # The bounding box is one start/stop pair per spatial axis of the source:
@@ -453,11 +453,7 @@ def _check_stored_chunks(images: zarr.Array, directory: Path) -> None:
 
 def is_crop_set_folder(path: str | os.PathLike) -> bool:
     """True for a folder holding a ``crop_set.json`` of this format (what ``overwrite`` may replace)."""
-    try:
-        metadata = json.loads((Path(path) / METADATA_NAME).read_text())
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(metadata, dict) and metadata.get("format") == FORMAT_NAME
+    return names_format(Path(path) / METADATA_NAME, FORMAT_NAME)
 
 
 def check_crop_set_target(directory: str | os.PathLike, overwrite: bool, *, needed_bytes: int = 0) -> Path:

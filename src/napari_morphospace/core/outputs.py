@@ -17,6 +17,7 @@ removes it (:func:`remove_stale_scratch`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -175,6 +176,15 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.1f} TiB"
 
 
+def names_format(json_file: str | os.PathLike, format_name: str) -> bool:
+    """True when ``json_file`` is a JSON object whose ``"format"`` is ``format_name``: how an output is recognised as ours."""
+    try:
+        data = json.loads(Path(json_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("format") == format_name
+
+
 def replace_folder(finished: Path, target: Path) -> None:
     """Rename the finished temporary folder to ``target``, replacing an old one (already checked to be ours).
 
@@ -202,6 +212,7 @@ __all__ = [
     "MIN_FREE_BYTES",
     "check_output",
     "check_writable",
+    "names_format",
     "remove_stale_scratch",
     "replace_folder",
     "scratch_prefix",
