@@ -373,6 +373,9 @@ REFUSALS = [
          r"crop\(s\) with crop_id 3 hold NaN, inf or values outside \[0, 1\]"),
     Case("crop out of range", lambda w: (write_crop_values(w, 1, 7.0), embed_args(w))[1],
          r"crop_id 1 hold NaN, inf or values outside \[0, 1\]"),
+    Case("crop images with a pickle codec", lambda w: (write(w / "crops" / "images.zarr" / "zarr.json", json.dumps({
+        **json.loads((w / "crops" / "images.zarr" / "zarr.json").read_text()), "codecs": [{"name": "numcodecs.pickle"}]})),
+        embed_args(w))[1], r"cannot open the crop images images\.zarr \(Unknown codec: 'numcodecs\.pickle'\)"),
     Case("crop table rows reordered", lambda w: (edit_crop_table(w, lambda t: t.iloc[::-1].reset_index(drop=True)),
                                                  embed_args(w))[1], r"are not in the order of the crop images"),
     Case("crop table ids not whole numbers", lambda w: (edit_crop_table(w, lambda t: t.assign(crop_id=t["crop_id"] + 0.5)),
