@@ -368,7 +368,11 @@ REFUSALS = [
          r"'warp-drive' is not a torch device name"),
     # ----------------------------------------------------------------- embed: damaged crop sets
     Case("crop chunk deleted", lambda w: ((w / "crops" / "images.zarr" / "c" / "2" / "0" / "0" / "0").unlink(),
-                                          embed_args(w))[1], r"1 of 6 chunk file\(s\) of images\.zarr are missing"),
+                                          embed_args(w))[1], r"crop_id 2 hold NaN.*\(a chunk file deleted from images\.zarr reads as NaN\)"),
+    Case("crop chunk deleted from an older set", lambda w: (write(w / "crops" / "images.zarr" / "zarr.json", json.dumps({
+        **json.loads((w / "crops" / "images.zarr" / "zarr.json").read_text()), "fill_value": 0.0})),
+        (w / "crops" / "images.zarr" / "c" / "2" / "0" / "0" / "0").unlink(), embed_args(w))[2],
+         r"1 of 6 chunk file\(s\) of images\.zarr are missing"),
     Case("crop with NaN", lambda w: (write_crop_values(w, 3, float("nan")), embed_args(w))[1],
          r"crop\(s\) with crop_id 3 hold NaN, inf or values outside \[0, 1\]"),
     Case("crop out of range", lambda w: (write_crop_values(w, 1, 7.0), embed_args(w))[1],

@@ -146,13 +146,16 @@ def _outside(path: Path, root: Path) -> Path | None:
     target = path.resolve()
     if not target.is_relative_to(root):
         return target
-    if not path.is_dir():
-        return None
-    for parent, folders, files in os.walk(path):
-        for name in (*folders, *files):
-            entry = Path(parent) / name
-            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
-                return entry.resolve()
+    folders = [str(path)] if path.is_dir() else []
+    while folders:  # scandir knows links and folders without a stat per file (a crop set has one file per crop)
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    target = Path(entry.path).resolve()
+                    if not target.is_relative_to(root):
+                        return target
+                elif entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
     return None
 
 

@@ -164,8 +164,9 @@ def check_crop_values(images: np.ndarray, crop_ids: pd.Series | np.ndarray) -> N
         ids = np.asarray(crop_ids)[bad]
         more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
         raise InputError(
-            f"crop(s) with crop_id {', '.join(str(i) for i in ids[:5])}{more} hold NaN, inf or values outside [0, 1]; "
-            "crops are made in [0, 1], so the crop set is damaged or was not made by napari-morphospace: make it again"
+            f"crop(s) with crop_id {', '.join(str(i) for i in ids[:5])}{more} hold NaN, inf or values outside [0, 1] "
+            f"(a chunk file deleted from {IMAGES_NAME} reads as NaN); crops are made in [0, 1], so the crop set is "
+            "damaged or was not made by napari-morphospace: copy it again or make it again"
         )
 
 
@@ -439,7 +440,14 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
 
 
 def _check_stored_chunks(images: zarr.Array, directory: Path) -> None:
-    """Refuse a crop set whose image store lost chunk files: zarr would read them as fill values."""
+    """Refuse a crop set whose image store lost chunk files: zarr would read them as fill values.
+
+    Crop sets written since the fill value is NaN read a lost chunk as NaN, which the value checks
+    refuse; only older sets (fill value 0, indistinguishable from a black crop) need the count,
+    which lists every chunk file.
+    """
+    if np.isnan(images.fill_value):
+        return
     try:
         stored, expected = images.nchunks_initialized, images.nchunks
     except Exception:  # a store that cannot be listed: the value checks still apply
