@@ -142,6 +142,11 @@ def write_crop_values(work: Path, index: int, value: float) -> None:
     images[index] = crop
 
 
+def first_data_file(w: Path) -> Path:
+    """The first shard (or chunk) file of the workspace crop set's images."""
+    return next(p for p in sorted((w / "crops" / "images.zarr" / "c").rglob("*")) if p.is_file())
+
+
 def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -278,9 +283,6 @@ REFUSALS = [
     Case("labels without objects", lambda w: (tifffile.imwrite(w / "zero.tif", np.zeros((64, 64), np.uint16)),
                                               crops_of(w, w / "control.tif", w / "zero.tif"))[1],
          r"labels contain no objects"),
-    Case("bool labels", lambda w: (tifffile.imwrite(w / "mask.tif", np.ones((64, 64), bool)),
-                                   crops_of(w, w / "control.tif", w / "mask.tif"))[1],
-         r"labels must be integers, got bool"),
     Case("axes that do not fit", lambda w: crops_args(w, "--axes", "CZYX"), r"axes='CZYX' does not fit the file"),
     Case("axes with a wrong letter", lambda w: crops_args(w, "--axes", "QX"), r"axes='QX' does not fit the file"),
     Case("non-UTF-8 file name", lambda w: (shutil.copy(w / "control.tif", os.fsencode(w) + b"/caf\xe9.tif"),
@@ -367,16 +369,16 @@ REFUSALS = [
     Case("embed --device nonsense", lambda w: embed_args(w, "--device", "warp-drive"),
          r"'warp-drive' is not a torch device name"),
     # ----------------------------------------------------------------- embed: damaged crop sets
-    Case("crop chunk deleted", lambda w: ((w / "crops" / "images.zarr" / "c" / "2" / "0" / "0" / "0").unlink(),
-                                          embed_args(w))[1], r"crop_id 2 hold NaN.*\(a chunk file deleted from images\.zarr reads as NaN\)"),
-    Case("crop chunk deleted from an older set", lambda w: (write(w / "crops" / "images.zarr" / "zarr.json", json.dumps({
+    Case("crop data file deleted", lambda w: (first_data_file(w).unlink(), embed_args(w))[1],
+         r"found no finite value and NaN or inf values in the crop\(s\) with crop_id 0, 1, 2, 3, 4 and 1 more "
+         r"\(a chunk file lost from images\.zarr reads as NaN\)"),
+    Case("crop data file deleted from an older set", lambda w: (write(w / "crops" / "images.zarr" / "zarr.json", json.dumps({
         **json.loads((w / "crops" / "images.zarr" / "zarr.json").read_text()), "fill_value": 0.0})),
-        (w / "crops" / "images.zarr" / "c" / "2" / "0" / "0" / "0").unlink(), embed_args(w))[2],
-         r"1 of 6 chunk file\(s\) of images\.zarr are missing"),
+        first_data_file(w).unlink(), embed_args(w))[2], r"1 of 1 data file\(s\) of images\.zarr are missing"),
     Case("crop with NaN", lambda w: (write_crop_values(w, 3, float("nan")), embed_args(w))[1],
-         r"crop\(s\) with crop_id 3 hold NaN, inf or values outside \[0, 1\]"),
+         r"and NaN or inf values in the crop\(s\) with crop_id 3 "),
     Case("crop out of range", lambda w: (write_crop_values(w, 1, 7.0), embed_args(w))[1],
-         r"crop_id 1 hold NaN, inf or values outside \[0, 1\]"),
+         r"found [\d.]+\.\.7\.0 in the crop\(s\) with crop_id 1 "),
     Case("crop images with a pickle codec", lambda w: (write(w / "crops" / "images.zarr" / "zarr.json", json.dumps({
         **json.loads((w / "crops" / "images.zarr" / "zarr.json").read_text()), "codecs": [{"name": "numcodecs.pickle"}]})),
         embed_args(w))[1], r"cannot open the crop images images\.zarr \(Unknown codec: 'numcodecs\.pickle'\)"),
@@ -570,6 +572,9 @@ ACCEPTED = [
                                                       "--min-foreground", "0", "--out", str(w / "p")])[1],
              r"3 planes without axes metadata were read as Z .*--axes CYX"),
     Accepted("constant image", constant_image, r"gave crops that are entirely 0"),
+    Accepted("bool labels (a mask: one object)", lambda w: (tifffile.imwrite(w / "mask.tif", np.ones((64, 64), bool)),
+                                                             crops_of(w, w / "control.tif", w / "mask.tif"))[1],
+             r"1 of 1 objects were larger than the crop and were cut"),
     Accepted("bool image", lambda w: (tifffile.imwrite(w / "b.tif", _cells(0)[1] > 0), crops_of(w, w / "b.tif"))[1], ""),
     Accepted("crops --overwrite of a crop set", lambda w: crops_args(w, "--overwrite", out="crops"), ""),
     Accepted("preprocessing mismatch allowed", lambda w: (write_model_json(w, lambda c: c["preprocess"]["crops"].update(
@@ -639,11 +644,10 @@ def test_scratch_of_a_killed_crops_run_is_removed_by_the_next_run(work):
     """A crops run killed with SIGKILL leaves its scratch folder; the next run beside it removes it."""
     code = (
         "import os, sys, signal\n"
-        "from napari_morphospace.core import crops as c\n"
-        "real = c._collect\n"
+        "from napari_morphospace.core import data\n"
         "def killed(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "c._collect = killed\n"
+        "data.CropSetWriter.append = killed\n"
         "from napari_morphospace.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

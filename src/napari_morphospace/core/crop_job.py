@@ -1,7 +1,10 @@
 """Build one crop set from image files: the ``morphospace crops`` job and its YAML config.
 
 The widget saves the same :class:`CropJob` it would run on layers, so a crop
-set made interactively can be rebuilt from files on a cluster.
+set made interactively can be rebuilt from files on a cluster. Files are
+cropped one after another through :func:`~napari_morphospace.core.crops.build_crop_set`
+(the widget's path too), or in parallel, one task per file, on local worker
+processes or a dask.distributed cluster (:mod:`~napari_morphospace.core.cluster`).
 """
 
 from __future__ import annotations
@@ -9,18 +12,20 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from .crops import CropSettings, PatchSettings, crops_from_labels, patch_grid
-from .data import CropSet, check_crop_set_target, concat_crop_sets, load_crop_set, save_crop_set
+from .cluster import dask_client, ordered_map
+from .crops import CropCancelled, CropSettings, CropSource, PatchSettings, build_crop_set
+from .data import CropSet, check_crop_set_target, concat_crop_sets, load_crop_set
 from .errors import InputError
 from .io import read_stack
-from .outputs import replace_folder, scratch_prefix, write_failed
+from .outputs import scratch_prefix
 from .preprocess import PreprocessPipeline
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -86,33 +91,44 @@ class CropJob:
         return self.groups[0] if len(self.groups) == 1 else self.groups[index]
 
 
-def read_labels(path: str | Path, *, axes: str | None = None) -> np.ndarray:
+def read_labels(path: str | Path, *, axes: str | None = None) -> Any:
     """A label image as an integer array ``[T,] [Z,] Y, X``, refusing float or multi-channel files.
 
-    ``axes`` (the image's, as given to :func:`read_stack`) is used without ``C``
-    when the label file has that many axes.
+    numpy, or a dask array for files over 1 GiB (the crop builder loads one
+    time point at a time). ``axes`` (the image's, as given to :func:`read_stack`)
+    is used without ``C`` when the label file has that many axes.
     """
     stack = None
     if axes is not None:
         try:
-            stack = read_stack(path, reader="tifffile", lazy_threshold_bytes=1 << 62, axes=axes.upper().replace("C", ""))
+            stack = read_stack(path, reader="tifffile", axes=axes.upper().replace("C", ""))
         except InputError as err:
             if "does not fit the file" not in str(err):
                 raise
     if stack is None:
-        stack = read_stack(path, reader="tifffile", lazy_threshold_bytes=1 << 62)
+        stack = read_stack(path, reader="tifffile")
     if "C" in stack.axes:
         raise InputError(
             f"label file {path} has {stack.data.shape[stack.axes.index('C')]} channels (axes {stack.axes}); "
             "save one label image per segmentation, without a channel axis"
         )
-    labels = np.asarray(stack.data)
-    if labels.dtype.kind not in "iub":
+    if np.dtype(stack.data.dtype).kind not in "iub":
         raise InputError(
-            f"label file {path} holds {labels.dtype} values, not integer labels; "
+            f"label file {path} holds {stack.data.dtype} values, not integer labels; "
             "save the segmentation as an integer (e.g. uint16) label image"
         )
-    return labels
+    labels = stack.data
+    return labels.astype(np.uint8) if labels.dtype == bool else labels
+
+
+def job_source(job: CropJob, index: int) -> CropSource:
+    """Image ``index`` of ``job`` (opened lazily when large) and its objects, ready for ``build_crop_set``."""
+    image_path = job.images[index]
+    stack = read_stack(image_path, reader=job.reader, axes=job.axes)
+    common = dict(group=job.group_of(index), source=str(image_path))
+    if job.objects == "labels":
+        return CropSource(stack, read_labels(job.labels[index], axes=job.axes), "labels", job.crop, **common)
+    return CropSource(stack, None, "patches", job.patches, **common)
 
 
 def run_crop_job(
@@ -120,6 +136,8 @@ def run_crop_job(
     out: str | Path | None = None,
     *,
     overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
     on_progress: ProgressCallback | None = None,
     stop_event: threading.Event | None = None,
 ) -> CropSet:
@@ -127,52 +145,72 @@ def run_crop_job(
 
     ``out`` is checked before any image is read (an existing folder without
     ``overwrite``, one that is not a crop set, a read-only or full disk).
-    Each image's crops are streamed to a scratch folder next to ``out`` and
-    joined at the end, so large jobs do not need all crops in memory; nothing
+    Images are opened one at a time and their crops streamed straight into
+    ``out`` (through a scratch folder beside it that a rename finishes), so
+    neither the images nor the crops need to fit in memory together; nothing
     appears at ``out`` unless every image succeeded.
+
+    With ``workers`` (local processes) or ``scheduler`` (the address of a
+    dask.distributed cluster), each image is cropped by its own task into a
+    part folder next to ``out``, and the parts are joined into ``out`` in
+    image order as they finish: the crop set is the same as without.
     """
     job.check()
-    if out is None:
-        return concat_crop_sets([_crop_image(job, index, None, on_progress, stop_event) for index in range(len(job.images))])
-    out = check_crop_set_target(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Parts are streamed into a scratch folder beside ``out``: a rename finishes the job, and the scratch of a
-    # killed run is recognised (host and process id in its name) and removed by the next run.
-    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=scratch_prefix(out), suffix=".tmp"))
-    try:
-        parts = [_crop_image(job, index, scratch / f"part{index}", on_progress, stop_event) for index in range(len(job.images))]
-        if len(parts) == 1:
-            finished = scratch / "part0"
-        else:
-            finished = save_crop_set(concat_crop_sets(parts), scratch / "joined")
+    if out is not None:
         check_crop_set_target(out, overwrite)
-        replace_folder(finished, out)
-    except OSError as err:
-        raise write_failed(out, err) from err
+    pipeline = job.preprocess if job.preprocess.steps else None
+    with dask_client(workers=workers, scheduler=scheduler) as client:
+        if client is None:
+            sources = (job_source(job, index) for index in range(len(job.images)))
+            return build_crop_set(sources, pipeline=pipeline, output=out, overwrite=overwrite,
+                                  on_progress=on_progress, stop_event=stop_event)  # fmt: skip
+        return _run_on_cluster(job, client, out, overwrite=overwrite, on_progress=on_progress, stop_event=stop_event)
+
+
+@dataclass
+class _Part:
+    """What one task gives back: its crop set (in memory), or the folder it wrote, and its warnings."""
+
+    index: int
+    crop_set: CropSet | None
+    folder: str | None
+    warnings: list[str]
+
+
+def _crop_part(task: tuple[CropJob, int, str | None]) -> _Part:
+    """Crop image ``index`` of ``job`` into ``folder`` (or memory), on a worker."""
+    job, index, folder = task
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        crop_set = build_crop_set([job_source(job, index)], pipeline=job.preprocess if job.preprocess.steps else None,
+                                  output=folder)  # fmt: skip
+    return _Part(index, None if folder else crop_set, folder, [str(w.message) for w in caught])
+
+
+def _run_on_cluster(job: CropJob, client: Any, out: str | Path | None, *, overwrite: bool,
+                    on_progress: ProgressCallback | None, stop_event: threading.Event | None) -> CropSet:  # fmt: skip
+    """One task per image; parts joined in image order as they arrive (streamed into ``out`` when given)."""
+    scratch = None
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        # Named for this host and process, so the next run removes it if this one is killed.
+        scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix(out), suffix=".tmp", dir=Path(out).parent))
+    tasks = [(job, index, str(scratch / f"part{index}") if scratch else None) for index in range(len(job.images))]
+
+    def parts() -> Iterator[CropSet]:
+        for part in ordered_map(client, _crop_part, tasks):
+            if stop_event is not None and stop_event.is_set():
+                raise CropCancelled("crop making was stopped")
+            for message in part.warnings:
+                warnings.warn(f"{Path(job.images[part.index]).name}: {message}", UserWarning, stacklevel=2)
+            if on_progress is not None:
+                on_progress(Path(job.images[part.index]).name, 1, 1)
+            yield part.crop_set if part.folder is None else load_crop_set(part.folder, in_memory=False)
+            if part.folder is not None:
+                shutil.rmtree(part.folder, ignore_errors=True)  # joined: a few shard files, gone at once
+
+    try:
+        return concat_crop_sets(parts(), output=out, overwrite=overwrite)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return load_crop_set(out)
-
-
-def _crop_image(job: CropJob, index: int, output: Path | None, on_progress: ProgressCallback | None,
-                stop_event: threading.Event | None) -> CropSet:
-    """The crops of image ``index`` of ``job``, streamed to ``output`` when given."""
-    image_path = job.images[index]
-    name = Path(image_path).name
-
-    def progress(done: int, total: int) -> None:
-        if on_progress is not None:
-            on_progress(name, done, total)
-
-    stack = read_stack(image_path, reader=job.reader, axes=job.axes)
-    common = dict(
-        pipeline=job.preprocess if job.preprocess.steps else None,
-        group=job.group_of(index),
-        source=str(image_path),
-        output=output,
-        on_progress=progress,
-        stop_event=stop_event,
-    )
-    if job.objects == "labels":
-        return crops_from_labels(stack, read_labels(job.labels[index], axes=job.axes), job.crop, **common)
-    return patch_grid(stack, job.patches, **common)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
