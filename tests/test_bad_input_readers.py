@@ -8,7 +8,6 @@ import pytest
 import tifffile
 from real_data import dataset
 
-from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.io import read_stack
 
 

@@ -338,3 +338,14 @@ def test_damaged_parts_are_listed_and_the_rest_opens(saved, damage, message):
 def _edit(folder, **changes):
     path = folder / "analysis.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_overwrite_replaces_only_an_analysis_of_ours(tmp_path):
+    other = tmp_path / "other tool"
+    other.mkdir()
+    (other / "analysis.json").write_text('{"format": "another program", "runs": 12}')
+    with pytest.raises(InputError, match="is not a napari-morphospace analysis, so it is not replaced"):
+        create_analysis(other, overwrite=True)
+    assert json.loads((other / "analysis.json").read_text()) == {"format": "another program", "runs": 12}
+    create_analysis(tmp_path / "ours")
+    assert create_analysis(tmp_path / "ours", overwrite=True).folder == tmp_path / "ours"

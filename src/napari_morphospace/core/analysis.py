@@ -46,6 +46,7 @@ from .crop_job import CropJob
 from .data import CropSet, load_crop_set, save_crop_set
 from .errors import InputError
 from .export import check_latent_table
+from .outputs import check_writable, names_format
 
 FORMAT_NAME = "napari-morphospace analysis"
 FORMAT_VERSION = 1
@@ -281,10 +282,14 @@ def create_analysis(
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; choose a folder for the analysis")
-    if (folder / ANALYSIS_JSON).exists() and not overwrite:
-        raise InputError(f"{folder} already holds an analysis; open it, choose another folder or pass overwrite")
-    if folder.exists() and not (folder / ANALYSIS_JSON).exists() and not _only_annotations(folder):
+    if (folder / ANALYSIS_JSON).exists():
+        if not overwrite:
+            raise InputError(f"{folder} already holds an analysis; open it, choose another folder or pass overwrite")
+        if not names_format(folder / ANALYSIS_JSON, FORMAT_NAME):  # overwrite replaces only an analysis of ours
+            raise InputError(f"{folder / ANALYSIS_JSON} is not a {FORMAT_NAME}, so it is not replaced; choose another folder")
+    elif folder.exists() and not _only_annotations(folder):
         raise InputError(f"{folder} holds other files and is not an analysis folder; choose an empty or new folder")
+    check_writable(folder, what="analysis folder")
     sources = source_refs(folder, images, labels, groups)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = AnalysisFolder(folder=folder, created=_now(), sources=sources)
