@@ -12,8 +12,10 @@ Subcommand modules import the core (torch, Lightning, scikit-image...) inside
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
+import warnings
 
 from ..core.errors import InputError
 from . import analysis, crops, demo, embed, export, report, sweep, train
@@ -41,14 +43,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    try:
-        return int(args.run(args) or 0)
-    except InputError as err:
-        print(f"morphospace {args.command}: error: {name_flags(str(err), getattr(args, 'flags', []))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"morphospace {args.command}: interrupted", file=sys.stderr)
-        return 130
+    # The readers warn about metadata they skip in their own words; tifffile's log lines would repeat it.
+    logging.getLogger("tifffile").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *rest: _say(args.command, "warning", message)
+        try:
+            return int(args.run(args) or 0)
+        except InputError as err:
+            _say(args.command, "error", name_flags(str(err), getattr(args, "flags", [])))
+            return 2
+        except KeyboardInterrupt:
+            print(f"morphospace {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except MemoryError:
+            _say(args.command, "error", "ran out of memory; use smaller crops, fewer crops per batch or a machine "
+                                        "with more memory (nothing half-written was left)")  # fmt: skip
+            return 2
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            _say(args.command, "error", f"cannot write {err.filename or 'the output'} ({err.strerror}); free space "
+                                        "or choose a writable folder")  # fmt: skip
+            return 2
+
+
+def _say(command: str, kind: str, message: object) -> None:
+    """One line on stderr: ``morphospace CMD: error: ...`` (line breaks in the message become spaces)."""
+    print(f"morphospace {command}: {kind}: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.errors import InputError
 from .flags import Flag, HelpFormatter, add_flags, apply_flags, name_flags, size_value
 
 if TYPE_CHECKING:
@@ -38,6 +37,8 @@ FLAGS = [
     Flag("--patch-size", ("patches.patch_size",), "patch side for --objects patches", int),
     Flag("--min-foreground", ("patches.min_foreground",), "foreground fraction a patch needs to be kept", float),
     Flag("--reader", ("reader",), "image reader"),
+    Flag("--axes", ("axes",), "axes of TIFF images without (or with wrong) axes metadata, one TCZYX letter per axis "
+         "in file order, e.g. CYX for three channel planes (read as Z otherwise)", metavar="AXES"),
 ]  # fmt: skip
 
 
@@ -105,13 +106,18 @@ def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
 def run(args: argparse.Namespace) -> int:
     from ..core.config import save_config
     from ..core.crop_job import run_crop_job
+    from ..core.data import check_crop_set_target
+    from ..core.outputs import check_output
 
     job = job_from_args(args)
+    job.check()
+    # Every output is checked before the first one is written and before any image is read.
+    if args.save_config:
+        check_output(args.save_config, what="config file", kind="file", overwrite=True)
+    check_crop_set_target(args.out, args.overwrite)
     if args.save_config:
         save_config(job, args.save_config)
         print(f"wrote {args.save_config}")
-    if args.out.exists() and not args.overwrite:
-        raise InputError(f"{args.out} already exists; choose another --out folder or pass --overwrite")
     last = {"name": None}
 
     def progress(name: str, done: int, total: int) -> None:

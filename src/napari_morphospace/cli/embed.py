@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.errors import InputError
 from .crops import add_cluster_options
 from .flags import HelpFormatter
 
@@ -30,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="crops encoded at once")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda:0, mps")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--allow-preprocessing-mismatch", action="store_true",
+                        help="embed crops made with other crop or preprocessing settings than the model's training "
+                             "crops (the differences are printed as a warning)")  # fmt: skip
     add_cluster_options(parser, "encode blocks of crops")
     parser.set_defaults(run=run)
 
@@ -38,17 +40,20 @@ def run(args: argparse.Namespace) -> int:
     from ..core.bundle import load_bundle
     from ..core.cluster import dask_client
     from ..core.data import load_crop_set
-    from ..core.embed import embed, embed_on_cluster
-    from ..core.export import export_table
+    from ..core.embed import check_device, embed, embed_on_cluster
+    from ..core.export import check_table_target, export_table
 
-    if args.out.exists() and not args.overwrite:
-        raise InputError(f"{args.out} already exists; choose another --out or pass --overwrite")
-    bundle = load_bundle(args.model, map_location=args.device)
+    check_table_target(args.out, args.overwrite)
+    device = check_device(args.device)
+    bundle = load_bundle(args.model, map_location=device)
+    allow = args.allow_preprocessing_mismatch
     with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
         if client is None:
-            table = embed(bundle, load_crop_set(args.crops), batch_size=args.batch_size, device=args.device)
+            table = embed(bundle, load_crop_set(args.crops), batch_size=args.batch_size, device=device,
+                          allow_preprocessing_mismatch=allow)  # fmt: skip
         else:
-            table = embed_on_cluster(client, args.model, args.crops, batch_size=args.batch_size, device=args.device)
+            table = embed_on_cluster(client, args.model, args.crops, batch_size=args.batch_size, device=args.device,
+                                     allow_preprocessing_mismatch=allow)  # fmt: skip
     export_table(table, args.out, overwrite=args.overwrite)
     print(f"{len(table)} crops embedded in {bundle.latent_dim} dimensions; written to {args.out}", file=sys.stderr)
     return 0

@@ -23,7 +23,6 @@ import shlex
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
@@ -125,12 +124,21 @@ def print_progress(message: TrainMessage) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.bundle import check_bundle_target
     from ..core.checkpoints import CheckpointWriteError, last_checkpoint_in, requeued_checkpoint
     from ..core.config import save_config
     from ..core.data import load_crop_set
+    from ..core.outputs import check_output
     from ..core.training import TrainingDiverged, TrainingInterrupted, save_trained_bundle, train
 
     config = config_from_args(args)
+    if args.resume is not None and not args.resume.is_file():
+        found = "is a folder" if args.resume.is_dir() else "does not exist"
+        hint = f" (try {args.resume / 'last.ckpt'})" if (args.resume / "last.ckpt").is_file() else ""
+        raise InputError(f"--resume {args.resume} {found}; give the checkpoint file, e.g. last.ckpt{hint}")
+    if args.save_config:
+        check_output(args.save_config, what="config file", kind="file", overwrite=True)
+    check_bundle_target(args.out, args.overwrite)  # a bundle, never another folder, before the first epoch
     if args.save_config:
         try:
             save_config(config, args.save_config)
@@ -138,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"cannot write --save-config {args.save_config} ({err.strerror or err}); "
                              "choose a file in a writable folder") from err
     crop_set = load_crop_set(args.crops)
-    _check_bundle_target(args.out, overwrite=args.overwrite, needed_bytes=_bundle_bytes(config, crop_set))
+    check_bundle_target(args.out, args.overwrite, needed_bytes=_bundle_bytes(config, crop_set))
     checkpoint_dir = Path(config.training.checkpoint_dir or default_checkpoint_dir(args.out))
     print(f"morphospace train: checkpoints go to {checkpoint_dir}", file=sys.stderr)
     resume = args.resume or requeued_checkpoint(checkpoint_dir)
@@ -252,27 +260,3 @@ def _bundle_bytes(config: TrainConfig, crop_set: CropSet) -> int:
 
     model = build_model(config.model, tuple(int(n) for n in crop_set.images.shape[1:]))
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
-
-
-def _check_bundle_target(out: Path, *, overwrite: bool, needed_bytes: int) -> None:
-    """Refuse ``--out`` before the first epoch: an existing folder (without --overwrite), a file, a read-only
-    or full disk. Otherwise the model would be lost after training."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; the model bundle is a folder: choose a folder name")
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; choose another --out or pass --overwrite")
-    existing = out.absolute().parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"{existing} is a file, so --out {out} cannot be written; choose another folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise InputError(f"cannot write the model bundle in {existing} ({err.strerror or err}); the folder or "
-                         "disk is read-only or not yours: choose a writable --out") from err
-    free = shutil.disk_usage(existing).free
-    if free < needed_bytes + 2**20:
-        raise InputError(f"the disk holding {existing} is full ({free / 2**20:.1f} MiB free, the model bundle needs "
-                         f"{needed_bytes / 2**20:.1f} MiB); free space or choose --out on another disk")

@@ -31,7 +31,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
@@ -39,8 +38,9 @@ from scipy.stats import spearmanr
 
 from .. import __version__
 from .analysis import Analysis, AnalysisFolder, FileRef, open_analysis
-from .config import atomic_write_text
+from .config import atomic_write_text, to_dict
 from .errors import InputError
+from .outputs import check_output
 
 log = logging.getLogger(__name__)
 
@@ -698,13 +698,11 @@ def _versions_section(ctx: _Context) -> list[str]:
                 f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.")]  # fmt: skip
     parts += _manifest_tables(analysis.manifest)
     if analysis.bundle is not None:
-        parts += _model_tables(analysis.bundle.config)
-    job = analysis.manifest.path_of("crop_job")
-    if job is not None:
-        try:
-            parts.append(f"<h3>Crop job ({html.escape(job.name)})</h3>" + _settings_table(yaml.safe_load(job.read_text())))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            parts.append(_p(f"The crop job {job.name} cannot be read ({err})."))
+        # Only the settings a bundle records, never other keys a hand-edited model.json may carry.
+        parts += _model_tables({k: analysis.bundle.config[k] for k in _MODEL_JSON_KEYS if k in analysis.bundle.config})
+    if analysis.crop_job is not None:
+        # The settings as parsed, never the file's text: a reference to any other file cannot reach the report.
+        parts.append("<h3>Crop job</h3>" + _settings_table(to_dict(analysis.crop_job)))
     return parts
 
 
@@ -738,6 +736,10 @@ def _model_tables(config: Mapping[str, Any]) -> list[str]:
     rest = {k: v for k, v in config.items() if k not in _MODEL_TABLES and k != "history"}
     parts.append("<h4>Input, preprocessing and format</h4>" + _settings_table(rest))
     return parts
+
+
+_MODEL_JSON_KEYS = ("format", "format_version", "model_settings", "latent_dim", "input_shape", "channel_names",
+                    "preprocess", "label_classes", "train_settings", "provenance", "versions")  # fmt: skip
 
 
 _BUILDERS: dict[str, Callable[[_Context], list[str]]] = {
@@ -808,7 +810,7 @@ def render_html(analysis: Analysis, sections: Sequence[Section]) -> str:
         else:
             body += section.parts
         body.append("</section>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
 
 
@@ -835,18 +837,38 @@ def write_report(
     Path
         ``out_path``.
     """
-    out_path = Path(out_path)
-    if out_path.is_dir():
-        raise InputError(f"{out_path} is a folder; give the report a file name such as report.html")
-    if out_path.exists() and not overwrite:
-        raise InputError(f"{out_path} already exists; choose another file name or pass --overwrite")
+    out_path = check_report_target(out_path, overwrite)
     analysis = analysis_folder if isinstance(analysis_folder, Analysis) else open_analysis(analysis_folder)
     atomic_write_text(out_path, render_html(analysis, build_sections(analysis, on_step)))
     return out_path
 
 
+GENERATOR_TAG = '<meta name="generator" content="napari-morphospace report">'
+
+
+def is_report(path: str | os.PathLike) -> bool:
+    """True for an HTML report written by :func:`write_report` (what ``overwrite`` may replace)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return GENERATOR_TAG in head or "<title>Morphospace report: " in head
+
+
+def check_report_target(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse a report target before the (slow) report: not .html, a folder, another file, not writable."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"{path.name}: the report is an HTML file; give it a name ending in .html")
+    return check_output(path, what="report", kind="file", overwrite=overwrite, is_ours=is_report)
+
+
 __all__ = [
+    "GENERATOR_TAG",
     "SECTIONS",
+    "check_report_target",
+    "is_report",
     "LatentSummary",
     "Section",
     "build_sections",
