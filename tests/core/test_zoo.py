@@ -327,3 +327,21 @@ def test_wrong_shapes_missing_files_foreign_and_mismatched_packages_are_refused(
         only_encoder.mkdir()
         shutil.copy(written.encoder, only_encoder)
         import_zoo_packages([only_encoder], tmp_path / "bundle")
+
+
+def test_a_3d_multi_encoder_model_exports_test_runs_and_round_trips(tmp_path):
+    """3D crops and the ME-VAE, whose decoder package drops a list of encoders rather than one."""
+    shape = (1, 8, 16, 16)
+    settings = ModelSettings(model="me-vae", latent_dim=2, base_channels=4)
+    bundle = load_bundle(bundle_folder(tmp_path / "bundle", settings, shape))
+    crops = blob_crops(shape=shape)
+    written = export_zoo_packages(bundle, crops, tmp_path / "zoo", settings=ZooSettings(authors=["Ada Lovelace"]))
+    rdf = rdf_of(written.decoder)
+    assert [a.get("id") for a in rdf["outputs"][0]["axes"][2:]] == ["z", "y", "x"]
+    assert "10.1038/s42003-022-03218-x" in {c.get("doi") for c in rdf["cite"]}
+    decoder_state = torch.load(io.BytesIO(zipfile.ZipFile(written.decoder).read("decoder_state_dict.pt")),
+                               weights_only=True)  # fmt: skip
+    assert not [k for k in decoder_state if "encoders" in k] and "vae.latent_scale" in decoder_state
+    imported = load_bundle(import_zoo_packages([written.folder], tmp_path / "imported"))
+    np.testing.assert_array_equal(embed(imported, crops).filter(like="mu_").to_numpy(),
+                                  embed(bundle, crops).filter(like="mu_").to_numpy())  # fmt: skip
