@@ -335,7 +335,9 @@ def test_a_3d_multi_encoder_model_exports_test_runs_and_round_trips(tmp_path):
     settings = ModelSettings(model="me-vae", latent_dim=2, base_channels=4)
     bundle = load_bundle(bundle_folder(tmp_path / "bundle", settings, shape))
     crops = blob_crops(shape=shape)
+    bundle.model.train()  # e.g. a model another widget is using: the export works on its own copy
     written = export_zoo_packages(bundle, crops, tmp_path / "zoo", settings=ZooSettings(authors=["Ada Lovelace"]))
+    assert bundle.model.training
     rdf = rdf_of(written.decoder)
     assert [a.get("id") for a in rdf["outputs"][0]["axes"][2:]] == ["z", "y", "x"]
     assert "10.1038/s42003-022-03218-x" in {c.get("doi") for c in rdf["cite"]}

@@ -32,6 +32,7 @@ export: ``pip install "napari-morphospace[zoo]"``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import keyword
@@ -57,12 +58,14 @@ from .. import __version__
 from .bundle import Bundle, check_compatible, save_bundle, state_dict_mismatch
 from .config import from_dict
 from .data import CropSet
+from .embed import embed
 from .errors import InputError
 from .gallery import crop_montage
 from .models import ModelSettings, build_model
 from .preprocess import PreprocessPipeline, PreprocessStep, apply_pipeline
+from .statistics import kl_per_dimension
 from .training import TrainSettings
-from .traversal import evaluating, traversal_figure, traversal_grid
+from .traversal import traversal_figure, traversal_grid
 
 ENCODER_PACKAGE = "encoder.zip"
 DECODER_PACKAGE = "decoder.zip"
@@ -197,6 +200,7 @@ def export_zoo_packages(
     step = on_step or (lambda text: None)
     folder = Path(folder)
     _check_export(bundle, crop_set, folder, settings, overwrite)
+    bundle = _cpu_copy(bundle)
     from loguru import logger  # bioimageio's log; failures reach the user through our messages instead
 
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +226,18 @@ def export_zoo_packages(
         logger.enable("bioimageio.spec")
         shutil.rmtree(scratch, ignore_errors=True)
     return ZooExport(folder, folder / ENCODER_PACKAGE, folder / DECODER_PACKAGE)
+
+
+def _cpu_copy(bundle: Bundle) -> Bundle:
+    """The bundle with its own copy of the model on the CPU, in eval mode.
+
+    The export then never moves or switches the session's model (which may be
+    on a GPU, or decoding in another thread), and its test tensors are computed
+    on the CPU, as bioimage.io test-runs compute them by default.
+    """
+    model = build_model(bundle.model_settings, bundle.input_shape)
+    model.load_state_dict({k: v.detach().cpu() for k, v in bundle.model.state_dict().items()})
+    return dataclasses.replace(bundle, model=model.eval())
 
 
 def _require_bioimageio() -> tuple[Any, Any]:
@@ -284,18 +300,22 @@ def _test_tensors(bundle: Bundle, crop_set: CropSet, n: int) -> _Tensors:
     (which the input description repeats as ``scale_range``), so a test-run
     checks that bioimage.io's preprocessing equals ours.
     """
-    positions = np.unique(np.linspace(0, len(crop_set) - 1, min(n, len(crop_set))).round().astype(int))
-    crops = np.ascontiguousarray(np.asarray(crop_set.subset(positions).images), dtype=np.float32)
+    crops = np.ascontiguousarray(np.asarray(crop_set.subset(_evenly_spread(len(crop_set), n)).images), np.float32)
     normalisation = final_normalisation(bundle.preprocess)
     model_input = crops
     if normalisation is not None:
         pipeline = PreprocessPipeline([normalisation])
         model_input = np.stack([apply_pipeline(crop, pipeline) for crop in crops])
-    with evaluating(bundle.model) as model, torch.no_grad():
-        mu, logvar = model.encode(torch.from_numpy(model_input))
-        recon = model.decode(mu)
+    with torch.no_grad():
+        mu, logvar = bundle.model.encode(torch.from_numpy(model_input))
+        recon = bundle.model.decode(mu)
     return _Tensors(crops, mu.numpy().astype(np.float32), logvar.numpy().astype(np.float32),
                     recon.numpy().astype(np.float32))  # fmt: skip
+
+
+def _evenly_spread(total: int, n: int) -> np.ndarray:
+    """Up to ``n`` positions spread evenly over ``0 .. total - 1``, first and last included."""
+    return np.unique(np.linspace(0, total - 1, min(n, total)).round().astype(int))
 
 
 def _identifiers(names: Sequence[str], prefix: str) -> list[str]:
@@ -369,7 +389,7 @@ def _describe(spec: Any, role: str, bundle: Bundle, crop_set: CropSet, tensors: 
         outputs = [bmz.OutputTensorDescr(id="image", axes=image_axes(bmz.SpaceOutputAxis), test_tensor=file("image.npy"),
                                          data=unit_range, description="decoded crops in [0, 1]")]  # fmt: skip
     cover = files / "cover.png"
-    _cover(role, bundle, tensors).savefig(cover, dpi=64)
+    _cover(role, bundle, crop_set, tensors).savefig(cover, dpi=64)
     (files / "README.md").write_text(_readme(role, bundle, crop_set), encoding="utf-8")
     (files / "environment.yaml").write_text(_environment(), encoding="utf-8")
     torch_version = bmz.Version(torch.__version__.split("+")[0])
@@ -526,8 +546,12 @@ def _environment() -> str:
 # --------------------------------------------------------------------------- cover and README
 
 
-def _cover(role: str, bundle: Bundle, tensors: _Tensors) -> Figure:
-    """2:1 cover: input crops above their reconstructions (encoder), or a traversal strip (decoder)."""
+def _cover(role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors) -> Figure:
+    """2:1 cover: test crops above their decodes (encoder), or traversals of the most informative dimensions.
+
+    The decoder's strip walks the three dimensions with the largest KL to the
+    prior over up to 256 crops (those the model uses most), from their mean μ.
+    """
     if role == "encoder":
         figure = Figure(figsize=(8, 4))
         ax = figure.add_axes((0.12, 0.02, 0.86, 0.96))
@@ -538,9 +562,10 @@ def _cover(role: str, bundle: Bundle, tensors: _Tensors) -> Figure:
         for spine in ax.spines.values():
             spine.set_visible(False)
         return figure
-    spread = tensors.mu.std(axis=0) if len(tensors.mu) > 1 else np.ones(tensors.mu.shape[1])
-    dims = sorted(np.argsort(-spread)[: min(3, len(spread))].tolist())
-    grid = traversal_grid(bundle.model, dims, n_steps=7, start=tensors.mu.mean(axis=0))
+    table = embed(bundle, crop_set.subset(_evenly_spread(len(crop_set), 256)))
+    mu, logvar = table.filter(regex=r"^mu_\d+$").to_numpy(), table.filter(regex=r"^logvar_\d+$").to_numpy()
+    dims = np.argsort(-kl_per_dimension(mu, logvar))[:3].tolist()
+    grid = traversal_grid(bundle.model, dims, n_steps=7, start=mu.mean(axis=0))
     figure = traversal_figure(grid, dims=dims)
     figure.set_size_inches(8, 4)
     figure.tight_layout()
