@@ -200,6 +200,7 @@ def export_zoo_packages(
     step = on_step or (lambda text: None)
     folder = Path(folder)
     _check_export(bundle, crop_set, folder, settings, overwrite)
+    authors = _authors(settings)
     bundle = _cpu_copy(bundle)
     from loguru import logger  # bioimageio's log; failures reach the user through our messages instead
 
@@ -215,7 +216,7 @@ def export_zoo_packages(
             step(f"Writing the {role} package")
             files = scratch / role
             files.mkdir()
-            descr = _describe(spec, role, bundle, crop_set, tensors, files, settings)
+            descr = _describe(role, bundle, crop_set, tensors, files, settings, authors)
             target = packages / (ENCODER_PACKAGE if role == "encoder" else DECODER_PACKAGE)
             step(f"Validating and test-running the {role} package with bioimageio.core")
             _package_and_test(spec, core, descr, target, role)
@@ -260,8 +261,8 @@ def _check_export(bundle: Bundle, crop_set: CropSet, folder: Path, settings: Zoo
             f"a {model} model cannot be exported yet: its encoder and decoder also take the reference image and "
             f"label, which the two-package layout does not describe; export one of {', '.join(EXPORTABLE_MODELS)}"
         )
-    if not [a for a in settings.authors if a.strip()]:
-        raise InputError("the BioImage Model Zoo needs at least one author: give the name(s) of who trained the model")
+    if len(crop_set) == 0:
+        raise InputError("the crop set is empty; the test tensors and covers need crops made like the training crops")
     if settings.test_crops < 1:
         raise InputError(f"test_crops is {settings.test_crops}; use at least 1 crop for the test tensors")
     if folder.suffix.lower() == ".zip":
@@ -289,8 +290,7 @@ def final_normalisation(preprocess: dict[str, Any] | None) -> PreprocessStep | N
     steps = pipeline.get("steps") or []
     if not steps or steps[-1].get("name") not in ("normalize_percentile", "normalize_minmax"):
         return None
-    last = PreprocessPipeline.from_dict({"steps": [steps[-1]]}).steps[0]
-    return last
+    return PreprocessPipeline.from_dict({"steps": [steps[-1]]}).steps[0]
 
 
 def _test_tensors(bundle: Bundle, crop_set: CropSet, n: int) -> _Tensors:
@@ -334,13 +334,68 @@ def _identifiers(names: Sequence[str], prefix: str) -> list[str]:
 # --------------------------------------------------------------------------- descriptions
 
 
-def _describe(spec: Any, role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors, files: Path,
-              settings: ZooSettings) -> Any:
+def _authors(settings: ZooSettings) -> list[Any]:
+    """The authors as bioimage.io ``Author`` entries, after checking them and the licence; before anything is written."""
+    from bioimageio.spec.model import v0_5 as bmz
+    from pydantic import ValidationError
+
+    try:
+        bmz.LicenseId(settings.license)
+    except ValidationError as err:
+        raise InputError(
+            f"licence {settings.license!r} is not an SPDX identifier bioimage.io accepts; use e.g. CC-BY-4.0, MIT "
+            "or BSD-3-Clause (https://spdx.org/licenses)"
+        ) from err
+    authors = []
+    for name in (a.strip() for a in settings.authors if a.strip()):
+        try:
+            authors.append(bmz.Author(name=name))
+        except ValidationError as err:
+            raise InputError(f"author {name!r} is not accepted by bioimage.io ({_first_pydantic_errors(err)})") from err
+    if not authors:
+        raise InputError("the BioImage Model Zoo needs at least one author: give the name(s) of who trained the model")
+    return authors
+
+
+def _describe(role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors, files: Path,
+              settings: ZooSettings, authors: list[Any]) -> Any:
     """Write one package's files into ``files`` and return its (validated) model description."""
     from bioimageio.spec.model import v0_5 as bmz
     from pydantic import ValidationError
 
+    architecture, kwargs = _write_weights(role, bundle, tensors, files)
+    inputs, outputs = _tensor_descriptions(role, bundle, tensors, files)
+    _cover(role, bundle, crop_set, tensors).savefig(files / "cover.png", dpi=64)
+    (files / "README.md").write_text(_readme(role, bundle, crop_set), encoding="utf-8")
+    (files / "environment.yaml").write_text(_environment(), encoding="utf-8")
+    torch_version = bmz.Version(torch.__version__.split("+")[0])
+    weights = bmz.WeightsDescr(
+        pytorch_state_dict=bmz.PytorchStateDictWeightsDescr(
+            source=files / f"{role}_state_dict.pt", pytorch_version=torch_version,
+            architecture=bmz.ArchitectureFromLibraryDescr(import_from=__name__, callable=architecture, kwargs=kwargs),
+            dependencies=bmz.FileDescr(source=files / "environment.yaml"),
+        ),
+        torchscript=bmz.TorchscriptWeightsDescr(
+            source=files / f"{role}_torchscript.pt", pytorch_version=torch_version, parent="pytorch_state_dict",
+            comment="traced from the pytorch_state_dict weights with torch.jit.trace"),
+    )  # fmt: skip
     model_settings = bundle.model_settings
+    try:
+        return bmz.ModelDescr(
+            name=_name(settings, bundle, role), description=_description(settings, bundle, role), authors=authors,
+            cite=[bmz.CiteEntry(text=text, **ref) for text, ref in citations(model_settings)],
+            license=settings.license, documentation=bmz.FileDescr(source=files / "README.md"),
+            covers=[bmz.FileDescr(source=files / "cover.png")],
+            tags=["napari-morphospace", "variational-autoencoder", model_settings.model, role,
+                  f"{len(bundle.input_shape) - 1}d", "cell-morphology", "representation-learning"],
+            inputs=inputs, outputs=outputs, weights=weights, config=_config(role, bundle),
+        )  # fmt: skip
+    except ValidationError as err:
+        raise InputError(f"the {role} description does not validate: {_first_pydantic_errors(err)}; nothing was written") from err
+
+
+def _write_weights(role: str, bundle: Bundle, tensors: _Tensors, files: Path) -> tuple[str, dict[str, Any]]:
+    """The package's half of the model as a state dict and as TorchScript; returns the architecture's name and kwargs."""
     wrapper_class = ZooEncoder if role == "encoder" else ZooDecoder
     kwargs = {"model_settings": bundle.config["model_settings"], "input_shape": list(bundle.input_shape)}
     wrapper = wrapper_class(**kwargs)
@@ -355,79 +410,44 @@ def _describe(spec: Any, role: str, bundle: Bundle, crop_set: CropSet, tensors: 
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.trace(wrapper, example), str(files / f"{role}_torchscript.pt"))
+    return wrapper_class.__name__, kwargs
+
+
+def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Path) -> tuple[list[Any], list[Any]]:
+    """Inputs and outputs of one package, with their test tensors saved as .npy."""
+    from bioimageio.spec.model import v0_5 as bmz
 
     spatial = ["z", "y", "x"][-(len(bundle.input_shape) - 1):]
-    image_axes = lambda axis_class: [  # noqa: E731
-        bmz.BatchAxis(), bmz.ChannelAxis(channel_names=_identifiers(bundle.channel_names, "channel_")),
-        *[axis_class(id=a, size=int(s)) for a, s in zip(spatial, bundle.input_shape[1:])],
-    ]  # fmt: skip
-    latent_axes = lambda name: [  # noqa: E731
-        bmz.BatchAxis(), bmz.ChannelAxis(channel_names=[f"{name}_{i}" for i in range(model_settings.latent_dim)])
-    ]  # fmt: skip
-    arrays = {"crops": tensors.crops, "mu": tensors.mu, "logvar": tensors.logvar, "z": tensors.mu,
-              "image": tensors.recon}  # fmt: skip
-    for name, array in arrays.items():
+
+    def image_axes(axis_class: Any) -> list[Any]:
+        channels = bmz.ChannelAxis(channel_names=_identifiers(bundle.channel_names, "channel_"))
+        return [bmz.BatchAxis(), channels, *[axis_class(id=a, size=int(n)) for a, n in zip(spatial, bundle.input_shape[1:])]]
+
+    def latent(name: str, array: np.ndarray, text: str, kind: Any) -> Any:
         np.save(files / f"{name}.npy", array)
-    file = lambda name: bmz.FileDescr(source=files / name)  # noqa: E731
+        names = [f"{name}_{i}" for i in range(bundle.model_settings.latent_dim)]
+        return kind(id=name, axes=[bmz.BatchAxis(), bmz.ChannelAxis(channel_names=names)],
+                    test_tensor=bmz.FileDescr(source=files / f"{name}.npy"), description=text)  # fmt: skip
+
     unit_range = bmz.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0))
     if role == "encoder":
+        np.save(files / "crops.npy", tensors.crops)
         normalisation = final_normalisation(bundle.preprocess)
-        inputs = [bmz.InputTensorDescr(
-            id="crops", axes=image_axes(bmz.SpaceInputAxis), test_tensor=file("crops.npy"),
+        crops = bmz.InputTensorDescr(
+            id="crops", axes=image_axes(bmz.SpaceInputAxis), test_tensor=bmz.FileDescr(source=files / "crops.npy"),
             data=bmz.IntervalOrRatioDataDescr(type="float32") if normalisation else unit_range,
             description="single-cell crops made as for training (see README)",
             preprocessing=_preprocessing(bmz, normalisation, spatial),
-        )]  # fmt: skip
-        outputs = [
-            bmz.OutputTensorDescr(id=name, axes=latent_axes(name), test_tensor=file(f"{name}.npy"), description=text)
-            for name, text in (("mu", "posterior mean μ per latent dimension"),
-                               ("logvar", "posterior log-variance log σ² per latent dimension"))
-        ]  # fmt: skip
-    else:
-        inputs = [bmz.InputTensorDescr(id="z", axes=latent_axes("z"), test_tensor=file("z.npy"),
-                                       description="latent vectors, e.g. the encoder's mu with one value changed")]
-        outputs = [bmz.OutputTensorDescr(id="image", axes=image_axes(bmz.SpaceOutputAxis), test_tensor=file("image.npy"),
-                                         data=unit_range, description="decoded crops in [0, 1]")]  # fmt: skip
-    cover = files / "cover.png"
-    _cover(role, bundle, crop_set, tensors).savefig(cover, dpi=64)
-    (files / "README.md").write_text(_readme(role, bundle, crop_set), encoding="utf-8")
-    (files / "environment.yaml").write_text(_environment(), encoding="utf-8")
-    torch_version = bmz.Version(torch.__version__.split("+")[0])
-    weights = bmz.WeightsDescr(
-        pytorch_state_dict=bmz.PytorchStateDictWeightsDescr(
-            source=files / f"{role}_state_dict.pt", pytorch_version=torch_version,
-            architecture=bmz.ArchitectureFromLibraryDescr(
-                import_from=__name__, callable=wrapper_class.__name__, kwargs=kwargs),
-            dependencies=file("environment.yaml"),
-        ),
-        torchscript=bmz.TorchscriptWeightsDescr(
-            source=files / f"{role}_torchscript.pt", pytorch_version=torch_version, parent="pytorch_state_dict",
-            comment="traced from the pytorch_state_dict weights with torch.jit.trace"),
-    )  # fmt: skip
-    try:
-        bmz.LicenseId(settings.license)
-    except ValidationError as err:
-        raise InputError(
-            f"licence {settings.license!r} is not an SPDX identifier bioimage.io accepts; use e.g. CC-BY-4.0, MIT "
-            "or BSD-3-Clause (https://spdx.org/licenses)"
-        ) from err
-    authors = []
-    for name in (a.strip() for a in settings.authors if a.strip()):
-        try:
-            authors.append(bmz.Author(name=name))
-        except ValidationError as err:
-            raise InputError(f"author {name!r} is not accepted by bioimage.io ({_first_pydantic_errors(err)})") from err
-    try:
-        return bmz.ModelDescr(
-            name=_name(settings, bundle, role), description=_description(settings, bundle, role), authors=authors,
-            cite=[bmz.CiteEntry(text=text, **ref) for text, ref in citations(model_settings)],
-            license=settings.license, documentation=file("README.md"), covers=[file("cover.png")],
-            tags=["napari-morphospace", "variational-autoencoder", model_settings.model, role,
-                  f"{len(spatial)}d", "cell-morphology", "representation-learning"],
-            inputs=inputs, outputs=outputs, weights=weights, config=_config(role, bundle),
         )  # fmt: skip
-    except ValidationError as err:
-        raise InputError(f"the {role} description does not validate: {_first_pydantic_errors(err)}; nothing was written") from err
+        return [crops], [latent("mu", tensors.mu, "posterior mean μ per latent dimension", bmz.OutputTensorDescr),
+                         latent("logvar", tensors.logvar, "posterior log-variance log σ² per latent dimension",
+                                bmz.OutputTensorDescr)]  # fmt: skip
+    np.save(files / "image.npy", tensors.recon)
+    image = bmz.OutputTensorDescr(id="image", axes=image_axes(bmz.SpaceOutputAxis), data=unit_range,
+                                  test_tensor=bmz.FileDescr(source=files / "image.npy"),
+                                  description="decoded crops in [0, 1]")  # fmt: skip
+    z = latent("z", tensors.mu, "latent vectors, e.g. the encoder's mu with one value changed", bmz.InputTensorDescr)
+    return [z], [image]
 
 
 def _preprocessing(bmz: Any, normalisation: PreprocessStep | None, spatial: list[str]) -> list[Any]:
@@ -505,7 +525,8 @@ def _config(role: str, bundle: Bundle) -> dict[str, Any]:
                     else "generation: latent vector to image",
             "modality": "microscopy single-cell crops",
             "target_structure": ["cells"],
-            "model_parameter_count": int(sum(p.numel() for p in bundle.model.parameters())),
+            "model_parameter_count": sum(p.numel() for name, p in bundle.model.named_parameters()
+                                         if name.startswith("decoder.") == (role == "decoder")),
             "training": {
                 "training_epochs": float(len(history) or train.get("epochs") or 0) or None,
                 "training_batch_size": train.get("batch_size"),
