@@ -386,13 +386,22 @@ def bootstrap_intervals(
         ``"BCa"``, or ``"percentile"`` above :data:`BCA_MAX_UNITS` units.
     """
     dims = units.sums.shape[1]
+    table = np.column_stack([units.counts, units.sums, units.squares])  # what a resample adds up, per unit
+    m = len(table)
+
+    def totals(index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cells, sums and sums of squares of each resample (rows of unit indices), as a weights @ table product."""
+        flat = index.reshape(-1, index.shape[-1])
+        offsets = (flat + m * np.arange(len(flat))[:, None]).ravel()
+        weights = np.bincount(offsets, minlength=len(flat) * m).reshape(len(flat), m).astype(float)
+        summed = (weights @ table).reshape(*index.shape[:-1], table.shape[1])
+        return summed[..., :1], summed[..., 1 : 1 + dims], summed[..., 1 + dims :]
 
     def statistic(index_a: np.ndarray, index_b: np.ndarray, axis: int = -1) -> np.ndarray:
         sides = []
         for index in (index_a, index_b):
-            n = units.counts[index].sum(axis=-1)[..., None]
-            total = units.sums[index].sum(axis=-2)
-            sides.append((n, total / n, units.squares[index].sum(axis=-2) - total**2 / n))
+            n, total, squares = totals(index)
+            sides.append((n, total / n, squares - total**2 / n))
         (n_a, mean_a, ss_a), (n_b, mean_b, ss_b) = sides
         difference = mean_a - mean_b
         pooled = (ss_a + ss_b) / (n_a + n_b - 2)
@@ -401,7 +410,7 @@ def bootstrap_intervals(
         return np.moveaxis(np.concatenate([difference, d], axis=-1), -1, 0)
 
     method = "BCa" if len(units.in_a) <= BCA_MAX_UNITS else "percentile"
-    batch = max(1, CHUNK_ELEMENTS // (len(units.in_a) * dims))
+    batch = max(1, CHUNK_ELEMENTS // m)
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         result = stats.bootstrap(
