@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import shutil
 import threading
 import warnings
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 
+from napari_morphospace.core import crops
 from napari_morphospace.core.crops import (
     CropCancelled,
     ObjectPreview,
@@ -20,7 +25,7 @@ from napari_morphospace.core.crops import (
     crops_from_points,
     patch_grid,
 )
-from napari_morphospace.core.data import bbox_columns, load_crop_set
+from napari_morphospace.core.data import bbox_columns, crop_set_folder, load_crop_set
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.io import Stack
 
@@ -224,11 +229,20 @@ def test_nan_pixels_become_zero_with_a_warning_and_an_all_nan_crop_is_refused():
         crops_from_labels(image, labels, CropSettings(size=6))
 
 
-def test_progress_is_reported_per_object_and_stop_cancels(tmp_path, labels_2d):
+def test_progress_is_reported_per_batch_and_stop_cancels(tmp_path, labels_2d, monkeypatch):
     calls = []
     crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1),
                       on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
-    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert calls == [(3, 3)]  # three small crops: one batch
+    monkeypatch.setattr(crops, "_BATCH_BYTES", 2 * 8 * 8 * 4)  # two crops per batch
+    calls.clear()
+    crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1),
+                      on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    assert calls == [(2, 3), (3, 3)]
+    calls.clear()
+    crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=10),  # object 1 (9 px) skipped
+                      on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    assert calls == [(3, 3)]
     stop = threading.Event()
     stop.set()
     with pytest.raises(CropCancelled):
@@ -421,3 +435,85 @@ def test_object_preview_gives_the_crops_of_a_full_run():
 def test_object_preview_refuses_empty_objects():
     with pytest.raises(InputError, match="no labels to preview"):
         ObjectPreview(np.zeros((10, 10)), np.zeros((10, 10), np.uint8), "labels", CropSettings(size=4))
+
+
+class CountingReads:
+    """An array that counts reads per chunk, to see what a lazy (dask) source is asked for."""
+
+    def __init__(self, array: np.ndarray, chunks: tuple[int, ...]) -> None:
+        self.array, self.chunks, self.reads = array, chunks, {}
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        if all(s.stop > s.start for s in key):  # dask asks for an empty slice once to learn the dtype
+            chunk = tuple(s.start // c for s, c in zip(key, self.chunks))
+            self.reads[chunk] = self.reads.get(chunk, 0) + 1
+        return self.array[key]
+
+
+def many_cells(t: int = 2, size: int = 256, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """``(image (T, 2, Y, X) uint16, labels (T, Y, X))`` with 64 square cells per time point."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 4000, (t, 2, size, size)).astype(np.uint16)
+    labels = np.zeros((t, size, size), np.uint16)
+    for k in range(t):
+        for i, (y, x) in enumerate(np.ndindex(8, 8), start=1):
+            labels[k, 32 * y + 5 + k : 32 * y + 17 + k, 32 * x + 3 : 32 * x + 20] = i
+    return image, labels
+
+
+@pytest.mark.parametrize("chunks, region_bytes", [((1, 1, 256, 256), 2**27), ((1, 1, 64, 64), 2 * 2 * 96 * 96)])
+def test_lazy_crops_read_each_chunk_about_once_and_equal_the_eager_ones(chunks, region_bytes, monkeypatch):
+    """A TIFF page is one chunk: cutting crop by crop decoded the whole page of every channel per crop."""
+    monkeypatch.setattr(crops, "_REGION_BYTES", region_bytes)  # the second case reads blocks of one chunk
+    image, labels = many_cells()
+    settings = CropSettings(size=24)
+    eager = crops_from_labels(image, labels, settings, axes="TCYX")
+    counting = CountingReads(image, chunks)
+    lazy = crops_from_labels(da.from_array(counting, chunks=chunks), labels, settings, axes="TCYX")
+    np.testing.assert_array_equal(lazy.images, eager.images)
+    pd.testing.assert_frame_equal(lazy.table, eager.table)
+    n_chunks = math.prod(-(-s // c) for s, c in zip(image.shape, chunks))
+    assert len(counting.reads) == n_chunks
+    if chunks[-1] == 256:  # one chunk per page: read once for the intensity range, once for all its crops
+        assert set(counting.reads.values()) == {2}
+    else:  # crops overhang into the next block's chunks, which are read again: a few reads, not one per crop
+        per_crop = sum(len(range(r.y_start // 64, (r.y_stop - 1) // 64 + 1)) * len(range(r.x_start // 64, (r.x_stop - 1) // 64 + 1))
+                       for r in eager.table.itertuples()) * 2  # fmt: skip
+        assert max(counting.reads.values()) <= 1 + 4 and sum(counting.reads.values()) < per_crop / 2  # 4: 2D neighbours
+
+
+def test_percentiles_from_a_histogram_equal_numpys():
+    rng = np.random.default_rng(12)
+    for dtype, high in ((np.uint8, 256), (np.uint16, 65536)):
+        for n in (1, 2, 999, 100_001):
+            values = rng.integers(0, high, n).astype(dtype)
+            for q in ((0.1, 99.9), (0, 100), (50, 50.5), (1 / 3, 100 - 1 / 7)):
+                np.testing.assert_array_equal(crops._percentiles(values, q), np.percentile(values, q))
+
+
+def test_a_set_too_large_for_memory_streams_to_a_temporary_folder(monkeypatch):
+    """Without an output folder crops stay in memory only while they fit the in-memory limit."""
+    from napari_morphospace.core import data
+
+    image, labels = many_cells(t=1)
+    in_memory = crops_from_labels(image, labels, CropSettings(size=24), axes="TCYX")
+    assert isinstance(in_memory.images, np.ndarray)
+    monkeypatch.setattr(data, "IN_MEMORY_LIMIT_BYTES", 10 * 2 * 24 * 24 * 4)  # room for 10 crops
+    monkeypatch.setattr(crops, "_BATCH_BYTES", 8 * 2 * 24 * 24 * 4)  # batches of 8: two in memory, then disk
+    spilled = crops_from_labels(image, labels, CropSettings(size=24), axes="TCYX")
+    assert not isinstance(spilled.images, np.ndarray)  # a zarr array in a temporary crop-set folder
+    folder = crop_set_folder(spilled)  # .../morphospace-crops-*/crops
+    assert folder.parent.name.startswith("morphospace-crops-") and crop_set_folder(in_memory) is None
+    np.testing.assert_array_equal(np.asarray(spilled.images), in_memory.images)
+    pd.testing.assert_frame_equal(spilled.table, in_memory.table)
+    assert load_crop_set(folder).table.equals(in_memory.table)
+    shutil.rmtree(folder.parent)
+
+
+def test_an_existing_output_folder_is_refused_before_any_work(tmp_path, labels_2d, monkeypatch):
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "notes.txt").write_text("mine")
+    monkeypatch.setattr(crops, "_set_intensity_range", lambda *a: pytest.fail("work started"))
+    with pytest.raises(InputError, match="already exists"):
+        crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8), output=tmp_path / "set")

@@ -69,7 +69,28 @@ def test_save_load_round_trip_2d_and_3d(tmp_path, shape):
     assert_same(loaded, original)
     metadata = json.loads((path / "crop_set.json").read_text())
     assert metadata["format_version"] == data.FORMAT_VERSION and metadata["n_crops"] == 5 and metadata["created"]
-    assert zarr.open_array(path / "images.zarr", mode="r").chunks == (1, *shape)  # one crop per chunk
+    images = zarr.open_array(path / "images.zarr", mode="r")
+    assert images.chunks[1:] == shape and images.shards[1:] == shape  # chunks and shards of whole crops
+
+
+def test_a_large_set_is_a_few_shard_files_and_reads_back_exactly(tmp_path, monkeypatch):
+    """Crops are stored in shards (one file per shard), not one file per crop; old sets still open."""
+    monkeypatch.setattr(data, "CHUNK_BYTES", 2 * 6 * 7 * 4 * 4)  # 4 crops per chunk
+    monkeypatch.setattr(data, "SHARD_BYTES", 2 * 6 * 7 * 4 * 16)  # 16 crops per shard
+    original = make_crop_set(n=150)
+    path = save_crop_set(original, tmp_path / "set")
+    images = zarr.open_array(path / "images.zarr", mode="r")
+    assert images.chunks[0] == 4 and images.shards[0] == 16
+    shard_files = [f for f in (path / "images.zarr").rglob("*") if f.is_file() and f.name != "zarr.json"]
+    assert len(shard_files) == 10  # ceil(150 / 16), not 150
+    assert_same(load_crop_set(path), original)
+    # a crop set written one crop per chunk file (the first release) opens as before
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("crop_set.json", "crops.csv", "crops.parquet"):
+        (old / name).write_bytes((path / name).read_bytes())
+    zarr.create_array(store=str(old / "images.zarr"), data=original.images, chunks=(1, 2, 6, 7))
+    assert_same(load_crop_set(old), original)
 
 
 def test_lazy_load_keeps_images_on_disk(tmp_path, monkeypatch):
@@ -83,11 +104,16 @@ def test_lazy_load_keeps_images_on_disk(tmp_path, monkeypatch):
     assert isinstance(load_crop_set(tmp_path / "set", in_memory=True).images, np.ndarray)
 
 
-def test_saving_a_lazy_set_copies_it_in_batches(tmp_path):
+def test_saving_a_lazy_set_copies_it_in_blocks_and_checks_values(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CHUNK_BYTES", 2 * 6 * 7 * 4)  # 1 crop per chunk
+    monkeypatch.setattr(data, "SHARD_BYTES", 3 * 2 * 6 * 7 * 4)  # 3 crops per shard
     original = make_crop_set(n=7)
     save_crop_set(original, tmp_path / "a")
     lazy = load_crop_set(tmp_path / "a", in_memory=False)
-    save_crop_set(lazy, tmp_path / "b", batch_size=3)
+    reads = []
+    monkeypatch.setattr(data, "check_crop_values", lambda block: reads.append(len(block)))
+    save_crop_set(lazy, tmp_path / "b")
+    assert reads == [3, 3, 1]  # read and checked block by block, never whole
     assert_same(load_crop_set(tmp_path / "b"), original)
 
 
@@ -254,3 +280,21 @@ def test_table_columns_contract():
     assert CROP_TABLE_COLUMNS == ["crop_id", "source", "label_id", "t", "group", "annotation"]
     assert bbox_columns(3) == ["z_start", "z_stop", "y_start", "y_stop", "x_start", "x_stop"]
     assert bbox_columns(2) == ["y_start", "y_stop", "x_start", "x_stop"]
+
+
+def test_a_batch_from_disk_is_read_in_one_call_and_equals_memory(tmp_path, monkeypatch):
+    """DataLoader asks for whole batches (``__getitems__``): shuffled, consecutive or repeated positions."""
+    crop_set = make_crop_set(n=40)
+    save_crop_set(crop_set, tmp_path / "set")
+    on_disk = CropDataset(load_crop_set(tmp_path / "set", in_memory=False), label_column="group", return_index=True)
+    reads, read_crops = [], data.read_crops
+    monkeypatch.setattr(data, "read_crops", lambda images, positions: reads.append(len(positions)) or read_crops(images, positions))
+    for positions in ([7, 3, 39, 3, 0], list(range(10, 26))):
+        items = on_disk.__getitems__(positions)
+        np.testing.assert_array_equal(np.stack([i[0].numpy() for i in items]), crop_set.images[positions])
+        assert [int(i[2]) for i in items] == positions
+    assert reads == [5, 16]  # one read per batch, not one per crop
+    loader = DataLoader(torch.utils.data.Subset(on_disk, list(range(40))), batch_size=8, shuffle=True)
+    seen = torch.cat([batch[2] for batch in loader])
+    assert sorted(seen.tolist()) == list(range(40)) and reads[2:] == [8] * 5
+

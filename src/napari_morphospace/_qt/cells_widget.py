@@ -44,17 +44,8 @@ from qtpy.QtWidgets import (
 
 from ..core.config import save_config
 from ..core.crop_job import CropJob
-from ..core.crops import (
-    CropCancelled,
-    CropSettings,
-    ObjectPreview,
-    PatchSettings,
-    crops_from_boxes,
-    crops_from_labels,
-    crops_from_points,
-    patch_grid,
-)
-from ..core.data import CropSet, concat_crop_sets, save_crop_set
+from ..core.crops import CropCancelled, CropSettings, CropSource, ObjectPreview, PatchSettings, build_crop_set
+from ..core.data import CropSet, crop_set_folder
 from ..core.errors import InputError
 from ..core.io import Stack
 from ..core.gallery import composite_rgb, crop_montage
@@ -96,7 +87,7 @@ class Source:
 
 @dataclass
 class CropProgress:
-    """Sent by the build worker after each object."""
+    """Sent by the build worker after each batch of objects."""
 
     source: str
     done: int
@@ -543,11 +534,12 @@ class CellsWidget(QWidget):
             return
         self._stop_event = threading.Event()
         output = self._output_folder()
+        pipeline = self.steps.pipeline()
         self.build_button.enabled, self.cancel_button.enabled = False, True
         self.status.setText("Building…")
         bar = progress(total=0, desc="Building crop set")
         self._progress_source = None
-        worker = _build_worker(plan, self._stop_event, output)
+        worker = _build_worker(plan, pipeline if pipeline.steps else None, self._stop_event, output)
         worker.yielded.connect(lambda message: self._on_message(message, bar))
         worker.returned.connect(self._on_built)
         worker.errored.connect(self._on_error)
@@ -615,24 +607,20 @@ class CellsWidget(QWidget):
         value = str(self.output.value)
         return Path(value) if value not in ("", ".") else None
 
-    def _build_plan(self) -> list[dict[str, Any]]:
+    def _build_plan(self) -> list[CropSource]:
         """What each checked source needs, read on the GUI thread; the worker only computes."""
         sources = [s for s in self.sources() if s.use]
         if not sources:
             raise InputError("no source is checked; add an image with a Labels layer (or points/boxes) and check it")
         kind = self.kind.value
         settings = read_form(self.patch_form if kind == "patches" else self.crop_form, PatchSettings() if kind == "patches" else CropSettings())
-        pipeline = self.steps.pipeline()
         plan = []
         names = channel_names(sources[0])
         for source in sources:
             image = source_stack(self.viewer.layers, source, names)
             objects, builder = (None, "patches") if kind == "patches" else source_objects(self.viewer.layers, source, kind)
-            plan.append(
-                dict(image=image, objects=objects, builder=builder, settings=settings,
-                     pipeline=pipeline if pipeline.steps else None, group=source.group,
-                     source=source.objects or source.channels[0])  # fmt: skip
-            )
+            plan.append(CropSource(image, objects, builder, settings, group=source.group,
+                                   source=source.objects or source.channels[0]))  # fmt: skip
         return plan
 
     def _on_message(self, message: Any, bar: progress) -> None:
@@ -650,12 +638,12 @@ class CellsWidget(QWidget):
             self.status.setText("Cancelled: no crop set was made.")
             return
         self.crop_set = crop_set
-        self.session.crop_set_folder = self._output_folder()
+        output = self._output_folder() or crop_set_folder(crop_set)  # a large set without one went to a temp folder
+        self.session.crop_set_folder = output
         self.session.crop_set = crop_set
         counts = crop_set.table["group"].value_counts().to_dict()
         shape = "×".join(str(s) for s in crop_set.images.shape[1:])
         text = f"{len(crop_set)} crops ({shape}): " + ", ".join(f"{g} {n}" for g, n in counts.items())
-        output = self._output_folder()
         self.status.setText(text + (f"; saved to {output}" if output else ""))
         show_info(f"Crop set ready: {text}")
         self._show_gallery(crop_set)
@@ -682,35 +670,27 @@ class CellsWidget(QWidget):
         self._worker = None
 
 
-BUILDERS = {"labels": crops_from_labels, "points": crops_from_points, "boxes": crops_from_boxes}
+def build_crops(sources: list[CropSource], pipeline: PreprocessPipeline | None, stop_event: threading.Event,
+                output: Path | None, send: Any) -> CropSet:  # fmt: skip
+    """Crop every source with the core's ``build_crop_set``, as the command line does; runs off the GUI thread.
 
-
-def build_crop_set(plan: list[dict[str, Any]], stop_event: threading.Event, output: Path | None, send: Any) -> CropSet:
-    """Crop every source of ``plan`` and join them; runs off the GUI thread."""
-    parts = []
+    With a "save to" folder the crops stream there; without, they stay in
+    memory unless they would not fit comfortably (the core then streams them
+    to a temporary folder).
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for item in plan:
-            def on_progress(done: int, total: int, name: str = item["source"]) -> None:
-                send(CropProgress(name, done, total))
-
-            common = dict(pipeline=item["pipeline"], group=item["group"], source=item["source"],
-                          on_progress=on_progress, stop_event=stop_event)  # fmt: skip
-            if item["builder"] == "patches":
-                parts.append(patch_grid(item["image"], item["settings"], **common))
-            else:
-                parts.append(BUILDERS[item["builder"]](item["image"], item["objects"], item["settings"], **common))
+        crop_set = build_crop_set(sources, pipeline=pipeline, output=output, stop_event=stop_event,
+                                  on_progress=lambda name, done, total: send(CropProgress(name, done, total)))  # fmt: skip
     send(BuildWarnings([str(w.message) for w in caught]))
-    crop_set = concat_crop_sets(parts)
-    if output is not None:
-        save_crop_set(crop_set, output)
     return crop_set
 
 
 @thread_worker(ignore_errors=True)  # errors reach _on_error as notifications, not re-raised
-def _build_worker(plan: list[dict[str, Any]], stop_event: threading.Event, output: Path | None):
+def _build_worker(plan: list[CropSource], pipeline: PreprocessPipeline | None, stop_event: threading.Event,
+                  output: Path | None):  # fmt: skip
     """Yield progress messages; return the crop set, or None when cancelled."""
     try:
-        return (yield from messages_from(lambda send: build_crop_set(plan, stop_event, output, send)))
+        return (yield from messages_from(lambda send: build_crops(plan, pipeline, stop_event, output, send)))
     except CropCancelled:
         return None

@@ -39,7 +39,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-config", type=Path, default=None, help="write the effective job as YAML")
     parser.add_argument("--out", type=Path, required=True, help="output crop-set folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_cluster_options(parser, "crop the images")
     parser.set_defaults(run=run)
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--workers N`` (local processes) and ``--scheduler ADDRESS`` (a dask.distributed cluster)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help=f"{what} in N worker processes on this machine (a dask LocalCluster)")  # fmt: skip
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help=f"{what} on the dask.distributed cluster at ADDRESS (e.g. tcp://head:8786); "
+                            "its workers must see the files at the same paths")  # fmt: skip
 
 
 def job_from_args(args: argparse.Namespace) -> CropJob:
@@ -89,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             last["name"] = name
             print(f"{name}: {done}/{total} objects", file=sys.stderr)
 
-    crop_set = run_crop_job(job, args.out, overwrite=args.overwrite, on_progress=progress)
+    crop_set = run_crop_job(job, args.out, overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler,
+                            on_progress=progress)  # fmt: skip
     groups = crop_set.table["group"].value_counts().to_dict()
     shape = "x".join(str(s) for s in crop_set.images.shape[1:])
     print(f"wrote {len(crop_set)} crops ({shape}) to {args.out}: " + ", ".join(f"{g} {n}" for g, n in groups.items()))

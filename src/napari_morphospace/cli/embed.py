@@ -13,10 +13,12 @@ from pathlib import Path
 
 
 from ..core.bundle import load_bundle
+from ..core.cluster import dask_client
 from ..core.data import load_crop_set
-from ..core.embed import embed
+from ..core.embed import embed, embed_on_cluster
 from ..core.export import export_table
 from ..core.errors import InputError
+from .crops import add_cluster_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="crops encoded at once")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda:0, mps")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_cluster_options(parser, "encode blocks of crops")
     parser.set_defaults(run=run)
 
 
@@ -39,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         raise InputError(f"{args.out} already exists; choose another --out or pass --overwrite")
     bundle = load_bundle(args.model, map_location=args.device)
-    crop_set = load_crop_set(args.crops)
-    table = embed(bundle, crop_set, batch_size=args.batch_size, device=args.device)
+    with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
+        if client is None:
+            table = embed(bundle, load_crop_set(args.crops), batch_size=args.batch_size, device=args.device)
+        else:
+            table = embed_on_cluster(client, args.model, args.crops, batch_size=args.batch_size, device=args.device)
     export_table(table, args.out, overwrite=args.overwrite)
     print(f"{len(table)} crops embedded in {bundle.latent_dim} dimensions; written to {args.out}", file=sys.stderr)
     return 0

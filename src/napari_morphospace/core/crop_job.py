@@ -1,7 +1,10 @@
 """Build one crop set from image files: the ``morphospace crops`` job and its YAML config.
 
 The widget saves the same :class:`CropJob` it would run on layers, so a crop
-set made interactively can be rebuilt from files on a cluster.
+set made interactively can be rebuilt from files on a cluster. Files are
+cropped one after another through :func:`~napari_morphospace.core.crops.build_crop_set`
+(the widget's path too), or in parallel, one task per file, on local worker
+processes or a dask.distributed cluster (:mod:`~napari_morphospace.core.cluster`).
 """
 
 from __future__ import annotations
@@ -9,15 +12,17 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from .crops import CropSettings, PatchSettings, crops_from_labels, patch_grid
-from .data import CropSet, concat_crop_sets, load_crop_set, save_crop_set
+from .cluster import dask_client, ordered_map
+from .crops import CropCancelled, CropSettings, CropSource, PatchSettings, build_crop_set
+from .data import CropSet, concat_crop_sets, load_crop_set
 from .errors import InputError
 from .io import read_stack
 from .preprocess import PreprocessPipeline
@@ -79,21 +84,35 @@ class CropJob:
         return self.groups[0] if len(self.groups) == 1 else self.groups[index]
 
 
-def read_labels(path: str | Path) -> np.ndarray:
-    """A label image as an integer array ``[T,] [Z,] Y, X``, refusing float or multi-channel files."""
-    stack = read_stack(path, reader="tifffile", lazy_threshold_bytes=1 << 62)
+def read_labels(path: str | Path) -> Any:
+    """A label image as an integer array ``[T,] [Z,] Y, X``, refusing float or multi-channel files.
+
+    numpy, or a dask array for files over 1 GiB (the crop builder loads one
+    time point at a time).
+    """
+    stack = read_stack(path, reader="tifffile")
     if "C" in stack.axes:
         raise InputError(
             f"label file {path} has {stack.data.shape[stack.axes.index('C')]} channels (axes {stack.axes}); "
             "save one label image per segmentation, without a channel axis"
         )
-    labels = np.asarray(stack.data)
-    if labels.dtype.kind not in "iub":
+    if np.dtype(stack.data.dtype).kind not in "iub":
         raise InputError(
-            f"label file {path} holds {labels.dtype} values, not integer labels; "
+            f"label file {path} holds {stack.data.dtype} values, not integer labels; "
             "save the segmentation as an integer (e.g. uint16) label image"
         )
-    return labels
+    labels = stack.data
+    return labels.astype(np.uint8) if labels.dtype == bool else labels
+
+
+def job_source(job: CropJob, index: int) -> CropSource:
+    """Image ``index`` of ``job`` (opened lazily when large) and its objects, ready for ``build_crop_set``."""
+    image_path = job.images[index]
+    stack = read_stack(image_path, reader=job.reader)
+    common = dict(group=job.group_of(index), source=str(image_path))
+    if job.objects == "labels":
+        return CropSource(stack, read_labels(job.labels[index]), "labels", job.crop, **common)
+    return CropSource(stack, None, "patches", job.patches, **common)
 
 
 def run_crop_job(
@@ -101,47 +120,77 @@ def run_crop_job(
     out: str | Path | None = None,
     *,
     overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
     on_progress: ProgressCallback | None = None,
     stop_event: threading.Event | None = None,
 ) -> CropSet:
     """Crop every image of ``job`` and return one crop set, saved to ``out`` when given.
 
-    Each image's crops are streamed to a temporary folder next to ``out`` and
-    joined at the end, so large jobs do not need all crops in memory; nothing
-    appears at ``out`` unless every image succeeded.
+    Images are opened one at a time and their crops streamed straight into
+    ``out``, so neither the images nor the crops need to fit in memory
+    together; nothing appears at ``out`` unless every image succeeded.
+
+    With ``workers`` (local processes) or ``scheduler`` (the address of a
+    dask.distributed cluster), each image is cropped by its own task into a
+    part folder next to ``out``, and the parts are joined into ``out`` in
+    image order as they finish: the crop set is the same as without.
     """
     job.check()
     if out is not None and Path(out).exists() and not overwrite:
         raise InputError(f"{out} already exists; choose another output folder or pass --overwrite")
-    parts: list[CropSet] = []
+    pipeline = job.preprocess if job.preprocess.steps else None
+    with dask_client(workers=workers, scheduler=scheduler) as client:
+        if client is None:
+            sources = (job_source(job, index) for index in range(len(job.images)))
+            return build_crop_set(sources, pipeline=pipeline, output=out, overwrite=overwrite,
+                                  on_progress=on_progress, stop_event=stop_event)  # fmt: skip
+        return _run_on_cluster(job, client, out, overwrite=overwrite, on_progress=on_progress, stop_event=stop_event)
+
+
+@dataclass
+class _Part:
+    """What one task gives back: its crop set (in memory), or the folder it wrote, and its warnings."""
+
+    index: int
+    crop_set: CropSet | None
+    folder: str | None
+    warnings: list[str]
+
+
+def _crop_part(task: tuple[CropJob, int, str | None]) -> _Part:
+    """Crop image ``index`` of ``job`` into ``folder`` (or memory), on a worker."""
+    job, index, folder = task
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        crop_set = build_crop_set([job_source(job, index)], pipeline=job.preprocess if job.preprocess.steps else None,
+                                  output=folder)  # fmt: skip
+    return _Part(index, None if folder else crop_set, folder, [str(w.message) for w in caught])
+
+
+def _run_on_cluster(job: CropJob, client: Any, out: str | Path | None, *, overwrite: bool,
+                    on_progress: ProgressCallback | None, stop_event: threading.Event | None) -> CropSet:  # fmt: skip
+    """One task per image; parts joined in image order as they arrive (streamed into ``out`` when given)."""
+    scratch = None
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".crops-", dir=Path(out).parent if out else None))
+        scratch = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.parts-", dir=Path(out).parent))
+    tasks = [(job, index, str(scratch / f"part{index}") if scratch else None) for index in range(len(job.images))]
+
+    def parts() -> Iterator[CropSet]:
+        for part in ordered_map(client, _crop_part, tasks):
+            if stop_event is not None and stop_event.is_set():
+                raise CropCancelled("crop making was stopped")
+            for message in part.warnings:
+                warnings.warn(f"{Path(job.images[part.index]).name}: {message}", UserWarning, stacklevel=2)
+            if on_progress is not None:
+                on_progress(Path(job.images[part.index]).name, 1, 1)
+            yield part.crop_set if part.folder is None else load_crop_set(part.folder, in_memory=False)
+            if part.folder is not None:
+                shutil.rmtree(part.folder, ignore_errors=True)  # joined: a few shard files, gone at once
+
     try:
-        for index, image_path in enumerate(job.images):
-            name = Path(image_path).name
-
-            def progress(done: int, total: int, name: str = name) -> None:
-                if on_progress is not None:
-                    on_progress(name, done, total)
-
-            stack = read_stack(image_path, reader=job.reader)
-            common = dict(
-                pipeline=job.preprocess if job.preprocess.steps else None,
-                group=job.group_of(index),
-                source=str(image_path),
-                output=scratch / f"part{index}" if out is not None else None,
-                on_progress=progress,
-                stop_event=stop_event,
-            )
-            if job.objects == "labels":
-                parts.append(crops_from_labels(stack, read_labels(job.labels[index]), job.crop, **common))
-            else:
-                parts.append(patch_grid(stack, job.patches, **common))
-        crop_set = concat_crop_sets(parts)
-        if out is not None:
-            save_crop_set(crop_set, out, overwrite=overwrite)
-            crop_set = load_crop_set(out)  # the parts in the scratch folder go away below
+        return concat_crop_sets(parts(), output=out, overwrite=overwrite)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return crop_set
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -2,7 +2,10 @@
 
 On disk a crop set is a folder::
 
-    images.zarr      zarr v3 array (N, C, [Z,] Y, X) float32, one crop per chunk
+    images.zarr      zarr v3 array (N, C, [Z,] Y, X) float32, uncompressed, in shards of
+                     ~32 MB (one file each) holding chunks of ~512 kB (whole crops), so a
+                     set of a million crops is a few hundred files and one crop is read
+                     without reading its shard
     crops.parquet    the table (authoritative, keeps dtypes)
     crops.csv        the same table for people and spreadsheets
     crop_set.json    format name and version, channel names, spacing,
@@ -10,11 +13,13 @@ On disk a crop set is a folder::
 
 Folders are written into a hidden temporary sibling and renamed into place at
 the end, so a crash or a cancelled run never leaves a half-written crop set.
+Crop sets written before sharding (one crop per chunk file) open unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -22,6 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 
 import dask.array as da
 import numpy as np
@@ -47,6 +55,10 @@ TABLE_PARQUET = "crops.parquet"
 TABLE_CSV = "crops.csv"
 METADATA_NAME = "crop_set.json"
 _TEXT_COLUMNS = ("source", "group", "annotation")
+# Storage layout of images.zarr: chunks of whole crops of about this size (the unit one random
+# read decodes; zarr's cost per chunk outweighs copying it), in shards (files) of about this size.
+CHUNK_BYTES = 2**19
+SHARD_BYTES = 2**25
 
 
 def bbox_columns(ndim: int) -> list[str]:
@@ -137,75 +149,163 @@ class CropSet:
             )
         if check_values is None:
             check_values = isinstance(self.images, np.ndarray)
-        if check_values and shape[0]:
-            images = _as_dask(self.images)
-            low, high, finite = da.compute(da.nanmin(images), da.nanmax(images), da.isfinite(images).all())
-            if not finite or low < 0 or high > 1:
-                raise InputError(
-                    f"crop values must be finite and in [0, 1]; found {low}..{high}"
-                    f"{'' if finite else ' and NaN or inf values'}"
-                )
+        if check_values:
+            for _, block in crop_blocks(self.images):
+                check_crop_values(block)
 
 
 def _as_dask(images: Any) -> da.Array:
-    """Wrap numpy, zarr or dask images as a dask array, one crop per chunk."""
+    """Wrap numpy, zarr or dask images as a dask array with one chunk per block of crops (a shard on disk)."""
     if isinstance(images, da.Array):
         return images
+    chunks = (block_length(images),) + tuple(images.shape[1:])
     if isinstance(images, zarr.Array):
-        return da.from_zarr(images)
-    return da.from_array(images, chunks=(1,) + tuple(images.shape[1:]))
+        return da.from_zarr(images, chunks=chunks)
+    return da.from_array(images, chunks=chunks)
 
 
-def concat_crop_sets(crop_sets: Sequence[CropSet]) -> CropSet:
+def crop_set_folder(crop_set: CropSet) -> Path | None:
+    """The folder a crop set's images are read from (a zarr set on disk), None for one in memory."""
+    if not isinstance(crop_set.images, zarr.Array):
+        return None
+    root = getattr(crop_set.images.store_path.store, "root", None)
+    return None if root is None else Path(str(root)).parent
+
+
+def block_length(images: Any) -> int:
+    """Crops per block for reading ``images`` in bulk: a shard of a zarr set, ~32 MB otherwise."""
+    shards = getattr(images, "shards", None)
+    if shards:
+        return int(shards[0])
+    crop_bytes = max(1, math.prod(int(s) for s in images.shape[1:]) * np.dtype(images.dtype).itemsize)
+    return max(1, SHARD_BYTES // crop_bytes)
+
+
+def crop_blocks(images: Any, length: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, crops)`` for consecutive blocks of ``length`` crops (default :func:`block_length`).
+
+    Each block is one read of a zarr or dask set, so a whole set can be checked or copied without
+    holding it in memory and without a task per crop.
+    """
+    length = length or block_length(images)
+    for start in range(0, int(images.shape[0]), length):
+        yield start, np.asarray(images[start : start + length])
+
+
+def check_crop_values(crops: np.ndarray) -> None:
+    """Refuse crops that are not finite or not in [0, 1], saying what was found."""
+    if crops.size == 0:
+        return
+    finite = bool(np.isfinite(crops).all())
+    low, high = np.nanmin(crops), np.nanmax(crops)
+    if not finite or low < 0 or high > 1:
+        raise InputError(
+            f"crop values must be finite and in [0, 1]; found {low}..{high}"
+            f"{'' if finite else ' and NaN or inf values'}"
+        )
+
+
+def concat_crop_sets(
+    crop_sets: Iterable[CropSet], *, output: str | os.PathLike | None = None, overwrite: bool = False
+) -> CropSet:
     """Join crop sets from several images into one, renumbering ``crop_id`` from 0.
 
     Every set keeps its own ``source`` and ``group`` columns. The sets must
     have the same crop shape, channel names and preprocessing, because one
     model is trained on the result; ``spacing`` is kept when all sets agree
     and left empty (unknown) otherwise.
+
+    Without ``output`` the result is in memory (numpy) when every set is, and
+    lazy (dask) otherwise. With ``output`` the sets are streamed into that
+    crop-set folder one block at a time as they come (``crop_sets`` may be a
+    generator), so the joined set never sits in memory.
     """
+    if output is not None:
+        return _concat_to_folder(crop_sets, output, overwrite)
+    crop_sets = list(crop_sets)
     if not crop_sets:
         raise InputError("no crop sets to join; make crops from at least one image first")
     first = crop_sets[0]
     for i, other in enumerate(crop_sets[1:], start=1):
-        if tuple(other.images.shape[1:]) != tuple(first.images.shape[1:]):
-            raise InputError(
-                f"crop set {i} has crops of shape {tuple(other.images.shape[1:])} but crop set 0 has "
-                f"{tuple(first.images.shape[1:])}; make all crops with the same size and channels"
-            )
-        if list(other.channel_names) != list(first.channel_names):
-            raise InputError(
-                f"crop set {i} has channels {other.channel_names} but crop set 0 has {first.channel_names}; "
-                "select the same channels in the same order"
-            )
-        if other.preprocess != first.preprocess:
-            raise InputError(
-                f"crop set {i} was made with different crop or preprocessing settings than crop set 0; "
-                "make all crops with the same settings"
-            )
+        _check_joinable(first, other, i)
     if all(isinstance(c.images, np.ndarray) for c in crop_sets):
         images = np.concatenate([c.images for c in crop_sets], axis=0)
     else:
         images = da.concatenate([_as_dask(c.images) for c in crop_sets], axis=0)
     table = pd.concat([c.table for c in crop_sets], ignore_index=True)
     table["crop_id"] = np.arange(len(table), dtype=np.int64)
-    same_spacing = all(tuple(c.spacing) == tuple(first.spacing) for c in crop_sets)
     return CropSet(
         images=images,
         table=table,
         channel_names=list(first.channel_names),
-        spacing=tuple(first.spacing) if same_spacing else (),
+        spacing=_common_spacing(c.spacing for c in crop_sets),
         preprocess=first.preprocess,
     )
+
+
+def _check_joinable(first: CropSet, other: CropSet, i: int) -> None:
+    """Refuse to join crop set ``i`` to crop set 0 when crops, channels or settings differ."""
+    if tuple(other.images.shape[1:]) != tuple(first.images.shape[1:]):
+        raise InputError(
+            f"crop set {i} has crops of shape {tuple(other.images.shape[1:])} but crop set 0 has "
+            f"{tuple(first.images.shape[1:])}; make all crops with the same size and channels"
+        )
+    if list(other.channel_names) != list(first.channel_names):
+        raise InputError(
+            f"crop set {i} has channels {other.channel_names} but crop set 0 has {first.channel_names}; "
+            "select the same channels in the same order"
+        )
+    if other.preprocess != first.preprocess:
+        raise InputError(
+            f"crop set {i} was made with different crop or preprocessing settings than crop set 0; "
+            "make all crops with the same settings"
+        )
+
+
+def _common_spacing(spacings: Iterable[Sequence[float]]) -> tuple[float, ...]:
+    """The spacing all sets share, or () (unknown) when they differ."""
+    distinct = {tuple(s) for s in spacings}
+    return distinct.pop() if len(distinct) == 1 else ()
+
+
+def _concat_to_folder(crop_sets: Iterable[CropSet], output: str | os.PathLike, overwrite: bool) -> CropSet:
+    """:func:`concat_crop_sets` streamed into a crop-set folder, one block of crops at a time."""
+    writer: CropSetWriter | None = None
+    first: CropSet | None = None
+    spacings: list[tuple[float, ...]] = []
+    try:
+        for i, crop_set in enumerate(crop_sets):
+            if first is None:
+                first = crop_set
+                writer = open_crop_set_writer(output, crop_set.images.shape[1:], crop_set.channel_names,
+                                              preprocess=crop_set.preprocess, overwrite=overwrite)  # fmt: skip
+            else:
+                _check_joinable(first, crop_set, i)
+            table = crop_set.table.reset_index(drop=True)
+            table["crop_id"] = np.arange(len(writer), len(writer) + len(table), dtype=np.int64)
+            for start, block in crop_blocks(crop_set.images):
+                writer.append(block, table.iloc[start : start + len(block)])
+            spacings.append(tuple(crop_set.spacing))
+        if writer is None:
+            raise InputError("no crop sets to join; make crops from at least one image first")
+        writer.spacing = _common_spacing(spacings)
+        return writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
 
 
 class CropSetWriter:
     """Streams crops into a crop-set folder so large sets never sit in memory.
 
     Crops go into a zarr array inside a hidden temporary sibling of
-    ``directory``; :meth:`close` writes the table and metadata and renames the
-    folder into place, :meth:`abort` (or leaving a ``with`` block with an
-    exception) deletes it. Use :func:`open_crop_set_writer` to make one.
+    ``directory``, one whole shard (file) at a time: appended crops wait in a
+    buffer of one shard, so memory stays at one shard whatever the number of
+    crops. Their values are checked as they arrive (finite, in [0, 1]).
+    :meth:`close` writes the table and metadata and renames the folder into
+    place, :meth:`abort` (or leaving a ``with`` block with an exception)
+    deletes it. Use :func:`open_crop_set_writer` to make one.
     """
 
     def __init__(
@@ -228,21 +328,28 @@ class CropSetWriter:
         self.spacing = tuple(float(s) for s in spacing)
         self.preprocess = preprocess
         self.overwrite = overwrite
-        _check_target(self.directory, overwrite)
+        check_crop_set_target(self.directory, overwrite)
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=f".{self.directory.name}.", suffix=".tmp"))
+        chunk, shard = _storage_layout(self.crop_shape)
         self._images = zarr.create_array(
             store=str(self._tmp / IMAGES_NAME),
             shape=(0,) + self.crop_shape,
-            chunks=(1,) + self.crop_shape,
+            chunks=(chunk,) + self.crop_shape,
+            shards=(shard,) + self.crop_shape,
             dtype="float32",
             fill_value=0.0,
+            compressors=None,
+            config={"write_empty_chunks": True},  # every chunk holds crops: skip zarr's check for empty ones
         )
+        self._buffer = np.empty((shard,) + self.crop_shape, np.float32)
+        self._buffered = 0
+        self._written = 0
         self._tables: list[pd.DataFrame] = []
         self._closed = False
 
     def __len__(self) -> int:
-        return int(self._images.shape[0])
+        return self._written + self._buffered
 
     def append(self, images: np.ndarray, rows: pd.DataFrame | Sequence[dict[str, Any]]) -> None:
         """Add crops ``(n, *crop_shape)`` float32 in [0, 1] and their ``n`` table rows."""
@@ -256,14 +363,36 @@ class CropSetWriter:
             )
         if len(rows) != images.shape[0]:
             raise InputError(f"{images.shape[0]} crops but {len(rows)} table rows")
-        self._images.append(images.astype(np.float32, copy=False), axis=0)
+        check_crop_values(images)
+        done = 0
+        while done < len(images):
+            take = min(len(images) - done, len(self._buffer) - self._buffered)
+            self._buffer[self._buffered : self._buffered + take] = images[done : done + take]
+            self._buffered += take
+            done += take
+            if self._buffered == len(self._buffer):
+                self._flush()
         self._tables.append(rows.reset_index(drop=True))
 
-    def close(self) -> CropSet:
-        """Write table and metadata, move the folder into place and return the crop set (lazy when large)."""
+    def _flush(self) -> None:
+        """Write the buffered crops as one shard (the last one may be partial)."""
+        if not self._buffered:
+            return
+        stop = self._written + self._buffered
+        self._images.resize((stop,) + self.crop_shape)
+        self._images[self._written : stop] = self._buffer[: self._buffered]
+        self._written, self._buffered = stop, 0
+
+    def close(self, *, in_memory: bool = False) -> CropSet:
+        """Write table and metadata, move the folder into place and return the crop set.
+
+        Its images stay on disk (a read-only zarr array) unless ``in_memory``.
+        """
         if self._closed:
             raise RuntimeError("this crop set writer is already closed")
         try:
+            self._flush()
+            self._buffer = np.empty((0,) + self.crop_shape, np.float32)
             columns = CROP_TABLE_COLUMNS + bbox_columns(len(self.crop_shape) - 1)
             table = pd.concat(self._tables, ignore_index=True) if self._tables else pd.DataFrame(columns=columns)
             CropSet(self._images, table, self.channel_names, self.spacing, self.preprocess).validate(check_values=False)
@@ -284,11 +413,13 @@ class CropSetWriter:
             self.abort()
             raise
         self._closed = True
-        return load_crop_set(self.directory)
+        images = zarr.open_array(str(self.directory / IMAGES_NAME), mode="r")
+        return CropSet(images[...] if in_memory else images, table, self.channel_names, self.spacing, self.preprocess)
 
     def abort(self) -> None:
         """Delete everything written so far; the target directory is left as it was."""
         self._closed = True
+        self._buffer = np.empty((0,) + self.crop_shape, np.float32)
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> CropSetWriter:
@@ -297,6 +428,13 @@ class CropSetWriter:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None and not self._closed:
             self.abort()
+
+
+def _storage_layout(crop_shape: tuple[int, ...]) -> tuple[int, int]:
+    """Crops per chunk (~``CHUNK_BYTES``) and per shard (~``SHARD_BYTES``, a whole number of chunks)."""
+    crop_bytes = math.prod(crop_shape) * 4
+    chunk = max(1, CHUNK_BYTES // crop_bytes)
+    return chunk, chunk * max(1, SHARD_BYTES // (chunk * crop_bytes))
 
 
 def open_crop_set_writer(
@@ -318,15 +456,13 @@ def open_crop_set_writer(
     )
 
 
-def save_crop_set(
-    crop_set: CropSet, directory: str | os.PathLike, *, overwrite: bool = False, batch_size: int = 256
-) -> Path:
+def save_crop_set(crop_set: CropSet, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``crop_set`` to a folder (see the module docstring), atomically.
 
-    Lazy images are copied ``batch_size`` crops at a time, so saving never
-    needs the whole set in memory.
+    Lazy images are copied one shard-sized block at a time (their values
+    checked on the way), so saving never needs the whole set in memory.
     """
-    crop_set.validate()
+    crop_set.validate(check_values=False)
     writer = open_crop_set_writer(
         directory,
         crop_set.images.shape[1:],
@@ -336,9 +472,8 @@ def save_crop_set(
         overwrite=overwrite,
     )
     with writer:
-        for start in range(0, len(crop_set), batch_size):
-            stop = min(start + batch_size, len(crop_set))
-            writer.append(np.asarray(crop_set.images[start:stop]), crop_set.table.iloc[start:stop])
+        for start, block in crop_blocks(crop_set.images):
+            writer.append(block, crop_set.table.iloc[start : start + len(block)])
         writer.close()
     return Path(directory)
 
@@ -389,8 +524,8 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
     return crop_set
 
 
-def _check_target(directory: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing folder unless asked to, and never one that is not a crop set."""
+def check_crop_set_target(directory: Path, overwrite: bool) -> None:
+    """Refuse to write a crop set over an existing folder unless asked to, and never over one that is not a crop set."""
     if not directory.exists():
         return
     if not directory.is_dir():
@@ -406,7 +541,7 @@ def _check_target(directory: Path, overwrite: bool) -> None:
 
 def _move_into_place(tmp: Path, directory: Path, overwrite: bool) -> None:
     """Rename the finished temporary folder to ``directory``, replacing an old crop set if allowed."""
-    _check_target(directory, overwrite)
+    check_crop_set_target(directory, overwrite)
     if not directory.exists():
         os.replace(tmp, directory)
         return
@@ -478,11 +613,28 @@ def _tables_agree(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return True
 
 
+def read_crops(images: Any, positions: np.ndarray) -> np.ndarray:
+    """``images[positions]`` as a float32 numpy array, in the order given, in one read.
+
+    Consecutive positions are one slice; others one orthogonal selection of
+    the sorted positions, which zarr serves reading each chunk once.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    if isinstance(images, np.ndarray) or positions.size == 0:
+        return np.asarray(images[positions], dtype=np.float32)
+    first = int(positions[0])
+    if np.array_equal(positions, np.arange(first, first + positions.size)):
+        return np.asarray(images[first : first + positions.size], dtype=np.float32)
+    unique, inverse = np.unique(positions, return_inverse=True)
+    block = images.oindex[unique] if isinstance(images, zarr.Array) else np.asarray(images[unique])
+    return np.asarray(block, dtype=np.float32)[inverse]
+
+
 class CropDataset(Dataset):
     """Crops as float32 tensors ``(C, [Z,] Y, X)`` for a torch ``DataLoader``.
 
-    Reads one crop at a time from numpy, zarr or dask images, so a set on disk
-    streams; the object pickles (zarr arrays reopen their store), so it works
+    Reads numpy, zarr or dask images one batch at a time (see
+    :meth:`__getitems__`), so a set on disk streams; the object pickles (zarr arrays reopen their store), so it works
     with ``DataLoader(num_workers=...)``.
 
     Parameters
@@ -521,7 +673,19 @@ class CropDataset(Dataset):
         return int(self.images.shape[0])
 
     def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        image = torch.from_numpy(np.array(self.images[index], dtype=np.float32))
+        return self._item(np.array(self.images[index], dtype=np.float32), index)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[torch.Tensor | tuple[torch.Tensor, ...]]:
+        """A whole batch of items; ``DataLoader`` calls this instead of one ``__getitem__`` per crop.
+
+        A set on disk is read with one call for the batch (a slice when the
+        indices are consecutive, as when embedding), not one per crop.
+        """
+        positions = np.asarray(indices, dtype=np.int64)
+        return [self._item(image, int(index)) for image, index in zip(read_crops(self.images, positions), positions)]
+
+    def _item(self, image: np.ndarray, index: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        image = torch.from_numpy(image)
         extras = []
         if self.labels is not None:
             extras.append(torch.tensor(self.labels[index], dtype=torch.int64))
@@ -538,6 +702,8 @@ __all__ = [
     "CropSetWriter",
     "bbox_columns",
     "concat_crop_sets",
+    "crop_blocks",
+    "crop_set_folder",
     "load_crop_set",
     "open_crop_set_writer",
     "save_crop_set",

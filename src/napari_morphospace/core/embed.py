@@ -4,20 +4,28 @@ The crop set may be one the model never saw, e.g. drug-treated cells embedded
 with a model trained on controls (as in the Statistical Cell drug study): the
 encoder is applied as is, in eval mode, so the new cells land in the same
 latent space as the training cells.
+
+A crop set on disk streams: batches are read in order, the next one while the
+model encodes the current one, so a set larger than memory embeds at the
+speed of one held in memory. :func:`embed_on_cluster` splits a set on disk
+into blocks encoded by dask.distributed workers.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from .bundle import Bundle, check_compatible
-from .data import CropDataset, CropSet
+from .bundle import Bundle, check_compatible, load_bundle
+from .cluster import ordered_map, worker_threads
+from .data import CropSet, block_length, load_crop_set, read_crops
 from .errors import InputError
 from .models import Condition, StackedConditionalVAE
 from .training import StopFlag
@@ -43,7 +51,7 @@ def embed(
         and supplies ``label_column``/``label_classes`` of its training.
     crop_set : CropSet
         Crops ``(N, C, [Z,] Y, X)`` float32 in [0, 1]; zarr-backed sets are
-        read one batch at a time, never in full.
+        read one batch at a time (the next while this one is encoded), never in full.
     batch_size : int
     device : str or torch.device
         Where to run the encoder (e.g. "cuda:0").
@@ -81,22 +89,72 @@ def embed(
         label_column = label_column or model_or_bundle.config.get("train_settings", {}).get("label_column")
         label_classes = label_classes or model_or_bundle.label_classes
     encode = _encoder(model, crop_set, label_column, label_classes)
-    dataset = CropDataset(crop_set)
-    loader = DataLoader(dataset, batch_size=batch_size)
     model.to(device).eval()
     mus, logvars = [], []
     done = 0
     with torch.no_grad():
-        for images in loader:
+        for images in _batches_read_ahead(crop_set.images, batch_size):
             if stop_event is not None and stop_event.is_set():
                 break
-            mu, logvar = encode(images.to(device), slice(done, done + len(images)))
+            mu, logvar = encode(torch.from_numpy(images).to(device), slice(done, done + len(images)))
             mus.append(mu.float().cpu().numpy())
             logvars.append(logvar.float().cpu().numpy())
             done += len(images)
             if on_progress is not None:
-                on_progress(done, len(dataset))
+                on_progress(done, len(crop_set))
     return _latent_table(crop_set.table.iloc[:done], mus, logvars, int(model.settings.latent_dim))
+
+
+def _batches_read_ahead(images: Any, batch_size: int) -> Iterator[np.ndarray]:
+    """Consecutive batches of ``images`` as float32 arrays, each read while the previous one is in use."""
+    n = int(images.shape[0])
+    starts = range(0, n, batch_size)
+    if isinstance(images, np.ndarray):
+        yield from (np.asarray(images[a : a + batch_size], dtype=np.float32) for a in starts)
+        return
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = None
+        for a in starts:
+            following = reader.submit(read_crops, images, np.arange(a, min(a + batch_size, n)))
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
+
+
+def embed_on_cluster(
+    client: Any,
+    bundle_path: str | os.PathLike,
+    crops_path: str | os.PathLike,
+    *,
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """:func:`embed` of the crop set at ``crops_path``, split into blocks encoded by dask.distributed workers.
+
+    Each task loads the bundle, reads one block of crops (a shard) from disk
+    and encodes it with as many torch threads as its worker has; the rows
+    come back in crop-set order, identical to :func:`embed` in one process.
+    Workers must see both folders at the same paths.
+    """
+    crop_set = load_crop_set(crops_path, in_memory=False)
+    check_compatible(load_bundle(bundle_path), crop_set)
+    block = block_length(crop_set.images)
+    tasks = [(str(bundle_path), str(crops_path), start, min(start + block, len(crop_set)), batch_size, device)
+             for start in range(0, len(crop_set), block)]  # fmt: skip
+    parts = list(ordered_map(client, _embed_block, tasks))
+    return pd.concat(parts, ignore_index=True) if parts else embed(load_bundle(bundle_path), crop_set)
+
+
+def _embed_block(task: tuple[str, str, int, int, int, str]) -> pd.DataFrame:
+    """One task of :func:`embed_on_cluster`: the latent rows of crops ``start:stop``."""
+    bundle_path, crops_path, start, stop, batch_size, device = task
+    torch.set_num_threads(worker_threads())
+    crop_set = load_crop_set(crops_path, in_memory=False)
+    block = CropSet(crop_set.images[start:stop], crop_set.table.iloc[start:stop], crop_set.channel_names,
+                    crop_set.spacing, crop_set.preprocess)  # fmt: skip
+    return embed(load_bundle(bundle_path, map_location=device), block, batch_size=batch_size, device=device)
 
 
 def _encoder(model: torch.nn.Module, crop_set: CropSet, label_column: str | None,
@@ -151,4 +209,4 @@ def _latent_table(table: pd.DataFrame, mus: list[np.ndarray], logvars: list[np.n
     return pd.concat([table[["crop_id"]], latents, others], axis=1)
 
 
-__all__ = ["embed"]
+__all__ = ["embed", "embed_on_cluster"]
