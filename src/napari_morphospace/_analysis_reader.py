@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._reader import LayerData, stack_to_layer_data
+from ._reader import LayerData, file_stem, stack_to_layer_data
 from .core.analysis import Analysis, is_analysis_folder, open_analysis
 from .core.crop_job import read_labels
+from .core.data import CropSet
+from .core.features import LabelsInfo, cell_table, join_latents, merge_latents, set_annotations
 from .core.io import read_stack
+from .core.selection import spatial_ndim
 
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -35,20 +38,22 @@ SOURCE_GAP_PX = 20  # empty pixels between two sources' fields in the viewer
 
 
 def analysis_layers(path: PathOrPaths) -> list[LayerData]:
-    """Layers of an analysis folder: each source image, and its Labels with one features row per cell.
+    """Layers of an analysis folder: each source image, and its Labels with one features row per embedded cell.
 
-    The Labels ``features`` hold ``index`` and ``label_id`` (the label value),
-    ``crop_id``, ``t``, ``group``, ``annotation`` and the latent columns
-    (``mu_*``, ``logvar_*``), so the scatter widget and other plugins can plot
-    them. Every layer's ``metadata`` has ``morphospace_analysis`` (the folder).
-    Sources are placed side by side along X (``translate``), each image with
-    its labels.
+    Layers are named as File > Open names them (the file names), which are
+    the names the Cells widget gave the crops' sources, so the reopened cells
+    find their layers again. The Labels ``features`` are those the session
+    writes (:func:`core.features.join_latents`): ``index`` (the label id),
+    ``crop_id``, ``group``, ``annotation``, the latents and any embedding or
+    cluster columns. Every layer's ``metadata`` has ``morphospace_analysis``
+    (the folder). Sources are placed side by side along X (``translate``),
+    each image with its labels.
     """
     folder = Path(path if isinstance(path, (str, os.PathLike)) else list(path)[0])
     analysis = open_analysis(folder, load_model=False)
     for message in [*analysis.problems, *analysis.notes]:
         warnings.warn(message, UserWarning, stacklevel=2)
-    table = cell_table(analysis)
+    table = analysis_cells(analysis)
     layers: list[LayerData] = []
     offset_x = 0.0  # sources side by side along X, so several fields do not cover each other
     for source, image_path in zip(analysis.manifest.sources, analysis.source_images):
@@ -65,44 +70,34 @@ def analysis_layers(path: PathOrPaths) -> list[LayerData]:
         labels_path = source.labels.resolve(analysis.folder) if source.labels is not None else None
         if labels_path is None:
             continue
-        features = rows_of_source(table, source.image.absolute, image_path)
-        name = f"{source.group or Path(image_path).name.split('.')[0]} cells"
-        layers.append((read_labels(labels_path), {
+        labels = read_labels(labels_path)
+        name = file_stem(labels_path)
+        aliases = (source.image.absolute, str(image_path))  # what crops cut with the command line name as source
+        features = layer_features(table, LabelsInfo(name, has_time=labels.ndim > spatial_ndim(table, labels.ndim),
+                                                    aliases=aliases))  # fmt: skip
+        layers.append((labels, {
             "name": name, "scale": scale, "translate": translate, "features": features,
             "metadata": {"morphospace_analysis": str(folder), "source": str(image_path), "group": source.group},
         }, "labels"))  # fmt: skip
     return layers
 
 
-def cell_table(analysis: Analysis) -> pd.DataFrame:
-    """One row per crop: the crop table joined with the latents and the saved annotations."""
-    if analysis.crop_set is not None:
-        table = analysis.crop_set.table.copy()
-    elif analysis.latents is not None:
-        table = analysis.latents.copy()
-    else:
+def analysis_cells(analysis: Analysis) -> pd.DataFrame:
+    """The analysis's per-cell table: its crops with their latents and the saved annotations (empty without crops or latents)."""
+    cells = cell_table(analysis.crop_set.table) if isinstance(analysis.crop_set, CropSet) else None
+    cells = merge_latents(cells, analysis.latents)
+    if cells is None:
         return pd.DataFrame()
-    if analysis.latents is not None and analysis.crop_set is not None:
-        latent_columns = [c for c in analysis.latents.columns if c not in table.columns or c == "crop_id"]
-        table = table.merge(analysis.latents[latent_columns], on="crop_id", how="left")
-    if analysis.annotations is not None and "crop_id" in table:
-        saved = analysis.annotations.set_index("crop_id")["annotation"]
-        current = table["annotation"] if "annotation" in table else pd.Series("", index=table.index)
-        table["annotation"] = table["crop_id"].map(saved).fillna(current).astype(str)
-    if "label_id" in table:
-        table.insert(0, "index", table["label_id"].astype(int))
-    return table
+    if analysis.annotations is not None:
+        cells = set_annotations(cells, analysis.annotations.set_index("crop_id")["annotation"])
+    return cells
 
 
-def rows_of_source(table: pd.DataFrame, recorded: str, found: Path) -> pd.DataFrame:
-    """The rows of one source image: by the path recorded at crop time, else (folder moved) by file name."""
-    if table.empty or "source" not in table:
+def layer_features(cells: pd.DataFrame, layer: LabelsInfo) -> pd.DataFrame:
+    """The features of one source's Labels layer: its embedded cells, as the session's writer puts them."""
+    if cells.empty or not any(c.startswith("mu_") for c in cells.columns):
         return pd.DataFrame()
-    sources = table["source"].astype(str)
-    rows = table[(sources == recorded) | (sources == str(found))]
-    if rows.empty:
-        rows = table[sources.map(lambda s: Path(s).name) == found.name]
-    return rows.reset_index(drop=True)
+    return join_latents(cells, [layer]).tables.get(layer.name, pd.DataFrame())
 
 
-__all__ = ["analysis_layers", "cell_table", "get_analysis_reader", "rows_of_source"]
+__all__ = ["analysis_cells", "analysis_layers", "get_analysis_reader", "layer_features"]

@@ -74,8 +74,12 @@ def _layer_names(stack: Stack) -> list[str]:
 
 
 def _file_stem(stack: Stack) -> str:
-    """The file name without any suffix (``cells.ome.tif`` -> ``cells``)."""
-    return Path(stack.source).name.split(".")[0] or "image"
+    return file_stem(stack.source)
+
+
+def file_stem(path: str | os.PathLike) -> str:
+    """The file name without any suffix (``cells.ome.tif`` -> ``cells``): the layer name File > Open gives it."""
+    return Path(path).name.split(".")[0] or "image"
 
 
 def _is_label_file(stack: Stack) -> bool:

@@ -258,7 +258,7 @@ def test_analysis_layers_warn_about_missing_sources_and_open_the_rest(saved, sou
     sources[0][0].unlink()
     with pytest.warns(UserWarning, match="control.tif"):
         layers = analysis_layers(folder)
-    assert [kwargs["name"] for _, kwargs, _ in layers][-1] == "treated cells"
+    assert [kwargs["name"] for _, kwargs, _ in layers][-1] == "treated_labels"  # as File > Open names it
     assert {kind for _, _, kind in layers} == {"image", "labels"}
 
 

@@ -6,7 +6,6 @@ import math
 import shutil
 import threading
 import warnings
-from pathlib import Path
 
 import dask.array as da
 import numpy as np

@@ -1,4 +1,8 @@
-"""The Annotate widget: click-to-annotate, overlay equals the brute-force mask, undo, features, autosave."""
+"""The Annotate widget: click-to-annotate, overlay equals the brute-force mask, undo, features, autosave.
+
+Annotations go into the session's per-cell table; its writer puts them into
+the layers' features, and one "annotations" layer shows the classes.
+"""
 
 from types import SimpleNamespace
 
@@ -6,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace._qt.annotation_widget import OVERLAY_SUFFIX, AnnotationWidget
+from napari_morphospace._qt.annotation_widget import OVERLAY_NAME, AnnotationWidget
 from napari_morphospace._qt.scatter_widget import ScatterWidget
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace.core.annotations import read_annotations
 from napari_morphospace.core.data import CropSet
 from napari_morphospace.core.errors import InputError
@@ -43,12 +47,13 @@ def _crop_set() -> CropSet:
 
 @pytest.fixture
 def widget(make_napari_viewer, tmp_path):
+    """Crops of the 'cells' layer, embedded (the session's latents), and two classes."""
     viewer = make_napari_viewer()
-    features = pd.DataFrame({"index": [1, 2, 3, 5], "mu_0": [0.0, 1.0, 2.0, 3.0]})
-    viewer.add_labels(_labels(), name="cells", features=features)
+    viewer.add_labels(_labels(), name="cells")
     widget = AnnotationWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.set_crop_set(_crop_set(), tmp_path / "crops")
+    session_for(viewer).latents = pd.DataFrame({"crop_id": [10, 11, 12, 13], "mu_0": [0.0, 1.0, 2.0, 3.0]})
     widget.add_class("round", "#ff0000")
     widget.add_class("spiky", "#0000ff")
     yield widget
@@ -75,7 +80,7 @@ def test_click_assigns_current_class_and_undo_restores(widget):
     _click(widget, layer, (12.0, 12.0))  # label 2 -> crop 11
     _click(widget, layer, (0.0, 0.0))  # background: nothing
     assert widget.store.annotations.to_dict() == {10: "", 11: "spiky", 12: "", 13: ""}
-    assert widget.crop_set.table["annotation"].tolist() == ["", "spiky", "", ""]
+    assert session_for(widget.viewer).cells["annotation"].tolist() == ["", "spiky", "", ""]
     assert layer.features["annotation"].tolist() == ["", "spiky", "", ""]
     widget.undo()
     assert widget.store.annotations.tolist() == ["", "", "", ""]
@@ -90,7 +95,8 @@ def test_click_assigns_current_class_and_undo_restores(widget):
 def test_overlay_equals_brute_force_mask(widget):
     widget.assign([10, 13], "round")
     widget.assign([12], "spiky")
-    overlay = widget.viewer.layers["cells" + OVERLAY_SUFFIX]
+    overlay = widget.viewer.layers[OVERLAY_NAME]
+    assert [layer.name for layer in widget.viewer.layers] == ["cells", OVERLAY_NAME]
     labels = _labels()
     expected = np.zeros_like(labels)
     expected[np.isin(labels, [1, 5])] = 1
@@ -103,19 +109,19 @@ def test_overlay_equals_brute_force_mask(widget):
     np.testing.assert_array_equal(overlay.data, expected)
 
 
-def test_assign_selected_uses_active_layer_selected_label(widget):
-    layer = widget.viewer.layers["cells"]
-    widget.viewer.layers.selection.active = layer
-    layer.selected_label = 3
-    widget.class_list.setCurrentRow(0)
-    assert widget.assign_selected() == 1
-    assert widget.store.annotations[12] == "round"
+def test_assign_selected_with_nothing_selected_annotates_nothing(widget):
+    """napari's "selected label" is 1 on a new layer: it is no selection, and cell 1 must not be annotated."""
+    widget.viewer.layers.selection.active = widget.viewer.layers["cells"]
+    assert widget.viewer.layers["cells"].selected_label == 1
+    with pytest.raises(InputError, match="no cells are selected"):
+        widget.assign_selected()
+    assert (widget.store.annotations == "").all()
 
 
 def _scatter(widget) -> ScatterWidget:
-    """A scatter plot of the 'cells' layer, whose features now carry crop ids; points at (mu_0, mu_1)."""
-    layer = widget.viewer.layers["cells"]
-    layer.features = layer.features.assign(crop_id=[10, 11, 12, 13], mu_1=[0.0, 1.0, 0.0, 1.0])
+    """A scatter plot of the 'cells' layer, embedded with points at (mu_0, mu_1)."""
+    latents = pd.DataFrame({"crop_id": [10, 11, 12, 13], "mu_0": [0.0, 1.0, 2.0, 3.0], "mu_1": [0.0, 1.0, 0.0, 1.0]})
+    session_for(widget.viewer).latents = latents
     scatter = ScatterWidget(widget.viewer)
     scatter.set_sources(["cells"])
     scatter.set_axes("mu_0", "mu_1")
@@ -124,17 +130,13 @@ def _scatter(widget) -> ScatterWidget:
 
 def test_assign_selected_takes_the_scatter_selection_first(widget):
     scatter = _scatter(widget)
-    layer = widget.viewer.layers["cells"]
-    widget.viewer.layers.selection.active = layer
-    layer.selected_label = 3  # crop 12: used only while the plot selects nothing
     scatter.select_polygon(np.array([[0.5, 0.5], [3.5, 0.5], [3.5, 1.5], [0.5, 1.5]]))  # points 1 and 3: crops 11, 13
     widget.class_list.setCurrentRow(1)  # "spiky"
     assert widget.assign_selected() == 2
     assert widget.store.annotations.to_dict() == {10: "", 11: "spiky", 12: "", 13: "spiky"}
     scatter.select_rows([])
-    widget.class_list.setCurrentRow(0)  # "round"
-    assert widget.assign_selected() == 1
-    assert widget.store.annotations.to_dict() == {10: "", 11: "spiky", 12: "round", 13: "spiky"}
+    with pytest.raises(InputError, match="no cells are selected"):
+        widget.assign_selected()
 
 
 def test_assign_to_named_selection(widget):

@@ -7,7 +7,7 @@ import torch
 
 from napari_morphospace._qt import embed_widget
 from napari_morphospace._qt.embed_widget import EmbedWidget
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace.core.bundle import load_bundle, save_bundle
 from napari_morphospace.core.data import CropSet
 from napari_morphospace.core.embed import embed
@@ -69,7 +69,7 @@ def test_features_hold_the_latents_of_embed_for_the_same_crops(viewer, bundle_di
     _run(qtbot, widget)
     expected = embed(load_bundle(bundle_dir), crops)
     latents = session_for(viewer).latents
-    assert latents is widget.latents
+    assert latents["crop_id"].tolist() == widget.latents["crop_id"].tolist() == list(range(6))
     np.testing.assert_allclose(latents[["mu_0", "mu_1", "mu_2"]], expected[["mu_0", "mu_1", "mu_2"]], rtol=1e-6)
     assert {"PCA_0", "PCA_1", "cluster"} <= set(latents.columns)
 
@@ -87,7 +87,7 @@ def test_features_hold_the_latents_of_embed_for_the_same_crops(viewer, bundle_di
     assert "'elsewhere.tif' come from a source that is no Labels layer" in widget.status.text()
 
     saved = widget.save_latent_table(tmp_path / "latents.parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(saved), latents)
+    pd.testing.assert_frame_equal(pd.read_parquet(saved), widget.latents)
     assert widget.save_latent_table(saved) is None and "already exist" in widget.status.text()
 
 

@@ -13,7 +13,8 @@ from napari_morphospace._qt.latent_widget import (
     SSIM_DIFFERENCE,
     LatentWidget,
 )
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.layers import view_box
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace.core.bundle import load_bundle, save_bundle
 from napari_morphospace.core.data import CropSet
 from napari_morphospace.core.gradcam import gradcam_encoder
@@ -135,9 +136,9 @@ def test_slider_at_plus_3_shows_the_decode_of_that_latent(widget, viewer, bundle
     assert layer.data.shape == (32, 32)
     np.testing.assert_allclose(layer.data, decode(bundle_2d, expected_z)[0], atol=1e-6)
     assert [lay.name for lay in viewer.layers].count(DECODED) == 1
-    # It sits left of the source images, so it hides none of their cells.
-    source_left = min(lay.extent.world[0][-1] for lay in viewer.layers if lay.name != DECODED)
-    assert layer.extent.world[1][-1] <= source_left
+    # It sits where the user looks: inside the view of the camera
+    low, high = view_box(viewer)
+    assert (layer.extent.world[0][-2:] >= low).all() and (layer.extent.world[1][-2:] <= high).all()
 
 
 def test_a_burst_of_slider_moves_decodes_far_fewer_times_and_ends_on_the_last(widget, viewer, bundle_2d, qtbot):
@@ -161,6 +162,22 @@ def test_use_selected_cell_starts_from_its_mu(widget, viewer, bundle_2d, qtbot):
     np.testing.assert_allclose(viewer.layers[DECODED].data, decode(bundle_2d, mu)[0], atol=1e-6)
     expected_slider = np.clip(mu[1] / LATENT_SCALE[1], -3, 3)
     assert widget.slider(1).value() == pytest.approx(expected_slider, abs=0.01)
+    # the decoded cell sits right next to the cell it starts from, top-aligned (label 3: y 40..59, x 20..39)
+    cell_top_left = viewer.layers["control cells"].data_to_world([40 - 0.5, 20 - 0.5])
+    cell_right = viewer.layers["control cells"].data_to_world([0, 40 - 0.5])[1]
+    decoded = viewer.layers[DECODED]
+    assert decoded.translate[0] == pytest.approx(cell_top_left[0]) and cell_right < decoded.translate[1] < cell_right + 10
+
+
+def test_start_cell_waits_for_a_cell_without_an_error_and_follows_the_selection(widget, viewer, bundle_2d, qtbot,
+                                                                               napari_hooks):
+    widget.start_combo.setCurrentText("cell")  # nothing chosen yet: a hint, not an error toast
+    assert "until a cell is chosen" in widget.status.text()
+    np.testing.assert_array_equal(widget.z, np.zeros(4, np.float32))
+    session_for(viewer).selection = [5]  # a cell clicked in the scatter plot
+    mu = session_for(viewer).latents.loc[5, [f"mu_{i}" for i in range(4)]].to_numpy(np.float32)
+    np.testing.assert_array_equal(widget.z, mu)
+    wait_for_z(qtbot, widget, mu)
 
 
 def test_traversal_grid_layer_and_figure(widget, viewer, bundle_2d, qtbot, tmp_path):
@@ -206,8 +223,8 @@ def test_gradcam_overlay_sits_on_the_selected_cell(widget, viewer, bundle_2d, qt
     viewer.layers["control cells"].selected_label = 4
     widget.show_gradcam(dim=0, sign=-1, cells="selected cell")
     wait_idle(qtbot, widget)
-    layer = next(lay for lay in viewer.layers if lay.name.startswith("Grad-CAM"))
-    assert layer.name == "Grad-CAM −dim 0 · control cells · cell 4"
+    layer = viewer.layers["Grad-CAM"]
+    assert (layer.metadata["dim"], layer.metadata["sign"], layer.metadata["label_ids"]) == (0, -1, [4])
     crop = session_for(viewer).crop_set.images[3:4]
     np.testing.assert_allclose(layer.data, gradcam_encoder(bundle_2d.model, crop, 0, sign=-1)[0], atol=1e-6)
     # the crop of label 4 showed source pixels y 60..79, x 25..44: 20 source pixels over 32 map pixels
@@ -223,7 +240,7 @@ def test_gradcam_overlay_sits_on_the_selected_cell(widget, viewer, bundle_2d, qt
 def test_gradcam_of_a_group_is_pasted_into_one_source_sized_map(widget, viewer, qtbot):
     widget.show_gradcam(dim=1, sign=1, cells="group: drug")
     wait_idle(qtbot, widget)
-    layer = viewer.layers["Grad-CAM +dim 1 · control cells"]
+    layer = viewer.layers["Grad-CAM"]
     assert layer.data.shape == (200, 200)
     np.testing.assert_allclose(layer.scale, SOURCE_SCALE)
     np.testing.assert_allclose(layer.translate, SOURCE_TRANSLATE)
@@ -236,7 +253,7 @@ def test_gradcam_of_a_group_is_pasted_into_one_source_sized_map(widget, viewer, 
     viewer.layers.remove(layer)
     viewer.layers.remove("control cells")
     widget.show_gradcam(dim=0, sign=1, cells="all cells")
-    assert not widget.busy and not any(lay.name.startswith("Grad-CAM") for lay in viewer.layers)
+    assert not widget.busy and "Grad-CAM" not in viewer.layers
 
 
 def test_gradcam_of_the_scatter_selection_maps_exactly_those_cells(widget, viewer, bundle_2d, qtbot):
@@ -245,7 +262,7 @@ def test_gradcam_of_the_scatter_selection_maps_exactly_those_cells(widget, viewe
     assert SCATTER_SELECTION in [widget.cells_combo.itemText(i) for i in range(widget.cells_combo.count())]
     widget.show_gradcam(dim=1, sign=1, cells=SCATTER_SELECTION)
     wait_idle(qtbot, widget)
-    layer = viewer.layers["Grad-CAM +dim 1 · control cells"]
+    layer = viewer.layers["Grad-CAM"]
     assert layer.metadata["label_ids"] == [2, 3, 7]
     rows = session.crop_set.table.iloc[[1, 2, 6]]
     maps = gradcam_encoder(bundle_2d.model, session.crop_set.images[[1, 2, 6]], 1, sign=1)

@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtGui import QImage, QPixmap
 
 from napari_morphospace._qt.scatter_widget import ScatterWidget
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace.core.data import CropSet
 from napari_morphospace.core.errors import InputError
 
@@ -63,7 +63,11 @@ def widget(make_napari_viewer):
 
 
 def _highlight(widget, source):
-    return np.asarray(widget.viewer.layers[f"{source} selection"].data)
+    """The one "selected cells" layer, showing ``source`` once the user makes it the active layer."""
+    widget.viewer.layers.selection.active = widget.viewer.layers[source]
+    layer = widget.viewer.layers["selected cells"]
+    assert np.allclose(layer.translate, widget.viewer.layers[source].translate[-layer.ndim :])
+    return np.asarray(layer.data)
 
 
 def test_plot_rows_follow_sources_and_axes(widget):
@@ -71,7 +75,8 @@ def test_plot_rows_follow_sources_and_axes(widget):
     assert [widget.x_combo.itemText(i) for i in range(widget.x_combo.count())] == ["mu_1", "mu_0"]
     widget.set_axes("mu_0", "mu_1")
     assert np.allclose(widget._positions, [[0, 0], [1, 1], [0.1, 0.2], [2, 0], [3, 3], [-1, -1]])
-    assert widget.source_list.count() == 2  # the highlight layers are not offered as sources
+    assert widget.source_list.count() == 2  # the highlight layer is not offered as a source
+    assert [layer.name for layer in widget.viewer.layers] == ["lapse", "still", "selected cells"]  # one for all sources
 
 
 def test_selecting_points_highlights_cells_of_current_frame_in_each_source(widget):
@@ -145,15 +150,6 @@ def test_color_by_category_and_number(widget):
         widget.set_color_by("nope")
 
 
-def test_clustering_runs_in_worker_and_colours_by_cluster(widget, qtbot):
-    worker = widget.compute_clusters("kmeans", 2)
-    with qtbot.waitSignal(worker.finished, timeout=20000):
-        pass
-    qtbot.waitUntil(lambda: widget._color_by == "cluster", timeout=5000)
-    clusters = widget.viewer.layers["still"].features["cluster"].tolist()
-    assert len(clusters) == 2 and clusters[0] != clusters[1]
-
-
 def test_layer_without_features_is_refused(widget):
     widget.viewer.add_labels(np.zeros((20, 20), np.uint8), name="bare")
     with pytest.raises(InputError, match="no features"):
@@ -193,9 +189,9 @@ def test_points_layer_source_highlights_selected_points_and_click_selects(make_n
     widget = ScatterWidget(viewer)
     widget.set_sources(["centres"])
     widget.select_rows([0, 2])
-    assert np.array_equal(viewer.layers["centres selection"].data, coords[[0, 2]])
+    assert np.array_equal(viewer.layers["selected points"].data, coords[[0, 2]])
     assert widget.select_at_image_position((20.0, 30.0)).tolist() == [1]
-    assert np.array_equal(viewer.layers["centres selection"].data, coords[[1]])
+    assert np.array_equal(viewer.layers["selected points"].data, coords[[1]])
 
 
 @pytest.fixture
@@ -208,7 +204,7 @@ def linked(make_napari_viewer):
     features = pd.DataFrame({"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13],
                              "mu_0": [0.0, 1.0, 0.0, 1.0], "mu_1": [0.0, 0.0, 1.0, 1.0]})  # fmt: skip
     viewer.add_labels(labels, name="cells", features=features)
-    table = pd.DataFrame({"crop_id": [13, 12, 11, 10], "source": "cells", "label_id": [4, 3, 2, 1],
+    table = pd.DataFrame({"crop_id": [13, 12, 11, 10], "source": "cells", "label_id": [4, 3, 2, 1], "t": 0,
                           "group": ["b", "a", "b", "a"]})  # fmt: skip  # not in plot order: looked up by crop id
     images = np.random.default_rng(3).random((4, 1, 3, 6, 8)).astype(np.float32)
     session_for(viewer).crop_set = CropSet(images, table, ["dna"], (1.0, 0.5, 0.5))
@@ -237,7 +233,7 @@ def test_lasso_publishes_crop_ids_to_the_session_and_back(linked):
     session.selection = [10, 99]  # another widget selects crop 10 (and one not plotted)
     assert linked.selected_rows.tolist() == [0]
     assert session.selection.tolist() == [10, 99]  # the plot shows what it can and does not write back
-    assert np.array_equal(np.asarray(linked.viewer.layers["cells selection"].data), (linked.viewer.layers["cells"].data == 1))
+    assert np.array_equal(np.asarray(linked.viewer.layers["selected cells"].data), (linked.viewer.layers["cells"].data == 1))
 
 
 def test_rows_without_crop_ids_are_not_published(widget):
@@ -277,3 +273,21 @@ def test_named_selection_is_kept_in_the_session_and_comes_back(linked):
     assert [linked.selection_list.item(i).text() for i in range(linked.selection_list.count())] == ["diagonal", "top"]
     assert linked.recall_selection("top").tolist() == [0, 1]
     assert session.selection.tolist() == [10, 11]
+
+
+def test_clusters_and_embeddings_go_to_the_session_table_and_from_there_to_the_features(linked, qtbot):
+    session = session_for(linked.viewer)
+    session.latents = pd.DataFrame({"crop_id": [10, 11, 12, 13], "mu_0": [0.0, 0.1, 5.0, 5.1], "mu_1": [0.0, 0.1, 5.0, 5.2]})
+    linked.plot.fit(np.array([[100.0, 100.0], [101.0, 101.0]]))  # the user zoomed somewhere
+    zoom = linked.plot.view.camera.rect
+    assert linked.compute_clusters("kmeans", 2) is not None  # a fast worker can finish before a waitSignal connects
+    qtbot.waitUntil(lambda: linked._color_by == "cluster", timeout=20000)
+    clusters = session.cells.set_index("crop_id")["cluster"]
+    assert clusters[10] == clusters[11] != clusters[12] == clusters[13]
+    assert linked.viewer.layers["cells"].features["cluster"].tolist() == clusters[[10, 11, 12, 13]].tolist()
+    assert linked.plot.view.camera.rect == zoom  # new columns do not move the user's view
+    assert linked.compute_embedding("PCA") is not None
+    qtbot.waitUntil(lambda: "PCA_1" in session.cells, timeout=20000)
+    assert linked._axes == ("PCA_0", "PCA_1")
+    assert session.latents[["PCA_0", "PCA_1", "cluster"]].notna().all().all()
+    np.testing.assert_allclose(linked._positions[:, 0], session.latents["PCA_0"].to_numpy()[::-1], rtol=1e-5)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace._qt.statistics_widget import SESSION_TABLE, StatisticsWidget
 
 
@@ -52,8 +52,8 @@ def test_dimension_two_ranks_first_with_the_hand_computed_d(viewer, qtbot, tmp_p
     assert summary.ranking[0] == 2 and expected > 1.0
     assert summary.effects.d[2] == pytest.approx(expected, rel=1e-9)
     assert summary.effects.ci_low[2] < expected < summary.effects.ci_high[2]
-    assert f"mu_2: d = {expected:+.3f}" in widget.tab_pages["forest"].itemAt(0).widget().text()
-    assert isinstance(widget.tab_pages["forest"].itemAt(1).widget(), FigureCanvasQTAgg)
+    assert f"mu_2: d = {expected:+.3f}" in widget.tab_pages["forest"].itemAt(1).widget().text()  # below the plot
+    assert isinstance(widget.tab_pages["forest"].itemAt(0).widget(), FigureCanvasQTAgg)  # the forest plot first
     assert "Active units (Var of μ > 0.01): 5 of 5" in widget.overview.text()
     assert summary.probe["balanced_accuracy"] > 0.75 and "balanced accuracy" in widget.probe_text.text()
 
@@ -99,5 +99,6 @@ def test_constant_dimension_is_flagged_and_layer_without_latents_explained(viewe
     widget.set_table_source("cells")
     _compute(qtbot, widget)
     assert 3 not in widget.summary.ranking and widget.summary.ranking[0] == 2
-    assert "d undefined (zero variance in both groups), left out: mu_3" in widget.tab_pages["forest"].itemAt(0).widget().text()
+    forest_text = widget.tab_pages["forest"].itemAt(1).widget().text()  # the plot, then its numbers
+    assert "d undefined (zero variance in both groups), left out: mu_3" in forest_text
     assert "needs logvar_* columns" in widget.tab_pages["kl"].itemAt(0).widget().text()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from skimage.draw import ellipse
 
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace.core.data import CropSet
 from napari_morphospace.core.sweep import load_sweep_settings
 

@@ -13,7 +13,7 @@ import torch
 from skimage.draw import ellipse
 
 from napari_morphospace._qt import train_widget as train_widget_module
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace._qt.train_widget import (
     PREVIEW_LAYER,
     TrainWidget,

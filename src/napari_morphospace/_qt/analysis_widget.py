@@ -3,15 +3,20 @@
 All reading and writing is in :mod:`napari_morphospace.core.analysis`,
 :mod:`napari_morphospace._analysis_reader` and :mod:`napari_morphospace.core.report`;
 this widget collects what the session holds, runs the core functions in
-background workers and shows the outcome. Opening a folder adds its layers
-(source images, and Labels whose ``features`` hold the latents) and restores
-the session's crop set, model bundle, latent table and named selections, so
-the other widgets (Train, Embed, Statistics, Latent space, Annotate, Scatter)
-pick them up through their session signals. Nothing in an analysis folder is ever executed.
+background workers and shows the outcome. Saving writes the session's
+per-cell table (latents, 2D embeddings, clusters), its annotations and
+classes, the named selections, and which docks were open with what the
+Scatter plot showed. Opening a folder adds its layers (source images, and
+Labels whose ``features`` hold the cells' columns, named as File > Open names
+them), restores the session's crop set, model bundle, per-cell table and
+named selections, so the other widgets (Train, Embed, Statistics, Latent
+space, Annotate, Scatter) pick them up through their session signals, and
+docks the widgets that were open. Nothing in an analysis folder is ever executed.
 """
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -21,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from magicgui.widgets import FileEdit, PushButton
+from npe2 import PluginManager
 from napari.layers import Image
 from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
 from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
@@ -40,6 +45,7 @@ from ..core.analysis import (
     open_analysis,
     save_analysis,
 )
+from ..core.annotations import classes_document, classes_from_document
 from ..core.bundle import Bundle, save_bundle
 from ..core.config import from_dict
 from ..core.data import CropSet
@@ -47,14 +53,30 @@ from ..core.errors import InputError
 from ..core.report import SECTIONS, write_report
 from ..core.training import TrainSettings
 from .cells_widget import find_sources
-from .layers import layer_file
-from .session import session_for
-from .workers import messages_from
+from ..viewer.layers import layer_file
+from ..viewer.session import session_for
+from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
+from .workers import Progress, ProgressDisplay, messages_from
 
 if TYPE_CHECKING:
     import napari
 
 ANALYSIS_FOLDER_NAME = "analysis"  # the Annotate widget's default: a sibling of the crop-set folder
+PLUGIN = "napari-morphospace"
+SCATTER = "Scatter"  # its plot settings are saved with the analysis
+
+
+def widget_names() -> list[str]:
+    """The display names of this plugin's widgets (the Plugins menu entries), from its manifest."""
+    manifest = PluginManager.instance().get_manifest(PLUGIN)
+    return [widget.display_name for widget in manifest.contributions.widgets or []]
+
+
+def open_docks(viewer: Any) -> dict[str, Any]:
+    """This plugin's widgets docked in ``viewer`` now: display name -> widget."""
+    docked = viewer.window.dock_widgets
+    return {name: docked[f"{name} ({PLUGIN})"] for name in widget_names() if f"{name} ({PLUGIN})" in docked}
 
 
 @dataclass
@@ -72,6 +94,11 @@ class SavePlan:
     selections: dict[str, tuple[int, ...]] = field(default_factory=dict)
     #: Metrics of the classifier trained in this viewer; None: the folder's classifier.json is kept.
     classifier: dict | None = None
+    #: ``crop_id, annotation`` and the classes document; None: the folder's annotations are kept.
+    annotations: pd.DataFrame | None = None
+    annotation_classes: dict | None = None
+    #: The docks open and what the Scatter plot shows (analysis.json ``plot_settings``).
+    plot_settings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -81,13 +108,6 @@ class OpenedAnalysis:
     analysis: Analysis
     layers: list[LayerData]
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ReportStep:
-    """Sent by the report worker before each section."""
-
-    text: str
 
 
 # --------------------------------------------------------------------------- workers
@@ -105,9 +125,11 @@ def _open_worker(folder: Path) -> OpenedAnalysis:
 
 @thread_worker
 def _report_worker(folder: Path):
-    return (yield from messages_from(
-        lambda send: write_report(folder, folder / REPORT_HTML, overwrite=True, on_step=lambda text: send(ReportStep(text)))
-    ))  # fmt: skip
+    sections = itertools.count(1)
+    return (yield from messages_from(lambda send: write_report(
+        folder, folder / REPORT_HTML, overwrite=True,
+        on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))),
+    )))  # fmt: skip
 
 
 def save_session(plan: SavePlan) -> AnalysisFolder:
@@ -126,7 +148,8 @@ def save_session(plan: SavePlan) -> AnalysisFolder:
         return save_analysis(
             manifest, images=plan.images or None, labels=plan.labels if plan.images else (),
             groups=plan.groups if plan.images else (), crop_set=plan.crop_set, model=model, latents=plan.latents,
-            selections=plan.selections or None, classifier=plan.classifier,
+            selections=plan.selections or None, classifier=plan.classifier, annotations=plan.annotations,
+            annotation_classes=plan.annotation_classes, plot_settings=plan.plot_settings,
         )  # fmt: skip
 
 
@@ -185,6 +208,7 @@ class AnalysisWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         #: The analysis last opened here (its sources are kept when saving) and its bundle's folder.
@@ -196,7 +220,8 @@ class AnalysisWidget(QWidget):
         self._on_session_crop_set(self.session.crop_set)
 
     def _build_form(self) -> None:
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(QLabel("Analysis folder: crop set, model, latents, annotations and report in one place"))
         self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
         layout.addWidget(self.folder_edit.native)
@@ -211,6 +236,7 @@ class AnalysisWidget(QWidget):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        scroll_in_dock(self, content, min_height=160)
         self.save_button.clicked.connect(lambda: self.save())
         self.open_button.clicked.connect(self._choose_and_open)
         self.report_button.clicked.connect(lambda: self.write_report())
@@ -294,10 +320,22 @@ class AnalysisWidget(QWidget):
         if self.opened is not None and bundle is not None and bundle is self.opened.bundle:
             bundle = self.opened.manifest.path_of("model") or bundle
         sources = self._sources()
+        annotated = session.cells is not None and bool(session.annotation_classes)
         return SavePlan(folder=folder, images=list(sources), labels=[v[0] for v in sources.values()],
                         groups=[v[1] for v in sources.values()], crop_set=crop_set, bundle=bundle,
                         latents=session.latents, selections=session.named_selections,
-                        classifier=session.classifier_metrics)  # fmt: skip
+                        classifier=session.classifier_metrics,
+                        annotations=session.cells[["crop_id", "annotation"]] if annotated else None,
+                        annotation_classes=classes_document(session.annotation_classes) if annotated else None,
+                        plot_settings=self.plot_settings())  # fmt: skip
+
+    def plot_settings(self) -> dict[str, Any]:
+        """The docks open now and what the Scatter plot shows, for ``analysis.json``."""
+        docks = open_docks(self.viewer)
+        settings: dict[str, Any] = {"docks": list(docks)}
+        if SCATTER in docks:
+            settings["scatter"] = docks[SCATTER].settings()
+        return settings
 
     def _sources(self) -> dict[Path, tuple[Path | None, str]]:
         """The opened analysis's sources (found or as recorded), then image files of layers it does not have."""
@@ -347,9 +385,11 @@ class AnalysisWidget(QWidget):
         self.session.analysis_folder = analysis.folder
         self.session.crop_set_folder = analysis.manifest.path_of("crop_set") if analysis.crop_set is not None else None
         self.session.crop_set = analysis.crop_set
+        self._restore_annotations(analysis)
         self.session.bundle = analysis.bundle
         self.session.latents = analysis.latents
         self.session.named_selections = analysis.selections
+        self._restore_docks(analysis.manifest.plot_settings)
         restored = [name for name, part in (("crop set", analysis.crop_set), ("model", analysis.bundle),
                                              ("latents", analysis.latents)) if part is not None]  # fmt: skip
         if analysis.selections:
@@ -364,6 +404,29 @@ class AnalysisWidget(QWidget):
         else:
             notification_manager.dispatch(Notification(summary, severity=NotificationSeverity.INFO))
 
+    def _restore_annotations(self, analysis: Analysis) -> None:
+        """The saved annotations and classes into the session (the Annotate widget, when open, reads them from the folder)."""
+        if self.session.cells is None or analysis.annotations is None:
+            return
+        self.session.set_annotations(analysis.annotations.set_index("crop_id")["annotation"])
+        if analysis.annotation_classes is not None:
+            try:
+                self.session.annotation_classes = classes_from_document(analysis.annotation_classes)
+            except InputError:
+                pass  # the folder's problems already name a damaged classes file
+
+    def _restore_docks(self, settings: dict[str, Any]) -> None:
+        """Dock the widgets that were open when the analysis was saved, and show the saved Scatter plot."""
+        docks = open_docks(self.viewer)
+        for name in settings.get("docks", []):
+            if name in widget_names() and name not in docks:
+                _dock, docks[name] = self.viewer.window.add_plugin_dock_widget(PLUGIN, name)
+        if SCATTER in docks and isinstance(settings.get("scatter"), dict):
+            try:
+                docks[SCATTER].apply_settings(settings["scatter"])
+            except InputError as err:
+                show_error(f"the saved scatter plot could not be shown again: {err}")
+
     # ----------------------------------------------------------------- report
 
     def write_report(self, folder: str | Path | None = None) -> Any:
@@ -375,16 +438,12 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self._report_error(err)
             return None
-        bar = progress(total=len(SECTIONS), desc="Writing the report")
+        display = ProgressDisplay("Writing the report", show_text=self.status.setText, parent=self)
         worker = _report_worker(chosen, _ignore_errors=True)
-        worker.yielded.connect(lambda step: self._on_report_step(step, bar))
-        worker.finished.connect(bar.close)
+        worker.yielded.connect(display.post)
+        for signal in (worker.returned, worker.errored, worker.finished):  # before the outcome is shown
+            signal.connect(lambda *_: display.close())
         return self._start(worker, self._on_report_written, f"Writing the report of {chosen}…")
-
-    def _on_report_step(self, step: ReportStep, bar: progress) -> None:
-        self.status.setText(step.text + "…")
-        bar.set_description(step.text)
-        bar.update(1)
 
     def _on_report_written(self, path: Path) -> None:
         self.last_report = Path(path)

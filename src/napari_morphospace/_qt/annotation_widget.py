@@ -1,15 +1,18 @@
 """The "Annotate" widget: classes with colours, assign cells by selection or click, undo/redo, export.
 
 All logic lives in :mod:`core.annotations` (store, autosave, overlay lookup
-table) and :mod:`core.export`; this widget is a form, buttons and the overlay
-layers. Annotations are autosaved after every change into the analysis folder:
-the one chosen in the form, or by default ``<crop set folder>/../analysis``
-(a sibling ``analysis`` folder of the crop-set folder) when the session knows
-where the crop set was saved. "Assign to selected" takes the cells selected
-in the scatter plot (the session's selection, as crop ids) when there are
-any, else the selected label of the active Labels layer; "Assign to named
-selection" takes a selection kept in the scatter plot (or opened with an
-analysis). Scripts call :meth:`AnnotationWidget.assign` with crop ids.
+table) and :mod:`core.export`; this widget is a form, buttons and the overlay.
+The cells are the session's (its crop set); every change goes into the
+session's per-cell table (``annotation`` column), which writes the layers'
+features, and is autosaved into the analysis folder: the one chosen in the
+form, or by default ``<crop set folder>/../analysis`` (a sibling ``analysis``
+folder of the crop-set folder) when the session knows where the crop set was
+saved. "Assign to selected" takes the cells selected in the scatter plot (or
+clicked in the image while the Scatter dock is open: the session's
+selection, as crop ids); "Assign to named selection" takes a selection kept
+in the scatter plot (or opened with an analysis). One "annotations" layer
+shows the classes on the source shown now. Scripts call
+:meth:`AnnotationWidget.assign` with crop ids.
 """
 
 from __future__ import annotations
@@ -44,13 +47,19 @@ from qtpy.QtWidgets import (
 
 from ..core.annotations import AnnotationStore, annotation_overlay, class_codes
 from ..core.errors import InputError
-from ..core.export import MANIFEST_NAME, analysis_table, export_anndata, export_crops, export_table
-from .session import session_for
+from ..core.features import has_latents
+from ..viewer.callbacks import weak_key_callback
+from ..viewer.features import source_names
+from ..viewer.layers import SourceOverlay, is_overlay
+from ..viewer.session import session_for
+from .dock import scroll_in_dock
+from ..core.export import MANIFEST_NAME, export_anndata, export_crops, export_table
+from .docking import tab_with_other_docks
 
 if TYPE_CHECKING:
     import napari
 
-OVERLAY_SUFFIX = " annotations"
+OVERLAY_NAME = "annotations"  # the one layer that shows the classes on the source shown now
 ANALYSIS_FOLDER_NAME = "analysis"
 
 
@@ -59,27 +68,30 @@ class AnnotationWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.store: AnnotationStore | None = None
         self.crop_set: Any = None
-        self._crop_set_folder: Path | None = None
-        self._overlays: dict[str, Labels] = {}
         self._click_layers: list[Labels] = []
         self._finalizer: weakref.finalize | None = None
         self._build_form()
+        self._overlay = SourceOverlay(napari_viewer, OVERLAY_NAME, "labels", self._render_overlay, opacity=0.5,
+                                      blending="translucent")  # fmt: skip
         self.session.crop_set_changed.connect(self._on_crop_set)
         self.session.named_selections_changed.connect(self._on_named_selections)
         self._on_named_selections(self.session.named_selections)
-        napari_viewer.bind_key("Control-Z", lambda _viewer: self._undo_clicked(), overwrite=True)
-        napari_viewer.bind_key("Control-Shift-Z", lambda _viewer: self._redo_clicked(), overwrite=True)
+        # weakly: a key binding must not keep a closed widget alive
+        napari_viewer.bind_key("Control-Z", weak_key_callback(self._undo_clicked), overwrite=True)
+        napari_viewer.bind_key("Control-Shift-Z", weak_key_callback(self._redo_clicked), overwrite=True)
         if self.session.crop_set is not None:
             self._on_crop_set(self.session.crop_set)
 
     # ---------------------------------------------------------------- the form
 
     def _build_form(self) -> None:
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
         self.folder_edit.changed.connect(lambda value: self._report(self.set_analysis_folder, value))
         layout.addWidget(QLabel("Analysis folder (annotations are saved here after every change)"))
@@ -161,6 +173,7 @@ class AnnotationWidget(QWidget):
         box.addLayout(row)
         layout.addWidget(export)
         layout.addStretch()
+        scroll_in_dock(self, content)
         self._refresh()
 
     @staticmethod
@@ -178,15 +191,22 @@ class AnnotationWidget(QWidget):
 
     # ------------------------------------------------------- crop set and store
 
-    def _on_crop_set(self, crop_set: Any) -> None:
-        folder = self.session.crop_set_folder
-        self._report(self.set_crop_set, crop_set, folder)
-
     def set_crop_set(self, crop_set: Any, folder: str | Path | None = None) -> None:
-        """Annotate the crops of ``crop_set``; ``folder`` (where it is saved) gives the default analysis folder."""
+        """Annotate the crops of ``crop_set``, made the session's; ``folder`` (where it is saved) gives the default analysis folder."""
+        self.session.crop_set_changed.disconnect(self._on_crop_set)  # here a refusal is raised, not only shown
+        try:
+            self.session.crop_set_folder = Path(folder) if folder else None
+            self.session.crop_set = crop_set
+        finally:
+            self.session.crop_set_changed.connect(self._on_crop_set)
+        self._use_crop_set(crop_set)
+
+    def _on_crop_set(self, crop_set: Any) -> None:
+        self._report(self._use_crop_set, crop_set)
+
+    def _use_crop_set(self, crop_set: Any) -> None:
         self._close_store()
         self.crop_set = crop_set
-        self._crop_set_folder = Path(folder) if folder else None
         if crop_set is not None:
             folder_value = str(self.folder_edit.value)
             default = self._default_folder()
@@ -207,8 +227,8 @@ class AnnotationWidget(QWidget):
         """The analysis folder opened in this viewer, else ``<crop set folder>/../analysis``."""
         if self.session.analysis_folder is not None:
             return Path(self.session.analysis_folder)
-        if self._crop_set_folder is not None:
-            return self._crop_set_folder.parent / ANALYSIS_FOLDER_NAME
+        if self.session.crop_set_folder is not None:
+            return Path(self.session.crop_set_folder).parent / ANALYSIS_FOLDER_NAME
         return None
 
     def set_analysis_folder(self, folder: str | Path) -> None:
@@ -328,21 +348,18 @@ class AnnotationWidget(QWidget):
         return changed
 
     def selected_crop_ids(self) -> np.ndarray:
-        """Crop ids of the cells selected now.
+        """Crop ids of the cells selected now: the session's selection (scatter plot, or cells clicked in the image).
 
-        The scatter plot's selection (the session's) when it holds cells, else
-        the selected label of the active Labels layer (current frame).
+        A Labels layer's "selected label" is not a selection: napari sets it
+        to 1 on every new layer, so taking it would annotate cell 1 whenever
+        nothing was selected.
         """
-        if len(self.session.selection):
-            return self.session.selection
-        layer = self.viewer.layers.selection.active
-        if not isinstance(layer, Labels) or layer.selected_label <= 0:
-            raise InputError("select a cell first: pick its label in a Labels layer, or select points in the plot")
-        t = self._current_t(layer)
-        crop_ids = self.crop_ids_of(layer.name, [layer.selected_label], t)
-        if not len(crop_ids):
-            raise InputError(f"label {layer.selected_label} of {layer.name!r} is not a cell of the crop set")
-        return crop_ids
+        if not len(self.session.selection):
+            raise InputError(
+                "no cells are selected: select points in the Scatter plot (lasso, box or click), click cells in the "
+                "image while the Scatter dock is open, or tick 'click a cell to annotate it'"
+            )
+        return self.session.selection
 
     def assign_selected(self) -> int:
         return self.assign(self.selected_crop_ids())
@@ -368,26 +385,21 @@ class AnnotationWidget(QWidget):
 
     def crop_ids_of(self, source: str, label_ids: Sequence[int], t: int | None = None) -> np.ndarray:
         """Crop ids of the cells ``label_ids`` of source layer ``source`` (frame ``t`` when given)."""
-        rows = self._source_rows(source)
+        rows = self._source_rows((source,))
         mask = rows["label_id"].isin(list(label_ids))
         if t is not None and "t" in rows.columns:
             mask &= rows["t"] == t
         return rows.loc[mask, "crop_id"].to_numpy(dtype=np.int64)
 
-    def _source_rows(self, source: str) -> pd.DataFrame:
-        if self.crop_set is None:
+    def _source_rows(self, names: Sequence[str]) -> pd.DataFrame:
+        """The session's cells cut from the source known by any of ``names`` (layer name, file)."""
+        cells = self.session.cells
+        if self.crop_set is None or cells is None:
             raise InputError("there is no crop set to annotate; build or load crops in the Cells widget first")
-        table = self.crop_set.table
-        return table[table["source"].astype(str) == source]
+        return cells[cells["source"].astype(str).isin(names)]
 
     def _spatial_ndim(self) -> int:
         return 3 if "z_start" in self.crop_set.table.columns else 2
-
-    def _current_t(self, layer: Labels) -> int | None:
-        if layer.ndim <= self._spatial_ndim():
-            return None
-        step = self.viewer.dims.current_step
-        return int(step[len(step) - layer.ndim])
 
     # ------------------------------------------------------------ click mode
 
@@ -413,14 +425,18 @@ class AnnotationWidget(QWidget):
         t = None
         if layer.ndim > self._spatial_ndim():
             t = int(round(float(layer.world_to_data(event.position)[0])))
-        crop_ids = self.crop_ids_of(layer.name, [int(value)], t)
-        if len(crop_ids):
-            self._report(self.assign, crop_ids)
+        rows = self._source_rows(source_names(layer))
+        mask = (rows["label_id"] == int(value)).to_numpy()
+        if t is not None and "t" in rows.columns:
+            mask &= (rows["t"] == t).to_numpy()
+        if mask.any():
+            self._report(self.assign, rows.loc[mask, "crop_id"].to_numpy(dtype=np.int64))
 
     def _source_layers(self) -> list[Labels]:
+        """The Labels layers the crops were cut from (by layer name or ``metadata["source"]``)."""
         sources = set(self.crop_set.table["source"].astype(str))
         return [layer for layer in self.viewer.layers
-                if isinstance(layer, Labels) and layer.name in sources and layer not in self._overlays.values()]
+                if isinstance(layer, Labels) and not is_overlay(layer) and sources & set(source_names(layer))]
 
     # ----------------------------------------------------------- undo / redo
 
@@ -443,10 +459,11 @@ class AnnotationWidget(QWidget):
     # -------------------------------------------------------- showing changes
 
     def _changed(self, select: str | None = None) -> None:
-        """After every change: class list, overlays, layer features, crop table, status."""
+        """After every change: the session's cells (hence the layers' features), the overlay, the class list."""
         if self.store is not None and self.crop_set is not None:
-            self.crop_set.table = self.store.apply_to_table(self.crop_set.table)
-            self._update_layers()
+            self.session.annotation_classes = self.store.classes
+            self.session.set_annotations(self.store.annotations)
+            self._overlay.set_sources(self._source_layers())
         self._refresh(select)
 
     def _refresh(self, select: str | None = None) -> None:
@@ -470,26 +487,18 @@ class AnnotationWidget(QWidget):
         self.undo_button.setEnabled(self.store is not None and self.store.can_undo)
         self.redo_button.setEnabled(self.store is not None and self.store.can_redo)
 
-    def _update_layers(self) -> None:
-        """Overlay layers (class colours over the source labels) and ``features["annotation"]``."""
-        names = self.store.class_names
+    def _render_overlay(self, layer: Labels, current: Any) -> tuple[np.ndarray, dict] | None:
+        """The "annotations" overlay of the shown source: each cell's class code, coloured like its class."""
+        if self.store is None:
+            return None
+        rows = self._source_rows(source_names(layer))
+        codes = class_codes(rows["annotation"].to_numpy(), self.store.class_names)
+        data = self.overlay_data(layer, rows["label_id"].to_numpy(), codes,
+                                 rows["t"].to_numpy() if "t" in rows.columns else None)  # fmt: skip
         colours = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
         colours.update({i + 1: cls.rgba for i, cls in enumerate(self.store.classes)})
-        for layer in self._source_layers():
-            rows = self._source_rows(layer.name)
-            codes = class_codes(rows["annotation"].to_numpy(), names)
-            data = self.overlay_data(layer, rows["label_id"].to_numpy(), codes,
-                                     rows["t"].to_numpy() if "t" in rows.columns else None)
-            overlay = self._overlays.get(layer.name)
-            if overlay is None or overlay not in self.viewer.layers:
-                overlay = self.viewer.add_labels(data, name=layer.name + OVERLAY_SUFFIX, scale=layer.scale,
-                                                 translate=layer.translate, opacity=0.5, blending="translucent")
-                self._overlays[layer.name] = overlay
-                self.viewer.layers.selection.active = layer
-            else:
-                overlay.data = data
-            overlay.colormap = DirectLabelColormap(color_dict=colours)
-            self._write_features(layer, rows)
+        placement = {"scale": layer.scale, "translate": layer.translate, "colormap": DirectLabelColormap(color_dict=colours)}
+        return data, placement
 
     def overlay_data(self, layer: Labels, label_ids: np.ndarray, codes: np.ndarray, t: np.ndarray | None) -> np.ndarray:
         """Class code per pixel of ``layer`` (0 = not annotated), frame by frame for time-lapses."""
@@ -501,23 +510,6 @@ class AnnotationWidget(QWidget):
             here = t == frame
             out[frame] = annotation_overlay(labels[frame], label_ids[here], codes[here])
         return out
-
-    @staticmethod
-    def _write_features(layer: Labels, rows: pd.DataFrame) -> None:
-        """Set ``layer.features["annotation"]`` for rows matching (label id, t), leaving other rows as they were."""
-        features = layer.features
-        label_column = next((c for c in ("label_id", "index") if c in features.columns), None)
-        if label_column is None or not len(features):
-            return
-        keys = ["label_id"] + (["t"] if "t" in features.columns and "t" in rows.columns else [])
-        lookup = rows[keys + ["annotation"]].drop_duplicates(keys)
-        left = features.rename(columns={label_column: "label_id"})[keys].reset_index(drop=True)
-        merged = left.merge(lookup, on=keys, how="left")["annotation"]
-        features = features.copy()
-        old = features["annotation"] if "annotation" in features.columns else pd.Series("", index=features.index)
-        features["annotation"] = np.where(merged.notna().to_numpy(), merged.to_numpy(dtype=object),
-                                          old.fillna("").to_numpy(dtype=object))
-        layer.features = features
 
     # --------------------------------------------------------------- export
 
@@ -531,13 +523,13 @@ class AnnotationWidget(QWidget):
                             format=file_format, overwrite=overwrite)
 
     def export_table(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """The crop table with latents (from the session) and annotations: .csv, .parquet or .h5ad."""
-        store = self._require_store()
-        table = analysis_table(self.crop_set.table, self.session.latents, store.annotations)
+        """The session's per-cell table (crops, latents, embeddings, clusters, annotations): .csv, .parquet or .h5ad."""
+        self._require_store()
+        table = self.session.cells
         if Path(path).suffix.lower() == ".h5ad":
             if self.session.latents is None:
                 raise InputError("AnnData export needs latents; embed the cells first")
-            return export_anndata(table[table["mu_0"].notna().to_numpy()], path, overwrite=overwrite)
+            return export_anndata(table[has_latents(table)], path, overwrite=overwrite)
         return export_table(table, path, overwrite=overwrite)
 
     def _export_crops_clicked(self) -> None:

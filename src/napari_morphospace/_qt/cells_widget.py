@@ -9,7 +9,6 @@ that sends typed messages back.
 from __future__ import annotations
 
 import inspect
-import re
 import threading
 import time
 import warnings
@@ -22,7 +21,6 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, PushButton, Widget, create_widget
 from napari.layers import Image, Labels, Points, Shapes
 from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
@@ -49,14 +47,18 @@ from ..core.data import CropSet, crop_set_folder
 from ..core.errors import InputError
 from ..core.io import Stack
 from ..core.gallery import composite_rgb, crop_montage
+from ..core.pairing import (
+    LayerInfo, Pairing, folder_name, looks_like_labels, pair_layers, pair_patches, source_stem,
+    channel_names as named_channels,
+)  # fmt: skip
 from ..core.preprocess import STEPS, PreprocessPipeline, PreprocessStep, apply_pipeline
+from .docking import tab_with_other_docks
 from .forms import field_widget, read_form, settings_form
-from .layers import layer_file
-from .session import session_for
-from .workers import messages_from
+from ..viewer.layers import layer_file
+from ..viewer.session import session_for
+from .workers import Progress, ProgressDisplay, messages_from
 
 ObjectKind = Literal["labels", "points", "shapes", "patches"]
-OBJECT_LAYER_TYPES = {"labels": Labels, "points": Points, "shapes": Shapes}
 
 #: Steps in the order the editor applies them. It covers both published
 #: pipelines (macrophage: grayscale, CLAHE, sharpen, resize, min-max;
@@ -72,6 +74,9 @@ PRESETS = {
     "Statistical Cell": ("subtract_mode", "align_major_axis", "center_on_channel"),
 }
 PREVIEW_PX = 150
+#: The sources table's columns: the pairing first; image channels, group and axes can be edited.
+COLUMNS = ("use", "objects", "image channels", "group", "axes")
+TABLE_ROWS_SHOWN = 8  # the table grows up to this many rows, then scrolls
 
 
 @dataclass
@@ -83,15 +88,6 @@ class Source:
     axes: str
     group: str
     use: bool = True
-
-
-@dataclass
-class CropProgress:
-    """Sent by the build worker after each batch of objects."""
-
-    source: str
-    done: int
-    total: int
 
 
 @dataclass
@@ -112,52 +108,60 @@ def layer_axes(layer: Image) -> str:
     return {2: "YX", 3: "ZYX", 4: "TZYX"}.get(layer.ndim, "")
 
 
-LABEL_SUFFIX = re.compile(r"[_\-. ](labels?|masks?|seg(mentation)?|cells)$", re.IGNORECASE)
+def layer_info(layer: Any) -> LayerInfo | None:
+    """What :mod:`core.pairing` needs of a layer; ``None`` for layers that are no source (RGB, multiscale images).
 
-
-def _group_name(layer: Any) -> str:
-    """The layer's group: its metadata, else the first word of its name without a label suffix.
-
-    ``control_labels`` and ``control membrane`` both belong to ``control``.
+    The origin is the reader's ``metadata["source"]`` (our readers, samples,
+    analysis folders), else napari's source path, together with the sample
+    dataset the layer came from (samples share group names and shapes).
     """
-    group = layer.metadata.get("group") if isinstance(layer.metadata, dict) else None
-    return str(group) if group else LABEL_SUFFIX.sub("", layer.name.split(" ")[0])
+    metadata = layer.metadata if isinstance(layer.metadata, dict) else {}
+    if isinstance(layer, Image):
+        if layer.rgb or layer.multiscale:
+            return None
+        kind, shape = "image", tuple(layer.data.shape)
+    elif isinstance(layer, Labels):
+        kind, shape = "labels", tuple((layer.data[0] if layer.multiscale else layer.data).shape)
+    elif isinstance(layer, (Points, Shapes)):
+        kind, shape = ("points" if isinstance(layer, Points) else "shapes"), (0,) * layer.ndim  # only ndim counts
+    else:
+        return None
+    where, sample = metadata.get("source") or layer.source.path, layer.source.sample
+    origin = None if where is None and sample is None else f"{':'.join(sample or ())}|{where or ''}"
+    integer = kind == "image" and np.issubdtype(layer.data.dtype, np.integer)
+    group = metadata.get("group")
+    return LayerInfo(layer.name, kind, shape, origin=origin, group=str(group) if group else None,
+                     folder=folder_name(layer_file(layer)), integer=integer)  # fmt: skip
 
 
-def find_sources(layers: Any, kind: ObjectKind) -> list[Source]:
-    """Pair every objects layer of ``kind`` with the image layers that belong to it.
+def layer_pairing(layers: Any, kind: ObjectKind) -> Pairing:
+    """Pair the objects layers of ``kind`` with their image layers (see :mod:`core.pairing`)."""
+    infos = [info for info in map(layer_info, layers) if info is not None]
+    return pair_patches(infos) if kind == "patches" else pair_layers(infos, kind)
 
-    An image belongs to a Labels layer when it has the same shape; among
-    those, images from the same source file, group or name prefix are
-    preferred, so "control membrane" and "control nucleus" pair with
-    "control cells". Points and Shapes pair with images of the same
-    dimensionality the same way. For a patch grid each group of images is a source.
+
+def find_sources(layers: Any, kind: ObjectKind, pairing: Pairing | None = None) -> list[Source]:
+    """The sources table's rows: every objects layer of ``kind`` with its image's channel layers.
+
+    Objects layers that could not be paired come with no channels (``pairing.problems`` says why).
+    For a patch grid every image is a source.
     """
-    images = [layer for layer in layers if isinstance(layer, Image) and not layer.rgb and not layer.multiscale]
-    if kind == "patches":
-        groups: dict[str, list[Image]] = {}
-        for image in images:
-            groups.setdefault(_group_name(image), []).append(image)
-        return [Source("", [i.name for i in members], layer_axes(members[0]), group) for group, members in groups.items()]
-    sources = []
-    for layer in layers:
-        if not isinstance(layer, OBJECT_LAYER_TYPES[kind]):
-            continue
-        if kind == "labels":
-            candidates = [i for i in images if i.data.shape == layer.data.shape]
-        else:
-            candidates = [i for i in images if i.ndim == layer.ndim]
-        group = _group_name(layer)
-        preferred = [i for i in candidates if _group_name(i) == group] or candidates
-        axes = layer_axes(preferred[0]) if preferred else ""
-        sources.append(Source(layer.name, [i.name for i in preferred], axes, group))
-    return sources
+    pairing = pairing or layer_pairing(layers, kind)
+    found = []
+    for paired in pairing.sources:
+        axes = layer_axes(layers[paired.channels[0]]) if paired.channels else ""
+        found.append(Source(paired.objects, list(paired.channels), axes, paired.group))
+    return found
+
+
+def row_key(source: Source) -> str:
+    """What identifies a row of the sources table across refreshes: its objects layer, else its channels."""
+    return source.objects or ", ".join(source.channels)
 
 
 def channel_names(source: Source) -> list[str]:
-    """Channel names from the layer names without their group prefix: "control membrane" -> "membrane"."""
-    prefix = f"{source.group} "
-    return [n[len(prefix):] if n.startswith(prefix) and len(n) > len(prefix) else n for n in source.channels]
+    """Channel names from the layer names without the source's stem: "control membrane" -> "membrane"."""
+    return named_channels(source.channels, source_stem(source.objects, source.channels))
 
 
 def source_stack(layers: Any, source: Source, names: list[str] | None = None) -> Stack:
@@ -274,7 +278,15 @@ class StepEditor(Container):
             check.value = step in names
 
     def set_resize_shape(self, shape: tuple[int, ...]) -> None:
-        self._params["resize"]["shape"].value = tuple(shape)
+        """Show ``shape`` as the resize target; a new box when the number of axes changes (2D <-> 3D)."""
+        params, shape = self._params["resize"], tuple(shape)
+        current = params["shape"]
+        if len(current.value) == len(shape):
+            current.value = shape
+            return
+        index = params.index(current)
+        params.remove(current)
+        params.insert(index, _step_value_widget("shape", tuple[int, ...], None, shape))
 
 
 # --------------------------------------------------------------------------- the widget
@@ -292,23 +304,28 @@ class CellsWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.crop_set: CropSet | None = None
         self._worker: Any = None
         self._stop_event = threading.Event()
         self._preview_cache: tuple[Any, ObjectPreview] | None = None
-        self._progress_source: str | None = None
+        self._progress: ProgressDisplay | None = None
 
         self.kind = ComboBox(choices=list(get_args(ObjectKind)), value="labels", label="objects")
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["use", "objects", "channels", "axes", "group"])
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        # Every cell shows its whole text (the table scrolls sideways when it must); tooltips repeat it.
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        for column in (0, 3):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setWordWrap(False)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMaximumHeight(130)
+        self.pairing_info = QLabel("")
+        self.pairing_info.setWordWrap(True)
+        self.pairing_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.crop_form = settings_form(CropSettings(), hide=("channels",), options={"size": {"min": 4, "max": 1024}})
         self.patch_form = settings_form(PatchSettings(), hide=("channels",), options={"patch_size": {"min": 4, "max": 4096}})
         self.patch_form.visible = False
@@ -316,6 +333,7 @@ class CellsWidget(QWidget):
         self.steps = StepEditor((64, 64))
 
         self.object_index = QSpinBox()
+        self.object_index.setMinimum(1)  # objects are counted from 1 here and in the preview text
         self.before, self.after, self.preview_info = QLabel(), QLabel(), QLabel()
         for label in (self.before, self.after):
             label.setFixedSize(PREVIEW_PX, PREVIEW_PX)
@@ -342,10 +360,12 @@ class CellsWidget(QWidget):
     # ----------------------------------------------------------------- layout and signals
 
     def _layout(self) -> None:
+        """Sources and preview, then the build (button, status, gallery) in view; the settings below it."""
         sources = QGroupBox("Sources")
         box = QVBoxLayout(sources)
         box.addWidget(self.kind.native)
         box.addWidget(self.table)
+        box.addWidget(self.pairing_info)
         preview = QGroupBox("Preview")
         grid = QGridLayout(preview)
         row = QHBoxLayout()
@@ -358,6 +378,16 @@ class CellsWidget(QWidget):
         grid.addWidget(self.before, 2, 0)
         grid.addWidget(self.after, 2, 1)
         grid.addWidget(self.preview_info, 3, 0, 1, 2)
+        build = QGroupBox("Crop set")
+        box = QVBoxLayout(build)
+        box.addWidget(self.output.native)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.build_button.native)
+        buttons.addWidget(self.cancel_button.native)
+        box.addLayout(buttons)
+        box.addWidget(self.status)
+        box.addWidget(self.gallery)
+        box.addWidget(self.save_job_button.native)
         self.crop_section = crop = QCollapsible("Crop settings")
         crop.addWidget(self.crop_form.native)
         crop.addWidget(self.patch_form.native)
@@ -366,20 +396,10 @@ class CellsWidget(QWidget):
         preprocessing.addWidget(self.preset.native)
         preprocessing.addWidget(self.steps.native)
         preprocessing.expand(animate=False)
-        build = QGroupBox("Crop set")
-        box = QVBoxLayout(build)
-        box.addWidget(self.output.native)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.build_button.native)
-        buttons.addWidget(self.cancel_button.native)
-        box.addLayout(buttons)
-        box.addWidget(self.save_job_button.native)
-        box.addWidget(self.status)
-        box.addWidget(self.gallery)
 
         content = QWidget()
         column = QVBoxLayout(content)
-        for section in (sources, preview, crop, preprocessing, build):
+        for section in (sources, preview, build, crop, preprocessing):
             column.addWidget(section)
         column.addStretch()
         self.scroll = QScrollArea()
@@ -389,7 +409,7 @@ class CellsWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.scroll)
-        self.setMinimumWidth(400)
+        self.setMinimumWidth(520)  # the sources table shows a labels file, its image and its group side by side
 
     def _connect(self) -> None:
         self.kind.changed.connect(self._on_kind_changed)
@@ -404,8 +424,8 @@ class CellsWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_job_button.clicked.connect(self._choose_job_path)
         events = self.viewer.layers.events
-        events.inserted.connect(self.refresh_sources)
-        events.removed.connect(self.refresh_sources)
+        for event in (events.inserted, events.removed, events.renamed):  # renaming can pair a layer
+            event.connect(self.refresh_sources)
 
     def _on_kind_changed(self) -> None:
         patches = self.kind.value == "patches"
@@ -431,50 +451,107 @@ class CellsWidget(QWidget):
     # ----------------------------------------------------------------- sources table
 
     def refresh_sources(self, *_: Any) -> None:
-        """Rebuild the sources table from the viewer's layers, keeping edited groups."""
-        edited = {s.objects or s.group: s.group for s in self.sources()}
-        found = find_sources(self.viewer.layers, self.kind.value)
+        """Rebuild the sources table from the viewer's layers, keeping edited groups.
+
+        Objects layers that could not be paired are listed unchecked, with no
+        channels, and the reason is shown under the table.
+        """
+        if self._label_images():
+            QTimer.singleShot(0, self.convert_label_images)  # not while napari is still inserting the layer
+        edited = {row_key(s): s.group for s in self.sources()}
+        pairing = layer_pairing(self.viewer.layers, self.kind.value)
+        found, problems = find_sources(self.viewer.layers, self.kind.value, pairing), pairing.problems
         self.table.blockSignals(True)
         self.table.setRowCount(len(found))
         for row, source in enumerate(found):
             use = QTableWidgetItem()
             use.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
-            use.setCheckState(Qt.CheckState.Checked)
+            use.setCheckState(Qt.CheckState.Checked if source.channels else Qt.CheckState.Unchecked)
+            use.setToolTip("build crops from this source")
             objects = QTableWidgetItem(source.objects or "(patch grid)")
             objects.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-            group = edited.get(source.objects or source.group, source.group)
-            for column, item in enumerate(
-                [use, objects, QTableWidgetItem(", ".join(source.channels)), QTableWidgetItem(source.axes), QTableWidgetItem(group)]
-            ):
-                self.table.setItem(row, column, item)
+            objects.setToolTip(source.objects or "a grid of patches over the image")
+            group = QTableWidgetItem(edited.get(row_key(source), source.group))
+            group.setToolTip("the condition (group) of these cells; type to change it")
+            axes = QTableWidgetItem(source.axes)
+            axes.setToolTip("one letter per image axis, from TZYX")
+            channels = QTableWidgetItem(", ".join(source.channels))
+            channels.setToolTip("\n".join(source.channels) or "no image: type its channel layers, separated by commas")
+            cells = {"use": use, "objects": objects, "group": group, "axes": axes, "image channels": channels}
+            for column, name in enumerate(COLUMNS):
+                self.table.setItem(row, column, cells[name])
         self.table.blockSignals(False)
+        self._fit_table_height()
+        self.pairing_info.setText("\n".join(f"⚠ not paired: {p}" for p in problems))
+        self.pairing_info.setVisible(bool(problems))
         if found and self.table.currentRow() < 0:
-            self.table.setCurrentCell(0, 2)
+            self.table.setCurrentCell(0, COLUMNS.index("objects"))  # the row to preview; the table stays scrolled left
         self._preview_cache = None
         self._schedule_preview()
+
+    def _fit_table_height(self) -> None:
+        """Tall enough for up to ``TABLE_ROWS_SHOWN`` rows (and the sideways scroll bar), then it scrolls."""
+        rows = max(1, min(self.table.rowCount(), TABLE_ROWS_SHOWN)) * self.table.verticalHeader().defaultSectionSize()
+        height = self.table.horizontalHeader().sizeHint().height() + rows + 2 * self.table.frameWidth()
+        self.table.setFixedHeight(height + self.table.horizontalScrollBar().sizeHint().height())
+
+    def _label_images(self) -> list[Image]:
+        """Integer image layers named like label images (``X_labels``): label files opened by a plain image reader."""
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, Image) and (info := layer_info(layer)) is not None and looks_like_labels(info)]  # fmt: skip
+
+    def convert_label_images(self) -> list[str]:
+        """Turn integer image layers named like label images into Labels layers, with a note; returns their names.
+
+        napari's built-in reader opens ``X_labels.tif`` as an image; the
+        Cells widget (and Embed, Scatter, which write and read
+        ``layer.features``) need a Labels layer. Name, data, scale, translate
+        and place in the layer list are kept; the file is remembered in
+        ``metadata["source"]`` so a crop job can still name it.
+        """
+        converted = []
+        for image in self._label_images():
+            index = list(self.viewer.layers).index(image)
+            metadata = dict(image.metadata) if isinstance(image.metadata, dict) else {}
+            file = layer_file(image)
+            if file is not None:
+                metadata.setdefault("source", str(file))
+            name = image.name
+            self.viewer.layers.remove(image)
+            labels = self.viewer.add_labels(image.data, name=name, scale=image.scale, translate=image.translate,
+                                            metadata=metadata)  # fmt: skip
+            self.viewer.layers.move(list(self.viewer.layers).index(labels), index)
+            converted.append(name)
+        if converted:
+            show_info(
+                f"{', '.join(map(repr, converted))} held object ids but came in as image layers (napari's built-in "
+                "reader); Morphospace turned them into Labels layers. Open label files with the Morphospace reader "
+                "(File > Open with Plugin > Morphospace) to get Labels layers directly."
+            )
+        return converted
 
     def sources(self) -> list[Source]:
         """The rows of the sources table as :class:`Source` (unchecked rows have ``use=False``)."""
         rows = []
         for row in range(self.table.rowCount()):
-            items = [self.table.item(row, column) for column in range(5)]
-            if any(item is None for item in items):
+            cells = {name: self.table.item(row, column) for column, name in enumerate(COLUMNS)}
+            if any(item is None for item in cells.values()):
                 continue
-            objects = items[1].text()
+            objects = cells["objects"].text()
             rows.append(
                 Source(
                     objects="" if objects == "(patch grid)" else objects,
-                    channels=[c.strip() for c in items[2].text().split(",") if c.strip()],
-                    axes=items[3].text().strip().upper(),
-                    group=items[4].text().strip(),
-                    use=items[0].checkState() == Qt.CheckState.Checked,
+                    channels=[c.strip() for c in cells["image channels"].text().split(",") if c.strip()],
+                    axes=cells["axes"].text().strip().upper(),
+                    group=cells["group"].text().strip(),
+                    use=cells["use"].checkState() == Qt.CheckState.Checked,
                 )
             )
         return rows
 
     def set_group(self, row: int, group: str) -> None:
         """Name the condition of source ``row`` (as editing the table cell does)."""
-        self.table.item(row, 4).setText(group)
+        self.table.item(row, COLUMNS.index("group")).setText(group)
 
     # ----------------------------------------------------------------- preview
 
@@ -505,8 +582,9 @@ class CellsWidget(QWidget):
         started = time.perf_counter()
         try:
             preview = self._object_preview(source)
-            self.object_index.setMaximum(len(preview) - 1)
-            result = preview.crop(min(self.object_index.value(), len(preview) - 1))
+            self.object_index.setMaximum(max(len(preview), 1))
+            number = min(self.object_index.value(), len(preview))  # counted from 1, as the text says
+            result = preview.crop(number - 1)
             if result is None:
                 self.preview_info.setText("This object is skipped (smaller than min area).")
                 return
@@ -520,7 +598,8 @@ class CellsWidget(QWidget):
         elapsed = (time.perf_counter() - started) * 1000
         shape = "×".join(str(s) for s in after.shape[1:])
         self.preview_info.setText(
-            f"{source.group}: object {row['label_id']} of {len(preview)}, t={row['t']}; {shape}, {elapsed:.0f} ms"
+            f"{source.group}: object {number} of {len(preview)} (label {row['label_id']}, t={row['t']}); "
+            f"{shape}, {elapsed:.0f} ms"
         )
 
     # ----------------------------------------------------------------- building
@@ -537,13 +616,12 @@ class CellsWidget(QWidget):
         pipeline = self.steps.pipeline()
         self.build_button.enabled, self.cancel_button.enabled = False, True
         self.status.setText("Building…")
-        bar = progress(total=0, desc="Building crop set")
-        self._progress_source = None
+        self._progress = ProgressDisplay("Building crop set", show_text=self.status.setText, parent=self)
         worker = _build_worker(plan, pipeline if pipeline.steps else None, self._stop_event, output)
-        worker.yielded.connect(lambda message: self._on_message(message, bar))
+        worker.yielded.connect(self._on_message)
         worker.returned.connect(self._on_built)
         worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: self._on_finished(bar))
+        worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()
 
@@ -623,17 +701,21 @@ class CellsWidget(QWidget):
                                    source=source.objects or source.channels[0]))  # fmt: skip
         return plan
 
-    def _on_message(self, message: Any, bar: progress) -> None:
-        if isinstance(message, CropProgress):
-            if message.source != self._progress_source:
-                self._progress_source, bar.n, bar.total = message.source, 0, message.total
-                bar.set_description(f"Cropping {message.source}")
-            bar.update(message.done - bar.n)
-            self.status.setText(f"{message.source}: {message.done}/{message.total}")
+    def _on_message(self, message: Any) -> None:
+        """Record progress (shown by the progress display's timer); show the builders' warnings."""
+        if isinstance(message, Progress) and self._progress is not None:
+            self._progress.post(message)
         elif isinstance(message, BuildWarnings) and message.messages:
             show_warning("\n".join(message.messages))
 
+    def _end_progress(self) -> None:
+        """Close the progress display before the outcome is written: the outcome has the last word."""
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
     def _on_built(self, crop_set: CropSet | None) -> None:
+        self._end_progress()
         if crop_set is None:
             self.status.setText("Cancelled: no crop set was made.")
             return
@@ -657,6 +739,7 @@ class CellsWidget(QWidget):
         self.gallery.setMinimumSize(pixmap.size())
 
     def _on_error(self, error: Exception) -> None:
+        self._end_progress()
         if isinstance(error, InputError):
             self.status.setText(f"⚠ {error}")
             show_error(str(error))
@@ -664,8 +747,8 @@ class CellsWidget(QWidget):
             self.status.setText(f"Unexpected error: {error!r}")
             show_error(f"Building the crop set failed unexpectedly: {error!r}")
 
-    def _on_finished(self, bar: progress) -> None:
-        bar.close()
+    def _on_finished(self) -> None:
+        self._end_progress()
         self.build_button.enabled, self.cancel_button.enabled = True, False
         self._worker = None
 
@@ -681,7 +764,7 @@ def build_crops(sources: list[CropSource], pipeline: PreprocessPipeline | None, 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         crop_set = build_crop_set(sources, pipeline=pipeline, output=output, stop_event=stop_event,
-                                  on_progress=lambda name, done, total: send(CropProgress(name, done, total)))  # fmt: skip
+                                  on_progress=lambda name, done, total: send(Progress(f"Cropping {name}", done, total)))  # fmt: skip
     send(BuildWarnings([str(w.message) for w in caught]))
     return crop_set
 

@@ -41,7 +41,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -76,9 +75,11 @@ from ..core.classifier_report import (
 from ..core.data import CropSet
 from ..core.errors import InputError
 from ..core.overlays import channel_colormaps
+from .docking import tab_with_other_docks
 from .forms import read_form, settings_form
-from .layers import source_layers
-from .session import session_for
+from ..viewer.layers import source_layers
+from ..viewer.session import session_for
+from .dock import scroll_in_dock
 from .workers import messages_from
 
 SETTINGS_OPTIONS = {
@@ -158,6 +159,7 @@ class ClassifierWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         #: Outcome of the last training: result, per-channel evidence, and the crops and labels it was trained on.
@@ -255,13 +257,7 @@ class ClassifierWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch()
 
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        self.setMinimumWidth(520)
+        scroll_in_dock(self, content, min_width=520)
 
         self.label_column.currentTextChanged.connect(lambda _: self._show_label_summary())
         self.train_button.clicked.connect(lambda: self.train())

@@ -23,7 +23,7 @@ from .embed_widget import EmbedWidget
 from .annotation_widget import AnnotationWidget
 from .latent_widget import LatentWidget
 from .scatter_widget import ScatterWidget
-from .session import session_for
+from ..viewer.session import session_for
 from .statistics_widget import StatisticsWidget
 from .train_widget import TrainWidget
 

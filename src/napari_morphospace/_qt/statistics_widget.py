@@ -41,12 +41,16 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import InputError
+from ..core.features import left_out_note, rows_with_latents
 from ..core.inference import GroupComparison, InferenceSettings, compare_groups
 from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, group_choices, summarise_latents, summary_figures
-from .session import session_for
+from ..viewer.session import session_for
+from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
 
 SESSION_TABLE = "latent table (this session)"
 MIN_WIDTH_PX = 480  # the figures' titles and tick labels fit without clipping
+TABS_MIN_HEIGHT_PX = 420  # a figure stays readable; the dock scrolls to it
 TABS = {"kl": "KL", "forest": "Cohen's d", "kde": "KDE", "violin": "Violins"}
 
 
@@ -78,6 +82,7 @@ class StatisticsWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.summary: LatentSummary | None = None
@@ -147,13 +152,15 @@ class StatisticsWidget(QWidget):
         box.addWidget(self.inference_text)
         box.addWidget(self.inference_table, stretch=1)
         self.tabs.addTab(inference, "Inference")
-        self.setMinimumWidth(MIN_WIDTH_PX)
-        layout = QVBoxLayout(self)
+        self.tabs.setMinimumHeight(TABS_MIN_HEIGHT_PX)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.overview)
         layout.addWidget(self.tabs, stretch=1)
+        scroll_in_dock(self, content, min_width=MIN_WIDTH_PX)
 
     # ----------------------------------------------------------------- choosing the cells
 
@@ -182,10 +189,17 @@ class StatisticsWidget(QWidget):
         self._on_table_chosen(name)
 
     def table(self) -> pd.DataFrame:
-        """The chosen table of cells."""
+        """The chosen table of cells: those that have a latent (see :meth:`left_out`)."""
+        return self._table_and_left_out()[0]
+
+    def left_out(self) -> int:
+        """How many rows of the chosen table have no latent and are left out of the statistics."""
+        return self._table_and_left_out()[1]
+
+    def _table_and_left_out(self) -> tuple[pd.DataFrame, int]:
         name = self.table_combo.currentText()
         if name == SESSION_TABLE and self.session.latents is not None:
-            return self.session.latents
+            return self.session.latents, 0  # the session's latents are the cells that have one
         if name in self.viewer.layers:
             features = self.viewer.layers[name].features
             if not any(str(c).startswith("mu_") for c in features.columns):
@@ -193,14 +207,15 @@ class StatisticsWidget(QWidget):
                     f"layer {name!r} has no mu_* features; embed its cells with the Embed widget first "
                     "(it writes the latents into the layer's features)"
                 )
-            return features
+            return rows_with_latents(features)
         raise InputError("there are no cells to describe: embed a crop set with the Embed widget first")
 
     def _on_table_chosen(self, _name: str = "") -> None:
         try:
-            table = self.table()
+            table, left_out = self._table_and_left_out()
         except InputError:
-            table = pd.DataFrame()
+            table, left_out = pd.DataFrame(), 0
+        self.status.setText(left_out_note(left_out))
         columns = [c for c in GROUP_COLUMNS if c in table.columns]
         current = self.column_combo.currentText()
         self.column_combo.blockSignals(True)
@@ -300,19 +315,25 @@ class StatisticsWidget(QWidget):
                 if item.widget() is not None:
                     item.widget().deleteLater()
             figure = self.figures[key]
-            if key == "forest":
-                box.addWidget(_label(summary.effect_text()), stretch=0)
             if isinstance(figure, Figure):
                 canvas = FigureCanvasQTAgg(figure)
                 canvas.setMinimumHeight(int(figure.get_figheight() * figure.dpi * 0.75))
                 box.addWidget(canvas, stretch=1)
             else:
                 box.addWidget(_label(figure))
+            if key == "forest":  # the numbers below the plot: the plot is what the tab is for
+                box.addWidget(_label(summary.effect_text()), stretch=0)
+            if not isinstance(figure, Figure):
                 box.addStretch()
         self.probe_text.setText(summary.probe_text())
         self.export_button.setEnabled(any(isinstance(f, Figure) for f in self.figures.values()))
-        self.status.setText(f"{summary.a!r} vs {summary.b!r}: top dimension {summary.names[summary.ranking[0]]}"
-                            if summary.ranking else f"{summary.a!r} vs {summary.b!r}")  # fmt: skip
+        text = f"{summary.a!r} vs {summary.b!r}" + (f": top dimension {summary.names[summary.ranking[0]]}"
+                                                     if summary.ranking else "")  # fmt: skip
+        try:
+            note = left_out_note(self.left_out())
+        except InputError:  # the layer went away meanwhile
+            note = ""
+        self.status.setText(f"{text}\n{note}" if note else text)
 
     def _show_inference(self, inference: GroupComparison | str) -> None:
         """The per-dimension table (smallest p first) and the summary lines, or why the inference was refused."""

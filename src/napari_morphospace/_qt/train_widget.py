@@ -82,9 +82,10 @@ from ..core.training import (
     save_trained_bundle,
     train,
 )
+from .docking import tab_with_other_docks
 from .forms import fill_form, read_form, settings_form
 from .line_plot import BarPlot, Line, LinePlot
-from .session import session_for
+from ..viewer.session import session_for
 from .workers import messages_from
 
 PREVIEW_LAYER = "reconstruction preview"
@@ -219,6 +220,7 @@ class TrainWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.crop_set: CropSet | None = None
@@ -277,25 +279,15 @@ class TrainWidget(QWidget):
     # ----------------------------------------------------------------- layout and signals
 
     def _layout(self) -> None:
+        """Crop set, then the run (Start/Stop, progress, loss plot) where the eye is, then the settings.
+
+        The settings come last: the defaults train a sensible model, and the
+        expert ones (cluster runs, optimiser details) stay folded in "Advanced".
+        """
         data = QGroupBox("Crop set")
         box = QVBoxLayout(data)
         box.addWidget(self.crop_info)
         box.addWidget(self.crop_folder_edit.native)
-        model = QCollapsible("Model")
-        model.addWidget(self.model_form.native)
-        model.expand(animate=False)
-        training = QCollapsible("Training")
-        training.addWidget(self.train_form.native)
-        training.addWidget(self.device_info)
-        advanced = QCollapsible("Advanced")
-        advanced.addWidget(self.advanced_form.native)
-        training.addWidget(advanced)
-        training.expand(animate=False)
-        self.sections = {"model": model, "training": training, "advanced": advanced}
-        config = QHBoxLayout()
-        config.addWidget(self.save_config_button.native)
-        config.addWidget(self.load_config_button.native)
-        config.addWidget(self.sweep_button.native)
         run = QGroupBox("Run")
         box = QVBoxLayout(run)
         buttons = QHBoxLayout()
@@ -307,14 +299,30 @@ class TrainWidget(QWidget):
         box.addWidget(self.status)
         box.addWidget(self.plot)
         box.addWidget(self.save_bundle_button.native)
+        model = QCollapsible("Model")
+        model.addWidget(self.model_form.native)
+        model.expand(animate=False)
+        training = QCollapsible("Training")
+        training.addWidget(self.train_form.native)
+        training.addWidget(self.device_info)
+        advanced = QCollapsible("Advanced")
+        advanced.addWidget(self.advanced_form.native)
+        advanced.collapse(animate=False)
+        training.addWidget(advanced)
+        training.expand(animate=False)
+        config = QHBoxLayout()
+        config.addWidget(self.save_config_button.native)
+        config.addWidget(self.load_config_button.native)
+        config.addWidget(self.sweep_button.native)
+        self.sections = {"run": run, "model": model, "training": training, "advanced": advanced}
 
         content = QWidget()
         column = QVBoxLayout(content)
         column.addWidget(data)
+        column.addWidget(run)
         column.addWidget(model)
         column.addWidget(training)
         column.addLayout(config)
-        column.addWidget(run)
         column.addStretch()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)

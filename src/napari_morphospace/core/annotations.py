@@ -402,12 +402,7 @@ class AnnotationStore:
         """Write both files now (done after every change; call it to retry after a failed autosave)."""
         if self.folder is None:
             return
-        classes = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "classes": [{"name": c.name, "colour": c.colour} for c in self._classes],
-        }
+        classes = classes_document(self._classes)
         ids = np.concatenate([self._crop_ids, np.fromiter(self._orphans, np.int64, len(self._orphans))])
         values = np.concatenate([self._labels, np.array(list(self._orphans.values()), dtype=object)])
         table = pd.DataFrame({"crop_id": ids, "annotation": values})
@@ -530,6 +525,21 @@ def _damaged(path: Path, where: str, what: str) -> InputError:
     )
 
 
+def classes_document(classes: Sequence[AnnotationClass]) -> dict:
+    """The ``annotation_classes.json`` document of ``classes`` (what :func:`classes_from_document` reads)."""
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "classes": [{"name": c.name, "colour": c.colour} for c in classes],
+    }
+
+
+def classes_from_document(data: object, path: str | os.PathLike = CLASSES_JSON) -> list[AnnotationClass]:
+    """The classes of an ``annotation_classes.json`` document already parsed (``path`` names it in errors)."""
+    return _classes_of(data, Path(path))
+
+
 def _read_classes(path: Path) -> list[AnnotationClass]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -537,6 +547,10 @@ def _read_classes(path: Path) -> list[AnnotationClass]:
         raise _damaged(path, f"line {err.lineno}", err.msg) from err
     except (OSError, UnicodeDecodeError) as err:
         raise _damaged(path, "line 1", str(err)) from err
+    return _classes_of(data, path)
+
+
+def _classes_of(data: object, path: Path) -> list[AnnotationClass]:
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise _damaged(path, "line 1", f"it is not a {FORMAT_NAME} file")
     if data.get("version") != FORMAT_VERSION:

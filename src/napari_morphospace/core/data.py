@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
 import dask.array as da

