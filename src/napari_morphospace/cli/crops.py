@@ -9,6 +9,8 @@ from pathlib import Path
 from ..core.config import from_dict, load_config, save_config, to_dict
 from ..core.crop_job import CropJob, run_crop_job
 from ..core.errors import InputError
+from ..core.data import TRACK_ID
+from ..core.tracks import describe_tracks
 from ..core.preprocess import PreprocessPipeline, macrophage_pipeline, statistical_cell_pipeline
 
 PRESETS = ("none", "macrophage", "statistical-cell")
@@ -34,6 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--channels", type=int, nargs="+", default=None, help="channel indices to keep")
     parser.add_argument("--patch-size", type=int, default=None, help="patch side for --objects patches")
     parser.add_argument("--min-foreground", type=float, default=None, help="patch foreground fraction to keep it")
+    parser.add_argument(
+        "--track-ids", choices=("none", "labels", "tracks"), default=None,
+        help="give each crop a track_id: its label id (tracked label images, ids persist over time) "
+             "or the track of --tracks at its position",
+    )  # fmt: skip
+    parser.add_argument("--tracks", nargs="+", default=None, metavar="TRACKS",
+                        help="one tracks file per image (.csv/.npy: track id, t, [z,] y, x); implies --track-ids tracks")
     parser.add_argument("--preset", choices=PRESETS, default=None, help="preprocessing preset")
     parser.add_argument("--config", type=Path, default=None, help="YAML/JSON crop job (e.g. saved by the widget)")
     parser.add_argument("--save-config", type=Path, default=None, help="write the effective job as YAML")
@@ -58,7 +67,8 @@ def job_from_args(args: argparse.Namespace) -> CropJob:
     job = load_config(args.config, CropJob) if args.config else CropJob()
     data = to_dict(job)
     for key, value in (("images", args.images or None), ("labels", args.labels), ("groups", args.group),
-                       ("objects", args.objects)):  # fmt: skip
+                       ("objects", args.objects), ("tracks", args.tracks),
+                       ("track_ids", args.track_ids or ("tracks" if args.tracks else None))):  # fmt: skip
         if value is not None:
             data[key] = [str(v) for v in value] if isinstance(value, list) else value
     for key, value in (("size", args.size), ("mode", args.mode), ("padding", args.padding),
@@ -105,4 +115,6 @@ def run(args: argparse.Namespace) -> int:
     groups = crop_set.table["group"].value_counts().to_dict()
     shape = "x".join(str(s) for s in crop_set.images.shape[1:])
     print(f"wrote {len(crop_set)} crops ({shape}) to {args.out}: " + ", ".join(f"{g} {n}" for g, n in groups.items()))
+    if TRACK_ID in crop_set.table.columns:
+        print(describe_tracks(crop_set.table))
     return 0

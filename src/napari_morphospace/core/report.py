@@ -6,8 +6,8 @@ data and preprocessing (with example crops), training curves, per-dimension
 KL, Cohen's d forest plot, KDE and violin plots of the top dimensions,
 latent traversals, ±3 difference maps (absolute and 1 − SSIM), Grad-CAM of
 the top dimensions (both signs), classifier metrics, the known answer and
-disentanglement metrics (with ground-truth factors), and the exact versions
-and settings. A section that cannot be made says "not available" and why;
+disentanglement metrics (with ground-truth factors), per-track statistics
+and paths of tracked cells, and the exact versions and settings. A section that cannot be made says "not available" and why;
 the report is still written. Figures are ``matplotlib.figure.Figure``
 objects rendered with the Agg canvas (no pyplot state), and every string that
 comes from the user or the folder is HTML-escaped.
@@ -51,6 +51,7 @@ SECTIONS = (
     "Classifier",
     "Known answer",
     "Disentanglement (MIG and DCI)",
+    "Tracks through latent space",
     "Versions and settings",
 )
 TOP_DIMENSIONS = 3
@@ -543,6 +544,43 @@ def _disentanglement_section(ctx: _Context) -> list[str]:
     ]
 
 
+def _tracks_section(ctx: _Context) -> list[str]:
+    from . import tracks
+    from .embedding import pca
+    from .features import latent_matrix, mu_columns
+
+    latents = ctx.require_latents()
+    if tracks.TRACK_ID not in latents.columns:
+        raise NotAvailable("the cells have no track ids (only time-lapses of tracked cells have them; give them with "
+                           "'morphospace crops --track-ids' or the Tracks widget)")  # fmt: skip
+    statistics = tracks.track_statistics(latents, mu_columns(latents))
+    if statistics.empty:
+        raise NotAvailable("no cell lies on a track")
+    plane = latents.assign(PC_0=0.0, PC_1=0.0)
+    plane[["PC_0", "PC_1"]] = pca(latent_matrix(latents), n=2)
+    shown = statistics.sort_values("path_length", ascending=False).head(20)
+    parts = [
+        _p(f"{tracks.describe_tracks(latents)}. Per track, in latent units (mu_*) per frame: mean speed "
+           "(mean step length per frame), path length, net displacement and straightness (displacement / path "
+           "length, 1 = straight). Paths are drawn on the first two principal components of the latent means."),
+        _img(tracks.paths_figure(plane, ["PC_0", "PC_1"]), "track paths through latent space"),
+        _table(shown.itertuples(index=False), list(shown.columns)),
+    ]  # fmt: skip
+    if len(statistics) > len(shown):
+        parts.append(_p(f"The {len(shown)} longest of {len(statistics)} tracks are listed; "
+                        "'morphospace tracks' writes them all."))  # fmt: skip
+    try:
+        comparison = tracks.compare_track_groups(statistics, "group")
+    except InputError as err:
+        parts.append(_p(f"Groups of tracks not compared: {err}"))
+    else:
+        a, b = comparison.attrs["groups"]
+        parts.append(_p(f"Tracks of {a} against {b} (one sample per track): Cohen's d (positive: higher in {a}) "
+                        "and the two-sided Mann–Whitney U p-value."))  # fmt: skip
+        parts.append(_table(comparison.itertuples(index=False), list(comparison.columns)))
+    return parts
+
+
 def _versions_section(ctx: _Context) -> list[str]:
     analysis = ctx.analysis
     parts = [_p(f"Report written by napari-morphospace {__version__} on "
@@ -571,7 +609,8 @@ _BUILDERS: dict[str, Callable[[_Context], list[str]]] = {
     SECTIONS[8]: _classifier_section,
     SECTIONS[9]: _known_answer_section,
     SECTIONS[10]: _disentanglement_section,
-    SECTIONS[11]: _versions_section,
+    SECTIONS[11]: _tracks_section,
+    SECTIONS[12]: _versions_section,
 }
 
 

@@ -1,0 +1,450 @@
+"""Tracked cells: which track each crop belongs to, and how tracks move through latent space.
+
+A time-lapse follows the same cell over frames. Each crop of such a cell
+carries the cell's ``track_id`` (a column of the crop table and of the
+per-cell table; ``NO_TRACK`` = -1 for a crop on no track), read from one of
+three places:
+
+- label ids that persist over time (a tracked 3D+t / 2D+t label image, where
+  the label id *is* the track id): :func:`track_ids_from_labels`;
+- a napari Tracks layer (rows ``track_id, t, [z,] y, x``): each crop gets the
+  track whose point at the crop's frame lies inside its label (when the label
+  image is given) or, without it, inside its bounding box and nearest its
+  centre: :func:`track_ids_from_tracks`;
+- a column of a table (e.g. a tracker's export): :func:`track_ids_from_column`.
+
+Ordered by frame, a track's latent means ``mu_*`` form a path. Its statistics
+(:func:`track_statistics`) follow the usual definitions of cell-migration
+analysis, applied in latent space instead of the image plane: path length
+(sum of step lengths ``‖Δz‖``), net displacement (``‖z_last − z_first‖``),
+straightness (net displacement / path length, 1 for a straight path), mean
+speed (mean of ``‖Δz‖ / Δt`` over steps) and the time until the track first
+reaches a region (a set of cells, e.g. a cluster or a named selection).
+Outcomes or conditions are compared per track, not per crop, because the
+frames of one cell are not independent samples (:func:`compare_track_groups`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
+from scipy.spatial import cKDTree
+
+from .data import NO_TRACK, TRACK_ID
+from .errors import InputError
+from .statistics import cohens_d
+
+#: Per-track measures, in the order tables show them.
+MEASURES = ("mean_speed", "path_length", "net_displacement", "straightness")
+
+
+# --------------------------------------------------------------------------- track ids of crops
+
+
+def track_ids_from_labels(table: pd.DataFrame) -> np.ndarray:
+    """Track id of each crop of a tracked label image, where a label id persists over time: the label id itself.
+
+    Raises
+    ------
+    InputError
+        When the crops come from a single frame: a still image has no tracks.
+    """
+    _require_columns(table, ("label_id", "t"), "the crop table")
+    if table["t"].nunique() < 2:
+        raise InputError(
+            "the crops come from a single frame, so label ids cannot be tracks; "
+            "use a time-lapse (2D+t or 3D+t) label image whose label ids persist over time"
+        )
+    return table["label_id"].to_numpy(dtype=np.int64)
+
+
+def track_ids_from_column(table: pd.DataFrame, column: str) -> np.ndarray:
+    """Track id of each crop from a whole-number column of ``table`` (missing values: ``NO_TRACK``)."""
+    _require_columns(table, (column,), "the table")
+    values = pd.to_numeric(table[column], errors="coerce")
+    numbers = values.dropna()
+    if len(numbers) and not np.all(numbers == np.round(numbers)):
+        raise InputError(f"column {column!r} holds fractions; track ids are whole numbers, choose the track id column")
+    return values.fillna(NO_TRACK).to_numpy(dtype=np.int64)
+
+
+def track_ids_from_tracks(
+    table: pd.DataFrame,
+    tracks: np.ndarray,
+    labels_at: Callable[[int], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Track id of each crop from the points of a napari Tracks layer.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Crop table (``label_id``, ``t`` and the bounding box ``{z,y,x}_start/stop``),
+        all of one source, in that source's pixel coordinates.
+    tracks : array, shape (M, 4) or (M, 5)
+        Rows ``track_id, t, [z,] y, x`` as in ``napari.layers.Tracks.data``,
+        in the same pixel coordinates as the crops.
+    labels_at : callable, optional
+        ``labels_at(t)`` returns the label image of frame ``t``. With it a crop
+        gets the track whose point lies inside its label; without it, the
+        track whose point lies inside its bounding box nearest its centre.
+
+    Returns
+    -------
+    array of int64
+        One track id per crop row, ``NO_TRACK`` where no track point matches.
+    """
+    tracks = np.asarray(tracks, dtype=float)
+    ndim = _spatial_ndim(table)
+    if tracks.ndim != 2 or tracks.shape[1] != ndim + 2:
+        raise InputError(
+            f"tracks must have rows (track_id, t, {'z, ' if ndim == 3 else ''}y, x) for {ndim}D crops; "
+            f"got shape {tracks.shape}"
+        )
+    axes = "zyx"[3 - ndim :]
+    start = table[[f"{a}_start" for a in axes]].to_numpy(float)
+    stop = table[[f"{a}_stop" for a in axes]].to_numpy(float)
+    frames = table["t"].to_numpy(np.int64)
+    label_ids = table["label_id"].to_numpy(np.int64)
+    ids = np.full(len(table), NO_TRACK, np.int64)
+    point_frames = np.round(tracks[:, 1]).astype(np.int64)
+    for t in np.unique(frames):
+        crops = np.flatnonzero(frames == t)
+        points = tracks[point_frames == t]
+        if not len(points):
+            continue
+        if labels_at is not None:
+            ids[crops] = _match_by_label(labels_at(int(t)), points, label_ids[crops])
+        else:
+            ids[crops] = _match_by_box(points, start[crops], stop[crops])
+    return ids
+
+
+def _match_by_label(frame: np.ndarray, points: np.ndarray, label_ids: np.ndarray) -> np.ndarray:
+    """The track whose point of this frame lies inside each label (the first one, when several do)."""
+    position = np.round(points[:, 2:]).astype(np.int64)
+    inside = np.all((position >= 0) & (position < np.asarray(frame.shape)), axis=1)
+    under = np.zeros(len(points), np.int64)
+    under[inside] = frame[tuple(position[inside].T)]
+    track_of_label = {}
+    for label, track in zip(under[::-1], points[::-1, 0].astype(np.int64)):  # reversed: the first point wins
+        if label:
+            track_of_label[int(label)] = int(track)
+    return np.array([track_of_label.get(int(label), NO_TRACK) for label in label_ids], np.int64)
+
+
+def _match_by_box(points: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """The track whose point of this frame is nearest each box centre, if it lies inside the box."""
+    tree = cKDTree(points[:, 2:])
+    _, nearest = tree.query((start + stop) / 2.0)
+    position = points[nearest, 2:]
+    inside = np.all((position >= start) & (position < stop), axis=1)
+    return np.where(inside, points[nearest, 0].astype(np.int64), NO_TRACK)
+
+
+def read_tracks(path: str | Path) -> np.ndarray:
+    """Track points from a file: ``.npy`` (napari ``Tracks.data``) or CSV with columns track id, t, [z,] y, x.
+
+    CSV columns are taken in that order whatever their names (trackers name
+    them differently: ``track_id``, ``label``, ``frame``, ``centroid-y`` ...).
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".csv":
+            data = pd.read_csv(path).apply(pd.to_numeric, errors="coerce").to_numpy(float)
+        else:
+            raise InputError(f"{path.name}: tracks are read from .csv or .npy files; convert the file to one of them")
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read tracks from {path} ({err}); give a .csv or .npy file of track points") from err
+    data = np.asarray(data, dtype=float)
+    if data.ndim != 2 or data.shape[1] not in (4, 5) or not np.isfinite(data).all():
+        raise InputError(
+            f"{path.name}: tracks need 4 or 5 numeric columns (track id, t, [z,] y, x) and no empty cells; "
+            f"got shape {data.shape}"
+        )
+    return data
+
+
+def with_track_ids(table: pd.DataFrame, track_ids: np.ndarray) -> pd.DataFrame:
+    """A copy of a crop (or per-cell) table with its ``track_id`` column set to ``track_ids``."""
+    track_ids = np.asarray(track_ids, dtype=np.int64)
+    if len(track_ids) != len(table):
+        raise InputError(f"{len(track_ids)} track ids for {len(table)} crops; give one per crop")
+    return table.assign(**{TRACK_ID: track_ids})
+
+
+def describe_tracks(table: pd.DataFrame) -> str:
+    """One line: how many crops lie on how many tracks."""
+    ids = on_tracks(table)[TRACK_ID]
+    return f"{len(ids)} of {len(table)} crops lie on {ids.nunique()} tracks"
+
+
+# --------------------------------------------------------------------------- paths through latent space
+
+
+def on_tracks(cells: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``cells`` that lie on a track, ordered by track and frame.
+
+    Raises
+    ------
+    InputError
+        When there is no ``track_id`` column, or a track visits a frame twice.
+    """
+    if TRACK_ID not in cells.columns:
+        raise InputError(
+            "the cells have no track_id column; give their track ids first (Tracks widget, or "
+            "'morphospace crops --track-ids')"
+        )
+    ids = pd.to_numeric(cells[TRACK_ID], errors="coerce")
+    rows = cells[ids.notna().to_numpy() & (ids.fillna(NO_TRACK).to_numpy() != NO_TRACK)].copy()
+    rows[TRACK_ID] = rows[TRACK_ID].astype(np.int64)
+    rows = rows.sort_values([TRACK_ID, "t"], kind="stable").reset_index(drop=True)
+    repeated = rows.duplicated([TRACK_ID, "t"])
+    if repeated.any():
+        first = rows.loc[repeated.to_numpy()].iloc[0]
+        raise InputError(
+            f"track {first[TRACK_ID]} has {int(repeated.sum()) + 1}+ cells in frame {first['t']}; a track has one "
+            "cell per frame (after a division, give the daughters new track ids)"
+        )
+    return rows
+
+
+def track_paths(cells: pd.DataFrame, columns: Sequence[str]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Track id -> ``(t, coordinates)`` of its cells in frame order (``coordinates`` has one column per name)."""
+    rows = on_tracks(cells)
+    coordinates = rows[list(columns)].to_numpy(float)
+    ids, frames = rows[TRACK_ID].to_numpy(), rows["t"].to_numpy(np.int64)
+    bounds = np.flatnonzero(np.diff(ids)) + 1
+    return {
+        int(ids[part[0]]): (frames[part], coordinates[part])
+        for part in np.split(np.arange(len(rows)), bounds) if len(part)
+    }  # fmt: skip
+
+
+def step_lengths(cells: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """``‖Δz‖`` of every step between consecutive cells of a track, all tracks together."""
+    steps = [np.linalg.norm(np.diff(z, axis=0), axis=1) for _, z in track_paths(cells, columns).values()]
+    return np.concatenate(steps) if steps else np.zeros(0)
+
+
+def shuffle_frames(cells: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """A copy of ``cells`` in which each track visits its own frames in a random order (the null for smoothness).
+
+    The cells and their latents stay; only their ``t`` is permuted within each
+    track, so a track's mean step length under this null measures how far
+    apart the cells of one track are regardless of time.
+    """
+    rng = np.random.default_rng(seed)
+    shuffled = on_tracks(cells)
+    frames = shuffled["t"].to_numpy().copy()
+    for rows in shuffled.groupby(TRACK_ID, sort=False).indices.values():
+        frames[rows] = rng.permutation(frames[rows])
+    return shuffled.assign(t=frames)
+
+
+# --------------------------------------------------------------------------- per-track statistics
+
+
+def track_statistics(
+    cells: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    frame_interval: float = 1.0,
+    region: Iterable[int] | None = None,
+    group_column: str | None = "group",
+) -> pd.DataFrame:
+    """One row per track: how far, how fast and how straight it moves through the latent space.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        Per-cell table with ``track_id``, ``t`` and the coordinate ``columns``.
+    columns : sequence of str
+        The latent coordinates (usually ``mu_0 .. mu_{D-1}``).
+    frame_interval : float
+        Time between frames (e.g. minutes), so speeds and times are in units per that time.
+    region : iterable of int, optional
+        Crop ids of the cells that form a region (a cluster, a named selection).
+        Adds ``time_to_region``: time from the track's first frame to the first
+        frame it is in the region (0 when it starts there, NaN when it never gets there).
+    group_column : str or None
+        Per-cell column (condition, outcome) copied per track: its last non-empty
+        value along the track (an outcome such as death shows at the end).
+
+    Returns
+    -------
+    DataFrame
+        ``track_id, n_frames, t_start, t_end``, the :data:`MEASURES` (``mean_speed``
+        in latent units per time; NaN for a single-frame track, and
+        ``straightness`` NaN when the path length is 0), then ``time_to_region``
+        and the group column when asked for.
+    """
+    if frame_interval <= 0:
+        raise InputError(f"the frame interval must be positive; got {frame_interval}")
+    rows = on_tracks(cells)
+    _require_columns(rows, columns, "the cells")
+    region_ids = None if region is None else np.asarray(list(region), dtype=np.int64)
+    if region_ids is not None and "crop_id" not in rows.columns:
+        raise InputError("the cells have no crop_id column, so a region of crop ids cannot be found among them")
+    records = []
+    for track_id, part in rows.groupby(TRACK_ID, sort=True):
+        t = part["t"].to_numpy(float) * frame_interval
+        z = part[list(columns)].to_numpy(float)
+        steps = np.linalg.norm(np.diff(z, axis=0), axis=1)
+        path = float(steps.sum())
+        net = float(np.linalg.norm(z[-1] - z[0]))
+        record: dict[str, Any] = {
+            TRACK_ID: int(track_id),
+            "n_frames": len(part),
+            "t_start": int(part["t"].iloc[0]),
+            "t_end": int(part["t"].iloc[-1]),
+            "mean_speed": float(np.mean(steps / np.diff(t))) if len(steps) else np.nan,
+            "path_length": path,
+            "net_displacement": net,
+            "straightness": net / path if path > 0 else np.nan,
+        }
+        if region_ids is not None:
+            inside = np.flatnonzero(np.isin(part["crop_id"].to_numpy(np.int64), region_ids))
+            record["time_to_region"] = float(t[inside[0]] - t[0]) if len(inside) else np.nan
+        if group_column is not None and group_column in part.columns:
+            record[group_column] = _last_value(part[group_column])
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _last_value(values: pd.Series) -> Any:
+    present = values[values.notna() & (values.astype(str) != "")]
+    return present.iloc[-1] if len(present) else ""
+
+
+def compare_track_groups(
+    statistics: pd.DataFrame,
+    group_column: str,
+    groups: Sequence[Any] | None = None,
+    measures: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Compare two groups of tracks (outcomes, conditions) on each per-track measure.
+
+    Each track is one sample. Reports the group means, Cohen's d with its 95 %
+    interval (:func:`core.statistics.cohens_d`: positive when the first group
+    is higher) and the two-sided Mann–Whitney U p-value (no normality assumed).
+    Measures undefined for a track (NaN) leave that track out of that measure.
+
+    Returns
+    -------
+    DataFrame
+        One row per measure: ``measure, n_a, n_b, mean_a, mean_b, d, ci_low, ci_high, p_value``.
+    """
+    _require_columns(statistics, (group_column,), "the track statistics")
+    present = [g for g in pd.unique(statistics[group_column]) if str(g) != ""]
+    groups = list(groups) if groups is not None else present[:2]
+    if len(groups) != 2 or groups[0] == groups[1]:
+        raise InputError(
+            f"comparing tracks needs two groups in column {group_column!r}; found {present or 'none'}"
+        )
+    measures = [m for m in (measures or MEASURES + ("time_to_region",)) if m in statistics.columns]
+    records = []
+    for measure in measures:
+        a = statistics.loc[statistics[group_column] == groups[0], measure].dropna().to_numpy(float)
+        b = statistics.loc[statistics[group_column] == groups[1], measure].dropna().to_numpy(float)
+        record = {"measure": measure, "n_a": len(a), "n_b": len(b),
+                  "mean_a": a.mean() if len(a) else np.nan, "mean_b": b.mean() if len(b) else np.nan,
+                  "d": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}  # fmt: skip
+        if len(a) >= 2 and len(b) >= 2:
+            effect = cohens_d(a, b)
+            record.update(d=effect.d[0], ci_low=effect.ci_low[0], ci_high=effect.ci_high[0])
+            record["p_value"] = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        records.append(record)
+    table = pd.DataFrame.from_records(records)
+    table.attrs["groups"] = (groups[0], groups[1])
+    return table
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def paths_figure(
+    cells: pd.DataFrame, columns: Sequence[str], *, colour_by: str | None = None, max_tracks: int = 200
+) -> Figure:
+    """The tracks' paths through two coordinates: grey cells behind, one line per track, a dot at its start.
+
+    Lines are coloured by time (viridis, early to late) or, with ``colour_by``,
+    by each track's last value of that column (outcome or condition).
+    """
+    if len(columns) != 2:
+        raise InputError(f"a path figure draws two coordinates; got {list(columns)}")
+    paths = track_paths(cells, columns)
+    figure = Figure(figsize=(5.0, 4.2))
+    axes = figure.add_subplot()
+    axes.scatter(cells[columns[0]], cells[columns[1]], s=4, c="0.8", linewidths=0)
+    chosen = list(paths)[:max_tracks]
+    if colour_by is None:
+        from matplotlib.collections import LineCollection
+
+        segments = [np.stack([z[:-1], z[1:]], axis=1) for _, z in (paths[k] for k in chosen) if len(z) > 1]
+        times = [t[1:] for t, z in (paths[k] for k in chosen) if len(z) > 1]
+        if segments:
+            lines = LineCollection(np.concatenate(segments), cmap="viridis", linewidths=1.0)
+            lines.set_array(np.concatenate(times).astype(float))
+            axes.add_collection(lines)
+            figure.colorbar(lines, ax=axes, label="frame")
+    else:
+        last = on_tracks(cells).groupby(TRACK_ID)[colour_by].agg(_last_value)
+        palette = {value: f"C{i % 10}" for i, value in enumerate(sorted(pd.unique(last.astype(str))))}
+        for key in chosen:
+            _, z = paths[key]
+            axes.plot(z[:, 0], z[:, 1], lw=1.0, color=palette[str(last[key])])
+        for value, colour in palette.items():
+            axes.plot([], [], color=colour, label=value)
+        axes.legend(title=colour_by, fontsize=7)
+    starts = np.array([paths[k][1][0] for k in chosen]) if chosen else np.zeros((0, 2))
+    axes.scatter(starts[:, 0], starts[:, 1], s=10, c="k", marker="o", linewidths=0, label=None)
+    axes.set_xlabel(columns[0])
+    axes.set_ylabel(columns[1])
+    title = f"{len(chosen)} track paths" + (f" (of {len(paths)})" if len(paths) > len(chosen) else "")
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{what} has no column(s) {', '.join(missing)}")
+
+
+def _spatial_ndim(table: pd.DataFrame) -> int:
+    ndim = 3 if "z_start" in table.columns else 2
+    _require_columns(table, ("label_id", "t", *(f"{a}_{e}" for a in "zyx"[3 - ndim :] for e in ("start", "stop"))),
+                     "the crop table")  # fmt: skip
+    return ndim
+
+
+__all__ = [
+    "MEASURES",
+    "NO_TRACK",
+    "TRACK_ID",
+    "compare_track_groups",
+    "describe_tracks",
+    "on_tracks",
+    "paths_figure",
+    "read_tracks",
+    "shuffle_frames",
+    "step_lengths",
+    "track_ids_from_column",
+    "track_ids_from_labels",
+    "track_ids_from_tracks",
+    "track_paths",
+    "track_statistics",
+    "with_track_ids",
+]
