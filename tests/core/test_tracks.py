@@ -110,6 +110,8 @@ def test_shuffled_frames_make_a_smooth_path_rougher_but_keep_each_tracks_cells()
     real = tracks.step_lengths(smooth, ["mu_0", "mu_1"])
     assert real == pytest.approx(np.ones(38))
     assert tracks.step_lengths(shuffled, ["mu_0", "mu_1"]).mean() > 3 * real.mean()
+    real_mean, shuffled_mean = tracks.smoothness(smooth, ["mu_0", "mu_1"], shuffles=3)
+    assert real_mean == 1.0 and shuffled_mean > 3.0
 
 
 def test_track_paths_are_in_frame_order():

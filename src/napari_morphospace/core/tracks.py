@@ -91,8 +91,9 @@ def track_ids_from_tracks(
         in the same pixel coordinates as the crops.
     labels_at : callable, optional
         ``labels_at(t)`` returns the label image of frame ``t``. With it a crop
-        gets the track whose point lies inside its label; without it, the
-        track whose point lies inside its bounding box nearest its centre.
+        gets the track whose point lies inside its label (nearest the crop's
+        centre when several do); without it, the track whose point lies
+        inside its bounding box nearest its centre.
 
     Returns
     -------
@@ -119,23 +120,25 @@ def track_ids_from_tracks(
         if not len(points):
             continue
         if labels_at is not None:
-            ids[crops] = _match_by_label(labels_at(int(t)), points, label_ids[crops])
+            ids[crops] = _match_by_label(labels_at(int(t)), points, label_ids[crops], (start[crops] + stop[crops]) / 2)
         else:
             ids[crops] = _match_by_box(points, start[crops], stop[crops])
     return ids
 
 
-def _match_by_label(frame: np.ndarray, points: np.ndarray, label_ids: np.ndarray) -> np.ndarray:
-    """The track whose point of this frame lies inside each label (the first one, when several do)."""
+def _match_by_label(frame: np.ndarray, points: np.ndarray, label_ids: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The track whose point of this frame lies inside each label (nearest the crop's centre when several do)."""
     position = np.round(points[:, 2:]).astype(np.int64)
     inside = np.all((position >= 0) & (position < np.asarray(frame.shape)), axis=1)
     under = np.zeros(len(points), np.int64)
     under[inside] = frame[tuple(position[inside].T)]
-    track_of_label = {}
-    for label, track in zip(under[::-1], points[::-1, 0].astype(np.int64)):  # reversed: the first point wins
-        if label:
-            track_of_label[int(label)] = int(track)
-    return np.array([track_of_label.get(int(label), NO_TRACK) for label in label_ids], np.int64)
+    ids = np.full(len(label_ids), NO_TRACK, np.int64)
+    for row, label in enumerate(label_ids):
+        candidates = np.flatnonzero(under == label) if label else []
+        if len(candidates):
+            nearest = candidates[np.argmin(np.linalg.norm(points[candidates, 2:] - centres[row], axis=1))]
+            ids[row] = int(points[nearest, 0])
+    return ids
 
 
 def _match_by_box(points: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -247,6 +250,20 @@ def shuffle_frames(cells: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     for rows in shuffled.groupby(TRACK_ID, sort=False).indices.values():
         frames[rows] = rng.permutation(frames[rows])
     return shuffled.assign(t=frames)
+
+
+def smoothness(cells: pd.DataFrame, columns: Sequence[str], *, shuffles: int = 5, seed: int = 0) -> tuple[float, float]:
+    """Mean step length of the real tracks, and its mean over ``shuffles`` frame-shuffled copies (:func:`shuffle_frames`).
+
+    A real track whose cells change gradually steps less far than the same
+    cells visited in random order: a ratio real / shuffled well below 1 says
+    the embedding follows the cells over time.
+    """
+    real = step_lengths(cells, columns)
+    if not len(real):
+        raise InputError("no track has two frames, so there is no step to measure")
+    shuffled = [step_lengths(shuffle_frames(cells, seed=seed + s), columns).mean() for s in range(shuffles)]
+    return float(real.mean()), float(np.mean(shuffled))
 
 
 # --------------------------------------------------------------------------- per-track statistics
@@ -440,6 +457,7 @@ __all__ = [
     "paths_figure",
     "read_tracks",
     "shuffle_frames",
+    "smoothness",
     "step_lengths",
     "track_ids_from_column",
     "track_ids_from_labels",
