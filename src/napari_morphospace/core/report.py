@@ -570,6 +570,12 @@ def _tracks_section(ctx: _Context) -> list[str]:
         parts.append(_p(f"The {len(shown)} longest of {len(statistics)} tracks are listed; "
                         "'morphospace tracks' writes them all."))  # fmt: skip
     try:
+        real, shuffled = tracks.smoothness(latents, mu_columns(latents))
+        parts.append(_p(f"Mean step length {real:.4g}, against {shuffled:.4g} for the same cells in shuffled frame "
+                        f"order (ratio {real / shuffled:.3f}; well below 1: the latent space follows cells over time)."))
+    except InputError as err:
+        parts.append(_p(f"Smoothness not measured: {err}"))
+    try:
         comparison = tracks.compare_track_groups(statistics, "group")
     except InputError as err:
         parts.append(_p(f"Groups of tracks not compared: {err}"))
