@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import tifffile
 import torch
+from tracked_movie import CELLS, movie, radius, track_points
 
 from napari_morphospace.cli import main
 from napari_morphospace.core.analysis import create_analysis, open_analysis, save_analysis
@@ -22,33 +23,17 @@ from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.report import write_report
 from napari_morphospace.core.training import TrainSettings
 
-FRAMES, SIZE = 6, 96
-# cell -> (centre y, centre x, first radius, growth per frame); label id = track id; cell 4 appears at frame 2
-CELLS = {1: (20, 20, 4.0, 1.0), 2: (20, 70, 5.0, 0.5), 3: (70, 20, 6.0, 0.0), 4: (70, 70, 4.0, 1.5)}
-
-
-def _movie() -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    labels = np.zeros((FRAMES, SIZE, SIZE), np.uint16)
-    for t in range(FRAMES):
-        for label, (y, x, r0, growth) in CELLS.items():
-            if label == 4 and t < 2:
-                continue
-            labels[t][(yy - y - t) ** 2 + (xx - x) ** 2 <= (r0 + growth * t) ** 2] = label
-    image = np.where(labels > 0, 200, 10).astype(np.uint8)
-    return image, labels
-
 
 @pytest.fixture(scope="module")
 def movie_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("movie")
-    image, labels = _movie()
+    image, labels = movie()
     tifffile.imwrite(folder / "movie.tif", image, imagej=True, metadata={"axes": "TYX"})
     tifffile.imwrite(folder / "movie_labels.tif", labels, imagej=True, metadata={"axes": "TYX"})
     # a tracker's table of the same cells (track id, frame, y, x), ids renumbered: track = 10 * label
-    rows = [(10 * label, t, y + t, x) for t in range(FRAMES) for label, (y, x, _, _) in CELLS.items()
-            if not (label == 4 and t < 2)]  # fmt: skip
-    pd.DataFrame(rows, columns=["TRACK_ID", "FRAME", "POSITION_Y", "POSITION_X"]).to_csv(folder / "tracks.csv", index=False)
+    pd.DataFrame(track_points(), columns=["TRACK_ID", "FRAME", "POSITION_Y", "POSITION_X"]).to_csv(
+        folder / "tracks.csv", index=False
+    )
     return folder
 
 
@@ -115,9 +100,8 @@ def test_tracks_command_and_report_on_an_analysis_folder(movie_files, tmp_path, 
     assert main(["crops", *files, "--size", "32", "--track-ids", "labels", "--out", str(crops)]) == 0
     crop_set = load_crop_set(crops, in_memory=True)
     # latents with known paths: mu_0 = radius of the cell, so speed = growth per frame, straightness 1
-    radius = np.array([CELLS[label][2] + CELLS[label][3] * t for label, t in zip(crop_set.table["label_id"],
-                                                                                crop_set.table["t"])])  # fmt: skip
-    latents = crop_set.table.assign(mu_0=radius, mu_1=0.0, logvar_0=0.0, logvar_1=0.0)
+    latents = crop_set.table.assign(mu_0=radius(crop_set.table["label_id"], crop_set.table["t"]), mu_1=0.0,
+                                    logvar_0=0.0, logvar_1=0.0)  # fmt: skip
     latents["group"] = np.where(latents["label_id"] % 2 == 1, "odd", "even")
     folder = tmp_path / "analysis"
     create_analysis(folder)

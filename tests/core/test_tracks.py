@@ -173,3 +173,24 @@ def test_paths_figure_draws_one_line_per_track_coloured_by_outcome():
     drawn = [line for line in axes.get_lines() if len(line.get_xdata())]
     assert len(drawn) == 2 and drawn[0].get_color() != drawn[1].get_color()
     assert [t.get_text() for t in axes.get_legend().get_texts()] == ["death", "division"]
+
+
+def test_path_segments_join_consecutive_frames_of_each_track_across_sources():
+    # rows: two fields both with a track 1; row 4 lies on no track
+    ids = np.array([1, 1, 1, 1, NO_TRACK, 1])
+    sources = np.array([0, 0, 1, 1, 0, 0])
+    t = np.array([2, 0, 0, 1, 1, 1])
+    keys = tracks.track_keys(ids, sources)
+    assert keys[4] == -1 and keys[0] == keys[1] == keys[5] and keys[2] == keys[3] and keys[0] != keys[2]
+    segments = tracks.path_segments(keys, t)
+    assert sorted(map(tuple, segments.tolist())) == [(1, 5), (2, 3), (5, 0)]
+    assert list(tracks.track_keys(pd.array([3, pd.NA, 3], dtype="Int64"))) == [0, -1, 0]
+
+
+def test_nearest_segment_measures_distance_to_the_line_not_its_ends():
+    positions = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 5.0], [10.0, 5.0]])
+    segments = np.array([[0, 1], [2, 3]])
+    assert tracks.nearest_segment(positions, segments, (5.0, 0.8), 1.0) == 0  # mid-segment, 0.8 from the line
+    assert tracks.nearest_segment(positions, segments, (5.0, 4.5), 1.0) == 1
+    assert tracks.nearest_segment(positions, segments, (5.0, 2.5), 1.0) is None
+    assert tracks.nearest_segment(positions, segments, (5.0, 2.5), (1.0, 3.0)) in (0, 1)  # per-axis radius

@@ -79,12 +79,15 @@ from ..core.selection import (
     time_column,
 )
 from ..core.statistics import order_dimensions, require_finite
+from ..core.tracks import TRACK_ID, track_keys
 from ..viewer.callbacks import weak_drag_callback
 from ..viewer.layers import SourceOverlay, is_overlay, unwrap
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .scatter_canvas import ScatterCanvas
+from .track_overlay import MODES as TRACK_MODES
+from .track_overlay import TrackOverlay
 
 if TYPE_CHECKING:
     import napari
@@ -161,6 +164,7 @@ class ScatterWidget(QWidget):
         self._hover_pixel: tuple[float, float] | None = None
 
         self.plot = ScatterCanvas()
+        self.track_overlay = TrackOverlay(self.plot.view)
         self._build_form()
         self._cell_highlight = SourceOverlay(
             napari_viewer, SELECTED_CELLS, "labels", self._render_cell_highlight, opacity=0.9, blending="translucent",
@@ -205,6 +209,10 @@ class ScatterWidget(QWidget):
         self.tool_combo = QComboBox()
         self.tool_combo.addItems(["pan/zoom", "lasso", "rectangle"])
         self.tool_combo.currentTextChanged.connect(self._on_tool_chosen)
+        self.track_combo = QComboBox()
+        self.track_combo.addItems(TRACK_MODES)
+        self.track_combo.setToolTip("Draw the paths of tracked cells (a track_id column); a click on a path selects its track")
+        self.track_combo.currentTextChanged.connect(lambda _text: self._redraw())
 
         form = QFormLayout()
         form.addRow("cell layers", self.source_list)
@@ -215,6 +223,7 @@ class ScatterWidget(QWidget):
         form.addRow("opacity", self.opacity_spin)
         form.addRow("", self.density_check)
         form.addRow("tool", self.tool_combo)
+        form.addRow("track paths", self.track_combo)
 
         self.legend = QLabel()
         self.legend.setWordWrap(True)
@@ -586,7 +595,36 @@ class ScatterWidget(QWidget):
             self.plot.show_density(self._positions)
         else:
             self.plot.show_points(self._positions, self._frame_colors(), self.size_spin.value())
+        self._draw_tracks()
         self._redraw_selection()
+
+    def _draw_tracks(self) -> None:
+        """The paths of tracked cells (sources with a ``track_id`` column), their cells of the shown frame ringed."""
+        mode = self.track_combo.currentText()
+        if mode == "off" or TRACK_ID not in self._shared_columns():
+            self.track_overlay.clear()
+            return
+        rows = np.arange(len(self._positions))
+        keys = track_keys(self._column(TRACK_ID), self._index.source_of_rows(rows))
+        shown = np.zeros(len(rows), bool)
+        for source in self._layers:
+            if self._has_time[source]:
+                part = self._index.rows_of_source(source)
+                shown[part] = self._index.t[part] == self._current_t(source)
+        colors = None if mode == "by time" else self._base_colors
+        self.track_overlay.show(self._positions, keys, self._index.t, colors, shown, self.size_spin.value())
+
+    def select_track_at(self, x: float, y: float, add: bool = False) -> np.ndarray | None:
+        """Select the track whose path passes near data position ``(x, y)`` and show its cell nearest the click
+        (time slider moved to its frame); returns the track's plot rows, None when no path is near."""
+        width, height = self.plot.pixel_size()
+        hit = self.track_overlay.pick(x, y, (HOVER_RADIUS_PX * width, HOVER_RADIUS_PX * height))
+        if hit is None:
+            return None
+        rows, row = hit
+        self.select_rows(rows, add=add)
+        self.focus_row(row)
+        return rows
 
     def _redraw_selection(self) -> None:
         """Draw only the selected points on top: a selection change never re-uploads all points."""
@@ -870,7 +908,9 @@ class ScatterWidget(QWidget):
         elif tool == "rectangle" and moved and len(self._drag) == 2:
             self.select_rectangle(self._drag[0], self._drag[1], add=add)
         elif not moved:
-            row = self.pick(*self.plot.canvas_to_data(event.pos))
+            point = self.plot.canvas_to_data(event.pos)  # a click on a track's path selects the whole track
+            on_path = self.track_combo.currentText() != "off" and self.select_track_at(*point, add=add) is not None
+            row = None if on_path else self.pick(*point)
             if row is not None:
                 self.select_rows([row], add=add)
                 self.focus_row(row)

@@ -231,6 +231,47 @@ def track_paths(cells: pd.DataFrame, columns: Sequence[str]) -> dict[int, tuple[
     }  # fmt: skip
 
 
+def track_keys(track_ids: Any, source_codes: np.ndarray | None = None) -> np.ndarray:
+    """One key per row for its track, unique across sources (the same id in two fields is two tracks); -1 off tracks.
+
+    ``track_ids`` may hold missing values (cells given no track id); they and
+    ``NO_TRACK`` get -1.
+    """
+    ids = pd.to_numeric(pd.Series(np.asarray(track_ids, dtype=object)), errors="coerce").fillna(NO_TRACK)
+    ids = ids.to_numpy(np.int64)
+    codes = np.zeros(len(ids), np.int64) if source_codes is None else np.asarray(source_codes, np.int64)
+    keys = np.full(len(ids), -1, np.int64)
+    on = ids != NO_TRACK
+    if on.any():
+        keys[on] = np.unique(np.stack([codes[on], ids[on]], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+    return keys
+
+
+def path_segments(keys: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Row pairs ``(a, b)``, shape (S, 2), joining each track's consecutive frames (rows with key -1 lie on none)."""
+    keys, t = np.asarray(keys, np.int64), np.asarray(t)
+    on = np.flatnonzero(keys >= 0)
+    order = on[np.lexsort((t[on], keys[on]))]
+    same = keys[order[1:]] == keys[order[:-1]]
+    return np.stack([order[:-1][same], order[1:][same]], axis=1)
+
+
+def nearest_segment(positions: np.ndarray, segments: np.ndarray, point: Sequence[float],
+                    radius: float | Sequence[float]) -> int | None:  # fmt: skip
+    """Index of the segment nearest ``point`` if within ``radius`` (one value, or one per axis), else None."""
+    if not len(segments):
+        return None
+    scale = np.broadcast_to(np.asarray(radius, float), (2,))
+    a, b = positions[segments[:, 0]] / scale, positions[segments[:, 1]] / scale
+    p = np.asarray(point, float) / scale
+    ab = b - a
+    length2 = (ab**2).sum(axis=1)
+    along = np.clip(((p - a) * ab).sum(axis=1) / np.where(length2 > 0, length2, 1.0), 0.0, 1.0)
+    distance = np.linalg.norm(a + along[:, None] * ab - p, axis=1)
+    nearest = int(np.argmin(distance))
+    return nearest if distance[nearest] <= 1.0 else None
+
+
 def step_lengths(cells: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """``‖Δz‖`` of every step between consecutive cells of a track, all tracks together."""
     steps = [np.linalg.norm(np.diff(z, axis=0), axis=1) for _, z in track_paths(cells, columns).values()]
@@ -453,7 +494,9 @@ __all__ = [
     "TRACK_ID",
     "compare_track_groups",
     "describe_tracks",
+    "nearest_segment",
     "on_tracks",
+    "path_segments",
     "paths_figure",
     "read_tracks",
     "shuffle_frames",
@@ -462,6 +505,7 @@ __all__ = [
     "track_ids_from_column",
     "track_ids_from_labels",
     "track_ids_from_tracks",
+    "track_keys",
     "track_paths",
     "track_statistics",
     "with_track_ids",
