@@ -614,11 +614,17 @@ class ScatterWidget(QWidget):
         colors = None if mode == "by time" else self._base_colors
         self.track_overlay.show(self._positions, keys, self._index.t, colors, shown, self.size_spin.value())
 
-    def select_track_at(self, x: float, y: float, add: bool = False) -> np.ndarray | None:
+    def select_track_at(self, x: float, y: float, add: bool = False,
+                        radius: float | tuple[float, float] | None = None) -> np.ndarray | None:  # fmt: skip
         """Select the track whose path passes near data position ``(x, y)`` and show its cell nearest the click
-        (time slider moved to its frame); returns the track's plot rows, None when no path is near."""
-        width, height = self.plot.pixel_size()
-        hit = self.track_overlay.pick(x, y, (HOVER_RADIUS_PX * width, HOVER_RADIUS_PX * height))
+        (time slider moved to its frame); returns the track's plot rows, None when no path is near.
+
+        ``radius`` as in :meth:`pick` (default: a few canvas pixels at the current zoom).
+        """
+        if radius is None:
+            width, height = self.plot.pixel_size()
+            radius = (HOVER_RADIUS_PX * width, HOVER_RADIUS_PX * height)
+        hit = self.track_overlay.pick(x, y, radius)
         if hit is None:
             return None
         rows, row = hit

@@ -29,11 +29,14 @@ class TrackOverlay:
         self.lines.visible = self.current.visible = False
         self.keys = np.zeros(0, np.int64)
         self.segments = np.zeros((0, 2), np.int64)
+        #: Rows ringed now: each track's cell of the frame shown in the viewer.
+        self.ringed = np.zeros(0, np.int64)
         self._positions = np.zeros((0, 2), np.float32)
 
     def clear(self) -> None:
         self.lines.visible = self.current.visible = False
         self.segments = np.zeros((0, 2), np.int64)
+        self.ringed = np.zeros(0, np.int64)
 
     def show(self, positions: np.ndarray, keys: np.ndarray, t: np.ndarray, colors: np.ndarray | None,
              current: np.ndarray, size: float) -> None:  # fmt: skip
@@ -59,11 +62,11 @@ class TrackOverlay:
         self.lines.set_data(pos=positions[self.segments.reshape(-1)],
                             color=np.repeat(colors[ends], 2, axis=0))  # fmt: skip
         self.lines.visible = True
-        ringed = np.flatnonzero(current & (keys >= 0))
-        if len(ringed):
-            self.current.set_data(positions[ringed], face_color=(0, 0, 0, 0), edge_color=CURRENT_EDGE,
+        self.ringed = np.flatnonzero(current & (keys >= 0))
+        if len(self.ringed):
+            self.current.set_data(positions[self.ringed], face_color=(0, 0, 0, 0), edge_color=CURRENT_EDGE,
                                   edge_width=2.0, size=size + 8)  # fmt: skip
-        self.current.visible = bool(len(ringed))
+        self.current.visible = bool(len(self.ringed))
 
     def pick(self, x: float, y: float, radius: float | tuple[float, float]) -> tuple[np.ndarray, int] | None:
         """The rows of the track whose path passes within ``radius`` of ``(x, y)``, and its row nearest the click."""

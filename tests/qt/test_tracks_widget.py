@@ -1,0 +1,83 @@
+"""Tracks in the viewer, docked as a user docks them: track ids from tracked labels or a Tracks layer, per-track
+statistics, paths in the scatter plot linked both ways to the image and the time slider."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tracked_movie import CELLS, FIRST_FRAME, movie, radius, track_points
+
+from napari_morphospace._qt.tracks_widget import FROM_LABELS
+from napari_morphospace.core.crops import CropSettings, crops_from_labels
+from napari_morphospace.core.data import TRACK_ID
+from napari_morphospace.viewer.session import session_for
+
+LABELS = "movie_labels"
+
+
+@pytest.fixture
+def tracked_viewer(make_napari_viewer):
+    """A viewer with the movie, its labels, a tracker's Tracks layer, and the cells' latents (mu_0 = radius)."""
+    viewer = make_napari_viewer()
+    image, labels = movie()
+    viewer.add_image(image, name="movie")
+    viewer.add_labels(labels, name=LABELS)
+    viewer.add_tracks(track_points(), name="tracker")
+    crop_set = crops_from_labels(image, labels, CropSettings(size=32), axes="TYX", source=LABELS)
+    table = crop_set.table
+    session = session_for(viewer)
+    session.crop_set = crop_set
+    session.latents = table[["crop_id"]].assign(mu_0=radius(table["label_id"], table["t"]), mu_1=table["t"] * 0.1)
+    return viewer
+
+
+def test_track_ids_from_a_tracks_layer_or_from_label_ids_reach_the_features(tracked_viewer, dock):
+    widget = dock(tracked_viewer, "Tracks")
+    labels = tracked_viewer.layers[LABELS]
+    assert [widget.source_combo.itemText(i) for i in range(widget.source_combo.count())] == [FROM_LABELS, "tracker"]
+    assert widget.give_track_ids("tracker") == 4
+    features = labels.features
+    assert (features[TRACK_ID] == 10 * features["index"]).all() and len(features) == 22
+    assert widget.give_track_ids(FROM_LABELS) == 4
+    assert (labels.features[TRACK_ID] == labels.features["index"]).all()
+    assert "22 of 22 crops lie on 4 tracks" in widget.status.text()
+
+
+def test_track_statistics_table_and_a_clicked_row_selects_the_track_at_its_first_frame(tracked_viewer, dock):
+    widget = dock(tracked_viewer, "Tracks")
+    widget.give_track_ids(FROM_LABELS)
+    statistics = widget.compute().set_index(TRACK_ID)
+    steps = np.hypot([CELLS[k][3] for k in CELLS], 0.1)  # each frame: radius grows, mu_1 grows by 0.1
+    np.testing.assert_allclose(statistics["mean_speed"], steps)
+    np.testing.assert_allclose(statistics["straightness"], 1.0)
+    assert widget.table.rowCount() == 4 and "ratio" in widget.status.text()
+    tracked_viewer.dims.set_current_step(0, 5)
+    widget.table.cellClicked.emit(3, 0)  # track 4, which starts at frame 2
+    session = session_for(tracked_viewer)
+    cells = session.cells.set_index("crop_id").loc[session.selection]
+    assert set(cells["label_id"]) == {4} and len(cells) == 4
+    assert tracked_viewer.dims.current_step[0] == FIRST_FRAME[4]
+
+
+def test_scatter_draws_paths_and_a_click_on_a_path_selects_its_track_and_frame(tracked_viewer, dock):
+    tracks = dock(tracked_viewer, "Tracks")
+    tracks.give_track_ids(FROM_LABELS)
+    scatter = dock(tracked_viewer, "Scatter")
+    scatter.set_sources([LABELS])
+    scatter.set_axes("mu_0", "mu_1")
+    scatter.track_combo.setCurrentText("by time")
+    overlay = scatter.track_overlay
+    assert len(overlay.segments) == 22 - 4 and overlay.lines.visible  # one segment per step of each track
+    # the cells of the shown frame (0: tracks 1-3) are ringed; at frame 3 all four
+    tracked_viewer.dims.set_current_step(0, 0)
+    assert overlay.current.visible and len(overlay.ringed) == 3
+    tracked_viewer.dims.set_current_step(0, 3)
+    assert len(overlay.ringed) == 4
+    # a click half-way along track 1's step from frame 4 to 5 (mu_0 8 -> 9, mu_1 0.4 -> 0.5), nearer frame 5
+    rows = scatter.select_track_at(8.7, 0.47, radius=(0.2, 0.05))
+    cells = session_for(tracked_viewer).cells.set_index("crop_id").loc[session_for(tracked_viewer).selection]
+    assert len(rows) == 6 and set(cells["label_id"]) == {1}
+    assert tracked_viewer.dims.current_step[0] == 5
+    assert scatter.select_track_at(8.7, 0.2, radius=(0.2, 0.05)) is None  # below every path
+    scatter.track_combo.setCurrentText("off")
+    assert not overlay.lines.visible
