@@ -200,6 +200,10 @@ class TracksWidget(QWidget):
         cells = self.session.latents
         mine = cells[pd.to_numeric(cells[tracks.TRACK_ID], errors="coerce") == track_id]
         self.session.selection = mine["crop_id"].to_numpy(np.int64)
+        if self.statistics is not None:
+            rows = np.flatnonzero(self.statistics[tracks.TRACK_ID].to_numpy() == track_id)
+            if len(rows):
+                self.table.selectRow(int(rows[0]))
         layer = source_layer(self.viewer.layers, str(mine["source"].iloc[0])) if len(mine) else None
         if layer is not None and layer.ndim > spatial_ndim(cells, layer.ndim):  # a time-lapse: show the first frame
             world = layer.data_to_world([int(mine["t"].min())] + [0] * (layer.ndim - 1))
