@@ -125,6 +125,13 @@ def test_tracks_command_and_report_on_an_analysis_folder(movie_files, tmp_path, 
 
     assert main(["tracks", str(folder), "--region-selection", "nope"]) == 2
     assert "no named selection 'nope'" in capsys.readouterr().err
+    assert main(["tracks", str(folder), "--groups", "odd", "treated"]) == 0
+    assert "groups of tracks not compared: no track has group 'treated'" in capsys.readouterr().out
+    # a table from elsewhere whose track ids are in a tracker's column
+    table = tmp_path / "theirs.csv"
+    latents.drop(columns=TRACK_ID).assign(TRACK_ID=latents["label_id"] + 100).to_csv(table, index=False)
+    assert main(["tracks", str(table), "--track-column", "TRACK_ID", "--out", str(tmp_path / "t2.csv")]) == 0
+    assert sorted(pd.read_csv(tmp_path / "t2.csv")[TRACK_ID]) == [101, 102, 103, 104]
 
     report = write_report(open_analysis(folder, load_model=False), tmp_path / "report.html").read_text()
     section = re.search(r"<h2>Tracks through latent space</h2>(.*?)</section>", report, flags=re.S).group(1)

@@ -100,6 +100,8 @@ def test_comparison_needs_two_groups():
     statistics = tracks.track_statistics(_cells({1: [(0, 0, 0), (1, 1, 1)]}), ["mu_0", "mu_1"])
     with pytest.raises(InputError, match="two groups"):
         tracks.compare_track_groups(statistics, "group")
+    with pytest.raises(InputError, match="no track has group 'b'"):
+        tracks.compare_track_groups(statistics, "group", ["a", "b"])
 
 
 def test_shuffled_frames_make_a_smooth_path_rougher_but_keep_each_tracks_cells():

@@ -43,6 +43,16 @@ def test_track_ids_from_a_tracks_layer_or_from_label_ids_reach_the_features(trac
     assert "22 of 22 crops lie on 4 tracks" in widget.status.text()
 
 
+def test_track_ids_from_a_trackers_column_of_the_cells(tracked_viewer, dock):
+    session = session_for(tracked_viewer)
+    cells = session.cells
+    session.set_columns(cells["crop_id"], {"TRACK_ID": (100 + cells["label_id"]).to_numpy()})  # e.g. from a table
+    widget = dock(tracked_viewer, "Tracks")
+    assert "column: TRACK_ID" in [widget.source_combo.itemText(i) for i in range(widget.source_combo.count())]
+    assert widget.give_track_ids("column: TRACK_ID") == 4
+    assert (session.cells[TRACK_ID] == 100 + session.cells["label_id"]).all()
+
+
 def test_track_statistics_table_and_a_clicked_row_selects_the_track_at_its_first_frame(tracked_viewer, dock):
     widget = dock(tracked_viewer, "Tracks")
     widget.give_track_ids(FROM_LABELS)

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 
 from ..core import tracks
 from ..core.errors import InputError
-from ..core.features import CLUSTER, mu_columns
+from ..core.features import CLUSTER, ID_COLUMNS, mu_columns
 from ..core.selection import spatial_ndim
 from ..viewer.layers import unwrap
 from ..viewer.session import session_for
@@ -42,6 +42,7 @@ from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 
 FROM_LABELS = "label ids (tracked labels)"
+COLUMN = "column: "
 NO_REGION = "none"
 NO_GROUPS = "none"
 
@@ -118,8 +119,12 @@ class TracksWidget(QWidget):
 
     def _refresh_choices(self, *_: Any) -> None:
         """Offer the Tracks layers, the named selections and clusters, and the cells' text columns."""
-        _refill(self.source_combo, [FROM_LABELS] + [layer.name for layer in self.viewer.layers if isinstance(layer, Tracks)])
         cells = self.session.cells
+        sources = [FROM_LABELS] + [layer.name for layer in self.viewer.layers if isinstance(layer, Tracks)]
+        if cells is not None:  # track columns another tool put into the table (e.g. a tracker's TRACK_ID)
+            sources += [f"{COLUMN}{c}" for c in cells.columns if "track" in str(c).lower() and c not in ID_COLUMNS
+                        and pd.api.types.is_numeric_dtype(cells[c])]  # fmt: skip
+        _refill(self.source_combo, sources)
         regions = [NO_REGION] + [f"selection: {name}" for name in self.session.named_selections]
         groups = [NO_GROUPS]
         if cells is not None:
@@ -130,13 +135,16 @@ class TracksWidget(QWidget):
         _refill(self.group_combo, groups)
 
     def give_track_ids(self, source: str = FROM_LABELS) -> int:
-        """Give every cell of the session its track id from ``source`` (:data:`FROM_LABELS` or a Tracks layer name);
-        returns the number of tracks."""
+        """Give every cell of the session its track id from ``source`` (:data:`FROM_LABELS`, a Tracks layer name,
+        or ``"column: NAME"``, a whole-number column of the cells); returns the number of tracks."""
         cells = self.session.cells
         if cells is None:
             raise InputError("there are no cells yet: build or load a crop set in the Cells widget first")
-        layer = None if source == FROM_LABELS else unwrap(self.viewer.layers[source])
-        ids = cell_track_ids(cells, self.viewer.layers, layer)
+        if source.startswith(COLUMN):
+            ids = tracks.track_ids_from_column(cells, source.removeprefix(COLUMN))
+        else:
+            layer = None if source == FROM_LABELS else unwrap(self.viewer.layers[source])
+            ids = cell_track_ids(cells, self.viewer.layers, layer)
         self.session.set_columns(cells["crop_id"].to_numpy(), {tracks.TRACK_ID: ids})
         self.status.setText(tracks.describe_tracks(self.session.cells))
         return int(pd.unique(ids[ids != tracks.NO_TRACK]).size)

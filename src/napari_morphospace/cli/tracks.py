@@ -28,6 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="analysis folder, or a latent table (.csv/.parquet) with track_id, t and mu_* columns")
     parser.add_argument("--columns", default="mu", metavar="PREFIX",
                         help="coordinates of the paths: mu (latent means, default) or a 2D embedding (PCA, UMAP, TSNE)")
+    parser.add_argument("--track-column", default=None, metavar="NAME",
+                        help="take the track ids from this column of the table (e.g. a tracker's TRACK_ID)")
     parser.add_argument("--frame-interval", type=float, default=1.0, help="time between frames (speeds per this unit)")
     parser.add_argument("--group-column", default="group", help="condition/outcome column to compare tracks by")
     parser.add_argument("--groups", nargs=2, default=None, metavar=("A", "B"), help="the two groups to compare")
@@ -80,17 +82,23 @@ def run(args: argparse.Namespace) -> int:
         if target is not None and target.exists() and not args.overwrite:
             raise InputError(f"{target} already exists; choose another file or pass --overwrite")
     cells, selections = _cells_and_selections(args.cells)
+    if args.track_column is not None:
+        cells = tracks.with_track_ids(cells, tracks.track_ids_from_column(cells, args.track_column))
     columns = _columns(cells, args.columns)
     statistics = tracks.track_statistics(cells, columns, frame_interval=args.frame_interval,
                                          region=_region(args, cells, selections), group_column=args.group_column)
     print(f"{tracks.describe_tracks(cells)}; coordinates {columns[0]}..{columns[-1]}")
     summary = statistics[[m for m in (*tracks.MEASURES, "time_to_region") if m in statistics.columns]]
     print(summary.describe().loc[["mean", "50%", "std"]].rename(index={"50%": "median"}).to_string(float_format="%.4g"))
-    if args.group_column in statistics.columns and statistics[args.group_column].nunique() >= 2:
-        comparison = tracks.compare_track_groups(statistics, args.group_column, args.groups)
-        a, b = comparison.attrs["groups"]
-        print(f"\n{a} against {b} (one sample per track; d > 0: higher in {a}; Mann-Whitney U p-value):")
-        print(comparison.to_string(index=False, float_format="%.4g"))
+    if args.group_column in statistics.columns:
+        try:
+            comparison = tracks.compare_track_groups(statistics, args.group_column, args.groups)
+        except InputError as err:
+            print(f"groups of tracks not compared: {err}")
+        else:
+            a, b = comparison.attrs["groups"]
+            print(f"\n{a} against {b} (one sample per track; d > 0: higher in {a}; Mann-Whitney U p-value):")
+            print(comparison.to_string(index=False, float_format="%.4g"))
     if args.out is not None:
         export_table(statistics, args.out, overwrite=args.overwrite)
         print(f"wrote {len(statistics)} tracks to {args.out}")

@@ -403,6 +403,9 @@ def compare_track_groups(
     _require_columns(statistics, (group_column,), "the track statistics")
     present = [g for g in pd.unique(statistics[group_column]) if str(g) != ""]
     groups = list(groups) if groups is not None else present[:2]
+    absent = [g for g in groups if g not in present]
+    if absent:
+        raise InputError(f"no track has {group_column} {', '.join(map(repr, absent))}; the tracks have {present}")
     if len(groups) != 2 or groups[0] == groups[1]:
         raise InputError(
             f"comparing tracks needs two groups in column {group_column!r}; found {present or 'none'}"
