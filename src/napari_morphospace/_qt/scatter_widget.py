@@ -156,6 +156,7 @@ class ScatterWidget(QWidget):
         self._axis_choices: list[str] = []
         self._color_by = ""
         self._keys: pd.Index | None = None
+        self._track_keys: np.ndarray | None = None  # track key per plot row (core.tracks.track_keys), while tracks are shown
         self._workers: list = []
         self._linking = False  # True while a selection propagates: ignore re-entrant selections
         self._publishing = False  # True while this widget writes to the session: ignore its echo
@@ -379,6 +380,7 @@ class ScatterWidget(QWidget):
         self._index = RowIndex.from_tables(keys)
         self._selected = np.zeros(len(self._index), bool)
         self._keys = None
+        self._track_keys = None
         self._picker = None
         self.note.setText("\n".join(notes))
         self._has_time = {}
@@ -604,9 +606,11 @@ class ScatterWidget(QWidget):
         if mode == "off" or TRACK_ID not in self._shared_columns():
             self.track_overlay.clear()
             return
-        rows = np.arange(len(self._positions))
-        keys = track_keys(self._column(TRACK_ID), self._index.source_of_rows(rows))
-        shown = np.zeros(len(rows), bool)
+        if self._track_keys is None or len(self._track_keys) != len(self._positions):  # once per set of sources
+            rows = np.arange(len(self._positions))
+            self._track_keys = track_keys(self._column(TRACK_ID), self._index.source_of_rows(rows))
+        keys = self._track_keys
+        shown = np.zeros(len(keys), bool)
         for source in self._layers:
             if self._has_time[source]:
                 part = self._index.rows_of_source(source)

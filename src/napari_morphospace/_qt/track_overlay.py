@@ -46,8 +46,9 @@ class TrackOverlay:
         it by its later frame ``t``. ``current`` marks the rows of the frame
         shown in the viewer: they get a ring.
         """
+        if keys is not self.keys or not len(self.segments):  # the same tracks in another frame: segments unchanged
+            self.segments = path_segments(keys, t)
         self._positions, self.keys = positions, keys
-        self.segments = path_segments(keys, t)
         if not len(self.segments):
             self.clear()
             return

@@ -11,13 +11,11 @@ plot) and moves the time slider to its first frame.
 
 from __future__ import annotations
 
-from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from napari.layers import Tracks
-from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -40,25 +38,12 @@ from ..viewer.session import session_for
 from ..viewer.tracks import cell_track_ids, source_layer
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
+from .errors import report_errors
 
 FROM_LABELS = "label ids (tracked labels)"
 COLUMN = "column: "
 NO_REGION = "none"
 NO_GROUPS = "none"
-
-
-def _report_errors(method: Callable) -> Callable:
-    """Show an InputError from a button as a napari error notification (the viewer keeps running)."""
-
-    @wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except InputError as err:
-            show_error(str(err))
-            return None
-
-    return wrapper
 
 
 class TracksWidget(QWidget):
@@ -78,14 +63,14 @@ class TracksWidget(QWidget):
         self.source_combo = QComboBox()
         give = QPushButton("Give track ids")
         give.setToolTip("Write each cell's track id into the per-cell table (and the layers' features)")
-        give.clicked.connect(lambda _checked=False: _report_errors(self.give_track_ids)(self.source_combo.currentText()))
+        give.clicked.connect(lambda _checked=False: report_errors(self.give_track_ids)(self.source_combo.currentText()))
         self.region_combo = QComboBox()
         self.region_combo.setToolTip("Time for each track to first reach these cells (a named selection or a cluster)")
         self.group_combo = QComboBox()
         self.interval_spin = QDoubleSpinBox(minimum=1e-6, maximum=1e6, value=1.0, decimals=3)
         self.interval_spin.setToolTip("Time between frames: speeds and times are given per this unit")
         compute = QPushButton("Track statistics")
-        compute.clicked.connect(lambda _checked=False: _report_errors(self.compute)())
+        compute.clicked.connect(lambda _checked=False: report_errors(self.compute)())
         self.status = QLabel("give the cells track ids, then compute their statistics")
         self.status.setWordWrap(True)
         self.table = QTableWidget()
