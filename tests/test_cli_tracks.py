@@ -107,7 +107,7 @@ def test_tracks_command_and_report_on_an_analysis_folder(movie_files, tmp_path, 
     create_analysis(folder)
     big = latents.loc[latents["mu_0"] >= 8.0, "crop_id"].tolist()
     save_analysis(folder, crop_set=crops, latents=latents, selections={"big": big})
-    opened = open_analysis(folder, load_model=False)
+    opened = open_analysis(folder, load_model=False, allow_external=True)  # the crop set lies beside it
     assert opened.latents[TRACK_ID].tolist() == latents[TRACK_ID].tolist()
     assert opened.crop_set.table[TRACK_ID].tolist() == latents[TRACK_ID].tolist()
     capsys.readouterr()

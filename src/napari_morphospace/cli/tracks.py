@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+from .flags import HelpFormatter
 
-from ..core import tracks
-from ..core.analysis import is_analysis_folder, open_analysis
-from ..core.errors import InputError
-from ..core.export import export_table, read_table
-from ..core.features import mu_columns
-from ..core.report import figure_png
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="per-track statistics of tracked cells' paths through latent space",
         description="Speed, path length, net displacement, straightness and time to a region of every track "
         "(cells with a track_id, see 'morphospace crops --track-ids'), and a comparison of two groups of tracks.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("cells", type=Path, metavar="ANALYSIS_DIR|TABLE",
                         help="analysis folder, or a latent table (.csv/.parquet) with track_id, t and mu_* columns")
@@ -41,14 +39,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the per-track statistics (.csv/.parquet)")
     parser.add_argument("--figure", type=Path, default=None, help="write a figure of the paths (.png/.svg)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--allow-external", action="store_true",
+                        help="also read data the analysis folder refers to outside itself (only for folders you trust)")
     parser.set_defaults(run=run)
 
 
-def _cells_and_selections(path: Path) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+def _cells_and_selections(path: Path, allow_external: bool) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+    from ..core.analysis import is_analysis_folder, open_analysis
+    from ..core.errors import InputError
+    from ..core.export import read_table
+
     if is_analysis_folder(path):
-        analysis = open_analysis(path, load_model=False)
+        analysis = open_analysis(path, load_model=False, allow_external=allow_external)
         for problem in analysis.problems:
-            print(f"warning: {problem}", file=sys.stderr)
+            print(f"morphospace tracks: warning: {problem}", file=sys.stderr)
         if analysis.latents is None:
             raise InputError(f"{path} has no latent table; embed the cells first")
         return analysis.latents, analysis.selections
@@ -58,6 +62,9 @@ def _cells_and_selections(path: Path) -> tuple[pd.DataFrame, dict[str, list[int]
 
 
 def _columns(cells: pd.DataFrame, prefix: str) -> list[str]:
+    from ..core.errors import InputError
+    from ..core.features import mu_columns
+
     columns = mu_columns(cells) if prefix == "mu" else [c for c in (f"{prefix}_0", f"{prefix}_1") if c in cells.columns]
     if not columns or (prefix != "mu" and len(columns) < 2):
         raise InputError(f"the cells have no {prefix}_* columns; use --columns mu or compute that embedding first")
@@ -65,6 +72,10 @@ def _columns(cells: pd.DataFrame, prefix: str) -> list[str]:
 
 
 def _region(args: argparse.Namespace, cells: pd.DataFrame, selections: dict[str, list[int]]) -> np.ndarray | None:
+    import numpy as np
+
+    from ..core.errors import InputError
+
     if args.region_cluster is not None:
         if "cluster" not in cells.columns:
             raise InputError("the cells have no cluster column; cluster them (Scatter widget) or use --region-selection")
@@ -78,10 +89,15 @@ def _region(args: argparse.Namespace, cells: pd.DataFrame, selections: dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core import tracks
+    from ..core.errors import InputError
+    from ..core.export import export_table
+    from ..core.report import figure_png
+
     for target in (args.out, args.figure):
         if target is not None and target.exists() and not args.overwrite:
             raise InputError(f"{target} already exists; choose another file or pass --overwrite")
-    cells, selections = _cells_and_selections(args.cells)
+    cells, selections = _cells_and_selections(args.cells, args.allow_external)
     if args.track_column is not None:
         cells = tracks.with_track_ids(cells, tracks.track_ids_from_column(cells, args.track_column))
     columns = _columns(cells, args.columns)
