@@ -91,3 +91,6 @@ def test_scatter_draws_paths_and_a_click_on_a_path_selects_its_track_and_frame(t
     assert scatter.select_track_at(8.7, 0.2, radius=(0.2, 0.05)) is None  # below every path
     scatter.track_combo.setCurrentText("off")
     assert not overlay.lines.visible
+    # the choice is saved with the analysis (plot settings) and restored
+    scatter.apply_settings({**scatter.settings(), "tracks": "by colour"})
+    assert scatter.settings()["tracks"] == "by colour" and overlay.lines.visible

@@ -405,7 +405,8 @@ class ScatterWidget(QWidget):
     def settings(self) -> dict[str, Any]:
         """What the plot shows (sources, axes, colour column), as JSON values: saved with the analysis."""
         x, y = self._axes or ("", "")
-        return {"sources": list(self._layers), "x": x, "y": y, "colour": self._color_by}
+        return {"sources": list(self._layers), "x": x, "y": y, "colour": self._color_by,
+                "tracks": self.track_combo.currentText()}  # fmt: skip
 
     def apply_settings(self, settings: Mapping[str, Any]) -> None:
         """Show what :meth:`settings` described (a reopened analysis); sources no longer in the viewer are left out."""
@@ -418,6 +419,8 @@ class ScatterWidget(QWidget):
             self.set_axes(x, y)
         if settings.get("colour") in self._shared_columns():
             self.set_color_by(settings["colour"])
+        if settings.get("tracks") in TRACK_MODES:
+            self.track_combo.setCurrentText(settings["tracks"])
 
     def _column(self, name: str) -> np.ndarray:
         """One feature column over all sources, in plot-row order."""
