@@ -132,12 +132,15 @@ def _match_by_label(frame: np.ndarray, points: np.ndarray, label_ids: np.ndarray
     inside = np.all((position >= 0) & (position < np.asarray(frame.shape)), axis=1)
     under = np.zeros(len(points), np.int64)
     under[inside] = frame[tuple(position[inside].T)]
+    pairs = pd.DataFrame({"row": np.arange(len(label_ids)), "label": label_ids}).merge(
+        pd.DataFrame({"point": np.flatnonzero(under), "label": under[under != 0]}), on="label"
+    )  # every (crop, point inside its label) pair
     ids = np.full(len(label_ids), NO_TRACK, np.int64)
-    for row, label in enumerate(label_ids):
-        candidates = np.flatnonzero(under == label) if label else []
-        if len(candidates):
-            nearest = candidates[np.argmin(np.linalg.norm(points[candidates, 2:] - centres[row], axis=1))]
-            ids[row] = int(points[nearest, 0])
+    if len(pairs):
+        row, point = pairs["row"].to_numpy(), pairs["point"].to_numpy()
+        pairs["distance"] = np.linalg.norm(points[point, 2:] - centres[row], axis=1)
+        nearest = pairs.loc[pairs.groupby("row")["distance"].idxmin()]
+        ids[nearest["row"].to_numpy()] = points[nearest["point"].to_numpy(), 0].astype(np.int64)
     return ids
 
 
