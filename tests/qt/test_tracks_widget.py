@@ -94,3 +94,22 @@ def test_scatter_draws_paths_and_a_click_on_a_path_selects_its_track_and_frame(t
     # the choice is saved with the analysis (plot settings) and restored
     scatter.apply_settings({**scatter.settings(), "tracks": "by colour"})
     assert scatter.settings()["tracks"] == "by colour" and overlay.lines.visible
+
+
+def test_a_mouse_click_on_a_path_in_the_canvas_selects_the_track(tracked_viewer, dock):
+    dock(tracked_viewer, "Tracks").give_track_ids(FROM_LABELS)
+    scatter = dock(tracked_viewer, "Scatter")
+    scatter.set_sources([LABELS])
+    scatter.set_axes("mu_0", "mu_1")
+    scatter.track_combo.setCurrentText("by colour")
+    canvas = scatter.plot.canvas
+    canvas.size = (400, 400)  # the test viewer is never shown: give the canvas a real size
+    canvas.render()
+    scatter.plot.fit(scatter._positions)
+    transform = canvas.scene.node_transform(scatter.plot.view.scene)
+    pixel = tuple(transform.imap([8.7, 0.47, 0, 1])[:2])  # on track 1's step from frame 4 to 5, nearer 5
+    canvas.events.mouse_press(pos=pixel, button=1, modifiers=())
+    canvas.events.mouse_release(pos=pixel, button=1, modifiers=())
+    session = session_for(tracked_viewer)
+    assert set(session.cells.set_index("crop_id").loc[session.selection, "label_id"]) == {1}
+    assert len(session.selection) == 6 and tracked_viewer.dims.current_step[0] == 5
