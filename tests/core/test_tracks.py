@@ -8,6 +8,7 @@ import pytest
 
 from napari_morphospace.core import tracks
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.inference import InferenceSettings
 from napari_morphospace.core.tracks import NO_TRACK, TRACK_ID
 
 
@@ -86,14 +87,26 @@ def test_comparing_fast_and_slow_tracks_finds_the_difference():
         paths[track] = [(t, speed * t * np.cos(heading) + rng.normal(0, 0.01), speed * t * np.sin(heading)) for t in range(6)]
         group[track] = "fast" if track < 15 else "slow"
     statistics = tracks.track_statistics(_cells(paths, group), ["mu_0", "mu_1"])
-    comparison = tracks.compare_track_groups(statistics, "group").set_index("measure")
-    assert comparison.attrs["groups"] == ("fast", "slow")
+    comparison = tracks.compare_track_groups(statistics, "group", settings=InferenceSettings(permutations=500,
+                                                                                             resamples=500))
+    comparison = comparison.set_index("measure")
+    assert comparison.attrs["groups"] == ("fast", "slow") and comparison.attrs["notes"] == []
     speed = comparison.loc["mean_speed"]
     assert (speed["n_a"], speed["n_b"]) == (15, 15)
     assert speed["mean_a"] == pytest.approx(2.0, abs=0.05) and speed["mean_b"] == pytest.approx(1.0, abs=0.05)
-    assert speed["d"] > 3 and speed["ci_low"] > 0 and speed["p_value"] < 1e-4
+    assert speed["d"] > 3 and speed["d_low"] > 0 and speed["d_low"] < speed["d"] < speed["d_high"]
+    assert speed["p_value"] == pytest.approx(1 / 501)  # no relabelling of 500 is as extreme: (1 + 0) / (1 + 500)
+    assert speed["q_value"] <= 4 * speed["p_value"]  # Benjamini–Hochberg over the 4 measures
     # straightness is ~1 in both groups: no difference to find
     assert comparison.loc["straightness", "p_value"] > 0.01
+
+
+def test_too_few_tracks_get_means_but_no_p_value_and_a_note():
+    cells = _cells({k: [(0, 0, 0), (1, float(k), 0)] for k in range(4)}, group={0: "a", 1: "a", 2: "b", 3: "b"})
+    comparison = tracks.compare_track_groups(tracks.track_statistics(cells, ["mu_0", "mu_1"]), "group")
+    speed = comparison.set_index("measure").loc["mean_speed"]
+    assert speed["mean_a"] == 0.5 and speed["mean_b"] == 2.5 and np.isnan(speed["p_value"])
+    assert any("only 6 ways" in note for note in comparison.attrs["notes"])
 
 
 def test_comparison_needs_two_groups():

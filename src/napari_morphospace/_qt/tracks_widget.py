@@ -166,10 +166,10 @@ class TracksWidget(QWidget):
                 text = f"not compared: {err}"
             else:
                 a, b = self.comparison.attrs["groups"]
-                text = f"{a} vs {b} (one sample per track; d > 0: higher in {a}):\n" + "\n".join(
-                    f"{r.measure}: {r.mean_a:.3g} vs {r.mean_b:.3g}, d {r.d:.2f}, p {r.p_value:.2g}"
-                    for r in self.comparison.itertuples()
-                )  # fmt: skip
+                text = f"{a} vs {b} (one sample per track; d > 0: higher in {a}; permutation p, BH q):\n" + "\n".join(
+                    f"{r.measure}: {r.mean_a:.3g} vs {r.mean_b:.3g}, d {r.d:.2f} [{r.d_low:.2f}, {r.d_high:.2f}], "
+                    f"p {r.p_value:.2g}, q {r.q_value:.2g}" for r in self.comparison.itertuples()
+                ) + "".join(f"\n{note}" for note in self.comparison.attrs["notes"])  # fmt: skip
         self.comparison_label.setText(text)
         return self.statistics
 

@@ -113,8 +113,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"groups of tracks not compared: {err}")
         else:
             a, b = comparison.attrs["groups"]
-            print(f"\n{a} against {b} (one sample per track; d > 0: higher in {a}; Mann-Whitney U p-value):")
+            print(f"\n{a} against {b} (one sample per track; d > 0: higher in {a}; bootstrap interval of d; "
+                  "permutation p; Benjamini-Hochberg q):")  # fmt: skip
             print(comparison.to_string(index=False, float_format="%.4g"))
+            for note in comparison.attrs["notes"]:
+                print(f"note: {note}")
     if args.out is not None:
         export_table(statistics, args.out, overwrite=args.overwrite)
         print(f"wrote {len(statistics)} tracks to {args.out}")

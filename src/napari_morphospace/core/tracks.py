@@ -21,7 +21,8 @@ straightness (net displacement / path length, 1 for a straight path), mean
 speed (mean of ``‖Δz‖ / Δt`` over steps) and the time until the track first
 reaches a region (a set of cells, e.g. a cluster or a named selection).
 Outcomes or conditions are compared per track, not per crop, because the
-frames of one cell are not independent samples (:func:`compare_track_groups`).
+frames of one cell are not independent samples (:func:`compare_track_groups`,
+with the permutation tests and bootstrap intervals of :mod:`core.inference`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from scipy.spatial import cKDTree
 
 from .data import NO_TRACK, TRACK_ID
 from .errors import InputError
+from .inference import InferenceSettings, bootstrap_intervals, make_units, permutation_p_values, require_enough_units
 from .statistics import cohens_d
 
 #: Per-track measures, in the order tables show them.
@@ -390,20 +392,26 @@ def compare_track_groups(
     group_column: str,
     groups: Sequence[Any] | None = None,
     measures: Sequence[str] | None = None,
+    settings: InferenceSettings | None = None,
 ) -> pd.DataFrame:
-    """Compare two groups of tracks (outcomes, conditions) on each per-track measure.
+    """Compare two groups of tracks (outcomes, conditions) on each per-track measure, with :mod:`core.inference`.
 
-    Each track is one sample. Reports the group means, Cohen's d with its 95 %
-    interval (:func:`core.statistics.cohens_d`: positive when the first group
-    is higher) and the two-sided Mann–Whitney U p-value (no normality assumed).
-    Measures undefined for a track (NaN) leave that track out of that measure.
+    Each track is one sample (the frames of one cell are not independent).
+    Per measure: the group means, Cohen's d (positive when the first group is
+    higher) with its bootstrap interval, the two-sided permutation p-value of
+    the mean difference, and the Benjamini–Hochberg q over the measures. A
+    track whose measure is undefined (NaN) is left out of that measure; with
+    too few tracks for the permutation test to reach ``settings.fdr`` the
+    measure gets no p-value, and ``attrs["notes"]`` says why.
 
     Returns
     -------
     DataFrame
-        One row per measure: ``measure, n_a, n_b, mean_a, mean_b, d, ci_low, ci_high, p_value``.
+        One row per measure: ``measure, n_a, n_b, mean_a, mean_b, d, d_low, d_high, p_value, q_value``;
+        ``attrs["groups"]`` is ``(a, b)``.
     """
     _require_columns(statistics, (group_column,), "the track statistics")
+    settings = settings or InferenceSettings()
     present = [g for g in pd.unique(statistics[group_column]) if str(g) != ""]
     groups = list(groups) if groups is not None else present[:2]
     absent = [g for g in groups if g not in present]
@@ -414,20 +422,33 @@ def compare_track_groups(
             f"comparing tracks needs two groups in column {group_column!r}; found {present or 'none'}"
         )
     measures = [m for m in (measures or MEASURES + ("time_to_region",)) if m in statistics.columns]
-    records = []
+    rng = np.random.default_rng(settings.seed)
+    records, notes = [], []
     for measure in measures:
         a = statistics.loc[statistics[group_column] == groups[0], measure].dropna().to_numpy(float)
         b = statistics.loc[statistics[group_column] == groups[1], measure].dropna().to_numpy(float)
         record = {"measure": measure, "n_a": len(a), "n_b": len(b),
                   "mean_a": a.mean() if len(a) else np.nan, "mean_b": b.mean() if len(b) else np.nan,
-                  "d": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}  # fmt: skip
+                  "d": np.nan, "d_low": np.nan, "d_high": np.nan, "p_value": np.nan}  # fmt: skip
         if len(a) >= 2 and len(b) >= 2:
-            effect = cohens_d(a, b)
-            record.update(d=effect.d[0], ci_low=effect.ci_low[0], ci_high=effect.ci_high[0])
-            record["p_value"] = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+            record["d"] = cohens_d(a, b).d[0]
+            try:
+                require_enough_units(len(a), len(b), settings.fdr, unit="track", a=groups[0], b=groups[1])
+            except InputError as err:
+                notes.append(f"{measure}: {err}")
+            else:
+                units = make_units(np.concatenate([a, b])[:, None], np.arange(len(a) + len(b)) < len(a))
+                record["p_value"] = permutation_p_values(units, settings.permutations, rng)[0][0]
+                low, high, _ = bootstrap_intervals(units, settings.resamples, settings.confidence, rng)
+                record.update(d_low=low[1][0], d_high=high[1][0])
         records.append(record)
     table = pd.DataFrame.from_records(records)
+    tested = table["p_value"].notna().to_numpy()
+    table["q_value"] = np.nan
+    if tested.any():
+        table.loc[tested, "q_value"] = stats.false_discovery_control(table.loc[tested, "p_value"], method="bh")
     table.attrs["groups"] = (groups[0], groups[1])
+    table.attrs["notes"] = notes
     return table
 
 
