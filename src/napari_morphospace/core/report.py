@@ -731,11 +731,13 @@ def _tracks_section(ctx: _Context) -> list[str]:
     plane = latents.assign(PC_0=0.0, PC_1=0.0)
     plane[["PC_0", "PC_1"]] = pca(latent_matrix(latents), n=2)
     shown = statistics.sort_values("path_length", ascending=False).head(20)
+    colour_by = "group" if "group" in plane.columns and plane["group"].nunique() > 1 else None
     parts = [
         _p(f"{tracks.describe_tracks(latents)}. Per track, in latent units (mu_*) per frame: mean speed "
            "(mean step length per frame), path length, net displacement and straightness (displacement / path "
-           "length, 1 = straight). Paths are drawn on the first two principal components of the latent means."),
-        _img(tracks.paths_figure(plane, ["PC_0", "PC_1"]), "track paths through latent space"),
+           "length, 1 = straight). Paths are drawn on the first two principal components of the latent means, "
+           "coloured by time, or by group when there are several."),
+        _img(tracks.paths_figure(plane, ["PC_0", "PC_1"], colour_by=colour_by), "track paths through latent space"),
         _table(shown.itertuples(index=False), list(shown.columns)),
     ]  # fmt: skip
     if len(statistics) > len(shown):
