@@ -28,6 +28,7 @@ from sklearn.decomposition import PCA
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from real_data import dataset  # noqa: E402
+from real_tracks import movie_path, track_points  # noqa: E402
 
 from napari_morphospace.core import tracks  # noqa: E402
 from napari_morphospace.core.crops import CropSettings, crops_from_labels, crops_from_points  # noqa: E402
@@ -43,9 +44,8 @@ def tgmm_cells(dims: int):
 
 
 def bio_sample_cells(dims: int):
-    root = dataset("bio_sample")
-    image = tifffile.imread(root / "2D_timelapse.tif")
-    points = np.load(root / "timelapse_track.npy")
+    image = tifffile.imread(movie_path())
+    points = track_points()
     crop_set = crops_from_points(image, points[:, 1:], CropSettings(size=32), axes="TYX")
     return embedded(crop_set, tracks.track_ids_from_tracks(crop_set.table, points), dims)
 

@@ -14,40 +14,21 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication, QDockWidget
-from skimage import filters, measure, morphology
+from qtpy.QtWidgets import QDockWidget
+from screenshots import IMAGES, settle  # docs/, beside this script
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from real_data import dataset  # noqa: E402
+from real_tracks import movie_path, segment, track_points  # noqa: E402
 
 from napari_morphospace.core.embed import embed  # noqa: E402
 from napari_morphospace.core.models import ModelSettings  # noqa: E402
 from napari_morphospace.core.training import TrainSettings, train  # noqa: E402
 from napari_morphospace.viewer.session import session_for  # noqa: E402
 
-IMAGES = Path(__file__).parent / "images"
-
-
-def settle(seconds: float = 0.5) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
-
-
-def segment(frames: np.ndarray) -> np.ndarray:
-    """Nuclei of each frame as labels (ids restart in every frame: not tracked)."""
-    labels = np.zeros(frames.shape, np.int32)
-    for t, frame in enumerate(frames):
-        smooth = filters.gaussian(frame, 2, preserve_range=True)
-        mask = morphology.remove_small_objects(smooth > filters.threshold_otsu(smooth), max_size=50)
-        labels[t] = measure.label(mask)
-    return labels
 
 
 def main() -> None:
@@ -56,15 +37,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=IMAGES)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    root = dataset("bio_sample")
 
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1600, 1050)
-    viewer.open(str(root / "2D_timelapse.tif"), plugin="napari-morphospace")
+    viewer.open(str(movie_path()), plugin="napari-morphospace")
     image = viewer.layers[-1]
     image.metadata["axes"] = "TYX"  # the file has no axes metadata, so it opens as ZYX: its first axis is time
     labels = viewer.add_labels(segment(np.asarray(image.data)), name=f"{image.name}_labels", opacity=0.3)
-    viewer.add_tracks(np.load(root / "timelapse_track.npy"), name="tracks", tail_length=8)
+    viewer.add_tracks(track_points(), name="tracks", tail_length=8)
 
     # Cells (Plugins menu): pairs the movie with its labels; one crop per nucleus and frame
     _, cells = viewer.window.add_plugin_dock_widget("napari-morphospace", "Cells")

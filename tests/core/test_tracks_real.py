@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 from real_data import dataset
+from real_tracks import movie_path, track_points
 from sklearn.decomposition import PCA
 
 from napari_morphospace.core import tracks
@@ -67,9 +68,8 @@ def test_real_3d_tracks_are_smoother_than_shuffled_ones(tgmm):
 
 
 def test_real_2d_timelapse_tracks_layer_gives_each_crop_its_track_and_smooth_paths():
-    root = dataset("bio_sample")
-    image = tifffile.imread(root / "2D_timelapse.tif")  # (30, 511, 511) nuclei
-    points = np.load(root / "timelapse_track.npy")  # napari Tracks data: track_id, t, y, x; 16 tracks
+    image = tifffile.imread(movie_path())  # (30, 511, 511) nuclei
+    points = track_points()  # napari Tracks data: track_id, t, y, x; 16 tracks
     crop_set = crops_from_points(image, points[:, 1:], CropSettings(size=32), axes="TYX", source="2D_timelapse")
     track_ids = tracks.track_ids_from_tracks(crop_set.table, points)
     expected = points[crop_set.table["label_id"].to_numpy() - 1, 0]  # label id = 1-based point index

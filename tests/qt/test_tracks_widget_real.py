@@ -4,8 +4,7 @@ the Tracks widget, and the scatter plot draws one path per track (napari-bio-sam
 from __future__ import annotations
 
 import numpy as np
-from real_data import dataset
-from skimage import filters, measure, morphology
+from real_tracks import movie_path, segment, track_points
 from sklearn.decomposition import PCA
 
 from napari_morphospace.core.crops import CropSettings, crops_from_labels
@@ -13,23 +12,13 @@ from napari_morphospace.core.data import NO_TRACK, TRACK_ID
 from napari_morphospace.viewer.session import session_for
 
 
-def _segment(frames: np.ndarray) -> np.ndarray:
-    """Nuclei per frame (Gaussian, Otsu, connected components): label ids restart in every frame, not tracked."""
-    labels = np.zeros(frames.shape, np.int32)
-    for t, frame in enumerate(frames):
-        smooth = filters.gaussian(frame, 2, preserve_range=True)
-        labels[t] = measure.label(morphology.remove_small_objects(smooth > filters.threshold_otsu(smooth), max_size=50))
-    return labels
-
-
 def test_real_tracks_layer_gives_the_segmented_nuclei_their_tracks(make_napari_viewer, dock):
-    root = dataset("bio_sample")
     viewer = make_napari_viewer()
-    viewer.open(str(root / "2D_timelapse.tif"), plugin="napari-morphospace")
+    viewer.open(str(movie_path()), plugin="napari-morphospace")
     image = viewer.layers["2D_timelapse"]
     frames = np.asarray(image.data)
-    labels = viewer.add_labels(_segment(frames), name="2D_timelapse_labels")
-    points = np.load(root / "timelapse_track.npy")  # track_id, t, y, x
+    labels = viewer.add_labels(segment(frames), name="2D_timelapse_labels")
+    points = track_points()  # track_id, t, y, x
     viewer.add_tracks(points, name="tracks")
     crop_set = crops_from_labels(frames, labels.data, CropSettings(size=32), axes="TYX", source=labels.name)
     session = session_for(viewer)
