@@ -356,30 +356,40 @@ def track_statistics(
     region_ids = None if region is None else np.asarray(list(region), dtype=np.int64)
     if region_ids is not None and "crop_id" not in rows.columns:
         raise InputError("the cells have no crop_id column, so a region of crop ids cannot be found among them")
-    records = []
-    for track_id, part in rows.groupby(TRACK_ID, sort=True):
-        t = part["t"].to_numpy(float) * frame_interval
-        z = part[list(columns)].to_numpy(float)
-        steps = np.linalg.norm(np.diff(z, axis=0), axis=1)
-        path = float(steps.sum())
-        net = float(np.linalg.norm(z[-1] - z[0]))
-        record: dict[str, Any] = {
-            TRACK_ID: int(track_id),
-            "n_frames": len(part),
-            "t_start": int(part["t"].iloc[0]),
-            "t_end": int(part["t"].iloc[-1]),
-            "mean_speed": float(np.mean(steps / np.diff(t))) if len(steps) else np.nan,
-            "path_length": path,
-            "net_displacement": net,
-            "straightness": net / path if path > 0 else np.nan,
-        }
-        if region_ids is not None:
-            inside = np.flatnonzero(np.isin(part["crop_id"].to_numpy(np.int64), region_ids))
-            record["time_to_region"] = float(t[inside[0]] - t[0]) if len(inside) else np.nan
-        if group_column is not None and group_column in part.columns:
-            record[group_column] = _last_value(part[group_column])
-        records.append(record)
-    return pd.DataFrame.from_records(records)
+    ids = rows[TRACK_ID].to_numpy(np.int64)
+    frames = rows["t"].to_numpy(np.int64)
+    t = frames * float(frame_interval)
+    z = rows[list(columns)].to_numpy(float)
+    # Rows are sorted by track and frame: each track is one run of rows, and step i joins rows i and i + 1
+    # when both are of one track (0 otherwise). Summing steps over each run of rows needs no loop per track.
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(ids)] - 1
+    same = ids[1:] == ids[:-1]
+    step = np.where(same, np.linalg.norm(np.diff(z, axis=0), axis=1), 0.0)
+    speed = step / np.where(same, np.diff(t), 1.0)
+    n_steps = ends - starts
+
+    def per_track(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(np.r_[values, 0.0], starts) if len(starts) else np.zeros(0)
+
+    path = per_track(step)
+    net = np.linalg.norm(z[ends] - z[starts], axis=1)
+    table = pd.DataFrame({
+        TRACK_ID: ids[starts], "n_frames": n_steps + 1, "t_start": frames[starts], "t_end": frames[ends],
+        "mean_speed": np.where(n_steps > 0, per_track(speed) / np.maximum(n_steps, 1), np.nan),
+        "path_length": path, "net_displacement": net,
+        "straightness": np.where(path > 0, np.minimum(net / np.where(path > 0, path, 1.0), 1.0), np.nan),
+    })  # fmt: skip
+    if region_ids is not None:
+        inside = np.isin(rows["crop_id"].to_numpy(np.int64), region_ids)
+        first = np.minimum.reduceat(np.where(inside, np.arange(len(ids)), len(ids)), starts) if len(ids) else starts
+        table["time_to_region"] = np.where(first < len(ids), t[np.minimum(first, len(ids) - 1)] - t[starts], np.nan)
+    if group_column is not None and group_column in rows.columns:
+        values = rows[group_column]
+        present = (values.notna() & (values.astype(str) != "")).to_numpy()
+        last = np.maximum.reduceat(np.where(present, np.arange(len(ids)), -1), starts) if len(ids) else starts
+        table[group_column] = [values.iloc[i] if i >= 0 else "" for i in last]
+    return table
 
 
 def _last_value(values: pd.Series) -> Any:
