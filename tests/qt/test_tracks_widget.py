@@ -10,7 +10,9 @@ from tracked_movie import CELLS, FIRST_FRAME, movie, radius, track_points
 from napari_morphospace._qt.tracks_widget import FROM_LABELS
 from napari_morphospace.core.crops import CropSettings, crops_from_labels
 from napari_morphospace.core.data import TRACK_ID
+from napari_morphospace.core.errors import InputError
 from napari_morphospace.viewer.session import session_for
+from napari_morphospace.viewer.tracks import cell_track_ids
 
 LABELS = "movie_labels"
 
@@ -113,3 +115,18 @@ def test_a_mouse_click_on_a_path_in_the_canvas_selects_the_track(tracked_viewer,
     session = session_for(tracked_viewer)
     assert set(session.cells.set_index("crop_id").loc[session.selection, "label_id"]) == {1}
     assert len(session.selection) == 6 and tracked_viewer.dims.current_step[0] == 5
+
+
+def test_a_tracks_layer_in_world_units_matches_a_scaled_labels_layer(tracked_viewer):
+    """Tracks drawn in micrometres on labels shown at 2 µm per pixel: matched through world coordinates."""
+    labels = tracked_viewer.layers[LABELS]
+    labels.scale = (1.0, 2.0, 2.0)
+    in_microns = track_points()
+    in_microns[:, 2:] *= 2.0
+    world = tracked_viewer.add_tracks(in_microns, name="in microns")
+    cells = session_for(tracked_viewer).cells
+    np.testing.assert_array_equal(cell_track_ids(cells, tracked_viewer.layers, world), 10 * cells["label_id"])
+    points = track_points()
+    in_3d = tracked_viewer.add_tracks(np.insert(points, 2, 0.0, axis=1), name="3D")  # id, t, z, y, x
+    with pytest.raises(InputError, match="has 4 axes .* 'movie_labels' has 3"):
+        cell_track_ids(cells, tracked_viewer.layers, in_3d)
