@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QPushButton
 from tracked_movie import CELLS, FIRST_FRAME, movie, radius, track_points
 
 from napari_morphospace._qt.tracks_widget import FROM_LABELS
@@ -130,3 +131,14 @@ def test_a_tracks_layer_in_world_units_matches_a_scaled_labels_layer(tracked_vie
     in_3d = tracked_viewer.add_tracks(np.insert(points, 2, 0.0, axis=1), name="3D")  # id, t, z, y, x
     with pytest.raises(InputError, match="has 4 axes .* 'movie_labels' has 3"):
         cell_track_ids(cells, tracked_viewer.layers, in_3d)
+
+
+def test_statistics_before_track_ids_say_what_to_do(tracked_viewer, dock, napari_hooks):
+    widget = dock(tracked_viewer, "Tracks")
+    buttons = {button.text(): button for button in widget.findChildren(QPushButton)}
+    buttons["Track statistics"].click()
+    errors = napari_hooks.take_errors()
+    assert len(errors) == 1 and "no track_id column; give their track ids first" in errors[0]
+    buttons["Give track ids"].click()  # from the label ids, the first choice
+    buttons["Track statistics"].click()
+    assert napari_hooks.take_errors() == [] and widget.table.rowCount() == 4
