@@ -79,12 +79,15 @@ from ..core.selection import (
     time_column,
 )
 from ..core.statistics import order_dimensions, require_finite
+from ..core.tracks import TRACK_ID, track_keys
 from ..viewer.callbacks import weak_drag_callback
 from ..viewer.layers import SourceOverlay, is_overlay, unwrap
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .scatter_canvas import ScatterCanvas
+from .track_overlay import MODES as TRACK_MODES
+from .track_overlay import TrackOverlay
 
 if TYPE_CHECKING:
     import napari
@@ -153,6 +156,7 @@ class ScatterWidget(QWidget):
         self._axis_choices: list[str] = []
         self._color_by = ""
         self._keys: pd.Index | None = None
+        self._track_keys: np.ndarray | None = None  # track key per plot row (core.tracks.track_keys), while tracks are shown
         self._workers: list = []
         self._linking = False  # True while a selection propagates: ignore re-entrant selections
         self._publishing = False  # True while this widget writes to the session: ignore its echo
@@ -161,6 +165,7 @@ class ScatterWidget(QWidget):
         self._hover_pixel: tuple[float, float] | None = None
 
         self.plot = ScatterCanvas()
+        self.track_overlay = TrackOverlay(self.plot.view)
         self._build_form()
         self._cell_highlight = SourceOverlay(
             napari_viewer, SELECTED_CELLS, "labels", self._render_cell_highlight, opacity=0.9, blending="translucent",
@@ -205,6 +210,10 @@ class ScatterWidget(QWidget):
         self.tool_combo = QComboBox()
         self.tool_combo.addItems(["pan/zoom", "lasso", "rectangle"])
         self.tool_combo.currentTextChanged.connect(self._on_tool_chosen)
+        self.track_combo = QComboBox()
+        self.track_combo.addItems(TRACK_MODES)
+        self.track_combo.setToolTip("Draw the paths of tracked cells (a track_id column); a click on a path selects its track")
+        self.track_combo.currentTextChanged.connect(lambda _text: self._redraw())
 
         form = QFormLayout()
         form.addRow("cell layers", self.source_list)
@@ -215,6 +224,7 @@ class ScatterWidget(QWidget):
         form.addRow("opacity", self.opacity_spin)
         form.addRow("", self.density_check)
         form.addRow("tool", self.tool_combo)
+        form.addRow("track paths", self.track_combo)
 
         self.legend = QLabel()
         self.legend.setWordWrap(True)
@@ -370,6 +380,7 @@ class ScatterWidget(QWidget):
         self._index = RowIndex.from_tables(keys)
         self._selected = np.zeros(len(self._index), bool)
         self._keys = None
+        self._track_keys = None
         self._picker = None
         self.note.setText("\n".join(notes))
         self._has_time = {}
@@ -394,7 +405,8 @@ class ScatterWidget(QWidget):
     def settings(self) -> dict[str, Any]:
         """What the plot shows (sources, axes, colour column), as JSON values: saved with the analysis."""
         x, y = self._axes or ("", "")
-        return {"sources": list(self._layers), "x": x, "y": y, "colour": self._color_by}
+        return {"sources": list(self._layers), "x": x, "y": y, "colour": self._color_by,
+                "tracks": self.track_combo.currentText()}  # fmt: skip
 
     def apply_settings(self, settings: Mapping[str, Any]) -> None:
         """Show what :meth:`settings` described (a reopened analysis); sources no longer in the viewer are left out."""
@@ -407,6 +419,8 @@ class ScatterWidget(QWidget):
             self.set_axes(x, y)
         if settings.get("colour") in self._shared_columns():
             self.set_color_by(settings["colour"])
+        if settings.get("tracks") in TRACK_MODES:
+            self.track_combo.setCurrentText(settings["tracks"])
 
     def _column(self, name: str) -> np.ndarray:
         """One feature column over all sources, in plot-row order."""
@@ -586,7 +600,44 @@ class ScatterWidget(QWidget):
             self.plot.show_density(self._positions)
         else:
             self.plot.show_points(self._positions, self._frame_colors(), self.size_spin.value())
+        self._draw_tracks()
         self._redraw_selection()
+
+    def _draw_tracks(self) -> None:
+        """The paths of tracked cells (sources with a ``track_id`` column), their cells of the shown frame ringed."""
+        mode = self.track_combo.currentText()
+        if mode == "off" or TRACK_ID not in self._shared_columns():
+            self.track_overlay.clear()
+            return
+        if self._track_keys is None or len(self._track_keys) != len(self._positions):  # once per set of sources
+            rows = np.arange(len(self._positions))
+            self._track_keys = track_keys(self._column(TRACK_ID), self._index.source_of_rows(rows))
+        keys = self._track_keys
+        shown = np.zeros(len(keys), bool)
+        for source in self._layers:
+            if self._has_time[source]:
+                part = self._index.rows_of_source(source)
+                shown[part] = self._index.t[part] == self._current_t(source)
+        colors = None if mode == "by time" else self._base_colors
+        self.track_overlay.show(self._positions, keys, self._index.t, colors, shown, self.size_spin.value())
+
+    def select_track_at(self, x: float, y: float, add: bool = False,
+                        radius: float | tuple[float, float] | None = None) -> np.ndarray | None:  # fmt: skip
+        """Select the track whose path passes near data position ``(x, y)`` and show its cell nearest the click
+        (time slider moved to its frame); returns the track's plot rows, None when no path is near.
+
+        ``radius`` as in :meth:`pick` (default: a few canvas pixels at the current zoom).
+        """
+        if radius is None:
+            width, height = self.plot.pixel_size()
+            radius = (HOVER_RADIUS_PX * width, HOVER_RADIUS_PX * height)
+        hit = self.track_overlay.pick(x, y, radius)
+        if hit is None:
+            return None
+        rows, row = hit
+        self.select_rows(rows, add=add)
+        self.focus_row(row)
+        return rows
 
     def _redraw_selection(self) -> None:
         """Draw only the selected points on top: a selection change never re-uploads all points."""
@@ -870,7 +921,9 @@ class ScatterWidget(QWidget):
         elif tool == "rectangle" and moved and len(self._drag) == 2:
             self.select_rectangle(self._drag[0], self._drag[1], add=add)
         elif not moved:
-            row = self.pick(*self.plot.canvas_to_data(event.pos))
+            point = self.plot.canvas_to_data(event.pos)  # a click on a track's path selects the whole track
+            on_path = self.track_combo.currentText() != "off" and self.select_track_at(*point, add=add) is not None
+            row = None if on_path else self.pick(*point)
             if row is not None:
                 self.select_rows([row], add=add)
                 self.focus_row(row)

@@ -41,6 +41,10 @@ FLAGS = [
     Flag("--reader", ("reader",), "image reader"),
     Flag("--axes", ("axes",), "axes of TIFF images without (or with wrong) axes metadata, one TCZYX letter per axis "
          "in file order, e.g. CYX for three channel planes (read as Z otherwise)", metavar="AXES"),
+    Flag("--track-ids", ("track_ids",), "give each crop a track_id: its label id (tracked label images, ids persist "
+         "over time) or the track of --tracks at its position"),
+    Flag("--tracks", ("tracks",), "one tracks file per image (.csv/.npy: track id, t, [z,] y, x); implies "
+         "--track-ids tracks", kind="list", metavar="TRACKS"),
 ]  # fmt: skip
 
 
@@ -88,6 +92,8 @@ def job_from_args(args: argparse.Namespace) -> CropJob:
     if args.images:
         data["images"] = list(args.images)
     apply_flags(data, args, FLAGS)
+    if args.tracks and args.track_ids is None:
+        data["track_ids"] = "tracks"
     if args.preset is not None:
         data["preprocess"] = preset_pipeline(args.preset, data["crop"]["size"]).to_dict()
     return from_dict(CropJob, data)
@@ -108,8 +114,9 @@ def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
 def run(args: argparse.Namespace) -> int:
     from ..core.config import save_config
     from ..core.crop_job import run_crop_job
-    from ..core.data import check_crop_set_target
+    from ..core.data import TRACK_ID, check_crop_set_target
     from ..core.outputs import check_output
+    from ..core.tracks import describe_tracks
 
     job = job_from_args(args)
     job.check()
@@ -139,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     summary = f"wrote {len(crop_set)} crops ({shape}) to {args.out}: " + ", ".join(f"{g} {n}" for g, n in groups.items())
     print(summary + "".join(f"; {name_flags(note, FLAGS)}" for note in notes))
+    if TRACK_ID in crop_set.table.columns:
+        print(describe_tracks(crop_set.table))
     return 0
 
 

@@ -22,11 +22,12 @@ import numpy as np
 
 from .cluster import dask_client, ordered_map
 from .crops import CropCancelled, CropSettings, CropSource, PatchSettings, build_crop_set
-from .data import CropSet, check_crop_set_target, concat_crop_sets, load_crop_set
+from .data import NO_TRACK, CropSet, check_crop_set_target, concat_crop_sets, load_crop_set, replace_crop_table
 from .errors import InputError
 from .io import read_stack
 from .outputs import scratch_prefix
 from .preprocess import PreprocessPipeline
+from .tracks import read_tracks, track_ids_from_labels, track_ids_from_tracks, with_track_ids
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -54,6 +55,12 @@ class CropJob:
         from ``TCZYX`` per axis of the file, in file order (e.g. ``"CYX"`` for
         three channel planes, which would otherwise be read as Z). The label
         images are read with the same axes without ``C``.
+    track_ids : {"none", "labels", "tracks"}
+        Give each crop a ``track_id`` (time-lapses of tracked cells, :mod:`core.tracks`): from its label
+        id (a tracked label image, where ids persist over time), or from the ``tracks`` files.
+    tracks : list of str
+        With ``track_ids="tracks"``: one tracks file per image (CSV or ``.npy``, columns in the order of
+        a napari Tracks layer: track id, t, [z,] y, x, in the image's pixel coordinates).
     """
 
     images: list[str] = field(default_factory=list)
@@ -65,6 +72,8 @@ class CropJob:
     preprocess: PreprocessPipeline = field(default_factory=PreprocessPipeline)
     reader: Literal["auto", "tifffile", "bioio", "aicsimageio"] = "auto"
     axes: str | None = None
+    track_ids: Literal["none", "labels", "tracks"] = "none"
+    tracks: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Check step names and parameters the same way for a YAML config as for the widget.
@@ -84,6 +93,12 @@ class CropJob:
                 f"{len(self.images)} image(s) but {len(self.groups)} group name(s); "
                 "give one group per image, or one group for all"
             )
+        if self.track_ids == "tracks" and len(self.tracks) != len(self.images):
+            raise InputError(
+                f"{len(self.images)} image(s) but {len(self.tracks)} tracks file(s); give one tracks file per image"
+            )
+        if self.track_ids == "labels" and self.objects != "labels":
+            raise InputError("track ids from label ids need labelled objects; crop labels, not patches")
 
     def group_of(self, index: int) -> str:
         if not self.groups:
@@ -158,13 +173,39 @@ def run_crop_job(
     job.check()
     if out is not None:
         check_crop_set_target(out, overwrite)
+    tracks = [read_tracks(path) for path in job.tracks] if job.track_ids == "tracks" else []  # bad files: refused first
     pipeline = job.preprocess if job.preprocess.steps else None
     with dask_client(workers=workers, scheduler=scheduler) as client:
         if client is None:
             sources = (job_source(job, index) for index in range(len(job.images)))
-            return build_crop_set(sources, pipeline=pipeline, output=out, overwrite=overwrite,
-                                  on_progress=on_progress, stop_event=stop_event)  # fmt: skip
-        return _run_on_cluster(job, client, out, overwrite=overwrite, on_progress=on_progress, stop_event=stop_event)
+            crop_set = build_crop_set(sources, pipeline=pipeline, output=out, overwrite=overwrite,
+                                      on_progress=on_progress, stop_event=stop_event)  # fmt: skip
+        else:
+            crop_set = _run_on_cluster(job, client, out, overwrite=overwrite, on_progress=on_progress,
+                                       stop_event=stop_event)  # fmt: skip
+    if job.track_ids != "none":
+        crop_set.table = with_track_ids(crop_set.table, _job_track_ids(job, crop_set.table, tracks))
+        if out is not None:
+            replace_crop_table(out, crop_set.table)
+    return crop_set
+
+
+def _job_track_ids(job: CropJob, table: Any, tracks: list[np.ndarray]) -> np.ndarray:
+    """The track id of every crop of ``job``: its label id, or the track of ``tracks[image]`` at its position."""
+    if job.track_ids == "labels":
+        return track_ids_from_labels(table)
+    ids = np.full(len(table), NO_TRACK, np.int64)
+    for index, image in enumerate(job.images):
+        rows = (table["source"] == str(image)).to_numpy()
+        labels = read_labels(job.labels[index], axes=job.axes) if job.objects == "labels" else None
+        ids[rows] = track_ids_from_tracks(table[rows], tracks[index], None if labels is None else _frames(labels, table))
+    return ids
+
+
+def _frames(labels: Any, table: Any) -> Callable[[int], np.ndarray]:
+    """``labels_at(t)`` of a label image with or without a time axis."""
+    timed = labels.ndim > (3 if "z_start" in table.columns else 2)
+    return lambda t: np.asarray(labels[t] if timed else labels)
 
 
 @dataclass

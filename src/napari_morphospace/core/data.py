@@ -46,6 +46,10 @@ from .outputs import check_output, names_format, replace_folder, scratch_prefix,
 # The bounding box is one start/stop pair per spatial axis of the source:
 # ``z_start, z_stop`` (3D sources only), ``y_start, y_stop, x_start, x_stop``.
 CROP_TABLE_COLUMNS = ["crop_id", "source", "label_id", "t", "group", "annotation"]
+# Optional column of crops of tracked cells: the track each crop lies on (NO_TRACK: on none).
+# It is written by core.tracks and travels like any other crop column (latents, features, exports).
+TRACK_ID = "track_id"
+NO_TRACK = -1
 
 FORMAT_NAME = "napari-morphospace crop set"
 FORMAT_VERSION = 1
@@ -78,7 +82,8 @@ class CropSet:
     columns (``bbox_columns``): the region of the source, in source pixel
     coordinates, that the crop shows before any resize (it may extend past the
     image edge where the crop was padded). ``label_id`` is the Labels id, or
-    the 1-based index of the point/box/patch for other object sources. ``channel_names``, ``spacing`` (physical size
+    the 1-based index of the point/box/patch for other object sources. Crops of tracked cells also have
+    ``track_id`` (:data:`TRACK_ID`, see :mod:`core.tracks`). ``channel_names``, ``spacing`` (physical size
     of one crop pixel per spatial axis) and ``preprocess`` (the pipeline
     config dict) travel with the set so a model trained on it can record them.
     """
@@ -613,6 +618,25 @@ def _write_table(table: pd.DataFrame, directory: Path) -> None:
     table.to_csv(directory / TABLE_CSV, index=False, na_rep="NaN")
 
 
+def replace_crop_table(directory: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Give a saved crop set a new table with the same crops in the same order (e.g. with track ids added).
+
+    Both table files are written beside the old ones first and then moved over
+    them, so a failure leaves the old, consistent pair.
+    """
+    directory = Path(directory)
+    old = _read_table(directory)
+    if len(table) != len(old) or not np.array_equal(table["crop_id"].to_numpy(), old["crop_id"].to_numpy()):
+        raise InputError(f"the new table does not list the crops of {directory} in their order; it was not written")
+    staging = Path(tempfile.mkdtemp(dir=directory, prefix=".table-"))
+    try:
+        _write_table(table.reset_index(drop=True), staging)
+        for name in (TABLE_PARQUET, TABLE_CSV):
+            os.replace(staging / name, directory / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _read_metadata(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         what = "is a file, not a folder" if directory.exists() else "does not exist"
@@ -766,6 +790,9 @@ class CropDataset(Dataset):
 
 __all__ = [
     "CROP_TABLE_COLUMNS",
+    "NO_TRACK",
+    "TRACK_ID",
+    "replace_crop_table",
     "FORMAT_VERSION",
     "CropDataset",
     "CropSet",

@@ -23,6 +23,8 @@ Column schema
     Where the crop was cut: layer (or file) name, label id, time frame.
 ``group``, ``annotation``
     The condition given when cropping, and the class the user annotated ("" = none).
+``track_id`` (tracked cells only)
+    The track the cell lies on in a time-lapse (-1: none); see :mod:`core.tracks`.
 ``{y,x,z}_start``, ``{y,x,z}_stop``
     The crop's bounding box in source pixels.
 ``mu_<k>``, ``logvar_<k>``
@@ -41,12 +43,13 @@ import numpy as np
 import pandas as pd
 
 from . import embedding
+from .data import TRACK_ID
 from .errors import InputError
 
 #: Columns of a latent table that say where a crop came from; they become the keys, not features.
 KEY_COLUMNS = ("source", "label_id", "t")
 #: Columns that name a cell (or a feature row) rather than describe it: never plot axes or colours.
-ID_COLUMNS = frozenset({"crop_id", *KEY_COLUMNS, "index", "frame"})
+ID_COLUMNS = frozenset({"crop_id", *KEY_COLUMNS, "index", "frame", TRACK_ID})
 ANNOTATION = "annotation"
 CLUSTER = "cluster"
 LATENT_PREFIXES = ("mu_", "logvar_")

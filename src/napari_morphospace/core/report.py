@@ -7,8 +7,9 @@ KL, Cohen's d forest plot, the inference between the groups (permutation
 tests, FDR, bootstrap intervals, whole-space distance), KDE and violin plots of the top dimensions,
 latent traversals, ±3 difference maps (absolute and 1 − SSIM), Grad-CAM of
 the top dimensions (both signs), classifier metrics, the known answer and
-disentanglement metrics (with ground-truth factors), and the exact versions
-and settings (as tables). The top dimensions are those with the largest
+disentanglement metrics (with ground-truth factors), per-track statistics
+and paths of tracked cells, and the exact versions and settings (as tables).
+The top dimensions are those with the largest
 |Cohen's d| between two groups, or with the largest KL when the cells form
 one group: then only the group comparisons are left out. A section that
 cannot be made says "not available" and why; the report is still written. Figures are ``matplotlib.figure.Figure``
@@ -59,6 +60,7 @@ SECTIONS = (
     "Classifier",
     "Known answer",
     "Disentanglement (MIG and DCI)",
+    "Tracks through latent space",
     "Versions and settings",
 )
 TOP_DIMENSIONS = 3
@@ -715,6 +717,53 @@ def _disentanglement_section(ctx: _Context) -> list[str]:
     ]
 
 
+def _tracks_section(ctx: _Context) -> list[str]:
+    from . import tracks
+    from .embedding import pca
+    from .features import latent_matrix, mu_columns
+
+    latents = ctx.require_latents()
+    if tracks.TRACK_ID not in latents.columns:
+        raise NotAvailable("the cells have no track ids (only time-lapses of tracked cells have them; give them with "
+                           "'morphospace crops --track-ids' or the Tracks widget)")  # fmt: skip
+    statistics = tracks.track_statistics(latents, mu_columns(latents))
+    if statistics.empty:
+        raise NotAvailable("no cell lies on a track")
+    plane = latents.assign(PC_0=0.0, PC_1=0.0)
+    plane[["PC_0", "PC_1"]] = pca(latent_matrix(latents), n=2)
+    shown = statistics.sort_values("path_length", ascending=False).head(20)
+    colour_by = "group" if "group" in plane.columns and plane["group"].nunique() > 1 else None
+    parts = [
+        _p(f"{tracks.describe_tracks(latents)}. Per track, in latent units (mu_*) per frame: mean speed "
+           "(mean step length per frame), path length, net displacement and straightness (displacement / path "
+           "length, 1 = straight). Paths are drawn on the first two principal components of the latent means, "
+           "coloured by time, or by group when there are several."),
+        _img(tracks.paths_figure(plane, ["PC_0", "PC_1"], colour_by=colour_by), "track paths through latent space"),
+        _table(shown.itertuples(index=False), list(shown.columns)),
+    ]  # fmt: skip
+    if len(statistics) > len(shown):
+        parts.append(_p(f"The {len(shown)} longest of {len(statistics)} tracks are listed; "
+                        "'morphospace tracks' writes them all."))  # fmt: skip
+    try:
+        real, shuffled = tracks.smoothness(latents, mu_columns(latents))
+        parts.append(_p(f"Mean step length {real:.4g}, against {shuffled:.4g} for the same cells in shuffled frame "
+                        f"order (ratio {real / shuffled:.3f}; well below 1: the latent space follows cells over time)."))
+    except InputError as err:
+        parts.append(_p(f"Smoothness not measured: {err}"))
+    try:
+        comparison = tracks.compare_track_groups(statistics, "group")
+    except InputError as err:
+        parts.append(_p(f"Groups of tracks not compared: {err}"))
+    else:
+        a, b = comparison.attrs["groups"]
+        parts.append(_p(f"Tracks of {a} against {b} (one sample per track): Cohen's d (positive: higher in {a}) with "
+                        "its bootstrap 95 % interval, the two-sided permutation p-value and the Benjamini–Hochberg "
+                        "q over the measures."))  # fmt: skip
+        parts.append(_table(comparison.itertuples(index=False), list(comparison.columns)))
+        parts += [_p(note) for note in comparison.attrs["notes"]]
+    return parts
+
+
 def _versions_section(ctx: _Context) -> list[str]:
     analysis = ctx.analysis
     parts = [_p(f"Report written by napari-morphospace {__version__} on "
@@ -779,6 +828,7 @@ _BUILDERS: dict[str, Callable[[_Context], list[str]]] = {
     "Classifier": _classifier_section,
     "Known answer": _known_answer_section,
     "Disentanglement (MIG and DCI)": _disentanglement_section,
+    "Tracks through latent space": _tracks_section,
     "Versions and settings": _versions_section,
 }
 
