@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_morphospace.viewer.point_raster import disc, rasterize_points, top_rows
+from napari_morphospace.viewer.point_raster import disc, histogram2d, rasterize_points, top_rows
 
 RED, GREEN, WHITE = (255, 0, 0, 255), (0, 255, 0, 128), (255, 255, 255, 255)
 
@@ -64,3 +64,14 @@ def test_ring_surrounds_each_dot():
     ringed = np.all(picture == WHITE, axis=-1)
     assert np.array_equal(np.argwhere(colored), np.argwhere(np.ones((3, 3))) + 4)  # the 3 x 3 dot at (5, 5)
     assert ringed.sum() == disc(6).sum() - 9 and not (colored & ringed).any()
+
+
+def test_density_counts_match_numpy_histogram2d():
+    rng = np.random.default_rng(1)
+    positions = np.vstack([rng.normal(size=(5000, 2)) * [3, 0.5], [[-20, 0], [20, 4]]]).astype(np.float32)
+    counts, (x_edges, y_edges) = histogram2d(positions, 64)
+    expected, x_expected, y_expected = np.histogram2d(positions[:, 0], positions[:, 1], bins=64)
+    assert np.allclose(x_edges, x_expected) and np.allclose(y_edges, y_expected)
+    # float32 positions can fall one bin apart from numpy's float64 edges on a bin boundary: nearly none do
+    assert counts.sum() == len(positions) and np.abs(counts - expected.T).sum() <= 4
+    assert counts[:, 0].sum() == 1 and counts[-1, -1] == 1  # the extreme points land in the edge bins (last one closed)

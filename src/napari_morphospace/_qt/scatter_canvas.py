@@ -18,7 +18,7 @@ import numpy as np
 from vispy import scene
 from vispy.visuals.transforms import STTransform
 
-from ..viewer.point_raster import Rect, rasterize_points
+from ..viewer.point_raster import Rect, column_range, histogram2d, rasterize_points
 
 SELECTED_EDGE = (1.0, 1.0, 1.0, 1.0)
 SELECTED_GROWTH = 3.0  # selected dots are this many pixels wider than the others, inside a white ring
@@ -137,9 +137,8 @@ class ScatterCanvas:
 
     def show_density(self, positions: np.ndarray, bins: int = 256) -> None:
         """Draw a log-scaled 2D histogram of the points instead of the points (for very large N)."""
-        x, y = positions[:, 0], positions[:, 1]
-        counts, x_edges, y_edges = np.histogram2d(x, y, bins=bins)
-        image = np.log1p(counts.T).astype(np.float32)
+        counts, (x_edges, y_edges) = histogram2d(positions, bins)
+        image = np.log1p(counts).astype(np.float32)
         self.density.set_data(image)
         self.density.clim = (0.0, max(float(image.max()), 1e-6))
         self.density.transform = STTransform(
@@ -162,6 +161,6 @@ class ScatterCanvas:
         """Zoom so that all points are in view, with a small margin."""
         if len(positions) == 0:
             return
-        low, high = positions.min(axis=0), positions.max(axis=0)
+        low, high = column_range(positions)
         pad = np.maximum((high - low) * 0.05, 1e-3)
         self.view.camera.set_range(x=(low[0] - pad[0], high[0] + pad[0]), y=(low[1] - pad[1], high[1] + pad[1]), margin=0)

@@ -623,8 +623,9 @@ class ScatterWidget(QWidget):
 
     def crop_ids(self) -> np.ndarray | None:
         """Crop id of each plot row (int64), or None when a source's features have no ``crop_id`` column."""
-        keys = self._row_keys()
-        return None if isinstance(keys, pd.MultiIndex) else keys.to_numpy(dtype=np.int64)
+        if "crop_id" not in self._shared_columns():  # without building the (source, t, label id) keys
+            return None
+        return self._row_keys().to_numpy(dtype=np.int64)
 
     def _publish_selection(self) -> None:
         """Hand the selected cells to the session as crop ids (skipped without a ``crop_id`` column)."""
