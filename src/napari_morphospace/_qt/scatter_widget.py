@@ -19,7 +19,9 @@ Annotate, Analysis and Latent space widgets; rows without a ``crop_id``
 column (features not made by morphospace) are not published. 2D embeddings
 and clusters computed here go into the session's per-cell table, which
 writes them into the layers' features and saves them with the analysis.
-Clicking a point shows its crop (from the session's crop set) beside the plot.
+Clicking a point shows its crop (from the session's crop set) beside the plot;
+hovering one shows it at the cursor (a k-d tree finds the point, the crop is
+read alone from the set, which may be on disk: fast at a million points).
 """
 
 from __future__ import annotations
@@ -35,8 +37,7 @@ from napari.layers import Labels, Points
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -82,8 +83,10 @@ from ..core.statistics import order_dimensions, require_finite
 from ..viewer.callbacks import weak_drag_callback
 from ..viewer.layers import SourceOverlay, is_overlay, unwrap
 from ..viewer.session import session_for
+from ..viewer.thumbnails import CropPictures
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
+from .hover_thumbnail import HoverThumbnail, rgb_pixmap, shown_size
 from .scatter_canvas import ScatterCanvas
 
 if TYPE_CHECKING:
@@ -96,7 +99,6 @@ DIMMED_ALPHA = 0.12  # points of other time frames than the one shown
 HOVER_RADIUS_PX = 6.0
 HOVER_DELAY_MS = 30
 MAX_CATEGORIES = 20
-THUMBNAIL_PX = 96  # longest side of the clicked cell's crop beside the plot
 # Above this many points the plot opens as a density image: a million overdrawn markers show
 # no structure, and drawing them costs seconds without a GPU. The user can untick it.
 DENSITY_AUTO_POINTS = 200_000
@@ -149,6 +151,7 @@ class ScatterWidget(QWidget):
         self._base_colors = np.zeros((0, 4), np.float32)
         self._selected = np.zeros(0, bool)
         self._picker: PointPicker | None = None
+        self._pictures: CropPictures | None = None  # the crop of each row, matched by crop id when first needed
         self._axes: tuple[str, str] | None = None
         self._axis_choices: list[str] = []
         self._color_by = ""
@@ -161,6 +164,8 @@ class ScatterWidget(QWidget):
         self._hover_pixel: tuple[float, float] | None = None
 
         self.plot = ScatterCanvas()
+        self.hover_thumbnail = HoverThumbnail(self.plot.canvas.native)
+        self.plot.canvas.native.installEventFilter(self)  # the cursor leaving the plot hides the thumbnail
         self._build_form()
         self._cell_highlight = SourceOverlay(
             napari_viewer, SELECTED_CELLS, "labels", self._render_cell_highlight, opacity=0.9, blending="translucent",
@@ -182,6 +187,7 @@ class ScatterWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._on_frame_changed)
         self.viewer.mouse_drag_callbacks.append(weak_drag_callback(self._on_viewer_click))
         self.session.cells_changed.connect(self._on_cells_changed)
+        self.session.crop_set_changed.connect(self._forget_pictures)
         self.session.selection_changed.connect(self._on_session_selection)
         self.session.named_selections_changed.connect(self._on_session_named_selections)
         self._refresh_source_list()
@@ -205,6 +211,10 @@ class ScatterWidget(QWidget):
         self.tool_combo = QComboBox()
         self.tool_combo.addItems(["pan/zoom", "lasso", "rectangle"])
         self.tool_combo.currentTextChanged.connect(self._on_tool_chosen)
+        self.thumbnail_check = QCheckBox("show the crop under the cursor")
+        self.thumbnail_check.setChecked(True)
+        self.thumbnail_check.setToolTip("hovering a point shows its cell's crop (from the crop set in this viewer)")
+        self.thumbnail_check.toggled.connect(lambda on: None if on else self.hover_thumbnail.hide())
 
         form = QFormLayout()
         form.addRow("cell layers", self.source_list)
@@ -215,6 +225,7 @@ class ScatterWidget(QWidget):
         form.addRow("opacity", self.opacity_spin)
         form.addRow("", self.density_check)
         form.addRow("tool", self.tool_combo)
+        form.addRow("hover", self.thumbnail_check)
 
         self.legend = QLabel()
         self.legend.setWordWrap(True)
@@ -371,6 +382,7 @@ class ScatterWidget(QWidget):
         self._selected = np.zeros(len(self._index), bool)
         self._keys = None
         self._picker = None
+        self._forget_pictures()
         self.note.setText("\n".join(notes))
         self._has_time = {}
         for name, layer in self._layers.items():
@@ -552,9 +564,7 @@ class ScatterWidget(QWidget):
         colors = np.asarray(colormaps["viridis"](np.nan_to_num(scaled, nan=0.0)), np.float32)
         colors[~np.isfinite(values)] = (0.5, 0.5, 0.5, 1.0)
         bar = (colormaps["viridis"](np.linspace(0, 1, 256))[None, :, :3] * 255).astype(np.uint8).repeat(10, axis=0)
-        bar = np.ascontiguousarray(bar)
-        image = QImage(bar.data, bar.shape[1], bar.shape[0], bar.strides[0], QImage.Format.Format_RGB888)
-        self.colorbar.setPixmap(QPixmap.fromImage(image.copy()))
+        self.colorbar.setPixmap(rgb_pixmap(bar))
         self.legend.setText(f"{self._color_by}: {low:.3g} (left) … {high:.3g} (right)")
         return colors
 
@@ -757,30 +767,63 @@ class ScatterWidget(QWidget):
         The crop is looked up by ``crop_id`` in the session's crop set; without
         either, the caption says what is missing instead.
         """
-        crop_ids = self.crop_ids()
-        crop_set = self.session.crop_set
         self.crop_thumbnail.hide()
+        crop_ids = self.crop_ids()
         if crop_ids is None:
             self.crop_caption.setText("no crop to show: the features have no crop_id column")
             return
         crop_id = int(crop_ids[row])
-        if crop_set is None:
+        pictures = self._crop_pictures()
+        if pictures is None:
             self.crop_caption.setText(f"crop {crop_id}: load its crop set in the Cells widget to see it here")
             return
-        positions = np.flatnonzero(crop_set.table["crop_id"].to_numpy() == crop_id)
-        if not positions.size:
+        position = pictures.position(row)
+        if position is None:
             self.crop_caption.setText(f"crop {crop_id} is not in the crop set of this viewer")
             return
-        table_row = crop_set.table.iloc[int(positions[0])]
-        rgb = np.ascontiguousarray(composite_rgb(np.asarray(crop_set.images[int(positions[0])])))
-        height, width = rgb.shape[:2]
-        image = QImage(rgb.data, width, height, rgb.strides[0], QImage.Format.Format_RGB888)
-        self.crop_thumbnail.setPixmap(QPixmap.fromImage(image.copy()))
-        zoom = THUMBNAIL_PX / max(height, width)
-        self.crop_thumbnail.setFixedSize(max(1, round(width * zoom)), max(1, round(height * zoom)))
+        picture = pictures.picture(row)
+        self.crop_thumbnail.setPixmap(rgb_pixmap(picture))
+        self.crop_thumbnail.setFixedSize(*shown_size(picture))
         self.crop_thumbnail.show()
+        table_row = pictures.crop_set.table.iloc[position]
         group = f" · group {table_row['group']}" if "group" in table_row.index else ""
         self.crop_caption.setText(f"crop {crop_id}{group}\n{self.describe_row(row)}")
+
+    def _crop_pictures(self) -> CropPictures | None:
+        """Crops of the plot rows from the session's crop set (matched by crop id once); None without either."""
+        crop_ids = self.crop_ids()
+        if self._pictures is None and crop_ids is not None and self.session.crop_set is not None:
+            self._pictures = CropPictures(self.session.crop_set, crop_ids)
+        return self._pictures
+
+    def _forget_pictures(self, _crop_set: Any = None) -> None:
+        """Other crops or other rows: match them again when next needed."""
+        self._pictures = None
+        self.hover_thumbnail.hide()
+
+    def hover(self, pixel: tuple[float, float]) -> int | None:
+        """What resting the cursor at canvas ``pixel`` does: describe the nearest point and show its crop there.
+
+        Returns the plot row under the cursor (None: no point within a few
+        pixels, and nothing is shown). The crop is shown only when the
+        "show the crop under the cursor" box is ticked and the row has one.
+        """
+        row = self.pick(*self.plot.canvas_to_data(pixel)) if len(self._positions) else None
+        self.hover_label.setText(self.describe_row(row) if row is not None else "")
+        pictures = self._crop_pictures() if row is not None and self.thumbnail_check.isChecked() else None
+        picture = pictures.picture(row) if pictures is not None else None
+        if picture is None:
+            self.hover_thumbnail.hide()
+        else:
+            self.hover_thumbnail.show_at(picture, pixel)
+        return row
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """The cursor left the plot: hide the crop shown at it."""
+        if watched is self.plot.canvas.native and event.type() == QEvent.Type.Leave:
+            self._hover_pixel = None
+            self.hover_thumbnail.hide()
+        return super().eventFilter(watched, event)
 
     # ------------------------------------------------------------------ image -> plot
     def select_at_image_position(
@@ -840,6 +883,7 @@ class ScatterWidget(QWidget):
         self.plot.view.camera.interactive = tool == "pan/zoom"
 
     def _on_mouse_press(self, event: Any) -> None:
+        self.hover_thumbnail.hide()
         self._press_pixel = np.asarray(event.pos, dtype=float)
         self._drag = [self.plot.canvas_to_data(event.pos)]
 
@@ -880,10 +924,8 @@ class ScatterWidget(QWidget):
         self._press_pixel = None
 
     def _show_hover(self) -> None:
-        if self._hover_pixel is None or not len(self._positions):
-            return
-        row = self.pick(*self.plot.canvas_to_data(self._hover_pixel))
-        self.hover_label.setText(self.describe_row(row) if row is not None else "")
+        if self._hover_pixel is not None:
+            self.hover(self._hover_pixel)
 
     def describe_row(self, row: int) -> str:
         """One line about the cell of plot ``row``: source, frame, label id, axis (and colour) values."""
