@@ -27,6 +27,7 @@ read alone from the set, which may be on disk: fast at a million points).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,9 @@ MAX_CATEGORIES = 20
 DENSITY_AUTO_POINTS = 200_000
 SELECTED_CELLS = "selected cells"  # the one highlight layer of Labels sources
 SELECTED_POINTS = "selected points"  # the one highlight layer of Points sources
+# Builds the k-d tree of the hover/click lookup beside the GUI thread (scipy releases the GIL while it builds):
+# at a million points it takes ~0.3 s, which the first hover would otherwise wait for.
+_TREE_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scatter-kdtree")
 
 
 def _report_errors(method: Callable) -> Callable:
@@ -150,7 +154,7 @@ class ScatterWidget(QWidget):
         self._positions = np.zeros((0, 2), np.float32)
         self._base_colors = np.zeros((0, 4), np.float32)
         self._selected = np.zeros(0, bool)
-        self._picker: PointPicker | None = None
+        self._picker: Future | None = None  # the PointPicker of the plotted positions, being built
         self._pictures: CropPictures | None = None  # the crop of each row, matched by crop id when first needed
         self._axes: tuple[str, str] | None = None
         self._axis_choices: list[str] = []
@@ -381,7 +385,6 @@ class ScatterWidget(QWidget):
         self._index = RowIndex.from_tables(keys)
         self._selected = np.zeros(len(self._index), bool)
         self._keys = None
-        self._picker = None
         self._forget_pictures()
         self.note.setText("\n".join(notes))
         self._has_time = {}
@@ -506,7 +509,7 @@ class ScatterWidget(QWidget):
         require_finite(positions, [x, y], what="plot columns")
         self._axes = (x, y)
         self._positions = positions
-        self._picker = None  # rebuilt on the first hover/click: the plot must not wait for it
+        self._picker = _TREE_BUILDER.submit(PointPicker, positions)  # the plot does not wait for it
         for combo, name in ((self.x_combo, x), (self.y_combo, y)):
             combo.blockSignals(True)
             combo.setCurrentText(name)
@@ -680,12 +683,10 @@ class ScatterWidget(QWidget):
         """
         if not len(self._positions):
             return None
-        if self._picker is None:
-            self._picker = PointPicker(self._positions)
         if radius is None:
             width, height = self.plot.pixel_size()
             radius = (HOVER_RADIUS_PX * width, HOVER_RADIUS_PX * height)
-        return self._picker.nearest((x, y), radius)
+        return self._picker.result().nearest((x, y), radius)
 
     def _current_t(self, source: str) -> int:
         layer = self._layers[source]
