@@ -509,6 +509,8 @@ class ScatterWidget(QWidget):
         require_finite(positions, [x, y], what="plot columns")
         self._axes = (x, y)
         self._positions = positions
+        if self._picker is not None:
+            self._picker.cancel()  # other axes before it started: never build it
         self._picker = _TREE_BUILDER.submit(PointPicker, positions)  # the plot does not wait for it
         for combo, name in ((self.x_combo, x), (self.y_combo, y)):
             combo.blockSignals(True)
