@@ -102,6 +102,10 @@ def test_3d_crops_show_their_maximum_projection_and_the_toggle_and_leaving_hide_
 
     QApplication.sendEvent(widget.plot.canvas.native, QEvent(QEvent.Type.Leave))  # the cursor leaves the plot
     assert thumbnail.isHidden()
+    _move_and_rest(widget, qtbot, pixel)
+    assert not thumbnail.isHidden()
+    widget.plot.canvas.events.mouse_wheel(pos=pixel, delta=(0, 1), modifiers=())  # zooming moves the point away
+    assert thumbnail.isHidden()
 
     widget.thumbnail_check.setChecked(False)
     _move_and_rest(widget, qtbot, pixel)

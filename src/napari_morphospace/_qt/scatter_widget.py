@@ -186,6 +186,7 @@ class ScatterWidget(QWidget):
         self.plot.canvas.events.mouse_press.connect(self._on_mouse_press)
         self.plot.canvas.events.mouse_move.connect(self._on_mouse_move)
         self.plot.canvas.events.mouse_release.connect(self._on_mouse_release)
+        self.plot.canvas.events.mouse_wheel.connect(lambda _event: self.hover_thumbnail.hide())  # zoom moves the points
         self.viewer.layers.events.inserted.connect(self._refresh_source_list)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_frame_changed)
