@@ -105,9 +105,10 @@ MAX_CATEGORIES = 20
 DENSITY_AUTO_POINTS = 200_000
 SELECTED_CELLS = "selected cells"  # the one highlight layer of Labels sources
 SELECTED_POINTS = "selected points"  # the one highlight layer of Points sources
-# Builds the k-d tree of the hover/click lookup beside the GUI thread (scipy releases the GIL while it builds):
-# at a million points it takes ~0.3 s, which the first hover would otherwise wait for.
-_TREE_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scatter-kdtree")
+# Prepares the hover/click lookups beside the GUI thread once a plot is drawn: the k-d tree of the points (scipy
+# releases the GIL while it builds) and the rows matched to the crop set by crop id. At a million points they take
+# ~0.3 s and ~0.2 s, which the first hover would otherwise wait for.
+_LOOKUPS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scatter-lookups")
 
 
 def _report_errors(method: Callable) -> Callable:
@@ -155,7 +156,7 @@ class ScatterWidget(QWidget):
         self._base_colors = np.zeros((0, 4), np.float32)
         self._selected = np.zeros(0, bool)
         self._picker: Future | None = None  # the PointPicker of the plotted positions, being built
-        self._pictures: CropPictures | None = None  # the crop of each row, matched by crop id when first needed
+        self._pictures: Future | None = None  # the CropPictures of the plotted rows, being matched
         self._axes: tuple[str, str] | None = None
         self._axis_choices: list[str] = []
         self._color_by = ""
@@ -406,6 +407,7 @@ class ScatterWidget(QWidget):
         self._fill_combos(fit=fit)
         self._update_highlights()
         self._on_session_selection(self.session.selection)  # cells selected elsewhere stay selected
+        self._match_crops()
 
     def settings(self) -> dict[str, Any]:
         """What the plot shows (sources, axes, colour column), as JSON values: saved with the analysis."""
@@ -512,7 +514,7 @@ class ScatterWidget(QWidget):
         self._positions = positions
         if self._picker is not None:
             self._picker.cancel()  # other axes before it started: never build it
-        self._picker = _TREE_BUILDER.submit(PointPicker, positions)  # the plot does not wait for it
+        self._picker = _LOOKUPS.submit(PointPicker, positions)  # the plot does not wait for it
         for combo, name in ((self.x_combo, x), (self.y_combo, y)):
             combo.blockSignals(True)
             combo.setCurrentText(name)
@@ -793,17 +795,25 @@ class ScatterWidget(QWidget):
         group = f" · group {table_row['group']}" if "group" in table_row.index else ""
         self.crop_caption.setText(f"crop {crop_id}{group}\n{self.describe_row(row)}")
 
+    def _match_crops(self) -> None:
+        """Start matching the plot rows to the session's crop set by crop id (when both exist and it is not done)."""
+        crop_ids = self.crop_ids() if self._pictures is None and self.session.crop_set is not None else None
+        if crop_ids is not None:
+            self._pictures = _LOOKUPS.submit(CropPictures, self.session.crop_set, crop_ids)
+
     def _crop_pictures(self) -> CropPictures | None:
         """Crops of the plot rows from the session's crop set (matched by crop id once); None without either."""
-        crop_ids = self.crop_ids()
-        if self._pictures is None and crop_ids is not None and self.session.crop_set is not None:
-            self._pictures = CropPictures(self.session.crop_set, crop_ids)
-        return self._pictures
+        self._match_crops()
+        return None if self._pictures is None else self._pictures.result()
 
     def _forget_pictures(self, _crop_set: Any = None) -> None:
-        """Other crops or other rows: match them again when next needed."""
+        """Other crops or other rows: match them again (the crop set's rows are matched at once when plotted)."""
+        if self._pictures is not None:
+            self._pictures.cancel()
         self._pictures = None
         self.hover_thumbnail.hide()
+        if _crop_set is not None and self._tables:
+            self._match_crops()
 
     def hover(self, pixel: tuple[float, float]) -> int | None:
         """What resting the cursor at canvas ``pixel`` does: describe the nearest point and show its crop there.
