@@ -32,7 +32,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
 from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMessageBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QVBoxLayout, QWidget
 
 from .._analysis_reader import analysis_layers
 from .._reader import LayerData
@@ -41,6 +41,7 @@ from ..core.analysis import (
     Analysis,
     AnalysisFolder,
     create_analysis,
+    external_references,
     is_analysis_folder,
     open_analysis,
     save_analysis,
@@ -52,6 +53,7 @@ from ..core.data import CropSet
 from ..core.errors import InputError
 from ..core.report import SECTIONS, write_report
 from ..core.training import TrainSettings
+from ..core.zoo import ZooExport, ZooSettings, export_zoo_packages
 from .cells_widget import find_sources
 from ..viewer.layers import layer_file
 from ..viewer.session import session_for
@@ -119,15 +121,22 @@ def _save_worker(plan: SavePlan) -> AnalysisFolder:
 
 
 @thread_worker
-def _open_worker(folder: Path) -> OpenedAnalysis:
-    return open_with_layers(folder)
+def _open_worker(folder: Path, allow_external: bool) -> OpenedAnalysis:
+    return open_with_layers(folder, allow_external=allow_external)
 
 
 @thread_worker
-def _report_worker(folder: Path):
+def _zoo_worker(bundle: Bundle, crop_set: CropSet, folder: Path, settings: ZooSettings):
+    return (yield from messages_from(
+        lambda send: export_zoo_packages(bundle, crop_set, folder, settings=settings, on_step=send)
+    ))  # fmt: skip
+
+
+@thread_worker
+def _report_worker(folder: Path, allow_external: bool):
     sections = itertools.count(1)
     return (yield from messages_from(lambda send: write_report(
-        folder, folder / REPORT_HTML, overwrite=True,
+        open_analysis(folder, allow_external=allow_external), folder / REPORT_HTML, overwrite=True,
         on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))),
     )))  # fmt: skip
 
@@ -165,12 +174,12 @@ def bundle_to_folder(bundle: Bundle, directory: Path) -> Path:
     )  # fmt: skip
 
 
-def open_with_layers(folder: Path) -> OpenedAnalysis:
+def open_with_layers(folder: Path, *, allow_external: bool = False) -> OpenedAnalysis:
     """Open ``folder`` (model included) and read its layers; the reader's warnings repeat the problems, keep the rest."""
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=allow_external)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        layers = analysis_layers(folder)
+        layers = analysis_layers(folder, allow_external=allow_external)
     known = set(analysis.problems) | set(analysis.notes)
     return OpenedAnalysis(analysis, layers, [str(w.message) for w in caught if str(w.message) not in known])
 
@@ -215,6 +224,8 @@ class AnalysisWidget(QWidget):
         self.opened: Analysis | None = None
         self._worker: Any = None
         self.last_report: Path | None = None
+        #: Folders whose references outside themselves the user agreed to read in this session.
+        self._trusted: set[Path] = set()
         self._build_form()
         self.session.crop_set_changed.connect(self._on_session_crop_set)
         self._on_session_crop_set(self.session.crop_set)
@@ -232,6 +243,8 @@ class AnalysisWidget(QWidget):
         for button in (self.save_button, self.open_button, self.report_button):
             row.addWidget(button.native)
         layout.addLayout(row)
+        self.zoo_button = PushButton(text="Export to BioImage Model Zoo…")
+        layout.addWidget(self.zoo_button.native)
         self.status = QLabel("Save the session's crop set, model and latents, or open a saved analysis.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -240,6 +253,7 @@ class AnalysisWidget(QWidget):
         self.save_button.clicked.connect(lambda: self.save())
         self.open_button.clicked.connect(self._choose_and_open)
         self.report_button.clicked.connect(lambda: self.write_report())
+        self.zoo_button.clicked.connect(self._choose_and_export_to_zoo)
 
     def _on_session_crop_set(self, _crop_set: Any) -> None:
         """Default folder: the ``analysis`` sibling of the crop-set folder, where the Annotate widget autosaves."""
@@ -278,7 +292,7 @@ class AnalysisWidget(QWidget):
         return worker
 
     def _set_busy(self, busy: bool) -> None:
-        for button in (self.save_button, self.open_button, self.report_button):
+        for button in (self.save_button, self.open_button, self.report_button, self.zoo_button):
             button.enabled = not busy
         if not busy:
             self._worker = None
@@ -367,13 +381,34 @@ class AnalysisWidget(QWidget):
             self.open(path)
 
     def open(self, folder: str | Path | None = None) -> Any:
-        """Open an analysis folder in a worker: add its layers and restore the session; returns the worker."""
+        """Open an analysis folder in a worker: add its layers and restore the session; returns the worker.
+
+        When the folder refers to files outside itself, the user is asked first
+        whether to read them; without a Yes only the folder's own contents open.
+        """
         try:
             chosen = self._required_folder(folder)
+            allow_external = self._allow_external(chosen)
         except InputError as err:
             self._report_error(err)
             return None
-        return self._start(_open_worker(chosen, _ignore_errors=True), self._on_opened, f"Opening {chosen}…")
+        worker = _open_worker(chosen, allow_external, _ignore_errors=True)
+        return self._start(worker, self._on_opened, f"Opening {chosen}…")
+
+    def _allow_external(self, folder: Path) -> bool:
+        """Whether to read what ``folder`` refers to outside itself: asked once per folder and session."""
+        key = folder.resolve()
+        if key in self._trusted:
+            return True
+        external = external_references(folder)
+        if not external:
+            return False
+        listed = "\n".join(f"• {item}" for item in external[:8]) + ("\n…" if len(external) > 8 else "")
+        if self._ask(f"{folder} refers to {len(external)} file(s) or folder(s) outside itself:\n{listed}\n\n"
+                     "Read them? Answer Yes only for an analysis you trust (No opens only the folder's own contents)."):
+            self._trusted.add(key)
+            return True
+        return False
 
     def _on_opened(self, opened: OpenedAnalysis) -> None:
         analysis = opened.analysis
@@ -438,8 +473,13 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self._report_error(err)
             return None
+        try:
+            allow_external = self._allow_external(chosen)
+        except InputError as err:
+            self._report_error(err)
+            return None
         display = ProgressDisplay("Writing the report", show_text=self.status.setText, parent=self)
-        worker = _report_worker(chosen, _ignore_errors=True)
+        worker = _report_worker(chosen, allow_external, _ignore_errors=True)
         worker.yielded.connect(display.post)
         for signal in (worker.returned, worker.errored, worker.finished):  # before the outcome is shown
             signal.connect(lambda *_: display.close())
@@ -458,3 +498,42 @@ class AnalysisWidget(QWidget):
         if self.last_report is None:
             return False
         return QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.last_report.resolve())))
+
+    # ----------------------------------------------------------------- BioImage Model Zoo
+
+    def _zoo_parts(self) -> tuple[Bundle, CropSet]:
+        if self.session.bundle is None or self.session.crop_set is None:
+            raise InputError(
+                "export needs the session's model and its crops: train or load a model, and make or open the crops first"
+            )
+        return self.session.bundle, self.session.crop_set
+
+    def _choose_and_export_to_zoo(self) -> None:
+        try:
+            self._zoo_parts()
+        except InputError as err:
+            self._report_error(err)
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export to BioImage Model Zoo (a new folder)", "zoo-packages")
+        if not path:
+            return
+        authors, ok = QInputDialog.getText(self, "BioImage Model Zoo", "Authors (who trained the model), comma-separated:")
+        if ok:
+            self.export_to_zoo(path, authors.split(","))
+
+    def export_to_zoo(self, folder: str | Path, authors: list[str]) -> Any:
+        """Write the session's model as encoder.zip + decoder.zip (validated, test-run) in a worker; returns it."""
+        try:
+            bundle, crop_set = self._zoo_parts()
+        except InputError as err:
+            self._report_error(err)
+            return None
+        worker = _zoo_worker(bundle, crop_set, Path(folder), ZooSettings(authors=authors), _ignore_errors=True)
+        worker.yielded.connect(lambda text: self.status.setText(f"{text}…"))
+        return self._start(worker, self._on_zoo_exported, f"Exporting the model to {folder}…")
+
+    def _on_zoo_exported(self, written: ZooExport) -> None:
+        text = (f"Exported to {written.folder}: {written.encoder.name} and {written.decoder.name}, validated and "
+                "test-run with bioimageio.core; upload them at bioimage.io.")  # fmt: skip
+        self.status.setText(text)
+        notification_manager.dispatch(Notification(text, severity=NotificationSeverity.INFO))
