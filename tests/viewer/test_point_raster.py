@@ -75,3 +75,8 @@ def test_density_counts_match_numpy_histogram2d():
     # float32 positions can fall one bin apart from numpy's float64 edges on a bin boundary: nearly none do
     assert counts.sum() == len(positions) and np.abs(counts - expected.T).sum() <= 4
     assert counts[:, 0].sum() == 1 and counts[-1, -1] == 1  # the extreme points land in the edge bins (last one closed)
+
+
+def test_a_view_of_no_area_draws_nothing():
+    picture = rasterize_points(np.array([[1.0, 1.0]]), np.array([RED]), (1, 0, 1, 5), (4, 4), 3)
+    assert picture.shape == (4, 4, 4) and not picture.any()

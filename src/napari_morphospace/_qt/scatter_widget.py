@@ -66,7 +66,6 @@ from ..core.features import (
     left_out_note,
     mu_columns,
 )
-from ..core.gallery import composite_rgb
 from ..core.selection import (
     NamedSelections,
     PointPicker,

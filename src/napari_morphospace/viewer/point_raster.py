@@ -91,8 +91,9 @@ def rasterize_points(
         When given, each dot gets a ring of this colour ``ring_width`` pixels wide around it.
     """
     rgba = np.zeros((*shape, 4), np.uint8)
-    if len(positions) == 0 or shape[0] < 1 or shape[1] < 1:
-        return rgba
+    left, bottom, right, top = rect
+    if len(positions) == 0 or shape[0] < 1 or shape[1] < 1 or not (right > left and top > bottom):
+        return rgba  # nothing to draw, or a view of no area (a canvas not laid out yet)
     colors = np.asarray(colors, np.uint8)
     outer = diameter + 2 * ring_width if ring is not None else diameter
     inner_rows = top_rows(positions, rect, shape, diameter)
