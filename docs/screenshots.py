@@ -70,6 +70,50 @@ def cells_real_fields() -> None:
     viewer.close()
 
 
+def scatter_hover_real(epochs: int = 8) -> None:
+    """Three BBBC007 fields opened from files, their nuclei cropped, a small model trained and embedded;
+    the Scatter widget from the Plugins menu, the cursor resting on a point: its nucleus at the cursor."""
+    import sys
+    import tempfile
+
+    import napari
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "qt"))
+    from bbbc007_cells import ONE_PER_CONDITION, crop_set, open_fields  # real fields, default crop settings
+
+    from napari_morphospace.core.embed import embed
+    from napari_morphospace.core.models import ModelSettings
+    from napari_morphospace.core.training import TrainSettings, train
+    from napari_morphospace.viewer.session import session_for
+
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1500, 1000)
+    names = open_fields(viewer, ONE_PER_CONDITION)
+    crops = crop_set(ONE_PER_CONDITION)
+    session = session_for(viewer)
+    session.crop_set = crops
+    with tempfile.TemporaryDirectory() as checkpoints:
+        settings = TrainSettings(epochs=epochs, batch_size=32, checkpoint_dir=checkpoints, accelerator="cpu", devices=1)
+        trained = train(crops, ModelSettings(model="beta-vae", latent_dim=8), settings)
+    session.latents = embed(trained.model, crops)
+    _dock, scatter = viewer.window.add_plugin_dock_widget("napari-morphospace", "Scatter")
+    scatter.set_sources(names)
+    scatter.set_color_by("group")
+    settle(1.0)
+    # rest the cursor on the point nearest the upper right of the cloud, where the plot has room for the crop
+    transform = scatter.plot.canvas.scene.node_transform(scatter.plot.view.scene)
+    pixels = np.array([transform.imap([x, y, 0, 1])[:2] for x, y in scatter._positions])
+    width, height = scatter.plot.canvas.size
+    room = (pixels[:, 0] < width - 140) & (pixels[:, 1] < height - 120) & (pixels[:, 1] > 30)
+    row = int(np.flatnonzero(room)[np.argmin(pixels[room, 1] - pixels[room, 0])])
+    scatter.plot.canvas.events.mouse_move(pos=tuple(pixels[row]), button=None, modifiers=())
+    settle(1.0)
+    viewer.screenshot(str(IMAGES / "scatter-hover.png"), canvas_only=False)
+    viewer.close()
+
+
 def run_demo_in_viewer(epochs: int = 30):
     """The windowed demo with its full training, waited for until the statistics are shown."""
     import tempfile
@@ -164,6 +208,7 @@ if __name__ == "__main__":
     analysis_external()
     cells_widget()
     cells_real_fields()
+    scatter_hover_real()
     demo = run_demo_in_viewer()
     scatter_selection(demo)
     latent_sliders(demo)

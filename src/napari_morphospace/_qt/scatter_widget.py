@@ -19,12 +19,15 @@ Annotate, Analysis and Latent space widgets; rows without a ``crop_id``
 column (features not made by morphospace) are not published. 2D embeddings
 and clusters computed here go into the session's per-cell table, which
 writes them into the layers' features and saves them with the analysis.
-Clicking a point shows its crop (from the session's crop set) beside the plot.
+Clicking a point shows its crop (from the session's crop set) beside the plot;
+hovering one shows it at the cursor (a k-d tree finds the point, the crop is
+read alone from the set, which may be on disk: fast at a million points).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +38,7 @@ from napari.layers import Labels, Points
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -64,7 +66,6 @@ from ..core.features import (
     left_out_note,
     mu_columns,
 )
-from ..core.gallery import composite_rgb
 from ..core.selection import (
     NamedSelections,
     PointPicker,
@@ -83,8 +84,10 @@ from ..core.tracks import TRACK_ID, track_keys
 from ..viewer.callbacks import weak_drag_callback
 from ..viewer.layers import SourceOverlay, is_overlay, unwrap
 from ..viewer.session import session_for
+from ..viewer.thumbnails import CropPictures
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
+from .hover_thumbnail import HoverThumbnail, rgb_pixmap, shown_size
 from .scatter_canvas import ScatterCanvas
 from .track_overlay import MODES as TRACK_MODES
 from .track_overlay import TrackOverlay
@@ -99,12 +102,15 @@ DIMMED_ALPHA = 0.12  # points of other time frames than the one shown
 HOVER_RADIUS_PX = 6.0
 HOVER_DELAY_MS = 30
 MAX_CATEGORIES = 20
-THUMBNAIL_PX = 96  # longest side of the clicked cell's crop beside the plot
 # Above this many points the plot opens as a density image: a million overdrawn markers show
 # no structure, and drawing them costs seconds without a GPU. The user can untick it.
 DENSITY_AUTO_POINTS = 200_000
 SELECTED_CELLS = "selected cells"  # the one highlight layer of Labels sources
 SELECTED_POINTS = "selected points"  # the one highlight layer of Points sources
+# Prepares the hover/click lookups beside the GUI thread once a plot is drawn: the k-d tree of the points (scipy
+# releases the GIL while it builds) and the rows matched to the crop set by crop id. At a million points they take
+# ~0.3 s and ~0.2 s, which the first hover would otherwise wait for.
+_LOOKUPS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scatter-lookups")
 
 
 def _report_errors(method: Callable) -> Callable:
@@ -151,7 +157,8 @@ class ScatterWidget(QWidget):
         self._positions = np.zeros((0, 2), np.float32)
         self._base_colors = np.zeros((0, 4), np.float32)
         self._selected = np.zeros(0, bool)
-        self._picker: PointPicker | None = None
+        self._picker: Future | None = None  # the PointPicker of the plotted positions, being built
+        self._pictures: Future | None = None  # the CropPictures of the plotted rows, being matched
         self._axes: tuple[str, str] | None = None
         self._axis_choices: list[str] = []
         self._color_by = ""
@@ -166,6 +173,8 @@ class ScatterWidget(QWidget):
 
         self.plot = ScatterCanvas()
         self.track_overlay = TrackOverlay(self.plot.view)
+        self.hover_thumbnail = HoverThumbnail(self.plot.canvas.native)
+        self.plot.canvas.native.installEventFilter(self)  # the cursor leaving the plot hides the thumbnail
         self._build_form()
         self._cell_highlight = SourceOverlay(
             napari_viewer, SELECTED_CELLS, "labels", self._render_cell_highlight, opacity=0.9, blending="translucent",
@@ -182,11 +191,13 @@ class ScatterWidget(QWidget):
         self.plot.canvas.events.mouse_press.connect(self._on_mouse_press)
         self.plot.canvas.events.mouse_move.connect(self._on_mouse_move)
         self.plot.canvas.events.mouse_release.connect(self._on_mouse_release)
+        self.plot.canvas.events.mouse_wheel.connect(lambda _event: self.hover_thumbnail.hide())  # zoom moves the points
         self.viewer.layers.events.inserted.connect(self._refresh_source_list)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_frame_changed)
         self.viewer.mouse_drag_callbacks.append(weak_drag_callback(self._on_viewer_click))
         self.session.cells_changed.connect(self._on_cells_changed)
+        self.session.crop_set_changed.connect(self._forget_pictures)
         self.session.selection_changed.connect(self._on_session_selection)
         self.session.named_selections_changed.connect(self._on_session_named_selections)
         self._refresh_source_list()
@@ -214,6 +225,10 @@ class ScatterWidget(QWidget):
         self.track_combo.addItems(TRACK_MODES)
         self.track_combo.setToolTip("Draw the paths of tracked cells (a track_id column); a click on a path selects its track")
         self.track_combo.currentTextChanged.connect(lambda _text: self._redraw())
+        self.thumbnail_check = QCheckBox("show the crop under the cursor")
+        self.thumbnail_check.setChecked(True)
+        self.thumbnail_check.setToolTip("hovering a point shows its cell's crop (from the crop set in this viewer)")
+        self.thumbnail_check.toggled.connect(lambda on: None if on else self.hover_thumbnail.hide())
 
         form = QFormLayout()
         form.addRow("cell layers", self.source_list)
@@ -225,6 +240,7 @@ class ScatterWidget(QWidget):
         form.addRow("", self.density_check)
         form.addRow("tool", self.tool_combo)
         form.addRow("track paths", self.track_combo)
+        form.addRow("hover", self.thumbnail_check)
 
         self.legend = QLabel()
         self.legend.setWordWrap(True)
@@ -381,7 +397,7 @@ class ScatterWidget(QWidget):
         self._selected = np.zeros(len(self._index), bool)
         self._keys = None
         self._track_keys = None
-        self._picker = None
+        self._forget_pictures()
         self.note.setText("\n".join(notes))
         self._has_time = {}
         for name, layer in self._layers.items():
@@ -401,6 +417,7 @@ class ScatterWidget(QWidget):
         self._fill_combos(fit=fit)
         self._update_highlights()
         self._on_session_selection(self.session.selection)  # cells selected elsewhere stay selected
+        self._match_crops()
 
     def settings(self) -> dict[str, Any]:
         """What the plot shows (sources, axes, colour column), as JSON values: saved with the analysis."""
@@ -508,7 +525,9 @@ class ScatterWidget(QWidget):
         require_finite(positions, [x, y], what="plot columns")
         self._axes = (x, y)
         self._positions = positions
-        self._picker = None  # rebuilt on the first hover/click: the plot must not wait for it
+        if self._picker is not None:
+            self._picker.cancel()  # other axes before it started: never build it
+        self._picker = _LOOKUPS.submit(PointPicker, positions)  # the plot does not wait for it
         for combo, name in ((self.x_combo, x), (self.y_combo, y)):
             combo.blockSignals(True)
             combo.setCurrentText(name)
@@ -566,9 +585,7 @@ class ScatterWidget(QWidget):
         colors = np.asarray(colormaps["viridis"](np.nan_to_num(scaled, nan=0.0)), np.float32)
         colors[~np.isfinite(values)] = (0.5, 0.5, 0.5, 1.0)
         bar = (colormaps["viridis"](np.linspace(0, 1, 256))[None, :, :3] * 255).astype(np.uint8).repeat(10, axis=0)
-        bar = np.ascontiguousarray(bar)
-        image = QImage(bar.data, bar.shape[1], bar.shape[0], bar.strides[0], QImage.Format.Format_RGB888)
-        self.colorbar.setPixmap(QPixmap.fromImage(image.copy()))
+        self.colorbar.setPixmap(rgb_pixmap(bar))
         self.legend.setText(f"{self._color_by}: {low:.3g} (left) … {high:.3g} (right)")
         return colors
 
@@ -674,8 +691,9 @@ class ScatterWidget(QWidget):
 
     def crop_ids(self) -> np.ndarray | None:
         """Crop id of each plot row (int64), or None when a source's features have no ``crop_id`` column."""
-        keys = self._row_keys()
-        return None if isinstance(keys, pd.MultiIndex) else keys.to_numpy(dtype=np.int64)
+        if "crop_id" not in self._shared_columns():  # without building the (source, t, label id) keys
+            return None
+        return self._row_keys().to_numpy(dtype=np.int64)
 
     def _publish_selection(self) -> None:
         """Hand the selected cells to the session as crop ids (skipped without a ``crop_id`` column)."""
@@ -720,12 +738,10 @@ class ScatterWidget(QWidget):
         """
         if not len(self._positions):
             return None
-        if self._picker is None:
-            self._picker = PointPicker(self._positions)
         if radius is None:
             width, height = self.plot.pixel_size()
             radius = (HOVER_RADIUS_PX * width, HOVER_RADIUS_PX * height)
-        return self._picker.nearest((x, y), radius)
+        return self._picker.result().nearest((x, y), radius)
 
     def _current_t(self, source: str) -> int:
         layer = self._layers[source]
@@ -807,30 +823,71 @@ class ScatterWidget(QWidget):
         The crop is looked up by ``crop_id`` in the session's crop set; without
         either, the caption says what is missing instead.
         """
-        crop_ids = self.crop_ids()
-        crop_set = self.session.crop_set
         self.crop_thumbnail.hide()
+        crop_ids = self.crop_ids()
         if crop_ids is None:
             self.crop_caption.setText("no crop to show: the features have no crop_id column")
             return
         crop_id = int(crop_ids[row])
-        if crop_set is None:
+        pictures = self._crop_pictures()
+        if pictures is None:
             self.crop_caption.setText(f"crop {crop_id}: load its crop set in the Cells widget to see it here")
             return
-        positions = np.flatnonzero(crop_set.table["crop_id"].to_numpy() == crop_id)
-        if not positions.size:
+        position = pictures.position(row)
+        if position is None:
             self.crop_caption.setText(f"crop {crop_id} is not in the crop set of this viewer")
             return
-        table_row = crop_set.table.iloc[int(positions[0])]
-        rgb = np.ascontiguousarray(composite_rgb(np.asarray(crop_set.images[int(positions[0])])))
-        height, width = rgb.shape[:2]
-        image = QImage(rgb.data, width, height, rgb.strides[0], QImage.Format.Format_RGB888)
-        self.crop_thumbnail.setPixmap(QPixmap.fromImage(image.copy()))
-        zoom = THUMBNAIL_PX / max(height, width)
-        self.crop_thumbnail.setFixedSize(max(1, round(width * zoom)), max(1, round(height * zoom)))
+        picture = pictures.picture(row)
+        self.crop_thumbnail.setPixmap(rgb_pixmap(picture))
+        self.crop_thumbnail.setFixedSize(*shown_size(picture))
         self.crop_thumbnail.show()
+        table_row = pictures.crop_set.table.iloc[position]
         group = f" · group {table_row['group']}" if "group" in table_row.index else ""
         self.crop_caption.setText(f"crop {crop_id}{group}\n{self.describe_row(row)}")
+
+    def _match_crops(self) -> None:
+        """Start matching the plot rows to the session's crop set by crop id (when both exist and it is not done)."""
+        crop_ids = self.crop_ids() if self._pictures is None and self.session.crop_set is not None else None
+        if crop_ids is not None:
+            self._pictures = _LOOKUPS.submit(CropPictures, self.session.crop_set, crop_ids)
+
+    def _crop_pictures(self) -> CropPictures | None:
+        """Crops of the plot rows from the session's crop set (matched by crop id once); None without either."""
+        self._match_crops()
+        return None if self._pictures is None else self._pictures.result()
+
+    def _forget_pictures(self, _crop_set: Any = None) -> None:
+        """Other crops or other rows: match them again (the crop set's rows are matched at once when plotted)."""
+        if self._pictures is not None:
+            self._pictures.cancel()
+        self._pictures = None
+        self.hover_thumbnail.hide()
+        if _crop_set is not None and self._tables:
+            self._match_crops()
+
+    def hover(self, pixel: tuple[float, float]) -> int | None:
+        """What resting the cursor at canvas ``pixel`` does: describe the nearest point and show its crop there.
+
+        Returns the plot row under the cursor (None: no point within a few
+        pixels, and nothing is shown). The crop is shown only when the
+        "show the crop under the cursor" box is ticked and the row has one.
+        """
+        row = self.pick(*self.plot.canvas_to_data(pixel)) if len(self._positions) else None
+        self.hover_label.setText(self.describe_row(row) if row is not None else "")
+        pictures = self._crop_pictures() if row is not None and self.thumbnail_check.isChecked() else None
+        picture = pictures.picture(row) if pictures is not None else None
+        if picture is None:
+            self.hover_thumbnail.hide()
+        else:
+            self.hover_thumbnail.show_at(picture, pixel)
+        return row
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """The cursor left the plot: hide the crop shown at it."""
+        if watched is self.plot.canvas.native and event.type() == QEvent.Type.Leave:
+            self._hover_pixel = None
+            self.hover_thumbnail.hide()
+        return super().eventFilter(watched, event)
 
     # ------------------------------------------------------------------ image -> plot
     def select_at_image_position(
@@ -890,6 +947,7 @@ class ScatterWidget(QWidget):
         self.plot.view.camera.interactive = tool == "pan/zoom"
 
     def _on_mouse_press(self, event: Any) -> None:
+        self.hover_thumbnail.hide()
         self._press_pixel = np.asarray(event.pos, dtype=float)
         self._drag = [self.plot.canvas_to_data(event.pos)]
 
@@ -932,10 +990,8 @@ class ScatterWidget(QWidget):
         self._press_pixel = None
 
     def _show_hover(self) -> None:
-        if self._hover_pixel is None or not len(self._positions):
-            return
-        row = self.pick(*self.plot.canvas_to_data(self._hover_pixel))
-        self.hover_label.setText(self.describe_row(row) if row is not None else "")
+        if self._hover_pixel is not None:
+            self.hover(self._hover_pixel)
 
     def describe_row(self, row: int) -> str:
         """One line about the cell of plot ``row``: source, frame, label id, axis (and colour) values."""
