@@ -34,6 +34,14 @@ def test_headless_demo_writes_an_analysis_folder_and_a_report(tmp_path, capsys):
     assert not list(out.glob("**/*.ckpt")), "Lightning checkpoints (pickles) must not end up in the analysis folder"
 
 
+def test_the_default_demo_finds_its_known_answer(tmp_path, capsys):
+    """The README's first command, headless: the dimension that separates treated from control follows size."""
+    assert main(["demo", "--headless", "--out", str(tmp_path / "demo")]) == 0
+    assert "known answer PASSED" in capsys.readouterr().out
+    answer = json.loads((tmp_path / "demo" / "statistics.json").read_text())["known_answer"]
+    assert answer["best_factor"] == "size" and answer["best_rho"] > 0.5
+
+
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["demo", "--headless", "--out", str(tmp_path), *TINY]) == 2

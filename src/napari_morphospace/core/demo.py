@@ -102,8 +102,12 @@ class DemoSettings:
         return TrainConfig(
             model=ModelSettings(model="beta-vae", latent_dim=self.latent_dim, beta=self.beta,
                                 reconstruction=self.reconstruction),
+            # Flips and 90° turns: the synthetic cells lie at random angles, and what the treatment changes is their
+            # shape, not their orientation. Without them the dimension that separates the groups best followed
+            # roughness (ρ 0.32) and the known answer failed; with them it follows size (ρ 0.78), as it should.
             training=TrainSettings(epochs=self.epochs, batch_size=self.batch_size, split="random", seed=self.seed,
-                                   accelerator="cpu", devices=1, preview_every_n_epochs=max(self.epochs, 1)),
+                                   accelerator="cpu", devices=1, preview_every_n_epochs=max(self.epochs, 1),
+                                   augment_flips=True, augment_rot90=True),
         )  # fmt: skip
 
 
