@@ -39,8 +39,9 @@ def train_widget(make_napari_viewer, dock):
     model.latent_dim.value = 4
     model.base_channels["enabled"].value, model.base_channels["value"].value = True, 8
     form = widget.train_form
-    form.epochs.value, form.batch_size.value, form.accelerator.value = 2, 8, "cpu"
-    form.augment_flips.value = form.augment_rot90.value = False
+    for name, value in (("epochs", 2), ("batch_size", 8), ("augment_flips", False), ("augment_rot90", False)):
+        form[name]["enabled"].value, form[name]["value"].value = True, value  # empty (automatic) by default
+    form.accelerator.value = "cpu"
     return widget
 
 
@@ -82,11 +83,11 @@ def test_save_and_load_a_sweep_config_as_the_command_line_reads_it(train_widget,
     assert saved.test_fraction == 0.25 and saved.training.epochs == 2 and saved.model.base_channels == 8
     assert "morphospace sweep --config" in dialog.status.text()
 
-    train_widget.train_form.epochs.value = 7
+    train_widget.train_form.epochs["value"].value = 7
     dialog.axis_edits["model"].setText("")
     dialog.load_from(path)
     assert dialog.axis_edits["model"].text() == "beta-vae, beta-tcvae" and dialog.axis_edits["latent_dim"].text() == "2, 20"
-    assert train_widget.train_form.epochs.value == 2  # the sweep's base went back into the Train widget's forms
+    assert train_widget.train_form.epochs["value"].value == 2  # the sweep's base went back into the Train widget's forms
 
 
 def test_bad_grid_values_are_explained_and_nothing_starts(train_widget, qtbot, tmp_path, napari_hooks):
@@ -102,7 +103,7 @@ def test_bad_grid_values_are_explained_and_nothing_starts(train_widget, qtbot, t
 
 
 def test_stop_ends_the_sweep_and_a_second_run_finishes_it(train_widget, qtbot, tmp_path):
-    train_widget.train_form.epochs.value = 300
+    train_widget.train_form.epochs["value"].value = 300
     dialog = open_dialog(train_widget, qtbot)
     dialog.axis_edits["beta"].setText("1, 2")
     worker = dialog.run(tmp_path / "sweep")
