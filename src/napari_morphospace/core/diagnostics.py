@@ -298,8 +298,8 @@ def _ssim(original: np.ndarray, reconstruction: np.ndarray) -> float:
     for a, b in zip(original, reconstruction):
         if a.ndim == 3:
             a, b = a[a.shape[0] // 2], b[b.shape[0] // 2]
-        window = min(7, *a.shape) // 2 * 2 + 1 if min(a.shape) >= 3 else None
-        if window is None:
+        window = min(7, (min(a.shape) - 1) // 2 * 2 + 1)  # odd, at most 7, within the crop
+        if window < 3:
             raise InputError(f"crops of spatial shape {a.shape} are too small for SSIM (each axis needs 3 pixels)")
         values.append(structural_similarity(a, b, data_range=1.0, win_size=window))
     return float(np.mean(values))
