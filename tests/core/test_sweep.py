@@ -137,7 +137,7 @@ def test_an_me_vae_run_is_scored_by_each_encoders_own_kl(sample_crops):
 
 
 def test_a_run_is_scored_by_the_training_diagnostics_and_the_representation_probe(sample_crops):
-    """The sweep's held-out numbers are diagnose_training's and representation_probe's on the test crops."""
+    """The sweep's numbers are diagnose_training's on the test crops and representation_probe's on all crops."""
     settings = sweep_settings({}, elbo_samples=3)
     split = split_for_sweep(sample_crops.table, settings)
     torch.manual_seed(0)
@@ -147,12 +147,12 @@ def test_a_run_is_scored_by_the_training_diagnostics_and_the_representation_prob
     expected = diagnose_training(model, images[split.test], elbo_samples=3, seed=settings.training.seed)
     assert scores["diagnostics"] == expected.to_dict()  # the same function on the same crops and seed
     assert scores["test_crops"] == len(split.test) == expected.n_crops
-    mu = embed(model, sample_crops.subset(split.test))[[f"mu_{i}" for i in range(4)]].to_numpy()
+    # The probe: every crop, folds by source image, the pixel PCA fitted on the training crops.
+    mu = embed(model, sample_crops)[[f"mu_{i}" for i in range(4)]].to_numpy()
     table = sample_crops.table
-    probe = representation_probe(mu, images[split.test], probe_targets(table).iloc[split.test],
-                                 table["source"].iloc[split.test], pca_fit=images[split.train])  # fmt: skip
+    probe = representation_probe(mu, images, probe_targets(table), table["source"], pca_fit=images[split.train])
     assert scores["probe"] == probe.to_dict()
-    assert probe.grouped and set(probe.latent_r2) == {"area", "size", "elongation"}
+    assert probe.grouped and probe.folds == 5 and set(probe.latent_r2) == {"area", "size", "elongation"}
 
 
 def test_the_comparison_table_and_report_name_a_collapsed_run(sample_crops, tmp_path):

@@ -24,9 +24,9 @@ against fixed depths. A sweep does any of these from one config
   and active units in eval mode, reconstruction SSIM, the train/eval spread
   ratio and the warnings (:func:`~.diagnostics.diagnose_training`); the
   ridge probe from the latent means to the crops' measurement columns next to
-  the same probe on a pixel PCA, folds grouped by source image
-  (:func:`~.diagnostics.representation_probe`); and |Cohen's d| per
-  dimension between the two groups.
+  the same probe on a pixel PCA, cross-validated over all crops with folds
+  grouped by source image (:func:`~.diagnostics.representation_probe`); and
+  |Cohen's d| per dimension between the two groups of the test crops.
 * A failed grid point is recorded with its message and the sweep goes on.
   ``run.json`` is written last and atomically: a run folder without it did
   not finish. Running the same command again reruns what is missing or failed.
@@ -261,37 +261,36 @@ def probe_targets(table: pd.DataFrame, columns: list[str] | None = None) -> pd.D
 
 
 def evaluate_run(model: torch.nn.Module, crop_set: CropSet, split: SweepSplit, settings: SweepSettings) -> dict[str, Any]:
-    """Score a trained model on the sweep's test crops (see the module docstring); JSON-ready values, NaN where undefined.
+    """Score a trained model (see the module docstring); JSON-ready values, NaN where undefined.
 
     ``diagnostics`` is :func:`~.diagnostics.diagnose_training` on the test
-    crops (``elbo_samples`` draws of z, the training seed), ``probe``
-    :func:`~.diagnostics.representation_probe` on the test crops (folds by
-    source image, the pixel PCA fitted on the training crops) or None with
-    ``probe_note`` saying why.
+    crops (``elbo_samples`` draws of z, the training seed). ``probe`` is
+    :func:`~.diagnostics.representation_probe` on every crop of the sweep,
+    folds grouped by source image, the pixel PCA fitted on the training
+    crops (or None, with ``probe_note`` saying why): the test split holds
+    few source images, and folds of one or two images would extrapolate
+    from one condition to another rather than measure what the latents know.
     """
-    test = crop_set.subset(split.test)
-    test_images = np.asarray(test.images, dtype=np.float32)
+    test_images = np.asarray(crop_set.subset(split.test).images, dtype=np.float32)
     diagnostics = diagnose_training(model, test_images, elbo_samples=settings.elbo_samples, seed=settings.training.seed)
-    latents = embed(model, test)
+    latents = embed(model, crop_set)
     mu = latents[require_mu_columns(latents)].to_numpy(dtype=float)
     metrics: dict[str, Any] = {"test_crops": int(len(split.test)), "diagnostics": diagnostics.to_dict()}
-    metrics.update(_probe(crop_set, split, settings, mu, test_images))
-    metrics.update(_effect_sizes(test.table, mu))
+    metrics.update(_probe(crop_set, split, settings, mu))
+    metrics.update(_effect_sizes(crop_set.table.iloc[split.test], mu[split.test]))
     return metrics
 
 
-def _probe(crop_set: CropSet, split: SweepSplit, settings: SweepSettings, test_mu: np.ndarray,
-           test_images: np.ndarray) -> dict[str, Any]:
-    """The representation probe on the test crops, or None and a note when they cannot be probed."""
+def _probe(crop_set: CropSet, split: SweepSplit, settings: SweepSettings, mu: np.ndarray) -> dict[str, Any]:
+    """The representation probe on every crop, or None and a note when the crops cannot be probed."""
     targets = probe_targets(crop_set.table, settings.probe_columns)
     if targets.shape[1] == 0:
         return {"probe": None, "probe_note": "the crop table has no numeric measurement column that varies (e.g. area) to probe"}
-    train_images = np.asarray(crop_set.subset(split.train).images, dtype=np.float32)
-    sources = crop_set.table["source"].astype(str).iloc[split.test]
+    images = np.asarray(crop_set.images, dtype=np.float32)
     try:
-        probe = representation_probe(test_mu, test_images, targets.iloc[split.test], sources, pca_fit=train_images)
-    except InputError as err:  # too few test crops, or no measurement varies over them
-        return {"probe": None, "probe_note": f"no probe on the test crops: {err}"}
+        probe = representation_probe(mu, images, targets, crop_set.table["source"].astype(str), pca_fit=images[split.train])
+    except InputError as err:  # e.g. too few crops
+        return {"probe": None, "probe_note": f"no probe: {err}"}
     return {"probe": probe.to_dict(), "probe_note": probe.note}
 
 
