@@ -120,7 +120,7 @@ def run(cells: Cells, model_settings: ModelSettings, train_settings: TrainSettin
     mu = latents[[c for c in latents.columns if c.startswith("mu_")]].to_numpy(float)
     measurements = cell_measurements(crop_set.table, cells.labels, cells.intensities)
     probe = representation_probe(mu, np.asarray(crop_set.images), measurements, crop_set.table["source"],
-                                 fit_rows=split.train)
+                                 pca_fit=np.asarray(crop_set.images)[split.train])
     return {"probe": probe, "diagnostics": result.diagnostics, "seconds": seconds, "result": result}
 
 

@@ -53,8 +53,11 @@ def test_sweep_from_the_command_line_one_job_per_grid_point_then_collect(tmp_pat
     assert main(["sweep", "--collect", str(out)]) == 1  # a point failed
     printed = capsys.readouterr().err
     assert "2 of 4 runs finished" in printed and "failed: 001_beta0.5_depth9" in printed and "1 run(s) not finished" in printed
-    table = pd.read_csv(out / "comparison.csv")
+    table = pd.read_csv(out / "comparison.csv", keep_default_na=False)
     assert list(table["status"]) == ["ok", "failed", "ok", "not run"]
+    for row in table[table["warnings"] != ""].itertuples():  # the diagnostics' problems of each finished run
+        assert f"warning: {row.name}: {row.warnings}" in printed
+    assert set(table["warnings"][[1, 3]]) == {""}
     assert (out / "report.html").is_file()
 
 

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import torch
 from skimage.draw import disk, ellipse
+from skimage.metrics import structural_similarity
 
 from napari_morphospace.core.diagnostics import (
     TrainingDiagnostics,
+    _ssim,
     cell_measurements,
     diagnose_training,
     representation_probe,
@@ -77,6 +79,15 @@ def test_batchnorm_statistics_that_do_not_match_the_data_are_caught():
         torch.testing.assert_close(tensor, state[name])
     groupnorm = build_model(ModelSettings(latent_dim=4, base_channels=4, norm="group"), (1, 16, 16))
     assert diagnose_training(groupnorm, crops).spread_ratio == 1.0
+
+
+@pytest.mark.parametrize(("size", "window"), [(16, 7), (7, 7), (6, 5), (5, 5), (4, 3), (3, 3)])
+def test_ssim_of_small_crops_uses_the_largest_odd_window_that_fits(size, window):
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(size=(2, 1, size, size))
+    assert _ssim(a, b) == pytest.approx(structural_similarity(a[0], b[0], data_range=1.0, win_size=window))
+    with pytest.raises(InputError, match="too small for SSIM"):
+        _ssim(a[:, :2, :2], b[:, :2, :2])
 
 
 def test_ridge_probe_known_answers():
@@ -158,7 +169,8 @@ def test_latents_of_a_small_default_training_know_size_and_elongation_better_tha
     mu = embed(result.model, crop_set).filter(like="mu_").to_numpy()
     fit_rows = split_crops(crop_set.table, val_fraction=0.2, method="random", seed=0).train
     # Two sources, one per group: folds by source would test on the other group's shifted factors.
-    probe = representation_probe(mu, np.asarray(crop_set.images), known.reset_index(drop=True), fit_rows=fit_rows)
+    probe = representation_probe(mu, np.asarray(crop_set.images), known.reset_index(drop=True),
+                                 pca_fit=np.asarray(crop_set.images)[fit_rows])
     print(probe.rows(), "\n".join(result.diagnostics.lines()))
     for factor, latent_r2, pca_r2 in probe.rows():
         assert latent_r2 > pca_r2, factor

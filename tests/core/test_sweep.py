@@ -15,13 +15,15 @@ from napari_morphospace.core.crops import CropSettings, crops_from_labels
 from napari_morphospace.core.data import concat_crop_sets
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
+from napari_morphospace.core.diagnostics import diagnose_training, representation_probe
+from napari_morphospace.core.embed import embed
+from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.sweep import (
     SweepSettings,
     collect_sweep,
     comparison_table,
+    evaluate_run,
     grid_points,
-    heldout_diagnostics,
-    heldout_probe_r2,
     prepare_sweep,
     probe_targets,
     read_run_record,
@@ -106,41 +108,70 @@ def test_test_split_holds_out_whole_sources_and_the_rest_splits_as_the_training_
     assert list(parts["part"].value_counts().sort_index().index) == ["test", "train", "val"]
 
 
-class _Stub(torch.nn.Module):
-    """μ = 2·(mean of the crop), logvar 0; decodes every z to a grey 0.5 image: hand-computable terms."""
-
-    def __init__(self):
-        super().__init__()
-        self.settings = type("S", (), {"reconstruction": "sse"})()
-
-    def encode(self, x):
-        mu = 2 * x.flatten(1).mean(dim=1, keepdim=True).repeat(1, 2)
-        mu[:, 1] = 0.0  # the second dimension carries nothing
-        return mu, torch.zeros_like(mu)
-
-    def decode(self, z):
-        return torch.full((len(z), 1, 8, 8), 0.5)
+def set_encoder(encoder: torch.nn.Module, mu: float) -> None:
+    """Make an encoder output the posterior N(mu, 1) in every dimension for every input (weights 0)."""
+    with torch.no_grad():
+        for head, bias in ((encoder.mu, mu), (encoder.logvar, 0.0)):
+            head.weight.zero_()
+            head.bias.fill_(bias)
 
 
-def test_heldout_diagnostics_known_values():
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 1, (10, 1, 8, 8)).astype(np.float32)
-    result = heldout_diagnostics(_Stub(), images, samples=3)
-    mu = 2 * images.reshape(10, -1).mean(axis=1)
-    assert result.elbo_rec == pytest.approx(np.mean(0.5 * ((images - 0.5) ** 2).reshape(10, -1).sum(axis=1)), rel=1e-5)
-    # KL(N(μ, 1) ‖ N(0, 1)) = μ²/2 per dimension; the second dimension has μ = 0
-    np.testing.assert_allclose(result.kl_per_dim, [np.mean(mu**2 / 2), 0.0], rtol=1e-5)
-    assert result.elbo_kl == pytest.approx(np.mean(mu**2 / 2), rel=1e-5)
-    assert result.active_units == int(mu.var() > 0.01) and result.mu.shape == (10, 2)
-    assert -1 <= result.ssim <= 1
+def test_an_me_vae_run_is_scored_by_each_encoders_own_kl(sample_crops):
+    """Three encoders at N(+1, 1), N(-1, 1) and N(0, 1): each encoder's own KL is μ²/2 per dimension, 1 nat per
+    dimension in all, which the model's loss pays. The combined posterior N(0, 1) hides it (0 nats); a collapsed
+    ME-VAE (every encoder at the prior) shows 0 both ways."""
+    settings = sweep_settings({})
+    split = split_for_sweep(sample_crops.table, settings)
+    model = build_model(ModelSettings(model="me-vae", latent_dim=4, base_channels=4, norm="group"), (2, 16, 16))
+    for encoder, mu in zip(model.encoders, (1.0, -1.0, 0.0)):
+        set_encoder(encoder, mu)
+    scores = evaluate_run(model, sample_crops, split, settings)["diagnostics"]
+    assert scores["kl_per_dim"] == pytest.approx([1.0] * 4, abs=1e-5)
+    assert scores["kl_per_encoder"] == pytest.approx([2.0, 2.0, 0.0], abs=1e-5)
+    assert scores["elbo_kl"] == pytest.approx(4.0, abs=1e-4)
+    for encoder in model.encoders:
+        set_encoder(encoder, 0.0)
+    collapsed = evaluate_run(model, sample_crops, split, settings)["diagnostics"]
+    assert collapsed["kl_per_dim"] == pytest.approx([0.0] * 4, abs=1e-6) and collapsed["active_units"] == 0
+    assert any("collapsed" in w for w in collapsed["warnings"]) and "collapsed" in collapsed["problems"]
 
 
-def test_heldout_probe_r2_is_one_for_a_linear_target_and_near_zero_for_noise():
-    rng = np.random.default_rng(0)
-    features = rng.normal(size=(80, 3))
-    targets = pd.DataFrame({"linear": features @ [1.0, -2.0, 0.5], "noise": rng.normal(size=80)})
-    scores = heldout_probe_r2(features[:60], targets.iloc[:60], features[60:], targets.iloc[60:])
-    assert scores["linear"] > 0.99 and scores["noise"] < 0.1
+def test_a_run_is_scored_by_the_training_diagnostics_and_the_representation_probe(sample_crops):
+    """The sweep's numbers are diagnose_training's on the test crops and representation_probe's on all crops."""
+    settings = sweep_settings({}, elbo_samples=3)
+    split = split_for_sweep(sample_crops.table, settings)
+    torch.manual_seed(0)
+    model = build_model(ModelSettings(latent_dim=4, base_channels=8), (2, 16, 16))
+    scores = evaluate_run(model, sample_crops, split, settings)
+    images = np.asarray(sample_crops.images, dtype=np.float32)
+    expected = diagnose_training(model, images[split.test], elbo_samples=3, seed=settings.training.seed)
+    assert scores["diagnostics"] == expected.to_dict()  # the same function on the same crops and seed
+    assert scores["test_crops"] == len(split.test) == expected.n_crops
+    # The probe: every crop, folds by source image, the pixel PCA fitted on the training crops.
+    mu = embed(model, sample_crops)[[f"mu_{i}" for i in range(4)]].to_numpy()
+    table = sample_crops.table
+    probe = representation_probe(mu, images, probe_targets(table), table["source"], pca_fit=images[split.train])
+    assert scores["probe"] == probe.to_dict()
+    assert probe.grouped and probe.folds == 5 and set(probe.latent_r2) == {"area", "size", "elongation"}
+
+
+def test_the_comparison_table_and_report_name_a_collapsed_run(sample_crops, tmp_path):
+    """A run whose encoder outputs the prior for every crop: 0 KL, no active unit, "collapsed" in the table."""
+    settings = sweep_settings({"beta": [1.0, 2.0]})
+    folder = tmp_path / "sweep"
+    split = prepare_sweep(sample_crops, settings, folder)
+    model = build_model(ModelSettings(latent_dim=4, base_channels=4, norm="group"), (2, 16, 16))
+    set_encoder(model.encoder, 0.0)
+    point = grid_points(settings)[0]
+    run_dir = folder / "runs" / point.name
+    run_dir.mkdir(parents=True)
+    record = {"index": 0, "name": point.name, "status": "ok", "test": evaluate_run(model, sample_crops, split, settings)}
+    (run_dir / "run.json").write_text(json.dumps(record))
+    table = collect_sweep(folder)
+    assert table["warnings"][0].split(", ")[0] == "collapsed" and table["warnings"][1] == ""
+    assert table["elbo_kl"][0] == pytest.approx(0.0, abs=1e-6) and table["active_units"][0] == 0
+    report = (folder / "report.html").read_text()
+    assert "000_beta1: the model has collapsed to the prior (KL 0.00 nats, 0 active units)" in report
 
 
 def test_probe_targets_are_numeric_measurements_that_vary(sample_crops):
@@ -158,7 +189,7 @@ def test_tiny_sweep_on_the_sample_data_writes_one_row_per_grid_point_with_known_
     folder = tmp_path / "sweep"
     assert list(table["name"]) == ["000_beta0.1_latent2", "001_beta0.1_latent4", "002_beta8_latent2", "003_beta8_latent4"]
     assert list(table["status"]) == ["ok"] * 4 and list(table["latent_dim"]) == [2, 4, 2, 4]
-    scores = ["elbo_rec", "elbo_kl", "elbo", "ssim", "probe_r2", "pca_probe_r2", "max_abs_cohens_d"]
+    scores = ["elbo_rec", "elbo_kl", "elbo", "ssim", "spread_ratio", "probe_r2", "pca_probe_r2", "max_abs_cohens_d"]
     assert np.isfinite(table[scores].to_numpy(dtype=float)).all()
     np.testing.assert_allclose(table["elbo"], -(table["elbo_rec"] + table["elbo_kl"]))
     by_beta = table.set_index(["latent_dim", "beta"])["elbo_kl"]
@@ -172,8 +203,9 @@ def test_tiny_sweep_on_the_sample_data_writes_one_row_per_grid_point_with_known_
     assert len(split) == len(sample_crops) and set(split["part"]) == {"train", "val", "test"}
     record = read_run_record(folder, grid_points(settings)[1])
     assert record["train_crops"] == (split["part"] == "train").sum() and record["test"]["test_crops"] == (split["part"] == "test").sum()
-    assert len(record["test"]["kl_per_dim"]) == 4 and len(record["test"]["abs_cohens_d"]) == 4
-    assert set(record["test"]["probe_r2"]) == {"area", "size", "elongation"}
+    assert len(record["test"]["diagnostics"]["kl_per_dim"]) == 4 and len(record["test"]["abs_cohens_d"]) == 4
+    assert set(record["test"]["probe"]["latent_r2"]) == {"area", "size", "elongation"} and record["test"]["probe"]["grouped"]
+    assert table["warnings"][1] == ", ".join(record["test"]["diagnostics"]["problems"])
     bundle = load_bundle(folder / table["bundle"][1])
     assert bundle.latent_dim == 4 and bundle.config["provenance"]["train_crops"] == record["train_crops"]
     written = pd.read_csv(folder / "comparison.csv")

@@ -77,6 +77,8 @@ def test_sweep_button_runs_a_grid_of_the_train_widgets_settings_in_the_backgroun
     assert list(table["status"]) == ["ok"] * 4 and list(table["depth"].astype(object).fillna(-1)) == [-1, 2, -1, 2]
     assert dialog.progress_bar.value() == dialog.progress_bar.maximum() == 4 * 2
     assert "4 of 4 runs finished" in dialog.status.text() and (tmp_path / "sweep" / "report.html").is_file()
+    for row in table[table["warnings"] != ""].itertuples():  # the diagnostics' problems of each run (2 epochs learn little)
+        assert f"{row.name}: {row.warnings}" in dialog.status.text()
     assert not dialog.running and dialog.run_button.isEnabled()
 
 

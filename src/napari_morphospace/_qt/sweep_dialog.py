@@ -259,6 +259,9 @@ class SweepDialog(QDialog):
         text = f"{finished} of {len(table)} runs finished; comparison table, figures and report in {folder / 'report.html'}."
         if len(failed):
             text += " Failed: " + "; ".join(f"{r.name}: {r.message}" for r in failed.itertuples())
+        warned = table[(table["status"] == "ok") & (table["warnings"] != "")]
+        if len(warned):
+            text += " Diagnostics: " + "; ".join(f"{r.name}: {r.warnings}" for r in warned.itertuples()) + " (what to try: the report)."
         if self._stop_event.is_set():
             text = "Stopped. " + text + " Run again into the same folder to finish the rest."
         self.status.setText(text)

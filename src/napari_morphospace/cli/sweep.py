@@ -69,6 +69,8 @@ def _finish(table, folder: Path) -> int:
           file=sys.stderr)  # fmt: skip
     for _, row in failed.iterrows():
         print(f"failed: {row['name']}: {row['message']}", file=sys.stderr)
+    for _, row in table[(table["status"] == "ok") & (table["warnings"] != "")].iterrows():
+        print(f"warning: {row['name']}: {row['warnings']} (what to try: report.html)", file=sys.stderr)
     if len(missing) > len(failed):
         print(f"{len(missing) - len(failed)} run(s) not finished yet", file=sys.stderr)
     return 1 if len(failed) else 0

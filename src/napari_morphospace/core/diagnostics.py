@@ -105,6 +105,9 @@ class TrainingDiagnostics:
         Near 1 when both agree.
     warnings : list of str
         Plain sentences: what went wrong and what to try. Empty for a model that learned.
+    problems : list of str
+        The same in one or two words each ("collapsed", "learned little",
+        "poor reconstruction", "normalisation mismatch"), for tables.
     """
 
     n_crops: int
@@ -122,6 +125,7 @@ class TrainingDiagnostics:
     kl_per_encoder: list[float] = field(default_factory=list)
     active_threshold: float = ACTIVE_THRESHOLD
     warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def learned(self) -> bool:
@@ -207,38 +211,43 @@ def diagnose_training(
         spread_ratio=ratio,
         kl_per_encoder=[float(v) for v in torch.cat(encoder_kls).mean(dim=0)] if encoder_kls else [],
     )  # fmt: skip
-    diagnostics.warnings = training_warnings(diagnostics)
+    found = training_problems(diagnostics)
+    diagnostics.problems, diagnostics.warnings = [p for p, _ in found], [w for _, w in found]
     return diagnostics
 
 
-def training_warnings(d: TrainingDiagnostics) -> list[str]:
-    """Plain warnings, each with what to try, for diagnostics that show a model that did not learn."""
+def training_problems(d: TrainingDiagnostics) -> list[tuple[str, str]]:
+    """``(problem, warning)`` pairs: a short name and a plain sentence with what to try, for a model that did not learn."""
     warnings = []
     if d.kl_total < COLLAPSED_KL or d.active_units == 0:
-        warnings.append(
+        warnings.append((
+            "collapsed",
             f"the model has collapsed to the prior (KL {d.kl_total:.2f} nats, {d.active_units} active units): "
             "its latents say nothing about the cells. Train for more steps, lower beta, use "
             "reconstruction 'bce', or add a KL warm-up (kl_schedule 'linear')."
-        )
+        ))
     elif d.kl_total < LITTLE_KL_PER_DIM * d.latent_dim:
-        warnings.append(
+        warnings.append((
+            "learned little",
             f"the model learned little: {d.kl_total:.2f} nats of KL over {d.latent_dim} dimensions "
             f"(under {LITTLE_KL_PER_DIM:g} per dimension). Train for more steps, lower beta or use "
             "reconstruction 'bce'; check the loss curves still fell at the end."
-        )
+        ))
     if d.heldout_ssim < POOR_SSIM:
-        warnings.append(
+        warnings.append((
+            "poor reconstruction",
             f"held-out reconstructions look little like the crops (SSIM {d.heldout_ssim:.2f}). "
             "Train for more steps, or check the crops are centred on single cells and normalised."
-        )
+        ))
     if not 1 / SPREAD_MISMATCH <= d.spread_ratio <= SPREAD_MISMATCH:
-        warnings.append(
+        warnings.append((
+            "normalisation mismatch",
             f"the latents spread {d.spread_ratio:.3g}× as much with batch statistics as in eval mode: the "
             "BatchNorm running statistics do not match the held-out crops, so embeddings and traversals "
             "normalise every cell wrongly. Check the held-out crops are like the training crops (same "
             "preprocessing), retrain (training averages the statistics over the training crops at the end), "
             "or use norm 'group'."
-        )
+        ))
     return warnings
 
 
@@ -289,8 +298,8 @@ def _ssim(original: np.ndarray, reconstruction: np.ndarray) -> float:
     for a, b in zip(original, reconstruction):
         if a.ndim == 3:
             a, b = a[a.shape[0] // 2], b[b.shape[0] // 2]
-        window = min(7, *a.shape) // 2 * 2 + 1 if min(a.shape) >= 3 else None
-        if window is None:
+        window = min(7, (min(a.shape) - 1) // 2 * 2 + 1)  # odd, at most 7, within the crop
+        if window < 3:
             raise InputError(f"crops of spatial shape {a.shape} are too small for SSIM (each axis needs 3 pixels)")
         values.append(structural_similarity(a, b, data_range=1.0, win_size=window))
     return float(np.mean(values))
@@ -401,20 +410,21 @@ def ridge_probe_r2(features: np.ndarray, targets: pd.DataFrame, groups: Sequence
     return scores
 
 
-def pixel_pca(images: Any, n_components: int, fit_rows: np.ndarray | None = None) -> np.ndarray:
+def pixel_pca(images: Any, n_components: int, fit: Any | None = None) -> np.ndarray:
     """Scores of every crop on the first ``n_components`` principal components of the crop pixels.
 
-    The PCA is fitted on ``fit_rows`` only (the model's training crops, so
-    both representations learn from the same crops) and applied to all.
+    The PCA is fitted on the crops ``fit`` (default: ``images``; pass the
+    model's training crops, so both representations learn from the same
+    crops) and applied to ``images``.
     """
     pixels = np.asarray(images, dtype=np.float32).reshape(int(images.shape[0]), -1)
-    fit = pixels if fit_rows is None else pixels[np.asarray(fit_rows)]
+    fit = pixels if fit is None else np.asarray(fit, dtype=np.float32).reshape(int(fit.shape[0]), -1)
     components = min(n_components, *fit.shape)
     return PCA(n_components=components, random_state=0).fit(fit).transform(pixels)
 
 
 def representation_probe(mu: np.ndarray, images: Any, measurements: pd.DataFrame,
-                         groups: Sequence[Any] | None = None, *, fit_rows: np.ndarray | None = None,
+                         groups: Sequence[Any] | None = None, *, pca_fit: Any | None = None,
                          folds: int = 5, seed: int = 0) -> ProbeResult:
     """Ridge-probe R² from the latent means and from pixel PCA (same number of components) to measurements.
 
@@ -428,14 +438,15 @@ def representation_probe(mu: np.ndarray, images: Any, measurements: pd.DataFrame
         One row per cell, one column per measurement (:func:`cell_measurements`).
     groups : sequence, optional
         Source image of every cell: folds keep an image on one side.
-    fit_rows : array of int, optional
-        Rows the PCA is fitted on (the model's training crops).
+    pca_fit : array (M, C, [Z,] Y, X), optional
+        Crops the PCA is fitted on (the model's training crops, which may be
+        other crops than the probed ones); default: ``images``.
     """
     mu = np.asarray(mu, dtype=float)
     usable = measurements.loc[:, measurements.notna().all() & (measurements.std() > 0)]
     if usable.shape[1] == 0:
         raise InputError("no measurement varies over the cells; the probe has nothing to predict")
-    pca = pixel_pca(images, mu.shape[1], fit_rows)
+    pca = pixel_pca(images, mu.shape[1], pca_fit)
     _, _, note = probe_folds(groups, len(mu), folds, seed)
     n_folds = min(folds, len(np.unique(np.asarray(groups).astype(str)))) if groups is not None and note is None else folds
     return ProbeResult(

@@ -18,12 +18,15 @@ against fixed depths. A sweep does any of these from one config
   (``runs/<index>-<name>/``: the model bundle, Lightning checkpoints and
   ``run.json``). A cluster runs the same config one grid point per job
   (``morphospace sweep --index K``, e.g. a SLURM array) and then collects.
-* Each run is scored on the test split (:func:`evaluate_run`): the ELBO terms
-  (reconstruction and KL, with z sampled), KL per dimension and active units
-  in eval mode, reconstruction SSIM, a ridge probe from the latent means to
-  the crops' measurement columns (fitted on the training crops, scored on the
-  test crops: grouped by source by construction) next to the same probe on a
-  pixel PCA, and |Cohen's d| per dimension between the two groups.
+* Each run is scored on the test split (:func:`evaluate_run`) by the same
+  functions that diagnose every training (:mod:`.diagnostics`): the ELBO
+  terms with z sampled, KL per dimension (each encoder's own for the ME-VAE)
+  and active units in eval mode, reconstruction SSIM, the train/eval spread
+  ratio and the warnings (:func:`~.diagnostics.diagnose_training`); the
+  ridge probe from the latent means to the crops' measurement columns next to
+  the same probe on a pixel PCA, cross-validated over all crops with folds
+  grouped by source image (:func:`~.diagnostics.representation_probe`); and
+  |Cohen's d| per dimension between the two groups of the test crops.
 * A failed grid point is recorded with its message and the sweep goes on.
   ``run.json`` is written last and atomically: a run folder without it did
   not finish. Running the same command again reruns what is missing or failed.
@@ -47,21 +50,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from skimage.metrics import structural_similarity
-from sklearn.decomposition import PCA
-from sklearn.linear_model import RidgeCV
-from sklearn.metrics import r2_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from .config import atomic_write_text, from_dict, load_config, save_config, to_dict
 from .data import CROP_TABLE_COLUMNS, CropSet, bbox_columns
+from .diagnostics import diagnose_training, representation_probe
+from .embed import embed
 from .errors import InputError
+from .features import require_mu_columns
 from .outputs import check_output
 from .models import ModelSettings
-from .models.losses import gaussian_kl, reconstruction_loss
 from .models.settings import BlockKind, ModelName
-from .statistics import active_units, cohens_d
+from .statistics import cohens_d
 from .training import StopFlag, TrainSettings, TrainUpdate, save_trained_bundle, split_crops, train
 
 SETTINGS_NAME = "sweep.yaml"
@@ -76,7 +75,6 @@ REPORT_NAME = "report.html"
 SWEEP_FILES = {SETTINGS_NAME, MARKER_NAME, SPLIT_NAME, RUNS_FOLDER, TABLE_NAME, FIGURES_FOLDER, REPORT_NAME}
 #: Models a sweep compares. The conditional model trains in two stages on a label column; train it with ``morphospace train``.
 SWEEP_MODELS = ("beta-vae", "beta-tcvae", "me-vae")
-RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 #: Crop-table columns that identify a crop or place it, never probed.
 _NOT_MEASUREMENTS = {*CROP_TABLE_COLUMNS, *bbox_columns(3), "centroid_z", "centroid_y", "centroid_x"}
 
@@ -248,79 +246,6 @@ def split_for_sweep(crop_table: pd.DataFrame, settings: SweepSettings) -> SweepS
 # ---------------------------------------------------------------- scoring one run on the test split
 
 
-@dataclass
-class HeldoutDiagnostics:
-    """What a trained VAE does on held-out crops, eval mode: ELBO terms, KL per dimension, active units, SSIM, μ."""
-
-    elbo_rec: float
-    elbo_kl: float
-    kl_per_dim: list[float]
-    active_units: int
-    ssim: float
-    mu: np.ndarray
-
-
-def heldout_diagnostics(model: torch.nn.Module, images: np.ndarray, *, samples: int, seed: int = 0,
-                        batch_size: int = 64) -> HeldoutDiagnostics:
-    """ELBO terms with z sampled (``samples`` draws per crop), eval-mode KL per dimension, active units on μ, SSIM of μ decodes.
-
-    The reconstruction term is the model's own (0.5·SSE or BCE, summed over
-    pixels, mean over crops) at β = 1; the KL is to N(0, I), summed over
-    dimensions. SSIM is per channel with data range 1 (the middle z-slice of
-    3D crops), averaged over channels and crops.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    kind = model.settings.reconstruction
-    mus, kls, ssims, rec_sum = [], [], [], 0.0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                x = torch.from_numpy(np.asarray(images[start:start + batch_size], dtype=np.float32))
-                mu, logvar = model.encode(x)
-                mus.append(mu.numpy())
-                kls.append(gaussian_kl(mu, logvar).numpy())
-                std = torch.exp(0.5 * logvar)
-                for _ in range(samples):
-                    z = mu + std * torch.randn(mu.shape, generator=generator)
-                    rec_sum += float(reconstruction_loss(model.decode(z), x, kind)) * len(x) / samples
-                ssims += [_ssim(a, b) for a, b in zip(x.numpy(), model.decode(mu).numpy())]
-    finally:
-        model.train(was_training)
-    mu_all = np.concatenate(mus).astype(float)
-    kl_per_dim = np.concatenate(kls).astype(float).mean(axis=0)
-    return HeldoutDiagnostics(
-        elbo_rec=rec_sum / len(images), elbo_kl=float(kl_per_dim.sum()), kl_per_dim=[float(v) for v in kl_per_dim],
-        active_units=active_units(mu_all), ssim=float(np.mean(ssims)), mu=mu_all,
-    )  # fmt: skip
-
-
-def _ssim(original: np.ndarray, reconstruction: np.ndarray) -> float:
-    """SSIM of one crop (C, [Z,] Y, X), mean over channels; the middle z-slice of 3D crops; NaN below 7 px."""
-    values = []
-    for a, b in zip(original, reconstruction):
-        if a.ndim == 3:
-            a, b = a[a.shape[0] // 2], b[b.shape[0] // 2]
-        if min(a.shape) < 7:
-            return float("nan")
-        values.append(structural_similarity(a, b, data_range=1.0))
-    return float(np.mean(values))
-
-
-def encode_means(model: torch.nn.Module, images: Any, *, batch_size: int = 64) -> np.ndarray:
-    """Eval-mode posterior means ``(N, D)`` of ``images``."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            means = [model.encode(torch.from_numpy(np.asarray(images[s:s + batch_size], dtype=np.float32)))[0].numpy()
-                     for s in range(0, len(images), batch_size)]  # fmt: skip
-    finally:
-        model.train(was_training)
-    return np.concatenate(means).astype(float)
-
-
 def probe_targets(table: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """The crop-table measurements a latent probe predicts: ``columns``, or every numeric non-id column that varies."""
     if columns is not None:
@@ -335,47 +260,38 @@ def probe_targets(table: pd.DataFrame, columns: list[str] | None = None) -> pd.D
     return targets.loc[:, targets.notna().all() & (targets.std() > 0)]
 
 
-def heldout_probe_r2(fit_features: np.ndarray, fit_targets: pd.DataFrame, test_features: np.ndarray,
-                     test_targets: pd.DataFrame) -> dict[str, float]:
-    """R² on the test crops of a standardised ridge regression (α by cross-validation) fitted on the training crops, per target."""
-    scores = {}
-    for name in fit_targets.columns:
-        probe = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(fit_features, fit_targets[name].to_numpy())
-        scores[name] = float(r2_score(test_targets[name].to_numpy(), probe.predict(test_features)))
-    return scores
-
-
 def evaluate_run(model: torch.nn.Module, crop_set: CropSet, split: SweepSplit, settings: SweepSettings) -> dict[str, Any]:
-    """Score a trained model on the sweep's test crops (see the module docstring); JSON-ready values, NaN where undefined."""
+    """Score a trained model (see the module docstring); JSON-ready values, NaN where undefined.
+
+    ``diagnostics`` is :func:`~.diagnostics.diagnose_training` on the test
+    crops (``elbo_samples`` draws of z, the training seed). ``probe`` is
+    :func:`~.diagnostics.representation_probe` on every crop of the sweep,
+    folds grouped by source image, the pixel PCA fitted on the training
+    crops (or None, with ``probe_note`` saying why): the test split holds
+    few source images, and folds of one or two images would extrapolate
+    from one condition to another rather than measure what the latents know.
+    """
     test_images = np.asarray(crop_set.subset(split.test).images, dtype=np.float32)
-    diagnostics = heldout_diagnostics(model, test_images, samples=settings.elbo_samples, seed=settings.training.seed)
-    metrics: dict[str, Any] = {
-        "test_crops": int(len(split.test)), "elbo_rec": diagnostics.elbo_rec, "elbo_kl": diagnostics.elbo_kl,
-        "elbo": -(diagnostics.elbo_rec + diagnostics.elbo_kl), "kl_per_dim": diagnostics.kl_per_dim,
-        "active_units": diagnostics.active_units, "ssim": diagnostics.ssim, "notes": [],
-    }  # fmt: skip
-    metrics.update(_probe(model, crop_set, split, settings, diagnostics.mu, test_images))
-    metrics.update(_effect_sizes(crop_set.table.iloc[split.test], diagnostics.mu))
+    diagnostics = diagnose_training(model, test_images, elbo_samples=settings.elbo_samples, seed=settings.training.seed)
+    latents = embed(model, crop_set)
+    mu = latents[require_mu_columns(latents)].to_numpy(dtype=float)
+    metrics: dict[str, Any] = {"test_crops": int(len(split.test)), "diagnostics": diagnostics.to_dict()}
+    metrics.update(_probe(crop_set, split, settings, mu))
+    metrics.update(_effect_sizes(crop_set.table.iloc[split.test], mu[split.test]))
     return metrics
 
 
-def _probe(model: torch.nn.Module, crop_set: CropSet, split: SweepSplit, settings: SweepSettings, test_mu: np.ndarray,
-           test_images: np.ndarray) -> dict[str, Any]:
+def _probe(crop_set: CropSet, split: SweepSplit, settings: SweepSettings, mu: np.ndarray) -> dict[str, Any]:
+    """The representation probe on every crop, or None and a note when the crops cannot be probed."""
     targets = probe_targets(crop_set.table, settings.probe_columns)
     if targets.shape[1] == 0:
-        return {"probe_r2": {}, "probe_r2_mean": float("nan"), "pca_probe_r2_mean": float("nan"),
-                "probe_note": "the crop table has no numeric measurement column that varies (e.g. area) to probe"}  # fmt: skip
-    fit_images = np.asarray(crop_set.subset(split.fit).images, dtype=np.float32)
-    fit_mu = encode_means(model, fit_images)
-    fit_targets, test_targets = targets.iloc[split.fit], targets.iloc[split.test]
-    latent = heldout_probe_r2(fit_mu, fit_targets, test_mu, test_targets)
-    # The same probe on a PCA of the crop pixels with as many components, fitted on the same crops.
-    components = min(fit_mu.shape[1], *fit_images.reshape(len(fit_images), -1).shape)
-    pca = PCA(n_components=components, random_state=0).fit(fit_images.reshape(len(fit_images), -1))
-    pixels = heldout_probe_r2(pca.transform(fit_images.reshape(len(fit_images), -1)), fit_targets,
-                              pca.transform(test_images.reshape(len(test_images), -1)), test_targets)  # fmt: skip
-    return {"probe_r2": latent, "probe_r2_mean": float(np.mean(list(latent.values()))),
-            "pca_probe_r2": pixels, "pca_probe_r2_mean": float(np.mean(list(pixels.values())))}  # fmt: skip
+        return {"probe": None, "probe_note": "the crop table has no numeric measurement column that varies (e.g. area) to probe"}
+    images = np.asarray(crop_set.images, dtype=np.float32)
+    try:
+        probe = representation_probe(mu, images, targets, crop_set.table["source"].astype(str), pca_fit=images[split.train])
+    except InputError as err:  # e.g. too few crops
+        return {"probe": None, "probe_note": f"no probe: {err}"}
+    return {"probe": probe.to_dict(), "probe_note": probe.note}
 
 
 def _effect_sizes(test_table: pd.DataFrame, mu: np.ndarray) -> dict[str, Any]:
@@ -567,8 +483,8 @@ def read_run_record(folder: str | Path, point: GridPoint) -> dict[str, Any] | No
 
 TABLE_COLUMNS = [
     "index", "name", "status", "model", "beta", "latent_dim", "depth", "block", "elbo_rec", "elbo_kl", "elbo",
-    "active_units", "ssim", "probe_r2", "pca_probe_r2", "max_abs_cohens_d", "best_val_loss", "epochs_trained",
-    "seconds", "message", "bundle",
+    "active_units", "ssim", "spread_ratio", "probe_r2", "pca_probe_r2", "max_abs_cohens_d", "warnings",
+    "best_val_loss", "epochs_trained", "seconds", "message", "bundle",
 ]  # fmt: skip
 
 
@@ -576,7 +492,8 @@ def comparison_table(folder: str | Path) -> pd.DataFrame:
     """One row per grid point: its settings, status and test-split scores ("not run" for points without ``run.json``).
 
     ``beta`` is :func:`effective_beta` (``tc_beta`` for β-TCVAE); ``depth``
-    is empty for the adaptive rule.
+    is empty for the adaptive rule; ``warnings`` names the diagnostics'
+    problems ("collapsed", "learned little", ...), whose sentences are in ``run.json``.
     """
     folder = Path(folder)
     settings = open_sweep_settings(folder)
@@ -584,18 +501,22 @@ def comparison_table(folder: str | Path) -> pd.DataFrame:
     for point in grid_points(settings):
         record = read_run_record(folder, point) or {"status": "not run", "message": ""}
         test = record.get("test") or {}
+        diagnostics, probe = test.get("diagnostics") or {}, test.get("probe") or {}
         model = point.model
         rows.append({
             "index": point.index, "name": point.name, "status": record["status"], "model": model.model,
             "beta": effective_beta(model), "latent_dim": model.latent_dim, "depth": model.depth, "block": model.block,
-            "elbo_rec": test.get("elbo_rec"), "elbo_kl": test.get("elbo_kl"), "elbo": test.get("elbo"),
-            "active_units": test.get("active_units"), "ssim": test.get("ssim"), "probe_r2": test.get("probe_r2_mean"),
-            "pca_probe_r2": test.get("pca_probe_r2_mean"), "max_abs_cohens_d": test.get("max_abs_cohens_d"),
+            "elbo_rec": diagnostics.get("elbo_rec"), "elbo_kl": diagnostics.get("elbo_kl"),
+            "elbo": diagnostics.get("elbo"), "active_units": diagnostics.get("active_units"),
+            "ssim": diagnostics.get("heldout_ssim"), "spread_ratio": diagnostics.get("spread_ratio"),
+            "probe_r2": probe.get("latent_mean"), "pca_probe_r2": probe.get("pca_mean"),
+            "max_abs_cohens_d": test.get("max_abs_cohens_d"), "warnings": ", ".join(diagnostics.get("problems", [])),
             "best_val_loss": record.get("best_val_loss"), "epochs_trained": record.get("epochs_trained"),
             "seconds": record.get("seconds"), "message": record.get("message", ""), "bundle": record.get("bundle", ""),
         })  # fmt: skip
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    numeric = ["elbo_rec", "elbo_kl", "elbo", "ssim", "probe_r2", "pca_probe_r2", "max_abs_cohens_d", "best_val_loss", "seconds"]
+    numeric = ["elbo_rec", "elbo_kl", "elbo", "ssim", "spread_ratio", "probe_r2", "pca_probe_r2", "max_abs_cohens_d",
+               "best_val_loss", "seconds"]  # fmt: skip
     table[numeric] = table[numeric].astype(float)
     table["depth"] = table["depth"].astype("Int64")
     table[["active_units", "epochs_trained"]] = table[["active_units", "epochs_trained"]].astype("Int64")
@@ -629,7 +550,6 @@ def collect_sweep(folder: str | Path) -> pd.DataFrame:
 
 __all__ = [
     "GridPoint",
-    "HeldoutDiagnostics",
     "SweepGrid",
     "SweepProgress",
     "SweepSettings",
@@ -639,7 +559,6 @@ __all__ = [
     "effective_beta",
     "evaluate_run",
     "grid_points",
-    "heldout_diagnostics",
     "load_sweep_settings",
     "open_sweep_settings",
     "prepare_sweep",

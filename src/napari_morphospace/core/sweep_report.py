@@ -117,6 +117,16 @@ def effect_size_figure(records: list[dict[str, Any]]) -> Figure:
     return figure
 
 
+def _warning_parts(records: list[dict[str, Any]]) -> list[str]:
+    """The diagnostics' warnings of every finished run, each with what to try."""
+    found = [(r["name"], w) for r in records if r.get("status") == "ok"
+             for w in ((r.get("test") or {}).get("diagnostics") or {}).get("warnings", [])]  # fmt: skip
+    if not found:
+        return []
+    items = "".join(f'<li class="problem">{html.escape(f"{name}: {warning}")}</li>' for name, warning in found)
+    return ["<h3>Warnings</h3>", f"<ul>{items}</ul>"]
+
+
 def _write_png(figure: Figure, path: Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(figure_png(figure))
@@ -142,15 +152,21 @@ def write_sweep_report(folder: str | Path, table: pd.DataFrame) -> Path:
         _p(f"Crop set: {marker.get('crop_set_origin') or '?'} ({marker.get('n_crops')} crops). Grid: {axes}; "
            f"{len(table)} runs, {int((table['status'] == 'ok').sum())} finished."),  # fmt: skip
         _p(f"Split once by source image, recorded in {SPLIT_NAME}: {split.get('train', 0)} train, {split.get('val', 0)} "
-           f"validation and {split.get('test', 0)} test crops. Every run trains on the same crops; every number below "
-           "is measured on the test crops, which no run saw during training or model selection."),  # fmt: skip
+           f"validation and {split.get('test', 0)} test crops. Every run trains on the same crops; the ELBO terms, "
+           "active units, SSIM, spread ratio and effect sizes below are measured on the test crops, which no run saw "
+           "during training or model selection."),  # fmt: skip
         *[_p(f"Note: {note}") for note in marker.get("split_notes", [])],
         "<h2>Comparison</h2>",
-        _p(f"Also in {TABLE_NAME}. ELBO terms in nats per crop, z sampled {settings.elbo_samples} times per crop, "
-           "β = 1; β is tc_beta for β-TCVAE; depth empty: the adaptive rule. Probe R²: ridge regression from the "
-           "latent means (and from a pixel PCA with as many components) to the crop-table measurements, fitted on "
-           "the training crops, scored on the test crops."),  # fmt: skip
+        _p(f"Also in {TABLE_NAME}. Measured by the end-of-training diagnostics on the test crops: ELBO terms in "
+           f"nats per crop, z sampled {settings.elbo_samples} times per crop, β = 1 (KL: each encoder's own for "
+           "the ME-VAE); active units and SSIM in eval mode; spread_ratio: spread of μ with batch over running "
+           "normalisation statistics (near 1 when they agree). β is tc_beta for β-TCVAE; depth empty: the adaptive "
+           "rule. Probe R²: ridge regression from the latent means (and from a PCA of the pixels with as many "
+           "components, fitted on the training crops) to the crop-table measurements, cross-validated over all "
+           "crops with folds grouped by source image, so every cell is predicted by a probe fitted on other images. "
+           "warnings: what the diagnostics found wrong (below)."),  # fmt: skip
         _table(shown.itertuples(index=False), list(shown.columns)),
+        *_warning_parts(records),
         "<h2>ELBO terms against β (test split)</h2>", _img(figures["elbo_vs_beta"], "ELBO terms against beta"),
         "<h2>Active units, SSIM, probe R²</h2>", _img(figures["scores"], "scores per run"),
         "<h2>Effect-size profiles</h2>",
