@@ -325,7 +325,9 @@ def export_anndata(latent_table: pd.DataFrame, path: str | os.PathLike, *, overw
 
     Layout: one observation per crop, ``obs_names`` = crop ids (as text);
     ``X`` = the latent means ``mu_*`` (float32, ``var_names`` ``mu_0`` ...),
-    so scanpy's neighbours/UMAP run on the latent space directly;
+    so scanpy's neighbours/UMAP run on the latent space directly; for a
+    table of measured features, ``X`` holds the ``feature:*`` columns with
+    the user's names as ``var_names`` (``AreaShape_Area``);
     ``obsm["X_latent"]`` = the same means, ``obsm["X_logvar"]`` = ``logvar_*``
     when present, ``obsm["X_pca"]``/``["X_umap"]``/``["X_tsne"]`` from
     ``PCA_*``/``UMAP_*``/``TSNE_*`` columns; ``obs`` = every other column
@@ -341,7 +343,9 @@ def export_anndata(latent_table: pd.DataFrame, path: str | os.PathLike, *, overw
             "writing .h5ad needs the optional package anndata: install it with "
             "pip install 'napari-morphospace[anndata]', or export the table as .csv/.parquet instead"
         ) from err
-    mu = _prefixed(latent_table, "mu_")
+    from .features import latent_columns, original_name
+
+    mu = latent_columns(latent_table)  # a model's mu_*, or measured feature:* columns (var_names: the user's names)
     if not mu:
         raise InputError("the table has no mu_* columns; export the latent table written by 'morphospace embed'")
     _refuse_existing([path], overwrite)
@@ -358,7 +362,7 @@ def export_anndata(latent_table: pd.DataFrame, path: str | os.PathLike, *, overw
     adata = anndata.AnnData(
         X=latent_table[mu].to_numpy(dtype=np.float32),
         obs=obs,
-        var=pd.DataFrame(index=pd.Index(mu).astype(str)),
+        var=pd.DataFrame(index=pd.Index([original_name(c) for c in mu]).astype(str)),
         obsm={key: latent_table[columns].to_numpy(dtype=np.float32) for key, columns in obsm_columns.items()},
     )
     with atomic_path(path) as tmp:

@@ -95,12 +95,13 @@ def summarise_latents(latents: pd.DataFrame, group_column: str = "group") -> Lat
     treated against control, so a positive d means higher in treated cells.
     """
     from .statistics import cohens_d, rank_dimensions
-    from .features import require_mu_columns
+    from .features import latent_columns, require_mu_columns
 
-    columns = require_mu_columns(latents)
+    columns = latent_columns(latents) or require_mu_columns(latents)  # mu_*, or measured feature:* columns
     mu = latents[columns].to_numpy(dtype=float)
     logvar_columns = [c.replace("mu_", "logvar_") for c in columns]
-    logvar = latents[logvar_columns].to_numpy(dtype=float) if set(logvar_columns) <= set(latents.columns) else None
+    has_logvar = columns[0].startswith("mu_") and set(logvar_columns) <= set(latents.columns)
+    logvar = latents[logvar_columns].to_numpy(dtype=float) if has_logvar else None
     if group_column not in latents.columns:
         raise NotAvailable(f"the latent table has no {group_column!r} column to compare groups")
     groups = latents[group_column].astype(str).to_numpy()
