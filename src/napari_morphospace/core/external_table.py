@@ -255,6 +255,29 @@ def _is_number(column: pd.Series) -> bool:
 # --------------------------------------------------------------------------- the per-cell rows
 
 
+def open_external_table(
+    path: str | os.PathLike,
+    settings: TableSettings | None = None,
+    *,
+    layers: Sequence[LabelsObjects] | None = None,
+    cells: pd.DataFrame | None = None,
+) -> ExternalCells:
+    """Read the table in ``path`` and match its rows (:func:`external_cells`).
+
+    Rows that name their image by ``ImageNumber`` get its file name from
+    CellProfiler's image table: ``settings.image_table``, else the one
+    beside ``path``.
+    """
+    settings = settings or TableSettings()
+    table = read_external_table(path)
+    images = None
+    if IMAGE_NUMBER in table.columns:
+        image_table = Path(settings.image_table) if settings.image_table else find_image_table(path)
+        images = read_image_table(image_table) if image_table is not None else None
+    return external_cells(table, settings, layers=layers, cells=cells, images=images)
+
+
+
 def external_cells(
     table: pd.DataFrame,
     settings: TableSettings | None = None,
@@ -418,7 +441,8 @@ def _names_of_image_numbers(numbers: pd.Series, images: Mapping[int, str] | None
             return pd.Series(layers[0].name, index=numbers.index)
         raise InputError(
             f"the table names {numbers.nunique()} images by {IMAGE_NUMBER} only; give CellProfiler's image table "
-            "(…Image.csv, with ImageNumber and FileName_* columns) to say which file each number is"
+            "(…Image.csv, with ImageNumber and FileName_* columns) to say which file each number is: "
+            "put it beside the table, or pass it with --image-table"
         )
     unknown = sorted(set(numbers.dropna().astype(int)) - set(images))
     if unknown:
@@ -492,6 +516,7 @@ __all__ = [
     "TableSettings",
     "LabelsObjects",
     "ExternalCells",
+    "open_external_table",
     "read_external_table",
     "find_image_table",
     "read_image_table",

@@ -1,0 +1,101 @@
+"""A CellProfiler table of the real BBBC007 nuclei, opened from the Analysis dock and explored as a user does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from bbbc007_cells import ONE_PER_CONDITION, open_fields
+from cellprofiler_table import FEATURES, write_cellprofiler_tables
+
+from napari_morphospace._qt.statistics_widget import SESSION_TABLE
+from napari_morphospace.core.features import FEATURE_PREFIX
+from napari_morphospace.viewer.session import session_for
+
+
+@pytest.fixture
+def explorer(make_napari_viewer, dock, tmp_path):
+    """Three real fields (one per condition) opened with File > Open, and the docks a user opens."""
+    viewer = make_napari_viewer()
+    names = open_fields(viewer, ONE_PER_CONDITION)
+    nuclei, _image_table = write_cellprofiler_tables(tmp_path / "cellprofiler", ONE_PER_CONDITION)
+    return viewer, names, nuclei, dock(viewer, "Analysis")
+
+
+def _open(analysis, qtbot, path, settings=None):
+    worker = analysis.open_table(path, settings)
+    assert worker is not None
+    qtbot.waitUntil(lambda: analysis._worker is None, timeout=30000)
+
+
+def test_cellprofiler_table_lands_in_the_layers_features_and_the_explorer(explorer, dock, qtbot):
+    viewer, names, nuclei, analysis = explorer
+    table = pd.read_csv(nuclei)
+    _open(analysis, qtbot, nuclei)
+    session = session_for(viewer)
+    assert len(session.latents) == len(table)
+    assert f"{len(table)} cells of 3 Labels layer(s) with {len(FEATURES)} features" in analysis.status.text()
+    # each Labels layer's features: its own nuclei, by label id, with the table's values
+    for number, name in enumerate(names, start=1):
+        rows = table[table["ImageNumber"] == number]
+        features = viewer.layers[name].features
+        np.testing.assert_array_equal(features["index"], rows["ObjectNumber"])
+        for column in FEATURES:
+            np.testing.assert_array_equal(features[FEATURE_PREFIX + column], rows[column])
+        assert set(features["group"]) == set(rows["Metadata_Condition"])
+
+    scatter = dock(viewer, "Scatter")
+    scatter.set_sources(names)
+    assert len(scatter._positions) == len(table)
+    axes = scatter.axis_columns()
+    assert set(axes[: len(FEATURES)]) == {FEATURE_PREFIX + c for c in FEATURES}  # the measurements first
+    scatter.set_axes("feature:AreaShape_Area", "feature:Intensity_MeanIntensity_DNA")
+    order = np.concatenate([viewer.layers[n].features["feature:AreaShape_Area"].to_numpy() for n in names])
+    np.testing.assert_array_equal(scatter._positions[:, 0], order.astype(np.float32))
+
+    statistics = dock(viewer, "Statistics")
+    statistics.set_table_source(SESSION_TABLE)
+    statistics.set_groups("A9", "f9620")
+    statistics.compute()
+    qtbot.waitUntil(lambda: statistics.summary is not None, timeout=60000)
+    a = table.loc[table["Metadata_Condition"] == "A9", "AreaShape_Area"].to_numpy(float)
+    b = table.loc[table["Metadata_Condition"] == "f9620", "AreaShape_Area"].to_numpy(float)
+    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
+    index = statistics.summary.names.index("AreaShape_Area")
+    assert statistics.summary.effects.d[index] == pytest.approx((a.mean() - b.mean()) / pooled, rel=1e-12)
+    assert "measured features" in statistics.overview.text()
+
+
+def test_pca_and_clusters_of_measured_features_go_to_the_session(explorer, dock, qtbot):
+    viewer, names, nuclei, analysis = explorer
+    _open(analysis, qtbot, nuclei)
+    scatter = dock(viewer, "Scatter")
+    scatter.set_sources(names)
+    scatter.compute_embedding("PCA")
+    qtbot.waitUntil(lambda: "PCA_0" in viewer.layers[names[0]].features.columns, timeout=30000)
+    latents = session_for(viewer).latents
+    values = latents[[FEATURE_PREFIX + c for c in FEATURES]].to_numpy(float)
+    standard = (values - values.mean(axis=0)) / values.std(axis=0)
+    first = np.linalg.svd(standard - standard.mean(axis=0), full_matrices=False)[2][0]
+    np.testing.assert_allclose(np.abs(latents["PCA_0"].to_numpy()), np.abs(standard @ first), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("make_table", "message"),
+    [
+        (lambda t: t.drop(columns=["ObjectNumber"]), "the table has no label id column"),
+        (lambda t: t.assign(ObjectNumber=t["ObjectNumber"] + 5000), "name label ids that layer"),
+        (lambda t: pd.concat([t, t.head(2)]), "rows repeat an object"),
+        (lambda t: t.assign(ImageNumber=t["ImageNumber"] + 10), "the image table has no row for ImageNumber 11, 12, 13"),
+    ],
+    ids=["no-key", "unknown-labels", "duplicates", "unknown-images"],
+)
+def test_a_table_that_does_not_match_gives_one_message_and_changes_nothing(explorer, qtbot, napari_hooks, make_table, message):
+    viewer, names, nuclei, analysis = explorer
+    make_table(pd.read_csv(nuclei)).to_csv(nuclei, index=False)
+    _open(analysis, qtbot, nuclei)
+    errors = napari_hooks.take_errors()
+    assert len(errors) == 1 and message in errors[0]
+    assert message in analysis.status.text()
+    assert session_for(viewer).cells is None
+    assert all(len(viewer.layers[name].features) == 0 for name in names)
