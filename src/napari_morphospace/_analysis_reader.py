@@ -19,7 +19,7 @@ from ._reader import LayerData, file_stem, stack_to_layer_data
 from .core.analysis import Analysis, is_analysis_folder, open_analysis
 from .core.crop_job import read_labels
 from .core.data import CropSet
-from .core.features import LabelsInfo, cell_table, join_latents, merge_latents, set_annotations
+from .core.features import LabelsInfo, cell_table, join_latents, latent_columns, merge_latents, set_annotations
 from .core.io import read_stack
 from .core.selection import spatial_ndim
 
@@ -95,7 +95,7 @@ def analysis_cells(analysis: Analysis) -> pd.DataFrame:
 
 def layer_features(cells: pd.DataFrame, layer: LabelsInfo) -> pd.DataFrame:
     """The features of one source's Labels layer: its embedded cells, as the session's writer puts them."""
-    if cells.empty or not any(c.startswith("mu_") for c in cells.columns):
+    if cells.empty or not latent_columns(cells):
         return pd.DataFrame()
     return join_latents(cells, [layer]).tables.get(layer.name, pd.DataFrame())
 

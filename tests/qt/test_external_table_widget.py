@@ -99,3 +99,46 @@ def test_a_table_that_does_not_match_gives_one_message_and_changes_nothing(explo
     assert message in analysis.status.text()
     assert session_for(viewer).cells is None
     assert all(len(viewer.layers[name].features) == 0 for name in names)
+
+
+def test_cells_of_a_table_are_annotated_and_exported_with_the_users_names(explorer, dock, qtbot, tmp_path):
+    anndata = pytest.importorskip("anndata")
+    viewer, names, nuclei, analysis = explorer
+    _open(analysis, qtbot, nuclei)
+    annotate = dock(viewer, "Annotate")
+    annotate.set_analysis_folder(tmp_path / "analysis")
+    annotate.add_class("round")
+    cells = session_for(viewer).cells
+    round_ids = cells.loc[cells["feature:AreaShape_Eccentricity"] < 0.5, "crop_id"].to_numpy()
+    assert annotate.assign(round_ids, "round") == len(round_ids) > 10
+    features = viewer.layers[names[0]].features
+    expected = np.where(features["feature:AreaShape_Eccentricity"] < 0.5, "round", "")
+    np.testing.assert_array_equal(features["annotation"], expected)
+    # one click on a nucleus of the first field annotates that nucleus (the layer's own label ids)
+    first = annotate.crop_ids_of(names[0], [int(features["index"].iloc[0])])
+    assert list(first) == [int(features["crop_id"].iloc[0])]
+
+    path = annotate.export_table(tmp_path / "cells.h5ad")
+    adata = anndata.read_h5ad(path)
+    assert list(adata.var_names) == FEATURES  # the user's column names, not feature:...
+    np.testing.assert_allclose(adata.X[:, FEATURES.index("AreaShape_Area")], cells["feature:AreaShape_Area"])
+    assert int((adata.obs["annotation"] == "round").sum()) == len(round_ids)
+    with pytest.raises(Exception, match="no crops to export"):
+        annotate.export_crops(tmp_path / "crops")
+
+
+def test_the_table_is_saved_with_the_analysis_and_comes_back(explorer, make_napari_viewer, dock, qtbot, tmp_path):
+    viewer, names, nuclei, analysis = explorer
+    _open(analysis, qtbot, nuclei)
+    before = session_for(viewer).cells.copy()
+    analysis.save(tmp_path / "analysis")
+    qtbot.waitUntil(lambda: analysis._worker is None, timeout=30000)
+    assert "Analysis saved" in analysis.status.text(), analysis.status.text()
+
+    viewer2 = make_napari_viewer()
+    reopened = dock(viewer2, "Analysis")
+    reopened.open(tmp_path / "analysis")
+    qtbot.waitUntil(lambda: reopened._worker is None, timeout=30000)
+    cells = session_for(viewer2).cells
+    assert cells is not None, reopened.status.text()
+    pd.testing.assert_frame_equal(cells[before.columns].reset_index(drop=True), before, check_dtype=False)

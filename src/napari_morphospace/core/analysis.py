@@ -43,6 +43,7 @@ from .annotations import ANNOTATIONS_CSV, CLASSES_JSON, LOCK_NAME
 from .config import atomic_write_text, set_default_permissions
 from .data import CropSet, load_crop_set, save_crop_set
 from .errors import InputError
+from .features import latent_columns
 
 FORMAT_NAME = "napari-morphospace analysis"
 FORMAT_VERSION = 1
@@ -548,8 +549,8 @@ def _read_latents_csv(path: Path) -> pd.DataFrame:
 
 
 def _checked_latents(table: pd.DataFrame, path: Path) -> pd.DataFrame:
-    if "crop_id" not in table.columns or not any(str(c).startswith("mu_") for c in table.columns):
-        raise InputError(f"{path.name} has no crop_id and mu_* columns, so it is not a latent table")
+    if "crop_id" not in table.columns or not latent_columns(table):
+        raise InputError(f"{path.name} has no crop_id and mu_* (or feature:*) columns, so it is not a latent table")
     if not table["crop_id"].is_unique:
         raise InputError(f"{path.name} has repeated crop_id values")
     return table
