@@ -16,9 +16,9 @@ from ..core.errors import InputError
 
 
 def _subcommands() -> list[ModuleType]:
-    from . import crops, demo, embed, export, report, sweep, train
+    from . import crops, demo, embed, export, report, sweep, table, train
 
-    return [crops, train, sweep, embed, export, report, demo]
+    return [crops, train, sweep, embed, export, table, report, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
