@@ -142,3 +142,13 @@ def test_the_table_is_saved_with_the_analysis_and_comes_back(explorer, make_napa
     cells = session_for(viewer2).cells
     assert cells is not None, reopened.status.text()
     pd.testing.assert_frame_equal(cells[before.columns].reset_index(drop=True), before, check_dtype=False)
+
+
+def test_latent_space_dock_says_measured_features_have_nothing_to_decode(explorer, dock, qtbot, napari_hooks):
+    viewer, names, nuclei, analysis = explorer
+    latent = dock(viewer, "Latent space")
+    _open(analysis, qtbot, nuclei)
+    assert "features measured elsewhere" in latent.status.text()
+    assert latent.latents is None
+    warnings = [str(n.message) for n in napari_hooks.notifications("warning")]
+    assert not [w for w in warnings if "mu_" in w], warnings
