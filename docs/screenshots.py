@@ -116,8 +116,52 @@ def latent_sliders(demo) -> None:
     demo.viewer.screenshot(str(IMAGES / "latent-sliders.png"), canvas_only=False)
 
 
+def analysis_external() -> None:
+    """Open an analysis folder whose source images lie in a data folder beside it: the widget asks first."""
+    import tempfile
+
+    import napari
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_morphospace.core.analysis import create_analysis, save_analysis
+    from napari_morphospace.core.crop_job import CropJob, run_crop_job
+    from napari_morphospace.core.crops import CropSettings
+    from napari_morphospace.core.demo import write_sample_files
+    from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
+
+    root = Path(tempfile.mkdtemp(prefix="morphospace-shots-"))
+    images, labels = write_sample_files(make_sample_data(SampleSettings(n_cells=20)), root / "data")
+    job = CropJob(images=[str(p) for p in images], labels=[str(p) for p in labels], groups=["control", "treated"],
+                  crop=CropSettings(size=48))  # fmt: skip
+    folder = root / "my analysis"
+    manifest = create_analysis(folder, images=images, labels=labels, groups=["control", "treated"])
+    save_analysis(manifest, crop_set=run_crop_job(job, folder / "crops"))
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1500, 1000)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-morphospace", "Analysis")
+    settle()
+
+    def ask(question: str) -> bool:  # the widget's question, shown without blocking so it can be photographed
+        box = QMessageBox(QMessageBox.Icon.Question, "Morphospace", question, parent=widget)
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.show()
+        settle(1.0)
+        QApplication.primaryScreen().grabWindow(0).copy(viewer.window._qt_window.geometry()).save(
+            str(IMAGES / "analysis-external.png"))
+        box.close()
+        return False
+
+    widget._ask = ask
+    widget.open(folder)
+    while widget._worker is not None:
+        settle(0.1)
+    settle()
+    viewer.close()
+
+
 if __name__ == "__main__":
     IMAGES.mkdir(exist_ok=True)
+    analysis_external()
     cells_widget()
     cells_real_fields()
     demo = run_demo_in_viewer()

@@ -76,8 +76,30 @@ def test_train_refuses_bad_options_with_exit_status_2(tmp_path, capsys):
     save_crop_set(disk_crop_set(12, group="control", radius=3, seed=0), crops)
     status = main(["train", "--crops", str(crops), "--out", str(tmp_path / "m"), "--latent-dim", "1"])
     assert status == 2
-    assert "latent_dim must be between 2 and 512" in capsys.readouterr().err
+    assert "--latent-dim must be between 2 and 512" in capsys.readouterr().err
     status = main(["train", "--crops", str(crops), "--out", str(tmp_path / "m"), "--precision", "16-mixed",
                    "--accelerator", "cpu", "--epochs", "1"])
     assert status == 2
     assert "16-mixed" in capsys.readouterr().err
+
+
+def test_beta_option_is_the_chosen_models_beta(tmp_path, capsys):
+    """--beta weighs the KL of beta-vae and the total correlation of beta-tcvae (its tc_beta); a config
+    that sets beta for beta-tcvae, which would change nothing, is refused with the setting to use."""
+    import argparse
+
+    from napari_morphospace.cli.train import add_parser, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    tcvae = config_from_args(parser.parse_args(["train", "--crops", "c", "--out", "o", "--model", "beta-tcvae",
+                                                "--beta", "4"]))
+    assert (tcvae.model.tc_beta, tcvae.model.beta) == (4.0, 1.0)
+    vae = config_from_args(parser.parse_args(["train", "--crops", "c", "--out", "o", "--beta", "4"]))
+    assert (vae.model.beta, vae.model.tc_beta) == (4.0, 6.0)
+    config = tmp_path / "tcvae.yaml"
+    config.write_text(yaml.safe_dump({"model": {"model": "beta-tcvae", "beta": 4.0}}))
+    crops = tmp_path / "crops"
+    save_crop_set(disk_crop_set(12, group="control", radius=3, seed=0), crops)
+    assert main(["train", "--crops", str(crops), "--out", str(tmp_path / "m"), "--config", str(config)]) == 2
+    assert "beta-tcvae does not use beta" in capsys.readouterr().err

@@ -37,7 +37,7 @@ def test_headless_demo_writes_an_analysis_folder_and_a_report(tmp_path, capsys):
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["demo", "--headless", "--out", str(tmp_path), *TINY]) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "already exists" in capsys.readouterr().err
     assert main(["demo", "--headless", "--out", str(tmp_path), "--overwrite", *TINY]) == 2
-    assert "did not write" in capsys.readouterr().err
+    assert "is not a demo output folder written by napari-morphospace" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"

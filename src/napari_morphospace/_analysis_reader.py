@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from ._reader import LayerData, file_stem, stack_to_layer_data
-from .core.analysis import Analysis, is_analysis_folder, open_analysis
+from .core.analysis import CONSENT_HINT, Analysis, external_references, is_analysis_folder, open_analysis
 from .core.crop_job import read_labels
 from .core.data import CropSet
+from .core.errors import InputError
 from .core.features import LabelsInfo, cell_table, join_latents, latent_columns, merge_latents, set_annotations
 from .core.io import read_stack
 from .core.selection import spatial_ndim
@@ -27,18 +28,37 @@ PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 
 
 def get_analysis_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
-    """Return :func:`analysis_layers` for one folder holding an ``analysis.json``, else None."""
+    """Return :func:`read_analysis_folder` for one folder holding an ``analysis.json``, else None."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if len(paths) != 1 or not is_analysis_folder(paths[0]):
         return None
-    return analysis_layers
+    return read_analysis_folder
+
+
+def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
+    """napari's reader (``File > Open Folder``): :func:`analysis_layers` without reading outside the folder.
+
+    napari cannot ask for consent here, so references outside the folder are
+    skipped with a warning; when nothing is left to show, the error says how
+    to open the folder with them.
+    """
+    layers = analysis_layers(path)
+    folder = Path(path if isinstance(path, (str, os.PathLike)) else list(path)[0])
+    if not layers and external_references(folder):
+        raise InputError(f"{folder}: every image it shows lies outside the analysis folder, and nothing outside it "
+                         f"is read without your consent; {CONSENT_HINT}")  # fmt: skip
+    return layers
 
 
 SOURCE_GAP_PX = 20  # empty pixels between two sources' fields in the viewer
 
 
-def analysis_layers(path: PathOrPaths) -> list[LayerData]:
+def analysis_layers(path: PathOrPaths, *, allow_external: bool = False) -> list[LayerData]:
     """Layers of an analysis folder: each source image, and its Labels with one features row per embedded cell.
+
+    Images outside the folder are read only with ``allow_external`` (the
+    Analysis widget asks the user); napari's File > Open Folder cannot ask,
+    so there they are skipped with a warning saying how to allow them.
 
     Layers are named as File > Open names them (the file names), which are
     the names the Cells widget gave the crops' sources, so the reopened cells
@@ -50,7 +70,7 @@ def analysis_layers(path: PathOrPaths) -> list[LayerData]:
     each image with its labels.
     """
     folder = Path(path if isinstance(path, (str, os.PathLike)) else list(path)[0])
-    analysis = open_analysis(folder, load_model=False)
+    analysis = open_analysis(folder, load_model=False, allow_external=allow_external)
     for message in [*analysis.problems, *analysis.notes]:
         warnings.warn(message, UserWarning, stacklevel=2)
     table = analysis_cells(analysis)
@@ -67,7 +87,7 @@ def analysis_layers(path: PathOrPaths) -> list[LayerData]:
             kwargs["translate"] = translate
             layers.append((data, kwargs, kind))
         offset_x += (stack.data.shape[-1] + SOURCE_GAP_PX) * scale[-1]
-        labels_path = source.labels.resolve(analysis.folder) if source.labels is not None else None
+        labels_path = analysis.labels_path(source)
         if labels_path is None:
             continue
         labels = read_labels(labels_path)
@@ -100,4 +120,4 @@ def layer_features(cells: pd.DataFrame, layer: LabelsInfo) -> pd.DataFrame:
     return join_latents(cells, [layer]).tables.get(layer.name, pd.DataFrame())
 
 
-__all__ = ["analysis_cells", "analysis_layers", "get_analysis_reader", "layer_features"]
+__all__ = ["analysis_cells", "analysis_layers", "get_analysis_reader", "layer_features", "read_analysis_folder"]

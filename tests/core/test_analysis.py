@@ -2,16 +2,18 @@
 
 import json
 import pickle
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace._analysis_reader import analysis_layers, get_analysis_reader
+from napari_morphospace._analysis_reader import analysis_layers, get_analysis_reader, read_analysis_folder
 from napari_morphospace.core.analysis import (
     FORMAT_VERSION,
     create_analysis,
+    external_references,
     is_analysis_folder,
     open_analysis,
     read_manifest,
@@ -46,6 +48,7 @@ def make_latents(crop_set: CropSet) -> pd.DataFrame:
 
 @pytest.fixture
 def saved(tmp_path, sources):
+    """An analysis folder whose source images lie outside it (tests open it with the user's consent)."""
     images, labels = sources
     folder = tmp_path / "analysis"
     manifest = create_analysis(folder, images=images, labels=labels, groups=["control", "treated"])
@@ -60,7 +63,7 @@ def saved(tmp_path, sources):
 
 def test_round_trip_gives_back_every_part(saved, sources):
     folder, crop_set, latents, annotations = saved
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert analysis.problems == [] and analysis.notes == []
     np.testing.assert_array_equal(analysis.crop_set.images, crop_set.images)
     pd.testing.assert_frame_equal(analysis.crop_set.table, crop_set.table, check_dtype=False)
@@ -81,7 +84,7 @@ def test_round_trip_gives_back_every_part(saved, sources):
 def test_a_partial_update_keeps_the_other_parts(saved):
     folder, crop_set, latents, _ = saved
     save_analysis(folder, selections={"only": [2]})
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert analysis.selections == {"only": [2]}
     pd.testing.assert_frame_equal(analysis.latents, latents)
     assert len(analysis.annotations) == 2
@@ -93,7 +96,7 @@ def test_a_moved_folder_finds_its_sources_by_relative_path(saved, tmp_path):
     moved.mkdir()
     (tmp_path / "data").rename(moved / "data")
     folder.rename(moved / "analysis")
-    analysis = open_analysis(moved / "analysis")
+    analysis = open_analysis(moved / "analysis", allow_external=True)
     assert analysis.problems == []
     assert analysis.source_images[0] == moved / "data" / "control.tif"
 
@@ -102,7 +105,7 @@ def test_missing_source_images_are_named_and_the_rest_opens(saved, sources):
     folder = saved[0]
     sources[0][1].unlink()
     sources[1][1].unlink()
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert len(analysis.problems) == 2
     assert "treated.tif" in analysis.problems[0] and "missing" in analysis.problems[0]
     assert "treated_labels.tif" in analysis.problems[1]
@@ -116,10 +119,10 @@ def test_a_newer_format_is_refused_and_an_older_one_opens_with_a_note(saved):
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "format_version": FORMAT_VERSION + 1, "napari_morphospace_version": "9.0"}))
     with pytest.raises(InputError, match=r"napari-morphospace 9\.0 in analysis format version 2.*Update"):
-        open_analysis(folder)
+        open_analysis(folder, allow_external=True)
     older = {k: v for k, v in data.items() if k not in ("selections", "plot_settings")}
     path.write_text(json.dumps({**older, "format_version": FORMAT_VERSION - 1}))
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert "format 0" in analysis.notes[0] and analysis.problems == []
     assert analysis.selections == {} and analysis.latents is not None
 
@@ -128,17 +131,17 @@ def test_a_broken_analysis_json_is_refused_naming_it(saved):
     folder = saved[0]
     (folder / "analysis.json").write_text('{"format": "napari-morphospace analysis", ')
     with pytest.raises(InputError, match="analysis.json cannot be read"):
-        open_analysis(folder)
+        open_analysis(folder, allow_external=True)
 
 
 def test_hand_corrupted_latents_are_named_and_the_csv_copy_is_used(saved):
     folder, _, latents, _ = saved
     (folder / "latents.parquet").write_bytes(b"not parquet at all")
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert len(analysis.problems) == 1 and "latents.parquet" in analysis.problems[0]
     pd.testing.assert_frame_equal(analysis.latents, latents, check_dtype=False)
     (folder / "latents.csv").write_text("garbage\n1,2,3\n")
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert analysis.latents is None
     assert any("latents.parquet" in p for p in analysis.problems)
     assert analysis.crop_set is not None
@@ -148,7 +151,7 @@ def test_a_csv_edited_by_hand_is_flagged(saved):
     folder = saved[0]
     csv = folder / "latents.csv"
     csv.write_text(csv.read_text().replace("0.1", "0.7", 1))
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert len(analysis.problems) == 1 and "latents.csv differs from latents.parquet" in analysis.problems[0]
 
 
@@ -157,7 +160,7 @@ def test_bad_selections_and_unknown_crop_ids_are_named(saved):
     (folder / "selections.json").write_text('{"a": ["x"]}')
     annotations = pd.DataFrame({"crop_id": [0, 99], "annotation": ["round", "round"]})
     annotations.to_csv(folder / "annotations.csv", index=False)
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert any("selections.json" in p for p in analysis.problems)
     assert any("annotations.csv names 1 crop id(s)" in p and "99" in p for p in analysis.problems)
     assert analysis.selections == {}
@@ -189,9 +192,9 @@ def test_code_in_the_folder_is_never_run(saved, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     with pytest.warns(UserWarning, match="latents.pkl"):
-        layers = analysis_layers(folder)
+        layers = analysis_layers(folder, allow_external=True)
     assert len(layers) == 4
     assert not marker.exists()
     assert analysis.latents is None and analysis.selections == {}
@@ -207,12 +210,12 @@ def test_model_bundle_is_copied_in_and_loaded_from_safetensors(saved, tmp_path):
                           channel_names=["c0"], preprocess=None, train_settings=TrainSettings(), provenance={},
                           history=[{"epoch": 0, "train_loss": 1.0}])
     save_analysis(folder, model=outside)
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert (folder / "model" / "weights.safetensors").is_file() and analysis.problems == []
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(analysis.bundle.model.state_dict()[name], tensor)
     (folder / "model" / "weights.safetensors").write_bytes(b"\x80\x04pickle?")
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=True)
     assert analysis.bundle is None and any("weights.safetensors" in p for p in analysis.problems)
 
 
@@ -237,9 +240,9 @@ def test_a_folder_the_annotate_widget_autosaved_into_becomes_an_analysis(tmp_pat
 
 def test_analysis_layers_put_latents_and_annotations_in_labels_features(saved, sources):
     folder, crop_set, latents, _ = saved
-    assert get_analysis_reader(str(folder)) is analysis_layers
+    assert get_analysis_reader(str(folder)) is read_analysis_folder
     assert get_analysis_reader(str(sources[0][0])) is None
-    layers = analysis_layers(str(folder))
+    layers = analysis_layers(str(folder), allow_external=True)
     assert [kind for _, _, kind in layers] == ["image", "labels", "image", "labels"]
     data, kwargs, _ = layers[3]
     assert data.shape == (40, 40) and set(np.unique(data)) == {0, 1, 2, 3}
@@ -257,7 +260,7 @@ def test_analysis_layers_warn_about_missing_sources_and_open_the_rest(saved, sou
     folder = saved[0]
     sources[0][0].unlink()
     with pytest.warns(UserWarning, match="control.tif"):
-        layers = analysis_layers(folder)
+        layers = analysis_layers(folder, allow_external=True)
     assert [kwargs["name"] for _, kwargs, _ in layers][-1] == "treated_labels"  # as File > Open names it
     assert {kind for _, _, kind in layers} == {"image", "labels"}
 
@@ -269,3 +272,80 @@ def test_read_manifest_reports_entries_that_are_not_paths(saved):
     (folder / "analysis.json").write_text(json.dumps(data))
     _, problems, _ = read_manifest(folder)
     assert any("'annotations'" in p for p in problems)
+
+
+# --------------------------------------------------------------------------- references outside the folder
+
+
+def test_nothing_outside_the_folder_is_read_without_consent(saved, sources):
+    folder = saved[0]
+    analysis = open_analysis(folder)
+    assert analysis.source_images == [None, None] and analysis.crop_set is not None  # its own parts open
+    [problem] = analysis.problems
+    assert "4 source or label image(s) lie outside the analysis folder" in problem and "--allow-external" in problem
+    assert external_references(folder) == [
+        f"source image 0: {sources[0][0]}", f"label image 0: {sources[1][0]}",
+        f"source image 1: {sources[0][1]}", f"label image 1: {sources[1][1]}",
+    ]
+    assert open_analysis(folder, allow_external=True).source_images == list(sources[0])
+
+
+def test_a_copied_folder_with_a_deleted_part_never_reads_the_original_silently(saved, tmp_path):
+    folder, _, latents, _ = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / "latents.parquet").unlink()
+    (copy / "latents.csv").unlink()
+    analysis = open_analysis(copy)
+    assert analysis.latents is None
+    assert any(f"is missing; its copy was recorded at {folder / 'latents.parquet'}" in p for p in analysis.problems)
+    analysis = open_analysis(copy, allow_external=True)  # with consent it is read, and still named as a problem
+    pd.testing.assert_frame_equal(analysis.latents, latents)
+    assert any("latents.parquet is missing from" in p and "was read instead" in p for p in analysis.problems)
+
+
+def test_a_link_inside_a_part_that_leads_outside_makes_the_part_external(saved, tmp_path):
+    folder = saved[0]
+    chunk = next((folder / "crops" / "images.zarr").rglob("c/0/*/*/*"))
+    (tmp_path / "elsewhere.bin").write_bytes(chunk.read_bytes())
+    chunk.unlink()
+    chunk.symlink_to(tmp_path / "elsewhere.bin")
+    analysis = open_analysis(folder, allow_external=False)
+    assert analysis.crop_set is None
+    assert any("crop set crops leads through a link to" in p and "elsewhere.bin" in p for p in analysis.problems)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: _edit(f, sources=5), "sources is 5, not a list"),
+        (lambda f: _edit(f, sources=[{"image": {"path": "a.tif"}, "group": {"x": 1}}]), "group is {'x': 1}, not a name"),
+        (lambda f: _edit(f, crop_set={"path": "", "absolute": ""}), "'crop_set' is not a path entry"),
+        (lambda f: (f / "selections.json").write_text("[" * 100000 + "]" * 100000), "selections"),
+        (lambda f: (f / "annotations.csv").write_text("crop_id,annotation\n1.5,round\n"), "every crop_id must be a whole number"),
+        (lambda f: (f / "latents.csv").unlink() or pd.read_parquet(f / "latents.parquet").assign(crop_id=np.nan)
+         .to_parquet(f / "latents.parquet"), "crop_id nan is not a whole number"),
+    ],
+)
+def test_damaged_parts_are_listed_and_the_rest_opens(saved, damage, message):
+    folder = saved[0]
+    damage(folder)
+    analysis = open_analysis(folder, allow_external=True)
+    assert any(message in p for p in analysis.problems), analysis.problems
+    assert analysis.manifest.crop_set is None or analysis.crop_set is not None
+
+
+def _edit(folder, **changes):
+    path = folder / "analysis.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_overwrite_replaces_only_an_analysis_of_ours(tmp_path):
+    other = tmp_path / "other tool"
+    other.mkdir()
+    (other / "analysis.json").write_text('{"format": "another program", "runs": 12}')
+    with pytest.raises(InputError, match="is not a napari-morphospace analysis, so it is not replaced"):
+        create_analysis(other, overwrite=True)
+    assert json.loads((other / "analysis.json").read_text()) == {"format": "another program", "runs": 12}
+    create_analysis(tmp_path / "ours")
+    assert create_analysis(tmp_path / "ours", overwrite=True).folder == tmp_path / "ours"

@@ -106,6 +106,19 @@ def test_weights_that_do_not_match_the_architecture_are_refused(tmp_path, tamper
         load_bundle(directory)
 
 
+def test_a_bundle_from_before_the_norm_setting_loads_with_batchnorm(tmp_path):
+    """The first release had BatchNorm only and wrote no ``norm``; such bundles still load and agree."""
+    model, directory = saved_bundle(tmp_path, ModelSettings(latent_dim=3, base_channels=8, norm="batch"))
+    config = json.loads((directory / "model.json").read_text())
+    del config["model_settings"]["norm"]
+    (directory / "model.json").write_text(json.dumps(config))
+    bundle = load_bundle(directory)
+    assert bundle.model_settings.norm == "batch"
+    x = torch.from_numpy(crop_set().images)
+    with torch.no_grad():
+        assert torch.equal(model(x).mu, bundle.model(x).mu)
+
+
 def test_unknown_format_version_is_refused(tmp_path):
     _, directory = saved_bundle(tmp_path)
     config = json.loads((directory / "model.json").read_text())

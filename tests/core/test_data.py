@@ -111,7 +111,7 @@ def test_saving_a_lazy_set_copies_it_in_blocks_and_checks_values(tmp_path, monke
     save_crop_set(original, tmp_path / "a")
     lazy = load_crop_set(tmp_path / "a", in_memory=False)
     reads = []
-    monkeypatch.setattr(data, "check_crop_values", lambda block: reads.append(len(block)))
+    monkeypatch.setattr(data, "check_crop_values", lambda block, *crop_ids: reads.append(len(block)))
     save_crop_set(lazy, tmp_path / "b")
     assert reads == [3, 3, 1]  # read and checked block by block, never whole
     assert_same(load_crop_set(tmp_path / "b"), original)
@@ -137,7 +137,7 @@ def test_a_failure_mid_write_leaves_no_folder(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(data, "_write_table", broken_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match=r"cannot write .*set \(disk full\).*Nothing half-written"):
         save_crop_set(make_crop_set(), tmp_path / "set")
     assert list(tmp_path.iterdir()) == []
 
@@ -146,7 +146,7 @@ def test_a_failed_overwrite_keeps_the_old_set(tmp_path, monkeypatch):
     original = make_crop_set(seed=1)
     save_crop_set(original, tmp_path / "set")
     monkeypatch.setattr(data, "_write_table", lambda table, directory: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="disk full"):
         save_crop_set(make_crop_set(seed=2), tmp_path / "set", overwrite=True)
     assert_same(load_crop_set(tmp_path / "set"), original)
     assert [p.name for p in tmp_path.iterdir()] == ["set"]

@@ -246,3 +246,48 @@ def test_figures_png_and_svg(tmp_path):
     assert b"<svg" in files[1].read_bytes()[:500]
     with pytest.raises(InputError, match="already exist"):
         export_figures({"kde/top dims": figure}, tmp_path)
+
+
+@pytest.mark.parametrize("file_format", ["ome-tiff", "tiff"])
+def test_crops_of_a_file_without_pixel_size_claim_none(tmp_path, file_format):
+    # A plain TIFF (as BBBC007's fields) has no pixel size: its crops must not claim 1 µm; a calibrated file keeps its size.
+    from napari_morphospace.core.crops import CropSettings, crops_from_labels
+    from napari_morphospace.core.io import Stack, write_stack
+
+    labels = np.zeros((40, 40), np.uint16)
+    labels[10:20, 12:22] = 1
+    tifffile.imwrite(tmp_path / "plain.tif", labels * 300)
+    write_stack(tmp_path / "calibrated.ome.tif", Stack(labels * 300, "YX", {"Y": 0.25, "X": 0.5}, ["dna"],
+                                                       units={"Y": "µm", "X": "µm"}))  # fmt: skip
+    for name, spacing in (("plain.tif", ()), ("calibrated.ome.tif", (0.25, 0.5))):
+        crop_set = crops_from_labels(read_stack(tmp_path / name), labels, CropSettings(size=16))
+        assert crop_set.spacing == spacing
+        written = export_crops(crop_set, tmp_path / f"export {name}", format=file_format)
+        with tifffile.TiffFile(written[0]) as tif:
+            metadata = tif.ome_metadata if file_format == "ome-tiff" else str(tif.imagej_metadata)
+            resolution = tif.pages[0].tags.get("XResolution")
+        if spacing:
+            assert "µm" in metadata or "um" in metadata
+            assert read_stack(written[0]).scale == {"Y": 0.25, "X": 0.5}
+        else:
+            assert "PhysicalSize" not in metadata and "µm" not in metadata and "unit" not in metadata
+            assert resolution is None or resolution.value in ((1, 1), (0, 1))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_exported_files_and_folders_follow_the_umask(tmp_path, umask):
+    # Files are written through private temporary files (0600); once complete they get the normal mode.
+    old = os.umask(umask)
+    try:
+        crop_set = _crop_set()
+        export_crops(crop_set, tmp_path / "crops" / "ome", which="per-class")
+        export_crops(crop_set, tmp_path / "crops" / "imagej", format="tiff")
+        export_table(crop_set.table, tmp_path / "tables" / "cells.parquet")
+        export_table(crop_set.table, tmp_path / "tables" / "cells.csv")
+    finally:
+        os.umask(old)
+    paths = list((tmp_path / "crops").rglob("*")) + list((tmp_path / "tables").rglob("*"))
+    assert len(paths) > 10
+    for path in paths:
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert path.stat().st_mode & 0o777 == expected, f"{path.name}: {oct(path.stat().st_mode & 0o777)}"

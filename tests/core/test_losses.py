@@ -107,6 +107,8 @@ def test_kl_weight_schedules_hand_values():
     assert kl_weight(250, "linear", 100) == 1.0
     # Cyclical: cycles of 100 steps, ramp over the first 50.
     assert [kl_weight(s, "cyclical", 100) for s in (0, 25, 50, 75, 100, 125)] == [0.0, 0.5, 1.0, 1.0, 0.0, 0.5]
+    # step=None: the full objective the schedule leads to (validation, model selection).
+    assert kl_weight(None, "linear", 100) == kl_weight(None, "cyclical", 100) == 1.0
     with pytest.raises(InputError):
         kl_weight(1, "linear", 0)
 
@@ -115,6 +117,7 @@ def test_capacity_and_free_bits():
     assert capacity_target(500, 25.0, 1000) == 12.5
     assert capacity_target(5000, 25.0, 1000) == 25.0
     assert capacity_target(0, 25.0, 0) == 25.0
+    assert capacity_target(None, 25.0, 1000) == 25.0
     assert capacity_loss(torch.tensor(10.0), 12.5, 100.0).item() == pytest.approx(250.0)
     kl = torch.tensor([0.1, 2.0], requires_grad=True)
     value = free_bits_kl(kl, 0.5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from hypothesis import given
@@ -23,14 +25,18 @@ from napari_morphospace.core.models import (
     depth_for_shape,
 )
 from napari_morphospace.core.models.blocks import level_shapes, resolve_depth
+from napari_morphospace.core.models.settings import unused_settings
 from napari_morphospace.core.models.vae import rotate_in_plane
+from napari_morphospace.core.statistics import kl_per_dimension
 
 
 MODELS = ["beta-vae", "beta-tcvae", "me-vae", "cond-vae"]
 
 
 def _settings(model: str = "beta-vae", **kwargs) -> ModelSettings:
-    defaults = {"model": model, "latent_dim": 4, "base_channels": 4, "cond_reference_channels": [0]}
+    defaults = {"model": model, "latent_dim": 4, "base_channels": 4}
+    if model == "cond-vae":
+        defaults["cond_reference_channels"] = [0]
     return ModelSettings(**{**defaults, **kwargs})
 
 
@@ -55,13 +61,23 @@ def test_depth_rule_is_at_least_one_and_refuses_tiny_crops():
 
 
 def test_thin_axes_stop_being_downsampled_at_two_pixels():
-    assert depth_for_shape((8, 32, 32)) == 4
     assert level_shapes((8, 32, 32), 4) == [(8, 32, 32), (4, 16, 16), (2, 8, 8), (2, 4, 4), (2, 2, 2)]
-    assert depth_for_shape((16, 64, 64)) == 5
     assert level_shapes((16, 64, 64), 5)[-1] == (2, 2, 2)
     assert level_shapes((35, 35), 2) == [(35, 35), (18, 18), (9, 9)]
-    # A two-slice stack is never halved in z but the rule still sets the depth from the pixel count.
-    assert [s[0] for s in level_shapes((2, 64, 64), depth_for_shape((2, 64, 64)))] == [2] * 5
+    # A two-slice stack is never halved in z.
+    assert [s[0] for s in level_shapes((2, 64, 64), depth_for_shape((2, 64, 64)))] == [2] * 4
+
+
+@pytest.mark.parametrize(
+    ("shape", "depth"),
+    [((5, 140, 140), 4), ((140, 140), 4), ((16, 64, 64), 3), ((8, 32, 32), 2), ((2, 64, 64), 3),
+     ((64, 64, 64), 5), ((12, 24, 24), 3)],
+)
+def test_3d_depth_is_bounded_by_the_plane_and_the_smallest_axis(shape, depth):
+    """Counting voxels gave a 5×140×140 stack 5 blocks, one more than its 140×140 plane; the depth is
+    at most the larger of the plane's rule and the halvings of the smallest axis. Cubes keep the
+    voxel rule."""
+    assert depth_for_shape(shape) == depth
 
 
 def test_depth_override_is_checked_against_the_crop():
@@ -98,6 +114,36 @@ def test_depth_override_is_checked_against_the_crop():
 def test_settings_refuse_bad_values(kwargs):
     with pytest.raises(InputError):
         ModelSettings(**kwargs)
+
+
+def test_beta_tcvae_refuses_beta_which_it_would_ignore_and_names_tc_beta():
+    """beta weighs the KL of beta-vae; beta-tcvae's β is tc_beta. Before, beta = 0, 1 or 100 gave the
+    same β-TCVAE loss; now a changed beta is refused and the message names the setting to use."""
+    with pytest.raises(InputError, match="beta-tcvae does not use beta.*set tc_beta instead"):
+        ModelSettings(model="beta-tcvae", beta=100.0)
+    with pytest.raises(InputError, match="beta-vae does not use tc_beta"):
+        ModelSettings(model="beta-vae", tc_beta=3.0)
+    with pytest.raises(InputError, match="does not use me_combine"):
+        ModelSettings(model="beta-tcvae", me_combine="product")
+    # Every setting a model keeps changes its loss: tc_beta for beta-tcvae, beta for beta-vae.
+    x = torch.rand(8, 1, 20, 20)
+    for model_name, name in (("beta-tcvae", "tc_beta"), ("beta-vae", "beta")):
+        losses = []
+        for value in (0.0, 1.0, 100.0):
+            torch.manual_seed(0)
+            model = build_model(_settings(model_name, **{name: value}), (1, 20, 20))
+            out = model(x)
+            losses.append(float(model.loss(x, out, dataset_size=100)["loss"]))
+        assert len(set(losses)) == 3, (model_name, losses)
+
+
+def test_unused_settings_are_listed_per_model_and_reset_for_the_form():
+    assert {"beta", "objective", "capacity_max", "free_bits", "me_views"} <= set(unused_settings("beta-tcvae"))
+    assert "tc_beta" in unused_settings("beta-vae") and "beta" not in unused_settings("me-vae")
+    form_values = ModelSettings(model="beta-vae", beta=4.0)
+    form_values.model, form_values.tc_beta = "beta-tcvae", 3.0  # the user switched models in the form
+    settings = form_values.without_unused()
+    assert (settings.model, settings.beta, settings.tc_beta) == ("beta-tcvae", 1.0, 3.0)
 
 
 def test_settings_edited_after_creation_are_checked_when_building():
@@ -232,7 +278,7 @@ def test_reparameterised_gradient_is_classic_gradient_scaled_by_one_minus_beta(b
 
 def test_beta_vae_loss_is_rec_plus_beta_kl_re_derived():
     torch.manual_seed(4)
-    model = build_model(_settings(beta=4.0), (1, 20, 20)).eval()
+    model = build_model(_settings(beta=4.0, reconstruction="sse"), (1, 20, 20)).eval()
     x = torch.rand(3, 1, 20, 20)
     out = model(x)
     terms = model.loss(x, out)
@@ -321,8 +367,27 @@ def test_me_vae_loss_reports_each_encoder_kl_and_sums_them():
         torch.testing.assert_close(terms[f"kl_enc{k}"], kl)
     torch.testing.assert_close(terms["kl"], sum(per_encoder))
     torch.testing.assert_close(terms["loss"], terms["rec"] + 2.0 * terms["kl"])
-    # Training mode decodes the mean of the three encoders' samples.
-    torch.testing.assert_close(out.z, torch.stack([z for _, _, z in out.parts]).mean(0))
+    # Training mode decodes the mean of the three encoders' samples (the latent is that mean times √3).
+    torch.testing.assert_close(out.z, torch.stack([z for _, _, z in out.parts]).mean(0) * math.sqrt(3))
+
+
+@pytest.mark.parametrize("combine", ["mean", "product"])
+def test_a_collapsed_me_vae_has_zero_kl_per_dimension_in_its_latent_table(combine):
+    """Every encoder at the prior N(0, I): the combined posterior (what embed writes as mu/logvar and
+    what the statistics turn into per-dimension KL, "rank by KL" and the empirical KL) is the prior
+    too. A plain mean of three N(0, 1) latents would show 0.216 nats per dimension."""
+    model = build_model(_settings("me-vae", me_combine=combine), (1, 20, 20)).eval()
+    with torch.no_grad():
+        for encoder in model.encoders:
+            for head in (encoder.mu, encoder.logvar):
+                head.weight.zero_()
+                head.bias.zero_()
+        mu, logvar = model.encode(torch.rand(16, 1, 20, 20))
+    np.testing.assert_allclose(kl_per_dimension(mu.numpy(), logvar.numpy()), 0.0, atol=1e-6)
+    # Under the prior the combined latent is standard normal, so the decoder reads N(0, I) draws.
+    g = torch.Generator().manual_seed(3)
+    draws = model.combine([torch.randn(100_000, 4, generator=g) for _ in range(3)])
+    torch.testing.assert_close(draws.var(0), torch.ones(4), atol=0.03, rtol=0)
 
 
 def test_me_vae_views_are_random_in_training_and_the_crop_in_eval():
@@ -429,7 +494,8 @@ def test_a_few_steps_of_training_lower_the_loss_of_every_model():
     x[:, :, 5:15, 5:15] += 1.0
     x = x / x.max()
     for name in MODELS:
-        model = build_model(_settings(name, base_channels=8), (2, 20, 20))
+        # 0.5·SSE: its minimum is 0, so the loss can fall by a fifth (BCE of grey pixels stays above their entropy).
+        model = build_model(_settings(name, base_channels=8, reconstruction="sse"), (2, 20, 20))
         optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
         losses = []
         for _ in range(30):

@@ -309,9 +309,9 @@ def test_pipeline_dict_form():
     assert pipeline.to_dict() == {
         "steps": [
             {"name": "to_grayscale", "params": {}},
+            {"name": "resize", "params": {"shape": [128, 96]}},  # the study's Methods resize first
             {"name": "clahe", "params": {}},
             {"name": "unsharp_mask", "params": {}},
-            {"name": "resize", "params": {"shape": [128, 96]}},
             {"name": "normalize_minmax", "params": {}},
         ]
     }

@@ -13,7 +13,10 @@ from napari_morphospace.core.analysis import create_analysis, save_analysis
 from napari_morphospace.core.data import CropSet, bbox_columns
 from napari_morphospace.core.demo import DemoSettings, run_demo
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.report import SECTIONS, check_known_answer, write_report
+from napari_morphospace.core.bundle import save_bundle
+from napari_morphospace.core.models import ModelSettings, build_model
+from napari_morphospace.core.report import SECTIONS, check_known_answer, settings_rows, training_curves_figure, write_report
+from napari_morphospace.core.training import TrainSettings
 
 TINY = DemoSettings(n_cells=16, epochs=1, latent_dim=4, batch_size=8, threads=1)
 _IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -57,9 +60,14 @@ def test_report_of_a_demo_run_has_every_section_with_figures(demo_folder):
     for title, body in sections.items():
         assert "not available" not in body or title == "Classifier", (title, body[:300])
     assert "no classifier was trained" in sections["Classifier"]
+    learned = sections["What the model learned"]
+    assert "active units" in learned and "held-out reconstruction SSIM" in learned
+    assert "<td>area</td>" in learned and "pixel PCA" in learned and "ratio" in learned  # probe from the labels
     assert re.search(r"Check \|ρ\| &gt; 0.5: (PASSED|FAILED)", sections["Known answer"])
     assert "MIG" in sections["Disentanglement (MIG and DCI)"] and "<td>size</td>" in sections["Disentanglement (MIG and DCI)"]
-    assert "&quot;latent_dim&quot;: 4" in sections["Versions and settings"] and "resize" in sections["Versions and settings"]
+    versions = sections["Versions and settings"]
+    assert "<td>latent_dim</td><td>4</td>" in versions and "<td>preprocess.steps[0].name</td><td>resize</td>" in versions
+    assert "<pre>" not in text and "&quot;" not in versions  # settings, provenance and metrics are tables, not JSON
     assert "src=\"http" not in text and "<link" not in text and "<script" not in text  # self-contained
 
 
@@ -129,3 +137,60 @@ def test_classifier_metrics_saved_with_the_analysis_appear_in_the_report(demo_fo
     assert "<td>treated</td><td>0.6</td><td>0.4</td>" in section  # channel evidence
     assert "<td>fold SD</td><td>0.125</td><td>0.05</td><td>0.25</td><td>None</td>" in section
     assert "late fusion" in section and "<td>0.2</td><td>0.8</td>" in section  # the channel weights
+
+
+def test_one_condition_gets_every_analysis_except_the_group_comparisons(tmp_path):
+    # Exploring one condition is the usual case: dimensions are ranked by their KL to the prior instead of |d|.
+    rng = np.random.default_rng(3)
+    n, logvar = 160, np.array([-1.0, -0.5, -3.0, 0.0])
+    mu = rng.normal(0, 0.1, (n, 4))
+    kl = 0.5 * np.mean(mu**2 + np.exp(logvar) - logvar - 1, axis=0)  # the closed form, by hand
+    assert list(np.argsort(-kl)) == [2, 0, 1, 3]
+    table = pd.DataFrame({"crop_id": range(n), "source": "A9 p10d.tif", "label_id": range(1, n + 1), "t": 0,
+                          "group": "A9", "annotation": "", **{c: 0 for c in bbox_columns(2)}})  # fmt: skip
+    latents = table.assign(**{f"mu_{k}": mu[:, k] for k in range(4)}, **{f"logvar_{k}": logvar[k] for k in range(4)})
+    settings = ModelSettings(latent_dim=4)
+    bundle = save_bundle(build_model(settings, (1, 16, 16)), tmp_path / "bundle", model_settings=settings,
+                         input_shape=(1, 16, 16), channel_names=["c0"], preprocess=None, train_settings=TrainSettings(),
+                         provenance={}, history=[{"epoch": 0, "train_loss": 2.0, "val_loss": 3.0}])  # fmt: skip
+    factors = tmp_path / "factors.csv"
+    pd.DataFrame({"group": "A9", "label_id": table["label_id"], "size": 10 * mu[:, 2] + 5, "elongation": mu[:, 0]}
+                 ).to_csv(factors, index=False)  # fmt: skip
+    folder = tmp_path / "one condition"
+    save_analysis(create_analysis(folder), crop_set=CropSet(rng.random((n, 1, 16, 16), dtype=np.float32), table, ["c0"]),
+                  model=bundle, latents=latents, factors=factors)  # fmt: skip
+    sections = sections_of(write_report(folder, folder / "report.html").read_text())
+
+    expected_figures = {"Per-dimension KL": 1, "Top dimensions: KDE and violin plots": 2, "Latent traversals": 1,
+                        "Difference maps": 1, "Grad-CAM": 1}  # fmt: skip
+    for title, count in expected_figures.items():
+        assert "not available" not in sections[title] and len(png_sizes(sections[title])) == count, title
+    first_row = re.search(r"<th>KL \[nats\]</th></tr></thead><tbody><tr><td>(.*?)</td><td>(.*?)</td>",
+                          sections["Per-dimension KL"])  # fmt: skip
+    assert first_row.groups() == ("dim 2", f"{kl[2]:.4g}")
+    for title in ("Top dimensions: KDE and violin plots", "Latent traversals", "Difference maps"):
+        assert "top dimensions [2, 0, 1] (ranked by KL to the prior)" in sections[title] or \
+            "each top dimension (ranked by KL to the prior)" in sections[title], title
+    assert re.findall(r"<td>dim (\d)</td>", sections["Difference maps"]) == ["2", "0", "1"]
+    assert "μ2" in sections["Grad-CAM"]
+    # Only the comparisons say they need two groups, and say why.
+    for title in ("Group differences (Cohen&#x27;s d)", "Known answer"):
+        assert "not available: the cells form one group (&#x27;A9&#x27;); Cohen&#x27;s d compares two groups" in sections[title]
+    # Disentanglement needs factors, not groups: each factor's most important dimension is the one made from it.
+    rows = dict(re.findall(r"<tr><td>(size|elongation)</td>(?:<td>[^<]*</td>){2}<td>(\d)</td></tr>",
+                           sections["Disentanglement (MIG and DCI)"]))  # fmt: skip
+    assert rows == {"size": "2", "elongation": "0"}
+
+
+def test_loss_curves_have_a_log_axis_where_the_values_are_positive():
+    history = [{"epoch": e, "train_loss": 500 / (e + 1), "val_loss": 600 / (e + 1), "train_tc": 0.5 - e}
+               for e in range(6)]  # fmt: skip
+    figure = training_curves_figure(history)
+    scales = {ax.get_title(): ax.get_yscale() for ax in figure.axes}
+    assert scales == {"loss": "log", "tc": "linear"}  # an estimated TC term can go below 0
+
+
+def test_settings_become_rows_of_a_table():
+    data = {"crop": {"size": [16, 64, 64], "mask": True, "channels": None}, "steps": [{"name": "resize", "shape": [8, 8]}]}
+    assert settings_rows(data) == [("crop.size", "16, 64, 64"), ("crop.mask", "yes"), ("crop.channels", "—"),
+                                   ("steps[0].name", "resize"), ("steps[0].shape", "8, 8")]  # fmt: skip

@@ -98,6 +98,23 @@ def test_linear_probe_separable_and_identical_groups():
         linear_probe(x, ["a"] * 200)
 
 
+def test_linear_probe_keeps_each_source_image_in_one_fold():
+    """Each image has its own offset (illumination) and the groups differ only by image: random folds
+    learn the images and look accurate; folds grouped by image show there is nothing about the cells."""
+    rng = np.random.default_rng(4)
+    sources = np.repeat([f"field{i}.tif" for i in range(12)], 20)
+    groups = np.where(np.arange(240) < 120, "control", "treated")  # fields 0-5 control, 6-11 treated
+    image_offset = {s: rng.normal(size=4) * 3 for s in np.unique(sources)}
+    x = rng.standard_normal((240, 4)) * 0.3 + np.array([image_offset[s] for s in sources])
+    random_folds = linear_probe(x, groups)
+    by_image = linear_probe(x, groups, sources=sources)
+    assert not random_folds["grouped"]
+    assert by_image["grouped"] and by_image["note"] is None and len(by_image["per_fold"]["auroc"]) == 5
+    assert by_image["balanced_accuracy"] < 0.7 < 0.8 < random_folds["balanced_accuracy"]
+    one_image_each = linear_probe(x, groups, sources=np.where(groups == "control", "a.tif", "b.tif"))
+    assert not one_image_each["grouped"] and "one image" in one_image_each["note"]
+
+
 def test_kde_curves_integrate_to_one_and_peak_at_group_means():
     rng = np.random.default_rng(3)
     values = np.r_[rng.normal(-3, 0.5, 500), rng.normal(3, 0.5, 500)]

@@ -270,3 +270,90 @@ def test_me_vae_latent_scale_is_calibrated_after_training(tmp_path):
         split = split_crops(crop_set.table, val_fraction=0.2, method="source", seed=0)
         mu = result.model.encode(torch.from_numpy(crop_set.images[split.train]))[0]
     torch.testing.assert_close(scale, mu.std(dim=0).clamp(min=1e-6))
+
+
+# ---------------------------------------------------------------- validation and model selection
+
+
+def test_model_selection_uses_the_full_objective_not_the_warm_up_weight(tmp_path):
+    """The issue's scenario: β = 4 with a 5-epoch KL warm-up. Early epochs weigh the KL little in
+    training; validation must still measure rec + 4·KL, or it picks an early, barely regularised epoch."""
+    crop_set = ellipse_crop_set(n=48)
+    split = split_crops(crop_set.table, val_fraction=0.2, method="source", seed=0)
+    steps_per_epoch = len(split.train) // 8
+    model_settings = small_model(beta=4.0, kl_schedule="linear", kl_warmup_steps=5 * steps_per_epoch)
+    result = train(crop_set, model_settings, settings(tmp_path, epochs=8, learning_rate=3e-3))
+    full = [row["val_rec"] + 4.0 * row["val_kl"] for row in result.history]
+    for row, objective in zip(result.history, full):
+        assert row["val_loss"] == pytest.approx(objective, rel=1e-4)
+        assert row["val_elbo"] == pytest.approx(-(row["val_rec"] + row["val_kl"]), rel=1e-4)
+    best_epoch = int(np.argmin(full))
+    assert result.best_val_loss == pytest.approx(min(full), rel=1e-4)
+    assert f"epoch={best_epoch}" in result.best_checkpoint
+
+
+def test_validation_samples_z_so_its_terms_are_the_elbo():
+    """Known answer: μ = 0, σ² = 0.25 and a decoder that paints z_0 into every pixel of a black crop.
+    E[rec] = 0.5·P·σ² with z sampled, but 0 when z = μ, which eval mode decodes."""
+    from napari_morphospace.core.training import validation_terms
+
+    model = BetaVAE(small_model(beta=2.0, reconstruction="sse"), (1, 16, 16)).eval()
+    with torch.no_grad():
+        for head, bias in ((model.encoder.mu, 0.0), (model.encoder.logvar, math.log(0.25))):
+            head.weight.zero_()
+            head.bias.fill_(bias)
+    model.decode = lambda z, cond=None: z[:, :1, None, None].expand(-1, 1, 16, 16)
+    x = torch.zeros(1024, 1, 16, 16)
+    torch.manual_seed(0)
+    terms = validation_terms(model, x, None, dataset_size=1024)
+    assert float(model(x).recon.abs().max()) == 0.0  # eval mode alone decodes z = μ
+    assert float(terms["rec"]) == pytest.approx(0.5 * 256 * 0.25, rel=0.15)
+    kl = 4 * 0.5 * (0.25 - math.log(0.25) - 1)
+    assert float(terms["kl"]) == pytest.approx(kl, rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(float(terms["rec"]) + 2.0 * kl, rel=1e-5)
+    assert float(terms["elbo"]) == pytest.approx(-(float(terms["rec"]) + kl), rel=1e-5)
+
+
+# ---------------------------------------------------------------- defaults for small crop sets
+
+
+def test_small_crop_sets_get_small_batches_and_a_minimum_number_of_optimiser_steps(tmp_path):
+    """125 crops in batches of 64 for 50 epochs were 50 optimiser steps, which learn nothing (issue 10):
+    empty epochs and batch size mean "enough epochs for min_steps steps" and "an eighth of the crops"."""
+    from napari_morphospace.core.training import batch_size_for, epochs_for
+
+    assert [batch_size_for(TrainSettings(), n) for n in (5, 41, 100, 978, 50_000)] == [5, 8, 12, 64, 64]
+    assert batch_size_for(TrainSettings(batch_size=32), 41) == 32
+    assert epochs_for(TrainSettings(min_steps=3000), 100, 12) == 375  # 8 steps per epoch
+    assert epochs_for(TrainSettings(min_steps=3000), 100, 12, world_size=2) == 750
+    assert epochs_for(TrainSettings(epochs=5, min_steps=3000), 100, 12) == 5
+    result = train(ellipse_crop_set(n=48), small_model(),
+                   settings(tmp_path, epochs=None, batch_size=None, min_steps=30))
+    # 36 training crops: batches of 8, 4 steps per epoch, 8 epochs for at least 30 steps.
+    assert (result.batch_size, result.epochs, result.steps, len(result.history)) == (8, 8, 32, 8)
+
+
+def test_flips_and_turns_are_on_by_default_for_the_me_vae_only():
+    """The macrophage study augmented only its ME-VAE; turning aligned Statistical Cell crops undoes
+    their alignment. An explicit setting wins for every model."""
+    from napari_morphospace.core.training import augmentation_for
+
+    defaults = TrainSettings()
+    assert augmentation_for(defaults, "me-vae") == {"flips": True, "rot90": True, "small_rotations": False}
+    for model in ("beta-vae", "beta-tcvae", "cond-vae"):
+        assert augmentation_for(defaults, model) == {"flips": False, "rot90": False, "small_rotations": False}
+    chosen = TrainSettings(augment_flips=True, augment_rot90=False)
+    assert augmentation_for(chosen, "cond-vae")["flips"] and not augmentation_for(chosen, "me-vae")["rot90"]
+
+
+def test_batchnorm_statistics_are_averaged_over_the_training_crops_after_a_short_run(tmp_path):
+    """After a handful of steps BatchNorm's running averages are far from the final weights' statistics:
+    the first release embedded 125 nuclei of a 5-epoch run at one point. A pass over the training crops
+    replaces them, so eval mode spreads the crops as batch statistics do."""
+    # A random split: held-out crops like the training crops (here, the split by source holds out small cells only).
+    result = train(ellipse_crop_set(n=48), small_model(norm="batch"), settings(tmp_path, epochs=1, split="random"))
+    assert result.steps == 4
+    assert 0.8 < result.diagnostics.spread_ratio < 1.25, result.diagnostics.spread_ratio
+    stored = last_state(result.last_checkpoint)  # the checkpoint keeps the training-time running averages
+    name = next(k for k in stored if k.endswith("running_var"))
+    assert not torch.allclose(stored[name], result.model.state_dict()[name[len("model."):]])

@@ -59,9 +59,12 @@ def analysis_folder(tmp_path, sources, parts):
 
 @pytest.fixture
 def widget(make_napari_viewer, qtbot):
+    """The widget; its yes/no questions are recorded in ``widget.questions`` and answered Yes."""
     viewer = make_napari_viewer()
     widget = AnalysisWidget(viewer)
     qtbot.addWidget(widget)
+    widget.questions = []
+    widget._ask = lambda question: widget.questions.append(question) or True
     return widget
 
 
@@ -102,6 +105,23 @@ def test_open_restores_layers_and_session(widget, qtbot, analysis_folder, parts)
     assert len(widget.viewer.layers) == 4 and "4 layer(s)" in widget.status.text() and "⚠" not in widget.status.text()
 
 
+def test_files_outside_the_folder_are_read_only_after_a_yes(widget, qtbot, analysis_folder, sources):
+    """The sources lie outside the analysis folder: the user is asked once, and No opens only the folder's contents."""
+    widget._ask = lambda question: widget.questions.append(question) or False
+    _run(qtbot, widget, widget.open(analysis_folder))
+    assert len(widget.questions) == 1 and "outside itself" in widget.questions[0]
+    assert str(sources[0][0]) in widget.questions[0] and "Answer Yes only for an analysis you trust" in widget.questions[0]
+    assert len(widget.viewer.layers) == 0  # no image read from outside
+    session = session_for(widget.viewer)
+    assert session.crop_set is not None and session.latents is not None  # the folder's own parts opened
+    assert "lie outside the analysis folder" in widget.status.text() and "--allow-external" in widget.status.text()
+    widget._ask = lambda question: widget.questions.append(question) or True
+    _run(qtbot, widget, widget.open(analysis_folder))
+    assert len(widget.questions) == 2 and len(widget.viewer.layers) == 4
+    _run(qtbot, widget, widget.open(analysis_folder))
+    assert len(widget.questions) == 2  # asked once per folder and session
+
+
 def test_a_missing_source_image_is_named_and_the_rest_opens(widget, qtbot, analysis_folder, sources, parts):
     sources[0][0].unlink()
     _run(qtbot, widget, widget.open(analysis_folder))
@@ -118,14 +138,14 @@ def test_save_from_an_opened_analysis_gives_back_equal_parts(widget, qtbot, anal
     session = session_for(widget.viewer)
     copy = tmp_path / "copy"
     _run(qtbot, widget, widget.save(copy))
-    saved = open_analysis(copy)
+    saved = open_analysis(copy, allow_external=True)
     assert saved.problems == []
     np.testing.assert_array_equal(saved.crop_set.images, session.crop_set.images)
     pd.testing.assert_frame_equal(saved.crop_set.table, session.crop_set.table)
     pd.testing.assert_frame_equal(saved.latents, session.latents)
     np.testing.assert_allclose(_decode(saved.bundle), _decode(session.bundle))
     assert saved.source_images == sources[0]
-    assert [s.labels.resolve(copy) for s in saved.manifest.sources] == sources[1]
+    assert [saved.labels_path(s) for s in saved.manifest.sources] == sources[1]
     assert [s.group for s in saved.manifest.sources] == ["control", "treated"]
     assert "Analysis saved" in widget.status.text()
 
@@ -142,7 +162,7 @@ def test_save_a_session_built_in_memory(widget, qtbot, tmp_path, sources, parts)
     session.classifier_metrics = {"classes": ["a", "b"], "pooled": {"balanced_accuracy": 0.75}, "folds": []}
     folder = tmp_path / "new analysis"
     _run(qtbot, widget, widget.save(folder))
-    saved = open_analysis(folder)
+    saved = open_analysis(folder, allow_external=True)
     assert saved.problems == []
     np.testing.assert_array_equal(saved.crop_set.images, crop_set.images)
     assert (folder / "crops").is_dir() and (folder / "model" / "weights.safetensors").is_file()
@@ -150,7 +170,7 @@ def test_save_a_session_built_in_memory(widget, qtbot, tmp_path, sources, parts)
     assert saved.bundle.config["provenance"] == {"crop_set": "test"}
     pd.testing.assert_frame_equal(saved.latents, latents, check_like=True)
     assert saved.source_images == [sources[0][1]]  # the image layer read from a file, paired with its labels file
-    assert saved.manifest.sources[0].labels.resolve(folder) == sources[1][1]
+    assert saved.labels_path(saved.manifest.sources[0]) == sources[1][1]
     assert saved.classifier == session.classifier_metrics  # the report's classifier section reads it
 
 
@@ -184,12 +204,13 @@ def test_a_foreign_non_empty_folder_is_refused_and_nothing_written(widget, qtbot
     assert "not an analysis folder" in widget.status.text()
 
 
-def test_a_newer_format_version_is_refused(widget, qtbot, analysis_folder):
+def test_a_newer_format_version_is_refused(widget, qtbot, analysis_folder, napari_hooks):
     manifest = json.loads((analysis_folder / "analysis.json").read_text())
     manifest["format_version"] += 1
     (analysis_folder / "analysis.json").write_text(json.dumps(manifest))
-    _run(qtbot, widget, widget.open(analysis_folder))
+    assert widget.open(analysis_folder) is None  # refused before any work starts
     assert "Update napari-morphospace" in widget.status.text()
+    assert napari_hooks.take_errors() == [widget.status.text().removeprefix("⚠ ")]
     assert len(widget.viewer.layers) == 0 and session_for(widget.viewer).crop_set is None
 
 
@@ -227,4 +248,4 @@ def test_saving_over_another_analysis_asks_first(widget, qtbot, analysis_folder,
     assert widget.save(analysis_folder) is None
     assert "already holds an analysis" in questions[0]
     assert (analysis_folder / "analysis.json").read_text() == before
-    assert len(open_analysis(analysis_folder).latents) == 6
+    assert len(open_analysis(analysis_folder, allow_external=True).latents) == 6

@@ -11,7 +11,6 @@ epochs) → Embed → Scatter with points → Keep → remove a layer → close.
 import time
 
 import numpy as np
-import pytest
 import tifffile
 from napari.layers import Labels
 from qtpy.QtCore import QTimer
@@ -21,10 +20,6 @@ from real_data import bbbc007_fields, dataset, stardist_3d
 
 WIDGETS = ("Cells", "Train", "Embed", "Scatter", "Statistics", "Latent space", "Classifier", "Annotate", "Analysis")
 WAIT_MS = 240_000
-
-#: Steps that fail because of items another helper (gui-table) fixes in parallel; removed once merged.
-GUI_TABLE_ITEMS = ("Scatter's Keep button raises TypeError (issue 9 item 4); removing a plotted Labels layer or "
-                   "closing the viewer raises KeyError in Scatter (item 5)")  # fmt: skip
 
 
 def _busy_gui_thread(block_s: float = 0.08, every_ms: int = 20) -> QTimer:
@@ -110,8 +105,6 @@ def _walk(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers, crop_size,
     assert napari_hooks.errors() == []
 
 
-@pytest.mark.xfail(strict=True, reason="gui-table: objects skipped by min_area give NaN latent rows and Scatter "
-                   "refuses the layers (issue 9 item 3); then " + GUI_TABLE_ITEMS)
 def test_real_2d_fields_from_files_to_a_kept_selection(make_napari_viewer, dock, napari_hooks, qtbot, tmp_path):
     """Four BBBC007 fields of two conditions (A9, f9620) and a labels file without its image."""
     fields = [f for f in bbbc007_fields() if f[0] == "A9"][:2] + [f for f in bbbc007_fields() if f[0] == "f9620"][:2]
@@ -124,7 +117,6 @@ def test_real_2d_fields_from_files_to_a_kept_selection(make_napari_viewer, dock,
     _walk_the_user_path(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers=labels_layers)
 
 
-@pytest.mark.xfail(strict=True, reason="gui-table: " + GUI_TABLE_ITEMS)
 def test_real_3d_nuclei_from_files_to_a_kept_selection(make_napari_viewer, dock, napari_hooks, qtbot, tmp_path):
     """stardist's 3D nuclei stack and its mask (names that share no stem: the only image of that shape)."""
     image, mask = stardist_3d()

@@ -70,14 +70,18 @@ def make_widget(viewer, qtbot, *, epochs=3, checkpoint_dir=None, docked=False, *
     model.latent_dim.value = 4
     model.base_channels["enabled"].value, model.base_channels["value"].value = True, 8
     form = widget.train_form
-    form.epochs.value, form.batch_size.value, form.learning_rate.value = epochs, BATCH, 3e-3
+    for name, value in (("epochs", epochs), ("batch_size", BATCH)):  # empty (automatic) by default
+        form[name]["enabled"].value, form[name]["value"].value = True, value
+    form.learning_rate.value = 3e-3
     form.accelerator.value, form.preview_every_n_epochs.value = "cpu", 1
-    form.augment_flips.value = form.augment_rot90.value = False
+    for name in ("augment_flips", "augment_rot90"):  # empty (the model's default) by default
+        form[name]["enabled"].value, form[name]["value"].value = True, False
     if checkpoint_dir is not None:
         form.checkpoint_dir["enabled"].value = True
         form.checkpoint_dir["value"].value = str(checkpoint_dir)
     for name, value in train_values.items():
-        getattr(form, name).value = value
+        field = form[name]
+        (field["value"] if name in ("epochs", "batch_size") else field).value = value
     return widget
 
 
@@ -118,6 +122,9 @@ def test_training_learns_and_the_saved_bundle_is_the_trained_model(make_napari_v
     wait_until_done(qtbot, widget)
     result = widget.result
     assert result is not None and not result.stopped_by_user and widget.start_button.enabled
+    # What the model learned is shown when training ends, warnings included (3 epochs learn little).
+    assert "active units" in widget.status.text() and "held-out reconstruction SSIM" in widget.status.text()
+    assert all(w in widget.status.text() for w in result.diagnostics.warnings)
 
     # Checkpoints went to a visible run folder under the home folder (no crop-set folder to sit next to).
     assert Path(result.checkpoint_dir).parent == tmp_path / "home" / "morphospace-checkpoints"
@@ -151,6 +158,7 @@ def test_training_learns_and_the_saved_bundle_is_the_trained_model(make_napari_v
     assert written == tmp_path / "bundle" and isinstance(bundle, Bundle)
     assert bundle.input_shape == (1, SIZE, SIZE) and bundle.channel_names == ["membrane"]
     assert bundle.config["train_settings"]["checkpoint_dir"] == result.checkpoint_dir
+    assert bundle.diagnostics == result.diagnostics
     x = torch.from_numpy(crop_set.images[:6])
     with torch.no_grad():
         mu, logvar = result.model.encode(x)
@@ -181,7 +189,7 @@ def test_stop_ends_training_within_steps_and_resume_continues_the_run(make_napar
 
     # Resume continues that run up to the (edited) number of epochs, keeping its history.
     epochs = checkpoint["epoch"] + 2
-    widget.train_form.epochs.value = epochs
+    widget.train_form.epochs["value"].value = epochs
     widget.resume()
     assert widget.running
     wait_until_done(qtbot, widget)
@@ -226,7 +234,7 @@ def test_closing_during_training_stops_it_and_keeps_a_loadable_checkpoint(make_n
 
 
 BAD_INPUT = [
-    ("batch size 2", lambda w: setattr(w.train_form.batch_size, "value", 2), "start", "batch_size is 2"),
+    ("batch size 2", lambda w: setattr(w.train_form.batch_size["value"], "value", 2), "start", "batch_size is 2"),
     ("latent dim 1", lambda w: setattr(w.model_form.latent_dim, "value", 1), "start", "latent_dim must be between 2 and 512"),
     ("devices", lambda w: setattr(w.train_form.devices, "value", "many"), "start", "devices is 'many'"),
     ("no crop set", lambda w: setattr(w, "crop_set", None), "start", "Cells widget"),
@@ -294,6 +302,17 @@ def test_config_saved_by_the_widget_loads_back_into_the_same_settings(make_napar
     assert other.config() == expected
     # Only the chosen model's own settings are shown.
     assert not other.model_form.tc_beta.native.isHidden() and other.model_form.me_views.native.isHidden()
+    assert other.model_form.beta.native.isHidden()  # beta-tcvae's β is tc_beta
+
+
+def test_hidden_settings_of_another_model_do_not_block_training(make_napari_viewer, qtbot):
+    widget = make_widget(make_napari_viewer(), qtbot)
+    widget.model_form.beta.value = 4.0
+    widget.model_form.model.value = "beta-tcvae"  # beta is now hidden: beta-tcvae does not use it
+    assert widget.model_form.beta.native.isHidden() and not widget.model_form.tc_beta.native.isHidden()
+    assert (widget.model_settings().beta, widget.model_settings().tc_beta) == (1.0, 6.0)
+    widget.model_form.model.value = "beta-vae"
+    assert widget.model_settings().beta == 4.0
 
 
 

@@ -41,6 +41,7 @@ from ..core.analysis import (
     Analysis,
     AnalysisFolder,
     create_analysis,
+    external_references,
     is_analysis_folder,
     open_analysis,
     save_analysis,
@@ -122,8 +123,8 @@ def _save_worker(plan: SavePlan) -> AnalysisFolder:
 
 
 @thread_worker
-def _open_worker(folder: Path) -> OpenedAnalysis:
-    return open_with_layers(folder)
+def _open_worker(folder: Path, allow_external: bool) -> OpenedAnalysis:
+    return open_with_layers(folder, allow_external=allow_external)
 
 
 @thread_worker
@@ -132,10 +133,10 @@ def _table_worker(path: Path, settings: TableSettings, layers: list, cells: pd.D
 
 
 @thread_worker
-def _report_worker(folder: Path):
+def _report_worker(folder: Path, allow_external: bool):
     sections = itertools.count(1)
     return (yield from messages_from(lambda send: write_report(
-        folder, folder / REPORT_HTML, overwrite=True,
+        open_analysis(folder, allow_external=allow_external), folder / REPORT_HTML, overwrite=True,
         on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))),
     )))  # fmt: skip
 
@@ -173,12 +174,12 @@ def bundle_to_folder(bundle: Bundle, directory: Path) -> Path:
     )  # fmt: skip
 
 
-def open_with_layers(folder: Path) -> OpenedAnalysis:
+def open_with_layers(folder: Path, *, allow_external: bool = False) -> OpenedAnalysis:
     """Open ``folder`` (model included) and read its layers; the reader's warnings repeat the problems, keep the rest."""
-    analysis = open_analysis(folder)
+    analysis = open_analysis(folder, allow_external=allow_external)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        layers = analysis_layers(folder)
+        layers = analysis_layers(folder, allow_external=allow_external)
     known = set(analysis.problems) | set(analysis.notes)
     return OpenedAnalysis(analysis, layers, [str(w.message) for w in caught if str(w.message) not in known])
 
@@ -223,6 +224,8 @@ class AnalysisWidget(QWidget):
         self.opened: Analysis | None = None
         self._worker: Any = None
         self.last_report: Path | None = None
+        #: Folders whose references outside themselves the user agreed to read in this session.
+        self._trusted: set[Path] = set()
         self._build_form()
         self.session.crop_set_changed.connect(self._on_session_crop_set)
         self._on_session_crop_set(self.session.crop_set)
@@ -384,13 +387,34 @@ class AnalysisWidget(QWidget):
             self.open(path)
 
     def open(self, folder: str | Path | None = None) -> Any:
-        """Open an analysis folder in a worker: add its layers and restore the session; returns the worker."""
+        """Open an analysis folder in a worker: add its layers and restore the session; returns the worker.
+
+        When the folder refers to files outside itself, the user is asked first
+        whether to read them; without a Yes only the folder's own contents open.
+        """
         try:
             chosen = self._required_folder(folder)
+            allow_external = self._allow_external(chosen)
         except InputError as err:
             self._report_error(err)
             return None
-        return self._start(_open_worker(chosen, _ignore_errors=True), self._on_opened, f"Opening {chosen}…")
+        worker = _open_worker(chosen, allow_external, _ignore_errors=True)
+        return self._start(worker, self._on_opened, f"Opening {chosen}…")
+
+    def _allow_external(self, folder: Path) -> bool:
+        """Whether to read what ``folder`` refers to outside itself: asked once per folder and session."""
+        key = folder.resolve()
+        if key in self._trusted:
+            return True
+        external = external_references(folder)
+        if not external:
+            return False
+        listed = "\n".join(f"• {item}" for item in external[:8]) + ("\n…" if len(external) > 8 else "")
+        if self._ask(f"{folder} refers to {len(external)} file(s) or folder(s) outside itself:\n{listed}\n\n"
+                     "Read them? Answer Yes only for an analysis you trust (No opens only the folder's own contents)."):
+            self._trusted.add(key)
+            return True
+        return False
 
     def _on_opened(self, opened: OpenedAnalysis) -> None:
         analysis = opened.analysis
@@ -491,8 +515,13 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self._report_error(err)
             return None
+        try:
+            allow_external = self._allow_external(chosen)
+        except InputError as err:
+            self._report_error(err)
+            return None
         display = ProgressDisplay("Writing the report", show_text=self.status.setText, parent=self)
-        worker = _report_worker(chosen, _ignore_errors=True)
+        worker = _report_worker(chosen, allow_external, _ignore_errors=True)
         worker.yielded.connect(display.post)
         for signal in (worker.returned, worker.errored, worker.finished):  # before the outcome is shown
             signal.connect(lambda *_: display.close())

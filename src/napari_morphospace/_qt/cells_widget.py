@@ -61,16 +61,16 @@ from .workers import Progress, ProgressDisplay, messages_from
 ObjectKind = Literal["labels", "points", "shapes", "patches"]
 
 #: Steps in the order the editor applies them. It covers both published
-#: pipelines (macrophage: grayscale, CLAHE, sharpen, resize, min-max;
+#: pipelines (macrophage: grayscale, resize, CLAHE, sharpen, min-max;
 #: Statistical Cell: subtract mode, align, centre); a config file may order
 #: steps freely.
 STEP_ORDER = (
-    "to_grayscale", "subtract_mode", "clahe", "unsharp_mask", "align_major_axis", "center_on_channel",
-    "mask_object", "resize", "normalize_percentile", "normalize_minmax",
+    "to_grayscale", "resize", "subtract_mode", "clahe", "unsharp_mask", "align_major_axis", "center_on_channel",
+    "mask_object", "normalize_percentile", "normalize_minmax",
 )  # fmt: skip
 PRESETS = {
     "none": (),
-    "macrophage study": ("to_grayscale", "clahe", "unsharp_mask", "resize", "normalize_minmax"),
+    "macrophage study": ("to_grayscale", "resize", "clahe", "unsharp_mask", "normalize_minmax"),
     "Statistical Cell": ("subtract_mode", "align_major_axis", "center_on_channel"),
 }
 PREVIEW_PX = 150

@@ -43,6 +43,7 @@ class EmbedResult:
     latents: pd.DataFrame
     bundle: Bundle
     crop_set: CropSet
+    differences: list[str]  # preprocessing differences the user accepted
 
 
 @dataclass
@@ -56,6 +57,7 @@ class EmbedPlan:
     clustering: str
     n_clusters: int
     device: str
+    allow_preprocessing_mismatch: bool = False
 
 
 def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> EmbedResult | None:
@@ -63,10 +65,11 @@ def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> Em
     send(Progress("Loading the model and the crops", 0, 0))
     bundle = plan.bundle if isinstance(plan.bundle, Bundle) else load_bundle(plan.bundle)
     crop_set = plan.crop_set if isinstance(plan.crop_set, CropSet) else load_crop_set(plan.crop_set)
-    check_compatible(bundle, crop_set)
+    differences = check_compatible(bundle, crop_set, allow_preprocessing_mismatch=plan.allow_preprocessing_mismatch)
     latents = embed(
         bundle, crop_set, device=plan.device, stop_event=stop_event,
         on_progress=lambda done, total: send(Progress("Embedding crops", done, total)),
+        allow_preprocessing_mismatch=plan.allow_preprocessing_mismatch,
     )  # fmt: skip
     if stop_event.is_set():
         return None
@@ -76,7 +79,7 @@ def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> Em
     if plan.clustering != NONE:
         send(Progress(f"Clustering ({plan.clustering})", 0, 0))
         latents = add_cluster_column(latents, plan.clustering, n_clusters=plan.n_clusters)
-    return EmbedResult(latents, bundle, crop_set)
+    return EmbedResult(latents, bundle, crop_set, differences)
 
 
 @thread_worker
@@ -116,6 +119,8 @@ class EmbedWidget(QWidget):
         self.crop_folder = FileEdit(mode="d", label="crop set", value="")
         self.session_info = QLabel()
         self.session_info.setWordWrap(True)
+        self.allow_mismatch = CheckBox(value=False, text="accept other preprocessing (crops made differently from "
+                                                         "the model's training crops; not recommended)")
         self.include_logvar = CheckBox(value=True, text="write log-variances (logvar_*) to the layers")
         self.embedding = ComboBox(choices=[NONE, *EMBEDDINGS], value=NONE, label="2D embedding")
         self.clustering = ComboBox(choices=[NONE, "kmeans", "gmm", "hdbscan"], value=NONE, label="clustering")
@@ -143,6 +148,7 @@ class EmbedWidget(QWidget):
         form.addRow("model bundle", self.bundle_folder.native)
         form.addRow("crop set", self.crop_folder.native)
         form.addRow(self.session_info)
+        form.addRow(self.allow_mismatch.native)
         options = QGroupBox("Results")
         form = QFormLayout(options)
         form.addRow(self.include_logvar.native)
@@ -180,11 +186,12 @@ class EmbedWidget(QWidget):
         if isinstance(bundle, (str, Path)):
             bundle = Path(bundle)
         if isinstance(bundle, Bundle) and isinstance(crop_set, CropSet):
-            check_compatible(bundle, crop_set)
+            check_compatible(bundle, crop_set, allow_preprocessing_mismatch=self.allow_mismatch.value)
         return EmbedPlan(
             bundle=bundle, crop_set=crop_set, include_logvar=self.include_logvar.value,
             embedding=self.embedding.value, clustering=self.clustering.value, n_clusters=self.n_clusters.value,
             device="cuda" if torch.cuda.is_available() else "cpu",
+            allow_preprocessing_mismatch=self.allow_mismatch.value,
         )  # fmt: skip
 
     def embed(self) -> Any:
@@ -235,6 +242,8 @@ class EmbedWidget(QWidget):
         names = ", ".join(repr(n) for n in written) if len(written) <= 3 else f"{len(written)} Labels layers"
         text = f"{len(result.latents)} crops embedded in {dims} dimensions; features written to {names or 'no layer'}"
         show_info(text)
+        if result.differences:
+            show_warning("embedded crops made differently from the model's training crops: " + "; ".join(result.differences))
         unmatched = join.describe_unmatched() if join is not None else ""
         if unmatched:
             show_warning(unmatched)

@@ -14,6 +14,7 @@ Unions magicgui has no editor for (``devices: int | list[int] | str``, sizes
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 import types
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -139,16 +140,17 @@ def _is_optional_box(widget: Widget) -> bool:
     return isinstance(widget, Container) and "enabled" in [w.name for w in widget]
 
 
-def read_form(form: Container, settings: Any) -> Any:
+def read_form(form: Container, settings: Any, *, skip: Collection[str] = ()) -> Any:
     """The settings shown in ``form``, as a new dataclass of the same type as ``settings``.
 
-    Fields not in the form keep their values from ``settings``. A value that
-    does not fit its setting raises :class:`InputError` naming the setting.
+    Fields not in the form, and fields named in ``skip`` (e.g. hidden ones),
+    keep their values from ``settings``. A value that does not fit its
+    setting raises :class:`InputError` naming the setting.
     """
     values = to_dict(settings)
     hints = get_type_hints(type(settings))
     for widget in form:
-        if widget.name not in values:
+        if widget.name not in values or widget.name in skip:
             continue
         annotation = hints[widget.name]
         if _is_optional_box(widget):

@@ -54,7 +54,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from ..core.bundle import Bundle, load_bundle
+from ..core.bundle import Bundle, check_compatible, load_bundle
 from ..core.difference import threshold_map
 from ..core.errors import InputError
 from ..core.gradcam import gradcam_encoder
@@ -918,6 +918,7 @@ class LatentWidget(QWidget):
         cells = self.cells_combo.currentText() if cells is None else cells
         positions = self._gradcam_positions(cells)
         crop_set = self.session.crop_set
+        check_compatible(self.bundle, crop_set)  # the maps mean nothing on crops the model was not made for
         rows = crop_set.table.iloc[positions].reset_index(drop=True)
         source_layers(self.viewer.layers, rows)  # refuse missing source layers before computing
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from magicgui.widgets import FileEdit, PushButton
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -70,6 +70,7 @@ from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
 from ..core.gallery import crop_montage
 from ..core.models import ModelSettings
+from ..core.models.settings import USED_BY, unused_settings
 from ..core.training import (
     PREVIEW_CROPS,
     ReconstructionPreview,
@@ -101,12 +102,6 @@ PREVIEW_INTERVAL_S = 3.0
 CLOSE_WAIT_S = 30.0
 STAGE_ORDER = {"reference": 0, "target": 1, "model": 2}
 
-#: Settings of the model form shown only for one model type.
-MODEL_SPECIFIC = {
-    "beta-tcvae": ("tc_alpha", "tc_beta", "tc_gamma", "tc_estimator"),
-    "me-vae": ("me_views", "me_combine"),
-    "cond-vae": ("cond_reference_channels", "cond_num_labels"),
-}
 #: Training settings in the collapsed "Advanced" section (cluster runs, reproducibility, optimiser details).
 ADVANCED_TRAINING = ("weight_decay", "gradient_clip_val", "seed", "num_nodes", "strategy", "num_workers")
 MODEL_OPTIONS = {
@@ -346,11 +341,10 @@ class TrainWidget(QWidget):
         self.sweep_button.clicked.connect(self.open_sweep)
 
     def _show_model_fields(self, *_: Any) -> None:
-        """Show the settings of the chosen model type only (all are still read and saved)."""
-        chosen = self.model_form.model.value
-        for model, names in MODEL_SPECIFIC.items():
-            for name in names:
-                self.model_form[name].visible = model == chosen
+        """Show only the settings the chosen model type uses; the hidden ones are read as their defaults."""
+        unused = unused_settings(self.model_form.model.value)
+        for name in USED_BY:
+            self.model_form[name].visible = name not in unused
 
     @staticmethod
     def _available_devices() -> str:
@@ -390,7 +384,7 @@ class TrainWidget(QWidget):
 
     def model_settings(self) -> ModelSettings:
         """The model settings shown in the form (InputError when a value is out of range)."""
-        return read_form(self.model_form, ModelSettings())
+        return read_form(self.model_form, ModelSettings(), skip=unused_settings(self.model_form.model.value))
 
     def train_settings(self) -> TrainSettings:
         """The training settings shown in the Training and Advanced forms."""
@@ -635,8 +629,13 @@ class TrainWidget(QWidget):
         else:
             text = f"Finished: {best}; {where}."
         notes = " ".join(result.notes)
-        self.status.setText(text + (f" Note: {notes}" if notes else ""))
-        show_info(text)
+        learned = result.diagnostics
+        summary = "" if learned is None else "\n" + "\n".join(learned.lines())
+        self.status.setText(text + (f" Note: {notes}" if notes else "") + summary)
+        if learned is not None and learned.warnings:
+            show_warning("The model learned little: " + " ".join(learned.warnings))
+        else:
+            show_info(text)
 
     def _on_error(self, error: Exception) -> None:
         if isinstance(error, InputError):

@@ -3,15 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..core.config import from_dict, load_config, save_config, to_dict
-from ..core.crop_job import CropJob, run_crop_job
-from ..core.errors import InputError
-from ..core.preprocess import PreprocessPipeline, macrophage_pipeline, statistical_cell_pipeline
+from .flags import Flag, HelpFormatter, add_flags, apply_flags, name_flags, size_value
+
+if TYPE_CHECKING:
+    from ..core.crop_job import CropJob
+    from ..core.preprocess import PreprocessPipeline
 
 PRESETS = ("none", "macrophage", "statistical-cell")
+
+FLAGS = [
+    Flag("--labels", ("labels",), "one label image per image, in the same order", kind="list", metavar="LABELS"),
+    Flag("--group", ("groups",), "condition of each image, repeated in image order, or once for all images "
+         "(default: the file name)", kind="append", metavar="NAME"),
+    Flag("--objects", ("objects",), "crop labelled objects or a patch grid"),
+    Flag("--size", ("crop.size",), "crop size in pixels: one side for every spatial axis (64) or one per axis "
+         "(64,64 or, for 3D, 16,64,64)", size_value, metavar="PX"),
+    Flag("--mode", ("crop.mode",), "a fixed box around the centroid, or fit the object's box and resize it"),
+    Flag("--padding", ("crop.padding",), "pixels around the object in fit mode", int),
+    Flag("--min-area", ("crop.min_area",), "skip objects with fewer pixels (voxels)", int),
+    Flag("--exclude-border", ("crop.exclude_border",), "skip objects that touch the image border", kind="switch"),
+    Flag("--mask-neighbours", ("crop.mask_neighbours",), "zero the pixels of other objects inside a crop", kind="switch"),
+    Flag("--mask-background", ("crop.mask_background",), "zero everything outside the object", kind="switch"),
+    Flag("--channels", ("crop.channels", "patches.channels"), "channel indices to keep, in this order (default: all)",
+         int, kind="list"),
+    Flag("--normalise", ("crop.normalise", "patches.normalise"),
+         "intensities to [0, 1] by the 0.1/99.9 percentiles of each image, or by the data type's range"),
+    Flag("--patch-size", ("patches.patch_size",), "patch side for --objects patches", int),
+    Flag("--min-foreground", ("patches.min_foreground",), "foreground fraction a patch needs to be kept", float),
+    Flag("--reader", ("reader",), "image reader"),
+    Flag("--axes", ("axes",), "axes of TIFF images without (or with wrong) axes metadata, one TCZYX letter per axis "
+         "in file order, e.g. CYX for three channel planes (read as Z otherwise)", metavar="AXES"),
+]  # fmt: skip
+
+
+def _default_job() -> CropJob:
+    from ..core.crop_job import CropJob
+
+    return CropJob()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,27 +54,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="build a crop set from image and label files",
         description="Crop every labelled object (or a patch grid) from each image and save one crop set. "
         "Options override the values of --config.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (TIFF, OME-TIFF, ...)")
-    parser.add_argument("--labels", nargs="+", default=None, metavar="LABELS", help="one label image per image")
-    parser.add_argument(
-        "--group", action="append", default=None, metavar="NAME",
-        help="condition of each image, repeated in image order (default: the file name)",
-    )  # fmt: skip
-    parser.add_argument("--objects", choices=("labels", "patches"), default=None, help="crop objects or a patch grid")
-    parser.add_argument("--size", type=int, default=None, help="crop size in pixels (every spatial axis)")
-    parser.add_argument("--mode", choices=("fixed", "fit"), default=None, help="fixed box, or fit the object and resize")
-    parser.add_argument("--padding", type=int, default=None, help="pixels around the object in fit mode")
-    parser.add_argument("--channels", type=int, nargs="+", default=None, help="channel indices to keep")
-    parser.add_argument("--patch-size", type=int, default=None, help="patch side for --objects patches")
-    parser.add_argument("--min-foreground", type=float, default=None, help="patch foreground fraction to keep it")
-    parser.add_argument("--preset", choices=PRESETS, default=None, help="preprocessing preset")
+    add_flags(parser, FLAGS, _default_job)
+    parser.add_argument("--preset", choices=PRESETS, default=None, help="preprocessing preset (default: none)")
     parser.add_argument("--config", type=Path, default=None, help="YAML/JSON crop job (e.g. saved by the widget)")
     parser.add_argument("--save-config", type=Path, default=None, help="write the effective job as YAML")
     parser.add_argument("--out", type=Path, required=True, help="output crop-set folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     add_cluster_options(parser, "crop the images")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, flags=FLAGS)
 
 
 def add_cluster_options(parser: argparse.ArgumentParser, what: str) -> None:
@@ -54,30 +78,23 @@ def add_cluster_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def job_from_args(args: argparse.Namespace) -> CropJob:
-    """The job of ``--config`` (or defaults) with every given option applied on top."""
-    job = load_config(args.config, CropJob) if args.config else CropJob()
-    data = to_dict(job)
-    for key, value in (("images", args.images or None), ("labels", args.labels), ("groups", args.group),
-                       ("objects", args.objects)):  # fmt: skip
-        if value is not None:
-            data[key] = [str(v) for v in value] if isinstance(value, list) else value
-    for key, value in (("size", args.size), ("mode", args.mode), ("padding", args.padding),
-                       ("channels", args.channels)):  # fmt: skip
-        if value is not None:
-            data["crop"][key] = value
-            if key == "channels":
-                data["patches"][key] = value
-    if args.patch_size is not None:
-        data["patches"]["patch_size"] = args.patch_size
-    if args.min_foreground is not None:
-        data["patches"]["min_foreground"] = args.min_foreground
+    """The ``CropJob`` of ``--config`` (or the defaults) with every given option applied on top."""
+    from ..core.config import from_dict, load_config, to_dict
+    from ..core.crop_job import CropJob
+
+    data = to_dict(load_config(args.config, CropJob) if args.config else CropJob())
+    if args.images:
+        data["images"] = list(args.images)
+    apply_flags(data, args, FLAGS)
     if args.preset is not None:
         data["preprocess"] = preset_pipeline(args.preset, data["crop"]["size"]).to_dict()
-    return from_dict(CropJob, data, where="crops")
+    return from_dict(CropJob, data)
 
 
 def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
     """The preprocessing steps of a named preset; ``macrophage`` resizes to the crop size."""
+    from ..core.preprocess import PreprocessPipeline, macrophage_pipeline, statistical_cell_pipeline
+
     if name == "none":
         return PreprocessPipeline()
     if name == "statistical-cell":
@@ -87,12 +104,20 @@ def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.config import save_config
+    from ..core.crop_job import run_crop_job
+    from ..core.data import check_crop_set_target
+    from ..core.outputs import check_output
+
     job = job_from_args(args)
+    job.check()
+    # Every output is checked before the first one is written and before any image is read.
+    if args.save_config:
+        check_output(args.save_config, what="config file", kind="file", overwrite=True)
+    check_crop_set_target(args.out, args.overwrite)
     if args.save_config:
         save_config(job, args.save_config)
         print(f"wrote {args.save_config}")
-    if args.out.exists() and not args.overwrite:
-        raise InputError(f"{args.out} already exists; choose another --out folder or pass --overwrite")
     last = {"name": None}
 
     def progress(name: str, done: int, total: int) -> None:
@@ -100,9 +125,25 @@ def run(args: argparse.Namespace) -> int:
             last["name"] = name
             print(f"{name}: {done}/{total} objects", file=sys.stderr)
 
-    crop_set = run_crop_job(job, args.out, overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler,
-                            on_progress=progress)  # fmt: skip
-    groups = crop_set.table["group"].value_counts().to_dict()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        crop_set = run_crop_job(job, args.out, overwrite=args.overwrite, workers=args.workers,
+                                scheduler=args.scheduler, on_progress=progress)  # fmt: skip
+    groups = crop_set.table["group"].value_counts(sort=False).to_dict()
     shape = "x".join(str(s) for s in crop_set.images.shape[1:])
-    print(f"wrote {len(crop_set)} crops ({shape}) to {args.out}: " + ", ".join(f"{g} {n}" for g, n in groups.items()))
+    notes = summed_notes([str(w.message) for w in caught if issubclass(w.category, UserWarning)])
+    for other in (w for w in caught if not issubclass(w.category, UserWarning)):
+        warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    summary = f"wrote {len(crop_set)} crops ({shape}) to {args.out}: " + ", ".join(f"{g} {n}" for g, n in groups.items())
+    print(summary + "".join(f"; {name_flags(note, FLAGS)}" for note in notes))
     return 0
+
+
+def summed_notes(messages: list[str]) -> list[str]:
+    """The crop builder's notes per image ("a.tif: 2 of 107 objects were smaller than ...") summed over the images."""
+    counts: dict[str, int] = {}
+    for message in messages:
+        match = re.fullmatch(r"(?:.+?: )?(\d+) of \d+ (.+)", message)
+        key = match[2] if match else message
+        counts[key] = counts.get(key, 0) + (int(match[1]) if match else 0)
+    return [f"{n} {text}" if n else text for text, n in counts.items()]

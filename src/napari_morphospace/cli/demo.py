@@ -6,8 +6,29 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..core.demo import DemoResult, DemoSettings, run_demo
+from .flags import Flag, HelpFormatter, add_flags, apply_flags
+
+if TYPE_CHECKING:
+    from ..core.demo import DemoResult, DemoSettings
+
+FLAGS = [
+    Flag("--ndim", ("ndim",), "2D fields or 3D volumes (2 or 3)", int),
+    Flag("--n-cells", ("n_cells",), "cells per group", int),
+    Flag("--epochs", ("epochs",), "training epochs", int),
+    Flag("--latent-dim", ("latent_dim",), "latent dimensions", int),
+    Flag("--batch-size", ("batch_size",), "crops per training batch", int),
+    Flag("--model-size", ("model_size",), "crop side (px) the model sees", int),
+    Flag("--threads", ("threads",), "torch CPU threads", int),
+    Flag("--seed", ("seed",), "seed of the data and the training", int),
+]
+
+
+def _default_settings() -> DemoSettings:
+    from ..core.demo import DemoSettings
+
+    return DemoSettings()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,20 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Open napari with synthetic control/treated cells and the plugin's widgets docked, "
         "or (--headless, or when there is no display) make the cells, crop them, train a small beta-VAE, "
         "embed, compute the statistics and write an analysis folder with an HTML report to --out.",
+        formatter_class=HelpFormatter,
     )
-    defaults = DemoSettings()
     parser.add_argument("--headless", action="store_true", help="no window: write the outputs to --out")
     parser.add_argument("--out", type=Path, default=Path("morphospace-demo"), help="output (analysis) folder")
-    parser.add_argument("--ndim", type=int, choices=(2, 3), default=2, help="2D fields or 3D volumes")
-    parser.add_argument("--n-cells", type=int, default=defaults.n_cells, help="cells per group")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
-    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim, help="latent dimensions")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="crops per training batch")
-    parser.add_argument("--model-size", type=int, default=defaults.model_size, help="crop side (px) the model sees")
-    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the training")
+    add_flags(parser, FLAGS, _default_settings)
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo run")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, flags=FLAGS)
 
 
 def has_display() -> bool:
@@ -40,13 +54,13 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def settings_from_args(args: argparse.Namespace) -> DemoSettings:
-    return DemoSettings(ndim=args.ndim, n_cells=args.n_cells, epochs=args.epochs, latent_dim=args.latent_dim,
-                        batch_size=args.batch_size, model_size=args.model_size, threads=args.threads, seed=args.seed)  # fmt: skip
-
-
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    from ..core.config import from_dict, to_dict
+    from ..core.demo import DemoSettings, run_demo
+
+    data = to_dict(DemoSettings())
+    apply_flags(data, args, FLAGS)
+    settings = from_dict(DemoSettings, data)
     if not args.headless and has_display():
         from .._qt.demo import launch_demo
 

@@ -11,12 +11,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ..core.annotations import read_annotations
-from ..core.data import load_crop_set
 from ..core.errors import InputError
-from ..core.export import MANIFEST_NAME, analysis_table, export_anndata, export_crops, export_table, read_table
+from .flags import HelpFormatter
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Write crops as OME-TIFF (or ImageJ TIFF) with pixel sizes and channel names, all of them, "
         "a selection, or one folder per annotation class; optionally the table (crop id, source, bounding box, "
         "group, annotation, latents, embeddings) as CSV/Parquet and the latents as AnnData .h5ad.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--crops", type=Path, required=True, help="crop-set folder")
     parser.add_argument("--latents", type=Path, help="latent table from 'morphospace embed' (.csv or .parquet)")
@@ -47,14 +45,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def read_crop_ids(path: Path) -> np.ndarray:
     """Crop ids from a file: a CSV with a ``crop_id`` column, or one integer per line (``#`` comments)."""
+    import pandas as pd
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise InputError(f"cannot read the id file {path} ({err.strerror or err}); check the path") from err
     lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     if lines and lines[0].split(",")[0].strip() == "crop_id":
-        table = pd.read_csv(path)
-        return table["crop_id"].to_numpy(dtype=np.int64)
+        try:
+            column = pd.read_csv(path)["crop_id"]
+        except (ValueError, pd.errors.ParserError) as err:
+            raise InputError(f"cannot read {path} as a CSV table ({err}); write one crop id per line instead") from err
+        ids = pd.to_numeric(column, errors="coerce")
+        if column.empty or not (ids.notna() & (ids == ids.round())).all():
+            raise InputError(f"{path}: the crop_id column must hold whole numbers and at least one; fix the file")
+        return ids.to_numpy(dtype=np.int64)
     ids = []
     for number, line in enumerate(lines, start=1):
         if not line:
@@ -69,34 +75,43 @@ def read_crop_ids(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.annotations import read_annotations
+    from ..core.data import load_crop_set
+    from ..core.export import (
+        MANIFEST_NAME, analysis_table, check_anndata_target, check_export_folder, check_latent_table,
+        check_table_target, export_anndata, export_crops, export_table, read_table,
+    )  # fmt: skip
+
     if args.which == "selected" and args.ids is None:
         raise InputError("--which selected needs --ids FILE listing the crop ids to export")
     if args.ids is not None and args.which != "selected":
         raise InputError("--ids is used only with --which selected")
     if args.anndata is not None and args.latents is None:
         raise InputError("--anndata needs --latents (the table written by 'morphospace embed')")
-    for target in (args.table, args.anndata):
-        if target is not None and target.exists() and not args.overwrite:
-            raise InputError(f"{target} already exists; choose another name or pass --overwrite")
-    if not args.no_crops and (args.out / MANIFEST_NAME).exists() and not args.overwrite:
-        raise InputError(f"{args.out} already holds an export ({MANIFEST_NAME}); choose another --out or pass --overwrite")
+    if args.no_crops and args.table is None and args.anndata is None:
+        raise InputError("--no-crops leaves nothing to write; add --table FILE and/or --anndata FILE")
+    # Every target and optional dependency is checked before the first file is written.
+    if args.table is not None:
+        check_table_target(args.table, args.overwrite)
+    if args.anndata is not None:
+        check_anndata_target(args.anndata, args.overwrite)
+    if not args.no_crops:
+        check_export_folder(args.out, args.overwrite)
 
     crop_set = load_crop_set(args.crops)
-    latents = read_table(args.latents) if args.latents is not None else None
-    if latents is not None and "crop_id" not in latents.columns:
-        raise InputError(f"{args.latents} has no crop_id column; pass the table written by 'morphospace embed'")
+    latents = check_latent_table(read_table(args.latents), str(args.latents)) if args.latents is not None else None
     annotations = None
     if args.annotations is not None:
         annotations, _classes = read_annotations(args.annotations)
         if annotations.empty:
             raise InputError(f"{args.annotations} holds no annotations.csv; annotate cells first or drop --annotations")
     crop_ids = read_crop_ids(args.ids) if args.ids is not None else None
+    table = analysis_table(crop_set.table, latents, annotations)
 
     if not args.no_crops:
         files = export_crops(crop_set, args.out, which=args.which, crop_ids=crop_ids, annotations=annotations,
                              format=args.format, overwrite=args.overwrite)
         print(f"{len(files)} crops written to {args.out} (list: {args.out / MANIFEST_NAME})", file=sys.stderr)
-    table = analysis_table(crop_set.table, latents, annotations)
     if args.table is not None:
         export_table(table, args.table, overwrite=args.overwrite)
         print(f"table of {len(table)} crops written to {args.table}", file=sys.stderr)

@@ -23,10 +23,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..core.data import load_crop_set
 from ..core.errors import InputError
-from ..core.sweep import SweepProgress, collect_sweep, grid_points, load_sweep_settings, read_run_record, run_sweep
+from .flags import HelpFormatter
+
+if TYPE_CHECKING:
+    from ..core.sweep import SweepProgress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train a grid of models (model, beta, latent size, depth, block) and compare them on held-out crops",
         description="Train a grid of models from one config, each an ordinary training run with its own bundle, "
         "score them on one held-out test split, and write a comparison table, figures and an HTML report.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--config", type=Path, default=None, help="sweep YAML: model:, training:, grid:, test_fraction")
     parser.add_argument("--crops", type=Path, default=None, help="crop-set folder (from 'morphospace crops')")
@@ -71,6 +75,9 @@ def _finish(table, folder: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.data import load_crop_set
+    from ..core.sweep import collect_sweep, grid_points, load_sweep_settings, read_run_record, run_sweep
+
     if args.collect is not None:
         if args.config or args.crops or args.out or args.index is not None:
             raise InputError("--collect DIR takes no other option; it reads everything from the sweep folder")

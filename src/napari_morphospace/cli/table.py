@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError
+from .flags import HelpFormatter
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Read a table with one row per object (.csv, .tsv, .parquet or AnnData .h5ad) keyed by label "
         "id (label_id, label, ObjectNumber...) and image (source, image, FileName_*, or ImageNumber with "
         "CellProfiler's image table), check it against the label images, and write an analysis folder with its "
-        "features standing where a model's latents stand. Then: morphospace report OUT.",
+        "features standing where a model's latents stand. Then: morphospace report OUT --allow-external.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("table", type=Path, help="the table of per-object measurements")
     parser.add_argument("--labels", type=Path, nargs="+", default=(), metavar="TIF",
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"analysis folder {args.out}: {len(result.table)} cells with {len(result.feature_columns)} features; "
-          f"write its report with: morphospace report {args.out}")  # fmt: skip
+          f"write its report with: morphospace report {args.out}"
+          + (" --allow-external (its images lie outside the folder)" if sources else ""))  # fmt: skip
     return 0
 
 

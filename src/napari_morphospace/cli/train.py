@@ -23,77 +23,19 @@ import shlex
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from ..core.checkpoints import CheckpointWriteError, last_checkpoint_in, requeued_checkpoint
-from ..core.config import from_dict, load_config, save_config, to_dict
-from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
-from ..core.models import build_model
-from ..core.training import (
-    TrainConfig,
-    TrainingDiverged,
-    TrainingInterrupted,
-    TrainMessage,
-    TrainUpdate,
-    save_trained_bundle,
-    train,
-)
+from .flags import Flag, HelpFormatter, add_flags, apply_flags
 
-MODEL_CHOICES = ("beta-vae", "beta-tcvae", "me-vae", "cond-vae")
-PRECISION_CHOICES = ("32-true", "bf16-mixed", "16-mixed")
-ACCELERATOR_CHOICES = ("auto", "cpu", "gpu", "cuda", "mps")
-
-# (option destination, config section, setting name)
-_OVERRIDES = [
-    ("model", "model", "model"), ("latent_dim", "model", "latent_dim"), ("beta", "model", "beta"),
-    ("epochs", "training", "epochs"), ("batch_size", "training", "batch_size"),
-    ("learning_rate", "training", "learning_rate"), ("seed", "training", "seed"),
-    ("accelerator", "training", "accelerator"), ("devices", "training", "devices"),
-    ("num_nodes", "training", "num_nodes"), ("strategy", "training", "strategy"),
-    ("precision", "training", "precision"), ("num_workers", "training", "num_workers"),
-    ("checkpoint_dir", "training", "checkpoint_dir"), ("label_column", "training", "label_column"),
-]
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="train a VAE on a crop set and save a model bundle",
-        description="Train a VAE on a crop set and write a model bundle (weights.safetensors + model.json). "
-        "Options override the values of --config.",
-    )
-    parser.add_argument("--crops", type=Path, required=True, help="crop-set folder (from 'morphospace crops')")
-    parser.add_argument("--out", type=Path, required=True, help="model bundle folder to write")
-    parser.add_argument("--config", type=Path, default=None, help="YAML/JSON with model: and training: sections")
-    parser.add_argument("--save-config", type=Path, default=None, help="write the effective config as YAML")
-    parser.add_argument("--model", choices=MODEL_CHOICES, default=None, help="which VAE to train")
-    parser.add_argument("--latent-dim", type=int, default=None, help="number of latent dimensions (2-512)")
-    parser.add_argument("--beta", type=float, default=None, help="weight of the KL term")
-    parser.add_argument("--epochs", type=int, default=None, help="number of epochs (per stage for cond-vae)")
-    parser.add_argument("--batch-size", type=int, default=None, help="crops per batch (per device)")
-    parser.add_argument("--learning-rate", type=float, default=None, help="AdamW learning rate")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (split, shuffling, augmentation)")
-    parser.add_argument("--accelerator", choices=ACCELERATOR_CHOICES, default=None, help="device type")
-    parser.add_argument("--devices", type=_devices, default=None,
-                        help="'auto', a device count (e.g. 4) or device ids (e.g. 0,2; '1,' is cuda:1 alone)")
-    parser.add_argument("--num-nodes", type=int, default=None, help="machines for multi-node training")
-    parser.add_argument("--strategy", default=None, help="Lightning strategy: auto, ddp, ddp_spawn, ...")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None, help="numeric precision")
-    parser.add_argument("--num-workers", type=int, default=None, help="data-loading worker processes")
-    parser.add_argument("--checkpoint-dir", default=None,
-                        help="folder for this run's checkpoints (default: <out>-checkpoints, removed after success)")
-    parser.add_argument("--label-column", default=None, help="crop-table column with the cond-vae label")
-    parser.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="continue from a last.ckpt")
-    parser.add_argument("--progress-bar", action="store_true", help="show Lightning's progress bar")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
-    parser.set_defaults(run=run, options=[a for a in parser._actions if a.option_strings])
-
+if TYPE_CHECKING:
+    from ..core.checkpoints import CheckpointWriteError
+    from ..core.data import CropSet
+    from ..core.training import TrainConfig, TrainingDiverged, TrainMessage
 
 def _devices(text: str) -> str | int | list[int]:
     """Parse ``--devices`` as Lightning does: 'auto', a count ("2"), or device ids ("0,2"; "1," is id 1 alone)."""
@@ -105,19 +47,75 @@ def _devices(text: str) -> str | int | list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'auto', a count or ids like 0,1") from err
 
 
+FLAGS = [
+    Flag("--model", ("model.model",), "which VAE to train"),
+    Flag("--latent-dim", ("model.latent_dim",), "number of latent dimensions (2-512)", int),
+    Flag("--beta", ("model.beta",), "the model's β: weight of the KL term (beta-vae, me-vae, cond-vae) or of the "
+         "total correlation (beta-tcvae, its tc_beta)", float),
+    Flag("--objective", ("model.objective",),
+         "rec + beta*KL (classic), or (1-beta)*rec + beta*KL with beta in [0, 1] (reparameterised)"),
+    Flag("--reconstruction", ("model.reconstruction",), "reconstruction term: 0.5*SSE (sse) or binary cross-entropy (bce)"),
+    Flag("--epochs", ("training.epochs",), "number of epochs (per stage for cond-vae)", int),
+    Flag("--batch-size", ("training.batch_size",), "crops per batch (per device)", int),
+    Flag("--learning-rate", ("training.learning_rate",), "AdamW learning rate", float),
+    Flag("--val-fraction", ("training.val_fraction",), "fraction of the crops held out for validation", float),
+    Flag("--split", ("training.split",), "hold out whole source images, or random crops"),
+    Flag("--seed", ("training.seed",), "random seed (split, shuffling, augmentation)", int),
+    Flag("--accelerator", ("training.accelerator",), "device type"),
+    Flag("--devices", ("training.devices",), "a device count (e.g. 4) or device ids (e.g. 0,2; '1,' is cuda:1 alone)",
+         _devices),
+    Flag("--num-nodes", ("training.num_nodes",), "machines for multi-node training", int),
+    Flag("--strategy", ("training.strategy",), "Lightning strategy: auto, ddp, ddp_spawn, ..."),
+    Flag("--precision", ("training.precision",), "numeric precision"),
+    Flag("--num-workers", ("training.num_workers",), "data-loading worker processes", int),
+    Flag("--checkpoint-dir", ("training.checkpoint_dir",),
+         "folder for this run's checkpoints (default: <out>-checkpoints, removed after success)"),
+    Flag("--label-column", ("training.label_column",), "crop-table column with the cond-vae label"),
+]  # fmt: skip
+
+
+def _default_config() -> TrainConfig:
+    from ..core.training import TrainConfig
+
+    return TrainConfig()
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a VAE on a crop set and save a model bundle",
+        description="Train a VAE on a crop set and write a model bundle (weights.safetensors + model.json). "
+        "Options override the values of --config.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--crops", type=Path, required=True, help="crop-set folder (from 'morphospace crops')")
+    parser.add_argument("--out", type=Path, required=True, help="model bundle folder to write")
+    parser.add_argument("--config", type=Path, default=None, help="YAML/JSON with model: and training: sections")
+    parser.add_argument("--save-config", type=Path, default=None, help="write the effective config as YAML")
+    add_flags(parser, FLAGS, _default_config)
+    parser.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="continue from a last.ckpt")
+    parser.add_argument("--progress-bar", action="store_true", help="show Lightning's progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    parser.set_defaults(run=run, flags=FLAGS, options=[a for a in parser._actions if a.option_strings])
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The config of ``--config`` (or defaults) with every given option applied on top."""
-    config = load_config(args.config, TrainConfig) if args.config else TrainConfig()
-    data: dict[str, Any] = to_dict(config)
-    for option, section, name in _OVERRIDES:
-        value = getattr(args, option)
-        if value is not None:
-            data[section][name] = value
-    return from_dict(TrainConfig, data, where="train config")
+    """The ``TrainConfig`` of ``--config`` (or the defaults) with every given option applied on top."""
+    from ..core.config import from_dict, load_config, to_dict
+    from ..core.training import TrainConfig
+
+    data = to_dict(load_config(args.config, TrainConfig) if args.config else TrainConfig())
+    apply_flags(data, args, FLAGS)
+    if args.beta is not None and data["model"]["model"] == "beta-tcvae":
+        # β of β-TCVAE (Chen et al. 2018) weighs the total correlation: the model's tc_beta.
+        data["model"]["beta"], data["model"]["tc_beta"] = TrainConfig().model.beta, args.beta
+    return from_dict(TrainConfig, data)
 
 
 def print_progress(message: TrainMessage) -> None:
     """Print one line per finished epoch (per-step updates are for the live plot of the widget)."""
+    from ..core.training import TrainUpdate
+
     if isinstance(message, TrainUpdate) and message.val_losses is not None:
         train_terms = " ".join(f"{k}={v:.4g}" for k, v in message.train_losses.items())
         val_terms = " ".join(f"{k}={v:.4g}" for k, v in message.val_losses.items())
@@ -126,7 +124,21 @@ def print_progress(message: TrainMessage) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.bundle import check_bundle_target
+    from ..core.checkpoints import CheckpointWriteError, last_checkpoint_in, requeued_checkpoint
+    from ..core.config import save_config
+    from ..core.data import load_crop_set
+    from ..core.outputs import check_output
+    from ..core.training import TrainingDiverged, TrainingInterrupted, save_trained_bundle, train
+
     config = config_from_args(args)
+    if args.resume is not None and not args.resume.is_file():
+        found = "is a folder" if args.resume.is_dir() else "does not exist"
+        hint = f" (try {args.resume / 'last.ckpt'})" if (args.resume / "last.ckpt").is_file() else ""
+        raise InputError(f"--resume {args.resume} {found}; give the checkpoint file, e.g. last.ckpt{hint}")
+    if args.save_config:
+        check_output(args.save_config, what="config file", kind="file", overwrite=True)
+    check_bundle_target(args.out, args.overwrite)  # a bundle, never another folder, before the first epoch
     if args.save_config:
         try:
             save_config(config, args.save_config)
@@ -134,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"cannot write --save-config {args.save_config} ({err.strerror or err}); "
                              "choose a file in a writable folder") from err
     crop_set = load_crop_set(args.crops)
-    _check_bundle_target(args.out, overwrite=args.overwrite, needed_bytes=_bundle_bytes(config, crop_set))
+    check_bundle_target(args.out, args.overwrite, needed_bytes=_bundle_bytes(config, crop_set))
     checkpoint_dir = Path(config.training.checkpoint_dir or default_checkpoint_dir(args.out))
     print(f"morphospace train: checkpoints go to {checkpoint_dir}", file=sys.stderr)
     resume = args.resume or requeued_checkpoint(checkpoint_dir)
@@ -175,6 +187,10 @@ def run(args: argparse.Namespace) -> int:
     state = "stopped early" if result.stopped_early else "finished"
     best = f"{result.best_val_loss:.4g}" if result.best_val_loss is not None else "n/a"
     print(f"training {state}; best validation loss {best}; model bundle written to {args.out}", file=sys.stderr)
+    if result.diagnostics is not None:
+        print("what the model learned (held-out crops):", file=sys.stderr)
+        for line in result.diagnostics.lines():
+            print(f"  {line}", file=sys.stderr)
     return 0
 
 
@@ -185,6 +201,8 @@ def default_checkpoint_dir(out: Path) -> Path:
 
 def _checkpoint_after(err: TrainingDiverged | CheckpointWriteError, checkpoint_dir: Path) -> str | None:
     """The checkpoint to resume from after ``err``."""
+    from ..core.checkpoints import last_checkpoint_in
+
     found = getattr(err, "last_checkpoint", None) or last_checkpoint_in(checkpoint_dir)
     return str(found) if found else None
 
@@ -238,29 +256,7 @@ def _option_text(value: Any) -> str:
 
 def _bundle_bytes(config: TrainConfig, crop_set: CropSet) -> int:
     """The size of the bundle this training will write: the model's tensors."""
+    from ..core.models import build_model
+
     model = build_model(config.model, tuple(int(n) for n in crop_set.images.shape[1:]))
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
-
-
-def _check_bundle_target(out: Path, *, overwrite: bool, needed_bytes: int) -> None:
-    """Refuse ``--out`` before the first epoch: an existing folder (without --overwrite), a file, a read-only
-    or full disk. Otherwise the model would be lost after training."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; the model bundle is a folder: choose a folder name")
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; choose another --out or pass --overwrite")
-    existing = out.absolute().parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"{existing} is a file, so --out {out} cannot be written; choose another folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise InputError(f"cannot write the model bundle in {existing} ({err.strerror or err}); the folder or "
-                         "disk is read-only or not yours: choose a writable --out") from err
-    free = shutil.disk_usage(existing).free
-    if free < needed_bytes + 2**20:
-        raise InputError(f"the disk holding {existing} is full ({free / 2**20:.1f} MiB free, the model bundle needs "
-                         f"{needed_bytes / 2**20:.1f} MiB); free space or choose --out on another disk")

@@ -36,14 +36,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .. import __version__
 from .annotations import ANNOTATIONS_CSV, CLASSES_JSON, LOCK_NAME
-from .config import atomic_write_text, set_default_permissions
+from .config import atomic_write_text, load_config, shown
+from .crop_job import CropJob
 from .data import CropSet, load_crop_set, save_crop_set
 from .errors import InputError
-from .features import latent_columns
+from .export import check_latent_table
+from .outputs import check_writable, names_format, set_default_permissions
 
 FORMAT_NAME = "napari-morphospace analysis"
 FORMAT_VERSION = 1
@@ -69,14 +72,25 @@ _ALLOWED_SUFFIXES = {
     "crop_job": (".yaml", ".yml", ".json"),
 }
 _TEXT_COLUMNS = {"source": str, "group": str, "annotation": str}
+# Each part of analysis.json and how messages name it.
+_PART_NAMES = {
+    "crop_set": "crop set", "model": "model bundle", "latents": "latent table", "annotations": "annotation table",
+    "annotation_classes": "annotation classes", "selections": "selections", "classifier": "classifier metrics",
+    "factors": "factor table", "crop_job": "crop job",
+}  # fmt: skip
+CONSENT_HINT = (
+    "open it with --allow-external (command line) or answer Yes when the Analysis widget asks, if you trust "
+    "this folder; or copy the data into the folder"
+)
 
 
 @dataclass
 class FileRef:
-    """Where a file or folder is: relative to the analysis folder (tried first) and absolute.
+    """Where a file or folder is: relative to the analysis folder, and the absolute path when it was saved.
 
-    The relative path keeps a folder usable after it is moved together with
-    its data; the absolute path finds data outside it that stayed in place.
+    The relative path is the reference: it keeps a folder usable after it is
+    moved or copied. The absolute path is only a hint for data that stayed
+    behind, and is read only with the user's consent (see :meth:`locate`).
     """
 
     path: str
@@ -91,12 +105,59 @@ class FileRef:
             relative = target.as_posix()
         return cls(path=relative, absolute=target.as_posix())
 
-    def resolve(self, folder: Path) -> Path | None:
-        """The first of (relative, absolute) that exists, or None."""
-        for candidate in (Path(os.path.normpath(folder / self.path)), Path(self.absolute)):
-            if candidate.exists():
-                return candidate
-        return None
+    def locate(self, folder: Path) -> Location:
+        """Where the reference leads from ``folder``, and whether that is outside it.
+
+        The relative path is tried first, the absolute path only when nothing
+        is there. A path counts as external when it resolves outside the
+        analysis folder, or when it is a folder holding a link that does.
+        """
+        root = folder.resolve()
+        relative = Path(os.path.normpath(folder / self.path))
+        if relative.exists():
+            return Location(relative, outside=_outside(relative, root), fallback=False)
+        absolute = Path(self.absolute)
+        if absolute.is_absolute() and absolute.exists():
+            return Location(absolute, outside=_outside(absolute, root), fallback=True)
+        return Location(None, outside=None, fallback=False)
+
+    def resolve(self, folder: Path, *, allow_external: bool = False) -> Path | None:
+        """The path the reference leads to, or None when it is missing or outside ``folder`` without consent."""
+        location = self.locate(folder)
+        return location.path if location.path is not None and (allow_external or not location.external) else None
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a :class:`FileRef` leads: ``path`` (None when missing); ``outside``, the place outside the
+    analysis folder it reaches (itself, or through a link), or None; ``fallback``: found only at the
+    absolute path recorded when the folder was saved."""
+
+    path: Path | None
+    outside: Path | None
+    fallback: bool
+
+    @property
+    def external(self) -> bool:
+        return self.outside is not None
+
+
+def _outside(path: Path, root: Path) -> Path | None:
+    """Where ``path``, or a link anywhere inside it (a folder part), leads outside ``root``; None when it stays inside."""
+    target = path.resolve()
+    if not target.is_relative_to(root):
+        return target
+    folders = [str(path)] if path.is_dir() else []
+    while folders:  # scandir knows links and folders without a stat per file (a crop set has one file per crop)
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    target = Path(entry.path).resolve()
+                    if not target.is_relative_to(root):
+                        return target
+                elif entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+    return None
 
 
 @dataclass
@@ -128,6 +189,8 @@ class AnalysisFolder:
     factors: FileRef | None = None
     crop_job: FileRef | None = None
     plot_settings: dict[str, Any] = field(default_factory=dict)
+    #: Whether the user agreed to read references outside the folder (never saved in analysis.json).
+    allow_external: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": self.created,
@@ -140,9 +203,19 @@ class AnalysisFolder:
         return data
 
     def path_of(self, part: str) -> Path | None:
-        """The existing path of a part (``"latents"``, ``"model"``...), or None when absent or missing."""
+        """The existing path of a part (``"latents"``, ``"model"``...), or None when absent, missing or
+        outside the folder without :attr:`allow_external`."""
         ref = getattr(self, part)
-        return ref.resolve(self.folder) if ref is not None else None
+        return ref.resolve(self.folder, allow_external=self.allow_external) if ref is not None else None
+
+    def references(self) -> list[tuple[str, FileRef]]:
+        """Every reference of ``analysis.json``: (what it is, where), parts first, then source and label images."""
+        refs = [(_PART_NAMES[part], getattr(self, part)) for part in _PART_NAMES if getattr(self, part) is not None]
+        for i, source in enumerate(self.sources):
+            refs.append((f"source image {i}", source.image))
+            if source.labels is not None:
+                refs.append((f"label image {i}", source.labels))
+        return refs
 
 
 @dataclass
@@ -163,6 +236,7 @@ class Analysis:
     selections: dict[str, list[int]] = field(default_factory=dict)
     classifier: dict[str, Any] | None = None
     factors: pd.DataFrame | None = None
+    crop_job: CropJob | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -172,8 +246,14 @@ class Analysis:
 
     @property
     def source_images(self) -> list[Path | None]:
-        """Each source image's path where it was found, None where it is missing."""
-        return [s.image.resolve(self.folder) for s in self.manifest.sources]
+        """Each source image's path where it was found, None where it is missing (or outside without consent)."""
+        return [s.image.resolve(self.folder, allow_external=self.manifest.allow_external) for s in self.manifest.sources]
+
+    def labels_path(self, source: SourceRef) -> Path | None:
+        """The label image of ``source`` where it was found, None where it is missing (or outside without consent)."""
+        if source.labels is None:
+            return None
+        return source.labels.resolve(self.folder, allow_external=self.manifest.allow_external)
 
 
 def _now() -> str:
@@ -202,10 +282,14 @@ def create_analysis(
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; choose a folder for the analysis")
-    if (folder / ANALYSIS_JSON).exists() and not overwrite:
-        raise InputError(f"{folder} already holds an analysis; open it, choose another folder or pass overwrite")
-    if folder.exists() and not (folder / ANALYSIS_JSON).exists() and not _only_annotations(folder):
+    if (folder / ANALYSIS_JSON).exists():
+        if not overwrite:
+            raise InputError(f"{folder} already holds an analysis; open it, choose another folder or pass overwrite")
+        if not names_format(folder / ANALYSIS_JSON, FORMAT_NAME):  # overwrite replaces only an analysis of ours
+            raise InputError(f"{folder / ANALYSIS_JSON} is not a {FORMAT_NAME}, so it is not replaced; choose another folder")
+    elif folder.exists() and not _only_annotations(folder):
         raise InputError(f"{folder} holds other files and is not an analysis folder; choose an empty or new folder")
+    check_writable(folder, what="analysis folder")
     sources = source_refs(folder, images, labels, groups)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = AnalysisFolder(folder=folder, created=_now(), sources=sources)
@@ -404,14 +488,15 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
     if not path.is_file():
         raise InputError(f"{folder} is not an analysis folder: it has no {ANALYSIS_JSON}; choose a folder saved by napari-morphospace")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path} cannot be read ({err}); it was edited by hand or damaged: restore it from a copy") from err
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        raise InputError(f"{path} cannot be read ({type(err).__name__}: {err}); it was edited by hand or damaged: "
+                         "restore it from a copy") from err  # fmt: skip
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise InputError(f"{path} does not describe a {FORMAT_NAME}; choose a folder saved by napari-morphospace")
     version = data.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise InputError(f"{path}: format_version is {version!r}, not a whole number; the file was edited by hand")
+        raise InputError(f"{path}: format_version is {shown(version)}, not a whole number; the file was edited by hand")
     writer = data.get("napari_morphospace_version", "an unknown version")
     if version > FORMAT_VERSION:
         raise InputError(
@@ -440,13 +525,22 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
             )
             ref = None
         setattr(manifest, part, ref)
-    for i, entry in enumerate(data.get("sources") or []):
+    sources = data.get("sources") or []
+    if not isinstance(sources, list):
+        problems.append(f"{ANALYSIS_JSON}: sources is {shown(sources)}, not a list of source images; they were "
+                        "ignored. Fix the entry by hand or save the analysis again")  # fmt: skip
+        sources = []
+    for i, entry in enumerate(sources):
         where = f"{ANALYSIS_JSON} source {i}"
         image = _file_ref(entry.get("image") if isinstance(entry, dict) else None, where, problems)
         if image is None:
             continue
         labels = _file_ref(entry["labels"], f"{where} labels", problems) if entry.get("labels") else None
-        manifest.sources.append(SourceRef(image=image, labels=labels, group=str(entry.get("group", ""))))
+        group = entry.get("group", "")
+        if not isinstance(group, (str, int, float)) or isinstance(group, bool):
+            problems.append(f"{where}: group is {shown(group)}, not a name; the group was left empty")
+            group = ""
+        manifest.sources.append(SourceRef(image=image, labels=labels, group=str(group)))
     plot_settings = data.get("plot_settings") or {}
     if isinstance(plot_settings, dict):
         manifest.plot_settings = plot_settings
@@ -456,13 +550,32 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
 
 
 def _file_ref(entry: Any, where: str, problems: list[str]) -> FileRef | None:
-    if isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("absolute", ""), str):
+    if (isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"]
+            and isinstance(entry.get("absolute", ""), str) and "\0" not in entry["path"] + entry.get("absolute", "")):
         return FileRef(path=entry["path"], absolute=entry.get("absolute") or entry["path"])
     problems.append(f"{where} is not a path entry ({{'path': ..., 'absolute': ...}}); it was ignored. Fix it by hand")
     return None
 
 
-def open_analysis(folder: str | os.PathLike, *, load_model: bool = True) -> Analysis:
+
+
+def external_references(folder: str | os.PathLike) -> list[str]:
+    """What ``analysis.json`` refers to outside the folder, one ``"what: path"`` per reference.
+
+    Read before opening, so the user can be asked whether to allow it
+    (:func:`open_analysis` with ``allow_external``). Raises :class:`InputError`
+    like :func:`read_manifest` when the folder is not an analysis.
+    """
+    manifest = read_manifest(folder)[0]
+    found = []
+    for what, ref in manifest.references():
+        location = ref.locate(manifest.folder)
+        if location.path is not None and location.external:
+            found.append(f"{what}: {location.outside}")
+    return found
+
+
+def open_analysis(folder: str | os.PathLike, *, load_model: bool = True, allow_external: bool = False) -> Analysis:
     """Open an analysis folder: load every part that is there and list what is missing or damaged.
 
     Never executes code from the folder: ``analysis.json`` is parsed as
@@ -471,6 +584,13 @@ def open_analysis(folder: str | os.PathLike, *, load_model: bool = True) -> Anal
     referenced but gone, or a file that cannot be parsed becomes a message
     in :attr:`Analysis.problems` (naming the file) and the rest still opens.
 
+    An analysis folder refers only to its own contents: a reference that
+    leads outside it (``../``, an absolute path, a link, or the absolute path
+    recorded when a now-missing part was saved) is read only with
+    ``allow_external`` (the user's consent: ``--allow-external``, or Yes in
+    the Analysis widget); otherwise it is listed as a problem and not read.
+    A part found only at its recorded absolute path is a problem either way.
+
     Raises
     ------
     InputError
@@ -478,43 +598,70 @@ def open_analysis(folder: str | os.PathLike, *, load_model: bool = True) -> Anal
         newer format version.
     """
     manifest, problems, notes = read_manifest(folder)
+    manifest.allow_external = allow_external
     analysis = Analysis(manifest=manifest, problems=problems, notes=notes)
     root = manifest.folder
+    outside: list[str] = []
     for i, source in enumerate(manifest.sources):
         for kind, ref in (("source image", source.image), ("label image", source.labels)):
-            if ref is not None and ref.resolve(root) is None:
+            if ref is None:
+                continue
+            location = ref.locate(root)
+            if location.path is None:
                 problems.append(
-                    f"{kind} {ref.absolute} (source {i}, group {source.group or '?'}) is missing: not found at "
-                    f"{root / ref.path} nor at {ref.absolute}; move it back or edit {ANALYSIS_JSON}. "
-                    "Crops, latents and annotations still open"
+                    f"{kind} {ref.path} (source {i}, group {source.group or '?'}) is missing from {root}; move it back "
+                    f"or edit {ANALYSIS_JSON}. Crops, latents and annotations still open"
                 )
-    analysis.crop_set = _load_part(manifest, "crop_set", "crop set", load_crop_set, problems)
+            elif location.external and not allow_external:
+                outside.append(str(location.outside))
+    if outside:
+        problems.append(f"{len(outside)} source or label image(s) lie outside the analysis folder (e.g. {outside[0]}) "
+                        f"and were not read; {CONSENT_HINT}")  # fmt: skip
+    analysis.crop_set = _load_part(manifest, "crop_set", load_crop_set, problems)
     if load_model:
         from .bundle import load_bundle
 
-        analysis.bundle = _load_part(manifest, "model", "model bundle", load_bundle, problems)
-    analysis.latents = _load_part(manifest, "latents", "latent table", lambda p: _read_latents(p, problems), problems)
-    analysis.annotations = _load_part(manifest, "annotations", "annotation table", _read_annotations, problems)
-    analysis.annotation_classes = _load_part(manifest, "annotation_classes", "annotation classes", _read_json, problems)
-    analysis.selections = _load_part(manifest, "selections", "selections", _read_selections, problems) or {}
-    analysis.classifier = _load_part(manifest, "classifier", "classifier metrics", _read_json, problems)
-    analysis.factors = _load_part(manifest, "factors", "factor table", pd.read_csv, problems)
+        analysis.bundle = _load_part(manifest, "model", load_bundle, problems)
+    analysis.latents = _load_part(manifest, "latents", lambda p: _read_latents(p, problems), problems)
+    analysis.annotations = _load_part(manifest, "annotations", _read_annotations, problems)
+    analysis.annotation_classes = _load_part(manifest, "annotation_classes", _read_json, problems)
+    analysis.selections = _load_part(manifest, "selections", _read_selections, problems) or {}
+    analysis.classifier = _load_part(manifest, "classifier", _read_json, problems)
+    analysis.factors = _load_part(manifest, "factors", _read_factors, problems)
+    analysis.crop_job = _load_part(manifest, "crop_job", lambda path: load_config(path, CropJob), problems)
     _check_crop_ids(analysis)
+    _check_preprocessing(analysis)
     return analysis
 
 
-def _load_part(manifest: AnalysisFolder, part: str, what: str, loader: Any, problems: list[str]) -> Any:
-    ref = getattr(manifest, part)
+def _load_part(manifest: AnalysisFolder, part: str, loader: Any, problems: list[str]) -> Any:
+    """Load one part where its reference leads, or add a problem saying why it was not loaded."""
+    ref, what = getattr(manifest, part), _PART_NAMES[part]
     if ref is None:
         return None
-    path = ref.resolve(manifest.folder)
-    if path is None:
-        problems.append(f"the {what} {ref.path} is missing (also not at {ref.absolute}); it was not loaded")
+    location = ref.locate(manifest.folder)
+    if location.path is None:
+        problems.append(f"the {what} {ref.path} is missing from {manifest.folder}; it was not loaded. "
+                        "Restore it, or save that part again")  # fmt: skip
         return None
+    if location.external and not manifest.allow_external:
+        if location.fallback:
+            where = f"is missing; its copy was recorded at {location.outside}"
+        elif location.outside == Path(os.path.abspath(location.path)):
+            where = f"lies at {location.outside}"
+        else:
+            where = f"leads through a link to {location.outside}"
+        problems.append(f"the {what} {ref.path} {where}, outside the analysis folder, and was not read; {CONSENT_HINT}")
+        return None
+    if location.fallback:
+        problems.append(f"the {what} {ref.path} is missing from {manifest.folder}; {location.path} (where it was "
+                        "when the folder was saved) was read instead. Copy it into the folder or save that part again")  # fmt: skip
     try:
-        return loader(path)
-    except (InputError, OSError, ValueError, KeyError, TypeError) as err:
-        problems.append(f"the {what} {path} cannot be read ({err}); it was edited by hand or damaged. "
+        return loader(location.path)
+    except (InputError, OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+        # What a file outside the folder holds is not repeated, not even in an error message.
+        detail = f" ({err})" if not location.external else ""
+        problems.append(f"the {what} {location.path} cannot be read{detail}; it was edited by hand or damaged. "
                         "Restore it, or save that part again")  # fmt: skip
         return None
 
@@ -522,20 +669,20 @@ def _load_part(manifest: AnalysisFolder, part: str, what: str, loader: Any, prob
 def _read_latents(path: Path, problems: list[str]) -> pd.DataFrame:
     """The latent table from Parquet; the CSV next to it must agree (a hand edit shows up here)."""
     if path.suffix.lower() == ".csv":
-        return _checked_latents(_read_latents_csv(path), path)
+        return check_latent_table(_read_latents_csv(path), path.name)
     try:
-        table = _checked_latents(pd.read_parquet(path), path)
+        table = check_latent_table(pd.read_parquet(path), path.name)
     except (OSError, ValueError) as err:
         csv = path.with_suffix(".csv")
         if not csv.is_file():
             raise
         problems.append(f"the latent table {path} cannot be read ({err}); using {csv.name} instead. "
                         "Save the latents again to repair it")  # fmt: skip
-        return _checked_latents(_read_latents_csv(csv), csv)
+        return check_latent_table(_read_latents_csv(csv), csv.name)
     csv = path.with_suffix(".csv")
     if csv.is_file():
         try:
-            from_csv = _read_latents_csv(csv)
+            from_csv = check_latent_table(_read_latents_csv(csv), csv.name)
             pd.testing.assert_frame_equal(table, from_csv, check_dtype=False, check_column_type=False)
         except (AssertionError, OSError, ValueError):
             problems.append(f"{csv} differs from {path.name} (one of them was edited by hand); "
@@ -548,28 +695,32 @@ def _read_latents_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=["NaN"], dtype=_TEXT_COLUMNS)
 
 
-def _checked_latents(table: pd.DataFrame, path: Path) -> pd.DataFrame:
-    if "crop_id" not in table.columns or not latent_columns(table):
-        raise InputError(f"{path.name} has no crop_id and mu_* (or feature:*) columns, so it is not a latent table")
-    if not table["crop_id"].is_unique:
-        raise InputError(f"{path.name} has repeated crop_id values")
-    return table
-
-
 def _read_annotations(path: Path) -> pd.DataFrame:
     table = pd.read_csv(path, keep_default_na=False, dtype={"annotation": str})
     missing = [c for c in ("crop_id", "annotation") if c not in table.columns]
     if missing:
         raise InputError(f"{path.name} lacks column(s) {', '.join(missing)}")
-    return table
+    ids = pd.to_numeric(table["crop_id"], errors="coerce")
+    if not (ids.notna() & np.isfinite(ids) & (ids == ids.round())).all():
+        raise InputError(f"{path.name}: every crop_id must be a whole number")
+    if not ids.is_unique:
+        raise InputError(f"{path.name} gives some crop_id more than one annotation")
+    return table.assign(crop_id=ids.astype(np.int64))
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_factors(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path)
+    if "crop_id" in table.columns and not pd.api.types.is_integer_dtype(table["crop_id"]):
+        raise InputError(f"{path.name}: every crop_id must be a whole number")
+    return table
 
 
 def _read_selections(path: Path) -> dict[str, list[int]]:
-    data = json.loads(path.read_text())
+    data = _read_json(path)
     if not isinstance(data, dict) or not all(
         isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids) for ids in data.values()
     ):
@@ -597,6 +748,21 @@ def _check_crop_ids(analysis: Analysis) -> None:
             analysis.problems.append(f"selection {name!r} in {SELECTIONS_JSON} names unknown crop id(s) {unknown[:5]}")
 
 
+def _check_preprocessing(analysis: Analysis) -> None:
+    """Flag a model whose training crops were made differently from the folder's crop set."""
+    from .bundle import preprocessing_differences
+
+    if analysis.bundle is None or analysis.crop_set is None:
+        return
+    differences = preprocessing_differences(analysis.bundle.preprocess, analysis.crop_set.preprocess)
+    if differences:
+        analysis.problems.append(
+            "the model was trained on crops made differently from this folder's crop set ("
+            + "; ".join(differences) + "); its latents of these crops are not comparable. Make the crops again with "
+            "the model's settings (its model.json) or train on these crops"
+        )
+
+
 __all__ = [
     "ANALYSIS_JSON",
     "FORMAT_VERSION",
@@ -605,6 +771,7 @@ __all__ = [
     "FileRef",
     "SourceRef",
     "create_analysis",
+    "external_references",
     "is_analysis_folder",
     "open_analysis",
     "read_manifest",

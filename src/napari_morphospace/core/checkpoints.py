@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .config import set_default_permissions
+from .outputs import set_default_permissions
 from .errors import InputError
 
 RUN_FILE = "run.json"

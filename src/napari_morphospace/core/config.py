@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import reprlib
 import tempfile
 import types
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from .errors import InputError
+from .outputs import scratch_prefix, set_default_permissions
 
 T = TypeVar("T")
 
@@ -63,8 +66,19 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
         values[name] = _coerce(hints[name], raw, f"{where + '.' if where else ''}{name}")
     try:
         return cls(**values)
+    except InputError:
+        raise  # a settings check: its message already names the field
     except (TypeError, ValueError) as err:
         raise InputError(f"{where or cls.__name__}: {err}") from err
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+
+
+def shown(value: Any) -> str:
+    """A value from a config file for a one-line message: short even for huge or deeply nested values."""
+    return _REPR.repr(value)
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
@@ -84,14 +98,14 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
                 return _coerce(arg, value, where)
             except InputError as err:
                 errors.append(str(err))
-        raise InputError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {tp}")
+        raise InputError(errors[0] if len(errors) == 1 else f"{where}: {shown(value)} fits none of {tp}")
     if origin is Literal:
         if value not in args:
-            raise InputError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+            raise InputError(f"{where}: {shown(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise InputError(f"{where}: expected a list, got {value!r}")
+            raise InputError(f"{where}: expected a list, got {shown(value)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise InputError(f"{where}: expected {len(args)} values, got {len(value)}")
@@ -101,31 +115,33 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise InputError(f"{where}: expected a mapping, got {value!r}")
+            raise InputError(f"{where}: expected a mapping, got {shown(value)}")
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where=where)
     if tp is bool:
         if not isinstance(value, bool):
-            raise InputError(f"{where}: expected true or false, got {value!r}")
+            raise InputError(f"{where}: expected true or false, got {shown(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise InputError(f"{where}: expected an integer, got {value!r}")
+            raise InputError(f"{where}: expected an integer, got {shown(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{where}: expected a number, got {value!r}")
+            raise InputError(f"{where}: expected a number, got {shown(value)}")
+        if not math.isfinite(value):
+            raise InputError(f"{where}: expected a finite number, got {shown(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise InputError(f"{where}: expected text, got {value!r}")
+            raise InputError(f"{where}: expected text, got {shown(value)}")
         return value
     if tp is Path:
         if not isinstance(value, (str, os.PathLike)):
-            raise InputError(f"{where}: expected a path, got {value!r}")
+            raise InputError(f"{where}: expected a path, got {shown(value)}")
         return Path(value)
     return value
 
@@ -133,14 +149,23 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 def load_config(path: str | os.PathLike, cls: type[T]) -> T:
     """Read a YAML or JSON file into the settings dataclass ``cls``."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"config file {path} is a folder; give the .yaml or .json file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise InputError(f"cannot read config file {path}: {err.strerror}") from err
+        raise InputError(f"cannot read config file {path}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"config file {path} is not text (UTF-8); give a YAML or JSON file") from err
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise InputError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as err:
+        if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+            message = f"{err.problem} at line {err.problem_mark.line + 1}"
+        else:
+            message = " ".join(str(err).split()) or type(err).__name__
+        raise InputError(f"config file {path} is not valid {kind} ({message}); fix it or save it again") from err
     return from_dict(cls, data or {}, where=path.name)
 
 
@@ -157,7 +182,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file so that readers see either the old or the new file, never a half one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=scratch_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -170,16 +195,4 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def set_default_permissions(path: str | os.PathLike) -> None:
-    """Give a file or folder made by ``tempfile`` (private, 0600/0700) the permissions of a normal one.
-
-    Temporary files are private so no one reads them half-written; once
-    complete they should be as readable as any file the user saves.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    mode = 0o777 if Path(path).is_dir() else 0o666
-    os.chmod(path, mode & ~umask)
-
-
-__all__ = ["to_dict", "from_dict", "load_config", "save_config", "atomic_write_text", "set_default_permissions"]
+__all__ = ["to_dict", "from_dict", "load_config", "save_config", "atomic_write_text"]

@@ -22,9 +22,10 @@ import numpy as np
 
 from .cluster import dask_client, ordered_map
 from .crops import CropCancelled, CropSettings, CropSource, PatchSettings, build_crop_set
-from .data import CropSet, concat_crop_sets, load_crop_set
+from .data import CropSet, check_crop_set_target, concat_crop_sets, load_crop_set
 from .errors import InputError
 from .io import read_stack
+from .outputs import scratch_prefix
 from .preprocess import PreprocessPipeline
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -48,6 +49,11 @@ class CropJob:
     preprocess : PreprocessPipeline
         Steps run on every crop; stored with the crop set and with any model trained on it.
     reader : {"auto", "tifffile", "bioio", "aicsimageio"}
+    axes : str, optional
+        For TIFF images whose axes metadata is missing or wrong: one letter
+        from ``TCZYX`` per axis of the file, in file order (e.g. ``"CYX"`` for
+        three channel planes, which would otherwise be read as Z). The label
+        images are read with the same axes without ``C``.
     """
 
     images: list[str] = field(default_factory=list)
@@ -58,6 +64,7 @@ class CropJob:
     patches: PatchSettings = field(default_factory=PatchSettings)
     preprocess: PreprocessPipeline = field(default_factory=PreprocessPipeline)
     reader: Literal["auto", "tifffile", "bioio", "aicsimageio"] = "auto"
+    axes: str | None = None
 
     def __post_init__(self) -> None:
         # Check step names and parameters the same way for a YAML config as for the widget.
@@ -84,13 +91,22 @@ class CropJob:
         return self.groups[0] if len(self.groups) == 1 else self.groups[index]
 
 
-def read_labels(path: str | Path) -> Any:
+def read_labels(path: str | Path, *, axes: str | None = None) -> Any:
     """A label image as an integer array ``[T,] [Z,] Y, X``, refusing float or multi-channel files.
 
     numpy, or a dask array for files over 1 GiB (the crop builder loads one
-    time point at a time).
+    time point at a time). ``axes`` (the image's, as given to :func:`read_stack`)
+    is used without ``C`` when the label file has that many axes.
     """
-    stack = read_stack(path, reader="tifffile")
+    stack = None
+    if axes is not None:
+        try:
+            stack = read_stack(path, reader="tifffile", axes=axes.upper().replace("C", ""))
+        except InputError as err:
+            if "does not fit the file" not in str(err):
+                raise
+    if stack is None:
+        stack = read_stack(path, reader="tifffile")
     if "C" in stack.axes:
         raise InputError(
             f"label file {path} has {stack.data.shape[stack.axes.index('C')]} channels (axes {stack.axes}); "
@@ -108,10 +124,10 @@ def read_labels(path: str | Path) -> Any:
 def job_source(job: CropJob, index: int) -> CropSource:
     """Image ``index`` of ``job`` (opened lazily when large) and its objects, ready for ``build_crop_set``."""
     image_path = job.images[index]
-    stack = read_stack(image_path, reader=job.reader)
+    stack = read_stack(image_path, reader=job.reader, axes=job.axes)
     common = dict(group=job.group_of(index), source=str(image_path))
     if job.objects == "labels":
-        return CropSource(stack, read_labels(job.labels[index]), "labels", job.crop, **common)
+        return CropSource(stack, read_labels(job.labels[index], axes=job.axes), "labels", job.crop, **common)
     return CropSource(stack, None, "patches", job.patches, **common)
 
 
@@ -127,9 +143,12 @@ def run_crop_job(
 ) -> CropSet:
     """Crop every image of ``job`` and return one crop set, saved to ``out`` when given.
 
+    ``out`` is checked before any image is read (an existing folder without
+    ``overwrite``, one that is not a crop set, a read-only or full disk).
     Images are opened one at a time and their crops streamed straight into
-    ``out``, so neither the images nor the crops need to fit in memory
-    together; nothing appears at ``out`` unless every image succeeded.
+    ``out`` (through a scratch folder beside it that a rename finishes), so
+    neither the images nor the crops need to fit in memory together; nothing
+    appears at ``out`` unless every image succeeded.
 
     With ``workers`` (local processes) or ``scheduler`` (the address of a
     dask.distributed cluster), each image is cropped by its own task into a
@@ -137,8 +156,8 @@ def run_crop_job(
     image order as they finish: the crop set is the same as without.
     """
     job.check()
-    if out is not None and Path(out).exists() and not overwrite:
-        raise InputError(f"{out} already exists; choose another output folder or pass --overwrite")
+    if out is not None:
+        check_crop_set_target(out, overwrite)
     pipeline = job.preprocess if job.preprocess.steps else None
     with dask_client(workers=workers, scheduler=scheduler) as client:
         if client is None:
@@ -174,7 +193,8 @@ def _run_on_cluster(job: CropJob, client: Any, out: str | Path | None, *, overwr
     scratch = None
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.parts-", dir=Path(out).parent))
+        # Named for this host and process, so the next run removes it if this one is killed.
+        scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix(out), suffix=".tmp", dir=Path(out).parent))
     tasks = [(job, index, str(scratch / f"part{index}") if scratch else None) for index in range(len(job.images))]
 
     def parts() -> Iterator[CropSet]:

@@ -23,6 +23,7 @@ each crop with the object's mask. Pixels outside the image are 0 in the crop.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import threading
 import warnings
@@ -175,7 +176,7 @@ class _Source:
     data: Any
     has_time: bool
     channel_names: list[str]
-    scale: tuple[float, ...]
+    scale: tuple[float, ...]  # physical pixel size per spatial axis; () when the image gives none
     name: str
     low: np.ndarray = field(default_factory=lambda: np.zeros(0))
     high: np.ndarray = field(default_factory=lambda: np.ones(0))
@@ -211,7 +212,7 @@ def _as_source(image: Stack | Any, axes: str | None, channels: list[int] | None,
     """Check the axes, move them to ``TCZYX`` order and select channels."""
     if isinstance(image, Stack):
         data, axes = image.data, image.axes
-        names, scale, name = list(image.channel_names), image.scale, source or image.source
+        names, scale, name = list(image.channel_names), _known_scale(image), source or image.source
     else:
         data, names, scale, name = image, [], {}, source
         if not hasattr(data, "ndim") or not hasattr(data, "shape"):
@@ -221,6 +222,13 @@ def _as_source(image: Stack | Any, axes: str | None, channels: list[int] | None,
         raise InputError(f"image dtype {data.dtype} is not supported; give an integer or float image")
     if 0 in data.shape:
         raise InputError(f"the image of shape {tuple(data.shape)} is empty; give an image with pixels")
+    try:
+        str(name).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(
+            f"the file name {str(name).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 text, so the crop table "
+            "cannot record where the crops come from; rename the file (letters, digits, spaces are fine)"
+        ) from None
     present = [a for a in AXES_ORDER if a in axes]
     data = data.transpose([axes.index(a) for a in present])
     if "C" not in axes:
@@ -243,9 +251,22 @@ def _as_source(image: Stack | Any, axes: str | None, channels: list[int] | None,
         data=data,
         has_time="T" in axes,
         channel_names=names,
-        scale=tuple(float(scale.get(a, 1.0)) for a in "ZYX" if a in axes),
+        scale=tuple(float(scale.get(a, 1.0)) for a in "ZYX" if a in axes) if scale else (),
         name=str(name),
     )
+
+
+def _known_scale(image: Stack) -> dict[str, float]:
+    """The pixel size of a stack, or ``{}`` when the file gives none (crops then record no spacing).
+
+    A reader sets 1.0 where a file has no pixel size; a size is known when
+    it has a unit or differs from 1.0, so 1 µm is never invented.
+    """
+    spatial = [a for a in "ZYX" if a in image.axes]
+    known = any(a in image.units or image.scale.get(a, 1.0) != 1.0 for a in spatial)
+    return dict(image.scale) if known else {}
+
+
 def _check_axes(axes: str | None, shape: tuple[int, ...]) -> str:
     """Validate an axes string against the array shape, with a hint for RGB(A) images."""
     shape = tuple(int(s) for s in shape)
@@ -296,6 +317,14 @@ def _set_intensity_range(src: _Source, normalise: str, percentiles: Sequence[flo
         src.low, src.high = np.zeros(len(samples)), np.ones(len(samples))
         return
     src.low, src.high = np.array([_percentiles(s, percentiles) for s in samples]).T
+    flat = [i for i, (a, b) in enumerate(zip(src.low, src.high)) if not b > a]
+    if flat:
+        warnings.warn(
+            f"{src.name or 'the image'}: channel(s) {', '.join(map(str, flat))} have the same value at the "
+            f"{percentiles[0]} and {percentiles[1]} percentiles (a constant or nearly empty channel), so their crops "
+            "carry little or no information; check the image or choose other channels",
+            stacklevel=4,
+        )
 
 
 def _percentiles(values: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
@@ -540,12 +569,40 @@ def _centred_boxes(centres: np.ndarray, size: tuple[int, ...]) -> tuple[np.ndarr
     return start, start + np.array(size)
 
 
-def _spatial_size(size: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
+def _spatial_size(size: int | tuple[int, ...], src: _Source) -> tuple[int, ...]:
+    """The crop's spatial size for ``src``, refused when crops that large would not fit in memory."""
+    ndim = src.spatial_ndim
     if isinstance(size, int):
-        return (size,) * ndim
+        size = (size,) * ndim
     if len(size) != ndim:
         raise InputError(f"crop size {tuple(size)} has {len(size)} values but the image has {ndim} spatial axes")
-    return tuple(int(s) for s in size)
+    size = tuple(int(s) for s in size)
+    # At least one crop per batch, with float64 working copies of it while it is cut and preprocessed.
+    per_crop = int(src.data.shape[1]) * math.prod(size)
+    needed = max(_BATCH_BYTES, per_crop * 4) + per_crop * 32
+    available = available_memory()
+    if needed > available:
+        raise InputError(
+            f"crops of {' x '.join(map(str, size))} pixels with {src.data.shape[1]} channel(s) take "
+            f"{per_crop * 4 / 2**20:.0f} MiB each and about {needed / 2**30:.1f} GiB while cropping, more than the "
+            f"{available / 2**30:.1f} GiB of memory available; choose a smaller crop size"
+        )
+    return size
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process: Linux's MemAvailable, else all physical memory, else 8 GiB."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 8 * 2**30
 
 
 # --------------------------------------------------------------------------- candidates and batches
@@ -750,6 +807,7 @@ def _drain(plan: _Plan, pipeline: PreprocessPipeline | None, sink: _Sink,
         if stop_event is not None and stop_event.is_set():
             raise CropCancelled("crop making was stopped")
         images = _apply_pipeline(batch.images, batch.masks, pipeline)
+        plan.tally["blank"] += int((~images.reshape(len(images), -1).any(axis=1)).sum())
         sink.add(images, batch.table, plan)
         made, done = made + len(images), batch.done
         if on_progress is not None:
@@ -808,6 +866,8 @@ def _warn_skipped(tally: Counter, total: int, what: str) -> None:
         "border": "touched the image border and were skipped (exclude_border=False keeps them)",
         "cut": "were larger than the crop and were cut (increase size or use mode='fit')",
         "background": "had less foreground than min_foreground and were skipped (lower it to keep them)",
+        "blank": "gave crops that are entirely 0 (a constant or empty region of the image: check the image, its "
+        "channels and contrast; such crops carry no information)",
     }
     for key, text in notes.items():
         if tally[key]:
@@ -980,7 +1040,7 @@ def crops_from_labels(
 def _labels_plan(image: Stack | Any, labels: Any, settings: CropSettings, *, pipeline: PreprocessPipeline | None,
                  group: str, source: str, axes: str | None) -> _Plan:  # fmt: skip
     src = _as_source(image, axes, settings.channels, source)
-    size = _spatial_size(settings.size, src.spatial_ndim)
+    size = _spatial_size(settings.size, src)
     labels = _check_labels(labels, src)
     tally: Counter = Counter()
     candidates = _label_candidates(src, labels, settings, size, tally)
@@ -1122,7 +1182,7 @@ def crops_from_points(
 def _points_plan(image: Stack | Any, points: Any, settings: CropSettings, *, pipeline: PreprocessPipeline | None,
                  group: str, source: str, axes: str | None) -> _Plan:  # fmt: skip
     src = _as_source(image, axes, settings.channels, source)
-    size = _spatial_size(settings.size, src.spatial_ndim)
+    size = _spatial_size(settings.size, src)
     points = _check_points(points, src)
     _set_intensity_range(src, settings.normalise, settings.percentiles)
     candidates = _point_candidates(src, points, size)
@@ -1168,7 +1228,7 @@ def crops_from_boxes(
 def _boxes_plan(image: Stack | Any, boxes: Any, settings: CropSettings, *, pipeline: PreprocessPipeline | None,
                 group: str, source: str, axes: str | None) -> _Plan:  # fmt: skip
     src = _as_source(image, axes, settings.channels, source)
-    size = _spatial_size(settings.size, src.spatial_ndim)
+    size = _spatial_size(settings.size, src)
     boxes = _check_boxes(boxes, src)
     _set_intensity_range(src, settings.normalise, settings.percentiles)
     candidates = _box_candidates(src, boxes, size)
@@ -1395,7 +1455,7 @@ class ObjectPreview:
     ) -> None:
         self.kind, self.settings, self.group = kind, settings, group
         self._src = _as_source(image, axes, settings.channels, source)
-        self._size = _spatial_size(settings.size, self._src.spatial_ndim)
+        self._size = _spatial_size(settings.size, self._src)
         self._labels = None
         if kind == "labels":
             self._labels = _check_labels(objects, self._src)

@@ -18,6 +18,7 @@ Crop sets written before sharding (one crop per chunk file) open unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -37,7 +38,9 @@ import torch
 import zarr
 from torch.utils.data import Dataset
 
+from .config import shown
 from .errors import InputError
+from .outputs import check_output, names_format, replace_folder, scratch_prefix, write_failed
 
 # Columns every crop table has, in this order; more columns may follow.
 # The bounding box is one start/stop pair per spatial axis of the source:
@@ -146,11 +149,18 @@ class CropSet:
             raise InputError(
                 f"spacing {tuple(self.spacing)} does not have one value per spatial axis ({self.spatial_ndim})"
             )
+        ids = self.table["crop_id"]
+        if len(ids) and not pd.api.types.is_integer_dtype(ids.dtype):
+            raise InputError(f"crop_id values must be whole numbers; the crop table has {ids.dtype} values {_first(ids)}")
         if check_values is None:
             check_values = isinstance(self.images, np.ndarray)
         if check_values:
-            for _, block in crop_blocks(self.images):
-                check_crop_values(block)
+            for start, block in crop_blocks(self.images):
+                check_crop_values(block, ids.iloc[start : start + len(block)])
+
+
+def _first(values: pd.Series, n: int = 3) -> str:
+    return ", ".join(repr(v) for v in values.head(n).tolist())
 
 
 def _as_dask(images: Any) -> da.Array:
@@ -191,17 +201,35 @@ def crop_blocks(images: Any, length: int | None = None) -> Iterator[tuple[int, n
         yield start, np.asarray(images[start : start + length])
 
 
-def check_crop_values(crops: np.ndarray) -> None:
-    """Refuse crops that are not finite or not in [0, 1], saying what was found."""
+def check_crop_values(crops: np.ndarray, crop_ids: Sequence[int] | pd.Series | None = None) -> None:
+    """Refuse crops that are not finite or not in [0, 1], saying what was found (and which crops, given their ids).
+
+    Crops are always made in [0, 1]; other values come from a damaged or
+    hand-made crop set (a lost chunk of a crop set written with a NaN fill
+    value reads as NaN).
+    """
     if crops.size == 0:
         return
-    finite = bool(np.isfinite(crops).all())
-    low, high = np.nanmin(crops), np.nanmax(crops)
-    if not finite or low < 0 or high > 1:
-        raise InputError(
-            f"crop values must be finite and in [0, 1]; found {low}..{high}"
-            f"{'' if finite else ' and NaN or inf values'}"
-        )
+    flat = np.asarray(crops).reshape(len(crops), -1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        bad |= (flat < 0).any(axis=1) | (flat > 1).any(axis=1)
+    if not bad.any():
+        return
+    values = flat[bad]
+    finite = values[np.isfinite(values)]
+    found = f"{finite.min()}..{finite.max()}" if finite.size else "no finite value"
+    nonfinite = "" if np.isfinite(values).all() else " and NaN or inf values"
+    which = ""
+    if crop_ids is not None:
+        ids = np.asarray(crop_ids)[bad]
+        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+        which = f" in the crop(s) with crop_id {', '.join(str(i) for i in ids[:5])}{more}"
+    raise InputError(
+        f"crop values must be finite and in [0, 1]; found {found}{nonfinite}{which} (a chunk file lost from "
+        f"{IMAGES_NAME} reads as NaN): the crop set is damaged or was not made by napari-morphospace; copy it again "
+        "or make it again"
+    )
 
 
 def concat_crop_sets(
@@ -328,8 +356,11 @@ class CropSetWriter:
         self.preprocess = preprocess
         self.overwrite = overwrite
         check_crop_set_target(self.directory, overwrite)
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=f".{self.directory.name}.", suffix=".tmp"))
+        try:
+            self.directory.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=scratch_prefix(self.directory), suffix=".tmp"))
+        except OSError as err:
+            raise write_failed(self.directory, err) from err
         chunk, shard = _storage_layout(self.crop_shape)
         self._images = zarr.create_array(
             store=str(self._tmp / IMAGES_NAME),
@@ -337,7 +368,7 @@ class CropSetWriter:
             chunks=(chunk,) + self.crop_shape,
             shards=(shard,) + self.crop_shape,
             dtype="float32",
-            fill_value=0.0,
+            fill_value=np.nan,  # a chunk file lost later reads as NaN, which loading refuses (0 would pass as a crop)
             compressors=None,
             config={"write_empty_chunks": True},  # every chunk holds crops: skip zarr's check for empty ones
         )
@@ -405,9 +436,14 @@ class CropSetWriter:
                 "channel_names": self.channel_names,
                 "spacing": list(self.spacing),
                 "preprocess": self.preprocess,
+                "crop_id_order": crop_id_order(table["crop_id"]),
             }
             (self._tmp / METADATA_NAME).write_text(json.dumps(metadata, indent=2))
-            _move_into_place(self._tmp, self.directory, self.overwrite)
+            check_crop_set_target(self.directory, self.overwrite)
+            replace_folder(self._tmp, self.directory)
+        except OSError as err:
+            self.abort()
+            raise write_failed(self.directory, err) from err
         except BaseException:
             self.abort()
             raise
@@ -497,58 +533,79 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
     metadata = _read_metadata(directory)
     try:
         images = zarr.open_array(str(directory / IMAGES_NAME), mode="r")
-    except (FileNotFoundError, ValueError, KeyError, zarr.errors.BaseZarrError) as err:
+    except (FileNotFoundError, ValueError, KeyError, TypeError, zarr.errors.BaseZarrError) as err:
         raise InputError(
             f"{directory}: cannot open the crop images {IMAGES_NAME} ({err}); the crop set is damaged, make it again"
         ) from err
     table = _read_table(directory)
-    if tuple(images.shape[1:]) != tuple(metadata.get("crop_shape", images.shape[1:])):
+    if tuple(images.shape[1:]) != tuple(metadata["crop_shape"]):
         raise InputError(
             f"{directory}: {IMAGES_NAME} holds crops of shape {tuple(images.shape[1:])} but {METADATA_NAME} "
             f"says {tuple(metadata['crop_shape'])}; the crop set was modified, make it again"
         )
+    _check_stored_chunks(images, directory)
     if in_memory is None:
         in_memory = images.nbytes <= IN_MEMORY_LIMIT_BYTES
+    try:
+        data = images[...] if in_memory else images
+    except Exception as err:  # zarr and its codecs raise many types for a damaged chunk
+        raise InputError(
+            f"{directory}: cannot read the crop images {IMAGES_NAME} ({type(err).__name__}: {err}); "
+            "the crop set is damaged, make it again"
+        ) from err
     crop_set = CropSet(
-        images=images[...] if in_memory else images,
+        images=data,
         table=table,
-        channel_names=list(metadata.get("channel_names", [])),
-        spacing=tuple(metadata.get("spacing", ())),
+        channel_names=list(metadata["channel_names"]),
+        spacing=tuple(metadata["spacing"]),
         preprocess=metadata.get("preprocess"),
     )
     try:
-        crop_set.validate(check_values=False)
+        crop_set.validate(check_values=in_memory)
+        order = metadata.get("crop_id_order")
+        if order is not None and order != crop_id_order(table["crop_id"]):
+            raise InputError(
+                f"the rows of {TABLE_PARQUET}/{TABLE_CSV} are not in the order of the crop images (reordered or "
+                "edited by hand), so crop ids would name the wrong crops"
+            )
     except InputError as err:
         raise InputError(f"{directory}: {err}; the crop set was modified or is damaged, make it again") from err
     return crop_set
 
 
-def check_crop_set_target(directory: Path, overwrite: bool) -> None:
-    """Refuse to write a crop set over an existing folder unless asked to, and never over one that is not a crop set."""
-    if not directory.exists():
+def _check_stored_chunks(images: zarr.Array, directory: Path) -> None:
+    """Refuse a crop set whose image store lost data files (shards or chunks): zarr would read them as fill values.
+
+    Crop sets written with a NaN fill value read a lost file as NaN, which the value checks refuse;
+    older sets (fill value 0, indistinguishable from a black crop) are counted: one file per shard
+    (or per chunk, before sharding) under ``images.zarr/c``.
+    """
+    if np.isnan(images.fill_value):
         return
-    if not directory.is_dir():
-        raise InputError(f"{directory} exists and is a file; choose a folder name for the crop set")
-    is_empty = not any(directory.iterdir())
-    if not overwrite and not is_empty:
-        raise InputError(f"{directory} already exists; choose another folder or pass overwrite=True to replace it")
-    if not is_empty and not (directory / METADATA_NAME).exists():
+    per_file = int((images.shards or images.chunks)[0])
+    expected = math.ceil(int(images.shape[0]) / per_file)
+    stored = sum(len(files) for _, _, files in os.walk(directory / IMAGES_NAME / "c"))
+    if stored < expected:
         raise InputError(
-            f"{directory} exists and is not a crop set, so it will not be replaced; choose another folder"
+            f"{directory}: {expected - stored} of {expected} data file(s) of {IMAGES_NAME} are missing "
+            "(deleted or not copied), so some crops have no data; the crop set is damaged, copy it again or make it again"
         )
 
 
-def _move_into_place(tmp: Path, directory: Path, overwrite: bool) -> None:
-    """Rename the finished temporary folder to ``directory``, replacing an old crop set if allowed."""
-    check_crop_set_target(directory, overwrite)
-    if not directory.exists():
-        os.replace(tmp, directory)
-        return
-    # Move the old set aside first so the target path is never missing a complete set for long.
-    old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".old"))
-    os.replace(directory, old / "set")
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+def is_crop_set_folder(path: str | os.PathLike) -> bool:
+    """True for a folder holding a ``crop_set.json`` of this format (what ``overwrite`` may replace)."""
+    return names_format(Path(path) / METADATA_NAME, FORMAT_NAME)
+
+
+def check_crop_set_target(directory: str | os.PathLike, overwrite: bool, *, needed_bytes: int = 0) -> Path:
+    """Refuse a crop-set target before any work: existing (without ``overwrite``), not a crop set, or not writable."""
+    return check_output(directory, what="crop set", kind="folder", overwrite=overwrite, is_ours=is_crop_set_folder,
+                        needed_bytes=needed_bytes)  # fmt: skip
+
+
+def crop_id_order(crop_ids: pd.Series | np.ndarray) -> str:
+    """A fingerprint of the crop ids in table order: rows reordered by hand no longer match their images."""
+    return hashlib.sha256(np.asarray(crop_ids, dtype="<i8").tobytes()).hexdigest()[:16]
 
 
 def _write_table(table: pd.DataFrame, directory: Path) -> None:
@@ -558,23 +615,37 @@ def _write_table(table: pd.DataFrame, directory: Path) -> None:
 
 def _read_metadata(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
-        raise InputError(f"crop set folder {directory} does not exist; check the path or make crops first")
+        what = "is a file, not a folder" if directory.exists() else "does not exist"
+        raise InputError(f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' (or make crops first)")
     path = directory / METADATA_NAME
     if not path.exists():
         raise InputError(
             f"{directory} is not a crop set: it has no {METADATA_NAME}; choose a folder written by save_crop_set"
         )
     try:
-        metadata = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
         raise InputError(f"{path} is damaged ({err}); make the crop set again") from err
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise InputError(f"{path} does not describe a {FORMAT_NAME}; choose a folder written by save_crop_set")
     if metadata.get("format_version") != FORMAT_VERSION:
         raise InputError(
-            f"{directory} is a crop set of format version {metadata.get('format_version')!r}, but this version of "
+            f"{directory} is a crop set of format version {shown(metadata.get('format_version'))}, but this version of "
             f"napari-morphospace reads version {FORMAT_VERSION}; update napari-morphospace or make the crops again"
         )
+    checks = {
+        "crop_shape": lambda v: isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v),
+        "channel_names": lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
+        "spacing": lambda v: isinstance(v, list) and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in v),
+        "preprocess": lambda v: v is None or isinstance(v, dict),
+    }
+    defaults = {"spacing": [], "preprocess": None}
+    for key, valid in checks.items():
+        value = metadata.get(key, defaults.get(key))
+        if not valid(value):
+            raise InputError(f"{path}: {key} is {shown(value)}, which is not what a crop set records; the file was edited "
+                             "by hand or is damaged: make the crop set again")  # fmt: skip
+        metadata[key] = value
     return metadata
 
 
@@ -700,9 +771,13 @@ __all__ = [
     "CropSet",
     "CropSetWriter",
     "bbox_columns",
+    "check_crop_set_target",
+    "check_crop_values",
     "concat_crop_sets",
     "crop_blocks",
+    "crop_id_order",
     "crop_set_folder",
+    "is_crop_set_folder",
     "load_crop_set",
     "open_crop_set_writer",
     "save_crop_set",

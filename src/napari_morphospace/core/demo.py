@@ -34,7 +34,7 @@ from .crop_job import CropJob, run_crop_job
 from .crops import CropSettings
 from .data import CropSet
 from .embed import embed
-from .errors import InputError
+from .outputs import check_output
 from .gallery import gallery_figure
 from .io import Stack, write_stack
 from .models import ModelSettings
@@ -164,11 +164,10 @@ def latent_statistics(latents: pd.DataFrame) -> dict[str, Any]:
 
 
 def _prepare(out: Path, overwrite: bool) -> None:
+    """Make ``out`` an empty folder: new, empty, or (with ``overwrite``) the output of an earlier demo run."""
+    check_output(out, what="demo output folder", kind="folder", overwrite=overwrite,
+                 is_ours=lambda folder: (folder / MARKER).is_file())  # fmt: skip
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise InputError(f"{out} is not empty; choose another --out folder or pass --overwrite")
-        if not (out / MARKER).exists():
-            raise InputError(f"{out} holds files that the demo did not write; choose an empty or new folder")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -14,9 +14,10 @@ into blocks encoded by dask.distributed workers.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -25,10 +26,12 @@ import torch.nn.functional as F
 
 from .bundle import Bundle, check_compatible, load_bundle
 from .cluster import ordered_map, worker_threads
-from .data import CropSet, block_length, load_crop_set, read_crops
+from .data import CropSet, block_length, check_crop_values, load_crop_set, read_crops
 from .errors import InputError
 from .models import Condition, StackedConditionalVAE
-from .training import StopFlag
+
+if TYPE_CHECKING:  # the training module imports Lightning, which embedding does not need
+    from .training import StopFlag
 
 
 def embed(
@@ -41,17 +44,21 @@ def embed(
     label_classes: list[Any] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     stop_event: StopFlag | None = None,
+    allow_preprocessing_mismatch: bool = False,
 ) -> pd.DataFrame:
     """Posterior means and log-variances of every crop, as a table keyed by ``crop_id``.
 
     Parameters
     ----------
     model_or_bundle : MorphoVAE, StackedConditionalVAE or Bundle
-        A bundle is first checked against the crop set (channels, crop shape)
-        and supplies ``label_column``/``label_classes`` of its training.
+        A bundle is first checked against the crop set (channels, crop shape,
+        preprocessing: :func:`~.bundle.check_compatible`) and supplies
+        ``label_column``/``label_classes`` of its training.
     crop_set : CropSet
         Crops ``(N, C, [Z,] Y, X)`` float32 in [0, 1]; zarr-backed sets are
-        read one batch at a time (the next while this one is encoded), never in full.
+        read one batch at a time (the next while this one is encoded), never in
+        full, and every batch is checked to hold finite values in [0, 1] (a
+        damaged set is refused, not embedded).
     batch_size : int
     device : str or torch.device
         Where to run the encoder (e.g. "cuda:0").
@@ -63,6 +70,9 @@ def embed(
     stop_event : object with ``is_set()``, optional
         Checked before every batch; when set, embedding stops and returns
         the rows done so far.
+    allow_preprocessing_mismatch : bool
+        Embed (with a warning) crops made with other crop or preprocessing
+        settings than the bundle's training crops, instead of refusing them.
 
     Returns
     -------
@@ -82,9 +92,13 @@ def embed(
     """
     if batch_size < 1:
         raise InputError(f"batch_size is {batch_size}; use at least 1")
+    device = check_device(device)
     model = model_or_bundle
     if isinstance(model_or_bundle, Bundle):
-        check_compatible(model_or_bundle, crop_set)
+        differences = check_compatible(model_or_bundle, crop_set, allow_preprocessing_mismatch=allow_preprocessing_mismatch)
+        if differences:
+            warnings.warn("embedding crops made differently from the model's training crops: " + "; ".join(differences),
+                          UserWarning, stacklevel=2)  # fmt: skip
         model = model_or_bundle.model
         label_column = label_column or model_or_bundle.config.get("train_settings", {}).get("label_column")
         label_classes = label_classes or model_or_bundle.label_classes
@@ -96,6 +110,7 @@ def embed(
         for images in _batches_read_ahead(crop_set.images, batch_size):
             if stop_event is not None and stop_event.is_set():
                 break
+            check_crop_values(images, crop_set.table["crop_id"].iloc[done : done + len(images)])
             mu, logvar = encode(torch.from_numpy(images).to(device), slice(done, done + len(images)))
             mus.append(mu.float().cpu().numpy())
             logvars.append(logvar.float().cpu().numpy())
@@ -103,6 +118,26 @@ def embed(
             if on_progress is not None:
                 on_progress(done, len(crop_set))
     return _latent_table(crop_set.table.iloc[:done], mus, logvars, int(model.settings.latent_dim))
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device named ``device``, refused in one line when it is not a device name or this machine lacks it."""
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise InputError(f"{device!r} is not a torch device name; use cpu, cuda, cuda:0 or mps") from err
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {str(device)!r} needs CUDA, which this machine (or this torch build) lacks; use --device cpu")
+        if chosen.index is not None and chosen.index >= count:
+            raise InputError(f"device {str(device)!r} does not exist: this machine has {count} CUDA device(s), "
+                             f"cuda:0 to cuda:{count - 1}")  # fmt: skip
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {str(device)!r} needs Apple's MPS, which this machine lacks; use --device cpu")
+    elif chosen.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device type {chosen.type!r} is not supported; use cpu, cuda, cuda:0 or mps")
+    return chosen
 
 
 def _batches_read_ahead(images: Any, batch_size: int) -> Iterator[np.ndarray]:
@@ -130,6 +165,7 @@ def embed_on_cluster(
     *,
     batch_size: int = 256,
     device: str = "cpu",
+    allow_preprocessing_mismatch: bool = False,
 ) -> pd.DataFrame:
     """:func:`embed` of the crop set at ``crops_path``, split into blocks encoded by dask.distributed workers.
 
@@ -139,12 +175,17 @@ def embed_on_cluster(
     Workers must see both folders at the same paths.
     """
     crop_set = load_crop_set(crops_path, in_memory=False)
-    check_compatible(load_bundle(bundle_path), crop_set)
+    differences = check_compatible(load_bundle(bundle_path), crop_set,
+                                   allow_preprocessing_mismatch=allow_preprocessing_mismatch)  # fmt: skip
+    if differences:
+        warnings.warn("embedding crops made differently from the model's training crops: " + "; ".join(differences),
+                      UserWarning, stacklevel=2)  # fmt: skip
     block = block_length(crop_set.images)
     tasks = [(str(bundle_path), str(crops_path), start, min(start + block, len(crop_set)), batch_size, device)
              for start in range(0, len(crop_set), block)]  # fmt: skip
     parts = list(ordered_map(client, _embed_block, tasks))
-    return pd.concat(parts, ignore_index=True) if parts else embed(load_bundle(bundle_path), crop_set)
+    return pd.concat(parts, ignore_index=True) if parts else embed(load_bundle(bundle_path), crop_set,
+                                                                   allow_preprocessing_mismatch=True)  # fmt: skip
 
 
 def _embed_block(task: tuple[str, str, int, int, int, str]) -> pd.DataFrame:
@@ -154,7 +195,9 @@ def _embed_block(task: tuple[str, str, int, int, int, str]) -> pd.DataFrame:
     crop_set = load_crop_set(crops_path, in_memory=False)
     block = CropSet(crop_set.images[start:stop], crop_set.table.iloc[start:stop], crop_set.channel_names,
                     crop_set.spacing, crop_set.preprocess)  # fmt: skip
-    return embed(load_bundle(bundle_path, map_location=device), block, batch_size=batch_size, device=device)
+    # Checked (and warned about) once by embed_on_cluster, before the tasks started.
+    return embed(load_bundle(bundle_path, map_location=device), block, batch_size=batch_size, device=device,
+                 allow_preprocessing_mismatch=True)
 
 
 def _encoder(model: torch.nn.Module, crop_set: CropSet, label_column: str | None,
@@ -209,4 +252,4 @@ def _latent_table(table: pd.DataFrame, mus: list[np.ndarray], logvars: list[np.n
     return pd.concat([table[["crop_id"]], latents, others], axis=1)
 
 
-__all__ = ["embed", "embed_on_cluster"]
+__all__ = ["check_device", "embed", "embed_on_cluster"]

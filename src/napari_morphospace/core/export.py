@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from .config import set_default_permissions
 from .data import CropSet
 from .errors import InputError
 from .io import Stack, write_stack
+from .outputs import check_output, remove_stale_scratch, scratch_prefix, set_default_permissions, write_failed
 
 MANIFEST_NAME = "manifest.csv"
 UNANNOTATED = ""
@@ -79,13 +79,50 @@ def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
             f"{existing[0]}{more} already exist(s); choose another folder or name, or allow overwriting "
             "(--overwrite on the command line)"
         )
+    folders = [p for p in existing if p.is_dir()]
+    if folders:
+        raise InputError(f"{folders[0]} is a folder where a file would be written; move it away or choose another folder")
 
 
-def _write_failed(path: Path, err: OSError) -> InputError:
-    return InputError(
-        f"cannot write {path} ({err.strerror or err}); the disk may be full or the folder read-only. "
-        "Nothing half-written was left; free space or choose a writable folder"
-    )
+_EXPORT_FILE = re.compile(r"^crop_\d+(\.ome)?\.tif$")
+
+
+def is_export_folder(folder: str | os.PathLike) -> bool:
+    """True for a folder holding only what :func:`export_crops` writes (crop files, class folders, manifest).
+
+    That is what ``overwrite`` may write into: a finished export, or one that
+    was interrupted before its manifest. A folder with any other file is not.
+    """
+    folder = Path(folder)
+    if (folder / MANIFEST_NAME).is_file():
+        return True
+
+    def ours(entry: Path, depth: int) -> bool:
+        if entry.is_symlink():
+            return False
+        if entry.is_dir():
+            return depth == 0 and all(ours(child, 1) for child in entry.iterdir())
+        return bool(_EXPORT_FILE.match(entry.name)) or entry.name.endswith(".tmp")
+
+    return all(ours(entry, 0) for entry in folder.iterdir())
+
+
+def check_export_folder(folder: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an export folder before anything is written: another kind of folder, a file, or not writable."""
+    folder = check_output(folder, what="export folder", kind="folder", overwrite=overwrite, is_ours=is_export_folder)
+    if folder.is_dir():  # interrupted exports leave temporary files beside their crop files
+        for sub in [folder, *(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())]:
+            remove_stale_scratch(sub)
+    return folder
+
+
+def check_table_target(path: str | os.PathLike, overwrite: bool, *, suffixes: Sequence[str] = (".csv", ".parquet"),
+                       what: str = "table") -> Path:  # fmt: skip
+    """Refuse a table (or other single-file) target before any work: wrong suffix, a folder, existing, not writable."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{path.name}: the {what} is written as {' or '.join(suffixes)}; change the file name")
+    return check_output(path, what=what, kind="file", overwrite=overwrite)
 
 
 @contextmanager
@@ -99,10 +136,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=scratch_prefix(path), suffix=".tmp")
         os.close(fd)
     except OSError as err:
-        raise _write_failed(path, err) from err
+        raise write_failed(path, err) from err
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as handle:
@@ -111,7 +148,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
-        raise _write_failed(path, err) from err
+        raise write_failed(path, err) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -170,9 +207,11 @@ def export_crops(
     labels = _annotation_per_row(table, annotations)
     positions = _chosen_rows(table, which, crop_ids, labels)
     relative = _relative_paths(table, positions, which, labels, format)
+    check_export_folder(folder, overwrite)
     targets = [_inside(folder, folder / r) for r in relative]
     manifest_path = _inside(folder, folder / MANIFEST_NAME)
     _refuse_existing([*targets, manifest_path], overwrite)
+    replaced = _previous_export(folder) - set(relative)
     axes = "C" + "ZYX"[3 - crop_set.spatial_ndim :]
     spatial = axes[1:]
     scale = {a: float(s) for a, s in zip(spatial, crop_set.spacing)} if crop_set.spacing else {}
@@ -187,7 +226,7 @@ def export_crops(
             else:
                 _write_imagej(target, stack)
         except OSError as err:
-            raise _write_failed(target, err) from err
+            raise write_failed(target, err) from err
         written.append(target)
         if progress is not None:
             progress(done, len(positions))
@@ -196,7 +235,27 @@ def export_crops(
     manifest["annotation"] = labels[positions]
     with atomic_path(manifest_path) as tmp:
         manifest.to_csv(tmp, index=False)
+    _remove_previous(folder, replaced)
     return written
+
+
+def _previous_export(folder: Path) -> set[str]:
+    """The crop files the export already in ``folder`` lists in its manifest (empty when there is none)."""
+    try:
+        files = pd.read_csv(folder / MANIFEST_NAME, usecols=["file"], dtype=str)["file"]
+    except (OSError, ValueError):
+        return set()
+    return {f for f in files.dropna() if _EXPORT_FILE.match(Path(f).name)}
+
+
+def _remove_previous(folder: Path, relative: set[str]) -> None:
+    """Delete the files of the replaced export that the new one did not write, and class folders left empty."""
+    for name in relative:
+        path = folder / name
+        if path.resolve().is_relative_to(folder.resolve()) and path.is_file():
+            path.unlink()
+            if path.parent != folder and not any(path.parent.iterdir()):
+                path.parent.rmdir()
 
 
 def _annotation_per_row(table: pd.DataFrame, annotations: pd.Series | None) -> np.ndarray:
@@ -210,9 +269,17 @@ def _annotation_per_row(table: pd.DataFrame, annotations: pd.Series | None) -> n
 
 def _chosen_rows(table: pd.DataFrame, which: str, crop_ids: Iterable[int] | None, labels: np.ndarray) -> np.ndarray:
     if which == "all":
+        if table.empty:
+            raise InputError("the crop set holds no crops, so there is nothing to export; make crops first")
         return np.arange(len(table))
     if which == "per-class":
-        return np.flatnonzero(labels != UNANNOTATED)
+        positions = np.flatnonzero(labels != UNANNOTATED)
+        if positions.size == 0:
+            raise InputError(
+                "no crop is annotated, so a per-class export would write nothing; annotate cells first "
+                "(Annotate widget; on the command line pass --annotations ANALYSIS_DIR) or export all crops"
+            )
+        return positions
     if which != "selected":
         raise InputError(f"which must be 'all', 'selected' or 'per-class'; got {which!r}")
     if crop_ids is None:
@@ -298,11 +365,8 @@ def export_table(table: pd.DataFrame, path: str | os.PathLike, *, overwrite: boo
     CSV holds text (``""`` stays empty, NaN is written ``NaN``); Parquet keeps
     dtypes exactly. The index is not written.
     """
-    path = Path(path)
+    path = check_table_target(path, overwrite)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InputError(f"{path.name}: a table is written as .csv or .parquet; change the file name")
-    _refuse_existing([path], overwrite)
     table = table.reset_index(drop=True)
     with atomic_path(path) as tmp:
         if suffix == ".csv":
@@ -313,11 +377,56 @@ def export_table(table: pd.DataFrame, path: str | os.PathLike, *, overwrite: boo
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a table written by :func:`export_table`; text columns come back as text (``""`` not NaN)."""
+    """Read a table written by :func:`export_table`; text columns come back as text (``""`` not NaN).
+
+    A missing, unreadable or damaged file is refused in one line naming it.
+    """
     path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, keep_default_na=False, na_values=["NaN"])
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise InputError(f"the table {path} {what}; give the .csv or .parquet file written by 'morphospace embed'")
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise InputError(f"{path.name} is not a .csv or .parquet table; give the file written by 'morphospace embed'")
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, keep_default_na=False, na_values=["NaN"])
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise InputError(f"cannot read the table {path} ({type(err).__name__}: {err}); it is damaged or not a "
+                         f"{path.suffix.lower()[1:]} file: write it again") from err  # fmt: skip
+
+
+def check_latent_table(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Refuse a latent table whose rows cannot be trusted to name their crops; return it with integer crop ids.
+
+    It needs a ``crop_id`` column of unique whole numbers and ``mu_*`` (or
+    measured ``feature:*``) columns of finite numbers: anything else was edited
+    by hand or mixed with another file, and would put latents on the wrong cells.
+    """
+    from .features import latent_columns
+
+    columns = latent_columns(table)
+    if "crop_id" not in table.columns or not columns:
+        raise InputError(f"{name} has no crop_id and mu_0, mu_1, ... columns, so it is not a latent table; "
+                         "give the table written by 'morphospace embed' (or by 'morphospace table')")  # fmt: skip
+    ids = pd.to_numeric(table["crop_id"], errors="coerce")
+    whole = ids.notna() & np.isfinite(ids) & (ids == ids.round())
+    if not whole.all():
+        bad = table["crop_id"][~whole].iloc[0]
+        shown = repr(bad) if isinstance(bad, str) else str(bad)
+        raise InputError(f"{name}: crop_id {shown} is not a whole number; "
+                         "the table was edited by hand, embed the crops again")  # fmt: skip
+    if not ids.is_unique:
+        raise InputError(f"{name} has repeated crop_id values (e.g. {int(ids[ids.duplicated()].iloc[0])}); "
+                         "embed the crops again")  # fmt: skip
+    mu = table[columns].apply(pd.to_numeric, errors="coerce")
+    finite = np.isfinite(mu.to_numpy(dtype=np.float64)).all(axis=1)
+    if not finite.all():
+        raise InputError(f"{name}: the mu_* values of crop_id {int(ids[~finite].iloc[0])} are missing, NaN, infinite "
+                         "or not numbers; the table was edited by hand or damaged, embed the crops again")  # fmt: skip
+    table = table.copy()
+    table["crop_id"] = ids.astype(np.int64)
+    return table
 
 
 def export_anndata(latent_table: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -333,22 +442,13 @@ def export_anndata(latent_table: pd.DataFrame, path: str | os.PathLike, *, overw
     ``PCA_*``/``UMAP_*``/``TSNE_*`` columns; ``obs`` = every other column
     (crop id, source, label id, t, group, annotation, bounding box, clusters).
     """
-    path = Path(path)
-    if path.suffix.lower() != ".h5ad":
-        raise InputError(f"{path.name}: AnnData files end in .h5ad; change the file name")
-    try:
-        import anndata
-    except ImportError as err:
-        raise InputError(
-            "writing .h5ad needs the optional package anndata: install it with "
-            "pip install 'napari-morphospace[anndata]', or export the table as .csv/.parquet instead"
-        ) from err
+    path = check_anndata_target(path, overwrite)
+    anndata = require_anndata()
     from .features import latent_columns, original_name
 
     mu = latent_columns(latent_table)  # a model's mu_*, or measured feature:* columns (var_names: the user's names)
     if not mu:
         raise InputError("the table has no mu_* columns; export the latent table written by 'morphospace embed'")
-    _refuse_existing([path], overwrite)
     obsm_columns = {"X_latent": mu}
     if logvar := _prefixed(latent_table, "logvar_"):
         obsm_columns["X_logvar"] = logvar
@@ -369,6 +469,25 @@ def export_anndata(latent_table: pd.DataFrame, path: str | os.PathLike, *, overw
         with _nullable_strings(anndata):
             adata.write_h5ad(tmp)
     return path
+
+
+def check_anndata_target(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an ``.h5ad`` target before any work (suffix, existing, not writable) and check anndata is installed."""
+    path = check_table_target(path, overwrite, suffixes=(".h5ad",), what="AnnData file")
+    require_anndata()
+    return path
+
+
+def require_anndata() -> Any:
+    """The optional ``anndata`` module, or a one-line message saying how to install it."""
+    try:
+        import anndata
+    except ImportError as err:
+        raise InputError(
+            "writing .h5ad needs the optional package anndata: install it with "
+            "pip install 'napari-morphospace[anndata]', or export the table as .csv/.parquet instead"
+        ) from err
+    return anndata
 
 
 @contextmanager
@@ -424,12 +543,17 @@ __all__ = [
     "MANIFEST_NAME",
     "analysis_table",
     "atomic_path",
+    "check_anndata_target",
+    "check_export_folder",
+    "check_latent_table",
+    "check_table_target",
     "class_folder_names",
     "crop_file_name",
     "export_anndata",
     "export_crops",
     "export_figures",
     "export_table",
+    "is_export_folder",
     "read_table",
     "safe_name",
 ]

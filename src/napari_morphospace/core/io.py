@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import math
 import os
 import struct
 import tempfile
+import warnings
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ import tifffile
 import zarr
 
 from .errors import InputError
+from .outputs import scratch_prefix, set_default_permissions
 
 AXES_ORDER = "TCZYX"
 
@@ -221,12 +224,17 @@ def _read_tiff(path: Path, *, lazy_threshold_bytes: int, axes: str | None) -> St
                 targets, rgb = _user_axes(axes, series.axes, series.shape, photometric_rgb)
             else:
                 targets, rgb = assign_tczyx(series.axes, series.shape, samples_are_rgb=photometric_rgb, source=path.name)
-            scale, units, channel_names = _tiff_metadata(tif, series)
+            scale, units, channel_names = _tiff_metadata(tif, series, path.name)
             lazy = series.nbytes > lazy_threshold_bytes
             data = None if lazy else series.asarray()
     except InputError:
         raise
-    except (ValueError, OSError, struct.error, IndexError, KeyError, EOFError) as err:
+    except (ValueError, OSError, struct.error, IndexError, KeyError, EOFError, ElementTree.ParseError) as err:
+        if "imagecodecs" in str(err):
+            raise InputError(
+                f"{path.name} is compressed in a way (e.g. LZW, as Fiji saves) that needs the imagecodecs package; "
+                "install it with pip install imagecodecs, or save the file uncompressed"
+            ) from err
         raise InputError(
             f"cannot read {path.name} as TIFF ({err}); the file may be truncated, corrupt or not a TIFF: "
             "copy it again or re-export it from the acquisition software"
@@ -302,6 +310,11 @@ def assign_tczyx(file_axes: str, shape: tuple[int, ...], *, samples_are_rgb: boo
             targets.append("")
         elif i in generic and len(generic) == 1 and "Z" not in file_axes:
             targets.append("Z")
+            warnings.warn(
+                f"{source or 'file'}: {size} planes without axes metadata were read as Z (a z-stack); if they are "
+                "channels or time points, give the axes (--axes CYX or TYX on the command line, axes= in read_stack)",
+                UserWarning, stacklevel=4,
+            )  # fmt: skip
         else:
             raise _ambiguous_axes(file_axes, shape, source, f"axis {axis!r} of size {size} has no TCZYX meaning")
     used = [t for t in targets if t]
@@ -341,35 +354,76 @@ def arrange_axes(data: Any, targets: list[str]) -> tuple[Any, str]:
     return data.transpose(order), "".join(kept[i] for i in order)
 
 
-def _tiff_metadata(tif: tifffile.TiffFile, series: Any) -> tuple[dict[str, float], dict[str, str], list[str]]:
-    """Physical scale, units and channel names of the first series, from OME-XML, ImageJ metadata or resolution tags."""
-    if tif.is_ome and tif.ome_metadata:
-        return _ome_metadata(tif.ome_metadata)
-    if tif.is_imagej and tif.imagej_metadata is not None:
-        return _imagej_metadata(tif.imagej_metadata, series.keyframe, series.axes, series.shape)
-    return _resolution_tag_metadata(series.keyframe)
+def _tiff_metadata(tif: tifffile.TiffFile, series: Any, name: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
+    """Physical scale, units and channel names of the first series, from OME-XML, ImageJ metadata or resolution tags.
+
+    Metadata that cannot be understood never rejects a file whose pixels are
+    readable: it is ignored with a warning naming what is unknown.
+    """
+    try:
+        if tif.is_ome and tif.ome_metadata:
+            return _ome_metadata(tif.ome_metadata, name)
+        if tif.is_imagej and tif.imagej_metadata is not None:
+            return _imagej_metadata(tif.imagej_metadata, series.keyframe, series.axes, series.shape)
+        return _resolution_tag_metadata(series.keyframe)
+    except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError) as err:
+        warnings.warn(f"{name}: its pixel-size metadata cannot be read ({err}); the pixels were read, with pixel sizes "
+                      "of 1 and default channel names: set the scale by hand if you need it", UserWarning, stacklevel=3)  # fmt: skip
+        return {}, {}, []
 
 
-def _ome_metadata(ome_xml: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
-    """PhysicalSizeX/Y/Z, TimeIncrement (with units) and channel names of the first OME Image."""
-    image = ElementTree.fromstring(ome_xml).find("{*}Image")
+def _ome_metadata(ome_xml: str, name: str = "file") -> tuple[dict[str, float], dict[str, str], list[str]]:
+    """PhysicalSizeX/Y/Z, TimeIncrement (with units) and channel names of the first OME Image.
+
+    OME-XML with a document type declaration (entities, which could expand
+    without bound or name other files) is never parsed; XML that does not
+    parse and values that are not positive numbers are skipped with a warning.
+    """
+    if "<!DOCTYPE" in ome_xml or "<!ENTITY" in ome_xml:
+        warnings.warn(f"{name}: its OME-XML declares a document type or entities, which are never read; the pixels "
+                      "were read without pixel sizes or channel names", UserWarning, stacklevel=4)  # fmt: skip
+        return {}, {}, []
+    try:
+        root = ElementTree.fromstring(ome_xml)
+    except ElementTree.ParseError as err:
+        warnings.warn(f"{name}: its OME-XML is not well-formed ({err}); the pixels were read without pixel sizes or "
+                      "channel names: re-export the file to repair its metadata", UserWarning, stacklevel=4)  # fmt: skip
+        return {}, {}, []
+    image = root.find("{*}Image")
     pixels = image.find("{*}Pixels") if image is not None else None
     if pixels is None:
         return {}, {}, []
     scale: dict[str, float] = {}
     units: dict[str, str] = {}
     for axis in "ZYX":
-        value = pixels.get(f"PhysicalSize{axis}")
+        value = _ome_number(pixels, f"PhysicalSize{axis}", name)
         if value is not None:
             # OME's default length unit is the micrometre.
-            _set_scale(scale, units, axis, float(value), pixels.get(f"PhysicalSize{axis}Unit", "µm"), _LENGTH_TO_UM, "µm")
-    if pixels.get("TimeIncrement") is not None:
-        _set_scale(scale, units, "T", float(pixels.get("TimeIncrement")), pixels.get("TimeIncrementUnit", "s"), _TIME_TO_S, "s")
+            _set_scale(scale, units, axis, value, pixels.get(f"PhysicalSize{axis}Unit", "µm"), _LENGTH_TO_UM, "µm")
+    increment = _ome_number(pixels, "TimeIncrement", name)
+    if increment is not None:
+        _set_scale(scale, units, "T", increment, pixels.get("TimeIncrementUnit", "s"), _TIME_TO_S, "s")
     channels = pixels.findall("{*}Channel")
     names = [c.get("Name") for c in channels]
-    if channels and all(names) and all(int(c.get("SamplesPerPixel", "1")) == 1 for c in channels):
+    if channels and all(names) and all(c.get("SamplesPerPixel", "1") == "1" for c in channels):
         return scale, units, [str(n) for n in names]
     return scale, units, []
+
+
+def _ome_number(pixels: ElementTree.Element, attribute: str, name: str) -> float | None:
+    """A positive finite number from an OME Pixels attribute; None (with a warning) when it is anything else."""
+    text = pixels.get(attribute)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        warnings.warn(f"{name}: OME {attribute}={text[:40]!r} is not a positive number; that size is unknown (1 is "
+                      "used) and the pixels were read", UserWarning, stacklevel=5)  # fmt: skip
+        return None
+    return value
 
 
 def _imagej_metadata(meta: dict[str, Any], page: Any, axes: str, shape: tuple[int, ...]) -> tuple[dict[str, float], dict[str, str], list[str]]:
@@ -542,7 +596,7 @@ def write_stack(path: str | os.PathLike, stack: Stack, *, overwrite: bool = Fals
     metadata = _ome_write_metadata(stack, file_axes)
     nbytes = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=scratch_prefix(path), suffix=".tmp")
     os.close(fd)
     try:
         tifffile.imwrite(
@@ -555,6 +609,7 @@ def write_stack(path: str | os.PathLike, stack: Stack, *, overwrite: bool = Fals
             photometric="rgb" if stack.rgb else "minisblack",
             metadata=metadata,
         )
+        set_default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -88,11 +88,13 @@ class LatentSummary:
         if self.probe is None:
             return "Linear probe: not computed (each group needs at least 2 cells per fold, 2 folds)"
         folds = len(self.probe["per_fold"]["balanced_accuracy"])
-        return (
-            f"Linear probe ({folds}-fold cross-validated logistic regression on μ, {self.a!r} vs {self.b!r}):\n"
+        how = "folds grouped by source image" if self.probe.get("grouped") else "random folds"
+        text = (
+            f"Linear probe ({folds}-fold cross-validated logistic regression on μ, {how}, {self.a!r} vs {self.b!r}):\n"
             f"balanced accuracy {self.probe['balanced_accuracy']:.3f} (chance 0.5), "
             f"AUROC {self.probe['auroc']:.3f}"
         )
+        return text + (f"\nNote: {self.probe['note']}" if self.probe.get("note") else "")
 
 
 def group_choices(table: pd.DataFrame, column: str) -> list[Any]:
@@ -154,7 +156,10 @@ def summarise_latents(
     if probe_folds >= 2:
         x = np.concatenate([values_a, values_b])
         y = np.array([0] * len(values_a) + [1] * len(values_b))
-        probe = statistics.linear_probe(x, y, folds=probe_folds, seed=seed)
+        sources = None
+        if "source" in rows.columns:
+            sources = np.concatenate([rows.loc[(rows[group_column] == g).to_numpy(), "source"].to_numpy() for g in (a, b)])
+        probe = statistics.linear_probe(x, y, folds=probe_folds, seed=seed, sources=sources)
     return LatentSummary(
         names=[original_name(c) for c in mu], group_column=group_column, a=a, b=b, n_a=len(values_a), n_b=len(values_b), n_cells=len(rows),
         effects=effects, ranking=ranking, active_units=statistics.active_units(means), empirical_kl=empirical,

@@ -13,8 +13,8 @@ maximum, float images already in [0, 1] are kept, other float images are
 min–max rescaled per channel; non-finite pixels are replaced first. Every step
 returns float32 in [0, 1] and never NaN or inf.
 
-The two published orders are :func:`macrophage_pipeline` (grayscale → CLAHE →
-sharpen → resize → min–max) and :func:`statistical_cell_pipeline` (subtract
+The two published orders are :func:`macrophage_pipeline` (grayscale → resize →
+CLAHE → sharpen → min–max) and :func:`statistical_cell_pipeline` (subtract
 mode, clip, rescale → align on the major axis → centre on a channel).
 """
 
@@ -130,10 +130,10 @@ def _check_number(value: Any, what: str) -> float:
     return float(value)
 
 
-def _check_channel(reference_channel: int, image: np.ndarray) -> int:
-    if isinstance(reference_channel, bool) or not isinstance(reference_channel, (int, np.integer)):
-        raise InputError(f"reference_channel must be a channel index (an integer), got {reference_channel!r}")
-    if not 0 <= reference_channel < image.shape[0]:
+def _check_channel(reference_channel: int, image: np.ndarray | None = None) -> int:
+    if isinstance(reference_channel, bool) or not isinstance(reference_channel, (int, np.integer)) or reference_channel < 0:
+        raise InputError(f"reference_channel must be a channel index (an integer, 0 or more), got {reference_channel!r}")
+    if image is not None and not reference_channel < image.shape[0]:
         raise InputError(
             f"reference_channel {reference_channel} does not exist in an image with {image.shape[0]} channel(s); "
             f"choose 0 to {image.shape[0] - 1}"
@@ -173,13 +173,18 @@ def to_grayscale(image: np.ndarray, *, weights: Sequence[float] = (0.2125, 0.715
             f"to_grayscale needs a 3-channel (RGB) or 4-channel (RGBA) image, got {channels} channels; "
             "remove this step for multi-channel fluorescence images"
         )
-    if isinstance(weights, (str, bytes)) or len(weights) != 3:
-        raise InputError(f"to_grayscale weights must be three numbers for R, G, B, got {weights!r}")
-    weights = np.array([_check_number(w, "to_grayscale weights") for w in weights], dtype=np.float32)
-    if (weights < 0).any() or weights.sum() <= 0:
-        raise InputError(f"to_grayscale weights must be non-negative and not all 0, got {weights.tolist()}")
+    weights = _check_weights(weights)
     gray = np.tensordot(weights / weights.sum(), image[:3], axes=1)
     return np.clip(gray, 0, 1)[np.newaxis].astype(np.float32, copy=False)
+
+
+def _check_weights(weights: Any) -> np.ndarray:
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence) or len(weights) != 3:
+        raise InputError(f"to_grayscale weights must be three numbers for R, G, B, got {weights!r}")
+    checked = np.array([_check_number(w, "to_grayscale weights") for w in weights], dtype=np.float32)
+    if (checked < 0).any() or checked.sum() <= 0:
+        raise InputError(f"to_grayscale weights must be non-negative and not all 0, got {checked.tolist()}")
+    return checked
 
 
 def clahe(
@@ -205,16 +210,15 @@ def clahe(
     contrast to equalise and becomes 0 (the library would turn it white).
     """
     image = as_float_image(image)
-    if not 0 < _check_number(clip_limit, "clahe clip_limit") <= 1:
-        raise InputError(f"clahe clip_limit must be in (0, 1], got {clip_limit}")
+    _check_clahe(clip_limit, kernel_size)
     spatial = image.ndim - 1
     if kernel_size is None:
         kernel = [max(s // 8, 1) for s in image.shape[1:]]
-    elif isinstance(kernel_size, (int, np.integer)) and not isinstance(kernel_size, bool):
+    elif isinstance(kernel_size, (int, np.integer)):
         kernel = [int(kernel_size)] * spatial
     else:
         kernel = list(kernel_size)
-    if len(kernel) != spatial or not all(isinstance(k, (int, np.integer)) and k >= 1 for k in kernel):
+    if len(kernel) != spatial:
         raise InputError(
             f"clahe kernel_size must be a positive integer or one per spatial axis ({spatial}), got {kernel_size!r}"
         )
@@ -230,6 +234,21 @@ def clahe(
         return exposure.equalize_adapthist(channel, kernel_size=kernel, clip_limit=clip_limit)
 
     return _per_channel(image, equalize)
+
+
+def _check_clahe(clip_limit: Any, kernel_size: Any) -> None:
+    if not 0 < _check_number(clip_limit, "clahe clip_limit") <= 1:
+        raise InputError(f"clahe clip_limit must be in (0, 1], got {clip_limit}")
+    kernel = [kernel_size] if isinstance(kernel_size, (int, np.integer)) else kernel_size
+    if kernel is None:
+        return
+    if (isinstance(kernel, (str, bytes)) or not isinstance(kernel, Sequence) or len(kernel) not in (1, 2, 3)
+            or not all(_is_whole(k) and k >= 1 for k in kernel)):  # fmt: skip
+        raise InputError(f"clahe kernel_size must be a positive integer or one per spatial axis, got {kernel_size!r}")
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def unsharp_mask(image: np.ndarray, *, radius: float = 1.0, amount: float = 1.0) -> np.ndarray:
@@ -249,12 +268,16 @@ def unsharp_mask(image: np.ndarray, *, radius: float = 1.0, amount: float = 1.0)
     ndarray of float32 in [0, 1], same shape; overshoot is clipped.
     """
     image = as_float_image(image)
-    _check_number(amount, "unsharp_mask amount")
-    if not _check_number(radius, "unsharp_mask radius") > 0:
-        raise InputError(f"unsharp_mask radius must be positive, got {radius}")
+    _check_unsharp(radius, amount)
     return _per_channel(
         image, lambda channel: np.clip(filters.unsharp_mask(channel, radius=radius, amount=amount), 0, 1)
     )
+
+
+def _check_unsharp(radius: Any, amount: Any) -> None:
+    _check_number(amount, "unsharp_mask amount")
+    if not _check_number(radius, "unsharp_mask radius") > 0:
+        raise InputError(f"unsharp_mask radius must be positive, got {radius}")
 
 
 def normalize_minmax(image: np.ndarray) -> np.ndarray:
@@ -293,9 +316,7 @@ def normalize_percentile(image: np.ndarray, *, low: float = 1.0, high: float = 9
     instead, so that rare bright pixels are not lost; a constant channel becomes 0.
     """
     image = as_float_image(image)
-    low, high = _check_number(low, "normalize_percentile low"), _check_number(high, "normalize_percentile high")
-    if not 0 <= low < high <= 100:
-        raise InputError(f"normalize_percentile needs 0 <= low < high <= 100, got low={low}, high={high}")
+    low, high = _check_percentiles(low, high)
 
     def normalize(channel: np.ndarray) -> np.ndarray:
         lo, hi = np.percentile(channel, [low, high])
@@ -304,6 +325,13 @@ def normalize_percentile(image: np.ndarray, *, low: float = 1.0, high: float = 9
         return _rescale(channel, channel.min(), channel.max())
 
     return _per_channel(image, normalize)
+
+
+def _check_percentiles(low: Any, high: Any) -> tuple[float, float]:
+    low, high = _check_number(low, "normalize_percentile low"), _check_number(high, "normalize_percentile high")
+    if not 0 <= low < high <= 100:
+        raise InputError(f"normalize_percentile needs 0 <= low < high <= 100, got low={low}, high={high}")
+    return low, high
 
 
 def subtract_mode(image: np.ndarray, *, bins: int = 256) -> np.ndarray:
@@ -328,8 +356,7 @@ def subtract_mode(image: np.ndarray, *, bins: int = 256) -> np.ndarray:
     its maximum. A channel with nothing above its mode (e.g. constant) becomes 0.
     """
     image = as_float_image(image)
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        raise InputError(f"subtract_mode bins must be an integer of at least 2, got {bins!r}")
+    _check_bins(bins)
 
     def subtract(channel: np.ndarray) -> np.ndarray:
         edges = np.histogram_bin_edges(channel, bins=bins)
@@ -340,6 +367,11 @@ def subtract_mode(image: np.ndarray, *, bins: int = 256) -> np.ndarray:
         return _rescale(foreground, 0.0, foreground.max())
 
     return _per_channel(image, subtract)
+
+
+def _check_bins(bins: Any) -> None:
+    if not _is_whole(bins) or bins < 2:
+        raise InputError(f"subtract_mode bins must be an integer of at least 2, got {bins!r}")
 
 
 # --------------------------------------------------------------------------- steps that move pixels
@@ -383,17 +415,18 @@ def _resize_with_mask(
     return np.clip(resized, 0, 1), mask
 
 
-def _check_shape(shape: Sequence[int], image: np.ndarray) -> tuple[int, ...]:
-    spatial = image.ndim - 1
+def _check_shape(shape: Any, image: np.ndarray | None = None) -> tuple[int, ...]:
+    """A resize shape: positive integers, one per spatial axis of ``image`` (2 or 3 when no image is given)."""
+    spatial = image.ndim - 1 if image is not None else None
     if (
         isinstance(shape, (str, bytes))
-        or len(shape) != spatial
-        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape)
+        or not isinstance(shape, Sequence)
+        or len(shape) not in ((spatial,) if spatial else (2, 3))
+        or not all(_is_whole(s) and s > 0 for s in shape)
     ):
-        raise InputError(
-            f"resize shape must be {spatial} positive integers (one per spatial axis of a "
-            f"{'(Z, Y, X)' if spatial == 3 else '(Y, X)'} image), got {shape!r}"
-        )
+        axes = {2: "(Y, X)", 3: "(Z, Y, X)", None: "(Y, X) or (Z, Y, X)"}[spatial]
+        count = f"{spatial} " if spatial else ""
+        raise InputError(f"resize shape must be {count}positive integers, one per spatial axis {axes}, got {shape!r}")
     return tuple(int(s) for s in shape)
 
 
@@ -609,6 +642,24 @@ def _check_step(step: PreprocessStep) -> None:
     missing = sorted(k for k, p in parameters.items() if p.default is p.empty and k not in step.params)
     if missing:
         raise InputError(f"step {step.name!r} needs the parameter(s) {', '.join(missing)}")
+    values = {key: p.default for key, p in parameters.items() if p.default is not p.empty} | step.params
+    if "reference_channel" in values:
+        _check_channel(values["reference_channel"])
+    check = _PARAMETER_CHECKS.get(step.name)
+    if check is not None:
+        check(values)
+
+
+# The parameter checks of each step, run on the values of a config before any image is read; the
+# steps run the same checks (and those that need the image, such as the number of channels).
+_PARAMETER_CHECKS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "to_grayscale": lambda v: _check_weights(v["weights"]),
+    "clahe": lambda v: _check_clahe(v["clip_limit"], v["kernel_size"]),
+    "unsharp_mask": lambda v: _check_unsharp(v["radius"], v["amount"]),
+    "normalize_percentile": lambda v: _check_percentiles(v["low"], v["high"]),
+    "subtract_mode": lambda v: _check_bins(v["bins"]),
+    "resize": lambda v: _check_shape(v["shape"]),
+}
 
 
 def apply_pipeline(
@@ -669,7 +720,11 @@ def _run_step(
 
 
 def macrophage_pipeline(shape: Sequence[int] = (256, 256)) -> PreprocessPipeline:
-    """The macrophage study's order: grayscale → CLAHE → sharpen → resize → min–max.
+    """The macrophage study's order: grayscale → resize → CLAHE → sharpen → min–max.
+
+    The study's Methods resize the crops first, so CLAHE's tiles and the
+    sharpening radius act on the 256 × 256 image the network sees (sharpening
+    before a down-sizing would be partly averaged away by it).
 
     Parameters
     ----------
@@ -679,9 +734,9 @@ def macrophage_pipeline(shape: Sequence[int] = (256, 256)) -> PreprocessPipeline
     return PreprocessPipeline(
         [
             PreprocessStep("to_grayscale"),
+            PreprocessStep("resize", {"shape": [int(s) for s in shape]}),
             PreprocessStep("clahe"),
             PreprocessStep("unsharp_mask"),
-            PreprocessStep("resize", {"shape": [int(s) for s in shape]}),
             PreprocessStep("normalize_minmax"),
         ]
     )

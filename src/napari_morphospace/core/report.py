@@ -7,8 +7,10 @@ KL, Cohen's d forest plot, KDE and violin plots of the top dimensions,
 latent traversals, ±3 difference maps (absolute and 1 − SSIM), Grad-CAM of
 the top dimensions (both signs), classifier metrics, the known answer and
 disentanglement metrics (with ground-truth factors), and the exact versions
-and settings. A section that cannot be made says "not available" and why;
-the report is still written. Figures are ``matplotlib.figure.Figure``
+and settings (as tables). The top dimensions are those with the largest
+|Cohen's d| between two groups, or with the largest KL when the cells form
+one group: then only the group comparisons are left out. A section that
+cannot be made says "not available" and why; the report is still written. Figures are ``matplotlib.figure.Figure``
 objects rendered with the Agg canvas (no pyplot state), and every string that
 comes from the user or the folder is HTML-escaped.
 """
@@ -16,11 +18,12 @@ comes from the user or the folder is HTML-escaped.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
-import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,18 +33,21 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 from scipy.stats import spearmanr
 
 from .. import __version__
-from .analysis import Analysis, open_analysis
-from .config import atomic_write_text
+from .analysis import Analysis, AnalysisFolder, FileRef, open_analysis
+from .config import atomic_write_text, to_dict
 from .errors import InputError
+from .outputs import check_output
 
 log = logging.getLogger(__name__)
 
 SECTIONS = (
     "Data and preprocessing",
     "Training",
+    "What the model learned",
     "Per-dimension KL",
     "Group differences (Cohen's d)",
     "Top dimensions: KDE and violin plots",
@@ -77,41 +83,66 @@ class Section:
 
 @dataclass
 class LatentSummary:
-    """Numbers shared by several sections, computed once from the latent table."""
+    """Numbers shared by several sections, computed once from the latent table.
+
+    ``top`` are the dimensions the figures show: by |Cohen's d| of ``group_b``
+    against ``group_a`` when the table has two groups or more, else by KL to
+    the prior (``ranked_by`` says which). With one group, ``group_b`` and
+    ``d`` are None: only the group comparisons are left out.
+    """
 
     mu: np.ndarray
     logvar: np.ndarray | None
     groups: np.ndarray
     group_a: str
-    group_b: str
-    d: Any  # statistics.EffectSizes of group_b against group_a
+    group_b: str | None
+    d: Any  # statistics.EffectSizes of group_b against group_a; None with one group
     top: list[int]
+    ranked_by: str
+
+    @property
+    def group_names(self) -> list[str]:
+        return [self.group_a] if self.group_b is None else [self.group_a, self.group_b]
+
+    def require_two_groups(self) -> None:
+        if self.group_b is None:
+            raise NotAvailable(
+                f"the cells form one group ({self.group_a!r}); Cohen's d compares two groups. "
+                "Give the images of each condition their own --group (or a group per layer in the Cells widget)"
+            )
 
 
 def summarise_latents(latents: pd.DataFrame, group_column: str = "group") -> LatentSummary:
-    """Posterior means, the two compared groups (first two in table order) and the top dimensions by |d|.
+    """Posterior means, the compared groups (first two in table order) and the top dimensions.
 
     Cohen's d is ``group_b − group_a`` over the pooled SD: for the demo,
     treated against control, so a positive d means higher in treated cells.
+    One group (or no group column) is the usual case when exploring: the
+    dimensions are then ranked by their KL to the prior (in their order when
+    the table has no ``logvar_*`` columns).
     """
-    from .statistics import cohens_d, rank_dimensions
     from .features import latent_columns, require_mu_columns
+    from .statistics import cohens_d, order_dimensions, rank_dimensions
 
     columns = latent_columns(latents) or require_mu_columns(latents)  # mu_*, or measured feature:* columns
     mu = latents[columns].to_numpy(dtype=float)
     logvar_columns = [c.replace("mu_", "logvar_") for c in columns]
     has_logvar = columns[0].startswith("mu_") and set(logvar_columns) <= set(latents.columns)
     logvar = latents[logvar_columns].to_numpy(dtype=float) if has_logvar else None
-    if group_column not in latents.columns:
-        raise NotAvailable(f"the latent table has no {group_column!r} column to compare groups")
-    groups = latents[group_column].astype(str).to_numpy()
+    if group_column in latents.columns:
+        groups = latents[group_column].astype(str).to_numpy()
+    else:
+        groups = np.full(len(latents), "all cells", dtype=object)
     names = list(pd.unique(groups))
-    if len(names) < 2:
-        raise NotAvailable(f"only one group ({', '.join(names)}) in the latent table; Cohen's d needs two")
-    group_a, group_b = names[0], names[1]
-    effects = cohens_d(mu[groups == group_b], mu[groups == group_a])
-    top = [int(i) for i in rank_dimensions(effects.d)[: min(TOP_DIMENSIONS, mu.shape[1])]]
-    return LatentSummary(mu, logvar, groups, group_a, group_b, effects, top)
+    count = min(TOP_DIMENSIONS, mu.shape[1])
+    if len(names) >= 2:
+        group_a, group_b = names[0], names[1]
+        effects = cohens_d(mu[groups == group_b], mu[groups == group_a])
+        top = [int(i) for i in rank_dimensions(effects.d)[:count]]
+        return LatentSummary(mu, logvar, groups, group_a, group_b, effects, top, ranked_by="|Cohen's d|")
+    ranked_by = "KL to the prior" if logvar is not None else "index (the table has no logvar_* columns for the KL)"
+    top = [int(i) for i in order_dimensions(mu, logvar)[:count]]
+    return LatentSummary(mu, logvar, groups, names[0], None, None, top, ranked_by=ranked_by)
 
 
 def factors_for_latents(latents: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
@@ -162,6 +193,7 @@ def check_known_answer(
         ``threshold`` and ``passed``.
     """
     summary = summarise_latents(latents)
+    summary.require_two_groups()
     matched = factors_for_latents(latents, factors)
     present = [f for f in shifted if f in matched.columns]
     if not present:
@@ -201,10 +233,10 @@ def _p(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header or ())
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f"<table><thead><tr>{head}</tr></thead>" if header else "<table>") + f"<tbody>{body}</tbody></table>"
 
 
 def _fmt(value: Any) -> str:
@@ -213,8 +245,28 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _pre(data: Any) -> str:
-    return f"<pre>{html.escape(json.dumps(data, indent=2, default=str, allow_nan=True))}</pre>"
+def settings_rows(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested settings (JSON/YAML values) as ``(dotted name, value)`` rows: a table to read instead of raw JSON."""
+    if isinstance(data, Mapping):
+        rows = [row for key, value in data.items() for row in settings_rows(value, f"{prefix}.{key}" if prefix else str(key))]
+        return rows or [(prefix, "(none)")]
+    if isinstance(data, (list, tuple)) and any(isinstance(v, (Mapping, list, tuple)) for v in data):
+        return [row for i, value in enumerate(data) for row in settings_rows(value, f"{prefix}[{i}]")]
+    return [(prefix, _value_text(data))]
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_value_text(v) for v in value) if value else "(none)"
+    return _fmt(value)
+
+
+def _settings_table(data: Any) -> str:
+    return _table(settings_rows(data), ["setting", "value"])
 
 
 # ---------------------------------------------------------------- sections
@@ -263,14 +315,18 @@ def _data_section(ctx: _Context) -> list[str]:
            f"crop pixel size {tuple(crop_set.spacing) or 'unknown'}."),  # fmt: skip
         _table([(g, n) for g, n in counts.items()], ["group", "crops"]),
         _table([(s, n) for s, n in table["source"].astype(str).value_counts(sort=False).items()], ["source", "crops"]),
-        "<h3>Preprocessing</h3>" + _pre(crop_set.preprocess),
+        "<h3>Preprocessing</h3>" + (_settings_table(crop_set.preprocess) if crop_set.preprocess else _p("none recorded")),
         _img(gallery_figure(crop_set.images, list(table["group"].astype(str)), per_group=8), "example crops per group"),
     ]
     return parts
 
 
 def training_curves_figure(history: Sequence[dict[str, float]]) -> Figure:
-    """Loss per epoch (training and validation), one panel per loss term (loss, rec, kl, ...)."""
+    """Loss per epoch (training and validation), one panel per loss term (loss, rec, kl, ...).
+
+    A panel whose values are all positive has a log axis, so the late epochs
+    are not flattened by the first one.
+    """
     frame = pd.DataFrame(list(history))
     terms = [c[len("train_"):] for c in frame.columns if c.startswith("train_")]
     terms = sorted(terms, key=lambda t: (t != "loss", t))[:4]
@@ -278,11 +334,21 @@ def training_curves_figure(history: Sequence[dict[str, float]]) -> Figure:
     figure = Figure(figsize=(3.2 * len(terms), 2.8), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(terms), squeeze=False).ravel())
     for ax, term in zip(axes, terms):
+        values = []
         for split, style in (("train", "-"), ("val", "--")):
             if f"{split}_{term}" in frame:
                 ax.plot(epochs, frame[f"{split}_{term}"], style, marker="o", markersize=3, label=split)
+                values.append(frame[f"{split}_{term}"].to_numpy(dtype=float))
+        finite = np.concatenate(values) if values else np.zeros(0)
+        finite = finite[np.isfinite(finite)]
+        if finite.size and (finite > 0).all():  # losses fall by orders of magnitude; estimated TC terms can be < 0
+            ax.set_yscale("log")
+            for axis_ticks in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis_ticks(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
         ax.set_title(term)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(frameon=False)
     return figure
 
@@ -295,10 +361,81 @@ def _training_section(ctx: _Context) -> list[str]:
     if not history:
         raise NotAvailable("the model bundle records no training history")
     last = history[-1]
-    parts = [_p(f"{len(history)} epoch(s); last epoch: " + ", ".join(
-        f"{k} {_fmt(v)}" for k, v in last.items() if k != "epoch"))]  # fmt: skip
-    parts.append(_img(training_curves_figure(history), "training curves"))
+    terms = list(dict.fromkeys(k.split("_", 1)[1] for k in last if k.startswith(("train_", "val_"))))
+    rows = [(term, last.get(f"train_{term}", "—"), last.get(f"val_{term}", "—")) for term in terms]
+    return [
+        _p(f"{len(history)} epoch(s); the losses of the last epoch, per crop (log axes in the figure where the "
+           "values are positive):"),  # fmt: skip
+        _table(rows, ["term", "training", "validation"]),
+        _img(training_curves_figure(history), "training curves"),
+    ]
+
+
+def _learned_section(ctx: _Context) -> list[str]:
+    """The end-of-training diagnostics of the bundle and, when the label images are at hand, the probe."""
+    bundle = ctx.analysis.bundle
+    if bundle is None:
+        raise NotAvailable("the analysis has no model bundle; train a model first")
+    diagnostics = bundle.diagnostics
+    parts = []
+    if diagnostics is None:
+        parts.append(_p("The model bundle records no end-of-training diagnostics (trained with an older version)."))
+    else:
+        parts.append(_p("Measured on the held-out crops at the end of training, in eval mode:"))
+        parts += [f'<p class="problem">{html.escape(w)}</p>' for w in diagnostics.warnings]
+        parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in diagnostics.lines()
+                                      if not line.startswith("WARNING")) + "</ul>")  # fmt: skip
+    parts += _probe_parts(ctx)
     return parts
+
+
+def _probe_parts(ctx: _Context) -> list[str]:
+    """Ridge-probe R² from the latents and from pixel PCA to the cells' regionprops measurements."""
+    from .diagnostics import cell_measurements, representation_probe
+    from .features import require_mu_columns
+
+    latents, crop_set = ctx.analysis.latents, ctx.analysis.crop_set
+    labels, intensities = _source_label_images(ctx.analysis)
+    if latents is None or crop_set is None or not labels:
+        return [_p("Representation probe not available: it needs the latent table, the crop set and the label "
+                   "images the crops were cut from (the analysis' sources).")]  # fmt: skip
+    table = crop_set.table
+    missing = sorted(set(table["source"].astype(str)) - set(labels))
+    if missing:
+        return [_p(f"Representation probe not available: no label image for source(s) {', '.join(missing[:3])}.")]
+    rows = latents.set_index("crop_id").reindex(table["crop_id"])
+    mu = rows[require_mu_columns(latents)].to_numpy(dtype=float)
+    single_channel = set(table["source"].astype(str)) <= set(intensities)
+    measurements = cell_measurements(table, labels, intensities if single_channel else None)
+    probe = representation_probe(mu, np.asarray(crop_set.images), measurements, table["source"].astype(str))
+    how = "folds grouped by source image" if probe.grouped else f"random folds ({probe.note})"
+    return [
+        _p(f"What the latents know about each cell: {probe.folds}-fold cross-validated ridge regression ({how}) "
+           f"from the {mu.shape[1]} latent means to the cells' regionprops measurements, next to the same probe "
+           f"on a {probe.n_components}-component PCA of the crop pixels. Mean R² {probe.latent_mean:.3f} "
+           f"(latents) against {probe.pca_mean:.3f} (pixel PCA): ratio {probe.ratio:.3f}."),
+        _table(probe.rows(), ["measurement", "latent R²", "pixel PCA R²"]),
+    ]  # fmt: skip
+
+
+def _source_label_images(analysis: Analysis) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Label images (and single-channel intensity images) by the source names the crop table uses."""
+    from .crop_job import read_labels
+    from .io import read_stack
+
+    labels, intensities = {}, {}
+    for source in analysis.manifest.sources:
+        image = source.image.resolve(analysis.folder)
+        label_path = None if source.labels is None else source.labels.resolve(analysis.folder)
+        if image is None or label_path is None:
+            continue
+        label_image = read_labels(label_path)
+        data = np.asarray(read_stack(image).data)
+        for name in {str(image), str(image.resolve()), source.image.absolute, image.name}:
+            labels[name] = label_image
+            if data.shape == label_image.shape:
+                intensities[name] = data
+    return labels, intensities
 
 
 def _kl_section(ctx: _Context) -> list[str]:
@@ -306,7 +443,8 @@ def _kl_section(ctx: _Context) -> list[str]:
 
     summary = ctx.require_summary()
     if summary.logvar is None:
-        raise NotAvailable("the latent table has no logvar_* columns")
+        raise NotAvailable("the latent table has no logvar_* columns; embed the crops with the model "
+                           "('morphospace embed' or the Embed widget) to get them")
     kl = kl_per_dimension(summary.mu, summary.logvar)
     try:
         empirical = f"{empirical_kl_to_standard_normal(summary.mu):.4g} nats"
@@ -324,14 +462,19 @@ def _cohen_section(ctx: _Context) -> list[str]:
     from .statistics import forest_figure, linear_probe
 
     summary = ctx.require_summary()
+    summary.require_two_groups()
     parts = [_p(f"Cohen's d of {summary.group_b} against {summary.group_a} (pooled SD, ddof 1; positive: higher "
                 f"in {summary.group_b}), 95 % confidence intervals; top dimensions {summary.top}.")]  # fmt: skip
     parts.append(_img(forest_figure(summary.d, top=15), "Cohen's d forest plot"))
     keep = np.isin(summary.groups, [summary.group_a, summary.group_b])
+    latents = ctx.analysis.latents
+    sources = latents["source"].to_numpy()[keep] if latents is not None and "source" in latents else None
     try:
-        probe = linear_probe(summary.mu[keep], summary.groups[keep])
-        parts.append(_p(f"Linear probe (logistic regression, 5-fold): balanced accuracy "
-                        f"{probe['balanced_accuracy']:.3f}, AUROC {probe['auroc']:.3f}."))  # fmt: skip
+        probe = linear_probe(summary.mu[keep], summary.groups[keep], sources=sources)
+        how = "folds grouped by source image" if probe["grouped"] else "random folds"
+        parts.append(_p(f"Linear probe (logistic regression, {len(probe['per_fold']['auroc'])}-fold, {how}): "
+                        f"balanced accuracy {probe['balanced_accuracy']:.3f}, AUROC {probe['auroc']:.3f}."
+                        + (f" Note: {probe['note']}" if probe["note"] else "")))  # fmt: skip
     except InputError as err:
         parts.append(_p(f"Linear probe not available: {err}"))
     return parts
@@ -341,9 +484,14 @@ def _distribution_section(ctx: _Context) -> list[str]:
     from .statistics import kde_figure, violin_figure
 
     summary = ctx.require_summary()
-    keep = np.isin(summary.groups, [summary.group_a, summary.group_b])
-    names = [f"dim {i} (d={summary.d.d[i]:+.2f})" for i in range(summary.mu.shape[1])]
+    keep = np.isin(summary.groups, summary.group_names)
+    if summary.d is not None:
+        names = [f"dim {i} (d={summary.d.d[i]:+.2f})" for i in range(summary.mu.shape[1])]
+    else:
+        names = [f"dim {i}" for i in range(summary.mu.shape[1])]
     return [
+        _p(f"Distribution of the posterior means of the top dimensions {summary.top} (ranked by "
+           f"{summary.ranked_by}) in {' and '.join(summary.group_names)}."),  # fmt: skip
         _img(kde_figure(summary.mu[keep], summary.groups[keep], summary.top, names), "KDE of the top dimensions"),
         _img(violin_figure(summary.mu[keep], summary.groups[keep], summary.top, names), "violins of the top dimensions"),
     ]
@@ -355,13 +503,14 @@ def _traversal_section(ctx: _Context) -> list[str]:
     model = ctx.require_model()
     summary = ctx.require_summary()
     parts = []
-    for name in (summary.group_a, summary.group_b):
+    for name in summary.group_names:
         start = summary.mu[summary.groups == name].mean(axis=0)
         grid = traversal_grid(model, summary.top, n_steps=7, start=start)
         parts.append(f"<h3>From the mean of {html.escape(name)}</h3>")
         parts.append(_img(traversal_figure(grid, dims=summary.top), f"traversal from the {name} mean"))
-    parts.insert(0, _p("Each row walks one top dimension from −3 to +3 (in units of the latent scale) while the other "
-                       "dimensions stay at the group's mean; decoded in eval mode, channel 0 shown."))  # fmt: skip
+    parts.insert(0, _p(f"Each row walks one of the top dimensions {summary.top} (ranked by {summary.ranked_by}) from −3 "
+                       "to +3 (in units of the latent scale) while the other dimensions stay at the group's mean; "
+                       "decoded in eval mode, channel 0 shown."))  # fmt: skip
     return parts
 
 
@@ -403,7 +552,7 @@ def _difference_section(ctx: _Context) -> list[str]:
     rows = [(f"dim {dim}", float(r["abs"].mean()), float(r["dissimilarity"].mean())) for dim, r in maps]
     return [
         _p("Absolute and structural (1 − SSIM; Gaussian window σ 1.5, data range 1.0) difference between the decodes "
-           "at −3 and +3 of each top dimension, the others at the mean of all cells."),  # fmt: skip
+           f"at −3 and +3 of each top dimension (ranked by {summary.ranked_by}), the others at the mean of all cells."),  # fmt: skip
         _img(difference_figure(maps), "difference maps"),
         _table(rows, ["dimension", "mean |difference|", "mean 1 − SSIM"]),
     ]
@@ -444,7 +593,7 @@ def _gradcam_section(ctx: _Context) -> list[str]:
     latents = ctx.require_latents()
     position = {int(c): i for i, c in enumerate(crop_set.table["crop_id"])}
     chosen: list[int] = []
-    for name in (summary.group_a, summary.group_b):  # the two cells of each group most extreme along the top dim
+    for name in summary.group_names:  # the two cells of each group most extreme along the top dim
         rows = np.flatnonzero(summary.groups == name)
         order = rows[np.argsort(summary.mu[rows, summary.top[0]])]
         chosen += [int(order[0]), int(order[-1])]
@@ -548,31 +697,66 @@ def _versions_section(ctx: _Context) -> list[str]:
     analysis = ctx.analysis
     parts = [_p(f"Report written by napari-morphospace {__version__} on "
                 f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.")]  # fmt: skip
-    manifest = analysis.manifest.to_json()
-    manifest["napari_morphospace_version"] = analysis.manifest.written_by
-    parts.append("<h3>analysis.json</h3>" + _pre(manifest))
+    parts += _manifest_tables(analysis.manifest)
     if analysis.bundle is not None:
-        config = {k: v for k, v in analysis.bundle.config.items() if k != "history"}
-        parts.append("<h3>model.json (without history)</h3>" + _pre(config))
-    job = analysis.manifest.path_of("crop_job")
-    if job is not None:
-        parts.append(f"<h3>{html.escape(job.name)}</h3><pre>{html.escape(job.read_text())}</pre>")
+        # Only the settings a bundle records, never other keys a hand-edited model.json may carry.
+        parts += _model_tables({k: analysis.bundle.config[k] for k in _MODEL_JSON_KEYS if k in analysis.bundle.config})
+    if analysis.crop_job is not None:
+        # The settings as parsed, never the file's text: a reference to any other file cannot reach the report.
+        parts.append("<h3>Crop job</h3>" + _settings_table(to_dict(analysis.crop_job)))
     return parts
 
 
+def _manifest_tables(manifest: AnalysisFolder) -> list[str]:
+    """What analysis.json records: its history, the parts of the folder and the source images."""
+    about = [("created", manifest.created), ("modified", manifest.modified),
+             ("saved by napari-morphospace", manifest.written_by), ("format version", manifest.format_version)]  # fmt: skip
+    refs = [(f.name, getattr(manifest, f.name)) for f in dataclasses.fields(manifest)]
+    files = [(name, ref.path, ref.absolute) for name, ref in refs if isinstance(ref, FileRef)]
+    sources = [(s.group, s.image.absolute, s.labels.absolute if s.labels else "—") for s in manifest.sources]
+    parts = ["<h3>Analysis folder (analysis.json)</h3>", _table(about, None),
+             _table(files, ["part", "path in the folder", "absolute path"])]  # fmt: skip
+    if sources:
+        parts.append(_table(sources, ["group", "image", "label image"]))
+    if manifest.plot_settings:
+        parts.append(_table(settings_rows(manifest.plot_settings), ["plot setting", "value"]))
+    return parts
+
+
+#: Sections of model.json shown as tables of their own, with their titles.
+_MODEL_TABLES = {"model_settings": "Model", "train_settings": "Training settings", "provenance": "Training data",
+                 "versions": "Library versions"}  # fmt: skip
+
+
+def _model_tables(config: Mapping[str, Any]) -> list[str]:
+    """model.json as tables: architecture, training settings, data, versions and the rest (history left out)."""
+    parts = ["<h3>Model bundle (model.json)</h3>"]
+    for key, title in _MODEL_TABLES.items():
+        if isinstance(config.get(key), Mapping):
+            parts.append(f"<h4>{title}</h4>" + _settings_table(config[key]))
+    rest = {k: v for k, v in config.items() if k not in _MODEL_TABLES and k != "history"}
+    parts.append("<h4>Input, preprocessing and format</h4>" + _settings_table(rest))
+    return parts
+
+
+_MODEL_JSON_KEYS = ("format", "format_version", "model_settings", "latent_dim", "input_shape", "channel_names",
+                    "preprocess", "label_classes", "train_settings", "provenance", "versions")  # fmt: skip
+
+
 _BUILDERS: dict[str, Callable[[_Context], list[str]]] = {
-    SECTIONS[0]: _data_section,
-    SECTIONS[1]: _training_section,
-    SECTIONS[2]: _kl_section,
-    SECTIONS[3]: _cohen_section,
-    SECTIONS[4]: _distribution_section,
-    SECTIONS[5]: _traversal_section,
-    SECTIONS[6]: _difference_section,
-    SECTIONS[7]: _gradcam_section,
-    SECTIONS[8]: _classifier_section,
-    SECTIONS[9]: _known_answer_section,
-    SECTIONS[10]: _disentanglement_section,
-    SECTIONS[11]: _versions_section,
+    "Data and preprocessing": _data_section,
+    "Training": _training_section,
+    "What the model learned": _learned_section,
+    "Per-dimension KL": _kl_section,
+    "Group differences (Cohen's d)": _cohen_section,
+    "Top dimensions: KDE and violin plots": _distribution_section,
+    "Latent traversals": _traversal_section,
+    "Difference maps": _difference_section,
+    "Grad-CAM": _gradcam_section,
+    "Classifier": _classifier_section,
+    "Known answer": _known_answer_section,
+    "Disentanglement (MIG and DCI)": _disentanglement_section,
+    "Versions and settings": _versions_section,
 }
 
 
@@ -592,7 +776,7 @@ def build_sections(analysis: Analysis, on_step: Callable[[str], None] | None = N
             on_step(f"report: {title}")
         try:
             sections.append(Section(title, parts=_BUILDERS[title](ctx)))
-        except NotAvailable as err:
+        except (NotAvailable, InputError) as err:  # the data do not allow it; the message says why
             sections.append(Section(title, not_available=str(err)))
         except Exception as err:  # a report is still written; the reason is shown and logged
             log.warning("report section %r failed", title, exc_info=True)
@@ -627,7 +811,7 @@ def render_html(analysis: Analysis, sections: Sequence[Section]) -> str:
         else:
             body += section.parts
         body.append("</section>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
 
 
@@ -654,18 +838,38 @@ def write_report(
     Path
         ``out_path``.
     """
-    out_path = Path(out_path)
-    if out_path.is_dir():
-        raise InputError(f"{out_path} is a folder; give the report a file name such as report.html")
-    if out_path.exists() and not overwrite:
-        raise InputError(f"{out_path} already exists; choose another file name or pass --overwrite")
+    out_path = check_report_target(out_path, overwrite)
     analysis = analysis_folder if isinstance(analysis_folder, Analysis) else open_analysis(analysis_folder)
     atomic_write_text(out_path, render_html(analysis, build_sections(analysis, on_step)))
     return out_path
 
 
+GENERATOR_TAG = '<meta name="generator" content="napari-morphospace report">'
+
+
+def is_report(path: str | os.PathLike) -> bool:
+    """True for an HTML report written by :func:`write_report` (what ``overwrite`` may replace)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return GENERATOR_TAG in head or "<title>Morphospace report: " in head
+
+
+def check_report_target(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse a report target before the (slow) report: not .html, a folder, another file, not writable."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"{path.name}: the report is an HTML file; give it a name ending in .html")
+    return check_output(path, what="report", kind="file", overwrite=overwrite, is_ours=is_report)
+
+
 __all__ = [
+    "GENERATOR_TAG",
     "SECTIONS",
+    "check_report_target",
+    "is_report",
     "LatentSummary",
     "Section",
     "build_sections",
@@ -674,6 +878,7 @@ __all__ = [
     "factors_for_latents",
     "figure_png",
     "render_html",
+    "settings_rows",
     "summarise_latents",
     "training_curves_figure",
     "write_report",

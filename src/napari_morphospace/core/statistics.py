@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -219,18 +219,34 @@ def empirical_kl_to_standard_normal(mu: np.ndarray) -> float:
     return float(0.5 * (np.trace(cov) + mean @ mean - dims - logdet))
 
 
-def linear_probe(latents: np.ndarray, groups: Sequence[object], folds: int = 5, seed: int = 0) -> dict:
+def linear_probe(
+    latents: np.ndarray,
+    groups: Sequence[object],
+    folds: int = 5,
+    seed: int = 0,
+    *,
+    sources: Sequence[object] | None = None,
+) -> dict:
     """How well a linear classifier separates the groups from the latents (cross-validated).
 
     A standardised logistic regression in stratified ``folds``-fold cross
     validation; balanced accuracy is 0.5 (two groups) when the latents carry no
     group information and 1.0 when the groups are linearly separable.
 
+    With ``sources`` (the source image of every cell) the folds keep every
+    image on one side (stratified group folds): cells of one image share
+    illumination, focus and neighbours, so random folds let the probe
+    recognise the image instead of the cells and flatter it. The folds are
+    reduced to the number of images of the group with fewest images; when a
+    group has a single image the folds cannot be grouped, are random, and
+    ``note`` says so.
+
     Returns
     -------
     dict
         ``balanced_accuracy`` and ``auroc`` (means over folds; one-vs-rest
-        AUROC for more than two groups) and ``per_fold`` with both lists.
+        AUROC for more than two groups), ``per_fold`` with both lists,
+        ``grouped`` (folds by source image) and ``note`` (why not, or None).
     """
     x = _as_samples(latents, "latents")
     require_finite(x, what="latents")
@@ -240,15 +256,17 @@ def linear_probe(latents: np.ndarray, groups: Sequence[object], folds: int = 5, 
     labels, counts = np.unique(y, return_counts=True)
     if len(labels) < 2:
         raise InputError(f"the probe needs at least two groups, got only {labels.tolist()}")
-    if counts.min() < folds:
+    splitter, source_groups, note = _probe_splitter(y, labels, folds, seed, sources)
+    n_folds = splitter.get_n_splits()
+    if counts.min() < n_folds:
         raise InputError(
-            f"group {labels[counts.argmin()]!r} has {counts.min()} cells, fewer than the {folds} folds; "
+            f"group {labels[counts.argmin()]!r} has {counts.min()} cells, fewer than the {n_folds} folds; "
             "use fewer folds or more cells"
         )
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     auroc = "roc_auc" if len(labels) == 2 else "roc_auc_ovr"
-    scores = cross_validate(model, x, y, cv=splitter, scoring={"balanced_accuracy": "balanced_accuracy", "auroc": auroc})
+    scores = cross_validate(model, x, y, cv=splitter, groups=source_groups,
+                            scoring={"balanced_accuracy": "balanced_accuracy", "auroc": auroc})
     per_fold = {
         "balanced_accuracy": scores["test_balanced_accuracy"].tolist(),
         "auroc": scores["test_auroc"].tolist(),
@@ -257,7 +275,27 @@ def linear_probe(latents: np.ndarray, groups: Sequence[object], folds: int = 5, 
         "balanced_accuracy": float(np.mean(per_fold["balanced_accuracy"])),
         "auroc": float(np.mean(per_fold["auroc"])),
         "per_fold": per_fold,
+        "grouped": source_groups is not None,
+        "note": note,
     }
+
+
+def _probe_splitter(y: np.ndarray, labels: np.ndarray, folds: int, seed: int,
+                    sources: Sequence[object] | None) -> tuple[object, np.ndarray | None, str | None]:
+    """Stratified folds grouped by source image where every group has 2+ images, else stratified random folds."""
+    if sources is None:
+        return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), None, None
+    images = np.asarray(sources).astype(str)
+    if len(images) != len(y):
+        raise InputError(f"{len(y)} cells but {len(images)} source names; they must match")
+    per_group = {label: len(np.unique(images[y == label])) for label in labels}
+    fewest = min(per_group, key=per_group.get)
+    if per_group[fewest] >= 2:
+        splitter = StratifiedGroupKFold(n_splits=min(folds, per_group[fewest]), shuffle=True, random_state=seed)
+        return splitter, images, None
+    note = (f"group {fewest!r} has all its cells in one image, so the folds could not keep images apart: the "
+            "probe may partly recognise the image rather than the cells")
+    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), None, note
 
 
 def kde_curves(values: np.ndarray, groups: Sequence[object], points: int = 200) -> tuple[np.ndarray, dict]:

@@ -57,6 +57,7 @@ from sklearn.preprocessing import StandardScaler
 from .config import atomic_write_text, from_dict, load_config, save_config, to_dict
 from .data import CROP_TABLE_COLUMNS, CropSet, bbox_columns
 from .errors import InputError
+from .outputs import check_output
 from .models import ModelSettings
 from .models.losses import gaussian_kl, reconstruction_loss
 from .models.settings import BlockKind, ModelName
@@ -419,7 +420,7 @@ def prepare_sweep(crop_set: CropSet, settings: SweepSettings, folder: str | Path
     (so several cluster jobs can start at once); another sweep's folder is
     refused.
     """
-    folder = Path(folder)
+    folder = check_output(folder, what="sweep folder", kind="folder", overwrite=True)  # a file, read-only, full disk
     crop_set.validate()
     split = split_for_sweep(crop_set.table, settings)
     identity = {"settings": to_dict(settings), "crop_set": _crop_set_fingerprint(crop_set.table)}

@@ -42,14 +42,17 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from .bundle import save_bundle
 from .checkpoints import AtomicCheckpointIO, BestCheckpoint, RunCheckpoints, checkpoint_run_id, new_run_id
 from .data import CropDataset, CropSet
+from .diagnostics import TrainingDiagnostics, diagnose_training
 from .errors import InputError
-from .models import Condition, ModelSettings, build_model
+from .models import Condition, ModelSettings, StackedConditionalVAE, build_model
 
 log = logging.getLogger(__name__)
 
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 PREVIEW_CROPS = 4
+#: Held-out crops the end-of-training diagnostics look at, at most.
+DIAGNOSTIC_CROPS = 2048
 
 
 @dataclass
@@ -64,14 +67,15 @@ class TrainSettings:
     ranks from the environment).
     """
 
-    epochs: int = 50
-    batch_size: int = 64
+    epochs: int | None = None
+    min_steps: int = 3000
+    batch_size: int | None = None
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     val_fraction: float = 0.2
     split: Literal["source", "random"] = "source"
-    augment_flips: bool = True
-    augment_rot90: bool = True
+    augment_flips: bool | None = None
+    augment_rot90: bool | None = None
     augment_small_rotations: bool = False
     early_stopping_patience: int | None = None
     seed: int = 0
@@ -91,12 +95,12 @@ class TrainSettings:
 
     def validate(self) -> None:
         """Refuse settings that cannot train, saying which value to change."""
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "num_nodes": self.num_nodes,
-                    "preview_every_n_epochs": self.preview_every_n_epochs}
+        positive = {"epochs": self.epochs, "min_steps": self.min_steps, "batch_size": self.batch_size,
+                    "num_nodes": self.num_nodes, "preview_every_n_epochs": self.preview_every_n_epochs}
         for name, value in positive.items():
-            if value < 1:
+            if value is not None and value < 1:
                 raise InputError(f"training.{name} is {value}; it must be at least 1")
-        if self.batch_size < 3:
+        if self.batch_size is not None and self.batch_size < 3:
             raise InputError(
                 f"training.batch_size is {self.batch_size}; use at least 3 (the beta-TCVAE estimator "
                 "compares every crop of a batch with the others)"
@@ -115,6 +119,55 @@ class TrainSettings:
             raise InputError(f"training.num_workers is {self.num_workers}; use 0 (load in the main process) or more")
         if isinstance(self.devices, str) and self.devices != "auto":
             raise InputError(f"training.devices is {self.devices!r}; use 'auto', a device count or a list of device ids")
+
+
+#: Batch size when ``batch_size`` is empty: an eighth of the training crops, within these bounds.
+AUTO_BATCH_SIZE = (8, 64)
+
+
+#: Models whose training crops are flipped and turned by default (the macrophage study augmented only its ME-VAE).
+AUGMENTED_MODELS = ("me-vae",)
+
+
+def augmentation_for(settings: TrainSettings, model: str) -> dict[str, bool]:
+    """Keyword arguments of :func:`augment_batch`: the settings, or (empty) the default of the model type.
+
+    Flips and 90° turns are on by default for the ME-VAE only, as in the
+    macrophage study. They would undo the Statistical Cell's alignment on the
+    major axis (``cond-vae``), and the study trained its β-VAE and β-TCVAE on
+    the crops as they are.
+    """
+    default = model in AUGMENTED_MODELS
+    return {
+        "flips": default if settings.augment_flips is None else settings.augment_flips,
+        "rot90": default if settings.augment_rot90 is None else settings.augment_rot90,
+        "small_rotations": settings.augment_small_rotations,
+    }
+
+
+def batch_size_for(settings: TrainSettings, n_train: int) -> int:
+    """The batch size to train with: the setting, or (empty) an eighth of the training crops in [8, 64].
+
+    Small crop sets get small batches, so an epoch holds several optimiser
+    steps; never more crops than there are (and at least 3, for β-TCVAE).
+    """
+    if settings.batch_size is not None:
+        return settings.batch_size
+    low, high = AUTO_BATCH_SIZE
+    return max(3, min(n_train, high, max(low, n_train // 8)))
+
+
+def epochs_for(settings: TrainSettings, n_train: int, batch_size: int, world_size: int = 1) -> int:
+    """The epochs to train: the setting, or (empty) enough for at least ``min_steps`` optimiser steps.
+
+    What a VAE learns depends on the number of optimiser steps, not of
+    epochs: 50 epochs of 125 crops in batches of 64 are 50 steps, which
+    learn nothing. Each of ``world_size`` processes (DDP) takes one batch per step.
+    """
+    if settings.epochs is not None:
+        return settings.epochs
+    steps_per_epoch = max(1, n_train // (batch_size * world_size))
+    return math.ceil(settings.min_steps / steps_per_epoch)
 
 
 @dataclass
@@ -203,7 +256,11 @@ class TrainResult:
     conditional model ``cond_num_labels`` is filled in from the label column);
     ``label_classes`` are that column's values in one-hot order. Under DDP
     every process returns a result; only the one with ``is_global_zero``
-    should write files.
+    should write files. ``steps`` (optimiser steps, all stages), ``epochs``
+    and ``batch_size`` are what the run used, with the automatic values
+    filled in; ``diagnostics`` says what the model learned
+    (:func:`~napari_morphospace.core.diagnostics.diagnose_training` on the
+    held-out crops).
     """
 
     model: torch.nn.Module
@@ -220,6 +277,10 @@ class TrainResult:
     val_size: int
     is_global_zero: bool = True
     notes: list[str] = field(default_factory=list)
+    steps: int = 0
+    epochs: int = 0
+    batch_size: int = 0
+    diagnostics: TrainingDiagnostics | None = None
 
 
 # ---------------------------------------------------------------- data split
@@ -389,11 +450,15 @@ class VAEModule(L.LightningModule):
         return getattr(self.model, self.stage) if self.stage in ("reference", "target") else self.model
 
     def losses(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Forward pass and loss terms of one batch (images, or images and labels)."""
+        """Forward pass and loss terms of one batch (images, or images and labels).
+
+        Training: the objective of this step (KL warm-up, capacity). Otherwise
+        :func:`validation_terms`: the full objective and the ELBO, z sampled.
+        """
         images, labels = _unpack(batch)
-        if self.training:
-            images = augment_batch(images, **self.augment)
-        x, cond = self._inputs(images, labels)
+        if not self.training:
+            return validation_terms(self.trained, *self._inputs(images, labels), dataset_size=self.train_size)
+        x, cond = self._inputs(augment_batch(images, **self.augment), labels)
         out = self.trained(x, cond)
         return self.trained.loss(x, out, cond=cond, dataset_size=self.train_size, step=int(self.global_step))
 
@@ -486,11 +551,61 @@ class VAEModule(L.LightningModule):
         self._kl_sum, self._kl_batches = None, 0
         return values
 
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, loader: DataLoader) -> None:
+        """Replace BatchNorm running statistics by their average over the training crops ("precise BN").
+
+        During training the running statistics are an exponential average
+        (momentum 0.1) of batch statistics of weights that kept changing; after
+        few optimiser steps they are far from what the final weights produce,
+        and eval mode — embedding, traversal, Grad-CAM — normalises every crop
+        wrongly (the first release put all 125 nuclei of a 5-epoch run at one
+        point). One pass over the training crops with the final weights, in
+        training mode, averages the batch statistics exactly. Models without
+        BatchNorm are left alone.
+        """
+        norms = [m for m in self.trained.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms or len(loader) == 0:
+            return
+        momenta = [m.momentum for m in norms]
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the pass
+        was_training = self.trained.training
+        self.trained.train()
+        _reseed(self.seed, 2**31 - 1)  # sampling noise and ME-VAE views of the pass are reproducible
+        for batch in loader:
+            images, labels = _unpack(_to_device(batch, self.device))
+            self.trained(*self._inputs(images, labels))
+        for module, momentum in zip(norms, momenta):
+            module.momentum = momentum
+        self.trained.train(was_training)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.trained.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["morphospace_stage"] = self.stage
+
+
+def validation_terms(model: torch.nn.Module, x: torch.Tensor, cond: Condition | None, *,
+                     dataset_size: int) -> dict[str, torch.Tensor]:
+    """Loss terms for validation and model selection: the full objective and the ELBO, z sampled.
+
+    Two things differ from the training step. The KL warm-up, cyclical
+    weight and capacity are taken at the end of their schedules
+    (``step=None``), so ``loss`` measures the same objective in every epoch:
+    selecting the best checkpoint or stopping early on a warm-up-weighted
+    loss would prefer early epochs, whose KL weighs little. And z is drawn
+    from the posterior (normalisation layers stay in eval mode): decoding
+    z = μ would make the reconstruction term too low and compute the β-TCVAE
+    terms at μ. ``elbo`` is ``−(rec + kl)``, a one-sample estimate per crop
+    (β = 1 whatever the training β).
+    """
+    out = model(x, cond, sample=True)
+    terms = model.loss(x, out, cond=cond, dataset_size=dataset_size, step=None)
+    terms["elbo"] = -(terms["rec"] + terms["kl"])
+    return terms
 
 
 @dataclass
@@ -770,6 +885,7 @@ def train(
     notes = [split.note] if split.note else []
     if split.note:
         warnings.warn(split.note, UserWarning, stacklevel=2)
+    train_settings = replace(train_settings, batch_size=batch_size_for(train_settings, len(split.train)))
     _check_sizes(split, train_settings.batch_size)
     if not train_settings.checkpoint_dir:
         raise InputError(
@@ -814,7 +930,10 @@ def train(
         stopped_early=any(o["stopped_early"] for o in outcomes),
         stopped_by_user=any(o["stopped_by_user"] for o in outcomes),
         checkpoint_dir=str(checkpoint_dir), train_size=len(split.train), val_size=len(split.val),
-        is_global_zero=final["is_global_zero"], notes=notes,
+        is_global_zero=final["is_global_zero"], notes=notes, steps=sum(o["steps"] for o in outcomes),
+        epochs=final["epochs"], batch_size=train_settings.batch_size,
+        diagnostics=_diagnose(model, crop_set.subset(_spread_out(split.val, DIAGNOSTIC_CROPS)),
+                              train_settings.batch_size),
     )
     if on_update is not None:
         on_update(TrainFinished(result.best_checkpoint, result.best_val_loss, result.stopped_early,
@@ -831,8 +950,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         model, learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
         train_size=len(split.train), seed=settings.seed, stage=stage,
         num_labels=model_settings.cond_num_labels if stage == "target" else 0,
-        augment={"flips": settings.augment_flips, "rot90": settings.augment_rot90,
-                 "small_rotations": settings.augment_small_rotations},
+        augment=augmentation_for(settings, model_settings.model),
     )
     val_set = Subset(dataset, split.val.tolist())
     # The β-TCVAE estimator needs >= 3 crops per batch, so validation drops a short last batch too.
@@ -851,6 +969,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         early = EarlyStopping(monitor="val_loss", mode="min", patience=settings.early_stopping_patience)
         callbacks.append(early)
     trainer = _make_trainer(settings, callbacks, run.last.parent, progress_bar)
+    trainer.fit_loop.max_epochs = epochs_for(settings, len(split.train), settings.batch_size, trainer.world_size)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=None if run.resume_from is None else str(run.resume_from),
                     weights_only=True)
@@ -878,6 +997,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
     if best_path and trainer.is_global_zero:  # only global rank 0 writes results; the file may be on its disk only
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
+    module.recalibrate_batchnorm(DataLoader(data.train_set, batch_size=settings.batch_size, drop_last=True))
     return {
         "history": reporter.history,
         "best": best_path,
@@ -886,6 +1006,8 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         "stopped_early": bool(early is not None and early.stopped_epoch > 0),
         "stopped_by_user": reporter.stopped_by_user,
         "is_global_zero": trainer.is_global_zero,
+        "steps": int(trainer.global_step),
+        "epochs": int(trainer.max_epochs),
     }
 
 
@@ -995,7 +1117,10 @@ def _resume_stage(path: Path, model: torch.nn.Module, stages: list[Stage]) -> tu
 
 @contextmanager
 def _quiet_lightning(quiet: bool) -> Iterator[None]:
-    """Silence Lightning's informational log lines (GPU available, ...) for GUI runs."""
+    """Silence Lightning's informational log lines (GPU available, ...) for GUI runs, and its known harmless warning."""
+    # Lightning 2.6 builds torch's deprecated LeafSpec for every data loader: harmless, and Lightning's to fix.
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning,
+                            r"lightning\.pytorch\.utilities\._pytree")
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     if quiet:
@@ -1012,6 +1137,21 @@ def _calibrate(model: torch.nn.Module, dataset: CropDataset, batch_size: int) ->
     loader = DataLoader(dataset, batch_size=batch_size)
     means = torch.cat([model.encode(batch)[0] for batch in loader])
     model.calibrate_latent_scale(means)
+
+
+def _spread_out(indices: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` of ``indices``, evenly spaced (bounds the diagnostics' time on large sets)."""
+    if len(indices) <= count:
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
+
+
+def _diagnose(model: torch.nn.Module, held_out: CropSet, batch_size: int) -> TrainingDiagnostics:
+    """End-of-training diagnostics on the held-out crops (the reference model's, for ``cond-vae``)."""
+    images = np.asarray(held_out.images)
+    if isinstance(model, StackedConditionalVAE):
+        return diagnose_training(model.reference, images[:, model.reference_channels], batch_size=batch_size)
+    return diagnose_training(model, images, batch_size=batch_size)
 
 
 def save_trained_bundle(
@@ -1036,10 +1176,13 @@ def save_trained_bundle(
         "sources": sorted(map(str, table["source"].unique())),
         "train_crops": result.train_size,
         "val_crops": result.val_size,
+        "batch_size": result.batch_size,
+        "epochs": result.epochs,
+        "optimiser_steps": result.steps,
     }
     return save_bundle(
         result.model, directory, model_settings=result.model_settings,
         input_shape=tuple(int(n) for n in crop_set.images.shape[1:]), channel_names=list(crop_set.channel_names),
         preprocess=crop_set.preprocess, train_settings=train_settings, provenance=provenance, history=result.history,
-        label_classes=result.label_classes, overwrite=overwrite,
+        label_classes=result.label_classes, diagnostics=result.diagnostics, overwrite=overwrite,
     )  # fmt: skip

@@ -2,10 +2,12 @@
 
 The functions work with any ``torch.nn.Module`` that has ``decode(z, cond=None)``
 returning images ``(N, C, [Z,] Y, X)`` (duck typing), so they serve every model
-in :mod:`napari_morphospace.core.models` and small test modules alike. Where the
-model has a ``latent_scale`` buffer (the multi-encoder VAE, whose combined latent
-is not N(0, 1)), traversal values are given in units of that per-dimension
-spread, so ±3 means the same thing for every model.
+in :mod:`napari_morphospace.core.models` and small test modules alike. Traversal
+values are absolute latent values (they replace the start point's value of the
+walked dimension, they are not offsets from it), in units of the model's
+``latent_scale`` buffer where it has one: ones (the prior's SD) for most models,
+the empirical SD of the latent means for the multi-encoder VAE, which calibrates
+it after training (``docs/models.md``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from .settings import MAX_CHANNELS
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _BATCHNORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+#: Most groups of a GroupNorm layer (fewer when the channel count is not divisible by it).
+NORM_GROUPS = 8
 _MAXPOOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 # An axis is halved by a block only while the result keeps at least this many pixels.
 MIN_AXIS_SIZE = 2
@@ -38,15 +40,25 @@ def depth_for_shape(spatial_shape: Sequence[int]) -> int:
     Rounding is half-up (``floor(v + 0.5)``), not Python's banker's rounding, so
     a value of exactly 2.5 gives 3. The result is at least 1 and at most
     :func:`max_depth`, the number of halvings the *largest* axis allows before
-    dropping below 2 pixels. Thinner axes (a 16-slice z-stack) stop being
-    down-sampled once they reach 2 pixels (see :func:`level_shapes`) instead of
-    limiting the whole network's depth, so a thin stack keeps a deep, compact
-    bottleneck in Y and X.
+    dropping below 2 pixels.
+
+    In 3D, counting voxels grants depth that a thin axis cannot use: a
+    5×140×140 stack would get 5 blocks where its 140×140 plane gets 4. So a
+    3D depth is at most the larger of the rule for the Y·X plane and the
+    number of times the *smallest* axis can be halved: 5×140×140 → 4,
+    16×64×64 → 3, while a cube keeps the voxel rule (64×64×64 → 5). Thin axes
+    stop being down-sampled at 2 pixels (see :func:`level_shapes`).
     """
     shape = _check_spatial_shape(spatial_shape)
-    pixels = math.prod(shape)
-    value = 2 + 0.356 * (math.log2(pixels) - 8.64)
-    return min(max(1, math.floor(value + 0.5)), max_depth(shape))
+    depth = _thesis_rule(math.prod(shape))
+    if len(shape) == 3:
+        depth = min(depth, max(_thesis_rule(shape[1] * shape[2]), _halvings(min(shape))))
+    return min(max(1, depth), max_depth(shape))
+
+
+def _thesis_rule(pixels: int) -> int:
+    """``round(2 + 0.356·(log2(pixels) − 8.64))``, rounding half up."""
+    return math.floor(2 + 0.356 * (math.log2(pixels) - 8.64) + 0.5)
 
 
 def max_depth(spatial_shape: Sequence[int]) -> int:
@@ -103,20 +115,38 @@ def _check_spatial_shape(spatial_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
+def normalisation(dim: int, channels: int, norm: str) -> nn.Module:
+    """The normalisation layer of a "strided" block: BatchNorm or GroupNorm.
+
+    BatchNorm normalises with the batch's statistics in training and with
+    running averages in evaluation (the training engine recomputes those
+    averages over the training crops at the end, see
+    ``VAEModule.recalibrate_batchnorm``). GroupNorm normalises each crop by
+    itself, so training and evaluation compute the same function, but a
+    crop's overall brightness and amount of signal are normalised away.
+    """
+    if norm == "batch":
+        return _BATCHNORM[dim](channels)
+    if norm == "group":
+        return nn.GroupNorm(math.gcd(channels, NORM_GROUPS), channels)
+    raise InputError(f"norm must be 'batch' or 'group', got {norm!r}")
+
+
 class DownBlock(nn.Module):
     """One encoder block that halves the axes marked in ``stride`` (2) and keeps the others (1).
 
-    "strided": 3×3 conv with that stride + BatchNorm + LeakyReLU(0.2).
+    "strided": 3×3 conv with that stride + normalisation (``norm``) + LeakyReLU(0.2).
     "maxpool": 3×3 conv + ReLU + MaxPool (kernel = stride, ``ceil_mode`` so odd sizes round up).
     """
 
-    def __init__(self, dim: int, in_channels: int, out_channels: int, stride: tuple[int, ...], kind: str) -> None:
+    def __init__(self, dim: int, in_channels: int, out_channels: int, stride: tuple[int, ...], kind: str,
+                 norm: str = "batch") -> None:
         super().__init__()
         conv = _CONV[dim]
         if kind == "strided":
             self.layers = nn.Sequential(
                 conv(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-                _BATCHNORM[dim](out_channels),
+                normalisation(dim, out_channels, norm),
                 nn.LeakyReLU(0.2),
             )
         elif kind == "maxpool":
@@ -137,17 +167,18 @@ class UpBlock(nn.Module):
 
     Nearest-neighbour resizing to a given size (rather than a transposed conv)
     makes odd sizes exact and avoids checkerboard artefacts. "strided" mirrors
-    with BatchNorm + LeakyReLU, "maxpool" with ReLU.
+    with normalisation + LeakyReLU, "maxpool" with ReLU.
     """
 
-    def __init__(self, dim: int, in_channels: int, out_channels: int, out_size: tuple[int, ...], kind: str) -> None:
+    def __init__(self, dim: int, in_channels: int, out_channels: int, out_size: tuple[int, ...], kind: str,
+                 norm: str = "batch") -> None:
         super().__init__()
         self.out_size = out_size
         conv = _CONV[dim]
         if kind == "strided":
             self.layers = nn.Sequential(
                 conv(in_channels, out_channels, 3, padding=1, bias=False),
-                _BATCHNORM[dim](out_channels),
+                normalisation(dim, out_channels, norm),
                 nn.LeakyReLU(0.2),
             )
         elif kind == "maxpool":
@@ -192,8 +223,8 @@ class Encoder(nn.Module):
         Image channels.
     spatial_shape : tuple of int
         ([Z,] Y, X) of the crops.
-    latent_dim, depth, base_channels, kind
-        See :class:`~napari_morphospace.core.models.settings.ModelSettings`.
+    latent_dim, depth, base_channels, kind, norm
+        See :class:`~napari_morphospace.core.models.settings.ModelSettings` (``kind`` is its ``block``).
     condition : (reference_channels, num_labels) or None
         If given, a :class:`ConditionInjection` is added after every block.
     """
@@ -207,6 +238,7 @@ class Encoder(nn.Module):
         base_channels: int,
         kind: str,
         condition: tuple[int, int] | None = None,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         dim = len(spatial_shape)
@@ -215,7 +247,7 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList()
         for k in range(depth):
             stride = tuple(2 if after != before else 1 for before, after in zip(shapes[k], shapes[k + 1]))
-            self.blocks.append(DownBlock(dim, ([in_channels] + channels)[k], channels[k], stride, kind))
+            self.blocks.append(DownBlock(dim, ([in_channels] + channels)[k], channels[k], stride, kind, norm))
         self.injections = (
             nn.ModuleList(ConditionInjection(dim, condition[0], condition[1], c) for c in channels)
             if condition is not None
@@ -254,6 +286,7 @@ class Decoder(nn.Module):
         base_channels: int,
         kind: str,
         condition: tuple[int, int] | None = None,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         dim = len(spatial_shape)
@@ -264,7 +297,7 @@ class Decoder(nn.Module):
         # Up block k goes from level k+1 to level k, from channels[k] to channels[k-1] (channels[0] at the top).
         up_channels = [channels[max(k - 1, 0)] for k in range(depth)]
         self.blocks = nn.ModuleList(
-            UpBlock(dim, channels[k], up_channels[k], shapes[k], kind) for k in reversed(range(depth))
+            UpBlock(dim, channels[k], up_channels[k], shapes[k], kind, norm) for k in reversed(range(depth))
         )
         self.injections = (
             nn.ModuleList(

@@ -96,18 +96,21 @@ def beta_vae_loss(rec: torch.Tensor, kl: torch.Tensor, beta: float, objective: s
     raise InputError(f"objective must be 'classic' or 'reparameterised', got {objective!r}")
 
 
-def kl_weight(step: int, schedule: str, warmup_steps: int) -> float:
+def kl_weight(step: int | None, schedule: str, warmup_steps: int) -> float:
     """KL warm-up weight in [0, 1] at training step ``step``.
 
     "none": 1. "linear": ``min(1, step / warmup_steps)``. "cyclical" (Fu et
     al. 2019, ratio 0.5): cycles of ``warmup_steps`` steps, the weight rising
     linearly from 0 to 1 over the first half of each cycle and staying at 1
-    for the second half.
+    for the second half. ``step=None`` means the objective the schedule leads
+    to (weight 1): what validation and model selection use.
     """
     if schedule == "none":
         return 1.0
     if warmup_steps <= 0:
         raise InputError(f"kl_schedule={schedule!r} needs kl_warmup_steps > 0, got {warmup_steps}")
+    if step is None and schedule in ("linear", "cyclical"):
+        return 1.0
     if schedule == "linear":
         return min(1.0, step / warmup_steps)
     if schedule == "cyclical":
@@ -115,9 +118,12 @@ def kl_weight(step: int, schedule: str, warmup_steps: int) -> float:
     raise InputError(f"kl_schedule must be 'none', 'linear' or 'cyclical', got {schedule!r}")
 
 
-def capacity_target(step: int, capacity_max: float, capacity_steps: int) -> float:
-    """Capacity C in nats at ``step``: linear from 0 to ``capacity_max`` over ``capacity_steps`` (Burgess et al.)."""
-    if capacity_steps == 0:
+def capacity_target(step: int | None, capacity_max: float, capacity_steps: int) -> float:
+    """Capacity C in nats at ``step``: linear from 0 to ``capacity_max`` over ``capacity_steps`` (Burgess et al.).
+
+    ``step=None`` means the end of the schedule, ``capacity_max``.
+    """
+    if capacity_steps == 0 or step is None:
         return float(capacity_max)
     return float(capacity_max) * min(1.0, step / capacity_steps)
 

@@ -7,19 +7,31 @@ different objective than the one the user asked for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, replace
 from typing import Any, Literal, get_args, get_type_hints
 
 from ..errors import InputError
 
 ModelName = Literal["beta-vae", "beta-tcvae", "me-vae", "cond-vae"]
 BlockKind = Literal["strided", "maxpool"]
+NormKind = Literal["batch", "group"]
 Objective = Literal["classic", "reparameterised"]
 ReconstructionKind = Literal["sse", "bce"]
 TCEstimator = Literal["mss", "mws"]
 MEView = Literal["original", "rotation", "flip"]
 MECombine = Literal["mean", "product"]
 KLSchedule = Literal["none", "linear", "cyclical"]
+
+#: Settings that only some models use (every other setting applies to all models). The Train
+#: widget shows a setting only for the models listed here; a model refuses a value other than the
+#: default for a setting it does not use, instead of silently training without it.
+USED_BY: dict[str, tuple[str, ...]] = {
+    **{name: ("beta-vae", "me-vae", "cond-vae") for name in (
+        "beta", "objective", "capacity_max", "capacity_gamma", "capacity_steps", "free_bits")},
+    **{name: ("beta-tcvae",) for name in ("tc_alpha", "tc_beta", "tc_gamma", "tc_estimator")},
+    **{name: ("me-vae",) for name in ("me_views", "me_combine")},
+    **{name: ("cond-vae",) for name in ("cond_reference_channels", "cond_num_labels")},
+}  # fmt: skip
 
 LATENT_DIM_RANGE = (2, 512)
 # Channels double per down-sampling block up to this cap, so deep models stay CPU-sized.
@@ -40,8 +52,16 @@ class ModelSettings:
         Number of down-/up-sampling blocks; None applies the adaptive rule of
         :func:`~napari_morphospace.core.models.blocks.depth_for_shape`.
     block : {"strided", "maxpool"}
-        "strided": strided 3×3 conv + BatchNorm + LeakyReLU; "maxpool": 3×3 conv +
+        "strided": strided 3×3 conv + normalisation + LeakyReLU; "maxpool": 3×3 conv +
         ReLU + MaxPool.
+    norm : {"batch", "group"}
+        Normalisation of the "strided" blocks. "batch" (BatchNorm, the
+        thesis' block, default) normalises with statistics of the data; the
+        training engine averages its running statistics over the training
+        crops at the end, so evaluation matches training even after few
+        steps. "group" (GroupNorm) normalises each crop by itself, which
+        removes its overall brightness and amount of signal: on real nuclei
+        the latents then predicted area and intensity worse than pixel PCA.
     base_channels : int, optional
         Channels of the first block; doubled per block, capped at 256. None
         (default) takes 32 for 2D crops and 16 for 3D crops, where every
@@ -49,13 +69,19 @@ class ModelSettings:
         200 ms on a laptop CPU instead of about 400 ms, fast enough for the
         latent sliders (see ``benchmarks/bench_decode_latency.py``).
     beta : float
-        Weight of the KL term. Classic objective: any β ≥ 0. Reparameterised
-        objective ``(1−β)·rec + β·KL``: β in [0, 1].
+        Weight of the KL term of beta-vae, me-vae and cond-vae. Classic
+        objective: any β ≥ 0. Reparameterised objective ``(1−β)·rec + β·KL``:
+        β in [0, 1]. Not used by beta-tcvae, whose β (Chen et al. 2018) is
+        ``tc_beta``, the weight of the total correlation.
     objective : {"classic", "reparameterised"}
         ``rec + β·KL`` or ``(1−β)·rec + β·KL`` (Statistical Cell).
-    reconstruction : {"sse", "bce"}
-        ``0.5·SSE`` (unit-variance Gaussian decoder) or binary cross-entropy,
-        summed over the pixels and channels of an image, averaged over the batch.
+    reconstruction : {"bce", "sse"}
+        Binary cross-entropy (Bernoulli decoder, default) or ``0.5·SSE``
+        (unit-variance Gaussian decoder), summed over the pixels and channels
+        of an image, averaged over the batch. The unit-variance Gaussian is a
+        weak likelihood for crops in [0, 1]: with β = 1 the KL wins and the
+        posterior collapses (about 1 nat of KL on real nuclei; see
+        ``docs/models.md``).
     tc_alpha, tc_beta, tc_gamma : float
         β-TCVAE weights of mutual information, total correlation, dimension-wise KL.
     tc_estimator : {"mss", "mws"}
@@ -92,10 +118,11 @@ class ModelSettings:
     latent_dim: int = 16
     depth: int | None = None
     block: BlockKind = "strided"
+    norm: NormKind = "batch"
     base_channels: int | None = None
     beta: float = 1.0
     objective: Objective = "classic"
-    reconstruction: ReconstructionKind = "sse"
+    reconstruction: ReconstructionKind = "bce"
     tc_alpha: float = 1.0
     tc_beta: float = 6.0
     tc_gamma: float = 1.0
@@ -147,6 +174,25 @@ class ModelSettings:
             f"logvar_min ({self.logvar_min}) must be below logvar_max ({self.logvar_max})",
         )
         _check_schedules(self)
+        _check_unused(self)
+
+    def unused_settings(self) -> list[str]:
+        """Names of the settings this model type does not use (see :data:`USED_BY`)."""
+        return unused_settings(self.model)
+
+    def without_unused(self) -> ModelSettings:
+        """A copy whose settings this model type does not use are back at their defaults.
+
+        The Train widget reads its form through this: values typed into a
+        field that is hidden for the chosen model must not block training.
+        """
+        defaults = ModelSettings()
+        return replace(self, **{name: getattr(defaults, name) for name in self.unused_settings()})
+
+
+def unused_settings(model: str) -> list[str]:
+    """Names of the settings a model type does not use."""
+    return [name for name, models in USED_BY.items() if model not in models]
 
 
 def _require(condition: bool, message: str) -> None:
@@ -178,15 +224,27 @@ def _check_objective(settings: ModelSettings) -> None:
         )
     for name in ("tc_alpha", "tc_beta", "tc_gamma"):
         _require(getattr(settings, name) >= 0, f"{name} must be non-negative, got {getattr(settings, name)}")
-    if settings.model == "beta-tcvae":
-        _require(
-            settings.objective == "classic",
-            "beta-tcvae weights its terms with tc_alpha/tc_beta/tc_gamma; set objective='classic'",
-        )
-        _require(
-            settings.capacity_max is None and settings.free_bits == 0,
-            "beta-tcvae does not use capacity_max or free_bits; clear them or choose beta-vae",
-        )
+
+
+def _check_unused(settings: ModelSettings) -> None:
+    """Refuse a changed value of a setting this model type does not use: it would change nothing."""
+    defaults = ModelSettings.__dataclass_fields__
+    for name in unused_settings(settings.model):
+        field_ = defaults[name]
+        default = field_.default_factory() if field_.default_factory is not MISSING else field_.default
+        if getattr(settings, name) == default:
+            continue
+        users = ", ".join(USED_BY[name])
+        if settings.model == "beta-tcvae" and name == "beta":
+            hint = ("its β (Chen et al. 2018) is tc_beta, the weight of the total correlation: set tc_beta "
+                    f"instead and leave beta at {default}")
+        elif settings.model == "beta-tcvae" and name in ("objective", "capacity_max", "capacity_gamma",
+                                                        "capacity_steps", "free_bits"):
+            hint = f"it weighs its KL terms with tc_alpha, tc_beta and tc_gamma: leave {name} at {default!r}"
+        else:
+            hint = f"leave it at {default!r} or choose one of those models"
+        raise InputError(f"model settings: {settings.model} does not use {name} (used by {users} only), "
+                         f"which is {getattr(settings, name)!r}; {hint}")
 
 
 def _check_views(views: list[str]) -> None:

@@ -47,7 +47,7 @@ class VAEOutput(NamedTuple):
         the combined latent's (see :class:`MEVAE`).
     z : Tensor (N, D)
         The latent that was decoded: a reparameterised sample in training
-        mode, ``mu`` in evaluation mode.
+        mode (or with ``sample=True``), ``mu`` in evaluation mode.
     parts : tuple of (mu, logvar, z) per encoder, or None
         ME-VAE only: each encoder's own posterior and sample, in ``me_views`` order.
     """
@@ -118,10 +118,15 @@ class MorphoVAE(nn.Module, abc.ABC):
     def feature_layer(self) -> nn.Module:
         """The last encoder conv block, whose activations Grad-CAM weighs."""
 
-    def forward(self, x: torch.Tensor, cond: Condition | None = None) -> VAEOutput:
-        """Encode, sample (training) or take the mean (evaluation), decode."""
+    def forward(self, x: torch.Tensor, cond: Condition | None = None, *, sample: bool | None = None) -> VAEOutput:
+        """Encode, draw z from the posterior or take its mean, decode.
+
+        ``sample=None`` draws in training mode and takes the mean in
+        evaluation mode; ``sample=True`` draws in either, which the ELBO
+        needs (validation: normalisation layers in eval mode, z sampled).
+        """
         mu, logvar = self.encode(x, cond)
-        z = self.sample(mu, logvar)
+        z = self.sample(mu, logvar, sample)
         return VAEOutput(self.decode(z, cond), mu, logvar, z)
 
     @abc.abstractmethod
@@ -132,13 +137,18 @@ class MorphoVAE(nn.Module, abc.ABC):
         *,
         cond: Condition | None = None,
         dataset_size: int | None = None,
-        step: int = 0,
+        step: int | None = 0,
     ) -> dict[str, torch.Tensor]:
-        """Training objective and its terms: "loss", "rec", "kl", "kl_per_dim" (D,) and model extras."""
+        """Training objective and its terms: "loss", "rec", "kl", "kl_per_dim" (D,) and model extras.
 
-    def sample(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """Reparameterised sample ``mu + σ·ε`` in training mode; ``mu`` in evaluation mode."""
-        if not self.training:
+        ``step`` sets the KL warm-up weight and the capacity of that training
+        step; ``None`` gives the full objective the schedules lead to (what
+        validation reports and model selection compares across epochs).
+        """
+
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor, draw: bool | None = None) -> torch.Tensor:
+        """Reparameterised sample ``mu + σ·ε`` when ``draw`` (default: in training mode), else ``mu``."""
+        if not (self.training if draw is None else draw):
             return mu
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
@@ -165,7 +175,7 @@ class MorphoVAE(nn.Module, abc.ABC):
     def _clamp(self, logvar: torch.Tensor) -> torch.Tensor:
         return logvar.clamp(self.settings.logvar_min, self.settings.logvar_max)
 
-    def _regularised_loss(self, rec: torch.Tensor, kl_per_dim: torch.Tensor, step: int) -> torch.Tensor:
+    def _regularised_loss(self, rec: torch.Tensor, kl_per_dim: torch.Tensor, step: int | None) -> torch.Tensor:
         """β-VAE objective with warm-up, then capacity (replaces β·KL) or free bits."""
         s = self.settings
         weight = kl_weight(step, s.kl_schedule, s.kl_warmup_steps)
@@ -189,8 +199,8 @@ class BetaVAE(MorphoVAE):
         s = settings
         channels = s.channels_for(len(self.input_shape) - 1)
         args = (self.input_shape[0], self.input_shape[1:], s.latent_dim, self.depth, channels, s.block)
-        self.encoder = Encoder(*args, condition=condition)
-        self.decoder = Decoder(*args, condition=condition)
+        self.encoder = Encoder(*args, condition=condition, norm=s.norm)
+        self.decoder = Decoder(*args, condition=condition, norm=s.norm)
 
     def encode(self, x: torch.Tensor, cond: Condition | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_input(x)
@@ -210,7 +220,7 @@ class BetaVAE(MorphoVAE):
         *,
         cond: Condition | None = None,
         dataset_size: int | None = None,
-        step: int = 0,
+        step: int | None = 0,
     ) -> dict[str, torch.Tensor]:
         rec = reconstruction_loss(out.recon, x, self.settings.reconstruction)
         kl_per_dim = gaussian_kl(out.mu, out.logvar).mean(dim=0)
@@ -232,7 +242,7 @@ class BetaTCVAE(BetaVAE):
         *,
         cond: Condition | None = None,
         dataset_size: int | None = None,
-        step: int = 0,
+        step: int | None = 0,
     ) -> dict[str, torch.Tensor]:
         s = self.settings
         if dataset_size is None:
@@ -294,18 +304,25 @@ class MEVAE(MorphoVAE):
     in training — so ``encode`` is deterministic.
 
     Each encoder has its own posterior N(mu_k, σ_k²) and its own KL to N(0, I)
-    ("kl_enc0", ...). The decoded latent combines the encoders' samples z_k:
+    ("kl_enc0", ...). The decoded latent combines the encoders' samples z_k,
+    scaled so that under the prior (every z_k ~ N(0, I)) the combined latent
+    is N(0, I) too, like every other model's latent:
 
-    * "mean": ``z = mean_k z_k``. The combined posterior is exactly
-      ``N(mean_k mu_k, Σ_k σ_k² / K²)``, returned as ``mu``/``logvar``.
-    * "product" (original ME-VAE code): ``z = Π_k z_k``. Returned ``mu`` is
+    * "mean": ``z = √K · mean_k z_k`` (the decoder sees ``mean_k z_k``, as in
+      the macrophage study). The combined posterior is exactly
+      ``N(√K · mean_k mu_k, Σ_k σ_k² / K)``, returned as ``mu``/``logvar``.
+    * "product" (original ME-VAE code): ``z = Π_k z_k``, which has mean 0 and
+      variance 1 under the prior (not Gaussian). Returned ``mu`` is
       ``Π_k mu_k`` (the evaluation-mode latent) and ``logvar`` the log of the
       product's exact variance ``Π_k(σ_k² + mu_k²) − Π_k mu_k²``.
 
-    The KL in the loss is the sum of the encoders' KLs (each encoder is
-    regularised towards N(0, I), as in the original code); "kl_per_dim" is that
-    sum per dimension. Under the prior the combined latent is therefore not
-    N(0, I) (a mean of K standard normals has SD 1/√K): call
+    Because the combined latent's prior is N(0, I), the per-dimension KL of
+    the combined posterior (``mu``/``logvar`` in a latent table) is 0 for a
+    collapsed model; without the √K a mean of K prior samples would have
+    variance 1/K and show ``0.5·(1/K + log K − 1)`` nats per dimension that
+    the model never learned. The KL in the loss is the sum of the encoders'
+    KLs (each encoder is regularised towards N(0, I), as in the original
+    code); "kl_per_dim" is that sum per dimension. Call
     :meth:`calibrate_latent_scale` after training so traversals are in units
     of the combined latent's empirical SD.
     """
@@ -316,8 +333,8 @@ class MEVAE(MorphoVAE):
         channels = s.channels_for(len(self.input_shape) - 1)
         args = (self.input_shape[0], self.input_shape[1:], s.latent_dim, self.depth, channels, s.block)
         self.views = list(s.me_views)
-        self.encoders = nn.ModuleList(Encoder(*args) for _ in self.views)
-        self.decoder = Decoder(*args)
+        self.encoders = nn.ModuleList(Encoder(*args, norm=s.norm) for _ in self.views)
+        self.decoder = Decoder(*args, norm=s.norm)
 
     def view(self, x: torch.Tensor, name: str) -> torch.Tensor:
         """The crop as encoder ``name`` sees it (random in training mode, the crop itself in evaluation)."""
@@ -339,11 +356,16 @@ class MEVAE(MorphoVAE):
             parts.append((mu, self._clamp(logvar)))
         return parts
 
+    @property
+    def _mean_scale(self) -> float:
+        """√K: the mean of K standard normals times √K is standard normal."""
+        return math.sqrt(len(self.views))
+
     def combine(self, latents: list[torch.Tensor]) -> torch.Tensor:
-        """Combine per-encoder latents (N, D) by the ``me_combine`` rule."""
+        """Combine per-encoder latents (N, D) by the ``me_combine`` rule (see class notes)."""
         stacked = torch.stack(latents)
         if self.settings.me_combine == "mean":
-            return stacked.mean(dim=0)
+            return stacked.mean(dim=0) * self._mean_scale
         return stacked.prod(dim=0)
 
     def combined_posterior(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -352,7 +374,7 @@ class MEVAE(MorphoVAE):
             mus = torch.stack([mu for mu, _ in parts]).float()
             variances = torch.stack([logvar for _, logvar in parts]).float().exp()
             if self.settings.me_combine == "mean":
-                return mus.mean(dim=0), torch.log(variances.sum(dim=0) / len(parts) ** 2)
+                return mus.mean(dim=0) * self._mean_scale, torch.log(variances.sum(dim=0) / len(parts))
             mean = mus.prod(dim=0)
             second_moment = (variances + mus.pow(2)).prod(dim=0)
             return mean, torch.log((second_moment - mean.pow(2)).clamp(min=1e-30))
@@ -361,6 +383,8 @@ class MEVAE(MorphoVAE):
         return self.combined_posterior(self.encode_parts(x))
 
     def decode(self, z: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
+        if self.settings.me_combine == "mean":
+            z = z / self._mean_scale  # the decoder takes the plain mean of the encoders' latents
         return self.decoder(z)
 
     def feature_layer(self) -> nn.Module:
@@ -368,9 +392,9 @@ class MEVAE(MorphoVAE):
         index = self.views.index("original") if "original" in self.views else 0
         return self.encoders[index].blocks[-1]
 
-    def forward(self, x: torch.Tensor, cond: Condition | None = None) -> VAEOutput:
+    def forward(self, x: torch.Tensor, cond: Condition | None = None, *, sample: bool | None = None) -> VAEOutput:
         parts = self.encode_parts(x)
-        samples = [self.sample(mu, logvar) for mu, logvar in parts]
+        samples = [self.sample(mu, logvar, sample) for mu, logvar in parts]
         z = self.combine(samples)
         mu, logvar = self.combined_posterior(parts)
         triples = tuple((m, lv, zk) for (m, lv), zk in zip(parts, samples))
@@ -383,7 +407,7 @@ class MEVAE(MorphoVAE):
         *,
         cond: Condition | None = None,
         dataset_size: int | None = None,
-        step: int = 0,
+        step: int | None = 0,
     ) -> dict[str, torch.Tensor]:
         if out.parts is None:
             raise InputError("the ME-VAE loss needs the per-encoder posteriors: pass the output of MEVAE.forward")
