@@ -37,6 +37,14 @@ def settle(seconds: float = 0.5, until=lambda: True) -> None:
         time.sleep(0.02)
 
 
+def show_one_field(viewer: napari.Viewer, stem: str = "A9 p10d") -> None:
+    """Show one field (its image, its labels half transparent, the highlighted cells), as a user looking at it would."""
+    for layer in viewer.layers:
+        layer.visible = layer.name.startswith(stem) or layer.name == "selected cells"
+        if layer.name == f"{stem}_labels":
+            layer.opacity = 0.4
+
+
 def main() -> None:
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1600, 1000)
@@ -44,13 +52,12 @@ def main() -> None:
         viewer.open(str(image), plugin=PLUGIN)
         viewer.open(str(labels), plugin=PLUGIN)
     labels_layers = [layer.name for layer in viewer.layers if layer.name.endswith("_labels")]
-    for layer in viewer.layers:  # show one field, as a user looking at it would
-        layer.visible = layer.name.startswith("A9 p10d")
     with tempfile.TemporaryDirectory() as folder:
         nuclei, _image_table = write_cellprofiler_tables(Path(folder))
         _dock, analysis = viewer.window.add_plugin_dock_widget(PLUGIN, "Analysis")
         analysis.open_table(nuclei)
         settle(1.0, until=lambda: analysis._worker is None)
+    show_one_field(viewer)
     viewer.screenshot(str(IMAGES / "external-table-opened.png"), canvas_only=False)
 
     _dock, scatter = viewer.window.add_plugin_dock_widget(PLUGIN, "Scatter")
@@ -59,6 +66,7 @@ def main() -> None:
     scatter.set_color_by("group")
     area = scatter._positions[:, 0]
     scatter.select_rows(np.flatnonzero(area > np.quantile(area, 0.9)))  # the largest tenth of the nuclei
+    show_one_field(viewer)
     settle(1.5)
     viewer.screenshot(str(IMAGES / "external-table-scatter.png"), canvas_only=False)
 
