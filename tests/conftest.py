@@ -16,6 +16,26 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def no_modal_dialogs(monkeypatch):
+    """A modal question or file dialog waits for a click no test makes: fail at once instead of hanging the suite.
+
+    Tests that expect a dialog replace it themselves (their monkeypatch comes after this one)."""
+    try:
+        from qtpy.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+    except Exception:  # noqa: BLE001 - no Qt binding: nothing can open a dialog
+        return
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a modal dialog opened in a test and would wait forever: {args[1:3]}")
+
+    for owner, names in ((QMessageBox, ("question", "warning", "information", "critical")),
+                         (QFileDialog, ("getSaveFileName", "getOpenFileName", "getOpenFileNames", "getExistingDirectory")),
+                         (QInputDialog, ("getText", "getItem", "getInt", "getDouble"))):  # fmt: skip
+        for name in names:
+            monkeypatch.setattr(owner, name, staticmethod(refuse))
+
+
 @pytest.fixture
 def sources(tmp_path):
     """Two 40x40 TIFF images with labels 1..3 each, in a data folder (analysis folder tests)."""

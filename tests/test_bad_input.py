@@ -283,8 +283,8 @@ REFUSALS = [
     Case("labels without objects", lambda w: (tifffile.imwrite(w / "zero.tif", np.zeros((64, 64), np.uint16)),
                                               crops_of(w, w / "control.tif", w / "zero.tif"))[1],
          r"labels contain no objects"),
-    Case("axes that do not fit", lambda w: crops_args(w, "--axes", "CZYX"), r"axes='CZYX' does not fit the file"),
-    Case("axes with a wrong letter", lambda w: crops_args(w, "--axes", "QX"), r"axes='QX' does not fit the file"),
+    Case("axes that do not fit", lambda w: crops_args(w, "--axes", "CZYX"), r"--axes CZYX does not fit the file"),
+    Case("axes with a wrong letter", lambda w: crops_args(w, "--axes", "QX"), r"--axes QX does not fit the file"),
     Case("non-UTF-8 file name", lambda w: (shutil.copy(w / "control.tif", os.fsencode(w) + b"/caf\xe9.tif"),
                                            crops_of(w, Path(os.fsdecode(os.fsencode(w) + b"/caf\xe9.tif"))))[1],
          r"is not valid UTF-8 text.*rename the file", changes=["caf\udce9.tif"]),
@@ -343,7 +343,7 @@ REFUSALS = [
     Case("train --out is a file", lambda w: train_args(w, out="control.tif"), r"control\.tif is a file, but the model bundle"),
     Case("train beta: .inf", lambda w: train_args(w, "--config", str(config(w, "t.yaml", "model:\n  beta: .inf\n"))),
          r"beta: expected a finite number, got inf"),
-    Case("train latent dim 1", lambda w: train_args(w) + ["--latent-dim", "1"], r"latent_dim must be between 2 and 512"),
+    Case("train latent dim 1", lambda w: train_args(w) + ["--latent-dim", "1"], r"--latent-dim must be between 2 and 512"),
     Case("train on a full disk", lambda w: train_args(w), r"the disk holding .* is full", patch=full_disk),
     # ----------------------------------------------------------------- embed: the model bundle
     Case("model folder missing", lambda w: embed_args(w) + ["--model", str(w / "gone")], r"gone is not a model bundle"),
@@ -574,7 +574,7 @@ ACCEPTED = [
     Accepted("constant image", constant_image, r"gave crops that are entirely 0"),
     Accepted("bool labels (a mask: one object)", lambda w: (tifffile.imwrite(w / "mask.tif", np.ones((64, 64), bool)),
                                                              crops_of(w, w / "control.tif", w / "mask.tif"))[1],
-             r"1 of 1 objects were larger than the crop and were cut"),
+             r"1 (of 1 )?objects were larger than the crop and were cut"),
     Accepted("bool image", lambda w: (tifffile.imwrite(w / "b.tif", _cells(0)[1] > 0), crops_of(w, w / "b.tif"))[1], ""),
     Accepted("crops --overwrite of a crop set", lambda w: crops_args(w, "--overwrite", out="crops"), ""),
     Accepted("preprocessing mismatch allowed", lambda w: (write_model_json(w, lambda c: c["preprocess"]["crops"].update(
@@ -610,11 +610,12 @@ ACCEPTED = [
 def test_accepted_with_a_warning(case: Accepted, work: Path, capsys):
     args = case.setup(work)
     code = main(args)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert code == 0, err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
-    warnings = [line for line in lines if ": warning: " in line]
+    # Warnings about one file go to stderr; the crop builder's per-object notes are summed into the summary line.
+    warnings = [line for line in lines if ": warning: " in line] + [line for line in out.splitlines() if "; " in line]
     if case.warning:
         assert any(__import__("re").search(case.warning, line) for line in warnings), err
     else:

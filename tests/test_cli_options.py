@@ -48,8 +48,9 @@ def test_help_shows_the_settings_defaults_and_choices(capsys, monkeypatch):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     defaults = TrainSettings()
-    assert f"crops per batch (per device) (default: {defaults.batch_size})" in text
-    assert f"(default: {defaults.epochs})" in text
+    assert defaults.batch_size is None and defaults.epochs is None  # chosen from the crops: the help says how
+    assert "crops per batch (per device); default: chosen from the number of training crops" in text
+    assert f"--min-steps MIN_STEPS optimiser steps the automatic epoch count reaches at least (default: {defaults.min_steps})" in text
     assert "which VAE to train (one of: beta-vae, beta-tcvae, me-vae, cond-vae; default: beta-vae)" in text
     assert "--reconstruction" in text and "(one of: sse, bce;" in text
     assert "--objective" in text and "(one of: classic, reparameterised; default: classic)" in text

@@ -58,3 +58,22 @@ def test_label_ids_the_label_image_lacks_are_refused_with_nothing_written(tables
 def test_images_without_labels_are_refused(tables, tmp_path, capsys):
     assert main(["table", str(tables[0]), "--images", str(_fields()[0][1]), "--out", str(tmp_path / "a")]) == 2
     assert "give --labels too" in capsys.readouterr().err
+
+
+def test_stats_compares_conditions_of_a_cellprofiler_table(tables, tmp_path, capsys):
+    """``morphospace stats --table``: the measurements themselves, no label images needed, under their own names."""
+    nuclei, _image_table = tables  # MyExpt_Image.csv beside it names the ImageNumbers
+    out = tmp_path / "stats"
+    assert main(["stats", "--table", str(nuclei), "--group-by", "Metadata_Condition", "--groups", "A9", "f9620",
+                 "--features", "AreaShape_*", "--permutations", "200", "--resamples", "200", "--out", str(out)]) == 0
+    result = pd.read_csv(out / "inference.csv").set_index("dimension")
+    assert list(result.index) == [c for c in FEATURES if c.startswith("AreaShape_")]
+    table = pd.read_csv(nuclei)
+    a = table.loc[table["Metadata_Condition"] == "A9", "AreaShape_Area"].to_numpy(float)
+    b = table.loc[table["Metadata_Condition"] == "f9620", "AreaShape_Area"].to_numpy(float)
+    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
+    assert result.loc["AreaShape_Area", "d"] == pytest.approx((a.mean() - b.mean()) / pooled, rel=1e-9)
+    assert result.loc["AreaShape_Area", "mean_difference"] == pytest.approx(a.mean() - b.mean(), rel=1e-9)
+    capsys.readouterr()
+    assert main(["stats", "--table", str(nuclei), "--group-by", "Plate", "--out", str(tmp_path / "s2")]) == 2
+    assert "the table has no column 'Plate' for the groups" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace._qt.session import session_for
+from napari_morphospace.viewer.session import session_for
 from napari_morphospace.core.analysis import create_analysis, save_analysis
 from napari_morphospace.core.bundle import load_bundle, save_bundle
 from napari_morphospace.core.data import CropSet

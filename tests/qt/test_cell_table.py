@@ -121,7 +121,10 @@ def test_clusters_annotations_and_docks_survive_save_and_reopen(make_napari_view
 
     reopened = make_napari_viewer()
     again = dock(reopened, "Analysis")
+    questions = []
+    again._ask = lambda question: questions.append(question) or True  # the fields lie outside the folder: "Yes"
     again.open(tmp_path / "saved")
+    assert len(questions) == 1 and "outside itself" in questions[0]
     qtbot.waitUntil(lambda: again._worker is None and len(reopened.layers) >= 6, timeout=60000)
     labels = [layer.name for layer in reopened.layers if layer.name.endswith("_labels")]
     assert labels == names  # named as when they were opened: no 'A9 cells [1]'

@@ -127,12 +127,3 @@ def test_real_3d_nuclei_from_files_to_a_kept_selection(make_napari_viewer, dock,
     assert len(np.unique(tifffile.imread(mask))) - 1 == 51
     _walk_the_user_path(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers=["mask3d"], crop_size="16, 32, 32")
 
-
-def test_real_3d_nuclei_from_files_to_latents(make_napari_viewer, dock, napari_hooks, qtbot, tmp_path):
-    """The part of the path that works before gui-table's fixes land: it must not regress meanwhile."""
-    image, mask = stardist_3d()
-    viewer = make_napari_viewer()
-    viewer.open(str(image), plugin="napari-morphospace")
-    viewer.open(str(mask), plugin="napari-morphospace")
-    _walk_the_user_path(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers=["mask3d"], crop_size="16, 32, 32",
-                        until_latents=True)

@@ -32,7 +32,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
 from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMessageBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QVBoxLayout, QWidget
 
 from .._analysis_reader import analysis_layers
 from .._reader import LayerData
@@ -54,6 +54,7 @@ from ..core.errors import InputError
 from ..core.external_table import ExternalCells, TableSettings, open_external_table
 from ..core.report import SECTIONS, write_report
 from ..core.training import TrainSettings
+from ..core.zoo import ZooExport, ZooSettings, export_zoo_packages
 from .cells_widget import find_sources
 from ..viewer.external_table import match_targets
 from ..viewer.layers import layer_file
@@ -130,6 +131,13 @@ def _open_worker(folder: Path, allow_external: bool) -> OpenedAnalysis:
 @thread_worker
 def _table_worker(path: Path, settings: TableSettings, layers: list, cells: pd.DataFrame | None) -> ExternalCells:
     return open_external_table(path, settings, layers=layers, cells=cells)
+
+
+@thread_worker
+def _zoo_worker(bundle: Bundle, crop_set: CropSet, folder: Path, settings: ZooSettings):
+    return (yield from messages_from(
+        lambda send: export_zoo_packages(bundle, crop_set, folder, settings=settings, on_step=send)
+    ))  # fmt: skip
 
 
 @thread_worker
@@ -243,6 +251,8 @@ class AnalysisWidget(QWidget):
         for button in (self.save_button, self.open_button, self.report_button):
             row.addWidget(button.native)
         layout.addLayout(row)
+        self.zoo_button = PushButton(text="Export to BioImage Model Zoo…")
+        layout.addWidget(self.zoo_button.native)
         # Features measured elsewhere: opened here, beside the analysis, because such users have no crops or model.
         layout.addWidget(QLabel("Features measured elsewhere (CellProfiler, DINO, another model), one row per object:"))
         self.table_form = settings_form(TableSettings(), hide=("image_table",))
@@ -260,6 +270,7 @@ class AnalysisWidget(QWidget):
         self.open_button.clicked.connect(self._choose_and_open)
         self.report_button.clicked.connect(lambda: self.write_report())
         self.table_button.clicked.connect(self._choose_and_open_table)
+        self.zoo_button.clicked.connect(self._choose_and_export_to_zoo)
 
     def _on_session_crop_set(self, _crop_set: Any) -> None:
         """Default folder: the ``analysis`` sibling of the crop-set folder, where the Annotate widget autosaves."""
@@ -298,7 +309,7 @@ class AnalysisWidget(QWidget):
         return worker
 
     def _set_busy(self, busy: bool) -> None:
-        for button in (self.save_button, self.open_button, self.report_button, self.table_button):
+        for button in (self.save_button, self.open_button, self.report_button, self.zoo_button, self.table_button):
             button.enabled = not busy
         if not busy:
             self._worker = None
@@ -540,3 +551,42 @@ class AnalysisWidget(QWidget):
         if self.last_report is None:
             return False
         return QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.last_report.resolve())))
+
+    # ----------------------------------------------------------------- BioImage Model Zoo
+
+    def _zoo_parts(self) -> tuple[Bundle, CropSet]:
+        if self.session.bundle is None or self.session.crop_set is None:
+            raise InputError(
+                "export needs the session's model and its crops: train or load a model, and make or open the crops first"
+            )
+        return self.session.bundle, self.session.crop_set
+
+    def _choose_and_export_to_zoo(self) -> None:
+        try:
+            self._zoo_parts()
+        except InputError as err:
+            self._report_error(err)
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export to BioImage Model Zoo (a new folder)", "zoo-packages")
+        if not path:
+            return
+        authors, ok = QInputDialog.getText(self, "BioImage Model Zoo", "Authors (who trained the model), comma-separated:")
+        if ok:
+            self.export_to_zoo(path, authors.split(","))
+
+    def export_to_zoo(self, folder: str | Path, authors: list[str]) -> Any:
+        """Write the session's model as encoder.zip + decoder.zip (validated, test-run) in a worker; returns it."""
+        try:
+            bundle, crop_set = self._zoo_parts()
+        except InputError as err:
+            self._report_error(err)
+            return None
+        worker = _zoo_worker(bundle, crop_set, Path(folder), ZooSettings(authors=authors), _ignore_errors=True)
+        worker.yielded.connect(lambda text: self.status.setText(f"{text}…"))
+        return self._start(worker, self._on_zoo_exported, f"Exporting the model to {folder}…")
+
+    def _on_zoo_exported(self, written: ZooExport) -> None:
+        text = (f"Exported to {written.folder}: {written.encoder.name} and {written.decoder.name}, validated and "
+                "test-run with bioimageio.core; upload them at bioimage.io.")  # fmt: skip
+        self.status.setText(text)
+        notification_manager.dispatch(Notification(text, severity=NotificationSeverity.INFO))

@@ -3,8 +3,10 @@
 Reads the session's latent table or a Labels layer's features, lets the user
 choose two groups, and shows the figures of :mod:`core.statistics` (made by
 :mod:`core.latent_summary`) in tabs: per-dimension KL, Cohen's d forest plot,
-KDE curves and violin plots of the top dimensions, and the linear probe. The
-computation (the probe cross-validates a classifier) runs in a worker.
+KDE curves and violin plots of the top dimensions, the linear probe, and the
+inference between the groups (:mod:`core.inference`: permutation tests with
+FDR control, bootstrap intervals, the whole-space distance; per cell or per
+image). The computation runs in a worker.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -29,6 +33,8 @@ from qtpy.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -36,6 +42,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import InputError
 from ..core.features import latent_columns, left_out_note, rows_with_latents
+from ..core.inference import GroupComparison, InferenceSettings, compare_groups
 from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, group_choices, summarise_latents, summary_figures
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
@@ -47,10 +54,17 @@ TABS_MIN_HEIGHT_PX = 420  # a figure stays readable; the dock scrolls to it
 TABS = {"kl": "KL", "forest": "Cohen's d", "kde": "KDE", "violin": "Violins"}
 
 
+INFERENCE_COLUMNS = ("dimension", "d", "95 % CI of d", "p", "q (BH)", "significant")
+
+
 @thread_worker
-def _statistics_worker(table: pd.DataFrame, group_column: str, a: Any, b: Any, top: int):
+def _statistics_worker(table: pd.DataFrame, group_column: str, a: Any, b: Any, top: int, settings: InferenceSettings):
     summary = summarise_latents(table, group_column, a, b)
-    return summary, summary_figures(summary, table, top=top)
+    try:  # a refused inference (e.g. too few images) must not hide the other statistics
+        inference: GroupComparison | str = compare_groups(table, group_column, a, b, settings)
+    except InputError as err:
+        inference = f"⚠ {err}"
+    return summary, summary_figures(summary, table, top=top), inference
 
 
 def _label(text: str = "") -> QLabel:
@@ -72,6 +86,7 @@ class StatisticsWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.summary: LatentSummary | None = None
+        self.inference: GroupComparison | str | None = None
         self.figures: dict[str, Figure | str] = {}
         self._worker: Any = None
 
@@ -87,11 +102,21 @@ class StatisticsWidget(QWidget):
         self.tabs = QTabWidget()
         self.tab_pages: dict[str, QVBoxLayout] = {}
         self.probe_text = _label()
+        self.per_image = QCheckBox("per image: permute condition labels between whole images")
+        self.per_image.setToolTip("Cells of one image are not independent; with several images per condition "
+                                  "this is the right test. Needs the cells' 'source' column.")  # fmt: skip
+        self.inference_text = _label("Compute to test the difference between the groups.")
+        self.inference_table = QTableWidget(0, len(INFERENCE_COLUMNS))
+        self.inference_table.setHorizontalHeaderLabels(INFERENCE_COLUMNS)
+        self.inference_table.verticalHeader().setVisible(False)
+        self.inference_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self._recompute = False  # the per-image box changed while a computation ran
         self._layout()
 
         self.table_combo.currentTextChanged.connect(self._on_table_chosen)
         self.column_combo.currentTextChanged.connect(self._fill_groups)
         self.compute_button.clicked.connect(self.compute)
+        self.per_image.toggled.connect(self._on_per_image_toggled)
         self.export_button.clicked.connect(self._choose_export_folder)
         self.session.latents_changed.connect(self._on_new_latents)
         self.viewer.layers.events.inserted.connect(self._refresh_tables)
@@ -121,6 +146,12 @@ class StatisticsWidget(QWidget):
         QVBoxLayout(probe).addWidget(self.probe_text)
         probe.layout().addStretch()
         self.tabs.addTab(probe, "Probe")
+        inference = QWidget()
+        box = QVBoxLayout(inference)
+        box.addWidget(self.per_image)
+        box.addWidget(self.inference_text)
+        box.addWidget(self.inference_table, stretch=1)
+        self.tabs.addTab(inference, "Inference")
         self.tabs.setMinimumHeight(TABS_MIN_HEIGHT_PX)
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -245,7 +276,8 @@ class StatisticsWidget(QWidget):
             return None
         self.status.setText(f"Computing {a!r} vs {b!r}…")
         self.compute_button.setEnabled(False)
-        worker = _statistics_worker(table.copy(), column, a, b, self.top_spin.value(), _ignore_errors=True)
+        settings = InferenceSettings(by_image=self.per_image.isChecked())
+        worker = _statistics_worker(table.copy(), column, a, b, self.top_spin.value(), settings, _ignore_errors=True)
         worker.returned.connect(self._show)
         worker.errored.connect(self._report)
         worker.finished.connect(self._on_finished)
@@ -256,14 +288,25 @@ class StatisticsWidget(QWidget):
     def _on_finished(self) -> None:
         self._worker = None
         self.compute_button.setEnabled(True)
+        if self._recompute:
+            self._recompute = False
+            self.compute()
+
+    def _on_per_image_toggled(self, _checked: bool) -> None:
+        """Test again with the other unit once there are results (after the running computation, if any)."""
+        if self._worker is not None:
+            self._recompute = True
+        elif self.summary is not None:
+            self.compute()
 
     def _report(self, error: Exception) -> None:
         message = str(error) if isinstance(error, InputError) else f"Computing the statistics failed unexpectedly: {error!r}"
         self.status.setText(f"⚠ {message}")
         show_error(message)
 
-    def _show(self, result: tuple[LatentSummary, dict[str, Figure | str]]) -> None:
-        self.summary, self.figures = result
+    def _show(self, result: tuple[LatentSummary, dict[str, Figure | str], GroupComparison | str]) -> None:
+        self.summary, self.figures, self.inference = result
+        self._show_inference(self.inference)
         summary = self.summary
         self.overview.setText(summary.overview_text())
         for key, box in self.tab_pages.items():
@@ -291,6 +334,24 @@ class StatisticsWidget(QWidget):
         except InputError:  # the layer went away meanwhile
             note = ""
         self.status.setText(f"{text}\n{note}" if note else text)
+
+    def _show_inference(self, inference: GroupComparison | str) -> None:
+        """The per-dimension table (smallest p first) and the summary lines, or why the inference was refused."""
+        if isinstance(inference, str):
+            self.inference_text.setText(inference)
+            self.inference_table.setRowCount(0)
+            return
+        self.inference_text.setText("\n".join(inference.summary_lines()))
+        dims = inference.dimensions
+        order = dims.ranking()
+        self.inference_table.setRowCount(len(order))
+        for row, i in enumerate(order):
+            ci = f"[{dims.d_low[i]:+.2f}, {dims.d_high[i]:+.2f}]"
+            cells = (dims.names[i], f"{dims.d[i]:+.3f}", ci, f"{dims.p[i]:.3g}", f"{dims.q[i]:.3g}",
+                     "yes" if dims.significant[i] else "")  # fmt: skip
+            for column, text in enumerate(cells):
+                self.inference_table.setItem(row, column, QTableWidgetItem(text))
+        self.inference_table.resizeColumnsToContents()
 
     # ----------------------------------------------------------------- export
 

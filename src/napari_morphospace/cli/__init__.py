@@ -18,10 +18,10 @@ import sys
 import warnings
 
 from ..core.errors import InputError
-from . import analysis, crops, demo, embed, export, report, sweep, table, train
+from . import analysis, crops, demo, embed, export, report, stats, sweep, table, train, zoo
 from .flags import HelpFormatter, name_flags
 
-SUBCOMMANDS = [crops, train, sweep, embed, analysis, table, report, export, demo]
+SUBCOMMANDS = [crops, train, sweep, embed, analysis, table, stats, report, export, zoo, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

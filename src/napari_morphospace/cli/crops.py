@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from ..core.preprocess import PreprocessPipeline
 
 PRESETS = ("none", "macrophage", "statistical-cell")
+#: The crop builder's per-image notes ("a.tif: 2 of 107 objects were ..."), summed over the images in the summary.
+COUNTED_NOTE = re.compile(r"(?:.+?: )?(\d+) of \d+ (.+)")
 
 FLAGS = [
     Flag("--labels", ("labels",), "one label image per image, in the same order", kind="list", metavar="LABELS"),
@@ -131,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
                                 scheduler=args.scheduler, on_progress=progress)  # fmt: skip
     groups = crop_set.table["group"].value_counts(sort=False).to_dict()
     shape = "x".join(str(s) for s in crop_set.images.shape[1:])
-    notes = summed_notes([str(w.message) for w in caught if issubclass(w.category, UserWarning)])
-    for other in (w for w in caught if not issubclass(w.category, UserWarning)):
+    counted = [w for w in caught if issubclass(w.category, UserWarning) and COUNTED_NOTE.fullmatch(str(w.message))]
+    notes = summed_notes([str(w.message) for w in counted])
+    for other in (w for w in caught if w not in counted):  # a reader's warning about one file is said as it is
         warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     summary = f"wrote {len(crop_set)} crops ({shape}) to {args.out}: " + ", ".join(f"{g} {n}" for g, n in groups.items())
     print(summary + "".join(f"; {name_flags(note, FLAGS)}" for note in notes))
@@ -143,7 +146,7 @@ def summed_notes(messages: list[str]) -> list[str]:
     """The crop builder's notes per image ("a.tif: 2 of 107 objects were smaller than ...") summed over the images."""
     counts: dict[str, int] = {}
     for message in messages:
-        match = re.fullmatch(r"(?:.+?: )?(\d+) of \d+ (.+)", message)
+        match = COUNTED_NOTE.fullmatch(message)
         key = match[2] if match else message
         counts[key] = counts.get(key, 0) + (int(match[1]) if match else 0)
     return [f"{n} {text}" if n else text for text, n in counts.items()]

@@ -55,8 +55,11 @@ FLAGS = [
     Flag("--objective", ("model.objective",),
          "rec + beta*KL (classic), or (1-beta)*rec + beta*KL with beta in [0, 1] (reparameterised)"),
     Flag("--reconstruction", ("model.reconstruction",), "reconstruction term: 0.5*SSE (sse) or binary cross-entropy (bce)"),
-    Flag("--epochs", ("training.epochs",), "number of epochs (per stage for cond-vae)", int),
-    Flag("--batch-size", ("training.batch_size",), "crops per batch (per device)", int),
+    Flag("--epochs", ("training.epochs",), "number of epochs (per stage for cond-vae); default: enough for "
+         "--min-steps optimiser steps", int),
+    Flag("--min-steps", ("training.min_steps",), "optimiser steps the automatic epoch count reaches at least", int),
+    Flag("--batch-size", ("training.batch_size",), "crops per batch (per device); default: chosen from the number "
+         "of training crops", int),
     Flag("--learning-rate", ("training.learning_rate",), "AdamW learning rate", float),
     Flag("--val-fraction", ("training.val_fraction",), "fraction of the crops held out for validation", float),
     Flag("--split", ("training.split",), "hold out whole source images, or random crops"),

@@ -267,23 +267,29 @@ def _read_weights(path: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]
             f"{path} is not a valid safetensors file ({err}); bundles only load safetensors weights, "
             "never pickled files. Re-save the model with napari-morphospace"
         ) from err
+    mismatch = state_dict_mismatch(state, model)
+    if mismatch:
+        raise InputError(
+            f"{path} does not match the architecture in {CONFIG_NAME}: {mismatch}. "
+            "The bundle was edited or mixed with another model's files; use the folder as it was saved"
+        )
+    return state
+
+
+def state_dict_mismatch(state: dict[str, torch.Tensor], model: torch.nn.Module) -> str:
+    """How ``state`` differs from ``model.state_dict()`` (missing, unexpected, mis-shaped tensors); "" when it fits."""
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     wrong = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
-    if missing or extra or wrong:
-        details = []
-        if missing:
-            details.append(f"missing {', '.join(missing[:5])}")
-        if extra:
-            details.append(f"unexpected {', '.join(extra[:5])}")
-        if wrong:
-            details.append("wrong shape " + ", ".join(f"{n} {found[n]} (expected {expected[n]})" for n in wrong[:5]))
-        raise InputError(
-            f"{path} does not match the architecture in {CONFIG_NAME}: {'; '.join(details)}. "
-            "The bundle was edited or mixed with another model's files; use the folder as it was saved"
-        )
-    return state
+    details = []
+    if missing:
+        details.append(f"missing {', '.join(missing[:5])}")
+    if extra:
+        details.append(f"unexpected {', '.join(extra[:5])}")
+    if wrong:
+        details.append("wrong shape " + ", ".join(f"{n} {found[n]} (expected {expected[n]})" for n in wrong[:5]))
+    return "; ".join(details)
 
 
 class PreprocessingMismatch(InputError):
@@ -391,4 +397,5 @@ __all__ = [
     "load_bundle",
     "preprocessing_differences",
     "save_bundle",
+    "state_dict_mismatch",
 ]

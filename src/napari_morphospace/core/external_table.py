@@ -304,7 +304,8 @@ def external_cells(
         take the ``crop_id`` of the crop of their object (rows without a crop
         are left out, with a note). Needed for a ``crop_id`` key.
     images : mapping, optional
-        ``ImageNumber`` -> image name (:func:`read_image_table`).
+        ``ImageNumber`` -> image name (:func:`read_image_table`). Without it
+        and without ``layers``, images are named ``ImageNumber <n>``.
 
     Raises
     ------
@@ -437,7 +438,9 @@ def _names_of_image_numbers(numbers: pd.Series, images: Mapping[int, str] | None
     """The image name of each ``ImageNumber`` (from the image table), or the only layer's name for a single image."""
     numbers = pd.to_numeric(numbers, errors="coerce")
     if images is None:
-        if numbers.nunique() == 1 and layers is not None and len(layers) == 1:
+        if layers is None:  # nothing to match (command line statistics): the number names the image
+            return "ImageNumber " + numbers.astype("Int64").astype(str)
+        if numbers.nunique() == 1 and len(layers) == 1:
             return pd.Series(layers[0].name, index=numbers.index)
         raise InputError(
             f"the table names {numbers.nunique()} images by {IMAGE_NUMBER} only; give CellProfiler's image table "

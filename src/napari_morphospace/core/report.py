@@ -3,7 +3,8 @@
 One HTML file, figures embedded as base64 PNG, no external assets: it can be
 mailed, archived or opened offline. Sections, in order (:data:`SECTIONS`):
 data and preprocessing (with example crops), training curves, per-dimension
-KL, Cohen's d forest plot, KDE and violin plots of the top dimensions,
+KL, Cohen's d forest plot, the inference between the groups (permutation
+tests, FDR, bootstrap intervals, whole-space distance), KDE and violin plots of the top dimensions,
 latent traversals, ±3 difference maps (absolute and 1 − SSIM), Grad-CAM of
 the top dimensions (both signs), classifier metrics, the known answer and
 disentanglement metrics (with ground-truth factors), and the exact versions
@@ -50,6 +51,7 @@ SECTIONS = (
     "What the model learned",
     "Per-dimension KL",
     "Group differences (Cohen's d)",
+    "Inference between the groups",
     "Top dimensions: KDE and violin plots",
     "Latent traversals",
     "Difference maps",
@@ -480,6 +482,26 @@ def _cohen_section(ctx: _Context) -> list[str]:
     return parts
 
 
+def _inference_section(ctx: _Context) -> list[str]:
+    """Permutation tests with BH FDR, bootstrap intervals and the whole-space distance: per image where possible."""
+    from .inference import InferenceSettings, compare_groups
+
+    summary = ctx.require_summary()
+    latents = ctx.require_latents()
+    latents = latents.assign(group=latents["group"].astype(str))
+    try:
+        result = compare_groups(latents, "group", summary.group_b, summary.group_a, InferenceSettings(by_image=True))
+    except InputError as err:  # e.g. one image per condition: test cells, and say why
+        result = compare_groups(latents, "group", summary.group_b, summary.group_a, InferenceSettings())
+        result.notes.insert(0, f"Not tested per image: {err}.")
+    dims = result.dimensions
+    rows = [(dims.names[i], dims.d[i], f"[{dims.d_low[i]:+.3g}, {dims.d_high[i]:+.3g}]", dims.mean_difference[i],
+             dims.p[i], dims.q[i], "yes" if dims.significant[i] else "") for i in dims.ranking()]  # fmt: skip
+    return [_p(line) for line in result.summary_lines()] + [
+        _table(rows, ["dimension", "Cohen's d", "95 % CI of d", "mean difference", "p", "q (BH)", "significant"])
+    ]
+
+
 def _distribution_section(ctx: _Context) -> list[str]:
     from .statistics import kde_figure, violin_figure
 
@@ -749,6 +771,7 @@ _BUILDERS: dict[str, Callable[[_Context], list[str]]] = {
     "What the model learned": _learned_section,
     "Per-dimension KL": _kl_section,
     "Group differences (Cohen's d)": _cohen_section,
+    "Inference between the groups": _inference_section,
     "Top dimensions: KDE and violin plots": _distribution_section,
     "Latent traversals": _traversal_section,
     "Difference maps": _difference_section,
