@@ -2,23 +2,21 @@
 
 The core (:mod:`core.external_table`) matches the table's rows to Labels
 layers described as :class:`~napari_morphospace.core.external_table.LabelsObjects`;
-this module describes the open layers and the session's crops, and hands the
-rows to the session (:meth:`Session.open_table`), whose features writer puts
-them into the layers' ``features``. The Analysis widget reads the table in a
-worker between :func:`match_targets` and ``session.open_table``;
-:func:`open_table` does all three at once, for scripts.
+this module describes the open layers and the session's crops. The Analysis
+widget reads the table in a worker and hands the rows to the session
+(:meth:`Session.open_table`), whose features writer puts them into the
+layers' ``features``.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from napari.layers import Labels
 
-from ..core.external_table import ExternalCells, LabelsObjects, TableSettings, open_external_table
+from ..core.external_table import LabelsObjects
 from .features import is_overlay, source_names
 from .session import session_for
 
@@ -39,10 +37,3 @@ def match_targets(viewer: Any) -> tuple[list[LabelsObjects], pd.DataFrame | None
     session = session_for(viewer)
     return labels_objects(viewer), session.cells if session.crop_set is not None else None
 
-
-def open_table(viewer: Any, path: str | os.PathLike, settings: TableSettings | None = None) -> ExternalCells:
-    """Read the table, match its rows and make them the session's cells (or its crops' features); returns what was read."""
-    layers, cells = match_targets(viewer)
-    result = open_external_table(path, settings, layers=layers, cells=cells)
-    session_for(viewer).open_table(result.table)
-    return result
