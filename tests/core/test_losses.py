@@ -51,6 +51,16 @@ def test_reconstruction_sse_sums_pixels_and_averages_batch():
     assert reconstruction_loss(recon, x, "sse").item() == pytest.approx(1.875)
 
 
+def test_reconstruction_bce_equals_torchs_and_a_diverged_output_gives_nan_not_an_error():
+    torch.manual_seed(0)
+    recon, x = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
+    recon[0, 0, 0, 0], recon[1, 0, 0, 0] = 0.0, 1.0  # the clamped logs at both ends
+    expected = torch.nn.functional.binary_cross_entropy(recon, x, reduction="none").flatten(1).sum(dim=1).mean()
+    assert reconstruction_loss(recon, x, "bce").item() == pytest.approx(expected.item(), rel=1e-6)
+    recon[2, 0, 0, 0] = float("nan")  # a diverged step (torch's own BCE raises on it)
+    assert torch.isnan(reconstruction_loss(recon, x, "bce"))
+
+
 def test_reconstruction_bce_hand_value():
     x = torch.tensor([[[[1.0, 0.0]]]])
     recon = torch.full_like(x, 0.5)

@@ -1,5 +1,8 @@
 """Opening files as a user does (File > Open, drag and drop): which reader napari offers for what."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -24,7 +27,10 @@ def files(tmp_path, sources):
     png = tmp_path / "photo.png"
     skio.imsave(png, np.arange(64, dtype=np.uint8).reshape(8, 8), check_contrast=False)
     folder = tmp_path / "analysis"
-    create_analysis(folder, images=sources[0], labels=sources[1], groups=["control", "treated"])
+    create_analysis(folder)
+    # The images inside the folder: napari's File > Open Folder cannot ask for consent to read outside it.
+    inside = [[shutil.copy(path, folder / Path(path).name) for path in paths] for paths in sources[:2]]
+    create_analysis(folder, images=inside[0], labels=inside[1], groups=["control", "treated"], overwrite=True)
     return png, sources[0][0], folder
 
 

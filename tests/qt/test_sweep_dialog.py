@@ -13,6 +13,12 @@ from napari_morphospace.core.sweep import load_sweep_settings
 
 SIZE = 16
 
+def set_optional(box, value):
+    """Switch an optional setting of a form on (its check box) and give it ``value``."""
+    box["enabled"].value = True
+    box["value"].value = value
+
+
 
 def ellipse_crop_set(n: int = 48, n_sources: int = 6) -> CropSet:
     """Small and large bright ellipses (groups) at random angles over ``n_sources`` images, with their area."""
@@ -39,8 +45,11 @@ def train_widget(make_napari_viewer, dock):
     model.latent_dim.value = 4
     model.base_channels["enabled"].value, model.base_channels["value"].value = True, 8
     form = widget.train_form
-    form.epochs.value, form.batch_size.value, form.accelerator.value = 2, 8, "cpu"
-    form.augment_flips.value = form.augment_rot90.value = False
+    set_optional(form.epochs, 2)
+    set_optional(form.batch_size, 8)
+    form.accelerator.value = "cpu"
+    set_optional(form.augment_flips, False)
+    set_optional(form.augment_rot90, False)
     return widget
 
 
@@ -82,11 +91,11 @@ def test_save_and_load_a_sweep_config_as_the_command_line_reads_it(train_widget,
     assert saved.test_fraction == 0.25 and saved.training.epochs == 2 and saved.model.base_channels == 8
     assert "morphospace sweep --config" in dialog.status.text()
 
-    train_widget.train_form.epochs.value = 7
+    set_optional(train_widget.train_form.epochs, 7)
     dialog.axis_edits["model"].setText("")
     dialog.load_from(path)
     assert dialog.axis_edits["model"].text() == "beta-vae, beta-tcvae" and dialog.axis_edits["latent_dim"].text() == "2, 20"
-    assert train_widget.train_form.epochs.value == 2  # the sweep's base went back into the Train widget's forms
+    assert train_widget.train_form.epochs["value"].value == 2  # the sweep's base went back into the Train widget's forms
 
 
 def test_bad_grid_values_are_explained_and_nothing_starts(train_widget, qtbot, tmp_path, napari_hooks):
@@ -102,7 +111,7 @@ def test_bad_grid_values_are_explained_and_nothing_starts(train_widget, qtbot, t
 
 
 def test_stop_ends_the_sweep_and_a_second_run_finishes_it(train_widget, qtbot, tmp_path):
-    train_widget.train_form.epochs.value = 300
+    set_optional(train_widget.train_form.epochs, 300)
     dialog = open_dialog(train_widget, qtbot)
     dialog.axis_edits["beta"].setText("1, 2")
     worker = dialog.run(tmp_path / "sweep")

@@ -6,6 +6,12 @@ import torch
 
 from test_train_widget import BATCH, ellipse_crop_set, wait_until_done
 
+def set_optional(box, value):
+    """Switch an optional setting of a form on (its check box) and give it ``value``."""
+    box["enabled"].value = True
+    box["value"].value = value
+
+
 
 def test_start_into_a_used_checkpoint_dir_is_refused_and_resume_continues_that_run(make_napari_viewer, qtbot,
                                                                                  tmp_path, dock, napari_hooks):
@@ -14,7 +20,9 @@ def test_start_into_a_used_checkpoint_dir_is_refused_and_resume_continues_that_r
     form, model = widget.train_form, widget.model_form
     model.latent_dim.value = 4
     model.base_channels["enabled"].value, model.base_channels["value"].value = True, 8
-    form.epochs.value, form.batch_size.value, form.accelerator.value = 2, BATCH, "cpu"
+    set_optional(form.epochs, 2)
+    set_optional(form.batch_size, BATCH)
+    form.accelerator.value = "cpu"
     form.checkpoint_dir["enabled"].value, form.checkpoint_dir["value"].value = True, str(tmp_path / "run")
     widget.set_crop_set(ellipse_crop_set())
     widget.start()
@@ -32,7 +40,7 @@ def test_start_into_a_used_checkpoint_dir_is_refused_and_resume_continues_that_r
     assert last.read_bytes() == first
 
     # Resume continues that training instead.
-    form.epochs.value = 3
+    set_optional(form.epochs, 3)
     widget.resume()
     wait_until_done(qtbot, widget)
     assert [row["epoch"] for row in widget.result.history] == [0, 1, 2]

@@ -17,7 +17,6 @@ import math
 from contextlib import AbstractContextManager
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError
 
@@ -66,7 +65,9 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, kind: str = "sse")
         if kind == "sse":
             per_pixel = 0.5 * (recon - x).pow(2)
         elif kind == "bce":
-            per_pixel = F.binary_cross_entropy(recon, x, reduction="none")
+            # torch's binary_cross_entropy with its logs clamped at -100, written out so that a diverged step's NaN
+            # output gives a NaN loss (which the training guard reports) instead of a RuntimeError on its range check.
+            per_pixel = -(x * torch.log(recon).clamp_min(-100) + (1 - x) * torch.log1p(-recon).clamp_min(-100))
         else:
             raise InputError(f"reconstruction must be 'sse' or 'bce', got {kind!r}")
         return per_pixel.flatten(1).sum(dim=1).mean()
