@@ -153,3 +153,4 @@ def test_latent_space_dock_says_measured_features_have_nothing_to_decode(explore
     assert latent.latents is None
     warnings = [str(n.message) for n in napari_hooks.notifications("warning")]
     assert not [w for w in warnings if "mu_" in w], warnings
+

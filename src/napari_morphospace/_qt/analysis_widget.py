@@ -254,7 +254,9 @@ class AnalysisWidget(QWidget):
         self.zoo_button = PushButton(text="Export to BioImage Model Zoo…")
         layout.addWidget(self.zoo_button.native)
         # Features measured elsewhere: opened here, beside the analysis, because such users have no crops or model.
-        layout.addWidget(QLabel("Features measured elsewhere (CellProfiler, DINO, another model), one row per object:"))
+        table_intro = QLabel("Features measured elsewhere (CellProfiler, DINO, another model), one row per object:")
+        table_intro.setWordWrap(True)  # a long row would widen the dock past the window
+        layout.addWidget(table_intro)
         self.table_form = settings_form(TableSettings(), hide=("image_table",))
         self.table_form["features"].tooltip = "names or patterns separated by commas (AreaShape_*, Intensity_*); empty: every measurement"
         self.table_form["group_column"].tooltip = "column with each cell's condition; empty: group, condition, Metadata_Condition…"
