@@ -76,12 +76,13 @@ def _walk(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers, crop_size,
     train.start_button.native.click()
     qtbot.waitUntil(lambda: not train.running, timeout=WAIT_MS)
     assert train.result is not None, train.status.text()
-    assert train.save_bundle_to(tmp_path / "model") is not None
+    assert train.session.bundle is not None and train.session.bundle.folder is None  # usable before it is saved
 
-    # Embed: latents written into the Labels layers' features.
+    # Embed: latents of the model just trained (not saved yet) written into the Labels layers' features.
     embed.embed_button.native.click()
     qtbot.waitUntil(lambda: embed._worker is None, timeout=WAIT_MS)
     assert "crops embedded" in embed.status.text(), embed.status.text()
+    assert train.save_bundle_to(tmp_path / "model") is not None
     assert all(viewer.layers[name].features.filter(like="mu_").shape[1] > 0 for name in labels_layers)
     if until_latents:
         return

@@ -82,6 +82,7 @@ from ..core.training import (
     TrainUpdate,
     save_trained_bundle,
     train,
+    trained_bundle,
 )
 from .docking import tab_with_other_docks
 from .forms import fill_form, read_form, settings_form
@@ -628,6 +629,11 @@ class TrainWidget(QWidget):
             text = f"Stopped early (validation loss no longer improved); {best}; {where}."
         else:
             text = f"Finished: {best}; {where}."
+        if self._run_crop_set is not None:
+            # The trained model is the session's model at once (Embed, Latent space...); Save model… writes it.
+            self.session.bundle = trained_bundle(result, self._run_crop_set, train_settings=self._run_train_settings,
+                                                 crop_set_origin=self._crop_set_origin())  # fmt: skip
+            text += " It is the session's model now (Save model… writes it as a bundle)."
         notes = " ".join(result.notes)
         learned = result.diagnostics
         summary = "" if learned is None else "\n" + "\n".join(learned.lines())
@@ -660,16 +666,19 @@ class TrainWidget(QWidget):
         if result is None or crop_set is None:
             self._refuse(InputError("there is no trained model yet; press Start and wait until training ends"))
             return None
-        origin = str(self._run_crop_folder.resolve()) if self._run_crop_folder else "Cells widget (not saved)"
         try:
             written = save_trained_bundle(result, crop_set, directory, train_settings=self._run_train_settings,
-                                          crop_set_origin=origin)  # fmt: skip
+                                          crop_set_origin=self._crop_set_origin())  # fmt: skip
             self.session.bundle = load_bundle(written)
         except (InputError, OSError) as err:
             self._refuse(err)
             return None
         self.status.setText(f"Model bundle saved to {written}; it is now the session's model.")
         return written
+
+    def _crop_set_origin(self) -> str:
+        """Where the crops of this run live, for the bundle's provenance."""
+        return str(self._run_crop_folder.resolve()) if self._run_crop_folder else "Cells widget (not saved)"
 
     def _ask_bundle_folder(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save model bundle (a new folder)", "model-bundle")

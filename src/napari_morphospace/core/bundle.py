@@ -72,6 +72,43 @@ class Bundle:
         return list(self.config.get("label_classes") or [])
 
 
+def bundle_config(
+    *,
+    model_settings: ModelSettings,
+    input_shape: tuple[int, ...],
+    channel_names: list[str],
+    preprocess: dict[str, Any] | None,
+    train_settings: Any,
+    provenance: dict[str, Any],
+    history: list[dict[str, float]],
+    label_classes: list[Any] | None = None,
+    diagnostics: TrainingDiagnostics | None = None,
+) -> dict[str, Any]:
+    """The ``model.json`` of a bundle (see :func:`save_bundle` for the parameters); also a bundle only in memory."""
+    if len(channel_names) != input_shape[0]:
+        raise InputError(f"{len(channel_names)} channel names for an input of {input_shape[0]} channels")
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model_settings": to_dict(model_settings),
+        "latent_dim": model_settings.latent_dim,
+        "input_shape": [int(n) for n in input_shape],
+        "channel_names": list(channel_names),
+        "preprocess": preprocess,
+        "label_classes": _json_safe(list(label_classes or [])),
+        "train_settings": to_dict(train_settings),
+        "provenance": _json_safe(provenance),
+        "history": _json_safe(history),
+        "diagnostics": None if diagnostics is None else _json_safe(diagnostics.to_dict()),
+        "versions": {
+            "napari-morphospace": __version__,
+            "torch": torch.__version__,
+            "lightning": version("lightning"),  # read from the metadata: importing Lightning takes seconds
+            "numpy": np.__version__,
+        },
+    }
+
+
 def save_bundle(
     model: torch.nn.Module,
     directory: str | os.PathLike,
@@ -116,28 +153,9 @@ def save_bundle(
     renamed into place, so an interrupted save never leaves a half bundle.
     """
     directory = check_bundle_target(directory, overwrite)
-    if len(channel_names) != input_shape[0]:
-        raise InputError(f"{len(channel_names)} channel names for an input of {input_shape[0]} channels")
-    config = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "model_settings": to_dict(model_settings),
-        "latent_dim": model_settings.latent_dim,
-        "input_shape": [int(n) for n in input_shape],
-        "channel_names": list(channel_names),
-        "preprocess": preprocess,
-        "label_classes": _json_safe(list(label_classes or [])),
-        "train_settings": to_dict(train_settings),
-        "provenance": _json_safe(provenance),
-        "history": _json_safe(history),
-        "diagnostics": None if diagnostics is None else _json_safe(diagnostics.to_dict()),
-        "versions": {
-            "napari-morphospace": __version__,
-            "torch": torch.__version__,
-            "lightning": version("lightning"),  # read from the metadata: importing Lightning takes seconds
-            "numpy": np.__version__,
-        },
-    }
+    config = bundle_config(model_settings=model_settings, input_shape=input_shape, channel_names=channel_names,
+                           preprocess=preprocess, train_settings=train_settings, provenance=provenance,
+                           history=history, label_classes=label_classes, diagnostics=diagnostics)  # fmt: skip
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     tmp = None
     try:
@@ -389,6 +407,7 @@ def check_compatible(bundle: Bundle, crop_set: CropSet, *, allow_preprocessing_m
 
 __all__ = [
     "Bundle",
+    "bundle_config",
     "FORMAT_VERSION",
     "PreprocessingMismatch",
     "check_bundle_target",

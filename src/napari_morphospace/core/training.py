@@ -39,7 +39,7 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from .bundle import save_bundle
+from .bundle import Bundle, bundle_config, save_bundle
 from .checkpoints import AtomicCheckpointIO, BestCheckpoint, RunCheckpoints, checkpoint_run_id, new_run_id
 from .data import CropDataset, CropSet
 from .diagnostics import TrainingDiagnostics, diagnose_training
@@ -1154,6 +1154,36 @@ def _diagnose(model: torch.nn.Module, held_out: CropSet, batch_size: int) -> Tra
     return diagnose_training(model, images, batch_size=batch_size)
 
 
+def trained_provenance(result: TrainResult, crop_set: CropSet, crop_set_origin: str) -> dict[str, Any]:
+    """Where a trained model's data came from and how much of it it saw, for the bundle's ``provenance``."""
+    table = crop_set.table
+    return {
+        "crop_set": crop_set_origin,
+        "n_crops": len(table),
+        "groups": sorted(map(str, table["group"].unique())),
+        "sources": sorted(map(str, table["source"].unique())),
+        "train_crops": result.train_size,
+        "val_crops": result.val_size,
+        "batch_size": result.batch_size,
+        "epochs": result.epochs,
+        "optimiser_steps": result.steps,
+    }
+
+
+def trained_bundle(result: TrainResult, crop_set: CropSet, *, train_settings: TrainSettings,
+                   crop_set_origin: str) -> Bundle:  # fmt: skip
+    """What :func:`train` returned as a model bundle in memory (``folder`` None), usable before it is saved."""
+    input_shape = tuple(int(n) for n in crop_set.images.shape[1:])
+    config = bundle_config(
+        model_settings=result.model_settings, input_shape=input_shape, channel_names=list(crop_set.channel_names),
+        preprocess=crop_set.preprocess, train_settings=train_settings,
+        provenance=trained_provenance(result, crop_set, crop_set_origin), history=result.history,
+        label_classes=result.label_classes, diagnostics=result.diagnostics,
+    )  # fmt: skip
+    return Bundle(model=result.model.eval(), model_settings=result.model_settings, input_shape=input_shape,
+                  channel_names=list(crop_set.channel_names), preprocess=crop_set.preprocess, config=config)  # fmt: skip
+
+
 def save_trained_bundle(
     result: TrainResult,
     crop_set: CropSet,
@@ -1168,21 +1198,10 @@ def save_trained_bundle(
     ``crop_set_origin`` says where that crop set lives (its folder, or how it
     was made), for the bundle's provenance.
     """
-    table = crop_set.table
-    provenance = {
-        "crop_set": crop_set_origin,
-        "n_crops": len(table),
-        "groups": sorted(map(str, table["group"].unique())),
-        "sources": sorted(map(str, table["source"].unique())),
-        "train_crops": result.train_size,
-        "val_crops": result.val_size,
-        "batch_size": result.batch_size,
-        "epochs": result.epochs,
-        "optimiser_steps": result.steps,
-    }
     return save_bundle(
         result.model, directory, model_settings=result.model_settings,
         input_shape=tuple(int(n) for n in crop_set.images.shape[1:]), channel_names=list(crop_set.channel_names),
-        preprocess=crop_set.preprocess, train_settings=train_settings, provenance=provenance, history=result.history,
+        preprocess=crop_set.preprocess, train_settings=train_settings,
+        provenance=trained_provenance(result, crop_set, crop_set_origin), history=result.history,
         label_classes=result.label_classes, diagnostics=result.diagnostics, overwrite=overwrite,
     )  # fmt: skip
