@@ -66,7 +66,7 @@ def test_cellprofiler_table_lands_in_the_layers_features_and_the_explorer(explor
     assert "measured features" in statistics.overview.text()
 
 
-def test_pca_and_clusters_of_measured_features_go_to_the_session(explorer, dock, qtbot):
+def test_pca_of_measured_features_is_computed_on_standardised_values(explorer, dock, qtbot):
     viewer, names, nuclei, analysis = explorer
     _open(analysis, qtbot, nuclei)
     scatter = dock(viewer, "Scatter")
