@@ -3,6 +3,7 @@
 import base64
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,9 @@ from napari_morphospace.core.demo import DemoSettings, run_demo
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.bundle import save_bundle
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.report import SECTIONS, check_known_answer, settings_rows, training_curves_figure, write_report
+from napari_morphospace.core.report import (
+    SECTIONS, _source_label_images, check_known_answer, settings_rows, training_curves_figure, write_report,
+)  # fmt: skip
 from napari_morphospace.core.training import TrainSettings
 
 TINY = DemoSettings(n_cells=16, epochs=1, latent_dim=4, batch_size=8, threads=1)
@@ -69,6 +72,26 @@ def test_report_of_a_demo_run_has_every_section_with_figures(demo_folder):
     assert "<td>latent_dim</td><td>4</td>" in versions and "<td>preprocess.steps[0].name</td><td>resize</td>" in versions
     assert "<pre>" not in text and "&quot;" not in versions  # settings, provenance and metrics are tables, not JSON
     assert "src=\"http" not in text and "<link" not in text and "<script" not in text  # self-contained
+
+
+def test_probe_finds_the_label_images_under_the_names_the_cells_widget_gives_sources(demo_folder):
+    # The command line names a crop's source by its image file, the Cells widget by its labels layer, which
+    # File > Open names after the label file: the probe must find the label image under both names.
+    analysis = open_analysis(demo_folder)
+    labels, _ = _source_label_images(analysis)
+    for source in analysis.manifest.sources:
+        label_file = analysis.labels_path(source)
+        assert labels[label_file.stem].shape == labels[Path(source.image.absolute).name].shape
+
+
+def test_a_bundle_written_back_from_memory_keeps_its_diagnostics(demo_folder, tmp_path):
+    from napari_morphospace.core.bundle import load_bundle
+    from napari_morphospace.core.training import write_bundle
+
+    bundle = open_analysis(demo_folder).bundle
+    assert bundle.diagnostics is not None
+    again = load_bundle(write_bundle(bundle, tmp_path / "again"))
+    assert again.diagnostics == bundle.diagnostics
 
 
 def test_existing_report_is_kept_without_overwrite(tmp_path):

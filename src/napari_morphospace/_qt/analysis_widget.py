@@ -47,13 +47,12 @@ from ..core.analysis import (
     save_analysis,
 )
 from ..core.annotations import classes_document, classes_from_document
-from ..core.bundle import Bundle, save_bundle
-from ..core.config import from_dict
+from ..core.bundle import Bundle
 from ..core.data import CropSet
 from ..core.errors import InputError
 from ..core.external_table import ExternalCells, TableSettings, open_external_table
 from ..core.report import SECTIONS, write_report
-from ..core.training import TrainSettings
+from ..core.training import write_bundle
 from ..core.zoo import ZooExport, ZooSettings, export_zoo_packages
 from .cells_widget import find_sources
 from ..viewer.external_table import match_targets
@@ -160,7 +159,7 @@ def save_session(plan: SavePlan) -> AnalysisFolder:
         model = plan.bundle
         if isinstance(model, Bundle):
             on_disk = model.folder is not None and model.folder.is_dir()
-            model = model.folder if on_disk else bundle_to_folder(model, Path(scratch) / "model")
+            model = model.folder if on_disk else write_bundle(model, Path(scratch) / "model")
         manifest = plan.folder if is_analysis_folder(plan.folder) else create_analysis(plan.folder)
         return save_analysis(
             manifest, images=plan.images or None, labels=plan.labels if plan.images else (),
@@ -168,18 +167,6 @@ def save_session(plan: SavePlan) -> AnalysisFolder:
             selections=plan.selections or None, classifier=plan.classifier, annotations=plan.annotations,
             annotation_classes=plan.annotation_classes, plot_settings=plan.plot_settings,
         )  # fmt: skip
-
-
-def bundle_to_folder(bundle: Bundle, directory: Path) -> Path:
-    """Write a loaded bundle back to a bundle folder: the same weights, settings, provenance and history."""
-    config = bundle.config
-    return save_bundle(
-        bundle.model, directory, model_settings=bundle.model_settings, input_shape=tuple(bundle.input_shape),
-        channel_names=list(bundle.channel_names), preprocess=bundle.preprocess,
-        train_settings=from_dict(TrainSettings, config.get("train_settings") or {}, where="model.json train_settings"),
-        provenance=config.get("provenance") or {}, history=config.get("history") or [],
-        label_classes=bundle.label_classes,
-    )  # fmt: skip
 
 
 def open_with_layers(folder: Path, *, allow_external: bool = False) -> OpenedAnalysis:

@@ -426,14 +426,15 @@ def _source_label_images(analysis: Analysis) -> tuple[dict[str, np.ndarray], dic
     from .io import read_stack
 
     labels, intensities = {}, {}
-    for source in analysis.manifest.sources:
-        image = source.image.resolve(analysis.folder)
-        label_path = None if source.labels is None else source.labels.resolve(analysis.folder)
+    for source, image in zip(analysis.manifest.sources, analysis.source_images):  # outside only with consent
+        label_path = analysis.labels_path(source)
         if image is None or label_path is None:
             continue
         label_image = read_labels(label_path)
         data = np.asarray(read_stack(image).data)
-        for name in {str(image), str(image.resolve()), source.image.absolute, image.name}:
+        # The command line names a crop's source by its image file; the Cells widget by its objects layer,
+        # which File > Open names after the label file (its stem).
+        for name in {str(image), str(image.resolve()), source.image.absolute, image.name, label_path.stem}:
             labels[name] = label_image
             if data.shape == label_image.shape:
                 intensities[name] = data

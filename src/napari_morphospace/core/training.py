@@ -40,6 +40,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .bundle import Bundle, bundle_config, save_bundle
+from .config import from_dict
 from .checkpoints import AtomicCheckpointIO, BestCheckpoint, RunCheckpoints, checkpoint_run_id, new_run_id
 from .data import CropDataset, CropSet
 from .diagnostics import TrainingDiagnostics, diagnose_training
@@ -1204,4 +1205,17 @@ def save_trained_bundle(
         preprocess=crop_set.preprocess, train_settings=train_settings,
         provenance=trained_provenance(result, crop_set, crop_set_origin), history=result.history,
         label_classes=result.label_classes, diagnostics=result.diagnostics, overwrite=overwrite,
+    )  # fmt: skip
+
+
+def write_bundle(bundle: Bundle, directory: str | Path) -> Path:
+    """Write a bundle (loaded, or only in memory) as a bundle folder: the same weights, settings, provenance,
+    history and diagnostics."""
+    config = bundle.config
+    return save_bundle(
+        bundle.model, directory, model_settings=bundle.model_settings, input_shape=tuple(bundle.input_shape),
+        channel_names=list(bundle.channel_names), preprocess=bundle.preprocess,
+        train_settings=from_dict(TrainSettings, config.get("train_settings") or {}, where="model.json train_settings"),
+        provenance=config.get("provenance") or {}, history=config.get("history") or [],
+        label_classes=bundle.label_classes, diagnostics=bundle.diagnostics,
     )  # fmt: skip
