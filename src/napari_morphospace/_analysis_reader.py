@@ -20,7 +20,7 @@ from .core.analysis import CONSENT_HINT, Analysis, external_references, is_analy
 from .core.crop_job import read_labels
 from .core.data import CropSet
 from .core.errors import InputError
-from .core.features import LabelsInfo, cell_table, join_latents, merge_latents, set_annotations
+from .core.features import LabelsInfo, cell_table, join_latents, latent_columns, merge_latents, set_annotations
 from .core.io import read_stack
 from .core.selection import spatial_ndim
 
@@ -115,7 +115,7 @@ def analysis_cells(analysis: Analysis) -> pd.DataFrame:
 
 def layer_features(cells: pd.DataFrame, layer: LabelsInfo) -> pd.DataFrame:
     """The features of one source's Labels layer: its embedded cells, as the session's writer puts them."""
-    if cells.empty or not any(c.startswith("mu_") for c in cells.columns):
+    if cells.empty or not latent_columns(cells):
         return pd.DataFrame()
     return join_latents(cells, [layer]).tables.get(layer.name, pd.DataFrame())
 

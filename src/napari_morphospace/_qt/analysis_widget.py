@@ -50,14 +50,17 @@ from ..core.annotations import classes_document, classes_from_document
 from ..core.bundle import Bundle
 from ..core.data import CropSet
 from ..core.errors import InputError
+from ..core.external_table import ExternalCells, TableSettings, open_external_table
 from ..core.report import SECTIONS, write_report
 from ..core.training import write_bundle
 from ..core.zoo import ZooExport, ZooSettings, export_zoo_packages
 from .cells_widget import find_sources
+from ..viewer.external_table import match_targets
 from ..viewer.layers import layer_file
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
+from .forms import read_form, settings_form
 from .workers import Progress, ProgressDisplay, messages_from
 
 if TYPE_CHECKING:
@@ -122,6 +125,11 @@ def _save_worker(plan: SavePlan) -> AnalysisFolder:
 @thread_worker
 def _open_worker(folder: Path, allow_external: bool) -> OpenedAnalysis:
     return open_with_layers(folder, allow_external=allow_external)
+
+
+@thread_worker
+def _table_worker(path: Path, settings: TableSettings, layers: list, cells: pd.DataFrame | None) -> ExternalCells:
+    return open_external_table(path, settings, layers=layers, cells=cells)
 
 
 @thread_worker
@@ -200,7 +208,7 @@ def layer_sources(layers: Any) -> dict[Path, tuple[Path | None, str]]:
 
 
 class AnalysisWidget(QWidget):
-    """Dockable panel: Save analysis, Open analysis…, Write report; every button is a public method."""
+    """Dockable panel: Save analysis, Open analysis…, Write report, Open feature table…; every button is a public method."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
@@ -232,6 +240,16 @@ class AnalysisWidget(QWidget):
         layout.addLayout(row)
         self.zoo_button = PushButton(text="Export to BioImage Model Zoo…")
         layout.addWidget(self.zoo_button.native)
+        # Features measured elsewhere: opened here, beside the analysis, because such users have no crops or model.
+        table_intro = QLabel("Features measured elsewhere (CellProfiler, DINO, another model), one row per object:")
+        table_intro.setWordWrap(True)  # a long row would widen the dock past the window
+        layout.addWidget(table_intro)
+        self.table_form = settings_form(TableSettings(), hide=("image_table",))
+        self.table_form["features"].tooltip = "names or patterns separated by commas (AreaShape_*, Intensity_*); empty: every measurement"
+        self.table_form["group_column"].tooltip = "column with each cell's condition; empty: group, condition, Metadata_Condition…"
+        layout.addWidget(self.table_form.native)
+        self.table_button = PushButton(text="Open feature table…")
+        layout.addWidget(self.table_button.native)
         self.status = QLabel("Save the session's crop set, model and latents, or open a saved analysis.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -240,6 +258,7 @@ class AnalysisWidget(QWidget):
         self.save_button.clicked.connect(lambda: self.save())
         self.open_button.clicked.connect(self._choose_and_open)
         self.report_button.clicked.connect(lambda: self.write_report())
+        self.table_button.clicked.connect(self._choose_and_open_table)
         self.zoo_button.clicked.connect(self._choose_and_export_to_zoo)
 
     def _on_session_crop_set(self, _crop_set: Any) -> None:
@@ -279,7 +298,7 @@ class AnalysisWidget(QWidget):
         return worker
 
     def _set_busy(self, busy: bool) -> None:
-        for button in (self.save_button, self.open_button, self.report_button, self.zoo_button):
+        for button in (self.save_button, self.open_button, self.report_button, self.zoo_button, self.table_button):
             button.enabled = not busy
         if not busy:
             self._worker = None
@@ -448,6 +467,42 @@ class AnalysisWidget(QWidget):
                 docks[SCATTER].apply_settings(settings["scatter"])
             except InputError as err:
                 show_error(f"the saved scatter plot could not be shown again: {err}")
+
+    # ----------------------------------------------------------------- a feature table
+
+    def _choose_and_open_table(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open feature table", str(self.folder() or Path.home()),
+                                              "Tables (*.csv *.tsv *.txt *.parquet *.h5ad)")  # fmt: skip
+        if path:
+            self.open_table(path)
+
+    def open_table(self, path: str | Path, settings: TableSettings | None = None) -> Any:
+        """Open a table of features measured elsewhere as the session's cells, in a worker; returns the worker.
+
+        Its rows are matched to the open Labels layers (and to the crops of
+        the session's crop set, when there is one); Scatter, Statistics and
+        Annotate then work on the features as on a model's latents.
+        """
+        try:
+            settings = settings or read_form(self.table_form, TableSettings())
+            layers, cells = match_targets(self.viewer)
+        except InputError as err:
+            self._report_error(err)
+            return None
+        worker = _table_worker(Path(path), settings, layers, cells, _ignore_errors=True)
+        return self._start(worker, lambda result: self._on_table_opened(Path(path), result), f"Reading {Path(path).name}…")
+
+    def _on_table_opened(self, path: Path, result: ExternalCells) -> None:
+        self.session.open_table(result.table)
+        layers = pd.unique(result.table["source"])
+        summary = (f"{path.name}: {len(result.table)} cells of {len(layers)} Labels layer(s) with "
+                   f"{len(result.feature_columns)} features; explore them in Scatter and Statistics.")  # fmt: skip
+        self.status.setText("\n".join([summary, *(f"⚠ {note}" for note in result.notes)]))
+        if result.notes:
+            text = f"{summary} Left out:\n" + "\n".join(f"• {note}" for note in result.notes)
+            notification_manager.dispatch(Notification(text, severity=NotificationSeverity.WARNING))
+        else:
+            notification_manager.dispatch(Notification(summary, severity=NotificationSeverity.INFO))
 
     # ----------------------------------------------------------------- report
 

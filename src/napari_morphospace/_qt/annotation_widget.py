@@ -2,7 +2,8 @@
 
 All logic lives in :mod:`core.annotations` (store, autosave, overlay lookup
 table) and :mod:`core.export`; this widget is a form, buttons and the overlay.
-The cells are the session's (its crop set); every change goes into the
+The cells are the session's: its crop set, or the rows of a feature table
+opened in the Analysis widget (then there are no crops to export); every change goes into the
 session's per-cell table (``annotation`` column), which writes the layers'
 features, and is autosaved into the analysis folder: the one chosen in the
 form, or by default ``<crop set folder>/../analysis`` (a sibling ``analysis``
@@ -48,6 +49,7 @@ from qtpy.QtWidgets import (
 from ..core.annotations import AnnotationStore, annotation_overlay, class_codes
 from ..core.errors import InputError
 from ..core.features import has_latents
+from ..core.selection import spatial_ndim
 from ..viewer.callbacks import weak_key_callback
 from ..viewer.features import source_names
 from ..viewer.layers import SourceOverlay, is_overlay
@@ -59,6 +61,7 @@ from .docking import tab_with_other_docks
 if TYPE_CHECKING:
     import napari
 
+NO_CELLS = "there are no cells to annotate; build crops in the Cells widget, or open a feature table in the Analysis widget"
 OVERLAY_NAME = "annotations"  # the one layer that shows the classes on the source shown now
 ANALYSIS_FOLDER_NAME = "analysis"
 
@@ -73,12 +76,15 @@ class AnnotationWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.store: AnnotationStore | None = None
         self.crop_set: Any = None
+        #: The cells to annotate (crop_id, source, label_id, t): the crop set's table, or a feature table's rows.
+        self.cells: pd.DataFrame | None = None
         self._click_layers: list[Labels] = []
         self._finalizer: weakref.finalize | None = None
         self._build_form()
         self._overlay = SourceOverlay(napari_viewer, OVERLAY_NAME, "labels", self._render_overlay, opacity=0.5,
                                       blending="translucent")  # fmt: skip
         self.session.crop_set_changed.connect(self._on_crop_set)
+        self.session.latents_changed.connect(self._on_latents)
         self.session.named_selections_changed.connect(self._on_named_selections)
         self._on_named_selections(self.session.named_selections)
         # weakly: a key binding must not keep a closed widget alive
@@ -86,6 +92,8 @@ class AnnotationWidget(QWidget):
         napari_viewer.bind_key("Control-Shift-Z", weak_key_callback(self._redo_clicked), overwrite=True)
         if self.session.crop_set is not None:
             self._on_crop_set(self.session.crop_set)
+        elif self.session.cells is not None:
+            self._on_latents(self.session.latents)
 
     # ---------------------------------------------------------------- the form
 
@@ -204,10 +212,19 @@ class AnnotationWidget(QWidget):
     def _on_crop_set(self, crop_set: Any) -> None:
         self._report(self._use_crop_set, crop_set)
 
+    def _on_latents(self, _latents: Any) -> None:
+        """A feature table opened without a crop set: its rows are the cells to annotate."""
+        if self.session.crop_set is None:
+            self._report(self._use_cells, self.session.cells)
+
     def _use_crop_set(self, crop_set: Any) -> None:
-        self._close_store()
         self.crop_set = crop_set
-        if crop_set is not None:
+        self._use_cells(None if crop_set is None else crop_set.table)
+
+    def _use_cells(self, cells: pd.DataFrame | None) -> None:
+        self._close_store()
+        self.cells = cells
+        if cells is not None:
             folder_value = str(self.folder_edit.value)
             default = self._default_folder()
             if folder_value in ("", ".") and default is not None:
@@ -237,7 +254,7 @@ class AnnotationWidget(QWidget):
             self.folder_edit.value = folder  # emits changed -> comes back here once
             return
         self._close_store()
-        if self.crop_set is not None:
+        if self.cells is not None:
             self._open_store()
         self._refresh()
 
@@ -245,7 +262,7 @@ class AnnotationWidget(QWidget):
         folder = self.analysis_folder()
         if folder is None:
             raise InputError("choose an analysis folder first: annotations are saved there after every change")
-        crop_ids = self.crop_set.table["crop_id"].to_numpy()
+        crop_ids = self.cells["crop_id"].to_numpy()
         try:
             store = AnnotationStore.open(folder, crop_ids)
         except InputError as err:
@@ -265,8 +282,8 @@ class AnnotationWidget(QWidget):
         self._changed()
 
     def _require_store(self) -> AnnotationStore:
-        if self.crop_set is None:
-            raise InputError("there is no crop set to annotate; build or load crops in the Cells widget first")
+        if self.cells is None:
+            raise InputError(NO_CELLS)
         if self.store is None:
             self._open_store()
         return self.store
@@ -394,12 +411,12 @@ class AnnotationWidget(QWidget):
     def _source_rows(self, names: Sequence[str]) -> pd.DataFrame:
         """The session's cells cut from the source known by any of ``names`` (layer name, file)."""
         cells = self.session.cells
-        if self.crop_set is None or cells is None:
-            raise InputError("there is no crop set to annotate; build or load crops in the Cells widget first")
+        if self.cells is None or cells is None:
+            raise InputError(NO_CELLS)
         return cells[cells["source"].astype(str).isin(names)]
 
-    def _spatial_ndim(self) -> int:
-        return 3 if "z_start" in self.crop_set.table.columns else 2
+    def _spatial_ndim(self, layer: Labels) -> int:
+        return spatial_ndim(self.cells, layer.ndim)
 
     # ------------------------------------------------------------ click mode
 
@@ -409,7 +426,7 @@ class AnnotationWidget(QWidget):
             if self._on_click in layer.mouse_drag_callbacks:
                 layer.mouse_drag_callbacks.remove(self._on_click)
         self._click_layers = []
-        if on and self.crop_set is not None:
+        if on and self.cells is not None:
             for layer in self._source_layers():
                 layer.mouse_drag_callbacks.append(self._on_click)
                 self._click_layers.append(layer)
@@ -423,7 +440,7 @@ class AnnotationWidget(QWidget):
         if value is None or isinstance(value, tuple) or int(value) <= 0:
             return
         t = None
-        if layer.ndim > self._spatial_ndim():
+        if layer.ndim > self._spatial_ndim(layer):
             t = int(round(float(layer.world_to_data(event.position)[0])))
         rows = self._source_rows(source_names(layer))
         mask = (rows["label_id"] == int(value)).to_numpy()
@@ -434,7 +451,7 @@ class AnnotationWidget(QWidget):
 
     def _source_layers(self) -> list[Labels]:
         """The Labels layers the crops were cut from (by layer name or ``metadata["source"]``)."""
-        sources = set(self.crop_set.table["source"].astype(str))
+        sources = set(self.cells["source"].astype(str))
         return [layer for layer in self.viewer.layers
                 if isinstance(layer, Labels) and not is_overlay(layer) and sources & set(source_names(layer))]
 
@@ -460,7 +477,7 @@ class AnnotationWidget(QWidget):
 
     def _changed(self, select: str | None = None) -> None:
         """After every change: the session's cells (hence the layers' features), the overlay, the class list."""
-        if self.store is not None and self.crop_set is not None:
+        if self.store is not None and self.cells is not None:
             self.session.annotation_classes = self.store.classes
             self.session.set_annotations(self.store.annotations)
             self._overlay.set_sources(self._source_layers())
@@ -470,7 +487,7 @@ class AnnotationWidget(QWidget):
         current = select or (self.class_list.currentItem().text() if self.class_list.currentItem() else None)
         self.class_list.clear()
         if self.store is None:
-            self.status.setText("no crop set yet" if self.crop_set is None else "choose an analysis folder")
+            self.status.setText(NO_CELLS if self.cells is None else "choose an analysis folder")
         else:
             for cls in self.store.classes:
                 pixmap = QPixmap(12, 12)
@@ -483,7 +500,7 @@ class AnnotationWidget(QWidget):
                 self.class_list.setCurrentRow(0)
             annotated = int((self.store.annotations != "").sum())
             unsaved = " — NOT SAVED" if self.store.unsaved else ""
-            self.status.setText(f"{annotated} of {len(self.crop_set)} cells annotated; saved in {self.store.folder}{unsaved}")
+            self.status.setText(f"{annotated} of {len(self.cells)} cells annotated; saved in {self.store.folder}{unsaved}")
         self.undo_button.setEnabled(self.store is not None and self.store.can_undo)
         self.redo_button.setEnabled(self.store is not None and self.store.can_redo)
 
@@ -503,7 +520,7 @@ class AnnotationWidget(QWidget):
     def overlay_data(self, layer: Labels, label_ids: np.ndarray, codes: np.ndarray, t: np.ndarray | None) -> np.ndarray:
         """Class code per pixel of ``layer`` (0 = not annotated), frame by frame for time-lapses."""
         labels = np.asarray(layer.data)
-        if labels.ndim <= self._spatial_ndim() or t is None:
+        if labels.ndim <= self._spatial_ndim(layer) or t is None:
             return annotation_overlay(labels, label_ids, codes)
         out = np.zeros(labels.shape, dtype=np.uint16)
         for frame in range(labels.shape[0]):
@@ -517,6 +534,9 @@ class AnnotationWidget(QWidget):
                      crop_ids: Iterable[int] | None = None, overwrite: bool = False) -> list[Path]:
         """Write crops with :func:`core.export.export_crops` using the current annotations."""
         store = self._require_store()
+        if self.crop_set is None:
+            raise InputError("these cells come from a feature table, which has no crops to export; export the table "
+                             "instead, or build crops of the same Labels layers in the Cells widget")  # fmt: skip
         if which == "selected" and crop_ids is None:
             crop_ids = self.selected_crop_ids()
         return export_crops(self.crop_set, folder, which=which, crop_ids=crop_ids, annotations=store.annotations,

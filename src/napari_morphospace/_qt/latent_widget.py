@@ -71,7 +71,7 @@ from ..core.overlays import (
     source_overlay,
     start_vector,
 )
-from ..core.features import require_mu_columns
+from ..core.features import mu_columns, require_mu_columns
 from ..core.traversal import (
     LatentDecoder,
     decode_latents,
@@ -328,7 +328,11 @@ class LatentWidget(QWidget):
             self.set_bundle(bundle)
 
     def _on_session_latents(self, table: Any) -> None:
-        self.set_latents(table)
+        measured = isinstance(table, pd.DataFrame) and not mu_columns(table)  # a feature table: nothing to decode
+        self.set_latents(table, quiet=measured)
+        if measured:
+            self.status.setText("The session's cells carry features measured elsewhere, not a model's latents: "
+                                "sliders and traversals decode a model's latent space only.")  # fmt: skip
 
     def _on_session_crop_set(self, crop_set: Any) -> None:
         self._refresh_cell_choices()

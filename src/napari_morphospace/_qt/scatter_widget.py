@@ -62,9 +62,9 @@ from ..core.features import (
     ID_COLUMNS,
     has_latents,
     is_bbox_column,
+    latent_columns,
     latent_matrix,
     left_out_note,
-    mu_columns,
 )
 from ..core.selection import (
     NamedSelections,
@@ -381,7 +381,7 @@ class ScatterWidget(QWidget):
                     f"layer {layer.name!r} has no features; embed its cells first so that each cell has a row of latents"
                 )
             features = layer.features
-            keep = has_latents(features) if mu_columns(features) else np.ones(len(features), bool)
+            keep = has_latents(features) if latent_columns(features) else np.ones(len(features), bool)
             if not keep.all():
                 notes.append(left_out_note(int((~keep).sum()), repr(layer.name)))
                 features = features[keep].reset_index(drop=True)
@@ -461,14 +461,15 @@ class ScatterWidget(QWidget):
             and not c.startswith("logvar_")
             and pd.api.types.is_numeric_dtype(self._tables[next(iter(self._tables))][c])
         ]
-        mu = [c for c in numeric if c.startswith("mu_")]
-        rest = sorted((c for c in numeric if c not in mu), key=_axis_key)
+        latents = set(latent_columns(self._tables[next(iter(self._tables))]))
+        mu = [c for c in numeric if c in latents]  # a model's mu_* or measured feature:* columns
+        rest = sorted((c for c in numeric if c not in latents), key=_axis_key)
         return self._ordered_latents(mu, shared) + rest
 
     def _ordered_latents(self, mu: list[str], shared: list[str]) -> list[str]:
-        """mu_* columns by KL (when logvar_* exist) or |Cohen's d| between groups, via ``core.statistics``."""
-        logvar_columns = [c.replace("mu_", "logvar_", 1) for c in mu]
-        has_logvar = set(logvar_columns) <= set(shared)
+        """Latent columns by KL (when logvar_* exist) or |Cohen's d| between groups, via ``core.statistics``."""
+        logvar_columns = [c.replace("mu_", "logvar_", 1) for c in mu if c.startswith("mu_")]
+        has_logvar = len(logvar_columns) == len(mu) and set(logvar_columns) <= set(shared)  # measured features: none
         if not mu or not (has_logvar or "group" in shared):
             return mu
         values = np.column_stack([self._column(c) for c in mu]).astype(np.float32)

@@ -41,7 +41,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import InputError
-from ..core.features import left_out_note, rows_with_latents
+from ..core.features import latent_columns, left_out_note, rows_with_latents
 from ..core.inference import GroupComparison, InferenceSettings, compare_groups
 from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, group_choices, summarise_latents, summary_figures
 from ..viewer.session import session_for
@@ -202,10 +202,10 @@ class StatisticsWidget(QWidget):
             return self.session.latents, 0  # the session's latents are the cells that have one
         if name in self.viewer.layers:
             features = self.viewer.layers[name].features
-            if not any(str(c).startswith("mu_") for c in features.columns):
+            if not latent_columns(features):
                 raise InputError(
                     f"layer {name!r} has no mu_* features; embed its cells with the Embed widget first "
-                    "(it writes the latents into the layer's features)"
+                    "(it writes the latents into the layer's features), or open a feature table in the Analysis widget"
                 )
             return rows_with_latents(features)
         raise InputError("there are no cells to describe: embed a crop set with the Embed widget first")

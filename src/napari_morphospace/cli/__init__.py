@@ -18,10 +18,10 @@ import sys
 import warnings
 
 from ..core.errors import InputError
-from . import analysis, crops, demo, embed, export, report, stats, sweep, tracks, train, zoo
+from . import analysis, crops, demo, embed, export, report, stats, sweep, table, tracks, train, zoo
 from .flags import HelpFormatter, name_flags
 
-SUBCOMMANDS = [crops, train, sweep, embed, analysis, stats, report, tracks, export, zoo, demo]
+SUBCOMMANDS = [crops, train, sweep, embed, analysis, table, stats, report, tracks, export, zoo, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..core.errors import InputError
@@ -29,7 +30,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the energy distance (or MMD) between the groups in the whole latent space. Cells of one image are not "
         "independent: with several images per condition, use --by-image.",
     )
-    parser.add_argument("--latents", type=Path, required=True, help="latent table from 'morphospace embed' (.csv or .parquet)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--latents", type=Path, help="latent table from 'morphospace embed' (.csv or .parquet)")
+    source.add_argument("--table", type=Path,
+                        help="or a table of features measured elsewhere, one row per object (CellProfiler, DINO...: "
+                        ".csv, .tsv, .parquet, .h5ad); see docs/external-tables.md")  # fmt: skip
+    parser.add_argument("--features", default="",
+                        help="with --table: feature columns, names or patterns separated by commas ('AreaShape_*'); "
+                        "default: every numeric measurement")  # fmt: skip
+    parser.add_argument("--image-table", default="",
+                        help="with --table: CellProfiler's image table for an ImageNumber key (default: the "
+                        "…Image.csv beside the table)")  # fmt: skip
     parser.add_argument("--group-by", default="group", help="column whose values are the conditions (default: group)")
     parser.add_argument("--groups", nargs=2, metavar=("A", "B"),
                         help="the two groups to compare, effects > 0 when A is higher (needed with more than two groups)")
@@ -82,16 +93,32 @@ def run(args: argparse.Namespace) -> int:
         distance=args.distance, distance_cells=args.distance_cells, by_image=args.by_image,
         image_column=args.image_column, seed=args.seed,
     )  # fmt: skip
-    if not args.latents.is_file():
-        raise InputError(f"{args.latents} is not a file; pass the table written by 'morphospace embed'")
-    table = read_table(args.latents)
-    if args.group_by not in table.columns:
-        raise InputError(f"{args.latents} has no column {args.group_by!r}; choose one of {', '.join(map(str, table.columns))}")
-    a, b = choose_groups(group_choices(table, args.group_by), args.groups, args.group_by)
-    result = compare_groups(table, args.group_by, a, b, settings)
+    table, group_by = _read_cells(args)
+    if group_by not in table.columns:
+        raise InputError(f"{args.latents or args.table} has no column {group_by!r}; choose one of {', '.join(map(str, table.columns))}")
+    a, b = choose_groups(group_choices(table, group_by), args.groups, group_by)
+    result = compare_groups(table, group_by, a, b, settings)
     args.out.mkdir(parents=True, exist_ok=True)
     export_table(result.dimensions.to_frame(), targets[0], overwrite=True)
     atomic_write_text(targets[1], json.dumps(result.to_json(), indent=2))
     print("\n".join(result.summary_lines()))
     print(f"written: {targets[0]} and {targets[1]}")
     return 0
+
+
+def _read_cells(args: argparse.Namespace) -> tuple:
+    """The cells to compare and the name of their condition column: a latent table, or a table measured elsewhere."""
+    from ..core.export import read_table
+    from ..core.external_table import TableSettings, open_external_table
+
+    if args.latents is not None:
+        if not args.latents.is_file():
+            raise InputError(f"{args.latents} is not a file; pass the table written by 'morphospace embed'")
+        return read_table(args.latents), args.group_by
+    # The default finds the table's condition column by name (group, condition, Metadata_Condition...).
+    group = "" if args.group_by == "group" else args.group_by
+    settings = TableSettings(features=args.features, group_column=group, image_table=args.image_table)
+    result = open_external_table(args.table, settings)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return result.table, "group"

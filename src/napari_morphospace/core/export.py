@@ -399,13 +399,16 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 def check_latent_table(table: pd.DataFrame, name: str) -> pd.DataFrame:
     """Refuse a latent table whose rows cannot be trusted to name their crops; return it with integer crop ids.
 
-    It needs a ``crop_id`` column of unique whole numbers and ``mu_*``
-    columns of finite numbers: anything else was edited by hand or mixed
-    with another file, and would put latents on the wrong cells.
+    It needs a ``crop_id`` column of unique whole numbers and ``mu_*`` (or
+    measured ``feature:*``) columns of finite numbers: anything else was edited
+    by hand or mixed with another file, and would put latents on the wrong cells.
     """
-    if "crop_id" not in table.columns or not _prefixed(table, "mu_"):
+    from .features import latent_columns
+
+    columns = latent_columns(table)
+    if "crop_id" not in table.columns or not columns:
         raise InputError(f"{name} has no crop_id and mu_0, mu_1, ... columns, so it is not a latent table; "
-                         "give the table written by 'morphospace embed'")  # fmt: skip
+                         "give the table written by 'morphospace embed' (or by 'morphospace table')")  # fmt: skip
     ids = pd.to_numeric(table["crop_id"], errors="coerce")
     whole = ids.notna() & np.isfinite(ids) & (ids == ids.round())
     if not whole.all():
@@ -416,7 +419,7 @@ def check_latent_table(table: pd.DataFrame, name: str) -> pd.DataFrame:
     if not ids.is_unique:
         raise InputError(f"{name} has repeated crop_id values (e.g. {int(ids[ids.duplicated()].iloc[0])}); "
                          "embed the crops again")  # fmt: skip
-    mu = table[_prefixed(table, "mu_")].apply(pd.to_numeric, errors="coerce")
+    mu = table[columns].apply(pd.to_numeric, errors="coerce")
     finite = np.isfinite(mu.to_numpy(dtype=np.float64)).all(axis=1)
     if not finite.all():
         raise InputError(f"{name}: the mu_* values of crop_id {int(ids[~finite].iloc[0])} are missing, NaN, infinite "
@@ -431,7 +434,9 @@ def export_anndata(latent_table: pd.DataFrame, path: str | os.PathLike, *, overw
 
     Layout: one observation per crop, ``obs_names`` = crop ids (as text);
     ``X`` = the latent means ``mu_*`` (float32, ``var_names`` ``mu_0`` ...),
-    so scanpy's neighbours/UMAP run on the latent space directly;
+    so scanpy's neighbours/UMAP run on the latent space directly; for a
+    table of measured features, ``X`` holds the ``feature:*`` columns with
+    the user's names as ``var_names`` (``AreaShape_Area``);
     ``obsm["X_latent"]`` = the same means, ``obsm["X_logvar"]`` = ``logvar_*``
     when present, ``obsm["X_pca"]``/``["X_umap"]``/``["X_tsne"]`` from
     ``PCA_*``/``UMAP_*``/``TSNE_*`` columns; ``obs`` = every other column
@@ -439,7 +444,9 @@ def export_anndata(latent_table: pd.DataFrame, path: str | os.PathLike, *, overw
     """
     path = check_anndata_target(path, overwrite)
     anndata = require_anndata()
-    mu = _prefixed(latent_table, "mu_")
+    from .features import latent_columns, original_name
+
+    mu = latent_columns(latent_table)  # a model's mu_*, or measured feature:* columns (var_names: the user's names)
     if not mu:
         raise InputError("the table has no mu_* columns; export the latent table written by 'morphospace embed'")
     obsm_columns = {"X_latent": mu}
@@ -455,7 +462,7 @@ def export_anndata(latent_table: pd.DataFrame, path: str | os.PathLike, *, overw
     adata = anndata.AnnData(
         X=latent_table[mu].to_numpy(dtype=np.float32),
         obs=obs,
-        var=pd.DataFrame(index=pd.Index(mu).astype(str)),
+        var=pd.DataFrame(index=pd.Index([original_name(c) for c in mu]).astype(str)),
         obsm={key: latent_table[columns].to_numpy(dtype=np.float32) for key, columns in obsm_columns.items()},
     )
     with atomic_path(path) as tmp:

@@ -29,8 +29,14 @@ Column schema
     The crop's bounding box in source pixels.
 ``mu_<k>``, ``logvar_<k>``
     The latent posterior of the cell (written by the embedding).
+``feature:<name>``
+    A measurement made elsewhere (a CellProfiler table, DINO features, another
+    model's latents; :mod:`core.external_table`), standing where the latents
+    stand: ``feature:AreaShape_Area`` is the user's column ``AreaShape_Area``
+    (:func:`original_name` takes the prefix off again). A table has either
+    ``mu_*`` or ``feature:*`` columns as its :func:`latent_columns`.
 ``PCA_<i>``, ``UMAP_<i>``, ``TSNE_<i>``, ``cluster``
-    2D embeddings and cluster ids of the ``mu_*`` columns.
+    2D embeddings and cluster ids of the latent columns.
 """
 
 from __future__ import annotations
@@ -52,7 +58,9 @@ KEY_COLUMNS = ("source", "label_id", "t")
 ID_COLUMNS = frozenset({"crop_id", *KEY_COLUMNS, "index", "frame", TRACK_ID})
 ANNOTATION = "annotation"
 CLUSTER = "cluster"
-LATENT_PREFIXES = ("mu_", "logvar_")
+#: Prefix of a measured feature standing where the latents stand (``feature:AreaShape_Area``).
+FEATURE_PREFIX = "feature:"
+LATENT_PREFIXES = ("mu_", "logvar_", FEATURE_PREFIX)
 EMBEDDING_PREFIXES = ("PCA_", "UMAP_", "TSNE_")
 #: Prefixes of the columns an embedding writes; a new embedding replaces all of them.
 RESULT_PREFIXES = LATENT_PREFIXES + EMBEDDING_PREFIXES
@@ -147,13 +155,13 @@ def set_annotations(cells: pd.DataFrame, annotations: pd.Series) -> pd.DataFrame
 
 
 def has_latents(table: pd.DataFrame) -> np.ndarray:
-    """Boolean per row: the cell has a latent (not every ``mu_*`` missing). False everywhere without ``mu_*`` columns.
+    """Boolean per row: the cell has a latent (not every latent column missing). False everywhere without any.
 
-    A row whose ``mu_*`` are all missing is a cell that was never embedded
-    (skipped when cropping, or measured by another tool); a row with only
-    some missing is a damaged latent, which statistics and plots refuse.
+    A row whose ``mu_*`` (or ``feature:*``) are all missing is a cell that was
+    never embedded (skipped when cropping, or measured by another tool); a row
+    with only some missing is a damaged latent, which statistics and plots refuse.
     """
-    columns = mu_columns(table)
+    columns = latent_columns(table)
     if not columns:
         return np.zeros(len(table), bool)
     return table[columns].notna().any(axis=1).to_numpy()
@@ -339,6 +347,25 @@ def mu_columns(table: pd.DataFrame, prefix: str = "mu_") -> list[str]:
     return sorted(columns, key=lambda c: int(c[len(prefix):]))
 
 
+def is_measured_feature(column: str) -> bool:
+    """A ``feature:<name>`` column: a measurement made elsewhere, standing where the latents stand."""
+    return isinstance(column, str) and column.startswith(FEATURE_PREFIX)
+
+
+def original_name(column: str) -> str:
+    """The user's name of a measured feature column (``feature:AreaShape_Area`` -> ``AreaShape_Area``); others as they are."""
+    return column[len(FEATURE_PREFIX):] if is_measured_feature(column) else column
+
+
+def latent_columns(table: pd.DataFrame) -> list[str]:
+    """The columns plots and statistics treat as the cell's coordinates: ``mu_*`` in order, else ``feature:*``.
+
+    A model's latents win: a table with ``mu_*`` columns is a model's table
+    even when it also carries measured features.
+    """
+    return mu_columns(table) or [c for c in table.columns if is_measured_feature(c)]
+
+
 def require_mu_columns(table: pd.DataFrame) -> list[str]:
     """The ``mu_0 .. mu_{D-1}`` columns, refusing a table without them or with gaps in the numbering."""
     columns = mu_columns(table)
@@ -351,12 +378,24 @@ def require_mu_columns(table: pd.DataFrame) -> list[str]:
 
 
 def latent_matrix(table: pd.DataFrame) -> np.ndarray:
-    """The ``mu_*`` columns as a float array (cells, D); refuses a table without them."""
-    return table[require_mu_columns(table)].to_numpy(dtype=float)
+    """The latent columns as a float array (cells, D) for embeddings and clusters; refuses a table without any.
+
+    ``mu_*`` come as they are. Measured features (``feature:*``) are
+    standardised per column (zero mean, unit SD; a constant column becomes 0),
+    because their units differ (an area in pixels next to an eccentricity),
+    and PCA, UMAP or k-means on raw values would see only the largest unit.
+    """
+    columns = latent_columns(table)
+    if not columns or not is_measured_feature(columns[0]):
+        return table[require_mu_columns(table)].to_numpy(dtype=float)
+    values = table[columns].to_numpy(dtype=float)
+    varies = np.ptp(values, axis=0) > 0  # a constant column's std is rounding noise, not spread
+    standard = (values - values.mean(axis=0)) / np.where(varies, values.std(axis=0), 1.0)
+    return np.where(varies, standard, 0.0)
 
 
 def add_embedding_columns(latents: pd.DataFrame, method: str, *, seed: int = 0) -> pd.DataFrame:
-    """A copy of ``latents`` with the 2D ``{method}_0, {method}_1`` columns of its ``mu_*`` (PCA, UMAP or TSNE)."""
+    """A copy of ``latents`` with the 2D ``{method}_0, {method}_1`` columns of its latent columns (PCA, UMAP or TSNE)."""
     if method not in EMBEDDINGS:
         raise InputError(f"unknown embedding {method!r}; choose one of {', '.join(EMBEDDINGS)}")
     coordinates = EMBEDDINGS[method](latent_matrix(latents), n=2, seed=seed)
@@ -366,7 +405,7 @@ def add_embedding_columns(latents: pd.DataFrame, method: str, *, seed: int = 0) 
 def add_cluster_column(
     latents: pd.DataFrame, method: embedding.ClusterMethod, *, n_clusters: int = 3, seed: int = 0
 ) -> pd.DataFrame:
-    """A copy of ``latents`` with a ``cluster`` column (int; -1 is HDBSCAN noise) computed on its ``mu_*``."""
+    """A copy of ``latents`` with a ``cluster`` column (int; -1 is HDBSCAN noise) computed on its latent columns."""
     return latents.assign(cluster=embedding.cluster(latent_matrix(latents), method=method, n_clusters=n_clusters, seed=seed))
 
 
@@ -388,6 +427,10 @@ __all__ = [
     "is_result_column",
     "feature_columns",
     "join_latents",
+    "FEATURE_PREFIX",
+    "is_measured_feature",
+    "original_name",
+    "latent_columns",
     "mu_columns",
     "require_mu_columns",
     "latent_matrix",

@@ -598,6 +598,7 @@ def compare_groups(
     Rows without latents (objects never embedded) are left out and counted in
     the notes; the image of each cell is read from ``settings.image_column``.
     """
+    from .features import original_name
     from .latent_summary import latent_rows
 
     settings = settings or InferenceSettings()
@@ -613,7 +614,8 @@ def compare_groups(
             f"the cells have no {settings.image_column!r} column naming their image; the per-image test needs it "
             "(latent tables from 'morphospace embed' have 'source'), or test per cell"
         )
-    result = compare_arrays(values_a, values_b, settings, images_a=images[0], images_b=images[1], names=mu,
+    names = [original_name(c) for c in mu]  # measured features under the user's names
+    result = compare_arrays(values_a, values_b, settings, images_a=images[0], images_b=images[1], names=names,
                             a=a, b=b, group_column=group_column)  # fmt: skip
     if left_out:
         result.notes.append(f"{left_out} object(s) without latents left out")

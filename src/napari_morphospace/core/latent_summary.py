@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from . import statistics
 from .errors import InputError
-from .features import mu_columns, rows_with_latents
+from .features import is_measured_feature, latent_columns, mu_columns, original_name, rows_with_latents
 
 #: Columns offered for choosing the groups to compare.
 GROUP_COLUMNS = ("group", "annotation", "cluster")
@@ -46,6 +46,8 @@ class LatentSummary:
     kl: np.ndarray | None = None
     probe: dict | None = None
     notes: list[str] = field(default_factory=list)
+    #: The columns are features measured elsewhere (``feature:*``), not a model's latents.
+    measured: bool = False
 
     @property
     def constant_names(self) -> list[str]:
@@ -56,7 +58,10 @@ class LatentSummary:
         return self.ranking[:count]
 
     def overview_text(self) -> str:
-        """Active units and empirical KL, as lines for the panel."""
+        """Active units and empirical KL, as lines for the panel (for measured features: only what applies)."""
+        if self.measured:  # in their own units, not a posterior: no prior to compare with
+            return "\n".join([f"{self.n_cells} cells, {len(self.names)} measured features (from a table; "
+                               "KL and active units apply to a model's latents only)"] + self.notes)  # fmt: skip
         lines = [f"{self.n_cells} cells, {len(self.names)} latent dimensions"]
         lines.append(f"Active units (Var of μ > 0.01): {self.active_units} of {len(self.names)}")
         if self.empirical_kl is None:
@@ -101,16 +106,17 @@ def group_choices(table: pd.DataFrame, column: str) -> list[Any]:
 
 
 def latent_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str], int]:
-    """The rows with latents, the ``mu_*`` and ``logvar_*`` names, and how many rows had none.
+    """The rows with latents, the latent (``mu_*`` or ``feature:*``) and ``logvar_*`` names, and how many rows had none.
 
-    Rows where every ``mu_*`` is missing are objects that were never embedded
-    (a Labels layer's features list every label); they are left out. Any
-    other missing or infinite value is refused, naming the columns.
+    Rows where every latent column is missing are objects that were never
+    embedded (a Labels layer's features list every label); they are left out.
+    Any other missing or infinite value is refused, naming the columns.
     """
-    mu = mu_columns(table)
+    mu = latent_columns(table)
     if not mu:
         raise InputError(
-            "the table has no mu_* columns; embed the cells with a model bundle first (Embed widget or 'morphospace embed')"
+            "the table has no mu_* columns; embed the cells with a model bundle first (Embed widget or 'morphospace embed'), "
+            "or open a table of measured features (Analysis widget, Open feature table…)"
         )
     logvar = mu_columns(table, "logvar_")
     if len(logvar) != len(mu):
@@ -155,9 +161,9 @@ def summarise_latents(
             sources = np.concatenate([rows.loc[(rows[group_column] == g).to_numpy(), "source"].to_numpy() for g in (a, b)])
         probe = statistics.linear_probe(x, y, folds=probe_folds, seed=seed, sources=sources)
     return LatentSummary(
-        names=mu, group_column=group_column, a=a, b=b, n_a=len(values_a), n_b=len(values_b), n_cells=len(rows),
+        names=[original_name(c) for c in mu], group_column=group_column, a=a, b=b, n_a=len(values_a), n_b=len(values_b), n_cells=len(rows),
         effects=effects, ranking=ranking, active_units=statistics.active_units(means), empirical_kl=empirical,
-        kl=kl, probe=probe, notes=notes,
+        kl=kl, probe=probe, notes=notes, measured=is_measured_feature(mu[0]),
     )  # fmt: skip
 
 
@@ -178,6 +184,8 @@ def summary_figures(summary: LatentSummary, table: pd.DataFrame, *, top: int = 3
     figures["kl"] = (
         statistics.kl_bar_figure(summary.kl, summary.names)
         if summary.kl is not None
+        else "Measured features have no posterior: the per-dimension KL applies to a model's latents only."
+        if summary.measured
         else "Per-dimension KL needs logvar_* columns; embed the cells with a model bundle to get them."
     )
     figures["forest"] = (

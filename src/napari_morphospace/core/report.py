@@ -125,13 +125,14 @@ def summarise_latents(latents: pd.DataFrame, group_column: str = "group") -> Lat
     dimensions are then ranked by their KL to the prior (in their order when
     the table has no ``logvar_*`` columns).
     """
-    from .features import require_mu_columns
+    from .features import latent_columns, require_mu_columns
     from .statistics import cohens_d, order_dimensions, rank_dimensions
 
-    columns = require_mu_columns(latents)
+    columns = latent_columns(latents) or require_mu_columns(latents)  # mu_*, or measured feature:* columns
     mu = latents[columns].to_numpy(dtype=float)
     logvar_columns = [c.replace("mu_", "logvar_") for c in columns]
-    logvar = latents[logvar_columns].to_numpy(dtype=float) if set(logvar_columns) <= set(latents.columns) else None
+    has_logvar = columns[0].startswith("mu_") and set(logvar_columns) <= set(latents.columns)
+    logvar = latents[logvar_columns].to_numpy(dtype=float) if has_logvar else None
     if group_column in latents.columns:
         groups = latents[group_column].astype(str).to_numpy()
     else:

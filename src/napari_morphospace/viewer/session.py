@@ -7,7 +7,7 @@ Train widget without either knowing the other exists.
 The per-cell table (:attr:`Session.cells`, schema in :mod:`core.features`)
 has one writer per kind of column, all through the session: the crop set
 starts it, :attr:`Session.latents` (Embed, an opened analysis) adds the model
-results, :meth:`Session.set_columns` (Scatter: 2D embeddings, clusters) and
+results, :meth:`Session.open_table` features measured elsewhere, :meth:`Session.set_columns` (Scatter: 2D embeddings, clusters) and
 :meth:`Session.set_annotations` (Annotate) the rest. After every change
 :class:`~napari_morphospace.viewer.features.FeaturesWriter` rewrites the
 source layers' ``features`` from it, and the Analysis widget saves it.
@@ -119,6 +119,18 @@ class Session:
         self._set_cells(cells, columns=None)
         self.latents_changed.emit(self._latents)
 
+    def open_table(self, table: pd.DataFrame) -> None:
+        """Take cells measured elsewhere (:func:`core.external_table.external_cells`) in place of a model's results.
+
+        With a crop set, the table's features become its cells' results (as an
+        embedding's latents would); without one, the table's rows are the cells.
+        """
+        if self._crop_set is not None:
+            self.latents = table
+            return
+        self._set_cells(features.cell_table(table), columns=None)
+        self.latents_changed.emit(self._latents)
+
     def set_columns(self, crop_ids: Iterable[int], columns: Mapping[str, Any]) -> None:
         """Set result columns (2D embeddings, clusters) for the cells ``crop_ids``, one value per cell."""
         self._set_cells(features.set_columns(self._require_cells(), crop_ids, columns), columns=tuple(columns))
@@ -135,7 +147,7 @@ class Session:
     def _set_cells(self, cells: pd.DataFrame | None, columns: tuple[str, ...] | None) -> None:
         """Replace the table and tell the listeners which columns changed (None: any)."""
         self._cells = cells
-        embedded = cells is not None and bool(features.mu_columns(cells))
+        embedded = cells is not None and bool(features.latent_columns(cells))
         self._latents = features.rows_with_latents(cells)[0] if embedded else None
         self.cells_changed.emit(columns)
 
