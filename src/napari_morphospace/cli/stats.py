@@ -80,7 +80,7 @@ def choose_groups(values: list, requested: list[str] | None, column: str) -> tup
 
 def run(args: argparse.Namespace) -> int:
     from ..core.config import atomic_write_text
-    from ..core.export import export_table, read_table
+    from ..core.export import export_table
     from ..core.inference import InferenceSettings, compare_groups
     from ..core.latent_summary import group_choices
 
