@@ -87,6 +87,7 @@ from ..viewer.layers import SourceOverlay, place_in_view, source_layers
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
+from .errors import report_errors
 
 DECODED = "decoded cell"
 GRID = "traversal grid"
@@ -103,20 +104,6 @@ SCALE_TOOLTIP = (
     "the prior SD (1) for the β-VAEs; for the multi-encoder VAE the empirical SD of the combined latent "
     "(set when the model was calibrated). The other dimensions stay at the start point."
 )
-
-
-def _report_errors(method: Callable) -> Callable:
-    """Show an ``InputError`` of a GUI action as a napari notification instead of a traceback."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except InputError as err:
-            show_error(str(err))
-            return None
-
-    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
-    return wrapper
 
 
 def traversable_model(bundle: Bundle) -> tuple[torch.nn.Module, list[str], str]:
@@ -337,7 +324,7 @@ class LatentWidget(QWidget):
     def _on_session_crop_set(self, crop_set: Any) -> None:
         self._refresh_cell_choices()
 
-    @_report_errors
+    @report_errors
     def load_bundle(self, path: Any) -> Any:
         """Load a model bundle folder in a worker, then use it here and share it through the session."""
         if not path or str(path) in ("", "."):
@@ -486,7 +473,7 @@ class LatentWidget(QWidget):
             return
         self._decoder.request(self.z)
 
-    @_report_errors
+    @report_errors
     def set_start(self, kind: str, group: str | None = None) -> None:
         """Start from the origin, a group's mean μ (``group``) or the chosen cell's μ; resets every dimension and decodes."""
         if self.model is None:
@@ -579,7 +566,7 @@ class LatentWidget(QWidget):
         t = int(round(layer.world_to_data(self.viewer.dims.point)[0])) if leading == 1 else None
         return layer.name, label, t
 
-    @_report_errors
+    @report_errors
     def use_selected_cell(self, layer: Labels | str | None = None) -> None:
         """Start the sliders from the μ of the cell selected in a Labels layer (looked up by source, label id, t)."""
         if self.latents is None:
@@ -730,7 +717,7 @@ class LatentWidget(QWidget):
         return int(self.dim_combo.currentData())
 
     # ------------------------------------------------------------------ traversal grids
-    @_report_errors
+    @report_errors
     def show_traversal_grid(self, n_steps: int | None = None, dims: list[int] | None = None) -> Any:
         """Decode the shown dimensions from −3 to +3 in ``n_steps`` (from the start point) into the "traversal grid" layer."""
         model = self._require_model()
@@ -746,7 +733,7 @@ class LatentWidget(QWidget):
 
         return self._start(traversal_grid, done, model, dims, n_steps, start)
 
-    @_report_errors
+    @report_errors
     def show_group_traversals(self, dim: int | None = None, n_steps: int | None = None) -> Any:
         """The same traversal of ``dim`` from each group's mean, side by side, in the "group traversals" layer."""
         model = self._require_model()
@@ -791,7 +778,7 @@ class LatentWidget(QWidget):
             return traversal_figure(data, dims=dims, values=values)
         return group_traversal_figure(data, values=extra)
 
-    @_report_errors
+    @report_errors
     def save_figure(self, path: Any) -> Path:
         """Save the last traversal grid (or group traversals) as a PNG figure."""
         path = Path(path)
@@ -805,7 +792,7 @@ class LatentWidget(QWidget):
             self.save_figure(path)
 
     # ------------------------------------------------------------------ difference maps
-    @_report_errors
+    @report_errors
     def show_difference(self, dim: int | None = None) -> Any:
         """|Δ| and 1 − SSIM between the decodes at −3 and +3 of ``dim`` (others at the start point), as overlays."""
         model = self._require_model()
@@ -818,7 +805,7 @@ class LatentWidget(QWidget):
 
         return self._start(compute, self._on_difference)
 
-    @_report_errors
+    @report_errors
     def show_group_difference(self, group_a: str | None = None, group_b: str | None = None) -> Any:
         """|Δ| and 1 − SSIM between the decodes of two groups' mean μ, as overlays."""
         model = self._require_model()
@@ -899,7 +886,7 @@ class LatentWidget(QWidget):
             f"unknown cell choice {cells!r}; use 'selected cell', {SCATTER_SELECTION!r}, 'group: <name>' or 'all cells'"
         )
 
-    @_report_errors
+    @report_errors
     def show_gradcam(self, dim: int | None = None, sign: int | None = None, cells: str | None = None) -> Any:
         """Grad-CAM of ``sign · μ_dim`` on the chosen cells, shown on their source layers in source coordinates.
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,6 +86,7 @@ from ..viewer.session import session_for
 from ..viewer.thumbnails import CropPictures
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
+from .errors import report_errors
 from .hover_thumbnail import HoverThumbnail, rgb_pixmap, shown_size
 from .scatter_canvas import ScatterCanvas
 from .track_overlay import MODES as TRACK_MODES
@@ -111,20 +111,6 @@ SELECTED_POINTS = "selected points"  # the one highlight layer of Points sources
 # releases the GIL while it builds) and the rows matched to the crop set by crop id. At a million points they take
 # ~0.3 s and ~0.2 s, which the first hover would otherwise wait for.
 _LOOKUPS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scatter-lookups")
-
-
-def _report_errors(method: Callable) -> Callable:
-    """Show an ``InputError`` raised by a GUI callback as a napari notification instead of a traceback."""
-
-    @wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except InputError as err:
-            show_error(str(err))
-            return None
-
-    return wrapper
 
 
 def _axis_key(column: str) -> tuple[int, str]:
@@ -211,7 +197,7 @@ class ScatterWidget(QWidget):
         self.x_combo, self.y_combo, self.color_combo = QComboBox(), QComboBox(), QComboBox()
         self.x_combo.currentTextChanged.connect(self._on_axes_chosen)
         self.y_combo.currentTextChanged.connect(self._on_axes_chosen)
-        self.color_combo.currentTextChanged.connect(_report_errors(self.set_color_by))
+        self.color_combo.currentTextChanged.connect(report_errors(self.set_color_by))
         self.size_spin = QDoubleSpinBox(minimum=1.0, maximum=30.0, value=4.0, singleStep=1.0)
         self.opacity_spin = QDoubleSpinBox(minimum=0.05, maximum=1.0, value=0.8, singleStep=0.05)
         self.size_spin.valueChanged.connect(self._redraw)
@@ -304,11 +290,11 @@ class ScatterWidget(QWidget):
         layout.addWidget(self.selection_list)
         scroll_in_dock(self, content)
 
-    @_report_errors
+    @report_errors
     def _keep_clicked(self) -> None:
         self.save_selection(self.selection_name.text())
 
-    @_report_errors
+    @report_errors
     def _recall_clicked(self, item: QListWidgetItem) -> None:
         self.recall_selection(item.text())
 
@@ -324,7 +310,7 @@ class ScatterWidget(QWidget):
                 self.source_list.addItem(item)
         self.source_list.blockSignals(False)
 
-    @_report_errors
+    @report_errors
     def _on_sources_checked(self, item: QListWidgetItem) -> None:
         names = [
             self.source_list.item(i).text()
@@ -333,7 +319,7 @@ class ScatterWidget(QWidget):
         ]
         self.set_sources(names)
 
-    @_report_errors
+    @report_errors
     def _on_layer_removed(self, event: Any) -> None:
         removed = unwrap(event.value)  # napari may hand the layer wrapped in its proxy
         if any(layer is removed for layer in self._layers.values()):
@@ -341,7 +327,7 @@ class ScatterWidget(QWidget):
             self._replot()
         self._refresh_source_list()
 
-    @_report_errors
+    @report_errors
     def _on_cells_changed(self, _columns: Any = None) -> None:
         """The session's cells changed (new columns in the features): plot them, keeping axes, zoom and selection."""
         if self._layers:
@@ -505,7 +491,7 @@ class ScatterWidget(QWidget):
         self.color_combo.blockSignals(False)
         self.set_axes(x, y, fit=fit)
 
-    @_report_errors
+    @report_errors
     def _on_axes_chosen(self, _text: str) -> None:
         if self._tables and self.x_combo.currentText() and self.y_combo.currentText():
             self.set_axes(self.x_combo.currentText(), self.y_combo.currentText())
@@ -968,7 +954,7 @@ class ScatterWidget(QWidget):
             if not self._hover_timer.isActive():  # throttle: at most one pick per HOVER_DELAY_MS
                 self._hover_timer.start()
 
-    @_report_errors
+    @report_errors
     def _on_mouse_release(self, event: Any) -> None:
         tool = self.tool_combo.currentText()
         add = "Shift" in [key.name for key in event.modifiers]
@@ -1069,7 +1055,7 @@ class ScatterWidget(QWidget):
         worker.start()
         return worker
 
-    @_report_errors
+    @report_errors
     def compute_embedding(self, method: str = "PCA", seed: int = 0):
         """Embed the session's latents in 2D (PCA, UMAP or TSNE) off the GUI thread; plots ``{method}_0/1``.
 
@@ -1088,7 +1074,7 @@ class ScatterWidget(QWidget):
 
         return self._start(EMBEDDINGS[method], done, latent_matrix(latents).astype(np.float32), n=2, seed=seed)
 
-    @_report_errors
+    @report_errors
     def compute_clusters(self, method: str = "kmeans", n_clusters: int = 3, seed: int = 0):
         """Cluster the session's latents off the GUI thread; the ``cluster`` column goes to the per-cell table.
 
