@@ -31,6 +31,7 @@ from real_data import dataset  # noqa: E402
 from real_tracks import movie_path, track_points  # noqa: E402
 
 from napari_morphospace.core.analysis import tracks  # noqa: E402
+from napari_morphospace.core.cells import track_ids  # noqa: E402
 from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels, crops_from_points  # noqa: E402
 
 
@@ -40,19 +41,19 @@ def tgmm_cells(dims: int):
         warnings.simplefilter("ignore")
         crop_set = crops_from_labels((labels > 0).astype(np.float32), labels,
                                      CropSettings(size=(8, 16, 16), mode="fit", normalise="dtype"), axes="TZYX")  # fmt: skip
-    return embedded(crop_set, tracks.track_ids_from_labels(crop_set.table), dims)
+    return embedded(crop_set, track_ids.track_ids_from_labels(crop_set.table), dims)
 
 
 def bio_sample_cells(dims: int):
     image = tifffile.imread(movie_path())
     points = track_points()
     crop_set = crops_from_points(image, points[:, 1:], CropSettings(size=32), axes="TYX")
-    return embedded(crop_set, tracks.track_ids_from_tracks(crop_set.table, points), dims)
+    return embedded(crop_set, track_ids.track_ids_from_tracks(crop_set.table, points), dims)
 
 
-def embedded(crop_set, track_ids, dims: int):
+def embedded(crop_set, ids, dims: int):
     pcs = PCA(dims, random_state=0).fit_transform(np.asarray(crop_set.images).reshape(len(crop_set), -1))
-    return tracks.with_track_ids(crop_set.table, track_ids).assign(**{f"mu_{i}": pcs[:, i] for i in range(dims)})
+    return track_ids.with_track_ids(crop_set.table, ids).assign(**{f"mu_{i}": pcs[:, i] for i in range(dims)})
 
 
 def main() -> None:
@@ -66,7 +67,7 @@ def main() -> None:
         start = time.perf_counter()
         cells = make(args.dims)
         real, shuffled = tracks.smoothness(cells, columns, shuffles=args.shuffles)
-        on = tracks.on_tracks(cells)
+        on = track_ids.on_tracks(cells)
         print(f"{name:<12} {len(cells):>6} {on['track_id'].nunique():>6} {real:>10.4g} {shuffled:>10.4g} "
               f"{real / shuffled:>6.3f} {time.perf_counter() - start:>5.1f}")  # fmt: skip
 

@@ -33,8 +33,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from napari_morphospace.core.cells.crop_set import CropDataset, CropSet
+from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
+from napari_morphospace.core.training.dataset import CropDataset
 from napari_morphospace.core.training.engine import TrainSettings, split_crops, train
 
 

@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader
 from napari_morphospace.core.cells import crop_set as data
 from napari_morphospace.core.cells.crop_set import (
     CROP_TABLE_COLUMNS,
-    CropDataset,
     CropSet,
     bbox_columns,
     concat_crop_sets,
@@ -25,6 +24,8 @@ from napari_morphospace.core.cells.crop_set import (
     save_crop_set,
 )
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.training import dataset as dataset_module
+from napari_morphospace.core.training.dataset import CropDataset
 
 
 def make_crop_set(n: int = 5, shape: tuple[int, ...] = (2, 6, 7), seed: int = 0) -> CropSet:
@@ -288,7 +289,7 @@ def test_a_batch_from_disk_is_read_in_one_call_and_equals_memory(tmp_path, monke
     save_crop_set(crop_set, tmp_path / "set")
     on_disk = CropDataset(load_crop_set(tmp_path / "set", in_memory=False), label_column="group", return_index=True)
     reads, read_crops = [], data.read_crops
-    monkeypatch.setattr(data, "read_crops", lambda images, positions: reads.append(len(positions)) or read_crops(images, positions))
+    monkeypatch.setattr(dataset_module, "read_crops", lambda images, positions: reads.append(len(positions)) or read_crops(images, positions))
     for positions in ([7, 3, 39, 3, 0], list(range(10, 26))):
         items = on_disk.__getitems__(positions)
         np.testing.assert_array_equal(np.stack([i[0].numpy() for i in items]), crop_set.images[positions])

@@ -9,6 +9,7 @@ import pytest
 from napari_morphospace.core.analysis import tracks
 from napari_morphospace.core.analysis.inference import InferenceSettings
 from napari_morphospace.core.analysis.tracks import NO_TRACK, TRACK_ID
+from napari_morphospace.core.cells import track_ids
 from napari_morphospace.core.errors import InputError
 
 
@@ -75,7 +76,7 @@ def test_a_track_visiting_a_frame_twice_is_refused():
 
 def test_missing_track_column_says_how_to_give_track_ids():
     with pytest.raises(InputError, match="no track_id column"):
-        tracks.on_tracks(pd.DataFrame({"t": [0], "mu_0": [0.0]}))
+        track_ids.on_tracks(pd.DataFrame({"t": [0], "mu_0": [0.0]}))
 
 
 def test_comparing_fast_and_slow_tracks_finds_the_difference():
@@ -148,7 +149,7 @@ def test_track_points_inside_boxes_give_each_crop_its_track():
     crops = _crop_table([(0, 1, 0, 10, 0, 10), (0, 2, 20, 30, 20, 30), (1, 5, 2, 12, 2, 12), (1, 6, 40, 50, 40, 50)])
     # napari Tracks rows: track_id, t, y, x; track 8 moves with cell 1 -> 5, track 9 sits in cell 2, nothing in cell 6
     points = np.array([[8, 0, 5, 5], [8, 1, 7, 6], [9, 0, 24, 26], [9, 1, 60, 60]], float)
-    assert list(tracks.track_ids_from_tracks(crops, points)) == [8, 9, 8, NO_TRACK]
+    assert list(track_ids.track_ids_from_tracks(crops, points)) == [8, 9, 8, NO_TRACK]
 
 
 def test_track_points_inside_labels_win_over_nearest_box_centre():
@@ -156,29 +157,29 @@ def test_track_points_inside_labels_win_over_nearest_box_centre():
     labels = np.zeros((10, 10), np.int32)
     labels[:, :5], labels[:, 5:] = 1, 2
     points = np.array([[3, 0, 5, 1], [4, 0, 5, 8]], float)  # track 3 in label 1, track 4 in label 2
-    assert list(tracks.track_ids_from_tracks(crops, points, labels_at=lambda t: labels)) == [3, 4]
-    by_box = tracks.track_ids_from_tracks(crops, points)  # without labels both boxes take the point nearest the centre
+    assert list(track_ids.track_ids_from_tracks(crops, points, labels_at=lambda t: labels)) == [3, 4]
+    by_box = track_ids.track_ids_from_tracks(crops, points)  # without labels both boxes take the point nearest the centre
     assert list(by_box) == [4, 4]
 
 
 def test_tracks_of_the_wrong_dimension_are_refused():
     crops = _crop_table([(0, 1, 0, 10, 0, 10)])
     with pytest.raises(InputError, match=r"track_id, t, y, x"):
-        tracks.track_ids_from_tracks(crops, np.zeros((3, 5)))
+        track_ids.track_ids_from_tracks(crops, np.zeros((3, 5)))
 
 
 def test_label_ids_are_track_ids_only_over_time():
     crops = _crop_table([(0, 1, 0, 1, 0, 1), (1, 1, 0, 1, 0, 1), (1, 2, 0, 1, 0, 1)])
-    assert list(tracks.track_ids_from_labels(crops)) == [1, 1, 2]
+    assert list(track_ids.track_ids_from_labels(crops)) == [1, 1, 2]
     with pytest.raises(InputError, match="single frame"):
-        tracks.track_ids_from_labels(crops[crops["t"] == 1])
+        track_ids.track_ids_from_labels(crops[crops["t"] == 1])
 
 
 def test_track_id_column_is_read_as_whole_numbers():
     table = pd.DataFrame({"TRACK_ID": [3.0, np.nan, 5.0]})
-    assert list(tracks.track_ids_from_column(table, "TRACK_ID")) == [3, NO_TRACK, 5]
+    assert list(track_ids.track_ids_from_column(table, "TRACK_ID")) == [3, NO_TRACK, 5]
     with pytest.raises(InputError, match="fractions"):
-        tracks.track_ids_from_column(pd.DataFrame({"x": [0.5]}), "x")
+        track_ids.track_ids_from_column(pd.DataFrame({"x": [0.5]}), "x")
 
 
 def test_paths_figure_draws_one_line_per_track_coloured_by_outcome():

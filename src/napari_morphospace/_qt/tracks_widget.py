@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..core.analysis import tracks
 from ..core.analysis.cell_table import CLUSTER, ID_COLUMNS, mu_columns
+from ..core.cells import track_ids
 from ..core.cells.selection import spatial_ndim
 from ..core.errors import InputError
 from ..viewer.layers import unwrap
@@ -126,12 +127,12 @@ class TracksWidget(QWidget):
         if cells is None:
             raise InputError("there are no cells yet: build or load a crop set in the Cells widget first")
         if source.startswith(COLUMN):
-            ids = tracks.track_ids_from_column(cells, source.removeprefix(COLUMN))
+            ids = track_ids.track_ids_from_column(cells, source.removeprefix(COLUMN))
         else:
             layer = None if source == FROM_LABELS else unwrap(self.viewer.layers[source])
             ids = cell_track_ids(cells, self.viewer.layers, layer)
         self.session.set_columns(cells["crop_id"].to_numpy(), {tracks.TRACK_ID: ids})
-        self.status.setText(tracks.describe_tracks(self.session.cells))
+        self.status.setText(track_ids.describe_tracks(self.session.cells))
         return int(pd.unique(ids[ids != tracks.NO_TRACK]).size)
 
     def _region(self) -> np.ndarray | None:
@@ -156,7 +157,7 @@ class TracksWidget(QWidget):
             raise InputError("no embedded cell lies on a track; give track ids first")
         self._show_table(self.statistics)
         real, shuffled = tracks.smoothness(latents, mu_columns(latents))
-        self.status.setText(f"{tracks.describe_tracks(latents)}. Mean latent step {real:.3g}, {shuffled:.3g} with "
+        self.status.setText(f"{track_ids.describe_tracks(latents)}. Mean latent step {real:.3g}, {shuffled:.3g} with "
                             f"frames shuffled (ratio {real / shuffled:.2f}).")  # fmt: skip
         self.comparison, text = None, ""
         if group is not None:

@@ -112,9 +112,9 @@ def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.analysis.tracks import describe_tracks
     from ..core.cells.crop_job import run_crop_job
     from ..core.cells.crop_set import TRACK_ID, check_crop_set_target
+    from ..core.cells.track_ids import describe_tracks
     from ..core.config import save_config
     from ..core.outputs import check_output
 

@@ -90,6 +90,7 @@ def _region(args: argparse.Namespace, cells: pd.DataFrame, selections: dict[str,
 
 def run(args: argparse.Namespace) -> int:
     from ..core.analysis import tracks
+    from ..core.cells import track_ids
     from ..core.errors import InputError
     from ..core.project.export import export_table
     from ..core.project.report import figure_png
@@ -99,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{target} already exists; choose another file or pass --overwrite")
     cells, selections = _cells_and_selections(args.cells, args.allow_external)
     if args.track_column is not None:
-        cells = tracks.with_track_ids(cells, tracks.track_ids_from_column(cells, args.track_column))
+        cells = track_ids.with_track_ids(cells, track_ids.track_ids_from_column(cells, args.track_column))
     columns = _columns(cells, args.columns)
     statistics = tracks.track_statistics(cells, columns, frame_interval=args.frame_interval,
                                          region=_region(args, cells, selections), group_column=args.group_column)
-    print(f"{tracks.describe_tracks(cells)}; coordinates {columns[0]}..{columns[-1]}")
+    print(f"{track_ids.describe_tracks(cells)}; coordinates {columns[0]}..{columns[-1]}")
     summary = statistics[[m for m in (*tracks.MEASURES, "time_to_region") if m in statistics.columns]]
     print(summary.describe().loc[["mean", "50%", "std"]].rename(index={"50%": "median"}).to_string(float_format="%.4g"))
     if args.group_column in statistics.columns:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from napari.layers import Labels, Tracks
 
-from ..core.analysis.tracks import track_ids_from_labels, track_ids_from_tracks
 from ..core.cells.crop_set import NO_TRACK
+from ..core.cells.track_ids import track_ids_from_labels, track_ids_from_tracks
 from ..core.errors import InputError
 from .features import is_overlay, source_names
 
@@ -32,7 +32,7 @@ def cell_track_ids(cells: pd.DataFrame, layers: Any, tracks: Tracks | None = Non
     each cell's source Labels layer (through world coordinates: scale and
     translate), and a cell gets the track whose point of its frame lies
     inside its label; cells whose source is no Labels layer fall back to
-    their bounding box (:func:`core.analysis.tracks.track_ids_from_tracks`).
+    their bounding box (:func:`core.cells.track_ids.track_ids_from_tracks`).
     """
     if tracks is None:
         return track_ids_from_labels(cells)

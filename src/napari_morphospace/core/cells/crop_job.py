@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..analysis.tracks import read_tracks, track_ids_from_labels, track_ids_from_tracks, with_track_ids
 from ..errors import InputError
 from ..io.stacks import read_stack
 from ..outputs import scratch_prefix
@@ -28,6 +27,7 @@ from ..parallel import dask_client, ordered_map
 from .crop_set import NO_TRACK, CropSet, check_crop_set_target, concat_crop_sets, load_crop_set, replace_crop_table
 from .crops import CropCancelled, CropSettings, CropSource, PatchSettings, build_crop_set
 from .preprocess import PreprocessPipeline
+from .track_ids import read_tracks, track_ids_from_labels, track_ids_from_tracks, with_track_ids
 
 ProgressCallback = Callable[[str, int, int], None]
 

@@ -722,6 +722,7 @@ def _tracks_section(ctx: _Context) -> list[str]:
     from ..analysis import tracks
     from ..analysis.cell_table import latent_matrix, mu_columns
     from ..analysis.reduce import pca
+    from ..cells import track_ids
 
     latents = ctx.require_latents()
     if tracks.TRACK_ID not in latents.columns:
@@ -735,7 +736,7 @@ def _tracks_section(ctx: _Context) -> list[str]:
     shown = statistics.sort_values("path_length", ascending=False).head(20)
     colour_by = "group" if "group" in plane.columns and plane["group"].nunique() > 1 else None
     parts = [
-        _p(f"{tracks.describe_tracks(latents)}. Per track, in latent units (mu_*) per frame: mean speed "
+        _p(f"{track_ids.describe_tracks(latents)}. Per track, in latent units (mu_*) per frame: mean speed "
            "(mean step length per frame), path length, net displacement and straightness (displacement / path "
            "length, 1 = straight). Paths are drawn on the first two principal components of the latent means, "
            "coloured by time, or by group when there are several."),

@@ -39,12 +39,13 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ..cells.crop_set import CropDataset, CropSet
+from ..cells.crop_set import CropSet
 from ..config import from_dict
 from ..errors import InputError
 from ..models import Condition, ModelSettings, StackedConditionalVAE, build_model
 from .bundle import Bundle, bundle_config, save_bundle
 from .checkpoints import AtomicCheckpointIO, BestCheckpoint, RunCheckpoints, checkpoint_run_id, new_run_id
+from .dataset import CropDataset
 from .diagnostics import TrainingDiagnostics, diagnose_training
 
 log = logging.getLogger(__name__)
