@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from napari_morphospace.core.analysis.latent_summary import export_figures, summarise_latents, summary_figures
+from napari_morphospace.core.analysis.latent_summary import (
+    default_groups,
+    export_figures,
+    summarise_latents,
+    summary_figures,
+)
 from napari_morphospace.core.errors import InputError
 
 
@@ -43,3 +48,24 @@ def test_export_refuses_to_overwrite_before_writing_anything(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kde.svg"]
     paths = export_figures(figures, tmp_path, overwrite=True)
     assert len(paths) == 6 and (tmp_path / "kde.svg").read_text() != "mine"  # kl is a message, not a figure
+
+
+def test_one_sign_convention_condition_minus_reference_hand_computed():
+    """d = (mean of the condition − mean of the reference) / pooled SD; by default the second group against the first."""
+    data = pd.DataFrame({"mu_0": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "group": ["control"] * 3 + ["treated"] * 3})
+    # control mean 1, treated mean 4, both variances 1 (ddof 1): pooled SD 1, d = (4 - 1) / 1 = +3
+    assert default_groups(data, "group") == ("treated", "control")
+    for summary in (summarise_latents(data), summarise_latents(data, "group", "treated", "control")):
+        assert (summary.condition, summary.reference) == ("treated", "control")
+        assert summary.effects.d[0] == pytest.approx(3.0)
+        assert "d > 0: higher in 'treated'" in summary.effect_text()
+    assert summarise_latents(data, "group", "control", "treated").effects.d[0] == pytest.approx(-3.0)
+
+
+def test_one_group_ranks_by_kl_and_has_no_effect_sizes():
+    data = table().assign(group="a", logvar_0=0.0, logvar_1=0.0, logvar_2=0.0)
+    summary = summarise_latents(data)
+    assert summary.condition is None and summary.effects is None and summary.ranked_by == "KL to the prior"
+    assert summary.ranking[0] == 1  # KL = mean(μ²)/2 here: mu_1, shifted by 3 in half the cells, is largest
+    with pytest.raises(InputError, match="one group"):
+        summary.require_two_groups()

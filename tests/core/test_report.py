@@ -19,6 +19,7 @@ from napari_morphospace.core.project.report import (
     SECTIONS,
     _source_label_images,
     check_known_answer,
+    factor_columns,
     settings_rows,
     training_curves_figure,
     write_report,
@@ -224,3 +225,12 @@ def test_settings_become_rows_of_a_table():
     data = {"crop": {"size": [16, 64, 64], "mask": True, "channels": None}, "steps": [{"name": "resize", "shape": [8, 8]}]}
     assert settings_rows(data) == [("crop.size", "16, 64, 64"), ("crop.mask", "yes"), ("crop.channels", "—"),
                                    ("steps[0].name", "resize"), ("steps[0].shape", "8, 8")]  # fmt: skip
+
+
+def test_factor_columns_are_the_varying_numbers_that_describe_cells():
+    """Ids (the cell table's ID_COLUMNS), the group and centroids are not factors; constant and text columns neither."""
+    factors = pd.DataFrame({
+        "group": ["a", "b", "a"], "label_id": [1, 2, 3], "crop_id": [0, 1, 2], "t": [0, 0, 1], "track_id": [5, 6, 7],
+        "centroid_y": [1.0, 2.0, 3.0], "size": [1.0, 2.0, 4.0], "shape": [0.1, 0.1, 0.1], "note": ["x", "y", "z"],
+    })  # fmt: skip
+    assert factor_columns(factors) == ["size"]

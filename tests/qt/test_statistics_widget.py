@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
-from napari_morphospace.viewer.session import session_for
 from napari_morphospace._qt.statistics_widget import SESSION_TABLE, StatisticsWidget
+from napari_morphospace.viewer.session import session_for
 
 
 def synthetic_latents(n=40, shift=2.5, seed=0):
@@ -102,3 +102,20 @@ def test_constant_dimension_is_flagged_and_layer_without_latents_explained(viewe
     forest_text = widget.tab_pages["forest"].itemAt(1).widget().text()  # the plot, then its numbers
     assert "d undefined (zero variance in both groups), left out: mu_3" in forest_text
     assert "needs logvar_* columns" in widget.tab_pages["kl"].itemAt(0).widget().text()
+
+
+def test_panel_and_report_compare_the_same_way_by_default(viewer, qtbot, tmp_path):
+    """Untouched, the panel compares treated (second in the table) against control (first), as the report does."""
+    from napari_morphospace.core.project.report import check_known_answer
+
+    table = synthetic_latents()
+    session_for(viewer).latents = table
+    widget = StatisticsWidget(viewer)
+    qtbot.addWidget(widget)
+    assert (widget.a_combo.currentText(), widget.b_combo.currentText()) == ("treated", "control")
+    _compute(qtbot, widget)
+    expected = hand_cohens_d(table["mu_2"][40:], table["mu_2"][:40])  # treated − control: positive
+    assert expected > 1.0 and widget.summary.effects.d[2] == pytest.approx(expected, rel=1e-9)
+    factors = table[["group"]].assign(label_id=table["crop_id"], size=table["mu_2"])
+    answer = check_known_answer(table.assign(label_id=table["crop_id"]), factors, ["size"])
+    assert answer["groups"] == ["control", "treated"] and answer["cohens_d"] == pytest.approx(expected, rel=1e-9)

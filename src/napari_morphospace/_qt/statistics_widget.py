@@ -45,6 +45,7 @@ from ..core.analysis.inference import GroupComparison, InferenceSettings, compar
 from ..core.analysis.latent_summary import (
     GROUP_COLUMNS,
     LatentSummary,
+    default_groups,
     export_figures,
     group_choices,
     summarise_latents,
@@ -134,8 +135,8 @@ class StatisticsWidget(QWidget):
         form = QFormLayout()
         form.addRow("cells from", self.table_combo)
         form.addRow("compare by", self.column_combo)
-        form.addRow("group A", self.a_combo)
-        form.addRow("group B", self.b_combo)
+        form.addRow("condition", self.a_combo)
+        form.addRow("reference", self.b_combo)
         form.addRow("top dimensions", self.top_spin)
         buttons = QHBoxLayout()
         buttons.addWidget(self.compute_button)
@@ -235,20 +236,24 @@ class StatisticsWidget(QWidget):
 
     def _fill_groups(self, _column: str = "") -> None:
         try:
-            values = [str(v) for v in group_choices(self.table(), self.column_combo.currentText())]
+            table, column = self.table(), self.column_combo.currentText()
+            values = [str(v) for v in group_choices(table, column)]
+            defaults = [str(g) for g in default_groups(table, column)] if values else []
         except InputError:
-            values = []
-        for index, combo in enumerate((self.a_combo, self.b_combo)):
+            values, defaults = [], []
+        for index, combo in enumerate((self.a_combo, self.b_combo)):  # as the report: second group vs first
             current = combo.currentText()
             combo.clear()
             combo.addItems(values)
             if current in values:
                 combo.setCurrentText(current)
+            elif len(defaults) > index and defaults[index] in values:
+                combo.setCurrentText(defaults[index])
             elif len(values) > index:
                 combo.setCurrentIndex(index)
 
     def set_groups(self, a: Any, b: Any, column: str = "group") -> None:
-        """Compare group ``a`` with group ``b`` of ``column`` (d > 0 when ``a`` is higher)."""
+        """Compare condition ``a`` with reference ``b`` of ``column`` (d > 0 when higher in ``a``)."""
         self.column_combo.setCurrentText(column)
         self.a_combo.setCurrentText(str(a))
         self.b_combo.setCurrentText(str(b))
@@ -263,7 +268,7 @@ class StatisticsWidget(QWidget):
                 "choose two different groups: cells of at least two conditions are needed"
             )
         if a == b:
-            raise InputError(f"group A and group B are both {a!r}; choose two different groups")
+            raise InputError(f"the condition and the reference are both {a!r}; choose two different groups")
         return by_text[a], by_text[b]
 
     # ----------------------------------------------------------------- computing and showing
@@ -334,7 +339,7 @@ class StatisticsWidget(QWidget):
                 box.addStretch()
         self.probe_text.setText(summary.probe_text())
         self.export_button.setEnabled(any(isinstance(f, Figure) for f in self.figures.values()))
-        text = f"{summary.a!r} vs {summary.b!r}" + (f": top dimension {summary.names[summary.ranking[0]]}"
+        text = f"{summary.condition!r} vs {summary.reference!r}" + (f": top dimension {summary.names[summary.ranking[0]]}"
                                                      if summary.ranking else "")  # fmt: skip
         try:
             note = left_out_note(self.left_out())

@@ -30,19 +30,32 @@ GROUP_COLUMNS = ("group", "annotation", "cluster")
 
 @dataclass
 class LatentSummary:
-    """The statistics of one latent table for two groups ``a`` and ``b`` (d > 0: ``a`` is higher)."""
+    """The statistics of one latent table, and of two of its groups: a ``condition`` against a ``reference``.
+
+    Cohen's d is ``(mean of condition − mean of reference) / pooled SD``
+    (ddof 1, sign kept, per dimension): d > 0 means the dimension is higher in
+    the condition. The Statistics panel, the HTML report and the demo all
+    compare this way. With one group (exploring one condition) ``condition``
+    and ``effects`` are None and the dimensions are ranked by their KL to the
+    prior instead.
+    """
 
     names: list[str]
     group_column: str
-    a: Any
-    b: Any
-    n_a: int
-    n_b: int
+    condition: Any
+    reference: Any
+    n_condition: int
+    n_reference: int
     n_cells: int
-    effects: statistics.EffectSizes
+    effects: statistics.EffectSizes | None
     ranking: list[int]
+    ranked_by: str
     active_units: int
     empirical_kl: float | None
+    #: Posterior means of every cell with latents (table order), and each cell's group.
+    mu: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
+    groups: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    logvar: np.ndarray | None = field(repr=False, default=None)
     kl: np.ndarray | None = None
     probe: dict | None = None
     notes: list[str] = field(default_factory=list)
@@ -50,11 +63,26 @@ class LatentSummary:
     measured: bool = False
 
     @property
+    def group_names(self) -> list[Any]:
+        """The compared groups, reference first (one name with one group)."""
+        return [self.reference] if self.condition is None else [self.reference, self.condition]
+
+    def require_two_groups(self) -> None:
+        if self.condition is None:
+            raise InputError(
+                f"the cells form one group ({self.reference!r}); Cohen's d compares two groups. "
+                "Give the images of each condition their own group (--group, or a group per layer in the Cells widget)"
+            )
+
+    @property
     def constant_names(self) -> list[str]:
+        """Dimensions where d is undefined (zero variance in both groups)."""
+        if self.effects is None:
+            return []
         return [n for n, c in zip(self.names, self.effects.constant) if c]
 
     def top(self, count: int) -> list[int]:
-        """The ``count`` dimensions with the largest |d| (defined ones only)."""
+        """The ``count`` first dimensions of :attr:`ranking` (largest |d|, defined ones only; or largest KL)."""
         return self.ranking[:count]
 
     def overview_text(self) -> str:
@@ -76,7 +104,9 @@ class LatentSummary:
 
     def effect_text(self, count: int = 5) -> str:
         """The groups, the largest effects and the dimensions where d is undefined."""
-        lines = [f"{self.a!r} ({self.n_a} cells) vs {self.b!r} ({self.n_b} cells), by {self.group_column!r}; d > 0: {self.a!r} higher"]
+        self.require_two_groups()
+        lines = [f"{self.condition!r} ({self.n_condition} cells) vs {self.reference!r} ({self.n_reference} cells), "
+                 f"by {self.group_column!r}; d > 0: higher in {self.condition!r}"]  # fmt: skip
         for i in self.top(count):
             e = self.effects
             lines.append(f"{self.names[i]}: d = {e.d[i]:+.3f} [{e.ci_low[i]:+.3f}, {e.ci_high[i]:+.3f}]")
@@ -90,7 +120,8 @@ class LatentSummary:
         folds = len(self.probe["per_fold"]["balanced_accuracy"])
         how = "folds grouped by source image" if self.probe.get("grouped") else "random folds"
         text = (
-            f"Linear probe ({folds}-fold cross-validated logistic regression on μ, {how}, {self.a!r} vs {self.b!r}):\n"
+            f"Linear probe ({folds}-fold cross-validated logistic regression on μ, {how}, "
+            f"{self.condition!r} vs {self.reference!r}):\n"
             f"balanced accuracy {self.probe['balanced_accuracy']:.3f} (chance 0.5), "
             f"AUROC {self.probe['auroc']:.3f}"
         )
@@ -126,14 +157,32 @@ def latent_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]
     return rows, mu, logvar, left_out
 
 
-def summarise_latents(
-    table: pd.DataFrame, group_column: str, a: Any, b: Any, *, folds: int = 5, seed: int = 0
-) -> LatentSummary:
-    """Compute every statistic of the panel for groups ``a`` and ``b`` of ``group_column``.
+def default_groups(table: pd.DataFrame, group_column: str) -> tuple[Any, Any]:
+    """``(condition, reference)`` to compare when the user chose none: the second and first group in table order.
 
-    KL per dimension, active units and the empirical KL use all cells; Cohen's
-    d and the probe use the cells of the two groups. The probe runs with
-    ``folds`` folds, fewer when a group is smaller, and is skipped below 2.
+    The first group in the table is the one whose images were added first,
+    usually the control; with one group the condition is None.
+    """
+    if group_column not in table.columns:
+        return None, "all cells"
+    values = list(pd.unique(table[group_column].dropna()))
+    if not values:
+        raise InputError(f"column {group_column!r} has no values; give the cells a group to compare")
+    return (values[1] if len(values) > 1 else None), values[0]
+
+
+def summarise_latents(
+    table: pd.DataFrame, group_column: str = "group", condition: Any = None, reference: Any = None, *,
+    folds: int = 5, seed: int = 0,
+) -> LatentSummary:
+    """Every statistic of the latent table, comparing ``condition`` against ``reference`` of ``group_column``.
+
+    Without groups named, the second group in table order is compared with
+    the first (:func:`default_groups`); with one group, only the statistics
+    that need no comparison are computed. KL per dimension, active units and
+    the empirical KL use all cells; Cohen's d (condition − reference) and the
+    probe use the cells of the two groups. The probe runs with ``folds`` folds,
+    fewer when a group is smaller, and is skipped below 2.
 
     Raises
     ------
@@ -141,29 +190,44 @@ def summarise_latents(
         No ``mu_*`` columns, NaN/inf values (the columns are named), the same
         group twice, a group with fewer than 2 cells.
     """
-    if a == b:
-        raise InputError(f"choose two different groups to compare (both are {a!r})")
+    if condition is None and reference is None:
+        condition, reference = default_groups(table, group_column)
+    elif condition == reference:
+        raise InputError(f"choose two different groups to compare (both are {condition!r})")
     rows, mu, logvar, left_out = latent_rows(table)
     notes = [f"{left_out} object(s) without latents left out"] if left_out else []
-    values_a, values_b = statistics.group_arrays(rows, mu, group_column, [a, b])
-    effects = statistics.cohens_d(values_a, values_b, names=mu)
-    ranking = [int(i) for i in statistics.rank_dimensions(effects.d) if not effects.constant[i]]
     means = rows[mu].to_numpy(dtype=float)
-    kl = statistics.kl_per_dimension(means, rows[logvar].to_numpy(dtype=float)) if logvar else None
+    log_variances = rows[logvar].to_numpy(dtype=float) if logvar else None
+    groups = rows[group_column].to_numpy() if group_column in rows.columns else np.full(len(rows), reference, dtype=object)
+    kl = statistics.kl_per_dimension(means, log_variances) if log_variances is not None else None
     empirical = statistics.empirical_kl_to_standard_normal(means) if len(means) > len(mu) else None
-    probe_folds = min(folds, len(values_a), len(values_b))
+    common = dict(
+        names=[original_name(c) for c in mu], group_column=group_column, n_cells=len(rows),
+        active_units=statistics.active_units(means), empirical_kl=empirical, mu=means, groups=groups,
+        logvar=log_variances, kl=kl, notes=notes, measured=is_measured_feature(mu[0]),
+    )  # fmt: skip
+    if condition is None:  # one group: rank by what the model uses
+        ranked_by = "KL to the prior" if kl is not None else "index (the table has no logvar_* columns for the KL)"
+        ranking = [int(i) for i in statistics.order_dimensions(means, log_variances)]
+        return LatentSummary(condition=None, reference=reference, n_condition=0, n_reference=len(rows),
+                             effects=None, ranking=ranking, ranked_by=ranked_by, **common)  # fmt: skip
+    values_condition, values_reference = statistics.group_arrays(rows, mu, group_column, [condition, reference])
+    effects = statistics.cohens_d(values_condition, values_reference, names=mu)
+    ranking = [int(i) for i in statistics.rank_dimensions(effects.d) if not effects.constant[i]]
+    probe_folds = min(folds, len(values_condition), len(values_reference))
     probe = None
     if probe_folds >= 2:
-        x = np.concatenate([values_a, values_b])
-        y = np.array([0] * len(values_a) + [1] * len(values_b))
+        x = np.concatenate([values_condition, values_reference])
+        y = np.array([1] * len(values_condition) + [0] * len(values_reference))
         sources = None
         if "source" in rows.columns:
-            sources = np.concatenate([rows.loc[(rows[group_column] == g).to_numpy(), "source"].to_numpy() for g in (a, b)])
+            sources = np.concatenate([rows.loc[(rows[group_column] == g).to_numpy(), "source"].to_numpy()
+                                      for g in (condition, reference)])  # fmt: skip
         probe = statistics.linear_probe(x, y, folds=probe_folds, seed=seed, sources=sources)
     return LatentSummary(
-        names=[original_name(c) for c in mu], group_column=group_column, a=a, b=b, n_a=len(values_a), n_b=len(values_b), n_cells=len(rows),
-        effects=effects, ranking=ranking, active_units=statistics.active_units(means), empirical_kl=empirical,
-        kl=kl, probe=probe, notes=notes, measured=is_measured_feature(mu[0]),
+        condition=condition, reference=reference, n_condition=len(values_condition),
+        n_reference=len(values_reference), effects=effects, ranking=ranking, ranked_by="|Cohen's d|", probe=probe,
+        **common,
     )  # fmt: skip
 
 
@@ -174,10 +238,11 @@ def summary_figures(summary: LatentSummary, table: pd.DataFrame, *, top: int = 3
     a top dimension) is replaced by the message saying why, so the others still show.
     """
     rows, mu, _, _ = latent_rows(table)
-    pair = rows[rows[summary.group_column].isin([summary.a, summary.b])]
+    summary.require_two_groups()
+    pair = rows[rows[summary.group_column].isin(summary.group_names)]
     values = pair[mu].to_numpy(dtype=float)
     groups = pair[summary.group_column].to_numpy()
-    order = np.argsort(groups != summary.a, kind="stable")  # group a first: same colours in every figure
+    order = np.argsort(groups != summary.reference, kind="stable")  # reference first: same colours in every figure
     values, groups = values[order], groups[order]
     dims = summary.top(top)
     figures: dict[str, Figure | str] = {}
@@ -224,4 +289,4 @@ def export_figures(figures: dict[str, Figure | str], folder: str | os.PathLike, 
     return [p for _, p in targets]
 
 
-__all__ = ["GROUP_COLUMNS", "LatentSummary", "group_choices", "latent_rows", "summarise_latents", "summary_figures", "export_figures"]
+__all__ = ["GROUP_COLUMNS", "LatentSummary", "default_groups", "group_choices", "latent_rows", "summarise_latents", "summary_figures", "export_figures"]

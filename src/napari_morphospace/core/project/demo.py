@@ -41,7 +41,7 @@ from ..models import ModelSettings
 from ..outputs import check_output
 from ..training.engine import TrainConfig, TrainSettings, save_trained_bundle, train
 from .analysis_folder import create_analysis, save_analysis
-from .report import NotAvailable, check_known_answer, figure_png, summarise_latents, write_report
+from .report import TOP_DIMENSIONS, NotAvailable, check_known_answer, figure_png, write_report
 
 StepCallback = Callable[[str], None]
 MARKER = "demo.json"
@@ -149,21 +149,25 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def latent_statistics(latents: pd.DataFrame) -> dict[str, Any]:
-    """The studies' numbers for a latent table: Cohen's d (b vs a), per-dimension KL, active units, empirical KL."""
-    from ..analysis.statistics import active_units, empirical_kl_to_standard_normal, kl_per_dimension
+    """The studies' numbers for a latent table: Cohen's d (treated − control), per-dimension KL, active units, empirical KL.
+
+    ``groups`` is ``[reference, condition]``: d > 0 means higher in the condition.
+    """
+    from ..analysis.latent_summary import summarise_latents
 
     summary = summarise_latents(latents)
+    summary.require_two_groups()
     stats: dict[str, Any] = {
-        "groups": [summary.group_a, summary.group_b],
-        "cohens_d": summary.d.d.tolist(),
-        "cohens_d_ci_low": summary.d.ci_low.tolist(),
-        "cohens_d_ci_high": summary.d.ci_high.tolist(),
-        "top_dimensions": summary.top,
-        "active_units": active_units(summary.mu),
-        "empirical_kl_nats": empirical_kl_to_standard_normal(summary.mu),
+        "groups": [summary.reference, summary.condition],
+        "cohens_d": summary.effects.d.tolist(),
+        "cohens_d_ci_low": summary.effects.ci_low.tolist(),
+        "cohens_d_ci_high": summary.effects.ci_high.tolist(),
+        "top_dimensions": summary.top(TOP_DIMENSIONS),
+        "active_units": summary.active_units,
+        "empirical_kl_nats": summary.empirical_kl,
     }
-    if summary.logvar is not None:
-        stats["kl_per_dimension"] = kl_per_dimension(summary.mu, summary.logvar).tolist()
+    if summary.kl is not None:
+        stats["kl_per_dimension"] = summary.kl.tolist()
     return stats
 
 

@@ -39,6 +39,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 from scipy.stats import spearmanr
 
 from ... import __version__
+from ..analysis.cell_table import ID_COLUMNS
+from ..analysis.latent_summary import LatentSummary, summarise_latents
 from ..config import atomic_write_text, to_dict
 from ..errors import InputError
 from ..outputs import check_output
@@ -65,8 +67,6 @@ SECTIONS = (
 )
 TOP_DIMENSIONS = 3
 KNOWN_ANSWER_RHO = 0.5
-# Columns of a factor table that identify a cell rather than describe it.
-_ID_COLUMNS = {"group", "source", "label_id", "crop_id", "t", "centroid_z", "centroid_y", "centroid_x"}
 
 
 class NotAvailable(Exception):
@@ -83,70 +83,6 @@ class Section:
 
 
 # ---------------------------------------------------------------- latents and groups
-
-
-@dataclass
-class LatentSummary:
-    """Numbers shared by several sections, computed once from the latent table.
-
-    ``top`` are the dimensions the figures show: by |Cohen's d| of ``group_b``
-    against ``group_a`` when the table has two groups or more, else by KL to
-    the prior (``ranked_by`` says which). With one group, ``group_b`` and
-    ``d`` are None: only the group comparisons are left out.
-    """
-
-    mu: np.ndarray
-    logvar: np.ndarray | None
-    groups: np.ndarray
-    group_a: str
-    group_b: str | None
-    d: Any  # statistics.EffectSizes of group_b against group_a; None with one group
-    top: list[int]
-    ranked_by: str
-
-    @property
-    def group_names(self) -> list[str]:
-        return [self.group_a] if self.group_b is None else [self.group_a, self.group_b]
-
-    def require_two_groups(self) -> None:
-        if self.group_b is None:
-            raise NotAvailable(
-                f"the cells form one group ({self.group_a!r}); Cohen's d compares two groups. "
-                "Give the images of each condition their own --group (or a group per layer in the Cells widget)"
-            )
-
-
-def summarise_latents(latents: pd.DataFrame, group_column: str = "group") -> LatentSummary:
-    """Posterior means, the compared groups (first two in table order) and the top dimensions.
-
-    Cohen's d is ``group_b − group_a`` over the pooled SD: for the demo,
-    treated against control, so a positive d means higher in treated cells.
-    One group (or no group column) is the usual case when exploring: the
-    dimensions are then ranked by their KL to the prior (in their order when
-    the table has no ``logvar_*`` columns).
-    """
-    from ..analysis.cell_table import latent_columns, require_mu_columns
-    from ..analysis.statistics import cohens_d, order_dimensions, rank_dimensions
-
-    columns = latent_columns(latents) or require_mu_columns(latents)  # mu_*, or measured feature:* columns
-    mu = latents[columns].to_numpy(dtype=float)
-    logvar_columns = [c.replace("mu_", "logvar_") for c in columns]
-    has_logvar = columns[0].startswith("mu_") and set(logvar_columns) <= set(latents.columns)
-    logvar = latents[logvar_columns].to_numpy(dtype=float) if has_logvar else None
-    if group_column in latents.columns:
-        groups = latents[group_column].astype(str).to_numpy()
-    else:
-        groups = np.full(len(latents), "all cells", dtype=object)
-    names = list(pd.unique(groups))
-    count = min(TOP_DIMENSIONS, mu.shape[1])
-    if len(names) >= 2:
-        group_a, group_b = names[0], names[1]
-        effects = cohens_d(mu[groups == group_b], mu[groups == group_a])
-        top = [int(i) for i in rank_dimensions(effects.d)[:count]]
-        return LatentSummary(mu, logvar, groups, group_a, group_b, effects, top, ranked_by="|Cohen's d|")
-    ranked_by = "KL to the prior" if logvar is not None else "index (the table has no logvar_* columns for the KL)"
-    top = [int(i) for i in order_dimensions(mu, logvar)[:count]]
-    return LatentSummary(mu, logvar, groups, names[0], None, None, top, ranked_by=ranked_by)
 
 
 def factors_for_latents(latents: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
@@ -175,8 +111,8 @@ def factors_for_latents(latents: pd.DataFrame, factors: pd.DataFrame) -> pd.Data
 
 
 def factor_columns(factors: pd.DataFrame) -> list[str]:
-    """Numeric factor columns that vary (cell ids and centroids left out)."""
-    return [c for c in factors.columns if c not in _ID_COLUMNS and not c.startswith("_")
+    """Numeric factor columns that vary (the cell table's id columns, the group and centroids left out)."""
+    return [c for c in factors.columns if c not in ID_COLUMNS and c != "group" and not c.startswith(("_", "centroid_"))
             and pd.api.types.is_numeric_dtype(factors[c]) and factors[c].nunique() > 1]  # fmt: skip
 
 
@@ -197,18 +133,21 @@ def check_known_answer(
         ``threshold`` and ``passed``.
     """
     summary = summarise_latents(latents)
-    summary.require_two_groups()
+    try:
+        summary.require_two_groups()
+    except InputError as err:  # the demo tells "not available" from a failed answer
+        raise NotAvailable(str(err)) from err
     matched = factors_for_latents(latents, factors)
     present = [f for f in shifted if f in matched.columns]
     if not present:
         raise NotAvailable(f"the factor table has none of the shifted factors {', '.join(shifted)}")
-    dim = summary.top[0]
+    dim = summary.ranking[0]
     rho = {f: float(spearmanr(summary.mu[:, dim], matched[f].to_numpy(dtype=float)).statistic) for f in present}
     best = max(rho, key=lambda f: abs(rho[f]) if np.isfinite(rho[f]) else -1.0)
     return {
         "dimension": dim,
-        "cohens_d": float(summary.d.d[dim]),
-        "groups": [summary.group_a, summary.group_b],
+        "cohens_d": float(summary.effects.d[dim]),
+        "groups": [summary.reference, summary.condition],
         "spearman": rho,
         "best_factor": best,
         "best_rho": rho[best],
@@ -464,24 +403,21 @@ def _kl_section(ctx: _Context) -> list[str]:
 
 
 def _cohen_section(ctx: _Context) -> list[str]:
-    from ..analysis.statistics import forest_figure, linear_probe
+    from ..analysis.statistics import forest_figure
 
     summary = ctx.require_summary()
     summary.require_two_groups()
-    parts = [_p(f"Cohen's d of {summary.group_b} against {summary.group_a} (pooled SD, ddof 1; positive: higher "
-                f"in {summary.group_b}), 95 % confidence intervals; top dimensions {summary.top}.")]  # fmt: skip
-    parts.append(_img(forest_figure(summary.d, top=15), "Cohen's d forest plot"))
-    keep = np.isin(summary.groups, [summary.group_a, summary.group_b])
-    latents = ctx.analysis.latents
-    sources = latents["source"].to_numpy()[keep] if latents is not None and "source" in latents else None
-    try:
-        probe = linear_probe(summary.mu[keep], summary.groups[keep], sources=sources)
+    parts = [_p(f"Cohen's d of {summary.condition} against {summary.reference} (pooled SD, ddof 1; positive: higher "
+                f"in {summary.condition}), 95 % confidence intervals; top dimensions {summary.top(TOP_DIMENSIONS)}.")]  # fmt: skip
+    parts.append(_img(forest_figure(summary.effects, top=15), "Cohen's d forest plot"))
+    probe = summary.probe
+    if probe is None:
+        parts.append(_p("Linear probe not available: each group needs at least 2 cells per fold, 2 folds"))
+    else:
         how = "folds grouped by source image" if probe["grouped"] else "random folds"
         parts.append(_p(f"Linear probe (logistic regression, {len(probe['per_fold']['auroc'])}-fold, {how}): "
                         f"balanced accuracy {probe['balanced_accuracy']:.3f}, AUROC {probe['auroc']:.3f}."
                         + (f" Note: {probe['note']}" if probe["note"] else "")))  # fmt: skip
-    except InputError as err:
-        parts.append(_p(f"Linear probe not available: {err}"))
     return parts
 
 
@@ -491,11 +427,11 @@ def _inference_section(ctx: _Context) -> list[str]:
 
     summary = ctx.require_summary()
     latents = ctx.require_latents()
-    latents = latents.assign(group=latents["group"].astype(str))
+    summary.require_two_groups()
     try:
-        result = compare_groups(latents, "group", summary.group_b, summary.group_a, InferenceSettings(by_image=True))
+        result = compare_groups(latents, "group", summary.condition, summary.reference, InferenceSettings(by_image=True))
     except InputError as err:  # e.g. one image per condition: test cells, and say why
-        result = compare_groups(latents, "group", summary.group_b, summary.group_a, InferenceSettings())
+        result = compare_groups(latents, "group", summary.condition, summary.reference, InferenceSettings())
         result.notes.insert(0, f"Not tested per image: {err}.")
     dims = result.dimensions
     rows = [(dims.names[i], dims.d[i], f"[{dims.d_low[i]:+.3g}, {dims.d_high[i]:+.3g}]", dims.mean_difference[i],
@@ -510,15 +446,15 @@ def _distribution_section(ctx: _Context) -> list[str]:
 
     summary = ctx.require_summary()
     keep = np.isin(summary.groups, summary.group_names)
-    if summary.d is not None:
-        names = [f"dim {i} (d={summary.d.d[i]:+.2f})" for i in range(summary.mu.shape[1])]
+    if summary.effects is not None:
+        names = [f"dim {i} (d={summary.effects.d[i]:+.2f})" for i in range(summary.mu.shape[1])]
     else:
         names = [f"dim {i}" for i in range(summary.mu.shape[1])]
     return [
-        _p(f"Distribution of the posterior means of the top dimensions {summary.top} (ranked by "
+        _p(f"Distribution of the posterior means of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by "
            f"{summary.ranked_by}) in {' and '.join(summary.group_names)}."),  # fmt: skip
-        _img(kde_figure(summary.mu[keep], summary.groups[keep], summary.top, names), "KDE of the top dimensions"),
-        _img(violin_figure(summary.mu[keep], summary.groups[keep], summary.top, names), "violins of the top dimensions"),
+        _img(kde_figure(summary.mu[keep], summary.groups[keep], summary.top(TOP_DIMENSIONS), names), "KDE of the top dimensions"),
+        _img(violin_figure(summary.mu[keep], summary.groups[keep], summary.top(TOP_DIMENSIONS), names), "violins of the top dimensions"),
     ]
 
 
@@ -530,10 +466,10 @@ def _traversal_section(ctx: _Context) -> list[str]:
     parts = []
     for name in summary.group_names:
         start = summary.mu[summary.groups == name].mean(axis=0)
-        grid = traversal_grid(model, summary.top, n_steps=7, start=start)
+        grid = traversal_grid(model, summary.top(TOP_DIMENSIONS), n_steps=7, start=start)
         parts.append(f"<h3>From the mean of {html.escape(name)}</h3>")
-        parts.append(_img(traversal_figure(grid, dims=summary.top), f"traversal from the {name} mean"))
-    parts.insert(0, _p(f"Each row walks one of the top dimensions {summary.top} (ranked by {summary.ranked_by}) from −3 "
+        parts.append(_img(traversal_figure(grid, dims=summary.top(TOP_DIMENSIONS)), f"traversal from the {name} mean"))
+    parts.insert(0, _p(f"Each row walks one of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by {summary.ranked_by}) from −3 "
                        "to +3 (in units of the latent scale) while the other dimensions stay at the group's mean; "
                        "decoded in eval mode, channel 0 shown."))  # fmt: skip
     return parts
@@ -573,7 +509,7 @@ def _difference_section(ctx: _Context) -> list[str]:
     model = ctx.require_model()
     summary = ctx.require_summary()
     start = summary.mu.mean(axis=0)
-    maps = [(dim, traversal_difference(model, dim, start=start)) for dim in summary.top]
+    maps = [(dim, traversal_difference(model, dim, start=start)) for dim in summary.top(TOP_DIMENSIONS)]
     rows = [(f"dim {dim}", float(r["abs"].mean()), float(r["dissimilarity"].mean())) for dim, r in maps]
     return [
         _p("Absolute and structural (1 − SSIM; Gaussian window σ 1.5, data range 1.0) difference between the decodes "
@@ -620,17 +556,17 @@ def _gradcam_section(ctx: _Context) -> list[str]:
     chosen: list[int] = []
     for name in summary.group_names:  # the two cells of each group most extreme along the top dim
         rows = np.flatnonzero(summary.groups == name)
-        order = rows[np.argsort(summary.mu[rows, summary.top[0]])]
+        order = rows[np.argsort(summary.mu[rows, summary.ranking[0]])]
         chosen += [int(order[0]), int(order[-1])]
     crop_ids = [int(latents["crop_id"].iloc[r]) for r in chosen]
     crops = np.stack([np.asarray(crop_set.images[position[c]], dtype=np.float32) for c in crop_ids])
-    dims = summary.top[:2]
+    dims = summary.ranking[:2]
     maps = {(dim, sign): gradcam_encoder(model, crops, dim, sign=sign) for dim in dims for sign in (1, -1)}
     labels = [f"{summary.groups[r]} #{c}" for r, c in zip(chosen, crop_ids)]
     return [
         _p("Grad-CAM of the posterior mean μ_k (never a sampled z) for the top dimensions, for both signs (a "
            "latent's sign is arbitrary and the ReLU drops negative evidence); cells with the lowest and highest "
-           f"μ{summary.top[0]} of each group."),  # fmt: skip
+           f"μ{summary.ranking[0]} of each group."),  # fmt: skip
         _img(gradcam_figure(crops, maps, dims, labels), "Grad-CAM examples"),
     ]
 
@@ -945,7 +881,6 @@ __all__ = [
     "SECTIONS",
     "check_report_target",
     "is_report",
-    "LatentSummary",
     "Section",
     "build_sections",
     "check_known_answer",
@@ -954,7 +889,6 @@ __all__ = [
     "figure_png",
     "render_html",
     "settings_rows",
-    "summarise_latents",
     "training_curves_figure",
     "write_report",
 ]
