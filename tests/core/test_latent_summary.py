@@ -7,11 +7,11 @@ from matplotlib.figure import Figure
 
 from napari_morphospace.core.analysis.latent_summary import (
     default_groups,
-    export_figures,
     summarise_latents,
     summary_figures,
 )
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.project.export import export_figures
 
 
 def table(n=30):
@@ -43,7 +43,7 @@ def test_export_refuses_to_overwrite_before_writing_anything(tmp_path):
     data = table()
     figures = summary_figures(summarise_latents(data, "group", "a", "b"), data)
     (tmp_path / "kde.svg").write_text("mine")
-    with pytest.raises(InputError, match="already has kde.svg"):
+    with pytest.raises(InputError, match="kde.svg already exist"):
         export_figures(figures, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kde.svg"]
     paths = export_figures(figures, tmp_path, overwrite=True)

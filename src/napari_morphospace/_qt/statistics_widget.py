@@ -46,12 +46,12 @@ from ..core.analysis.latent_summary import (
     GROUP_COLUMNS,
     LatentSummary,
     default_groups,
-    export_figures,
     group_choices,
     summarise_latents,
     summary_figures,
 )
 from ..core.errors import InputError
+from ..core.project.export import export_figures
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks

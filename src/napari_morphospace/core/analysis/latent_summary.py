@@ -11,9 +11,7 @@ on a latent table and on a Labels layer's features.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -269,24 +267,4 @@ def summary_figures(summary: LatentSummary, table: pd.DataFrame, *, top: int = 3
     return figures
 
 
-def export_figures(figures: dict[str, Figure | str], folder: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
-    """Save every figure of ``figures`` as ``<name>.png`` and ``<name>.svg`` in ``folder``; returns the paths.
-
-    Messages standing in for figures are skipped. Existing files are refused
-    unless ``overwrite``, before anything is written.
-    """
-    folder = Path(folder)
-    targets = [(figure, folder / f"{name}.{kind}") for name, figure in figures.items()
-               if isinstance(figure, Figure) for kind in ("png", "svg")]  # fmt: skip
-    if not targets:
-        raise InputError("there are no figures to export; compute the statistics first")
-    existing = [p.name for _, p in targets if p.exists()]
-    if existing and not overwrite:
-        raise InputError(f"{folder} already has {', '.join(existing)}; choose another folder or confirm overwriting")
-    folder.mkdir(parents=True, exist_ok=True)
-    for figure, path in targets:
-        figure.savefig(path, dpi=150 if path.suffix == ".png" else None)
-    return [p for _, p in targets]
-
-
-__all__ = ["GROUP_COLUMNS", "LatentSummary", "default_groups", "group_choices", "latent_rows", "summarise_latents", "summary_figures", "export_figures"]
+__all__ = ["GROUP_COLUMNS", "LatentSummary", "default_groups", "group_choices", "latent_rows", "summarise_latents", "summary_figures"]

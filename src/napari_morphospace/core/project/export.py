@@ -520,12 +520,20 @@ def export_figures(
 ) -> list[Path]:
     """Save matplotlib Figures as ``<safe name>.png`` / ``.svg`` in ``folder``, atomically.
 
-    ``figures`` maps a name (e.g. ``"kde top dimensions"``) to a Figure.
+    ``figures`` maps a name (e.g. ``"kde top dimensions"``) to a Figure; other
+    values (the messages that stand in for a figure that could not be drawn)
+    are skipped. Existing files are refused unless ``overwrite``, before
+    anything is written.
     """
+    from matplotlib.figure import Figure
+
     folder = Path(folder)
     for fmt in formats:
         if fmt not in ("png", "svg", "pdf"):
             raise InputError(f"figure format {fmt!r} is not supported; use png, svg or pdf")
+    figures = {name: figure for name, figure in figures.items() if isinstance(figure, Figure)}
+    if not figures:
+        raise InputError("there are no figures to export; compute them first")
     names = class_folder_names(figures)
     targets = [(figure, _inside(folder, folder / f"{names[name]}.{fmt}"), fmt)
                for name, figure in figures.items() for fmt in formats]
