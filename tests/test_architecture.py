@@ -119,6 +119,6 @@ def test_cropping_never_imports_torch():
     """Reading stacks, pairing, preprocessing, cropping and crop sets on disk work without loading torch (seconds)."""
     imports = "; ".join(f"import napari_morphospace.core.{m}" for m in TORCH_FREE)
     code = f"import sys; {imports}; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -103,8 +103,8 @@ class LatentSummary:
     def effect_text(self, count: int = 5) -> str:
         """The groups, the largest effects and the dimensions where d is undefined."""
         self.require_two_groups()
-        lines = [f"{self.condition!r} ({self.n_condition} cells) vs {self.reference!r} ({self.n_reference} cells), "
-                 f"by {self.group_column!r}; d > 0: higher in {self.condition!r}"]  # fmt: skip
+        lines = [(f"{self.condition!r} ({self.n_condition} cells) vs {self.reference!r} ({self.n_reference} cells), "
+                  f"by {self.group_column!r}; d > 0: higher in {self.condition!r}")]  # fmt: skip
         for i in self.top(count):
             e = self.effects
             lines.append(f"{self.names[i]}: d = {e.d[i]:+.3f} [{e.ci_low[i]:+.3f}, {e.ci_high[i]:+.3f}]")
@@ -199,11 +199,11 @@ def summarise_latents(
     groups = rows[group_column].to_numpy() if group_column in rows.columns else np.full(len(rows), reference, dtype=object)
     kl = statistics.kl_per_dimension(means, log_variances) if log_variances is not None else None
     empirical = statistics.empirical_kl_to_standard_normal(means) if len(means) > len(mu) else None
-    common = dict(
-        names=[original_name(c) for c in mu], group_column=group_column, n_cells=len(rows),
-        active_units=statistics.active_units(means), empirical_kl=empirical, mu=means, groups=groups,
-        logvar=log_variances, kl=kl, notes=notes, measured=is_measured_feature(mu[0]),
-    )  # fmt: skip
+    common: dict[str, Any] = {
+        "names": [original_name(c) for c in mu], "group_column": group_column, "n_cells": len(rows),
+        "active_units": statistics.active_units(means), "empirical_kl": empirical, "mu": means, "groups": groups,
+        "logvar": log_variances, "kl": kl, "notes": notes, "measured": is_measured_feature(mu[0]),
+    }  # fmt: skip
     if condition is None:  # one group: rank by what the model uses
         ranked_by = "KL to the prior" if kl is not None else "index (the table has no logvar_* columns for the KL)"
         ranking = [int(i) for i in statistics.order_dimensions(means, log_variances)]

@@ -5,7 +5,8 @@ Kept apart from :mod:`~napari_morphospace.core.cells.crop_set` so that cropping,
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
