@@ -168,7 +168,10 @@ def paste_side_by_side(rendered: Sequence[Rendered]) -> Rendered | None:
 def _differs(current: Any, value: Any) -> bool:
     """Whether setting a layer property to ``value`` would change it (arrays compared by value, scalars broadcast)."""
     if isinstance(value, dict):
-        return current != value
+        try:
+            return bool(current != value)
+        except ValueError:  # values that compare element by element (arrays): set it
+            return True
     current = np.asarray(current)
     try:
         return not np.array_equal(current, np.broadcast_to(value, current.shape))
