@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import shutil
 import statistics
 import sys
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
     fields = write_fields(args.tmp / "morphospace-bench-fields-c1", 4)
     files = [fields[i % len(fields)] for i in range(args.files)]
     job = CropJob(images=[str(i) for i, _ in files], labels=[str(l) for _, l in files], groups=["a"],
@@ -96,7 +98,8 @@ def main() -> None:
                     crop_seconds[name].append(time.perf_counter() - start)
         reference = folder / "oneprocess0"
         identical = all(same_crop_sets(reference, folder / f"{n.replace(' ', '')}0") for n in ("1 worker", "2 workers"))
-        print(f"crops: {args.files} files, {len(crop_set)} crops of {args.size}x{args.size}")
+        print(f"crops: {args.files} files, {len(crop_set)} crops of {args.size}x{args.size}; {os.cpu_count()} CPUs, "
+              f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} now (other jobs share the cores)")
         report(crop_seconds, f"crop sets identical: {identical}")
         print(f"  (starting a warmed-up local cluster took {statistics.median(startups):.1f} s, not counted above)")
 
@@ -118,7 +121,7 @@ def main() -> None:
                     embed_seconds[name].append(time.perf_counter() - start)
         same = all(np.allclose(tables[n].filter(like="mu_"), tables["one process"].filter(like="mu_"), atol=1e-5)
                    for n in tables)  # fmt: skip
-        print(f"embed: {len(crop_set)} crops, beta-VAE 16 latents")
+        print(f"embed: {len(crop_set)} crops, beta-VAE 16 latents; load average {os.getloadavg()[0]:.1f} now")
         report(embed_seconds, f"latents equal (1e-5): {same}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -194,6 +194,28 @@ def test_points_layer_source_highlights_selected_points_and_click_selects(make_n
     assert np.array_equal(viewer.layers["selected points"].data, coords[[1]])
 
 
+def test_points_highlight_layer_comes_with_the_first_selection_and_its_rings_follow_the_point_size(
+    make_napari_viewer, dock
+):
+    viewer = make_napari_viewer()
+    coords = np.array([[5.0, 5.0], [20.0, 30.0], [40.0, 10.0]])
+    features = pd.DataFrame({"mu_0": [0.0, 1.0, 2.0], "mu_1": [2.0, 1.0, 0.0]})
+    viewer.add_points(coords, features=features, name="centres", size=4)
+    widget = dock(viewer, "Scatter")
+    widget.set_sources(["centres"])
+    assert [layer.name for layer in viewer.layers] == ["centres"]  # plotting adds no empty layer
+    widget.select_rows([0, 2])
+    highlight = viewer.layers["selected points"]
+    assert np.array_equal(highlight.data, coords[[0, 2]])
+    assert highlight.size.tolist() == [6.0, 6.0]  # rings 1.5 x the source's points
+    assert viewer.layers.selection.active is viewer.layers["centres"]  # the user's active layer is kept
+    widget.select_rows([])
+    assert viewer.layers["selected points"] is highlight and len(highlight.data) == 0  # it stays, emptied
+    viewer.layers["centres"].size = 8
+    widget.select_rows([0, 1, 2])
+    assert np.array_equal(highlight.data, coords) and highlight.size.tolist() == [12.0, 12.0, 12.0]
+
+
 @pytest.fixture
 def linked(make_napari_viewer):
     """One still image whose features carry crop ids 10..13, and its 3D crop set (1 channel, 3 x 6 x 8) in the session."""

@@ -40,6 +40,22 @@ def test_one_overlay_layer_follows_the_shown_source_and_goes_with_the_last_sourc
     assert "marked" not in viewer.layers and overlay.layer is None
 
 
+def test_a_re_render_sets_only_the_properties_that_changed():
+    """napari refreshes a layer on every property set: an unchanged scale is not set again, a changed one is."""
+    viewer = ViewerModel()
+    fields = _fields(viewer, 1)
+    placement = {"scale": (2.0, 2.0), "metadata": {"label_ids": [1, 2]}}
+    overlay = SourceOverlay(viewer, "marked", "labels", lambda source, current: (np.asarray(source.data), placement))
+    overlay.set_sources(fields)
+    scale_sets = []
+    overlay.layer.events.scale.connect(lambda event: scale_sets.append(tuple(event.source.scale)))
+    overlay.refresh()
+    assert scale_sets == [] and tuple(overlay.layer.scale) == (2.0, 2.0)
+    placement["scale"] = (3.0, 3.0)
+    overlay.refresh()
+    assert scale_sets == [(3.0, 3.0)]
+
+
 def test_the_overlay_sits_right_above_its_source_so_fields_on_top_cover_it():
     viewer = ViewerModel()
     fields = _fields(viewer)

@@ -756,11 +756,18 @@ class ScatterWidget(QWidget):
         return mask, {"scale": layer.scale[-frame.ndim :], "translate": layer.translate[-frame.ndim :]}
 
     def _render_point_highlight(self, layer: Points, current: Any) -> tuple[np.ndarray, dict] | None:
-        """The selected points of the shown Points source, drawn as rings around them."""
+        """The selected points of the shown Points source, drawn as rings around them.
+
+        The layer is added with the first selection, not with the plot: napari
+        takes ~40 ms to add even an empty Points layer. Once there it stays
+        (emptied when nothing is selected), keeping what the user styled.
+        """
         source = self._source_name(layer)
         if source is None:
             return None
         chosen = self._index.selected_labels(self._selected, source) - 1  # label id = 1-based point index
+        if current is None and not len(chosen):
+            return None
         size = float(np.max(layer.size, initial=1.0)) * 1.5
         return layer.data[chosen], {"ndim": layer.ndim, "scale": layer.scale, "translate": layer.translate, "size": size}
 
