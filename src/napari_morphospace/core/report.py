@@ -103,6 +103,8 @@ class LatentSummary:
     d: Any  # statistics.EffectSizes of group_b against group_a; None with one group
     top: list[int]
     ranked_by: str
+    names: list[str] = field(default_factory=list)  # per dimension: "dim i", or a feature table's column name
+    features: bool = False  # an external feature table (feature:* columns): no posterior, no KL
 
     @property
     def group_names(self) -> list[str]:
@@ -125,10 +127,13 @@ def summarise_latents(latents: pd.DataFrame, group_column: str = "group") -> Lat
     dimensions are then ranked by their KL to the prior (in their order when
     the table has no ``logvar_*`` columns).
     """
-    from .features import latent_columns, require_mu_columns
+    from .features import is_measured_feature, latent_columns, original_name, require_mu_columns
     from .statistics import cohens_d, order_dimensions, rank_dimensions
 
     columns = latent_columns(latents) or require_mu_columns(latents)  # mu_*, or measured feature:* columns
+    features = is_measured_feature(columns[0])
+    labels = {"names": [original_name(c) if features else f"dim {i}" for i, c in enumerate(columns)],
+              "features": features}  # fmt: skip
     mu = latents[columns].to_numpy(dtype=float)
     logvar_columns = [c.replace("mu_", "logvar_") for c in columns]
     has_logvar = columns[0].startswith("mu_") and set(logvar_columns) <= set(latents.columns)
@@ -143,10 +148,13 @@ def summarise_latents(latents: pd.DataFrame, group_column: str = "group") -> Lat
         group_a, group_b = names[0], names[1]
         effects = cohens_d(mu[groups == group_b], mu[groups == group_a])
         top = [int(i) for i in rank_dimensions(effects.d)[:count]]
-        return LatentSummary(mu, logvar, groups, group_a, group_b, effects, top, ranked_by="|Cohen's d|")
-    ranked_by = "KL to the prior" if logvar is not None else "index (the table has no logvar_* columns for the KL)"
+        return LatentSummary(mu, logvar, groups, group_a, group_b, effects, top, ranked_by="|Cohen's d|", **labels)
+    if features:
+        ranked_by = "column order (a feature table has no posterior to rank by KL)"
+    else:
+        ranked_by = "KL to the prior" if logvar is not None else "index (the table has no logvar_* columns for the KL)"
     top = [int(i) for i in order_dimensions(mu, logvar)[:count]]
-    return LatentSummary(mu, logvar, groups, names[0], None, None, top, ranked_by=ranked_by)
+    return LatentSummary(mu, logvar, groups, names[0], None, None, top, ranked_by=ranked_by, **labels)
 
 
 def factors_for_latents(latents: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
@@ -394,29 +402,45 @@ def _learned_section(ctx: _Context) -> list[str]:
 
 
 def _probe_parts(ctx: _Context) -> list[str]:
-    """Ridge-probe R² from the latents and from pixel PCA to the cells' regionprops measurements."""
-    from .diagnostics import cell_measurements, representation_probe
+    """Ridge-probe R² from the latents and from pixel PCA to the cells' regionprops measurements.
+
+    The cells are measured in the label images they were cut from when those
+    are at hand, else in their crops and object masks (crops cut from labels
+    keep them); latents that know less than pixel PCA get the plain warning.
+    """
+    from .diagnostics import (PROBE_CELLS, PROBE_WORSE, cell_measurements, mask_measurements, probe_warning,
+                              representation_probe)
     from .features import require_mu_columns
 
     latents, crop_set = ctx.analysis.latents, ctx.analysis.crop_set
-    labels, intensities = _source_label_images(ctx.analysis)
-    if latents is None or crop_set is None or not labels:
-        return [_p("Representation probe not available: it needs the latent table, the crop set and the label "
-                   "images the crops were cut from (the analysis' sources).")]  # fmt: skip
+    if latents is None or crop_set is None or not any(c.startswith("mu_") for c in latents.columns):
+        return [_p("Representation probe not available: it needs the model's latent table and the crop set.")]
     table = crop_set.table
+    labels, intensities = _source_label_images(ctx.analysis)
     missing = sorted(set(table["source"].astype(str)) - set(labels))
-    if missing:
-        return [_p(f"Representation probe not available: no label image for source(s) {', '.join(missing[:3])}.")]
-    rows = latents.set_index("crop_id").reindex(table["crop_id"])
-    mu = rows[require_mu_columns(latents)].to_numpy(dtype=float)
-    single_channel = set(table["source"].astype(str)) <= set(intensities)
-    measurements = cell_measurements(table, labels, intensities if single_channel else None)
-    probe = representation_probe(mu, np.asarray(crop_set.images), measurements, table["source"].astype(str))
+    single_channel = crop_set.images.shape[1] == 1
+    if not missing:
+        rows = np.arange(len(table))
+        with_intensity = set(table["source"].astype(str)) <= set(intensities)
+        measurements = cell_measurements(table, labels, intensities if with_intensity else None)
+        where = "measured in the label images the crops were cut from"
+    elif crop_set.masks is not None:
+        rows = np.unique(np.linspace(0, len(table) - 1, min(len(table), PROBE_CELLS)).round().astype(int))
+        images = np.asarray(crop_set.subset(rows).images)
+        measurements = mask_measurements(np.asarray(crop_set.subset(rows).masks), images if single_channel else None)
+        where = f"measured in their crops and object masks ({len(rows)} cells)"
+    else:
+        return [_p(f"Representation probe not available: no label image for source(s) {', '.join(missing[:3])}, "
+                   "and the crops keep no object masks (made before masks were kept, or not from labels).")]
+    mu = latents.set_index("crop_id").reindex(table["crop_id"].iloc[rows])[require_mu_columns(latents)]
+    probe = representation_probe(mu.to_numpy(dtype=float), np.asarray(crop_set.subset(rows).images),
+                                 measurements.reset_index(drop=True), table["source"].iloc[rows].astype(str))
     how = "folds grouped by source image" if probe.grouped else f"random folds ({probe.note})"
-    return [
+    parts = [f'<p class="problem">{html.escape(probe_warning(probe))}</p>'] if probe.ratio < PROBE_WORSE else []
+    return parts + [
         _p(f"What the latents know about each cell: {probe.folds}-fold cross-validated ridge regression ({how}) "
-           f"from the {mu.shape[1]} latent means to the cells' regionprops measurements, next to the same probe "
-           f"on a {probe.n_components}-component PCA of the crop pixels. Mean R² {probe.latent_mean:.3f} "
+           f"from the {mu.shape[1]} latent means to the cells' regionprops measurements ({where}), next to the "
+           f"same probe on a {probe.n_components}-component PCA of the crop pixels. Mean R² {probe.latent_mean:.3f} "
            f"(latents) against {probe.pca_mean:.3f} (pixel PCA): ratio {probe.ratio:.3f}."),
         _table(probe.rows(), ["measurement", "latent R²", "pixel PCA R²"]),
     ]  # fmt: skip
@@ -447,6 +471,9 @@ def _kl_section(ctx: _Context) -> list[str]:
     from .statistics import active_units, empirical_kl_to_standard_normal, kl_bar_figure, kl_per_dimension
 
     summary = ctx.require_summary()
+    if summary.features:
+        raise NotAvailable("not applicable to a feature table (no posterior): the KL to the prior measures a "
+                           "model's latents, and these columns are measurements")  # fmt: skip
     if summary.logvar is None:
         raise NotAvailable("the latent table has no logvar_* columns; embed the crops with the model "
                            "('morphospace embed' or the Embed widget) to get them")
@@ -510,13 +537,15 @@ def _distribution_section(ctx: _Context) -> list[str]:
 
     summary = ctx.require_summary()
     keep = np.isin(summary.groups, summary.group_names)
+    names = list(summary.names)
     if summary.d is not None:
-        names = [f"dim {i} (d={summary.d.d[i]:+.2f})" for i in range(summary.mu.shape[1])]
+        names = [f"{name} (d={summary.d.d[i]:+.2f})" for i, name in enumerate(names)]
+    if summary.features:
+        what = f"measured features {', '.join(summary.names[i] for i in summary.top)}"
     else:
-        names = [f"dim {i}" for i in range(summary.mu.shape[1])]
+        what = f"posterior means of the top dimensions {summary.top}"
     return [
-        _p(f"Distribution of the posterior means of the top dimensions {summary.top} (ranked by "
-           f"{summary.ranked_by}) in {' and '.join(summary.group_names)}."),  # fmt: skip
+        _p(f"Distribution of the {what} (ranked by {summary.ranked_by}) in {' and '.join(summary.group_names)}."),
         _img(kde_figure(summary.mu[keep], summary.groups[keep], summary.top, names), "KDE of the top dimensions"),
         _img(violin_figure(summary.mu[keep], summary.groups[keep], summary.top, names), "violins of the top dimensions"),
     ]
