@@ -202,8 +202,7 @@ def diagnose_training(
     did not train on, e.g. the validation split.
 
     With ``probe_crops`` (crops with their object masks) the representation
-    probe runs on them too (:func:`probe_from_masks`); without, the
-    diagnostics say it was not run.
+    probe runs on them too (:func:`probe_from_masks`).
     """
     n = int(images.shape[0])
     if n < 2:
@@ -242,9 +241,7 @@ def diagnose_training(
         spread_ratio=ratio,
         kl_per_encoder=[float(v) for v in torch.cat(encoder_kls).mean(dim=0)] if encoder_kls else [],
     )  # fmt: skip
-    if probe_crops is None:
-        diagnostics.probe_note = "the crops have no object masks (only crops cut from labels have them)"
-    else:
+    if probe_crops is not None:
         diagnostics.probe, diagnostics.probe_note = probe_from_masks(model, probe_crops, batch_size=batch_size,
                                                                      seed=seed)  # fmt: skip
     found = training_problems(diagnostics)

@@ -1165,7 +1165,10 @@ def _diagnose(model: torch.nn.Module, crop_set: CropSet, split: DataSplit, batch
             groups=probed.table["source"].astype(str).to_numpy(),
             pca_fit=np.asarray(crop_set.subset(_spread_out(split.train, DIAGNOSTIC_CROPS)).images)[:, channels],
         )  # fmt: skip
-    return diagnose_training(diagnosed, held_out, batch_size=batch_size, probe_crops=probe_crops)
+    diagnostics = diagnose_training(diagnosed, held_out, batch_size=batch_size, probe_crops=probe_crops)
+    if probe_crops is None:
+        diagnostics.probe_note = "the crops have no object masks (only crops cut from labels keep them)"
+    return diagnostics
 
 
 def trained_provenance(result: TrainResult, crop_set: CropSet, crop_set_origin: str) -> dict[str, Any]:
