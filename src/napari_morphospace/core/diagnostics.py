@@ -340,8 +340,8 @@ def probe_warning(probe: ProbeResult) -> str:
         f"the latents describe the cells' size, shape and brightness less well than a plain PCA of the crop pixels "
         f"does (mean R² {probe.latent_mean:.2f} against {probe.pca_mean:.2f}, ratio {probe.ratio:.2f}, "
         f"{probe.n_cells} cells): the model has not learned more about these cells than simple pixel statistics "
-        "would tell you. Try more crops (more images), more training steps, a lower beta (e.g. 0.25: the model "
-        "keeps more detail), or flips and 90° turns when the cells lie at random angles; check each crop shows "
+        "would tell you. Try more crops (more images), more training steps, a lower beta (the model keeps "
+        "more detail), or flips and 90° turns when the cells lie at random angles; check each crop shows "
         "one cell, centred. Until then, read differences between conditions in the latents with care."
     )
 
