@@ -42,9 +42,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from napari_morphospace.core.data import CropDataset, CropSet
+from napari_morphospace.core.cells.crop_set import CropDataset, CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings, augment_batch, augmentation_for, split_crops, train
+from napari_morphospace.core.training.engine import TrainSettings, augment_batch, augmentation_for, split_crops, train
 
 
 def ellipse_crops(n: int, shape: tuple[int, ...] = (64, 64), seed: int = 0) -> CropSet:
@@ -68,9 +68,9 @@ def ellipse_crops(n: int, shape: tuple[int, ...] = (64, 64), seed: int = 0) -> C
 
 def demo_crops() -> tuple[CropSet, ModelSettings, TrainSettings]:
     """The headless demo's crop set and its model and training settings (``morphospace demo``)."""
-    from napari_morphospace.core.crops import concat_crop_sets, crops_from_labels
-    from napari_morphospace.core.demo import DemoSettings
-    from napari_morphospace.core.sample_data import make_sample_data
+    from napari_morphospace.core.cells.crops import concat_crop_sets, crops_from_labels
+    from napari_morphospace.core.project.demo import DemoSettings
+    from napari_morphospace.core.cells.sample_data import make_sample_data
 
     demo = DemoSettings()
     sample = make_sample_data(demo.sample_settings())

@@ -21,9 +21,9 @@ from .flags import HelpFormatter
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..core.bundle import Bundle
-    from ..core.crop_job import CropJob
-    from ..core.data import CropSet
+    from ..core.cells.crop_job import CropJob
+    from ..core.cells.crop_set import CropSet
+    from ..core.training.bundle import Bundle
 
 CROP_JOB_NAME = "crop_job.yaml"
 
@@ -50,11 +50,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.analysis import create_analysis, save_analysis
-    from ..core.bundle import check_compatible, load_bundle
+    from ..core.cells.crop_job import CropJob
+    from ..core.cells.crop_set import load_crop_set
     from ..core.config import load_config, save_config
-    from ..core.crop_job import CropJob
-    from ..core.data import load_crop_set
+    from ..core.project.analysis_folder import create_analysis, save_analysis
+    from ..core.training.bundle import check_compatible, load_bundle
 
     crop_set = load_crop_set(args.crops)
     bundle = load_bundle(args.model)
@@ -86,7 +86,7 @@ def _say_what_the_model_learned(bundle: Bundle) -> None:
 
 def _read_latents(path: Path, crop_set: CropSet) -> pd.DataFrame:
     """The latent table, refused when it names crops this crop set does not have (another crop set's latents)."""
-    from ..core.export import read_table
+    from ..core.project.export import read_table
 
     try:
         latents = read_table(path)
