@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,6 +40,10 @@ def test_cellprofiler_table_becomes_an_analysis_with_a_report(tables, tmp_path, 
     assert main(["report", str(out), "--allow-external"]) == 0
     html = (out / "report.html").read_text()
     assert "Cohen" in html and "data:image/png;base64" in html
+    # Measured features are named as the table names them, and have no posterior for a KL:
+    shown = re.search(r"Distribution of the measured features ([^(]+) \(ranked by", html).group(1).split(", ")
+    assert shown and set(shown) <= set(FEATURES)
+    assert "not applicable to a feature table (no posterior)" in html and "logvar_" not in html
 
 
 def test_label_ids_the_label_image_lacks_are_refused_with_nothing_written(tables, tmp_path, capsys):

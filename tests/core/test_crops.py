@@ -516,3 +516,51 @@ def test_an_existing_output_folder_is_refused_before_any_work(tmp_path, labels_2
     monkeypatch.setattr(crops, "_set_intensity_range", lambda *a: pytest.fail("work started"))
     with pytest.raises(InputError, match="already exists"):
         crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8), output=tmp_path / "set")
+
+
+# ----------------------------------------------------------------- object masks kept with the crops
+
+
+def test_crops_from_labels_keep_each_objects_mask_pixel_for_pixel(image_2d, labels_2d):
+    crop_set = crops_from_labels(image_2d, labels_2d, CropSettings(size=8, **IDENTITY), axes="CYX")
+    assert crop_set.masks.shape == (3, 8, 8) and crop_set.masks.dtype == bool
+    for index, row in crop_set.table.iterrows():
+        region = source_region(labels_2d[None].astype(np.int64), row, 2)[0]
+        np.testing.assert_array_equal(crop_set.masks[index], region == row["label_id"])
+    assert list(crop_set.masks.sum(axis=(1, 2))) == [9, 36, 36]  # the whole object lies inside each crop
+
+
+def test_masks_follow_the_pipeline_resize_and_the_crop_set_to_disk_and_back(tmp_path):
+    from napari_morphospace.core.cells.preprocess import PreprocessPipeline, PreprocessStep
+
+    image = np.random.default_rng(7).random((30, 30)).astype(np.float32)
+    labels = np.zeros((30, 30), np.uint8)
+    labels[10:20, 12:16] = 1  # 10 x 4, in a 16 x 16 crop; halved by the resize: 5 x 2
+    pipeline = PreprocessPipeline([PreprocessStep("resize", {"shape": [8, 8]})])
+    crop_set = crops_from_labels(image, labels, CropSettings(size=16, normalise="dtype"), pipeline=pipeline,
+                                 output=tmp_path / "set")
+    assert crop_set.masks.shape == (1, 8, 8)
+    mask = np.asarray(crop_set.masks[0])
+    rows, cols = np.nonzero(mask)
+    assert (np.ptp(rows) + 1, np.ptp(cols) + 1) == (5, 2)
+    loaded = load_crop_set(tmp_path / "set", in_memory=True)
+    np.testing.assert_array_equal(loaded.masks, mask[None])
+    assert load_crop_set(tmp_path / "set", in_memory=False).subset([0]).masks.compute()[0].sum() == mask.sum()
+
+
+def test_masks_survive_streaming_subset_and_concat_but_not_a_join_with_maskless_crops(tmp_path, image_2d,
+                                                                                      labels_2d):
+    settings = CropSettings(size=8, **IDENTITY)
+    in_memory = crops_from_labels(image_2d, labels_2d, settings, axes="CYX")
+    on_disk = crops_from_labels(image_2d, labels_2d, settings, axes="CYX", output=tmp_path / "a")
+    np.testing.assert_array_equal(np.asarray(on_disk.masks), in_memory.masks)
+    np.testing.assert_array_equal(in_memory.subset([2, 0]).masks, in_memory.masks[[2, 0]])
+    joined = concat_crop_sets([in_memory, on_disk])
+    np.testing.assert_array_equal(np.asarray(joined.masks), np.concatenate([in_memory.masks] * 2))
+    streamed = concat_crop_sets([in_memory, on_disk], output=tmp_path / "joined")
+    np.testing.assert_array_equal(np.asarray(load_crop_set(tmp_path / "joined").masks), np.asarray(joined.masks))
+    points = crops_from_points(image_2d, np.array([[20.0, 25.0]]), settings, axes="CYX")
+    assert points.masks is None
+    assert concat_crop_sets([in_memory, points]).masks is None
+    mixed = concat_crop_sets([in_memory, points], output=tmp_path / "mixed")
+    assert mixed.masks is None and not (tmp_path / "mixed" / "masks.zarr").exists()

@@ -14,10 +14,13 @@ from skimage.metrics import structural_similarity
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.training.diagnostics import (
+    PROBE_WORSE,
+    ProbeCrops,
     TrainingDiagnostics,
     _ssim,
     cell_measurements,
     diagnose_training,
+    mask_measurements,
     representation_probe,
     ridge_probe_r2,
 )
@@ -175,4 +178,52 @@ def test_latents_of_a_small_default_training_know_size_and_elongation_better_tha
     for factor, latent_r2, pca_r2 in probe.rows():
         assert latent_r2 > pca_r2, factor
     assert probe.latent_r2["size"] > 0.9 and probe.latent_r2["elongation"] > 0.6
+    # The end-of-training probe measured the cells from their crops and masks, no label images:
+    measured = result.diagnostics.probe
+    assert measured is not None and measured.n_cells == len(crop_set) and measured.ratio > PROBE_WORSE
     assert result.diagnostics.learned, result.diagnostics.warnings
+
+
+def test_mask_measurements_equal_the_label_image_measurements_of_the_same_cells():
+    """A crop that holds the whole object at native size measures as the object in its label image."""
+    labels = np.zeros((40, 40), np.int32)
+    labels[disk((10, 10), 5)] = 1
+    rr, cc = ellipse(28, 25, 8, 3, rotation=0.4)
+    labels[rr, cc] = 4
+    intensity = np.random.default_rng(0).random((40, 40))
+    boxes = {1: (slice(2, 18), slice(2, 18)), 4: (slice(18, 38), slice(15, 35))}
+    masks = np.zeros((2, 20, 20), bool)
+    crops = np.zeros((2, 1, 20, 20))
+    for i, (label, box) in enumerate(boxes.items()):
+        region = labels[box] == label
+        masks[i, : region.shape[0], : region.shape[1]] = region
+        crops[i, 0, : region.shape[0], : region.shape[1]] = intensity[box]
+    table = pd.DataFrame({"source": ["a.tif"] * 2, "label_id": list(boxes), "t": [0, 0]})
+    expected = cell_measurements(table, {"a.tif": labels}, {"a.tif": intensity})
+    measured = mask_measurements(masks, crops)
+    pd.testing.assert_frame_equal(measured, expected, check_index_type=False)
+    empty = mask_measurements(np.zeros((1, 20, 20), bool))
+    assert empty.isna().all(axis=None) and "perimeter" in empty.columns
+
+
+def test_latents_worse_than_pixel_pca_get_a_plain_warning_with_the_ratio_and_what_to_try():
+    """An untrained encoder is a random map of the pixels: its latents know less about the drawn discs'
+    size than a PCA of the same pixels, and the diagnostics say so. A collapsed one knows nothing."""
+    crops = disc_crops(80)
+    masks = crops[:, 0] > 0
+    groups = np.repeat(["a.tif", "b.tif", "c.tif", "d.tif"], 20)
+    untrained = build_model(ModelSettings(latent_dim=4, base_channels=4, norm="group"), (1, 16, 16))
+    diagnostics = diagnose_training(untrained, crops, probe_crops=ProbeCrops(crops, masks, groups))
+    probe = diagnostics.probe
+    assert probe is not None and probe.n_cells == 80 and probe.grouped and probe.folds == 4
+    assert probe.ratio < PROBE_WORSE and "worse than pixel PCA" in diagnostics.problems
+    warning = next(w for w in diagnostics.warnings if "PCA" in w)
+    assert f"ratio {probe.ratio:.2f}" in warning and "lower beta" in warning and "more training steps" in warning
+    assert any(line.startswith("WARNING: the latents describe the cells") for line in diagnostics.lines())
+    assert TrainingDiagnostics.from_dict(diagnostics.to_dict()) == diagnostics  # the bundle keeps the probe
+    collapse(untrained.encoder)
+    collapsed = diagnose_training(untrained, crops, probe_crops=ProbeCrops(crops, masks, groups))
+    assert collapsed.probe.latent_mean <= 0 and "worse than pixel PCA" in collapsed.problems
+    few = diagnose_training(untrained, crops, probe_crops=ProbeCrops(crops[:10], masks[:10]))
+    assert few.probe is None and "the probe needs 20" in few.probe_note
+    assert diagnose_training(untrained, crops).probe is None

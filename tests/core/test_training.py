@@ -357,3 +357,23 @@ def test_batchnorm_statistics_are_averaged_over_the_training_crops_after_a_short
     stored = last_state(result.last_checkpoint)  # the checkpoint keeps the training-time running averages
     name = next(k for k in stored if k.endswith("running_var"))
     assert not torch.allclose(stored[name], result.model.state_dict()[name[len("model."):]])
+
+
+def test_the_end_of_training_probe_runs_on_crops_with_object_masks_and_says_why_not_otherwise(tmp_path):
+    """Crops cut from labels carry masks: the diagnostics measure the cells from them (no label images);
+    other crops get the reason instead. The cond-vae's reference model is probed on its own channels."""
+    from dataclasses import replace
+
+    crop_set = ellipse_crop_set(n=48)
+    masked = replace(crop_set, masks=crop_set.images[:, 0] > 0)
+    result = train(masked, small_model(), settings(tmp_path, epochs=1))
+    probe = result.diagnostics.probe
+    assert probe is not None and probe.n_cells == 48 and probe.grouped and probe.folds == 4
+    assert {"area", "eccentricity", "intensity_mean"} <= set(probe.latent_r2)
+    assert any(line.startswith("what the latents know about the cells") for line in result.diagnostics.lines())
+    plain = train(crop_set, small_model(), settings(tmp_path, epochs=1, checkpoint_dir=str(tmp_path / "plain")))
+    assert plain.diagnostics.probe is None and "no object masks" in plain.diagnostics.probe_note
+    two = replace(ellipse_crop_set(n=32, channels=2), masks=ellipse_crop_set(n=32).images[:, 0] > 0)
+    conditional = train(two, small_model(model="cond-vae", cond_reference_channels=[0]),
+                        settings(tmp_path, epochs=1, label_column="group", checkpoint_dir=str(tmp_path / "cond")))
+    assert conditional.diagnostics.probe is not None and "intensity_mean" in conditional.diagnostics.probe.latent_r2

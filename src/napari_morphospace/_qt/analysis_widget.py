@@ -438,7 +438,9 @@ class AnalysisWidget(QWidget):
         summary = (f"Opened {analysis.folder}: {len(self.viewer.layers) - before} layer(s); "
                    f"{', '.join(restored) or 'nothing'} restored in the session.")  # fmt: skip
         messages = [*analysis.problems, *opened.warnings, *analysis.notes]
-        self.status.setText("\n".join([summary, *(f"⚠ {m}" for m in messages)]))
+        learned = getattr(analysis.bundle, "diagnostics", None)  # what the model learned: shown, not a problem here
+        shown = [*messages, *(f"model: {w}" for w in (learned.warnings if learned is not None else []))]
+        self.status.setText("\n".join([summary, *(f"⚠ {m}" for m in shown)]))
         if messages:
             text = f"{summary} Opened with {len(messages)} problem(s):\n" + "\n".join(f"• {m}" for m in messages)
             notification_manager.dispatch(Notification(text, severity=NotificationSeverity.WARNING))

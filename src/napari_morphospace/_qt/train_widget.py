@@ -639,7 +639,7 @@ class TrainWidget(QWidget):
         summary = "" if learned is None else "\n" + "\n".join(learned.lines())
         self.status.setText(text + (f" Note: {notes}" if notes else "") + summary)
         if learned is not None and learned.warnings:
-            show_warning("The model learned little: " + " ".join(learned.warnings))
+            show_warning("Check what the model learned: " + " ".join(learned.warnings))
         else:
             show_info(text)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from ..core.cells.crop_job import CropJob
     from ..core.cells.crop_set import CropSet
+    from ..core.training.bundle import Bundle
 
 CROP_JOB_NAME = "crop_job.yaml"
 
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ..core.training.bundle import check_compatible, load_bundle
 
     crop_set = load_crop_set(args.crops)
-    check_compatible(load_bundle(args.model), crop_set)
+    bundle = load_bundle(args.model)
+    check_compatible(bundle, crop_set)
     latents = _read_latents(args.latents, crop_set)
     job = load_config(args.crop_job, CropJob) if args.crop_job is not None else None
     images, labels, groups = _sources(crop_set, job)
@@ -67,7 +69,19 @@ def run(args: argparse.Namespace) -> int:
                   crop_job=args.out / CROP_JOB_NAME if job is not None else None)  # fmt: skip
     print(f"analysis folder {args.out}: {len(crop_set)} crops, {len(images)} source image(s), model and latents; "
           f"write its report with: morphospace report {shlex.quote(str(args.out))}", file=sys.stderr)  # fmt: skip
+    _say_what_the_model_learned(bundle)
     return 0
+
+
+def _say_what_the_model_learned(bundle: Bundle) -> None:
+    """The model's end-of-training probe and warnings (collapsed, learned little, worse than pixel PCA), if any."""
+    learned = bundle.diagnostics
+    if learned is None:
+        return
+    if learned.probe is not None:
+        print(f"what the model's latents know about the cells: {learned.probe.summary()}", file=sys.stderr)
+    for warning in learned.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
 
 
 def _read_latents(path: Path, crop_set: CropSet) -> pd.DataFrame:

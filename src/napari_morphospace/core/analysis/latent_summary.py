@@ -205,7 +205,10 @@ def summarise_latents(
         "logvar": log_variances, "kl": kl, "notes": notes, "measured": is_measured_feature(mu[0]),
     }  # fmt: skip
     if condition is None:  # one group: rank by what the model uses
-        ranked_by = "KL to the prior" if kl is not None else "index (the table has no logvar_* columns for the KL)"
+        if common["measured"]:
+            ranked_by = "column order (a feature table has no posterior to rank by KL)"
+        else:
+            ranked_by = "KL to the prior" if kl is not None else "index (the table has no logvar_* columns for the KL)"
         ranking = [int(i) for i in statistics.order_dimensions(means, log_variances)]
         return LatentSummary(condition=None, reference=reference, n_condition=0, n_reference=len(rows),
                              effects=None, ranking=ranking, ranked_by=ranked_by, **common)  # fmt: skip

@@ -6,6 +6,9 @@ On disk a crop set is a folder::
                      ~32 MB (one file each) holding chunks of ~512 kB (whole crops), so a
                      set of a million crops is a few hundred files and one crop is read
                      without reading its shard
+    masks.zarr       (crops cut from labels only) zarr v3 array (N, [Z,] Y, X) bool: each
+                     crop's object pixels, moved with the crop by the preprocessing; the
+                     end-of-training diagnostics measure the cells from them
     crops.parquet    the table (authoritative, keeps dtypes)
     crops.csv        the same table for people and spreadsheets
     crop_set.json    format name and version, channel names, spacing,
@@ -54,6 +57,7 @@ FORMAT_VERSION = 1
 IN_MEMORY_LIMIT_BYTES = 512 * 2**20
 
 IMAGES_NAME = "images.zarr"
+MASKS_NAME = "masks.zarr"
 TABLE_PARQUET = "crops.parquet"
 TABLE_CSV = "crops.csv"
 METADATA_NAME = "crop_set.json"
@@ -83,6 +87,9 @@ class CropSet:
     ``track_id`` (:data:`TRACK_ID`, see :mod:`core.analysis.tracks`). ``channel_names``, ``spacing`` (physical size
     of one crop pixel per spatial axis) and ``preprocess`` (the pipeline
     config dict) travel with the set so a model trained on it can record them.
+    ``masks`` ``(N, [Z,] Y, X)`` bool are the objects' pixels in each crop for
+    crops cut from labels (None for points, boxes and patches): the cells can
+    be measured from their crops without the label images.
     """
 
     images: Any
@@ -90,6 +97,7 @@ class CropSet:
     channel_names: list[str]
     spacing: tuple[float, ...] = ()
     preprocess: dict[str, Any] | None = None
+    masks: Any | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -109,13 +117,13 @@ class CropSet:
         positions = np.asarray(indices, dtype=np.int64).reshape(-1)
         if positions.size and (positions.min() < -len(self) or positions.max() >= len(self)):
             raise InputError(f"subset indices must lie in 0..{len(self) - 1}; got {positions.min()}..{positions.max()}")
-        images = self.images[positions] if isinstance(self.images, np.ndarray) else _as_dask(self.images)[positions]
         return CropSet(
-            images=images,
+            images=_take(self.images, positions),
             table=self.table.iloc[positions].reset_index(drop=True),
             channel_names=list(self.channel_names),
             spacing=tuple(self.spacing),
             preprocess=self.preprocess,
+            masks=None if self.masks is None else _take(self.masks, positions),
         )
 
     def validate(self, *, check_values: bool | None = None) -> None:
@@ -147,6 +155,8 @@ class CropSet:
             raise InputError("crop_id values in the crop table are not unique; renumber them (concat_crop_sets does)")
         if len(self.channel_names) != shape[1]:
             raise InputError(f"{len(self.channel_names)} channel names for {shape[1]} channels")
+        if self.masks is not None and tuple(self.masks.shape) != (shape[0], *shape[2:]):
+            raise InputError(f"object masks of shape {tuple(self.masks.shape)} do not fit crops of shape {shape}")
         if self.spacing and len(self.spacing) != self.spatial_ndim:
             raise InputError(
                 f"spacing {tuple(self.spacing)} does not have one value per spatial axis ({self.spatial_ndim})"
@@ -165,8 +175,20 @@ def _first(values: pd.Series, n: int = 3) -> str:
     return ", ".join(repr(v) for v in values.head(n).tolist())
 
 
+def _take(array: Any, positions: np.ndarray) -> Any:
+    """Rows ``positions`` of images or masks: numpy from numpy, a lazy dask array from zarr or dask."""
+    return array[positions] if isinstance(array, np.ndarray) else _as_dask(array)[positions]
+
+
+def _joined(arrays: list[Any]) -> Any:
+    """Images or masks of several sets as one: numpy when every part is, lazy (dask) otherwise."""
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        return np.concatenate(arrays, axis=0)
+    return da.concatenate([_as_dask(a) for a in arrays], axis=0)
+
+
 def _as_dask(images: Any) -> da.Array:
-    """Wrap numpy, zarr or dask images as a dask array with one chunk per block of crops (a shard on disk)."""
+    """Wrap numpy, zarr or dask images (or masks) as a dask array with one chunk per block of crops (a shard on disk)."""
     if isinstance(images, da.Array):
         return images
     chunks = (block_length(images),) + tuple(images.shape[1:])
@@ -242,7 +264,7 @@ def concat_crop_sets(
     Every set keeps its own ``source`` and ``group`` columns. The sets must
     have the same crop shape, channel names and preprocessing, because one
     model is trained on the result; ``spacing`` is kept when all sets agree
-    and left empty (unknown) otherwise.
+    and left empty (unknown) otherwise; object masks when every set has them.
 
     Without ``output`` the result is in memory (numpy) when every set is, and
     lazy (dask) otherwise. With ``output`` the sets are streamed into that
@@ -257,18 +279,16 @@ def concat_crop_sets(
     first = crop_sets[0]
     for i, other in enumerate(crop_sets[1:], start=1):
         _check_joinable(first, other, i)
-    if all(isinstance(c.images, np.ndarray) for c in crop_sets):
-        images = np.concatenate([c.images for c in crop_sets], axis=0)
-    else:
-        images = da.concatenate([_as_dask(c.images) for c in crop_sets], axis=0)
     table = pd.concat([c.table for c in crop_sets], ignore_index=True)
     table["crop_id"] = np.arange(len(table), dtype=np.int64)
+    with_masks = all(c.masks is not None for c in crop_sets)
     return CropSet(
-        images=images,
+        images=_joined([c.images for c in crop_sets]),
         table=table,
         channel_names=list(first.channel_names),
         spacing=_common_spacing(c.spacing for c in crop_sets),
         preprocess=first.preprocess,
+        masks=_joined([c.masks for c in crop_sets]) if with_masks else None,
     )
 
 
@@ -307,13 +327,13 @@ def _concat_to_folder(crop_sets: Iterable[CropSet], output: str | os.PathLike, o
             if first is None:
                 first = crop_set
                 writer = open_crop_set_writer(output, crop_set.images.shape[1:], crop_set.channel_names,
-                                              preprocess=crop_set.preprocess, overwrite=overwrite)  # fmt: skip
+                                              preprocess=crop_set.preprocess, overwrite=overwrite,
+                                              masks=crop_set.masks is not None)  # fmt: skip
             else:
                 _check_joinable(first, crop_set, i)
             table = crop_set.table.reset_index(drop=True)
             table["crop_id"] = np.arange(len(writer), len(writer) + len(table), dtype=np.int64)
-            for start, block in crop_blocks(crop_set.images):
-                writer.append(block, table.iloc[start : start + len(block)])
+            _append_blocks(writer, crop_set, table)
             spacings.append(tuple(crop_set.spacing))
         if writer is None:
             raise InputError("no crop sets to join; make crops from at least one image first")
@@ -334,7 +354,9 @@ class CropSetWriter:
     crops. Their values are checked as they arrive (finite, in [0, 1]).
     :meth:`close` writes the table and metadata and renames the folder into
     place, :meth:`abort` (or leaving a ``with`` block with an exception)
-    deletes it. Use :func:`open_crop_set_writer` to make one.
+    deletes it. Use :func:`open_crop_set_writer` to make one. With ``masks``
+    every append brings the crops' object masks too, written beside them
+    into ``masks.zarr``; one append without masks drops them for the whole set.
     """
 
     def __init__(
@@ -346,6 +368,7 @@ class CropSetWriter:
         spacing: Sequence[float] = (),
         preprocess: dict[str, Any] | None = None,
         overwrite: bool = False,
+        masks: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.crop_shape = tuple(int(s) for s in crop_shape)
@@ -375,6 +398,12 @@ class CropSetWriter:
             config={"write_empty_chunks": True},  # every chunk holds crops: skip zarr's check for empty ones
         )
         self._buffer = np.empty((shard,) + self.crop_shape, np.float32)
+        self._masks: zarr.Array | None = None
+        self._mask_buffer: np.ndarray | None = None
+        if masks:
+            self._masks = zarr.create_array(store=str(self._tmp / MASKS_NAME), shape=(0,) + self.crop_shape[1:],
+                                            chunks=(chunk,) + self.crop_shape[1:], dtype="bool")  # fmt: skip
+            self._mask_buffer = np.empty((shard,) + self.crop_shape[1:], bool)
         self._buffered = 0
         self._written = 0
         self._tables: list[pd.DataFrame] = []
@@ -383,11 +412,17 @@ class CropSetWriter:
     def __len__(self) -> int:
         return self._written + self._buffered
 
-    def append(self, images: np.ndarray, rows: pd.DataFrame | Sequence[dict[str, Any]]) -> None:
-        """Add crops ``(n, *crop_shape)`` float32 in [0, 1] and their ``n`` table rows."""
+    def append(self, images: np.ndarray, rows: pd.DataFrame | Sequence[dict[str, Any]],
+               masks: np.ndarray | None = None) -> None:  # fmt: skip
+        """Add crops ``(n, *crop_shape)`` float32 in [0, 1], their ``n`` table rows and (optionally) object masks."""
         if self._closed:
             raise RuntimeError("this crop set writer is already closed")
         images = np.asarray(images)
+        if masks is None:
+            self._drop_masks()
+        elif self._masks is not None and tuple(np.shape(masks)) != (len(images), *self.crop_shape[1:]):
+            raise InputError(f"object masks of shape {tuple(np.shape(masks))} do not fit {len(images)} crops of "
+                             f"shape {self.crop_shape}")  # fmt: skip
         rows = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         if tuple(images.shape[1:]) != self.crop_shape:
             raise InputError(
@@ -400,6 +435,8 @@ class CropSetWriter:
         while done < len(images):
             take = min(len(images) - done, len(self._buffer) - self._buffered)
             self._buffer[self._buffered : self._buffered + take] = images[done : done + take]
+            if self._mask_buffer is not None:
+                self._mask_buffer[self._buffered : self._buffered + take] = masks[done : done + take]
             self._buffered += take
             done += take
             if self._buffered == len(self._buffer):
@@ -413,7 +450,16 @@ class CropSetWriter:
         stop = self._written + self._buffered
         self._images.resize((stop,) + self.crop_shape)
         self._images[self._written : stop] = self._buffer[: self._buffered]
+        if self._masks is not None:
+            self._masks.resize((stop,) + self.crop_shape[1:])
+            self._masks[self._written : stop] = self._mask_buffer[: self._buffered]
         self._written, self._buffered = stop, 0
+
+    def _drop_masks(self) -> None:
+        """Crops without masks joined the set: it keeps none (a mask for some crops only would mislead)."""
+        if self._masks is not None:
+            shutil.rmtree(self._tmp / MASKS_NAME, ignore_errors=True)
+        self._masks = self._mask_buffer = None
 
     def close(self, *, in_memory: bool = False) -> CropSet:
         """Write table and metadata, move the folder into place and return the crop set.
@@ -424,10 +470,11 @@ class CropSetWriter:
             raise RuntimeError("this crop set writer is already closed")
         try:
             self._flush()
-            self._buffer = np.empty((0,) + self.crop_shape, np.float32)
+            self._buffer, self._mask_buffer = np.empty((0,) + self.crop_shape, np.float32), None
             columns = CROP_TABLE_COLUMNS + bbox_columns(len(self.crop_shape) - 1)
             table = pd.concat(self._tables, ignore_index=True) if self._tables else pd.DataFrame(columns=columns)
-            CropSet(self._images, table, self.channel_names, self.spacing, self.preprocess).validate(check_values=False)
+            CropSet(self._images, table, self.channel_names, self.spacing, self.preprocess,
+                    self._masks).validate(check_values=False)
             _write_table(table, self._tmp)
             metadata = {
                 "format": FORMAT_NAME,
@@ -451,7 +498,10 @@ class CropSetWriter:
             raise
         self._closed = True
         images = zarr.open_array(str(self.directory / IMAGES_NAME), mode="r")
-        return CropSet(images[...] if in_memory else images, table, self.channel_names, self.spacing, self.preprocess)
+        masks = None if self._masks is None else zarr.open_array(str(self.directory / MASKS_NAME), mode="r")
+        if in_memory:
+            images, masks = images[...], None if masks is None else masks[...]
+        return CropSet(images, table, self.channel_names, self.spacing, self.preprocess, masks)
 
     def abort(self) -> None:
         """Delete everything written so far; the target directory is left as it was."""
@@ -482,14 +532,17 @@ def open_crop_set_writer(
     spacing: Sequence[float] = (),
     preprocess: dict[str, Any] | None = None,
     overwrite: bool = False,
+    masks: bool = False,
 ) -> CropSetWriter:
     """Start writing a crop set of crops shaped ``crop_shape`` = ``(C, [Z,] Y, X)`` to ``directory``.
 
     Refuses an existing ``directory`` unless ``overwrite=True`` (and then only
     if it is empty or a crop set, so a mistyped path cannot delete other data).
+    ``masks``: the appended crops come with their object masks.
     """
     return CropSetWriter(
-        directory, crop_shape, channel_names, spacing=spacing, preprocess=preprocess, overwrite=overwrite
+        directory, crop_shape, channel_names, spacing=spacing, preprocess=preprocess, overwrite=overwrite,
+        masks=masks,
     )
 
 
@@ -507,12 +560,20 @@ def save_crop_set(crop_set: CropSet, directory: str | os.PathLike, *, overwrite:
         spacing=crop_set.spacing,
         preprocess=crop_set.preprocess,
         overwrite=overwrite,
+        masks=crop_set.masks is not None,
     )
     with writer:
-        for start, block in crop_blocks(crop_set.images):
-            writer.append(block, crop_set.table.iloc[start : start + len(block)])
+        _append_blocks(writer, crop_set, crop_set.table)
         writer.close()
     return Path(directory)
+
+
+def _append_blocks(writer: CropSetWriter, crop_set: CropSet, table: pd.DataFrame) -> None:
+    """Append a crop set's crops (with ``table`` as their rows, and their masks) one block at a time."""
+    for start, block in crop_blocks(crop_set.images):
+        stop = start + len(block)
+        masks = None if crop_set.masks is None else np.asarray(crop_set.masks[start:stop])
+        writer.append(block, table.iloc[start:stop], masks)
 
 
 def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None) -> CropSet:
@@ -548,12 +609,14 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
     _check_stored_chunks(images, directory)
     if in_memory is None:
         in_memory = images.nbytes <= IN_MEMORY_LIMIT_BYTES
+    masks = _open_masks(directory)
     try:
         data = images[...] if in_memory else images
+        masks = masks[...] if in_memory and masks is not None else masks
     except Exception as err:  # zarr and its codecs raise many types for a damaged chunk
         raise InputError(
-            f"{directory}: cannot read the crop images {IMAGES_NAME} ({type(err).__name__}: {err}); "
-            "the crop set is damaged, make it again"
+            f"{directory}: cannot read the crop images {IMAGES_NAME} or masks {MASKS_NAME} "
+            f"({type(err).__name__}: {err}); the crop set is damaged, make it again"
         ) from err
     crop_set = CropSet(
         images=data,
@@ -561,6 +624,7 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
         channel_names=list(metadata["channel_names"]),
         spacing=tuple(metadata["spacing"]),
         preprocess=metadata.get("preprocess"),
+        masks=masks,
     )
     try:
         crop_set.validate(check_values=in_memory)
@@ -573,6 +637,18 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
     except InputError as err:
         raise InputError(f"{directory}: {err}; the crop set was modified or is damaged, make it again") from err
     return crop_set
+
+
+def _open_masks(directory: Path) -> zarr.Array | None:
+    """The object masks of a crop set cut from labels; None for other sets and those written before masks were kept."""
+    if not (directory / MASKS_NAME).exists():
+        return None
+    try:
+        return zarr.open_array(str(directory / MASKS_NAME), mode="r")
+    except (FileNotFoundError, ValueError, KeyError, TypeError, zarr.errors.BaseZarrError) as err:
+        raise InputError(
+            f"{directory}: cannot open the object masks {MASKS_NAME} ({err}); the crop set is damaged, make it again"
+        ) from err
 
 
 def _check_stored_chunks(images: zarr.Array, directory: Path) -> None:

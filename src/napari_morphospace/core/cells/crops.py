@@ -713,36 +713,41 @@ class _Sink:
         self.output, self.overwrite = output, overwrite
         self.writer: CropSetWriter | None = None
         self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray | None] = []
         self.tables: list[pd.DataFrame] = []
         self.count = 0
         self.first: tuple[str, tuple[int, ...], list[str], dict[str, Any]] | None = None
         self.spacings: set[tuple[float, ...]] = set()
 
-    def add(self, images: np.ndarray, table: pd.DataFrame, plan: _Plan) -> None:
+    def add(self, images: np.ndarray, table: pd.DataFrame, plan: _Plan, masks: np.ndarray | None) -> None:
         names = _channel_names(plan.src, images.shape[1])
         if self.first is None:
             self.first = (plan.src.name, tuple(images.shape[1:]), names, plan.preprocess)
             if self.output is not None:
-                self._open_writer(self.output, images.shape[1:], names, plan.preprocess, self.overwrite)
+                self._open_writer(self.output, images.shape[1:], names, plan.preprocess, self.overwrite,
+                                  masks is not None)  # fmt: skip
         self._check_agrees(plan.src.name, tuple(images.shape[1:]), names, plan.preprocess)
         self.spacings.add(plan.spacing)
         table.insert(0, "crop_id", np.arange(self.count, self.count + len(table), dtype=np.int64))
         self.count += len(table)
         if self.writer is None and (self.count * images[0].nbytes > data_module.IN_MEMORY_LIMIT_BYTES):
             folder = Path(tempfile.mkdtemp(prefix="morphospace-crops-")) / "crops"
-            self._open_writer(folder, images.shape[1:], names, plan.preprocess, False)
-            for kept, rows in zip(self.images, self.tables):
-                self.writer.append(kept, rows)
-            self.images, self.tables = [], []
+            self._open_writer(folder, images.shape[1:], names, plan.preprocess, False,
+                              all(m is not None for m in [*self.masks, masks]))  # fmt: skip
+            for kept, rows, kept_masks in zip(self.images, self.tables, self.masks):
+                self.writer.append(kept, rows, kept_masks)
+            self.images, self.tables, self.masks = [], [], []
         if self.writer is not None:
-            self.writer.append(images, table)
+            self.writer.append(images, table, masks)
         else:
             self.images.append(images)
             self.tables.append(table)
+            self.masks.append(masks)
 
     def _open_writer(self, folder: str | Path, shape: tuple[int, ...], names: list[str], preprocess: dict[str, Any],
-                     overwrite: bool) -> None:  # fmt: skip
-        self.writer = open_crop_set_writer(folder, shape, names, preprocess=preprocess, overwrite=overwrite)
+                     overwrite: bool, masks: bool) -> None:  # fmt: skip
+        self.writer = open_crop_set_writer(folder, shape, names, preprocess=preprocess, overwrite=overwrite,
+                                           masks=masks)  # fmt: skip
 
     def _check_agrees(self, name: str, shape: tuple[int, ...], names: list[str], preprocess: dict[str, Any]) -> None:
         first_name, first_shape, first_names, first_preprocess = self.first
@@ -769,7 +774,8 @@ class _Sink:
             return self.writer.close()
         _, _, names, preprocess = self.first
         table = pd.concat(self.tables, ignore_index=True)
-        return CropSet(np.concatenate(self.images), table, names, spacing, preprocess)
+        masks = np.concatenate(self.masks) if all(m is not None for m in self.masks) else None
+        return CropSet(np.concatenate(self.images), table, names, spacing, preprocess, masks)
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -806,9 +812,9 @@ def _drain(plan: _Plan, pipeline: PreprocessPipeline | None, sink: _Sink,
     for batch in plan.batches:
         if stop_event is not None and stop_event.is_set():
             raise CropCancelled("crop making was stopped")
-        images = _apply_pipeline(batch.images, batch.masks, pipeline)
+        images, masks = _apply_pipeline(batch.images, batch.masks, pipeline)
         plan.tally["blank"] += int((~images.reshape(len(images), -1).any(axis=1)).sum())
-        sink.add(images, batch.table, plan)
+        sink.add(images, batch.table, plan, masks)
         made, done = made + len(images), batch.done
         if on_progress is not None:
             on_progress(plan.src.name, done, plan.total)
@@ -824,16 +830,19 @@ def _drain(plan: _Plan, pipeline: PreprocessPipeline | None, sink: _Sink,
         on_progress(plan.src.name, plan.total, plan.total)  # skipped candidates after the last batch
 
 
-def _apply_pipeline(images: np.ndarray, masks: np.ndarray | None, pipeline: PreprocessPipeline | None) -> np.ndarray:
-    """The pipeline run on each crop (with its object mask), as one array."""
+def _apply_pipeline(images: np.ndarray, masks: np.ndarray | None,
+                    pipeline: PreprocessPipeline | None) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """The pipeline run on each crop with its object mask: ``(crops, masks)``, the masks moved as the crops were."""
     if pipeline is None:
-        return images
-    from .preprocess import apply_pipeline
+        return images, masks
+    from .preprocess import apply_pipeline_with_mask
 
-    crops = [apply_pipeline(image, pipeline, mask=None if masks is None else masks[i]) for i, image in enumerate(images)]
+    done = [apply_pipeline_with_mask(image, pipeline, mask=None if masks is None else masks[i])
+            for i, image in enumerate(images)]  # fmt: skip
+    crops = [crop for crop, _ in done]
     if any(c.shape != crops[0].shape for c in crops):
         raise InputError("the preprocessing pipeline gives crops of different shapes; add a resize step")
-    return np.stack(crops)
+    return np.stack(crops), None if masks is None else np.stack([mask for _, mask in done])
 
 
 def _preprocess_record(settings: Any, pipeline: PreprocessPipeline | None) -> dict[str, Any]:

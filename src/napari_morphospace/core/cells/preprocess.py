@@ -691,6 +691,21 @@ def apply_pipeline(
     the spatial shape is the input's unless a ``resize`` step sets it, and
     ``to_grayscale`` leaves one channel. An empty pipeline only converts.
     """
+    return apply_pipeline_with_mask(image, pipeline, mask=mask, reference_channel=reference_channel)[0]
+
+
+def apply_pipeline_with_mask(
+    image: np.ndarray,
+    pipeline: PreprocessPipeline,
+    *,
+    mask: np.ndarray | None = None,
+    reference_channel: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`apply_pipeline`, also returning the object mask as the steps moved it (bool, or None without one).
+
+    Crop making keeps the moved mask with the crop, so the cell can be
+    measured later in the crop the model sees.
+    """
     for step in pipeline.steps:
         _check_step(step)
     image = as_float_image(image)
@@ -698,7 +713,7 @@ def apply_pipeline(
         mask = _check_mask(mask, image)
     for step in pipeline.steps:
         image, mask = _run_step(step, image, mask, reference_channel)
-    return image
+    return image, None if mask is None else np.asarray(mask, dtype=bool)
 
 
 def _run_step(

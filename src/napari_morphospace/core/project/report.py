@@ -333,29 +333,45 @@ def _learned_section(ctx: _Context) -> list[str]:
 
 
 def _probe_parts(ctx: _Context) -> list[str]:
-    """Ridge-probe R² from the latents and from pixel PCA to the cells' regionprops measurements."""
+    """Ridge-probe R² from the latents and from pixel PCA to the cells' regionprops measurements.
+
+    The cells are measured in the label images they were cut from when those
+    are at hand, else in their crops and object masks (crops cut from labels
+    keep them); latents that know less than pixel PCA get the plain warning.
+    """
     from ..analysis.cell_table import require_mu_columns
-    from ..training.diagnostics import cell_measurements, representation_probe
+    from ..training.diagnostics import (PROBE_CELLS, PROBE_WORSE, cell_measurements, mask_measurements, probe_warning,
+                                        representation_probe)
 
     latents, crop_set = ctx.analysis.latents, ctx.analysis.crop_set
-    labels, intensities = _source_label_images(ctx.analysis)
-    if latents is None or crop_set is None or not labels:
-        return [_p("Representation probe not available: it needs the latent table, the crop set and the label "
-                   "images the crops were cut from (the analysis' sources).")]  # fmt: skip
+    if latents is None or crop_set is None or not any(c.startswith("mu_") for c in latents.columns):
+        return [_p("Representation probe not available: it needs the model's latent table and the crop set.")]
     table = crop_set.table
+    labels, intensities = _source_label_images(ctx.analysis)
     missing = sorted(set(table["source"].astype(str)) - set(labels))
-    if missing:
-        return [_p(f"Representation probe not available: no label image for source(s) {', '.join(missing[:3])}.")]
-    rows = latents.set_index("crop_id").reindex(table["crop_id"])
-    mu = rows[require_mu_columns(latents)].to_numpy(dtype=float)
-    single_channel = set(table["source"].astype(str)) <= set(intensities)
-    measurements = cell_measurements(table, labels, intensities if single_channel else None)
-    probe = representation_probe(mu, np.asarray(crop_set.images), measurements, table["source"].astype(str))
+    single_channel = crop_set.images.shape[1] == 1
+    if not missing:
+        rows = np.arange(len(table))
+        with_intensity = set(table["source"].astype(str)) <= set(intensities)
+        measurements = cell_measurements(table, labels, intensities if with_intensity else None)
+        where = "measured in the label images the crops were cut from"
+    elif crop_set.masks is not None:
+        rows = np.unique(np.linspace(0, len(table) - 1, min(len(table), PROBE_CELLS)).round().astype(int))
+        images = np.asarray(crop_set.subset(rows).images)
+        measurements = mask_measurements(np.asarray(crop_set.subset(rows).masks), images if single_channel else None)
+        where = f"measured in their crops and object masks ({len(rows)} cells)"
+    else:
+        return [_p(f"Representation probe not available: no label image for source(s) {', '.join(missing[:3])}, "
+                   "and the crops keep no object masks (made before masks were kept, or not from labels).")]
+    mu = latents.set_index("crop_id").reindex(table["crop_id"].iloc[rows])[require_mu_columns(latents)]
+    probe = representation_probe(mu.to_numpy(dtype=float), np.asarray(crop_set.subset(rows).images),
+                                 measurements.reset_index(drop=True), table["source"].iloc[rows].astype(str))
     how = "folds grouped by source image" if probe.grouped else f"random folds ({probe.note})"
-    return [
+    parts = [f'<p class="problem">{html.escape(probe_warning(probe))}</p>'] if probe.ratio < PROBE_WORSE else []
+    return parts + [
         _p(f"What the latents know about each cell: {probe.folds}-fold cross-validated ridge regression ({how}) "
-           f"from the {mu.shape[1]} latent means to the cells' regionprops measurements, next to the same probe "
-           f"on a {probe.n_components}-component PCA of the crop pixels. Mean R² {probe.latent_mean:.3f} "
+           f"from the {mu.shape[1]} latent means to the cells' regionprops measurements ({where}), next to the "
+           f"same probe on a {probe.n_components}-component PCA of the crop pixels. Mean R² {probe.latent_mean:.3f} "
            f"(latents) against {probe.pca_mean:.3f} (pixel PCA): ratio {probe.ratio:.3f}."),
         _table(probe.rows(), ["measurement", "latent R²", "pixel PCA R²"]),
     ]  # fmt: skip
@@ -386,6 +402,9 @@ def _kl_section(ctx: _Context) -> list[str]:
     from ..analysis.statistics import active_units, empirical_kl_to_standard_normal, kl_bar_figure, kl_per_dimension
 
     summary = ctx.require_summary()
+    if summary.measured:
+        raise NotAvailable("not applicable to a feature table (no posterior): the KL to the prior measures a "
+                           "model's latents, and these columns are measurements")  # fmt: skip
     if summary.logvar is None:
         raise NotAvailable("the latent table has no logvar_* columns; embed the crops with the model "
                            "('morphospace embed' or the Embed widget) to get them")
@@ -446,15 +465,18 @@ def _distribution_section(ctx: _Context) -> list[str]:
 
     summary = ctx.require_summary()
     keep = np.isin(summary.groups, summary.group_names)
+    top = summary.top(TOP_DIMENSIONS)
+    names = list(summary.names) if summary.measured else [f"dim {i}" for i in range(summary.mu.shape[1])]
     if summary.effects is not None:
-        names = [f"dim {i} (d={summary.effects.d[i]:+.2f})" for i in range(summary.mu.shape[1])]
+        names = [f"{name} (d={summary.effects.d[i]:+.2f})" for i, name in enumerate(names)]
+    if summary.measured:
+        what = f"measured features {', '.join(summary.names[i] for i in top)}"
     else:
-        names = [f"dim {i}" for i in range(summary.mu.shape[1])]
+        what = f"posterior means of the top dimensions {top}"
     return [
-        _p(f"Distribution of the posterior means of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by "
-           f"{summary.ranked_by}) in {' and '.join(summary.group_names)}."),  # fmt: skip
-        _img(kde_figure(summary.mu[keep], summary.groups[keep], summary.top(TOP_DIMENSIONS), names), "KDE of the top dimensions"),
-        _img(violin_figure(summary.mu[keep], summary.groups[keep], summary.top(TOP_DIMENSIONS), names), "violins of the top dimensions"),
+        _p(f"Distribution of the {what} (ranked by {summary.ranked_by}) in {' and '.join(summary.group_names)}."),
+        _img(kde_figure(summary.mu[keep], summary.groups[keep], top, names), "KDE of the top dimensions"),
+        _img(violin_figure(summary.mu[keep], summary.groups[keep], top, names), "violins of the top dimensions"),
     ]
 
 

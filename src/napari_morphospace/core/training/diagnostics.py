@@ -9,16 +9,21 @@ reading loss curves:
   reconstruction SSIM on held-out crops, an n-sample estimate of the
   validation ELBO, the ratio of the spread of μ in train and eval mode (a
   BatchNorm layer whose running statistics do not match the data puts every
-  cell at the same point in eval mode), and a plain warning with what to try
-  when the model collapsed or learned little. The result is a typed
+  cell at the same point in eval mode), the representation probe when the
+  crops' object masks are at hand (crops cut from labels keep them), and a
+  plain warning with what to try when the model
+  collapsed, learned little, or knows less about the cells than a PCA of
+  their pixels. The result is a typed
   :class:`TrainingDiagnostics` that the CLI prints, the bundle stores, the
   report shows and the Train widget warns with.
 * :func:`representation_probe` — what the latents know about the cells:
   cross-validated ridge regression (folds grouped by source image) from the
   latent means to the cells' own regionprops measurements
-  (:func:`cell_measurements`), next to the same probe on a PCA of the crop
-  pixels with as many components. Latents that learned real morphology beat
-  pixel PCA; latents that did not, do not.
+  (:func:`cell_measurements` from the label images, or
+  :func:`mask_measurements` from the crops and their object masks), next to
+  the same probe on a PCA of the crop pixels with as many components.
+  Latents that learned real morphology beat pixel PCA; latents that did not,
+  do not.
 """
 
 from __future__ import annotations
@@ -66,6 +71,13 @@ SHAPE_MEASUREMENTS = ("area", "axis_major_length", "axis_minor_length", "perimet
 INTENSITY_MEASUREMENTS = ("intensity_mean", "intensity_max")
 _ONLY_2D = {"perimeter", "eccentricity"}
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
+#: Cells the end-of-training probe needs: with fewer, its R² says more about the folds than the model.
+PROBE_MIN_CELLS = 20
+#: Cells measured from crops and masks for a probe, at most (evenly spread over the set): bounds its time.
+PROBE_CELLS = 2048
+#: Probe ratio (latents / pixel PCA) below which the latents are worse than pixel PCA beyond the probe's own
+#: noise: repeated trainings on 50-1 200 real nuclei move the ratio by about ±0.05 (docs/benchmarks.md).
+PROBE_WORSE = 0.95
 
 
 # ---------------------------------------------------------------- training diagnostics
@@ -86,6 +98,11 @@ class TrainingDiagnostics:
         The same per latent dimension.
     kl_per_encoder : list of float
         ME-VAE only: each encoder's own total KL, in ``me_views`` order.
+    probe : ProbeResult or None
+        :func:`representation_probe` on the cells of :class:`ProbeCrops`,
+        measured from their crops and object masks
+        (:func:`mask_measurements`); None when the crops have no masks or
+        are too few (``probe_note`` says why).
     active_units : int
         Dimensions whose posterior mean varies over the crops by more than
         ``active_threshold`` (eval mode).
@@ -124,6 +141,8 @@ class TrainingDiagnostics:
     spread_ratio: float
     kl_per_encoder: list[float] = field(default_factory=list)
     active_threshold: float = ACTIVE_THRESHOLD
+    probe: ProbeResult | None = None
+    probe_note: str | None = None
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -139,7 +158,10 @@ class TrainingDiagnostics:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingDiagnostics:
         names = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        if isinstance(values.get("probe"), Mapping):
+            values["probe"] = ProbeResult.from_dict(values["probe"])
+        return cls(**values)
 
     def lines(self) -> list[str]:
         """The diagnostics as short lines of text (CLI, widget status, report)."""
@@ -156,6 +178,10 @@ class TrainingDiagnostics:
         ]
         if self.kl_per_encoder:
             lines.append("KL per encoder: " + ", ".join(f"{v:.2f}" for v in self.kl_per_encoder) + " nats")
+        if self.probe is not None:
+            lines.append(f"what the latents know about the cells: {self.probe.summary()}")
+        elif self.probe_note:
+            lines.append(f"representation probe not run: {self.probe_note}")
         return lines + [f"WARNING: {w}" for w in self.warnings]
 
 
@@ -166,6 +192,7 @@ def diagnose_training(
     batch_size: int = 64,
     elbo_samples: int = ELBO_SAMPLES,
     seed: int = 0,
+    probe_crops: ProbeCrops | None = None,
 ) -> TrainingDiagnostics:
     """Measure what a trained model learned, on held-out crops ``images`` (N, C, [Z,] Y, X) in [0, 1].
 
@@ -173,6 +200,9 @@ def diagnose_training(
     ``reference`` submodel with the reference channels). It is left as it
     was (mode, weights and normalisation statistics). Use crops the model
     did not train on, e.g. the validation split.
+
+    With ``probe_crops`` (crops with their object masks) the representation
+    probe runs on them too (:func:`probe_from_masks`).
     """
     n = int(images.shape[0])
     if n < 2:
@@ -211,9 +241,60 @@ def diagnose_training(
         spread_ratio=ratio,
         kl_per_encoder=[float(v) for v in torch.cat(encoder_kls).mean(dim=0)] if encoder_kls else [],
     )  # fmt: skip
+    if probe_crops is not None:
+        diagnostics.probe, diagnostics.probe_note = probe_from_masks(model, probe_crops, batch_size=batch_size,
+                                                                     seed=seed)  # fmt: skip
     found = training_problems(diagnostics)
     diagnostics.problems, diagnostics.warnings = [p for p, _ in found], [w for _, w in found]
     return diagnostics
+
+
+@dataclass
+class ProbeCrops:
+    """Cells for the end-of-training probe: crops with their object masks, source images, the PCA's crops.
+
+    The probe is cross-validated, so it may use the crops the model trained
+    on (the model never saw the measurements); using a spread of the whole
+    set rather than the held-out split alone keeps several images on each
+    side of the folds (as the sweep does).
+    """
+
+    images: np.ndarray  # (N, C, [Z,] Y, X) in [0, 1]
+    masks: np.ndarray  # (N, [Z,] Y, X) bool
+    groups: np.ndarray | None = None  # source image of every crop
+    pca_fit: np.ndarray | None = None  # crops the pixel PCA is fitted on (the training crops); default: images
+
+
+def probe_from_masks(model: torch.nn.Module, crops: ProbeCrops, *, batch_size: int = 64,
+                     seed: int = 0) -> tuple[ProbeResult | None, str | None]:  # fmt: skip
+    """:func:`representation_probe` of the model's eval-mode latent means on cells measured from crop and mask.
+
+    Returns ``(probe, None)``, or ``(None, why)`` when too few cells have a
+    mask or no measurement varies. The model is left as it was.
+    """
+    images = np.asarray(crops.images, dtype=np.float32)
+    measurements = mask_measurements(crops.masks, images if images.shape[1] == 1 else None)
+    measured = measurements.notna().all(axis=1).to_numpy()
+    if measured.sum() < PROBE_MIN_CELLS:
+        return None, f"{int(measured.sum())} cells have an object mask; the probe needs {PROBE_MIN_CELLS}"
+    images = images[measured]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            mu = np.concatenate([
+                _posterior(model, torch.as_tensor(images[i:i + batch_size]).to(_device(model)))[0].float().cpu().numpy()
+                for i in range(0, len(images), batch_size)
+            ])  # fmt: skip
+    finally:
+        model.train(was_training)
+    groups = None if crops.groups is None else np.asarray(crops.groups)[measured]
+    try:
+        probe = representation_probe(mu, images, measurements[measured].reset_index(drop=True), groups,
+                                     pca_fit=crops.pca_fit, seed=seed)  # fmt: skip
+    except InputError as err:
+        return None, str(err)
+    return probe, None
 
 
 def training_problems(d: TrainingDiagnostics) -> list[tuple[str, str]]:
@@ -248,7 +329,21 @@ def training_problems(d: TrainingDiagnostics) -> list[tuple[str, str]]:
             "preprocessing), retrain (training averages the statistics over the training crops at the end), "
             "or use norm 'group'."
         ))
+    if d.probe is not None and d.probe.ratio < PROBE_WORSE:
+        warnings.append(("worse than pixel PCA", probe_warning(d.probe)))
     return warnings
+
+
+def probe_warning(probe: ProbeResult) -> str:
+    """The plain warning for latents that know less about the cells than a PCA of their pixels, with what to try."""
+    return (
+        f"the latents describe the cells' size, shape and brightness less well than a plain PCA of the crop pixels "
+        f"does (mean R² {probe.latent_mean:.2f} against {probe.pca_mean:.2f}, ratio {probe.ratio:.2f}, "
+        f"{probe.n_cells} cells): the model has not learned more about these cells than simple pixel statistics "
+        "would tell you. Try more crops (more images), more training steps, a lower beta (the model keeps "
+        "more detail), or flips and 90° turns when the cells lie at random angles; check each crop shows "
+        "one cell, centred. Until then, read differences between conditions in the latents with care."
+    )
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -363,6 +458,18 @@ class ProbeResult:
         """Mean R² of the latents over that of pixel PCA (> 1: the latents know more)."""
         return self.latent_mean / self.pca_mean if self.pca_mean > 0 else math.inf
 
+    def summary(self) -> str:
+        """One line: both mean R², the ratio and how the folds were made."""
+        how = "folds grouped by source image" if self.grouped else "random folds (one source image)"
+        return (f"ridge-probe R² to their regionprops {self.latent_mean:.3f} (latents) against {self.pca_mean:.3f} "
+                f"({self.n_components}-component pixel PCA), ratio {self.ratio:.3f}; {self.n_cells} cells, "
+                f"{self.folds} {how}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeResult:
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
     def rows(self) -> list[tuple[str, float, float]]:
         """``(measurement, latent R², PCA R²)`` per measurement."""
         return [(name, self.latent_r2[name], self.pca_r2[name]) for name in self.latent_r2]
@@ -456,6 +563,31 @@ def representation_probe(mu: np.ndarray, images: Any, measurements: pd.DataFrame
     )
 
 
+def _measure(label_image: np.ndarray, intensity: np.ndarray | None) -> pd.DataFrame:
+    """Regionprops of every object of ``label_image``, indexed by label: the probe's measurements."""
+    names = [m for m in SHAPE_MEASUREMENTS if label_image.ndim == 2 or m not in _ONLY_2D]
+    if intensity is not None:
+        names += list(INTENSITY_MEASUREMENTS)
+    props = pd.DataFrame(regionprops_table(label_image, intensity_image=intensity, properties=["label", *names]))
+    return props.set_index("label")
+
+
+def mask_measurements(masks: np.ndarray, images: np.ndarray | None = None) -> pd.DataFrame:
+    """Regionprops of the object in every crop, from its mask ``(N, [Z,] Y, X)``, one row per crop.
+
+    The same measurements as :func:`cell_measurements`, in crop pixels (the
+    cell as the model sees it, after any resize), without the label images:
+    crop sets cut from labels keep each object's mask. ``images`` (N, 1,
+    [Z,] Y, X), single-channel crops, add the intensity measurements. A crop
+    whose mask is empty gets a row of NaN.
+    """
+    rows = []
+    for i, mask in enumerate(np.asarray(masks, dtype=bool)):
+        intensity = None if images is None else np.asarray(images[i, 0])
+        rows.append(_measure(mask.astype(np.uint8), intensity).reindex([1]))
+    return pd.concat(rows, ignore_index=True)
+
+
 def cell_measurements(table: pd.DataFrame, labels: Mapping[str, np.ndarray],
                       intensities: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Regionprops shape (and intensity) measurements of every crop's cell, one row per table row.
@@ -487,12 +619,7 @@ def cell_measurements(table: pd.DataFrame, labels: Mapping[str, np.ndarray],
         if label_image.ndim > spatial:  # a time axis first
             label_image = label_image[int(t)]
             intensity = None if intensity is None else intensity[int(t)]
-        names = [m for m in SHAPE_MEASUREMENTS if label_image.ndim == 2 or m not in _ONLY_2D]
-        if intensity is not None:
-            names += ["intensity_mean", "intensity_max"]
-        props = pd.DataFrame(regionprops_table(label_image, intensity_image=intensity, properties=["label", *names]))
-        props = props.set_index("label")
-        found = props.reindex(part["label_id"].astype(int).to_numpy())
+        found = _measure(label_image, intensity).reindex(part["label_id"].astype(int).to_numpy())
         found.index = part.index
         rows.append(found)
     return pd.concat(rows).reindex(table.index)

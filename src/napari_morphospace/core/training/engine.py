@@ -46,7 +46,7 @@ from ..models import Condition, ModelSettings, StackedConditionalVAE, build_mode
 from .bundle import Bundle, bundle_config, save_bundle
 from .checkpoints import AtomicCheckpointIO, BestCheckpoint, RunCheckpoints, checkpoint_run_id, new_run_id
 from .dataset import CropDataset
-from .diagnostics import TrainingDiagnostics, diagnose_training
+from .diagnostics import PROBE_CELLS, ProbeCrops, TrainingDiagnostics, diagnose_training
 
 log = logging.getLogger(__name__)
 
@@ -934,8 +934,7 @@ def train(
         checkpoint_dir=str(checkpoint_dir), train_size=len(split.train), val_size=len(split.val),
         is_global_zero=final["is_global_zero"], notes=notes, steps=sum(o["steps"] for o in outcomes),
         epochs=final["epochs"], batch_size=train_settings.batch_size,
-        diagnostics=_diagnose(model, crop_set.subset(_spread_out(split.val, DIAGNOSTIC_CROPS)),
-                              train_settings.batch_size),
+        diagnostics=_diagnose(model, crop_set, split, train_settings.batch_size),
     )
     if on_update is not None:
         on_update(TrainFinished(result.best_checkpoint, result.best_val_loss, result.stopped_early,
@@ -1148,12 +1147,29 @@ def _spread_out(indices: np.ndarray, count: int) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
 
 
-def _diagnose(model: torch.nn.Module, held_out: CropSet, batch_size: int) -> TrainingDiagnostics:
-    """End-of-training diagnostics on the held-out crops (the reference model's, for ``cond-vae``)."""
-    images = np.asarray(held_out.images)
-    if isinstance(model, StackedConditionalVAE):
-        return diagnose_training(model.reference, images[:, model.reference_channels], batch_size=batch_size)
-    return diagnose_training(model, images, batch_size=batch_size)
+def _diagnose(model: torch.nn.Module, crop_set: CropSet, split: DataSplit, batch_size: int) -> TrainingDiagnostics:
+    """End-of-training diagnostics on the held-out crops (the reference model's, for ``cond-vae``).
+
+    Crops cut from labels keep their object masks, so the representation
+    probe runs too: on a spread of all crops (cross-validated, grouped by
+    source image), its pixel PCA fitted on a spread of the training crops as
+    the model was. Each part reads at most 2 048 crops.
+    """
+    channels = model.reference_channels if isinstance(model, StackedConditionalVAE) else slice(None)
+    diagnosed = model.reference if isinstance(model, StackedConditionalVAE) else model
+    held_out = np.asarray(crop_set.subset(_spread_out(split.val, DIAGNOSTIC_CROPS)).images)[:, channels]
+    probe_crops = None
+    if crop_set.masks is not None:
+        probed = crop_set.subset(_spread_out(np.arange(len(crop_set)), PROBE_CELLS))
+        probe_crops = ProbeCrops(
+            images=np.asarray(probed.images)[:, channels], masks=np.asarray(probed.masks),
+            groups=probed.table["source"].astype(str).to_numpy(),
+            pca_fit=np.asarray(crop_set.subset(_spread_out(split.train, DIAGNOSTIC_CROPS)).images)[:, channels],
+        )  # fmt: skip
+    diagnostics = diagnose_training(diagnosed, held_out, batch_size=batch_size, probe_crops=probe_crops)
+    if probe_crops is None:
+        diagnostics.probe_note = "the crops have no object masks (only crops cut from labels keep them)"
+    return diagnostics
 
 
 def trained_provenance(result: TrainResult, crop_set: CropSet, crop_set_origin: str) -> dict[str, Any]:
