@@ -25,7 +25,7 @@ def embedded(make_napari_viewer, dock, qtbot, tmp_path):
     embed = dock(viewer, "Embed")
     embed.bundle_folder.value = small_bundle(tmp_path / "model")
     embed.embed()
-    qtbot.waitUntil(lambda: embed._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: not embed.tasks.busy, timeout=120000)
     return viewer, names
 
 
@@ -103,7 +103,7 @@ def test_clusters_annotations_and_docks_survive_save_and_reopen(make_napari_view
     embed = dock(viewer, "Embed")
     embed.bundle_folder.value = small_bundle(tmp_path / "model")
     embed.embed()
-    qtbot.waitUntil(lambda: embed._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: not embed.tasks.busy, timeout=120000)
     scatter = dock(viewer, "Scatter")
     _tick_all(scatter)
     scatter.compute_clusters("kmeans", 3)
