@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace._qt import classifier_widget as module
+from napari_morphospace._qt import tasks as module  # where the widget shows its errors
 from napari_morphospace._qt.classifier_widget import (
     ClassifierWidget,
     gradcam_layer_name,

@@ -14,9 +14,10 @@ curves, each class's per-channel evidence, single-channel classifiers that
 rank the channels, and per-channel Grad-CAM overlays on the source layers.
 
 All computing is in :mod:`~napari_morphospace.core.classifier` and
-:mod:`~napari_morphospace.core.classifier_report`; training, ranking and
-Grad-CAM run in napari workers that report typed messages and never touch a
-widget. Everything the buttons do is a public method (``train``, ``stop``,
+:mod:`~napari_morphospace.core.classifier_report`, the overlays' placement in
+:mod:`~napari_morphospace.viewer.overlays`; training, ranking and Grad-CAM
+run through the widget's :class:`~._qt.tasks.Tasks`, report typed messages
+and never touch a widget. Everything the buttons do is a public method (``train``, ``stop``,
 ``rank``, ``show_gradcam``, ``export_metrics``), so it can be scripted and tested.
 """
 
@@ -30,8 +31,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from napari.layers import Image
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -56,7 +56,6 @@ from ..core.classifier import (
     channel_gradcam,
     rank_channels,
 )
-from ..core.overlays import source_overlay
 from ..core.classifier_report import (
     LABEL_COLUMNS,
     METRIC_TITLES,
@@ -74,13 +73,13 @@ from ..core.classifier_report import (
 )
 from ..core.data import CropSet
 from ..core.errors import InputError
-from ..core.overlays import channel_colormaps
-from .docking import tab_with_other_docks
-from .forms import read_form, settings_form
 from ..viewer.layers import source_layers
+from ..viewer.overlays import channel_colormaps_of, place_maps, put_image
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
-from .workers import messages_from
+from .docking import tab_with_other_docks
+from .forms import read_form, settings_form
+from .tasks import Tasks
 
 SETTINGS_OPTIONS = {
     "epochs": {"max": 10**5},
@@ -103,33 +102,22 @@ def _load(crop_set: CropSet, positions: np.ndarray) -> np.ndarray:
     return np.asarray(crop_set.subset(positions).images, dtype=np.float32)
 
 
-@thread_worker(ignore_errors=True)  # errors reach ClassifierWidget._on_error as notifications
-def _train_worker(crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event):
-    """Yield :class:`ClassifierUpdate` messages; return ``(ClassifierResult, evidence or None)``."""
+def train_classifier(send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings,
+                     stop_event: threading.Event) -> tuple[ClassifierResult, np.ndarray | None]:
+    """Cross-validate and train on the labelled crops, sending :class:`ClassifierUpdate` messages; ``(result, evidence)``."""
     images = _load(crop_set, summary.positions)
-    return (
-        yield from messages_from(
-            lambda send: train_with_evidence(images, summary.labels, summary.sources, settings, stop_event=stop_event, on_update=send)
-        )
-    )
+    return train_with_evidence(images, summary.labels, summary.sources, settings, stop_event=stop_event, on_update=send)
 
 
-@thread_worker(ignore_errors=True)
-def _rank_worker(crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event):
-    """Yield :class:`ClassifierUpdate` messages; return the channel ranking (channels finished so far when stopped)."""
+def rank_crop_channels(send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings,
+                       stop_event: threading.Event) -> list[ChannelRanking]:
+    """One classifier per channel, sending :class:`ClassifierUpdate` messages; the ranking (channels done when stopped)."""
     images = _load(crop_set, summary.positions)
-    return (
-        yield from messages_from(
-            lambda send: rank_channels(
-                images, summary.labels, summary.sources, settings,
-                channel_names=list(crop_set.channel_names), stop_event=stop_event, on_update=send,
-            )
-        )
-    )
+    return rank_channels(images, summary.labels, summary.sources, settings, channel_names=list(crop_set.channel_names),
+                         stop_event=stop_event, on_update=send)  # fmt: skip
 
 
-@thread_worker(ignore_errors=True)
-def _gradcam_worker(model: Any, crop_set: CropSet, positions: np.ndarray, class_index: int):
+def crop_gradcam(model: Any, crop_set: CropSet, positions: np.ndarray, class_index: int) -> np.ndarray:
     """Per-channel Grad-CAM ``(C, N, [Z,] Y, X)`` of class ``class_index`` on the crops at ``positions``."""
     return channel_gradcam(model, _load(crop_set, positions), class_index)
 
@@ -169,7 +157,6 @@ class ClassifierWidget(QWidget):
         self.run_crop_set: CropSet | None = None
         self.run_summary: LabelSummary | None = None
         self.updates_seen = 0
-        self._worker: Any = None
         self._stop_event = threading.Event()
         self._total_updates = 1
         self._build_form()
@@ -210,6 +197,8 @@ class ClassifierWidget(QWidget):
         self.export_button = QPushButton("Export metrics…")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.tasks = Tasks("Classifier", status=self.status.setText, on_busy=lambda busy: self._set_running(busy),
+                           parent=self)  # fmt: skip
 
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -329,7 +318,8 @@ class ClassifierWidget(QWidget):
     # ------------------------------------------------------------------ training
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        """True while training, ranking or Grad-CAM runs."""
+        return self.tasks.busy
 
     def train(self) -> Any:
         """Cross-validate the classifier and train the final model in a worker; returns it (None when refused)."""
@@ -338,19 +328,15 @@ class ClassifierWidget(QWidget):
         try:
             crop_set, summary, settings = self._prepare()
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.result, self.evidence, self.ranking = None, None, None
         self.run_crop_set, self.run_summary = crop_set, summary
         self._clear_results()
-        self.status.setText(
-            f"Training on {len(summary.positions)} crops ({summary.n_left_out} left out): "
-            f"{settings.folds} folds grouped by source, then the final model on all crops…"
-        )
-        self._stop_event = threading.Event()
-        worker = _train_worker(crop_set, summary, settings, self._stop_event)
-        worker.returned.connect(self._on_trained)
-        return self._launch(worker, settings, total=settings.epochs * (settings.folds + 1))
+        text = (f"Training on {len(summary.positions)} crops ({summary.n_left_out} left out): "
+                f"{settings.folds} folds grouped by source, then the final model on all crops…")  # fmt: skip
+        return self._launch(train_classifier, crop_set, summary, settings, on_done=self._on_trained, text=text,
+                            action="Training the classifier", total=settings.epochs * (settings.folds + 1))  # fmt: skip
 
     def rank(self) -> Any:
         """Rank the channels by single-channel classifiers in a worker; returns it (None when refused)."""
@@ -359,14 +345,12 @@ class ClassifierWidget(QWidget):
         try:
             crop_set, summary, settings = self._prepare()
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         n_channels = int(crop_set.images.shape[1])
-        self.status.setText(f"Ranking {n_channels} channels: one cross-validated classifier per channel…")
-        self._stop_event = threading.Event()
-        worker = _rank_worker(crop_set, summary, settings, self._stop_event)
-        worker.returned.connect(self._on_ranked)
-        return self._launch(worker, settings, total=n_channels * settings.epochs * settings.folds)
+        text = f"Ranking {n_channels} channels: one cross-validated classifier per channel…"
+        return self._launch(rank_crop_channels, crop_set, summary, settings, on_done=self._on_ranked, text=text,
+                            action="Ranking the channels", total=n_channels * settings.epochs * settings.folds)  # fmt: skip
 
     def stop(self) -> None:
         """Stop training or ranking within one step; finished folds (or channels) are kept."""
@@ -374,18 +358,18 @@ class ClassifierWidget(QWidget):
         self.stop_button.setEnabled(False)
         self.status.setText("Stopping after this step…")
 
-    def _launch(self, worker: Any, settings: ClassifierSettings, *, total: int) -> Any:
+    def _launch(self, function: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, *,
+                on_done: Any, text: str, action: str, total: int) -> Any:
+        """Run training or ranking (stoppable, its epochs counted in the progress bar)."""
         self.updates_seen = 0
         self._total_updates = max(total, 1)
         self.progress_bar.setRange(0, self._total_updates)
         self.progress_bar.setValue(0)
         self.progress_label.setText("")
-        worker.yielded.connect(lambda message: self._on_update(message, settings))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._set_running(True, stoppable=True)
-        worker.start()
+        self._stop_event = threading.Event()
+        worker = self.tasks.start(function, crop_set, summary, settings, self._stop_event, on_done=on_done, action=action,
+                                  busy_text=text, progress=action, on_message=lambda message: self._on_update(message, settings))  # fmt: skip
+        self.stop_button.setEnabled(worker is not None)
         return worker
 
     def _on_update(self, update: Any, settings: ClassifierSettings) -> None:
@@ -449,24 +433,11 @@ class ClassifierWidget(QWidget):
             self.status.setText("Stopped before the first channel was ranked.")
         self.tabs.setCurrentIndex(2)
 
-    def _on_error(self, error: Exception) -> None:
-        if isinstance(error, InputError):
-            self._refuse(error)
-        else:
-            self._refuse(RuntimeError(f"the classifier job failed unexpectedly: {error!r}"))
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._set_running(False)
-
-    def _refuse(self, err: Exception) -> None:
-        self.status.setText(f"⚠ {err}")
-        show_error(str(err))
-
-    def _set_running(self, running: bool, *, stoppable: bool = False) -> None:
+    def _set_running(self, running: bool) -> None:
+        """Buttons while a job runs (Stop is enabled by training and ranking, which can stop)."""
         self.train_button.setEnabled(not running)
         self.rank_button.setEnabled(not running)
-        self.stop_button.setEnabled(running and stoppable)
+        self.stop_button.setEnabled(False)
         self.settings_form.enabled = not running
         self.label_column.setEnabled(not running)
         trained = self.result is not None
@@ -513,64 +484,33 @@ class ClassifierWidget(QWidget):
             rows = self.run_crop_set.table.iloc[positions].reset_index(drop=True)
             source_layers(self.viewer.layers, rows)  # refuse missing source layers before computing
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
-        self.status.setText(f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…")
-        worker = _gradcam_worker(self.result.model, self.run_crop_set, positions, classes.index(class_name))
-        worker.returned.connect(lambda maps: self._show_gradcam_maps(maps, rows, class_name))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._set_running(True)
-        worker.start()
-        return worker
+        return self.tasks.start(crop_gradcam, self.result.model, self.run_crop_set, positions, classes.index(class_name),
+                                on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name), action="Grad-CAM",
+                                busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…")  # fmt: skip
 
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, class_name: str) -> list[Image]:
-        try:
-            layers = source_layers(self.viewer.layers, rows)
-        except InputError as err:
-            self._refuse(err)
-            return []
+        """One overlay per channel and source (and frame) of the class's crops, on the source layers."""
         channel_names = list(self.run_crop_set.channel_names)
-        known = {layer.name: layer.colormap.name for layer in self.viewer.layers if isinstance(layer, Image) and not layer.rgb}
-        colormaps = channel_colormaps(channel_names, known)
-        spatial = maps.ndim - 2
-        rows = rows.assign(source=rows["source"].astype(str))
-        keys = ["source", "t"] if "t" in rows.columns else ["source"]
-        parts = list(rows.groupby(keys, sort=False))
-        several = len(parts) > 1
+        colormaps = channel_colormaps_of(self.viewer, channel_names)
+        try:
+            placed = [place_maps(self.viewer.layers, maps[c], rows) for c in range(len(channel_names))]
+        except InputError as err:
+            self.tasks.report(err)
+            return []
+        several = len(placed[0]) > 1
         shown = []
-        for key, part in parts:
-            source = key[0] if isinstance(key, tuple) else key
-            layer = layers[source]
-            shape = tuple(layer.level_shapes[0]) if layer.multiscale else tuple(layer.data.shape)
-            leading = len(shape) - spatial
-            if leading not in (0, 1):
-                self._refuse(InputError(f"layer {source!r} has {len(shape)} axes; Grad-CAM overlays support [T,] {'ZYX'[3 - spatial:]} layers"))
-                return shown
-            index = (int(part["t"].iloc[0]),) if leading == 1 and "t" in part.columns else (0,) * leading
-            for c, channel in enumerate(channel_names):
-                data, translate, scale = source_overlay(
-                    [maps[c, i] for i in part.index], part, layer_shape=shape,
-                    layer_scale=layer.scale, layer_translate=layer.translate, leading_index=index,
-                )  # fmt: skip
-                name = gradcam_layer_name(channel, class_name, source if several else "", index[0] if leading and several else None)
-                overlay = self._put_overlay(name, data, translate=translate, scale=scale, colormap=colormaps[c])
-                overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part["label_id"].tolist())
+        for c, channel in enumerate(channel_names):
+            for part in placed[c]:
+                source = part.source.name
+                name = gradcam_layer_name(channel, class_name, source if several else "", part.frame if several else None)
+                overlay = put_image(self.viewer, name, part.data, translate=part.translate, scale=part.scale,
+                                    colormap=colormaps[c], blending="additive", opacity=0.8, contrast_limits=(0.0, 1.0))  # fmt: skip
+                overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part.label_ids)
                 shown.append(overlay)
         self.status.setText(f"Grad-CAM of {class_name!r}: {len(rows)} crops, {len(channel_names)} channel(s), {len(shown)} layer(s)")
         return shown
-
-    def _put_overlay(self, name: str, data: np.ndarray, **kwargs: Any) -> Image:
-        """Replace layer ``name`` with a new overlay; the user's active layer stays active."""
-        layers = self.viewer.layers
-        if name in layers:
-            layers.remove(name)
-        active = layers.selection.active
-        layer = self.viewer.add_image(data, name=name, blending="additive", opacity=0.8, contrast_limits=(0.0, 1.0), **kwargs)
-        if active is not None and active in layers:
-            layers.selection.active = active
-        return layer
 
     # ------------------------------------------------------------------ export
     def export_metrics(self, path: str | Path) -> Path | None:
@@ -582,8 +522,11 @@ class ClassifierWidget(QWidget):
                 self.result, path, evidence=self.evidence, channel_names=list(self.run_crop_set.channel_names),
                 label_column=self.run_summary.column,
             )  # fmt: skip
-        except (InputError, OSError) as err:
-            self._refuse(err)
+        except InputError as err:
+            self.tasks.report(err)
+            return None
+        except OSError as err:  # a folder that cannot be written: the user can choose another
+            self.tasks.report(InputError(f"could not write the metrics to {path}: {err}"))
             return None
         show_info(f"Metrics written to {written}")
         self.status.setText(f"Metrics written to {written}")
@@ -600,6 +543,7 @@ class ClassifierWidget(QWidget):
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: Any) -> None:
         self._stop_event.set()
+        self.tasks.stop()
         self.session.crop_set_changed.disconnect(self._on_session_crop_set)
         super().closeEvent(event)
 
