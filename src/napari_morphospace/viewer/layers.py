@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import wrapt
+from napari.layers import Labels
 
 from ..core.errors import InputError
 from .features import OVERLAY_KEY, is_overlay
@@ -69,6 +70,27 @@ def source_layers(layers: Any, rows: pd.DataFrame) -> dict[str, Any]:
             "(the crop table's source column names the layer)"
         )
     return {name: layers[name] for name in names}
+
+
+def selected_cell(viewer: Any, spatial_ndim: int, layer: Any = None) -> tuple[str, int, int | None]:
+    """``(source, label_id, t)`` of the label selected in a Labels layer (the active one, else the first, by default).
+
+    ``layer`` may be a layer or its name. ``t`` is the shown frame when the
+    layer has one axis more than ``spatial_ndim``, else None.
+    """
+    if isinstance(layer, str):
+        layer = viewer.layers[layer]
+    if layer is None:
+        active = viewer.layers.selection.active
+        candidates = [active] + [lay for lay in viewer.layers if lay is not active]
+        layer = next((lay for lay in candidates if isinstance(lay, Labels) and not lay.name.endswith(" selection")), None)
+    if not isinstance(layer, Labels):
+        raise InputError("no Labels layer to take the selected cell from: add the cells' Labels layer and select a label")
+    label = int(layer.selected_label)
+    if label == 0:
+        raise InputError(f"label 0 (background) is selected in {layer.name!r}: pick a cell with the label picker")
+    t = int(round(layer.world_to_data(viewer.dims.point)[0])) if layer.ndim - spatial_ndim == 1 else None
+    return layer.name, label, t
 
 
 def shown_source(viewer: Any, sources: Sequence[Any]) -> Any:
@@ -319,6 +341,7 @@ __all__ = [
     "is_overlay",
     "layer_file",
     "place_in_view",
+    "selected_cell",
     "shown_source",
     "source_layers",
     "unwrap",
