@@ -94,7 +94,7 @@ def _walk(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers, crop_size,
     n_points = len(scatter._positions)
     assert n_points == len(crop_set)
     scatter.select_rows(np.arange(5))
-    scatter.selection_name.setText("first five")
+    scatter.selections.selection_name.setText("first five")
     [keep] = [b for b in scatter.findChildren(QPushButton) if b.text() == "Keep"]
     keep.click()
     assert "first five" in scatter.session.named_selections

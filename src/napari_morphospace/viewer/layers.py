@@ -106,6 +106,24 @@ def shown_source(viewer: Any, sources: Sequence[Any]) -> Any:
     return None
 
 
+def focus_on(viewer: Any, layer: Any, world: Sequence[float]) -> None:
+    """Show world position ``world`` of ``layer``: the layer visible and active, its frame and z set, the camera centred there.
+
+    Fields opened from files lie over each other: making the layer active
+    makes it the one shown (with its overlays).
+    """
+    layer.visible = True
+    viewer.layers.selection.active = layer
+    leading = viewer.dims.ndim - layer.ndim
+    displayed = list(viewer.dims.displayed)
+    hidden = [axis for axis in range(leading, viewer.dims.ndim) if axis not in displayed]
+    if hidden:
+        viewer.dims.set_point(hidden, [world[axis - leading] for axis in hidden])
+    # napari 0.9 moved the camera to viewer.scene; older versions (>= 0.5) keep viewer.camera
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center = tuple(world[axis - leading] for axis in displayed)
+
+
 def view_box(viewer: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """World ``(y, x)`` of the top-left and bottom-right corners the canvas shows now; None in 3D or before a canvas."""
     size = getattr(getattr(viewer, "canvas", None), "size", None)  # (height, width) in screen pixels
@@ -339,6 +357,7 @@ __all__ = [
     "SourceOverlay",
     "add_quietly",
     "is_overlay",
+    "focus_on",
     "layer_file",
     "place_in_view",
     "selected_cell",
