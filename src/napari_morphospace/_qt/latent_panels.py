@@ -28,6 +28,7 @@ from superqt import QLabeledDoubleSlider
 
 from ..core.overlays import SLIDER_EXTENT
 from ..viewer.overlays import SCATTER_SELECTION
+from .combos import fill_quietly
 
 RANKINGS = {"KL to prior": "kl", "|Cohen's d| (groups)": "cohens_d", "index": "index"}
 STARTS = ("origin", "group mean", "cell")
@@ -44,23 +45,6 @@ def _row(*widgets: QWidget | str) -> QHBoxLayout:
     for widget in widgets:
         row.addWidget(QLabel(widget) if isinstance(widget, str) else widget)
     return row
-
-
-def fill_combo(combo: QComboBox, items: Sequence[str], default: int = 0) -> None:
-    """Replace a combo's items without signals; select item ``default`` when there is one."""
-    combo.blockSignals(True)
-    combo.clear()
-    combo.addItems(list(items))
-    if len(items) > default:
-        combo.setCurrentIndex(default)
-    combo.blockSignals(False)
-
-
-def set_quietly(combo: QComboBox, text: str) -> None:
-    """Show ``text`` in a combo without emitting its signals."""
-    combo.blockSignals(True)
-    combo.setCurrentText(text)
-    combo.blockSignals(False)
 
 
 class ModelPanel(QGroupBox):
@@ -126,7 +110,7 @@ class SliderPanel(QGroupBox):
     def set_groups(self, groups: Sequence[str]) -> None:
         """Offer these groups for A, B (first two) and the group-mean start (first)."""
         for combo, default in ((self.group_a, 0), (self.group_b, 1), (self.start_group, 0)):
-            fill_combo(combo, groups, default)
+            fill_quietly(combo, groups, default)
 
     def rebuild(self, dims: Sequence[int], positions: np.ndarray, latent_scale: np.ndarray, scores: np.ndarray,
                 score_name: str | None, on_move: Callable[[int, float], None]) -> None:  # fmt: skip

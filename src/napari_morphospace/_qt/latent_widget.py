@@ -52,7 +52,6 @@ from ..core.overlays import (
     traversal_difference,
 )
 from ..core.traversal import LatentDecoder, group_means, group_traversals, traversal_figure, traversal_grid, traversal_values
-from ..viewer.overlays import SCATTER_SELECTION
 from ..viewer.decoded import (
     ABS_DIFFERENCE,
     DECODED,
@@ -67,12 +66,13 @@ from ..viewer.decoded import (
     show_grid,
 )
 from ..viewer.layers import selected_cell, source_layers
-from ..viewer.overlays import GradcamOverlay, chosen_cells, place_maps
+from ..viewer.overlays import SCATTER_SELECTION, GradcamOverlay, chosen_cells, place_maps
 from ..viewer.session import session_for
+from .combos import set_quietly
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .errors import report_errors
-from .latent_panels import STARTS, ModelPanel, SliderPanel, ViewsPanel, fill_combo, set_quietly
+from .latent_panels import STARTS, ModelPanel, SliderPanel, ViewsPanel
 from .tasks import Tasks
 
 __all__ = ["ABS_DIFFERENCE", "DECODED", "GRID", "GROUP_GRID", "SCATTER_SELECTION", "SSIM_DIFFERENCE", "LatentWidget",

@@ -32,13 +32,6 @@ TOOLS = ("pan/zoom", "lasso", "rectangle")
 CLUSTERINGS = ("kmeans", "gmm", "hdbscan")
 
 
-def set_quietly(combo: QComboBox, text: str) -> None:
-    """Show ``text`` in a combo without emitting its signals."""
-    combo.blockSignals(True)
-    combo.setCurrentText(text)
-    combo.blockSignals(False)
-
-
 class PlotForm(QWidget):
     """Which layers, axes and colour column are plotted, and how points look and are picked."""
 

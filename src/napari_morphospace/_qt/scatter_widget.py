@@ -40,13 +40,14 @@ from ..viewer.layers import focus_on, is_overlay, unwrap
 from ..viewer.plot_colors import dim_other_frames, point_colors
 from ..viewer.plot_sources import PlotSources
 from ..viewer.session import session_for
+from .combos import set_quietly
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .errors import report_errors
 from .hover_thumbnail import rgb_pixmap
 from .scatter_canvas import ScatterCanvas
 from .scatter_crops import LOOKUPS, CropPreview
-from .scatter_form import ComputeRow, PlotForm, SelectionPanel, set_quietly
+from .scatter_form import ComputeRow, PlotForm, SelectionPanel
 from .scatter_mouse import PlotMouse
 from .tasks import Tasks
 from .track_overlay import MODES as TRACK_MODES
