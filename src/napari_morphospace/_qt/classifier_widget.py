@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from napari.layers import Image
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
@@ -41,9 +40,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -58,15 +54,10 @@ from ..core.classifier import (
 )
 from ..core.classifier_report import (
     LABEL_COLUMNS,
-    METRIC_TITLES,
     LabelSummary,
     check_folds,
-    evidence_figure,
-    evidence_table,
     metrics_document,
     metrics_table,
-    ranking_table,
-    results_figure,
     summarise_labels,
     train_with_evidence,
     write_metrics,
@@ -76,6 +67,7 @@ from ..core.errors import InputError
 from ..viewer.layers import source_layers
 from ..viewer.overlays import channel_colormaps_of, place_maps, put_image
 from ..viewer.session import session_for
+from .classifier_results import ClassifierResults
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .forms import read_form, settings_form
@@ -122,26 +114,6 @@ def crop_gradcam(model: Any, crop_set: CropSet, positions: np.ndarray, class_ind
     return channel_gradcam(model, _load(crop_set, positions), class_index)
 
 
-def _fill_table(widget: QTableWidget, table: pd.DataFrame, *, percent: bool = False) -> None:
-    """Show a DataFrame: index as row headers, floats with 3 decimals (or as percentages), NaN as "n/a"."""
-    widget.clear()
-    widget.setRowCount(len(table))
-    widget.setColumnCount(len(table.columns))
-    widget.setHorizontalHeaderLabels([METRIC_TITLES.get(str(c), str(c)) for c in table.columns])
-    widget.setVerticalHeaderLabels([str(i) for i in table.index])
-    for r in range(len(table)):
-        for c in range(len(table.columns)):
-            value = table.iat[r, c]  # keeps each column's dtype (iterrows would turn counts into floats)
-            if value is pd.NA:  # an empty cell of a whole-number column (crops tested by "mean" and "SD")
-                text = ""
-            elif isinstance(value, (float, np.floating)):
-                text = "n/a" if not np.isfinite(value) else (f"{100 * value:.0f} %" if percent else f"{value:.3f}")
-            else:
-                text = str(value)
-            widget.setItem(r, c, QTableWidgetItem(text))
-    widget.resizeColumnsToContents()
-
-
 class ClassifierWidget(QWidget):
     """Train a fusion classifier on the session's crops, read its cross-validated metrics, see which channel matters."""
 
@@ -177,16 +149,7 @@ class ClassifierWidget(QWidget):
         self.progress_bar.setFormat("%v / %m epochs")
         self.progress_label = QLabel("")
 
-        self.metrics_view = QTableWidget()
-        self.metrics_view.setMinimumHeight(130)
-        self.figure_page = QVBoxLayout()
-        self.evidence_view = QTableWidget()
-        self.evidence_view.setMaximumHeight(110)
-        self.evidence_page = QVBoxLayout()
-        self.rank_button = QPushButton("Rank channels")
-        self.rank_button.setToolTip("Cross-validate one classifier per channel alone (same settings and folds); best first")
-        self.ranking_view = QTableWidget()
-        self.ranking_view.setMaximumHeight(130)
+        self.results = ClassifierResults()
 
         self.gradcam_class = QComboBox()
         self.gradcam_button = QPushButton("Show per-channel Grad-CAM")
@@ -219,21 +182,7 @@ class ClassifierWidget(QWidget):
         box.addWidget(self.progress_label)
         layout.addWidget(settings)
 
-        self.tabs = QTabWidget()
-        self.tabs.addTab(self.metrics_view, "Metrics")
-        page = QWidget()
-        page.setLayout(self.figure_page)
-        self.tabs.addTab(page, "Confusion, PR")
-        page = QWidget()
-        channels = QVBoxLayout(page)
-        channels.addWidget(QLabel("Share of Grad-CAM evidence per channel, for each class:"))
-        channels.addWidget(self.evidence_view)
-        channels.addLayout(self.evidence_page)
-        channels.addWidget(self.rank_button)
-        channels.addWidget(self.ranking_view)
-        self.tabs.addTab(page, "Channels")
-        self.tabs.setMinimumHeight(380)
-        layout.addWidget(self.tabs)
+        layout.addWidget(self.results)
 
         overlays = QGroupBox("Grad-CAM and export")
         form = QFormLayout(overlays)
@@ -251,7 +200,7 @@ class ClassifierWidget(QWidget):
         self.label_column.currentTextChanged.connect(lambda _: self._show_label_summary())
         self.train_button.clicked.connect(lambda: self.train())
         self.stop_button.clicked.connect(lambda: self.stop())
-        self.rank_button.clicked.connect(lambda: self.rank())
+        self.results.rank_button.clicked.connect(lambda: self.rank())
         self.gradcam_button.clicked.connect(lambda: self.show_gradcam())
         self.export_button.clicked.connect(self._ask_export_path)
         self._set_running(False)
@@ -332,7 +281,8 @@ class ClassifierWidget(QWidget):
             return None
         self.result, self.evidence, self.ranking = None, None, None
         self.run_crop_set, self.run_summary = crop_set, summary
-        self._clear_results()
+        self.results.clear()
+        self.gradcam_class.clear()
         text = (f"Training on {len(summary.positions)} crops ({summary.n_left_out} left out): "
                 f"{settings.folds} folds grouped by source, then the final model on all crops…")  # fmt: skip
         return self._launch(train_classifier, crop_set, summary, settings, on_done=self._on_trained, text=text,
@@ -389,17 +339,7 @@ class ClassifierWidget(QWidget):
                 label_column=self.run_summary.column,
             )  # fmt: skip
         table = metrics_table(result)
-        _fill_table(self.metrics_view, table)
-        if result.pooled is not None:
-            canvas = FigureCanvasQTAgg(results_figure(result.pooled, result.classes))
-            canvas.setFixedHeight(280)  # the figure's own aspect, not the tab's
-            self.figure_page.addWidget(canvas)
-        if self.evidence is not None:
-            evidence = evidence_table(self.evidence, result.classes, self.run_crop_set.channel_names)
-            _fill_table(self.evidence_view, evidence, percent=True)
-            canvas = FigureCanvasQTAgg(evidence_figure(evidence))
-            canvas.setFixedHeight(220)
-            self.evidence_page.addWidget(canvas)
+        self.results.show_trained(result, table, self.evidence, list(self.run_crop_set.channel_names))
         self.gradcam_class.clear()
         self.gradcam_class.addItems([str(c) for c in result.classes])
         if result.pooled is None:
@@ -422,7 +362,7 @@ class ClassifierWidget(QWidget):
 
     def _on_ranked(self, ranking: list[ChannelRanking]) -> None:
         self.ranking = ranking
-        _fill_table(self.ranking_view, ranking_table(ranking).set_index("rank"))
+        self.results.show_ranking(ranking)
         if ranking:
             best = ranking[0]
             self.status.setText(
@@ -431,12 +371,11 @@ class ClassifierWidget(QWidget):
             )
         else:
             self.status.setText("Stopped before the first channel was ranked.")
-        self.tabs.setCurrentIndex(2)
 
     def _set_running(self, running: bool) -> None:
         """Buttons while a job runs (Stop is enabled by training and ranking, which can stop)."""
         self.train_button.setEnabled(not running)
-        self.rank_button.setEnabled(not running)
+        self.results.rank_button.setEnabled(not running)
         self.stop_button.setEnabled(False)
         self.settings_form.enabled = not running
         self.label_column.setEnabled(not running)
@@ -444,18 +383,6 @@ class ClassifierWidget(QWidget):
         per_channel = trained and self.result.model is not None and self.result.settings.fusion != "early"
         self.gradcam_button.setEnabled(not running and per_channel)
         self.export_button.setEnabled(not running and trained and self.result.pooled is not None)
-
-    def _clear_results(self) -> None:
-        for view in (self.metrics_view, self.evidence_view):
-            view.clear()
-            view.setRowCount(0)
-            view.setColumnCount(0)
-        for page in (self.figure_page, self.evidence_page):
-            while page.count():
-                item = page.takeAt(0)
-                if item.widget() is not None:
-                    item.widget().deleteLater()
-        self.gradcam_class.clear()
 
     # ------------------------------------------------------------------ Grad-CAM overlays
     def show_gradcam(self, class_name: str | None = None) -> Any:
