@@ -94,7 +94,7 @@ def widget(viewer, bundle_2d, qtbot):
     session.bundle = bundle_2d
     widget = LatentWidget(viewer)
     qtbot.addWidget(widget)
-    qtbot.waitUntil(lambda: widget.frames_shown >= 1, timeout=20000)  # the start point is decoded
+    qtbot.waitUntil(lambda: widget.decoding.frames_shown >= 1, timeout=20000)  # the start point is decoded
     return widget
 
 
@@ -103,7 +103,7 @@ def decode(bundle, z):
 
 
 def wait_for_z(qtbot, widget, z):
-    qtbot.waitUntil(lambda: widget.shown_z is not None and np.array_equal(widget.shown_z, z), timeout=20000)
+    qtbot.waitUntil(lambda: widget.decoding.shown_z is not None and np.array_equal(widget.decoding.shown_z, z), timeout=20000)
 
 
 def wait_idle(qtbot, widget):
@@ -142,13 +142,13 @@ def test_slider_at_plus_3_shows_the_decode_of_that_latent(widget, viewer, bundle
 
 
 def test_a_burst_of_slider_moves_decodes_far_fewer_times_and_ends_on_the_last(widget, viewer, bundle_2d, qtbot):
-    before = widget.frames_shown
+    before = widget.decoding.frames_shown
     values = np.linspace(-3, 3, 50)
     for value in values:
         widget.set_slider(1, value)
     expected_z = np.array([0, values[-1] * LATENT_SCALE[1], 0, 0], np.float32)
     wait_for_z(qtbot, widget, expected_z)
-    shown = widget.frames_shown - before
+    shown = widget.decoding.frames_shown - before
     assert 1 <= shown <= 10, f"{shown} frames shown for 50 slider moves"
     np.testing.assert_allclose(viewer.layers[DECODED].data, decode(bundle_2d, expected_z)[0], atol=1e-6)
 

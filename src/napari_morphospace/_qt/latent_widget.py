@@ -23,7 +23,6 @@ Everything the form does is also a public method (``set_slider``,
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ import pandas as pd
 import torch
 from napari.layers import Labels
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 from superqt import QLabeledDoubleSlider
 
@@ -51,7 +49,7 @@ from ..core.overlays import (
     start_vector,
     traversal_difference,
 )
-from ..core.traversal import LatentDecoder, group_means, group_traversals, traversal_figure, traversal_grid, traversal_values
+from ..core.traversal import group_means, group_traversals, traversal_figure, traversal_grid, traversal_values
 from ..viewer.decoded import (
     ABS_DIFFERENCE,
     DECODED,
@@ -60,8 +58,6 @@ from ..viewer.decoded import (
     SSIM_DIFFERENCE,
     cell_box,
     crop_spacing,
-    place_decoded,
-    show_decoded,
     show_difference,
     show_grid,
 )
@@ -72,6 +68,7 @@ from .combos import set_quietly
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .errors import report_errors
+from .latent_decoding import LiveDecoding
 from .latent_panels import STARTS, ModelPanel, SliderPanel, ViewsPanel
 from .tasks import Tasks
 
@@ -95,12 +92,6 @@ def traversable_model(bundle: Bundle) -> tuple[torch.nn.Module, list[str], str]:
 class LatentWidget(QWidget):
     """Explore a VAE's latent space: sliders, traversal grids, difference maps and Grad-CAM overlays."""
 
-    #: Emitted by the decoder thread; delivered on the GUI thread (queued connection).
-    _frame_ready = Signal()
-    _decode_error = Signal(object)
-    #: Emitted on the GUI thread after the "decoded cell" layer shows a new frame, with its latent vector.
-    frame_shown = Signal(object)
-
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
@@ -114,23 +105,17 @@ class LatentWidget(QWidget):
         self.z = np.zeros(0, np.float32)
         self.dims: list[int] = []
         self.scores = np.zeros(0)
-        self.frames_shown = 0
-        self.shown_z: np.ndarray | None = None
-        self._decoder: LatentDecoder | None = None
-        self._latest: tuple[int, np.ndarray, np.ndarray] | None = None
-        self._latest_lock = threading.Lock()
-        self._shown_serial = 0
-        self._shown_3d = False
         self._cell_row: int | None = None
         self._difference: dict[str, Any] | None = None
         self._figure_source: tuple[str, Any, Any] | None = None
-        self._place_decoded = True  # place the decoded cell where the user looks on its next frame
         self.gradcam = GradcamOverlay(napari_viewer)
 
         self.model_panel, self.slider_panel, self.views = ModelPanel(), SliderPanel(), ViewsPanel()
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.tasks = Tasks("Latent space", status=self.status.setText, parent=self)
+        self.decoding = LiveDecoding(napari_viewer, spacing=self._spacing, anchor=self._start_cell_box,
+                                     on_error=lambda error: self.tasks.report(error, "Decoding"), parent=self)  # fmt: skip
         content = QWidget()
         layout = QVBoxLayout(content)
         for part in (self.model_panel, self.slider_panel, self.views, self.status):
@@ -139,8 +124,6 @@ class LatentWidget(QWidget):
         scroll_in_dock(self, content)
         self._connect_forms()
 
-        self._frame_ready.connect(self._show_latest_frame, Qt.ConnectionType.QueuedConnection)
-        self._decode_error.connect(lambda error: self.tasks.report(error, "Decoding"), Qt.ConnectionType.QueuedConnection)
         self.session.bundle_changed.connect(self._on_session_bundle)
         self.session.latents_changed.connect(self._on_session_latents)
         self.session.crop_set_changed.connect(self._on_session_crop_set)
@@ -208,7 +191,6 @@ class LatentWidget(QWidget):
 
     def set_bundle(self, bundle: Bundle) -> None:
         """Decode with this bundle's model; rebuilds the sliders and restarts the decoder thread."""
-        self._close_decoder()
         self.bundle = bundle
         self.model, self.channel_names, note = traversable_model(bundle)
         self.model.eval()
@@ -216,8 +198,7 @@ class LatentWidget(QWidget):
         scale = getattr(self.model, "latent_scale", None)
         self.latent_scale = np.ones(dim, np.float32) if scale is None else scale.detach().cpu().numpy().astype(np.float32)
         self.z = np.zeros(dim, np.float32)
-        self._shown_3d = False
-        self._decoder = LatentDecoder(self.model, self._on_decoded, on_error=self._decode_error.emit)
+        self.decoding.set_model(self.model, self.channel_names)
         shape = "×".join(map(str, bundle.input_shape))
         self.model_panel.info.setText(
             f"{bundle.model_settings.model}, {dim} latent dimensions, crops {shape} ({', '.join(bundle.channel_names)})"
@@ -306,9 +287,7 @@ class LatentWidget(QWidget):
 
     def request_decode(self) -> None:
         """Ask the decoder thread for the current latent vector; a newer request replaces one not yet started."""
-        if self._decoder is None:
-            return
-        self._decoder.request(self.z)
+        self.decoding.request(self.z)
 
     @report_errors
     def set_start(self, kind: str, group: str | None = None) -> None:
@@ -320,7 +299,7 @@ class LatentWidget(QWidget):
         if group is not None:
             self.slider_panel.start_group.setCurrentText(str(group))
         set_quietly(self.slider_panel.start_combo, kind)
-        self._place_decoded = True
+        self.decoding.place_next()
         if kind == "cell" and self._cell_row is None:
             self._cell_row = self._selected_row()
         if kind == "cell" and self._cell_row is None:  # nothing chosen yet: no error, say how to choose
@@ -393,31 +372,6 @@ class LatentWidget(QWidget):
         self.status.setText(f"Start: {source} label {label}" + (f" at t={t}" if t is not None else ""))
 
     # ------------------------------------------------------------------ decoded cell
-    def _on_decoded(self, z: np.ndarray, image: np.ndarray) -> None:
-        """Decoder thread: keep the newest result and wake the GUI thread (never touches a widget)."""
-        with self._latest_lock:
-            serial = 1 if self._latest is None else self._latest[0] + 1
-            self._latest = (serial, z, image)
-        self._frame_ready.emit()
-
-    def _show_latest_frame(self) -> None:
-        with self._latest_lock:
-            latest = self._latest
-        if latest is None or latest[0] == self._shown_serial:
-            return  # several results arrived before the GUI got here: the newest was shown already
-        serial, z, image = latest
-        self._shown_serial = serial
-        layers = show_decoded(self.viewer, image, self.channel_names, spacing=self._spacing(image.ndim - 1))
-        if self._place_decoded:  # a new start point: where the user looks, beside the cell it starts from
-            self._place_decoded = False
-            place_decoded(self.viewer, layers, self._start_cell_box())
-        self.frames_shown += 1
-        self.shown_z = z
-        if image.ndim == 4 and not self._shown_3d:
-            self._shown_3d = True
-            self.viewer.dims.ndisplay = 3
-        self.frame_shown.emit(z)
-
     def _start_cell_box(self) -> tuple[np.ndarray, np.ndarray] | None:
         """World corners of the cell the sliders start from, when the start is a cell shown in the viewer."""
         if self.slider_panel.start_combo.currentText() != "cell" or self._cell_row is None or self.latents is None:
@@ -570,16 +524,11 @@ class LatentWidget(QWidget):
         return layer
 
     # ------------------------------------------------------------------ closing
-    def _close_decoder(self) -> None:
-        if self._decoder is not None:
-            self._decoder.close()
-            self._decoder = None
-
     def closeEvent(self, event: Any) -> None:
         self.session.bundle_changed.disconnect(self._on_session_bundle)
         self.session.latents_changed.disconnect(self._on_session_latents)
         self.session.crop_set_changed.disconnect(self._on_session_crop_set)
         self.session.selection_changed.disconnect(self._on_session_selection)
         self.tasks.stop()
-        self._close_decoder()
+        self.decoding.close()
         super().closeEvent(event)
