@@ -163,6 +163,11 @@ class ClassifierWidget(QWidget):
         self.tasks = Tasks("Classifier", status=self.status.setText, on_busy=lambda busy: self._set_running(busy),
                            parent=self)  # fmt: skip
 
+        self._lay_out()
+        self._connect()
+        self._set_running(False)
+
+    def _lay_out(self) -> None:
         content = QWidget()
         layout = QVBoxLayout(content)
         crops = QGroupBox("Crops")
@@ -197,13 +202,13 @@ class ClassifierWidget(QWidget):
 
         scroll_in_dock(self, content, min_width=520)
 
+    def _connect(self) -> None:
         self.label_column.currentTextChanged.connect(lambda _: self._show_label_summary())
         self.train_button.clicked.connect(lambda: self.train())
         self.stop_button.clicked.connect(lambda: self.stop())
         self.results.rank_button.clicked.connect(lambda: self.rank())
         self.gradcam_button.clicked.connect(lambda: self.show_gradcam())
         self.export_button.clicked.connect(self._ask_export_path)
-        self._set_running(False)
 
     # ------------------------------------------------------------------ crops and labels
     def _on_session_crop_set(self, crop_set: Any) -> None:
