@@ -7,6 +7,7 @@ from napari.components import ViewerModel
 
 from napari_morphospace.core.data import CropSet
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.viewer.layers import selected_cell
 from napari_morphospace.viewer.overlays import GradcamOverlay, chosen_cells, place_maps, put_image
 
 
@@ -96,3 +97,19 @@ def test_the_cells_grad_cam_runs_on_are_chosen_by_selection_group_or_label():
         chosen_cells(crop_set, "group: c")
     with pytest.raises(InputError, match="build or load a crop set"):
         chosen_cells(None, "all cells")
+
+
+def test_the_selected_cell_is_the_label_picked_in_the_active_labels_layer_at_the_shown_frame():
+    viewer = ViewerModel()
+    movie = viewer.add_labels(np.zeros((3, 16, 8), np.int32), name="g")
+    viewer.add_image(np.zeros((16, 8)), name="image")  # active, but no Labels layer: the first Labels layer is used
+    movie.selected_label = 4
+    viewer.dims.set_point(0, 2)
+    assert selected_cell(viewer, 2) == ("g", 4, 2)
+    assert selected_cell(viewer, 3, "g") == ("g", 4, None)  # a 3D crop: the first axis is z, not time
+    table = _rows(["f", "f", "g", "g"], ts=[0, 0, 0, 2])
+    crop_set = CropSet(images=np.zeros((4, 1, 4, 4), np.float32), table=table, channel_names=["c"])
+    assert chosen_cells(crop_set, "selected cell", selected=selected_cell(viewer, 2)).tolist() == [3]
+    movie.selected_label = 0
+    with pytest.raises(InputError, match="label 0 \\(background\\) is selected in 'g'"):
+        selected_cell(viewer, 2)
