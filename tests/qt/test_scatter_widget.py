@@ -112,7 +112,7 @@ def test_clicking_a_label_selects_its_point_and_not_feedback(widget):
     event = SimpleNamespace(
         type="mouse_press", pos=(10, 10), position=(1, 3, 13), modifiers=[], view_direction=None, dims_displayed=[1, 2]
     )
-    callback = widget._on_viewer_click(widget.viewer, event)
+    callback = widget._click_callback(widget.viewer, event)
     next(callback)
     event.type = "mouse_release"
     with pytest.raises(StopIteration):

@@ -34,7 +34,7 @@ from ..core.features import EMBEDDINGS, add_cluster_column, add_embedding_column
 from ..core.selection import NamedSelections, PointPicker, points_in_polygon, points_in_rectangle
 from ..core.statistics import require_finite
 from ..core.tracks import TRACK_ID, track_keys
-from ..viewer.callbacks import weak_drag_callback
+from ..viewer.callbacks import weak_click_callback
 from ..viewer.highlights import SelectionHighlights
 from ..viewer.layers import focus_on, is_overlay, unwrap
 from ..viewer.plot_colors import dim_other_frames, point_colors
@@ -106,7 +106,8 @@ class ScatterWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_source_list)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_frame_changed)
-        self.viewer.mouse_drag_callbacks.append(weak_drag_callback(self._on_viewer_click))
+        self._click_callback = weak_click_callback(self.select_at_image_position)  # a click on a cell selects it
+        self.viewer.mouse_drag_callbacks.append(self._click_callback)
         self.session.cells_changed.connect(self._on_cells_changed)
         self.session.latents_changed.connect(self._describe_compute)
         self.session.crop_set_changed.connect(self._forget_crops)
@@ -507,21 +508,6 @@ class ScatterWidget(QWidget):
         if found.size:
             self.select_rows(found, add=add)
         return found
-
-    def _on_viewer_click(self, viewer: Any, event: Any) -> Any:
-        """A click (press and release without a drag) on a cell in the image selects its point(s)."""
-        if not self.sources.layers or event.type != "mouse_press":
-            return
-        start = np.asarray(event.pos, dtype=float)
-        position = tuple(event.position)
-        moved = False
-        yield
-        while event.type == "mouse_move":
-            moved = moved or float(np.abs(np.asarray(event.pos) - start).max()) > 3
-            yield
-        if not moved:
-            self.select_at_image_position(position, add="Shift" in event.modifiers,
-                                          view_direction=event.view_direction, dims_displayed=list(event.dims_displayed))  # fmt: skip
 
     def describe_row(self, row: int) -> str:
         """One line about the cell of plot ``row``: source, frame, label id, axis (and colour) values."""
