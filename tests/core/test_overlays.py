@@ -1,17 +1,15 @@
-"""core.overlays: dimension ranking, start points, slider units, overlays in source coordinates, difference maps."""
+"""core.analysis.overlays: dimension ranking, start points, slider units, overlays in source coordinates, difference maps."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.overlays import (
-    group_difference,
-    traversal_difference,
+from napari_morphospace.core.analysis.overlays import (
     channel_colormaps,
     difference_maps,
     find_cell,
+    group_difference,
     group_traversal_figure,
     latent_from_sliders,
     overlay_on_layer,
@@ -20,7 +18,9 @@ from napari_morphospace.core.overlays import (
     slider_values,
     start_vector,
     top_dimensions,
+    traversal_difference,
 )
+from napari_morphospace.core.errors import InputError
 
 
 def kl_table() -> pd.DataFrame:

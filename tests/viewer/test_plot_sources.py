@@ -6,8 +6,8 @@ import pytest
 from napari.components import ViewerModel
 from napari.utils._proxies import PublicOnlyProxy
 
+from napari_morphospace.core.analysis.cell_table import left_out_note
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.features import left_out_note
 from napari_morphospace.viewer.highlights import SELECTED_CELLS, SELECTED_POINTS, SelectionHighlights
 from napari_morphospace.viewer.layers import focus_on
 from napari_morphospace.viewer.plot_colors import DIMMED_ALPHA, dim_other_frames, point_colors

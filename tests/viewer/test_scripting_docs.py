@@ -10,10 +10,10 @@ import pytest
 import torch
 from napari.components import ViewerModel
 
-from napari_morphospace.core.bundle import save_bundle
-from napari_morphospace.core.data import CropSet, save_crop_set
+from napari_morphospace.core.cells.crop_set import CropSet, save_crop_set
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
 
 PAGE = Path(__file__).parents[2] / "docs" / "scripting.md"
 CROP = 16

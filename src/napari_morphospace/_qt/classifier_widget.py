@@ -13,8 +13,8 @@ per fold, their mean ± SD and pooled, a confusion matrix and precision–recall
 curves, each class's per-channel evidence, single-channel classifiers that
 rank the channels, and per-channel Grad-CAM overlays on the source layers.
 
-All computing is in :mod:`~napari_morphospace.core.classifier` and
-:mod:`~napari_morphospace.core.classifier_report`, the overlays' placement in
+All computing is in :mod:`~napari_morphospace.core.classifier.fusion` and
+:mod:`~napari_morphospace.core.classifier.report`, the overlays' placement in
 :mod:`~napari_morphospace.viewer.overlays`; training, ranking and Grad-CAM
 run through the widget's :class:`~._qt.tasks.Tasks`, report typed messages
 and never touch a widget. Everything the buttons do is a public method (``train``, ``stop``,
@@ -44,7 +44,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.classifier import (
+from ..core.cells.crop_set import CropSet
+from ..core.classifier.fusion import (
     ChannelRanking,
     ClassifierResult,
     ClassifierSettings,
@@ -52,7 +53,7 @@ from ..core.classifier import (
     channel_gradcam,
     rank_channels,
 )
-from ..core.classifier_report import (
+from ..core.classifier.report import (
     LABEL_COLUMNS,
     LabelSummary,
     check_folds,
@@ -62,7 +63,6 @@ from ..core.classifier_report import (
     train_with_evidence,
     write_metrics,
 )
-from ..core.data import CropSet
 from ..core.errors import InputError
 from ..viewer.layers import source_layers
 from ..viewer.overlays import channel_colormaps_of, place_maps, put_image

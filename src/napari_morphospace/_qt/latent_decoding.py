@@ -1,6 +1,6 @@
 """Live decoding for the Latent space dock: the newest latent vector decoded off the GUI thread, shown as it comes.
 
-The decoder thread (:class:`~napari_morphospace.core.traversal.LatentDecoder`)
+The decoder thread (:class:`~napari_morphospace.core.analysis.traversal.LatentDecoder`)
 coalesces requests: a slider dragged fast asks many times, the thread decodes
 the newest. Its results reach the GUI thread through a queued signal; when
 several arrived before the GUI got to them, only the newest is shown. The
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from qtpy.QtCore import QObject, Qt, Signal
 
-from ..core.traversal import LatentDecoder
+from ..core.analysis.traversal import LatentDecoder
 from ..viewer.decoded import place_decoded, show_decoded
 
 

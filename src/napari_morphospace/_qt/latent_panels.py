@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from ..core.overlays import SLIDER_EXTENT
+from ..core.analysis.overlays import SLIDER_EXTENT
 from ..viewer.overlays import SCATTER_SELECTION
 from .combos import fill_quietly
 

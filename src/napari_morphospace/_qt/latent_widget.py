@@ -5,10 +5,10 @@ the decoded cell change, lay out the walk from −3 to +3 as a grid, see where
 the two ends differ, and see which regions of real cells push the dimension up
 or down (Grad-CAM, placed on the cells in the full field of view).
 
-All computing is in ``core``: :mod:`~napari_morphospace.core.traversal`
+All computing is in ``core``: :mod:`~napari_morphospace.core.analysis.traversal`
 (decoding, grids, the coalescing :class:`LatentDecoder`),
-:mod:`~napari_morphospace.core.overlays` (ranking, start points, difference
-maps) and :mod:`~napari_morphospace.core.gradcam`. What appears in the viewer,
+:mod:`~napari_morphospace.core.analysis.overlays` (ranking, start points, difference
+maps) and :mod:`~napari_morphospace.core.analysis.gradcam`. What appears in the viewer,
 and where, is :mod:`~napari_morphospace.viewer.decoded` (decoded cell beside
 the cell it starts from, grids beside it, difference maps on it) and
 :mod:`~napari_morphospace.viewer.overlays` (the one "Grad-CAM" layer, showing
@@ -34,12 +34,9 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 from superqt import QLabeledDoubleSlider
 
-from ..core.bundle import Bundle, check_compatible, load_bundle
-from ..core.errors import InputError
-from ..core.features import mu_columns, require_mu_columns
-from ..core.gradcam import gradcam_encoder
-from ..core.models import StackedConditionalVAE
-from ..core.overlays import (
+from ..core.analysis.cell_table import mu_columns, require_mu_columns
+from ..core.analysis.gradcam import gradcam_encoder
+from ..core.analysis.overlays import (
     find_cell,
     group_difference,
     group_traversal_figure,
@@ -49,7 +46,10 @@ from ..core.overlays import (
     start_vector,
     traversal_difference,
 )
-from ..core.traversal import group_means, group_traversals, traversal_figure, traversal_grid, traversal_values
+from ..core.analysis.traversal import group_means, group_traversals, traversal_figure, traversal_grid, traversal_values
+from ..core.errors import InputError
+from ..core.models import StackedConditionalVAE
+from ..core.training.bundle import Bundle, check_compatible, load_bundle
 from ..viewer.decoded import (
     ABS_DIFFERENCE,
     DECODED,

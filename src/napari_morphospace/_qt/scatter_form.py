@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.features import EMBEDDINGS
+from ..core.analysis.cell_table import EMBEDDINGS
 from .track_overlay import MODES as TRACK_MODES
 
 TOOLS = ("pan/zoom", "lasso", "rectangle")

@@ -29,11 +29,11 @@ import pandas as pd
 from napari.layers import Labels, Points
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from ..core.analysis.cell_table import EMBEDDINGS, add_cluster_column, add_embedding_columns, mu_columns
+from ..core.analysis.statistics import require_finite
+from ..core.analysis.tracks import TRACK_ID, track_keys
+from ..core.cells.selection import NamedSelections, PointPicker, points_in_polygon, points_in_rectangle
 from ..core.errors import InputError
-from ..core.features import EMBEDDINGS, add_cluster_column, add_embedding_columns, mu_columns
-from ..core.selection import NamedSelections, PointPicker, points_in_polygon, points_in_rectangle
-from ..core.statistics import require_finite
-from ..core.tracks import TRACK_ID, track_keys
 from ..viewer.callbacks import weak_click_callback
 from ..viewer.highlights import SelectionHighlights
 from ..viewer.layers import focus_on, is_overlay, unwrap
@@ -84,7 +84,7 @@ class ScatterWidget(QWidget):
         self._axes: tuple[str, str] | None = None
         self._axis_choices: list[str] = []
         self._color_by = ""
-        self._track_keys: np.ndarray | None = None  # track key per plot row (core.tracks.track_keys), while tracks are shown
+        self._track_keys: np.ndarray | None = None  # track key per plot row (core.analysis.tracks.track_keys), while tracks are shown
         self._linking = False  # True while a selection propagates: ignore re-entrant selections
         self._publishing = False  # True while this widget writes to the session: ignore its echo
 

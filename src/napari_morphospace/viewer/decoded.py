@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from napari.layers import Image, Labels
 
-from ..core.difference import threshold_map
+from ..core.analysis.difference import threshold_map
 from .features import source_names
 from .layers import place_in_view
 from .overlays import channel_colormaps_of, put_image
@@ -27,7 +27,7 @@ GRID = "traversal grid"
 GROUP_GRID = "group traversals"
 ABS_DIFFERENCE = "difference |Δ|"
 SSIM_DIFFERENCE = "difference 1−SSIM"
-#: The difference overlays: layer name, key of :func:`~napari_morphospace.core.overlays.difference_maps`, colormap.
+#: The difference overlays: layer name, key of :func:`~napari_morphospace.core.analysis.overlays.difference_maps`, colormap.
 DIFFERENCE_LAYERS = ((ABS_DIFFERENCE, "abs", "inferno"), (SSIM_DIFFERENCE, "dissimilarity", "magma"))
 GAP = 0.15  # between the decoded cell and what lies beside it, as a share of its width
 
@@ -128,7 +128,7 @@ def show_grid(viewer: Any, grid: np.ndarray, *, name: str = GRID, row_axis: str 
 
 def show_difference(viewer: Any, maps: Mapping[str, Any], *, quantile: float = 0.9,
                     spacing: Sequence[float] | None = None) -> list[Image]:  # fmt: skip
-    """The difference maps (:func:`~napari_morphospace.core.overlays.difference_maps`) on the decoded cell.
+    """The difference maps (:func:`~napari_morphospace.core.analysis.overlays.difference_maps`) on the decoded cell.
 
     Each map shows only changes at or above its ``quantile`` (0 shows
     everything), in ``"difference |Δ|"`` and ``"difference 1−SSIM"``; a map

@@ -3,7 +3,7 @@
 Qt-free. Each follows the source shown now
 (:class:`~napari_morphospace.viewer.layers.SourceOverlay`): the selected
 cells of the shown Labels source at its shown frame, drawn white with a
-lookup table over that frame (:func:`~napari_morphospace.core.selection.highlight_mask`),
+lookup table over that frame (:func:`~napari_morphospace.core.cells.selection.highlight_mask`),
 and rings around the selected points of the shown Points source.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from napari.layers import Labels, Points
 from napari.utils.colormaps import DirectLabelColormap
 
-from ..core.selection import highlight_mask
+from ..core.cells.selection import highlight_mask
 from .layers import SourceOverlay
 from .plot_sources import PlotSources
 

@@ -5,7 +5,7 @@ widgets do:
 
 * :func:`place_maps` — crop-sized maps (Grad-CAM) of cells grouped into one
   overlay per source layer (and frame), in that layer's world coordinates
-  (:func:`~napari_morphospace.core.overlays.source_overlay` does the pixel
+  (:func:`~napari_morphospace.core.analysis.overlays.source_overlay` does the pixel
   arithmetic). The one implementation both widgets use.
 * :class:`GradcamOverlay` — the one "Grad-CAM" layer: keeps the placed maps
   of every field and shows those of the field shown now (fields opened from
@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from napari.layers import Image
 
+from ..core.analysis.overlays import channel_colormaps, find_cell, source_overlay
 from ..core.errors import InputError
-from ..core.overlays import channel_colormaps, find_cell, source_overlay
 from .layers import SourceOverlay, add_quietly, source_layers, unwrap
 
 GRADCAM = "Grad-CAM"

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 from napari.layers import Labels, Points
 
+from ..core.analysis.cell_table import ID_COLUMNS, has_latents, is_bbox_column, latent_columns, left_out_note
+from ..core.analysis.statistics import order_dimensions
+from ..core.cells.selection import RowIndex, bbox_center, label_centroid, label_ids_of, spatial_ndim, time_column
 from ..core.errors import InputError
-from ..core.features import ID_COLUMNS, has_latents, is_bbox_column, latent_columns, left_out_note
-from ..core.selection import RowIndex, bbox_center, label_centroid, label_ids_of, spatial_ndim, time_column
-from ..core.statistics import order_dimensions
 from .layers import unwrap
 
 
@@ -116,7 +116,7 @@ class PlotSources:
         return self._ordered_latents(mu, shared) + rest
 
     def _ordered_latents(self, mu: list[str], shared: list[str]) -> list[str]:
-        """Latent columns by KL (when logvar_* exist) or |Cohen's d| between groups, via ``core.statistics``."""
+        """Latent columns by KL (when logvar_* exist) or |Cohen's d| between groups, via ``core.analysis.statistics``."""
         logvar_columns = [c.replace("mu_", "logvar_", 1) for c in mu if c.startswith("mu_")]
         has_logvar = len(logvar_columns) == len(mu) and set(logvar_columns) <= set(shared)  # measured features: none
         if not mu or not (has_logvar or "group" in shared):
