@@ -71,7 +71,8 @@ def worker(args: argparse.Namespace) -> None:
     import pandas as pd
     from qtpy.QtWidgets import QApplication
 
-    from napari_morphospace._qt.scatter_widget import SELECTED_CELLS, SELECTED_POINTS, ScatterWidget
+    from napari_morphospace._qt.scatter_widget import ScatterWidget
+    from napari_morphospace.viewer.highlights import SELECTED_CELLS, SELECTED_POINTS
 
     app = QApplication.instance() or QApplication([])
     viewer = napari.Viewer(show=args.show)

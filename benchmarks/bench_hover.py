@@ -100,7 +100,7 @@ def main() -> None:
         widget = ScatterWidget(viewer)
         viewer.window.add_dock_widget(widget, area="right")
         widget.set_sources(["cells"])
-        widget.density_check.setChecked(False)  # points, as the user hovering them sees them
+        widget.form.density_check.setChecked(False)  # points, as the user hovering them sees them
         widget.plot.canvas.size = (500, 400)
         widget.plot.canvas.render()
         widget.plot.fit(widget._positions)
@@ -123,7 +123,7 @@ def main() -> None:
             start = time.perf_counter()
             row = widget.hover(pixel)
             elapsed = time.perf_counter() - start
-            assert row is not None and not widget.hover_thumbnail.isHidden()
+            assert row is not None and not widget.crops.hover_thumbnail.isHidden()
             return elapsed
 
         start = time.perf_counter()

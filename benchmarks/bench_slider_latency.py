@@ -61,7 +61,7 @@ def bare_latencies(model: torch.nn.Module, values: np.ndarray) -> np.ndarray:
 def widget_latencies(widget: LatentWidget, values: np.ndarray, timeout: float = 30.0) -> np.ndarray:
     app = QApplication.instance()
     shown: list[float] = []
-    widget.frame_shown.connect(lambda z: shown.append(time.perf_counter()))
+    widget.decoding.frame_shown.connect(lambda z: shown.append(time.perf_counter()))
     dim = widget.dims[0]
     times = []
     for value in values:

@@ -72,15 +72,15 @@ def main() -> None:
     # Scatter: PCA of μ, paths coloured by time; a click on the longest track's path
     _, scatter = viewer.window.add_plugin_dock_widget("napari-morphospace", "Scatter")
     scatter.compute_embedding("PCA")
-    while scatter._workers:
+    while scatter.tasks.busy:
         settle(0.1)
     scatter.set_sources([labels.name])
     scatter.set_axes("PCA_0", "PCA_1")
-    scatter.track_combo.setCurrentText("by time")
+    scatter.form.track_combo.setCurrentText("by time")
     settle(1.0)
     longest = int(statistics.sort_values("path_length").iloc[-1]["track_id"])
     rows = np.flatnonzero(scatter.track_overlay.keys == scatter.track_overlay.keys[
-        np.flatnonzero(scatter._column("track_id") == longest)[0]])  # fmt: skip
+        np.flatnonzero(scatter.sources.column("track_id") == longest)[0]])  # fmt: skip
     middle = scatter.track_overlay.segments[np.isin(scatter.track_overlay.segments[:, 0], rows)][len(rows) // 2]
     x, y = scatter._positions[middle].mean(axis=0)
     scatter.select_track_at(float(x), float(y))

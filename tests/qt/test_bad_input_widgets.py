@@ -65,7 +65,7 @@ def test_embed_refuses_crops_made_differently_until_the_user_accepts(viewer, bun
     widget.allow_mismatch.value = True
     worker = widget.embed()
     assert worker is not None
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=60000)
     assert len(session.latents) == 4 and "mu_0" in viewer.layers["cells"].features
     warned = [str(n.message) for n in napari_hooks.notifications("warning")]
     assert any("embedded crops made differently" in w and "crops.normalise" in w for w in warned), warned
@@ -77,7 +77,7 @@ def test_same_preprocessing_embeds_without_a_question(viewer, bundle, dock, napa
     session.crop_set = crops({**TRAINED_ON, "crops": {**TRAINED_ON["crops"], "min_area": 50}})  # selection only
     widget = dock(viewer, "Embed")
     assert widget.embed() is not None
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=60000)
     assert session.latents is not None and len(session.latents) == 4
 
 

@@ -25,14 +25,14 @@ def embedded(make_napari_viewer, dock, qtbot, tmp_path):
     embed = dock(viewer, "Embed")
     embed.bundle_folder.value = small_bundle(tmp_path / "model")
     embed.embed()
-    qtbot.waitUntil(lambda: embed._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: not embed.tasks.busy, timeout=120000)
     return viewer, names
 
 
 def _tick_all(scatter):
     """Tick every cell layer in the Scatter dock's list, one after the other, as a user does."""
-    for row in range(scatter.source_list.count()):
-        scatter.source_list.item(row).setCheckState(Qt.CheckState.Checked)
+    for row in range(scatter.form.source_list.count()):
+        scatter.form.source_list.item(row).setCheckState(Qt.CheckState.Checked)
 
 
 def test_default_crops_of_real_fields_are_all_plotted(embedded, dock):
@@ -47,7 +47,7 @@ def test_default_crops_of_real_fields_are_all_plotted(embedded, dock):
         assert not features.filter(like="mu_").isna().any().any()
     scatter = dock(viewer, "Scatter")
     _tick_all(scatter)
-    assert scatter.source_list.count() == 14 and len(scatter._positions) == 1233
+    assert scatter.form.source_list.count() == 14 and len(scatter._positions) == 1233
     assert np.isfinite(scatter._positions).all()
 
 
@@ -62,7 +62,7 @@ def test_rows_without_a_latent_are_left_out_of_plot_and_statistics_with_a_note(e
     without = int(layer.features["mu_0"].isna().sum())
     assert without == 2  # 'A9 p10d' has two nuclei under min_area
     scatter = dock(viewer, "Scatter")
-    scatter.source_list.item(0).setCheckState(Qt.CheckState.Checked)
+    scatter.form.source_list.item(0).setCheckState(Qt.CheckState.Checked)
     assert len(scatter._positions) == len(layer.features) - without
     assert f"2 cells of {names[0]!r} have no latent" in scatter.note.text()
     statistics = dock(viewer, "Statistics")
@@ -76,7 +76,7 @@ def test_keep_names_the_selection_from_the_button(embedded, dock, qtbot):
     scatter = dock(viewer, "Scatter")
     _tick_all(scatter)
     scatter.select_rows([0, 5, 7])
-    scatter.selection_name.setText("three")
+    scatter.selections.selection_name.setText("three")
     keep = next(b for b in scatter.findChildren(QPushButton) if b.text() == "Keep")
     qtbot.mouseClick(keep, Qt.MouseButton.LeftButton)
     crop_ids = session_for(viewer).crop_set.table["crop_id"].to_numpy()
@@ -90,8 +90,8 @@ def test_removing_a_plotted_layer_and_closing_the_viewer_raise_nothing(embedded,
     scatter.select_rows(np.arange(20))
     first = len(viewer.layers[names[0]].features)
     viewer.layers.remove(names[0])
-    assert list(scatter._layers) == names[1:] and len(scatter._positions) == 1233 - first
-    assert scatter.source_list.count() == 13
+    assert list(scatter.sources.layers) == names[1:] and len(scatter._positions) == 1233 - first
+    assert scatter.form.source_list.count() == 13
     viewer.close()
 
 
@@ -103,7 +103,7 @@ def test_clusters_annotations_and_docks_survive_save_and_reopen(make_napari_view
     embed = dock(viewer, "Embed")
     embed.bundle_folder.value = small_bundle(tmp_path / "model")
     embed.embed()
-    qtbot.waitUntil(lambda: embed._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: not embed.tasks.busy, timeout=120000)
     scatter = dock(viewer, "Scatter")
     _tick_all(scatter)
     scatter.compute_clusters("kmeans", 3)
@@ -136,5 +136,5 @@ def test_clusters_annotations_and_docks_survive_save_and_reopen(make_napari_view
     docked = set(reopened.window.dock_widgets)
     assert {"Scatter (napari-morphospace)", "Annotate (napari-morphospace)", "Embed (napari-morphospace)"} <= docked
     scatter_again = reopened.window.dock_widgets["Scatter (napari-morphospace)"]
-    assert list(scatter_again._layers) == names and scatter_again._color_by == "cluster"
+    assert list(scatter_again.sources.layers) == names and scatter_again._color_by == "cluster"
     assert len(scatter_again._positions) == len(cells)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace._qt import classifier_widget as module
+from napari_morphospace._qt import tasks as module  # where the widget shows its errors
 from napari_morphospace._qt.classifier_widget import (
     ClassifierWidget,
     gradcam_layer_name,
@@ -114,7 +114,7 @@ def test_training_separates_groups_that_differ_in_channel_1(widget, qtbot):
     result = widget.result
     assert not result.stopped and list(result.classes) == ["control", "treated"]
     assert result.pooled.confusion.sum() == 48  # the two unlabelled crops were left out
-    shown = shown_table(widget.metrics_view)
+    shown = shown_table(widget.results.metrics_view)
     assert list(shown.index) == ["fold 1", "fold 2", "fold 3", "mean", "SD", "pooled"]
     assert float(shown.loc["pooled", "balanced accuracy"]) > 0.9
     balanced = [m.balanced_accuracy for m in result.folds]
@@ -124,8 +124,8 @@ def test_training_separates_groups_that_differ_in_channel_1(widget, qtbot):
     assert "Fold mean ± SD of balanced accuracy" in widget.status.text()
     assert float(shown.loc["pooled", "balanced accuracy"]) == pytest.approx(result.pooled.balanced_accuracy, abs=5e-4)
     assert widget.updates_seen == FAST["epochs"] * (FAST["folds"] + 1) == widget.progress_bar.value()
-    assert widget.figure_page.count() == 1  # confusion matrix and PR curves
-    evidence = shown_table(widget.evidence_view)  # percentages, one row per class
+    assert widget.results.figure_page.count() == 1  # confusion matrix and PR curves
+    evidence = shown_table(widget.results.evidence_view)  # percentages, one row per class
     treated = evidence.loc["treated"].str.rstrip(" %").astype(float)
     assert treated.idxmax() == "mito" and treated["mito"] > 90
     assert [widget.gradcam_class.itemText(i) for i in range(widget.gradcam_class.count())] == ["control", "treated"]
@@ -140,7 +140,7 @@ def test_rank_channels_puts_channel_1_first(widget, qtbot):
     mito, er = widget.ranking
     assert (mito.name, er.name) == ("mito", "ER")
     assert mito.metrics.balanced_accuracy > 0.75 and er.metrics.balanced_accuracy < 0.7  # ER alone is near chance
-    shown = shown_table(widget.ranking_view)
+    shown = shown_table(widget.results.ranking_view)
     assert list(shown["channel"]) == ["mito", "ER"]
     assert float(shown.iloc[0]["balanced accuracy"]) == pytest.approx(mito.metrics.balanced_accuracy, abs=5e-4)
 

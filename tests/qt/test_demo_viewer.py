@@ -27,7 +27,7 @@ def test_demo_driver_runs_every_step_through_the_widgets(qtbot, tmp_path):
         driver = DemoDriver(demo, tmp_path)
         driver.start()
         statistics = demo.widgets["statistics"]
-        qtbot.waitUntil(lambda: driver.session.latents is not None and statistics._worker is None, timeout=120000)
+        qtbot.waitUntil(lambda: driver.session.latents is not None and not statistics.tasks.busy, timeout=120000)
         assert (tmp_path / "model" / "weights.safetensors").is_file()
         assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
         assert len(driver.session.latents) == 24

@@ -54,7 +54,7 @@ def viewer(make_napari_viewer):
 def _run(qtbot, widget):
     worker = widget.embed()
     assert worker is not None
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=60000)
 
 
 def test_features_hold_the_latents_of_embed_for_the_same_crops(viewer, bundle_dir, qtbot, tmp_path):
@@ -98,7 +98,7 @@ def test_wrong_channels_are_refused_before_any_work(viewer, bundle_dir, qtbot):
     session.crop_set = CropSet(np.concatenate([crops.images] * 2, axis=1), crops.table, ["membrane", "dna"], (1.0, 1.0))
     widget = EmbedWidget(viewer)
     qtbot.addWidget(widget)
-    assert widget.embed() is None and widget._worker is None
+    assert widget.embed() is None and not widget.tasks.busy
     assert "does not fit the model" in widget.status.text() and "['membrane', 'dna'] (2)" in widget.status.text()
     assert "features" not in viewer.layers["movie"].features and session.latents is None
 

@@ -94,7 +94,7 @@ def widget(viewer, bundle_2d, qtbot):
     session.bundle = bundle_2d
     widget = LatentWidget(viewer)
     qtbot.addWidget(widget)
-    qtbot.waitUntil(lambda: widget.frames_shown >= 1, timeout=20000)  # the start point is decoded
+    qtbot.waitUntil(lambda: widget.decoding.frames_shown >= 1, timeout=20000)  # the start point is decoded
     return widget
 
 
@@ -103,7 +103,7 @@ def decode(bundle, z):
 
 
 def wait_for_z(qtbot, widget, z):
-    qtbot.waitUntil(lambda: widget.shown_z is not None and np.array_equal(widget.shown_z, z), timeout=20000)
+    qtbot.waitUntil(lambda: widget.decoding.shown_z is not None and np.array_equal(widget.decoding.shown_z, z), timeout=20000)
 
 
 def wait_idle(qtbot, widget):
@@ -112,20 +112,20 @@ def wait_idle(qtbot, widget):
 
 def test_sliders_are_the_top_dimensions_by_kl(widget):
     assert widget.dims[0] == 0  # mu_0 was scaled up: largest KL
-    assert widget.dim_combo.currentData() == widget.dims[0]  # maps and Grad-CAM start on the top dimension
+    assert widget.views.dim_combo.currentData() == widget.dims[0]  # maps and Grad-CAM start on the top dimension
     assert len(widget.dims) == 4 and sorted(widget.dims) == [0, 1, 2, 3]
-    widget.top_k.setValue(2)
+    widget.slider_panel.top_k.setValue(2)
     assert len(widget.dims) == 2 and widget.dims[0] == 0
     assert "latent_scale[0]" in widget.slider(0).toolTip() and "multi-encoder" in widget.slider(0).toolTip()
     # A new embedding where mu_2 carries most: the dimension choice follows the new ranking...
     swapped = widget.latents.rename(columns={"mu_0": "mu_2", "mu_2": "mu_0", "logvar_0": "logvar_2", "logvar_2": "logvar_0"})
     widget.set_latents(swapped)
-    assert widget.dims[0] == 2 and widget.dim_combo.currentData() == 2
+    assert widget.dims[0] == 2 and widget.views.dim_combo.currentData() == 2
     # ...unless the user picked one.
-    widget.dim_combo.setCurrentIndex(widget.dim_combo.findData(1))
-    widget.dim_combo.activated.emit(widget.dim_combo.currentIndex())
+    widget.views.dim_combo.setCurrentIndex(widget.views.dim_combo.findData(1))
+    widget.views.dim_combo.activated.emit(widget.views.dim_combo.currentIndex())
     widget.set_latents(widget.latents.copy())
-    assert widget.dim_combo.currentData() == 1
+    assert widget.views.dim_combo.currentData() == 1
 
 
 def test_slider_at_plus_3_shows_the_decode_of_that_latent(widget, viewer, bundle_2d, qtbot):
@@ -142,13 +142,13 @@ def test_slider_at_plus_3_shows_the_decode_of_that_latent(widget, viewer, bundle
 
 
 def test_a_burst_of_slider_moves_decodes_far_fewer_times_and_ends_on_the_last(widget, viewer, bundle_2d, qtbot):
-    before = widget.frames_shown
+    before = widget.decoding.frames_shown
     values = np.linspace(-3, 3, 50)
     for value in values:
         widget.set_slider(1, value)
     expected_z = np.array([0, values[-1] * LATENT_SCALE[1], 0, 0], np.float32)
     wait_for_z(qtbot, widget, expected_z)
-    shown = widget.frames_shown - before
+    shown = widget.decoding.frames_shown - before
     assert 1 <= shown <= 10, f"{shown} frames shown for 50 slider moves"
     np.testing.assert_allclose(viewer.layers[DECODED].data, decode(bundle_2d, expected_z)[0], atol=1e-6)
 
@@ -171,7 +171,7 @@ def test_use_selected_cell_starts_from_its_mu(widget, viewer, bundle_2d, qtbot):
 
 def test_start_cell_waits_for_a_cell_without_an_error_and_follows_the_selection(widget, viewer, bundle_2d, qtbot,
                                                                                napari_hooks):
-    widget.start_combo.setCurrentText("cell")  # nothing chosen yet: a hint, not an error toast
+    widget.slider_panel.start_combo.setCurrentText("cell")  # nothing chosen yet: a hint, not an error toast
     assert "until a cell is chosen" in widget.status.text()
     np.testing.assert_array_equal(widget.z, np.zeros(4, np.float32))
     session_for(viewer).selection = [5]  # a cell clicked in the scatter plot
@@ -181,7 +181,7 @@ def test_start_cell_waits_for_a_cell_without_an_error_and_follows_the_selection(
 
 
 def test_traversal_grid_layer_and_figure(widget, viewer, bundle_2d, qtbot, tmp_path):
-    widget.top_k.setValue(3)
+    widget.slider_panel.top_k.setValue(3)
     widget.show_traversal_grid(n_steps=5)
     wait_idle(qtbot, widget)
     grid = viewer.layers[GRID].data
@@ -197,7 +197,7 @@ def test_traversal_grid_layer_and_figure(widget, viewer, bundle_2d, qtbot, tmp_p
 
 
 def test_difference_overlays_follow_the_threshold_and_vanish_for_identical_decodes(widget, viewer, bundle_2d, qtbot):
-    widget.quantile.setValue(0.0)
+    widget.views.quantile.setValue(0.0)
     widget.show_difference(dim=1)
     wait_idle(qtbot, widget)
     z_low, z_high = np.zeros(4, np.float32), np.zeros(4, np.float32)
@@ -205,7 +205,7 @@ def test_difference_overlays_follow_the_threshold_and_vanish_for_identical_decod
     expected = np.abs(decode(bundle_2d, z_high) - decode(bundle_2d, z_low))[0]
     np.testing.assert_allclose(viewer.layers[ABS_DIFFERENCE].data, expected, atol=1e-6)
     assert viewer.layers[ABS_DIFFERENCE].colormap.name == "inferno" and SSIM_DIFFERENCE in viewer.layers
-    widget.quantile.setValue(0.9)  # the threshold keeps the top 10 %
+    widget.views.quantile.setValue(0.9)  # the threshold keeps the top 10 %
     kept = np.count_nonzero(viewer.layers[ABS_DIFFERENCE].data)
     assert 0 < kept <= 0.11 * expected.size
     # two groups with the same mean decode identically: both overlays are all zero
@@ -259,7 +259,7 @@ def test_gradcam_of_a_group_is_pasted_into_one_source_sized_map(widget, viewer, 
 def test_gradcam_of_the_scatter_selection_maps_exactly_those_cells(widget, viewer, bundle_2d, qtbot):
     session = session_for(viewer)
     session.selection = [6, 1, 2]  # crop ids, as the scatter plot publishes them: cells 2, 3 and 7
-    assert SCATTER_SELECTION in [widget.cells_combo.itemText(i) for i in range(widget.cells_combo.count())]
+    assert SCATTER_SELECTION in [widget.views.cells_combo.itemText(i) for i in range(widget.views.cells_combo.count())]
     widget.show_gradcam(dim=1, sign=1, cells=SCATTER_SELECTION)
     wait_idle(qtbot, widget)
     layer = viewer.layers["Grad-CAM"]

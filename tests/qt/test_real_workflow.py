@@ -80,7 +80,7 @@ def _walk(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers, crop_size,
 
     # Embed: latents of the model just trained (not saved yet) written into the Labels layers' features.
     embed.embed_button.native.click()
-    qtbot.waitUntil(lambda: embed._worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not embed.tasks.busy, timeout=WAIT_MS)
     assert "crops embedded" in embed.status.text(), embed.status.text()
     assert train.save_bundle_to(tmp_path / "model") is not None
     assert all(viewer.layers[name].features.filter(like="mu_").shape[1] > 0 for name in labels_layers)
@@ -94,7 +94,7 @@ def _walk(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers, crop_size,
     n_points = len(scatter._positions)
     assert n_points == len(crop_set)
     scatter.select_rows(np.arange(5))
-    scatter.selection_name.setText("first five")
+    scatter.selections.selection_name.setText("first five")
     [keep] = [b for b in scatter.findChildren(QPushButton) if b.text() == "Keep"]
     keep.click()
     assert "first five" in scatter.session.named_selections

@@ -43,7 +43,7 @@ def _pixel(widget, x, y):
 def _move_and_rest(widget, qtbot, pixel):
     """The cursor moves to ``pixel`` and rests there: the throttled hover runs once."""
     widget.plot.canvas.events.mouse_move(pos=pixel, button=None, modifiers=())
-    qtbot.waitUntil(lambda: not widget._hover_timer.isActive(), timeout=2000)
+    qtbot.waitUntil(lambda: not widget.mouse.hover_timer.isActive(), timeout=2000)
 
 
 def _pixmap_rgb(pixmap) -> np.ndarray:
@@ -68,7 +68,7 @@ def _shows(thumbnail, expected: np.ndarray) -> bool:
 def test_hovering_a_point_shows_its_two_channel_crop_at_the_cursor(make_napari_viewer, dock, qtbot):
     crops = np.random.default_rng(0).random((3, 2, 6, 8)).astype(np.float32)  # 2 channels, 6 x 8
     widget = _scene(make_napari_viewer, dock, crops)
-    thumbnail = widget.hover_thumbnail
+    thumbnail = widget.crops.hover_thumbnail
     pixel = _pixel(widget, 0.0, 1.0)  # row 2 (top left): crop 12, the first crop of the set
     _move_and_rest(widget, qtbot, (pixel[0] + 2, pixel[1] - 2))  # a couple of pixels off the point still finds it
     assert not thumbnail.isHidden()
@@ -93,7 +93,7 @@ def test_3d_crops_show_their_maximum_projection_and_the_toggle_and_leaving_hide_
     crops = np.zeros((3, 1, 4, 5, 5), np.float32)
     crops[2, 0, 3, 1, 2] = 1.0  # crop 10 (the third): one bright voxel deep in z
     widget = _scene(make_napari_viewer, dock, crops)
-    thumbnail = widget.hover_thumbnail
+    thumbnail = widget.crops.hover_thumbnail
     pixel = _pixel(widget, 0.0, 0.0)
     _move_and_rest(widget, qtbot, pixel)
     assert not thumbnail.isHidden()
@@ -107,9 +107,9 @@ def test_3d_crops_show_their_maximum_projection_and_the_toggle_and_leaving_hide_
     widget.plot.canvas.events.mouse_wheel(pos=pixel, delta=(0, 1), modifiers=())  # zooming moves the point away
     assert thumbnail.isHidden()
 
-    widget.thumbnail_check.setChecked(False)
+    widget.form.thumbnail_check.setChecked(False)
     _move_and_rest(widget, qtbot, pixel)
     assert thumbnail.isHidden() and "label 1" in widget.hover_label.text()  # still described, no picture
-    widget.thumbnail_check.setChecked(True)
+    widget.form.thumbnail_check.setChecked(True)
     _move_and_rest(widget, qtbot, pixel)
     assert not thumbnail.isHidden()

@@ -72,10 +72,10 @@ def _highlight(widget, source):
 
 def test_plot_rows_follow_sources_and_axes(widget):
     # mu_1 separates control from treated more (larger |Cohen's d|): offered first
-    assert [widget.x_combo.itemText(i) for i in range(widget.x_combo.count())] == ["mu_1", "mu_0"]
+    assert [widget.form.x_combo.itemText(i) for i in range(widget.form.x_combo.count())] == ["mu_1", "mu_0"]
     widget.set_axes("mu_0", "mu_1")
     assert np.allclose(widget._positions, [[0, 0], [1, 1], [0.1, 0.2], [2, 0], [3, 3], [-1, -1]])
-    assert widget.source_list.count() == 2  # the highlight layer is not offered as a source
+    assert widget.form.source_list.count() == 2  # the highlight layer is not offered as a source
     assert [layer.name for layer in widget.viewer.layers] == ["lapse", "still", "selected cells"]  # one for all sources
 
 
@@ -112,7 +112,7 @@ def test_clicking_a_label_selects_its_point_and_not_feedback(widget):
     event = SimpleNamespace(
         type="mouse_press", pos=(10, 10), position=(1, 3, 13), modifiers=[], view_direction=None, dims_displayed=[1, 2]
     )
-    callback = widget._on_viewer_click(widget.viewer, event)
+    callback = widget._click_callback(widget.viewer, event)
     next(callback)
     event.type = "mouse_release"
     with pytest.raises(StopIteration):
@@ -136,7 +136,7 @@ def test_named_selections_round_trip(widget):
     widget.save_selection("treated")
     widget.select_rows([0])
     assert widget.recall_selection("treated").tolist() == [1, 5]
-    assert widget.selection_list.count() == 1
+    assert widget.selections.selection_list.count() == 1
 
 
 def test_color_by_category_and_number(widget):
@@ -172,7 +172,7 @@ def test_canvas_click_picks_the_point_under_the_cursor_and_lasso_selects(widget)
     canvas.events.mouse_release(pos=pixel, button=1, modifiers=())
     assert widget.selected_rows.tolist() == [3]
     assert widget.viewer.dims.current_step[0] == 1  # the click also moved the viewer to its frame
-    widget.tool_combo.setCurrentText("lasso")
+    widget.form.tool_combo.setCurrentText("lasso")
     corners = [_canvas_pixel(widget, x, y) for x, y in [(-1.5, -1.5), (0.5, -1.5), (0.5, 0.5), (-1.5, 0.5)]]
     press = canvas.events.mouse_press(pos=corners[0], button=1, modifiers=())
     for corner in corners[1:]:
@@ -276,14 +276,14 @@ def test_clicking_a_point_shows_its_crop(linked):
     assert session_for(linked.viewer).selection.tolist() == [12]
     crop = session_for(linked.viewer).crop_set.images[1, 0]
     expected = np.repeat((crop.max(axis=0) * 255).astype(np.uint8)[..., None], 3, axis=-1)  # grey max projection
-    shown = _pixmap_rgb(linked.crop_thumbnail.pixmap())
+    shown = _pixmap_rgb(linked.crops.thumbnail.pixmap())
     # a pixmap takes the display's colour depth (16 bits under pytest-xvfb): compare with the expected picture
     # made into a pixmap the same way, and with the picture itself to within that depth
     picture = QImage(expected.tobytes(), 8, 6, 24, QImage.Format.Format_RGB888)
     assert np.array_equal(shown, _pixmap_rgb(QPixmap.fromImage(picture)))
     assert np.abs(shown.astype(int) - expected).max() <= 8
-    assert (linked.crop_thumbnail.width(), linked.crop_thumbnail.height()) == (96, 72)  # 8 x 6 crop, aspect kept
-    assert linked.crop_caption.text().startswith("crop 12 · group a")
+    assert (linked.crops.thumbnail.width(), linked.crops.thumbnail.height()) == (96, 72)  # 8 x 6 crop, aspect kept
+    assert linked.crops.caption.text().startswith("crop 12 · group a")
 
 
 def test_named_selection_is_kept_in_the_session_and_comes_back(linked):
@@ -292,7 +292,7 @@ def test_named_selection_is_kept_in_the_session_and_comes_back(linked):
     linked.save_selection("diagonal")
     assert session.named_selections == {"diagonal": (10, 13)}
     session.named_selections = {"diagonal": (10, 13), "top": (10, 11)}  # e.g. an opened analysis
-    assert [linked.selection_list.item(i).text() for i in range(linked.selection_list.count())] == ["diagonal", "top"]
+    assert [linked.selections.selection_list.item(i).text() for i in range(linked.selections.selection_list.count())] == ["diagonal", "top"]
     assert linked.recall_selection("top").tolist() == [0, 1]
     assert session.selection.tolist() == [10, 11]
 
@@ -300,6 +300,7 @@ def test_named_selection_is_kept_in_the_session_and_comes_back(linked):
 def test_clusters_and_embeddings_go_to_the_session_table_and_from_there_to_the_features(linked, qtbot):
     session = session_for(linked.viewer)
     session.latents = pd.DataFrame({"crop_id": [10, 11, 12, 13], "mu_0": [0.0, 0.1, 5.0, 5.1], "mu_1": [0.0, 0.1, 5.0, 5.2]})
+    assert linked.compute_row.embed_button.text() == "Embed μ"  # a model's latent means
     linked.plot.fit(np.array([[100.0, 100.0], [101.0, 101.0]]))  # the user zoomed somewhere
     zoom = linked.plot.view.camera.rect
     assert linked.compute_clusters("kmeans", 2) is not None  # a fast worker can finish before a waitSignal connects

@@ -31,7 +31,7 @@ def hand_cohens_d(x, y):
 def _compute(qtbot, widget):
     worker = widget.compute()
     assert worker is not None
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=60000)
 
 
 @pytest.fixture

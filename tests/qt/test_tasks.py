@@ -83,3 +83,32 @@ def test_stop_lets_go_of_running_tasks_and_their_results_never_arrive(qtbot, nap
     release.set()
     qtbot.wait(300)
     assert not tasks.busy and results == [] and busy == [True]
+
+
+def test_work_that_ends_after_its_widget_was_deleted_touches_nothing_of_it(qtbot, napari_hooks):
+    from qtpy.QtWidgets import QPushButton, QWidget
+
+    widget = QWidget()
+    button = QPushButton("Compute", widget)
+    calls, release, ended = [], threading.Event(), threading.Event()
+    tasks = Tasks("Statistics", status=button.setText, on_busy=lambda busy: (calls.append(busy), button.setEnabled(not busy)),
+                  parent=widget)  # fmt: skip
+    worker = tasks.start(lambda: release.wait(5), on_done=lambda _result: button.setText("done"), busy_text="Computing…")
+    worker.finished.connect(ended.set)
+    widget.deleteLater()  # the user closed the dock while it computed
+    qtbot.waitUntil(lambda: not calls or _deleted(button), timeout=5000)
+    qtbot.wait(50)
+    assert _deleted(button)
+    release.set()
+    qtbot.waitUntil(ended.is_set, timeout=5000)
+    qtbot.wait(50)  # the finished and returned signals have been delivered: none reached the deleted button
+    assert calls == [True]
+
+
+def _deleted(qobject) -> bool:
+    """Whether Qt has deleted the C++ object behind ``qobject``."""
+    try:
+        qobject.objectName()
+    except RuntimeError:
+        return True
+    return False

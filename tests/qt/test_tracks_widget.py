@@ -78,7 +78,7 @@ def test_scatter_draws_paths_and_a_click_on_a_path_selects_its_track_and_frame(t
     scatter = dock(tracked_viewer, "Scatter")
     scatter.set_sources([LABELS])
     scatter.set_axes("mu_0", "mu_1")
-    scatter.track_combo.setCurrentText("by time")
+    scatter.form.track_combo.setCurrentText("by time")
     overlay = scatter.track_overlay
     assert len(overlay.segments) == 22 - 4 and overlay.lines.visible  # one segment per step of each track
     # the cells of the shown frame (0: tracks 1-3) are ringed; at frame 3 all four
@@ -92,7 +92,7 @@ def test_scatter_draws_paths_and_a_click_on_a_path_selects_its_track_and_frame(t
     assert len(rows) == 6 and set(cells["label_id"]) == {1}
     assert tracked_viewer.dims.current_step[0] == 5
     assert scatter.select_track_at(8.7, 0.2, radius=(0.2, 0.05)) is None  # below every path
-    scatter.track_combo.setCurrentText("off")
+    scatter.form.track_combo.setCurrentText("off")
     assert not overlay.lines.visible
     # the choice is saved with the analysis (plot settings) and restored
     scatter.apply_settings({**scatter.settings(), "tracks": "by colour"})
@@ -104,7 +104,7 @@ def test_a_mouse_click_on_a_path_in_the_canvas_selects_the_track(tracked_viewer,
     scatter = dock(tracked_viewer, "Scatter")
     scatter.set_sources([LABELS])
     scatter.set_axes("mu_0", "mu_1")
-    scatter.track_combo.setCurrentText("by colour")
+    scatter.form.track_combo.setCurrentText("by colour")
     canvas = scatter.plot.canvas
     canvas.size = (400, 400)  # the test viewer is never shown: give the canvas a real size
     canvas.render()

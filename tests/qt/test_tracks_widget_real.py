@@ -45,6 +45,6 @@ def test_real_tracks_layer_gives_the_segmented_nuclei_their_tracks(make_napari_v
     scatter = dock(viewer, "Scatter")
     scatter.set_sources([labels.name])
     scatter.set_axes("mu_0", "mu_1")
-    scatter.track_combo.setCurrentText("by time")
+    scatter.form.track_combo.setCurrentText("by time")
     steps = on.groupby(TRACK_ID).size().sum() - on[TRACK_ID].nunique()
     assert len(scatter.track_overlay.segments) == steps

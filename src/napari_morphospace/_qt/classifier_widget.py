@@ -14,9 +14,10 @@ curves, each class's per-channel evidence, single-channel classifiers that
 rank the channels, and per-channel Grad-CAM overlays on the source layers.
 
 All computing is in :mod:`~napari_morphospace.core.classifier.fusion` and
-:mod:`~napari_morphospace.core.classifier.report`; training, ranking and
-Grad-CAM run in napari workers that report typed messages and never touch a
-widget. Everything the buttons do is a public method (``train``, ``stop``,
+:mod:`~napari_morphospace.core.classifier.report`, the overlays' placement in
+:mod:`~napari_morphospace.viewer.overlays`; training, ranking and Grad-CAM
+run through the widget's :class:`~._qt.tasks.Tasks`, report typed messages
+and never touch a widget. Everything the buttons do is a public method (``train``, ``stop``,
 ``rank``, ``show_gradcam``, ``export_metrics``), so it can be scripted and tested.
 """
 
@@ -28,10 +29,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from napari.layers import Image
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -41,14 +40,10 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from ..core.analysis.overlays import channel_colormaps, source_overlay
 from ..core.cells.crop_set import CropSet
 from ..core.classifier.fusion import (
     ChannelRanking,
@@ -60,26 +55,23 @@ from ..core.classifier.fusion import (
 )
 from ..core.classifier.report import (
     LABEL_COLUMNS,
-    METRIC_TITLES,
     LabelSummary,
     check_folds,
-    evidence_figure,
-    evidence_table,
     metrics_document,
     metrics_table,
-    ranking_table,
-    results_figure,
     summarise_labels,
     train_with_evidence,
     write_metrics,
 )
 from ..core.errors import InputError
 from ..viewer.layers import source_layers
+from ..viewer.overlays import channel_colormaps_of, place_maps, put_image
 from ..viewer.session import session_for
+from .classifier_results import ClassifierResults
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .forms import read_form, settings_form
-from .workers import messages_from
+from .tasks import Tasks
 
 SETTINGS_OPTIONS = {
     "epochs": {"max": 10**5},
@@ -102,55 +94,24 @@ def _load(crop_set: CropSet, positions: np.ndarray) -> np.ndarray:
     return np.asarray(crop_set.subset(positions).images, dtype=np.float32)
 
 
-@thread_worker(ignore_errors=True)  # errors reach ClassifierWidget._on_error as notifications
-def _train_worker(crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event):
-    """Yield :class:`ClassifierUpdate` messages; return ``(ClassifierResult, evidence or None)``."""
+def train_classifier(send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings,
+                     stop_event: threading.Event) -> tuple[ClassifierResult, np.ndarray | None]:
+    """Cross-validate and train on the labelled crops, sending :class:`ClassifierUpdate` messages; ``(result, evidence)``."""
     images = _load(crop_set, summary.positions)
-    return (
-        yield from messages_from(
-            lambda send: train_with_evidence(images, summary.labels, summary.sources, settings, stop_event=stop_event, on_update=send)
-        )
-    )
+    return train_with_evidence(images, summary.labels, summary.sources, settings, stop_event=stop_event, on_update=send)
 
 
-@thread_worker(ignore_errors=True)
-def _rank_worker(crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event):
-    """Yield :class:`ClassifierUpdate` messages; return the channel ranking (channels finished so far when stopped)."""
+def rank_crop_channels(send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings,
+                       stop_event: threading.Event) -> list[ChannelRanking]:
+    """One classifier per channel, sending :class:`ClassifierUpdate` messages; the ranking (channels done when stopped)."""
     images = _load(crop_set, summary.positions)
-    return (
-        yield from messages_from(
-            lambda send: rank_channels(
-                images, summary.labels, summary.sources, settings,
-                channel_names=list(crop_set.channel_names), stop_event=stop_event, on_update=send,
-            )
-        )
-    )
+    return rank_channels(images, summary.labels, summary.sources, settings, channel_names=list(crop_set.channel_names),
+                         stop_event=stop_event, on_update=send)  # fmt: skip
 
 
-@thread_worker(ignore_errors=True)
-def _gradcam_worker(model: Any, crop_set: CropSet, positions: np.ndarray, class_index: int):
+def crop_gradcam(model: Any, crop_set: CropSet, positions: np.ndarray, class_index: int) -> np.ndarray:
     """Per-channel Grad-CAM ``(C, N, [Z,] Y, X)`` of class ``class_index`` on the crops at ``positions``."""
     return channel_gradcam(model, _load(crop_set, positions), class_index)
-
-
-def _fill_table(widget: QTableWidget, table: pd.DataFrame, *, percent: bool = False) -> None:
-    """Show a DataFrame: index as row headers, floats with 3 decimals (or as percentages), NaN as "n/a"."""
-    widget.clear()
-    widget.setRowCount(len(table))
-    widget.setColumnCount(len(table.columns))
-    widget.setHorizontalHeaderLabels([METRIC_TITLES.get(str(c), str(c)) for c in table.columns])
-    widget.setVerticalHeaderLabels([str(i) for i in table.index])
-    for r in range(len(table)):
-        for c in range(len(table.columns)):
-            value = table.iat[r, c]  # keeps each column's dtype (iterrows would turn counts into floats)
-            if value is pd.NA:  # an empty cell of a whole-number column (crops tested by "mean" and "SD")
-                text = ""
-            elif isinstance(value, (float, np.floating)):
-                text = "n/a" if not np.isfinite(value) else (f"{100 * value:.0f} %" if percent else f"{value:.3f}")
-            else:
-                text = str(value)
-            widget.setItem(r, c, QTableWidgetItem(text))
-    widget.resizeColumnsToContents()
 
 
 class ClassifierWidget(QWidget):
@@ -168,7 +129,6 @@ class ClassifierWidget(QWidget):
         self.run_crop_set: CropSet | None = None
         self.run_summary: LabelSummary | None = None
         self.updates_seen = 0
-        self._worker: Any = None
         self._stop_event = threading.Event()
         self._total_updates = 1
         self._build_form()
@@ -189,16 +149,7 @@ class ClassifierWidget(QWidget):
         self.progress_bar.setFormat("%v / %m epochs")
         self.progress_label = QLabel("")
 
-        self.metrics_view = QTableWidget()
-        self.metrics_view.setMinimumHeight(130)
-        self.figure_page = QVBoxLayout()
-        self.evidence_view = QTableWidget()
-        self.evidence_view.setMaximumHeight(110)
-        self.evidence_page = QVBoxLayout()
-        self.rank_button = QPushButton("Rank channels")
-        self.rank_button.setToolTip("Cross-validate one classifier per channel alone (same settings and folds); best first")
-        self.ranking_view = QTableWidget()
-        self.ranking_view.setMaximumHeight(130)
+        self.results = ClassifierResults()
 
         self.gradcam_class = QComboBox()
         self.gradcam_button = QPushButton("Show per-channel Grad-CAM")
@@ -209,7 +160,14 @@ class ClassifierWidget(QWidget):
         self.export_button = QPushButton("Export metrics…")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.tasks = Tasks("Classifier", status=self.status.setText, on_busy=lambda busy: self._set_running(busy),
+                           parent=self)  # fmt: skip
 
+        self._lay_out()
+        self._connect()
+        self._set_running(False)
+
+    def _lay_out(self) -> None:
         content = QWidget()
         layout = QVBoxLayout(content)
         crops = QGroupBox("Crops")
@@ -229,21 +187,7 @@ class ClassifierWidget(QWidget):
         box.addWidget(self.progress_label)
         layout.addWidget(settings)
 
-        self.tabs = QTabWidget()
-        self.tabs.addTab(self.metrics_view, "Metrics")
-        page = QWidget()
-        page.setLayout(self.figure_page)
-        self.tabs.addTab(page, "Confusion, PR")
-        page = QWidget()
-        channels = QVBoxLayout(page)
-        channels.addWidget(QLabel("Share of Grad-CAM evidence per channel, for each class:"))
-        channels.addWidget(self.evidence_view)
-        channels.addLayout(self.evidence_page)
-        channels.addWidget(self.rank_button)
-        channels.addWidget(self.ranking_view)
-        self.tabs.addTab(page, "Channels")
-        self.tabs.setMinimumHeight(380)
-        layout.addWidget(self.tabs)
+        layout.addWidget(self.results)
 
         overlays = QGroupBox("Grad-CAM and export")
         form = QFormLayout(overlays)
@@ -258,13 +202,13 @@ class ClassifierWidget(QWidget):
 
         scroll_in_dock(self, content, min_width=520)
 
+    def _connect(self) -> None:
         self.label_column.currentTextChanged.connect(lambda _: self._show_label_summary())
         self.train_button.clicked.connect(lambda: self.train())
         self.stop_button.clicked.connect(lambda: self.stop())
-        self.rank_button.clicked.connect(lambda: self.rank())
+        self.results.rank_button.clicked.connect(lambda: self.rank())
         self.gradcam_button.clicked.connect(lambda: self.show_gradcam())
         self.export_button.clicked.connect(self._ask_export_path)
-        self._set_running(False)
 
     # ------------------------------------------------------------------ crops and labels
     def _on_session_crop_set(self, crop_set: Any) -> None:
@@ -328,7 +272,8 @@ class ClassifierWidget(QWidget):
     # ------------------------------------------------------------------ training
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        """True while training, ranking or Grad-CAM runs."""
+        return self.tasks.busy
 
     def train(self) -> Any:
         """Cross-validate the classifier and train the final model in a worker; returns it (None when refused)."""
@@ -337,19 +282,16 @@ class ClassifierWidget(QWidget):
         try:
             crop_set, summary, settings = self._prepare()
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.result, self.evidence, self.ranking = None, None, None
         self.run_crop_set, self.run_summary = crop_set, summary
-        self._clear_results()
-        self.status.setText(
-            f"Training on {len(summary.positions)} crops ({summary.n_left_out} left out): "
-            f"{settings.folds} folds grouped by source, then the final model on all crops…"
-        )
-        self._stop_event = threading.Event()
-        worker = _train_worker(crop_set, summary, settings, self._stop_event)
-        worker.returned.connect(self._on_trained)
-        return self._launch(worker, settings, total=settings.epochs * (settings.folds + 1))
+        self.results.clear()
+        self.gradcam_class.clear()
+        text = (f"Training on {len(summary.positions)} crops ({summary.n_left_out} left out): "
+                f"{settings.folds} folds grouped by source, then the final model on all crops…")  # fmt: skip
+        return self._launch(train_classifier, crop_set, summary, settings, on_done=self._on_trained, text=text,
+                            action="Training the classifier", total=settings.epochs * (settings.folds + 1))  # fmt: skip
 
     def rank(self) -> Any:
         """Rank the channels by single-channel classifiers in a worker; returns it (None when refused)."""
@@ -358,14 +300,12 @@ class ClassifierWidget(QWidget):
         try:
             crop_set, summary, settings = self._prepare()
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         n_channels = int(crop_set.images.shape[1])
-        self.status.setText(f"Ranking {n_channels} channels: one cross-validated classifier per channel…")
-        self._stop_event = threading.Event()
-        worker = _rank_worker(crop_set, summary, settings, self._stop_event)
-        worker.returned.connect(self._on_ranked)
-        return self._launch(worker, settings, total=n_channels * settings.epochs * settings.folds)
+        text = f"Ranking {n_channels} channels: one cross-validated classifier per channel…"
+        return self._launch(rank_crop_channels, crop_set, summary, settings, on_done=self._on_ranked, text=text,
+                            action="Ranking the channels", total=n_channels * settings.epochs * settings.folds)  # fmt: skip
 
     def stop(self) -> None:
         """Stop training or ranking within one step; finished folds (or channels) are kept."""
@@ -373,18 +313,18 @@ class ClassifierWidget(QWidget):
         self.stop_button.setEnabled(False)
         self.status.setText("Stopping after this step…")
 
-    def _launch(self, worker: Any, settings: ClassifierSettings, *, total: int) -> Any:
+    def _launch(self, function: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, *,
+                on_done: Any, text: str, action: str, total: int) -> Any:
+        """Run training or ranking (stoppable, its epochs counted in the progress bar)."""
         self.updates_seen = 0
         self._total_updates = max(total, 1)
         self.progress_bar.setRange(0, self._total_updates)
         self.progress_bar.setValue(0)
         self.progress_label.setText("")
-        worker.yielded.connect(lambda message: self._on_update(message, settings))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._set_running(True, stoppable=True)
-        worker.start()
+        self._stop_event = threading.Event()
+        worker = self.tasks.start(function, crop_set, summary, settings, self._stop_event, on_done=on_done, action=action,
+                                  busy_text=text, progress=action, on_message=lambda message: self._on_update(message, settings))  # fmt: skip
+        self.stop_button.setEnabled(worker is not None)
         return worker
 
     def _on_update(self, update: Any, settings: ClassifierSettings) -> None:
@@ -404,17 +344,7 @@ class ClassifierWidget(QWidget):
                 label_column=self.run_summary.column,
             )  # fmt: skip
         table = metrics_table(result)
-        _fill_table(self.metrics_view, table)
-        if result.pooled is not None:
-            canvas = FigureCanvasQTAgg(results_figure(result.pooled, result.classes))
-            canvas.setFixedHeight(280)  # the figure's own aspect, not the tab's
-            self.figure_page.addWidget(canvas)
-        if self.evidence is not None:
-            evidence = evidence_table(self.evidence, result.classes, self.run_crop_set.channel_names)
-            _fill_table(self.evidence_view, evidence, percent=True)
-            canvas = FigureCanvasQTAgg(evidence_figure(evidence))
-            canvas.setFixedHeight(220)
-            self.evidence_page.addWidget(canvas)
+        self.results.show_trained(result, table, self.evidence, list(self.run_crop_set.channel_names))
         self.gradcam_class.clear()
         self.gradcam_class.addItems([str(c) for c in result.classes])
         if result.pooled is None:
@@ -437,7 +367,7 @@ class ClassifierWidget(QWidget):
 
     def _on_ranked(self, ranking: list[ChannelRanking]) -> None:
         self.ranking = ranking
-        _fill_table(self.ranking_view, ranking_table(ranking).set_index("rank"))
+        self.results.show_ranking(ranking)
         if ranking:
             best = ranking[0]
             self.status.setText(
@@ -446,44 +376,18 @@ class ClassifierWidget(QWidget):
             )
         else:
             self.status.setText("Stopped before the first channel was ranked.")
-        self.tabs.setCurrentIndex(2)
 
-    def _on_error(self, error: Exception) -> None:
-        if isinstance(error, InputError):
-            self._refuse(error)
-        else:
-            self._refuse(RuntimeError(f"the classifier job failed unexpectedly: {error!r}"))
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._set_running(False)
-
-    def _refuse(self, err: Exception) -> None:
-        self.status.setText(f"⚠ {err}")
-        show_error(str(err))
-
-    def _set_running(self, running: bool, *, stoppable: bool = False) -> None:
+    def _set_running(self, running: bool) -> None:
+        """Buttons while a job runs (Stop is enabled by training and ranking, which can stop)."""
         self.train_button.setEnabled(not running)
-        self.rank_button.setEnabled(not running)
-        self.stop_button.setEnabled(running and stoppable)
+        self.results.rank_button.setEnabled(not running)
+        self.stop_button.setEnabled(False)
         self.settings_form.enabled = not running
         self.label_column.setEnabled(not running)
         trained = self.result is not None
         per_channel = trained and self.result.model is not None and self.result.settings.fusion != "early"
         self.gradcam_button.setEnabled(not running and per_channel)
         self.export_button.setEnabled(not running and trained and self.result.pooled is not None)
-
-    def _clear_results(self) -> None:
-        for view in (self.metrics_view, self.evidence_view):
-            view.clear()
-            view.setRowCount(0)
-            view.setColumnCount(0)
-        for page in (self.figure_page, self.evidence_page):
-            while page.count():
-                item = page.takeAt(0)
-                if item.widget() is not None:
-                    item.widget().deleteLater()
-        self.gradcam_class.clear()
 
     # ------------------------------------------------------------------ Grad-CAM overlays
     def show_gradcam(self, class_name: str | None = None) -> Any:
@@ -512,64 +416,33 @@ class ClassifierWidget(QWidget):
             rows = self.run_crop_set.table.iloc[positions].reset_index(drop=True)
             source_layers(self.viewer.layers, rows)  # refuse missing source layers before computing
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
-        self.status.setText(f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…")
-        worker = _gradcam_worker(self.result.model, self.run_crop_set, positions, classes.index(class_name))
-        worker.returned.connect(lambda maps: self._show_gradcam_maps(maps, rows, class_name))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._set_running(True)
-        worker.start()
-        return worker
+        return self.tasks.start(crop_gradcam, self.result.model, self.run_crop_set, positions, classes.index(class_name),
+                                on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name), action="Grad-CAM",
+                                busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…")  # fmt: skip
 
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, class_name: str) -> list[Image]:
-        try:
-            layers = source_layers(self.viewer.layers, rows)
-        except InputError as err:
-            self._refuse(err)
-            return []
+        """One overlay per channel and source (and frame) of the class's crops, on the source layers."""
         channel_names = list(self.run_crop_set.channel_names)
-        known = {layer.name: layer.colormap.name for layer in self.viewer.layers if isinstance(layer, Image) and not layer.rgb}
-        colormaps = channel_colormaps(channel_names, known)
-        spatial = maps.ndim - 2
-        rows = rows.assign(source=rows["source"].astype(str))
-        keys = ["source", "t"] if "t" in rows.columns else ["source"]
-        parts = list(rows.groupby(keys, sort=False))
-        several = len(parts) > 1
+        colormaps = channel_colormaps_of(self.viewer, channel_names)
+        try:
+            placed = [place_maps(self.viewer.layers, maps[c], rows) for c in range(len(channel_names))]
+        except InputError as err:
+            self.tasks.report(err)
+            return []
+        several = len(placed[0]) > 1
         shown = []
-        for key, part in parts:
-            source = key[0] if isinstance(key, tuple) else key
-            layer = layers[source]
-            shape = tuple(layer.level_shapes[0]) if layer.multiscale else tuple(layer.data.shape)
-            leading = len(shape) - spatial
-            if leading not in (0, 1):
-                self._refuse(InputError(f"layer {source!r} has {len(shape)} axes; Grad-CAM overlays support [T,] {'ZYX'[3 - spatial:]} layers"))
-                return shown
-            index = (int(part["t"].iloc[0]),) if leading == 1 and "t" in part.columns else (0,) * leading
-            for c, channel in enumerate(channel_names):
-                data, translate, scale = source_overlay(
-                    [maps[c, i] for i in part.index], part, layer_shape=shape,
-                    layer_scale=layer.scale, layer_translate=layer.translate, leading_index=index,
-                )  # fmt: skip
-                name = gradcam_layer_name(channel, class_name, source if several else "", index[0] if leading and several else None)
-                overlay = self._put_overlay(name, data, translate=translate, scale=scale, colormap=colormaps[c])
-                overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part["label_id"].tolist())
+        for c, channel in enumerate(channel_names):
+            for part in placed[c]:
+                source = part.source.name
+                name = gradcam_layer_name(channel, class_name, source if several else "", part.frame if several else None)
+                overlay = put_image(self.viewer, name, part.data, translate=part.translate, scale=part.scale,
+                                    colormap=colormaps[c], blending="additive", opacity=0.8, contrast_limits=(0.0, 1.0))  # fmt: skip
+                overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part.label_ids)
                 shown.append(overlay)
         self.status.setText(f"Grad-CAM of {class_name!r}: {len(rows)} crops, {len(channel_names)} channel(s), {len(shown)} layer(s)")
         return shown
-
-    def _put_overlay(self, name: str, data: np.ndarray, **kwargs: Any) -> Image:
-        """Replace layer ``name`` with a new overlay; the user's active layer stays active."""
-        layers = self.viewer.layers
-        if name in layers:
-            layers.remove(name)
-        active = layers.selection.active
-        layer = self.viewer.add_image(data, name=name, blending="additive", opacity=0.8, contrast_limits=(0.0, 1.0), **kwargs)
-        if active is not None and active in layers:
-            layers.selection.active = active
-        return layer
 
     # ------------------------------------------------------------------ export
     def export_metrics(self, path: str | Path) -> Path | None:
@@ -581,8 +454,11 @@ class ClassifierWidget(QWidget):
                 self.result, path, evidence=self.evidence, channel_names=list(self.run_crop_set.channel_names),
                 label_column=self.run_summary.column,
             )  # fmt: skip
-        except (InputError, OSError) as err:
-            self._refuse(err)
+        except InputError as err:
+            self.tasks.report(err)
+            return None
+        except OSError as err:  # a folder that cannot be written: the user can choose another
+            self.tasks.report(InputError(f"could not write the metrics to {path}: {err}"))
             return None
         show_info(f"Metrics written to {written}")
         self.status.setText(f"Metrics written to {written}")
@@ -599,6 +475,7 @@ class ClassifierWidget(QWidget):
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: Any) -> None:
         self._stop_event.set()
+        self.tasks.stop()
         self.session.crop_set_changed.disconnect(self._on_session_crop_set)
         super().closeEvent(event)
 

@@ -18,8 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.analysis.cell_table import EMBEDDINGS, add_cluster_column, add_embedding_columns
@@ -31,7 +30,8 @@ from ..core.training.bundle import Bundle, check_compatible, load_bundle
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
-from .workers import Progress, ProgressDisplay, messages_from
+from .tasks import Tasks
+from .workers import Progress
 
 NONE = "none"
 
@@ -60,7 +60,7 @@ class EmbedPlan:
     allow_preprocessing_mismatch: bool = False
 
 
-def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> EmbedResult | None:
+def run_embedding(send: Any, plan: EmbedPlan, stop_event: threading.Event) -> EmbedResult | None:
     """Load, check, embed and add the optional columns; None when cancelled."""
     send(Progress("Loading the model and the crops", 0, 0))
     bundle = plan.bundle if isinstance(plan.bundle, Bundle) else load_bundle(plan.bundle)
@@ -80,11 +80,6 @@ def run_embedding(plan: EmbedPlan, stop_event: threading.Event, send: Any) -> Em
         send(Progress(f"Clustering ({plan.clustering})", 0, 0))
         latents = add_cluster_column(latents, plan.clustering, n_clusters=plan.n_clusters)
     return EmbedResult(latents, bundle, crop_set, differences)
-
-
-@thread_worker
-def _embed_worker(plan: EmbedPlan, stop_event: threading.Event):
-    return (yield from messages_from(lambda send: run_embedding(plan, stop_event, send)))
 
 
 def _same_crops(a: CropSet, b: CropSet) -> bool:
@@ -111,9 +106,7 @@ class EmbedWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.latents: pd.DataFrame | None = None
-        self._worker: Any = None
         self._stop_event = threading.Event()
-        self._progress: ProgressDisplay | None = None
 
         self.bundle_folder = FileEdit(mode="d", label="model bundle", value="")
         self.crop_folder = FileEdit(mode="d", label="crop set", value="")
@@ -130,6 +123,7 @@ class EmbedWidget(QWidget):
         self.save_button = PushButton(text="Save latent table…", enabled=False)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.tasks = Tasks("Embed", status=self.status.setText, on_busy=self._on_busy, parent=self)
         self._layout()
 
         self.embed_button.changed.connect(self.embed)
@@ -195,35 +189,29 @@ class EmbedWidget(QWidget):
         )  # fmt: skip
 
     def embed(self) -> Any:
-        """Start embedding in a background worker; returns the worker (None when the input was refused)."""
-        if self._worker is not None:
-            return self._worker
+        """Start embedding in a background worker; returns the worker (None when the input was refused or one runs)."""
+        if self.tasks.busy:
+            return None
         try:
             plan = self._plan()
         except InputError as err:
-            self._report(err)
+            self.tasks.report(err)
             return None
         self._stop_event = threading.Event()
-        self.embed_button.enabled, self.cancel_button.enabled = False, True
-        self.status.setText("Embedding…")
-        self._progress = ProgressDisplay("Embedding crops", show_text=self.status.setText, parent=self)
-        worker = _embed_worker(plan, self._stop_event, _ignore_errors=True)  # errors go to self._report
-        worker.yielded.connect(self._progress.post)
-        worker.returned.connect(self._on_done)
-        worker.errored.connect(self._report)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
-        return worker
+        return self.tasks.start(run_embedding, plan, self._stop_event, on_done=self._on_done, action="Embedding",
+                                busy_text="Embedding…", progress="Embedding crops")  # fmt: skip
 
     def cancel(self) -> None:
         """Stop embedding before the next batch; nothing is written."""
         self._stop_event.set()
-        self.status.setText("Cancelling…")
+        self.tasks.show("Cancelling…")
+
+    def _on_busy(self, busy: bool) -> None:
+        self.embed_button.enabled, self.cancel_button.enabled = not busy, busy
 
     def _on_done(self, result: EmbedResult | None) -> None:
         if result is None:
-            self._set_outcome("Cancelled: no latents were written.")
+            self.tasks.show("Cancelled: no latents were written.")
             return
         self.latents = result.latents
         self.save_button.enabled = True
@@ -248,26 +236,7 @@ class EmbedWidget(QWidget):
         if unmatched:
             show_warning(unmatched)
             text += f"\n⚠ {unmatched}"
-        self._set_outcome(text)
-
-    def _report(self, error: Exception) -> None:
-        message = str(error) if isinstance(error, InputError) else f"Embedding failed unexpectedly: {error!r}"
-        self._set_outcome(f"⚠ {message}")
-        show_error(message)
-
-    def _set_outcome(self, text: str) -> None:
-        self._end_progress()  # the outcome has the last word
-        self.status.setText(text)
-
-    def _end_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-
-    def _on_finished(self) -> None:
-        self._end_progress()
-        self.embed_button.enabled, self.cancel_button.enabled = True, False
-        self._worker = None
+        self.tasks.show(text)
 
     # ----------------------------------------------------------------- saving
 
@@ -284,7 +253,7 @@ class EmbedWidget(QWidget):
                 raise InputError("there is no latent table yet; embed a crop set first")
             written = export_table(self.latents, path, overwrite=overwrite)
         except InputError as err:
-            self._report(err)
+            self.tasks.report(err)
             return None
         show_info(f"Latent table saved to {written}")
         return written

@@ -18,8 +18,7 @@ import pandas as pd
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Labels
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -55,6 +54,7 @@ from ..core.project.export import export_figures
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
+from .tasks import Tasks
 
 SESSION_TABLE = "latent table (this session)"
 MIN_WIDTH_PX = 480  # the figures' titles and tick labels fit without clipping
@@ -65,8 +65,9 @@ TABS = {"kl": "KL", "forest": "Cohen's d", "kde": "KDE", "violin": "Violins"}
 INFERENCE_COLUMNS = ("dimension", "d", "95 % CI of d", "p", "q (BH)", "significant")
 
 
-@thread_worker
-def _statistics_worker(table: pd.DataFrame, group_column: str, a: Any, b: Any, top: int, settings: InferenceSettings):
+def compare(table: pd.DataFrame, group_column: str, a: Any, b: Any, top: int,
+            settings: InferenceSettings) -> tuple[LatentSummary, dict[str, Figure | str], GroupComparison | str]:
+    """Everything the dock shows: the summary of the latent space, its figures, and the inference between ``a`` and ``b``."""
     summary = summarise_latents(table, group_column, a, b)
     try:  # a refused inference (e.g. too few images) must not hide the other statistics
         inference: GroupComparison | str = compare_groups(table, group_column, a, b, settings)
@@ -96,8 +97,6 @@ class StatisticsWidget(QWidget):
         self.summary: LatentSummary | None = None
         self.inference: GroupComparison | str | None = None
         self.figures: dict[str, Figure | str] = {}
-        self._worker: Any = None
-
         self.table_combo = QComboBox()
         self.column_combo = QComboBox()
         self.a_combo, self.b_combo = QComboBox(), QComboBox()
@@ -119,6 +118,7 @@ class StatisticsWidget(QWidget):
         self.inference_table.verticalHeader().setVisible(False)
         self.inference_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self._recompute = False  # the per-image box changed while a computation ran
+        self.tasks = Tasks("Statistics", status=self.status.setText, on_busy=self._on_busy, parent=self)
         self._layout()
 
         self.table_combo.currentTextChanged.connect(self._on_table_chosen)
@@ -274,9 +274,9 @@ class StatisticsWidget(QWidget):
     # ----------------------------------------------------------------- computing and showing
 
     def compute(self) -> Any:
-        """Compute the statistics in a worker; returns the worker (None when the input was refused)."""
-        if self._worker is not None:
-            return self._worker
+        """Compute the statistics in a worker; returns the worker (None when the input was refused or one runs)."""
+        if self.tasks.busy:
+            return None
         try:
             table = self.table()
             column = self.column_combo.currentText()
@@ -284,37 +284,24 @@ class StatisticsWidget(QWidget):
                 raise InputError(f"the cells have none of the columns {', '.join(GROUP_COLUMNS)} to form groups from")
             a, b = self._chosen_groups(table, column)
         except InputError as err:
-            self._report(err)
+            self.tasks.report(err)
             return None
-        self.status.setText(f"Computing {a!r} vs {b!r}…")
-        self.compute_button.setEnabled(False)
         settings = InferenceSettings(by_image=self.per_image.isChecked())
-        worker = _statistics_worker(table.copy(), column, a, b, self.top_spin.value(), settings, _ignore_errors=True)
-        worker.returned.connect(self._show)
-        worker.errored.connect(self._report)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
-        return worker
+        return self.tasks.start(compare, table.copy(), column, a, b, self.top_spin.value(), settings, on_done=self._show,
+                                action="Computing the statistics", busy_text=f"Computing {a!r} vs {b!r}…")  # fmt: skip
 
-    def _on_finished(self) -> None:
-        self._worker = None
-        self.compute_button.setEnabled(True)
-        if self._recompute:
+    def _on_busy(self, busy: bool) -> None:
+        self.compute_button.setEnabled(not busy)
+        if not busy and self._recompute:
             self._recompute = False
             self.compute()
 
     def _on_per_image_toggled(self, _checked: bool) -> None:
         """Test again with the other unit once there are results (after the running computation, if any)."""
-        if self._worker is not None:
+        if self.tasks.busy:
             self._recompute = True
         elif self.summary is not None:
             self.compute()
-
-    def _report(self, error: Exception) -> None:
-        message = str(error) if isinstance(error, InputError) else f"Computing the statistics failed unexpectedly: {error!r}"
-        self.status.setText(f"⚠ {message}")
-        show_error(message)
 
     def _show(self, result: tuple[LatentSummary, dict[str, Figure | str], GroupComparison | str]) -> None:
         self.summary, self.figures, self.inference = result
@@ -386,7 +373,7 @@ class StatisticsWidget(QWidget):
         try:
             paths = export_figures(self.figures, folder, overwrite=overwrite)
         except InputError as err:
-            self._report(err)
+            self.tasks.report(err)
             return []
         show_info(f"{len(paths)} figure files written to {folder}")
         return paths

@@ -12,15 +12,31 @@ import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
+import numpy as np
 
-def weak_drag_callback(method: Callable[..., Any]) -> Callable[..., Generator]:
-    """A ``viewer.mouse_drag_callbacks`` entry calling the generator method ``method`` while its object lives."""
+
+def weak_click_callback(method: Callable[..., Any], slop_px: float = 3.0) -> Callable[..., Generator]:
+    """A ``viewer.mouse_drag_callbacks`` entry that calls ``method`` on a click, while its object lives.
+
+    A click is a press and a release without a drag of more than ``slop_px``
+    screen pixels (a drag pans the view). ``method`` gets the world position
+    pressed and ``add`` (Shift held), ``view_direction`` and ``dims_displayed``
+    as keywords, as ``layer.get_value`` needs them in 3D.
+    """
     reference = weakref.WeakMethod(method)
 
-    def callback(viewer: Any, event: Any) -> Generator:
+    def callback(_viewer: Any, event: Any) -> Generator:
+        if event.type != "mouse_press":
+            return
+        start, position, moved = np.asarray(event.pos, dtype=float), tuple(event.position), False
+        yield
+        while event.type == "mouse_move":
+            moved = moved or float(np.abs(np.asarray(event.pos) - start).max()) > slop_px
+            yield
         bound = reference()
-        if bound is not None:
-            yield from bound(viewer, event)
+        if not moved and bound is not None:
+            bound(position, add="Shift" in event.modifiers, view_direction=event.view_direction,
+                  dims_displayed=list(event.dims_displayed))  # fmt: skip
 
     return callback
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import wrapt
+from napari.layers import Labels
 
 from ..core.errors import InputError
 from .features import OVERLAY_KEY, is_overlay
@@ -71,6 +72,27 @@ def source_layers(layers: Any, rows: pd.DataFrame) -> dict[str, Any]:
     return {name: layers[name] for name in names}
 
 
+def selected_cell(viewer: Any, spatial_ndim: int, layer: Any = None) -> tuple[str, int, int | None]:
+    """``(source, label_id, t)`` of the label selected in a Labels layer (the active one, else the first, by default).
+
+    ``layer`` may be a layer or its name. ``t`` is the shown frame when the
+    layer has one axis more than ``spatial_ndim``, else None.
+    """
+    if isinstance(layer, str):
+        layer = viewer.layers[layer]
+    if layer is None:
+        active = viewer.layers.selection.active
+        candidates = [active] + [lay for lay in viewer.layers if lay is not active]
+        layer = next((lay for lay in candidates if isinstance(lay, Labels) and not lay.name.endswith(" selection")), None)
+    if not isinstance(layer, Labels):
+        raise InputError("no Labels layer to take the selected cell from: add the cells' Labels layer and select a label")
+    label = int(layer.selected_label)
+    if label == 0:
+        raise InputError(f"label 0 (background) is selected in {layer.name!r}: pick a cell with the label picker")
+    t = int(round(layer.world_to_data(viewer.dims.point)[0])) if layer.ndim - spatial_ndim == 1 else None
+    return layer.name, label, t
+
+
 def shown_source(viewer: Any, sources: Sequence[Any]) -> Any:
     """The source the user looks at: the active layer if it is one of ``sources``, else the topmost visible one."""
     real = [unwrap(layer) for layer in sources]
@@ -82,6 +104,24 @@ def shown_source(viewer: Any, sources: Sequence[Any]) -> Any:
         if layer.visible and any(layer is source for source in real):
             return layer
     return None
+
+
+def focus_on(viewer: Any, layer: Any, world: Sequence[float]) -> None:
+    """Show world position ``world`` of ``layer``: the layer visible and active, its frame and z set, the camera centred there.
+
+    Fields opened from files lie over each other: making the layer active
+    makes it the one shown (with its overlays).
+    """
+    layer.visible = True
+    viewer.layers.selection.active = layer
+    leading = viewer.dims.ndim - layer.ndim
+    displayed = list(viewer.dims.displayed)
+    hidden = [axis for axis in range(leading, viewer.dims.ndim) if axis not in displayed]
+    if hidden:
+        viewer.dims.set_point(hidden, [world[axis - leading] for axis in hidden])
+    # napari 0.9 moved the camera to viewer.scene; older versions (>= 0.5) keep viewer.camera
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center = tuple(world[axis - leading] for axis in displayed)
 
 
 def view_box(viewer: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -348,8 +388,10 @@ __all__ = [
     "SourceOverlay",
     "add_quietly",
     "is_overlay",
+    "focus_on",
     "layer_file",
     "place_in_view",
+    "selected_cell",
     "shown_source",
     "source_layers",
     "unwrap",

@@ -15,7 +15,9 @@ usable from a script:
 * :func:`paste_maps` — a batch of crop-sized maps pasted into one map of the
   source's size, for batch Grad-CAM.
 * :func:`difference_maps` — |Δ| and 1 − SSIM between two decodes, with the
-  SSIM problem of thin volumes turned into a message instead of an exception.
+  SSIM problem of thin volumes turned into a message instead of an exception;
+  :func:`traversal_difference` and :func:`group_difference` decode the two
+  ends (−3 vs +3 of one dimension, two groups' mean μ) and compare them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .cell_table import require_mu_columns
 from .difference import absolute_difference, dissimilarity_map
 from .gradcam import paste_into_source, place_in_source
 from .statistics import cohens_d, group_arrays, kl_per_dimension, rank_dimensions
-from .traversal import group_means, traversal_figure
+from .traversal import decode_latents, group_means, traversal_figure, traverse
 
 RankBy = Literal["kl", "cohens_d", "index"]
 SLIDER_EXTENT = 3.0
@@ -306,6 +308,33 @@ def difference_maps(low: np.ndarray, high: np.ndarray, *, data_range: float = 1.
     except InputError as err:
         result["ssim_message"] = str(err)
     return result
+
+
+def traversal_difference(model: Any, dim: int, start: Any, *, sigma: float = 1.5) -> dict[str, Any]:
+    """:func:`difference_maps` between the decodes at −3 and +3 of ``dim`` (units of ``latent_scale``), others at ``start``.
+
+    The result's ``what`` says what was compared (``"dim 2: −3 vs +3"``).
+    """
+    low, high = traverse(model, int(dim), start=start, values=[-SLIDER_EXTENT, SLIDER_EXTENT])
+    return {**difference_maps(low, high, data_range=1.0, sigma=sigma), "what": f"dim {int(dim)}: −3 vs +3"}
+
+
+def group_difference(model: Any, latent_table: pd.DataFrame, group_a: Any, group_b: Any, *,
+                     group_column: str = "group", sigma: float = 1.5) -> dict[str, Any]:  # fmt: skip
+    """:func:`difference_maps` between the decodes of two groups' mean μ; ``what`` is ``"A vs B"``.
+
+    Raises
+    ------
+    InputError
+        When a group is not in ``group_column`` or both are the same.
+    """
+    means = group_means(latent_table, group_column)
+    if group_a not in means or group_b not in means or group_a == group_b:
+        raise InputError(
+            f"choose two different groups of the latent table ({', '.join(map(str, means))}); got {group_a!r} and {group_b!r}"
+        )
+    decoded_a, decoded_b = decode_latents(model, np.stack([means[group_a], means[group_b]]))
+    return {**difference_maps(decoded_a, decoded_b, data_range=1.0, sigma=sigma), "what": f"{group_a} vs {group_b}"}
 
 
 # --------------------------------------------------------------------------- figures and colours
