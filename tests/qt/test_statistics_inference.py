@@ -32,7 +32,7 @@ def statistics(make_napari_viewer, dock, qtbot):
 
 def _compute_and_wait(qtbot, widget):
     assert widget.compute() is not None
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=120000)
 
 
 def test_inference_tab_shows_the_shifted_dimension_per_cell_then_per_image(statistics, qtbot):
@@ -50,7 +50,7 @@ def test_inference_tab_shows_the_shifted_dimension_per_cell_then_per_image(stati
     assert "5 image(s) of 'treated' and 5 of 'control': test per image" in text
 
     widget.per_image.setChecked(True)  # results exist: the box recomputes per image by itself
-    qtbot.waitUntil(lambda: widget.inference.unit == "image" and widget._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: widget.inference.unit == "image" and not widget.tasks.busy, timeout=120000)
     text = widget.inference_text.text()
     assert "per image: 5 vs 5 images (150 vs 150 cells)" in text and "252 all relabellings of the images" in text
     assert _rows(widget)[0][3] == f"{2 / 252:.3g}"  # the most extreme of the 252 relabellings and its mirror
@@ -61,7 +61,7 @@ def test_per_image_with_too_few_images_is_refused_in_the_tab_and_the_rest_still_
     widget.session.latents = latent_table(images=3)
     widget.set_groups("treated", "control")
     widget.per_image.setChecked(True)  # no results yet: nothing is computed until Compute
-    assert widget._worker is None
+    assert not widget.tasks.busy
     _compute_and_wait(qtbot, widget)
     assert widget.summary is not None and widget.summary.ranking[0] == 1
     assert "only 20 ways to assign the condition labels" in widget.inference_text.text()
