@@ -46,11 +46,6 @@ class Tasks(QObject):
         self._status = status
         self._on_busy = on_busy
         self._workers: list[Any] = []
-        # Qt deletes this object with its widget (a closed dock) while work may still run; the worker's signals,
-        # connected through partials, would still arrive and touch the deleted widget. The flag is set by a
-        # callable that holds no reference to this object, so Qt calls it during the deletion.
-        self._deleted = deleted = [False]
-        self.destroyed.connect(lambda *_: deleted.__setitem__(0, True))
 
     @property
     def busy(self) -> bool:
@@ -106,9 +101,22 @@ class Tasks(QObject):
         for worker in workers:
             worker.quit()
 
+    def _gone(self) -> bool:
+        """Whether Qt deleted this object, with its widget (a closed dock), while work still ran.
+
+        The worker's signals still arrive (they hold this Python object) and
+        must then touch nothing. (A slot on ``destroyed`` would run during
+        garbage collection, which crashes PyQt: the C++ object is asked instead.)
+        """
+        try:
+            self.objectName()
+        except RuntimeError:
+            return True
+        return False
+
     def _done(self, worker: Any, display: ProgressDisplay | None, on_done: Callable[[Any], None], result: Any) -> None:
         """Close the progress display before ``on_done`` writes the outcome into the status line."""
-        if self._deleted[0]:
+        if self._gone():
             return
         if display is not None:
             display.close()
@@ -118,7 +126,7 @@ class Tasks(QObject):
     def _message(self, worker: Any, display: ProgressDisplay, on_message: Callable[[Any], None] | None,
                  message: Any) -> None:
         """Progress to the display (shown coalesced), everything else to ``on_message``."""
-        if self._deleted[0] or worker not in self._workers:
+        if self._gone() or worker not in self._workers:
             return
         if isinstance(message, Progress):
             display.post(message)
@@ -126,7 +134,7 @@ class Tasks(QObject):
             on_message(message)
 
     def _report(self, worker: Any, display: ProgressDisplay | None, action: str, error: BaseException) -> None:
-        if self._deleted[0]:
+        if self._gone():
             return
         if display is not None:
             display.close()
@@ -134,7 +142,7 @@ class Tasks(QObject):
             self.report(error, action)
 
     def _finished(self, worker: Any, display: ProgressDisplay | None) -> None:
-        if self._deleted[0]:
+        if self._gone():
             return
         if display is not None:
             display.close()
