@@ -103,7 +103,7 @@ def main() -> None:
         n_fields = math.ceil(args.cells / per_field)
         fields = stages.run("fields", write_fields, folder / "fields", min(n_fields, args.distinct))
         files = [fields[i % len(fields)] for i in range(n_fields)]
-        job = CropJob(images=[str(i) for i, _ in files], labels=[str(l) for _, l in files], groups=["a"],
+        job = CropJob(images=[str(i) for i, _ in files], labels=[str(lab) for _, lab in files], groups=["a"],
                       crop=CropSettings(size=32))
         crop_set = stages.run("crops", run_crop_job, job, folder / "crops", workers=args.workers)
         print(f"          {len(crop_set)} crops, {crop_set.images.nbytes / 1e9:.2f} GB on disk")
