@@ -307,7 +307,7 @@ def _concat_to_folder(crop_sets: Iterable[CropSet], output: str | os.PathLike, o
     spacings: list[tuple[float, ...]] = []
     try:
         for i, crop_set in enumerate(crop_sets):
-            if first is None:
+            if first is None or writer is None:
                 first = crop_set
                 writer = open_crop_set_writer(output, crop_set.images.shape[1:], crop_set.channel_names,
                                               preprocess=crop_set.preprocess, overwrite=overwrite)  # fmt: skip
@@ -663,7 +663,7 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
         "spacing": lambda v: isinstance(v, list) and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in v),
         "preprocess": lambda v: v is None or isinstance(v, dict),
     }
-    defaults = {"spacing": [], "preprocess": None}
+    defaults: dict[str, Any] = {"spacing": [], "preprocess": None}
     for key, valid in checks.items():
         value = metadata.get(key, defaults.get(key))
         if not valid(value):
@@ -779,13 +779,13 @@ class CropDataset(Dataset):
         return [self._item(image, int(index)) for image, index in zip(read_crops(self.images, positions), positions)]
 
     def _item(self, image: np.ndarray, index: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        image = torch.from_numpy(image)
+        tensor = torch.from_numpy(image)
         extras = []
         if self.labels is not None:
             extras.append(torch.tensor(self.labels[index], dtype=torch.int64))
         if self.return_index:
             extras.append(torch.tensor(index, dtype=torch.int64))
-        return (image, *extras) if extras else image
+        return (tensor, *extras) if extras else tensor
 
 
 __all__ = [

@@ -471,7 +471,7 @@ def _cohen_section(ctx: _Context) -> list[str]:
     parts = [_p(f"Cohen's d of {summary.group_b} against {summary.group_a} (pooled SD, ddof 1; positive: higher "
                 f"in {summary.group_b}), 95 % confidence intervals; top dimensions {summary.top}.")]  # fmt: skip
     parts.append(_img(forest_figure(summary.d, top=15), "Cohen's d forest plot"))
-    keep = np.isin(summary.groups, [summary.group_a, summary.group_b])
+    keep = np.isin(summary.groups, summary.group_names)
     latents = ctx.analysis.latents
     sources = latents["source"].to_numpy()[keep] if latents is not None and "source" in latents else None
     try:
