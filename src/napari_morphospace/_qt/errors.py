@@ -11,6 +11,13 @@ from napari.utils.notifications import show_error
 from ..core.errors import InputError
 
 
+def error_message(error: BaseException, action: str) -> str:
+    """What the user reads: an ``InputError`` says itself; anything else is an unexpected failure of ``action``."""
+    if isinstance(error, InputError):
+        return str(error)
+    return f"{action} failed unexpectedly: {error!r}; nothing was changed by it"
+
+
 def report_errors(method: Callable) -> Callable:
     """Show an ``InputError`` raised by a GUI callback as a napari error notification (the viewer keeps running)."""
 

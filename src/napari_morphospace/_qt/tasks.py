@@ -1,0 +1,139 @@
+"""The one way a widget runs work off the GUI thread: start it, show its progress, report its end.
+
+Each widget owns a :class:`Tasks`. ``tasks.start(function, …, on_done=…)``
+runs ``function`` in a napari worker thread and calls ``on_done`` with its
+result on the GUI thread. Errors become a status line and a napari
+notification (an :class:`~napari_morphospace.core.errors.InputError` says
+itself; anything else is reported as an unexpected failure that changed
+nothing). With ``progress=`` the function also receives ``send`` and reports
+through it (:func:`~._qt.workers.messages_from`): :class:`Progress` messages
+are shown, coalesced, in the status line and napari's progress bar, every
+other message goes to ``on_message``. Workers never touch widgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QObject
+
+from .errors import error_message
+from .workers import Progress, ProgressDisplay, messages_from
+
+
+class Tasks(QObject):
+    """The background work of one widget.
+
+    Parameters
+    ----------
+    name : str
+        The widget's name as the user knows it ("Cells"), for "still busy" messages.
+    status : callable, optional
+        Shows a line of text to the user (e.g. a status label's ``setText``).
+    on_busy : callable, optional
+        Called with True when the widget's first task starts and False when
+        its last one has finished (e.g. to disable buttons meanwhile).
+    """
+
+    def __init__(self, name: str, *, status: Callable[[str], None] | None = None,
+                 on_busy: Callable[[bool], None] | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self._status = status
+        self._on_busy = on_busy
+        self._workers: list[Any] = []
+
+    @property
+    def busy(self) -> bool:
+        """True while any task of this widget runs."""
+        return bool(self._workers)
+
+    def start(self, function: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] | None = None,
+              action: str = "the task", busy_text: str | None = None, progress: str | None = None,
+              on_message: Callable[[Any], None] | None = None, exclusive: bool = True, **kwargs: Any) -> Any:
+        """Run ``function(*args, **kwargs)`` off the GUI thread; returns the started worker, or None when refused.
+
+        ``action`` names the work in an unexpected error ("Saving the
+        analysis"). With ``progress`` (the progress bar's title) the function
+        is called as ``function(send, *args, **kwargs)``. An ``exclusive``
+        task is refused, with a message, while another task of the widget runs.
+        """
+        if exclusive and self.busy:
+            show_error(f"the {self.name} widget is still busy; wait until it has finished")
+            return None
+        display = None
+        if progress is not None:
+            display = ProgressDisplay(progress, show_text=self._status, parent=self)
+            worker = create_worker(_with_messages, function, args, kwargs, _start_thread=False, _ignore_errors=True)
+            worker.yielded.connect(partial(self._message, worker, display, on_message))
+        else:
+            worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+        if on_done is not None:
+            worker.returned.connect(partial(self._done, worker, display, on_done))
+        worker.errored.connect(partial(self._report, worker, display, action))
+        worker.finished.connect(partial(self._finished, worker, display))
+        self._workers.append(worker)
+        if busy_text is not None:
+            self.show(busy_text)
+        if len(self._workers) == 1 and self._on_busy is not None:
+            self._on_busy(True)
+        worker.start()
+        return worker
+
+    def show(self, text: str) -> None:
+        """Show ``text`` in the widget's status line (when it has one)."""
+        if self._status is not None:
+            self._status(text)
+
+    def report(self, error: BaseException, action: str = "the task") -> None:
+        """Tell the user about ``error``: in the status line (marked ⚠) and as a napari notification."""
+        message = error_message(error, action)
+        self.show(f"⚠ {message}")
+        show_error(message)
+
+    def stop(self) -> None:
+        """Let go of every running task (when the widget closes): ask each to quit; none of their results or errors arrive."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.quit()
+
+    def _done(self, worker: Any, display: ProgressDisplay | None, on_done: Callable[[Any], None], result: Any) -> None:
+        """Close the progress display before ``on_done`` writes the outcome into the status line."""
+        if display is not None:
+            display.close()
+        if worker in self._workers:  # not let go of by stop()
+            on_done(result)
+
+    def _message(self, worker: Any, display: ProgressDisplay, on_message: Callable[[Any], None] | None,
+                 message: Any) -> None:
+        """Progress to the display (shown coalesced), everything else to ``on_message``."""
+        if worker not in self._workers:
+            return
+        if isinstance(message, Progress):
+            display.post(message)
+        elif on_message is not None:
+            on_message(message)
+
+    def _report(self, worker: Any, display: ProgressDisplay | None, action: str, error: BaseException) -> None:
+        if display is not None:
+            display.close()
+        if worker in self._workers:
+            self.report(error, action)
+
+    def _finished(self, worker: Any, display: ProgressDisplay | None) -> None:
+        if display is not None:
+            display.close()
+        if worker in self._workers:
+            self._workers.remove(worker)
+            if not self._workers and self._on_busy is not None:
+                self._on_busy(False)
+
+
+def _with_messages(function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """A generator worker's body: yields what ``function`` sends, returns what it returns."""
+    return (yield from messages_from(lambda send: function(send, *args, **kwargs)))
+
