@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from skimage.draw import ellipse
 
+from napari_morphospace.core.cells.crop_set import CropSet
+from napari_morphospace.core.project.sweep import load_sweep_settings
 from napari_morphospace.viewer.session import session_for
-from napari_morphospace.core.data import CropSet
-from napari_morphospace.core.sweep import load_sweep_settings
 
 SIZE = 16
 

@@ -1,7 +1,7 @@
 """The "Analysis" widget: save the session as an analysis folder, reopen one, write its HTML report.
 
-All reading and writing is in :mod:`napari_morphospace.core.analysis`,
-:mod:`napari_morphospace._analysis_reader` and :mod:`napari_morphospace.core.report`;
+All reading and writing is in :mod:`napari_morphospace.core.project.analysis_folder`,
+:mod:`napari_morphospace._analysis_reader` and :mod:`napari_morphospace.core.project.report`;
 this widget collects what the session holds, runs the core functions in
 background workers and shows the outcome. Saving writes the session's
 per-cell table (latents, 2D embeddings, clusters), its annotations and
@@ -26,17 +26,20 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from magicgui.widgets import FileEdit, PushButton
-from npe2 import PluginManager
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
+from npe2 import PluginManager
 from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QVBoxLayout, QWidget
 
 from .._analysis_reader import analysis_layers
 from .._reader import LayerData
-from ..core.analysis import (
+from ..core.analysis.external_table import ExternalCells, TableSettings, open_external_table
+from ..core.cells.crop_set import CropSet
+from ..core.errors import InputError
+from ..core.project.analysis_folder import (
     REPORT_HTML,
     Analysis,
     AnalysisFolder,
@@ -46,18 +49,15 @@ from ..core.analysis import (
     open_analysis,
     save_analysis,
 )
-from ..core.annotations import classes_document, classes_from_document
-from ..core.bundle import Bundle
-from ..core.data import CropSet
-from ..core.errors import InputError
-from ..core.external_table import ExternalCells, TableSettings, open_external_table
-from ..core.report import SECTIONS, write_report
-from ..core.training import write_bundle
-from ..core.zoo import ZooExport, ZooSettings, export_zoo_packages
-from .cells_widget import find_sources
+from ..core.project.annotations import classes_document, classes_from_document
+from ..core.project.report import SECTIONS, write_report
+from ..core.project.zoo import ZooExport, ZooSettings, export_zoo_packages
+from ..core.training.bundle import Bundle
+from ..core.training.engine import write_bundle
 from ..viewer.external_table import match_targets
 from ..viewer.layers import layer_file
 from ..viewer.session import session_for
+from .cells_widget import find_sources
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .forms import read_form, settings_form

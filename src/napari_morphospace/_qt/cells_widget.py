@@ -1,7 +1,7 @@
 """The "Cells" widget: choose sources, crop and preprocessing settings, preview, build a crop set.
 
-All computing is in :mod:`napari_morphospace.core.crops` and
-:mod:`napari_morphospace.core.preprocess`; this widget reads layers and
+All computing is in :mod:`napari_morphospace.core.cells.crops` and
+:mod:`napari_morphospace.core.cells.preprocess`; this widget reads layers and
 settings, shows the live preview, and runs the build in a background worker
 that sends typed messages back.
 """
@@ -24,7 +24,6 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
-from superqt import QCollapsible
 from qtpy.QtWidgets import (
     QFileDialog,
     QGridLayout,
@@ -39,23 +38,32 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
-from ..core.config import save_config
-from ..core.crop_job import CropJob
-from ..core.crops import CropCancelled, CropSettings, CropSource, ObjectPreview, PatchSettings, build_crop_set
-from ..core.data import CropSet, crop_set_folder
-from ..core.errors import InputError
-from ..core.io import Stack
-from ..core.gallery import composite_rgb, crop_montage
-from ..core.pairing import (
-    LayerInfo, Pairing, folder_name, looks_like_labels, pair_layers, pair_patches, source_stem,
-    channel_names as named_channels,
+from ..core.cells.crop_job import CropJob
+from ..core.cells.crop_set import CropSet, crop_set_folder
+from ..core.cells.crops import CropCancelled, CropSettings, CropSource, ObjectPreview, PatchSettings, build_crop_set
+from ..core.cells.pairing import (
+    LayerInfo,
+    Pairing,
+    folder_name,
+    looks_like_labels,
+    pair_layers,
+    pair_patches,
+    source_stem,
 )  # fmt: skip
-from ..core.preprocess import STEPS, PreprocessPipeline, PreprocessStep, apply_pipeline
-from .docking import tab_with_other_docks
-from .forms import field_widget, read_form, settings_form
+from ..core.cells.pairing import (
+    channel_names as named_channels,
+)
+from ..core.cells.preprocess import STEPS, PreprocessPipeline, PreprocessStep, apply_pipeline
+from ..core.config import save_config
+from ..core.errors import InputError
+from ..core.figures.gallery import composite_rgb, crop_montage
+from ..core.io.stacks import Stack
 from ..viewer.layers import layer_file
 from ..viewer.session import session_for
+from .docking import tab_with_other_docks
+from .forms import field_widget, read_form, settings_form
 from .workers import Progress, ProgressDisplay, messages_from
 
 ObjectKind = Literal["labels", "points", "shapes", "patches"]
@@ -109,7 +117,7 @@ def layer_axes(layer: Image) -> str:
 
 
 def layer_info(layer: Any) -> LayerInfo | None:
-    """What :mod:`core.pairing` needs of a layer; ``None`` for layers that are no source (RGB, multiscale images).
+    """What :mod:`core.cells.pairing` needs of a layer; ``None`` for layers that are no source (RGB, multiscale images).
 
     The origin is the reader's ``metadata["source"]`` (our readers, samples,
     analysis folders), else napari's source path, together with the sample
@@ -135,7 +143,7 @@ def layer_info(layer: Any) -> LayerInfo | None:
 
 
 def layer_pairing(layers: Any, kind: ObjectKind) -> Pairing:
-    """Pair the objects layers of ``kind`` with their image layers (see :mod:`core.pairing`)."""
+    """Pair the objects layers of ``kind`` with their image layers (see :mod:`core.cells.pairing`)."""
     infos = [info for info in map(layer_info, layers) if info is not None]
     return pair_patches(infos) if kind == "patches" else pair_layers(infos, kind)
 

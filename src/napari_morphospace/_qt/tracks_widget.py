@@ -4,7 +4,7 @@ Track ids come from the label ids of tracked (time-lapse) Labels layers or
 from a napari Tracks layer (:mod:`viewer.tracks`); they go into the per-cell
 table's ``track_id`` column, so the layers' features, the scatter plot
 ("track paths"), exports and the analysis folder carry them. The statistics
-table (:func:`core.tracks.track_statistics`) has one row per track; clicking
+table (:func:`core.analysis.tracks.track_statistics`) has one row per track; clicking
 a row selects the track's cells (highlighted in the image and the scatter
 plot) and moves the time slider to its first frame.
 """
@@ -29,10 +29,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import tracks
+from ..core.analysis import tracks
+from ..core.analysis.cell_table import CLUSTER, ID_COLUMNS, mu_columns
+from ..core.cells.selection import spatial_ndim
 from ..core.errors import InputError
-from ..core.features import CLUSTER, ID_COLUMNS, mu_columns
-from ..core.selection import spatial_ndim
 from ..viewer.layers import unwrap
 from ..viewer.session import session_for
 from ..viewer.tracks import cell_track_ids, source_layer

@@ -1,6 +1,6 @@
 """The "Train" widget: choose a crop set and settings, train a VAE, watch it learn, save the model.
 
-All training is :func:`napari_morphospace.core.training.train`, the engine of
+All training is :func:`napari_morphospace.core.training.engine.train`, the engine of
 ``morphospace train``. This widget renders the core settings dataclasses as
 forms, runs the engine in a napari generator worker and shows what its typed
 messages say: a loss plot, per-dimension KL bars, progress with ETA and a
@@ -63,15 +63,15 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.bundle import load_bundle
-from ..core.checkpoints import last_checkpoint_in
+from ..core.cells.crop_set import CropSet, load_crop_set
 from ..core.config import load_config, save_config
-from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
-from ..core.gallery import crop_montage
+from ..core.figures.gallery import crop_montage
 from ..core.models import ModelSettings
 from ..core.models.settings import USED_BY, unused_settings
-from ..core.training import (
+from ..core.training.bundle import load_bundle
+from ..core.training.checkpoints import last_checkpoint_in
+from ..core.training.engine import (
     PREVIEW_CROPS,
     ReconstructionPreview,
     TrainConfig,
@@ -84,10 +84,10 @@ from ..core.training import (
     train,
     trained_bundle,
 )
+from ..viewer.session import session_for
 from .docking import tab_with_other_docks
 from .forms import fill_form, read_form, settings_form
 from .line_plot import BarPlot, Line, LinePlot
-from ..viewer.session import session_for
 from .workers import messages_from
 
 PREVIEW_LAYER = "reconstruction preview"

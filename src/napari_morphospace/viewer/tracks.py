@@ -2,7 +2,7 @@
 
 napari-aware but Qt-free: reads layers, converts a Tracks layer's points into
 the pixel coordinates of each cell's Labels layer, and calls
-:mod:`core.tracks` for the matching.
+:mod:`core.analysis.tracks` for the matching.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from napari.layers import Labels, Tracks
 
-from ..core.data import NO_TRACK
+from ..core.analysis.tracks import track_ids_from_labels, track_ids_from_tracks
+from ..core.cells.crop_set import NO_TRACK
 from ..core.errors import InputError
-from ..core.tracks import track_ids_from_labels, track_ids_from_tracks
 from .features import is_overlay, source_names
 
 
@@ -32,7 +32,7 @@ def cell_track_ids(cells: pd.DataFrame, layers: Any, tracks: Tracks | None = Non
     each cell's source Labels layer (through world coordinates: scale and
     translate), and a cell gets the track whose point of its frame lies
     inside its label; cells whose source is no Labels layer fall back to
-    their bounding box (:func:`core.tracks.track_ids_from_tracks`).
+    their bounding box (:func:`core.analysis.tracks.track_ids_from_tracks`).
     """
     if tracks is None:
         return track_ids_from_labels(cells)
