@@ -95,7 +95,7 @@ def bare_field(image: np.ndarray, labels: np.ndarray, size: int, buffer: np.ndar
 def run_bare(args: argparse.Namespace) -> dict:
     import tifffile
 
-    fields = [(tifffile.imread(i), tifffile.imread(l)) for i, l in json.loads(args.fields)]
+    fields = [(tifffile.imread(i), tifffile.imread(lab)) for i, lab in json.loads(args.fields)]
     files = job_files(list(range(len(fields))), args.per_field, args.objects)
     buffer = np.zeros((256, fields[0][0].shape[0], args.size, args.size), np.float32)
     base_rss = memory_kib("VmRSS")
@@ -114,7 +114,7 @@ def run_ours(args: argparse.Namespace) -> dict:
 
     fields = [tuple(map(Path, pair)) for pair in json.loads(args.fields)]
     files = job_files(fields, args.per_field, args.objects)
-    job = CropJob(images=[str(i) for i, _ in files], labels=[str(l) for _, l in files], groups=["a"],
+    job = CropJob(images=[str(i) for i, _ in files], labels=[str(lab) for _, lab in files], groups=["a"],
                   crop=CropSettings(size=args.size, min_area=MIN_AREA, percentiles=PERCENTILES))
     out = Path(args.out)
     base_rss = memory_kib("VmRSS")
@@ -186,7 +186,7 @@ def main() -> None:
     print(f"fields: {DISTINCT_FIELDS} distinct 2048x2048 uint16, {args.channels} channel(s), ~{per_field} objects each; "
           f"{args.size}x{args.size} crops")
     print(f"same crops as the bare loop on one field: max |difference| = {check_same_crops(fields[0], args.size):g}")
-    fields_json = json.dumps([[str(i), str(l)] for i, l in fields])
+    fields_json = json.dumps([[str(i), str(lab)] for i, lab in fields])
     sizes = [int(s) for s in args.sizes.split(",")]
     repeats = [int(r) for r in args.repeats.split(",")]
     repeats = repeats * len(sizes) if len(repeats) == 1 else repeats

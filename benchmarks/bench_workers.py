@@ -83,7 +83,7 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     fields = write_fields(args.tmp / "morphospace-bench-fields-c1", 4)
     files = [fields[i % len(fields)] for i in range(args.files)]
-    job = CropJob(images=[str(i) for i, _ in files], labels=[str(l) for _, l in files], groups=["a"],
+    job = CropJob(images=[str(i) for i, _ in files], labels=[str(lab) for _, lab in files], groups=["a"],
                   crop=CropSettings(size=args.size))
     folder = Path(tempfile.mkdtemp(dir=args.tmp, prefix="morphospace-bench-workers-"))
     try:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install napari-morphospace with its test extras into ./.venv and run the whole test suite.
+# Install napari-morphospace with its test extras into ./.venv, run ruff and mypy, then the whole test suite.
 #
 # Installs the system packages the widget tests need (Xvfb, Mesa OpenGL and the
 # X11/xcb libraries Qt 6 loads) when they are missing and apt-get is usable.
@@ -31,4 +31,7 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[testing]"
+# Static checks first (seconds; configured in pyproject.toml), then the tests.
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

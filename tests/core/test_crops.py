@@ -557,7 +557,7 @@ def test_masks_survive_streaming_subset_and_concat_but_not_a_join_with_maskless_
     np.testing.assert_array_equal(in_memory.subset([2, 0]).masks, in_memory.masks[[2, 0]])
     joined = concat_crop_sets([in_memory, on_disk])
     np.testing.assert_array_equal(np.asarray(joined.masks), np.concatenate([in_memory.masks] * 2))
-    streamed = concat_crop_sets([in_memory, on_disk], output=tmp_path / "joined")
+    concat_crop_sets([in_memory, on_disk], output=tmp_path / "joined")
     np.testing.assert_array_equal(np.asarray(load_crop_set(tmp_path / "joined").masks), np.asarray(joined.masks))
     points = crops_from_points(image_2d, np.array([[20.0, 25.0]]), settings, axes="CYX")
     assert points.masks is None

@@ -249,9 +249,10 @@ def test_round_trip_export_import_gives_identical_latents_and_decodes(exported, 
     assert load_bundle(again).config["model_settings"] == bundle.config["model_settings"]
 
 
-def rewritten(package: Path, target: Path, *, files: dict[str, bytes | None] = {}, rdf_change=None,
+def rewritten(package: Path, target: Path, *, files: dict[str, bytes | None] | None = None, rdf_change=None,
               fix_sha: bool = True) -> Path:
     """A copy of ``package`` with files replaced (None: removed) and rdf.yaml edited, like a tampered download."""
+    files = files or {}
     source = zipfile.ZipFile(package)
     rdf = yaml.safe_load(source.read("rdf.yaml"))
     weights = rdf["weights"]["pytorch_state_dict"]

@@ -18,6 +18,13 @@ def _close(widget) -> weakref.ref:
     return closed
 
 
+def _build(cells, qtbot):
+    """Press the Cells widget's Build and wait for its crop set."""
+    cells.build()
+    qtbot.waitUntil(lambda: cells._worker is None, timeout=60000)
+    return cells.crop_set
+
+
 def test_widgets_docked_from_the_menu_share_crop_set_model_latents_and_selections(make_napari_viewer, dock, qtbot):
     viewer = make_napari_viewer()
     for data, kwargs, kind in sample_layer_data(make_sample_data(SampleSettings(n_cells=6, seed=2))):
@@ -25,9 +32,7 @@ def test_widgets_docked_from_the_menu_share_crop_set_model_latents_and_selection
     scatter = dock(viewer, "Scatter")  # the first to ask for the session, through its own proxy of the viewer
     assert scatter.viewer is not viewer
     cells = dock(viewer, "Cells")
-    cells.build()
-    qtbot.waitUntil(lambda: cells._worker is None, timeout=60000)
-    crop_set = cells.crop_set
+    crop_set = _build(cells, qtbot)
     assert crop_set is not None and len(crop_set) == 12
     scatter.session.named_selections = {"first": (0, 1)}
     closed = _close(scatter)

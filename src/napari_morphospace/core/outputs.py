@@ -64,7 +64,7 @@ def _is_stale(name: str) -> bool:
 def remove_stale_scratch(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files and folders that killed runs left in ``folder``; return what was removed."""
     folder = Path(folder)
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

@@ -147,7 +147,6 @@ def place_in_view(viewer: Any, size: Sequence[float], anchor: tuple[Any, Any] | 
     if view is None:
         return None
     low, high = view
-    size = np.asarray(size, float)
     gap = 0.1 * size[1]
     if anchor is None:
         return low + 0.05 * (high - low)

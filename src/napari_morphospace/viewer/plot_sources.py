@@ -198,7 +198,7 @@ class PlotSources:
 
     def cell_position(self, row: int) -> tuple[Any, np.ndarray] | None:
         """The source layer of plot ``row`` and the world position of its cell's centre (None: label not found)."""
-        source_index = int(self.index.source_of_rows([row])[0])
+        source_index = int(self.index.source_of_rows(np.array([row]))[0])
         source = self.index.sources[source_index]
         layer = self.layers[source]
         local = row - int(self.index.offsets[source_index])
@@ -214,7 +214,7 @@ class PlotSources:
 
     def describe(self, row: int) -> str:
         """Which cell plot ``row`` is: source, frame, label id."""
-        source = self.index.sources[int(self.index.source_of_rows([row])[0])]
+        source = self.index.sources[int(self.index.source_of_rows(np.array([row]))[0])]
         return f"{source} · t {self.index.t[row]} · label {self.index.label_id[row]}"
 
 

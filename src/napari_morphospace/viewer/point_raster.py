@@ -122,8 +122,8 @@ def histogram2d(positions: np.ndarray, bins: int) -> tuple[np.ndarray, tuple[np.
     cell = np.floor((positions - low) * (bins / span)).astype(np.int64)
     np.clip(cell, 0, bins - 1, out=cell)
     counts = np.bincount(cell[:, 1] * bins + cell[:, 0], minlength=bins * bins).reshape(bins, bins)
-    edges = tuple(np.linspace(low[axis], low[axis] + span[axis], bins + 1) for axis in range(2))
-    return counts, edges
+    x_edges, y_edges = (np.linspace(low[axis], low[axis] + span[axis], bins + 1) for axis in range(2))
+    return counts, (x_edges, y_edges)
 
 
 __all__ = ["Rect", "column_range", "disc", "histogram2d", "pixel_of", "rasterize_points", "top_rows"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from skimage.metrics import structural_similarity
 
 from ..errors import InputError
+from ..models import MorphoVAE
 from .traversal import TRAVERSAL_EXTENT, decode_latents, latent_vector, traverse
 
 # scikit-image truncates its Gaussian SSIM window at 3.5 σ.
@@ -135,7 +135,7 @@ def compare_images(first: np.ndarray, second: np.ndarray, *, data_range: float =
 
 
 def traversal_difference(
-    model: torch.nn.Module,
+    model: MorphoVAE,
     dim: int,
     *,
     start: Any = None,
@@ -159,7 +159,7 @@ def traversal_difference(
 
 
 def group_difference(
-    model: torch.nn.Module,
+    model: MorphoVAE,
     mean_a: Any,
     mean_b: Any,
     *,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..cells.crop_set import CropSet, block_length, check_crop_values, load_crop_set, read_crops
 from ..errors import InputError
-from ..models import Condition, StackedConditionalVAE
+from ..models import Condition, MorphoVAE, StackedConditionalVAE
 from ..parallel import ordered_map, worker_threads
 from ..training.bundle import Bundle, check_compatible, load_bundle
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the training module imports Lightning, which embedding does
 
 
 def embed(
-    model_or_bundle: torch.nn.Module | Bundle,
+    model_or_bundle: MorphoVAE | StackedConditionalVAE | Bundle,
     crop_set: CropSet,
     *,
     batch_size: int = 256,
@@ -93,7 +93,6 @@ def embed(
     if batch_size < 1:
         raise InputError(f"batch_size is {batch_size}; use at least 1")
     device = check_device(device)
-    model = model_or_bundle
     if isinstance(model_or_bundle, Bundle):
         differences = check_compatible(model_or_bundle, crop_set, allow_preprocessing_mismatch=allow_preprocessing_mismatch)
         if differences:
@@ -102,6 +101,8 @@ def embed(
         model = model_or_bundle.model
         label_column = label_column or model_or_bundle.config.get("train_settings", {}).get("label_column")
         label_classes = label_classes or model_or_bundle.label_classes
+    else:
+        model = model_or_bundle
     encode = _encoder(model, crop_set, label_column, label_classes)
     model.to(device).eval()
     mus, logvars = [], []
@@ -200,7 +201,7 @@ def _embed_block(task: tuple[str, str, int, int, int, str]) -> pd.DataFrame:
                  allow_preprocessing_mismatch=True)
 
 
-def _encoder(model: torch.nn.Module, crop_set: CropSet, label_column: str | None,
+def _encoder(model: MorphoVAE | StackedConditionalVAE, crop_set: CropSet, label_column: str | None,
              label_classes: list[Any] | None) -> Callable[[torch.Tensor, slice], tuple[torch.Tensor, torch.Tensor]]:
     """A function ``(images, rows) -> (mu, logvar)`` for this kind of model."""
     if not isinstance(model, StackedConditionalVAE):

@@ -184,8 +184,8 @@ def image_stem(name: str) -> str:
 
 
 def _list(names: Sequence[object], limit: int = 12) -> str:
-    names = [str(n) for n in names]
-    return ", ".join(names[:limit]) + (f" … ({len(names)} in all)" if len(names) > limit else "") if names else "none"
+    shown = [str(n) for n in names]
+    return ", ".join(shown[:limit]) + (f" … ({len(shown)} in all)" if len(shown) > limit else "") if shown else "none"
 
 
 def _matching(columns: Sequence[object], patterns: Sequence[str]) -> list[str]:

@@ -33,6 +33,7 @@ from skimage.transform import resize
 
 from ..cells.crop_set import bbox_columns
 from ..errors import InputError
+from ..models import MorphoVAE
 from .traversal import evaluating, model_device
 
 _INTERPOLATION = {2: "bilinear", 3: "trilinear"}
@@ -48,9 +49,10 @@ def _as_batch(x: Any) -> torch.Tensor:
 def _resolve_layer(model: torch.nn.Module, layer: torch.nn.Module | None) -> torch.nn.Module:
     if layer is not None:
         return layer
-    if not hasattr(model, "feature_layer"):
+    feature_layer = getattr(model, "feature_layer", None)
+    if feature_layer is None:
         raise InputError(f"{type(model).__name__} has no feature_layer(): pass the convolutional layer as layer=")
-    return model.feature_layer()
+    return feature_layer()
 
 
 def gradcam(
@@ -122,7 +124,7 @@ def _gradcam_batch(
 
 
 def gradcam_encoder(
-    model: torch.nn.Module,
+    model: MorphoVAE,
     x: Any,
     dim: int,
     *,

@@ -65,12 +65,14 @@ class LatentSummary:
         """The compared groups, reference first (one name with one group)."""
         return [self.reference] if self.condition is None else [self.reference, self.condition]
 
-    def require_two_groups(self) -> None:
-        if self.condition is None:
+    def require_two_groups(self) -> statistics.EffectSizes:
+        """The effect sizes of the two compared groups; refused (with what to do) when the cells form one group."""
+        if self.condition is None or self.effects is None:
             raise InputError(
                 f"the cells form one group ({self.reference!r}); Cohen's d compares two groups. "
                 "Give the images of each condition their own group (--group, or a group per layer in the Cells widget)"
             )
+        return self.effects
 
     @property
     def constant_names(self) -> list[str]:
@@ -102,11 +104,10 @@ class LatentSummary:
 
     def effect_text(self, count: int = 5) -> str:
         """The groups, the largest effects and the dimensions where d is undefined."""
-        self.require_two_groups()
+        e = self.require_two_groups()
         lines = [(f"{self.condition!r} ({self.n_condition} cells) vs {self.reference!r} ({self.n_reference} cells), "
                   f"by {self.group_column!r}; d > 0: higher in {self.condition!r}")]  # fmt: skip
         for i in self.top(count):
-            e = self.effects
             lines.append(f"{self.names[i]}: d = {e.d[i]:+.3f} [{e.ci_low[i]:+.3f}, {e.ci_high[i]:+.3f}]")
         if self.constant_names:
             lines.append(f"d undefined (zero variance in both groups), left out: {', '.join(self.constant_names)}")
@@ -256,7 +257,7 @@ def summary_figures(summary: LatentSummary, table: pd.DataFrame, *, top: int = 3
     )
     figures["forest"] = (
         statistics.forest_figure(summary.effects, summary.names)
-        if summary.ranking
+        if summary.effects is not None and summary.ranking
         else "Every dimension has zero variance in both groups: Cohen's d is undefined."
     )
     for name, make in (("kde", statistics.kde_figure), ("violin", statistics.violin_figure)):

@@ -172,8 +172,8 @@ def latent_from_sliders(start: Any, dims: Sequence[int], values: Sequence[float]
     """
     z = np.array(start, dtype=np.float32).reshape(-1)
     scale = np.ones_like(z) if latent_scale is None else np.asarray(latent_scale, dtype=np.float32).reshape(-1)
-    dims = np.asarray(dims, dtype=np.int64)
-    z[dims] = np.asarray(values, dtype=np.float32) * scale[dims]
+    index = np.asarray(dims, dtype=np.int64)
+    z[index] = np.asarray(values, dtype=np.float32) * scale[index]
     return z
 
 
@@ -181,8 +181,8 @@ def slider_values(z: Any, dims: Sequence[int], latent_scale: Any) -> np.ndarray:
     """Inverse of :func:`latent_from_sliders`: the slider positions that show ``z`` (not clipped)."""
     z = np.asarray(z, dtype=np.float32).reshape(-1)
     scale = np.ones_like(z) if latent_scale is None else np.asarray(latent_scale, dtype=np.float32).reshape(-1)
-    dims = np.asarray(dims, dtype=np.int64)
-    return z[dims] / scale[dims]
+    index = np.asarray(dims, dtype=np.int64)
+    return z[index] / scale[index]
 
 
 # --------------------------------------------------------------------------- overlays in source coordinates
@@ -222,8 +222,8 @@ def overlay_on_layer(
         ``translate = layer_translate + layer_scale · t_px`` and ``scale = layer_scale · s_px``.
     """
     cam = np.asarray(cam)
-    layer_scale = np.asarray(layer_scale, dtype=float)
-    layer_translate = np.asarray(layer_translate, dtype=float)
+    world_scale = np.asarray(layer_scale, dtype=float)
+    world_translate = np.asarray(layer_translate, dtype=float)
     n_leading = len(layer_scale) - cam.ndim
     if n_leading < 0 or len(layer_translate) != len(layer_scale):
         raise InputError(
@@ -235,8 +235,8 @@ def overlay_on_layer(
     place_translate, place_scale = place_in_source(cam, bbox_row)
     pixel_translate = np.r_[np.asarray(leading_index, dtype=float), place_translate]
     pixel_scale = np.r_[np.ones(n_leading), place_scale]
-    translate = layer_translate + layer_scale * pixel_translate
-    scale = layer_scale * pixel_scale
+    translate = world_translate + world_scale * pixel_translate
+    scale = world_scale * pixel_scale
     data = cam.reshape((1,) * n_leading + cam.shape)
     return data, tuple(float(v) for v in translate), tuple(float(v) for v in scale)
 

@@ -15,6 +15,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from matplotlib.figure import Figure
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
@@ -54,7 +55,7 @@ def require_finite(values: np.ndarray, names: Sequence[str] | None = None, *, wh
         return
     bad2d = bad.reshape(len(values), -1)
     columns = np.flatnonzero(bad2d.any(axis=0))
-    labels = [names[c] for c in columns] if names is not None else [f"column {c}" for c in columns]
+    labels = [names[c] for c in columns.tolist()] if names is not None else [f"column {c}" for c in columns]
     rows = int(bad2d.any(axis=1).sum())
     raise InputError(
         f"{what} contain NaN or infinite values in {', '.join(map(str, labels[:10]))}"
@@ -153,7 +154,7 @@ def rank_dimensions(d: np.ndarray) -> np.ndarray:
 
 
 def order_dimensions(
-    mu: np.ndarray, logvar: np.ndarray | None = None, groups: Sequence[object] | None = None
+    mu: np.ndarray, logvar: np.ndarray | None = None, groups: ArrayLike | None = None
 ) -> np.ndarray:
     """Latent dimensions, most informative first, for choosing plot axes.
 
@@ -221,11 +222,11 @@ def empirical_kl_to_standard_normal(mu: np.ndarray) -> float:
 
 def linear_probe(
     latents: np.ndarray,
-    groups: Sequence[object],
+    groups: ArrayLike,
     folds: int = 5,
     seed: int = 0,
     *,
-    sources: Sequence[object] | None = None,
+    sources: ArrayLike | None = None,
 ) -> dict:
     """How well a linear classifier separates the groups from the latents (cross-validated).
 
@@ -280,8 +281,9 @@ def linear_probe(
     }
 
 
-def _probe_splitter(y: np.ndarray, labels: np.ndarray, folds: int, seed: int,
-                    sources: Sequence[object] | None) -> tuple[object, np.ndarray | None, str | None]:
+def _probe_splitter(
+    y: np.ndarray, labels: np.ndarray, folds: int, seed: int, sources: ArrayLike | None
+) -> tuple[StratifiedKFold | StratifiedGroupKFold, np.ndarray | None, str | None]:
     """Stratified folds grouped by source image where every group has 2+ images, else stratified random folds."""
     if sources is None:
         return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), None, None
@@ -289,7 +291,7 @@ def _probe_splitter(y: np.ndarray, labels: np.ndarray, folds: int, seed: int,
     if len(images) != len(y):
         raise InputError(f"{len(y)} cells but {len(images)} source names; they must match")
     per_group = {label: len(np.unique(images[y == label])) for label in labels}
-    fewest = min(per_group, key=per_group.get)
+    fewest = min(per_group, key=per_group.__getitem__)
     if per_group[fewest] >= 2:
         splitter = StratifiedGroupKFold(n_splits=min(folds, per_group[fewest]), shuffle=True, random_state=seed)
         return splitter, images, None
@@ -298,7 +300,7 @@ def _probe_splitter(y: np.ndarray, labels: np.ndarray, folds: int, seed: int,
     return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), None, note
 
 
-def kde_curves(values: np.ndarray, groups: Sequence[object], points: int = 200) -> tuple[np.ndarray, dict]:
+def kde_curves(values: np.ndarray, groups: ArrayLike, points: int = 200) -> tuple[np.ndarray, dict]:
     """Gaussian kernel density of one dimension per group, on a shared grid.
 
     Returns
@@ -360,7 +362,7 @@ def forest_figure(effects: EffectSizes, names: Sequence[str] | None = None, top:
 
 
 def kde_figure(
-    values: np.ndarray, groups: Sequence[object], dims: Sequence[int], names: Sequence[str] | None = None
+    values: np.ndarray, groups: ArrayLike, dims: Sequence[int], names: Sequence[str] | None = None
 ) -> Figure:
     """One panel per dimension in ``dims`` with the KDE curve of every group."""
     values = _as_samples(values, "values")
@@ -380,7 +382,7 @@ def kde_figure(
 
 
 def violin_figure(
-    values: np.ndarray, groups: Sequence[object], dims: Sequence[int], names: Sequence[str] | None = None
+    values: np.ndarray, groups: ArrayLike, dims: Sequence[int], names: Sequence[str] | None = None
 ) -> Figure:
     """Violin plots per group for each dimension in ``dims`` (the macrophage study shows the top three)."""
     values = _as_samples(values, "values")

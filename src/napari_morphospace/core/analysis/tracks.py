@@ -297,7 +297,7 @@ def paths_figure(
         segments = [np.stack([z[:-1], z[1:]], axis=1) for _, z in (paths[k] for k in chosen) if len(z) > 1]
         times = [t[1:] for t, z in (paths[k] for k in chosen) if len(z) > 1]
         if segments:
-            lines = LineCollection(np.concatenate(segments), cmap="viridis", linewidths=1.0)
+            lines = LineCollection(list(np.concatenate(segments)), cmap="viridis", linewidths=1.0)
             lines.set_array(np.concatenate(times).astype(float))
             axes.add_collection(lines)
             figure.colorbar(lines, ax=axes, label="frame")

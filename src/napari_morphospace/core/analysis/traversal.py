@@ -23,6 +23,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..errors import InputError
+from ..models import Condition, MorphoVAE
 from .cell_table import require_mu_columns
 
 TRAVERSAL_EXTENT = 3.0
@@ -92,12 +93,12 @@ def broadcast_condition(cond: Any, n: int) -> Any:
     if torch.is_tensor(cond):
         return cond.expand(n, *cond.shape[1:]) if cond.shape[0] == 1 else cond
     if isinstance(cond, tuple):
-        parts = [None if part is None else broadcast_condition(part, n) for part in cond]
-        return type(cond)(*parts) if hasattr(cond, "_fields") else tuple(parts)
+        parts = [broadcast_condition(part, n) for part in cond]
+        return Condition(*parts) if isinstance(cond, Condition) else tuple(parts)
     return cond
 
 
-def decode_latents(model: torch.nn.Module, z: np.ndarray, *, cond: Any = None) -> np.ndarray:
+def decode_latents(model: MorphoVAE, z: np.ndarray, *, cond: Any = None) -> np.ndarray:
     """Decode latent vectors ``z`` (N, D) to images (N, C, [Z,] Y, X), float32, in eval mode without gradients.
 
     ``cond`` (conditional models) is passed to ``model.decode``, repeated over
@@ -119,7 +120,7 @@ def traversal_values(n_steps: int = 7, extent: float = TRAVERSAL_EXTENT) -> np.n
 
 
 def traverse(
-    model: torch.nn.Module,
+    model: MorphoVAE,
     dim: int,
     *,
     start: Any = None,
@@ -165,7 +166,7 @@ def traverse(
 
 
 def traversal_grid(
-    model: torch.nn.Module,
+    model: MorphoVAE,
     dims: Sequence[int],
     n_steps: int = 7,
     start: Any = None,
@@ -198,7 +199,7 @@ def group_means(latent_table: pd.DataFrame, group_column: str = "group") -> dict
 
 
 def group_traversals(
-    model: torch.nn.Module,
+    model: MorphoVAE,
     means: dict[Any, np.ndarray],
     dim: int,
     *,
@@ -290,7 +291,7 @@ class LatentDecoder:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: MorphoVAE,
         on_result: Callable[[np.ndarray, np.ndarray], None],
         *,
         cond: Any = None,

@@ -324,7 +324,7 @@ def _concat_to_folder(crop_sets: Iterable[CropSet], output: str | os.PathLike, o
     spacings: list[tuple[float, ...]] = []
     try:
         for i, crop_set in enumerate(crop_sets):
-            if first is None:
+            if first is None or writer is None:
                 first = crop_set
                 writer = open_crop_set_writer(output, crop_set.images.shape[1:], crop_set.channel_names,
                                               preprocess=crop_set.preprocess, overwrite=overwrite,
@@ -435,7 +435,7 @@ class CropSetWriter:
         while done < len(images):
             take = min(len(images) - done, len(self._buffer) - self._buffered)
             self._buffer[self._buffered : self._buffered + take] = images[done : done + take]
-            if self._mask_buffer is not None:
+            if self._mask_buffer is not None and masks is not None:
                 self._mask_buffer[self._buffered : self._buffered + take] = masks[done : done + take]
             self._buffered += take
             done += take
@@ -450,7 +450,7 @@ class CropSetWriter:
         stop = self._written + self._buffered
         self._images.resize((stop,) + self.crop_shape)
         self._images[self._written : stop] = self._buffer[: self._buffered]
-        if self._masks is not None:
+        if self._masks is not None and self._mask_buffer is not None:
             self._masks.resize((stop,) + self.crop_shape[1:])
             self._masks[self._written : stop] = self._mask_buffer[: self._buffered]
         self._written, self._buffered = stop, 0
@@ -497,11 +497,12 @@ class CropSetWriter:
             self.abort()
             raise
         self._closed = True
-        images = zarr.open_array(str(self.directory / IMAGES_NAME), mode="r")
-        masks = None if self._masks is None else zarr.open_array(str(self.directory / MASKS_NAME), mode="r")
+        stored = zarr.open_array(str(self.directory / IMAGES_NAME), mode="r")
+        stored_masks = None if self._masks is None else zarr.open_array(str(self.directory / MASKS_NAME), mode="r")
         if in_memory:
-            images, masks = images[...], None if masks is None else masks[...]
-        return CropSet(images, table, self.channel_names, self.spacing, self.preprocess, masks)
+            images, masks = np.asarray(stored[...]), None if stored_masks is None else np.asarray(stored_masks[...])
+            return CropSet(images, table, self.channel_names, self.spacing, self.preprocess, masks)
+        return CropSet(stored, table, self.channel_names, self.spacing, self.preprocess, stored_masks)
 
     def abort(self) -> None:
         """Delete everything written so far; the target directory is left as it was."""
@@ -609,10 +610,10 @@ def load_crop_set(directory: str | os.PathLike, *, in_memory: bool | None = None
     _check_stored_chunks(images, directory)
     if in_memory is None:
         in_memory = images.nbytes <= IN_MEMORY_LIMIT_BYTES
-    masks = _open_masks(directory)
+    stored_masks = _open_masks(directory)
     try:
         data = images[...] if in_memory else images
-        masks = masks[...] if in_memory and masks is not None else masks
+        masks = stored_masks[...] if in_memory and stored_masks is not None else stored_masks
     except Exception as err:  # zarr and its codecs raise many types for a damaged chunk
         raise InputError(
             f"{directory}: cannot read the crop images {IMAGES_NAME} or masks {MASKS_NAME} "
@@ -736,7 +737,7 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
         "spacing": lambda v: isinstance(v, list) and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in v),
         "preprocess": lambda v: v is None or isinstance(v, dict),
     }
-    defaults = {"spacing": [], "preprocess": None}
+    defaults: dict[str, Any] = {"spacing": [], "preprocess": None}
     for key, valid in checks.items():
         value = metadata.get(key, defaults.get(key))
         if not valid(value):

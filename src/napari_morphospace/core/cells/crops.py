@@ -367,7 +367,8 @@ def _channel_samples(data: Any) -> list[np.ndarray]:
     planes = []
     for flat in chosen:
         t, *z = (int(i) for i in np.unravel_index(flat, plane_counts))
-        planes.append(np.asarray(data[(t, slice(None), *z, slice(None, None, step), slice(None, None, step))]))
+        plane = (t, slice(None), *z, slice(None, None, step), slice(None, None, step))
+        planes.append(np.asarray(data[plane]))
     samples = []
     for index in range(shape[1]):
         values = np.concatenate([plane[index].ravel() for plane in planes])
@@ -479,8 +480,8 @@ def _normalise(raw: np.ndarray, partial: list[tuple[int, tuple[slice, ...]]], sr
     if raw.dtype.kind == "f":
         finite = np.isfinite(raw)  # pixels outside the image are 0 in ``raw``, so finite
         if not finite.all():
-            for i in np.flatnonzero(~finite.reshape(len(raw), -1).all(axis=1)):
-                if not finite[i][(slice(None),) + edges.get(int(i), ())].any():
+            for i in np.flatnonzero(~finite.reshape(len(raw), -1).all(axis=1)).tolist():
+                if not finite[i][(slice(None),) + edges.get(i, ())].any():
                     box = tuple(int(e) for e in raw.shape[2:])
                     raise InputError(
                         f"the crop at t={t}, box {tuple(start[i])}..{tuple(start[i] + box)} has no finite pixel "
@@ -517,6 +518,7 @@ def _cut_crops(src: _Source, t: int, start: np.ndarray, stop: np.ndarray, size: 
             del raw
             mask = None
             if labels_t is not None:
+                assert ids is not None and settings is not None  # given together with labels_t
                 found = _cut(labels_t[None], np.zeros_like(origin), start[p], box)[0][:, 0]
                 mask = found == ids[p].reshape((-1,) + (1,) * len(box))
                 if settings.mask_background:
@@ -554,7 +556,7 @@ def _resize(crop: np.ndarray, mask: np.ndarray | None, size: tuple[int, ...]) ->
     return resized, mask
 
 
-def _aspect_box(start: Sequence[int], stop: Sequence[int], size: tuple[int, ...]) -> tuple[list[int], list[int]]:
+def _aspect_box(start: Sequence[int] | np.ndarray, stop: Sequence[int] | np.ndarray, size: tuple[int, ...]) -> tuple[list[int], list[int]]:
     """Widen box [start, stop) around its centre to the aspect ratio of ``size`` (square for equal sizes)."""
     extents = [b - a for a, b in zip(start, stop)]
     scale = max(Fraction(int(e), s) for e, s in zip(extents, size))
@@ -627,8 +629,11 @@ class _Candidates:
         if not parts:
             empty = np.zeros(0, np.int64)
             return _Candidates(empty, empty, np.zeros((0, ndim), np.int64), np.zeros((0, ndim), np.int64), empty > 0)
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
         return _Candidates(
-            *(np.concatenate([getattr(p, name) for p in parts]) for name in ("t", "label_id", "start", "stop", "keep")),
+            joined("t"), joined("label_id"), joined("start"), joined("stop"), joined("keep"),
             columns={key: np.concatenate([p.columns[key] for p in parts]) for key in parts[0].columns},
         )
 
@@ -734,8 +739,10 @@ class _Sink:
             folder = Path(tempfile.mkdtemp(prefix="morphospace-crops-")) / "crops"
             self._open_writer(folder, images.shape[1:], names, plan.preprocess, False,
                               all(m is not None for m in [*self.masks, masks]))  # fmt: skip
+            writer = self.writer
+            assert writer is not None  # opened just above
             for kept, rows, kept_masks in zip(self.images, self.tables, self.masks):
-                self.writer.append(kept, rows, kept_masks)
+                writer.append(kept, rows, kept_masks)
             self.images, self.tables, self.masks = [], [], []
         if self.writer is not None:
             self.writer.append(images, table, masks)
@@ -750,6 +757,7 @@ class _Sink:
                                            masks=masks)  # fmt: skip
 
     def _check_agrees(self, name: str, shape: tuple[int, ...], names: list[str], preprocess: dict[str, Any]) -> None:
+        assert self.first is not None  # set by add() before it checks
         first_name, first_shape, first_names, first_preprocess = self.first
         if shape != first_shape:
             raise InputError(
@@ -772,9 +780,11 @@ class _Sink:
         if self.writer is not None:
             self.writer.spacing = spacing
             return self.writer.close()
+        assert self.first is not None  # _make refuses a run without sources before finishing it
         _, _, names, preprocess = self.first
         table = pd.concat(self.tables, ignore_index=True)
-        masks = np.concatenate(self.masks) if all(m is not None for m in self.masks) else None
+        kept_masks = [m for m in self.masks if m is not None]
+        masks = np.concatenate(kept_masks) if len(kept_masks) == len(self.masks) else None
         return CropSet(np.concatenate(self.images), table, names, spacing, preprocess, masks)
 
     def abort(self) -> None:
@@ -797,7 +807,7 @@ def _make(plans: Iterable[_Plan], pipeline: PreprocessPipeline | None, *, output
     try:
         for plan in plans:
             _drain(plan, pipeline, sink, on_progress, stop_event)
-            plan = None  # noqa: PLW2901 - let the source go before the next one is read
+            del plan  # let the source go before the next one is read
         if sink.first is None:
             raise InputError("no sources to crop; give at least one image")
         return sink.finish()
@@ -842,7 +852,8 @@ def _apply_pipeline(images: np.ndarray, masks: np.ndarray | None,
     crops = [crop for crop, _ in done]
     if any(c.shape != crops[0].shape for c in crops):
         raise InputError("the preprocessing pipeline gives crops of different shapes; add a resize step")
-    return np.stack(crops), None if masks is None else np.stack([mask for _, mask in done])
+    moved = [mask for _, mask in done if mask is not None]
+    return np.stack(crops), np.stack(moved) if masks is not None and len(moved) == len(done) else None
 
 
 def _preprocess_record(settings: Any, pipeline: PreprocessPipeline | None) -> dict[str, Any]:
@@ -953,9 +964,9 @@ def build_crop_set(
             if stop_event is not None and stop_event.is_set():
                 raise CropCancelled("crop making was stopped")
             plan = _plan(source, pipeline)
-            source = None  # noqa: PLW2901 - only the plan holds the image now
+            del source  # only the plan holds the image now
             yield plan
-            plan = None  # done with: let it go before the next source is read
+            del plan  # done with: let it go before the next source is read
 
     return _make(plans(), pipeline, output=output, overwrite=overwrite, on_progress=on_progress,
                  stop_event=stop_event)  # fmt: skip
@@ -963,16 +974,19 @@ def build_crop_set(
 
 def _plan(source: CropSource, pipeline: PreprocessPipeline | None) -> _Plan:
     """The plan of one source, by its kind."""
-    common = dict(pipeline=pipeline, group=source.group, source=source.source, axes=source.axes)
-    if source.kind == "labels":
-        return _labels_plan(source.image, source.objects, source.settings, **common)
-    if source.kind == "points":
-        return _points_plan(source.image, source.objects, source.settings, **common)
-    if source.kind == "boxes":
-        return _boxes_plan(source.image, source.objects, source.settings, **common)
+    settings = source.settings
     if source.kind == "patches":
-        return _patches_plan(source.image, source.settings, **common)
-    raise InputError(f"unknown object kind {source.kind!r}; choose 'labels', 'points', 'boxes' or 'patches'")
+        if not isinstance(settings, PatchSettings):
+            raise InputError(f"patches are cut with PatchSettings, got {type(settings).__name__}")
+        return _patches_plan(source.image, settings, pipeline=pipeline, group=source.group, source=source.source,
+                             axes=source.axes)  # fmt: skip
+    plan_objects = {"labels": _labels_plan, "points": _points_plan, "boxes": _boxes_plan}.get(source.kind)
+    if plan_objects is None:
+        raise InputError(f"unknown object kind {source.kind!r}; choose 'labels', 'points', 'boxes' or 'patches'")
+    if not isinstance(settings, CropSettings):
+        raise InputError(f"{source.kind} are cropped with CropSettings, got {type(settings).__name__}")
+    return plan_objects(source.image, source.objects, settings, pipeline=pipeline, group=source.group,
+                        source=source.source, axes=source.axes)  # fmt: skip
 
 
 def _single(make_plan: Callable[[], _Plan], pipeline: PreprocessPipeline | None, output: str | Path | None,

@@ -173,8 +173,8 @@ def to_grayscale(image: np.ndarray, *, weights: Sequence[float] = (0.2125, 0.715
             f"to_grayscale needs a 3-channel (RGB) or 4-channel (RGBA) image, got {channels} channels; "
             "remove this step for multi-channel fluorescence images"
         )
-    weights = _check_weights(weights)
-    gray = np.tensordot(weights / weights.sum(), image[:3], axes=1)
+    checked = _check_weights(weights)
+    gray = np.tensordot(checked / checked.sum(), image[:3], axes=1)
     return np.clip(gray, 0, 1)[np.newaxis].astype(np.float32, copy=False)
 
 

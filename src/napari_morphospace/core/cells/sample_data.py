@@ -337,6 +337,8 @@ def _cell_masks(
     grid = np.meshgrid(*[np.arange(s.start, s.stop) for s in box], indexing="ij")
     dy, dx = grid[-2] - centre[-2], grid[-1] - centre[-1]
     theta, rho = np.arctan2(dx, dy), np.hypot(dy, dx)
+    cell_height: float | np.ndarray
+    nucleus_height: float | np.ndarray
     if len(box) == 2:
         cell_height = nucleus_height = 1.0
     else:
@@ -359,7 +361,7 @@ def _render_layout(
         texture=np.zeros(spatial_shape, np.float32),
     )
     for label, (shape, cell, centre) in enumerate(zip(shapes, factors.itertuples(), centres), start=1):
-        half = (shape.bounding_radius,) * 2
+        half: tuple[float, ...] = (shape.bounding_radius,) * 2
         if len(spatial_shape) == 3:
             half = (Z_ASPECT * cell.size / z_ratio + 1, *half)
         box = _cell_box(half, centre, spatial_shape)

@@ -229,13 +229,13 @@ class PointPicker:
         """Index of the point closest to ``position`` within ``radius`` (data units, one value or one per axis), else None."""
         if len(self.points) == 0:
             return None
-        position = np.asarray(position, dtype=float)
-        radii = np.broadcast_to(np.asarray(radius, dtype=float), position.shape)
-        candidates = self._tree.query_ball_point(position / self._spread, r=float(np.max(radii / self._spread)))
+        point = np.asarray(position, dtype=float)
+        radii = np.broadcast_to(np.asarray(radius, dtype=float), point.shape)
+        candidates = self._tree.query_ball_point(point / self._spread, r=float(np.max(radii / self._spread)))
         if not candidates:
             return None
         candidates = np.asarray(candidates)
-        distance = np.sum(((self.points[candidates] - position) / radii) ** 2, axis=1)
+        distance = np.sum(((self.points[candidates] - point) / radii) ** 2, axis=1)
         best = int(np.argmin(distance))
         return int(candidates[best]) if distance[best] <= 1.0 else None
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -154,7 +154,7 @@ class FusionClassifier(nn.Module):
                 "early fusion has one encoder for all channels, so there is no per-channel Grad-CAM; "
                 "use intermediate or late fusion, or Rank channels"
             )
-        return self.channel_encoders[channel][-1]
+        return cast(nn.Sequential, self.channel_encoders[channel])[-1]
 
     def channel_weights(self) -> np.ndarray | None:
         """Late fusion: each channel classifier's weight in the fused probability (sums to 1); None otherwise."""
@@ -445,7 +445,9 @@ def _channel_map(model: FusionClassifier, images: Any, class_index: int, channel
     layer = model.channel_layer(channel)
     if model.fusion != "late":
         return gradcam_classifier(model, images, class_index, layer=layer, normalize=False)
-    weight = float(model.channel_weights()[channel])
+    weights = model.channel_weights()
+    assert weights is not None  # late fusion weighs its channels
+    weight = float(weights[channel])
     logit = lambda batch: model.channel_classifier(batch, channel)[:, class_index]  # noqa: E731
     return weight * gradcam(model, images, logit, layer=layer, normalize=False)
 

@@ -11,7 +11,7 @@ input shape.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,8 @@ from torch import nn
 from ..errors import InputError
 from .settings import MAX_CHANNELS
 
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+#: Conv2d or Conv3d; their kernel and stride tuples have one value per axis, a length the type cannot carry.
+_CONV: dict[int, Callable[..., nn.Module]] = {2: nn.Conv2d, 3: nn.Conv3d}
 _BATCHNORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 #: Most groups of a GroupNorm layer (fewer when the channel count is not divisible by it).
 NORM_GROUPS = 8
@@ -210,6 +211,8 @@ class ConditionInjection(nn.Module):
         resized = F.interpolate(reference, size=features.shape[2:], mode="area")
         out = features + self.reference(resized)
         if self.label is not None:
+            if label is None:
+                raise ValueError("this block was built for labels (num_labels > 0): pass the label")
             out = out + self.label(label).reshape(*label.shape[:1], -1, *([1] * self.dim))
         return out
 

@@ -110,13 +110,13 @@ def kl_weight(step: int | None, schedule: str, warmup_steps: int) -> float:
         return 1.0
     if warmup_steps <= 0:
         raise InputError(f"kl_schedule={schedule!r} needs kl_warmup_steps > 0, got {warmup_steps}")
-    if step is None and schedule in ("linear", "cyclical"):
+    if schedule not in ("linear", "cyclical"):
+        raise InputError(f"kl_schedule must be 'none', 'linear' or 'cyclical', got {schedule!r}")
+    if step is None:
         return 1.0
     if schedule == "linear":
         return min(1.0, step / warmup_steps)
-    if schedule == "cyclical":
-        return min(1.0, (step % warmup_steps) / (warmup_steps / 2))
-    raise InputError(f"kl_schedule must be 'none', 'linear' or 'cyclical', got {schedule!r}")
+    return min(1.0, (step % warmup_steps) / (warmup_steps / 2))
 
 
 def capacity_target(step: int | None, capacity_max: float, capacity_steps: int) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +94,8 @@ class MorphoVAE(nn.Module, abc.ABC):
         posterior means, which is what the ME-VAE needs because its combined
         latent is not N(0, I)-distributed.
     """
+
+    latent_scale: torch.Tensor  # a buffer: registered in __init__, typed here for the type checker
 
     def __init__(self, settings: ModelSettings, input_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -390,7 +392,7 @@ class MEVAE(MorphoVAE):
     def feature_layer(self) -> nn.Module:
         """Last block of the encoder of the "original" view (the first encoder if there is none)."""
         index = self.views.index("original") if "original" in self.views else 0
-        return self.encoders[index].blocks[-1]
+        return cast(Encoder, self.encoders[index]).blocks[-1]
 
     def forward(self, x: torch.Tensor, cond: Condition | None = None, *, sample: bool | None = None) -> VAEOutput:
         parts = self.encode_parts(x)

@@ -313,14 +313,12 @@ def source_refs(
         raise InputError(f"{len(images)} image(s) but {len(labels)} label image(s); give one label image per image")
     if groups and len(groups) != len(images):
         raise InputError(f"{len(images)} image(s) but {len(groups)} group name(s); give one group per image")
-    return [
-        SourceRef(
-            image=FileRef.to(image, folder),
-            labels=FileRef.to(labels[i], folder) if labels and labels[i] is not None else None,
-            group=str(groups[i]) if groups else "",
-        )
-        for i, image in enumerate(images)
-    ]
+    refs = []
+    for i, image in enumerate(images):
+        label = labels[i] if labels else None
+        refs.append(SourceRef(image=FileRef.to(image, folder), labels=None if label is None else FileRef.to(label, folder),
+                              group=str(groups[i]) if groups else ""))  # fmt: skip
+    return refs
 
 
 def save_analysis(
@@ -735,7 +733,7 @@ def _check_crop_ids(analysis: Analysis) -> None:
     known = set(analysis.crop_set.table["crop_id"].astype(int))
     checks = [(analysis.manifest.latents, analysis.latents), (analysis.manifest.annotations, analysis.annotations)]
     for ref, table in checks:
-        if table is not None:
+        if ref is not None and table is not None:
             unknown = sorted(set(table["crop_id"].astype(int)) - known)
             if unknown:
                 analysis.problems.append(

@@ -156,12 +156,12 @@ def latent_statistics(latents: pd.DataFrame) -> dict[str, Any]:
     from ..analysis.latent_summary import summarise_latents
 
     summary = summarise_latents(latents)
-    summary.require_two_groups()
+    effects = summary.require_two_groups()
     stats: dict[str, Any] = {
         "groups": [summary.reference, summary.condition],
-        "cohens_d": summary.effects.d.tolist(),
-        "cohens_d_ci_low": summary.effects.ci_low.tolist(),
-        "cohens_d_ci_high": summary.effects.ci_high.tolist(),
+        "cohens_d": effects.d.tolist(),
+        "cohens_d_ci_low": effects.ci_low.tolist(),
+        "cohens_d_ci_high": effects.ci_high.tolist(),
         "top_dimensions": summary.top(TOP_DIMENSIONS),
         "active_units": summary.active_units,
         "empirical_kl_nats": summary.empirical_kl,

@@ -134,7 +134,7 @@ def check_known_answer(
     """
     summary = summarise_latents(latents)
     try:
-        summary.require_two_groups()
+        effects = summary.require_two_groups()
     except InputError as err:  # the demo tells "not available" from a failed answer
         raise NotAvailable(str(err)) from err
     matched = factors_for_latents(latents, factors)
@@ -146,7 +146,7 @@ def check_known_answer(
     best = max(rho, key=lambda f: abs(rho[f]) if np.isfinite(rho[f]) else -1.0)
     return {
         "dimension": dim,
-        "cohens_d": float(summary.effects.d[dim]),
+        "cohens_d": float(effects.d[dim]),
         "groups": [summary.reference, summary.condition],
         "spearman": rho,
         "best_factor": best,
@@ -425,10 +425,10 @@ def _cohen_section(ctx: _Context) -> list[str]:
     from ..analysis.statistics import forest_figure
 
     summary = ctx.require_summary()
-    summary.require_two_groups()
+    effects = summary.require_two_groups()
     parts = [_p(f"Cohen's d of {summary.condition} against {summary.reference} (pooled SD, ddof 1; positive: higher "
                 f"in {summary.condition}), 95 % confidence intervals; top dimensions {summary.top(TOP_DIMENSIONS)}.")]  # fmt: skip
-    parts.append(_img(forest_figure(summary.effects, top=15), "Cohen's d forest plot"))
+    parts.append(_img(forest_figure(effects, top=15), "Cohen's d forest plot"))
     probe = summary.probe
     if probe is None:
         parts.append(_p("Linear probe not available: each group needs at least 2 cells per fold, 2 folds"))

@@ -49,7 +49,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..analysis.cell_table import require_mu_columns
 from ..analysis.embed import embed
@@ -57,7 +56,7 @@ from ..analysis.statistics import cohens_d
 from ..cells.crop_set import CROP_TABLE_COLUMNS, CropSet, bbox_columns
 from ..config import atomic_write_text, from_dict, load_config, save_config, to_dict
 from ..errors import InputError
-from ..models import ModelSettings
+from ..models import ModelSettings, MorphoVAE
 from ..models.settings import BlockKind, ModelName
 from ..outputs import check_output
 from ..training.diagnostics import diagnose_training, representation_probe
@@ -260,7 +259,7 @@ def probe_targets(table: pd.DataFrame, columns: list[str] | None = None) -> pd.D
     return targets.loc[:, targets.notna().all() & (targets.std() > 0)]
 
 
-def evaluate_run(model: torch.nn.Module, crop_set: CropSet, split: SweepSplit, settings: SweepSettings) -> dict[str, Any]:
+def evaluate_run(model: MorphoVAE, crop_set: CropSet, split: SweepSplit, settings: SweepSettings) -> dict[str, Any]:
     """Score a trained model (see the module docstring); JSON-ready values, NaN where undefined.
 
     ``diagnostics`` is :func:`~napari_morphospace.core.training.diagnostics.diagnose_training` on the test
@@ -310,6 +309,9 @@ def _effect_sizes(test_table: pd.DataFrame, mu: np.ndarray) -> dict[str, Any]:
 # ---------------------------------------------------------------- running
 
 
+SweepStatus = Literal["training", "ok", "failed", "stopped", "skipped"]
+
+
 @dataclass
 class SweepProgress:
     """Progress of a sweep: grid point ``index`` of ``total``, its ``status`` and, while training, the epoch."""
@@ -317,7 +319,7 @@ class SweepProgress:
     index: int
     total: int
     name: str
-    status: Literal["training", "ok", "failed", "stopped", "skipped"]
+    status: SweepStatus
     epoch: int | None = None
     epochs: int | None = None
     message: str = ""
@@ -423,7 +425,7 @@ def run_point(
                               "val_crops": int(len(split.val))}  # fmt: skip
     started = time.perf_counter()
 
-    def send(status: str, **extra: Any) -> None:
+    def send(status: SweepStatus, **extra: Any) -> None:
         if on_update is not None:
             on_update(SweepProgress(point.index, total, point.name, status, **extra))
 
@@ -443,6 +445,7 @@ def run_point(
         else:
             save_trained_bundle(result, fit_crops, run_dir / "bundle", train_settings=training,
                                 crop_set_origin=f"sweep {folder.resolve()} (train and validation split)", overwrite=True)  # fmt: skip
+            assert isinstance(result.model, MorphoVAE)  # a sweep's models are single VAEs (SWEEP_MODELS)
             record.update(status="ok", message="", bundle=str(Path(RUNS_FOLDER) / point.name / "bundle"),
                           test=evaluate_run(result.model, crop_set, split, settings))  # fmt: skip
     except Exception as err:  # a failed grid point must not end the sweep: record why

@@ -63,7 +63,7 @@ from ..cells.preprocess import PreprocessPipeline, PreprocessStep, apply_pipelin
 from ..config import from_dict
 from ..errors import InputError
 from ..figures.gallery import crop_montage
-from ..models import ModelSettings, build_model
+from ..models import ModelSettings, MorphoVAE, build_model
 from ..training.bundle import Bundle, check_compatible, save_bundle, state_dict_mismatch
 from ..training.engine import TrainSettings
 
@@ -91,9 +91,8 @@ class ZooEncoder(nn.Module):
 
     def __init__(self, model_settings: dict[str, Any], input_shape: list[int]) -> None:
         super().__init__()
-        settings = from_dict(ModelSettings, model_settings, where="rdf.yaml architecture kwargs model_settings")
-        self.vae = build_model(settings, tuple(input_shape))
-        self.vae.decoder = None
+        self.vae = _build_vae(model_settings, input_shape)
+        del self.vae.decoder
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.vae.encode(x)
@@ -107,14 +106,31 @@ class ZooDecoder(nn.Module):
 
     def __init__(self, model_settings: dict[str, Any], input_shape: list[int]) -> None:
         super().__init__()
-        settings = from_dict(ModelSettings, model_settings, where="rdf.yaml architecture kwargs model_settings")
-        self.vae = build_model(settings, tuple(input_shape))
+        self.vae = _build_vae(model_settings, input_shape)
         for name, _ in list(self.vae.named_children()):
             if name != "decoder":
                 setattr(self.vae, name, None)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(z)
+
+
+def _build_vae(model_settings: dict[str, Any], input_shape: list[int]) -> MorphoVAE:
+    """The VAE described by ``rdf.yaml``'s architecture kwargs; only single VAEs are exported."""
+    settings = from_dict(ModelSettings, model_settings, where="rdf.yaml architecture kwargs model_settings")
+    model = build_model(settings, tuple(input_shape))
+    if not isinstance(model, MorphoVAE):
+        raise InputError(f"a {settings.model} model is not a zoo package's model; "
+                         f"export one of {', '.join(EXPORTABLE_MODELS)}")
+    return model
+
+
+def _exported_vae(bundle: Bundle) -> MorphoVAE:
+    """The bundle's model, which :func:`_check_export` made sure is a single VAE."""
+    if not isinstance(bundle.model, MorphoVAE):
+        raise InputError(f"a {bundle.model_settings.model} model cannot be exported; "
+                         f"export one of {', '.join(EXPORTABLE_MODELS)}")
+    return bundle.model
 
 
 # --------------------------------------------------------------------------- export
@@ -307,8 +323,9 @@ def _test_tensors(bundle: Bundle, crop_set: CropSet, n: int) -> _Tensors:
         pipeline = PreprocessPipeline([normalisation])
         model_input = np.stack([apply_pipeline(crop, pipeline) for crop in crops])
     with torch.no_grad():
-        mu, logvar = bundle.model.encode(torch.from_numpy(model_input))
-        recon = bundle.model.decode(mu)
+        vae = _exported_vae(bundle)
+        mu, logvar = vae.encode(torch.from_numpy(model_input))
+        recon = vae.decode(mu)
     return _Tensors(crops, mu.numpy().astype(np.float32), logvar.numpy().astype(np.float32),
                     recon.numpy().astype(np.float32))  # fmt: skip
 
@@ -372,7 +389,8 @@ def _describe(role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors, f
     weights = bmz.WeightsDescr(
         pytorch_state_dict=bmz.PytorchStateDictWeightsDescr(
             source=files / f"{role}_state_dict.pt", pytorch_version=torch_version,
-            architecture=bmz.ArchitectureFromLibraryDescr(import_from=__name__, callable=architecture, kwargs=kwargs),
+            architecture=bmz.ArchitectureFromLibraryDescr(import_from=__name__, callable=bmz.Identifier(architecture),
+                                                          kwargs=kwargs),
             dependencies=bmz.FileDescr(source=files / "environment.yaml"),
         ),
         torchscript=bmz.TorchscriptWeightsDescr(
@@ -383,12 +401,12 @@ def _describe(role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors, f
     try:
         return bmz.ModelDescr(
             name=_name(settings, bundle, role), description=_description(settings, bundle, role), authors=authors,
-            cite=[bmz.CiteEntry(text=text, **ref) for text, ref in citations(model_settings)],
-            license=settings.license, documentation=bmz.FileDescr(source=files / "README.md"),
+            cite=[bmz.CiteEntry.model_validate({"text": text, **ref}) for text, ref in citations(model_settings)],
+            license=bmz.LicenseId(settings.license), documentation=bmz.FileDescr(source=files / "README.md"),
             covers=[bmz.FileDescr(source=files / "cover.png")],
             tags=["napari-morphospace", "variational-autoencoder", model_settings.model, role,
                   f"{len(bundle.input_shape) - 1}d", "cell-morphology", "representation-learning"],
-            inputs=inputs, outputs=outputs, weights=weights, config=_config(role, bundle),
+            inputs=inputs, outputs=outputs, weights=weights, config=bmz.Config.model_validate(_config(role, bundle)),
         )  # fmt: skip
     except ValidationError as err:
         raise InputError(f"the {role} description does not validate: {_first_pydantic_errors(err)}; nothing was written") from err
@@ -426,7 +444,7 @@ def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Pa
     def latent(name: str, array: np.ndarray, text: str, kind: Any) -> Any:
         np.save(files / f"{name}.npy", array)
         names = [f"{name}_{i}" for i in range(bundle.model_settings.latent_dim)]
-        return kind(id=name, axes=[bmz.BatchAxis(), bmz.ChannelAxis(channel_names=names)],
+        return kind(id=bmz.TensorId(name), axes=[bmz.BatchAxis(), bmz.ChannelAxis(channel_names=names)],
                     test_tensor=bmz.FileDescr(source=files / f"{name}.npy"), description=text)  # fmt: skip
 
     unit_range = bmz.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0))
@@ -434,7 +452,7 @@ def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Pa
         np.save(files / "crops.npy", tensors.crops)
         normalisation = final_normalisation(bundle.preprocess)
         crops = bmz.InputTensorDescr(
-            id="crops", axes=image_axes(bmz.SpaceInputAxis), test_tensor=bmz.FileDescr(source=files / "crops.npy"),
+            id=bmz.TensorId("crops"), axes=image_axes(bmz.SpaceInputAxis), test_tensor=bmz.FileDescr(source=files / "crops.npy"),
             data=bmz.IntervalOrRatioDataDescr(type="float32") if normalisation else unit_range,
             description="single-cell crops made as for training (see README)",
             preprocessing=_preprocessing(bmz, normalisation, spatial),
@@ -443,7 +461,7 @@ def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Pa
                          latent("logvar", tensors.logvar, "posterior log-variance log σ² per latent dimension",
                                 bmz.OutputTensorDescr)]  # fmt: skip
     np.save(files / "image.npy", tensors.recon)
-    image = bmz.OutputTensorDescr(id="image", axes=image_axes(bmz.SpaceOutputAxis), data=unit_range,
+    image = bmz.OutputTensorDescr(id=bmz.TensorId("image"), axes=image_axes(bmz.SpaceOutputAxis), data=unit_range,
                                   test_tensor=bmz.FileDescr(source=files / "image.npy"),
                                   description="decoded crops in [0, 1]")  # fmt: skip
     z = latent("z", tensors.mu, "latent vectors, e.g. the encoder's mu with one value changed", bmz.InputTensorDescr)
@@ -586,7 +604,7 @@ def _cover(role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors) -> F
     table = embed(bundle, crop_set.subset(_evenly_spread(len(crop_set), 256)))
     mu, logvar = table.filter(regex=r"^mu_\d+$").to_numpy(), table.filter(regex=r"^logvar_\d+$").to_numpy()
     dims = np.argsort(-kl_per_dimension(mu, logvar))[:3].tolist()
-    grid = traversal_grid(bundle.model, dims, n_steps=7, start=mu.mean(axis=0))
+    grid = traversal_grid(_exported_vae(bundle), dims, n_steps=7, start=mu.mean(axis=0))
     figure = traversal_figure(grid, dims=dims)
     figure.set_size_inches(8, 4)
     figure.tight_layout()

@@ -34,7 +34,7 @@ from ... import __version__
 from ..cells.crop_set import CropSet
 from ..config import from_dict, shown, to_dict
 from ..errors import InputError
-from ..models import ModelSettings, build_model
+from ..models import ModelSettings, MorphoVAE, StackedConditionalVAE, build_model
 from ..outputs import check_output, names_format, replace_folder, scratch_prefix, write_failed
 from .diagnostics import TrainingDiagnostics
 
@@ -48,7 +48,7 @@ CONFIG_NAME = "model.json"
 class Bundle:
     """A loaded model bundle: the rebuilt model (eval mode) and what it was trained on."""
 
-    model: torch.nn.Module
+    model: MorphoVAE | StackedConditionalVAE
     model_settings: ModelSettings
     input_shape: tuple[int, ...]
     channel_names: list[str]

@@ -72,10 +72,10 @@ class CropDataset(Dataset):
         return [self._item(image, int(index)) for image, index in zip(read_crops(self.images, positions), positions)]
 
     def _item(self, image: np.ndarray, index: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        image = torch.from_numpy(image)
+        tensor = torch.from_numpy(image)
         extras = []
         if self.labels is not None:
             extras.append(torch.tensor(self.labels[index], dtype=torch.int64))
         if self.return_index:
             extras.append(torch.tensor(index, dtype=torch.int64))
-        return (image, *extras) if extras else image
+        return (tensor, *extras) if extras else tensor

@@ -48,6 +48,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..errors import InputError
 from ..models.losses import gaussian_kl, reconstruction_loss
+from ..models.vae import MEVAE, MorphoVAE
 
 #: Var(μ) above which a latent dimension counts as active (Burda et al. 2016).
 ACTIVE_THRESHOLD = 0.01
@@ -186,7 +187,7 @@ class TrainingDiagnostics:
 
 
 def diagnose_training(
-    model: torch.nn.Module,
+    model: MorphoVAE,
     images: Any,
     *,
     batch_size: int = 64,
@@ -211,7 +212,8 @@ def diagnose_training(
     model.eval()
     try:
         generator = torch.Generator().manual_seed(seed)
-        mus, kls, encoder_kls, ssims, rec_sum, kl_sum = [], [], [], [], 0.0, 0.0
+        mus, kls, encoder_kls, rec_sum, kl_sum = [], [], [], 0.0, 0.0
+        ssims: list[float] = []
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 x = torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32))
@@ -265,7 +267,7 @@ class ProbeCrops:
     pca_fit: np.ndarray | None = None  # crops the pixel PCA is fitted on (the training crops); default: images
 
 
-def probe_from_masks(model: torch.nn.Module, crops: ProbeCrops, *, batch_size: int = 64,
+def probe_from_masks(model: MorphoVAE, crops: ProbeCrops, *, batch_size: int = 64,
                      seed: int = 0) -> tuple[ProbeResult | None, str | None]:  # fmt: skip
     """:func:`representation_probe` of the model's eval-mode latent means on cells measured from crop and mask.
 
@@ -352,9 +354,9 @@ def _device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _posterior(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list | None]:
+def _posterior(model: MorphoVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list | None]:
     """``(mu, logvar, parts)``: parts are the ME-VAE encoders' own posteriors (None for other models)."""
-    if hasattr(model, "encode_parts"):
+    if isinstance(model, MEVAE):
         parts = model.encode_parts(x)
         mu, logvar = model.combined_posterior(parts)
         return mu, logvar, parts
@@ -369,16 +371,16 @@ def _kl_rows(mu: torch.Tensor, logvar: torch.Tensor, parts: list | None) -> torc
     return torch.stack([gaussian_kl(m, lv) for m, lv in parts]).sum(dim=0)
 
 
-def _elbo_terms(model: torch.nn.Module, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+def _elbo_terms(model: MorphoVAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                 parts: list | None, samples: int, generator: torch.Generator) -> tuple[float, float]:
     """Batch means of the reconstruction term over ``samples`` draws of z, and of the KL."""
     kind = model.settings.reconstruction
     rec = 0.0
     for _ in range(samples):
-        if parts is None:
-            z = mu + torch.exp(0.5 * logvar) * _normal(mu, generator)
-        else:
+        if isinstance(model, MEVAE) and parts is not None:
             z = model.combine([m + torch.exp(0.5 * lv) * _normal(m, generator) for m, lv in parts])
+        else:
+            z = mu + torch.exp(0.5 * logvar) * _normal(mu, generator)
         rec += float(reconstruction_loss(model.decode(z), x, kind)) / samples
     return rec, float(_kl_rows(mu, logvar, parts).sum(dim=1).mean())
 
@@ -400,7 +402,7 @@ def _ssim(original: np.ndarray, reconstruction: np.ndarray) -> float:
     return float(np.mean(values))
 
 
-def _spread_ratio(model: torch.nn.Module, images: Any) -> float:
+def _spread_ratio(model: MorphoVAE, images: Any) -> float:
     """Total Var(μ) of the same crops with BatchNorm using their batch statistics, over the same in eval mode.
 
     Up to :data:`SPREAD_CROPS` crops go through as one batch, so the batch
@@ -487,10 +489,10 @@ def probe_folds(groups: Sequence[Any] | None, n: int, folds: int = 5, seed: int 
     source the folds are random and the note says so.
     """
     if groups is not None:
-        groups = np.asarray(groups).astype(str)
-        n_groups = len(np.unique(groups))
+        sources = np.asarray(groups).astype(str)
+        n_groups = len(np.unique(sources))
         if n_groups >= 2:
-            return GroupKFold(n_splits=min(folds, n_groups)), groups, None
+            return GroupKFold(n_splits=min(folds, n_groups)), sources, None
     note = "all cells come from one image, so the probe's folds could not be grouped by source image"
     return KFold(n_splits=min(folds, n), shuffle=True, random_state=seed), None, note
 

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from ..cells.crop_set import CropSet
 from ..config import from_dict
 from ..errors import InputError
-from ..models import Condition, ModelSettings, StackedConditionalVAE, build_model
+from ..models import MEVAE, Condition, ModelSettings, MorphoVAE, StackedConditionalVAE, build_model
 from .bundle import Bundle, bundle_config, save_bundle
 from .checkpoints import AtomicCheckpointIO, BestCheckpoint, RunCheckpoints, checkpoint_run_id, new_run_id
 from .dataset import CropDataset
@@ -265,7 +265,7 @@ class TrainResult:
     held-out crops).
     """
 
-    model: torch.nn.Module
+    model: MorphoVAE | StackedConditionalVAE
     model_settings: ModelSettings
     label_classes: list[Any]
     history: list[dict[str, float]]
@@ -359,7 +359,8 @@ def augment_batch(x: torch.Tensor, *, flips: bool, rot90: bool, small_rotations:
             x = torch.where(chosen, x.flip(dim), x)
     if rot90 and x.shape[-1] == x.shape[-2]:
         k = torch.randint(0, 4, (batch,), device=x.device).view(batch, *spatial)
-        x = sum(torch.where(k == turns, torch.rot90(x, turns, dims=(-2, -1)), 0.0) for turns in range(4))
+        x = sum((torch.where(k == turns, torch.rot90(x, turns, dims=(-2, -1)), 0.0) for turns in range(4)),
+                torch.zeros_like(x))
     if small_rotations:
         x = _rotate_yx(x, (torch.rand(batch, device=x.device) * 2 - 1) * math.radians(15))
     return x
@@ -418,7 +419,7 @@ class VAEModule(L.LightningModule):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: MorphoVAE | StackedConditionalVAE,
         *,
         learning_rate: float,
         weight_decay: float,
@@ -447,9 +448,11 @@ class VAEModule(L.LightningModule):
         self.trained.requires_grad_(True)
 
     @property
-    def trained(self) -> torch.nn.Module:
+    def trained(self) -> MorphoVAE:
         """The sub-model this stage optimises."""
-        return getattr(self.model, self.stage) if self.stage in ("reference", "target") else self.model
+        if isinstance(self.model, StackedConditionalVAE):
+            return self.model.target if self.stage == "target" else self.model.reference
+        return self.model
 
     def losses(self, batch: Any) -> dict[str, torch.Tensor]:
         """Forward pass and loss terms of one batch (images, or images and labels).
@@ -466,12 +469,12 @@ class VAEModule(L.LightningModule):
 
     def _inputs(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, Condition | None]:
         """Split channels for the conditional stages; the target is conditioned on reference and label."""
-        if self.stage == "model":
+        if not isinstance(self.model, StackedConditionalVAE):
             return images, None
         reference, target = self.model.split_channels(images)
         if self.stage == "reference":
             return reference, None
-        label = F.one_hot(labels, self.num_labels).to(images.dtype) if self.num_labels else None
+        label = F.one_hot(labels, self.num_labels).to(images.dtype) if self.num_labels and labels is not None else None
         return target, Condition(reference=reference, label=label)
 
     def reconstruct(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -590,7 +593,7 @@ class VAEModule(L.LightningModule):
         checkpoint["morphospace_stage"] = self.stage
 
 
-def validation_terms(model: torch.nn.Module, x: torch.Tensor, cond: Condition | None, *,
+def validation_terms(model: MorphoVAE, x: torch.Tensor, cond: Condition | None, *,
                      dataset_size: int) -> dict[str, torch.Tensor]:
     """Loss terms for validation and model selection: the full objective and the ELBO, z sampled.
 
@@ -667,15 +670,22 @@ class _CropDataModule(L.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.drop_last_val, self.num_workers, self.seed = drop_last_val, num_workers, seed
 
+    @property
+    def _fitting(self) -> L.Trainer:
+        """The trainer asking for the loaders (Lightning attaches it before it asks)."""
+        if self.trainer is None:
+            raise RuntimeError("the crop data module gives loaders only to the Trainer it is attached to")
+        return self.trainer
+
     def _sampler(self, dataset: Dataset, *, shuffle: bool) -> _EpochSampler:
-        return _EpochSampler(dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
+        return _EpochSampler(dataset, num_replicas=self._fitting.world_size, rank=self._fitting.global_rank,
                              shuffle=shuffle, seed=self.seed)
 
     def train_dataloader(self) -> DataLoader:
         return _ResumableLoader(self.train_set, batch_size=self.batch_size,
                                 sampler=self._sampler(self.train_set, shuffle=True), drop_last=True,
                                 num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                                trainer=self.trainer)
+                                trainer=self._fitting)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.val_batch_size, sampler=self._sampler(self.val_set, shuffle=False),
@@ -717,6 +727,7 @@ class _ResumableLoader(DataLoader):
         return {"epoch": self._trainer.current_epoch, "batches_done": progress.completed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        assert isinstance(self.sampler, _EpochSampler) and self.batch_size is not None  # as train_dataloader makes it
         self.sampler.skip = (state["epoch"], state["batches_done"] * self.batch_size)
 
 
@@ -746,9 +757,9 @@ class _ProgressReporter(L.Callback):
         self._started = self._last_sent = time.monotonic()
         self._first_step = trainer.global_step
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: VAEModule, outputs: Any, batch: Any,
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if pl_module.nonfinite_step is not None:
+        if isinstance(pl_module, VAEModule) and pl_module.nonfinite_step is not None:
             trainer.should_stop = True
         # Every process decides together (a Ctrl-C reaches the DDP processes at different steps).
         if trainer.strategy.reduce_boolean_decision(self.stop_event is not None and self.stop_event.is_set(),
@@ -761,7 +772,8 @@ class _ProgressReporter(L.Callback):
             self._last_sent = now
             self._send(trainer, self._update(trainer, {"loss": float(loss)}, None, None))
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: VAEModule) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        assert isinstance(pl_module, VAEModule)  # the engine's only module
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         train_losses = {k[len("train_"):]: v for k, v in metrics.items() if k.startswith("train_")}
         val_losses = {k[len("val_"):]: v for k, v in metrics.items() if k.startswith("val_")} or None
@@ -887,8 +899,9 @@ def train(
     notes = [split.note] if split.note else []
     if split.note:
         warnings.warn(split.note, UserWarning, stacklevel=2)
-    train_settings = replace(train_settings, batch_size=batch_size_for(train_settings, len(split.train)))
-    _check_sizes(split, train_settings.batch_size)
+    batch_size = batch_size_for(train_settings, len(split.train))
+    train_settings = replace(train_settings, batch_size=batch_size)
+    _check_sizes(split, batch_size)
     if not train_settings.checkpoint_dir:
         raise InputError(
             "training.checkpoint_dir is empty; name the folder for this run's checkpoints (the command line "
@@ -913,7 +926,7 @@ def train(
                     model, stage, dataset, split, model_settings, train_settings,
                     RunCheckpoints(checkpoint_dir, directory, run_id, model=model,
                                    resume_from=resume_from if not outcomes else None),
-                    on_update=on_update, stop_event=stop_event, progress_bar=progress_bar,
+                    batch_size=batch_size, on_update=on_update, stop_event=stop_event, progress_bar=progress_bar,
                 ))
                 if outcomes[-1]["stopped_by_user"]:
                     break
@@ -923,8 +936,8 @@ def train(
         raise
     final = outcomes[-1]
     model.requires_grad_(True).cpu().eval()
-    if model_settings.model == "me-vae":
-        _calibrate(model, CropDataset(crop_set.subset(split.train)), train_settings.batch_size)
+    if isinstance(model, MEVAE):
+        _calibrate(model, CropDataset(crop_set.subset(split.train)), batch_size)
     result = TrainResult(
         model=model, model_settings=model_settings, label_classes=list(labels),
         history=[row for outcome in outcomes for row in outcome["history"]],
@@ -933,8 +946,8 @@ def train(
         stopped_by_user=any(o["stopped_by_user"] for o in outcomes),
         checkpoint_dir=str(checkpoint_dir), train_size=len(split.train), val_size=len(split.val),
         is_global_zero=final["is_global_zero"], notes=notes, steps=sum(o["steps"] for o in outcomes),
-        epochs=final["epochs"], batch_size=train_settings.batch_size,
-        diagnostics=_diagnose(model, crop_set, split, train_settings.batch_size),
+        epochs=final["epochs"], batch_size=batch_size,
+        diagnostics=_diagnose(model, crop_set, split, batch_size),
     )
     if on_update is not None:
         on_update(TrainFinished(result.best_checkpoint, result.best_val_loss, result.stopped_early,
@@ -942,8 +955,8 @@ def train(
     return result
 
 
-def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split: DataSplit,
-               model_settings: ModelSettings, settings: TrainSettings, run: RunCheckpoints, *,
+def _fit_stage(model: MorphoVAE | StackedConditionalVAE, stage: Stage, dataset: CropDataset, split: DataSplit,
+               model_settings: ModelSettings, settings: TrainSettings, run: RunCheckpoints, *, batch_size: int,
                on_update: Callable[[TrainMessage], None] | None, stop_event: StopFlag | None,
                progress_bar: bool) -> dict[str, Any]:
     """Run one Lightning ``fit`` (one model, or one stage of the conditional model)."""
@@ -955,8 +968,8 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
     )
     val_set = Subset(dataset, split.val.tolist())
     # The β-TCVAE estimator needs >= 3 crops per batch, so validation drops a short last batch too.
-    val_batch_size = min(settings.batch_size, len(split.val))
-    data = _CropDataModule(Subset(dataset, split.train.tolist()), val_set, batch_size=settings.batch_size,
+    val_batch_size = min(batch_size, len(split.val))
+    data = _CropDataModule(Subset(dataset, split.train.tolist()), val_set, batch_size=batch_size,
                            val_batch_size=val_batch_size, drop_last_val=model_settings.model == "beta-tcvae",
                            num_workers=settings.num_workers, seed=settings.seed)
     preview = torch.utils.data.default_collate([val_set[i] for i in range(min(PREVIEW_CROPS, len(val_set)))])
@@ -970,7 +983,8 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         early = EarlyStopping(monitor="val_loss", mode="min", patience=settings.early_stopping_patience)
         callbacks.append(early)
     trainer = _make_trainer(settings, callbacks, run.last.parent, progress_bar)
-    trainer.fit_loop.max_epochs = epochs_for(settings, len(split.train), settings.batch_size, trainer.world_size)
+    max_epochs = epochs_for(settings, len(split.train), batch_size, trainer.world_size)
+    trainer.fit_loop.max_epochs = max_epochs
     try:
         trainer.fit(module, datamodule=data, ckpt_path=None if run.resume_from is None else str(run.resume_from),
                     weights_only=True)
@@ -983,10 +997,12 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         if isinstance(err.__context__, KeyboardInterrupt):
             raise KeyboardInterrupt from None
         raise
-    if module.nonfinite_step is not None or run.nonfinite_val_epoch is not None:
-        where = (f"the loss or the weights became non-finite (NaN or infinite) at step {module.nonfinite_step}"
-                 if module.nonfinite_step is not None else
-                 f"the validation loss became non-finite (NaN or infinite) in epoch {run.nonfinite_val_epoch + 1}")
+    where = None
+    if module.nonfinite_step is not None:
+        where = f"the loss or the weights became non-finite (NaN or infinite) at step {module.nonfinite_step}"
+    elif run.nonfinite_val_epoch is not None:
+        where = f"the validation loss became non-finite (NaN or infinite) in epoch {run.nonfinite_val_epoch + 1}"
+    if where is not None:
         raise TrainingDiverged(
             f"{where}{_of_stage(stage)}; training stopped and {run.last} keeps the last state whose training "
             f"and validation losses were finite. Lower the learning rate (now {settings.learning_rate}), set "
@@ -998,7 +1014,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
     if best_path and trainer.is_global_zero:  # only global rank 0 writes results; the file may be on its disk only
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
-    module.recalibrate_batchnorm(DataLoader(data.train_set, batch_size=settings.batch_size, drop_last=True))
+    module.recalibrate_batchnorm(DataLoader(data.train_set, batch_size=batch_size, drop_last=True))
     return {
         "history": reporter.history,
         "best": best_path,
@@ -1008,7 +1024,7 @@ def _fit_stage(model: torch.nn.Module, stage: Stage, dataset: CropDataset, split
         "stopped_by_user": reporter.stopped_by_user,
         "is_global_zero": trainer.is_global_zero,
         "steps": int(trainer.global_step),
-        "epochs": int(trainer.max_epochs),
+        "epochs": max_epochs,
     }
 
 
@@ -1133,7 +1149,7 @@ def _quiet_lightning(quiet: bool) -> Iterator[None]:
 
 
 @torch.no_grad()
-def _calibrate(model: torch.nn.Module, dataset: CropDataset, batch_size: int) -> None:
+def _calibrate(model: MEVAE, dataset: CropDataset, batch_size: int) -> None:
     """Set the ME-VAE latent scale to the spread of its training means (traversal units)."""
     loader = DataLoader(dataset, batch_size=batch_size)
     means = torch.cat([model.encode(batch)[0] for batch in loader])
@@ -1147,7 +1163,7 @@ def _spread_out(indices: np.ndarray, count: int) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
 
 
-def _diagnose(model: torch.nn.Module, crop_set: CropSet, split: DataSplit, batch_size: int) -> TrainingDiagnostics:
+def _diagnose(model: MorphoVAE | StackedConditionalVAE, crop_set: CropSet, split: DataSplit, batch_size: int) -> TrainingDiagnostics:
     """End-of-training diagnostics on the held-out crops (the reference model's, for ``cond-vae``).
 
     Crops cut from labels keep their object masks, so the representation
@@ -1156,7 +1172,7 @@ def _diagnose(model: torch.nn.Module, crop_set: CropSet, split: DataSplit, batch
     the model was. Each part reads at most 2 048 crops.
     """
     channels = model.reference_channels if isinstance(model, StackedConditionalVAE) else slice(None)
-    diagnosed = model.reference if isinstance(model, StackedConditionalVAE) else model
+    diagnosed: MorphoVAE = model.reference if isinstance(model, StackedConditionalVAE) else model
     held_out = np.asarray(crop_set.subset(_spread_out(split.val, DIAGNOSTIC_CROPS)).images)[:, channels]
     probe_crops = None
     if crop_set.masks is not None:
