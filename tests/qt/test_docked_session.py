@@ -26,7 +26,7 @@ def test_widgets_docked_from_the_menu_share_crop_set_model_latents_and_selection
     assert scatter.viewer is not viewer
     cells = dock(viewer, "Cells")
     cells.build()
-    qtbot.waitUntil(lambda: cells._worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: not cells.tasks.busy, timeout=60000)
     crop_set = cells.crop_set
     assert crop_set is not None and len(crop_set) == 12
     scatter.session.named_selections = {"first": (0, 1)}

@@ -14,14 +14,14 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal, get_args, get_type_hints
 
 import dask.array as da
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, PushButton, Widget, create_widget
 from napari.layers import Image, Labels, Points, Shapes
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
 from superqt import QCollapsible
@@ -42,7 +42,9 @@ from qtpy.QtWidgets import (
 
 from ..core.config import save_config
 from ..core.crop_job import CropJob
-from ..core.crops import CropCancelled, CropSettings, CropSource, ObjectPreview, PatchSettings, build_crop_set
+from ..core.crops import (
+    CropCancelled, CropSettings, CropSource, ObjectPreview, PatchSettings, build_crop_set, summed_notes,
+)  # fmt: skip
 from ..core.data import CropSet, crop_set_folder
 from ..core.errors import InputError
 from ..core.io import Stack
@@ -56,7 +58,8 @@ from .docking import tab_with_other_docks
 from .forms import field_widget, read_form, settings_form
 from ..viewer.layers import layer_file
 from ..viewer.session import session_for
-from .workers import Progress, ProgressDisplay, messages_from
+from .tasks import Tasks
+from .workers import Progress
 
 ObjectKind = Literal["labels", "points", "shapes", "patches"]
 
@@ -308,10 +311,8 @@ class CellsWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.crop_set: CropSet | None = None
-        self._worker: Any = None
         self._stop_event = threading.Event()
         self._preview_cache: tuple[Any, ObjectPreview] | None = None
-        self._progress: ProgressDisplay | None = None
 
         self.kind = ComboBox(choices=list(get_args(ObjectKind)), value="labels", label="objects")
         self.table = QTableWidget(0, len(COLUMNS))
@@ -348,6 +349,7 @@ class CellsWidget(QWidget):
         self.save_job_button = PushButton(text="Save job for the command line…")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.tasks = Tasks("Cells", status=self.status.setText, on_busy=self._set_busy, parent=self)
 
         self._layout()
         self._preview_timer = QTimer(self)
@@ -604,26 +606,21 @@ class CellsWidget(QWidget):
 
     # ----------------------------------------------------------------- building
 
-    def build(self) -> None:
-        """Build the crop set of every checked source in a background worker."""
+    def build(self) -> Any:
+        """Build the crop set of every checked source in a background worker; returns it (None when refused)."""
         try:
             plan = self._build_plan()
         except InputError as err:
-            show_error(str(err))
-            return
+            self.tasks.report(err)
+            return None
         self._stop_event = threading.Event()
-        output = self._output_folder()
         pipeline = self.steps.pipeline()
-        self.build_button.enabled, self.cancel_button.enabled = False, True
-        self.status.setText("Building…")
-        self._progress = ProgressDisplay("Building crop set", show_text=self.status.setText, parent=self)
-        worker = _build_worker(plan, pipeline if pipeline.steps else None, self._stop_event, output)
-        worker.yielded.connect(self._on_message)
-        worker.returned.connect(self._on_built)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        return self.tasks.start(build_crops, plan, pipeline if pipeline.steps else None, self._stop_event,
+                                self._output_folder(), on_done=self._on_built, action="Building the crop set",
+                                busy_text="Building…", progress="Building crop set", on_message=self._on_message)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.build_button.enabled, self.cancel_button.enabled = not busy, busy
 
     def cancel(self) -> None:
         """Stop the build; takes effect before the next object and writes nothing."""
@@ -670,8 +667,7 @@ class CellsWidget(QWidget):
         try:
             written = save_config(self.crop_job(), path)
         except InputError as err:
-            show_error(str(err))
-            self.status.setText(f"⚠ {err}")
+            self.tasks.report(err)
             return None
         self.status.setText(f"Saved the crop job to {written}: run it with morphospace crops --config {written} --out DIR")
         return written
@@ -702,20 +698,11 @@ class CellsWidget(QWidget):
         return plan
 
     def _on_message(self, message: Any) -> None:
-        """Record progress (shown by the progress display's timer); show the builders' warnings."""
-        if isinstance(message, Progress) and self._progress is not None:
-            self._progress.post(message)
-        elif isinstance(message, BuildWarnings) and message.messages:
+        """Show the builders' warnings, one notification per build."""
+        if isinstance(message, BuildWarnings) and message.messages:
             show_warning("\n".join(message.messages))
 
-    def _end_progress(self) -> None:
-        """Close the progress display before the outcome is written: the outcome has the last word."""
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-
     def _on_built(self, crop_set: CropSet | None) -> None:
-        self._end_progress()
         if crop_set is None:
             self.status.setText("Cancelled: no crop set was made.")
             return
@@ -738,42 +725,24 @@ class CellsWidget(QWidget):
         self.gallery.setPixmap(pixmap)
         self.gallery.setMinimumSize(pixmap.size())
 
-    def _on_error(self, error: Exception) -> None:
-        self._end_progress()
-        if isinstance(error, InputError):
-            self.status.setText(f"⚠ {error}")
-            show_error(str(error))
-        else:
-            self.status.setText(f"Unexpected error: {error!r}")
-            show_error(f"Building the crop set failed unexpectedly: {error!r}")
-
-    def _on_finished(self) -> None:
-        self._end_progress()
-        self.build_button.enabled, self.cancel_button.enabled = True, False
-        self._worker = None
 
 
-def build_crops(sources: list[CropSource], pipeline: PreprocessPipeline | None, stop_event: threading.Event,
-                output: Path | None, send: Any) -> CropSet:  # fmt: skip
-    """Crop every source with the core's ``build_crop_set``, as the command line does; runs off the GUI thread.
+def build_crops(send: Callable[[Any], None], sources: list[CropSource], pipeline: PreprocessPipeline | None,
+                stop_event: threading.Event, output: Path | None) -> CropSet | None:  # fmt: skip
+    """Crop every source with the core's ``build_crop_set``, as the command line does; None when cancelled.
 
+    Runs off the GUI thread and sends its progress and, once, the builders'
+    notes summed over the sources (as ``morphospace crops`` prints them).
     With a "save to" folder the crops stream there; without, they stay in
     memory unless they would not fit comfortably (the core then streams them
     to a temporary folder).
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        crop_set = build_crop_set(sources, pipeline=pipeline, output=output, stop_event=stop_event,
-                                  on_progress=lambda name, done, total: send(Progress(f"Cropping {name}", done, total)))  # fmt: skip
-    send(BuildWarnings([str(w.message) for w in caught]))
+        try:
+            crop_set = build_crop_set(sources, pipeline=pipeline, output=output, stop_event=stop_event,
+                                      on_progress=lambda name, done, total: send(Progress(f"Cropping {name}", done, total)))  # fmt: skip
+        except CropCancelled:
+            return None
+    send(BuildWarnings(summed_notes([str(w.message) for w in caught])))
     return crop_set
-
-
-@thread_worker(ignore_errors=True)  # errors reach _on_error as notifications, not re-raised
-def _build_worker(plan: list[CropSource], pipeline: PreprocessPipeline | None, stop_event: threading.Event,
-                  output: Path | None):  # fmt: skip
-    """Yield progress messages; return the crop set, or None when cancelled."""
-    try:
-        return (yield from messages_from(lambda send: build_crops(plan, pipeline, stop_event, output, send)))
-    except CropCancelled:
-        return None
