@@ -66,8 +66,8 @@ class Tasks(QObject):
         analysis"). With ``progress`` (the progress bar's title) the function
         is called as ``function(send, *args, **kwargs)``. An ``exclusive``
         task is refused, with a message, while another task of the widget runs.
-        ``on_quit`` is called on the GUI thread when the task is asked to quit
-        (:meth:`stop`, or napari closing the viewer); the function must then end.
+        A task asked to quit (:meth:`stop`, or napari closing the viewer) is
+        let go of, and ``on_quit`` is called: the function must then end.
         """
         if exclusive and self.busy:
             show_error(f"the {self.name} widget is still busy; wait until it has finished")
@@ -81,7 +81,7 @@ class Tasks(QObject):
         else:
             worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True,
                                    _worker_class=_FunctionTask, **kwargs)  # fmt: skip
-        worker.on_quit = on_quit
+        worker.on_quit = partial(self._let_go, worker, display, on_quit)
         if on_done is not None:
             worker.returned.connect(partial(self._done, worker, display, on_done))
         worker.errored.connect(partial(self._report, worker, display, action))
@@ -107,16 +107,25 @@ class Tasks(QObject):
 
     def stop(self) -> None:
         """Let go of every running task (when the widget closes): ask each to quit; none of their results or errors arrive."""
-        workers, self._workers = self._workers, []
-        for worker in workers:
+        for worker in list(self._workers):
             worker.quit()
+
+    def _let_go(self, worker: Any, display: ProgressDisplay | None, on_quit: Callable[[], Any] | None) -> None:
+        """A task asked to quit: nothing of it arrives any more (the widget may be gone); ``on_quit`` ends the function."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+            if display is not None:
+                display.close()
+        if on_quit is not None:
+            on_quit()
 
     def _done(self, worker: Any, display: ProgressDisplay | None, on_done: Callable[[Any], None], result: Any) -> None:
         """Close the progress display before ``on_done`` writes the outcome into the status line."""
+        if worker not in self._workers:  # let go of
+            return
         if display is not None:
             display.close()
-        if worker in self._workers:  # not let go of by stop()
-            on_done(result)
+        on_done(result)
 
     def _message(self, worker: Any, display: ProgressDisplay, on_message: Callable[[Any], None] | None,
                  message: Any) -> None:
@@ -129,19 +138,21 @@ class Tasks(QObject):
             on_message(message)
 
     def _report(self, worker: Any, display: ProgressDisplay | None, action: str, error: BaseException) -> None:
+        if worker not in self._workers:
+            return
         if display is not None:
             display.close()
-        if worker in self._workers:
-            self.report(error, action)
+        self.report(error, action)
 
     def _finished(self, worker: Any, display: ProgressDisplay | None) -> None:
         worker.on_quit = None
+        if worker not in self._workers:
+            return
         if display is not None:
             display.close()
-        if worker in self._workers:
-            self._workers.remove(worker)
-            if not self._workers and self._on_busy is not None:
-                self._on_busy(False)
+        self._workers.remove(worker)
+        if not self._workers and self._on_busy is not None:
+            self._on_busy(False)
 
 
 class _QuitHook:

@@ -48,8 +48,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from magicgui.widgets import FileEdit, PushButton
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -75,7 +74,6 @@ from ..core.training import (
     PREVIEW_CROPS,
     ReconstructionPreview,
     TrainConfig,
-    TrainFailed,
     TrainFinished,
     TrainResult,
     TrainSettings,
@@ -88,7 +86,7 @@ from .docking import tab_with_other_docks
 from .forms import fill_form, read_form, settings_form
 from .line_plot import BarPlot, Line, LinePlot
 from ..viewer.session import session_for
-from .workers import messages_from
+from .tasks import Tasks
 
 PREVIEW_LAYER = "reconstruction preview"
 #: Loss terms drawn in the plot, when the model reports them (MI/TC/dwKL: β-TCVAE).
@@ -227,10 +225,7 @@ class TrainWidget(QWidget):
         self._run_crop_set: CropSet | None = None
         self._run_crop_folder: Path | None = None
         self._run_train_settings: TrainSettings | None = None
-        self._worker: Any = None
         self._run = _RunHandle()
-        self._failure_shown = False
-        self._task_id: Any = None
 
         self.crop_info = QLabel("No crop set: build one in the Cells widget or choose a crop-set folder.")
         self.crop_info.setWordWrap(True)
@@ -256,6 +251,7 @@ class TrainWidget(QWidget):
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.plot = LossPlot()
         self.save_bundle_button = PushButton(text="Save model bundle…", enabled=False)
+        self.tasks = Tasks("Train", status=self.status.setText, on_busy=self._on_busy, parent=self)
 
         self._pending_update: TrainUpdate | None = None
         self._pending_preview: ReconstructionPreview | None = None
@@ -367,7 +363,7 @@ class TrainWidget(QWidget):
         try:
             self.set_crop_set(load_crop_set(value), folder=Path(value))
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
 
     def set_crop_set(self, crop_set: CropSet, *, folder: Path | None = None) -> None:
         """Train on ``crop_set`` from now on (``folder``: where it was loaded from, for provenance)."""
@@ -405,7 +401,7 @@ class TrainWidget(QWidget):
         try:
             written = save_config(self.config(), path)
         except (InputError, OSError) as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.status.setText(f"Config saved to {written}; train headless with: morphospace train --config {written} "
                             "--crops CROP_SET --out MODEL_DIR")
@@ -415,7 +411,7 @@ class TrainWidget(QWidget):
         try:
             config = load_config(path, TrainConfig)
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.set_config(config)
         self.status.setText(f"Settings loaded from {path}.")
@@ -445,7 +441,7 @@ class TrainWidget(QWidget):
 
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self.tasks.busy
 
     def start(self) -> None:
         """Train a new model from the forms' settings, in a background worker."""
@@ -461,9 +457,9 @@ class TrainWidget(QWidget):
         self.stop_button.enabled = False
         self.status.setText("Stopping after this step…")
 
-    def _launch(self, *, resume: bool) -> None:
+    def _launch(self, *, resume: bool) -> Any:
         if self.running:
-            return
+            return None
         try:
             crop_set = self._require_crop_set()
             model_settings = self.model_settings()
@@ -483,28 +479,23 @@ class TrainWidget(QWidget):
                 checkpoint = None
             train_settings = replace(train_settings, checkpoint_dir=str(run_dir))
         except InputError as err:
-            self._refuse(err)
-            return
+            self.tasks.report(err)
+            return None
         if not resume:
             self.plot.clear()
         self._prepare_preview_layer(crop_set, resume=resume)
         self.run_dir = run_dir
-        self.result, self.last_finished, self._failure_shown = None, None, False
+        self.result, self.last_finished = None, None
         self._pending_update, self._pending_preview, self._preview_shown_at = None, None, -np.inf
         self._run_crop_set, self._run_crop_folder, self._run_train_settings = crop_set, self.crop_folder, train_settings
         stop_event, done_event = self._run.begin()
-        self._set_running(True)
         self.progress_bar.setRange(0, 0)
         verb = "Resuming from " + str(checkpoint) if checkpoint else "Training"
-        self.status.setText(f"{verb}… checkpoints in {run_dir}")
-        worker = _train_worker(crop_set, model_settings, train_settings, stop_event, done_event, checkpoint)
-        worker.yielded.connect(self._on_message)
-        worker.returned.connect(self._on_result)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._register_task()
-        worker.start()
+        # napari registers the task with the viewer's window: closing the viewer asks first, then quits it (on_quit).
+        return self.tasks.start(train_in_thread, crop_set, model_settings, train_settings, stop_event, done_event,
+                                checkpoint, on_done=self._on_result, on_message=self._on_message,
+                                action=f"Training (checkpoints in {run_dir})", busy_text=f"{verb}… checkpoints in {run_dir}",
+                                progress="Training a model", on_quit=self._run.stop_and_wait)  # fmt: skip
 
     def _require_crop_set(self) -> CropSet:
         if self.crop_set is None:
@@ -519,10 +510,6 @@ class TrainWidget(QWidget):
         self.crop_folder_edit.enabled = not running
         self.save_config_button.enabled = self.load_config_button.enabled = not running
         self.save_bundle_button.enabled = not running and self.result is not None
-
-    def _refuse(self, err: Exception) -> None:
-        self.status.setText(f"⚠ {err}")
-        show_error(str(err))
 
     # ----------------------------------------------------------------- messages from the worker
 
@@ -539,10 +526,7 @@ class TrainWidget(QWidget):
                 self._refresh_timer.start()
         elif isinstance(message, TrainFinished):
             self.last_finished = message
-        elif isinstance(message, TrainFailed):
-            self._failure_shown = True
-            self.status.setText(f"⚠ {message.message}")
-            show_error(message.message)
+        # A TrainFailed message is followed by the engine's error, which Tasks tells the user.
 
     def _refresh(self, *, final: bool = False) -> None:
         """Show the latest progress, the new epochs and, at most every ``PREVIEW_INTERVAL_S`` (or when
@@ -643,20 +627,11 @@ class TrainWidget(QWidget):
         else:
             show_info(text)
 
-    def _on_error(self, error: Exception) -> None:
-        if isinstance(error, InputError):
-            if not self._failure_shown:
-                self._refuse(error)
-        else:
-            self._refuse(RuntimeError(f"training failed unexpectedly: {error!r}; the last checkpoint is in {self.run_dir}"))
-
-    def _on_finished(self) -> None:
-        # The worker has sent everything: show what the last refresh held back (e.g. the last preview).
-        self._refresh_timer.stop()
-        self._refresh(final=True)
-        self._worker = None
-        self._finish_task()
-        self._set_running(False)
+    def _on_busy(self, busy: bool) -> None:
+        if not busy:  # the worker has sent everything: show what the last refresh held back (e.g. the last preview)
+            self._refresh_timer.stop()
+            self._refresh(final=True)
+        self._set_running(busy)
 
     # ----------------------------------------------------------------- saving the model
 
@@ -664,14 +639,14 @@ class TrainWidget(QWidget):
         """Write the trained model as a bundle folder and make it the session's model."""
         result, crop_set = self.result, self._run_crop_set
         if result is None or crop_set is None:
-            self._refuse(InputError("there is no trained model yet; press Start and wait until training ends"))
+            self.tasks.report(InputError("there is no trained model yet; press Start and wait until training ends"))
             return None
         try:
             written = save_trained_bundle(result, crop_set, directory, train_settings=self._run_train_settings,
                                           crop_set_origin=self._crop_set_origin())  # fmt: skip
             self.session.bundle = load_bundle(written)
         except (InputError, OSError) as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.status.setText(f"Model bundle saved to {written}; it is now the session's model.")
         return written
@@ -690,23 +665,14 @@ class TrainWidget(QWidget):
     def shutdown(self, timeout_s: float = CLOSE_WAIT_S) -> bool:
         """Stop training and wait until its last checkpoint is written; True when it ended in time.
 
-        Called when the widget is closed or removed from its dock and when the
-        viewer closes (napari cancels registered tasks then). The worker is
-        disconnected first, so nothing it sends later reaches a closed widget.
+        Called when the widget is closed or removed from its dock (napari
+        quits the task itself when the viewer closes: ``on_quit``). The task
+        is let go of, so nothing it sends later reaches a closed widget.
         """
-        worker = self._worker
-        if worker is None:
+        if not self.running:
             return True
-        for signal, slot in ((worker.yielded, self._on_message), (worker.returned, self._on_result),
-                             (worker.errored, self._on_error), (worker.finished, self._on_finished)):
-            try:
-                signal.disconnect(slot)
-            except (TypeError, RuntimeError):
-                pass
         stopped = self._run.stop_and_wait(timeout_s=timeout_s)
-        worker.quit()
-        self._worker = None
-        self._finish_task()
+        self.tasks.stop()
         return stopped
 
     def closeEvent(self, event: Any) -> None:
@@ -715,34 +681,18 @@ class TrainWidget(QWidget):
 
     def event(self, event: Any) -> bool:
         # napari's dock "close" button removes the widget from its dock (parent becomes None) and deletes the dock.
-        if event.type() == QEvent.Type.ParentChange and self.parent() is None and getattr(self, "_worker", None):
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and hasattr(self, "tasks"):
             self.shutdown()
         return super().event(event)
 
-    def _register_task(self) -> None:
-        """Tell napari a training is running, so closing the viewer asks first and then stops it."""
-        register = getattr(getattr(self.viewer, "window", None), "_register_task_status", None)
-        if register is None:
-            return
-        from napari.utils.task_status import Status
 
-        self._task_id = register("napari-morphospace", Status.BUSY, "training a model (Train widget)",
-                                 cancel_callback=self.shutdown)
+def train_in_thread(send: Callable[[Any], None], crop_set: CropSet, model_settings: ModelSettings,
+                    train_settings: TrainSettings, stop_event: threading.Event, done_event: threading.Event,
+                    resume_from: Path | None) -> TrainResult:
+    """Run the engine off the GUI thread, sending its messages, with one CPU core left for the viewer.
 
-    def _finish_task(self) -> None:
-        update = getattr(getattr(self.viewer, "window", None), "_update_task_status", None)
-        if self._task_id is None or update is None:
-            return
-        from napari.utils.task_status import Status
-
-        update(self._task_id, Status.COMPLETED)
-        self._task_id = None
-
-
-def _train_in_thread(crop_set: CropSet, model_settings: ModelSettings, train_settings: TrainSettings,
-                     stop_event: threading.Event, done_event: threading.Event, resume_from: Path | None,
-                     send: Callable[[Any], None]) -> TrainResult:
-    """Run the engine with one CPU core left for the viewer; set ``done_event`` when it has ended."""
+    ``done_event`` is set when it has ended (closing waits for it: the last checkpoint is written).
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, min(threads, _usable_cpus() - 1)))
     try:
@@ -756,14 +706,6 @@ def _train_in_thread(crop_set: CropSet, model_settings: ModelSettings, train_set
 def _usable_cpus() -> int:
     """The CPUs this process may run on (fewer than ``os.cpu_count()`` in a container limited to some)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
-
-
-@thread_worker(ignore_errors=True)  # errors reach _on_error as notifications, not re-raised
-def _train_worker(crop_set: CropSet, model_settings: ModelSettings, train_settings: TrainSettings,
-                  stop_event: threading.Event, done_event: threading.Event, resume_from: Path | None):
-    """Yield the engine's typed messages; return its :class:`TrainResult`."""
-    return (yield from messages_from(lambda send: _train_in_thread(
-        crop_set, model_settings, train_settings, stop_event, done_event, resume_from, send)))
 
 
 __all__ = ["TrainWidget", "LossPlot", "default_checkpoint_dir", "last_checkpoint_in"]
