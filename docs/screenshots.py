@@ -197,7 +197,7 @@ def analysis_external() -> None:
 
     widget._ask = ask
     widget.open(folder)
-    while widget._worker is not None:
+    while widget.tasks.busy:
         settle(0.1)
     settle()
     viewer.close()

@@ -28,7 +28,6 @@ import pandas as pd
 from magicgui.widgets import FileEdit, PushButton
 from npe2 import PluginManager
 from napari.layers import Image
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
 from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
@@ -61,7 +60,8 @@ from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .forms import read_form, settings_form
-from .workers import Progress, ProgressDisplay, messages_from
+from .tasks import Tasks
+from .workers import Progress
 
 if TYPE_CHECKING:
     import napari
@@ -114,38 +114,20 @@ class OpenedAnalysis:
     warnings: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- workers
+# --------------------------------------------------------------------------- what the workers run
 
 
-@thread_worker
-def _save_worker(plan: SavePlan) -> AnalysisFolder:
-    return save_session(plan)
+def export_to_zoo(send: Callable[[Any], None], bundle: Bundle, crop_set: CropSet, folder: Path,
+                  settings: ZooSettings) -> ZooExport:  # fmt: skip
+    """Export and test-run the zoo packages off the GUI thread; each step's name is sent as it starts."""
+    return export_zoo_packages(bundle, crop_set, folder, settings=settings, on_step=send)
 
 
-@thread_worker
-def _open_worker(folder: Path, allow_external: bool) -> OpenedAnalysis:
-    return open_with_layers(folder, allow_external=allow_external)
-
-
-@thread_worker
-def _table_worker(path: Path, settings: TableSettings, layers: list, cells: pd.DataFrame | None) -> ExternalCells:
-    return open_external_table(path, settings, layers=layers, cells=cells)
-
-
-@thread_worker
-def _zoo_worker(bundle: Bundle, crop_set: CropSet, folder: Path, settings: ZooSettings):
-    return (yield from messages_from(
-        lambda send: export_zoo_packages(bundle, crop_set, folder, settings=settings, on_step=send)
-    ))  # fmt: skip
-
-
-@thread_worker
-def _report_worker(folder: Path, allow_external: bool):
+def write_analysis_report(send: Callable[[Any], None], folder: Path, allow_external: bool) -> Path:
+    """Write ``report.html`` of the analysis in ``folder``, sending a :class:`Progress` per section."""
     sections = itertools.count(1)
-    return (yield from messages_from(lambda send: write_report(
-        open_analysis(folder, allow_external=allow_external), folder / REPORT_HTML, overwrite=True,
-        on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))),
-    )))  # fmt: skip
+    return write_report(open_analysis(folder, allow_external=allow_external), folder / REPORT_HTML, overwrite=True,
+                        on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))))  # fmt: skip
 
 
 def save_session(plan: SavePlan) -> AnalysisFolder:
@@ -217,7 +199,6 @@ class AnalysisWidget(QWidget):
         self.session = session_for(napari_viewer)
         #: The analysis last opened here (its sources are kept when saving) and its bundle's folder.
         self.opened: Analysis | None = None
-        self._worker: Any = None
         self.last_report: Path | None = None
         #: Folders whose references outside themselves the user agreed to read in this session.
         self._trusted: set[Path] = set()
@@ -252,6 +233,7 @@ class AnalysisWidget(QWidget):
         layout.addWidget(self.table_button.native)
         self.status = QLabel("Save the session's crop set, model and latents, or open a saved analysis.")
         self.status.setWordWrap(True)
+        self.tasks = Tasks("Analysis", status=self.status.setText, on_busy=self._set_busy, parent=self)
         layout.addWidget(self.status)
         layout.addStretch(1)
         scroll_in_dock(self, content, min_height=160)
@@ -282,31 +264,9 @@ class AnalysisWidget(QWidget):
             raise InputError("choose an analysis folder first (a new or empty folder to save into, or a saved analysis)")
         return chosen
 
-    # ----------------------------------------------------------------- running workers
-
-    def _start(self, worker: Any, on_result: Callable[[Any], None], busy_text: str) -> Any:
-        if self._worker is not None:
-            show_error("the Analysis widget is still busy; wait until it has finished")
-            return None
-        self._set_busy(True)
-        self.status.setText(busy_text)
-        worker.returned.connect(on_result)
-        worker.errored.connect(self._report_error)
-        worker.finished.connect(lambda: self._set_busy(False))
-        self._worker = worker
-        worker.start()
-        return worker
-
     def _set_busy(self, busy: bool) -> None:
         for button in (self.save_button, self.open_button, self.report_button, self.zoo_button, self.table_button):
             button.enabled = not busy
-        if not busy:
-            self._worker = None
-
-    def _report_error(self, error: Exception) -> None:
-        message = str(error) if isinstance(error, InputError) else f"unexpected error: {error!r}; nothing was changed by it"
-        self.status.setText(f"⚠ {message}")
-        show_error(message)
 
     # ----------------------------------------------------------------- save
 
@@ -315,7 +275,7 @@ class AnalysisWidget(QWidget):
         try:
             plan = self._save_plan(self._required_folder(folder))
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
         if is_analysis_folder(plan.folder) and not self._is_own(plan.folder) and not self._ask(
             f"{plan.folder} already holds an analysis. Replace its parts with this session's "
@@ -323,8 +283,8 @@ class AnalysisWidget(QWidget):
         ):
             self.status.setText("Not saved: the folder holds another analysis.")
             return None
-        worker = _save_worker(plan, _ignore_errors=True)
-        return self._start(worker, self._on_saved, f"Saving the analysis to {plan.folder}…")
+        return self.tasks.start(save_session, plan, on_done=self._on_saved, action="Saving the analysis",
+                                busy_text=f"Saving the analysis to {plan.folder}…")
 
     def _is_own(self, folder: Path) -> bool:
         return self.opened is not None and self.opened.folder.resolve() == folder.resolve()
@@ -396,10 +356,10 @@ class AnalysisWidget(QWidget):
             chosen = self._required_folder(folder)
             allow_external = self._allow_external(chosen)
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
-        worker = _open_worker(chosen, allow_external, _ignore_errors=True)
-        return self._start(worker, self._on_opened, f"Opening {chosen}…")
+        return self.tasks.start(open_with_layers, chosen, allow_external=allow_external, on_done=self._on_opened,
+                                action="Opening the analysis", busy_text=f"Opening {chosen}…")
 
     def _allow_external(self, folder: Path) -> bool:
         """Whether to read what ``folder`` refers to outside itself: asked once per folder and session."""
@@ -487,10 +447,11 @@ class AnalysisWidget(QWidget):
             settings = settings or read_form(self.table_form, TableSettings())
             layers, cells = match_targets(self.viewer)
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
-        worker = _table_worker(Path(path), settings, layers, cells, _ignore_errors=True)
-        return self._start(worker, lambda result: self._on_table_opened(Path(path), result), f"Reading {Path(path).name}…")
+        return self.tasks.start(open_external_table, Path(path), settings, layers=layers, cells=cells,
+                                on_done=lambda result: self._on_table_opened(Path(path), result),
+                                action="Opening the feature table", busy_text=f"Reading {Path(path).name}…")
 
     def _on_table_opened(self, path: Path, result: ExternalCells) -> None:
         self.session.open_table(result.table)
@@ -513,19 +474,16 @@ class AnalysisWidget(QWidget):
             if not is_analysis_folder(chosen):
                 raise InputError(f"{chosen} is not an analysis folder yet; press Save analysis first, then Write report")
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
         try:
             allow_external = self._allow_external(chosen)
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
-        display = ProgressDisplay("Writing the report", show_text=self.status.setText, parent=self)
-        worker = _report_worker(chosen, allow_external, _ignore_errors=True)
-        worker.yielded.connect(display.post)
-        for signal in (worker.returned, worker.errored, worker.finished):  # before the outcome is shown
-            signal.connect(lambda *_: display.close())
-        return self._start(worker, self._on_report_written, f"Writing the report of {chosen}…")
+        return self.tasks.start(write_analysis_report, chosen, allow_external, on_done=self._on_report_written,
+                                action="Writing the report", busy_text=f"Writing the report of {chosen}…",
+                                progress="Writing the report")
 
     def _on_report_written(self, path: Path) -> None:
         self.last_report = Path(path)
@@ -554,7 +512,7 @@ class AnalysisWidget(QWidget):
         try:
             self._zoo_parts()
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export to BioImage Model Zoo (a new folder)", "zoo-packages")
         if not path:
@@ -568,11 +526,12 @@ class AnalysisWidget(QWidget):
         try:
             bundle, crop_set = self._zoo_parts()
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
-        worker = _zoo_worker(bundle, crop_set, Path(folder), ZooSettings(authors=authors), _ignore_errors=True)
-        worker.yielded.connect(lambda text: self.status.setText(f"{text}…"))
-        return self._start(worker, self._on_zoo_exported, f"Exporting the model to {folder}…")
+        return self.tasks.start(export_to_zoo, bundle, crop_set, Path(folder), ZooSettings(authors=authors),
+                                on_done=self._on_zoo_exported, action="Exporting to the BioImage Model Zoo",
+                                busy_text=f"Exporting the model to {folder}…", progress="Exporting to the model zoo",
+                                on_message=lambda text: self.status.setText(f"{text}…"))
 
     def _on_zoo_exported(self, written: ZooExport) -> None:
         text = (f"Exported to {written.folder}: {written.encoder.name} and {written.decoder.name}, validated and "
