@@ -8,16 +8,11 @@ import pytest
 from skimage.draw import ellipse
 
 from napari_morphospace.viewer.session import session_for
+from test_train_widget import set_optional
 from napari_morphospace.core.data import CropSet
 from napari_morphospace.core.sweep import load_sweep_settings
 
 SIZE = 16
-
-def set_optional(box, value):
-    """Switch an optional setting of a form on (its check box) and give it ``value``."""
-    box["enabled"].value = True
-    box["value"].value = value
-
 
 
 def ellipse_crop_set(n: int = 48, n_sources: int = 6) -> CropSet:

@@ -71,6 +71,12 @@ def make_widget(viewer, qtbot, *, epochs=3, checkpoint_dir=None, docked=False, *
     return tiny_settings(widget, epochs=epochs, checkpoint_dir=checkpoint_dir, **train_values)
 
 
+def set_optional(box, value):
+    """Switch an optional setting of a form on (its check box) and give it ``value``."""
+    box["enabled"].value = True
+    box["value"].value = value
+
+
 def tiny_settings(widget: TrainWidget, *, epochs=3, checkpoint_dir=None, **train_values) -> TrainWidget:
     """Fill ``widget``'s forms with tiny-model settings."""
     model = widget.model_form
@@ -78,14 +84,13 @@ def tiny_settings(widget: TrainWidget, *, epochs=3, checkpoint_dir=None, **train
     model.base_channels["enabled"].value, model.base_channels["value"].value = True, 8
     form = widget.train_form
     for name, value in (("epochs", epochs), ("batch_size", BATCH)):  # empty (automatic) by default
-        form[name]["enabled"].value, form[name]["value"].value = True, value
+        set_optional(form[name], value)
     form.learning_rate.value = 3e-3
     form.accelerator.value, form.preview_every_n_epochs.value = "cpu", 1
     for name in ("augment_flips", "augment_rot90"):  # empty (the model's default) by default
-        form[name]["enabled"].value, form[name]["value"].value = True, False
+        set_optional(form[name], False)
     if checkpoint_dir is not None:
-        form.checkpoint_dir["enabled"].value = True
-        form.checkpoint_dir["value"].value = str(checkpoint_dir)
+        set_optional(form.checkpoint_dir, str(checkpoint_dir))
     for name, value in train_values.items():
         field = form[name]
         (field["value"] if name in ("epochs", "batch_size") else field).value = value

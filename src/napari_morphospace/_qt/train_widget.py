@@ -39,6 +39,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -693,14 +695,23 @@ def train_in_thread(send: Callable[[Any], None], crop_set: CropSet, model_settin
 
     ``done_event`` is set when it has ended (closing waits for it: the last checkpoint is written).
     """
+    try:
+        with one_core_for_the_viewer():
+            return train(crop_set, model_settings, train_settings, on_update=send, stop_event=stop_event,
+                         resume_from=resume_from)
+    finally:
+        done_event.set()
+
+
+@contextmanager
+def one_core_for_the_viewer() -> Iterator[None]:
+    """Train with ``cpu_count - 1`` torch threads (at least 1); torch's thread count is process-wide, so restore it."""
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, min(threads, _usable_cpus() - 1)))
     try:
-        return train(crop_set, model_settings, train_settings, on_update=send, stop_event=stop_event,
-                     resume_from=resume_from)
+        yield
     finally:
         torch.set_num_threads(threads)
-        done_event.set()
 
 
 def _usable_cpus() -> int:
