@@ -47,7 +47,7 @@ from ..core.analysis import (
 )
 from ..core.annotations import classes_document, classes_from_document
 from ..core.bundle import Bundle
-from ..core.data import CropSet
+from ..core.data import TRACK_ID, CropSet
 from ..core.errors import InputError
 from ..core.external_table import ExternalCells, TableSettings, open_external_table
 from ..core.report import SECTIONS, write_report
@@ -389,6 +389,7 @@ class AnalysisWidget(QWidget):
         self._restore_annotations(analysis)
         self.session.bundle = analysis.bundle
         self.session.latents = analysis.latents
+        self._restore_track_ids(analysis)
         self.session.named_selections = analysis.selections
         self._restore_docks(analysis.manifest.plot_settings)
         restored = [name for name, part in (("crop set", analysis.crop_set), ("model", analysis.bundle),
@@ -415,6 +416,12 @@ class AnalysisWidget(QWidget):
                 self.session.annotation_classes = classes_from_document(analysis.annotation_classes)
             except InputError:
                 pass  # the folder's problems already name a damaged classes file
+
+    def _restore_track_ids(self, analysis: Analysis) -> None:
+        """Track ids given in the Tracks widget were saved with the latents (the crop table has none): back to the cells."""
+        latents = analysis.latents
+        if latents is not None and TRACK_ID in latents.columns and self.session.cells is not None:
+            self.session.set_columns(latents["crop_id"], {TRACK_ID: latents[TRACK_ID].to_numpy()})
 
     def _restore_docks(self, settings: dict[str, Any]) -> None:
         """Dock the widgets that were open when the analysis was saved, and show the saved Scatter plot."""
