@@ -19,7 +19,7 @@ shows the classes on the source shown now. Scripts call
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, FileEdit
 from napari.layers import Labels
 from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QColorDialog,
@@ -57,6 +57,7 @@ from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from ..core.export import MANIFEST_NAME, export_anndata, export_crops, export_table
 from .docking import tab_with_other_docks
+from .errors import report_errors
 
 if TYPE_CHECKING:
     import napari
@@ -101,7 +102,7 @@ class AnnotationWidget(QWidget):
         content = QWidget()
         layout = QVBoxLayout(content)
         self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
-        self.folder_edit.changed.connect(lambda value: self._report(self.set_analysis_folder, value))
+        self.folder_edit.changed.connect(lambda value: report_errors(self.set_analysis_folder)(value))
         layout.addWidget(QLabel("Analysis folder (annotations are saved here after every change)"))
         layout.addWidget(self.folder_edit.native)
 
@@ -113,7 +114,7 @@ class AnnotationWidget(QWidget):
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("new class name")
         add = QPushButton("Add")
-        add.clicked.connect(lambda: self._report(self.add_class, self.name_edit.text()))
+        add.clicked.connect(lambda: report_errors(self.add_class)(self.name_edit.text()))
         row.addWidget(self.name_edit)
         row.addWidget(add)
         box.addLayout(row)
@@ -130,9 +131,9 @@ class AnnotationWidget(QWidget):
         box = QVBoxLayout(assign)
         row = QHBoxLayout()
         assign_button = QPushButton("Assign to selected")
-        assign_button.clicked.connect(lambda: self._report(self.assign_selected))
+        assign_button.clicked.connect(lambda: report_errors(self.assign_selected)())
         clear_button = QPushButton("Clear selected")
-        clear_button.clicked.connect(lambda: self._report(self.clear_selected))
+        clear_button.clicked.connect(lambda: report_errors(self.clear_selected)())
         row.addWidget(assign_button)
         row.addWidget(clear_button)
         box.addLayout(row)
@@ -140,7 +141,7 @@ class AnnotationWidget(QWidget):
         self.named_combo = QComboBox()
         self.named_combo.setToolTip("Selections kept in the scatter plot (or opened with an analysis)")
         named_button = QPushButton("Assign to named selection")
-        named_button.clicked.connect(lambda: self._report(self.assign_named, self.named_combo.currentText()))
+        named_button.clicked.connect(lambda: report_errors(self.assign_named)(self.named_combo.currentText()))
         row.addWidget(self.named_combo, stretch=1)
         row.addWidget(named_button)
         box.addLayout(row)
@@ -173,9 +174,9 @@ class AnnotationWidget(QWidget):
             box.addLayout(row)
         row = QHBoxLayout()
         crops_button = QPushButton("Export crops")
-        crops_button.clicked.connect(lambda: self._report(self._export_crops_clicked))
+        crops_button.clicked.connect(lambda: report_errors(self._export_crops_clicked)())
         table_button = QPushButton("Export table")
-        table_button.clicked.connect(lambda: self._report(self._export_table_clicked))
+        table_button.clicked.connect(lambda: report_errors(self._export_table_clicked)())
         row.addWidget(crops_button)
         row.addWidget(table_button)
         box.addLayout(row)
@@ -183,14 +184,6 @@ class AnnotationWidget(QWidget):
         layout.addStretch()
         scroll_in_dock(self, content)
         self._refresh()
-
-    @staticmethod
-    def _report(function: Callable, *args: Any) -> Any:
-        try:
-            return function(*args)
-        except InputError as err:
-            show_error(str(err))
-            return None
 
     def _ask(self, question: str) -> bool:
         """Yes/no question to the user (tests replace this method)."""
@@ -210,12 +203,12 @@ class AnnotationWidget(QWidget):
         self._use_crop_set(crop_set)
 
     def _on_crop_set(self, crop_set: Any) -> None:
-        self._report(self._use_crop_set, crop_set)
+        report_errors(self._use_crop_set)(crop_set)
 
     def _on_latents(self, _latents: Any) -> None:
         """A feature table opened without a crop set: its rows are the cells to annotate."""
         if self.session.crop_set is None:
-            self._report(self._use_cells, self.session.cells)
+            report_errors(self._use_cells)(self.session.cells)
 
     def _use_crop_set(self, crop_set: Any) -> None:
         self.crop_set = crop_set
@@ -230,7 +223,7 @@ class AnnotationWidget(QWidget):
             if folder_value in ("", ".") and default is not None:
                 self.folder_edit.changed.disconnect()
                 self.folder_edit.value = default
-                self.folder_edit.changed.connect(lambda value: self._report(self.set_analysis_folder, value))
+                self.folder_edit.changed.connect(lambda value: report_errors(self.set_analysis_folder)(value))
             if self.analysis_folder() is not None:
                 self._open_store()
         self._refresh()
@@ -326,29 +319,29 @@ class AnnotationWidget(QWidget):
         self._changed()
 
     def _rename_clicked(self) -> None:
-        name = self._report(self.current_class)
+        name = report_errors(self.current_class)()
         if name is None:
             return
         new, ok = QInputDialog.getText(self, "Rename class", f"New name for {name!r}:", text=name)
         if ok:
-            self._report(self.rename_class, name, new)
+            report_errors(self.rename_class)(name, new)
 
     def _colour_clicked(self) -> None:
-        name = self._report(self.current_class)
+        name = report_errors(self.current_class)()
         if name is None:
             return
         colour = QColorDialog.getColor(QColor(self.store.colour_of(name)), self, f"Colour of {name}")
         if colour.isValid():
-            self._report(self.set_colour, name, colour.name())
+            report_errors(self.set_colour)(name, colour.name())
 
     def _remove_clicked(self) -> None:
-        name = self._report(self.current_class)
+        name = report_errors(self.current_class)()
         if name is None:
             return
         count = self.store.count(name)
         if count and not self._ask(f"{count} cell(s) are annotated {name!r}. Remove the class and clear them?"):
             return
-        self._report(self.remove_class, name, "" if count else None)
+        report_errors(self.remove_class)(name, "" if count else None)
 
     # ------------------------------------------------------------- assignments
 
@@ -447,7 +440,7 @@ class AnnotationWidget(QWidget):
         if t is not None and "t" in rows.columns:
             mask &= (rows["t"] == t).to_numpy()
         if mask.any():
-            self._report(self.assign, rows.loc[mask, "crop_id"].to_numpy(dtype=np.int64))
+            report_errors(self.assign)(rows.loc[mask, "crop_id"].to_numpy(dtype=np.int64))
 
     def _source_layers(self) -> list[Labels]:
         """The Labels layers the crops were cut from (by layer name or ``metadata["source"]``)."""
@@ -468,10 +461,10 @@ class AnnotationWidget(QWidget):
         return description
 
     def _undo_clicked(self) -> None:
-        self._report(self.undo)
+        report_errors(self.undo)()
 
     def _redo_clicked(self) -> None:
-        self._report(self.redo)
+        report_errors(self.redo)()
 
     # -------------------------------------------------------- showing changes
 
