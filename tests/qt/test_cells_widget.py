@@ -8,7 +8,8 @@ import pytest
 import tifffile
 from qtpy.QtCore import Qt, QTimer
 
-from napari_morphospace._qt.cells_widget import COLUMNS, CellsWidget
+from napari_morphospace._qt.cells_widget import CellsWidget
+from napari_morphospace._qt.sources_table import COLUMNS
 from napari_morphospace.viewer.session import session_for
 from napari_morphospace._sample_data import sample_layer_data
 from napari_morphospace.core.crops import CropSettings, crops_from_labels

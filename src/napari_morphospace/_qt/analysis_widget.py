@@ -53,10 +53,10 @@ from ..core.external_table import ExternalCells, TableSettings, open_external_ta
 from ..core.report import SECTIONS, write_report
 from ..core.training import write_bundle
 from ..core.zoo import ZooExport, ZooSettings, export_zoo_packages
-from .cells_widget import find_sources
 from ..viewer.external_table import match_targets
 from ..viewer.layers import layer_file
 from ..viewer.session import session_for
+from ..viewer.sources import find_sources
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .forms import read_form, settings_form
