@@ -65,7 +65,7 @@ def main() -> None:
 
     import napari
 
-    from napari_morphospace._qt import train_widget
+    from napari_morphospace._qt import training_run
     from napari_morphospace.viewer.session import session_for
     from napari_morphospace._qt.train_widget import TrainWidget
     from napari_morphospace._sample_data import sample_layer_data
@@ -76,7 +76,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-        train_widget._usable_cpus = lambda: args.torch_threads + 1  # the widget trains with this minus one
+        training_run._usable_cpus = lambda: args.torch_threads + 1  # the widget trains with this minus one
     sample = make_sample_data(SampleSettings(n_cells=args.cells, seed=0))
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1500, 1000)

@@ -41,7 +41,7 @@ from ..core.errors import InputError
 from ..core.sweep import SweepGrid, SweepProgress, SweepSettings, grid_points, load_sweep_settings, run_sweep
 from ..core.training import TrainConfig
 from .tasks import Tasks
-from .train_widget import one_core_for_the_viewer
+from .training_run import one_core_for_the_viewer
 
 if TYPE_CHECKING:
     from .train_widget import TrainWidget

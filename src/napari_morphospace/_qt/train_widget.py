@@ -37,178 +37,45 @@ line, and Resume continues from its ``last.ckpt``.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
 from magicgui.widgets import FileEdit, PushButton
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import (
-    QFileDialog,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QScrollArea,
-    QVBoxLayout,
-    QWidget,
-)
-from superqt import QCollapsible
+from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QScrollArea, QVBoxLayout, QWidget
 
 from ..core.bundle import load_bundle
 from ..core.checkpoints import last_checkpoint_in
 from ..core.config import load_config, save_config
 from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
-from ..core.gallery import crop_montage
 from ..core.models import ModelSettings
-from ..core.models.settings import USED_BY, unused_settings
 from ..core.training import (
-    PREVIEW_CROPS,
-    ReconstructionPreview,
-    TrainConfig,
-    TrainFinished,
-    TrainResult,
-    TrainSettings,
-    TrainUpdate,
-    save_trained_bundle,
-    train,
+    ReconstructionPreview, TrainConfig, TrainFinished, TrainResult, TrainSettings, TrainUpdate, save_trained_bundle,
     trained_bundle,
-)
-from .docking import tab_with_other_docks
-from .forms import fill_form, read_form, settings_form
-from .line_plot import BarPlot, Line, LinePlot
+)  # fmt: skip
+from ..viewer.reconstructions import PREVIEW_LAYER, add_preview_layer, show_reconstructions
 from ..viewer.session import session_for
+from .docking import tab_with_other_docks
+from .loss_plot import LossPlot
 from .tasks import Tasks
+from .train_settings import TrainSettingsForms
+from .training_run import CLOSE_WAIT_S, RunHandle, default_checkpoint_dir, train_in_thread
 
-PREVIEW_LAYER = "reconstruction preview"
-#: Loss terms drawn in the plot, when the model reports them (MI/TC/dwKL: β-TCVAE).
-PLOTTED_TERMS = ("rec", "kl", "mi", "tc", "dwkl")
-#: matplotlib's tab10 colours, as the loss plot had when it was drawn with matplotlib.
-TERM_COLOURS = {"rec": "#1f77b4", "kl": "#ff7f0e", "mi": "#2ca02c", "tc": "#d62728", "dwkl": "#9467bd"}
 #: Progress, plot and preview are shown at most this often, all in one paint.
 REFRESH_INTERVAL_MS = 500
 #: The preview layer is refreshed at most this often: each canvas redraw costs 100-200 ms without a GPU.
 PREVIEW_INTERVAL_S = 3.0
-#: How long closing the widget or the viewer waits for training to stop and write its checkpoint.
-CLOSE_WAIT_S = 30.0
-STAGE_ORDER = {"reference": 0, "target": 1, "model": 2}
-
-#: Training settings in the collapsed "Advanced" section (cluster runs, reproducibility, optimiser details).
-ADVANCED_TRAINING = ("weight_decay", "gradient_clip_val", "seed", "num_nodes", "strategy", "num_workers")
-MODEL_OPTIONS = {
-    "beta": {"step": 0.001, "max": 1e4}, "tc_alpha": {"step": 0.1, "max": 1e4}, "tc_beta": {"step": 0.1, "max": 1e4},
-    "tc_gamma": {"step": 0.1, "max": 1e4}, "kl_warmup_steps": {"max": 10**8}, "capacity_steps": {"max": 10**8},
-    "capacity_gamma": {"max": 1e6}, "free_bits": {"step": 0.01}, "latent_dim": {"max": 512},
-}  # fmt: skip
-TRAIN_OPTIONS = {
-    "epochs": {"max": 10**6}, "batch_size": {"max": 65536}, "learning_rate": {"step": 1e-5, "max": 10.0},
-    "weight_decay": {"step": 1e-6, "max": 10.0}, "val_fraction": {"step": 0.05, "max": 0.99},
-    "seed": {"max": 2**31 - 1}, "preview_every_n_epochs": {"max": 10**6}, "early_stopping_patience": {"max": 10**6},
-}  # fmt: skip
-
-
-def default_checkpoint_dir(crop_folder: Path | None, *, now: datetime | None = None) -> Path:
-    """A new run folder: next to a crop set loaded from disk, else under the home folder."""
-    parent = crop_folder.parent / f"{crop_folder.name}-checkpoints" if crop_folder else Path.home() / "morphospace-checkpoints"
-    return parent / f"run-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
-
 
 def _format_seconds(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class _RunHandle:
-    """The stop and done events of the current run, shared with shutdown paths that outlive the widget."""
-
-    def __init__(self) -> None:
-        self.stop_event = threading.Event()
-        self.done_event = threading.Event()
-        self.done_event.set()
-
-    def begin(self) -> tuple[threading.Event, threading.Event]:
-        """Fresh events for a new run: (stop, done)."""
-        self.stop_event, self.done_event = threading.Event(), threading.Event()
-        return self.stop_event, self.done_event
-
-    def stop_and_wait(self, *_: Any, timeout_s: float = CLOSE_WAIT_S) -> bool:
-        """Ask the engine to stop after its current step; wait until it has written its checkpoint."""
-        self.stop_event.set()
-        return self.done_event.wait(timeout_s)
-
-
-class LossPlot(QWidget):
-    """Loss terms per epoch on a log axis (train solid, validation dashed) over the latest KL per dimension, sorted.
-
-    :meth:`add_epoch` only records; :meth:`refresh` hands the new epochs to the
-    plots, which paint on the next pass of the event loop.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.losses = LinePlot(x_label="epoch", y_label="loss per crop (nats)", title="train — / validation - -",
-                               log_y=True)
-        self.kl = BarPlot(x_label="latent dimension (sorted)", y_label="KL (nats)", colour=TERM_COLOURS["kl"])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.losses, 3)
-        layout.addWidget(self.kl, 2)
-        self.rows: dict[tuple[int, int], dict[str, Any]] = {}
-        self.kl_per_dim: list[float] | None = None
-        self._changed = False
-        self.setMinimumHeight(380)
-
-    @property
-    def series(self) -> dict[str, list[float]]:
-        """The plotted loss values by line name (``"train rec"``, ``"val rec"``, ...), in epoch order."""
-        return self.losses.series
-
-    def clear(self) -> None:
-        self.rows.clear()
-        self.kl_per_dim = None
-        self._changed = True
-        self.refresh()
-
-    def add_epoch(self, update: TrainUpdate) -> None:
-        """Record the epoch-end losses of ``update`` (a resumed epoch replaces its earlier values)."""
-        row = {f"train_{k}": v for k, v in update.train_losses.items()}
-        row.update({f"val_{k}": v for k, v in (update.val_losses or {}).items()})
-        row["epoch"], row["stage"] = update.epoch, update.stage
-        self.rows[(STAGE_ORDER.get(update.stage, 2), update.epoch)] = row
-        if update.kl_per_dim is not None:
-            self.kl_per_dim = list(update.kl_per_dim)
-        self._changed = True
-
-    def history(self) -> list[dict[str, Any]]:
-        """The recorded epochs in order: one dict per epoch with ``train_<term>`` / ``val_<term>``."""
-        return [self.rows[key] for key in sorted(self.rows)]
-
-    def refresh(self) -> None:
-        """Plot the recorded epochs, when they changed since the last refresh."""
-        if not self._changed:
-            return
-        self._changed = False
-        history = self.history()
-        lines = {}
-        for term in PLOTTED_TERMS:
-            for split in ("train", "val"):
-                values = [float(row.get(f"{split}_{term}", np.nan)) for row in history]
-                if np.isfinite(values).any():
-                    lines[f"{split} {term}"] = Line(values, TERM_COLOURS[term], dashed=split == "val",
-                                                    legend=term if split == "train" else None)
-        self.losses.set_lines(lines)
-        self.kl.set_values(sorted(self.kl_per_dim or [], reverse=True))
 
 
 class TrainWidget(QWidget):
@@ -227,16 +94,14 @@ class TrainWidget(QWidget):
         self._run_crop_set: CropSet | None = None
         self._run_crop_folder: Path | None = None
         self._run_train_settings: TrainSettings | None = None
-        self._run = _RunHandle()
+        self._run = RunHandle()
 
         self.crop_info = QLabel("No crop set: build one in the Cells widget or choose a crop-set folder.")
         self.crop_info.setWordWrap(True)
         self.crop_folder_edit = FileEdit(mode="d", label="crop set folder", value="")
-        self.model_form = settings_form(ModelSettings(), options=MODEL_OPTIONS)
-        self.train_form = settings_form(TrainSettings(), hide=ADVANCED_TRAINING, options=TRAIN_OPTIONS)
-        shown = {f.name for f in TrainSettings.__dataclass_fields__.values()} - set(ADVANCED_TRAINING)
-        self.advanced_form = settings_form(TrainSettings(), hide=tuple(shown), options=TRAIN_OPTIONS)
-        self.device_info = QLabel(self._available_devices())
+        self.forms = TrainSettingsForms()
+        self.model_form, self.train_form, self.advanced_form = (
+            self.forms.model_form, self.forms.train_form, self.forms.advanced_form)  # fmt: skip
         self.save_config_button = PushButton(text="Save config…")
         self.load_config_button = PushButton(text="Load config…")
         self.sweep_button = PushButton(text="Sweep…", tooltip="train a grid of these settings (models, β, latent sizes, "
@@ -264,11 +129,10 @@ class TrainWidget(QWidget):
         self._refresh_timer.timeout.connect(self._refresh)
         self._layout()
         self._connect()
-        self._show_model_fields()
         if self.session.crop_set is not None:
             self.set_crop_set(self.session.crop_set)
         # Deleting the widget (with its dock) must not leave training running; the handle outlives the widget.
-        self.destroyed.connect(partial(_RunHandle.stop_and_wait, self._run))
+        self.destroyed.connect(partial(RunHandle.stop_and_wait, self._run))
 
     # ----------------------------------------------------------------- layout and signals
 
@@ -293,17 +157,7 @@ class TrainWidget(QWidget):
         box.addWidget(self.status)
         box.addWidget(self.plot)
         box.addWidget(self.save_bundle_button.native)
-        model = QCollapsible("Model")
-        model.addWidget(self.model_form.native)
-        model.expand(animate=False)
-        training = QCollapsible("Training")
-        training.addWidget(self.train_form.native)
-        training.addWidget(self.device_info)
-        advanced = QCollapsible("Advanced")
-        advanced.addWidget(self.advanced_form.native)
-        advanced.collapse(animate=False)
-        training.addWidget(advanced)
-        training.expand(animate=False)
+        model, training, advanced = self.forms.model, self.forms.training, self.forms.advanced
         config = QHBoxLayout()
         config.addWidget(self.save_config_button.native)
         config.addWidget(self.load_config_button.native)
@@ -330,7 +184,6 @@ class TrainWidget(QWidget):
     def _connect(self) -> None:
         self.session.crop_set_changed.connect(self._on_session_crop_set)
         self.crop_folder_edit.changed.connect(self._on_crop_folder)
-        self.model_form.model.changed.connect(self._show_model_fields)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
@@ -338,19 +191,6 @@ class TrainWidget(QWidget):
         self.save_config_button.clicked.connect(self._ask_config_to_save)
         self.load_config_button.clicked.connect(self._ask_config_to_load)
         self.sweep_button.clicked.connect(self.open_sweep)
-
-    def _show_model_fields(self, *_: Any) -> None:
-        """Show only the settings the chosen model type uses; the hidden ones are read as their defaults."""
-        unused = unused_settings(self.model_form.model.value)
-        for name in USED_BY:
-            self.model_form[name].visible = name not in unused
-
-    @staticmethod
-    def _available_devices() -> str:
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        mps = torch.backends.mps.is_available()
-        found = ["cpu"] + [f"cuda:{i}" for i in range(gpus)] + (["mps"] if mps else [])
-        return f"available here: {', '.join(found)}"
 
     # ----------------------------------------------------------------- crop set
 
@@ -383,20 +223,18 @@ class TrainWidget(QWidget):
 
     def model_settings(self) -> ModelSettings:
         """The model settings shown in the form (InputError when a value is out of range)."""
-        return read_form(self.model_form, ModelSettings(), skip=unused_settings(self.model_form.model.value))
+        return self.forms.model_settings()
 
     def train_settings(self) -> TrainSettings:
         """The training settings shown in the Training and Advanced forms."""
-        return read_form(self.train_form, read_form(self.advanced_form, TrainSettings()))
+        return self.forms.train_settings()
 
     def config(self) -> TrainConfig:
-        return TrainConfig(model=self.model_settings(), training=self.train_settings())
+        return self.forms.config()
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the forms."""
-        fill_form(self.model_form, config.model)
-        fill_form(self.train_form, config.training)
-        fill_form(self.advanced_form, config.training)
+        self.forms.set_config(config)
 
     def save_config_to(self, path: str | os.PathLike) -> Path | None:
         """Write the forms as the YAML that ``morphospace train --config`` reads."""
@@ -485,7 +323,7 @@ class TrainWidget(QWidget):
             return None
         if not resume:
             self.plot.clear()
-        self._prepare_preview_layer(crop_set, resume=resume)
+        add_preview_layer(self.viewer, crop_set.images.shape, resume=resume)
         self.run_dir = run_dir
         self.result, self.last_finished = None, None
         self._pending_update, self._pending_preview, self._preview_shown_at = None, None, -np.inf
@@ -507,8 +345,7 @@ class TrainWidget(QWidget):
     def _set_running(self, running: bool) -> None:
         self.start_button.enabled = self.resume_button.enabled = not running
         self.stop_button.enabled = running
-        for form in (self.model_form, self.train_form, self.advanced_form):
-            form.enabled = not running
+        self.forms.set_enabled(not running)
         self.crop_folder_edit.enabled = not running
         self.save_config_button.enabled = self.load_config_button.enabled = not running
         self.save_bundle_button.enabled = not running and self.result is not None
@@ -539,7 +376,7 @@ class TrainWidget(QWidget):
         self.plot.refresh()
         if self._pending_preview is not None:
             if final or time.monotonic() - self._preview_shown_at >= PREVIEW_INTERVAL_S:
-                self._show_preview(self._pending_preview)
+                show_reconstructions(self.viewer, self._pending_preview)
                 self._pending_preview, self._preview_shown_at = None, time.monotonic()
             else:
                 self._refresh_timer.start()  # come back for the held preview
@@ -558,52 +395,6 @@ class TrainWidget(QWidget):
             f"{stage}epoch {update.epoch + 1}, step {update.step}/{update.total_steps}{loss_text}; "
             f"elapsed {_format_seconds(update.elapsed_s)}, ETA {eta}"
         )
-
-    def _show_preview(self, preview: ReconstructionPreview) -> None:
-        """Validation crops (top row) over their reconstructions (bottom row), one RGB layer updated in place."""
-        picture = crop_montage(np.concatenate([preview.originals, preview.reconstructions]),
-                               n_columns=len(preview.originals))
-        if PREVIEW_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[PREVIEW_LAYER]
-            if isinstance(layer.data, np.ndarray) and layer.data.shape == picture.shape and layer.data.dtype == picture.dtype:
-                # In place: setting .data would recompute dims, extent and contrast limits.
-                layer.data[...] = picture
-                layer.refresh(extent=False)
-            else:
-                layer.data = picture
-        else:
-            layer = self.viewer.add_image(picture, name=PREVIEW_LAYER, rgb=True, **self._preview_placement(picture))
-        stage = "" if preview.stage == "model" else f" ({preview.stage} model)"
-        layer.metadata["description"] = f"top: validation crops, bottom: reconstructions, epoch {preview.epoch + 1}{stage}"
-
-    def _preview_placement(self, picture: np.ndarray) -> dict[str, Any]:
-        """Scale and place the preview to the right of the other layers, about half their height."""
-        others = [layer for layer in self.viewer.layers if layer.ndim >= 2]
-        if not others:
-            return {}
-        extent = np.asarray(self.viewer.layers.extent.world)[:, -2:]
-        height = float(extent[1, 0] - extent[0, 0])
-        width = float(extent[1, 1] - extent[0, 1])
-        if not (height > 0 and width > 0):
-            return {}
-        scale = 0.5 * height / picture.shape[0]
-        return {"scale": (scale, scale), "translate": (float(extent[0, 0]), float(extent[1, 1] + 0.05 * width))}
-
-    def _prepare_preview_layer(self, crop_set: CropSet, *, resume: bool) -> None:
-        """Add an empty preview layer for this run, or mark the one there as from the previous run.
-
-        Adding a layer costs napari about 250 ms of GUI time: paid on the click,
-        not mid-training when the first reconstructions arrive (they are then
-        written into this layer's array).
-        """
-        if PREVIEW_LAYER in self.viewer.layers:
-            if not resume:
-                self.viewer.layers[PREVIEW_LAYER].metadata["description"] = "from the previous run"
-            return
-        empty = np.zeros((2 * PREVIEW_CROPS, 1, *crop_set.images.shape[-2:]), np.float32)
-        picture = crop_montage(empty, n_columns=PREVIEW_CROPS)
-        layer = self.viewer.add_image(picture, name=PREVIEW_LAYER, rgb=True, **self._preview_placement(picture))
-        layer.metadata["description"] = "waiting for the first reconstructions"
 
     def _on_result(self, result: TrainResult) -> None:
         self.result = result
@@ -688,35 +479,4 @@ class TrainWidget(QWidget):
         return super().event(event)
 
 
-def train_in_thread(send: Callable[[Any], None], crop_set: CropSet, model_settings: ModelSettings,
-                    train_settings: TrainSettings, stop_event: threading.Event, done_event: threading.Event,
-                    resume_from: Path | None) -> TrainResult:
-    """Run the engine off the GUI thread, sending its messages, with one CPU core left for the viewer.
-
-    ``done_event`` is set when it has ended (closing waits for it: the last checkpoint is written).
-    """
-    try:
-        with one_core_for_the_viewer():
-            return train(crop_set, model_settings, train_settings, on_update=send, stop_event=stop_event,
-                         resume_from=resume_from)
-    finally:
-        done_event.set()
-
-
-@contextmanager
-def one_core_for_the_viewer() -> Iterator[None]:
-    """Train with ``cpu_count - 1`` torch threads (at least 1); torch's thread count is process-wide, so restore it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(threads, _usable_cpus() - 1)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _usable_cpus() -> int:
-    """The CPUs this process may run on (fewer than ``os.cpu_count()`` in a container limited to some)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
-
-
-__all__ = ["TrainWidget", "LossPlot", "default_checkpoint_dir", "last_checkpoint_in"]
+__all__ = ["TrainWidget", "PREVIEW_LAYER", "default_checkpoint_dir", "last_checkpoint_in"]
