@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, FileEdit
+from magicgui.widgets import CheckBox, FileEdit
 from napari.layers import Labels
-from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_info
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
@@ -46,17 +45,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.annotations import AnnotationStore, annotation_overlay, class_codes
+from ..core.annotations import AnnotationStore
 from ..core.errors import InputError
 from ..core.features import has_latents
-from ..core.selection import spatial_ndim
+from ..viewer.annotations import annotated_sources, annotation_layer, clicked_cells, source_rows
 from ..viewer.callbacks import weak_key_callback
-from ..viewer.features import source_names
-from ..viewer.layers import SourceOverlay, is_overlay
+from ..viewer.layers import SourceOverlay
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
-from ..core.export import MANIFEST_NAME, export_anndata, export_crops, export_table
+from ..core.export import export_anndata, export_crops, export_table
 from .docking import tab_with_other_docks
+from .annotation_export import ExportForm
 from .errors import report_errors
 
 if TYPE_CHECKING:
@@ -160,27 +159,8 @@ class AnnotationWidget(QWidget):
         box.addWidget(self.status)
         layout.addWidget(assign)
 
-        export = QGroupBox("Export")
-        box = QVBoxLayout(export)
-        self.export_which = ComboBox(choices=["all", "selected", "per-class"], value="per-class", label="crops")
-        self.export_format = ComboBox(choices=["ome-tiff", "tiff"], value="ome-tiff", label="format")
-        self.export_folder = FileEdit(mode="d", label="crops folder", value="")
-        self.table_path = FileEdit(mode="w", label="table file", value="",
-                                   filter="Tables (*.csv *.parquet *.h5ad)")
-        for widget in (self.export_which, self.export_format, self.export_folder, self.table_path):
-            row = QHBoxLayout()
-            row.addWidget(QLabel(widget.label))
-            row.addWidget(widget.native)
-            box.addLayout(row)
-        row = QHBoxLayout()
-        crops_button = QPushButton("Export crops")
-        crops_button.clicked.connect(lambda: report_errors(self._export_crops_clicked)())
-        table_button = QPushButton("Export table")
-        table_button.clicked.connect(lambda: report_errors(self._export_table_clicked)())
-        row.addWidget(crops_button)
-        row.addWidget(table_button)
-        box.addLayout(row)
-        layout.addWidget(export)
+        self.export_form = ExportForm(self.export_crops, self.export_table, ask=lambda question: self._ask(question))
+        layout.addWidget(self.export_form)
         layout.addStretch()
         scroll_in_dock(self, content)
         self._refresh()
@@ -403,13 +383,9 @@ class AnnotationWidget(QWidget):
 
     def _source_rows(self, names: Sequence[str]) -> pd.DataFrame:
         """The session's cells cut from the source known by any of ``names`` (layer name, file)."""
-        cells = self.session.cells
-        if self.cells is None or cells is None:
+        if self.cells is None or self.session.cells is None:
             raise InputError(NO_CELLS)
-        return cells[cells["source"].astype(str).isin(names)]
-
-    def _spatial_ndim(self, layer: Labels) -> int:
-        return spatial_ndim(self.cells, layer.ndim)
+        return source_rows(self.session.cells, names)
 
     # ------------------------------------------------------------ click mode
 
@@ -427,26 +403,15 @@ class AnnotationWidget(QWidget):
             self.click_mode.value = bool(on)
 
     def _on_click(self, layer: Labels, event: Any) -> None:
-        if getattr(event, "type", "mouse_press") != "mouse_press":
+        if getattr(event, "type", "mouse_press") != "mouse_press" or self.session.cells is None:
             return
-        value = layer.get_value(event.position, world=True)
-        if value is None or isinstance(value, tuple) or int(value) <= 0:
-            return
-        t = None
-        if layer.ndim > self._spatial_ndim(layer):
-            t = int(round(float(layer.world_to_data(event.position)[0])))
-        rows = self._source_rows(source_names(layer))
-        mask = (rows["label_id"] == int(value)).to_numpy()
-        if t is not None and "t" in rows.columns:
-            mask &= (rows["t"] == t).to_numpy()
-        if mask.any():
-            report_errors(self.assign)(rows.loc[mask, "crop_id"].to_numpy(dtype=np.int64))
+        crop_ids = clicked_cells(layer, event.position, self.session.cells)
+        if len(crop_ids):
+            report_errors(self.assign)(crop_ids)
 
     def _source_layers(self) -> list[Labels]:
         """The Labels layers the crops were cut from (by layer name or ``metadata["source"]``)."""
-        sources = set(self.cells["source"].astype(str))
-        return [layer for layer in self.viewer.layers
-                if isinstance(layer, Labels) and not is_overlay(layer) and sources & set(source_names(layer))]
+        return annotated_sources(self.viewer.layers, self.cells)
 
     # ----------------------------------------------------------- undo / redo
 
@@ -499,27 +464,9 @@ class AnnotationWidget(QWidget):
 
     def _render_overlay(self, layer: Labels, current: Any) -> tuple[np.ndarray, dict] | None:
         """The "annotations" overlay of the shown source: each cell's class code, coloured like its class."""
-        if self.store is None:
+        if self.store is None or self.session.cells is None:
             return None
-        rows = self._source_rows(source_names(layer))
-        codes = class_codes(rows["annotation"].to_numpy(), self.store.class_names)
-        data = self.overlay_data(layer, rows["label_id"].to_numpy(), codes,
-                                 rows["t"].to_numpy() if "t" in rows.columns else None)  # fmt: skip
-        colours = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
-        colours.update({i + 1: cls.rgba for i, cls in enumerate(self.store.classes)})
-        placement = {"scale": layer.scale, "translate": layer.translate, "colormap": DirectLabelColormap(color_dict=colours)}
-        return data, placement
-
-    def overlay_data(self, layer: Labels, label_ids: np.ndarray, codes: np.ndarray, t: np.ndarray | None) -> np.ndarray:
-        """Class code per pixel of ``layer`` (0 = not annotated), frame by frame for time-lapses."""
-        labels = np.asarray(layer.data)
-        if labels.ndim <= self._spatial_ndim(layer) or t is None:
-            return annotation_overlay(labels, label_ids, codes)
-        out = np.zeros(labels.shape, dtype=np.uint16)
-        for frame in range(labels.shape[0]):
-            here = t == frame
-            out[frame] = annotation_overlay(labels[frame], label_ids[here], codes[here])
-        return out
+        return annotation_layer(layer, self.session.cells, self.store.classes)
 
     # --------------------------------------------------------------- export
 
@@ -544,23 +491,3 @@ class AnnotationWidget(QWidget):
                 raise InputError("AnnData export needs latents; embed the cells first")
             return export_anndata(table[has_latents(table)], path, overwrite=overwrite)
         return export_table(table, path, overwrite=overwrite)
-
-    def _export_crops_clicked(self) -> None:
-        folder = str(self.export_folder.value)
-        if folder in ("", "."):
-            raise InputError("choose a folder for the exported crops")
-        overwrite = (Path(folder) / MANIFEST_NAME).exists()
-        if overwrite and not self._ask(f"{folder} already holds an export. Replace its files?"):
-            return
-        files = self.export_crops(folder, which=self.export_which.value, file_format=self.export_format.value,
-                                  overwrite=overwrite)
-        show_info(f"{len(files)} crops written to {folder}")
-
-    def _export_table_clicked(self) -> None:
-        path = str(self.table_path.value)
-        if path in ("", "."):
-            raise InputError("choose a file for the table (.csv, .parquet or .h5ad)")
-        overwrite = Path(path).exists()
-        if overwrite and not self._ask(f"{path} exists. Replace it?"):
-            return
-        show_info(f"table written to {self.export_table(path, overwrite=overwrite)}")
