@@ -104,7 +104,9 @@ class AnalysisWidget(QWidget):
     def _build_form(self) -> None:
         content = QWidget()
         layout = QVBoxLayout(content)
-        layout.addWidget(QLabel("Analysis folder: crop set, model, latents, annotations and report in one place"))
+        intro = QLabel("Analysis folder: crop set, model, latents, annotations and report in one place")
+        intro.setWordWrap(True)  # an unwrapped line made the dock wider than a 1400 px window leaves it
+        layout.addWidget(intro)
         self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
         layout.addWidget(self.folder_edit.native)
         row = QHBoxLayout()
