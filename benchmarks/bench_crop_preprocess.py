@@ -3,8 +3,8 @@
 Builds a synthetic 2D field (uint16, a few hundred textured elliptical cells
 with known labels), then times
 
-1. ``crops_from_labels`` with the macrophage pipeline (``core.crops`` +
-   ``core.preprocess``) against a hand-written numpy/scikit-image loop doing
+1. ``crops_from_labels`` with the macrophage pipeline (``core.cells.crops`` +
+   ``core.cells.preprocess``) against a hand-written numpy/scikit-image loop doing
    the same work on the same input: fixed-size crop centred on each object's
    centre of mass, one global percentile normalisation, CLAHE, unsharp mask,
    resize, min–max. Both results are compared pixel for pixel. A third run,
@@ -28,8 +28,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import draw, exposure, filters, transform
 
-from napari_morphospace.core.crops import CropSettings, crops_from_labels
-from napari_morphospace.core.preprocess import apply_pipeline, macrophage_pipeline
+from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
+from napari_morphospace.core.cells.preprocess import apply_pipeline, macrophage_pipeline
 
 FIELD = 2048
 CROP = 96  # source pixels per crop ("fixed" mode)

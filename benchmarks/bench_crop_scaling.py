@@ -109,8 +109,8 @@ def run_bare(args: argparse.Namespace) -> dict:
 
 
 def run_ours(args: argparse.Namespace) -> dict:
-    from napari_morphospace.core.crop_job import CropJob, run_crop_job
-    from napari_morphospace.core.crops import CropSettings
+    from napari_morphospace.core.cells.crop_job import CropJob, run_crop_job
+    from napari_morphospace.core.cells.crops import CropSettings
 
     fields = [tuple(map(Path, pair)) for pair in json.loads(args.fields)]
     files = job_files(fields, args.per_field, args.objects)
@@ -129,7 +129,7 @@ def run_ours(args: argparse.Namespace) -> dict:
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     peak = (memory_kib("VmHWM") - base_rss) / 1024
     n_files = sum(len(names) for _, _, names in os.walk(out))
-    from napari_morphospace.core.data import load_crop_set
+    from napari_morphospace.core.cells.crop_set import load_crop_set
 
     made = len(load_crop_set(out, in_memory=False))
     return {"crops": made, "seconds": seconds, "cpu": cpu, "peak_mib": peak, "files": n_files}
@@ -139,7 +139,7 @@ def check_same_crops(field: tuple[Path, Path], size: int) -> float:
     """Largest difference between our crops and the bare loop's on one field (must be 0)."""
     import tifffile
 
-    from napari_morphospace.core.crops import CropSettings, crops_from_labels
+    from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
 
     image, labels = tifffile.imread(field[0]), tifffile.imread(field[1])
     ours = crops_from_labels(image, labels, CropSettings(size=size, min_area=MIN_AREA, percentiles=PERCENTILES),

@@ -28,8 +28,8 @@ import time
 import numpy as np
 import torch
 
+from napari_morphospace.core.analysis.traversal import LatentDecoder, decode_latents
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.traversal import LatentDecoder, decode_latents
 
 CASES = {"2D 128²": ((1, 128, 128), 0.050), "3D 64³": ((1, 64, 64, 64), 0.250)}
 

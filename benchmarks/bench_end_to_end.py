@@ -89,11 +89,11 @@ def main() -> None:
 
     import torch
 
-    from napari_morphospace.core.crop_job import CropJob, run_crop_job
-    from napari_morphospace.core.crops import CropSettings
-    from napari_morphospace.core.embed import embed
+    from napari_morphospace.core.analysis.embed import embed
+    from napari_morphospace.core.cells.crop_job import CropJob, run_crop_job
+    from napari_morphospace.core.cells.crops import CropSettings
     from napari_morphospace.core.models import ModelSettings
-    from napari_morphospace.core.training import TrainSettings, train
+    from napari_morphospace.core.training.engine import TrainSettings, train
 
     folder = Path(tempfile.mkdtemp(dir=args.tmp, prefix="morphospace-e2e-"))
     print(f"{args.cells} cells, 32x32 crops, CPU with {torch.get_num_threads()} torch threads, files in {folder}")

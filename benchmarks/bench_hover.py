@@ -46,8 +46,8 @@ from qtpy.QtWidgets import QApplication
 from scipy.spatial import cKDTree
 
 from napari_morphospace._qt.scatter_widget import ScatterWidget
-from napari_morphospace.core.data import CropSet
-from napari_morphospace.core.gallery import composite_rgb
+from napari_morphospace.core.cells.crop_set import CropSet
+from napari_morphospace.core.figures.gallery import composite_rgb
 from napari_morphospace.viewer.session import session_for
 
 FRAME_S = 0.016  # one frame at 60 Hz

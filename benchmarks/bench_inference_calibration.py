@@ -1,4 +1,4 @@
-"""Calibration of ``core.inference`` on synthetic populations with a known answer.
+"""Calibration of ``core.analysis.inference`` on synthetic populations with a known answer.
 
 Usage::
 
@@ -30,7 +30,7 @@ import time
 import numpy as np
 from scipy import stats
 
-from napari_morphospace.core.inference import (
+from napari_morphospace.core.analysis.inference import (
     bootstrap_intervals,
     distance_test,
     make_units,

@@ -61,8 +61,12 @@ def write_files(folder: Path, size_bytes: int) -> tuple[Path, Path, int]:
 
 
 def run(kind: str, image_path: str, labels_path: str, out: str) -> dict:
-    from napari_morphospace.core.crops import CropSettings, CropSource, build_crop_set
-    from napari_morphospace.core.io import read_stack
+    from napari_morphospace.core.cells.crops import (
+        CropSettings,
+        CropSource,
+        build_crop_set,
+    )
+    from napari_morphospace.core.io.stacks import read_stack
 
     base = memory_kib("VmRSS")
     start = time.perf_counter()
@@ -75,7 +79,7 @@ def run(kind: str, image_path: str, labels_path: str, out: str) -> dict:
 
 
 def same_crop_sets(a: str, b: str) -> bool:
-    from napari_morphospace.core.data import crop_blocks, load_crop_set
+    from napari_morphospace.core.cells.crop_set import crop_blocks, load_crop_set
 
     first, second = load_crop_set(a, in_memory=False), load_crop_set(b, in_memory=False)
     if not first.table.equals(second.table) or first.images.shape != second.images.shape:

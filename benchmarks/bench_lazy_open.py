@@ -66,7 +66,7 @@ def measure(mode: str, path: str) -> dict[str, float]:
     import dask.array  # noqa: F401  (imports before the baseline memory reading)
     import tifffile
 
-    from napari_morphospace.core.io import read_stack
+    from napari_morphospace.core.io.stacks import read_stack
 
     rss_before = memory_kib("VmRSS")
     start = time.perf_counter()

@@ -43,13 +43,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from real_data import bbbc007_fields, dataset, stardist_2d, stardist_3d  # noqa: E402
 
+from napari_morphospace.core.analysis.embed import embed  # noqa: E402
+from napari_morphospace.core.cells.crop_set import CropSet, concat_crop_sets  # noqa: E402
+from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels  # noqa: E402
 from napari_morphospace.core.config import from_dict, to_dict  # noqa: E402
-from napari_morphospace.core.crops import CropSettings, crops_from_labels  # noqa: E402
-from napari_morphospace.core.data import CropSet, concat_crop_sets  # noqa: E402
-from napari_morphospace.core.diagnostics import cell_measurements, representation_probe  # noqa: E402
-from napari_morphospace.core.embed import embed  # noqa: E402
 from napari_morphospace.core.models import ModelSettings  # noqa: E402
-from napari_morphospace.core.training import TrainSettings, split_crops, train  # noqa: E402
+from napari_morphospace.core.training.diagnostics import (  # noqa: E402
+    cell_measurements,
+    representation_probe,
+)
+from napari_morphospace.core.training.engine import TrainSettings, split_crops, train  # noqa: E402
 
 
 @dataclass

@@ -29,11 +29,11 @@ import torch
 from qtpy.QtWidgets import QApplication
 
 from napari_morphospace._qt.latent_widget import LatentWidget
-from napari_morphospace.viewer.session import session_for
-from napari_morphospace.core.bundle import load_bundle, save_bundle
+from napari_morphospace.core.analysis.traversal import decode_latents
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings
-from napari_morphospace.core.traversal import decode_latents
+from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
+from napari_morphospace.viewer.session import session_for
 
 CASES = {"2D 128²": ((1, 128, 128), 0.050), "3D 64³": ((1, 64, 64, 64), 0.250)}
 

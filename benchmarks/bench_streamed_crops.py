@@ -31,13 +31,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import peak_mib  # noqa: E402
 from bench_training_throughput import bare_loop, ellipse_crops, engine  # noqa: E402
+from measure import peak_mib  # noqa: E402
 
-from napari_morphospace.core.data import load_crop_set, save_crop_set  # noqa: E402
-from napari_morphospace.core.embed import embed  # noqa: E402
+from napari_morphospace.core.analysis.embed import embed  # noqa: E402
+from napari_morphospace.core.cells.crop_set import load_crop_set, save_crop_set  # noqa: E402
 from napari_morphospace.core.models import ModelSettings, build_model  # noqa: E402
-from napari_morphospace.core.training import TrainSettings  # noqa: E402
+from napari_morphospace.core.training.engine import TrainSettings  # noqa: E402
 
 
 def bare_embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> np.ndarray:

@@ -30,8 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from real_data import dataset  # noqa: E402
 from real_tracks import movie_path, track_points  # noqa: E402
 
-from napari_morphospace.core import tracks  # noqa: E402
-from napari_morphospace.core.crops import CropSettings, crops_from_labels, crops_from_points  # noqa: E402
+from napari_morphospace.core.analysis import tracks  # noqa: E402
+from napari_morphospace.core.cells.crops import (  # noqa: E402
+    CropSettings,
+    crops_from_labels,
+    crops_from_points,
+)
 
 
 def tgmm_cells(dims: int):

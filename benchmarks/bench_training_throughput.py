@@ -33,9 +33,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from napari_morphospace.core.data import CropDataset, CropSet
+from napari_morphospace.core.cells.crop_set import CropDataset, CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings, split_crops, train
+from napari_morphospace.core.training.engine import TrainSettings, split_crops, train
 
 
 def ellipse_crops(n: int, shape: tuple[int, ...] = (64, 64), seed: int = 0) -> CropSet:

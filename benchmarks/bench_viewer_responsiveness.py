@@ -66,12 +66,15 @@ def main() -> None:
     import napari
 
     from napari_morphospace._qt import training_run
-    from napari_morphospace.viewer.session import session_for
     from napari_morphospace._qt.train_widget import TrainWidget
     from napari_morphospace._sample_data import sample_layer_data
-    from napari_morphospace.core.crops import CropSettings, crops_from_labels
-    from napari_morphospace.core.data import concat_crop_sets
-    from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
+    from napari_morphospace.core.cells.crop_set import concat_crop_sets
+    from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
+    from napari_morphospace.core.cells.sample_data import (
+        SampleSettings,
+        make_sample_data,
+    )
+    from napari_morphospace.viewer.session import session_for
 
     warnings.simplefilter("ignore")
     if args.torch_threads:

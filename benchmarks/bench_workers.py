@@ -37,14 +37,14 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_fields import write_fields  # noqa: E402
 
-from napari_morphospace.core.bundle import save_bundle  # noqa: E402
-from napari_morphospace.core.cluster import dask_client  # noqa: E402
-from napari_morphospace.core.crop_job import CropJob, run_crop_job  # noqa: E402
-from napari_morphospace.core.crops import CropSettings  # noqa: E402
-from napari_morphospace.core.data import crop_blocks, load_crop_set  # noqa: E402
-from napari_morphospace.core.embed import embed, embed_on_cluster  # noqa: E402
+from napari_morphospace.core.analysis.embed import embed, embed_on_cluster  # noqa: E402
+from napari_morphospace.core.cells.crop_job import CropJob, run_crop_job  # noqa: E402
+from napari_morphospace.core.cells.crop_set import crop_blocks, load_crop_set  # noqa: E402
+from napari_morphospace.core.cells.crops import CropSettings  # noqa: E402
 from napari_morphospace.core.models import ModelSettings, build_model  # noqa: E402
-from napari_morphospace.core.training import TrainSettings  # noqa: E402
+from napari_morphospace.core.parallel import dask_client  # noqa: E402
+from napari_morphospace.core.training.bundle import save_bundle  # noqa: E402
+from napari_morphospace.core.training.engine import TrainSettings  # noqa: E402
 
 
 def same_crop_sets(a: Path, b: Path) -> bool:
@@ -66,7 +66,7 @@ def warm_cluster(workers: int | None, startups: list[float]) -> Iterator[str | N
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster:  # fmt: skip
         with Client(cluster) as client:
-            for module in ("napari_morphospace.core.crop_job", "napari_morphospace.core.embed"):
+            for module in ("napari_morphospace.core.cells.crop_job", "napari_morphospace.core.analysis.embed"):
                 client.run(importlib.import_module, module)
         startups.append(time.perf_counter() - start)
         yield cluster.scheduler_address

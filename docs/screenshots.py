@@ -15,7 +15,7 @@ from pathlib import Path
 from qtpy.QtWidgets import QApplication
 
 from napari_morphospace._qt.demo import open_demo_viewer
-from napari_morphospace.core.demo import DemoSettings
+from napari_morphospace.core.project.demo import DemoSettings
 
 IMAGES = Path(__file__).parent / "images"
 
@@ -83,9 +83,9 @@ def scatter_hover_real(epochs: int = 8) -> None:
     sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "qt"))
     from bbbc007_cells import ONE_PER_CONDITION, crop_set, open_fields  # real fields, default crop settings
 
-    from napari_morphospace.core.embed import embed
+    from napari_morphospace.core.analysis.embed import embed
     from napari_morphospace.core.models import ModelSettings
-    from napari_morphospace.core.training import TrainSettings, train
+    from napari_morphospace.core.training.engine import TrainSettings, train
     from napari_morphospace.viewer.session import session_for
 
     viewer = napari.Viewer()
@@ -167,11 +167,11 @@ def analysis_external() -> None:
     import napari
     from qtpy.QtWidgets import QMessageBox
 
-    from napari_morphospace.core.analysis import create_analysis, save_analysis
-    from napari_morphospace.core.crop_job import CropJob, run_crop_job
-    from napari_morphospace.core.crops import CropSettings
-    from napari_morphospace.core.demo import write_sample_files
-    from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
+    from napari_morphospace.core.cells.crop_job import CropJob, run_crop_job
+    from napari_morphospace.core.cells.crops import CropSettings
+    from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
+    from napari_morphospace.core.project.analysis_folder import create_analysis, save_analysis
+    from napari_morphospace.core.project.demo import write_sample_files
 
     root = Path(tempfile.mkdtemp(prefix="morphospace-shots-"))
     images, labels = write_sample_files(make_sample_data(SampleSettings(n_cells=20)), root / "data")

@@ -24,11 +24,10 @@ from screenshots import IMAGES, settle  # docs/, beside this script
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from real_tracks import movie_path, segment, track_points  # noqa: E402
 
-from napari_morphospace.core.embed import embed  # noqa: E402
+from napari_morphospace.core.analysis.embed import embed  # noqa: E402
 from napari_morphospace.core.models import ModelSettings  # noqa: E402
-from napari_morphospace.core.training import TrainSettings, train  # noqa: E402
+from napari_morphospace.core.training.engine import TrainSettings, train  # noqa: E402
 from napari_morphospace.viewer.session import session_for  # noqa: E402
-
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ import yaml
 from qtpy.QtWidgets import QFileDialog, QInputDialog
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.analysis import create_analysis, save_analysis
-from napari_morphospace.core.bundle import load_bundle
-from napari_morphospace.core.data import load_crop_set
-from napari_morphospace.core.embed import embed
+from napari_morphospace.core.analysis.embed import embed
+from napari_morphospace.core.cells.crop_set import load_crop_set
+from napari_morphospace.core.project.analysis_folder import create_analysis, save_analysis
+from napari_morphospace.core.training.bundle import load_bundle
 
 DOCS = Path(__file__).parent
 sys.path[:0] = [str(DOCS), str(DOCS.parent / "tests")]

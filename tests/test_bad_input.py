@@ -32,13 +32,16 @@ import yaml
 
 from napari_morphospace.cli import main
 from napari_morphospace.core import outputs
-from napari_morphospace.core.analysis import create_analysis, save_analysis
-from napari_morphospace.core.bundle import save_bundle
-from napari_morphospace.core.crop_job import CropJob, run_crop_job
-from napari_morphospace.core.crops import CropSettings
-from napari_morphospace.core.embed import embed
+from napari_morphospace.core.analysis.embed import embed
+from napari_morphospace.core.cells.crop_job import CropJob, run_crop_job
+from napari_morphospace.core.cells.crops import CropSettings
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    save_analysis,
+)
+from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
 
 SECRET = "TOP-SECRET-3f9c1e"
 
@@ -213,7 +216,11 @@ def report_args(w: Path, *extra: str) -> list[str]:
 
 
 def empty_crop_set(w: Path) -> Path:
-    from napari_morphospace.core.data import CropSet, bbox_columns, save_crop_set
+    from napari_morphospace.core.cells.crop_set import (
+        CropSet,
+        bbox_columns,
+        save_crop_set,
+    )
 
     table = pd.DataFrame(columns=["crop_id", "source", "label_id", "t", "group", "annotation", *bbox_columns(2)])
     return save_crop_set(CropSet(np.zeros((0, 1, 16, 16), np.float32), table, ["ch0"]), w / "empty")
@@ -645,7 +652,7 @@ def test_scratch_of_a_killed_crops_run_is_removed_by_the_next_run(work):
     """A crops run killed with SIGKILL leaves its scratch folder; the next run beside it removes it."""
     code = (
         "import os, sys, signal\n"
-        "from napari_morphospace.core import data\n"
+        "from napari_morphospace.core.cells import crop_set as data\n"
         "def killed(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "data.CropSetWriter.append = killed\n"
@@ -666,7 +673,7 @@ def test_tmp_files_of_a_killed_export_are_removed_by_the_next_export(work, capsy
     """A killed export leaves 0-byte .tmp files beside its crop files; the next export into that folder removes them."""
     code = (
         "import os, sys, signal\n"
-        "from napari_morphospace.core import io\n"
+        "from napari_morphospace.core.io import stacks as io\n"
         "def killed(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "io.tifffile.imwrite = killed\n"

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 from real_data import dataset
 
-from napari_morphospace.core.io import read_stack
+from napari_morphospace.core.io.stacks import read_stack
 
 
 def test_lzw_compressed_tracked_labels_open():

@@ -21,8 +21,8 @@ import tifffile
 from real_data import bbbc007_fields
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.analysis import open_analysis
-from napari_morphospace.core.data import load_crop_set
+from napari_morphospace.core.cells.crop_set import load_crop_set
+from napari_morphospace.core.project.analysis_folder import open_analysis
 
 pytestmark = pytest.mark.slow
 

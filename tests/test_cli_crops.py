@@ -5,10 +5,10 @@ import pytest
 import yaml
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.data import load_crop_set
-from napari_morphospace.core.demo import write_sample_files
-from napari_morphospace.core.io import read_stack
-from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
+from napari_morphospace.core.cells.crop_set import load_crop_set
+from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
+from napari_morphospace.core.io.stacks import read_stack
+from napari_morphospace.core.project.demo import write_sample_files
 
 
 @pytest.fixture(scope="module")

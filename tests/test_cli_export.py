@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 import napari_morphospace.cli as cli
-from napari_morphospace.core.annotations import AnnotationStore
-from napari_morphospace.core.data import CropSet, load_crop_set, save_crop_set
-from napari_morphospace.core.io import read_stack
+from napari_morphospace.core.cells.crop_set import CropSet, load_crop_set, save_crop_set
+from napari_morphospace.core.io.stacks import read_stack
+from napari_morphospace.core.project.annotations import AnnotationStore
 
 
 @pytest.fixture

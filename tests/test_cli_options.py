@@ -11,12 +11,12 @@ from real_data import stardist_3d
 from scipy import ndimage
 
 from napari_morphospace.cli import main
-from napari_morphospace.cli.flags import name_flags
 from napari_morphospace.cli.crops import FLAGS as CROP_FLAGS
-from napari_morphospace.core.crops import CropSettings
-from napari_morphospace.core.data import load_crop_set
-from napari_morphospace.core.io import read_stack
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.cli.flags import name_flags
+from napari_morphospace.core.cells.crop_set import load_crop_set
+from napari_morphospace.core.cells.crops import CropSettings
+from napari_morphospace.core.io.stacks import read_stack
+from napari_morphospace.core.training.engine import TrainSettings
 
 
 def test_import_help_and_bad_arguments_never_import_torch():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import napari_morphospace.cli as cli
-from napari_morphospace.core.inference import simulate_conditions
+from napari_morphospace.core.analysis.inference import simulate_conditions
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import yaml
 from skimage.draw import disk
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.data import CropSet, save_crop_set
+from napari_morphospace.core.cells.crop_set import CropSet, save_crop_set
 
 
 def disk_crop_set(n: int = 48) -> CropSet:

@@ -9,7 +9,7 @@ from cellprofiler_table import FEATURES, write_cellprofiler_tables
 from real_data import bbbc007_fields
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.analysis import open_analysis
+from napari_morphospace.core.project.analysis_folder import open_analysis
 
 WHICH = (0, 4, 9)
 

@@ -11,8 +11,8 @@ import yaml
 from skimage.draw import disk
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.bundle import load_bundle
-from napari_morphospace.core.data import CropSet, save_crop_set
+from napari_morphospace.core.cells.crop_set import CropSet, save_crop_set
+from napari_morphospace.core.training.bundle import load_bundle
 
 
 def disk_crop_set(n: int, *, group: str, radius: float, seed: int) -> CropSet:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli_train_embed import disk_crop_set
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.bundle import load_bundle
-from napari_morphospace.core.data import save_crop_set
-from test_cli_train_embed import disk_crop_set
+from napari_morphospace.core.cells.crop_set import save_crop_set
+from napari_morphospace.core.training.bundle import load_bundle
 
 MORPHOSPACE = str(Path(sys.executable).parent / "morphospace")
 TINY = ["--model", "beta-vae", "--latent-dim", "3", "--batch-size", "8", "--accelerator", "cpu"]
@@ -235,7 +235,7 @@ def test_ddp_processes_share_one_checkpoint_folder_and_write_one_bundle(tmp_path
 
 def test_a_bundle_that_cannot_be_written_after_training_is_not_lost(tmp_path, crops, capsys, monkeypatch):
     """The disk fills up during training: the message says where the model is and the command that writes it."""
-    import napari_morphospace.core.training as training
+    import napari_morphospace.core.training.engine as training
 
     real_save = training.save_bundle
 

@@ -8,11 +8,10 @@ import zipfile
 import pandas as pd
 import pytest
 import yaml
+from test_cli_train_embed import disk_crop_set
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.data import save_crop_set
-
-from test_cli_train_embed import disk_crop_set
+from napari_morphospace.core.cells.crop_set import save_crop_set
 
 pytest.importorskip("bioimageio.core", reason="the zoo extra is part of the testing extra")
 

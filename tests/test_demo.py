@@ -5,7 +5,7 @@ import json
 import torch
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.analysis import open_analysis
+from napari_morphospace.core.project.analysis_folder import open_analysis
 
 TINY = ["--n-cells", "16", "--epochs", "1", "--latent-dim", "4", "--batch-size", "8", "--threads", "1"]
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from napari_morphospace.cli import main
-from napari_morphospace.core.bundle import save_bundle
-from napari_morphospace.core.cluster import dask_client
-from napari_morphospace.core.data import load_crop_set
-from napari_morphospace.core.demo import write_sample_files
-from napari_morphospace.core.embed import embed, embed_on_cluster
+from napari_morphospace.core.analysis.embed import embed, embed_on_cluster
+from napari_morphospace.core.cells.crop_set import load_crop_set
+from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.core.parallel import dask_client
+from napari_morphospace.core.project.demo import write_sample_files
+from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_crops_on_two_workers_equal_the_crops_of_one_process(sample_files, tmp_p
     images, labels = sample_files
     args = ["crops", *map(str, images), "--labels", *map(str, labels), "--size", "40", "--preset", "macrophage"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    monkeypatch.setattr("napari_morphospace.core.crop_job.dask_client", lambda **_: _same(two_workers))
+    monkeypatch.setattr("napari_morphospace.core.cells.crop_job.dask_client", lambda **_: _same(two_workers))
     assert main([*args, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
     one, two = load_crop_set(tmp_path / "one", in_memory=True), load_crop_set(tmp_path / "two", in_memory=True)
     assert len(one) == 40
@@ -52,7 +52,7 @@ def test_crops_on_two_workers_equal_the_crops_of_one_process(sample_files, tmp_p
 
 
 def test_embedding_on_two_workers_equals_one_process(tmp_path, two_workers, monkeypatch):
-    from napari_morphospace.core import data
+    from napari_morphospace.core.cells import crop_set as data
 
     monkeypatch.setattr(data, "SHARD_BYTES", 16 * 4 * 24 * 24 * 4)  # shards of 16 crops: 4 blocks, 4 tasks
     monkeypatch.setattr(data, "CHUNK_BYTES", 4 * 4 * 24 * 24 * 4)
@@ -60,7 +60,7 @@ def test_embedding_on_two_workers_equals_one_process(tmp_path, two_workers, monk
     crops = rng.random((60, 4, 24, 24)).astype(np.float32)
     table = pd.DataFrame({"crop_id": np.arange(60), "source": "a.tif", "label_id": np.arange(1, 61), "t": 0,
                           "group": "a", "annotation": "", "y_start": 0, "y_stop": 24, "x_start": 0, "x_stop": 24})
-    from napari_morphospace.core.data import CropSet, save_crop_set
+    from napari_morphospace.core.cells.crop_set import CropSet, save_crop_set
 
     save_crop_set(CropSet(crops, table, ["a", "b", "c", "d"], (1.0, 1.0), None), tmp_path / "crops")
     settings = ModelSettings(model="beta-vae", latent_dim=4, base_channels=8)

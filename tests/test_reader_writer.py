@@ -12,7 +12,7 @@ import tifffile
 from napari_morphospace._reader import get_reader, read_layers, stack_to_layer_data
 from napari_morphospace._writer import write_image
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.io import Stack, read_stack
+from napari_morphospace.core.io.stacks import Stack, read_stack
 
 
 def ramp(shape: tuple[int, ...], dtype=np.uint16) -> np.ndarray:

@@ -16,13 +16,26 @@ from pathlib import Path
 import pandas as pd
 
 from ._reader import LayerData, file_stem, stack_to_layer_data
-from .core.analysis import CONSENT_HINT, Analysis, external_references, is_analysis_folder, open_analysis
-from .core.crop_job import read_labels
-from .core.data import CropSet
+from .core.analysis.cell_table import (
+    LabelsInfo,
+    cell_table,
+    join_latents,
+    latent_columns,
+    merge_latents,
+    set_annotations,
+)
+from .core.cells.crop_job import read_labels
+from .core.cells.crop_set import CropSet
+from .core.cells.selection import spatial_ndim
 from .core.errors import InputError
-from .core.features import LabelsInfo, cell_table, join_latents, latent_columns, merge_latents, set_annotations
-from .core.io import read_stack
-from .core.selection import spatial_ndim
+from .core.io.stacks import read_stack
+from .core.project.analysis_folder import (
+    CONSENT_HINT,
+    Analysis,
+    external_references,
+    is_analysis_folder,
+    open_analysis,
+)
 
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -63,7 +76,7 @@ def analysis_layers(path: PathOrPaths, *, allow_external: bool = False) -> list[
     Layers are named as File > Open names them (the file names), which are
     the names the Cells widget gave the crops' sources, so the reopened cells
     find their layers again. The Labels ``features`` are those the session
-    writes (:func:`core.features.join_latents`): ``index`` (the label id),
+    writes (:func:`core.analysis.cell_table.join_latents`): ``index`` (the label id),
     ``crop_id``, ``group``, ``annotation``, the latents and any embedding or
     cluster columns. Every layer's ``metadata`` has ``morphospace_analysis``
     (the folder). Sources are placed side by side along X (``translate``),

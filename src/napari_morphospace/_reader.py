@@ -1,6 +1,6 @@
 """npe2 reader: open microscopy stacks as napari layers, one image layer per channel.
 
-A thin shell over :func:`napari_morphospace.core.io.read_stack`: layers get
+A thin shell over :func:`napari_morphospace.core.io.stacks.read_stack`: layers get
 the file's physical pixel size as ``scale`` (time interval for T), the file
 and channel names as layer names, and ``metadata`` with the source, axes and units.
 Large files arrive as dask arrays and are passed through untouched.
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.io import Stack, can_read, read_stack
+from .core.io.stacks import Stack, can_read, read_stack
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]

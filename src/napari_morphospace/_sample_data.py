@@ -1,6 +1,6 @@
 """npe2 sample data: synthetic control and treated cells as napari layer data.
 
-Thin wrappers around :func:`core.sample_data.make_sample_data`; they return
+Thin wrappers around :func:`core.cells.sample_data.make_sample_data`; they return
 plain ``(data, kwargs, layer_type)`` tuples, so nothing here imports napari.
 Each group gives an image layer (one layer per channel) and a Labels layer
 whose ``features`` hold the ground-truth factors, one row per label with an
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core.sample_data import SampleData, SampleSettings, make_sample_data
+from .core.cells.sample_data import SampleData, SampleSettings, make_sample_data
 
 LayerData = tuple[Any, dict[str, Any], str]
 

@@ -1,6 +1,6 @@
 """npe2 writer: save an image layer as OME-TIFF with its scale as physical pixel size.
 
-A thin shell over :func:`napari_morphospace.core.io.write_stack`. The layer's
+A thin shell over :func:`napari_morphospace.core.io.stacks.write_stack`. The layer's
 axes come from ``metadata["axes"]`` when our reader opened it, else from its
 number of dimensions (``YX``, ``ZYX``, ``TZYX``, ``TCZYX``).
 """
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .core.errors import InputError
-from .core.io import Stack, write_stack
+from .core.io.stacks import Stack, write_stack
 
 _AXES_BY_NDIM = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}
 _NAPARI_TO_UNIT = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "second": "s", "millisecond": "ms"}

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace.core import annotations as annotations_module
-from napari_morphospace.core.annotations import (
+from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.project import annotations as annotations_module
+from napari_morphospace.core.project.annotations import (
     ANNOTATIONS_CSV,
     CLASSES_JSON,
     LOCK_NAME,
@@ -22,7 +23,6 @@ from napari_morphospace.core.annotations import (
     class_codes,
     read_annotations,
 )
-from napari_morphospace.core.errors import InputError
 
 IDS = [3, 7, 10, 42]
 
@@ -133,7 +133,7 @@ def test_kill_9_after_autosave_loses_nothing(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal
-        from napari_morphospace.core.annotations import AnnotationStore
+        from napari_morphospace.core.project.annotations import AnnotationStore
         store = AnnotationStore({IDS}, {str(tmp_path)!r})
         store.add_class("dead")
         store.assign([7, 42], "dead")

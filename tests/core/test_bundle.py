@@ -11,12 +11,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from napari_morphospace.core.bundle import check_compatible, load_bundle, save_bundle
-from napari_morphospace.core.data import CropSet
-from napari_morphospace.core.embed import embed
+from napari_morphospace.core.analysis.embed import embed
+from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import Condition, ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.core.training.bundle import (
+    check_compatible,
+    load_bundle,
+    save_bundle,
+)
+from napari_morphospace.core.training.engine import TrainSettings
 
 
 def crop_set(n: int = 10, shape: tuple[int, ...] = (2, 16, 16), seed: int = 0, group: str = "control") -> CropSet:

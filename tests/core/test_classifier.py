@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_morphospace.core.classifier import (
+from napari_morphospace.core.classifier.fusion import (
     ClassifierSettings,
     FusionClassifier,
     channel_evidence,

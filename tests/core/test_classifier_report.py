@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from napari_morphospace.core.classifier import (
+from napari_morphospace.core.analysis.overlays import overlay_on_layer, source_overlay
+from napari_morphospace.core.classifier.fusion import (
     ChannelRanking,
     ClassificationMetrics,
     ClassifierResult,
     ClassifierSettings,
     classification_metrics,
 )
-from napari_morphospace.core.overlays import source_overlay
-from napari_morphospace.core.classifier_report import (
+from napari_morphospace.core.classifier.report import (
     average_precision,
     check_folds,
     evidence_figure,
@@ -33,7 +33,6 @@ from napari_morphospace.core.classifier_report import (
     write_metrics,
 )
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.overlays import overlay_on_layer
 
 
 def crop_table() -> pd.DataFrame:

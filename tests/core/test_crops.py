@@ -12,11 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace.core import crops
-from napari_morphospace.core.crops import (
+from napari_morphospace.core.cells import crops
+from napari_morphospace.core.cells.crop_set import (
+    bbox_columns,
+    crop_set_folder,
+    load_crop_set,
+)
+from napari_morphospace.core.cells.crops import (
     CropCancelled,
-    ObjectPreview,
     CropSettings,
+    ObjectPreview,
     PatchSettings,
     concat_crop_sets,
     crops_from_boxes,
@@ -24,9 +29,8 @@ from napari_morphospace.core.crops import (
     crops_from_points,
     patch_grid,
 )
-from napari_morphospace.core.data import bbox_columns, crop_set_folder, load_crop_set
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.io import Stack
+from napari_morphospace.core.io.stacks import Stack
 
 IDENTITY = dict(normalise="dtype", mask_neighbours=False, min_area=1)  # float input in [0, 1] comes out unchanged
 
@@ -269,7 +273,10 @@ def test_streaming_to_disk_gives_the_same_crop_set(tmp_path):
 
 
 def test_pipeline_runs_on_each_crop_and_is_recorded():
-    from napari_morphospace.core.preprocess import PreprocessPipeline, PreprocessStep
+    from napari_morphospace.core.cells.preprocess import (
+        PreprocessPipeline,
+        PreprocessStep,
+    )
 
     image = np.random.default_rng(7).random((30, 30)).astype(np.float32)
     labels = np.zeros((30, 30), np.uint8)
@@ -493,7 +500,7 @@ def test_percentiles_from_a_histogram_equal_numpys():
 
 def test_a_set_too_large_for_memory_streams_to_a_temporary_folder(monkeypatch):
     """Without an output folder crops stay in memory only while they fit the in-memory limit."""
-    from napari_morphospace.core import data
+    from napari_morphospace.core.cells import crop_set as data
 
     image, labels = many_cells(t=1)
     in_memory = crops_from_labels(image, labels, CropSettings(size=24), axes="TCYX")

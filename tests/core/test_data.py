@@ -13,8 +13,8 @@ import torch
 import zarr
 from torch.utils.data import DataLoader
 
-from napari_morphospace.core import data
-from napari_morphospace.core.data import (
+from napari_morphospace.core.cells import crop_set as data
+from napari_morphospace.core.cells.crop_set import (
     CROP_TABLE_COLUMNS,
     CropDataset,
     CropSet,

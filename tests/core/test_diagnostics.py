@@ -11,7 +11,9 @@ import torch
 from skimage.draw import disk, ellipse
 from skimage.metrics import structural_similarity
 
-from napari_morphospace.core.diagnostics import (
+from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.models import ModelSettings, build_model
+from napari_morphospace.core.training.diagnostics import (
     TrainingDiagnostics,
     _ssim,
     cell_measurements,
@@ -19,8 +21,6 @@ from napari_morphospace.core.diagnostics import (
     representation_probe,
     ridge_probe_r2,
 )
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.models import ModelSettings, build_model
 
 
 def collapse(encoder: torch.nn.Module) -> None:
@@ -149,12 +149,22 @@ def test_latents_of_a_small_default_training_know_size_and_elongation_better_tha
     the cell's major axis (as the Statistical Cell does), so elongation is visible to a linear probe at
     all; a VAE with default settings, trained for a few hundred steps, must beat a PCA of the pixels
     with as many components on the true size and elongation."""
-    from napari_morphospace.core.crops import CropSettings, crops_from_labels
-    from napari_morphospace.core.data import concat_crop_sets
-    from napari_morphospace.core.embed import embed
-    from napari_morphospace.core.preprocess import PreprocessPipeline, PreprocessStep
-    from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
-    from napari_morphospace.core.training import TrainSettings, split_crops, train
+    from napari_morphospace.core.analysis.embed import embed
+    from napari_morphospace.core.cells.crop_set import concat_crop_sets
+    from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
+    from napari_morphospace.core.cells.preprocess import (
+        PreprocessPipeline,
+        PreprocessStep,
+    )
+    from napari_morphospace.core.cells.sample_data import (
+        SampleSettings,
+        make_sample_data,
+    )
+    from napari_morphospace.core.training.engine import (
+        TrainSettings,
+        split_crops,
+        train,
+    )
 
     sample = make_sample_data(SampleSettings(n_cells=100, n_channels=1, seed=0))
     aligned = PreprocessPipeline([PreprocessStep("align_major_axis"), PreprocessStep("resize", {"shape": [32, 32]})])

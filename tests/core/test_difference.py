@@ -9,7 +9,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from napari_morphospace.core.difference import (
+from napari_morphospace.core.analysis.difference import (
     absolute_difference,
     dissimilarity_map,
     group_difference,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import mutual_info_score
 
-from napari_morphospace.core.disentanglement import (
+from napari_morphospace.core.analysis.disentanglement import (
     _weighted_entropy_score,
     dci,
     discretize,

@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from napari_morphospace.core.embedding import cluster, pca, tsne, umap
+from napari_morphospace.core.analysis.reduce import cluster, pca, tsne, umap
 from napari_morphospace.core.errors import InputError
 
 

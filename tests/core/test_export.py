@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_morphospace.core.data import CropSet, bbox_columns
+from napari_morphospace.core.cells.crop_set import CropSet, bbox_columns
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.export import (
+from napari_morphospace.core.io.stacks import read_stack
+from napari_morphospace.core.project.export import (
     MANIFEST_NAME,
     analysis_table,
     class_folder_names,
@@ -21,7 +22,6 @@ from napari_morphospace.core.export import (
     read_table,
     safe_name,
 )
-from napari_morphospace.core.io import read_stack
 
 ODD_NAMES = ["a/b", "..", "ünïcødé", "two  words", "a_b", "../../etc", "CON"]
 
@@ -159,7 +159,7 @@ def test_read_only_or_full_disk_gives_input_error_and_no_half_file(tmp_path, mon
     assert list(read_only.iterdir()) == []
 
     # Full disk while writing the third crop: the first two are complete, no temp file, no manifest.
-    import napari_morphospace.core.export as export_module
+    import napari_morphospace.core.project.export as export_module
 
     real_write = export_module.write_stack
     calls = []
@@ -251,8 +251,8 @@ def test_figures_png_and_svg(tmp_path):
 @pytest.mark.parametrize("file_format", ["ome-tiff", "tiff"])
 def test_crops_of_a_file_without_pixel_size_claim_none(tmp_path, file_format):
     # A plain TIFF (as BBBC007's fields) has no pixel size: its crops must not claim 1 µm; a calibrated file keeps its size.
-    from napari_morphospace.core.crops import CropSettings, crops_from_labels
-    from napari_morphospace.core.io import Stack, write_stack
+    from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
+    from napari_morphospace.core.io.stacks import Stack, write_stack
 
     labels = np.zeros((40, 40), np.uint16)
     labels[10:20, 12:22] = 1

@@ -8,8 +8,14 @@ import pytest
 from cellprofiler_table import FEATURES, label_ids, write_cellprofiler_tables
 from real_data import bbbc007_fields
 
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.external_table import (
+from napari_morphospace.core.analysis.cell_table import (
+    FEATURE_PREFIX,
+    latent_columns,
+    latent_matrix,
+    original_name,
+    rows_with_latents,
+)
+from napari_morphospace.core.analysis.external_table import (
     LabelsObjects,
     TableSettings,
     external_cells,
@@ -18,14 +24,8 @@ from napari_morphospace.core.external_table import (
     read_external_table,
     read_image_table,
 )
-from napari_morphospace.core.features import (
-    FEATURE_PREFIX,
-    latent_columns,
-    latent_matrix,
-    original_name,
-    rows_with_latents,
-)
-from napari_morphospace.core.latent_summary import summarise_latents
+from napari_morphospace.core.analysis.latent_summary import summarise_latents
+from napari_morphospace.core.errors import InputError
 
 ONE_PER_CONDITION = (0, 4, 9)
 

@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.features import (
+from napari_morphospace.core.analysis.cell_table import (
     LabelsInfo,
     add_cluster_column,
     add_embedding_columns,
@@ -17,6 +16,7 @@ from napari_morphospace.core.features import (
     set_annotations,
     set_columns,
 )
+from napari_morphospace.core.errors import InputError
 
 
 def latent_table():

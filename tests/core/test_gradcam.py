@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.gradcam import (
+from napari_morphospace.core.analysis.gradcam import (
     gradcam,
     gradcam_classifier,
     gradcam_encoder,
     paste_into_source,
     place_in_source,
 )
+from napari_morphospace.core.errors import InputError
 
 CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}

@@ -16,9 +16,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from napari_morphospace.core import inference
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.inference import (
+from napari_morphospace.core.analysis import inference
+from napari_morphospace.core.analysis.inference import (
     InferenceSettings,
     bootstrap_intervals,
     compare_arrays,
@@ -29,7 +28,8 @@ from napari_morphospace.core.inference import (
     simulate_conditions,
     smallest_p_value,
 )
-from napari_morphospace.core.statistics import cohens_d
+from napari_morphospace.core.analysis.statistics import cohens_d
+from napari_morphospace.core.errors import InputError
 
 
 def _units(a, b, images_a=None, images_b=None):

@@ -5,8 +5,12 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from napari_morphospace.core.analysis.latent_summary import (
+    export_figures,
+    summarise_latents,
+    summary_figures,
+)
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.latent_summary import export_figures, summarise_latents, summary_figures
 
 
 def table(n=30):

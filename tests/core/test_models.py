@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from napari_morphospace.core.analysis.statistics import kl_per_dimension
 from napari_morphospace.core.config import from_dict, to_dict
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import (
@@ -27,8 +27,6 @@ from napari_morphospace.core.models import (
 from napari_morphospace.core.models.blocks import level_shapes, resolve_depth
 from napari_morphospace.core.models.settings import unused_settings
 from napari_morphospace.core.models.vae import rotate_in_plane
-from napari_morphospace.core.statistics import kl_per_dimension
-
 
 MODELS = ["beta-vae", "beta-tcvae", "me-vae", "cond-vae"]
 

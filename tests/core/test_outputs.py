@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from napari_morphospace.core import outputs
-from napari_morphospace.core.bundle import preprocessing_differences, save_bundle
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.core.training.bundle import (
+    preprocessing_differences,
+    save_bundle,
+)
+from napari_morphospace.core.training.engine import TrainSettings
 
 
 def dead_pid() -> int:

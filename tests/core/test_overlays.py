@@ -1,11 +1,10 @@
-"""core.overlays: dimension ranking, start points, slider units, overlays in source coordinates, difference maps."""
+"""core.analysis.overlays: dimension ranking, start points, slider units, overlays in source coordinates, difference maps."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.overlays import (
+from napari_morphospace.core.analysis.overlays import (
     channel_colormaps,
     difference_maps,
     find_cell,
@@ -18,6 +17,7 @@ from napari_morphospace.core.overlays import (
     start_vector,
     top_dimensions,
 )
+from napari_morphospace.core.errors import InputError
 
 
 def kl_table() -> pd.DataFrame:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 import tifffile
+from real_data import bbbc007_fields, dataset
 
-from napari_morphospace.core.pairing import (
+from napari_morphospace.core.cells.pairing import (
     LayerInfo,
     channel_names,
     looks_like_labels,
@@ -13,7 +14,6 @@ from napari_morphospace.core.pairing import (
     pair_layers,
     pair_patches,
 )
-from real_data import bbbc007_fields, dataset
 
 
 def _file_layer(path: Path, kind: str) -> LayerInfo:

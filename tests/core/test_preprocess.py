@@ -1,4 +1,4 @@
-"""Known-answer and property tests for core.preprocess."""
+"""Known-answer and property tests for core.cells.preprocess."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 from skimage import draw, measure
 
-from napari_morphospace.core import preprocess as pp
+from napari_morphospace.core.cells import preprocess as pp
 from napari_morphospace.core.errors import InputError
 
 

@@ -10,16 +10,25 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from napari_morphospace.core.analysis import create_analysis, open_analysis, save_analysis
-from napari_morphospace.core.data import CropSet, bbox_columns
-from napari_morphospace.core.demo import DemoSettings, run_demo
+from napari_morphospace.core.cells.crop_set import CropSet, bbox_columns
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.bundle import save_bundle
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.report import (
-    SECTIONS, _source_label_images, check_known_answer, settings_rows, training_curves_figure, write_report,
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    open_analysis,
+    save_analysis,
+)
+from napari_morphospace.core.project.demo import DemoSettings, run_demo
+from napari_morphospace.core.project.report import (
+    SECTIONS,
+    _source_label_images,
+    check_known_answer,
+    settings_rows,
+    training_curves_figure,
+    write_report,
 )  # fmt: skip
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
 
 TINY = DemoSettings(n_cells=16, epochs=1, latent_dim=4, batch_size=8, threads=1)
 _IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -86,8 +95,8 @@ def test_probe_finds_the_label_images_under_the_names_the_cells_widget_gives_sou
 
 
 def test_a_bundle_written_back_from_memory_keeps_its_diagnostics(demo_folder, tmp_path):
-    from napari_morphospace.core.bundle import load_bundle
-    from napari_morphospace.core.training import write_bundle
+    from napari_morphospace.core.training.bundle import load_bundle
+    from napari_morphospace.core.training.engine import write_bundle
 
     bundle = open_analysis(demo_folder).bundle
     assert bundle.diagnostics is not None
@@ -138,7 +147,7 @@ def test_known_answer_check_finds_the_dimension_that_follows_a_shifted_factor():
 
 
 def test_classifier_metrics_saved_with_the_analysis_appear_in_the_report(demo_folder, tmp_path):
-    """A metrics document (core.classifier_report.metrics_document) saved as classifier.json is tabulated."""
+    """A metrics document (core.classifier.report.metrics_document) saved as classifier.json is tabulated."""
     import shutil
 
     folder = tmp_path / "with-classifier"

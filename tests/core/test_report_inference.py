@@ -5,9 +5,12 @@ import re
 import numpy as np
 import pandas as pd
 
-from napari_morphospace.core.analysis import create_analysis, save_analysis
-from napari_morphospace.core.inference import simulate_conditions
-from napari_morphospace.core.report import write_report
+from napari_morphospace.core.analysis.inference import simulate_conditions
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    save_analysis,
+)
+from napari_morphospace.core.project.report import write_report
 
 TITLE = "Inference between the groups"
 

@@ -16,15 +16,15 @@ from napari_morphospace._sample_data import (
     sample_3d_fluorescence,
     sample_layer_data,
 )
-from napari_morphospace.core.config import from_dict, to_dict
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.sample_data import (
+from napari_morphospace.core.cells.sample_data import (
     FACTOR_NAMES,
     TREATED_SHIFTS,
     Z_ASPECT,
     SampleSettings,
     make_sample_data,
 )
+from napari_morphospace.core.config import from_dict, to_dict
+from napari_morphospace.core.errors import InputError
 
 MEASURED = ("label", "area", "orientation", "axis_major_length", "axis_minor_length", "centroid", "bbox", "solidity")
 

@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.selection import (
+from napari_morphospace.core.cells.selection import (
     NamedSelections,
     PointPicker,
     RowIndex,
@@ -16,6 +15,7 @@ from napari_morphospace.core.selection import (
     points_in_rectangle,
     spatial_ndim,
 )
+from napari_morphospace.core.errors import InputError
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.statistics import (
+from napari_morphospace.core.analysis.statistics import (
     active_units,
     cohens_d,
     empirical_kl_to_standard_normal,
@@ -22,6 +21,7 @@ from napari_morphospace.core.statistics import (
     rank_dimensions,
     violin_figure,
 )
+from napari_morphospace.core.errors import InputError
 
 
 def test_cohens_d_matches_hand_computation():

@@ -9,16 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace.core.bundle import load_bundle
+from napari_morphospace.core.analysis.embed import embed
+from napari_morphospace.core.cells.crop_set import concat_crop_sets
+from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
+from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
 from napari_morphospace.core.config import from_dict
-from napari_morphospace.core.crops import CropSettings, crops_from_labels
-from napari_morphospace.core.data import concat_crop_sets
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
-from napari_morphospace.core.diagnostics import diagnose_training, representation_probe
-from napari_morphospace.core.embed import embed
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.sweep import (
+from napari_morphospace.core.project.sweep import (
     SweepSettings,
     collect_sweep,
     comparison_table,
@@ -30,7 +28,12 @@ from napari_morphospace.core.sweep import (
     run_sweep,
     split_for_sweep,
 )
-from napari_morphospace.core.training import split_crops
+from napari_morphospace.core.training.bundle import load_bundle
+from napari_morphospace.core.training.diagnostics import (
+    diagnose_training,
+    representation_probe,
+)
+from napari_morphospace.core.training.engine import split_crops
 
 TINY = {
     "model": {"latent_dim": 4, "base_channels": 8},

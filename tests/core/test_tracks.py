@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace.core import tracks
+from napari_morphospace.core.analysis import tracks
+from napari_morphospace.core.analysis.inference import InferenceSettings
+from napari_morphospace.core.analysis.tracks import NO_TRACK, TRACK_ID
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.inference import InferenceSettings
-from napari_morphospace.core.tracks import NO_TRACK, TRACK_ID
 
 
 def _cells(paths: dict[int, list[tuple[int, float, float]]], group: dict[int, str] | None = None) -> pd.DataFrame:

@@ -12,9 +12,13 @@ from real_data import dataset
 from real_tracks import movie_path, track_points
 from sklearn.decomposition import PCA
 
-from napari_morphospace.core import tracks
-from napari_morphospace.core.crops import CropSettings, crops_from_labels, crops_from_points
-from napari_morphospace.core.data import NO_TRACK, TRACK_ID
+from napari_morphospace.core.analysis import tracks
+from napari_morphospace.core.cells.crop_set import NO_TRACK, TRACK_ID
+from napari_morphospace.core.cells.crops import (
+    CropSettings,
+    crops_from_labels,
+    crops_from_points,
+)
 
 MU = [f"mu_{i}" for i in range(10)]
 

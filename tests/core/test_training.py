@@ -11,10 +11,10 @@ import torch
 from skimage.draw import ellipse
 from skimage.metrics import structural_similarity
 
-from napari_morphospace.core.data import CropSet
+from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import BetaVAE, ModelSettings
-from napari_morphospace.core.training import (
+from napari_morphospace.core.training.engine import (
     ReconstructionPreview,
     TrainFailed,
     TrainFinished,
@@ -295,7 +295,7 @@ def test_model_selection_uses_the_full_objective_not_the_warm_up_weight(tmp_path
 def test_validation_samples_z_so_its_terms_are_the_elbo():
     """Known answer: μ = 0, σ² = 0.25 and a decoder that paints z_0 into every pixel of a black crop.
     E[rec] = 0.5·P·σ² with z sampled, but 0 when z = μ, which eval mode decodes."""
-    from napari_morphospace.core.training import validation_terms
+    from napari_morphospace.core.training.engine import validation_terms
 
     model = BetaVAE(small_model(beta=2.0, reconstruction="sse"), (1, 16, 16)).eval()
     with torch.no_grad():
@@ -320,7 +320,7 @@ def test_validation_samples_z_so_its_terms_are_the_elbo():
 def test_small_crop_sets_get_small_batches_and_a_minimum_number_of_optimiser_steps(tmp_path):
     """125 crops in batches of 64 for 50 epochs were 50 optimiser steps, which learn nothing (issue 10):
     empty epochs and batch size mean "enough epochs for min_steps steps" and "an eighth of the crops"."""
-    from napari_morphospace.core.training import batch_size_for, epochs_for
+    from napari_morphospace.core.training.engine import batch_size_for, epochs_for
 
     assert [batch_size_for(TrainSettings(), n) for n in (5, 41, 100, 978, 50_000)] == [5, 8, 12, 64, 64]
     assert batch_size_for(TrainSettings(batch_size=32), 41) == 32
@@ -336,7 +336,7 @@ def test_small_crop_sets_get_small_batches_and_a_minimum_number_of_optimiser_ste
 def test_flips_and_turns_are_on_by_default_for_the_me_vae_only():
     """The macrophage study augmented only its ME-VAE; turning aligned Statistical Cell crops undoes
     their alignment. An explicit setting wins for every model."""
-    from napari_morphospace.core.training import augmentation_for
+    from napari_morphospace.core.training.engine import augmentation_for
 
     defaults = TrainSettings()
     assert augmentation_for(defaults, "me-vae") == {"flips": True, "rot90": True, "small_rotations": False}

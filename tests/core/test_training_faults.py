@@ -20,12 +20,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training import StopAfter, ellipse_crop_set, last_state, settings, small_model
 
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import BetaVAE
-from napari_morphospace.core.training import TrainingDiverged, TrainingInterrupted, train
-from test_training import StopAfter, ellipse_crop_set, last_state, settings, small_model
-
+from napari_morphospace.core.training.engine import (
+    TrainingDiverged,
+    TrainingInterrupted,
+    train,
+)
 
 #: 48 crops over 4 sources: one source (12 crops) validates, 36 train in batches of 8, the short last one dropped.
 STEPS_PER_EPOCH = 36 // 8
@@ -125,7 +128,7 @@ KILLED_RUN = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_training import ellipse_crop_set, settings, small_model
     from test_training_faults import other_file_system
-    from napari_morphospace.core.training import train
+    from napari_morphospace.core.training.engine import train
 
     class Patch:  # what other_file_system needs of pytest's monkeypatch
         setattr = staticmethod(setattr)

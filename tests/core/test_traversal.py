@@ -11,8 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.traversal import (
+from napari_morphospace.core.analysis.traversal import (
     LatentDecoder,
     group_means,
     group_traversals,
@@ -20,6 +19,7 @@ from napari_morphospace.core.traversal import (
     traversal_grid,
     traverse,
 )
+from napari_morphospace.core.errors import InputError
 
 
 class RecordingDecoder(nn.Module):

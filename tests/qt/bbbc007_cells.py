@@ -19,14 +19,13 @@ import numpy as np
 import torch
 from real_data import bbbc007_fields
 
-from napari_morphospace.core.bundle import save_bundle
-from napari_morphospace.core.crop_job import read_labels
-from napari_morphospace.core.crops import CropSettings, crops_from_labels
-from napari_morphospace.core.data import CropSet, concat_crop_sets
-from napari_morphospace.core.io import read_stack
+from napari_morphospace.core.cells.crop_job import read_labels
+from napari_morphospace.core.cells.crop_set import CropSet, concat_crop_sets
+from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
+from napari_morphospace.core.io.stacks import read_stack
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings
-
+from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
 
 #: One field of each condition, whose names pair unambiguously (same-condition fields share a first word).
 ONE_PER_CONDITION = (0, 4, 9)

@@ -6,21 +6,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton
 from napari.layers import Labels
+from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton
 
 from napari_morphospace._qt.analysis_widget import AnalysisWidget
 from napari_morphospace._qt.scatter_widget import ScatterWidget
-from napari_morphospace.viewer.session import session_for
 from napari_morphospace._reader import read_layers
-from napari_morphospace.core.analysis import create_analysis, open_analysis, save_analysis
-from napari_morphospace.core.annotations import AnnotationStore
-from napari_morphospace.core.bundle import load_bundle, save_bundle
-from napari_morphospace.core.data import CropSet, bbox_columns
-from napari_morphospace.core.embed import embed
+from napari_morphospace.core.analysis.embed import embed
+from napari_morphospace.core.cells.crop_set import CropSet, bbox_columns
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.report import SECTIONS
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    open_analysis,
+    save_analysis,
+)
+from napari_morphospace.core.project.annotations import AnnotationStore
+from napari_morphospace.core.project.report import SECTIONS
+from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
+from napari_morphospace.viewer.session import session_for
 
 WAIT_MS = 60000
 

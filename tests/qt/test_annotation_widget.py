@@ -12,11 +12,11 @@ import pytest
 
 from napari_morphospace._qt.annotation_widget import OVERLAY_NAME, AnnotationWidget
 from napari_morphospace._qt.scatter_widget import ScatterWidget
-from napari_morphospace.viewer.session import session_for
-from napari_morphospace.core.annotations import read_annotations
-from napari_morphospace.core.data import CropSet
+from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.io import read_stack
+from napari_morphospace.core.io.stacks import read_stack
+from napari_morphospace.core.project.annotations import read_annotations
+from napari_morphospace.viewer.session import session_for
 
 
 def _labels() -> np.ndarray:

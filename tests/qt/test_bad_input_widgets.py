@@ -9,12 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace.viewer.session import session_for
-from napari_morphospace.core.analysis import create_analysis, save_analysis
-from napari_morphospace.core.bundle import load_bundle, save_bundle
-from napari_morphospace.core.data import CropSet
+from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    save_analysis,
+)
+from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
+from napari_morphospace.viewer.session import session_for
 
 TRAINED_ON = {"crops": {"size": 16, "mode": "fixed", "mask_neighbours": True, "normalise": "percentiles",
                         "min_area": 10}, "pipeline": None}  # fmt: skip

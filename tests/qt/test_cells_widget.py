@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import tifffile
 from qtpy.QtCore import Qt, QTimer
+from real_data import bbbc007_fields, dataset, stardist_3d
 
 from napari_morphospace._qt.cells_widget import CellsWidget
 from napari_morphospace._qt.sources_table import COLUMNS
-from napari_morphospace.viewer.session import session_for
 from napari_morphospace._sample_data import sample_layer_data
-from napari_morphospace.core.crops import CropSettings, crops_from_labels
-from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
-from real_data import bbbc007_fields, dataset, stardist_3d
+from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
+from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
+from napari_morphospace.viewer.session import session_for
 
 
 @pytest.fixture
@@ -115,8 +115,8 @@ def test_bad_axes_are_explained_not_crashed(viewer_with_cells, qtbot):
 def test_saved_job_rebuilds_the_same_crop_set_from_the_command_line(make_napari_viewer, sample, qtbot, tmp_path):
     """Layers opened from files give a job file; ``morphospace crops --config`` makes the same crops."""
     from napari_morphospace.cli import main
-    from napari_morphospace.core.data import load_crop_set
-    from napari_morphospace.core.demo import write_sample_files
+    from napari_morphospace.core.cells.crop_set import load_crop_set
+    from napari_morphospace.core.project.demo import write_sample_files
 
     images, labels = write_sample_files(sample, tmp_path / "data")
     viewer = make_napari_viewer()

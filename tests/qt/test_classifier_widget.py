@@ -13,10 +13,10 @@ from napari_morphospace._qt.classifier_widget import (
     ClassifierWidget,
     gradcam_layer_name,
 )
+from napari_morphospace.core.cells.crop_set import CropSet
+from napari_morphospace.core.classifier.fusion import channel_gradcam
+from napari_morphospace.core.classifier.report import metrics_table
 from napari_morphospace.viewer.session import session_for
-from napari_morphospace.core.classifier import channel_gradcam
-from napari_morphospace.core.classifier_report import metrics_table
-from napari_morphospace.core.data import CropSet
 
 CROP = 16
 SOURCE_SHAPE = (40, 80)

@@ -1,7 +1,7 @@
 """The windowed demo opens the sample cells with the widgets docked and builds the crop set."""
 
 from napari_morphospace._qt.demo import open_demo_viewer
-from napari_morphospace.core.demo import DemoSettings
+from napari_morphospace.core.project.demo import DemoSettings
 
 
 def test_demo_viewer_builds_crops_of_both_groups(qtbot):

@@ -6,7 +6,7 @@ import weakref
 from qtpy.QtWidgets import QApplication
 
 from napari_morphospace._sample_data import sample_layer_data
-from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
+from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
 from napari_morphospace.viewer.session import session_for
 
 

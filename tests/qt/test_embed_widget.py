@@ -7,12 +7,12 @@ import torch
 
 from napari_morphospace._qt import embed_widget
 from napari_morphospace._qt.embed_widget import EmbedWidget
-from napari_morphospace.viewer.session import session_for
-from napari_morphospace.core.bundle import load_bundle, save_bundle
-from napari_morphospace.core.data import CropSet
-from napari_morphospace.core.embed import embed
+from napari_morphospace.core.analysis.embed import embed
+from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings
+from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
+from napari_morphospace.viewer.session import session_for
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from bbbc007_cells import ONE_PER_CONDITION, open_fields
 from cellprofiler_table import FEATURES, write_cellprofiler_tables
 
 from napari_morphospace._qt.statistics_widget import SESSION_TABLE
-from napari_morphospace.core.features import FEATURE_PREFIX
+from napari_morphospace.core.analysis.cell_table import FEATURE_PREFIX
 from napari_morphospace.viewer.session import session_for
 
 

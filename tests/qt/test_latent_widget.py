@@ -13,15 +13,15 @@ from napari_morphospace._qt.latent_widget import (
     SSIM_DIFFERENCE,
     LatentWidget,
 )
+from napari_morphospace.core.analysis.gradcam import gradcam_encoder
+from napari_morphospace.core.analysis.overlays import paste_maps
+from napari_morphospace.core.analysis.traversal import decode_latents
+from napari_morphospace.core.cells.crop_set import CropSet
+from napari_morphospace.core.models import ModelSettings, build_model
+from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
 from napari_morphospace.viewer.layers import view_box
 from napari_morphospace.viewer.session import session_for
-from napari_morphospace.core.bundle import load_bundle, save_bundle
-from napari_morphospace.core.data import CropSet
-from napari_morphospace.core.gradcam import gradcam_encoder
-from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.overlays import paste_maps
-from napari_morphospace.core.training import TrainSettings
-from napari_morphospace.core.traversal import decode_latents
 
 LATENT_SCALE = [1.0, 0.5, 2.0, 1.5]
 SOURCE_SCALE = (0.5, 0.5)

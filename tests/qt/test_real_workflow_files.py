@@ -9,7 +9,7 @@ import tifffile
 from npe2 import PluginManager
 from skimage import io as skio
 
-from napari_morphospace.core.analysis import create_analysis
+from napari_morphospace.core.project.analysis_folder import create_analysis
 
 ANALYSIS_READER = "napari-morphospace.get_analysis_reader"
 STACK_READER = "napari-morphospace.get_reader"

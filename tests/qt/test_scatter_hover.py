@@ -7,8 +7,8 @@ from qtpy.QtGui import QImage
 from qtpy.QtWidgets import QApplication
 
 from napari_morphospace._qt.hover_thumbnail import THUMBNAIL_PX, rgb_pixmap
-from napari_morphospace.core.data import CropSet
-from napari_morphospace.core.gallery import CHANNEL_COLOURS
+from napari_morphospace.core.cells.crop_set import CropSet
+from napari_morphospace.core.figures.gallery import CHANNEL_COLOURS
 from napari_morphospace.viewer.session import session_for
 
 # plot positions (mu_0, mu_1) of the four cells; crop ids 10..13; crop 13 is not in the crop set

@@ -8,9 +8,9 @@ import pytest
 from qtpy.QtGui import QImage, QPixmap
 
 from napari_morphospace._qt.scatter_widget import ScatterWidget
-from napari_morphospace.viewer.session import session_for
-from napari_morphospace.core.data import CropSet
+from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.viewer.session import session_for
 
 
 def _time_lapse() -> tuple[np.ndarray, pd.DataFrame]:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_morphospace.core.inference import simulate_conditions
+from napari_morphospace.core.analysis.inference import simulate_conditions
 
 
 def latent_table(images: int, seed: int = 0) -> pd.DataFrame:

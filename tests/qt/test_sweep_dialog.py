@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from skimage.draw import ellipse
-
-from napari_morphospace.viewer.session import session_for
 from test_train_widget import set_optional
-from napari_morphospace.core.data import CropSet
-from napari_morphospace.core.sweep import load_sweep_settings
+
+from napari_morphospace.core.cells.crop_set import CropSet
+from napari_morphospace.core.project.sweep import load_sweep_settings
+from napari_morphospace.viewer.session import session_for
 
 SIZE = 16
 

@@ -11,9 +11,9 @@ from qtpy.QtWidgets import QPushButton
 from tracked_movie import CELLS, FIRST_FRAME, movie, radius, track_points
 
 from napari_morphospace._qt.tracks_widget import FROM_LABELS
-from napari_morphospace.core import tracks as core_tracks
-from napari_morphospace.core.crops import CropSettings, crops_from_labels
-from napari_morphospace.core.data import TRACK_ID
+from napari_morphospace.core.analysis import tracks as core_tracks
+from napari_morphospace.core.cells.crop_set import TRACK_ID
+from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.viewer.session import session_for
 from napari_morphospace.viewer.tracks import cell_track_ids

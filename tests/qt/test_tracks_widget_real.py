@@ -7,8 +7,8 @@ import numpy as np
 from real_tracks import movie_path, segment, track_points
 from sklearn.decomposition import PCA
 
-from napari_morphospace.core.crops import CropSettings, crops_from_labels
-from napari_morphospace.core.data import NO_TRACK, TRACK_ID
+from napari_morphospace.core.cells.crop_set import NO_TRACK, TRACK_ID
+from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
 from napari_morphospace.viewer.session import session_for
 
 

@@ -15,18 +15,23 @@ from skimage.draw import ellipse
 
 from napari_morphospace._qt import tasks as tasks_module
 from napari_morphospace._qt import train_widget as train_widget_module
-from napari_morphospace.viewer.session import session_for
 from napari_morphospace._qt.train_widget import (
     PREVIEW_LAYER,
     TrainWidget,
     default_checkpoint_dir,
 )
-from napari_morphospace.core.bundle import Bundle
+from napari_morphospace.core.cells.crop_set import CropSet, save_crop_set
 from napari_morphospace.core.config import load_config
-from napari_morphospace.core.data import CropSet, save_crop_set
-from napari_morphospace.core.gallery import crop_montage
+from napari_morphospace.core.figures.gallery import crop_montage
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import ReconstructionPreview, TrainConfig, TrainUpdate, split_crops
+from napari_morphospace.core.training.bundle import Bundle
+from napari_morphospace.core.training.engine import (
+    ReconstructionPreview,
+    TrainConfig,
+    TrainUpdate,
+    split_crops,
+)
+from napari_morphospace.viewer.session import session_for
 
 N_CROPS, SIZE, BATCH = 40, 16, 8
 

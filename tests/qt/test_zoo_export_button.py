@@ -6,11 +6,11 @@ import pytest
 import torch
 from qtpy.QtWidgets import QFileDialog, QInputDialog
 
-from napari_morphospace.core.bundle import load_bundle, save_bundle
-from napari_morphospace.core.data import CropSet
+from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training import TrainSettings
-from napari_morphospace.core.zoo import import_zoo_packages
+from napari_morphospace.core.project.zoo import import_zoo_packages
+from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.engine import TrainSettings
 
 pytest.importorskip("bioimageio.core", reason="the zoo extra is part of the testing extra")
 WAIT_MS = 240000  # two bioimageio.core test-runs on a busy CI machine

@@ -4,8 +4,12 @@ import numpy as np
 import pandas as pd
 from napari.components import ViewerModel
 
-from napari_morphospace.core.annotations import AnnotationClass
-from napari_morphospace.viewer.annotations import annotated_sources, annotation_layer, clicked_cells
+from napari_morphospace.core.project.annotations import AnnotationClass
+from napari_morphospace.viewer.annotations import (
+    annotated_sources,
+    annotation_layer,
+    clicked_cells,
+)
 
 
 def _movie():

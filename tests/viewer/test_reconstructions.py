@@ -3,8 +3,12 @@
 import numpy as np
 from napari.components import ViewerModel
 
-from napari_morphospace.core.training import PREVIEW_CROPS, ReconstructionPreview
-from napari_morphospace.viewer.reconstructions import PREVIEW_LAYER, add_preview_layer, show_reconstructions
+from napari_morphospace.core.training.engine import PREVIEW_CROPS, ReconstructionPreview
+from napari_morphospace.viewer.reconstructions import (
+    PREVIEW_LAYER,
+    add_preview_layer,
+    show_reconstructions,
+)
 
 
 def test_the_preview_sits_right_of_the_images_and_each_epoch_is_written_into_the_same_array():

@@ -7,7 +7,7 @@ import pandas as pd
 from napari.components import ViewerModel
 from napari.utils._proxies import PublicOnlyProxy
 
-from napari_morphospace.core.data import CropSet
+from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.viewer.session import session_for
 
 

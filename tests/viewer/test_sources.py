@@ -6,12 +6,21 @@ import tifffile
 from napari.components import ViewerModel
 
 from napari_morphospace._sample_data import sample_layer_data
-from napari_morphospace.core.crops import CropSettings, PatchSettings, build_crop_set, crops_from_labels
+from napari_morphospace.core.cells.crops import (
+    CropSettings,
+    PatchSettings,
+    build_crop_set,
+    crops_from_labels,
+)
+from napari_morphospace.core.cells.preprocess import PreprocessPipeline
+from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
 from napari_morphospace.core.errors import InputError
-from napari_morphospace.core.preprocess import PreprocessPipeline
-from napari_morphospace.core.sample_data import SampleSettings, make_sample_data
 from napari_morphospace.viewer.sources import (
-    convert_label_images, crop_job, crop_sources, find_sources, source_stack,
+    convert_label_images,
+    crop_job,
+    crop_sources,
+    find_sources,
+    source_stack,
 )  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """The "Analysis" widget: save the session as an analysis folder, reopen one, write its HTML report.
 
-All reading and writing is in :mod:`napari_morphospace.core.analysis`,
-:mod:`napari_morphospace._analysis_reader` and :mod:`napari_morphospace.core.report`;
+All reading and writing is in :mod:`napari_morphospace.core.project.analysis_folder`,
+:mod:`napari_morphospace._analysis_reader` and :mod:`napari_morphospace.core.project.report`;
 this widget collects what the session holds, runs the core functions in
 background workers and shows the outcome. Saving writes the session's
 per-cell table (latents, 2D embeddings, clusters), its annotations and
@@ -23,20 +23,50 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from magicgui.widgets import FileEdit, PushButton
+from napari.utils.notifications import (
+    Notification,
+    NotificationSeverity,
+    notification_manager,
+    show_error,
+)
 from npe2 import PluginManager
-from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
 from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ..core.analysis import REPORT_HTML, Analysis, AnalysisFolder, external_references, is_analysis_folder, open_analysis
-from ..core.bundle import Bundle
-from ..core.data import CropSet
+from ..core.analysis.external_table import (
+    ExternalCells,
+    TableSettings,
+    open_external_table,
+)
+from ..core.cells.crop_set import CropSet
 from ..core.errors import InputError
-from ..core.external_table import ExternalCells, TableSettings, open_external_table
-from ..core.report import SECTIONS, write_report
-from ..core.zoo import ZooExport, ZooSettings, export_zoo_packages
-from ..viewer.analysis import OpenedAnalysis, open_with_layers, save_session, session_save_plan, show_opened
+from ..core.project.analysis_folder import (
+    REPORT_HTML,
+    Analysis,
+    AnalysisFolder,
+    external_references,
+    is_analysis_folder,
+    open_analysis,
+)
+from ..core.project.report import SECTIONS, write_report
+from ..core.project.zoo import ZooExport, ZooSettings, export_zoo_packages
+from ..core.training.bundle import Bundle
+from ..viewer.analysis import (
+    OpenedAnalysis,
+    open_with_layers,
+    save_session,
+    session_save_plan,
+    show_opened,
+)
 from ..viewer.external_table import match_targets
 from ..viewer.session import session_for
 from .dock import scroll_in_dock

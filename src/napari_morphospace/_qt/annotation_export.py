@@ -1,7 +1,7 @@
 """The Annotate widget's Export group: crops (all, selected or per class) as TIFF files, and the per-cell table.
 
 A form and two buttons; the writing is the widget's ``export_crops`` and
-``export_table`` (:mod:`core.export`). An existing export is replaced only
+``export_table`` (:mod:`core.project.export`). An existing export is replaced only
 after the user agreed.
 """
 
@@ -16,7 +16,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from ..core.errors import InputError
-from ..core.export import MANIFEST_NAME
+from ..core.project.export import MANIFEST_NAME
 from .errors import report_errors
 
 

@@ -1,7 +1,7 @@
 """The "Annotate" widget: classes with colours, assign cells by selection or click, undo/redo, export.
 
-All logic lives in :mod:`core.annotations` (store, autosave, overlay lookup
-table) and :mod:`core.export`; this widget is a form, buttons and the overlay.
+All logic lives in :mod:`core.project.annotations` (store, autosave, overlay lookup
+table) and :mod:`core.project.export`; this widget is a form, buttons and the overlay.
 The cells are the session's: its crop set, or the rows of a feature table
 opened in the Analysis widget (then there are no crops to export); every change goes into the
 session's per-cell table (``annotation`` column), which writes the layers'
@@ -45,17 +45,22 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.annotations import AnnotationStore
+from ..core.analysis.cell_table import has_latents
 from ..core.errors import InputError
-from ..core.features import has_latents
-from ..viewer.annotations import annotated_sources, annotation_layer, clicked_cells, source_rows
+from ..core.project.annotations import AnnotationStore
+from ..core.project.export import export_anndata, export_crops, export_table
+from ..viewer.annotations import (
+    annotated_sources,
+    annotation_layer,
+    clicked_cells,
+    source_rows,
+)
 from ..viewer.callbacks import weak_key_callback
 from ..viewer.layers import SourceOverlay
 from ..viewer.session import session_for
-from .dock import scroll_in_dock
-from ..core.export import export_anndata, export_crops, export_table
-from .docking import tab_with_other_docks
 from .annotation_export import ExportForm
+from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
 from .errors import report_errors
 
 if TYPE_CHECKING:
@@ -472,7 +477,7 @@ class AnnotationWidget(QWidget):
 
     def export_crops(self, folder: str | Path, *, which: str = "per-class", file_format: str = "ome-tiff",
                      crop_ids: Iterable[int] | None = None, overwrite: bool = False) -> list[Path]:
-        """Write crops with :func:`core.export.export_crops` using the current annotations."""
+        """Write crops with :func:`core.project.export.export_crops` using the current annotations."""
         store = self._require_store()
         if self.crop_set is None:
             raise InputError("these cells come from a feature table, which has no crops to export; export the table "

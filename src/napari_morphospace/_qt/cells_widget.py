@@ -1,7 +1,7 @@
 """The "Cells" widget: choose sources, crop and preprocessing settings, preview, build a crop set.
 
-All computing is in :mod:`napari_morphospace.core.crops` and
-:mod:`napari_morphospace.core.preprocess`; which layers make a source and
+All computing is in :mod:`napari_morphospace.core.cells.crops` and
+:mod:`napari_morphospace.core.cells.preprocess`; which layers make a source and
 how they are read is :mod:`napari_morphospace.viewer.sources` (a script
 calls it with ``viewer.layers``). This widget composes the sources table
 (:mod:`.sources_table`), the crop settings, the preprocessing editor
@@ -25,23 +25,45 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
-    QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )  # fmt: skip
 from superqt import QCollapsible
 
-from ..core.config import save_config
-from ..core.crop_job import CropJob
-from ..core.crops import (
-    CropCancelled, CropSettings, CropSource, ObjectPreview, PatchSettings, build_crop_set, summed_notes,
+from ..core.cells.crop_job import CropJob
+from ..core.cells.crop_set import CropSet, crop_set_folder
+from ..core.cells.crops import (
+    CropCancelled,
+    CropSettings,
+    CropSource,
+    ObjectPreview,
+    PatchSettings,
+    build_crop_set,
+    summed_notes,
 )  # fmt: skip
-from ..core.data import CropSet, crop_set_folder
+from ..core.cells.preprocess import PreprocessPipeline, apply_pipeline
+from ..core.config import save_config
 from ..core.errors import InputError
-from ..core.gallery import composite_rgb, crop_montage
-from ..core.preprocess import PreprocessPipeline, apply_pipeline
+from ..core.figures.gallery import composite_rgb, crop_montage
 from ..viewer.session import session_for
 from ..viewer.sources import (
-    ObjectKind, Source, convert_label_images, crop_job, crop_sources, find_sources, label_images, layer_pairing,
-    source_objects, source_stack,
+    ObjectKind,
+    Source,
+    convert_label_images,
+    crop_job,
+    crop_sources,
+    find_sources,
+    label_images,
+    layer_pairing,
+    source_objects,
+    source_stack,
 )  # fmt: skip
 from .docking import tab_with_other_docks
 from .forms import read_form, settings_form

@@ -13,8 +13,8 @@ per fold, their mean ± SD and pooled, a confusion matrix and precision–recall
 curves, each class's per-channel evidence, single-channel classifiers that
 rank the channels, and per-channel Grad-CAM overlays on the source layers.
 
-All computing is in :mod:`~napari_morphospace.core.classifier` and
-:mod:`~napari_morphospace.core.classifier_report`; training, ranking and
+All computing is in :mod:`~napari_morphospace.core.classifier.fusion` and
+:mod:`~napari_morphospace.core.classifier.report`; training, ranking and
 Grad-CAM run in napari workers that report typed messages and never touch a
 widget. Everything the buttons do is a public method (``train``, ``stop``,
 ``rank``, ``show_gradcam``, ``export_metrics``), so it can be scripted and tested.
@@ -48,7 +48,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.classifier import (
+from ..core.analysis.overlays import channel_colormaps, source_overlay
+from ..core.cells.crop_set import CropSet
+from ..core.classifier.fusion import (
     ChannelRanking,
     ClassifierResult,
     ClassifierSettings,
@@ -56,8 +58,7 @@ from ..core.classifier import (
     channel_gradcam,
     rank_channels,
 )
-from ..core.overlays import source_overlay
-from ..core.classifier_report import (
+from ..core.classifier.report import (
     LABEL_COLUMNS,
     METRIC_TITLES,
     LabelSummary,
@@ -72,14 +73,12 @@ from ..core.classifier_report import (
     train_with_evidence,
     write_metrics,
 )
-from ..core.data import CropSet
 from ..core.errors import InputError
-from ..core.overlays import channel_colormaps
-from .docking import tab_with_other_docks
-from .forms import read_form, settings_form
 from ..viewer.layers import source_layers
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
+from .docking import tab_with_other_docks
+from .forms import read_form, settings_form
 from .workers import messages_from
 
 SETTINGS_OPTIONS = {

@@ -16,14 +16,14 @@ import napari
 from qtpy.QtCore import QTimer
 
 from .._sample_data import sample_layer_data
-from ..core.demo import DemoSettings
-from ..core.sample_data import make_sample_data
+from ..core.cells.sample_data import make_sample_data
+from ..core.project.demo import DemoSettings
+from ..viewer.session import session_for
+from .annotation_widget import AnnotationWidget
 from .cells_widget import CellsWidget
 from .embed_widget import EmbedWidget
-from .annotation_widget import AnnotationWidget
 from .latent_widget import LatentWidget
 from .scatter_widget import ScatterWidget
-from ..viewer.session import session_for
 from .statistics_widget import StatisticsWidget
 from .train_widget import TrainWidget
 

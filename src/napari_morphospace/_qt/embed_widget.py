@@ -20,14 +20,26 @@ import torch
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ..core.bundle import Bundle, check_compatible, load_bundle
-from ..core.data import CropSet, load_crop_set
-from ..core.embed import embed
+from ..core.analysis.cell_table import (
+    EMBEDDINGS,
+    add_cluster_column,
+    add_embedding_columns,
+)
+from ..core.analysis.embed import embed
+from ..core.cells.crop_set import CropSet, load_crop_set
 from ..core.errors import InputError
-from ..core.export import export_table
-from ..core.features import EMBEDDINGS, add_cluster_column, add_embedding_columns
+from ..core.project.export import export_table
+from ..core.training.bundle import Bundle, check_compatible, load_bundle
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks

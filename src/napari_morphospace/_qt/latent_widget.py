@@ -11,10 +11,10 @@ traversal grids beside it. Grad-CAM maps go into one "Grad-CAM" layer that
 shows the map of the field shown now (fields opened from files lie over each
 other at the origin; one layer per field would stack them there).
 
-All computing is in ``core``: :mod:`~napari_morphospace.core.traversal`
+All computing is in ``core``: :mod:`~napari_morphospace.core.analysis.traversal`
 (decoding, grids, the coalescing :class:`LatentDecoder`),
-:mod:`~napari_morphospace.core.difference`, :mod:`~napari_morphospace.core.gradcam`
-and :mod:`~napari_morphospace.core.overlays` (ranking, start points, overlay
+:mod:`~napari_morphospace.core.analysis.difference`, :mod:`~napari_morphospace.core.analysis.gradcam`
+and :mod:`~napari_morphospace.core.analysis.overlays` (ranking, start points, overlay
 placement). This widget reads the session's model, latent table and crop set,
 runs decodes off the GUI thread and shows the results as layers.
 
@@ -54,12 +54,10 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from ..core.bundle import Bundle, check_compatible, load_bundle
-from ..core.difference import threshold_map
-from ..core.errors import InputError
-from ..core.gradcam import gradcam_encoder
-from ..core.models import StackedConditionalVAE
-from ..core.overlays import (
+from ..core.analysis.cell_table import mu_columns, require_mu_columns
+from ..core.analysis.difference import threshold_map
+from ..core.analysis.gradcam import gradcam_encoder
+from ..core.analysis.overlays import (
     SLIDER_EXTENT,
     channel_colormaps,
     difference_maps,
@@ -71,8 +69,7 @@ from ..core.overlays import (
     source_overlay,
     start_vector,
 )
-from ..core.features import mu_columns, require_mu_columns
-from ..core.traversal import (
+from ..core.analysis.traversal import (
     LatentDecoder,
     decode_latents,
     group_means,
@@ -82,6 +79,9 @@ from ..core.traversal import (
     traversal_values,
     traverse,
 )
+from ..core.errors import InputError
+from ..core.models import StackedConditionalVAE
+from ..core.training.bundle import Bundle, check_compatible, load_bundle
 from ..viewer.features import source_names
 from ..viewer.layers import SourceOverlay, place_in_view, source_layers
 from ..viewer.session import session_for

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ..core.training import TrainUpdate
+from ..core.training.engine import TrainUpdate
 from .line_plot import BarPlot, Line, LinePlot
 
 #: Loss terms drawn in the plot, when the model reports them (MI/TC/dwKL: β-TCVAE).

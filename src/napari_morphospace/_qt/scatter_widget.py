@@ -7,7 +7,7 @@ time-lapses). Rows without a latent (cells another tool measured but that
 were never cropped) are left out, with a one-line note. Selecting points
 highlights their cells in one "selected cells" Labels layer that follows the
 source shown now (:class:`~napari_morphospace.viewer.layers.SourceOverlay`;
-built with a lookup table, ``core.selection.highlight_mask``); clicking a
+built with a lookup table, ``core.cells.selection.highlight_mask``); clicking a
 cell in a source layer selects its point(s). A Points layer (one feature row
 per point, e.g. cell centres) is a source too: the "selected points" layer
 holds its selected points. All computation lives in ``core``; this widget
@@ -54,9 +54,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import embedding
-from ..core.errors import InputError
-from ..core.features import (
+from ..core.analysis import reduce as embedding
+from ..core.analysis.cell_table import (
     EMBEDDINGS,
     ID_COLUMNS,
     has_latents,
@@ -65,7 +64,9 @@ from ..core.features import (
     latent_matrix,
     left_out_note,
 )
-from ..core.selection import (
+from ..core.analysis.statistics import order_dimensions, require_finite
+from ..core.analysis.tracks import TRACK_ID, track_keys
+from ..core.cells.selection import (
     NamedSelections,
     PointPicker,
     RowIndex,
@@ -78,8 +79,7 @@ from ..core.selection import (
     spatial_ndim,
     time_column,
 )
-from ..core.statistics import order_dimensions, require_finite
-from ..core.tracks import TRACK_ID, track_keys
+from ..core.errors import InputError
 from ..viewer.callbacks import weak_drag_callback
 from ..viewer.layers import SourceOverlay, is_overlay, unwrap
 from ..viewer.session import session_for
@@ -149,7 +149,7 @@ class ScatterWidget(QWidget):
         self._axis_choices: list[str] = []
         self._color_by = ""
         self._keys: pd.Index | None = None
-        self._track_keys: np.ndarray | None = None  # track key per plot row (core.tracks.track_keys), while tracks are shown
+        self._track_keys: np.ndarray | None = None  # track key per plot row (core.analysis.tracks.track_keys), while tracks are shown
         self._workers: list = []
         self._linking = False  # True while a selection propagates: ignore re-entrant selections
         self._publishing = False  # True while this widget writes to the session: ignore its echo
@@ -453,7 +453,7 @@ class ScatterWidget(QWidget):
         return self._ordered_latents(mu, shared) + rest
 
     def _ordered_latents(self, mu: list[str], shared: list[str]) -> list[str]:
-        """Latent columns by KL (when logvar_* exist) or |Cohen's d| between groups, via ``core.statistics``."""
+        """Latent columns by KL (when logvar_* exist) or |Cohen's d| between groups, via ``core.analysis.statistics``."""
         logvar_columns = [c.replace("mu_", "logvar_", 1) for c in mu if c.startswith("mu_")]
         has_logvar = len(logvar_columns) == len(mu) and set(logvar_columns) <= set(shared)  # measured features: none
         if not mu or not (has_logvar or "group" in shared):

@@ -1,10 +1,10 @@
 """The "Statistics" dock: how the latent space is used, and how two groups of cells differ in it.
 
 Reads the session's latent table or a Labels layer's features, lets the user
-choose two groups, and shows the figures of :mod:`core.statistics` (made by
-:mod:`core.latent_summary`) in tabs: per-dimension KL, Cohen's d forest plot,
+choose two groups, and shows the figures of :mod:`core.analysis.statistics` (made by
+:mod:`core.analysis.latent_summary`) in tabs: per-dimension KL, Cohen's d forest plot,
 KDE curves and violin plots of the top dimensions, the linear probe, and the
-inference between the groups (:mod:`core.inference`: permutation tests with
+inference between the groups (:mod:`core.analysis.inference`: permutation tests with
 FDR control, bootstrap intervals, the whole-space distance; per cell or per
 image). The computation runs in a worker.
 """
@@ -40,10 +40,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.analysis.cell_table import latent_columns, left_out_note, rows_with_latents
+from ..core.analysis.inference import GroupComparison, InferenceSettings, compare_groups
+from ..core.analysis.latent_summary import (
+    GROUP_COLUMNS,
+    LatentSummary,
+    export_figures,
+    group_choices,
+    summarise_latents,
+    summary_figures,
+)
 from ..core.errors import InputError
-from ..core.features import latent_columns, left_out_note, rows_with_latents
-from ..core.inference import GroupComparison, InferenceSettings, compare_groups
-from ..core.latent_summary import GROUP_COLUMNS, LatentSummary, export_figures, group_choices, summarise_latents, summary_figures
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks

@@ -1,6 +1,6 @@
 """The preprocessing editor of the Cells widget: a check box per step, each with its parameters, and presets.
 
-The steps and their parameters are read from :data:`core.preprocess.STEPS`
+The steps and their parameters are read from :data:`core.cells.preprocess.STEPS`
 (keyword-only arguments with their defaults), so a new step appears here
 without code; :meth:`StepEditor.pipeline` is validated like a config file.
 """
@@ -12,7 +12,7 @@ from typing import Any, get_type_hints
 
 from magicgui.widgets import CheckBox, Container, Widget, create_widget
 
-from ..core.preprocess import STEPS, PreprocessPipeline, PreprocessStep
+from ..core.cells.preprocess import STEPS, PreprocessPipeline, PreprocessStep
 from .forms import field_widget
 
 #: Steps in the order the editor applies them. It covers both published

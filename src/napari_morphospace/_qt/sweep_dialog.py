@@ -2,11 +2,11 @@
 
 The base settings are the Train widget's model and training forms; the dialog
 adds the grid axes (values separated by commas), the test fraction and the
-output folder, i.e. a :class:`~napari_morphospace.core.sweep.SweepSettings`.
+output folder, i.e. a :class:`~napari_morphospace.core.project.sweep.SweepSettings`.
 Save/Load write and read the same YAML as ``morphospace sweep --config`` (Load
 also fills the Train widget's forms with the sweep's base settings). Run calls
-:func:`~napari_morphospace.core.sweep.run_sweep` in a napari worker that
-yields typed :class:`~napari_morphospace.core.sweep.SweepProgress` messages;
+:func:`~napari_morphospace.core.project.sweep.run_sweep` in a napari worker that
+yields typed :class:`~napari_morphospace.core.project.sweep.SweepProgress` messages;
 Stop ends the running training within a step and leaves the remaining grid
 points for the next Run into the same folder.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -35,11 +35,18 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..core.cells.crop_set import CropSet
 from ..core.config import from_dict, save_config
-from ..core.data import CropSet
 from ..core.errors import InputError
-from ..core.sweep import SweepGrid, SweepProgress, SweepSettings, grid_points, load_sweep_settings, run_sweep
-from ..core.training import TrainConfig
+from ..core.project.sweep import (
+    SweepGrid,
+    SweepProgress,
+    SweepSettings,
+    grid_points,
+    load_sweep_settings,
+    run_sweep,
+)
+from ..core.training.engine import TrainConfig
 from .tasks import Tasks
 from .training_run import one_core_for_the_viewer
 

@@ -1,7 +1,7 @@
 """Paths of tracked cells drawn over the scatter plot: one line per track, and a ring on each track's current cell.
 
 Drawing and picking only, on the scatter's vispy view; which rows form a
-track and which segment a click hits are computed in :mod:`core.tracks`. The
+track and which segment a click hits are computed in :mod:`core.analysis.tracks`. The
 scatter widget calls :meth:`TrackOverlay.show` after every redraw (points,
 colours or the shown frame changed) and :meth:`TrackOverlay.pick` on a click.
 """
@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colormaps
 from vispy import scene
 
-from ..core.tracks import nearest_segment, path_segments
+from ..core.analysis.tracks import nearest_segment, path_segments
 
 #: How the paths are coloured: off, by frame (viridis, early to late), or like their points (the "colour by" column).
 MODES = ("off", "by time", "by colour")
@@ -40,7 +40,7 @@ class TrackOverlay:
 
     def show(self, positions: np.ndarray, keys: np.ndarray, t: np.ndarray, colors: np.ndarray | None,
              current: np.ndarray, size: float) -> None:  # fmt: skip
-        """Draw the paths of ``keys`` (one track key per row, -1 off tracks; :func:`core.tracks.track_keys`).
+        """Draw the paths of ``keys`` (one track key per row, -1 off tracks; :func:`core.analysis.tracks.track_keys`).
 
         ``colors`` (N, 4) colours each segment like its later point; None colours
         it by its later frame ``t``. ``current`` marks the rows of the frame

@@ -30,9 +30,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import tracks
+from ..core.analysis import tracks
+from ..core.analysis.cell_table import CLUSTER, ID_COLUMNS
 from ..core.errors import InputError
-from ..core.features import CLUSTER, ID_COLUMNS
 from ..viewer.session import session_for
 from ..viewer.tracks import TrackSummary, give_track_ids, show_track, summarise_tracks
 from .dock import scroll_in_dock

@@ -2,7 +2,7 @@
 
 Each form is rendered from the core settings dataclass
 (:class:`~napari_morphospace.core.models.ModelSettings`,
-:class:`~napari_morphospace.core.training.TrainSettings`), so the widget,
+:class:`~napari_morphospace.core.training.engine.TrainSettings`), so the widget,
 ``morphospace train --config`` and the core read one definition.
 """
 
@@ -16,7 +16,7 @@ from superqt import QCollapsible
 
 from ..core.models import ModelSettings
 from ..core.models.settings import USED_BY, unused_settings
-from ..core.training import TrainConfig, TrainSettings
+from ..core.training.engine import TrainConfig, TrainSettings
 from .forms import fill_form, read_form, settings_form
 
 #: Training settings in the collapsed "Advanced" section (cluster runs, reproducibility, optimiser details).

@@ -1,6 +1,6 @@
 """The "Train" widget: choose a crop set and settings, train a VAE, watch it learn, save the model.
 
-All training is :func:`napari_morphospace.core.training.train`, the engine of
+All training is :func:`napari_morphospace.core.training.engine.train`, the engine of
 ``morphospace train``. This widget renders the core settings dataclasses as
 forms, runs the engine in a napari generator worker and shows what its typed
 messages say: a loss plot, per-dimension KL bars, progress with ETA and a
@@ -47,25 +47,49 @@ import numpy as np
 from magicgui.widgets import FileEdit, PushButton
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ..core.bundle import load_bundle
-from ..core.checkpoints import last_checkpoint_in
+from ..core.cells.crop_set import CropSet, load_crop_set
 from ..core.config import load_config, save_config
-from ..core.data import CropSet, load_crop_set
 from ..core.errors import InputError
 from ..core.models import ModelSettings
-from ..core.training import (
-    ReconstructionPreview, TrainConfig, TrainFinished, TrainResult, TrainSettings, TrainUpdate, save_trained_bundle,
+from ..core.training.bundle import load_bundle
+from ..core.training.checkpoints import last_checkpoint_in
+from ..core.training.engine import (
+    ReconstructionPreview,
+    TrainConfig,
+    TrainFinished,
+    TrainResult,
+    TrainSettings,
+    TrainUpdate,
+    save_trained_bundle,
     trained_bundle,
 )  # fmt: skip
-from ..viewer.reconstructions import PREVIEW_LAYER, add_preview_layer, show_reconstructions
+from ..viewer.reconstructions import (
+    PREVIEW_LAYER,
+    add_preview_layer,
+    show_reconstructions,
+)
 from ..viewer.session import session_for
 from .docking import tab_with_other_docks
 from .loss_plot import LossPlot
 from .tasks import Tasks
 from .train_settings import TrainSettingsForms
-from .training_run import CLOSE_WAIT_S, RunHandle, default_checkpoint_dir, train_in_thread
+from .training_run import (
+    CLOSE_WAIT_S,
+    RunHandle,
+    default_checkpoint_dir,
+    train_in_thread,
+)
 
 #: Progress, plot and preview are shown at most this often, all in one paint.
 REFRESH_INTERVAL_MS = 500

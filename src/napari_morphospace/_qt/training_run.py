@@ -1,6 +1,6 @@
 """One training run of the Train widget (and of its Sweep dialog) off the GUI thread: where, how, and stopping it.
 
-Qt-free: the engine (:func:`core.training.train`) runs with one CPU core left
+Qt-free: the engine (:func:`core.training.engine.train`) runs with one CPU core left
 to the viewer; a :class:`RunHandle` holds the stop and done events that
 closing the widget or the viewer uses to stop it and wait for its last checkpoint.
 """
@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from ..core.data import CropSet
+from ..core.cells.crop_set import CropSet
 from ..core.models import ModelSettings
-from ..core.training import TrainResult, TrainSettings, train
+from ..core.training.engine import TrainResult, TrainSettings, train
 
 #: How long closing the widget or the viewer waits for training to stop and write its checkpoint.
 CLOSE_WAIT_S = 30.0

@@ -21,8 +21,8 @@ from .flags import HelpFormatter
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..core.crop_job import CropJob
-    from ..core.data import CropSet
+    from ..core.cells.crop_job import CropJob
+    from ..core.cells.crop_set import CropSet
 
 CROP_JOB_NAME = "crop_job.yaml"
 
@@ -49,11 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.analysis import create_analysis, save_analysis
-    from ..core.bundle import check_compatible, load_bundle
+    from ..core.cells.crop_job import CropJob
+    from ..core.cells.crop_set import load_crop_set
     from ..core.config import load_config, save_config
-    from ..core.crop_job import CropJob
-    from ..core.data import load_crop_set
+    from ..core.project.analysis_folder import create_analysis, save_analysis
+    from ..core.training.bundle import check_compatible, load_bundle
 
     crop_set = load_crop_set(args.crops)
     check_compatible(load_bundle(args.model), crop_set)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_latents(path: Path, crop_set: CropSet) -> pd.DataFrame:
     """The latent table, refused when it names crops this crop set does not have (another crop set's latents)."""
-    from ..core.export import read_table
+    from ..core.project.export import read_table
 
     try:
         latents = read_table(path)

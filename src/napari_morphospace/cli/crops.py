@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from .flags import Flag, HelpFormatter, add_flags, apply_flags, name_flags, size_value
 
 if TYPE_CHECKING:
-    from ..core.crop_job import CropJob
-    from ..core.preprocess import PreprocessPipeline
+    from ..core.cells.crop_job import CropJob
+    from ..core.cells.preprocess import PreprocessPipeline
 
 PRESETS = ("none", "macrophage", "statistical-cell")
 #: The crop builder's per-image notes ("a.tif: 2 of 107 objects were ..."), summed over the images in the summary.
@@ -46,7 +46,7 @@ FLAGS = [
 
 
 def _default_job() -> CropJob:
-    from ..core.crop_job import CropJob
+    from ..core.cells.crop_job import CropJob
 
     return CropJob()
 
@@ -82,8 +82,8 @@ def add_cluster_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 def job_from_args(args: argparse.Namespace) -> CropJob:
     """The ``CropJob`` of ``--config`` (or the defaults) with every given option applied on top."""
+    from ..core.cells.crop_job import CropJob
     from ..core.config import from_dict, load_config, to_dict
-    from ..core.crop_job import CropJob
 
     data = to_dict(load_config(args.config, CropJob) if args.config else CropJob())
     if args.images:
@@ -98,7 +98,11 @@ def job_from_args(args: argparse.Namespace) -> CropJob:
 
 def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
     """The preprocessing steps of a named preset; ``macrophage`` resizes to the crop size."""
-    from ..core.preprocess import PreprocessPipeline, macrophage_pipeline, statistical_cell_pipeline
+    from ..core.cells.preprocess import (
+        PreprocessPipeline,
+        macrophage_pipeline,
+        statistical_cell_pipeline,
+    )
 
     if name == "none":
         return PreprocessPipeline()
@@ -109,12 +113,12 @@ def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.analysis.tracks import describe_tracks
+    from ..core.cells.crop_job import run_crop_job
+    from ..core.cells.crop_set import TRACK_ID, check_crop_set_target
+    from ..core.cells.crops import COUNTED_NOTE, summed_notes
     from ..core.config import save_config
-    from ..core.crop_job import run_crop_job
-    from ..core.crops import COUNTED_NOTE, summed_notes
-    from ..core.data import TRACK_ID, check_crop_set_target
     from ..core.outputs import check_output
-    from ..core.tracks import describe_tracks
 
     job = job_from_args(args)
     job.check()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .flags import Flag, HelpFormatter, add_flags, apply_flags
 
 if TYPE_CHECKING:
-    from ..core.demo import DemoResult, DemoSettings
+    from ..core.project.demo import DemoResult, DemoSettings
 
 FLAGS = [
     Flag("--ndim", ("ndim",), "2D fields or 3D volumes (2 or 3)", int),
@@ -26,7 +26,7 @@ FLAGS = [
 
 
 def _default_settings() -> DemoSettings:
-    from ..core.demo import DemoSettings
+    from ..core.project.demo import DemoSettings
 
     return DemoSettings()
 
@@ -56,7 +56,7 @@ def has_display() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.config import from_dict, to_dict
-    from ..core.demo import DemoSettings, run_demo
+    from ..core.project.demo import DemoSettings, run_demo
 
     data = to_dict(DemoSettings())
     apply_flags(data, args, FLAGS)

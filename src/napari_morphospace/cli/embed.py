@@ -37,11 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.bundle import load_bundle
-    from ..core.cluster import dask_client
-    from ..core.data import load_crop_set
-    from ..core.embed import check_device, embed, embed_on_cluster
-    from ..core.export import check_table_target, export_table
+    from ..core.analysis.embed import check_device, embed, embed_on_cluster
+    from ..core.cells.crop_set import load_crop_set
+    from ..core.parallel import dask_client
+    from ..core.project.export import check_table_target, export_table
+    from ..core.training.bundle import load_bundle
 
     check_table_target(args.out, args.overwrite)
     device = check_device(args.device)

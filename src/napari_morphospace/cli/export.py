@@ -75,11 +75,19 @@ def read_crop_ids(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.annotations import read_annotations
-    from ..core.data import load_crop_set
-    from ..core.export import (
-        MANIFEST_NAME, analysis_table, check_anndata_target, check_export_folder, check_latent_table,
-        check_table_target, export_anndata, export_crops, export_table, read_table,
+    from ..core.cells.crop_set import load_crop_set
+    from ..core.project.annotations import read_annotations
+    from ..core.project.export import (
+        MANIFEST_NAME,
+        analysis_table,
+        check_anndata_target,
+        check_export_folder,
+        check_latent_table,
+        check_table_target,
+        export_anndata,
+        export_crops,
+        export_table,
+        read_table,
     )  # fmt: skip
 
     if args.which == "selected" and args.ids is None:

@@ -27,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.analysis import open_analysis, read_manifest
-    from ..core.report import check_report_target, write_report
+    from ..core.project.analysis_folder import open_analysis, read_manifest
+    from ..core.project.report import check_report_target, write_report
 
     out = args.out or args.analysis / "report.html"
     read_manifest(args.analysis)  # a folder that is not an analysis is refused first

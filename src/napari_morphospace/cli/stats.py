@@ -79,10 +79,10 @@ def choose_groups(values: list, requested: list[str] | None, column: str) -> tup
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.analysis.inference import InferenceSettings, compare_groups
+    from ..core.analysis.latent_summary import group_choices
     from ..core.config import atomic_write_text
-    from ..core.export import export_table
-    from ..core.inference import InferenceSettings, compare_groups
-    from ..core.latent_summary import group_choices
+    from ..core.project.export import export_table
 
     targets = [args.out / TABLE_NAME, args.out / JSON_NAME]
     existing = [t.name for t in targets if t.exists()]
@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_cells(args: argparse.Namespace) -> tuple:
     """The cells to compare and the name of their condition column: a latent table, or a table measured elsewhere."""
-    from ..core.export import read_table
-    from ..core.external_table import TableSettings, open_external_table
+    from ..core.analysis.external_table import TableSettings, open_external_table
+    from ..core.project.export import read_table
 
     if args.latents is not None:
         if not args.latents.is_file():

@@ -29,7 +29,7 @@ from ..core.errors import InputError
 from .flags import HelpFormatter
 
 if TYPE_CHECKING:
-    from ..core.sweep import SweepProgress
+    from ..core.project.sweep import SweepProgress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -77,8 +77,14 @@ def _finish(table, folder: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.data import load_crop_set
-    from ..core.sweep import collect_sweep, grid_points, load_sweep_settings, read_run_record, run_sweep
+    from ..core.cells.crop_set import load_crop_set
+    from ..core.project.sweep import (
+        collect_sweep,
+        grid_points,
+        load_sweep_settings,
+        read_run_record,
+        run_sweep,
+    )
 
     if args.collect is not None:
         if args.config or args.crops or args.out or args.index is not None:

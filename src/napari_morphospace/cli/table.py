@@ -7,7 +7,7 @@ table holds them as ``feature:<name>`` columns. ``morphospace report`` turns
 that folder into an HTML report (Cohen's d, KDE and violin plots of the
 measurements between the groups); napari opens it with File > Open Folder,
 with the features in the Labels layers. The same matching as the Analysis
-widget's "Open feature table…" (:mod:`core.external_table`).
+widget's "Open feature table…" (:mod:`core.analysis.external_table`).
 """
 
 from __future__ import annotations
@@ -51,10 +51,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..core.analysis import create_analysis, save_analysis
-    from ..core.crop_job import read_labels
-    from ..core.external_table import LabelsObjects, TableSettings, image_stem, open_external_table
-    from ..core.pairing import name_stem
+    from ..core.analysis.external_table import (
+        LabelsObjects,
+        TableSettings,
+        image_stem,
+        open_external_table,
+    )
+    from ..core.cells.crop_job import read_labels
+    from ..core.cells.pairing import name_stem
+    from ..core.project.analysis_folder import create_analysis, save_analysis
 
     if args.images and not args.labels:
         raise InputError("--images records the images of the label images: give --labels too")

@@ -45,9 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cells_and_selections(path: Path, allow_external: bool) -> tuple[pd.DataFrame, dict[str, list[int]]]:
-    from ..core.analysis import is_analysis_folder, open_analysis
     from ..core.errors import InputError
-    from ..core.export import read_table
+    from ..core.project.analysis_folder import is_analysis_folder, open_analysis
+    from ..core.project.export import read_table
 
     if is_analysis_folder(path):
         analysis = open_analysis(path, load_model=False, allow_external=allow_external)
@@ -62,8 +62,8 @@ def _cells_and_selections(path: Path, allow_external: bool) -> tuple[pd.DataFram
 
 
 def _columns(cells: pd.DataFrame, prefix: str) -> list[str]:
+    from ..core.analysis.cell_table import mu_columns
     from ..core.errors import InputError
-    from ..core.features import mu_columns
 
     columns = mu_columns(cells) if prefix == "mu" else [c for c in (f"{prefix}_0", f"{prefix}_1") if c in cells.columns]
     if not columns or (prefix != "mu" and len(columns) < 2):
@@ -89,10 +89,10 @@ def _region(args: argparse.Namespace, cells: pd.DataFrame, selections: dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core import tracks
+    from ..core.analysis import tracks
     from ..core.errors import InputError
-    from ..core.export import export_table
-    from ..core.report import figure_png
+    from ..core.project.export import export_table
+    from ..core.project.report import figure_png
 
     for target in (args.out, args.figure):
         if target is not None and target.exists() and not args.overwrite:

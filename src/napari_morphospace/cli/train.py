@@ -33,9 +33,9 @@ from ..core.errors import InputError
 from .flags import Flag, HelpFormatter, add_flags, apply_flags
 
 if TYPE_CHECKING:
-    from ..core.checkpoints import CheckpointWriteError
-    from ..core.data import CropSet
-    from ..core.training import TrainConfig, TrainingDiverged, TrainMessage
+    from ..core.cells.crop_set import CropSet
+    from ..core.training.checkpoints import CheckpointWriteError
+    from ..core.training.engine import TrainConfig, TrainingDiverged, TrainMessage
 
 def _devices(text: str) -> str | int | list[int]:
     """Parse ``--devices`` as Lightning does: 'auto', a count ("2"), or device ids ("0,2"; "1," is id 1 alone)."""
@@ -78,7 +78,7 @@ FLAGS = [
 
 
 def _default_config() -> TrainConfig:
-    from ..core.training import TrainConfig
+    from ..core.training.engine import TrainConfig
 
     return TrainConfig()
 
@@ -105,7 +105,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The ``TrainConfig`` of ``--config`` (or the defaults) with every given option applied on top."""
     from ..core.config import from_dict, load_config, to_dict
-    from ..core.training import TrainConfig
+    from ..core.training.engine import TrainConfig
 
     data = to_dict(load_config(args.config, TrainConfig) if args.config else TrainConfig())
     apply_flags(data, args, FLAGS)
@@ -117,7 +117,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def print_progress(message: TrainMessage) -> None:
     """Print one line per finished epoch (per-step updates are for the live plot of the widget)."""
-    from ..core.training import TrainUpdate
+    from ..core.training.engine import TrainUpdate
 
     if isinstance(message, TrainUpdate) and message.val_losses is not None:
         train_terms = " ".join(f"{k}={v:.4g}" for k, v in message.train_losses.items())
@@ -127,12 +127,21 @@ def print_progress(message: TrainMessage) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.bundle import check_bundle_target
-    from ..core.checkpoints import CheckpointWriteError, last_checkpoint_in, requeued_checkpoint
+    from ..core.cells.crop_set import load_crop_set
     from ..core.config import save_config
-    from ..core.data import load_crop_set
     from ..core.outputs import check_output
-    from ..core.training import TrainingDiverged, TrainingInterrupted, save_trained_bundle, train
+    from ..core.training.bundle import check_bundle_target
+    from ..core.training.checkpoints import (
+        CheckpointWriteError,
+        last_checkpoint_in,
+        requeued_checkpoint,
+    )
+    from ..core.training.engine import (
+        TrainingDiverged,
+        TrainingInterrupted,
+        save_trained_bundle,
+        train,
+    )
 
     config = config_from_args(args)
     if args.resume is not None and not args.resume.is_file():
@@ -204,7 +213,7 @@ def default_checkpoint_dir(out: Path) -> Path:
 
 def _checkpoint_after(err: TrainingDiverged | CheckpointWriteError, checkpoint_dir: Path) -> str | None:
     """The checkpoint to resume from after ``err``."""
-    from ..core.checkpoints import last_checkpoint_in
+    from ..core.training.checkpoints import last_checkpoint_in
 
     found = getattr(err, "last_checkpoint", None) or last_checkpoint_in(checkpoint_dir)
     return str(found) if found else None

@@ -61,9 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..core.bundle import load_bundle
-    from ..core.data import load_crop_set
-    from ..core.zoo import ZooSettings, export_zoo_packages
+    from ..core.cells.crop_set import load_crop_set
+    from ..core.project.zoo import ZooSettings, export_zoo_packages
+    from ..core.training.bundle import load_bundle
 
     bundle = load_bundle(args.model)
     crops = args.crops or _training_crops(bundle.config.get("provenance") or {})
@@ -87,7 +87,7 @@ def _training_crops(provenance: dict) -> Path:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from ..core.zoo import import_zoo_packages
+    from ..core.project.zoo import import_zoo_packages
 
     written = import_zoo_packages(args.packages, args.out, overwrite=args.overwrite)
     print(f"model bundle written to {written}; use it with 'morphospace embed --model {written}'", file=sys.stderr)

@@ -22,14 +22,19 @@ from napari.layers import Image
 
 from .._analysis_reader import analysis_layers
 from .._reader import LayerData
-from ..core.analysis import (
-    Analysis, AnalysisFolder, create_analysis, is_analysis_folder, open_analysis, save_analysis,
-)  # fmt: skip
-from ..core.annotations import classes_document, classes_from_document
-from ..core.bundle import Bundle
-from ..core.data import TRACK_ID, CropSet
+from ..core.cells.crop_set import TRACK_ID, CropSet
 from ..core.errors import InputError
-from ..core.training import write_bundle
+from ..core.project.analysis_folder import (
+    Analysis,
+    AnalysisFolder,
+    create_analysis,
+    is_analysis_folder,
+    open_analysis,
+    save_analysis,
+)  # fmt: skip
+from ..core.project.annotations import classes_document, classes_from_document
+from ..core.training.bundle import Bundle
+from ..core.training.engine import write_bundle
 from .layers import layer_file
 from .session import session_for
 from .sources import find_sources

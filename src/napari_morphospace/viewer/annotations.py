@@ -1,7 +1,7 @@
 """Annotations on the images: each cell's class drawn over its Labels layer, and the cells a click hits.
 
 napari-aware, Qt-free (the Annotate widget uses these; a script can too).
-The class codes and colours come from :mod:`core.annotations`; here they
+The class codes and colours come from :mod:`core.project.annotations`; here they
 become one Labels picture per source layer, frame by frame for time-lapses.
 """
 
@@ -15,8 +15,8 @@ import pandas as pd
 from napari.layers import Labels
 from napari.utils.colormaps import DirectLabelColormap
 
-from ..core.annotations import AnnotationClass, annotation_overlay, class_codes
-from ..core.selection import spatial_ndim
+from ..core.cells.selection import spatial_ndim
+from ..core.project.annotations import AnnotationClass, annotation_overlay, class_codes
 from .features import is_overlay, source_names
 
 

@@ -1,7 +1,7 @@
 """Open a table of features measured elsewhere (CellProfiler, DINO, another model) as the session's cells.
 
-The core (:mod:`core.external_table`) matches the table's rows to Labels
-layers described as :class:`~napari_morphospace.core.external_table.LabelsObjects`;
+The core (:mod:`core.analysis.external_table`) matches the table's rows to Labels
+layers described as :class:`~napari_morphospace.core.analysis.external_table.LabelsObjects`;
 this module describes the open layers and the session's crops. The Analysis
 widget reads the table in a worker and hands the rows to the session
 (:meth:`Session.open_table`), whose features writer puts them into the
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from napari.layers import Labels
 
-from ..core.external_table import LabelsObjects
+from ..core.analysis.external_table import LabelsObjects
 from .features import is_overlay, source_names
 from .session import session_for
 

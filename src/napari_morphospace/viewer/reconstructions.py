@@ -1,8 +1,8 @@
 """The "reconstruction preview" layer of a training: validation crops over what the model makes of them.
 
 napari-aware, Qt-free. The Train widget (or a script training with
-``core.training.train(..., on_update=...)``) hands each
-:class:`~napari_morphospace.core.training.ReconstructionPreview` to
+``core.training.engine.train(..., on_update=...)``) hands each
+:class:`~napari_morphospace.core.training.engine.ReconstructionPreview` to
 :func:`show_reconstructions`. The layer is written in place (same array, no
 new extent or contrast limits): a redraw of napari's canvas costs 100-200 ms
 of GUI time with software OpenGL, and adding a layer about 250 ms, which
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.gallery import crop_montage
-from ..core.training import PREVIEW_CROPS, ReconstructionPreview
+from ..core.figures.gallery import crop_montage
+from ..core.training.engine import PREVIEW_CROPS, ReconstructionPreview
 
 PREVIEW_LAYER = "reconstruction preview"
 

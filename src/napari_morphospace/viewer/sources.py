@@ -3,8 +3,8 @@
 napari-aware, Qt-free (the Cells widget shows these; a script calls them
 with ``viewer.layers``): :func:`find_sources` pairs each objects layer
 (Labels, Points, Shapes) with its image's channel layers
-(:mod:`core.pairing`), :func:`crop_sources` reads the checked ones as what
-:func:`core.crops.build_crop_set` crops, and :func:`crop_job` writes them as
+(:mod:`core.cells.pairing`), :func:`crop_sources` reads the checked ones as what
+:func:`core.cells.crops.build_crop_set` crops, and :func:`crop_job` writes them as
 the job ``morphospace crops --config`` runs.
 """
 
@@ -18,15 +18,23 @@ import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_info
 
-from ..core.crop_job import CropJob
-from ..core.crops import CropSettings, CropSource, PatchSettings
-from ..core.errors import InputError
-from ..core.io import Stack
-from ..core.pairing import (
-    LayerInfo, Pairing, folder_name, looks_like_labels, pair_layers, pair_patches, source_stem,
-    channel_names as named_channels,
+from ..core.cells.crop_job import CropJob
+from ..core.cells.crops import CropSettings, CropSource, PatchSettings
+from ..core.cells.pairing import (
+    LayerInfo,
+    Pairing,
+    folder_name,
+    looks_like_labels,
+    pair_layers,
+    pair_patches,
+    source_stem,
 )  # fmt: skip
-from ..core.preprocess import PreprocessPipeline
+from ..core.cells.pairing import (
+    channel_names as named_channels,
+)
+from ..core.cells.preprocess import PreprocessPipeline
+from ..core.errors import InputError
+from ..core.io.stacks import Stack
 from .layers import layer_file
 
 ObjectKind = Literal["labels", "points", "shapes", "patches"]
@@ -52,7 +60,7 @@ def layer_axes(layer: Image) -> str:
 
 
 def layer_info(layer: Any) -> LayerInfo | None:
-    """What :mod:`core.pairing` needs of a layer; ``None`` for layers that are no source (RGB, multiscale images).
+    """What :mod:`core.cells.pairing` needs of a layer; ``None`` for layers that are no source (RGB, multiscale images).
 
     The origin is the reader's ``metadata["source"]`` (our readers, samples,
     analysis folders), else napari's source path, together with the sample
@@ -78,7 +86,7 @@ def layer_info(layer: Any) -> LayerInfo | None:
 
 
 def layer_pairing(layers: Any, kind: ObjectKind) -> Pairing:
-    """Pair the objects layers of ``kind`` with their image layers (see :mod:`core.pairing`)."""
+    """Pair the objects layers of ``kind`` with their image layers (see :mod:`core.cells.pairing`)."""
     infos = [info for info in map(layer_info, layers) if info is not None]
     return pair_patches(infos) if kind == "patches" else pair_layers(infos, kind)
 
@@ -161,7 +169,7 @@ def source_objects(layers: Any, source: Source, kind: ObjectKind) -> tuple[Any, 
 
 def crop_sources(layers: Any, sources: list[Source], kind: ObjectKind,
                  settings: CropSettings | PatchSettings) -> list[CropSource]:  # fmt: skip
-    """What :func:`core.crops.build_crop_set` needs of each checked source: its stack and objects, read now.
+    """What :func:`core.cells.crops.build_crop_set` needs of each checked source: its stack and objects, read now.
 
     Read on the GUI thread (layers are the viewer's); the build then only
     computes. Channels are matched by their order: every source gets the

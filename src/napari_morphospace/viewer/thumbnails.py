@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.gallery import composite_rgb
+from ..core.figures.gallery import composite_rgb
 
 #: Pictures kept, so that moving back and forth over the same cells reads nothing again.
 KEPT_PICTURES = 256

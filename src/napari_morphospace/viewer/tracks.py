@@ -3,7 +3,7 @@
 napari-aware but Qt-free (the Tracks widget calls these; so can a script):
 track ids come from tracked Labels layers, a Tracks layer (its points
 converted into the pixel coordinates of each cell's Labels layer) or a
-column of the cells, matched by :mod:`core.tracks`;
+column of the cells, matched by :mod:`core.analysis.tracks`;
 :func:`summarise_tracks` gathers what the widget shows about them.
 """
 
@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 from napari.layers import Labels, Tracks
 
-from ..core import tracks as core_tracks
-from ..core.data import NO_TRACK, TRACK_ID
+from ..core.analysis import tracks as core_tracks
+from ..core.analysis.cell_table import mu_columns
+from ..core.analysis.tracks import track_ids_from_labels, track_ids_from_tracks
+from ..core.cells.crop_set import NO_TRACK, TRACK_ID
+from ..core.cells.selection import spatial_ndim
 from ..core.errors import InputError
-from ..core.features import mu_columns
-from ..core.selection import spatial_ndim
-from ..core.tracks import track_ids_from_labels, track_ids_from_tracks
 from .features import is_overlay, source_names
 from .layers import unwrap
 from .session import session_for
@@ -40,7 +40,7 @@ def cell_track_ids(cells: pd.DataFrame, layers: Any, tracks: Tracks | None = Non
     each cell's source Labels layer (through world coordinates: scale and
     translate), and a cell gets the track whose point of its frame lies
     inside its label; cells whose source is no Labels layer fall back to
-    their bounding box (:func:`core.tracks.track_ids_from_tracks`).
+    their bounding box (:func:`core.analysis.tracks.track_ids_from_tracks`).
     """
     if tracks is None:
         return track_ids_from_labels(cells)
@@ -105,7 +105,7 @@ class TrackSummary:
 
 def summarise_tracks(latents: pd.DataFrame, *, frame_interval: float = 1.0, region: np.ndarray | None = None,
                      group_column: str | None = None) -> TrackSummary:  # fmt: skip
-    """Per-track statistics of the embedded cells (:func:`core.tracks.track_statistics`), their smoothness and,
+    """Per-track statistics of the embedded cells (:func:`core.analysis.tracks.track_statistics`), their smoothness and,
     with ``group_column``, the comparison of its two groups; ``region``: crop ids the tracks may reach."""
     columns = mu_columns(latents)
     statistics = core_tracks.track_statistics(latents, columns, frame_interval=frame_interval, region=region,

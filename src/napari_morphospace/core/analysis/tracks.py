@@ -1,0 +1,555 @@
+"""Tracked cells: which track each crop belongs to, and how tracks move through latent space.
+
+A time-lapse follows the same cell over frames. Each crop of such a cell
+carries the cell's ``track_id`` (a column of the crop table and of the
+per-cell table; ``NO_TRACK`` = -1 for a crop on no track), read from one of
+three places:
+
+- label ids that persist over time (a tracked 3D+t / 2D+t label image, where
+  the label id *is* the track id): :func:`track_ids_from_labels`;
+- a napari Tracks layer (rows ``track_id, t, [z,] y, x``): each crop gets the
+  track whose point at the crop's frame lies inside its label (when the label
+  image is given) or, without it, inside its bounding box and nearest its
+  centre: :func:`track_ids_from_tracks`;
+- a column of a table (e.g. a tracker's export): :func:`track_ids_from_column`.
+
+Ordered by frame, a track's latent means ``mu_*`` form a path. Its statistics
+(:func:`track_statistics`) follow the usual definitions of cell-migration
+analysis, applied in latent space instead of the image plane: path length
+(sum of step lengths ``‖Δz‖``), net displacement (``‖z_last − z_first‖``),
+straightness (net displacement / path length, 1 for a straight path), mean
+speed (mean of ``‖Δz‖ / Δt`` over steps) and the time until the track first
+reaches a region (a set of cells, e.g. a cluster or a named selection).
+Outcomes or conditions are compared per track, not per crop, because the
+frames of one cell are not independent samples (:func:`compare_track_groups`,
+with the permutation tests and bootstrap intervals of :mod:`core.analysis.inference`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
+from scipy.spatial import cKDTree
+
+from ..cells.crop_set import NO_TRACK, TRACK_ID
+from ..errors import InputError
+from .inference import (
+    InferenceSettings,
+    bootstrap_intervals,
+    make_units,
+    permutation_p_values,
+    require_enough_units,
+)
+from .statistics import cohens_d
+
+#: Per-track measures, in the order tables show them.
+MEASURES = ("mean_speed", "path_length", "net_displacement", "straightness")
+
+
+# --------------------------------------------------------------------------- track ids of crops
+
+
+def track_ids_from_labels(table: pd.DataFrame) -> np.ndarray:
+    """Track id of each crop of a tracked label image, where a label id persists over time: the label id itself.
+
+    Raises
+    ------
+    InputError
+        When the crops come from a single frame: a still image has no tracks.
+    """
+    _require_columns(table, ("label_id", "t"), "the crop table")
+    if table["t"].nunique() < 2:
+        raise InputError(
+            "the crops come from a single frame, so label ids cannot be tracks; "
+            "use a time-lapse (2D+t or 3D+t) label image whose label ids persist over time"
+        )
+    return table["label_id"].to_numpy(dtype=np.int64)
+
+
+def track_ids_from_column(table: pd.DataFrame, column: str) -> np.ndarray:
+    """Track id of each crop from a whole-number column of ``table`` (missing values: ``NO_TRACK``)."""
+    _require_columns(table, (column,), "the table")
+    values = pd.to_numeric(table[column], errors="coerce")
+    numbers = values.dropna()
+    if len(numbers) and not np.all(numbers == np.round(numbers)):
+        raise InputError(f"column {column!r} holds fractions; track ids are whole numbers, choose the track id column")
+    return values.fillna(NO_TRACK).to_numpy(dtype=np.int64)
+
+
+def track_ids_from_tracks(
+    table: pd.DataFrame,
+    tracks: np.ndarray,
+    labels_at: Callable[[int], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Track id of each crop from the points of a napari Tracks layer.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Crop table (``label_id``, ``t`` and the bounding box ``{z,y,x}_start/stop``),
+        all of one source, in that source's pixel coordinates.
+    tracks : array, shape (M, 4) or (M, 5)
+        Rows ``track_id, t, [z,] y, x`` as in ``napari.layers.Tracks.data``,
+        in the same pixel coordinates as the crops.
+    labels_at : callable, optional
+        ``labels_at(t)`` returns the label image of frame ``t``. With it a crop
+        gets the track whose point lies inside its label (nearest the crop's
+        centre when several do); without it, the track whose point lies
+        inside its bounding box nearest its centre.
+
+    Returns
+    -------
+    array of int64
+        One track id per crop row, ``NO_TRACK`` where no track point matches.
+    """
+    tracks = np.asarray(tracks, dtype=float)
+    ndim = _spatial_ndim(table)
+    if tracks.ndim != 2 or tracks.shape[1] != ndim + 2:
+        raise InputError(
+            f"tracks must have rows (track_id, t, {'z, ' if ndim == 3 else ''}y, x) for {ndim}D crops; "
+            f"got shape {tracks.shape}"
+        )
+    axes = "zyx"[3 - ndim :]
+    start = table[[f"{a}_start" for a in axes]].to_numpy(float)
+    stop = table[[f"{a}_stop" for a in axes]].to_numpy(float)
+    frames = table["t"].to_numpy(np.int64)
+    label_ids = table["label_id"].to_numpy(np.int64)
+    ids = np.full(len(table), NO_TRACK, np.int64)
+    point_frames = np.round(tracks[:, 1]).astype(np.int64)
+    for t in np.unique(frames):
+        crops = np.flatnonzero(frames == t)
+        points = tracks[point_frames == t]
+        if not len(points):
+            continue
+        if labels_at is not None:
+            ids[crops] = _match_by_label(labels_at(int(t)), points, label_ids[crops], (start[crops] + stop[crops]) / 2)
+        else:
+            ids[crops] = _match_by_box(points, start[crops], stop[crops])
+    return ids
+
+
+def _match_by_label(frame: np.ndarray, points: np.ndarray, label_ids: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The track whose point of this frame lies inside each label (nearest the crop's centre when several do)."""
+    position = np.round(points[:, 2:]).astype(np.int64)
+    inside = np.all((position >= 0) & (position < np.asarray(frame.shape)), axis=1)
+    under = np.zeros(len(points), np.int64)
+    under[inside] = frame[tuple(position[inside].T)]
+    pairs = pd.DataFrame({"row": np.arange(len(label_ids)), "label": label_ids}).merge(
+        pd.DataFrame({"point": np.flatnonzero(under), "label": under[under != 0]}), on="label"
+    )  # every (crop, point inside its label) pair
+    ids = np.full(len(label_ids), NO_TRACK, np.int64)
+    if len(pairs):
+        row, point = pairs["row"].to_numpy(), pairs["point"].to_numpy()
+        pairs["distance"] = np.linalg.norm(points[point, 2:] - centres[row], axis=1)
+        nearest = pairs.loc[pairs.groupby("row")["distance"].idxmin()]
+        ids[nearest["row"].to_numpy()] = points[nearest["point"].to_numpy(), 0].astype(np.int64)
+    return ids
+
+
+def _match_by_box(points: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """The track whose point of this frame is nearest each box centre, if it lies inside the box."""
+    tree = cKDTree(points[:, 2:])
+    _, nearest = tree.query((start + stop) / 2.0)
+    position = points[nearest, 2:]
+    inside = np.all((position >= start) & (position < stop), axis=1)
+    return np.where(inside, points[nearest, 0].astype(np.int64), NO_TRACK)
+
+
+def read_tracks(path: str | Path) -> np.ndarray:
+    """Track points from a file: ``.npy`` (napari ``Tracks.data``) or CSV with columns track id, t, [z,] y, x.
+
+    CSV columns are taken in that order whatever their names (trackers name
+    them differently: ``track_id``, ``label``, ``frame``, ``centroid-y`` ...).
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".csv":
+            data = pd.read_csv(path).apply(pd.to_numeric, errors="coerce").to_numpy(float)
+        else:
+            raise InputError(f"{path.name}: tracks are read from .csv or .npy files; convert the file to one of them")
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read tracks from {path} ({err}); give a .csv or .npy file of track points") from err
+    data = np.asarray(data, dtype=float)
+    if data.ndim != 2 or data.shape[1] not in (4, 5) or not np.isfinite(data).all():
+        raise InputError(
+            f"{path.name}: tracks need 4 or 5 numeric columns (track id, t, [z,] y, x) and no empty cells; "
+            f"got shape {data.shape}"
+        )
+    return data
+
+
+def with_track_ids(table: pd.DataFrame, track_ids: np.ndarray) -> pd.DataFrame:
+    """A copy of a crop (or per-cell) table with its ``track_id`` column set to ``track_ids``."""
+    track_ids = np.asarray(track_ids, dtype=np.int64)
+    if len(track_ids) != len(table):
+        raise InputError(f"{len(track_ids)} track ids for {len(table)} crops; give one per crop")
+    return table.assign(**{TRACK_ID: track_ids})
+
+
+def describe_tracks(table: pd.DataFrame) -> str:
+    """One line: how many crops lie on how many tracks."""
+    ids = on_tracks(table)[TRACK_ID]
+    return f"{len(ids)} of {len(table)} crops lie on {ids.nunique()} tracks"
+
+
+# --------------------------------------------------------------------------- paths through latent space
+
+
+def on_tracks(cells: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``cells`` that lie on a track, ordered by track and frame.
+
+    Raises
+    ------
+    InputError
+        When there is no ``track_id`` column, or a track visits a frame twice.
+    """
+    if TRACK_ID not in cells.columns:
+        raise InputError(
+            "the cells have no track_id column; give their track ids first (Tracks widget, or "
+            "'morphospace crops --track-ids')"
+        )
+    ids = pd.to_numeric(cells[TRACK_ID], errors="coerce")
+    rows = cells[ids.notna().to_numpy() & (ids.fillna(NO_TRACK).to_numpy() != NO_TRACK)].copy()
+    rows[TRACK_ID] = rows[TRACK_ID].astype(np.int64)
+    rows = rows.sort_values([TRACK_ID, "t"], kind="stable").reset_index(drop=True)
+    repeated = rows.duplicated([TRACK_ID, "t"])
+    if repeated.any():
+        first = rows.loc[repeated.to_numpy()].iloc[0]
+        raise InputError(
+            f"track {first[TRACK_ID]} has {int(repeated.sum()) + 1}+ cells in frame {first['t']}; a track has one "
+            "cell per frame (after a division, give the daughters new track ids)"
+        )
+    return rows
+
+
+def track_paths(cells: pd.DataFrame, columns: Sequence[str]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Track id -> ``(t, coordinates)`` of its cells in frame order (``coordinates`` has one column per name)."""
+    rows = on_tracks(cells)
+    coordinates = rows[list(columns)].to_numpy(float)
+    ids, frames = rows[TRACK_ID].to_numpy(), rows["t"].to_numpy(np.int64)
+    bounds = np.flatnonzero(np.diff(ids)) + 1
+    return {
+        int(ids[part[0]]): (frames[part], coordinates[part])
+        for part in np.split(np.arange(len(rows)), bounds) if len(part)
+    }  # fmt: skip
+
+
+def track_keys(track_ids: Any, source_codes: np.ndarray | None = None) -> np.ndarray:
+    """One key per row for its track, unique across sources (the same id in two fields is two tracks); -1 off tracks.
+
+    ``track_ids`` may hold missing values (cells given no track id); they and
+    ``NO_TRACK`` get -1.
+    """
+    ids = pd.to_numeric(pd.Series(np.asarray(track_ids, dtype=object)), errors="coerce").fillna(NO_TRACK)
+    ids = ids.to_numpy(np.int64)
+    codes = np.zeros(len(ids), np.int64) if source_codes is None else np.asarray(source_codes, np.int64)
+    keys = np.full(len(ids), -1, np.int64)
+    on = ids != NO_TRACK
+    if on.any():
+        keys[on] = np.unique(np.stack([codes[on], ids[on]], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+    return keys
+
+
+def path_segments(keys: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Row pairs ``(a, b)``, shape (S, 2), joining each track's consecutive frames (rows with key -1 lie on none)."""
+    keys, t = np.asarray(keys, np.int64), np.asarray(t)
+    on = np.flatnonzero(keys >= 0)
+    order = on[np.lexsort((t[on], keys[on]))]
+    same = keys[order[1:]] == keys[order[:-1]]
+    return np.stack([order[:-1][same], order[1:][same]], axis=1)
+
+
+def nearest_segment(positions: np.ndarray, segments: np.ndarray, point: Sequence[float],
+                    radius: float | Sequence[float]) -> int | None:  # fmt: skip
+    """Index of the segment nearest ``point`` if within ``radius`` (one value, or one per axis), else None."""
+    if not len(segments):
+        return None
+    scale = np.broadcast_to(np.asarray(radius, float), (2,))
+    a, b = positions[segments[:, 0]] / scale, positions[segments[:, 1]] / scale
+    p = np.asarray(point, float) / scale
+    ab = b - a
+    length2 = (ab**2).sum(axis=1)
+    along = np.clip(((p - a) * ab).sum(axis=1) / np.where(length2 > 0, length2, 1.0), 0.0, 1.0)
+    distance = np.linalg.norm(a + along[:, None] * ab - p, axis=1)
+    nearest = int(np.argmin(distance))
+    return nearest if distance[nearest] <= 1.0 else None
+
+
+def step_lengths(cells: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """``‖Δz‖`` of every step between consecutive cells of a track, all tracks together."""
+    steps = [np.linalg.norm(np.diff(z, axis=0), axis=1) for _, z in track_paths(cells, columns).values()]
+    return np.concatenate(steps) if steps else np.zeros(0)
+
+
+def shuffle_frames(cells: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """A copy of ``cells`` in which each track visits its own frames in a random order (the null for smoothness).
+
+    The cells and their latents stay; only their ``t`` is permuted within each
+    track, so a track's mean step length under this null measures how far
+    apart the cells of one track are regardless of time.
+    """
+    rng = np.random.default_rng(seed)
+    shuffled = on_tracks(cells)
+    frames = shuffled["t"].to_numpy().copy()
+    for rows in shuffled.groupby(TRACK_ID, sort=False).indices.values():
+        frames[rows] = rng.permutation(frames[rows])
+    return shuffled.assign(t=frames)
+
+
+def smoothness(cells: pd.DataFrame, columns: Sequence[str], *, shuffles: int = 5, seed: int = 0) -> tuple[float, float]:
+    """Mean step length of the real tracks, and its mean over ``shuffles`` frame-shuffled copies (:func:`shuffle_frames`).
+
+    A real track whose cells change gradually steps less far than the same
+    cells visited in random order: a ratio real / shuffled well below 1 says
+    the embedding follows the cells over time.
+    """
+    real = step_lengths(cells, columns)
+    if not len(real):
+        raise InputError("no track has two frames, so there is no step to measure")
+    shuffled = [step_lengths(shuffle_frames(cells, seed=seed + s), columns).mean() for s in range(shuffles)]
+    return float(real.mean()), float(np.mean(shuffled))
+
+
+# --------------------------------------------------------------------------- per-track statistics
+
+
+def track_statistics(
+    cells: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    frame_interval: float = 1.0,
+    region: Iterable[int] | None = None,
+    group_column: str | None = "group",
+) -> pd.DataFrame:
+    """One row per track: how far, how fast and how straight it moves through the latent space.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        Per-cell table with ``track_id``, ``t`` and the coordinate ``columns``.
+    columns : sequence of str
+        The latent coordinates (usually ``mu_0 .. mu_{D-1}``).
+    frame_interval : float
+        Time between frames (e.g. minutes), so speeds and times are in units per that time.
+    region : iterable of int, optional
+        Crop ids of the cells that form a region (a cluster, a named selection).
+        Adds ``time_to_region``: time from the track's first frame to the first
+        frame it is in the region (0 when it starts there, NaN when it never gets there).
+    group_column : str or None
+        Per-cell column (condition, outcome) copied per track: its last non-empty
+        value along the track (an outcome such as death shows at the end).
+
+    Returns
+    -------
+    DataFrame
+        ``track_id, n_frames, t_start, t_end``, the :data:`MEASURES` (``mean_speed``
+        in latent units per time; NaN for a single-frame track, and
+        ``straightness`` NaN when the path length is 0), then ``time_to_region``
+        and the group column when asked for.
+    """
+    if frame_interval <= 0:
+        raise InputError(f"the frame interval must be positive; got {frame_interval}")
+    rows = on_tracks(cells)
+    _require_columns(rows, columns, "the cells")
+    region_ids = None if region is None else np.asarray(list(region), dtype=np.int64)
+    if region_ids is not None and "crop_id" not in rows.columns:
+        raise InputError("the cells have no crop_id column, so a region of crop ids cannot be found among them")
+    ids = rows[TRACK_ID].to_numpy(np.int64)
+    frames = rows["t"].to_numpy(np.int64)
+    t = frames * float(frame_interval)
+    z = rows[list(columns)].to_numpy(float)
+    # Rows are sorted by track and frame: each track is one run of rows, and step i joins rows i and i + 1
+    # when both are of one track (0 otherwise). Summing steps over each run of rows needs no loop per track.
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(ids)] - 1
+    same = ids[1:] == ids[:-1]
+    step = np.where(same, np.linalg.norm(np.diff(z, axis=0), axis=1), 0.0)
+    speed = step / np.where(same, np.diff(t), 1.0)
+    n_steps = ends - starts
+
+    def per_track(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(np.r_[values, 0.0], starts) if len(starts) else np.zeros(0)
+
+    path = per_track(step)
+    net = np.linalg.norm(z[ends] - z[starts], axis=1)
+    table = pd.DataFrame({
+        TRACK_ID: ids[starts], "n_frames": n_steps + 1, "t_start": frames[starts], "t_end": frames[ends],
+        "mean_speed": np.where(n_steps > 0, per_track(speed) / np.maximum(n_steps, 1), np.nan),
+        "path_length": path, "net_displacement": net,
+        "straightness": np.where(path > 0, np.minimum(net / np.where(path > 0, path, 1.0), 1.0), np.nan),
+    })  # fmt: skip
+    if region_ids is not None:
+        inside = np.isin(rows["crop_id"].to_numpy(np.int64), region_ids)
+        first = np.minimum.reduceat(np.where(inside, np.arange(len(ids)), len(ids)), starts) if len(ids) else starts
+        table["time_to_region"] = np.where(first < len(ids), t[np.minimum(first, len(ids) - 1)] - t[starts], np.nan)
+    if group_column is not None and group_column in rows.columns:
+        values = rows[group_column]
+        present = (values.notna() & (values.astype(str) != "")).to_numpy()
+        last = np.maximum.reduceat(np.where(present, np.arange(len(ids)), -1), starts) if len(ids) else starts
+        table[group_column] = [values.iloc[i] if i >= 0 else "" for i in last]
+    return table
+
+
+def _last_value(values: pd.Series) -> Any:
+    present = values[values.notna() & (values.astype(str) != "")]
+    return present.iloc[-1] if len(present) else ""
+
+
+def compare_track_groups(
+    statistics: pd.DataFrame,
+    group_column: str,
+    groups: Sequence[Any] | None = None,
+    measures: Sequence[str] | None = None,
+    settings: InferenceSettings | None = None,
+) -> pd.DataFrame:
+    """Compare two groups of tracks (outcomes, conditions) on each per-track measure, with :mod:`core.analysis.inference`.
+
+    Each track is one sample (the frames of one cell are not independent).
+    Per measure: the group means, Cohen's d (positive when the first group is
+    higher) with its bootstrap interval, the two-sided permutation p-value of
+    the mean difference, and the Benjamini–Hochberg q over the measures. A
+    track whose measure is undefined (NaN) is left out of that measure; with
+    too few tracks for the permutation test to reach ``settings.fdr`` the
+    measure gets no p-value, and ``attrs["notes"]`` says why.
+
+    Returns
+    -------
+    DataFrame
+        One row per measure: ``measure, n_a, n_b, mean_a, mean_b, d, d_low, d_high, p_value, q_value``;
+        ``attrs["groups"]`` is ``(a, b)``.
+    """
+    _require_columns(statistics, (group_column,), "the track statistics")
+    settings = settings or InferenceSettings()
+    present = [g for g in pd.unique(statistics[group_column]) if str(g) != ""]
+    groups = list(groups) if groups is not None else present[:2]
+    absent = [g for g in groups if g not in present]
+    if absent:
+        raise InputError(f"no track has {group_column} {', '.join(map(repr, absent))}; the tracks have {present}")
+    if len(groups) != 2 or groups[0] == groups[1]:
+        raise InputError(
+            f"comparing tracks needs two groups in column {group_column!r}; found {present or 'none'}"
+        )
+    measures = [m for m in (measures or MEASURES + ("time_to_region",)) if m in statistics.columns]
+    rng = np.random.default_rng(settings.seed)
+    records, notes = [], []
+    for measure in measures:
+        a = statistics.loc[statistics[group_column] == groups[0], measure].dropna().to_numpy(float)
+        b = statistics.loc[statistics[group_column] == groups[1], measure].dropna().to_numpy(float)
+        record = {"measure": measure, "n_a": len(a), "n_b": len(b),
+                  "mean_a": a.mean() if len(a) else np.nan, "mean_b": b.mean() if len(b) else np.nan,
+                  "d": np.nan, "d_low": np.nan, "d_high": np.nan, "p_value": np.nan}  # fmt: skip
+        if len(a) >= 2 and len(b) >= 2:
+            record["d"] = cohens_d(a, b).d[0]
+            try:
+                require_enough_units(len(a), len(b), settings.fdr, unit="track", a=groups[0], b=groups[1])
+            except InputError as err:
+                notes.append(f"{measure}: {err}")
+            else:
+                units = make_units(np.concatenate([a, b])[:, None], np.arange(len(a) + len(b)) < len(a))
+                record["p_value"] = permutation_p_values(units, settings.permutations, rng)[0][0]
+                low, high, _ = bootstrap_intervals(units, settings.resamples, settings.confidence, rng)
+                record.update(d_low=low[1][0], d_high=high[1][0])
+        records.append(record)
+    table = pd.DataFrame.from_records(records)
+    tested = table["p_value"].notna().to_numpy()
+    table["q_value"] = np.nan
+    if tested.any():
+        table.loc[tested, "q_value"] = stats.false_discovery_control(table.loc[tested, "p_value"], method="bh")
+    table.attrs["groups"] = (groups[0], groups[1])
+    table.attrs["notes"] = notes
+    return table
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def paths_figure(
+    cells: pd.DataFrame, columns: Sequence[str], *, colour_by: str | None = None, max_tracks: int = 200
+) -> Figure:
+    """The tracks' paths through two coordinates: grey cells behind, one line per track, a dot at its start.
+
+    Lines are coloured by time (viridis, early to late) or, with ``colour_by``,
+    by each track's last value of that column (outcome or condition).
+    """
+    if len(columns) != 2:
+        raise InputError(f"a path figure draws two coordinates; got {list(columns)}")
+    paths = track_paths(cells, columns)
+    figure = Figure(figsize=(5.0, 4.2))
+    axes = figure.add_subplot()
+    axes.scatter(cells[columns[0]], cells[columns[1]], s=4, c="0.8", linewidths=0)
+    chosen = list(paths)[:max_tracks]
+    if colour_by is None:
+        from matplotlib.collections import LineCollection
+
+        segments = [np.stack([z[:-1], z[1:]], axis=1) for _, z in (paths[k] for k in chosen) if len(z) > 1]
+        times = [t[1:] for t, z in (paths[k] for k in chosen) if len(z) > 1]
+        if segments:
+            lines = LineCollection(np.concatenate(segments), cmap="viridis", linewidths=1.0)
+            lines.set_array(np.concatenate(times).astype(float))
+            axes.add_collection(lines)
+            figure.colorbar(lines, ax=axes, label="frame")
+    else:
+        last = on_tracks(cells).groupby(TRACK_ID)[colour_by].agg(_last_value)
+        palette = {value: f"C{i % 10}" for i, value in enumerate(sorted(pd.unique(last.astype(str))))}
+        for key in chosen:
+            _, z = paths[key]
+            axes.plot(z[:, 0], z[:, 1], lw=1.0, color=palette[str(last[key])])
+        for value, colour in palette.items():
+            axes.plot([], [], color=colour, label=value)
+        axes.legend(title=colour_by, fontsize=7)
+    starts = np.array([paths[k][1][0] for k in chosen]) if chosen else np.zeros((0, 2))
+    axes.scatter(starts[:, 0], starts[:, 1], s=10, c="k", marker="o", linewidths=0, label=None)
+    axes.set_xlabel(columns[0])
+    axes.set_ylabel(columns[1])
+    title = f"{len(chosen)} track paths" + (f" (of {len(paths)})" if len(paths) > len(chosen) else "")
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{what} has no column(s) {', '.join(missing)}")
+
+
+def _spatial_ndim(table: pd.DataFrame) -> int:
+    ndim = 3 if "z_start" in table.columns else 2
+    _require_columns(table, ("label_id", "t", *(f"{a}_{e}" for a in "zyx"[3 - ndim :] for e in ("start", "stop"))),
+                     "the crop table")  # fmt: skip
+    return ndim
+
+
+__all__ = [
+    "MEASURES",
+    "NO_TRACK",
+    "TRACK_ID",
+    "compare_track_groups",
+    "describe_tracks",
+    "nearest_segment",
+    "on_tracks",
+    "path_segments",
+    "paths_figure",
+    "read_tracks",
+    "shuffle_frames",
+    "smoothness",
+    "step_lengths",
+    "track_ids_from_column",
+    "track_ids_from_labels",
+    "track_ids_from_tracks",
+    "track_keys",
+    "track_paths",
+    "track_statistics",
+    "with_track_ids",
+]

@@ -1,0 +1,1 @@
+"""Reading microscopy stacks (axes, pixel sizes, channel names) and writing OME-TIFF."""
