@@ -28,7 +28,7 @@ import pandas as pd
 from magicgui.widgets import CheckBox, FileEdit
 from napari.layers import Labels
 from napari.utils.notifications import show_info
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QColorDialog,
     QComboBox,
@@ -36,9 +36,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QMessageBox,
     QPushButton,
     QVBoxLayout,
@@ -58,6 +55,7 @@ from ..viewer.annotations import (
 from ..viewer.callbacks import weak_key_callback
 from ..viewer.layers import SourceOverlay
 from ..viewer.session import session_for
+from .annotation_classes import ClassList
 from .annotation_export import ExportForm
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
@@ -110,26 +108,10 @@ class AnnotationWidget(QWidget):
         layout.addWidget(QLabel("Analysis folder (annotations are saved here after every change)"))
         layout.addWidget(self.folder_edit.native)
 
-        classes = QGroupBox("Classes")
-        box = QVBoxLayout(classes)
-        self.class_list = QListWidget()
-        box.addWidget(self.class_list)
-        row = QHBoxLayout()
-        self.name_edit = QLineEdit()
-        self.name_edit.setPlaceholderText("new class name")
-        add = QPushButton("Add")
-        add.clicked.connect(lambda: report_errors(self.add_class)(self.name_edit.text()))
-        row.addWidget(self.name_edit)
-        row.addWidget(add)
-        box.addLayout(row)
-        row = QHBoxLayout()
-        for text, slot in (("Rename…", self._rename_clicked), ("Colour…", self._colour_clicked),
-                           ("Remove", self._remove_clicked)):
-            button = QPushButton(text)
-            button.clicked.connect(slot)
-            row.addWidget(button)
-        box.addLayout(row)
-        layout.addWidget(classes)
+        self.classes_box = ClassList(add=report_errors(self.add_class), rename=self._rename_clicked,
+                                     colour=self._colour_clicked, remove=self._remove_clicked)  # fmt: skip
+        self.class_list, self.name_edit = self.classes_box.list, self.classes_box.name_edit
+        layout.addWidget(self.classes_box)
 
         assign = QGroupBox("Assign")
         box = QVBoxLayout(assign)
@@ -447,20 +429,10 @@ class AnnotationWidget(QWidget):
         self._refresh(select)
 
     def _refresh(self, select: str | None = None) -> None:
-        current = select or (self.class_list.currentItem().text() if self.class_list.currentItem() else None)
-        self.class_list.clear()
+        self.classes_box.show_classes(self.store.classes if self.store is not None else [], select)
         if self.store is None:
             self.status.setText(NO_CELLS if self.cells is None else "choose an analysis folder")
         else:
-            for cls in self.store.classes:
-                pixmap = QPixmap(12, 12)
-                pixmap.fill(QColor(cls.colour))
-                item = QListWidgetItem(QIcon(pixmap), cls.name)
-                self.class_list.addItem(item)
-                if cls.name == current:
-                    self.class_list.setCurrentItem(item)
-            if self.class_list.currentItem() is None and self.class_list.count():
-                self.class_list.setCurrentRow(0)
             annotated = int((self.store.annotations != "").sum())
             unsaved = " — NOT SAVED" if self.store.unsaved else ""
             self.status.setText(f"{annotated} of {len(self.cells)} cells annotated; saved in {self.store.folder}{unsaved}")

@@ -52,7 +52,6 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -82,6 +81,7 @@ from ..viewer.reconstructions import (
 from ..viewer.session import session_for
 from .docking import tab_with_other_docks
 from .loss_plot import LossPlot
+from .run_progress import RunProgress
 from .tasks import Tasks
 from .train_settings import TrainSettingsForms
 from .training_run import (
@@ -95,12 +95,6 @@ from .training_run import (
 REFRESH_INTERVAL_MS = 500
 #: The preview layer is refreshed at most this often: each canvas redraw costs 100-200 ms without a GPU.
 PREVIEW_INTERVAL_S = 3.0
-
-def _format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
 
 class TrainWidget(QWidget):
     """Train a VAE on the session's crop set (or one loaded from a folder), live, with Stop and Resume."""
@@ -134,9 +128,8 @@ class TrainWidget(QWidget):
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume")
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setFormat("%v / %m steps")
-        self.progress_label = QLabel("")
+        self.run_progress = RunProgress()
+        self.progress_bar, self.progress_label = self.run_progress.bar, self.run_progress.label
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -176,8 +169,7 @@ class TrainWidget(QWidget):
         for button in (self.start_button, self.stop_button, self.resume_button):
             buttons.addWidget(button.native)
         box.addLayout(buttons)
-        box.addWidget(self.progress_bar)
-        box.addWidget(self.progress_label)
+        box.addWidget(self.run_progress)
         box.addWidget(self.status)
         box.addWidget(self.plot)
         box.addWidget(self.save_bundle_button.native)
@@ -353,7 +345,7 @@ class TrainWidget(QWidget):
         self._pending_update, self._pending_preview, self._preview_shown_at = None, None, -np.inf
         self._run_crop_set, self._run_crop_folder, self._run_train_settings = crop_set, self.crop_folder, train_settings
         stop_event, done_event = self._run.begin()
-        self.progress_bar.setRange(0, 0)
+        self.run_progress.starting()
         verb = "Resuming from " + str(checkpoint) if checkpoint else "Training"
         # napari registers the task with the viewer's window: closing the viewer asks first, then quits it (on_quit).
         return self.tasks.start(train_in_thread, crop_set, model_settings, train_settings, stop_event, done_event,
@@ -395,7 +387,7 @@ class TrainWidget(QWidget):
         """Show the latest progress, the new epochs and, at most every ``PREVIEW_INTERVAL_S`` (or when
         ``final``), the latest preview."""
         if self._pending_update is not None:
-            self._show_progress(self._pending_update)
+            self.run_progress.show_update(self._pending_update)
             self._pending_update = None
         self.plot.refresh()
         if self._pending_preview is not None:
@@ -404,21 +396,6 @@ class TrainWidget(QWidget):
                 self._pending_preview, self._preview_shown_at = None, time.monotonic()
             else:
                 self._refresh_timer.start()  # come back for the held preview
-
-    def _show_progress(self, update: TrainUpdate) -> None:
-        # QProgressBar.setValue paints at once; held back, the bar is painted with the label in one pass.
-        self.progress_bar.setUpdatesEnabled(False)
-        self.progress_bar.setRange(0, max(update.total_steps, 1))
-        self.progress_bar.setValue(min(update.step, update.total_steps))
-        self.progress_bar.setUpdatesEnabled(True)
-        stage = "" if update.stage == "model" else f"{update.stage} model, "
-        eta = _format_seconds(update.eta_s) if update.eta_s is not None else "…"
-        loss = update.train_losses.get("loss")
-        loss_text = f", loss {loss:.4g}" if loss is not None else ""
-        self.progress_label.setText(
-            f"{stage}epoch {update.epoch + 1}, step {update.step}/{update.total_steps}{loss_text}; "
-            f"elapsed {_format_seconds(update.elapsed_s)}, ETA {eta}"
-        )
 
     def _on_result(self, result: TrainResult) -> None:
         self.result = result
