@@ -61,7 +61,11 @@ def write_files(folder: Path, size_bytes: int) -> tuple[Path, Path, int]:
 
 
 def run(kind: str, image_path: str, labels_path: str, out: str) -> dict:
-    from napari_morphospace.core.cells.crops import CropSettings, CropSource, build_crop_set
+    from napari_morphospace.core.cells.crops import (
+        CropSettings,
+        CropSource,
+        build_crop_set,
+    )
     from napari_morphospace.core.io.stacks import read_stack
 
     base = memory_kib("VmRSS")

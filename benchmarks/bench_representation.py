@@ -48,7 +48,10 @@ from napari_morphospace.core.cells.crop_set import CropSet, concat_crop_sets  # 
 from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels  # noqa: E402
 from napari_morphospace.core.config import from_dict, to_dict  # noqa: E402
 from napari_morphospace.core.models import ModelSettings  # noqa: E402
-from napari_morphospace.core.training.diagnostics import cell_measurements, representation_probe  # noqa: E402
+from napari_morphospace.core.training.diagnostics import (  # noqa: E402
+    cell_measurements,
+    representation_probe,
+)
 from napari_morphospace.core.training.engine import TrainSettings, split_crops, train  # noqa: E402
 
 

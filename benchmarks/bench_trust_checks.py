@@ -29,9 +29,18 @@ import pandas as pd
 import torch
 import zarr
 
-from napari_morphospace.core.cells.crop_set import CropSet, bbox_columns, check_crop_values, load_crop_set
+from napari_morphospace.core.cells.crop_set import (
+    CropSet,
+    bbox_columns,
+    check_crop_values,
+    load_crop_set,
+)
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.project.analysis_folder import create_analysis, open_analysis, save_analysis
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    open_analysis,
+    save_analysis,
+)
 
 
 def crop_set(n: int) -> CropSet:

@@ -65,18 +65,21 @@ def main() -> None:
 
     import napari
 
-    from napari_morphospace._qt import train_widget
+    from napari_morphospace._qt import training_run
     from napari_morphospace._qt.train_widget import TrainWidget
     from napari_morphospace._sample_data import sample_layer_data
     from napari_morphospace.core.cells.crop_set import concat_crop_sets
     from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
-    from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
+    from napari_morphospace.core.cells.sample_data import (
+        SampleSettings,
+        make_sample_data,
+    )
     from napari_morphospace.viewer.session import session_for
 
     warnings.simplefilter("ignore")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-        train_widget._usable_cpus = lambda: args.torch_threads + 1  # the widget trains with this minus one
+        training_run._usable_cpus = lambda: args.torch_threads + 1  # the widget trains with this minus one
     sample = make_sample_data(SampleSettings(n_cells=args.cells, seed=0))
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1500, 1000)

@@ -56,7 +56,7 @@ def main() -> None:
         nuclei, _image_table = write_cellprofiler_tables(Path(folder))
         _dock, analysis = viewer.window.add_plugin_dock_widget(PLUGIN, "Analysis")
         analysis.open_table(nuclei)
-        settle(1.0, until=lambda: analysis._worker is None)
+        settle(1.0, until=lambda: not analysis.tasks.busy)
     show_one_field(viewer)
     viewer.screenshot(str(IMAGES / "external-table-opened.png"), canvas_only=False)
 

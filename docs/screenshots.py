@@ -38,7 +38,7 @@ def cells_widget() -> None:
     settle()
     viewer.screenshot(str(IMAGES / "cells-preview.png"), canvas_only=False)
     cells.build()
-    while cells._worker is not None:
+    while cells.tasks.busy:
         settle(0.1)
     cells.crop_section.collapse(animate=False)
     cells.preprocessing_section.collapse(animate=False)
@@ -197,7 +197,7 @@ def analysis_external() -> None:
 
     widget._ask = ask
     widget.open(folder)
-    while widget._worker is not None:
+    while widget.tasks.busy:
         settle(0.1)
     settle()
     viewer.close()

@@ -36,7 +36,10 @@ from napari_morphospace.core.analysis.embed import embed
 from napari_morphospace.core.cells.crop_job import CropJob, run_crop_job
 from napari_morphospace.core.cells.crops import CropSettings
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.project.analysis_folder import create_analysis, save_analysis
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    save_analysis,
+)
 from napari_morphospace.core.training.bundle import save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
@@ -213,7 +216,11 @@ def report_args(w: Path, *extra: str) -> list[str]:
 
 
 def empty_crop_set(w: Path) -> Path:
-    from napari_morphospace.core.cells.crop_set import CropSet, bbox_columns, save_crop_set
+    from napari_morphospace.core.cells.crop_set import (
+        CropSet,
+        bbox_columns,
+        save_crop_set,
+    )
 
     table = pd.DataFrame(columns=["crop_id", "source", "label_id", "t", "group", "annotation", *bbox_columns(2)])
     return save_crop_set(CropSet(np.zeros((0, 1, 16, 16), np.float32), table, ["ch0"]), w / "empty")

@@ -17,8 +17,16 @@ from napari_morphospace.core.analysis.cell_table import LabelsInfo, join_latents
 from napari_morphospace.core.analysis.embed import embed
 from napari_morphospace.core.cells.crop_set import TRACK_ID, load_crop_set
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.project.analysis_folder import create_analysis, open_analysis, save_analysis
-from napari_morphospace.core.project.export import export_anndata, export_table, read_table
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    open_analysis,
+    save_analysis,
+)
+from napari_morphospace.core.project.export import (
+    export_anndata,
+    export_table,
+    read_table,
+)
 from napari_morphospace.core.project.report import write_report
 from napari_morphospace.core.training.bundle import load_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings

@@ -29,7 +29,13 @@ from .core.cells.crop_set import CropSet
 from .core.cells.selection import spatial_ndim
 from .core.errors import InputError
 from .core.io.stacks import read_stack
-from .core.project.analysis_folder import CONSENT_HINT, Analysis, external_references, is_analysis_folder, open_analysis
+from .core.project.analysis_folder import (
+    CONSENT_HINT,
+    Analysis,
+    external_references,
+    is_analysis_folder,
+    open_analysis,
+)
 
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 

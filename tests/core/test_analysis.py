@@ -9,7 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace._analysis_reader import analysis_layers, get_analysis_reader, read_analysis_folder
+from napari_morphospace._analysis_reader import (
+    analysis_layers,
+    get_analysis_reader,
+    read_analysis_folder,
+)
 from napari_morphospace.core.cells.crop_set import CropSet, bbox_columns
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
@@ -228,7 +232,10 @@ def test_create_refuses_a_folder_with_other_files(tmp_path):
 
 def test_a_folder_the_annotate_widget_autosaved_into_becomes_an_analysis(tmp_path):
     """Annotations autosaved before the first save of the analysis are kept, not refused."""
-    from napari_morphospace.core.project.annotations import AnnotationStore, read_annotations
+    from napari_morphospace.core.project.annotations import (
+        AnnotationStore,
+        read_annotations,
+    )
 
     store = AnnotationStore([0, 1, 2], tmp_path, classes=[AnnotationClass("round", "#ff0000")])
     store.assign([1], "round")

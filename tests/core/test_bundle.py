@@ -15,7 +15,11 @@ from napari_morphospace.core.analysis.embed import embed
 from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import Condition, ModelSettings, build_model
-from napari_morphospace.core.training.bundle import check_compatible, load_bundle, save_bundle
+from napari_morphospace.core.training.bundle import (
+    check_compatible,
+    load_bundle,
+    save_bundle,
+)
 from napari_morphospace.core.training.engine import TrainSettings
 
 

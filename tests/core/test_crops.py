@@ -13,7 +13,11 @@ import pandas as pd
 import pytest
 
 from napari_morphospace.core.cells import crops
-from napari_morphospace.core.cells.crop_set import bbox_columns, crop_set_folder, load_crop_set
+from napari_morphospace.core.cells.crop_set import (
+    bbox_columns,
+    crop_set_folder,
+    load_crop_set,
+)
 from napari_morphospace.core.cells.crops import (
     CropCancelled,
     CropSettings,
@@ -269,7 +273,10 @@ def test_streaming_to_disk_gives_the_same_crop_set(tmp_path):
 
 
 def test_pipeline_runs_on_each_crop_and_is_recorded():
-    from napari_morphospace.core.cells.preprocess import PreprocessPipeline, PreprocessStep
+    from napari_morphospace.core.cells.preprocess import (
+        PreprocessPipeline,
+        PreprocessStep,
+    )
 
     image = np.random.default_rng(7).random((30, 30)).astype(np.float32)
     labels = np.zeros((30, 30), np.uint8)

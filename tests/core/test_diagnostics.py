@@ -155,9 +155,19 @@ def test_latents_of_a_small_default_training_know_size_and_elongation_better_tha
     from napari_morphospace.core.analysis.embed import embed
     from napari_morphospace.core.cells.crop_set import concat_crop_sets
     from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
-    from napari_morphospace.core.cells.preprocess import PreprocessPipeline, PreprocessStep
-    from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
-    from napari_morphospace.core.training.engine import TrainSettings, split_crops, train
+    from napari_morphospace.core.cells.preprocess import (
+        PreprocessPipeline,
+        PreprocessStep,
+    )
+    from napari_morphospace.core.cells.sample_data import (
+        SampleSettings,
+        make_sample_data,
+    )
+    from napari_morphospace.core.training.engine import (
+        TrainSettings,
+        split_crops,
+        train,
+    )
 
     sample = make_sample_data(SampleSettings(n_cells=100, n_channels=1, seed=0))
     aligned = PreprocessPipeline([PreprocessStep("align_major_axis"), PreprocessStep("resize", {"shape": [32, 32]})])

@@ -12,7 +12,13 @@ import tifffile
 
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.io import stacks as io
-from napari_morphospace.core.io.stacks import Stack, assign_tczyx, read_stack, stack_from_bioimage, write_stack
+from napari_morphospace.core.io.stacks import (
+    Stack,
+    assign_tczyx,
+    read_stack,
+    stack_from_bioimage,
+    write_stack,
+)
 
 
 def ramp(shape: tuple[int, ...], dtype=np.uint16) -> np.ndarray:

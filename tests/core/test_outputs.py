@@ -9,7 +9,10 @@ import torch
 from napari_morphospace.core import outputs
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training.bundle import preprocessing_differences, save_bundle
+from napari_morphospace.core.training.bundle import (
+    preprocessing_differences,
+    save_bundle,
+)
 from napari_morphospace.core.training.engine import TrainSettings
 
 

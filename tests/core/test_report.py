@@ -13,7 +13,11 @@ from PIL import Image
 from napari_morphospace.core.cells.crop_set import CropSet, bbox_columns
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.project.analysis_folder import create_analysis, open_analysis, save_analysis
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    open_analysis,
+    save_analysis,
+)
 from napari_morphospace.core.project.demo import DemoSettings, run_demo
 from napari_morphospace.core.project.report import (
     SECTIONS,

@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 
 from napari_morphospace.core.analysis.inference import simulate_conditions
-from napari_morphospace.core.project.analysis_folder import create_analysis, save_analysis
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    save_analysis,
+)
 from napari_morphospace.core.project.report import write_report
 
 TITLE = "Inference between the groups"

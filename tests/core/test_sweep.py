@@ -29,7 +29,10 @@ from napari_morphospace.core.project.sweep import (
     split_for_sweep,
 )
 from napari_morphospace.core.training.bundle import load_bundle
-from napari_morphospace.core.training.diagnostics import diagnose_training, representation_probe
+from napari_morphospace.core.training.diagnostics import (
+    diagnose_training,
+    representation_probe,
+)
 from napari_morphospace.core.training.engine import split_crops
 
 TINY = {

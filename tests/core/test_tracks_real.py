@@ -15,7 +15,11 @@ from sklearn.decomposition import PCA
 from napari_morphospace.core.analysis import tracks
 from napari_morphospace.core.cells import track_ids
 from napari_morphospace.core.cells.crop_set import NO_TRACK, TRACK_ID
-from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels, crops_from_points
+from napari_morphospace.core.cells.crops import (
+    CropSettings,
+    crops_from_labels,
+    crops_from_points,
+)
 
 MU = [f"mu_{i}" for i in range(10)]
 

@@ -24,7 +24,11 @@ from test_training import StopAfter, ellipse_crop_set, last_state, settings, sma
 
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import BetaVAE
-from napari_morphospace.core.training.engine import TrainingDiverged, TrainingInterrupted, train
+from napari_morphospace.core.training.engine import (
+    TrainingDiverged,
+    TrainingInterrupted,
+    train,
+)
 
 #: 48 crops over 4 sources: one source (12 crops) validates, 36 train in batches of 8, the short last one dropped.
 STEPS_PER_EPOCH = 36 // 8

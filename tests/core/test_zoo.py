@@ -24,7 +24,11 @@ from napari_morphospace.core.cells.preprocess import normalize_percentile
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.project import zoo
-from napari_morphospace.core.project.zoo import ZooSettings, export_zoo_packages, import_zoo_packages
+from napari_morphospace.core.project.zoo import (
+    ZooSettings,
+    export_zoo_packages,
+    import_zoo_packages,
+)
 from napari_morphospace.core.training.bundle import load_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
@@ -143,7 +147,11 @@ def test_descriptions_carry_cover_readme_citations_and_our_model_json(exported):
 
 def test_a_traversal_runs_downstream_through_the_torchscript_packages(exported):
     """Encoder package → change one latent → decoder package, in bioimageio.core with TorchScript only."""
-    from bioimageio.core import create_prediction_pipeline, load_model_description, predict
+    from bioimageio.core import (
+        create_prediction_pipeline,
+        load_model_description,
+        predict,
+    )
 
     bundle, crops, written, _ = exported
     pipelines = {role: create_prediction_pipeline(load_model_description(path), weight_format="torchscript")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from napari.layers import Labels
+from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton
 
 from napari_morphospace._qt.analysis_widget import AnalysisWidget
 from napari_morphospace._qt.scatter_widget import ScatterWidget
@@ -14,7 +15,11 @@ from napari_morphospace._reader import read_layers
 from napari_morphospace.core.analysis.embed import embed
 from napari_morphospace.core.cells.crop_set import CropSet, bbox_columns
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.project.analysis_folder import create_analysis, open_analysis, save_analysis
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    open_analysis,
+    save_analysis,
+)
 from napari_morphospace.core.project.annotations import AnnotationStore
 from napari_morphospace.core.project.report import SECTIONS
 from napari_morphospace.core.training.bundle import load_bundle, save_bundle
@@ -249,3 +254,17 @@ def test_saving_over_another_analysis_asks_first(widget, qtbot, analysis_folder,
     assert "already holds an analysis" in questions[0]
     assert (analysis_folder / "analysis.json").read_text() == before
     assert len(open_analysis(analysis_folder, allow_external=True).latents) == 6
+
+
+def test_the_docked_analysis_widget_fits_a_1400_px_window(make_napari_viewer, dock, qtbot):
+    """Every label, field and button ends inside the window: none is cut off at its right edge."""
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1400, 900)
+    widget = dock(viewer, "Analysis")
+    qtbot.waitUntil(lambda: widget.isVisible() and window.width() == 1400, timeout=5000)
+    qtbot.wait(200)
+    parts = [w for w in widget.findChildren((QLabel, QLineEdit, QPushButton)) if w.isVisible()]
+    cut_off = {(w.text() or type(w).__name__): w.mapTo(window, w.rect().topRight()).x() for w in parts
+               if w.mapTo(window, w.rect().topRight()).x() >= window.width()}  # fmt: skip
+    assert len(parts) > 10 and not cut_off, f"cut off at the right edge of a {window.width()} px window: {cut_off}"

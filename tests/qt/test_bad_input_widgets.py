@@ -11,7 +11,10 @@ import torch
 
 from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.project.analysis_folder import create_analysis, save_analysis
+from napari_morphospace.core.project.analysis_folder import (
+    create_analysis,
+    save_analysis,
+)
 from napari_morphospace.core.training.bundle import load_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 from napari_morphospace.viewer.session import session_for

@@ -117,7 +117,7 @@ def test_clusters_annotations_and_docks_survive_save_and_reopen(make_napari_view
     assert cells["cluster"].notna().all() and (cells["annotation"] == "bright").sum() == 3
     analysis = dock(viewer, "Analysis")
     analysis.save(tmp_path / "saved")
-    qtbot.waitUntil(lambda: analysis._worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: not analysis.tasks.busy, timeout=60000)
 
     reopened = make_napari_viewer()
     again = dock(reopened, "Analysis")
@@ -125,7 +125,7 @@ def test_clusters_annotations_and_docks_survive_save_and_reopen(make_napari_view
     again._ask = lambda question: questions.append(question) or True  # the fields lie outside the folder: "Yes"
     again.open(tmp_path / "saved")
     assert len(questions) == 1 and "outside itself" in questions[0]
-    qtbot.waitUntil(lambda: again._worker is None and len(reopened.layers) >= 6, timeout=60000)
+    qtbot.waitUntil(lambda: not again.tasks.busy and len(reopened.layers) >= 6, timeout=60000)
     labels = [layer.name for layer in reopened.layers if layer.name.endswith("_labels")]
     assert labels == names  # named as when they were opened: no 'A9 cells [1]'
     restored = session_for(reopened).cells

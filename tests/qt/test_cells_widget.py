@@ -9,7 +9,8 @@ import tifffile
 from qtpy.QtCore import Qt, QTimer
 from real_data import bbbc007_fields, dataset, stardist_3d
 
-from napari_morphospace._qt.cells_widget import COLUMNS, CellsWidget
+from napari_morphospace._qt.cells_widget import CellsWidget
+from napari_morphospace._qt.sources_table import COLUMNS
 from napari_morphospace._sample_data import sample_layer_data
 from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
 from napari_morphospace.core.cells.sample_data import SampleSettings, make_sample_data
@@ -30,7 +31,7 @@ def viewer_with_cells(make_napari_viewer, sample):
 
 
 def _wait_for_build(qtbot, widget):
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=60000)
 
 
 def test_sources_pair_each_labels_layer_with_its_channels(viewer_with_cells, qtbot):
@@ -108,7 +109,7 @@ def test_bad_axes_are_explained_not_crashed(viewer_with_cells, qtbot):
     assert "axes 'ZYX' do not fit" in widget.preview_info.text()
     widget.table.item(1, 0).setCheckState(Qt.CheckState.Unchecked)
     widget.build()  # refused on the GUI thread with a notification; nothing runs
-    assert widget._worker is None and widget.crop_set is None
+    assert not widget.tasks.busy and widget.crop_set is None
 
 
 def test_saved_job_rebuilds_the_same_crop_set_from_the_command_line(make_napari_viewer, sample, qtbot, tmp_path):
@@ -261,3 +262,19 @@ def test_renaming_a_layer_after_its_image_pairs_it(make_napari_viewer, dock, qtb
     viewer.layers["segmentation"].name = f"{fields[0][1].stem}_mask"
     assert [(s.objects, s.channels) for s in widget.sources()] == [(f"{fields[0][1].stem}_mask", [fields[0][1].stem])]
     assert not widget.pairing_info.isVisibleTo(widget)
+
+
+def test_skipped_objects_of_every_source_are_told_in_one_summed_note(viewer_with_cells, napari_hooks, qtbot):
+    """As ``morphospace crops`` says it: one line per reason for the whole build, counts summed over the sources."""
+    widget = CellsWidget(viewer_with_cells)
+    qtbot.addWidget(widget)
+    areas = [np.bincount(np.asarray(viewer_with_cells.layers[s.objects].data).ravel())[1:] for s in widget.sources()]
+    threshold = int(np.median(np.concatenate(areas)))
+    skipped = sum(int(((a > 0) & (a < threshold)).sum()) for a in areas)
+    assert all(((a > 0) & (a < threshold)).any() for a in areas)  # each source skips some
+    widget.crop_form.min_area.value = threshold
+    widget.build()
+    _wait_for_build(qtbot, widget)
+    notes = [line for n in napari_hooks.notifications("warning") for line in str(n.message).splitlines()
+             if "min_area" in line]  # fmt: skip
+    assert notes == [f"{skipped} objects were smaller than min_area and skipped (lower min_area to keep them)"]

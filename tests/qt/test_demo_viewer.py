@@ -12,7 +12,7 @@ def test_demo_viewer_builds_crops_of_both_groups(qtbot):
         cells = widgets["cells"]
         assert [s.group for s in cells.sources()] == ["control", "treated"]
         cells.build()
-        qtbot.waitUntil(lambda: cells._worker is None, timeout=60000)
+        qtbot.waitUntil(lambda: not cells.tasks.busy, timeout=60000)
         assert cells.crop_set.images.shape == (12, 3, 32, 32)  # 48 px boxes resized for the model
     finally:
         viewer.close()

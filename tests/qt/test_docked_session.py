@@ -21,7 +21,7 @@ def _close(widget) -> weakref.ref:
 def _build(cells, qtbot):
     """Press the Cells widget's Build and wait for its crop set."""
     cells.build()
-    qtbot.waitUntil(lambda: cells._worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: not cells.tasks.busy, timeout=60000)
     return cells.crop_set
 
 

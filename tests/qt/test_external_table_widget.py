@@ -25,7 +25,7 @@ def explorer(make_napari_viewer, dock, tmp_path):
 def _open(analysis, qtbot, path, settings=None):
     worker = analysis.open_table(path, settings)
     assert worker is not None
-    qtbot.waitUntil(lambda: analysis._worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: not analysis.tasks.busy, timeout=30000)
 
 
 def test_cellprofiler_table_lands_in_the_layers_features_and_the_explorer(explorer, dock, qtbot):
@@ -135,14 +135,14 @@ def test_the_table_is_saved_with_the_analysis_and_comes_back(explorer, make_napa
     _open(analysis, qtbot, nuclei)
     before = session_for(viewer).cells.copy()
     analysis.save(tmp_path / "analysis")
-    qtbot.waitUntil(lambda: analysis._worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: not analysis.tasks.busy, timeout=30000)
     assert "Analysis saved" in analysis.status.text(), analysis.status.text()
 
     viewer2 = make_napari_viewer()
     reopened = dock(viewer2, "Analysis")
     reopened._ask = lambda question: "outside itself" in question  # the fields lie outside the folder: consent
     reopened.open(tmp_path / "analysis")
-    qtbot.waitUntil(lambda: reopened._worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: not reopened.tasks.busy, timeout=30000)
     cells = session_for(viewer2).cells
     assert cells is not None, reopened.status.text()
     pd.testing.assert_frame_equal(cells[before.columns].reset_index(drop=True), before, check_dtype=False)

@@ -59,7 +59,7 @@ def _walk(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers, crop_size,
     busy.start()
     try:
         cells.build_button.native.click()
-        qtbot.waitUntil(lambda: cells._worker is None, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: not cells.tasks.busy, timeout=WAIT_MS)
     finally:
         busy.stop()
     crop_set = cells.crop_set

@@ -6,18 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from skimage.draw import ellipse
+from test_train_widget import set_optional
 
 from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.project.sweep import load_sweep_settings
 from napari_morphospace.viewer.session import session_for
 
 SIZE = 16
-
-def set_optional(box, value):
-    """Switch an optional setting of a form on (its check box) and give it ``value``."""
-    box["enabled"].value = True
-    box["value"].value = value
-
 
 
 def ellipse_crop_set(n: int = 48, n_sources: int = 6) -> CropSet:

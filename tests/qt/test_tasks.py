@@ -112,3 +112,24 @@ def _deleted(qobject) -> bool:
     except RuntimeError:
         return True
     return False
+
+
+def test_on_quit_runs_when_napari_cancels_the_viewers_tasks_on_close(make_napari_viewer, qtbot, napari_hooks):
+    """napari registers every worker with the viewer's window and quits them when it closes: on_quit hears it."""
+    viewer = make_napari_viewer()
+    release = threading.Event()
+    tasks = _tasks([])
+    tasks.start(release.wait, 30, on_quit=release.set)
+    manager = viewer.window._qt_window._window._task_status_manager
+    assert manager.is_busy()  # "closing the viewer asks first" sees the task
+    manager.cancel_all()  # what closing the viewer does
+    assert release.is_set()
+    qtbot.waitUntil(lambda: not tasks.busy, timeout=5000)
+
+
+def test_on_quit_runs_when_the_widget_lets_go_of_its_tasks(qtbot, napari_hooks):
+    release = threading.Event()
+    tasks = _tasks([])
+    tasks.start(release.wait, 30, progress="Waiting", on_quit=release.set)
+    tasks.stop()
+    assert release.is_set() and not tasks.busy

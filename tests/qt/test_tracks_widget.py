@@ -3,12 +3,15 @@ statistics, paths in the scatter plot linked both ways to the image and the time
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from qtpy.QtWidgets import QPushButton
 from tracked_movie import CELLS, FIRST_FRAME, movie, radius, track_points
 
 from napari_morphospace._qt.tracks_widget import FROM_LABELS
+from napari_morphospace.core.analysis import tracks as core_tracks
 from napari_morphospace.core.cells.crop_set import TRACK_ID
 from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
 from napari_morphospace.core.errors import InputError
@@ -56,10 +59,17 @@ def test_track_ids_from_a_trackers_column_of_the_cells(tracked_viewer, dock):
     assert (session.cells[TRACK_ID] == 100 + session.cells["label_id"]).all()
 
 
-def test_track_statistics_table_and_a_clicked_row_selects_the_track_at_its_first_frame(tracked_viewer, dock):
+def compute(qtbot, widget):
+    """Press "Track statistics" and wait until its task has ended; the statistics shown."""
+    assert widget.compute() is not None
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=30000)
+    return widget.statistics
+
+
+def test_track_statistics_table_and_a_clicked_row_selects_the_track_at_its_first_frame(tracked_viewer, dock, qtbot):
     widget = dock(tracked_viewer, "Tracks")
     widget.give_track_ids(FROM_LABELS)
-    statistics = widget.compute().set_index(TRACK_ID)
+    statistics = compute(qtbot, widget).set_index(TRACK_ID)
     steps = np.hypot([CELLS[k][3] for k in CELLS], 0.1)  # each frame: radius grows, mu_1 grows by 0.1
     np.testing.assert_allclose(statistics["mean_speed"], steps)
     np.testing.assert_allclose(statistics["straightness"], 1.0)
@@ -133,12 +143,48 @@ def test_a_tracks_layer_in_world_units_matches_a_scaled_labels_layer(tracked_vie
         cell_track_ids(cells, tracked_viewer.layers, in_3d)
 
 
-def test_statistics_before_track_ids_say_what_to_do(tracked_viewer, dock, napari_hooks):
+def test_statistics_before_track_ids_say_what_to_do(tracked_viewer, dock, napari_hooks, qtbot):
     widget = dock(tracked_viewer, "Tracks")
     buttons = {button.text(): button for button in widget.findChildren(QPushButton)}
     buttons["Track statistics"].click()
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=30000)
     errors = napari_hooks.take_errors()
     assert len(errors) == 1 and "no track_id column; give their track ids first" in errors[0]
     buttons["Give track ids"].click()  # from the label ids, the first choice
     buttons["Track statistics"].click()
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=30000)
     assert napari_hooks.take_errors() == [] and widget.table.rowCount() == 4
+
+
+def test_track_statistics_are_computed_off_the_gui_thread(tracked_viewer, dock, qtbot, monkeypatch):
+    computed_on = []
+    real = core_tracks.track_statistics
+
+    def recording(*args, **kwargs):
+        computed_on.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core_tracks, "track_statistics", recording)
+    widget = dock(tracked_viewer, "Tracks")
+    widget.give_track_ids(FROM_LABELS)
+    assert len(compute(qtbot, widget)) == 4 and widget.table.rowCount() == 4
+    assert computed_on and threading.main_thread() not in computed_on
+
+
+def test_track_ids_given_in_the_widget_survive_saving_and_reopening_the_analysis(tracked_viewer, dock,
+                                                                                  make_napari_viewer, qtbot, tmp_path):
+    widget = dock(tracked_viewer, "Tracks")
+    widget.give_track_ids("tracker")  # the tracker's ids (10 × label id), which no crop table holds
+    given = session_for(tracked_viewer).cells.set_index("crop_id")[TRACK_ID]
+    analysis = dock(tracked_viewer, "Analysis")
+    analysis.save(tmp_path / "analysis")
+    qtbot.waitUntil(lambda: not analysis.tasks.busy, timeout=60000)
+    assert "Analysis saved" in analysis.status.text(), analysis.status.text()
+
+    viewer = make_napari_viewer()
+    reopened = dock(viewer, "Analysis")
+    reopened.open(tmp_path / "analysis")
+    qtbot.waitUntil(lambda: not reopened.tasks.busy, timeout=60000)
+    cells = session_for(viewer).cells.set_index("crop_id")
+    assert (given == 10 * cells["label_id"]).all()
+    np.testing.assert_array_equal(cells.loc[given.index, TRACK_ID].to_numpy(np.int64), given.to_numpy(np.int64))

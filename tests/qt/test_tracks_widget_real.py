@@ -12,7 +12,7 @@ from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
 from napari_morphospace.viewer.session import session_for
 
 
-def test_real_tracks_layer_gives_the_segmented_nuclei_their_tracks(make_napari_viewer, dock):
+def test_real_tracks_layer_gives_the_segmented_nuclei_their_tracks(make_napari_viewer, dock, qtbot):
     viewer = make_napari_viewer()
     viewer.open(str(movie_path()), plugin="napari-morphospace")
     image = viewer.layers["2D_timelapse"]
@@ -37,7 +37,9 @@ def test_real_tracks_layer_gives_the_segmented_nuclei_their_tracks(make_napari_v
     assert len(on) >= 0.9 * len(points)  # a few points fall between segmented nuclei
     assert not on.duplicated([TRACK_ID, "t"]).any()
 
-    statistics = widget.compute()
+    widget.compute()
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=60000)
+    statistics = widget.statistics
     assert len(statistics) == 16 and statistics["n_frames"].sum() == len(on)
     real, shuffled = (float(x) for x in widget.status.text().split("Mean latent step ")[1].split(" with")[0].split(", "))
     assert real < 0.7 * shuffled  # real tracks move smoothly through the embedding of their crops

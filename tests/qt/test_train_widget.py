@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from skimage.draw import ellipse
 
+from napari_morphospace._qt import tasks as tasks_module
 from napari_morphospace._qt import train_widget as train_widget_module
 from napari_morphospace._qt.train_widget import (
     PREVIEW_LAYER,
@@ -23,7 +25,12 @@ from napari_morphospace.core.config import load_config
 from napari_morphospace.core.figures.gallery import crop_montage
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.training.bundle import Bundle
-from napari_morphospace.core.training.engine import ReconstructionPreview, TrainConfig, TrainUpdate, split_crops
+from napari_morphospace.core.training.engine import (
+    ReconstructionPreview,
+    TrainConfig,
+    TrainUpdate,
+    split_crops,
+)
 from napari_morphospace.viewer.session import session_for
 
 N_CROPS, SIZE, BATCH = 40, 16, 8
@@ -33,7 +40,7 @@ N_CROPS, SIZE, BATCH = 40, 16, 8
 def notifications(monkeypatch):
     """Error notifications the widget shows, as text."""
     shown: list[str] = []
-    monkeypatch.setattr(train_widget_module, "show_error", shown.append)
+    monkeypatch.setattr(tasks_module, "show_error", shown.append)
     return shown
 
 
@@ -66,19 +73,29 @@ def make_widget(viewer, qtbot, *, epochs=3, checkpoint_dir=None, docked=False, *
         viewer.window.add_dock_widget(widget, name="Train")
     else:
         qtbot.addWidget(widget)
+    return tiny_settings(widget, epochs=epochs, checkpoint_dir=checkpoint_dir, **train_values)
+
+
+def set_optional(box, value):
+    """Switch an optional setting of a form on (its check box) and give it ``value``."""
+    box["enabled"].value = True
+    box["value"].value = value
+
+
+def tiny_settings(widget: TrainWidget, *, epochs=3, checkpoint_dir=None, **train_values) -> TrainWidget:
+    """Fill ``widget``'s forms with tiny-model settings."""
     model = widget.model_form
     model.latent_dim.value = 4
     model.base_channels["enabled"].value, model.base_channels["value"].value = True, 8
     form = widget.train_form
     for name, value in (("epochs", epochs), ("batch_size", BATCH)):  # empty (automatic) by default
-        form[name]["enabled"].value, form[name]["value"].value = True, value
+        set_optional(form[name], value)
     form.learning_rate.value = 3e-3
     form.accelerator.value, form.preview_every_n_epochs.value = "cpu", 1
     for name in ("augment_flips", "augment_rot90"):  # empty (the model's default) by default
-        form[name]["enabled"].value, form[name]["value"].value = True, False
+        set_optional(form[name], False)
     if checkpoint_dir is not None:
-        form.checkpoint_dir["enabled"].value = True
-        form.checkpoint_dir["value"].value = str(checkpoint_dir)
+        set_optional(form.checkpoint_dir, str(checkpoint_dir))
     for name, value in train_values.items():
         field = form[name]
         (field["value"] if name in ("epochs", "batch_size") else field).value = value
@@ -230,6 +247,23 @@ def test_closing_during_training_stops_it_and_keeps_a_loadable_checkpoint(make_n
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
 
 
+def test_training_in_a_docked_widget_is_a_napari_task_closing_the_viewer_stops(make_napari_viewer, dock, qtbot,
+                                                                                crop_set, tmp_path):
+    """Docked from the Plugins menu (a proxy viewer): no private napari attribute, and closing still stops it."""
+    viewer = make_napari_viewer()
+    widget = tiny_settings(dock(viewer, "Train"), epochs=500, checkpoint_dir=tmp_path / "run")
+    widget.set_crop_set(crop_set)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        widget.start()
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
+    wait_for_first_step(qtbot, widget)
+    assert viewer.window._qt_window._window._task_status_manager.is_busy()  # closing asks first
+    viewer.close()
+    assert not widget.running and not training_threads()
+    assert torch.load(tmp_path / "run" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] > 0
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -250,7 +284,7 @@ def test_bad_input_is_explained_and_nothing_starts(make_napari_viewer, qtbot, cr
         widget.set_crop_set(crop_set)
         edit(widget)
         getattr(widget, action)()
-        assert not widget.running and widget._worker is None and not training_threads(), name
+        assert not widget.running and not training_threads(), name
         assert len(notifications) == 1 and words in notifications[0], name
         assert words in widget.status.text() and widget.start_button.enabled, name
 

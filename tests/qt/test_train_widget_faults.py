@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from test_train_widget import BATCH, ellipse_crop_set, wait_until_done
-
-def set_optional(box, value):
-    """Switch an optional setting of a form on (its check box) and give it ``value``."""
-    box["enabled"].value = True
-    box["value"].value = value
-
+from test_train_widget import BATCH, ellipse_crop_set, set_optional, wait_until_done
 
 
 def test_start_into_a_used_checkpoint_dir_is_refused_and_resume_continues_that_run(make_napari_viewer, qtbot,

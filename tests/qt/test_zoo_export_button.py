@@ -38,8 +38,8 @@ def test_the_button_exports_the_sessions_model_as_two_test_run_packages(make_nap
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("Ada Lovelace, Alan Turing", True)))
     widget.zoo_button.native.click()
-    assert widget._worker is not None and not widget.zoo_button.enabled  # busy while it runs
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=WAIT_MS)
+    assert widget.tasks.busy and not widget.zoo_button.enabled  # busy while it runs
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=WAIT_MS)
     assert sorted(p.name for p in target.iterdir()) == ["decoder.zip", "encoder.zip"]
     assert "validated and test-run with bioimageio.core" in widget.status.text() and widget.zoo_button.enabled
     imported = load_bundle(import_zoo_packages([target], tmp_path / "imported"))
@@ -55,7 +55,7 @@ def test_without_a_model_the_button_says_what_is_missing(make_napari_viewer, doc
     ]
     widget.session.bundle, widget.session.crop_set = session_parts(tmp_path)
     assert widget.export_to_zoo(tmp_path / "zoo.zip", ["Ada"]) is not None
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=WAIT_MS)
     errors = napari_hooks.take_errors()
     assert len(errors) == 1 and "folder holding encoder.zip and decoder.zip" in errors[0]
     assert errors[0] in widget.status.text() and not (tmp_path / "zoo.zip").exists()

@@ -5,7 +5,11 @@ import pandas as pd
 import zarr
 
 from napari_morphospace.core.cells.crop_set import CropSet
-from napari_morphospace.viewer.thumbnails import KEPT_PICTURES, CropPictures, thumbnail_place
+from napari_morphospace.viewer.thumbnails import (
+    KEPT_PICTURES,
+    CropPictures,
+    thumbnail_place,
+)
 
 
 def _crop_set(images) -> CropSet:

@@ -17,51 +17,63 @@ docks the widgets that were open. Nothing in an analysis folder is ever executed
 from __future__ import annotations
 
 import itertools
-import tempfile
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from magicgui.widgets import FileEdit, PushButton
-from napari.layers import Image
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import Notification, NotificationSeverity, notification_manager, show_error
+from napari.utils.notifications import (
+    Notification,
+    NotificationSeverity,
+    notification_manager,
+    show_error,
+)
 from npe2 import PluginManager
 from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from .._analysis_reader import analysis_layers
-from .._reader import LayerData
-from ..core.analysis.external_table import ExternalCells, TableSettings, open_external_table
+from ..core.analysis.external_table import (
+    ExternalCells,
+    TableSettings,
+    open_external_table,
+)
 from ..core.cells.crop_set import CropSet
 from ..core.errors import InputError
 from ..core.project.analysis_folder import (
     REPORT_HTML,
     Analysis,
     AnalysisFolder,
-    create_analysis,
     external_references,
     is_analysis_folder,
     open_analysis,
-    save_analysis,
 )
-from ..core.project.annotations import classes_document, classes_from_document
 from ..core.project.report import SECTIONS, write_report
 from ..core.project.zoo import ZooExport, ZooSettings, export_zoo_packages
 from ..core.training.bundle import Bundle
-from ..core.training.engine import write_bundle
+from ..viewer.analysis import (
+    OpenedAnalysis,
+    open_with_layers,
+    save_session,
+    session_save_plan,
+    show_opened,
+)
 from ..viewer.external_table import match_targets
-from ..viewer.layers import layer_file
 from ..viewer.session import session_for
-from .cells_widget import find_sources
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .forms import read_form, settings_form
-from .workers import Progress, ProgressDisplay, messages_from
+from .tasks import Tasks
+from .workers import Progress
 
 if TYPE_CHECKING:
     import napari
@@ -83,125 +95,20 @@ def open_docks(viewer: Any) -> dict[str, Any]:
     return {name: docked[f"{name} ({PLUGIN})"] for name in widget_names() if f"{name} ({PLUGIN})" in docked}
 
 
-@dataclass
-class SavePlan:
-    """Everything to save, collected from the session and the layers on the GUI thread."""
-
-    folder: Path
-    images: list[Path]
-    labels: list[Path | None]
-    groups: list[str]
-    crop_set: CropSet | Path | None
-    bundle: Bundle | Path | None
-    latents: pd.DataFrame | None
-    #: Named selections (name -> crop ids); empty: the folder's selections are kept as they are.
-    selections: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    #: Metrics of the classifier trained in this viewer; None: the folder's classifier.json is kept.
-    classifier: dict | None = None
-    #: ``crop_id, annotation`` and the classes document; None: the folder's annotations are kept.
-    annotations: pd.DataFrame | None = None
-    annotation_classes: dict | None = None
-    #: The docks open and what the Scatter plot shows (analysis.json ``plot_settings``).
-    plot_settings: dict = field(default_factory=dict)
+# --------------------------------------------------------------------------- what the tasks run
 
 
-@dataclass
-class OpenedAnalysis:
-    """An opened analysis folder and its layers; ``warnings``: what reading the layers reported beyond the problems."""
-
-    analysis: Analysis
-    layers: list[LayerData]
-    warnings: list[str] = field(default_factory=list)
+def run_zoo_export(send: Callable[[Any], None], bundle: Bundle, crop_set: CropSet, folder: Path,
+                   settings: ZooSettings) -> ZooExport:  # fmt: skip
+    """Export and test-run the zoo packages off the GUI thread; each step's name is sent as it starts."""
+    return export_zoo_packages(bundle, crop_set, folder, settings=settings, on_step=send)
 
 
-# --------------------------------------------------------------------------- workers
-
-
-@thread_worker
-def _save_worker(plan: SavePlan) -> AnalysisFolder:
-    return save_session(plan)
-
-
-@thread_worker
-def _open_worker(folder: Path, allow_external: bool) -> OpenedAnalysis:
-    return open_with_layers(folder, allow_external=allow_external)
-
-
-@thread_worker
-def _table_worker(path: Path, settings: TableSettings, layers: list, cells: pd.DataFrame | None) -> ExternalCells:
-    return open_external_table(path, settings, layers=layers, cells=cells)
-
-
-@thread_worker
-def _zoo_worker(bundle: Bundle, crop_set: CropSet, folder: Path, settings: ZooSettings):
-    return (yield from messages_from(
-        lambda send: export_zoo_packages(bundle, crop_set, folder, settings=settings, on_step=send)
-    ))  # fmt: skip
-
-
-@thread_worker
-def _report_worker(folder: Path, allow_external: bool):
+def write_analysis_report(send: Callable[[Any], None], folder: Path, allow_external: bool) -> Path:
+    """Write ``report.html`` of the analysis in ``folder``, sending a :class:`Progress` per section."""
     sections = itertools.count(1)
-    return (yield from messages_from(lambda send: write_report(
-        open_analysis(folder, allow_external=allow_external), folder / REPORT_HTML, overwrite=True,
-        on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))),
-    )))  # fmt: skip
-
-
-def save_session(plan: SavePlan) -> AnalysisFolder:
-    """Write ``plan`` into its folder (created when new; a non-empty non-analysis folder is refused by core).
-
-    A model bundle known only in memory is first written to a temporary
-    folder, which :func:`save_analysis` copies into ``model/`` atomically, so
-    a failure there leaves the analysis folder untouched.
-    """
-    with tempfile.TemporaryDirectory(prefix="morphospace-bundle-") as scratch:
-        model = plan.bundle
-        if isinstance(model, Bundle):
-            on_disk = model.folder is not None and model.folder.is_dir()
-            model = model.folder if on_disk else write_bundle(model, Path(scratch) / "model")
-        manifest = plan.folder if is_analysis_folder(plan.folder) else create_analysis(plan.folder)
-        return save_analysis(
-            manifest, images=plan.images or None, labels=plan.labels if plan.images else (),
-            groups=plan.groups if plan.images else (), crop_set=plan.crop_set, model=model, latents=plan.latents,
-            selections=plan.selections or None, classifier=plan.classifier, annotations=plan.annotations,
-            annotation_classes=plan.annotation_classes, plot_settings=plan.plot_settings,
-        )  # fmt: skip
-
-
-def open_with_layers(folder: Path, *, allow_external: bool = False) -> OpenedAnalysis:
-    """Open ``folder`` (model included) and read its layers; the reader's warnings repeat the problems, keep the rest."""
-    analysis = open_analysis(folder, allow_external=allow_external)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        layers = analysis_layers(folder, allow_external=allow_external)
-    known = set(analysis.problems) | set(analysis.notes)
-    return OpenedAnalysis(analysis, layers, [str(w.message) for w in caught if str(w.message) not in known])
-
-
-# --------------------------------------------------------------------------- sources from layers
-
-
-def layer_sources(layers: Any) -> dict[Path, tuple[Path | None, str]]:
-    """Source image file -> (label image file or None, group) for every image layer read from a file.
-
-    Labels layers are paired with their images as the Cells widget pairs them
-    (same shape, then same group or name prefix). A Labels layer counts as a
-    label image only when it came from a file of its own.
-    """
-    found: dict[Path, tuple[Path | None, str]] = {}
-    for source in find_sources(layers, "labels"):
-        labels_file = layer_file(layers[source.objects])
-        for name in source.channels:
-            image_file = layer_file(layers[name])
-            if image_file is not None and found.get(image_file, (None, ""))[0] is None:
-                found[image_file] = (labels_file if labels_file != image_file else None, source.group)
-    for layer in layers:
-        image_file = layer_file(layer) if isinstance(layer, Image) else None
-        if image_file is not None and image_file not in found:
-            group = layer.metadata.get("group", "") if isinstance(layer.metadata, dict) else ""
-            found[image_file] = (None, str(group or ""))
-    return found
+    return write_report(open_analysis(folder, allow_external=allow_external), folder / REPORT_HTML, overwrite=True,
+                        on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- widget
@@ -217,7 +124,6 @@ class AnalysisWidget(QWidget):
         self.session = session_for(napari_viewer)
         #: The analysis last opened here (its sources are kept when saving) and its bundle's folder.
         self.opened: Analysis | None = None
-        self._worker: Any = None
         self.last_report: Path | None = None
         #: Folders whose references outside themselves the user agreed to read in this session.
         self._trusted: set[Path] = set()
@@ -228,7 +134,9 @@ class AnalysisWidget(QWidget):
     def _build_form(self) -> None:
         content = QWidget()
         layout = QVBoxLayout(content)
-        layout.addWidget(QLabel("Analysis folder: crop set, model, latents, annotations and report in one place"))
+        intro = QLabel("Analysis folder: crop set, model, latents, annotations and report in one place")
+        intro.setWordWrap(True)  # an unwrapped line made the dock wider than a 1400 px window leaves it
+        layout.addWidget(intro)
         self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
         layout.addWidget(self.folder_edit.native)
         row = QHBoxLayout()
@@ -252,6 +160,7 @@ class AnalysisWidget(QWidget):
         layout.addWidget(self.table_button.native)
         self.status = QLabel("Save the session's crop set, model and latents, or open a saved analysis.")
         self.status.setWordWrap(True)
+        self.tasks = Tasks("Analysis", status=self.status.setText, on_busy=self._set_busy, parent=self)
         layout.addWidget(self.status)
         layout.addStretch(1)
         scroll_in_dock(self, content, min_height=160)
@@ -282,40 +191,18 @@ class AnalysisWidget(QWidget):
             raise InputError("choose an analysis folder first (a new or empty folder to save into, or a saved analysis)")
         return chosen
 
-    # ----------------------------------------------------------------- running workers
-
-    def _start(self, worker: Any, on_result: Callable[[Any], None], busy_text: str) -> Any:
-        if self._worker is not None:
-            show_error("the Analysis widget is still busy; wait until it has finished")
-            return None
-        self._set_busy(True)
-        self.status.setText(busy_text)
-        worker.returned.connect(on_result)
-        worker.errored.connect(self._report_error)
-        worker.finished.connect(lambda: self._set_busy(False))
-        self._worker = worker
-        worker.start()
-        return worker
-
     def _set_busy(self, busy: bool) -> None:
         for button in (self.save_button, self.open_button, self.report_button, self.zoo_button, self.table_button):
             button.enabled = not busy
-        if not busy:
-            self._worker = None
-
-    def _report_error(self, error: Exception) -> None:
-        message = str(error) if isinstance(error, InputError) else f"unexpected error: {error!r}; nothing was changed by it"
-        self.status.setText(f"⚠ {message}")
-        show_error(message)
 
     # ----------------------------------------------------------------- save
 
     def save(self, folder: str | Path | None = None) -> Any:
         """Save the session (crop set, model, latents, named selections, source references) in a worker; returns the worker."""
         try:
-            plan = self._save_plan(self._required_folder(folder))
+            plan = session_save_plan(self.viewer, self._required_folder(folder), self.opened, self.plot_settings())
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
         if is_analysis_folder(plan.folder) and not self._is_own(plan.folder) and not self._ask(
             f"{plan.folder} already holds an analysis. Replace its parts with this session's "
@@ -323,31 +210,11 @@ class AnalysisWidget(QWidget):
         ):
             self.status.setText("Not saved: the folder holds another analysis.")
             return None
-        worker = _save_worker(plan, _ignore_errors=True)
-        return self._start(worker, self._on_saved, f"Saving the analysis to {plan.folder}…")
+        return self.tasks.start(save_session, plan, on_done=self._on_saved, action="Saving the analysis",
+                                busy_text=f"Saving the analysis to {plan.folder}…")
 
     def _is_own(self, folder: Path) -> bool:
         return self.opened is not None and self.opened.folder.resolve() == folder.resolve()
-
-    def _save_plan(self, folder: Path) -> SavePlan:
-        session = self.session
-        if session.crop_set is None and session.bundle is None and session.latents is None:
-            raise InputError("the session has no crop set, model or latents yet; build crops in the Cells widget first")
-        crop_set: CropSet | Path | None = session.crop_set
-        if crop_set is not None and session.crop_set_folder is not None and Path(session.crop_set_folder).is_dir():
-            crop_set = Path(session.crop_set_folder)  # saved already: referenced, not copied
-        bundle: Bundle | Path | None = session.bundle
-        if self.opened is not None and bundle is not None and bundle is self.opened.bundle:
-            bundle = self.opened.manifest.path_of("model") or bundle
-        sources = self._sources()
-        annotated = session.cells is not None and bool(session.annotation_classes)
-        return SavePlan(folder=folder, images=list(sources), labels=[v[0] for v in sources.values()],
-                        groups=[v[1] for v in sources.values()], crop_set=crop_set, bundle=bundle,
-                        latents=session.latents, selections=session.named_selections,
-                        classifier=session.classifier_metrics,
-                        annotations=session.cells[["crop_id", "annotation"]] if annotated else None,
-                        annotation_classes=classes_document(session.annotation_classes) if annotated else None,
-                        plot_settings=self.plot_settings())  # fmt: skip
 
     def plot_settings(self) -> dict[str, Any]:
         """The docks open now and what the Scatter plot shows, for ``analysis.json``."""
@@ -356,18 +223,6 @@ class AnalysisWidget(QWidget):
         if SCATTER in docks:
             settings["scatter"] = docks[SCATTER].settings()
         return settings
-
-    def _sources(self) -> dict[Path, tuple[Path | None, str]]:
-        """The opened analysis's sources (found or as recorded), then image files of layers it does not have."""
-        sources: dict[Path, tuple[Path | None, str]] = {}
-        if self.opened is not None:
-            root = self.opened.folder
-            for ref in self.opened.manifest.sources:
-                labels = (ref.labels.resolve(root) or Path(ref.labels.absolute)) if ref.labels is not None else None
-                sources[(ref.image.resolve(root) or Path(ref.image.absolute)).resolve()] = (labels, ref.group)
-        for image, value in layer_sources(self.viewer.layers).items():
-            sources.setdefault(image, value)
-        return sources
 
     def _on_saved(self, manifest: AnalysisFolder) -> None:
         self.session.analysis_folder = manifest.folder
@@ -396,10 +251,10 @@ class AnalysisWidget(QWidget):
             chosen = self._required_folder(folder)
             allow_external = self._allow_external(chosen)
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
-        worker = _open_worker(chosen, allow_external, _ignore_errors=True)
-        return self._start(worker, self._on_opened, f"Opening {chosen}…")
+        return self.tasks.start(open_with_layers, chosen, allow_external=allow_external, on_done=self._on_opened,
+                                action="Opening the analysis", busy_text=f"Opening {chosen}…")
 
     def _allow_external(self, folder: Path) -> bool:
         """Whether to read what ``folder`` refers to outside itself: asked once per folder and session."""
@@ -418,24 +273,14 @@ class AnalysisWidget(QWidget):
 
     def _on_opened(self, opened: OpenedAnalysis) -> None:
         analysis = opened.analysis
-        before = len(self.viewer.layers)
-        for data, kwargs, kind in opened.layers:
-            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
         self.opened = analysis
-        # The folders first, so listeners of crop_set_changed see where the crop set and annotations live.
-        self.session.analysis_folder = analysis.folder
-        self.session.crop_set_folder = analysis.manifest.path_of("crop_set") if analysis.crop_set is not None else None
-        self.session.crop_set = analysis.crop_set
-        self._restore_annotations(analysis)
-        self.session.bundle = analysis.bundle
-        self.session.latents = analysis.latents
-        self.session.named_selections = analysis.selections
+        added = show_opened(self.viewer, opened)
         self._restore_docks(analysis.manifest.plot_settings)
         restored = [name for name, part in (("crop set", analysis.crop_set), ("model", analysis.bundle),
                                              ("latents", analysis.latents)) if part is not None]  # fmt: skip
         if analysis.selections:
             restored.append(f"{len(analysis.selections)} named selection(s)")
-        summary = (f"Opened {analysis.folder}: {len(self.viewer.layers) - before} layer(s); "
+        summary = (f"Opened {analysis.folder}: {added} layer(s); "
                    f"{', '.join(restored) or 'nothing'} restored in the session.")  # fmt: skip
         messages = [*analysis.problems, *opened.warnings, *analysis.notes]
         learned = getattr(analysis.bundle, "diagnostics", None)  # what the model learned: shown, not a problem here
@@ -446,17 +291,6 @@ class AnalysisWidget(QWidget):
             notification_manager.dispatch(Notification(text, severity=NotificationSeverity.WARNING))
         else:
             notification_manager.dispatch(Notification(summary, severity=NotificationSeverity.INFO))
-
-    def _restore_annotations(self, analysis: Analysis) -> None:
-        """The saved annotations and classes into the session (the Annotate widget, when open, reads them from the folder)."""
-        if self.session.cells is None or analysis.annotations is None:
-            return
-        self.session.set_annotations(analysis.annotations.set_index("crop_id")["annotation"])
-        if analysis.annotation_classes is not None:
-            try:
-                self.session.annotation_classes = classes_from_document(analysis.annotation_classes)
-            except InputError:
-                pass  # the folder's problems already name a damaged classes file
 
     def _restore_docks(self, settings: dict[str, Any]) -> None:
         """Dock the widgets that were open when the analysis was saved, and show the saved Scatter plot."""
@@ -489,10 +323,11 @@ class AnalysisWidget(QWidget):
             settings = settings or read_form(self.table_form, TableSettings())
             layers, cells = match_targets(self.viewer)
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
-        worker = _table_worker(Path(path), settings, layers, cells, _ignore_errors=True)
-        return self._start(worker, lambda result: self._on_table_opened(Path(path), result), f"Reading {Path(path).name}…")
+        return self.tasks.start(open_external_table, Path(path), settings, layers=layers, cells=cells,
+                                on_done=lambda result: self._on_table_opened(Path(path), result),
+                                action="Opening the feature table", busy_text=f"Reading {Path(path).name}…")
 
     def _on_table_opened(self, path: Path, result: ExternalCells) -> None:
         self.session.open_table(result.table)
@@ -515,19 +350,16 @@ class AnalysisWidget(QWidget):
             if not is_analysis_folder(chosen):
                 raise InputError(f"{chosen} is not an analysis folder yet; press Save analysis first, then Write report")
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
         try:
             allow_external = self._allow_external(chosen)
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
-        display = ProgressDisplay("Writing the report", show_text=self.status.setText, parent=self)
-        worker = _report_worker(chosen, allow_external, _ignore_errors=True)
-        worker.yielded.connect(display.post)
-        for signal in (worker.returned, worker.errored, worker.finished):  # before the outcome is shown
-            signal.connect(lambda *_: display.close())
-        return self._start(worker, self._on_report_written, f"Writing the report of {chosen}…")
+        return self.tasks.start(write_analysis_report, chosen, allow_external, on_done=self._on_report_written,
+                                action="Writing the report", busy_text=f"Writing the report of {chosen}…",
+                                progress="Writing the report")
 
     def _on_report_written(self, path: Path) -> None:
         self.last_report = Path(path)
@@ -556,7 +388,7 @@ class AnalysisWidget(QWidget):
         try:
             self._zoo_parts()
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export to BioImage Model Zoo (a new folder)", "zoo-packages")
         if not path:
@@ -570,11 +402,12 @@ class AnalysisWidget(QWidget):
         try:
             bundle, crop_set = self._zoo_parts()
         except InputError as err:
-            self._report_error(err)
+            self.tasks.report(err)
             return None
-        worker = _zoo_worker(bundle, crop_set, Path(folder), ZooSettings(authors=authors), _ignore_errors=True)
-        worker.yielded.connect(lambda text: self.status.setText(f"{text}…"))
-        return self._start(worker, self._on_zoo_exported, f"Exporting the model to {folder}…")
+        return self.tasks.start(run_zoo_export, bundle, crop_set, Path(folder), ZooSettings(authors=authors),
+                                on_done=self._on_zoo_exported, action="Exporting to the BioImage Model Zoo",
+                                busy_text=f"Exporting the model to {folder}…", progress="Exporting to the model zoo",
+                                on_message=lambda text: self.status.setText(f"{text}…"))
 
     def _on_zoo_exported(self, written: ZooExport) -> None:
         text = (f"Exported to {written.folder}: {written.encoder.name} and {written.decoder.name}, validated and "

@@ -19,17 +19,16 @@ shows the classes on the source shown now. Scripts call
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, FileEdit
+from magicgui.widgets import CheckBox, FileEdit
 from napari.layers import Labels
-from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from napari.utils.notifications import show_info
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QColorDialog,
     QComboBox,
@@ -37,9 +36,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QMessageBox,
     QPushButton,
     QVBoxLayout,
@@ -47,16 +43,23 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.analysis.cell_table import has_latents
-from ..core.cells.selection import spatial_ndim
 from ..core.errors import InputError
-from ..core.project.annotations import AnnotationStore, annotation_overlay, class_codes
-from ..core.project.export import MANIFEST_NAME, export_anndata, export_crops, export_table
+from ..core.project.annotations import AnnotationStore
+from ..core.project.export import export_anndata, export_crops, export_table
+from ..viewer.annotations import (
+    annotated_sources,
+    annotation_layer,
+    clicked_cells,
+    source_rows,
+)
 from ..viewer.callbacks import weak_key_callback
-from ..viewer.features import source_names
-from ..viewer.layers import SourceOverlay, is_overlay
+from ..viewer.layers import SourceOverlay
 from ..viewer.session import session_for
+from .annotation_classes import ClassList
+from .annotation_export import ExportForm
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
+from .errors import report_errors
 
 if TYPE_CHECKING:
     import napari
@@ -101,38 +104,22 @@ class AnnotationWidget(QWidget):
         content = QWidget()
         layout = QVBoxLayout(content)
         self.folder_edit = FileEdit(mode="d", label="analysis folder", value="")
-        self.folder_edit.changed.connect(lambda value: self._report(self.set_analysis_folder, value))
+        self.folder_edit.changed.connect(lambda value: report_errors(self.set_analysis_folder)(value))
         layout.addWidget(QLabel("Analysis folder (annotations are saved here after every change)"))
         layout.addWidget(self.folder_edit.native)
 
-        classes = QGroupBox("Classes")
-        box = QVBoxLayout(classes)
-        self.class_list = QListWidget()
-        box.addWidget(self.class_list)
-        row = QHBoxLayout()
-        self.name_edit = QLineEdit()
-        self.name_edit.setPlaceholderText("new class name")
-        add = QPushButton("Add")
-        add.clicked.connect(lambda: self._report(self.add_class, self.name_edit.text()))
-        row.addWidget(self.name_edit)
-        row.addWidget(add)
-        box.addLayout(row)
-        row = QHBoxLayout()
-        for text, slot in (("Rename…", self._rename_clicked), ("Colour…", self._colour_clicked),
-                           ("Remove", self._remove_clicked)):
-            button = QPushButton(text)
-            button.clicked.connect(slot)
-            row.addWidget(button)
-        box.addLayout(row)
-        layout.addWidget(classes)
+        self.classes_box = ClassList(add=report_errors(self.add_class), rename=self._rename_clicked,
+                                     colour=self._colour_clicked, remove=self._remove_clicked)  # fmt: skip
+        self.class_list, self.name_edit = self.classes_box.list, self.classes_box.name_edit
+        layout.addWidget(self.classes_box)
 
         assign = QGroupBox("Assign")
         box = QVBoxLayout(assign)
         row = QHBoxLayout()
         assign_button = QPushButton("Assign to selected")
-        assign_button.clicked.connect(lambda: self._report(self.assign_selected))
+        assign_button.clicked.connect(lambda: report_errors(self.assign_selected)())
         clear_button = QPushButton("Clear selected")
-        clear_button.clicked.connect(lambda: self._report(self.clear_selected))
+        clear_button.clicked.connect(lambda: report_errors(self.clear_selected)())
         row.addWidget(assign_button)
         row.addWidget(clear_button)
         box.addLayout(row)
@@ -140,7 +127,7 @@ class AnnotationWidget(QWidget):
         self.named_combo = QComboBox()
         self.named_combo.setToolTip("Selections kept in the scatter plot (or opened with an analysis)")
         named_button = QPushButton("Assign to named selection")
-        named_button.clicked.connect(lambda: self._report(self.assign_named, self.named_combo.currentText()))
+        named_button.clicked.connect(lambda: report_errors(self.assign_named)(self.named_combo.currentText()))
         row.addWidget(self.named_combo, stretch=1)
         row.addWidget(named_button)
         box.addLayout(row)
@@ -159,38 +146,11 @@ class AnnotationWidget(QWidget):
         box.addWidget(self.status)
         layout.addWidget(assign)
 
-        export = QGroupBox("Export")
-        box = QVBoxLayout(export)
-        self.export_which = ComboBox(choices=["all", "selected", "per-class"], value="per-class", label="crops")
-        self.export_format = ComboBox(choices=["ome-tiff", "tiff"], value="ome-tiff", label="format")
-        self.export_folder = FileEdit(mode="d", label="crops folder", value="")
-        self.table_path = FileEdit(mode="w", label="table file", value="",
-                                   filter="Tables (*.csv *.parquet *.h5ad)")
-        for widget in (self.export_which, self.export_format, self.export_folder, self.table_path):
-            row = QHBoxLayout()
-            row.addWidget(QLabel(widget.label))
-            row.addWidget(widget.native)
-            box.addLayout(row)
-        row = QHBoxLayout()
-        crops_button = QPushButton("Export crops")
-        crops_button.clicked.connect(lambda: self._report(self._export_crops_clicked))
-        table_button = QPushButton("Export table")
-        table_button.clicked.connect(lambda: self._report(self._export_table_clicked))
-        row.addWidget(crops_button)
-        row.addWidget(table_button)
-        box.addLayout(row)
-        layout.addWidget(export)
+        self.export_form = ExportForm(self.export_crops, self.export_table, ask=lambda question: self._ask(question))
+        layout.addWidget(self.export_form)
         layout.addStretch()
         scroll_in_dock(self, content)
         self._refresh()
-
-    @staticmethod
-    def _report(function: Callable, *args: Any) -> Any:
-        try:
-            return function(*args)
-        except InputError as err:
-            show_error(str(err))
-            return None
 
     def _ask(self, question: str) -> bool:
         """Yes/no question to the user (tests replace this method)."""
@@ -210,12 +170,12 @@ class AnnotationWidget(QWidget):
         self._use_crop_set(crop_set)
 
     def _on_crop_set(self, crop_set: Any) -> None:
-        self._report(self._use_crop_set, crop_set)
+        report_errors(self._use_crop_set)(crop_set)
 
     def _on_latents(self, _latents: Any) -> None:
         """A feature table opened without a crop set: its rows are the cells to annotate."""
         if self.session.crop_set is None:
-            self._report(self._use_cells, self.session.cells)
+            report_errors(self._use_cells)(self.session.cells)
 
     def _use_crop_set(self, crop_set: Any) -> None:
         self.crop_set = crop_set
@@ -230,7 +190,7 @@ class AnnotationWidget(QWidget):
             if folder_value in ("", ".") and default is not None:
                 self.folder_edit.changed.disconnect()
                 self.folder_edit.value = default
-                self.folder_edit.changed.connect(lambda value: self._report(self.set_analysis_folder, value))
+                self.folder_edit.changed.connect(lambda value: report_errors(self.set_analysis_folder)(value))
             if self.analysis_folder() is not None:
                 self._open_store()
         self._refresh()
@@ -326,29 +286,29 @@ class AnnotationWidget(QWidget):
         self._changed()
 
     def _rename_clicked(self) -> None:
-        name = self._report(self.current_class)
+        name = report_errors(self.current_class)()
         if name is None:
             return
         new, ok = QInputDialog.getText(self, "Rename class", f"New name for {name!r}:", text=name)
         if ok:
-            self._report(self.rename_class, name, new)
+            report_errors(self.rename_class)(name, new)
 
     def _colour_clicked(self) -> None:
-        name = self._report(self.current_class)
+        name = report_errors(self.current_class)()
         if name is None:
             return
         colour = QColorDialog.getColor(QColor(self.store.colour_of(name)), self, f"Colour of {name}")
         if colour.isValid():
-            self._report(self.set_colour, name, colour.name())
+            report_errors(self.set_colour)(name, colour.name())
 
     def _remove_clicked(self) -> None:
-        name = self._report(self.current_class)
+        name = report_errors(self.current_class)()
         if name is None:
             return
         count = self.store.count(name)
         if count and not self._ask(f"{count} cell(s) are annotated {name!r}. Remove the class and clear them?"):
             return
-        self._report(self.remove_class, name, "" if count else None)
+        report_errors(self.remove_class)(name, "" if count else None)
 
     # ------------------------------------------------------------- assignments
 
@@ -410,13 +370,9 @@ class AnnotationWidget(QWidget):
 
     def _source_rows(self, names: Sequence[str]) -> pd.DataFrame:
         """The session's cells cut from the source known by any of ``names`` (layer name, file)."""
-        cells = self.session.cells
-        if self.cells is None or cells is None:
+        if self.cells is None or self.session.cells is None:
             raise InputError(NO_CELLS)
-        return cells[cells["source"].astype(str).isin(names)]
-
-    def _spatial_ndim(self, layer: Labels) -> int:
-        return spatial_ndim(self.cells, layer.ndim)
+        return source_rows(self.session.cells, names)
 
     # ------------------------------------------------------------ click mode
 
@@ -434,26 +390,15 @@ class AnnotationWidget(QWidget):
             self.click_mode.value = bool(on)
 
     def _on_click(self, layer: Labels, event: Any) -> None:
-        if getattr(event, "type", "mouse_press") != "mouse_press":
+        if getattr(event, "type", "mouse_press") != "mouse_press" or self.session.cells is None:
             return
-        value = layer.get_value(event.position, world=True)
-        if value is None or isinstance(value, tuple) or int(value) <= 0:
-            return
-        t = None
-        if layer.ndim > self._spatial_ndim(layer):
-            t = int(round(float(layer.world_to_data(event.position)[0])))
-        rows = self._source_rows(source_names(layer))
-        mask = (rows["label_id"] == int(value)).to_numpy()
-        if t is not None and "t" in rows.columns:
-            mask &= (rows["t"] == t).to_numpy()
-        if mask.any():
-            self._report(self.assign, rows.loc[mask, "crop_id"].to_numpy(dtype=np.int64))
+        crop_ids = clicked_cells(layer, event.position, self.session.cells)
+        if len(crop_ids):
+            report_errors(self.assign)(crop_ids)
 
     def _source_layers(self) -> list[Labels]:
         """The Labels layers the crops were cut from (by layer name or ``metadata["source"]``)."""
-        sources = set(self.cells["source"].astype(str))
-        return [layer for layer in self.viewer.layers
-                if isinstance(layer, Labels) and not is_overlay(layer) and sources & set(source_names(layer))]
+        return annotated_sources(self.viewer.layers, self.cells)
 
     # ----------------------------------------------------------- undo / redo
 
@@ -468,10 +413,10 @@ class AnnotationWidget(QWidget):
         return description
 
     def _undo_clicked(self) -> None:
-        self._report(self.undo)
+        report_errors(self.undo)()
 
     def _redo_clicked(self) -> None:
-        self._report(self.redo)
+        report_errors(self.redo)()
 
     # -------------------------------------------------------- showing changes
 
@@ -484,20 +429,10 @@ class AnnotationWidget(QWidget):
         self._refresh(select)
 
     def _refresh(self, select: str | None = None) -> None:
-        current = select or (self.class_list.currentItem().text() if self.class_list.currentItem() else None)
-        self.class_list.clear()
+        self.classes_box.show_classes(self.store.classes if self.store is not None else [], select)
         if self.store is None:
             self.status.setText(NO_CELLS if self.cells is None else "choose an analysis folder")
         else:
-            for cls in self.store.classes:
-                pixmap = QPixmap(12, 12)
-                pixmap.fill(QColor(cls.colour))
-                item = QListWidgetItem(QIcon(pixmap), cls.name)
-                self.class_list.addItem(item)
-                if cls.name == current:
-                    self.class_list.setCurrentItem(item)
-            if self.class_list.currentItem() is None and self.class_list.count():
-                self.class_list.setCurrentRow(0)
             annotated = int((self.store.annotations != "").sum())
             unsaved = " — NOT SAVED" if self.store.unsaved else ""
             self.status.setText(f"{annotated} of {len(self.cells)} cells annotated; saved in {self.store.folder}{unsaved}")
@@ -506,27 +441,9 @@ class AnnotationWidget(QWidget):
 
     def _render_overlay(self, layer: Labels, current: Any) -> tuple[np.ndarray, dict] | None:
         """The "annotations" overlay of the shown source: each cell's class code, coloured like its class."""
-        if self.store is None:
+        if self.store is None or self.session.cells is None:
             return None
-        rows = self._source_rows(source_names(layer))
-        codes = class_codes(rows["annotation"].to_numpy(), self.store.class_names)
-        data = self.overlay_data(layer, rows["label_id"].to_numpy(), codes,
-                                 rows["t"].to_numpy() if "t" in rows.columns else None)  # fmt: skip
-        colours = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
-        colours.update({i + 1: cls.rgba for i, cls in enumerate(self.store.classes)})
-        placement = {"scale": layer.scale, "translate": layer.translate, "colormap": DirectLabelColormap(color_dict=colours)}
-        return data, placement
-
-    def overlay_data(self, layer: Labels, label_ids: np.ndarray, codes: np.ndarray, t: np.ndarray | None) -> np.ndarray:
-        """Class code per pixel of ``layer`` (0 = not annotated), frame by frame for time-lapses."""
-        labels = np.asarray(layer.data)
-        if labels.ndim <= self._spatial_ndim(layer) or t is None:
-            return annotation_overlay(labels, label_ids, codes)
-        out = np.zeros(labels.shape, dtype=np.uint16)
-        for frame in range(labels.shape[0]):
-            here = t == frame
-            out[frame] = annotation_overlay(labels[frame], label_ids[here], codes[here])
-        return out
+        return annotation_layer(layer, self.session.cells, self.store.classes)
 
     # --------------------------------------------------------------- export
 
@@ -551,23 +468,3 @@ class AnnotationWidget(QWidget):
                 raise InputError("AnnData export needs latents; embed the cells first")
             return export_anndata(table[has_latents(table)], path, overwrite=overwrite)
         return export_table(table, path, overwrite=overwrite)
-
-    def _export_crops_clicked(self) -> None:
-        folder = str(self.export_folder.value)
-        if folder in ("", "."):
-            raise InputError("choose a folder for the exported crops")
-        overwrite = (Path(folder) / MANIFEST_NAME).exists()
-        if overwrite and not self._ask(f"{folder} already holds an export. Replace its files?"):
-            return
-        files = self.export_crops(folder, which=self.export_which.value, file_format=self.export_format.value,
-                                  overwrite=overwrite)
-        show_info(f"{len(files)} crops written to {folder}")
-
-    def _export_table_clicked(self) -> None:
-        path = str(self.table_path.value)
-        if path in ("", "."):
-            raise InputError("choose a file for the table (.csv, .parquet or .h5ad)")
-        overwrite = Path(path).exists()
-        if overwrite and not self._ask(f"{path} exists. Replace it?"):
-            return
-        show_info(f"table written to {self.export_table(path, overwrite=overwrite)}")

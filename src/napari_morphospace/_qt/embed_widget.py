@@ -21,7 +21,11 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from ..core.analysis.cell_table import EMBEDDINGS, add_cluster_column, add_embedding_columns
+from ..core.analysis.cell_table import (
+    EMBEDDINGS,
+    add_cluster_column,
+    add_embedding_columns,
+)
 from ..core.analysis.embed import embed
 from ..core.cells.crop_set import CropSet, load_crop_set
 from ..core.errors import InputError

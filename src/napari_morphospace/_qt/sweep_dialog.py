@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import torch
 from magicgui.widgets import FileEdit
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QDialog,
     QDoubleSpinBox,
@@ -39,9 +38,17 @@ from qtpy.QtWidgets import (
 from ..core.cells.crop_set import CropSet
 from ..core.config import from_dict, save_config
 from ..core.errors import InputError
-from ..core.project.sweep import SweepGrid, SweepProgress, SweepSettings, grid_points, load_sweep_settings, run_sweep
+from ..core.project.sweep import (
+    SweepGrid,
+    SweepProgress,
+    SweepSettings,
+    grid_points,
+    load_sweep_settings,
+    run_sweep,
+)
 from ..core.training.engine import TrainConfig
-from .workers import messages_from
+from .tasks import Tasks
+from .training_run import one_core_for_the_viewer
 
 if TYPE_CHECKING:
     from .train_widget import TrainWidget
@@ -89,7 +96,6 @@ class SweepDialog(QDialog):
         self.train_widget = train_widget
         self.table: pd.DataFrame | None = None
         self.updates_seen = 0
-        self._worker: Any = None
         self._stop_event = threading.Event()
         self._hidden = SweepSettings()  # settings without a field here (elbo_samples, probe_columns) keep a loaded file's values
         self.axis_edits = {name: QLineEdit() for name, _, _ in AXES}
@@ -106,6 +112,7 @@ class SweepDialog(QDialog):
         self.progress_label = QLabel("")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.tasks = Tasks("Sweep", status=self.status.setText, on_busy=self._set_running, parent=self)
         self._layout()
         self._show_grid()
 
@@ -171,7 +178,7 @@ class SweepDialog(QDialog):
         try:
             written = save_config(self.settings(), path)
         except (InputError, OSError) as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.status.setText(f"Sweep saved to {written}; run it headless with: morphospace sweep --config {written} "
                             "--crops CROP_SET --out SWEEP_FOLDER (one grid point per cluster job: --index K)")  # fmt: skip
@@ -181,7 +188,7 @@ class SweepDialog(QDialog):
         try:
             settings = load_sweep_settings(path)
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.set_settings(settings)
         self.status.setText(f"Sweep loaded from {path}; its base settings are in the Train widget's forms.")
@@ -201,7 +208,7 @@ class SweepDialog(QDialog):
 
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self.tasks.busy
 
     def run(self, folder: str | os.PathLike | None = None) -> Any:
         """Run the sweep into ``folder`` (default: the output folder field) in a worker; returns it (None when refused)."""
@@ -214,7 +221,7 @@ class SweepDialog(QDialog):
             if text in ("", "."):
                 raise InputError("choose an output folder for the sweep (a new or empty folder, or an earlier sweep's)")
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         total = len(grid_points(settings))
         self.progress_bar.setRange(0, total * settings.training.epochs)
@@ -223,16 +230,11 @@ class SweepDialog(QDialog):
         self._stop_event = threading.Event()
         self.destroyed.connect(self._stop_event.set)  # closing the viewer deletes the dialog: stop the sweep too
         origin = str(self.train_widget.crop_folder) if self.train_widget.crop_folder else "crop set of the Cells widget"
-        worker = _sweep_worker(crop_set, settings, Path(text), origin, self._stop_event)
-        worker.yielded.connect(lambda message: self._on_progress(message, settings.training.epochs))
-        worker.returned.connect(lambda table: self._on_done(table, Path(text)))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._set_running(True)
-        self.status.setText(f"Running {total} training run(s) into {text}…")
-        worker.start()
-        return worker
+        return self.tasks.start(run_sweep_in_thread, crop_set, settings, Path(text), origin, self._stop_event,
+                                on_done=lambda table: self._on_done(table, Path(text)),
+                                on_message=lambda message: self._on_progress(message, settings.training.epochs),
+                                action="The sweep", busy_text=f"Running {total} training run(s) into {text}…",
+                                progress="Sweep", on_quit=self._stop_event.set)  # fmt: skip
 
     def stop(self) -> None:
         """Stop the running training within a step; the remaining grid points run on the next Run into the same folder."""
@@ -267,17 +269,6 @@ class SweepDialog(QDialog):
         self.status.setText(text)
         show_info(text)
 
-    def _on_error(self, error: Exception) -> None:
-        self._refuse(error if isinstance(error, InputError) else RuntimeError(f"the sweep failed unexpectedly: {error!r}"))
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._set_running(False)
-
-    def _refuse(self, err: Exception) -> None:
-        self.status.setText(f"⚠ {err}")
-        show_error(str(err))
-
     def _set_running(self, running: bool) -> None:
         for widget in (*self.axis_edits.values(), self.test_fraction, self.load_button, self.run_button):
             widget.setEnabled(not running)
@@ -289,23 +280,11 @@ class SweepDialog(QDialog):
         super().closeEvent(event)
 
 
-@thread_worker(ignore_errors=True)  # errors reach SweepDialog._on_error as notifications
-def _sweep_worker(crop_set: CropSet, settings: SweepSettings, folder: Path, origin: str, stop_event: threading.Event):
-    """Yield :class:`SweepProgress` messages; return the comparison table."""
-    return (yield from messages_from(lambda send: _sweep_in_thread(crop_set, settings, folder, origin, stop_event, send)))
-
-
-def _sweep_in_thread(crop_set: CropSet, settings: SweepSettings, folder: Path, origin: str, stop_event: threading.Event,
-                     send: Any) -> pd.DataFrame | None:
-    """Run the sweep with one CPU left to the viewer, as the Train widget trains (torch's thread count is process-wide)."""
-    from .train_widget import _usable_cpus
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(threads, _usable_cpus() - 1)))
-    try:
+def run_sweep_in_thread(send: Callable[[Any], None], crop_set: CropSet, settings: SweepSettings, folder: Path,
+                        origin: str, stop_event: threading.Event) -> pd.DataFrame | None:  # fmt: skip
+    """Run the sweep off the GUI thread with one CPU left to the viewer, as the Train widget trains."""
+    with one_core_for_the_viewer():
         return run_sweep(crop_set, settings, folder, crop_set_origin=origin, on_update=send, stop_event=stop_event)
-    finally:
-        torch.set_num_threads(threads)
 
 
 __all__ = ["SweepDialog"]

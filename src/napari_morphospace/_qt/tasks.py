@@ -9,6 +9,10 @@ nothing). With ``progress=`` the function also receives ``send`` and reports
 through it (:func:`~._qt.workers.messages_from`): :class:`Progress` messages
 are shown, coalesced, in the status line and napari's progress bar, every
 other message goes to ``on_message``. Workers never touch widgets.
+
+napari registers every worker with the viewer's window: closing the viewer
+asks first while a task runs, then quits the tasks. A task that must be told
+to stop (training writes its last checkpoint) passes ``on_quit``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from napari.qt.threading import create_worker
+from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject
 
@@ -54,13 +58,16 @@ class Tasks(QObject):
 
     def start(self, function: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] | None = None,
               action: str = "the task", busy_text: str | None = None, progress: str | None = None,
-              on_message: Callable[[Any], None] | None = None, exclusive: bool = True, **kwargs: Any) -> Any:
+              on_message: Callable[[Any], None] | None = None, exclusive: bool = True,
+              on_quit: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
         """Run ``function(*args, **kwargs)`` off the GUI thread; returns the started worker, or None when refused.
 
         ``action`` names the work in an unexpected error ("Saving the
         analysis"). With ``progress`` (the progress bar's title) the function
         is called as ``function(send, *args, **kwargs)``. An ``exclusive``
         task is refused, with a message, while another task of the widget runs.
+        A task asked to quit (:meth:`stop`, or napari closing the viewer) is
+        let go of, and ``on_quit`` is called: the function must then end.
         """
         if exclusive and self.busy:
             show_error(f"the {self.name} widget is still busy; wait until it has finished")
@@ -68,10 +75,13 @@ class Tasks(QObject):
         display = None
         if progress is not None:
             display = ProgressDisplay(progress, show_text=self._status, parent=self)
-            worker = create_worker(_with_messages, function, args, kwargs, _start_thread=False, _ignore_errors=True)
+            worker = create_worker(_with_messages, function, args, kwargs, _start_thread=False, _ignore_errors=True,
+                                   _worker_class=_GeneratorTask)  # fmt: skip
             worker.yielded.connect(partial(self._message, worker, display, on_message))
         else:
-            worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+            worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True,
+                                   _worker_class=_FunctionTask, **kwargs)  # fmt: skip
+        worker.on_quit = partial(self._let_go, worker, display, on_quit)
         if on_done is not None:
             worker.returned.connect(partial(self._done, worker, display, on_done))
         worker.errored.connect(partial(self._report, worker, display, action))
@@ -97,9 +107,17 @@ class Tasks(QObject):
 
     def stop(self) -> None:
         """Let go of every running task (when the widget closes): ask each to quit; none of their results or errors arrive."""
-        workers, self._workers = self._workers, []
-        for worker in workers:
+        for worker in list(self._workers):
             worker.quit()
+
+    def _let_go(self, worker: Any, display: ProgressDisplay | None, on_quit: Callable[[], Any] | None) -> None:
+        """A task asked to quit: nothing of it arrives any more (the widget may be gone); ``on_quit`` ends the function."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+            if display is not None:
+                display.close()
+        if on_quit is not None:
+            on_quit()
 
     def _gone(self) -> bool:
         """Whether Qt deleted this object, with its widget (a closed dock), while work still ran.
@@ -116,12 +134,11 @@ class Tasks(QObject):
 
     def _done(self, worker: Any, display: ProgressDisplay | None, on_done: Callable[[Any], None], result: Any) -> None:
         """Close the progress display before ``on_done`` writes the outcome into the status line."""
-        if self._gone():
+        if self._gone() or worker not in self._workers:  # the widget is gone, or let go of the task
             return
         if display is not None:
             display.close()
-        if worker in self._workers:  # not let go of by stop()
-            on_done(result)
+        on_done(result)
 
     def _message(self, worker: Any, display: ProgressDisplay, on_message: Callable[[Any], None] | None,
                  message: Any) -> None:
@@ -134,22 +151,41 @@ class Tasks(QObject):
             on_message(message)
 
     def _report(self, worker: Any, display: ProgressDisplay | None, action: str, error: BaseException) -> None:
-        if self._gone():
+        if self._gone() or worker not in self._workers:
             return
         if display is not None:
             display.close()
-        if worker in self._workers:
-            self.report(error, action)
+        self.report(error, action)
 
     def _finished(self, worker: Any, display: ProgressDisplay | None) -> None:
-        if self._gone():
+        worker.on_quit = None
+        if self._gone() or worker not in self._workers:
             return
         if display is not None:
             display.close()
-        if worker in self._workers:
-            self._workers.remove(worker)
-            if not self._workers and self._on_busy is not None:
-                self._on_busy(False)
+        self._workers.remove(worker)
+        if not self._workers and self._on_busy is not None:
+            self._on_busy(False)
+
+
+class _QuitHook:
+    """A worker that calls ``on_quit`` when asked to quit: napari's "cancel" of a registered task is ``worker.quit``."""
+
+    on_quit: Callable[[], Any] | None = None
+
+    def quit(self) -> None:
+        on_quit, self.on_quit = self.on_quit, None  # once; a finished task has none (napari cancels those too)
+        if on_quit is not None:
+            on_quit()
+        super().quit()  # type: ignore[misc]
+
+
+class _GeneratorTask(_QuitHook, GeneratorWorker):
+    pass
+
+
+class _FunctionTask(_QuitHook, FunctionWorker):
+    pass
 
 
 def _with_messages(function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

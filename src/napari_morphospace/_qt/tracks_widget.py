@@ -1,12 +1,13 @@
 """The "Tracks" dock: give the session's cells their track ids, and measure the tracks' paths through latent space.
 
-Track ids come from the label ids of tracked (time-lapse) Labels layers or
-from a napari Tracks layer (:mod:`viewer.tracks`); they go into the per-cell
-table's ``track_id`` column, so the layers' features, the scatter plot
-("track paths"), exports and the analysis folder carry them. The statistics
-table (:func:`core.analysis.tracks.track_statistics`) has one row per track; clicking
-a row selects the track's cells (highlighted in the image and the scatter
-plot) and moves the time slider to its first frame.
+Track ids come from the label ids of tracked (time-lapse) Labels layers, a
+napari Tracks layer or a column of the cells (:func:`viewer.tracks.give_track_ids`);
+they go into the per-cell table's ``track_id`` column, so the layers'
+features, the scatter plot ("track paths"), exports and the analysis folder
+carry them. The statistics (:func:`viewer.tracks.summarise_tracks`, computed
+in a background task) have one row per track; clicking a row selects the
+track's cells (highlighted in the image and the scatter plot) and moves the
+time slider to its first frame (:func:`viewer.tracks.show_track`).
 """
 
 from __future__ import annotations
@@ -30,16 +31,15 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.analysis import tracks
-from ..core.analysis.cell_table import CLUSTER, ID_COLUMNS, mu_columns
 from ..core.cells import track_ids
-from ..core.cells.selection import spatial_ndim
+from ..core.analysis.cell_table import CLUSTER, ID_COLUMNS
 from ..core.errors import InputError
-from ..viewer.layers import unwrap
 from ..viewer.session import session_for
-from ..viewer.tracks import cell_track_ids, source_layer
+from ..viewer.tracks import TrackSummary, give_track_ids, show_track, summarise_tracks
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .errors import report_errors
+from .tasks import Tasks
 
 FROM_LABELS = "label ids (tracked labels)"
 COLUMN = "column: "
@@ -50,7 +50,8 @@ NO_GROUPS = "none"
 class TracksWidget(QWidget):
     """Track ids for the cells, per-track statistics and a comparison of two groups of tracks.
 
-    Scriptable: ``give_track_ids``, ``compute``, ``select_track``.
+    Scriptable: ``give_track_ids``, ``compute`` (returns its task), ``select_track``; without the widget, the
+    functions of :mod:`viewer.tracks`.
     """
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -70,10 +71,12 @@ class TracksWidget(QWidget):
         self.group_combo = QComboBox()
         self.interval_spin = QDoubleSpinBox(minimum=1e-6, maximum=1e6, value=1.0, decimals=3)
         self.interval_spin.setToolTip("Time between frames: speeds and times are given per this unit")
-        compute = QPushButton("Track statistics")
-        compute.clicked.connect(lambda _checked=False: report_errors(self.compute)())
+        self.compute_button = compute = QPushButton("Track statistics")
+        compute.clicked.connect(lambda _checked=False: self.compute())
         self.status = QLabel("give the cells track ids, then compute their statistics")
         self.status.setWordWrap(True)
+        self.tasks = Tasks("Tracks", status=self.status.setText, on_busy=lambda busy: compute.setEnabled(not busy),
+                           parent=self)  # fmt: skip
         self.table = QTableWidget()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -123,17 +126,12 @@ class TracksWidget(QWidget):
     def give_track_ids(self, source: str = FROM_LABELS) -> int:
         """Give every cell of the session its track id from ``source`` (:data:`FROM_LABELS`, a Tracks layer name,
         or ``"column: NAME"``, a whole-number column of the cells); returns the number of tracks."""
-        cells = self.session.cells
-        if cells is None:
-            raise InputError("there are no cells yet: build or load a crop set in the Cells widget first")
         if source.startswith(COLUMN):
-            ids = track_ids.track_ids_from_column(cells, source.removeprefix(COLUMN))
+            count = give_track_ids(self.viewer, column=source.removeprefix(COLUMN))
         else:
-            layer = None if source == FROM_LABELS else unwrap(self.viewer.layers[source])
-            ids = cell_track_ids(cells, self.viewer.layers, layer)
-        self.session.set_columns(cells["crop_id"].to_numpy(), {tracks.TRACK_ID: ids})
+            count = give_track_ids(self.viewer, None if source == FROM_LABELS else self.viewer.layers[source])
         self.status.setText(track_ids.describe_tracks(self.session.cells))
-        return int(pd.unique(ids[ids != tracks.NO_TRACK]).size)
+        return count
 
     def _region(self) -> np.ndarray | None:
         choice = self.region_combo.currentText()
@@ -144,35 +142,37 @@ class TracksWidget(QWidget):
             return cells.loc[cells[CLUSTER] == int(choice.removeprefix("cluster ")), "crop_id"].to_numpy()
         return None
 
-    def compute(self) -> pd.DataFrame:
-        """Per-track statistics of the embedded cells (and the comparison of two groups), shown in the table."""
-        latents = self.session.latents
-        if latents is None:
-            raise InputError("the cells have no latents yet; embed them (Embed widget) first")
-        group = self.group_combo.currentText()
-        group = None if group == NO_GROUPS else group
-        self.statistics = tracks.track_statistics(latents, mu_columns(latents), frame_interval=self.interval_spin.value(),
-                                                  region=self._region(), group_column=group)  # fmt: skip
-        if self.statistics.empty:
-            raise InputError("no embedded cell lies on a track; give track ids first")
-        self._show_table(self.statistics)
-        real, shuffled = tracks.smoothness(latents, mu_columns(latents))
-        self.status.setText(f"{track_ids.describe_tracks(latents)}. Mean latent step {real:.3g}, {shuffled:.3g} with "
-                            f"frames shuffled (ratio {real / shuffled:.2f}).")  # fmt: skip
-        self.comparison, text = None, ""
-        if group is not None:
-            try:
-                self.comparison = tracks.compare_track_groups(self.statistics, group)
-            except InputError as err:
-                text = f"not compared: {err}"
-            else:
-                a, b = self.comparison.attrs["groups"]
-                text = f"{a} vs {b} (one sample per track; d > 0: higher in {a}; permutation p, BH q):\n" + "\n".join(
-                    f"{r.measure}: {r.mean_a:.3g} vs {r.mean_b:.3g}, d {r.d:.2f} [{r.d_low:.2f}, {r.d_high:.2f}], "
-                    f"p {r.p_value:.2g}, q {r.q_value:.2g}" for r in self.comparison.itertuples()
-                ) + "".join(f"\n{note}" for note in self.comparison.attrs["notes"])  # fmt: skip
+    def compute(self) -> Any:
+        """Per-track statistics of the embedded cells (and the comparison of two groups) in a background task,
+        then shown in the table; returns the task (None when refused)."""
+        try:
+            latents = self.session.latents
+            if latents is None:
+                raise InputError("the cells have no latents yet; embed them (Embed widget) first")
+            group = self.group_combo.currentText()
+            region = self._region()
+        except InputError as err:
+            self.tasks.report(err)
+            return None
+        return self.tasks.start(summarise_tracks, latents, frame_interval=self.interval_spin.value(), region=region,
+                                group_column=None if group == NO_GROUPS else group, on_done=self._show_summary,
+                                action="Track statistics", busy_text="Computing the track statistics…")  # fmt: skip
+
+    def _show_summary(self, summary: TrackSummary) -> None:
+        self.statistics, self.comparison = summary.statistics, summary.comparison
+        self._show_table(summary.statistics)
+        real, shuffled = summary.mean_step, summary.shuffled_step
+        self.status.setText(f"{track_ids.describe_tracks(self.session.latents)}. Mean latent step {real:.3g}, "
+                            f"{shuffled:.3g} with frames shuffled (ratio {real / shuffled:.2f}).")  # fmt: skip
+        text = summary.note
+        if summary.comparison is not None:
+            comparison = summary.comparison
+            a, b = comparison.attrs["groups"]
+            text = f"{a} vs {b} (one sample per track; d > 0: higher in {a}; permutation p, BH q):\n" + "\n".join(
+                f"{r.measure}: {r.mean_a:.3g} vs {r.mean_b:.3g}, d {r.d:.2f} [{r.d_low:.2f}, {r.d_high:.2f}], "
+                f"p {r.p_value:.2g}, q {r.q_value:.2g}" for r in comparison.itertuples()
+            ) + "".join(f"\n{note}" for note in comparison.attrs["notes"])  # fmt: skip
         self.comparison_label.setText(text)
-        return self.statistics
 
     def _show_table(self, statistics: pd.DataFrame) -> None:
         self.table.clear()
@@ -191,18 +191,11 @@ class TracksWidget(QWidget):
 
     def select_track(self, track_id: int) -> np.ndarray:
         """Select the cells of track ``track_id`` (in every plot and image) and show its first frame; returns their crop ids."""
-        cells = self.session.latents
-        mine = cells[pd.to_numeric(cells[tracks.TRACK_ID], errors="coerce") == track_id]
-        self.session.selection = mine["crop_id"].to_numpy(np.int64)
         if self.statistics is not None:
             rows = np.flatnonzero(self.statistics[tracks.TRACK_ID].to_numpy() == track_id)
             if len(rows):
                 self.table.selectRow(int(rows[0]))
-        layer = source_layer(self.viewer.layers, str(mine["source"].iloc[0])) if len(mine) else None
-        if layer is not None and layer.ndim > spatial_ndim(cells, layer.ndim):  # a time-lapse: show the first frame
-            world = layer.data_to_world([int(mine["t"].min())] + [0] * (layer.ndim - 1))
-            self.viewer.dims.set_point(self.viewer.dims.ndim - layer.ndim, world[0])
-        return self.session.selection
+        return show_track(self.viewer, track_id)
 
 
 def _refill(combo: QComboBox, items: list[str]) -> None:

@@ -37,179 +37,64 @@ line, and Resume continues from its ``last.ckpt``.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import replace
-from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
 from magicgui.widgets import FileEdit, PushButton
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QScrollArea,
     QVBoxLayout,
     QWidget,
 )
-from superqt import QCollapsible
 
 from ..core.cells.crop_set import CropSet, load_crop_set
 from ..core.config import load_config, save_config
 from ..core.errors import InputError
-from ..core.figures.gallery import crop_montage
 from ..core.models import ModelSettings
-from ..core.models.settings import USED_BY, unused_settings
 from ..core.training.bundle import load_bundle
 from ..core.training.checkpoints import last_checkpoint_in
 from ..core.training.engine import (
-    PREVIEW_CROPS,
     ReconstructionPreview,
     TrainConfig,
-    TrainFailed,
     TrainFinished,
     TrainResult,
     TrainSettings,
     TrainUpdate,
     save_trained_bundle,
-    train,
     trained_bundle,
+)  # fmt: skip
+from ..viewer.reconstructions import (
+    PREVIEW_LAYER,
+    add_preview_layer,
+    show_reconstructions,
 )
 from ..viewer.session import session_for
 from .docking import tab_with_other_docks
-from .forms import fill_form, read_form, settings_form
-from .line_plot import BarPlot, Line, LinePlot
-from .workers import messages_from
+from .loss_plot import LossPlot
+from .run_progress import RunProgress
+from .tasks import Tasks
+from .train_settings import TrainSettingsForms
+from .training_run import (
+    CLOSE_WAIT_S,
+    RunHandle,
+    default_checkpoint_dir,
+    train_in_thread,
+)
 
-PREVIEW_LAYER = "reconstruction preview"
-#: Loss terms drawn in the plot, when the model reports them (MI/TC/dwKL: β-TCVAE).
-PLOTTED_TERMS = ("rec", "kl", "mi", "tc", "dwkl")
-#: matplotlib's tab10 colours, as the loss plot had when it was drawn with matplotlib.
-TERM_COLOURS = {"rec": "#1f77b4", "kl": "#ff7f0e", "mi": "#2ca02c", "tc": "#d62728", "dwkl": "#9467bd"}
 #: Progress, plot and preview are shown at most this often, all in one paint.
 REFRESH_INTERVAL_MS = 500
 #: The preview layer is refreshed at most this often: each canvas redraw costs 100-200 ms without a GPU.
 PREVIEW_INTERVAL_S = 3.0
-#: How long closing the widget or the viewer waits for training to stop and write its checkpoint.
-CLOSE_WAIT_S = 30.0
-STAGE_ORDER = {"reference": 0, "target": 1, "model": 2}
-
-#: Training settings in the collapsed "Advanced" section (cluster runs, reproducibility, optimiser details).
-ADVANCED_TRAINING = ("weight_decay", "gradient_clip_val", "seed", "num_nodes", "strategy", "num_workers")
-MODEL_OPTIONS = {
-    "beta": {"step": 0.001, "max": 1e4}, "tc_alpha": {"step": 0.1, "max": 1e4}, "tc_beta": {"step": 0.1, "max": 1e4},
-    "tc_gamma": {"step": 0.1, "max": 1e4}, "kl_warmup_steps": {"max": 10**8}, "capacity_steps": {"max": 10**8},
-    "capacity_gamma": {"max": 1e6}, "free_bits": {"step": 0.01}, "latent_dim": {"max": 512},
-}  # fmt: skip
-TRAIN_OPTIONS = {
-    "epochs": {"max": 10**6}, "batch_size": {"max": 65536}, "learning_rate": {"step": 1e-5, "max": 10.0},
-    "weight_decay": {"step": 1e-6, "max": 10.0}, "val_fraction": {"step": 0.05, "max": 0.99},
-    "seed": {"max": 2**31 - 1}, "preview_every_n_epochs": {"max": 10**6}, "early_stopping_patience": {"max": 10**6},
-}  # fmt: skip
-
-
-def default_checkpoint_dir(crop_folder: Path | None, *, now: datetime | None = None) -> Path:
-    """A new run folder: next to a crop set loaded from disk, else under the home folder."""
-    parent = crop_folder.parent / f"{crop_folder.name}-checkpoints" if crop_folder else Path.home() / "morphospace-checkpoints"
-    return parent / f"run-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
-
-
-def _format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class _RunHandle:
-    """The stop and done events of the current run, shared with shutdown paths that outlive the widget."""
-
-    def __init__(self) -> None:
-        self.stop_event = threading.Event()
-        self.done_event = threading.Event()
-        self.done_event.set()
-
-    def begin(self) -> tuple[threading.Event, threading.Event]:
-        """Fresh events for a new run: (stop, done)."""
-        self.stop_event, self.done_event = threading.Event(), threading.Event()
-        return self.stop_event, self.done_event
-
-    def stop_and_wait(self, *_: Any, timeout_s: float = CLOSE_WAIT_S) -> bool:
-        """Ask the engine to stop after its current step; wait until it has written its checkpoint."""
-        self.stop_event.set()
-        return self.done_event.wait(timeout_s)
-
-
-class LossPlot(QWidget):
-    """Loss terms per epoch on a log axis (train solid, validation dashed) over the latest KL per dimension, sorted.
-
-    :meth:`add_epoch` only records; :meth:`refresh` hands the new epochs to the
-    plots, which paint on the next pass of the event loop.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.losses = LinePlot(x_label="epoch", y_label="loss per crop (nats)", title="train — / validation - -",
-                               log_y=True)
-        self.kl = BarPlot(x_label="latent dimension (sorted)", y_label="KL (nats)", colour=TERM_COLOURS["kl"])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.losses, 3)
-        layout.addWidget(self.kl, 2)
-        self.rows: dict[tuple[int, int], dict[str, Any]] = {}
-        self.kl_per_dim: list[float] | None = None
-        self._changed = False
-        self.setMinimumHeight(380)
-
-    @property
-    def series(self) -> dict[str, list[float]]:
-        """The plotted loss values by line name (``"train rec"``, ``"val rec"``, ...), in epoch order."""
-        return self.losses.series
-
-    def clear(self) -> None:
-        self.rows.clear()
-        self.kl_per_dim = None
-        self._changed = True
-        self.refresh()
-
-    def add_epoch(self, update: TrainUpdate) -> None:
-        """Record the epoch-end losses of ``update`` (a resumed epoch replaces its earlier values)."""
-        row = {f"train_{k}": v for k, v in update.train_losses.items()}
-        row.update({f"val_{k}": v for k, v in (update.val_losses or {}).items()})
-        row["epoch"], row["stage"] = update.epoch, update.stage
-        self.rows[(STAGE_ORDER.get(update.stage, 2), update.epoch)] = row
-        if update.kl_per_dim is not None:
-            self.kl_per_dim = list(update.kl_per_dim)
-        self._changed = True
-
-    def history(self) -> list[dict[str, Any]]:
-        """The recorded epochs in order: one dict per epoch with ``train_<term>`` / ``val_<term>``."""
-        return [self.rows[key] for key in sorted(self.rows)]
-
-    def refresh(self) -> None:
-        """Plot the recorded epochs, when they changed since the last refresh."""
-        if not self._changed:
-            return
-        self._changed = False
-        history = self.history()
-        lines = {}
-        for term in PLOTTED_TERMS:
-            for split in ("train", "val"):
-                values = [float(row.get(f"{split}_{term}", np.nan)) for row in history]
-                if np.isfinite(values).any():
-                    lines[f"{split} {term}"] = Line(values, TERM_COLOURS[term], dashed=split == "val",
-                                                    legend=term if split == "train" else None)
-        self.losses.set_lines(lines)
-        self.kl.set_values(sorted(self.kl_per_dim or [], reverse=True))
-
 
 class TrainWidget(QWidget):
     """Train a VAE on the session's crop set (or one loaded from a folder), live, with Stop and Resume."""
@@ -227,19 +112,14 @@ class TrainWidget(QWidget):
         self._run_crop_set: CropSet | None = None
         self._run_crop_folder: Path | None = None
         self._run_train_settings: TrainSettings | None = None
-        self._worker: Any = None
-        self._run = _RunHandle()
-        self._failure_shown = False
-        self._task_id: Any = None
+        self._run = RunHandle()
 
         self.crop_info = QLabel("No crop set: build one in the Cells widget or choose a crop-set folder.")
         self.crop_info.setWordWrap(True)
         self.crop_folder_edit = FileEdit(mode="d", label="crop set folder", value="")
-        self.model_form = settings_form(ModelSettings(), options=MODEL_OPTIONS)
-        self.train_form = settings_form(TrainSettings(), hide=ADVANCED_TRAINING, options=TRAIN_OPTIONS)
-        shown = {f.name for f in TrainSettings.__dataclass_fields__.values()} - set(ADVANCED_TRAINING)
-        self.advanced_form = settings_form(TrainSettings(), hide=tuple(shown), options=TRAIN_OPTIONS)
-        self.device_info = QLabel(self._available_devices())
+        self.forms = TrainSettingsForms()
+        self.model_form, self.train_form, self.advanced_form = (
+            self.forms.model_form, self.forms.train_form, self.forms.advanced_form)  # fmt: skip
         self.save_config_button = PushButton(text="Save config…")
         self.load_config_button = PushButton(text="Load config…")
         self.sweep_button = PushButton(text="Sweep…", tooltip="train a grid of these settings (models, β, latent sizes, "
@@ -248,14 +128,14 @@ class TrainWidget(QWidget):
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume")
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setFormat("%v / %m steps")
-        self.progress_label = QLabel("")
+        self.run_progress = RunProgress()
+        self.progress_bar, self.progress_label = self.run_progress.bar, self.run_progress.label
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.plot = LossPlot()
         self.save_bundle_button = PushButton(text="Save model bundle…", enabled=False)
+        self.tasks = Tasks("Train", status=self.status.setText, on_busy=self._on_busy, parent=self)
 
         self._pending_update: TrainUpdate | None = None
         self._pending_preview: ReconstructionPreview | None = None
@@ -266,11 +146,10 @@ class TrainWidget(QWidget):
         self._refresh_timer.timeout.connect(self._refresh)
         self._layout()
         self._connect()
-        self._show_model_fields()
         if self.session.crop_set is not None:
             self.set_crop_set(self.session.crop_set)
         # Deleting the widget (with its dock) must not leave training running; the handle outlives the widget.
-        self.destroyed.connect(partial(_RunHandle.stop_and_wait, self._run))
+        self.destroyed.connect(partial(RunHandle.stop_and_wait, self._run))
 
     # ----------------------------------------------------------------- layout and signals
 
@@ -290,22 +169,11 @@ class TrainWidget(QWidget):
         for button in (self.start_button, self.stop_button, self.resume_button):
             buttons.addWidget(button.native)
         box.addLayout(buttons)
-        box.addWidget(self.progress_bar)
-        box.addWidget(self.progress_label)
+        box.addWidget(self.run_progress)
         box.addWidget(self.status)
         box.addWidget(self.plot)
         box.addWidget(self.save_bundle_button.native)
-        model = QCollapsible("Model")
-        model.addWidget(self.model_form.native)
-        model.expand(animate=False)
-        training = QCollapsible("Training")
-        training.addWidget(self.train_form.native)
-        training.addWidget(self.device_info)
-        advanced = QCollapsible("Advanced")
-        advanced.addWidget(self.advanced_form.native)
-        advanced.collapse(animate=False)
-        training.addWidget(advanced)
-        training.expand(animate=False)
+        model, training, advanced = self.forms.model, self.forms.training, self.forms.advanced
         config = QHBoxLayout()
         config.addWidget(self.save_config_button.native)
         config.addWidget(self.load_config_button.native)
@@ -332,7 +200,6 @@ class TrainWidget(QWidget):
     def _connect(self) -> None:
         self.session.crop_set_changed.connect(self._on_session_crop_set)
         self.crop_folder_edit.changed.connect(self._on_crop_folder)
-        self.model_form.model.changed.connect(self._show_model_fields)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
@@ -340,19 +207,6 @@ class TrainWidget(QWidget):
         self.save_config_button.clicked.connect(self._ask_config_to_save)
         self.load_config_button.clicked.connect(self._ask_config_to_load)
         self.sweep_button.clicked.connect(self.open_sweep)
-
-    def _show_model_fields(self, *_: Any) -> None:
-        """Show only the settings the chosen model type uses; the hidden ones are read as their defaults."""
-        unused = unused_settings(self.model_form.model.value)
-        for name in USED_BY:
-            self.model_form[name].visible = name not in unused
-
-    @staticmethod
-    def _available_devices() -> str:
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        mps = torch.backends.mps.is_available()
-        found = ["cpu"] + [f"cuda:{i}" for i in range(gpus)] + (["mps"] if mps else [])
-        return f"available here: {', '.join(found)}"
 
     # ----------------------------------------------------------------- crop set
 
@@ -367,7 +221,7 @@ class TrainWidget(QWidget):
         try:
             self.set_crop_set(load_crop_set(value), folder=Path(value))
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
 
     def set_crop_set(self, crop_set: CropSet, *, folder: Path | None = None) -> None:
         """Train on ``crop_set`` from now on (``folder``: where it was loaded from, for provenance)."""
@@ -385,27 +239,25 @@ class TrainWidget(QWidget):
 
     def model_settings(self) -> ModelSettings:
         """The model settings shown in the form (InputError when a value is out of range)."""
-        return read_form(self.model_form, ModelSettings(), skip=unused_settings(self.model_form.model.value))
+        return self.forms.model_settings()
 
     def train_settings(self) -> TrainSettings:
         """The training settings shown in the Training and Advanced forms."""
-        return read_form(self.train_form, read_form(self.advanced_form, TrainSettings()))
+        return self.forms.train_settings()
 
     def config(self) -> TrainConfig:
-        return TrainConfig(model=self.model_settings(), training=self.train_settings())
+        return self.forms.config()
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the forms."""
-        fill_form(self.model_form, config.model)
-        fill_form(self.train_form, config.training)
-        fill_form(self.advanced_form, config.training)
+        self.forms.set_config(config)
 
     def save_config_to(self, path: str | os.PathLike) -> Path | None:
         """Write the forms as the YAML that ``morphospace train --config`` reads."""
         try:
             written = save_config(self.config(), path)
         except (InputError, OSError) as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.status.setText(f"Config saved to {written}; train headless with: morphospace train --config {written} "
                             "--crops CROP_SET --out MODEL_DIR")
@@ -415,7 +267,7 @@ class TrainWidget(QWidget):
         try:
             config = load_config(path, TrainConfig)
         except InputError as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.set_config(config)
         self.status.setText(f"Settings loaded from {path}.")
@@ -445,7 +297,7 @@ class TrainWidget(QWidget):
 
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self.tasks.busy
 
     def start(self) -> None:
         """Train a new model from the forms' settings, in a background worker."""
@@ -461,9 +313,9 @@ class TrainWidget(QWidget):
         self.stop_button.enabled = False
         self.status.setText("Stopping after this step…")
 
-    def _launch(self, *, resume: bool) -> None:
+    def _launch(self, *, resume: bool) -> Any:
         if self.running:
-            return
+            return None
         try:
             crop_set = self._require_crop_set()
             model_settings = self.model_settings()
@@ -483,28 +335,23 @@ class TrainWidget(QWidget):
                 checkpoint = None
             train_settings = replace(train_settings, checkpoint_dir=str(run_dir))
         except InputError as err:
-            self._refuse(err)
-            return
+            self.tasks.report(err)
+            return None
         if not resume:
             self.plot.clear()
-        self._prepare_preview_layer(crop_set, resume=resume)
+        add_preview_layer(self.viewer, crop_set.images.shape, resume=resume)
         self.run_dir = run_dir
-        self.result, self.last_finished, self._failure_shown = None, None, False
+        self.result, self.last_finished = None, None
         self._pending_update, self._pending_preview, self._preview_shown_at = None, None, -np.inf
         self._run_crop_set, self._run_crop_folder, self._run_train_settings = crop_set, self.crop_folder, train_settings
         stop_event, done_event = self._run.begin()
-        self._set_running(True)
-        self.progress_bar.setRange(0, 0)
+        self.run_progress.starting()
         verb = "Resuming from " + str(checkpoint) if checkpoint else "Training"
-        self.status.setText(f"{verb}… checkpoints in {run_dir}")
-        worker = _train_worker(crop_set, model_settings, train_settings, stop_event, done_event, checkpoint)
-        worker.yielded.connect(self._on_message)
-        worker.returned.connect(self._on_result)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._register_task()
-        worker.start()
+        # napari registers the task with the viewer's window: closing the viewer asks first, then quits it (on_quit).
+        return self.tasks.start(train_in_thread, crop_set, model_settings, train_settings, stop_event, done_event,
+                                checkpoint, on_done=self._on_result, on_message=self._on_message,
+                                action=f"Training (checkpoints in {run_dir})", busy_text=f"{verb}… checkpoints in {run_dir}",
+                                progress="Training a model", on_quit=self._run.stop_and_wait)  # fmt: skip
 
     def _require_crop_set(self) -> CropSet:
         if self.crop_set is None:
@@ -514,15 +361,10 @@ class TrainWidget(QWidget):
     def _set_running(self, running: bool) -> None:
         self.start_button.enabled = self.resume_button.enabled = not running
         self.stop_button.enabled = running
-        for form in (self.model_form, self.train_form, self.advanced_form):
-            form.enabled = not running
+        self.forms.set_enabled(not running)
         self.crop_folder_edit.enabled = not running
         self.save_config_button.enabled = self.load_config_button.enabled = not running
         self.save_bundle_button.enabled = not running and self.result is not None
-
-    def _refuse(self, err: Exception) -> None:
-        self.status.setText(f"⚠ {err}")
-        show_error(str(err))
 
     # ----------------------------------------------------------------- messages from the worker
 
@@ -539,85 +381,21 @@ class TrainWidget(QWidget):
                 self._refresh_timer.start()
         elif isinstance(message, TrainFinished):
             self.last_finished = message
-        elif isinstance(message, TrainFailed):
-            self._failure_shown = True
-            self.status.setText(f"⚠ {message.message}")
-            show_error(message.message)
+        # A TrainFailed message is followed by the engine's error, which Tasks tells the user.
 
     def _refresh(self, *, final: bool = False) -> None:
         """Show the latest progress, the new epochs and, at most every ``PREVIEW_INTERVAL_S`` (or when
         ``final``), the latest preview."""
         if self._pending_update is not None:
-            self._show_progress(self._pending_update)
+            self.run_progress.show_update(self._pending_update)
             self._pending_update = None
         self.plot.refresh()
         if self._pending_preview is not None:
             if final or time.monotonic() - self._preview_shown_at >= PREVIEW_INTERVAL_S:
-                self._show_preview(self._pending_preview)
+                show_reconstructions(self.viewer, self._pending_preview)
                 self._pending_preview, self._preview_shown_at = None, time.monotonic()
             else:
                 self._refresh_timer.start()  # come back for the held preview
-
-    def _show_progress(self, update: TrainUpdate) -> None:
-        # QProgressBar.setValue paints at once; held back, the bar is painted with the label in one pass.
-        self.progress_bar.setUpdatesEnabled(False)
-        self.progress_bar.setRange(0, max(update.total_steps, 1))
-        self.progress_bar.setValue(min(update.step, update.total_steps))
-        self.progress_bar.setUpdatesEnabled(True)
-        stage = "" if update.stage == "model" else f"{update.stage} model, "
-        eta = _format_seconds(update.eta_s) if update.eta_s is not None else "…"
-        loss = update.train_losses.get("loss")
-        loss_text = f", loss {loss:.4g}" if loss is not None else ""
-        self.progress_label.setText(
-            f"{stage}epoch {update.epoch + 1}, step {update.step}/{update.total_steps}{loss_text}; "
-            f"elapsed {_format_seconds(update.elapsed_s)}, ETA {eta}"
-        )
-
-    def _show_preview(self, preview: ReconstructionPreview) -> None:
-        """Validation crops (top row) over their reconstructions (bottom row), one RGB layer updated in place."""
-        picture = crop_montage(np.concatenate([preview.originals, preview.reconstructions]),
-                               n_columns=len(preview.originals))
-        if PREVIEW_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[PREVIEW_LAYER]
-            if isinstance(layer.data, np.ndarray) and layer.data.shape == picture.shape and layer.data.dtype == picture.dtype:
-                # In place: setting .data would recompute dims, extent and contrast limits.
-                layer.data[...] = picture
-                layer.refresh(extent=False)
-            else:
-                layer.data = picture
-        else:
-            layer = self.viewer.add_image(picture, name=PREVIEW_LAYER, rgb=True, **self._preview_placement(picture))
-        stage = "" if preview.stage == "model" else f" ({preview.stage} model)"
-        layer.metadata["description"] = f"top: validation crops, bottom: reconstructions, epoch {preview.epoch + 1}{stage}"
-
-    def _preview_placement(self, picture: np.ndarray) -> dict[str, Any]:
-        """Scale and place the preview to the right of the other layers, about half their height."""
-        others = [layer for layer in self.viewer.layers if layer.ndim >= 2]
-        if not others:
-            return {}
-        extent = np.asarray(self.viewer.layers.extent.world)[:, -2:]
-        height = float(extent[1, 0] - extent[0, 0])
-        width = float(extent[1, 1] - extent[0, 1])
-        if not (height > 0 and width > 0):
-            return {}
-        scale = 0.5 * height / picture.shape[0]
-        return {"scale": (scale, scale), "translate": (float(extent[0, 0]), float(extent[1, 1] + 0.05 * width))}
-
-    def _prepare_preview_layer(self, crop_set: CropSet, *, resume: bool) -> None:
-        """Add an empty preview layer for this run, or mark the one there as from the previous run.
-
-        Adding a layer costs napari about 250 ms of GUI time: paid on the click,
-        not mid-training when the first reconstructions arrive (they are then
-        written into this layer's array).
-        """
-        if PREVIEW_LAYER in self.viewer.layers:
-            if not resume:
-                self.viewer.layers[PREVIEW_LAYER].metadata["description"] = "from the previous run"
-            return
-        empty = np.zeros((2 * PREVIEW_CROPS, 1, *crop_set.images.shape[-2:]), np.float32)
-        picture = crop_montage(empty, n_columns=PREVIEW_CROPS)
-        layer = self.viewer.add_image(picture, name=PREVIEW_LAYER, rgb=True, **self._preview_placement(picture))
-        layer.metadata["description"] = "waiting for the first reconstructions"
 
     def _on_result(self, result: TrainResult) -> None:
         self.result = result
@@ -643,20 +421,11 @@ class TrainWidget(QWidget):
         else:
             show_info(text)
 
-    def _on_error(self, error: Exception) -> None:
-        if isinstance(error, InputError):
-            if not self._failure_shown:
-                self._refuse(error)
-        else:
-            self._refuse(RuntimeError(f"training failed unexpectedly: {error!r}; the last checkpoint is in {self.run_dir}"))
-
-    def _on_finished(self) -> None:
-        # The worker has sent everything: show what the last refresh held back (e.g. the last preview).
-        self._refresh_timer.stop()
-        self._refresh(final=True)
-        self._worker = None
-        self._finish_task()
-        self._set_running(False)
+    def _on_busy(self, busy: bool) -> None:
+        if not busy:  # the worker has sent everything: show what the last refresh held back (e.g. the last preview)
+            self._refresh_timer.stop()
+            self._refresh(final=True)
+        self._set_running(busy)
 
     # ----------------------------------------------------------------- saving the model
 
@@ -664,14 +433,14 @@ class TrainWidget(QWidget):
         """Write the trained model as a bundle folder and make it the session's model."""
         result, crop_set = self.result, self._run_crop_set
         if result is None or crop_set is None:
-            self._refuse(InputError("there is no trained model yet; press Start and wait until training ends"))
+            self.tasks.report(InputError("there is no trained model yet; press Start and wait until training ends"))
             return None
         try:
             written = save_trained_bundle(result, crop_set, directory, train_settings=self._run_train_settings,
                                           crop_set_origin=self._crop_set_origin())  # fmt: skip
             self.session.bundle = load_bundle(written)
         except (InputError, OSError) as err:
-            self._refuse(err)
+            self.tasks.report(err)
             return None
         self.status.setText(f"Model bundle saved to {written}; it is now the session's model.")
         return written
@@ -690,23 +459,14 @@ class TrainWidget(QWidget):
     def shutdown(self, timeout_s: float = CLOSE_WAIT_S) -> bool:
         """Stop training and wait until its last checkpoint is written; True when it ended in time.
 
-        Called when the widget is closed or removed from its dock and when the
-        viewer closes (napari cancels registered tasks then). The worker is
-        disconnected first, so nothing it sends later reaches a closed widget.
+        Called when the widget is closed or removed from its dock (napari
+        quits the task itself when the viewer closes: ``on_quit``). The task
+        is let go of, so nothing it sends later reaches a closed widget.
         """
-        worker = self._worker
-        if worker is None:
+        if not self.running:
             return True
-        for signal, slot in ((worker.yielded, self._on_message), (worker.returned, self._on_result),
-                             (worker.errored, self._on_error), (worker.finished, self._on_finished)):
-            try:
-                signal.disconnect(slot)
-            except (TypeError, RuntimeError):
-                pass
         stopped = self._run.stop_and_wait(timeout_s=timeout_s)
-        worker.quit()
-        self._worker = None
-        self._finish_task()
+        self.tasks.stop()
         return stopped
 
     def closeEvent(self, event: Any) -> None:
@@ -715,55 +475,9 @@ class TrainWidget(QWidget):
 
     def event(self, event: Any) -> bool:
         # napari's dock "close" button removes the widget from its dock (parent becomes None) and deletes the dock.
-        if event.type() == QEvent.Type.ParentChange and self.parent() is None and getattr(self, "_worker", None):
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and hasattr(self, "tasks"):
             self.shutdown()
         return super().event(event)
 
-    def _register_task(self) -> None:
-        """Tell napari a training is running, so closing the viewer asks first and then stops it."""
-        register = getattr(getattr(self.viewer, "window", None), "_register_task_status", None)
-        if register is None:
-            return
-        from napari.utils.task_status import Status
 
-        self._task_id = register("napari-morphospace", Status.BUSY, "training a model (Train widget)",
-                                 cancel_callback=self.shutdown)
-
-    def _finish_task(self) -> None:
-        update = getattr(getattr(self.viewer, "window", None), "_update_task_status", None)
-        if self._task_id is None or update is None:
-            return
-        from napari.utils.task_status import Status
-
-        update(self._task_id, Status.COMPLETED)
-        self._task_id = None
-
-
-def _train_in_thread(crop_set: CropSet, model_settings: ModelSettings, train_settings: TrainSettings,
-                     stop_event: threading.Event, done_event: threading.Event, resume_from: Path | None,
-                     send: Callable[[Any], None]) -> TrainResult:
-    """Run the engine with one CPU core left for the viewer; set ``done_event`` when it has ended."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(threads, _usable_cpus() - 1)))
-    try:
-        return train(crop_set, model_settings, train_settings, on_update=send, stop_event=stop_event,
-                     resume_from=resume_from)
-    finally:
-        torch.set_num_threads(threads)
-        done_event.set()
-
-
-def _usable_cpus() -> int:
-    """The CPUs this process may run on (fewer than ``os.cpu_count()`` in a container limited to some)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
-
-
-@thread_worker(ignore_errors=True)  # errors reach _on_error as notifications, not re-raised
-def _train_worker(crop_set: CropSet, model_settings: ModelSettings, train_settings: TrainSettings,
-                  stop_event: threading.Event, done_event: threading.Event, resume_from: Path | None):
-    """Yield the engine's typed messages; return its :class:`TrainResult`."""
-    return (yield from messages_from(lambda send: _train_in_thread(
-        crop_set, model_settings, train_settings, stop_event, done_event, resume_from, send)))
-
-
-__all__ = ["TrainWidget", "LossPlot", "default_checkpoint_dir", "last_checkpoint_in"]
+__all__ = ["TrainWidget", "PREVIEW_LAYER", "default_checkpoint_dir", "last_checkpoint_in"]

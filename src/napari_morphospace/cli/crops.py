@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -17,8 +16,6 @@ if TYPE_CHECKING:
 
 PRESETS = ("none", "macrophage", "statistical-cell")
 #: The crop builder's per-image notes ("a.tif: 2 of 107 objects were ..."), summed over the images in the summary.
-COUNTED_NOTE = re.compile(r"(?:.+?: )?(\d+) of \d+ (.+)")
-
 FLAGS = [
     Flag("--labels", ("labels",), "one label image per image, in the same order", kind="list", metavar="LABELS"),
     Flag("--group", ("groups",), "condition of each image, repeated in image order, or once for all images "
@@ -101,7 +98,11 @@ def job_from_args(args: argparse.Namespace) -> CropJob:
 
 def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
     """The preprocessing steps of a named preset; ``macrophage`` resizes to the crop size."""
-    from ..core.cells.preprocess import PreprocessPipeline, macrophage_pipeline, statistical_cell_pipeline
+    from ..core.cells.preprocess import (
+        PreprocessPipeline,
+        macrophage_pipeline,
+        statistical_cell_pipeline,
+    )
 
     if name == "none":
         return PreprocessPipeline()
@@ -114,6 +115,7 @@ def preset_pipeline(name: str, size: int | list[int]) -> PreprocessPipeline:
 def run(args: argparse.Namespace) -> int:
     from ..core.cells.crop_job import run_crop_job
     from ..core.cells.crop_set import TRACK_ID, check_crop_set_target
+    from ..core.cells.crops import COUNTED_NOTE, summed_notes
     from ..core.cells.track_ids import describe_tracks
     from ..core.config import save_config
     from ..core.outputs import check_output
@@ -149,13 +151,3 @@ def run(args: argparse.Namespace) -> int:
     if TRACK_ID in crop_set.table.columns:
         print(describe_tracks(crop_set.table))
     return 0
-
-
-def summed_notes(messages: list[str]) -> list[str]:
-    """The crop builder's notes per image ("a.tif: 2 of 107 objects were smaller than ...") summed over the images."""
-    counts: dict[str, int] = {}
-    for message in messages:
-        match = COUNTED_NOTE.fullmatch(message)
-        key = match[2] if match else message
-        counts[key] = counts.get(key, 0) + (int(match[1]) if match else 0)
-    return [f"{n} {text}" if n else text for text, n in counts.items()]

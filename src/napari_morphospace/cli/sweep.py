@@ -78,7 +78,13 @@ def _finish(table, folder: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.cells.crop_set import load_crop_set
-    from ..core.project.sweep import collect_sweep, grid_points, load_sweep_settings, read_run_record, run_sweep
+    from ..core.project.sweep import (
+        collect_sweep,
+        grid_points,
+        load_sweep_settings,
+        read_run_record,
+        run_sweep,
+    )
 
     if args.collect is not None:
         if args.config or args.crops or args.out or args.index is not None:

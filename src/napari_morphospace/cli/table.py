@@ -51,7 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..core.analysis.external_table import LabelsObjects, TableSettings, image_stem, open_external_table
+    from ..core.analysis.external_table import (
+        LabelsObjects,
+        TableSettings,
+        image_stem,
+        open_external_table,
+    )
     from ..core.cells.crop_job import read_labels
     from ..core.cells.pairing import name_stem
     from ..core.project.analysis_folder import create_analysis, save_analysis

@@ -131,8 +131,17 @@ def run(args: argparse.Namespace) -> int:
     from ..core.config import save_config
     from ..core.outputs import check_output
     from ..core.training.bundle import check_bundle_target
-    from ..core.training.checkpoints import CheckpointWriteError, last_checkpoint_in, requeued_checkpoint
-    from ..core.training.engine import TrainingDiverged, TrainingInterrupted, save_trained_bundle, train
+    from ..core.training.checkpoints import (
+        CheckpointWriteError,
+        last_checkpoint_in,
+        requeued_checkpoint,
+    )
+    from ..core.training.engine import (
+        TrainingDiverged,
+        TrainingInterrupted,
+        save_trained_bundle,
+        train,
+    )
 
     config = config_from_args(args)
     if args.resume is not None and not args.resume.is_file():

@@ -1,22 +1,30 @@
-"""Track ids of the session's cells from what the viewer shows: tracked Labels layers or a Tracks layer.
+"""Tracks of the session's cells: their ids from what the viewer shows, their statistics, one track shown.
 
-napari-aware but Qt-free: reads layers, converts a Tracks layer's points into
-the pixel coordinates of each cell's Labels layer, and calls
-:mod:`core.analysis.tracks` for the matching.
+napari-aware but Qt-free (the Tracks widget calls these; so can a script):
+track ids come from tracked Labels layers, a Tracks layer (its points
+converted into the pixel coordinates of each cell's Labels layer) or a
+column of the cells, matched by :mod:`core.analysis.tracks`;
+:func:`summarise_tracks` gathers what the widget shows about them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from napari.layers import Labels, Tracks
 
-from ..core.cells.crop_set import NO_TRACK
-from ..core.cells.track_ids import track_ids_from_labels, track_ids_from_tracks
+from ..core.analysis import tracks as core_tracks
+from ..core.analysis.cell_table import mu_columns
+from ..core.cells.track_ids import track_ids_from_column, track_ids_from_labels, track_ids_from_tracks
+from ..core.cells.crop_set import NO_TRACK, TRACK_ID
+from ..core.cells.selection import spatial_ndim
 from ..core.errors import InputError
 from .features import is_overlay, source_names
+from .layers import unwrap
+from .session import session_for
 
 
 def source_layer(layers: Any, source: str) -> Labels | None:
@@ -59,3 +67,74 @@ def cell_track_ids(cells: pd.DataFrame, layers: Any, tracks: Tracks | None = Non
 def _frames(layer: Labels) -> Any:
     data = layer.data[0] if layer.multiscale else layer.data
     return lambda t: np.asarray(data[t])
+
+
+def give_track_ids(viewer: Any, tracks: Tracks | None = None, *, column: str | None = None) -> int:
+    """Give every cell of the viewer's session its track id; returns the number of tracks.
+
+    From the label ids of tracked Labels layers (the default), the tracks of
+    a Tracks layer, or a whole-number ``column`` of the cells (e.g. a
+    tracker's ``TRACK_ID`` in a feature table). The ids go into the per-cell
+    table's ``track_id`` column, so the layers' features, the scatter plot,
+    exports and the analysis folder carry them.
+    """
+    session = session_for(viewer)
+    cells = session.cells
+    if cells is None:
+        raise InputError("there are no cells yet: build or load a crop set in the Cells widget first")
+    if column is not None:
+        ids = track_ids_from_column(cells, column)
+    else:
+        ids = cell_track_ids(cells, viewer.layers, None if tracks is None else unwrap(tracks))
+    session.set_columns(cells["crop_id"].to_numpy(), {TRACK_ID: ids})
+    return int(pd.unique(ids[ids != NO_TRACK]).size)
+
+
+@dataclass
+class TrackSummary:
+    """What the Tracks widget shows: one row per track, how smooth the paths are, two groups of tracks compared."""
+
+    statistics: pd.DataFrame
+    #: Mean step through latent space along the tracks, and with their frames shuffled.
+    mean_step: float
+    shuffled_step: float
+    #: The comparison of two groups (None without a group column, or when they could not be compared: see ``note``).
+    comparison: pd.DataFrame | None = None
+    note: str = ""
+
+
+def summarise_tracks(latents: pd.DataFrame, *, frame_interval: float = 1.0, region: np.ndarray | None = None,
+                     group_column: str | None = None) -> TrackSummary:  # fmt: skip
+    """Per-track statistics of the embedded cells (:func:`core.analysis.tracks.track_statistics`), their smoothness and,
+    with ``group_column``, the comparison of its two groups; ``region``: crop ids the tracks may reach."""
+    columns = mu_columns(latents)
+    statistics = core_tracks.track_statistics(latents, columns, frame_interval=frame_interval, region=region,
+                                              group_column=group_column)  # fmt: skip
+    if statistics.empty:
+        raise InputError("no embedded cell lies on a track; give track ids first")
+    real, shuffled = core_tracks.smoothness(latents, columns)
+    summary = TrackSummary(statistics, real, shuffled)
+    if group_column is not None:
+        try:
+            summary.comparison = core_tracks.compare_track_groups(statistics, group_column)
+        except InputError as err:
+            summary.note = f"not compared: {err}"
+    return summary
+
+
+def show_track(viewer: Any, track_id: int) -> np.ndarray:
+    """Select the cells of track ``track_id`` (highlighted in every plot and image) and show its first frame.
+
+    Returns their crop ids.
+    """
+    session = session_for(viewer)
+    cells = session.latents if session.latents is not None else session.cells
+    if cells is None or TRACK_ID not in cells.columns:
+        raise InputError("the cells have no track ids yet; give them track ids first")
+    mine = cells[pd.to_numeric(cells[TRACK_ID], errors="coerce") == track_id]
+    session.selection = mine["crop_id"].to_numpy(np.int64)
+    layer = source_layer(viewer.layers, str(mine["source"].iloc[0])) if len(mine) else None
+    if layer is not None and layer.ndim > spatial_ndim(cells, layer.ndim):  # a time-lapse: show the first frame
+        world = layer.data_to_world([int(mine["t"].min())] + [0] * (layer.ndim - 1))
+        viewer.dims.set_point(viewer.dims.ndim - layer.ndim, world[0])
+    return session.selection

@@ -24,7 +24,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..cells.crop_set import CropSet, block_length, check_crop_values, load_crop_set, read_crops
+from ..cells.crop_set import (
+    CropSet,
+    block_length,
+    check_crop_values,
+    load_crop_set,
+    read_crops,
+)
 from ..errors import InputError
 from ..models import Condition, MorphoVAE, StackedConditionalVAE
 from ..parallel import ordered_map, worker_threads

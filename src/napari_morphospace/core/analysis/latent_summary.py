@@ -20,7 +20,13 @@ from matplotlib.figure import Figure
 
 from ..errors import InputError
 from . import statistics
-from .cell_table import is_measured_feature, latent_columns, mu_columns, original_name, rows_with_latents
+from .cell_table import (
+    is_measured_feature,
+    latent_columns,
+    mu_columns,
+    original_name,
+    rows_with_latents,
+)
 
 #: Columns offered for choosing the groups to compare.
 GROUP_COLUMNS = ("group", "annotation", "cluster")

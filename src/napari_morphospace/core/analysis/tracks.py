@@ -25,7 +25,13 @@ from scipy import stats
 from ..cells.crop_set import NO_TRACK, TRACK_ID
 from ..cells.track_ids import on_tracks, require_columns
 from ..errors import InputError
-from .inference import InferenceSettings, bootstrap_intervals, make_units, permutation_p_values, require_enough_units
+from .inference import (
+    InferenceSettings,
+    bootstrap_intervals,
+    make_units,
+    permutation_p_values,
+    require_enough_units,
+)
 from .statistics import cohens_d
 
 #: Per-track measures, in the order tables show them.

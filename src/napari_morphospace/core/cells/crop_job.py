@@ -24,8 +24,21 @@ from ..errors import InputError
 from ..io.stacks import read_stack
 from ..outputs import scratch_prefix
 from ..parallel import dask_client, ordered_map
-from .crop_set import NO_TRACK, CropSet, check_crop_set_target, concat_crop_sets, load_crop_set, replace_crop_table
-from .crops import CropCancelled, CropSettings, CropSource, PatchSettings, build_crop_set
+from .crop_set import (
+    NO_TRACK,
+    CropSet,
+    check_crop_set_target,
+    concat_crop_sets,
+    load_crop_set,
+    replace_crop_table,
+)
+from .crops import (
+    CropCancelled,
+    CropSettings,
+    CropSource,
+    PatchSettings,
+    build_crop_set,
+)
 from .preprocess import PreprocessPipeline
 from .track_ids import read_tracks, track_ids_from_labels, track_ids_from_tracks, with_track_ids
 

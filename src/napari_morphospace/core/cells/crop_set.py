@@ -40,7 +40,13 @@ import zarr
 
 from ..config import shown
 from ..errors import InputError
-from ..outputs import check_output, names_format, replace_folder, scratch_prefix, write_failed
+from ..outputs import (
+    check_output,
+    names_format,
+    replace_folder,
+    scratch_prefix,
+    write_failed,
+)
 
 # Columns every crop table has, in this order; more columns may follow.
 # The bounding box is one start/stop pair per spatial axis of the source:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 import threading
 import warnings
@@ -43,7 +44,13 @@ from ..config import to_dict
 from ..errors import InputError
 from ..io.stacks import AXES_ORDER, Stack
 from . import crop_set as data_module
-from .crop_set import CropSet, CropSetWriter, check_crop_set_target, concat_crop_sets, open_crop_set_writer
+from .crop_set import (
+    CropSet,
+    CropSetWriter,
+    check_crop_set_target,
+    concat_crop_sets,
+    open_crop_set_writer,
+)
 
 if TYPE_CHECKING:
     from .preprocess import PreprocessPipeline
@@ -896,6 +903,24 @@ def _warn_skipped(tally: Counter, total: int, what: str) -> None:
         warnings.warn(
             f"{tally['nonfinite']} NaN or inf pixels in the crops were replaced by 0; check the image", stacklevel=5
         )
+
+
+#: A note of :func:`_warn_skipped`, maybe prefixed with its image ("a.tif: 2 of 107 objects were ..."): count, text.
+COUNTED_NOTE = re.compile(r"(?:.+?: )?(\d+) of \d+ (.+)")
+
+
+def summed_notes(messages: list[str]) -> list[str]:
+    """The crop builder's notes per image ("a.tif: 2 of 107 objects were smaller than ...") summed over the images.
+
+    One line per reason for a whole build ("9 objects were smaller than
+    ..."); messages that are no such note are kept once each, as they are.
+    """
+    counts: dict[str, int] = {}
+    for message in messages:
+        match = COUNTED_NOTE.fullmatch(message)
+        key = match[2] if match else message
+        counts[key] = counts.get(key, 0) + (int(match[1]) if match else 0)
+    return [f"{n} {text}" if n else text for text, n in counts.items()]
 
 
 # --------------------------------------------------------------------------- one entry point for many sources

@@ -33,7 +33,12 @@ from ..cells.crop_job import CropJob, run_crop_job
 from ..cells.crop_set import CropSet
 from ..cells.crops import CropSettings
 from ..cells.preprocess import PreprocessPipeline, PreprocessStep
-from ..cells.sample_data import TREATED_SHIFTS, SampleData, SampleSettings, make_sample_data
+from ..cells.sample_data import (
+    TREATED_SHIFTS,
+    SampleData,
+    SampleSettings,
+    make_sample_data,
+)
 from ..config import atomic_write_text, save_config, to_dict
 from ..figures.gallery import gallery_figure
 from ..io.stacks import Stack, write_stack

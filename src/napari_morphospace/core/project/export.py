@@ -26,7 +26,13 @@ import tifffile
 from ..cells.crop_set import CropSet
 from ..errors import InputError
 from ..io.stacks import Stack, write_stack
-from ..outputs import check_output, remove_stale_scratch, scratch_prefix, set_default_permissions, write_failed
+from ..outputs import (
+    check_output,
+    remove_stale_scratch,
+    scratch_prefix,
+    set_default_permissions,
+    write_failed,
+)
 
 MANIFEST_NAME = "manifest.csv"
 UNANNOTATED = ""

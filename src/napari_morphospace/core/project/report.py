@@ -399,7 +399,12 @@ def _source_label_images(analysis: Analysis) -> tuple[dict[str, np.ndarray], dic
 
 
 def _kl_section(ctx: _Context) -> list[str]:
-    from ..analysis.statistics import active_units, empirical_kl_to_standard_normal, kl_bar_figure, kl_per_dimension
+    from ..analysis.statistics import (
+        active_units,
+        empirical_kl_to_standard_normal,
+        kl_bar_figure,
+        kl_per_dimension,
+    )
 
     summary = ctx.require_summary()
     if summary.measured:

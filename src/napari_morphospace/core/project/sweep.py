@@ -60,7 +60,14 @@ from ..models import ModelSettings, MorphoVAE
 from ..models.settings import BlockKind, ModelName
 from ..outputs import check_output
 from ..training.diagnostics import diagnose_training, representation_probe
-from ..training.engine import StopFlag, TrainSettings, TrainUpdate, save_trained_bundle, split_crops, train
+from ..training.engine import (
+    StopFlag,
+    TrainSettings,
+    TrainUpdate,
+    save_trained_bundle,
+    split_crops,
+    train,
+)
 
 SETTINGS_NAME = "sweep.yaml"
 MARKER_NAME = "sweep.json"

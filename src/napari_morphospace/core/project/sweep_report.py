@@ -26,7 +26,15 @@ from matplotlib.ticker import NullFormatter
 from ..config import atomic_write_text
 from .export import atomic_path
 from .report import _STYLE, _img, _p, _table, figure_png
-from .sweep import FIGURES_FOLDER, MARKER_NAME, REPORT_NAME, SPLIT_NAME, TABLE_NAME, open_sweep_settings, run_records
+from .sweep import (
+    FIGURES_FOLDER,
+    MARKER_NAME,
+    REPORT_NAME,
+    SPLIT_NAME,
+    TABLE_NAME,
+    open_sweep_settings,
+    run_records,
+)
 
 #: Settings that tell the runs of a sweep apart besides β (one line per combination in the ELBO figure).
 SERIES_COLUMNS = ("model", "latent_dim", "depth", "block")

@@ -218,7 +218,9 @@ def export_zoo_packages(
     _check_export(bundle, crop_set, folder, settings, overwrite)
     authors = _authors(settings)
     bundle = _cpu_copy(bundle)
-    from loguru import logger  # bioimageio's log; failures reach the user through our messages instead
+    from loguru import (
+        logger,  # bioimageio's log; failures reach the user through our messages instead
+    )
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
