@@ -156,6 +156,14 @@ def test_a_label_image_opened_as_an_image_is_recognised_and_not_a_channel():
     assert [s.channels for s in pair_patches([image, labels_as_image]).sources] == [["A9 p10d"]]
 
 
+def test_an_integer_image_named_after_cells_stays_an_image():
+    """A 16-bit fluorescence image called "HeLa cells" is intensities; only label-file names mark a label image."""
+    for name in ("HeLa cells", "control cells", "nuclei objects", "HeLa cells [1]"):
+        assert not looks_like_labels(LayerInfo(name, "image", (64, 64), integer=True)), name
+    for name in ("HeLa_labels", "HeLa_cp_masks", "HeLa-seg", "HeLa mask", "HeLa_segmentation [1]"):
+        assert looks_like_labels(LayerInfo(name, "image", (64, 64), integer=True)), name
+
+
 def test_patch_grid_sources_are_the_image_files(bbbc007_layers):
     sources = pair_patches(bbbc007_layers).sources
     assert len(sources) == 14 and all(len(s.channels) == 1 for s in sources)

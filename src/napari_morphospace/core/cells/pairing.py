@@ -42,6 +42,9 @@ LayerKind = Literal["image", "labels", "points", "shapes"]
 OBJECTS_SUFFIX = re.compile(
     r"[_\-. ](cp[_\-. ]?)?(labels?|masks?|seg(mentation)?|cells|objects|points|boxes|shapes)$", re.IGNORECASE
 )
+#: Suffixes of a label image saved as a file (``X_labels.tif``, ``X_cp_masks.png``, ``X_seg.tif``). Narrower than
+#: :data:`OBJECTS_SUFFIX`: an integer image named ``HeLa cells`` is a fluorescence image, not objects.
+LABEL_IMAGE_SUFFIX = re.compile(r"[_\-. ](cp[_\-. ]?)?(labels?|masks?|seg(mentation)?)$", re.IGNORECASE)
 #: napari appends `` [1]``, `` [2]``... to a layer name that is already taken.
 DUPLICATE_SUFFIX = re.compile(r" \[\d+\]$")
 
@@ -126,7 +129,7 @@ def name_stem(name: str) -> str:
 
 def looks_like_labels(layer: LayerInfo) -> bool:
     """An integer image named like objects (``X_labels``, ``X_mask``): a label image opened as an image."""
-    return layer.kind == "image" and layer.integer and bool(OBJECTS_SUFFIX.search(base_name(layer.name)))
+    return layer.kind == "image" and layer.integer and bool(LABEL_IMAGE_SUFFIX.search(base_name(layer.name)))
 
 
 def common_stem(names: Sequence[str]) -> str:
