@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 
 import dask.array as da
 import numpy as np
@@ -85,6 +86,12 @@ def test_a_large_set_is_a_few_shard_files_and_reads_back_exactly(tmp_path, monke
     shard_files = [f for f in (path / "images.zarr").rglob("*") if f.is_file() and f.name != "zarr.json"]
     assert len(shard_files) == 10  # ceil(150 / 16), not 150
     assert_same(load_crop_set(path), original)
+    # object masks are stored in shards the same way (before: one file per chunk, 793 files for 101k crops)
+    masks = np.random.default_rng(1).random((150, 6, 7)) > 0.5
+    with_masks = save_crop_set(replace(original, masks=masks), tmp_path / "with masks")
+    mask_files = [f for f in (with_masks / "masks.zarr").rglob("*") if f.is_file() and f.name != "zarr.json"]
+    assert len(mask_files) == 10
+    np.testing.assert_array_equal(np.asarray(load_crop_set(with_masks).masks), masks)
     # a crop set written one crop per chunk file (the first release) opens as before
     old = tmp_path / "old"
     old.mkdir()

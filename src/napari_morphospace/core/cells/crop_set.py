@@ -6,9 +6,10 @@ On disk a crop set is a folder::
                      ~32 MB (one file each) holding chunks of ~512 kB (whole crops), so a
                      set of a million crops is a few hundred files and one crop is read
                      without reading its shard
-    masks.zarr       (crops cut from labels only) zarr v3 array (N, [Z,] Y, X) bool: each
-                     crop's object pixels, moved with the crop by the preprocessing; the
-                     end-of-training diagnostics measure the cells from them
+    masks.zarr       (crops cut from labels only) zarr v3 array (N, [Z,] Y, X) bool, in
+                     shards of the same number of crops as the images: each crop's object
+                     pixels, moved with the crop by the preprocessing; the end-of-training
+                     diagnostics measure the cells from them
     crops.parquet    the table (authoritative, keeps dtypes)
     crops.csv        the same table for people and spreadsheets
     crop_set.json    format name and version, channel names, spacing,
@@ -408,7 +409,8 @@ class CropSetWriter:
         self._mask_buffer: np.ndarray | None = None
         if masks:
             self._masks = zarr.create_array(store=str(self._tmp / MASKS_NAME), shape=(0,) + self.crop_shape[1:],
-                                            chunks=(chunk,) + self.crop_shape[1:], dtype="bool")  # fmt: skip
+                                            chunks=(chunk,) + self.crop_shape[1:], shards=(shard,) + self.crop_shape[1:],
+                                            dtype="bool", config={"write_empty_chunks": True})  # one file per shard, as the images  # fmt: skip
             self._mask_buffer = np.empty((shard,) + self.crop_shape[1:], bool)
         self._buffered = 0
         self._written = 0
