@@ -38,13 +38,15 @@ from typing import Literal
 
 LayerKind = Literal["image", "labels", "points", "shapes"]
 
+#: Words that end the name of a label image saved as a file: ``X_labels.tif``, ``X_cp_masks.png``, ``X_seg.tif``.
+_LABEL_FILE_WORDS = r"labels?|masks?|seg(mentation)?"
 #: Suffixes that mark an objects layer (or file) of image ``X``: ``X_labels``, ``X cells``, ``X_cp_masks``...
 OBJECTS_SUFFIX = re.compile(
-    r"[_\-. ](cp[_\-. ]?)?(labels?|masks?|seg(mentation)?|cells|objects|points|boxes|shapes)$", re.IGNORECASE
+    rf"[_\-. ](cp[_\-. ]?)?({_LABEL_FILE_WORDS}|cells|objects|points|boxes|shapes)$", re.IGNORECASE
 )
-#: Suffixes of a label image saved as a file (``X_labels.tif``, ``X_cp_masks.png``, ``X_seg.tif``). Narrower than
-#: :data:`OBJECTS_SUFFIX`: an integer image named ``HeLa cells`` is a fluorescence image, not objects.
-LABEL_IMAGE_SUFFIX = re.compile(r"[_\-. ](cp[_\-. ]?)?(labels?|masks?|seg(mentation)?)$", re.IGNORECASE)
+#: Suffixes of a label image saved as a file. Narrower than :data:`OBJECTS_SUFFIX`: an integer image named
+#: ``HeLa cells`` is a fluorescence image, not objects.
+LABEL_IMAGE_SUFFIX = re.compile(rf"[_\-. ](cp[_\-. ]?)?({_LABEL_FILE_WORDS})$", re.IGNORECASE)
 #: napari appends `` [1]``, `` [2]``... to a layer name that is already taken.
 DUPLICATE_SUFFIX = re.compile(r" \[\d+\]$")
 
