@@ -54,8 +54,13 @@ def build(cells, busy: QTimer | None) -> dict[str, float]:
     if busy is not None:
         busy.stop()
     ProgressDisplay.show_latest = original
-    return {"seconds": elapsed, "yielded": yielded[0], "shown": len(shown), "crops": len(cells.crop_set),
-            "status_final": cells.status.text().startswith(f"{len(cells.crop_set)} crops")}
+    return {
+        "seconds": elapsed,
+        "yielded": yielded[0],
+        "shown": len(shown),
+        "crops": len(cells.crop_set),
+        "status_final": cells.status.text().startswith(f"{len(cells.crop_set)} crops"),
+    }
 
 
 def main() -> None:
@@ -65,7 +70,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import napari
-
     from real_data import dataset
 
     viewer = napari.Viewer()
@@ -79,14 +83,20 @@ def main() -> None:
     build(cells, None)  # warm-up: imports, first reads of the files
     idle = build(cells, None)
     loaded = build(cells, busy)
-    print(f"{idle['crops']} crops from {len(cells.sources())} sources; busy GUI thread: {args.block_ms:.0f} ms "
-          f"blocked every {args.every_ms} ms")
+    print(
+        f"{idle['crops']} crops from {len(cells.sources())} sources; busy GUI thread: {args.block_ms:.0f} ms "
+        f"blocked every {args.every_ms} ms"
+    )
     print("phase    seconds  progress yielded  progress shown  shown/s  final status")
     for name, run in (("idle", idle), ("busy", loaded)):
-        print(f"{name:<8} {run['seconds']:7.2f}  {run['yielded']:16d}  {run['shown']:14d}  "
-              f"{run['shown'] / run['seconds']:7.2f}  {run['status_final']}")
-    print(f"ratio busy/idle: time {loaded['seconds'] / idle['seconds']:.2f}, "
-          f"progress shown {loaded['shown'] / max(idle['shown'], 1):.2f}")
+        print(
+            f"{name:<8} {run['seconds']:7.2f}  {run['yielded']:16d}  {run['shown']:14d}  "
+            f"{run['shown'] / run['seconds']:7.2f}  {run['status_final']}"
+        )
+    print(
+        f"ratio busy/idle: time {loaded['seconds'] / idle['seconds']:.2f}, "
+        f"progress shown {loaded['shown'] / max(idle['shown'], 1):.2f}"
+    )
     viewer.close()
 
 

@@ -52,9 +52,7 @@ def synthetic_field(n_objects: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     return np.clip(image, 0, 65535).astype(np.uint16), labels
 
 
-def bare_crops(
-    image: np.ndarray, labels: np.ndarray, preprocess: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
+def bare_crops(image: np.ndarray, labels: np.ndarray, preprocess: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Fixed-size crops cut with plain numpy/scipy, each passed to ``preprocess`` as a 2D float32 array."""
     low, high = np.percentile(image, PERCENTILES)
     padded = np.pad(image, CROP, mode="constant")

@@ -101,8 +101,13 @@ def run_bare(args: argparse.Namespace) -> dict:
     base_rss = memory_kib("VmRSS")
     start, cpu = time.perf_counter(), cpu_seconds()
     made = sum(bare_field(*fields[index], args.size, buffer) for index in files)
-    return {"crops": made, "seconds": time.perf_counter() - start, "cpu": cpu_seconds() - cpu,
-            "peak_mib": (memory_kib("VmHWM") - base_rss) / 1024, "files": 0}
+    return {
+        "crops": made,
+        "seconds": time.perf_counter() - start,
+        "cpu": cpu_seconds() - cpu,
+        "peak_mib": (memory_kib("VmHWM") - base_rss) / 1024,
+        "files": 0,
+    }
 
 
 # --------------------------------------------------------------------------- ours
@@ -114,16 +119,24 @@ def run_ours(args: argparse.Namespace) -> dict:
 
     fields = [tuple(map(Path, pair)) for pair in json.loads(args.fields)]
     files = job_files(fields, args.per_field, args.objects)
-    job = CropJob(images=[str(i) for i, _ in files], labels=[str(lab) for _, lab in files], groups=["a"],
-                  crop=CropSettings(size=args.size, min_area=MIN_AREA, percentiles=PERCENTILES))
+    job = CropJob(
+        images=[str(i) for i, _ in files],
+        labels=[str(lab) for _, lab in files],
+        groups=["a"],
+        crop=CropSettings(size=args.size, min_area=MIN_AREA, percentiles=PERCENTILES),
+    )
     out = Path(args.out)
     base_rss = memory_kib("VmRSS")
     start, cpu = time.perf_counter(), cpu_seconds()
     if args.profile:
         import cProfile
 
-        cProfile.runctx("run_crop_job(job, out)", globals(), {"run_crop_job": run_crop_job, "job": job, "out": out},
-                        filename=args.profile)
+        cProfile.runctx(
+            "run_crop_job(job, out)",
+            globals(),
+            {"run_crop_job": run_crop_job, "job": job, "out": out},
+            filename=args.profile,
+        )
     else:
         run_crop_job(job, out)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
@@ -142,16 +155,31 @@ def check_same_crops(field: tuple[Path, Path], size: int) -> float:
     from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
 
     image, labels = tifffile.imread(field[0]), tifffile.imread(field[1])
-    ours = crops_from_labels(image, labels, CropSettings(size=size, min_area=MIN_AREA, percentiles=PERCENTILES),
-                             axes="CYX")
+    ours = crops_from_labels(
+        image, labels, CropSettings(size=size, min_area=MIN_AREA, percentiles=PERCENTILES), axes="CYX"
+    )
     buffer = np.zeros((len(ours), image.shape[0], size, size), np.float32)
     assert bare_field(image, labels, size, buffer) == len(ours)
     return float(np.abs(np.asarray(ours.images) - buffer).max())
 
 
 def spawn(kind: str, args: argparse.Namespace, n_objects: int, fields: str, per_field: int, out: Path) -> dict:
-    command = [sys.executable, __file__, "--worker", kind, "--objects", str(n_objects), "--fields", fields,
-               "--per-field", str(per_field), "--size", str(args.size), "--out", str(out)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--objects",
+        str(n_objects),
+        "--fields",
+        fields,
+        "--per-field",
+        str(per_field),
+        "--size",
+        str(args.size),
+        "--out",
+        str(out),
+    ]
     if args.profile and kind == "ours":
         command += ["--profile", args.profile]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -183,15 +211,19 @@ def main() -> None:
     folder = args.tmp / f"morphospace-bench-fields-c{args.channels}"
     fields = write_fields(folder, DISTINCT_FIELDS, channels=args.channels)
     per_field = int(tifffile.imread(fields[0][1]).max())
-    print(f"fields: {DISTINCT_FIELDS} distinct 2048x2048 uint16, {args.channels} channel(s), ~{per_field} objects each; "
-          f"{args.size}x{args.size} crops")
+    print(
+        f"fields: {DISTINCT_FIELDS} distinct 2048x2048 uint16, {args.channels} channel(s), ~{per_field} objects each; "
+        f"{args.size}x{args.size} crops"
+    )
     print(f"same crops as the bare loop on one field: max |difference| = {check_same_crops(fields[0], args.size):g}")
     fields_json = json.dumps([[str(i), str(lab)] for i, lab in fields])
     sizes = [int(s) for s in args.sizes.split(",")]
     repeats = [int(r) for r in args.repeats.split(",")]
     repeats = repeats * len(sizes) if len(repeats) == 1 else repeats
-    print(f"{'objects':>9} | {'ours obj/s':>10} {'bare obj/s':>10} {'ratio':>6} | {'ours CPU s':>10} {'bare CPU s':>10} | "
-          f"{'ours peak MiB':>13} {'bare peak MiB':>13} | {'files':>6}")
+    print(
+        f"{'objects':>9} | {'ours obj/s':>10} {'bare obj/s':>10} {'ratio':>6} | {'ours CPU s':>10} {'bare CPU s':>10} | "
+        f"{'ours peak MiB':>13} {'bare peak MiB':>13} | {'files':>6}"
+    )
     for n_objects, n_repeats in zip(sizes, repeats):
         runs: dict[str, list[dict]] = {"bare": [], "ours": []}
         for _ in range(n_repeats):
@@ -207,9 +239,12 @@ def main() -> None:
         ratios = [(o["crops"] / o["seconds"]) / (b["crops"] / b["seconds"]) for b, o in zip(runs["bare"], runs["ours"])]
         med = {kind: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for kind, rs in runs.items()}
         ours, bare = med["ours"], med["bare"]
-        print(f"{int(ours['crops']):>9} | {ours['crops'] / ours['seconds']:>10.0f} {bare['crops'] / bare['seconds']:>10.0f} "
-              f"{statistics.median(ratios):>6.2f} | {ours['cpu']:>10.1f} {bare['cpu']:>10.1f} | "
-              f"{ours['peak_mib']:>13.0f} {bare['peak_mib']:>13.0f} | {int(ours['files']):>6}", flush=True)
+        print(
+            f"{int(ours['crops']):>9} | {ours['crops'] / ours['seconds']:>10.0f} {bare['crops'] / bare['seconds']:>10.0f} "
+            f"{statistics.median(ratios):>6.2f} | {ours['cpu']:>10.1f} {bare['cpu']:>10.1f} | "
+            f"{ours['peak_mib']:>13.0f} {bare['peak_mib']:>13.0f} | {int(ours['files']):>6}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

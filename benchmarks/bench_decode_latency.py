@@ -93,7 +93,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = ModelSettings(base_channels=args.base_channels)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ModelSettings(base_channels={settings.base_channels}), otherwise defaults")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, ModelSettings(base_channels={settings.base_channels}), otherwise defaults"
+    )
     for name, (shape, goal) in CASES.items():
         torch.manual_seed(0)
         model = build_model(settings, shape).eval()
@@ -105,7 +107,9 @@ def main() -> None:
         verdict = "meets" if np.percentile(isolated, 95) <= goal else "MISSES"
         print(f"\n{name}  input {shape}, depth {model.depth}, goal ≤ {1000 * goal:.0f} ms")
         print(f"  bare decode        {summary(bare)}")
-        print(f"  LatentDecoder      {summary(isolated)}   ratio to bare (median) {ratio:.2f}   {verdict} the goal (p95)")
+        print(
+            f"  LatentDecoder      {summary(isolated)}   ratio to bare (median) {ratio:.2f}   {verdict} the goal (p95)"
+        )
         print(f"  drag at 60 Hz      {summary(drag)}   {len(drag)} frames for {n_requests} requests")
 
 

@@ -29,10 +29,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from real_data import bbbc007_fields  # noqa: E402
 
-from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels  # noqa: E402
 from napari_morphospace.core.cells.crop_set import concat_crop_sets  # noqa: E402
-from napari_morphospace.core.training.diagnostics import ProbeCrops, diagnose_training  # noqa: E402
+from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels  # noqa: E402
 from napari_morphospace.core.models import ModelSettings, build_model  # noqa: E402
+from napari_morphospace.core.training.diagnostics import ProbeCrops, diagnose_training  # noqa: E402
 from napari_morphospace.core.training.engine import split_crops  # noqa: E402
 
 

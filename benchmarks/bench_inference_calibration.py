@@ -107,7 +107,9 @@ def main() -> None:
           float((t <= ALPHA).mean()))  # fmt: skip
     q = stats.false_discovery_control(p, method="bh", axis=1)
     fwer = float((q <= ALPHA).any(axis=1).mean())
-    _line("any dimension BH-significant (no true effect)", fwer, f"≤ {_band(ALPHA, n)[1]:.3f}", fwer <= _band(ALPHA, n)[1])
+    _line(
+        "any dimension BH-significant (no true effect)", fwer, f"≤ {_band(ALPHA, n)[1]:.3f}", fwer <= _band(ALPHA, n)[1]
+    )
 
     print("2. Shift d = 0.5 in dimension 0 of 8, 200 cells per group")
     n = reps(200)
@@ -150,7 +152,12 @@ def main() -> None:
     n = reps(200)
     low, high = _band(0.95, n)
     cover = coverage(rng, n, 0.5, resamples=1000, images=1, cells_per_image=50, dims=1, shift=[0.5])
-    _line(f"coverage of d = 0.5, 50 cells per group ({n} reps)", cover, f"in [{low:.3f}, {high:.3f}]", low <= cover <= high)
+    _line(
+        f"coverage of d = 0.5, 50 cells per group ({n} reps)",
+        cover,
+        f"in [{low:.3f}, {high:.3f}]",
+        low <= cover <= high,
+    )
     population = dict(images=12, cells_per_image=20, dims=1, image_sd=0.5)
     cover_cell = coverage(rng, n, 0.0, resamples=1000, **population)
     cover_image = coverage(rng, n, 0.0, resamples=1000, by_image=True, **population)

@@ -53,10 +53,22 @@ def write_files(folder: Path, size_bytes: int) -> tuple[Path, Path, int]:
     frames = math.ceil(size_bytes / (CHANNELS * FRAME[0] * FRAME[1] * 2))
     fields = [synthetic_field(seed, shape=FRAME, pitch=PITCH, channels=CHANNELS) for seed in range(4)]
     image_path, labels_path = folder / "timelapse.tif", folder / "timelapse_labels.tif"
-    tifffile.imwrite(image_path, (fields[t % 4][0][c] for t in range(frames) for c in range(CHANNELS)),
-                     shape=(frames, CHANNELS, *FRAME), dtype=np.uint16, metadata={"axes": "TCYX"}, bigtiff=True)
-    tifffile.imwrite(labels_path, (fields[t % 4][1] for t in range(frames)), shape=(frames, *FRAME),
-                     dtype=fields[0][1].dtype, metadata={"axes": "TYX"}, bigtiff=True)
+    tifffile.imwrite(
+        image_path,
+        (fields[t % 4][0][c] for t in range(frames) for c in range(CHANNELS)),
+        shape=(frames, CHANNELS, *FRAME),
+        dtype=np.uint16,
+        metadata={"axes": "TCYX"},
+        bigtiff=True,
+    )
+    tifffile.imwrite(
+        labels_path,
+        (fields[t % 4][1] for t in range(frames)),
+        shape=(frames, *FRAME),
+        dtype=fields[0][1].dtype,
+        metadata={"axes": "TYX"},
+        bigtiff=True,
+    )
     return image_path, labels_path, frames
 
 
@@ -74,8 +86,12 @@ def run(kind: str, image_path: str, labels_path: str, out: str) -> dict:
     stack = read_stack(image_path, lazy_threshold_bytes=threshold)
     labels = read_stack(labels_path, lazy_threshold_bytes=threshold).data
     crop_set = build_crop_set([CropSource(stack, labels, "labels", CropSettings(size=CROP), group="a")], output=out)
-    return {"seconds": time.perf_counter() - start, "peak_mib": (memory_kib("VmHWM") - base) / 1024,
-            "crops": len(crop_set), "lazy": type(stack.data).__module__.split(".")[0]}
+    return {
+        "seconds": time.perf_counter() - start,
+        "peak_mib": (memory_kib("VmHWM") - base) / 1024,
+        "crops": len(crop_set),
+        "lazy": type(stack.data).__module__.split(".")[0],
+    }
 
 
 def same_crop_sets(a: str, b: str) -> bool:
@@ -84,8 +100,9 @@ def same_crop_sets(a: str, b: str) -> bool:
     first, second = load_crop_set(a, in_memory=False), load_crop_set(b, in_memory=False)
     if not first.table.equals(second.table) or first.images.shape != second.images.shape:
         return False
-    return all(np.array_equal(block, second.images[start : start + len(block)])
-               for start, block in crop_blocks(first.images))
+    return all(
+        np.array_equal(block, second.images[start : start + len(block)]) for start, block in crop_blocks(first.images)
+    )
 
 
 def main() -> None:
@@ -101,8 +118,10 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(dir=args.tmp, prefix="morphospace-bench-lazy-"))
     try:
         image_path, labels_path, frames = write_files(folder, int(args.size_gb * 1e9))
-        print(f"file: {image_path.stat().st_size / 1e9:.2f} GB, TCYX uint16 {frames} x {CHANNELS} x "
-              f"{FRAME[0]} x {FRAME[1]}; labels {labels_path.stat().st_size / 1e9:.2f} GB; {CROP} px crops")
+        print(
+            f"file: {image_path.stat().st_size / 1e9:.2f} GB, TCYX uint16 {frames} x {CHANNELS} x "
+            f"{FRAME[0]} x {FRAME[1]}; labels {labels_path.stat().st_size / 1e9:.2f} GB; {CROP} px crops"
+        )
         runs: dict[str, list[dict]] = {"eager": [], "lazy": []}
         for repeat in range(args.repeats):
             for kind in ("eager", "lazy"):
@@ -117,11 +136,14 @@ def main() -> None:
             seconds = statistics.median(r["seconds"] for r in results)
             peak = statistics.median(r["peak_mib"] for r in results)
             each = ", ".join(f"{r['seconds']:.1f}" for r in results)
-            print(f"{kind:>5} ({results[0]['lazy']} array): {results[0]['crops']} crops in {seconds:7.1f} s "
-                  f"(runs: {each}), peak RSS +{peak:,.0f} MiB")
+            print(
+                f"{kind:>5} ({results[0]['lazy']} array): {results[0]['crops']} crops in {seconds:7.1f} s "
+                f"(runs: {each}), peak RSS +{peak:,.0f} MiB"
+            )
         ratios = [lazy["seconds"] / eager["seconds"] for eager, lazy in zip(runs["eager"], runs["lazy"])]
-        print(f"time ratio lazy / eager: {statistics.median(ratios):.2f} (goal <= 1.5); "
-              f"crop sets identical: {identical}")
+        print(
+            f"time ratio lazy / eager: {statistics.median(ratios):.2f} (goal <= 1.5); crop sets identical: {identical}"
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -48,8 +48,13 @@ def write_stack_file(path: Path, size_bytes: int) -> int:
     import tifffile
 
     n_planes = math.ceil(size_bytes / (PLANE_SHAPE[0] * PLANE_SHAPE[1] * 2))
-    tifffile.imwrite(path, (plane(z) for z in range(n_planes)), shape=(n_planes, *PLANE_SHAPE),
-                     dtype=np.uint16, metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        path,
+        (plane(z) for z in range(n_planes)),
+        shape=(n_planes, *PLANE_SHAPE),
+        dtype=np.uint16,
+        metadata={"axes": "ZYX"},
+    )
     return n_planes
 
 
@@ -85,8 +90,9 @@ def measure(mode: str, path: str) -> dict[str, float]:
 
 
 def run_in_subprocess(mode: str, path: Path) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--measure", mode, str(path)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", mode, str(path)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -94,7 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tmp", default=tempfile.gettempdir(), help="folder for the temporary TIFF (needs the space)")
     parser.add_argument("--size-gb", type=float, default=2.1, help="file size in GB (10^9 bytes), at least 2")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the eager read (when the file does not fit in RAM)")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the eager read (when the file does not fit in RAM)"
+    )
     parser.add_argument("--measure", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -105,16 +113,22 @@ def main() -> None:
         path = Path(folder) / "stack.tif"
         start = time.perf_counter()
         n_planes = write_stack_file(path, int(args.size_gb * 1e9))
-        print(f"file: {path.stat().st_size / 1e9:.3f} GB, uint16 ZYX {n_planes} x {PLANE_SHAPE[0]} x {PLANE_SHAPE[1]}, "
-              f"written in {time.perf_counter() - start:.1f} s")
+        print(
+            f"file: {path.stat().st_size / 1e9:.3f} GB, uint16 ZYX {n_planes} x {PLANE_SHAPE[0]} x {PLANE_SHAPE[1]}, "
+            f"written in {time.perf_counter() - start:.1f} s"
+        )
         lazy = run_in_subprocess("lazy", path)
-        print(f"lazy read_stack + one {CROP[0].stop - CROP[0].start}x256x256 crop: {lazy['array']} array, "
-              f"peak RSS +{lazy['peak_increase_mib']:.1f} MiB, {lazy['seconds']:.3f} s, crop correct: {lazy['crop_correct']}")
+        print(
+            f"lazy read_stack + one {CROP[0].stop - CROP[0].start}x256x256 crop: {lazy['array']} array, "
+            f"peak RSS +{lazy['peak_increase_mib']:.1f} MiB, {lazy['seconds']:.3f} s, crop correct: {lazy['crop_correct']}"
+        )
         if args.no_baseline:
             return
         eager = run_in_subprocess("eager", path)
-        print(f"baseline tifffile.imread (whole file): {eager['array']} array, "
-              f"peak RSS +{eager['peak_increase_mib']:.1f} MiB, {eager['seconds']:.3f} s, crop correct: {eager['crop_correct']}")
+        print(
+            f"baseline tifffile.imread (whole file): {eager['array']} array, "
+            f"peak RSS +{eager['peak_increase_mib']:.1f} MiB, {eager['seconds']:.3f} s, crop correct: {eager['crop_correct']}"
+        )
         ratio = eager["peak_increase_mib"] / max(lazy["peak_increase_mib"], 1e-3)
         print(f"memory ratio baseline / lazy: {ratio:.1f}x")
 

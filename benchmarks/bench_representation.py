@@ -72,8 +72,16 @@ def _crop(fields: list[tuple[str, Path, Path]], size: int | tuple[int, ...], nam
         source = image_path.name
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nuclei larger than the crop are cut: counted, not needed here
-            parts.append(crops_from_labels(image, label_image, CropSettings(size=size), group=group, source=source,
-                                           axes="ZYX" if image.ndim == 3 else "YX"))
+            parts.append(
+                crops_from_labels(
+                    image,
+                    label_image,
+                    CropSettings(size=size),
+                    group=group,
+                    source=source,
+                    axes="ZYX" if image.ndim == 3 else "YX",
+                )
+            )
         labels[source], intensities[source] = label_image, image
     return Cells(name, concat_crop_sets(parts), labels, intensities)
 
@@ -117,13 +125,19 @@ def run(cells: Cells, model_settings: ModelSettings, train_settings: TrainSettin
         started = time.perf_counter()
         result = train(crop_set, model_settings, replace(train_settings, checkpoint_dir=scratch))
         seconds = time.perf_counter() - started
-    split = split_crops(crop_set.table, val_fraction=train_settings.val_fraction, method=train_settings.split,
-                        seed=train_settings.seed)
+    split = split_crops(
+        crop_set.table, val_fraction=train_settings.val_fraction, method=train_settings.split, seed=train_settings.seed
+    )
     latents = embed(result.model, crop_set)
     mu = latents[[c for c in latents.columns if c.startswith("mu_")]].to_numpy(float)
     measurements = cell_measurements(crop_set.table, cells.labels, cells.intensities)
-    probe = representation_probe(mu, np.asarray(crop_set.images), measurements, crop_set.table["source"],
-                                 pca_fit=np.asarray(crop_set.images)[split.train])
+    probe = representation_probe(
+        mu,
+        np.asarray(crop_set.images),
+        measurements,
+        crop_set.table["source"],
+        pca_fit=np.asarray(crop_set.images)[split.train],
+    )
     return {"probe": probe, "diagnostics": result.diagnostics, "seconds": seconds, "result": result}
 
 
@@ -145,19 +159,33 @@ def main() -> None:
         cells = load(name)
         outcome = run(cells, model_settings, train_settings)
         probe, diagnostics, result = outcome["probe"], outcome["diagnostics"], outcome["result"]
-        print(f"\n== {name}: {len(cells.crop_set)} cells, crops {tuple(cells.crop_set.images.shape[1:])}, "
-              f"{result.train_size} train / {result.val_size} held out, {result.steps} optimiser steps, "
-              f"{outcome['seconds']:.0f} s")
-        print(f"probe: {probe.folds} folds{'' if probe.grouped else ' (not grouped: ' + probe.note + ')'}; "
-              f"PCA with {probe.n_components} components")
+        print(
+            f"\n== {name}: {len(cells.crop_set)} cells, crops {tuple(cells.crop_set.images.shape[1:])}, "
+            f"{result.train_size} train / {result.val_size} held out, {result.steps} optimiser steps, "
+            f"{outcome['seconds']:.0f} s"
+        )
+        print(
+            f"probe: {probe.folds} folds{'' if probe.grouped else ' (not grouped: ' + probe.note + ')'}; "
+            f"PCA with {probe.n_components} components"
+        )
         print(f"{'measurement':<20} {'latent R²':>10} {'pixel PCA R²':>13}")
         for measurement, latent, pca in probe.rows():
             print(f"{measurement:<20} {latent:>10.3f} {pca:>13.3f}")
         print(f"{'mean':<20} {probe.latent_mean:>10.3f} {probe.pca_mean:>13.3f}   ratio {probe.ratio:.3f}")
         for line in diagnostics.lines():
             print("  " + line)
-        summary.append((name, probe.latent_mean, probe.pca_mean, probe.ratio, diagnostics.heldout_ssim,
-                        diagnostics.kl_total, diagnostics.active_units, result.steps))
+        summary.append(
+            (
+                name,
+                probe.latent_mean,
+                probe.pca_mean,
+                probe.ratio,
+                diagnostics.heldout_ssim,
+                diagnostics.kl_total,
+                diagnostics.active_units,
+                result.steps,
+            )
+        )
     print("\ndataset        latent R²  PCA R²  ratio   SSIM   KL(nats)  active  steps")
     for name, latent, pca, ratio, ssim, kl, active, steps in summary:
         print(f"{name:<14} {latent:>9.3f} {pca:>7.3f} {ratio:>6.3f} {ssim:>6.3f} {kl:>9.2f} {active:>7d} {steps:>6d}")

@@ -42,7 +42,7 @@ def wall_time(code: str, repeats: int) -> tuple[float, str]:
         times.append(time.perf_counter() - start)
         if result.returncode not in (0, 2):
             raise RuntimeError(f"{code!r} failed:\n{result.stderr[-2000:]}")
-        last = next((line[len("HEAVY:"):] for line in result.stdout.splitlines() if line.startswith("HEAVY:")), "")
+        last = next((line[len("HEAVY:") :] for line in result.stdout.splitlines() if line.startswith("HEAVY:")), "")
     return statistics.median(times), last
 
 
@@ -67,9 +67,13 @@ def main() -> None:
     print(f"\n{'case':<47s} {'seconds':>7s} {'/ bare':>7s} {'/ numpy':>8s}  heavy modules imported")
     for argv in (["--help"], ["crops", "cells.tif", "--size", "big", "--out", "crops"], ["train", "--help"]):
         seconds, heavy = wall_time(cli_code(argv), args.repeats)
-        print(f"morphospace {' '.join(argv):<35s} {seconds:7.2f} {seconds / bare:7.1f} {seconds / numpy:8.1f}  {heavy or '-'}")
+        print(
+            f"morphospace {' '.join(argv):<35s} {seconds:7.2f} {seconds / bare:7.1f} {seconds / numpy:8.1f}  {heavy or '-'}"
+        )
 
-    print(f"\n{'widget module (after import napari ...)':<47s} {'seconds':>7s} {'- napari':>8s}  heavy modules imported")
+    print(
+        f"\n{'widget module (after import napari ...)':<47s} {'seconds':>7s} {'- napari':>8s}  heavy modules imported"
+    )
     for widget in WIDGETS:
         code = (f"import sys\n{NAPARI}\nimport napari_morphospace._qt.{widget}\n"
                 f"print('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")  # fmt: skip

@@ -71,8 +71,10 @@ def main() -> None:
         save_crop_set(crops, Path(folder) / "set")
         on_disk = load_crop_set(Path(folder) / "set", in_memory=False)
         size_mb = on_disk.images.nbytes / 1e6
-        print(f"{args.crops} crops {'x'.join(map(str, shape))} ({size_mb:.0f} MB on disk, read lazily), "
-              f"CPU with {torch.get_num_threads()} threads")
+        print(
+            f"{args.crops} crops {'x'.join(map(str, shape))} ({size_mb:.0f} MB on disk, read lazily), "
+            f"CPU with {torch.get_num_threads()} threads"
+        )
         if args.skip != "embed":
             model = build_model(model_settings, tuple(crops.images.shape[1:])).eval()
             in_memory = torch.from_numpy(crops.images)
@@ -93,8 +95,14 @@ def main() -> None:
             rates = {"bare": [], "ours": []}
             for _ in range(args.repeats):
                 for name, run, data in (("bare", bare_loop, subset), ("ours", engine, train_on_disk)):
-                    settings = TrainSettings(epochs=args.epochs, batch_size=args.train_batch_size, devices=1,
-                                             augment_flips=False, augment_rot90=False, gradient_clip_val=1.0)
+                    settings = TrainSettings(
+                        epochs=args.epochs,
+                        batch_size=args.train_batch_size,
+                        devices=1,
+                        augment_flips=False,
+                        augment_rot90=False,
+                        gradient_clip_val=1.0,
+                    )
                     start = time.perf_counter()
                     images = run(data, model_settings, settings)
                     rates[name].append(images / (time.perf_counter() - start))

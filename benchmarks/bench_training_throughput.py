@@ -70,8 +70,8 @@ def ellipse_crops(n: int, shape: tuple[int, ...] = (64, 64), seed: int = 0) -> C
 def demo_crops() -> tuple[CropSet, ModelSettings, TrainSettings]:
     """The headless demo's crop set and its model and training settings (``morphospace demo``)."""
     from napari_morphospace.core.cells.crops import concat_crop_sets, crops_from_labels
-    from napari_morphospace.core.project.demo import DemoSettings
     from napari_morphospace.core.cells.sample_data import make_sample_data
+    from napari_morphospace.core.project.demo import DemoSettings
 
     demo = DemoSettings()
     sample = make_sample_data(demo.sample_settings())
@@ -95,8 +95,9 @@ def bare_loop(crop_set: CropSet, model_settings: ModelSettings, settings: TrainS
     torch.manual_seed(settings.seed)
     split = split_crops(crop_set.table, val_fraction=settings.val_fraction, method=settings.split, seed=settings.seed)
     dataset = CropDataset(crop_set)
-    train_loader = DataLoader(Subset(dataset, split.train.tolist()), batch_size=settings.batch_size, shuffle=True,
-                              drop_last=True)
+    train_loader = DataLoader(
+        Subset(dataset, split.train.tolist()), batch_size=settings.batch_size, shuffle=True, drop_last=True
+    )
     val_loader = DataLoader(Subset(dataset, split.val.tolist()), batch_size=settings.batch_size)
     model = build_model(model_settings, tuple(crop_set.images.shape[1:])).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -169,13 +170,17 @@ def main() -> None:
     bare, eng = statistics.median(rates["bare"]), statistics.median(rates["engine"])
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"CPU ({torch.get_num_threads()} threads)"
     what = "the demo's crops and settings, " if args.demo else ""
-    print(f"{what}{len(shape)}D {'x'.join(map(str, shape))}, {args.crops} crops, batch {args.batch_size}, "
-          f"{args.epochs} epochs, {device}, {args.precision}, median of {args.repeats}")
+    print(
+        f"{what}{len(shape)}D {'x'.join(map(str, shape))}, {args.crops} crops, batch {args.batch_size}, "
+        f"{args.epochs} epochs, {device}, {args.precision}, median of {args.repeats}"
+    )
     per_step = args.batch_size  # both loops drop the last incomplete batch: images / batch size = optimiser steps
     for name, label in (("bare", "bare PyTorch loop:"), ("engine", "engine (train()): ")):
         runs = ", ".join(f"{r:.1f}" for r in rates[name])
-        print(f"{label} {statistics.median(rates[name]):8.1f} images/s = "
-              f"{statistics.median(rates[name]) / per_step:6.2f} optimiser steps/s  (runs: {runs} images/s)")
+        print(
+            f"{label} {statistics.median(rates[name]):8.1f} images/s = "
+            f"{statistics.median(rates[name]) / per_step:6.2f} optimiser steps/s  (runs: {runs} images/s)"
+        )
     pairs = statistics.median(e / b for e, b in zip(rates["engine"], rates["bare"]))
     print(f"ratio engine/bare: {eng / bare:.3f} (medians), {pairs:.3f} (median of paired runs)  (goal >= 0.9)")
 

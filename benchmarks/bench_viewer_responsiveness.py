@@ -50,8 +50,12 @@ def run_event_loop(seconds: float) -> None:
 
 
 def summary(gaps: np.ndarray) -> dict[str, float]:
-    return {"n": len(gaps), "p50": float(np.percentile(gaps, 50)), "p99": float(np.percentile(gaps, 99)),
-            "max": float(gaps.max())}
+    return {
+        "n": len(gaps),
+        "p50": float(np.percentile(gaps, 50)),
+        "p99": float(np.percentile(gaps, 99)),
+        "max": float(gaps.max()),
+    }
 
 
 def main() -> None:
@@ -85,8 +89,10 @@ def main() -> None:
     viewer.window._qt_window.resize(1500, 1000)
     for data, kwargs, kind in sample_layer_data(sample):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    parts = [crops_from_labels(image, labels, CropSettings(size=args.size, mode="fit"), group=group)
-             for image, labels, group in zip(sample.images, sample.labels, ("control", "treated"))]
+    parts = [
+        crops_from_labels(image, labels, CropSettings(size=args.size, mode="fit"), group=group)
+        for image, labels, group in zip(sample.images, sample.labels, ("control", "treated"))
+    ]
     crop_set = concat_crop_sets(parts)
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Train", area="right")
@@ -119,13 +125,17 @@ def main() -> None:
     widget.stop()
     widget.shutdown()
 
-    print(f"crop set: {len(crop_set)} crops of {crop_set.images.shape[1:]}; epochs seen while measuring: {epochs}; "
-          f"torch threads while training: {threads}")
+    print(
+        f"crop set: {len(crop_set)} crops of {crop_set.images.shape[1:]}; epochs seen while measuring: {epochs}; "
+        f"torch threads while training: {threads}"
+    )
     print(f"{'phase':<10}{'beats':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for name, stats in (("idle", idle), ("training", training)):
         print(f"{name:<10}{stats['n']:>7}{stats['p50']:>9.1f}{stats['p99']:>9.1f}{stats['max']:>9.1f}")
-    print(f"ratio training/idle: p50 {training['p50'] / idle['p50']:.2f}, p99 {training['p99'] / idle['p99']:.2f}, "
-          f"max {training['max'] / idle['max']:.2f}")
+    print(
+        f"ratio training/idle: p50 {training['p50'] / idle['p50']:.2f}, p99 {training['p99'] / idle['p99']:.2f}, "
+        f"max {training['max'] / idle['max']:.2f}"
+    )
     ok = training["p99"] <= 50 and training["max"] <= 200
     print(f"goals p99 <= 50 ms and max <= 200 ms while training: {'met' if ok else 'NOT met'}")
     viewer.close()

@@ -83,8 +83,12 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     fields = write_fields(args.tmp / "morphospace-bench-fields-c1", 4)
     files = [fields[i % len(fields)] for i in range(args.files)]
-    job = CropJob(images=[str(i) for i, _ in files], labels=[str(lab) for _, lab in files], groups=["a"],
-                  crop=CropSettings(size=args.size))
+    job = CropJob(
+        images=[str(i) for i, _ in files],
+        labels=[str(lab) for _, lab in files],
+        groups=["a"],
+        crop=CropSettings(size=args.size),
+    )
     folder = Path(tempfile.mkdtemp(dir=args.tmp, prefix="morphospace-bench-workers-"))
     try:
         crop_seconds: dict[str, list[float]] = {"one process": [], "1 worker": [], "2 workers": []}
@@ -98,8 +102,10 @@ def main() -> None:
                     crop_seconds[name].append(time.perf_counter() - start)
         reference = folder / "oneprocess0"
         identical = all(same_crop_sets(reference, folder / f"{n.replace(' ', '')}0") for n in ("1 worker", "2 workers"))
-        print(f"crops: {args.files} files, {len(crop_set)} crops of {args.size}x{args.size}; {os.cpu_count()} CPUs, "
-              f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} now (other jobs share the cores)")
+        print(
+            f"crops: {args.files} files, {len(crop_set)} crops of {args.size}x{args.size}; {os.cpu_count()} CPUs, "
+            f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} now (other jobs share the cores)"
+        )
         report(crop_seconds, f"crop sets identical: {identical}")
         print(f"  (starting a warmed-up local cluster took {statistics.median(startups):.1f} s, not counted above)")
 

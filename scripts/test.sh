@@ -33,5 +33,6 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[testing]"
 # Static checks first (seconds; configured in pyproject.toml), then the tests.
 .venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

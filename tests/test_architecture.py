@@ -53,7 +53,8 @@ def imports_of(path: Path) -> set[str]:
             for alias in node.names:
                 candidate = f"{target}.{alias.name}"
                 if (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").exists() or (
-                        PACKAGE.parent / candidate.replace(".", "/") / "__init__.py").exists():
+                    PACKAGE.parent / candidate.replace(".", "/") / "__init__.py"
+                ).exists():
                     found.add(candidate)
     return found
 

@@ -43,11 +43,19 @@ def test_without_imagecodecs_an_lzw_file_says_what_to_install(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "warning"),
-    [("notanumber", "is not a positive number"), ("-1", "is not a positive number"), ("inf", "is not a positive number")],
+    [
+        ("notanumber", "is not a positive number"),
+        ("-1", "is not a positive number"),
+        ("inf", "is not a positive number"),
+    ],
 )
 def test_bad_physical_sizes_keep_the_pixels(tmp_path, value, warning):
-    tifffile.imwrite(tmp_path / "a.ome.tif", np.arange(2 * 16 * 16, dtype=np.uint16).reshape(2, 16, 16), ome=True,
-                     metadata={"axes": "CYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.25})
+    tifffile.imwrite(
+        tmp_path / "a.ome.tif",
+        np.arange(2 * 16 * 16, dtype=np.uint16).reshape(2, 16, 16),
+        ome=True,
+        metadata={"axes": "CYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.25},
+    )
     with tifffile.TiffFile(tmp_path / "a.ome.tif") as tif:
         xml = tif.ome_metadata.replace('PhysicalSizeX="0.5"', f'PhysicalSizeX="{value}"')
     tifffile.tiffcomment(tmp_path / "a.ome.tif", xml.encode())

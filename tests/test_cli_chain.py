@@ -107,4 +107,7 @@ def test_the_readme_chain_ends_in_a_report_on_real_fields(tmp_path, monkeypatch,
     table = pd.read_csv(work / "cells.csv")
     assert list(table["crop_id"]) == list(crop_set.table["crop_id"]) and np.isfinite(table["mu_0"]).all()
     counts = crop_set.table["group"].value_counts()
-    assert f"wrote {len(crop_set)} crops (1x64x64) to crops: control {counts['control']}, treated {counts['treated']}" in out.out
+    assert (
+        f"wrote {len(crop_set)} crops (1x64x64) to crops: control {counts['control']}, treated {counts['treated']}"
+        in out.out
+    )

@@ -74,7 +74,9 @@ def test_config_file_reproduces_the_same_crop_set(sample_files, tmp_path):
 def test_bad_options_stop_with_a_message_and_write_nothing(sample_files, tmp_path, capsys, extra, message):
     _, images, labels = sample_files
     out = tmp_path / "crops"
-    base = [str(images[0]), str(images[1])] + (["--labels", str(labels[0]), str(labels[1])] if extra[0] != "--labels" else [])
+    base = [str(images[0]), str(images[1])] + (
+        ["--labels", str(labels[0]), str(labels[1])] if extra[0] != "--labels" else []
+    )
     with pytest.raises(SystemExit) if extra == ["--labels"] else _no_raise():
         code = main(["crops", *base, *extra, "--out", str(out)])
         assert code == 2

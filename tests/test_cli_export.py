@@ -27,13 +27,17 @@ def folders(tmp_path):
             "t": 0,
             "group": ["control", "treated", "control", "treated", "control"],
             "annotation": "",
-            "y_start": 0, "y_stop": 8, "x_start": 0, "x_stop": 8,
+            "y_start": 0,
+            "y_stop": 8,
+            "x_start": 0,
+            "x_stop": 8,
         }
     )
     crop_set = CropSet(rng.random((n, 2, 8, 8)).astype(np.float32), table, ["dna", "actin"], (0.3, 0.3))
     save_crop_set(crop_set, tmp_path / "crops")
-    latents = table[["crop_id"]].assign(mu_0=rng.normal(size=n).astype(np.float32),
-                                        mu_1=rng.normal(size=n).astype(np.float32))
+    latents = table[["crop_id"]].assign(
+        mu_0=rng.normal(size=n).astype(np.float32), mu_1=rng.normal(size=n).astype(np.float32)
+    )
     latents.to_parquet(tmp_path / "latents.parquet")
     store = AnnotationStore(table["crop_id"], tmp_path / "analysis")
     store.add_class("big cells")
@@ -46,27 +50,56 @@ def folders(tmp_path):
 
 def test_per_class_export_with_table(main, folders, capsys):
     out = folders / "out"
-    code = main(["export", "--crops", str(folders / "crops"), "--latents", str(folders / "latents.parquet"),
-                 "--annotations", str(folders / "analysis"), "--out", str(out), "--which", "per-class",
-                 "--table", str(folders / "cells.csv")])
+    code = main(
+        [
+            "export",
+            "--crops",
+            str(folders / "crops"),
+            "--latents",
+            str(folders / "latents.parquet"),
+            "--annotations",
+            str(folders / "analysis"),
+            "--out",
+            str(out),
+            "--which",
+            "per-class",
+            "--table",
+            str(folders / "cells.csv"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.tif")) == [
-        "a_b/crop_000004.ome.tif", "big_cells/crop_000000.ome.tif", "big_cells/crop_000003.ome.tif"]
+        "a_b/crop_000004.ome.tif",
+        "big_cells/crop_000000.ome.tif",
+        "big_cells/crop_000003.ome.tif",
+    ]
     crop_set = load_crop_set(folders / "crops")
     stack = read_stack(out / "big_cells" / "crop_000003.ome.tif")
     np.testing.assert_array_equal(stack.data, crop_set.images[3])
     assert stack.channel_names == ["dna", "actin"] and stack.scale == {"Y": 0.3, "X": 0.3}
     table = pd.read_csv(folders / "cells.csv", keep_default_na=False)
     assert table["annotation"].tolist() == ["big cells", "", "", "big cells", "a/b"]
-    np.testing.assert_array_equal(table["mu_1"].to_numpy(np.float32),
-                                  pd.read_parquet(folders / "latents.parquet")["mu_1"].to_numpy())
+    np.testing.assert_array_equal(
+        table["mu_1"].to_numpy(np.float32), pd.read_parquet(folders / "latents.parquet")["mu_1"].to_numpy()
+    )
     assert {"crop_id", "source", "group", "y_start", "x_stop", "mu_0"} <= set(table.columns)
 
 
 def test_selected_ids_and_overwrite_flag(main, folders, capsys):
     (folders / "ids.txt").write_text("# chosen cells\n2\n\n4\n")
-    args = ["export", "--crops", str(folders / "crops"), "--out", str(folders / "sel"),
-            "--which", "selected", "--ids", str(folders / "ids.txt"), "--format", "tiff"]
+    args = [
+        "export",
+        "--crops",
+        str(folders / "crops"),
+        "--out",
+        str(folders / "sel"),
+        "--which",
+        "selected",
+        "--ids",
+        str(folders / "ids.txt"),
+        "--format",
+        "tiff",
+    ]
     assert main(args) == 0
     assert sorted(p.name for p in (folders / "sel").glob("*.tif")) == ["crop_000002.tif", "crop_000004.tif"]
     before = (folders / "sel" / "crop_000002.tif").stat().st_mtime_ns
@@ -95,10 +128,23 @@ def test_bad_arguments_exit_2_with_one_line(main, folders, capsys, extra, messag
 
 def test_anndata_from_cli(main, folders):
     anndata = pytest.importorskip("anndata")
-    code = main(["export", "--crops", str(folders / "crops"), "--latents", str(folders / "latents.parquet"),
-                 "--out", str(folders / "o"), "--no-crops", "--anndata", str(folders / "cells.h5ad")])
+    code = main(
+        [
+            "export",
+            "--crops",
+            str(folders / "crops"),
+            "--latents",
+            str(folders / "latents.parquet"),
+            "--out",
+            str(folders / "o"),
+            "--no-crops",
+            "--anndata",
+            str(folders / "cells.h5ad"),
+        ]
+    )
     assert code == 0
     adata = anndata.read_h5ad(folders / "cells.h5ad")
-    np.testing.assert_array_equal(adata.obsm["X_latent"],
-                                  pd.read_parquet(folders / "latents.parquet")[["mu_0", "mu_1"]].to_numpy())
+    np.testing.assert_array_equal(
+        adata.obsm["X_latent"], pd.read_parquet(folders / "latents.parquet")[["mu_0", "mu_1"]].to_numpy()
+    )
     assert not (folders / "o").exists()

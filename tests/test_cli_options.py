@@ -50,7 +50,10 @@ def test_help_shows_the_settings_defaults_and_choices(capsys, monkeypatch):
     defaults = TrainSettings()
     assert defaults.batch_size is None and defaults.epochs is None  # chosen from the crops: the help says how
     assert "crops per batch (per device); default: chosen from the number of training crops" in text
-    assert f"--min-steps MIN_STEPS optimiser steps the automatic epoch count reaches at least (default: {defaults.min_steps})" in text
+    assert (
+        f"--min-steps MIN_STEPS optimiser steps the automatic epoch count reaches at least (default: {defaults.min_steps})"
+        in text
+    )
     assert "which VAE to train (one of: beta-vae, beta-tcvae, me-vae, cond-vae; default: beta-vae)" in text
     assert "--reconstruction" in text and "(one of: sse, bce;" in text
     assert "--objective" in text and "(one of: classic, reparameterised; default: classic)" in text
@@ -61,17 +64,30 @@ def test_help_shows_the_settings_defaults_and_choices(capsys, monkeypatch):
     crop = CropSettings()
     assert f"skip objects with fewer pixels (voxels) (default: {crop.min_area})" in text
     assert "--exclude-border, --no-exclude-border" in text
-    assert "--mask-neighbours, --no-mask-neighbours zero the pixels of other objects inside a crop (default: yes)" in text
+    assert (
+        "--mask-neighbours, --no-mask-neighbours zero the pixels of other objects inside a crop (default: yes)" in text
+    )
     assert f"(default: {crop.size})" in text and "16,64,64" in text
 
 
 @pytest.mark.parametrize(
     ("argv", "expected", "config_key"),
     [
-        (["train", "--crops", "CROPS", "--out", "OUT", "--batch-size", "2"], "--batch-size is 2", "training.batch_size"),
-        (["train", "--crops", "CROPS", "--out", "OUT", "--model", "vae"], "--model: 'vae' is not one of", "model.model"),
-        (["train", "--crops", "CROPS", "--out", "OUT", "--objective", "reparameterised", "--beta", "4"],
-         "use --objective classic for", "objective='classic'"),
+        (
+            ["train", "--crops", "CROPS", "--out", "OUT", "--batch-size", "2"],
+            "--batch-size is 2",
+            "training.batch_size",
+        ),
+        (
+            ["train", "--crops", "CROPS", "--out", "OUT", "--model", "vae"],
+            "--model: 'vae' is not one of",
+            "model.model",
+        ),
+        (
+            ["train", "--crops", "CROPS", "--out", "OUT", "--objective", "reparameterised", "--beta", "4"],
+            "use --objective classic for",
+            "objective='classic'",
+        ),
         (["crops", "IMAGE", "--labels", "LABELS", "--min-area", "-1", "--out", "OUT"], "--min-area (-1)", "min_area"),
         (["demo", "--ndim", "4", "--out", "OUT"], "--ndim: 4 is not one of 2, 3", "error: ndim"),
     ],
@@ -97,8 +113,23 @@ def test_advice_names_switches_and_values_as_typed():
 def test_3d_crops_with_per_axis_size_masking_and_skips_from_the_command_line(tmp_path, capsys):
     image, mask = stardist_3d()  # real 3D nuclei: 31 x 61 x 57 voxels, 51 labelled nuclei, no pixel size
     out = tmp_path / "crops 3d"
-    argv = ["crops", str(image), "--labels", str(mask), "--size", "8,24,24", "--min-area", "150", "--exclude-border",
-            "--mask-background", "--no-mask-neighbours", "--out", str(out), "--save-config", str(tmp_path / "job.yaml")]
+    argv = [
+        "crops",
+        str(image),
+        "--labels",
+        str(mask),
+        "--size",
+        "8,24,24",
+        "--min-area",
+        "150",
+        "--exclude-border",
+        "--mask-background",
+        "--no-mask-neighbours",
+        "--out",
+        str(out),
+        "--save-config",
+        str(tmp_path / "job.yaml"),
+    ]
     assert main(argv) == 0
     captured = capsys.readouterr()
 
@@ -135,10 +166,16 @@ def test_3d_crops_with_per_axis_size_masking_and_skips_from_the_command_line(tmp
 def test_words_that_are_not_settings_and_config_file_keys_stay():
     from napari_morphospace.cli.train import FLAGS as TRAIN_FLAGS
 
-    assert name_flags("this crop set does not fit the model: it has 2 channels", TRAIN_FLAGS) == \
-        "this crop set does not fit the model: it has 2 channels"
+    assert (
+        name_flags("this crop set does not fit the model: it has 2 channels", TRAIN_FLAGS)
+        == "this crop set does not fit the model: it has 2 channels"
+    )
     # A value from a config file keeps the key the user wrote there.
-    assert name_flags("train.yaml.training.batch_size: expected an integer", TRAIN_FLAGS) == \
-        "train.yaml.training.batch_size: expected an integer"
-    assert name_flags("model settings: beta must be non-negative", TRAIN_FLAGS) == \
-        "model settings: --beta must be non-negative"
+    assert (
+        name_flags("train.yaml.training.batch_size: expected an integer", TRAIN_FLAGS)
+        == "train.yaml.training.batch_size: expected an integer"
+    )
+    assert (
+        name_flags("model settings: beta must be non-negative", TRAIN_FLAGS)
+        == "model settings: --beta must be non-negative"
+    )

@@ -42,7 +42,12 @@ def test_stats_writes_the_table_and_json_and_finds_the_shifted_dimension(latents
     row = table.set_index("dimension").loc["mu_1"]
     assert row["d_low"] < row["d"] < row["d_high"] and row["d"] > 0.7 and row["p"] == pytest.approx(1 / 501)
     result = json.loads((out / "inference.json").read_text())
-    assert (result["a"], result["b"], result["unit"], result["cells"]) == ("treated", "control", "cell", {"a": 150, "b": 150})
+    assert (result["a"], result["b"], result["unit"], result["cells"]) == (
+        "treated",
+        "control",
+        "cell",
+        {"a": 150, "b": 150},
+    )
     assert result["distance"]["kind"] == "energy" and result["distance"]["p"] < 0.01
     assert result["settings"]["permutations"] == 500 and result["dimensions"][1]["dimension"] == "mu_1"
     assert "5 image(s) of 'treated' and 5 of 'control': test per image" in stdout
@@ -57,7 +62,12 @@ def test_stats_by_image_permutes_whole_images(latents, tmp_path, capsys):
                                 "--out", out, "--resamples", 200, "--distance", "mmd")  # fmt: skip
     assert code == 0, stderr
     result = json.loads((out / "inference.json").read_text())
-    assert (result["unit"], result["units"], result["arrangements"], result["exact"]) == ("image", {"a": 5, "b": 5}, 252, True)
+    assert (result["unit"], result["units"], result["arrangements"], result["exact"]) == (
+        "image",
+        {"a": 5, "b": 5},
+        252,
+        True,
+    )
     assert result["distance"]["kind"] == "mmd" and result["distance"]["bandwidth"] > 0
     assert "252 all relabellings of the images" in stdout
 
@@ -83,4 +93,6 @@ def test_stats_with_three_groups_asks_which_two(latents, tmp_path, capsys):
     table.loc[:9, "group"] = "mock"
     table.to_csv(latents, index=False)
     code, _, stderr = _run(capsys, "--latents", latents, "--out", tmp_path / "out")
-    assert code == 2 and "has 3 group(s) (control, mock, treated); choose the two to compare with --groups A B" in stderr
+    assert (
+        code == 2 and "has 3 group(s) (control, mock, treated); choose the two to compare with --groups A B" in stderr
+    )

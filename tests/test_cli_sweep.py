@@ -42,7 +42,10 @@ def test_sweep_from_the_command_line_one_job_per_grid_point_then_collect(tmp_pat
 
     out = tmp_path / "sweep"
     for index in (0, 2):  # two array jobs
-        assert main(["sweep", "--config", str(config), "--crops", str(crops), "--out", str(out), "--index", str(index)]) == 0
+        assert (
+            main(["sweep", "--config", str(config), "--crops", str(crops), "--out", str(out), "--index", str(index)])
+            == 0
+        )
     printed = capsys.readouterr()
     assert "[1/4] 000_beta0.5_depth2: epoch 2/2" in printed.out and "[3/4] 002_beta4_depth2: ok" in printed.out
     assert "morphospace sweep --collect" in printed.err
@@ -52,7 +55,11 @@ def test_sweep_from_the_command_line_one_job_per_grid_point_then_collect(tmp_pat
 
     assert main(["sweep", "--collect", str(out)]) == 1  # a point failed
     printed = capsys.readouterr().err
-    assert "2 of 4 runs finished" in printed and "failed: 001_beta0.5_depth9" in printed and "1 run(s) not finished" in printed
+    assert (
+        "2 of 4 runs finished" in printed
+        and "failed: 001_beta0.5_depth9" in printed
+        and "1 run(s) not finished" in printed
+    )
     table = pd.read_csv(out / "comparison.csv", keep_default_na=False)
     assert list(table["status"]) == ["ok", "failed", "ok", "not run"]
     for row in table[table["warnings"] != ""].itertuples():  # the diagnostics' problems of each finished run

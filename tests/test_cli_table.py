@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,8 +70,29 @@ def test_stats_compares_conditions_of_a_cellprofiler_table(tables, tmp_path, cap
     """``morphospace stats --table``: the measurements themselves, no label images needed, under their own names."""
     nuclei, _image_table = tables  # MyExpt_Image.csv beside it names the ImageNumbers
     out = tmp_path / "stats"
-    assert main(["stats", "--table", str(nuclei), "--group-by", "Metadata_Condition", "--groups", "A9", "f9620",
-                 "--features", "AreaShape_*", "--permutations", "200", "--resamples", "200", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                "--table",
+                str(nuclei),
+                "--group-by",
+                "Metadata_Condition",
+                "--groups",
+                "A9",
+                "f9620",
+                "--features",
+                "AreaShape_*",
+                "--permutations",
+                "200",
+                "--resamples",
+                "200",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = pd.read_csv(out / "inference.csv").set_index("dimension")
     assert list(result.index) == [c for c in FEATURES if c.startswith("AreaShape_")]
     table = pd.read_csv(nuclei)

@@ -22,10 +22,20 @@ def disk_crop_set(n: int, *, group: str, radius: float, seed: int) -> CropSet:
     for i in range(n):
         rr, cc = disk((8 + rng.uniform(-1, 1), 8 + rng.uniform(-1, 1)), radius, shape=(16, 16))
         images[i, 0][rr, cc] = 0.8
-    table = pd.DataFrame({
-        "crop_id": np.arange(n), "source": [f"{group}{i % 4}.tif" for i in range(n)], "label_id": np.arange(1, n + 1),
-        "t": 0, "group": group, "annotation": "", "y_start": 0, "y_stop": 16, "x_start": 0, "x_stop": 16,
-    })
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(n),
+            "source": [f"{group}{i % 4}.tif" for i in range(n)],
+            "label_id": np.arange(1, n + 1),
+            "t": 0,
+            "group": group,
+            "annotation": "",
+            "y_start": 0,
+            "y_stop": 16,
+            "x_start": 0,
+            "x_stop": 16,
+        }
+    )
     return CropSet(images, table, ["dna"], (1.0, 1.0), {"steps": []})
 
 
@@ -34,12 +44,36 @@ def test_train_then_embed_new_cells_from_the_command_line(tmp_path, capsys):
     save_crop_set(disk_crop_set(32, group="control", radius=3, seed=0), controls)
     save_crop_set(disk_crop_set(10, group="treated", radius=6, seed=1), treated)
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"model": {"base_channels": 8, "beta": 0.5},
-                                      "training": {"batch_size": 8, "accelerator": "cpu", "epochs": 5}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"base_channels": 8, "beta": 0.5},
+                "training": {"batch_size": 8, "accelerator": "cpu", "epochs": 5},
+            }
+        )
+    )
     bundle_dir, effective = tmp_path / "model", tmp_path / "effective.yaml"
-    status = main(["train", "--crops", str(controls), "--model", "beta-vae", "--latent-dim", "3", "--epochs", "2",
-                   "--config", str(config), "--save-config", str(effective), "--out", str(bundle_dir),
-                   "--checkpoint-dir", str(tmp_path / "ckpt")])
+    status = main(
+        [
+            "train",
+            "--crops",
+            str(controls),
+            "--model",
+            "beta-vae",
+            "--latent-dim",
+            "3",
+            "--epochs",
+            "2",
+            "--config",
+            str(config),
+            "--save-config",
+            str(effective),
+            "--out",
+            str(bundle_dir),
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+        ]
+    )
     assert status == 0
     out = capsys.readouterr()
     assert "epoch 1: train loss=" in out.out and "epoch 2:" in out.out and "epoch 3" not in out.out
@@ -55,7 +89,13 @@ def test_train_then_embed_new_cells_from_the_command_line(tmp_path, capsys):
     table = pd.read_parquet(latents)
     assert len(table) == 10 and table["crop_id"].tolist() == list(range(10))
     assert [c for c in table.columns if c.startswith(("mu_", "logvar_"))] == [
-        "mu_0", "mu_1", "mu_2", "logvar_0", "logvar_1", "logvar_2"]
+        "mu_0",
+        "mu_1",
+        "mu_2",
+        "logvar_0",
+        "logvar_1",
+        "logvar_2",
+    ]
     assert (table["group"] == "treated").all()
     bundle = load_bundle(bundle_dir)
     with torch.no_grad():
@@ -67,8 +107,9 @@ def test_train_then_embed_new_cells_from_the_command_line(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     csv = tmp_path / "latents.csv"
     assert main(["embed", "--model", str(bundle_dir), "--crops", str(treated), "--out", str(csv)]) == 0
-    pd.testing.assert_frame_equal(pd.read_csv(csv)[["crop_id", "mu_0"]], table[["crop_id", "mu_0"]],
-                                  check_dtype=False, rtol=1e-5)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(csv)[["crop_id", "mu_0"]], table[["crop_id", "mu_0"]], check_dtype=False, rtol=1e-5
+    )
 
 
 def test_train_refuses_bad_options_with_exit_status_2(tmp_path, capsys):
@@ -77,8 +118,21 @@ def test_train_refuses_bad_options_with_exit_status_2(tmp_path, capsys):
     status = main(["train", "--crops", str(crops), "--out", str(tmp_path / "m"), "--latent-dim", "1"])
     assert status == 2
     assert "--latent-dim must be between 2 and 512" in capsys.readouterr().err
-    status = main(["train", "--crops", str(crops), "--out", str(tmp_path / "m"), "--precision", "16-mixed",
-                   "--accelerator", "cpu", "--epochs", "1"])
+    status = main(
+        [
+            "train",
+            "--crops",
+            str(crops),
+            "--out",
+            str(tmp_path / "m"),
+            "--precision",
+            "16-mixed",
+            "--accelerator",
+            "cpu",
+            "--epochs",
+            "1",
+        ]
+    )
     assert status == 2
     assert "16-mixed" in capsys.readouterr().err
 
@@ -92,8 +146,9 @@ def test_beta_option_is_the_chosen_models_beta(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
-    tcvae = config_from_args(parser.parse_args(["train", "--crops", "c", "--out", "o", "--model", "beta-tcvae",
-                                                "--beta", "4"]))
+    tcvae = config_from_args(
+        parser.parse_args(["train", "--crops", "c", "--out", "o", "--model", "beta-tcvae", "--beta", "4"])
+    )
     assert (tcvae.model.tc_beta, tcvae.model.beta) == (4.0, 1.0)
     vae = config_from_args(parser.parse_args(["train", "--crops", "c", "--out", "o", "--beta", "4"]))
     assert (vae.model.beta, vae.model.tc_beta) == (4.0, 6.0)

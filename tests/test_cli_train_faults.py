@@ -83,8 +83,12 @@ def test_checkpoints_go_beside_the_bundle_and_are_removed_after_success(tmp_path
 
 def test_a_chosen_checkpoint_folder_is_kept(tmp_path, crops, capsys):
     out, folder = tmp_path / "model", tmp_path / "ckpt"
-    assert main(["train", "--crops", str(crops), "--out", str(out), "--epochs", "2", *TINY,
-                 "--checkpoint-dir", str(folder)]) == 0
+    assert (
+        main(
+            ["train", "--crops", str(crops), "--out", str(out), "--epochs", "2", *TINY, "--checkpoint-dir", str(folder)]
+        )
+        == 0
+    )
     assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 1
     assert f"checkpoints go to {folder}" in capsys.readouterr().err
 
@@ -102,30 +106,59 @@ def refused_before_training(capsys, argv: list[str], words: str) -> str:
 
 
 def test_an_unwritable_out_is_refused_before_the_first_epoch(tmp_path, crops, read_only_folder, capsys):
-    refused_before_training(capsys, ["train", "--crops", str(crops), "--out", str(read_only_folder / "model"),
-                                     "--epochs", "2", *TINY, "--checkpoint-dir", str(tmp_path / "ckpt")],
-                            "read-only")
+    refused_before_training(
+        capsys,
+        [
+            "train",
+            "--crops",
+            str(crops),
+            "--out",
+            str(read_only_folder / "model"),
+            "--epochs",
+            "2",
+            *TINY,
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+        ],
+        "read-only",
+    )
     assert not (tmp_path / "ckpt").exists()
 
 
 def test_an_out_below_a_file_is_refused_before_the_first_epoch(tmp_path, crops, capsys):
     (tmp_path / "notes.txt").write_text("not a folder")
-    refused_before_training(capsys, ["train", "--crops", str(crops), "--out", str(tmp_path / "notes.txt" / "model"),
-                                     "--epochs", "2", *TINY], "is a file")
+    refused_before_training(
+        capsys,
+        ["train", "--crops", str(crops), "--out", str(tmp_path / "notes.txt" / "model"), "--epochs", "2", *TINY],
+        "is a file",
+    )
 
 
 def test_a_full_disk_is_refused_before_the_first_epoch(tmp_path, crops, capsys, monkeypatch):
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=100_000))
-    refused_before_training(capsys, ["train", "--crops", str(crops), "--out", str(tmp_path / "model"),
-                                     "--epochs", "2", *TINY], "full")
+    refused_before_training(
+        capsys, ["train", "--crops", str(crops), "--out", str(tmp_path / "model"), "--epochs", "2", *TINY], "full"
+    )
 
 
-def test_an_unwritable_checkpoint_folder_is_refused_before_the_first_epoch(tmp_path, crops, read_only_folder,
-                                                                            capsys):
-    refused_before_training(capsys, ["train", "--crops", str(crops), "--out", str(tmp_path / "model"),
-                                     "--epochs", "2", *TINY, "--checkpoint-dir", str(read_only_folder / "ckpt")],
-                            "cannot write checkpoints")
+def test_an_unwritable_checkpoint_folder_is_refused_before_the_first_epoch(tmp_path, crops, read_only_folder, capsys):
+    refused_before_training(
+        capsys,
+        [
+            "train",
+            "--crops",
+            str(crops),
+            "--out",
+            str(tmp_path / "model"),
+            "--epochs",
+            "2",
+            *TINY,
+            "--checkpoint-dir",
+            str(read_only_folder / "ckpt"),
+        ],
+        "cannot write checkpoints",
+    )
     assert not (tmp_path / "model").exists()
 
 
@@ -137,8 +170,9 @@ class Training:
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-        self.process = subprocess.Popen([MORPHOSPACE, *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [MORPHOSPACE, *argv], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.lines: list[str] = []
         self.epoch_done = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -168,10 +202,12 @@ def resume_command(stderr: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "code", "words"), [(signal.SIGTERM, 143, "SIGTERM"),
-                                                       (signal.SIGINT, 130, "interrupted")])
-def test_a_signal_exits_non_zero_keeps_a_checkpoint_and_the_printed_command_resumes(tmp_path, crops, signum, code,
-                                                                                   words):
+@pytest.mark.parametrize(
+    ("signum", "code", "words"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_a_signal_exits_non_zero_keeps_a_checkpoint_and_the_printed_command_resumes(
+    tmp_path, crops, signum, code, words
+):
     argv = ["train", "--crops", "crops", "--out", "model", "--epochs", "30", *TINY]
     status, stderr = Training(argv, cwd=tmp_path).send_after_first_epoch(signum)
     assert status == code, stderr
@@ -197,8 +233,15 @@ def test_a_signal_exits_non_zero_keeps_a_checkpoint_and_the_printed_command_resu
 
 
 #: What SLURM sets for a one-task job (Lightning then uses its SLURM environment and requeue handlers).
-SLURM_JOB = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "1", "SLURM_PROCID": "0",
-             "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+SLURM_JOB = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_JOB_NAME": "train",
+    "SLURM_NTASKS": "1",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0",
+    "SLURM_NODELIST": "localhost",
+}
 
 
 @pytest.mark.slow
@@ -209,8 +252,7 @@ def test_a_requeued_slurm_job_continues_its_run_with_the_same_command(tmp_path, 
     stopped_at = torch.load(tmp_path / "model-checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     # SLURM starts the requeued job with the same command and counts the restart.
     env = {**os.environ, "OMP_NUM_THREADS": "1", **SLURM_JOB, "SLURM_RESTART_COUNT": "1"}
-    requeued = subprocess.run([MORPHOSPACE, *argv], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=300)
+    requeued = subprocess.run([MORPHOSPACE, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert requeued.returncode == 0, requeued.stderr
     assert "requeued SLURM job; continuing from model-checkpoints/last.ckpt" in requeued.stderr
     history = load_bundle(tmp_path / "model").config["history"]
@@ -222,8 +264,22 @@ def test_a_requeued_slurm_job_continues_its_run_with_the_same_command(tmp_path, 
 
 @pytest.mark.slow
 def test_ddp_processes_share_one_checkpoint_folder_and_write_one_bundle(tmp_path, crops, own_tmpdir):
-    argv = ["train", "--crops", "crops", "--out", "model", "--epochs", "2", *TINY, "--devices", "2",
-            "--strategy", "ddp", "--checkpoint-dir", "ckpt"]
+    argv = [
+        "train",
+        "--crops",
+        "crops",
+        "--out",
+        "model",
+        "--epochs",
+        "2",
+        *TINY,
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--checkpoint-dir",
+        "ckpt",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(own_tmpdir)}
     run = subprocess.run([MORPHOSPACE, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr

@@ -19,18 +19,58 @@ pytest.importorskip("bioimageio.core", reason="the zoo extra is part of the test
 def test_train_export_import_embed_from_the_command_line(tmp_path, capsys):
     crops, model = tmp_path / "crops", tmp_path / "model"
     save_crop_set(disk_crop_set(24, group="control", radius=3, seed=0), crops)
-    assert main(["train", "--crops", str(crops), "--latent-dim", "2", "--epochs", "1", "--batch-size", "8",
-                 "--accelerator", "cpu", "--out", str(model), "--checkpoint-dir", str(tmp_path / "ckpt")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--crops",
+                str(crops),
+                "--latent-dim",
+                "2",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--accelerator",
+                "cpu",
+                "--out",
+                str(model),
+                "--checkpoint-dir",
+                str(tmp_path / "ckpt"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
 
     # No --crops: the training crop set recorded in the bundle gives the test tensors.
     packages = tmp_path / "zoo"
-    assert main(["zoo", "export", "--model", str(model), "--out", str(packages), "--author", "Ada Lovelace",
-                 "--author", "Alan Turing", "--name", "disk nuclei"]) == 0
+    assert (
+        main(
+            [
+                "zoo",
+                "export",
+                "--model",
+                str(model),
+                "--out",
+                str(packages),
+                "--author",
+                "Ada Lovelace",
+                "--author",
+                "Alan Turing",
+                "--name",
+                "disk nuclei",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "Validating and test-running the decoder package" in err and "validated and test-run; written" in err
     rdf = yaml.safe_load(zipfile.ZipFile(packages / "encoder.zip").read("rdf.yaml"))
-    assert rdf["name"] == "disk nuclei encoder" and [a["name"] for a in rdf["authors"]] == ["Ada Lovelace", "Alan Turing"]
+    assert rdf["name"] == "disk nuclei encoder" and [a["name"] for a in rdf["authors"]] == [
+        "Ada Lovelace",
+        "Alan Turing",
+    ]
 
     imported = tmp_path / "imported"
     assert main(["zoo", "import", str(packages), "--out", str(imported)]) == 0

@@ -28,7 +28,9 @@ def test_headless_demo_writes_an_analysis_folder_and_a_report(tmp_path, capsys):
     summary = json.loads((out / "demo.json").read_text())
     assert set(summary["seconds"]) == {"sample", "crops", "train", "embed", "statistics", "report"}
     statistics = json.loads((out / "statistics.json").read_text())
-    assert len(statistics["cohens_d"]) == 4 and statistics["known_answer"]["dimension"] == statistics["top_dimensions"][0]
+    assert (
+        len(statistics["cohens_d"]) == 4 and statistics["known_answer"]["dimension"] == statistics["top_dimensions"][0]
+    )
     report = (out / "report.html").read_text()
     assert report.count('<img src="data:image/png;base64,') >= 10
     assert not list(out.glob("**/*.ckpt")), "Lightning checkpoints (pickles) must not end up in the analysis folder"

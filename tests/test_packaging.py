@@ -109,8 +109,9 @@ def test_core_and_command_line_import_only_the_headless_dependencies_when_loaded
 
 def test_load_time_imports_are_told_from_imports_inside_functions(tmp_path):
     module = tmp_path / "module.py"
-    module.write_text(textwrap.dedent(
-        """
+    module.write_text(
+        textwrap.dedent(
+            """
         from typing import TYPE_CHECKING
         import numpy as np
         from scipy import ndimage
@@ -123,7 +124,8 @@ def test_load_time_imports_are_told_from_imports_inside_functions(tmp_path):
         class Model:
             import pandas
         """
-    ))
+        )
+    )
     assert _imports(module, load_time_only=True) == {"numpy", "scipy", "yaml", "pandas"}
     assert _imports(module, load_time_only=False) == {"numpy", "scipy", "yaml", "umap", "pandas"}
 

@@ -58,8 +58,20 @@ def test_embedding_on_two_workers_equals_one_process(tmp_path, two_workers, monk
     monkeypatch.setattr(data, "CHUNK_BYTES", 4 * 4 * 24 * 24 * 4)
     rng = np.random.default_rng(5)
     crops = rng.random((60, 4, 24, 24)).astype(np.float32)
-    table = pd.DataFrame({"crop_id": np.arange(60), "source": "a.tif", "label_id": np.arange(1, 61), "t": 0,
-                          "group": "a", "annotation": "", "y_start": 0, "y_stop": 24, "x_start": 0, "x_stop": 24})
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(60),
+            "source": "a.tif",
+            "label_id": np.arange(1, 61),
+            "t": 0,
+            "group": "a",
+            "annotation": "",
+            "y_start": 0,
+            "y_stop": 24,
+            "x_start": 0,
+            "x_stop": 24,
+        }
+    )
     from napari_morphospace.core.cells.crop_set import CropSet, save_crop_set
 
     save_crop_set(CropSet(crops, table, ["a", "b", "c", "d"], (1.0, 1.0), None), tmp_path / "crops")

@@ -23,10 +23,19 @@ def ramp(shape: tuple[int, ...], dtype=np.uint16) -> np.ndarray:
 def two_channel_movie(tmp_path: Path) -> tuple[Path, np.ndarray]:
     data = ramp((3, 2, 4, 5, 6))
     path = tmp_path / "movie.ome.tif"
-    tifffile.imwrite(path, data, ome=True, metadata={
-        "axes": "TCZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 0.5,
-        "TimeIncrement": 60.0, "Channel": {"Name": ["nuclei", "membrane"]},
-    })
+    tifffile.imwrite(
+        path,
+        data,
+        ome=True,
+        metadata={
+            "axes": "TCZYX",
+            "PhysicalSizeX": 0.1,
+            "PhysicalSizeY": 0.1,
+            "PhysicalSizeZ": 0.5,
+            "TimeIncrement": 60.0,
+            "Channel": {"Name": ["nuclei", "membrane"]},
+        },
+    )
     return path, data
 
 
@@ -49,7 +58,11 @@ def test_channels_become_layers_with_scale_and_metadata(two_channel_movie) -> No
     assert kwargs["channel_axis"] == 1
     assert kwargs["name"] == ["movie nuclei", "movie membrane"]  # file name keeps files apart
     assert kwargs["scale"] == pytest.approx([60.0, 0.5, 0.1, 0.1])  # T Z Y X
-    assert kwargs["metadata"] == {"source": str(path), "axes": "TZYX", "units": {"T": "s", "Z": "µm", "Y": "µm", "X": "µm"}}
+    assert kwargs["metadata"] == {
+        "source": str(path),
+        "axes": "TZYX",
+        "units": {"T": "s", "Z": "µm", "Y": "µm", "X": "µm"},
+    }
 
 
 def test_reader_output_opens_in_napari_as_one_layer_per_channel(two_channel_movie) -> None:
@@ -106,7 +119,9 @@ def test_several_paths_give_layers_in_order(tmp_path: Path) -> None:
 
 def test_lazy_data_passes_through_unchanged() -> None:
     lazy = da.zeros((2, 3, 40, 50), chunks=(1, 1, 40, 50), dtype=np.uint16)
-    stack = Stack(data=lazy, axes="CZYX", scale={"Z": 1.0, "Y": 1.0, "X": 1.0}, channel_names=["a", "b"], source="/x/big.tif")
+    stack = Stack(
+        data=lazy, axes="CZYX", scale={"Z": 1.0, "Y": 1.0, "X": 1.0}, channel_names=["a", "b"], source="/x/big.tif"
+    )
     [(layer_data, kwargs, _)] = stack_to_layer_data(stack)
     assert layer_data is lazy
 
@@ -128,8 +143,12 @@ def napari_layer_meta(data: np.ndarray, **kwargs) -> dict:
 
 def test_writer_saves_scale_name_and_axes_from_our_metadata(tmp_path: Path) -> None:
     data = ramp((3, 4, 5, 6))
-    meta = napari_layer_meta(data, name="nuclei", scale=(60.0, 0.5, 0.1, 0.2),
-                             metadata={"axes": "TZYX", "units": {"T": "s", "Z": "µm", "Y": "µm", "X": "µm"}})
+    meta = napari_layer_meta(
+        data,
+        name="nuclei",
+        scale=(60.0, 0.5, 0.1, 0.2),
+        metadata={"axes": "TZYX", "units": {"T": "s", "Z": "µm", "Y": "µm", "X": "µm"}},
+    )
     [written] = write_image(str(tmp_path / "out.ome.tif"), data, meta)
     back = read_stack(written)
     assert back.axes == "TZYX"
@@ -185,5 +204,8 @@ def test_manifest_points_at_these_functions() -> None:
     manifest = PluginManifest.from_distribution("napari-morphospace")
     commands = {c.id: c.python_name for c in manifest.contributions.commands}
     readers = [commands[r.command] for r in manifest.contributions.readers]
-    assert readers == ["napari_morphospace._analysis_reader:get_analysis_reader", "napari_morphospace._reader:get_reader"]
+    assert readers == [
+        "napari_morphospace._analysis_reader:get_analysis_reader",
+        "napari_morphospace._reader:get_reader",
+    ]
     assert commands[manifest.contributions.writers[0].command] == "napari_morphospace._writer:write_image"

@@ -96,7 +96,11 @@ def analysis_layers(path: PathOrPaths, *, allow_external: bool = False) -> list[
         scale = [stack.scale.get(a, 1.0) for a in stack.axes.replace("C", "")]
         translate = [0.0] * (len(scale) - 1) + [offset_x]
         for data, kwargs, kind in stack_to_layer_data(stack):
-            kwargs["metadata"] = {**kwargs.get("metadata", {}), "morphospace_analysis": str(folder), "group": source.group}
+            kwargs["metadata"] = {
+                **kwargs.get("metadata", {}),
+                "morphospace_analysis": str(folder),
+                "group": source.group,
+            }
             kwargs["translate"] = translate
             layers.append((data, kwargs, kind))
         offset_x += (stack.data.shape[-1] + SOURCE_GAP_PX) * scale[-1]

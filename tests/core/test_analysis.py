@@ -36,17 +36,34 @@ def make_crop_set(images) -> CropSet:
     rows = []
     for crop_id in range(6):
         source = images[crop_id // 3]
-        rows.append({"crop_id": crop_id, "source": str(source.resolve()), "label_id": crop_id % 3 + 1, "t": 0,
-                     "group": ["control", "treated"][crop_id // 3], "annotation": "",
-                     **dict(zip(bbox_columns(2), (0, 16, 0, 16)))})
+        rows.append(
+            {
+                "crop_id": crop_id,
+                "source": str(source.resolve()),
+                "label_id": crop_id % 3 + 1,
+                "t": 0,
+                "group": ["control", "treated"][crop_id // 3],
+                "annotation": "",
+                **dict(zip(bbox_columns(2), (0, 16, 0, 16))),
+            }
+        )
     return CropSet(rng.random((6, 1, 16, 16), dtype=np.float32), pd.DataFrame(rows), ["c0"], (0.5, 0.5))
 
 
 def make_latents(crop_set: CropSet) -> pd.DataFrame:
     mu = np.arange(12, dtype=np.float32).reshape(6, 2) / 10
-    table = pd.DataFrame({"crop_id": crop_set.table["crop_id"], "mu_0": mu[:, 0], "mu_1": mu[:, 1],
-                          "logvar_0": -mu[:, 0], "logvar_1": -mu[:, 1], "group": crop_set.table["group"],
-                          "annotation": "", "source": crop_set.table["source"]})  # text columns as embed() writes them
+    table = pd.DataFrame(
+        {
+            "crop_id": crop_set.table["crop_id"],
+            "mu_0": mu[:, 0],
+            "mu_1": mu[:, 1],
+            "logvar_0": -mu[:, 0],
+            "logvar_1": -mu[:, 1],
+            "group": crop_set.table["group"],
+            "annotation": "",
+            "source": crop_set.table["source"],
+        }
+    )  # text columns as embed() writes them
     return table
 
 
@@ -59,9 +76,15 @@ def saved(tmp_path, sources):
     crop_set = make_crop_set(images)
     latents = make_latents(crop_set)
     annotations = pd.DataFrame({"crop_id": [0, 4], "annotation": ["round", "spiky, odd"]})
-    save_analysis(manifest, crop_set=crop_set, latents=latents, annotations=annotations,
-                  annotation_classes={"round": "#00ff00", "spiky, odd": "#ff00ff"},
-                  selections={"big ones": [5, 1], "empty": []}, plot_settings={"x": "mu_1", "y": "mu_0"})
+    save_analysis(
+        manifest,
+        crop_set=crop_set,
+        latents=latents,
+        annotations=annotations,
+        annotation_classes={"round": "#00ff00", "spiky, odd": "#ff00ff"},
+        selections={"big ones": [5, 1], "empty": []},
+        plot_settings={"x": "mu_1", "y": "mu_0"},
+    )
     return folder, crop_set, latents, annotations
 
 
@@ -210,9 +233,17 @@ def test_model_bundle_is_copied_in_and_loaded_from_safetensors(saved, tmp_path):
     folder = saved[0]
     settings = ModelSettings(latent_dim=2, base_channels=4)
     model = build_model(settings, (1, 16, 16))
-    outside = save_bundle(model, tmp_path / "bundle", model_settings=settings, input_shape=(1, 16, 16),
-                          channel_names=["c0"], preprocess=None, train_settings=TrainSettings(), provenance={},
-                          history=[{"epoch": 0, "train_loss": 1.0}])
+    outside = save_bundle(
+        model,
+        tmp_path / "bundle",
+        model_settings=settings,
+        input_shape=(1, 16, 16),
+        channel_names=["c0"],
+        preprocess=None,
+        train_settings=TrainSettings(),
+        provenance={},
+        history=[{"epoch": 0, "train_loss": 1.0}],
+    )
     save_analysis(folder, model=outside)
     analysis = open_analysis(folder, allow_external=True)
     assert (folder / "model" / "weights.safetensors").is_file() and analysis.problems == []
@@ -291,8 +322,10 @@ def test_nothing_outside_the_folder_is_read_without_consent(saved, sources):
     [problem] = analysis.problems
     assert "4 source or label image(s) lie outside the analysis folder" in problem and "--allow-external" in problem
     assert external_references(folder) == [
-        f"source image 0: {sources[0][0]}", f"label image 0: {sources[1][0]}",
-        f"source image 1: {sources[0][1]}", f"label image 1: {sources[1][1]}",
+        f"source image 0: {sources[0][0]}",
+        f"label image 0: {sources[1][0]}",
+        f"source image 1: {sources[0][1]}",
+        f"label image 1: {sources[1][1]}",
     ]
     assert open_analysis(folder, allow_external=True).source_images == list(sources[0])
 
@@ -326,12 +359,23 @@ def test_a_link_inside_a_part_that_leads_outside_makes_the_part_external(saved, 
     ("damage", "message"),
     [
         (lambda f: _edit(f, sources=5), "sources is 5, not a list"),
-        (lambda f: _edit(f, sources=[{"image": {"path": "a.tif"}, "group": {"x": 1}}]), "group is {'x': 1}, not a name"),
+        (
+            lambda f: _edit(f, sources=[{"image": {"path": "a.tif"}, "group": {"x": 1}}]),
+            "group is {'x': 1}, not a name",
+        ),
         (lambda f: _edit(f, crop_set={"path": "", "absolute": ""}), "'crop_set' is not a path entry"),
         (lambda f: (f / "selections.json").write_text("[" * 100000 + "]" * 100000), "selections"),
-        (lambda f: (f / "annotations.csv").write_text("crop_id,annotation\n1.5,round\n"), "every crop_id must be a whole number"),
-        (lambda f: (f / "latents.csv").unlink() or pd.read_parquet(f / "latents.parquet").assign(crop_id=np.nan)
-         .to_parquet(f / "latents.parquet"), "crop_id nan is not a whole number"),
+        (
+            lambda f: (f / "annotations.csv").write_text("crop_id,annotation\n1.5,round\n"),
+            "every crop_id must be a whole number",
+        ),
+        (
+            lambda f: (
+                (f / "latents.csv").unlink()
+                or pd.read_parquet(f / "latents.parquet").assign(crop_id=np.nan).to_parquet(f / "latents.parquet")
+            ),
+            "crop_id nan is not a whole number",
+        ),
     ],
 )
 def test_damaged_parts_are_listed_and_the_rest_opens(saved, damage, message):

@@ -225,7 +225,9 @@ def test_hand_damaged_csv_names_file_and_line_and_is_not_overwritten(tmp_path, t
 
 def test_hand_damaged_json_names_line(tmp_path):
     AnnotationStore(IDS, tmp_path).close()
-    (tmp_path / CLASSES_JSON).write_text('{\n "format": "napari-morphospace annotation classes",\n "version": 1,\n oops\n}')
+    (tmp_path / CLASSES_JSON).write_text(
+        '{\n "format": "napari-morphospace annotation classes",\n "version": 1,\n oops\n}'
+    )
     with pytest.raises(InputError, match=f"{CLASSES_JSON} is damaged at line 4"):
         AnnotationStore.open(tmp_path, IDS)
 

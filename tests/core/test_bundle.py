@@ -25,10 +25,20 @@ from napari_morphospace.core.training.engine import TrainSettings
 
 def crop_set(n: int = 10, shape: tuple[int, ...] = (2, 16, 16), seed: int = 0, group: str = "control") -> CropSet:
     images = np.random.default_rng(seed).random((n, *shape), dtype=np.float32)
-    table = pd.DataFrame({
-        "crop_id": np.arange(100, 100 + n), "source": "a.tif", "label_id": np.arange(1, n + 1), "t": 0,
-        "group": group, "annotation": "", "y_start": 0, "y_stop": 16, "x_start": 0, "x_stop": 16,
-    })
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(100, 100 + n),
+            "source": "a.tif",
+            "label_id": np.arange(1, n + 1),
+            "t": 0,
+            "group": group,
+            "annotation": "",
+            "y_start": 0,
+            "y_stop": 16,
+            "x_start": 0,
+            "x_stop": 16,
+        }
+    )
     return CropSet(images, table, ["membrane", "dna"][: shape[0]], (1.0, 1.0), {"steps": [{"name": "rescale"}]})
 
 
@@ -43,15 +53,26 @@ def trained_like_model(settings: ModelSettings, shape: tuple[int, ...]) -> torch
     return model.eval()
 
 
-def saved_bundle(tmp_path, settings: ModelSettings | None = None, shape=(2, 16, 16),
-                 train_settings: TrainSettings | None = None, **extra):
+def saved_bundle(
+    tmp_path,
+    settings: ModelSettings | None = None,
+    shape=(2, 16, 16),
+    train_settings: TrainSettings | None = None,
+    **extra,
+):
     settings = settings or ModelSettings(model="beta-vae", latent_dim=3, base_channels=8)
     model = trained_like_model(settings, shape)
     directory = save_bundle(
-        model, tmp_path / "bundle", model_settings=settings, input_shape=shape,
-        channel_names=["membrane", "dna"][: shape[0]], preprocess={"steps": [{"name": "rescale"}]},
-        train_settings=train_settings or TrainSettings(epochs=3), provenance={"crop_set": "/data/crops", "n_crops": 10},
-        history=[{"epoch": 0, "val_loss": 1.5}], **extra,
+        model,
+        tmp_path / "bundle",
+        model_settings=settings,
+        input_shape=shape,
+        channel_names=["membrane", "dna"][: shape[0]],
+        preprocess={"steps": [{"name": "rescale"}]},
+        train_settings=train_settings or TrainSettings(epochs=3),
+        provenance={"crop_set": "/data/crops", "n_crops": 10},
+        history=[{"epoch": 0, "val_loss": 1.5}],
+        **extra,
     )
     return model, directory
 
@@ -155,8 +176,9 @@ def test_embed_gives_one_row_per_crop_with_the_encoder_means(tmp_path):
     with torch.no_grad():
         mu, logvar = model.encode(torch.from_numpy(new_cells.images))
     np.testing.assert_allclose(table[mu_columns].to_numpy(), mu.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(table[["logvar_0", "logvar_1", "logvar_2"]].to_numpy(), logvar.numpy(), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        table[["logvar_0", "logvar_1", "logvar_2"]].to_numpy(), logvar.numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_embed_refuses_a_crop_set_the_bundle_was_not_made_for(tmp_path):
@@ -180,10 +202,12 @@ def test_embed_reports_progress_and_stops_between_batches():
 
 
 def test_conditional_model_embeds_with_the_target_encoder_conditioned_on_reference_and_label(tmp_path):
-    settings = ModelSettings(model="cond-vae", latent_dim=2, base_channels=8, cond_reference_channels=[0],
-                             cond_num_labels=2)
-    model, directory = saved_bundle(tmp_path, settings, train_settings=TrainSettings(label_column="group"),
-                                    label_classes=["control", "treated"])
+    settings = ModelSettings(
+        model="cond-vae", latent_dim=2, base_channels=8, cond_reference_channels=[0], cond_num_labels=2
+    )
+    model, directory = saved_bundle(
+        tmp_path, settings, train_settings=TrainSettings(label_column="group"), label_classes=["control", "treated"]
+    )
     cells = crop_set(n=4)
     cells.table["group"] = ["control", "treated", "control", "treated"]
     table = embed(load_bundle(directory), cells)

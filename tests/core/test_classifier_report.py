@@ -53,7 +53,9 @@ def test_label_summary_counts_classes_sources_and_left_out_crops():
     assert summary.n_left_out == 2
     assert summary.crops_per_class == {"a": 3, "b": 2}
     assert summary.sources_per_class == {"a": 2, "b": 1}
-    assert "a: 3 crops from 2 source(s)" in summary.text() and "2 crop(s) with an empty group left out" in summary.text()
+    assert (
+        "a: 3 crops from 2 source(s)" in summary.text() and "2 crop(s) with an empty group left out" in summary.text()
+    )
     empty = summarise_labels(crop_table(), "annotation")
     assert empty.classes == [] and empty.n_left_out == 7
 
@@ -155,7 +157,9 @@ def test_write_metrics_csv_and_json_hold_the_result_numbers(tmp_path):
     csv = write_metrics(result, tmp_path / "metrics.csv")
     pd.testing.assert_frame_equal(pd.read_csv(csv, index_col="fold"), metrics_table(result), check_dtype=False)
     evidence = np.array([[0.6, 0.4], [0.2, 0.8]])
-    path = write_metrics(result, tmp_path / "metrics.json", evidence=evidence, channel_names=["ER", "mito"], label_column="group")
+    path = write_metrics(
+        result, tmp_path / "metrics.json", evidence=evidence, channel_names=["ER", "mito"], label_column="group"
+    )
     document = json.loads(path.read_text())  # strict JSON: NaN became null
     assert document["classes"] == ["control", "treated"] and document["label_column"] == "group"
     assert document["pooled"]["balanced_accuracy"] == pytest.approx(0.875)
@@ -175,9 +179,16 @@ def test_source_overlay_places_one_cell_on_its_box_and_pastes_several():
     rows = pd.DataFrame({"y_start": [4, 20], "y_stop": [12, 28], "x_start": [6, 30], "x_stop": [14, 38]})
     maps = [np.full((8, 8), 0.5, np.float32), np.arange(64, dtype=np.float32).reshape(8, 8) / 64]
     data, translate, scale = source_overlay(
-        maps[:1], rows.iloc[:1], layer_shape=(3, 40, 50), layer_scale=(1, 0.5, 0.5), layer_translate=(0, 10, 20), leading_index=(2,)
+        maps[:1],
+        rows.iloc[:1],
+        layer_shape=(3, 40, 50),
+        layer_scale=(1, 0.5, 0.5),
+        layer_translate=(0, 10, 20),
+        leading_index=(2,),
     )
-    expected = overlay_on_layer(maps[0], rows.iloc[0], layer_scale=(1, 0.5, 0.5), layer_translate=(0, 10, 20), leading_index=(2,))
+    expected = overlay_on_layer(
+        maps[0], rows.iloc[0], layer_scale=(1, 0.5, 0.5), layer_translate=(0, 10, 20), leading_index=(2,)
+    )
     np.testing.assert_array_equal(data, expected[0])
     assert (translate, scale) == (expected[1], expected[2])
     assert translate == (2.0, 10 + 0.5 * 4, 20 + 0.5 * 6)  # box start, crop pixels the size of source pixels
@@ -199,7 +210,9 @@ def test_train_with_evidence_gives_no_evidence_when_stopped():
     stop = threading.Event()
     stop.set()
     labels = np.array(["a", "b"] * 4)
-    result, evidence = train_with_evidence(images, labels, np.repeat(["s1", "s2", "s3", "s4"], 2), ClassifierSettings(folds=2), stop_event=stop)
+    result, evidence = train_with_evidence(
+        images, labels, np.repeat(["s1", "s2", "s3", "s4"], 2), ClassifierSettings(folds=2), stop_event=stop
+    )
     assert result.stopped and result.model is None and evidence is None
 
 

@@ -432,7 +432,9 @@ def test_object_preview_gives_the_crops_of_a_full_run():
 
     points = np.array([[15.0, 20.0], [60.0, 66.5]])
     full = crops_from_points(image, points, settings, axes="CYX")
-    np.testing.assert_array_equal(ObjectPreview(image, points, "points", settings, axes="CYX").crop(1)[0], full.images[1])
+    np.testing.assert_array_equal(
+        ObjectPreview(image, points, "points", settings, axes="CYX").crop(1)[0], full.images[1]
+    )
     boxes = np.array([[[5, 5], [30, 40]], [[40, 50], [79, 89]]], dtype=float)
     full = crops_from_boxes(image, boxes, settings, axes="CYX")
     np.testing.assert_array_equal(ObjectPreview(image, boxes, "boxes", settings, axes="CYX").crop(0)[0], full.images[0])
@@ -544,8 +546,9 @@ def test_masks_follow_the_pipeline_resize_and_the_crop_set_to_disk_and_back(tmp_
     labels = np.zeros((30, 30), np.uint8)
     labels[10:20, 12:16] = 1  # 10 x 4, in a 16 x 16 crop; halved by the resize: 5 x 2
     pipeline = PreprocessPipeline([PreprocessStep("resize", {"shape": [8, 8]})])
-    crop_set = crops_from_labels(image, labels, CropSettings(size=16, normalise="dtype"), pipeline=pipeline,
-                                 output=tmp_path / "set")
+    crop_set = crops_from_labels(
+        image, labels, CropSettings(size=16, normalise="dtype"), pipeline=pipeline, output=tmp_path / "set"
+    )
     assert crop_set.masks.shape == (1, 8, 8)
     mask = np.asarray(crop_set.masks[0])
     rows, cols = np.nonzero(mask)
@@ -555,8 +558,7 @@ def test_masks_follow_the_pipeline_resize_and_the_crop_set_to_disk_and_back(tmp_
     assert load_crop_set(tmp_path / "set", in_memory=False).subset([0]).masks.compute()[0].sum() == mask.sum()
 
 
-def test_masks_survive_streaming_subset_and_concat_but_not_a_join_with_maskless_crops(tmp_path, image_2d,
-                                                                                      labels_2d):
+def test_masks_survive_streaming_subset_and_concat_but_not_a_join_with_maskless_crops(tmp_path, image_2d, labels_2d):
     settings = CropSettings(size=8, **IDENTITY)
     in_memory = crops_from_labels(image_2d, labels_2d, settings, axes="CYX")
     on_disk = crops_from_labels(image_2d, labels_2d, settings, axes="CYX", output=tmp_path / "a")

@@ -296,7 +296,11 @@ def test_a_batch_from_disk_is_read_in_one_call_and_equals_memory(tmp_path, monke
     save_crop_set(crop_set, tmp_path / "set")
     on_disk = CropDataset(load_crop_set(tmp_path / "set", in_memory=False), label_column="group", return_index=True)
     reads, read_crops = [], data.read_crops
-    monkeypatch.setattr(dataset_module, "read_crops", lambda images, positions: reads.append(len(positions)) or read_crops(images, positions))
+    monkeypatch.setattr(
+        dataset_module,
+        "read_crops",
+        lambda images, positions: reads.append(len(positions)) or read_crops(images, positions),
+    )
     for positions in ([7, 3, 39, 3, 0], list(range(10, 26))):
         items = on_disk.__getitems__(positions)
         np.testing.assert_array_equal(np.stack([i[0].numpy() for i in items]), crop_set.images[positions])
@@ -305,4 +309,3 @@ def test_a_batch_from_disk_is_read_in_one_call_and_equals_memory(tmp_path, monke
     loader = DataLoader(torch.utils.data.Subset(on_disk, list(range(40))), batch_size=8, shuffle=True)
     seen = torch.cat([batch[2] for batch in loader])
     assert sorted(seen.tolist()) == list(range(40)) and reads[2:] == [8] * 5
-

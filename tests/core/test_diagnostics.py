@@ -182,8 +182,9 @@ def test_latents_of_a_small_default_training_know_size_and_elongation_better_tha
     mu = embed(result.model, crop_set).filter(like="mu_").to_numpy()
     fit_rows = split_crops(crop_set.table, val_fraction=0.2, method="random", seed=0).train
     # Two sources, one per group: folds by source would test on the other group's shifted factors.
-    probe = representation_probe(mu, np.asarray(crop_set.images), known.reset_index(drop=True),
-                                 pca_fit=np.asarray(crop_set.images)[fit_rows])
+    probe = representation_probe(
+        mu, np.asarray(crop_set.images), known.reset_index(drop=True), pca_fit=np.asarray(crop_set.images)[fit_rows]
+    )
     print(probe.rows(), "\n".join(result.diagnostics.lines()))
     for factor, latent_r2, pca_r2 in probe.rows():
         assert latent_r2 > pca_r2, factor

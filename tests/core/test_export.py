@@ -97,8 +97,9 @@ def test_per_class_folders_with_odd_names_stay_inside(tmp_path):
     manifest = pd.read_csv(out / MANIFEST_NAME, keep_default_na=False)
     for name, file in zip(manifest["annotation"], manifest["file"]):
         assert file.split("/")[0] == folders[name]
-        np.testing.assert_array_equal(read_stack(out / file).data,
-                                      crop_set.images[crop_set.table.index[crop_set.table["annotation"] == name][0]])
+        np.testing.assert_array_equal(
+            read_stack(out / file).data, crop_set.images[crop_set.table.index[crop_set.table["annotation"] == name][0]]
+        )
 
 
 def test_safe_name_never_leaves_its_folder():
@@ -145,6 +146,7 @@ def test_read_only_or_full_disk_gives_input_error_and_no_half_file(tmp_path, mon
     read_only.chmod(0o555)
     try:
         if os.access(read_only, os.W_OK):  # root ignores permissions: simulate the read-only folder instead
+
             def refuse(*args, **kwargs):
                 raise PermissionError(13, "Permission denied")
 
@@ -183,7 +185,9 @@ def test_table_round_trip(tmp_path, suffix):
     crop_set = _crop_set()
     latents = _latents(crop_set)
     annotations = pd.Series({100: "new", 105: "other"})
-    table = analysis_table(crop_set.table, latents[["crop_id", "mu_0", "mu_1", "mu_2", "PCA_0", "cluster"]], annotations)
+    table = analysis_table(
+        crop_set.table, latents[["crop_id", "mu_0", "mu_1", "mu_2", "PCA_0", "cluster"]], annotations
+    )
     assert list(table.columns[: len(crop_set.table.columns)]) == list(crop_set.table.columns)
     assert table["annotation"].tolist() == ["new", "", "", "", "", "other", ""]
     path = export_table(table, tmp_path / f"cells{suffix}")

@@ -120,7 +120,9 @@ def test_images_no_layer_shows_are_left_out_with_a_note():
     table = pd.DataFrame({"image": ["a.tif", "a.tif", "b.tif"], "label": [1, 2, 1], "area": [1.0, 2.0, 3.0]})
     result = external_cells(table, layers=[LabelsObjects("a_labels", np.array([1, 2]))])
     assert list(result.table["source"]) == ["a_labels", "a_labels"]
-    assert result.notes == ["1 rows of 1 image(s) that no Labels layer shows are left out (b.tif); open their label images to see them"]
+    assert result.notes == [
+        "1 rows of 1 image(s) that no Labels layer shows are left out (b.tif); open their label images to see them"
+    ]
 
 
 def test_measured_features_are_standardised_for_embeddings():

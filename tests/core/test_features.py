@@ -29,7 +29,7 @@ def latent_table():
         (21, "movie", 1, 1, "treated"),
         (22, "movie", 3, 1, "treated"),
         (30, "other.tif", 1, 0, "control"),  # no layer
-        (12, "ctrl.tif", 1, 1, "control"),   # a frame the still layer does not have
+        (12, "ctrl.tif", 1, 1, "control"),  # a frame the still layer does not have
     ]
     table = pd.DataFrame(rows, columns=["crop_id", "source", "label_id", "t", "group"])
     table.insert(1, "mu_0", table["crop_id"] * 1.0)

@@ -172,7 +172,13 @@ def test_images_in_both_conditions_and_missing_image_names_are_refused():
     rng = np.random.default_rng(0)
     a, b, images_a, images_b = simulate_conditions(rng, images=5, cells_per_image=4, dims=2)
     with pytest.raises(InputError, match="'a0' hold cells of both conditions"):
-        compare_arrays(a, b, InferenceSettings(by_image=True), images_a=images_a, images_b=np.where(images_b == "b1", "a0", images_b))
+        compare_arrays(
+            a,
+            b,
+            InferenceSettings(by_image=True),
+            images_a=images_a,
+            images_b=np.where(images_b == "b1", "a0", images_b),
+        )
     with pytest.raises(InputError, match="needs the image of every cell"):
         compare_arrays(a, b, InferenceSettings(by_image=True))
 

@@ -32,11 +32,23 @@ def ramp(shape: tuple[int, ...], dtype=np.uint16) -> np.ndarray:
 def test_ome_tiff_gives_axes_scale_units_and_channel_names(tmp_path: Path) -> None:
     data = ramp((2, 3, 4, 5, 6))
     path = tmp_path / "cells.ome.tif"
-    tifffile.imwrite(path, data, ome=True, metadata={
-        "axes": "TCZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.3, "PhysicalSizeZ": 1.5,
-        "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm",
-        "TimeIncrement": 30.0, "TimeIncrementUnit": "s", "Channel": {"Name": ["dna", "membrane", "actin"]},
-    })
+    tifffile.imwrite(
+        path,
+        data,
+        ome=True,
+        metadata={
+            "axes": "TCZYX",
+            "PhysicalSizeX": 0.2,
+            "PhysicalSizeY": 0.3,
+            "PhysicalSizeZ": 1.5,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeYUnit": "µm",
+            "PhysicalSizeZUnit": "µm",
+            "TimeIncrement": 30.0,
+            "TimeIncrementUnit": "s",
+            "Channel": {"Name": ["dna", "membrane", "actin"]},
+        },
+    )
     stack = read_stack(path)
     assert stack.axes == "TCZYX"
     assert isinstance(stack.data, np.ndarray)
@@ -50,10 +62,20 @@ def test_ome_tiff_gives_axes_scale_units_and_channel_names(tmp_path: Path) -> No
 
 def test_ome_units_are_converted_to_micrometres_and_seconds(tmp_path: Path) -> None:
     path = tmp_path / "nm.ome.tif"
-    tifffile.imwrite(path, ramp((3, 4, 5)), ome=True, metadata={
-        "axes": "TYX", "PhysicalSizeX": 200.0, "PhysicalSizeXUnit": "nm",
-        "PhysicalSizeY": 250.0, "PhysicalSizeYUnit": "nm", "TimeIncrement": 500.0, "TimeIncrementUnit": "ms",
-    })
+    tifffile.imwrite(
+        path,
+        ramp((3, 4, 5)),
+        ome=True,
+        metadata={
+            "axes": "TYX",
+            "PhysicalSizeX": 200.0,
+            "PhysicalSizeXUnit": "nm",
+            "PhysicalSizeY": 250.0,
+            "PhysicalSizeYUnit": "nm",
+            "TimeIncrement": 500.0,
+            "TimeIncrementUnit": "ms",
+        },
+    )
     stack = read_stack(path)
     assert stack.scale == pytest.approx({"T": 0.5, "Y": 0.25, "X": 0.2})
     assert stack.units == {"T": "s", "Y": "µm", "X": "µm"}
@@ -77,9 +99,19 @@ def test_singleton_ome_axes_are_dropped(tmp_path: Path) -> None:
 def test_imagej_hyperstack_is_reordered_to_tczyx_with_calibration(tmp_path: Path) -> None:
     data = ramp((2, 4, 3, 5, 6))  # ImageJ order T Z C Y X
     path = tmp_path / "hyper.tif"
-    tifffile.imwrite(path, data, imagej=True, resolution=(1 / 0.25, 1 / 0.4), metadata={
-        "axes": "TZCYX", "spacing": 2.0, "unit": "micron", "finterval": 10.0, "Labels": ["dapi", "gfp", "rfp"] * 8,
-    })
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(1 / 0.25, 1 / 0.4),
+        metadata={
+            "axes": "TZCYX",
+            "spacing": 2.0,
+            "unit": "micron",
+            "finterval": 10.0,
+            "Labels": ["dapi", "gfp", "rfp"] * 8,
+        },
+    )
     stack = read_stack(path)
     assert stack.axes == "TCZYX"
     np.testing.assert_array_equal(stack.data, data.transpose(0, 2, 1, 3, 4))
@@ -90,9 +122,15 @@ def test_imagej_hyperstack_is_reordered_to_tczyx_with_calibration(tmp_path: Path
 
 def test_imagej_labels_that_differ_per_plane_are_not_channel_names(tmp_path: Path) -> None:
     path = tmp_path / "slices.tif"
-    tifffile.imwrite(path, ramp((2, 2, 5, 6)), imagej=True, metadata={
-        "axes": "ZCYX", "Labels": ["a", "b", "c", "d"],
-    })
+    tifffile.imwrite(
+        path,
+        ramp((2, 2, 5, 6)),
+        imagej=True,
+        metadata={
+            "axes": "ZCYX",
+            "Labels": ["a", "b", "c", "d"],
+        },
+    )
     stack = read_stack(path)
     assert stack.axes == "CZYX"
     assert stack.channel_names == ["ch0", "ch1"]
@@ -163,7 +201,9 @@ def test_rgb_tiff_becomes_a_flagged_channel_axis(tmp_path: Path) -> None:
 
 def test_non_rgb_samples_are_channels_without_rgb_flag(tmp_path: Path) -> None:
     data = ramp((5, 6, 2))
-    tifffile.imwrite(tmp_path / "two.tif", data, photometric="minisblack", planarconfig="contig", extrasamples=["unspecified"])
+    tifffile.imwrite(
+        tmp_path / "two.tif", data, photometric="minisblack", planarconfig="contig", extrasamples=["unspecified"]
+    )
     stack = read_stack(tmp_path / "two.tif")
     assert stack.axes == "CYX"
     assert not stack.rgb
@@ -231,7 +271,9 @@ def test_text_file_named_tif(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("compression", [None, "zlib"])
 @pytest.mark.parametrize("lazy_threshold_bytes", [1 << 30, 1000])
-def test_truncated_file_is_refused_when_opened(tmp_path: Path, compression: str | None, lazy_threshold_bytes: int) -> None:
+def test_truncated_file_is_refused_when_opened(
+    tmp_path: Path, compression: str | None, lazy_threshold_bytes: int
+) -> None:
     # A lazy open must notice too, not fail later in the middle of a computation.
     path = tmp_path / "cut.tif"
     tifffile.imwrite(path, ramp((6, 40, 50)), compression=compression, metadata={"axes": "ZYX"})
@@ -295,7 +337,9 @@ def test_bioimage_adapter_drops_singletons_and_keeps_metadata() -> None:
 
 def test_bioimage_adapter_rgb_unknown_sizes_and_lazy() -> None:
     data = ramp((1, 1, 1, 4, 5, 3), np.uint8)
-    stack = stack_from_bioimage(fake_bioimage(data, "TCZYXS", (None, None, None), ["TL"]), source="a.nd2", lazy_threshold_bytes=10)
+    stack = stack_from_bioimage(
+        fake_bioimage(data, "TCZYXS", (None, None, None), ["TL"]), source="a.nd2", lazy_threshold_bytes=10
+    )
     assert stack.axes == "CYX"
     assert stack.rgb
     assert isinstance(stack.data, da.Array)
@@ -310,8 +354,13 @@ def test_bioimage_adapter_rgb_unknown_sizes_and_lazy() -> None:
 
 def test_write_then_read_round_trips(tmp_path: Path) -> None:
     data = ramp((3, 2, 4, 5, 6))
-    stack = Stack(data=data, axes="TCZYX", scale={"T": 2.5, "Z": 0.8, "Y": 0.1, "X": 0.1},
-                  channel_names=["nucleus", "cell"], units={"T": "s", "Z": "µm", "Y": "µm", "X": "µm"})
+    stack = Stack(
+        data=data,
+        axes="TCZYX",
+        scale={"T": 2.5, "Z": 0.8, "Y": 0.1, "X": 0.1},
+        channel_names=["nucleus", "cell"],
+        units={"T": "s", "Z": "µm", "Y": "µm", "X": "µm"},
+    )
     path = write_stack(tmp_path / "out.ome.tif", stack)
     back = read_stack(path)
     assert back.axes == "TCZYX"
@@ -324,8 +373,14 @@ def test_write_then_read_round_trips(tmp_path: Path) -> None:
 
 def test_write_lazy_rgb_round_trips(tmp_path: Path) -> None:
     data = ramp((3, 2, 5, 6), np.uint8)
-    stack = Stack(data=da.from_array(data, chunks=(1, 1, 5, 6)), axes="CZYX", scale={"Z": 2.0, "Y": 1.0, "X": 1.0},
-                  channel_names=["red", "green", "blue"], units={"Z": "µm"}, rgb=True)
+    stack = Stack(
+        data=da.from_array(data, chunks=(1, 1, 5, 6)),
+        axes="CZYX",
+        scale={"Z": 2.0, "Y": 1.0, "X": 1.0},
+        channel_names=["red", "green", "blue"],
+        units={"Z": "µm"},
+        rgb=True,
+    )
     back = read_stack(write_stack(tmp_path / "rgb.ome.tif", stack))
     assert back.axes == "CZYX"
     assert back.rgb

@@ -68,8 +68,15 @@ def test_thin_axes_stop_being_downsampled_at_two_pixels():
 
 @pytest.mark.parametrize(
     ("shape", "depth"),
-    [((5, 140, 140), 4), ((140, 140), 4), ((16, 64, 64), 3), ((8, 32, 32), 2), ((2, 64, 64), 3),
-     ((64, 64, 64), 5), ((12, 24, 24), 3)],
+    [
+        ((5, 140, 140), 4),
+        ((140, 140), 4),
+        ((16, 64, 64), 3),
+        ((8, 32, 32), 2),
+        ((2, 64, 64), 3),
+        ((64, 64, 64), 5),
+        ((12, 24, 24), 3),
+    ],
 )
 def test_3d_depth_is_bounded_by_the_plane_and_the_smallest_axis(shape, depth):
     """Counting voxels gave a 5×140×140 stack 5 blocks, one more than its 140×140 plane; the depth is
@@ -509,7 +516,9 @@ def test_first_block_width_defaults_to_32_in_2d_and_16_in_3d():
     """3D convolutions cost a third axis more: the default keeps a 64³ decode interactive."""
 
     def first_width(model: torch.nn.Module) -> int:
-        return next(m for m in model.encoder.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))).out_channels
+        return next(
+            m for m in model.encoder.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))
+        ).out_channels
 
     assert first_width(build_model(ModelSettings(latent_dim=4), (1, 32, 32))) == 32
     assert first_width(build_model(ModelSettings(latent_dim=4), (1, 16, 32, 32))) == 16

@@ -55,7 +55,10 @@ def test_check_output_refuses_before_anything_is_written(tmp_path, monkeypatch):
         outputs.check_output(foreign, what="table", kind="file", overwrite=True)
     with pytest.raises(InputError, match="notes.txt is a file, so the table cannot be written under"):
         outputs.check_output(foreign / "notes.txt" / "t.csv", what="table", kind="file", overwrite=False)
-    assert outputs.check_output(tmp_path / "new" / "deeper", what="x", kind="folder", overwrite=False) == tmp_path / "new" / "deeper"
+    assert (
+        outputs.check_output(tmp_path / "new" / "deeper", what="x", kind="folder", overwrite=False)
+        == tmp_path / "new" / "deeper"
+    )
     assert not (tmp_path / "new").exists()  # checking creates nothing
     monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: outputs.shutil._ntuple_diskusage(100, 100, 4096))
     with pytest.raises(InputError, match=r"the disk holding .* is full \(4.0 KiB free, the report needs 1.0 MiB\)"):
@@ -69,8 +72,18 @@ def test_a_bundle_replaces_a_bundle_but_never_another_folder(tmp_path):
     model = build_model(settings, (1, 16, 16))
 
     def save(directory):
-        return save_bundle(model, directory, model_settings=settings, input_shape=(1, 16, 16), channel_names=["c"],
-                           preprocess=None, train_settings=TrainSettings(), provenance={}, history=[], overwrite=True)
+        return save_bundle(
+            model,
+            directory,
+            model_settings=settings,
+            input_shape=(1, 16, 16),
+            channel_names=["c"],
+            preprocess=None,
+            train_settings=TrainSettings(),
+            provenance={},
+            history=[],
+            overwrite=True,
+        )
 
     data = tmp_path / "data"
     data.mkdir()
@@ -97,4 +110,6 @@ def test_preprocessing_differences_name_what_changes_the_crops_only():
         'pipeline: model {"steps": [{"name": "normalize_minmax"}]}, crops null',
     ]
     assert preprocessing_differences(trained, {"crops": {**trained["crops"], "mask_background": True}}) == [
-        "crops.mask_background: model (not set), crops true", 'pipeline: model {"steps": [{"name": "normalize_minmax"}]}, crops (not set)']
+        "crops.mask_background: model (not set), crops true",
+        'pipeline: model {"steps": [{"name": "normalize_minmax"}]}, crops (not set)',
+    ]

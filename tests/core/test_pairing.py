@@ -106,9 +106,11 @@ def test_channels_of_one_file_are_one_source():
 def test_the_three_samples_together_keep_their_own_channels():
     """The layers napari makes for File > Open Sample of all three: same group names, same 2D shape."""
     layers = []
-    for sample, channels, shape in (("cells-2d-fluorescence", ["membrane", "nucleus", "granules"], (736, 736)),
-                                    ("cells-2d-phase", ["phase"], (736, 736)),
-                                    ("cells-3d-fluorescence", ["membrane", "nucleus", "granules"], (24, 340, 340))):
+    for sample, channels, shape in (
+        ("cells-2d-fluorescence", ["membrane", "nucleus", "granules"], (736, 736)),
+        ("cells-2d-phase", ["phase"], (736, 736)),
+        ("cells-3d-fluorescence", ["membrane", "nucleus", "granules"], (24, 340, 340)),
+    ):
         for group in ("control", "treated"):
             origin = f"{sample}|synthetic-{group}"
             taken = {layer.name for layer in layers}
@@ -123,7 +125,11 @@ def test_the_three_samples_together_keep_their_own_channels():
     assert sources["control cells"].channels == ["control membrane", "control nucleus", "control granules"]
     assert sources["control cells [1]"].channels == ["control phase"]  # the phase sample, on its own
     assert sources["treated cells [1]"].channels == ["treated phase"]
-    assert sources["control cells [2]"].channels == ["control membrane [1]", "control nucleus [1]", "control granules [1]"]
+    assert sources["control cells [2]"].channels == [
+        "control membrane [1]",
+        "control nucleus [1]",
+        "control granules [1]",
+    ]
     assert channel_names(sources["control cells [1]"].channels, sources["control cells [1]"].stem) == ["phase"]
     assert channel_names(sources["treated cells [2]"].channels, sources["treated cells [2]"].stem) == [
         "membrane", "nucleus", "granules"]  # fmt: skip

@@ -95,9 +95,7 @@ def gaussian_blob(shape, centre, sigma=3.0) -> np.ndarray:
     return np.exp(-r2 / (2 * sigma**2)).astype(np.float32)
 
 
-@pytest.mark.parametrize(
-    ("shape", "blob_at"), [((64, 64), (14.0, 45.3)), ((16, 40, 40), (5.0, 12.0, 27.5))]
-)
+@pytest.mark.parametrize(("shape", "blob_at"), [((64, 64), (14.0, 45.3)), ((16, 40, 40), (5.0, 12.0, 27.5))])
 def test_center_moves_reference_centre_of_mass_to_image_centre(shape, blob_at):
     reference = gaussian_blob(shape, blob_at)
     other = np.roll(reference, 3, axis=-1)  # a second channel, offset by 3 px in X

@@ -64,25 +64,41 @@ def test_report_of_a_demo_run_has_every_section_with_figures(demo_folder):
     text = (demo_folder / "report.html").read_text()  # written by run_demo with write_report
     sections = sections_of(text)
     assert list(sections) == [s.replace("'", "&#x27;") for s in SECTIONS]
-    with_figures = {"Data and preprocessing": 1, "Training": 1, "Per-dimension KL": 1, "Group differences (Cohen&#x27;s d)": 1,
-                    "Top dimensions: KDE and violin plots": 2, "Latent traversals": 2, "Difference maps": 1, "Grad-CAM": 1}
+    with_figures = {
+        "Data and preprocessing": 1,
+        "Training": 1,
+        "Per-dimension KL": 1,
+        "Group differences (Cohen&#x27;s d)": 1,
+        "Top dimensions: KDE and violin plots": 2,
+        "Latent traversals": 2,
+        "Difference maps": 1,
+        "Grad-CAM": 1,
+    }
     for title, count in with_figures.items():
         sizes = png_sizes(sections[title])
         assert len(sizes) == count, title
         assert all(w > 50 and h > 50 for w, h in sizes), (title, sizes)
     for title, body in sections.items():
-        assert "not available" not in body or title in ("Classifier", "Tracks through latent space"), (title, body[:300])
+        assert "not available" not in body or title in ("Classifier", "Tracks through latent space"), (
+            title,
+            body[:300],
+        )
     assert "no track ids" in sections["Tracks through latent space"]  # the demo's cells are still images
     assert "no classifier was trained" in sections["Classifier"]
     learned = sections["What the model learned"]
     assert "active units" in learned and "held-out reconstruction SSIM" in learned
     assert "<td>area</td>" in learned and "pixel PCA" in learned and "ratio" in learned  # probe from the labels
     assert re.search(r"Check \|ρ\| &gt; 0.5: (PASSED|FAILED)", sections["Known answer"])
-    assert "MIG" in sections["Disentanglement (MIG and DCI)"] and "<td>size</td>" in sections["Disentanglement (MIG and DCI)"]
+    assert (
+        "MIG" in sections["Disentanglement (MIG and DCI)"]
+        and "<td>size</td>" in sections["Disentanglement (MIG and DCI)"]
+    )
     versions = sections["Versions and settings"]
-    assert "<td>latent_dim</td><td>4</td>" in versions and "<td>preprocess.steps[0].name</td><td>resize</td>" in versions
+    assert (
+        "<td>latent_dim</td><td>4</td>" in versions and "<td>preprocess.steps[0].name</td><td>resize</td>" in versions
+    )
     assert "<pre>" not in text and "&quot;" not in versions  # settings, provenance and metrics are tables, not JSON
-    assert "src=\"http" not in text and "<link" not in text and "<script" not in text  # self-contained
+    assert 'src="http' not in text and "<link" not in text and "<script" not in text  # self-contained
 
 
 def test_probe_finds_the_label_images_under_the_names_the_cells_widget_gives_sources(demo_folder):
@@ -119,8 +135,17 @@ def test_folder_without_a_model_lists_sections_as_not_available_and_escapes_name
     manifest = create_analysis(folder)
     rng = np.random.default_rng(1)
     groups = ["<script>alert(1)</script>"] * 4 + ["treated & co"] * 4
-    table = pd.DataFrame({"crop_id": range(8), "source": "x.tif", "label_id": range(1, 9), "t": 0, "group": groups,
-                          "annotation": "", **{c: 0 for c in bbox_columns(2)}})
+    table = pd.DataFrame(
+        {
+            "crop_id": range(8),
+            "source": "x.tif",
+            "label_id": range(1, 9),
+            "t": 0,
+            "group": groups,
+            "annotation": "",
+            **{c: 0 for c in bbox_columns(2)},
+        }
+    )
     save_analysis(manifest, crop_set=CropSet(rng.random((8, 1, 16, 16), dtype=np.float32), table, ["c0"]))
     text = write_report(folder, folder / "report.html").read_text()
     sections = sections_of(text)
@@ -136,10 +161,18 @@ def test_known_answer_check_finds_the_dimension_that_follows_a_shifted_factor():
     n = 60
     group = np.repeat(["control", "treated"], n)
     size = np.concatenate([rng.normal(10, 1, n), rng.normal(12, 1, n)])
-    latents = pd.DataFrame({"crop_id": range(2 * n), "label_id": np.tile(np.arange(1, n + 1), 2), "group": group,
-                            "mu_0": rng.normal(size=2 * n), "mu_1": -size + rng.normal(0, 0.3, 2 * n)})
-    factors = pd.DataFrame({"group": group, "label_id": latents["label_id"], "size": size,
-                            "texture": rng.uniform(size=2 * n)})
+    latents = pd.DataFrame(
+        {
+            "crop_id": range(2 * n),
+            "label_id": np.tile(np.arange(1, n + 1), 2),
+            "group": group,
+            "mu_0": rng.normal(size=2 * n),
+            "mu_1": -size + rng.normal(0, 0.3, 2 * n),
+        }
+    )
+    factors = pd.DataFrame(
+        {"group": group, "label_id": latents["label_id"], "size": size, "texture": rng.uniform(size=2 * n)}
+    )
     check = check_known_answer(latents, factors, ["size", "texture"])
     assert check["dimension"] == 1 and check["cohens_d"] < -1
     assert check["best_factor"] == "size" and check["best_rho"] < -0.8 and check["passed"]
@@ -204,13 +237,18 @@ def test_one_condition_gets_every_analysis_except_the_group_comparisons(tmp_path
                           sections["Per-dimension KL"])  # fmt: skip
     assert first_row.groups() == ("dim 2", f"{kl[2]:.4g}")
     for title in ("Top dimensions: KDE and violin plots", "Latent traversals", "Difference maps"):
-        assert "top dimensions [2, 0, 1] (ranked by KL to the prior)" in sections[title] or \
-            "each top dimension (ranked by KL to the prior)" in sections[title], title
+        assert (
+            "top dimensions [2, 0, 1] (ranked by KL to the prior)" in sections[title]
+            or "each top dimension (ranked by KL to the prior)" in sections[title]
+        ), title
     assert re.findall(r"<td>dim (\d)</td>", sections["Difference maps"]) == ["2", "0", "1"]
     assert "μ2" in sections["Grad-CAM"]
     # Only the comparisons say they need two groups, and say why.
     for title in ("Group differences (Cohen&#x27;s d)", "Known answer"):
-        assert "not available: the cells form one group (&#x27;A9&#x27;); Cohen&#x27;s d compares two groups" in sections[title]
+        assert (
+            "not available: the cells form one group (&#x27;A9&#x27;); Cohen&#x27;s d compares two groups"
+            in sections[title]
+        )
     # Disentanglement needs factors, not groups: each factor's most important dimension is the one made from it.
     rows = dict(re.findall(r"<tr><td>(size|elongation)</td>(?:<td>[^<]*</td>){2}<td>(\d)</td></tr>",
                            sections["Disentanglement (MIG and DCI)"]))  # fmt: skip
@@ -226,7 +264,10 @@ def test_loss_curves_have_a_log_axis_where_the_values_are_positive():
 
 
 def test_settings_become_rows_of_a_table():
-    data = {"crop": {"size": [16, 64, 64], "mask": True, "channels": None}, "steps": [{"name": "resize", "shape": [8, 8]}]}
+    data = {
+        "crop": {"size": [16, 64, 64], "mask": True, "channels": None},
+        "steps": [{"name": "resize", "shape": [8, 8]}],
+    }
     assert settings_rows(data) == [("crop.size", "16, 64, 64"), ("crop.mask", "yes"), ("crop.channels", "—"),
                                    ("steps[0].name", "resize"), ("steps[0].shape", "8, 8")]  # fmt: skip
 

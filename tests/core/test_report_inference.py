@@ -24,7 +24,7 @@ def _section(folder, images: int) -> str:
     latents["source"] = np.concatenate([images_b, images_a])
     save_analysis(create_analysis(folder), latents=latents)
     text = write_report(folder, folder / "report.html").read_text()
-    return re.search(rf'<h2>{TITLE}</h2>(.*?)</section>', text, flags=re.S).group(1)
+    return re.search(rf"<h2>{TITLE}</h2>(.*?)</section>", text, flags=re.S).group(1)
 
 
 def test_report_tests_per_image_and_lists_the_shifted_dimension_first(tmp_path):

@@ -88,7 +88,9 @@ def test_label_ids_are_one_to_n_and_match_factor_rows(sample_2d):
         np.testing.assert_array_equal(factors["label_id"], np.arange(1, 101))
         np.testing.assert_array_equal(measured["label"], np.arange(1, 101))
         # Row i is label i + 1: the measured centroid sits at the factor centre.
-        distance = np.hypot(measured["centroid-0"] - factors["centroid_y"], measured["centroid-1"] - factors["centroid_x"])
+        distance = np.hypot(
+            measured["centroid-0"] - factors["centroid_y"], measured["centroid-1"] - factors["centroid_x"]
+        )
         assert distance.max() < 3
     assert list(sample_2d.factors.columns[:3]) == ["group", "source", "label_id"]
     assert set(FACTOR_NAMES) <= set(sample_2d.factors.columns)

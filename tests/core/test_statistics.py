@@ -57,7 +57,7 @@ def test_group_arrays_refuses_single_group_and_small_groups():
         group_arrays(table, ["mu_0"], "group", ["a", "a"])
     with pytest.raises(InputError, match="'b' has 1 row"):
         group_arrays(table, ["mu_0"], "group", ["a", "b"])
-    a, = group_arrays(table.assign(group=["a", "a", "b", "b"]), ["mu_0"], "group", ["a", "b"])[:1]
+    (a,) = group_arrays(table.assign(group=["a", "a", "b", "b"]), ["mu_0"], "group", ["a", "b"])[:1]
     assert a.ravel().tolist() == [0.0, 1.0]
 
 

@@ -57,7 +57,9 @@ def sample_crops():
     for seed in range(3):
         sample = make_sample_data(SampleSettings(n_cells=12, seed=seed, n_channels=2))
         for stack, labels, group in zip(sample.images, sample.labels, ("control", "treated")):
-            crop_set = crops_from_labels(stack, labels, CropSettings(size=16, mode="fit"), group=group, source=f"{group}-{seed}")
+            crop_set = crops_from_labels(
+                stack, labels, CropSettings(size=16, mode="fit"), group=group, source=f"{group}-{seed}"
+            )
             factors = sample.factors[sample.factors["group"] == group].set_index("label_id")
             for name in ("size", "elongation"):
                 crop_set.table[name] = factors.loc[crop_set.table["label_id"], name].to_numpy()
@@ -168,7 +170,12 @@ def test_the_comparison_table_and_report_name_a_collapsed_run(sample_crops, tmp_
     point = grid_points(settings)[0]
     run_dir = folder / "runs" / point.name
     run_dir.mkdir(parents=True)
-    record = {"index": 0, "name": point.name, "status": "ok", "test": evaluate_run(model, sample_crops, split, settings)}
+    record = {
+        "index": 0,
+        "name": point.name,
+        "status": "ok",
+        "test": evaluate_run(model, sample_crops, split, settings),
+    }
     (run_dir / "run.json").write_text(json.dumps(record))
     table = collect_sweep(folder)
     assert table["warnings"][0].split(", ")[0] == "collapsed" and table["warnings"][1] == ""
@@ -190,7 +197,12 @@ def test_tiny_sweep_on_the_sample_data_writes_one_row_per_grid_point_with_known_
     seen = []
     table = run_sweep(sample_crops, settings, tmp_path / "sweep", crop_set_origin="sample", on_update=seen.append)
     folder = tmp_path / "sweep"
-    assert list(table["name"]) == ["000_beta0.1_latent2", "001_beta0.1_latent4", "002_beta8_latent2", "003_beta8_latent4"]
+    assert list(table["name"]) == [
+        "000_beta0.1_latent2",
+        "001_beta0.1_latent4",
+        "002_beta8_latent2",
+        "003_beta8_latent4",
+    ]
     assert list(table["status"]) == ["ok"] * 4 and list(table["latent_dim"]) == [2, 4, 2, 4]
     scores = ["elbo_rec", "elbo_kl", "elbo", "ssim", "spread_ratio", "probe_r2", "pca_probe_r2", "max_abs_cohens_d"]
     assert np.isfinite(table[scores].to_numpy(dtype=float)).all()
@@ -205,16 +217,26 @@ def test_tiny_sweep_on_the_sample_data_writes_one_row_per_grid_point_with_known_
     split = pd.read_csv(folder / "split.csv")
     assert len(split) == len(sample_crops) and set(split["part"]) == {"train", "val", "test"}
     record = read_run_record(folder, grid_points(settings)[1])
-    assert record["train_crops"] == (split["part"] == "train").sum() and record["test"]["test_crops"] == (split["part"] == "test").sum()
+    assert (
+        record["train_crops"] == (split["part"] == "train").sum()
+        and record["test"]["test_crops"] == (split["part"] == "test").sum()
+    )
     assert len(record["test"]["diagnostics"]["kl_per_dim"]) == 4 and len(record["test"]["abs_cohens_d"]) == 4
-    assert set(record["test"]["probe"]["latent_r2"]) == {"area", "size", "elongation"} and record["test"]["probe"]["grouped"]
+    assert (
+        set(record["test"]["probe"]["latent_r2"]) == {"area", "size", "elongation"}
+        and record["test"]["probe"]["grouped"]
+    )
     assert table["warnings"][1] == ", ".join(record["test"]["diagnostics"]["problems"])
     bundle = load_bundle(folder / table["bundle"][1])
     assert bundle.latent_dim == 4 and bundle.config["provenance"]["train_crops"] == record["train_crops"]
     written = pd.read_csv(folder / "comparison.csv")
     assert list(written.columns) == list(table.columns) and list(written["name"]) == list(table["name"])
     np.testing.assert_allclose(written[scores].to_numpy(float), table[scores].to_numpy(float))
-    assert sorted(p.name for p in (folder / "figures").iterdir()) == ["effect_sizes.png", "elbo_vs_beta.png", "scores.png"]
+    assert sorted(p.name for p in (folder / "figures").iterdir()) == [
+        "effect_sizes.png",
+        "elbo_vs_beta.png",
+        "scores.png",
+    ]
     report = (folder / "report.html").read_text()
     assert "003_beta8_latent4" in report and report.count("<img") == 3 and "test split" in report
     assert not [p for p in folder.rglob(".*") if p.name.endswith(".tmp")]

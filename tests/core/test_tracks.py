@@ -85,11 +85,14 @@ def test_comparing_fast_and_slow_tracks_finds_the_difference():
     for track in range(30):
         speed = 2.0 if track < 15 else 1.0
         heading = rng.uniform(0, 2 * np.pi)
-        paths[track] = [(t, speed * t * np.cos(heading) + rng.normal(0, 0.01), speed * t * np.sin(heading)) for t in range(6)]
+        paths[track] = [
+            (t, speed * t * np.cos(heading) + rng.normal(0, 0.01), speed * t * np.sin(heading)) for t in range(6)
+        ]
         group[track] = "fast" if track < 15 else "slow"
     statistics = tracks.track_statistics(_cells(paths, group), ["mu_0", "mu_1"])
-    comparison = tracks.compare_track_groups(statistics, "group", settings=InferenceSettings(permutations=500,
-                                                                                             resamples=500))
+    comparison = tracks.compare_track_groups(
+        statistics, "group", settings=InferenceSettings(permutations=500, resamples=500)
+    )
     comparison = comparison.set_index("measure")
     assert comparison.attrs["groups"] == ("fast", "slow") and comparison.attrs["notes"] == []
     speed = comparison.loc["mean_speed"]
@@ -158,7 +161,9 @@ def test_track_points_inside_labels_win_over_nearest_box_centre():
     labels[:, :5], labels[:, 5:] = 1, 2
     points = np.array([[3, 0, 5, 1], [4, 0, 5, 8]], float)  # track 3 in label 1, track 4 in label 2
     assert list(track_ids.track_ids_from_tracks(crops, points, labels_at=lambda t: labels)) == [3, 4]
-    by_box = track_ids.track_ids_from_tracks(crops, points)  # without labels both boxes take the point nearest the centre
+    by_box = track_ids.track_ids_from_tracks(
+        crops, points
+    )  # without labels both boxes take the point nearest the centre
     assert list(by_box) == [4, 4]
 
 

@@ -35,13 +35,29 @@ def ellipse_crop_set(n: int = 48, size: int = 16, channels: int = 1, n_sources: 
     for i in range(n):
         large = i % 2 == 1
         radii = (size * 0.4, size * 0.28) if large else (size * 0.2, size * 0.14)
-        rr, cc = ellipse(size / 2 + rng.uniform(-1, 1), size / 2 + rng.uniform(-1, 1), *radii,
-                         shape=(size, size), rotation=rng.uniform(0, np.pi))
+        rr, cc = ellipse(
+            size / 2 + rng.uniform(-1, 1),
+            size / 2 + rng.uniform(-1, 1),
+            *radii,
+            shape=(size, size),
+            rotation=rng.uniform(0, np.pi),
+        )
         for c in range(channels):
             images[i, c][rr, cc] = 0.9 - 0.3 * c
-        rows.append({"crop_id": i, "source": f"image{i % n_sources}.tif", "label_id": i + 1, "t": 0,
-                     "group": "large" if large else "small", "annotation": "",
-                     "y_start": 0, "y_stop": size, "x_start": 0, "x_stop": size})
+        rows.append(
+            {
+                "crop_id": i,
+                "source": f"image{i % n_sources}.tif",
+                "label_id": i + 1,
+                "t": 0,
+                "group": "large" if large else "small",
+                "annotation": "",
+                "y_start": 0,
+                "y_stop": size,
+                "x_start": 0,
+                "x_stop": size,
+            }
+        )
     return CropSet(images, pd.DataFrame(rows), [f"ch{c}" for c in range(channels)], (1.0, 1.0), {"steps": []})
 
 
@@ -50,8 +66,14 @@ def small_model(**overrides) -> ModelSettings:
 
 
 def settings(tmp_path, **overrides) -> TrainSettings:
-    values = {"epochs": 2, "batch_size": 8, "accelerator": "cpu", "checkpoint_dir": str(tmp_path / "ckpt"),
-              "augment_flips": False, "augment_rot90": False}
+    values = {
+        "epochs": 2,
+        "batch_size": 8,
+        "accelerator": "cpu",
+        "checkpoint_dir": str(tmp_path / "ckpt"),
+        "augment_flips": False,
+        "augment_rot90": False,
+    }
     return TrainSettings(**{**values, **overrides})
 
 
@@ -83,8 +105,13 @@ def test_split_with_one_source_falls_back_to_random_and_says_why():
 
 @pytest.mark.parametrize(
     ("field", "value", "words"),
-    [("batch_size", 2, "at least 3"), ("val_fraction", 1.0, "between 0 and 1"), ("learning_rate", 0.0, "positive"),
-     ("early_stopping_patience", 0, "at least 1"), ("devices", "many", "'auto'")],
+    [
+        ("batch_size", 2, "at least 3"),
+        ("val_fraction", 1.0, "between 0 and 1"),
+        ("learning_rate", 0.0, "positive"),
+        ("early_stopping_patience", 0, "at least 1"),
+        ("devices", "many", "'auto'"),
+    ],
 )
 def test_bad_settings_are_refused_with_the_field_named(field, value, words):
     with pytest.raises(InputError, match=field) as err:
@@ -125,9 +152,12 @@ def test_augmentation_only_reorients_crops():
 def test_training_lowers_validation_loss_and_reconstructs_held_out_crops(tmp_path):
     crop_set = ellipse_crop_set(n=96, size=16)
     messages = []
-    result = train(crop_set, small_model(latent_dim=4, beta=1.0),
-                   settings(tmp_path, epochs=12, learning_rate=3e-3, preview_every_n_epochs=4),
-                   on_update=messages.append)
+    result = train(
+        crop_set,
+        small_model(latent_dim=4, beta=1.0),
+        settings(tmp_path, epochs=12, learning_rate=3e-3, preview_every_n_epochs=4),
+        on_update=messages.append,
+    )
     val_losses = [row["val_loss"] for row in result.history]
     assert len(val_losses) == 12
     assert min(val_losses) < 0.6 * val_losses[0]
@@ -137,8 +167,9 @@ def test_training_lowers_validation_loss_and_reconstructs_held_out_crops(tmp_pat
     val_idx = split.val
     with torch.no_grad():
         recon = result.model(torch.from_numpy(crop_set.images[val_idx])).recon.numpy()
-    ssim = np.mean([structural_similarity(crop_set.images[i, 0], recon[k, 0], data_range=1.0)
-                    for k, i in enumerate(val_idx)])
+    ssim = np.mean(
+        [structural_similarity(crop_set.images[i, 0], recon[k, 0], data_range=1.0) for k, i in enumerate(val_idx)]
+    )
     print(f"held-out SSIM: {ssim:.3f}; val loss {val_losses[0]:.1f} -> {min(val_losses):.1f}")
     assert ssim > 0.5
     previews = [m for m in messages if isinstance(m, ReconstructionPreview)]
@@ -166,8 +197,13 @@ class StopAfter:
 
 def test_stop_takes_effect_within_one_step_and_leaves_a_usable_checkpoint(tmp_path):
     messages = []
-    result = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=5),
-                   stop_event=StopAfter(3), on_update=messages.append)
+    result = train(
+        ellipse_crop_set(),
+        small_model(),
+        settings(tmp_path, epochs=5),
+        stop_event=StopAfter(3),
+        on_update=messages.append,
+    )
     checkpoint = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 3
     assert result.stopped_by_user and not result.stopped_early
@@ -182,8 +218,9 @@ def test_resumed_training_continues_exactly_like_an_uninterrupted_run(tmp_path):
     flips = {"augment_flips": True, "augment_rot90": True}
     straight = train(crop_set, small_model(), settings(tmp_path / "a", epochs=4, **flips))
     first = train(crop_set, small_model(), settings(tmp_path / "b", epochs=2, **flips))
-    resumed = train(crop_set, small_model(), settings(tmp_path / "b", epochs=4, **flips),
-                    resume_from=first.last_checkpoint)
+    resumed = train(
+        crop_set, small_model(), settings(tmp_path / "b", epochs=4, **flips), resume_from=first.last_checkpoint
+    )
     a, b = last_state(straight.last_checkpoint), last_state(resumed.last_checkpoint)
     assert a.keys() == b.keys()
     for name in a:
@@ -195,8 +232,12 @@ def test_resumed_training_continues_exactly_like_an_uninterrupted_run(tmp_path):
 def test_resume_refuses_a_checkpoint_of_another_architecture(tmp_path):
     first = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=1))
     with pytest.raises(InputError, match="another architecture"):
-        train(ellipse_crop_set(), small_model(latent_dim=6), settings(tmp_path / "b", epochs=2),
-              resume_from=first.last_checkpoint)
+        train(
+            ellipse_crop_set(),
+            small_model(latent_dim=6),
+            settings(tmp_path / "b", epochs=2),
+            resume_from=first.last_checkpoint,
+        )
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_weights(tmp_path, monkeypatch):
@@ -219,8 +260,9 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_weig
     # Known answer: the weights that gave the non-finite loss came from step 4's update, so the kept weights are
     # those before it: exactly those of the same run stopped after four steps.
     monkeypatch.undo()
-    stopped = train(ellipse_crop_set(), small_model(), settings(tmp_path / "stopped", epochs=3),
-                    stop_event=StopAfter(4))
+    stopped = train(
+        ellipse_crop_set(), small_model(), settings(tmp_path / "stopped", epochs=3), stop_event=StopAfter(4)
+    )
     reference = last_state(stopped.last_checkpoint)
     for name in reference:
         torch.testing.assert_close(kept[name], reference[name], rtol=0, atol=0, msg=name)
@@ -327,8 +369,9 @@ def test_small_crop_sets_get_small_batches_and_a_minimum_number_of_optimiser_ste
     assert epochs_for(TrainSettings(min_steps=3000), 100, 12) == 375  # 8 steps per epoch
     assert epochs_for(TrainSettings(min_steps=3000), 100, 12, world_size=2) == 750
     assert epochs_for(TrainSettings(epochs=5, min_steps=3000), 100, 12) == 5
-    result = train(ellipse_crop_set(n=48), small_model(),
-                   settings(tmp_path, epochs=None, batch_size=None, min_steps=30))
+    result = train(
+        ellipse_crop_set(n=48), small_model(), settings(tmp_path, epochs=None, batch_size=None, min_steps=30)
+    )
     # 36 training crops: batches of 8, 4 steps per epoch, 8 epochs for at least 30 steps.
     assert (result.batch_size, result.epochs, result.steps, len(result.history)) == (8, 8, 32, 8)
 
@@ -356,7 +399,7 @@ def test_batchnorm_statistics_are_averaged_over_the_training_crops_after_a_short
     assert 0.8 < result.diagnostics.spread_ratio < 1.25, result.diagnostics.spread_ratio
     stored = last_state(result.last_checkpoint)  # the checkpoint keeps the training-time running averages
     name = next(k for k in stored if k.endswith("running_var"))
-    assert not torch.allclose(stored[name], result.model.state_dict()[name[len("model."):]])
+    assert not torch.allclose(stored[name], result.model.state_dict()[name[len("model.") :]])
 
 
 def test_the_end_of_training_probe_runs_on_crops_with_object_masks_and_says_why_not_otherwise(tmp_path):
@@ -374,6 +417,9 @@ def test_the_end_of_training_probe_runs_on_crops_with_object_masks_and_says_why_
     plain = train(crop_set, small_model(), settings(tmp_path, epochs=1, checkpoint_dir=str(tmp_path / "plain")))
     assert plain.diagnostics.probe is None and "no object masks" in plain.diagnostics.probe_note
     two = replace(ellipse_crop_set(n=32, channels=2), masks=ellipse_crop_set(n=32).images[:, 0] > 0)
-    conditional = train(two, small_model(model="cond-vae", cond_reference_channels=[0]),
-                        settings(tmp_path, epochs=1, label_column="group", checkpoint_dir=str(tmp_path / "cond")))
+    conditional = train(
+        two,
+        small_model(model="cond-vae", cond_reference_channels=[0]),
+        settings(tmp_path, epochs=1, label_column="group", checkpoint_dir=str(tmp_path / "cond")),
+    )
     assert conditional.diagnostics.probe is not None and "intensity_mean" in conditional.diagnostics.probe.latent_r2

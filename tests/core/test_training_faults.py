@@ -45,8 +45,11 @@ def all_finite(state: dict[str, torch.Tensor]) -> bool:
 
 def leftovers(folder: Path) -> list[str]:
     """Every file under ``folder`` that is not a finished checkpoint or the run file."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and p.suffix != ".ckpt" and p.name != "run.json")
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix != ".ckpt" and p.name != "run.json"
+    )
 
 
 def files_in(folder: Path) -> list[Path]:
@@ -74,6 +77,7 @@ def other_file_system(monkeypatch) -> None:
             if os.path.dirname(os.path.abspath(src)) != os.path.dirname(os.path.abspath(dst)):
                 raise OSError(errno.EXDEV, "Invalid cross-device link", str(src))
             return real(src, dst, *args, **kwargs)
+
         return rename
 
     def copy_cut_off(src, dst, *args, **kwargs):
@@ -160,7 +164,6 @@ KILLED_RUN = textwrap.dedent("""
 """)
 
 
-
 def test_kill_9_while_a_checkpoint_is_written_keeps_the_previous_one_and_the_run_resumes(tmp_path, own_tmpdir):
     """A real kill -9 of a training process in the middle of writing its second ``last.ckpt``."""
     script = KILLED_RUN.format(tests=str(Path(__file__).parent), folder=str(tmp_path), ready=str(tmp_path / "ready"))
@@ -198,8 +201,9 @@ def test_sigterm_mid_epoch_keeps_a_checkpoint_that_resumes_exactly(tmp_path):
         train(crop_set, small_model(), settings(tmp_path / "b", epochs=3, **flips), stop_event=SigtermAfter(6))
     kept = checkpoint(err.value.last_checkpoint)
     assert kept["global_step"] == 6 and kept["epoch"] == 1  # two steps into the second epoch
-    resumed = train(crop_set, small_model(), settings(tmp_path / "b", epochs=3, **flips),
-                    resume_from=err.value.last_checkpoint)
+    resumed = train(
+        crop_set, small_model(), settings(tmp_path / "b", epochs=3, **flips), resume_from=err.value.last_checkpoint
+    )
     # The interrupted epoch continues with the batches it had not trained yet: the same run as uninterrupted.
     assert checkpoint(resumed.last_checkpoint)["global_step"] == 3 * STEPS_PER_EPOCH
     a, b = last_state(straight.last_checkpoint), last_state(resumed.last_checkpoint)
@@ -228,8 +232,7 @@ def test_last_checkpoint_follows_every_epoch_even_when_validation_does_not_impro
     assert last["epoch"] == 2  # the last epoch, not the last improving one
     assert last["global_step"] == 3 * STEPS_PER_EPOCH
     # Resuming to 4 epochs runs exactly one more epoch.
-    resumed = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=4),
-                    resume_from=result.last_checkpoint)
+    resumed = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=4), resume_from=result.last_checkpoint)
     assert [row["epoch"] for row in resumed.history] == [0, 1, 2, 3]
     assert checkpoint(resumed.last_checkpoint)["global_step"] == 4 * STEPS_PER_EPOCH
 
@@ -248,8 +251,9 @@ def test_an_exploding_learning_rate_keeps_finite_weights_and_never_a_nan_best(tm
     assert checkpoint(kept)["global_step"] == 0
     # Resuming from the kept checkpoint with a sane learning rate, as the message advises, trains on.
     assert "resume" in str(err.value) and "learning rate" in str(err.value)
-    resumed = train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=3, learning_rate=1e-3),
-                    resume_from=kept)
+    resumed = train(
+        ellipse_crop_set(), small_model(), settings(tmp_path, epochs=3, learning_rate=1e-3), resume_from=kept
+    )
     assert all(math.isfinite(row["val_loss"]) for row in resumed.history[-1:])
     assert all_finite(resumed.model.state_dict())
 
@@ -313,8 +317,9 @@ def test_resuming_into_another_runs_folder_is_refused(tmp_path):
     with pytest.raises(InputError, match="already holds another training.s checkpoints"):
         train(ellipse_crop_set(), small_model(), settings(tmp_path / "b", epochs=2), resume_from=a.last_checkpoint)
     # Into a new folder it continues, and that folder then belongs to the resumed run.
-    resumed = train(ellipse_crop_set(), small_model(), settings(tmp_path / "c", epochs=2),
-                    resume_from=a.last_checkpoint)
+    resumed = train(
+        ellipse_crop_set(), small_model(), settings(tmp_path / "c", epochs=2), resume_from=a.last_checkpoint
+    )
     assert [row["epoch"] for row in resumed.history] == [0, 1]
 
 

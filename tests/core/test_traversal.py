@@ -161,7 +161,9 @@ def test_latent_decoder_reports_decode_errors():
 
     errors: list[BaseException] = []
     got_error = threading.Event()
-    with LatentDecoder(Broken(), lambda z, image: None, on_error=lambda e: (errors.append(e), got_error.set())) as decoder:
+    with LatentDecoder(
+        Broken(), lambda z, image: None, on_error=lambda e: (errors.append(e), got_error.set())
+    ) as decoder:
         decoder.request(np.zeros(4))
         assert got_error.wait(5.0)
     assert "out of memory" in str(errors[0])

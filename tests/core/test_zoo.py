@@ -209,8 +209,13 @@ def test_export_refuses_what_it_cannot_write(exported, tmp_path, monkeypatch):
         export_zoo_packages(bundle, crops, tmp_path / "model.zip", settings=authors)
     with pytest.raises(InputError, match="does not fit the model"):
         export_zoo_packages(bundle, blob_crops(shape=(1, 16, 16)), tmp_path / "b", settings=authors)
-    cond = load_bundle(bundle_folder(tmp_path / "cond", ModelSettings(model="cond-vae", latent_dim=2, base_channels=4,
-                                                                      cond_reference_channels=[0]), (2, 16, 16)))
+    cond = load_bundle(
+        bundle_folder(
+            tmp_path / "cond",
+            ModelSettings(model="cond-vae", latent_dim=2, base_channels=4, cond_reference_channels=[0]),
+            (2, 16, 16),
+        )
+    )
     with pytest.raises(InputError, match="cond-vae model cannot be exported"):
         export_zoo_packages(cond, crops, tmp_path / "c", settings=authors)
     monkeypatch.setitem(sys.modules, "bioimageio.core", None)
@@ -257,8 +262,9 @@ def test_round_trip_export_import_gives_identical_latents_and_decodes(exported, 
     assert load_bundle(again).config["model_settings"] == bundle.config["model_settings"]
 
 
-def rewritten(package: Path, target: Path, *, files: dict[str, bytes | None] | None = None, rdf_change=None,
-              fix_sha: bool = True) -> Path:
+def rewritten(
+    package: Path, target: Path, *, files: dict[str, bytes | None] | None = None, rdf_change=None, fix_sha: bool = True
+) -> Path:
     """A copy of ``package`` with files replaced (None: removed) and rdf.yaml edited, like a tampered download."""
     files = files or {}
     source = zipfile.ZipFile(package)
@@ -325,8 +331,11 @@ def test_wrong_shapes_missing_files_foreign_and_mismatched_packages_are_refused(
     foreign = rewritten(written.encoder, tmp_path / "foreign.zip",
                         rdf_change=lambda rdf: rdf["config"].pop("napari-morphospace"))  # fmt: skip
     refused(tmp_path, foreign, written.decoder, "was not exported by napari-morphospace")
-    other = rewritten(written.decoder, tmp_path / "other.zip",
-                      rdf_change=lambda rdf: rdf["config"]["napari-morphospace"].update(model_id="0123456789abcdef"))
+    other = rewritten(
+        written.decoder,
+        tmp_path / "other.zip",
+        rdf_change=lambda rdf: rdf["config"]["napari-morphospace"].update(model_id="0123456789abcdef"),
+    )
     refused(tmp_path, written.encoder, other, "come from different models")
     refused(tmp_path, written.encoder, written.encoder, "one encoder and one decoder")
     (tmp_path / "not-a.zip").write_text("hello")

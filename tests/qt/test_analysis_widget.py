@@ -115,7 +115,9 @@ def test_files_outside_the_folder_are_read_only_after_a_yes(widget, qtbot, analy
     widget._ask = lambda question: widget.questions.append(question) or False
     _run(qtbot, widget, widget.open(analysis_folder))
     assert len(widget.questions) == 1 and "outside itself" in widget.questions[0]
-    assert str(sources[0][0]) in widget.questions[0] and "Answer Yes only for an analysis you trust" in widget.questions[0]
+    assert (
+        str(sources[0][0]) in widget.questions[0] and "Answer Yes only for an analysis you trust" in widget.questions[0]
+    )
     assert len(widget.viewer.layers) == 0  # no image read from outside
     session = session_for(widget.viewer)
     assert session.crop_set is not None and session.latents is not None  # the folder's own parts opened
@@ -179,13 +181,17 @@ def test_save_a_session_built_in_memory(widget, qtbot, tmp_path, sources, parts)
     assert saved.classifier == session.classifier_metrics  # the report's classifier section reads it
 
 
-def test_named_selections_kept_in_the_scatter_are_saved_and_reopened(widget, qtbot, tmp_path, parts, make_napari_viewer):
+def test_named_selections_kept_in_the_scatter_are_saved_and_reopened(
+    widget, qtbot, tmp_path, parts, make_napari_viewer
+):
     crop_set, _, latents = parts
     session = session_for(widget.viewer)
     session.crop_set, session.latents = crop_set, latents
     mu = latents[["mu_0", "mu_1"]]
     features = pd.DataFrame({"index": [1, 2, 3], "crop_id": [3, 4, 5], **mu.iloc[3:].to_dict("list")})
-    widget.viewer.add_labels(np.repeat(np.arange(4, dtype=np.uint8), 10).reshape(4, 10), name="treated", features=features)
+    widget.viewer.add_labels(
+        np.repeat(np.arange(4, dtype=np.uint8), 10).reshape(4, 10), name="treated", features=features
+    )
     scatter = ScatterWidget(widget.viewer)
     scatter.set_sources(["treated"])
     scatter.select_rows([0, 2])

@@ -38,7 +38,10 @@ def _crop_set() -> CropSet:
             "t": 0,
             "group": ["control", "control", "treated", "treated"],
             "annotation": "",
-            "y_start": 0, "y_stop": 4, "x_start": 0, "x_stop": 4,
+            "y_start": 0,
+            "y_stop": 4,
+            "x_start": 0,
+            "x_stop": 4,
         }
     )
     images = np.random.default_rng(0).random((4, 1, 4, 4)).astype(np.float32)
@@ -175,7 +178,9 @@ def test_export_buttons_call_core(widget, tmp_path):
     widget.assign([11, 13], "spiky")
     files = widget.export_crops(tmp_path / "export", which="per-class")
     assert sorted(str(f.relative_to(tmp_path / "export")) for f in files) == [
-        "spiky/crop_000011.ome.tif", "spiky/crop_000013.ome.tif"]
+        "spiky/crop_000011.ome.tif",
+        "spiky/crop_000013.ome.tif",
+    ]
     stack = read_stack(files[0])  # one channel: the reader drops the length-1 C axis
     np.testing.assert_array_equal(stack.data, widget.crop_set.images[1][0])
     assert stack.channel_names == ["dna"] and stack.scale == {"Y": 0.5, "X": 0.5}

@@ -61,7 +61,9 @@ def test_embed_refuses_crops_made_differently_until_the_user_accepts(viewer, bun
     assert widget.embed() is None
     [error] = napari_hooks.take_errors()
     assert "made differently from the model's training crops" in error
-    assert 'crops.mask_neighbours: model true, crops false; crops.normalise: model "percentiles", crops "dtype"' in error
+    assert (
+        'crops.mask_neighbours: model true, crops false; crops.normalise: model "percentiles", crops "dtype"' in error
+    )
     assert "min_area" not in error  # which objects were cropped is not preprocessing
     assert "'accept other preprocessing' in the Embed widget" in error and session.latents is None
 

@@ -164,7 +164,9 @@ def test_real_fields_opened_by_a_user_pair_each_labels_file_with_its_own_image(m
     lonely = rows["20P1_POS0002_D_1UL_labels"]
     assert lonely.channels == [] and not lonely.use  # listed, unchecked, with the reason under the table
     assert widget.pairing_info.isVisibleTo(widget)
-    assert "not paired: '20P1_POS0002_D_1UL_labels': no image is named '20P1_POS0002_D_1UL'" in widget.pairing_info.text()
+    assert (
+        "not paired: '20P1_POS0002_D_1UL_labels': no image is named '20P1_POS0002_D_1UL'" in widget.pairing_info.text()
+    )
     # Every cell shows its whole text: columns sized to their contents, the full text again as a tooltip.
     channels = COLUMNS.index("image channels")
     row = next(r for r in range(widget.table.rowCount()) if widget.table.item(r, 1).text() == "A9 p10d_labels")
@@ -187,7 +189,9 @@ def test_the_three_samples_opened_from_the_menu_keep_their_own_channels(make_nap
     assert all(s.use for s in rows.values()) and not widget.pairing_info.isVisibleTo(widget)
 
 
-def test_a_label_file_opened_with_napari_builtin_reader_becomes_a_labels_layer(make_napari_viewer, dock, napari_hooks, qtbot):
+def test_a_label_file_opened_with_napari_builtin_reader_becomes_a_labels_layer(
+    make_napari_viewer, dock, napari_hooks, qtbot
+):
     from napari.layers import Labels
 
     _, image, labels = bbbc007_fields()[0]

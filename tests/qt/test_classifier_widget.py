@@ -63,7 +63,9 @@ def synthetic_crop_set(per_source: int = 8, seed: int = 0, n_sources: int = 6) -
 def viewer(make_napari_viewer):
     viewer = make_napari_viewer()
     for source in range(6):
-        viewer.add_image(np.zeros(SOURCE_SHAPE, np.float32), name=f"image {source}", scale=SOURCE_SCALE, translate=SOURCE_TRANSLATE)
+        viewer.add_image(
+            np.zeros(SOURCE_SHAPE, np.float32), name=f"image {source}", scale=SOURCE_SCALE, translate=SOURCE_TRANSLATE
+        )
     return viewer
 
 
@@ -160,7 +162,9 @@ def test_folds_offered_are_what_the_sources_allow(viewer, qtbot, n_sources, offe
 
 def test_a_class_from_one_source_is_refused_without_a_worker(viewer, qtbot, monkeypatch):
     crop_set = synthetic_crop_set(per_source=4)
-    crop_set.table.loc[crop_set.table["source"].isin(["image 3", "image 5"]), "group"] = "control"  # treated: image 1 only
+    crop_set.table.loc[crop_set.table["source"].isin(["image 3", "image 5"]), "group"] = (
+        "control"  # treated: image 1 only
+    )
     session_for(viewer).crop_set = crop_set
     widget = ClassifierWidget(viewer)
     qtbot.addWidget(widget)

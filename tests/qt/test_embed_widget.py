@@ -21,15 +21,28 @@ def bundle_dir(tmp_path):
     torch.manual_seed(0)
     model = build_model(settings, (1, 16, 16)).eval()
     return save_bundle(
-        model, tmp_path / "bundle", model_settings=settings, input_shape=(1, 16, 16), channel_names=["membrane"],
-        preprocess=None, train_settings=TrainSettings(epochs=1), provenance={}, history=[],
+        model,
+        tmp_path / "bundle",
+        model_settings=settings,
+        input_shape=(1, 16, 16),
+        channel_names=["membrane"],
+        preprocess=None,
+        train_settings=TrainSettings(epochs=1),
+        provenance={},
+        history=[],
     )
 
 
 def crop_set():
     """Crops of a 2D layer (source 'ctrl.tif' = the layer's metadata) and of a two-frame time-lapse layer 'movie'."""
-    rows = [(0, "ctrl.tif", 1, 0, "control"), (1, "ctrl.tif", 3, 0, "control"), (2, "movie", 1, 0, "treated"),
-            (3, "movie", 1, 1, "treated"), (4, "movie", 2, 1, "treated"), (5, "elsewhere.tif", 1, 0, "control")]
+    rows = [
+        (0, "ctrl.tif", 1, 0, "control"),
+        (1, "ctrl.tif", 3, 0, "control"),
+        (2, "movie", 1, 0, "treated"),
+        (3, "movie", 1, 1, "treated"),
+        (4, "movie", 2, 1, "treated"),
+        (5, "elsewhere.tif", 1, 0, "control"),
+    ]
     table = pd.DataFrame(rows, columns=["crop_id", "source", "label_id", "t", "group"])
     table["annotation"] = ""
     table[["y_start", "y_stop", "x_start", "x_stop"]] = [0, 16, 0, 16]
@@ -42,8 +55,12 @@ def viewer(make_napari_viewer):
     viewer = make_napari_viewer()
     still = np.zeros((32, 32), np.int32)
     still[2:6, 2:6], still[10:14, 10:14], still[20:24, 20:24] = 1, 2, 3
-    viewer.add_labels(still, name="control cells", metadata={"source": "ctrl.tif"},
-                      features=pd.DataFrame({"index": [1, 2, 3], "area": [16.0, 16.0, 16.0]}))
+    viewer.add_labels(
+        still,
+        name="control cells",
+        metadata={"source": "ctrl.tif"},
+        features=pd.DataFrame({"index": [1, 2, 3], "area": [16.0, 16.0, 16.0]}),
+    )
     movie = np.zeros((2, 32, 32), np.int32)
     movie[0, 2:6, 2:6] = 1
     movie[1, 2:6, 2:6], movie[1, 20:24, 2:6] = 1, 2

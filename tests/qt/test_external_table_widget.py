@@ -89,11 +89,16 @@ def test_pca_of_measured_features_is_computed_on_standardised_values(explorer, d
         (lambda t: t.drop(columns=["ObjectNumber"]), "the table has no label id column"),
         (lambda t: t.assign(ObjectNumber=t["ObjectNumber"] + 5000), "name label ids that layer"),
         (lambda t: pd.concat([t, t.head(2)]), "rows repeat an object"),
-        (lambda t: t.assign(ImageNumber=t["ImageNumber"] + 10), "the image table has no row for ImageNumber 11, 12, 13"),
+        (
+            lambda t: t.assign(ImageNumber=t["ImageNumber"] + 10),
+            "the image table has no row for ImageNumber 11, 12, 13",
+        ),
     ],
     ids=["no-key", "unknown-labels", "duplicates", "unknown-images"],
 )
-def test_a_table_that_does_not_match_gives_one_message_and_changes_nothing(explorer, qtbot, napari_hooks, make_table, message):
+def test_a_table_that_does_not_match_gives_one_message_and_changes_nothing(
+    explorer, qtbot, napari_hooks, make_table, message
+):
     viewer, names, nuclei, analysis = explorer
     make_table(pd.read_csv(nuclei)).to_csv(nuclei, index=False)
     _open(analysis, qtbot, nuclei)
@@ -156,4 +161,3 @@ def test_latent_space_dock_says_measured_features_have_nothing_to_decode(explore
     assert latent.latents is None
     warnings = [str(n.message) for n in napari_hooks.notifications("warning")]
     assert not [w for w in warnings if "mu_" in w], warnings
-

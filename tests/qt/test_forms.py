@@ -111,8 +111,11 @@ def test_unions_are_typed_as_text_and_read_back_as_their_member(qtbot):
 
 
 def test_fill_form_is_the_inverse_of_read_form(qtbot):
-    for settings in (Devices(devices=[0, 2], workers=[1, 3], ids=7, rate=0.25), Devices(devices="auto", ids=None),
-                     Example(size=96, mode="fit", padding=3, mask=False, name="x", channels=[2])):
+    for settings in (
+        Devices(devices=[0, 2], workers=[1, 3], ids=7, rate=0.25),
+        Devices(devices="auto", ids=None),
+        Example(size=96, mode="fit", padding=3, mask=False, name="x", channels=[2]),
+    ):
         form = settings_form(type(settings)())
         fill_form(form, settings)
         assert read_form(form, type(settings)()) == settings

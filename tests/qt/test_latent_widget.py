@@ -103,7 +103,9 @@ def decode(bundle, z):
 
 
 def wait_for_z(qtbot, widget, z):
-    qtbot.waitUntil(lambda: widget.decoding.shown_z is not None and np.array_equal(widget.decoding.shown_z, z), timeout=20000)
+    qtbot.waitUntil(
+        lambda: widget.decoding.shown_z is not None and np.array_equal(widget.decoding.shown_z, z), timeout=20000
+    )
 
 
 def wait_idle(qtbot, widget):
@@ -118,7 +120,9 @@ def test_sliders_are_the_top_dimensions_by_kl(widget):
     assert len(widget.dims) == 2 and widget.dims[0] == 0
     assert "latent_scale[0]" in widget.slider(0).toolTip() and "multi-encoder" in widget.slider(0).toolTip()
     # A new embedding where mu_2 carries most: the dimension choice follows the new ranking...
-    swapped = widget.latents.rename(columns={"mu_0": "mu_2", "mu_2": "mu_0", "logvar_0": "logvar_2", "logvar_2": "logvar_0"})
+    swapped = widget.latents.rename(
+        columns={"mu_0": "mu_2", "mu_2": "mu_0", "logvar_0": "logvar_2", "logvar_2": "logvar_0"}
+    )
     widget.set_latents(swapped)
     assert widget.dims[0] == 2 and widget.views.dim_combo.currentData() == 2
     # ...unless the user picked one.
@@ -166,11 +170,14 @@ def test_use_selected_cell_starts_from_its_mu(widget, viewer, bundle_2d, qtbot):
     cell_top_left = viewer.layers["control cells"].data_to_world([40 - 0.5, 20 - 0.5])
     cell_right = viewer.layers["control cells"].data_to_world([0, 40 - 0.5])[1]
     decoded = viewer.layers[DECODED]
-    assert decoded.translate[0] == pytest.approx(cell_top_left[0]) and cell_right < decoded.translate[1] < cell_right + 10
+    assert (
+        decoded.translate[0] == pytest.approx(cell_top_left[0]) and cell_right < decoded.translate[1] < cell_right + 10
+    )
 
 
-def test_start_cell_waits_for_a_cell_without_an_error_and_follows_the_selection(widget, viewer, bundle_2d, qtbot,
-                                                                               napari_hooks):
+def test_start_cell_waits_for_a_cell_without_an_error_and_follows_the_selection(
+    widget, viewer, bundle_2d, qtbot, napari_hooks
+):
     widget.slider_panel.start_combo.setCurrentText("cell")  # nothing chosen yet: a hint, not an error toast
     assert "until a cell is chosen" in widget.status.text()
     np.testing.assert_array_equal(widget.z, np.zeros(4, np.float32))

@@ -44,8 +44,10 @@ def has_colour(image, point, colour, radius=1, tolerance=12) -> bool:
     for dx in range(-radius, radius + 1):
         for dy in range(-radius, radius + 1):
             got = QColor(image.pixel(x + dx, y + dy))
-            if max(abs(got.red() - want.red()), abs(got.green() - want.green()),
-                   abs(got.blue() - want.blue())) <= tolerance:
+            if (
+                max(abs(got.red() - want.red()), abs(got.green() - want.green()), abs(got.blue() - want.blue()))
+                <= tolerance
+            ):
                 return True
     return False
 
@@ -68,10 +70,12 @@ def test_non_positive_and_missing_values_break_a_log_line(qtbot):
     plot = LinePlot(log_y=True)
     plot.set_lines({"mi": Line([1.0, -0.5, 10.0, math.nan, 100.0, 1000.0], BLUE)})
     image = show(qtbot, plot, width=400)
+
     # No segment from epoch 1 to 3 (epoch 2 is below zero), nor from 3 to 5; one from 5 to 6.
     def midpoint(a, b):
         pa, pb = plot.to_pixel(*a), plot.to_pixel(*b)
         return (pa + pb) / 2
+
     assert not has_colour(image, midpoint((1, 1.0), (3, 10.0)), BLUE, radius=2)
     assert not has_colour(image, midpoint((3, 10.0), (5, 100.0)), BLUE, radius=2)
     assert has_colour(image, midpoint((5, 100.0), (6, 1000.0)), BLUE)
@@ -83,11 +87,14 @@ def test_dashed_line_has_gaps_a_solid_line_has_none(qtbot):
     plot = LinePlot()
     plot.set_lines({"val": Line([1.0, 1.0], RED, dashed=True), "train": Line([2.0, 2.0], BLUE)})
     image = show(qtbot, plot, width=400)
+
     def coverage(colour, y):
         start, end = plot.to_pixel(1, y), plot.to_pixel(2, y)
         xs = range(round(start.x()) + 4, round(end.x()) - 4)
-        return sum(any(has_colour(image, QPointF(x, start.y() + dy), colour, radius=0) for dy in (-1, 0, 1))
-                   for x in xs) / len(xs)
+        return sum(
+            any(has_colour(image, QPointF(x, start.y() + dy), colour, radius=0) for dy in (-1, 0, 1)) for x in xs
+        ) / len(xs)
+
     assert coverage(BLUE, 2.0) == 1.0
     assert 0.3 < coverage(RED, 1.0) < 0.9
 

@@ -15,7 +15,6 @@ import tifffile
 from napari.layers import Labels
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QPushButton
-
 from real_data import bbbc007_fields, dataset, stardist_3d
 
 WIDGETS = ("Cells", "Train", "Embed", "Scatter", "Statistics", "Latent space", "Classifier", "Annotate", "Analysis")
@@ -30,8 +29,9 @@ def _busy_gui_thread(block_s: float = 0.08, every_ms: int = 20) -> QTimer:
     return timer
 
 
-def _walk_the_user_path(viewer, dock, napari_hooks, qtbot, tmp_path, *, labels_layers, crop_size=None,
-                        until_latents=False):
+def _walk_the_user_path(
+    viewer, dock, napari_hooks, qtbot, tmp_path, *, labels_layers, crop_size=None, until_latents=False
+):
     """Cells → Train → Embed → Scatter → Keep → remove a layer → close (or Cells → Embed with ``until_latents``);
     any error notification fails it."""
     closed = False
@@ -127,4 +127,3 @@ def test_real_3d_nuclei_from_files_to_a_kept_selection(make_napari_viewer, dock,
     assert isinstance(viewer.layers["mask3d"], Labels)
     assert len(np.unique(tifffile.imread(mask))) - 1 == 51
     _walk_the_user_path(viewer, dock, napari_hooks, qtbot, tmp_path, labels_layers=["mask3d"], crop_size="16, 32, 32")
-

@@ -49,5 +49,10 @@ def test_a_png_opens_without_a_reader_question_and_an_analysis_folder_still_open
     [layer] = viewer.open(str(png), plugin=None)
     np.testing.assert_array_equal(layer.data, np.arange(64).reshape(8, 8))
     layers = viewer.open(str(folder), plugin="napari-morphospace")
-    assert [layer.name for layer in layers] == ["control", "control_labels", "treated", "treated_labels"]  # as File > Open names them
+    assert [layer.name for layer in layers] == [
+        "control",
+        "control_labels",
+        "treated",
+        "treated_labels",
+    ]  # as File > Open names them
     assert layers[1].data.max() == tifffile.imread(tif.with_name("control_labels.tif")).max()

@@ -255,7 +255,9 @@ def test_lasso_publishes_crop_ids_to_the_session_and_back(linked):
     session.selection = [10, 99]  # another widget selects crop 10 (and one not plotted)
     assert linked.selected_rows.tolist() == [0]
     assert session.selection.tolist() == [10, 99]  # the plot shows what it can and does not write back
-    assert np.array_equal(np.asarray(linked.viewer.layers["selected cells"].data), (linked.viewer.layers["cells"].data == 1))
+    assert np.array_equal(
+        np.asarray(linked.viewer.layers["selected cells"].data), (linked.viewer.layers["cells"].data == 1)
+    )
 
 
 def test_rows_without_crop_ids_are_not_published(widget):
@@ -292,14 +294,18 @@ def test_named_selection_is_kept_in_the_session_and_comes_back(linked):
     linked.save_selection("diagonal")
     assert session.named_selections == {"diagonal": (10, 13)}
     session.named_selections = {"diagonal": (10, 13), "top": (10, 11)}  # e.g. an opened analysis
-    assert [linked.selections.selection_list.item(i).text() for i in range(linked.selections.selection_list.count())] == ["diagonal", "top"]
+    assert [
+        linked.selections.selection_list.item(i).text() for i in range(linked.selections.selection_list.count())
+    ] == ["diagonal", "top"]
     assert linked.recall_selection("top").tolist() == [0, 1]
     assert session.selection.tolist() == [10, 11]
 
 
 def test_clusters_and_embeddings_go_to_the_session_table_and_from_there_to_the_features(linked, qtbot):
     session = session_for(linked.viewer)
-    session.latents = pd.DataFrame({"crop_id": [10, 11, 12, 13], "mu_0": [0.0, 0.1, 5.0, 5.1], "mu_1": [0.0, 0.1, 5.0, 5.2]})
+    session.latents = pd.DataFrame(
+        {"crop_id": [10, 11, 12, 13], "mu_0": [0.0, 0.1, 5.0, 5.1], "mu_1": [0.0, 0.1, 5.0, 5.2]}
+    )
     assert linked.compute_row.embed_button.text() == "Embed μ"  # a model's latent means
     linked.plot.fit(np.array([[100.0, 100.0], [101.0, 101.0]]))  # the user zoomed somewhere
     zoom = linked.plot.view.camera.rect

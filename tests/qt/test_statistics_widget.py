@@ -58,7 +58,9 @@ def test_dimension_two_ranks_first_with_the_hand_computed_d(viewer, qtbot, tmp_p
     assert summary.probe["balanced_accuracy"] > 0.75 and "balanced accuracy" in widget.probe_text.text()
 
     paths = widget.export_figures(tmp_path / "figures", overwrite=True)
-    assert sorted(p.name for p in paths) == sorted(f"{k}.{e}" for k in ("kl", "forest", "kde", "violin") for e in ("png", "svg"))
+    assert sorted(p.name for p in paths) == sorted(
+        f"{k}.{e}" for k in ("kl", "forest", "kde", "violin") for e in ("png", "svg")
+    )
     assert all(p.stat().st_size > 1000 for p in paths)
     assert (tmp_path / "figures" / "forest.png").read_bytes()[:4] == b"\x89PNG"
     assert widget.export_figures(tmp_path / "figures") == [] and "already exist" in widget.status.text()

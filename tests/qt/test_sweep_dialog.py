@@ -72,7 +72,9 @@ def test_sweep_button_runs_a_grid_of_the_train_widgets_settings_in_the_backgroun
     assert list(table["status"]) == ["ok"] * 4 and list(table["depth"].astype(object).fillna(-1)) == [-1, 2, -1, 2]
     assert dialog.progress_bar.value() == dialog.progress_bar.maximum() == 4 * 2
     assert "4 of 4 runs finished" in dialog.status.text() and (tmp_path / "sweep" / "report.html").is_file()
-    for row in table[table["warnings"] != ""].itertuples():  # the diagnostics' problems of each run (2 epochs learn little)
+    for row in table[
+        table["warnings"] != ""
+    ].itertuples():  # the diagnostics' problems of each run (2 epochs learn little)
         assert f"{row.name}: {row.warnings}" in dialog.status.text()
     assert not dialog.running and dialog.run_button.isEnabled()
 
@@ -91,8 +93,13 @@ def test_save_and_load_a_sweep_config_as_the_command_line_reads_it(train_widget,
     set_optional(train_widget.train_form.epochs, 7)
     dialog.axis_edits["model"].setText("")
     dialog.load_from(path)
-    assert dialog.axis_edits["model"].text() == "beta-vae, beta-tcvae" and dialog.axis_edits["latent_dim"].text() == "2, 20"
-    assert train_widget.train_form.epochs["value"].value == 2  # the sweep's base went back into the Train widget's forms
+    assert (
+        dialog.axis_edits["model"].text() == "beta-vae, beta-tcvae"
+        and dialog.axis_edits["latent_dim"].text() == "2, 20"
+    )
+    assert (
+        train_widget.train_form.epochs["value"].value == 2
+    )  # the sweep's base went back into the Train widget's forms
 
 
 def test_bad_grid_values_are_explained_and_nothing_starts(train_widget, qtbot, tmp_path, napari_hooks):

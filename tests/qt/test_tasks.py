@@ -93,7 +93,9 @@ def test_work_that_ends_after_its_widget_was_deleted_touches_nothing_of_it(qtbot
     calls, release, ended = [], threading.Event(), threading.Event()
     tasks = Tasks("Statistics", status=button.setText, on_busy=lambda busy: (calls.append(busy), button.setEnabled(not busy)),
                   parent=widget)  # fmt: skip
-    worker = tasks.start(lambda: release.wait(5), on_done=lambda _result: button.setText("done"), busy_text="Computing…")
+    worker = tasks.start(
+        lambda: release.wait(5), on_done=lambda _result: button.setText("done"), busy_text="Computing…"
+    )
     worker.finished.connect(ended.set)
     widget.deleteLater()  # the user closed the dock while it computed
     qtbot.waitUntil(lambda: not calls or _deleted(button), timeout=5000)

@@ -171,8 +171,9 @@ def test_track_statistics_are_computed_off_the_gui_thread(tracked_viewer, dock, 
     assert computed_on and threading.main_thread() not in computed_on
 
 
-def test_track_ids_given_in_the_widget_survive_saving_and_reopening_the_analysis(tracked_viewer, dock,
-                                                                                  make_napari_viewer, qtbot, tmp_path):
+def test_track_ids_given_in_the_widget_survive_saving_and_reopening_the_analysis(
+    tracked_viewer, dock, make_napari_viewer, qtbot, tmp_path
+):
     widget = dock(tracked_viewer, "Tracks")
     widget.give_track_ids("tracker")  # the tracker's ids (10 × label id), which no crop table holds
     given = session_for(tracked_viewer).cells.set_index("crop_id")[TRACK_ID]

@@ -41,7 +41,9 @@ def test_real_tracks_layer_gives_the_segmented_nuclei_their_tracks(make_napari_v
     qtbot.waitUntil(lambda: not widget.tasks.busy, timeout=60000)
     statistics = widget.statistics
     assert len(statistics) == 16 and statistics["n_frames"].sum() == len(on)
-    real, shuffled = (float(x) for x in widget.status.text().split("Mean latent step ")[1].split(" with")[0].split(", "))
+    real, shuffled = (
+        float(x) for x in widget.status.text().split("Mean latent step ")[1].split(" with")[0].split(", ")
+    )
     assert real < 0.7 * shuffled  # real tracks move smoothly through the embedding of their crops
 
     scatter = dock(viewer, "Scatter")

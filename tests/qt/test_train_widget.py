@@ -52,12 +52,28 @@ def ellipse_crop_set(n: int = N_CROPS, size: int = SIZE, n_sources: int = 4, see
     for i in range(n):
         large = i % 2 == 1
         radii = (size * 0.4, size * 0.28) if large else (size * 0.2, size * 0.14)
-        rr, cc = ellipse(size / 2 + rng.uniform(-1, 1), size / 2 + rng.uniform(-1, 1), *radii,
-                         shape=(size, size), rotation=rng.uniform(0, np.pi))
+        rr, cc = ellipse(
+            size / 2 + rng.uniform(-1, 1),
+            size / 2 + rng.uniform(-1, 1),
+            *radii,
+            shape=(size, size),
+            rotation=rng.uniform(0, np.pi),
+        )
         images[i, 0][rr, cc] = 0.9
-        rows.append({"crop_id": i, "source": f"image{i % n_sources}.tif", "label_id": i + 1, "t": 0,
-                     "group": "large" if large else "small", "annotation": "",
-                     "y_start": 0, "y_stop": size, "x_start": 0, "x_stop": size})
+        rows.append(
+            {
+                "crop_id": i,
+                "source": f"image{i % n_sources}.tif",
+                "label_id": i + 1,
+                "t": 0,
+                "group": "large" if large else "small",
+                "annotation": "",
+                "y_start": 0,
+                "y_stop": size,
+                "x_start": 0,
+                "x_stop": size,
+            }
+        )
     return CropSet(images, pd.DataFrame(rows), ["membrane"], (1.0, 1.0), {"steps": []})
 
 
@@ -125,8 +141,9 @@ def training_threads() -> list[threading.Thread]:
 # ---------------------------------------------------------------- learning, plot, preview, bundle
 
 
-def test_training_learns_and_the_saved_bundle_is_the_trained_model(make_napari_viewer, qtbot, crop_set,
-                                                                     tmp_path, monkeypatch):
+def test_training_learns_and_the_saved_bundle_is_the_trained_model(
+    make_napari_viewer, qtbot, crop_set, tmp_path, monkeypatch
+):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     viewer = make_napari_viewer()
     widget = make_widget(viewer, qtbot, epochs=3)
@@ -217,7 +234,9 @@ def test_stop_ends_training_within_steps_and_resume_continues_the_run(make_napar
     # Lightning resumes a stopped epoch at the next epoch, so at most one epoch's batches are skipped
     # (none when the stop fell on an epoch boundary).
     remaining = (epochs - checkpoint["epoch"]) * steps_per_epoch
-    assert checkpoint["global_step"] + remaining - steps_per_epoch <= final_step <= checkpoint["global_step"] + remaining
+    assert (
+        checkpoint["global_step"] + remaining - steps_per_epoch <= final_step <= checkpoint["global_step"] + remaining
+    )
     assert len(widget.plot.history()) == epochs
 
 
@@ -225,8 +244,9 @@ def test_stop_ends_training_within_steps_and_resume_continues_the_run(make_napar
 
 
 @pytest.mark.parametrize("how", ["close widget", "remove dock", "close viewer"])
-def test_closing_during_training_stops_it_and_keeps_a_loadable_checkpoint(make_napari_viewer, qtbot, crop_set,
-                                                                            tmp_path, how):
+def test_closing_during_training_stops_it_and_keeps_a_loadable_checkpoint(
+    make_napari_viewer, qtbot, crop_set, tmp_path, how
+):
     viewer = make_napari_viewer()
     widget = make_widget(viewer, qtbot, epochs=500, checkpoint_dir=tmp_path / "run", docked=True)
     widget.set_crop_set(crop_set)
@@ -247,8 +267,9 @@ def test_closing_during_training_stops_it_and_keeps_a_loadable_checkpoint(make_n
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
 
 
-def test_training_in_a_docked_widget_is_a_napari_task_closing_the_viewer_stops(make_napari_viewer, dock, qtbot,
-                                                                                crop_set, tmp_path):
+def test_training_in_a_docked_widget_is_a_napari_task_closing_the_viewer_stops(
+    make_napari_viewer, dock, qtbot, crop_set, tmp_path
+):
     """Docked from the Plugins menu (a proxy viewer): no private napari attribute, and closing still stops it."""
     viewer = make_napari_viewer()
     widget = tiny_settings(dock(viewer, "Train"), epochs=500, checkpoint_dir=tmp_path / "run")
@@ -289,8 +310,9 @@ def test_bad_input_is_explained_and_nothing_starts(make_napari_viewer, qtbot, cr
         assert words in widget.status.text() and widget.start_button.enabled, name
 
 
-def test_too_large_batch_fails_in_the_engine_with_a_notification(make_napari_viewer, qtbot, crop_set, tmp_path,
-                                                                 notifications):
+def test_too_large_batch_fails_in_the_engine_with_a_notification(
+    make_napari_viewer, qtbot, crop_set, tmp_path, notifications
+):
     widget = make_widget(make_napari_viewer(), qtbot, checkpoint_dir=tmp_path / "run", batch_size=64)
     widget.set_crop_set(crop_set)
     widget.start()
@@ -347,7 +369,6 @@ def test_hidden_settings_of_another_model_do_not_block_training(make_napari_view
     assert (widget.model_settings().beta, widget.model_settings().tc_beta) == (1.0, 6.0)
     widget.model_form.model.value = "beta-vae"
     assert widget.model_settings().beta == 4.0
-
 
 
 # ---------------------------------------------------------------- showing messages without stalling the viewer

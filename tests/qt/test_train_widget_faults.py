@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-
 from test_train_widget import BATCH, ellipse_crop_set, set_optional, wait_until_done
 
 
-def test_start_into_a_used_checkpoint_dir_is_refused_and_resume_continues_that_run(make_napari_viewer, qtbot,
-                                                                                 tmp_path, dock, napari_hooks):
+def test_start_into_a_used_checkpoint_dir_is_refused_and_resume_continues_that_run(
+    make_napari_viewer, qtbot, tmp_path, dock, napari_hooks
+):
     viewer = make_napari_viewer()
     widget = dock(viewer, "Train")
     form, model = widget.train_form, widget.model_form

@@ -59,4 +59,3 @@ def test_without_a_model_the_button_says_what_is_missing(make_napari_viewer, doc
     errors = napari_hooks.take_errors()
     assert len(errors) == 1 and "folder holding encoder.zip and decoder.zip" in errors[0]
     assert errors[0] in widget.status.text() and not (tmp_path / "zoo.zip").exists()
-

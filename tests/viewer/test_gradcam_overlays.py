@@ -41,7 +41,10 @@ def test_cells_of_a_time_lapse_go_to_their_frame_and_other_axes_are_refused():
     viewer.add_labels(np.zeros((3, 16, 8), np.int32), name="movie")
     maps = [np.ones((2, 2), np.float32)] * 2
     placed = place_maps(viewer.layers, maps, _rows(["movie", "movie"], ts=[0, 2]))
-    assert [(part.frame, part.data.shape, part.translate[0]) for part in placed] == [(0, (1, 2, 2), 0.0), (2, (1, 2, 2), 2.0)]
+    assert [(part.frame, part.data.shape, part.translate[0]) for part in placed] == [
+        (0, (1, 2, 2), 0.0),
+        (2, (1, 2, 2), 2.0),
+    ]
     viewer.add_labels(np.zeros((2, 3, 16, 8), np.int32), name="4d")
     with pytest.raises(InputError, match="layer '4d' has 4 axes"):
         place_maps(viewer.layers, maps, _rows(["4d", "4d"]))
@@ -56,7 +59,9 @@ def test_the_grad_cam_layer_shows_the_field_looked_at_at_its_frame():
     viewer.dims.set_point(0, 0)
     maps = [np.full((2, 2), v, np.float32) for v in (0.25, 0.5, 1.0)]
     gradcam = GradcamOverlay(viewer)
-    layer = gradcam.show(place_maps(viewer.layers, maps, _rows(["movie", "movie", "other"], ts=[0, 2, 0])), dim=3, sign=-1)
+    layer = gradcam.show(
+        place_maps(viewer.layers, maps, _rows(["movie", "movie", "other"], ts=[0, 2, 0])), dim=3, sign=-1
+    )
     assert layer is viewer.layers["Grad-CAM"] and layer.metadata["source"] == "other"  # the top one
     assert (layer.metadata["dim"], layer.metadata["sign"], layer.metadata["label_ids"]) == (3, -1, [3])
     viewer.layers.selection.active = movie

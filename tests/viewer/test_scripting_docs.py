@@ -65,8 +65,12 @@ def test_every_snippet_of_the_scripting_page_runs_and_does_what_it_says(user_fil
     names = [layer.name for layer in viewer.layers]
     assert {"mu_0", "PCA_0", "cluster"} <= set(viewer.layers["field 0"].features.columns)  # embed
     assert "selected cells" in names and len(namespace["session"].selection) > 0  # scatter
-    assert {"decoded cell ER", "decoded cell mito", "traversal grid", "difference |Δ|", "Grad-CAM"} <= set(names)  # latent space
+    assert {"decoded cell ER", "decoded cell mito", "traversal grid", "difference |Δ|", "Grad-CAM"} <= set(
+        names
+    )  # latent space
     assert viewer.layers["Grad-CAM"].metadata["source"] in {"field 1", "field 3"}  # a treated field
-    assert (namespace["summary"].condition, namespace["summary"].reference) == ("treated", "control") and namespace["comparison"] is not None  # statistics
+    assert (namespace["summary"].condition, namespace["summary"].reference) == ("treated", "control") and namespace[
+        "comparison"
+    ] is not None  # statistics
     assert {"mito Grad-CAM (treated) · field 1", "ER Grad-CAM (treated) · field 3"} <= set(names)  # classifier
     matplotlib.pyplot.close("all")

@@ -153,8 +153,12 @@ class AnalysisWidget(QWidget):
         table_intro.setWordWrap(True)  # a long row would widen the dock past the window
         layout.addWidget(table_intro)
         self.table_form = settings_form(TableSettings(), hide=("image_table",))
-        self.table_form["features"].tooltip = "names or patterns separated by commas (AreaShape_*, Intensity_*); empty: every measurement"
-        self.table_form["group_column"].tooltip = "column with each cell's condition; empty: group, condition, Metadata_Condition…"
+        self.table_form[
+            "features"
+        ].tooltip = "names or patterns separated by commas (AreaShape_*, Intensity_*); empty: every measurement"
+        self.table_form[
+            "group_column"
+        ].tooltip = "column with each cell's condition; empty: group, condition, Metadata_Condition…"
         layout.addWidget(self.table_form.native)
         self.table_button = PushButton(text="Open feature table…")
         layout.addWidget(self.table_button.native)
@@ -188,7 +192,9 @@ class AnalysisWidget(QWidget):
             self.folder_edit.value = Path(folder)
         chosen = self.folder()
         if chosen is None:
-            raise InputError("choose an analysis folder first (a new or empty folder to save into, or a saved analysis)")
+            raise InputError(
+                "choose an analysis folder first (a new or empty folder to save into, or a saved analysis)"
+            )
         return chosen
 
     def _set_busy(self, busy: bool) -> None:
@@ -204,14 +210,23 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        if is_analysis_folder(plan.folder) and not self._is_own(plan.folder) and not self._ask(
-            f"{plan.folder} already holds an analysis. Replace its parts with this session's "
-            "(parts this session does not have are kept)?"
+        if (
+            is_analysis_folder(plan.folder)
+            and not self._is_own(plan.folder)
+            and not self._ask(
+                f"{plan.folder} already holds an analysis. Replace its parts with this session's "
+                "(parts this session does not have are kept)?"
+            )
         ):
             self.status.setText("Not saved: the folder holds another analysis.")
             return None
-        return self.tasks.start(save_session, plan, on_done=self._on_saved, action="Saving the analysis",
-                                busy_text=f"Saving the analysis to {plan.folder}…")
+        return self.tasks.start(
+            save_session,
+            plan,
+            on_done=self._on_saved,
+            action="Saving the analysis",
+            busy_text=f"Saving the analysis to {plan.folder}…",
+        )
 
     def _is_own(self, folder: Path) -> bool:
         return self.opened is not None and self.opened.folder.resolve() == folder.resolve()
@@ -253,8 +268,14 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        return self.tasks.start(open_with_layers, chosen, allow_external=allow_external, on_done=self._on_opened,
-                                action="Opening the analysis", busy_text=f"Opening {chosen}…")
+        return self.tasks.start(
+            open_with_layers,
+            chosen,
+            allow_external=allow_external,
+            on_done=self._on_opened,
+            action="Opening the analysis",
+            busy_text=f"Opening {chosen}…",
+        )
 
     def _allow_external(self, folder: Path) -> bool:
         """Whether to read what ``folder`` refers to outside itself: asked once per folder and session."""
@@ -265,8 +286,10 @@ class AnalysisWidget(QWidget):
         if not external:
             return False
         listed = "\n".join(f"• {item}" for item in external[:8]) + ("\n…" if len(external) > 8 else "")
-        if self._ask(f"{folder} refers to {len(external)} file(s) or folder(s) outside itself:\n{listed}\n\n"
-                     "Read them? Answer Yes only for an analysis you trust (No opens only the folder's own contents)."):
+        if self._ask(
+            f"{folder} refers to {len(external)} file(s) or folder(s) outside itself:\n{listed}\n\n"
+            "Read them? Answer Yes only for an analysis you trust (No opens only the folder's own contents)."
+        ):
             self._trusted.add(key)
             return True
         return False
@@ -325,9 +348,16 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        return self.tasks.start(open_external_table, Path(path), settings, layers=layers, cells=cells,
-                                on_done=lambda result: self._on_table_opened(Path(path), result),
-                                action="Opening the feature table", busy_text=f"Reading {Path(path).name}…")
+        return self.tasks.start(
+            open_external_table,
+            Path(path),
+            settings,
+            layers=layers,
+            cells=cells,
+            on_done=lambda result: self._on_table_opened(Path(path), result),
+            action="Opening the feature table",
+            busy_text=f"Reading {Path(path).name}…",
+        )
 
     def _on_table_opened(self, path: Path, result: ExternalCells) -> None:
         self.session.open_table(result.table)
@@ -348,7 +378,9 @@ class AnalysisWidget(QWidget):
         try:
             chosen = self._required_folder(folder)
             if not is_analysis_folder(chosen):
-                raise InputError(f"{chosen} is not an analysis folder yet; press Save analysis first, then Write report")
+                raise InputError(
+                    f"{chosen} is not an analysis folder yet; press Save analysis first, then Write report"
+                )
         except InputError as err:
             self.tasks.report(err)
             return None
@@ -357,9 +389,15 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        return self.tasks.start(write_analysis_report, chosen, allow_external, on_done=self._on_report_written,
-                                action="Writing the report", busy_text=f"Writing the report of {chosen}…",
-                                progress="Writing the report")
+        return self.tasks.start(
+            write_analysis_report,
+            chosen,
+            allow_external,
+            on_done=self._on_report_written,
+            action="Writing the report",
+            busy_text=f"Writing the report of {chosen}…",
+            progress="Writing the report",
+        )
 
     def _on_report_written(self, path: Path) -> None:
         self.last_report = Path(path)
@@ -393,7 +431,9 @@ class AnalysisWidget(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export to BioImage Model Zoo (a new folder)", "zoo-packages")
         if not path:
             return
-        authors, ok = QInputDialog.getText(self, "BioImage Model Zoo", "Authors (who trained the model), comma-separated:")
+        authors, ok = QInputDialog.getText(
+            self, "BioImage Model Zoo", "Authors (who trained the model), comma-separated:"
+        )
         if ok:
             self.export_to_zoo(path, authors.split(","))
 
@@ -404,10 +444,18 @@ class AnalysisWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        return self.tasks.start(run_zoo_export, bundle, crop_set, Path(folder), ZooSettings(authors=authors),
-                                on_done=self._on_zoo_exported, action="Exporting to the BioImage Model Zoo",
-                                busy_text=f"Exporting the model to {folder}…", progress="Exporting to the model zoo",
-                                on_message=lambda text: self.status.setText(f"{text}…"))
+        return self.tasks.start(
+            run_zoo_export,
+            bundle,
+            crop_set,
+            Path(folder),
+            ZooSettings(authors=authors),
+            on_done=self._on_zoo_exported,
+            action="Exporting to the BioImage Model Zoo",
+            busy_text=f"Exporting the model to {folder}…",
+            progress="Exporting to the model zoo",
+            on_message=lambda text: self.status.setText(f"{text}…"),
+        )
 
     def _on_zoo_exported(self, written: ZooExport) -> None:
         text = (f"Exported to {written.folder}: {written.encoder.name} and {written.decoder.name}, validated and "

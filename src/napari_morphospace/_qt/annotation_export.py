@@ -51,7 +51,9 @@ class ExportForm(QGroupBox):
         overwrite = (Path(folder) / MANIFEST_NAME).exists()
         if overwrite and not self._ask(f"{folder} already holds an export. Replace its files?"):
             return None
-        files = self._export_crops(folder, which=self.which.value, file_format=self.file_format.value, overwrite=overwrite)
+        files = self._export_crops(
+            folder, which=self.which.value, file_format=self.file_format.value, overwrite=overwrite
+        )
         show_info(f"{len(files)} crops written to {folder}")
         return files
 

@@ -64,7 +64,9 @@ from .errors import report_errors
 if TYPE_CHECKING:
     import napari
 
-NO_CELLS = "there are no cells to annotate; build crops in the Cells widget, or open a feature table in the Analysis widget"
+NO_CELLS = (
+    "there are no cells to annotate; build crops in the Cells widget, or open a feature table in the Analysis widget"
+)
 OVERLAY_NAME = "annotations"  # the one layer that shows the classes on the source shown now
 ANALYSIS_FOLDER_NAME = "analysis"
 
@@ -435,7 +437,9 @@ class AnnotationWidget(QWidget):
         else:
             annotated = int((self.store.annotations != "").sum())
             unsaved = " — NOT SAVED" if self.store.unsaved else ""
-            self.status.setText(f"{annotated} of {len(self.cells)} cells annotated; saved in {self.store.folder}{unsaved}")
+            self.status.setText(
+                f"{annotated} of {len(self.cells)} cells annotated; saved in {self.store.folder}{unsaved}"
+            )
         self.undo_button.setEnabled(self.store is not None and self.store.can_undo)
         self.redo_button.setEnabled(self.store is not None and self.store.can_redo)
 
@@ -447,8 +451,15 @@ class AnnotationWidget(QWidget):
 
     # --------------------------------------------------------------- export
 
-    def export_crops(self, folder: str | Path, *, which: str = "per-class", file_format: str = "ome-tiff",
-                     crop_ids: Iterable[int] | None = None, overwrite: bool = False) -> list[Path]:
+    def export_crops(
+        self,
+        folder: str | Path,
+        *,
+        which: str = "per-class",
+        file_format: str = "ome-tiff",
+        crop_ids: Iterable[int] | None = None,
+        overwrite: bool = False,
+    ) -> list[Path]:
         """Write crops with :func:`core.project.export.export_crops` using the current annotations."""
         store = self._require_store()
         if self.crop_set is None:
@@ -456,8 +467,15 @@ class AnnotationWidget(QWidget):
                              "instead, or build crops of the same Labels layers in the Cells widget")  # fmt: skip
         if which == "selected" and crop_ids is None:
             crop_ids = self.selected_crop_ids()
-        return export_crops(self.crop_set, folder, which=which, crop_ids=crop_ids, annotations=store.annotations,
-                            format=file_format, overwrite=overwrite)
+        return export_crops(
+            self.crop_set,
+            folder,
+            which=which,
+            crop_ids=crop_ids,
+            annotations=store.annotations,
+            format=file_format,
+            overwrite=overwrite,
+        )
 
     def export_table(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """The session's per-cell table (crops, latents, embeddings, clusters, annotations): .csv, .parquet or .h5ad."""

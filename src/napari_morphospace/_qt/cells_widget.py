@@ -107,7 +107,9 @@ class CellsWidget(QWidget):
         self.pairing_info.setWordWrap(True)
         self.pairing_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.crop_form = settings_form(CropSettings(), hide=("channels",), options={"size": {"min": 4, "max": 1024}})
-        self.patch_form = settings_form(PatchSettings(), hide=("channels",), options={"patch_size": {"min": 4, "max": 4096}})
+        self.patch_form = settings_form(
+            PatchSettings(), hide=("channels",), options={"patch_size": {"min": 4, "max": 4096}}
+        )
         self.patch_form.visible = False
         self.preset = ComboBox(choices=list(PRESETS), value="none", label="preset")
         self.steps = StepEditor((64, 64))
@@ -314,16 +316,29 @@ class CellsWidget(QWidget):
         """Build the crop set of every checked source in a background worker; returns it (None when refused)."""
         try:
             kind = self.kind.value
-            settings = read_form(self.patch_form, PatchSettings()) if kind == "patches" else read_form(self.crop_form, CropSettings())
+            settings = (
+                read_form(self.patch_form, PatchSettings())
+                if kind == "patches"
+                else read_form(self.crop_form, CropSettings())
+            )
             plan = crop_sources(self.viewer.layers, self.sources(), kind, settings)
         except InputError as err:
             self.tasks.report(err)
             return None
         self._stop_event = threading.Event()
         pipeline = self.steps.pipeline()
-        return self.tasks.start(build_crops, plan, pipeline if pipeline.steps else None, self._stop_event,
-                                self._output_folder(), on_done=self._on_built, action="Building the crop set",
-                                busy_text="Building…", progress="Building crop set", on_message=self._on_message)
+        return self.tasks.start(
+            build_crops,
+            plan,
+            pipeline if pipeline.steps else None,
+            self._stop_event,
+            self._output_folder(),
+            on_done=self._on_built,
+            action="Building the crop set",
+            busy_text="Building…",
+            progress="Building crop set",
+            on_message=self._on_message,
+        )
 
     def _set_busy(self, busy: bool) -> None:
         self.build_button.enabled, self.cancel_button.enabled = not busy, busy
@@ -340,7 +355,9 @@ class CellsWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        self.status.setText(f"Saved the crop job to {written}: run it with morphospace crops --config {written} --out DIR")
+        self.status.setText(
+            f"Saved the crop job to {written}: run it with morphospace crops --config {written} --out DIR"
+        )
         return written
 
     def _choose_job_path(self) -> None:
@@ -379,7 +396,6 @@ class CellsWidget(QWidget):
         self.gallery.setWordWrap(False)  # a wrapping label computes a height for text and hides the picture
         self.gallery.setPixmap(pixmap)
         self.gallery.setMinimumSize(pixmap.size())
-
 
 
 def build_crops(send: Callable[[Any], None], sources: list[CropSource], pipeline: PreprocessPipeline | None,

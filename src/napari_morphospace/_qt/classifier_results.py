@@ -49,7 +49,9 @@ class ClassifierResults(QTabWidget):
         self.evidence_view.setMaximumHeight(110)
         self.evidence_page = QVBoxLayout()
         self.rank_button = QPushButton("Rank channels")
-        self.rank_button.setToolTip("Cross-validate one classifier per channel alone (same settings and folds); best first")
+        self.rank_button.setToolTip(
+            "Cross-validate one classifier per channel alone (same settings and folds); best first"
+        )
         self.ranking_view = QTableWidget()
         self.ranking_view.setMaximumHeight(130)
         self.addTab(self.metrics_view, "Metrics")

@@ -86,7 +86,11 @@ SETTINGS_OPTIONS = {
 
 def gradcam_layer_name(channel: str, class_name: str, source: str = "", frame: int | None = None) -> str:
     """``"<channel> Grad-CAM (<class>)"``, with ``" · <source>"`` (and ``" t=<frame>"``) when the class spans several."""
-    return f"{channel} Grad-CAM ({class_name})" + (f" · {source}" if source else "") + (f" t={frame}" if frame is not None else "")
+    return (
+        f"{channel} Grad-CAM ({class_name})"
+        + (f" · {source}" if source else "")
+        + (f" t={frame}" if frame is not None else "")
+    )
 
 
 def _load(crop_set: CropSet, positions: np.ndarray) -> np.ndarray:
@@ -94,15 +98,17 @@ def _load(crop_set: CropSet, positions: np.ndarray) -> np.ndarray:
     return np.asarray(crop_set.subset(positions).images, dtype=np.float32)
 
 
-def train_classifier(send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings,
-                     stop_event: threading.Event) -> tuple[ClassifierResult, np.ndarray | None]:
+def train_classifier(
+    send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event
+) -> tuple[ClassifierResult, np.ndarray | None]:
     """Cross-validate and train on the labelled crops, sending :class:`ClassifierUpdate` messages; ``(result, evidence)``."""
     images = _load(crop_set, summary.positions)
     return train_with_evidence(images, summary.labels, summary.sources, settings, stop_event=stop_event, on_update=send)
 
 
-def rank_crop_channels(send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings,
-                       stop_event: threading.Event) -> list[ChannelRanking]:
+def rank_crop_channels(
+    send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event
+) -> list[ChannelRanking]:
     """One classifier per channel, sending :class:`ClassifierUpdate` messages; the ranking (channels done when stopped)."""
     images = _load(crop_set, summary.positions)
     return rank_channels(images, summary.labels, summary.sources, settings, channel_names=list(crop_set.channel_names),
@@ -138,7 +144,9 @@ class ClassifierWidget(QWidget):
     # ------------------------------------------------------------------ form
     def _build_form(self) -> None:
         self.label_column = QComboBox()
-        self.label_column.setToolTip("The crop table column whose values are the classes; crops with an empty value are left out")
+        self.label_column.setToolTip(
+            "The crop table column whose values are the classes; crops with an empty value are left out"
+        )
         self.label_info = QLabel("No crop set: build or load one in the Cells widget.")
         self.label_info.setWordWrap(True)
         self.settings_form = settings_form(ClassifierSettings(), options=SETTINGS_OPTIONS)
@@ -313,8 +321,18 @@ class ClassifierWidget(QWidget):
         self.stop_button.setEnabled(False)
         self.status.setText("Stopping after this step…")
 
-    def _launch(self, function: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, *,
-                on_done: Any, text: str, action: str, total: int) -> Any:
+    def _launch(
+        self,
+        function: Any,
+        crop_set: CropSet,
+        summary: LabelSummary,
+        settings: ClassifierSettings,
+        *,
+        on_done: Any,
+        text: str,
+        action: str,
+        total: int,
+    ) -> Any:
         """Run training or ranking (stoppable, its epochs counted in the progress bar)."""
         self.updates_seen = 0
         self._total_updates = max(total, 1)
@@ -361,7 +379,10 @@ class ClassifierWidget(QWidget):
             if result.settings.fusion == "early" and not result.stopped:
                 text += " Early fusion has one encoder for all channels: no per-channel evidence or Grad-CAM."
             if result.stopped:
-                text = f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, so no channel evidence or Grad-CAM. " + text
+                text = (
+                    f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, so no channel evidence or Grad-CAM. "
+                    + text
+                )
         self.status.setText(text)
         show_info(text)
 
@@ -401,7 +422,9 @@ class ClassifierWidget(QWidget):
         """
         try:
             if self.result is None or self.result.model is None:
-                raise InputError("there is no trained classifier: press Train and let it finish (a stopped run has no final model)")
+                raise InputError(
+                    "there is no trained classifier: press Train and let it finish (a stopped run has no final model)"
+                )
             if self.result.settings.fusion == "early":
                 raise InputError("early fusion has one encoder for all channels, so there is no per-channel Grad-CAM; "
                                  "train with intermediate or late fusion")  # fmt: skip
@@ -436,12 +459,16 @@ class ClassifierWidget(QWidget):
         for c, channel in enumerate(channel_names):
             for part in placed[c]:
                 source = part.source.name
-                name = gradcam_layer_name(channel, class_name, source if several else "", part.frame if several else None)
+                name = gradcam_layer_name(
+                    channel, class_name, source if several else "", part.frame if several else None
+                )
                 overlay = put_image(self.viewer, name, part.data, translate=part.translate, scale=part.scale,
                                     colormap=colormaps[c], blending="additive", opacity=0.8, contrast_limits=(0.0, 1.0))  # fmt: skip
                 overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part.label_ids)
                 shown.append(overlay)
-        self.status.setText(f"Grad-CAM of {class_name!r}: {len(rows)} crops, {len(channel_names)} channel(s), {len(shown)} layer(s)")
+        self.status.setText(
+            f"Grad-CAM of {class_name!r}: {len(rows)} crops, {len(channel_names)} channel(s), {len(shown)} layer(s)"
+        )
         return shown
 
     # ------------------------------------------------------------------ export
@@ -465,7 +492,9 @@ class ClassifierWidget(QWidget):
         return written
 
     def _ask_export_path(self) -> None:
-        path, chosen = QFileDialog.getSaveFileName(self, "Export metrics", "classifier-metrics.csv", "CSV (*.csv);;JSON (*.json)")
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export metrics", "classifier-metrics.csv", "CSV (*.csv);;JSON (*.json)"
+        )
         if not path:
             return
         if Path(path).suffix.lower() not in (".csv", ".json"):

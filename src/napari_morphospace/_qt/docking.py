@@ -34,7 +34,11 @@ def dock_of(widget: QWidget) -> QDockWidget | None:
 
 def morphospace_docks(window: QMainWindow) -> list[QDockWidget]:
     """The docks of ``window`` that hold a Morphospace widget, in the order they were added."""
-    return [dock for dock in window.findChildren(QDockWidget) if dock.widget() is not None and dock.widget().property(MARKER)]
+    return [
+        dock
+        for dock in window.findChildren(QDockWidget)
+        if dock.widget() is not None and dock.widget().property(MARKER)
+    ]
 
 
 def tab_into_place(dock: QDockWidget) -> None:

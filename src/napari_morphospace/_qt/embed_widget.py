@@ -89,7 +89,9 @@ def run_embedding(send: Any, plan: EmbedPlan, stop_event: threading.Event) -> Em
 def _same_crops(a: CropSet, b: CropSet) -> bool:
     """The two crop sets hold the same crops (ids, sources, labels and frames): latents of one fit the other."""
     columns = ["crop_id", "source", "label_id", "t"]
-    return a is b or (len(a) == len(b) and a.table[columns].reset_index(drop=True).equals(b.table[columns].reset_index(drop=True)))
+    return a is b or (
+        len(a) == len(b) and a.table[columns].reset_index(drop=True).equals(b.table[columns].reset_index(drop=True))
+    )
 
 
 def _folder(edit: FileEdit) -> Path | None:
@@ -116,8 +118,10 @@ class EmbedWidget(QWidget):
         self.crop_folder = FileEdit(mode="d", label="crop set", value="")
         self.session_info = QLabel()
         self.session_info.setWordWrap(True)
-        self.allow_mismatch = CheckBox(value=False, text="accept other preprocessing (crops made differently from "
-                                                         "the model's training crops; not recommended)")
+        self.allow_mismatch = CheckBox(
+            value=False,
+            text="accept other preprocessing (crops made differently from the model's training crops; not recommended)",
+        )
         self.include_logvar = CheckBox(value=True, text="write log-variances (logvar_*) to the layers")
         self.embedding = ComboBox(choices=[NONE, *EMBEDDINGS], value=NONE, label="2D embedding")
         self.clustering = ComboBox(choices=[NONE, "kmeans", "gmm", "hdbscan"], value=NONE, label="clustering")
@@ -178,7 +182,9 @@ class EmbedWidget(QWidget):
         bundle = _folder(self.bundle_folder) or self.session.bundle
         crop_set = _folder(self.crop_folder) or self.session.crop_set
         if bundle is None:
-            raise InputError("no model: choose a model bundle folder (written by the Train widget or 'morphospace train')")
+            raise InputError(
+                "no model: choose a model bundle folder (written by the Train widget or 'morphospace train')"
+            )
         if crop_set is None:
             raise InputError("no crop set: build one with the Cells widget or choose a crop-set folder")
         if isinstance(bundle, (str, Path)):
@@ -235,7 +241,9 @@ class EmbedWidget(QWidget):
         text = f"{len(result.latents)} crops embedded in {dims} dimensions; features written to {names or 'no layer'}"
         show_info(text)
         if result.differences:
-            show_warning("embedded crops made differently from the model's training crops: " + "; ".join(result.differences))
+            show_warning(
+                "embedded crops made differently from the model's training crops: " + "; ".join(result.differences)
+            )
         unmatched = join.describe_unmatched() if join is not None else ""
         if unmatched:
             show_warning(unmatched)
@@ -245,7 +253,9 @@ class EmbedWidget(QWidget):
     # ----------------------------------------------------------------- saving
 
     def _choose_save_path(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save latent table", "latents.csv", "CSV (*.csv);;Parquet (*.parquet)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save latent table", "latents.csv", "CSV (*.csv);;Parquet (*.parquet)"
+        )
         if path:
             # The dialog has asked before replacing an existing file.
             self.save_latent_table(path, overwrite=True)

@@ -14,8 +14,8 @@ Unions magicgui has no editor for (``devices: int | list[int] | str``, sizes
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
 import types
+from collections.abc import Collection
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from magicgui.widgets import CheckBox, Container, LineEdit, Widget, create_widget

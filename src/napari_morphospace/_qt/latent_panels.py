@@ -126,7 +126,9 @@ class SliderPanel(QGroupBox):
             slider.setToolTip(SCALE_TOOLTIP.format(dim=dim, scale=float(latent_scale[dim])))
             slider.setValue(float(np.clip(position, -SLIDER_EXTENT, SLIDER_EXTENT)))
             slider.valueChanged.connect(lambda value, dim=dim: on_move(dim, value))
-            label = f"dim {dim}" + (f" ({score_name} {scores[dim]:.2f})" if score_name and np.isfinite(scores[dim]) else "")
+            label = f"dim {dim}" + (
+                f" ({score_name} {scores[dim]:.2f})" if score_name and np.isfinite(scores[dim]) else ""
+            )
             self.slider_layout.addRow(label, slider)
             self.sliders[dim] = slider
 
@@ -161,7 +163,9 @@ class ViewsPanel(QGroupBox):
 
         form = QFormLayout(self)
         form.addRow("dimension", self.dim_combo)
-        form.addRow("traversal", _row("steps", self.steps, self.grid_button, self.group_grid_button, self.figure_button))
+        form.addRow(
+            "traversal", _row("steps", self.steps, self.grid_button, self.group_grid_button, self.figure_button)
+        )
         form.addRow("difference", _row(self.difference_button, self.group_difference_button))
         form.addRow("threshold quantile", self.quantile)
         form.addRow("Grad-CAM", _row(self.sign_combo, self.cells_combo, self.gradcam_button))

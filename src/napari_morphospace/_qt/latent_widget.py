@@ -85,7 +85,11 @@ def traversable_model(bundle: Bundle) -> tuple[torch.nn.Module, list[str], str]:
     model = bundle.model
     if isinstance(model, StackedConditionalVAE):
         names = [bundle.channel_names[c] for c in model.reference_channels]
-        return model.reference, names, "conditional model: the sliders traverse its reference model (" + ", ".join(names) + ")"
+        return (
+            model.reference,
+            names,
+            "conditional model: the sliders traverse its reference model (" + ", ".join(names) + ")",
+        )
     return model, list(bundle.channel_names), ""
 
 
@@ -196,7 +200,9 @@ class LatentWidget(QWidget):
         self.model.eval()
         dim = int(self.model.latent_dim)
         scale = getattr(self.model, "latent_scale", None)
-        self.latent_scale = np.ones(dim, np.float32) if scale is None else scale.detach().cpu().numpy().astype(np.float32)
+        self.latent_scale = (
+            np.ones(dim, np.float32) if scale is None else scale.detach().cpu().numpy().astype(np.float32)
+        )
         self.z = np.zeros(dim, np.float32)
         self.decoding.set_model(self.model, self.channel_names)
         shape = "×".join(map(str, bundle.input_shape))
@@ -221,7 +227,11 @@ class LatentWidget(QWidget):
                 table = None
         self.latents = table
         self._cell_row = None
-        groups = [] if table is None or "group" not in table.columns else [str(g) for g in pd.unique(table["group"].dropna())]
+        groups = (
+            []
+            if table is None or "group" not in table.columns
+            else [str(g) for g in pd.unique(table["group"].dropna())]
+        )
         self.slider_panel.set_groups(groups)
         if self.model is not None:
             self._check_latent_size()
@@ -405,9 +415,13 @@ class LatentWidget(QWidget):
         def done(grid: np.ndarray) -> None:
             show_grid(self.viewer, grid, name=GRID, row_axis="dimension", spacing=self._spacing(grid.ndim - 3))
             self._figure_source = ("grid", grid, (dims, values))
-            self.status.setText(f"Traversal grid: rows are dims {dims}, columns {', '.join(f'{v:+.1f}' for v in values)}")
+            self.status.setText(
+                f"Traversal grid: rows are dims {dims}, columns {', '.join(f'{v:+.1f}' for v in values)}"
+            )
 
-        return self._start(traversal_grid, model, dims, n_steps, self.z.copy(), on_done=done, action="The traversal grid")
+        return self._start(
+            traversal_grid, model, dims, n_steps, self.z.copy(), on_done=done, action="The traversal grid"
+        )
 
     @report_errors
     def show_group_traversals(self, dim: int | None = None, n_steps: int | None = None) -> Any:
@@ -497,7 +511,9 @@ class LatentWidget(QWidget):
         """
         model = self._require_model()
         if isinstance(self.bundle.model, StackedConditionalVAE):
-            raise InputError("Grad-CAM of the conditional model's encoder needs its reference image; use a β-VAE or ME-VAE")
+            raise InputError(
+                "Grad-CAM of the conditional model's encoder needs its reference image; use a β-VAE or ME-VAE"
+            )
         dim = self._selected_dim(dim)
         sign = self.views.sign() if sign is None else int(sign)
         cells = self.views.cells_combo.currentText() if cells is None else cells
@@ -513,7 +529,9 @@ class LatentWidget(QWidget):
             return gradcam_encoder(model, images, dim, sign=sign)
 
         self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}) on {len(positions)} cell(s)…")
-        return self._start(compute, on_done=lambda maps: self._show_gradcam_maps(maps, rows, dim, sign), action="Grad-CAM")
+        return self._start(
+            compute, on_done=lambda maps: self._show_gradcam_maps(maps, rows, dim, sign), action="Grad-CAM"
+        )
 
     @report_errors
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> Any:

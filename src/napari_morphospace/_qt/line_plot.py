@@ -188,8 +188,15 @@ class Line:
 class LinePlot(_Axes):
     """Series over x = 1, 2, ... n as polylines, on a linear or log y axis, with a legend."""
 
-    def __init__(self, *, x_label: str = "", y_label: str = "", title: str = "", log_y: bool = False,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        x_label: str = "",
+        y_label: str = "",
+        title: str = "",
+        log_y: bool = False,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(x_label=x_label, y_label=y_label, title=title, parent=parent)
         self.log_y = log_y
         self.lines: dict[str, Line] = {}
@@ -264,8 +271,7 @@ class LinePlot(_Axes):
         self._paint_legend(painter)
 
     def _paint_legend(self, painter: QPainter) -> None:
-        entries = [line for line in self.lines.values()
-                   if line.legend and any(self._drawable(v) for v in line.values)]
+        entries = [line for line in self.lines.values() if line.legend and any(self._drawable(v) for v in line.values)]
         if not entries:
             return
         metrics = QFontMetricsF(self.font())
@@ -286,8 +292,15 @@ class LinePlot(_Axes):
 class BarPlot(_Axes):
     """One bar per value, in the order given, from zero up (or down); x ticks count bars from 1."""
 
-    def __init__(self, *, x_label: str = "", y_label: str = "", title: str = "", colour: str = "#ff7f0e",
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        x_label: str = "",
+        y_label: str = "",
+        title: str = "",
+        colour: str = "#ff7f0e",
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(x_label=x_label, y_label=y_label, title=title, parent=parent)
         self.colour = colour
         self.values: list[float] = []

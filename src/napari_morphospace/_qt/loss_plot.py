@@ -21,7 +21,6 @@ TERM_COLOURS = {"rec": "#1f77b4", "kl": "#ff7f0e", "mi": "#2ca02c", "tc": "#d627
 STAGE_ORDER = {"reference": 0, "target": 1, "model": 2}
 
 
-
 class LossPlot(QWidget):
     """Loss terms per epoch on a log axis (train solid, validation dashed) over the latest KL per dimension, sorted.
 
@@ -31,8 +30,9 @@ class LossPlot(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.losses = LinePlot(x_label="epoch", y_label="loss per crop (nats)", title="train — / validation - -",
-                               log_y=True)
+        self.losses = LinePlot(
+            x_label="epoch", y_label="loss per crop (nats)", title="train — / validation - -", log_y=True
+        )
         self.kl = BarPlot(x_label="latent dimension (sorted)", y_label="KL (nats)", colour=TERM_COLOURS["kl"])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -79,7 +79,8 @@ class LossPlot(QWidget):
             for split in ("train", "val"):
                 values = [float(row.get(f"{split}_{term}", np.nan)) for row in history]
                 if np.isfinite(values).any():
-                    lines[f"{split} {term}"] = Line(values, TERM_COLOURS[term], dashed=split == "val",
-                                                    legend=term if split == "train" else None)
+                    lines[f"{split} {term}"] = Line(
+                        values, TERM_COLOURS[term], dashed=split == "val", legend=term if split == "train" else None
+                    )
         self.losses.set_lines(lines)
         self.kl.set_values(sorted(self.kl_per_dim or [], reverse=True))

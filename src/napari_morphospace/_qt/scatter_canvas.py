@@ -69,7 +69,9 @@ class ScatterCanvas:
         self.outline = scene.visuals.Line(color="yellow", width=1.5, parent=self.view.scene)
         # vispy draws lower orders first: density, points, selection, lasso on top
         self.density.order, self.points.order, self.selected.order, self.outline.order = 0, 1, 2, 3
-        self._data: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # "points"/"selected" -> positions, RGBA8, size
+        self._data: dict[
+            str, tuple[np.ndarray, np.ndarray, float]
+        ] = {}  # "points"/"selected" -> positions, RGBA8, size
         self._drawn: dict[str, tuple] = {}  # what each picture shows now: (view rect, shape), redrawn when it differs
 
     def view_rect(self) -> Rect:
@@ -163,4 +165,6 @@ class ScatterCanvas:
             return
         low, high = column_range(positions)
         pad = np.maximum((high - low) * 0.05, 1e-3)
-        self.view.camera.set_range(x=(low[0] - pad[0], high[0] + pad[0]), y=(low[1] - pad[1], high[1] + pad[1]), margin=0)
+        self.view.camera.set_range(
+            x=(low[0] - pad[0], high[0] + pad[0]), y=(low[1] - pad[1], high[1] + pad[1]), margin=0
+        )

@@ -47,7 +47,9 @@ class PlotForm(QWidget):
         self.tool_combo.addItems(list(TOOLS))
         self.track_combo = QComboBox()
         self.track_combo.addItems(TRACK_MODES)
-        self.track_combo.setToolTip("Draw the paths of tracked cells (a track_id column); a click on a path selects its track")
+        self.track_combo.setToolTip(
+            "Draw the paths of tracked cells (a track_id column); a click on a path selects its track"
+        )
         self.thumbnail_check = QCheckBox("show the crop under the cursor")
         self.thumbnail_check.setChecked(True)
         self.thumbnail_check.setToolTip("hovering a point shows its cell's crop (from the crop set in this viewer)")

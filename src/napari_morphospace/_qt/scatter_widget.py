@@ -84,7 +84,9 @@ class ScatterWidget(QWidget):
         self._axes: tuple[str, str] | None = None
         self._axis_choices: list[str] = []
         self._color_by = ""
-        self._track_keys: np.ndarray | None = None  # track key per plot row (core.analysis.tracks.track_keys), while tracks are shown
+        self._track_keys: np.ndarray | None = (
+            None  # track key per plot row (core.analysis.tracks.track_keys), while tracks are shown
+        )
         self._linking = False  # True while a selection propagates: ignore re-entrant selections
         self._publishing = False  # True while this widget writes to the session: ignore its echo
 
@@ -145,7 +147,9 @@ class ScatterWidget(QWidget):
             lambda: self.compute_clusters(compute.cluster_combo.currentText(), compute.cluster_spin.value())
         )
         # clicked passes `checked`: the lambda takes it and leaves it, the method gets only the name
-        selections.keep_button.clicked.connect(report_errors(lambda _checked=False: self.save_selection(selections.selection_name.text())))
+        selections.keep_button.clicked.connect(
+            report_errors(lambda _checked=False: self.save_selection(selections.selection_name.text()))
+        )
         selections.selection_list.itemClicked.connect(report_errors(lambda item: self.recall_selection(item.text())))
 
     def _refresh_source_list(self, event: Any = None) -> None:
@@ -426,7 +430,9 @@ class ScatterWidget(QWidget):
         self.select_rows(rows, add=add)
         return rows
 
-    def select_labels(self, source: str, label_ids: Sequence[int], t: int | None = None, add: bool = False) -> np.ndarray:
+    def select_labels(
+        self, source: str, label_ids: Sequence[int], t: int | None = None, add: bool = False
+    ) -> np.ndarray:
         """Select the points of these labels of ``source`` (at frame ``t``; all frames when None); returns the rows."""
         rows = self.sources.index.rows_of(source, label_ids, t)
         self.select_rows(rows, add=add)

@@ -65,8 +65,9 @@ TABS = {"kl": "KL", "forest": "Cohen's d", "kde": "KDE", "violin": "Violins"}
 INFERENCE_COLUMNS = ("dimension", "d", "95 % CI of d", "p", "q (BH)", "significant")
 
 
-def compare(table: pd.DataFrame, group_column: str, a: Any, b: Any, top: int,
-            settings: InferenceSettings) -> tuple[LatentSummary, dict[str, Figure | str], GroupComparison | str]:
+def compare(
+    table: pd.DataFrame, group_column: str, a: Any, b: Any, top: int, settings: InferenceSettings
+) -> tuple[LatentSummary, dict[str, Figure | str], GroupComparison | str]:
     """Everything the dock shows: the summary of the latent space, its figures, and the inference between ``a`` and ``b``."""
     summary = summarise_latents(table, group_column, a, b)
     try:  # a refused inference (e.g. too few images) must not hide the other statistics
@@ -362,7 +363,9 @@ class StatisticsWidget(QWidget):
         existing = [n for n in names if (Path(folder) / n).exists()]
         overwrite = False
         if existing:
-            answer = QMessageBox.question(self, "Replace figures?", f"{folder} already has {', '.join(existing)}. Replace them?")
+            answer = QMessageBox.question(
+                self, "Replace figures?", f"{folder} already has {', '.join(existing)}. Replace them?"
+            )
             if answer != QMessageBox.StandardButton.Yes:
                 return
             overwrite = True

@@ -43,7 +43,9 @@ def _step_value_widget(name: str, annotation: Any, default: Any, crop_size: tupl
         options = {"min": 0.0, "max": 1000.0, "step": 0.005 if default < 0.1 else 0.1}
     elif isinstance(default, int):
         options = {"min": 0, "max": 100000}
-    return create_widget(value=default, annotation=type(default), name=name, label=name.replace("_", " "), options=options)
+    return create_widget(
+        value=default, annotation=type(default), name=name, label=name.replace("_", " "), options=options
+    )
 
 
 class StepEditor(Container):

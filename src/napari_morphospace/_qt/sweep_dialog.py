@@ -97,7 +97,9 @@ class SweepDialog(QDialog):
         self.table: pd.DataFrame | None = None
         self.updates_seen = 0
         self._stop_event = threading.Event()
-        self._hidden = SweepSettings()  # settings without a field here (elbo_samples, probe_columns) keep a loaded file's values
+        self._hidden = (
+            SweepSettings()
+        )  # settings without a field here (elbo_samples, probe_columns) keep a loaded file's values
         self.axis_edits = {name: QLineEdit() for name, _, _ in AXES}
         self.test_fraction = QDoubleSpinBox()
         self.test_fraction.setRange(0.05, 0.9)
@@ -252,7 +254,9 @@ class SweepDialog(QDialog):
         if message.status == "training":
             self.progress_label.setText(f"{where}: epoch {message.epoch}/{message.epochs}")
         else:
-            self.progress_label.setText(f"{where}: {message.status}" + (f" ({message.message})" if message.message else ""))
+            self.progress_label.setText(
+                f"{where}: {message.status}" + (f" ({message.message})" if message.message else "")
+            )
 
     def _on_done(self, table: pd.DataFrame, folder: Path) -> None:
         self.table = table
@@ -263,7 +267,11 @@ class SweepDialog(QDialog):
             text += " Failed: " + "; ".join(f"{r.name}: {r.message}" for r in failed.itertuples())
         warned = table[(table["status"] == "ok") & (table["warnings"] != "")]
         if len(warned):
-            text += " Diagnostics: " + "; ".join(f"{r.name}: {r.warnings}" for r in warned.itertuples()) + " (what to try: the report)."
+            text += (
+                " Diagnostics: "
+                + "; ".join(f"{r.name}: {r.warnings}" for r in warned.itertuples())
+                + " (what to try: the report)."
+            )
         if self._stop_event.is_set():
             text = "Stopped. " + text + " Run again into the same folder to finish the rest."
         self.status.setText(text)

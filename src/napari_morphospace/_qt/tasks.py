@@ -43,8 +43,14 @@ class Tasks(QObject):
         its last one has finished (e.g. to disable buttons meanwhile).
     """
 
-    def __init__(self, name: str, *, status: Callable[[str], None] | None = None,
-                 on_busy: Callable[[bool], None] | None = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        status: Callable[[str], None] | None = None,
+        on_busy: Callable[[bool], None] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.name = name
         self._status = status
@@ -56,10 +62,19 @@ class Tasks(QObject):
         """True while any task of this widget runs."""
         return bool(self._workers)
 
-    def start(self, function: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] | None = None,
-              action: str = "the task", busy_text: str | None = None, progress: str | None = None,
-              on_message: Callable[[Any], None] | None = None, exclusive: bool = True,
-              on_quit: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+    def start(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        on_done: Callable[[Any], None] | None = None,
+        action: str = "the task",
+        busy_text: str | None = None,
+        progress: str | None = None,
+        on_message: Callable[[Any], None] | None = None,
+        exclusive: bool = True,
+        on_quit: Callable[[], Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Run ``function(*args, **kwargs)`` off the GUI thread; returns the started worker, or None when refused.
 
         ``action`` names the work in an unexpected error ("Saving the
@@ -140,8 +155,9 @@ class Tasks(QObject):
             display.close()
         on_done(result)
 
-    def _message(self, worker: Any, display: ProgressDisplay, on_message: Callable[[Any], None] | None,
-                 message: Any) -> None:
+    def _message(
+        self, worker: Any, display: ProgressDisplay, on_message: Callable[[Any], None] | None, message: Any
+    ) -> None:
         """Progress to the display (shown coalesced), everything else to ``on_message``."""
         if self._gone() or worker not in self._workers:
             return
@@ -191,4 +207,3 @@ class _FunctionTask(_QuitHook, FunctionWorker):
 def _with_messages(function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     """A generator worker's body: yields what ``function`` sends, returns what it returns."""
     return (yield from messages_from(lambda send: function(send, *args, **kwargs)))
-

@@ -31,8 +31,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.analysis import tracks
-from ..core.cells import track_ids
 from ..core.analysis.cell_table import CLUSTER, ID_COLUMNS
+from ..core.cells import track_ids
 from ..core.errors import InputError
 from ..viewer.session import session_for
 from ..viewer.tracks import TrackSummary, give_track_ids, show_track, summarise_tracks

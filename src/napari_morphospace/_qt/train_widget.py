@@ -96,6 +96,7 @@ REFRESH_INTERVAL_MS = 500
 #: The preview layer is refreshed at most this often: each canvas redraw costs 100-200 ms without a GPU.
 PREVIEW_INTERVAL_S = 3.0
 
+
 class TrainWidget(QWidget):
     """Train a VAE on the session's crop set (or one loaded from a folder), live, with Stop and Resume."""
 
@@ -259,8 +260,10 @@ class TrainWidget(QWidget):
         except (InputError, OSError) as err:
             self.tasks.report(err)
             return None
-        self.status.setText(f"Config saved to {written}; train headless with: morphospace train --config {written} "
-                            "--crops CROP_SET --out MODEL_DIR")
+        self.status.setText(
+            f"Config saved to {written}; train headless with: morphospace train --config {written} "
+            "--crops CROP_SET --out MODEL_DIR"
+        )
         return written
 
     def load_config_from(self, path: str | os.PathLike) -> TrainConfig | None:
@@ -330,8 +333,11 @@ class TrainWidget(QWidget):
                         + "; press Start, or set checkpoint dir to the folder of an earlier training"
                     )
             else:
-                run_dir = (Path(train_settings.checkpoint_dir) if train_settings.checkpoint_dir
-                           else default_checkpoint_dir(self.crop_folder))
+                run_dir = (
+                    Path(train_settings.checkpoint_dir)
+                    if train_settings.checkpoint_dir
+                    else default_checkpoint_dir(self.crop_folder)
+                )
                 checkpoint = None
             train_settings = replace(train_settings, checkpoint_dir=str(run_dir))
         except InputError as err:
@@ -355,7 +361,9 @@ class TrainWidget(QWidget):
 
     def _require_crop_set(self) -> CropSet:
         if self.crop_set is None:
-            raise InputError("there is no crop set to train on; build one in the Cells widget or choose a crop-set folder")
+            raise InputError(
+                "there is no crop set to train on; build one in the Cells widget or choose a crop-set folder"
+            )
         return self.crop_set
 
     def _set_running(self, running: bool) -> None:
@@ -400,7 +408,11 @@ class TrainWidget(QWidget):
     def _on_result(self, result: TrainResult) -> None:
         self.result = result
         where = f"checkpoints in {result.checkpoint_dir}"
-        best = f"best validation loss {result.best_val_loss:.4g}" if result.best_val_loss is not None else "no validation yet"
+        best = (
+            f"best validation loss {result.best_val_loss:.4g}"
+            if result.best_val_loss is not None
+            else "no validation yet"
+        )
         if result.stopped_by_user:
             text = f"Stopped; {best}. Resume continues from {result.last_checkpoint}; {where}."
         elif result.stopped_early:

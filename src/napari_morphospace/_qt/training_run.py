@@ -27,7 +27,11 @@ CLOSE_WAIT_S = 30.0
 
 def default_checkpoint_dir(crop_folder: Path | None, *, now: datetime | None = None) -> Path:
     """A new run folder: next to a crop set loaded from disk, else under the home folder."""
-    parent = crop_folder.parent / f"{crop_folder.name}-checkpoints" if crop_folder else Path.home() / "morphospace-checkpoints"
+    parent = (
+        crop_folder.parent / f"{crop_folder.name}-checkpoints"
+        if crop_folder
+        else Path.home() / "morphospace-checkpoints"
+    )
     return parent / f"run-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -50,17 +54,24 @@ class RunHandle:
         return self.done_event.wait(timeout_s)
 
 
-def train_in_thread(send: Callable[[Any], None], crop_set: CropSet, model_settings: ModelSettings,
-                    train_settings: TrainSettings, stop_event: threading.Event, done_event: threading.Event,
-                    resume_from: Path | None) -> TrainResult:
+def train_in_thread(
+    send: Callable[[Any], None],
+    crop_set: CropSet,
+    model_settings: ModelSettings,
+    train_settings: TrainSettings,
+    stop_event: threading.Event,
+    done_event: threading.Event,
+    resume_from: Path | None,
+) -> TrainResult:
     """Run the engine off the GUI thread, sending its messages, with one CPU core left for the viewer.
 
     ``done_event`` is set when it has ended (closing waits for it: the last checkpoint is written).
     """
     try:
         with one_core_for_the_viewer():
-            return train(crop_set, model_settings, train_settings, on_update=send, stop_event=stop_event,
-                         resume_from=resume_from)
+            return train(
+                crop_set, model_settings, train_settings, on_update=send, stop_event=stop_event, resume_from=resume_from
+            )
     finally:
         done_event.set()
 

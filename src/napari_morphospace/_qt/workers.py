@@ -115,9 +115,15 @@ class ProgressDisplay(QObject):
     text after that.
     """
 
-    def __init__(self, description: str, *, show_text: Callable[[str], None] | None = None,
-                 interval_ms: int = DISPLAY_INTERVAL_MS, bar_delay_s: float = BAR_DELAY_S,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        description: str,
+        *,
+        show_text: Callable[[str], None] | None = None,
+        interval_ms: int = DISPLAY_INTERVAL_MS,
+        bar_delay_s: float = BAR_DELAY_S,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.bar: progress | None = None
         self._description, self._bar_due = description, time.monotonic() + bar_delay_s

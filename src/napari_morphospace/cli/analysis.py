@@ -91,7 +91,9 @@ def _read_latents(path: Path, crop_set: CropSet) -> pd.DataFrame:
     try:
         latents = read_table(path)
     except (OSError, ValueError) as err:
-        raise InputError(f"cannot read the latent table {path} ({err}); pass the file written by 'morphospace embed'") from err
+        raise InputError(
+            f"cannot read the latent table {path} ({err}); pass the file written by 'morphospace embed'"
+        ) from err
     if "crop_id" not in latents.columns or not any(str(c).startswith("mu_") for c in latents.columns):
         raise InputError(f"{path} has no crop_id and mu_* columns; pass the table written by 'morphospace embed'")
     unknown = sorted(set(latents["crop_id"].astype(int)) - set(crop_set.table["crop_id"].astype(int)))

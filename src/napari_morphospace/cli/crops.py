@@ -146,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     notes = summed_notes([str(w.message) for w in counted])
     for other in (w for w in caught if w not in counted):  # a reader's warning about one file is said as it is
         warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
-    summary = f"wrote {len(crop_set)} crops ({shape}) to {args.out}: " + ", ".join(f"{g} {n}" for g, n in groups.items())
+    summary = f"wrote {len(crop_set)} crops ({shape}) to {args.out}: " + ", ".join(
+        f"{g} {n}" for g, n in groups.items()
+    )
     print(summary + "".join(f"; {name_flags(note, FLAGS)}" for note in notes))
     if TRACK_ID in crop_set.table.columns:
         print(describe_tracks(crop_set.table))

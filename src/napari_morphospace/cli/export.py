@@ -27,15 +27,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--crops", type=Path, required=True, help="crop-set folder")
     parser.add_argument("--latents", type=Path, help="latent table from 'morphospace embed' (.csv or .parquet)")
-    parser.add_argument("--annotations", type=Path, metavar="ANALYSIS_DIR",
-                        help="analysis folder holding annotations.csv (default: the crop table's annotation column)")
+    parser.add_argument(
+        "--annotations",
+        type=Path,
+        metavar="ANALYSIS_DIR",
+        help="analysis folder holding annotations.csv (default: the crop table's annotation column)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the crop files and manifest.csv")
-    parser.add_argument("--which", choices=("all", "selected", "per-class"), default="all",
-                        help="all crops, the crops listed in --ids, or annotated crops in one folder per class")
-    parser.add_argument("--ids", type=Path, help="for --which selected: a file with one crop id per line, "
-                        "or a CSV with a crop_id column")
-    parser.add_argument("--format", choices=("ome-tiff", "tiff"), default="ome-tiff",
-                        help="OME-TIFF (default) or ImageJ TIFF for Fiji")
+    parser.add_argument(
+        "--which",
+        choices=("all", "selected", "per-class"),
+        default="all",
+        help="all crops, the crops listed in --ids, or annotated crops in one folder per class",
+    )
+    parser.add_argument(
+        "--ids",
+        type=Path,
+        help="for --which selected: a file with one crop id per line, or a CSV with a crop_id column",
+    )
+    parser.add_argument(
+        "--format", choices=("ome-tiff", "tiff"), default="ome-tiff", help="OME-TIFF (default) or ImageJ TIFF for Fiji"
+    )
     parser.add_argument("--no-crops", action="store_true", help="write only --table/--anndata, no crop files")
     parser.add_argument("--table", type=Path, help="also write the cell table: .csv or .parquet")
     parser.add_argument("--anndata", type=Path, help="also write the latents as AnnData .h5ad (needs --latents)")
@@ -117,8 +129,15 @@ def run(args: argparse.Namespace) -> int:
     table = analysis_table(crop_set.table, latents, annotations)
 
     if not args.no_crops:
-        files = export_crops(crop_set, args.out, which=args.which, crop_ids=crop_ids, annotations=annotations,
-                             format=args.format, overwrite=args.overwrite)
+        files = export_crops(
+            crop_set,
+            args.out,
+            which=args.which,
+            crop_ids=crop_ids,
+            annotations=annotations,
+            format=args.format,
+            overwrite=args.overwrite,
+        )
         print(f"{len(files)} crops written to {args.out} (list: {args.out / MANIFEST_NAME})", file=sys.stderr)
     if args.table is not None:
         export_table(table, args.table, overwrite=args.overwrite)

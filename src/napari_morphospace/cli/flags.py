@@ -159,7 +159,9 @@ def size_value(text: str) -> int | list[int]:
     try:
         sides = [int(part) for part in text.replace("x", ",").split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size: give pixels, e.g. 64, or one per axis, e.g. 16,64,64") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: give pixels, e.g. 64, or one per axis, e.g. 16,64,64"
+        ) from None
     return sides[0] if len(sides) == 1 else sides
 
 

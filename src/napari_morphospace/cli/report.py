@@ -21,8 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("analysis", type=Path, metavar="ANALYSIS_DIR", help="analysis folder (with analysis.json)")
     parser.add_argument("--out", type=Path, default=None, help="HTML file to write (default: ANALYSIS_DIR/report.html)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report file")
-    parser.add_argument("--allow-external", action="store_true",
-                        help="also read data the analysis folder refers to outside itself (only for folders you trust)")
+    parser.add_argument(
+        "--allow-external",
+        action="store_true",
+        help="also read data the analysis folder refers to outside itself (only for folders you trust)",
+    )
     parser.set_defaults(run=run)
 
 

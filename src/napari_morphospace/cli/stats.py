@@ -42,20 +42,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="with --table: CellProfiler's image table for an ImageNumber key (default: the "
                         "…Image.csv beside the table)")  # fmt: skip
     parser.add_argument("--group-by", default="group", help="column whose values are the conditions (default: group)")
-    parser.add_argument("--groups", nargs=2, metavar=("A", "B"),
-                        help="the two groups to compare, effects > 0 when A is higher (needed with more than two groups)")
-    parser.add_argument("--by-image", action="store_true",
-                        help="permute the condition labels between whole images and resample whole images: the right "
-                        "test with several images per condition, since cells of one image are not independent")
+    parser.add_argument(
+        "--groups",
+        nargs=2,
+        metavar=("A", "B"),
+        help="the two groups to compare, effects > 0 when A is higher (needed with more than two groups)",
+    )
+    parser.add_argument(
+        "--by-image",
+        action="store_true",
+        help="permute the condition labels between whole images and resample whole images: the right "
+        "test with several images per condition, since cells of one image are not independent",
+    )
     parser.add_argument("--image-column", default="source", help="column naming each cell's image (default: source)")
     parser.add_argument("--permutations", type=int, default=2000, help="random relabellings per test (default: 2000)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     parser.add_argument("--fdr", type=float, default=0.05, help="Benjamini-Hochberg level q (default: 0.05)")
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default: 0.95)")
-    parser.add_argument("--distance", choices=("energy", "mmd"), default="energy",
-                        help="whole-space distance: energy distance, or MMD with a Gaussian kernel (median heuristic)")
-    parser.add_argument("--distance-cells", type=int, default=500,
-                        help="at most this many random cells per group enter the distance (default: 500)")
+    parser.add_argument(
+        "--confidence", type=float, default=0.95, help="confidence level of the intervals (default: 0.95)"
+    )
+    parser.add_argument(
+        "--distance",
+        choices=("energy", "mmd"),
+        default="energy",
+        help="whole-space distance: energy distance, or MMD with a Gaussian kernel (median heuristic)",
+    )
+    parser.add_argument(
+        "--distance-cells",
+        type=int,
+        default=500,
+        help="at most this many random cells per group enter the distance (default: 500)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutations, resamples and subsamples")
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {TABLE_NAME} and {JSON_NAME}")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
@@ -74,7 +91,9 @@ def choose_groups(values: list, requested: list[str] | None, column: str) -> tup
         return tuple(by_text.values())
     missing = [g for g in requested if g not in by_text]
     if missing:
-        raise InputError(f"column {column!r} has no group {', '.join(map(repr, missing))}; its groups are {', '.join(by_text)}")
+        raise InputError(
+            f"column {column!r} has no group {', '.join(map(repr, missing))}; its groups are {', '.join(by_text)}"
+        )
     return by_text[requested[0]], by_text[requested[1]]
 
 
@@ -95,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     table, group_by = _read_cells(args)
     if group_by not in table.columns:
-        raise InputError(f"{args.latents or args.table} has no column {group_by!r}; choose one of {', '.join(map(str, table.columns))}")
+        raise InputError(
+            f"{args.latents or args.table} has no column {group_by!r}; choose one of {', '.join(map(str, table.columns))}"
+        )
     a, b = choose_groups(group_choices(table, group_by), args.groups, group_by)
     result = compare_groups(table, group_by, a, b, settings)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -43,11 +43,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", type=Path, default=None, help="sweep YAML: model:, training:, grid:, test_fraction")
     parser.add_argument("--crops", type=Path, default=None, help="crop-set folder (from 'morphospace crops')")
     parser.add_argument("--out", type=Path, default=None, help="sweep folder to write (or to continue)")
-    parser.add_argument("--index", type=int, default=None, metavar="K",
-                        help="run only grid point K (0-based), e.g. --index $SLURM_ARRAY_TASK_ID; collect afterwards")
+    parser.add_argument(
+        "--index",
+        type=int,
+        default=None,
+        metavar="K",
+        help="run only grid point K (0-based), e.g. --index $SLURM_ARRAY_TASK_ID; collect afterwards",
+    )
     parser.add_argument("--list", action="store_true", help="print the grid points of --config and exit")
-    parser.add_argument("--collect", type=Path, default=None, metavar="DIR",
-                        help="build comparison.csv, figures and report.html of a sweep folder from its finished runs")
+    parser.add_argument(
+        "--collect",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="build comparison.csv, figures and report.html of a sweep folder from its finished runs",
+    )
     parser.set_defaults(run=run)
 
 

@@ -34,15 +34,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", type=Path, nargs="+", default=(), metavar="TIF",
                         help="label images the measurements were made on (their ids are checked); without them "
                         "the rows are taken as they are")  # fmt: skip
-    parser.add_argument("--images", type=Path, nargs="+", default=(), metavar="TIF",
-                        help="the images of those label images (X.tif for X_labels.tif), recorded in the analysis")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        nargs="+",
+        default=(),
+        metavar="TIF",
+        help="the images of those label images (X.tif for X_labels.tif), recorded in the analysis",
+    )
     parser.add_argument("--features", default="", metavar="NAMES",
                         help="feature columns: names or patterns separated by commas ('AreaShape_*, Intensity_*'); "
                         "default: every numeric measurement")  # fmt: skip
-    parser.add_argument("--group-column", default="", metavar="COLUMN",
-                        help="column with each cell's condition (default: group, condition, Metadata_Condition...)")
-    parser.add_argument("--image-table", default="", metavar="CSV",
-                        help="CellProfiler's image table for an ImageNumber key (default: the …Image.csv beside TABLE)")
+    parser.add_argument(
+        "--group-column",
+        default="",
+        metavar="COLUMN",
+        help="column with each cell's condition (default: group, condition, Metadata_Condition...)",
+    )
+    parser.add_argument(
+        "--image-table",
+        default="",
+        metavar="CSV",
+        help="CellProfiler's image table for an ImageNumber key (default: the …Image.csv beside TABLE)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="analysis folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing analysis folder")
     parser.set_defaults(run=run)

@@ -22,25 +22,49 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(cells with a track_id, see 'morphospace crops --track-ids'), and a comparison of two groups of tracks.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("cells", type=Path, metavar="ANALYSIS_DIR|TABLE",
-                        help="analysis folder, or a latent table (.csv/.parquet) with track_id, t and mu_* columns")
-    parser.add_argument("--columns", default="mu", metavar="PREFIX",
-                        help="coordinates of the paths: mu (latent means, default) or a 2D embedding (PCA, UMAP, TSNE)")
-    parser.add_argument("--track-column", default=None, metavar="NAME",
-                        help="take the track ids from this column of the table (e.g. a tracker's TRACK_ID)")
+    parser.add_argument(
+        "cells",
+        type=Path,
+        metavar="ANALYSIS_DIR|TABLE",
+        help="analysis folder, or a latent table (.csv/.parquet) with track_id, t and mu_* columns",
+    )
+    parser.add_argument(
+        "--columns",
+        default="mu",
+        metavar="PREFIX",
+        help="coordinates of the paths: mu (latent means, default) or a 2D embedding (PCA, UMAP, TSNE)",
+    )
+    parser.add_argument(
+        "--track-column",
+        default=None,
+        metavar="NAME",
+        help="take the track ids from this column of the table (e.g. a tracker's TRACK_ID)",
+    )
     parser.add_argument("--frame-interval", type=float, default=1.0, help="time between frames (speeds per this unit)")
     parser.add_argument("--group-column", default="group", help="condition/outcome column to compare tracks by")
     parser.add_argument("--groups", nargs=2, default=None, metavar=("A", "B"), help="the two groups to compare")
     region = parser.add_mutually_exclusive_group()
-    region.add_argument("--region-cluster", type=int, default=None, metavar="K",
-                        help="time for each track to reach cluster K (the cluster column)")
-    region.add_argument("--region-selection", default=None, metavar="NAME",
-                        help="time for each track to reach the named selection NAME of the analysis")
+    region.add_argument(
+        "--region-cluster",
+        type=int,
+        default=None,
+        metavar="K",
+        help="time for each track to reach cluster K (the cluster column)",
+    )
+    region.add_argument(
+        "--region-selection",
+        default=None,
+        metavar="NAME",
+        help="time for each track to reach the named selection NAME of the analysis",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the per-track statistics (.csv/.parquet)")
     parser.add_argument("--figure", type=Path, default=None, help="write a figure of the paths (.png/.svg)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    parser.add_argument("--allow-external", action="store_true",
-                        help="also read data the analysis folder refers to outside itself (only for folders you trust)")
+    parser.add_argument(
+        "--allow-external",
+        action="store_true",
+        help="also read data the analysis folder refers to outside itself (only for folders you trust)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -78,7 +102,9 @@ def _region(args: argparse.Namespace, cells: pd.DataFrame, selections: dict[str,
 
     if args.region_cluster is not None:
         if "cluster" not in cells.columns:
-            raise InputError("the cells have no cluster column; cluster them (Scatter widget) or use --region-selection")
+            raise InputError(
+                "the cells have no cluster column; cluster them (Scatter widget) or use --region-selection"
+            )
         return cells.loc[cells["cluster"] == args.region_cluster, "crop_id"].to_numpy()
     if args.region_selection is not None:
         if args.region_selection not in selections:
@@ -102,8 +128,13 @@ def run(args: argparse.Namespace) -> int:
     if args.track_column is not None:
         cells = track_ids.with_track_ids(cells, track_ids.track_ids_from_column(cells, args.track_column))
     columns = _columns(cells, args.columns)
-    statistics = tracks.track_statistics(cells, columns, frame_interval=args.frame_interval,
-                                         region=_region(args, cells, selections), group_column=args.group_column)
+    statistics = tracks.track_statistics(
+        cells,
+        columns,
+        frame_interval=args.frame_interval,
+        region=_region(args, cells, selections),
+        group_column=args.group_column,
+    )
     print(f"{track_ids.describe_tracks(cells)}; coordinates {columns[0]}..{columns[-1]}")
     summary = statistics[[m for m in (*tracks.MEASURES, "time_to_region") if m in statistics.columns]]
     print(summary.describe().loc[["mean", "50%", "std"]].rename(index={"50%": "median"}).to_string(float_format="%.4g"))

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..core.training.checkpoints import CheckpointWriteError
     from ..core.training.engine import TrainConfig, TrainingDiverged, TrainMessage
 
+
 def _devices(text: str) -> str | int | list[int]:
     """Parse ``--devices`` as Lightning does: 'auto', a count ("2"), or device ids ("0,2"; "1," is id 1 alone)."""
     if text == "auto":
@@ -155,8 +156,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             save_config(config, args.save_config)
         except OSError as err:
-            raise InputError(f"cannot write --save-config {args.save_config} ({err.strerror or err}); "
-                             "choose a file in a writable folder") from err
+            raise InputError(
+                f"cannot write --save-config {args.save_config} ({err.strerror or err}); "
+                "choose a file in a writable folder"
+            ) from err
     crop_set = load_crop_set(args.crops)
     check_bundle_target(args.out, args.overwrite, needed_bytes=_bundle_bytes(config, crop_set))
     checkpoint_dir = Path(config.training.checkpoint_dir or default_checkpoint_dir(args.out))
@@ -168,8 +171,15 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         with _ctrl_c_stops(stop):
-            result = train(crop_set, config.model, settings, on_update=print_progress, stop_event=stop,
-                           resume_from=resume, progress_bar=args.progress_bar)
+            result = train(
+                crop_set,
+                config.model,
+                settings,
+                on_update=print_progress,
+                stop_event=stop,
+                resume_from=resume,
+                progress_bar=args.progress_bar,
+            )
     except TrainingInterrupted as err:
         if err.is_global_zero:
             _say_stopped(str(err), args, err.last_checkpoint)

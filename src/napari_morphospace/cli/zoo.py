@@ -34,11 +34,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         'pip install "napari-morphospace[zoo]".',
     )
     export.add_argument("--model", type=Path, required=True, help="model bundle folder (from 'morphospace train')")
-    export.add_argument("--crops", type=Path, default=None,
-                        help="crop set for the test tensors and covers (default: the model's training crop set)")
+    export.add_argument(
+        "--crops",
+        type=Path,
+        default=None,
+        help="crop set for the test tensors and covers (default: the model's training crop set)",
+    )
     export.add_argument("--out", type=Path, required=True, help="new folder for encoder.zip and decoder.zip")
-    export.add_argument("--author", action="append", default=[], required=True, metavar="NAME",
-                        help="who trained the model; repeat for several authors")
+    export.add_argument(
+        "--author",
+        action="append",
+        default=[],
+        required=True,
+        metavar="NAME",
+        help="who trained the model; repeat for several authors",
+    )
     export.add_argument("--name", default="", help="name shown on bioimage.io (default: the bundle folder's name)")
     export.add_argument("--description", default="", help="a sentence on the data and purpose of the model")
     export.add_argument("--license", default="CC-BY-4.0", help="SPDX licence of the weights (default CC-BY-4.0)")
@@ -53,8 +63,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "or the two zip files) and write a model bundle. Only tensors are read (torch.load with "
         "weights_only=True); no code from the packages runs. Packages from other tools are refused.",
     )
-    imports.add_argument("packages", type=Path, nargs="+", metavar="PACKAGE",
-                         help="the export folder, or the encoder and decoder .zip files")
+    imports.add_argument(
+        "packages",
+        type=Path,
+        nargs="+",
+        metavar="PACKAGE",
+        help="the export folder, or the encoder and decoder .zip files",
+    )
     imports.add_argument("--out", type=Path, required=True, help="model bundle folder to write")
     imports.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     imports.set_defaults(run=run_import)

@@ -121,7 +121,9 @@ def check_output(
         raise InputError(f"{path} is a broken link; remove it or choose another {what} name")
     if path.exists():
         if kind == "folder" and not path.is_dir():
-            raise InputError(f"{path} is a file, but the {what} is a folder; choose a folder name (a new or empty folder)")
+            raise InputError(
+                f"{path} is a file, but the {what} is a folder; choose a folder name (a new or empty folder)"
+            )
         if kind == "file" and path.is_dir():
             raise InputError(f"{path} is a folder, but the {what} is a file; give it a file name inside that folder")
         if kind == "file" and not path.is_file():  # a device, pipe or socket would be replaced by a plain file

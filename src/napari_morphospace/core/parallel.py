@@ -51,7 +51,9 @@ def dask_client(*, workers: int | None = None, scheduler: str | None = None, tim
         yield client
 
 
-def ordered_map(client: Any, function: Callable[..., Any], items: Iterable[Any], *, ahead: int | None = None) -> Iterator[Any]:
+def ordered_map(
+    client: Any, function: Callable[..., Any], items: Iterable[Any], *, ahead: int | None = None
+) -> Iterator[Any]:
     """``function(item)`` for each item, run on the cluster, results yielded in the order of ``items``.
 
     At most ``ahead`` tasks (default: twice the worker threads) are

@@ -199,6 +199,7 @@ def _restore_annotations(session: Any, analysis: Analysis) -> None:
         except InputError:
             pass  # the folder's problems already name a damaged classes file
 
+
 def _restore_track_ids(session: Any, analysis: Analysis) -> None:
     """Track ids given in the Tracks widget were saved with the latents (the crop table has none): back to the cells."""
     latents = analysis.latents

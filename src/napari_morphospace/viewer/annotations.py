@@ -53,7 +53,11 @@ def annotation_layer(layer: Labels, cells: pd.DataFrame, classes: Sequence[Annot
                         rows["t"].to_numpy() if "t" in rows.columns else None, spatial_ndim(cells, layer.ndim))  # fmt: skip
     colours: dict[int | None, tuple[float, float, float, float]] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
     colours.update({i + 1: cls.rgba for i, cls in enumerate(classes)})
-    return data, {"scale": layer.scale, "translate": layer.translate, "colormap": DirectLabelColormap(color_dict=colours)}
+    return data, {
+        "scale": layer.scale,
+        "translate": layer.translate,
+        "colormap": DirectLabelColormap(color_dict=colours),
+    }
 
 
 def clicked_cells(layer: Labels, position: Sequence[float], cells: pd.DataFrame) -> np.ndarray:

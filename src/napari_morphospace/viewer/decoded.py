@@ -56,8 +56,15 @@ def show_decoded(viewer: Any, image: np.ndarray, channel_names: Sequence[str] = 
     names = list(channel_names) if len(channel_names) == image.shape[0] else [str(c) for c in range(image.shape[0])]
     colormaps = channel_colormaps_of(viewer, names)
     return [
-        put_image(viewer, f"{name} {channel}", image[c], colormap=cmap, scale=spacing, contrast_limits=(0.0, 1.0),
-                  blending="additive")  # fmt: skip
+        put_image(
+            viewer,
+            f"{name} {channel}",
+            image[c],
+            colormap=cmap,
+            scale=spacing,
+            contrast_limits=(0.0, 1.0),
+            blending="additive",
+        )  # fmt: skip
         for c, (channel, cmap) in enumerate(zip(names, colormaps))
     ]
 
@@ -71,7 +78,10 @@ def cell_box(viewer: Any, row: Mapping[str, Any] | pd.Series) -> tuple[np.ndarra
     if layer is None:
         return None
     leading = [int(row["t"])] if layer.ndim > 2 and "t" in row.keys() else [0] * (layer.ndim - 2)
-    corners = [[*leading, row["y_start"] - 0.5, row["x_start"] - 0.5], [*leading, row["y_stop"] - 0.5, row["x_stop"] - 0.5]]
+    corners = [
+        [*leading, row["y_start"] - 0.5, row["x_start"] - 0.5],
+        [*leading, row["y_stop"] - 0.5, row["x_stop"] - 0.5],
+    ]
     low, high = (np.asarray(layer.data_to_world(c), float) for c in corners)
     return low, high
 

@@ -36,4 +36,3 @@ def match_targets(viewer: Any) -> tuple[list[LabelsObjects], pd.DataFrame | None
     """What a table's rows are matched to: the Labels layers, and the session's cells when they come from a crop set."""
     session = session_for(viewer)
     return labels_objects(viewer), session.cells if session.crop_set is not None else None
-

@@ -72,7 +72,12 @@ class SelectionHighlights:
         if current is None and not len(chosen):
             return None
         size = float(np.max(layer.size, initial=1.0)) * 1.5
-        return layer.data[chosen], {"ndim": layer.ndim, "scale": layer.scale, "translate": layer.translate, "size": size}
+        return layer.data[chosen], {
+            "ndim": layer.ndim,
+            "scale": layer.scale,
+            "translate": layer.translate,
+            "size": size,
+        }
 
 
 __all__ = ["HIGHLIGHT_COLOR", "SELECTED_CELLS", "SELECTED_POINTS", "SelectionHighlights"]

@@ -83,9 +83,13 @@ def selected_cell(viewer: Any, spatial_ndim: int, layer: Any = None) -> tuple[st
     if layer is None:
         active = viewer.layers.selection.active
         candidates = [active] + [lay for lay in viewer.layers if lay is not active]
-        layer = next((lay for lay in candidates if isinstance(lay, Labels) and not lay.name.endswith(" selection")), None)
+        layer = next(
+            (lay for lay in candidates if isinstance(lay, Labels) and not lay.name.endswith(" selection")), None
+        )
     if not isinstance(layer, Labels):
-        raise InputError("no Labels layer to take the selected cell from: add the cells' Labels layer and select a label")
+        raise InputError(
+            "no Labels layer to take the selected cell from: add the cells' Labels layer and select a label"
+        )
     label = int(layer.selected_label)
     if label == 0:
         raise InputError(f"label 0 (background) is selected in {layer.name!r}: pick a cell with the label picker")
@@ -185,7 +189,10 @@ def paste_side_by_side(rendered: Sequence[Rendered]) -> Rendered | None:
     The first render's other properties (colormap, metadata...) are kept.
     """
     datas = [np.asarray(data) for data, _ in rendered]
-    scales = [np.asarray(placement.get("scale", np.ones(d.ndim)), float)[-d.ndim :] for d, (_, placement) in zip(datas, rendered)]
+    scales = [
+        np.asarray(placement.get("scale", np.ones(d.ndim)), float)[-d.ndim :]
+        for d, (_, placement) in zip(datas, rendered)
+    ]
     translates = [np.asarray(placement.get("translate", np.zeros(d.ndim)), float)[-d.ndim :]
                   for d, (_, placement) in zip(datas, rendered)]  # fmt: skip
     if len({(d.ndim, d.dtype) for d in datas}) != 1 or not all(np.allclose(s, scales[0]) for s in scales):

@@ -80,7 +80,7 @@ def place_maps(layers: Any, maps: Sequence[np.ndarray], rows: pd.DataFrame) -> l
         leading = len(shape) - spatial
         if leading not in (0, 1):
             raise InputError(
-                f"layer {name!r} has {len(shape)} axes; Grad-CAM overlays support [T,] {'ZYX'[3 - spatial:]} layers"
+                f"layer {name!r} has {len(shape)} axes; Grad-CAM overlays support [T,] {'ZYX'[3 - spatial :]} layers"
             )
         index = (int(part["t"].iloc[0]),) if leading == 1 and "t" in part.columns else (0,) * leading
         data, translate, scale = source_overlay(
@@ -214,4 +214,14 @@ def channel_colormaps_of(viewer: Any, channel_names: Sequence[str]) -> list[str]
     return channel_colormaps(list(channel_names), known)
 
 
-__all__ = ["GRADCAM", "GradcamOverlay", "PLACEMENT", "SCATTER_SELECTION", "chosen_cells", "PlacedMap", "channel_colormaps_of", "place_maps", "put_image"]
+__all__ = [
+    "GRADCAM",
+    "GradcamOverlay",
+    "PLACEMENT",
+    "SCATTER_SELECTION",
+    "chosen_cells",
+    "PlacedMap",
+    "channel_colormaps_of",
+    "place_maps",
+    "put_image",
+]

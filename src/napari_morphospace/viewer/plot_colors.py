@@ -27,7 +27,9 @@ class PointColors:
     colorbar: np.ndarray | None = None
 
 
-def point_colors(values: np.ndarray | None, name: str = "", *, n: int | None = None, opacity: float = 1.0) -> PointColors:
+def point_colors(
+    values: np.ndarray | None, name: str = "", *, n: int | None = None, opacity: float = 1.0
+) -> PointColors:
     """Colours for the points from one column's ``values`` (None: ``n`` points in one colour), alpha × ``opacity``.
 
     Booleans, text and integer columns with at most :data:`MAX_CATEGORIES`

@@ -23,11 +23,16 @@ PREVIEW_LAYER = "reconstruction preview"
 
 def show_reconstructions(viewer: Any, preview: ReconstructionPreview) -> Any:
     """Validation crops (top row) over their reconstructions (bottom row), one RGB layer updated in place; returns it."""
-    picture = crop_montage(np.concatenate([preview.originals, preview.reconstructions]),
-                           n_columns=len(preview.originals))
+    picture = crop_montage(
+        np.concatenate([preview.originals, preview.reconstructions]), n_columns=len(preview.originals)
+    )
     if PREVIEW_LAYER in viewer.layers:
         layer = viewer.layers[PREVIEW_LAYER]
-        if isinstance(layer.data, np.ndarray) and layer.data.shape == picture.shape and layer.data.dtype == picture.dtype:
+        if (
+            isinstance(layer.data, np.ndarray)
+            and layer.data.shape == picture.shape
+            and layer.data.dtype == picture.dtype
+        ):
             # In place: setting .data would recompute dims, extent and contrast limits.
             layer.data[...] = picture
             layer.refresh(extent=False)
@@ -38,6 +43,7 @@ def show_reconstructions(viewer: Any, preview: ReconstructionPreview) -> Any:
     stage = "" if preview.stage == "model" else f" ({preview.stage} model)"
     layer.metadata["description"] = f"top: validation crops, bottom: reconstructions, epoch {preview.epoch + 1}{stage}"
     return layer
+
 
 def preview_placement(viewer: Any, picture: np.ndarray) -> dict[str, Any]:
     """Scale and place the preview to the right of the other layers, about half their height."""
@@ -51,6 +57,7 @@ def preview_placement(viewer: Any, picture: np.ndarray) -> dict[str, Any]:
         return {}
     scale = 0.5 * height / picture.shape[0]
     return {"scale": (scale, scale), "translate": (float(extent[0, 0]), float(extent[1, 1] + 0.05 * width))}
+
 
 def add_preview_layer(viewer: Any, crop_shape: tuple[int, ...], *, resume: bool) -> None:
     """Add an empty preview layer for this run, or mark the one there as from the previous run.

@@ -127,15 +127,23 @@ def source_stack(layers: Any, source: Source, names: list[str] | None = None) ->
     share them: channels are matched by their order in the Channels column).
     """
     if not source.channels:
-        raise InputError(f"source {source.objects or source.group!r} has no image layers; name them in the Channels column")
+        raise InputError(
+            f"source {source.objects or source.group!r} has no image layers; name them in the Channels column"
+        )
     missing = [name for name in source.channels if name not in layers]
     if missing:
         raise InputError(f"no image layer named {', '.join(map(repr, missing))}; check the Channels column")
     arrays = [layers[name].data for name in source.channels]
     shapes = {tuple(a.shape) for a in arrays}
     if len(shapes) > 1:
-        raise InputError(f"the channel layers of {source.group!r} have different shapes {sorted(shapes)}; choose layers of one image")
-    if len(source.axes) != arrays[0].ndim or set(source.axes) - set("TZYX") or len(set(source.axes)) != len(source.axes):
+        raise InputError(
+            f"the channel layers of {source.group!r} have different shapes {sorted(shapes)}; choose layers of one image"
+        )
+    if (
+        len(source.axes) != arrays[0].ndim
+        or set(source.axes) - set("TZYX")
+        or len(set(source.axes)) != len(source.axes)
+    ):
         raise InputError(
             f"axes {source.axes!r} do not fit image layers with {arrays[0].ndim} dimensions; "
             "write one letter from TZYX per dimension in the Axes column"
@@ -201,7 +209,9 @@ def crop_job(layers: Any, sources: list[Source], kind: ObjectKind, crop: CropSet
     from one file (all its channels, as the reader splits them).
     """
     if kind not in ("labels", "patches"):
-        raise InputError("the command line crops from Labels files or a patch grid; points and boxes stay in the viewer")
+        raise InputError(
+            "the command line crops from Labels files or a patch grid; points and boxes stay in the viewer"
+        )
     images, labels, groups = [], [], []
     for source in (s for s in sources if s.use):
         files = {layer_file(layers[name]) for name in source.channels}

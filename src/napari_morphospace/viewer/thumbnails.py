@@ -73,7 +73,9 @@ def thumbnail_place(
     (x, y), (width, height), (area_width, area_height) = cursor, size, area
     left = x + gap if x + gap + width <= area_width else x - gap - width
     top = y + gap if y + gap + height <= area_height else y - gap - height
-    return int(round(min(max(left, 0), max(area_width - width, 0)))), int(round(min(max(top, 0), max(area_height - height, 0))))
+    return int(round(min(max(left, 0), max(area_width - width, 0)))), int(
+        round(min(max(top, 0), max(area_height - height, 0)))
+    )
 
 
 __all__ = ["KEPT_PICTURES", "CropPictures", "thumbnail_place"]

@@ -18,9 +18,9 @@ from napari.layers import Labels, Tracks
 
 from ..core.analysis import tracks as core_tracks
 from ..core.analysis.cell_table import mu_columns
-from ..core.cells.track_ids import track_ids_from_column, track_ids_from_labels, track_ids_from_tracks
 from ..core.cells.crop_set import NO_TRACK, TRACK_ID
 from ..core.cells.selection import spatial_ndim
+from ..core.cells.track_ids import track_ids_from_column, track_ids_from_labels, track_ids_from_tracks
 from ..core.errors import InputError
 from .features import is_overlay, source_names
 from .layers import unwrap

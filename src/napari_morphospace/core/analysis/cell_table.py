@@ -84,7 +84,9 @@ def is_result_column(column: str) -> bool:
 def cell_table(crop_table: pd.DataFrame) -> pd.DataFrame:
     """A new per-cell table from a crop table: its rows and columns, with an ``annotation`` column ("" = none)."""
     if "crop_id" not in crop_table.columns:
-        raise InputError("the crop table has no crop_id column; build the crops with the Cells widget or 'morphospace crops'")
+        raise InputError(
+            "the crop table has no crop_id column; build the crops with the Cells widget or 'morphospace crops'"
+        )
     table = crop_table.reset_index(drop=True).copy()
     table[ANNOTATION] = table[ANNOTATION].fillna("").astype(str) if ANNOTATION in table.columns else ""
     return table
@@ -130,7 +132,9 @@ def set_columns(cells: pd.DataFrame, crop_ids: Iterable[int], columns: Mapping[s
     ids = np.asarray(list(crop_ids) if not isinstance(crop_ids, np.ndarray) else crop_ids, dtype=np.int64)
     positions = pd.Index(cells["crop_id"].to_numpy(np.int64)).get_indexer(ids)
     if (positions < 0).any():
-        raise InputError(f"{int((positions < 0).sum())} crop id(s) are not cells of this session; embed these crops first")
+        raise InputError(
+            f"{int((positions < 0).sum())} crop id(s) are not cells of this session; embed these crops first"
+        )
     prefixes = {name.split("_")[0] + "_" for name in columns if name.startswith(EMBEDDING_PREFIXES)}
     table = cells.drop(columns=[c for c in cells.columns if c.startswith(tuple(prefixes))])
     for name, values in columns.items():
@@ -141,7 +145,9 @@ def set_columns(cells: pd.DataFrame, crop_ids: Iterable[int], columns: Mapping[s
             column = pd.array(np.zeros(len(table), np.int64), dtype="Int64")
             column[:] = pd.NA
         else:
-            column = np.full(len(table), np.nan) if values.dtype.kind in "fb" else np.full(len(table), None, dtype=object)
+            column = (
+                np.full(len(table), np.nan) if values.dtype.kind in "fb" else np.full(len(table), None, dtype=object)
+            )
         column[positions] = values
         table[name] = column
     return table
@@ -227,7 +233,9 @@ class FeatureJoin:
         for reason, rows in self.unmatched.groupby("reason", sort=False):
             sources = ", ".join(repr(s) for s in pd.unique(rows["source"])[:5])
             ids = ", ".join(str(i) for i in pd.unique(rows["label_id"])[:8])
-            parts.append(f"{len(rows)} crop(s) of {sources} {reason} (label ids {ids}{' …' if rows['label_id'].nunique() > 8 else ''})")
+            parts.append(
+                f"{len(rows)} crop(s) of {sources} {reason} (label ids {ids}{' …' if rows['label_id'].nunique() > 8 else ''})"
+            )
         return (
             "; ".join(parts)
             + ". Name the Labels layer like the crops' source (or set layer.metadata['source']) and embed crops made from it"
@@ -343,8 +351,8 @@ def join_latents(latents: pd.DataFrame, layers: Sequence[LabelsInfo], *, include
 
 def mu_columns(table: pd.DataFrame, prefix: str = "mu_") -> list[str]:
     """The ``mu_0, mu_1, …`` (or ``logvar_*``) columns of ``table`` in dimension order."""
-    columns = [c for c in table.columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
-    return sorted(columns, key=lambda c: int(c[len(prefix):]))
+    columns = [c for c in table.columns if c.startswith(prefix) and c[len(prefix) :].isdigit()]
+    return sorted(columns, key=lambda c: int(c[len(prefix) :]))
 
 
 def is_measured_feature(column: str) -> bool:
@@ -354,7 +362,7 @@ def is_measured_feature(column: str) -> bool:
 
 def original_name(column: str) -> str:
     """The user's name of a measured feature column (``feature:AreaShape_Area`` -> ``AreaShape_Area``); others as they are."""
-    return column[len(FEATURE_PREFIX):] if is_measured_feature(column) else column
+    return column[len(FEATURE_PREFIX) :] if is_measured_feature(column) else column
 
 
 def latent_columns(table: pd.DataFrame) -> list[str]:
@@ -406,7 +414,9 @@ def add_cluster_column(
     latents: pd.DataFrame, method: embedding.ClusterMethod, *, n_clusters: int = 3, seed: int = 0
 ) -> pd.DataFrame:
     """A copy of ``latents`` with a ``cluster`` column (int; -1 is HDBSCAN noise) computed on its latent columns."""
-    return latents.assign(cluster=embedding.cluster(latent_matrix(latents), method=method, n_clusters=n_clusters, seed=seed))
+    return latents.assign(
+        cluster=embedding.cluster(latent_matrix(latents), method=method, n_clusters=n_clusters, seed=seed)
+    )
 
 
 __all__ = [

@@ -89,7 +89,9 @@ def ssim_map(a: Any, b: Any, *, data_range: float, sigma: float = 1.5, channel_a
     b = np.asarray(b)
     _check_same_shape(a, b)
     if not data_range > 0:
-        raise InputError(f"data_range must be positive (the span the data can take, 1.0 for [0, 1] images); got {data_range}")
+        raise InputError(
+            f"data_range must be positive (the span the data can take, 1.0 for [0, 1] images); got {data_range}"
+        )
     _check_window_fits(a.shape, channel_axis, sigma)
     _, full = structural_similarity(
         a,
@@ -104,7 +106,9 @@ def ssim_map(a: Any, b: Any, *, data_range: float, sigma: float = 1.5, channel_a
     return full
 
 
-def dissimilarity_map(a: Any, b: Any, *, data_range: float, sigma: float = 1.5, channel_axis: int | None = None) -> np.ndarray:
+def dissimilarity_map(
+    a: Any, b: Any, *, data_range: float, sigma: float = 1.5, channel_axis: int | None = None
+) -> np.ndarray:
     """``1 − SSIM`` (see :func:`ssim_map`): 0 where the images agree locally, up to 2 where they are anti-correlated."""
     return 1.0 - ssim_map(a, b, data_range=data_range, sigma=sigma, channel_axis=channel_axis)
 
@@ -122,7 +126,9 @@ def threshold_map(difference: Any, *, quantile: float = 0.9) -> np.ndarray:
     return np.where(values >= cutoff, values, 0.0).astype(np.float32)
 
 
-def compare_images(first: np.ndarray, second: np.ndarray, *, data_range: float = 1.0, sigma: float = 1.5) -> dict[str, np.ndarray]:
+def compare_images(
+    first: np.ndarray, second: np.ndarray, *, data_range: float = 1.0, sigma: float = 1.5
+) -> dict[str, np.ndarray]:
     """Absolute difference and 1 − SSIM (per channel) of two decoded images ``(C, [Z,] Y, X)``.
 
     ``data_range`` defaults to 1.0, the range of the sigmoid decoders and of

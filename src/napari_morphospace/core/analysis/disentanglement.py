@@ -51,7 +51,9 @@ def _check_inputs(latents: Any, factors: Any, n_bins: int) -> tuple[np.ndarray, 
             f"expected latents (N, D) and factors (N, K) with the same N; got {latents.shape} and {factors.shape}"
         )
     if not np.all(np.isfinite(latents)):
-        raise InputError("the latents contain NaN or infinite values: re-embed the crops with a model that trained without errors")
+        raise InputError(
+            "the latents contain NaN or infinite values: re-embed the crops with a model that trained without errors"
+        )
     classes = np.stack([_as_classes(factors[:, k], n_bins) for k in range(factors.shape[1])], axis=1)
     constant = [k for k in range(classes.shape[1]) if np.unique(classes[:, k]).size < 2]
     if constant:
@@ -146,10 +148,14 @@ def dci(
         )
         model = GradientBoostingClassifier(random_state=seed).fit(x_train, y_train)
         accuracy[k] = model.score(x_test, y_test)
-        result = permutation_importance(model, x_test, y_test, n_repeats=n_repeats, random_state=seed, scoring="accuracy")
+        result = permutation_importance(
+            model, x_test, y_test, n_repeats=n_repeats, random_state=seed, scoring="accuracy"
+        )
         importance[:, k] = np.clip(result.importances_mean, 0.0, None)
     if importance.sum() == 0:
-        raise InputError("no latent dimension predicts any factor better than chance: DCI is undefined for these latents")
+        raise InputError(
+            "no latent dimension predicts any factor better than chance: DCI is undefined for these latents"
+        )
     return DCIResult(
         disentanglement=_weighted_entropy_score(importance),
         completeness=_weighted_entropy_score(importance.T),

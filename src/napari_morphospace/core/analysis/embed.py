@@ -100,7 +100,9 @@ def embed(
         raise InputError(f"batch_size is {batch_size}; use at least 1")
     device = check_device(device)
     if isinstance(model_or_bundle, Bundle):
-        differences = check_compatible(model_or_bundle, crop_set, allow_preprocessing_mismatch=allow_preprocessing_mismatch)
+        differences = check_compatible(
+            model_or_bundle, crop_set, allow_preprocessing_mismatch=allow_preprocessing_mismatch
+        )
         if differences:
             warnings.warn("embedding crops made differently from the model's training crops: " + "; ".join(differences),
                           UserWarning, stacklevel=2)  # fmt: skip
@@ -136,7 +138,9 @@ def check_device(device: str | torch.device) -> torch.device:
     if chosen.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise InputError(f"device {str(device)!r} needs CUDA, which this machine (or this torch build) lacks; use --device cpu")
+            raise InputError(
+                f"device {str(device)!r} needs CUDA, which this machine (or this torch build) lacks; use --device cpu"
+            )
         if chosen.index is not None and chosen.index >= count:
             raise InputError(f"device {str(device)!r} does not exist: this machine has {count} CUDA device(s), "
                              f"cuda:0 to cuda:{count - 1}")  # fmt: skip
@@ -203,12 +207,21 @@ def _embed_block(task: tuple[str, str, int, int, int, str]) -> pd.DataFrame:
     block = CropSet(crop_set.images[start:stop], crop_set.table.iloc[start:stop], crop_set.channel_names,
                     crop_set.spacing, crop_set.preprocess)  # fmt: skip
     # Checked (and warned about) once by embed_on_cluster, before the tasks started.
-    return embed(load_bundle(bundle_path, map_location=device), block, batch_size=batch_size, device=device,
-                 allow_preprocessing_mismatch=True)
+    return embed(
+        load_bundle(bundle_path, map_location=device),
+        block,
+        batch_size=batch_size,
+        device=device,
+        allow_preprocessing_mismatch=True,
+    )
 
 
-def _encoder(model: MorphoVAE | StackedConditionalVAE, crop_set: CropSet, label_column: str | None,
-             label_classes: list[Any] | None) -> Callable[[torch.Tensor, slice], tuple[torch.Tensor, torch.Tensor]]:
+def _encoder(
+    model: MorphoVAE | StackedConditionalVAE,
+    crop_set: CropSet,
+    label_column: str | None,
+    label_classes: list[Any] | None,
+) -> Callable[[torch.Tensor, slice], tuple[torch.Tensor, torch.Tensor]]:
     """A function ``(images, rows) -> (mu, logvar)`` for this kind of model."""
     if not isinstance(model, StackedConditionalVAE):
         return lambda images, rows: model.encode(images)
@@ -225,8 +238,9 @@ def _encoder(model: MorphoVAE | StackedConditionalVAE, crop_set: CropSet, label_
     return encode_target
 
 
-def _label_codes(crop_set: CropSet, label_column: str | None, label_classes: list[Any] | None,
-                 num_labels: int) -> np.ndarray:
+def _label_codes(
+    crop_set: CropSet, label_column: str | None, label_classes: list[Any] | None, num_labels: int
+) -> np.ndarray:
     """One-hot positions of each crop's label, using the training order of the classes."""
     if label_column is None or not label_classes:
         raise InputError(

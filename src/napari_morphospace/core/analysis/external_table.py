@@ -139,7 +139,9 @@ def read_external_table(path: str | os.PathLike) -> pd.DataFrame:
             return _read_anndata(path)
         return pd.read_csv(path, sep="\t" if suffix == ".tsv" else None, engine="python")
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise InputError(f"cannot read {path.name} as a table ({err}); choose a CSV, TSV, Parquet or .h5ad file") from err
+        raise InputError(
+            f"cannot read {path.name} as a table ({err}); choose a CSV, TSV, Parquet or .h5ad file"
+        ) from err
 
 
 def _read_anndata(path: Path) -> pd.DataFrame:
@@ -204,7 +206,9 @@ def group_column(table: pd.DataFrame, settings: TableSettings) -> str | None:
     """The column with each cell's condition: the one the settings name (checked), else the first known one."""
     if settings.group_column:
         if settings.group_column not in table.columns:
-            raise InputError(f"the table has no column {settings.group_column!r} for the groups; its columns are {_list(table.columns)}")
+            raise InputError(
+                f"the table has no column {settings.group_column!r} for the groups; its columns are {_list(table.columns)}"
+            )
         return settings.group_column
     return _first(table.columns, GROUP_COLUMNS)
 
@@ -277,7 +281,6 @@ def open_external_table(
     return external_cells(table, settings, layers=layers, cells=cells, images=images)
 
 
-
 def external_cells(
     table: pd.DataFrame,
     settings: TableSettings | None = None,
@@ -332,7 +335,9 @@ def external_cells(
     keep = keyed["keep"].to_numpy()
     missing = ~np.isfinite(values[features].to_numpy()).all(axis=1) & keep
     if missing.any():
-        notes.append(f"{int(missing.sum())} of {int(keep.sum())} rows have missing or infinite feature values and are left out")
+        notes.append(
+            f"{int(missing.sum())} of {int(keep.sum())} rows have missing or infinite feature values and are left out"
+        )
     keep = keep & ~missing
     if cells is not None and "crop_id" not in table.columns:
         keep &= _crop_ids_of_cells(keyed, cells, layers, notes)
@@ -360,11 +365,15 @@ def _rows_by_crop_id(table: pd.DataFrame, cells: pd.DataFrame | None) -> pd.Data
         )
     ids = pd.to_numeric(table["crop_id"], errors="coerce")
     if ids.isna().any() or (ids % 1 != 0).any():
-        raise InputError(f"the crop_id column holds {int(ids.isna().sum() + (ids % 1 != 0).sum())} value(s) that are not whole numbers")
+        raise InputError(
+            f"the crop_id column holds {int(ids.isna().sum() + (ids % 1 != 0).sum())} value(s) that are not whole numbers"
+        )
     ids = ids.astype(np.int64)
     repeated = ids[ids.duplicated()]
     if len(repeated):
-        raise InputError(f"{len(repeated)} crop id(s) occur more than once ({_list(pd.unique(repeated), 8)}); use one row per crop")
+        raise InputError(
+            f"{len(repeated)} crop id(s) occur more than once ({_list(pd.unique(repeated), 8)}); use one row per crop"
+        )
     known = cells.set_index("crop_id")
     unknown = ids[~ids.isin(known.index)]
     if len(unknown):
@@ -434,7 +443,9 @@ def _rows_by_label(
     return rows, key_columns
 
 
-def _names_of_image_numbers(numbers: pd.Series, images: Mapping[int, str] | None, layers: Sequence[LabelsObjects] | None) -> pd.Series:
+def _names_of_image_numbers(
+    numbers: pd.Series, images: Mapping[int, str] | None, layers: Sequence[LabelsObjects] | None
+) -> pd.Series:
     """The image name of each ``ImageNumber`` (from the image table), or the only layer's name for a single image."""
     numbers = pd.to_numeric(numbers, errors="coerce")
     if images is None:
@@ -449,7 +460,9 @@ def _names_of_image_numbers(numbers: pd.Series, images: Mapping[int, str] | None
         )
     unknown = sorted(set(numbers.dropna().astype(int)) - set(images))
     if unknown:
-        raise InputError(f"the image table has no row for ImageNumber {_list(unknown, 8)}; choose the image table of the same run")
+        raise InputError(
+            f"the image table has no row for ImageNumber {_list(unknown, 8)}; choose the image table of the same run"
+        )
     return numbers.astype(int).map(images).astype(str)
 
 
@@ -461,7 +474,9 @@ def _match_layers(rows: pd.DataFrame, layers: Sequence[LabelsObjects], notes: li
         candidates = {value, image_stem(value)}
         matches = [layer for layer in layers if candidates & layer.names]
         if len(matches) > 1:
-            raise InputError(f"image {value!r} of the table matches several Labels layers ({_list([m.name for m in matches])}); rename all but one")
+            raise InputError(
+                f"image {value!r} of the table matches several Labels layers ({_list([m.name for m in matches])}); rename all but one"
+            )
         if matches:
             layer_of[value] = matches[0]
     if not layer_of:

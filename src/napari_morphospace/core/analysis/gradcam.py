@@ -90,7 +90,9 @@ def gradcam(
     layer = _resolve_layer(model, layer)
     device = model_device(model)
     with evaluating(model):
-        maps = [_gradcam_batch(model, part.to(device), target, layer, normalize) for part in _as_batch(x).split(batch_size)]
+        maps = [
+            _gradcam_batch(model, part.to(device), target, layer, normalize) for part in _as_batch(x).split(batch_size)
+        ]
     return np.concatenate(maps)
 
 
@@ -110,7 +112,9 @@ def _gradcam_batch(
         finally:
             handle.remove()
         if not captured:
-            raise InputError(f"the layer {type(layer).__name__} was not used when computing the target: choose a layer of this network")
+            raise InputError(
+                f"the layer {type(layer).__name__} was not used when computing the target: choose a layer of this network"
+            )
         activations = captured[-1]
         (gradients,) = torch.autograd.grad(scores.sum(), activations)
     spatial_axes = tuple(range(2, activations.ndim))
@@ -144,7 +148,9 @@ def gradcam_encoder(
     def target(batch: torch.Tensor) -> torch.Tensor:
         mu = model.encode(batch)[0] if cond is None else model.encode(batch, cond=cond)[0]
         if not 0 <= dim < mu.shape[1]:
-            raise InputError(f"latent dimension {dim} does not exist: the encoder has dimensions 0 to {mu.shape[1] - 1}")
+            raise InputError(
+                f"latent dimension {dim} does not exist: the encoder has dimensions 0 to {mu.shape[1] - 1}"
+            )
         return sign * mu[:, dim]
 
     return gradcam(model, x, target, layer=layer, normalize=normalize)
@@ -163,7 +169,9 @@ def gradcam_classifier(
     def target(batch: torch.Tensor) -> torch.Tensor:
         logits = model(batch)
         if not 0 <= class_index < logits.shape[1]:
-            raise InputError(f"class {class_index} does not exist: the classifier has classes 0 to {logits.shape[1] - 1}")
+            raise InputError(
+                f"class {class_index} does not exist: the classifier has classes 0 to {logits.shape[1] - 1}"
+            )
         return logits[:, class_index]
 
     return gradcam(model, x, target, layer=layer, normalize=normalize)
@@ -174,10 +182,14 @@ def _bbox(bbox_row: Any, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         values = np.array([float(bbox_row[c]) for c in columns]).reshape(ndim, 2)
     except KeyError as err:
-        raise InputError(f"the crop table row has no bounding-box column {err}; a {ndim}D map needs {', '.join(columns)}") from err
+        raise InputError(
+            f"the crop table row has no bounding-box column {err}; a {ndim}D map needs {', '.join(columns)}"
+        ) from err
     start, stop = values[:, 0], values[:, 1]
     if np.any(stop <= start):
-        raise InputError(f"the bounding box {dict(zip(columns, values.reshape(-1)))} is empty: every stop must exceed its start")
+        raise InputError(
+            f"the bounding box {dict(zip(columns, values.reshape(-1)))} is empty: every stop must exceed its start"
+        )
     return start, stop
 
 
@@ -212,7 +224,9 @@ def paste_into_source(cam: np.ndarray, bbox_row: Any, source_shape: tuple[int, .
     """
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != len(source_shape):
-        raise InputError(f"the map has {cam.ndim} axes but the source shape {tuple(source_shape)} has {len(source_shape)}")
+        raise InputError(
+            f"the map has {cam.ndim} axes but the source shape {tuple(source_shape)} has {len(source_shape)}"
+        )
     start, stop = _bbox(bbox_row, cam.ndim)
     start, stop = np.round(start).astype(int), np.round(stop).astype(int)
     resized = resize(cam, tuple(stop - start), order=order, mode="edge", anti_aliasing=False, preserve_range=True)

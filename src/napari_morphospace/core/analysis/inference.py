@@ -89,7 +89,9 @@ class InferenceSettings:
         if self.permutations < 100:
             raise InputError(f"permutations is {self.permutations}; use at least 100 (the default is 2000)")
         if self.resamples < 100:
-            raise InputError(f"resamples is {self.resamples}; use at least 100 bootstrap resamples (the default is 2000)")
+            raise InputError(
+                f"resamples is {self.resamples}; use at least 100 bootstrap resamples (the default is 2000)"
+            )
         for name in ("fdr", "confidence"):
             if not 0 < getattr(self, name) < 1:
                 raise InputError(f"{name} is {getattr(self, name)}; use a level between 0 and 1, e.g. 0.05 or 0.95")
@@ -188,7 +190,9 @@ class GroupComparison:
         kind = "all" if self.exact else "random"
         significant = self.significant_names()
         distance = self.distance
-        name = "energy distance" if distance.kind == "energy" else f"MMD² (Gaussian kernel, σ = {distance.bandwidth:.3g})"
+        name = (
+            "energy distance" if distance.kind == "energy" else f"MMD² (Gaussian kernel, σ = {distance.bandwidth:.3g})"
+        )
         return [
             f"{self.a!r} vs {self.b!r} by {self.group_column!r}, per {self.unit}: {units}; effects > 0: {self.a!r} higher",
             f"Permutation tests ({self.arrangements} {kind} relabellings of the {self.unit}s), "
@@ -320,18 +324,21 @@ def arrangements(units: Units, permutations: int, rng: np.random.Generator) -> t
     chunk = max(1, CHUNK_ELEMENTS // max(m, 1))
     total = arrangement_count(m_a, m - m_a)
     if total <= permutations:
+
         def exact() -> Iterator[np.ndarray]:
             combinations = itertools.combinations(range(m), m_a)
             while batch := list(itertools.islice(combinations, chunk)):
                 rows = np.zeros((len(batch), m))
                 rows[np.arange(len(batch))[:, None], np.asarray(batch, dtype=int).reshape(len(batch), m_a)] = 1.0
                 yield rows
+
         return exact(), total, True
 
     def shuffled() -> Iterator[np.ndarray]:
         observed = units.in_a.astype(float)
         for start in range(0, permutations, chunk):
             yield rng.permuted(np.tile(observed, (min(chunk, permutations - start), 1)), axis=1)
+
     return shuffled(), permutations, False
 
 
@@ -435,7 +442,9 @@ def _kernel_matrix(values: np.ndarray, kind: str) -> tuple[np.ndarray, float | N
     return squareform(np.exp(-(distances**2) / (2 * sigma**2)), checks=False) + np.eye(len(values)), sigma
 
 
-def _contrast(rows: np.ndarray, kernel: np.ndarray, row_sums: np.ndarray, total: float, counts: np.ndarray) -> np.ndarray:
+def _contrast(
+    rows: np.ndarray, kernel: np.ndarray, row_sums: np.ndarray, total: float, counts: np.ndarray
+) -> np.ndarray:
     """MMD² = mean k(a, a') + mean k(b, b') − 2 mean k(a, b) (V-statistics) for each 0/1 row labelling the cells."""
     n_a = rows @ counts
     n_b = counts.sum() - n_a

@@ -177,8 +177,13 @@ def default_groups(table: pd.DataFrame, group_column: str) -> tuple[Any, Any]:
 
 
 def summarise_latents(
-    table: pd.DataFrame, group_column: str = "group", condition: Any = None, reference: Any = None, *,
-    folds: int = 5, seed: int = 0,
+    table: pd.DataFrame,
+    group_column: str = "group",
+    condition: Any = None,
+    reference: Any = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
 ) -> LatentSummary:
     """Every statistic of the latent table, comparing ``condition`` against ``reference`` of ``group_column``.
 
@@ -203,7 +208,9 @@ def summarise_latents(
     notes = [f"{left_out} object(s) without latents left out"] if left_out else []
     means = rows[mu].to_numpy(dtype=float)
     log_variances = rows[logvar].to_numpy(dtype=float) if logvar else None
-    groups = rows[group_column].to_numpy() if group_column in rows.columns else np.full(len(rows), reference, dtype=object)
+    groups = (
+        rows[group_column].to_numpy() if group_column in rows.columns else np.full(len(rows), reference, dtype=object)
+    )
     kl = statistics.kl_per_dimension(means, log_variances) if log_variances is not None else None
     empirical = statistics.empirical_kl_to_standard_normal(means) if len(means) > len(mu) else None
     common: dict[str, Any] = {
@@ -277,4 +284,12 @@ def summary_figures(summary: LatentSummary, table: pd.DataFrame, *, top: int = 3
     return figures
 
 
-__all__ = ["GROUP_COLUMNS", "LatentSummary", "default_groups", "group_choices", "latent_rows", "summarise_latents", "summary_figures"]
+__all__ = [
+    "GROUP_COLUMNS",
+    "LatentSummary",
+    "default_groups",
+    "group_choices",
+    "latent_rows",
+    "summarise_latents",
+    "summary_figures",
+]

@@ -150,7 +150,9 @@ def start_vector(
         raise InputError(f"starting from a {kind} needs a latent table: embed the crops with the model first")
     columns = require_mu_columns(latent_table)
     if len(columns) != latent_dim:
-        raise InputError(f"the latent table has {len(columns)} dimensions but the model has {latent_dim}: embed with this model")
+        raise InputError(
+            f"the latent table has {len(columns)} dimensions but the model has {latent_dim}: embed with this model"
+        )
     if kind == "group mean":
         means = group_means(latent_table, group_column)
         if group not in means:
@@ -231,7 +233,9 @@ def overlay_on_layer(
             "choose the source layer the crops were cut from"
         )
     if len(leading_index) != n_leading:
-        raise InputError(f"the source layer has {n_leading} axis/axes before the spatial ones; give one index for each (e.g. t)")
+        raise InputError(
+            f"the source layer has {n_leading} axis/axes before the spatial ones; give one index for each (e.g. t)"
+        )
     place_translate, place_scale = place_in_source(cam, bbox_row)
     pixel_translate = np.r_[np.asarray(leading_index, dtype=float), place_translate]
     pixel_scale = np.r_[np.ones(n_leading), place_scale]
@@ -279,7 +283,9 @@ def source_overlay(
     spatial = np.ndim(maps[0])
     n_leading = len(layer_shape) - spatial
     if len(leading_index) != n_leading:
-        raise InputError(f"the source layer has {n_leading} axis/axes before the spatial ones; give one index for each (e.g. t)")
+        raise InputError(
+            f"the source layer has {n_leading} axis/axes before the spatial ones; give one index for each (e.g. t)"
+        )
     if len(maps) == 1:
         return overlay_on_layer(
             maps[0], rows.iloc[0], layer_scale=layer_scale, layer_translate=layer_translate, leading_index=leading_index
@@ -291,7 +297,9 @@ def source_overlay(
     return pasted.reshape((1,) * n_leading + pasted.shape), translate, scale
 
 
-def difference_maps(low: np.ndarray, high: np.ndarray, *, data_range: float = 1.0, sigma: float = 1.5) -> dict[str, Any]:
+def difference_maps(
+    low: np.ndarray, high: np.ndarray, *, data_range: float = 1.0, sigma: float = 1.5
+) -> dict[str, Any]:
     """|high − low| and 1 − SSIM of two decodes ``(C, [Z,] Y, X)``, each reduced to the largest change over channels.
 
     Returns
@@ -302,9 +310,15 @@ def difference_maps(low: np.ndarray, high: np.ndarray, *, data_range: float = 1.
         ``ssim_message`` (the reason, or None). Channels are reduced by their
         maximum so one overlay shows where any channel changed most.
     """
-    result: dict[str, Any] = {"abs": absolute_difference(low, high).max(axis=0), "dissimilarity": None, "ssim_message": None}
+    result: dict[str, Any] = {
+        "abs": absolute_difference(low, high).max(axis=0),
+        "dissimilarity": None,
+        "ssim_message": None,
+    }
     try:
-        result["dissimilarity"] = dissimilarity_map(low, high, data_range=data_range, sigma=sigma, channel_axis=0).max(axis=0)
+        result["dissimilarity"] = dissimilarity_map(low, high, data_range=data_range, sigma=sigma, channel_axis=0).max(
+            axis=0
+        )
     except InputError as err:
         result["ssim_message"] = str(err)
     return result

@@ -15,8 +15,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import (
@@ -92,7 +92,9 @@ def group_arrays(
         raise InputError(f"choose two different groups to compare (got {list(groups)}); effect sizes need two groups")
     missing = [c for c in [group_column, *columns] if c not in table.columns]
     if missing:
-        raise InputError(f"the table has no column(s) {', '.join(missing)}; run the embedding first or pick other columns")
+        raise InputError(
+            f"the table has no column(s) {', '.join(missing)}; run the embedding first or pick other columns"
+        )
     values = table[list(columns)].to_numpy(dtype=float)
     require_finite(values, list(columns))
     out = []
@@ -157,9 +159,7 @@ def rank_dimensions(d: np.ndarray) -> np.ndarray:
     return np.argsort(-magnitude, kind="stable")
 
 
-def order_dimensions(
-    mu: np.ndarray, logvar: np.ndarray | None = None, groups: ArrayLike | None = None
-) -> np.ndarray:
+def order_dimensions(mu: np.ndarray, logvar: np.ndarray | None = None, groups: ArrayLike | None = None) -> np.ndarray:
     """Latent dimensions, most informative first, for choosing plot axes.
 
     By decreasing KL to the prior when the log-variances are known, else by
@@ -270,8 +270,14 @@ def linear_probe(
         )
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     auroc = "roc_auc" if len(labels) == 2 else "roc_auc_ovr"
-    scores = cross_validate(model, x, y, cv=splitter, groups=source_groups,
-                            scoring={"balanced_accuracy": "balanced_accuracy", "auroc": auroc})
+    scores = cross_validate(
+        model,
+        x,
+        y,
+        cv=splitter,
+        groups=source_groups,
+        scoring={"balanced_accuracy": "balanced_accuracy", "auroc": auroc},
+    )
     per_fold = {
         "balanced_accuracy": scores["test_balanced_accuracy"].tolist(),
         "auroc": scores["test_auroc"].tolist(),
@@ -299,8 +305,10 @@ def _probe_splitter(
     if per_group[fewest] >= 2:
         splitter = StratifiedGroupKFold(n_splits=min(folds, per_group[fewest]), shuffle=True, random_state=seed)
         return splitter, images, None
-    note = (f"group {fewest!r} has all its cells in one image, so the folds could not keep images apart: the "
-            "probe may partly recognise the image rather than the cells")
+    note = (
+        f"group {fewest!r} has all its cells in one image, so the folds could not keep images apart: the "
+        "probe may partly recognise the image rather than the cells"
+    )
     return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), None, note
 
 

@@ -12,6 +12,7 @@ Outcomes or conditions are compared per track, not per crop, because the
 frames of one cell are not independent samples (:func:`compare_track_groups`,
 with the permutation tests and bootstrap intervals of :mod:`core.analysis.inference`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -245,9 +246,7 @@ def compare_track_groups(
     if absent:
         raise InputError(f"no track has {group_column} {', '.join(map(repr, absent))}; the tracks have {present}")
     if len(groups) != 2 or groups[0] == groups[1]:
-        raise InputError(
-            f"comparing tracks needs two groups in column {group_column!r}; found {present or 'none'}"
-        )
+        raise InputError(f"comparing tracks needs two groups in column {group_column!r}; found {present or 'none'}")
     measures = [m for m in (measures or MEASURES + ("time_to_region",)) if m in statistics.columns]
     rng = np.random.default_rng(settings.seed)
     records, notes = [], []

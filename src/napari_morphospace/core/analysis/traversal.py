@@ -108,7 +108,9 @@ def decode_latents(model: MorphoVAE, z: np.ndarray, *, cond: Any = None) -> np.n
     """
     with evaluating(model), torch.no_grad():
         tensor = torch.as_tensor(np.asarray(z, dtype=np.float32), device=model_device(model))
-        images = model.decode(tensor) if cond is None else model.decode(tensor, cond=broadcast_condition(cond, len(tensor)))
+        images = (
+            model.decode(tensor) if cond is None else model.decode(tensor, cond=broadcast_condition(cond, len(tensor)))
+        )
     return images.detach().cpu().numpy().astype(np.float32, copy=False)
 
 
@@ -213,7 +215,10 @@ def group_traversals(
     column ``j`` of each group shows the cells at the same latent value and any
     difference between groups comes from the other dimensions.
     """
-    return {group: traverse(model, dim, start=mean, values=values, n_steps=n_steps, cond=cond) for group, mean in means.items()}
+    return {
+        group: traverse(model, dim, start=mean, values=values, n_steps=n_steps, cond=cond)
+        for group, mean in means.items()
+    }
 
 
 def _display_image(image: np.ndarray, channel: int) -> np.ndarray:

@@ -211,7 +211,9 @@ def _job_track_ids(job: CropJob, table: Any, tracks: list[np.ndarray]) -> np.nda
     for index, image in enumerate(job.images):
         rows = (table["source"] == str(image)).to_numpy()
         labels = read_labels(job.labels[index], axes=job.axes) if job.objects == "labels" else None
-        ids[rows] = track_ids_from_tracks(table[rows], tracks[index], None if labels is None else _frames(labels, table))
+        ids[rows] = track_ids_from_tracks(
+            table[rows], tracks[index], None if labels is None else _frames(labels, table)
+        )
     return ids
 
 

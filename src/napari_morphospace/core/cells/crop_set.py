@@ -170,7 +170,9 @@ class CropSet:
             )
         ids = self.table["crop_id"]
         if len(ids) and not pd.api.types.is_integer_dtype(ids.dtype):
-            raise InputError(f"crop_id values must be whole numbers; the crop table has {ids.dtype} values {_first(ids)}")
+            raise InputError(
+                f"crop_id values must be whole numbers; the crop table has {ids.dtype} values {_first(ids)}"
+            )
         if check_values is None:
             check_values = isinstance(self.images, np.ndarray)
         if check_values:
@@ -390,7 +392,9 @@ class CropSetWriter:
         check_crop_set_target(self.directory, overwrite)
         try:
             self.directory.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=scratch_prefix(self.directory), suffix=".tmp"))
+            self._tmp = Path(
+                tempfile.mkdtemp(dir=self.directory.parent, prefix=scratch_prefix(self.directory), suffix=".tmp")
+            )
         except OSError as err:
             raise write_failed(self.directory, err) from err
         chunk, shard = _storage_layout(self.crop_shape)
@@ -481,8 +485,9 @@ class CropSetWriter:
             self._buffer, self._mask_buffer = np.empty((0,) + self.crop_shape, np.float32), None
             columns = CROP_TABLE_COLUMNS + bbox_columns(len(self.crop_shape) - 1)
             table = pd.concat(self._tables, ignore_index=True) if self._tables else pd.DataFrame(columns=columns)
-            CropSet(self._images, table, self.channel_names, self.spacing, self.preprocess,
-                    self._masks).validate(check_values=False)
+            CropSet(self._images, table, self.channel_names, self.spacing, self.preprocess, self._masks).validate(
+                check_values=False
+            )
             _write_table(table, self._tmp)
             metadata = {
                 "format": FORMAT_NAME,
@@ -550,7 +555,12 @@ def open_crop_set_writer(
     ``masks``: the appended crops come with their object masks.
     """
     return CropSetWriter(
-        directory, crop_shape, channel_names, spacing=spacing, preprocess=preprocess, overwrite=overwrite,
+        directory,
+        crop_shape,
+        channel_names,
+        spacing=spacing,
+        preprocess=preprocess,
+        overwrite=overwrite,
         masks=masks,
     )
 
@@ -722,7 +732,9 @@ def replace_crop_table(directory: str | os.PathLike, table: pd.DataFrame) -> Non
 def _read_metadata(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         what = "is a file, not a folder" if directory.exists() else "does not exist"
-        raise InputError(f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' (or make crops first)")
+        raise InputError(
+            f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' (or make crops first)"
+        )
     path = directory / METADATA_NAME
     if not path.exists():
         raise InputError(
@@ -740,9 +752,13 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
             f"napari-morphospace reads version {FORMAT_VERSION}; update napari-morphospace or make the crops again"
         )
     checks = {
-        "crop_shape": lambda v: isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v),
+        "crop_shape": lambda v: (
+            isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v)
+        ),
         "channel_names": lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
-        "spacing": lambda v: isinstance(v, list) and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in v),
+        "spacing": lambda v: (
+            isinstance(v, list) and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in v)
+        ),
         "preprocess": lambda v: v is None or isinstance(v, dict),
     }
     defaults: dict[str, Any] = {"spacing": [], "preprocess": None}

@@ -441,7 +441,9 @@ def _read_block(src: _Source, box: np.ndarray) -> np.ndarray:
     return block
 
 
-def _cut(region: np.ndarray, origin: np.ndarray, start: np.ndarray, box: tuple[int, ...]) -> tuple[np.ndarray, list[tuple[int, tuple[slice, ...]]]]:
+def _cut(
+    region: np.ndarray, origin: np.ndarray, start: np.ndarray, box: tuple[int, ...]
+) -> tuple[np.ndarray, list[tuple[int, tuple[slice, ...]]]]:
     """The boxes of shape ``box`` starting at ``start`` cut from ``region`` (whose first pixel is ``origin``).
 
     ``region`` has a leading channel axis; the result is ``(n, C, *box)`` in
@@ -563,7 +565,9 @@ def _resize(crop: np.ndarray, mask: np.ndarray | None, size: tuple[int, ...]) ->
     return resized, mask
 
 
-def _aspect_box(start: Sequence[int] | np.ndarray, stop: Sequence[int] | np.ndarray, size: tuple[int, ...]) -> tuple[list[int], list[int]]:
+def _aspect_box(
+    start: Sequence[int] | np.ndarray, stop: Sequence[int] | np.ndarray, size: tuple[int, ...]
+) -> tuple[list[int], list[int]]:
     """Widen box [start, stop) around its centre to the aspect ratio of ``size`` (square for equal sizes)."""
     extents = [b - a for a, b in zip(start, stop)]
     scale = max(Fraction(int(e), s) for e, s in zip(extents, size))
@@ -636,11 +640,16 @@ class _Candidates:
         if not parts:
             empty = np.zeros(0, np.int64)
             return _Candidates(empty, empty, np.zeros((0, ndim), np.int64), np.zeros((0, ndim), np.int64), empty > 0)
+
         def joined(name: str) -> np.ndarray:
             return np.concatenate([getattr(p, name) for p in parts])
 
         return _Candidates(
-            joined("t"), joined("label_id"), joined("start"), joined("stop"), joined("keep"),
+            joined("t"),
+            joined("label_id"),
+            joined("start"),
+            joined("stop"),
+            joined("keep"),
             columns={key: np.concatenate([p.columns[key] for p in parts]) for key in parts[0].columns},
         )
 
@@ -984,6 +993,7 @@ def build_crop_set(
         Checked before each batch; when set, :class:`CropCancelled` is
         raised and nothing is written.
     """
+
     def plans() -> Iterator[_Plan]:
         for source in sources:
             if stop_event is not None and stop_event.is_set():
@@ -1079,6 +1089,7 @@ def crops_from_labels(
         Counting objects skipped (``min_area``, ``exclude_border``), cut
         (larger than a ``"fixed"`` crop) and NaN/inf pixels set to 0.
     """
+
     def make_plan() -> _Plan:
         return _labels_plan(image, labels, settings, pipeline=pipeline, group=group, source=source, axes=axes)
 
@@ -1134,7 +1145,9 @@ def _labels_at(labels: Any, t: int) -> np.ndarray:
     """The labels of time point ``t`` in memory, refusing negative ids."""
     labels_t = np.asarray(labels[t])
     if labels_t.size and labels_t.min() < 0:
-        raise InputError(f"labels must not be negative (found {labels_t.min()}); 0 is background, objects are 1, 2, ...")
+        raise InputError(
+            f"labels must not be negative (found {labels_t.min()}); 0 is background, objects are 1, 2, ..."
+        )
     return labels_t
 
 
@@ -1221,6 +1234,7 @@ def crops_from_points(
     Points layer's data in data coordinates); ``label_id`` is the 1-based
     point index. Other parameters as in :func:`crops_from_labels`.
     """
+
     def make_plan() -> _Plan:
         return _points_plan(image, points, settings, pipeline=pipeline, group=group, source=source, axes=axes)
 
@@ -1267,6 +1281,7 @@ def crops_from_boxes(
     the widened box. ``label_id`` is the 1-based box index. Other parameters
     as in :func:`crops_from_labels`.
     """
+
     def make_plan() -> _Plan:
         return _boxes_plan(image, boxes, settings, pipeline=pipeline, group=group, source=source, axes=axes)
 
@@ -1334,6 +1349,8 @@ def _box_candidates(src: _Source, boxes: np.ndarray, size: tuple[int, ...]) -> _
     start = np.array([w[0] for w in widened], np.int64).reshape(n, -1)
     stop = np.array([w[1] for w in widened], np.int64).reshape(n, -1)
     return _Candidates(t, np.arange(1, n + 1, dtype=np.int64), start, stop, np.ones(n, bool))
+
+
 def _check_coordinates(values: np.ndarray, src: _Source, what: str, item_shape: tuple[int, ...]) -> np.ndarray:
     axes = ("t, " if src.has_time else "") + ", ".join("zyx"[3 - src.spatial_ndim :])
     if values.ndim != len(item_shape) + 1 or values.shape[1:] != item_shape or len(values) == 0:
@@ -1364,8 +1381,6 @@ def _check_box(index: int, box: np.ndarray, low: np.ndarray, high: np.ndarray, s
         raise InputError(
             f"box {index} ({tuple(low)}..{tuple(high)}) lies outside the image of shape {src.spatial_shape}"
         )
-
-
 
 
 # --------------------------------------------------------------------------- patch grid
@@ -1400,6 +1415,7 @@ def patch_grid(
         patch; extra columns ``z`` (0 for a 2D source) and ``foreground``
         (the fraction); a 3D source's rows have ``z_start = z, z_stop = z + 1``.
     """
+
     def make_plan() -> _Plan:
         return _patches_plan(image, settings, pipeline=pipeline, group=group, source=source, axes=axes)
 
@@ -1439,7 +1455,10 @@ def _patches_plan(image: Stack | Any, settings: PatchSettings, *, pipeline: Prep
                 )  # fmt: skip
                 kept += n
                 done = (t * n_slices + z + 1) * n_grid
-                region, origin = raw.reshape(raw.shape[:1] + (1,) * len(plane) + raw.shape[1:]), np.array(plane + (0, 0))
+                region, origin = (
+                    raw.reshape(raw.shape[:1] + (1,) * len(plane) + raw.shape[1:]),
+                    np.array(plane + (0, 0)),
+                )
                 box = (1,) * len(plane) + (patch, patch)
                 for positions in _windows(np.arange(n), crop_bytes):
                     cut, _ = _cut(region, origin, start[positions], box)  # whole patches: never cut off

@@ -131,8 +131,14 @@ def _check_number(value: Any, what: str) -> float:
 
 
 def _check_channel(reference_channel: int, image: np.ndarray | None = None) -> int:
-    if isinstance(reference_channel, bool) or not isinstance(reference_channel, (int, np.integer)) or reference_channel < 0:
-        raise InputError(f"reference_channel must be a channel index (an integer, 0 or more), got {reference_channel!r}")
+    if (
+        isinstance(reference_channel, bool)
+        or not isinstance(reference_channel, (int, np.integer))
+        or reference_channel < 0
+    ):
+        raise InputError(
+            f"reference_channel must be a channel index (an integer, 0 or more), got {reference_channel!r}"
+        )
     if image is not None and not reference_channel < image.shape[0]:
         raise InputError(
             f"reference_channel {reference_channel} does not exist in an image with {image.shape[0]} channel(s); "
@@ -187,9 +193,7 @@ def _check_weights(weights: Any) -> np.ndarray:
     return checked
 
 
-def clahe(
-    image: np.ndarray, *, clip_limit: float = 0.01, kernel_size: int | Sequence[int] | None = None
-) -> np.ndarray:
+def clahe(image: np.ndarray, *, clip_limit: float = 0.01, kernel_size: int | Sequence[int] | None = None) -> np.ndarray:
     """Contrast-limited adaptive histogram equalisation, per channel, in 2D or 3D.
 
     Brings out texture in dim regions (cell edges in phase contrast) without
@@ -620,16 +624,12 @@ def _signature(name: str) -> inspect.Signature:
 def _step_parameters(name: str) -> dict[str, inspect.Parameter]:
     """The configurable keyword parameters of a step (runtime data such as the mask excluded)."""
     parameters = _signature(name).parameters
-    return {
-        key: p for key, p in parameters.items() if p.kind is p.KEYWORD_ONLY and key not in _RUNTIME_PARAMETERS
-    }
+    return {key: p for key, p in parameters.items() if p.kind is p.KEYWORD_ONLY and key not in _RUNTIME_PARAMETERS}
 
 
 def _check_step(step: PreprocessStep) -> None:
     if step.name not in STEPS:
-        raise InputError(
-            f"unknown preprocessing step {step.name!r}; valid steps are: {', '.join(sorted(STEPS))}"
-        )
+        raise InputError(f"unknown preprocessing step {step.name!r}; valid steps are: {', '.join(sorted(STEPS))}")
     if not isinstance(step.params, dict):
         raise InputError(f"the parameters of step {step.name!r} must be a mapping, got {step.params!r}")
     parameters = _step_parameters(step.name)

@@ -149,7 +149,9 @@ class SampleSettings:
         shiftable = [name for name in FACTOR_NAMES if name != "orientation"]
         unknown = sorted(set(self.treated_shifts) - set(shiftable))
         if unknown:
-            raise InputError(f"cannot shift factor(s) {', '.join(unknown)}; shiftable factors are {', '.join(shiftable)}")
+            raise InputError(
+                f"cannot shift factor(s) {', '.join(unknown)}; shiftable factors are {', '.join(shiftable)}"
+            )
         if any(v <= 0 for v in self.treated_shifts.values()):
             raise InputError(f"treated_shifts {self.treated_shifts}: multipliers must be positive")
         # Elongation below 1 would swap the axes (and the orientation); a nucleus
@@ -179,7 +181,9 @@ class SampleData:
     factors: pd.DataFrame
 
 
-def draw_factors(n_cells: int, ndim: int, rng: np.random.Generator, shifts: dict[str, float] | None = None) -> pd.DataFrame:
+def draw_factors(
+    n_cells: int, ndim: int, rng: np.random.Generator, shifts: dict[str, float] | None = None
+) -> pd.DataFrame:
     """Draw ``n_cells`` rows of factors from the control distributions, then apply ``shifts``.
 
     The distributions are listed in the module docstring; ``shifts`` multiplies
@@ -236,7 +240,9 @@ class _CellShape:
     bounding_radius: float
 
     def radius(self, theta: np.ndarray) -> np.ndarray:
-        return self.scale * star_radius(theta, self.elongation, self.orientation, self.roughness, self.protrusion_angles)
+        return self.scale * star_radius(
+            theta, self.elongation, self.orientation, self.roughness, self.protrusion_angles
+        )
 
     def body_radius(self, theta: np.ndarray) -> np.ndarray:
         """The ellipse under the protrusions; the nucleus is a fraction of it, so it stays inside."""
@@ -290,7 +296,6 @@ def _auto_side(radii: np.ndarray, margin: int) -> int:
     return int(math.ceil(math.sqrt(area))) + 2 * margin
 
 
-
 def _place_z(heights: np.ndarray, z_size: int, rng: np.random.Generator) -> np.ndarray:
     """Integer Z centres near the middle of the stack (adherent cells share a focal plane).
 
@@ -316,7 +321,9 @@ class _Field:
 
 
 def _cell_box(half_widths: tuple[float, ...], centre: np.ndarray, spatial_shape: tuple[int, ...]) -> tuple[slice, ...]:
-    return tuple(slice(max(0, int(c - h)), min(n, int(c + h) + 2)) for c, h, n in zip(centre, half_widths, spatial_shape))
+    return tuple(
+        slice(max(0, int(c - h)), min(n, int(c + h) + 2)) for c, h, n in zip(centre, half_widths, spatial_shape)
+    )
 
 
 def _height_profile(dz: np.ndarray, semi_axis: float) -> np.ndarray:

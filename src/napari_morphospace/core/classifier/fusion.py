@@ -126,7 +126,14 @@ class FusionClassifier(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, n_classes: int, spatial_dims: int, *, fusion: str = "intermediate", base_channels: int = 8, depth: int = 3
+        self,
+        in_channels: int,
+        n_classes: int,
+        spatial_dims: int,
+        *,
+        fusion: str = "intermediate",
+        base_channels: int = 8,
+        depth: int = 3,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -181,7 +188,9 @@ class FusionClassifier(nn.Module):
             return self.head(_global_average(self.encoder(x)))
         if self.fusion == "late":
             return self.fuse(self.channel_logits(x))
-        features = torch.cat([_global_average(encoder(x[:, c : c + 1])) for c, encoder in enumerate(self.channel_encoders)], dim=1)
+        features = torch.cat(
+            [_global_average(encoder(x[:, c : c + 1])) for c, encoder in enumerate(self.channel_encoders)], dim=1
+        )
         return self.head(features)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -299,7 +308,12 @@ def _fit(
     """Train a fresh classifier on ``images``/``y`` with Adam; checks ``stop_event`` every step."""
     torch.manual_seed(seed)
     model = FusionClassifier(
-        images.shape[1], n_classes, images.ndim - 2, fusion=settings.fusion, base_channels=settings.base_channels, depth=settings.depth
+        images.shape[1],
+        n_classes,
+        images.ndim - 2,
+        fusion=settings.fusion,
+        base_channels=settings.base_channels,
+        depth=settings.depth,
     )
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     weights = _class_weights(y, n_classes) if settings.class_weighting else None
@@ -334,14 +348,18 @@ def predict_probabilities(model: nn.Module, images: Any, *, batch_size: int = 64
     return torch.softmax(logits, dim=1).numpy()
 
 
-def _check_training_inputs(images: Any, labels: Any, groups: Any, settings: ClassifierSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _check_training_inputs(
+    images: Any, labels: Any, groups: Any, settings: ClassifierSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels)
     groups = np.asarray(groups)
     if images.ndim not in (4, 5):
         raise InputError(f"expected crops (N, C, Y, X) or (N, C, Z, Y, X); got shape {images.shape}")
     if not len(images) == len(labels) == len(groups):
-        raise InputError(f"{len(images)} crops, {len(labels)} labels and {len(groups)} source ids: they must match one to one")
+        raise InputError(
+            f"{len(images)} crops, {len(labels)} labels and {len(groups)} source ids: they must match one to one"
+        )
     classes, y = np.unique(labels, return_inverse=True)
     if classes.size < 2:
         raise InputError(f"the classifier needs at least 2 classes; all crops are labelled {classes[0]!r}")
@@ -370,7 +388,16 @@ def _cross_validate(
     splitter = StratifiedGroupKFold(n_splits=settings.folds, shuffle=True, random_state=settings.seed)
     for fold, (train, test) in enumerate(splitter.split(images, y, groups)):
         try:
-            model = _fit(images[train], y[train], n_classes, settings, seed=settings.seed + fold, fold=fold, stop_event=stop_event, on_update=on_update)
+            model = _fit(
+                images[train],
+                y[train],
+                n_classes,
+                settings,
+                seed=settings.seed + fold,
+                fold=fold,
+                stop_event=stop_event,
+                on_update=on_update,
+            )
         except _Stopped:
             return folds, probabilities, fold_of, True
         probabilities[test] = predict_probabilities(model, images[test])
@@ -413,11 +440,22 @@ def train_classifier(
         calling thread: run this function in a worker).
     """
     images, y, groups, classes = _check_training_inputs(images, labels, groups, settings)
-    folds, probabilities, fold_of, stopped = _cross_validate(images, y, groups, classes.size, settings, stop_event, on_update)
+    folds, probabilities, fold_of, stopped = _cross_validate(
+        images, y, groups, classes.size, settings, stop_event, on_update
+    )
     model = None
     if not stopped:
         try:
-            model = _fit(images, y, classes.size, settings, seed=settings.seed + settings.folds, fold=None, stop_event=stop_event, on_update=on_update)
+            model = _fit(
+                images,
+                y,
+                classes.size,
+                settings,
+                seed=settings.seed + settings.folds,
+                fold=None,
+                stop_event=stop_event,
+                on_update=on_update,
+            )
         except _Stopped:
             stopped = True
     return ClassifierResult(
@@ -517,7 +555,9 @@ def rank_channels(
     names = channel_names or [f"channel {c}" for c in range(images.shape[1])]
     ranking = []
     for c in range(images.shape[1]):
-        _, probabilities, fold_of, stopped = _cross_validate(images[:, c : c + 1], y, groups, classes.size, settings, stop_event, on_update)
+        _, probabilities, fold_of, stopped = _cross_validate(
+            images[:, c : c + 1], y, groups, classes.size, settings, stop_event, on_update
+        )
         if stopped:
             break
         ranking.append(ChannelRanking(channel=c, name=names[c], metrics=classification_metrics(y, probabilities)))

@@ -77,7 +77,8 @@ class LabelSummary:
     def text(self) -> str:
         """One line per class: ``"treated: 24 crops from 3 sources"``, and the left-out count."""
         lines = [
-            f"{name}: {self.crops_per_class[name]} crops from {self.sources_per_class[name]} source(s)" for name in self.classes
+            f"{name}: {self.crops_per_class[name]} crops from {self.sources_per_class[name]} source(s)"
+            for name in self.classes
         ]
         if self.n_left_out:
             lines.append(f"{self.n_left_out} crop(s) with an empty {self.column} left out")
@@ -91,9 +92,13 @@ def summarise_labels(table: pd.DataFrame, column: str) -> LabelSummary:
     counted; labels are compared as text, so ``1`` and ``"1"`` are one class.
     """
     if column not in table.columns:
-        raise InputError(f"the crop table has no {column!r} column; choose one of {', '.join(c for c in LABEL_COLUMNS if c in table.columns)}")
+        raise InputError(
+            f"the crop table has no {column!r} column; choose one of {', '.join(c for c in LABEL_COLUMNS if c in table.columns)}"
+        )
     if "source" not in table.columns:
-        raise InputError("the crop table has no source column: cross-validation must keep the crops of one image together")
+        raise InputError(
+            "the crop table has no source column: cross-validation must keep the crops of one image together"
+        )
     values = table[column]
     text = values.astype(str).str.strip()
     labelled = (values.notna() & (text != "")).to_numpy()
@@ -189,7 +194,9 @@ def fold_mean_sd(folds: Sequence[ClassificationMetrics]) -> pd.DataFrame:
     where a metric is undefined (AUROC when the fold's test set lacks a
     class) is left out of that metric's mean and SD.
     """
-    values = np.array([[getattr(m, name) for name in METRIC_COLUMNS] for m in folds], dtype=float).reshape(len(folds), len(METRIC_COLUMNS))
+    values = np.array([[getattr(m, name) for name in METRIC_COLUMNS] for m in folds], dtype=float).reshape(
+        len(folds), len(METRIC_COLUMNS)
+    )
     rows = {}
     for label, statistic in (("mean", _mean), ("SD", _sample_sd)):
         rows[label] = [statistic(column[np.isfinite(column)]) for column in values.T]
@@ -212,7 +219,9 @@ def metrics_table(result: ClassifierResult) -> pd.DataFrame:
     predictions); empty when no fold finished. ``n_crops``: crops tested in
     that row (empty for mean and SD).
     """
-    rows = {f"fold {k + 1}": {**_metric_values(m), "n_crops": int(m.confusion.sum())} for k, m in enumerate(result.folds)}
+    rows = {
+        f"fold {k + 1}": {**_metric_values(m), "n_crops": int(m.confusion.sum())} for k, m in enumerate(result.folds)
+    }
     if result.folds:
         rows.update(fold_mean_sd(result.folds).to_dict(orient="index"))
     if result.pooled is not None:
@@ -227,8 +236,12 @@ def evidence_table(evidence: np.ndarray, classes: Sequence[Any], channel_names: 
     """Share of Grad-CAM evidence per channel (columns) for each class (rows); rows sum to 1 (0 without evidence)."""
     evidence = np.asarray(evidence, dtype=float)
     if evidence.shape != (len(classes), len(channel_names)):
-        raise InputError(f"evidence of shape {evidence.shape} does not match {len(classes)} classes × {len(channel_names)} channels")
-    return pd.DataFrame(evidence, index=pd.Index([str(c) for c in classes], name="class"), columns=list(map(str, channel_names)))
+        raise InputError(
+            f"evidence of shape {evidence.shape} does not match {len(classes)} classes × {len(channel_names)} channels"
+        )
+    return pd.DataFrame(
+        evidence, index=pd.Index([str(c) for c in classes], name="class"), columns=list(map(str, channel_names))
+    )
 
 
 def ranking_table(ranking: Sequence[ChannelRanking]) -> pd.DataFrame:
@@ -249,7 +262,9 @@ def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(-np.sum(np.diff(recall) * np.asarray(precision)[:-1]))
 
 
-def results_figure(metrics: ClassificationMetrics, classes: Sequence[Any], *, title: str = "pooled over folds") -> Figure:
+def results_figure(
+    metrics: ClassificationMetrics, classes: Sequence[Any], *, title: str = "pooled over folds"
+) -> Figure:
     """Confusion matrix (counts, rows: true class) and one-vs-rest precision–recall curves, side by side."""
     names = [str(c) for c in classes]
     figure = Figure(figsize=(5.0, 2.6), layout="constrained")
@@ -362,7 +377,9 @@ def write_metrics(
         atomic_write_text(path, metrics_table(result).to_csv())
         return path
     if suffix != ".json":
-        raise InputError(f"cannot write metrics as {path.suffix or 'a file without extension'!r}; name the file .csv or .json")
+        raise InputError(
+            f"cannot write metrics as {path.suffix or 'a file without extension'!r}; name the file .csv or .json"
+        )
     document = metrics_document(result, evidence=evidence, channel_names=channel_names, label_column=label_column)
     atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
     return path

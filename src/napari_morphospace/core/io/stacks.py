@@ -42,13 +42,41 @@ READERS = ("auto", "tifffile", "bioio", "aicsimageio")
 # Length units -> factor to micrometres, time units -> factor to seconds. Known
 # units are converted so every stack has the same units and scales compare.
 _LENGTH_TO_UM = {
-    "µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
-    "\\u00B5m": 1.0, "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "Å": 1e-4, "angstrom": 1e-4,
-    "mm": 1e3, "millimeter": 1e3, "millimetre": 1e3, "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6,
+    "µm": 1.0,
+    "μm": 1.0,
+    "um": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "\\u00B5m": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "nanometre": 1e-3,
+    "Å": 1e-4,
+    "angstrom": 1e-4,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "millimetre": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
 }
 _TIME_TO_S = {
-    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "millisecond": 1e-3,
-    "µs": 1e-6, "us": 1e-6, "microsecond": 1e-6, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 1e-3,
+    "millisecond": 1e-3,
+    "µs": 1e-6,
+    "us": 1e-6,
+    "microsecond": 1e-6,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
 }
 # ``pixel`` is how OME and napari say "no physical unit".
 _NO_UNIT = ("", "pixel", "pixels", "px")
@@ -85,7 +113,9 @@ class Stack:
         if any(a not in AXES_ORDER for a in self.axes) or len(set(self.axes)) != len(self.axes):
             raise ValueError(f"axes {self.axes!r} must be distinct letters from {AXES_ORDER}")
         if self.rgb and ("C" not in self.axes or self.data.shape[self.axes.index("C")] not in (3, 4)):
-            raise ValueError(f"an RGB stack needs a C axis of 3 or 4 samples, got axes {self.axes!r} shape {self.data.shape}")
+            raise ValueError(
+                f"an RGB stack needs a C axis of 3 or 4 samples, got axes {self.axes!r} shape {self.data.shape}"
+            )
 
     @property
     def spatial_axes(self) -> str:
@@ -162,7 +192,9 @@ def read_stack(
             raise InputError(f"axes= applies to TIFF files only; {chosen} reads axes from the file's own metadata")
         stack = _read_with_optional_reader(path, chosen, lazy_threshold_bytes=lazy_threshold_bytes)
     if 0 in stack.data.shape:
-        raise InputError(f"{path} holds an empty image (shape {stack.data.shape}, axes {stack.axes}); re-export it with data")
+        raise InputError(
+            f"{path} holds an empty image (shape {stack.data.shape}, axes {stack.axes}); re-export it with data"
+        )
     return stack
 
 
@@ -180,7 +212,9 @@ def can_read(path: str | os.PathLike) -> bool:
         return False
     if is_tiff_path(path):
         return True
-    return str(path).lower().endswith(OTHER_MICROSCOPY_SUFFIXES) and (_importable("bioio") or _importable("aicsimageio"))
+    return str(path).lower().endswith(OTHER_MICROSCOPY_SUFFIXES) and (
+        _importable("bioio") or _importable("aicsimageio")
+    )
 
 
 def _installed_optional_reader(path: Path) -> str:
@@ -216,14 +250,18 @@ def _read_tiff(path: Path, *, lazy_threshold_bytes: int, axes: str | None) -> St
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             if 0 in series.shape:
-                raise InputError(f"{path} holds an empty image (shape {series.shape}, axes {series.axes}); re-export it with data")
+                raise InputError(
+                    f"{path} holds an empty image (shape {series.shape}, axes {series.axes}); re-export it with data"
+                )
             _check_complete(series, path)
             # Axes first, so an ambiguous file is refused before any pixel is read.
             photometric_rgb = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
             if axes is not None:
                 targets, rgb = _user_axes(axes, series.axes, series.shape, photometric_rgb)
             else:
-                targets, rgb = assign_tczyx(series.axes, series.shape, samples_are_rgb=photometric_rgb, source=path.name)
+                targets, rgb = assign_tczyx(
+                    series.axes, series.shape, samples_are_rgb=photometric_rgb, source=path.name
+                )
             scale, units, channel_names = _tiff_metadata(tif, series, path.name)
             lazy = series.nbytes > lazy_threshold_bytes
             data = None if lazy else series.asarray()
@@ -273,7 +311,9 @@ def _open_tiff_lazily(path: Path) -> Any:
     return da.from_zarr(zarr.open(store, mode="r"))
 
 
-def assign_tczyx(file_axes: str, shape: tuple[int, ...], *, samples_are_rgb: bool, source: str = "") -> tuple[list[str], bool]:
+def assign_tczyx(
+    file_axes: str, shape: tuple[int, ...], *, samples_are_rgb: bool, source: str = ""
+) -> tuple[list[str], bool]:
     """Map tifffile axis codes to ``TCZYX`` letters.
 
     Parameters
@@ -339,7 +379,12 @@ def _user_axes(axes: str, file_axes: str, shape: tuple[int, ...], photometric_rg
             f"axes={axes!r} does not fit the file, whose first series has shape {tuple(shape)} "
             f"(file axes {file_axes!r}): give {len(shape)} distinct letters from {AXES_ORDER}"
         )
-    rgb = photometric_rgb and "S" in file_axes and axes[file_axes.index("S")] == "C" and shape[file_axes.index("S")] in (3, 4)
+    rgb = (
+        photometric_rgb
+        and "S" in file_axes
+        and axes[file_axes.index("S")] == "C"
+        and shape[file_axes.index("S")] in (3, 4)
+    )
     return list(axes), rgb
 
 
@@ -354,7 +399,9 @@ def arrange_axes(data: Any, targets: list[str]) -> tuple[Any, str]:
     return data.transpose(order), "".join(kept[i] for i in order)
 
 
-def _tiff_metadata(tif: tifffile.TiffFile, series: Any, name: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
+def _tiff_metadata(
+    tif: tifffile.TiffFile, series: Any, name: str
+) -> tuple[dict[str, float], dict[str, str], list[str]]:
     """Physical scale, units and channel names of the first series, from OME-XML, ImageJ metadata or resolution tags.
 
     Metadata that cannot be understood never rejects a file whose pixels are
@@ -426,7 +473,9 @@ def _ome_number(pixels: ElementTree.Element, attribute: str, name: str) -> float
     return value
 
 
-def _imagej_metadata(meta: dict[str, Any], page: Any, axes: str, shape: tuple[int, ...]) -> tuple[dict[str, float], dict[str, str], list[str]]:
+def _imagej_metadata(
+    meta: dict[str, Any], page: Any, axes: str, shape: tuple[int, ...]
+) -> tuple[dict[str, float], dict[str, str], list[str]]:
     """Spacing, frame interval, X/Y resolution and channel labels of an ImageJ hyperstack."""
     scale: dict[str, float] = {}
     units: dict[str, str] = {}
@@ -477,8 +526,15 @@ def _resolution_tag_metadata(page: Any) -> tuple[dict[str, float], dict[str, str
     return scale, units, []
 
 
-def _set_scale(scale: dict[str, float], units: dict[str, str], axis: str, value: float, unit: str,
-               factors: dict[str, float], canonical: str) -> None:
+def _set_scale(
+    scale: dict[str, float],
+    units: dict[str, str],
+    axis: str,
+    value: float,
+    unit: str,
+    factors: dict[str, float],
+    canonical: str,
+) -> None:
     """Store ``value`` in the canonical unit when ``unit`` is known, else as given with its unit."""
     unit = unit.strip()
     factor = factors.get(unit, factors.get(unit.lower()))
@@ -490,8 +546,15 @@ def _set_scale(scale: dict[str, float], units: dict[str, str], axis: str, value:
         scale[axis], units[axis] = value, unit
 
 
-def _make_stack(data: Any, axes: str, scale: dict[str, float], units: dict[str, str],
-                channel_names: list[str], source: str, rgb: bool) -> Stack:
+def _make_stack(
+    data: Any,
+    axes: str,
+    scale: dict[str, float],
+    units: dict[str, str],
+    channel_names: list[str],
+    source: str,
+    rgb: bool,
+) -> Stack:
     """Assemble a Stack: scale for every non-channel axis (1.0 where unknown), one name per channel."""
     full_scale = {a: float(scale.get(a, 1.0)) for a in axes if a != "C"}
     kept_units = {a: u for a, u in units.items() if a in full_scale}
@@ -561,7 +624,11 @@ def stack_from_bioimage(image: Any, *, source: str, lazy_threshold_bytes: int = 
             raise _ambiguous_axes(order, data.shape, source, f"axis {axis!r} of size {size} has no TCZYX meaning")
     if targets.count("C") > 1:
         raise _ambiguous_axes(order, data.shape, source, "an RGB image with several channels is not supported")
-    rgb = "S" in order and "C" in [t for a, t in zip(order, targets) if a == "S"] and data.shape[order.index("S")] in (3, 4)
+    rgb = (
+        "S" in order
+        and "C" in [t for a, t in zip(order, targets) if a == "S"]
+        and data.shape[order.index("S")] in (3, 4)
+    )
     data, axes = arrange_axes(data, targets)
     sizes = image.physical_pixel_sizes
     scale = {axis: float(value) for axis, value in zip("ZYX", (sizes.Z, sizes.Y, sizes.X)) if value is not None}

@@ -140,8 +140,9 @@ class DownBlock(nn.Module):
     "maxpool": 3×3 conv + ReLU + MaxPool (kernel = stride, ``ceil_mode`` so odd sizes round up).
     """
 
-    def __init__(self, dim: int, in_channels: int, out_channels: int, stride: tuple[int, ...], kind: str,
-                 norm: str = "batch") -> None:
+    def __init__(
+        self, dim: int, in_channels: int, out_channels: int, stride: tuple[int, ...], kind: str, norm: str = "batch"
+    ) -> None:
         super().__init__()
         conv = _CONV[dim]
         if kind == "strided":
@@ -171,8 +172,9 @@ class UpBlock(nn.Module):
     with normalisation + LeakyReLU, "maxpool" with ReLU.
     """
 
-    def __init__(self, dim: int, in_channels: int, out_channels: int, out_size: tuple[int, ...], kind: str,
-                 norm: str = "batch") -> None:
+    def __init__(
+        self, dim: int, in_channels: int, out_channels: int, out_size: tuple[int, ...], kind: str, norm: str = "batch"
+    ) -> None:
         super().__init__()
         self.out_size = out_size
         conv = _CONV[dim]

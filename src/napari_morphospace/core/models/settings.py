@@ -236,15 +236,24 @@ def _check_unused(settings: ModelSettings) -> None:
             continue
         users = ", ".join(USED_BY[name])
         if settings.model == "beta-tcvae" and name == "beta":
-            hint = ("its β (Chen et al. 2018) is tc_beta, the weight of the total correlation: set tc_beta "
-                    f"instead and leave beta at {default}")
-        elif settings.model == "beta-tcvae" and name in ("objective", "capacity_max", "capacity_gamma",
-                                                        "capacity_steps", "free_bits"):
+            hint = (
+                "its β (Chen et al. 2018) is tc_beta, the weight of the total correlation: set tc_beta "
+                f"instead and leave beta at {default}"
+            )
+        elif settings.model == "beta-tcvae" and name in (
+            "objective",
+            "capacity_max",
+            "capacity_gamma",
+            "capacity_steps",
+            "free_bits",
+        ):
             hint = f"it weighs its KL terms with tc_alpha, tc_beta and tc_gamma: leave {name} at {default!r}"
         else:
             hint = f"leave it at {default!r} or choose one of those models"
-        raise InputError(f"model settings: {settings.model} does not use {name} (used by {users} only), "
-                         f"which is {getattr(settings, name)!r}; {hint}")
+        raise InputError(
+            f"model settings: {settings.model} does not use {name} (used by {users} only), "
+            f"which is {getattr(settings, name)!r}; {hint}"
+        )
 
 
 def _check_views(views: list[str]) -> None:

@@ -463,9 +463,7 @@ class ConditionalVAE(BetaVAE):
             return cond.reference, None
         if cond.label is None or tuple(cond.label.shape) != (batch, self.num_labels):
             shape = None if cond.label is None else tuple(cond.label.shape)
-            raise InputError(
-                f"labels must be one-hot of shape (N={batch}, K={self.num_labels}), got {shape}"
-            )
+            raise InputError(f"labels must be one-hot of shape (N={batch}, K={self.num_labels}), got {shape}")
         return cond.reference, cond.label.to(cond.reference.dtype)
 
     def encode(self, x: torch.Tensor, cond: Condition | None = None) -> tuple[torch.Tensor, torch.Tensor]:

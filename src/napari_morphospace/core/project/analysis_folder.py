@@ -247,7 +247,9 @@ class Analysis:
     @property
     def source_images(self) -> list[Path | None]:
         """Each source image's path where it was found, None where it is missing (or outside without consent)."""
-        return [s.image.resolve(self.folder, allow_external=self.manifest.allow_external) for s in self.manifest.sources]
+        return [
+            s.image.resolve(self.folder, allow_external=self.manifest.allow_external) for s in self.manifest.sources
+        ]
 
     def labels_path(self, source: SourceRef) -> Path | None:
         """The label image of ``source`` where it was found, None where it is missing (or outside without consent)."""
@@ -286,7 +288,9 @@ def create_analysis(
         if not overwrite:
             raise InputError(f"{folder} already holds an analysis; open it, choose another folder or pass overwrite")
         if not names_format(folder / ANALYSIS_JSON, FORMAT_NAME):  # overwrite replaces only an analysis of ours
-            raise InputError(f"{folder / ANALYSIS_JSON} is not a {FORMAT_NAME}, so it is not replaced; choose another folder")
+            raise InputError(
+                f"{folder / ANALYSIS_JSON} is not a {FORMAT_NAME}, so it is not replaced; choose another folder"
+            )
     elif folder.exists() and not _only_annotations(folder):
         raise InputError(f"{folder} holds other files and is not an analysis folder; choose an empty or new folder")
     check_writable(folder, what="analysis folder")
@@ -484,7 +488,9 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
     folder = Path(folder)
     path = folder / ANALYSIS_JSON
     if not path.is_file():
-        raise InputError(f"{folder} is not an analysis folder: it has no {ANALYSIS_JSON}; choose a folder saved by napari-morphospace")
+        raise InputError(
+            f"{folder} is not an analysis folder: it has no {ANALYSIS_JSON}; choose a folder saved by napari-morphospace"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as err:
@@ -548,13 +554,16 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
 
 
 def _file_ref(entry: Any, where: str, problems: list[str]) -> FileRef | None:
-    if (isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"]
-            and isinstance(entry.get("absolute", ""), str) and "\0" not in entry["path"] + entry.get("absolute", "")):
+    if (
+        isinstance(entry, dict)
+        and isinstance(entry.get("path"), str)
+        and entry["path"]
+        and isinstance(entry.get("absolute", ""), str)
+        and "\0" not in entry["path"] + entry.get("absolute", "")
+    ):
         return FileRef(path=entry["path"], absolute=entry.get("absolute") or entry["path"])
     problems.append(f"{where} is not a path entry ({{'path': ..., 'absolute': ...}}); it was ignored. Fix it by hand")
     return None
-
-
 
 
 def external_references(folder: str | os.PathLike) -> list[str]:
@@ -720,7 +729,8 @@ def _read_factors(path: Path) -> pd.DataFrame:
 def _read_selections(path: Path) -> dict[str, list[int]]:
     data = _read_json(path)
     if not isinstance(data, dict) or not all(
-        isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids) for ids in data.values()
+        isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        for ids in data.values()
     ):
         raise InputError(f"{path.name} must map each selection name to a list of crop ids (whole numbers)")
     return {str(name): list(ids) for name, ids in data.items()}
@@ -756,7 +766,8 @@ def _check_preprocessing(analysis: Analysis) -> None:
     if differences:
         analysis.problems.append(
             "the model was trained on crops made differently from this folder's crop set ("
-            + "; ".join(differences) + "); its latents of these crops are not comparable. Make the crops again with "
+            + "; ".join(differences)
+            + "); its latents of these crops are not comparable. Make the crops again with "
             "the model's settings (its model.json) or train on these crops"
         )
 

@@ -159,7 +159,9 @@ class AnnotationStore:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise InputError(f"cannot create the analysis folder {folder} ({err.strerror or err}); choose another") from err
+            raise InputError(
+                f"cannot create the analysis folder {folder} ({err.strerror or err}); choose another"
+            ) from err
         existing = [n for n in (ANNOTATIONS_CSV, CLASSES_JSON) if (folder / n).exists()]
         if existing and not existing_ok:
             raise InputError(
@@ -407,8 +409,10 @@ class AnnotationStore:
         values = np.concatenate([self._labels, np.array(list(self._orphans.values()), dtype=object)])
         table = pd.DataFrame({"crop_id": ids, "annotation": values})
         # Classes first: a crash between the two writes leaves a class that is defined but unused.
-        for name, text in ((CLASSES_JSON, json.dumps(classes, indent=2, ensure_ascii=False) + "\n"),
-                           (ANNOTATIONS_CSV, table.to_csv(index=False, lineterminator="\n"))):
+        for name, text in (
+            (CLASSES_JSON, json.dumps(classes, indent=2, ensure_ascii=False) + "\n"),
+            (ANNOTATIONS_CSV, table.to_csv(index=False, lineterminator="\n")),
+        ):
             path = self.folder / name
             try:
                 atomic_write_text(path, text)
@@ -493,8 +497,12 @@ def read_annotations(folder: str | os.PathLike) -> tuple[pd.Series, list[Annotat
         A file is damaged (names the file and line).
     """
     classes, labels = _read_files(Path(folder), "raise")
-    series = pd.Series(list(labels.values()), index=pd.Index(list(labels.keys()), dtype=np.int64, name="crop_id"),
-                       name="annotation", dtype=object)
+    series = pd.Series(
+        list(labels.values()),
+        index=pd.Index(list(labels.keys()), dtype=np.int64, name="crop_id"),
+        name="annotation",
+        dtype=object,
+    )
     return series, classes
 
 
@@ -611,8 +619,11 @@ def _acquire_lock(path: Path, *, take_over: bool) -> Path:
     The lock's content is written to a temporary file first and hard-linked
     into place, so the lock never exists half-written.
     """
-    me = {"pid": os.getpid(), "host": socket.gethostname(),
-          "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     for _attempt in range(3):
         if _link_new(path, json.dumps(me)):
             return path
@@ -643,7 +654,9 @@ def _link_new(path: Path, text: str) -> bool:
             return False
         return True
     except OSError as err:
-        raise InputError(f"cannot write the lock file {path} ({err.strerror or err}); make the folder writable") from err
+        raise InputError(
+            f"cannot write the lock file {path} ({err.strerror or err}); make the folder writable"
+        ) from err
     finally:
         Path(tmp).unlink(missing_ok=True)
 

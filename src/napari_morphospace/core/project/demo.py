@@ -186,7 +186,11 @@ def _prepare(out: Path, overwrite: bool) -> None:
 
 
 def run_demo(
-    out: str | Path, settings: DemoSettings | None = None, *, overwrite: bool = False, on_step: StepCallback | None = None
+    out: str | Path,
+    settings: DemoSettings | None = None,
+    *,
+    overwrite: bool = False,
+    on_step: StepCallback | None = None,
 ) -> DemoResult:
     """Make the sample data, crop, train, embed, compute the statistics, save the analysis folder and the report.
 
@@ -239,7 +243,9 @@ def run_demo(
     (out / "figures").mkdir(exist_ok=True)
     gallery = gallery_figure(result.crop_set.images, list(result.crop_set.table["group"]), seed=settings.seed)
     (out / "figures" / "crop_gallery.png").write_bytes(figure_png(gallery, dpi=120))
-    result.files.update(crop_job=out / "crop_job.yaml", crops=out / "crops", gallery=out / "figures" / "crop_gallery.png")
+    result.files.update(
+        crop_job=out / "crop_job.yaml", crops=out / "crops", gallery=out / "figures" / "crop_gallery.png"
+    )
     lap("crops")
 
     config = settings.train_config()

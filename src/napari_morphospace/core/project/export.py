@@ -87,7 +87,9 @@ def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
         )
     folders = [p for p in existing if p.is_dir()]
     if folders:
-        raise InputError(f"{folders[0]} is a folder where a file would be written; move it away or choose another folder")
+        raise InputError(
+            f"{folders[0]} is a folder where a file would be written; move it away or choose another folder"
+        )
 
 
 _EXPORT_FILE = re.compile(r"^crop_\d+(\.ome)?\.tif$")
@@ -301,7 +303,9 @@ def _chosen_rows(table: pd.DataFrame, which: str, crop_ids: Iterable[int] | None
     return np.unique(positions)
 
 
-def _relative_paths(table: pd.DataFrame, positions: np.ndarray, which: str, labels: np.ndarray, file_format: str) -> list[str]:
+def _relative_paths(
+    table: pd.DataFrame, positions: np.ndarray, which: str, labels: np.ndarray, file_format: str
+) -> list[str]:
     ids = table["crop_id"].to_numpy(dtype=np.int64)
     names = [crop_file_name(ids[p], file_format) for p in positions]
     if which != "per-class":
@@ -509,8 +513,8 @@ def _nullable_strings(anndata: Any) -> Iterator[None]:
 
 def _prefixed(table: pd.DataFrame, prefix: str) -> list[str]:
     """Columns ``prefix0, prefix1, ...`` in numeric order."""
-    columns = [c for c in table.columns if isinstance(c, str) and c.startswith(prefix) and c[len(prefix):].isdigit()]
-    return sorted(columns, key=lambda c: int(c[len(prefix):]))
+    columns = [c for c in table.columns if isinstance(c, str) and c.startswith(prefix) and c[len(prefix) :].isdigit()]
+    return sorted(columns, key=lambda c: int(c[len(prefix) :]))
 
 
 # --------------------------------------------------------------------- figures
@@ -541,8 +545,11 @@ def export_figures(
     if not figures:
         raise InputError("there are no figures to export; compute them first")
     names = class_folder_names(figures)
-    targets = [(figure, _inside(folder, folder / f"{names[name]}.{fmt}"), fmt)
-               for name, figure in figures.items() for fmt in formats]
+    targets = [
+        (figure, _inside(folder, folder / f"{names[name]}.{fmt}"), fmt)
+        for name, figure in figures.items()
+        for fmt in formats
+    ]
     _refuse_existing([t for _, t, _ in targets], overwrite)
     written = []
     for figure, target, fmt in targets:

@@ -191,7 +191,11 @@ def _fmt(value: Any) -> str:
 def settings_rows(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     """Nested settings (JSON/YAML values) as ``(dotted name, value)`` rows: a table to read instead of raw JSON."""
     if isinstance(data, Mapping):
-        rows = [row for key, value in data.items() for row in settings_rows(value, f"{prefix}.{key}" if prefix else str(key))]
+        rows = [
+            row
+            for key, value in data.items()
+            for row in settings_rows(value, f"{prefix}.{key}" if prefix else str(key))
+        ]
         return rows or [(prefix, "(none)")]
     if isinstance(data, (list, tuple)) and any(isinstance(v, (Mapping, list, tuple)) for v in data):
         return [row for i, value in enumerate(data) for row in settings_rows(value, f"{prefix}[{i}]")]
@@ -253,12 +257,15 @@ def _data_section(ctx: _Context) -> list[str]:
     table = crop_set.table
     counts = table["group"].astype(str).value_counts(sort=False)
     parts = [
-        _p(f"{len(crop_set)} crops of shape {tuple(int(n) for n in crop_set.images.shape[1:])} (C, [Z,] Y, X), "
-           f"channels {', '.join(map(str, crop_set.channel_names))}; "
-           f"crop pixel size {tuple(crop_set.spacing) or 'unknown'}."),  # fmt: skip
+        _p(
+            f"{len(crop_set)} crops of shape {tuple(int(n) for n in crop_set.images.shape[1:])} (C, [Z,] Y, X), "
+            f"channels {', '.join(map(str, crop_set.channel_names))}; "
+            f"crop pixel size {tuple(crop_set.spacing) or 'unknown'}."
+        ),  # fmt: skip
         _table([(g, n) for g, n in counts.items()], ["group", "crops"]),
         _table([(s, n) for s, n in table["source"].astype(str).value_counts(sort=False).items()], ["source", "crops"]),
-        "<h3>Preprocessing</h3>" + (_settings_table(crop_set.preprocess) if crop_set.preprocess else _p("none recorded")),
+        "<h3>Preprocessing</h3>"
+        + (_settings_table(crop_set.preprocess) if crop_set.preprocess else _p("none recorded")),
         _img(gallery_figure(crop_set.images, list(table["group"].astype(str)), per_group=8), "example crops per group"),
     ]
     return parts
@@ -271,7 +278,7 @@ def training_curves_figure(history: Sequence[dict[str, float]]) -> Figure:
     are not flattened by the first one.
     """
     frame = pd.DataFrame(list(history))
-    terms = [c[len("train_"):] for c in frame.columns if c.startswith("train_")]
+    terms = [c[len("train_") :] for c in frame.columns if c.startswith("train_")]
     terms = sorted(terms, key=lambda t: (t != "loss", t))[:4]
     epochs = frame["epoch"].to_numpy() + 1 if "epoch" in frame else np.arange(1, len(frame) + 1)
     figure = Figure(figsize=(3.2 * len(terms), 2.8), layout="constrained")
@@ -307,8 +314,10 @@ def _training_section(ctx: _Context) -> list[str]:
     terms = list(dict.fromkeys(k.split("_", 1)[1] for k in last if k.startswith(("train_", "val_"))))
     rows = [(term, last.get(f"train_{term}", "—"), last.get(f"val_{term}", "—")) for term in terms]
     return [
-        _p(f"{len(history)} epoch(s); the losses of the last epoch, per crop (log axes in the figure where the "
-           "values are positive):"),  # fmt: skip
+        _p(
+            f"{len(history)} epoch(s); the losses of the last epoch, per crop (log axes in the figure where the "
+            "values are positive):"
+        ),  # fmt: skip
         _table(rows, ["term", "training", "validation"]),
         _img(training_curves_figure(history), "training curves"),
     ]
@@ -340,8 +349,14 @@ def _probe_parts(ctx: _Context) -> list[str]:
     keep them); latents that know less than pixel PCA get the plain warning.
     """
     from ..analysis.cell_table import require_mu_columns
-    from ..training.diagnostics import (PROBE_CELLS, PROBE_WORSE, cell_measurements, mask_measurements, probe_warning,
-                                        representation_probe)
+    from ..training.diagnostics import (
+        PROBE_CELLS,
+        PROBE_WORSE,
+        cell_measurements,
+        mask_measurements,
+        probe_warning,
+        representation_probe,
+    )
 
     latents, crop_set = ctx.analysis.latents, ctx.analysis.crop_set
     if latents is None or crop_set is None or not any(c.startswith("mu_") for c in latents.columns):
@@ -361,11 +376,19 @@ def _probe_parts(ctx: _Context) -> list[str]:
         measurements = mask_measurements(np.asarray(crop_set.subset(rows).masks), images if single_channel else None)
         where = f"measured in their crops and object masks ({len(rows)} cells)"
     else:
-        return [_p(f"Representation probe not available: no label image for source(s) {', '.join(missing[:3])}, "
-                   "and the crops keep no object masks (made before masks were kept, or not from labels).")]
+        return [
+            _p(
+                f"Representation probe not available: no label image for source(s) {', '.join(missing[:3])}, "
+                "and the crops keep no object masks (made before masks were kept, or not from labels)."
+            )
+        ]
     mu = latents.set_index("crop_id").reindex(table["crop_id"].iloc[rows])[require_mu_columns(latents)]
-    probe = representation_probe(mu.to_numpy(dtype=float), np.asarray(crop_set.subset(rows).images),
-                                 measurements.reset_index(drop=True), table["source"].iloc[rows].astype(str))
+    probe = representation_probe(
+        mu.to_numpy(dtype=float),
+        np.asarray(crop_set.subset(rows).images),
+        measurements.reset_index(drop=True),
+        table["source"].iloc[rows].astype(str),
+    )
     how = "folds grouped by source image" if probe.grouped else f"random folds ({probe.note})"
     parts = [f'<p class="problem">{html.escape(probe_warning(probe))}</p>'] if probe.ratio < PROBE_WORSE else []
     return parts + [
@@ -411,16 +434,20 @@ def _kl_section(ctx: _Context) -> list[str]:
         raise NotAvailable("not applicable to a feature table (no posterior): the KL to the prior measures a "
                            "model's latents, and these columns are measurements")  # fmt: skip
     if summary.logvar is None:
-        raise NotAvailable("the latent table has no logvar_* columns; embed the crops with the model "
-                           "('morphospace embed' or the Embed widget) to get them")
+        raise NotAvailable(
+            "the latent table has no logvar_* columns; embed the crops with the model "
+            "('morphospace embed' or the Embed widget) to get them"
+        )
     kl = kl_per_dimension(summary.mu, summary.logvar)
     try:
         empirical = f"{empirical_kl_to_standard_normal(summary.mu):.4g} nats"
     except InputError as err:
         empirical = f"not available ({err})"
     return [
-        _p(f"Active units (Var(μ) > 0.01): {active_units(summary.mu)} of {summary.mu.shape[1]}. "
-           f"Total KL {kl.sum():.4g} nats. Empirical KL of the latent means to N(0, I): {empirical}."),  # fmt: skip
+        _p(
+            f"Active units (Var(μ) > 0.01): {active_units(summary.mu)} of {summary.mu.shape[1]}. "
+            f"Total KL {kl.sum():.4g} nats. Empirical KL of the latent means to N(0, I): {empirical}."
+        ),  # fmt: skip
         _img(kl_bar_figure(kl), "per-dimension KL"),
         _table([(f"dim {i}", kl[i]) for i in np.argsort(-kl)], ["dimension", "KL [nats]"]),
     ]
@@ -453,7 +480,9 @@ def _inference_section(ctx: _Context) -> list[str]:
     latents = ctx.require_latents()
     summary.require_two_groups()
     try:
-        result = compare_groups(latents, "group", summary.condition, summary.reference, InferenceSettings(by_image=True))
+        result = compare_groups(
+            latents, "group", summary.condition, summary.reference, InferenceSettings(by_image=True)
+        )
     except InputError as err:  # e.g. one image per condition: test cells, and say why
         result = compare_groups(latents, "group", summary.condition, summary.reference, InferenceSettings())
         result.notes.insert(0, f"Not tested per image: {err}.")
@@ -539,8 +568,10 @@ def _difference_section(ctx: _Context) -> list[str]:
     maps = [(dim, traversal_difference(model, dim, start=start)) for dim in summary.top(TOP_DIMENSIONS)]
     rows = [(f"dim {dim}", float(r["abs"].mean()), float(r["dissimilarity"].mean())) for dim, r in maps]
     return [
-        _p("Absolute and structural (1 − SSIM; Gaussian window σ 1.5, data range 1.0) difference between the decodes "
-           f"at −3 and +3 of each top dimension (ranked by {summary.ranked_by}), the others at the mean of all cells."),  # fmt: skip
+        _p(
+            "Absolute and structural (1 − SSIM; Gaussian window σ 1.5, data range 1.0) difference between the decodes "
+            f"at −3 and +3 of each top dimension (ranked by {summary.ranked_by}), the others at the mean of all cells."
+        ),  # fmt: skip
         _img(difference_figure(maps), "difference maps"),
         _table(rows, ["dimension", "mean |difference|", "mean 1 − SSIM"]),
     ]
@@ -591,9 +622,11 @@ def _gradcam_section(ctx: _Context) -> list[str]:
     maps = {(dim, sign): gradcam_encoder(model, crops, dim, sign=sign) for dim in dims for sign in (1, -1)}
     labels = [f"{summary.groups[r]} #{c}" for r, c in zip(chosen, crop_ids)]
     return [
-        _p("Grad-CAM of the posterior mean μ_k (never a sampled z) for the top dimensions, for both signs (a "
-           "latent's sign is arbitrary and the ReLU drops negative evidence); cells with the lowest and highest "
-           f"μ{summary.ranking[0]} of each group."),  # fmt: skip
+        _p(
+            "Grad-CAM of the posterior mean μ_k (never a sampled z) for the top dimensions, for both signs (a "
+            "latent's sign is arbitrary and the ReLU drops negative evidence); cells with the lowest and highest "
+            f"μ{summary.ranking[0]} of each group."
+        ),  # fmt: skip
         _img(gradcam_figure(crops, maps, dims, labels), "Grad-CAM examples"),
     ]
 
@@ -616,9 +649,11 @@ def _classifier_section(ctx: _Context) -> list[str]:
     rows += [(f"fold {k + 1}", *(fold.get(m) for m in METRIC_COLUMNS), fold.get("n_crops"))
              for k, fold in enumerate(metrics.get("folds", []))]  # fmt: skip
     parts = [
-        _p(f"Classes from the column {metrics.get('label_column') or '?'!r}: {', '.join(classes)}; "
-           f"{(metrics.get('settings') or {}).get('fusion', '?')} fusion. Folds are grouped by source image, so crops "
-           "of one image never sit in both training and test; mean and SD (ddof=1) are over the folds."),  # fmt: skip
+        _p(
+            f"Classes from the column {metrics.get('label_column') or '?'!r}: {', '.join(classes)}; "
+            f"{(metrics.get('settings') or {}).get('fusion', '?')} fusion. Folds are grouped by source image, so crops "
+            "of one image never sit in both training and test; mean and SD (ddof=1) are over the folds."
+        ),  # fmt: skip
         _table(rows, ["", *(METRIC_TITLES[m] for m in METRIC_COLUMNS), "crops"]),
     ]
     confusion = pooled.get("confusion")
@@ -650,10 +685,12 @@ def _known_answer_section(ctx: _Context) -> list[str]:
     check = check_known_answer(ctx.require_latents(), factors, list(TREATED_SHIFTS))
     verdict = "PASSED" if check["passed"] else "FAILED"
     return [
-        _p(f"The dimension with the largest |Cohen's d| ({check['groups'][1]} vs {check['groups'][0]}) is "
-           f"dim {check['dimension']} (d = {check['cohens_d']:+.2f}). Its Spearman correlation with the factors the "
-           f"treated group shifts: best {check['best_factor']} ρ = {check['best_rho']:+.2f}. "
-           f"Check |ρ| > {check['threshold']}: {verdict}."),  # fmt: skip
+        _p(
+            f"The dimension with the largest |Cohen's d| ({check['groups'][1]} vs {check['groups'][0]}) is "
+            f"dim {check['dimension']} (d = {check['cohens_d']:+.2f}). Its Spearman correlation with the factors the "
+            f"treated group shifts: best {check['best_factor']} ρ = {check['best_rho']:+.2f}. "
+            f"Check |ρ| > {check['threshold']}: {verdict}."
+        ),  # fmt: skip
         _table(sorted(check["spearman"].items(), key=lambda kv: -abs(kv[1])), ["shifted factor", "Spearman ρ"]),
     ]
 
@@ -674,9 +711,11 @@ def _disentanglement_section(ctx: _Context) -> list[str]:
     rows = [(n, mig.gap_per_factor[k], result.accuracy_per_factor[k], int(np.argmax(result.importance[:, k])))
             for k, n in enumerate(names)]  # fmt: skip
     return [
-        _p(f"MIG {mig.score:.3f}; DCI disentanglement {result.disentanglement:.3f}, completeness "
-           f"{result.completeness:.3f}, informativeness (held-out accuracy) {result.informativeness:.3f}. "
-           "Continuous factors are discretised into 20 bins."),  # fmt: skip
+        _p(
+            f"MIG {mig.score:.3f}; DCI disentanglement {result.disentanglement:.3f}, completeness "
+            f"{result.completeness:.3f}, informativeness (held-out accuracy) {result.informativeness:.3f}. "
+            "Continuous factors are discretised into 20 bins."
+        ),  # fmt: skip
         _table(rows, ["factor", "MIG gap", "DCI accuracy", "most important dim"]),
     ]
 
@@ -711,8 +750,12 @@ def _tracks_section(ctx: _Context) -> list[str]:
                         "'morphospace tracks' writes them all."))  # fmt: skip
     try:
         real, shuffled = tracks.smoothness(latents, mu_columns(latents))
-        parts.append(_p(f"Mean step length {real:.4g}, against {shuffled:.4g} for the same cells in shuffled frame "
-                        f"order (ratio {real / shuffled:.3f}; well below 1: the latent space follows cells over time)."))
+        parts.append(
+            _p(
+                f"Mean step length {real:.4g}, against {shuffled:.4g} for the same cells in shuffled frame "
+                f"order (ratio {real / shuffled:.3f}; well below 1: the latent space follows cells over time)."
+            )
+        )
     except InputError as err:
         parts.append(_p(f"Smoothness not measured: {err}"))
     try:

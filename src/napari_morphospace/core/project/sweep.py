@@ -107,7 +107,11 @@ class SweepGrid:
 
     def axes(self) -> list[tuple[str, list[Any]]]:
         """The swept axes (non-empty lists), in grid order."""
-        return [(name, list(getattr(self, name))) for name in ("model", "beta", "latent_dim", "depth", "block") if getattr(self, name)]
+        return [
+            (name, list(getattr(self, name)))
+            for name in ("model", "beta", "latent_dim", "depth", "block")
+            if getattr(self, name)
+        ]
 
 
 @dataclass
@@ -167,7 +171,9 @@ def _point_settings(base: ModelSettings, values: dict[str, Any]) -> ModelSetting
 def _point_name(index: int, values: dict[str, Any]) -> str:
     """``"003_beta-tcvae_beta4_latent2"``: the index, then each swept value (``depthauto`` for the adaptive rule)."""
     labels = {"model": "", "beta": "beta", "latent_dim": "latent", "depth": "depth", "block": ""}
-    parts = [f"{labels[k]}{'auto' if v is None else f'{v:g}' if isinstance(v, float) else v}" for k, v in values.items()]
+    parts = [
+        f"{labels[k]}{'auto' if v is None else f'{v:g}' if isinstance(v, float) else v}" for k, v in values.items()
+    ]
     return "_".join([f"{index:03d}", *parts]) if parts else f"{index:03d}_base"
 
 
@@ -245,7 +251,9 @@ def split_for_sweep(crop_table: pd.DataFrame, settings: SweepSettings) -> SweepS
     notes = [f"test split: {outer.note}"] if outer.note else []
     notes += [f"validation split: {inner.note}"] if inner.note else []
     if len(outer.val) < 3:
-        raise InputError(f"the test split has {len(outer.val)} crop(s); it needs at least 3. Raise test_fraction or add crops")
+        raise InputError(
+            f"the test split has {len(outer.val)} crop(s); it needs at least 3. Raise test_fraction or add crops"
+        )
     return SweepSplit(train=rest[inner.train], val=rest[inner.val], test=np.sort(outer.val), notes=notes)
 
 
@@ -257,7 +265,9 @@ def probe_targets(table: pd.DataFrame, columns: list[str] | None = None) -> pd.D
     if columns is not None:
         missing = [c for c in columns if c not in table.columns]
         if missing:
-            raise InputError(f"probe_columns {', '.join(missing)} are not in the crop table; it has {', '.join(map(str, table.columns))}")
+            raise InputError(
+                f"probe_columns {', '.join(missing)} are not in the crop table; it has {', '.join(map(str, table.columns))}"
+            )
         chosen = list(columns)
     else:
         chosen = [c for c in table.columns if c not in _NOT_MEASUREMENTS and pd.api.types.is_numeric_dtype(table[c])
@@ -291,10 +301,15 @@ def _probe(crop_set: CropSet, split: SweepSplit, settings: SweepSettings, mu: np
     """The representation probe on every crop, or None and a note when the crops cannot be probed."""
     targets = probe_targets(crop_set.table, settings.probe_columns)
     if targets.shape[1] == 0:
-        return {"probe": None, "probe_note": "the crop table has no numeric measurement column that varies (e.g. area) to probe"}
+        return {
+            "probe": None,
+            "probe_note": "the crop table has no numeric measurement column that varies (e.g. area) to probe",
+        }
     images = np.asarray(crop_set.images, dtype=np.float32)
     try:
-        probe = representation_probe(mu, images, targets, crop_set.table["source"].astype(str), pca_fit=images[split.train])
+        probe = representation_probe(
+            mu, images, targets, crop_set.table["source"].astype(str), pca_fit=images[split.train]
+        )
     except InputError as err:  # e.g. too few crops
         return {"probe": None, "probe_note": f"no probe: {err}"}
     return {"probe": probe.to_dict(), "probe_note": probe.note}
@@ -338,7 +353,9 @@ def _crop_set_fingerprint(table: pd.DataFrame) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def prepare_sweep(crop_set: CropSet, settings: SweepSettings, folder: str | Path, *, crop_set_origin: str = "") -> SweepSplit:
+def prepare_sweep(
+    crop_set: CropSet, settings: SweepSettings, folder: str | Path, *, crop_set_origin: str = ""
+) -> SweepSplit:
     """Create (or reopen) a sweep folder: settings, crop-set identity and the split, each written atomically.
 
     A folder made by the same settings on the same crops is reopened as it is
@@ -350,9 +367,15 @@ def prepare_sweep(crop_set: CropSet, settings: SweepSettings, folder: str | Path
     split = split_for_sweep(crop_set.table, settings)
     identity = {"settings": to_dict(settings), "crop_set": _crop_set_fingerprint(crop_set.table)}
     marker = folder / MARKER_NAME
-    foreign = [p.name for p in folder.iterdir() if p.name not in SWEEP_FILES and not p.name.startswith(".")] if folder.is_dir() else []
+    foreign = (
+        [p.name for p in folder.iterdir() if p.name not in SWEEP_FILES and not p.name.startswith(".")]
+        if folder.is_dir()
+        else []
+    )
     if foreign:
-        raise InputError(f"{folder} holds other files ({', '.join(sorted(foreign)[:3])}); choose a new or empty output folder")
+        raise InputError(
+            f"{folder} holds other files ({', '.join(sorted(foreign)[:3])}); choose a new or empty output folder"
+        )
     if marker.exists():
         found = json.loads(marker.read_text())
         if {k: found.get(k) for k in identity} != identity:
@@ -537,7 +560,9 @@ def open_sweep_settings(folder: str | Path) -> SweepSettings:
     """The settings of a sweep folder (its ``sweep.yaml``)."""
     path = Path(folder) / SETTINGS_NAME
     if not path.is_file():
-        raise InputError(f"{folder} is not a sweep folder (no {SETTINGS_NAME}); run 'morphospace sweep --config' into it first")
+        raise InputError(
+            f"{folder} is not a sweep folder (no {SETTINGS_NAME}); run 'morphospace sweep --config' into it first"
+        )
     return load_sweep_settings(path)
 
 

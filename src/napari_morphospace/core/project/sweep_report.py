@@ -106,7 +106,9 @@ def scores_figure(table: pd.DataFrame) -> Figure:
 
 def effect_size_figure(records: list[dict[str, Any]]) -> Figure:
     """Small multiples: each finished run's |Cohen's d| per latent dimension, sorted, on a shared axis."""
-    profiles = [(r["name"], (r.get("test") or {}).get("abs_cohens_d") or []) for r in records if r.get("status") == "ok"]
+    profiles = [
+        (r["name"], (r.get("test") or {}).get("abs_cohens_d") or []) for r in records if r.get("status") == "ok"
+    ]
     profiles = [(name, values) for name, values in profiles if values]
     columns = min(max(len(profiles), 1), 4)
     rows = max(1, -(-len(profiles) // columns))
@@ -119,7 +121,7 @@ def effect_size_figure(records: list[dict[str, Any]]) -> Figure:
         ax.set_xticklabels([str(i + 1) for i in range(len(ordered))], fontsize=6)
         ax.set_title(name, fontsize=7)
         ax.set_xlabel("dimensions, largest |d| first", fontsize=7)
-    for ax in axes[len(profiles):]:
+    for ax in axes[len(profiles) :]:
         ax.set_visible(False)
     axes[0].set_ylabel("|Cohen's d|, test split")
     return figure
@@ -148,7 +150,11 @@ def write_sweep_report(folder: str | Path, table: pd.DataFrame) -> Path:
     records = run_records(folder)
     marker = json.loads((folder / MARKER_NAME).read_text())
     split = pd.read_csv(folder / SPLIT_NAME)["part"].value_counts()
-    figures = {"elbo_vs_beta": elbo_figure(table), "scores": scores_figure(table), "effect_sizes": effect_size_figure(records)}
+    figures = {
+        "elbo_vs_beta": elbo_figure(table),
+        "scores": scores_figure(table),
+        "effect_sizes": effect_size_figure(records),
+    }
     for name, figure in figures.items():
         _write_png(figure, folder / FIGURES_FOLDER / f"{name}.png")
     axes = "; ".join(f"{name}: {', '.join('auto' if v is None else f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
@@ -183,7 +189,10 @@ def write_sweep_report(folder: str | Path, table: pd.DataFrame) -> Path:
     ]  # fmt: skip
     failed = table[table["status"] == "failed"]
     if len(failed):
-        body += ["<h2>Failed runs</h2>", _table(failed[["name", "message"]].itertuples(index=False), ["run", "message"])]
+        body += [
+            "<h2>Failed runs</h2>",
+            _table(failed[["name", "message"]].itertuples(index=False), ["run", "message"]),
+        ]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(folder.name)} sweep'
             f"</title><style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
     atomic_write_text(folder / REPORT_NAME, page)

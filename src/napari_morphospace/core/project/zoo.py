@@ -120,16 +120,18 @@ def _build_vae(model_settings: dict[str, Any], input_shape: list[int]) -> Morpho
     settings = from_dict(ModelSettings, model_settings, where="rdf.yaml architecture kwargs model_settings")
     model = build_model(settings, tuple(input_shape))
     if not isinstance(model, MorphoVAE):
-        raise InputError(f"a {settings.model} model is not a zoo package's model; "
-                         f"export one of {', '.join(EXPORTABLE_MODELS)}")
+        raise InputError(
+            f"a {settings.model} model is not a zoo package's model; export one of {', '.join(EXPORTABLE_MODELS)}"
+        )
     return model
 
 
 def _exported_vae(bundle: Bundle) -> MorphoVAE:
     """The bundle's model, which :func:`_check_export` made sure is a single VAE."""
     if not isinstance(bundle.model, MorphoVAE):
-        raise InputError(f"a {bundle.model_settings.model} model cannot be exported; "
-                         f"export one of {', '.join(EXPORTABLE_MODELS)}")
+        raise InputError(
+            f"a {bundle.model_settings.model} model cannot be exported; export one of {', '.join(EXPORTABLE_MODELS)}"
+        )
     return bundle.model
 
 
@@ -376,8 +378,15 @@ def _authors(settings: ZooSettings) -> list[Any]:
     return authors
 
 
-def _describe(role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors, files: Path,
-              settings: ZooSettings, authors: list[Any]) -> Any:
+def _describe(
+    role: str,
+    bundle: Bundle,
+    crop_set: CropSet,
+    tensors: _Tensors,
+    files: Path,
+    settings: ZooSettings,
+    authors: list[Any],
+) -> Any:
     """Write one package's files into ``files`` and return its (validated) model description."""
     from bioimageio.spec.model import v0_5 as bmz
     from pydantic import ValidationError
@@ -411,7 +420,9 @@ def _describe(role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors, f
             inputs=inputs, outputs=outputs, weights=weights, config=bmz.Config.model_validate(_config(role, bundle)),
         )  # fmt: skip
     except ValidationError as err:
-        raise InputError(f"the {role} description does not validate: {_first_pydantic_errors(err)}; nothing was written") from err
+        raise InputError(
+            f"the {role} description does not validate: {_first_pydantic_errors(err)}; nothing was written"
+        ) from err
 
 
 def _write_weights(role: str, bundle: Bundle, tensors: _Tensors, files: Path) -> tuple[str, dict[str, Any]]:
@@ -437,11 +448,15 @@ def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Pa
     """Inputs and outputs of one package, with their test tensors saved as .npy."""
     from bioimageio.spec.model import v0_5 as bmz
 
-    spatial = ["z", "y", "x"][-(len(bundle.input_shape) - 1):]
+    spatial = ["z", "y", "x"][-(len(bundle.input_shape) - 1) :]
 
     def image_axes(axis_class: Any) -> list[Any]:
         channels = bmz.ChannelAxis(channel_names=_identifiers(bundle.channel_names, "channel_"))
-        return [bmz.BatchAxis(), channels, *[axis_class(id=a, size=int(n)) for a, n in zip(spatial, bundle.input_shape[1:])]]
+        return [
+            bmz.BatchAxis(),
+            channels,
+            *[axis_class(id=a, size=int(n)) for a, n in zip(spatial, bundle.input_shape[1:])],
+        ]
 
     def latent(name: str, array: np.ndarray, text: str, kind: Any) -> Any:
         np.save(files / f"{name}.npy", array)
@@ -516,19 +531,36 @@ def citations(model_settings: ModelSettings) -> list[tuple[str, dict[str, str]]]
          {"doi": "10.3390/bioengineering13010076"}),
     ]  # fmt: skip
     if model_settings.model == "beta-vae":
-        refs.append(("Higgins et al. (2017). beta-VAE: Learning Basic Visual Concepts with a Constrained "
-                     "Variational Framework. ICLR.", {"url": "https://openreview.net/forum?id=Sy2fzU9gl"}))
+        refs.append(
+            (
+                "Higgins et al. (2017). beta-VAE: Learning Basic Visual Concepts with a Constrained "
+                "Variational Framework. ICLR.",
+                {"url": "https://openreview.net/forum?id=Sy2fzU9gl"},
+            )
+        )
     if model_settings.model == "beta-tcvae":
-        refs.append(("Chen et al. (2018). Isolating Sources of Disentanglement in Variational Autoencoders. "
-                     "NeurIPS.", {"doi": "10.48550/arXiv.1802.04942"}))
+        refs.append(
+            (
+                "Chen et al. (2018). Isolating Sources of Disentanglement in Variational Autoencoders. NeurIPS.",
+                {"doi": "10.48550/arXiv.1802.04942"},
+            )
+        )
     if model_settings.model == "me-vae":
-        refs.append(("Ternes et al. (2022). A multi-encoder variational autoencoder controls multiple "
-                     "transformational features in single-cell image analysis. Communications Biology 5, 255.",
-                     {"doi": "10.1038/s42003-022-03218-x"}))
+        refs.append(
+            (
+                "Ternes et al. (2022). A multi-encoder variational autoencoder controls multiple "
+                "transformational features in single-cell image analysis. Communications Biology 5, 255.",
+                {"doi": "10.1038/s42003-022-03218-x"},
+            )
+        )
     if model_settings.objective == "reparameterised":
-        refs.append(("Donovan-Maiye et al. (2022). A deep generative model of 3D single-cell organization. "
-                     "PLOS Computational Biology 18(1), e1009155. (the (1−β)·rec + β·KL objective)",
-                     {"doi": "10.1371/journal.pcbi.1009155"}))
+        refs.append(
+            (
+                "Donovan-Maiye et al. (2022). A deep generative model of 3D single-cell organization. "
+                "PLOS Computational Biology 18(1), e1009155. (the (1−β)·rec + β·KL objective)",
+                {"doi": "10.1371/journal.pcbi.1009155"},
+            )
+        )
     return refs
 
 
@@ -665,7 +697,7 @@ change one value of `mu` (in units of the model's latent scale, −3…+3), deco
 {io_text}
 ## Architecture
 
-`{s.model}`: {s.block} blocks, depth {s.depth if s.depth is not None else 'chosen from the crop size by the adaptable-VAE thesis rule L = round(2 + 0.356·(log2(pixels) − 8.64))'},
+`{s.model}`: {s.block} blocks, depth {s.depth if s.depth is not None else "chosen from the crop size by the adaptable-VAE thesis rule L = round(2 + 0.356·(log2(pixels) − 8.64))"},
 {s.base_channels} base channels, latent size {s.latent_dim}, β = {s.beta} ({s.objective} objective),
 {s.reconstruction} reconstruction; the decoder ends in a sigmoid and returns exactly the input shape.
 Full settings: `config.napari-morphospace.bundle.model_settings` in `rdf.yaml`.
@@ -676,28 +708,28 @@ Crops are made by napari-morphospace around each segmented object (`morphospace 
 Cells widget). {crop_text}
 Then the crop pipeline ran on every crop:
 
-{step_text or '  (no pipeline steps)'}
+{step_text or "  (no pipeline steps)"}
 
 {described} The bioimage.io specification cannot express cutting crops around objects,
 the per-source normalisation (statistics of the whole field) or the other pipeline steps:
 run them with napari-morphospace and the settings above (recorded in
 `config.napari-morphospace.bundle.preprocess`) before this model.
-{'' if role == 'encoder' else 'The decoded images are in the same normalised [0, 1] space; there is no postprocessing back to raw intensities.'}
+{"" if role == "encoder" else "The decoded images are in the same normalised [0, 1] space; there is no postprocessing back to raw intensities."}
 
 ## Weights
 
 - `pytorch_state_dict` (original): a plain state dict of tensors. Its architecture is
-  `napari_morphospace.core.project.zoo.{'ZooEncoder' if role == 'encoder' else 'ZooDecoder'}`, so it needs
+  `napari_morphospace.core.project.zoo.{"ZooEncoder" if role == "encoder" else "ZooDecoder"}`, so it needs
   `pip install napari-morphospace=={__version__}` (see `environment.yaml`).
   `morphospace zoo import` reads only these weights, with `torch.load(weights_only=True)`.
 - `torchscript`: traced from it; runs without napari-morphospace in any bioimage.io consumer.
 
 ## Training
 
-{provenance.get('n_crops', '?')} crops from {provenance.get('crop_set', 'an unrecorded crop set')}
-(groups: {', '.join(map(str, provenance.get('groups', []) or [])) or 'not recorded'}); {len(history) or train.get('epochs', '?')} epochs,
-batch size {train.get('batch_size', '?')}, learning rate {train.get('learning_rate', '?')} (AdamW),
-best validation loss {best if best is not None else 'not recorded'}.
+{provenance.get("n_crops", "?")} crops from {provenance.get("crop_set", "an unrecorded crop set")}
+(groups: {", ".join(map(str, provenance.get("groups", []) or [])) or "not recorded"}); {len(history) or train.get("epochs", "?")} epochs,
+batch size {train.get("batch_size", "?")}, learning rate {train.get("learning_rate", "?")} (AdamW),
+best validation loss {best if best is not None else "not recorded"}.
 
 ## Validation
 
@@ -816,7 +848,9 @@ def _package_paths(sources: Sequence[str | os.PathLike]) -> list[Path]:
     paths = [Path(s) for s in sources]
     for path in paths:
         if not path.exists():
-            raise InputError(f"{path} does not exist; give the folder written by 'morphospace zoo export' or its zip files")
+            raise InputError(
+                f"{path} does not exist; give the folder written by 'morphospace zoo export' or its zip files"
+            )
     if len(paths) == 1 and paths[0].is_dir():
         folder = paths[0]
         paths = [folder / ENCODER_PACKAGE, folder / DECODER_PACKAGE]
@@ -841,7 +875,9 @@ def _read_package(path: Path) -> _Package:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise InputError(f"{path} is not a zip package ({err}); give a .zip written by 'morphospace zoo export'") from err
+        raise InputError(
+            f"{path} is not a zip package ({err}); give a .zip written by 'morphospace zoo export'"
+        ) from err
     with archive:
         names = set(archive.namelist())
         rdf_name = next((n for n in ("rdf.yaml", "bioimageio.yaml") if n in names), None)
@@ -896,10 +932,14 @@ def _merge_halves(encoder: _Package, decoder: _Package) -> dict[str, torch.Tenso
     for package in (encoder, decoder):
         strange = sorted(k for k in package.state if not k.startswith(_STATE_PREFIX))
         if strange:
-            raise InputError(f"{package.path.name} holds unexpected tensors ({', '.join(strange[:3])}); export it again")
-        halves.append({k[len(_STATE_PREFIX):]: v for k, v in package.state.items()})
+            raise InputError(
+                f"{package.path.name} holds unexpected tensors ({', '.join(strange[:3])}); export it again"
+            )
+        halves.append({k[len(_STATE_PREFIX) :]: v for k, v in package.state.items()})
     shared = sorted(set(halves[0]) & set(halves[1]))
-    differing = [k for k in shared if halves[0][k].shape != halves[1][k].shape or not torch.equal(halves[0][k], halves[1][k])]
+    differing = [
+        k for k in shared if halves[0][k].shape != halves[1][k].shape or not torch.equal(halves[0][k], halves[1][k])
+    ]
     if differing:
         raise InputError(
             f"{encoder.path.name} and {decoder.path.name} disagree on {', '.join(differing[:3])}; "

@@ -220,7 +220,9 @@ def load_bundle(directory: str | os.PathLike, *, map_location: str | torch.devic
     except (OSError, ValueError, RecursionError) as err:
         raise InputError(f"{config_path} is not valid JSON ({err}); the bundle is damaged, save it again") from err
     if not isinstance(config, dict):
-        raise InputError(f"{config_path} holds {type(config).__name__}, not a bundle description; the bundle is damaged, save it again")
+        raise InputError(
+            f"{config_path} holds {type(config).__name__}, not a bundle description; the bundle is damaged, save it again"
+        )
     if config.get("format") != FORMAT_NAME or config.get("format_version") != FORMAT_VERSION:
         raise InputError(
             f"{config_path} has format {shown(config.get('format'))} version {shown(config.get('format_version'))}; "
@@ -261,8 +263,10 @@ def _checked_config(config: dict[str, Any], path: Path) -> tuple[ModelSettings, 
     settings_values = {"norm": "batch", **config["model_settings"]}
     model_settings = from_dict(ModelSettings, settings_values, where=f"{CONFIG_NAME} model_settings")
     shape = config["input_shape"]
-    if not isinstance(shape, list) or len(shape) not in (3, 4) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
+    if (
+        not isinstance(shape, list)
+        or len(shape) not in (3, 4)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
     ):
         raise InputError(f"{path}: input_shape is {shown(shape)}, not (C, [Z,] Y, X) positive whole numbers; "
                          "the bundle was edited by hand, save it again")  # fmt: skip
@@ -272,7 +276,9 @@ def _checked_config(config: dict[str, Any], path: Path) -> tuple[ModelSettings, 
                          "the bundle was edited by hand, save it again")  # fmt: skip
     preprocess = config.get("preprocess")
     if preprocess is not None and not isinstance(preprocess, dict):
-        raise InputError(f"{path}: preprocess is {shown(preprocess)}, not a mapping; the bundle was edited by hand, save it again")
+        raise InputError(
+            f"{path}: preprocess is {shown(preprocess)}, not a mapping; the bundle was edited by hand, save it again"
+        )
     return model_settings, tuple(shape), list(names)
 
 
@@ -392,13 +398,15 @@ def check_compatible(bundle: Bundle, crop_set: CropSet, *, allow_preprocessing_m
         problems.append(f"crops of shape {shape[1:]} but the model expects {bundle.input_shape[1:]}")
     if problems:
         raise InputError(
-            "this crop set does not fit the model: it has " + "; and ".join(problems)
+            "this crop set does not fit the model: it has "
+            + "; and ".join(problems)
             + ". Make the crops with the model's channels, crop size and preprocessing (saved in its model.json)"
         )
     differences = preprocessing_differences(bundle.preprocess, crop_set.preprocess)
     if differences and not allow_preprocessing_mismatch:
         raise PreprocessingMismatch(
-            "these crops were made differently from the model's training crops (" + "; ".join(differences)
+            "these crops were made differently from the model's training crops ("
+            + "; ".join(differences)
             + "); make the crops with the settings in the model's model.json, or allow the difference "
             "(--allow-preprocessing-mismatch on the command line, 'accept other preprocessing' in the Embed widget)"
         )

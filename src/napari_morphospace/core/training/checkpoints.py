@@ -161,11 +161,19 @@ def claim_folder(folder: Path, run_id: str, *, resume_from: Path | None, needed_
     if owner is None:
         try:
             with open(record, "x") as file:  # exclusive: of two trainings starting together, one gets the folder
-                json.dump({"run_id": run_id, "started": datetime.now().isoformat(timespec="seconds"),
-                           "slurm_job": slurm_job_id()}, file)
+                json.dump(
+                    {
+                        "run_id": run_id,
+                        "started": datetime.now().isoformat(timespec="seconds"),
+                        "slurm_job": slurm_job_id(),
+                    },
+                    file,
+                )
         except FileExistsError as err:
-            raise InputError(f"another training took checkpoint folder {folder} at the same moment; "
-                             "choose an empty checkpoint folder") from err
+            raise InputError(
+                f"another training took checkpoint folder {folder} at the same moment; "
+                "choose an empty checkpoint folder"
+            ) from err
 
 
 def slurm_job_id() -> str | None:
@@ -257,8 +265,9 @@ class RunCheckpoints(Checkpoint):
     processes refuse together.
     """
 
-    def __init__(self, run_folder: Path, stage_folder: Path, run_id: str, *, resume_from: Path | None,
-                 model: torch.nn.Module) -> None:
+    def __init__(
+        self, run_folder: Path, stage_folder: Path, run_id: str, *, resume_from: Path | None, model: torch.nn.Module
+    ) -> None:
         self.run_folder, self.last = run_folder, stage_folder / LAST_NAME
         self.run_id, self.resume_from = run_id, resume_from
         # The best and last checkpoints and one being written beside them.
@@ -269,8 +278,7 @@ class RunCheckpoints(Checkpoint):
         problem = None
         if trainer.is_global_zero:
             try:
-                claim_folder(self.run_folder, self.run_id, resume_from=self.resume_from,
-                             needed_bytes=self.needed_bytes)
+                claim_folder(self.run_folder, self.run_id, resume_from=self.resume_from, needed_bytes=self.needed_bytes)
             except InputError as err:
                 problem = str(err)
         problem = trainer.strategy.broadcast(problem)

@@ -67,8 +67,15 @@ SPREAD_CROPS = 128
 #: Samples of z per crop for the validation ELBO of the diagnostics (the Statistical Cell uses 10).
 ELBO_SAMPLES = 10
 #: Regionprops measured per cell for the probe; 2D-only ones are dropped for 3D labels.
-SHAPE_MEASUREMENTS = ("area", "axis_major_length", "axis_minor_length", "perimeter", "eccentricity", "solidity",
-                      "extent")
+SHAPE_MEASUREMENTS = (
+    "area",
+    "axis_major_length",
+    "axis_minor_length",
+    "perimeter",
+    "eccentricity",
+    "solidity",
+    "extent",
+)
 INTENSITY_MEASUREMENTS = ("intensity_mean", "intensity_max")
 _ONLY_2D = {"perimeter", "eccentricity"}
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
@@ -216,7 +223,7 @@ def diagnose_training(
         ssims: list[float] = []
         with torch.no_grad():
             for start in range(0, n, batch_size):
-                x = torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32))
+                x = torch.as_tensor(np.asarray(images[start : start + batch_size], dtype=np.float32))
                 x = x.to(_device(model))
                 mu, logvar, parts = _posterior(model, x)
                 mus.append(mu.float().cpu())
@@ -303,34 +310,42 @@ def training_problems(d: TrainingDiagnostics) -> list[tuple[str, str]]:
     """``(problem, warning)`` pairs: a short name and a plain sentence with what to try, for a model that did not learn."""
     warnings = []
     if d.kl_total < COLLAPSED_KL or d.active_units == 0:
-        warnings.append((
-            "collapsed",
-            f"the model has collapsed to the prior (KL {d.kl_total:.2f} nats, {d.active_units} active units): "
-            "its latents say nothing about the cells. Train for more steps, lower beta, use "
-            "reconstruction 'bce', or add a KL warm-up (kl_schedule 'linear')."
-        ))
+        warnings.append(
+            (
+                "collapsed",
+                f"the model has collapsed to the prior (KL {d.kl_total:.2f} nats, {d.active_units} active units): "
+                "its latents say nothing about the cells. Train for more steps, lower beta, use "
+                "reconstruction 'bce', or add a KL warm-up (kl_schedule 'linear').",
+            )
+        )
     elif d.kl_total < LITTLE_KL_PER_DIM * d.latent_dim:
-        warnings.append((
-            "learned little",
-            f"the model learned little: {d.kl_total:.2f} nats of KL over {d.latent_dim} dimensions "
-            f"(under {LITTLE_KL_PER_DIM:g} per dimension). Train for more steps, lower beta or use "
-            "reconstruction 'bce'; check the loss curves still fell at the end."
-        ))
+        warnings.append(
+            (
+                "learned little",
+                f"the model learned little: {d.kl_total:.2f} nats of KL over {d.latent_dim} dimensions "
+                f"(under {LITTLE_KL_PER_DIM:g} per dimension). Train for more steps, lower beta or use "
+                "reconstruction 'bce'; check the loss curves still fell at the end.",
+            )
+        )
     if d.heldout_ssim < POOR_SSIM:
-        warnings.append((
-            "poor reconstruction",
-            f"held-out reconstructions look little like the crops (SSIM {d.heldout_ssim:.2f}). "
-            "Train for more steps, or check the crops are centred on single cells and normalised."
-        ))
+        warnings.append(
+            (
+                "poor reconstruction",
+                f"held-out reconstructions look little like the crops (SSIM {d.heldout_ssim:.2f}). "
+                "Train for more steps, or check the crops are centred on single cells and normalised.",
+            )
+        )
     if not 1 / SPREAD_MISMATCH <= d.spread_ratio <= SPREAD_MISMATCH:
-        warnings.append((
-            "normalisation mismatch",
-            f"the latents spread {d.spread_ratio:.3g}× as much with batch statistics as in eval mode: the "
-            "BatchNorm running statistics do not match the held-out crops, so embeddings and traversals "
-            "normalise every cell wrongly. Check the held-out crops are like the training crops (same "
-            "preprocessing), retrain (training averages the statistics over the training crops at the end), "
-            "or use norm 'group'."
-        ))
+        warnings.append(
+            (
+                "normalisation mismatch",
+                f"the latents spread {d.spread_ratio:.3g}× as much with batch statistics as in eval mode: the "
+                "BatchNorm running statistics do not match the held-out crops, so embeddings and traversals "
+                "normalise every cell wrongly. Check the held-out crops are like the training crops (same "
+                "preprocessing), retrain (training averages the statistics over the training crops at the end), "
+                "or use norm 'group'.",
+            )
+        )
     if d.probe is not None and d.probe.ratio < PROBE_WORSE:
         warnings.append(("worse than pixel PCA", probe_warning(d.probe)))
     return warnings
@@ -371,8 +386,15 @@ def _kl_rows(mu: torch.Tensor, logvar: torch.Tensor, parts: list | None) -> torc
     return torch.stack([gaussian_kl(m, lv) for m, lv in parts]).sum(dim=0)
 
 
-def _elbo_terms(model: MorphoVAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                parts: list | None, samples: int, generator: torch.Generator) -> tuple[float, float]:
+def _elbo_terms(
+    model: MorphoVAE,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    parts: list | None,
+    samples: int,
+    generator: torch.Generator,
+) -> tuple[float, float]:
     """Batch means of the reconstruction term over ``samples`` draws of z, and of the KL."""
     kind = model.settings.reconstruction
     rec = 0.0
@@ -463,9 +485,11 @@ class ProbeResult:
     def summary(self) -> str:
         """One line: both mean R², the ratio and how the folds were made."""
         how = "folds grouped by source image" if self.grouped else "random folds (one source image)"
-        return (f"ridge-probe R² to their regionprops {self.latent_mean:.3f} (latents) against {self.pca_mean:.3f} "
-                f"({self.n_components}-component pixel PCA), ratio {self.ratio:.3f}; {self.n_cells} cells, "
-                f"{self.folds} {how}")
+        return (
+            f"ridge-probe R² to their regionprops {self.latent_mean:.3f} (latents) against {self.pca_mean:.3f} "
+            f"({self.n_components}-component pixel PCA), ratio {self.ratio:.3f}; {self.n_cells} cells, "
+            f"{self.folds} {how}"
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeResult:
@@ -480,7 +504,9 @@ class ProbeResult:
         return {**asdict(self), "latent_mean": self.latent_mean, "pca_mean": self.pca_mean, "ratio": self.ratio}
 
 
-def probe_folds(groups: Sequence[Any] | None, n: int, folds: int = 5, seed: int = 0) -> tuple[Any, np.ndarray | None, str | None]:
+def probe_folds(
+    groups: Sequence[Any] | None, n: int, folds: int = 5, seed: int = 0
+) -> tuple[Any, np.ndarray | None, str | None]:
     """A cross-validation splitter: folds by source image when there are at least 2 sources.
 
     Returns ``(splitter, groups or None, note)``. Crops of one image share
@@ -497,8 +523,9 @@ def probe_folds(groups: Sequence[Any] | None, n: int, folds: int = 5, seed: int 
     return KFold(n_splits=min(folds, n), shuffle=True, random_state=seed), None, note
 
 
-def ridge_probe_r2(features: np.ndarray, targets: pd.DataFrame, groups: Sequence[Any] | None = None, *,
-                   folds: int = 5, seed: int = 0) -> dict[str, float]:
+def ridge_probe_r2(
+    features: np.ndarray, targets: pd.DataFrame, groups: Sequence[Any] | None = None, *, folds: int = 5, seed: int = 0
+) -> dict[str, float]:
     """Out-of-fold R² of a standardised ridge regression (α chosen by inner CV) per target column.
 
     Folds are grouped by ``groups`` (source image) when there are two or more
@@ -532,9 +559,16 @@ def pixel_pca(images: Any, n_components: int, fit: Any | None = None) -> np.ndar
     return PCA(n_components=components, random_state=0).fit(fit).transform(pixels)
 
 
-def representation_probe(mu: np.ndarray, images: Any, measurements: pd.DataFrame,
-                         groups: Sequence[Any] | None = None, *, pca_fit: Any | None = None,
-                         folds: int = 5, seed: int = 0) -> ProbeResult:
+def representation_probe(
+    mu: np.ndarray,
+    images: Any,
+    measurements: pd.DataFrame,
+    groups: Sequence[Any] | None = None,
+    *,
+    pca_fit: Any | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> ProbeResult:
     """Ridge-probe R² from the latent means and from pixel PCA (same number of components) to measurements.
 
     Parameters
@@ -557,11 +591,17 @@ def representation_probe(mu: np.ndarray, images: Any, measurements: pd.DataFrame
         raise InputError("no measurement varies over the cells; the probe has nothing to predict")
     pca = pixel_pca(images, mu.shape[1], pca_fit)
     _, _, note = probe_folds(groups, len(mu), folds, seed)
-    n_folds = min(folds, len(np.unique(np.asarray(groups).astype(str)))) if groups is not None and note is None else folds
+    n_folds = (
+        min(folds, len(np.unique(np.asarray(groups).astype(str)))) if groups is not None and note is None else folds
+    )
     return ProbeResult(
         latent_r2=ridge_probe_r2(mu, usable, groups, folds=folds, seed=seed),
         pca_r2=ridge_probe_r2(pca, usable, groups, folds=folds, seed=seed),
-        n_cells=len(mu), n_components=int(pca.shape[1]), folds=n_folds, grouped=note is None, note=note,
+        n_cells=len(mu),
+        n_components=int(pca.shape[1]),
+        folds=n_folds,
+        grouped=note is None,
+        note=note,
     )
 
 
@@ -590,8 +630,9 @@ def mask_measurements(masks: np.ndarray, images: np.ndarray | None = None) -> pd
     return pd.concat(rows, ignore_index=True)
 
 
-def cell_measurements(table: pd.DataFrame, labels: Mapping[str, np.ndarray],
-                      intensities: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+def cell_measurements(
+    table: pd.DataFrame, labels: Mapping[str, np.ndarray], intensities: Mapping[str, np.ndarray] | None = None
+) -> pd.DataFrame:
     """Regionprops shape (and intensity) measurements of every crop's cell, one row per table row.
 
     Parameters

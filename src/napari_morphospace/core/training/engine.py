@@ -97,8 +97,13 @@ class TrainSettings:
 
     def validate(self) -> None:
         """Refuse settings that cannot train, saying which value to change."""
-        positive = {"epochs": self.epochs, "min_steps": self.min_steps, "batch_size": self.batch_size,
-                    "num_nodes": self.num_nodes, "preview_every_n_epochs": self.preview_every_n_epochs}
+        positive = {
+            "epochs": self.epochs,
+            "min_steps": self.min_steps,
+            "batch_size": self.batch_size,
+            "num_nodes": self.num_nodes,
+            "preview_every_n_epochs": self.preview_every_n_epochs,
+        }
         for name, value in positive.items():
             if value is not None and value < 1:
                 raise InputError(f"training.{name} is {value}; it must be at least 1")
@@ -120,7 +125,9 @@ class TrainSettings:
         if self.num_workers < 0:
             raise InputError(f"training.num_workers is {self.num_workers}; use 0 (load in the main process) or more")
         if isinstance(self.devices, str) and self.devices != "auto":
-            raise InputError(f"training.devices is {self.devices!r}; use 'auto', a device count or a list of device ids")
+            raise InputError(
+                f"training.devices is {self.devices!r}; use 'auto', a device count or a list of device ids"
+            )
 
 
 #: Batch size when ``batch_size`` is empty: an eighth of the training crops, within these bounds.
@@ -298,7 +305,9 @@ class DataSplit:
     note: str | None = None
 
 
-def split_crops(table: pd.DataFrame, *, val_fraction: float, method: Literal["source", "random"], seed: int) -> DataSplit:
+def split_crops(
+    table: pd.DataFrame, *, val_fraction: float, method: Literal["source", "random"], seed: int
+) -> DataSplit:
     """Choose validation crops, by whole source image (no leakage) or at random.
 
     With ``method="source"`` every crop of a source image lands on the same
@@ -317,9 +326,11 @@ def split_crops(table: pd.DataFrame, *, val_fraction: float, method: Literal["so
     unique = np.unique(sources)
     note = None
     if method == "source" and len(unique) < 2:
-        note = (f"all crops come from one source ({unique[0]!r}), so the validation crops cannot be held out by "
-                "source; falling back to a random split. Crops from the same image in both sets make the "
-                "validation loss optimistic; add crops from more images to avoid this.")
+        note = (
+            f"all crops come from one source ({unique[0]!r}), so the validation crops cannot be held out by "
+            "source; falling back to a random split. Crops from the same image in both sets make the "
+            "validation loss optimistic; add crops from more images to avoid this."
+        )
         method = "random"
     if method == "random":
         order = rng.permutation(n)
@@ -359,8 +370,10 @@ def augment_batch(x: torch.Tensor, *, flips: bool, rot90: bool, small_rotations:
             x = torch.where(chosen, x.flip(dim), x)
     if rot90 and x.shape[-1] == x.shape[-2]:
         k = torch.randint(0, 4, (batch,), device=x.device).view(batch, *spatial)
-        x = sum((torch.where(k == turns, torch.rot90(x, turns, dims=(-2, -1)), 0.0) for turns in range(4)),
-                torch.zeros_like(x))
+        x = sum(
+            (torch.where(k == turns, torch.rot90(x, turns, dims=(-2, -1)), 0.0) for turns in range(4)),
+            torch.zeros_like(x),
+        )
     if small_rotations:
         x = _rotate_yx(x, (torch.rand(batch, device=x.device) * 2 - 1) * math.radians(15))
     return x
@@ -545,8 +558,14 @@ class VAEModule(L.LightningModule):
     def _log_losses(self, prefix: str, losses: dict[str, torch.Tensor], *, batch_size: int) -> None:
         for name, value in losses.items():
             if value.ndim == 0:
-                self.log(f"{prefix}_{name}", value.detach().float(), on_step=False, on_epoch=True,
-                         batch_size=batch_size, sync_dist=True)
+                self.log(
+                    f"{prefix}_{name}",
+                    value.detach().float(),
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=batch_size,
+                    sync_dist=True,
+                )
 
     def pop_kl_per_dim(self) -> list[float] | None:
         """Mean per-dimension KL (nats) over the training steps since the last call."""
@@ -593,8 +612,9 @@ class VAEModule(L.LightningModule):
         checkpoint["morphospace_stage"] = self.stage
 
 
-def validation_terms(model: MorphoVAE, x: torch.Tensor, cond: Condition | None, *,
-                     dataset_size: int) -> dict[str, torch.Tensor]:
+def validation_terms(
+    model: MorphoVAE, x: torch.Tensor, cond: Condition | None, *, dataset_size: int
+) -> dict[str, torch.Tensor]:
     """Loss terms for validation and model selection: the full objective and the ELBO, z sampled.
 
     Two things differ from the training step. The KL warm-up, cyclical
@@ -628,10 +648,12 @@ class _GoodState:
 
     @classmethod
     @torch.no_grad()
-    def capture(cls, model: torch.nn.Module, buffers: list[torch.Tensor],
-                optimizer: torch.optim.Optimizer) -> "_GoodState":
-        state = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
-                 for p, s in optimizer.state.items()}
+    def capture(
+        cls, model: torch.nn.Module, buffers: list[torch.Tensor], optimizer: torch.optim.Optimizer
+    ) -> "_GoodState":
+        state = {
+            p: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()} for p, s in optimizer.state.items()
+        }
         return cls([p.detach().clone() for p in model.parameters()], buffers, state)
 
     @torch.no_grad()
@@ -663,8 +685,17 @@ class _CropDataModule(L.LightningDataModule):
     incomplete batch: the β-TCVAE estimator needs at least 3 crops per batch.
     """
 
-    def __init__(self, train_set: Dataset, val_set: Dataset, *, batch_size: int, val_batch_size: int,
-                 drop_last_val: bool, num_workers: int, seed: int) -> None:
+    def __init__(
+        self,
+        train_set: Dataset,
+        val_set: Dataset,
+        *,
+        batch_size: int,
+        val_batch_size: int,
+        drop_last_val: bool,
+        num_workers: int,
+        seed: int,
+    ) -> None:
         super().__init__()
         self.train_set, self.val_set = train_set, val_set
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
@@ -678,19 +709,34 @@ class _CropDataModule(L.LightningDataModule):
         return self.trainer
 
     def _sampler(self, dataset: Dataset, *, shuffle: bool) -> _EpochSampler:
-        return _EpochSampler(dataset, num_replicas=self._fitting.world_size, rank=self._fitting.global_rank,
-                             shuffle=shuffle, seed=self.seed)
+        return _EpochSampler(
+            dataset,
+            num_replicas=self._fitting.world_size,
+            rank=self._fitting.global_rank,
+            shuffle=shuffle,
+            seed=self.seed,
+        )
 
     def train_dataloader(self) -> DataLoader:
-        return _ResumableLoader(self.train_set, batch_size=self.batch_size,
-                                sampler=self._sampler(self.train_set, shuffle=True), drop_last=True,
-                                num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                                trainer=self._fitting)
+        return _ResumableLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=self._sampler(self.train_set, shuffle=True),
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            trainer=self._fitting,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.val_batch_size, sampler=self._sampler(self.val_set, shuffle=False),
-                          drop_last=self.drop_last_val, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.val_set,
+            batch_size=self.val_batch_size,
+            sampler=self._sampler(self.val_set, shuffle=False),
+            drop_last=self.drop_last_val,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
 
 class _EpochSampler(DistributedSampler):
@@ -705,7 +751,7 @@ class _EpochSampler(DistributedSampler):
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
         if self.skip is not None and self.skip[0] == self.epoch:
-            indices = indices[self.skip[1]:]
+            indices = indices[self.skip[1] :]
         self.skip = None
         return iter(indices)
 
@@ -739,8 +785,16 @@ class _ProgressReporter(L.Callback):
     Keeps the per-epoch history in its state, so it survives a resume.
     """
 
-    def __init__(self, *, on_update: Callable[[TrainMessage], None] | None, stop_event: StopFlag | None,
-                 stage: Stage, preview_batch: Any, preview_every: int, min_interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        on_update: Callable[[TrainMessage], None] | None,
+        stop_event: StopFlag | None,
+        stage: Stage,
+        preview_batch: Any,
+        preview_every: int,
+        min_interval_s: float = 0.5,
+    ) -> None:
         self.on_update, self.stop_event = on_update, stop_event
         self.stage, self.preview_batch, self.preview_every = stage, preview_batch, preview_every
         self.min_interval_s = min_interval_s
@@ -757,13 +811,15 @@ class _ProgressReporter(L.Callback):
         self._started = self._last_sent = time.monotonic()
         self._first_step = trainer.global_step
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if isinstance(pl_module, VAEModule) and pl_module.nonfinite_step is not None:
             trainer.should_stop = True
         # Every process decides together (a Ctrl-C reaches the DDP processes at different steps).
-        if trainer.strategy.reduce_boolean_decision(self.stop_event is not None and self.stop_event.is_set(),
-                                                    all=False):
+        if trainer.strategy.reduce_boolean_decision(
+            self.stop_event is not None and self.stop_event.is_set(), all=False
+        ):
             trainer.should_stop = True
             self.stopped_by_user = True
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # none for a skipped step
@@ -775,29 +831,52 @@ class _ProgressReporter(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, VAEModule)  # the engine's only module
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        train_losses = {k[len("train_"):]: v for k, v in metrics.items() if k.startswith("train_")}
-        val_losses = {k[len("val_"):]: v for k, v in metrics.items() if k.startswith("val_")} or None
+        train_losses = {k[len("train_") :]: v for k, v in metrics.items() if k.startswith("train_")}
+        val_losses = {k[len("val_") :]: v for k, v in metrics.items() if k.startswith("val_")} or None
         kl_per_dim = pl_module.pop_kl_per_dim()
         epoch = trainer.current_epoch
-        self.history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train_losses.items()},
-                             **{f"val_{k}": v for k, v in (val_losses or {}).items()}})
+        self.history.append(
+            {
+                "epoch": epoch,
+                **{f"train_{k}": v for k, v in train_losses.items()},
+                **{f"val_{k}": v for k, v in (val_losses or {}).items()},
+            }
+        )
         self._send(trainer, self._update(trainer, train_losses, val_losses, kl_per_dim))
         last_epoch = epoch + 1 == trainer.max_epochs
         wanted = (epoch + 1) % self.preview_every == 0 or last_epoch
         if wanted and self.preview_batch is not None and self.on_update is not None and trainer.is_global_zero:
             batch = _to_device(self.preview_batch, pl_module.device)
             originals, reconstructions = pl_module.reconstruct(batch)
-            self._send(trainer, ReconstructionPreview(epoch, originals.float().cpu().numpy(),
-                                                      reconstructions.float().cpu().numpy(), self.stage))
+            self._send(
+                trainer,
+                ReconstructionPreview(
+                    epoch, originals.float().cpu().numpy(), reconstructions.float().cpu().numpy(), self.stage
+                ),
+            )
 
-    def _update(self, trainer: L.Trainer, train_losses: dict[str, float], val_losses: dict[str, float] | None,
-                kl_per_dim: list[float] | None) -> TrainUpdate:
+    def _update(
+        self,
+        trainer: L.Trainer,
+        train_losses: dict[str, float],
+        val_losses: dict[str, float] | None,
+        kl_per_dim: list[float] | None,
+    ) -> TrainUpdate:
         elapsed = time.monotonic() - self._started
         done = trainer.global_step - self._first_step
         total = int(trainer.estimated_stepping_batches)
         eta = elapsed / done * (total - trainer.global_step) if done > 0 else None
-        return TrainUpdate(trainer.current_epoch, trainer.global_step, total, train_losses, val_losses,
-                           kl_per_dim, elapsed, eta, self.stage)
+        return TrainUpdate(
+            trainer.current_epoch,
+            trainer.global_step,
+            total,
+            train_losses,
+            val_losses,
+            kl_per_dim,
+            elapsed,
+            eta,
+            self.stage,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
@@ -894,8 +973,9 @@ def train(
     _check_precision(train_settings)
     labels = CropDataset(crop_set, label_column=train_settings.label_column).classes
     model_settings = _with_label_count(model_settings, train_settings, labels)
-    split = split_crops(crop_set.table, val_fraction=train_settings.val_fraction, method=train_settings.split,
-                        seed=train_settings.seed)
+    split = split_crops(
+        crop_set.table, val_fraction=train_settings.val_fraction, method=train_settings.split, seed=train_settings.seed
+    )
     notes = [split.note] if split.note else []
     if split.note:
         warnings.warn(split.note, UserWarning, stacklevel=2)
@@ -915,19 +995,34 @@ def train(
     if resume_from is not None:
         resume_from = Path(resume_from)
         stage, run_id = _resume_stage(resume_from, model, stages)
-        stages = stages[stages.index(stage):]
+        stages = stages[stages.index(stage) :]
     dataset = CropDataset(crop_set, label_column=train_settings.label_column)
     outcomes: list[dict[str, Any]] = []
     try:
         with _quiet_lightning(not progress_bar):
             for stage in stages:
                 directory = checkpoint_dir if stage == "model" else checkpoint_dir / stage
-                outcomes.append(_fit_stage(
-                    model, stage, dataset, split, model_settings, train_settings,
-                    RunCheckpoints(checkpoint_dir, directory, run_id, model=model,
-                                   resume_from=resume_from if not outcomes else None),
-                    batch_size=batch_size, on_update=on_update, stop_event=stop_event, progress_bar=progress_bar,
-                ))
+                outcomes.append(
+                    _fit_stage(
+                        model,
+                        stage,
+                        dataset,
+                        split,
+                        model_settings,
+                        train_settings,
+                        RunCheckpoints(
+                            checkpoint_dir,
+                            directory,
+                            run_id,
+                            model=model,
+                            resume_from=resume_from if not outcomes else None,
+                        ),
+                        batch_size=batch_size,
+                        on_update=on_update,
+                        stop_event=stop_event,
+                        progress_bar=progress_bar,
+                    )
+                )
                 if outcomes[-1]["stopped_by_user"]:
                     break
     except TrainingDiverged as err:
@@ -939,44 +1034,80 @@ def train(
     if isinstance(model, MEVAE):
         _calibrate(model, CropDataset(crop_set.subset(split.train)), batch_size)
     result = TrainResult(
-        model=model, model_settings=model_settings, label_classes=list(labels),
+        model=model,
+        model_settings=model_settings,
+        label_classes=list(labels),
         history=[row for outcome in outcomes for row in outcome["history"]],
-        best_checkpoint=final["best"], last_checkpoint=final["last"], best_val_loss=final["best_val_loss"],
+        best_checkpoint=final["best"],
+        last_checkpoint=final["last"],
+        best_val_loss=final["best_val_loss"],
         stopped_early=any(o["stopped_early"] for o in outcomes),
         stopped_by_user=any(o["stopped_by_user"] for o in outcomes),
-        checkpoint_dir=str(checkpoint_dir), train_size=len(split.train), val_size=len(split.val),
-        is_global_zero=final["is_global_zero"], notes=notes, steps=sum(o["steps"] for o in outcomes),
-        epochs=final["epochs"], batch_size=batch_size,
+        checkpoint_dir=str(checkpoint_dir),
+        train_size=len(split.train),
+        val_size=len(split.val),
+        is_global_zero=final["is_global_zero"],
+        notes=notes,
+        steps=sum(o["steps"] for o in outcomes),
+        epochs=final["epochs"],
+        batch_size=batch_size,
         diagnostics=_diagnose(model, crop_set, split, batch_size),
     )
     if on_update is not None:
-        on_update(TrainFinished(result.best_checkpoint, result.best_val_loss, result.stopped_early,
-                                result.stopped_by_user))
+        on_update(
+            TrainFinished(result.best_checkpoint, result.best_val_loss, result.stopped_early, result.stopped_by_user)
+        )
     return result
 
 
-def _fit_stage(model: MorphoVAE | StackedConditionalVAE, stage: Stage, dataset: CropDataset, split: DataSplit,
-               model_settings: ModelSettings, settings: TrainSettings, run: RunCheckpoints, *, batch_size: int,
-               on_update: Callable[[TrainMessage], None] | None, stop_event: StopFlag | None,
-               progress_bar: bool) -> dict[str, Any]:
+def _fit_stage(
+    model: MorphoVAE | StackedConditionalVAE,
+    stage: Stage,
+    dataset: CropDataset,
+    split: DataSplit,
+    model_settings: ModelSettings,
+    settings: TrainSettings,
+    run: RunCheckpoints,
+    *,
+    batch_size: int,
+    on_update: Callable[[TrainMessage], None] | None,
+    stop_event: StopFlag | None,
+    progress_bar: bool,
+) -> dict[str, Any]:
     """Run one Lightning ``fit`` (one model, or one stage of the conditional model)."""
     module = VAEModule(
-        model, learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
-        train_size=len(split.train), seed=settings.seed, stage=stage,
+        model,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        train_size=len(split.train),
+        seed=settings.seed,
+        stage=stage,
         num_labels=model_settings.cond_num_labels if stage == "target" else 0,
         augment=augmentation_for(settings, model_settings.model),
     )
     val_set = Subset(dataset, split.val.tolist())
     # The β-TCVAE estimator needs >= 3 crops per batch, so validation drops a short last batch too.
     val_batch_size = min(batch_size, len(split.val))
-    data = _CropDataModule(Subset(dataset, split.train.tolist()), val_set, batch_size=batch_size,
-                           val_batch_size=val_batch_size, drop_last_val=model_settings.model == "beta-tcvae",
-                           num_workers=settings.num_workers, seed=settings.seed)
+    data = _CropDataModule(
+        Subset(dataset, split.train.tolist()),
+        val_set,
+        batch_size=batch_size,
+        val_batch_size=val_batch_size,
+        drop_last_val=model_settings.model == "beta-tcvae",
+        num_workers=settings.num_workers,
+        seed=settings.seed,
+    )
     preview = torch.utils.data.default_collate([val_set[i] for i in range(min(PREVIEW_CROPS, len(val_set)))])
-    best = BestCheckpoint(dirpath=run.last.parent, filename="best-{epoch}", monitor="val_loss", mode="min",
-                          save_top_k=1)
-    reporter = _ProgressReporter(on_update=on_update, stop_event=stop_event, stage=stage, preview_batch=preview,
-                                 preview_every=settings.preview_every_n_epochs)
+    best = BestCheckpoint(
+        dirpath=run.last.parent, filename="best-{epoch}", monitor="val_loss", mode="min", save_top_k=1
+    )
+    reporter = _ProgressReporter(
+        on_update=on_update,
+        stop_event=stop_event,
+        stage=stage,
+        preview_batch=preview,
+        preview_every=settings.preview_every_n_epochs,
+    )
     callbacks: list[L.Callback] = [best, run, reporter]
     early = None
     if settings.early_stopping_patience is not None:
@@ -986,12 +1117,18 @@ def _fit_stage(model: MorphoVAE | StackedConditionalVAE, stage: Stage, dataset: 
     max_epochs = epochs_for(settings, len(split.train), batch_size, trainer.world_size)
     trainer.fit_loop.max_epochs = max_epochs
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=None if run.resume_from is None else str(run.resume_from),
-                    weights_only=True)
+        trainer.fit(
+            module,
+            datamodule=data,
+            ckpt_path=None if run.resume_from is None else str(run.resume_from),
+            weights_only=True,
+        )
     except SIGTERMException as err:
         raise TrainingInterrupted(
             f"training was stopped by SIGTERM at step {trainer.global_step}{_of_stage(stage)}; "
-            f"{run.last} holds its state to resume from", str(run.last), trainer.is_global_zero,
+            f"{run.last} holds its state to resume from",
+            str(run.last),
+            trainer.is_global_zero,
         ) from err
     except SystemExit as err:  # after a Ctrl-C in the middle of a step, Lightning cleans up and exits with 1
         if isinstance(err.__context__, KeyboardInterrupt):
@@ -1033,16 +1170,27 @@ def _of_stage(stage: Stage) -> str:
     return "" if stage == "model" else f" ({stage} model)"
 
 
-def _make_trainer(settings: TrainSettings, callbacks: list[L.Callback], checkpoint_dir: Path,
-                  progress_bar: bool) -> L.Trainer:
+def _make_trainer(
+    settings: TrainSettings, callbacks: list[L.Callback], checkpoint_dir: Path, progress_bar: bool
+) -> L.Trainer:
     """A Lightning Trainer for these settings; device set-up problems become :class:`InputError`."""
     try:
         trainer = L.Trainer(
-            max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices,
-            num_nodes=settings.num_nodes, strategy=settings.strategy, precision=settings.precision,
-            gradient_clip_val=settings.gradient_clip_val, callbacks=callbacks, logger=False,
-            default_root_dir=checkpoint_dir, enable_progress_bar=progress_bar, enable_model_summary=progress_bar,
-            num_sanity_val_steps=0, use_distributed_sampler=False, deterministic="warn",
+            max_epochs=settings.epochs,
+            accelerator=settings.accelerator,
+            devices=settings.devices,
+            num_nodes=settings.num_nodes,
+            strategy=settings.strategy,
+            precision=settings.precision,
+            gradient_clip_val=settings.gradient_clip_val,
+            callbacks=callbacks,
+            logger=False,
+            default_root_dir=checkpoint_dir,
+            enable_progress_bar=progress_bar,
+            enable_model_summary=progress_bar,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=False,
+            deterministic="warn",
             plugins=[AtomicCheckpointIO()],
         )
     except (MisconfigurationException, ValueError, TypeError) as err:
@@ -1121,14 +1269,18 @@ def _resume_stage(path: Path, model: torch.nn.Module, stages: list[Stage]) -> tu
     if stage is None:
         raise InputError(f"{path} was not written by napari-morphospace training; choose its last.ckpt")
     if stage not in stages:
-        raise InputError(f"{path} is a checkpoint of a {stage!r} stage, which this model type does not have; "
-                         "resume with the model settings it was trained with")
+        raise InputError(
+            f"{path} is a checkpoint of a {stage!r} stage, which this model type does not have; "
+            "resume with the model settings it was trained with"
+        )
     expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
     if expected != found:
-        raise InputError(f"{path} holds a model of another architecture than these model settings "
-                         "(latent_dim, depth, base_channels, block or channels differ); "
-                         "resume with the settings it was trained with (saved next to it by --save-config)")
+        raise InputError(
+            f"{path} holds a model of another architecture than these model settings "
+            "(latent_dim, depth, base_channels, block or channels differ); "
+            "resume with the settings it was trained with (saved next to it by --save-config)"
+        )
     return stage, checkpoint_run_id(checkpoint) or new_run_id()
 
 
@@ -1136,8 +1288,12 @@ def _resume_stage(path: Path, model: torch.nn.Module, stages: list[Stage]) -> tu
 def _quiet_lightning(quiet: bool) -> Iterator[None]:
     """Silence Lightning's informational log lines (GPU available, ...) for GUI runs, and its known harmless warning."""
     # Lightning 2.6 builds torch's deprecated LeafSpec for every data loader: harmless, and Lightning's to fix.
-    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning,
-                            r"lightning\.pytorch\.utilities\._pytree")
+    warnings.filterwarnings(
+        "ignore",
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        FutureWarning,
+        r"lightning\.pytorch\.utilities\._pytree",
+    )
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     if quiet:
@@ -1163,7 +1319,9 @@ def _spread_out(indices: np.ndarray, count: int) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
 
 
-def _diagnose(model: MorphoVAE | StackedConditionalVAE, crop_set: CropSet, split: DataSplit, batch_size: int) -> TrainingDiagnostics:
+def _diagnose(
+    model: MorphoVAE | StackedConditionalVAE, crop_set: CropSet, split: DataSplit, batch_size: int
+) -> TrainingDiagnostics:
     """End-of-training diagnostics on the held-out crops (the reference model's, for ``cond-vae``).
 
     Crops cut from labels keep their object masks, so the representation
