@@ -8,7 +8,7 @@ views → exports::
     io → cells → models → training → analysis → classifier → figures → project
 
 A room may import the shared modules at the top of ``core`` (errors, config,
-outputs, parallel) and the rooms before it, never one after it. ``core``
+files, outputs, parallel) and the rooms before it, never one after it. ``core``
 imports neither Qt nor napari; ``viewer`` imports napari but no Qt.
 """
 
@@ -25,7 +25,7 @@ import napari_morphospace
 
 PACKAGE = Path(napari_morphospace.__file__).parent
 ROOMS = ["io", "cells", "models", "training", "analysis", "classifier", "figures", "project"]
-SHARED = {"errors", "config", "outputs", "parallel"}
+SHARED = {"errors", "config", "files", "outputs", "parallel"}
 QT = {"qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "superqt", "magicgui", "napari_morphospace._qt"}
 NAPARI = {"napari", "vispy"}
 

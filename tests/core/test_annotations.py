@@ -1,8 +1,10 @@
 """Annotation store: classes, undo/redo, autosave that survives kill -9, damaged files, the folder lock."""
 
+import gc
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +18,7 @@ from napari_morphospace.core.project import annotations as annotations_module
 from napari_morphospace.core.project.annotations import (
     ANNOTATIONS_CSV,
     CLASSES_JSON,
+    HOLDER_NAME,
     LOCK_NAME,
     AnnotationClass,
     AnnotationStore,
@@ -25,12 +28,6 @@ from napari_morphospace.core.project.annotations import (
 )
 
 IDS = [3, 7, 10, 42]
-
-
-def _dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 def test_assign_clear_and_table(tmp_path):
@@ -144,22 +141,21 @@ def test_kill_9_after_autosave_loses_nothing(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert result.returncode == -signal.SIGKILL
-    assert (tmp_path / LOCK_NAME).exists()  # left behind by the dead process: stale, so taken over
-    store = AnnotationStore.open(tmp_path, IDS)
+    store = AnnotationStore.open(tmp_path, IDS)  # the OS freed the dead process's lock
     assert store.annotations.tolist() == ["alive", "dead", "", "dead"]
     assert store.class_names == ["dead", "alive"]
+    assert json.loads((tmp_path / HOLDER_NAME).read_text())["pid"] == os.getpid()
     store.close()
-    assert not (tmp_path / LOCK_NAME).exists()
+    assert not (tmp_path / HOLDER_NAME).exists()
 
 
-def test_dropped_store_reopens_with_takeover(tmp_path):
+def test_dropped_store_frees_its_lock(tmp_path):
     store = AnnotationStore(IDS, tmp_path)
     store.add_class("a")
     store.assign([10], "a")
-    del store  # no close: our own pid still holds the lock
-    with pytest.raises(InputError, match="another viewer"):
-        AnnotationStore.open(tmp_path, IDS)
-    reopened = AnnotationStore.open(tmp_path, IDS, take_over=True)
+    del store  # no close: the lock goes with the store
+    gc.collect()
+    reopened = AnnotationStore.open(tmp_path, IDS)
     assert reopened.annotations.tolist() == ["", "", "a", ""]
     reopened.close()
 
@@ -212,7 +208,7 @@ def test_hand_damaged_csv_names_file_and_line_and_is_not_overwritten(tmp_path, t
     with pytest.raises(InputError, match=f"{ANNOTATIONS_CSV} is damaged at {line}"):
         AnnotationStore.open(tmp_path, IDS)
     assert (tmp_path / ANNOTATIONS_CSV).read_text() == text
-    assert not (tmp_path / LOCK_NAME).exists()  # the failed open released its lock
+    assert not (tmp_path / HOLDER_NAME).exists()  # the failed open released its lock (the open below takes it)
     # The user decides: keep the damaged file as a backup and continue.
     store = AnnotationStore.open(tmp_path, IDS, on_damaged="backup")
     backups = list(tmp_path.glob(f"{ANNOTATIONS_CSV}.damaged-*"))
@@ -243,22 +239,54 @@ def test_unknown_crop_ids_are_reported_and_kept(tmp_path):
     store.close()
 
 
-def test_lock_refuses_second_writer_and_takes_over_stale_lock(tmp_path):
+def test_second_store_on_a_folder_is_refused_naming_the_holder(tmp_path):
     first = AnnotationStore(IDS, tmp_path)
-    with pytest.raises(InputError, match=f"process {os.getpid()}"):
+    holder = f"process {os.getpid()} on {socket.gethostname()} since 20"
+    with pytest.raises(InputError, match=f"another viewer \\({holder}.*\\); close it first, or choose another"):
         AnnotationStore.open(tmp_path, IDS)
     first.close()
-    assert not (tmp_path / LOCK_NAME).exists()
-    # A lock of a dead process on this host is stale and taken over.
-    lock = {"pid": _dead_pid(), "host": annotations_module.socket.gethostname(), "since": "earlier"}
-    (tmp_path / LOCK_NAME).write_text(json.dumps(lock))
-    second = AnnotationStore.open(tmp_path, IDS)
-    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
-    second.close()
-    # A live process on another host is not judged from here: refused.
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": "now"}))
-    with pytest.raises(InputError, match="elsewhere"):
+    AnnotationStore.open(tmp_path, IDS).close()
+
+
+def test_lock_of_a_killed_process_is_free_at_once(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import time
+        from napari_morphospace.core.project.annotations import AnnotationStore
+        store = AnnotationStore({IDS}, {str(tmp_path)!r})
+        print("locked", flush=True)
+        time.sleep(120)
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+            with pytest.raises(InputError, match=f"process {child.pid} on "):
+                AnnotationStore.open(tmp_path, IDS)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    store = AnnotationStore.open(tmp_path, IDS)  # no stale lock, no take-over
+    assert json.loads((tmp_path / HOLDER_NAME).read_text())["pid"] == os.getpid()
+    store.close()
+
+
+def test_lock_file_of_an_older_version_does_not_block(tmp_path):
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": "last year"}))
+    AnnotationStore.open(tmp_path, IDS).close()
+
+
+def test_without_os_locks_a_lock_file_stands_in_and_the_message_says_to_delete_it(tmp_path, monkeypatch):
+    class NoOsLocks(annotations_module.FileLock):
+        def acquire(self, *args, **kwargs):
+            raise NotImplementedError("FileSystem does not appear to support flock; use SoftFileLock instead")
+
+    monkeypatch.setattr(annotations_module, "FileLock", NoOsLocks)
+    first = AnnotationStore(IDS, tmp_path)
+    with pytest.raises(InputError, match=f"another viewer.*If that viewer is gone, delete {tmp_path / LOCK_NAME}"):
         AnnotationStore.open(tmp_path, IDS)
+    first.close()
+    AnnotationStore.open(tmp_path, IDS).close()
 
 
 def test_overlay_lut_equals_brute_force():

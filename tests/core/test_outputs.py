@@ -1,7 +1,4 @@
-"""Outputs: replaced only when ours, refused before work when they cannot be written, scratch of killed runs removed."""
-
-import subprocess
-import sys
+"""Outputs: replaced only when ours, refused before work when they cannot be written."""
 
 import pytest
 import torch
@@ -14,31 +11,6 @@ from napari_morphospace.core.training.bundle import (
     save_bundle,
 )
 from napari_morphospace.core.training.engine import TrainSettings
-
-
-def dead_pid() -> int:
-    """The id of a process that has exited."""
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(done.stdout)
-
-
-def test_scratch_of_dead_processes_of_this_host_is_removed_and_nothing_else(tmp_path):
-    host = outputs._host()
-    dead = dead_pid()
-    stale_file = tmp_path / f".crop_000001.ome.tif.{host}-{dead}.abcd1234.tmp"
-    stale_folder = tmp_path / f".crops.{host}-{dead}.x_y9z0ab.tmp"
-    mine = tmp_path / outputs.scratch_prefix(tmp_path / "crops")
-    mine = mine.with_name(mine.name + "k2k2k2k2.tmp")
-    other_host = tmp_path / f".crops.elsewhere-{dead}.abcdabcd.tmp"
-    unrelated = [tmp_path / ".hidden.tmp", tmp_path / f"crops.{host}-{dead}.abcd1234.tmp", tmp_path / "data.tif"]
-    stale_file.write_bytes(b"")
-    stale_folder.mkdir()
-    (stale_folder / "images.zarr").write_bytes(b"198 MB in real life")
-    for path in (mine, other_host, *unrelated):
-        path.write_text("keep")
-    removed = outputs.remove_stale_scratch(tmp_path)
-    assert sorted(removed) == sorted([stale_file, stale_folder])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, other_host, *unrelated))
 
 
 def test_check_output_refuses_before_anything_is_written(tmp_path, monkeypatch):

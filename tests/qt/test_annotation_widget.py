@@ -4,6 +4,8 @@ Annotations go into the session's per-cell table; its writer puts them into
 the layers' features, and one "annotations" layer shows the classes.
 """
 
+import os
+import socket
 from types import SimpleNamespace
 
 import numpy as np
@@ -168,10 +170,15 @@ def test_reopen_restores_annotations_in_a_new_widget(widget, make_napari_viewer,
 
 def test_second_widget_on_same_folder_is_refused(widget, make_napari_viewer, tmp_path, monkeypatch):
     other = AnnotationWidget(make_napari_viewer())
-    monkeypatch.setattr(other, "_ask", lambda question: False)
-    with pytest.raises(InputError, match="another viewer"):
+    monkeypatch.setattr(other, "_ask", lambda question: pytest.fail(f"asked {question!r}: nothing to take over"))
+    holder = f"process {os.getpid()} on {socket.gethostname()} since "
+    with pytest.raises(InputError, match=f"being written by another viewer \\({holder}.*\\); close it first"):
         other.set_crop_set(_crop_set(), tmp_path / "crops")
     assert other.store is None
+    widget._close_store()  # the first viewer closes: the second one may write now
+    other.set_crop_set(_crop_set(), tmp_path / "crops")
+    assert other.store is not None
+    other._close_store()
 
 
 def test_export_buttons_call_core(widget, tmp_path):

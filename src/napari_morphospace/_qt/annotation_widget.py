@@ -230,8 +230,6 @@ class AnnotationWidget(QWidget):
         except InputError as err:
             if "damaged" in str(err) and self._ask(f"{err}\n\nKeep the damaged file as a backup and continue?"):
                 store = AnnotationStore.open(folder, crop_ids, on_damaged="backup")
-            elif "another viewer" in str(err) and self._ask(f"{err}\n\nTake over (only if that viewer is closed)?"):
-                store = AnnotationStore.open(folder, crop_ids, take_over=True)
             else:
                 raise
         if store.unknown_crop_ids:

@@ -100,7 +100,7 @@ def choose_groups(values: list, requested: list[str] | None, column: str) -> tup
 def run(args: argparse.Namespace) -> int:
     from ..core.analysis.inference import InferenceSettings, compare_groups
     from ..core.analysis.latent_summary import group_choices
-    from ..core.config import atomic_write_text
+    from ..core.files import atomic_write_text
     from ..core.project.export import export_table
 
     targets = [args.out / TABLE_NAME, args.out / JSON_NAME]

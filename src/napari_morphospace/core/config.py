@@ -13,7 +13,6 @@ import json
 import math
 import os
 import reprlib
-import tempfile
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_or
 import yaml
 
 from .errors import InputError
-from .outputs import scratch_prefix, set_default_permissions
+from .files import atomic_write_text
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -181,21 +180,4 @@ def save_config(settings: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file so that readers see either the old or the new file, never a half one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=scratch_prefix(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-__all__ = ["to_dict", "from_dict", "load_config", "save_config", "atomic_write_text"]
+__all__ = ["to_dict", "from_dict", "load_config", "save_config"]

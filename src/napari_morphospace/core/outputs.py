@@ -1,4 +1,4 @@
-"""Outputs: checked before any work starts, replaced only when they are ours, no scratch left behind.
+"""Outputs: checked before any work starts, replaced only when they are ours.
 
 Every command and widget that writes a file or a folder goes through
 :func:`check_output` before its first slow step, so a read-only or full disk,
@@ -8,76 +8,25 @@ recognisably an output of napari-morphospace of the same kind (a crop set, a
 model bundle, an analysis folder, a report...): a mistyped ``--out ~/data``
 is refused, never deleted.
 
-Temporary files and folders are written next to their target and renamed
-into place. Their names carry the host and process id of the writer
-(:func:`scratch_prefix`), so the next run can tell the scratch of a run that
-was killed (same host, process gone) from that of a run still going, and
-removes it (:func:`remove_stale_scratch`).
+Writing itself (scratch beside the target, then a rename) is
+:mod:`napari_morphospace.core.files`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from .errors import InputError
+from .files import remove_stale_scratch
 
 #: Free space below which a disk counts as full, whatever the output's size.
 MIN_FREE_BYTES = 1 << 20
-_SCRATCH = re.compile(r"^\..*\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.(tmp|old)$")
-
-
-def _host() -> str:
-    """This machine's short host name, reduced to letters, digits and ``-`` (it is parsed back from file names)."""
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
-
-
-def scratch_prefix(target: str | os.PathLike) -> str:
-    """Prefix of a temporary sibling of ``target``: ``.<name>.<host>-<pid>.`` (give it ``suffix=".tmp"``)."""
-    return f".{Path(target).name}.{_host()}-{os.getpid()}."
-
-
-def _is_stale(name: str) -> bool:
-    """True for scratch of a process of this host that no longer runs."""
-    match = _SCRATCH.match(name)
-    if match is None or match["host"] != _host():
-        return False
-    pid = int(match["pid"])
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it runs under another user
-        return False
-    return False
-
-
-def remove_stale_scratch(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files and folders that killed runs left in ``folder``; return what was removed."""
-    folder = Path(folder)
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        if entry.name.startswith(".") and _is_stale(entry.name):
-            path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
 
 
 def check_output(
@@ -187,70 +136,9 @@ def names_format(json_file: str | os.PathLike, format_name: str) -> bool:
     return isinstance(data, dict) and data.get("format") == format_name
 
 
-def set_default_permissions(path: str | os.PathLike) -> None:
-    """Give a file or folder made by ``tempfile`` (private, 0600/0700) the permissions of a normal one.
-
-    Temporary files are private so no one reads them half-written; once
-    complete they should be as readable as any file the user saves (the
-    umask decides: colleagues on shared storage read them with 022). A
-    folder gets the same for everything inside it, since some writers
-    (safetensors) also create private files.
-    """
-    umask = current_umask()
-    path = Path(path)
-    if path.is_dir():
-        for inner in path.rglob("*"):
-            if not inner.is_symlink():
-                os.chmod(inner, (0o777 if inner.is_dir() else 0o666) & ~umask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where the OS allows (``os.umask`` sets it briefly)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    umask = os.umask(0o077)  # no file is created in between; 077 keeps any that is private
-    os.umask(umask)
-    return umask
-
-
-def replace_folder(finished: Path, target: Path) -> None:
-    """Rename the finished temporary folder to ``target``, replacing an old one (already checked to be ours).
-
-    The old folder is moved aside first, so ``target`` never holds a mix of
-    old and new files, and deleted last.
-    """
-    set_default_permissions(finished)
-    if not target.exists():
-        os.replace(finished, target)
-        return
-    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=scratch_prefix(target), suffix=".old"))
-    os.replace(target, old / target.name)
-    os.replace(finished, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def write_failed(path: str | os.PathLike, err: OSError) -> InputError:
-    """The one-line message for a write that failed part way (full disk, folder made read-only)."""
-    return InputError(
-        f"cannot write {path} ({err.strerror or err}); the disk may be full or the folder read-only. "
-        "Nothing half-written was left; free space or choose a writable folder"
-    )
-
-
 __all__ = [
     "MIN_FREE_BYTES",
     "check_output",
     "check_writable",
     "names_format",
-    "remove_stale_scratch",
-    "replace_folder",
-    "set_default_permissions",
-    "scratch_prefix",
-    "write_failed",
 ]

@@ -10,7 +10,6 @@ processes or a dask.distributed cluster (:mod:`~napari_morphospace.core.parallel
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,8 +20,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InputError
+from ..files import scratch_folder
 from ..io.stacks import read_stack
-from ..outputs import scratch_prefix
 from ..parallel import dask_client, ordered_map
 from .crop_set import (
     NO_TRACK,
@@ -248,9 +247,8 @@ def _run_on_cluster(job: CropJob, client: Any, out: str | Path | None, *, overwr
     """One task per image; parts joined in image order as they arrive (streamed into ``out`` when given)."""
     scratch = None
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
         # Named for this host and process, so the next run removes it if this one is killed.
-        scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix(out), suffix=".tmp", dir=Path(out).parent))
+        scratch = scratch_folder(out)
     tasks = [(job, index, str(scratch / f"part{index}") if scratch else None) for index in range(len(job.images))]
 
     def parts() -> Iterator[CropSet]:

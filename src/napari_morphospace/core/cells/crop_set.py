@@ -41,13 +41,8 @@ import zarr
 
 from ..config import shown
 from ..errors import InputError
-from ..outputs import (
-    check_output,
-    names_format,
-    replace_folder,
-    scratch_prefix,
-    write_failed,
-)
+from ..files import replace_folder, scratch_folder, write_failed
+from ..outputs import check_output, names_format
 
 # Columns every crop table has, in this order; more columns may follow.
 # The bounding box is one start/stop pair per spatial axis of the source:
@@ -391,10 +386,7 @@ class CropSetWriter:
         self.overwrite = overwrite
         check_crop_set_target(self.directory, overwrite)
         try:
-            self.directory.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = Path(
-                tempfile.mkdtemp(dir=self.directory.parent, prefix=scratch_prefix(self.directory), suffix=".tmp")
-            )
+            self._tmp = scratch_folder(self.directory)
         except OSError as err:
             raise write_failed(self.directory, err) from err
         chunk, shard = _storage_layout(self.crop_shape)

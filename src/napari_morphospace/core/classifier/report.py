@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..config import atomic_write_text, to_dict
+from ..config import to_dict
 from ..errors import InputError
+from ..files import atomic_write_text
 from .fusion import (
     ChannelRanking,
     ClassificationMetrics,

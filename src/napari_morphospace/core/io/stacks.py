@@ -15,7 +15,6 @@ import itertools
 import math
 import os
 import struct
-import tempfile
 import warnings
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ import tifffile
 import zarr
 
 from ..errors import InputError
-from ..outputs import scratch_prefix, set_default_permissions
+from ..files import atomic_path
 
 AXES_ORDER = "TCZYX"
 
@@ -662,10 +661,7 @@ def write_stack(path: str | os.PathLike, stack: Stack, *, overwrite: bool = Fals
     data, file_axes = _ome_layout(stack)
     metadata = _ome_write_metadata(stack, file_axes)
     nbytes = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=scratch_prefix(path), suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,
             data if isinstance(data, np.ndarray) else _planes(data, rgb=stack.rgb),
@@ -676,11 +672,6 @@ def write_stack(path: str | os.PathLike, stack: Stack, *, overwrite: bool = Fals
             photometric="rgb" if stack.rgb else "minisblack",
             metadata=metadata,
         )
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,10 +41,11 @@ import pandas as pd
 from ... import __version__
 from ..cells.crop_job import CropJob
 from ..cells.crop_set import CropSet, load_crop_set, save_crop_set
-from ..config import atomic_write_text, load_config, shown
+from ..config import load_config, shown
 from ..errors import InputError
-from ..outputs import check_writable, names_format, set_default_permissions
-from .annotations import ANNOTATIONS_CSV, CLASSES_JSON, LOCK_NAME
+from ..files import atomic_folder, atomic_path, atomic_write_text
+from ..outputs import check_writable, names_format
+from .annotations import ANNOTATIONS_CSV, CLASSES_JSON, HOLDER_NAME, LOCK_NAME
 from .export import check_latent_table
 
 FORMAT_NAME = "napari-morphospace analysis"
@@ -303,7 +303,7 @@ def create_analysis(
 
 def _only_annotations(folder: Path) -> bool:
     """True when ``folder`` holds nothing but what the Annotate widget autosaves: it may become an analysis."""
-    return all(path.name in (ANNOTATIONS_CSV, CLASSES_JSON, LOCK_NAME) for path in folder.iterdir())
+    return all(path.name in (ANNOTATIONS_CSV, CLASSES_JSON, LOCK_NAME, HOLDER_NAME) for path in folder.iterdir())
 
 
 def source_refs(
@@ -430,15 +430,8 @@ def _write_latents(latents: pd.DataFrame, root: Path) -> None:
         raise InputError("the latent table has no crop_id column; embed the crops with core.analysis.embed.embed")
     for name, writer in ((LATENTS_PARQUET, lambda p: latents.to_parquet(p, index=False)),
                          (LATENTS_CSV, lambda p: latents.to_csv(p, index=False, na_rep="NaN"))):  # fmt: skip
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(root / name) as tmp:
             writer(tmp)
-            set_default_permissions(tmp)
-            os.replace(tmp, root / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def _place_model(bundle: Path, root: Path) -> Path:
@@ -450,21 +443,9 @@ def _place_model(bundle: Path, root: Path) -> Path:
     if bundle.resolve().is_relative_to(root.resolve()):
         return bundle
     target = root / MODEL_DIR
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{MODEL_DIR}.", suffix=".tmp"))
-    try:
+    with atomic_folder(target) as scratch:
         for name in (CONFIG_NAME, WEIGHTS_NAME):
-            shutil.copy2(bundle / name, tmp / name)
-        set_default_permissions(tmp)
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=root, prefix=f".{MODEL_DIR}.", suffix=".old"))
-            os.replace(target, old / MODEL_DIR)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            shutil.copy2(bundle / name, scratch / name)
     return target
 
 

@@ -8,9 +8,11 @@ writes two files into the analysis folder after every change::
 
 Both are written atomically (temporary file in the same folder, fsync,
 rename), so a crash or ``kill -9`` leaves either the previous or the new
-file, and loses at most the action that was being saved. A lock file
-``annotations.lock`` (pid, host, time) keeps a second viewer from writing the
-same folder; a lock whose process is dead (same host) is taken over.
+file, and loses at most the action that was being saved. An OS file lock on
+``annotations.lock`` keeps a second viewer from writing the same folder while
+a store is open; the OS frees it when the viewer's process ends, even by a
+crash. ``annotations.lock.json`` names the holder (pid, host, since) for the
+message that refuses the second viewer.
 
 Use :func:`read_annotations` to read the files without taking the lock
 (exports, reports).
@@ -24,7 +26,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,13 +34,16 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from filelock import BaseFileLock, FileLock, SoftFileLock, Timeout
 
-from ..config import atomic_write_text
 from ..errors import InputError
+from ..files import atomic_write_text
 
 ANNOTATIONS_CSV = "annotations.csv"
 CLASSES_JSON = "annotation_classes.json"
 LOCK_NAME = "annotations.lock"
+#: Who holds the lock (pid, host, since): the lock file itself is emptied by filelock.
+HOLDER_NAME = "annotations.lock.json"
 FORMAT_NAME = "napari-morphospace annotation classes"
 FORMAT_VERSION = 1
 
@@ -112,9 +116,6 @@ class AnnotationStore:
         files yet: to continue saved annotations use :meth:`open`.
     classes : iterable of AnnotationClass, optional
         Classes to start with.
-    take_over : bool
-        Take the folder's lock even when another live process holds it (only
-        when you know that viewer is gone, e.g. it ran on another machine).
 
     Raises
     ------
@@ -129,7 +130,6 @@ class AnnotationStore:
         folder: str | os.PathLike | None = None,
         *,
         classes: Iterable[AnnotationClass] = (),
-        take_over: bool = False,
     ) -> None:
         ids = np.asarray(crop_ids, dtype=np.int64).reshape(-1)
         if len(np.unique(ids)) != len(ids):
@@ -149,12 +149,12 @@ class AnnotationStore:
         self.unknown_crop_ids: list[int] = []
         self.unsaved = False
         self.folder: Path | None = None
-        self._lock: Path | None = None
+        self._lock: BaseFileLock | None = None
         if folder is not None:
-            self._attach(Path(folder), take_over=take_over, existing_ok=False)
+            self._attach(Path(folder), existing_ok=False)
             self.save()
 
-    def _attach(self, folder: Path, *, take_over: bool, existing_ok: bool) -> None:
+    def _attach(self, folder: Path, *, existing_ok: bool) -> None:
         """Make ``folder`` the autosave folder: create it, refuse to clobber saved files, take its lock."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ class AnnotationStore:
                 f"{folder} already holds {', '.join(existing)}; open it with AnnotationStore.open "
                 "to continue those annotations, or choose another analysis folder"
             )
-        self._lock = _acquire_lock(folder / LOCK_NAME, take_over=take_over)
+        self._lock = _lock_folder(folder)
         self.folder = folder
 
     # ------------------------------------------------------------------ opening
@@ -180,7 +180,6 @@ class AnnotationStore:
         crop_ids: Sequence[int] | np.ndarray,
         *,
         on_damaged: Literal["raise", "backup"] = "raise",
-        take_over: bool = False,
     ) -> AnnotationStore:
         """Continue the annotations saved in ``folder`` (or start empty there when it has none).
 
@@ -200,7 +199,7 @@ class AnnotationStore:
         """
         folder = Path(folder)
         store = cls(crop_ids)
-        store._attach(folder, take_over=take_over, existing_ok=True)
+        store._attach(folder, existing_ok=True)
         try:
             classes, labels = _read_files(folder, on_damaged)
             store._restore(classes, labels)
@@ -413,15 +412,11 @@ class AnnotationStore:
             (CLASSES_JSON, json.dumps(classes, indent=2, ensure_ascii=False) + "\n"),
             (ANNOTATIONS_CSV, table.to_csv(index=False, lineterminator="\n")),
         ):
-            path = self.folder / name
             try:
-                atomic_write_text(path, text)
-            except OSError as err:
+                atomic_write_text(self.folder / name, text, failed=_save_failed)
+            except InputError:
                 self.unsaved = True
-                raise InputError(
-                    f"could not save annotations to {path} ({err.strerror or err}); the change is kept in memory. "
-                    "Free disk space or make the folder writable, then annotate again or choose another analysis folder"
-                ) from err
+                raise
         self.unsaved = False
 
     def _autosave(self) -> None:
@@ -429,8 +424,8 @@ class AnnotationStore:
 
     def close(self) -> None:
         """Release the folder's lock. Nothing else is needed: every change is already saved."""
-        if self._lock is not None:
-            _release_lock(self._lock)
+        if self._lock is not None and self.folder is not None:
+            _unlock_folder(self._lock, self.folder)
             self._lock = None
 
     def __enter__(self) -> AnnotationStore:
@@ -438,6 +433,13 @@ class AnnotationStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _save_failed(path: Path, err: OSError) -> InputError:
+    return InputError(
+        f"could not save annotations to {path} ({err.strerror or err}); the change is kept in memory. "
+        "Free disk space or make the folder writable, then annotate again or choose another analysis folder"
+    )
 
 
 # -------------------------------------------------------------------- overlay
@@ -613,92 +615,67 @@ def _read_labels(path: Path) -> dict[int, str]:
 # ----------------------------------------------------------------------- lock
 
 
-def _acquire_lock(path: Path, *, take_over: bool) -> Path:
-    """Create ``path`` holding our pid and host, atomically; take over a stale one.
+def _lock_folder(folder: Path) -> BaseFileLock:
+    """Take ``folder``'s annotation lock, or refuse with a message naming the viewer that holds it.
 
-    The lock's content is written to a temporary file first and hard-linked
-    into place, so the lock never exists half-written.
+    Where the file system has no OS locks (some network shares), a lock file
+    stands in for it (``SoftFileLock``); a crash leaves that file behind.
     """
-    me = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    for _attempt in range(3):
-        if _link_new(path, json.dumps(me)):
-            return path
-        owner = _lock_owner(path)
-        if owner is None:  # vanished between our attempts
-            continue
-        stale = owner.get("host") == me["host"] and not _pid_alive(owner.get("pid"))
-        if not (stale or take_over):
-            raise InputError(
-                f"the annotations in {path.parent} are being written by another viewer (process {owner.get('pid')} "
-                f"on {owner.get('host')}, since {owner.get('since')}); close it first, or choose another analysis "
-                f"folder. If that viewer is gone, delete {path} or open with take_over=True"
-            )
-        _replace_lock(path, owner)
-    raise InputError(f"could not take the lock {path}: other processes keep changing it; try again")
-
-
-def _link_new(path: Path, text: str) -> bool:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = folder / LOCK_NAME
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
+        return _take(FileLock(path, timeout=0, thread_local=False), folder)
+    except NotImplementedError:  # filelock 3 on a file system without OS locks (filelock 4 falls back itself)
+        return _take(SoftFileLock(path, timeout=0, thread_local=False), folder)
+
+
+def _take(lock: BaseFileLock, folder: Path) -> BaseFileLock:
+    try:
+        lock.acquire()
+    except Timeout as err:
+        raise _held_elsewhere(folder, soft=isinstance(lock, SoftFileLock)) from err
     except OSError as err:
         raise InputError(
-            f"cannot write the lock file {path} ({err.strerror or err}); make the folder writable"
+            f"cannot create the lock file {lock.lock_file} ({err.strerror or err}); make the folder writable "
+            "or choose another analysis folder"
         ) from err
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _replace_lock(path: Path, owner: dict) -> None:
-    """Remove a stale lock, but only if it is still the one we judged stale."""
-    if _lock_owner(path) == owner:
-        path.unlink(missing_ok=True)
-
-
-def _lock_owner(path: Path) -> dict | None:
+    since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        data = None
-    # Our locks appear complete (hard link); anything else was written by hand: held by no live process here.
-    return data if isinstance(data, dict) else {"pid": None, "host": socket.gethostname(), "since": "unknown"}
+        atomic_write_text(folder / HOLDER_NAME, json.dumps(holder))
+    except InputError:
+        lock.release()
+        raise
+    return lock
 
 
-def _pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+def _held_elsewhere(folder: Path, *, soft: bool) -> InputError:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        holder = json.loads((folder / HOLDER_NAME).read_text(encoding="utf-8"))
+        who = f"process {holder['pid']} on {holder['host']} since {holder['since']}"
+    except (OSError, ValueError, TypeError, KeyError):  # taken a moment ago, its holder not written yet
+        who = "holder unknown"
+    gone = f". If that viewer is gone, delete {folder / LOCK_NAME}" if soft else ""
+    return InputError(
+        f"the annotations in {folder} are being written by another viewer ({who}); close it first, "
+        f"or choose another analysis folder{gone}"
+    )
 
 
-def _release_lock(path: Path) -> None:
-    owner = _lock_owner(path)
-    if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
-        path.unlink(missing_ok=True)
+def _unlock_folder(lock: BaseFileLock, folder: Path) -> None:
+    """Remove our holder record (a later holder writes its own), then free the lock."""
+    try:
+        holder = json.loads((folder / HOLDER_NAME).read_text(encoding="utf-8"))
+        if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            (folder / HOLDER_NAME).unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+    lock.release()
 
 
 __all__ = [
     "ANNOTATIONS_CSV",
     "CLASSES_JSON",
+    "HOLDER_NAME",
     "LOCK_NAME",
     "PALETTE",
     "AnnotationClass",

@@ -39,8 +39,9 @@ from ..cells.sample_data import (
     SampleSettings,
     make_sample_data,
 )
-from ..config import atomic_write_text, save_config, to_dict
+from ..config import save_config, to_dict
 from ..figures.gallery import gallery_figure
+from ..files import atomic_write_text
 from ..io.stacks import Stack, write_stack
 from ..models import ModelSettings
 from ..outputs import check_output

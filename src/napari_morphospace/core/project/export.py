@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,14 +24,9 @@ import tifffile
 
 from ..cells.crop_set import CropSet
 from ..errors import InputError
+from ..files import atomic_path, remove_stale_scratch, write_failed
 from ..io.stacks import Stack, write_stack
-from ..outputs import (
-    check_output,
-    remove_stale_scratch,
-    scratch_prefix,
-    set_default_permissions,
-    write_failed,
-)
+from ..outputs import check_output
 
 MANIFEST_NAME = "manifest.csv"
 UNANNOTATED = ""
@@ -131,35 +125,6 @@ def check_table_target(path: str | os.PathLike, overwrite: bool, *, suffixes: Se
     if path.suffix.lower() not in suffixes:
         raise InputError(f"{path.name}: the {what} is written as {' or '.join(suffixes)}; change the file name")
     return check_output(path, what=what, kind="file", overwrite=overwrite)
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success fsync it and rename it to ``path``.
-
-    On any error the temporary file is deleted and ``path`` is untouched; an
-    ``OSError`` (read-only folder, full disk) becomes an :class:`InputError`
-    naming ``path``.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=scratch_prefix(path), suffix=".tmp")
-        os.close(fd)
-    except OSError as err:
-        raise write_failed(path, err) from err
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise write_failed(path, err) from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------- crops
@@ -563,7 +528,6 @@ __all__ = [
     "EMBEDDING_PREFIXES",
     "MANIFEST_NAME",
     "analysis_table",
-    "atomic_path",
     "check_anndata_target",
     "check_export_folder",
     "check_latent_table",

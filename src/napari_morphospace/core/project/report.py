@@ -41,8 +41,9 @@ from scipy.stats import spearmanr
 from ... import __version__
 from ..analysis.cell_table import ID_COLUMNS
 from ..analysis.latent_summary import LatentSummary, summarise_latents
-from ..config import atomic_write_text, to_dict
+from ..config import to_dict
 from ..errors import InputError
+from ..files import atomic_write_text
 from ..outputs import check_output
 from .analysis_folder import Analysis, AnalysisFolder, FileRef, open_analysis
 

@@ -54,8 +54,9 @@ from ..analysis.cell_table import require_mu_columns
 from ..analysis.embed import embed
 from ..analysis.statistics import cohens_d
 from ..cells.crop_set import CROP_TABLE_COLUMNS, CropSet, bbox_columns
-from ..config import atomic_write_text, from_dict, load_config, save_config, to_dict
+from ..config import from_dict, load_config, save_config, to_dict
 from ..errors import InputError
+from ..files import atomic_write_text
 from ..models import ModelSettings, MorphoVAE
 from ..models.settings import BlockKind, ModelName
 from ..outputs import check_output

@@ -23,8 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from ..config import atomic_write_text
-from .export import atomic_path
+from ..files import atomic_path, atomic_write_text
 from .report import _STYLE, _img, _p, _table, figure_png
 from .sweep import (
     FIGURES_FOLDER,

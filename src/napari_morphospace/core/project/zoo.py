@@ -39,7 +39,6 @@ import keyword
 import os
 import re
 import shutil
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -63,6 +62,7 @@ from ..cells.preprocess import PreprocessPipeline, PreprocessStep, apply_pipelin
 from ..config import from_dict
 from ..errors import InputError
 from ..figures.gallery import crop_montage
+from ..files import atomic_folder, scratch_folder
 from ..models import ModelSettings, MorphoVAE, build_model
 from ..training.bundle import Bundle, check_compatible, save_bundle, state_dict_mismatch
 from ..training.engine import TrainSettings
@@ -224,28 +224,23 @@ def export_zoo_packages(
         logger,  # bioimageio's log; failures reach the user through our messages instead
     )
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    sources = scratch_folder(folder)  # what each package is zipped from
     logger.disable("bioimageio.spec")  # bioimageio.core disables its own log on import
     try:
         step("Computing the test tensors")
         tensors = _test_tensors(bundle, crop_set, settings.test_crops)
-        packages = scratch / "packages"
-        packages.mkdir()
-        for role in ("encoder", "decoder"):
-            step(f"Writing the {role} package")
-            files = scratch / role
-            files.mkdir()
-            descr = _describe(role, bundle, crop_set, tensors, files, settings, authors)
-            target = packages / (ENCODER_PACKAGE if role == "encoder" else DECODER_PACKAGE)
-            step(f"Validating and test-running the {role} package with bioimageio.core")
-            _package_and_test(spec, core, descr, target, role)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(packages, folder)
+        with atomic_folder(folder) as packages:
+            for role in ("encoder", "decoder"):
+                step(f"Writing the {role} package")
+                files = sources / role
+                files.mkdir()
+                descr = _describe(role, bundle, crop_set, tensors, files, settings, authors)
+                target = packages / (ENCODER_PACKAGE if role == "encoder" else DECODER_PACKAGE)
+                step(f"Validating and test-running the {role} package with bioimageio.core")
+                _package_and_test(spec, core, descr, target, role)
     finally:
         logger.enable("bioimageio.spec")
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(sources, ignore_errors=True)
     return ZooExport(folder, folder / ENCODER_PACKAGE, folder / DECODER_PACKAGE)
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -34,8 +32,9 @@ from ... import __version__
 from ..cells.crop_set import CropSet
 from ..config import from_dict, shown, to_dict
 from ..errors import InputError
+from ..files import atomic_folder
 from ..models import ModelSettings, MorphoVAE, StackedConditionalVAE, build_model
-from ..outputs import check_output, names_format, replace_folder, scratch_prefix, write_failed
+from ..outputs import check_output, names_format
 from .diagnostics import TrainingDiagnostics
 
 FORMAT_NAME = "napari-morphospace model bundle"
@@ -157,19 +156,10 @@ def save_bundle(
                            preprocess=preprocess, train_settings=train_settings, provenance=provenance,
                            history=history, label_classes=label_classes, diagnostics=diagnostics)  # fmt: skip
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    tmp = None
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=scratch_prefix(directory), suffix=".tmp"))
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT_NAME})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, allow_nan=True))
+    with atomic_folder(directory) as scratch:
+        save_file(state, str(scratch / WEIGHTS_NAME), metadata={"format": FORMAT_NAME})
+        (scratch / CONFIG_NAME).write_text(json.dumps(config, indent=2, allow_nan=True))
         check_bundle_target(directory, overwrite)
-        replace_folder(tmp, directory)
-    except OSError as err:
-        raise write_failed(directory, err) from err
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import socket
 import tempfile
 import uuid
 from datetime import datetime
@@ -35,13 +33,12 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..errors import InputError
-from ..outputs import set_default_permissions
+from ..files import atomic_path, remove_stale_scratch
 
 RUN_FILE = "run.json"
 LAST_NAME = "last.ckpt"
 #: Checkpoints hold the weights and two Adam moments per weight.
 CHECKPOINT_COPIES = 3
-_SCRATCH = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 class CheckpointWriteError(InputError):
@@ -49,30 +46,6 @@ class CheckpointWriteError(InputError):
 
 
 # ---------------------------------------------------------------- writing
-
-
-def _host() -> str:
-    """This machine's short host name, reduced to letters, digits and ``-`` (it is parsed back from file names)."""
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
-
-
-def scratch_prefix(target: Path) -> str:
-    """``.<name>.<host>-<pid>.``: the prefix of ``target``'s scratch file, telling later runs who wrote it."""
-    return f".{target.name}.{_host()}-{os.getpid()}."
-
-
-def remove_stale_scratch(folder: Path) -> None:
-    """Delete the scratch files that writers killed on this host left in ``folder`` (their process is gone)."""
-    for path in folder.glob(".*.tmp"):
-        match = _SCRATCH.match(path.name)
-        if match is None or match["host"] != _host() or int(match["pid"]) == os.getpid():
-            continue
-        try:
-            os.kill(int(match["pid"]), 0)
-        except ProcessLookupError:
-            path.unlink(missing_ok=True)
-        except OSError:  # a process of another user: still running
-            pass
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -86,26 +59,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        scratch = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=scratch_prefix(path), suffix=".tmp")
-            with os.fdopen(handle, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            set_default_permissions(scratch)
-            os.replace(scratch, path)
-        except BaseException as err:
-            if scratch is not None:
-                Path(scratch).unlink(missing_ok=True)
-            if isinstance(err, OSError):
-                raise CheckpointWriteError(
-                    f"could not write the checkpoint {path} ({err.strerror or err}); the checkpoints already in "
-                    f"{path.parent} are intact. Free disk space or make the folder writable, then resume"
-                ) from err
-            raise
+        with atomic_path(path, failed=_checkpoint_write_failed) as scratch, open(scratch, "wb") as file:
+            torch.save(checkpoint, file)
+
+
+def _checkpoint_write_failed(path: Path, err: OSError) -> CheckpointWriteError:
+    return CheckpointWriteError(
+        f"could not write the checkpoint {path} ({err.strerror or err}); the checkpoints already in "
+        f"{path.parent} are intact. Free disk space or make the folder writable, then resume"
+    )
 
 
 def last_checkpoint_in(folder: Path) -> Path | None:
