@@ -21,8 +21,10 @@ from napari_morphospace.core.cells.crop_set import (
 from napari_morphospace.core.cells.crops import (
     CropCancelled,
     CropSettings,
+    CropSource,
     ObjectPreview,
     PatchSettings,
+    build_crop_set,
     concat_crop_sets,
     crops_from_boxes,
     crops_from_labels,
@@ -364,6 +366,15 @@ def test_concat_renumbers_crop_ids_and_keeps_groups(image_2d, labels_2d):
     other = crops_from_labels(image_2d, labels_2d, CropSettings(size=8, min_area=1, channels=[0]), axes="CYX")
     with pytest.raises(InputError, match="shape"):
         concat_crop_sets([control, other])
+
+
+def test_sources_of_another_format_are_refused_naming_both(image_2d, labels_2d):
+    """Building from several sources checks them as joining crop sets does, naming the two sources."""
+    wide = CropSource(image_2d, labels_2d, settings=CropSettings(size=8, min_area=1), axes="CYX", source="a.tif")
+    narrow = CropSource(image_2d, labels_2d, settings=CropSettings(size=8, min_area=1, channels=[0]), axes="CYX",
+                        source="b.tif")  # fmt: skip
+    with pytest.raises(InputError, match=r"b.tif has crops of shape \(1, 8, 8\) but a.tif has \(2, 8, 8\)"):
+        build_crop_set([wide, narrow])
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,10 @@ from napari_morphospace.core.cells import crop_set as data
 from napari_morphospace.core.cells.crop_set import (
     CROP_TABLE_COLUMNS,
     CropSet,
+    CropSetWriter,
     bbox_columns,
     concat_crop_sets,
     load_crop_set,
-    open_crop_set_writer,
     save_crop_set,
 )
 from napari_morphospace.core.errors import InputError
@@ -162,7 +162,7 @@ def test_a_failed_overwrite_keeps_the_old_set(tmp_path, monkeypatch):
 
 def test_streaming_writer_appends_batches(tmp_path):
     original = make_crop_set(n=7)
-    with open_crop_set_writer(
+    with CropSetWriter(
         tmp_path / "set", (2, 6, 7), ["dna", "membrane"], spacing=(0.1, 0.1), preprocess=original.preprocess
     ) as writer:
         for start in (0, 3, 5):
@@ -177,12 +177,12 @@ def test_streaming_writer_appends_batches(tmp_path):
 def test_writer_refuses_mismatched_batches_and_an_exception_removes_everything(tmp_path):
     crop_set = make_crop_set()
     with pytest.raises(InputError, match="do not fit"):
-        with open_crop_set_writer(tmp_path / "set", (2, 6, 7), ["dna", "membrane"]) as writer:
+        with CropSetWriter(tmp_path / "set", (2, 6, 7), ["dna", "membrane"]) as writer:
             writer.append(crop_set.images[:2], crop_set.table.iloc[:2])
             writer.append(np.zeros((1, 1, 6, 7), np.float32), crop_set.table.iloc[:1])
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match="3 crops but 2 table rows"):
-        with open_crop_set_writer(tmp_path / "set", (2, 6, 7), ["dna", "membrane"]) as writer:
+        with CropSetWriter(tmp_path / "set", (2, 6, 7), ["dna", "membrane"]) as writer:
             writer.append(crop_set.images[:3], crop_set.table.iloc[:2])
     assert list(tmp_path.iterdir()) == []
 
@@ -256,6 +256,25 @@ def test_concat_of_numpy_and_lazy_sets_is_lazy(tmp_path):
     assert list(joined.table["crop_id"]) == list(range(10))
     with pytest.raises(InputError, match="no crop sets"):
         concat_crop_sets([])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shape": (2, 5, 7)}, r"crop set 1 has crops of shape \(2, 5, 7\) but crop set 0 has \(2, 6, 7\)"),
+        ({"channel_names": ["dna", "actin"]}, r"crop set 1 has channels \['dna', 'actin'\] but crop set 0 has"),
+        ({"preprocess": {"crops": {"size": 8}}}, "crop set 1 was cropped with different crop or preprocessing"),
+    ],
+)
+def test_joining_refuses_crops_of_another_format_in_memory_and_streamed(tmp_path, change, message):
+    first, other = make_crop_set(), make_crop_set(shape=change.get("shape", (2, 6, 7)))
+    other.channel_names = change.get("channel_names", other.channel_names)
+    other.preprocess = change.get("preprocess", other.preprocess)
+    with pytest.raises(InputError, match=message):
+        concat_crop_sets([first, other])
+    with pytest.raises(InputError, match=message):
+        concat_crop_sets([first, other], output=tmp_path / "joined")
+    assert not (tmp_path / "joined").exists() and list(tmp_path.iterdir()) == []
 
 
 def test_crop_dataset_returns_float_tensors_with_labels_and_indices(tmp_path):

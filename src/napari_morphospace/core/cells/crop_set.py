@@ -282,7 +282,7 @@ def concat_crop_sets(
         raise InputError("no crop sets to join; make crops from at least one image first")
     first = crop_sets[0]
     for i, other in enumerate(crop_sets[1:], start=1):
-        _check_joinable(first, other, i)
+        check_joinable(CropFormat.of(other, f"crop set {i}"), CropFormat.of(first, "crop set 0"))
     table = pd.concat([c.table for c in crop_sets], ignore_index=True)
     table["crop_id"] = np.arange(len(table), dtype=np.int64)
     with_masks = all(c.masks is not None for c in crop_sets)
@@ -296,21 +296,36 @@ def concat_crop_sets(
     )
 
 
-def _check_joinable(first: CropSet, other: CropSet, i: int) -> None:
-    """Refuse to join crop set ``i`` to crop set 0 when crops, channels or settings differ."""
-    if tuple(other.images.shape[1:]) != tuple(first.images.shape[1:]):
+@dataclass(frozen=True)
+class CropFormat:
+    """What crops from several sources must share to join one crop set, and where they came from (for messages)."""
+
+    name: str
+    shape: tuple[int, ...]  # (C, [Z,] Y, X) of one crop
+    channel_names: tuple[str, ...]
+    preprocess: dict[str, Any] | None  # the crop and preprocessing settings they were made with
+
+    @classmethod
+    def of(cls, crop_set: CropSet, name: str) -> CropFormat:
+        shape = tuple(int(n) for n in crop_set.images.shape[1:])
+        return cls(name, shape, tuple(crop_set.channel_names), crop_set.preprocess)
+
+
+def check_joinable(crops: CropFormat, first: CropFormat) -> None:
+    """Refuse to join ``crops`` to the ``first`` ones when their shape, channels or settings differ."""
+    if crops.shape != first.shape:
         raise InputError(
-            f"crop set {i} has crops of shape {tuple(other.images.shape[1:])} but crop set 0 has "
-            f"{tuple(first.images.shape[1:])}; make all crops with the same size and channels"
+            f"{crops.name} has crops of shape {crops.shape} but {first.name} has {first.shape}; "
+            "make all crops with the same size, channels and preprocessing"
         )
-    if list(other.channel_names) != list(first.channel_names):
+    if crops.channel_names != first.channel_names:
         raise InputError(
-            f"crop set {i} has channels {other.channel_names} but crop set 0 has {first.channel_names}; "
-            "select the same channels in the same order"
+            f"{crops.name} has channels {list(crops.channel_names)} but {first.name} has "
+            f"{list(first.channel_names)}; select the same channels in the same order"
         )
-    if other.preprocess != first.preprocess:
+    if crops.preprocess != first.preprocess:
         raise InputError(
-            f"crop set {i} was made with different crop or preprocessing settings than crop set 0; "
+            f"{crops.name} was cropped with different crop or preprocessing settings than {first.name}; "
             "make all crops with the same settings"
         )
 
@@ -330,11 +345,11 @@ def _concat_to_folder(crop_sets: Iterable[CropSet], output: str | os.PathLike, o
         for i, crop_set in enumerate(crop_sets):
             if first is None or writer is None:
                 first = crop_set
-                writer = open_crop_set_writer(output, crop_set.images.shape[1:], crop_set.channel_names,
-                                              preprocess=crop_set.preprocess, overwrite=overwrite,
-                                              masks=crop_set.masks is not None)  # fmt: skip
+                writer = CropSetWriter(output, crop_set.images.shape[1:], crop_set.channel_names,
+                                       preprocess=crop_set.preprocess, overwrite=overwrite,
+                                       masks=crop_set.masks is not None)  # fmt: skip
             else:
-                _check_joinable(first, crop_set, i)
+                check_joinable(CropFormat.of(crop_set, f"crop set {i}"), CropFormat.of(first, "crop set 0"))
             table = crop_set.table.reset_index(drop=True)
             table["crop_id"] = np.arange(len(writer), len(writer) + len(table), dtype=np.int64)
             _append_blocks(writer, crop_set, table)
@@ -358,9 +373,13 @@ class CropSetWriter:
     crops. Their values are checked as they arrive (finite, in [0, 1]).
     :meth:`close` writes the table and metadata and renames the folder into
     place, :meth:`abort` (or leaving a ``with`` block with an exception)
-    deletes it. Use :func:`open_crop_set_writer` to make one. With ``masks``
-    every append brings the crops' object masks too, written beside them
-    into ``masks.zarr``; one append without masks drops them for the whole set.
+    deletes it. With ``masks`` every append brings the crops' object masks
+    too, written beside them into ``masks.zarr``; one append without masks
+    drops them for the whole set.
+
+    Making one refuses an existing ``directory`` unless ``overwrite=True``
+    (and then only if it is empty or a crop set, so a mistyped path cannot
+    delete other data). Crops are shaped ``crop_shape`` = ``(C, [Z,] Y, X)``.
     """
 
     def __init__(
@@ -530,33 +549,6 @@ def _storage_layout(crop_shape: tuple[int, ...]) -> tuple[int, int]:
     return chunk, chunk * max(1, SHARD_BYTES // (chunk * crop_bytes))
 
 
-def open_crop_set_writer(
-    directory: str | os.PathLike,
-    crop_shape: Sequence[int],
-    channel_names: Sequence[str],
-    *,
-    spacing: Sequence[float] = (),
-    preprocess: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    masks: bool = False,
-) -> CropSetWriter:
-    """Start writing a crop set of crops shaped ``crop_shape`` = ``(C, [Z,] Y, X)`` to ``directory``.
-
-    Refuses an existing ``directory`` unless ``overwrite=True`` (and then only
-    if it is empty or a crop set, so a mistyped path cannot delete other data).
-    ``masks``: the appended crops come with their object masks.
-    """
-    return CropSetWriter(
-        directory,
-        crop_shape,
-        channel_names,
-        spacing=spacing,
-        preprocess=preprocess,
-        overwrite=overwrite,
-        masks=masks,
-    )
-
-
 def save_crop_set(crop_set: CropSet, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``crop_set`` to a folder (see the module docstring), atomically.
 
@@ -564,7 +556,7 @@ def save_crop_set(crop_set: CropSet, directory: str | os.PathLike, *, overwrite:
     checked on the way), so saving never needs the whole set in memory.
     """
     crop_set.validate(check_values=False)
-    writer = open_crop_set_writer(
+    writer = CropSetWriter(
         directory,
         crop_set.images.shape[1:],
         crop_set.channel_names,
@@ -831,6 +823,7 @@ __all__ = [
     "crop_set_folder",
     "is_crop_set_folder",
     "load_crop_set",
-    "open_crop_set_writer",
+    "CropFormat",
+    "check_joinable",
     "save_crop_set",
 ]

@@ -44,13 +44,7 @@ from ..config import to_dict
 from ..errors import InputError
 from ..io.stacks import AXES_ORDER, Stack
 from . import crop_set as data_module
-from .crop_set import (
-    CropSet,
-    CropSetWriter,
-    check_crop_set_target,
-    concat_crop_sets,
-    open_crop_set_writer,
-)
+from .crop_set import CropFormat, CropSet, CropSetWriter, check_crop_set_target, check_joinable, concat_crop_sets
 
 if TYPE_CHECKING:
     from .preprocess import PreprocessPipeline
@@ -737,17 +731,18 @@ class _Sink:
         self.masks: list[np.ndarray | None] = []
         self.tables: list[pd.DataFrame] = []
         self.count = 0
-        self.first: tuple[str, tuple[int, ...], list[str], dict[str, Any]] | None = None
+        self.first: CropFormat | None = None
         self.spacings: set[tuple[float, ...]] = set()
 
     def add(self, images: np.ndarray, table: pd.DataFrame, plan: _Plan, masks: np.ndarray | None) -> None:
         names = _channel_names(plan.src, images.shape[1])
+        crops = CropFormat(plan.src.name, tuple(images.shape[1:]), tuple(names), plan.preprocess)
         if self.first is None:
-            self.first = (plan.src.name, tuple(images.shape[1:]), names, plan.preprocess)
+            self.first = crops
             if self.output is not None:
                 self._open_writer(self.output, images.shape[1:], names, plan.preprocess, self.overwrite,
                                   masks is not None)  # fmt: skip
-        self._check_agrees(plan.src.name, tuple(images.shape[1:]), names, plan.preprocess)
+        check_joinable(crops, self.first)
         self.spacings.add(plan.spacing)
         table.insert(0, "crop_id", np.arange(self.count, self.count + len(table), dtype=np.int64))
         self.count += len(table)
@@ -769,27 +764,7 @@ class _Sink:
 
     def _open_writer(self, folder: str | Path, shape: tuple[int, ...], names: list[str], preprocess: dict[str, Any],
                      overwrite: bool, masks: bool) -> None:  # fmt: skip
-        self.writer = open_crop_set_writer(folder, shape, names, preprocess=preprocess, overwrite=overwrite,
-                                           masks=masks)  # fmt: skip
-
-    def _check_agrees(self, name: str, shape: tuple[int, ...], names: list[str], preprocess: dict[str, Any]) -> None:
-        assert self.first is not None  # set by add() before it checks
-        first_name, first_shape, first_names, first_preprocess = self.first
-        if shape != first_shape:
-            raise InputError(
-                f"{name} gives crops of shape {shape} but {first_name} gives {first_shape}; "
-                "make all crops with the same size, channels and preprocessing"
-            )
-        if names != first_names:
-            raise InputError(
-                f"{name} has channels {names} but {first_name} has {first_names}; "
-                "select the same channels in the same order"
-            )
-        if preprocess != first_preprocess:
-            raise InputError(
-                f"{name} is cropped with different crop or preprocessing settings than {first_name}; "
-                "make all crops with the same settings"
-            )
+        self.writer = CropSetWriter(folder, shape, names, preprocess=preprocess, overwrite=overwrite, masks=masks)
 
     def finish(self) -> CropSet:
         spacing = next(iter(self.spacings)) if len(self.spacings) == 1 else ()
@@ -797,11 +772,11 @@ class _Sink:
             self.writer.spacing = spacing
             return self.writer.close()
         assert self.first is not None  # _make refuses a run without sources before finishing it
-        _, _, names, preprocess = self.first
         table = pd.concat(self.tables, ignore_index=True)
         kept_masks = [m for m in self.masks if m is not None]
         masks = np.concatenate(kept_masks) if len(kept_masks) == len(self.masks) else None
-        return CropSet(np.concatenate(self.images), table, names, spacing, preprocess, masks)
+        first = self.first
+        return CropSet(np.concatenate(self.images), table, list(first.channel_names), spacing, first.preprocess, masks)
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -1015,13 +990,15 @@ def _plan(source: CropSource, pipeline: PreprocessPipeline | None) -> _Plan:
             raise InputError(f"patches are cut with PatchSettings, got {type(settings).__name__}")
         return _patches_plan(source.image, settings, pipeline=pipeline, group=source.group, source=source.source,
                              axes=source.axes)  # fmt: skip
-    plan_objects = {"labels": _labels_plan, "points": _points_plan, "boxes": _boxes_plan}.get(source.kind)
-    if plan_objects is None:
+    if source.kind not in ("labels", "points", "boxes"):
         raise InputError(f"unknown object kind {source.kind!r}; choose 'labels', 'points', 'boxes' or 'patches'")
     if not isinstance(settings, CropSettings):
         raise InputError(f"{source.kind} are cropped with CropSettings, got {type(settings).__name__}")
-    return plan_objects(source.image, source.objects, settings, pipeline=pipeline, group=source.group,
-                        source=source.source, axes=source.axes)  # fmt: skip
+    if source.kind == "labels":
+        return _labels_plan(source.image, source.objects, settings, pipeline=pipeline, group=source.group,
+                            source=source.source, axes=source.axes)  # fmt: skip
+    return _marks_plan(source.kind, source.image, source.objects, settings, pipeline=pipeline, group=source.group,
+                       source=source.source, axes=source.axes)  # fmt: skip
 
 
 def _single(make_plan: Callable[[], _Plan], pipeline: PreprocessPipeline | None, output: str | Path | None,
@@ -1068,7 +1045,7 @@ def crops_from_labels(
         defaults to the Stack's).
     output : path, optional
         Stream crops into this crop-set folder instead of memory (see
-        :func:`~napari_morphospace.core.cells.crop_set.open_crop_set_writer`); the
+        :class:`~napari_morphospace.core.cells.crop_set.CropSetWriter`); the
         returned set is then read from it.
     on_progress : callable(done, total), optional
         Called after each batch of objects (a few hundred to thousands).
@@ -1236,25 +1213,30 @@ def crops_from_points(
     """
 
     def make_plan() -> _Plan:
-        return _points_plan(image, points, settings, pipeline=pipeline, group=group, source=source, axes=axes)
+        return _marks_plan("points", image, points, settings, pipeline=pipeline, group=group, source=source,
+                           axes=axes)  # fmt: skip
 
     return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
 
 
-def _points_plan(image: Stack | Any, points: Any, settings: CropSettings, *, pipeline: PreprocessPipeline | None,
-                 group: str, source: str, axes: str | None) -> _Plan:  # fmt: skip
+def _marks_plan(kind: Literal["points", "boxes"], image: Stack | Any, marks: Any, settings: CropSettings, *,
+                pipeline: PreprocessPipeline | None, group: str, source: str, axes: str | None) -> _Plan:  # fmt: skip
+    """The plan of crops around points (a fixed box each) or of boxes (resized to ``size``): marks, not labels."""
     src = _as_source(image, axes, settings.channels, source)
     size = _spatial_size(settings.size, src)
-    points = _check_points(points, src)
+    check, locate = (_check_points, _point_candidates) if kind == "points" else (_check_boxes, _box_candidates)
+    marks = check(marks, src)
     _set_intensity_range(src, settings.normalise, settings.percentiles)
-    candidates = _point_candidates(src, points, size)
+    candidates = locate(src, marks, size)
     tally: Counter = Counter()
 
     def cut(t: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         return _cut_crops(src, t, candidates.start[positions], candidates.stop[positions], size, tally)
 
-    return _Plan(src, _batches(src, candidates, size, group, tally, cut), len(points), "points", tally,
-                 _output_spacing(src.scale, size, pipeline), _preprocess_record(settings, pipeline))  # fmt: skip
+    # Boxes are resized to ``size`` by their own factors: their crops share no pixel size.
+    spacing = _output_spacing(src.scale, size, pipeline) if kind == "points" else ()
+    return _Plan(src, _batches(src, candidates, size, group, tally, cut), len(marks), kind, tally, spacing,
+                 _preprocess_record(settings, pipeline))  # fmt: skip
 
 
 def crops_from_boxes(
@@ -1283,25 +1265,10 @@ def crops_from_boxes(
     """
 
     def make_plan() -> _Plan:
-        return _boxes_plan(image, boxes, settings, pipeline=pipeline, group=group, source=source, axes=axes)
+        return _marks_plan("boxes", image, boxes, settings, pipeline=pipeline, group=group, source=source,
+                           axes=axes)  # fmt: skip
 
     return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
-
-
-def _boxes_plan(image: Stack | Any, boxes: Any, settings: CropSettings, *, pipeline: PreprocessPipeline | None,
-                group: str, source: str, axes: str | None) -> _Plan:  # fmt: skip
-    src = _as_source(image, axes, settings.channels, source)
-    size = _spatial_size(settings.size, src)
-    boxes = _check_boxes(boxes, src)
-    _set_intensity_range(src, settings.normalise, settings.percentiles)
-    candidates = _box_candidates(src, boxes, size)
-    tally: Counter = Counter()
-
-    def cut(t: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        return _cut_crops(src, t, candidates.start[positions], candidates.stop[positions], size, tally)
-
-    return _Plan(src, _batches(src, candidates, size, group, tally, cut), len(boxes), "boxes", tally, (),
-                 _preprocess_record(settings, pipeline))  # fmt: skip
 
 
 def _check_points(points: Any, src: _Source) -> np.ndarray:
