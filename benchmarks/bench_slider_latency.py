@@ -31,7 +31,7 @@ from qtpy.QtWidgets import QApplication
 from napari_morphospace._qt.latent_widget import LatentWidget
 from napari_morphospace.core.analysis.traversal import decode_latents
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.bundle import load_bundle, new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 from napari_morphospace.viewer.session import session_for
 
@@ -41,9 +41,19 @@ CASES = {"2D 128²": ((1, 128, 128), 0.050), "3D 64³": ((1, 64, 64, 64), 0.250)
 def make_bundle(shape: tuple[int, ...], folder: Path):
     settings = ModelSettings()
     model = build_model(settings, shape)
-    directory = save_bundle(model, folder / f"bundle{len(shape)}", model_settings=settings, input_shape=shape,
-                            channel_names=["c0"], preprocess=None, train_settings=TrainSettings(),
-                            provenance={}, history=[])  # fmt: skip
+    directory = save_bundle(
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=shape,
+            channel_names=["c0"],
+            preprocess=None,
+            train_settings=TrainSettings(),
+            provenance={},
+            history=[],
+        ),
+        folder / f"bundle{len(shape)}",
+    )
     return load_bundle(directory)
 
 

@@ -44,7 +44,7 @@ from napari_morphospace.core.cells.crop_set import crop_blocks, load_crop_set  #
 from napari_morphospace.core.cells.crops import CropSettings  # noqa: E402
 from napari_morphospace.core.models import ModelSettings, build_model  # noqa: E402
 from napari_morphospace.core.parallel import dask_client  # noqa: E402
-from napari_morphospace.core.training.bundle import save_bundle  # noqa: E402
+from napari_morphospace.core.training.bundle import new_bundle, save_bundle  # noqa: E402
 from napari_morphospace.core.training.engine import TrainSettings  # noqa: E402
 
 
@@ -111,9 +111,19 @@ def main() -> None:
 
         settings = ModelSettings(model="beta-vae", latent_dim=16)
         model = build_model(settings, tuple(crop_set.images.shape[1:])).eval()
-        save_bundle(model, folder / "model", model_settings=settings, input_shape=tuple(crop_set.images.shape[1:]),
-                    channel_names=crop_set.channel_names, preprocess=crop_set.preprocess,
-                    train_settings=TrainSettings(), provenance={}, history=[])  # fmt: skip
+        save_bundle(
+            new_bundle(
+                model,
+                model_settings=settings,
+                input_shape=tuple(crop_set.images.shape[1:]),
+                channel_names=crop_set.channel_names,
+                preprocess=crop_set.preprocess,
+                train_settings=TrainSettings(),
+                provenance={},
+                history=[],
+            ),
+            folder / "model",
+        )
         embed_seconds: dict[str, list[float]] = {"one process": [], "1 worker": [], "2 workers": []}
         tables: dict[str, pd.DataFrame] = {}
         for _ in range(args.repeats):

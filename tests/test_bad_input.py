@@ -40,7 +40,7 @@ from napari_morphospace.core.project.analysis_folder import (
     create_analysis,
     save_analysis,
 )
-from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.bundle import new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
 SECRET = "TOP-SECRET-3f9c1e"
@@ -73,9 +73,19 @@ def template(tmp_path_factory) -> Path:
     crop_set = run_crop_job(job, root / "crops")
     settings = ModelSettings(latent_dim=2, base_channels=4)
     model = build_model(settings, (1, 16, 16)).eval()
-    save_bundle(model, root / "model", model_settings=settings, input_shape=(1, 16, 16),
-                channel_names=list(crop_set.channel_names), preprocess=crop_set.preprocess,
-                train_settings=TrainSettings(epochs=1), provenance={}, history=[])  # fmt: skip
+    save_bundle(
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=(1, 16, 16),
+            channel_names=list(crop_set.channel_names),
+            preprocess=crop_set.preprocess,
+            train_settings=TrainSettings(epochs=1),
+            provenance={},
+            history=[],
+        ),
+        root / "model",
+    )
     latents = embed(model, crop_set)
     latents.to_csv(root / "latents.csv", index=False)
     analysis = root / "analysis"

@@ -28,7 +28,7 @@ from napari_morphospace.core.project.export import (
     read_table,
 )
 from napari_morphospace.core.project.report import write_report
-from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.bundle import load_bundle, new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
 
@@ -49,8 +49,19 @@ def _small_bundle(folder, latent_dim: int = 3):
     settings = ModelSettings(model="beta-vae", latent_dim=latent_dim, base_channels=4)
     torch.manual_seed(0)
     model = build_model(settings, (1, 32, 32)).eval()
-    return save_bundle(model, folder, model_settings=settings, input_shape=(1, 32, 32), channel_names=["ch0"],
-                       preprocess=None, train_settings=TrainSettings(epochs=1), provenance={}, history=[])  # fmt: skip
+    return save_bundle(
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=(1, 32, 32),
+            channel_names=["ch0"],
+            preprocess=None,
+            train_settings=TrainSettings(epochs=1),
+            provenance={},
+            history=[],
+        ),
+        folder,
+    )
 
 
 def test_label_ids_that_persist_become_track_ids_and_travel_everywhere(movie_files, tmp_path, capsys):

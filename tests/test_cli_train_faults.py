@@ -291,22 +291,24 @@ def test_ddp_processes_share_one_checkpoint_folder_and_write_one_bundle(tmp_path
 
 def test_a_bundle_that_cannot_be_written_after_training_is_not_lost(tmp_path, crops, capsys, monkeypatch):
     """The disk fills up during training: the message says where the model is and the command that writes it."""
-    import napari_morphospace.core.training.engine as training
+    import napari_morphospace.core.training.bundle as bundle
 
-    real_save = training.save_bundle
+    real_save = bundle.save_file
 
-    def disk_full(*args, **kwargs):
+    def disk_full(*args, **kwargs):  # the weights file is the bundle's first write
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(training, "save_bundle", disk_full)
+    monkeypatch.setattr(bundle, "save_file", disk_full)
     monkeypatch.chdir(tmp_path)
     argv = ["train", "--crops", "crops", "--out", "model", "--epochs", "2", *TINY]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "cannot write the model bundle model (No space left on device)" in err and "Traceback" not in err
+    assert "cannot write model (No space left on device)" in err and "Traceback" not in err
+    assert "The finished training stays in model-checkpoints" in err
     assert (tmp_path / "model-checkpoints" / "last.ckpt").is_file() and not (tmp_path / "model").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model")] == []  # no scratch left
     # Space is back: the printed command writes the bundle from the finished run, without training again.
-    monkeypatch.setattr(training, "save_bundle", real_save)
+    monkeypatch.setattr(bundle, "save_file", real_save)
     command = shlex.split(err.split("write the bundle with:", 1)[1].strip())
     assert main(command[1:]) == 0
     out = capsys.readouterr().out

@@ -15,7 +15,7 @@ from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.parallel import dask_client
 from napari_morphospace.core.project.demo import write_sample_files
-from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.bundle import new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
 
@@ -78,9 +78,19 @@ def test_embedding_on_two_workers_equals_one_process(tmp_path, two_workers, monk
     settings = ModelSettings(model="beta-vae", latent_dim=4, base_channels=8)
     torch.manual_seed(0)
     model = build_model(settings, (4, 24, 24)).eval()
-    save_bundle(model, tmp_path / "model", model_settings=settings, input_shape=(4, 24, 24),
-                channel_names=["a", "b", "c", "d"], preprocess=None, train_settings=TrainSettings(),
-                provenance={}, history=[])  # fmt: skip
+    save_bundle(
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=(4, 24, 24),
+            channel_names=["a", "b", "c", "d"],
+            preprocess=None,
+            train_settings=TrainSettings(),
+            provenance={},
+            history=[],
+        ),
+        tmp_path / "model",
+    )
     expected = embed(model, load_crop_set(tmp_path / "crops", in_memory=True), batch_size=7)
     streamed = embed(model, load_crop_set(tmp_path / "crops", in_memory=False), batch_size=7)
     pd.testing.assert_frame_equal(streamed, expected)  # read ahead from disk: the same rows

@@ -27,7 +27,7 @@ from napari_morphospace.core.project.analysis_folder import (
     save_analysis,
 )
 from napari_morphospace.core.project.annotations import AnnotationClass
-from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.bundle import new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
 
@@ -234,15 +234,17 @@ def test_model_bundle_is_copied_in_and_loaded_from_safetensors(saved, tmp_path):
     settings = ModelSettings(latent_dim=2, base_channels=4)
     model = build_model(settings, (1, 16, 16))
     outside = save_bundle(
-        model,
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=(1, 16, 16),
+            channel_names=["c0"],
+            preprocess=None,
+            train_settings=TrainSettings(),
+            provenance={},
+            history=[{"epoch": 0, "train_loss": 1.0}],
+        ),
         tmp_path / "bundle",
-        model_settings=settings,
-        input_shape=(1, 16, 16),
-        channel_names=["c0"],
-        preprocess=None,
-        train_settings=TrainSettings(),
-        provenance={},
-        history=[{"epoch": 0, "train_loss": 1.0}],
     )
     save_analysis(folder, model=outside)
     analysis = open_analysis(folder, allow_external=True)

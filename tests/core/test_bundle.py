@@ -18,6 +18,7 @@ from napari_morphospace.core.models import Condition, ModelSettings, build_model
 from napari_morphospace.core.training.bundle import (
     check_compatible,
     load_bundle,
+    new_bundle,
     save_bundle,
 )
 from napari_morphospace.core.training.engine import TrainSettings
@@ -58,21 +59,25 @@ def saved_bundle(
     settings: ModelSettings | None = None,
     shape=(2, 16, 16),
     train_settings: TrainSettings | None = None,
+    overwrite: bool = False,
     **extra,
 ):
     settings = settings or ModelSettings(model="beta-vae", latent_dim=3, base_channels=8)
     model = trained_like_model(settings, shape)
     directory = save_bundle(
-        model,
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=shape,
+            channel_names=["membrane", "dna"][: shape[0]],
+            preprocess={"steps": [{"name": "rescale"}]},
+            train_settings=train_settings or TrainSettings(epochs=3),
+            provenance={"crop_set": "/data/crops", "n_crops": 10},
+            history=[{"epoch": 0, "val_loss": 1.5}],
+            **extra,
+        ),
         tmp_path / "bundle",
-        model_settings=settings,
-        input_shape=shape,
-        channel_names=["membrane", "dna"][: shape[0]],
-        preprocess={"steps": [{"name": "rescale"}]},
-        train_settings=train_settings or TrainSettings(epochs=3),
-        provenance={"crop_set": "/data/crops", "n_crops": 10},
-        history=[{"epoch": 0, "val_loss": 1.5}],
-        **extra,
+        overwrite=overwrite,
     )
     return model, directory
 
@@ -91,6 +96,16 @@ def test_round_trip_gives_identical_outputs_and_the_recorded_config(tmp_path):
     assert config["train_settings"]["epochs"] == 3 and config["provenance"]["n_crops"] == 10
     assert set(config["versions"]) == {"napari-morphospace", "torch", "lightning", "numpy"}
     assert sorted(p.name for p in directory.iterdir()) == ["model.json", "weights.safetensors"]
+
+
+def test_a_loaded_bundle_saves_again_as_the_same_bundle(tmp_path):
+    _, directory = saved_bundle(tmp_path)
+    loaded = load_bundle(directory)
+    again = load_bundle(save_bundle(loaded, tmp_path / "again"))
+    assert again.config == loaded.config
+    assert (tmp_path / "again" / "model.json").read_text() == (directory / "model.json").read_text()
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[name], tensor)
 
 
 def test_existing_folder_needs_overwrite(tmp_path):

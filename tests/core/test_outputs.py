@@ -7,6 +7,7 @@ from napari_morphospace.core import outputs
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.training.bundle import (
+    new_bundle,
     preprocessing_differences,
     save_bundle,
 )
@@ -45,15 +46,17 @@ def test_a_bundle_replaces_a_bundle_but_never_another_folder(tmp_path):
 
     def save(directory):
         return save_bundle(
-            model,
+            new_bundle(
+                model,
+                model_settings=settings,
+                input_shape=(1, 16, 16),
+                channel_names=["c"],
+                preprocess=None,
+                train_settings=TrainSettings(),
+                provenance={},
+                history=[],
+            ),
             directory,
-            model_settings=settings,
-            input_shape=(1, 16, 16),
-            channel_names=["c"],
-            preprocess=None,
-            train_settings=TrainSettings(),
-            provenance={},
-            history=[],
             overwrite=True,
         )
 

@@ -28,7 +28,7 @@ from napari_morphospace.core.project.report import (
     training_curves_figure,
     write_report,
 )  # fmt: skip
-from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.bundle import new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
 TINY = DemoSettings(n_cells=16, epochs=1, latent_dim=4, batch_size=8, threads=1)
@@ -112,13 +112,13 @@ def test_probe_finds_the_label_images_under_the_names_the_cells_widget_gives_sou
 
 
 def test_a_bundle_written_back_from_memory_keeps_its_diagnostics(demo_folder, tmp_path):
-    from napari_morphospace.core.training.bundle import load_bundle
-    from napari_morphospace.core.training.engine import write_bundle
+    from napari_morphospace.core.training.bundle import load_bundle, save_bundle
 
     bundle = open_analysis(demo_folder).bundle
     assert bundle.diagnostics is not None
-    again = load_bundle(write_bundle(bundle, tmp_path / "again"))
+    again = load_bundle(save_bundle(bundle, tmp_path / "again"))
     assert again.diagnostics == bundle.diagnostics
+    assert again.config == bundle.config
 
 
 def test_existing_report_is_kept_without_overwrite(tmp_path):
@@ -217,9 +217,19 @@ def test_one_condition_gets_every_analysis_except_the_group_comparisons(tmp_path
                           "group": "A9", "annotation": "", **{c: 0 for c in bbox_columns(2)}})  # fmt: skip
     latents = table.assign(**{f"mu_{k}": mu[:, k] for k in range(4)}, **{f"logvar_{k}": logvar[k] for k in range(4)})
     settings = ModelSettings(latent_dim=4)
-    bundle = save_bundle(build_model(settings, (1, 16, 16)), tmp_path / "bundle", model_settings=settings,
-                         input_shape=(1, 16, 16), channel_names=["c0"], preprocess=None, train_settings=TrainSettings(),
-                         provenance={}, history=[{"epoch": 0, "train_loss": 2.0, "val_loss": 3.0}])  # fmt: skip
+    bundle = save_bundle(
+        new_bundle(
+            build_model(settings, (1, 16, 16)),
+            model_settings=settings,
+            input_shape=(1, 16, 16),
+            channel_names=["c0"],
+            preprocess=None,
+            train_settings=TrainSettings(),
+            provenance={},
+            history=[{"epoch": 0, "train_loss": 2.0, "val_loss": 3.0}],
+        ),
+        tmp_path / "bundle",
+    )
     factors = tmp_path / "factors.csv"
     pd.DataFrame({"group": "A9", "label_id": table["label_id"], "size": 10 * mu[:, 2] + 5, "elongation": mu[:, 0]}
                  ).to_csv(factors, index=False)  # fmt: skip

@@ -29,7 +29,7 @@ from napari_morphospace.core.project.zoo import (
     export_zoo_packages,
     import_zoo_packages,
 )
-from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.bundle import load_bundle, new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
 bioimageio_core = pytest.importorskip("bioimageio.core", reason="the zoo extra is part of the testing extra")
@@ -63,10 +63,19 @@ def bundle_folder(directory: Path, settings: ModelSettings, shape: tuple[int, ..
         for value in model.state_dict().values():
             if value.is_floating_point():
                 value.add_(torch.randn_like(value) * 0.05)
-    return save_bundle(model.eval(), directory, model_settings=settings, input_shape=shape,
-                       channel_names=["membrane (CellMask)", "DNA"][: shape[0]], preprocess=PREPROCESS,
-                       train_settings=TrainSettings(epochs=2), provenance={"crop_set": "/data/crops", "n_crops": 12},
-                       history=[{"epoch": 0, "val_loss": 80.5}, {"epoch": 1, "val_loss": 75.25}])  # fmt: skip
+    return save_bundle(
+        new_bundle(
+            model.eval(),
+            model_settings=settings,
+            input_shape=shape,
+            channel_names=["membrane (CellMask)", "DNA"][: shape[0]],
+            preprocess=PREPROCESS,
+            train_settings=TrainSettings(epochs=2),
+            provenance={"crop_set": "/data/crops", "n_crops": 12},
+            history=[{"epoch": 0, "val_loss": 80.5}, {"epoch": 1, "val_loss": 75.25}],
+        ),
+        directory,
+    )
 
 
 @pytest.fixture(scope="module")

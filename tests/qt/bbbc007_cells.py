@@ -24,7 +24,7 @@ from napari_morphospace.core.cells.crop_set import CropSet, concat_crop_sets
 from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
 from napari_morphospace.core.io.stacks import read_stack
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.bundle import new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
 #: One field of each condition, whose names pair unambiguously (same-condition fields share a first word).
@@ -75,6 +75,15 @@ def small_bundle(folder: Path, latent_dim: int = 4) -> Path:
     torch.manual_seed(0)
     model = build_model(settings, (1, 64, 64)).eval()
     return save_bundle(
-        model, folder, model_settings=settings, input_shape=(1, 64, 64), channel_names=crop_set((0,)).channel_names,
-        preprocess=None, train_settings=TrainSettings(epochs=1), provenance={}, history=[],
-    )  # fmt: skip
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=(1, 64, 64),
+            channel_names=crop_set((0,)).channel_names,
+            preprocess=None,
+            train_settings=TrainSettings(epochs=1),
+            provenance={},
+            history=[],
+        ),
+        folder,
+    )

@@ -22,7 +22,7 @@ from napari_morphospace.core.project.analysis_folder import (
 )
 from napari_morphospace.core.project.annotations import AnnotationStore
 from napari_morphospace.core.project.report import SECTIONS
-from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.bundle import load_bundle, new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 from napari_morphospace.viewer.session import session_for
 
@@ -41,9 +41,19 @@ def parts(tmp_path, sources):
     settings = ModelSettings(latent_dim=3, base_channels=4)
     torch.manual_seed(0)
     model = build_model(settings, (1, 16, 16)).eval()
-    bundle_dir = save_bundle(model, tmp_path / "bundle", model_settings=settings, input_shape=(1, 16, 16),
-                             channel_names=["c0"], preprocess=None, train_settings=TrainSettings(epochs=1),
-                             provenance={"crop_set": "test"}, history=[{"loss": 1.0}])  # fmt: skip
+    bundle_dir = save_bundle(
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=(1, 16, 16),
+            channel_names=["c0"],
+            preprocess=None,
+            train_settings=TrainSettings(epochs=1),
+            provenance={"crop_set": "test"},
+            history=[{"loss": 1.0}],
+        ),
+        tmp_path / "bundle",
+    )
     latents = embed(model, crop_set)
     return crop_set, bundle_dir, latents
 

@@ -15,7 +15,7 @@ from napari_morphospace.core.project.analysis_folder import (
     create_analysis,
     save_analysis,
 )
-from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.bundle import load_bundle, new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 from napari_morphospace.viewer.session import session_for
 
@@ -30,9 +30,19 @@ def bundle(tmp_path):
     settings = ModelSettings(latent_dim=3, base_channels=4)
     torch.manual_seed(0)
     model = build_model(settings, (1, 16, 16)).eval()
-    folder = save_bundle(model, tmp_path / "model", model_settings=settings, input_shape=(1, 16, 16),
-                         channel_names=["membrane"], preprocess=TRAINED_ON, train_settings=TrainSettings(epochs=1),
-                         provenance={}, history=[])  # fmt: skip
+    folder = save_bundle(
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=(1, 16, 16),
+            channel_names=["membrane"],
+            preprocess=TRAINED_ON,
+            train_settings=TrainSettings(epochs=1),
+            provenance={},
+            history=[],
+        ),
+        tmp_path / "model",
+    )
     return load_bundle(folder)
 
 

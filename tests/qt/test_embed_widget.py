@@ -10,7 +10,7 @@ from napari_morphospace._qt.embed_widget import EmbedWidget
 from napari_morphospace.core.analysis.embed import embed
 from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.bundle import load_bundle, new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 from napari_morphospace.viewer.session import session_for
 
@@ -21,15 +21,17 @@ def bundle_dir(tmp_path):
     torch.manual_seed(0)
     model = build_model(settings, (1, 16, 16)).eval()
     return save_bundle(
-        model,
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=(1, 16, 16),
+            channel_names=["membrane"],
+            preprocess=None,
+            train_settings=TrainSettings(epochs=1),
+            provenance={},
+            history=[],
+        ),
         tmp_path / "bundle",
-        model_settings=settings,
-        input_shape=(1, 16, 16),
-        channel_names=["membrane"],
-        preprocess=None,
-        train_settings=TrainSettings(epochs=1),
-        provenance={},
-        history=[],
     )
 
 

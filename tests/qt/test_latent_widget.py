@@ -18,7 +18,7 @@ from napari_morphospace.core.analysis.overlays import paste_maps
 from napari_morphospace.core.analysis.traversal import decode_latents
 from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.bundle import load_bundle, new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 from napari_morphospace.viewer.layers import view_box
 from napari_morphospace.viewer.session import session_for
@@ -34,10 +34,18 @@ def make_bundle(tmp_path, input_shape):
     model = build_model(settings, input_shape)
     model.latent_scale.copy_(torch.tensor(LATENT_SCALE))
     directory = save_bundle(
-        model, tmp_path / f"bundle{len(input_shape)}", model_settings=settings, input_shape=input_shape,
-        channel_names=["membrane"], preprocess=None, train_settings=TrainSettings(epochs=1),
-        provenance={}, history=[],
-    )  # fmt: skip
+        new_bundle(
+            model,
+            model_settings=settings,
+            input_shape=input_shape,
+            channel_names=["membrane"],
+            preprocess=None,
+            train_settings=TrainSettings(epochs=1),
+            provenance={},
+            history=[],
+        ),
+        tmp_path / f"bundle{len(input_shape)}",
+    )
     return load_bundle(directory)
 
 

@@ -9,7 +9,7 @@ from qtpy.QtWidgets import QFileDialog, QInputDialog
 from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.project.zoo import import_zoo_packages
-from napari_morphospace.core.training.bundle import load_bundle, save_bundle
+from napari_morphospace.core.training.bundle import load_bundle, new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
 pytest.importorskip("bioimageio.core", reason="the zoo extra is part of the testing extra")
@@ -23,9 +23,19 @@ def session_parts(tmp_path):
     crop_set = CropSet(rng.random((6, 1, 16, 16), dtype=np.float32), table, ["dna"], (1.0, 1.0))
     settings = ModelSettings(latent_dim=2, base_channels=4)
     torch.manual_seed(0)
-    folder = save_bundle(build_model(settings, (1, 16, 16)).eval(), tmp_path / "my model", model_settings=settings,
-                         input_shape=(1, 16, 16), channel_names=["dna"], preprocess=None,
-                         train_settings=TrainSettings(epochs=1), provenance={}, history=[])  # fmt: skip
+    folder = save_bundle(
+        new_bundle(
+            build_model(settings, (1, 16, 16)).eval(),
+            model_settings=settings,
+            input_shape=(1, 16, 16),
+            channel_names=["dna"],
+            preprocess=None,
+            train_settings=TrainSettings(epochs=1),
+            provenance={},
+            history=[],
+        ),
+        tmp_path / "my model",
+    )
     return load_bundle(folder), crop_set
 
 

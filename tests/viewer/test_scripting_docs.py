@@ -12,7 +12,7 @@ from napari.components import ViewerModel
 
 from napari_morphospace.core.cells.crop_set import CropSet, save_crop_set
 from napari_morphospace.core.models import ModelSettings, build_model
-from napari_morphospace.core.training.bundle import save_bundle
+from napari_morphospace.core.training.bundle import new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
 PAGE = Path(__file__).parents[2] / "docs" / "scripting.md"
@@ -48,9 +48,19 @@ def user_files(tmp_path):
     crops = save_crop_set(crop_set, tmp_path / "crops")
     torch.manual_seed(0)
     settings = ModelSettings(latent_dim=4, base_channels=4)
-    bundle = save_bundle(build_model(settings, (2, CROP, CROP)), tmp_path / "model", model_settings=settings,
-                         input_shape=(2, CROP, CROP), channel_names=["ER", "mito"], preprocess=None,
-                         train_settings=TrainSettings(epochs=1), provenance={}, history=[])  # fmt: skip
+    bundle = save_bundle(
+        new_bundle(
+            build_model(settings, (2, CROP, CROP)),
+            model_settings=settings,
+            input_shape=(2, CROP, CROP),
+            channel_names=["ER", "mito"],
+            preprocess=None,
+            train_settings=TrainSettings(epochs=1),
+            provenance={},
+            history=[],
+        ),
+        tmp_path / "model",
+    )
     return viewer, crops, bundle
 
 

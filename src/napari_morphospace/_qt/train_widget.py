@@ -61,7 +61,7 @@ from ..core.cells.crop_set import CropSet, load_crop_set
 from ..core.config import load_config, save_config
 from ..core.errors import InputError
 from ..core.models import ModelSettings
-from ..core.training.bundle import load_bundle
+from ..core.training.bundle import load_bundle, save_bundle
 from ..core.training.checkpoints import last_checkpoint_in
 from ..core.training.engine import (
     ReconstructionPreview,
@@ -70,7 +70,6 @@ from ..core.training.engine import (
     TrainResult,
     TrainSettings,
     TrainUpdate,
-    save_trained_bundle,
     trained_bundle,
 )  # fmt: skip
 from ..viewer.reconstructions import (
@@ -448,8 +447,9 @@ class TrainWidget(QWidget):
             self.tasks.report(InputError("there is no trained model yet; press Start and wait until training ends"))
             return None
         try:
-            written = save_trained_bundle(result, crop_set, directory, train_settings=self._run_train_settings,
-                                          crop_set_origin=self._crop_set_origin())  # fmt: skip
+            bundle = trained_bundle(result, crop_set, train_settings=self._run_train_settings,
+                                    crop_set_origin=self._crop_set_origin())  # fmt: skip
+            written = save_bundle(bundle, directory)
             self.session.bundle = load_bundle(written)
         except (InputError, OSError) as err:
             self.tasks.report(err)

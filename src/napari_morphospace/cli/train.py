@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.cells.crop_set import load_crop_set
     from ..core.config import save_config
     from ..core.outputs import check_output
-    from ..core.training.bundle import check_bundle_target
+    from ..core.training.bundle import check_bundle_target, save_bundle
     from ..core.training.checkpoints import (
         CheckpointWriteError,
         last_checkpoint_in,
@@ -140,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
     from ..core.training.engine import (
         TrainingDiverged,
         TrainingInterrupted,
-        save_trained_bundle,
         train,
+        trained_bundle,
     )
 
     config = config_from_args(args)
@@ -196,13 +196,13 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if not result.is_global_zero:
         return 0
+    bundle = trained_bundle(result, crop_set, train_settings=config.training, crop_set_origin=str(args.crops.resolve()))
     try:
-        save_trained_bundle(result, crop_set, args.out, train_settings=config.training,
-                            crop_set_origin=str(args.crops.resolve()), overwrite=args.overwrite)  # fmt: skip
-    except OSError as err:  # the disk filled up during training, or the folder was made read-only
+        save_bundle(bundle, args.out, overwrite=args.overwrite)
+    except InputError as err:  # the disk filled up during training, or the folder was made read-only
         raise InputError(
-            f"cannot write the model bundle {args.out} ({err.strerror or err}); the trained model is kept in "
-            f"{checkpoint_dir}. Free space, then write the bundle with: {resume_command(args, result.last_checkpoint)}"
+            f"{err}. The finished training stays in {checkpoint_dir}; once there is space, write the bundle with: "
+            f"{resume_command(args, result.last_checkpoint)}"
         ) from err
     if config.training.checkpoint_dir is None:  # the bundle holds the model: nothing left to resume
         shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -33,8 +33,7 @@ from ..core.project.analysis_folder import (
     save_analysis,
 )  # fmt: skip
 from ..core.project.annotations import classes_document, classes_from_document
-from ..core.training.bundle import Bundle
-from ..core.training.engine import write_bundle
+from ..core.training.bundle import Bundle, save_bundle
 from .layers import layer_file
 from .session import session_for
 from .sources import find_sources
@@ -82,7 +81,7 @@ def save_session(plan: SavePlan) -> AnalysisFolder:
         model = plan.bundle
         if isinstance(model, Bundle):
             on_disk = model.folder is not None and model.folder.is_dir()
-            model = model.folder if on_disk else write_bundle(model, Path(scratch) / "model")
+            model = model.folder if on_disk else save_bundle(model, Path(scratch) / "model")
         manifest = plan.folder if is_analysis_folder(plan.folder) else create_analysis(plan.folder)
         return save_analysis(
             manifest, images=plan.images or None, labels=plan.labels if plan.images else (),

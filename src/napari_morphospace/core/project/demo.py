@@ -45,7 +45,8 @@ from ..files import atomic_write_text
 from ..io.stacks import Stack, write_stack
 from ..models import ModelSettings
 from ..outputs import check_output
-from ..training.engine import TrainConfig, TrainSettings, save_trained_bundle, train
+from ..training.bundle import save_bundle
+from ..training.engine import TrainConfig, TrainSettings, train, trained_bundle
 from .analysis_folder import create_analysis, save_analysis
 from .report import TOP_DIMENSIONS, NotAvailable, check_known_answer, figure_png, write_report
 
@@ -256,8 +257,8 @@ def run_demo(
         config.training.checkpoint_dir = checkpoints
         trained = train(result.crop_set, config.model, config.training)
         config.training.checkpoint_dir = None
-        save_trained_bundle(trained, result.crop_set, out / "model", train_settings=config.training,
-                            crop_set_origin="crops")  # fmt: skip
+        save_bundle(trained_bundle(trained, result.crop_set, train_settings=config.training, crop_set_origin="crops"),
+                    out / "model")  # fmt: skip
         result.files.update(train_config=out / "train_config.yaml", model=out / "model")
         lap("train")
 

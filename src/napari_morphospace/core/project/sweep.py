@@ -60,14 +60,15 @@ from ..files import atomic_write_text
 from ..models import ModelSettings, MorphoVAE
 from ..models.settings import BlockKind, ModelName
 from ..outputs import check_output
+from ..training.bundle import save_bundle
 from ..training.diagnostics import diagnose_training, representation_probe
 from ..training.engine import (
     StopFlag,
     TrainSettings,
     TrainUpdate,
-    save_trained_bundle,
     split_crops,
     train,
+    trained_bundle,
 )
 
 SETTINGS_NAME = "sweep.yaml"
@@ -474,8 +475,9 @@ def run_point(
         if result.stopped_by_user:
             record.update(status="stopped", message="stopped by the user before the end of training")
         else:
-            save_trained_bundle(result, fit_crops, run_dir / "bundle", train_settings=training,
-                                crop_set_origin=f"sweep {folder.resolve()} (train and validation split)", overwrite=True)  # fmt: skip
+            origin = f"sweep {folder.resolve()} (train and validation split)"
+            bundle = trained_bundle(result, fit_crops, train_settings=training, crop_set_origin=origin)
+            save_bundle(bundle, run_dir / "bundle", overwrite=True)
             assert isinstance(result.model, MorphoVAE)  # a sweep's models are single VAEs (SWEEP_MODELS)
             record.update(status="ok", message="", bundle=str(Path(RUNS_FOLDER) / point.name / "bundle"),
                           test=evaluate_run(result.model, crop_set, split, settings))  # fmt: skip

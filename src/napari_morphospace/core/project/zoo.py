@@ -64,7 +64,7 @@ from ..errors import InputError
 from ..figures.gallery import crop_montage
 from ..files import atomic_folder, scratch_folder
 from ..models import ModelSettings, MorphoVAE, build_model
-from ..training.bundle import Bundle, check_compatible, save_bundle, state_dict_mismatch
+from ..training.bundle import Bundle, check_compatible, new_bundle, save_bundle, state_dict_mismatch
 from ..training.engine import TrainSettings
 
 ENCODER_PACKAGE = "encoder.zip"
@@ -832,11 +832,12 @@ def import_zoo_packages(
         )
     model.load_state_dict(state, strict=True)
     provenance = {**(config.get("provenance") or {}), "imported_from": [str(p.path.resolve()) for p in packages]}
-    return save_bundle(
-        model.eval(), directory, model_settings=settings, input_shape=input_shape, channel_names=channel_names,
+    bundle = new_bundle(
+        model.eval(), model_settings=settings, input_shape=input_shape, channel_names=channel_names,
         preprocess=config.get("preprocess"), train_settings=train_settings, provenance=provenance,
-        history=config.get("history") or [], label_classes=config.get("label_classes"), overwrite=overwrite,
+        history=config.get("history") or [], label_classes=config.get("label_classes"),
     )  # fmt: skip
+    return save_bundle(bundle, directory, overwrite=overwrite)
 
 
 def _package_paths(sources: Sequence[str | os.PathLike]) -> list[Path]:

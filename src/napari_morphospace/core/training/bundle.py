@@ -45,7 +45,7 @@ CONFIG_NAME = "model.json"
 
 @dataclass
 class Bundle:
-    """A loaded model bundle: the rebuilt model (eval mode) and what it was trained on."""
+    """A model bundle: the model and what it was trained on, loaded (eval mode) or made by :func:`new_bundle`."""
 
     model: MorphoVAE | StackedConditionalVAE
     model_settings: ModelSettings
@@ -71,7 +71,8 @@ class Bundle:
         return list(self.config.get("label_classes") or [])
 
 
-def bundle_config(
+def new_bundle(
+    model: MorphoVAE | StackedConditionalVAE,
     *,
     model_settings: ModelSettings,
     input_shape: tuple[int, ...],
@@ -82,11 +83,31 @@ def bundle_config(
     history: list[dict[str, float]],
     label_classes: list[Any] | None = None,
     diagnostics: TrainingDiagnostics | None = None,
-) -> dict[str, Any]:
-    """The ``model.json`` of a bundle (see :func:`save_bundle` for the parameters); also a bundle only in memory."""
+) -> Bundle:
+    """``model`` and its ``model.json`` as a bundle in memory (``folder`` None); :func:`save_bundle` writes it.
+
+    Parameters
+    ----------
+    model : MorphoVAE or StackedConditionalVAE
+        A model built by ``build_model(model_settings, input_shape)``.
+    input_shape : tuple of int
+        ``(C, [Z,] Y, X)`` of one crop.
+    preprocess : dict or None
+        The crop set's preprocessing config, replayed before inference.
+    train_settings : dataclass
+        A ``TrainSettings``, recorded as it was used.
+    provenance : dict
+        Where the training data came from (crop set path, crop count, groups, sources).
+    history : list of dict
+        Per-epoch losses.
+    label_classes : list, optional
+        Values of the label column in one-hot order (conditional model).
+    diagnostics : TrainingDiagnostics, optional
+        The end-of-training diagnostics, stored as ``diagnostics``.
+    """
     if len(channel_names) != input_shape[0]:
         raise InputError(f"{len(channel_names)} channel names for an input of {input_shape[0]} channels")
-    return {
+    config = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "model_settings": to_dict(model_settings),
@@ -106,59 +127,23 @@ def bundle_config(
             "numpy": np.__version__,
         },
     }
+    return Bundle(model=model, model_settings=model_settings, input_shape=tuple(int(n) for n in input_shape),
+                  channel_names=list(channel_names), preprocess=preprocess, config=config)  # fmt: skip
 
 
-def save_bundle(
-    model: torch.nn.Module,
-    directory: str | os.PathLike,
-    *,
-    model_settings: ModelSettings,
-    input_shape: tuple[int, ...],
-    channel_names: list[str],
-    preprocess: dict[str, Any] | None,
-    train_settings: Any,
-    provenance: dict[str, Any],
-    history: list[dict[str, float]],
-    label_classes: list[Any] | None = None,
-    diagnostics: TrainingDiagnostics | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``model`` and its configuration as a bundle folder, atomically.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        A model built by ``build_model(model_settings, input_shape)``.
-    directory : path
-        The bundle folder to create.
-    input_shape : tuple of int
-        ``(C, [Z,] Y, X)`` of one crop.
-    preprocess : dict or None
-        The crop set's preprocessing config, replayed before inference.
-    train_settings : dataclass
-        A ``TrainSettings``, recorded as it was used.
-    provenance : dict
-        Where the training data came from (crop set path, crop count, groups, sources).
-    history : list of dict
-        Per-epoch losses.
-    label_classes : list, optional
-        Values of the label column in one-hot order (conditional model).
-    diagnostics : TrainingDiagnostics, optional
-        The end-of-training diagnostics, stored as ``diagnostics``.
-    overwrite : bool
-        Replace an existing folder. Without it an existing folder is refused.
+def save_bundle(bundle: Bundle, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a bundle (made by :func:`new_bundle`, or loaded) as a bundle folder, atomically.
 
     The folder is written next to ``directory`` under a temporary name and
     renamed into place, so an interrupted save never leaves a half bundle.
+    An existing folder is replaced only with ``overwrite`` and only when it
+    is a bundle.
     """
     directory = check_bundle_target(directory, overwrite)
-    config = bundle_config(model_settings=model_settings, input_shape=input_shape, channel_names=channel_names,
-                           preprocess=preprocess, train_settings=train_settings, provenance=provenance,
-                           history=history, label_classes=label_classes, diagnostics=diagnostics)  # fmt: skip
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in bundle.model.state_dict().items()}
     with atomic_folder(directory) as scratch:
         save_file(state, str(scratch / WEIGHTS_NAME), metadata={"format": FORMAT_NAME})
-        (scratch / CONFIG_NAME).write_text(json.dumps(config, indent=2, allow_nan=True))
+        (scratch / CONFIG_NAME).write_text(json.dumps(bundle.config, indent=2, allow_nan=True))
         check_bundle_target(directory, overwrite)
     return directory
 
@@ -405,13 +390,13 @@ def check_compatible(bundle: Bundle, crop_set: CropSet, *, allow_preprocessing_m
 
 __all__ = [
     "Bundle",
-    "bundle_config",
     "FORMAT_VERSION",
     "PreprocessingMismatch",
     "check_bundle_target",
     "check_compatible",
     "is_bundle_folder",
     "load_bundle",
+    "new_bundle",
     "preprocessing_differences",
     "save_bundle",
     "state_dict_mismatch",

@@ -40,10 +40,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..cells.crop_set import CropSet
-from ..config import from_dict
 from ..errors import InputError
 from ..models import MEVAE, Condition, ModelSettings, MorphoVAE, StackedConditionalVAE, build_model
-from .bundle import Bundle, bundle_config, save_bundle
+from .bundle import Bundle, new_bundle
 from .checkpoints import AtomicCheckpointIO, BestCheckpoint, RunCheckpoints, checkpoint_run_id, new_run_id
 from .dataset import CropDataset
 from .diagnostics import PROBE_CELLS, ProbeCrops, TrainingDiagnostics, diagnose_training
@@ -1364,49 +1363,15 @@ def trained_provenance(result: TrainResult, crop_set: CropSet, crop_set_origin: 
 
 def trained_bundle(result: TrainResult, crop_set: CropSet, *, train_settings: TrainSettings,
                    crop_set_origin: str) -> Bundle:  # fmt: skip
-    """What :func:`train` returned as a model bundle in memory (``folder`` None), usable before it is saved."""
-    input_shape = tuple(int(n) for n in crop_set.images.shape[1:])
-    config = bundle_config(
-        model_settings=result.model_settings, input_shape=input_shape, channel_names=list(crop_set.channel_names),
-        preprocess=crop_set.preprocess, train_settings=train_settings,
-        provenance=trained_provenance(result, crop_set, crop_set_origin), history=result.history,
-        label_classes=result.label_classes, diagnostics=result.diagnostics,
-    )  # fmt: skip
-    return Bundle(model=result.model.eval(), model_settings=result.model_settings, input_shape=input_shape,
-                  channel_names=list(crop_set.channel_names), preprocess=crop_set.preprocess, config=config)  # fmt: skip
-
-
-def save_trained_bundle(
-    result: TrainResult,
-    crop_set: CropSet,
-    directory: str | Path,
-    *,
-    train_settings: TrainSettings,
-    crop_set_origin: str,
-    overwrite: bool = False,
-) -> Path:
-    """Save what :func:`train` returned as a model bundle, recording the crop set it learned from.
+    """What :func:`train` returned as a model bundle in memory, recording the crop set it learned from.
 
     ``crop_set_origin`` says where that crop set lives (its folder, or how it
-    was made), for the bundle's provenance.
+    was made), for the bundle's provenance. ``save_bundle`` writes it.
     """
-    return save_bundle(
-        result.model, directory, model_settings=result.model_settings,
+    return new_bundle(
+        result.model.eval(), model_settings=result.model_settings,
         input_shape=tuple(int(n) for n in crop_set.images.shape[1:]), channel_names=list(crop_set.channel_names),
         preprocess=crop_set.preprocess, train_settings=train_settings,
         provenance=trained_provenance(result, crop_set, crop_set_origin), history=result.history,
-        label_classes=result.label_classes, diagnostics=result.diagnostics, overwrite=overwrite,
-    )  # fmt: skip
-
-
-def write_bundle(bundle: Bundle, directory: str | Path) -> Path:
-    """Write a bundle (loaded, or only in memory) as a bundle folder: the same weights, settings, provenance,
-    history and diagnostics."""
-    config = bundle.config
-    return save_bundle(
-        bundle.model, directory, model_settings=bundle.model_settings, input_shape=tuple(bundle.input_shape),
-        channel_names=list(bundle.channel_names), preprocess=bundle.preprocess,
-        train_settings=from_dict(TrainSettings, config.get("train_settings") or {}, where="model.json train_settings"),
-        provenance=config.get("provenance") or {}, history=config.get("history") or [],
-        label_classes=bundle.label_classes, diagnostics=bundle.diagnostics,
+        label_classes=result.label_classes, diagnostics=result.diagnostics,
     )  # fmt: skip
