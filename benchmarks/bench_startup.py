@@ -48,8 +48,10 @@ def wall_time(code: str, repeats: int) -> tuple[float, str]:
 
 def cli_code(argv: list[str]) -> str:
     """The console script's steps for ``morphospace ARGV``, then the heavy modules it imported."""
-    return (f"import sys\nfrom napari_morphospace.cli import main\ntry:\n    main({argv!r})\n"
-            f"except SystemExit:\n    pass\nprint('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")  # fmt: skip
+    return (
+        f"import sys\nfrom napari_morphospace.cli import main\ntry:\n    main({argv!r})\n"
+        f"except SystemExit:\n    pass\nprint('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
 
 
 def main() -> None:

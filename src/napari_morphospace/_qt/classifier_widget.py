@@ -312,8 +312,16 @@ class ClassifierWidget(QWidget):
             return None
         n_channels = int(crop_set.images.shape[1])
         text = f"Ranking {n_channels} channels: one cross-validated classifier per channel…"
-        return self._launch(rank_crop_channels, crop_set, summary, settings, on_done=self._on_ranked, text=text,
-                            action="Ranking the channels", total=n_channels * settings.epochs * settings.folds)  # fmt: skip
+        return self._launch(
+            rank_crop_channels,
+            crop_set,
+            summary,
+            settings,
+            on_done=self._on_ranked,
+            text=text,
+            action="Ranking the channels",
+            total=n_channels * settings.epochs * settings.folds,
+        )
 
     def stop(self) -> None:
         """Stop training or ranking within one step; finished folds (or channels) are kept."""
@@ -340,8 +348,18 @@ class ClassifierWidget(QWidget):
         self.progress_bar.setValue(0)
         self.progress_label.setText("")
         self._stop_event = threading.Event()
-        worker = self.tasks.start(function, crop_set, summary, settings, self._stop_event, on_done=on_done, action=action,
-                                  busy_text=text, progress=action, on_message=lambda message: self._on_update(message, settings))  # fmt: skip
+        worker = self.tasks.start(
+            function,
+            crop_set,
+            summary,
+            settings,
+            self._stop_event,
+            on_done=on_done,
+            action=action,
+            busy_text=text,
+            progress=action,
+            on_message=lambda message: self._on_update(message, settings),
+        )
         self.stop_button.setEnabled(worker is not None)
         return worker
 
@@ -441,9 +459,16 @@ class ClassifierWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        return self.tasks.start(crop_gradcam, self.result.model, self.run_crop_set, positions, classes.index(class_name),
-                                on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name), action="Grad-CAM",
-                                busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…")  # fmt: skip
+        return self.tasks.start(
+            crop_gradcam,
+            self.result.model,
+            self.run_crop_set,
+            positions,
+            classes.index(class_name),
+            on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name),
+            action="Grad-CAM",
+            busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…",
+        )
 
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, class_name: str) -> list[Image]:
         """One overlay per channel and source (and frame) of the class's crops, on the source layers."""
@@ -462,8 +487,17 @@ class ClassifierWidget(QWidget):
                 name = gradcam_layer_name(
                     channel, class_name, source if several else "", part.frame if several else None
                 )
-                overlay = put_image(self.viewer, name, part.data, translate=part.translate, scale=part.scale,
-                                    colormap=colormaps[c], blending="additive", opacity=0.8, contrast_limits=(0.0, 1.0))  # fmt: skip
+                overlay = put_image(
+                    self.viewer,
+                    name,
+                    part.data,
+                    translate=part.translate,
+                    scale=part.scale,
+                    colormap=colormaps[c],
+                    blending="additive",
+                    opacity=0.8,
+                    contrast_limits=(0.0, 1.0),
+                )
                 overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part.label_ids)
                 shown.append(overlay)
         self.status.setText(

@@ -118,8 +118,13 @@ class LatentWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.tasks = Tasks("Latent space", status=self.status.setText, parent=self)
-        self.decoding = LiveDecoding(napari_viewer, spacing=self._spacing, anchor=self._start_cell_box,
-                                     on_error=lambda error: self.tasks.report(error, "Decoding"), parent=self)  # fmt: skip
+        self.decoding = LiveDecoding(
+            napari_viewer,
+            spacing=self._spacing,
+            anchor=self._start_cell_box,
+            on_error=lambda error: self.tasks.report(error, "Decoding"),
+            parent=self,
+        )
         content = QWidget()
         layout = QVBoxLayout(content)
         for part in (self.model_panel, self.slider_panel, self.views, self.status):

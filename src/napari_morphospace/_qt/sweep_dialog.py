@@ -182,8 +182,10 @@ class SweepDialog(QDialog):
         except (InputError, OSError) as err:
             self.tasks.report(err)
             return None
-        self.status.setText(f"Sweep saved to {written}; run it headless with: morphospace sweep --config {written} "
-                            "--crops CROP_SET --out SWEEP_FOLDER (one grid point per cluster job: --index K)")  # fmt: skip
+        self.status.setText(
+            f"Sweep saved to {written}; run it headless with: morphospace sweep --config {written} "
+            "--crops CROP_SET --out SWEEP_FOLDER (one grid point per cluster job: --index K)"
+        )
         return written
 
     def load_from(self, path: str | os.PathLike) -> SweepSettings | None:

@@ -49,8 +49,13 @@ def annotation_layer(layer: Labels, cells: pd.DataFrame, classes: Sequence[Annot
     """The "annotations" picture of source ``layer``: each cell's class code, coloured like its class; with its placement."""
     rows = source_rows(cells, source_names(layer))
     codes = class_codes(rows["annotation"].to_numpy(), [cls.name for cls in classes])
-    data = overlay_data(layer.data, rows["label_id"].to_numpy(), codes,
-                        rows["t"].to_numpy() if "t" in rows.columns else None, spatial_ndim(cells, layer.ndim))  # fmt: skip
+    data = overlay_data(
+        layer.data,
+        rows["label_id"].to_numpy(),
+        codes,
+        rows["t"].to_numpy() if "t" in rows.columns else None,
+        spatial_ndim(cells, layer.ndim),
+    )
     colours: dict[int | None, tuple[float, float, float, float]] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
     colours.update({i + 1: cls.rgba for i, cls in enumerate(classes)})
     return data, {

@@ -412,9 +412,14 @@ class CropSetWriter:
         self._masks: zarr.Array | None = None
         self._mask_buffer: np.ndarray | None = None
         if masks:
-            self._masks = zarr.create_array(store=str(self._tmp / MASKS_NAME), shape=(0,) + self.crop_shape[1:],
-                                            chunks=(chunk,) + self.crop_shape[1:], shards=(shard,) + self.crop_shape[1:],
-                                            dtype="bool", config={"write_empty_chunks": True})  # one file per shard, as the images  # fmt: skip
+            self._masks = zarr.create_array(
+                store=str(self._tmp / MASKS_NAME),
+                shape=(0,) + self.crop_shape[1:],
+                chunks=(chunk,) + self.crop_shape[1:],
+                shards=(shard,) + self.crop_shape[1:],
+                dtype="bool",
+                config={"write_empty_chunks": True},
+            )  # one file per shard, as the images
             self._mask_buffer = np.empty((shard,) + self.crop_shape[1:], bool)
         self._buffered = 0
         self._written = 0

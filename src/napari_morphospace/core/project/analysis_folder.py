@@ -661,8 +661,10 @@ def _load_part(manifest: AnalysisFolder, part: str, loader: Any, problems: list[
         problems.append(f"the {what} {ref.path} {where}, outside the analysis folder, and was not read; {CONSENT_HINT}")
         return None
     if location.fallback:
-        problems.append(f"the {what} {ref.path} is missing from {manifest.folder}; {location.path} (where it was "
-                        "when the folder was saved) was read instead. Copy it into the folder or save that part again")  # fmt: skip
+        problems.append(
+            f"the {what} {ref.path} is missing from {manifest.folder}; {location.path} (where it was "
+            "when the folder was saved) was read instead. Copy it into the folder or save that part again"
+        )
     try:
         return loader(location.path)
     except (InputError, OSError, ValueError, KeyError, TypeError, RecursionError) as err:

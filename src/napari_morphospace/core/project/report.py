@@ -458,8 +458,12 @@ def _cohen_section(ctx: _Context) -> list[str]:
 
     summary = ctx.require_summary()
     effects = summary.require_two_groups()
-    parts = [_p(f"Cohen's d of {summary.condition} against {summary.reference} (pooled SD, ddof 1; positive: higher "
-                f"in {summary.condition}), 95 % confidence intervals; top dimensions {summary.top(TOP_DIMENSIONS)}.")]  # fmt: skip
+    parts = [
+        _p(
+            f"Cohen's d of {summary.condition} against {summary.reference} (pooled SD, ddof 1; positive: higher "
+            f"in {summary.condition}), 95 % confidence intervals; top dimensions {summary.top(TOP_DIMENSIONS)}."
+        )
+    ]
     parts.append(_img(forest_figure(effects, top=15), "Cohen's d forest plot"))
     probe = summary.probe
     if probe is None:
@@ -667,8 +671,10 @@ def _classifier_section(ctx: _Context) -> list[str]:
     evidence = metrics.get("channel_evidence")
     if isinstance(evidence, dict) and evidence:
         channels = list(next(iter(evidence.values())))
-        parts += [_p("Share of per-channel Grad-CAM evidence for each class: which channel drives it."),
-                  _table([(c, *(evidence[c].get(ch) for ch in channels)) for c in evidence], ["", *channels])]  # fmt: skip
+        parts += [
+            _p("Share of per-channel Grad-CAM evidence for each class: which channel drives it."),
+            _table([(c, *(evidence[c].get(ch) for ch in channels)) for c in evidence], ["", *channels]),
+        ]
     return parts
 
 
@@ -788,8 +794,12 @@ def _versions_section(ctx: _Context) -> list[str]:
 
 def _manifest_tables(manifest: AnalysisFolder) -> list[str]:
     """What analysis.json records: its history, the parts of the folder and the source images."""
-    about = [("created", manifest.created), ("modified", manifest.modified),
-             ("saved by napari-morphospace", manifest.written_by), ("format version", manifest.format_version)]  # fmt: skip
+    about = [
+        ("created", manifest.created),
+        ("modified", manifest.modified),
+        ("saved by napari-morphospace", manifest.written_by),
+        ("format version", manifest.format_version),
+    ]
     refs = [(f.name, getattr(manifest, f.name)) for f in dataclasses.fields(manifest)]
     files = [(name, ref.path, ref.absolute) for name, ref in refs if isinstance(ref, FileRef)]
     sources = [(s.group, s.image.absolute, s.labels.absolute if s.labels else "—") for s in manifest.sources]

@@ -384,8 +384,19 @@ def prepare_sweep(
     save_config(settings, folder / SETTINGS_NAME)
     atomic_write_text(folder / SPLIT_NAME, split.table(crop_set.table).to_csv(index=False))
     points = grid_points(settings)
-    atomic_write_text(marker, json.dumps({**identity, "crop_set_origin": crop_set_origin, "n_crops": len(crop_set),
-                                          "split_notes": split.notes, "points": [p.name for p in points]}, indent=2))  # fmt: skip
+    atomic_write_text(
+        marker,
+        json.dumps(
+            {
+                **identity,
+                "crop_set_origin": crop_set_origin,
+                "n_crops": len(crop_set),
+                "split_notes": split.notes,
+                "points": [p.name for p in points],
+            },
+            indent=2,
+        ),
+    )
     return split
 
 
@@ -473,8 +484,14 @@ def run_point(
         if result.stopped_by_user:
             record.update(status="stopped", message="stopped by the user before the end of training")
         else:
-            save_trained_bundle(result, fit_crops, run_dir / "bundle", train_settings=training,
-                                crop_set_origin=f"sweep {folder.resolve()} (train and validation split)", overwrite=True)  # fmt: skip
+            save_trained_bundle(
+                result,
+                fit_crops,
+                run_dir / "bundle",
+                train_settings=training,
+                crop_set_origin=f"sweep {folder.resolve()} (train and validation split)",
+                overwrite=True,
+            )
             assert isinstance(result.model, MorphoVAE)  # a sweep's models are single VAEs (SWEEP_MODELS)
             record.update(status="ok", message="", bundle=str(Path(RUNS_FOLDER) / point.name / "bundle"),
                           test=evaluate_run(result.model, crop_set, split, settings))  # fmt: skip
