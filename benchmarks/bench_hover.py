@@ -1,4 +1,5 @@
-"""Hover latency of the scatter plot at a million points: cursor position → nearest point → its crop shown at the cursor.
+"""Hover latency of the scatter plot at a million points: cursor position → nearest point → its crop shown at the
+cursor.
 
 For ``--n`` plotted cells (a Points layer with ``mu_0``/``mu_1`` and a
 ``crop_id`` per row) whose crops are in a zarr array on disk (chunks of 64

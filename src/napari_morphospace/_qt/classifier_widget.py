@@ -85,7 +85,8 @@ SETTINGS_OPTIONS = {
 
 
 def gradcam_layer_name(channel: str, class_name: str, source: str = "", frame: int | None = None) -> str:
-    """``"<channel> Grad-CAM (<class>)"``, with ``" · <source>"`` (and ``" t=<frame>"``) when the class spans several."""
+    """``"<channel> Grad-CAM (<class>)"``, with ``" · <source>"`` (and ``" t=<frame>"``) when the class spans
+    several."""
     return (
         f"{channel} Grad-CAM ({class_name})"
         + (f" · {source}" if source else "")
@@ -101,7 +102,8 @@ def _load(crop_set: CropSet, positions: np.ndarray) -> np.ndarray:
 def train_classifier(
     send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event
 ) -> tuple[ClassifierResult, np.ndarray | None]:
-    """Cross-validate and train on the labelled crops, sending :class:`ClassifierUpdate` messages; ``(result, evidence)``."""
+    """Cross-validate and train on the labelled crops, sending :class:`ClassifierUpdate` messages;
+    ``(result, evidence)``."""
     images = _load(crop_set, summary.positions)
     return train_with_evidence(images, summary.labels, summary.sources, settings, stop_event=stop_event, on_update=send)
 
@@ -109,7 +111,8 @@ def train_classifier(
 def rank_crop_channels(
     send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event
 ) -> list[ChannelRanking]:
-    """One classifier per channel, sending :class:`ClassifierUpdate` messages; the ranking (channels done when stopped)."""
+    """One classifier per channel, sending :class:`ClassifierUpdate` messages;
+    the ranking (channels done when stopped)."""
     images = _load(crop_set, summary.positions)
     return rank_channels(images, summary.labels, summary.sources, settings, channel_names=list(crop_set.channel_names),
                          stop_event=stop_event, on_update=send)  # fmt: skip

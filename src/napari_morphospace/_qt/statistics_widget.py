@@ -68,7 +68,8 @@ INFERENCE_COLUMNS = ("dimension", "d", "95 % CI of d", "p", "q (BH)", "significa
 def compare(
     table: pd.DataFrame, group_column: str, a: Any, b: Any, top: int, settings: InferenceSettings
 ) -> tuple[LatentSummary, dict[str, Figure | str], GroupComparison | str]:
-    """Everything the dock shows: the summary of the latent space, its figures, and the inference between ``a`` and ``b``."""
+    """Everything the dock shows: the summary of the latent space, its figures,
+    and the inference between ``a`` and ``b``."""
     summary = summarise_latents(table, group_column, a, b)
     try:  # a refused inference (e.g. too few images) must not hide the other statistics
         inference: GroupComparison | str = compare_groups(table, group_column, a, b, settings)

@@ -215,7 +215,8 @@ class SweepDialog(QDialog):
         return self.tasks.busy
 
     def run(self, folder: str | os.PathLike | None = None) -> Any:
-        """Run the sweep into ``folder`` (default: the output folder field) in a worker; returns it (None when refused)."""
+        """Run the sweep into ``folder`` (default: the output folder field) in a worker;
+        returns it (None when refused)."""
         if self.running:
             return None
         try:
@@ -241,7 +242,8 @@ class SweepDialog(QDialog):
                                 progress="Sweep", on_quit=self._stop_event.set)  # fmt: skip
 
     def stop(self) -> None:
-        """Stop the running training within a step; the remaining grid points run on the next Run into the same folder."""
+        """Stop the running training within a step; the remaining grid points run on the next Run into the same
+        folder."""
         self._stop_event.set()
         self.stop_button.setEnabled(False)
         self.status.setText("Stopping after this step…")

@@ -361,7 +361,8 @@ def is_measured_feature(column: str) -> bool:
 
 
 def original_name(column: str) -> str:
-    """The user's name of a measured feature column (``feature:AreaShape_Area`` -> ``AreaShape_Area``); others as they are."""
+    """The user's name of a measured feature column (``feature:AreaShape_Area`` -> ``AreaShape_Area``);
+    others as they are."""
     return column[len(FEATURE_PREFIX) :] if is_measured_feature(column) else column
 
 
@@ -403,7 +404,8 @@ def latent_matrix(table: pd.DataFrame) -> np.ndarray:
 
 
 def add_embedding_columns(latents: pd.DataFrame, method: str, *, seed: int = 0) -> pd.DataFrame:
-    """A copy of ``latents`` with the 2D ``{method}_0, {method}_1`` columns of its latent columns (PCA, UMAP or TSNE)."""
+    """A copy of ``latents`` with the 2D ``{method}_0, {method}_1`` columns of its latent columns
+    (PCA, UMAP or TSNE)."""
     if method not in EMBEDDINGS:
         raise InputError(f"unknown embedding {method!r}; choose one of {', '.join(EMBEDDINGS)}")
     coordinates = EMBEDDINGS[method](latent_matrix(latents), n=2, seed=seed)

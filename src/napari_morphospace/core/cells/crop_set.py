@@ -197,7 +197,8 @@ def _joined(arrays: list[Any]) -> Any:
 
 
 def _as_dask(images: Any) -> da.Array:
-    """Wrap numpy, zarr or dask images (or masks) as a dask array with one chunk per block of crops (a shard on disk)."""
+    """Wrap numpy, zarr or dask images (or masks) as a dask array with one chunk per block of crops
+    (a shard on disk)."""
     if isinstance(images, da.Array):
         return images
     chunks = (block_length(images),) + tuple(images.shape[1:])

@@ -166,7 +166,8 @@ def train_with_evidence(
     stop_event: threading.Event | None = None,
     on_update: Callable[[ClassifierUpdate], None] | None = None,
 ) -> tuple[ClassifierResult, np.ndarray | None]:
-    """:func:`~napari_morphospace.core.classifier.fusion.train_classifier`, then per-channel evidence of the final model.
+    """:func:`~napari_morphospace.core.classifier.fusion.train_classifier`,
+    then per-channel evidence of the final model.
 
     Returns the result and ``evidence`` ``(n_classes, C)`` (each class's share
     of Grad-CAM mass per channel), or None when the run was stopped before

@@ -143,7 +143,8 @@ class Location:
 
 
 def _outside(path: Path, root: Path) -> Path | None:
-    """Where ``path``, or a link anywhere inside it (a folder part), leads outside ``root``; None when it stays inside."""
+    """Where ``path``, or a link anywhere inside it (a folder part), leads outside ``root``;
+    None when it stays inside."""
     target = path.resolve()
     if not target.is_relative_to(root):
         return target

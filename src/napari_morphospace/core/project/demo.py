@@ -154,7 +154,8 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def latent_statistics(latents: pd.DataFrame) -> dict[str, Any]:
-    """The studies' numbers for a latent table: Cohen's d (treated − control), per-dimension KL, active units, empirical KL.
+    """The studies' numbers for a latent table: Cohen's d (treated − control), per-dimension KL, active units,
+    empirical KL.
 
     ``groups`` is ``[reference, condition]``: d > 0 means higher in the condition.
     """

@@ -79,7 +79,8 @@ FIGURES_FOLDER = "figures"
 REPORT_NAME = "report.html"
 #: Everything a sweep folder holds; any other file means the folder belongs to something else.
 SWEEP_FILES = {SETTINGS_NAME, MARKER_NAME, SPLIT_NAME, RUNS_FOLDER, TABLE_NAME, FIGURES_FOLDER, REPORT_NAME}
-#: Models a sweep compares. The conditional model trains in two stages on a label column; train it with ``morphospace train``.
+#: Models a sweep compares. The conditional model trains in two stages on a label column;
+#: train it with ``morphospace train``.
 SWEEP_MODELS = ("beta-vae", "beta-tcvae", "me-vae")
 #: Crop-table columns that identify a crop or place it, never probed.
 _NOT_MEASUREMENTS = {*CROP_TABLE_COLUMNS, *bbox_columns(3), "centroid_z", "centroid_y", "centroid_x"}
@@ -215,7 +216,8 @@ def load_sweep_settings(path: str | Path) -> SweepSettings:
 
 @dataclass
 class SweepSplit:
-    """Row positions of the crops each run trains on, validates on, and is tested on; ``note`` when a split fell back."""
+    """Row positions of the crops each run trains on, validates on, and is tested on;
+    ``note`` when a split fell back."""
 
     train: np.ndarray
     val: np.ndarray
@@ -236,7 +238,8 @@ class SweepSplit:
 
 
 def split_for_sweep(crop_table: pd.DataFrame, settings: SweepSettings) -> SweepSplit:
-    """Hold out the test crops by source image, then split the rest as :func:`~napari_morphospace.core.training.engine.train` will.
+    """Hold out the test crops by source image, then split the rest as
+    :func:`~napari_morphospace.core.training.engine.train` will.
 
     The test split takes whole source images (``training.split="source"``)
     until ``test_fraction`` of the crops; the train/validation split of the

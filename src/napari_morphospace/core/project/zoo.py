@@ -356,7 +356,8 @@ def _identifiers(names: Sequence[str], prefix: str) -> list[str]:
 
 
 def _authors(settings: ZooSettings) -> list[Any]:
-    """The authors as bioimage.io ``Author`` entries, after checking them and the licence; before anything is written."""
+    """The authors as bioimage.io ``Author`` entries, after checking them and the licence;
+    before anything is written."""
     from bioimageio.spec.model import v0_5 as bmz
     from pydantic import ValidationError
 
@@ -426,7 +427,8 @@ def _describe(
 
 
 def _write_weights(role: str, bundle: Bundle, tensors: _Tensors, files: Path) -> tuple[str, dict[str, Any]]:
-    """The package's half of the model as a state dict and as TorchScript; returns the architecture's name and kwargs."""
+    """The package's half of the model as a state dict and as TorchScript;
+    returns the architecture's name and kwargs."""
     wrapper_class = ZooEncoder if role == "encoder" else ZooDecoder
     kwargs = {"model_settings": bundle.config["model_settings"], "input_shape": list(bundle.input_shape)}
     wrapper = wrapper_class(**kwargs)
