@@ -26,7 +26,8 @@ def test_import_help_and_bad_arguments_never_import_torch():
         import sys
         from napari_morphospace.cli import main
         for argv in (["--help"], ["crops", "a.tif", "--size", "big", "--out", "x"], ["train", "--crops", "c"],
-                     ["embed", "--bogus"], ["analysis", "--help"], ["sweep", "--help"], ["report", "--help"], ["export", "--help"]):
+                     ["embed", "--bogus"], ["analysis", "--help"], ["sweep", "--help"], ["report", "--help"],
+                     ["export", "--help"]):
             try:
                 main(argv)
             except SystemExit as stop:

@@ -289,8 +289,18 @@ class StatisticsWidget(QWidget):
             self.tasks.report(err)
             return None
         settings = InferenceSettings(by_image=self.per_image.isChecked())
-        return self.tasks.start(compare, table.copy(), column, a, b, self.top_spin.value(), settings, on_done=self._show,
-                                action="Computing the statistics", busy_text=f"Computing {a!r} vs {b!r}…")  # fmt: skip
+        return self.tasks.start(
+            compare,
+            table.copy(),
+            column,
+            a,
+            b,
+            self.top_spin.value(),
+            settings,
+            on_done=self._show,
+            action="Computing the statistics",
+            busy_text=f"Computing {a!r} vs {b!r}…",
+        )
 
     def _on_busy(self, busy: bool) -> None:
         self.compute_button.setEnabled(not busy)
@@ -328,8 +338,9 @@ class StatisticsWidget(QWidget):
                 box.addStretch()
         self.probe_text.setText(summary.probe_text())
         self.export_button.setEnabled(any(isinstance(f, Figure) for f in self.figures.values()))
-        text = f"{summary.condition!r} vs {summary.reference!r}" + (f": top dimension {summary.names[summary.ranking[0]]}"
-                                                     if summary.ranking else "")  # fmt: skip
+        text = f"{summary.condition!r} vs {summary.reference!r}" + (
+            f": top dimension {summary.names[summary.ranking[0]]}" if summary.ranking else ""
+        )
         try:
             note = left_out_note(self.left_out())
         except InputError:  # the layer went away meanwhile

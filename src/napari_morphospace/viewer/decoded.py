@@ -158,10 +158,16 @@ def show_difference(viewer: Any, maps: Mapping[str, Any], *, quantile: float = 0
         decoded = decoded_layer(viewer)  # the maps lie on the decoded cell: where it changes
         translate = decoded.translate if decoded is not None and decoded.ndim == raw.ndim else np.zeros(raw.ndim)
         layer = put_image(
-            viewer, name, threshold_map(raw, quantile=quantile), colormap=colormap, blending="additive", opacity=0.8,
-            scale=spacing if spacing is not None else (1.0,) * raw.ndim, contrast_limits=(0.0, max(float(raw.max()), 1e-3)),
+            viewer,
+            name,
+            threshold_map(raw, quantile=quantile),
+            colormap=colormap,
+            blending="additive",
+            opacity=0.8,
+            scale=spacing if spacing is not None else (1.0,) * raw.ndim,
+            contrast_limits=(0.0, max(float(raw.max()), 1e-3)),
             translate=translate,
-        )  # fmt: skip
+        )
         layer.metadata["difference"] = maps.get("what", "")
         shown.append(layer)
     return shown

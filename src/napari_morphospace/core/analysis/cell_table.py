@@ -342,9 +342,12 @@ def join_latents(latents: pd.DataFrame, layers: Sequence[LabelsInfo], *, include
         first = ["index", "frame", "t"] if layer.has_time else ["index"]
         tables[layer.name] = table[first + [c for c in table.columns if c not in first]]
     reason = np.where(
-        duplicate, "repeat an earlier crop's source, frame and label id",
-        np.where(in_layer, "come from a later frame than the still layer has", "come from a source that is no Labels layer"),
-    )  # fmt: skip
+        duplicate,
+        "repeat an earlier crop's source, frame and label id",
+        np.where(
+            in_layer, "come from a later frame than the still layer has", "come from a source that is no Labels layer"
+        ),
+    )
     unmatched = latents.loc[~matched, ["crop_id", *KEY_COLUMNS]].assign(reason=reason[~matched]).reset_index(drop=True)
     return FeatureJoin(tables=tables, unmatched=unmatched)
 

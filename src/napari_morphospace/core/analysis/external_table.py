@@ -509,8 +509,13 @@ def _crop_ids_of_cells(rows: pd.DataFrame, cells: pd.DataFrame, layers: Sequence
     """Give each row the crop id of its object's crop; returns which rows have one (notes the others)."""
     aliases = {layer.name: layer.names for layer in layers or ()}
     sources = cells["source"].astype(str)
-    keys = pd.DataFrame({"crop_id": cells["crop_id"].to_numpy(np.int64), "label_id": cells["label_id"].to_numpy(np.int64),
-                         "t": cells["t"].to_numpy(np.int64) if "t" in cells.columns else 0})  # fmt: skip
+    keys = pd.DataFrame(
+        {
+            "crop_id": cells["crop_id"].to_numpy(np.int64),
+            "label_id": cells["label_id"].to_numpy(np.int64),
+            "t": cells["t"].to_numpy(np.int64) if "t" in cells.columns else 0,
+        }
+    )
     found = np.zeros(len(rows), bool)
     for name in pd.unique(rows["source"]):
         names = aliases.get(name, {name, image_stem(name)})

@@ -771,8 +771,10 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     for key, valid in checks.items():
         value = metadata.get(key, defaults.get(key))
         if not valid(value):
-            raise InputError(f"{path}: {key} is {shown(value)}, which is not what a crop set records; the file was edited "
-                             "by hand or is damaged: make the crop set again")  # fmt: skip
+            raise InputError(
+                f"{path}: {key} is {shown(value)}, which is not what a crop set records; the file was edited "
+                "by hand or is damaged: make the crop set again"
+            )
         metadata[key] = value
     return metadata
 

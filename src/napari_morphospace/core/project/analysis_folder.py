@@ -321,8 +321,13 @@ def source_refs(
     refs = []
     for i, image in enumerate(images):
         label = labels[i] if labels else None
-        refs.append(SourceRef(image=FileRef.to(image, folder), labels=None if label is None else FileRef.to(label, folder),
-                              group=str(groups[i]) if groups else ""))  # fmt: skip
+        refs.append(
+            SourceRef(
+                image=FileRef.to(image, folder),
+                labels=None if label is None else FileRef.to(label, folder),
+                group=str(groups[i]) if groups else "",
+            )
+        )
     return refs
 
 
@@ -516,8 +521,13 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
             f"version ({__version__}, format {FORMAT_VERSION}). Parts the older format lacks are left empty; "
             "saving writes the current format"
         )
-    manifest = AnalysisFolder(folder=folder, created=str(data.get("created", "")), modified=str(data.get("modified", "")),
-                              written_by=str(writer), format_version=version)  # fmt: skip
+    manifest = AnalysisFolder(
+        folder=folder,
+        created=str(data.get("created", "")),
+        modified=str(data.get("modified", "")),
+        written_by=str(writer),
+        format_version=version,
+    )
     for part in ("crop_set", "model", *_ALLOWED_SUFFIXES):
         entry = data.get(part)
         if entry is None:

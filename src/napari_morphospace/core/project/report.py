@@ -529,9 +529,14 @@ def _traversal_section(ctx: _Context) -> list[str]:
         grid = traversal_grid(model, summary.top(TOP_DIMENSIONS), n_steps=7, start=start)
         parts.append(f"<h3>From the mean of {html.escape(name)}</h3>")
         parts.append(_img(traversal_figure(grid, dims=summary.top(TOP_DIMENSIONS)), f"traversal from the {name} mean"))
-    parts.insert(0, _p(f"Each row walks one of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by {summary.ranked_by}) from −3 "
-                       "to +3 (in units of the latent scale) while the other dimensions stay at the group's mean; "
-                       "decoded in eval mode, channel 0 shown."))  # fmt: skip
+    parts.insert(
+        0,
+        _p(
+            f"Each row walks one of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by {summary.ranked_by}) from −3 "
+            "to +3 (in units of the latent scale) while the other dimensions stay at the group's mean; "
+            "decoded in eval mode, channel 0 shown."
+        ),
+    )
     return parts
 
 
@@ -902,8 +907,10 @@ def render_html(analysis: Analysis, sections: Sequence[Section]) -> str:
         else:
             body += section.parts
         body.append("</section>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_report(

@@ -233,8 +233,13 @@ class SweepSplit:
         """``crop_id``, ``source``, ``part`` (train / val / test) per crop, in crop-set order."""
         part = np.empty(len(crop_table), dtype=object)
         part[self.train], part[self.val], part[self.test] = "train", "val", "test"
-        return pd.DataFrame({"crop_id": crop_table["crop_id"].to_numpy(), "source": crop_table["source"].astype(str).to_numpy(),
-                             "part": part})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "crop_id": crop_table["crop_id"].to_numpy(),
+                "source": crop_table["source"].astype(str).to_numpy(),
+                "part": part,
+            }
+        )
 
 
 def split_for_sweep(crop_table: pd.DataFrame, settings: SweepSettings) -> SweepSplit:
