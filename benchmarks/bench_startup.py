@@ -70,7 +70,8 @@ def main() -> None:
     for argv in (["--help"], ["crops", "cells.tif", "--size", "big", "--out", "crops"], ["train", "--help"]):
         seconds, heavy = wall_time(cli_code(argv), args.repeats)
         print(
-            f"morphospace {' '.join(argv):<35s} {seconds:7.2f} {seconds / bare:7.1f} {seconds / numpy:8.1f}  {heavy or '-'}"
+            f"morphospace {' '.join(argv):<35s} {seconds:7.2f} {seconds / bare:7.1f} "
+            f"{seconds / numpy:8.1f}  {heavy or '-'}"
         )
 
     print(

@@ -198,12 +198,15 @@ TWO_LAYERS = [*LAYER, LabelsObjects("b_labels", np.array([1, 2]))]
          r"no row of the table is left to show: 2 of 2 rows have missing"),
         (pd.DataFrame({"label": [1, 2], "area": [np.nan, np.nan]}), {"layers": LAYER},
          r"every feature column of the table is empty"),
-        (pd.DataFrame({"label": [1, 2], "kind": ["a", "b"]}), {"layers": LAYER}, r"no numeric feature columns besides its keys"),
-        (pd.DataFrame({"label": [1], "area": [1.0]}), {"layers": LAYER, "settings": TableSettings(group_column="Condition")},
+        (pd.DataFrame({"label": [1, 2], "kind": ["a", "b"]}), {"layers": LAYER},
+         r"no numeric feature columns besides its keys"),
+        (pd.DataFrame({"label": [1], "area": [1.0]}),
+         {"layers": LAYER, "settings": TableSettings(group_column="Condition")},
          r"no column 'Condition' for the groups"),
     ],
     ids=["no-key", "unknown-labels", "duplicates", "non-numeric", "no-match", "no-layer", "no-image-column",
-         "image-number", "crop-id-without-crops", "fractional-label", "all-rows-nan", "all-columns-empty", "no-features", "no-group-column"],
+         "image-number", "crop-id-without-crops", "fractional-label", "all-rows-nan", "all-columns-empty",
+         "no-features", "no-group-column"],
 )  # fmt: skip
 def test_each_bad_table_gives_its_message(table, kwargs, message):
     with pytest.raises(InputError, match=message):

@@ -420,7 +420,8 @@ class AnalysisWidget(QWidget):
     def _zoo_parts(self) -> tuple[Bundle, CropSet]:
         if self.session.bundle is None or self.session.crop_set is None:
             raise InputError(
-                "export needs the session's model and its crops: train or load a model, and make or open the crops first"
+                "export needs the session's model and its crops: train or load a model, "
+                "and make or open the crops first"
             )
         return self.session.bundle, self.session.crop_set
 

@@ -396,13 +396,16 @@ class ClassifierWidget(QWidget):
                 f"AUROC {pooled['auroc']:.3f}."
             )
             if {"mean", "SD"} <= set(table.index):
-                text += f" Fold mean ± SD of balanced accuracy {table.loc['mean', 'balanced_accuracy']:.3f} ± {table.loc['SD', 'balanced_accuracy']:.3f}."
+                text += (
+                    f" Fold mean ± SD of balanced accuracy {table.loc['mean', 'balanced_accuracy']:.3f} "
+                    f"± {table.loc['SD', 'balanced_accuracy']:.3f}."
+                )
             if result.settings.fusion == "early" and not result.stopped:
                 text += " Early fusion has one encoder for all channels: no per-channel evidence or Grad-CAM."
             if result.stopped:
                 text = (
-                    f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, so no channel evidence or Grad-CAM. "
-                    + text
+                    f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, "
+                    "so no channel evidence or Grad-CAM. " + text
                 )
         self.status.setText(text)
         show_info(text)
@@ -413,7 +416,8 @@ class ClassifierWidget(QWidget):
         if ranking:
             best = ranking[0]
             self.status.setText(
-                f"Most informative channel alone: {best.name} (pooled balanced accuracy {best.metrics.balanced_accuracy:.3f})"
+                "Most informative channel alone: "
+                f"{best.name} (pooled balanced accuracy {best.metrics.balanced_accuracy:.3f})"
                 + (" — stopped: channels not finished are missing" if self._stop_event.is_set() else "")
             )
         else:

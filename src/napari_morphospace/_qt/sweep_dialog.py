@@ -266,7 +266,10 @@ class SweepDialog(QDialog):
         self.table = table
         finished = int((table["status"] == "ok").sum())
         failed = table[table["status"] == "failed"]
-        text = f"{finished} of {len(table)} runs finished; comparison table, figures and report in {folder / 'report.html'}."
+        text = (
+            f"{finished} of {len(table)} runs finished; "
+            f"comparison table, figures and report in {folder / 'report.html'}."
+        )
         if len(failed):
             text += " Failed: " + "; ".join(f"{r.name}: {r.message}" for r in failed.itertuples())
         warned = table[(table["status"] == "ok") & (table["warnings"] != "")]

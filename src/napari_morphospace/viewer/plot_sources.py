@@ -58,7 +58,8 @@ class PlotSources:
                 raise InputError(f"{layer.name!r} is not a Labels or Points layer; choose the layer with the cells")
             if len(layer.features) == 0:
                 raise InputError(
-                    f"layer {layer.name!r} has no features; embed its cells first so that each cell has a row of latents"
+                    f"layer {layer.name!r} has no features; embed its cells first so that each cell "
+                    "has a row of latents"
                 )
             features = layer.features
             keep = has_latents(features) if latent_columns(features) else np.ones(len(features), bool)

@@ -234,11 +234,12 @@ class FeatureJoin:
             sources = ", ".join(repr(s) for s in pd.unique(rows["source"])[:5])
             ids = ", ".join(str(i) for i in pd.unique(rows["label_id"])[:8])
             parts.append(
-                f"{len(rows)} crop(s) of {sources} {reason} (label ids {ids}{' …' if rows['label_id'].nunique() > 8 else ''})"
+                f"{len(rows)} crop(s) of {sources} {reason} (label ids {ids}"
+                f"{' …' if rows['label_id'].nunique() > 8 else ''})"
             )
         return (
-            "; ".join(parts)
-            + ". Name the Labels layer like the crops' source (or set layer.metadata['source']) and embed crops made from it"
+            "; ".join(parts) + ". Name the Labels layer like the crops' source (or set layer.metadata['source']) and "
+            "embed crops made from it"
         )
 
 

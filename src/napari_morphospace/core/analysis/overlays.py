@@ -347,7 +347,8 @@ def group_difference(model: Any, latent_table: pd.DataFrame, group_a: Any, group
     means = group_means(latent_table, group_column)
     if group_a not in means or group_b not in means or group_a == group_b:
         raise InputError(
-            f"choose two different groups of the latent table ({', '.join(map(str, means))}); got {group_a!r} and {group_b!r}"
+            f"choose two different groups of the latent table ({', '.join(map(str, means))}); "
+            f"got {group_a!r} and {group_b!r}"
         )
     decoded_a, decoded_b = decode_latents(model, np.stack([means[group_a], means[group_b]]))
     return {**difference_maps(decoded_a, decoded_b, data_range=1.0, sigma=sigma), "what": f"{group_a} vs {group_b}"}

@@ -691,7 +691,8 @@ def _check_stored_chunks(images: zarr.Array, directory: Path) -> None:
     if stored < expected:
         raise InputError(
             f"{directory}: {expected - stored} of {expected} data file(s) of {IMAGES_NAME} are missing "
-            "(deleted or not copied), so some crops have no data; the crop set is damaged, copy it again or make it again"
+            "(deleted or not copied), so some crops have no data; the crop set is damaged, "
+            "copy it again or make it again"
         )
 
 
@@ -739,7 +740,8 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         what = "is a file, not a folder" if directory.exists() else "does not exist"
         raise InputError(
-            f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' (or make crops first)"
+            f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' "
+            "(or make crops first)"
         )
     path = directory / METADATA_NAME
     if not path.exists():

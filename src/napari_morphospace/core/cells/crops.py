@@ -233,7 +233,8 @@ def _as_source(image: Stack | Any, axes: str | None, channels: list[int] | None,
         str(name).encode("utf-8")
     except UnicodeEncodeError:
         raise InputError(
-            f"the file name {str(name).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 text, so the crop table "
+            f"the file name {str(name).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 text, "
+            "so the crop table "
             "cannot record where the crops come from; rename the file (letters, digits, spaces are fine)"
         ) from None
     present = [a for a in AXES_ORDER if a in axes]

@@ -93,7 +93,8 @@ def summarise_labels(table: pd.DataFrame, column: str) -> LabelSummary:
     """
     if column not in table.columns:
         raise InputError(
-            f"the crop table has no {column!r} column; choose one of {', '.join(c for c in LABEL_COLUMNS if c in table.columns)}"
+            f"the crop table has no {column!r} column; "
+            f"choose one of {', '.join(c for c in LABEL_COLUMNS if c in table.columns)}"
         )
     if "source" not in table.columns:
         raise InputError(

@@ -495,7 +495,8 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
     path = folder / ANALYSIS_JSON
     if not path.is_file():
         raise InputError(
-            f"{folder} is not an analysis folder: it has no {ANALYSIS_JSON}; choose a folder saved by napari-morphospace"
+            f"{folder} is not an analysis folder: it has no {ANALYSIS_JSON}; "
+            "choose a folder saved by napari-morphospace"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -511,7 +512,8 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
     if version > FORMAT_VERSION:
         raise InputError(
             f"{folder} was saved by napari-morphospace {writer} in analysis format version {version}; this "
-            f"napari-morphospace ({__version__}) reads up to version {FORMAT_VERSION}. Update napari-morphospace to open it"
+            f"napari-morphospace ({__version__}) reads up to version {FORMAT_VERSION}. Update "
+            "napari-morphospace to open it"
         )
     problems: list[str] = []
     notes: list[str] = []

@@ -532,7 +532,8 @@ def _traversal_section(ctx: _Context) -> list[str]:
     parts.insert(
         0,
         _p(
-            f"Each row walks one of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by {summary.ranked_by}) from −3 "
+            f"Each row walks one of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by "
+            f"{summary.ranked_by}) from −3 "
             "to +3 (in units of the latent scale) while the other dimensions stay at the group's mean; "
             "decoded in eval mode, channel 0 shown."
         ),
@@ -908,7 +909,8 @@ def render_html(analysis: Analysis, sections: Sequence[Section]) -> str:
             body += section.parts
         body.append("</section>")
     return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>{html.escape(title)}</title>'
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>'
+        f"{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 

@@ -274,7 +274,8 @@ def probe_targets(table: pd.DataFrame, columns: list[str] | None = None) -> pd.D
         missing = [c for c in columns if c not in table.columns]
         if missing:
             raise InputError(
-                f"probe_columns {', '.join(missing)} are not in the crop table; it has {', '.join(map(str, table.columns))}"
+                f"probe_columns {', '.join(missing)} are not in the crop table; "
+                f"it has {', '.join(map(str, table.columns))}"
             )
         chosen = list(columns)
     else:
