@@ -79,7 +79,7 @@ def bare_field(image: np.ndarray, labels: np.ndarray, size: int, buffer: np.ndar
         inside = labels[slices] == label_id
         if np.count_nonzero(inside) < MIN_AREA:
             continue
-        cy, cx = (c + s.start for c, s in zip(ndimage.center_of_mass(inside), slices))
+        cy, cx = (c + s.start for c, s in zip(ndimage.center_of_mass(inside), slices, strict=True))
         y0, x0 = math.floor(cy + 0.5) - size // 2, math.floor(cx + 0.5) - size // 2
         ya, yb, xa, xb = max(y0, 0), min(y0 + size, height), max(x0, 0), min(x0 + size, width)
         crop = buffer[count % len(buffer)]
@@ -221,10 +221,11 @@ def main() -> None:
     repeats = [int(r) for r in args.repeats.split(",")]
     repeats = repeats * len(sizes) if len(repeats) == 1 else repeats
     print(
-        f"{'objects':>9} | {'ours obj/s':>10} {'bare obj/s':>10} {'ratio':>6} | {'ours CPU s':>10} {'bare CPU s':>10} | "
+        f"{'objects':>9} | {'ours obj/s':>10} {'bare obj/s':>10} {'ratio':>6} | {'ours CPU s':>10} "
+        f"{'bare CPU s':>10} | "
         f"{'ours peak MiB':>13} {'bare peak MiB':>13} | {'files':>6}"
     )
-    for n_objects, n_repeats in zip(sizes, repeats):
+    for n_objects, n_repeats in zip(sizes, repeats, strict=True):
         runs: dict[str, list[dict]] = {"bare": [], "ours": []}
         for _ in range(n_repeats):
             for kind in ("bare", "ours"):
@@ -236,11 +237,15 @@ def main() -> None:
                 if kind == "ours" and args.profile:
                     print(f"profile of our run written to {args.profile}")
                     args.profile = None
-        ratios = [(o["crops"] / o["seconds"]) / (b["crops"] / b["seconds"]) for b, o in zip(runs["bare"], runs["ours"])]
+        ratios = [
+            (o["crops"] / o["seconds"]) / (b["crops"] / b["seconds"])
+            for b, o in zip(runs["bare"], runs["ours"], strict=True)
+        ]
         med = {kind: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for kind, rs in runs.items()}
         ours, bare = med["ours"], med["bare"]
         print(
-            f"{int(ours['crops']):>9} | {ours['crops'] / ours['seconds']:>10.0f} {bare['crops'] / bare['seconds']:>10.0f} "
+            f"{int(ours['crops']):>9} | {ours['crops'] / ours['seconds']:>10.0f} "
+            f"{bare['crops'] / bare['seconds']:>10.0f} "
             f"{statistics.median(ratios):>6.2f} | {ours['cpu']:>10.1f} {bare['cpu']:>10.1f} | "
             f"{ours['peak_mib']:>13.0f} {bare['peak_mib']:>13.0f} | {int(ours['files']):>6}",
             flush=True,

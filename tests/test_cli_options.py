@@ -26,7 +26,8 @@ def test_import_help_and_bad_arguments_never_import_torch():
         import sys
         from napari_morphospace.cli import main
         for argv in (["--help"], ["crops", "a.tif", "--size", "big", "--out", "x"], ["train", "--crops", "c"],
-                     ["embed", "--bogus"], ["analysis", "--help"], ["sweep", "--help"], ["report", "--help"], ["export", "--help"]):
+                     ["embed", "--bogus"], ["analysis", "--help"], ["sweep", "--help"], ["report", "--help"],
+                     ["export", "--help"]):
             try:
                 main(argv)
             except SystemExit as stop:
@@ -51,8 +52,8 @@ def test_help_shows_the_settings_defaults_and_choices(capsys, monkeypatch):
     assert defaults.batch_size is None and defaults.epochs is None  # chosen from the crops: the help says how
     assert "crops per batch (per device); default: chosen from the number of training crops" in text
     assert (
-        f"--min-steps MIN_STEPS optimiser steps the automatic epoch count reaches at least (default: {defaults.min_steps})"
-        in text
+        "--min-steps MIN_STEPS optimiser steps the automatic epoch count reaches at least (default: "
+        f"{defaults.min_steps})" in text
     )
     assert "which VAE to train (one of: beta-vae, beta-tcvae, me-vae, cond-vae; default: beta-vae)" in text
     assert "--reconstruction" in text and "(one of: sse, bce;" in text
@@ -146,11 +147,11 @@ def test_3d_crops_with_per_axis_size_masking_and_skips_from_the_command_line(tmp
     assert crop_set.images.shape == (len(kept), 1, 8, 24, 24)
     assert sorted(crop_set.table["label_id"]) == sorted(kept.tolist())
     # --mask-background: every voxel outside the cell is zero (its own voxels are not all zero).
-    for row, crop in zip(crop_set.table.itertuples(), crop_set.images):
+    for row, crop in zip(crop_set.table.itertuples(), crop_set.images, strict=True):
         box = tuple(slice(max(getattr(row, f"{a}_start"), 0), getattr(row, f"{a}_stop")) for a in "zyx")
         offset = tuple(max(-getattr(row, f"{a}_start"), 0) for a in "zyx")
         region = labels[box]
-        inside = crop[0][tuple(slice(o, o + n) for o, n in zip(offset, region.shape))]
+        inside = crop[0][tuple(slice(o, o + n) for o, n in zip(offset, region.shape, strict=True))]
         assert np.all(inside[region != row.label_id] == 0) and inside[region == row.label_id].any()
     # The summary line counts the skipped objects and names the flags that keep them; no raw warning.
     summary = captured.out.strip().splitlines()[-1]

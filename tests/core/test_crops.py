@@ -108,7 +108,7 @@ def test_time_lapse_gives_one_crop_per_object_and_time_point():
         labels[t, 2 + 4 * t : 6 + 4 * t, 3:7] = 1  # moving cell
     labels[1, 14:18, 14:18] = 2  # appears only at t=1
     crop_set = crops_from_labels(image, labels, CropSettings(size=6, **IDENTITY), axes="TCYX")
-    assert list(zip(crop_set.table["t"], crop_set.table["label_id"])) == [(0, 1), (1, 1), (1, 2), (2, 1)]
+    assert list(zip(crop_set.table["t"], crop_set.table["label_id"], strict=True)) == [(0, 1), (1, 1), (1, 2), (2, 1)]
     for index, row in crop_set.table.iterrows():
         np.testing.assert_array_equal(crop_set.images[index], source_region(image[row.t], row, 2))
 
@@ -334,7 +334,11 @@ def test_patch_grid_keeps_exactly_the_patches_above_the_foreground_fraction():
     with pytest.warns(UserWarning, match="29 of 32 patches had less foreground"):
         crop_set = patch_grid(image, PatchSettings(patch_size=10, min_foreground=0.1, normalise="dtype"), axes="ZYX")
     table = crop_set.table
-    assert list(zip(table["z"], table["y_start"], table["x_start"])) == [(0, 0, 0), (0, 30, 30), (1, 20, 0)]
+    assert list(zip(table["z"], table["y_start"], table["x_start"], strict=True)) == [
+        (0, 0, 0),
+        (0, 30, 30),
+        (1, 20, 0),
+    ]
     assert list(table["label_id"]) == [1, 2, 3]
     assert list(table["z_start"]) == [0, 0, 1] and list(table["z_stop"]) == [1, 1, 2]
     np.testing.assert_allclose(table["foreground"], [0.5, 1.0, 0.2])
@@ -348,7 +352,7 @@ def test_patch_grid_with_overlap_on_a_2d_image():
     with pytest.warns(UserWarning, match="6 of 9 patches"):
         crop_set = patch_grid(image, PatchSettings(patch_size=10, patch_stride=5, min_foreground=0.5))
     # 3 x 3 origins at 0, 5, 10; >= 50 % foreground: (0,0) 100 %, (0,5) and (5,0) 50 %
-    assert list(zip(crop_set.table["y_start"], crop_set.table["x_start"])) == [(0, 0), (0, 5), (5, 0)]
+    assert list(zip(crop_set.table["y_start"], crop_set.table["x_start"], strict=True)) == [(0, 0), (0, 5), (5, 0)]
     assert set(crop_set.table["z"]) == {0}
     with pytest.raises(InputError, match="larger than the image"):
         patch_grid(image, PatchSettings(patch_size=30))
@@ -371,8 +375,9 @@ def test_concat_renumbers_crop_ids_and_keeps_groups(image_2d, labels_2d):
 def test_sources_of_another_format_are_refused_naming_both(image_2d, labels_2d):
     """Building from several sources checks them as joining crop sets does, naming the two sources."""
     wide = CropSource(image_2d, labels_2d, settings=CropSettings(size=8, min_area=1), axes="CYX", source="a.tif")
-    narrow = CropSource(image_2d, labels_2d, settings=CropSettings(size=8, min_area=1, channels=[0]), axes="CYX",
-                        source="b.tif")  # fmt: skip
+    narrow = CropSource(
+        image_2d, labels_2d, settings=CropSettings(size=8, min_area=1, channels=[0]), axes="CYX", source="b.tif"
+    )
     with pytest.raises(InputError, match=r"b.tif has crops of shape \(1, 8, 8\) but a.tif has \(2, 8, 8\)"):
         build_crop_set([wide, narrow])
 
@@ -465,7 +470,7 @@ class CountingReads:
 
     def __getitem__(self, key):
         if all(s.stop > s.start for s in key):  # dask asks for an empty slice once to learn the dtype
-            chunk = tuple(s.start // c for s, c in zip(key, self.chunks))
+            chunk = tuple(s.start // c for s, c in zip(key, self.chunks, strict=True))
             self.reads[chunk] = self.reads.get(chunk, 0) + 1
         return self.array[key]
 
@@ -492,13 +497,19 @@ def test_lazy_crops_read_each_chunk_about_once_and_equal_the_eager_ones(chunks, 
     lazy = crops_from_labels(da.from_array(counting, chunks=chunks), labels, settings, axes="TCYX")
     np.testing.assert_array_equal(lazy.images, eager.images)
     pd.testing.assert_frame_equal(lazy.table, eager.table)
-    n_chunks = math.prod(-(-s // c) for s, c in zip(image.shape, chunks))
+    n_chunks = math.prod(-(-s // c) for s, c in zip(image.shape, chunks, strict=True))
     assert len(counting.reads) == n_chunks
     if chunks[-1] == 256:  # one chunk per page: read once for the intensity range, once for all its crops
         assert set(counting.reads.values()) == {2}
     else:  # crops overhang into the next block's chunks, which are read again: a few reads, not one per crop
-        per_crop = sum(len(range(r.y_start // 64, (r.y_stop - 1) // 64 + 1)) * len(range(r.x_start // 64, (r.x_stop - 1) // 64 + 1))
-                       for r in eager.table.itertuples()) * 2  # fmt: skip
+        per_crop = (
+            sum(
+                len(range(r.y_start // 64, (r.y_stop - 1) // 64 + 1))
+                * len(range(r.x_start // 64, (r.x_stop - 1) // 64 + 1))
+                for r in eager.table.itertuples()
+            )
+            * 2
+        )
         assert max(counting.reads.values()) <= 1 + 4 and sum(counting.reads.values()) < per_crop / 2  # 4: 2D neighbours
 
 

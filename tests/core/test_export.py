@@ -69,7 +69,7 @@ def test_crops_round_trip(tmp_path, ndim, file_format):
         np.testing.assert_array_equal(stack.data, crop_set.images[i])
         assert stack.data.dtype == np.float32
         assert stack.channel_names == ["dna", "membrane"]
-        assert stack.scale == dict(zip(axes[1:], crop_set.spacing))
+        assert stack.scale == dict(zip(axes[1:], crop_set.spacing, strict=True))
         assert set(stack.units.values()) == {"µm"}
     # tifffile alone (another tool) reads the same pixels.
     with tifffile.TiffFile(files[3]) as tif:
@@ -95,7 +95,7 @@ def test_per_class_folders_with_odd_names_stay_inside(tmp_path):
     assert folders[".."] == "_" and folders["ünïcødé"] == "ünïcødé" and folders["two  words"] == "two_words"
     assert folders["../../etc"] == "_.._etc" and folders["CON"] == "CON_"
     manifest = pd.read_csv(out / MANIFEST_NAME, keep_default_na=False)
-    for name, file in zip(manifest["annotation"], manifest["file"]):
+    for name, file in zip(manifest["annotation"], manifest["file"], strict=True):
         assert file.split("/")[0] == folders[name]
         np.testing.assert_array_equal(
             read_stack(out / file).data, crop_set.images[crop_set.table.index[crop_set.table["annotation"] == name][0]]
@@ -254,7 +254,8 @@ def test_figures_png_and_svg(tmp_path):
 
 @pytest.mark.parametrize("file_format", ["ome-tiff", "tiff"])
 def test_crops_of_a_file_without_pixel_size_claim_none(tmp_path, file_format):
-    # A plain TIFF (as BBBC007's fields) has no pixel size: its crops must not claim 1 µm; a calibrated file keeps its size.
+    # A plain TIFF (as BBBC007's fields) has no pixel size: its crops must not claim 1 µm;
+    # a calibrated file keeps its size.
     from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
     from napari_morphospace.core.io.stacks import Stack, write_stack
 

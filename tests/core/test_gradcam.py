@@ -106,7 +106,8 @@ def test_encoder_reading_only_the_left_half_puts_the_map_on_the_left(shape):
 
 
 class SumEncoder(nn.Module):
-    """μ_0 = Σ x·m with the input itself as the feature layer: the Grad-CAM weight is mean(m), the map ReLU(mean(m)·x)."""
+    """μ_0 = Σ x·m with the input itself as the feature layer: the Grad-CAM weight is mean(m),
+    the map ReLU(mean(m)·x)."""
 
     def __init__(self, m: torch.Tensor) -> None:
         super().__init__()
@@ -180,7 +181,7 @@ def test_placement_in_source_coordinates_2d():
     translate, scale = place_in_source(cam, row)
     assert scale == (2.0, 2.0)
     # crop pixel (1, 2) covers source rows 12-13 and columns 24-25: its centre sits between those pixel centres
-    assert tuple(t + s * i for t, s, i in zip(translate, scale, (1, 2))) == (12.5, 24.5)
+    assert tuple(t + s * i for t, s, i in zip(translate, scale, (1, 2), strict=True)) == (12.5, 24.5)
 
     pasted = paste_into_source(cam, row, (32, 40), order=0)
     expected = np.zeros((32, 40), dtype=np.float32)

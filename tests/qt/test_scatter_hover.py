@@ -1,4 +1,5 @@
-"""Hovering a point of the docked Scatter widget shows its cell's crop at the cursor, read from the session's crop set."""
+"""Hovering a point of the docked Scatter widget shows its cell's crop at the cursor,
+read from the session's crop set."""
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ POSITIONS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
 def _scene(make_napari_viewer, dock, crops):
     viewer = make_napari_viewer()
     labels = np.zeros((20, 20), np.uint16)
-    for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)]):
+    for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)], strict=True):
         labels[y : y + 5, x : x + 5] = label
     features = pd.DataFrame({"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13],
                              "mu_0": POSITIONS[:, 0], "mu_1": POSITIONS[:, 1]})  # fmt: skip
@@ -60,7 +61,8 @@ def _green_magenta(crop: np.ndarray) -> np.ndarray:
 
 
 def _shows(thumbnail, expected: np.ndarray) -> bool:
-    """Whether the thumbnail holds ``expected``: through a pixmap as it is (16-bit colour under pytest-xvfb), and close."""
+    """Whether the thumbnail holds ``expected``: through a pixmap as it is (16-bit colour under pytest-xvfb),
+    and close."""
     shown = _pixmap_rgb(thumbnail.pixmap())
     return np.array_equal(shown, _pixmap_rgb(rgb_pixmap(expected))) and np.abs(shown.astype(int) - expected).max() <= 8
 

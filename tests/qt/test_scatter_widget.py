@@ -218,10 +218,11 @@ def test_points_highlight_layer_comes_with_the_first_selection_and_its_rings_fol
 
 @pytest.fixture
 def linked(make_napari_viewer):
-    """One still image whose features carry crop ids 10..13, and its 3D crop set (1 channel, 3 x 6 x 8) in the session."""
+    """One still image whose features carry crop ids 10..13, and its 3D crop set (1 channel, 3 x 6 x 8) in the
+    session."""
     viewer = make_napari_viewer()
     labels = np.zeros((20, 20), np.uint16)
-    for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)]):
+    for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)], strict=True):
         labels[y : y + 5, x : x + 5] = label
     features = pd.DataFrame({"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13],
                              "mu_0": [0.0, 1.0, 0.0, 1.0], "mu_1": [0.0, 0.0, 1.0, 1.0]})  # fmt: skip

@@ -78,7 +78,8 @@ class SliderPanel(QGroupBox):
         self.start_group = QComboBox()
         self.cell_button = QPushButton("Use selected cell")
         self.cell_button.setToolTip(
-            "Start from the μ of the cell picked in a Labels layer (its selected label), looked up in the latent table. "
+            "Start from the μ of the cell picked in a Labels layer (its selected label), "
+            "looked up in the latent table. "
             "With start = cell, clicking a cell in the Scatter plot (or in the image, with the Scatter dock open) "
             "starts from it too"
         )
@@ -118,7 +119,7 @@ class SliderPanel(QGroupBox):
         while self.slider_layout.rowCount():
             self.slider_layout.removeRow(0)
         self.sliders = {}
-        for dim, position in zip(dims, positions):
+        for dim, position in zip(dims, positions, strict=True):
             slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
             slider.setRange(-SLIDER_EXTENT, SLIDER_EXTENT)
             slider.setDecimals(2)

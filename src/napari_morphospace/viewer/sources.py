@@ -155,7 +155,7 @@ def source_stack(layers: Any, source: Source, names: list[str] | None = None) ->
             "give every source the same channels, in the same order"
         )
     stack = da.stack if any(isinstance(a, da.Array) for a in arrays) else np.stack
-    scale = {axis: float(step) for axis, step in zip(source.axes, layers[source.channels[0]].scale)}
+    scale = {axis: float(step) for axis, step in zip(source.axes, layers[source.channels[0]].scale, strict=True)}
     return Stack(stack(arrays), "C" + source.axes, scale=scale, channel_names=list(names), source=source.objects)
 
 
@@ -240,8 +240,11 @@ def crop_job(layers: Any, sources: list[Source], kind: ObjectKind, crop: CropSet
 
 def label_images(layers: Any) -> list[Image]:
     """Integer image layers named like label images (``X_labels``): label files opened by a plain image reader."""
-    return [layer for layer in layers
-            if isinstance(layer, Image) and (info := layer_info(layer)) is not None and looks_like_labels(info)]  # fmt: skip
+    return [
+        layer
+        for layer in layers
+        if isinstance(layer, Image) and (info := layer_info(layer)) is not None and looks_like_labels(info)
+    ]
 
 
 def convert_label_images(viewer: Any) -> list[str]:

@@ -85,7 +85,7 @@ class LatentSummary:
         """Dimensions where d is undefined (zero variance in both groups)."""
         if self.effects is None:
             return []
-        return [n for n, c in zip(self.names, self.effects.constant) if c]
+        return [n for n, c in zip(self.names, self.effects.constant, strict=True) if c]
 
     def top(self, count: int) -> list[int]:
         """The ``count`` first dimensions of :attr:`ranking` (largest |d|, defined ones only; or largest KL)."""
@@ -151,7 +151,8 @@ def latent_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]
     mu = latent_columns(table)
     if not mu:
         raise InputError(
-            "the table has no mu_* columns; embed the cells with a model bundle first (Embed widget or 'morphospace embed'), "
+            "the table has no mu_* columns; embed the cells with a model bundle first (Embed widget or "
+            "'morphospace embed'), "
             "or open a table of measured features (Analysis widget, Open feature table…)"
         )
     logvar = mu_columns(table, "logvar_")

@@ -192,7 +192,8 @@ def _joined(arrays: list[Any]) -> Any:
 
 
 def _as_dask(images: Any) -> da.Array:
-    """Wrap numpy, zarr or dask images (or masks) as a dask array with one chunk per block of crops (a shard on disk)."""
+    """Wrap numpy, zarr or dask images (or masks) as a dask array with one chunk per block of crops
+    (a shard on disk)."""
     if isinstance(images, da.Array):
         return images
     chunks = (block_length(images),) + tuple(images.shape[1:])
@@ -345,9 +346,14 @@ def _concat_to_folder(crop_sets: Iterable[CropSet], output: str | os.PathLike, o
         for i, crop_set in enumerate(crop_sets):
             if first is None or writer is None:
                 first = crop_set
-                writer = CropSetWriter(output, crop_set.images.shape[1:], crop_set.channel_names,
-                                       preprocess=crop_set.preprocess, overwrite=overwrite,
-                                       masks=crop_set.masks is not None)  # fmt: skip
+                writer = CropSetWriter(
+                    output,
+                    crop_set.images.shape[1:],
+                    crop_set.channel_names,
+                    preprocess=crop_set.preprocess,
+                    overwrite=overwrite,
+                    masks=crop_set.masks is not None,
+                )
             else:
                 check_joinable(CropFormat.of(crop_set, f"crop set {i}"), CropFormat.of(first, "crop set 0"))
             table = crop_set.table.reset_index(drop=True)
@@ -423,9 +429,14 @@ class CropSetWriter:
         self._masks: zarr.Array | None = None
         self._mask_buffer: np.ndarray | None = None
         if masks:
-            self._masks = zarr.create_array(store=str(self._tmp / MASKS_NAME), shape=(0,) + self.crop_shape[1:],
-                                            chunks=(chunk,) + self.crop_shape[1:], shards=(shard,) + self.crop_shape[1:],
-                                            dtype="bool", config={"write_empty_chunks": True})  # one file per shard, as the images  # fmt: skip
+            self._masks = zarr.create_array(
+                store=str(self._tmp / MASKS_NAME),
+                shape=(0,) + self.crop_shape[1:],
+                chunks=(chunk,) + self.crop_shape[1:],
+                shards=(shard,) + self.crop_shape[1:],
+                dtype="bool",
+                config={"write_empty_chunks": True},
+            )  # one file per shard, as the images
             self._mask_buffer = np.empty((shard,) + self.crop_shape[1:], bool)
         self._buffered = 0
         self._written = 0
@@ -669,7 +680,8 @@ def _check_stored_chunks(images: zarr.Array, directory: Path) -> None:
     if stored < expected:
         raise InputError(
             f"{directory}: {expected - stored} of {expected} data file(s) of {IMAGES_NAME} are missing "
-            "(deleted or not copied), so some crops have no data; the crop set is damaged, copy it again or make it again"
+            "(deleted or not copied), so some crops have no data; the crop set is damaged, "
+            "copy it again or make it again"
         )
 
 
@@ -717,7 +729,8 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         what = "is a file, not a folder" if directory.exists() else "does not exist"
         raise InputError(
-            f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' (or make crops first)"
+            f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' "
+            "(or make crops first)"
         )
     path = directory / METADATA_NAME
     if not path.exists():
@@ -749,8 +762,10 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     for key, valid in checks.items():
         value = metadata.get(key, defaults.get(key))
         if not valid(value):
-            raise InputError(f"{path}: {key} is {shown(value)}, which is not what a crop set records; the file was edited "
-                             "by hand or is damaged: make the crop set again")  # fmt: skip
+            raise InputError(
+                f"{path}: {key} is {shown(value)}, which is not what a crop set records; the file was edited "
+                "by hand or is damaged: make the crop set again"
+            )
         metadata[key] = value
     return metadata
 

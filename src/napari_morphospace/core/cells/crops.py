@@ -227,7 +227,8 @@ def _as_source(image: Stack | Any, axes: str | None, channels: list[int] | None,
         str(name).encode("utf-8")
     except UnicodeEncodeError:
         raise InputError(
-            f"the file name {str(name).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 text, so the crop table "
+            f"the file name {str(name).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 text, "
+            "so the crop table "
             "cannot record where the crops come from; rename the file (letters, digits, spaces are fine)"
         ) from None
     present = [a for a in AXES_ORDER if a in axes]
@@ -318,7 +319,7 @@ def _set_intensity_range(src: _Source, normalise: str, percentiles: Sequence[flo
         src.low, src.high = np.zeros(len(samples)), np.ones(len(samples))
         return
     src.low, src.high = np.array([_percentiles(s, percentiles) for s in samples]).T
-    flat = [i for i, (a, b) in enumerate(zip(src.low, src.high)) if not b > a]
+    flat = [i for i, (a, b) in enumerate(zip(src.low, src.high, strict=True)) if not b > a]
     if flat:
         warnings.warn(
             f"{src.name or 'the image'}: channel(s) {', '.join(map(str, flat))} have the same value at the "
@@ -389,7 +390,7 @@ def _clip_box(
 ) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """Slices of the part of box [start, stop) inside an image of ``shape``, and where it lands in the crop."""
     source, target = [], []
-    for lo, hi, n in zip(start, stop, shape):
+    for lo, hi, n in zip(start, stop, shape, strict=True):
         a, b = min(max(lo, 0), n), max(min(hi, n), 0)
         b = max(a, b)
         source.append(slice(a, b))
@@ -417,7 +418,7 @@ def _regions(src: _Source, t: int, start: np.ndarray, stop: np.ndarray) -> Itera
     for positions in np.split(order, boundaries):
         low = np.clip(start[positions].min(axis=0), 0, shape)
         high = np.clip(stop[positions].max(axis=0), 0, shape)
-        region = np.asarray(src.data[(t, slice(None)) + tuple(slice(a, b) for a, b in zip(low, high))])
+        region = np.asarray(src.data[(t, slice(None)) + tuple(slice(a, b) for a, b in zip(low, high, strict=True))])
         yield positions, region, low
 
 
@@ -563,11 +564,11 @@ def _aspect_box(
     start: Sequence[int] | np.ndarray, stop: Sequence[int] | np.ndarray, size: tuple[int, ...]
 ) -> tuple[list[int], list[int]]:
     """Widen box [start, stop) around its centre to the aspect ratio of ``size`` (square for equal sizes)."""
-    extents = [b - a for a, b in zip(start, stop)]
-    scale = max(Fraction(int(e), s) for e, s in zip(extents, size))
+    extents = [b - a for a, b in zip(start, stop, strict=True)]
+    scale = max(Fraction(int(e), s) for e, s in zip(extents, size, strict=True))
     new_extents = [math.ceil(scale * s) for s in size]
-    new_start = [int(a) - (n - int(e)) // 2 for a, e, n in zip(start, extents, new_extents)]
-    return new_start, [a + n for a, n in zip(new_start, new_extents)]
+    new_start = [int(a) - (n - int(e)) // 2 for a, e, n in zip(start, extents, new_extents, strict=True)]
+    return new_start, [a + n for a, n in zip(new_start, new_extents, strict=True)]
 
 
 def _centred_boxes(centres: np.ndarray, size: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -752,7 +753,7 @@ class _Sink:
                               all(m is not None for m in [*self.masks, masks]))  # fmt: skip
             writer = self.writer
             assert writer is not None  # opened just above
-            for kept, rows, kept_masks in zip(self.images, self.tables, self.masks):
+            for kept, rows, kept_masks in zip(self.images, self.tables, self.masks, strict=True):
                 writer.append(kept, rows, kept_masks)
             self.images, self.tables, self.masks = [], [], []
         if self.writer is not None:
@@ -807,8 +808,13 @@ def _make(plans: Iterable[_Plan], pipeline: PreprocessPipeline | None, *, output
         raise
 
 
-def _drain(plan: _Plan, pipeline: PreprocessPipeline | None, sink: _Sink,
-           on_progress: Callable[[str, int, int], None] | None, stop_event: threading.Event | None) -> None:  # fmt: skip
+def _drain(
+    plan: _Plan,
+    pipeline: PreprocessPipeline | None,
+    sink: _Sink,
+    on_progress: Callable[[str, int, int], None] | None,
+    stop_event: threading.Event | None,
+) -> None:
     made = done = 0
     for batch in plan.batches:
         if stop_event is not None and stop_event.is_set():
@@ -864,10 +870,13 @@ def _output_spacing(
     """Physical size of one crop pixel when every crop shows ``box`` source pixels of size ``scale``.
 
     A ``resize`` step in the pipeline changes the pixel count, so the pixel size changes with it.
+    An image without a pixel size (``scale`` empty) gives crops without one.
     """
+    if not scale:
+        return ()
     resizes = [tuple(step.params["shape"]) for step in pipeline.steps if step.name == "resize"] if pipeline else []
     shape = resizes[-1] if resizes else box
-    return tuple(s * b / n for s, b, n in zip(scale, box, shape))
+    return tuple(s * b / n for s, b, n in zip(scale, box, shape, strict=True))
 
 
 def _warn_skipped(tally: Counter, total: int, what: str) -> None:
@@ -995,14 +1004,35 @@ def _plan(source: CropSource, pipeline: PreprocessPipeline | None) -> _Plan:
     if not isinstance(settings, CropSettings):
         raise InputError(f"{source.kind} are cropped with CropSettings, got {type(settings).__name__}")
     if source.kind == "labels":
-        return _labels_plan(source.image, source.objects, settings, pipeline=pipeline, group=source.group,
-                            source=source.source, axes=source.axes)  # fmt: skip
-    return _marks_plan(source.kind, source.image, source.objects, settings, pipeline=pipeline, group=source.group,
-                       source=source.source, axes=source.axes)  # fmt: skip
+        return _labels_plan(
+            source.image,
+            source.objects,
+            settings,
+            pipeline=pipeline,
+            group=source.group,
+            source=source.source,
+            axes=source.axes,
+        )
+    return _marks_plan(
+        source.kind,
+        source.image,
+        source.objects,
+        settings,
+        pipeline=pipeline,
+        group=source.group,
+        source=source.source,
+        axes=source.axes,
+    )
 
 
-def _single(make_plan: Callable[[], _Plan], pipeline: PreprocessPipeline | None, output: str | Path | None,
-            overwrite: bool, on_progress: ProgressCallback | None, stop_event: threading.Event | None) -> CropSet:  # fmt: skip
+def _single(
+    make_plan: Callable[[], _Plan],
+    pipeline: PreprocessPipeline | None,
+    output: str | Path | None,
+    overwrite: bool,
+    on_progress: ProgressCallback | None,
+    stop_event: threading.Event | None,
+) -> CropSet:
     """Make the crop set of one source (the single-source builders); the plan is made once ``output`` is checked."""
     progress = None if on_progress is None else (lambda name, done, total: on_progress(done, total))
     plans = (make() for make in (make_plan,))
@@ -1146,7 +1176,10 @@ def _label_candidates(src: _Source, labels: Any, settings: CropSettings, size: t
             start, stop = _centred_boxes(centre, size)
             tally["cut"] += int((keep & ((high - low) > np.array(size)).any(axis=1)).sum())
         else:
-            boxes = [_aspect_box(lo - settings.padding, hi + settings.padding, size) for lo, hi in zip(low, high)]
+            boxes = [
+                _aspect_box(lo - settings.padding, hi + settings.padding, size)
+                for lo, hi in zip(low, high, strict=True)
+            ]
             start = np.array([b[0] for b in boxes], np.int64).reshape(len(ids), -1)
             stop = np.array([b[1] for b in boxes], np.int64).reshape(len(ids), -1)
         parts.append(_Candidates(np.full(len(ids), t, np.int64), ids, start, stop, keep, {"area": area}))
@@ -1213,14 +1246,22 @@ def crops_from_points(
     """
 
     def make_plan() -> _Plan:
-        return _marks_plan("points", image, points, settings, pipeline=pipeline, group=group, source=source,
-                           axes=axes)  # fmt: skip
+        return _marks_plan("points", image, points, settings, pipeline=pipeline, group=group, source=source, axes=axes)
 
     return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
 
 
-def _marks_plan(kind: Literal["points", "boxes"], image: Stack | Any, marks: Any, settings: CropSettings, *,
-                pipeline: PreprocessPipeline | None, group: str, source: str, axes: str | None) -> _Plan:  # fmt: skip
+def _marks_plan(
+    kind: Literal["points", "boxes"],
+    image: Stack | Any,
+    marks: Any,
+    settings: CropSettings,
+    *,
+    pipeline: PreprocessPipeline | None,
+    group: str,
+    source: str,
+    axes: str | None,
+) -> _Plan:
     """The plan of crops around points (a fixed box each) or of boxes (resized to ``size``): marks, not labels."""
     src = _as_source(image, axes, settings.channels, source)
     size = _spatial_size(settings.size, src)
@@ -1235,8 +1276,15 @@ def _marks_plan(kind: Literal["points", "boxes"], image: Stack | Any, marks: Any
 
     # Boxes are resized to ``size`` by their own factors: their crops share no pixel size.
     spacing = _output_spacing(src.scale, size, pipeline) if kind == "points" else ()
-    return _Plan(src, _batches(src, candidates, size, group, tally, cut), len(marks), kind, tally, spacing,
-                 _preprocess_record(settings, pipeline))  # fmt: skip
+    return _Plan(
+        src,
+        _batches(src, candidates, size, group, tally, cut),
+        len(marks),
+        kind,
+        tally,
+        spacing,
+        _preprocess_record(settings, pipeline),
+    )
 
 
 def crops_from_boxes(
@@ -1265,8 +1313,7 @@ def crops_from_boxes(
     """
 
     def make_plan() -> _Plan:
-        return _marks_plan("boxes", image, boxes, settings, pipeline=pipeline, group=group, source=source,
-                           axes=axes)  # fmt: skip
+        return _marks_plan("boxes", image, boxes, settings, pipeline=pipeline, group=group, source=source, axes=axes)
 
     return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
 
@@ -1344,7 +1391,7 @@ def _check_box(index: int, box: np.ndarray, low: np.ndarray, high: np.ndarray, s
             raise InputError(
                 f"box {index} has corners at time points {tuple(t)}; a box must lie in one existing time point"
             )
-    if any(h <= 0 or lo >= n for lo, h, n in zip(low, high, src.spatial_shape)):
+    if any(h <= 0 or lo >= n for lo, h, n in zip(low, high, src.spatial_shape, strict=True)):
         raise InputError(
             f"box {index} ({tuple(low)}..{tuple(high)}) lies outside the image of shape {src.spatial_shape}"
         )

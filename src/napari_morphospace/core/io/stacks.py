@@ -292,7 +292,11 @@ def _check_complete(series: Any, path: Path) -> None:
         if any(page is None for page in pages):
             raise ValueError("image pages are missing")
         end = max(
-            (offset + count for page in pages for offset, count in zip(page.dataoffsets, page.databytecounts)),
+            (
+                offset + count
+                for page in pages
+                for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True)
+            ),
             default=0,
         )
     if end > file_size:
@@ -338,8 +342,8 @@ def assign_tczyx(
     """
     targets: list[str] = []
     rgb = False
-    generic = [i for i, (a, n) in enumerate(zip(file_axes, shape)) if a in "IQ" and n > 1]
-    for i, (axis, size) in enumerate(zip(file_axes, shape)):
+    generic = [i for i, (a, n) in enumerate(zip(file_axes, shape, strict=True)) if a in "IQ" and n > 1]
+    for i, (axis, size) in enumerate(zip(file_axes, shape, strict=True)):
         if axis in AXES_ORDER:
             targets.append(axis)
         elif axis in "SE" and size > 1:
@@ -413,8 +417,12 @@ def _tiff_metadata(
             return _imagej_metadata(tif.imagej_metadata, series.keyframe, series.axes, series.shape)
         return _resolution_tag_metadata(series.keyframe)
     except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError) as err:
-        warnings.warn(f"{name}: its pixel-size metadata cannot be read ({err}); the pixels were read, with pixel sizes "
-                      "of 1 and default channel names: set the scale by hand if you need it", UserWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{name}: its pixel-size metadata cannot be read ({err}); the pixels were read, with pixel sizes "
+            "of 1 and default channel names: set the scale by hand if you need it",
+            UserWarning,
+            stacklevel=3,
+        )
         return {}, {}, []
 
 
@@ -432,8 +440,12 @@ def _ome_metadata(ome_xml: str, name: str = "file") -> tuple[dict[str, float], d
     try:
         root = ElementTree.fromstring(ome_xml)
     except ElementTree.ParseError as err:
-        warnings.warn(f"{name}: its OME-XML is not well-formed ({err}); the pixels were read without pixel sizes or "
-                      "channel names: re-export the file to repair its metadata", UserWarning, stacklevel=4)  # fmt: skip
+        warnings.warn(
+            f"{name}: its OME-XML is not well-formed ({err}); the pixels were read without pixel sizes or "
+            "channel names: re-export the file to repair its metadata",
+            UserWarning,
+            stacklevel=4,
+        )
         return {}, {}, []
     image = root.find("{*}Image")
     pixels = image.find("{*}Pixels") if image is not None else None
@@ -612,7 +624,7 @@ def stack_from_bioimage(image: Any, *, source: str, lazy_threshold_bytes: int = 
     if 0 in data.shape:
         raise InputError(f"{source} holds an empty image (shape {data.shape}, axes {order}); re-export it with data")
     targets = []
-    for axis, size in zip(order, data.shape):
+    for axis, size in zip(order, data.shape, strict=True):
         if axis in "YX" or (axis in AXES_ORDER and size > 1):
             targets.append(axis)
         elif axis == "S" and size > 1:
@@ -625,12 +637,14 @@ def stack_from_bioimage(image: Any, *, source: str, lazy_threshold_bytes: int = 
         raise _ambiguous_axes(order, data.shape, source, "an RGB image with several channels is not supported")
     rgb = (
         "S" in order
-        and "C" in [t for a, t in zip(order, targets) if a == "S"]
+        and "C" in [t for a, t in zip(order, targets, strict=True) if a == "S"]
         and data.shape[order.index("S")] in (3, 4)
     )
     data, axes = arrange_axes(data, targets)
     sizes = image.physical_pixel_sizes
-    scale = {axis: float(value) for axis, value in zip("ZYX", (sizes.Z, sizes.Y, sizes.X)) if value is not None}
+    scale = {
+        axis: float(value) for axis, value in zip("ZYX", (sizes.Z, sizes.Y, sizes.X), strict=True) if value is not None
+    }
     units = {axis: "µm" for axis in scale}
     names = [] if rgb else [str(n) for n in (image.channel_names or [])]
     return _make_stack(data, axes, scale, units, names, source, rgb)

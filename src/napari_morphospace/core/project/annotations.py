@@ -222,7 +222,7 @@ class AnnotationStore:
         positions = self._position.get_indexer(ids)
         found = positions >= 0
         self._labels[positions[found]] = values[found]
-        self._orphans = {int(i): str(v) for i, v in zip(ids[~found], values[~found])}
+        self._orphans = {int(i): str(v) for i, v in zip(ids[~found], values[~found], strict=True)}
         self.unknown_crop_ids = sorted(self._orphans)
 
     # ------------------------------------------------------------------ reading
@@ -389,7 +389,8 @@ class AnnotationStore:
             if cls.name == name:
                 return cls
         raise InputError(
-            f"there is no class named {name!r}; add it first or choose one of: {', '.join(self.class_names) or 'none yet'}"
+            f"there is no class named {name!r}; add it first or choose one of: "
+            f"{', '.join(self.class_names) or 'none yet'}"
         )
 
     def _next_colour(self) -> str:

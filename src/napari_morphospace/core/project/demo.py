@@ -134,7 +134,7 @@ def write_sample_files(sample: SampleData, folder: Path) -> tuple[list[Path], li
     """Save each group's image and labels as OME-TIFF (with pixel sizes) and the factor table as CSV."""
     folder.mkdir(parents=True, exist_ok=True)
     images, labels = [], []
-    for stack, label_image in zip(sample.images, sample.labels):
+    for stack, label_image in zip(sample.images, sample.labels, strict=True):
         name = stack.source.removeprefix("synthetic-")
         spatial = {axis: stack.scale[axis] for axis in stack.spatial_axes if axis in stack.scale}
         images.append(write_stack(folder / f"{name}.ome.tif", stack, overwrite=True))
@@ -156,7 +156,8 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def latent_statistics(latents: pd.DataFrame) -> dict[str, Any]:
-    """The studies' numbers for a latent table: Cohen's d (treated − control), per-dimension KL, active units, empirical KL.
+    """The studies' numbers for a latent table: Cohen's d (treated − control), per-dimension KL, active units,
+    empirical KL.
 
     ``groups`` is ``[reference, condition]``: d > 0 means higher in the condition.
     """
@@ -257,8 +258,10 @@ def run_demo(
         config.training.checkpoint_dir = checkpoints
         trained = train(result.crop_set, config.model, config.training)
         config.training.checkpoint_dir = None
-        save_bundle(trained_bundle(trained, result.crop_set, train_settings=config.training, crop_set_origin="crops"),
-                    out / "model")  # fmt: skip
+        save_bundle(
+            trained_bundle(trained, result.crop_set, train_settings=config.training, crop_set_origin="crops"),
+            out / "model",
+        )
         result.files.update(train_config=out / "train_config.yaml", model=out / "model")
         lap("train")
 
@@ -275,11 +278,19 @@ def run_demo(
     statistics["known_answer"] = result.known_answer
     atomic_write_text(out / "statistics.json", json.dumps(statistics, indent=2, allow_nan=True))
     result.files["statistics"] = out / "statistics.json"
-    save_analysis(manifest, crop_set=out / "crops", model=out / "model", latents=result.latents,
-                  factors=out / "data" / "factors.csv", crop_job=out / "crop_job.yaml",
-                  plot_settings={"x": f"mu_{statistics['top_dimensions'][0]}",
-                                 "y": f"mu_{statistics['top_dimensions'][min(1, len(statistics['top_dimensions']) - 1)]}",
-                                 "colour_by": "group"})  # fmt: skip
+    save_analysis(
+        manifest,
+        crop_set=out / "crops",
+        model=out / "model",
+        latents=result.latents,
+        factors=out / "data" / "factors.csv",
+        crop_job=out / "crop_job.yaml",
+        plot_settings={
+            "x": f"mu_{statistics['top_dimensions'][0]}",
+            "y": f"mu_{statistics['top_dimensions'][min(1, len(statistics['top_dimensions']) - 1)]}",
+            "colour_by": "group",
+        },
+    )
     result.files["latents"] = out / "latents.parquet"
     lap("statistics")
 

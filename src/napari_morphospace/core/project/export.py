@@ -187,10 +187,10 @@ def export_crops(
     replaced = _previous_export(folder) - set(relative)
     axes = "C" + "ZYX"[3 - crop_set.spatial_ndim :]
     spatial = axes[1:]
-    scale = {a: float(s) for a, s in zip(spatial, crop_set.spacing)} if crop_set.spacing else {}
+    scale = {a: float(s) for a, s in zip(spatial, crop_set.spacing, strict=True)} if crop_set.spacing else {}
     units = {a: "µm" for a in scale}
     written = []
-    for done, (position, target) in enumerate(zip(positions, targets), start=1):
+    for done, (position, target) in enumerate(zip(positions, targets, strict=True), start=1):
         data = np.asarray(crop_set.images[int(position)], dtype=np.float32)
         stack = Stack(data, axes, scale, list(crop_set.channel_names), source=str(target), units=units)
         try:
@@ -262,7 +262,8 @@ def _chosen_rows(table: pd.DataFrame, which: str, crop_ids: Iterable[int] | None
     if (positions < 0).any():
         missing = wanted[positions < 0]
         raise InputError(
-            f"crop id(s) {', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''} are not in the crop set; "
+            f"crop id(s) {', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''} are "
+            "not in the crop set; "
             "check the ids belong to this crop set"
         )
     return np.unique(positions)
@@ -276,7 +277,7 @@ def _relative_paths(
     if which != "per-class":
         return names
     folders = class_folder_names(labels[positions])
-    return [f"{folders[labels[p]]}/{n}" for p, n in zip(positions, names)]
+    return [f"{folders[labels[p]]}/{n}" for p, n in zip(positions, names, strict=True)]
 
 
 def class_folder_names(class_names: Iterable[str]) -> dict[str, str]:

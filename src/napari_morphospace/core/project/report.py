@@ -284,7 +284,7 @@ def training_curves_figure(history: Sequence[dict[str, float]]) -> Figure:
     epochs = frame["epoch"].to_numpy() + 1 if "epoch" in frame else np.arange(1, len(frame) + 1)
     figure = Figure(figsize=(3.2 * len(terms), 2.8), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(terms), squeeze=False).ravel())
-    for ax, term in zip(axes, terms):
+    for ax, term in zip(axes, terms, strict=True):
         values = []
         for split, style in (("train", "-"), ("val", "--")):
             if f"{split}_{term}" in frame:
@@ -407,7 +407,9 @@ def _source_label_images(analysis: Analysis) -> tuple[dict[str, np.ndarray], dic
     from ..io.stacks import read_stack
 
     labels, intensities = {}, {}
-    for source, image in zip(analysis.manifest.sources, analysis.source_images):  # outside only with consent
+    for source, image in zip(
+        analysis.manifest.sources, analysis.source_images, strict=True
+    ):  # outside only with consent
         label_path = analysis.labels_path(source)
         if image is None or label_path is None:
             continue
@@ -459,8 +461,12 @@ def _cohen_section(ctx: _Context) -> list[str]:
 
     summary = ctx.require_summary()
     effects = summary.require_two_groups()
-    parts = [_p(f"Cohen's d of {summary.condition} against {summary.reference} (pooled SD, ddof 1; positive: higher "
-                f"in {summary.condition}), 95 % confidence intervals; top dimensions {summary.top(TOP_DIMENSIONS)}.")]  # fmt: skip
+    parts = [
+        _p(
+            f"Cohen's d of {summary.condition} against {summary.reference} (pooled SD, ddof 1; positive: higher "
+            f"in {summary.condition}), 95 % confidence intervals; top dimensions {summary.top(TOP_DIMENSIONS)}."
+        )
+    ]
     parts.append(_img(forest_figure(effects, top=15), "Cohen's d forest plot"))
     probe = summary.probe
     if probe is None:
@@ -526,9 +532,15 @@ def _traversal_section(ctx: _Context) -> list[str]:
         grid = traversal_grid(model, summary.top(TOP_DIMENSIONS), n_steps=7, start=start)
         parts.append(f"<h3>From the mean of {html.escape(name)}</h3>")
         parts.append(_img(traversal_figure(grid, dims=summary.top(TOP_DIMENSIONS)), f"traversal from the {name} mean"))
-    parts.insert(0, _p(f"Each row walks one of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by {summary.ranked_by}) from −3 "
-                       "to +3 (in units of the latent scale) while the other dimensions stay at the group's mean; "
-                       "decoded in eval mode, channel 0 shown."))  # fmt: skip
+    parts.insert(
+        0,
+        _p(
+            f"Each row walks one of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by "
+            f"{summary.ranked_by}) from −3 "
+            "to +3 (in units of the latent scale) while the other dimensions stay at the group's mean; "
+            "decoded in eval mode, channel 0 shown."
+        ),
+    )
     return parts
 
 
@@ -621,7 +633,7 @@ def _gradcam_section(ctx: _Context) -> list[str]:
     crops = np.stack([np.asarray(crop_set.images[position[c]], dtype=np.float32) for c in crop_ids])
     dims = summary.ranking[:2]
     maps = {(dim, sign): gradcam_encoder(model, crops, dim, sign=sign) for dim in dims for sign in (1, -1)}
-    labels = [f"{summary.groups[r]} #{c}" for r, c in zip(chosen, crop_ids)]
+    labels = [f"{summary.groups[r]} #{c}" for r, c in zip(chosen, crop_ids, strict=True)]
     return [
         _p(
             "Grad-CAM of the posterior mean μ_k (never a sampled z) for the top dimensions, for both signs (a "
@@ -660,7 +672,7 @@ def _classifier_section(ctx: _Context) -> list[str]:
     confusion = pooled.get("confusion")
     if confusion and len(confusion) == len(classes):
         parts += [_p("Pooled confusion matrix (rows: true class, columns: predicted class)."),
-                  _table([(c, *row) for c, row in zip(classes, confusion)], ["", *classes])]  # fmt: skip
+                  _table([(c, *row) for c, row in zip(classes, confusion, strict=True)], ["", *classes])]  # fmt: skip
     weights = metrics.get("channel_weights")
     if isinstance(weights, dict) and weights:
         parts += [_p("Late fusion: weight of each channel's classifier in the fused class probability."),
@@ -668,8 +680,10 @@ def _classifier_section(ctx: _Context) -> list[str]:
     evidence = metrics.get("channel_evidence")
     if isinstance(evidence, dict) and evidence:
         channels = list(next(iter(evidence.values())))
-        parts += [_p("Share of per-channel Grad-CAM evidence for each class: which channel drives it."),
-                  _table([(c, *(evidence[c].get(ch) for ch in channels)) for c in evidence], ["", *channels])]  # fmt: skip
+        parts += [
+            _p("Share of per-channel Grad-CAM evidence for each class: which channel drives it."),
+            _table([(c, *(evidence[c].get(ch) for ch in channels)) for c in evidence], ["", *channels]),
+        ]
     return parts
 
 
@@ -789,8 +803,12 @@ def _versions_section(ctx: _Context) -> list[str]:
 
 def _manifest_tables(manifest: AnalysisFolder) -> list[str]:
     """What analysis.json records: its history, the parts of the folder and the source images."""
-    about = [("created", manifest.created), ("modified", manifest.modified),
-             ("saved by napari-morphospace", manifest.written_by), ("format version", manifest.format_version)]  # fmt: skip
+    about = [
+        ("created", manifest.created),
+        ("modified", manifest.modified),
+        ("saved by napari-morphospace", manifest.written_by),
+        ("format version", manifest.format_version),
+    ]
     refs = [(f.name, getattr(manifest, f.name)) for f in dataclasses.fields(manifest)]
     files = [(name, ref.path, ref.absolute) for name, ref in refs if isinstance(ref, FileRef)]
     sources = [(s.group, s.image.absolute, s.labels.absolute if s.labels else "—") for s in manifest.sources]
@@ -893,8 +911,11 @@ def render_html(analysis: Analysis, sections: Sequence[Section]) -> str:
         else:
             body += section.parts
         body.append("</section>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>'
+        f"{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_report(

@@ -127,8 +127,14 @@ def new_bundle(
             "numpy": np.__version__,
         },
     }
-    return Bundle(model=model, model_settings=model_settings, input_shape=tuple(int(n) for n in input_shape),
-                  channel_names=list(channel_names), preprocess=preprocess, config=config)  # fmt: skip
+    return Bundle(
+        model=model,
+        model_settings=model_settings,
+        input_shape=tuple(int(n) for n in input_shape),
+        channel_names=list(channel_names),
+        preprocess=preprocess,
+        config=config,
+    )
 
 
 def save_bundle(bundle: Bundle, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -196,7 +202,8 @@ def load_bundle(directory: str | os.PathLike, *, map_location: str | torch.devic
         raise InputError(f"{config_path} is not valid JSON ({err}); the bundle is damaged, save it again") from err
     if not isinstance(config, dict):
         raise InputError(
-            f"{config_path} holds {type(config).__name__}, not a bundle description; the bundle is damaged, save it again"
+            f"{config_path} holds {type(config).__name__}, not a bundle description; the bundle is damaged, "
+            "save it again"
         )
     if config.get("format") != FORMAT_NAME or config.get("format_version") != FORMAT_VERSION:
         raise InputError(

@@ -547,7 +547,7 @@ class VAEModule(L.LightningModule):
             self._good.restore(self.trained, self.trainer.optimizers[0])
         elif buffers is not None:
             with torch.no_grad():
-                for buffer, saved in zip(self.trained.buffers(), buffers):
+                for buffer, saved in zip(self.trained.buffers(), buffers, strict=True):
                     buffer.copy_(saved)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -600,7 +600,7 @@ class VAEModule(L.LightningModule):
         for batch in loader:
             images, labels = _unpack(_to_device(batch, self.device))
             self.trained(*self._inputs(images, labels))
-        for module, momentum in zip(norms, momenta):
+        for module, momentum in zip(norms, momenta, strict=True):
             module.momentum = momentum
         self.trained.train(was_training)
 
@@ -657,7 +657,7 @@ class _GoodState:
 
     @torch.no_grad()
     def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        for live, saved in zip([*model.parameters(), *model.buffers()], [*self.parameters, *self.buffers]):
+        for live, saved in zip([*model.parameters(), *model.buffers()], [*self.parameters, *self.buffers], strict=True):
             live.copy_(saved)
         optimizer.state.clear()
         optimizer.state.update(self.optimizer)
@@ -1361,17 +1361,23 @@ def trained_provenance(result: TrainResult, crop_set: CropSet, crop_set_origin: 
     }
 
 
-def trained_bundle(result: TrainResult, crop_set: CropSet, *, train_settings: TrainSettings,
-                   crop_set_origin: str) -> Bundle:  # fmt: skip
+def trained_bundle(
+    result: TrainResult, crop_set: CropSet, *, train_settings: TrainSettings, crop_set_origin: str
+) -> Bundle:
     """What :func:`train` returned as a model bundle in memory, recording the crop set it learned from.
 
     ``crop_set_origin`` says where that crop set lives (its folder, or how it
     was made), for the bundle's provenance. ``save_bundle`` writes it.
     """
     return new_bundle(
-        result.model.eval(), model_settings=result.model_settings,
-        input_shape=tuple(int(n) for n in crop_set.images.shape[1:]), channel_names=list(crop_set.channel_names),
-        preprocess=crop_set.preprocess, train_settings=train_settings,
-        provenance=trained_provenance(result, crop_set, crop_set_origin), history=result.history,
-        label_classes=result.label_classes, diagnostics=result.diagnostics,
-    )  # fmt: skip
+        result.model.eval(),
+        model_settings=result.model_settings,
+        input_shape=tuple(int(n) for n in crop_set.images.shape[1:]),
+        channel_names=list(crop_set.channel_names),
+        preprocess=crop_set.preprocess,
+        train_settings=train_settings,
+        provenance=trained_provenance(result, crop_set, crop_set_origin),
+        history=result.history,
+        label_classes=result.label_classes,
+        diagnostics=result.diagnostics,
+    )
