@@ -11,7 +11,6 @@ from napari_morphospace.core.analysis.overlays import (
     difference_maps,
     find_cell,
     group_difference,
-    group_traversal_figure,
     latent_from_sliders,
     overlay_on_layer,
     paste_maps,
@@ -22,6 +21,7 @@ from napari_morphospace.core.analysis.overlays import (
     traversal_difference,
 )
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.figures.traversal import group_traversal_figure
 
 
 def kl_table() -> pd.DataFrame:

@@ -10,18 +10,15 @@ from napari_morphospace.core.analysis.statistics import (
     active_units,
     cohens_d,
     empirical_kl_to_standard_normal,
-    forest_figure,
     group_arrays,
     kde_curves,
-    kde_figure,
-    kl_bar_figure,
     kl_per_dimension,
     linear_probe,
     order_dimensions,
     rank_dimensions,
-    violin_figure,
 )
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.figures.statistics import forest_figure, kde_figure, kl_bar_figure, violin_figure
 
 
 def test_cohens_d_matches_hand_computation():

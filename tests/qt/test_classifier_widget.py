@@ -86,8 +86,9 @@ def set_settings(widget: ClassifierWidget, **values) -> None:
 
 
 def run(qtbot, worker) -> None:
+    """Wait for the job: a guard against hangs, generous because cross-validated training is slow on a busy CPU."""
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=120000):
+    with qtbot.waitSignal(worker.finished, timeout=300000):
         pass
 
 

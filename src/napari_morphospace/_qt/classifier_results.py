@@ -1,8 +1,8 @@
 """The results tabs of the Classifier dock: metrics per fold, confusion and precision–recall,
 channel evidence and ranking.
 
-Display only: it shows the tables and figures of
-:mod:`~napari_morphospace.core.classifier.report` it is given.
+Display only: it shows the tables of :mod:`~napari_morphospace.core.classifier.report`
+and the figures of :mod:`~napari_morphospace.core.figures.classifier` it is given.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from qtpy.QtWidgets import QLabel, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget
 
 from ..core.classifier.fusion import ChannelRanking, ClassifierResult
-from ..core.classifier.report import METRIC_TITLES, evidence_figure, evidence_table, ranking_table, results_figure
+from ..core.classifier.report import METRIC_TITLES, evidence_table, ranking_table
+from ..core.figures.classifier import evidence_figure, results_figure
 
 CHANNELS_TAB = 2
 

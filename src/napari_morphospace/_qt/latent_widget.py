@@ -39,15 +39,15 @@ from ..core.analysis.gradcam import gradcam_encoder
 from ..core.analysis.overlays import (
     find_cell,
     group_difference,
-    group_traversal_figure,
     latent_from_sliders,
     ranked_dimensions,
     slider_values,
     start_vector,
     traversal_difference,
 )
-from ..core.analysis.traversal import group_means, group_traversals, traversal_figure, traversal_grid, traversal_values
+from ..core.analysis.traversal import group_means, group_traversals, traversal_grid, traversal_values
 from ..core.errors import InputError
+from ..core.figures.traversal import group_traversal_figure, traversal_figure
 from ..core.models import StackedConditionalVAE
 from ..core.training.bundle import Bundle, check_compatible, load_bundle
 from ..viewer.decoded import (

@@ -28,14 +28,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..errors import InputError
 from .cell_table import require_mu_columns
 from .difference import absolute_difference, dissimilarity_map
 from .gradcam import paste_into_source, place_in_source
 from .statistics import cohens_d, group_arrays, kl_per_dimension, rank_dimensions
-from .traversal import decode_latents, group_means, traversal_figure, traverse
+from .traversal import decode_latents, group_means, traverse
 
 RankBy = Literal["kl", "cohens_d", "index"]
 SLIDER_EXTENT = 3.0
@@ -354,19 +353,7 @@ def group_difference(model: Any, latent_table: pd.DataFrame, group_a: Any, group
     return {**difference_maps(decoded_a, decoded_b, data_range=1.0, sigma=sigma), "what": f"{group_a} vs {group_b}"}
 
 
-# --------------------------------------------------------------------------- figures and colours
-
-
-def group_traversal_figure(traversals: Mapping[Any, np.ndarray], *, values: Any = None, channel: int = 0) -> Figure:
-    """Traversals of one dimension from several groups' means, one row per group (labelled with the group)."""
-    if not traversals:
-        raise InputError("no group traversals to draw: the latent table needs a group column with values")
-    grid = np.stack(list(traversals.values()))
-    figure = traversal_figure(grid, values=values, channel=channel)
-    n_steps = grid.shape[1]
-    for row, group in enumerate(traversals):
-        figure.axes[row * n_steps].set_ylabel(str(group), fontsize=8)
-    return figure
+# --------------------------------------------------------------------------- colours
 
 
 DEFAULT_CHANNEL_COLORMAPS = ("gray", "green", "magenta", "cyan", "yellow", "red", "blue")
@@ -400,6 +387,5 @@ __all__ = [
     "overlay_on_layer",
     "paste_maps",
     "difference_maps",
-    "group_traversal_figure",
     "channel_colormaps",
 ]

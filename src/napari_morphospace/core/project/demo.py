@@ -41,6 +41,7 @@ from ..cells.sample_data import (
 )
 from ..config import save_config, to_dict
 from ..figures.gallery import gallery_figure
+from ..figures.render import render_figure
 from ..files import atomic_write_text
 from ..io.stacks import Stack, write_stack
 from ..models import ModelSettings
@@ -48,7 +49,7 @@ from ..outputs import check_output
 from ..training.bundle import save_bundle
 from ..training.engine import TrainConfig, TrainSettings, train, trained_bundle
 from .analysis_folder import create_analysis, save_analysis
-from .report import TOP_DIMENSIONS, NotAvailable, check_known_answer, figure_png, write_report
+from .report import TOP_DIMENSIONS, NotAvailable, check_known_answer, write_report
 
 StepCallback = Callable[[str], None]
 MARKER = "demo.json"
@@ -245,7 +246,7 @@ def run_demo(
     result.crop_set = run_crop_job(job, out / "crops")
     (out / "figures").mkdir(exist_ok=True)
     gallery = gallery_figure(result.crop_set.images, list(result.crop_set.table["group"]), seed=settings.seed)
-    (out / "figures" / "crop_gallery.png").write_bytes(figure_png(gallery, dpi=120))
+    (out / "figures" / "crop_gallery.png").write_bytes(render_figure(gallery, dpi=120))
     result.files.update(
         crop_job=out / "crop_job.yaml", crops=out / "crops", gallery=out / "figures" / "crop_gallery.png"
     )

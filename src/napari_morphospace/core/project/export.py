@@ -496,18 +496,18 @@ def export_figures(
 ) -> list[Path]:
     """Save matplotlib Figures as ``<safe name>.png`` / ``.svg`` in ``folder``, atomically.
 
-    ``figures`` maps a name (e.g. ``"kde top dimensions"``) to a Figure; other
+    ``figures`` maps a name (e.g. ``"kde top dimensions"``) to a Figure; text
     values (the messages that stand in for a figure that could not be drawn)
     are skipped. Existing files are refused unless ``overwrite``, before
     anything is written.
     """
-    from matplotlib.figure import Figure
+    from ..figures.render import FORMATS, render_figure
 
     folder = Path(folder)
     for fmt in formats:
-        if fmt not in ("png", "svg", "pdf"):
-            raise InputError(f"figure format {fmt!r} is not supported; use png, svg or pdf")
-    figures = {name: figure for name, figure in figures.items() if isinstance(figure, Figure)}
+        if fmt not in FORMATS:
+            raise InputError(f"figure format {fmt!r} is not supported; use {', '.join(FORMATS)}")
+    figures = {name: figure for name, figure in figures.items() if not isinstance(figure, str)}
     if not figures:
         raise InputError("there are no figures to export; compute them first")
     names = class_folder_names(figures)
@@ -519,8 +519,9 @@ def export_figures(
     _refuse_existing([t for _, t, _ in targets], overwrite)
     written = []
     for figure, target, fmt in targets:
+        content = render_figure(figure, format=fmt, dpi=dpi, tight=True)
         with atomic_path(target) as tmp:
-            figure.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+            tmp.write_bytes(content)
         written.append(target)
     return written
 
