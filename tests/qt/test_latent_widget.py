@@ -132,6 +132,25 @@ def test_sliders_are_the_top_dimensions_by_kl(widget):
     assert widget.views.dim_combo.currentData() == 1
 
 
+def test_cohens_d_ranking_says_condition_minus_reference_with_the_statistics_sign(widget, viewer, qtbot):
+    """Same words, defaults and sign as the Statistics dock and the report: d = condition − reference."""
+    from napari_morphospace.core.analysis.latent_summary import summarise_latents
+
+    latents = session_for(viewer).latents
+    summary = summarise_latents(latents, "group")  # defaults: condition drug (second group), reference ctrl
+    sliders = widget.slider_panel
+    assert (sliders.condition.currentText(), sliders.reference.currentText()) == (summary.condition, summary.reference)
+    sliders.rank_combo.setCurrentText("|Cohen's d| (condition − reference)")
+    for dim in widget.dims:
+        label = sliders.slider_layout.labelForField(sliders.sliders[dim]).text()
+        d = summary.effects.d[dim]
+        assert label == f"dim {dim} (d {d:.2f})"
+    assert widget.views.group_difference_button.text() == "condition − reference"
+    widget.show_group_difference()
+    wait_idle(qtbot, widget)
+    assert widget.status.text().startswith("Difference drug − ctrl")
+
+
 def test_slider_at_plus_3_shows_the_decode_of_that_latent(widget, viewer, bundle_2d, qtbot):
     widget.set_slider(2, 3.0)
     expected_z = np.array([0, 0, 3.0 * LATENT_SCALE[2], 0], np.float32)  # start: origin

@@ -141,8 +141,8 @@ class LatentWidget(QWidget):
         model, sliders, views = self.model_panel, self.slider_panel, self.views
         model.load_button.clicked.connect(lambda: self.load_bundle(model.bundle_path.value))
         sliders.rank_combo.currentTextChanged.connect(lambda _: self._rebuild_sliders())
-        sliders.group_a.currentTextChanged.connect(lambda _: self._on_groups_changed())
-        sliders.group_b.currentTextChanged.connect(lambda _: self._on_groups_changed())
+        sliders.condition.currentTextChanged.connect(lambda _: self._on_groups_changed())
+        sliders.reference.currentTextChanged.connect(lambda _: self._on_groups_changed())
         sliders.top_k.valueChanged.connect(lambda _: self._rebuild_sliders())
         sliders.show_all.toggled.connect(lambda _: self._rebuild_sliders())
         sliders.start_combo.currentTextChanged.connect(lambda kind: self.set_start(kind))
@@ -270,7 +270,8 @@ class LatentWidget(QWidget):
         if self.latents is not None and by != "index":
             try:
                 order, scores = ranked_dimensions(self.latents, by=by, groups=groups)
-                self.status.setText(f"{len(self.latents)} embedded cells; dimensions ranked by {by.replace('_', ' ')}.")
+                ranking = "KL" if by == "kl" else f"|Cohen's d| of {groups[0]} − {groups[1]}"
+                self.status.setText(f"{len(self.latents)} embedded cells; dimensions ranked by {ranking}.")
             except InputError as err:
                 self.status.setText(f"⚠ {err} Showing dimensions in index order.")
         elif by != "index":
@@ -474,14 +475,14 @@ class LatentWidget(QWidget):
                            action="The difference maps")  # fmt: skip
 
     @report_errors
-    def show_group_difference(self, group_a: str | None = None, group_b: str | None = None) -> Any:
-        """|Δ| and 1 − SSIM between the decodes of two groups' mean μ, as overlays."""
+    def show_group_difference(self, condition: str | None = None, reference: str | None = None) -> Any:
+        """|Δ| and 1 − SSIM between the decodes of the condition's and the reference's mean μ, as overlays."""
         model = self._require_model()
         if self.latents is None:
             raise InputError("group differences need the latent table with a group column: embed the crops first")
-        a = self._table_group(group_a or self.slider_panel.group_a.currentText())
-        b = self._table_group(group_b or self.slider_panel.group_b.currentText())
-        return self._start(group_difference, model, self.latents, a, b, on_done=self._on_difference,
+        condition = self._table_group(condition or self.slider_panel.condition.currentText())
+        reference = self._table_group(reference or self.slider_panel.reference.currentText())
+        return self._start(group_difference, model, self.latents, condition, reference, on_done=self._on_difference,
                            action="The group difference maps")  # fmt: skip
 
     def _on_difference(self, maps: dict[str, Any]) -> None:
