@@ -9,13 +9,11 @@ import pandas as pd
 import pytest
 
 from napari_morphospace._qt import tasks as module  # where the widget shows its errors
-from napari_morphospace._qt.classifier_widget import (
-    ClassifierWidget,
-    gradcam_layer_name,
-)
+from napari_morphospace._qt.classifier_widget import ClassifierWidget
 from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.classifier.fusion import channel_gradcam
 from napari_morphospace.core.classifier.report import metrics_table
+from napari_morphospace.viewer.classifier import gradcam_layer_name
 from napari_morphospace.viewer.session import session_for
 
 CROP = 16
