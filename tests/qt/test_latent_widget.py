@@ -5,14 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace._qt.latent_widget import (
-    ABS_DIFFERENCE,
-    DECODED,
-    GRID,
-    SCATTER_SELECTION,
-    SSIM_DIFFERENCE,
-    LatentWidget,
-)
+from napari_morphospace._qt.latent_widget import LatentWidget
 from napari_morphospace.core.analysis.gradcam import gradcam_encoder
 from napari_morphospace.core.analysis.overlays import paste_maps
 from napari_morphospace.core.analysis.traversal import decode_latents
@@ -20,7 +13,9 @@ from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.training.bundle import load_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
+from napari_morphospace.viewer.decoded import ABS_DIFFERENCE, DECODED, GRID, SSIM_DIFFERENCE
 from napari_morphospace.viewer.layers import view_box
+from napari_morphospace.viewer.overlays import SCATTER_SELECTION
 from napari_morphospace.viewer.session import session_for
 
 LATENT_SCALE = [1.0, 0.5, 2.0, 1.5]

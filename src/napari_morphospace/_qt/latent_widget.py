@@ -35,62 +35,37 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 from superqt import QLabeledDoubleSlider
 
 from ..core.analysis.cell_table import mu_columns, require_mu_columns
-from ..core.analysis.gradcam import gradcam_encoder
 from ..core.analysis.overlays import (
     find_cell,
     group_difference,
-    group_traversal_figure,
     latent_from_sliders,
     ranked_dimensions,
     slider_values,
     start_vector,
     traversal_difference,
 )
-from ..core.analysis.traversal import group_means, group_traversals, traversal_figure, traversal_grid, traversal_values
+from ..core.analysis.traversal import group_means, group_traversals, traversal_grid, traversal_values
 from ..core.errors import InputError
 from ..core.models import StackedConditionalVAE
-from ..core.training.bundle import Bundle, check_compatible, load_bundle
-from ..viewer.decoded import (
-    ABS_DIFFERENCE,
-    DECODED,
-    GRID,
-    GROUP_GRID,
-    SSIM_DIFFERENCE,
-    cell_box,
-    crop_spacing,
-    show_difference,
-    show_grid,
-)
-from ..viewer.layers import selected_cell, source_layers
-from ..viewer.overlays import SCATTER_SELECTION, GradcamOverlay, chosen_cells, place_maps
+from ..core.training.bundle import Bundle, load_bundle
+from ..viewer.decoded import cell_box
+from ..viewer.latent_views import LatentViews, encoder_gradcam
+from ..viewer.layers import selected_cell
 from ..viewer.session import session_for
 from .combos import set_quietly
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .errors import report_errors
-from .latent_decoding import LiveDecoding
+from .latent_decoding import LiveDecoding, traversable_model
 from .latent_panels import STARTS, ModelPanel, SliderPanel, ViewsPanel
 from .tasks import Tasks
 
-__all__ = ["ABS_DIFFERENCE", "DECODED", "GRID", "GROUP_GRID", "SCATTER_SELECTION", "SSIM_DIFFERENCE", "LatentWidget",
-           "traversable_model"]  # fmt: skip
 
-
-def traversable_model(bundle: Bundle) -> tuple[torch.nn.Module, list[str], str]:
-    """The model the sliders decode with, its channel names, and a note for the user.
-
-    The stacked conditional model's target decoder needs a reference image, so
-    its unconditional reference model (the reference channels) is traversed.
-    """
-    model = bundle.model
-    if isinstance(model, StackedConditionalVAE):
-        names = [bundle.channel_names[c] for c in model.reference_channels]
-        return (
-            model.reference,
-            names,
-            "conditional model: the sliders traverse its reference model (" + ", ".join(names) + ")",
-        )
-    return model, list(bundle.channel_names), ""
+def _groups(table: pd.DataFrame | None) -> list[str]:
+    """The groups of a latent or crop table (its ``group`` column) in table order, as text."""
+    if table is None or "group" not in table.columns:
+        return []
+    return [str(group) for group in pd.unique(table["group"].dropna())]
 
 
 class LatentWidget(QWidget):
@@ -110,15 +85,13 @@ class LatentWidget(QWidget):
         self.dims: list[int] = []
         self.scores = np.zeros(0)
         self._cell_row: int | None = None
-        self._difference: dict[str, Any] | None = None
-        self._figure_source: tuple[str, Any, Any] | None = None
-        self.gradcam = GradcamOverlay(napari_viewer)
+        self.views_shown = LatentViews(napari_viewer)
 
         self.model_panel, self.slider_panel, self.views = ModelPanel(), SliderPanel(), ViewsPanel()
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.tasks = Tasks("Latent space", status=self.status.setText, parent=self)
-        self.decoding = LiveDecoding(napari_viewer, spacing=self._spacing, anchor=self._start_cell_box,
+        self.decoding = LiveDecoding(napari_viewer, spacing=self.views_shown.spacing, anchor=self._start_cell_box,
                                      on_error=lambda error: self.tasks.report(error, "Decoding"), parent=self)  # fmt: skip
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -154,7 +127,7 @@ class LatentWidget(QWidget):
         views.figure_button.clicked.connect(self._ask_figure_path)
         views.difference_button.clicked.connect(lambda: self.show_difference())
         views.group_difference_button.clicked.connect(lambda: self.show_group_difference())
-        views.quantile.valueChanged.connect(lambda _: self._show_difference_layers())
+        views.quantile.valueChanged.connect(lambda value: self.views_shown.threshold(float(value)))
         views.gradcam_button.clicked.connect(lambda: self.show_gradcam())
 
     @property
@@ -196,20 +169,12 @@ class LatentWidget(QWidget):
     def set_bundle(self, bundle: Bundle) -> None:
         """Decode with this bundle's model; rebuilds the sliders and restarts the decoder thread."""
         self.bundle = bundle
-        self.model, self.channel_names, note = traversable_model(bundle)
-        self.model.eval()
-        dim = int(self.model.latent_dim)
-        scale = getattr(self.model, "latent_scale", None)
-        self.latent_scale = (
-            np.ones(dim, np.float32) if scale is None else scale.detach().cpu().numpy().astype(np.float32)
-        )
+        sliders = traversable_model(bundle)
+        self.model, self.channel_names, self.latent_scale = sliders.model, sliders.channel_names, sliders.latent_scale
+        dim = len(self.latent_scale)
         self.z = np.zeros(dim, np.float32)
         self.decoding.set_model(self.model, self.channel_names)
-        shape = "×".join(map(str, bundle.input_shape))
-        self.model_panel.info.setText(
-            f"{bundle.model_settings.model}, {dim} latent dimensions, crops {shape} ({', '.join(bundle.channel_names)})"
-            + (f"; {note}" if note else "")
-        )
+        self.model_panel.info.setText(sliders.info)
         self.slider_panel.top_k.setMaximum(dim)
         self._check_latent_size()
         self.set_start(self.slider_panel.start_combo.currentText())
@@ -227,12 +192,7 @@ class LatentWidget(QWidget):
                 table = None
         self.latents = table
         self._cell_row = None
-        groups = (
-            []
-            if table is None or "group" not in table.columns
-            else [str(g) for g in pd.unique(table["group"].dropna())]
-        )
-        self.slider_panel.set_groups(groups)
+        self.slider_panel.set_groups(_groups(table))
         if self.model is not None:
             self._check_latent_size()
             self._rebuild_sliders()
@@ -250,10 +210,7 @@ class LatentWidget(QWidget):
 
     def _refresh_cell_choices(self) -> None:
         crop_set = self.session.crop_set
-        groups = []
-        if crop_set is not None and "group" in crop_set.table.columns:
-            groups = [str(g) for g in pd.unique(crop_set.table["group"].dropna())]
-        self.views.set_cell_choices(groups)
+        self.views.set_cell_choices(_groups(None if crop_set is None else crop_set.table))
 
     # ------------------------------------------------------------------ sliders
     def _on_groups_changed(self) -> None:
@@ -389,9 +346,6 @@ class LatentWidget(QWidget):
             return None
         return cell_box(self.viewer, self.latents.iloc[self._cell_row])
 
-    def _spacing(self, spatial_ndim: int) -> tuple[float, ...]:
-        return crop_spacing(self.session.crop_set, spatial_ndim)
-
     def _require_model(self) -> torch.nn.Module:
         if self.model is None:
             raise InputError("no model: train one or load a model bundle folder first")
@@ -414,11 +368,7 @@ class LatentWidget(QWidget):
         values = traversal_values(n_steps)
 
         def done(grid: np.ndarray) -> None:
-            show_grid(self.viewer, grid, name=GRID, row_axis="dimension", spacing=self._spacing(grid.ndim - 3))
-            self._figure_source = ("grid", grid, (dims, values))
-            self.status.setText(
-                f"Traversal grid: rows are dims {dims}, columns {', '.join(f'{v:+.1f}' for v in values)}"
-            )
+            self.status.setText(self.views_shown.show_grid(grid, dims, values))
 
         return self._start(
             traversal_grid, model, dims, n_steps, self.z.copy(), on_done=done, action="The traversal grid"
@@ -434,29 +384,19 @@ class LatentWidget(QWidget):
         values = traversal_values(self.views.steps.value() if n_steps is None else int(n_steps))
 
         def done(traversals: dict[Any, np.ndarray]) -> None:
-            grid = np.stack(list(traversals.values()))
-            show_grid(self.viewer, grid, name=GROUP_GRID, row_axis="group", spacing=self._spacing(grid.ndim - 3))
-            self._figure_source = ("groups", traversals, values)
-            self.status.setText(f"Group traversals of dim {dim}: rows {', '.join(map(str, traversals))}")
+            self.status.setText(self.views_shown.show_group_traversals(traversals, dim, values))
 
         return self.tasks.start(group_traversals, model, group_means(self.latents), dim, values=values, on_done=done,
                                 action="The group traversals", exclusive=False)  # fmt: skip
 
     def figure(self) -> Any:
         """The matplotlib figure of the last traversal grid or group traversal."""
-        if self._figure_source is None:
-            raise InputError("make a traversal grid or group traversals first")
-        kind, data, extra = self._figure_source
-        if kind == "grid":
-            dims, values = extra
-            return traversal_figure(data, dims=dims, values=values)
-        return group_traversal_figure(data, values=extra)
+        return self.views_shown.figure()
 
     @report_errors
     def save_figure(self, path: Any) -> Path:
         """Save the last traversal grid (or group traversals) as a PNG figure."""
-        path = Path(path)
-        self.figure().savefig(path, dpi=150)
+        path = self.views_shown.save_figure(path)
         show_info(f"Saved the traversal figure to {path}")
         return path
 
@@ -486,18 +426,9 @@ class LatentWidget(QWidget):
                            action="The group difference maps")  # fmt: skip
 
     def _on_difference(self, maps: dict[str, Any]) -> None:
-        self._difference = maps
-        self._show_difference_layers()
-        message = maps["ssim_message"]
-        self.status.setText(f"Difference {maps['what']}" + (f"; no SSIM map: {message}" if message else ""))
-        if message:
-            show_warning(message)
-
-    def _show_difference_layers(self) -> None:
-        """(Re)draw the difference overlays thresholded at the quantile slider's value."""
-        if self._difference is not None:
-            show_difference(self.viewer, self._difference, quantile=float(self.views.quantile.value()),
-                            spacing=self._spacing(self._difference["abs"].ndim))  # fmt: skip
+        self.status.setText(self.views_shown.show_difference(maps, quantile=float(self.views.quantile.value())))
+        if maps["ssim_message"]:
+            show_warning(maps["ssim_message"])
 
     # ------------------------------------------------------------------ Grad-CAM
     @report_errors
@@ -511,36 +442,18 @@ class LatentWidget(QWidget):
         ``metadata`` holds ``dim``, ``sign``, ``source`` and ``label_ids``.
         """
         model = self._require_model()
-        if isinstance(self.bundle.model, StackedConditionalVAE):
-            raise InputError(
-                "Grad-CAM of the conditional model's encoder needs its reference image; use a β-VAE or ME-VAE"
-            )
         dim = self._selected_dim(dim)
         sign = self.views.sign() if sign is None else int(sign)
         cells = self.views.cells_combo.currentText() if cells is None else cells
-        crop_set = self.session.crop_set
-        selected = self.selected_cell() if cells == "selected cell" and crop_set is not None else None
-        positions = chosen_cells(crop_set, cells, selection=self.session.selection, selected=selected)
-        check_compatible(self.bundle, crop_set)  # the maps mean nothing on crops the model was not made for
-        rows = crop_set.table.iloc[positions].reset_index(drop=True)
-        source_layers(self.viewer.layers, rows)  # refuse missing source layers before computing
-
-        def compute() -> np.ndarray:
-            images = np.asarray(crop_set.subset(positions).images, dtype=np.float32)
-            return gradcam_encoder(model, images, dim, sign=sign)
-
+        selected = self.selected_cell() if cells == "selected cell" and self.session.crop_set is not None else None
+        positions, rows = self.views_shown.gradcam_cells(self.bundle, cells, selected)
         self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}) on {len(positions)} cell(s)…")
-        return self._start(
-            compute, on_done=lambda maps: self._show_gradcam_maps(maps, rows, dim, sign), action="Grad-CAM"
-        )
+        return self._start(encoder_gradcam, model, self.session.crop_set, positions, dim, sign, action="Grad-CAM",
+                           on_done=lambda maps: self._show_gradcam_maps(maps, rows, dim, sign))  # fmt: skip
 
     @report_errors
-    def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> Any:
-        placed = place_maps(self.viewer.layers, maps, rows)
-        layer = self.gradcam.show(placed, dim=dim, sign=sign)
-        fields = f"{len(placed)} field(s)" + ("" if len(placed) == 1 else "; select a field's layer to see its maps")
-        self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}): {len(rows)} cell(s) on {fields}")
-        return layer
+    def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> None:
+        self.status.setText(self.views_shown.show_gradcam(maps, rows, dim, sign))
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: Any) -> None:
