@@ -20,8 +20,16 @@ class AssignPanel(QGroupBox):
     chosen selection's name, ``on_click_mode`` with the box's new state.
     """
 
-    def __init__(self, *, on_assign: Callable[[], Any], on_clear: Callable[[], Any], on_named: Callable[[str], Any],
-                 on_click_mode: Callable[[bool], Any], on_undo: Callable[[], Any], on_redo: Callable[[], Any]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        on_assign: Callable[[], Any],
+        on_clear: Callable[[], Any],
+        on_named: Callable[[str], Any],
+        on_click_mode: Callable[[bool], Any],
+        on_undo: Callable[[], Any],
+        on_redo: Callable[[], Any],
+    ) -> None:
         super().__init__("Assign")
         box = QVBoxLayout(self)
         assign_button, clear_button = QPushButton("Assign to selected"), QPushButton("Clear selected")

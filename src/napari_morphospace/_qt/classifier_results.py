@@ -1,4 +1,5 @@
-"""The results tabs of the Classifier dock: metrics per fold, confusion and precision–recall, channel evidence and ranking.
+"""The results tabs of the Classifier dock: metrics per fold, confusion and precision–recall,
+channel evidence and ranking.
 
 Display only: it shows the tables and figures of
 :mod:`~napari_morphospace.core.classifier.report` it is given.
@@ -18,7 +19,8 @@ CHANNELS_TAB = 2
 
 
 def trained_text(result: ClassifierResult, table: pd.DataFrame) -> str:
-    """What a training run achieved, in one paragraph: pooled metrics, fold mean ± SD, what a stop or early fusion lacks."""
+    """What a training run achieved, in one paragraph: pooled metrics, fold mean ± SD,
+    what a stop or early fusion lacks."""
     if result.pooled is None:
         return "Stopped before the first fold finished: no metrics."
     pooled = table.loc["pooled"]
@@ -28,13 +30,16 @@ def trained_text(result: ClassifierResult, table: pd.DataFrame) -> str:
         f"AUROC {pooled['auroc']:.3f}."
     )
     if {"mean", "SD"} <= set(table.index):
-        text += f" Fold mean ± SD of balanced accuracy {table.loc['mean', 'balanced_accuracy']:.3f} ± {table.loc['SD', 'balanced_accuracy']:.3f}."
+        text += (
+            f" Fold mean ± SD of balanced accuracy {table.loc['mean', 'balanced_accuracy']:.3f} "
+            f"± {table.loc['SD', 'balanced_accuracy']:.3f}."
+        )
     if result.settings.fusion == "early" and not result.stopped:
         text += " Early fusion has one encoder for all channels: no per-channel evidence or Grad-CAM."
     if result.stopped:
         text = (
-            f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, so no channel evidence or Grad-CAM. "
-            + text
+            f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, "
+            "so no channel evidence or Grad-CAM. " + text
         )
     return text
 

@@ -274,8 +274,16 @@ class ClassifierWidget(QWidget):
             return None
         n_channels = int(crop_set.images.shape[1])
         text = f"Ranking {n_channels} channels: one cross-validated classifier per channel…"
-        return self._launch(rank_crop_set_channels, crop_set, summary, settings, on_done=self._on_ranked, text=text,
-                            action="Ranking the channels", total=n_channels * settings.epochs * settings.folds)  # fmt: skip
+        return self._launch(
+            rank_crop_set_channels,
+            crop_set,
+            summary,
+            settings,
+            on_done=self._on_ranked,
+            text=text,
+            action="Ranking the channels",
+            total=n_channels * settings.epochs * settings.folds,
+        )
 
     def stop(self) -> None:
         """Stop training or ranking within one step; finished folds (or channels) are kept."""
@@ -302,8 +310,18 @@ class ClassifierWidget(QWidget):
         self.progress_bar.setValue(0)
         self.progress_label.setText("")
         self._stop_event = threading.Event()
-        worker = self.tasks.start(function, crop_set, summary, settings, self._stop_event, on_done=on_done, action=action,
-                                  busy_text=text, progress=action, on_message=lambda message: self._on_update(message, settings))  # fmt: skip
+        worker = self.tasks.start(
+            function,
+            crop_set,
+            summary,
+            settings,
+            self._stop_event,
+            on_done=on_done,
+            action=action,
+            busy_text=text,
+            progress=action,
+            on_message=lambda message: self._on_update(message, settings),
+        )
         self.stop_button.setEnabled(worker is not None)
         return worker
 
@@ -337,7 +355,8 @@ class ClassifierWidget(QWidget):
         if ranking:
             best = ranking[0]
             self.status.setText(
-                f"Most informative channel alone: {best.name} (pooled balanced accuracy {best.metrics.balanced_accuracy:.3f})"
+                "Most informative channel alone: "
+                f"{best.name} (pooled balanced accuracy {best.metrics.balanced_accuracy:.3f})"
                 + (" — stopped: channels not finished are missing" if self._stop_event.is_set() else "")
             )
         else:
@@ -386,9 +405,16 @@ class ClassifierWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        return self.tasks.start(crop_set_gradcam, self.result.model, self.run_crop_set, positions, classes.index(class_name),
-                                on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name), action="Grad-CAM",
-                                busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…")  # fmt: skip
+        return self.tasks.start(
+            crop_set_gradcam,
+            self.result.model,
+            self.run_crop_set,
+            positions,
+            classes.index(class_name),
+            on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name),
+            action="Grad-CAM",
+            busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…",
+        )
 
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, class_name: str) -> list[Image]:
         """One overlay per channel and source (and frame) of the class's crops, on the source layers."""

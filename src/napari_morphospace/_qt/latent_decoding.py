@@ -1,7 +1,8 @@
 """Live decoding for the Latent space dock: the newest latent vector decoded off the GUI thread, shown as it comes.
 
 The sliders decode with the bundle's model, or, for the stacked conditional
-model, with its reference model (:func:`traversable_model`). The decoder thread (:class:`~napari_morphospace.core.analysis.traversal.LatentDecoder`)
+model, with its reference model (:func:`traversable_model`). The decoder thread
+(:class:`~napari_morphospace.core.analysis.traversal.LatentDecoder`)
 coalesces requests: a slider dragged fast asks many times, the thread decodes
 the newest. Its results reach the GUI thread through a queued signal; when
 several arrived before the GUI got to them, only the newest is shown. The
@@ -27,7 +28,7 @@ from ..viewer.decoded import place_decoded, show_decoded
 
 @dataclass(frozen=True)
 class SliderModel:
-    """The model the sliders decode with, its channel names, one slider unit per dimension, and what to tell the user."""
+    """The model the sliders decode with, its channel names, one slider unit per dimension, and what to say of it."""
 
     model: torch.nn.Module
     channel_names: list[str]

@@ -82,7 +82,8 @@ class ComputeRow(QWidget):
         latents = self.session.latents
         if latents is None:
             raise InputError(
-                "there are no latents in this session: embed the crops with the Embed widget (or open an analysis) first"
+                "there are no latents in this session: "
+                "embed the crops with the Embed widget (or open an analysis) first"
             )
         return latents
 

@@ -106,9 +106,17 @@ class ScatterWidget(QWidget):
         content = QWidget()
         layout = QVBoxLayout(content)
         self.plot.canvas.native.setMinimumHeight(260)
-        for part, stretch in ((self.form, 0), (self.note, 0), (self.plot.canvas.native, 1), (self.crops, 0),
-                              (self.view.legend, 0), (self.view.colorbar, 0), (self.hover_label, 0), (self.compute_row, 0),
-                              (self.selections, 0)):  # fmt: skip
+        for part, stretch in (
+            (self.form, 0),
+            (self.note, 0),
+            (self.plot.canvas.native, 1),
+            (self.crops, 0),
+            (self.view.legend, 0),
+            (self.view.colorbar, 0),
+            (self.hover_label, 0),
+            (self.compute_row, 0),
+            (self.selections, 0),
+        ):
             layout.addWidget(part, stretch=stretch)
         scroll_in_dock(self, content)
 
@@ -354,7 +362,8 @@ class ScatterWidget(QWidget):
         return self._picker.result().nearest((x, y), self.view.pick_radius() if radius is None else radius)
 
     def _clicked(self, point: np.ndarray, add: bool) -> None:
-        """A click on the plot: on a track's path selects the whole track, else the point under it (and shows its cell)."""
+        """A click on the plot: on a track's path selects the whole track,
+        else the point under it (and shows its cell)."""
         if self.form.track_combo.currentText() != "off" and self.select_track_at(*point, add=add) is not None:
             return
         row = self.pick(*point)
@@ -369,7 +378,8 @@ class ScatterWidget(QWidget):
 
     # ------------------------------------------------------------------ plot -> image
     def focus_row(self, row: int) -> None:
-        """Centre the viewer on the cell of plot ``row`` (set its time frame and z, centre the camera) and show its crop."""
+        """Centre the viewer on the cell of plot ``row`` (set its time frame and z, centre the camera) and show its
+        crop."""
         self.show_crop(row)
         found = self.sources.cell_position(row)
         if found is not None:

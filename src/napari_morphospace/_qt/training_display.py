@@ -36,7 +36,8 @@ PREVIEW_INTERVAL_S = 3.0
 
 
 class TrainingDisplay(QObject):
-    """The progress (``progress``), the loss plot (``plot``) and the preview layer of one run; :meth:`record` its messages."""
+    """The progress (``progress``), the loss plot (``plot``) and the preview layer of a run; :meth:`record` its
+    messages."""
 
     def __init__(self, viewer: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)

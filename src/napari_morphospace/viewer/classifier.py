@@ -32,7 +32,8 @@ from .overlays import channel_colormaps_of, place_maps, put_image
 
 
 def gradcam_layer_name(channel: str, class_name: str, source: str = "", frame: int | None = None) -> str:
-    """``"<channel> Grad-CAM (<class>)"``, with ``" · <source>"`` (and ``" t=<frame>"``) when the class spans several."""
+    """``"<channel> Grad-CAM (<class>)"``, with ``" · <source>"`` (and ``" t=<frame>"``) when the class spans
+    several."""
     return (
         f"{channel} Grad-CAM ({class_name})"
         + (f" · {source}" if source else "")
@@ -97,8 +98,17 @@ def show_class_gradcam(
         for part in placed[c]:
             source = part.source.name
             name = gradcam_layer_name(channel, class_name, source if several else "", part.frame if several else None)
-            overlay = put_image(viewer, name, part.data, translate=part.translate, scale=part.scale,
-                                colormap=colormaps[c], blending="additive", opacity=0.8, contrast_limits=(0.0, 1.0))  # fmt: skip
+            overlay = put_image(
+                viewer,
+                name,
+                part.data,
+                translate=part.translate,
+                scale=part.scale,
+                colormap=colormaps[c],
+                blending="additive",
+                opacity=0.8,
+                contrast_limits=(0.0, 1.0),
+            )
             overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part.label_ids)
             shown.append(overlay)
     return shown

@@ -36,7 +36,8 @@ from .session import session_for
 
 
 def encoder_gradcam(model: Any, crop_set: CropSet, positions: np.ndarray, dim: int, sign: int) -> np.ndarray:
-    """Grad-CAM of ``sign · μ_dim`` on the crops at ``positions`` (reads a zarr/dask set: call it off the GUI thread)."""
+    """Grad-CAM of ``sign · μ_dim`` on the crops at ``positions`` (reads a zarr/dask set: call it off the GUI
+    thread)."""
     images = np.asarray(crop_set.subset(positions).images, dtype=np.float32)
     return gradcam_encoder(model, images, dim, sign=sign)
 
@@ -85,7 +86,8 @@ class LatentViews:
         return path
 
     def show_difference(self, maps: Mapping[str, Any], quantile: float = 0.9) -> str:
-        """The |Δ| and 1 − SSIM maps of :func:`~napari_morphospace.core.analysis.overlays.difference_maps` on the decoded cell.
+        """The |Δ| and 1 − SSIM maps of :func:`~napari_morphospace.core.analysis.overlays.difference_maps` on the
+        decoded cell.
 
         Only changes at or above ``quantile`` of each map are shown.
         """
@@ -120,7 +122,7 @@ class LatentViews:
                 "Grad-CAM of the conditional model's encoder needs its reference image; use a β-VAE or ME-VAE"
             )
         crop_set = self.session.crop_set
-        positions = chosen_cells(crop_set, cells, selection=self.session.selection, selected=selected)
+        positions = chosen_cells(crop_set, cells, selection=self.session.selection.tolist(), selected=selected)
         check_compatible(bundle, crop_set)  # the maps mean nothing on crops the model was not made for
         rows = crop_set.table.iloc[positions].reset_index(drop=True)
         source_layers(self.viewer.layers, rows)
@@ -128,7 +130,7 @@ class LatentViews:
 
     def show_gradcam(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> str:
         """The maps of the cells ``rows`` on their fields, in the "Grad-CAM" layer (``metadata``: dim, sign, cells)."""
-        placed = place_maps(self.viewer.layers, maps, rows)
+        placed = place_maps(self.viewer.layers, list(maps), rows)  # one map per row
         self.gradcam.show(placed, dim=dim, sign=sign)
         fields = f"{len(placed)} field(s)" + ("" if len(placed) == 1 else "; select a field's layer to see its maps")
         return f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}): {len(rows)} cell(s) on {fields}"

@@ -166,7 +166,8 @@ def start_vector(
 
 
 def latent_from_sliders(start: Any, dims: Sequence[int], values: Sequence[float], latent_scale: Any) -> np.ndarray:
-    """``start`` with ``z[dims[i]] = values[i] · latent_scale[dims[i]]``: slider values are in units of the latent's spread.
+    """``start`` with ``z[dims[i]] = values[i] · latent_scale[dims[i]]``:
+    slider values are in units of the latent's spread.
 
     Sliders span −3…+3 of ``latent_scale`` (the prior SD, 1, for the β-VAEs;
     the empirical SD of the combined latent for the multi-encoder VAE), the
@@ -325,7 +326,8 @@ def difference_maps(
 
 
 def traversal_difference(model: Any, dim: int, start: Any, *, sigma: float = 1.5) -> dict[str, Any]:
-    """:func:`difference_maps` between the decodes at −3 and +3 of ``dim`` (units of ``latent_scale``), others at ``start``.
+    """:func:`difference_maps` between the decodes at −3 and +3 of ``dim`` (units of ``latent_scale``),
+    others at ``start``.
 
     The result's ``what`` says what was compared (``"dim 2: −3 vs +3"``).
     """
