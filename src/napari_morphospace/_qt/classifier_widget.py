@@ -39,7 +39,6 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -50,7 +49,6 @@ from ..core.classifier.fusion import (
     ChannelRanking,
     ClassifierResult,
     ClassifierSettings,
-    ClassifierUpdate,
 )
 from ..core.classifier.report import (
     LABEL_COLUMNS,
@@ -62,9 +60,15 @@ from ..core.classifier.report import (
     write_metrics,
 )
 from ..core.errors import InputError
-from ..viewer.classifier import crop_set_gradcam, rank_crop_set_channels, show_class_gradcam, train_on_crop_set
-from ..viewer.layers import source_layers
+from ..viewer.classifier import (
+    class_cells,
+    crop_set_gradcam,
+    rank_crop_set_channels,
+    show_class_gradcam,
+    train_on_crop_set,
+)
 from ..viewer.session import session_for
+from .classifier_progress import ClassifierProgress
 from .classifier_results import ClassifierResults, trained_text
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
@@ -96,9 +100,7 @@ class ClassifierWidget(QWidget):
         self.ranking: list[ChannelRanking] | None = None
         self.run_crop_set: CropSet | None = None
         self.run_summary: LabelSummary | None = None
-        self.updates_seen = 0
         self._stop_event = threading.Event()
-        self._total_updates = 1
         self._build_form()
         self.session.crop_set_changed.connect(self._on_session_crop_set)
         self._on_session_crop_set(self.session.crop_set)
@@ -115,9 +117,7 @@ class ClassifierWidget(QWidget):
         self.train_button = QPushButton("Train")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setFormat("%v / %m epochs")
-        self.progress_label = QLabel("")
+        self.progress = ClassifierProgress()
 
         self.results = ClassifierResults()
 
@@ -153,8 +153,7 @@ class ClassifierWidget(QWidget):
         row.addWidget(self.train_button)
         row.addWidget(self.stop_button)
         box.addLayout(row)
-        box.addWidget(self.progress_bar)
-        box.addWidget(self.progress_label)
+        box.addWidget(self.progress)
         layout.addWidget(settings)
 
         layout.addWidget(self.results)
@@ -304,11 +303,7 @@ class ClassifierWidget(QWidget):
         total: int,
     ) -> Any:
         """Run training or ranking (stoppable, its epochs counted in the progress bar)."""
-        self.updates_seen = 0
-        self._total_updates = max(total, 1)
-        self.progress_bar.setRange(0, self._total_updates)
-        self.progress_bar.setValue(0)
-        self.progress_label.setText("")
+        self.progress.start(total)
         self._stop_event = threading.Event()
         worker = self.tasks.start(
             function,
@@ -320,18 +315,10 @@ class ClassifierWidget(QWidget):
             action=action,
             busy_text=text,
             progress=action,
-            on_message=lambda message: self._on_update(message, settings),
+            on_message=lambda message: self.progress.show_update(message, settings),
         )
         self.stop_button.setEnabled(worker is not None)
         return worker
-
-    def _on_update(self, update: Any, settings: ClassifierSettings) -> None:
-        if not isinstance(update, ClassifierUpdate):
-            return
-        self.updates_seen += 1
-        self.progress_bar.setValue(min(self.updates_seen, self._total_updates))
-        where = "final model on all crops" if update.fold is None else f"fold {update.fold + 1}/{settings.folds}"
-        self.progress_label.setText(f"{where}, epoch {update.epoch + 1}/{settings.epochs}, loss {update.loss:.3g}")
 
     def _on_trained(self, outcome: tuple[ClassifierResult, np.ndarray | None]) -> None:
         self.result, self.evidence = outcome
@@ -385,23 +372,14 @@ class ClassifierWidget(QWidget):
         less evidence. Returns the worker (None when refused).
         """
         try:
-            if self.result is None or self.result.model is None:
+            if self.result is None:
                 raise InputError(
                     "there is no trained classifier: press Train and let it finish (a stopped run has no final model)"
                 )
-            if self.result.settings.fusion == "early":
-                raise InputError("early fusion has one encoder for all channels, so there is no per-channel Grad-CAM; "
-                                 "train with intermediate or late fusion")  # fmt: skip
             if self.running:
                 raise InputError("wait until the running job has finished")
-            classes = [str(c) for c in self.result.classes]
             class_name = self.gradcam_class.currentText() if class_name is None else str(class_name)
-            if class_name not in classes:
-                raise InputError(f"class {class_name!r} is not one of the classifier's classes: {', '.join(classes)}")
-            summary = self.run_summary
-            positions = summary.positions[summary.labels == class_name]
-            rows = self.run_crop_set.table.iloc[positions].reset_index(drop=True)
-            source_layers(self.viewer.layers, rows)  # refuse missing source layers before computing
+            positions, rows = class_cells(self.viewer, self.result, self.run_crop_set, self.run_summary, class_name)
         except InputError as err:
             self.tasks.report(err)
             return None
@@ -410,7 +388,7 @@ class ClassifierWidget(QWidget):
             self.result.model,
             self.run_crop_set,
             positions,
-            classes.index(class_name),
+            [str(c) for c in self.result.classes].index(class_name),
             on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name),
             action="Grad-CAM",
             busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…",

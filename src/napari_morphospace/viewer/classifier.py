@@ -28,6 +28,8 @@ from ..core.classifier.fusion import (
     rank_channels,
 )
 from ..core.classifier.report import LabelSummary, train_with_evidence
+from ..core.errors import InputError
+from .layers import source_layers
 from .overlays import channel_colormaps_of, place_maps, put_image
 
 
@@ -75,6 +77,39 @@ def rank_crop_set_channels(
 def crop_set_gradcam(model: Any, crop_set: CropSet, positions: np.ndarray, class_index: int) -> np.ndarray:
     """Per-channel Grad-CAM ``(C, N, [Z,] Y, X)`` of class ``class_index`` on the crops at ``positions``."""
     return channel_gradcam(model, crop_images(crop_set, positions), class_index)
+
+
+def class_cells(
+    viewer: Any, result: ClassifierResult, crop_set: CropSet, labels: LabelSummary, class_name: str
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Positions in ``crop_set`` and crop-table rows of the crops of ``class_name`` that the classifier was trained on.
+
+    Everything that would stop per-channel Grad-CAM from being shown is
+    refused here, before computing.
+
+    Raises
+    ------
+    InputError
+        Without a final model (a stopped run), for early fusion (one encoder
+        for all channels), for a class the classifier does not know, or when
+        a source layer of the crops is not in the viewer.
+    """
+    if result.model is None:
+        raise InputError(
+            "there is no trained classifier: press Train and let it finish (a stopped run has no final model)"
+        )
+    if result.settings.fusion == "early":
+        raise InputError(
+            "early fusion has one encoder for all channels, so there is no per-channel Grad-CAM; "
+            "train with intermediate or late fusion"
+        )
+    classes = [str(c) for c in result.classes]
+    if class_name not in classes:
+        raise InputError(f"class {class_name!r} is not one of the classifier's classes: {', '.join(classes)}")
+    positions = labels.positions[labels.labels == class_name]
+    rows = crop_set.table.iloc[positions].reset_index(drop=True)
+    source_layers(viewer.layers, rows)
+    return positions, rows
 
 
 def show_class_gradcam(
