@@ -120,7 +120,7 @@ class SliderPanel(QGroupBox):
         while self.slider_layout.rowCount():
             self.slider_layout.removeRow(0)
         self.sliders = {}
-        for dim, position in zip(dims, positions):
+        for dim, position in zip(dims, positions, strict=True):
             slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
             slider.setRange(-SLIDER_EXTENT, SLIDER_EXTENT)
             slider.setDecimals(2)

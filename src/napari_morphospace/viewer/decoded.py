@@ -66,7 +66,7 @@ def show_decoded(viewer: Any, image: np.ndarray, channel_names: Sequence[str] = 
             contrast_limits=(0.0, 1.0),
             blending="additive",
         )  # fmt: skip
-        for c, (channel, cmap) in enumerate(zip(names, colormaps))
+        for c, (channel, cmap) in enumerate(zip(names, colormaps, strict=True))
     ]
 
 

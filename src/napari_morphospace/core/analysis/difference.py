@@ -48,7 +48,7 @@ def _check_window_fits(shape: tuple[int, ...], channel_axis: int | None, sigma: 
             f"SSIM maps need 2D (Y, X) or 3D (Z, Y, X) images, one channel or with channel_axis set; got shape {shape}"
         )
     window = ssim_window_size(sigma)
-    for name, size in zip("ZYX"[3 - len(spatial) :], spatial):
+    for name, size in zip("ZYX"[3 - len(spatial) :], spatial, strict=True):
         if size < window:
             raise InputError(
                 f"the image has {size} pixels along {name}, fewer than the {window}-pixel SSIM window "

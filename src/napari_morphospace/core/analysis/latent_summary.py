@@ -85,7 +85,7 @@ class LatentSummary:
         """Dimensions where d is undefined (zero variance in both groups)."""
         if self.effects is None:
             return []
-        return [n for n, c in zip(self.names, self.effects.constant) if c]
+        return [n for n, c in zip(self.names, self.effects.constant, strict=True) if c]
 
     def top(self, count: int) -> list[int]:
         """The ``count`` first dimensions of :attr:`ranking` (largest |d|, defined ones only; or largest KL)."""

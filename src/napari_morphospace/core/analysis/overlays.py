@@ -294,7 +294,7 @@ def source_overlay(
     pasted = paste_maps(list(maps), [row for _, row in rows.iterrows()], tuple(layer_shape)[n_leading:])
     scale = tuple(float(s) for s in layer_scale)
     index = (*leading_index, *(0,) * spatial)
-    translate = tuple(float(t) + float(s) * i for t, s, i in zip(layer_translate, layer_scale, index))
+    translate = tuple(float(t) + float(s) * i for t, s, i in zip(layer_translate, layer_scale, index, strict=True))
     return pasted.reshape((1,) * n_leading + pasted.shape), translate, scale
 
 

@@ -381,7 +381,7 @@ def kde_figure(
     labels = _dimension_names(values.shape[1], names)
     fig = Figure(figsize=(3.0 * len(dims), 2.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(dims), squeeze=False).ravel())
-    for ax, dim in zip(axes, dims):
+    for ax, dim in zip(axes, dims, strict=True):
         grid, densities = kde_curves(values[:, dim], groups)
         for group, density in densities.items():
             ax.plot(grid, density, label=str(group))
@@ -403,7 +403,7 @@ def violin_figure(
     group_names = list(pd.unique(groups))
     fig = Figure(figsize=(3.0 * len(dims), 2.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(dims), squeeze=False).ravel())
-    for ax, dim in zip(axes, dims):
+    for ax, dim in zip(axes, dims, strict=True):
         ax.violinplot([values[groups == g, dim] for g in group_names], showmedians=True)
         ax.set_xticks(range(1, len(group_names) + 1), [str(g) for g in group_names])
         ax.set_title(labels[dim])

@@ -353,7 +353,7 @@ def metrics_document(
     weights = None if result.model is None else result.model.channel_weights()
     if weights is not None:
         names = list(channel_names) or [f"channel {c}" for c in range(len(weights))]
-        document["channel_weights"] = {str(name): float(w) for name, w in zip(names, weights)}
+        document["channel_weights"] = {str(name): float(w) for name, w in zip(names, weights, strict=True)}
     return document
 
 

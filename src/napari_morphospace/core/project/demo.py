@@ -132,7 +132,7 @@ def write_sample_files(sample: SampleData, folder: Path) -> tuple[list[Path], li
     """Save each group's image and labels as OME-TIFF (with pixel sizes) and the factor table as CSV."""
     folder.mkdir(parents=True, exist_ok=True)
     images, labels = [], []
-    for stack, label_image in zip(sample.images, sample.labels):
+    for stack, label_image in zip(sample.images, sample.labels, strict=True):
         name = stack.source.removeprefix("synthetic-")
         spatial = {axis: stack.scale[axis] for axis in stack.spatial_axes if axis in stack.scale}
         images.append(write_stack(folder / f"{name}.ome.tif", stack, overwrite=True))

@@ -222,10 +222,10 @@ def export_crops(
     replaced = _previous_export(folder) - set(relative)
     axes = "C" + "ZYX"[3 - crop_set.spatial_ndim :]
     spatial = axes[1:]
-    scale = {a: float(s) for a, s in zip(spatial, crop_set.spacing)} if crop_set.spacing else {}
+    scale = {a: float(s) for a, s in zip(spatial, crop_set.spacing, strict=True)} if crop_set.spacing else {}
     units = {a: "µm" for a in scale}
     written = []
-    for done, (position, target) in enumerate(zip(positions, targets), start=1):
+    for done, (position, target) in enumerate(zip(positions, targets, strict=True), start=1):
         data = np.asarray(crop_set.images[int(position)], dtype=np.float32)
         stack = Stack(data, axes, scale, list(crop_set.channel_names), source=str(target), units=units)
         try:
@@ -312,7 +312,7 @@ def _relative_paths(
     if which != "per-class":
         return names
     folders = class_folder_names(labels[positions])
-    return [f"{folders[labels[p]]}/{n}" for p, n in zip(positions, names)]
+    return [f"{folders[labels[p]]}/{n}" for p, n in zip(positions, names, strict=True)]
 
 
 def class_folder_names(class_names: Iterable[str]) -> dict[str, str]:

@@ -283,7 +283,7 @@ def training_curves_figure(history: Sequence[dict[str, float]]) -> Figure:
     epochs = frame["epoch"].to_numpy() + 1 if "epoch" in frame else np.arange(1, len(frame) + 1)
     figure = Figure(figsize=(3.2 * len(terms), 2.8), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(terms), squeeze=False).ravel())
-    for ax, term in zip(axes, terms):
+    for ax, term in zip(axes, terms, strict=True):
         values = []
         for split, style in (("train", "-"), ("val", "--")):
             if f"{split}_{term}" in frame:
@@ -406,7 +406,9 @@ def _source_label_images(analysis: Analysis) -> tuple[dict[str, np.ndarray], dic
     from ..io.stacks import read_stack
 
     labels, intensities = {}, {}
-    for source, image in zip(analysis.manifest.sources, analysis.source_images):  # outside only with consent
+    for source, image in zip(
+        analysis.manifest.sources, analysis.source_images, strict=True
+    ):  # outside only with consent
         label_path = analysis.labels_path(source)
         if image is None or label_path is None:
             continue
@@ -630,7 +632,7 @@ def _gradcam_section(ctx: _Context) -> list[str]:
     crops = np.stack([np.asarray(crop_set.images[position[c]], dtype=np.float32) for c in crop_ids])
     dims = summary.ranking[:2]
     maps = {(dim, sign): gradcam_encoder(model, crops, dim, sign=sign) for dim in dims for sign in (1, -1)}
-    labels = [f"{summary.groups[r]} #{c}" for r, c in zip(chosen, crop_ids)]
+    labels = [f"{summary.groups[r]} #{c}" for r, c in zip(chosen, crop_ids, strict=True)]
     return [
         _p(
             "Grad-CAM of the posterior mean μ_k (never a sampled z) for the top dimensions, for both signs (a "
@@ -669,7 +671,7 @@ def _classifier_section(ctx: _Context) -> list[str]:
     confusion = pooled.get("confusion")
     if confusion and len(confusion) == len(classes):
         parts += [_p("Pooled confusion matrix (rows: true class, columns: predicted class)."),
-                  _table([(c, *row) for c, row in zip(classes, confusion)], ["", *classes])]  # fmt: skip
+                  _table([(c, *row) for c, row in zip(classes, confusion, strict=True)], ["", *classes])]  # fmt: skip
     weights = metrics.get("channel_weights")
     if isinstance(weights, dict) and weights:
         parts += [_p("Late fusion: weight of each channel's classifier in the fused class probability."),

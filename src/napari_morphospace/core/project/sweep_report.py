@@ -114,7 +114,7 @@ def effect_size_figure(records: list[dict[str, Any]]) -> Figure:
     rows = max(1, -(-len(profiles) // columns))
     figure = Figure(figsize=(2.4 * columns, 1.9 * rows), layout="constrained")
     axes = np.atleast_1d(figure.subplots(rows, columns, sharey=True, squeeze=False)).ravel()
-    for ax, (name, values) in zip(axes, profiles):
+    for ax, (name, values) in zip(axes, profiles, strict=False):  # the last row's spare panels are hidden below
         ordered = sorted((float(v) if v is not None else 0.0 for v in values), reverse=True)
         ax.bar(np.arange(len(ordered)), ordered, color="#d62728")
         ax.set_xticks(np.arange(len(ordered)))

@@ -457,7 +457,7 @@ def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Pa
         return [
             bmz.BatchAxis(),
             channels,
-            *[axis_class(id=a, size=int(n)) for a, n in zip(spatial, bundle.input_shape[1:])],
+            *[axis_class(id=a, size=int(n)) for a, n in zip(spatial, bundle.input_shape[1:], strict=True)],
         ]
 
     def latent(name: str, array: np.ndarray, text: str, kind: Any) -> Any:
