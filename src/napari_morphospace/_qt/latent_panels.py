@@ -27,11 +27,11 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from ..core.analysis.overlays import SLIDER_EXTENT
+from ..viewer.latent_start import STARTS
 from ..viewer.overlays import SCATTER_SELECTION
 from .combos import fill_quietly
 
 RANKINGS = {"KL to prior": "kl", "|Cohen's d| (condition − reference)": "cohens_d", "index": "index"}
-STARTS = ("origin", "group mean", "cell")
 DEFAULT_TOP_K = 8
 SCALE_TOOLTIP = (
     "Latent dimension {dim}, from −3 to +3 in units of latent_scale[{dim}] = {scale:.3g}: "

@@ -36,19 +36,17 @@ from superqt import QLabeledDoubleSlider
 
 from ..core.analysis.cell_table import mu_columns, require_mu_columns
 from ..core.analysis.overlays import (
-    find_cell,
     group_difference,
     latent_from_sliders,
     ranked_dimensions,
     slider_values,
-    start_vector,
     traversal_difference,
 )
 from ..core.analysis.traversal import group_means, group_traversals, traversal_grid, traversal_values
 from ..core.errors import InputError
 from ..core.models import StackedConditionalVAE
 from ..core.training.bundle import Bundle, load_bundle
-from ..viewer.decoded import cell_box
+from ..viewer.latent_start import StartPoint, check_start
 from ..viewer.latent_views import LatentViews, encoder_gradcam
 from ..viewer.layers import selected_cell
 from ..viewer.session import session_for
@@ -57,7 +55,7 @@ from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .errors import report_errors
 from .latent_decoding import LiveDecoding, traversable_model
-from .latent_panels import STARTS, ModelPanel, SliderPanel, ViewsPanel
+from .latent_panels import ModelPanel, SliderPanel, ViewsPanel
 from .tasks import Tasks
 
 
@@ -79,12 +77,11 @@ class LatentWidget(QWidget):
         self.bundle: Bundle | None = None
         self.model: torch.nn.Module | None = None
         self.channel_names: list[str] = []
-        self.latents: pd.DataFrame | None = None
+        self.start = StartPoint(napari_viewer)
         self.latent_scale = np.ones(0, np.float32)
         self.z = np.zeros(0, np.float32)
         self.dims: list[int] = []
         self.scores = np.zeros(0)
-        self._cell_row: int | None = None
         self.views_shown = LatentViews(napari_viewer)
 
         self.model_panel, self.slider_panel, self.views = ModelPanel(), SliderPanel(), ViewsPanel()
@@ -134,6 +131,11 @@ class LatentWidget(QWidget):
         views.group_difference_button.clicked.connect(lambda: self.show_group_difference())
         views.quantile.valueChanged.connect(lambda value: self.views_shown.threshold(float(value)))
         views.gradcam_button.clicked.connect(lambda: self.show_gradcam())
+
+    @property
+    def latents(self) -> pd.DataFrame | None:
+        """The latent table used for ranking and start points (None: none that fits this model)."""
+        return self.start.latents
 
     @property
     def busy(self) -> bool:
@@ -196,8 +198,7 @@ class LatentWidget(QWidget):
                 if not quiet:
                     show_warning(str(err))
                 table = None
-        self.latents = table
-        self._cell_row = None
+        self.start.use(table)
         self.slider_panel.set_groups(_groups(table))
         if self.model is not None:
             self._check_latent_size()
@@ -208,7 +209,7 @@ class LatentWidget(QWidget):
             return
         n = len(require_mu_columns(self.latents))
         if n != len(self.z) or isinstance(self.bundle.model, StackedConditionalVAE):
-            self.latents = None
+            self.start.use(None)
             show_warning(
                 f"the latent table has {n} dimensions and was not embedded with this model's traversed encoder; "
                 "it is not used for ranking or start points. Embed the crops with this model first"
@@ -269,27 +270,23 @@ class LatentWidget(QWidget):
         resets every dimension and decodes."""
         if self.model is None:
             return
-        if kind not in STARTS:
-            raise InputError(f"unknown start {kind!r}; choose one of {', '.join(STARTS)}")
+        check_start(kind)
         if group is not None:
             self.slider_panel.start_group.setCurrentText(str(group))
         set_quietly(self.slider_panel.start_combo, kind)
         self.decoding.place_next()
-        if kind == "cell" and self._cell_row is None:
-            self._cell_row = self._selected_row()
-        if kind == "cell" and self._cell_row is None:  # nothing chosen yet: no error, say how to choose
+        try:
+            z = self.start.vector(kind, len(self.z), self.slider_panel.start_group.currentText())
+        except InputError:
+            self._restart_from(np.zeros(len(self.z), np.float32))
+            raise
+        if z is None:  # start = cell, and no cell chosen yet: no error, say how to choose
             self._restart_from(np.zeros(len(self.z), np.float32))
             self.status.setText(
                 "Start: the origin until a cell is chosen. Click a cell in the Scatter plot (or in the image with the "
                 "Scatter dock open), or pick its label in a Labels layer and press 'Use selected cell'."
             )
             return
-        table_group = self._table_group(self.slider_panel.start_group.currentText())
-        try:
-            z = start_vector(self.latents, len(self.z), kind=kind, group=table_group, row=self._cell_row)
-        except InputError as err:
-            self._restart_from(np.zeros(len(self.z), np.float32))
-            raise InputError(f"{err}; starting from the origin instead") from err
         self._restart_from(z)
 
     def _restart_from(self, z: np.ndarray) -> None:
@@ -297,32 +294,16 @@ class LatentWidget(QWidget):
         self._rebuild_sliders()
         self.request_decode()
 
-    def _selected_row(self) -> int | None:
-        """Row in the latent table of the first cell selected in the session (Scatter plot, clicks), or None."""
-        selection = self.session.selection
-        if self.latents is None or not len(selection) or "crop_id" not in self.latents.columns:
-            return None
-        rows = np.flatnonzero(self.latents["crop_id"].to_numpy() == selection[0])
-        return int(rows[0]) if rows.size else None
-
     def _on_session_selection(self, _selection: Any) -> None:
         """With start = cell, a newly selected cell becomes the start point."""
         if self.model is None or self.slider_panel.start_combo.currentText() != "cell":
             return
-        row = self._selected_row()
-        if row is not None and row != self._cell_row:
-            self._cell_row = row
+        if self.start.follow_selection():
             self.set_start("cell")
 
     def _on_start_group_changed(self) -> None:
         if self.slider_panel.start_combo.currentText() == "group mean":
             self.set_start("group mean")
-
-    def _table_group(self, text: str) -> Any:
-        """The group value of the latent table whose text is ``text`` (groups may be numbers)."""
-        if self.latents is None or "group" not in self.latents.columns:
-            return text
-        return next((g for g in pd.unique(self.latents["group"].dropna()) if str(g) == text), text)
 
     # ------------------------------------------------------------------ selected cell
     def _spatial_ndim(self) -> int:
@@ -338,10 +319,7 @@ class LatentWidget(QWidget):
     @report_errors
     def use_selected_cell(self, layer: Labels | str | None = None) -> None:
         """Start the sliders from the μ of the cell selected in a Labels layer (looked up by source, label id, t)."""
-        if self.latents is None:
-            raise InputError("starting from a cell needs the latent table: embed the crops with this model first")
-        source, label, t = self.selected_cell(layer)
-        self._cell_row = find_cell(self.latents, source, label, t)
+        source, label, t = self.start.pick_cell(self._spatial_ndim(), layer)
         set_quietly(self.slider_panel.start_combo, "cell")
         self.set_start("cell")
         self.status.setText(f"Start: {source} label {label}" + (f" at t={t}" if t is not None else ""))
@@ -349,9 +327,7 @@ class LatentWidget(QWidget):
     # ------------------------------------------------------------------ decoded cell
     def _start_cell_box(self) -> tuple[np.ndarray, np.ndarray] | None:
         """World corners of the cell the sliders start from, when the start is a cell shown in the viewer."""
-        if self.slider_panel.start_combo.currentText() != "cell" or self._cell_row is None or self.latents is None:
-            return None
-        return cell_box(self.viewer, self.latents.iloc[self._cell_row])
+        return self.start.cell_box() if self.slider_panel.start_combo.currentText() == "cell" else None
 
     def _require_model(self) -> torch.nn.Module:
         if self.model is None:
@@ -428,8 +404,8 @@ class LatentWidget(QWidget):
         model = self._require_model()
         if self.latents is None:
             raise InputError("group differences need the latent table with a group column: embed the crops first")
-        condition = self._table_group(condition or self.slider_panel.condition.currentText())
-        reference = self._table_group(reference or self.slider_panel.reference.currentText())
+        condition = self.start.group(condition or self.slider_panel.condition.currentText())
+        reference = self.start.group(reference or self.slider_panel.reference.currentText())
         return self._start(group_difference, model, self.latents, condition, reference, on_done=self._on_difference,
                            action="The group difference maps")  # fmt: skip
 
