@@ -196,8 +196,8 @@ def test_group_difference_decodes_the_two_group_means_and_refuses_one_group_twic
     ramp = np.linspace(0, 1, 16)
     expected = np.abs(1 / (1 + np.exp(-2.0 * ramp)) - 1 / (1 + np.exp(2.0 * ramp)))  # mean μ_0 of a: 2, of b: −2
     np.testing.assert_allclose(maps["abs"][0], expected, atol=1e-6)
-    assert maps["what"] == "a vs b"
+    assert maps["what"] == "a − b"  # condition − reference, as Statistics and the report say
     with pytest.raises(InputError, match="two different groups"):
         group_difference(_RampDecoder(), table, "a", "a")
-    with pytest.raises(InputError, match="got 'a' and 'c'"):
+    with pytest.raises(InputError, match="got condition 'a' and reference 'c'"):
         group_difference(_RampDecoder(), table, "a", "c")

@@ -334,9 +334,12 @@ def traversal_difference(model: Any, dim: int, start: Any, *, sigma: float = 1.5
     return {**difference_maps(low, high, data_range=1.0, sigma=sigma), "what": f"dim {int(dim)}: −3 vs +3"}
 
 
-def group_difference(model: Any, latent_table: pd.DataFrame, group_a: Any, group_b: Any, *,
+def group_difference(model: Any, latent_table: pd.DataFrame, condition: Any, reference: Any, *,
                      group_column: str = "group", sigma: float = 1.5) -> dict[str, Any]:  # fmt: skip
-    """:func:`difference_maps` between the decodes of two groups' mean μ; ``what`` is ``"A vs B"``.
+    """:func:`difference_maps` between the decodes of the reference's and the condition's mean μ.
+
+    ``what`` is ``"condition − reference"`` (named by the groups), the words
+    and order of the Statistics panel and the report.
 
     Raises
     ------
@@ -344,13 +347,14 @@ def group_difference(model: Any, latent_table: pd.DataFrame, group_a: Any, group
         When a group is not in ``group_column`` or both are the same.
     """
     means = group_means(latent_table, group_column)
-    if group_a not in means or group_b not in means or group_a == group_b:
+    if condition not in means or reference not in means or condition == reference:
         raise InputError(
             f"choose two different groups of the latent table ({', '.join(map(str, means))}); "
-            f"got {group_a!r} and {group_b!r}"
+            f"got condition {condition!r} and reference {reference!r}"
         )
-    decoded_a, decoded_b = decode_latents(model, np.stack([means[group_a], means[group_b]]))
-    return {**difference_maps(decoded_a, decoded_b, data_range=1.0, sigma=sigma), "what": f"{group_a} vs {group_b}"}
+    decoded_reference, decoded_condition = decode_latents(model, np.stack([means[reference], means[condition]]))
+    maps = difference_maps(decoded_reference, decoded_condition, data_range=1.0, sigma=sigma)
+    return {**maps, "what": f"{condition} − {reference}"}
 
 
 # --------------------------------------------------------------------------- colours
