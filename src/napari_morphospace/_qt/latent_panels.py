@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from ..core.analysis.overlays import SLIDER_EXTENT
+from ..core.analysis.traversal import TRAVERSAL_EXTENT
 from ..viewer.latent_start import STARTS
 from ..viewer.overlays import SCATTER_SELECTION
 from .combos import fill_quietly
@@ -122,11 +122,11 @@ class SliderPanel(QGroupBox):
         self.sliders = {}
         for dim, position in zip(dims, positions, strict=True):
             slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-            slider.setRange(-SLIDER_EXTENT, SLIDER_EXTENT)
+            slider.setRange(-TRAVERSAL_EXTENT, TRAVERSAL_EXTENT)
             slider.setDecimals(2)
             slider.setSingleStep(0.05)
             slider.setToolTip(SCALE_TOOLTIP.format(dim=dim, scale=float(latent_scale[dim])))
-            slider.setValue(float(np.clip(position, -SLIDER_EXTENT, SLIDER_EXTENT)))
+            slider.setValue(float(np.clip(position, -TRAVERSAL_EXTENT, TRAVERSAL_EXTENT)))
             slider.valueChanged.connect(lambda value, dim=dim: on_move(dim, value))
             label = f"dim {dim}" + (
                 f" ({score_name} {scores[dim]:.2f})" if score_name and np.isfinite(scores[dim]) else ""

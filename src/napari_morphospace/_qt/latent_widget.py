@@ -23,6 +23,7 @@ Everything the form does is also a public method (``set_slider``,
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,8 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 from superqt import QLabeledDoubleSlider
 
 from ..core.analysis.cell_table import mu_columns, require_mu_columns
-from ..core.analysis.overlays import (
-    group_difference,
-    latent_from_sliders,
-    ranked_dimensions,
-    slider_values,
-    traversal_difference,
-)
+from ..core.analysis.difference import group_difference, traversal_difference
+from ..core.analysis.overlays import latent_from_sliders, ranked_dimensions, slider_values
 from ..core.analysis.traversal import group_means, group_traversals, traversal_grid, traversal_values
 from ..core.errors import InputError
 from ..core.models import StackedConditionalVAE
@@ -395,7 +391,8 @@ class LatentWidget(QWidget):
         """|Δ| and 1 − SSIM between the decodes at −3 and +3 of ``dim`` (others at the start point), as overlays."""
         model = self._require_model()
         dim = self._selected_dim(dim)
-        return self._start(traversal_difference, model, dim, self.z.copy(), on_done=self._on_difference,
+        start = self.z.copy()
+        return self._start(partial(traversal_difference, start=start), model, dim, on_done=self._on_difference,
                            action="The difference maps")  # fmt: skip
 
     @report_errors

@@ -85,8 +85,8 @@ class LatentViews:
         return path
 
     def show_difference(self, maps: Mapping[str, Any], quantile: float = 0.9) -> str:
-        """The |Δ| and 1 − SSIM maps of :func:`~napari_morphospace.core.analysis.overlays.difference_maps` on the
-        decoded cell.
+        """The |Δ| and 1 − SSIM maps of :func:`~napari_morphospace.core.analysis.difference.compare_images` on the
+        decoded cell (largest change over channels).
 
         Only changes at or above ``quantile`` of each map are shown.
         """
@@ -99,7 +99,7 @@ class LatentViews:
         """Redraw the last difference maps showing only changes at or above ``quantile``."""
         if self.difference is not None:
             show_difference(self.viewer, self.difference, quantile=quantile,
-                            spacing=self.spacing(self.difference["abs"].ndim))  # fmt: skip
+                            spacing=self.spacing(self.difference["abs"].ndim - 1))  # fmt: skip
 
     def gradcam_cells(
         self, bundle: Bundle, cells: str, selected: tuple[str, int, int | None] | None = None
