@@ -62,3 +62,18 @@ def test_covers_have_the_zoo_shape():
     decoder = decoder_cover(grid, [4, 1])
     assert tuple(decoder.get_size_inches()) == COVER_SIZE
     assert [decoder.axes[i].get_ylabel() for i in (0, 3)] == ["dim 4", "dim 1"]
+
+
+def test_difference_figure_of_a_thin_volume_shows_the_absolute_map_and_an_empty_ssim_panel():
+    from napari_morphospace.core.analysis.difference import compare_images
+    from napari_morphospace.core.figures.maps import difference_figure
+
+    low = np.zeros((1, 4, 16, 16), np.float32)
+    high = low.copy()
+    high[0, :, 5, 6] = 0.5
+    maps = {"low": low, "high": high, **compare_images(low, high)}
+    assert maps["dissimilarity"] is None and "4 pixels along Z" in maps["ssim_message"]
+    figure = difference_figure([(0, maps)])
+    absolute, ssim = (np.asarray(figure.axes[i].images[0].get_array()) for i in (2, 3))
+    assert absolute[5, 6] == pytest.approx(0.5) and absolute.sum() == pytest.approx(0.5)
+    assert not ssim.any()

@@ -121,7 +121,7 @@ class DemoDriver:
             return
         self._status("comparing treated with control")
         statistics = self.widgets["statistics"]
-        statistics.set_groups("treated", "control")
+        statistics.set_groups("treated", "control")  # condition, reference: d > 0 where treated is higher
         statistics.compute()
         scatter = self.widgets["scatter"]
         scatter.set_sources(["control cells", "treated cells"])

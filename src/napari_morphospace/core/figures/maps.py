@@ -32,8 +32,9 @@ def difference_figure(maps: Sequence[tuple[int, dict[str, np.ndarray]]]) -> Figu
     axes = figure.subplots(len(maps), 4, squeeze=False)
     titles = ("decode at −3", "decode at +3", "|difference|", "1 − SSIM (top 10 %)")
     for row, (dim, result) in enumerate(maps):
+        ssim = result["dissimilarity"]  # None for a volume thinner than the SSIM window: the panel stays empty
         pictures = [composite_rgb(result["low"]), composite_rgb(result["high"]), _flat(result["abs"]),
-                    _flat(threshold_map(result["dissimilarity"]))]  # fmt: skip
+                    _flat(threshold_map(ssim) if ssim is not None else np.zeros_like(result["abs"]))]  # fmt: skip
         for col, picture in enumerate(pictures):
             ax = axes[row, col]
             ax.imshow(picture, cmap=None if col < 2 else "magma")

@@ -509,11 +509,16 @@ def _difference_section(ctx: _Context) -> list[str]:
     summary = ctx.require_summary()
     start = summary.mu.mean(axis=0)
     maps = [(dim, traversal_difference(model, dim, start=start)) for dim in summary.top(TOP_DIMENSIONS)]
-    rows = [(f"dim {dim}", float(r["abs"].mean()), float(r["dissimilarity"].mean())) for dim, r in maps]
+    rows = [
+        (f"dim {dim}", float(r["abs"].mean()), "—" if r["dissimilarity"] is None else float(r["dissimilarity"].mean()))
+        for dim, r in maps
+    ]
+    no_ssim = maps[0][1]["ssim_message"] if maps else None
     return [
         _p(
             "Absolute and structural (1 − SSIM; Gaussian window σ 1.5, data range 1.0) difference between the decodes "
             f"at −3 and +3 of each top dimension (ranked by {summary.ranked_by}), the others at the mean of all cells."
+            + (f" No 1 − SSIM map: {no_ssim}." if no_ssim else "")
         ),  # fmt: skip
         _img(difference_figure(maps), "difference maps"),
         _table(rows, ["dimension", "mean |difference|", "mean 1 − SSIM"]),
