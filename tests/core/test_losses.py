@@ -78,12 +78,45 @@ def test_reconstruction_bce_hand_values_including_saturated_logits():
     torch.testing.assert_close(logits.grad, torch.tensor([[[[-1.0, 0.0]]]]))
 
 
+def test_calibrated_gaussian_hand_values():
+    """σ² = the batch's MSE; per image Σr²/(2σ²) + (P/2)·log(2πσ²), batch mean (P/2)·(1 + log 2πσ²)."""
+    x = torch.zeros(2, 1, 2, 2)
+    x[1] = 0.5
+    logits = torch.zeros_like(x)  # decodes to 0.5: residual 0.5 on image 0, 0 on image 1
+    # σ² = (4·0.25 + 0)/8 = 0.125. Image 0: 4·0.25/0.25 + 2·log(2π·0.125) ; image 1: 2·log(2π·0.125).
+    expected = ((1.0 / 0.25) + 2 * 2 * math.log(2 * math.pi * 0.125)) / 2
+    assert reconstruction_loss(logits, x, "calibrated-gaussian").item() == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(2 * (1 + math.log(2 * math.pi * 0.125)))
+
+
+def test_calibrated_gaussian_is_half_sse_with_beta_sigma_squared():
+    """The conversion docs/models.md states: its gradient is that of 0.5·SSE divided by σ² = MSE."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(3, 1, 6, 6, generator=g)
+    logits = torch.randn(3, 1, 6, 6, generator=g, requires_grad=True)
+    reconstruction_loss(logits, x, "calibrated-gaussian").backward()
+    calibrated = logits.grad.clone()
+    logits.grad = None
+    reconstruction_loss(logits, x, "sse").backward()
+    variance = (torch.sigmoid(logits) - x).pow(2).mean().detach()
+    torch.testing.assert_close(calibrated, logits.grad / variance)
+
+
+def test_calibrated_gaussian_floors_the_variance_of_a_perfect_reconstruction():
+    x = torch.full((2, 1, 3, 3), 0.5)
+    logits = torch.zeros_like(x, requires_grad=True)  # exact: MSE 0
+    loss = reconstruction_loss(logits, x, "calibrated-gaussian")
+    assert loss.item() == pytest.approx(0.5 * 9 * math.log(2 * math.pi * math.exp(-12.0)), rel=1e-6)
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
 def test_reductions_do_not_depend_on_batch_duplication():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(3, 2, 5, 5, generator=g)
     logits = torch.randn(3, 2, 5, 5, generator=g)
     _, mu, logvar = _posterior(3, 4)
-    for kind in ("sse", "bce"):
+    for kind in ("sse", "bce", "calibrated-gaussian"):
         doubled = reconstruction_loss(torch.cat([logits, logits]), torch.cat([x, x]), kind)
         torch.testing.assert_close(doubled, reconstruction_loss(logits, x, kind))
     kl_once = gaussian_kl(mu, logvar).sum(1).mean()

@@ -199,7 +199,7 @@ def test_output_shape_equals_input_shape(model_name, spatial):
     y=st.integers(3, 70),
     x=st.integers(3, 70),
     block=st.sampled_from(["strided", "maxpool"]),
-    reconstruction=st.sampled_from(["sse", "bce"]),
+    reconstruction=st.sampled_from(["sse", "bce", "calibrated-gaussian"]),
 )
 @hypothesis_settings(max_examples=25, deadline=None)
 def test_any_2d_size_and_block_decodes_to_the_input_shape(y, x, block, reconstruction):
@@ -347,7 +347,7 @@ def test_finite_loss_and_gradients_at_extreme_logvar_under_bf16_autocast(model_n
 
 
 @pytest.mark.parametrize("model_name", ["beta-vae", "beta-tcvae", "me-vae"])
-@pytest.mark.parametrize("reconstruction", ["bce", "sse"])
+@pytest.mark.parametrize("reconstruction", ["bce", "sse", "calibrated-gaussian"])
 @pytest.mark.parametrize("logit", [-200.0, 200.0])
 def test_finite_gradients_when_the_decoder_saturates(model_name, reconstruction, logit):
     """The stardist-3D divergence (β = 0.25, step 1 155): background pixels decoded to a sigmoid of exactly 0.

@@ -55,10 +55,12 @@ def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str = "sse"
         Decoder output before the sigmoid; the decoded image is ``sigmoid(logits)``.
     x : Tensor, same shape
         Target images in [0, 1].
-    kind : {"sse", "bce"}
+    kind : {"sse", "bce", "calibrated-gaussian"}
         "sse": ``0.5·Σ(sigmoid(logits) − x)²`` — the negative log-likelihood
         of a unit-variance Gaussian decoder up to a constant. "bce": binary
-        cross-entropy computed from the logits.
+        cross-entropy computed from the logits. "calibrated-gaussian": the
+        negative log-likelihood of a Gaussian decoder whose variance is its
+        maximum-likelihood value on the batch (:func:`calibrated_gaussian_nll`).
 
     Notes
     -----
@@ -76,9 +78,38 @@ def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str = "sse"
             per_pixel = 0.5 * (torch.sigmoid(logits) - x).pow(2)
         elif kind == "bce":
             per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        elif kind == "calibrated-gaussian":
+            return calibrated_gaussian_nll(torch.sigmoid(logits), x)
         else:
-            raise InputError(f"reconstruction must be 'sse' or 'bce', got {kind!r}")
+            raise InputError(f"reconstruction must be 'sse', 'bce' or 'calibrated-gaussian', got {kind!r}")
         return per_pixel.flatten(1).sum(dim=1).mean()
+
+
+#: Smallest decoder variance of the calibrated Gaussian: σ ≥ e^−6 ≈ 0.0025, the floor of Rybkin et al. (2021).
+MIN_DECODER_VARIANCE = math.exp(-12.0)
+
+
+def calibrated_gaussian_nll(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of a Gaussian decoder with the maximum-likelihood variance ("σ-VAE").
+
+    Rybkin, Daniilidis & Levine (2021), "Simple and Effective VAE Training
+    with Calibrated Decoders", optimal σ: one variance shared by every pixel,
+    σ² = the batch's mean squared error (at least :data:`MIN_DECODER_VARIANCE`).
+    Per image, ``Σ (recon − x)²/(2σ²) + (P/2)·log(2πσ²)`` over its P pixels
+    and channels; averaged over the batch this is exactly
+    ``(P/2)·(1 + log(2π·σ²))``. Because σ² is the likelihood's own optimum,
+    the weight of the reconstruction against the KL is set by how well the
+    decoder fits the data, not by a hand-chosen β; relative to ``0.5·SSE``
+    the calibrated decoder is that loss with β = σ² (plus the log σ² term).
+    The gradient through σ² is kept: at the optimum it changes nothing
+    (the derivative of the NLL with respect to σ² is zero there).
+    """
+    with full_precision(recon):
+        residual = (recon.float() - x.float()).pow(2)
+        variance = residual.mean().clamp_min(MIN_DECODER_VARIANCE)
+        pixels = residual[0].numel()
+        per_image = residual.flatten(1).sum(dim=1) / (2 * variance) + 0.5 * pixels * torch.log(2 * math.pi * variance)
+        return per_image.mean()
 
 
 def beta_vae_loss(rec: torch.Tensor, kl: torch.Tensor, beta: float, objective: str = "classic") -> torch.Tensor:
