@@ -56,10 +56,17 @@ from napari_morphospace.core.config import from_dict, to_dict  # noqa: E402
 from napari_morphospace.core.models import ModelSettings, build_model  # noqa: E402
 from napari_morphospace.core.training.dataset import CropDataset  # noqa: E402
 from napari_morphospace.core.training.diagnostics import (  # noqa: E402
+    ProbeResult,
     cell_measurements,
     representation_probe,
 )
-from napari_morphospace.core.training.engine import TrainSettings, VAEModule, split_crops, train  # noqa: E402
+from napari_morphospace.core.training.engine import (  # noqa: E402
+    DataSplit,
+    TrainSettings,
+    VAEModule,
+    split_crops,
+    train,
+)
 
 
 @dataclass
@@ -127,8 +134,8 @@ def _parse(text: str) -> object:
 
 
 def untrained_model(
-    crop_set: CropSet, model_settings: ModelSettings, train_settings: TrainSettings, split, batch_size: int
-):
+    crop_set: CropSet, model_settings: ModelSettings, train_settings: TrainSettings, split: DataSplit, batch_size: int
+) -> torch.nn.Module:
     """The training run's model before its first step: same seed, same initial weights (as ``train`` builds it).
 
     Its BatchNorm statistics are averaged over the training crops, as ``train``
@@ -151,7 +158,7 @@ def untrained_model(
     return model.eval()
 
 
-def _probe(model, cells: Cells, pca_fit: np.ndarray):
+def _probe(model: torch.nn.Module, cells: Cells, pca_fit: np.ndarray) -> ProbeResult:
     latents = embed(model, cells.crop_set)
     mu = latents[[c for c in latents.columns if c.startswith("mu_")]].to_numpy(float)
     measurements = cell_measurements(cells.crop_set.table, cells.labels, cells.intensities)
