@@ -221,7 +221,8 @@ def main() -> None:
     repeats = [int(r) for r in args.repeats.split(",")]
     repeats = repeats * len(sizes) if len(repeats) == 1 else repeats
     print(
-        f"{'objects':>9} | {'ours obj/s':>10} {'bare obj/s':>10} {'ratio':>6} | {'ours CPU s':>10} {'bare CPU s':>10} | "
+        f"{'objects':>9} | {'ours obj/s':>10} {'bare obj/s':>10} {'ratio':>6} | {'ours CPU s':>10} "
+        f"{'bare CPU s':>10} | "
         f"{'ours peak MiB':>13} {'bare peak MiB':>13} | {'files':>6}"
     )
     for n_objects, n_repeats in zip(sizes, repeats):
@@ -240,7 +241,8 @@ def main() -> None:
         med = {kind: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for kind, rs in runs.items()}
         ours, bare = med["ours"], med["bare"]
         print(
-            f"{int(ours['crops']):>9} | {ours['crops'] / ours['seconds']:>10.0f} {bare['crops'] / bare['seconds']:>10.0f} "
+            f"{int(ours['crops']):>9} | {ours['crops'] / ours['seconds']:>10.0f} "
+            f"{bare['crops'] / bare['seconds']:>10.0f} "
             f"{statistics.median(ratios):>6.2f} | {ours['cpu']:>10.1f} {bare['cpu']:>10.1f} | "
             f"{ours['peak_mib']:>13.0f} {bare['peak_mib']:>13.0f} | {int(ours['files']):>6}",
             flush=True,

@@ -94,7 +94,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     settings = ModelSettings(base_channels=args.base_channels)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, ModelSettings(base_channels={settings.base_channels}), otherwise defaults"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"ModelSettings(base_channels={settings.base_channels}), otherwise defaults"
     )
     for name, (shape, goal) in CASES.items():
         torch.manual_seed(0)

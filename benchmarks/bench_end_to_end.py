@@ -143,7 +143,8 @@ def main() -> None:
         fields = stages.here("fields", distinct * per_field, write_fields, folder / "fields", distinct)
         files = [fields[i % len(fields)] for i in range(n_fields)]
         crops, model, latents = folder / "crops", folder / "model", folder / "latents.parquet"
-        crop_arguments = ["crops", *(str(image) for image, _ in files), "--labels", *(str(labels) for _, labels in files),
+        crop_arguments = ["crops", *(str(image) for image, _ in files),
+                          "--labels", *(str(labels) for _, labels in files),
                           "--group", "a", "--size", "32", "--out", str(crops)]  # fmt: skip
         if args.workers:
             crop_arguments += ["--workers", str(args.workers)]

@@ -293,7 +293,8 @@ def report(layer: str, ours: dict, peer: dict, peer_source: str) -> None:
         verdict.append(f"pick {'met' if mine['pick'] <= PICK_GOAL_S else 'MISSED'}")
         print(
             f"{n:>9} " + " ".join(cells) + f" {1000 * mine['pick']:>8.2f} {1000 * mine['pick_first']:>8.1f}"
-            f" {mine['replot']:>7.3f} {mine['add_layer']:>7.3f} {mine['set_sources']:>8.3f} {mine['plot_highlight']:>6.3f}"
+            f" {mine['replot']:>7.3f} {mine['add_layer']:>7.3f} {mine['set_sources']:>8.3f} "
+            f"{mine['plot_highlight']:>6.3f}"
             f" {mine['plot'] - mine['add_layer'] - mine['set_sources']:>6.3f} {mine['select_call']:>8.3f}"
             f" {mine['select_highlight']:>6.3f}  {str(mine['ok']):5} " + ", ".join(verdict)
         )

@@ -1,4 +1,5 @@
-"""Hover latency of the scatter plot at a million points: cursor position → nearest point → its crop shown at the cursor.
+"""Hover latency of the scatter plot at a million points: cursor position → nearest point → its crop shown at the
+cursor.
 
 For ``--n`` plotted cells (a Points layer with ``mu_0``/``mu_1`` and a
 ``crop_id`` per row) whose crops are in a zarr array on disk (chunks of 64
@@ -154,17 +155,21 @@ def main() -> None:
     print(f"{args.n} points, crops 2 x 32 x 32 from a zarr array on disk, {args.hovers} hovers on random points")
     print(f"  first hover after the plot               : {1000 * first:8.1f} ms (once per plot)")
     print(
-        f"  ours  widget.hover(pixel)                : median {1000 * ours_median:6.2f} ms, p95 {1000 * ours_p95:6.2f} ms,"
+        f"  ours  widget.hover(pixel)                : median {1000 * ours_median:6.2f} ms, "
+        f"p95 {1000 * ours_p95:6.2f} ms,"
         f" thumbnail shown {found}/{args.hovers}"
     )
     print(
-        f"    of which pick (pixel -> nearest row)   : median {1000 * pick_median:6.2f} ms, p95 {1000 * pick_p95:6.2f} ms"
+        f"    of which pick (pixel -> nearest row)   : median {1000 * pick_median:6.2f} ms, "
+        f"p95 {1000 * pick_p95:6.2f} ms"
     )
     print(
-        f"  bare  tree query + crop read + composite : median {1000 * bare_median:6.2f} ms, p95 {1000 * bare_p95:6.2f} ms"
+        f"  bare  tree query + crop read + composite : median {1000 * bare_median:6.2f} ms, "
+        f"p95 {1000 * bare_p95:6.2f} ms"
     )
     print(
-        f"  brute argmin over all points + crop read : median {1000 * brute_median:6.2f} ms, p95 {1000 * brute_p95:6.2f} ms"
+        f"  brute argmin over all points + crop read : median {1000 * brute_median:6.2f} ms, "
+        f"p95 {1000 * brute_p95:6.2f} ms"
     )
     print(
         f"  ratio ours/bare (medians): {ours_median / bare_median:.2f}; brute/ours: {brute_median / ours_median:.0f}x;"

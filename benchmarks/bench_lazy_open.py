@@ -120,14 +120,16 @@ def main() -> None:
         lazy = run_in_subprocess("lazy", path)
         print(
             f"lazy read_stack + one {CROP[0].stop - CROP[0].start}x256x256 crop: {lazy['array']} array, "
-            f"peak RSS +{lazy['peak_increase_mib']:.1f} MiB, {lazy['seconds']:.3f} s, crop correct: {lazy['crop_correct']}"
+            f"peak RSS +{lazy['peak_increase_mib']:.1f} MiB, {lazy['seconds']:.3f} s, crop correct: "
+            f"{lazy['crop_correct']}"
         )
         if args.no_baseline:
             return
         eager = run_in_subprocess("eager", path)
         print(
             f"baseline tifffile.imread (whole file): {eager['array']} array, "
-            f"peak RSS +{eager['peak_increase_mib']:.1f} MiB, {eager['seconds']:.3f} s, crop correct: {eager['crop_correct']}"
+            f"peak RSS +{eager['peak_increase_mib']:.1f} MiB, {eager['seconds']:.3f} s, crop correct: "
+            f"{eager['crop_correct']}"
         )
         ratio = eager["peak_increase_mib"] / max(lazy["peak_increase_mib"], 1e-3)
         print(f"memory ratio baseline / lazy: {ratio:.1f}x")

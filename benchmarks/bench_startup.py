@@ -48,8 +48,10 @@ def wall_time(code: str, repeats: int) -> tuple[float, str]:
 
 def cli_code(argv: list[str]) -> str:
     """The console script's steps for ``morphospace ARGV``, then the heavy modules it imported."""
-    return (f"import sys\nfrom napari_morphospace.cli import main\ntry:\n    main({argv!r})\n"
-            f"except SystemExit:\n    pass\nprint('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")  # fmt: skip
+    return (
+        f"import sys\nfrom napari_morphospace.cli import main\ntry:\n    main({argv!r})\n"
+        f"except SystemExit:\n    pass\nprint('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
 
 
 def main() -> None:
@@ -68,7 +70,8 @@ def main() -> None:
     for argv in (["--help"], ["crops", "cells.tif", "--size", "big", "--out", "crops"], ["train", "--help"]):
         seconds, heavy = wall_time(cli_code(argv), args.repeats)
         print(
-            f"morphospace {' '.join(argv):<35s} {seconds:7.2f} {seconds / bare:7.1f} {seconds / numpy:8.1f}  {heavy or '-'}"
+            f"morphospace {' '.join(argv):<35s} {seconds:7.2f} {seconds / bare:7.1f} "
+            f"{seconds / numpy:8.1f}  {heavy or '-'}"
         )
 
     print(

@@ -39,8 +39,12 @@ def tgmm_cells(dims: int):
     labels = tifffile.imread(dataset("tgmm") / "tgmm-mini.tif")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        crop_set = crops_from_labels((labels > 0).astype(np.float32), labels,
-                                     CropSettings(size=(8, 16, 16), mode="fit", normalise="dtype"), axes="TZYX")  # fmt: skip
+        crop_set = crops_from_labels(
+            (labels > 0).astype(np.float32),
+            labels,
+            CropSettings(size=(8, 16, 16), mode="fit", normalise="dtype"),
+            axes="TZYX",
+        )
     return embedded(crop_set, track_ids.track_ids_from_labels(crop_set.table), dims)
 
 

@@ -29,9 +29,11 @@ def no_modal_dialogs(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"a modal dialog opened in a test and would wait forever: {args[1:3]}")
 
-    for owner, names in ((QMessageBox, ("question", "warning", "information", "critical")),
-                         (QFileDialog, ("getSaveFileName", "getOpenFileName", "getOpenFileNames", "getExistingDirectory")),
-                         (QInputDialog, ("getText", "getItem", "getInt", "getDouble"))):  # fmt: skip
+    for owner, names in (
+        (QMessageBox, ("question", "warning", "information", "critical")),
+        (QFileDialog, ("getSaveFileName", "getOpenFileName", "getOpenFileNames", "getExistingDirectory")),
+        (QInputDialog, ("getText", "getItem", "getInt", "getDouble")),
+    ):
         for name in names:
             monkeypatch.setattr(owner, name, staticmethod(refuse))
 

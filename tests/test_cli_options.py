@@ -26,7 +26,8 @@ def test_import_help_and_bad_arguments_never_import_torch():
         import sys
         from napari_morphospace.cli import main
         for argv in (["--help"], ["crops", "a.tif", "--size", "big", "--out", "x"], ["train", "--crops", "c"],
-                     ["embed", "--bogus"], ["analysis", "--help"], ["sweep", "--help"], ["report", "--help"], ["export", "--help"]):
+                     ["embed", "--bogus"], ["analysis", "--help"], ["sweep", "--help"], ["report", "--help"],
+                     ["export", "--help"]):
             try:
                 main(argv)
             except SystemExit as stop:
@@ -51,8 +52,8 @@ def test_help_shows_the_settings_defaults_and_choices(capsys, monkeypatch):
     assert defaults.batch_size is None and defaults.epochs is None  # chosen from the crops: the help says how
     assert "crops per batch (per device); default: chosen from the number of training crops" in text
     assert (
-        f"--min-steps MIN_STEPS optimiser steps the automatic epoch count reaches at least (default: {defaults.min_steps})"
-        in text
+        "--min-steps MIN_STEPS optimiser steps the automatic epoch count reaches at least (default: "
+        f"{defaults.min_steps})" in text
     )
     assert "which VAE to train (one of: beta-vae, beta-tcvae, me-vae, cond-vae; default: beta-vae)" in text
     assert "--reconstruction" in text and "(one of: sse, bce;" in text

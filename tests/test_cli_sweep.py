@@ -33,7 +33,8 @@ def test_sweep_from_the_command_line_one_job_per_grid_point_then_collect(tmp_pat
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"latent_dim": 2, "base_channels": 8},
-        "training": {"epochs": 2, "batch_size": 8, "accelerator": "cpu", "augment_flips": False, "augment_rot90": False},
+        "training": {"epochs": 2, "batch_size": 8, "accelerator": "cpu",
+                     "augment_flips": False, "augment_rot90": False},
         "grid": {"beta": [0.5, 4.0], "depth": [2, 9]},
     }))  # fmt: skip
     assert main(["sweep", "--config", str(config), "--list"]) == 0

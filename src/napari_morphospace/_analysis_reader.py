@@ -120,7 +120,8 @@ def analysis_layers(path: PathOrPaths, *, allow_external: bool = False) -> list[
 
 
 def analysis_cells(analysis: Analysis) -> pd.DataFrame:
-    """The analysis's per-cell table: its crops with their latents and the saved annotations (empty without crops or latents)."""
+    """The analysis's per-cell table: its crops with their latents and the saved annotations
+    (empty without crops or latents)."""
     cells = cell_table(analysis.crop_set.table) if isinstance(analysis.crop_set, CropSet) else None
     cells = merge_latents(cells, analysis.latents)
     if cells is None:

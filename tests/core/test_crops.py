@@ -486,8 +486,14 @@ def test_lazy_crops_read_each_chunk_about_once_and_equal_the_eager_ones(chunks, 
     if chunks[-1] == 256:  # one chunk per page: read once for the intensity range, once for all its crops
         assert set(counting.reads.values()) == {2}
     else:  # crops overhang into the next block's chunks, which are read again: a few reads, not one per crop
-        per_crop = sum(len(range(r.y_start // 64, (r.y_stop - 1) // 64 + 1)) * len(range(r.x_start // 64, (r.x_stop - 1) // 64 + 1))
-                       for r in eager.table.itertuples()) * 2  # fmt: skip
+        per_crop = (
+            sum(
+                len(range(r.y_start // 64, (r.y_stop - 1) // 64 + 1))
+                * len(range(r.x_start // 64, (r.x_stop - 1) // 64 + 1))
+                for r in eager.table.itertuples()
+            )
+            * 2
+        )
         assert max(counting.reads.values()) <= 1 + 4 and sum(counting.reads.values()) < per_crop / 2  # 4: 2D neighbours
 
 

@@ -171,10 +171,14 @@ def test_latents_of_a_small_default_training_know_size_and_elongation_better_tha
 
     sample = make_sample_data(SampleSettings(n_cells=100, n_channels=1, seed=0))
     aligned = PreprocessPipeline([PreprocessStep("align_major_axis"), PreprocessStep("resize", {"shape": [32, 32]})])
-    crop_set = concat_crop_sets([
-        crops_from_labels(stack, labels, CropSettings(size=48), group=stack.source, source=stack.source, pipeline=aligned)
-        for stack, labels in zip(sample.images, sample.labels)
-    ])  # fmt: skip
+    crop_set = concat_crop_sets(
+        [
+            crops_from_labels(
+                stack, labels, CropSettings(size=48), group=stack.source, source=stack.source, pipeline=aligned
+            )
+            for stack, labels in zip(sample.images, sample.labels)
+        ]
+    )
     factors = sample.factors.set_index(["source", "label_id"])
     known = factors.loc[list(zip(crop_set.table["source"], crop_set.table["label_id"]))][["size", "elongation"]]
     settings = TrainSettings(min_steps=300, split="random", accelerator="cpu", checkpoint_dir=str(tmp_path))

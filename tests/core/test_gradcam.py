@@ -106,7 +106,8 @@ def test_encoder_reading_only_the_left_half_puts_the_map_on_the_left(shape):
 
 
 class SumEncoder(nn.Module):
-    """μ_0 = Σ x·m with the input itself as the feature layer: the Grad-CAM weight is mean(m), the map ReLU(mean(m)·x)."""
+    """μ_0 = Σ x·m with the input itself as the feature layer: the Grad-CAM weight is mean(m),
+    the map ReLU(mean(m)·x)."""
 
     def __init__(self, m: torch.Tensor) -> None:
         super().__init__()

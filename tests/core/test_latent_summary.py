@@ -51,7 +51,8 @@ def test_export_refuses_to_overwrite_before_writing_anything(tmp_path):
 
 
 def test_one_sign_convention_condition_minus_reference_hand_computed():
-    """d = (mean of the condition − mean of the reference) / pooled SD; by default the second group against the first."""
+    """d = (mean of the condition − mean of the reference) / pooled SD;
+    by default the second group against the first."""
     data = pd.DataFrame({"mu_0": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "group": ["control"] * 3 + ["treated"] * 3})
     # control mean 1, treated mean 4, both variances 1 (ddof 1): pooled SD 1, d = (4 - 1) / 1 = +3
     assert default_groups(data, "group") == ("treated", "control")

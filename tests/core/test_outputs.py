@@ -99,8 +99,17 @@ def test_a_bundle_replaces_a_bundle_but_never_another_folder(tmp_path):
 
 
 def test_preprocessing_differences_name_what_changes_the_crops_only():
-    trained = {"crops": {"size": 64, "normalise": "percentiles", "percentiles": [0.1, 99.9], "mask_neighbours": True,
-                         "min_area": 10, "exclude_border": False}, "pipeline": {"steps": [{"name": "normalize_minmax"}]}}  # fmt: skip
+    trained = {
+        "crops": {
+            "size": 64,
+            "normalise": "percentiles",
+            "percentiles": [0.1, 99.9],
+            "mask_neighbours": True,
+            "min_area": 10,
+            "exclude_border": False,
+        },
+        "pipeline": {"steps": [{"name": "normalize_minmax"}]},
+    }
     same_look = {"crops": {**trained["crops"], "min_area": 99, "exclude_border": True}, "pipeline": trained["pipeline"]}
     assert preprocessing_differences(trained, same_look) == []
     assert preprocessing_differences(trained, None) == [] and preprocessing_differences(None, trained) == []

@@ -1,4 +1,5 @@
-"""core.analysis.overlays: dimension ranking, start points, slider units, overlays in source coordinates, difference maps."""
+"""core.analysis.overlays: dimension ranking, start points, slider units, overlays in source coordinates,
+difference maps."""
 
 import numpy as np
 import pandas as pd

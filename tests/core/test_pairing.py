@@ -87,7 +87,8 @@ def test_one_file_name_in_several_folders_pairs_within_the_folder():
 
 
 def test_channels_of_one_file_are_one_source():
-    """Our reader names the channels of ``X.tif`` ``X membrane``, ``X nucleus``; napari's channel_axis ``Y``, ``Y [1]``."""
+    """Our reader names the channels of ``X.tif`` ``X membrane``, ``X nucleus``;
+    napari's channel_axis ``Y``, ``Y [1]``."""
     layers = [
         LayerInfo("X membrane", "image", (30, 40), origin="/d/X.tif"),
         LayerInfo("X nucleus", "image", (30, 40), origin="/d/X.tif"),

@@ -224,8 +224,13 @@ def test_one_condition_gets_every_analysis_except_the_group_comparisons(tmp_path
     pd.DataFrame({"group": "A9", "label_id": table["label_id"], "size": 10 * mu[:, 2] + 5, "elongation": mu[:, 0]}
                  ).to_csv(factors, index=False)  # fmt: skip
     folder = tmp_path / "one condition"
-    save_analysis(create_analysis(folder), crop_set=CropSet(rng.random((n, 1, 16, 16), dtype=np.float32), table, ["c0"]),
-                  model=bundle, latents=latents, factors=factors)  # fmt: skip
+    save_analysis(
+        create_analysis(folder),
+        crop_set=CropSet(rng.random((n, 1, 16, 16), dtype=np.float32), table, ["c0"]),
+        model=bundle,
+        latents=latents,
+        factors=factors,
+    )
     opened = open_analysis(folder, allow_external=True)  # the factor table lies outside the folder
     sections = sections_of(write_report(opened, folder / "report.html").read_text())
 

@@ -74,7 +74,8 @@ def widget(make_napari_viewer, qtbot):
 
 
 def _run(qtbot, widget, worker):
-    """Wait until ``widget`` has handled the end of ``worker`` (a fast worker may finish before a waitSignal connects)."""
+    """Wait until ``widget`` has handled the end of ``worker``
+    (a fast worker may finish before a waitSignal connects)."""
     assert worker is not None, "the widget refused"
     qtbot.waitUntil(lambda: widget.save_button.enabled, timeout=WAIT_MS)
 

@@ -57,8 +57,9 @@ def test_rows_without_a_latent_are_left_out_of_plot_and_statistics_with_a_note(e
     layer = viewer.layers[names[0]]
     ids = np.unique(np.asarray(layer.data))
     ids = ids[ids > 0]
-    layer.features = layer.features.merge(pd.DataFrame({"index": ids, "measured_area": np.arange(len(ids), dtype=float)}),
-                                          on="index", how="outer")  # fmt: skip
+    layer.features = layer.features.merge(
+        pd.DataFrame({"index": ids, "measured_area": np.arange(len(ids), dtype=float)}), on="index", how="outer"
+    )
     without = int(layer.features["mu_0"].isna().sum())
     assert without == 2  # 'A9 p10d' has two nuclei under min_area
     scatter = dock(viewer, "Scatter")
@@ -129,8 +130,9 @@ def test_clusters_annotations_and_docks_survive_save_and_reopen(make_napari_view
     labels = [layer.name for layer in reopened.layers if layer.name.endswith("_labels")]
     assert labels == names  # named as when they were opened: no 'A9 cells [1]'
     restored = session_for(reopened).cells
-    pd.testing.assert_frame_equal(restored[["crop_id", "cluster", "annotation"]], cells[["crop_id", "cluster", "annotation"]],
-                                  check_dtype=False)  # fmt: skip
+    pd.testing.assert_frame_equal(
+        restored[["crop_id", "cluster", "annotation"]], cells[["crop_id", "cluster", "annotation"]], check_dtype=False
+    )
     first = reopened.layers[names[0]].features
     assert first["annotation"].tolist()[:3] == ["bright"] * 3 and first["cluster"].notna().all()
     docked = set(reopened.window.dock_widgets)

@@ -1,4 +1,5 @@
-"""The Classifier widget in a real viewer: training, metrics shown, channel evidence and ranking, stop, Grad-CAM overlays, export."""
+"""The Classifier widget in a real viewer: training, metrics shown, channel evidence and ranking, stop,
+Grad-CAM overlays, export."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _blob(centre: np.ndarray, radius: float = 2.0) -> np.ndarray:
 
 
 def synthetic_crop_set(per_source: int = 8, seed: int = 0, n_sources: int = 6) -> CropSet:
-    """6 source images, 3 per group; 'treated' crops have a bright blob in channel 1 ("mito") where 'control' has a dim one.
+    """6 source images, 3 per group; 'treated' crops have a bright blob in channel 1 ("mito") where 'control' has a dim
+    one.
 
     Channel 0 ("ER") is identically distributed in both groups. Crops of one
     source sit in a 2 × 4 grid of 16-pixel boxes (one source pixel per crop
@@ -149,7 +151,8 @@ def test_rank_channels_puts_channel_1_first(widget, qtbot):
 
 @pytest.mark.parametrize(("n_sources", "offered"), [(6, 3), (8, 4), (12, 5)])
 def test_folds_offered_are_what_the_sources_allow(viewer, qtbot, n_sources, offered):
-    """With 4 source images per class, 5 folds (the default) cannot keep every class in every test fold: 4 are offered."""
+    """With 4 source images per class, 5 folds (the default) cannot keep every class in every test fold:
+    4 are offered."""
     session_for(viewer).crop_set = synthetic_crop_set(per_source=2, n_sources=n_sources)
     widget = ClassifierWidget(viewer)
     qtbot.addWidget(widget)

@@ -1,4 +1,5 @@
-"""Hovering a point of the docked Scatter widget shows its cell's crop at the cursor, read from the session's crop set."""
+"""Hovering a point of the docked Scatter widget shows its cell's crop at the cursor,
+read from the session's crop set."""
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,8 @@ def _green_magenta(crop: np.ndarray) -> np.ndarray:
 
 
 def _shows(thumbnail, expected: np.ndarray) -> bool:
-    """Whether the thumbnail holds ``expected``: through a pixmap as it is (16-bit colour under pytest-xvfb), and close."""
+    """Whether the thumbnail holds ``expected``: through a pixmap as it is (16-bit colour under pytest-xvfb),
+    and close."""
     shown = _pixmap_rgb(thumbnail.pixmap())
     return np.array_equal(shown, _pixmap_rgb(rgb_pixmap(expected))) and np.abs(shown.astype(int) - expected).max() <= 8
 

@@ -218,7 +218,8 @@ def test_points_highlight_layer_comes_with_the_first_selection_and_its_rings_fol
 
 @pytest.fixture
 def linked(make_napari_viewer):
-    """One still image whose features carry crop ids 10..13, and its 3D crop set (1 channel, 3 x 6 x 8) in the session."""
+    """One still image whose features carry crop ids 10..13, and its 3D crop set (1 channel, 3 x 6 x 8) in the
+    session."""
     viewer = make_napari_viewer()
     labels = np.zeros((20, 20), np.uint16)
     for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)]):

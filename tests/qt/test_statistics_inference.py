@@ -1,4 +1,5 @@
-"""The Statistics dock's Inference tab, docked as from the Plugins menu: per cell, per image, and a refused per-image test."""
+"""The Statistics dock's Inference tab, docked as from the Plugins menu:
+per cell, per image, and a refused per-image test."""
 
 import numpy as np
 import pandas as pd

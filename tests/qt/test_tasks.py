@@ -91,8 +91,12 @@ def test_work_that_ends_after_its_widget_was_deleted_touches_nothing_of_it(qtbot
     widget = QWidget()
     button = QPushButton("Compute", widget)
     calls, release, ended = [], threading.Event(), threading.Event()
-    tasks = Tasks("Statistics", status=button.setText, on_busy=lambda busy: (calls.append(busy), button.setEnabled(not busy)),
-                  parent=widget)  # fmt: skip
+    tasks = Tasks(
+        "Statistics",
+        status=button.setText,
+        on_busy=lambda busy: (calls.append(busy), button.setEnabled(not busy)),
+        parent=widget,
+    )
     worker = tasks.start(
         lambda: release.wait(5), on_done=lambda _result: button.setText("done"), busy_text="Computing…"
     )

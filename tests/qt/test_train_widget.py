@@ -290,11 +290,16 @@ def test_training_in_a_docked_widget_is_a_napari_task_closing_the_viewer_stops(
 
 BAD_INPUT = [
     ("batch size 2", lambda w: setattr(w.train_form.batch_size["value"], "value", 2), "start", "batch_size is 2"),
-    ("latent dim 1", lambda w: setattr(w.model_form.latent_dim, "value", 1), "start", "latent_dim must be between 2 and 512"),
+    (
+        "latent dim 1",
+        lambda w: setattr(w.model_form.latent_dim, "value", 1),
+        "start",
+        "latent_dim must be between 2 and 512",
+    ),
     ("devices", lambda w: setattr(w.train_form.devices, "value", "many"), "start", "devices is 'many'"),
     ("no crop set", lambda w: setattr(w, "crop_set", None), "start", "Cells widget"),
     ("nothing to resume", lambda w: None, "resume", "no checkpoint to resume from"),
-]  # fmt: skip
+]
 
 
 def test_bad_input_is_explained_and_nothing_starts(make_napari_viewer, qtbot, crop_set, tmp_path, notifications):

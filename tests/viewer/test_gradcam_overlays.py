@@ -14,9 +14,18 @@ from napari_morphospace.viewer.overlays import GradcamOverlay, chosen_cells, pla
 def _rows(sources, ts=None):
     """Cells of 4×4 boxes: cell i at y 4i..4i+4, x 2..6."""
     n = len(sources)
-    table = pd.DataFrame({"crop_id": np.arange(n), "source": sources, "label_id": np.arange(1, n + 1),
-                          "y_start": 4 * np.arange(n), "y_stop": 4 * np.arange(n) + 4,
-                          "x_start": np.full(n, 2), "x_stop": np.full(n, 6), "group": ["ab"[i % 2] for i in range(n)]})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(n),
+            "source": sources,
+            "label_id": np.arange(1, n + 1),
+            "y_start": 4 * np.arange(n),
+            "y_stop": 4 * np.arange(n) + 4,
+            "x_start": np.full(n, 2),
+            "x_stop": np.full(n, 6),
+            "group": ["ab"[i % 2] for i in range(n)],
+        }
+    )
     if ts is not None:
         table["t"] = ts
     return table

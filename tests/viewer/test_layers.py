@@ -25,8 +25,12 @@ def test_the_shown_source_is_the_active_one_else_the_topmost_visible():
 def test_one_overlay_layer_follows_the_shown_source_and_goes_with_the_last_source():
     viewer = ViewerModel()
     fields = _fields(viewer)
-    overlay = SourceOverlay(viewer, "marked", "labels",
-                            lambda source, current: (np.asarray(source.data) * 10, {"translate": source.translate}))  # fmt: skip
+    overlay = SourceOverlay(
+        viewer,
+        "marked",
+        "labels",
+        lambda source, current: (np.asarray(source.data) * 10, {"translate": source.translate}),
+    )
     overlay.set_sources(fields)
     assert [layer.name for layer in viewer.layers] == ["field 0", "field 1", "field 2", "marked"]  # above the top one
     assert viewer.layers.selection.active is fields[2]  # the overlay took nothing from the user
@@ -72,9 +76,12 @@ def test_fields_side_by_side_share_the_one_overlay_and_fields_on_top_of_each_oth
     left = viewer.add_labels(np.full((4, 4), 1, np.int32), name="left", scale=(0.5, 0.5))
     right = viewer.add_labels(np.full((4, 6), 2, np.int32), name="right", scale=(0.5, 0.5), translate=(1.0, 3.0))
     under = viewer.add_labels(np.full((4, 4), 3, np.int32), name="under", scale=(0.5, 0.5))  # on top of 'left'
-    overlay = SourceOverlay(viewer, "marked", "labels",
-                            lambda source, current: (np.asarray(source.data), {"scale": source.scale,
-                                                                                "translate": source.translate}))  # fmt: skip
+    overlay = SourceOverlay(
+        viewer,
+        "marked",
+        "labels",
+        lambda source, current: (np.asarray(source.data), {"scale": source.scale, "translate": source.translate}),
+    )
     overlay.set_sources([left, right, under])
     viewer.layers.selection.active = left
     data = viewer.layers["marked"].data

@@ -115,7 +115,8 @@ def write_analysis_report(send: Callable[[Any], None], folder: Path, allow_exter
 
 
 class AnalysisWidget(QWidget):
-    """Dockable panel: Save analysis, Open analysis…, Write report, Open feature table…; every button is a public method."""
+    """Dockable panel: Save analysis, Open analysis…, Write report, Open feature table…;
+    every button is a public method."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
@@ -204,7 +205,8 @@ class AnalysisWidget(QWidget):
     # ----------------------------------------------------------------- save
 
     def save(self, folder: str | Path | None = None) -> Any:
-        """Save the session (crop set, model, latents, named selections, source references) in a worker; returns the worker."""
+        """Save the session (crop set, model, latents, named selections, source references) in a worker;
+        returns the worker."""
         try:
             plan = session_save_plan(self.viewer, self._required_folder(folder), self.opened, self.plot_settings())
         except InputError as err:
@@ -418,7 +420,8 @@ class AnalysisWidget(QWidget):
     def _zoo_parts(self) -> tuple[Bundle, CropSet]:
         if self.session.bundle is None or self.session.crop_set is None:
             raise InputError(
-                "export needs the session's model and its crops: train or load a model, and make or open the crops first"
+                "export needs the session's model and its crops: train or load a model, "
+                "and make or open the crops first"
             )
         return self.session.bundle, self.session.crop_set
 

@@ -162,7 +162,8 @@ class AnnotationWidget(QWidget):
     # ------------------------------------------------------- crop set and store
 
     def set_crop_set(self, crop_set: Any, folder: str | Path | None = None) -> None:
-        """Annotate the crops of ``crop_set``, made the session's; ``folder`` (where it is saved) gives the default analysis folder."""
+        """Annotate the crops of ``crop_set``, made the session's; ``folder`` (where it is saved) gives the default
+        analysis folder."""
         self.session.crop_set_changed.disconnect(self._on_crop_set)  # here a refusal is raised, not only shown
         try:
             self.session.crop_set_folder = Path(folder) if folder else None

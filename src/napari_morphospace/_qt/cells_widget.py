@@ -411,8 +411,13 @@ def build_crops(send: Callable[[Any], None], sources: list[CropSource], pipeline
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            crop_set = build_crop_set(sources, pipeline=pipeline, output=output, stop_event=stop_event,
-                                      on_progress=lambda name, done, total: send(Progress(f"Cropping {name}", done, total)))  # fmt: skip
+            crop_set = build_crop_set(
+                sources,
+                pipeline=pipeline,
+                output=output,
+                stop_event=stop_event,
+                on_progress=lambda name, done, total: send(Progress(f"Cropping {name}", done, total)),
+            )
         except CropCancelled:
             return None
     send(BuildWarnings(summed_notes([str(w.message) for w in caught])))

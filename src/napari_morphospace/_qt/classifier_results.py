@@ -1,4 +1,5 @@
-"""The results tabs of the Classifier dock: metrics per fold, confusion and precision–recall, channel evidence and ranking.
+"""The results tabs of the Classifier dock: metrics per fold, confusion and precision–recall,
+channel evidence and ranking.
 
 Display only: it shows the tables and figures of
 :mod:`~napari_morphospace.core.classifier.report` it is given.

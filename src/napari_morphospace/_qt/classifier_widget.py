@@ -85,7 +85,8 @@ SETTINGS_OPTIONS = {
 
 
 def gradcam_layer_name(channel: str, class_name: str, source: str = "", frame: int | None = None) -> str:
-    """``"<channel> Grad-CAM (<class>)"``, with ``" · <source>"`` (and ``" t=<frame>"``) when the class spans several."""
+    """``"<channel> Grad-CAM (<class>)"``, with ``" · <source>"`` (and ``" t=<frame>"``) when the class spans
+    several."""
     return (
         f"{channel} Grad-CAM ({class_name})"
         + (f" · {source}" if source else "")
@@ -101,7 +102,8 @@ def _load(crop_set: CropSet, positions: np.ndarray) -> np.ndarray:
 def train_classifier(
     send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event
 ) -> tuple[ClassifierResult, np.ndarray | None]:
-    """Cross-validate and train on the labelled crops, sending :class:`ClassifierUpdate` messages; ``(result, evidence)``."""
+    """Cross-validate and train on the labelled crops, sending :class:`ClassifierUpdate` messages;
+    ``(result, evidence)``."""
     images = _load(crop_set, summary.positions)
     return train_with_evidence(images, summary.labels, summary.sources, settings, stop_event=stop_event, on_update=send)
 
@@ -109,7 +111,8 @@ def train_classifier(
 def rank_crop_channels(
     send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event
 ) -> list[ChannelRanking]:
-    """One classifier per channel, sending :class:`ClassifierUpdate` messages; the ranking (channels done when stopped)."""
+    """One classifier per channel, sending :class:`ClassifierUpdate` messages;
+    the ranking (channels done when stopped)."""
     images = _load(crop_set, summary.positions)
     return rank_channels(images, summary.labels, summary.sources, settings, channel_names=list(crop_set.channel_names),
                          stop_event=stop_event, on_update=send)  # fmt: skip
@@ -312,8 +315,16 @@ class ClassifierWidget(QWidget):
             return None
         n_channels = int(crop_set.images.shape[1])
         text = f"Ranking {n_channels} channels: one cross-validated classifier per channel…"
-        return self._launch(rank_crop_channels, crop_set, summary, settings, on_done=self._on_ranked, text=text,
-                            action="Ranking the channels", total=n_channels * settings.epochs * settings.folds)  # fmt: skip
+        return self._launch(
+            rank_crop_channels,
+            crop_set,
+            summary,
+            settings,
+            on_done=self._on_ranked,
+            text=text,
+            action="Ranking the channels",
+            total=n_channels * settings.epochs * settings.folds,
+        )
 
     def stop(self) -> None:
         """Stop training or ranking within one step; finished folds (or channels) are kept."""
@@ -340,8 +351,18 @@ class ClassifierWidget(QWidget):
         self.progress_bar.setValue(0)
         self.progress_label.setText("")
         self._stop_event = threading.Event()
-        worker = self.tasks.start(function, crop_set, summary, settings, self._stop_event, on_done=on_done, action=action,
-                                  busy_text=text, progress=action, on_message=lambda message: self._on_update(message, settings))  # fmt: skip
+        worker = self.tasks.start(
+            function,
+            crop_set,
+            summary,
+            settings,
+            self._stop_event,
+            on_done=on_done,
+            action=action,
+            busy_text=text,
+            progress=action,
+            on_message=lambda message: self._on_update(message, settings),
+        )
         self.stop_button.setEnabled(worker is not None)
         return worker
 
@@ -375,13 +396,16 @@ class ClassifierWidget(QWidget):
                 f"AUROC {pooled['auroc']:.3f}."
             )
             if {"mean", "SD"} <= set(table.index):
-                text += f" Fold mean ± SD of balanced accuracy {table.loc['mean', 'balanced_accuracy']:.3f} ± {table.loc['SD', 'balanced_accuracy']:.3f}."
+                text += (
+                    f" Fold mean ± SD of balanced accuracy {table.loc['mean', 'balanced_accuracy']:.3f} "
+                    f"± {table.loc['SD', 'balanced_accuracy']:.3f}."
+                )
             if result.settings.fusion == "early" and not result.stopped:
                 text += " Early fusion has one encoder for all channels: no per-channel evidence or Grad-CAM."
             if result.stopped:
                 text = (
-                    f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, so no channel evidence or Grad-CAM. "
-                    + text
+                    f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, "
+                    "so no channel evidence or Grad-CAM. " + text
                 )
         self.status.setText(text)
         show_info(text)
@@ -392,7 +416,8 @@ class ClassifierWidget(QWidget):
         if ranking:
             best = ranking[0]
             self.status.setText(
-                f"Most informative channel alone: {best.name} (pooled balanced accuracy {best.metrics.balanced_accuracy:.3f})"
+                "Most informative channel alone: "
+                f"{best.name} (pooled balanced accuracy {best.metrics.balanced_accuracy:.3f})"
                 + (" — stopped: channels not finished are missing" if self._stop_event.is_set() else "")
             )
         else:
@@ -441,9 +466,16 @@ class ClassifierWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        return self.tasks.start(crop_gradcam, self.result.model, self.run_crop_set, positions, classes.index(class_name),
-                                on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name), action="Grad-CAM",
-                                busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…")  # fmt: skip
+        return self.tasks.start(
+            crop_gradcam,
+            self.result.model,
+            self.run_crop_set,
+            positions,
+            classes.index(class_name),
+            on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name),
+            action="Grad-CAM",
+            busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…",
+        )
 
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, class_name: str) -> list[Image]:
         """One overlay per channel and source (and frame) of the class's crops, on the source layers."""
@@ -462,8 +494,17 @@ class ClassifierWidget(QWidget):
                 name = gradcam_layer_name(
                     channel, class_name, source if several else "", part.frame if several else None
                 )
-                overlay = put_image(self.viewer, name, part.data, translate=part.translate, scale=part.scale,
-                                    colormap=colormaps[c], blending="additive", opacity=0.8, contrast_limits=(0.0, 1.0))  # fmt: skip
+                overlay = put_image(
+                    self.viewer,
+                    name,
+                    part.data,
+                    translate=part.translate,
+                    scale=part.scale,
+                    colormap=colormaps[c],
+                    blending="additive",
+                    opacity=0.8,
+                    contrast_limits=(0.0, 1.0),
+                )
                 overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part.label_ids)
                 shown.append(overlay)
         self.status.setText(

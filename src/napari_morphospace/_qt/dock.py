@@ -20,7 +20,8 @@ DOCK_MIN_WIDTH = 380  # px: labels, fields and buttons side by side without clip
 
 def scroll_in_dock(owner: QWidget, content: QWidget, *, min_height: int = DOCK_MIN_HEIGHT,
                    min_width: int = DOCK_MIN_WIDTH) -> QScrollArea:  # fmt: skip
-    """Fill ``owner`` with ``content`` in a vertically scrolling area, at least ``min_height`` high and as wide as its rows."""
+    """Fill ``owner`` with ``content`` in a vertically scrolling area,
+    at least ``min_height`` high and as wide as its rows."""
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)

@@ -78,7 +78,8 @@ class SliderPanel(QGroupBox):
         self.start_group = QComboBox()
         self.cell_button = QPushButton("Use selected cell")
         self.cell_button.setToolTip(
-            "Start from the μ of the cell picked in a Labels layer (its selected label), looked up in the latent table. "
+            "Start from the μ of the cell picked in a Labels layer (its selected label), "
+            "looked up in the latent table. "
             "With start = cell, clicking a cell in the Scatter plot (or in the image, with the Scatter dock open) "
             "starts from it too"
         )

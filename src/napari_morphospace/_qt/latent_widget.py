@@ -118,8 +118,13 @@ class LatentWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.tasks = Tasks("Latent space", status=self.status.setText, parent=self)
-        self.decoding = LiveDecoding(napari_viewer, spacing=self._spacing, anchor=self._start_cell_box,
-                                     on_error=lambda error: self.tasks.report(error, "Decoding"), parent=self)  # fmt: skip
+        self.decoding = LiveDecoding(
+            napari_viewer,
+            spacing=self._spacing,
+            anchor=self._start_cell_box,
+            on_error=lambda error: self.tasks.report(error, "Decoding"),
+            parent=self,
+        )
         content = QWidget()
         layout = QVBoxLayout(content)
         for part in (self.model_panel, self.slider_panel, self.views, self.status):
@@ -215,7 +220,8 @@ class LatentWidget(QWidget):
         self.set_start(self.slider_panel.start_combo.currentText())
 
     def set_latents(self, table: pd.DataFrame | None, quiet: bool = False) -> None:
-        """Use this latent table (``mu_*``, ``logvar_*``, ``group``, ``source``, ``label_id``) for ranking and start points."""
+        """Use this latent table (``mu_*``, ``logvar_*``, ``group``, ``source``, ``label_id``) for ranking and start
+        points."""
         if table is not None and not isinstance(table, pd.DataFrame):
             table = None
         if table is not None:
@@ -301,7 +307,8 @@ class LatentWidget(QWidget):
 
     @report_errors
     def set_start(self, kind: str, group: str | None = None) -> None:
-        """Start from the origin, a group's mean μ (``group``) or the chosen cell's μ; resets every dimension and decodes."""
+        """Start from the origin, a group's mean μ (``group``) or the chosen cell's μ;
+        resets every dimension and decodes."""
         if self.model is None:
             return
         if kind not in STARTS:
@@ -406,7 +413,8 @@ class LatentWidget(QWidget):
     # ------------------------------------------------------------------ traversal grids
     @report_errors
     def show_traversal_grid(self, n_steps: int | None = None, dims: list[int] | None = None) -> Any:
-        """Decode the shown dimensions from −3 to +3 in ``n_steps`` (from the start point) into the "traversal grid" layer."""
+        """Decode the shown dimensions from −3 to +3 in ``n_steps`` (from the start point) into the "traversal grid"
+        layer."""
         model = self._require_model()
         n_steps = self.views.steps.value() if n_steps is None else int(n_steps)
         dims = list(self.dims if dims is None else dims)

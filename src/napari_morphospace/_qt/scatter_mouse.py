@@ -27,8 +27,18 @@ class PlotMouse(QObject):
     ``on_leave()`` (the cursor left the plot, a drag began, or the view zoomed).
     """
 
-    def __init__(self, plot: ScatterCanvas, tool: Callable[[], str], *, on_lasso: Callable, on_rectangle: Callable,
-                 on_click: Callable, on_hover: Callable, on_leave: Callable, parent: QObject | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        plot: ScatterCanvas,
+        tool: Callable[[], str],
+        *,
+        on_lasso: Callable,
+        on_rectangle: Callable,
+        on_click: Callable,
+        on_hover: Callable,
+        on_leave: Callable,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.plot, self._tool = plot, tool
         self._on_lasso, self._on_rectangle, self._on_click = on_lasso, on_rectangle, on_click

@@ -449,7 +449,8 @@ class ScatterWidget(QWidget):
         return self._picker.result().nearest((x, y), self._default_radius() if radius is None else radius)
 
     def _clicked(self, point: np.ndarray, add: bool) -> None:
-        """A click on the plot: on a track's path selects the whole track, else the point under it (and shows its cell)."""
+        """A click on the plot: on a track's path selects the whole track,
+        else the point under it (and shows its cell)."""
         if self.form.track_combo.currentText() != "off" and self.select_track_at(*point, add=add) is not None:
             return
         row = self.pick(*point)
@@ -468,7 +469,8 @@ class ScatterWidget(QWidget):
 
     # ------------------------------------------------------------------ plot -> image
     def focus_row(self, row: int) -> None:
-        """Centre the viewer on the cell of plot ``row`` (set its time frame and z, centre the camera) and show its crop."""
+        """Centre the viewer on the cell of plot ``row`` (set its time frame and z, centre the camera) and show its
+        crop."""
         self.show_crop(row)
         found = self.sources.cell_position(row)
         if found is not None:
@@ -562,7 +564,8 @@ class ScatterWidget(QWidget):
         latents = self.session.latents
         if latents is None:
             raise InputError(
-                "there are no latents in this session: embed the crops with the Embed widget (or open an analysis) first"
+                "there are no latents in this session: "
+                "embed the crops with the Embed widget (or open an analysis) first"
             )
         return latents
 

@@ -68,7 +68,8 @@ INFERENCE_COLUMNS = ("dimension", "d", "95 % CI of d", "p", "q (BH)", "significa
 def compare(
     table: pd.DataFrame, group_column: str, a: Any, b: Any, top: int, settings: InferenceSettings
 ) -> tuple[LatentSummary, dict[str, Figure | str], GroupComparison | str]:
-    """Everything the dock shows: the summary of the latent space, its figures, and the inference between ``a`` and ``b``."""
+    """Everything the dock shows: the summary of the latent space, its figures,
+    and the inference between ``a`` and ``b``."""
     summary = summarise_latents(table, group_column, a, b)
     try:  # a refused inference (e.g. too few images) must not hide the other statistics
         inference: GroupComparison | str = compare_groups(table, group_column, a, b, settings)
@@ -288,8 +289,18 @@ class StatisticsWidget(QWidget):
             self.tasks.report(err)
             return None
         settings = InferenceSettings(by_image=self.per_image.isChecked())
-        return self.tasks.start(compare, table.copy(), column, a, b, self.top_spin.value(), settings, on_done=self._show,
-                                action="Computing the statistics", busy_text=f"Computing {a!r} vs {b!r}…")  # fmt: skip
+        return self.tasks.start(
+            compare,
+            table.copy(),
+            column,
+            a,
+            b,
+            self.top_spin.value(),
+            settings,
+            on_done=self._show,
+            action="Computing the statistics",
+            busy_text=f"Computing {a!r} vs {b!r}…",
+        )
 
     def _on_busy(self, busy: bool) -> None:
         self.compute_button.setEnabled(not busy)
@@ -327,8 +338,9 @@ class StatisticsWidget(QWidget):
                 box.addStretch()
         self.probe_text.setText(summary.probe_text())
         self.export_button.setEnabled(any(isinstance(f, Figure) for f in self.figures.values()))
-        text = f"{summary.condition!r} vs {summary.reference!r}" + (f": top dimension {summary.names[summary.ranking[0]]}"
-                                                     if summary.ranking else "")  # fmt: skip
+        text = f"{summary.condition!r} vs {summary.reference!r}" + (
+            f": top dimension {summary.names[summary.ranking[0]]}" if summary.ranking else ""
+        )
         try:
             note = left_out_note(self.left_out())
         except InputError:  # the layer went away meanwhile

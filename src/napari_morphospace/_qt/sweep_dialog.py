@@ -182,8 +182,10 @@ class SweepDialog(QDialog):
         except (InputError, OSError) as err:
             self.tasks.report(err)
             return None
-        self.status.setText(f"Sweep saved to {written}; run it headless with: morphospace sweep --config {written} "
-                            "--crops CROP_SET --out SWEEP_FOLDER (one grid point per cluster job: --index K)")  # fmt: skip
+        self.status.setText(
+            f"Sweep saved to {written}; run it headless with: morphospace sweep --config {written} "
+            "--crops CROP_SET --out SWEEP_FOLDER (one grid point per cluster job: --index K)"
+        )
         return written
 
     def load_from(self, path: str | os.PathLike) -> SweepSettings | None:
@@ -213,7 +215,8 @@ class SweepDialog(QDialog):
         return self.tasks.busy
 
     def run(self, folder: str | os.PathLike | None = None) -> Any:
-        """Run the sweep into ``folder`` (default: the output folder field) in a worker; returns it (None when refused)."""
+        """Run the sweep into ``folder`` (default: the output folder field) in a worker;
+        returns it (None when refused)."""
         if self.running:
             return None
         try:
@@ -239,7 +242,8 @@ class SweepDialog(QDialog):
                                 progress="Sweep", on_quit=self._stop_event.set)  # fmt: skip
 
     def stop(self) -> None:
-        """Stop the running training within a step; the remaining grid points run on the next Run into the same folder."""
+        """Stop the running training within a step; the remaining grid points run on the next Run into the same
+        folder."""
         self._stop_event.set()
         self.stop_button.setEnabled(False)
         self.status.setText("Stopping after this step…")
@@ -262,7 +266,10 @@ class SweepDialog(QDialog):
         self.table = table
         finished = int((table["status"] == "ok").sum())
         failed = table[table["status"] == "failed"]
-        text = f"{finished} of {len(table)} runs finished; comparison table, figures and report in {folder / 'report.html'}."
+        text = (
+            f"{finished} of {len(table)} runs finished; "
+            f"comparison table, figures and report in {folder / 'report.html'}."
+        )
         if len(failed):
             text += " Failed: " + "; ".join(f"{r.name}: {r.message}" for r in failed.itertuples())
         warned = table[(table["status"] == "ok") & (table["warnings"] != "")]

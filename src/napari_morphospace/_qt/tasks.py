@@ -121,12 +121,14 @@ class Tasks(QObject):
         show_error(message)
 
     def stop(self) -> None:
-        """Let go of every running task (when the widget closes): ask each to quit; none of their results or errors arrive."""
+        """Let go of every running task (when the widget closes): ask each to quit;
+        none of their results or errors arrive."""
         for worker in list(self._workers):
             worker.quit()
 
     def _let_go(self, worker: Any, display: ProgressDisplay | None, on_quit: Callable[[], Any] | None) -> None:
-        """A task asked to quit: nothing of it arrives any more (the widget may be gone); ``on_quit`` ends the function."""
+        """A task asked to quit: nothing of it arrives any more (the widget may be gone);
+        ``on_quit`` ends the function."""
         if worker in self._workers:
             self._workers.remove(worker)
             if display is not None:

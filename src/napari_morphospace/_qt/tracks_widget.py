@@ -190,7 +190,8 @@ class TracksWidget(QWidget):
             self.select_track(int(self.statistics[tracks.TRACK_ID].iloc[row]))
 
     def select_track(self, track_id: int) -> np.ndarray:
-        """Select the cells of track ``track_id`` (in every plot and image) and show its first frame; returns their crop ids."""
+        """Select the cells of track ``track_id`` (in every plot and image) and show its first frame;
+        returns their crop ids."""
         if self.statistics is not None:
             rows = np.flatnonzero(self.statistics[tracks.TRACK_ID].to_numpy() == track_id)
             if len(rows):

@@ -123,8 +123,11 @@ class TrainWidget(QWidget):
             self.forms.model_form, self.forms.train_form, self.forms.advanced_form)  # fmt: skip
         self.save_config_button = PushButton(text="Save config…")
         self.load_config_button = PushButton(text="Load config…")
-        self.sweep_button = PushButton(text="Sweep…", tooltip="train a grid of these settings (models, β, latent sizes, "
-                                       "depths, blocks) and compare them on held-out crops")  # fmt: skip
+        self.sweep_button = PushButton(
+            text="Sweep…",
+            tooltip="train a grid of these settings (models, β, latent sizes, "
+            "depths, blocks) and compare them on held-out crops",
+        )
         self.sweep_dialog: Any = None
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -354,10 +357,21 @@ class TrainWidget(QWidget):
         self.run_progress.starting()
         verb = "Resuming from " + str(checkpoint) if checkpoint else "Training"
         # napari registers the task with the viewer's window: closing the viewer asks first, then quits it (on_quit).
-        return self.tasks.start(train_in_thread, crop_set, model_settings, train_settings, stop_event, done_event,
-                                checkpoint, on_done=self._on_result, on_message=self._on_message,
-                                action=f"Training (checkpoints in {run_dir})", busy_text=f"{verb}… checkpoints in {run_dir}",
-                                progress="Training a model", on_quit=self._run.stop_and_wait)  # fmt: skip
+        return self.tasks.start(
+            train_in_thread,
+            crop_set,
+            model_settings,
+            train_settings,
+            stop_event,
+            done_event,
+            checkpoint,
+            on_done=self._on_result,
+            on_message=self._on_message,
+            action=f"Training (checkpoints in {run_dir})",
+            busy_text=f"{verb}… checkpoints in {run_dir}",
+            progress="Training a model",
+            on_quit=self._run.stop_and_wait,
+        )
 
     def _require_crop_set(self) -> CropSet:
         if self.crop_set is None:

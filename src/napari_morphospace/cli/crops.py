@@ -27,7 +27,8 @@ FLAGS = [
     Flag("--padding", ("crop.padding",), "pixels around the object in fit mode", int),
     Flag("--min-area", ("crop.min_area",), "skip objects with fewer pixels (voxels)", int),
     Flag("--exclude-border", ("crop.exclude_border",), "skip objects that touch the image border", kind="switch"),
-    Flag("--mask-neighbours", ("crop.mask_neighbours",), "zero the pixels of other objects inside a crop", kind="switch"),
+    Flag("--mask-neighbours", ("crop.mask_neighbours",), "zero the pixels of other objects inside a crop",
+         kind="switch"),
     Flag("--mask-background", ("crop.mask_background",), "zero everything outside the object", kind="switch"),
     Flag("--channels", ("crop.channels", "patches.channels"), "channel indices to keep, in this order (default: all)",
          int, kind="list"),
@@ -74,7 +75,8 @@ def add_cluster_options(parser: argparse.ArgumentParser, what: str) -> None:
     """``--workers N`` (local processes) and ``--scheduler ADDRESS`` (a dask.distributed cluster)."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, default=None, metavar="N",
-                       help=f"{what} in N worker processes on this machine (a dask LocalCluster)")  # fmt: skip
+                       help=f"{what} in N worker processes on this machine (a dask LocalCluster; "
+                            "for many files: on one machine one process is often as fast)")  # fmt: skip
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help=f"{what} on the dask.distributed cluster at ADDRESS (e.g. tcp://head:8786); "
                             "its workers must see the files at the same paths")  # fmt: skip

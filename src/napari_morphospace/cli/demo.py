@@ -84,9 +84,11 @@ def print_summary(result: DemoResult) -> None:
     check = result.known_answer or {}
     if "dimension" in check:
         verdict = "PASSED" if check["passed"] else "FAILED"
-        print(f"known answer {verdict}: dim {check['dimension']} has the largest |Cohen's d| "
-              f"({check['cohens_d']:+.2f}, {check['groups'][1]} vs {check['groups'][0]}) and follows "
-              f"{check['best_factor']} (Spearman rho {check['best_rho']:+.2f}; needs |rho| > {check['threshold']})")  # fmt: skip
+        print(
+            f"known answer {verdict}: dim {check['dimension']} has the largest |Cohen's d| "
+            f"({check['cohens_d']:+.2f}, {check['groups'][1]} vs {check['groups'][0]}) and follows "
+            f"{check['best_factor']} (Spearman rho {check['best_rho']:+.2f}; needs |rho| > {check['threshold']})"
+        )
     else:
         print(f"known answer not available: {check.get('not_available', 'no latents')}")
     print(f"open {result.files.get('report')} in a browser, or the folder {result.out} in napari")

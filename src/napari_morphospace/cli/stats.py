@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     table, group_by = _read_cells(args)
     if group_by not in table.columns:
         raise InputError(
-            f"{args.latents or args.table} has no column {group_by!r}; choose one of {', '.join(map(str, table.columns))}"
+            f"{args.latents or args.table} has no column {group_by!r}; "
+            f"choose one of {', '.join(map(str, table.columns))}"
         )
     a, b = choose_groups(group_choices(table, group_by), args.groups, group_by)
     result = compare_groups(table, group_by, a, b, settings)

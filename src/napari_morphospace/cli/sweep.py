@@ -75,8 +75,10 @@ def print_progress(message: SweepProgress) -> None:
 def _finish(table, folder: Path) -> int:
     failed = table[table["status"] == "failed"]
     missing = table[table["status"] != "ok"]
-    print(f"{int((table['status'] == 'ok').sum())} of {len(table)} runs finished; table, figures and report in {folder}",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"{int((table['status'] == 'ok').sum())} of {len(table)} runs finished; table, figures and report in {folder}",
+        file=sys.stderr,
+    )
     for _, row in failed.iterrows():
         print(f"failed: {row['name']}: {row['message']}", file=sys.stderr)
     for _, row in table[(table["status"] == "ok") & (table["warnings"] != "")].iterrows():

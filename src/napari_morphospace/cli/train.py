@@ -55,7 +55,8 @@ FLAGS = [
          "total correlation (beta-tcvae, its tc_beta)", float),
     Flag("--objective", ("model.objective",),
          "rec + beta*KL (classic), or (1-beta)*rec + beta*KL with beta in [0, 1] (reparameterised)"),
-    Flag("--reconstruction", ("model.reconstruction",), "reconstruction term: 0.5*SSE (sse) or binary cross-entropy (bce)"),
+    Flag("--reconstruction", ("model.reconstruction",),
+         "reconstruction term: 0.5*SSE (sse) or binary cross-entropy (bce)"),
     Flag("--epochs", ("training.epochs",), "number of epochs (per stage for cond-vae); default: enough for "
          "--min-steps optimiser steps", int),
     Flag("--min-steps", ("training.min_steps",), "optimiser steps the automatic epoch count reaches at least", int),

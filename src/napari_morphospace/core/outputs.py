@@ -179,7 +179,8 @@ def _size(nbytes: float) -> str:
 
 
 def names_format(json_file: str | os.PathLike, format_name: str) -> bool:
-    """True when ``json_file`` is a JSON object whose ``"format"`` is ``format_name``: how an output is recognised as ours."""
+    """True when ``json_file`` is a JSON object whose ``"format"`` is ``format_name``:
+    how an output is recognised as ours."""
     try:
         data = json.loads(Path(json_file).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):

@@ -93,7 +93,8 @@ def save_session(plan: SavePlan) -> AnalysisFolder:
 
 
 def open_with_layers(folder: Path, *, allow_external: bool = False) -> OpenedAnalysis:
-    """Open ``folder`` (model included) and read its layers; the reader's warnings repeat the problems, keep the rest."""
+    """Open ``folder`` (model included) and read its layers; the reader's warnings repeat the problems,
+    keep the rest."""
     analysis = open_analysis(folder, allow_external=allow_external)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -189,7 +190,8 @@ def show_opened(viewer: Any, opened: OpenedAnalysis) -> int:
 
 
 def _restore_annotations(session: Any, analysis: Analysis) -> None:
-    """The saved annotations and classes into the session (the Annotate widget, when open, reads them from the folder)."""
+    """The saved annotations and classes into the session
+    (the Annotate widget, when open, reads them from the folder)."""
     if session.cells is None or analysis.annotations is None:
         return
     session.set_annotations(analysis.annotations.set_index("crop_id")["annotation"])

@@ -34,7 +34,8 @@ def annotated_sources(layers: Any, cells: pd.DataFrame) -> list[Labels]:
 
 def overlay_data(labels: np.ndarray, label_ids: np.ndarray, codes: np.ndarray, t: np.ndarray | None,
                  ndim: int) -> np.ndarray:  # fmt: skip
-    """Class code per pixel of ``labels`` (0 = not annotated), frame by frame for time-lapses (``ndim``: spatial axes)."""
+    """Class code per pixel of ``labels`` (0 = not annotated), frame by frame for time-lapses
+    (``ndim``: spatial axes)."""
     labels = np.asarray(labels)
     if labels.ndim <= ndim or t is None:
         return annotation_overlay(labels, label_ids, codes)
@@ -46,11 +47,17 @@ def overlay_data(labels: np.ndarray, label_ids: np.ndarray, codes: np.ndarray, t
 
 
 def annotation_layer(layer: Labels, cells: pd.DataFrame, classes: Sequence[AnnotationClass]) -> tuple[np.ndarray, dict]:
-    """The "annotations" picture of source ``layer``: each cell's class code, coloured like its class; with its placement."""
+    """The "annotations" picture of source ``layer``: each cell's class code, coloured like its class;
+    with its placement."""
     rows = source_rows(cells, source_names(layer))
     codes = class_codes(rows["annotation"].to_numpy(), [cls.name for cls in classes])
-    data = overlay_data(layer.data, rows["label_id"].to_numpy(), codes,
-                        rows["t"].to_numpy() if "t" in rows.columns else None, spatial_ndim(cells, layer.ndim))  # fmt: skip
+    data = overlay_data(
+        layer.data,
+        rows["label_id"].to_numpy(),
+        codes,
+        rows["t"].to_numpy() if "t" in rows.columns else None,
+        spatial_ndim(cells, layer.ndim),
+    )
     colours: dict[int | None, tuple[float, float, float, float]] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
     colours.update({i + 1: cls.rgba for i, cls in enumerate(classes)})
     return data, {
@@ -61,7 +68,8 @@ def annotation_layer(layer: Labels, cells: pd.DataFrame, classes: Sequence[Annot
 
 
 def clicked_cells(layer: Labels, position: Sequence[float], cells: pd.DataFrame) -> np.ndarray:
-    """Crop ids of the cell under world ``position`` in source ``layer`` (its frame too, for a time-lapse); empty: none."""
+    """Crop ids of the cell under world ``position`` in source ``layer`` (its frame too, for a time-lapse);
+    empty: none."""
     value = layer.get_value(position, world=True)
     if value is None or isinstance(value, tuple) or int(value) <= 0:
         return np.zeros(0, np.int64)

@@ -27,7 +27,8 @@ GRID = "traversal grid"
 GROUP_GRID = "group traversals"
 ABS_DIFFERENCE = "difference |Δ|"
 SSIM_DIFFERENCE = "difference 1−SSIM"
-#: The difference overlays: layer name, key of :func:`~napari_morphospace.core.analysis.overlays.difference_maps`, colormap.
+#: The difference overlays: layer name, key of :func:`~napari_morphospace.core.analysis.overlays.difference_maps`,
+#: colormap.
 DIFFERENCE_LAYERS = ((ABS_DIFFERENCE, "abs", "inferno"), (SSIM_DIFFERENCE, "dissimilarity", "magma"))
 GAP = 0.15  # between the decoded cell and what lies beside it, as a share of its width
 
@@ -70,7 +71,8 @@ def show_decoded(viewer: Any, image: np.ndarray, channel_names: Sequence[str] = 
 
 
 def cell_box(viewer: Any, row: Mapping[str, Any] | pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
-    """World corners (top-left, bottom-right) of a cell of a crop or latent table row, when its layer is in the viewer."""
+    """World corners (top-left, bottom-right) of a cell of a crop or latent table row,
+    when its layer is in the viewer."""
     if not {"source", "y_start", "y_stop", "x_start", "x_stop"} <= set(row.keys()):
         return None
     layer = next((lay for lay in viewer.layers
@@ -121,7 +123,8 @@ def place_decoded(viewer: Any, layers: Sequence[Image], anchor: tuple[np.ndarray
 
 def show_grid(viewer: Any, grid: np.ndarray, *, name: str = GRID, row_axis: str = "dimension",
               spacing: Sequence[float] | None = None) -> Image:  # fmt: skip
-    """A traversal grid ``(rows, steps, C, [Z,] Y, X)`` as layer ``name``, right of the decoded cell when there is one (2D)."""
+    """A traversal grid ``(rows, steps, C, [Z,] Y, X)`` as layer ``name``,
+    right of the decoded cell when there is one (2D)."""
     spatial = grid.ndim - 3
     labels = (row_axis, "step", "channel", *("zyx"[3 - spatial :]))
     scale = (1.0, 1.0, 1.0, *(spacing if spacing is not None else (1.0,) * spatial))
@@ -155,10 +158,16 @@ def show_difference(viewer: Any, maps: Mapping[str, Any], *, quantile: float = 0
         decoded = decoded_layer(viewer)  # the maps lie on the decoded cell: where it changes
         translate = decoded.translate if decoded is not None and decoded.ndim == raw.ndim else np.zeros(raw.ndim)
         layer = put_image(
-            viewer, name, threshold_map(raw, quantile=quantile), colormap=colormap, blending="additive", opacity=0.8,
-            scale=spacing if spacing is not None else (1.0,) * raw.ndim, contrast_limits=(0.0, max(float(raw.max()), 1e-3)),
+            viewer,
+            name,
+            threshold_map(raw, quantile=quantile),
+            colormap=colormap,
+            blending="additive",
+            opacity=0.8,
+            scale=spacing if spacing is not None else (1.0,) * raw.ndim,
+            contrast_limits=(0.0, max(float(raw.max()), 1e-3)),
             translate=translate,
-        )  # fmt: skip
+        )
         layer.metadata["difference"] = maps.get("what", "")
         shown.append(layer)
     return shown

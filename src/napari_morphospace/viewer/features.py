@@ -73,9 +73,11 @@ class FeaturesWriter:
             if isinstance(layer, Labels) and not is_overlay(layer)
         ]  # fmt: skip
         infos = [
-            LabelsInfo(layer.name, layer.features, layer.ndim > spatial_ndim(latents, layer.ndim), source_names(layer)[1:])
+            LabelsInfo(
+                layer.name, layer.features, layer.ndim > spatial_ndim(latents, layer.ndim), source_names(layer)[1:]
+            )
             for layer in candidates
-        ]  # fmt: skip
+        ]
         try:
             join = join_latents(latents, infos, include_logvar=self.include_logvar)
         except InputError as err:  # a table without keys: the session keeps it, the layers keep their features

@@ -111,7 +111,8 @@ def shown_source(viewer: Any, sources: Sequence[Any]) -> Any:
 
 
 def focus_on(viewer: Any, layer: Any, world: Sequence[float]) -> None:
-    """Show world position ``world`` of ``layer``: the layer visible and active, its frame and z set, the camera centred there.
+    """Show world position ``world`` of ``layer``: the layer visible and active, its frame and z set,
+    the camera centred there.
 
     Fields opened from files lie over each other: making the layer active
     makes it the one shown (with its overlays).

@@ -58,7 +58,8 @@ class PlotSources:
                 raise InputError(f"{layer.name!r} is not a Labels or Points layer; choose the layer with the cells")
             if len(layer.features) == 0:
                 raise InputError(
-                    f"layer {layer.name!r} has no features; embed its cells first so that each cell has a row of latents"
+                    f"layer {layer.name!r} has no features; embed its cells first so that each cell "
+                    "has a row of latents"
                 )
             features = layer.features
             keep = has_latents(features) if latent_columns(features) else np.ones(len(features), bool)
@@ -116,7 +117,8 @@ class PlotSources:
         return self._ordered_latents(mu, shared) + rest
 
     def _ordered_latents(self, mu: list[str], shared: list[str]) -> list[str]:
-        """Latent columns by KL (when logvar_* exist) or |Cohen's d| between groups, via ``core.analysis.statistics``."""
+        """Latent columns by KL (when logvar_* exist) or |Cohen's d| between groups,
+        via ``core.analysis.statistics``."""
         logvar_columns = [c.replace("mu_", "logvar_", 1) for c in mu if c.startswith("mu_")]
         has_logvar = len(logvar_columns) == len(mu) and set(logvar_columns) <= set(shared)  # measured features: none
         if not mu or not (has_logvar or "group" in shared):

@@ -22,7 +22,8 @@ PREVIEW_LAYER = "reconstruction preview"
 
 
 def show_reconstructions(viewer: Any, preview: ReconstructionPreview) -> Any:
-    """Validation crops (top row) over their reconstructions (bottom row), one RGB layer updated in place; returns it."""
+    """Validation crops (top row) over their reconstructions (bottom row), one RGB layer updated in place;
+    returns it."""
     picture = crop_montage(
         np.concatenate([preview.originals, preview.reconstructions]), n_columns=len(preview.originals)
     )

@@ -7,7 +7,8 @@ Train widget without either knowing the other exists.
 The per-cell table (:attr:`Session.cells`, schema in :mod:`core.analysis.cell_table`)
 has one writer per kind of column, all through the session: the crop set
 starts it, :attr:`Session.latents` (Embed, an opened analysis) adds the model
-results, :meth:`Session.open_table` features measured elsewhere, :meth:`Session.set_columns` (Scatter: 2D embeddings, clusters) and
+results, :meth:`Session.open_table` features measured elsewhere,
+:meth:`Session.set_columns` (Scatter: 2D embeddings, clusters) and
 :meth:`Session.set_annotations` (Annotate) the rest. After every change
 :class:`~napari_morphospace.viewer.features.FeaturesWriter` rewrites the
 source layers' ``features`` from it, and the Analysis widget saves it.
@@ -63,7 +64,8 @@ class Session:
         #: Metrics of the last classifier trained in this viewer (core.classifier.report.metrics_document);
         #: saved with the analysis as classifier.json, which the report shows.
         self.classifier_metrics: dict | None = None
-        #: The annotation classes (``core.project.annotations.AnnotationClass``) of the Annotate widget, saved with the analysis.
+        #: The annotation classes (``core.project.annotations.AnnotationClass``) of the Annotate widget,
+        #: saved with the analysis.
         self.annotation_classes: list = []
         self._crop_set: Any = None
         self._bundle: Any = None
@@ -100,7 +102,8 @@ class Session:
     # ------------------------------------------------------------------ the per-cell table
     @property
     def cells(self) -> pd.DataFrame | None:
-        """The per-cell table: one row per crop (``core.analysis.cell_table`` schema); None before any crop set or latents.
+        """The per-cell table: one row per crop (``core.analysis.cell_table`` schema);
+        None before any crop set or latents.
 
         Read it, never change it in place: update it through :attr:`latents`,
         :meth:`set_columns` and :meth:`set_annotations`.
@@ -120,7 +123,8 @@ class Session:
         self.latents_changed.emit(self._latents)
 
     def open_table(self, table: pd.DataFrame) -> None:
-        """Take cells measured elsewhere (:func:`core.analysis.external_table.external_cells`) in place of a model's results.
+        """Take cells measured elsewhere (:func:`core.analysis.external_table.external_cells`) in place of a model's
+        results.
 
         With a crop set, the table's features become its cells' results (as an
         embedding's latents would); without one, the table's rows are the cells.

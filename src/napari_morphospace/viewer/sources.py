@@ -240,8 +240,11 @@ def crop_job(layers: Any, sources: list[Source], kind: ObjectKind, crop: CropSet
 
 def label_images(layers: Any) -> list[Image]:
     """Integer image layers named like label images (``X_labels``): label files opened by a plain image reader."""
-    return [layer for layer in layers
-            if isinstance(layer, Image) and (info := layer_info(layer)) is not None and looks_like_labels(info)]  # fmt: skip
+    return [
+        layer
+        for layer in layers
+        if isinstance(layer, Image) and (info := layer_info(layer)) is not None and looks_like_labels(info)
+    ]
 
 
 def convert_label_images(viewer: Any) -> list[str]:

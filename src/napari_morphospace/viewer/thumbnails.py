@@ -64,7 +64,8 @@ class CropPictures:
 def thumbnail_place(
     cursor: tuple[float, float], size: tuple[int, int], area: tuple[int, int], gap: int = 12
 ) -> tuple[int, int]:
-    """Top-left ``(x, y)`` of a thumbnail of ``size`` (width, height) beside the ``cursor`` inside ``area`` (width, height).
+    """Top-left ``(x, y)`` of a thumbnail of ``size`` (width, height) beside the ``cursor`` inside ``area``
+    (width, height).
 
     Below and right of the cursor, so it never hides the point under it;
     flipped to the left (above) when it would leave the area on the right

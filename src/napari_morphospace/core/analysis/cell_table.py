@@ -234,11 +234,12 @@ class FeatureJoin:
             sources = ", ".join(repr(s) for s in pd.unique(rows["source"])[:5])
             ids = ", ".join(str(i) for i in pd.unique(rows["label_id"])[:8])
             parts.append(
-                f"{len(rows)} crop(s) of {sources} {reason} (label ids {ids}{' …' if rows['label_id'].nunique() > 8 else ''})"
+                f"{len(rows)} crop(s) of {sources} {reason} (label ids {ids}"
+                f"{' …' if rows['label_id'].nunique() > 8 else ''})"
             )
         return (
-            "; ".join(parts)
-            + ". Name the Labels layer like the crops' source (or set layer.metadata['source']) and embed crops made from it"
+            "; ".join(parts) + ". Name the Labels layer like the crops' source (or set layer.metadata['source']) and "
+            "embed crops made from it"
         )
 
 
@@ -342,9 +343,12 @@ def join_latents(latents: pd.DataFrame, layers: Sequence[LabelsInfo], *, include
         first = ["index", "frame", "t"] if layer.has_time else ["index"]
         tables[layer.name] = table[first + [c for c in table.columns if c not in first]]
     reason = np.where(
-        duplicate, "repeat an earlier crop's source, frame and label id",
-        np.where(in_layer, "come from a later frame than the still layer has", "come from a source that is no Labels layer"),
-    )  # fmt: skip
+        duplicate,
+        "repeat an earlier crop's source, frame and label id",
+        np.where(
+            in_layer, "come from a later frame than the still layer has", "come from a source that is no Labels layer"
+        ),
+    )
     unmatched = latents.loc[~matched, ["crop_id", *KEY_COLUMNS]].assign(reason=reason[~matched]).reset_index(drop=True)
     return FeatureJoin(tables=tables, unmatched=unmatched)
 
@@ -361,7 +365,8 @@ def is_measured_feature(column: str) -> bool:
 
 
 def original_name(column: str) -> str:
-    """The user's name of a measured feature column (``feature:AreaShape_Area`` -> ``AreaShape_Area``); others as they are."""
+    """The user's name of a measured feature column (``feature:AreaShape_Area`` -> ``AreaShape_Area``);
+    others as they are."""
     return column[len(FEATURE_PREFIX) :] if is_measured_feature(column) else column
 
 
@@ -403,7 +408,8 @@ def latent_matrix(table: pd.DataFrame) -> np.ndarray:
 
 
 def add_embedding_columns(latents: pd.DataFrame, method: str, *, seed: int = 0) -> pd.DataFrame:
-    """A copy of ``latents`` with the 2D ``{method}_0, {method}_1`` columns of its latent columns (PCA, UMAP or TSNE)."""
+    """A copy of ``latents`` with the 2D ``{method}_0, {method}_1`` columns of its latent columns
+    (PCA, UMAP or TSNE)."""
     if method not in EMBEDDINGS:
         raise InputError(f"unknown embedding {method!r}; choose one of {', '.join(EMBEDDINGS)}")
     coordinates = EMBEDDINGS[method](latent_matrix(latents), n=2, seed=seed)

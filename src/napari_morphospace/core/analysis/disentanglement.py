@@ -63,7 +63,8 @@ def _check_inputs(latents: Any, factors: Any, n_bins: int) -> tuple[np.ndarray, 
 
 @dataclass
 class MIGResult:
-    """Mutual information gap: ``score`` (mean over factors), ``gap_per_factor`` (K,), ``mutual_information`` (D, K) in nats."""
+    """Mutual information gap: ``score`` (mean over factors), ``gap_per_factor`` (K,),
+    ``mutual_information`` (D, K) in nats."""
 
     score: float
     gap_per_factor: np.ndarray

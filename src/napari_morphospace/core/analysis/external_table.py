@@ -207,7 +207,8 @@ def group_column(table: pd.DataFrame, settings: TableSettings) -> str | None:
     if settings.group_column:
         if settings.group_column not in table.columns:
             raise InputError(
-                f"the table has no column {settings.group_column!r} for the groups; its columns are {_list(table.columns)}"
+                f"the table has no column {settings.group_column!r} for the groups; "
+                f"its columns are {_list(table.columns)}"
             )
         return settings.group_column
     return _first(table.columns, GROUP_COLUMNS)
@@ -366,7 +367,8 @@ def _rows_by_crop_id(table: pd.DataFrame, cells: pd.DataFrame | None) -> pd.Data
     ids = pd.to_numeric(table["crop_id"], errors="coerce")
     if ids.isna().any() or (ids % 1 != 0).any():
         raise InputError(
-            f"the crop_id column holds {int(ids.isna().sum() + (ids % 1 != 0).sum())} value(s) that are not whole numbers"
+            f"the crop_id column holds {int(ids.isna().sum() + (ids % 1 != 0).sum())} value(s) that "
+            "are not whole numbers"
         )
     ids = ids.astype(np.int64)
     repeated = ids[ids.duplicated()]
@@ -475,7 +477,8 @@ def _match_layers(rows: pd.DataFrame, layers: Sequence[LabelsObjects], notes: li
         matches = [layer for layer in layers if candidates & layer.names]
         if len(matches) > 1:
             raise InputError(
-                f"image {value!r} of the table matches several Labels layers ({_list([m.name for m in matches])}); rename all but one"
+                f"image {value!r} of the table matches several Labels layers ({_list([m.name for m in matches])}); "
+                "rename all but one"
             )
         if matches:
             layer_of[value] = matches[0]
@@ -509,8 +512,13 @@ def _crop_ids_of_cells(rows: pd.DataFrame, cells: pd.DataFrame, layers: Sequence
     """Give each row the crop id of its object's crop; returns which rows have one (notes the others)."""
     aliases = {layer.name: layer.names for layer in layers or ()}
     sources = cells["source"].astype(str)
-    keys = pd.DataFrame({"crop_id": cells["crop_id"].to_numpy(np.int64), "label_id": cells["label_id"].to_numpy(np.int64),
-                         "t": cells["t"].to_numpy(np.int64) if "t" in cells.columns else 0})  # fmt: skip
+    keys = pd.DataFrame(
+        {
+            "crop_id": cells["crop_id"].to_numpy(np.int64),
+            "label_id": cells["label_id"].to_numpy(np.int64),
+            "t": cells["t"].to_numpy(np.int64) if "t" in cells.columns else 0,
+        }
+    )
     found = np.zeros(len(rows), bool)
     for name in pd.unique(rows["source"]):
         names = aliases.get(name, {name, image_stem(name)})
@@ -521,7 +529,8 @@ def _crop_ids_of_cells(rows: pd.DataFrame, cells: pd.DataFrame, layers: Sequence
         found[where] = merged["crop_id"].notna().to_numpy()
     if not found.any():
         raise InputError(
-            f"no object of the table has a crop in this session's crop set (images {_list(pd.unique(rows['source']), 5)}); "
+            "no object of the table has a crop in this session's crop set (images "
+            f"{_list(pd.unique(rows['source']), 5)}); "
             "open the crop set of these label images, or close it to use the table on its own"
         )
     if (~found & rows["keep"].to_numpy()).any():

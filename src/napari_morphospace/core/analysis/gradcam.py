@@ -113,7 +113,8 @@ def _gradcam_batch(
             handle.remove()
         if not captured:
             raise InputError(
-                f"the layer {type(layer).__name__} was not used when computing the target: choose a layer of this network"
+                f"the layer {type(layer).__name__} was not used when computing the target: "
+                "choose a layer of this network"
             )
         activations = captured[-1]
         (gradients,) = torch.autograd.grad(scores.sum(), activations)

@@ -194,13 +194,15 @@ class GroupComparison:
             "energy distance" if distance.kind == "energy" else f"MMD² (Gaussian kernel, σ = {distance.bandwidth:.3g})"
         )
         return [
-            f"{self.a!r} vs {self.b!r} by {self.group_column!r}, per {self.unit}: {units}; effects > 0: {self.a!r} higher",
+            f"{self.a!r} vs {self.b!r} by {self.group_column!r}, per {self.unit}: {units}; effects > 0: "
+            f"{self.a!r} higher",
             f"Permutation tests ({self.arrangements} {kind} relabellings of the {self.unit}s), "
             f"Benjamini–Hochberg q ≤ {s.fdr}: {len(significant)} of {len(self.dimensions.names)} dimensions significant"
             + (f" ({', '.join(significant[:8])}{' …' if len(significant) > 8 else ''})" if significant else ""),
             f"Whole latent space: {name} {distance.value:.4g}, permutation p = {distance.p:.3g} "
             f"({distance.cells_a} vs {distance.cells_b} cells)",
-            f"{s.confidence:.0%} {self.ci_method} bootstrap intervals ({s.resamples} resamples of {self.unit}s); seed {s.seed}",
+            f"{s.confidence:.0%} {self.ci_method} bootstrap intervals ({s.resamples} resamples of {self.unit}s); "
+            f"seed {s.seed}",
             *self.notes,
         ]
 

@@ -151,7 +151,8 @@ def latent_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]
     mu = latent_columns(table)
     if not mu:
         raise InputError(
-            "the table has no mu_* columns; embed the cells with a model bundle first (Embed widget or 'morphospace embed'), "
+            "the table has no mu_* columns; embed the cells with a model bundle first (Embed widget or "
+            "'morphospace embed'), "
             "or open a table of measured features (Analysis widget, Open feature table…)"
         )
     logvar = mu_columns(table, "logvar_")

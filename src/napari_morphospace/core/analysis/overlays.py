@@ -166,7 +166,8 @@ def start_vector(
 
 
 def latent_from_sliders(start: Any, dims: Sequence[int], values: Sequence[float], latent_scale: Any) -> np.ndarray:
-    """``start`` with ``z[dims[i]] = values[i] · latent_scale[dims[i]]``: slider values are in units of the latent's spread.
+    """``start`` with ``z[dims[i]] = values[i] · latent_scale[dims[i]]``:
+    slider values are in units of the latent's spread.
 
     Sliders span −3…+3 of ``latent_scale`` (the prior SD, 1, for the β-VAEs;
     the empirical SD of the combined latent for the multi-encoder VAE), the
@@ -325,7 +326,8 @@ def difference_maps(
 
 
 def traversal_difference(model: Any, dim: int, start: Any, *, sigma: float = 1.5) -> dict[str, Any]:
-    """:func:`difference_maps` between the decodes at −3 and +3 of ``dim`` (units of ``latent_scale``), others at ``start``.
+    """:func:`difference_maps` between the decodes at −3 and +3 of ``dim`` (units of ``latent_scale``),
+    others at ``start``.
 
     The result's ``what`` says what was compared (``"dim 2: −3 vs +3"``).
     """
@@ -345,7 +347,8 @@ def group_difference(model: Any, latent_table: pd.DataFrame, group_a: Any, group
     means = group_means(latent_table, group_column)
     if group_a not in means or group_b not in means or group_a == group_b:
         raise InputError(
-            f"choose two different groups of the latent table ({', '.join(map(str, means))}); got {group_a!r} and {group_b!r}"
+            f"choose two different groups of the latent table ({', '.join(map(str, means))}); "
+            f"got {group_a!r} and {group_b!r}"
         )
     decoded_a, decoded_b = decode_latents(model, np.stack([means[group_a], means[group_b]]))
     return {**difference_maps(decoded_a, decoded_b, data_range=1.0, sigma=sigma), "what": f"{group_a} vs {group_b}"}

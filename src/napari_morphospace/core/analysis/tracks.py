@@ -117,7 +117,8 @@ def shuffle_frames(cells: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def smoothness(cells: pd.DataFrame, columns: Sequence[str], *, shuffles: int = 5, seed: int = 0) -> tuple[float, float]:
-    """Mean step length of the real tracks, and its mean over ``shuffles`` frame-shuffled copies (:func:`shuffle_frames`).
+    """Mean step length of the real tracks, and its mean over ``shuffles`` frame-shuffled copies
+    (:func:`shuffle_frames`).
 
     A real track whose cells change gradually steps less far than the same
     cells visited in random order: a ratio real / shuffled well below 1 says
@@ -222,7 +223,8 @@ def compare_track_groups(
     measures: Sequence[str] | None = None,
     settings: InferenceSettings | None = None,
 ) -> pd.DataFrame:
-    """Compare two groups of tracks (outcomes, conditions) on each per-track measure, with :mod:`core.analysis.inference`.
+    """Compare two groups of tracks (outcomes, conditions) on each per-track measure,
+    with :mod:`core.analysis.inference`.
 
     Each track is one sample (the frames of one cell are not independent).
     Per measure: the group means, Cohen's d (positive when the first group is

@@ -197,7 +197,8 @@ def _joined(arrays: list[Any]) -> Any:
 
 
 def _as_dask(images: Any) -> da.Array:
-    """Wrap numpy, zarr or dask images (or masks) as a dask array with one chunk per block of crops (a shard on disk)."""
+    """Wrap numpy, zarr or dask images (or masks) as a dask array with one chunk per block of crops
+    (a shard on disk)."""
     if isinstance(images, da.Array):
         return images
     chunks = (block_length(images),) + tuple(images.shape[1:])
@@ -412,9 +413,14 @@ class CropSetWriter:
         self._masks: zarr.Array | None = None
         self._mask_buffer: np.ndarray | None = None
         if masks:
-            self._masks = zarr.create_array(store=str(self._tmp / MASKS_NAME), shape=(0,) + self.crop_shape[1:],
-                                            chunks=(chunk,) + self.crop_shape[1:], shards=(shard,) + self.crop_shape[1:],
-                                            dtype="bool", config={"write_empty_chunks": True})  # one file per shard, as the images  # fmt: skip
+            self._masks = zarr.create_array(
+                store=str(self._tmp / MASKS_NAME),
+                shape=(0,) + self.crop_shape[1:],
+                chunks=(chunk,) + self.crop_shape[1:],
+                shards=(shard,) + self.crop_shape[1:],
+                dtype="bool",
+                config={"write_empty_chunks": True},
+            )  # one file per shard, as the images
             self._mask_buffer = np.empty((shard,) + self.crop_shape[1:], bool)
         self._buffered = 0
         self._written = 0
@@ -685,7 +691,8 @@ def _check_stored_chunks(images: zarr.Array, directory: Path) -> None:
     if stored < expected:
         raise InputError(
             f"{directory}: {expected - stored} of {expected} data file(s) of {IMAGES_NAME} are missing "
-            "(deleted or not copied), so some crops have no data; the crop set is damaged, copy it again or make it again"
+            "(deleted or not copied), so some crops have no data; the crop set is damaged, "
+            "copy it again or make it again"
         )
 
 
@@ -733,7 +740,8 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         what = "is a file, not a folder" if directory.exists() else "does not exist"
         raise InputError(
-            f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' (or make crops first)"
+            f"crop set folder {directory} {what}; choose the folder written by 'morphospace crops' "
+            "(or make crops first)"
         )
     path = directory / METADATA_NAME
     if not path.exists():
@@ -765,8 +773,10 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     for key, valid in checks.items():
         value = metadata.get(key, defaults.get(key))
         if not valid(value):
-            raise InputError(f"{path}: {key} is {shown(value)}, which is not what a crop set records; the file was edited "
-                             "by hand or is damaged: make the crop set again")  # fmt: skip
+            raise InputError(
+                f"{path}: {key} is {shown(value)}, which is not what a crop set records; the file was edited "
+                "by hand or is damaged: make the crop set again"
+            )
         metadata[key] = value
     return metadata
 

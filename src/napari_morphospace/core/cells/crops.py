@@ -233,7 +233,8 @@ def _as_source(image: Stack | Any, axes: str | None, channels: list[int] | None,
         str(name).encode("utf-8")
     except UnicodeEncodeError:
         raise InputError(
-            f"the file name {str(name).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 text, so the crop table "
+            f"the file name {str(name).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 text, "
+            "so the crop table "
             "cannot record where the crops come from; rename the file (letters, digits, spaces are fine)"
         ) from None
     present = [a for a in AXES_ORDER if a in axes]
@@ -832,8 +833,13 @@ def _make(plans: Iterable[_Plan], pipeline: PreprocessPipeline | None, *, output
         raise
 
 
-def _drain(plan: _Plan, pipeline: PreprocessPipeline | None, sink: _Sink,
-           on_progress: Callable[[str, int, int], None] | None, stop_event: threading.Event | None) -> None:  # fmt: skip
+def _drain(
+    plan: _Plan,
+    pipeline: PreprocessPipeline | None,
+    sink: _Sink,
+    on_progress: Callable[[str, int, int], None] | None,
+    stop_event: threading.Event | None,
+) -> None:
     made = done = 0
     for batch in plan.batches:
         if stop_event is not None and stop_event.is_set():
@@ -1024,8 +1030,14 @@ def _plan(source: CropSource, pipeline: PreprocessPipeline | None) -> _Plan:
                         source=source.source, axes=source.axes)  # fmt: skip
 
 
-def _single(make_plan: Callable[[], _Plan], pipeline: PreprocessPipeline | None, output: str | Path | None,
-            overwrite: bool, on_progress: ProgressCallback | None, stop_event: threading.Event | None) -> CropSet:  # fmt: skip
+def _single(
+    make_plan: Callable[[], _Plan],
+    pipeline: PreprocessPipeline | None,
+    output: str | Path | None,
+    overwrite: bool,
+    on_progress: ProgressCallback | None,
+    stop_event: threading.Event | None,
+) -> CropSet:
     """Make the crop set of one source (the single-source builders); the plan is made once ``output`` is checked."""
     progress = None if on_progress is None else (lambda name, done, total: on_progress(done, total))
     plans = (make() for make in (make_plan,))

@@ -125,7 +125,8 @@ def base_name(name: str) -> str:
 
 
 def name_stem(name: str) -> str:
-    """The image name an objects layer refers to: ``A9 p10d_labels`` -> ``A9 p10d``; ``control cells [1]`` -> ``control``."""
+    """The image name an objects layer refers to: ``A9 p10d_labels`` -> ``A9 p10d``;
+    ``control cells [1]`` -> ``control``."""
     return OBJECTS_SUFFIX.sub("", base_name(name))
 
 
@@ -135,7 +136,8 @@ def looks_like_labels(layer: LayerInfo) -> bool:
 
 
 def common_stem(names: Sequence[str]) -> str:
-    """The words all ``names`` start with (``control membrane``, ``control nucleus`` -> ``control``), else the first name."""
+    """The words all ``names`` start with (``control membrane``, ``control nucleus`` -> ``control``),
+    else the first name."""
     if len(set(names)) <= 1:
         return names[0] if names else ""
     words = [n.split(" ") for n in names]

@@ -226,7 +226,8 @@ class PointPicker:
         self._tree = cKDTree(self.points / self._spread)
 
     def nearest(self, position: Sequence[float], radius: float | Sequence[float]) -> int | None:
-        """Index of the point closest to ``position`` within ``radius`` (data units, one value or one per axis), else None."""
+        """Index of the point closest to ``position`` within ``radius`` (data units, one value or one per axis),
+        else None."""
         if len(self.points) == 0:
             return None
         point = np.asarray(position, dtype=float)

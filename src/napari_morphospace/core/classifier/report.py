@@ -93,7 +93,8 @@ def summarise_labels(table: pd.DataFrame, column: str) -> LabelSummary:
     """
     if column not in table.columns:
         raise InputError(
-            f"the crop table has no {column!r} column; choose one of {', '.join(c for c in LABEL_COLUMNS if c in table.columns)}"
+            f"the crop table has no {column!r} column; "
+            f"choose one of {', '.join(c for c in LABEL_COLUMNS if c in table.columns)}"
         )
     if "source" not in table.columns:
         raise InputError(
@@ -166,7 +167,8 @@ def train_with_evidence(
     stop_event: threading.Event | None = None,
     on_update: Callable[[ClassifierUpdate], None] | None = None,
 ) -> tuple[ClassifierResult, np.ndarray | None]:
-    """:func:`~napari_morphospace.core.classifier.fusion.train_classifier`, then per-channel evidence of the final model.
+    """:func:`~napari_morphospace.core.classifier.fusion.train_classifier`,
+    then per-channel evidence of the final model.
 
     Returns the result and ``evidence`` ``(n_classes, C)`` (each class's share
     of Grad-CAM mass per channel), or None when the run was stopped before

@@ -414,8 +414,12 @@ def _tiff_metadata(
             return _imagej_metadata(tif.imagej_metadata, series.keyframe, series.axes, series.shape)
         return _resolution_tag_metadata(series.keyframe)
     except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError) as err:
-        warnings.warn(f"{name}: its pixel-size metadata cannot be read ({err}); the pixels were read, with pixel sizes "
-                      "of 1 and default channel names: set the scale by hand if you need it", UserWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{name}: its pixel-size metadata cannot be read ({err}); the pixels were read, with pixel sizes "
+            "of 1 and default channel names: set the scale by hand if you need it",
+            UserWarning,
+            stacklevel=3,
+        )
         return {}, {}, []
 
 
@@ -433,8 +437,12 @@ def _ome_metadata(ome_xml: str, name: str = "file") -> tuple[dict[str, float], d
     try:
         root = ElementTree.fromstring(ome_xml)
     except ElementTree.ParseError as err:
-        warnings.warn(f"{name}: its OME-XML is not well-formed ({err}); the pixels were read without pixel sizes or "
-                      "channel names: re-export the file to repair its metadata", UserWarning, stacklevel=4)  # fmt: skip
+        warnings.warn(
+            f"{name}: its OME-XML is not well-formed ({err}); the pixels were read without pixel sizes or "
+            "channel names: re-export the file to repair its metadata",
+            UserWarning,
+            stacklevel=4,
+        )
         return {}, {}, []
     image = root.find("{*}Image")
     pixels = image.find("{*}Pixels") if image is not None else None

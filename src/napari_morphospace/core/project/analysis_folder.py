@@ -143,7 +143,8 @@ class Location:
 
 
 def _outside(path: Path, root: Path) -> Path | None:
-    """Where ``path``, or a link anywhere inside it (a folder part), leads outside ``root``; None when it stays inside."""
+    """Where ``path``, or a link anywhere inside it (a folder part), leads outside ``root``;
+    None when it stays inside."""
     target = path.resolve()
     if not target.is_relative_to(root):
         return target
@@ -320,8 +321,13 @@ def source_refs(
     refs = []
     for i, image in enumerate(images):
         label = labels[i] if labels else None
-        refs.append(SourceRef(image=FileRef.to(image, folder), labels=None if label is None else FileRef.to(label, folder),
-                              group=str(groups[i]) if groups else ""))  # fmt: skip
+        refs.append(
+            SourceRef(
+                image=FileRef.to(image, folder),
+                labels=None if label is None else FileRef.to(label, folder),
+                group=str(groups[i]) if groups else "",
+            )
+        )
     return refs
 
 
@@ -489,7 +495,8 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
     path = folder / ANALYSIS_JSON
     if not path.is_file():
         raise InputError(
-            f"{folder} is not an analysis folder: it has no {ANALYSIS_JSON}; choose a folder saved by napari-morphospace"
+            f"{folder} is not an analysis folder: it has no {ANALYSIS_JSON}; "
+            "choose a folder saved by napari-morphospace"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -505,7 +512,8 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
     if version > FORMAT_VERSION:
         raise InputError(
             f"{folder} was saved by napari-morphospace {writer} in analysis format version {version}; this "
-            f"napari-morphospace ({__version__}) reads up to version {FORMAT_VERSION}. Update napari-morphospace to open it"
+            f"napari-morphospace ({__version__}) reads up to version {FORMAT_VERSION}. Update "
+            "napari-morphospace to open it"
         )
     problems: list[str] = []
     notes: list[str] = []
@@ -515,8 +523,13 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
             f"version ({__version__}, format {FORMAT_VERSION}). Parts the older format lacks are left empty; "
             "saving writes the current format"
         )
-    manifest = AnalysisFolder(folder=folder, created=str(data.get("created", "")), modified=str(data.get("modified", "")),
-                              written_by=str(writer), format_version=version)  # fmt: skip
+    manifest = AnalysisFolder(
+        folder=folder,
+        created=str(data.get("created", "")),
+        modified=str(data.get("modified", "")),
+        written_by=str(writer),
+        format_version=version,
+    )
     for part in ("crop_set", "model", *_ALLOWED_SUFFIXES):
         entry = data.get(part)
         if entry is None:
@@ -661,8 +674,10 @@ def _load_part(manifest: AnalysisFolder, part: str, loader: Any, problems: list[
         problems.append(f"the {what} {ref.path} {where}, outside the analysis folder, and was not read; {CONSENT_HINT}")
         return None
     if location.fallback:
-        problems.append(f"the {what} {ref.path} is missing from {manifest.folder}; {location.path} (where it was "
-                        "when the folder was saved) was read instead. Copy it into the folder or save that part again")  # fmt: skip
+        problems.append(
+            f"the {what} {ref.path} is missing from {manifest.folder}; {location.path} (where it was "
+            "when the folder was saved) was read instead. Copy it into the folder or save that part again"
+        )
     try:
         return loader(location.path)
     except (InputError, OSError, ValueError, KeyError, TypeError, RecursionError) as err:

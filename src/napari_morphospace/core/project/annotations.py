@@ -390,7 +390,8 @@ class AnnotationStore:
             if cls.name == name:
                 return cls
         raise InputError(
-            f"there is no class named {name!r}; add it first or choose one of: {', '.join(self.class_names) or 'none yet'}"
+            f"there is no class named {name!r}; add it first or choose one of: "
+            f"{', '.join(self.class_names) or 'none yet'}"
         )
 
     def _next_colour(self) -> str:

@@ -154,7 +154,8 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def latent_statistics(latents: pd.DataFrame) -> dict[str, Any]:
-    """The studies' numbers for a latent table: Cohen's d (treated − control), per-dimension KL, active units, empirical KL.
+    """The studies' numbers for a latent table: Cohen's d (treated − control), per-dimension KL, active units,
+    empirical KL.
 
     ``groups`` is ``[reference, condition]``: d > 0 means higher in the condition.
     """
@@ -273,11 +274,19 @@ def run_demo(
     statistics["known_answer"] = result.known_answer
     atomic_write_text(out / "statistics.json", json.dumps(statistics, indent=2, allow_nan=True))
     result.files["statistics"] = out / "statistics.json"
-    save_analysis(manifest, crop_set=out / "crops", model=out / "model", latents=result.latents,
-                  factors=out / "data" / "factors.csv", crop_job=out / "crop_job.yaml",
-                  plot_settings={"x": f"mu_{statistics['top_dimensions'][0]}",
-                                 "y": f"mu_{statistics['top_dimensions'][min(1, len(statistics['top_dimensions']) - 1)]}",
-                                 "colour_by": "group"})  # fmt: skip
+    save_analysis(
+        manifest,
+        crop_set=out / "crops",
+        model=out / "model",
+        latents=result.latents,
+        factors=out / "data" / "factors.csv",
+        crop_job=out / "crop_job.yaml",
+        plot_settings={
+            "x": f"mu_{statistics['top_dimensions'][0]}",
+            "y": f"mu_{statistics['top_dimensions'][min(1, len(statistics['top_dimensions']) - 1)]}",
+            "colour_by": "group",
+        },
+    )
     result.files["latents"] = out / "latents.parquet"
     lap("statistics")
 

@@ -297,7 +297,8 @@ def _chosen_rows(table: pd.DataFrame, which: str, crop_ids: Iterable[int] | None
     if (positions < 0).any():
         missing = wanted[positions < 0]
         raise InputError(
-            f"crop id(s) {', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''} are not in the crop set; "
+            f"crop id(s) {', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''} are "
+            "not in the crop set; "
             "check the ids belong to this crop set"
         )
     return np.unique(positions)

@@ -458,8 +458,12 @@ def _cohen_section(ctx: _Context) -> list[str]:
 
     summary = ctx.require_summary()
     effects = summary.require_two_groups()
-    parts = [_p(f"Cohen's d of {summary.condition} against {summary.reference} (pooled SD, ddof 1; positive: higher "
-                f"in {summary.condition}), 95 % confidence intervals; top dimensions {summary.top(TOP_DIMENSIONS)}.")]  # fmt: skip
+    parts = [
+        _p(
+            f"Cohen's d of {summary.condition} against {summary.reference} (pooled SD, ddof 1; positive: higher "
+            f"in {summary.condition}), 95 % confidence intervals; top dimensions {summary.top(TOP_DIMENSIONS)}."
+        )
+    ]
     parts.append(_img(forest_figure(effects, top=15), "Cohen's d forest plot"))
     probe = summary.probe
     if probe is None:
@@ -525,9 +529,15 @@ def _traversal_section(ctx: _Context) -> list[str]:
         grid = traversal_grid(model, summary.top(TOP_DIMENSIONS), n_steps=7, start=start)
         parts.append(f"<h3>From the mean of {html.escape(name)}</h3>")
         parts.append(_img(traversal_figure(grid, dims=summary.top(TOP_DIMENSIONS)), f"traversal from the {name} mean"))
-    parts.insert(0, _p(f"Each row walks one of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by {summary.ranked_by}) from −3 "
-                       "to +3 (in units of the latent scale) while the other dimensions stay at the group's mean; "
-                       "decoded in eval mode, channel 0 shown."))  # fmt: skip
+    parts.insert(
+        0,
+        _p(
+            f"Each row walks one of the top dimensions {summary.top(TOP_DIMENSIONS)} (ranked by "
+            f"{summary.ranked_by}) from −3 "
+            "to +3 (in units of the latent scale) while the other dimensions stay at the group's mean; "
+            "decoded in eval mode, channel 0 shown."
+        ),
+    )
     return parts
 
 
@@ -667,8 +677,10 @@ def _classifier_section(ctx: _Context) -> list[str]:
     evidence = metrics.get("channel_evidence")
     if isinstance(evidence, dict) and evidence:
         channels = list(next(iter(evidence.values())))
-        parts += [_p("Share of per-channel Grad-CAM evidence for each class: which channel drives it."),
-                  _table([(c, *(evidence[c].get(ch) for ch in channels)) for c in evidence], ["", *channels])]  # fmt: skip
+        parts += [
+            _p("Share of per-channel Grad-CAM evidence for each class: which channel drives it."),
+            _table([(c, *(evidence[c].get(ch) for ch in channels)) for c in evidence], ["", *channels]),
+        ]
     return parts
 
 
@@ -788,8 +800,12 @@ def _versions_section(ctx: _Context) -> list[str]:
 
 def _manifest_tables(manifest: AnalysisFolder) -> list[str]:
     """What analysis.json records: its history, the parts of the folder and the source images."""
-    about = [("created", manifest.created), ("modified", manifest.modified),
-             ("saved by napari-morphospace", manifest.written_by), ("format version", manifest.format_version)]  # fmt: skip
+    about = [
+        ("created", manifest.created),
+        ("modified", manifest.modified),
+        ("saved by napari-morphospace", manifest.written_by),
+        ("format version", manifest.format_version),
+    ]
     refs = [(f.name, getattr(manifest, f.name)) for f in dataclasses.fields(manifest)]
     files = [(name, ref.path, ref.absolute) for name, ref in refs if isinstance(ref, FileRef)]
     sources = [(s.group, s.image.absolute, s.labels.absolute if s.labels else "—") for s in manifest.sources]
@@ -892,8 +908,11 @@ def render_html(analysis: Analysis, sections: Sequence[Section]) -> str:
         else:
             body += section.parts
         body.append("</section>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}<title>'
+        f"{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_report(

@@ -79,7 +79,8 @@ FIGURES_FOLDER = "figures"
 REPORT_NAME = "report.html"
 #: Everything a sweep folder holds; any other file means the folder belongs to something else.
 SWEEP_FILES = {SETTINGS_NAME, MARKER_NAME, SPLIT_NAME, RUNS_FOLDER, TABLE_NAME, FIGURES_FOLDER, REPORT_NAME}
-#: Models a sweep compares. The conditional model trains in two stages on a label column; train it with ``morphospace train``.
+#: Models a sweep compares. The conditional model trains in two stages on a label column;
+#: train it with ``morphospace train``.
 SWEEP_MODELS = ("beta-vae", "beta-tcvae", "me-vae")
 #: Crop-table columns that identify a crop or place it, never probed.
 _NOT_MEASUREMENTS = {*CROP_TABLE_COLUMNS, *bbox_columns(3), "centroid_z", "centroid_y", "centroid_x"}
@@ -215,7 +216,8 @@ def load_sweep_settings(path: str | Path) -> SweepSettings:
 
 @dataclass
 class SweepSplit:
-    """Row positions of the crops each run trains on, validates on, and is tested on; ``note`` when a split fell back."""
+    """Row positions of the crops each run trains on, validates on, and is tested on;
+    ``note`` when a split fell back."""
 
     train: np.ndarray
     val: np.ndarray
@@ -231,12 +233,18 @@ class SweepSplit:
         """``crop_id``, ``source``, ``part`` (train / val / test) per crop, in crop-set order."""
         part = np.empty(len(crop_table), dtype=object)
         part[self.train], part[self.val], part[self.test] = "train", "val", "test"
-        return pd.DataFrame({"crop_id": crop_table["crop_id"].to_numpy(), "source": crop_table["source"].astype(str).to_numpy(),
-                             "part": part})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "crop_id": crop_table["crop_id"].to_numpy(),
+                "source": crop_table["source"].astype(str).to_numpy(),
+                "part": part,
+            }
+        )
 
 
 def split_for_sweep(crop_table: pd.DataFrame, settings: SweepSettings) -> SweepSplit:
-    """Hold out the test crops by source image, then split the rest as :func:`~napari_morphospace.core.training.engine.train` will.
+    """Hold out the test crops by source image, then split the rest as
+    :func:`~napari_morphospace.core.training.engine.train` will.
 
     The test split takes whole source images (``training.split="source"``)
     until ``test_fraction`` of the crops; the train/validation split of the
@@ -266,7 +274,8 @@ def probe_targets(table: pd.DataFrame, columns: list[str] | None = None) -> pd.D
         missing = [c for c in columns if c not in table.columns]
         if missing:
             raise InputError(
-                f"probe_columns {', '.join(missing)} are not in the crop table; it has {', '.join(map(str, table.columns))}"
+                f"probe_columns {', '.join(missing)} are not in the crop table; "
+                f"it has {', '.join(map(str, table.columns))}"
             )
         chosen = list(columns)
     else:
@@ -384,8 +393,19 @@ def prepare_sweep(
     save_config(settings, folder / SETTINGS_NAME)
     atomic_write_text(folder / SPLIT_NAME, split.table(crop_set.table).to_csv(index=False))
     points = grid_points(settings)
-    atomic_write_text(marker, json.dumps({**identity, "crop_set_origin": crop_set_origin, "n_crops": len(crop_set),
-                                          "split_notes": split.notes, "points": [p.name for p in points]}, indent=2))  # fmt: skip
+    atomic_write_text(
+        marker,
+        json.dumps(
+            {
+                **identity,
+                "crop_set_origin": crop_set_origin,
+                "n_crops": len(crop_set),
+                "split_notes": split.notes,
+                "points": [p.name for p in points],
+            },
+            indent=2,
+        ),
+    )
     return split
 
 
@@ -473,8 +493,14 @@ def run_point(
         if result.stopped_by_user:
             record.update(status="stopped", message="stopped by the user before the end of training")
         else:
-            save_trained_bundle(result, fit_crops, run_dir / "bundle", train_settings=training,
-                                crop_set_origin=f"sweep {folder.resolve()} (train and validation split)", overwrite=True)  # fmt: skip
+            save_trained_bundle(
+                result,
+                fit_crops,
+                run_dir / "bundle",
+                train_settings=training,
+                crop_set_origin=f"sweep {folder.resolve()} (train and validation split)",
+                overwrite=True,
+            )
             assert isinstance(result.model, MorphoVAE)  # a sweep's models are single VAEs (SWEEP_MODELS)
             record.update(status="ok", message="", bundle=str(Path(RUNS_FOLDER) / point.name / "bundle"),
                           test=evaluate_run(result.model, crop_set, split, settings))  # fmt: skip

@@ -157,18 +157,25 @@ def write_sweep_report(folder: str | Path, table: pd.DataFrame) -> Path:
     }
     for name, figure in figures.items():
         _write_png(figure, folder / FIGURES_FOLDER / f"{name}.png")
-    axes = "; ".join(f"{name}: {', '.join('auto' if v is None else f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
-                     for name, values in settings.grid.axes()) or "nothing (one run of the base settings)"  # fmt: skip
+    axes = (
+        "; ".join(
+            f"{name}: "
+            f"{', '.join('auto' if v is None else f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
+            for name, values in settings.grid.axes()
+        )
+        or "nothing (one run of the base settings)"
+    )
     shown = table.drop(columns=["bundle"]).astype(object)
     shown = shown.where(shown.notna(), "")
     body = [
         f"<h1>{html.escape(f'Morphospace sweep: {folder.resolve().name}')}</h1>",
         _p(f"Crop set: {marker.get('crop_set_origin') or '?'} ({marker.get('n_crops')} crops). Grid: {axes}; "
            f"{len(table)} runs, {int((table['status'] == 'ok').sum())} finished."),  # fmt: skip
-        _p(f"Split once by source image, recorded in {SPLIT_NAME}: {split.get('train', 0)} train, {split.get('val', 0)} "
+        _p(f"Split once by source image, recorded in {SPLIT_NAME}: {split.get('train', 0)} train, "
+           f"{split.get('val', 0)} "
            f"validation and {split.get('test', 0)} test crops. Every run trains on the same crops; the ELBO terms, "
            "active units, SSIM, spread ratio and effect sizes below are measured on the test crops, which no run saw "
-           "during training or model selection."),  # fmt: skip
+           "during training or model selection."),
         *[_p(f"Note: {note}") for note in marker.get("split_notes", [])],
         "<h2>Comparison</h2>",
         _p(f"Also in {TABLE_NAME}. Measured by the end-of-training diagnostics on the test crops: ELBO terms in "

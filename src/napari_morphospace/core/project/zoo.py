@@ -356,7 +356,8 @@ def _identifiers(names: Sequence[str], prefix: str) -> list[str]:
 
 
 def _authors(settings: ZooSettings) -> list[Any]:
-    """The authors as bioimage.io ``Author`` entries, after checking them and the licence; before anything is written."""
+    """The authors as bioimage.io ``Author`` entries, after checking them and the licence;
+    before anything is written."""
     from bioimageio.spec.model import v0_5 as bmz
     from pydantic import ValidationError
 
@@ -426,7 +427,8 @@ def _describe(
 
 
 def _write_weights(role: str, bundle: Bundle, tensors: _Tensors, files: Path) -> tuple[str, dict[str, Any]]:
-    """The package's half of the model as a state dict and as TorchScript; returns the architecture's name and kwargs."""
+    """The package's half of the model as a state dict and as TorchScript;
+    returns the architecture's name and kwargs."""
     wrapper_class = ZooEncoder if role == "encoder" else ZooDecoder
     kwargs = {"model_settings": bundle.config["model_settings"], "input_shape": list(bundle.input_shape)}
     wrapper = wrapper_class(**kwargs)
@@ -469,11 +471,13 @@ def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Pa
         np.save(files / "crops.npy", tensors.crops)
         normalisation = final_normalisation(bundle.preprocess)
         crops = bmz.InputTensorDescr(
-            id=bmz.TensorId("crops"), axes=image_axes(bmz.SpaceInputAxis), test_tensor=bmz.FileDescr(source=files / "crops.npy"),
+            id=bmz.TensorId("crops"),
+            axes=image_axes(bmz.SpaceInputAxis),
+            test_tensor=bmz.FileDescr(source=files / "crops.npy"),
             data=bmz.IntervalOrRatioDataDescr(type="float32") if normalisation else unit_range,
             description="single-cell crops made as for training (see README)",
             preprocessing=_preprocessing(bmz, normalisation, spatial),
-        )  # fmt: skip
+        )
         return [crops], [latent("mu", tensors.mu, "posterior mean μ per latent dimension", bmz.OutputTensorDescr),
                          latent("logvar", tensors.logvar, "posterior log-variance log σ² per latent dimension",
                                 bmz.OutputTensorDescr)]  # fmt: skip
@@ -681,6 +685,18 @@ def _readme(role: str, bundle: Bundle, crop_set: CropSet) -> str:
         "None of it maps to bioimage.io preprocessing (only a final per-crop `normalize_percentile` or "
         "`normalize_minmax` would), so the input description has none: give crops already in [0, 1]."
     )  # fmt: skip
+    depth_text = (
+        str(s.depth)
+        if s.depth is not None
+        else "chosen from the crop size by the adaptable-VAE thesis rule L = round(2 + 0.356·(log2(pixels) − 8.64))"
+    )
+    output_text = (
+        ""
+        if role == "encoder"
+        else "The decoded images are in the same normalised [0, 1] space; there is no postprocessing back to raw "
+        "intensities."
+    )
+    groups_text = ", ".join(map(str, provenance.get("groups", []) or [])) or "not recorded"
     best = min((h.get("val_loss") for h in history if isinstance(h.get("val_loss"), (int, float))), default=None)
     refs = "\n".join(f"- {text} {ref.get('doi') and 'https://doi.org/' + ref['doi'] or ref.get('url')}"
                      for text, ref in citations(s))  # fmt: skip
@@ -697,7 +713,7 @@ change one value of `mu` (in units of the model's latent scale, −3…+3), deco
 {io_text}
 ## Architecture
 
-`{s.model}`: {s.block} blocks, depth {s.depth if s.depth is not None else "chosen from the crop size by the adaptable-VAE thesis rule L = round(2 + 0.356·(log2(pixels) − 8.64))"},
+`{s.model}`: {s.block} blocks, depth {depth_text},
 {s.base_channels} base channels, latent size {s.latent_dim}, β = {s.beta} ({s.objective} objective),
 {s.reconstruction} reconstruction; the decoder ends in a sigmoid and returns exactly the input shape.
 Full settings: `config.napari-morphospace.bundle.model_settings` in `rdf.yaml`.
@@ -714,7 +730,7 @@ Then the crop pipeline ran on every crop:
 the per-source normalisation (statistics of the whole field) or the other pipeline steps:
 run them with napari-morphospace and the settings above (recorded in
 `config.napari-morphospace.bundle.preprocess`) before this model.
-{"" if role == "encoder" else "The decoded images are in the same normalised [0, 1] space; there is no postprocessing back to raw intensities."}
+{output_text}
 
 ## Weights
 
@@ -727,7 +743,7 @@ run them with napari-morphospace and the settings above (recorded in
 ## Training
 
 {provenance.get("n_crops", "?")} crops from {provenance.get("crop_set", "an unrecorded crop set")}
-(groups: {", ".join(map(str, provenance.get("groups", []) or [])) or "not recorded"}); {len(history) or train.get("epochs", "?")} epochs,
+(groups: {groups_text}); {len(history) or train.get("epochs", "?")} epochs,
 batch size {train.get("batch_size", "?")}, learning rate {train.get("learning_rate", "?")} (AdamW),
 best validation loss {best if best is not None else "not recorded"}.
 

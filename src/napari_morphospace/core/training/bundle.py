@@ -221,7 +221,8 @@ def load_bundle(directory: str | os.PathLike, *, map_location: str | torch.devic
         raise InputError(f"{config_path} is not valid JSON ({err}); the bundle is damaged, save it again") from err
     if not isinstance(config, dict):
         raise InputError(
-            f"{config_path} holds {type(config).__name__}, not a bundle description; the bundle is damaged, save it again"
+            f"{config_path} holds {type(config).__name__}, not a bundle description; the bundle is damaged, "
+            "save it again"
         )
     if config.get("format") != FORMAT_NAME or config.get("format_version") != FORMAT_VERSION:
         raise InputError(

@@ -1,6 +1,7 @@
 """Crop sets as a torch ``Dataset``: what training, embedding and the classifiers feed a ``DataLoader``.
 
-Kept apart from :mod:`~napari_morphospace.core.cells.crop_set` so that cropping, reading and writing crop sets never import torch.
+Kept apart from :mod:`~napari_morphospace.core.cells.crop_set` so that cropping,
+reading and writing crop sets never import torch.
 """
 
 from __future__ import annotations

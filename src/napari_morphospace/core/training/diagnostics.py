@@ -307,7 +307,8 @@ def probe_from_masks(model: MorphoVAE, crops: ProbeCrops, *, batch_size: int = 6
 
 
 def training_problems(d: TrainingDiagnostics) -> list[tuple[str, str]]:
-    """``(problem, warning)`` pairs: a short name and a plain sentence with what to try, for a model that did not learn."""
+    """``(problem, warning)`` pairs: a short name and a plain sentence with what to try,
+    for a model that did not learn."""
     warnings = []
     if d.kl_total < COLLAPSED_KL or d.active_units == 0:
         warnings.append(

@@ -1382,8 +1382,14 @@ def trained_bundle(result: TrainResult, crop_set: CropSet, *, train_settings: Tr
         provenance=trained_provenance(result, crop_set, crop_set_origin), history=result.history,
         label_classes=result.label_classes, diagnostics=result.diagnostics,
     )  # fmt: skip
-    return Bundle(model=result.model.eval(), model_settings=result.model_settings, input_shape=input_shape,
-                  channel_names=list(crop_set.channel_names), preprocess=crop_set.preprocess, config=config)  # fmt: skip
+    return Bundle(
+        model=result.model.eval(),
+        model_settings=result.model_settings,
+        input_shape=input_shape,
+        channel_names=list(crop_set.channel_names),
+        preprocess=crop_set.preprocess,
+        config=config,
+    )
 
 
 def save_trained_bundle(
