@@ -61,7 +61,7 @@ def bare_crops(image: np.ndarray, labels: np.ndarray, preprocess: Callable[[np.n
         if slices is None:
             continue
         inside = labels[slices] == label_id
-        cy, cx = (c + s.start for c, s in zip(ndimage.center_of_mass(inside), slices))
+        cy, cx = (c + s.start for c, s in zip(ndimage.center_of_mass(inside), slices, strict=True))
         y0, x0 = math.floor(cy + 0.5) - CROP // 2 + CROP, math.floor(cx + 0.5) - CROP // 2 + CROP
         raw = padded[y0 : y0 + CROP, x0 : x0 + CROP].astype(np.float64)
         crop = np.clip((raw - low) / (high - low), 0, 1).astype(np.float32)

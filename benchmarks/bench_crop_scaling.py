@@ -79,7 +79,7 @@ def bare_field(image: np.ndarray, labels: np.ndarray, size: int, buffer: np.ndar
         inside = labels[slices] == label_id
         if np.count_nonzero(inside) < MIN_AREA:
             continue
-        cy, cx = (c + s.start for c, s in zip(ndimage.center_of_mass(inside), slices))
+        cy, cx = (c + s.start for c, s in zip(ndimage.center_of_mass(inside), slices, strict=True))
         y0, x0 = math.floor(cy + 0.5) - size // 2, math.floor(cx + 0.5) - size // 2
         ya, yb, xa, xb = max(y0, 0), min(y0 + size, height), max(x0, 0), min(x0 + size, width)
         crop = buffer[count % len(buffer)]
@@ -225,7 +225,7 @@ def main() -> None:
         f"{'bare CPU s':>10} | "
         f"{'ours peak MiB':>13} {'bare peak MiB':>13} | {'files':>6}"
     )
-    for n_objects, n_repeats in zip(sizes, repeats):
+    for n_objects, n_repeats in zip(sizes, repeats, strict=True):
         runs: dict[str, list[dict]] = {"bare": [], "ours": []}
         for _ in range(n_repeats):
             for kind in ("bare", "ours"):
@@ -237,7 +237,10 @@ def main() -> None:
                 if kind == "ours" and args.profile:
                     print(f"profile of our run written to {args.profile}")
                     args.profile = None
-        ratios = [(o["crops"] / o["seconds"]) / (b["crops"] / b["seconds"]) for b, o in zip(runs["bare"], runs["ours"])]
+        ratios = [
+            (o["crops"] / o["seconds"]) / (b["crops"] / b["seconds"])
+            for b, o in zip(runs["bare"], runs["ours"], strict=True)
+        ]
         med = {kind: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for kind, rs in runs.items()}
         ours, bare = med["ours"], med["bare"]
         print(

@@ -131,7 +131,9 @@ def main() -> None:
         widget.hover(pixels[0])
         first = time.perf_counter() - start
         ours, bare, brute, picks = [], [], [], []
-        for i, (row, pixel) in enumerate(zip(targets[1:], pixels[1:])):  # alternating who reads a crop first
+        for i, (row, pixel) in enumerate(
+            zip(targets[1:], pixels[1:], strict=True)
+        ):  # alternating who reads a crop first
             if i % 2:
                 bare.append(bare_hover(row))
                 ours.append(our_hover(pixel))

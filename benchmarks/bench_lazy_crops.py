@@ -140,7 +140,7 @@ def main() -> None:
                 f"{kind:>5} ({results[0]['lazy']} array): {results[0]['crops']} crops in {seconds:7.1f} s "
                 f"(runs: {each}), peak RSS +{peak:,.0f} MiB"
             )
-        ratios = [lazy["seconds"] / eager["seconds"] for eager, lazy in zip(runs["eager"], runs["lazy"])]
+        ratios = [lazy["seconds"] / eager["seconds"] for eager, lazy in zip(runs["eager"], runs["lazy"], strict=True)]
         print(
             f"time ratio lazy / eager: {statistics.median(ratios):.2f} (goal <= 1.5); crop sets identical: {identical}"
         )

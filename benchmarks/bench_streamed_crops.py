@@ -112,7 +112,7 @@ def main() -> None:
 
 def report(what: str, rates: dict[str, list[float]], note: str) -> None:
     bare, ours = statistics.median(rates["bare"]), statistics.median(rates["ours"])
-    paired = statistics.median(o / b for o, b in zip(rates["ours"], rates["bare"]))
+    paired = statistics.median(o / b for o, b in zip(rates["ours"], rates["bare"], strict=True))
     print(f"{what}: bare in memory {bare:8.1f} img/s (runs: {', '.join(f'{r:.0f}' for r in rates['bare'])})")
     print(f"{' ' * len(what)}  ours streamed  {ours:8.1f} img/s (runs: {', '.join(f'{r:.0f}' for r in rates['ours'])})")
     print(f"{' ' * len(what)}  ratio ours/bare {paired:.3f} (median of paired runs; goal >= 0.9)  {note}")

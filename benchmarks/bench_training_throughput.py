@@ -61,8 +61,8 @@ def ellipse_crops(n: int, shape: tuple[int, ...] = (64, 64), seed: int = 0) -> C
     table = pd.DataFrame({
         "crop_id": np.arange(n), "source": [f"image{i % 8}.tif" for i in range(n)], "label_id": np.arange(1, n + 1),
         "t": 0, "group": "a", "annotation": "",
-        **{f"{axis}_{end}": (0 if end == "start" else size) for axis, size in zip("zyx"[3 - len(shape):], shape)
-           for end in ("start", "stop")},
+        **{f"{axis}_{end}": (0 if end == "start" else size)
+           for axis, size in zip("zyx"[3 - len(shape):], shape, strict=True) for end in ("start", "stop")},
     })  # fmt: skip
     return CropSet(images, table, ["ch0"], (1.0,) * len(shape), None)
 
@@ -78,7 +78,7 @@ def demo_crops() -> tuple[CropSet, ModelSettings, TrainSettings]:
     crop_set = concat_crop_sets([
         crops_from_labels(stack, labels, demo.crop_settings(), pipeline=demo.preprocess(), group=stack.source,
                           source=stack.source)
-        for stack, labels in zip(sample.images, sample.labels)
+        for stack, labels in zip(sample.images, sample.labels, strict=True)
     ])  # fmt: skip
     config = demo.train_config()
     return crop_set, config.model, config.training
@@ -181,7 +181,7 @@ def main() -> None:
             f"{label} {statistics.median(rates[name]):8.1f} images/s = "
             f"{statistics.median(rates[name]) / per_step:6.2f} optimiser steps/s  (runs: {runs} images/s)"
         )
-    pairs = statistics.median(e / b for e, b in zip(rates["engine"], rates["bare"]))
+    pairs = statistics.median(e / b for e, b in zip(rates["engine"], rates["bare"], strict=True))
     print(f"ratio engine/bare: {eng / bare:.3f} (medians), {pairs:.3f} (median of paired runs)  (goal >= 0.9)")
 
 

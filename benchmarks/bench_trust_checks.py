@@ -47,7 +47,7 @@ def crop_set(n: int) -> CropSet:
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"crop_id": np.arange(n), "source": "field.tif", "label_id": np.arange(1, n + 1), "t": 0,
                           "group": np.where(np.arange(n) % 2, "treated", "control"), "annotation": ""})  # fmt: skip
-    for column, value in zip(bbox_columns(2), (0, 64, 0, 64)):
+    for column, value in zip(bbox_columns(2), (0, 64, 0, 64), strict=True):
         table[column] = value
     return CropSet(rng.random((n, 1, 64, 64), dtype=np.float32), table, ["dna"], (0.5, 0.5))
 

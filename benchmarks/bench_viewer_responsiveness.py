@@ -91,7 +91,7 @@ def main() -> None:
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     parts = [
         crops_from_labels(image, labels, CropSettings(size=args.size, mode="fit"), group=group)
-        for image, labels, group in zip(sample.images, sample.labels, ("control", "treated"))
+        for image, labels, group in zip(sample.images, sample.labels, ("control", "treated"), strict=True)
     ]
     crop_set = concat_crop_sets(parts)
     widget = TrainWidget(viewer)

@@ -137,7 +137,7 @@ def report(seconds: dict[str, list[float]], note: str) -> None:
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     for name, value in medians.items():
         print(f"  {name:>12}: {value:7.1f} s  (runs: {', '.join(f'{v:.1f}' for v in seconds[name])})")
-    pairs = statistics.median(one / two for one, two in zip(seconds["1 worker"], seconds["2 workers"]))
+    pairs = statistics.median(one / two for one, two in zip(seconds["1 worker"], seconds["2 workers"], strict=True))
     print(f"  speed-up 2 workers / 1 worker: {pairs:.2f} (median of paired runs)   {note}")
 
 

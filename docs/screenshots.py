@@ -49,8 +49,6 @@ def cells_widget() -> None:
     viewer.close()
 
 
-
-
 def cells_real_fields() -> None:
     """All 15 BBBC007 files opened one by one (File > Open), Cells from the Plugins menu: the pairing table."""
     import sys
@@ -124,7 +122,7 @@ def run_demo_in_viewer(epochs: int = 30):
     demo.viewer.window._qt_window.resize(1600, 1050)
     driver = DemoDriver(demo, Path(tempfile.mkdtemp(prefix="morphospace-shots-")))
     driver.start()
-    while driver.session.latents is None or demo.widgets["statistics"]._worker is not None:
+    while driver.session.latents is None or demo.widgets["statistics"].tasks.busy:
         settle(0.2)
     settle(1.0)
     return demo
@@ -145,10 +143,22 @@ def scatter_selection(demo) -> None:
     demo.viewer.screenshot(str(IMAGES / "scatter-selection.png"), canvas_only=False)
 
 
+def statistics_dock(demo) -> None:
+    """The Statistics dock after the demo: condition treated against reference control, Cohen's d per dimension."""
+    statistics = demo.widgets["statistics"]
+    demo.show("statistics")
+    statistics.tabs.setCurrentIndex(
+        [statistics.tabs.tabText(i) for i in range(statistics.tabs.count())].index("Cohen's d")
+    )
+    settle()
+    demo.viewer.screenshot(str(IMAGES / "statistics-widget.png"), canvas_only=False)
+
+
 def latent_sliders(demo) -> None:
-    """The top dimension at +2.5 from the treated mean; the camera on the decoded cell."""
+    """Dimensions ranked by Cohen's d, the top one at +2.5 from the treated mean; the camera on the decoded cell."""
     latent = demo.widgets["latent"]
     demo.show("latent")
+    latent.slider_panel.rank_combo.setCurrentText("|Cohen's d| (condition − reference)")  # d = treated − control
     latent.set_start("group mean", "treated")
     latent.set_slider(latent.dims[0], 2.5)
     settle(1.5)
@@ -158,6 +168,22 @@ def latent_sliders(demo) -> None:
     demo.viewer.camera.zoom = 5.0
     settle()
     demo.viewer.screenshot(str(IMAGES / "latent-sliders.png"), canvas_only=False)
+
+
+def gradcam_overlay(demo) -> None:
+    """Grad-CAM of the top dimension (+) on every treated cell, over the treated field's membrane channel."""
+    latent = demo.widgets["latent"]
+    demo.show("latent")
+    latent.show_gradcam(dim=latent.dims[0], sign=1, cells="group: treated")
+    while latent.busy:
+        settle(0.1)
+    layers = demo.viewer.layers
+    for layer in layers:
+        layer.visible = layer.name in ("Grad-CAM", "treated membrane")
+    layers.selection.active = layers["treated cells"]  # the Grad-CAM layer shows the maps of this field
+    demo.viewer.fit_to_view(layers=[layers["treated cells"]])
+    settle()
+    demo.viewer.screenshot(str(IMAGES / "gradcam-overlay.png"), canvas_only=False)
 
 
 def analysis_external() -> None:
@@ -191,7 +217,8 @@ def analysis_external() -> None:
         box.show()
         settle(1.0)
         QApplication.primaryScreen().grabWindow(0).copy(viewer.window._qt_window.geometry()).save(
-            str(IMAGES / "analysis-external.png"))
+            str(IMAGES / "analysis-external.png")
+        )
         box.close()
         return False
 
@@ -211,5 +238,7 @@ if __name__ == "__main__":
     scatter_hover_real()
     demo = run_demo_in_viewer()
     scatter_selection(demo)
+    statistics_dock(demo)
     latent_sliders(demo)
+    gradcam_overlay(demo)
     demo.viewer.close()

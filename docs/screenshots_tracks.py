@@ -71,7 +71,7 @@ def main() -> None:
 
     # Scatter: PCA of μ, paths coloured by time; a click on the longest track's path
     _, scatter = viewer.window.add_plugin_dock_widget("napari-morphospace", "Scatter")
-    scatter.compute_embedding("PCA")
+    scatter.compute_row.compute_embedding("PCA")
     while scatter.tasks.busy:
         settle(0.1)
     scatter.set_sources([labels.name])
@@ -79,9 +79,9 @@ def main() -> None:
     scatter.form.track_combo.setCurrentText("by time")
     settle(1.0)
     longest = int(statistics.sort_values("path_length").iloc[-1]["track_id"])
-    rows = np.flatnonzero(scatter.track_overlay.keys == scatter.track_overlay.keys[
+    rows = np.flatnonzero(scatter.view.tracks.keys == scatter.view.tracks.keys[
         np.flatnonzero(scatter.sources.column("track_id") == longest)[0]])  # fmt: skip
-    middle = scatter.track_overlay.segments[np.isin(scatter.track_overlay.segments[:, 0], rows)][len(rows) // 2]
+    middle = scatter.view.tracks.segments[np.isin(scatter.view.tracks.segments[:, 0], rows)][len(rows) // 2]
     x, y = scatter._positions[middle].mean(axis=0)
     scatter.select_track_at(float(x), float(y))
     viewer.window._qt_window.raise_()

@@ -9,7 +9,8 @@ views → exports::
 
 A room may import the shared modules at the top of ``core`` (errors, config,
 outputs, parallel) and the rooms before it, never one after it. ``core``
-imports neither Qt nor napari; ``viewer`` imports napari but no Qt.
+imports neither Qt nor napari; ``viewer`` imports napari but no Qt. Statistics compute numbers and
+``core/figures`` draws them: no other module of ``core`` imports matplotlib.
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ def test_no_gui_below_the_widgets(folder, forbidden):
     assert found == []
 
 
+def test_only_figures_draw():
+    """matplotlib is imported in ``core/figures`` only; every other room hands it numbers, arrays or dataclasses."""
+    found = sorted(
+        f"{module_name(path)} -> {name}"
+        for path in modules_under("core")
+        if room_of(module_name(path)) != "figures"
+        for name in imports_of(path)
+        if name == "matplotlib" or name.startswith("matplotlib.")
+    )
+    assert found == []
+
+
 def test_the_graph_is_read_from_the_code():
     """The reader itself: a known edge is found (crops read stacks), so an empty list above means something."""
     edges = graph()
@@ -123,3 +136,56 @@ def test_cropping_never_imports_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+#: Modules of ``core/project`` that keep data and draw nothing. The rest of ``project`` (``report``,
+#: ``sweep_report``, ``demo``, ``zoo``) writes pictures into reports and packages, so it imports ``core/figures``.
+PROJECT_WITHOUT_FIGURES = ["analysis_folder", "annotations", "export", "sweep"]
+
+# matplotlib made unimportable, as if it were not installed. Lightning's torchmetrics decides from the
+# package metadata whether to import matplotlib.pyplot, so the metadata must say "not installed" too.
+WITHOUT_MATPLOTLIB = """
+import importlib, importlib.metadata, sys
+sys.modules["matplotlib"] = None
+installed_version = importlib.metadata.version
+def version(name):
+    if name.lower() == "matplotlib":
+        raise importlib.metadata.PackageNotFoundError(name)
+    return installed_version(name)
+importlib.metadata.version = version
+failed = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except ImportError as err:
+        failed.append(f"{name}: {err}")
+print("\\n".join(failed))
+"""
+
+
+def test_computing_modules_and_the_command_line_import_without_matplotlib():
+    """Every module of ``core`` outside ``figures`` (and the drawing part of ``project``), and the ``morphospace``
+    entry module, imports in a fresh interpreter that cannot import matplotlib."""
+    modules = [
+        module_name(path) for path in modules_under("core") if room_of(module_name(path)) not in {"figures", "project"}
+    ]
+    modules += [f"napari_morphospace.core.project.{name}" for name in PROJECT_WITHOUT_FIGURES]
+    modules.append("napari_morphospace.cli")
+    assert "napari_morphospace.core.analysis.statistics" in modules and len(modules) > 40
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MATPLOTLIB, *modules], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_the_matplotlib_block_is_real():
+    """The same interpreter set-up refuses a module that draws, so an empty list above means something."""
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MATPLOTLIB, "napari_morphospace.core.figures.gallery"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert "napari_morphospace.core.figures.gallery: " in result.stdout

@@ -147,11 +147,11 @@ def test_3d_crops_with_per_axis_size_masking_and_skips_from_the_command_line(tmp
     assert crop_set.images.shape == (len(kept), 1, 8, 24, 24)
     assert sorted(crop_set.table["label_id"]) == sorted(kept.tolist())
     # --mask-background: every voxel outside the cell is zero (its own voxels are not all zero).
-    for row, crop in zip(crop_set.table.itertuples(), crop_set.images):
+    for row, crop in zip(crop_set.table.itertuples(), crop_set.images, strict=True):
         box = tuple(slice(max(getattr(row, f"{a}_start"), 0), getattr(row, f"{a}_stop")) for a in "zyx")
         offset = tuple(max(-getattr(row, f"{a}_start"), 0) for a in "zyx")
         region = labels[box]
-        inside = crop[0][tuple(slice(o, o + n) for o, n in zip(offset, region.shape))]
+        inside = crop[0][tuple(slice(o, o + n) for o, n in zip(offset, region.shape, strict=True))]
         assert np.all(inside[region != row.label_id] == 0) and inside[region == row.label_id].any()
     # The summary line counts the skipped objects and names the flags that keep them; no raw warning.
     summary = captured.out.strip().splitlines()[-1]

@@ -36,4 +36,6 @@ def track_points(id_of_label=lambda label: 10 * label) -> np.ndarray:
 
 def radius(label_ids: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """The radius of each (label, frame) cell: a latent coordinate with known paths."""
-    return np.array([CELLS[int(label)][2] + CELLS[int(label)][3] * t for label, t in zip(label_ids, frames)])
+    return np.array(
+        [CELLS[int(label)][2] + CELLS[int(label)][3] * t for label, t in zip(label_ids, frames, strict=True)]
+    )

@@ -89,7 +89,7 @@ def analysis_layers(path: PathOrPaths, *, allow_external: bool = False) -> list[
     table = analysis_cells(analysis)
     layers: list[LayerData] = []
     offset_x = 0.0  # sources side by side along X, so several fields do not cover each other
-    for source, image_path in zip(analysis.manifest.sources, analysis.source_images):
+    for source, image_path in zip(analysis.manifest.sources, analysis.source_images, strict=True):
         if image_path is None:
             continue  # already reported as a problem
         stack = read_stack(image_path)

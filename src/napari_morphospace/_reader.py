@@ -51,7 +51,7 @@ def stack_to_layer_data(stack: Stack) -> list[LayerData]:
     names = _layer_names(stack)
     common = {"scale": scale, "metadata": metadata}
     if _is_label_file(stack):
-        return [(data, {**common, "name": name}, "labels") for data, name in zip(_channels(stack), names)]
+        return [(data, {**common, "name": name}, "labels") for data, name in zip(_channels(stack), names, strict=True)]
     if stack.rgb:
         rgb_data = np.moveaxis(stack.data, stack.axes.index("C"), -1)
         return [(rgb_data, {**common, "name": _file_stem(stack), "rgb": True}, "image")]

@@ -46,7 +46,7 @@ def sample_layer_data(sample: SampleData) -> list[LayerData]:
     """
     layers: list[LayerData] = []
     offset_x = 0.0
-    for stack, labels in zip(sample.images, sample.labels):
+    for stack, labels in zip(sample.images, sample.labels, strict=True):
         features = sample.factors[sample.factors["source"] == stack.source].reset_index(drop=True)
         features.insert(0, "index", features["label_id"])
         group = features["group"].iloc[0]

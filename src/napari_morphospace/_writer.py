@@ -36,7 +36,7 @@ def layer_to_stack(data: Any, meta: dict[str, Any]) -> Stack:
     layer_ndim = data.ndim - 1 if rgb else data.ndim
     layer_axes = _layer_axes(meta, layer_ndim)
     scale_values = list(meta.get("scale") or [1.0] * layer_ndim)
-    scale = {axis: float(value) for axis, value in zip(layer_axes, scale_values)}
+    scale = {axis: float(value) for axis, value in zip(layer_axes, scale_values, strict=True)}
     units = _layer_units(meta, layer_axes)
     name = str(meta.get("name") or "image")
     if rgb:
@@ -68,7 +68,7 @@ def _layer_units(meta: dict[str, Any], axes: str) -> dict[str, str]:
         return {a: str(u) for a, u in saved.items() if a in axes}
     napari_units = meta.get("units") or ()
     units = {}
-    for axis, unit in zip(axes, napari_units):
+    for axis, unit in zip(axes, napari_units, strict=False):  # no units in the layer's data: none to copy
         text = str(unit)
         if text not in ("pixel", "") and axis != "C":
             units[axis] = _NAPARI_TO_UNIT.get(text, text)

@@ -44,7 +44,7 @@ def make_crop_set(images) -> CropSet:
                 "t": 0,
                 "group": ["control", "treated"][crop_id // 3],
                 "annotation": "",
-                **dict(zip(bbox_columns(2), (0, 16, 0, 16))),
+                **dict(zip(bbox_columns(2), (0, 16, 0, 16), strict=True)),
             }
         )
     return CropSet(rng.random((6, 1, 16, 16), dtype=np.float32), pd.DataFrame(rows), ["c0"], (0.5, 0.5))

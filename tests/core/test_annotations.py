@@ -269,7 +269,7 @@ def test_overlay_lut_equals_brute_force():
     codes = class_codes(annotated, ["a", "b"])
     overlay = annotation_overlay(labels, label_ids, codes)
     expected = np.zeros_like(labels)
-    for label_id, name in zip(label_ids, annotated):
+    for label_id, name in zip(label_ids, annotated, strict=True):
         expected[labels == label_id] = {"": 0, "a": 1, "b": 2}[name]
     np.testing.assert_array_equal(overlay, expected)
     assert overlay.dtype == np.uint16 and overlay.shape == labels.shape

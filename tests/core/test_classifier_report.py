@@ -21,18 +21,17 @@ from napari_morphospace.core.classifier.fusion import (
 from napari_morphospace.core.classifier.report import (
     average_precision,
     check_folds,
-    evidence_figure,
     evidence_table,
     fold_mean_sd,
     metrics_document,
     metrics_table,
     ranking_table,
-    results_figure,
     summarise_labels,
     train_with_evidence,
     write_metrics,
 )
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.figures.classifier import evidence_figure, results_figure
 
 
 def crop_table() -> pd.DataFrame:

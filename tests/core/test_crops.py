@@ -106,7 +106,7 @@ def test_time_lapse_gives_one_crop_per_object_and_time_point():
         labels[t, 2 + 4 * t : 6 + 4 * t, 3:7] = 1  # moving cell
     labels[1, 14:18, 14:18] = 2  # appears only at t=1
     crop_set = crops_from_labels(image, labels, CropSettings(size=6, **IDENTITY), axes="TCYX")
-    assert list(zip(crop_set.table["t"], crop_set.table["label_id"])) == [(0, 1), (1, 1), (1, 2), (2, 1)]
+    assert list(zip(crop_set.table["t"], crop_set.table["label_id"], strict=True)) == [(0, 1), (1, 1), (1, 2), (2, 1)]
     for index, row in crop_set.table.iterrows():
         np.testing.assert_array_equal(crop_set.images[index], source_region(image[row.t], row, 2))
 
@@ -332,7 +332,11 @@ def test_patch_grid_keeps_exactly_the_patches_above_the_foreground_fraction():
     with pytest.warns(UserWarning, match="29 of 32 patches had less foreground"):
         crop_set = patch_grid(image, PatchSettings(patch_size=10, min_foreground=0.1, normalise="dtype"), axes="ZYX")
     table = crop_set.table
-    assert list(zip(table["z"], table["y_start"], table["x_start"])) == [(0, 0, 0), (0, 30, 30), (1, 20, 0)]
+    assert list(zip(table["z"], table["y_start"], table["x_start"], strict=True)) == [
+        (0, 0, 0),
+        (0, 30, 30),
+        (1, 20, 0),
+    ]
     assert list(table["label_id"]) == [1, 2, 3]
     assert list(table["z_start"]) == [0, 0, 1] and list(table["z_stop"]) == [1, 1, 2]
     np.testing.assert_allclose(table["foreground"], [0.5, 1.0, 0.2])
@@ -346,7 +350,7 @@ def test_patch_grid_with_overlap_on_a_2d_image():
     with pytest.warns(UserWarning, match="6 of 9 patches"):
         crop_set = patch_grid(image, PatchSettings(patch_size=10, patch_stride=5, min_foreground=0.5))
     # 3 x 3 origins at 0, 5, 10; >= 50 % foreground: (0,0) 100 %, (0,5) and (5,0) 50 %
-    assert list(zip(crop_set.table["y_start"], crop_set.table["x_start"])) == [(0, 0), (0, 5), (5, 0)]
+    assert list(zip(crop_set.table["y_start"], crop_set.table["x_start"], strict=True)) == [(0, 0), (0, 5), (5, 0)]
     assert set(crop_set.table["z"]) == {0}
     with pytest.raises(InputError, match="larger than the image"):
         patch_grid(image, PatchSettings(patch_size=30))
@@ -454,7 +458,7 @@ class CountingReads:
 
     def __getitem__(self, key):
         if all(s.stop > s.start for s in key):  # dask asks for an empty slice once to learn the dtype
-            chunk = tuple(s.start // c for s, c in zip(key, self.chunks))
+            chunk = tuple(s.start // c for s, c in zip(key, self.chunks, strict=True))
             self.reads[chunk] = self.reads.get(chunk, 0) + 1
         return self.array[key]
 
@@ -481,7 +485,7 @@ def test_lazy_crops_read_each_chunk_about_once_and_equal_the_eager_ones(chunks, 
     lazy = crops_from_labels(da.from_array(counting, chunks=chunks), labels, settings, axes="TCYX")
     np.testing.assert_array_equal(lazy.images, eager.images)
     pd.testing.assert_frame_equal(lazy.table, eager.table)
-    n_chunks = math.prod(-(-s // c) for s, c in zip(image.shape, chunks))
+    n_chunks = math.prod(-(-s // c) for s, c in zip(image.shape, chunks, strict=True))
     assert len(counting.reads) == n_chunks
     if chunks[-1] == 256:  # one chunk per page: read once for the intensity range, once for all its crops
         assert set(counting.reads.values()) == {2}

@@ -107,7 +107,7 @@ def test_probe_folds_are_grouped_by_source_image():
     folds, and not at all when every image is held out as a whole."""
     rng = np.random.default_rng(1)
     sources = np.repeat([f"field{i}.tif" for i in range(10)], 20)
-    offset = dict(zip(np.unique(sources), rng.normal(size=10)))
+    offset = dict(zip(np.unique(sources), rng.normal(size=10), strict=True))
     image_identity = pd.get_dummies(sources).to_numpy(float)
     targets = pd.DataFrame({"brightness": [offset[s] for s in sources]})
     assert ridge_probe_r2(image_identity, targets)["brightness"] > 0.9  # no groups: random folds
@@ -176,11 +176,13 @@ def test_latents_of_a_small_default_training_know_size_and_elongation_better_tha
             crops_from_labels(
                 stack, labels, CropSettings(size=48), group=stack.source, source=stack.source, pipeline=aligned
             )
-            for stack, labels in zip(sample.images, sample.labels)
+            for stack, labels in zip(sample.images, sample.labels, strict=True)
         ]
     )
     factors = sample.factors.set_index(["source", "label_id"])
-    known = factors.loc[list(zip(crop_set.table["source"], crop_set.table["label_id"]))][["size", "elongation"]]
+    known = factors.loc[list(zip(crop_set.table["source"], crop_set.table["label_id"], strict=True))][
+        ["size", "elongation"]
+    ]
     settings = TrainSettings(min_steps=300, split="random", accelerator="cpu", checkpoint_dir=str(tmp_path))
     result = train(crop_set, ModelSettings(latent_dim=8), settings)
     mu = embed(result.model, crop_set).filter(like="mu_").to_numpy()

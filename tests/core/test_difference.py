@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.ndimage import gaussian_filter
@@ -11,6 +12,7 @@ from torch import nn
 
 from napari_morphospace.core.analysis.difference import (
     absolute_difference,
+    compare_images,
     dissimilarity_map,
     group_difference,
     ssim_map,
@@ -141,9 +143,70 @@ def test_traversal_difference_active_and_inactive_dimensions(spatial):
 
 def test_group_difference_between_means():
     model = BlobDecoder((16, 16))
-    same = group_difference(model, [1.0, 0.0], [1.0, 5.0])  # differ only in the inactive dimension
+    table = pd.DataFrame({"mu_0": [1.0, 1.0, -2.0, 2.0], "mu_1": [0.0, 5.0, 0.0, 0.0], "group": ["a", "b", "c", "d"]})
+    same = group_difference(model, table, "b", "a")  # differ only in the inactive dimension
     assert same["abs"].max() < 1e-6
-    different = group_difference(model, [-2.0, 0.0], [2.0, 0.0])
+    different = group_difference(model, table, "d", "c")
     assert different["abs"][0, 4, 4] == pytest.approx(0.5 - 1 / (1 + np.exp(4.0)), rel=1e-5)  # sigmoid(0) - sigmoid(-4)
     assert different["abs"][0, 12, 12] == 0.0
-    np.testing.assert_allclose(different["a"][0, 4, 4], 1 / (1 + np.exp(4.0)), rtol=1e-5)
+    np.testing.assert_allclose(different["reference"][0, 4, 4], 1 / (1 + np.exp(4.0)), rtol=1e-5)
+    assert different["what"] == "d − c"
+
+
+def test_compare_images_of_identical_and_changed_decodes_per_channel():
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 16, 16)).astype(np.float32)
+    same = compare_images(image, image)
+    assert same["abs"].shape == (2, 16, 16) and not same["abs"].any() and same["ssim_message"] is None
+    np.testing.assert_allclose(same["dissimilarity"], 0.0, atol=1e-6)
+    changed = image.copy()
+    changed[1, 4, 5] += 0.5
+    maps = compare_images(image, changed)
+    assert np.unravel_index(np.argmax(maps["abs"]), (2, 16, 16)) == (1, 4, 5)
+    assert maps["abs"][1, 4, 5] == pytest.approx(0.5) and not maps["abs"][0].any()
+
+
+def test_thin_volume_gives_a_message_instead_of_ssim():
+    volume = np.zeros((1, 4, 16, 16), np.float32)
+    maps = compare_images(volume, volume + 0.1)
+    assert maps["dissimilarity"] is None
+    assert "4 pixels along Z" in maps["ssim_message"]
+    np.testing.assert_allclose(maps["abs"], 0.1, rtol=1e-6)
+
+
+class _RampDecoder(torch.nn.Module):
+    """Decodes z to one 16×16 channel: column j is sigmoid(z_0 · j / 15) (known, easy to hand-compute)."""
+
+    latent_dim = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("latent_scale", torch.tensor([0.5, 1.0]))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(0, 1, 16)
+        return torch.sigmoid(z[:, :1, None, None] * ramp[None, None, None, :]).expand(-1, 1, 16, 16)
+
+
+def test_traversal_difference_compares_the_decodes_at_minus_and_plus_three_latent_scales():
+    maps = traversal_difference(_RampDecoder(), 0, start=np.zeros(2, np.float32))
+    ramp = np.linspace(0, 1, 16)
+    expected = np.abs(1 / (1 + np.exp(-1.5 * ramp)) - 1 / (1 + np.exp(1.5 * ramp)))  # z_0 = ±3 · 0.5
+    np.testing.assert_allclose(maps["abs"][0], np.tile(expected, (16, 1)), atol=1e-6)
+    assert maps["what"] == "dim 0: −3 vs +3" and maps["dissimilarity"].shape == (1, 16, 16)
+    assert not traversal_difference(_RampDecoder(), 1, start=np.zeros(2, np.float32))[
+        "abs"
+    ].any()  # dim 1 changes nothing
+
+
+def test_group_difference_decodes_the_two_group_means_and_refuses_one_group_twice():
+    table = pd.DataFrame({"mu_0": [1.0, 3.0, -2.0], "mu_1": [0.0, 0.0, 5.0], "group": ["a", "a", "b"]})
+    maps = group_difference(_RampDecoder(), table, "a", "b")
+    ramp = np.linspace(0, 1, 16)
+    expected = np.abs(1 / (1 + np.exp(-2.0 * ramp)) - 1 / (1 + np.exp(2.0 * ramp)))  # mean μ_0 of a: 2, of b: −2
+    np.testing.assert_allclose(maps["abs"][0, 0], expected, atol=1e-6)
+    assert maps["what"] == "a − b"  # condition − reference, as Statistics and the report say
+    with pytest.raises(InputError, match="two different groups"):
+        group_difference(_RampDecoder(), table, "a", "a")
+    with pytest.raises(InputError, match="got condition 'a' and reference 'c'"):
+        group_difference(_RampDecoder(), table, "a", "c")

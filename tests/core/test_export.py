@@ -69,7 +69,7 @@ def test_crops_round_trip(tmp_path, ndim, file_format):
         np.testing.assert_array_equal(stack.data, crop_set.images[i])
         assert stack.data.dtype == np.float32
         assert stack.channel_names == ["dna", "membrane"]
-        assert stack.scale == dict(zip(axes[1:], crop_set.spacing))
+        assert stack.scale == dict(zip(axes[1:], crop_set.spacing, strict=True))
         assert set(stack.units.values()) == {"µm"}
     # tifffile alone (another tool) reads the same pixels.
     with tifffile.TiffFile(files[3]) as tif:
@@ -95,7 +95,7 @@ def test_per_class_folders_with_odd_names_stay_inside(tmp_path):
     assert folders[".."] == "_" and folders["ünïcødé"] == "ünïcødé" and folders["two  words"] == "two_words"
     assert folders["../../etc"] == "_.._etc" and folders["CON"] == "CON_"
     manifest = pd.read_csv(out / MANIFEST_NAME, keep_default_na=False)
-    for name, file in zip(manifest["annotation"], manifest["file"]):
+    for name, file in zip(manifest["annotation"], manifest["file"], strict=True):
         assert file.split("/")[0] == folders[name]
         np.testing.assert_array_equal(
             read_stack(out / file).data, crop_set.images[crop_set.table.index[crop_set.table["annotation"] == name][0]]

@@ -181,7 +181,7 @@ def test_placement_in_source_coordinates_2d():
     translate, scale = place_in_source(cam, row)
     assert scale == (2.0, 2.0)
     # crop pixel (1, 2) covers source rows 12-13 and columns 24-25: its centre sits between those pixel centres
-    assert tuple(t + s * i for t, s, i in zip(translate, scale, (1, 2))) == (12.5, 24.5)
+    assert tuple(t + s * i for t, s, i in zip(translate, scale, (1, 2), strict=True)) == (12.5, 24.5)
 
     pasted = paste_into_source(cam, row, (32, 40), order=0)
     expected = np.zeros((32, 40), dtype=np.float32)

@@ -5,12 +5,9 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from napari_morphospace.core.analysis.latent_summary import (
-    default_groups,
-    summarise_latents,
-    summary_figures,
-)
+from napari_morphospace.core.analysis.latent_summary import default_groups, summarise_latents
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.figures.statistics import summary_figures
 from napari_morphospace.core.project.export import export_figures
 
 
@@ -30,7 +27,7 @@ def test_group_a_higher_gives_positive_d_ranked_first_and_unembedded_rows_left_o
     assert summary.ranking[0] == 1 and summary.effects.d[1] == pytest.approx((a.mean() - b.mean()) / pooled)
     assert summary.n_cells == 60 and "1 object(s) without latents left out" in summary.overview_text()
     assert summary.kl is None and summary.probe["auroc"] > 0.95
-    figures = summary_figures(summary, data, top=2)
+    figures = summary_figures(summary, top=2)
     assert isinstance(figures["forest"], Figure) and isinstance(figures["kl"], str)
 
 
@@ -41,7 +38,7 @@ def test_same_group_twice_is_refused():
 
 def test_export_refuses_to_overwrite_before_writing_anything(tmp_path):
     data = table()
-    figures = summary_figures(summarise_latents(data, "group", "a", "b"), data)
+    figures = summary_figures(summarise_latents(data, "group", "a", "b"))
     (tmp_path / "kde.svg").write_text("mine")
     with pytest.raises(InputError, match="kde.svg already exist"):
         export_figures(figures, tmp_path)

@@ -1,17 +1,12 @@
-"""core.analysis.overlays: dimension ranking, start points, slider units, overlays in source coordinates,
-difference maps."""
+"""core.analysis.overlays: dimension ranking, start points, slider units, overlays in source coordinates."""
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from napari_morphospace.core.analysis.overlays import (
     channel_colormaps,
-    difference_maps,
     find_cell,
-    group_difference,
-    group_traversal_figure,
     latent_from_sliders,
     overlay_on_layer,
     paste_maps,
@@ -19,9 +14,9 @@ from napari_morphospace.core.analysis.overlays import (
     slider_values,
     start_vector,
     top_dimensions,
-    traversal_difference,
 )
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.figures.traversal import group_traversal_figure
 
 
 def kl_table() -> pd.DataFrame:
@@ -133,27 +128,6 @@ def test_paste_maps_keeps_the_larger_value_where_boxes_overlap():
     np.testing.assert_array_equal(pasted, expected)
 
 
-def test_difference_maps_of_identical_and_changed_decodes():
-    rng = np.random.default_rng(0)
-    image = rng.random((2, 16, 16)).astype(np.float32)
-    same = difference_maps(image, image)
-    assert same["abs"].shape == (16, 16) and not same["abs"].any()
-    np.testing.assert_allclose(same["dissimilarity"], 0.0, atol=1e-6)
-    changed = image.copy()
-    changed[1, 4, 5] += 0.5
-    maps = difference_maps(image, changed)
-    assert np.unravel_index(np.argmax(maps["abs"]), (16, 16)) == (4, 5)
-    assert maps["abs"][4, 5] == pytest.approx(0.5)
-
-
-def test_thin_volume_gives_a_message_instead_of_ssim():
-    volume = np.zeros((1, 4, 16, 16), np.float32)
-    maps = difference_maps(volume, volume + 0.1)
-    assert maps["dissimilarity"] is None
-    assert "4 pixels along Z" in maps["ssim_message"]
-    np.testing.assert_allclose(maps["abs"], 0.1, rtol=1e-6)
-
-
 def test_channel_colormaps_follow_the_shown_layers():
     known = {"control membrane": "green", "control nucleus": "cyan"}
     assert channel_colormaps(["membrane", "nucleus", "granules"], known) == ["green", "cyan", "cyan"]
@@ -165,39 +139,3 @@ def test_group_traversal_figure_labels_rows_with_groups():
     figure = group_traversal_figure(traversals)
     assert [figure.axes[i].get_ylabel() for i in (0, 3)] == ["ctrl", "drug"]
     assert len(figure.axes) == 6
-
-
-class _RampDecoder(torch.nn.Module):
-    """Decodes z to one 16×16 channel: column j is sigmoid(z_0 · j / 15) (known, easy to hand-compute)."""
-
-    latent_dim = 2
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("latent_scale", torch.tensor([0.5, 1.0]))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        ramp = torch.linspace(0, 1, 16)
-        return torch.sigmoid(z[:, :1, None, None] * ramp[None, None, None, :]).expand(-1, 1, 16, 16)
-
-
-def test_traversal_difference_compares_the_decodes_at_minus_and_plus_three_latent_scales():
-    maps = traversal_difference(_RampDecoder(), 0, np.zeros(2, np.float32))
-    ramp = np.linspace(0, 1, 16)
-    expected = np.abs(1 / (1 + np.exp(-1.5 * ramp)) - 1 / (1 + np.exp(1.5 * ramp)))  # z_0 = ±3 · 0.5
-    np.testing.assert_allclose(maps["abs"], np.tile(expected, (16, 1)), atol=1e-6)
-    assert maps["what"] == "dim 0: −3 vs +3" and maps["dissimilarity"].shape == (16, 16)
-    assert not traversal_difference(_RampDecoder(), 1, np.zeros(2, np.float32))["abs"].any()  # dim 1 changes nothing
-
-
-def test_group_difference_decodes_the_two_group_means_and_refuses_one_group_twice():
-    table = pd.DataFrame({"mu_0": [1.0, 3.0, -2.0], "mu_1": [0.0, 0.0, 5.0], "group": ["a", "a", "b"]})
-    maps = group_difference(_RampDecoder(), table, "a", "b")
-    ramp = np.linspace(0, 1, 16)
-    expected = np.abs(1 / (1 + np.exp(-2.0 * ramp)) - 1 / (1 + np.exp(2.0 * ramp)))  # mean μ_0 of a: 2, of b: −2
-    np.testing.assert_allclose(maps["abs"][0], expected, atol=1e-6)
-    assert maps["what"] == "a vs b"
-    with pytest.raises(InputError, match="two different groups"):
-        group_difference(_RampDecoder(), table, "a", "a")
-    with pytest.raises(InputError, match="got 'a' and 'c'"):
-        group_difference(_RampDecoder(), table, "a", "c")

@@ -91,7 +91,7 @@ def test_pipeline_moves_mask_with_the_rotation():
 
 def gaussian_blob(shape, centre, sigma=3.0) -> np.ndarray:
     grids = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
-    r2 = sum((g - c) ** 2 for g, c in zip(grids, centre))
+    r2 = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
     return np.exp(-r2 / (2 * sigma**2)).astype(np.float32)
 
 
@@ -164,7 +164,7 @@ def test_minmax_reaches_exactly_zero_and_one_per_channel():
     rng = np.random.default_rng(0)
     image = np.stack([rng.uniform(0.2, 0.3, (5, 6, 7)), rng.uniform(100, 4000, (5, 6, 7))])
     out = pp.normalize_minmax(image)
-    for channel, source in zip(out, image):
+    for channel, source in zip(out, image, strict=True):
         assert channel.min() == 0.0 and channel.max() == 1.0
         assert channel.flat[source.argmin()] == 0.0 and channel.flat[source.argmax()] == 1.0
     assert not pp.normalize_minmax(np.full((1, 3, 3), 0.4)).any()

@@ -12,6 +12,7 @@ from PIL import Image
 
 from napari_morphospace.core.cells.crop_set import CropSet, bbox_columns
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.figures.training import training_curves_figure
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.project.analysis_folder import (
     create_analysis,
@@ -25,7 +26,6 @@ from napari_morphospace.core.project.report import (
     check_known_answer,
     factor_columns,
     settings_rows,
-    training_curves_figure,
     write_report,
 )  # fmt: skip
 from napari_morphospace.core.training.bundle import save_bundle

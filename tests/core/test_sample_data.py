@@ -51,10 +51,10 @@ def test_same_seed_gives_identical_arrays_and_another_seed_differs():
     first = make_sample_data(SampleSettings(n_cells=15, seed=7))
     again = make_sample_data(SampleSettings(n_cells=15, seed=7))
     other = make_sample_data(SampleSettings(n_cells=15, seed=8))
-    for a, b, c in zip(first.images, again.images, other.images):
+    for a, b, c in zip(first.images, again.images, other.images, strict=True):
         np.testing.assert_array_equal(a.data, b.data)
         assert a.data.shape != c.data.shape or not np.array_equal(a.data, c.data)
-    for a, b in zip(first.labels, again.labels):
+    for a, b in zip(first.labels, again.labels, strict=True):
         np.testing.assert_array_equal(a, b)
     pd.testing.assert_frame_equal(first.factors, again.factors)
     assert not np.allclose(first.factors["size"], other.factors["size"])
@@ -62,7 +62,7 @@ def test_same_seed_gives_identical_arrays_and_another_seed_differs():
 
 def test_images_are_uint16_cyx_with_named_channels_and_physical_scale(sample_2d):
     assert [s.source for s in sample_2d.images] == ["synthetic-control", "synthetic-treated"]
-    for stack, labels in zip(sample_2d.images, sample_2d.labels):
+    for stack, labels in zip(sample_2d.images, sample_2d.labels, strict=True):
         assert stack.axes == "CYX"
         assert stack.data.dtype == np.uint16 and labels.dtype == np.uint16
         assert stack.data.shape[0] == 3 and stack.data.shape[1:] == labels.shape
@@ -133,7 +133,7 @@ def test_every_cell_fits_a_64_px_box_away_from_the_border(sample_2d):
 
 
 def test_each_cell_holds_exactly_one_nucleus(sample_2d):
-    for stack, labels in zip(sample_2d.images, sample_2d.labels):
+    for stack, labels in zip(sample_2d.images, sample_2d.labels, strict=True):
         dna = ndimage.gaussian_filter(stack.data[1].astype(float), 1)
         nuclei, count = ndimage.label(dna > threshold_otsu(dna))
         assert count == labels.max()
@@ -159,7 +159,7 @@ def test_treated_group_differs_in_the_shifted_factors_only(sample_2d):
 
 def test_granule_density_follows_texture(sample_2d):
     densities, textures = [], []
-    for index, (stack, labels) in enumerate(zip(sample_2d.images, sample_2d.labels)):
+    for index, (stack, labels) in enumerate(zip(sample_2d.images, sample_2d.labels, strict=True)):
         granules = stack.data[2].astype(float)
         spots = (granules == ndimage.maximum_filter(granules, 3)) & (granules > 500) & (labels > 0)
         densities.append(ndimage.sum(spots, labels, range(1, labels.max() + 1)) / np.bincount(labels.ravel())[1:])
@@ -175,7 +175,7 @@ def test_no_shifts_gives_alike_groups():
 
 
 def test_3d_volume_shape_scale_and_cell_volume(sample_3d):
-    for index, (stack, labels) in enumerate(zip(sample_3d.images, sample_3d.labels)):
+    for index, (stack, labels) in enumerate(zip(sample_3d.images, sample_3d.labels, strict=True)):
         assert stack.axes == "CZYX" and stack.data.shape[:2] == (3, 24)
         assert stack.data.shape[1:] == labels.shape and stack.data.dtype == np.uint16
         assert stack.scale == {"Z": 1.0, "Y": 0.5, "X": 0.5}

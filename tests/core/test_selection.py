@@ -93,6 +93,14 @@ def test_polygon_and_rectangle_hit_tests():
     assert points_in_polygon(points, square[:2]).tolist() == []
 
 
+def test_lasso_around_a_concave_shape_leaves_out_the_points_in_its_notch():
+    # A "U": two arms (x 0..1 and 2..3) joined at the bottom (y 0..1); the notch x 1..2, y 1..3 is outside.
+    u_shape = np.array([[0, 0], [3, 0], [3, 3], [2, 3], [2, 1], [1, 1], [1, 3], [0, 3]])
+    points = np.array([[0.5, 2.5], [2.5, 2.5], [1.5, 0.5], [1.5, 2.0], [1.5, 2.9], [3.5, 1.0], [1.1, 1.5]])
+    #                   left arm    right arm   bottom      notch       notch top   outside     notch, near an arm
+    assert points_in_polygon(points, u_shape).tolist() == [0, 1, 2]
+
+
 def test_picker_returns_nearest_point_within_radius():
     points = np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
     picker = PointPicker(points)

@@ -10,18 +10,15 @@ from napari_morphospace.core.analysis.statistics import (
     active_units,
     cohens_d,
     empirical_kl_to_standard_normal,
-    forest_figure,
     group_arrays,
     kde_curves,
-    kde_figure,
-    kl_bar_figure,
     kl_per_dimension,
     linear_probe,
     order_dimensions,
     rank_dimensions,
-    violin_figure,
 )
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.figures.statistics import forest_figure, kde_figure, kl_bar_figure, violin_figure
 
 
 def test_cohens_d_matches_hand_computation():
@@ -135,7 +132,7 @@ def test_figures_have_expected_content_and_save_as_png_and_svg():
     effects = cohens_d(a, b)
     forest = forest_figure(effects, names=[f"mu_{i}" for i in range(4)])
     ax = forest.axes[0]
-    by_height = dict(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels())))
+    by_height = dict(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels()), strict=True))
     assert [by_height[y] for y in sorted(by_height, reverse=True)][:2] == ["mu_1", "mu_3"]  # largest |d| on top
     kl = kl_bar_figure(np.array([0.1, 2.0, 0.5]), names=["a", "b", "c"])
     assert [t.get_text() for t in kl.axes[0].get_xticklabels()] == ["b", "c", "a"]

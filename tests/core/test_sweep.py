@@ -56,7 +56,7 @@ def sample_crops():
     sets = []
     for seed in range(3):
         sample = make_sample_data(SampleSettings(n_cells=12, seed=seed, n_channels=2))
-        for stack, labels, group in zip(sample.images, sample.labels, ("control", "treated")):
+        for stack, labels, group in zip(sample.images, sample.labels, ("control", "treated"), strict=True):
             crop_set = crops_from_labels(
                 stack, labels, CropSettings(size=16, mode="fit"), group=group, source=f"{group}-{seed}"
             )
@@ -128,7 +128,7 @@ def test_an_me_vae_run_is_scored_by_each_encoders_own_kl(sample_crops):
     settings = sweep_settings({})
     split = split_for_sweep(sample_crops.table, settings)
     model = build_model(ModelSettings(model="me-vae", latent_dim=4, base_channels=4, norm="group"), (2, 16, 16))
-    for encoder, mu in zip(model.encoders, (1.0, -1.0, 0.0)):
+    for encoder, mu in zip(model.encoders, (1.0, -1.0, 0.0), strict=True):
         set_encoder(encoder, mu)
     scores = evaluate_run(model, sample_crops, split, settings)["diagnostics"]
     assert scores["kl_per_dim"] == pytest.approx([1.0] * 4, abs=1e-5)

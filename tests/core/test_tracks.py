@@ -11,6 +11,7 @@ from napari_morphospace.core.analysis.inference import InferenceSettings
 from napari_morphospace.core.analysis.tracks import NO_TRACK, TRACK_ID
 from napari_morphospace.core.cells import track_ids
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.figures.tracks import paths_figure
 
 
 def _cells(paths: dict[int, list[tuple[int, float, float]]], group: dict[int, str] | None = None) -> pd.DataFrame:
@@ -189,7 +190,7 @@ def test_track_id_column_is_read_as_whole_numbers():
 
 def test_paths_figure_draws_one_line_per_track_coloured_by_outcome():
     cells = _cells({1: [(0, 0, 0), (1, 1, 1)], 2: [(0, 2, 0), (1, 3, 1)]}, group={1: "death", 2: "division"})
-    figure = tracks.paths_figure(cells, ["mu_0", "mu_1"], colour_by="group")
+    figure = paths_figure(cells, ["mu_0", "mu_1"], colour_by="group")
     axes = figure.axes[0]
     drawn = [line for line in axes.get_lines() if len(line.get_xdata())]
     assert len(drawn) == 2 and drawn[0].get_color() != drawn[1].get_color()

@@ -139,7 +139,7 @@ def test_augmentation_only_reorients_crops():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
     torch.manual_seed(0)
     out = augment_batch(x, flips=True, rot90=True, small_rotations=False)
-    for original, moved in zip(x, out):
+    for original, moved in zip(x, out, strict=True):
         views = [torch.rot90(v, k, dims=(-2, -1)) for v in (original, original.flip(-1)) for k in range(4)]
         assert any(torch.equal(moved, v) for v in views)  # one of the 8 symmetries of the square, all channels alike
     rotated = augment_batch(x, flips=False, rot90=False, small_rotations=True)
@@ -326,7 +326,7 @@ def test_model_selection_uses_the_full_objective_not_the_warm_up_weight(tmp_path
     model_settings = small_model(beta=4.0, kl_schedule="linear", kl_warmup_steps=5 * steps_per_epoch)
     result = train(crop_set, model_settings, settings(tmp_path, epochs=8, learning_rate=3e-3))
     full = [row["val_rec"] + 4.0 * row["val_kl"] for row in result.history]
-    for row, objective in zip(result.history, full):
+    for row, objective in zip(result.history, full, strict=True):
         assert row["val_loss"] == pytest.approx(objective, rel=1e-4)
         assert row["val_elbo"] == pytest.approx(-(row["val_rec"] + row["val_kl"]), rel=1e-4)
     best_epoch = int(np.argmin(full))

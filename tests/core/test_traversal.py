@@ -15,11 +15,11 @@ from napari_morphospace.core.analysis.traversal import (
     LatentDecoder,
     group_means,
     group_traversals,
-    traversal_figure,
     traversal_grid,
     traverse,
 )
 from napari_morphospace.core.errors import InputError
+from napari_morphospace.core.figures.traversal import traversal_figure
 
 
 class RecordingDecoder(nn.Module):

@@ -35,7 +35,8 @@ def parts(tmp_path, sources):
     images = sources[0]
     rng = np.random.default_rng(0)
     rows = [{"crop_id": i, "source": str(images[i // 3]), "label_id": i % 3 + 1, "t": 0,
-             "group": ["control", "treated"][i // 3], "annotation": "", **dict(zip(bbox_columns(2), (0, 16, 0, 16)))}
+             "group": ["control", "treated"][i // 3], "annotation": "",
+             **dict(zip(bbox_columns(2), (0, 16, 0, 16), strict=True))}
             for i in range(6)]  # fmt: skip
     crop_set = CropSet(rng.random((6, 1, 16, 16), dtype=np.float32), pd.DataFrame(rows), ["c0"], (0.5, 0.5))
     settings = ModelSettings(latent_dim=3, base_channels=4)

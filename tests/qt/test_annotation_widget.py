@@ -147,8 +147,10 @@ def test_assign_to_named_selection(widget):
     scatter.select_rows([0, 2])
     scatter.save_selection("left")
     scatter.select_rows([1])
-    assert [widget.named_combo.itemText(i) for i in range(widget.named_combo.count())] == ["left"]
-    assert widget.assign_named(widget.named_combo.currentText(), "round") == 2
+    assert [widget.assign_panel.named_combo.itemText(i) for i in range(widget.assign_panel.named_combo.count())] == [
+        "left"
+    ]
+    assert widget.assign_named(widget.assign_panel.named_combo.currentText(), "round") == 2
     assert widget.store.annotations.to_dict() == {10: "round", 11: "", 12: "round", 13: ""}
     with pytest.raises(InputError, match="no selection named 'right'"):
         widget.assign_named("right")

@@ -107,7 +107,7 @@ def test_clusters_annotations_and_docks_survive_save_and_reopen(make_napari_view
     qtbot.waitUntil(lambda: not embed.tasks.busy, timeout=120000)
     scatter = dock(viewer, "Scatter")
     _tick_all(scatter)
-    scatter.compute_clusters("kmeans", 3)
+    scatter.compute_row.compute_clusters("kmeans", 3)
     qtbot.waitUntil(lambda: scatter._color_by == "cluster", timeout=60000)
     annotate = dock(viewer, "Annotate")
     annotate.set_analysis_folder(tmp_path / "autosaved")  # annotations autosave elsewhere than the analysis

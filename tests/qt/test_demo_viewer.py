@@ -36,5 +36,7 @@ def test_demo_driver_runs_every_step_through_the_widgets(qtbot, tmp_path):
         scatter = demo.widgets["scatter"]
         assert len(scatter._positions) == 24 and scatter._color_by == "group"
         assert "done" in demo.viewer.status
+        # The same sign as the report and the headless demo: d = treated − control.
+        assert (statistics.summary.condition, statistics.summary.reference) == ("treated", "control")
     finally:
         demo.viewer.close()

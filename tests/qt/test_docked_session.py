@@ -51,7 +51,7 @@ def test_widgets_docked_from_the_menu_share_crop_set_model_latents_and_selection
         assert widget.session is session_for(viewer)
         assert widget.session.crop_set is crop_set
     assert "12 crops" in embed.session_info.text()
-    assert annotate.named_combo.currentText() == "first"
+    assert annotate.assign_panel.named_combo.currentText() == "first"
     assert [
         scatter.selections.selection_list.item(i).text() for i in range(scatter.selections.selection_list.count())
     ] == ["first"]

@@ -74,7 +74,7 @@ def test_pca_of_measured_features_is_computed_on_standardised_values(explorer, d
     buttons = scatter.compute_row
     assert (buttons.embed_button.text(), buttons.cluster_button.text()) == ("Embed features", "Cluster features")
     assert "measured features" in buttons.embed_button.toolTip()  # no model: nothing says μ
-    scatter.compute_embedding("PCA")
+    scatter.compute_row.compute_embedding("PCA")
     qtbot.waitUntil(lambda: "PCA_0" in viewer.layers[names[0]].features.columns, timeout=30000)
     latents = session_for(viewer).latents
     values = latents[[FEATURE_PREFIX + c for c in FEATURES]].to_numpy(float)

@@ -5,14 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_morphospace._qt.latent_widget import (
-    ABS_DIFFERENCE,
-    DECODED,
-    GRID,
-    SCATTER_SELECTION,
-    SSIM_DIFFERENCE,
-    LatentWidget,
-)
+from napari_morphospace._qt.latent_widget import LatentWidget
 from napari_morphospace.core.analysis.gradcam import gradcam_encoder
 from napari_morphospace.core.analysis.overlays import paste_maps
 from napari_morphospace.core.analysis.traversal import decode_latents
@@ -20,7 +13,9 @@ from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model
 from napari_morphospace.core.training.bundle import load_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
+from napari_morphospace.viewer.decoded import ABS_DIFFERENCE, DECODED, GRID, SSIM_DIFFERENCE
 from napari_morphospace.viewer.layers import view_box
+from napari_morphospace.viewer.overlays import SCATTER_SELECTION
 from napari_morphospace.viewer.session import session_for
 
 LATENT_SCALE = [1.0, 0.5, 2.0, 1.5]
@@ -130,6 +125,25 @@ def test_sliders_are_the_top_dimensions_by_kl(widget):
     widget.views.dim_combo.activated.emit(widget.views.dim_combo.currentIndex())
     widget.set_latents(widget.latents.copy())
     assert widget.views.dim_combo.currentData() == 1
+
+
+def test_cohens_d_ranking_says_condition_minus_reference_with_the_statistics_sign(widget, viewer, qtbot):
+    """Same words, defaults and sign as the Statistics dock and the report: d = condition − reference."""
+    from napari_morphospace.core.analysis.latent_summary import summarise_latents
+
+    latents = session_for(viewer).latents
+    summary = summarise_latents(latents, "group")  # defaults: condition drug (second group), reference ctrl
+    sliders = widget.slider_panel
+    assert (sliders.condition.currentText(), sliders.reference.currentText()) == (summary.condition, summary.reference)
+    sliders.rank_combo.setCurrentText("|Cohen's d| (condition − reference)")
+    for dim in widget.dims:
+        label = sliders.slider_layout.labelForField(sliders.sliders[dim]).text()
+        d = summary.effects.d[dim]
+        assert label == f"dim {dim} (d {d:.2f})"
+    assert widget.views.group_difference_button.text() == "condition − reference"
+    widget.show_group_difference()
+    wait_idle(qtbot, widget)
+    assert widget.status.text().startswith("Difference drug − ctrl")
 
 
 def test_slider_at_plus_3_shows_the_decode_of_that_latent(widget, viewer, bundle_2d, qtbot):

@@ -19,7 +19,7 @@ POSITIONS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
 def _scene(make_napari_viewer, dock, crops):
     viewer = make_napari_viewer()
     labels = np.zeros((20, 20), np.uint16)
-    for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)]):
+    for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)], strict=True):
         labels[y : y + 5, x : x + 5] = label
     features = pd.DataFrame({"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13],
                              "mu_0": POSITIONS[:, 0], "mu_1": POSITIONS[:, 1]})  # fmt: skip

@@ -89,7 +89,7 @@ def test_selecting_points_highlights_cells_of_current_frame_in_each_source(widge
     widget.viewer.dims.set_current_step(0, 1)  # next frame: label 1 has moved
     assert np.array_equal(_highlight(widget, "lapse"), (lapse[1] == 1).astype(np.uint8))
     # points of the other frame are dimmed, the shown frame's are not
-    colors = widget._frame_colors()
+    colors = widget.view.frame_colors(widget.sources.in_shown_frame())
     assert colors[0, 3] < colors[2, 3] and colors[4, 3] == colors[2, 3]
 
 
@@ -141,11 +141,11 @@ def test_named_selections_round_trip(widget):
 
 def test_color_by_category_and_number(widget):
     widget.set_color_by("group")
-    assert "control" in widget.legend.text() and "treated" in widget.legend.text()
-    assert np.allclose(widget._base_colors[0], widget._base_colors[2])  # both control
-    assert not np.allclose(widget._base_colors[0], widget._base_colors[1])
+    assert "control" in widget.view.legend.text() and "treated" in widget.view.legend.text()
+    assert np.allclose(widget.view.base_colors[0], widget.view.base_colors[2])  # both control
+    assert not np.allclose(widget.view.base_colors[0], widget.view.base_colors[1])
     widget.set_color_by("mu_0")
-    assert not widget.colorbar.pixmap().isNull()
+    assert not widget.view.colorbar.pixmap().isNull()
     with pytest.raises(InputError, match="no feature column"):
         widget.set_color_by("nope")
 
@@ -222,7 +222,7 @@ def linked(make_napari_viewer):
     session."""
     viewer = make_napari_viewer()
     labels = np.zeros((20, 20), np.uint16)
-    for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)]):
+    for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)], strict=True):
         labels[y : y + 5, x : x + 5] = label
     features = pd.DataFrame({"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13],
                              "mu_0": [0.0, 1.0, 0.0, 1.0], "mu_1": [0.0, 0.0, 1.0, 1.0]})  # fmt: skip
@@ -310,13 +310,15 @@ def test_clusters_and_embeddings_go_to_the_session_table_and_from_there_to_the_f
     assert linked.compute_row.embed_button.text() == "Embed μ"  # a model's latent means
     linked.plot.fit(np.array([[100.0, 100.0], [101.0, 101.0]]))  # the user zoomed somewhere
     zoom = linked.plot.view.camera.rect
-    assert linked.compute_clusters("kmeans", 2) is not None  # a fast worker can finish before a waitSignal connects
+    assert (
+        linked.compute_row.compute_clusters("kmeans", 2) is not None
+    )  # a fast worker can finish before a waitSignal connects
     qtbot.waitUntil(lambda: linked._color_by == "cluster", timeout=20000)
     clusters = session.cells.set_index("crop_id")["cluster"]
     assert clusters[10] == clusters[11] != clusters[12] == clusters[13]
     assert linked.viewer.layers["cells"].features["cluster"].tolist() == clusters[[10, 11, 12, 13]].tolist()
     assert linked.plot.view.camera.rect == zoom  # new columns do not move the user's view
-    assert linked.compute_embedding("PCA") is not None
+    assert linked.compute_row.compute_embedding("PCA") is not None
     qtbot.waitUntil(lambda: "PCA_1" in session.cells, timeout=20000)
     assert linked._axes == ("PCA_0", "PCA_1")
     assert session.latents[["PCA_0", "PCA_1", "cluster"]].notna().all().all()

@@ -139,3 +139,21 @@ def test_on_quit_runs_when_the_widget_lets_go_of_its_tasks(qtbot, napari_hooks):
     tasks.start(release.wait, 30, progress="Waiting", on_quit=release.set)
     tasks.stop()
     assert release.is_set() and not tasks.busy
+
+
+def test_every_task_shows_its_title_in_napari_activity_with_or_without_progress_messages(qtbot, napari_hooks):
+    """A task without ``progress=`` is titled by its action; one with it by its progress title, before any message."""
+    from napari.utils import progress
+
+    def titles():
+        return {bar.desc.removesuffix(": ") for bar in progress._all_instances}
+
+    release = threading.Event()
+    tasks = _tasks([])
+    tasks.start(release.wait, 10, action="Saving the analysis")
+    tasks.start(lambda send, event: event.wait(10), release, progress="Building crop set", action="Building",
+                exclusive=False)  # fmt: skip
+    qtbot.waitUntil(lambda: {"Saving the analysis", "Building crop set"} <= titles(), timeout=5000)
+    release.set()
+    qtbot.waitUntil(lambda: not tasks.busy, timeout=5000)
+    assert not {"Saving the analysis", "Building crop set"} & titles()  # closed with their tasks

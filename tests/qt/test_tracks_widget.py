@@ -89,7 +89,7 @@ def test_scatter_draws_paths_and_a_click_on_a_path_selects_its_track_and_frame(t
     scatter.set_sources([LABELS])
     scatter.set_axes("mu_0", "mu_1")
     scatter.form.track_combo.setCurrentText("by time")
-    overlay = scatter.track_overlay
+    overlay = scatter.view.tracks
     assert len(overlay.segments) == 22 - 4 and overlay.lines.visible  # one segment per step of each track
     # the cells of the shown frame (0: tracks 1-3) are ringed; at frame 3 all four
     tracked_viewer.dims.set_current_step(0, 0)

@@ -51,4 +51,4 @@ def test_real_tracks_layer_gives_the_segmented_nuclei_their_tracks(make_napari_v
     scatter.set_axes("mu_0", "mu_1")
     scatter.form.track_combo.setCurrentText("by time")
     steps = on.groupby(TRACK_ID).size().sum() - on[TRACK_ID].nunique()
-    assert len(scatter.track_overlay.segments) == steps
+    assert len(scatter.view.tracks.segments) == steps

@@ -14,7 +14,7 @@ import torch
 from skimage.draw import ellipse
 
 from napari_morphospace._qt import tasks as tasks_module
-from napari_morphospace._qt import train_widget as train_widget_module
+from napari_morphospace._qt import training_display
 from napari_morphospace._qt.train_widget import (
     PREVIEW_LAYER,
     TrainWidget,
@@ -213,7 +213,7 @@ def test_stop_ends_training_within_steps_and_resume_continues_the_run(make_napar
     wait_for_first_step(qtbot, widget)
     widget.stop()
     wait_until_done(qtbot, widget, timeout=20000)
-    assert widget.result.stopped_by_user and widget.last_finished.stopped_by_user
+    assert widget.result.stopped_by_user and widget.display.last_finished.stopped_by_user
     assert "Stopped" in widget.status.text()
     last = tmp_path / "run" / "last.ckpt"
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
@@ -406,9 +406,9 @@ def preview(value: float) -> ReconstructionPreview:
 def test_messages_are_recorded_and_shown_together_in_the_next_refresh(make_napari_viewer, qtbot, monkeypatch):
     viewer = make_napari_viewer()
     widget = make_widget(viewer, qtbot)
-    monkeypatch.setattr(train_widget_module, "PREVIEW_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(training_display, "PREVIEW_INTERVAL_S", 3600.0)
     for message in (epoch_update(0, 3), epoch_update(0, 4, val_rec=10.0), epoch_update(1, 9), preview(0.2)):
-        widget._on_message(message)
+        widget.display.record(message)
     # Nothing is painted while messages arrive ...
     assert widget.progress_label.text() == "" and widget.plot.series == {} and PREVIEW_LAYER not in viewer.layers
     # ... one refresh shows the latest progress, the recorded epoch and the preview.
@@ -421,8 +421,8 @@ def test_messages_are_recorded_and_shown_together_in_the_next_refresh(make_napar
     assert shown[SIZE // 2 + 2, SIZE // 2 + 2, 0] == round(0.2 * 255)
 
     # A newer preview within PREVIEW_INTERVAL_S is held back, then shown when the run ends, in the same array.
-    widget._on_message(preview(0.6))
-    widget._refresh()
+    widget.display.record(preview(0.6))
+    widget.display.refresh()
     assert layer.data[SIZE // 2 + 2, SIZE // 2 + 2, 0] == round(0.2 * 255)
-    widget._refresh(final=True)
+    widget.display.refresh(final=True)
     assert layer.data is shown and layer.data[SIZE // 2 + 2, SIZE // 2 + 2, 0] == round(0.6 * 255)

@@ -90,3 +90,18 @@ def test_a_short_task_shows_its_progress_as_text_only(qtbot):
     qtbot.waitUntil(lambda: shown == ["Cropping: 5/10"], timeout=2000)
     display.close()
     assert display.bar is None and display.closed
+
+
+def test_a_long_task_without_progress_messages_shows_its_title_in_an_indeterminate_bar(qtbot):
+    """napari's activity dock lists every running task by name, also one that never counts its steps."""
+    shown = []
+    display = ProgressDisplay("Saving the analysis", show_text=shown.append, interval_ms=10, bar_delay_s=0.05)
+    assert display.bar is None
+    qtbot.waitUntil(lambda: display.bar is not None, timeout=2000)
+    assert display.bar.desc.removesuffix(": ") == "Saving the analysis" and display.bar.total == 0
+    assert shown == []  # no step count to tell: the status line keeps the widget's own text
+    display.post(Progress("Writing features", 2, 5))
+    qtbot.waitUntil(lambda: display.bar.total == 5, timeout=2000)
+    assert display.bar.n == 2 and shown == ["Writing features: 2/5"]
+    display.close()
+    assert display.closed

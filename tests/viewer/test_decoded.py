@@ -54,7 +54,7 @@ def test_a_grid_lies_right_of_the_decoded_cell_and_difference_maps_on_it():
     grid = show_grid(viewer, np.zeros((3, 5, 1, 10, 10), np.float32))
     assert grid.name == GRID and grid.axis_labels == ("dimension", "step", "channel", "y", "x")
     np.testing.assert_allclose(grid.translate[-2:], [5.0, 7.0 + 1.15 * 10])
-    change = np.arange(100, dtype=np.float32).reshape(10, 10)
+    change = np.arange(100, dtype=np.float32).reshape(1, 10, 10)  # (C, Y, X): channels reduced by their maximum
     maps = {"abs": change, "dissimilarity": change / 100, "what": "dim 1: −3 vs +3"}
     absolute, dissimilarity = show_difference(viewer, maps, quantile=0.9)
     assert absolute.name == ABS_DIFFERENCE and dissimilarity.name == SSIM_DIFFERENCE

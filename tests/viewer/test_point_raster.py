@@ -13,7 +13,7 @@ def _paint_in_turn(positions, colors, rect, shape, diameter):
     left, bottom, right, top = rect
     picture = np.zeros((height, width, 4), np.uint8)
     radius = diameter / 2
-    for (x, y), color in zip(positions, colors):
+    for (x, y), color in zip(positions, colors, strict=True):
         column = int(np.floor((x - left) * width / (right - left)))
         row = int(np.floor((y - bottom) * height / (top - bottom)))
         if not (0 <= column < width and 0 <= row < height):

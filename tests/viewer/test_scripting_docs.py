@@ -65,6 +65,7 @@ def test_every_snippet_of_the_scripting_page_runs_and_does_what_it_says(user_fil
     names = [layer.name for layer in viewer.layers]
     assert {"mu_0", "PCA_0", "cluster"} <= set(viewer.layers["field 0"].features.columns)  # embed
     assert "selected cells" in names and len(namespace["session"].selection) > 0  # scatter
+    assert set(namespace["session"].named_selections["cluster 0"]) == set(namespace["session"].selection)
     assert {"decoded cell ER", "decoded cell mito", "traversal grid", "difference |Δ|", "Grad-CAM"} <= set(
         names
     )  # latent space

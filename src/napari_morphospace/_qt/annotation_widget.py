@@ -25,19 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, FileEdit
+from magicgui.widgets import FileEdit
 from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QColorDialog,
-    QComboBox,
-    QGroupBox,
-    QHBoxLayout,
     QInputDialog,
     QLabel,
     QMessageBox,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -55,6 +51,7 @@ from ..viewer.annotations import (
 from ..viewer.callbacks import weak_key_callback
 from ..viewer.layers import SourceOverlay
 from ..viewer.session import session_for
+from .annotation_assign import AssignPanel
 from .annotation_classes import ClassList
 from .annotation_export import ExportForm
 from .dock import scroll_in_dock
@@ -115,38 +112,12 @@ class AnnotationWidget(QWidget):
         self.class_list, self.name_edit = self.classes_box.list, self.classes_box.name_edit
         layout.addWidget(self.classes_box)
 
-        assign = QGroupBox("Assign")
-        box = QVBoxLayout(assign)
-        row = QHBoxLayout()
-        assign_button = QPushButton("Assign to selected")
-        assign_button.clicked.connect(lambda: report_errors(self.assign_selected)())
-        clear_button = QPushButton("Clear selected")
-        clear_button.clicked.connect(lambda: report_errors(self.clear_selected)())
-        row.addWidget(assign_button)
-        row.addWidget(clear_button)
-        box.addLayout(row)
-        row = QHBoxLayout()
-        self.named_combo = QComboBox()
-        self.named_combo.setToolTip("Selections kept in the scatter plot (or opened with an analysis)")
-        named_button = QPushButton("Assign to named selection")
-        named_button.clicked.connect(lambda: report_errors(self.assign_named)(self.named_combo.currentText()))
-        row.addWidget(self.named_combo, stretch=1)
-        row.addWidget(named_button)
-        box.addLayout(row)
-        self.click_mode = CheckBox(text="click a cell to annotate it with the current class", value=False)
-        self.click_mode.changed.connect(self.set_click_mode)
-        box.addWidget(self.click_mode.native)
-        row = QHBoxLayout()
-        self.undo_button = QPushButton("Undo")
-        self.undo_button.clicked.connect(self._undo_clicked)
-        self.redo_button = QPushButton("Redo")
-        self.redo_button.clicked.connect(self._redo_clicked)
-        row.addWidget(self.undo_button)
-        row.addWidget(self.redo_button)
-        box.addLayout(row)
-        self.status = QLabel("no crop set yet")
-        box.addWidget(self.status)
-        layout.addWidget(assign)
+        self.assign_panel = AssignPanel(
+            on_assign=report_errors(self.assign_selected), on_clear=report_errors(self.clear_selected),
+            on_named=report_errors(self.assign_named), on_click_mode=self.set_click_mode,
+            on_undo=self._undo_clicked, on_redo=self._redo_clicked,
+        )  # fmt: skip
+        layout.addWidget(self.assign_panel)
 
         self.export_form = ExportForm(self.export_crops, self.export_table, ask=lambda question: self._ask(question))
         layout.addWidget(self.export_form)
@@ -357,11 +328,7 @@ class AnnotationWidget(QWidget):
         return self.assign(selections[name], class_name)
 
     def _on_named_selections(self, selections: dict[str, tuple[int, ...]]) -> None:
-        current = self.named_combo.currentText()
-        self.named_combo.clear()
-        self.named_combo.addItems(list(selections))
-        if current in selections:
-            self.named_combo.setCurrentText(current)
+        self.assign_panel.list_named(list(selections))
 
     def crop_ids_of(self, source: str, label_ids: Sequence[int], t: int | None = None) -> np.ndarray:
         """Crop ids of the cells ``label_ids`` of source layer ``source`` (frame ``t`` when given)."""
@@ -389,8 +356,8 @@ class AnnotationWidget(QWidget):
             for layer in self._source_layers():
                 layer.mouse_drag_callbacks.append(self._on_click)
                 self._click_layers.append(layer)
-        if bool(self.click_mode.value) != bool(on):
-            self.click_mode.value = bool(on)
+        if bool(self.assign_panel.click_mode.value) != bool(on):
+            self.assign_panel.click_mode.value = bool(on)
 
     def _on_click(self, layer: Labels, event: Any) -> None:
         if getattr(event, "type", "mouse_press") != "mouse_press" or self.session.cells is None:
@@ -434,15 +401,15 @@ class AnnotationWidget(QWidget):
     def _refresh(self, select: str | None = None) -> None:
         self.classes_box.show_classes(self.store.classes if self.store is not None else [], select)
         if self.store is None:
-            self.status.setText(NO_CELLS if self.cells is None else "choose an analysis folder")
+            self.assign_panel.status.setText(NO_CELLS if self.cells is None else "choose an analysis folder")
         else:
             annotated = int((self.store.annotations != "").sum())
             unsaved = " — NOT SAVED" if self.store.unsaved else ""
-            self.status.setText(
+            self.assign_panel.status.setText(
                 f"{annotated} of {len(self.cells)} cells annotated; saved in {self.store.folder}{unsaved}"
             )
-        self.undo_button.setEnabled(self.store is not None and self.store.can_undo)
-        self.redo_button.setEnabled(self.store is not None and self.store.can_redo)
+        self.assign_panel.undo_button.setEnabled(self.store is not None and self.store.can_undo)
+        self.assign_panel.redo_button.setEnabled(self.store is not None and self.store.can_redo)
 
     def _render_overlay(self, layer: Labels, current: Any) -> tuple[np.ndarray, dict] | None:
         """The "annotations" overlay of the shown source: each cell's class code, coloured like its class."""

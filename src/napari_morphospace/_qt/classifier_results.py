@@ -1,8 +1,8 @@
 """The results tabs of the Classifier dock: metrics per fold, confusion and precision–recall,
 channel evidence and ranking.
 
-Display only: it shows the tables and figures of
-:mod:`~napari_morphospace.core.classifier.report` it is given.
+Display only: it shows the tables of :mod:`~napari_morphospace.core.classifier.report`
+and the figures of :mod:`~napari_morphospace.core.figures.classifier` it is given.
 """
 
 from __future__ import annotations
@@ -13,9 +13,36 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from qtpy.QtWidgets import QLabel, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget
 
 from ..core.classifier.fusion import ChannelRanking, ClassifierResult
-from ..core.classifier.report import METRIC_TITLES, evidence_figure, evidence_table, ranking_table, results_figure
+from ..core.classifier.report import METRIC_TITLES, evidence_table, ranking_table
+from ..core.figures.classifier import evidence_figure, results_figure
 
 CHANNELS_TAB = 2
+
+
+def trained_text(result: ClassifierResult, table: pd.DataFrame) -> str:
+    """What a training run achieved, in one paragraph: pooled metrics, fold mean ± SD,
+    what a stop or early fusion lacks."""
+    if result.pooled is None:
+        return "Stopped before the first fold finished: no metrics."
+    pooled = table.loc["pooled"]
+    text = (
+        f"Pooled over {len(result.folds)} fold(s), {int(pooled['n_crops'])} crops: balanced accuracy "
+        f"{pooled['balanced_accuracy']:.3f}, macro-F1 {pooled['macro_f1']:.3f}, MCC {pooled['mcc']:.3f}, "
+        f"AUROC {pooled['auroc']:.3f}."
+    )
+    if {"mean", "SD"} <= set(table.index):
+        text += (
+            f" Fold mean ± SD of balanced accuracy {table.loc['mean', 'balanced_accuracy']:.3f} "
+            f"± {table.loc['SD', 'balanced_accuracy']:.3f}."
+        )
+    if result.settings.fusion == "early" and not result.stopped:
+        text += " Early fusion has one encoder for all channels: no per-channel evidence or Grad-CAM."
+    if result.stopped:
+        text = (
+            f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, "
+            "so no channel evidence or Grad-CAM. " + text
+        )
+    return text
 
 
 def fill_table(widget: QTableWidget, table: pd.DataFrame, *, percent: bool = False) -> None:

@@ -14,8 +14,9 @@ curves, each class's per-channel evidence, single-channel classifiers that
 rank the channels, and per-channel Grad-CAM overlays on the source layers.
 
 All computing is in :mod:`~napari_morphospace.core.classifier.fusion` and
-:mod:`~napari_morphospace.core.classifier.report`, the overlays' placement in
-:mod:`~napari_morphospace.viewer.overlays`; training, ranking and Grad-CAM
+:mod:`~napari_morphospace.core.classifier.report`, reached from a script with a
+viewer through :mod:`~napari_morphospace.viewer.classifier` (crops read, Grad-CAM
+layers on the fields); the results tabs are :mod:`._qt.classifier_results`. Training, ranking and Grad-CAM
 run through the widget's :class:`~._qt.tasks.Tasks`, report typed messages
 and never touch a widget. Everything the buttons do is a public method (``train``, ``stop``,
 ``rank``, ``show_gradcam``, ``export_metrics``), so it can be scripted and tested.
@@ -38,7 +39,6 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -49,9 +49,6 @@ from ..core.classifier.fusion import (
     ChannelRanking,
     ClassifierResult,
     ClassifierSettings,
-    ClassifierUpdate,
-    channel_gradcam,
-    rank_channels,
 )
 from ..core.classifier.report import (
     LABEL_COLUMNS,
@@ -60,14 +57,19 @@ from ..core.classifier.report import (
     metrics_document,
     metrics_table,
     summarise_labels,
-    train_with_evidence,
     write_metrics,
 )
 from ..core.errors import InputError
-from ..viewer.layers import source_layers
-from ..viewer.overlays import channel_colormaps_of, place_maps, put_image
+from ..viewer.classifier import (
+    class_cells,
+    crop_set_gradcam,
+    rank_crop_set_channels,
+    show_class_gradcam,
+    train_on_crop_set,
+)
 from ..viewer.session import session_for
-from .classifier_results import ClassifierResults
+from .classifier_progress import ClassifierProgress
+from .classifier_results import ClassifierResults, trained_text
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .forms import read_form, settings_form
@@ -84,45 +86,6 @@ SETTINGS_OPTIONS = {
 }
 
 
-def gradcam_layer_name(channel: str, class_name: str, source: str = "", frame: int | None = None) -> str:
-    """``"<channel> Grad-CAM (<class>)"``, with ``" · <source>"`` (and ``" t=<frame>"``) when the class spans
-    several."""
-    return (
-        f"{channel} Grad-CAM ({class_name})"
-        + (f" · {source}" if source else "")
-        + (f" t={frame}" if frame is not None else "")
-    )
-
-
-def _load(crop_set: CropSet, positions: np.ndarray) -> np.ndarray:
-    """The crops at ``positions`` as float32 numpy (reads a zarr/dask set; call it in a worker)."""
-    return np.asarray(crop_set.subset(positions).images, dtype=np.float32)
-
-
-def train_classifier(
-    send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event
-) -> tuple[ClassifierResult, np.ndarray | None]:
-    """Cross-validate and train on the labelled crops, sending :class:`ClassifierUpdate` messages;
-    ``(result, evidence)``."""
-    images = _load(crop_set, summary.positions)
-    return train_with_evidence(images, summary.labels, summary.sources, settings, stop_event=stop_event, on_update=send)
-
-
-def rank_crop_channels(
-    send: Any, crop_set: CropSet, summary: LabelSummary, settings: ClassifierSettings, stop_event: threading.Event
-) -> list[ChannelRanking]:
-    """One classifier per channel, sending :class:`ClassifierUpdate` messages;
-    the ranking (channels done when stopped)."""
-    images = _load(crop_set, summary.positions)
-    return rank_channels(images, summary.labels, summary.sources, settings, channel_names=list(crop_set.channel_names),
-                         stop_event=stop_event, on_update=send)  # fmt: skip
-
-
-def crop_gradcam(model: Any, crop_set: CropSet, positions: np.ndarray, class_index: int) -> np.ndarray:
-    """Per-channel Grad-CAM ``(C, N, [Z,] Y, X)`` of class ``class_index`` on the crops at ``positions``."""
-    return channel_gradcam(model, _load(crop_set, positions), class_index)
-
-
 class ClassifierWidget(QWidget):
     """Train a fusion classifier on the session's crops, read its cross-validated metrics, see which channel matters."""
 
@@ -137,9 +100,7 @@ class ClassifierWidget(QWidget):
         self.ranking: list[ChannelRanking] | None = None
         self.run_crop_set: CropSet | None = None
         self.run_summary: LabelSummary | None = None
-        self.updates_seen = 0
         self._stop_event = threading.Event()
-        self._total_updates = 1
         self._build_form()
         self.session.crop_set_changed.connect(self._on_session_crop_set)
         self._on_session_crop_set(self.session.crop_set)
@@ -156,9 +117,7 @@ class ClassifierWidget(QWidget):
         self.train_button = QPushButton("Train")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setFormat("%v / %m epochs")
-        self.progress_label = QLabel("")
+        self.progress = ClassifierProgress()
 
         self.results = ClassifierResults()
 
@@ -194,8 +153,7 @@ class ClassifierWidget(QWidget):
         row.addWidget(self.train_button)
         row.addWidget(self.stop_button)
         box.addLayout(row)
-        box.addWidget(self.progress_bar)
-        box.addWidget(self.progress_label)
+        box.addWidget(self.progress)
         layout.addWidget(settings)
 
         layout.addWidget(self.results)
@@ -301,7 +259,7 @@ class ClassifierWidget(QWidget):
         self.gradcam_class.clear()
         text = (f"Training on {len(summary.positions)} crops ({summary.n_left_out} left out): "
                 f"{settings.folds} folds grouped by source, then the final model on all crops…")  # fmt: skip
-        return self._launch(train_classifier, crop_set, summary, settings, on_done=self._on_trained, text=text,
+        return self._launch(train_on_crop_set, crop_set, summary, settings, on_done=self._on_trained, text=text,
                             action="Training the classifier", total=settings.epochs * (settings.folds + 1))  # fmt: skip
 
     def rank(self) -> Any:
@@ -316,7 +274,7 @@ class ClassifierWidget(QWidget):
         n_channels = int(crop_set.images.shape[1])
         text = f"Ranking {n_channels} channels: one cross-validated classifier per channel…"
         return self._launch(
-            rank_crop_channels,
+            rank_crop_set_channels,
             crop_set,
             summary,
             settings,
@@ -345,11 +303,7 @@ class ClassifierWidget(QWidget):
         total: int,
     ) -> Any:
         """Run training or ranking (stoppable, its epochs counted in the progress bar)."""
-        self.updates_seen = 0
-        self._total_updates = max(total, 1)
-        self.progress_bar.setRange(0, self._total_updates)
-        self.progress_bar.setValue(0)
-        self.progress_label.setText("")
+        self.progress.start(total)
         self._stop_event = threading.Event()
         worker = self.tasks.start(
             function,
@@ -361,18 +315,10 @@ class ClassifierWidget(QWidget):
             action=action,
             busy_text=text,
             progress=action,
-            on_message=lambda message: self._on_update(message, settings),
+            on_message=lambda message: self.progress.show_update(message, settings),
         )
         self.stop_button.setEnabled(worker is not None)
         return worker
-
-    def _on_update(self, update: Any, settings: ClassifierSettings) -> None:
-        if not isinstance(update, ClassifierUpdate):
-            return
-        self.updates_seen += 1
-        self.progress_bar.setValue(min(self.updates_seen, self._total_updates))
-        where = "final model on all crops" if update.fold is None else f"fold {update.fold + 1}/{settings.folds}"
-        self.progress_label.setText(f"{where}, epoch {update.epoch + 1}/{settings.epochs}, loss {update.loss:.3g}")
 
     def _on_trained(self, outcome: tuple[ClassifierResult, np.ndarray | None]) -> None:
         self.result, self.evidence = outcome
@@ -386,27 +332,7 @@ class ClassifierWidget(QWidget):
         self.results.show_trained(result, table, self.evidence, list(self.run_crop_set.channel_names))
         self.gradcam_class.clear()
         self.gradcam_class.addItems([str(c) for c in result.classes])
-        if result.pooled is None:
-            text = "Stopped before the first fold finished: no metrics."
-        else:
-            pooled = table.loc["pooled"]
-            text = (
-                f"Pooled over {len(result.folds)} fold(s), {int(pooled['n_crops'])} crops: balanced accuracy "
-                f"{pooled['balanced_accuracy']:.3f}, macro-F1 {pooled['macro_f1']:.3f}, MCC {pooled['mcc']:.3f}, "
-                f"AUROC {pooled['auroc']:.3f}."
-            )
-            if {"mean", "SD"} <= set(table.index):
-                text += (
-                    f" Fold mean ± SD of balanced accuracy {table.loc['mean', 'balanced_accuracy']:.3f} "
-                    f"± {table.loc['SD', 'balanced_accuracy']:.3f}."
-                )
-            if result.settings.fusion == "early" and not result.stopped:
-                text += " Early fusion has one encoder for all channels: no per-channel evidence or Grad-CAM."
-            if result.stopped:
-                text = (
-                    f"Stopped after {len(result.folds)} of {result.settings.folds} folds; no final model, "
-                    "so no channel evidence or Grad-CAM. " + text
-                )
+        text = trained_text(result, table)
         self.status.setText(text)
         show_info(text)
 
@@ -446,32 +372,23 @@ class ClassifierWidget(QWidget):
         less evidence. Returns the worker (None when refused).
         """
         try:
-            if self.result is None or self.result.model is None:
+            if self.result is None:
                 raise InputError(
                     "there is no trained classifier: press Train and let it finish (a stopped run has no final model)"
                 )
-            if self.result.settings.fusion == "early":
-                raise InputError("early fusion has one encoder for all channels, so there is no per-channel Grad-CAM; "
-                                 "train with intermediate or late fusion")  # fmt: skip
             if self.running:
                 raise InputError("wait until the running job has finished")
-            classes = [str(c) for c in self.result.classes]
             class_name = self.gradcam_class.currentText() if class_name is None else str(class_name)
-            if class_name not in classes:
-                raise InputError(f"class {class_name!r} is not one of the classifier's classes: {', '.join(classes)}")
-            summary = self.run_summary
-            positions = summary.positions[summary.labels == class_name]
-            rows = self.run_crop_set.table.iloc[positions].reset_index(drop=True)
-            source_layers(self.viewer.layers, rows)  # refuse missing source layers before computing
+            positions, rows = class_cells(self.viewer, self.result, self.run_crop_set, self.run_summary, class_name)
         except InputError as err:
             self.tasks.report(err)
             return None
         return self.tasks.start(
-            crop_gradcam,
+            crop_set_gradcam,
             self.result.model,
             self.run_crop_set,
             positions,
-            classes.index(class_name),
+            [str(c) for c in self.result.classes].index(class_name),
             on_done=lambda maps: self._show_gradcam_maps(maps, rows, class_name),
             action="Grad-CAM",
             busy_text=f"Grad-CAM of {class_name!r} on {len(positions)} crops, per channel…",
@@ -480,33 +397,11 @@ class ClassifierWidget(QWidget):
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, class_name: str) -> list[Image]:
         """One overlay per channel and source (and frame) of the class's crops, on the source layers."""
         channel_names = list(self.run_crop_set.channel_names)
-        colormaps = channel_colormaps_of(self.viewer, channel_names)
         try:
-            placed = [place_maps(self.viewer.layers, maps[c], rows) for c in range(len(channel_names))]
+            shown = show_class_gradcam(self.viewer, maps, rows, channel_names, class_name)
         except InputError as err:
             self.tasks.report(err)
             return []
-        several = len(placed[0]) > 1
-        shown = []
-        for c, channel in enumerate(channel_names):
-            for part in placed[c]:
-                source = part.source.name
-                name = gradcam_layer_name(
-                    channel, class_name, source if several else "", part.frame if several else None
-                )
-                overlay = put_image(
-                    self.viewer,
-                    name,
-                    part.data,
-                    translate=part.translate,
-                    scale=part.scale,
-                    colormap=colormaps[c],
-                    blending="additive",
-                    opacity=0.8,
-                    contrast_limits=(0.0, 1.0),
-                )
-                overlay.metadata.update(class_name=class_name, channel=channel, source=source, label_ids=part.label_ids)
-                shown.append(overlay)
         self.status.setText(
             f"Grad-CAM of {class_name!r}: {len(rows)} crops, {len(channel_names)} channel(s), {len(shown)} layer(s)"
         )
@@ -550,4 +445,4 @@ class ClassifierWidget(QWidget):
         super().closeEvent(event)
 
 
-__all__ = ["ClassifierWidget", "gradcam_layer_name"]
+__all__ = ["ClassifierWidget"]

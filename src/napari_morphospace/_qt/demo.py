@@ -119,9 +119,9 @@ class DemoDriver:
     def _statistics(self, latents: Any) -> None:
         if latents is None:
             return
-        self._status("comparing control and treated")
+        self._status("comparing treated with control")
         statistics = self.widgets["statistics"]
-        statistics.set_groups("control", "treated")
+        statistics.set_groups("treated", "control")  # condition, reference: d > 0 where treated is higher
         statistics.compute()
         scatter = self.widgets["scatter"]
         scatter.set_sources(["control cells", "treated cells"])

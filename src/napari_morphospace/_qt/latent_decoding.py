@@ -1,6 +1,8 @@
 """Live decoding for the Latent space dock: the newest latent vector decoded off the GUI thread, shown as it comes.
 
-The decoder thread (:class:`~napari_morphospace.core.analysis.traversal.LatentDecoder`)
+The sliders decode with the bundle's model, or, for the stacked conditional
+model, with its reference model (:func:`traversable_model`). The decoder thread
+(:class:`~napari_morphospace.core.analysis.traversal.LatentDecoder`)
 coalesces requests: a slider dragged fast asks many times, the thread decodes
 the newest. Its results reach the GUI thread through a queued signal; when
 several arrived before the GUI got to them, only the newest is shown. The
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +21,41 @@ import torch
 from qtpy.QtCore import QObject, Qt, Signal
 
 from ..core.analysis.traversal import LatentDecoder
+from ..core.models import StackedConditionalVAE
+from ..core.training.bundle import Bundle
 from ..viewer.decoded import place_decoded, show_decoded
+
+
+@dataclass(frozen=True)
+class SliderModel:
+    """The model the sliders decode with, its channel names, one slider unit per dimension, and what to say of it."""
+
+    model: torch.nn.Module
+    channel_names: list[str]
+    latent_scale: np.ndarray  # a slider at +1 moves its dimension by latent_scale[dim]
+    info: str
+
+
+def traversable_model(bundle: Bundle) -> SliderModel:
+    """The :class:`SliderModel` of a bundle, in eval mode.
+
+    The stacked conditional model's target decoder needs a reference image, so
+    its unconditional reference model (the reference channels) is traversed.
+    """
+    model, names, note = bundle.model, list(bundle.channel_names), ""
+    if isinstance(model, StackedConditionalVAE):
+        names = [bundle.channel_names[c] for c in model.reference_channels]
+        model, note = (
+            model.reference,
+            f"; conditional model: the sliders traverse its reference model ({', '.join(names)})",
+        )
+    model.eval()
+    dim = int(model.latent_dim)
+    scale = getattr(model, "latent_scale", None)
+    latent_scale = np.ones(dim, np.float32) if scale is None else scale.detach().cpu().numpy().astype(np.float32)
+    shape = "×".join(map(str, bundle.input_shape))
+    info = f"{bundle.model_settings.model}, {dim} latent dimensions, crops {shape} ({', '.join(bundle.channel_names)})"
+    return SliderModel(model, names, latent_scale, info + note)
 
 
 class LiveDecoding(QObject):

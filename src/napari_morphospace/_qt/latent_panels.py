@@ -26,12 +26,12 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from ..core.analysis.overlays import SLIDER_EXTENT
+from ..core.analysis.traversal import TRAVERSAL_EXTENT
+from ..viewer.latent_start import STARTS
 from ..viewer.overlays import SCATTER_SELECTION
 from .combos import fill_quietly
 
-RANKINGS = {"KL to prior": "kl", "|Cohen's d| (groups)": "cohens_d", "index": "index"}
-STARTS = ("origin", "group mean", "cell")
+RANKINGS = {"KL to prior": "kl", "|Cohen's d| (condition − reference)": "cohens_d", "index": "index"}
 DEFAULT_TOP_K = 8
 SCALE_TOOLTIP = (
     "Latent dimension {dim}, from −3 to +3 in units of latent_scale[{dim}] = {scale:.3g}: "
@@ -68,7 +68,7 @@ class SliderPanel(QGroupBox):
         super().__init__("Sliders")
         self.rank_combo = QComboBox()
         self.rank_combo.addItems(list(RANKINGS))
-        self.group_a, self.group_b = QComboBox(), QComboBox()
+        self.condition, self.reference = QComboBox(), QComboBox()  # d = condition − reference, as in Statistics
         self.top_k = QSpinBox()
         self.top_k.setRange(1, 512)
         self.top_k.setValue(DEFAULT_TOP_K)
@@ -95,22 +95,23 @@ class SliderPanel(QGroupBox):
 
         form = QFormLayout(self)
         form.addRow("rank by", _row(self.rank_combo, "top", self.top_k, self.show_all))
-        form.addRow("groups A, B", _row(self.group_a, "vs", self.group_b))
+        form.addRow("condition", self.condition)
+        form.addRow("reference", self.reference)
         form.addRow("start", _row(self.start_combo, self.start_group, self.cell_button))
         form.addRow(scroll)
         form.addRow(self.reset_button)
 
     def ranking(self) -> tuple[str, tuple[str, str]]:
-        """The ranking chosen (``kl``, ``cohens_d``, ``index``) and the two groups compared."""
-        return RANKINGS[self.rank_combo.currentText()], (self.group_a.currentText(), self.group_b.currentText())
+        """The ranking chosen (``kl``, ``cohens_d``, ``index``) and the groups compared: (condition, reference)."""
+        return RANKINGS[self.rank_combo.currentText()], (self.condition.currentText(), self.reference.currentText())
 
     def shown_count(self, n: int) -> int:
         """How many of ``n`` dimensions get a slider: all, or the top k."""
         return n if self.show_all.isChecked() else min(self.top_k.value(), n)
 
     def set_groups(self, groups: Sequence[str]) -> None:
-        """Offer these groups for A, B (first two) and the group-mean start (first)."""
-        for combo, default in ((self.group_a, 0), (self.group_b, 1), (self.start_group, 0)):
+        """Offer these groups (table order) as the Statistics dock does: condition the second, reference the first."""
+        for combo, default in ((self.condition, 1), (self.reference, 0), (self.start_group, 0)):
             fill_quietly(combo, groups, default)
 
     def rebuild(self, dims: Sequence[int], positions: np.ndarray, latent_scale: np.ndarray, scores: np.ndarray,
@@ -119,13 +120,13 @@ class SliderPanel(QGroupBox):
         while self.slider_layout.rowCount():
             self.slider_layout.removeRow(0)
         self.sliders = {}
-        for dim, position in zip(dims, positions):
+        for dim, position in zip(dims, positions, strict=True):
             slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-            slider.setRange(-SLIDER_EXTENT, SLIDER_EXTENT)
+            slider.setRange(-TRAVERSAL_EXTENT, TRAVERSAL_EXTENT)
             slider.setDecimals(2)
             slider.setSingleStep(0.05)
             slider.setToolTip(SCALE_TOOLTIP.format(dim=dim, scale=float(latent_scale[dim])))
-            slider.setValue(float(np.clip(position, -SLIDER_EXTENT, SLIDER_EXTENT)))
+            slider.setValue(float(np.clip(position, -TRAVERSAL_EXTENT, TRAVERSAL_EXTENT)))
             slider.valueChanged.connect(lambda value, dim=dim: on_move(dim, value))
             label = f"dim {dim}" + (
                 f" ({score_name} {scores[dim]:.2f})" if score_name and np.isfinite(scores[dim]) else ""
@@ -150,7 +151,10 @@ class ViewsPanel(QGroupBox):
         self.group_grid_button = QPushButton("Group traversals")
         self.figure_button = QPushButton("Save figure…")
         self.difference_button = QPushButton("−3 vs +3")
-        self.group_difference_button = QPushButton("group A vs B")
+        self.group_difference_button = QPushButton("condition − reference")
+        self.group_difference_button.setToolTip(
+            "Where the decodes of the condition's and the reference's mean μ differ"
+        )
         self.quantile = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.quantile.setRange(0.0, 0.99)
         self.quantile.setDecimals(2)

@@ -23,6 +23,7 @@ Everything the form does is also a public method (``set_slider``,
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,62 +36,30 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 from superqt import QLabeledDoubleSlider
 
 from ..core.analysis.cell_table import mu_columns, require_mu_columns
-from ..core.analysis.gradcam import gradcam_encoder
-from ..core.analysis.overlays import (
-    find_cell,
-    group_difference,
-    group_traversal_figure,
-    latent_from_sliders,
-    ranked_dimensions,
-    slider_values,
-    start_vector,
-    traversal_difference,
-)
-from ..core.analysis.traversal import group_means, group_traversals, traversal_figure, traversal_grid, traversal_values
+from ..core.analysis.difference import group_difference, traversal_difference
+from ..core.analysis.overlays import latent_from_sliders, ranked_dimensions, slider_values
+from ..core.analysis.traversal import group_means, group_traversals, traversal_grid, traversal_values
 from ..core.errors import InputError
 from ..core.models import StackedConditionalVAE
-from ..core.training.bundle import Bundle, check_compatible, load_bundle
-from ..viewer.decoded import (
-    ABS_DIFFERENCE,
-    DECODED,
-    GRID,
-    GROUP_GRID,
-    SSIM_DIFFERENCE,
-    cell_box,
-    crop_spacing,
-    show_difference,
-    show_grid,
-)
-from ..viewer.layers import selected_cell, source_layers
-from ..viewer.overlays import SCATTER_SELECTION, GradcamOverlay, chosen_cells, place_maps
+from ..core.training.bundle import Bundle, load_bundle
+from ..viewer.latent_start import StartPoint, check_start
+from ..viewer.latent_views import LatentViews, encoder_gradcam
+from ..viewer.layers import selected_cell
 from ..viewer.session import session_for
 from .combos import set_quietly
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .errors import report_errors
-from .latent_decoding import LiveDecoding
-from .latent_panels import STARTS, ModelPanel, SliderPanel, ViewsPanel
+from .latent_decoding import LiveDecoding, traversable_model
+from .latent_panels import ModelPanel, SliderPanel, ViewsPanel
 from .tasks import Tasks
 
-__all__ = ["ABS_DIFFERENCE", "DECODED", "GRID", "GROUP_GRID", "SCATTER_SELECTION", "SSIM_DIFFERENCE", "LatentWidget",
-           "traversable_model"]  # fmt: skip
 
-
-def traversable_model(bundle: Bundle) -> tuple[torch.nn.Module, list[str], str]:
-    """The model the sliders decode with, its channel names, and a note for the user.
-
-    The stacked conditional model's target decoder needs a reference image, so
-    its unconditional reference model (the reference channels) is traversed.
-    """
-    model = bundle.model
-    if isinstance(model, StackedConditionalVAE):
-        names = [bundle.channel_names[c] for c in model.reference_channels]
-        return (
-            model.reference,
-            names,
-            "conditional model: the sliders traverse its reference model (" + ", ".join(names) + ")",
-        )
-    return model, list(bundle.channel_names), ""
+def _groups(table: pd.DataFrame | None) -> list[str]:
+    """The groups of a latent or crop table (its ``group`` column) in table order, as text."""
+    if table is None or "group" not in table.columns:
+        return []
+    return [str(group) for group in pd.unique(table["group"].dropna())]
 
 
 class LatentWidget(QWidget):
@@ -104,15 +73,12 @@ class LatentWidget(QWidget):
         self.bundle: Bundle | None = None
         self.model: torch.nn.Module | None = None
         self.channel_names: list[str] = []
-        self.latents: pd.DataFrame | None = None
+        self.start = StartPoint(napari_viewer)
         self.latent_scale = np.ones(0, np.float32)
         self.z = np.zeros(0, np.float32)
         self.dims: list[int] = []
         self.scores = np.zeros(0)
-        self._cell_row: int | None = None
-        self._difference: dict[str, Any] | None = None
-        self._figure_source: tuple[str, Any, Any] | None = None
-        self.gradcam = GradcamOverlay(napari_viewer)
+        self.views_shown = LatentViews(napari_viewer)
 
         self.model_panel, self.slider_panel, self.views = ModelPanel(), SliderPanel(), ViewsPanel()
         self.status = QLabel("")
@@ -120,7 +86,7 @@ class LatentWidget(QWidget):
         self.tasks = Tasks("Latent space", status=self.status.setText, parent=self)
         self.decoding = LiveDecoding(
             napari_viewer,
-            spacing=self._spacing,
+            spacing=self.views_shown.spacing,
             anchor=self._start_cell_box,
             on_error=lambda error: self.tasks.report(error, "Decoding"),
             parent=self,
@@ -146,8 +112,8 @@ class LatentWidget(QWidget):
         model, sliders, views = self.model_panel, self.slider_panel, self.views
         model.load_button.clicked.connect(lambda: self.load_bundle(model.bundle_path.value))
         sliders.rank_combo.currentTextChanged.connect(lambda _: self._rebuild_sliders())
-        sliders.group_a.currentTextChanged.connect(lambda _: self._on_groups_changed())
-        sliders.group_b.currentTextChanged.connect(lambda _: self._on_groups_changed())
+        sliders.condition.currentTextChanged.connect(lambda _: self._on_groups_changed())
+        sliders.reference.currentTextChanged.connect(lambda _: self._on_groups_changed())
         sliders.top_k.valueChanged.connect(lambda _: self._rebuild_sliders())
         sliders.show_all.toggled.connect(lambda _: self._rebuild_sliders())
         sliders.start_combo.currentTextChanged.connect(lambda kind: self.set_start(kind))
@@ -159,8 +125,13 @@ class LatentWidget(QWidget):
         views.figure_button.clicked.connect(self._ask_figure_path)
         views.difference_button.clicked.connect(lambda: self.show_difference())
         views.group_difference_button.clicked.connect(lambda: self.show_group_difference())
-        views.quantile.valueChanged.connect(lambda _: self._show_difference_layers())
+        views.quantile.valueChanged.connect(lambda value: self.views_shown.threshold(float(value)))
         views.gradcam_button.clicked.connect(lambda: self.show_gradcam())
+
+    @property
+    def latents(self) -> pd.DataFrame | None:
+        """The latent table used for ranking and start points (None: none that fits this model)."""
+        return self.start.latents
 
     @property
     def busy(self) -> bool:
@@ -201,20 +172,12 @@ class LatentWidget(QWidget):
     def set_bundle(self, bundle: Bundle) -> None:
         """Decode with this bundle's model; rebuilds the sliders and restarts the decoder thread."""
         self.bundle = bundle
-        self.model, self.channel_names, note = traversable_model(bundle)
-        self.model.eval()
-        dim = int(self.model.latent_dim)
-        scale = getattr(self.model, "latent_scale", None)
-        self.latent_scale = (
-            np.ones(dim, np.float32) if scale is None else scale.detach().cpu().numpy().astype(np.float32)
-        )
+        sliders = traversable_model(bundle)
+        self.model, self.channel_names, self.latent_scale = sliders.model, sliders.channel_names, sliders.latent_scale
+        dim = len(self.latent_scale)
         self.z = np.zeros(dim, np.float32)
         self.decoding.set_model(self.model, self.channel_names)
-        shape = "×".join(map(str, bundle.input_shape))
-        self.model_panel.info.setText(
-            f"{bundle.model_settings.model}, {dim} latent dimensions, crops {shape} ({', '.join(bundle.channel_names)})"
-            + (f"; {note}" if note else "")
-        )
+        self.model_panel.info.setText(sliders.info)
         self.slider_panel.top_k.setMaximum(dim)
         self._check_latent_size()
         self.set_start(self.slider_panel.start_combo.currentText())
@@ -231,14 +194,8 @@ class LatentWidget(QWidget):
                 if not quiet:
                     show_warning(str(err))
                 table = None
-        self.latents = table
-        self._cell_row = None
-        groups = (
-            []
-            if table is None or "group" not in table.columns
-            else [str(g) for g in pd.unique(table["group"].dropna())]
-        )
-        self.slider_panel.set_groups(groups)
+        self.start.use(table)
+        self.slider_panel.set_groups(_groups(table))
         if self.model is not None:
             self._check_latent_size()
             self._rebuild_sliders()
@@ -248,7 +205,7 @@ class LatentWidget(QWidget):
             return
         n = len(require_mu_columns(self.latents))
         if n != len(self.z) or isinstance(self.bundle.model, StackedConditionalVAE):
-            self.latents = None
+            self.start.use(None)
             show_warning(
                 f"the latent table has {n} dimensions and was not embedded with this model's traversed encoder; "
                 "it is not used for ranking or start points. Embed the crops with this model first"
@@ -256,10 +213,7 @@ class LatentWidget(QWidget):
 
     def _refresh_cell_choices(self) -> None:
         crop_set = self.session.crop_set
-        groups = []
-        if crop_set is not None and "group" in crop_set.table.columns:
-            groups = [str(g) for g in pd.unique(crop_set.table["group"].dropna())]
-        self.views.set_cell_choices(groups)
+        self.views.set_cell_choices(_groups(None if crop_set is None else crop_set.table))
 
     # ------------------------------------------------------------------ sliders
     def _on_groups_changed(self) -> None:
@@ -276,7 +230,8 @@ class LatentWidget(QWidget):
         if self.latents is not None and by != "index":
             try:
                 order, scores = ranked_dimensions(self.latents, by=by, groups=groups)
-                self.status.setText(f"{len(self.latents)} embedded cells; dimensions ranked by {by.replace('_', ' ')}.")
+                ranking = "KL" if by == "kl" else f"|Cohen's d| of {groups[0]} − {groups[1]}"
+                self.status.setText(f"{len(self.latents)} embedded cells; dimensions ranked by {ranking}.")
             except InputError as err:
                 self.status.setText(f"⚠ {err} Showing dimensions in index order.")
         elif by != "index":
@@ -311,27 +266,23 @@ class LatentWidget(QWidget):
         resets every dimension and decodes."""
         if self.model is None:
             return
-        if kind not in STARTS:
-            raise InputError(f"unknown start {kind!r}; choose one of {', '.join(STARTS)}")
+        check_start(kind)
         if group is not None:
             self.slider_panel.start_group.setCurrentText(str(group))
         set_quietly(self.slider_panel.start_combo, kind)
         self.decoding.place_next()
-        if kind == "cell" and self._cell_row is None:
-            self._cell_row = self._selected_row()
-        if kind == "cell" and self._cell_row is None:  # nothing chosen yet: no error, say how to choose
+        try:
+            z = self.start.vector(kind, len(self.z), self.slider_panel.start_group.currentText())
+        except InputError:
+            self._restart_from(np.zeros(len(self.z), np.float32))
+            raise
+        if z is None:  # start = cell, and no cell chosen yet: no error, say how to choose
             self._restart_from(np.zeros(len(self.z), np.float32))
             self.status.setText(
                 "Start: the origin until a cell is chosen. Click a cell in the Scatter plot (or in the image with the "
                 "Scatter dock open), or pick its label in a Labels layer and press 'Use selected cell'."
             )
             return
-        table_group = self._table_group(self.slider_panel.start_group.currentText())
-        try:
-            z = start_vector(self.latents, len(self.z), kind=kind, group=table_group, row=self._cell_row)
-        except InputError as err:
-            self._restart_from(np.zeros(len(self.z), np.float32))
-            raise InputError(f"{err}; starting from the origin instead") from err
         self._restart_from(z)
 
     def _restart_from(self, z: np.ndarray) -> None:
@@ -339,32 +290,16 @@ class LatentWidget(QWidget):
         self._rebuild_sliders()
         self.request_decode()
 
-    def _selected_row(self) -> int | None:
-        """Row in the latent table of the first cell selected in the session (Scatter plot, clicks), or None."""
-        selection = self.session.selection
-        if self.latents is None or not len(selection) or "crop_id" not in self.latents.columns:
-            return None
-        rows = np.flatnonzero(self.latents["crop_id"].to_numpy() == selection[0])
-        return int(rows[0]) if rows.size else None
-
     def _on_session_selection(self, _selection: Any) -> None:
         """With start = cell, a newly selected cell becomes the start point."""
         if self.model is None or self.slider_panel.start_combo.currentText() != "cell":
             return
-        row = self._selected_row()
-        if row is not None and row != self._cell_row:
-            self._cell_row = row
+        if self.start.follow_selection():
             self.set_start("cell")
 
     def _on_start_group_changed(self) -> None:
         if self.slider_panel.start_combo.currentText() == "group mean":
             self.set_start("group mean")
-
-    def _table_group(self, text: str) -> Any:
-        """The group value of the latent table whose text is ``text`` (groups may be numbers)."""
-        if self.latents is None or "group" not in self.latents.columns:
-            return text
-        return next((g for g in pd.unique(self.latents["group"].dropna()) if str(g) == text), text)
 
     # ------------------------------------------------------------------ selected cell
     def _spatial_ndim(self) -> int:
@@ -380,10 +315,7 @@ class LatentWidget(QWidget):
     @report_errors
     def use_selected_cell(self, layer: Labels | str | None = None) -> None:
         """Start the sliders from the μ of the cell selected in a Labels layer (looked up by source, label id, t)."""
-        if self.latents is None:
-            raise InputError("starting from a cell needs the latent table: embed the crops with this model first")
-        source, label, t = self.selected_cell(layer)
-        self._cell_row = find_cell(self.latents, source, label, t)
+        source, label, t = self.start.pick_cell(self._spatial_ndim(), layer)
         set_quietly(self.slider_panel.start_combo, "cell")
         self.set_start("cell")
         self.status.setText(f"Start: {source} label {label}" + (f" at t={t}" if t is not None else ""))
@@ -391,12 +323,7 @@ class LatentWidget(QWidget):
     # ------------------------------------------------------------------ decoded cell
     def _start_cell_box(self) -> tuple[np.ndarray, np.ndarray] | None:
         """World corners of the cell the sliders start from, when the start is a cell shown in the viewer."""
-        if self.slider_panel.start_combo.currentText() != "cell" or self._cell_row is None or self.latents is None:
-            return None
-        return cell_box(self.viewer, self.latents.iloc[self._cell_row])
-
-    def _spacing(self, spatial_ndim: int) -> tuple[float, ...]:
-        return crop_spacing(self.session.crop_set, spatial_ndim)
+        return self.start.cell_box() if self.slider_panel.start_combo.currentText() == "cell" else None
 
     def _require_model(self) -> torch.nn.Module:
         if self.model is None:
@@ -421,11 +348,7 @@ class LatentWidget(QWidget):
         values = traversal_values(n_steps)
 
         def done(grid: np.ndarray) -> None:
-            show_grid(self.viewer, grid, name=GRID, row_axis="dimension", spacing=self._spacing(grid.ndim - 3))
-            self._figure_source = ("grid", grid, (dims, values))
-            self.status.setText(
-                f"Traversal grid: rows are dims {dims}, columns {', '.join(f'{v:+.1f}' for v in values)}"
-            )
+            self.status.setText(self.views_shown.show_grid(grid, dims, values))
 
         return self._start(
             traversal_grid, model, dims, n_steps, self.z.copy(), on_done=done, action="The traversal grid"
@@ -441,29 +364,19 @@ class LatentWidget(QWidget):
         values = traversal_values(self.views.steps.value() if n_steps is None else int(n_steps))
 
         def done(traversals: dict[Any, np.ndarray]) -> None:
-            grid = np.stack(list(traversals.values()))
-            show_grid(self.viewer, grid, name=GROUP_GRID, row_axis="group", spacing=self._spacing(grid.ndim - 3))
-            self._figure_source = ("groups", traversals, values)
-            self.status.setText(f"Group traversals of dim {dim}: rows {', '.join(map(str, traversals))}")
+            self.status.setText(self.views_shown.show_group_traversals(traversals, dim, values))
 
         return self.tasks.start(group_traversals, model, group_means(self.latents), dim, values=values, on_done=done,
                                 action="The group traversals", exclusive=False)  # fmt: skip
 
     def figure(self) -> Any:
         """The matplotlib figure of the last traversal grid or group traversal."""
-        if self._figure_source is None:
-            raise InputError("make a traversal grid or group traversals first")
-        kind, data, extra = self._figure_source
-        if kind == "grid":
-            dims, values = extra
-            return traversal_figure(data, dims=dims, values=values)
-        return group_traversal_figure(data, values=extra)
+        return self.views_shown.figure()
 
     @report_errors
     def save_figure(self, path: Any) -> Path:
         """Save the last traversal grid (or group traversals) as a PNG figure."""
-        path = Path(path)
-        self.figure().savefig(path, dpi=150)
+        path = self.views_shown.save_figure(path)
         show_info(f"Saved the traversal figure to {path}")
         return path
 
@@ -478,33 +391,25 @@ class LatentWidget(QWidget):
         """|Δ| and 1 − SSIM between the decodes at −3 and +3 of ``dim`` (others at the start point), as overlays."""
         model = self._require_model()
         dim = self._selected_dim(dim)
-        return self._start(traversal_difference, model, dim, self.z.copy(), on_done=self._on_difference,
+        start = self.z.copy()
+        return self._start(partial(traversal_difference, start=start), model, dim, on_done=self._on_difference,
                            action="The difference maps")  # fmt: skip
 
     @report_errors
-    def show_group_difference(self, group_a: str | None = None, group_b: str | None = None) -> Any:
-        """|Δ| and 1 − SSIM between the decodes of two groups' mean μ, as overlays."""
+    def show_group_difference(self, condition: str | None = None, reference: str | None = None) -> Any:
+        """|Δ| and 1 − SSIM between the decodes of the condition's and the reference's mean μ, as overlays."""
         model = self._require_model()
         if self.latents is None:
             raise InputError("group differences need the latent table with a group column: embed the crops first")
-        a = self._table_group(group_a or self.slider_panel.group_a.currentText())
-        b = self._table_group(group_b or self.slider_panel.group_b.currentText())
-        return self._start(group_difference, model, self.latents, a, b, on_done=self._on_difference,
+        condition = self.start.group(condition or self.slider_panel.condition.currentText())
+        reference = self.start.group(reference or self.slider_panel.reference.currentText())
+        return self._start(group_difference, model, self.latents, condition, reference, on_done=self._on_difference,
                            action="The group difference maps")  # fmt: skip
 
     def _on_difference(self, maps: dict[str, Any]) -> None:
-        self._difference = maps
-        self._show_difference_layers()
-        message = maps["ssim_message"]
-        self.status.setText(f"Difference {maps['what']}" + (f"; no SSIM map: {message}" if message else ""))
-        if message:
-            show_warning(message)
-
-    def _show_difference_layers(self) -> None:
-        """(Re)draw the difference overlays thresholded at the quantile slider's value."""
-        if self._difference is not None:
-            show_difference(self.viewer, self._difference, quantile=float(self.views.quantile.value()),
-                            spacing=self._spacing(self._difference["abs"].ndim))  # fmt: skip
+        self.status.setText(self.views_shown.show_difference(maps, quantile=float(self.views.quantile.value())))
+        if maps["ssim_message"]:
+            show_warning(maps["ssim_message"])
 
     # ------------------------------------------------------------------ Grad-CAM
     @report_errors
@@ -518,36 +423,18 @@ class LatentWidget(QWidget):
         ``metadata`` holds ``dim``, ``sign``, ``source`` and ``label_ids``.
         """
         model = self._require_model()
-        if isinstance(self.bundle.model, StackedConditionalVAE):
-            raise InputError(
-                "Grad-CAM of the conditional model's encoder needs its reference image; use a β-VAE or ME-VAE"
-            )
         dim = self._selected_dim(dim)
         sign = self.views.sign() if sign is None else int(sign)
         cells = self.views.cells_combo.currentText() if cells is None else cells
-        crop_set = self.session.crop_set
-        selected = self.selected_cell() if cells == "selected cell" and crop_set is not None else None
-        positions = chosen_cells(crop_set, cells, selection=self.session.selection, selected=selected)
-        check_compatible(self.bundle, crop_set)  # the maps mean nothing on crops the model was not made for
-        rows = crop_set.table.iloc[positions].reset_index(drop=True)
-        source_layers(self.viewer.layers, rows)  # refuse missing source layers before computing
-
-        def compute() -> np.ndarray:
-            images = np.asarray(crop_set.subset(positions).images, dtype=np.float32)
-            return gradcam_encoder(model, images, dim, sign=sign)
-
+        selected = self.selected_cell() if cells == "selected cell" and self.session.crop_set is not None else None
+        positions, rows = self.views_shown.gradcam_cells(self.bundle, cells, selected)
         self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}) on {len(positions)} cell(s)…")
-        return self._start(
-            compute, on_done=lambda maps: self._show_gradcam_maps(maps, rows, dim, sign), action="Grad-CAM"
-        )
+        return self._start(encoder_gradcam, model, self.session.crop_set, positions, dim, sign, action="Grad-CAM",
+                           on_done=lambda maps: self._show_gradcam_maps(maps, rows, dim, sign))  # fmt: skip
 
     @report_errors
-    def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> Any:
-        placed = place_maps(self.viewer.layers, maps, rows)
-        layer = self.gradcam.show(placed, dim=dim, sign=sign)
-        fields = f"{len(placed)} field(s)" + ("" if len(placed) == 1 else "; select a field's layer to see its maps")
-        self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}): {len(rows)} cell(s) on {fields}")
-        return layer
+    def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> None:
+        self.status.setText(self.views_shown.show_gradcam(maps, rows, dim, sign))
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: Any) -> None:

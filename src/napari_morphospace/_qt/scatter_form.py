@@ -1,4 +1,4 @@
-"""The forms of the Scatter dock: what is plotted and how, the 2D embedding and clustering row, the named selections.
+"""The forms of the Scatter dock: what is plotted and how, and the named selections.
 
 Forms only: they hold the controls and say what is chosen;
 :class:`~._qt.scatter_widget.ScatterWidget` wires them to its methods.
@@ -20,16 +20,13 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from ..core.analysis.cell_table import EMBEDDINGS
 from .track_overlay import MODES as TRACK_MODES
 
 TOOLS = ("pan/zoom", "lasso", "rectangle")
-CLUSTERINGS = ("kmeans", "gmm", "hdbscan")
 
 
 class PlotForm(QWidget):
@@ -93,38 +90,6 @@ class PlotForm(QWidget):
         self.density_check.blockSignals(True)
         self.density_check.setChecked(on)
         self.density_check.blockSignals(False)
-
-
-class ComputeRow(QWidget):
-    """A 2D embedding and a clustering of the session's cells: method choices and their buttons."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed_combo = QComboBox()
-        self.embed_combo.addItems(list(EMBEDDINGS))
-        self.embed_button = QPushButton()
-        self.cluster_combo = QComboBox()
-        self.cluster_combo.addItems(list(CLUSTERINGS))
-        self.cluster_spin = QSpinBox(minimum=1, maximum=100, value=3)
-        self.cluster_button = QPushButton()
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        for item in (self.embed_combo, self.embed_button, self.cluster_combo, self.cluster_spin, self.cluster_button):
-            row.addWidget(item)
-        self.describe(measured=False)
-
-    def describe(self, measured: bool) -> None:
-        """Name what the buttons work on: a model's latent means μ, or the features of a table measured elsewhere."""
-        if measured:
-            embed, embed_tip = "Embed features", "2D embedding of every cell of the session by its measured features"
-            cluster, cluster_tip = "Cluster features", "Cluster every cell of the session by its measured features"
-        else:
-            embed, embed_tip = "Embed μ", "2D embedding of every embedded cell of the session (its latent means μ)"
-            cluster, cluster_tip = "Cluster μ", "Cluster every embedded cell of the session by its latent means μ"
-        self.embed_button.setText(embed)
-        self.embed_button.setToolTip(f"{embed_tip}, written to the per-cell table")
-        self.cluster_button.setText(cluster)
-        self.cluster_button.setToolTip(f"{cluster_tip}; the cluster ids go to the per-cell table")
 
 
 class SelectionPanel(QWidget):

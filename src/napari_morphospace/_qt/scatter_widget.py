@@ -4,18 +4,15 @@ The plot shows one point per row of the chosen layers' ``features``
 (:class:`~napari_morphospace.viewer.plot_sources.PlotSources`: the rows, the
 axis order, the way from the image back to the rows). Selecting points
 highlights their cells in one "selected cells" layer that follows the source
-shown now (:class:`~napari_morphospace.viewer.highlights.SelectionHighlights`);
-clicking a cell in a source layer selects its point(s). Colours follow
+shown now, and is shared through the viewer's session
+(:class:`~napari_morphospace.viewer.plot_selection.PlotSelection`); clicking
+a cell in a source layer selects its point(s). Colours follow
 :mod:`~napari_morphospace.viewer.plot_colors`. The forms are
 :mod:`._qt.scatter_form`, the mouse tools :mod:`._qt.scatter_mouse`, the
 crops beside the plot :mod:`._qt.scatter_crops`; this widget composes them.
 
-The selection and the named selections are published to the viewer's
-:class:`~napari_morphospace.viewer.session.Session` as crop ids, for the
-Annotate, Analysis and Latent space widgets; rows without a ``crop_id``
-column (features not made by morphospace) are not published. 2D embeddings
-and clusters computed here go into the session's per-cell table, which
-writes them into the layers' features and saves them with the analysis.
+2D embeddings and clusters (:mod:`._qt.scatter_compute`) go into the session's
+per-cell table, which writes them into the layers' features and saves them with the analysis.
 """
 
 from __future__ import annotations
@@ -29,34 +26,30 @@ import pandas as pd
 from napari.layers import Labels, Points
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from ..core.analysis.cell_table import EMBEDDINGS, add_cluster_column, add_embedding_columns, mu_columns
 from ..core.analysis.statistics import require_finite
-from ..core.analysis.tracks import TRACK_ID, track_keys
-from ..core.cells.selection import NamedSelections, PointPicker, points_in_polygon, points_in_rectangle
+from ..core.cells.selection import PointPicker, points_in_polygon, points_in_rectangle
 from ..core.errors import InputError
 from ..viewer.callbacks import weak_click_callback
-from ..viewer.highlights import SelectionHighlights
 from ..viewer.layers import focus_on, is_overlay, unwrap
-from ..viewer.plot_colors import dim_other_frames, point_colors
+from ..viewer.plot_colors import point_colors
+from ..viewer.plot_selection import PlotSelection
 from ..viewer.plot_sources import PlotSources
 from ..viewer.session import session_for
 from .combos import set_quietly
 from .dock import scroll_in_dock
 from .docking import tab_with_other_docks
 from .errors import report_errors
-from .hover_thumbnail import rgb_pixmap
-from .scatter_canvas import ScatterCanvas
+from .scatter_compute import ComputeRow
 from .scatter_crops import LOOKUPS, CropPreview
-from .scatter_form import ComputeRow, PlotForm, SelectionPanel
+from .scatter_form import PlotForm, SelectionPanel
 from .scatter_mouse import PlotMouse
+from .scatter_view import ScatterView
 from .tasks import Tasks
 from .track_overlay import MODES as TRACK_MODES
-from .track_overlay import TrackOverlay
 
 if TYPE_CHECKING:
     import napari
 
-HOVER_RADIUS_PX = 6.0
 # Above this many points the plot opens as a density image: a million overdrawn markers show
 # no structure, and drawing them costs seconds without a GPU. The user can untick it.
 DENSITY_AUTO_POINTS = 200_000
@@ -75,34 +68,26 @@ class ScatterWidget(QWidget):
         tab_with_other_docks(self)  # opened from the Plugins menu, it joins the other Morphospace tabs
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.named_selections = NamedSelections()
         self.sources = PlotSources(napari_viewer)
         self._positions = np.zeros((0, 2), np.float32)
-        self._base_colors = np.zeros((0, 4), np.float32)
-        self._selected = np.zeros(0, bool)
         self._picker: Future | None = None  # the PointPicker of the plotted positions, being built
         self._axes: tuple[str, str] | None = None
         self._axis_choices: list[str] = []
         self._color_by = ""
-        self._track_keys: np.ndarray | None = (
-            None  # track key per plot row (core.analysis.tracks.track_keys), while tracks are shown
-        )
-        self._linking = False  # True while a selection propagates: ignore re-entrant selections
-        self._publishing = False  # True while this widget writes to the session: ignore its echo
-
-        self.plot = ScatterCanvas()
-        self.track_overlay = TrackOverlay(self.plot.view)
-        self.form, self.compute_row, self.selections = PlotForm(), ComputeRow(), SelectionPanel()
+        self.view = ScatterView()
+        self.plot = self.view.plot
+        self.tasks = Tasks("Scatter", parent=self)
+        self.form, self.selections = PlotForm(), SelectionPanel()
+        self.compute_row = ComputeRow(self.session, self.tasks, on_embedded=self._show_embedding,
+                                      on_clustered=self._show_clusters)  # fmt: skip
         self.crops = CropPreview(self.plot.canvas.native, self.crop_ids, lambda: self.session.crop_set)
         self.mouse = PlotMouse(self.plot, self.form.tool_combo.currentText, on_lasso=report_errors(self.select_polygon),
                                on_rectangle=report_errors(self.select_rectangle), on_click=report_errors(self._clicked),
                                on_hover=self.hover, on_leave=self.crops.hover_thumbnail.hide, parent=self)  # fmt: skip
-        self.highlights = SelectionHighlights(napari_viewer)
-        self.note, self.legend, self.colorbar = QLabel(), QLabel(), QLabel()
-        self.hover_label = QLabel("hover a point to see its cell")
-        for label in (self.note, self.legend, self.hover_label):
+        self.plot_selection = PlotSelection(napari_viewer, on_change=self._redraw_selection)
+        self.note, self.hover_label = QLabel(), QLabel("hover a point to see its cell")
+        for label in (self.note, self.hover_label):
             label.setWordWrap(True)
-        self.tasks = Tasks("Scatter", parent=self)
         self._lay_out()
         self._connect_forms()
         self.viewer.layers.events.inserted.connect(self._refresh_source_list)
@@ -111,12 +96,9 @@ class ScatterWidget(QWidget):
         self._click_callback = weak_click_callback(self.select_at_image_position)  # a click on a cell selects it
         self.viewer.mouse_drag_callbacks.append(self._click_callback)
         self.session.cells_changed.connect(self._on_cells_changed)
-        self.session.latents_changed.connect(self._describe_compute)
         self.session.crop_set_changed.connect(self._forget_crops)
-        self.session.selection_changed.connect(self._on_session_selection)
         self.session.named_selections_changed.connect(self._on_session_named_selections)
         self._refresh_source_list()
-        self._describe_compute()
         self._on_session_named_selections(self.session.named_selections)
 
     # ------------------------------------------------------------------ form
@@ -124,14 +106,22 @@ class ScatterWidget(QWidget):
         content = QWidget()
         layout = QVBoxLayout(content)
         self.plot.canvas.native.setMinimumHeight(260)
-        for part, stretch in ((self.form, 0), (self.note, 0), (self.plot.canvas.native, 1), (self.crops, 0),
-                              (self.legend, 0), (self.colorbar, 0), (self.hover_label, 0), (self.compute_row, 0),
-                              (self.selections, 0)):  # fmt: skip
+        for part, stretch in (
+            (self.form, 0),
+            (self.note, 0),
+            (self.plot.canvas.native, 1),
+            (self.crops, 0),
+            (self.view.legend, 0),
+            (self.view.colorbar, 0),
+            (self.hover_label, 0),
+            (self.compute_row, 0),
+            (self.selections, 0),
+        ):
             layout.addWidget(part, stretch=stretch)
         scroll_in_dock(self, content)
 
     def _connect_forms(self) -> None:
-        form, compute, selections = self.form, self.compute_row, self.selections
+        form, selections = self.form, self.selections
         form.source_list.itemChanged.connect(report_errors(lambda _item: self.set_sources(form.ticked_sources())))
         form.x_combo.currentTextChanged.connect(self._on_axes_chosen)
         form.y_combo.currentTextChanged.connect(self._on_axes_chosen)
@@ -142,10 +132,6 @@ class ScatterWidget(QWidget):
         form.tool_combo.currentTextChanged.connect(self.mouse.set_tool)
         form.track_combo.currentTextChanged.connect(lambda _text: self._redraw())
         form.thumbnail_check.toggled.connect(lambda on: None if on else self.crops.hover_thumbnail.hide())
-        compute.embed_button.clicked.connect(lambda: self.compute_embedding(compute.embed_combo.currentText()))
-        compute.cluster_button.clicked.connect(
-            lambda: self.compute_clusters(compute.cluster_combo.currentText(), compute.cluster_spin.value())
-        )
         # clicked passes `checked`: the lambda takes it and leaves it, the method gets only the name
         selections.keep_button.clicked.connect(
             report_errors(lambda _checked=False: self.save_selection(selections.selection_name.text()))
@@ -157,11 +143,6 @@ class ScatterWidget(QWidget):
         names = [layer.name for layer in self.viewer.layers
                  if isinstance(layer, (Labels, Points)) and not is_overlay(layer) and len(layer.features)]  # fmt: skip
         self.form.list_sources(names, list(self.sources.layers))
-
-    def _describe_compute(self, _latents: Any = None) -> None:
-        """The embed/cluster buttons say whether they work on a model's μ or on a measured feature table."""
-        latents = self.session.latents
-        self.compute_row.describe(measured=latents is not None and not mu_columns(latents))
 
     @report_errors
     def _on_layer_removed(self, event: Any) -> None:
@@ -201,8 +182,8 @@ class ScatterWidget(QWidget):
     def _read_sources(self, layers: Sequence[Any]) -> None:
         """Read the features of the chosen layers into the plot's rows (no drawing)."""
         self.sources = PlotSources(self.viewer, layers)
-        self._selected = np.zeros(len(self.sources), bool)
-        self._track_keys = None
+        self.plot_selection.use(self.sources)
+        self.view.track_keys = None
         self._forget_crops()
         self.note.setText("\n".join(self.sources.notes))
 
@@ -211,11 +192,11 @@ class ScatterWidget(QWidget):
         if not self.sources.layers:
             self._axes, self._positions = None, np.zeros((0, 2), np.float32)
             self.plot.clear()
-            self._update_highlights()
+            self.plot_selection.show_highlights()
             return
         self._fill_combos(fit=fit)
-        self._update_highlights()
-        self._on_session_selection(self.session.selection)  # cells selected elsewhere stay selected
+        self.plot_selection.show_highlights()
+        self.plot_selection.follow(self.session.selection)  # cells selected elsewhere stay selected
         self.crops.match()
 
     def settings(self) -> dict[str, Any]:
@@ -283,8 +264,7 @@ class ScatterWidget(QWidget):
         self._picker = LOOKUPS.submit(PointPicker, positions)  # the plot does not wait for it
         set_quietly(self.form.x_combo, x)
         set_quietly(self.form.y_combo, y)
-        self._base_colors = self._point_colors()
-        self._redraw()
+        self._recolor()
         if fit:
             self.plot.fit(positions)
 
@@ -295,60 +275,27 @@ class ScatterWidget(QWidget):
             raise InputError(f"no feature column {column!r} in all sources; choose another column to colour by")
         self._color_by = column
         set_quietly(self.form.color_combo, column)
-        self._base_colors = self._point_colors()
-        self._redraw()
-
-    def _point_colors(self) -> np.ndarray:
-        """RGBA per point from the colour column (opacity applied); the legend and colour bar shown with them."""
-        values = self.sources.column(self._color_by) if self._color_by else None
-        colors = point_colors(values, self._color_by, n=len(self._positions), opacity=self.form.opacity_spin.value())
-        self.legend.setText(colors.legend)
-        self.colorbar.clear()
-        if colors.colorbar is not None:
-            self.colorbar.setPixmap(rgb_pixmap(colors.colorbar))
-        return colors.colors
+        self._recolor()
 
     def _recolor(self) -> None:
+        """Colour the points from the colour column (opacity applied) and draw them."""
         if self.sources.tables:
-            self._base_colors = self._point_colors()
+            values = self.sources.column(self._color_by) if self._color_by else None
+            opacity = self.form.opacity_spin.value()
+            self.view.set_colors(point_colors(values, self._color_by, n=len(self._positions), opacity=opacity))
             self._redraw()
-
-    def _frame_colors(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """Base colours (of ``rows``, or all) with points of time-lapse sources outside the shown frame dimmed."""
-        shown = self.sources.in_shown_frame()
-        if rows is None:
-            return dim_other_frames(self._base_colors, shown)
-        return dim_other_frames(self._base_colors[rows], shown[rows])
 
     # ------------------------------------------------------------------ drawing
     def _redraw(self) -> None:
-        """Draw all points (or their density) and the selection."""
+        """Draw all points (or their density), the track paths and the selection."""
         if not len(self._positions):
             return
-        if self.form.density_check.isChecked():
-            self.plot.show_density(self._positions)
-        else:
-            self.plot.show_points(self._positions, self._frame_colors(), self.form.size_spin.value())
-        self._draw_tracks()
+        size = self.form.size_spin.value()
+        self.view.draw(
+            self._positions, self.sources.in_shown_frame(), size, density=self.form.density_check.isChecked()
+        )
+        self.view.draw_tracks(self.form.track_combo.currentText(), self.sources, self._positions, size)
         self._redraw_selection()
-
-    def _draw_tracks(self) -> None:
-        """The paths of tracked cells (sources with a ``track_id`` column), their cells of the shown frame ringed."""
-        mode = self.form.track_combo.currentText()
-        if mode == "off" or TRACK_ID not in self.sources.shared_columns():
-            self.track_overlay.clear()
-            return
-        index = self.sources.index
-        if self._track_keys is None or len(self._track_keys) != len(self._positions):  # once per set of sources
-            self._track_keys = track_keys(self.sources.column(TRACK_ID), index.source_of_rows(np.arange(len(index))))
-        colors = None if mode == "by time" else self._base_colors
-        self.track_overlay.show(self._positions, self._track_keys, index.t, colors, self.sources.in_shown_frame(),
-                                self.form.size_spin.value())  # fmt: skip
-
-    def _default_radius(self) -> tuple[float, float]:
-        """A few canvas pixels at the current zoom, in data units."""
-        width, height = self.plot.pixel_size()
-        return HOVER_RADIUS_PX * width, HOVER_RADIUS_PX * height
 
     def select_track_at(self, x: float, y: float, add: bool = False,
                         radius: float | tuple[float, float] | None = None) -> np.ndarray | None:  # fmt: skip
@@ -357,7 +304,7 @@ class ScatterWidget(QWidget):
 
         ``radius`` as in :meth:`pick` (default: a few canvas pixels at the current zoom).
         """
-        hit = self.track_overlay.pick(x, y, self._default_radius() if radius is None else radius)
+        hit = self.view.tracks.pick(x, y, self.view.pick_radius() if radius is None else radius)
         if hit is None:
             return None
         rows, row = hit
@@ -366,57 +313,23 @@ class ScatterWidget(QWidget):
         return rows
 
     def _redraw_selection(self) -> None:
-        """Draw only the selected points on top: a selection change never re-uploads all points."""
         rows = self.selected_rows
-        self.plot.show_selected(self._positions[rows], self._frame_colors(rows), self.form.size_spin.value())
+        self.view.draw_selected(self._positions, rows, self.sources.in_shown_frame(), self.form.size_spin.value())
         self.selections.selection_count.setText(f"{len(rows)} of {len(self._positions)} selected")
-        self.plot.canvas.update()
 
     # ------------------------------------------------------------------ selection
     @property
     def selected_rows(self) -> np.ndarray:
         """Plot rows currently selected, sorted."""
-        return np.flatnonzero(self._selected)
+        return self.plot_selection.rows
 
     def select_rows(self, rows: Sequence[int] | np.ndarray, add: bool = False) -> None:
         """Select these plot rows (or add them to the selection), highlight their cells, publish their crop ids."""
-        self._show_selection(rows, add=add, publish=True)
-
-    def _show_selection(self, rows: Sequence[int] | np.ndarray, add: bool, publish: bool) -> None:
-        if self._linking:
-            return
-        self._linking = True
-        try:
-            if not add:
-                self._selected[:] = False
-            self._selected[np.asarray(rows, dtype=np.int64)] = True
-            self._redraw_selection()
-            self._update_highlights()
-            if publish:
-                self._publish_selection()
-        finally:
-            self._linking = False
+        self.plot_selection.select(rows, add=add)
 
     def crop_ids(self) -> np.ndarray | None:
         """Crop id of each plot row (int64), or None when a source's features have no ``crop_id`` column."""
         return self.sources.crop_ids()
-
-    def _publish_selection(self) -> None:
-        """Hand the selected cells to the session as crop ids (skipped without a ``crop_id`` column)."""
-        crop_ids = self.crop_ids()
-        if crop_ids is None:
-            return
-        self._publishing = True
-        try:
-            self.session.selection = crop_ids[self.selected_rows]
-        finally:
-            self._publishing = False
-
-    def _on_session_selection(self, selection: np.ndarray) -> None:
-        """Show cells selected by another widget (not published back: the plot may show only some of them)."""
-        crop_ids = None if self._publishing or not self.sources.tables else self.crop_ids()
-        if crop_ids is not None:
-            self._show_selection(np.flatnonzero(np.isin(crop_ids, selection)), add=False, publish=False)
 
     def select_polygon(self, vertices: np.ndarray, add: bool = False) -> np.ndarray:
         """Select the points inside a lasso polygon given in data coordinates; returns the rows."""
@@ -446,7 +359,7 @@ class ScatterWidget(QWidget):
         """
         if not len(self._positions):
             return None
-        return self._picker.result().nearest((x, y), self._default_radius() if radius is None else radius)
+        return self._picker.result().nearest((x, y), self.view.pick_radius() if radius is None else radius)
 
     def _clicked(self, point: np.ndarray, add: bool) -> None:
         """A click on the plot: on a track's path selects the whole track,
@@ -458,14 +371,10 @@ class ScatterWidget(QWidget):
             self.select_rows([row], add=add)
             self.focus_row(row)
 
-    def _update_highlights(self) -> None:
-        """Rewrite the highlight layers from the selection, for the source shown now (one LUT pass over its frame)."""
-        self.highlights.show(self.sources, self._selected)
-
     def _on_frame_changed(self, event: Any = None) -> None:
         if any(self.sources.has_time.values()) and len(self._positions):
             self._redraw()
-            self._update_highlights()
+            self.plot_selection.show_highlights()
 
     # ------------------------------------------------------------------ plot -> image
     def focus_row(self, row: int) -> None:
@@ -527,79 +436,28 @@ class ScatterWidget(QWidget):
 
     # ------------------------------------------------------------------ named selections
     def save_selection(self, name: str) -> None:
-        """Keep the current selection under ``name`` (crop ids, or (source, t, label id) without them).
-
-        Selections of crop ids are also kept in the session, so they can be
-        annotated and are saved with the analysis.
-        """
-        self.named_selections.save(name, self.sources.row_keys()[self.selected_rows])
-        self.selections.list_names(self.named_selections.names)
-        crop_ids = self.crop_ids()
-        if crop_ids is not None:
-            self._publishing = True
-            try:
-                self.session.named_selections = {**self.session.named_selections, name: crop_ids[self.selected_rows]}
-            finally:
-                self._publishing = False
+        """Keep the current selection under ``name`` (crop ids, or (source, t, label id) without them)."""
+        self.plot_selection.save(name)
+        self.selections.list_names(self.plot_selection.named.names)
 
     def _on_session_named_selections(self, selections: dict[str, tuple[int, ...]]) -> None:
         """Offer the selections the session got elsewhere (an opened analysis) in the list."""
-        if self._publishing:
-            return
-        for name, crop_ids in selections.items():
-            self.named_selections.save(name, crop_ids)
-        self.selections.list_names(self.named_selections.names)
+        self.plot_selection.keep(selections)
+        self.selections.list_names(self.plot_selection.named.names)
 
     def recall_selection(self, name: str) -> np.ndarray:
         """Select the cells of the selection kept under ``name`` that are plotted now; returns the rows."""
-        keys = list(self.named_selections.get(name))
-        positions = self.sources.row_keys().get_indexer(keys) if keys else np.zeros(0, np.int64)
-        rows = np.sort(positions[positions >= 0])
-        self.select_rows(rows)
-        return rows
+        return self.plot_selection.recall(name)
 
-    # ------------------------------------------------------------------ background computations
-    def _session_latents(self) -> Any:
-        """The session's cells that have a latent: 2D embeddings and clusters are computed on all of them."""
-        latents = self.session.latents
-        if latents is None:
-            raise InputError(
-                "there are no latents in this session: "
-                "embed the crops with the Embed widget (or open an analysis) first"
-            )
-        return latents
+    # ------------------------------------------------------------------ 2D embeddings and clusters
+    def _show_embedding(self, table: pd.DataFrame, axes: tuple[str, str]) -> None:
+        """Write the embedding's columns into the session's cells and plot them (the features changed: zoom to fit)."""
+        self._axes = axes
+        self.session.set_columns(table["crop_id"], {axis: table[axis].to_numpy() for axis in axes})
+        self.plot.fit(self._positions)
 
-    @report_errors
-    def compute_embedding(self, method: str = "PCA", seed: int = 0) -> Any:
-        """Embed the session's latents in 2D (PCA, UMAP or TSNE) off the GUI thread; plots ``{method}_0/1``.
-
-        The columns go into the session's per-cell table, hence into the
-        layers' features and the saved analysis. Returns the started worker
-        (or None when the input was refused).
-        """
-        if method not in EMBEDDINGS:
-            raise InputError(f"unknown embedding {method!r}; choose one of {', '.join(EMBEDDINGS)}")
-
-        def done(table: pd.DataFrame) -> None:
-            self._axes = (f"{method}_0", f"{method}_1")
-            self.session.set_columns(table["crop_id"], {axis: table[axis].to_numpy() for axis in self._axes})
-            self.plot.fit(self._positions)  # the features changed: the plot now shows the new axes
-
-        return self.tasks.start(add_embedding_columns, self._session_latents(), method, seed=seed, on_done=done,
-                                action=f"The {method} embedding", exclusive=False)  # fmt: skip
-
-    @report_errors
-    def compute_clusters(self, method: str = "kmeans", n_clusters: int = 3, seed: int = 0) -> Any:
-        """Cluster the session's latents off the GUI thread; the ``cluster`` column goes to the per-cell table.
-
-        Points are then coloured by cluster. Returns the started worker (or
-        None when the input was refused).
-        """
-
-        def done(table: pd.DataFrame) -> None:
-            self.session.set_columns(table["crop_id"], {"cluster": table["cluster"].to_numpy()})
-            if "cluster" in self.sources.shared_columns():
-                self.set_color_by("cluster")
-
-        return self.tasks.start(add_cluster_column, self._session_latents(), method, n_clusters=n_clusters, seed=seed,
-                                on_done=done, action="Clustering", exclusive=False)  # fmt: skip
+    def _show_clusters(self, table: pd.DataFrame) -> None:
+        """Write the cluster ids into the session's cells and colour the points by them."""
+        self.session.set_columns(table["crop_id"], {"cluster": table["cluster"].to_numpy()})
+        if "cluster" in self.sources.shared_columns():
+            self.set_color_by("cluster")

@@ -1,7 +1,7 @@
 """The "Statistics" dock: how the latent space is used, and how two groups of cells differ in it.
 
 Reads the session's latent table or a Labels layer's features, lets the user
-choose two groups, and shows the figures of :mod:`core.analysis.statistics` (made by
+choose two groups, and shows the figures of :mod:`core.figures.statistics` (of the numbers of
 :mod:`core.analysis.latent_summary`) in tabs: per-dimension KL, Cohen's d forest plot,
 KDE curves and violin plots of the top dimensions, the linear probe, and the
 inference between the groups (:mod:`core.analysis.inference`: permutation tests with
@@ -47,9 +47,9 @@ from ..core.analysis.latent_summary import (
     default_groups,
     group_choices,
     summarise_latents,
-    summary_figures,
 )
 from ..core.errors import InputError
+from ..core.figures.statistics import summary_figures
 from ..core.project.export import export_figures
 from ..viewer.session import session_for
 from .dock import scroll_in_dock
@@ -75,7 +75,7 @@ def compare(
         inference: GroupComparison | str = compare_groups(table, group_column, a, b, settings)
     except InputError as err:
         inference = f"⚠ {err}"
-    return summary, summary_figures(summary, table, top=top), inference
+    return summary, summary_figures(summary, top=top), inference
 
 
 def _label(text: str = "") -> QLabel:

@@ -5,10 +5,12 @@ runs ``function`` in a napari worker thread and calls ``on_done`` with its
 result on the GUI thread. Errors become a status line and a napari
 notification (an :class:`~napari_morphospace.core.errors.InputError` says
 itself; anything else is reported as an unexpected failure that changed
-nothing). With ``progress=`` the function also receives ``send`` and reports
-through it (:func:`~._qt.workers.messages_from`): :class:`Progress` messages
-are shown, coalesced, in the status line and napari's progress bar, every
-other message goes to ``on_message``. Workers never touch widgets.
+nothing). Every task running longer than a second shows a bar in napari's
+activity dock, titled by ``progress=`` or else by its ``action``. With
+``progress=`` the function also receives ``send`` and reports through it
+(:func:`~._qt.workers.messages_from`): :class:`Progress` messages are shown,
+coalesced, in the status line and that bar, every other message goes to
+``on_message``. Workers never touch widgets.
 
 napari registers every worker with the viewer's window: closing the viewer
 asks first while a task runs, then quits the tasks. A task that must be told
@@ -78,8 +80,9 @@ class Tasks(QObject):
         """Run ``function(*args, **kwargs)`` off the GUI thread; returns the started worker, or None when refused.
 
         ``action`` names the work in an unexpected error ("Saving the
-        analysis"). With ``progress`` (the progress bar's title) the function
-        is called as ``function(send, *args, **kwargs)``. An ``exclusive``
+        analysis") and titles its bar in napari's activity dock. With
+        ``progress`` (the bar's title then) the function is called as
+        ``function(send, *args, **kwargs)``. An ``exclusive``
         task is refused, with a message, while another task of the widget runs.
         A task asked to quit (:meth:`stop`, or napari closing the viewer) is
         let go of, and ``on_quit`` is called: the function must then end.
@@ -87,9 +90,8 @@ class Tasks(QObject):
         if exclusive and self.busy:
             show_error(f"the {self.name} widget is still busy; wait until it has finished")
             return None
-        display = None
+        display = ProgressDisplay(action if progress is None else progress, show_text=self._status, parent=self)
         if progress is not None:
-            display = ProgressDisplay(progress, show_text=self._status, parent=self)
             worker = create_worker(_with_messages, function, args, kwargs, _start_thread=False, _ignore_errors=True,
                                    _worker_class=_GeneratorTask)  # fmt: skip
             worker.yielded.connect(partial(self._message, worker, display, on_message))
@@ -126,13 +128,12 @@ class Tasks(QObject):
         for worker in list(self._workers):
             worker.quit()
 
-    def _let_go(self, worker: Any, display: ProgressDisplay | None, on_quit: Callable[[], Any] | None) -> None:
+    def _let_go(self, worker: Any, display: ProgressDisplay, on_quit: Callable[[], Any] | None) -> None:
         """A task asked to quit: nothing of it arrives any more (the widget may be gone);
         ``on_quit`` ends the function."""
         if worker in self._workers:
             self._workers.remove(worker)
-            if display is not None:
-                display.close()
+            display.close()
         if on_quit is not None:
             on_quit()
 
@@ -149,12 +150,11 @@ class Tasks(QObject):
             return True
         return False
 
-    def _done(self, worker: Any, display: ProgressDisplay | None, on_done: Callable[[Any], None], result: Any) -> None:
+    def _done(self, worker: Any, display: ProgressDisplay, on_done: Callable[[Any], None], result: Any) -> None:
         """Close the progress display before ``on_done`` writes the outcome into the status line."""
         if self._gone() or worker not in self._workers:  # the widget is gone, or let go of the task
             return
-        if display is not None:
-            display.close()
+        display.close()
         on_done(result)
 
     def _message(
@@ -168,19 +168,17 @@ class Tasks(QObject):
         elif on_message is not None:
             on_message(message)
 
-    def _report(self, worker: Any, display: ProgressDisplay | None, action: str, error: BaseException) -> None:
+    def _report(self, worker: Any, display: ProgressDisplay, action: str, error: BaseException) -> None:
         if self._gone() or worker not in self._workers:
             return
-        if display is not None:
-            display.close()
+        display.close()
         self.report(error, action)
 
-    def _finished(self, worker: Any, display: ProgressDisplay | None) -> None:
+    def _finished(self, worker: Any, display: ProgressDisplay) -> None:
         worker.on_quit = None
         if self._gone() or worker not in self._workers:
             return
-        if display is not None:
-            display.close()
+        display.close()
         self._workers.remove(worker)
         if not self._workers and self._on_busy is not None:
             self._on_busy(False)

@@ -6,20 +6,11 @@ forms, runs the engine in a napari generator worker and shows what its typed
 messages say: a loss plot, per-dimension KL bars, progress with ETA and a
 reconstruction preview layer. The worker never touches a widget.
 
-The viewer stays responsive while training (``benchmarks/bench_viewer_responsiveness.py``):
+The viewer stays responsive while training
+(``benchmarks/bench_viewer_responsiveness.py``): what a run shows is
+refreshed in one paint at most twice a second (:mod:`._qt.training_display`),
+and:
 
-- Messages are only recorded when they arrive. At most every
-  ``REFRESH_INTERVAL_MS`` one refresh shows the latest progress and the new
-  epochs, so all of it is painted in one pass. Every paint of a widget next to
-  napari's OpenGL canvas composes the whole window (15-30 ms without a GPU),
-  and ``QProgressBar.setValue`` would paint at once, so the bar is updated
-  with painting held back.
-- The loss plot and KL bars are painted with QPainter (``line_plot``), about
-  1 ms, where a matplotlib redraw took 50-700 ms.
-- The preview layer is written in place (same array, no new extent or
-  contrast limits) and refreshed at most every ``PREVIEW_INTERVAL_S``: a
-  redraw of napari's canvas costs 100-200 ms of GUI time with software
-  OpenGL. The last preview of a run is always shown.
 - Training uses ``cpu_count - 1`` torch threads (at least 1), leaving a core
   to the viewer. Torch's thread count is process-wide, so it is set for the
   run and restored afterwards. On a 2-core machine that is 1 thread. Measured
@@ -37,16 +28,14 @@ line, and Resume continues from its ``last.ckpt``.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from magicgui.widgets import FileEdit, PushButton
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import (
     QFileDialog,
     QGroupBox,
@@ -64,37 +53,24 @@ from ..core.models import ModelSettings
 from ..core.training.bundle import load_bundle
 from ..core.training.checkpoints import last_checkpoint_in
 from ..core.training.engine import (
-    ReconstructionPreview,
     TrainConfig,
-    TrainFinished,
     TrainResult,
     TrainSettings,
-    TrainUpdate,
     save_trained_bundle,
     trained_bundle,
 )  # fmt: skip
-from ..viewer.reconstructions import (
-    PREVIEW_LAYER,
-    add_preview_layer,
-    show_reconstructions,
-)
+from ..viewer.reconstructions import PREVIEW_LAYER
 from ..viewer.session import session_for
 from .docking import tab_with_other_docks
-from .loss_plot import LossPlot
-from .run_progress import RunProgress
 from .tasks import Tasks
 from .train_settings import TrainSettingsForms
+from .training_display import TrainingDisplay
 from .training_run import (
     CLOSE_WAIT_S,
     RunHandle,
     default_checkpoint_dir,
     train_in_thread,
 )
-
-#: Progress, plot and preview are shown at most this often, all in one paint.
-REFRESH_INTERVAL_MS = 500
-#: The preview layer is refreshed at most this often: each canvas redraw costs 100-200 ms without a GPU.
-PREVIEW_INTERVAL_S = 3.0
 
 
 class TrainWidget(QWidget):
@@ -108,7 +84,6 @@ class TrainWidget(QWidget):
         self.crop_set: CropSet | None = None
         self.crop_folder: Path | None = None
         self.result: TrainResult | None = None
-        self.last_finished: TrainFinished | None = None
         self.run_dir: Path | None = None
         self._run_crop_set: CropSet | None = None
         self._run_crop_folder: Path | None = None
@@ -132,22 +107,15 @@ class TrainWidget(QWidget):
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume")
-        self.run_progress = RunProgress()
+        self.display = TrainingDisplay(napari_viewer, parent=self)
+        self.run_progress, self.plot = self.display.progress, self.display.plot
         self.progress_bar, self.progress_label = self.run_progress.bar, self.run_progress.label
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.plot = LossPlot()
         self.save_bundle_button = PushButton(text="Save model bundle…", enabled=False)
         self.tasks = Tasks("Train", status=self.status.setText, on_busy=self._on_busy, parent=self)
 
-        self._pending_update: TrainUpdate | None = None
-        self._pending_preview: ReconstructionPreview | None = None
-        self._preview_shown_at = -np.inf
-        self._refresh_timer = QTimer(self)
-        self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(REFRESH_INTERVAL_MS)
-        self._refresh_timer.timeout.connect(self._refresh)
         self._layout()
         self._connect()
         if self.session.crop_set is not None:
@@ -346,15 +314,11 @@ class TrainWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        if not resume:
-            self.plot.clear()
-        add_preview_layer(self.viewer, crop_set.images.shape, resume=resume)
+        self.display.begin(crop_set.images.shape, resume=resume)
         self.run_dir = run_dir
-        self.result, self.last_finished = None, None
-        self._pending_update, self._pending_preview, self._preview_shown_at = None, None, -np.inf
+        self.result = None
         self._run_crop_set, self._run_crop_folder, self._run_train_settings = crop_set, self.crop_folder, train_settings
         stop_event, done_event = self._run.begin()
-        self.run_progress.starting()
         verb = "Resuming from " + str(checkpoint) if checkpoint else "Training"
         # napari registers the task with the viewer's window: closing the viewer asks first, then quits it (on_quit).
         return self.tasks.start(
@@ -366,7 +330,7 @@ class TrainWidget(QWidget):
             done_event,
             checkpoint,
             on_done=self._on_result,
-            on_message=self._on_message,
+            on_message=self.display.record,
             action=f"Training (checkpoints in {run_dir})",
             busy_text=f"{verb}… checkpoints in {run_dir}",
             progress="Training a model",
@@ -388,36 +352,7 @@ class TrainWidget(QWidget):
         self.save_config_button.enabled = self.load_config_button.enabled = not running
         self.save_bundle_button.enabled = not running and self.result is not None
 
-    # ----------------------------------------------------------------- messages from the worker
-
-    def _on_message(self, message: Any) -> None:
-        """Record a message from the worker; progress, plot and preview are shown by the next :meth:`_refresh`."""
-        if isinstance(message, (TrainUpdate, ReconstructionPreview)):
-            if isinstance(message, ReconstructionPreview):
-                self._pending_preview = message
-            else:
-                self._pending_update = message
-                if message.val_losses is not None:
-                    self.plot.add_epoch(message)
-            if not self._refresh_timer.isActive():
-                self._refresh_timer.start()
-        elif isinstance(message, TrainFinished):
-            self.last_finished = message
-        # A TrainFailed message is followed by the engine's error, which Tasks tells the user.
-
-    def _refresh(self, *, final: bool = False) -> None:
-        """Show the latest progress, the new epochs and, at most every ``PREVIEW_INTERVAL_S`` (or when
-        ``final``), the latest preview."""
-        if self._pending_update is not None:
-            self.run_progress.show_update(self._pending_update)
-            self._pending_update = None
-        self.plot.refresh()
-        if self._pending_preview is not None:
-            if final or time.monotonic() - self._preview_shown_at >= PREVIEW_INTERVAL_S:
-                show_reconstructions(self.viewer, self._pending_preview)
-                self._pending_preview, self._preview_shown_at = None, time.monotonic()
-            else:
-                self._refresh_timer.start()  # come back for the held preview
+    # ----------------------------------------------------------------- the run's end
 
     def _on_result(self, result: TrainResult) -> None:
         self.result = result
@@ -448,9 +383,8 @@ class TrainWidget(QWidget):
             show_info(text)
 
     def _on_busy(self, busy: bool) -> None:
-        if not busy:  # the worker has sent everything: show what the last refresh held back (e.g. the last preview)
-            self._refresh_timer.stop()
-            self._refresh(final=True)
+        if not busy:
+            self.display.finish()
         self._set_running(busy)
 
     # ----------------------------------------------------------------- saving the model

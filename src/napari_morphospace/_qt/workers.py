@@ -108,8 +108,9 @@ class ProgressDisplay(QObject):
     """A status text and napari's progress bar (in the activity dock), showing the latest :class:`Progress`.
 
     :meth:`post` only records; a timer shows the newest record every
-    ``interval_ms``. The bar is added once the task has run ``bar_delay_s``
-    (short tasks show their progress in the status text only). Call
+    ``interval_ms``. The bar, titled ``description`` until a progress message
+    names the step, is added once the task has run ``bar_delay_s`` (short
+    tasks show their progress in the status text only). Call
     :meth:`close` when the task has ended, *before* writing the task's
     outcome into the status text: nothing of this display writes the status
     text after that.
@@ -141,30 +142,41 @@ class ProgressDisplay(QObject):
         self._latest = message
 
     def show_latest(self) -> None:
-        """Show the newest recorded progress, unless shown already, closed, or already showing (re-entered)."""
+        """Show the newest recorded progress, unless shown already, closed, or already showing (re-entered).
+
+        Once the task has run ``bar_delay_s``, the bar appears even when no
+        progress was recorded: titled with the description, without a count.
+        """
         message = self._latest
-        if self._showing or self.closed or message is None or message == self._shown:
+        new = message is not None and message != self._shown
+        bar_due = self.bar is None and time.monotonic() >= self._bar_due
+        if self._showing or self.closed or not (new or bar_due):
             return
         self._showing = True
         try:
-            self._shown = message
-            if self._show_text is not None:
-                self._show_text(message.text())  # before the bar: the bar may process events (the task's end)
+            if new:
+                self._shown = message
+                if self._show_text is not None:
+                    self._show_text(message.text())  # before the bar: the bar may process events (the task's end)
             if self.bar is None:
-                if self._close_requested or time.monotonic() < self._bar_due:
+                if self._close_requested or not bar_due:
                     return
                 self.bar = progress(total=0, desc=self._description)
-            bar = self.bar
-            if bar.desc != f"{message.task}: ":  # tqdm keeps the description with ": "
-                bar.set_description(message.task)
-            if bar.total != message.total:
-                bar.n = 0
-                bar.total = message.total
-            bar.update(message.done - bar.n)
+            if message is not None:
+                self._update_bar(self.bar, message)
         finally:
             self._showing = False
             if self._close_requested:
                 self._close_now()
+
+    @staticmethod
+    def _update_bar(bar: progress, message: Progress) -> None:
+        if bar.desc != f"{message.task}: ":  # tqdm keeps the description with ": "
+            bar.set_description(message.task)
+        if bar.total != message.total:
+            bar.n = 0
+            bar.total = message.total
+        bar.update(message.done - bar.n)
 
     def close(self) -> None:
         """Stop showing and close the bar (once the display has returned, when called while it shows)."""

@@ -118,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
     from ..core.analysis import tracks
     from ..core.cells import track_ids
     from ..core.errors import InputError
+    from ..core.figures.render import render_figure
+    from ..core.figures.tracks import paths_figure
     from ..core.project.export import export_table
-    from ..core.project.report import figure_png
 
     for target in (args.out, args.figure):
         if target is not None and target.exists() and not args.overwrite:
@@ -154,10 +155,8 @@ def run(args: argparse.Namespace) -> int:
         export_table(statistics, args.out, overwrite=args.overwrite)
         print(f"wrote {len(statistics)} tracks to {args.out}")
     if args.figure is not None:
-        figure = tracks.paths_figure(cells, columns[:2], colour_by=None)
-        if args.figure.suffix.lower() == ".svg":
-            figure.savefig(args.figure)
-        else:
-            args.figure.write_bytes(figure_png(figure, dpi=120))
+        figure = paths_figure(cells, columns[:2], colour_by=None)
+        file_format = "svg" if args.figure.suffix.lower() == ".svg" else "png"
+        args.figure.write_bytes(render_figure(figure, format=file_format, dpi=120))
         print(f"wrote {args.figure}")
     return 0

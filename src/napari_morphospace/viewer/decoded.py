@@ -27,7 +27,7 @@ GRID = "traversal grid"
 GROUP_GRID = "group traversals"
 ABS_DIFFERENCE = "difference |Δ|"
 SSIM_DIFFERENCE = "difference 1−SSIM"
-#: The difference overlays: layer name, key of :func:`~napari_morphospace.core.analysis.overlays.difference_maps`,
+#: The difference overlays: layer name, key of :func:`~napari_morphospace.core.analysis.difference.compare_images`,
 #: colormap.
 DIFFERENCE_LAYERS = ((ABS_DIFFERENCE, "abs", "inferno"), (SSIM_DIFFERENCE, "dissimilarity", "magma"))
 GAP = 0.15  # between the decoded cell and what lies beside it, as a share of its width
@@ -66,7 +66,7 @@ def show_decoded(viewer: Any, image: np.ndarray, channel_names: Sequence[str] = 
             contrast_limits=(0.0, 1.0),
             blending="additive",
         )  # fmt: skip
-        for c, (channel, cmap) in enumerate(zip(names, colormaps))
+        for c, (channel, cmap) in enumerate(zip(names, colormaps, strict=True))
     ]
 
 
@@ -141,20 +141,22 @@ def show_grid(viewer: Any, grid: np.ndarray, *, name: str = GRID, row_axis: str 
 
 def show_difference(viewer: Any, maps: Mapping[str, Any], *, quantile: float = 0.9,
                     spacing: Sequence[float] | None = None) -> list[Image]:  # fmt: skip
-    """The difference maps (:func:`~napari_morphospace.core.analysis.overlays.difference_maps`) on the decoded cell.
+    """The difference maps (:func:`~napari_morphospace.core.analysis.difference.compare_images`) on the decoded cell.
 
-    Each map shows only changes at or above its ``quantile`` (0 shows
-    everything), in ``"difference |Δ|"`` and ``"difference 1−SSIM"``; a map
-    that could not be computed (SSIM of a thin volume) removes its layer.
-    ``maps["what"]``, when given, goes into each layer's ``metadata["difference"]``.
+    The maps' channels ``(C, [Z,] Y, X)`` are reduced by their maximum, so
+    one overlay shows where any channel changed most. Each map shows only
+    changes at or above its ``quantile`` (0 shows everything), in
+    ``"difference |Δ|"`` and ``"difference 1−SSIM"``; a map that could not be
+    computed (SSIM of a thin volume) removes its layer. ``maps["what"]``,
+    when given, goes into each layer's ``metadata["difference"]``.
     """
     shown = []
     for name, key, colormap in DIFFERENCE_LAYERS:
-        raw = maps[key]
-        if raw is None:
+        if maps[key] is None:
             if name in viewer.layers:
                 viewer.layers.remove(name)
             continue
+        raw = np.asarray(maps[key]).max(axis=0)
         decoded = decoded_layer(viewer)  # the maps lie on the decoded cell: where it changes
         translate = decoded.translate if decoded is not None and decoded.ndim == raw.ndim else np.zeros(raw.ndim)
         layer = put_image(

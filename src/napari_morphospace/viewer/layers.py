@@ -192,10 +192,10 @@ def paste_side_by_side(rendered: Sequence[Rendered]) -> Rendered | None:
     datas = [np.asarray(data) for data, _ in rendered]
     scales = [
         np.asarray(placement.get("scale", np.ones(d.ndim)), float)[-d.ndim :]
-        for d, (_, placement) in zip(datas, rendered)
+        for d, (_, placement) in zip(datas, rendered, strict=True)
     ]
     translates = [np.asarray(placement.get("translate", np.zeros(d.ndim)), float)[-d.ndim :]
-                  for d, (_, placement) in zip(datas, rendered)]  # fmt: skip
+                  for d, (_, placement) in zip(datas, rendered, strict=True)]  # fmt: skip
     if len({(d.ndim, d.dtype) for d in datas}) != 1 or not all(np.allclose(s, scales[0]) for s in scales):
         return None
     offsets = [(t - translates[0]) / scales[0] for t in translates]
@@ -203,10 +203,10 @@ def paste_side_by_side(rendered: Sequence[Rendered]) -> Rendered | None:
         return None
     starts = [np.round(o).astype(int) for o in offsets]
     low = np.min(starts, axis=0)
-    high = np.max([s + d.shape for s, d in zip(starts, datas)], axis=0)
+    high = np.max([s + d.shape for s, d in zip(starts, datas, strict=True)], axis=0)
     out = np.zeros(tuple(high - low), dtype=datas[0].dtype)
-    for start, data in zip(starts, datas):
-        index = tuple(slice(a - b, a - b + n) for a, b, n in zip(start, low, data.shape))
+    for start, data in zip(starts, datas, strict=True):
+        index = tuple(slice(a - b, a - b + n) for a, b, n in zip(start, low, data.shape, strict=True))
         out[index] = np.maximum(out[index], data)
     placement = {**rendered[0][1], "scale": scales[0], "translate": translates[0] + low * scales[0]}
     return out, placement

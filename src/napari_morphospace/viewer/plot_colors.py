@@ -55,7 +55,7 @@ def _category_colors(values: pd.Series) -> PointColors:
     table = np.asarray(palette(np.arange(len(categories)) % palette.N), np.float32)
     swatches = " ".join(
         f'<span style="color:rgb({int(255 * r)},{int(255 * g)},{int(255 * b)})">■</span> {name}'
-        for (r, g, b, _), name in zip(table[:MAX_CATEGORIES], categories[:MAX_CATEGORIES])
+        for (r, g, b, _), name in zip(table[:MAX_CATEGORIES], categories[:MAX_CATEGORIES], strict=True)
     )
     more = f" … and {len(categories) - MAX_CATEGORIES} more" if len(categories) > MAX_CATEGORIES else ""
     return PointColors(table[codes].copy(), swatches + more)

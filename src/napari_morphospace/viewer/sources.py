@@ -155,7 +155,7 @@ def source_stack(layers: Any, source: Source, names: list[str] | None = None) ->
             "give every source the same channels, in the same order"
         )
     stack = da.stack if any(isinstance(a, da.Array) for a in arrays) else np.stack
-    scale = {axis: float(step) for axis, step in zip(source.axes, layers[source.channels[0]].scale)}
+    scale = {axis: float(step) for axis, step in zip(source.axes, layers[source.channels[0]].scale, strict=True)}
     return Stack(stack(arrays), "C" + source.axes, scale=scale, channel_names=list(names), source=source.objects)
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from skimage.metrics import structural_similarity
 
 from ..errors import InputError
 from ..models import MorphoVAE
-from .traversal import TRAVERSAL_EXTENT, decode_latents, latent_vector, traverse
+from .traversal import TRAVERSAL_EXTENT, decode_latents, group_means, latent_vector, traverse
 
 # scikit-image truncates its Gaussian SSIM window at 3.5 σ.
 SSIM_TRUNCATE = 3.5
@@ -48,7 +49,7 @@ def _check_window_fits(shape: tuple[int, ...], channel_axis: int | None, sigma: 
             f"SSIM maps need 2D (Y, X) or 3D (Z, Y, X) images, one channel or with channel_axis set; got shape {shape}"
         )
     window = ssim_window_size(sigma)
-    for name, size in zip("ZYX"[3 - len(spatial) :], spatial):
+    for name, size in zip("ZYX"[3 - len(spatial) :], spatial, strict=True):
         if size < window:
             raise InputError(
                 f"the image has {size} pixels along {name}, fewer than the {window}-pixel SSIM window "
@@ -128,16 +129,20 @@ def threshold_map(difference: Any, *, quantile: float = 0.9) -> np.ndarray:
 
 def compare_images(
     first: np.ndarray, second: np.ndarray, *, data_range: float = 1.0, sigma: float = 1.5
-) -> dict[str, np.ndarray]:
+) -> dict[str, Any]:
     """Absolute difference and 1 − SSIM (per channel) of two decoded images ``(C, [Z,] Y, X)``.
 
     ``data_range`` defaults to 1.0, the range of the sigmoid decoders and of
-    the [0, 1] training normalisation.
+    the [0, 1] training normalisation. A volume thinner than the SSIM window
+    has no SSIM map: ``dissimilarity`` is then None and ``ssim_message`` says
+    why (None otherwise), so the |Δ| map still stands.
     """
-    return {
-        "abs": absolute_difference(first, second),
-        "dissimilarity": dissimilarity_map(first, second, data_range=data_range, sigma=sigma, channel_axis=0),
-    }
+    result: dict[str, Any] = {"abs": absolute_difference(first, second), "dissimilarity": None, "ssim_message": None}
+    try:
+        result["dissimilarity"] = dissimilarity_map(first, second, data_range=data_range, sigma=sigma, channel_axis=0)
+    except InputError as err:
+        result["ssim_message"] = str(err)
+    return result
 
 
 def traversal_difference(
@@ -149,35 +154,53 @@ def traversal_difference(
     cond: Any = None,
     data_range: float = 1.0,
     sigma: float = 1.5,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Any]:
     """Difference maps between the decodes at ``−extent`` and ``+extent`` of one latent dimension.
 
     Returns
     -------
     dict
-        ``low`` and ``high`` (the two decodes, ``(C, [Z,] Y, X)``), ``abs``
-        (``|high − low|``) and ``dissimilarity`` (1 − SSIM per channel), all float32.
-        The other dimensions stay at ``start`` (zeros by default); ``extent``
-        is in units of the model's ``latent_scale`` (see :func:`traverse`).
+        ``low`` and ``high`` (the two decodes, ``(C, [Z,] Y, X)``), then
+        :func:`compare_images` of them (``abs``, ``dissimilarity``,
+        ``ssim_message``) and ``what`` (``"dim 2: −3 vs +3"``). The other
+        dimensions stay at ``start`` (zeros by default); ``extent`` is in units
+        of the model's ``latent_scale`` (see :func:`traverse`).
     """
-    low, high = traverse(model, dim, start=start, values=[-extent, extent], cond=cond)
-    return {"low": low, "high": high, **compare_images(low, high, data_range=data_range, sigma=sigma)}
+    low, high = traverse(model, int(dim), start=start, values=[-extent, extent], cond=cond)
+    maps = compare_images(low, high, data_range=data_range, sigma=sigma)
+    return {"low": low, "high": high, **maps, "what": f"dim {int(dim)}: −{extent:g} vs +{extent:g}"}
 
 
 def group_difference(
     model: MorphoVAE,
-    mean_a: Any,
-    mean_b: Any,
+    latent_table: pd.DataFrame,
+    condition: Any,
+    reference: Any,
     *,
+    group_column: str = "group",
     cond: Any = None,
     data_range: float = 1.0,
     sigma: float = 1.5,
-) -> dict[str, np.ndarray]:
-    """Difference maps between the decodes of two group means (e.g. from :func:`traversal.group_means`).
+) -> dict[str, Any]:
+    """Difference maps between the decodes of the reference's and the condition's mean μ.
 
-    Returns ``a`` and ``b`` (the decodes), ``abs`` and ``dissimilarity`` as in
-    :func:`traversal_difference`.
+    Returns ``reference`` and ``condition`` (the decodes), :func:`compare_images`
+    of them and ``what`` (``"treated − control"``: the words and order of the
+    Statistics panel and the report).
+
+    Raises
+    ------
+    InputError
+        When a group is not in ``group_column`` or both are the same.
     """
-    z = np.stack([latent_vector(model, mean_a), latent_vector(model, mean_b)])
-    decoded_a, decoded_b = decode_latents(model, z, cond=cond)
-    return {"a": decoded_a, "b": decoded_b, **compare_images(decoded_a, decoded_b, data_range=data_range, sigma=sigma)}
+    means = group_means(latent_table, group_column)
+    if condition not in means or reference not in means or condition == reference:
+        raise InputError(
+            f"choose two different groups of the latent table ({', '.join(map(str, means))}); "
+            f"got condition {condition!r} and reference {reference!r}"
+        )
+    z = np.stack([latent_vector(model, means[reference]), latent_vector(model, means[condition])])
+    decoded_reference, decoded_condition = decode_latents(model, z, cond=cond)
+    maps = compare_images(decoded_reference, decoded_condition, data_range=data_range, sigma=sigma)
+    what = f"{condition} − {reference}"
+    return {"reference": decoded_reference, "condition": decoded_condition, **maps, "what": what}

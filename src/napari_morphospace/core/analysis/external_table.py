@@ -174,7 +174,7 @@ def read_image_table(path: str | os.PathLike) -> dict[int, str]:
             f"{Path(path).name} has no {IMAGE_NUMBER} and FileName_* columns (found: {_list(table.columns)}); "
             "choose CellProfiler's image table (…Image.csv)"
         )
-    return dict(zip(table[IMAGE_NUMBER].astype(int), table[names[0]].astype(str)))
+    return dict(zip(table[IMAGE_NUMBER].astype(int), table[names[0]].astype(str), strict=True))
 
 
 # --------------------------------------------------------------------------- keys and features
@@ -433,7 +433,7 @@ def _rows_by_label(
         first = rows[repeated].drop_duplicates(["source", "label_id", "t"]).head(5)
         raise InputError(
             f"{int(repeated.sum())} rows repeat an object (same image, label id and frame): "
-            + ", ".join(f"{s!r} label {i}" for s, i in zip(first["source"], first["label_id"]))
+            + ", ".join(f"{s!r} label {i}" for s, i in zip(first["source"], first["label_id"], strict=True))
             + "; use one row per object (e.g. the measurements of one object set)"
         )
     background = (rows["label_id"] == 0).to_numpy()

@@ -189,7 +189,8 @@ def _bbox(bbox_row: Any, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     start, stop = values[:, 0], values[:, 1]
     if np.any(stop <= start):
         raise InputError(
-            f"the bounding box {dict(zip(columns, values.reshape(-1)))} is empty: every stop must exceed its start"
+            f"the bounding box {dict(zip(columns, values.reshape(-1), strict=True))} is empty: "
+            "every stop must exceed its start"
         )
     return start, stop
 
@@ -236,7 +237,7 @@ def paste_into_source(cam: np.ndarray, bbox_row: Any, source_shape: tuple[int, .
     hi = np.minimum(stop, source_shape)
     if np.any(hi <= lo):
         return out
-    target = tuple(slice(a, b) for a, b in zip(lo, hi))
-    source = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
+    target = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    source = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))
     out[target] = resized[source]
     return out

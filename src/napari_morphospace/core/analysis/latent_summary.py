@@ -3,9 +3,9 @@
 Combines the functions of :mod:`core.analysis.statistics` for one table and two chosen
 groups: per-dimension KL and the count of active units, the empirical KL of
 the latent means to N(0, I), Cohen's d with 95 % confidence intervals ranked
-by |d|, and a cross-validated linear probe; then makes the figures (plain
-matplotlib ``Figure`` objects) and writes them as PNG and SVG. Works the same
-on a latent table and on a Labels layer's features.
+by |d|, and a cross-validated linear probe. Works the same on a latent table
+and on a Labels layer's features; :func:`~napari_morphospace.core.figures.statistics.summary_figures`
+draws the panel's figures of a :class:`LatentSummary`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..errors import InputError
 from . import statistics
@@ -85,7 +84,7 @@ class LatentSummary:
         """Dimensions where d is undefined (zero variance in both groups)."""
         if self.effects is None:
             return []
-        return [n for n, c in zip(self.names, self.effects.constant) if c]
+        return [n for n, c in zip(self.names, self.effects.constant, strict=True) if c]
 
     def top(self, count: int) -> list[int]:
         """The ``count`` first dimensions of :attr:`ranking` (largest |d|, defined ones only; or largest KL)."""
@@ -247,44 +246,6 @@ def summarise_latents(
     )  # fmt: skip
 
 
-def summary_figures(summary: LatentSummary, table: pd.DataFrame, *, top: int = 3) -> dict[str, Figure | str]:
-    """The panel's figures by name: ``kl``, ``forest``, ``kde``, ``violin``.
-
-    A figure that cannot be drawn (no log-variances; a group without spread in
-    a top dimension) is replaced by the message saying why, so the others still show.
-    """
-    rows, mu, _, _ = latent_rows(table)
-    summary.require_two_groups()
-    pair = rows[rows[summary.group_column].isin(summary.group_names)]
-    values = pair[mu].to_numpy(dtype=float)
-    groups = pair[summary.group_column].to_numpy()
-    order = np.argsort(groups != summary.reference, kind="stable")  # reference first: same colours in every figure
-    values, groups = values[order], groups[order]
-    dims = summary.top(top)
-    figures: dict[str, Figure | str] = {}
-    figures["kl"] = (
-        statistics.kl_bar_figure(summary.kl, summary.names)
-        if summary.kl is not None
-        else "Measured features have no posterior: the per-dimension KL applies to a model's latents only."
-        if summary.measured
-        else "Per-dimension KL needs logvar_* columns; embed the cells with a model bundle to get them."
-    )
-    figures["forest"] = (
-        statistics.forest_figure(summary.effects, summary.names)
-        if summary.effects is not None and summary.ranking
-        else "Every dimension has zero variance in both groups: Cohen's d is undefined."
-    )
-    for name, make in (("kde", statistics.kde_figure), ("violin", statistics.violin_figure)):
-        if not dims:
-            figures[name] = "No dimension with a defined effect size to plot."
-            continue
-        try:
-            figures[name] = make(values, groups, dims if name == "kde" else dims[:3], summary.names)
-        except InputError as err:
-            figures[name] = f"Cannot draw the {name.upper()} plot: {err}"
-    return figures
-
-
 __all__ = [
     "GROUP_COLUMNS",
     "LatentSummary",
@@ -292,5 +253,4 @@ __all__ = [
     "group_choices",
     "latent_rows",
     "summarise_latents",
-    "summary_figures",
 ]

@@ -14,10 +14,8 @@ usable from a script:
   physical scale and translate (and possibly a time axis).
 * :func:`paste_maps` — a batch of crop-sized maps pasted into one map of the
   source's size, for batch Grad-CAM.
-* :func:`difference_maps` — |Δ| and 1 − SSIM between two decodes, with the
-  SSIM problem of thin volumes turned into a message instead of an exception;
-  :func:`traversal_difference` and :func:`group_difference` decode the two
-  ends (−3 vs +3 of one dimension, two groups' mean μ) and compare them.
+
+The difference maps between two decodes are in :mod:`.difference`.
 """
 
 from __future__ import annotations
@@ -28,17 +26,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..errors import InputError
 from .cell_table import require_mu_columns
-from .difference import absolute_difference, dissimilarity_map
 from .gradcam import paste_into_source, place_in_source
 from .statistics import cohens_d, group_arrays, kl_per_dimension, rank_dimensions
-from .traversal import decode_latents, group_means, traversal_figure, traverse
+from .traversal import group_means
 
 RankBy = Literal["kl", "cohens_d", "index"]
-SLIDER_EXTENT = 3.0
 
 
 # --------------------------------------------------------------------------- choosing dimensions
@@ -294,79 +289,11 @@ def source_overlay(
     pasted = paste_maps(list(maps), [row for _, row in rows.iterrows()], tuple(layer_shape)[n_leading:])
     scale = tuple(float(s) for s in layer_scale)
     index = (*leading_index, *(0,) * spatial)
-    translate = tuple(float(t) + float(s) * i for t, s, i in zip(layer_translate, layer_scale, index))
+    translate = tuple(float(t) + float(s) * i for t, s, i in zip(layer_translate, layer_scale, index, strict=True))
     return pasted.reshape((1,) * n_leading + pasted.shape), translate, scale
 
 
-def difference_maps(
-    low: np.ndarray, high: np.ndarray, *, data_range: float = 1.0, sigma: float = 1.5
-) -> dict[str, Any]:
-    """|high − low| and 1 − SSIM of two decodes ``(C, [Z,] Y, X)``, each reduced to the largest change over channels.
-
-    Returns
-    -------
-    dict
-        ``abs`` (``([Z,] Y, X)`` float32), ``dissimilarity`` (same, or None when
-        the SSIM window does not fit, e.g. a volume thinner than 11 slices) and
-        ``ssim_message`` (the reason, or None). Channels are reduced by their
-        maximum so one overlay shows where any channel changed most.
-    """
-    result: dict[str, Any] = {
-        "abs": absolute_difference(low, high).max(axis=0),
-        "dissimilarity": None,
-        "ssim_message": None,
-    }
-    try:
-        result["dissimilarity"] = dissimilarity_map(low, high, data_range=data_range, sigma=sigma, channel_axis=0).max(
-            axis=0
-        )
-    except InputError as err:
-        result["ssim_message"] = str(err)
-    return result
-
-
-def traversal_difference(model: Any, dim: int, start: Any, *, sigma: float = 1.5) -> dict[str, Any]:
-    """:func:`difference_maps` between the decodes at −3 and +3 of ``dim`` (units of ``latent_scale``),
-    others at ``start``.
-
-    The result's ``what`` says what was compared (``"dim 2: −3 vs +3"``).
-    """
-    low, high = traverse(model, int(dim), start=start, values=[-SLIDER_EXTENT, SLIDER_EXTENT])
-    return {**difference_maps(low, high, data_range=1.0, sigma=sigma), "what": f"dim {int(dim)}: −3 vs +3"}
-
-
-def group_difference(model: Any, latent_table: pd.DataFrame, group_a: Any, group_b: Any, *,
-                     group_column: str = "group", sigma: float = 1.5) -> dict[str, Any]:  # fmt: skip
-    """:func:`difference_maps` between the decodes of two groups' mean μ; ``what`` is ``"A vs B"``.
-
-    Raises
-    ------
-    InputError
-        When a group is not in ``group_column`` or both are the same.
-    """
-    means = group_means(latent_table, group_column)
-    if group_a not in means or group_b not in means or group_a == group_b:
-        raise InputError(
-            f"choose two different groups of the latent table ({', '.join(map(str, means))}); "
-            f"got {group_a!r} and {group_b!r}"
-        )
-    decoded_a, decoded_b = decode_latents(model, np.stack([means[group_a], means[group_b]]))
-    return {**difference_maps(decoded_a, decoded_b, data_range=1.0, sigma=sigma), "what": f"{group_a} vs {group_b}"}
-
-
-# --------------------------------------------------------------------------- figures and colours
-
-
-def group_traversal_figure(traversals: Mapping[Any, np.ndarray], *, values: Any = None, channel: int = 0) -> Figure:
-    """Traversals of one dimension from several groups' means, one row per group (labelled with the group)."""
-    if not traversals:
-        raise InputError("no group traversals to draw: the latent table needs a group column with values")
-    grid = np.stack(list(traversals.values()))
-    figure = traversal_figure(grid, values=values, channel=channel)
-    n_steps = grid.shape[1]
-    for row, group in enumerate(traversals):
-        figure.axes[row * n_steps].set_ylabel(str(group), fontsize=8)
-    return figure
+# --------------------------------------------------------------------------- colours
 
 
 DEFAULT_CHANNEL_COLORMAPS = ("gray", "green", "magenta", "cyan", "yellow", "red", "blue")
@@ -389,7 +316,6 @@ def channel_colormaps(channel_names: Sequence[str], known: Mapping[str, str]) ->
 
 
 __all__ = [
-    "SLIDER_EXTENT",
     "logvar_columns",
     "ranked_dimensions",
     "top_dimensions",
@@ -399,7 +325,5 @@ __all__ = [
     "slider_values",
     "overlay_on_layer",
     "paste_maps",
-    "difference_maps",
-    "group_traversal_figure",
     "channel_colormaps",
 ]

@@ -1,12 +1,11 @@
-"""Statistics of a latent space: effect sizes between groups, KL, active units, a linear probe, figures.
+"""Statistics of a latent space: effect sizes between groups, KL, active units, a linear probe, densities.
 
 The methods follow the studies summarised in ``model-notes.md``: Cohen's d per
 latent dimension between two groups with a pooled, ddof=1 standard deviation
 and its sign kept (the macrophage study), the per-dimension KL to the prior and
 the count of active units (Statistical Cell), and the empirical KL of the
-latent distribution to N(0, I) (the adaptable-VAE thesis). Figures are plain
-``matplotlib.figure.Figure`` objects (no pyplot global state), so they can be
-shown in a dock widget or saved as PNG/SVG from a script.
+latent distribution to N(0, I) (the adaptable-VAE thesis). The figures of
+these numbers are drawn by :mod:`~napari_morphospace.core.figures.statistics`.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
@@ -337,79 +335,6 @@ def kde_curves(values: np.ndarray, groups: ArrayLike, points: int = 200) -> tupl
     return grid, densities
 
 
-def _dimension_names(count: int, names: Sequence[str] | None) -> list[str]:
-    return list(names) if names is not None else [f"dim {i}" for i in range(count)]
-
-
-def kl_bar_figure(kl: np.ndarray, names: Sequence[str] | None = None) -> Figure:
-    """Bar chart of the per-dimension KL, sorted from most to least informative."""
-    kl = np.asarray(kl, dtype=float)
-    labels = _dimension_names(len(kl), names)
-    order = np.argsort(-kl, kind="stable")
-    fig = Figure(figsize=(max(4.0, 0.3 * len(kl)), 3.0), layout="constrained")
-    ax = fig.add_subplot()
-    ax.bar(range(len(kl)), kl[order], color="tab:blue")
-    ax.set_xticks(range(len(kl)), [labels[i] for i in order], rotation=90)
-    ax.set_ylabel("KL to N(0, 1) [nats]")
-    ax.set_title("Per-dimension KL (sorted)")
-    return fig
-
-
-def forest_figure(effects: EffectSizes, names: Sequence[str] | None = None, top: int | None = None) -> Figure:
-    """Forest plot of Cohen's d with 95 % CIs, largest |d| on top; undefined dimensions are left out."""
-    labels = _dimension_names(len(effects.d), names)
-    order = [i for i in rank_dimensions(effects.d) if not effects.constant[i]][:top]
-    fig = Figure(figsize=(4.5, max(2.0, 0.28 * len(order) + 1)), layout="constrained")
-    ax = fig.add_subplot()
-    rows = np.arange(len(order))[::-1]
-    d = effects.d[order]
-    ax.errorbar(
-        d, rows, xerr=[d - effects.ci_low[order], effects.ci_high[order] - d], fmt="o", color="black", capsize=3
-    )
-    ax.axvline(0.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_yticks(rows, [labels[i] for i in order])
-    ax.set_xlabel("Cohen's d (95 % CI)")
-    ax.set_title("Effect size per dimension, ranked by |d|")
-    return fig
-
-
-def kde_figure(
-    values: np.ndarray, groups: ArrayLike, dims: Sequence[int], names: Sequence[str] | None = None
-) -> Figure:
-    """One panel per dimension in ``dims`` with the KDE curve of every group."""
-    values = _as_samples(values, "values")
-    labels = _dimension_names(values.shape[1], names)
-    fig = Figure(figsize=(3.0 * len(dims), 2.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(dims), squeeze=False).ravel())
-    for ax, dim in zip(axes, dims):
-        grid, densities = kde_curves(values[:, dim], groups)
-        for group, density in densities.items():
-            ax.plot(grid, density, label=str(group))
-            ax.fill_between(grid, density, alpha=0.2)
-        ax.set_title(labels[dim])
-        ax.set_xlabel("value")
-    axes[0].set_ylabel("density")
-    axes[0].legend(frameon=False)
-    return fig
-
-
-def violin_figure(
-    values: np.ndarray, groups: ArrayLike, dims: Sequence[int], names: Sequence[str] | None = None
-) -> Figure:
-    """Violin plots per group for each dimension in ``dims`` (the macrophage study shows the top three)."""
-    values = _as_samples(values, "values")
-    labels = _dimension_names(values.shape[1], names)
-    groups = np.asarray(groups)
-    group_names = list(pd.unique(groups))
-    fig = Figure(figsize=(3.0 * len(dims), 2.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(dims), squeeze=False).ravel())
-    for ax, dim in zip(axes, dims):
-        ax.violinplot([values[groups == g, dim] for g in group_names], showmedians=True)
-        ax.set_xticks(range(1, len(group_names) + 1), [str(g) for g in group_names])
-        ax.set_title(labels[dim])
-    return fig
-
-
 __all__ = [
     "EffectSizes",
     "require_finite",
@@ -422,8 +347,4 @@ __all__ = [
     "empirical_kl_to_standard_normal",
     "linear_probe",
     "kde_curves",
-    "kl_bar_figure",
-    "forest_figure",
-    "kde_figure",
-    "violin_figure",
 ]

@@ -325,7 +325,7 @@ def _set_intensity_range(src: _Source, normalise: str, percentiles: Sequence[flo
         src.low, src.high = np.zeros(len(samples)), np.ones(len(samples))
         return
     src.low, src.high = np.array([_percentiles(s, percentiles) for s in samples]).T
-    flat = [i for i, (a, b) in enumerate(zip(src.low, src.high)) if not b > a]
+    flat = [i for i, (a, b) in enumerate(zip(src.low, src.high, strict=True)) if not b > a]
     if flat:
         warnings.warn(
             f"{src.name or 'the image'}: channel(s) {', '.join(map(str, flat))} have the same value at the "
@@ -396,7 +396,7 @@ def _clip_box(
 ) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """Slices of the part of box [start, stop) inside an image of ``shape``, and where it lands in the crop."""
     source, target = [], []
-    for lo, hi, n in zip(start, stop, shape):
+    for lo, hi, n in zip(start, stop, shape, strict=True):
         a, b = min(max(lo, 0), n), max(min(hi, n), 0)
         b = max(a, b)
         source.append(slice(a, b))
@@ -424,7 +424,7 @@ def _regions(src: _Source, t: int, start: np.ndarray, stop: np.ndarray) -> Itera
     for positions in np.split(order, boundaries):
         low = np.clip(start[positions].min(axis=0), 0, shape)
         high = np.clip(stop[positions].max(axis=0), 0, shape)
-        region = np.asarray(src.data[(t, slice(None)) + tuple(slice(a, b) for a, b in zip(low, high))])
+        region = np.asarray(src.data[(t, slice(None)) + tuple(slice(a, b) for a, b in zip(low, high, strict=True))])
         yield positions, region, low
 
 
@@ -570,11 +570,11 @@ def _aspect_box(
     start: Sequence[int] | np.ndarray, stop: Sequence[int] | np.ndarray, size: tuple[int, ...]
 ) -> tuple[list[int], list[int]]:
     """Widen box [start, stop) around its centre to the aspect ratio of ``size`` (square for equal sizes)."""
-    extents = [b - a for a, b in zip(start, stop)]
-    scale = max(Fraction(int(e), s) for e, s in zip(extents, size))
+    extents = [b - a for a, b in zip(start, stop, strict=True)]
+    scale = max(Fraction(int(e), s) for e, s in zip(extents, size, strict=True))
     new_extents = [math.ceil(scale * s) for s in size]
-    new_start = [int(a) - (n - int(e)) // 2 for a, e, n in zip(start, extents, new_extents)]
-    return new_start, [a + n for a, n in zip(new_start, new_extents)]
+    new_start = [int(a) - (n - int(e)) // 2 for a, e, n in zip(start, extents, new_extents, strict=True)]
+    return new_start, [a + n for a, n in zip(new_start, new_extents, strict=True)]
 
 
 def _centred_boxes(centres: np.ndarray, size: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -758,7 +758,7 @@ class _Sink:
                               all(m is not None for m in [*self.masks, masks]))  # fmt: skip
             writer = self.writer
             assert writer is not None  # opened just above
-            for kept, rows, kept_masks in zip(self.images, self.tables, self.masks):
+            for kept, rows, kept_masks in zip(self.images, self.tables, self.masks, strict=True):
                 writer.append(kept, rows, kept_masks)
             self.images, self.tables, self.masks = [], [], []
         if self.writer is not None:
@@ -895,10 +895,13 @@ def _output_spacing(
     """Physical size of one crop pixel when every crop shows ``box`` source pixels of size ``scale``.
 
     A ``resize`` step in the pipeline changes the pixel count, so the pixel size changes with it.
+    An image without a pixel size (``scale`` empty) gives crops without one.
     """
+    if not scale:
+        return ()
     resizes = [tuple(step.params["shape"]) for step in pipeline.steps if step.name == "resize"] if pipeline else []
     shape = resizes[-1] if resizes else box
-    return tuple(s * b / n for s, b, n in zip(scale, box, shape))
+    return tuple(s * b / n for s, b, n in zip(scale, box, shape, strict=True))
 
 
 def _warn_skipped(tally: Counter, total: int, what: str) -> None:
@@ -1181,7 +1184,10 @@ def _label_candidates(src: _Source, labels: Any, settings: CropSettings, size: t
             start, stop = _centred_boxes(centre, size)
             tally["cut"] += int((keep & ((high - low) > np.array(size)).any(axis=1)).sum())
         else:
-            boxes = [_aspect_box(lo - settings.padding, hi + settings.padding, size) for lo, hi in zip(low, high)]
+            boxes = [
+                _aspect_box(lo - settings.padding, hi + settings.padding, size)
+                for lo, hi in zip(low, high, strict=True)
+            ]
             start = np.array([b[0] for b in boxes], np.int64).reshape(len(ids), -1)
             stop = np.array([b[1] for b in boxes], np.int64).reshape(len(ids), -1)
         parts.append(_Candidates(np.full(len(ids), t, np.int64), ids, start, stop, keep, {"area": area}))
@@ -1389,7 +1395,7 @@ def _check_box(index: int, box: np.ndarray, low: np.ndarray, high: np.ndarray, s
             raise InputError(
                 f"box {index} has corners at time points {tuple(t)}; a box must lie in one existing time point"
             )
-    if any(h <= 0 or lo >= n for lo, h, n in zip(low, high, src.spatial_shape)):
+    if any(h <= 0 or lo >= n for lo, h, n in zip(low, high, src.spatial_shape, strict=True)):
         raise InputError(
             f"box {index} ({tuple(low)}..{tuple(high)}) lies outside the image of shape {src.spatial_shape}"
         )

@@ -142,7 +142,7 @@ def common_stem(names: Sequence[str]) -> str:
         return names[0] if names else ""
     words = [n.split(" ") for n in names]
     shared = []
-    for column in zip(*words):
+    for column in zip(*words, strict=False):  # names differ in word count: compare up to the shortest
         if len(set(column)) > 1:
             break
         shared.append(column[0])

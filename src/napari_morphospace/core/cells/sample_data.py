@@ -322,7 +322,8 @@ class _Field:
 
 def _cell_box(half_widths: tuple[float, ...], centre: np.ndarray, spatial_shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(
-        slice(max(0, int(c - h)), min(n, int(c + h) + 2)) for c, h, n in zip(centre, half_widths, spatial_shape)
+        slice(max(0, int(c - h)), min(n, int(c + h) + 2))
+        for c, h, n in zip(centre, half_widths, spatial_shape, strict=True)
     )
 
 
@@ -367,7 +368,7 @@ def _render_layout(
         intensity=np.zeros(spatial_shape, np.float32),
         texture=np.zeros(spatial_shape, np.float32),
     )
-    for label, (shape, cell, centre) in enumerate(zip(shapes, factors.itertuples(), centres), start=1):
+    for label, (shape, cell, centre) in enumerate(zip(shapes, factors.itertuples(), centres, strict=True), start=1):
         half: tuple[float, ...] = (shape.bounding_radius,) * 2
         if len(spatial_shape) == 3:
             half = (Z_ASPECT * cell.size / z_ratio + 1, *half)
@@ -477,7 +478,7 @@ def make_sample_data(settings: SampleSettings | None = None) -> SampleData:
     spatial_shape = (side, side) if ndim == 2 else (settings.z_size, side, side)
 
     images, labels = [], []
-    for group, rng, table, group_shapes, group_radii in zip(settings.groups, rngs, tables, shapes, radii):
+    for group, rng, table, group_shapes, group_radii in zip(settings.groups, rngs, tables, shapes, radii, strict=True):
         centres = _place_cells(group_radii, side, margin, rng)
         if ndim == 3:
             heights = Z_ASPECT * table["size"].to_numpy() / z_ratio
@@ -501,7 +502,7 @@ def _stack(data: np.ndarray, channel_names: list[str], source: str) -> Stack:
     return Stack(
         data=data,
         axes="C" + spatial,
-        scale=dict(zip(spatial, sizes)),
+        scale=dict(zip(spatial, sizes, strict=True)),
         channel_names=channel_names,
         source=source,
         units={axis: "µm" for axis in spatial},
@@ -513,7 +514,7 @@ def _add_identity(table: pd.DataFrame, group: str, source: str, centres: np.ndar
     table.insert(0, "label_id", np.arange(1, len(table) + 1))
     table.insert(0, "source", source)
     table.insert(0, "group", group)
-    for axis, values in zip("zyx"[3 - centres.shape[1] :], centres.T):
+    for axis, values in zip("zyx"[3 - centres.shape[1] :], centres.T, strict=True):
         table[f"centroid_{axis}"] = values
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from matplotlib.path import Path
 from scipy.spatial import cKDTree
+from skimage.measure import points_in_poly
 
 from ..errors import InputError
 
@@ -194,11 +194,14 @@ def label_centroid(labels: np.ndarray, label_id: int) -> np.ndarray | None:
 
 
 def points_in_polygon(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    """Indices of the 2D ``points`` inside the polygon ``vertices`` (lasso), sorted."""
+    """Indices of the 2D ``points`` inside the polygon ``vertices`` (lasso), sorted.
+
+    A self-crossing lasso follows the even-odd rule; a point exactly on an edge counts as inside.
+    """
     vertices = np.asarray(vertices, dtype=float)
     if len(vertices) < 3:
         return np.zeros(0, dtype=np.int64)
-    return np.flatnonzero(Path(vertices).contains_points(np.asarray(points, dtype=float)))
+    return np.flatnonzero(points_in_poly(np.asarray(points, dtype=float).reshape(-1, 2), vertices))
 
 
 def points_in_rectangle(points: np.ndarray, corner_a: Sequence[float], corner_b: Sequence[float]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""What the Classifier widget shows and writes: which crops take part, metric tables, figures, overlays, export.
+"""What the Classifier widget shows and writes: which crops take part, metric tables, export.
 
 Pure functions around :mod:`~napari_morphospace.core.classifier.fusion`, usable from a
 script and tested without a display:
@@ -13,9 +13,7 @@ script and tested without a display:
   numbers as pandas tables, one row per fold / class / channel; the metrics
   table also has each metric's mean ± SD over the folds (as the organelle study
   reports them) next to the metrics pooled over all out-of-fold predictions.
-* :func:`results_figure`, :func:`evidence_figure` — confusion matrix,
-  precision–recall curves and per-channel evidence as matplotlib Figures
-  (no pyplot: they render with Agg or on a Qt canvas).
+* :func:`average_precision` — the area under a precision–recall curve.
 * :func:`write_metrics` — the metrics as CSV or JSON, written atomically.
 """
 
@@ -30,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..config import atomic_write_text, to_dict
 from ..errors import InputError
@@ -252,7 +249,7 @@ def ranking_table(ranking: Sequence[ChannelRanking]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["rank", "channel", *METRIC_COLUMNS])
 
 
-# --------------------------------------------------------------------------- figures
+# --------------------------------------------------------------------------- precision–recall
 
 
 def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
@@ -262,50 +259,6 @@ def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
     (recall decreasing, last point (1, 0)).
     """
     return float(-np.sum(np.diff(recall) * np.asarray(precision)[:-1]))
-
-
-def results_figure(
-    metrics: ClassificationMetrics, classes: Sequence[Any], *, title: str = "pooled over folds"
-) -> Figure:
-    """Confusion matrix (counts, rows: true class) and one-vs-rest precision–recall curves, side by side."""
-    names = [str(c) for c in classes]
-    figure = Figure(figsize=(5.0, 2.6), layout="constrained")
-    ax_cm, ax_pr = figure.subplots(1, 2)
-    confusion = np.asarray(metrics.confusion)
-    ax_cm.imshow(confusion, cmap="Blues", vmin=0)
-    peak = max(int(confusion.max()), 1)
-    for (i, j), count in np.ndenumerate(confusion):
-        ax_cm.text(j, i, str(int(count)), ha="center", va="center", color="white" if count > peak / 2 else "black")
-    ax_cm.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true")
-    ax_cm.set_xticklabels(names, rotation=30, ha="right")
-    ax_cm.set_yticklabels(names)
-    ax_cm.set_title(f"confusion matrix ({title})", fontsize=9)
-    for k, (precision, recall) in sorted(metrics.pr_curves.items()):
-        ax_pr.step(recall, precision, where="post", label=f"{names[k]} (AP {average_precision(precision, recall):.2f})")
-    ax_pr.set(xlim=(0, 1.02), ylim=(0, 1.05), xlabel="recall", ylabel="precision")
-    ax_pr.set_title("precision–recall, class vs rest", fontsize=9)
-    ax_pr.legend(fontsize=8, loc="lower left")
-    return figure
-
-
-def evidence_figure(table: pd.DataFrame) -> Figure:
-    """Grouped bars: for each class (x), the share of Grad-CAM evidence from each channel (one colour per channel)."""
-    figure = Figure(figsize=(5.0, 2.2), layout="constrained")
-    ax = figure.subplots()
-    n_classes, n_channels = table.shape
-    width = 0.8 / max(n_channels, 1)
-    x = np.arange(n_classes)
-    for c, channel in enumerate(table.columns):
-        ax.bar(x + (c - (n_channels - 1) / 2) * width, table[channel].to_numpy(), width, label=str(channel))
-    ax.set_xticks(x)
-    ax.set_xticklabels(list(table.index))
-    ax.set(ylim=(0, 1), ylabel="share of Grad-CAM")
-    ax.set_title("which channel drives each class", fontsize=9)
-    ax.legend(fontsize=8, ncols=min(n_channels, 4))
-    return figure
-
-
-# --------------------------------------------------------------------------- overlays
 
 
 # --------------------------------------------------------------------------- export
@@ -353,7 +306,7 @@ def metrics_document(
     weights = None if result.model is None else result.model.channel_weights()
     if weights is not None:
         names = list(channel_names) or [f"channel {c}" for c in range(len(weights))]
-        document["channel_weights"] = {str(name): float(w) for name, w in zip(names, weights)}
+        document["channel_weights"] = {str(name): float(w) for name, w in zip(names, weights, strict=True)}
     return document
 
 
@@ -394,13 +347,11 @@ __all__ = [
     "LabelSummary",
     "average_precision",
     "check_folds",
-    "evidence_figure",
     "evidence_table",
     "fold_mean_sd",
     "metrics_document",
     "metrics_table",
     "ranking_table",
-    "results_figure",
     "summarise_labels",
     "train_with_evidence",
     "write_metrics",

@@ -48,7 +48,7 @@ def gallery_figure(images: np.ndarray, groups: list[str], *, per_group: int = 8,
     rng = np.random.default_rng(seed)
     figure = Figure(figsize=(1.2 * per_group, 1.3 * len(names) + 0.3), layout="constrained")
     axes = figure.subplots(len(names), 1, squeeze=False)[:, 0]
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=True):
         members = np.flatnonzero(np.asarray(groups) == name)
         chosen = np.sort(rng.choice(members, size=min(per_group, len(members)), replace=False))
         ax.imshow(crop_montage(np.stack([np.asarray(images[i]) for i in chosen]), n_columns=per_group))

@@ -293,7 +293,11 @@ def _check_complete(series: Any, path: Path) -> None:
         if any(page is None for page in pages):
             raise ValueError("image pages are missing")
         end = max(
-            (offset + count for page in pages for offset, count in zip(page.dataoffsets, page.databytecounts)),
+            (
+                offset + count
+                for page in pages
+                for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True)
+            ),
             default=0,
         )
     if end > file_size:
@@ -339,8 +343,8 @@ def assign_tczyx(
     """
     targets: list[str] = []
     rgb = False
-    generic = [i for i, (a, n) in enumerate(zip(file_axes, shape)) if a in "IQ" and n > 1]
-    for i, (axis, size) in enumerate(zip(file_axes, shape)):
+    generic = [i for i, (a, n) in enumerate(zip(file_axes, shape, strict=True)) if a in "IQ" and n > 1]
+    for i, (axis, size) in enumerate(zip(file_axes, shape, strict=True)):
         if axis in AXES_ORDER:
             targets.append(axis)
         elif axis in "SE" and size > 1:
@@ -621,7 +625,7 @@ def stack_from_bioimage(image: Any, *, source: str, lazy_threshold_bytes: int = 
     if 0 in data.shape:
         raise InputError(f"{source} holds an empty image (shape {data.shape}, axes {order}); re-export it with data")
     targets = []
-    for axis, size in zip(order, data.shape):
+    for axis, size in zip(order, data.shape, strict=True):
         if axis in "YX" or (axis in AXES_ORDER and size > 1):
             targets.append(axis)
         elif axis == "S" and size > 1:
@@ -634,12 +638,14 @@ def stack_from_bioimage(image: Any, *, source: str, lazy_threshold_bytes: int = 
         raise _ambiguous_axes(order, data.shape, source, "an RGB image with several channels is not supported")
     rgb = (
         "S" in order
-        and "C" in [t for a, t in zip(order, targets) if a == "S"]
+        and "C" in [t for a, t in zip(order, targets, strict=True) if a == "S"]
         and data.shape[order.index("S")] in (3, 4)
     )
     data, axes = arrange_axes(data, targets)
     sizes = image.physical_pixel_sizes
-    scale = {axis: float(value) for axis, value in zip("ZYX", (sizes.Z, sizes.Y, sizes.X)) if value is not None}
+    scale = {
+        axis: float(value) for axis, value in zip("ZYX", (sizes.Z, sizes.Y, sizes.X), strict=True) if value is not None
+    }
     units = {axis: "µm" for axis in scale}
     names = [] if rgb else [str(n) for n in (image.channel_names or [])]
     return _make_stack(data, axes, scale, units, names, source, rgb)

@@ -251,7 +251,7 @@ class Encoder(nn.Module):
         channels = block_channels(base_channels, depth)
         self.blocks = nn.ModuleList()
         for k in range(depth):
-            stride = tuple(2 if after != before else 1 for before, after in zip(shapes[k], shapes[k + 1]))
+            stride = tuple(2 if after != before else 1 for before, after in zip(shapes[k], shapes[k + 1], strict=True))
             self.blocks.append(DownBlock(dim, ([in_channels] + channels)[k], channels[k], stride, kind, norm))
         self.injections = (
             nn.ModuleList(ConditionInjection(dim, condition[0], condition[1], c) for c in channels)

@@ -363,7 +363,7 @@ class MEVAE(MorphoVAE):
         """Each encoder's ``(mu, logvar)`` on its view, in ``me_views`` order."""
         self._check_input(x)
         parts = []
-        for name, encoder in zip(self.views, self.encoders):
+        for name, encoder in zip(self.views, self.encoders, strict=True):
             mu, logvar = encoder(self.view(x, name))
             parts.append((mu, self._clamp(logvar)))
         return parts
@@ -409,7 +409,7 @@ class MEVAE(MorphoVAE):
         samples = [self.sample(mu, logvar, sample) for mu, logvar in parts]
         z = self.combine(samples)
         mu, logvar = self.combined_posterior(parts)
-        triples = tuple((m, lv, zk) for (m, lv), zk in zip(parts, samples))
+        triples = tuple((m, lv, zk) for (m, lv), zk in zip(parts, samples, strict=True))
         return VAEOutput(self.decode_logits(z), mu, logvar, z, triples)
 
     def loss(

@@ -223,7 +223,7 @@ class AnnotationStore:
         positions = self._position.get_indexer(ids)
         found = positions >= 0
         self._labels[positions[found]] = values[found]
-        self._orphans = {int(i): str(v) for i, v in zip(ids[~found], values[~found])}
+        self._orphans = {int(i): str(v) for i, v in zip(ids[~found], values[~found], strict=True)}
         self.unknown_crop_ids = sorted(self._orphans)
 
     # ------------------------------------------------------------------ reading

@@ -41,12 +41,13 @@ from ..cells.sample_data import (
 )
 from ..config import atomic_write_text, save_config, to_dict
 from ..figures.gallery import gallery_figure
+from ..figures.render import render_figure
 from ..io.stacks import Stack, write_stack
 from ..models import ModelSettings
 from ..outputs import check_output
 from ..training.engine import TrainConfig, TrainSettings, save_trained_bundle, train
 from .analysis_folder import create_analysis, save_analysis
-from .report import TOP_DIMENSIONS, NotAvailable, check_known_answer, figure_png, write_report
+from .report import TOP_DIMENSIONS, NotAvailable, check_known_answer, write_report
 
 StepCallback = Callable[[str], None]
 MARKER = "demo.json"
@@ -132,7 +133,7 @@ def write_sample_files(sample: SampleData, folder: Path) -> tuple[list[Path], li
     """Save each group's image and labels as OME-TIFF (with pixel sizes) and the factor table as CSV."""
     folder.mkdir(parents=True, exist_ok=True)
     images, labels = [], []
-    for stack, label_image in zip(sample.images, sample.labels):
+    for stack, label_image in zip(sample.images, sample.labels, strict=True):
         name = stack.source.removeprefix("synthetic-")
         spatial = {axis: stack.scale[axis] for axis in stack.spatial_axes if axis in stack.scale}
         images.append(write_stack(folder / f"{name}.ome.tif", stack, overwrite=True))
@@ -243,7 +244,7 @@ def run_demo(
     result.crop_set = run_crop_job(job, out / "crops")
     (out / "figures").mkdir(exist_ok=True)
     gallery = gallery_figure(result.crop_set.images, list(result.crop_set.table["group"]), seed=settings.seed)
-    (out / "figures" / "crop_gallery.png").write_bytes(figure_png(gallery, dpi=120))
+    (out / "figures" / "crop_gallery.png").write_bytes(render_figure(gallery, dpi=120))
     result.files.update(
         crop_job=out / "crop_job.yaml", crops=out / "crops", gallery=out / "figures" / "crop_gallery.png"
     )

@@ -222,10 +222,10 @@ def export_crops(
     replaced = _previous_export(folder) - set(relative)
     axes = "C" + "ZYX"[3 - crop_set.spatial_ndim :]
     spatial = axes[1:]
-    scale = {a: float(s) for a, s in zip(spatial, crop_set.spacing)} if crop_set.spacing else {}
+    scale = {a: float(s) for a, s in zip(spatial, crop_set.spacing, strict=True)} if crop_set.spacing else {}
     units = {a: "µm" for a in scale}
     written = []
-    for done, (position, target) in enumerate(zip(positions, targets), start=1):
+    for done, (position, target) in enumerate(zip(positions, targets, strict=True), start=1):
         data = np.asarray(crop_set.images[int(position)], dtype=np.float32)
         stack = Stack(data, axes, scale, list(crop_set.channel_names), source=str(target), units=units)
         try:
@@ -312,7 +312,7 @@ def _relative_paths(
     if which != "per-class":
         return names
     folders = class_folder_names(labels[positions])
-    return [f"{folders[labels[p]]}/{n}" for p, n in zip(positions, names)]
+    return [f"{folders[labels[p]]}/{n}" for p, n in zip(positions, names, strict=True)]
 
 
 def class_folder_names(class_names: Iterable[str]) -> dict[str, str]:
@@ -531,18 +531,18 @@ def export_figures(
 ) -> list[Path]:
     """Save matplotlib Figures as ``<safe name>.png`` / ``.svg`` in ``folder``, atomically.
 
-    ``figures`` maps a name (e.g. ``"kde top dimensions"``) to a Figure; other
+    ``figures`` maps a name (e.g. ``"kde top dimensions"``) to a Figure; text
     values (the messages that stand in for a figure that could not be drawn)
     are skipped. Existing files are refused unless ``overwrite``, before
     anything is written.
     """
-    from matplotlib.figure import Figure
+    from ..figures.render import FORMATS, render_figure
 
     folder = Path(folder)
     for fmt in formats:
-        if fmt not in ("png", "svg", "pdf"):
-            raise InputError(f"figure format {fmt!r} is not supported; use png, svg or pdf")
-    figures = {name: figure for name, figure in figures.items() if isinstance(figure, Figure)}
+        if fmt not in FORMATS:
+            raise InputError(f"figure format {fmt!r} is not supported; use {', '.join(FORMATS)}")
+    figures = {name: figure for name, figure in figures.items() if not isinstance(figure, str)}
     if not figures:
         raise InputError("there are no figures to export; compute them first")
     names = class_folder_names(figures)
@@ -554,8 +554,9 @@ def export_figures(
     _refuse_existing([t for _, t, _ in targets], overwrite)
     written = []
     for figure, target, fmt in targets:
+        content = render_figure(figure, format=fmt, dpi=dpi, tight=True)
         with atomic_path(target) as tmp:
-            figure.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+            tmp.write_bytes(content)
         written.append(target)
     return written
 

@@ -12,9 +12,9 @@ and paths of tracked cells, and the exact versions and settings (as tables).
 The top dimensions are those with the largest
 |Cohen's d| between two groups, or with the largest KL when the cells form
 one group: then only the group comparisons are left out. A section that
-cannot be made says "not available" and why; the report is still written. Figures are ``matplotlib.figure.Figure``
-objects rendered with the Agg canvas (no pyplot state), and every string that
-comes from the user or the folder is HTML-escaped.
+cannot be made says "not available" and why; the report is still written. The
+figures are drawn by :mod:`~napari_morphospace.core.figures` (no pyplot state),
+and every string that comes from the user or the folder is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import io
 import logging
 import os
 from collections.abc import Mapping
@@ -33,9 +32,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 from scipy.stats import spearmanr
 
 from ... import __version__
@@ -43,6 +39,7 @@ from ..analysis.cell_table import ID_COLUMNS
 from ..analysis.latent_summary import LatentSummary, summarise_latents
 from ..config import atomic_write_text, to_dict
 from ..errors import InputError
+from ..figures.render import render_figure
 from ..outputs import check_output
 from .analysis_folder import Analysis, AnalysisFolder, FileRef, open_analysis
 
@@ -159,16 +156,9 @@ def check_known_answer(
 # ---------------------------------------------------------------- HTML helpers
 
 
-def figure_png(figure: Figure, *, dpi: int = 90) -> bytes:
-    """Render a Figure with the Agg canvas to PNG bytes (no pyplot, no GUI)."""
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
-def _img(figure: Figure, alt: str) -> str:
-    data = base64.b64encode(figure_png(figure)).decode("ascii")
+def _img(figure: Any, alt: str) -> str:
+    """A matplotlib Figure as an ``<img>`` with the PNG inline."""
+    data = base64.b64encode(render_figure(figure)).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
@@ -271,39 +261,9 @@ def _data_section(ctx: _Context) -> list[str]:
     return parts
 
 
-def training_curves_figure(history: Sequence[dict[str, float]]) -> Figure:
-    """Loss per epoch (training and validation), one panel per loss term (loss, rec, kl, ...).
-
-    A panel whose values are all positive has a log axis, so the late epochs
-    are not flattened by the first one.
-    """
-    frame = pd.DataFrame(list(history))
-    terms = [c[len("train_") :] for c in frame.columns if c.startswith("train_")]
-    terms = sorted(terms, key=lambda t: (t != "loss", t))[:4]
-    epochs = frame["epoch"].to_numpy() + 1 if "epoch" in frame else np.arange(1, len(frame) + 1)
-    figure = Figure(figsize=(3.2 * len(terms), 2.8), layout="constrained")
-    axes = np.atleast_1d(figure.subplots(1, len(terms), squeeze=False).ravel())
-    for ax, term in zip(axes, terms):
-        values = []
-        for split, style in (("train", "-"), ("val", "--")):
-            if f"{split}_{term}" in frame:
-                ax.plot(epochs, frame[f"{split}_{term}"], style, marker="o", markersize=3, label=split)
-                values.append(frame[f"{split}_{term}"].to_numpy(dtype=float))
-        finite = np.concatenate(values) if values else np.zeros(0)
-        finite = finite[np.isfinite(finite)]
-        if finite.size and (finite > 0).all():  # losses fall by orders of magnitude; estimated TC terms can be < 0
-            ax.set_yscale("log")
-            for axis_ticks in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-                axis_ticks(FuncFormatter(lambda value, _: f"{value:g}"))
-            ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        ax.set_title(term)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].legend(frameon=False)
-    return figure
-
-
 def _training_section(ctx: _Context) -> list[str]:
+    from ..figures.training import training_curves_figure
+
     bundle = ctx.analysis.bundle
     if bundle is None:
         raise NotAvailable("the analysis has no model bundle; train a model first")
@@ -406,7 +366,9 @@ def _source_label_images(analysis: Analysis) -> tuple[dict[str, np.ndarray], dic
     from ..io.stacks import read_stack
 
     labels, intensities = {}, {}
-    for source, image in zip(analysis.manifest.sources, analysis.source_images):  # outside only with consent
+    for source, image in zip(
+        analysis.manifest.sources, analysis.source_images, strict=True
+    ):  # outside only with consent
         label_path = analysis.labels_path(source)
         if image is None or label_path is None:
             continue
@@ -422,12 +384,8 @@ def _source_label_images(analysis: Analysis) -> tuple[dict[str, np.ndarray], dic
 
 
 def _kl_section(ctx: _Context) -> list[str]:
-    from ..analysis.statistics import (
-        active_units,
-        empirical_kl_to_standard_normal,
-        kl_bar_figure,
-        kl_per_dimension,
-    )
+    from ..analysis.statistics import active_units, empirical_kl_to_standard_normal, kl_per_dimension
+    from ..figures.statistics import kl_bar_figure
 
     summary = ctx.require_summary()
     if summary.measured:
@@ -454,7 +412,7 @@ def _kl_section(ctx: _Context) -> list[str]:
 
 
 def _cohen_section(ctx: _Context) -> list[str]:
-    from ..analysis.statistics import forest_figure
+    from ..figures.statistics import forest_figure
 
     summary = ctx.require_summary()
     effects = summary.require_two_groups()
@@ -499,7 +457,7 @@ def _inference_section(ctx: _Context) -> list[str]:
 
 
 def _distribution_section(ctx: _Context) -> list[str]:
-    from ..analysis.statistics import kde_figure, violin_figure
+    from ..figures.statistics import kde_figure, violin_figure
 
     summary = ctx.require_summary()
     keep = np.isin(summary.groups, summary.group_names)
@@ -519,7 +477,8 @@ def _distribution_section(ctx: _Context) -> list[str]:
 
 
 def _traversal_section(ctx: _Context) -> list[str]:
-    from ..analysis.traversal import traversal_figure, traversal_grid
+    from ..analysis.traversal import traversal_grid
+    from ..figures.traversal import traversal_figure
 
     model = ctx.require_model()
     summary = ctx.require_summary()
@@ -541,80 +500,33 @@ def _traversal_section(ctx: _Context) -> list[str]:
     return parts
 
 
-def _flat(image: np.ndarray) -> np.ndarray:
-    """A map (C, [Z,] Y, X) as one 2D picture: maximum over channels and Z."""
-    image = np.asarray(image, dtype=np.float32)
-    return image.reshape(-1, *image.shape[-2:]).max(axis=0)
-
-
-def difference_figure(maps: Sequence[tuple[int, dict[str, np.ndarray]]]) -> Figure:
-    """One row per dimension: decodes at −3 and +3, |difference| and thresholded 1 − SSIM (max over channels/Z)."""
-    from ..analysis.difference import threshold_map
-    from ..figures.gallery import composite_rgb
-
-    figure = Figure(figsize=(8.0, 2.1 * len(maps)), layout="constrained")
-    axes = figure.subplots(len(maps), 4, squeeze=False)
-    titles = ("decode at −3", "decode at +3", "|difference|", "1 − SSIM (top 10 %)")
-    for row, (dim, result) in enumerate(maps):
-        pictures = [composite_rgb(result["low"]), composite_rgb(result["high"]), _flat(result["abs"]),
-                    _flat(threshold_map(result["dissimilarity"]))]  # fmt: skip
-        for col, picture in enumerate(pictures):
-            ax = axes[row, col]
-            ax.imshow(picture, cmap=None if col < 2 else "magma")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(titles[col], fontsize=8)
-        axes[row, 0].set_ylabel(f"dim {dim}", fontsize=8)
-    return figure
-
-
 def _difference_section(ctx: _Context) -> list[str]:
     from ..analysis.difference import traversal_difference
+    from ..figures.maps import difference_figure
 
     model = ctx.require_model()
     summary = ctx.require_summary()
     start = summary.mu.mean(axis=0)
     maps = [(dim, traversal_difference(model, dim, start=start)) for dim in summary.top(TOP_DIMENSIONS)]
-    rows = [(f"dim {dim}", float(r["abs"].mean()), float(r["dissimilarity"].mean())) for dim, r in maps]
+    rows = [
+        (f"dim {dim}", float(r["abs"].mean()), "—" if r["dissimilarity"] is None else float(r["dissimilarity"].mean()))
+        for dim, r in maps
+    ]
+    no_ssim = maps[0][1]["ssim_message"] if maps else None
     return [
         _p(
             "Absolute and structural (1 − SSIM; Gaussian window σ 1.5, data range 1.0) difference between the decodes "
             f"at −3 and +3 of each top dimension (ranked by {summary.ranked_by}), the others at the mean of all cells."
+            + (f" No 1 − SSIM map: {no_ssim}." if no_ssim else "")
         ),  # fmt: skip
         _img(difference_figure(maps), "difference maps"),
         _table(rows, ["dimension", "mean |difference|", "mean 1 − SSIM"]),
     ]
 
 
-def gradcam_figure(crops: np.ndarray, maps: dict[tuple[int, int], np.ndarray], dims: Sequence[int],
-                   labels: Sequence[str]) -> Figure:  # fmt: skip
-    """Rows: cells; columns: the crop, then the +μ_k and −μ_k Grad-CAM of every dimension in ``dims``."""
-    from ..figures.gallery import composite_rgb
-
-    n_cols = 1 + 2 * len(dims)
-    figure = Figure(figsize=(1.5 * n_cols, 1.6 * len(crops)), layout="constrained")
-    axes = figure.subplots(len(crops), n_cols, squeeze=False)
-    for row, crop in enumerate(crops):
-        axes[row, 0].imshow(composite_rgb(crop))
-        axes[row, 0].set_ylabel(labels[row], fontsize=7)
-        col = 1
-        for dim in dims:
-            for sign in (1, -1):
-                ax = axes[row, col]
-                ax.imshow(composite_rgb(crop)[..., 1], cmap="gray")
-                ax.imshow(_flat(maps[(dim, sign)][row][None]), cmap="jet", alpha=0.45, vmin=0, vmax=1)
-                if row == 0:
-                    ax.set_title(f"{'+' if sign > 0 else '−'}μ{dim}", fontsize=8)
-                col += 1
-        for ax in axes[row]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    return figure
-
-
 def _gradcam_section(ctx: _Context) -> list[str]:
     from ..analysis.gradcam import gradcam_encoder
+    from ..figures.maps import gradcam_figure
 
     model = ctx.require_model()
     summary = ctx.require_summary()
@@ -630,7 +542,7 @@ def _gradcam_section(ctx: _Context) -> list[str]:
     crops = np.stack([np.asarray(crop_set.images[position[c]], dtype=np.float32) for c in crop_ids])
     dims = summary.ranking[:2]
     maps = {(dim, sign): gradcam_encoder(model, crops, dim, sign=sign) for dim in dims for sign in (1, -1)}
-    labels = [f"{summary.groups[r]} #{c}" for r, c in zip(chosen, crop_ids)]
+    labels = [f"{summary.groups[r]} #{c}" for r, c in zip(chosen, crop_ids, strict=True)]
     return [
         _p(
             "Grad-CAM of the posterior mean μ_k (never a sampled z) for the top dimensions, for both signs (a "
@@ -669,7 +581,7 @@ def _classifier_section(ctx: _Context) -> list[str]:
     confusion = pooled.get("confusion")
     if confusion and len(confusion) == len(classes):
         parts += [_p("Pooled confusion matrix (rows: true class, columns: predicted class)."),
-                  _table([(c, *row) for c, row in zip(classes, confusion)], ["", *classes])]  # fmt: skip
+                  _table([(c, *row) for c, row in zip(classes, confusion, strict=True)], ["", *classes])]  # fmt: skip
     weights = metrics.get("channel_weights")
     if isinstance(weights, dict) and weights:
         parts += [_p("Late fusion: weight of each channel's classifier in the fused class probability."),
@@ -737,6 +649,7 @@ def _tracks_section(ctx: _Context) -> list[str]:
     from ..analysis.cell_table import latent_matrix, mu_columns
     from ..analysis.reduce import pca
     from ..cells import track_ids
+    from ..figures.tracks import paths_figure
 
     latents = ctx.require_latents()
     if tracks.TRACK_ID not in latents.columns:
@@ -754,7 +667,7 @@ def _tracks_section(ctx: _Context) -> list[str]:
            "(mean step length per frame), path length, net displacement and straightness (displacement / path "
            "length, 1 = straight). Paths are drawn on the first two principal components of the latent means, "
            "coloured by time, or by group when there are several."),
-        _img(tracks.paths_figure(plane, ["PC_0", "PC_1"], colour_by=colour_by), "track paths through latent space"),
+        _img(paths_figure(plane, ["PC_0", "PC_1"], colour_by=colour_by), "track paths through latent space"),
         _table(shown.itertuples(index=False), list(shown.columns)),
     ]  # fmt: skip
     if len(statistics) > len(shown):
@@ -975,9 +888,7 @@ __all__ = [
     "check_known_answer",
     "factor_columns",
     "factors_for_latents",
-    "figure_png",
     "render_html",
     "settings_rows",
-    "training_curves_figure",
     "write_report",
 ]

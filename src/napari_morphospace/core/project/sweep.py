@@ -191,7 +191,7 @@ def grid_points(settings: SweepSettings) -> list[GridPoint]:
     names = [name for name, _ in axes]
     points = []
     for index, combination in enumerate(itertools.product(*[values for _, values in axes])):
-        values = dict(zip(names, combination))
+        values = dict(zip(names, combination, strict=True))
         name = _point_name(index, values)
         try:
             model = _point_settings(settings.model, values)
@@ -358,7 +358,7 @@ class SweepProgress:
 
 def _crop_set_fingerprint(table: pd.DataFrame) -> str:
     """Identifies the crops (ids and sources, in order): a sweep folder refuses runs on other crops."""
-    text = "\n".join(f"{c}\t{s}" for c, s in zip(table["crop_id"], table["source"].astype(str)))
+    text = "\n".join(f"{c}\t{s}" for c, s in zip(table["crop_id"], table["source"].astype(str), strict=True))
     return hashlib.sha1(text.encode()).hexdigest()
 
 

@@ -50,19 +50,19 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from matplotlib.figure import Figure
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ... import __version__
 from ..analysis.embed import embed
 from ..analysis.statistics import kl_per_dimension
-from ..analysis.traversal import traversal_figure, traversal_grid
+from ..analysis.traversal import traversal_grid
 from ..cells.crop_set import CropSet
 from ..cells.preprocess import PreprocessPipeline, PreprocessStep, apply_pipeline
 from ..config import from_dict
 from ..errors import InputError
-from ..figures.gallery import crop_montage
+from ..figures.cover import decoder_cover, encoder_cover
+from ..figures.render import render_figure
 from ..models import ModelSettings, MorphoVAE, build_model
 from ..training.bundle import Bundle, check_compatible, save_bundle, state_dict_mismatch
 from ..training.engine import TrainSettings
@@ -394,7 +394,7 @@ def _describe(
 
     architecture, kwargs = _write_weights(role, bundle, tensors, files)
     inputs, outputs = _tensor_descriptions(role, bundle, tensors, files)
-    _cover(role, bundle, crop_set, tensors).savefig(files / "cover.png", dpi=64)
+    (files / "cover.png").write_bytes(_cover_png(role, bundle, crop_set, tensors))
     (files / "README.md").write_text(_readme(role, bundle, crop_set), encoding="utf-8")
     (files / "environment.yaml").write_text(_environment(), encoding="utf-8")
     torch_version = bmz.Version(torch.__version__.split("+")[0])
@@ -457,7 +457,7 @@ def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Pa
         return [
             bmz.BatchAxis(),
             channels,
-            *[axis_class(id=a, size=int(n)) for a, n in zip(spatial, bundle.input_shape[1:])],
+            *[axis_class(id=a, size=int(n)) for a, n in zip(spatial, bundle.input_shape[1:], strict=True)],
         ]
 
     def latent(name: str, array: np.ndarray, text: str, kind: Any) -> Any:
@@ -623,30 +623,19 @@ def _environment() -> str:
 # --------------------------------------------------------------------------- cover and README
 
 
-def _cover(role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors) -> Figure:
+def _cover_png(role: str, bundle: Bundle, crop_set: CropSet, tensors: _Tensors) -> bytes:
     """2:1 cover: test crops above their decodes (encoder), or traversals of the most informative dimensions.
 
     The decoder's strip walks the three dimensions with the largest KL to the
     prior over up to 256 crops (those the model uses most), from their mean μ.
     """
     if role == "encoder":
-        figure = Figure(figsize=(8, 4))
-        ax = figure.add_axes((0.12, 0.02, 0.86, 0.96))
-        ax.imshow(crop_montage(np.concatenate([tensors.crops, tensors.recon]), n_columns=len(tensors.crops)))
-        ax.set_xticks([])
-        ax.set_yticks([0.25 * ax.get_ylim()[0], 0.75 * ax.get_ylim()[0]], ["crop", "decoded"], fontsize=11)
-        ax.tick_params(length=0)
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        return figure
+        return render_figure(encoder_cover(tensors.crops, tensors.recon), dpi=64)
     table = embed(bundle, crop_set.subset(_evenly_spread(len(crop_set), 256)))
     mu, logvar = table.filter(regex=r"^mu_\d+$").to_numpy(), table.filter(regex=r"^logvar_\d+$").to_numpy()
     dims = np.argsort(-kl_per_dimension(mu, logvar))[:3].tolist()
     grid = traversal_grid(_exported_vae(bundle), dims, n_steps=7, start=mu.mean(axis=0))
-    figure = traversal_figure(grid, dims=dims)
-    figure.set_size_inches(8, 4)
-    figure.tight_layout()
-    return figure
+    return render_figure(decoder_cover(grid, dims), dpi=64)
 
 
 def _readme(role: str, bundle: Bundle, crop_set: CropSet) -> str:

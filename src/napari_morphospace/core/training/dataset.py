@@ -70,7 +70,10 @@ class CropDataset(Dataset):
         indices are consecutive, as when embedding), not one per crop.
         """
         positions = np.asarray(indices, dtype=np.int64)
-        return [self._item(image, int(index)) for image, index in zip(read_crops(self.images, positions), positions)]
+        return [
+            self._item(image, int(index))
+            for image, index in zip(read_crops(self.images, positions), positions, strict=True)
+        ]
 
     def _item(self, image: np.ndarray, index: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
         tensor = torch.from_numpy(image)

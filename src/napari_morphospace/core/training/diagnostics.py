@@ -231,7 +231,7 @@ def diagnose_training(
                 if parts is not None:
                     encoder_kls.append(torch.stack([gaussian_kl(m, lv).sum(dim=1) for m, lv in parts], 1).cpu())
                 recon = model.decode(mu)
-                ssims.extend(_ssim(a, b) for a, b in zip(x.cpu().numpy(), recon.float().cpu().numpy()))
+                ssims.extend(_ssim(a, b) for a, b in zip(x.cpu().numpy(), recon.float().cpu().numpy(), strict=True))
                 rec, kl = _elbo_terms(model, x, mu, logvar, parts, elbo_samples, generator)
                 rec_sum += rec * len(x)
                 kl_sum += kl * len(x)
@@ -415,7 +415,7 @@ def _normal(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def _ssim(original: np.ndarray, reconstruction: np.ndarray) -> float:
     """SSIM of one crop (C, [Z,] Y, X), mean over channels; the middle z-slice of 3D crops."""
     values = []
-    for a, b in zip(original, reconstruction):
+    for a, b in zip(original, reconstruction, strict=True):
         if a.ndim == 3:
             a, b = a[a.shape[0] // 2], b[b.shape[0] // 2]
         window = min(7, (min(a.shape) - 1) // 2 * 2 + 1)  # odd, at most 7, within the crop

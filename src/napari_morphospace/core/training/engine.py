@@ -548,7 +548,7 @@ class VAEModule(L.LightningModule):
             self._good.restore(self.trained, self.trainer.optimizers[0])
         elif buffers is not None:
             with torch.no_grad():
-                for buffer, saved in zip(self.trained.buffers(), buffers):
+                for buffer, saved in zip(self.trained.buffers(), buffers, strict=True):
                     buffer.copy_(saved)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -601,7 +601,7 @@ class VAEModule(L.LightningModule):
         for batch in loader:
             images, labels = _unpack(_to_device(batch, self.device))
             self.trained(*self._inputs(images, labels))
-        for module, momentum in zip(norms, momenta):
+        for module, momentum in zip(norms, momenta, strict=True):
             module.momentum = momentum
         self.trained.train(was_training)
 
@@ -658,7 +658,7 @@ class _GoodState:
 
     @torch.no_grad()
     def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        for live, saved in zip([*model.parameters(), *model.buffers()], [*self.parameters, *self.buffers]):
+        for live, saved in zip([*model.parameters(), *model.buffers()], [*self.parameters, *self.buffers], strict=True):
             live.copy_(saved)
         optimizer.state.clear()
         optimizer.state.update(self.optimizer)
