@@ -388,11 +388,11 @@ def epoch_update(epoch: int, step: int, val_rec: float | None = None) -> TrainUp
 def test_a_negative_reconstruction_term_is_drawn_on_a_linear_axis(make_napari_viewer, qtbot):
     """The calibrated Gaussian's reconstruction term is a density's NLL and goes negative: a log axis hid it."""
     widget = make_widget(make_napari_viewer(), qtbot)
-    widget._on_message(epoch_update(0, 4, val_rec=10.0))
-    widget._refresh()
+    widget.display.record(epoch_update(0, 4, val_rec=10.0))
+    widget.display.refresh()
     assert widget.plot.losses.log_y
-    widget._on_message(epoch_update(1, 9, val_rec=-300.0))
-    widget._refresh()
+    widget.display.record(epoch_update(1, 9, val_rec=-300.0))
+    widget.display.refresh()
     assert widget.plot.series["val rec"] == [10.0, -300.0]
     assert not widget.plot.losses.log_y
     assert all(widget.plot.losses._drawable(v) for values in widget.plot.series.values() for v in values)
