@@ -12,6 +12,10 @@ settings, embed every crop, and print in one run
   crop pixels with as many components as the latent size (fitted on the
   training crops) — the baseline, measured in the same run;
 * their ratio (goal: > 1 on every dataset: the latents know more than pixel PCA);
+* the same ratio for the *untrained* model — the run's own initial weights
+  (same seed, same architecture, no optimiser step) with its BatchNorm
+  statistics averaged over the training crops as after training — the
+  control that says what training added over a random encoder;
 * the end-of-training diagnostics on the held-out crops: KL, active units,
   reconstruction SSIM, train/eval spread ratio, warnings.
 
@@ -36,9 +40,11 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import tifffile
 import torch
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from real_data import bbbc007_fields, dataset, stardist_2d, stardist_3d  # noqa: E402
@@ -47,12 +53,20 @@ from napari_morphospace.core.analysis.embed import embed  # noqa: E402
 from napari_morphospace.core.cells.crop_set import CropSet, concat_crop_sets  # noqa: E402
 from napari_morphospace.core.cells.crops import CropSettings, crops_from_labels  # noqa: E402
 from napari_morphospace.core.config import from_dict, to_dict  # noqa: E402
-from napari_morphospace.core.models import ModelSettings  # noqa: E402
+from napari_morphospace.core.models import ModelSettings, build_model  # noqa: E402
+from napari_morphospace.core.training.dataset import CropDataset  # noqa: E402
 from napari_morphospace.core.training.diagnostics import (  # noqa: E402
+    ProbeResult,
     cell_measurements,
     representation_probe,
 )
-from napari_morphospace.core.training.engine import TrainSettings, split_crops, train  # noqa: E402
+from napari_morphospace.core.training.engine import (  # noqa: E402
+    DataSplit,
+    TrainSettings,
+    VAEModule,
+    split_crops,
+    train,
+)
 
 
 @dataclass
@@ -119,6 +133,40 @@ def _parse(text: str) -> object:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def untrained_model(
+    crop_set: CropSet, model_settings: ModelSettings, train_settings: TrainSettings, split: DataSplit, batch_size: int
+) -> torch.nn.Module:
+    """The training run's model before its first step: same seed, same initial weights (as ``train`` builds it).
+
+    Its BatchNorm statistics are averaged over the training crops, as ``train``
+    does after the last step, so the control differs from the trained model
+    only by the optimiser steps.
+    """
+    L.seed_everything(train_settings.seed, workers=True, verbose=False)
+    model = build_model(model_settings, tuple(int(n) for n in crop_set.images.shape[1:]))
+    module = VAEModule(
+        model,
+        learning_rate=train_settings.learning_rate,
+        weight_decay=train_settings.weight_decay,
+        train_size=len(split.train),
+        seed=train_settings.seed,
+        augment={},
+    )
+    module.recalibrate_batchnorm(
+        DataLoader(CropDataset(crop_set.subset(split.train)), batch_size=batch_size, drop_last=True)
+    )
+    return model.eval()
+
+
+def _probe(model: torch.nn.Module, cells: Cells, pca_fit: np.ndarray) -> ProbeResult:
+    latents = embed(model, cells.crop_set)
+    mu = latents[[c for c in latents.columns if c.startswith("mu_")]].to_numpy(float)
+    measurements = cell_measurements(cells.crop_set.table, cells.labels, cells.intensities)
+    return representation_probe(
+        mu, np.asarray(cells.crop_set.images), measurements, cells.crop_set.table["source"], pca_fit=pca_fit
+    )
+
+
 def run(cells: Cells, model_settings: ModelSettings, train_settings: TrainSettings) -> dict:
     crop_set = cells.crop_set
     with tempfile.TemporaryDirectory() as scratch:
@@ -128,17 +176,15 @@ def run(cells: Cells, model_settings: ModelSettings, train_settings: TrainSettin
     split = split_crops(
         crop_set.table, val_fraction=train_settings.val_fraction, method=train_settings.split, seed=train_settings.seed
     )
-    latents = embed(result.model, crop_set)
-    mu = latents[[c for c in latents.columns if c.startswith("mu_")]].to_numpy(float)
-    measurements = cell_measurements(crop_set.table, cells.labels, cells.intensities)
-    probe = representation_probe(
-        mu,
-        np.asarray(crop_set.images),
-        measurements,
-        crop_set.table["source"],
-        pca_fit=np.asarray(crop_set.images)[split.train],
-    )
-    return {"probe": probe, "diagnostics": result.diagnostics, "seconds": seconds, "result": result}
+    pca_fit = np.asarray(crop_set.images)[split.train]
+    untrained = untrained_model(crop_set, model_settings, train_settings, split, result.batch_size)
+    return {
+        "probe": _probe(result.model, cells, pca_fit),
+        "untrained": _probe(untrained, cells, pca_fit),
+        "diagnostics": result.diagnostics,
+        "seconds": seconds,
+        "result": result,
+    }
 
 
 def main() -> None:
@@ -172,6 +218,11 @@ def main() -> None:
         for measurement, latent, pca in probe.rows():
             print(f"{measurement:<20} {latent:>10.3f} {pca:>13.3f}")
         print(f"{'mean':<20} {probe.latent_mean:>10.3f} {probe.pca_mean:>13.3f}   ratio {probe.ratio:.3f}")
+        control = outcome["untrained"]
+        print(
+            f"untrained control (same seed and architecture, no step): latent R² {control.latent_mean:.3f}, "
+            f"pixel PCA {control.pca_mean:.3f}, ratio {control.ratio:.3f}"
+        )
         for line in diagnostics.lines():
             print("  " + line)
         summary.append(
@@ -180,15 +231,19 @@ def main() -> None:
                 probe.latent_mean,
                 probe.pca_mean,
                 probe.ratio,
+                control.ratio,
                 diagnostics.heldout_ssim,
                 diagnostics.kl_total,
                 diagnostics.active_units,
                 result.steps,
             )
         )
-    print("\ndataset        latent R²  PCA R²  ratio   SSIM   KL(nats)  active  steps")
-    for name, latent, pca, ratio, ssim, kl, active, steps in summary:
-        print(f"{name:<14} {latent:>9.3f} {pca:>7.3f} {ratio:>6.3f} {ssim:>6.3f} {kl:>9.2f} {active:>7d} {steps:>6d}")
+    print("\ndataset        latent R²  PCA R²  ratio  untrained   SSIM   KL(nats)  active  steps")
+    for name, latent, pca, ratio, untrained, ssim, kl, active, steps in summary:
+        print(
+            f"{name:<14} {latent:>9.3f} {pca:>7.3f} {ratio:>6.3f} {untrained:>10.3f} {ssim:>6.3f} {kl:>9.2f} "
+            f"{active:>7d} {steps:>6d}"
+        )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def test_help_shows_the_settings_defaults_and_choices(capsys, monkeypatch):
         f"{defaults.min_steps})" in text
     )
     assert "which VAE to train (one of: beta-vae, beta-tcvae, me-vae, cond-vae; default: beta-vae)" in text
-    assert "--reconstruction" in text and "(one of: sse, bce;" in text
+    assert "--reconstruction" in text and "(one of: sse, bce, calibrated-gaussian;" in text
     assert "--objective" in text and "(one of: classic, reparameterised; default: classic)" in text
 
     with pytest.raises(SystemExit):

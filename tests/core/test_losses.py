@@ -43,38 +43,82 @@ def test_gaussian_kl_is_zero_for_the_prior_and_hand_value():
     assert gaussian_kl(torch.tensor([[2.0]]), torch.tensor([[0.0]])).item() == pytest.approx(2.0)
 
 
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    return torch.log(p) - torch.log1p(-p)
+
+
 def test_reconstruction_sse_sums_pixels_and_averages_batch():
     x = torch.ones(2, 1, 2, 3)
-    recon = torch.zeros(2, 1, 2, 3)
-    recon[1] = 0.5
+    logits = torch.full((2, 1, 2, 3), -200.0)  # decodes to 0
+    logits[1] = 0.0  # decodes to 0.5
     # image 0: 0.5·6·1² = 3; image 1: 0.5·6·0.25 = 0.75; batch mean 1.875.
-    assert reconstruction_loss(recon, x, "sse").item() == pytest.approx(1.875)
+    assert reconstruction_loss(logits, x, "sse").item() == pytest.approx(1.875)
 
 
-def test_reconstruction_bce_equals_torchs_and_a_diverged_output_gives_nan_not_an_error():
+def test_reconstruction_bce_equals_torchs_on_the_decoded_image_and_a_diverged_output_gives_nan():
     torch.manual_seed(0)
-    recon, x = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
-    recon[0, 0, 0, 0], recon[1, 0, 0, 0] = 0.0, 1.0  # the clamped logs at both ends
+    recon, x = torch.rand(4, 1, 8, 8) * 0.98 + 0.01, torch.rand(4, 1, 8, 8)
     expected = torch.nn.functional.binary_cross_entropy(recon, x, reduction="none").flatten(1).sum(dim=1).mean()
-    assert reconstruction_loss(recon, x, "bce").item() == pytest.approx(expected.item(), rel=1e-6)
-    recon[2, 0, 0, 0] = float("nan")  # a diverged step (torch's own BCE raises on it)
-    assert torch.isnan(reconstruction_loss(recon, x, "bce"))
+    assert reconstruction_loss(_logit(recon), x, "bce").item() == pytest.approx(expected.item(), rel=1e-5)
+    logits = _logit(recon)
+    logits[2, 0, 0, 0] = float("nan")  # a diverged step: NaN for the training guard, not an error
+    assert torch.isnan(reconstruction_loss(logits, x, "bce"))
 
 
-def test_reconstruction_bce_hand_value():
+def test_reconstruction_bce_hand_values_including_saturated_logits():
     x = torch.tensor([[[[1.0, 0.0]]]])
-    recon = torch.full_like(x, 0.5)
-    assert reconstruction_loss(recon, x, "bce").item() == pytest.approx(2 * math.log(2), rel=1e-6)
+    assert reconstruction_loss(torch.zeros_like(x), x, "bce").item() == pytest.approx(2 * math.log(2), rel=1e-6)
+    # Logit ±200: sigmoid rounds to exactly 1 / 0 in float32. Target 1 at logit −200 costs 200 nats,
+    # target 0 at logit −200 costs log(1 + e^−200) ≈ 0; the gradients are σ(l) − x: −1 and 0, finite.
+    logits = torch.tensor([[[[-200.0, -200.0]]]], requires_grad=True)
+    loss = reconstruction_loss(logits, x, "bce")
+    assert loss.item() == pytest.approx(200.0, rel=1e-6)
+    loss.backward()
+    assert logits.grad is not None
+    torch.testing.assert_close(logits.grad, torch.tensor([[[[-1.0, 0.0]]]]))
+
+
+def test_calibrated_gaussian_hand_values():
+    """σ² = the batch's MSE; per image Σr²/(2σ²) + (P/2)·log(2πσ²), batch mean (P/2)·(1 + log 2πσ²)."""
+    x = torch.zeros(2, 1, 2, 2)
+    x[1] = 0.5
+    logits = torch.zeros_like(x)  # decodes to 0.5: residual 0.5 on image 0, 0 on image 1
+    # σ² = (4·0.25 + 0)/8 = 0.125. Image 0: 4·0.25/0.25 + 2·log(2π·0.125) ; image 1: 2·log(2π·0.125).
+    expected = ((1.0 / 0.25) + 2 * 2 * math.log(2 * math.pi * 0.125)) / 2
+    assert reconstruction_loss(logits, x, "calibrated-gaussian").item() == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(2 * (1 + math.log(2 * math.pi * 0.125)))
+
+
+def test_calibrated_gaussian_is_half_sse_with_beta_sigma_squared():
+    """The conversion docs/models.md states: its gradient is that of 0.5·SSE divided by σ² = MSE."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(3, 1, 6, 6, generator=g)
+    logits = torch.randn(3, 1, 6, 6, generator=g, requires_grad=True)
+    reconstruction_loss(logits, x, "calibrated-gaussian").backward()
+    calibrated = logits.grad.clone()
+    logits.grad = None
+    reconstruction_loss(logits, x, "sse").backward()
+    variance = (torch.sigmoid(logits) - x).pow(2).mean().detach()
+    torch.testing.assert_close(calibrated, logits.grad / variance)
+
+
+def test_calibrated_gaussian_floors_the_variance_of_a_perfect_reconstruction():
+    x = torch.full((2, 1, 3, 3), 0.5)
+    logits = torch.zeros_like(x, requires_grad=True)  # exact: MSE 0
+    loss = reconstruction_loss(logits, x, "calibrated-gaussian")
+    assert loss.item() == pytest.approx(0.5 * 9 * math.log(2 * math.pi * math.exp(-12.0)), rel=1e-6)
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
 
 
 def test_reductions_do_not_depend_on_batch_duplication():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(3, 2, 5, 5, generator=g)
-    recon = torch.rand(3, 2, 5, 5, generator=g)
+    logits = torch.randn(3, 2, 5, 5, generator=g)
     _, mu, logvar = _posterior(3, 4)
-    for kind in ("sse", "bce"):
-        doubled = reconstruction_loss(torch.cat([recon, recon]), torch.cat([x, x]), kind)
-        torch.testing.assert_close(doubled, reconstruction_loss(recon, x, kind))
+    for kind in ("sse", "bce", "calibrated-gaussian"):
+        doubled = reconstruction_loss(torch.cat([logits, logits]), torch.cat([x, x]), kind)
+        torch.testing.assert_close(doubled, reconstruction_loss(logits, x, kind))
     kl_once = gaussian_kl(mu, logvar).sum(1).mean()
     kl_twice = gaussian_kl(torch.cat([mu, mu]), torch.cat([logvar, logvar])).sum(1).mean()
     torch.testing.assert_close(kl_once, kl_twice)

@@ -199,7 +199,7 @@ def test_output_shape_equals_input_shape(model_name, spatial):
     y=st.integers(3, 70),
     x=st.integers(3, 70),
     block=st.sampled_from(["strided", "maxpool"]),
-    reconstruction=st.sampled_from(["sse", "bce"]),
+    reconstruction=st.sampled_from(["sse", "bce", "calibrated-gaussian"]),
 )
 @hypothesis_settings(max_examples=25, deadline=None)
 def test_any_2d_size_and_block_decodes_to_the_input_shape(y, x, block, reconstruction):
@@ -342,6 +342,31 @@ def test_finite_loss_and_gradients_at_extreme_logvar_under_bf16_autocast(model_n
     assert out.logvar.max().item() <= 20.0 + 1e-3  # clamped (ME-VAE: the combined variance shrinks by 1/K)
     assert all(torch.isfinite(v).all() for v in terms.values())
     assert terms["kl_per_dim"].dtype == torch.float32
+    terms["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("model_name", ["beta-vae", "beta-tcvae", "me-vae"])
+@pytest.mark.parametrize("reconstruction", ["bce", "sse", "calibrated-gaussian"])
+@pytest.mark.parametrize("logit", [-200.0, 200.0])
+def test_finite_gradients_when_the_decoder_saturates(model_name, reconstruction, logit):
+    """The stardist-3D divergence (β = 0.25, step 1 155): background pixels decoded to a sigmoid of exactly 0.
+
+    A float32 sigmoid rounds to exactly 0 below a logit of about −104 (and to 1
+    above about 17). Cross-entropy computed from that probability has a finite,
+    clamped loss but a 0/0 gradient through log(0), which gradient clipping
+    spreads to every weight. Computed from the logits it stays finite.
+    """
+    torch.manual_seed(3)
+    model = build_model(_settings(model_name, reconstruction=reconstruction), (1, 20, 20))
+    with torch.no_grad():
+        model.decoder.head.bias.fill_(logit)
+    x = torch.zeros(4, 1, 20, 20)
+    x[:, :, 5:15, 5:15] = torch.rand(4, 1, 10, 10)  # a cell on a background of exact zeros, like the crops
+    out = model(x)
+    terms = model.loss(x, out, dataset_size=100)
+    assert bool(((out.recon == 0) | (out.recon == 1)).any())  # saturated, as in the diverged run
+    assert all(torch.isfinite(v).all() for v in terms.values())
     terms["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 

@@ -253,7 +253,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_weig
     messages = []
     with pytest.raises(TrainingDiverged, match="non-finite.*step 5") as err:
         train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=3), on_update=messages.append)
-    assert "learning rate" in str(err.value) and "gradient_clip_val" in str(err.value)
+    assert "learning rate" in str(err.value) and "resume from last.ckpt" in str(err.value)
     assert isinstance(messages[-1], TrainFailed) and "step 5" in messages[-1].message
     kept = last_state(err.value.last_checkpoint)
     assert all(torch.isfinite(v).all() for v in kept.values())
@@ -335,8 +335,9 @@ def test_model_selection_uses_the_full_objective_not_the_warm_up_weight(tmp_path
 
 
 def test_validation_samples_z_so_its_terms_are_the_elbo():
-    """Known answer: μ = 0, σ² = 0.25 and a decoder that paints z_0 into every pixel of a black crop.
-    E[rec] = 0.5·P·σ² with z sampled, but 0 when z = μ, which eval mode decodes."""
+    """Known answer: μ = 0, σ² = 0.25 and a decoder that paints the logit z_0 into every pixel of a grey crop.
+    E[rec] = 0.5·P·E[(sigmoid(z_0) − ½)²] with z sampled (Gauss–Hermite quadrature), but 0 when z = μ,
+    which eval mode decodes."""
     from napari_morphospace.core.training.engine import validation_terms
 
     model = BetaVAE(small_model(beta=2.0, reconstruction="sse"), (1, 16, 16)).eval()
@@ -344,12 +345,14 @@ def test_validation_samples_z_so_its_terms_are_the_elbo():
         for head, bias in ((model.encoder.mu, 0.0), (model.encoder.logvar, math.log(0.25))):
             head.weight.zero_()
             head.bias.fill_(bias)
-    model.decode = lambda z, cond=None: z[:, :1, None, None].expand(-1, 1, 16, 16)
-    x = torch.zeros(1024, 1, 16, 16)
+    model.decode_logits = lambda z, cond=None: z[:, :1, None, None].expand(-1, 1, 16, 16)
+    x = torch.full((1024, 1, 16, 16), 0.5)
     torch.manual_seed(0)
     terms = validation_terms(model, x, None, dataset_size=1024)
-    assert float(model(x).recon.abs().max()) == 0.0  # eval mode alone decodes z = μ
-    assert float(terms["rec"]) == pytest.approx(0.5 * 256 * 0.25, rel=0.15)
+    assert float((model(x).recon - x).abs().max()) == 0.0  # eval mode alone decodes z = μ
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)  # E[f(z)], z ~ N(0, 0.5²)
+    expected = 0.5 * 256 * float(np.sum(weights * (1 / (1 + np.exp(-0.5 * nodes)) - 0.5) ** 2) / np.sqrt(2 * np.pi))
+    assert float(terms["rec"]) == pytest.approx(expected, rel=0.15)
     kl = 4 * 0.5 * (0.25 - math.log(0.25) - 1)
     assert float(terms["kl"]) == pytest.approx(kl, rel=1e-5)
     assert float(terms["loss"]) == pytest.approx(float(terms["rec"]) + 2.0 * kl, rel=1e-5)

@@ -251,6 +251,8 @@ def test_an_exploding_learning_rate_keeps_finite_weights_and_never_a_nan_best(tm
     assert checkpoint(kept)["global_step"] == 0
     # Resuming from the kept checkpoint with a sane learning rate, as the message advises, trains on.
     assert "resume" in str(err.value) and "learning rate" in str(err.value)
+    # Clipping (1.0) and 32-bit precision are the defaults already: the advice does not send the user to them.
+    assert "gradient_clip_val" not in str(err.value) and "precision" not in str(err.value)
     resumed = train(
         ellipse_crop_set(), small_model(), settings(tmp_path, epochs=3, learning_rate=1e-3), resume_from=kept
     )
@@ -275,6 +277,17 @@ def test_a_nan_validation_loss_is_never_the_best_and_stops_training(tmp_path, mo
         train(ellipse_crop_set(), small_model(), settings(tmp_path, epochs=4))
     assert [p.name for p in (tmp_path / "ckpt").glob("best-*.ckpt")] == ["best-epoch=0.ckpt"]
     assert checkpoint(err.value.last_checkpoint)["epoch"] == 0  # the epoch with a finite validation loss
+    assert "best-epoch=0.ckpt the best epoch so far" in str(err.value)
+
+
+def test_divergence_advice_names_only_the_remedies_not_in_use(tmp_path):
+    from napari_morphospace.core.training.engine import _divergence_advice
+
+    advice = _divergence_advice(settings(tmp_path, gradient_clip_val=None, precision="bf16-mixed", learning_rate=0.01))
+    assert advice == (
+        "Try: lower the learning rate (now 0.01), or set gradient_clip_val (e.g. 1.0), "
+        "or use precision '32-true' (now 'bf16-mixed')"
+    )
 
 
 def test_the_guard_holds_when_steps_are_slow(tmp_path, monkeypatch):

@@ -385,6 +385,19 @@ def epoch_update(epoch: int, step: int, val_rec: float | None = None) -> TrainUp
     return TrainUpdate(epoch, step, 100, train, val, [0.5, 2.0] if val else None, 1.0, 9.0)
 
 
+def test_a_negative_reconstruction_term_is_drawn_on_a_linear_axis(make_napari_viewer, qtbot):
+    """The calibrated Gaussian's reconstruction term is a density's NLL and goes negative: a log axis hid it."""
+    widget = make_widget(make_napari_viewer(), qtbot)
+    widget.display.record(epoch_update(0, 4, val_rec=10.0))
+    widget.display.refresh()
+    assert widget.plot.losses.log_y
+    widget.display.record(epoch_update(1, 9, val_rec=-300.0))
+    widget.display.refresh()
+    assert widget.plot.series["val rec"] == [10.0, -300.0]
+    assert not widget.plot.losses.log_y
+    assert all(widget.plot.losses._drawable(v) for values in widget.plot.series.values() for v in values)
+
+
 def preview(value: float) -> ReconstructionPreview:
     crops = np.full((2, 1, SIZE, SIZE), value, np.float32)
     return ReconstructionPreview(0, crops, crops)

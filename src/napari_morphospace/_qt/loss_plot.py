@@ -22,7 +22,9 @@ STAGE_ORDER = {"reference": 0, "target": 1, "model": 2}
 
 
 class LossPlot(QWidget):
-    """Loss terms per epoch on a log axis (train solid, validation dashed) over the latest KL per dimension, sorted.
+    """Loss terms per epoch (train solid, validation dashed) over the latest KL per dimension, sorted.
+
+    The loss axis is logarithmic while the reconstruction term is positive, linear when it is not.
 
     :meth:`add_epoch` only records; :meth:`refresh` hands the new epochs to the
     plots, which paint on the next pass of the event loop.
@@ -82,5 +84,8 @@ class LossPlot(QWidget):
                     lines[f"{split} {term}"] = Line(
                         values, TERM_COLOURS[term], dashed=split == "val", legend=term if split == "train" else None
                     )
+        # A log axis, unless the reconstruction term goes negative ('calibrated-gaussian': a density's NLL).
+        rec = [v for name, line in lines.items() if name.endswith(" rec") for v in line.values if np.isfinite(v)]
+        self.losses.log_y = all(v > 0 for v in rec)
         self.losses.set_lines(lines)
         self.kl.set_values(sorted(self.kl_per_dim or [], reverse=True))

@@ -56,7 +56,8 @@ FLAGS = [
     Flag("--objective", ("model.objective",),
          "rec + beta*KL (classic), or (1-beta)*rec + beta*KL with beta in [0, 1] (reparameterised)"),
     Flag("--reconstruction", ("model.reconstruction",),
-         "reconstruction term: 0.5*SSE (sse) or binary cross-entropy (bce)"),
+         "reconstruction term: 0.5*SSE (sse), binary cross-entropy (bce), or a Gaussian whose variance is the "
+         "batch's mean squared error (calibrated-gaussian)"),
     Flag("--epochs", ("training.epochs",), "number of epochs (per stage for cond-vae); default: enough for "
          "--min-steps optimiser steps", int),
     Flag("--min-steps", ("training.min_steps",), "optimiser steps the automatic epoch count reaches at least", int),

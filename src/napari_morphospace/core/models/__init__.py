@@ -4,7 +4,7 @@ Public interface::
 
     settings = ModelSettings(model="beta-vae", latent_dim=16)
     model = build_model(settings, input_shape=(C, Y, X))   # or (C, Z, Y, X)
-    out = model(x)                                         # VAEOutput(recon, mu, logvar, z, parts)
+    out = model(x)                                         # VAEOutput(logits, mu, logvar, z, parts); .recon in [0, 1]
     terms = model.loss(x, out, dataset_size=N, step=k)     # {"loss", "rec", "kl", "kl_per_dim", ...}
 
 See ``docs/models.md`` for each model, its objective and the documented choices.

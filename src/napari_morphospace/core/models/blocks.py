@@ -275,7 +275,11 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Linear layer from z to the bottleneck features, mirrored up-sampling blocks, sigmoid output.
+    """Linear layer from z to the bottleneck features, mirrored up-sampling blocks, logit output.
+
+    It returns logits, not pixel values: the reconstruction loss is computed
+    from them (a float32 sigmoid rounds to exactly 0 or 1, where cross-entropy
+    has no finite gradient), and the model's ``decode`` applies the sigmoid.
 
     Takes the same parameters as :class:`Encoder`, with ``out_channels`` the
     image channels to produce. With ``condition``, the reference and label are
@@ -324,4 +328,4 @@ class Decoder(nn.Module):
             h = block(h)
             if self.injections is not None:
                 h = self.injections[k + 1](h, reference, label)
-        return torch.sigmoid(self.head(h))
+        return self.head(h)

@@ -16,7 +16,7 @@ ModelName = Literal["beta-vae", "beta-tcvae", "me-vae", "cond-vae"]
 BlockKind = Literal["strided", "maxpool"]
 NormKind = Literal["batch", "group"]
 Objective = Literal["classic", "reparameterised"]
-ReconstructionKind = Literal["sse", "bce"]
+ReconstructionKind = Literal["sse", "bce", "calibrated-gaussian"]
 TCEstimator = Literal["mss", "mws"]
 MEView = Literal["original", "rotation", "flip"]
 MECombine = Literal["mean", "product"]
@@ -75,11 +75,13 @@ class ModelSettings:
         ``tc_beta``, the weight of the total correlation.
     objective : {"classic", "reparameterised"}
         ``rec + β·KL`` or ``(1−β)·rec + β·KL`` (Statistical Cell).
-    reconstruction : {"bce", "sse"}
-        Binary cross-entropy (Bernoulli decoder, default) or ``0.5·SSE``
-        (unit-variance Gaussian decoder), summed over the pixels and channels
-        of an image, averaged over the batch. The unit-variance Gaussian is a
-        weak likelihood for crops in [0, 1]: with β = 1 the KL wins and the
+    reconstruction : {"bce", "sse", "calibrated-gaussian"}
+        Binary cross-entropy (Bernoulli decoder, default), ``0.5·SSE``
+        (unit-variance Gaussian decoder) or the negative log-likelihood of a
+        Gaussian decoder whose variance is the batch's mean squared error
+        (Rybkin et al. 2021), summed over the pixels and channels of an image,
+        averaged over the batch. The unit-variance Gaussian is a weak
+        likelihood for crops in [0, 1]: with β = 1 the KL wins and the
         posterior collapses (about 1 nat of KL on real nuclei; see
         ``docs/models.md``).
     tc_alpha, tc_beta, tc_gamma : float

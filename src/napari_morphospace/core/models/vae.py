@@ -40,8 +40,9 @@ class VAEOutput(NamedTuple):
 
     Attributes
     ----------
-    recon : Tensor (N, C, [Z,] Y, X)
-        Decoded images in [0, 1].
+    logits : Tensor (N, C, [Z,] Y, X)
+        Decoder output before the sigmoid: what the reconstruction loss takes.
+        ``recon`` is the decoded image in [0, 1].
     mu, logvar : Tensor (N, D)
         Posterior parameters (clamped log-variance). For the ME-VAE these are
         the combined latent's (see :class:`MEVAE`).
@@ -52,11 +53,16 @@ class VAEOutput(NamedTuple):
         ME-VAE only: each encoder's own posterior and sample, in ``me_views`` order.
     """
 
-    recon: torch.Tensor
+    logits: torch.Tensor
     mu: torch.Tensor
     logvar: torch.Tensor
     z: torch.Tensor
     parts: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...] | None = None
+
+    @property
+    def recon(self) -> torch.Tensor:
+        """Decoded images in [0, 1]: the sigmoid of ``logits``."""
+        return torch.sigmoid(self.logits)
 
 
 class Condition(NamedTuple):
@@ -113,8 +119,12 @@ class MorphoVAE(nn.Module, abc.ABC):
         """Deterministic posterior parameters ``(mu, logvar)``, each (N, D), logvar clamped."""
 
     @abc.abstractmethod
+    def decode_logits(self, z: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
+        """Decoder output before the sigmoid (N, C, [Z,] Y, X) from latents (N, D): what the losses take."""
+
     def decode(self, z: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
         """Images (N, C, [Z,] Y, X) in [0, 1] from latents (N, D)."""
+        return torch.sigmoid(self.decode_logits(z, cond))
 
     @abc.abstractmethod
     def feature_layer(self) -> nn.Module:
@@ -129,7 +139,7 @@ class MorphoVAE(nn.Module, abc.ABC):
         """
         mu, logvar = self.encode(x, cond)
         z = self.sample(mu, logvar, sample)
-        return VAEOutput(self.decode(z, cond), mu, logvar, z)
+        return VAEOutput(self.decode_logits(z, cond), mu, logvar, z)
 
     @abc.abstractmethod
     def loss(
@@ -209,7 +219,7 @@ class BetaVAE(MorphoVAE):
         mu, logvar = self.encoder(x)
         return mu, self._clamp(logvar)
 
-    def decode(self, z: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
         return self.decoder(z)
 
     def feature_layer(self) -> nn.Module:
@@ -224,7 +234,7 @@ class BetaVAE(MorphoVAE):
         dataset_size: int | None = None,
         step: int | None = 0,
     ) -> dict[str, torch.Tensor]:
-        rec = reconstruction_loss(out.recon, x, self.settings.reconstruction)
+        rec = reconstruction_loss(out.logits, x, self.settings.reconstruction)
         kl_per_dim = gaussian_kl(out.mu, out.logvar).mean(dim=0)
         loss = self._regularised_loss(rec, kl_per_dim, step)
         return {"loss": loss, "rec": rec, "kl": kl_per_dim.sum(), "kl_per_dim": kl_per_dim}
@@ -252,7 +262,7 @@ class BetaTCVAE(BetaVAE):
                 "beta-tcvae needs dataset_size, the number of training crops, to estimate the total "
                 "correlation; pass loss(..., dataset_size=N)"
             )
-        rec = reconstruction_loss(out.recon, x, s.reconstruction)
+        rec = reconstruction_loss(out.logits, x, s.reconstruction)
         kl_per_dim = gaussian_kl(out.mu, out.logvar).mean(dim=0)
         terms = tc_decomposition(out.z, out.mu, out.logvar, dataset_size, s.tc_estimator)
         weight = kl_weight(step, s.kl_schedule, s.kl_warmup_steps)
@@ -384,7 +394,7 @@ class MEVAE(MorphoVAE):
     def encode(self, x: torch.Tensor, cond: Condition | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.combined_posterior(self.encode_parts(x))
 
-    def decode(self, z: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
         if self.settings.me_combine == "mean":
             z = z / self._mean_scale  # the decoder takes the plain mean of the encoders' latents
         return self.decoder(z)
@@ -400,7 +410,7 @@ class MEVAE(MorphoVAE):
         z = self.combine(samples)
         mu, logvar = self.combined_posterior(parts)
         triples = tuple((m, lv, zk) for (m, lv), zk in zip(parts, samples, strict=True))
-        return VAEOutput(self.decode(z), mu, logvar, z, triples)
+        return VAEOutput(self.decode_logits(z), mu, logvar, z, triples)
 
     def loss(
         self,
@@ -413,7 +423,7 @@ class MEVAE(MorphoVAE):
     ) -> dict[str, torch.Tensor]:
         if out.parts is None:
             raise InputError("the ME-VAE loss needs the per-encoder posteriors: pass the output of MEVAE.forward")
-        rec = reconstruction_loss(out.recon, x, self.settings.reconstruction)
+        rec = reconstruction_loss(out.logits, x, self.settings.reconstruction)
         per_encoder = [gaussian_kl(mu, logvar).mean(dim=0) for mu, logvar, _ in out.parts]
         kl_per_dim = torch.stack(per_encoder).sum(dim=0)
         terms = {
@@ -472,7 +482,7 @@ class ConditionalVAE(BetaVAE):
         mu, logvar = self.encoder(x, reference, label)
         return mu, self._clamp(logvar)
 
-    def decode(self, z: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
         reference, label = self._check_condition(cond, z.shape[0])
         return self.decoder(z, reference, label)
 

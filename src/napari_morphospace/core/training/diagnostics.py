@@ -404,7 +404,7 @@ def _elbo_terms(
             z = model.combine([m + torch.exp(0.5 * lv) * _normal(m, generator) for m, lv in parts])
         else:
             z = mu + torch.exp(0.5 * logvar) * _normal(mu, generator)
-        rec += float(reconstruction_loss(model.decode(z), x, kind)) / samples
+        rec += float(reconstruction_loss(model.decode_logits(z), x, kind)) / samples
     return rec, float(_kl_rows(mu, logvar, parts).sum(dim=1).mean())
 
 

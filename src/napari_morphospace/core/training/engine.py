@@ -1139,11 +1139,11 @@ def _fit_stage(
     elif run.nonfinite_val_epoch is not None:
         where = f"the validation loss became non-finite (NaN or infinite) in epoch {run.nonfinite_val_epoch + 1}"
     if where is not None:
+        kept = f" and {best.best_model_path} the best epoch so far" if best.best_model_path else ""
         raise TrainingDiverged(
-            f"{where}{_of_stage(stage)}; training stopped and {run.last} keeps the last state whose training "
-            f"and validation losses were finite. Lower the learning rate (now {settings.learning_rate}), set "
-            "gradient_clip_val (e.g. 1.0), or use precision '32-true', then resume from that checkpoint "
-            "(the new settings apply) or start again",
+            f"{where}{_of_stage(stage)}; training stopped, {run.last} keeps the last state whose training "
+            f"and validation losses were finite{kept}. {_divergence_advice(settings)}, then resume from "
+            f"{run.last.name} (the new settings apply) or start again",
             str(run.last),
         )
     best_path = best.best_model_path or None
@@ -1205,6 +1205,16 @@ def _make_trainer(
             "starts one process per device from the command line"
         )
     return trainer
+
+
+def _divergence_advice(settings: TrainSettings) -> str:
+    """What to change after a non-finite loss: only the remedies these settings do not already use."""
+    remedies = [f"lower the learning rate (now {settings.learning_rate})"]
+    if settings.gradient_clip_val is None:
+        remedies.append("set gradient_clip_val (e.g. 1.0)")
+    if settings.precision != "32-true":
+        remedies.append(f"use precision '32-true' (now {settings.precision!r})")
+    return "Try: " + ", or ".join(remedies)
 
 
 def _check_precision(settings: TrainSettings) -> None:
