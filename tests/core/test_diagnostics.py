@@ -55,6 +55,20 @@ def test_a_collapsed_model_is_reported_as_collapsed_with_what_to_try():
     assert any("collapsed" in w and "beta" in w for w in diagnostics.warnings)
     assert any(line.startswith("WARNING: the model has collapsed") for line in diagnostics.lines())
     assert TrainingDiagnostics.from_dict(diagnostics.to_dict()) == diagnostics
+    # Only remedies the model does not already use: it has bce and no warm-up.
+    [warning] = [w for w in diagnostics.warnings if "collapsed" in w]
+    assert "lower beta (now 1)" in warning and "kl_schedule 'linear'" in warning
+    assert "reconstruction 'bce'" not in warning
+
+
+def test_the_advice_for_a_collapsed_sse_model_with_a_warm_up_names_bce_not_the_warm_up():
+    settings = ModelSettings(
+        latent_dim=4, base_channels=4, norm="group", reconstruction="sse", kl_schedule="linear", kl_warmup_steps=10
+    )
+    model = build_model(settings, (1, 16, 16))
+    collapse(model.encoder)
+    [warning] = [w for w in diagnose_training(model, disc_crops()).warnings if "collapsed" in w]
+    assert "reconstruction 'bce'" in warning and "kl_schedule" not in warning
 
 
 def test_a_collapsed_me_vae_shows_zero_kl_not_the_combined_latents_mismatch():

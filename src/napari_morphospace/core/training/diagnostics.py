@@ -48,6 +48,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..errors import InputError
 from ..models.losses import gaussian_kl, reconstruction_loss
+from ..models.settings import ModelSettings
 from ..models.vae import MEVAE, MorphoVAE
 
 #: Var(μ) above which a latent dimension counts as active (Burda et al. 2016).
@@ -253,7 +254,7 @@ def diagnose_training(
     if probe_crops is not None:
         diagnostics.probe, diagnostics.probe_note = probe_from_masks(model, probe_crops, batch_size=batch_size,
                                                                      seed=seed)  # fmt: skip
-    found = training_problems(diagnostics)
+    found = training_problems(diagnostics, getattr(model, "settings", None))
     diagnostics.problems, diagnostics.warnings = [p for p, _ in found], [w for _, w in found]
     return diagnostics
 
@@ -306,17 +307,26 @@ def probe_from_masks(model: MorphoVAE, crops: ProbeCrops, *, batch_size: int = 6
     return probe, None
 
 
-def training_problems(d: TrainingDiagnostics) -> list[tuple[str, str]]:
+def _learning_advice(settings: ModelSettings | None, *, warm_up: bool) -> str:
+    """What to try for a model that learned too little: only the remedies its settings do not already use."""
+    remedies = ["Train for more steps", "lower beta" + ("" if settings is None else f" (now {settings.beta:g})")]
+    if settings is None or settings.reconstruction != "bce":
+        remedies.append("use reconstruction 'bce'")
+    if warm_up and (settings is None or settings.kl_schedule == "none"):
+        remedies.append("add a KL warm-up (kl_schedule 'linear')")
+    return ", ".join(remedies[:-1]) + " or " + remedies[-1] if len(remedies) > 1 else remedies[0]
+
+
+def training_problems(d: TrainingDiagnostics, settings: ModelSettings | None = None) -> list[tuple[str, str]]:
     """``(problem, warning)`` pairs: a short name and a plain sentence with what to try,
-    for a model that did not learn."""
+    for a model that did not learn; ``settings`` (the model's) leave out the remedies already in use."""
     warnings = []
     if d.kl_total < COLLAPSED_KL or d.active_units == 0:
         warnings.append(
             (
                 "collapsed",
                 f"the model has collapsed to the prior (KL {d.kl_total:.2f} nats, {d.active_units} active units): "
-                "its latents say nothing about the cells. Train for more steps, lower beta, use "
-                "reconstruction 'bce', or add a KL warm-up (kl_schedule 'linear').",
+                f"its latents say nothing about the cells. {_learning_advice(settings, warm_up=True)}.",
             )
         )
     elif d.kl_total < LITTLE_KL_PER_DIM * d.latent_dim:
@@ -324,8 +334,8 @@ def training_problems(d: TrainingDiagnostics) -> list[tuple[str, str]]:
             (
                 "learned little",
                 f"the model learned little: {d.kl_total:.2f} nats of KL over {d.latent_dim} dimensions "
-                f"(under {LITTLE_KL_PER_DIM:g} per dimension). Train for more steps, lower beta or use "
-                "reconstruction 'bce'; check the loss curves still fell at the end.",
+                f"(under {LITTLE_KL_PER_DIM:g} per dimension). {_learning_advice(settings, warm_up=False)}; "
+                "check the loss curves still fell at the end.",
             )
         )
     if d.heldout_ssim < POOR_SSIM:
