@@ -42,8 +42,15 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nuclei larger than the crop are cut: counted, not needed here
         for group, image, labels in bbbc007_fields():
-            parts.append(crops_from_labels(tifffile.imread(image), tifffile.imread(labels), CropSettings(size=32),
-                                           group=group, source=image.name))  # fmt: skip
+            parts.append(
+                crops_from_labels(
+                    tifffile.imread(image),
+                    tifffile.imread(labels),
+                    CropSettings(size=32),
+                    group=group,
+                    source=image.name,
+                )
+            )
     crop_set = concat_crop_sets(parts)
     split = split_crops(crop_set.table, val_fraction=0.2, method="source", seed=0)
     model = build_model(ModelSettings(), tuple(crop_set.images.shape[1:]))
@@ -52,8 +59,9 @@ def main() -> None:
     start = time.perf_counter()
     diagnose_training(model, held_out)
     baseline = time.perf_counter() - start
-    probe_crops = ProbeCrops(images, np.asarray(crop_set.masks), crop_set.table["source"].astype(str).to_numpy(),
-                             images[split.train])  # fmt: skip
+    probe_crops = ProbeCrops(
+        images, np.asarray(crop_set.masks), crop_set.table["source"].astype(str).to_numpy(), images[split.train]
+    )
     start = time.perf_counter()
     diagnostics = diagnose_training(model, held_out, probe_crops=probe_crops)
     with_probe = time.perf_counter() - start

@@ -133,8 +133,10 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(dir=args.tmp, prefix="morphospace-e2e-"))
     load = os.getloadavg()
-    print(f"{args.cells} cells, 32x32 crops, {os.cpu_count()} CPUs, load average {load[0]:.1f} at the start; "
-          f"files in {folder}")  # fmt: skip
+    print(
+        f"{args.cells} cells, 32x32 crops, {os.cpu_count()} CPUs, load average {load[0]:.1f} at the start; "
+        f"files in {folder}"
+    )
     stages = Stages()
     try:
         per_field = 73 * 73  # synthetic_field's grid: one cell per 28 x 28 pixels of 2048 x 2048
@@ -143,9 +145,18 @@ def main() -> None:
         fields = stages.here("fields", distinct * per_field, write_fields, folder / "fields", distinct)
         files = [fields[i % len(fields)] for i in range(n_fields)]
         crops, model, latents = folder / "crops", folder / "model", folder / "latents.parquet"
-        crop_arguments = ["crops", *(str(image) for image, _ in files),
-                          "--labels", *(str(labels) for _, labels in files),
-                          "--group", "a", "--size", "32", "--out", str(crops)]  # fmt: skip
+        crop_arguments = [
+            "crops",
+            *(str(image) for image, _ in files),
+            "--labels",
+            *(str(labels) for _, labels in files),
+            "--group",
+            "a",
+            "--size",
+            "32",
+            "--out",
+            str(crops),
+        ]
         if args.workers:
             crop_arguments += ["--workers", str(args.workers)]
         stages.command("crops", n_fields * per_field, crop_arguments)
@@ -154,10 +165,36 @@ def main() -> None:
         n = len(pd.read_parquet(crops / "crops.parquet", columns=["crop_id"]))
         used, n_files = disk_bytes(crops)
         print(f"{'':>8} {n} crops; crop set {used / 1e9:.2f} GB on disk in {n_files} files", flush=True)
-        stages.command("train", n, ["train", "--crops", str(crops), "--out", str(model), "--epochs", "1",
-                                    "--batch-size", str(args.batch_size)])  # fmt: skip
-        stages.command("embed", n, ["embed", "--model", str(model), "--crops", str(crops), "--out", str(latents),
-                                    "--batch-size", str(args.batch_size)])  # fmt: skip
+        stages.command(
+            "train",
+            n,
+            [
+                "train",
+                "--crops",
+                str(crops),
+                "--out",
+                str(model),
+                "--epochs",
+                "1",
+                "--batch-size",
+                str(args.batch_size),
+            ],
+        )
+        stages.command(
+            "embed",
+            n,
+            [
+                "embed",
+                "--model",
+                str(model),
+                "--crops",
+                str(crops),
+                "--out",
+                str(latents),
+                "--batch-size",
+                str(args.batch_size),
+            ],
+        )
         if os.environ.get("DISPLAY") or os.environ.get("QT_QPA_PLATFORM") == "offscreen":
             viewer, widget = open_viewer()
             drawn = stages.here("scatter", n, scatter, viewer, widget, latents, 32)
@@ -165,8 +202,11 @@ def main() -> None:
             viewer.close()
         else:
             print(" scatter: skipped (no display; run under xvfb-run)")
-        print(f"{'total':>8} {stages.total:9.1f} s; peak memory of any stage {stages.peak:.0f} MiB; "
-              f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)  # fmt: skip
+        print(
+            f"{'total':>8} {stages.total:9.1f} s; peak memory of any stage {stages.peak:.0f} MiB; "
+            f"load average {os.getloadavg()[0]:.1f} at the end",
+            flush=True,
+        )
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

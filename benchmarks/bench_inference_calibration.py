@@ -103,8 +103,13 @@ def main() -> None:
     p, t = per_dimension(rng, n, permutations=1000, images=1, cells_per_image=200, dims=8)
     low, high = _band(ALPHA, p.size)
     rate = float((p <= ALPHA).mean())
-    _line(f"rejection rate at α = 0.05 ({p.size} tests)", rate, f"in [{low:.3f}, {high:.3f}]", low <= rate <= high,
-          float((t <= ALPHA).mean()))  # fmt: skip
+    _line(
+        f"rejection rate at α = 0.05 ({p.size} tests)",
+        rate,
+        f"in [{low:.3f}, {high:.3f}]",
+        low <= rate <= high,
+        float((t <= ALPHA).mean()),
+    )
     q = stats.false_discovery_control(p, method="bh", axis=1)
     fwer = float((q <= ALPHA).any(axis=1).mean())
     _line(
@@ -128,8 +133,12 @@ def main() -> None:
         rejected = stats.false_discovery_control(p, method="bh", axis=1) <= level
         fdr = float((rejected[:, 5:].sum(axis=1) / np.maximum(rejected.sum(axis=1), 1)).mean())
         tol = Z_999 * np.sqrt(level * (1 - level) / n)
-        _line(f"false discovery rate at q = {level} (power {rejected[:, :5].mean():.2f})", fdr,
-              f"≤ {level} (+{tol:.3f})", fdr <= level + tol)  # fmt: skip
+        _line(
+            f"false discovery rate at q = {level} (power {rejected[:, :5].mean():.2f})",
+            fdr,
+            f"≤ {level} (+{tol:.3f})",
+            fdr <= level + tol,
+        )
 
     print("4. Image random effect (6 images × 30 cells per condition, image SD 0.5: ICC 0.2), no shift")
     population = dict(images=6, cells_per_image=30, dims=4, image_sd=0.5)
@@ -138,8 +147,13 @@ def main() -> None:
     p_image, _ = per_dimension(rng, n, permutations=1000, by_image=True, **population)
     low, high = _band(ALPHA, p_image.size)
     rate_cell, rate_image = float((p_cell <= ALPHA).mean()), float((p_image <= ALPHA).mean())
-    _line("per-cell rejection rate (cells wrongly independent)", rate_cell, "far above 0.05 (shown)",
-          rate_cell > high, float((t <= ALPHA).mean()))  # fmt: skip
+    _line(
+        "per-cell rejection rate (cells wrongly independent)",
+        rate_cell,
+        "far above 0.05 (shown)",
+        rate_cell > high,
+        float((t <= ALPHA).mean()),
+    )
     _line("per-image rejection rate (924 exact relabellings)", rate_image, f"≤ {high:.3f}", rate_image <= high)
     n = reps(100)
     d_cell = float((whole_space(rng, n, permutations=500, **population) <= ALPHA).mean())

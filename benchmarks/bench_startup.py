@@ -28,8 +28,17 @@ import sys
 import time
 
 HEAVY = ("torch", "lightning", "sklearn", "umap", "matplotlib", "pandas")
-WIDGETS = ("analysis_widget", "annotation_widget", "cells_widget", "classifier_widget", "embed_widget",
-           "latent_widget", "scatter_widget", "statistics_widget", "train_widget")  # fmt: skip
+WIDGETS = (
+    "analysis_widget",
+    "annotation_widget",
+    "cells_widget",
+    "classifier_widget",
+    "embed_widget",
+    "latent_widget",
+    "scatter_widget",
+    "statistics_widget",
+    "train_widget",
+)
 NAPARI = "import napari, napari.viewer, napari.layers, qtpy.QtWidgets, magicgui.widgets"
 
 
@@ -59,9 +68,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs per case (the median is shown)")
     args = parser.parse_args()
 
-    baselines = {name: wall_time(code, args.repeats)[0] for name, code in
-                 (("python -c pass", "pass"), ("import numpy", "import numpy"), ("import napari ...", NAPARI),
-                  ("import torch", "import torch"), ("import lightning", "import lightning"))}  # fmt: skip
+    baselines = {
+        name: wall_time(code, args.repeats)[0]
+        for name, code in (
+            ("python -c pass", "pass"),
+            ("import numpy", "import numpy"),
+            ("import napari ...", NAPARI),
+            ("import torch", "import torch"),
+            ("import lightning", "import lightning"),
+        )
+    }
     for name, seconds in baselines.items():
         print(f"baseline {name:<38s} {seconds:6.2f} s")
     bare, numpy, napari = baselines["python -c pass"], baselines["import numpy"], baselines["import napari ..."]
@@ -78,8 +94,10 @@ def main() -> None:
         f"\n{'widget module (after import napari ...)':<47s} {'seconds':>7s} {'- napari':>8s}  heavy modules imported"
     )
     for widget in WIDGETS:
-        code = (f"import sys\n{NAPARI}\nimport napari_morphospace._qt.{widget}\n"
-                f"print('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")  # fmt: skip
+        code = (
+            f"import sys\n{NAPARI}\nimport napari_morphospace._qt.{widget}\n"
+            f"print('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+        )
         seconds, heavy = wall_time(code, args.repeats)
         print(f"{widget:<47s} {seconds:7.2f} {seconds - napari:8.2f}  {heavy or '-'}")
 

@@ -72,8 +72,10 @@ def main() -> None:
         cells = make(args.dims)
         real, shuffled = tracks.smoothness(cells, columns, shuffles=args.shuffles)
         on = track_ids.on_tracks(cells)
-        print(f"{name:<12} {len(cells):>6} {on['track_id'].nunique():>6} {real:>10.4g} {shuffled:>10.4g} "
-              f"{real / shuffled:>6.3f} {time.perf_counter() - start:>5.1f}")  # fmt: skip
+        print(
+            f"{name:<12} {len(cells):>6} {on['track_id'].nunique():>6} {real:>10.4g} {shuffled:>10.4g} "
+            f"{real / shuffled:>6.3f} {time.perf_counter() - start:>5.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -58,12 +58,21 @@ def ellipse_crops(n: int, shape: tuple[int, ...] = (64, 64), seed: int = 0) -> C
         rotation, _ = np.linalg.qr(rng.normal(size=(len(shape), len(shape))))
         inside = (((grid @ rotation) / radii) ** 2).sum(axis=-1) <= 1
         images[i, 0][inside] = 0.8
-    table = pd.DataFrame({
-        "crop_id": np.arange(n), "source": [f"image{i % 8}.tif" for i in range(n)], "label_id": np.arange(1, n + 1),
-        "t": 0, "group": "a", "annotation": "",
-        **{f"{axis}_{end}": (0 if end == "start" else size)
-           for axis, size in zip("zyx"[3 - len(shape):], shape, strict=True) for end in ("start", "stop")},
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(n),
+            "source": [f"image{i % 8}.tif" for i in range(n)],
+            "label_id": np.arange(1, n + 1),
+            "t": 0,
+            "group": "a",
+            "annotation": "",
+            **{
+                f"{axis}_{end}": (0 if end == "start" else size)
+                for axis, size in zip("zyx"[3 - len(shape) :], shape, strict=True)
+                for end in ("start", "stop")
+            },
+        }
+    )
     return CropSet(images, table, ["ch0"], (1.0,) * len(shape), None)
 
 
@@ -75,11 +84,14 @@ def demo_crops() -> tuple[CropSet, ModelSettings, TrainSettings]:
 
     demo = DemoSettings()
     sample = make_sample_data(demo.sample_settings())
-    crop_set = concat_crop_sets([
-        crops_from_labels(stack, labels, demo.crop_settings(), pipeline=demo.preprocess(), group=stack.source,
-                          source=stack.source)
-        for stack, labels in zip(sample.images, sample.labels, strict=True)
-    ])  # fmt: skip
+    crop_set = concat_crop_sets(
+        [
+            crops_from_labels(
+                stack, labels, demo.crop_settings(), pipeline=demo.preprocess(), group=stack.source, source=stack.source
+            )
+            for stack, labels in zip(sample.images, sample.labels, strict=True)
+        ]
+    )
     config = demo.train_config()
     return crop_set, config.model, config.training
 
@@ -157,13 +169,15 @@ def main() -> None:
         shape, args.crops, args.batch_size = tuple(crop_set.images.shape[2:]), len(crop_set), demo_settings.batch_size
     else:
         crop_set, model_settings = ellipse_crops(args.crops, shape), ModelSettings(model="beta-vae", latent_dim=16)
-        demo_settings = TrainSettings(batch_size=args.batch_size, augment_flips=False, augment_rot90=False,
-                                      gradient_clip_val=1.0)  # fmt: skip
+        demo_settings = TrainSettings(
+            batch_size=args.batch_size, augment_flips=False, augment_rot90=False, gradient_clip_val=1.0
+        )
     rates: dict[str, list[float]] = {"bare": [], "engine": []}
     for _ in range(args.repeats):
         for name, run in (("bare", bare_loop), ("engine", engine)):
-            settings = replace(demo_settings, epochs=args.epochs, accelerator=args.accelerator, devices=1,
-                               precision=args.precision)  # fmt: skip
+            settings = replace(
+                demo_settings, epochs=args.epochs, accelerator=args.accelerator, devices=1, precision=args.precision
+            )
             start = time.perf_counter()
             images = run(crop_set, model_settings, settings)
             rates[name].append(images / (time.perf_counter() - start))

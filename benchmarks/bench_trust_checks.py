@@ -45,8 +45,16 @@ from napari_morphospace.core.project.analysis_folder import (
 
 def crop_set(n: int) -> CropSet:
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"crop_id": np.arange(n), "source": "field.tif", "label_id": np.arange(1, n + 1), "t": 0,
-                          "group": np.where(np.arange(n) % 2, "treated", "control"), "annotation": ""})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(n),
+            "source": "field.tif",
+            "label_id": np.arange(1, n + 1),
+            "t": 0,
+            "group": np.where(np.arange(n) % 2, "treated", "control"),
+            "annotation": "",
+        }
+    )
     for column, value in zip(bbox_columns(2), (0, 64, 0, 64), strict=True):
         table[column] = value
     return CropSet(rng.random((n, 1, 64, 64), dtype=np.float32), table, ["dna"], (0.5, 0.5))
@@ -87,16 +95,28 @@ def main() -> None:
             pd.read_csv(crops / "crops.csv")
 
         print(f"{args.crops} crops of 1 x 64 x 64, median of {args.repeats}:")
-        compare("load_crop_set (with checks) vs zarr + table reads", lambda: load_crop_set(crops, in_memory=True),
-                bare_reads, args.repeats)  # fmt: skip
-        compare("open_analysis (link walk + crop set) vs load_crop_set", lambda: open_analysis(folder),
-                lambda: load_crop_set(crops, in_memory=True), args.repeats)  # fmt: skip
+        compare(
+            "load_crop_set (with checks) vs zarr + table reads",
+            lambda: load_crop_set(crops, in_memory=True),
+            bare_reads,
+            args.repeats,
+        )
+        compare(
+            "open_analysis (link walk + crop set) vs load_crop_set",
+            lambda: open_analysis(folder),
+            lambda: load_crop_set(crops, in_memory=True),
+            args.repeats,
+        )
         model = build_model(ModelSettings(latent_dim=8, base_channels=16), (1, 64, 64)).eval()
         batch = load_crop_set(crops, in_memory=True)
         images, ids = batch.images[:256], batch.table["crop_id"][:256]
         with torch.no_grad():
-            compare("check_crop_values (256 crops) vs model.encode (256 crops)", lambda: check_crop_values(images, ids),
-                    lambda: model.encode(torch.from_numpy(images)), args.repeats)  # fmt: skip
+            compare(
+                "check_crop_values (256 crops) vs model.encode (256 crops)",
+                lambda: check_crop_values(images, ids),
+                lambda: model.encode(torch.from_numpy(images)),
+                args.repeats,
+            )
 
 
 if __name__ == "__main__":

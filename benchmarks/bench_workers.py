@@ -64,8 +64,9 @@ def warm_cluster(workers: int | None, startups: list[float]) -> Iterator[str | N
     from distributed import Client, LocalCluster
 
     start = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster:  # fmt: skip
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    ) as cluster:
         with Client(cluster) as client:
             for module in ("napari_morphospace.core.cells.crop_job", "napari_morphospace.core.analysis.embed"):
                 client.run(importlib.import_module, module)
@@ -135,8 +136,10 @@ def main() -> None:
                     else:
                         tables[name] = embed_on_cluster(client, folder / "model", reference)
                     embed_seconds[name].append(time.perf_counter() - start)
-        same = all(np.allclose(tables[n].filter(like="mu_"), tables["one process"].filter(like="mu_"), atol=1e-5)
-                   for n in tables)  # fmt: skip
+        same = all(
+            np.allclose(tables[n].filter(like="mu_"), tables["one process"].filter(like="mu_"), atol=1e-5)
+            for n in tables
+        )
         print(f"embed: {len(crop_set)} crops, beta-VAE 16 latents; load average {os.getloadavg()[0]:.1f} now")
         report(embed_seconds, f"latents equal (1e-5): {same}")
     finally:

@@ -40,9 +40,22 @@ FEATURES = [c for c in COLUMNS.values() if c.startswith(("AreaShape_", "Intensit
 
 def measure(image: Path, labels: Path) -> pd.DataFrame:
     """The CellProfiler-named measurements of every nucleus of one field (one row per label id)."""
-    props = regionprops_table(tifffile.imread(labels), intensity_image=tifffile.imread(image), properties=[
-        "label", "area", "perimeter", "eccentricity", "solidity", "axis_major_length", "axis_minor_length",
-        "intensity_mean", "intensity_max", "centroid"])  # fmt: skip
+    props = regionprops_table(
+        tifffile.imread(labels),
+        intensity_image=tifffile.imread(image),
+        properties=[
+            "label",
+            "area",
+            "perimeter",
+            "eccentricity",
+            "solidity",
+            "axis_major_length",
+            "axis_minor_length",
+            "intensity_mean",
+            "intensity_max",
+            "centroid",
+        ],
+    )
     return pd.DataFrame(props).rename(columns=COLUMNS)
 
 
@@ -58,8 +71,14 @@ def write_cellprofiler_tables(
         measured.insert(0, "ImageNumber", number)
         measured["Metadata_Condition"] = condition
         objects.append(measured)
-        images.append({"ImageNumber": number, "FileName_DNA": image.name, "PathName_DNA": str(image.parent),
-                       "Metadata_Condition": condition})  # fmt: skip
+        images.append(
+            {
+                "ImageNumber": number,
+                "FileName_DNA": image.name,
+                "PathName_DNA": str(image.parent),
+                "Metadata_Condition": condition,
+            }
+        )
     folder.mkdir(parents=True, exist_ok=True)
     nuclei, image_table = folder / f"{prefix}Nuclei.csv", folder / f"{prefix}Image.csv"
     pd.concat(objects, ignore_index=True).to_csv(nuclei, index=False)

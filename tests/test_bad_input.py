@@ -67,9 +67,12 @@ def template(tmp_path_factory) -> Path:
         image, labels = _cells(seed)
         tifffile.imwrite(root / f"{name}.tif", image)
         tifffile.imwrite(root / f"{name}_labels.tif", labels)
-    job = CropJob(images=[str(root / "control.tif"), str(root / "treated.tif")],
-                  labels=[str(root / "control_labels.tif"), str(root / "treated_labels.tif")],
-                  groups=["control", "treated"], crop=CropSettings(size=16))  # fmt: skip
+    job = CropJob(
+        images=[str(root / "control.tif"), str(root / "treated.tif")],
+        labels=[str(root / "control_labels.tif"), str(root / "treated_labels.tif")],
+        groups=["control", "treated"],
+        crop=CropSettings(size=16),
+    )
     crop_set = run_crop_job(job, root / "crops")
     settings = ModelSettings(latent_dim=2, base_channels=4)
     model = build_model(settings, (1, 16, 16)).eval()
@@ -177,10 +180,12 @@ def tiff_with_description(path: Path, description: str) -> None:
 
 def ome_xml(**pixels: str) -> str:
     attributes = " ".join(f'{k}="{v}"' for k, v in {"PhysicalSizeX": "0.5", **pixels}.items())
-    return ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
-            f'<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="16" SizeY="16" '
-            f'SizeC="2" SizeZ="1" SizeT="1" {attributes}><Channel ID="Channel:0:0" SamplesPerPixel="1"/>'
-            '<Channel ID="Channel:0:1" SamplesPerPixel="1"/><TiffData/></Pixels></Image></OME>')  # fmt: skip
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+        f'<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="16" SizeY="16" '
+        f'SizeC="2" SizeZ="1" SizeT="1" {attributes}><Channel ID="Channel:0:0" SamplesPerPixel="1"/>'
+        '<Channel ID="Channel:0:1" SamplesPerPixel="1"/><TiffData/></Pixels></Image></OME>'
+    )
 
 
 # --------------------------------------------------------------------------- cases
@@ -199,18 +204,50 @@ class Case:
 
 
 def crops_args(w: Path, *extra: str, out: str = "new_crops") -> list[str]:
-    return ["crops", str(w / "control.tif"), "--labels", str(w / "control_labels.tif"), "--size", "16",
-            "--out", str(w / out), *extra]  # fmt: skip
+    return [
+        "crops",
+        str(w / "control.tif"),
+        "--labels",
+        str(w / "control_labels.tif"),
+        "--size",
+        "16",
+        "--out",
+        str(w / out),
+        *extra,
+    ]
 
 
 def crops_of(w: Path, image: Path, labels: Path | None = None, *extra: str) -> list[str]:
-    return ["crops", str(image), "--labels", str(labels or w / "control_labels.tif"), "--size", "16",
-            "--out", str(w / "new_crops"), *extra]  # fmt: skip
+    return [
+        "crops",
+        str(image),
+        "--labels",
+        str(labels or w / "control_labels.tif"),
+        "--size",
+        "16",
+        "--out",
+        str(w / "new_crops"),
+        *extra,
+    ]
 
 
 def train_args(w: Path, *extra: str, out: str = "new_model") -> list[str]:
-    return ["train", "--crops", str(w / "crops"), "--out", str(w / out), "--epochs", "1", "--batch-size", "4",
-            "--latent-dim", "2", "--accelerator", "cpu", *extra]  # fmt: skip
+    return [
+        "train",
+        "--crops",
+        str(w / "crops"),
+        "--out",
+        str(w / out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--latent-dim",
+        "2",
+        "--accelerator",
+        "cpu",
+        *extra,
+    ]
 
 
 def embed_args(w: Path, *extra: str, out: str = "new_latents.csv") -> list[str]:
@@ -1059,8 +1096,9 @@ def test_accepted_with_a_warning(case: Accepted, work: Path, capsys):
 
 
 def _morphospace(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_morphospace", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "napari_morphospace", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_a_real_process_exits_2_with_one_line_and_no_traceback(work):

@@ -32,8 +32,12 @@ def test_without_imagecodecs_an_lzw_file_says_what_to_install(tmp_path):
         "from napari_morphospace.cli import main\n"
         "sys.exit(main(['crops', sys.argv[1], '--objects', 'patches', '--patch-size', '8', '--out', sys.argv[2]]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fiji.tif"), str(tmp_path / "p")],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "fiji.tif"), str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "morphospace crops: error: fiji.tif is compressed in a way (e.g. LZW, as Fiji saves) that needs the "

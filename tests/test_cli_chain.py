@@ -69,8 +69,11 @@ def test_the_readme_chain_ends_in_a_report_on_real_fields(tmp_path, monkeypatch,
             argv = command[1:] + (["--epochs", "2", "--latent-dim", "4"] if command[1] == "train" else [])
             assert main(argv) == 0, argv
     out = capsys.readouterr()
-    noise = [f"{w.category.__name__}: {w.message} ({w.filename})" for w in caught
-             if issubclass(w.category, (DeprecationWarning, FutureWarning)) or "lightning" in w.filename]  # fmt: skip
+    noise = [
+        f"{w.category.__name__}: {w.message} ({w.filename})"
+        for w in caught
+        if issubclass(w.category, (DeprecationWarning, FutureWarning)) or "lightning" in w.filename
+    ]
     assert noise == []
     assert "Warning" not in out.err and "morphospace report analysis" in out.err
     crops, analysis = work / "crops", work / "analysis"
@@ -81,14 +84,20 @@ def test_the_readme_chain_ends_in_a_report_on_real_fields(tmp_path, monkeypatch,
     crop_set = load_crop_set(crops)
     assert (analysis / "crops").is_dir() and (analysis / "model" / "model.json").is_file()
     assert len(opened.crop_set) == len(crop_set) and len(opened.latents) == len(crop_set)
-    assert [(s.group, os.path.basename(s.image.absolute), os.path.basename(s.labels.absolute))
-            for s in opened.manifest.sources] == [(name.split()[0], f"{name}.tif", f"{name}_labels.tif")
-                                                  for name in fields]  # fmt: skip
+    assert [
+        (s.group, os.path.basename(s.image.absolute), os.path.basename(s.labels.absolute))
+        for s in opened.manifest.sources
+    ] == [(name.split()[0], f"{name}.tif", f"{name}_labels.tif") for name in fields]
 
     # The report has the analyses of two conditions, and says what the crop job was.
     page = (analysis / "report.html").read_text()
-    for title in ("Per-dimension KL", "Group differences (Cohen's d)", "Latent traversals", "Difference maps",
-                  "Grad-CAM"):  # fmt: skip
+    for title in (
+        "Per-dimension KL",
+        "Group differences (Cohen's d)",
+        "Latent traversals",
+        "Difference maps",
+        "Grad-CAM",
+    ):
         section = _section(page, title)
         assert "not available" not in section and "<img" in section, title
     assert "treated" in _section(page, "Group differences (Cohen's d)")

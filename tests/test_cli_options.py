@@ -103,8 +103,10 @@ def test_refusals_name_the_flag_not_the_settings_field(tmp_path, capsys, argv, e
 
 
 def test_advice_names_switches_and_values_as_typed():
-    message = ("3 objects touched the image border and were skipped (exclude_border=False keeps them); "
-               "5 were cut (increase size or use mode='fit'); lower min_area")  # fmt: skip
+    message = (
+        "3 objects touched the image border and were skipped (exclude_border=False keeps them); "
+        "5 were cut (increase size or use mode='fit'); lower min_area"
+    )
     assert name_flags(message, CROP_FLAGS) == (
         "3 objects touched the image border and were skipped (--no-exclude-border keeps them); "
         "5 were cut (increase size or use --mode fit); lower --min-area"

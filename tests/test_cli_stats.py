@@ -32,12 +32,34 @@ def _run(capsys, *args):
 
 def test_stats_writes_the_table_and_json_and_finds_the_shifted_dimension(latents, tmp_path, capsys):
     out = tmp_path / "stats"
-    code, stdout, stderr = _run(capsys, "--latents", latents, "--groups", "treated", "control", "--out", out,
-                                "--permutations", 500, "--resamples", 300)  # fmt: skip
+    code, stdout, stderr = _run(
+        capsys,
+        "--latents",
+        latents,
+        "--groups",
+        "treated",
+        "control",
+        "--out",
+        out,
+        "--permutations",
+        500,
+        "--resamples",
+        300,
+    )
     assert code == 0, stderr
     table = pd.read_csv(out / "inference.csv")
-    assert list(table.columns) == ["dimension", "mean_difference", "mean_difference_low", "mean_difference_high",
-                                   "d", "d_low", "d_high", "p", "q", "significant"]  # fmt: skip
+    assert list(table.columns) == [
+        "dimension",
+        "mean_difference",
+        "mean_difference_low",
+        "mean_difference_high",
+        "d",
+        "d_low",
+        "d_high",
+        "p",
+        "q",
+        "significant",
+    ]
     assert table.loc[table["significant"], "dimension"].tolist() == ["mu_1"]
     row = table.set_index("dimension").loc["mu_1"]
     assert row["d_low"] < row["d"] < row["d_high"] and row["d"] > 0.7 and row["p"] == pytest.approx(1 / 501)
@@ -58,8 +80,21 @@ def test_stats_writes_the_table_and_json_and_finds_the_shifted_dimension(latents
 
 def test_stats_by_image_permutes_whole_images(latents, tmp_path, capsys):
     out = tmp_path / "per-image"
-    code, stdout, stderr = _run(capsys, "--latents", latents, "--groups", "treated", "control", "--by-image",
-                                "--out", out, "--resamples", 200, "--distance", "mmd")  # fmt: skip
+    code, stdout, stderr = _run(
+        capsys,
+        "--latents",
+        latents,
+        "--groups",
+        "treated",
+        "control",
+        "--by-image",
+        "--out",
+        out,
+        "--resamples",
+        200,
+        "--distance",
+        "mmd",
+    )
     assert code == 0, stderr
     result = json.loads((out / "inference.json").read_text())
     assert (result["unit"], result["units"], result["arrangements"], result["exact"]) == (

@@ -19,11 +19,21 @@ def disk_crop_set(n: int = 48) -> CropSet:
     for i in range(n):
         rr, cc = disk((8 + rng.uniform(-1, 1), 8 + rng.uniform(-1, 1)), radius[i], shape=(16, 16))
         images[i, 0][rr, cc] = 0.8
-    table = pd.DataFrame({
-        "crop_id": np.arange(n), "source": [f"image{i % 6}.tif" for i in range(n)], "label_id": np.arange(1, n + 1),
-        "t": 0, "group": np.where(np.arange(n) % 2 == 0, "control", "treated"), "annotation": "",
-        "y_start": 0, "y_stop": 16, "x_start": 0, "x_stop": 16, "area": np.pi * radius**2,
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(n),
+            "source": [f"image{i % 6}.tif" for i in range(n)],
+            "label_id": np.arange(1, n + 1),
+            "t": 0,
+            "group": np.where(np.arange(n) % 2 == 0, "control", "treated"),
+            "annotation": "",
+            "y_start": 0,
+            "y_stop": 16,
+            "x_start": 0,
+            "x_stop": 16,
+            "area": np.pi * radius**2,
+        }
+    )
     return CropSet(images, table, ["dna"], (1.0, 1.0), {"steps": []})
 
 
@@ -31,12 +41,21 @@ def test_sweep_from_the_command_line_one_job_per_grid_point_then_collect(tmp_pat
     crops = tmp_path / "crops"
     save_crop_set(disk_crop_set(), crops)
     config = tmp_path / "sweep.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"latent_dim": 2, "base_channels": 8},
-        "training": {"epochs": 2, "batch_size": 8, "accelerator": "cpu",
-                     "augment_flips": False, "augment_rot90": False},
-        "grid": {"beta": [0.5, 4.0], "depth": [2, 9]},
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"latent_dim": 2, "base_channels": 8},
+                "training": {
+                    "epochs": 2,
+                    "batch_size": 8,
+                    "accelerator": "cpu",
+                    "augment_flips": False,
+                    "augment_rot90": False,
+                },
+                "grid": {"beta": [0.5, 4.0], "depth": [2, 9]},
+            }
+        )
+    )
     assert main(["sweep", "--config", str(config), "--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert listed == ["0\t000_beta0.5_depth2", "1\t001_beta0.5_depth9", "2\t002_beta4_depth2", "3\t003_beta4_depth9"]

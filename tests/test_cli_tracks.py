@@ -72,8 +72,12 @@ def test_label_ids_that_persist_become_track_ids_and_travel_everywhere(movie_fil
     crop_set = load_crop_set(out, in_memory=True)
     table = crop_set.table
     assert (table[TRACK_ID] == table["label_id"]).all() and table[TRACK_ID].dtype == np.int64
-    assert table.groupby(TRACK_ID)["t"].apply(list).to_dict() == {1: list(range(6)), 2: list(range(6)),
-                                                                  3: list(range(6)), 4: list(range(2, 6))}  # fmt: skip
+    assert table.groupby(TRACK_ID)["t"].apply(list).to_dict() == {
+        1: list(range(6)),
+        2: list(range(6)),
+        3: list(range(6)),
+        4: list(range(2, 6)),
+    }
 
     latents = embed(load_bundle(_small_bundle(tmp_path / "model")), crop_set)
     assert (latents[TRACK_ID] == latents["label_id"]).all()
@@ -119,8 +123,9 @@ def test_tracks_command_and_report_on_an_analysis_folder(movie_files, tmp_path, 
     assert main(["crops", *files, "--size", "32", "--track-ids", "labels", "--out", str(crops)]) == 0
     crop_set = load_crop_set(crops, in_memory=True)
     # latents with known paths: mu_0 = radius of the cell, so speed = growth per frame, straightness 1
-    latents = crop_set.table.assign(mu_0=radius(crop_set.table["label_id"], crop_set.table["t"]), mu_1=0.0,
-                                    logvar_0=0.0, logvar_1=0.0)  # fmt: skip
+    latents = crop_set.table.assign(
+        mu_0=radius(crop_set.table["label_id"], crop_set.table["t"]), mu_1=0.0, logvar_0=0.0, logvar_1=0.0
+    )
     latents["group"] = np.where(latents["label_id"] % 2 == 1, "odd", "even")
     folder = tmp_path / "analysis"
     create_analysis(folder)
@@ -131,8 +136,23 @@ def test_tracks_command_and_report_on_an_analysis_folder(movie_files, tmp_path, 
     assert opened.crop_set.table[TRACK_ID].tolist() == latents[TRACK_ID].tolist()
     capsys.readouterr()
 
-    assert main(["tracks", str(folder), "--region-selection", "big", "--frame-interval", "2",
-                 "--out", str(tmp_path / "tracks.csv"), "--figure", str(tmp_path / "paths.png")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tracks",
+                str(folder),
+                "--region-selection",
+                "big",
+                "--frame-interval",
+                "2",
+                "--out",
+                str(tmp_path / "tracks.csv"),
+                "--figure",
+                str(tmp_path / "paths.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "22 of 22 crops lie on 4 tracks" in out and "odd against even" in out
     statistics = pd.read_csv(tmp_path / "tracks.csv").set_index(TRACK_ID)

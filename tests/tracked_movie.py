@@ -30,8 +30,15 @@ def movie() -> tuple[np.ndarray, np.ndarray]:
 
 def track_points(id_of_label=lambda label: 10 * label) -> np.ndarray:
     """A tracker's points of the cells (napari Tracks data: track id, t, y, x), track ids renumbered."""
-    return np.array([(id_of_label(label), t, y + t, x) for t in range(FRAMES) for label, (y, x, _, _) in CELLS.items()
-                     if t >= FIRST_FRAME[label]], dtype=float)  # fmt: skip
+    return np.array(
+        [
+            (id_of_label(label), t, y + t, x)
+            for t in range(FRAMES)
+            for label, (y, x, _, _) in CELLS.items()
+            if t >= FIRST_FRAME[label]
+        ],
+        dtype=float,
+    )
 
 
 def radius(label_ids: np.ndarray, frames: np.ndarray) -> np.ndarray:

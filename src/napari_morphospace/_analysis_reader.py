@@ -58,8 +58,10 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
     layers = analysis_layers(path)
     folder = Path(path if isinstance(path, (str, os.PathLike)) else list(path)[0])
     if not layers and external_references(folder):
-        raise InputError(f"{folder}: every image it shows lies outside the analysis folder, and nothing outside it "
-                         f"is read without your consent; {CONSENT_HINT}")  # fmt: skip
+        raise InputError(
+            f"{folder}: every image it shows lies outside the analysis folder, and nothing outside it "
+            f"is read without your consent; {CONSENT_HINT}"
+        )
     return layers
 
 
@@ -110,12 +112,22 @@ def analysis_layers(path: PathOrPaths, *, allow_external: bool = False) -> list[
         labels = read_labels(labels_path)
         name = file_stem(labels_path)
         aliases = (source.image.absolute, str(image_path))  # what crops cut with the command line name as source
-        features = layer_features(table, LabelsInfo(name, has_time=labels.ndim > spatial_ndim(table, labels.ndim),
-                                                    aliases=aliases))  # fmt: skip
-        layers.append((labels, {
-            "name": name, "scale": scale, "translate": translate, "features": features,
-            "metadata": {"morphospace_analysis": str(folder), "source": str(image_path), "group": source.group},
-        }, "labels"))  # fmt: skip
+        features = layer_features(
+            table, LabelsInfo(name, has_time=labels.ndim > spatial_ndim(table, labels.ndim), aliases=aliases)
+        )
+        layers.append(
+            (
+                labels,
+                {
+                    "name": name,
+                    "scale": scale,
+                    "translate": translate,
+                    "features": features,
+                    "metadata": {"morphospace_analysis": str(folder), "source": str(image_path), "group": source.group},
+                },
+                "labels",
+            )
+        )
     return layers
 
 

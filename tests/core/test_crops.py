@@ -236,23 +236,36 @@ def test_nan_pixels_become_zero_with_a_warning_and_an_all_nan_crop_is_refused():
 
 def test_progress_is_reported_per_batch_and_stop_cancels(tmp_path, labels_2d, monkeypatch):
     calls = []
-    crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1),
-                      on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    crops_from_labels(
+        np.zeros((40, 50)),
+        labels_2d,
+        CropSettings(size=8, min_area=1),
+        on_progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(3, 3)]  # three small crops: one batch
     monkeypatch.setattr(crops, "_BATCH_BYTES", 2 * 8 * 8 * 4)  # two crops per batch
     calls.clear()
-    crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1),
-                      on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    crops_from_labels(
+        np.zeros((40, 50)),
+        labels_2d,
+        CropSettings(size=8, min_area=1),
+        on_progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(2, 3), (3, 3)]
     calls.clear()
-    crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=10),  # object 1 (9 px) skipped
-                      on_progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    crops_from_labels(
+        np.zeros((40, 50)),
+        labels_2d,
+        CropSettings(size=8, min_area=10),  # object 1 (9 px) skipped
+        on_progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(3, 3)]
     stop = threading.Event()
     stop.set()
     with pytest.raises(CropCancelled):
-        crops_from_labels(np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1),
-                          output=tmp_path / "set", stop_event=stop)  # fmt: skip
+        crops_from_labels(
+            np.zeros((40, 50)), labels_2d, CropSettings(size=8, min_area=1), output=tmp_path / "set", stop_event=stop
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -262,8 +262,10 @@ def test_crops_of_a_file_without_pixel_size_claim_none(tmp_path, file_format):
     labels = np.zeros((40, 40), np.uint16)
     labels[10:20, 12:22] = 1
     tifffile.imwrite(tmp_path / "plain.tif", labels * 300)
-    write_stack(tmp_path / "calibrated.ome.tif", Stack(labels * 300, "YX", {"Y": 0.25, "X": 0.5}, ["dna"],
-                                                       units={"Y": "µm", "X": "µm"}))  # fmt: skip
+    write_stack(
+        tmp_path / "calibrated.ome.tif",
+        Stack(labels * 300, "YX", {"Y": 0.25, "X": 0.5}, ["dna"], units={"Y": "µm", "X": "µm"}),
+    )
     for name, spacing in (("plain.tif", ()), ("calibrated.ome.tif", (0.25, 0.5))):
         crop_set = crops_from_labels(read_stack(tmp_path / name), labels, CropSettings(size=16))
         assert crop_set.spacing == spacing

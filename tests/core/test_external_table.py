@@ -67,8 +67,10 @@ def test_statistics_of_measured_features_equal_cohens_d_by_hand(cellprofiler):
     summary = summarise_latents(cells, "group", "A9", "f9620")
     area_a = table.loc[table["Metadata_Condition"] == "A9", "AreaShape_Area"].to_numpy(float)
     area_b = table.loc[table["Metadata_Condition"] == "f9620", "AreaShape_Area"].to_numpy(float)
-    pooled = np.sqrt(((len(area_a) - 1) * area_a.var(ddof=1) + (len(area_b) - 1) * area_b.var(ddof=1))
-                     / (len(area_a) + len(area_b) - 2))  # fmt: skip
+    pooled = np.sqrt(
+        ((len(area_a) - 1) * area_a.var(ddof=1) + (len(area_b) - 1) * area_b.var(ddof=1))
+        / (len(area_a) + len(area_b) - 2)
+    )
     index = summary.names.index("AreaShape_Area")  # the user's names, not the prefixed columns
     assert summary.effects.d[index] == pytest.approx((area_a.mean() - area_b.mean()) / pooled, rel=1e-12)
     assert summary.measured and "measured features" in summary.overview_text()
@@ -102,8 +104,15 @@ def test_features_chosen_by_name_and_pattern(cellprofiler):
 
 
 def test_another_models_latents_keep_their_names():
-    table = pd.DataFrame({"label": [1, 2, 3], "mu_0": [0.1, 0.2, 0.3], "mu_1": [1.0, 0.0, -1.0],
-                          "logvar_0": [-1.0] * 3, "logvar_1": [-2.0] * 3})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "label": [1, 2, 3],
+            "mu_0": [0.1, 0.2, 0.3],
+            "mu_1": [1.0, 0.0, -1.0],
+            "logvar_0": [-1.0] * 3,
+            "logvar_1": [-2.0] * 3,
+        }
+    )
     result = external_cells(table, layers=[LabelsObjects("cells", np.array([1, 2, 3]))])
     assert result.feature_columns == ["mu_0", "mu_1", "logvar_0", "logvar_1"]
     assert latent_columns(result.table) == ["mu_0", "mu_1"]
@@ -151,8 +160,9 @@ def test_parquet_and_anndata_read_like_csv(tmp_path):
     table.to_parquet(tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(read_external_table(tmp_path / "t.parquet"), table)
     obs = pd.DataFrame({"label_id": [1, 2]}, index=["a", "b"])
-    anndata.AnnData(X=np.array([[3.0, 0.5], [4.0, 0.25]], np.float32), obs=obs,
-                    var=pd.DataFrame(index=["area", "dino_1"])).write_h5ad(tmp_path / "t.h5ad")  # fmt: skip
+    anndata.AnnData(
+        X=np.array([[3.0, 0.5], [4.0, 0.25]], np.float32), obs=obs, var=pd.DataFrame(index=["area", "dino_1"])
+    ).write_h5ad(tmp_path / "t.h5ad")
     read = read_external_table(tmp_path / "t.h5ad")
     assert list(read.columns) == ["label_id", "area", "dino_1"]
     assert list(read["dino_1"]) == [0.5, 0.25]
@@ -171,43 +181,95 @@ TWO_LAYERS = [*LAYER, LabelsObjects("b_labels", np.array([1, 2]))]
 @pytest.mark.parametrize(
     ("table", "kwargs", "message"),
     [
-        (pd.DataFrame({"area": [1.0], "name": ["x"]}), {"layers": LAYER},
-         r"no label id column \(one of label_id, label, ObjectNumber.*its columns are area, name"),
-        (pd.DataFrame({"label": [1, 4, 9], "area": [1.0, 2.0, 3.0]}), {"layers": LAYER},
-         r"2 of 3 rows of image 'a_labels' name label ids that layer 'a_labels' does not have \(4, 9\)"),
-        (pd.DataFrame({"image": ["a.tif"] * 3, "label": [1, 1, 2], "area": [1.0, 2.0, 3.0]}), {"layers": LAYER},
-         r"2 rows repeat an object \(same image, label id and frame\): 'a.tif' label 1"),
-        (pd.DataFrame({"label": [1, 2], "area": [1.0, 2.0], "shape": ["round", "long"]}),
-         {"layers": LAYER, "settings": TableSettings(features="area, shape")},
-         r"1 chosen feature column\(s\) are not numeric: shape \(shape = 'round'\)"),
-        (pd.DataFrame({"label": [1], "area": [1.0]}),
-         {"layers": LAYER, "settings": TableSettings(features="Zernike_*")},
-         r"no column of the table matches 'Zernike_\*'; its columns are label, area"),
-        (pd.DataFrame({"image": ["c.tif", "d.tif"], "label": [1, 2], "area": [1.0, 2.0]}), {"layers": TWO_LAYERS},
-         r"no image of the table is shown by a Labels layer: the table names c.tif, d.tif; "
-         r"the Labels layers open are a_labels, b_labels"),
-        (pd.DataFrame({"label": [1, 2], "area": [1.0, 2.0]}), {"layers": TWO_LAYERS},
-         r"no image column .* and 2 Labels layers are open \(a_labels, b_labels\)"),
-        (pd.DataFrame({"ImageNumber": [1, 2], "ObjectNumber": [1, 1], "area": [1.0, 2.0]}), {"layers": TWO_LAYERS},
-         r"names 2 images by ImageNumber only; give CellProfiler's image table"),
-        (pd.DataFrame({"crop_id": [0, 1], "dino_0": [1.0, 2.0]}), {"layers": LAYER},
-         r"the table names cells by crop_id, which refers to a crop set"),
-        (pd.DataFrame({"label": [1, 2.5], "area": [1.0, 2.0]}), {"layers": LAYER},
-         r"column 'label' holds 1 value\(s\) that are not label ids"),
-        (pd.DataFrame({"label": [1, 2], "area": [np.nan, 1.0], "ecc": [0.5, np.nan]}), {"layers": LAYER},
-         r"no row of the table is left to show: 2 of 2 rows have missing"),
-        (pd.DataFrame({"label": [1, 2], "area": [np.nan, np.nan]}), {"layers": LAYER},
-         r"every feature column of the table is empty"),
-        (pd.DataFrame({"label": [1, 2], "kind": ["a", "b"]}), {"layers": LAYER},
-         r"no numeric feature columns besides its keys"),
-        (pd.DataFrame({"label": [1], "area": [1.0]}),
-         {"layers": LAYER, "settings": TableSettings(group_column="Condition")},
-         r"no column 'Condition' for the groups"),
+        (
+            pd.DataFrame({"area": [1.0], "name": ["x"]}),
+            {"layers": LAYER},
+            r"no label id column \(one of label_id, label, ObjectNumber.*its columns are area, name",
+        ),
+        (
+            pd.DataFrame({"label": [1, 4, 9], "area": [1.0, 2.0, 3.0]}),
+            {"layers": LAYER},
+            r"2 of 3 rows of image 'a_labels' name label ids that layer 'a_labels' does not have \(4, 9\)",
+        ),
+        (
+            pd.DataFrame({"image": ["a.tif"] * 3, "label": [1, 1, 2], "area": [1.0, 2.0, 3.0]}),
+            {"layers": LAYER},
+            r"2 rows repeat an object \(same image, label id and frame\): 'a.tif' label 1",
+        ),
+        (
+            pd.DataFrame({"label": [1, 2], "area": [1.0, 2.0], "shape": ["round", "long"]}),
+            {"layers": LAYER, "settings": TableSettings(features="area, shape")},
+            r"1 chosen feature column\(s\) are not numeric: shape \(shape = 'round'\)",
+        ),
+        (
+            pd.DataFrame({"label": [1], "area": [1.0]}),
+            {"layers": LAYER, "settings": TableSettings(features="Zernike_*")},
+            r"no column of the table matches 'Zernike_\*'; its columns are label, area",
+        ),
+        (
+            pd.DataFrame({"image": ["c.tif", "d.tif"], "label": [1, 2], "area": [1.0, 2.0]}),
+            {"layers": TWO_LAYERS},
+            r"no image of the table is shown by a Labels layer: the table names c.tif, d.tif; "
+            r"the Labels layers open are a_labels, b_labels",
+        ),
+        (
+            pd.DataFrame({"label": [1, 2], "area": [1.0, 2.0]}),
+            {"layers": TWO_LAYERS},
+            r"no image column .* and 2 Labels layers are open \(a_labels, b_labels\)",
+        ),
+        (
+            pd.DataFrame({"ImageNumber": [1, 2], "ObjectNumber": [1, 1], "area": [1.0, 2.0]}),
+            {"layers": TWO_LAYERS},
+            r"names 2 images by ImageNumber only; give CellProfiler's image table",
+        ),
+        (
+            pd.DataFrame({"crop_id": [0, 1], "dino_0": [1.0, 2.0]}),
+            {"layers": LAYER},
+            r"the table names cells by crop_id, which refers to a crop set",
+        ),
+        (
+            pd.DataFrame({"label": [1, 2.5], "area": [1.0, 2.0]}),
+            {"layers": LAYER},
+            r"column 'label' holds 1 value\(s\) that are not label ids",
+        ),
+        (
+            pd.DataFrame({"label": [1, 2], "area": [np.nan, 1.0], "ecc": [0.5, np.nan]}),
+            {"layers": LAYER},
+            r"no row of the table is left to show: 2 of 2 rows have missing",
+        ),
+        (
+            pd.DataFrame({"label": [1, 2], "area": [np.nan, np.nan]}),
+            {"layers": LAYER},
+            r"every feature column of the table is empty",
+        ),
+        (
+            pd.DataFrame({"label": [1, 2], "kind": ["a", "b"]}),
+            {"layers": LAYER},
+            r"no numeric feature columns besides its keys",
+        ),
+        (
+            pd.DataFrame({"label": [1], "area": [1.0]}),
+            {"layers": LAYER, "settings": TableSettings(group_column="Condition")},
+            r"no column 'Condition' for the groups",
+        ),
     ],
-    ids=["no-key", "unknown-labels", "duplicates", "non-numeric", "no-match", "no-layer", "no-image-column",
-         "image-number", "crop-id-without-crops", "fractional-label", "all-rows-nan", "all-columns-empty",
-         "no-features", "no-group-column"],
-)  # fmt: skip
+    ids=[
+        "no-key",
+        "unknown-labels",
+        "duplicates",
+        "non-numeric",
+        "no-match",
+        "no-layer",
+        "no-image-column",
+        "image-number",
+        "crop-id-without-crops",
+        "fractional-label",
+        "all-rows-nan",
+        "all-columns-empty",
+        "no-features",
+        "no-group-column",
+    ],
+)
 def test_each_bad_table_gives_its_message(table, kwargs, message):
     with pytest.raises(InputError, match=message):
         external_cells(table, **kwargs)

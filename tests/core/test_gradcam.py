@@ -248,9 +248,12 @@ def test_paste_and_place_agree_on_where_a_crop_pixel_lands(n, factor, start, hot
     centre = np.array(translate) + np.array(scale) * np.array(hot)  # napari world coordinate of the crop pixel
     pasted = paste_into_source(cam, row, (40, 40), order=0)
     covered = np.argwhere(pasted > 0)
-    expected = [(y, x) for y in range(start[0] + hot[0] * factor, start[0] + (hot[0] + 1) * factor)
-                for x in range(start[1] + hot[1] * factor, start[1] + (hot[1] + 1) * factor)
-                if 0 <= y < 40 and 0 <= x < 40]  # fmt: skip
+    expected = [
+        (y, x)
+        for y in range(start[0] + hot[0] * factor, start[0] + (hot[0] + 1) * factor)
+        for x in range(start[1] + hot[1] * factor, start[1] + (hot[1] + 1) * factor)
+        if 0 <= y < 40 and 0 <= x < 40
+    ]
     assert sorted(map(tuple, covered)) == expected
     if len(expected) == factor * factor:  # fully inside: the block's centre is where napari draws the pixel
         np.testing.assert_allclose(covered.mean(axis=0), centre)

@@ -88,8 +88,11 @@ def test_energy_distance_is_the_square_of_scipys_and_mmd_matches_the_hand_sum():
     mmd = distance_test(values, in_a, "mmd", 200, rng, cells_per_group=100)
     sigma = np.median([abs(u - v) for u, v in itertools.combinations(np.r_[x, y], 2)])
     k = lambda u, v: np.exp(-((u - v) ** 2) / (2 * sigma**2))  # noqa: E731
-    hand = (np.mean([[k(u, v) for v in x] for u in x]) + np.mean([[k(u, v) for v in y] for u in y])
-            - 2 * np.mean([[k(u, v) for v in y] for u in x]))  # fmt: skip
+    hand = (
+        np.mean([[k(u, v) for v in x] for u in x])
+        + np.mean([[k(u, v) for v in y] for u in y])
+        - 2 * np.mean([[k(u, v) for v in y] for u in x])
+    )
     assert mmd.bandwidth == pytest.approx(sigma) and mmd.value == pytest.approx(hand, rel=1e-10)
 
 
@@ -119,8 +122,9 @@ def test_per_image_bootstrap_resamples_images_and_gives_wider_intervals():
     rng = np.random.default_rng(4)
     a, b, images_a, images_b = simulate_conditions(rng, images=8, cells_per_image=30, dims=2, image_sd=0.7)
     per_cell = compare_arrays(a, b, InferenceSettings(permutations=200, resamples=500))
-    per_image = compare_arrays(a, b, InferenceSettings(permutations=200, resamples=500, by_image=True),
-                               images_a=images_a, images_b=images_b)  # fmt: skip
+    per_image = compare_arrays(
+        a, b, InferenceSettings(permutations=200, resamples=500, by_image=True), images_a=images_a, images_b=images_b
+    )
     np.testing.assert_allclose(per_image.dimensions.d, per_cell.dimensions.d)  # same estimates, other uncertainty
     width = lambda r: r.dimensions.d_high - r.dimensions.d_low  # noqa: E731
     assert (width(per_image) > 1.5 * width(per_cell)).all()  # design effect 1 + 29 · 0.33: about 3 times wider
@@ -205,13 +209,13 @@ def test_a_latent_table_is_compared_with_a_note_on_independent_cells():
     text = "\n".join(result.summary_lines())
     assert "4 image(s) of 'treated' and 4 of 'control': test per image" in text
     assert "1 object(s) without latents left out" in text
-    per_image = compare_groups(table, "group", "treated", "control",
-                               InferenceSettings(permutations=300, resamples=200, by_image=True))  # fmt: skip
+    per_image = compare_groups(
+        table, "group", "treated", "control", InferenceSettings(permutations=300, resamples=200, by_image=True)
+    )
     assert per_image.unit == "image" and per_image.arrangements == 70 and per_image.exact
     assert per_image.dimensions.p[0] == pytest.approx(2 / 70)  # the most extreme of 70: all treated images highest
     with pytest.raises(InputError, match="no 'source' column naming their image"):
-        compare_groups(table.drop(columns="source"), "group", "treated", "control",
-                       InferenceSettings(by_image=True))  # fmt: skip
+        compare_groups(table.drop(columns="source"), "group", "treated", "control", InferenceSettings(by_image=True))
 
 
 # ---------------------------------------------------------------- calibration (small versions of the benchmark)
@@ -221,8 +225,9 @@ def _rejections(rng, reps, *, dims, shift=(), images=1, cells_per_image=100, ima
     """Per repetition, the raw p-values of the per-dimension permutation test."""
     out = []
     for _ in range(reps):
-        a, b, images_a, images_b = simulate_conditions(rng, images=images, cells_per_image=cells_per_image,
-                                                       dims=dims, shift=shift, image_sd=image_sd)  # fmt: skip
+        a, b, images_a, images_b = simulate_conditions(
+            rng, images=images, cells_per_image=cells_per_image, dims=dims, shift=shift, image_sd=image_sd
+        )
         _, _, units = _units(a, b, *((images_a, images_b) if by_image else ()))
         out.append(permutation_p_values(units, 200, rng)[0])
     return np.array(out)

@@ -32,10 +32,21 @@ def bbbc007_layers():
 
 @pytest.mark.parametrize(
     "name, stem",
-    [("A9 p10d_labels", "A9 p10d"), ("17P1_POS0006_D_1UL_labels", "17P1_POS0006_D_1UL"), ("control cells", "control"),
-     ("control cells [1]", "control"), ("X_mask", "X"), ("X-masks", "X"), ("X.seg", "X"), ("X_segmentation", "X"),
-     ("X_cp_masks", "X"), ("X_label", "X"), ("mask2d", "mask2d"), ("cells", "cells")],
-)  # fmt: skip
+    [
+        ("A9 p10d_labels", "A9 p10d"),
+        ("17P1_POS0006_D_1UL_labels", "17P1_POS0006_D_1UL"),
+        ("control cells", "control"),
+        ("control cells [1]", "control"),
+        ("X_mask", "X"),
+        ("X-masks", "X"),
+        ("X.seg", "X"),
+        ("X_segmentation", "X"),
+        ("X_cp_masks", "X"),
+        ("X_label", "X"),
+        ("mask2d", "mask2d"),
+        ("cells", "cells"),
+    ],
+)
 def test_name_stem_removes_one_objects_suffix_and_napari_duplicate_marks(name, stem):
     assert name_stem(name) == stem
 
@@ -83,7 +94,9 @@ def test_one_file_name_in_several_folders_pairs_within_the_folder():
     ]
     pairing = pair_layers(layers, "labels")
     assert [(s.objects, s.channels, s.group) for s in pairing.sources] == [
-        ("field_labels", ["field"], "control"), ("field_labels [1]", ["field [1]"], "treated")]  # fmt: skip
+        ("field_labels", ["field"], "control"),
+        ("field_labels [1]", ["field [1]"], "treated"),
+    ]
 
 
 def test_channels_of_one_file_are_one_source():
@@ -99,7 +112,9 @@ def test_channels_of_one_file_are_one_source():
     ]
     sources = pair_layers(layers, "labels").sources
     assert [(s.objects, s.channels) for s in sources] == [
-        ("X_labels", ["X membrane", "X nucleus"]), ("Y_labels", ["Y", "Y [1]"])]  # fmt: skip
+        ("X_labels", ["X membrane", "X nucleus"]),
+        ("Y_labels", ["Y", "Y [1]"]),
+    ]
     assert channel_names(sources[0].channels, sources[0].stem) == ["membrane", "nucleus"]
     assert channel_names(sources[1].channels, sources[1].stem) == ["ch0", "ch1"]
 
@@ -133,7 +148,10 @@ def test_the_three_samples_together_keep_their_own_channels():
     ]
     assert channel_names(sources["control cells [1]"].channels, sources["control cells [1]"].stem) == ["phase"]
     assert channel_names(sources["treated cells [2]"].channels, sources["treated cells [2]"].stem) == [
-        "membrane", "nucleus", "granules"]  # fmt: skip
+        "membrane",
+        "nucleus",
+        "granules",
+    ]
     assert {s.group for s in sources.values()} == {"control", "treated"}
 
 
@@ -150,10 +168,16 @@ def test_layers_added_from_a_script_pair_by_their_name_prefix():
 
 
 def test_the_only_image_of_a_shape_pairs_with_any_name():
-    layers = [LayerInfo("img2d", "image", (512, 512)), LayerInfo("img3d", "image", (31, 61, 57)),
-              LayerInfo("mask2d", "labels", (512, 512)), LayerInfo("mask3d", "labels", (31, 61, 57))]  # fmt: skip
+    layers = [
+        LayerInfo("img2d", "image", (512, 512)),
+        LayerInfo("img3d", "image", (31, 61, 57)),
+        LayerInfo("mask2d", "labels", (512, 512)),
+        LayerInfo("mask3d", "labels", (31, 61, 57)),
+    ]
     assert [(s.objects, s.channels) for s in pair_layers(layers, "labels").sources] == [
-        ("mask2d", ["img2d"]), ("mask3d", ["img3d"])]  # fmt: skip
+        ("mask2d", ["img2d"]),
+        ("mask3d", ["img3d"]),
+    ]
 
 
 def test_a_label_image_opened_as_an_image_is_recognised_and_not_a_channel():

@@ -27,7 +27,7 @@ from napari_morphospace.core.project.report import (
     factor_columns,
     settings_rows,
     write_report,
-)  # fmt: skip
+)
 from napari_morphospace.core.training.bundle import new_bundle, save_bundle
 from napari_morphospace.core.training.engine import TrainSettings
 
@@ -186,15 +186,30 @@ def test_classifier_metrics_saved_with_the_analysis_appear_in_the_report(demo_fo
 
     folder = tmp_path / "with-classifier"
     shutil.copytree(demo_folder, folder)
-    fold = {"balanced_accuracy": 0.875, "macro_f1": 0.8, "mcc": 0.75, "auroc": None, "n_crops": 8,
-            "confusion": [[3, 1], [0, 4]], "average_precision": {"control": 0.9, "treated": 0.95}}  # fmt: skip
-    document = {"label_column": "group", "classes": ["control", "treated"], "stopped": False, "folds": [fold],
-                "pooled": {**fold, "balanced_accuracy": 0.9375}, "settings": {"fusion": "late"},
-                "fold_mean": {"balanced_accuracy": 0.875, "macro_f1": 0.8, "mcc": 0.75, "auroc": None},
-                "fold_sd": {"balanced_accuracy": 0.125, "macro_f1": 0.05, "mcc": 0.25, "auroc": None},
-                "channel_weights": {"membrane": 0.2, "nucleus": 0.8},
-                "channel_evidence": {"control": {"membrane": 0.25, "nucleus": 0.75},
-                                     "treated": {"membrane": 0.6, "nucleus": 0.4}}}  # fmt: skip
+    fold = {
+        "balanced_accuracy": 0.875,
+        "macro_f1": 0.8,
+        "mcc": 0.75,
+        "auroc": None,
+        "n_crops": 8,
+        "confusion": [[3, 1], [0, 4]],
+        "average_precision": {"control": 0.9, "treated": 0.95},
+    }
+    document = {
+        "label_column": "group",
+        "classes": ["control", "treated"],
+        "stopped": False,
+        "folds": [fold],
+        "pooled": {**fold, "balanced_accuracy": 0.9375},
+        "settings": {"fusion": "late"},
+        "fold_mean": {"balanced_accuracy": 0.875, "macro_f1": 0.8, "mcc": 0.75, "auroc": None},
+        "fold_sd": {"balanced_accuracy": 0.125, "macro_f1": 0.05, "mcc": 0.25, "auroc": None},
+        "channel_weights": {"membrane": 0.2, "nucleus": 0.8},
+        "channel_evidence": {
+            "control": {"membrane": 0.25, "nucleus": 0.75},
+            "treated": {"membrane": 0.6, "nucleus": 0.4},
+        },
+    }
     save_analysis(folder, classifier=document)
     write_report(folder, folder / "report.html", overwrite=True)
     section = sections_of((folder / "report.html").read_text())["Classifier"]
@@ -213,8 +228,17 @@ def test_one_condition_gets_every_analysis_except_the_group_comparisons(tmp_path
     mu = rng.normal(0, 0.1, (n, 4))
     kl = 0.5 * np.mean(mu**2 + np.exp(logvar) - logvar - 1, axis=0)  # the closed form, by hand
     assert list(np.argsort(-kl)) == [2, 0, 1, 3]
-    table = pd.DataFrame({"crop_id": range(n), "source": "A9 p10d.tif", "label_id": range(1, n + 1), "t": 0,
-                          "group": "A9", "annotation": "", **{c: 0 for c in bbox_columns(2)}})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "crop_id": range(n),
+            "source": "A9 p10d.tif",
+            "label_id": range(1, n + 1),
+            "t": 0,
+            "group": "A9",
+            "annotation": "",
+            **{c: 0 for c in bbox_columns(2)},
+        }
+    )
     latents = table.assign(**{f"mu_{k}": mu[:, k] for k in range(4)}, **{f"logvar_{k}": logvar[k] for k in range(4)})
     settings = ModelSettings(latent_dim=4)
     bundle = save_bundle(
@@ -231,8 +255,9 @@ def test_one_condition_gets_every_analysis_except_the_group_comparisons(tmp_path
         tmp_path / "bundle",
     )
     factors = tmp_path / "factors.csv"
-    pd.DataFrame({"group": "A9", "label_id": table["label_id"], "size": 10 * mu[:, 2] + 5, "elongation": mu[:, 0]}
-                 ).to_csv(factors, index=False)  # fmt: skip
+    pd.DataFrame(
+        {"group": "A9", "label_id": table["label_id"], "size": 10 * mu[:, 2] + 5, "elongation": mu[:, 0]}
+    ).to_csv(factors, index=False)
     folder = tmp_path / "one condition"
     save_analysis(
         create_analysis(folder),
@@ -244,12 +269,18 @@ def test_one_condition_gets_every_analysis_except_the_group_comparisons(tmp_path
     opened = open_analysis(folder, allow_external=True)  # the factor table lies outside the folder
     sections = sections_of(write_report(opened, folder / "report.html").read_text())
 
-    expected_figures = {"Per-dimension KL": 1, "Top dimensions: KDE and violin plots": 2, "Latent traversals": 1,
-                        "Difference maps": 1, "Grad-CAM": 1}  # fmt: skip
+    expected_figures = {
+        "Per-dimension KL": 1,
+        "Top dimensions: KDE and violin plots": 2,
+        "Latent traversals": 1,
+        "Difference maps": 1,
+        "Grad-CAM": 1,
+    }
     for title, count in expected_figures.items():
         assert "not available" not in sections[title] and len(png_sizes(sections[title])) == count, title
-    first_row = re.search(r"<th>KL \[nats\]</th></tr></thead><tbody><tr><td>(.*?)</td><td>(.*?)</td>",
-                          sections["Per-dimension KL"])  # fmt: skip
+    first_row = re.search(
+        r"<th>KL \[nats\]</th></tr></thead><tbody><tr><td>(.*?)</td><td>(.*?)</td>", sections["Per-dimension KL"]
+    )
     assert first_row.groups() == ("dim 2", f"{kl[2]:.4g}")
     for title in ("Top dimensions: KDE and violin plots", "Latent traversals", "Difference maps"):
         assert (
@@ -265,14 +296,19 @@ def test_one_condition_gets_every_analysis_except_the_group_comparisons(tmp_path
             in sections[title]
         )
     # Disentanglement needs factors, not groups: each factor's most important dimension is the one made from it.
-    rows = dict(re.findall(r"<tr><td>(size|elongation)</td>(?:<td>[^<]*</td>){2}<td>(\d)</td></tr>",
-                           sections["Disentanglement (MIG and DCI)"]))  # fmt: skip
+    rows = dict(
+        re.findall(
+            r"<tr><td>(size|elongation)</td>(?:<td>[^<]*</td>){2}<td>(\d)</td></tr>",
+            sections["Disentanglement (MIG and DCI)"],
+        )
+    )
     assert rows == {"size": "2", "elongation": "0"}
 
 
 def test_loss_curves_have_a_log_axis_where_the_values_are_positive():
-    history = [{"epoch": e, "train_loss": 500 / (e + 1), "val_loss": 600 / (e + 1), "train_tc": 0.5 - e}
-               for e in range(6)]  # fmt: skip
+    history = [
+        {"epoch": e, "train_loss": 500 / (e + 1), "val_loss": 600 / (e + 1), "train_tc": 0.5 - e} for e in range(6)
+    ]
     figure = training_curves_figure(history)
     scales = {ax.get_title(): ax.get_yscale() for ax in figure.axes}
     assert scales == {"loss": "log", "tc": "linear"}  # an estimated TC term can go below 0
@@ -283,14 +319,28 @@ def test_settings_become_rows_of_a_table():
         "crop": {"size": [16, 64, 64], "mask": True, "channels": None},
         "steps": [{"name": "resize", "shape": [8, 8]}],
     }
-    assert settings_rows(data) == [("crop.size", "16, 64, 64"), ("crop.mask", "yes"), ("crop.channels", "—"),
-                                   ("steps[0].name", "resize"), ("steps[0].shape", "8, 8")]  # fmt: skip
+    assert settings_rows(data) == [
+        ("crop.size", "16, 64, 64"),
+        ("crop.mask", "yes"),
+        ("crop.channels", "—"),
+        ("steps[0].name", "resize"),
+        ("steps[0].shape", "8, 8"),
+    ]
 
 
 def test_factor_columns_are_the_varying_numbers_that_describe_cells():
     """Ids (the cell table's ID_COLUMNS), the group and centroids are not factors; constant and text columns neither."""
-    factors = pd.DataFrame({
-        "group": ["a", "b", "a"], "label_id": [1, 2, 3], "crop_id": [0, 1, 2], "t": [0, 0, 1], "track_id": [5, 6, 7],
-        "centroid_y": [1.0, 2.0, 3.0], "size": [1.0, 2.0, 4.0], "shape": [0.1, 0.1, 0.1], "note": ["x", "y", "z"],
-    })  # fmt: skip
+    factors = pd.DataFrame(
+        {
+            "group": ["a", "b", "a"],
+            "label_id": [1, 2, 3],
+            "crop_id": [0, 1, 2],
+            "t": [0, 0, 1],
+            "track_id": [5, 6, 7],
+            "centroid_y": [1.0, 2.0, 3.0],
+            "size": [1.0, 2.0, 4.0],
+            "shape": [0.1, 0.1, 0.1],
+            "note": ["x", "y", "z"],
+        }
+    )
     assert factor_columns(factors) == ["size"]

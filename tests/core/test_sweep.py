@@ -37,9 +37,15 @@ from napari_morphospace.core.training.engine import split_crops
 
 TINY = {
     "model": {"latent_dim": 4, "base_channels": 8},
-    "training": {"epochs": 5, "batch_size": 16, "learning_rate": 3e-3, "accelerator": "cpu",
-                 "augment_flips": False, "augment_rot90": False},
-}  # fmt: skip
+    "training": {
+        "epochs": 5,
+        "batch_size": 16,
+        "learning_rate": 3e-3,
+        "accelerator": "cpu",
+        "augment_flips": False,
+        "augment_rot90": False,
+    },
+}
 
 
 def sweep_settings(grid: dict, **extra) -> SweepSettings:
@@ -70,27 +76,37 @@ def sample_crops():
 def test_grid_points_are_every_combination_in_order_and_beta_means_tc_beta_for_beta_tcvae():
     settings = sweep_settings({"model": ["beta-vae", "beta-tcvae"], "beta": [0.5, 4.0]})
     points = grid_points(settings)
-    assert [p.name for p in points] == ["000_beta-vae_beta0.5", "001_beta-vae_beta4", "002_beta-tcvae_beta0.5",
-                                        "003_beta-tcvae_beta4"]  # fmt: skip
+    assert [p.name for p in points] == [
+        "000_beta-vae_beta0.5",
+        "001_beta-vae_beta4",
+        "002_beta-tcvae_beta0.5",
+        "003_beta-tcvae_beta4",
+    ]
     assert [p.values for p in points][1] == {"model": "beta-vae", "beta": 4.0}
     assert (points[1].model.beta, points[1].model.latent_dim, points[1].model.base_channels) == (4.0, 4, 8)  # base kept
     assert (points[3].model.tc_beta, points[3].model.beta) == (4.0, 1.0)  # β-TCVAE's β is tc_beta; beta stays unused
     depth = grid_points(sweep_settings({"depth": [None, 2], "block": ["maxpool", "strided"]}))
-    assert [p.name for p in depth] == ["000_depthauto_maxpool", "001_depthauto_strided", "002_depth2_maxpool",
-                                       "003_depth2_strided"]  # fmt: skip
+    assert [p.name for p in depth] == [
+        "000_depthauto_maxpool",
+        "001_depthauto_strided",
+        "002_depth2_maxpool",
+        "003_depth2_strided",
+    ]
     assert depth[0].model.depth is None and depth[3].model.depth == 2
     assert [p.name for p in grid_points(sweep_settings({}))] == ["000_base"]
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
-    [({"grid": {"latent_dim": [4, 1]}}, r"grid point 1 \(001_latent1\).*latent_dim"),
-     ({"grid": {"model": ["cond-vae"]}}, "train it with 'morphospace train'"),
-     ({"grid": {"beta": [0.5], "depths": [2]}}, "unknown setting.*depths"),
-     ({"grid": {"block": ["resnet"]}}, "'resnet' is not one of"),
-     ({"test_fraction": 1.0}, "test_fraction"),
-     ({"grid": {"beta": [2.0]}, "model": {"objective": "reparameterised"}}, "beta in \\[0, 1\\]")],
-)  # fmt: skip
+    [
+        ({"grid": {"latent_dim": [4, 1]}}, r"grid point 1 \(001_latent1\).*latent_dim"),
+        ({"grid": {"model": ["cond-vae"]}}, "train it with 'morphospace train'"),
+        ({"grid": {"beta": [0.5], "depths": [2]}}, "unknown setting.*depths"),
+        ({"grid": {"block": ["resnet"]}}, "'resnet' is not one of"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"grid": {"beta": [2.0]}, "model": {"objective": "reparameterised"}}, "beta in \\[0, 1\\]"),
+    ],
+)
 def test_bad_sweep_configs_are_refused_before_anything_trains(values, message):
     data = {**TINY, **values, "model": {**TINY["model"], **values.get("model", {})}}
     with pytest.raises(InputError, match=message):

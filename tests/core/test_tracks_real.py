@@ -44,8 +44,9 @@ def tgmm():
     mask = (labels > 0).astype(np.float32)  # labels only: each crop shows its cell's 3D shape
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a few objects under min_area
-        crop_set = crops_from_labels(mask, labels, CropSettings(size=(8, 16, 16), mode="fit", normalise="dtype"),
-                                     axes="TZYX", source="tgmm-mini")  # fmt: skip
+        crop_set = crops_from_labels(
+            mask, labels, CropSettings(size=(8, 16, 16), mode="fit", normalise="dtype"), axes="TZYX", source="tgmm-mini"
+        )
     return root, labels, crop_set
 
 

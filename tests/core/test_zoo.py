@@ -35,8 +35,10 @@ from napari_morphospace.core.training.engine import TrainSettings
 bioimageio_core = pytest.importorskip("bioimageio.core", reason="the zoo extra is part of the testing extra")
 
 PIPELINE = {"steps": [{"name": "normalize_percentile", "params": {"low": 1.0, "high": 99.8}}]}
-PREPROCESS = {"crops": {"mode": "fixed", "size": 16, "normalise": "percentiles", "percentiles": [1.0, 99.8]},
-              "pipeline": PIPELINE}  # fmt: skip
+PREPROCESS = {
+    "crops": {"mode": "fixed", "size": 16, "normalise": "percentiles", "percentiles": [1.0, 99.8]},
+    "pipeline": PIPELINE,
+}
 
 
 def blob_crops(n: int = 12, shape: tuple[int, ...] = (2, 16, 16), seed: int = 0) -> CropSet:
@@ -49,10 +51,19 @@ def blob_crops(n: int = 12, shape: tuple[int, ...] = (2, 16, 16), seed: int = 0)
         blob = np.exp(-(grid**2).sum(axis=0) / (2 * radius**2))
         raw = np.stack([blob * rng.uniform(0.3, 1) + rng.normal(0, 0.05, blob.shape) for _ in range(shape[0])])
         images.append(normalize_percentile(raw.astype(np.float32)))
-    table = pd.DataFrame({"crop_id": np.arange(n), "source": "field 1.tif", "label_id": np.arange(1, n + 1),
-                          "t": 0, "group": ["control", "treated"] * (n // 2), "annotation": ""})  # fmt: skip
-    return CropSet(np.stack(images), table, ["membrane (CellMask)", "DNA"][: shape[0]], (1.0,) * (len(shape) - 1),
-                   PREPROCESS)  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(n),
+            "source": "field 1.tif",
+            "label_id": np.arange(1, n + 1),
+            "t": 0,
+            "group": ["control", "treated"] * (n // 2),
+            "annotation": "",
+        }
+    )
+    return CropSet(
+        np.stack(images), table, ["membrane (CellMask)", "DNA"][: shape[0]], (1.0,) * (len(shape) - 1), PREPROCESS
+    )
 
 
 def bundle_folder(directory: Path, settings: ModelSettings, shape: tuple[int, ...], seed: int = 1) -> Path:
@@ -85,8 +96,9 @@ def exported(tmp_path_factory):
     bundle = load_bundle(bundle_folder(root / "bundle", ModelSettings(latent_dim=3, base_channels=4), (2, 16, 16)))
     crops = blob_crops()
     steps: list[str] = []
-    written = export_zoo_packages(bundle, crops, root / "zoo", settings=ZooSettings(authors=["Ada Lovelace"]),
-                                  on_step=steps.append)  # fmt: skip
+    written = export_zoo_packages(
+        bundle, crops, root / "zoo", settings=ZooSettings(authors=["Ada Lovelace"]), on_step=steps.append
+    )
     return bundle, crops, written, steps
 
 
@@ -163,8 +175,10 @@ def test_a_traversal_runs_downstream_through_the_torchscript_packages(exported):
     )
 
     bundle, crops, written, _ = exported
-    pipelines = {role: create_prediction_pipeline(load_model_description(path), weight_format="torchscript")
-                 for role, path in (("encoder", written.encoder), ("decoder", written.decoder))}  # fmt: skip
+    pipelines = {
+        role: create_prediction_pipeline(load_model_description(path), weight_format="torchscript")
+        for role, path in (("encoder", written.encoder), ("decoder", written.decoder))
+    }
     crop = crops.images[3:4]
     mu = predict(model=pipelines["encoder"], inputs={"crops": crop}).members["mu"].data.values
     z = np.repeat(mu, 3, axis=0)
@@ -257,16 +271,20 @@ def test_citations_follow_the_model():
 def test_round_trip_export_import_gives_identical_latents_and_decodes(exported, tmp_path):
     bundle, crops, written, _ = exported
     imported = load_bundle(import_zoo_packages([written.folder], tmp_path / "imported"))
-    np.testing.assert_array_equal(embed(imported, crops).filter(regex="^(mu|logvar)_").to_numpy(),
-                                  embed(bundle, crops).filter(regex="^(mu|logvar)_").to_numpy())  # fmt: skip
+    np.testing.assert_array_equal(
+        embed(imported, crops).filter(regex="^(mu|logvar)_").to_numpy(),
+        embed(bundle, crops).filter(regex="^(mu|logvar)_").to_numpy(),
+    )
     z = torch.randn(5, 3)
     with torch.no_grad():
         assert torch.equal(imported.model.decode(z), bundle.model.decode(z))
     assert torch.equal(imported.model.latent_scale, bundle.model.latent_scale)
     assert imported.channel_names == bundle.channel_names and imported.preprocess == bundle.preprocess
     assert imported.config["history"] == bundle.config["history"]
-    assert imported.config["provenance"]["imported_from"] == [str(written.encoder.resolve()),
-                                                              str(written.decoder.resolve())]  # fmt: skip
+    assert imported.config["provenance"]["imported_from"] == [
+        str(written.encoder.resolve()),
+        str(written.decoder.resolve()),
+    ]
     again = import_zoo_packages([written.decoder, written.encoder], tmp_path / "again")  # the two files, any order
     assert load_bundle(again).config["model_settings"] == bundle.config["model_settings"]
 
@@ -337,8 +355,9 @@ def test_wrong_shapes_missing_files_foreign_and_mismatched_packages_are_refused(
     assert "wrong shape" in refused(tmp_path, wrong, written.decoder, "do not fit the recorded architecture")
     missing = rewritten(written.encoder, tmp_path / "missing.zip", files={name: None})
     refused(tmp_path, missing, written.decoder, "missing its pytorch_state_dict weights file")
-    foreign = rewritten(written.encoder, tmp_path / "foreign.zip",
-                        rdf_change=lambda rdf: rdf["config"].pop("napari-morphospace"))  # fmt: skip
+    foreign = rewritten(
+        written.encoder, tmp_path / "foreign.zip", rdf_change=lambda rdf: rdf["config"].pop("napari-morphospace")
+    )
     refused(tmp_path, foreign, written.decoder, "was not exported by napari-morphospace")
     other = rewritten(
         written.decoder,
@@ -368,9 +387,11 @@ def test_a_3d_multi_encoder_model_exports_test_runs_and_round_trips(tmp_path):
     rdf = rdf_of(written.decoder)
     assert [a.get("id") for a in rdf["outputs"][0]["axes"][2:]] == ["z", "y", "x"]
     assert "10.1038/s42003-022-03218-x" in {c.get("doi") for c in rdf["cite"]}
-    decoder_state = torch.load(io.BytesIO(zipfile.ZipFile(written.decoder).read("decoder_state_dict.pt")),
-                               weights_only=True)  # fmt: skip
+    decoder_state = torch.load(
+        io.BytesIO(zipfile.ZipFile(written.decoder).read("decoder_state_dict.pt")), weights_only=True
+    )
     assert not [k for k in decoder_state if "encoders" in k] and "vae.latent_scale" in decoder_state
     imported = load_bundle(import_zoo_packages([written.folder], tmp_path / "imported"))
-    np.testing.assert_array_equal(embed(imported, crops).filter(like="mu_").to_numpy(),
-                                  embed(bundle, crops).filter(like="mu_").to_numpy())  # fmt: skip
+    np.testing.assert_array_equal(
+        embed(imported, crops).filter(like="mu_").to_numpy(), embed(bundle, crops).filter(like="mu_").to_numpy()
+    )

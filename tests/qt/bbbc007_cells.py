@@ -53,8 +53,15 @@ def _crops(which: tuple[int, ...] | None) -> CropSet:
     for condition, image, labels in fields(which):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "N of M objects were smaller than min_area and skipped"
-            parts.append(crops_from_labels(read_stack(image), read_labels(labels), CropSettings(),
-                                           source=labels.name.removesuffix(".tif"), group=condition))  # fmt: skip
+            parts.append(
+                crops_from_labels(
+                    read_stack(image),
+                    read_labels(labels),
+                    CropSettings(),
+                    source=labels.name.removesuffix(".tif"),
+                    group=condition,
+                )
+            )
     return concat_crop_sets(parts)
 
 

@@ -34,10 +34,18 @@ def parts(tmp_path, sources):
     """A 6-crop set, a tiny model bundle folder and the latents that model gives."""
     images = sources[0]
     rng = np.random.default_rng(0)
-    rows = [{"crop_id": i, "source": str(images[i // 3]), "label_id": i % 3 + 1, "t": 0,
-             "group": ["control", "treated"][i // 3], "annotation": "",
-             **dict(zip(bbox_columns(2), (0, 16, 0, 16), strict=True))}
-            for i in range(6)]  # fmt: skip
+    rows = [
+        {
+            "crop_id": i,
+            "source": str(images[i // 3]),
+            "label_id": i % 3 + 1,
+            "t": 0,
+            "group": ["control", "treated"][i // 3],
+            "annotation": "",
+            **dict(zip(bbox_columns(2), (0, 16, 0, 16), strict=True)),
+        }
+        for i in range(6)
+    ]
     crop_set = CropSet(rng.random((6, 1, 16, 16), dtype=np.float32), pd.DataFrame(rows), ["c0"], (0.5, 0.5))
     settings = ModelSettings(latent_dim=3, base_channels=4)
     torch.manual_seed(0)
@@ -108,16 +116,18 @@ def test_open_restores_layers_and_session(widget, qtbot, analysis_folder, parts)
     assert session.crop_set_folder == analysis_folder / "crops"
     np.testing.assert_allclose(_decode(session.bundle), _decode(load_bundle(bundle_dir)))
     # the cells' columns, crop table first, with the annotations saved by the Annotate store
-    pd.testing.assert_frame_equal(session.latents.drop(columns="annotation"), latents.drop(columns="annotation"),
-                                  check_like=True)  # fmt: skip
+    pd.testing.assert_frame_equal(
+        session.latents.drop(columns="annotation"), latents.drop(columns="annotation"), check_like=True
+    )
     assert session.latents["annotation"].tolist() == ["", "round", "", "", "round", ""]
     assert len(heard) == 1 and heard[0] is session.latents  # other widgets hear the new latents
     labels = [layer for layer in widget.viewer.layers if isinstance(layer, Labels)]
     assert [layer.name for layer in labels] == ["control_labels", "treated_labels"]  # as File > Open names them
     features = labels[1].features.set_index("crop_id")
     mu = [c for c in latents.columns if c.startswith("mu_")]
-    np.testing.assert_allclose(features[mu].to_numpy(), latents.set_index("crop_id").loc[[3, 4, 5], mu].to_numpy(),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        features[mu].to_numpy(), latents.set_index("crop_id").loc[[3, 4, 5], mu].to_numpy(), rtol=1e-6
+    )
     assert features.loc[4, "annotation"] == "round" and features.loc[5, "annotation"] == ""
     assert len(widget.viewer.layers) == 4 and "4 layer(s)" in widget.status.text() and "⚠" not in widget.status.text()
 
@@ -148,8 +158,11 @@ def test_a_missing_source_image_is_named_and_the_rest_opens(widget, qtbot, analy
     problems = [line for line in lines if line.startswith("⚠")]
     assert len(problems) == 1 and "control.tif" in problems[0]
     assert [layer.name for layer in widget.viewer.layers] == ["treated", "treated_labels"]
-    pd.testing.assert_frame_equal(session_for(widget.viewer).latents.drop(columns="annotation"),
-                                  parts[2].drop(columns="annotation"), check_like=True)  # fmt: skip
+    pd.testing.assert_frame_equal(
+        session_for(widget.viewer).latents.drop(columns="annotation"),
+        parts[2].drop(columns="annotation"),
+        check_like=True,
+    )
 
 
 def test_save_from_an_opened_analysis_gives_back_equal_parts(widget, qtbot, analysis_folder, tmp_path, sources):
@@ -283,6 +296,9 @@ def test_the_docked_analysis_widget_fits_a_1400_px_window(make_napari_viewer, do
     qtbot.waitUntil(lambda: widget.isVisible() and window.width() == 1400, timeout=5000)
     qtbot.wait(200)
     parts = [w for w in widget.findChildren((QLabel, QLineEdit, QPushButton)) if w.isVisible()]
-    cut_off = {(w.text() or type(w).__name__): w.mapTo(window, w.rect().topRight()).x() for w in parts
-               if w.mapTo(window, w.rect().topRight()).x() >= window.width()}  # fmt: skip
+    cut_off = {
+        (w.text() or type(w).__name__): w.mapTo(window, w.rect().topRight()).x()
+        for w in parts
+        if w.mapTo(window, w.rect().topRight()).x() >= window.width()
+    }
     assert len(parts) > 10 and not cut_off, f"cut off at the right edge of a {window.width()} px window: {cut_off}"

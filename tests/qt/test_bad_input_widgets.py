@@ -19,10 +19,14 @@ from napari_morphospace.core.training.bundle import load_bundle, new_bundle, sav
 from napari_morphospace.core.training.engine import TrainSettings
 from napari_morphospace.viewer.session import session_for
 
-TRAINED_ON = {"crops": {"size": 16, "mode": "fixed", "mask_neighbours": True, "normalise": "percentiles",
-                        "min_area": 10}, "pipeline": None}  # fmt: skip
-MADE_WITH = {"crops": {"size": 16, "mode": "fixed", "mask_neighbours": False, "normalise": "dtype",
-                       "min_area": 3}, "pipeline": None}  # fmt: skip
+TRAINED_ON = {
+    "crops": {"size": 16, "mode": "fixed", "mask_neighbours": True, "normalise": "percentiles", "min_area": 10},
+    "pipeline": None,
+}
+MADE_WITH = {
+    "crops": {"size": 16, "mode": "fixed", "mask_neighbours": False, "normalise": "dtype", "min_area": 3},
+    "pipeline": None,
+}
 
 
 @pytest.fixture
@@ -47,9 +51,20 @@ def bundle(tmp_path):
 
 
 def crops(preprocess) -> CropSet:
-    table = pd.DataFrame({"crop_id": np.arange(4), "source": "cells", "label_id": np.arange(1, 5), "t": 0,
-                          "group": ["a", "a", "b", "b"], "annotation": "", "y_start": 0, "y_stop": 16,
-                          "x_start": 16 * np.arange(4), "x_stop": 16 * np.arange(4) + 16})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(4),
+            "source": "cells",
+            "label_id": np.arange(1, 5),
+            "t": 0,
+            "group": ["a", "a", "b", "b"],
+            "annotation": "",
+            "y_start": 0,
+            "y_stop": 16,
+            "x_start": 16 * np.arange(4),
+            "x_stop": 16 * np.arange(4) + 16,
+        }
+    )
     images = np.random.default_rng(0).random((4, 1, 16, 16), dtype=np.float32)
     return CropSet(images, table, ["membrane"], (1.0, 1.0), preprocess)
 
@@ -118,8 +133,9 @@ def test_open_folder_reads_nothing_outside_the_analysis_folder(make_napari_viewe
     with pytest.raises(Exception) as raised:  # napari shows a reader's error as an error notification
         viewer.open(str(folder), plugin="napari-morphospace")
     messages = [str(raised.value), str(raised.value.__cause__)]
-    assert any("every image it shows lies outside the analysis folder" in m and "--allow-external" in m
-               for m in messages), messages  # fmt: skip
+    assert any(
+        "every image it shows lies outside the analysis folder" in m and "--allow-external" in m for m in messages
+    ), messages
     assert len(viewer.layers) == 0
     warned = [str(n.message) for n in napari_hooks.notifications("warning")]
     assert any("4 source or label image(s) lie outside the analysis folder" in w for w in warned), warned

@@ -89,8 +89,11 @@ def test_cancel_stops_the_build_and_keeps_nothing(viewer_with_cells, qtbot):
 
 
 def test_points_layer_crops_around_each_point(viewer_with_cells, qtbot):
-    viewer_with_cells.add_points(np.array([[100.0, 100.0], [200.0, 150.0]]), name="control points",
-                                 scale=viewer_with_cells.layers["control cells"].scale)  # fmt: skip
+    viewer_with_cells.add_points(
+        np.array([[100.0, 100.0], [200.0, 150.0]]),
+        name="control points",
+        scale=viewer_with_cells.layers["control cells"].scale,
+    )
     widget = CellsWidget(viewer_with_cells)
     qtbot.addWidget(widget)
     widget.kind.value = "points"
@@ -279,6 +282,10 @@ def test_skipped_objects_of_every_source_are_told_in_one_summed_note(viewer_with
     widget.crop_form.min_area.value = threshold
     widget.build()
     _wait_for_build(qtbot, widget)
-    notes = [line for n in napari_hooks.notifications("warning") for line in str(n.message).splitlines()
-             if "min_area" in line]  # fmt: skip
+    notes = [
+        line
+        for n in napari_hooks.notifications("warning")
+        for line in str(n.message).splitlines()
+        if "min_area" in line
+    ]
     assert notes == [f"{skipped} objects were smaller than min_area and skipped (lower min_area to keep them)"]

@@ -48,12 +48,34 @@ def synthetic_crop_set(per_source: int = 8, seed: int = 0, n_sources: int = 6) -
             crop[1] += (0.7 if group == "treated" else 0.2) * _blob(rng.uniform(4, CROP - 4, 2))
             images.append(np.clip(crop, 0, 1))
             y0, x0 = 4 + CROP * (k // 4), 6 + CROP * (k % 4)
-            rows.append({"source": f"image {source}", "label_id": k + 1, "t": 0, "group": group, "annotation": "",
-                             "y_start": y0, "y_stop": y0 + CROP, "x_start": x0, "x_stop": x0 + CROP})  # fmt: skip
+            rows.append(
+                {
+                    "source": f"image {source}",
+                    "label_id": k + 1,
+                    "t": 0,
+                    "group": group,
+                    "annotation": "",
+                    "y_start": y0,
+                    "y_stop": y0 + CROP,
+                    "x_start": x0,
+                    "x_stop": x0 + CROP,
+                }
+            )
     for extra in range(2):
         images.append(rng.random((2, CROP, CROP)))
-        rows.append({"source": "image 0", "label_id": 100 + extra, "t": 0, "group": "", "annotation": "",
-                         "y_start": 0, "y_stop": CROP, "x_start": 0, "x_stop": CROP})  # fmt: skip
+        rows.append(
+            {
+                "source": "image 0",
+                "label_id": 100 + extra,
+                "t": 0,
+                "group": "",
+                "annotation": "",
+                "y_start": 0,
+                "y_stop": CROP,
+                "x_start": 0,
+                "x_stop": CROP,
+            }
+        )
     table = pd.DataFrame(rows)
     table.insert(0, "crop_id", np.arange(len(table)))
     return CropSet(images=np.asarray(images, np.float32), table=table, channel_names=["ER", "mito"])

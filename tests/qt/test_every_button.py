@@ -27,8 +27,9 @@ def no_dialogs(monkeypatch):
 
 
 @pytest.mark.parametrize("name", WIDGETS)
-def test_every_button_answers_a_click_without_an_exception(name, make_napari_viewer, dock, napari_hooks, qtbot,
-                                                           no_dialogs):  # fmt: skip
+def test_every_button_answers_a_click_without_an_exception(
+    name, make_napari_viewer, dock, napari_hooks, qtbot, no_dialogs
+):
     viewer = make_napari_viewer()
     widget = dock(viewer, name)
     # magicgui's file fields ("Choose directory", "Select file") open its own dialog, which the patches above do not

@@ -69,10 +69,14 @@ def cell_table(n=8):
     mu = rng.normal(size=(n, 4)).astype(np.float32)
     mu[:, 0] *= 3.0  # dim 0 has the largest KL
     latents = pd.concat(
-        [table[["crop_id"]], pd.DataFrame(mu, columns=[f"mu_{i}" for i in range(4)]),
-         pd.DataFrame(np.zeros((n, 4)), columns=[f"logvar_{i}" for i in range(4)]), table.drop(columns="crop_id")],
+        [
+            table[["crop_id"]],
+            pd.DataFrame(mu, columns=[f"mu_{i}" for i in range(4)]),
+            pd.DataFrame(np.zeros((n, 4)), columns=[f"logvar_{i}" for i in range(4)]),
+            table.drop(columns="crop_id"),
+        ],
         axis=1,
-    )  # fmt: skip
+    )
     return table, latents
 
 
@@ -307,9 +311,11 @@ def test_a_3d_model_decodes_a_volume_in_the_3d_view(make_napari_viewer, tmp_path
     viewer = make_napari_viewer()
     session = session_for(viewer)
     session.crop_set = CropSet(
-        images=np.zeros((1, 1, 16, 16, 16), np.float32), table=pd.DataFrame({"crop_id": [0]}),
-        channel_names=["membrane"], spacing=(2.0, 0.5, 0.5),
-    )  # fmt: skip
+        images=np.zeros((1, 1, 16, 16, 16), np.float32),
+        table=pd.DataFrame({"crop_id": [0]}),
+        channel_names=["membrane"],
+        spacing=(2.0, 0.5, 0.5),
+    )
     widget = LatentWidget(viewer)
     qtbot.addWidget(widget)
     widget.set_bundle(bundle)

@@ -7,10 +7,16 @@ from napari_morphospace._qt.docking import dock_of
 
 #: display_name -> command of every widget in napari.yaml, in the order a user might open them.
 WIDGETS = {
-    "Cells": "cells_widget", "Train": "train_widget", "Embed": "embed_widget", "Scatter": "scatter_widget",
-    "Statistics": "statistics_widget", "Latent space": "latent_widget", "Classifier": "classifier_widget",
-    "Annotate": "annotation_widget", "Analysis": "analysis_widget",
-}  # fmt: skip
+    "Cells": "cells_widget",
+    "Train": "train_widget",
+    "Embed": "embed_widget",
+    "Scatter": "scatter_widget",
+    "Statistics": "statistics_widget",
+    "Latent space": "latent_widget",
+    "Classifier": "classifier_widget",
+    "Annotate": "annotation_widget",
+    "Analysis": "analysis_widget",
+}
 
 
 def _open_from_plugins_menu(viewer, qtbot, name: str):

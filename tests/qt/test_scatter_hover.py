@@ -21,8 +21,9 @@ def _scene(make_napari_viewer, dock, crops):
     labels = np.zeros((20, 20), np.uint16)
     for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)], strict=True):
         labels[y : y + 5, x : x + 5] = label
-    features = pd.DataFrame({"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13],
-                             "mu_0": POSITIONS[:, 0], "mu_1": POSITIONS[:, 1]})  # fmt: skip
+    features = pd.DataFrame(
+        {"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13], "mu_0": POSITIONS[:, 0], "mu_1": POSITIONS[:, 1]}
+    )
     viewer.add_labels(labels, name="cells", features=features)
     table = pd.DataFrame({"crop_id": [12, 11, 10], "source": "cells", "label_id": [3, 2, 1], "t": 0})
     session_for(viewer).crop_set = CropSet(crops, table, [f"c{i}" for i in range(crops.shape[1])])

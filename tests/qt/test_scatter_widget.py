@@ -224,11 +224,19 @@ def linked(make_napari_viewer):
     labels = np.zeros((20, 20), np.uint16)
     for label, (y, x) in zip([1, 2, 3, 4], [(0, 0), (0, 10), (10, 0), (10, 10)], strict=True):
         labels[y : y + 5, x : x + 5] = label
-    features = pd.DataFrame({"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13],
-                             "mu_0": [0.0, 1.0, 0.0, 1.0], "mu_1": [0.0, 0.0, 1.0, 1.0]})  # fmt: skip
+    features = pd.DataFrame(
+        {"index": [1, 2, 3, 4], "crop_id": [10, 11, 12, 13], "mu_0": [0.0, 1.0, 0.0, 1.0], "mu_1": [0.0, 0.0, 1.0, 1.0]}
+    )
     viewer.add_labels(labels, name="cells", features=features)
-    table = pd.DataFrame({"crop_id": [13, 12, 11, 10], "source": "cells", "label_id": [4, 3, 2, 1], "t": 0,
-                          "group": ["b", "a", "b", "a"]})  # fmt: skip  # not in plot order: looked up by crop id
+    table = pd.DataFrame(
+        {
+            "crop_id": [13, 12, 11, 10],
+            "source": "cells",
+            "label_id": [4, 3, 2, 1],
+            "t": 0,
+            "group": ["b", "a", "b", "a"],
+        }
+    )  # not in plot order: looked up by crop id
     images = np.random.default_rng(3).random((4, 1, 3, 6, 8)).astype(np.float32)
     session_for(viewer).crop_set = CropSet(images, table, ["dna"], (1.0, 0.5, 0.5))
     widget = ScatterWidget(viewer)

@@ -25,9 +25,21 @@ def ellipse_crop_set(n: int = 48, n_sources: int = 6) -> CropSet:
         radii = (SIZE * 0.4, SIZE * 0.28) if large else (SIZE * 0.2, SIZE * 0.14)
         rr, cc = ellipse(SIZE / 2, SIZE / 2, *radii, shape=(SIZE, SIZE), rotation=rng.uniform(0, np.pi))
         images[i, 0][rr, cc] = 0.9
-        rows.append({"crop_id": i, "source": f"image{i % n_sources}.tif", "label_id": i + 1, "t": 0,
-                     "group": "large" if large else "small", "annotation": "", "y_start": 0, "y_stop": SIZE,
-                     "x_start": 0, "x_stop": SIZE, "area": len(rr)})  # fmt: skip
+        rows.append(
+            {
+                "crop_id": i,
+                "source": f"image{i % n_sources}.tif",
+                "label_id": i + 1,
+                "t": 0,
+                "group": "large" if large else "small",
+                "annotation": "",
+                "y_start": 0,
+                "y_stop": SIZE,
+                "x_start": 0,
+                "x_stop": SIZE,
+                "area": len(rr),
+            }
+        )
     return CropSet(images, pd.DataFrame(rows), ["membrane"], (1.0, 1.0), {"steps": []})
 
 

@@ -8,16 +8,20 @@ from napari_morphospace.core.errors import InputError
 
 
 def _tasks(status_lines, busy_changes=None):
-    return Tasks("Cells", status=status_lines.append,
-                 on_busy=None if busy_changes is None else busy_changes.append)  # fmt: skip
+    return Tasks("Cells", status=status_lines.append, on_busy=None if busy_changes is None else busy_changes.append)
 
 
 def test_the_result_arrives_on_the_gui_thread_and_busy_goes_on_and_off(qtbot, napari_hooks):
     lines, busy, results = [], [], []
     tasks = _tasks(lines, busy)
     gui_thread = threading.current_thread()
-    worker = tasks.start(lambda a, b=0: a + b, 2, b=3, busy_text="Adding…",
-                         on_done=lambda r: results.append((r, threading.current_thread() is gui_thread)))  # fmt: skip
+    worker = tasks.start(
+        lambda a, b=0: a + b,
+        2,
+        b=3,
+        busy_text="Adding…",
+        on_done=lambda r: results.append((r, threading.current_thread() is gui_thread)),
+    )
     assert worker is not None and tasks.busy and lines == ["Adding…"]
     qtbot.waitUntil(lambda: not tasks.busy, timeout=5000)
     assert results == [(5, True)] and busy == [True, False]
@@ -67,8 +71,13 @@ def test_progress_goes_to_the_status_line_and_other_messages_to_on_message(qtbot
         send("18 objects under min_area")
         return n
 
-    tasks.start(crop, 500, progress="Building crop set", on_message=messages.append,
-                on_done=lambda n: (results.append(n), tasks.show(f"{n} crops")))  # fmt: skip
+    tasks.start(
+        crop,
+        500,
+        progress="Building crop set",
+        on_message=messages.append,
+        on_done=lambda n: (results.append(n), tasks.show(f"{n} crops")),
+    )
     qtbot.waitUntil(lambda: not tasks.busy, timeout=5000)
     assert results == [500] and messages == ["18 objects under min_area"]
     assert lines[-1] == "500 crops"  # the progress display wrote nothing after the outcome
@@ -151,8 +160,9 @@ def test_every_task_shows_its_title_in_napari_activity_with_or_without_progress_
     release = threading.Event()
     tasks = _tasks([])
     tasks.start(release.wait, 10, action="Saving the analysis")
-    tasks.start(lambda send, event: event.wait(10), release, progress="Building crop set", action="Building",
-                exclusive=False)  # fmt: skip
+    tasks.start(
+        lambda send, event: event.wait(10), release, progress="Building crop set", action="Building", exclusive=False
+    )
     qtbot.waitUntil(lambda: {"Saving the analysis", "Building crop set"} <= titles(), timeout=5000)
     release.set()
     qtbot.waitUntil(lambda: not tasks.busy, timeout=5000)

@@ -52,8 +52,9 @@ def test_an_error_in_the_task_reaches_the_worker_after_its_messages():
 
 def test_the_display_shows_only_the_latest_and_never_inside_itself(qtbot):
     shown = []
-    display = ProgressDisplay("Building", show_text=lambda text: (shown.append(text), display.show_latest()),
-                              interval_ms=10, bar_delay_s=0)  # fmt: skip
+    display = ProgressDisplay(
+        "Building", show_text=lambda text: (shown.append(text), display.show_latest()), interval_ms=10, bar_delay_s=0
+    )
     for i in range(1, 101):
         display.post(Progress("Cropping A", i, 100))  # only recorded
     assert shown == [] and display.bar is None

@@ -18,8 +18,16 @@ WAIT_MS = 240000  # two bioimageio.core test-runs on a busy CI machine
 
 def session_parts(tmp_path):
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"crop_id": np.arange(6), "source": "a.tif", "label_id": np.arange(1, 7), "t": 0,
-                          "group": "control", "annotation": ""})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "crop_id": np.arange(6),
+            "source": "a.tif",
+            "label_id": np.arange(1, 7),
+            "t": 0,
+            "group": "control",
+            "annotation": "",
+        }
+    )
     crop_set = CropSet(rng.random((6, 1, 16, 16), dtype=np.float32), table, ["dna"], (1.0, 1.0))
     settings = ModelSettings(latent_dim=2, base_channels=4)
     torch.manual_seed(0)
@@ -39,8 +47,9 @@ def session_parts(tmp_path):
     return load_bundle(folder), crop_set
 
 
-def test_the_button_exports_the_sessions_model_as_two_test_run_packages(make_napari_viewer, dock, qtbot, tmp_path,
-                                                                         monkeypatch):  # fmt: skip
+def test_the_button_exports_the_sessions_model_as_two_test_run_packages(
+    make_napari_viewer, dock, qtbot, tmp_path, monkeypatch
+):
     viewer = make_napari_viewer()
     widget = dock(viewer, "Analysis")
     widget.session.bundle, widget.session.crop_set = session_parts(tmp_path)

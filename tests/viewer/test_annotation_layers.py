@@ -16,9 +16,19 @@ def _movie():
     labels = np.zeros((2, 6, 6), np.int32)
     labels[:, 1:3, 1:3] = 1
     labels[:, 4:6, 4:6] = 2
-    cells = pd.DataFrame({"crop_id": [10, 11, 12, 13], "source": "movie", "label_id": [1, 2, 1, 2], "t": [0, 0, 1, 1],
-                          "annotation": ["round", "", "", "long"], "y_start": 0, "y_stop": 3,
-                          "x_start": 0, "x_stop": 3})  # fmt: skip
+    cells = pd.DataFrame(
+        {
+            "crop_id": [10, 11, 12, 13],
+            "source": "movie",
+            "label_id": [1, 2, 1, 2],
+            "t": [0, 0, 1, 1],
+            "annotation": ["round", "", "", "long"],
+            "y_start": 0,
+            "y_stop": 3,
+            "x_start": 0,
+            "x_stop": 3,
+        }
+    )
     return labels, cells
 
 

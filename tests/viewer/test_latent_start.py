@@ -14,9 +14,20 @@ def _start():
     """A field with cells 1, 2, 3 (crop ids 10, 11, 12) in groups 1, 1, 2 (numbers), translated by (100, 0)."""
     viewer = ViewerModel()
     viewer.add_labels(np.zeros((30, 30), np.int32), name="field", translate=(100.0, 0.0))
-    latents = pd.DataFrame({"crop_id": [10, 11, 12], "source": "field", "label_id": [1, 2, 3], "group": [1, 1, 2],
-                            "mu_0": [1.0, 3.0, 5.0], "mu_1": [0.0, 2.0, -2.0], "y_start": [0, 10, 20],
-                            "y_stop": [8, 18, 28], "x_start": [0, 10, 20], "x_stop": [8, 18, 28]})  # fmt: skip
+    latents = pd.DataFrame(
+        {
+            "crop_id": [10, 11, 12],
+            "source": "field",
+            "label_id": [1, 2, 3],
+            "group": [1, 1, 2],
+            "mu_0": [1.0, 3.0, 5.0],
+            "mu_1": [0.0, 2.0, -2.0],
+            "y_start": [0, 10, 20],
+            "y_stop": [8, 18, 28],
+            "x_start": [0, 10, 20],
+            "x_stop": [8, 18, 28],
+        }
+    )
     start = StartPoint(viewer)
     start.use(latents)
     return viewer, start

@@ -20,10 +20,29 @@ def _cells(viewer):
     a[1:4, 1:4], a[6:9, 6:9] = 1, 2
     b = np.zeros((10, 10), np.int32)
     b[2:5, 5:8] = 5
-    features_a = pd.DataFrame({"label_id": [1, 2], "crop_id": [10, 11], "mu_0": [0.5, np.nan], "mu_1": [1.0, np.nan],
-                               "logvar_0": [0.0, 0.0], "logvar_1": [-4.0, -4.0], "group": ["x", "y"]})  # fmt: skip
-    features_b = pd.DataFrame({"label_id": [5], "crop_id": [12], "mu_0": [3.0], "mu_1": [4.0], "logvar_0": [0.0],
-                               "logvar_1": [-4.0], "group": ["y"], "UMAP_0": [1.0]})  # fmt: skip
+    features_a = pd.DataFrame(
+        {
+            "label_id": [1, 2],
+            "crop_id": [10, 11],
+            "mu_0": [0.5, np.nan],
+            "mu_1": [1.0, np.nan],
+            "logvar_0": [0.0, 0.0],
+            "logvar_1": [-4.0, -4.0],
+            "group": ["x", "y"],
+        }
+    )
+    features_b = pd.DataFrame(
+        {
+            "label_id": [5],
+            "crop_id": [12],
+            "mu_0": [3.0],
+            "mu_1": [4.0],
+            "logvar_0": [0.0],
+            "logvar_1": [-4.0],
+            "group": ["y"],
+            "UMAP_0": [1.0],
+        }
+    )
     viewer.add_labels(a, name="a", features=features_a, translate=(100.0, 0.0))
     viewer.add_labels(b, name="b", features=features_b)
     return viewer

@@ -39,8 +39,19 @@ def user_files(tmp_path):
             crop = 0.1 * rng.random((2, CROP, CROP))
             crop[1, 4:12, 4:12] += 0.8 if group == "treated" else 0.1
             images.append(crop)
-            rows.append({"source": f"field {field}", "label_id": k + 1, "t": 0, "group": group, "annotation": "",
-                         "y_start": y0, "y_stop": y0 + CROP, "x_start": x0, "x_stop": x0 + CROP})  # fmt: skip
+            rows.append(
+                {
+                    "source": f"field {field}",
+                    "label_id": k + 1,
+                    "t": 0,
+                    "group": group,
+                    "annotation": "",
+                    "y_start": y0,
+                    "y_stop": y0 + CROP,
+                    "x_start": x0,
+                    "x_stop": x0 + CROP,
+                }
+            )
         viewer.add_labels(labels, name=f"field {field}", translate=(0.0, 70.0 * field))
     table = pd.DataFrame(rows)
     table.insert(0, "crop_id", np.arange(len(table)))

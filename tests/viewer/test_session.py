@@ -13,8 +13,19 @@ from napari_morphospace.viewer.session import session_for
 
 def _crop_set():
     """Crops of labels 1, 2 of 'a' and label 1 of 'b' (label 3 of 'a' was skipped when cropping)."""
-    table = pd.DataFrame({"crop_id": [0, 1, 2], "source": ["a", "a", "b"], "label_id": [1, 2, 1], "t": 0,
-                          "group": ["x", "x", "y"], "y_start": 0, "y_stop": 4, "x_start": 0, "x_stop": 4})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "crop_id": [0, 1, 2],
+            "source": ["a", "a", "b"],
+            "label_id": [1, 2, 1],
+            "t": 0,
+            "group": ["x", "x", "y"],
+            "y_start": 0,
+            "y_stop": 4,
+            "x_start": 0,
+            "x_stop": 4,
+        }
+    )
     return CropSet(np.zeros((3, 1, 4, 4), np.float32), table, ["dna"], (1.0, 1.0))
 
 

@@ -21,7 +21,7 @@ from napari_morphospace.viewer.sources import (
     crop_sources,
     find_sources,
     source_stack,
-)  # fmt: skip
+)
 
 
 @pytest.fixture
@@ -39,8 +39,10 @@ def viewer(sample):
 
 def test_layers_pair_into_sources_whose_crops_equal_the_core_builders(viewer, sample):
     sources = find_sources(viewer.layers, "labels")
-    assert [(s.objects, s.group, s.axes) for s in sources] == [("control cells", "control", "YX"),
-                                                                ("treated cells", "treated", "YX")]  # fmt: skip
+    assert [(s.objects, s.group, s.axes) for s in sources] == [
+        ("control cells", "control", "YX"),
+        ("treated cells", "treated", "YX"),
+    ]
     viewer.layers["control membrane"].scale = (0.5, 0.5)
     for name in ("control nucleus", "control granules", "control cells"):
         viewer.layers[name].scale = (0.5, 0.5)
@@ -67,8 +69,14 @@ def test_sources_refuse_what_cannot_be_cropped_with_a_reason(viewer):
     with pytest.raises(InputError, match="no source is checked"):
         crop_sources(viewer.layers, sources, "labels", CropSettings())
     with pytest.raises(InputError, match="not all come from one file"):
-        crop_job(viewer.layers, find_sources(viewer.layers, "labels"), "labels", CropSettings(), PatchSettings(),
-                 PreprocessPipeline())  # fmt: skip
+        crop_job(
+            viewer.layers,
+            find_sources(viewer.layers, "labels"),
+            "labels",
+            CropSettings(),
+            PatchSettings(),
+            PreprocessPipeline(),
+        )
 
 
 def test_a_label_image_opened_as_an_image_becomes_a_labels_layer_in_its_place(tmp_path):

@@ -98,8 +98,9 @@ def open_docks(viewer: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- what the tasks run
 
 
-def run_zoo_export(send: Callable[[Any], None], bundle: Bundle, crop_set: CropSet, folder: Path,
-                   settings: ZooSettings) -> ZooExport:  # fmt: skip
+def run_zoo_export(
+    send: Callable[[Any], None], bundle: Bundle, crop_set: CropSet, folder: Path, settings: ZooSettings
+) -> ZooExport:
     """Export and test-run the zoo packages off the GUI thread; each step's name is sent as it starts."""
     return export_zoo_packages(bundle, crop_set, folder, settings=settings, on_step=send)
 
@@ -107,8 +108,12 @@ def run_zoo_export(send: Callable[[Any], None], bundle: Bundle, crop_set: CropSe
 def write_analysis_report(send: Callable[[Any], None], folder: Path, allow_external: bool) -> Path:
     """Write ``report.html`` of the analysis in ``folder``, sending a :class:`Progress` per section."""
     sections = itertools.count(1)
-    return write_report(open_analysis(folder, allow_external=allow_external), folder / REPORT_HTML, overwrite=True,
-                        on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))))  # fmt: skip
+    return write_report(
+        open_analysis(folder, allow_external=allow_external),
+        folder / REPORT_HTML,
+        overwrite=True,
+        on_step=lambda text: send(Progress(text, next(sections), len(SECTIONS))),
+    )
 
 
 # --------------------------------------------------------------------------- widget
@@ -243,10 +248,15 @@ class AnalysisWidget(QWidget):
 
     def _on_saved(self, manifest: AnalysisFolder) -> None:
         self.session.analysis_folder = manifest.folder
-        parts = [name.replace("_", " ") for name in ("crop_set", "model", "latents", "annotations", "selections")
-                 if getattr(manifest, name) is not None]  # fmt: skip
-        text = (f"Analysis saved to {manifest.folder}: {', '.join(parts) or 'no parts'}, "
-                f"{len(manifest.sources)} source image(s).")  # fmt: skip
+        parts = [
+            name.replace("_", " ")
+            for name in ("crop_set", "model", "latents", "annotations", "selections")
+            if getattr(manifest, name) is not None
+        ]
+        text = (
+            f"Analysis saved to {manifest.folder}: {', '.join(parts) or 'no parts'}, "
+            f"{len(manifest.sources)} source image(s)."
+        )
         self.status.setText(text)
         notification_manager.dispatch(Notification(text, severity=NotificationSeverity.INFO))
 
@@ -301,12 +311,20 @@ class AnalysisWidget(QWidget):
         self.opened = analysis
         added = show_opened(self.viewer, opened)
         self._restore_docks(analysis.manifest.plot_settings)
-        restored = [name for name, part in (("crop set", analysis.crop_set), ("model", analysis.bundle),
-                                             ("latents", analysis.latents)) if part is not None]  # fmt: skip
+        restored = [
+            name
+            for name, part in (
+                ("crop set", analysis.crop_set),
+                ("model", analysis.bundle),
+                ("latents", analysis.latents),
+            )
+            if part is not None
+        ]
         if analysis.selections:
             restored.append(f"{len(analysis.selections)} named selection(s)")
-        summary = (f"Opened {analysis.folder}: {added} layer(s); "
-                   f"{', '.join(restored) or 'nothing'} restored in the session.")  # fmt: skip
+        summary = (
+            f"Opened {analysis.folder}: {added} layer(s); {', '.join(restored) or 'nothing'} restored in the session."
+        )
         messages = [*analysis.problems, *opened.warnings, *analysis.notes]
         learned = getattr(analysis.bundle, "diagnostics", None)  # what the model learned: shown, not a problem here
         shown = [*messages, *(f"model: {w}" for w in (learned.warnings if learned is not None else []))]
@@ -332,8 +350,9 @@ class AnalysisWidget(QWidget):
     # ----------------------------------------------------------------- a feature table
 
     def _choose_and_open_table(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open feature table", str(self.folder() or Path.home()),
-                                              "Tables (*.csv *.tsv *.txt *.parquet *.h5ad)")  # fmt: skip
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open feature table", str(self.folder() or Path.home()), "Tables (*.csv *.tsv *.txt *.parquet *.h5ad)"
+        )
         if path:
             self.open_table(path)
 
@@ -364,8 +383,10 @@ class AnalysisWidget(QWidget):
     def _on_table_opened(self, path: Path, result: ExternalCells) -> None:
         self.session.open_table(result.table)
         layers = pd.unique(result.table["source"])
-        summary = (f"{path.name}: {len(result.table)} cells of {len(layers)} Labels layer(s) with "
-                   f"{len(result.feature_columns)} features; explore them in Scatter and Statistics.")  # fmt: skip
+        summary = (
+            f"{path.name}: {len(result.table)} cells of {len(layers)} Labels layer(s) with "
+            f"{len(result.feature_columns)} features; explore them in Scatter and Statistics."
+        )
         self.status.setText("\n".join([summary, *(f"⚠ {note}" for note in result.notes)]))
         if result.notes:
             text = f"{summary} Left out:\n" + "\n".join(f"• {note}" for note in result.notes)
@@ -405,9 +426,11 @@ class AnalysisWidget(QWidget):
         self.last_report = Path(path)
         text = f"Report written to {path}"
         self.status.setText(text)
-        notification_manager.dispatch(Notification(
-            text, severity=NotificationSeverity.INFO, actions=[("Open in browser", lambda _: self.open_report())]
-        ))  # fmt: skip
+        notification_manager.dispatch(
+            Notification(
+                text, severity=NotificationSeverity.INFO, actions=[("Open in browser", lambda _: self.open_report())]
+            )
+        )
 
     def open_report(self) -> bool:
         """Show the last written report in the system's browser."""
@@ -461,7 +484,9 @@ class AnalysisWidget(QWidget):
         )
 
     def _on_zoo_exported(self, written: ZooExport) -> None:
-        text = (f"Exported to {written.folder}: {written.encoder.name} and {written.decoder.name}, validated and "
-                "test-run with bioimageio.core; upload them at bioimage.io.")  # fmt: skip
+        text = (
+            f"Exported to {written.folder}: {written.encoder.name} and {written.decoder.name}, validated and "
+            "test-run with bioimageio.core; upload them at bioimage.io."
+        )
         self.status.setText(text)
         notification_manager.dispatch(Notification(text, severity=NotificationSeverity.INFO))

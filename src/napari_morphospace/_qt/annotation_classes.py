@@ -25,8 +25,14 @@ from ..core.project.annotations import AnnotationClass
 class ClassList(QGroupBox):
     """The class list (a colour swatch per class) over the buttons that edit it."""
 
-    def __init__(self, *, add: Callable[[str], object], rename: Callable[[], object], colour: Callable[[], object],
-                 remove: Callable[[], object]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        add: Callable[[str], object],
+        rename: Callable[[], object],
+        colour: Callable[[], object],
+        remove: Callable[[], object],
+    ) -> None:
         super().__init__("Classes")
         box = QVBoxLayout(self)
         self.list = QListWidget()

@@ -23,8 +23,9 @@ from .errors import report_errors
 class ExportForm(QGroupBox):
     """Which crops, their format, the crops folder and the table file, with "Export crops" and "Export table"."""
 
-    def __init__(self, export_crops: Callable[..., list[Path]], export_table: Callable[..., Path],
-                 ask: Callable[[str], bool]) -> None:  # fmt: skip
+    def __init__(
+        self, export_crops: Callable[..., list[Path]], export_table: Callable[..., Path], ask: Callable[[str], bool]
+    ) -> None:
         super().__init__("Export")
         self._export_crops, self._export_table, self._ask = export_crops, export_table, ask
         box = QVBoxLayout(self)

@@ -83,8 +83,9 @@ class AnnotationWidget(QWidget):
         self._click_layers: list[Labels] = []
         self._finalizer: weakref.finalize | None = None
         self._build_form()
-        self._overlay = SourceOverlay(napari_viewer, OVERLAY_NAME, "labels", self._render_overlay, opacity=0.5,
-                                      blending="translucent")  # fmt: skip
+        self._overlay = SourceOverlay(
+            napari_viewer, OVERLAY_NAME, "labels", self._render_overlay, opacity=0.5, blending="translucent"
+        )
         self.session.crop_set_changed.connect(self._on_crop_set)
         self.session.latents_changed.connect(self._on_latents)
         self.session.named_selections_changed.connect(self._on_named_selections)
@@ -107,16 +108,23 @@ class AnnotationWidget(QWidget):
         layout.addWidget(QLabel("Analysis folder (annotations are saved here after every change)"))
         layout.addWidget(self.folder_edit.native)
 
-        self.classes_box = ClassList(add=report_errors(self.add_class), rename=self._rename_clicked,
-                                     colour=self._colour_clicked, remove=self._remove_clicked)  # fmt: skip
+        self.classes_box = ClassList(
+            add=report_errors(self.add_class),
+            rename=self._rename_clicked,
+            colour=self._colour_clicked,
+            remove=self._remove_clicked,
+        )
         self.class_list, self.name_edit = self.classes_box.list, self.classes_box.name_edit
         layout.addWidget(self.classes_box)
 
         self.assign_panel = AssignPanel(
-            on_assign=report_errors(self.assign_selected), on_clear=report_errors(self.clear_selected),
-            on_named=report_errors(self.assign_named), on_click_mode=self.set_click_mode,
-            on_undo=self._undo_clicked, on_redo=self._redo_clicked,
-        )  # fmt: skip
+            on_assign=report_errors(self.assign_selected),
+            on_clear=report_errors(self.clear_selected),
+            on_named=report_errors(self.assign_named),
+            on_click_mode=self.set_click_mode,
+            on_undo=self._undo_clicked,
+            on_redo=self._redo_clicked,
+        )
         layout.addWidget(self.assign_panel)
 
         self.export_form = ExportForm(self.export_crops, self.export_table, ask=lambda question: self._ask(question))
@@ -429,8 +437,10 @@ class AnnotationWidget(QWidget):
         """Write crops with :func:`core.project.export.export_crops` using the current annotations."""
         store = self._require_store()
         if self.crop_set is None:
-            raise InputError("these cells come from a feature table, which has no crops to export; export the table "
-                             "instead, or build crops of the same Labels layers in the Cells widget")  # fmt: skip
+            raise InputError(
+                "these cells come from a feature table, which has no crops to export; export the table "
+                "instead, or build crops of the same Labels layers in the Cells widget"
+            )
         if which == "selected" and crop_ids is None:
             crop_ids = self.selected_crop_ids()
         return export_crops(

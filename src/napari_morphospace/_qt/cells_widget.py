@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QVBoxLayout,
     QWidget,
-)  # fmt: skip
+)
 from superqt import QCollapsible
 
 from ..core.cells.crop_job import CropJob
@@ -47,7 +47,7 @@ from ..core.cells.crops import (
     PatchSettings,
     build_crop_set,
     summed_notes,
-)  # fmt: skip
+)
 from ..core.cells.preprocess import PreprocessPipeline, apply_pipeline
 from ..core.config import save_config
 from ..core.errors import InputError
@@ -64,7 +64,7 @@ from ..viewer.sources import (
     layer_pairing,
     source_objects,
     source_stack,
-)  # fmt: skip
+)
 from .docking import tab_with_other_docks
 from .forms import read_form, settings_form
 from .sources_table import SourcesTable
@@ -258,8 +258,14 @@ class CellsWidget(QWidget):
 
     def crop_job(self) -> CropJob:
         """The current sources and settings as a :class:`CropJob` that ``morphospace crops --config`` runs."""
-        return crop_job(self.viewer.layers, self.sources(), self.kind.value, read_form(self.crop_form, CropSettings()),
-                        read_form(self.patch_form, PatchSettings()), self.steps.pipeline())  # fmt: skip
+        return crop_job(
+            self.viewer.layers,
+            self.sources(),
+            self.kind.value,
+            read_form(self.crop_form, CropSettings()),
+            read_form(self.patch_form, PatchSettings()),
+            self.steps.pipeline(),
+        )
 
     # ----------------------------------------------------------------- preview
 
@@ -398,8 +404,13 @@ class CellsWidget(QWidget):
         self.gallery.setMinimumSize(pixmap.size())
 
 
-def build_crops(send: Callable[[Any], None], sources: list[CropSource], pipeline: PreprocessPipeline | None,
-                stop_event: threading.Event, output: Path | None) -> CropSet | None:  # fmt: skip
+def build_crops(
+    send: Callable[[Any], None],
+    sources: list[CropSource],
+    pipeline: PreprocessPipeline | None,
+    stop_event: threading.Event,
+    output: Path | None,
+) -> CropSet | None:
     """Crop every source with the core's ``build_crop_set``, as the command line does; None when cancelled.
 
     Runs off the GUI thread and sends its progress and, once, the builders'

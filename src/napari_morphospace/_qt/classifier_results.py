@@ -96,8 +96,9 @@ class ClassifierResults(QTabWidget):
         self.addTab(page, "Channels")
         self.setMinimumHeight(380)
 
-    def show_trained(self, result: ClassifierResult, table: pd.DataFrame, evidence: np.ndarray | None,
-                     channel_names: list[str]) -> None:  # fmt: skip
+    def show_trained(
+        self, result: ClassifierResult, table: pd.DataFrame, evidence: np.ndarray | None, channel_names: list[str]
+    ) -> None:
         """The metrics ``table``, the pooled confusion matrix and PR curves, and each class's per-channel evidence."""
         fill_table(self.metrics_view, table)
         if result.pooled is not None:

@@ -130,8 +130,9 @@ class ClassifierWidget(QWidget):
         self.export_button = QPushButton("Export metrics…")
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.tasks = Tasks("Classifier", status=self.status.setText, on_busy=lambda busy: self._set_running(busy),
-                           parent=self)  # fmt: skip
+        self.tasks = Tasks(
+            "Classifier", status=self.status.setText, on_busy=lambda busy: self._set_running(busy), parent=self
+        )
 
         self._lay_out()
         self._connect()
@@ -257,10 +258,20 @@ class ClassifierWidget(QWidget):
         self.run_crop_set, self.run_summary = crop_set, summary
         self.results.clear()
         self.gradcam_class.clear()
-        text = (f"Training on {len(summary.positions)} crops ({summary.n_left_out} left out): "
-                f"{settings.folds} folds grouped by source, then the final model on all crops…")  # fmt: skip
-        return self._launch(train_on_crop_set, crop_set, summary, settings, on_done=self._on_trained, text=text,
-                            action="Training the classifier", total=settings.epochs * (settings.folds + 1))  # fmt: skip
+        text = (
+            f"Training on {len(summary.positions)} crops ({summary.n_left_out} left out): "
+            f"{settings.folds} folds grouped by source, then the final model on all crops…"
+        )
+        return self._launch(
+            train_on_crop_set,
+            crop_set,
+            summary,
+            settings,
+            on_done=self._on_trained,
+            text=text,
+            action="Training the classifier",
+            total=settings.epochs * (settings.folds + 1),
+        )
 
     def rank(self) -> Any:
         """Rank the channels by single-channel classifiers in a worker; returns it (None when refused)."""
@@ -325,9 +336,11 @@ class ClassifierWidget(QWidget):
         result = self.result
         if result.pooled is not None:
             self.session.classifier_metrics = metrics_document(
-                result, evidence=self.evidence, channel_names=list(self.run_crop_set.channel_names),
+                result,
+                evidence=self.evidence,
+                channel_names=list(self.run_crop_set.channel_names),
                 label_column=self.run_summary.column,
-            )  # fmt: skip
+            )
         table = metrics_table(result)
         self.results.show_trained(result, table, self.evidence, list(self.run_crop_set.channel_names))
         self.gradcam_class.clear()
@@ -414,9 +427,12 @@ class ClassifierWidget(QWidget):
             if self.result is None or self.result.pooled is None:
                 raise InputError("there are no metrics yet: press Train and let at least one fold finish")
             written = write_metrics(
-                self.result, path, evidence=self.evidence, channel_names=list(self.run_crop_set.channel_names),
+                self.result,
+                path,
+                evidence=self.evidence,
+                channel_names=list(self.run_crop_set.channel_names),
                 label_column=self.run_summary.column,
-            )  # fmt: skip
+            )
         except InputError as err:
             self.tasks.report(err)
             return None

@@ -18,8 +18,9 @@ DOCK_MIN_HEIGHT = 220  # px: a few rows of any widget stay readable; four docks 
 DOCK_MIN_WIDTH = 380  # px: labels, fields and buttons side by side without clipping
 
 
-def scroll_in_dock(owner: QWidget, content: QWidget, *, min_height: int = DOCK_MIN_HEIGHT,
-                   min_width: int = DOCK_MIN_WIDTH) -> QScrollArea:  # fmt: skip
+def scroll_in_dock(
+    owner: QWidget, content: QWidget, *, min_height: int = DOCK_MIN_HEIGHT, min_width: int = DOCK_MIN_WIDTH
+) -> QScrollArea:
     """Fill ``owner`` with ``content`` in a vertically scrolling area,
     at least ``min_height`` high and as wide as its rows."""
     scroll = QScrollArea()

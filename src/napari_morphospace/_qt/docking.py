@@ -47,9 +47,11 @@ def tab_into_place(dock: QDockWidget) -> None:
     if not isinstance(window, QMainWindow) or dock.isFloating() or window.tabifiedDockWidgets(dock):
         return  # floating, or already tabbed by whoever docked it (the demo arranges its own tabs)
     area = window.dockWidgetArea(dock)
-    others = [other for other in morphospace_docks(window)
-              if other is not dock and not other.isFloating() and other.isVisible()
-              and window.dockWidgetArea(other) == area]  # fmt: skip
+    others = [
+        other
+        for other in morphospace_docks(window)
+        if other is not dock and not other.isFloating() and other.isVisible() and window.dockWidgetArea(other) == area
+    ]
     if others:
         window.tabifyDockWidget(others[0], dock)
     dock.show()

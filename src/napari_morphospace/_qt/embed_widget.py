@@ -71,10 +71,13 @@ def run_embedding(send: Any, plan: EmbedPlan, stop_event: threading.Event) -> Em
     crop_set = plan.crop_set if isinstance(plan.crop_set, CropSet) else load_crop_set(plan.crop_set)
     differences = check_compatible(bundle, crop_set, allow_preprocessing_mismatch=plan.allow_preprocessing_mismatch)
     latents = embed(
-        bundle, crop_set, device=plan.device, stop_event=stop_event,
+        bundle,
+        crop_set,
+        device=plan.device,
+        stop_event=stop_event,
         on_progress=lambda done, total: send(Progress("Embedding crops", done, total)),
         allow_preprocessing_mismatch=plan.allow_preprocessing_mismatch,
-    )  # fmt: skip
+    )
     if stop_event.is_set():
         return None
     if plan.embedding != NONE:
@@ -192,11 +195,15 @@ class EmbedWidget(QWidget):
         if isinstance(bundle, Bundle) and isinstance(crop_set, CropSet):
             check_compatible(bundle, crop_set, allow_preprocessing_mismatch=self.allow_mismatch.value)
         return EmbedPlan(
-            bundle=bundle, crop_set=crop_set, include_logvar=self.include_logvar.value,
-            embedding=self.embedding.value, clustering=self.clustering.value, n_clusters=self.n_clusters.value,
+            bundle=bundle,
+            crop_set=crop_set,
+            include_logvar=self.include_logvar.value,
+            embedding=self.embedding.value,
+            clustering=self.clustering.value,
+            n_clusters=self.n_clusters.value,
             device="cuda" if torch.cuda.is_available() else "cpu",
             allow_preprocessing_mismatch=self.allow_mismatch.value,
-        )  # fmt: skip
+        )
 
     def embed(self) -> Any:
         """Start embedding in a background worker; returns the worker (None when the input was refused or one runs)."""
@@ -208,8 +215,15 @@ class EmbedWidget(QWidget):
             self.tasks.report(err)
             return None
         self._stop_event = threading.Event()
-        return self.tasks.start(run_embedding, plan, self._stop_event, on_done=self._on_done, action="Embedding",
-                                busy_text="Embedding…", progress="Embedding crops")  # fmt: skip
+        return self.tasks.start(
+            run_embedding,
+            plan,
+            self._stop_event,
+            on_done=self._on_done,
+            action="Embedding",
+            busy_text="Embedding…",
+            progress="Embedding crops",
+        )
 
     def cancel(self) -> None:
         """Stop embedding before the next batch; nothing is written."""

@@ -77,8 +77,15 @@ class LiveDecoding(QObject):
     #: Emitted on the GUI thread after the "decoded cell" layer shows a new frame, with its latent vector.
     frame_shown = Signal(object)
 
-    def __init__(self, viewer: Any, *, spacing: Callable[[int], tuple[float, ...]], anchor: Callable[[], Any],
-                 on_error: Callable[[BaseException], None], parent: QObject | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        viewer: Any,
+        *,
+        spacing: Callable[[int], tuple[float, ...]],
+        anchor: Callable[[], Any],
+        on_error: Callable[[BaseException], None],
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.viewer, self._spacing, self._anchor = viewer, spacing, anchor
         self.channel_names: list[str] = []

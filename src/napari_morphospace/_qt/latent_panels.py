@@ -114,8 +114,15 @@ class SliderPanel(QGroupBox):
         for combo, default in ((self.condition, 1), (self.reference, 0), (self.start_group, 0)):
             fill_quietly(combo, groups, default)
 
-    def rebuild(self, dims: Sequence[int], positions: np.ndarray, latent_scale: np.ndarray, scores: np.ndarray,
-                score_name: str | None, on_move: Callable[[int, float], None]) -> None:  # fmt: skip
+    def rebuild(
+        self,
+        dims: Sequence[int],
+        positions: np.ndarray,
+        latent_scale: np.ndarray,
+        scores: np.ndarray,
+        score_name: str | None,
+        on_move: Callable[[int, float], None],
+    ) -> None:
         """One slider per dimension of ``dims`` at ``positions`` (slider units), labelled with its score."""
         while self.slider_layout.rowCount():
             self.slider_layout.removeRow(0)

@@ -151,8 +151,10 @@ class LatentWidget(QWidget):
         measured = isinstance(table, pd.DataFrame) and not mu_columns(table)  # a feature table: nothing to decode
         self.set_latents(table, quiet=measured)
         if measured:
-            self.status.setText("The session's cells carry features measured elsewhere, not a model's latents: "
-                                "sliders and traversals decode a model's latent space only.")  # fmt: skip
+            self.status.setText(
+                "The session's cells carry features measured elsewhere, not a model's latents: "
+                "sliders and traversals decode a model's latent space only."
+            )
 
     def _on_session_crop_set(self, crop_set: Any) -> None:
         self._refresh_cell_choices()
@@ -238,8 +240,14 @@ class LatentWidget(QWidget):
             self.status.setText("No latent table: dimensions in index order. Embed the crops to rank them.")
         self.scores = scores
         self.dims = [int(d) for d in order[: self.slider_panel.shown_count(n)]]
-        self.slider_panel.rebuild(self.dims, slider_values(self.z, self.dims, self.latent_scale), self.latent_scale,
-                                  scores, {"kl": "KL", "cohens_d": "d"}.get(by), self._on_slider)  # fmt: skip
+        self.slider_panel.rebuild(
+            self.dims,
+            slider_values(self.z, self.dims, self.latent_scale),
+            self.latent_scale,
+            scores,
+            {"kl": "KL", "cohens_d": "d"}.get(by),
+            self._on_slider,
+        )
         self.views.set_dimensions(order)
 
     def slider(self, dim: int) -> QLabeledDoubleSlider:
@@ -366,8 +374,16 @@ class LatentWidget(QWidget):
         def done(traversals: dict[Any, np.ndarray]) -> None:
             self.status.setText(self.views_shown.show_group_traversals(traversals, dim, values))
 
-        return self.tasks.start(group_traversals, model, group_means(self.latents), dim, values=values, on_done=done,
-                                action="The group traversals", exclusive=False)  # fmt: skip
+        return self.tasks.start(
+            group_traversals,
+            model,
+            group_means(self.latents),
+            dim,
+            values=values,
+            on_done=done,
+            action="The group traversals",
+            exclusive=False,
+        )
 
     def figure(self) -> Any:
         """The matplotlib figure of the last traversal grid or group traversal."""
@@ -392,8 +408,13 @@ class LatentWidget(QWidget):
         model = self._require_model()
         dim = self._selected_dim(dim)
         start = self.z.copy()
-        return self._start(partial(traversal_difference, start=start), model, dim, on_done=self._on_difference,
-                           action="The difference maps")  # fmt: skip
+        return self._start(
+            partial(traversal_difference, start=start),
+            model,
+            dim,
+            on_done=self._on_difference,
+            action="The difference maps",
+        )
 
     @report_errors
     def show_group_difference(self, condition: str | None = None, reference: str | None = None) -> Any:
@@ -403,8 +424,15 @@ class LatentWidget(QWidget):
             raise InputError("group differences need the latent table with a group column: embed the crops first")
         condition = self.start.group(condition or self.slider_panel.condition.currentText())
         reference = self.start.group(reference or self.slider_panel.reference.currentText())
-        return self._start(group_difference, model, self.latents, condition, reference, on_done=self._on_difference,
-                           action="The group difference maps")  # fmt: skip
+        return self._start(
+            group_difference,
+            model,
+            self.latents,
+            condition,
+            reference,
+            on_done=self._on_difference,
+            action="The group difference maps",
+        )
 
     def _on_difference(self, maps: dict[str, Any]) -> None:
         self.status.setText(self.views_shown.show_difference(maps, quantile=float(self.views.quantile.value())))
@@ -429,8 +457,16 @@ class LatentWidget(QWidget):
         selected = self.selected_cell() if cells == "selected cell" and self.session.crop_set is not None else None
         positions, rows = self.views_shown.gradcam_cells(self.bundle, cells, selected)
         self.status.setText(f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}) on {len(positions)} cell(s)…")
-        return self._start(encoder_gradcam, model, self.session.crop_set, positions, dim, sign, action="Grad-CAM",
-                           on_done=lambda maps: self._show_gradcam_maps(maps, rows, dim, sign))  # fmt: skip
+        return self._start(
+            encoder_gradcam,
+            model,
+            self.session.crop_set,
+            positions,
+            dim,
+            sign,
+            action="Grad-CAM",
+            on_done=lambda maps: self._show_gradcam_maps(maps, rows, dim, sign),
+        )
 
     @report_errors
     def _show_gradcam_maps(self, maps: np.ndarray, rows: pd.DataFrame, dim: int, sign: int) -> None:

@@ -92,8 +92,15 @@ class ScatterCanvas:
                 continue
             positions, colors, size = self._data[name]
             ring = _rgba8(SELECTED_EDGE) if name == "selected" else None
-            picture = rasterize_points(positions, colors, key[0], key[1], size * self.canvas.pixel_scale, ring=ring,
-                                       ring_width=RING_WIDTH * self.canvas.pixel_scale)  # fmt: skip
+            picture = rasterize_points(
+                positions,
+                colors,
+                key[0],
+                key[1],
+                size * self.canvas.pixel_scale,
+                ring=ring,
+                ring_width=RING_WIDTH * self.canvas.pixel_scale,
+            )
             left, bottom, right, top = key[0]
             height, width = key[1]
             with visual.events.update.blocker():  # the frame being drawn shows it: no second frame

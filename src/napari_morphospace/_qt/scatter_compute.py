@@ -96,9 +96,15 @@ class ComputeRow(QWidget):
         if method not in EMBEDDINGS:
             raise InputError(f"unknown embedding {method!r}; choose one of {', '.join(EMBEDDINGS)}")
         axes = (f"{method}_0", f"{method}_1")
-        return self.tasks.start(add_embedding_columns, self._session_latents(), method, seed=seed,
-                                on_done=lambda table: self._on_embedded(table, axes), action=f"The {method} embedding",
-                                exclusive=False)  # fmt: skip
+        return self.tasks.start(
+            add_embedding_columns,
+            self._session_latents(),
+            method,
+            seed=seed,
+            on_done=lambda table: self._on_embedded(table, axes),
+            action=f"The {method} embedding",
+            exclusive=False,
+        )
 
     @report_errors
     def compute_clusters(self, method: str = "kmeans", n_clusters: int = 3, seed: int = 0) -> Any:
@@ -106,5 +112,13 @@ class ComputeRow(QWidget):
 
         Returns the started worker (or None when the input was refused).
         """
-        return self.tasks.start(add_cluster_column, self._session_latents(), method, n_clusters=n_clusters, seed=seed,
-                                on_done=self._on_clustered, action="Clustering", exclusive=False)  # fmt: skip
+        return self.tasks.start(
+            add_cluster_column,
+            self._session_latents(),
+            method,
+            n_clusters=n_clusters,
+            seed=seed,
+            on_done=self._on_clustered,
+            action="Clustering",
+            exclusive=False,
+        )

@@ -52,10 +52,18 @@ class PlotForm(QWidget):
         self.thumbnail_check.setToolTip("hovering a point shows its cell's crop (from the crop set in this viewer)")
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
-        for label, widget in (("cell layers", self.source_list), ("x", self.x_combo), ("y", self.y_combo),
-                              ("colour by", self.color_combo), ("point size", self.size_spin),
-                              ("opacity", self.opacity_spin), ("", self.density_check), ("tool", self.tool_combo),
-                              ("track paths", self.track_combo), ("hover", self.thumbnail_check)):  # fmt: skip
+        for label, widget in (
+            ("cell layers", self.source_list),
+            ("x", self.x_combo),
+            ("y", self.y_combo),
+            ("colour by", self.color_combo),
+            ("point size", self.size_spin),
+            ("opacity", self.opacity_spin),
+            ("", self.density_check),
+            ("tool", self.tool_combo),
+            ("track paths", self.track_combo),
+            ("hover", self.thumbnail_check),
+        ):
             form.addRow(label, widget)
 
     def list_sources(self, names: Sequence[str], ticked: Sequence[str]) -> None:

@@ -78,12 +78,20 @@ class ScatterWidget(QWidget):
         self.plot = self.view.plot
         self.tasks = Tasks("Scatter", parent=self)
         self.form, self.selections = PlotForm(), SelectionPanel()
-        self.compute_row = ComputeRow(self.session, self.tasks, on_embedded=self._show_embedding,
-                                      on_clustered=self._show_clusters)  # fmt: skip
+        self.compute_row = ComputeRow(
+            self.session, self.tasks, on_embedded=self._show_embedding, on_clustered=self._show_clusters
+        )
         self.crops = CropPreview(self.plot.canvas.native, self.crop_ids, lambda: self.session.crop_set)
-        self.mouse = PlotMouse(self.plot, self.form.tool_combo.currentText, on_lasso=report_errors(self.select_polygon),
-                               on_rectangle=report_errors(self.select_rectangle), on_click=report_errors(self._clicked),
-                               on_hover=self.hover, on_leave=self.crops.hover_thumbnail.hide, parent=self)  # fmt: skip
+        self.mouse = PlotMouse(
+            self.plot,
+            self.form.tool_combo.currentText,
+            on_lasso=report_errors(self.select_polygon),
+            on_rectangle=report_errors(self.select_rectangle),
+            on_click=report_errors(self._clicked),
+            on_hover=self.hover,
+            on_leave=self.crops.hover_thumbnail.hide,
+            parent=self,
+        )
         self.plot_selection = PlotSelection(napari_viewer, on_change=self._redraw_selection)
         self.note, self.hover_label = QLabel(), QLabel("hover a point to see its cell")
         for label in (self.note, self.hover_label):
@@ -140,8 +148,11 @@ class ScatterWidget(QWidget):
 
     def _refresh_source_list(self, event: Any = None) -> None:
         """List the Labels and Points layers that have a features table; keep the current ticks."""
-        names = [layer.name for layer in self.viewer.layers
-                 if isinstance(layer, (Labels, Points)) and not is_overlay(layer) and len(layer.features)]  # fmt: skip
+        names = [
+            layer.name
+            for layer in self.viewer.layers
+            if isinstance(layer, (Labels, Points)) and not is_overlay(layer) and len(layer.features)
+        ]
         self.form.list_sources(names, list(self.sources.layers))
 
     @report_errors
@@ -202,8 +213,13 @@ class ScatterWidget(QWidget):
     def settings(self) -> dict[str, Any]:
         """What the plot shows (sources, axes, colour column), as JSON values: saved with the analysis."""
         x, y = self._axes or ("", "")
-        return {"sources": list(self.sources.layers), "x": x, "y": y, "colour": self._color_by,
-                "tracks": self.form.track_combo.currentText()}  # fmt: skip
+        return {
+            "sources": list(self.sources.layers),
+            "x": x,
+            "y": y,
+            "colour": self._color_by,
+            "tracks": self.form.track_combo.currentText(),
+        }
 
     def apply_settings(self, settings: Mapping[str, Any]) -> None:
         """Show what :meth:`settings` described (a reopened analysis); sources no longer in the viewer are left out."""
@@ -297,8 +313,9 @@ class ScatterWidget(QWidget):
         self.view.draw_tracks(self.form.track_combo.currentText(), self.sources, self._positions, size)
         self._redraw_selection()
 
-    def select_track_at(self, x: float, y: float, add: bool = False,
-                        radius: float | tuple[float, float] | None = None) -> np.ndarray | None:  # fmt: skip
+    def select_track_at(
+        self, x: float, y: float, add: bool = False, radius: float | tuple[float, float] | None = None
+    ) -> np.ndarray | None:
         """Select the track whose path passes near data position ``(x, y)`` and show its cell nearest the click
         (time slider moved to its frame); returns the track's plot rows, None when no path is near.
 

@@ -112,8 +112,10 @@ class StatisticsWidget(QWidget):
         self.tab_pages: dict[str, QVBoxLayout] = {}
         self.probe_text = _label()
         self.per_image = QCheckBox("per image: permute condition labels between whole images")
-        self.per_image.setToolTip("Cells of one image are not independent; with several images per condition "
-                                  "this is the right test. Needs the cells' 'source' column.")  # fmt: skip
+        self.per_image.setToolTip(
+            "Cells of one image are not independent; with several images per condition "
+            "this is the right test. Needs the cells' 'source' column."
+        )
         self.inference_text = _label("Compute to test the difference between the groups.")
         self.inference_table = QTableWidget(0, len(INFERENCE_COLUMNS))
         self.inference_table.setHorizontalHeaderLabels(INFERENCE_COLUMNS)
@@ -359,8 +361,14 @@ class StatisticsWidget(QWidget):
         self.inference_table.setRowCount(len(order))
         for row, i in enumerate(order):
             ci = f"[{dims.d_low[i]:+.2f}, {dims.d_high[i]:+.2f}]"
-            cells = (dims.names[i], f"{dims.d[i]:+.3f}", ci, f"{dims.p[i]:.3g}", f"{dims.q[i]:.3g}",
-                     "yes" if dims.significant[i] else "")  # fmt: skip
+            cells = (
+                dims.names[i],
+                f"{dims.d[i]:+.3f}",
+                ci,
+                f"{dims.p[i]:.3g}",
+                f"{dims.q[i]:.3g}",
+                "yes" if dims.significant[i] else "",
+            )
             for column, text in enumerate(cells):
                 self.inference_table.setItem(row, column, QTableWidgetItem(text))
         self.inference_table.resizeColumnsToContents()

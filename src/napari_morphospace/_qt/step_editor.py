@@ -20,9 +20,17 @@ from .forms import field_widget
 #: Statistical Cell: subtract mode, align, centre); a config file may order
 #: steps freely.
 STEP_ORDER = (
-    "to_grayscale", "resize", "subtract_mode", "clahe", "unsharp_mask", "align_major_axis", "center_on_channel",
-    "mask_object", "normalize_percentile", "normalize_minmax",
-)  # fmt: skip
+    "to_grayscale",
+    "resize",
+    "subtract_mode",
+    "clahe",
+    "unsharp_mask",
+    "align_major_axis",
+    "center_on_channel",
+    "mask_object",
+    "normalize_percentile",
+    "normalize_minmax",
+)
 PRESETS = {
     "none": (),
     "macrophage study": ("to_grayscale", "resize", "clahe", "unsharp_mask", "normalize_minmax"),

@@ -120,8 +120,12 @@ class SweepDialog(QDialog):
 
     def _layout(self) -> None:
         form = QFormLayout()
-        form.addRow(QLabel("Base settings: the Train widget's model and training forms. Grid values are separated "
-                           "by commas; an empty axis keeps the base value."))  # fmt: skip
+        form.addRow(
+            QLabel(
+                "Base settings: the Train widget's model and training forms. Grid values are separated "
+                "by commas; an empty axis keeps the base value."
+            )
+        )
         for name, label, example in AXES:
             self.axis_edits[name].setPlaceholderText(f"e.g. {example}")
             self.axis_edits[name].textChanged.connect(self._show_grid)
@@ -150,13 +154,17 @@ class SweepDialog(QDialog):
 
     def settings(self) -> SweepSettings:
         """The sweep shown: the Train widget's settings as base, the grid axes and the test fraction (checked)."""
-        grid = from_dict(SweepGrid, {name: _parse_axis(name, edit.text()) for name, edit in self.axis_edits.items()},
-                         where="grid")  # fmt: skip
+        grid = from_dict(
+            SweepGrid, {name: _parse_axis(name, edit.text()) for name, edit in self.axis_edits.items()}, where="grid"
+        )
         return SweepSettings(
-            model=self.train_widget.model_settings(), training=self.train_widget.train_settings(), grid=grid,
-            test_fraction=round(self.test_fraction.value(), 4), elbo_samples=self._hidden.elbo_samples,
+            model=self.train_widget.model_settings(),
+            training=self.train_widget.train_settings(),
+            grid=grid,
+            test_fraction=round(self.test_fraction.value(), 4),
+            elbo_samples=self._hidden.elbo_samples,
             probe_columns=self._hidden.probe_columns,
-        )  # fmt: skip
+        )
 
     def set_settings(self, settings: SweepSettings) -> None:
         """Show ``settings``: its base in the Train widget's forms, its grid and test fraction here."""
@@ -235,11 +243,20 @@ class SweepDialog(QDialog):
         self._stop_event = threading.Event()
         self.destroyed.connect(self._stop_event.set)  # closing the viewer deletes the dialog: stop the sweep too
         origin = str(self.train_widget.crop_folder) if self.train_widget.crop_folder else "crop set of the Cells widget"
-        return self.tasks.start(run_sweep_in_thread, crop_set, settings, Path(text), origin, self._stop_event,
-                                on_done=lambda table: self._on_done(table, Path(text)),
-                                on_message=lambda message: self._on_progress(message, settings.training.epochs),
-                                action="The sweep", busy_text=f"Running {total} training run(s) into {text}…",
-                                progress="Sweep", on_quit=self._stop_event.set)  # fmt: skip
+        return self.tasks.start(
+            run_sweep_in_thread,
+            crop_set,
+            settings,
+            Path(text),
+            origin,
+            self._stop_event,
+            on_done=lambda table: self._on_done(table, Path(text)),
+            on_message=lambda message: self._on_progress(message, settings.training.epochs),
+            action="The sweep",
+            busy_text=f"Running {total} training run(s) into {text}…",
+            progress="Sweep",
+            on_quit=self._stop_event.set,
+        )
 
     def stop(self) -> None:
         """Stop the running training within a step; the remaining grid points run on the next Run into the same
@@ -295,8 +312,14 @@ class SweepDialog(QDialog):
         super().closeEvent(event)
 
 
-def run_sweep_in_thread(send: Callable[[Any], None], crop_set: CropSet, settings: SweepSettings, folder: Path,
-                        origin: str, stop_event: threading.Event) -> pd.DataFrame | None:  # fmt: skip
+def run_sweep_in_thread(
+    send: Callable[[Any], None],
+    crop_set: CropSet,
+    settings: SweepSettings,
+    folder: Path,
+    origin: str,
+    stop_event: threading.Event,
+) -> pd.DataFrame | None:
     """Run the sweep off the GUI thread with one CPU left to the viewer, as the Train widget trains."""
     with one_core_for_the_viewer():
         return run_sweep(crop_set, settings, folder, crop_set_origin=origin, on_update=send, stop_event=stop_event)

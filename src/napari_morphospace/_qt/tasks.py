@@ -92,12 +92,20 @@ class Tasks(QObject):
             return None
         display = ProgressDisplay(action if progress is None else progress, show_text=self._status, parent=self)
         if progress is not None:
-            worker = create_worker(_with_messages, function, args, kwargs, _start_thread=False, _ignore_errors=True,
-                                   _worker_class=_GeneratorTask)  # fmt: skip
+            worker = create_worker(
+                _with_messages,
+                function,
+                args,
+                kwargs,
+                _start_thread=False,
+                _ignore_errors=True,
+                _worker_class=_GeneratorTask,
+            )
             worker.yielded.connect(partial(self._message, worker, display, on_message))
         else:
-            worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True,
-                                   _worker_class=_FunctionTask, **kwargs)  # fmt: skip
+            worker = create_worker(
+                function, *args, _start_thread=False, _ignore_errors=True, _worker_class=_FunctionTask, **kwargs
+            )
         worker.on_quit = partial(self._let_go, worker, display, on_quit)
         if on_done is not None:
             worker.returned.connect(partial(self._done, worker, display, on_done))

@@ -38,8 +38,15 @@ class TrackOverlay:
         self.segments = np.zeros((0, 2), np.int64)
         self.ringed = np.zeros(0, np.int64)
 
-    def show(self, positions: np.ndarray, keys: np.ndarray, t: np.ndarray, colors: np.ndarray | None,
-             current: np.ndarray, size: float) -> None:  # fmt: skip
+    def show(
+        self,
+        positions: np.ndarray,
+        keys: np.ndarray,
+        t: np.ndarray,
+        colors: np.ndarray | None,
+        current: np.ndarray,
+        size: float,
+    ) -> None:
         """Draw the paths of ``keys`` (one track key per row, -1 off tracks; :func:`core.analysis.tracks.track_keys`).
 
         ``colors`` (N, 4) colours each segment like its later point; None colours
@@ -60,13 +67,13 @@ class TrackOverlay:
             colors = np.array(colors, dtype=np.float32)
             colors[:, 3] = 1.0
         ends = self.segments[:, 1]
-        self.lines.set_data(pos=positions[self.segments.reshape(-1)],
-                            color=np.repeat(colors[ends], 2, axis=0))  # fmt: skip
+        self.lines.set_data(pos=positions[self.segments.reshape(-1)], color=np.repeat(colors[ends], 2, axis=0))
         self.lines.visible = True
         self.ringed = np.flatnonzero(current & (keys >= 0))
         if len(self.ringed):
-            self.current.set_data(positions[self.ringed], face_color=(0, 0, 0, 0), edge_color=CURRENT_EDGE,
-                                  edge_width=2.0, size=size + 8)  # fmt: skip
+            self.current.set_data(
+                positions[self.ringed], face_color=(0, 0, 0, 0), edge_color=CURRENT_EDGE, edge_width=2.0, size=size + 8
+            )
         self.current.visible = bool(len(self.ringed))
 
     def pick(self, x: float, y: float, radius: float | tuple[float, float]) -> tuple[np.ndarray, int] | None:

@@ -75,8 +75,9 @@ class TracksWidget(QWidget):
         compute.clicked.connect(lambda _checked=False: self.compute())
         self.status = QLabel("give the cells track ids, then compute their statistics")
         self.status.setWordWrap(True)
-        self.tasks = Tasks("Tracks", status=self.status.setText, on_busy=lambda busy: compute.setEnabled(not busy),
-                           parent=self)  # fmt: skip
+        self.tasks = Tasks(
+            "Tracks", status=self.status.setText, on_busy=lambda busy: compute.setEnabled(not busy), parent=self
+        )
         self.table = QTableWidget()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -111,8 +112,11 @@ class TracksWidget(QWidget):
         cells = self.session.cells
         sources = [FROM_LABELS] + [layer.name for layer in self.viewer.layers if isinstance(layer, Tracks)]
         if cells is not None:  # track columns another tool put into the table (e.g. a tracker's TRACK_ID)
-            sources += [f"{COLUMN}{c}" for c in cells.columns if "track" in str(c).lower() and c not in ID_COLUMNS
-                        and pd.api.types.is_numeric_dtype(cells[c])]  # fmt: skip
+            sources += [
+                f"{COLUMN}{c}"
+                for c in cells.columns
+                if "track" in str(c).lower() and c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(cells[c])
+            ]
         _refill(self.source_combo, sources)
         regions = [NO_REGION] + [f"selection: {name}" for name in self.session.named_selections]
         groups = [NO_GROUPS]
@@ -154,24 +158,38 @@ class TracksWidget(QWidget):
         except InputError as err:
             self.tasks.report(err)
             return None
-        return self.tasks.start(summarise_tracks, latents, frame_interval=self.interval_spin.value(), region=region,
-                                group_column=None if group == NO_GROUPS else group, on_done=self._show_summary,
-                                action="Track statistics", busy_text="Computing the track statistics…")  # fmt: skip
+        return self.tasks.start(
+            summarise_tracks,
+            latents,
+            frame_interval=self.interval_spin.value(),
+            region=region,
+            group_column=None if group == NO_GROUPS else group,
+            on_done=self._show_summary,
+            action="Track statistics",
+            busy_text="Computing the track statistics…",
+        )
 
     def _show_summary(self, summary: TrackSummary) -> None:
         self.statistics, self.comparison = summary.statistics, summary.comparison
         self._show_table(summary.statistics)
         real, shuffled = summary.mean_step, summary.shuffled_step
-        self.status.setText(f"{track_ids.describe_tracks(self.session.latents)}. Mean latent step {real:.3g}, "
-                            f"{shuffled:.3g} with frames shuffled (ratio {real / shuffled:.2f}).")  # fmt: skip
+        self.status.setText(
+            f"{track_ids.describe_tracks(self.session.latents)}. Mean latent step {real:.3g}, "
+            f"{shuffled:.3g} with frames shuffled (ratio {real / shuffled:.2f})."
+        )
         text = summary.note
         if summary.comparison is not None:
             comparison = summary.comparison
             a, b = comparison.attrs["groups"]
-            text = f"{a} vs {b} (one sample per track; d > 0: higher in {a}; permutation p, BH q):\n" + "\n".join(
-                f"{r.measure}: {r.mean_a:.3g} vs {r.mean_b:.3g}, d {r.d:.2f} [{r.d_low:.2f}, {r.d_high:.2f}], "
-                f"p {r.p_value:.2g}, q {r.q_value:.2g}" for r in comparison.itertuples()
-            ) + "".join(f"\n{note}" for note in comparison.attrs["notes"])  # fmt: skip
+            text = (
+                f"{a} vs {b} (one sample per track; d > 0: higher in {a}; permutation p, BH q):\n"
+                + "\n".join(
+                    f"{r.measure}: {r.mean_a:.3g} vs {r.mean_b:.3g}, d {r.d:.2f} [{r.d_low:.2f}, {r.d_high:.2f}], "
+                    f"p {r.p_value:.2g}, q {r.q_value:.2g}"
+                    for r in comparison.itertuples()
+                )
+                + "".join(f"\n{note}" for note in comparison.attrs["notes"])
+            )
         self.comparison_label.setText(text)
 
     def _show_table(self, statistics: pd.DataFrame) -> None:

@@ -22,15 +22,26 @@ from .forms import fill_form, read_form, settings_form
 #: Training settings in the collapsed "Advanced" section (cluster runs, reproducibility, optimiser details).
 ADVANCED_TRAINING = ("weight_decay", "gradient_clip_val", "seed", "num_nodes", "strategy", "num_workers")
 MODEL_OPTIONS = {
-    "beta": {"step": 0.001, "max": 1e4}, "tc_alpha": {"step": 0.1, "max": 1e4}, "tc_beta": {"step": 0.1, "max": 1e4},
-    "tc_gamma": {"step": 0.1, "max": 1e4}, "kl_warmup_steps": {"max": 10**8}, "capacity_steps": {"max": 10**8},
-    "capacity_gamma": {"max": 1e6}, "free_bits": {"step": 0.01}, "latent_dim": {"max": 512},
-}  # fmt: skip
+    "beta": {"step": 0.001, "max": 1e4},
+    "tc_alpha": {"step": 0.1, "max": 1e4},
+    "tc_beta": {"step": 0.1, "max": 1e4},
+    "tc_gamma": {"step": 0.1, "max": 1e4},
+    "kl_warmup_steps": {"max": 10**8},
+    "capacity_steps": {"max": 10**8},
+    "capacity_gamma": {"max": 1e6},
+    "free_bits": {"step": 0.01},
+    "latent_dim": {"max": 512},
+}
 TRAIN_OPTIONS = {
-    "epochs": {"max": 10**6}, "batch_size": {"max": 65536}, "learning_rate": {"step": 1e-5, "max": 10.0},
-    "weight_decay": {"step": 1e-6, "max": 10.0}, "val_fraction": {"step": 0.05, "max": 0.99},
-    "seed": {"max": 2**31 - 1}, "preview_every_n_epochs": {"max": 10**6}, "early_stopping_patience": {"max": 10**6},
-}  # fmt: skip
+    "epochs": {"max": 10**6},
+    "batch_size": {"max": 65536},
+    "learning_rate": {"step": 1e-5, "max": 10.0},
+    "weight_decay": {"step": 1e-6, "max": 10.0},
+    "val_fraction": {"step": 0.05, "max": 0.99},
+    "seed": {"max": 2**31 - 1},
+    "preview_every_n_epochs": {"max": 10**6},
+    "early_stopping_patience": {"max": 10**6},
+}
 
 
 class TrainSettingsForms:

@@ -57,7 +57,7 @@ from ..core.training.engine import (
     TrainResult,
     TrainSettings,
     trained_bundle,
-)  # fmt: skip
+)
 from ..viewer.reconstructions import PREVIEW_LAYER
 from ..viewer.session import session_for
 from .docking import tab_with_other_docks
@@ -94,7 +94,10 @@ class TrainWidget(QWidget):
         self.crop_folder_edit = FileEdit(mode="d", label="crop set folder", value="")
         self.forms = TrainSettingsForms()
         self.model_form, self.train_form, self.advanced_form = (
-            self.forms.model_form, self.forms.train_form, self.forms.advanced_form)  # fmt: skip
+            self.forms.model_form,
+            self.forms.train_form,
+            self.forms.advanced_form,
+        )
         self.save_config_button = PushButton(text="Save config…")
         self.load_config_button = PushButton(text="Load config…")
         self.sweep_button = PushButton(
@@ -369,8 +372,12 @@ class TrainWidget(QWidget):
             text = f"Finished: {best}; {where}."
         if self._run_crop_set is not None:
             # The trained model is the session's model at once (Embed, Latent space...); Save model… writes it.
-            self.session.bundle = trained_bundle(result, self._run_crop_set, train_settings=self._run_train_settings,
-                                                 crop_set_origin=self._crop_set_origin())  # fmt: skip
+            self.session.bundle = trained_bundle(
+                result,
+                self._run_crop_set,
+                train_settings=self._run_train_settings,
+                crop_set_origin=self._crop_set_origin(),
+            )
             text += " It is the session's model now (Save model… writes it as a bundle)."
         notes = " ".join(result.notes)
         learned = result.diagnostics

@@ -56,14 +56,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"morphospace {args.command}: interrupted", file=sys.stderr)
             return 130
         except MemoryError:
-            _say(args.command, "error", "ran out of memory; use smaller crops, fewer crops per batch or a machine "
-                                        "with more memory (nothing half-written was left)")  # fmt: skip
+            _say(
+                args.command,
+                "error",
+                "ran out of memory; use smaller crops, fewer crops per batch or a machine "
+                "with more memory (nothing half-written was left)",
+            )
             return 2
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                 raise
-            _say(args.command, "error", f"cannot write {err.filename or 'the output'} ({err.strerror}); free space "
-                                        "or choose a writable folder")  # fmt: skip
+            _say(
+                args.command,
+                "error",
+                f"cannot write {err.filename or 'the output'} ({err.strerror}); free space or choose a writable folder",
+            )
             return 2
 
 

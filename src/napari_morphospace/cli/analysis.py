@@ -41,9 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--crops", type=Path, required=True, help="crop-set folder (from 'morphospace crops')")
     parser.add_argument("--model", type=Path, required=True, help="model bundle folder (from 'morphospace train')")
     parser.add_argument("--latents", type=Path, required=True, help="latent table (from 'morphospace embed')")
-    parser.add_argument("--crop-job", type=Path, default=None, metavar="YAML",
-                        help="the crop job (from 'morphospace crops --save-config'): names the label image of "
-                        "each source and is shown in the report")  # fmt: skip
+    parser.add_argument(
+        "--crop-job",
+        type=Path,
+        default=None,
+        metavar="YAML",
+        help="the crop job (from 'morphospace crops --save-config'): names the label image of "
+        "each source and is shown in the report",
+    )
     parser.add_argument("--out", type=Path, required=True, help="analysis folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing analysis folder")
     parser.set_defaults(run=run)
@@ -65,10 +70,18 @@ def run(args: argparse.Namespace) -> int:
     manifest = create_analysis(args.out, images=images, labels=labels, groups=groups, overwrite=args.overwrite)
     if job is not None:
         save_config(job, args.out / CROP_JOB_NAME)
-    save_analysis(manifest, crop_set=crop_set, model=args.model, latents=latents,
-                  crop_job=args.out / CROP_JOB_NAME if job is not None else None)  # fmt: skip
-    print(f"analysis folder {args.out}: {len(crop_set)} crops, {len(images)} source image(s), model and latents; "
-          f"write its report with: morphospace report {shlex.quote(str(args.out))}", file=sys.stderr)  # fmt: skip
+    save_analysis(
+        manifest,
+        crop_set=crop_set,
+        model=args.model,
+        latents=latents,
+        crop_job=args.out / CROP_JOB_NAME if job is not None else None,
+    )
+    print(
+        f"analysis folder {args.out}: {len(crop_set)} crops, {len(images)} source image(s), model and latents; "
+        f"write its report with: morphospace report {shlex.quote(str(args.out))}",
+        file=sys.stderr,
+    )
     _say_what_the_model_learned(bundle)
     return 0
 
@@ -98,8 +111,10 @@ def _read_latents(path: Path, crop_set: CropSet) -> pd.DataFrame:
         raise InputError(f"{path} has no crop_id and mu_* columns; pass the table written by 'morphospace embed'")
     unknown = sorted(set(latents["crop_id"].astype(int)) - set(crop_set.table["crop_id"].astype(int)))
     if unknown:
-        raise InputError(f"{path} names {len(unknown)} crop id(s) that the crop set has not (e.g. {unknown[:5]}); "
-                         "embed this crop set with 'morphospace embed' and pass that table")  # fmt: skip
+        raise InputError(
+            f"{path} names {len(unknown)} crop id(s) that the crop set has not (e.g. {unknown[:5]}); "
+            "embed this crop set with 'morphospace embed' and pass that table"
+        )
     return latents
 
 

@@ -18,32 +18,65 @@ PRESETS = ("none", "macrophage", "statistical-cell")
 #: The crop builder's per-image notes ("a.tif: 2 of 107 objects were ..."), summed over the images in the summary.
 FLAGS = [
     Flag("--labels", ("labels",), "one label image per image, in the same order", kind="list", metavar="LABELS"),
-    Flag("--group", ("groups",), "condition of each image, repeated in image order, or once for all images "
-         "(default: the file name)", kind="append", metavar="NAME"),
+    Flag(
+        "--group",
+        ("groups",),
+        "condition of each image, repeated in image order, or once for all images (default: the file name)",
+        kind="append",
+        metavar="NAME",
+    ),
     Flag("--objects", ("objects",), "crop labelled objects or a patch grid"),
-    Flag("--size", ("crop.size",), "crop size in pixels: one side for every spatial axis (64) or one per axis "
-         "(64,64 or, for 3D, 16,64,64)", size_value, metavar="PX"),
+    Flag(
+        "--size",
+        ("crop.size",),
+        "crop size in pixels: one side for every spatial axis (64) or one per axis (64,64 or, for 3D, 16,64,64)",
+        size_value,
+        metavar="PX",
+    ),
     Flag("--mode", ("crop.mode",), "a fixed box around the centroid, or fit the object's box and resize it"),
     Flag("--padding", ("crop.padding",), "pixels around the object in fit mode", int),
     Flag("--min-area", ("crop.min_area",), "skip objects with fewer pixels (voxels)", int),
     Flag("--exclude-border", ("crop.exclude_border",), "skip objects that touch the image border", kind="switch"),
-    Flag("--mask-neighbours", ("crop.mask_neighbours",), "zero the pixels of other objects inside a crop",
-         kind="switch"),
+    Flag(
+        "--mask-neighbours", ("crop.mask_neighbours",), "zero the pixels of other objects inside a crop", kind="switch"
+    ),
     Flag("--mask-background", ("crop.mask_background",), "zero everything outside the object", kind="switch"),
-    Flag("--channels", ("crop.channels", "patches.channels"), "channel indices to keep, in this order (default: all)",
-         int, kind="list"),
-    Flag("--normalise", ("crop.normalise", "patches.normalise"),
-         "intensities to [0, 1] by the 0.1/99.9 percentiles of each image, or by the data type's range"),
+    Flag(
+        "--channels",
+        ("crop.channels", "patches.channels"),
+        "channel indices to keep, in this order (default: all)",
+        int,
+        kind="list",
+    ),
+    Flag(
+        "--normalise",
+        ("crop.normalise", "patches.normalise"),
+        "intensities to [0, 1] by the 0.1/99.9 percentiles of each image, or by the data type's range",
+    ),
     Flag("--patch-size", ("patches.patch_size",), "patch side for --objects patches", int),
     Flag("--min-foreground", ("patches.min_foreground",), "foreground fraction a patch needs to be kept", float),
     Flag("--reader", ("reader",), "image reader"),
-    Flag("--axes", ("axes",), "axes of TIFF images without (or with wrong) axes metadata, one TCZYX letter per axis "
-         "in file order, e.g. CYX for three channel planes (read as Z otherwise)", metavar="AXES"),
-    Flag("--track-ids", ("track_ids",), "give each crop a track_id: its label id (tracked label images, ids persist "
-         "over time) or the track of --tracks at its position"),
-    Flag("--tracks", ("tracks",), "one tracks file per image (.csv/.npy: track id, t, [z,] y, x); implies "
-         "--track-ids tracks", kind="list", metavar="TRACKS"),
-]  # fmt: skip
+    Flag(
+        "--axes",
+        ("axes",),
+        "axes of TIFF images without (or with wrong) axes metadata, one TCZYX letter per axis "
+        "in file order, e.g. CYX for three channel planes (read as Z otherwise)",
+        metavar="AXES",
+    ),
+    Flag(
+        "--track-ids",
+        ("track_ids",),
+        "give each crop a track_id: its label id (tracked label images, ids persist "
+        "over time) or the track of --tracks at its position",
+    ),
+    Flag(
+        "--tracks",
+        ("tracks",),
+        "one tracks file per image (.csv/.npy: track id, t, [z,] y, x); implies --track-ids tracks",
+        kind="list",
+        metavar="TRACKS",
+    ),
+]
 
 
 def _default_job() -> CropJob:
@@ -74,12 +107,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_cluster_options(parser: argparse.ArgumentParser, what: str) -> None:
     """``--workers N`` (local processes) and ``--scheduler ADDRESS`` (a dask.distributed cluster)."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--workers", type=int, default=None, metavar="N",
-                       help=f"{what} in N worker processes on this machine (a dask LocalCluster; "
-                            "for many files: on one machine one process is often as fast)")  # fmt: skip
-    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help=f"{what} on the dask.distributed cluster at ADDRESS (e.g. tcp://head:8786); "
-                            "its workers must see the files at the same paths")  # fmt: skip
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"{what} in N worker processes on this machine (a dask LocalCluster; "
+        "for many files: on one machine one process is often as fast)",
+    )
+    group.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help=f"{what} on the dask.distributed cluster at ADDRESS (e.g. tcp://head:8786); "
+        "its workers must see the files at the same paths",
+    )
 
 
 def job_from_args(args: argparse.Namespace) -> CropJob:
@@ -140,8 +182,14 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        crop_set = run_crop_job(job, args.out, overwrite=args.overwrite, workers=args.workers,
-                                scheduler=args.scheduler, on_progress=progress)  # fmt: skip
+        crop_set = run_crop_job(
+            job,
+            args.out,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            on_progress=progress,
+        )
     groups = crop_set.table["group"].value_counts(sort=False).to_dict()
     shape = "x".join(str(s) for s in crop_set.images.shape[1:])
     counted = [w for w in caught if issubclass(w.category, UserWarning) and COUNTED_NOTE.fullmatch(str(w.message))]

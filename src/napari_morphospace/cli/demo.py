@@ -67,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
         launch_demo(settings)
         return 0
     if not args.headless:
-        print(f"No display found: running headless, outputs in {args.out}/ "
-              "(for the viewer, run on a desktop or under xvfb-run).", file=sys.stderr)  # fmt: skip
+        print(
+            f"No display found: running headless, outputs in {args.out}/ "
+            "(for the viewer, run on a desktop or under xvfb-run).",
+            file=sys.stderr,
+        )
     result = run_demo(args.out, settings, overwrite=args.overwrite, on_step=lambda m: print(f"- {m}", file=sys.stderr))
     print_summary(result)
     return 0

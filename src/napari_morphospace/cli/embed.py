@@ -29,9 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="crops encoded at once")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda:0, mps")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    parser.add_argument("--allow-preprocessing-mismatch", action="store_true",
-                        help="embed crops made with other crop or preprocessing settings than the model's training "
-                             "crops (the differences are printed as a warning)")  # fmt: skip
+    parser.add_argument(
+        "--allow-preprocessing-mismatch",
+        action="store_true",
+        help="embed crops made with other crop or preprocessing settings than the model's training "
+        "crops (the differences are printed as a warning)",
+    )
     add_cluster_options(parser, "encode blocks of crops")
     parser.set_defaults(run=run)
 
@@ -49,11 +52,22 @@ def run(args: argparse.Namespace) -> int:
     allow = args.allow_preprocessing_mismatch
     with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
         if client is None:
-            table = embed(bundle, load_crop_set(args.crops), batch_size=args.batch_size, device=device,
-                          allow_preprocessing_mismatch=allow)  # fmt: skip
+            table = embed(
+                bundle,
+                load_crop_set(args.crops),
+                batch_size=args.batch_size,
+                device=device,
+                allow_preprocessing_mismatch=allow,
+            )
         else:
-            table = embed_on_cluster(client, args.model, args.crops, batch_size=args.batch_size, device=args.device,
-                                     allow_preprocessing_mismatch=allow)  # fmt: skip
+            table = embed_on_cluster(
+                client,
+                args.model,
+                args.crops,
+                batch_size=args.batch_size,
+                device=args.device,
+                allow_preprocessing_mismatch=allow,
+            )
     export_table(table, args.out, overwrite=args.overwrite)
     print(f"{len(table)} crops embedded in {bundle.latent_dim} dimensions; written to {args.out}", file=sys.stderr)
     return 0

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         export_crops,
         export_table,
         read_table,
-    )  # fmt: skip
+    )
 
     if args.which == "selected" and args.ids is None:
         raise InputError("--which selected needs --ids FILE listing the crop ids to export")

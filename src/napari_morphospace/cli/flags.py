@@ -139,8 +139,11 @@ def name_flags(message: str, flags: Iterable[Flag]) -> str:
             leaf = path.rsplit(".", 1)[-1]
             for name in dict.fromkeys((path, leaf)):
                 escaped = re.escape(name)
-                message = re.sub(rf"(?<![\w.-]){escaped}=(True|False|'[^']*'|[\w.-]+)",
-                                 lambda m, flag=flag: _flag_with_value(flag, m.group(1)), message)  # fmt: skip
+                message = re.sub(
+                    rf"(?<![\w.-]){escaped}=(True|False|'[^']*'|[\w.-]+)",
+                    lambda m, flag=flag: _flag_with_value(flag, m.group(1)),
+                    message,
+                )
                 if "." in name or "_" in name:
                     message = re.sub(rf"(?<![\w.-]){escaped}(?![\w-])", flag.option, message)
                 else:  # a plain word only where it names the setting: "beta must ...", a leading "ndim: ..."

@@ -32,15 +32,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--latents", type=Path, help="latent table from 'morphospace embed' (.csv or .parquet)")
-    source.add_argument("--table", type=Path,
-                        help="or a table of features measured elsewhere, one row per object (CellProfiler, DINO...: "
-                        ".csv, .tsv, .parquet, .h5ad); see docs/external-tables.md")  # fmt: skip
-    parser.add_argument("--features", default="",
-                        help="with --table: feature columns, names or patterns separated by commas ('AreaShape_*'); "
-                        "default: every numeric measurement")  # fmt: skip
-    parser.add_argument("--image-table", default="",
-                        help="with --table: CellProfiler's image table for an ImageNumber key (default: the "
-                        "…Image.csv beside the table)")  # fmt: skip
+    source.add_argument(
+        "--table",
+        type=Path,
+        help="or a table of features measured elsewhere, one row per object (CellProfiler, DINO...: "
+        ".csv, .tsv, .parquet, .h5ad); see docs/external-tables.md",
+    )
+    parser.add_argument(
+        "--features",
+        default="",
+        help="with --table: feature columns, names or patterns separated by commas ('AreaShape_*'); "
+        "default: every numeric measurement",
+    )
+    parser.add_argument(
+        "--image-table",
+        default="",
+        help="with --table: CellProfiler's image table for an ImageNumber key (default: the "
+        "…Image.csv beside the table)",
+    )
     parser.add_argument("--group-by", default="group", help="column whose values are the conditions (default: group)")
     parser.add_argument(
         "--groups",
@@ -108,10 +117,16 @@ def run(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise InputError(f"{args.out} already has {', '.join(existing)}; choose another --out or pass --overwrite")
     settings = InferenceSettings(
-        permutations=args.permutations, resamples=args.resamples, fdr=args.fdr, confidence=args.confidence,
-        distance=args.distance, distance_cells=args.distance_cells, by_image=args.by_image,
-        image_column=args.image_column, seed=args.seed,
-    )  # fmt: skip
+        permutations=args.permutations,
+        resamples=args.resamples,
+        fdr=args.fdr,
+        confidence=args.confidence,
+        distance=args.distance,
+        distance_cells=args.distance_cells,
+        by_image=args.by_image,
+        image_column=args.image_column,
+        seed=args.seed,
+    )
     table, group_by = _read_cells(args)
     if group_by not in table.columns:
         raise InputError(

@@ -112,11 +112,20 @@ def run(args: argparse.Namespace) -> int:
     if args.crops is None or args.out is None:
         raise InputError("a sweep needs --crops CROP_SET and --out SWEEP_FOLDER")
     crop_set = load_crop_set(args.crops)
-    table = run_sweep(crop_set, settings, args.out, index=args.index, crop_set_origin=str(args.crops.resolve()),
-                      on_update=print_progress)  # fmt: skip
+    table = run_sweep(
+        crop_set,
+        settings,
+        args.out,
+        index=args.index,
+        crop_set_origin=str(args.crops.resolve()),
+        on_update=print_progress,
+    )
     if table is not None:
         return _finish(table, args.out)
     record = read_run_record(args.out, grid_points(settings)[args.index]) or {}
-    print(f"grid point {args.index}: {record.get('status', 'not finished')}; when every job is done: "
-          f"morphospace sweep --collect {args.out}", file=sys.stderr)  # fmt: skip
+    print(
+        f"grid point {args.index}: {record.get('status', 'not finished')}; when every job is done: "
+        f"morphospace sweep --collect {args.out}",
+        file=sys.stderr,
+    )
     return 1 if record.get("status") == "failed" else 0

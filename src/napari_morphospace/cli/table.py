@@ -31,9 +31,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("table", type=Path, help="the table of per-object measurements")
-    parser.add_argument("--labels", type=Path, nargs="+", default=(), metavar="TIF",
-                        help="label images the measurements were made on (their ids are checked); without them "
-                        "the rows are taken as they are")  # fmt: skip
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        nargs="+",
+        default=(),
+        metavar="TIF",
+        help="label images the measurements were made on (their ids are checked); without them "
+        "the rows are taken as they are",
+    )
     parser.add_argument(
         "--images",
         type=Path,
@@ -42,9 +48,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="TIF",
         help="the images of those label images (X.tif for X_labels.tif), recorded in the analysis",
     )
-    parser.add_argument("--features", default="", metavar="NAMES",
-                        help="feature columns: names or patterns separated by commas ('AreaShape_*, Intensity_*'); "
-                        "default: every numeric measurement")  # fmt: skip
+    parser.add_argument(
+        "--features",
+        default="",
+        metavar="NAMES",
+        help="feature columns: names or patterns separated by commas ('AreaShape_*, Intensity_*'); "
+        "default: every numeric measurement",
+    )
     parser.add_argument(
         "--group-column",
         default="",
@@ -86,18 +96,27 @@ def run(args: argparse.Namespace) -> int:
     images = {image_stem(p.name): p for p in args.images}
     unpaired = [p.name for p in args.labels if name_stem(image_stem(p.name)) not in images] if args.images else []
     if unpaired:
-        raise InputError(f"no image of --images goes with {', '.join(unpaired)} (X.tif for X_labels.tif); "
-                         "give one image per label image, or leave --images out")  # fmt: skip
+        raise InputError(
+            f"no image of --images goes with {', '.join(unpaired)} (X.tif for X_labels.tif); "
+            "give one image per label image, or leave --images out"
+        )
     sources = [(images[name_stem(image_stem(p.name))], p) for p in args.labels] if args.images else []
     groups = [_group_of(result.table, image_stem(labels.name)) for _image, labels in sources]
-    manifest = create_analysis(args.out, images=[i for i, _l in sources], labels=[lab for _i, lab in sources],
-                               groups=groups, overwrite=args.overwrite)  # fmt: skip
+    manifest = create_analysis(
+        args.out,
+        images=[i for i, _l in sources],
+        labels=[lab for _i, lab in sources],
+        groups=groups,
+        overwrite=args.overwrite,
+    )
     save_analysis(manifest, latents=result.table)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"analysis folder {args.out}: {len(result.table)} cells with {len(result.feature_columns)} features; "
-          f"write its report with: morphospace report {args.out}"
-          + (" --allow-external (its images lie outside the folder)" if sources else ""))  # fmt: skip
+    print(
+        f"analysis folder {args.out}: {len(result.table)} cells with {len(result.feature_columns)} features; "
+        f"write its report with: morphospace report {args.out}"
+        + (" --allow-external (its images lie outside the folder)" if sources else "")
+    )
     return 0
 
 

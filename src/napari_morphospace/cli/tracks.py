@@ -146,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"groups of tracks not compared: {err}")
         else:
             a, b = comparison.attrs["groups"]
-            print(f"\n{a} against {b} (one sample per track; d > 0: higher in {a}; bootstrap interval of d; "
-                  "permutation p; Benjamini-Hochberg q):")  # fmt: skip
+            print(
+                f"\n{a} against {b} (one sample per track; d > 0: higher in {a}; bootstrap interval of d; "
+                "permutation p; Benjamini-Hochberg q):"
+            )
             print(comparison.to_string(index=False, float_format="%.4g"))
             for note in comparison.attrs["notes"]:
                 print(f"note: {note}")

@@ -51,33 +51,59 @@ def _devices(text: str) -> str | int | list[int]:
 FLAGS = [
     Flag("--model", ("model.model",), "which VAE to train"),
     Flag("--latent-dim", ("model.latent_dim",), "number of latent dimensions (2-512)", int),
-    Flag("--beta", ("model.beta",), "the model's β: weight of the KL term (beta-vae, me-vae, cond-vae) or of the "
-         "total correlation (beta-tcvae, its tc_beta)", float),
-    Flag("--objective", ("model.objective",),
-         "rec + beta*KL (classic), or (1-beta)*rec + beta*KL with beta in [0, 1] (reparameterised)"),
-    Flag("--reconstruction", ("model.reconstruction",),
-         "reconstruction term: 0.5*SSE (sse), binary cross-entropy (bce), or a Gaussian whose variance is the "
-         "batch's mean squared error (calibrated-gaussian)"),
-    Flag("--epochs", ("training.epochs",), "number of epochs (per stage for cond-vae); default: enough for "
-         "--min-steps optimiser steps", int),
+    Flag(
+        "--beta",
+        ("model.beta",),
+        "the model's β: weight of the KL term (beta-vae, me-vae, cond-vae) or of the "
+        "total correlation (beta-tcvae, its tc_beta)",
+        float,
+    ),
+    Flag(
+        "--objective",
+        ("model.objective",),
+        "rec + beta*KL (classic), or (1-beta)*rec + beta*KL with beta in [0, 1] (reparameterised)",
+    ),
+    Flag(
+        "--reconstruction",
+        ("model.reconstruction",),
+        "reconstruction term: 0.5*SSE (sse), binary cross-entropy (bce), or a Gaussian whose variance is the "
+        "batch's mean squared error (calibrated-gaussian)",
+    ),
+    Flag(
+        "--epochs",
+        ("training.epochs",),
+        "number of epochs (per stage for cond-vae); default: enough for --min-steps optimiser steps",
+        int,
+    ),
     Flag("--min-steps", ("training.min_steps",), "optimiser steps the automatic epoch count reaches at least", int),
-    Flag("--batch-size", ("training.batch_size",), "crops per batch (per device); default: chosen from the number "
-         "of training crops", int),
+    Flag(
+        "--batch-size",
+        ("training.batch_size",),
+        "crops per batch (per device); default: chosen from the number of training crops",
+        int,
+    ),
     Flag("--learning-rate", ("training.learning_rate",), "AdamW learning rate", float),
     Flag("--val-fraction", ("training.val_fraction",), "fraction of the crops held out for validation", float),
     Flag("--split", ("training.split",), "hold out whole source images, or random crops"),
     Flag("--seed", ("training.seed",), "random seed (split, shuffling, augmentation)", int),
     Flag("--accelerator", ("training.accelerator",), "device type"),
-    Flag("--devices", ("training.devices",), "a device count (e.g. 4) or device ids (e.g. 0,2; '1,' is cuda:1 alone)",
-         _devices),
+    Flag(
+        "--devices",
+        ("training.devices",),
+        "a device count (e.g. 4) or device ids (e.g. 0,2; '1,' is cuda:1 alone)",
+        _devices,
+    ),
     Flag("--num-nodes", ("training.num_nodes",), "machines for multi-node training", int),
     Flag("--strategy", ("training.strategy",), "Lightning strategy: auto, ddp, ddp_spawn, ..."),
     Flag("--precision", ("training.precision",), "numeric precision"),
     Flag("--num-workers", ("training.num_workers",), "data-loading worker processes", int),
-    Flag("--checkpoint-dir", ("training.checkpoint_dir",),
-         "folder for this run's checkpoints (default: <out>-checkpoints, removed after success)"),
+    Flag(
+        "--checkpoint-dir",
+        ("training.checkpoint_dir",),
+        "folder for this run's checkpoints (default: <out>-checkpoints, removed after success)",
+    ),
     Flag("--label-column", ("training.label_column",), "crop-table column with the cond-vae label"),
-]  # fmt: skip
+]
 
 
 def _default_config() -> TrainConfig:

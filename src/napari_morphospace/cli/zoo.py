@@ -83,10 +83,21 @@ def run_export(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model)
     crops = args.crops or _training_crops(bundle.config.get("provenance") or {})
     crop_set = load_crop_set(crops)
-    settings = ZooSettings(authors=args.author, name=args.name, description=args.description,
-                           license=args.license, test_crops=args.test_crops)  # fmt: skip
-    written = export_zoo_packages(bundle, crop_set, args.out, settings=settings, overwrite=args.overwrite,
-                                  on_step=lambda text: print(f"{text}…", file=sys.stderr))  # fmt: skip
+    settings = ZooSettings(
+        authors=args.author,
+        name=args.name,
+        description=args.description,
+        license=args.license,
+        test_crops=args.test_crops,
+    )
+    written = export_zoo_packages(
+        bundle,
+        crop_set,
+        args.out,
+        settings=settings,
+        overwrite=args.overwrite,
+        on_step=lambda text: print(f"{text}…", file=sys.stderr),
+    )
     print(f"validated and test-run; written {written.encoder} and {written.decoder}", file=sys.stderr)
     return 0
 

@@ -31,7 +31,7 @@ from ..core.project.analysis_folder import (
     is_analysis_folder,
     open_analysis,
     save_analysis,
-)  # fmt: skip
+)
 from ..core.project.annotations import classes_document, classes_from_document
 from ..core.training.bundle import Bundle, save_bundle
 from .layers import layer_file
@@ -84,11 +84,19 @@ def save_session(plan: SavePlan) -> AnalysisFolder:
             model = model.folder if on_disk else save_bundle(model, Path(scratch) / "model")
         manifest = plan.folder if is_analysis_folder(plan.folder) else create_analysis(plan.folder)
         return save_analysis(
-            manifest, images=plan.images or None, labels=plan.labels if plan.images else (),
-            groups=plan.groups if plan.images else (), crop_set=plan.crop_set, model=model, latents=plan.latents,
-            selections=plan.selections or None, classifier=plan.classifier, annotations=plan.annotations,
-            annotation_classes=plan.annotation_classes, plot_settings=plan.plot_settings,
-        )  # fmt: skip
+            manifest,
+            images=plan.images or None,
+            labels=plan.labels if plan.images else (),
+            groups=plan.groups if plan.images else (),
+            crop_set=plan.crop_set,
+            model=model,
+            latents=plan.latents,
+            selections=plan.selections or None,
+            classifier=plan.classifier,
+            annotations=plan.annotations,
+            annotation_classes=plan.annotation_classes,
+            plot_settings=plan.plot_settings,
+        )
 
 
 def open_with_layers(folder: Path, *, allow_external: bool = False) -> OpenedAnalysis:
@@ -124,8 +132,9 @@ def layer_sources(layers: Any) -> dict[Path, tuple[Path | None, str]]:
     return found
 
 
-def session_save_plan(viewer: Any, folder: str | Path, opened: Analysis | None = None,
-                      plot_settings: dict | None = None) -> SavePlan:  # fmt: skip
+def session_save_plan(
+    viewer: Any, folder: str | Path, opened: Analysis | None = None, plot_settings: dict | None = None
+) -> SavePlan:
     """What saving the session of ``viewer`` into ``folder`` writes, read now (on the GUI thread).
 
     ``opened``: the analysis this viewer opened, whose sources are kept and
@@ -144,13 +153,20 @@ def session_save_plan(viewer: Any, folder: str | Path, opened: Analysis | None =
     sources = _sources(viewer.layers, opened)
     cells = session.cells
     annotated = cells is not None and bool(session.annotation_classes)
-    return SavePlan(folder=Path(folder), images=list(sources), labels=[v[0] for v in sources.values()],
-                    groups=[v[1] for v in sources.values()], crop_set=crop_set, bundle=bundle,
-                    latents=session.latents, selections=session.named_selections,
-                    classifier=session.classifier_metrics,
-                    annotations=cells[["crop_id", "annotation"]] if annotated and cells is not None else None,
-                    annotation_classes=classes_document(session.annotation_classes) if annotated else None,
-                    plot_settings=plot_settings or {})  # fmt: skip
+    return SavePlan(
+        folder=Path(folder),
+        images=list(sources),
+        labels=[v[0] for v in sources.values()],
+        groups=[v[1] for v in sources.values()],
+        crop_set=crop_set,
+        bundle=bundle,
+        latents=session.latents,
+        selections=session.named_selections,
+        classifier=session.classifier_metrics,
+        annotations=cells[["crop_id", "annotation"]] if annotated and cells is not None else None,
+        annotation_classes=classes_document(session.annotation_classes) if annotated else None,
+        plot_settings=plot_settings or {},
+    )
 
 
 def _sources(layers: Any, opened: Analysis | None) -> dict[Path, tuple[Path | None, str]]:

@@ -28,12 +28,16 @@ def source_rows(cells: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
 def annotated_sources(layers: Any, cells: pd.DataFrame) -> list[Labels]:
     """The Labels layers the cells were cut from (by layer name or ``metadata["source"]``)."""
     sources = set(cells["source"].astype(str))
-    return [layer for layer in layers
-            if isinstance(layer, Labels) and not is_overlay(layer) and sources & set(source_names(layer))]  # fmt: skip
+    return [
+        layer
+        for layer in layers
+        if isinstance(layer, Labels) and not is_overlay(layer) and sources & set(source_names(layer))
+    ]
 
 
-def overlay_data(labels: np.ndarray, label_ids: np.ndarray, codes: np.ndarray, t: np.ndarray | None,
-                 ndim: int) -> np.ndarray:  # fmt: skip
+def overlay_data(
+    labels: np.ndarray, label_ids: np.ndarray, codes: np.ndarray, t: np.ndarray | None, ndim: int
+) -> np.ndarray:
     """Class code per pixel of ``labels`` (0 = not annotated), frame by frame for time-lapses
     (``ndim``: spatial axes)."""
     labels = np.asarray(labels)

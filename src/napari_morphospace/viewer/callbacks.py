@@ -35,8 +35,12 @@ def weak_click_callback(method: Callable[..., Any], slop_px: float = 3.0) -> Cal
             yield
         bound = reference()
         if not moved and bound is not None:
-            bound(position, add="Shift" in event.modifiers, view_direction=event.view_direction,
-                  dims_displayed=list(event.dims_displayed))  # fmt: skip
+            bound(
+                position,
+                add="Shift" in event.modifiers,
+                view_direction=event.view_direction,
+                dims_displayed=list(event.dims_displayed),
+            )
 
     return callback
 

@@ -57,8 +57,9 @@ def train_on_crop_set(
 ) -> tuple[ClassifierResult, np.ndarray | None]:
     """Cross-validate and train on the labelled crops of ``crop_set``; ``(result, per-channel evidence)``."""
     images = crop_images(crop_set, labels.positions)
-    return train_with_evidence(images, labels.labels, labels.sources, settings, stop_event=stop_event,
-                               on_update=on_update)  # fmt: skip
+    return train_with_evidence(
+        images, labels.labels, labels.sources, settings, stop_event=stop_event, on_update=on_update
+    )
 
 
 def rank_crop_set_channels(
@@ -70,8 +71,15 @@ def rank_crop_set_channels(
 ) -> list[ChannelRanking]:
     """One classifier per channel of ``crop_set``; the ranking (the channels done, when stopped)."""
     images = crop_images(crop_set, labels.positions)
-    return rank_channels(images, labels.labels, labels.sources, settings, channel_names=list(crop_set.channel_names),
-                         stop_event=stop_event, on_update=on_update)  # fmt: skip
+    return rank_channels(
+        images,
+        labels.labels,
+        labels.sources,
+        settings,
+        channel_names=list(crop_set.channel_names),
+        stop_event=stop_event,
+        on_update=on_update,
+    )
 
 
 def crop_set_gradcam(model: Any, crop_set: CropSet, positions: np.ndarray, class_index: int) -> np.ndarray:

@@ -44,8 +44,14 @@ def decoded_layer(viewer: Any) -> Image | None:
     return next((lay for lay in viewer.layers if lay.name.startswith(DECODED) and isinstance(lay, Image)), None)
 
 
-def show_decoded(viewer: Any, image: np.ndarray, channel_names: Sequence[str] = (), *,
-                 spacing: Sequence[float] | None = None, name: str = DECODED) -> list[Image]:  # fmt: skip
+def show_decoded(
+    viewer: Any,
+    image: np.ndarray,
+    channel_names: Sequence[str] = (),
+    *,
+    spacing: Sequence[float] | None = None,
+    name: str = DECODED,
+) -> list[Image]:
     """Show a decoded image ``(C, [Z,] Y, X)``: one layer ``name`` (one channel) or ``"name <channel>"`` per channel.
 
     Layers that exist are updated in place (live decoding); several channels
@@ -65,7 +71,7 @@ def show_decoded(viewer: Any, image: np.ndarray, channel_names: Sequence[str] = 
             scale=spacing,
             contrast_limits=(0.0, 1.0),
             blending="additive",
-        )  # fmt: skip
+        )
         for c, (channel, cmap) in enumerate(zip(names, colormaps, strict=True))
     ]
 
@@ -75,8 +81,9 @@ def cell_box(viewer: Any, row: Mapping[str, Any] | pd.Series) -> tuple[np.ndarra
     when its layer is in the viewer."""
     if not {"source", "y_start", "y_stop", "x_start", "x_stop"} <= set(row.keys()):
         return None
-    layer = next((lay for lay in viewer.layers
-                  if isinstance(lay, Labels) and str(row["source"]) in source_names(lay)), None)  # fmt: skip
+    layer = next(
+        (lay for lay in viewer.layers if isinstance(lay, Labels) and str(row["source"]) in source_names(lay)), None
+    )
     if layer is None:
         return None
     leading = [int(row["t"])] if layer.ndim > 2 and "t" in row.keys() else [0] * (layer.ndim - 2)
@@ -121,8 +128,14 @@ def place_decoded(viewer: Any, layers: Sequence[Image], anchor: tuple[np.ndarray
         layer.translate = decoded_translate(viewer, layer, anchor)
 
 
-def show_grid(viewer: Any, grid: np.ndarray, *, name: str = GRID, row_axis: str = "dimension",
-              spacing: Sequence[float] | None = None) -> Image:  # fmt: skip
+def show_grid(
+    viewer: Any,
+    grid: np.ndarray,
+    *,
+    name: str = GRID,
+    row_axis: str = "dimension",
+    spacing: Sequence[float] | None = None,
+) -> Image:
     """A traversal grid ``(rows, steps, C, [Z,] Y, X)`` as layer ``name``,
     right of the decoded cell when there is one (2D)."""
     spatial = grid.ndim - 3
@@ -133,14 +146,23 @@ def show_grid(viewer: Any, grid: np.ndarray, *, name: str = GRID, row_axis: str 
     if decoded is not None and spatial == 2:  # right of the decoded cell, where the user is looking
         width = decoded.data.shape[-1] * decoded.scale[-1]
         translate[-2:] = np.asarray(decoded.translate[-2:], float) + [0.0, (1 + GAP) * width]
-    layer = put_image(viewer, name, grid, colormap="gray", scale=scale, contrast_limits=(0.0, 1.0), axis_labels=labels,
-                      translate=translate)  # fmt: skip
+    layer = put_image(
+        viewer,
+        name,
+        grid,
+        colormap="gray",
+        scale=scale,
+        contrast_limits=(0.0, 1.0),
+        axis_labels=labels,
+        translate=translate,
+    )
     layer.axis_labels = labels
     return layer
 
 
-def show_difference(viewer: Any, maps: Mapping[str, Any], *, quantile: float = 0.9,
-                    spacing: Sequence[float] | None = None) -> list[Image]:  # fmt: skip
+def show_difference(
+    viewer: Any, maps: Mapping[str, Any], *, quantile: float = 0.9, spacing: Sequence[float] | None = None
+) -> list[Image]:
     """The difference maps (:func:`~napari_morphospace.core.analysis.difference.compare_images`) on the decoded cell.
 
     The maps' channels ``(C, [Z,] Y, X)`` are reduced by their maximum, so

@@ -69,9 +69,10 @@ class FeaturesWriter:
         if viewer is None or latents is None:
             return None
         candidates = [
-            layer for layer in (viewer.layers if layers is None else layers)
+            layer
+            for layer in (viewer.layers if layers is None else layers)
             if isinstance(layer, Labels) and not is_overlay(layer)
-        ]  # fmt: skip
+        ]
         infos = [
             LabelsInfo(
                 layer.name, layer.features, layer.ndim > spatial_ndim(latents, layer.ndim), source_names(layer)[1:]

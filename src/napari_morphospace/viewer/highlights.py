@@ -32,11 +32,22 @@ class SelectionHighlights:
         self.sources = PlotSources(viewer)
         self.selected = np.zeros(0, bool)
         self.cells = SourceOverlay(
-            viewer, SELECTED_CELLS, "labels", self._render_cells, opacity=0.9, blending="translucent",
+            viewer,
+            SELECTED_CELLS,
+            "labels",
+            self._render_cells,
+            opacity=0.9,
+            blending="translucent",
             colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: HIGHLIGHT_COLOR}),
-        )  # fmt: skip
-        self.points = SourceOverlay(viewer, SELECTED_POINTS, "points", self._render_points,
-                                    face_color=[0.0, 0.0, 0.0, 0.0], border_color=list(HIGHLIGHT_COLOR))  # fmt: skip
+        )
+        self.points = SourceOverlay(
+            viewer,
+            SELECTED_POINTS,
+            "points",
+            self._render_points,
+            face_color=[0.0, 0.0, 0.0, 0.0],
+            border_color=list(HIGHLIGHT_COLOR),
+        )
 
     def show(self, sources: PlotSources, selected: np.ndarray) -> None:
         """Highlight the rows where ``selected`` (one bool per plot row of ``sources``) is True."""

@@ -98,8 +98,9 @@ class LatentViews:
     def threshold(self, quantile: float) -> None:
         """Redraw the last difference maps showing only changes at or above ``quantile``."""
         if self.difference is not None:
-            show_difference(self.viewer, self.difference, quantile=quantile,
-                            spacing=self.spacing(self.difference["abs"].ndim - 1))  # fmt: skip
+            show_difference(
+                self.viewer, self.difference, quantile=quantile, spacing=self.spacing(self.difference["abs"].ndim - 1)
+            )
 
     def gradcam_cells(
         self, bundle: Bundle, cells: str, selected: tuple[str, int, int | None] | None = None

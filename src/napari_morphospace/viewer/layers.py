@@ -194,8 +194,10 @@ def paste_side_by_side(rendered: Sequence[Rendered]) -> Rendered | None:
         np.asarray(placement.get("scale", np.ones(d.ndim)), float)[-d.ndim :]
         for d, (_, placement) in zip(datas, rendered, strict=True)
     ]
-    translates = [np.asarray(placement.get("translate", np.zeros(d.ndim)), float)[-d.ndim :]
-                  for d, (_, placement) in zip(datas, rendered, strict=True)]  # fmt: skip
+    translates = [
+        np.asarray(placement.get("translate", np.zeros(d.ndim)), float)[-d.ndim :]
+        for d, (_, placement) in zip(datas, rendered, strict=True)
+    ]
     if len({(d.ndim, d.dtype) for d in datas}) != 1 or not all(np.allclose(s, scales[0]) for s in scales):
         return None
     offsets = [(t - translates[0]) / scales[0] for t in translates]

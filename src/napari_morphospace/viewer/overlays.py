@@ -84,16 +84,21 @@ def place_maps(layers: Any, maps: Sequence[np.ndarray], rows: pd.DataFrame) -> l
             )
         index = (int(part["t"].iloc[0]),) if leading == 1 and "t" in part.columns else (0,) * leading
         data, translate, scale = source_overlay(
-            [maps[i] for i in part.index], part, layer_shape=shape, layer_scale=layer.scale,
-            layer_translate=layer.translate, leading_index=index,
-        )  # fmt: skip
+            [maps[i] for i in part.index],
+            part,
+            layer_shape=shape,
+            layer_scale=layer.scale,
+            layer_translate=layer.translate,
+            leading_index=index,
+        )
         frame = index[0] if leading else None
         placed.append(PlacedMap(layer, frame, data, translate, scale, part["label_id"].tolist()))
     return placed
 
 
-def chosen_cells(crop_set: Any, cells: str, *, selection: Sequence[int] = (),
-                 selected: tuple[str, int, int | None] | None = None) -> np.ndarray:  # fmt: skip
+def chosen_cells(
+    crop_set: Any, cells: str, *, selection: Sequence[int] = (), selected: tuple[str, int, int | None] | None = None
+) -> np.ndarray:
     """Positions in ``crop_set`` of the cells Grad-CAM runs on.
 
     ``cells`` is ``"selected cell"`` (``selected``: ``(source, label_id, t)``,
@@ -144,8 +149,16 @@ class GradcamOverlay:
         self._viewer = weakref.ref(unwrap(viewer))
         self.maps: dict[str, dict[int | None, PlacedMap]] = {}
         self.about: dict[str, Any] = {}
-        self.overlay = SourceOverlay(viewer, name, "image", self._render, colormap="inferno", blending="additive",
-                                     opacity=0.7, contrast_limits=(0.0, 1.0))  # fmt: skip
+        self.overlay = SourceOverlay(
+            viewer,
+            name,
+            "image",
+            self._render,
+            colormap="inferno",
+            blending="additive",
+            opacity=0.7,
+            contrast_limits=(0.0, 1.0),
+        )
         unwrap(viewer).dims.events.current_step.connect(self._on_frame_changed)
 
     @property

@@ -77,10 +77,15 @@ class PlotSources:
         self.index = RowIndex.from_tables(keys)
         self.notes: list[str] = notes
         # napari slices a Points layer by the points' own coordinates: no frame logic needed
-        self.has_time = {name: isinstance(layer, Labels) and layer.ndim > spatial_ndim(tables[name], layer.ndim)
-                         for name, layer in self.layers.items()}  # fmt: skip
-        self.max_label = {name: int(np.max(layer.data[0] if layer.multiscale else layer.data))
-                          for name, layer in self.layers.items() if isinstance(layer, Labels)}  # fmt: skip
+        self.has_time = {
+            name: isinstance(layer, Labels) and layer.ndim > spatial_ndim(tables[name], layer.ndim)
+            for name, layer in self.layers.items()
+        }
+        self.max_label = {
+            name: int(np.max(layer.data[0] if layer.multiscale else layer.data))
+            for name, layer in self.layers.items()
+            if isinstance(layer, Labels)
+        }
         self._keys: pd.Index | None = None
 
     def __len__(self) -> int:
@@ -109,8 +114,14 @@ class PlotSources:
             return []
         shared = self.shared_columns()
         first = self.tables[next(iter(self.tables))]
-        numeric = [c for c in shared if c not in ID_COLUMNS and not is_bbox_column(c) and not c.startswith("logvar_")
-                   and pd.api.types.is_numeric_dtype(first[c])]  # fmt: skip
+        numeric = [
+            c
+            for c in shared
+            if c not in ID_COLUMNS
+            and not is_bbox_column(c)
+            and not c.startswith("logvar_")
+            and pd.api.types.is_numeric_dtype(first[c])
+        ]
         latents = set(latent_columns(first))
         mu = [c for c in numeric if c in latents]  # a model's mu_* or measured feature:* columns
         rest = sorted((c for c in numeric if c not in latents), key=axis_key)
@@ -174,8 +185,12 @@ class PlotSources:
         return next((name for name, source in self.layers.items() if source is unwrap(layer)), None)
 
     # ------------------------------------------------------------------ image <-> plot
-    def rows_at(self, position: Sequence[float], view_direction: Sequence[float] | None = None,
-                dims_displayed: list[int] | None = None) -> np.ndarray:  # fmt: skip
+    def rows_at(
+        self,
+        position: Sequence[float],
+        view_direction: Sequence[float] | None = None,
+        dims_displayed: list[int] | None = None,
+    ) -> np.ndarray:
         """Plot rows of the cell under a world ``position``: in the topmost visible source with a cell there.
 
         Fields opened from files lie over each other: the one on top is the one the user sees.

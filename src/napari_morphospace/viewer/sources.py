@@ -29,7 +29,7 @@ from ..core.cells.pairing import (
     pair_layers,
     pair_patches,
     source_stem,
-)  # fmt: skip
+)
 from ..core.cells.pairing import (
     channel_names as named_channels,
 )
@@ -85,8 +85,15 @@ def layer_info(layer: Any) -> LayerInfo | None:
     origin = None if where is None and sample is None else f"{':'.join(sample or ())}|{where or ''}"
     integer = kind == "image" and np.issubdtype(layer.data.dtype, np.integer)
     group = metadata.get("group")
-    return LayerInfo(layer.name, kind, shape, origin=origin, group=str(group) if group else None,
-                     folder=folder_name(layer_file(layer)), integer=integer)  # fmt: skip
+    return LayerInfo(
+        layer.name,
+        kind,
+        shape,
+        origin=origin,
+        group=str(group) if group else None,
+        folder=folder_name(layer_file(layer)),
+        integer=integer,
+    )
 
 
 def layer_pairing(layers: Any, kind: ObjectKind) -> Pairing:
@@ -179,8 +186,9 @@ def source_objects(layers: Any, source: Source, kind: ObjectKind) -> tuple[Any, 
     return _to_image_coordinates(np.asarray(boxes, dtype=float), layer, image_layer), "boxes"
 
 
-def crop_sources(layers: Any, sources: list[Source], kind: ObjectKind,
-                 settings: CropSettings | PatchSettings) -> list[CropSource]:  # fmt: skip
+def crop_sources(
+    layers: Any, sources: list[Source], kind: ObjectKind, settings: CropSettings | PatchSettings
+) -> list[CropSource]:
     """What :func:`core.cells.crops.build_crop_set` needs of each checked source: its stack and objects, read now.
 
     Read on the GUI thread (layers are the viewer's); the build then only
@@ -196,13 +204,22 @@ def crop_sources(layers: Any, sources: list[Source], kind: ObjectKind,
         image = source_stack(layers, source, names)
         builder: BuilderKind
         objects, builder = (None, "patches") if kind == "patches" else source_objects(layers, source, kind)
-        plan.append(CropSource(image, objects, builder, settings, group=source.group,
-                               source=source.objects or source.channels[0]))  # fmt: skip
+        plan.append(
+            CropSource(
+                image, objects, builder, settings, group=source.group, source=source.objects or source.channels[0]
+            )
+        )
     return plan
 
 
-def crop_job(layers: Any, sources: list[Source], kind: ObjectKind, crop: CropSettings, patches: PatchSettings,
-             preprocess: PreprocessPipeline) -> CropJob:  # fmt: skip
+def crop_job(
+    layers: Any,
+    sources: list[Source],
+    kind: ObjectKind,
+    crop: CropSettings,
+    patches: PatchSettings,
+    preprocess: PreprocessPipeline,
+) -> CropJob:
     """The checked ``sources`` and the settings as a :class:`CropJob` that ``morphospace crops --config`` runs.
 
     Every layer must come from a file, and each source's channel layers
@@ -233,9 +250,14 @@ def crop_job(layers: Any, sources: list[Source], kind: ObjectKind, crop: CropSet
     if not images:
         raise InputError("no source is checked; check at least one row of the sources table")
     return CropJob(
-        images=images, labels=labels, groups=groups, objects=kind,
-        crop=crop, patches=patches, preprocess=preprocess,
-    )  # fmt: skip
+        images=images,
+        labels=labels,
+        groups=groups,
+        objects=kind,
+        crop=crop,
+        patches=patches,
+        preprocess=preprocess,
+    )
 
 
 def label_images(layers: Any) -> list[Image]:
@@ -265,8 +287,9 @@ def convert_label_images(viewer: Any) -> list[str]:
             metadata.setdefault("source", str(file))
         name = image.name
         viewer.layers.remove(image)
-        labels = viewer.add_labels(image.data, name=name, scale=image.scale, translate=image.translate,
-                               metadata=metadata)  # fmt: skip
+        labels = viewer.add_labels(
+            image.data, name=name, scale=image.scale, translate=image.translate, metadata=metadata
+        )
         viewer.layers.move(list(viewer.layers).index(labels), index)
         converted.append(name)
     if converted:

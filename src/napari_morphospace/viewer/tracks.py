@@ -29,8 +29,14 @@ from .session import session_for
 
 def source_layer(layers: Any, source: str) -> Labels | None:
     """The Labels layer the cells of ``source`` were cut from (by name or ``metadata["source"]``), or None."""
-    return next((layer for layer in layers if isinstance(layer, Labels) and not is_overlay(layer)
-                 and source in source_names(layer)), None)  # fmt: skip
+    return next(
+        (
+            layer
+            for layer in layers
+            if isinstance(layer, Labels) and not is_overlay(layer) and source in source_names(layer)
+        ),
+        None,
+    )
 
 
 def cell_track_ids(cells: pd.DataFrame, layers: Any, tracks: Tracks | None = None) -> np.ndarray:
@@ -103,13 +109,19 @@ class TrackSummary:
     note: str = ""
 
 
-def summarise_tracks(latents: pd.DataFrame, *, frame_interval: float = 1.0, region: np.ndarray | None = None,
-                     group_column: str | None = None) -> TrackSummary:  # fmt: skip
+def summarise_tracks(
+    latents: pd.DataFrame,
+    *,
+    frame_interval: float = 1.0,
+    region: np.ndarray | None = None,
+    group_column: str | None = None,
+) -> TrackSummary:
     """Per-track statistics of the embedded cells (:func:`core.analysis.tracks.track_statistics`), their smoothness and,
     with ``group_column``, the comparison of its two groups; ``region``: crop ids the tracks may reach."""
     columns = mu_columns(latents)
-    statistics = core_tracks.track_statistics(latents, columns, frame_interval=frame_interval, region=region,
-                                              group_column=group_column)  # fmt: skip
+    statistics = core_tracks.track_statistics(
+        latents, columns, frame_interval=frame_interval, region=region, group_column=group_column
+    )
     if statistics.empty:
         raise InputError("no embedded cell lies on a track; give track ids first")
     real, shuffled = core_tracks.smoothness(latents, columns)

@@ -114,8 +114,10 @@ def merge_latents(cells: pd.DataFrame | None, latents: pd.DataFrame | None) -> p
     table = kept.merge(latents[["crop_id", *results]], on="crop_id", how="left")
     extra = latents[~latents["crop_id"].isin(kept["crop_id"])]
     if len(extra):
-        table = pd.concat([table, cell_table(extra)[[c for c in extra.columns if c in table.columns or c in results]]],
-                          ignore_index=True)  # fmt: skip
+        table = pd.concat(
+            [table, cell_table(extra)[[c for c in extra.columns if c in table.columns or c in results]]],
+            ignore_index=True,
+        )
     table[ANNOTATION] = table[ANNOTATION].fillna("").astype(str)
     for column in results:  # ids stay whole numbers (cells without one: <NA>), so plots treat them as categories
         if latents[column].dtype.kind in "iu":
@@ -185,8 +187,10 @@ def left_out_note(left_out: int, where: str = "") -> str:
     if not left_out:
         return ""
     cells, have, are = ("1 cell", "has", "is") if left_out == 1 else (f"{left_out} cells", "have", "are")
-    return (f"{cells}{f' of {where}' if where else ''} {have} no latent (not cropped, e.g. under the minimum area, "
-            f"or not embedded) and {are} left out")  # fmt: skip
+    return (
+        f"{cells}{f' of {where}' if where else ''} {have} no latent (not cropped, e.g. under the minimum area, "
+        f"or not embedded) and {are} left out"
+    )
 
 
 # --------------------------------------------------------------------------- onto layers' features
@@ -327,9 +331,10 @@ def join_latents(latents: pd.DataFrame, layers: Sequence[LabelsInfo], *, include
         matched[crops.index] = True
         existing, existing_keys = _existing_keys(layer.features, layer.has_time)
         kept = [
-            c for c in existing.columns
+            c
+            for c in existing.columns
             if c in existing_keys or not (c in values or is_result_column(c) or (layer.has_time and c == "t"))
-        ]  # fmt: skip
+        ]
         own = existing[kept].drop(columns=existing_keys)  # columns of the layer's own (another tool's)
         described = existing.loc[own.notna().any(axis=1).to_numpy(), kept]
         rows = crops[crop_keys]

@@ -104,8 +104,11 @@ def embed(
             model_or_bundle, crop_set, allow_preprocessing_mismatch=allow_preprocessing_mismatch
         )
         if differences:
-            warnings.warn("embedding crops made differently from the model's training crops: " + "; ".join(differences),
-                          UserWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(
+                "embedding crops made differently from the model's training crops: " + "; ".join(differences),
+                UserWarning,
+                stacklevel=2,
+            )
         model = model_or_bundle.model
         label_column = label_column or model_or_bundle.config.get("train_settings", {}).get("label_column")
         label_classes = label_classes or model_or_bundle.label_classes
@@ -142,8 +145,10 @@ def check_device(device: str | torch.device) -> torch.device:
                 f"device {str(device)!r} needs CUDA, which this machine (or this torch build) lacks; use --device cpu"
             )
         if chosen.index is not None and chosen.index >= count:
-            raise InputError(f"device {str(device)!r} does not exist: this machine has {count} CUDA device(s), "
-                             f"cuda:0 to cuda:{count - 1}")  # fmt: skip
+            raise InputError(
+                f"device {str(device)!r} does not exist: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
     elif chosen.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"device {str(device)!r} needs Apple's MPS, which this machine lacks; use --device cpu")
     elif chosen.type not in ("cpu", "cuda", "mps"):
@@ -186,17 +191,26 @@ def embed_on_cluster(
     Workers must see both folders at the same paths.
     """
     crop_set = load_crop_set(crops_path, in_memory=False)
-    differences = check_compatible(load_bundle(bundle_path), crop_set,
-                                   allow_preprocessing_mismatch=allow_preprocessing_mismatch)  # fmt: skip
+    differences = check_compatible(
+        load_bundle(bundle_path), crop_set, allow_preprocessing_mismatch=allow_preprocessing_mismatch
+    )
     if differences:
-        warnings.warn("embedding crops made differently from the model's training crops: " + "; ".join(differences),
-                      UserWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            "embedding crops made differently from the model's training crops: " + "; ".join(differences),
+            UserWarning,
+            stacklevel=2,
+        )
     block = block_length(crop_set.images)
-    tasks = [(str(bundle_path), str(crops_path), start, min(start + block, len(crop_set)), batch_size, device)
-             for start in range(0, len(crop_set), block)]  # fmt: skip
+    tasks = [
+        (str(bundle_path), str(crops_path), start, min(start + block, len(crop_set)), batch_size, device)
+        for start in range(0, len(crop_set), block)
+    ]
     parts = list(ordered_map(client, _embed_block, tasks))
-    return pd.concat(parts, ignore_index=True) if parts else embed(load_bundle(bundle_path), crop_set,
-                                                                   allow_preprocessing_mismatch=True)  # fmt: skip
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else embed(load_bundle(bundle_path), crop_set, allow_preprocessing_mismatch=True)
+    )
 
 
 def _embed_block(task: tuple[str, str, int, int, int, str]) -> pd.DataFrame:
@@ -204,8 +218,13 @@ def _embed_block(task: tuple[str, str, int, int, int, str]) -> pd.DataFrame:
     bundle_path, crops_path, start, stop, batch_size, device = task
     torch.set_num_threads(worker_threads())
     crop_set = load_crop_set(crops_path, in_memory=False)
-    block = CropSet(crop_set.images[start:stop], crop_set.table.iloc[start:stop], crop_set.channel_names,
-                    crop_set.spacing, crop_set.preprocess)  # fmt: skip
+    block = CropSet(
+        crop_set.images[start:stop],
+        crop_set.table.iloc[start:stop],
+        crop_set.channel_names,
+        crop_set.spacing,
+        crop_set.preprocess,
+    )
     # Checked (and warned about) once by embed_on_cluster, before the tasks started.
     return embed(
         load_bundle(bundle_path, map_location=device),

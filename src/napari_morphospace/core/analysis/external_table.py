@@ -60,9 +60,23 @@ TIME_COLUMNS = ("t", "frame")
 GROUP_COLUMNS = ("group", "condition", "Metadata_Condition", "Metadata_Group", "Metadata_Treatment", "treatment")
 #: Numeric columns that identify or place an object rather than describe its form: never features by default.
 NOT_FEATURES = (
-    "ImageNumber", "ObjectNumber", "Metadata_*", "Location_*", "Parent_*", "Children_*", "Number_*",
-    "*_Center_*", "*BoundingBox*", "index", "frame", "t", "group", "annotation", "cluster", "crop_id",
-)  # fmt: skip
+    "ImageNumber",
+    "ObjectNumber",
+    "Metadata_*",
+    "Location_*",
+    "Parent_*",
+    "Children_*",
+    "Number_*",
+    "*_Center_*",
+    "*BoundingBox*",
+    "index",
+    "frame",
+    "t",
+    "group",
+    "annotation",
+    "cluster",
+    "crop_id",
+)
 #: File suffixes taken off an image name before it is compared with layer names.
 IMAGE_SUFFIXES = re.compile(r"(\.ome)?\.(tiff?|png|jpe?g|czi|nd2|lif|zarr|btf|lsm|stk)$", re.IGNORECASE)
 READABLE = (".csv", ".tsv", ".txt", ".parquet", ".h5ad")
@@ -351,8 +365,11 @@ def external_cells(
     if group:
         out["group"] = table.loc[keep, group].to_numpy()
     out = pd.concat([out, values.loc[keep, features].rename(columns=rename).reset_index(drop=True)], axis=1)
-    carried = [c for c in table.columns if c not in features and c not in key_columns and c != group
-               and c not in out.columns and c not in ID_COLUMNS]  # fmt: skip
+    carried = [
+        c
+        for c in table.columns
+        if c not in features and c not in key_columns and c != group and c not in out.columns and c not in ID_COLUMNS
+    ]
     out = pd.concat([out, table.loc[keep, carried].reset_index(drop=True)], axis=1)
     return ExternalCells(table=out, feature_columns=[rename.get(c, c) for c in features], notes=notes)
 
@@ -492,8 +509,10 @@ def _match_layers(rows: pd.DataFrame, layers: Sequence[LabelsObjects], notes: li
     if unmatched:
         left = rows["source"].isin(unmatched)
         rows.loc[left, "keep"] = False
-        notes.append(f"{int(left.sum())} rows of {len(unmatched)} image(s) that no Labels layer shows are left out "
-                     f"({_list(unmatched, 5)}); open their label images to see them")  # fmt: skip
+        notes.append(
+            f"{int(left.sum())} rows of {len(unmatched)} image(s) that no Labels layer shows are left out "
+            f"({_list(unmatched, 5)}); open their label images to see them"
+        )
     for value, layer in layer_of.items():
         mine = (rows["source"] == value).to_numpy() & rows["keep"].to_numpy()
         absent = ~np.isin(rows.loc[mine, "label_id"].to_numpy(), layer.label_ids)
@@ -507,8 +526,9 @@ def _match_layers(rows: pd.DataFrame, layers: Sequence[LabelsObjects], notes: li
         rows.loc[rows["source"] == value, "source"] = layer.name
 
 
-def _crop_ids_of_cells(rows: pd.DataFrame, cells: pd.DataFrame, layers: Sequence[LabelsObjects] | None,
-                       notes: list[str]) -> np.ndarray:  # fmt: skip
+def _crop_ids_of_cells(
+    rows: pd.DataFrame, cells: pd.DataFrame, layers: Sequence[LabelsObjects] | None, notes: list[str]
+) -> np.ndarray:
     """Give each row the crop id of its object's crop; returns which rows have one (notes the others)."""
     aliases = {layer.name: layer.names for layer in layers or ()}
     sources = cells["source"].astype(str)
@@ -534,8 +554,10 @@ def _crop_ids_of_cells(rows: pd.DataFrame, cells: pd.DataFrame, layers: Sequence
             "open the crop set of these label images, or close it to use the table on its own"
         )
     if (~found & rows["keep"].to_numpy()).any():
-        notes.append(f"{int((~found & rows['keep'].to_numpy()).sum())} objects of the table have no crop "
-                     "(e.g. under the minimum area when cropping) and are left out")  # fmt: skip
+        notes.append(
+            f"{int((~found & rows['keep'].to_numpy()).sum())} objects of the table have no crop "
+            "(e.g. under the minimum area when cropping) and are left out"
+        )
     return found
 
 

@@ -123,12 +123,20 @@ class DimensionTests:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per dimension, in dimension order (the CSV the command line writes)."""
-        return pd.DataFrame({
-            "dimension": self.names, "mean_difference": self.mean_difference,
-            "mean_difference_low": self.mean_difference_low, "mean_difference_high": self.mean_difference_high,
-            "d": self.d, "d_low": self.d_low, "d_high": self.d_high,
-            "p": self.p, "q": self.q, "significant": self.significant,
-        })  # fmt: skip
+        return pd.DataFrame(
+            {
+                "dimension": self.names,
+                "mean_difference": self.mean_difference,
+                "mean_difference_low": self.mean_difference_low,
+                "mean_difference_high": self.mean_difference_high,
+                "d": self.d,
+                "d_low": self.d_low,
+                "d_high": self.d_high,
+                "p": self.p,
+                "q": self.q,
+                "significant": self.significant,
+            }
+        )
 
     def ranking(self) -> list[int]:
         """Dimensions by increasing p, ties by decreasing |d|."""
@@ -185,8 +193,11 @@ class GroupComparison:
     def summary_lines(self) -> list[str]:
         """What was tested, what was found, and what the result assumes, as plain lines."""
         s = self.settings
-        units = (f"{self.units_a} vs {self.units_b} images ({self.cells_a} vs {self.cells_b} cells)"
-                 if self.unit == "image" else f"{self.cells_a} vs {self.cells_b} cells")  # fmt: skip
+        units = (
+            f"{self.units_a} vs {self.units_b} images ({self.cells_a} vs {self.cells_b} cells)"
+            if self.unit == "image"
+            else f"{self.cells_a} vs {self.cells_b} cells"
+        )
         kind = "all" if self.exact else "random"
         significant = self.significant_names()
         distance = self.distance
@@ -210,16 +221,27 @@ class GroupComparison:
         """Everything as JSON-ready builtins (NaN stays NaN)."""
         table = self.dimensions.to_frame()
         return {
-            "group_column": self.group_column, "a": _builtin(self.a), "b": _builtin(self.b), "unit": self.unit,
-            "cells": {"a": self.cells_a, "b": self.cells_b}, "units": {"a": self.units_a, "b": self.units_b},
-            "arrangements": self.arrangements, "exact": self.exact, "ci_method": self.ci_method,
+            "group_column": self.group_column,
+            "a": _builtin(self.a),
+            "b": _builtin(self.b),
+            "unit": self.unit,
+            "cells": {"a": self.cells_a, "b": self.cells_b},
+            "units": {"a": self.units_a, "b": self.units_b},
+            "arrangements": self.arrangements,
+            "exact": self.exact,
+            "ci_method": self.ci_method,
             "settings": to_dict(self.settings),
-            "distance": {"kind": self.distance.kind, "value": self.distance.value, "p": self.distance.p,
-                         "cells_a": self.distance.cells_a, "cells_b": self.distance.cells_b,
-                         "bandwidth": self.distance.bandwidth},
+            "distance": {
+                "kind": self.distance.kind,
+                "value": self.distance.value,
+                "p": self.distance.p,
+                "cells_a": self.distance.cells_a,
+                "cells_b": self.distance.cells_b,
+                "bandwidth": self.distance.bandwidth,
+            },
             "dimensions": [{k: _builtin(v) for k, v in row.items()} for row in table.to_dict(orient="records")],
             "notes": list(self.notes),
-        }  # fmt: skip
+        }
 
 
 def _builtin(value: Any) -> Any:
@@ -306,8 +328,12 @@ def require_enough_units(units_a: int, units_b: int, level: float, *, unit: str,
     if smallest <= level:
         return
     more = next(k for k in itertools.count(2) if smallest_p_value(k, k) <= level)
-    advice = (f"image at least {more} fields per condition, or test per cell (which treats the cells of one image "
-              "as independent)" if unit == "image" else f"use at least {more} cells per condition")  # fmt: skip
+    advice = (
+        f"image at least {more} fields per condition, or test per cell (which treats the cells of one image "
+        "as independent)"
+        if unit == "image"
+        else f"use at least {more} cells per condition"
+    )
     raise InputError(
         f"{a!r} has {units_a} {unit}(s) and {b!r} has {units_b}: there are only "
         f"{arrangement_count(units_a, units_b)} ways to assign the condition labels to the {unit}s, so the smallest "
@@ -423,9 +449,16 @@ def bootstrap_intervals(
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         result = stats.bootstrap(
-            (np.flatnonzero(units.in_a), np.flatnonzero(~units.in_a)), statistic, n_resamples=resamples, batch=batch,
-            vectorized=True, axis=-1, confidence_level=confidence, method=method, rng=rng,
-        )  # fmt: skip
+            (np.flatnonzero(units.in_a), np.flatnonzero(~units.in_a)),
+            statistic,
+            n_resamples=resamples,
+            batch=batch,
+            vectorized=True,
+            axis=-1,
+            confidence_level=confidence,
+            method=method,
+            rng=rng,
+        )
     interval = result.confidence_interval
     return interval.low.reshape(2, dims), interval.high.reshape(2, dims), method
 
@@ -544,8 +577,12 @@ def compare_arrays(
     """
     settings = settings or InferenceSettings()
     effects = statistics.cohens_d(values_a, values_b, names=names)
-    values = np.concatenate([np.asarray(values_a, dtype=float).reshape(len(values_a), -1),
-                             np.asarray(values_b, dtype=float).reshape(len(values_b), -1)])  # fmt: skip
+    values = np.concatenate(
+        [
+            np.asarray(values_a, dtype=float).reshape(len(values_a), -1),
+            np.asarray(values_b, dtype=float).reshape(len(values_b), -1),
+        ]
+    )
     in_a = np.arange(len(values)) < len(values_a)
     names = list(names) if names is not None else [f"dim {i}" for i in range(values.shape[1])]
     notes = []
@@ -556,8 +593,10 @@ def compare_arrays(
         units = make_units(values, in_a, images)
         unit = "image"
         if min(units.count_a, units.count_b) < 10:
-            notes.append(f"Bootstrap intervals from {units.count_a} and {units.count_b} images are rough; "
-                         "10 or more images per condition give reliable ones.")  # fmt: skip
+            notes.append(
+                f"Bootstrap intervals from {units.count_a} and {units.count_b} images are rough; "
+                "10 or more images per condition give reliable ones."
+            )
     else:
         images = None
         units = make_units(values, in_a)
@@ -571,33 +610,66 @@ def compare_arrays(
     low, high, method = bootstrap_intervals(units, settings.resamples, settings.confidence, rng)
     if method == "percentile":
         notes.append(f"Percentile bootstrap intervals: BCa's jackknife is too slow above {BCA_MAX_UNITS} {unit}s.")
-    distance = distance_test(values, in_a, settings.distance, settings.permutations, rng,
-                             cells_per_group=settings.distance_cells, unit_ids=images)  # fmt: skip
+    distance = distance_test(
+        values,
+        in_a,
+        settings.distance,
+        settings.permutations,
+        rng,
+        cells_per_group=settings.distance_cells,
+        unit_ids=images,
+    )
     if distance.cells_a < len(values_a) or distance.cells_b < len(values_b):
-        notes.append(f"The whole-space distance uses {distance.cells_a} and {distance.cells_b} random cells "
-                     f"(at most {settings.distance_cells} per condition).")  # fmt: skip
+        notes.append(
+            f"The whole-space distance uses {distance.cells_a} and {distance.cells_b} random cells "
+            f"(at most {settings.distance_cells} per condition)."
+        )
     dimensions = DimensionTests(
-        names=names, mean_difference=values[in_a].mean(axis=0) - values[~in_a].mean(axis=0),
-        mean_difference_low=low[0], mean_difference_high=high[0], d=effects.d, d_low=low[1], d_high=high[1],
-        p=p, q=q, significant=q <= settings.fdr, constant=effects.constant,
-    )  # fmt: skip
+        names=names,
+        mean_difference=values[in_a].mean(axis=0) - values[~in_a].mean(axis=0),
+        mean_difference_low=low[0],
+        mean_difference_high=high[0],
+        d=effects.d,
+        d_low=low[1],
+        d_high=high[1],
+        p=p,
+        q=q,
+        significant=q <= settings.fdr,
+        constant=effects.constant,
+    )
     return GroupComparison(
-        group_column=group_column, a=a, b=b, unit=unit, cells_a=len(values_a), cells_b=len(values_b),
-        units_a=units.count_a, units_b=units.count_b, arrangements=relabellings, exact=exact, ci_method=method,
-        dimensions=dimensions, distance=distance, settings=settings, notes=notes,
-    )  # fmt: skip
+        group_column=group_column,
+        a=a,
+        b=b,
+        unit=unit,
+        cells_a=len(values_a),
+        cells_b=len(values_b),
+        units_a=units.count_a,
+        units_b=units.count_b,
+        arrangements=relabellings,
+        exact=exact,
+        ci_method=method,
+        dimensions=dimensions,
+        distance=distance,
+        settings=settings,
+        notes=notes,
+    )
 
 
 def independence_note(images_a: Sequence[Any] | None, images_b: Sequence[Any] | None, a: Any, b: Any) -> str:
     """Why per-cell p-values assume too much, with the image counts when they are known."""
-    base = ("Each cell is treated as an independent sample. Cells of one image share its preparation, staining and "
-            "imaging, so where images differ these p-values are too small.")  # fmt: skip
+    base = (
+        "Each cell is treated as an independent sample. Cells of one image share its preparation, staining and "
+        "imaging, so where images differ these p-values are too small."
+    )
     if images_a is None or images_b is None:
         return base + " With several images per condition, test per image."
     count_a, count_b = len(set(map(str, images_a))), len(set(map(str, images_b)))
     if count_a == 1 and count_b == 1:
-        return base + (f" {a!r} and {b!r} are one image each: a difference between the conditions cannot be told "
-                       "apart from a difference between the two images.")  # fmt: skip
+        return base + (
+            f" {a!r} and {b!r} are one image each: a difference between the conditions cannot be told "
+            "apart from a difference between the two images."
+        )
     return base + f" The cells come from {count_a} image(s) of {a!r} and {count_b} of {b!r}: test per image."
 
 
@@ -626,8 +698,17 @@ def compare_groups(
             "(latent tables from 'morphospace embed' have 'source'), or test per cell"
         )
     names = [original_name(c) for c in mu]  # measured features under the user's names
-    result = compare_arrays(values_a, values_b, settings, images_a=images[0], images_b=images[1], names=names,
-                            a=a, b=b, group_column=group_column)  # fmt: skip
+    result = compare_arrays(
+        values_a,
+        values_b,
+        settings,
+        images_a=images[0],
+        images_b=images[1],
+        names=names,
+        a=a,
+        b=b,
+        group_column=group_column,
+    )
     if left_out:
         result.notes.append(f"{left_out} object(s) without latents left out")
     return result

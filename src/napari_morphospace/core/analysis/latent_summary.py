@@ -93,8 +93,13 @@ class LatentSummary:
     def overview_text(self) -> str:
         """Active units and empirical KL, as lines for the panel (for measured features: only what applies)."""
         if self.measured:  # in their own units, not a posterior: no prior to compare with
-            return "\n".join([f"{self.n_cells} cells, {len(self.names)} measured features (from a table; "
-                               "KL and active units apply to a model's latents only)"] + self.notes)  # fmt: skip
+            return "\n".join(
+                [
+                    f"{self.n_cells} cells, {len(self.names)} measured features (from a table; "
+                    "KL and active units apply to a model's latents only)"
+                ]
+                + self.notes
+            )
         lines = [f"{self.n_cells} cells, {len(self.names)} latent dimensions"]
         lines.append(f"Active units (Var of μ > 0.01): {self.active_units} of {len(self.names)}")
         if self.empirical_kl is None:
@@ -110,8 +115,12 @@ class LatentSummary:
     def effect_text(self, count: int = 5) -> str:
         """The groups, the largest effects and the dimensions where d is undefined."""
         e = self.require_two_groups()
-        lines = [(f"{self.condition!r} ({self.n_condition} cells) vs {self.reference!r} ({self.n_reference} cells), "
-                  f"by {self.group_column!r}; d > 0: higher in {self.condition!r}")]  # fmt: skip
+        lines = [
+            (
+                f"{self.condition!r} ({self.n_condition} cells) vs {self.reference!r} ({self.n_reference} cells), "
+                f"by {self.group_column!r}; d > 0: higher in {self.condition!r}"
+            )
+        ]
         for i in self.top(count):
             lines.append(f"{self.names[i]}: d = {e.d[i]:+.3f} [{e.ci_low[i]:+.3f}, {e.ci_high[i]:+.3f}]")
         if self.constant_names:
@@ -214,18 +223,34 @@ def summarise_latents(
     kl = statistics.kl_per_dimension(means, log_variances) if log_variances is not None else None
     empirical = statistics.empirical_kl_to_standard_normal(means) if len(means) > len(mu) else None
     common: dict[str, Any] = {
-        "names": [original_name(c) for c in mu], "group_column": group_column, "n_cells": len(rows),
-        "active_units": statistics.active_units(means), "empirical_kl": empirical, "mu": means, "groups": groups,
-        "logvar": log_variances, "kl": kl, "notes": notes, "measured": is_measured_feature(mu[0]),
-    }  # fmt: skip
+        "names": [original_name(c) for c in mu],
+        "group_column": group_column,
+        "n_cells": len(rows),
+        "active_units": statistics.active_units(means),
+        "empirical_kl": empirical,
+        "mu": means,
+        "groups": groups,
+        "logvar": log_variances,
+        "kl": kl,
+        "notes": notes,
+        "measured": is_measured_feature(mu[0]),
+    }
     if condition is None:  # one group: rank by what the model uses
         if common["measured"]:
             ranked_by = "column order (a feature table has no posterior to rank by KL)"
         else:
             ranked_by = "KL to the prior" if kl is not None else "index (the table has no logvar_* columns for the KL)"
         ranking = [int(i) for i in statistics.order_dimensions(means, log_variances)]
-        return LatentSummary(condition=None, reference=reference, n_condition=0, n_reference=len(rows),
-                             effects=None, ranking=ranking, ranked_by=ranked_by, **common)  # fmt: skip
+        return LatentSummary(
+            condition=None,
+            reference=reference,
+            n_condition=0,
+            n_reference=len(rows),
+            effects=None,
+            ranking=ranking,
+            ranked_by=ranked_by,
+            **common,
+        )
     values_condition, values_reference = statistics.group_arrays(rows, mu, group_column, [condition, reference])
     effects = statistics.cohens_d(values_condition, values_reference, names=mu)
     ranking = [int(i) for i in statistics.rank_dimensions(effects.d) if not effects.constant[i]]
@@ -236,14 +261,21 @@ def summarise_latents(
         y = np.array([1] * len(values_condition) + [0] * len(values_reference))
         sources = None
         if "source" in rows.columns:
-            sources = np.concatenate([rows.loc[(rows[group_column] == g).to_numpy(), "source"].to_numpy()
-                                      for g in (condition, reference)])  # fmt: skip
+            sources = np.concatenate(
+                [rows.loc[(rows[group_column] == g).to_numpy(), "source"].to_numpy() for g in (condition, reference)]
+            )
         probe = statistics.linear_probe(x, y, folds=probe_folds, seed=seed, sources=sources)
     return LatentSummary(
-        condition=condition, reference=reference, n_condition=len(values_condition),
-        n_reference=len(values_reference), effects=effects, ranking=ranking, ranked_by="|Cohen's d|", probe=probe,
+        condition=condition,
+        reference=reference,
+        n_condition=len(values_condition),
+        n_reference=len(values_reference),
+        effects=effects,
+        ranking=ranking,
+        ranked_by="|Cohen's d|",
+        probe=probe,
         **common,
-    )  # fmt: skip
+    )
 
 
 __all__ = [

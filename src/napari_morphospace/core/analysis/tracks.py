@@ -49,8 +49,9 @@ def track_paths(cells: pd.DataFrame, columns: Sequence[str]) -> dict[int, tuple[
     bounds = np.flatnonzero(np.diff(ids)) + 1
     return {
         int(ids[part[0]]): (frames[part], coordinates[part])
-        for part in np.split(np.arange(len(rows)), bounds) if len(part)
-    }  # fmt: skip
+        for part in np.split(np.arange(len(rows)), bounds)
+        if len(part)
+    }
 
 
 def track_keys(track_ids: Any, source_codes: np.ndarray | None = None) -> np.ndarray:
@@ -78,8 +79,9 @@ def path_segments(keys: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.stack([order[:-1][same], order[1:][same]], axis=1)
 
 
-def nearest_segment(positions: np.ndarray, segments: np.ndarray, point: Sequence[float],
-                    radius: float | Sequence[float]) -> int | None:  # fmt: skip
+def nearest_segment(
+    positions: np.ndarray, segments: np.ndarray, point: Sequence[float], radius: float | Sequence[float]
+) -> int | None:
     """Index of the segment nearest ``point`` if within ``radius`` (one value, or one per axis), else None."""
     if not len(segments):
         return None
@@ -192,12 +194,18 @@ def track_statistics(
 
     path = per_track(step)
     net = np.linalg.norm(z[ends] - z[starts], axis=1)
-    table = pd.DataFrame({
-        TRACK_ID: ids[starts], "n_frames": n_steps + 1, "t_start": frames[starts], "t_end": frames[ends],
-        "mean_speed": np.where(n_steps > 0, per_track(speed) / np.maximum(n_steps, 1), np.nan),
-        "path_length": path, "net_displacement": net,
-        "straightness": np.where(path > 0, np.minimum(net / np.where(path > 0, path, 1.0), 1.0), np.nan),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            TRACK_ID: ids[starts],
+            "n_frames": n_steps + 1,
+            "t_start": frames[starts],
+            "t_end": frames[ends],
+            "mean_speed": np.where(n_steps > 0, per_track(speed) / np.maximum(n_steps, 1), np.nan),
+            "path_length": path,
+            "net_displacement": net,
+            "straightness": np.where(path > 0, np.minimum(net / np.where(path > 0, path, 1.0), 1.0), np.nan),
+        }
+    )
     if region_ids is not None:
         inside = np.isin(rows["crop_id"].to_numpy(np.int64), region_ids)
         first = np.minimum.reduceat(np.where(inside, np.arange(len(ids)), len(ids)), starts) if len(ids) else starts
@@ -249,9 +257,17 @@ def compare_track_groups(
     for measure in measures:
         a = statistics.loc[statistics[group_column] == groups[0], measure].dropna().to_numpy(float)
         b = statistics.loc[statistics[group_column] == groups[1], measure].dropna().to_numpy(float)
-        record = {"measure": measure, "n_a": len(a), "n_b": len(b),
-                  "mean_a": a.mean() if len(a) else np.nan, "mean_b": b.mean() if len(b) else np.nan,
-                  "d": np.nan, "d_low": np.nan, "d_high": np.nan, "p_value": np.nan}  # fmt: skip
+        record = {
+            "measure": measure,
+            "n_a": len(a),
+            "n_b": len(b),
+            "mean_a": a.mean() if len(a) else np.nan,
+            "mean_b": b.mean() if len(b) else np.nan,
+            "d": np.nan,
+            "d_low": np.nan,
+            "d_high": np.nan,
+            "p_value": np.nan,
+        }
         if len(a) >= 2 and len(b) >= 2:
             record["d"] = cohens_d(a, b).d[0]
             try:

@@ -190,11 +190,18 @@ def run_crop_job(
     with dask_client(workers=workers, scheduler=scheduler) as client:
         if client is None:
             sources = (job_source(job, index) for index in range(len(job.images)))
-            crop_set = build_crop_set(sources, pipeline=pipeline, output=out, overwrite=overwrite,
-                                      on_progress=on_progress, stop_event=stop_event)  # fmt: skip
+            crop_set = build_crop_set(
+                sources,
+                pipeline=pipeline,
+                output=out,
+                overwrite=overwrite,
+                on_progress=on_progress,
+                stop_event=stop_event,
+            )
         else:
-            crop_set = _run_on_cluster(job, client, out, overwrite=overwrite, on_progress=on_progress,
-                                       stop_event=stop_event)  # fmt: skip
+            crop_set = _run_on_cluster(
+                job, client, out, overwrite=overwrite, on_progress=on_progress, stop_event=stop_event
+            )
     if job.track_ids != "none":
         crop_set.table = with_track_ids(crop_set.table, _job_track_ids(job, crop_set.table, tracks))
         if out is not None:
@@ -237,13 +244,21 @@ def _crop_part(task: tuple[CropJob, int, str | None]) -> _Part:
     job, index, folder = task
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        crop_set = build_crop_set([job_source(job, index)], pipeline=job.preprocess if job.preprocess.steps else None,
-                                  output=folder)  # fmt: skip
+        crop_set = build_crop_set(
+            [job_source(job, index)], pipeline=job.preprocess if job.preprocess.steps else None, output=folder
+        )
     return _Part(index, None if folder else crop_set, folder, [str(w.message) for w in caught])
 
 
-def _run_on_cluster(job: CropJob, client: Any, out: str | Path | None, *, overwrite: bool,
-                    on_progress: ProgressCallback | None, stop_event: threading.Event | None) -> CropSet:  # fmt: skip
+def _run_on_cluster(
+    job: CropJob,
+    client: Any,
+    out: str | Path | None,
+    *,
+    overwrite: bool,
+    on_progress: ProgressCallback | None,
+    stop_event: threading.Event | None,
+) -> CropSet:
     """One task per image; parts joined in image order as they arrive (streamed into ``out`` when given)."""
     scratch = None
     if out is not None:

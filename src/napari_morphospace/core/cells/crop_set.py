@@ -446,8 +446,9 @@ class CropSetWriter:
     def __len__(self) -> int:
         return self._written + self._buffered
 
-    def append(self, images: np.ndarray, rows: pd.DataFrame | Sequence[dict[str, Any]],
-               masks: np.ndarray | None = None) -> None:  # fmt: skip
+    def append(
+        self, images: np.ndarray, rows: pd.DataFrame | Sequence[dict[str, Any]], masks: np.ndarray | None = None
+    ) -> None:
         """Add crops ``(n, *crop_shape)`` float32 in [0, 1], their ``n`` table rows and (optionally) object masks."""
         if self._closed:
             raise RuntimeError("this crop set writer is already closed")
@@ -455,8 +456,10 @@ class CropSetWriter:
         if masks is None:
             self._drop_masks()
         elif self._masks is not None and tuple(np.shape(masks)) != (len(images), *self.crop_shape[1:]):
-            raise InputError(f"object masks of shape {tuple(np.shape(masks))} do not fit {len(images)} crops of "
-                             f"shape {self.crop_shape}")  # fmt: skip
+            raise InputError(
+                f"object masks of shape {tuple(np.shape(masks))} do not fit {len(images)} crops of "
+                f"shape {self.crop_shape}"
+            )
         rows = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         if tuple(images.shape[1:]) != self.crop_shape:
             raise InputError(
@@ -692,8 +695,14 @@ def is_crop_set_folder(path: str | os.PathLike) -> bool:
 
 def check_crop_set_target(directory: str | os.PathLike, overwrite: bool, *, needed_bytes: int = 0) -> Path:
     """Refuse a crop-set target before any work: existing (without ``overwrite``), not a crop set, or not writable."""
-    return check_output(directory, what="crop set", kind="folder", overwrite=overwrite, is_ours=is_crop_set_folder,
-                        needed_bytes=needed_bytes)  # fmt: skip
+    return check_output(
+        directory,
+        what="crop set",
+        kind="folder",
+        overwrite=overwrite,
+        is_ours=is_crop_set_folder,
+        needed_bytes=needed_bytes,
+    )
 
 
 def crop_id_order(crop_ids: pd.Series | np.ndarray) -> str:

@@ -462,8 +462,14 @@ def _cut(
     return out, partial
 
 
-def _normalise(raw: np.ndarray, partial: list[tuple[int, tuple[slice, ...]]], src: _Source, t: int,
-               start: np.ndarray, tally: Counter) -> np.ndarray:  # fmt: skip
+def _normalise(
+    raw: np.ndarray,
+    partial: list[tuple[int, tuple[slice, ...]]],
+    src: _Source,
+    t: int,
+    start: np.ndarray,
+    tally: Counter,
+) -> np.ndarray:
     """Scale raw crops ``(n, C, *box)`` to float32 in [0, 1] with the source's range; 0 outside the image.
 
     Computed in float64, a few thousand pixels per crop at a time so the
@@ -500,9 +506,17 @@ def _normalise(raw: np.ndarray, partial: list[tuple[int, tuple[slice, ...]]], sr
     return scaled
 
 
-def _cut_crops(src: _Source, t: int, start: np.ndarray, stop: np.ndarray, size: tuple[int, ...], tally: Counter,
-               labels_t: np.ndarray | None = None, ids: np.ndarray | None = None,
-               settings: CropSettings | None = None) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+def _cut_crops(
+    src: _Source,
+    t: int,
+    start: np.ndarray,
+    stop: np.ndarray,
+    size: tuple[int, ...],
+    tally: Counter,
+    labels_t: np.ndarray | None = None,
+    ids: np.ndarray | None = None,
+    settings: CropSettings | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The normalised crops ``(n, C, *size)`` of boxes [start, stop) at ``t``, resized to ``size`` where needed.
 
     With ``labels_t`` and ``ids`` also the object masks ``(n, *size)``, and
@@ -684,8 +698,14 @@ def _table(src: _Source, group: str, candidates: _Candidates, positions: np.ndar
     return pd.DataFrame(columns)
 
 
-def _batches(src: _Source, candidates: _Candidates, size: tuple[int, ...], group: str, tally: Counter,
-             cut: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray | None]]) -> Iterator[_Batch]:  # fmt: skip
+def _batches(
+    src: _Source,
+    candidates: _Candidates,
+    size: tuple[int, ...],
+    group: str,
+    tally: Counter,
+    cut: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray | None]],
+) -> Iterator[_Batch]:
     """Batches of the kept candidates, in order, one time point and a bounded number of crops at a time."""
     crop_bytes = int(src.data.shape[1]) * math.prod(size) * 4
     kept = np.flatnonzero(candidates.keep)
@@ -741,16 +761,23 @@ class _Sink:
         if self.first is None:
             self.first = crops
             if self.output is not None:
-                self._open_writer(self.output, images.shape[1:], names, plan.preprocess, self.overwrite,
-                                  masks is not None)  # fmt: skip
+                self._open_writer(
+                    self.output, images.shape[1:], names, plan.preprocess, self.overwrite, masks is not None
+                )
         check_joinable(crops, self.first)
         self.spacings.add(plan.spacing)
         table.insert(0, "crop_id", np.arange(self.count, self.count + len(table), dtype=np.int64))
         self.count += len(table)
         if self.writer is None and (self.count * images[0].nbytes > data_module.IN_MEMORY_LIMIT_BYTES):
             folder = Path(tempfile.mkdtemp(prefix="morphospace-crops-")) / "crops"
-            self._open_writer(folder, images.shape[1:], names, plan.preprocess, False,
-                              all(m is not None for m in [*self.masks, masks]))  # fmt: skip
+            self._open_writer(
+                folder,
+                images.shape[1:],
+                names,
+                plan.preprocess,
+                False,
+                all(m is not None for m in [*self.masks, masks]),
+            )
             writer = self.writer
             assert writer is not None  # opened just above
             for kept, rows, kept_masks in zip(self.images, self.tables, self.masks, strict=True):
@@ -763,8 +790,15 @@ class _Sink:
             self.tables.append(table)
             self.masks.append(masks)
 
-    def _open_writer(self, folder: str | Path, shape: tuple[int, ...], names: list[str], preprocess: dict[str, Any],
-                     overwrite: bool, masks: bool) -> None:  # fmt: skip
+    def _open_writer(
+        self,
+        folder: str | Path,
+        shape: tuple[int, ...],
+        names: list[str],
+        preprocess: dict[str, Any],
+        overwrite: bool,
+        masks: bool,
+    ) -> None:
         self.writer = CropSetWriter(folder, shape, names, preprocess=preprocess, overwrite=overwrite, masks=masks)
 
     def finish(self) -> CropSet:
@@ -784,9 +818,15 @@ class _Sink:
             self.writer.abort()
 
 
-def _make(plans: Iterable[_Plan], pipeline: PreprocessPipeline | None, *, output: str | Path | None,
-          overwrite: bool, on_progress: Callable[[str, int, int], None] | None,
-          stop_event: threading.Event | None) -> CropSet:  # fmt: skip
+def _make(
+    plans: Iterable[_Plan],
+    pipeline: PreprocessPipeline | None,
+    *,
+    output: str | Path | None,
+    overwrite: bool,
+    on_progress: Callable[[str, int, int], None] | None,
+    stop_event: threading.Event | None,
+) -> CropSet:
     """Run the pipeline on every crop of every plan and gather them in memory or stream them to ``output``.
 
     ``on_progress(name, done, total)`` counts each plan's candidates (skipped
@@ -837,15 +877,18 @@ def _drain(
         on_progress(plan.src.name, plan.total, plan.total)  # skipped candidates after the last batch
 
 
-def _apply_pipeline(images: np.ndarray, masks: np.ndarray | None,
-                    pipeline: PreprocessPipeline | None) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+def _apply_pipeline(
+    images: np.ndarray, masks: np.ndarray | None, pipeline: PreprocessPipeline | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The pipeline run on each crop with its object mask: ``(crops, masks)``, the masks moved as the crops were."""
     if pipeline is None:
         return images, masks
     from .preprocess import apply_pipeline_with_mask
 
-    done = [apply_pipeline_with_mask(image, pipeline, mask=None if masks is None else masks[i])
-            for i, image in enumerate(images)]  # fmt: skip
+    done = [
+        apply_pipeline_with_mask(image, pipeline, mask=None if masks is None else masks[i])
+        for i, image in enumerate(images)
+    ]
     crops = [crop for crop, _ in done]
     if any(c.shape != crops[0].shape for c in crops):
         raise InputError("the preprocessing pipeline gives crops of different shapes; add a resize step")
@@ -987,8 +1030,7 @@ def build_crop_set(
             yield plan
             del plan  # done with: let it go before the next source is read
 
-    return _make(plans(), pipeline, output=output, overwrite=overwrite, on_progress=on_progress,
-                 stop_event=stop_event)  # fmt: skip
+    return _make(plans(), pipeline, output=output, overwrite=overwrite, on_progress=on_progress, stop_event=stop_event)
 
 
 def _plan(source: CropSource, pipeline: PreprocessPipeline | None) -> _Plan:
@@ -997,8 +1039,9 @@ def _plan(source: CropSource, pipeline: PreprocessPipeline | None) -> _Plan:
     if source.kind == "patches":
         if not isinstance(settings, PatchSettings):
             raise InputError(f"patches are cut with PatchSettings, got {type(settings).__name__}")
-        return _patches_plan(source.image, settings, pipeline=pipeline, group=source.group, source=source.source,
-                             axes=source.axes)  # fmt: skip
+        return _patches_plan(
+            source.image, settings, pipeline=pipeline, group=source.group, source=source.source, axes=source.axes
+        )
     if source.kind not in ("labels", "points", "boxes"):
         raise InputError(f"unknown object kind {source.kind!r}; choose 'labels', 'points', 'boxes' or 'patches'")
     if not isinstance(settings, CropSettings):
@@ -1103,8 +1146,16 @@ def crops_from_labels(
     return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
 
 
-def _labels_plan(image: Stack | Any, labels: Any, settings: CropSettings, *, pipeline: PreprocessPipeline | None,
-                 group: str, source: str, axes: str | None) -> _Plan:  # fmt: skip
+def _labels_plan(
+    image: Stack | Any,
+    labels: Any,
+    settings: CropSettings,
+    *,
+    pipeline: PreprocessPipeline | None,
+    group: str,
+    source: str,
+    axes: str | None,
+) -> _Plan:
     src = _as_source(image, axes, settings.channels, source)
     size = _spatial_size(settings.size, src)
     labels = _check_labels(labels, src)
@@ -1119,14 +1170,27 @@ def _labels_plan(image: Stack | Any, labels: Any, settings: CropSettings, *, pip
         if t not in loaded:  # one time point of (possibly lazy) labels in memory at a time
             loaded.clear()
             loaded[t] = _labels_at(labels, t)
-        return _cut_crops(src, t, candidates.start[positions], candidates.stop[positions], size, tally,
-                          loaded[t], candidates.label_id[positions], settings)  # fmt: skip
+        return _cut_crops(
+            src,
+            t,
+            candidates.start[positions],
+            candidates.stop[positions],
+            size,
+            tally,
+            loaded[t],
+            candidates.label_id[positions],
+            settings,
+        )
 
     return _Plan(
-        src, _batches(src, candidates, size, group, tally, cut), len(candidates), "objects", tally,
+        src,
+        _batches(src, candidates, size, group, tally, cut),
+        len(candidates),
+        "objects",
+        tally,
         _output_spacing(src.scale, size, pipeline) if settings.mode == "fixed" else (),
         _preprocess_record(settings, pipeline),
-    )  # fmt: skip
+    )
 
 
 def _check_labels(labels: Any, src: _Source) -> Any:
@@ -1158,8 +1222,9 @@ def _labels_at(labels: Any, t: int) -> np.ndarray:
     return labels_t
 
 
-def _label_candidates(src: _Source, labels: Any, settings: CropSettings, size: tuple[int, ...],
-                      tally: Counter) -> _Candidates:  # fmt: skip
+def _label_candidates(
+    src: _Source, labels: Any, settings: CropSettings, size: tuple[int, ...], tally: Counter
+) -> _Candidates:
     """The box of every object at every time point, with its area, and which objects are skipped (counted)."""
     parts = []
     shape = np.array(src.spatial_shape)
@@ -1436,8 +1501,15 @@ def patch_grid(
     return _single(make_plan, pipeline, output, overwrite, on_progress, stop_event)
 
 
-def _patches_plan(image: Stack | Any, settings: PatchSettings, *, pipeline: PreprocessPipeline | None,
-                  group: str, source: str, axes: str | None) -> _Plan:  # fmt: skip
+def _patches_plan(
+    image: Stack | Any,
+    settings: PatchSettings,
+    *,
+    pipeline: PreprocessPipeline | None,
+    group: str,
+    source: str,
+    axes: str | None,
+) -> _Plan:
     src = _as_source(image, axes, settings.channels, source)
     patch, stride = settings.patch_size, settings.patch_stride or settings.patch_size
     height, width = src.spatial_shape[-2:]
@@ -1464,9 +1536,13 @@ def _patches_plan(image: Stack | Any, settings: PatchSettings, *, pipeline: Prep
                 start = np.stack([np.full(n, z)] * len(plane) + [rows * stride, cols * stride], axis=1).astype(np.int64)
                 stop = start + np.array([1] * len(plane) + [patch, patch])
                 candidates = _Candidates(
-                    np.full(n, t, np.int64), np.arange(kept + 1, kept + n + 1, dtype=np.int64), start, stop,
-                    np.ones(n, bool), {"z": np.full(n, z, np.int64), "foreground": fractions[rows, cols].astype(float)},
-                )  # fmt: skip
+                    np.full(n, t, np.int64),
+                    np.arange(kept + 1, kept + n + 1, dtype=np.int64),
+                    start,
+                    stop,
+                    np.ones(n, bool),
+                    {"z": np.full(n, z, np.int64), "foreground": fractions[rows, cols].astype(float)},
+                )
                 kept += n
                 done = (t * n_slices + z + 1) * n_grid
                 region, origin = (
@@ -1481,9 +1557,14 @@ def _patches_plan(image: Stack | Any, settings: PatchSettings, *, pipeline: Prep
                     yield _Batch(images, None, _table(src, group, candidates, positions), done)
 
     return _Plan(
-        src, batches(), src.data.shape[0] * n_slices * n_grid, "patches", tally,
-        _output_spacing(src.scale[-2:], (patch, patch), pipeline), _preprocess_record(settings, pipeline),
-    )  # fmt: skip
+        src,
+        batches(),
+        src.data.shape[0] * n_slices * n_grid,
+        "patches",
+        tally,
+        _output_spacing(src.scale[-2:], (patch, patch), pipeline),
+        _preprocess_record(settings, pipeline),
+    )
 
 
 __all__ = [
@@ -1566,8 +1647,15 @@ class ObjectPreview:
         t, positions = int(candidates.t[index]), np.array([index])
         labels_t = None if self._labels is None else _labels_at(self._labels, t)
         images, masks = _cut_crops(
-            self._src, t, candidates.start[positions], candidates.stop[positions], self._size, Counter(),
-            labels_t, candidates.label_id[positions], self.settings,
-        )  # fmt: skip
+            self._src,
+            t,
+            candidates.start[positions],
+            candidates.stop[positions],
+            self._size,
+            Counter(),
+            labels_t,
+            candidates.label_id[positions],
+            self.settings,
+        )
         row = _table(self._src, self.group, candidates, positions).iloc[0].to_dict()
         return images[0], None if masks is None else masks[0], row

@@ -289,6 +289,17 @@ def folder_name(path: str | os.PathLike | None) -> str | None:
 
 
 __all__ = [
-    "LayerInfo", "PairedSource", "Pairing", "base_name", "channel_names", "common_stem", "folder_name",
-    "image_sources", "looks_like_labels", "name_stem", "pair_layers", "pair_patches", "source_stem",
-]  # fmt: skip
+    "LayerInfo",
+    "PairedSource",
+    "Pairing",
+    "base_name",
+    "channel_names",
+    "common_stem",
+    "folder_name",
+    "image_sources",
+    "looks_like_labels",
+    "name_stem",
+    "pair_layers",
+    "pair_patches",
+    "source_stem",
+]

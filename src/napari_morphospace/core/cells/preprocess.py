@@ -246,8 +246,12 @@ def _check_clahe(clip_limit: Any, kernel_size: Any) -> None:
     kernel = [kernel_size] if isinstance(kernel_size, (int, np.integer)) else kernel_size
     if kernel is None:
         return
-    if (isinstance(kernel, (str, bytes)) or not isinstance(kernel, Sequence) or len(kernel) not in (1, 2, 3)
-            or not all(_is_whole(k) and k >= 1 for k in kernel)):  # fmt: skip
+    if (
+        isinstance(kernel, (str, bytes))
+        or not isinstance(kernel, Sequence)
+        or len(kernel) not in (1, 2, 3)
+        or not all(_is_whole(k) and k >= 1 for k in kernel)
+    ):
         raise InputError(f"clahe kernel_size must be a positive integer or one per spatial axis, got {kernel_size!r}")
 
 

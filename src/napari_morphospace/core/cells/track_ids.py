@@ -183,8 +183,9 @@ def require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> N
 
 def _spatial_ndim(table: pd.DataFrame) -> int:
     ndim = 3 if "z_start" in table.columns else 2
-    require_columns(table, ("label_id", "t", *(f"{a}_{e}" for a in "zyx"[3 - ndim :] for e in ("start", "stop"))),
-                     "the crop table")  # fmt: skip
+    require_columns(
+        table, ("label_id", "t", *(f"{a}_{e}" for a in "zyx"[3 - ndim :] for e in ("start", "stop"))), "the crop table"
+    )
     return ndim
 
 

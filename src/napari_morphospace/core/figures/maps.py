@@ -33,8 +33,12 @@ def difference_figure(maps: Sequence[tuple[int, dict[str, np.ndarray]]]) -> Figu
     titles = ("decode at −3", "decode at +3", "|difference|", "1 − SSIM (top 10 %)")
     for row, (dim, result) in enumerate(maps):
         ssim = result["dissimilarity"]  # None for a volume thinner than the SSIM window: the panel stays empty
-        pictures = [composite_rgb(result["low"]), composite_rgb(result["high"]), _flat(result["abs"]),
-                    _flat(threshold_map(ssim) if ssim is not None else np.zeros_like(result["abs"]))]  # fmt: skip
+        pictures = [
+            composite_rgb(result["low"]),
+            composite_rgb(result["high"]),
+            _flat(result["abs"]),
+            _flat(threshold_map(ssim) if ssim is not None else np.zeros_like(result["abs"])),
+        ]
         for col, picture in enumerate(pictures):
             ax = axes[row, col]
             ax.imshow(picture, cmap=None if col < 2 else "magma")
@@ -46,8 +50,9 @@ def difference_figure(maps: Sequence[tuple[int, dict[str, np.ndarray]]]) -> Figu
     return figure
 
 
-def gradcam_figure(crops: np.ndarray, maps: dict[tuple[int, int], np.ndarray], dims: Sequence[int],
-                   labels: Sequence[str]) -> Figure:  # fmt: skip
+def gradcam_figure(
+    crops: np.ndarray, maps: dict[tuple[int, int], np.ndarray], dims: Sequence[int], labels: Sequence[str]
+) -> Figure:
     """Rows: cells; columns: the crop, then the +μ_k and −μ_k Grad-CAM of every dimension in ``dims``.
 
     ``maps[(k, sign)]`` holds one map per crop, from

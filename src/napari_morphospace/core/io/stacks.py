@@ -356,8 +356,9 @@ def assign_tczyx(
             warnings.warn(
                 f"{source or 'file'}: {size} planes without axes metadata were read as Z (a z-stack); if they are "
                 "channels or time points, give the axes (--axes CYX or TYX on the command line, axes= in read_stack)",
-                UserWarning, stacklevel=4,
-            )  # fmt: skip
+                UserWarning,
+                stacklevel=4,
+            )
         else:
             raise _ambiguous_axes(file_axes, shape, source, f"axis {axis!r} of size {size} has no TCZYX meaning")
     used = [t for t in targets if t]
@@ -434,8 +435,12 @@ def _ome_metadata(ome_xml: str, name: str = "file") -> tuple[dict[str, float], d
     parse and values that are not positive numbers are skipped with a warning.
     """
     if "<!DOCTYPE" in ome_xml or "<!ENTITY" in ome_xml:
-        warnings.warn(f"{name}: its OME-XML declares a document type or entities, which are never read; the pixels "
-                      "were read without pixel sizes or channel names", UserWarning, stacklevel=4)  # fmt: skip
+        warnings.warn(
+            f"{name}: its OME-XML declares a document type or entities, which are never read; the pixels "
+            "were read without pixel sizes or channel names",
+            UserWarning,
+            stacklevel=4,
+        )
         return {}, {}, []
     try:
         root = ElementTree.fromstring(ome_xml)
@@ -478,8 +483,12 @@ def _ome_number(pixels: ElementTree.Element, attribute: str, name: str) -> float
     except ValueError:
         value = float("nan")
     if not (math.isfinite(value) and value > 0):
-        warnings.warn(f"{name}: OME {attribute}={text[:40]!r} is not a positive number; that size is unknown (1 is "
-                      "used) and the pixels were read", UserWarning, stacklevel=5)  # fmt: skip
+        warnings.warn(
+            f"{name}: OME {attribute}={text[:40]!r} is not a positive number; that size is unknown (1 is "
+            "used) and the pixels were read",
+            UserWarning,
+            stacklevel=5,
+        )
         return None
     return value
 

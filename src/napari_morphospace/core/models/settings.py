@@ -26,12 +26,14 @@ KLSchedule = Literal["none", "linear", "cyclical"]
 #: widget shows a setting only for the models listed here; a model refuses a value other than the
 #: default for a setting it does not use, instead of silently training without it.
 USED_BY: dict[str, tuple[str, ...]] = {
-    **{name: ("beta-vae", "me-vae", "cond-vae") for name in (
-        "beta", "objective", "capacity_max", "capacity_gamma", "capacity_steps", "free_bits")},
+    **{
+        name: ("beta-vae", "me-vae", "cond-vae")
+        for name in ("beta", "objective", "capacity_max", "capacity_gamma", "capacity_steps", "free_bits")
+    },
     **{name: ("beta-tcvae",) for name in ("tc_alpha", "tc_beta", "tc_gamma", "tc_estimator")},
     **{name: ("me-vae",) for name in ("me_views", "me_combine")},
     **{name: ("cond-vae",) for name in ("cond_reference_channels", "cond_num_labels")},
-}  # fmt: skip
+}
 
 LATENT_DIM_RANGE = (2, 512)
 # Channels double per down-sampling block up to this cap, so deep models stay CPU-sized.

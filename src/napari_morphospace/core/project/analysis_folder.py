@@ -74,10 +74,16 @@ _ALLOWED_SUFFIXES = {
 _TEXT_COLUMNS = {"source": str, "group": str, "annotation": str}
 # Each part of analysis.json and how messages name it.
 _PART_NAMES = {
-    "crop_set": "crop set", "model": "model bundle", "latents": "latent table", "annotations": "annotation table",
-    "annotation_classes": "annotation classes", "selections": "selections", "classifier": "classifier metrics",
-    "factors": "factor table", "crop_job": "crop job",
-}  # fmt: skip
+    "crop_set": "crop set",
+    "model": "model bundle",
+    "latents": "latent table",
+    "annotations": "annotation table",
+    "annotation_classes": "annotation classes",
+    "selections": "selections",
+    "classifier": "classifier metrics",
+    "factors": "factor table",
+    "crop_job": "crop job",
+}
 CONSENT_HINT = (
     "open it with --allow-external (command line) or answer Yes when the Analysis widget asks, if you trust "
     "this folder; or copy the data into the folder"
@@ -194,13 +200,32 @@ class AnalysisFolder:
     allow_external: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        data = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": self.created,
-                "modified": self.modified, "napari_morphospace_version": __version__}  # fmt: skip
-        for name in ("sources", "crop_set", "model", "latents", "annotations", "annotation_classes", "selections",
-                     "classifier", "factors", "crop_job", "plot_settings"):  # fmt: skip
+        data = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "created": self.created,
+            "modified": self.modified,
+            "napari_morphospace_version": __version__,
+        }
+        for name in (
+            "sources",
+            "crop_set",
+            "model",
+            "latents",
+            "annotations",
+            "annotation_classes",
+            "selections",
+            "classifier",
+            "factors",
+            "crop_job",
+            "plot_settings",
+        ):
             value = getattr(self, name)
-            data[name] = [asdict(s) for s in value] if name == "sources" else (
-                asdict(value) if isinstance(value, FileRef) else value)  # fmt: skip
+            data[name] = (
+                [asdict(s) for s in value]
+                if name == "sources"
+                else (asdict(value) if isinstance(value, FileRef) else value)
+            )
         return data
 
     def path_of(self, part: str) -> Path | None:
@@ -422,8 +447,12 @@ def save_analysis(
 def _write_manifest(manifest: AnalysisFolder) -> None:
     """Pick up part files other writers (e.g. the annotation autosave) put in the folder, then write analysis.json."""
     root = manifest.folder
-    for part, name in (("annotations", ANNOTATIONS_CSV), ("annotation_classes", CLASSES_JSON),
-                       ("selections", SELECTIONS_JSON), ("classifier", CLASSIFIER_JSON)):  # fmt: skip
+    for part, name in (
+        ("annotations", ANNOTATIONS_CSV),
+        ("annotation_classes", CLASSES_JSON),
+        ("selections", SELECTIONS_JSON),
+        ("classifier", CLASSIFIER_JSON),
+    ):
         if getattr(manifest, part) is None and (root / name).is_file():
             setattr(manifest, part, FileRef.to(root / name, root))
     manifest.modified = _now()
@@ -434,8 +463,10 @@ def _write_manifest(manifest: AnalysisFolder) -> None:
 def _write_latents(latents: pd.DataFrame, root: Path) -> None:
     if "crop_id" not in latents.columns:
         raise InputError("the latent table has no crop_id column; embed the crops with core.analysis.embed.embed")
-    for name, writer in ((LATENTS_PARQUET, lambda p: latents.to_parquet(p, index=False)),
-                         (LATENTS_CSV, lambda p: latents.to_csv(p, index=False, na_rep="NaN"))):  # fmt: skip
+    for name, writer in (
+        (LATENTS_PARQUET, lambda p: latents.to_parquet(p, index=False)),
+        (LATENTS_CSV, lambda p: latents.to_csv(p, index=False, na_rep="NaN")),
+    ):
         with atomic_path(root / name) as tmp:
             writer(tmp)
 
@@ -482,8 +513,10 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as err:
-        raise InputError(f"{path} cannot be read ({type(err).__name__}: {err}); it was edited by hand or damaged: "
-                         "restore it from a copy") from err  # fmt: skip
+        raise InputError(
+            f"{path} cannot be read ({type(err).__name__}: {err}); it was edited by hand or damaged: "
+            "restore it from a copy"
+        ) from err
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise InputError(f"{path} does not describe a {FORMAT_NAME}; choose a folder saved by napari-morphospace")
     version = data.get("format_version")
@@ -525,8 +558,10 @@ def read_manifest(folder: str | os.PathLike) -> tuple[AnalysisFolder, list[str],
         setattr(manifest, part, ref)
     sources = data.get("sources") or []
     if not isinstance(sources, list):
-        problems.append(f"{ANALYSIS_JSON}: sources is {shown(sources)}, not a list of source images; they were "
-                        "ignored. Fix the entry by hand or save the analysis again")  # fmt: skip
+        problems.append(
+            f"{ANALYSIS_JSON}: sources is {shown(sources)}, not a list of source images; they were "
+            "ignored. Fix the entry by hand or save the analysis again"
+        )
         sources = []
     for i, entry in enumerate(sources):
         where = f"{ANALYSIS_JSON} source {i}"
@@ -616,8 +651,10 @@ def open_analysis(folder: str | os.PathLike, *, load_model: bool = True, allow_e
             elif location.external and not allow_external:
                 outside.append(str(location.outside))
     if outside:
-        problems.append(f"{len(outside)} source or label image(s) lie outside the analysis folder (e.g. {outside[0]}) "
-                        f"and were not read; {CONSENT_HINT}")  # fmt: skip
+        problems.append(
+            f"{len(outside)} source or label image(s) lie outside the analysis folder (e.g. {outside[0]}) "
+            f"and were not read; {CONSENT_HINT}"
+        )
     analysis.crop_set = _load_part(manifest, "crop_set", load_crop_set, problems)
     if load_model:
         from ..training.bundle import load_bundle
@@ -642,8 +679,10 @@ def _load_part(manifest: AnalysisFolder, part: str, loader: Any, problems: list[
         return None
     location = ref.locate(manifest.folder)
     if location.path is None:
-        problems.append(f"the {what} {ref.path} is missing from {manifest.folder}; it was not loaded. "
-                        "Restore it, or save that part again")  # fmt: skip
+        problems.append(
+            f"the {what} {ref.path} is missing from {manifest.folder}; it was not loaded. "
+            "Restore it, or save that part again"
+        )
         return None
     if location.external and not manifest.allow_external:
         if location.fallback:
@@ -664,8 +703,10 @@ def _load_part(manifest: AnalysisFolder, part: str, loader: Any, problems: list[
     except (InputError, OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         # What a file outside the folder holds is not repeated, not even in an error message.
         detail = f" ({err})" if not location.external else ""
-        problems.append(f"the {what} {location.path} cannot be read{detail}; it was edited by hand or damaged. "
-                        "Restore it, or save that part again")  # fmt: skip
+        problems.append(
+            f"the {what} {location.path} cannot be read{detail}; it was edited by hand or damaged. "
+            "Restore it, or save that part again"
+        )
         return None
 
 
@@ -679,8 +720,10 @@ def _read_latents(path: Path, problems: list[str]) -> pd.DataFrame:
         csv = path.with_suffix(".csv")
         if not csv.is_file():
             raise
-        problems.append(f"the latent table {path} cannot be read ({err}); using {csv.name} instead. "
-                        "Save the latents again to repair it")  # fmt: skip
+        problems.append(
+            f"the latent table {path} cannot be read ({err}); using {csv.name} instead. "
+            "Save the latents again to repair it"
+        )
         return check_latent_table(_read_latents_csv(csv), csv.name)
     csv = path.with_suffix(".csv")
     if csv.is_file():
@@ -688,8 +731,10 @@ def _read_latents(path: Path, problems: list[str]) -> pd.DataFrame:
             from_csv = check_latent_table(_read_latents_csv(csv), csv.name)
             pd.testing.assert_frame_equal(table, from_csv, check_dtype=False, check_column_type=False)
         except (AssertionError, OSError, ValueError):
-            problems.append(f"{csv} differs from {path.name} (one of them was edited by hand); "
-                            f"{path.name} was used. Delete the out-of-date file or save the latents again")  # fmt: skip
+            problems.append(
+                f"{csv} differs from {path.name} (one of them was edited by hand); "
+                f"{path.name} was used. Delete the out-of-date file or save the latents again"
+            )
     return table
 
 

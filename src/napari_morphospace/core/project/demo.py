@@ -108,15 +108,24 @@ class DemoSettings:
     def train_config(self) -> TrainConfig:
         # Random split: with one field per group, a split by source would hold out a whole group.
         return TrainConfig(
-            model=ModelSettings(model="beta-vae", latent_dim=self.latent_dim, beta=self.beta,
-                                reconstruction=self.reconstruction),
+            model=ModelSettings(
+                model="beta-vae", latent_dim=self.latent_dim, beta=self.beta, reconstruction=self.reconstruction
+            ),
             # Flips and 90° turns: the synthetic cells lie at random angles, and what the treatment changes is their
             # shape, not their orientation. Without them the dimension that separates the groups best followed
             # roughness (ρ 0.32) and the known answer failed; with them it follows size (ρ 0.78), as it should.
-            training=TrainSettings(epochs=self.epochs, batch_size=self.batch_size, split="random", seed=self.seed,
-                                   accelerator="cpu", devices=1, preview_every_n_epochs=max(self.epochs, 1),
-                                   augment_flips=True, augment_rot90=True),
-        )  # fmt: skip
+            training=TrainSettings(
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                split="random",
+                seed=self.seed,
+                accelerator="cpu",
+                devices=1,
+                preview_every_n_epochs=max(self.epochs, 1),
+                augment_flips=True,
+                augment_rot90=True,
+            ),
+        )
 
 
 @dataclass
@@ -182,8 +191,13 @@ def latent_statistics(latents: pd.DataFrame) -> dict[str, Any]:
 
 def _prepare(out: Path, overwrite: bool) -> None:
     """Make ``out`` an empty folder: new, empty, or (with ``overwrite``) the output of an earlier demo run."""
-    check_output(out, what="demo output folder", kind="folder", overwrite=overwrite,
-                 is_ours=lambda folder: (folder / MARKER).is_file())  # fmt: skip
+    check_output(
+        out,
+        what="demo output folder",
+        kind="folder",
+        overwrite=overwrite,
+        is_ours=lambda folder: (folder / MARKER).is_file(),
+    )
     if out.exists() and any(out.iterdir()):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,8 +254,13 @@ def run_demo(
     lap("sample")
 
     report("cropping every cell")
-    job = CropJob(images=[str(p.resolve()) for p in images], labels=[str(p.resolve()) for p in labels], groups=groups,
-                  crop=settings.crop_settings(), preprocess=settings.preprocess())  # fmt: skip
+    job = CropJob(
+        images=[str(p.resolve()) for p in images],
+        labels=[str(p.resolve()) for p in labels],
+        groups=groups,
+        crop=settings.crop_settings(),
+        preprocess=settings.preprocess(),
+    )
     save_config(job, out / "crop_job.yaml")
     result.crop_set = run_crop_job(job, out / "crops")
     (out / "figures").mkdir(exist_ok=True)

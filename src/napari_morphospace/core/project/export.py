@@ -118,8 +118,9 @@ def check_export_folder(folder: str | os.PathLike, overwrite: bool) -> Path:
     return folder
 
 
-def check_table_target(path: str | os.PathLike, overwrite: bool, *, suffixes: Sequence[str] = (".csv", ".parquet"),
-                       what: str = "table") -> Path:  # fmt: skip
+def check_table_target(
+    path: str | os.PathLike, overwrite: bool, *, suffixes: Sequence[str] = (".csv", ".parquet"), what: str = "table"
+) -> Path:
     """Refuse a table (or other single-file) target before any work: wrong suffix, a folder, existing, not writable."""
     path = Path(path)
     if path.suffix.lower() not in suffixes:
@@ -368,8 +369,10 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             return pd.read_parquet(path)
         return pd.read_csv(path, keep_default_na=False, na_values=["NaN"])
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise InputError(f"cannot read the table {path} ({type(err).__name__}: {err}); it is damaged or not a "
-                         f"{path.suffix.lower()[1:]} file: write it again") from err  # fmt: skip
+        raise InputError(
+            f"cannot read the table {path} ({type(err).__name__}: {err}); it is damaged or not a "
+            f"{path.suffix.lower()[1:]} file: write it again"
+        ) from err
 
 
 def check_latent_table(table: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -383,23 +386,29 @@ def check_latent_table(table: pd.DataFrame, name: str) -> pd.DataFrame:
 
     columns = latent_columns(table)
     if "crop_id" not in table.columns or not columns:
-        raise InputError(f"{name} has no crop_id and mu_0, mu_1, ... columns, so it is not a latent table; "
-                         "give the table written by 'morphospace embed' (or by 'morphospace table')")  # fmt: skip
+        raise InputError(
+            f"{name} has no crop_id and mu_0, mu_1, ... columns, so it is not a latent table; "
+            "give the table written by 'morphospace embed' (or by 'morphospace table')"
+        )
     ids = pd.to_numeric(table["crop_id"], errors="coerce")
     whole = ids.notna() & np.isfinite(ids) & (ids == ids.round())
     if not whole.all():
         bad = table["crop_id"][~whole].iloc[0]
         shown = repr(bad) if isinstance(bad, str) else str(bad)
-        raise InputError(f"{name}: crop_id {shown} is not a whole number; "
-                         "the table was edited by hand, embed the crops again")  # fmt: skip
+        raise InputError(
+            f"{name}: crop_id {shown} is not a whole number; the table was edited by hand, embed the crops again"
+        )
     if not ids.is_unique:
-        raise InputError(f"{name} has repeated crop_id values (e.g. {int(ids[ids.duplicated()].iloc[0])}); "
-                         "embed the crops again")  # fmt: skip
+        raise InputError(
+            f"{name} has repeated crop_id values (e.g. {int(ids[ids.duplicated()].iloc[0])}); embed the crops again"
+        )
     mu = table[columns].apply(pd.to_numeric, errors="coerce")
     finite = np.isfinite(mu.to_numpy(dtype=np.float64)).all(axis=1)
     if not finite.all():
-        raise InputError(f"{name}: the mu_* values of crop_id {int(ids[~finite].iloc[0])} are missing, NaN, infinite "
-                         "or not numbers; the table was edited by hand or damaged, embed the crops again")  # fmt: skip
+        raise InputError(
+            f"{name}: the mu_* values of crop_id {int(ids[~finite].iloc[0])} are missing, NaN, infinite "
+            "or not numbers; the table was edited by hand or damaged, embed the crops again"
+        )
     table = table.copy()
     table["crop_id"] = ids.astype(np.int64)
     return table

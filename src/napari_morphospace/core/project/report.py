@@ -110,8 +110,15 @@ def factors_for_latents(latents: pd.DataFrame, factors: pd.DataFrame) -> pd.Data
 
 def factor_columns(factors: pd.DataFrame) -> list[str]:
     """Numeric factor columns that vary (the cell table's id columns, the group and centroids left out)."""
-    return [c for c in factors.columns if c not in ID_COLUMNS and c != "group" and not c.startswith(("_", "centroid_"))
-            and pd.api.types.is_numeric_dtype(factors[c]) and factors[c].nunique() > 1]  # fmt: skip
+    return [
+        c
+        for c in factors.columns
+        if c not in ID_COLUMNS
+        and c != "group"
+        and not c.startswith(("_", "centroid_"))
+        and pd.api.types.is_numeric_dtype(factors[c])
+        and factors[c].nunique() > 1
+    ]
 
 
 def check_known_answer(
@@ -231,8 +238,9 @@ class _Context:
         if bundle is None:
             raise NotAvailable("the analysis has no model bundle; train a model first")
         if bundle.model_settings.model == "cond-vae":
-            raise NotAvailable("the conditional model decodes only with a reference image; "
-                               "use the Traversal widget on a chosen cell")  # fmt: skip
+            raise NotAvailable(
+                "the conditional model decodes only with a reference image; use the Traversal widget on a chosen cell"
+            )
         return bundle.model
 
     def require_crops(self) -> Any:
@@ -252,7 +260,7 @@ def _data_section(ctx: _Context) -> list[str]:
             f"{len(crop_set)} crops of shape {tuple(int(n) for n in crop_set.images.shape[1:])} (C, [Z,] Y, X), "
             f"channels {', '.join(map(str, crop_set.channel_names))}; "
             f"crop pixel size {tuple(crop_set.spacing) or 'unknown'}."
-        ),  # fmt: skip
+        ),
         _table([(g, n) for g, n in counts.items()], ["group", "crops"]),
         _table([(s, n) for s, n in table["source"].astype(str).value_counts(sort=False).items()], ["source", "crops"]),
         "<h3>Preprocessing</h3>"
@@ -278,7 +286,7 @@ def _training_section(ctx: _Context) -> list[str]:
         _p(
             f"{len(history)} epoch(s); the losses of the last epoch, per crop (log axes in the figure where the "
             "values are positive):"
-        ),  # fmt: skip
+        ),
         _table(rows, ["term", "training", "validation"]),
         _img(training_curves_figure(history), "training curves"),
     ]
@@ -296,8 +304,11 @@ def _learned_section(ctx: _Context) -> list[str]:
     else:
         parts.append(_p("Measured on the held-out crops at the end of training, in eval mode:"))
         parts += [f'<p class="problem">{html.escape(w)}</p>' for w in diagnostics.warnings]
-        parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in diagnostics.lines()
-                                      if not line.startswith("WARNING")) + "</ul>")  # fmt: skip
+        parts.append(
+            "<ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in diagnostics.lines() if not line.startswith("WARNING"))
+            + "</ul>"
+        )
     parts += _probe_parts(ctx)
     return parts
 
@@ -353,12 +364,14 @@ def _probe_parts(ctx: _Context) -> list[str]:
     how = "folds grouped by source image" if probe.grouped else f"random folds ({probe.note})"
     parts = [f'<p class="problem">{html.escape(probe_warning(probe))}</p>'] if probe.ratio < PROBE_WORSE else []
     return parts + [
-        _p(f"What the latents know about each cell: {probe.folds}-fold cross-validated ridge regression ({how}) "
-           f"from the {mu.shape[1]} latent means to the cells' regionprops measurements ({where}), next to the "
-           f"same probe on a {probe.n_components}-component PCA of the crop pixels. Mean R² {probe.latent_mean:.3f} "
-           f"(latents) against {probe.pca_mean:.3f} (pixel PCA): ratio {probe.ratio:.3f}."),
+        _p(
+            f"What the latents know about each cell: {probe.folds}-fold cross-validated ridge regression ({how}) "
+            f"from the {mu.shape[1]} latent means to the cells' regionprops measurements ({where}), next to the "
+            f"same probe on a {probe.n_components}-component PCA of the crop pixels. Mean R² {probe.latent_mean:.3f} "
+            f"(latents) against {probe.pca_mean:.3f} (pixel PCA): ratio {probe.ratio:.3f}."
+        ),
         _table(probe.rows(), ["measurement", "latent R²", "pixel PCA R²"]),
-    ]  # fmt: skip
+    ]
 
 
 def _source_label_images(analysis: Analysis) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -390,8 +403,10 @@ def _kl_section(ctx: _Context) -> list[str]:
 
     summary = ctx.require_summary()
     if summary.measured:
-        raise NotAvailable("not applicable to a feature table (no posterior): the KL to the prior measures a "
-                           "model's latents, and these columns are measurements")  # fmt: skip
+        raise NotAvailable(
+            "not applicable to a feature table (no posterior): the KL to the prior measures a "
+            "model's latents, and these columns are measurements"
+        )
     if summary.logvar is None:
         raise NotAvailable(
             "the latent table has no logvar_* columns; embed the crops with the model "
@@ -406,7 +421,7 @@ def _kl_section(ctx: _Context) -> list[str]:
         _p(
             f"Active units (Var(μ) > 0.01): {active_units(summary.mu)} of {summary.mu.shape[1]}. "
             f"Total KL {kl.sum():.4g} nats. Empirical KL of the latent means to N(0, I): {empirical}."
-        ),  # fmt: skip
+        ),
         _img(kl_bar_figure(kl), "per-dimension KL"),
         _table([(f"dim {i}", kl[i]) for i in np.argsort(-kl)], ["dimension", "KL [nats]"]),
     ]
@@ -429,9 +444,13 @@ def _cohen_section(ctx: _Context) -> list[str]:
         parts.append(_p("Linear probe not available: each group needs at least 2 cells per fold, 2 folds"))
     else:
         how = "folds grouped by source image" if probe["grouped"] else "random folds"
-        parts.append(_p(f"Linear probe (logistic regression, {len(probe['per_fold']['auroc'])}-fold, {how}): "
-                        f"balanced accuracy {probe['balanced_accuracy']:.3f}, AUROC {probe['auroc']:.3f}."
-                        + (f" Note: {probe['note']}" if probe["note"] else "")))  # fmt: skip
+        parts.append(
+            _p(
+                f"Linear probe (logistic regression, {len(probe['per_fold']['auroc'])}-fold, {how}): "
+                f"balanced accuracy {probe['balanced_accuracy']:.3f}, AUROC {probe['auroc']:.3f}."
+                + (f" Note: {probe['note']}" if probe["note"] else "")
+            )
+        )
     return parts
 
 
@@ -450,8 +469,18 @@ def _inference_section(ctx: _Context) -> list[str]:
         result = compare_groups(latents, "group", summary.condition, summary.reference, InferenceSettings())
         result.notes.insert(0, f"Not tested per image: {err}.")
     dims = result.dimensions
-    rows = [(dims.names[i], dims.d[i], f"[{dims.d_low[i]:+.3g}, {dims.d_high[i]:+.3g}]", dims.mean_difference[i],
-             dims.p[i], dims.q[i], "yes" if dims.significant[i] else "") for i in dims.ranking()]  # fmt: skip
+    rows = [
+        (
+            dims.names[i],
+            dims.d[i],
+            f"[{dims.d_low[i]:+.3g}, {dims.d_high[i]:+.3g}]",
+            dims.mean_difference[i],
+            dims.p[i],
+            dims.q[i],
+            "yes" if dims.significant[i] else "",
+        )
+        for i in dims.ranking()
+    ]
     return [_p(line) for line in result.summary_lines()] + [
         _table(rows, ["dimension", "Cohen's d", "95 % CI of d", "mean difference", "p", "q (BH)", "significant"])
     ]
@@ -519,7 +548,7 @@ def _difference_section(ctx: _Context) -> list[str]:
             "Absolute and structural (1 − SSIM; Gaussian window σ 1.5, data range 1.0) difference between the decodes "
             f"at −3 and +3 of each top dimension (ranked by {summary.ranked_by}), the others at the mean of all cells."
             + (f" No 1 − SSIM map: {no_ssim}." if no_ssim else "")
-        ),  # fmt: skip
+        ),
         _img(difference_figure(maps), "difference maps"),
         _table(rows, ["dimension", "mean |difference|", "mean 1 − SSIM"]),
     ]
@@ -549,7 +578,7 @@ def _gradcam_section(ctx: _Context) -> list[str]:
             "Grad-CAM of the posterior mean μ_k (never a sampled z) for the top dimensions, for both signs (a "
             "latent's sign is arbitrary and the ReLU drops negative evidence); cells with the lowest and highest "
             f"μ{summary.ranking[0]} of each group."
-        ),  # fmt: skip
+        ),
         _img(gradcam_figure(crops, maps, dims, labels), "Grad-CAM examples"),
     ]
 
@@ -569,24 +598,30 @@ def _classifier_section(ctx: _Context) -> list[str]:
     for name, key in (("fold mean", "fold_mean"), ("fold SD", "fold_sd")):  # as the organelle study reports them
         if isinstance(metrics.get(key), dict):
             rows.append((name, *(metrics[key].get(m) for m in METRIC_COLUMNS), ""))
-    rows += [(f"fold {k + 1}", *(fold.get(m) for m in METRIC_COLUMNS), fold.get("n_crops"))
-             for k, fold in enumerate(metrics.get("folds", []))]  # fmt: skip
+    rows += [
+        (f"fold {k + 1}", *(fold.get(m) for m in METRIC_COLUMNS), fold.get("n_crops"))
+        for k, fold in enumerate(metrics.get("folds", []))
+    ]
     parts = [
         _p(
             f"Classes from the column {metrics.get('label_column') or '?'!r}: {', '.join(classes)}; "
             f"{(metrics.get('settings') or {}).get('fusion', '?')} fusion. Folds are grouped by source image, so crops "
             "of one image never sit in both training and test; mean and SD (ddof=1) are over the folds."
-        ),  # fmt: skip
+        ),
         _table(rows, ["", *(METRIC_TITLES[m] for m in METRIC_COLUMNS), "crops"]),
     ]
     confusion = pooled.get("confusion")
     if confusion and len(confusion) == len(classes):
-        parts += [_p("Pooled confusion matrix (rows: true class, columns: predicted class)."),
-                  _table([(c, *row) for c, row in zip(classes, confusion, strict=True)], ["", *classes])]  # fmt: skip
+        parts += [
+            _p("Pooled confusion matrix (rows: true class, columns: predicted class)."),
+            _table([(c, *row) for c, row in zip(classes, confusion, strict=True)], ["", *classes]),
+        ]
     weights = metrics.get("channel_weights")
     if isinstance(weights, dict) and weights:
-        parts += [_p("Late fusion: weight of each channel's classifier in the fused class probability."),
-                  _table([tuple(weights.values())], list(weights))]  # fmt: skip
+        parts += [
+            _p("Late fusion: weight of each channel's classifier in the fused class probability."),
+            _table([tuple(weights.values())], list(weights)),
+        ]
     evidence = metrics.get("channel_evidence")
     if isinstance(evidence, dict) and evidence:
         channels = list(next(iter(evidence.values())))
@@ -615,7 +650,7 @@ def _known_answer_section(ctx: _Context) -> list[str]:
             f"dim {check['dimension']} (d = {check['cohens_d']:+.2f}). Its Spearman correlation with the factors the "
             f"treated group shifts: best {check['best_factor']} ρ = {check['best_rho']:+.2f}. "
             f"Check |ρ| > {check['threshold']}: {verdict}."
-        ),  # fmt: skip
+        ),
         _table(sorted(check["spearman"].items(), key=lambda kv: -abs(kv[1])), ["shifted factor", "Spearman ρ"]),
     ]
 
@@ -633,14 +668,16 @@ def _disentanglement_section(ctx: _Context) -> list[str]:
     values = matched[names].to_numpy(dtype=float)
     mig = mutual_information_gap(summary.mu, values)
     result = dci(summary.mu, values, n_repeats=3)
-    rows = [(n, mig.gap_per_factor[k], result.accuracy_per_factor[k], int(np.argmax(result.importance[:, k])))
-            for k, n in enumerate(names)]  # fmt: skip
+    rows = [
+        (n, mig.gap_per_factor[k], result.accuracy_per_factor[k], int(np.argmax(result.importance[:, k])))
+        for k, n in enumerate(names)
+    ]
     return [
         _p(
             f"MIG {mig.score:.3f}; DCI disentanglement {result.disentanglement:.3f}, completeness "
             f"{result.completeness:.3f}, informativeness (held-out accuracy) {result.informativeness:.3f}. "
             "Continuous factors are discretised into 20 bins."
-        ),  # fmt: skip
+        ),
         _table(rows, ["factor", "MIG gap", "DCI accuracy", "most important dim"]),
     ]
 
@@ -654,8 +691,10 @@ def _tracks_section(ctx: _Context) -> list[str]:
 
     latents = ctx.require_latents()
     if tracks.TRACK_ID not in latents.columns:
-        raise NotAvailable("the cells have no track ids (only time-lapses of tracked cells have them; give them with "
-                           "'morphospace crops --track-ids' or the Tracks widget)")  # fmt: skip
+        raise NotAvailable(
+            "the cells have no track ids (only time-lapses of tracked cells have them; give them with "
+            "'morphospace crops --track-ids' or the Tracks widget)"
+        )
     statistics = tracks.track_statistics(latents, mu_columns(latents))
     if statistics.empty:
         raise NotAvailable("no cell lies on a track")
@@ -664,16 +703,22 @@ def _tracks_section(ctx: _Context) -> list[str]:
     shown = statistics.sort_values("path_length", ascending=False).head(20)
     colour_by = "group" if "group" in plane.columns and plane["group"].nunique() > 1 else None
     parts = [
-        _p(f"{track_ids.describe_tracks(latents)}. Per track, in latent units (mu_*) per frame: mean speed "
-           "(mean step length per frame), path length, net displacement and straightness (displacement / path "
-           "length, 1 = straight). Paths are drawn on the first two principal components of the latent means, "
-           "coloured by time, or by group when there are several."),
+        _p(
+            f"{track_ids.describe_tracks(latents)}. Per track, in latent units (mu_*) per frame: mean speed "
+            "(mean step length per frame), path length, net displacement and straightness (displacement / path "
+            "length, 1 = straight). Paths are drawn on the first two principal components of the latent means, "
+            "coloured by time, or by group when there are several."
+        ),
         _img(paths_figure(plane, ["PC_0", "PC_1"], colour_by=colour_by), "track paths through latent space"),
         _table(shown.itertuples(index=False), list(shown.columns)),
-    ]  # fmt: skip
+    ]
     if len(statistics) > len(shown):
-        parts.append(_p(f"The {len(shown)} longest of {len(statistics)} tracks are listed; "
-                        "'morphospace tracks' writes them all."))  # fmt: skip
+        parts.append(
+            _p(
+                f"The {len(shown)} longest of {len(statistics)} tracks are listed; "
+                "'morphospace tracks' writes them all."
+            )
+        )
     try:
         real, shuffled = tracks.smoothness(latents, mu_columns(latents))
         parts.append(
@@ -690,9 +735,13 @@ def _tracks_section(ctx: _Context) -> list[str]:
         parts.append(_p(f"Groups of tracks not compared: {err}"))
     else:
         a, b = comparison.attrs["groups"]
-        parts.append(_p(f"Tracks of {a} against {b} (one sample per track): Cohen's d (positive: higher in {a}) with "
-                        "its bootstrap 95 % interval, the two-sided permutation p-value and the Benjamini–Hochberg "
-                        "q over the measures."))  # fmt: skip
+        parts.append(
+            _p(
+                f"Tracks of {a} against {b} (one sample per track): Cohen's d (positive: higher in {a}) with "
+                "its bootstrap 95 % interval, the two-sided permutation p-value and the Benjamini–Hochberg "
+                "q over the measures."
+            )
+        )
         parts.append(_table(comparison.itertuples(index=False), list(comparison.columns)))
         parts += [_p(note) for note in comparison.attrs["notes"]]
     return parts
@@ -700,8 +749,12 @@ def _tracks_section(ctx: _Context) -> list[str]:
 
 def _versions_section(ctx: _Context) -> list[str]:
     analysis = ctx.analysis
-    parts = [_p(f"Report written by napari-morphospace {__version__} on "
-                f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.")]  # fmt: skip
+    parts = [
+        _p(
+            f"Report written by napari-morphospace {__version__} on "
+            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}."
+        )
+    ]
     parts += _manifest_tables(analysis.manifest)
     if analysis.bundle is not None:
         # Only the settings a bundle records, never other keys a hand-edited model.json may carry.
@@ -723,8 +776,11 @@ def _manifest_tables(manifest: AnalysisFolder) -> list[str]:
     refs = [(f.name, getattr(manifest, f.name)) for f in dataclasses.fields(manifest)]
     files = [(name, ref.path, ref.absolute) for name, ref in refs if isinstance(ref, FileRef)]
     sources = [(s.group, s.image.absolute, s.labels.absolute if s.labels else "—") for s in manifest.sources]
-    parts = ["<h3>Analysis folder (analysis.json)</h3>", _table(about, None),
-             _table(files, ["part", "path in the folder", "absolute path"])]  # fmt: skip
+    parts = [
+        "<h3>Analysis folder (analysis.json)</h3>",
+        _table(about, None),
+        _table(files, ["part", "path in the folder", "absolute path"]),
+    ]
     if sources:
         parts.append(_table(sources, ["group", "image", "label image"]))
     if manifest.plot_settings:
@@ -733,8 +789,12 @@ def _manifest_tables(manifest: AnalysisFolder) -> list[str]:
 
 
 #: Sections of model.json shown as tables of their own, with their titles.
-_MODEL_TABLES = {"model_settings": "Model", "train_settings": "Training settings", "provenance": "Training data",
-                 "versions": "Library versions"}  # fmt: skip
+_MODEL_TABLES = {
+    "model_settings": "Model",
+    "train_settings": "Training settings",
+    "provenance": "Training data",
+    "versions": "Library versions",
+}
 
 
 def _model_tables(config: Mapping[str, Any]) -> list[str]:
@@ -748,8 +808,19 @@ def _model_tables(config: Mapping[str, Any]) -> list[str]:
     return parts
 
 
-_MODEL_JSON_KEYS = ("format", "format_version", "model_settings", "latent_dim", "input_shape", "channel_names",
-                    "preprocess", "label_classes", "train_settings", "provenance", "versions")  # fmt: skip
+_MODEL_JSON_KEYS = (
+    "format",
+    "format_version",
+    "model_settings",
+    "latent_dim",
+    "input_shape",
+    "channel_names",
+    "preprocess",
+    "label_classes",
+    "train_settings",
+    "provenance",
+    "versions",
+)
 
 
 _BUILDERS: dict[str, Callable[[_Context], list[str]]] = {
@@ -813,8 +884,11 @@ def render_html(analysis: Analysis, sections: Sequence[Section]) -> str:
         body += [f'<li class="problem">{html.escape(p)}</li>' for p in analysis.problems]
         body += [f"<li>{html.escape(n)}</li>" for n in analysis.notes]
         body.append("</ul>")
-    body.append("<nav><ul>" + "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>'
-                                       for i, s in enumerate(sections)) + "</ul></nav>")  # fmt: skip
+    body.append(
+        "<nav><ul>"
+        + "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections))
+        + "</ul></nav>"
+    )
     for i, section in enumerate(sections):
         body.append(f'<section id="s{i}"><h2>{html.escape(section.title)}</h2>')
         if section.not_available is not None:

@@ -256,8 +256,12 @@ def split_for_sweep(crop_table: pd.DataFrame, settings: SweepSettings) -> SweepS
     training = settings.training
     outer = split_crops(crop_table, val_fraction=settings.test_fraction, method=training.split, seed=training.seed)
     rest = outer.train
-    inner = split_crops(crop_table.iloc[rest].reset_index(drop=True), val_fraction=training.val_fraction,
-                        method=training.split, seed=training.seed)  # fmt: skip
+    inner = split_crops(
+        crop_table.iloc[rest].reset_index(drop=True),
+        val_fraction=training.val_fraction,
+        method=training.split,
+        seed=training.seed,
+    )
     notes = [f"test split: {outer.note}"] if outer.note else []
     notes += [f"validation split: {inner.note}"] if inner.note else []
     if len(outer.val) < 3:
@@ -281,8 +285,13 @@ def probe_targets(table: pd.DataFrame, columns: list[str] | None = None) -> pd.D
             )
         chosen = list(columns)
     else:
-        chosen = [c for c in table.columns if c not in _NOT_MEASUREMENTS and pd.api.types.is_numeric_dtype(table[c])
-                  and not pd.api.types.is_bool_dtype(table[c])]  # fmt: skip
+        chosen = [
+            c
+            for c in table.columns
+            if c not in _NOT_MEASUREMENTS
+            and pd.api.types.is_numeric_dtype(table[c])
+            and not pd.api.types.is_bool_dtype(table[c])
+        ]
     targets = table[chosen].apply(pd.to_numeric, errors="coerce").astype(float)
     return targets.loc[:, targets.notna().all() & (targets.std() > 0)]
 
@@ -331,12 +340,19 @@ def _effect_sizes(test_table: pd.DataFrame, mu: np.ndarray) -> dict[str, Any]:
     groups = test_table["group"].astype(str).to_numpy()
     names = list(pd.unique(groups))
     if len(names) < 2 or min((groups == n).sum() for n in names[:2]) < 2:
-        return {"abs_cohens_d": [], "effect_groups": names, "max_abs_cohens_d": float("nan"),
-                "effect_note": "the test crops need two groups with at least 2 crops each for Cohen's d"}  # fmt: skip
+        return {
+            "abs_cohens_d": [],
+            "effect_groups": names,
+            "max_abs_cohens_d": float("nan"),
+            "effect_note": "the test crops need two groups with at least 2 crops each for Cohen's d",
+        }
     effects = cohens_d(mu[groups == names[1]], mu[groups == names[0]])
     magnitude = np.abs(np.nan_to_num(np.asarray(effects.d, dtype=float)))
-    return {"abs_cohens_d": [float(v) for v in magnitude], "effect_groups": names[:2],
-            "max_abs_cohens_d": float(magnitude.max())}  # fmt: skip
+    return {
+        "abs_cohens_d": [float(v) for v in magnitude],
+        "effect_groups": names[:2],
+        "max_abs_cohens_d": float(magnitude.max()),
+    }
 
 
 # ---------------------------------------------------------------- running
@@ -446,8 +462,9 @@ def run_sweep(
             if on_update is not None:
                 on_update(SweepProgress(point.index, len(points), point.name, "skipped", message="done before"))
             continue
-        record = run_point(crop_set, settings, split, point, folder, total=len(points), on_update=on_update,
-                           stop_event=stop_event)  # fmt: skip
+        record = run_point(
+            crop_set, settings, split, point, folder, total=len(points), on_update=on_update, stop_event=stop_event
+        )
         writer = writer and record.get("is_global_zero", True)
     return collect_sweep(folder) if index is None and writer else None
 
@@ -472,9 +489,14 @@ def run_point(
     run_dir = folder / RUNS_FOLDER / point.name
     (run_dir / RUN_RECORD).unlink(missing_ok=True)  # until it is written again, the run has not finished
     training = replace(settings.training, checkpoint_dir=str(run_dir / "checkpoints"))
-    record: dict[str, Any] = {"index": point.index, "name": point.name, "values": point.values,
-                              "model_settings": to_dict(point.model), "train_crops": int(len(split.train)),
-                              "val_crops": int(len(split.val))}  # fmt: skip
+    record: dict[str, Any] = {
+        "index": point.index,
+        "name": point.name,
+        "values": point.values,
+        "model_settings": to_dict(point.model),
+        "train_crops": int(len(split.train)),
+        "val_crops": int(len(split.val)),
+    }
     started = time.perf_counter()
 
     def send(status: SweepStatus, **extra: Any) -> None:
@@ -499,8 +521,12 @@ def run_point(
             bundle = trained_bundle(result, fit_crops, train_settings=training, crop_set_origin=origin)
             save_bundle(bundle, run_dir / "bundle", overwrite=True)
             assert isinstance(result.model, MorphoVAE)  # a sweep's models are single VAEs (SWEEP_MODELS)
-            record.update(status="ok", message="", bundle=str(Path(RUNS_FOLDER) / point.name / "bundle"),
-                          test=evaluate_run(result.model, crop_set, split, settings))  # fmt: skip
+            record.update(
+                status="ok",
+                message="",
+                bundle=str(Path(RUNS_FOLDER) / point.name / "bundle"),
+                test=evaluate_run(result.model, crop_set, split, settings),
+            )
     except Exception as err:  # a failed grid point must not end the sweep: record why
         message = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
         record.update(status="failed", message=message, traceback=traceback.format_exc())
@@ -538,10 +564,30 @@ def read_run_record(folder: str | Path, point: GridPoint) -> dict[str, Any] | No
 
 
 TABLE_COLUMNS = [
-    "index", "name", "status", "model", "beta", "latent_dim", "depth", "block", "elbo_rec", "elbo_kl", "elbo",
-    "active_units", "ssim", "spread_ratio", "probe_r2", "pca_probe_r2", "max_abs_cohens_d", "warnings",
-    "best_val_loss", "epochs_trained", "seconds", "message", "bundle",
-]  # fmt: skip
+    "index",
+    "name",
+    "status",
+    "model",
+    "beta",
+    "latent_dim",
+    "depth",
+    "block",
+    "elbo_rec",
+    "elbo_kl",
+    "elbo",
+    "active_units",
+    "ssim",
+    "spread_ratio",
+    "probe_r2",
+    "pca_probe_r2",
+    "max_abs_cohens_d",
+    "warnings",
+    "best_val_loss",
+    "epochs_trained",
+    "seconds",
+    "message",
+    "bundle",
+]
 
 
 def comparison_table(folder: str | Path) -> pd.DataFrame:
@@ -559,20 +605,46 @@ def comparison_table(folder: str | Path) -> pd.DataFrame:
         test = record.get("test") or {}
         diagnostics, probe = test.get("diagnostics") or {}, test.get("probe") or {}
         model = point.model
-        rows.append({
-            "index": point.index, "name": point.name, "status": record["status"], "model": model.model,
-            "beta": effective_beta(model), "latent_dim": model.latent_dim, "depth": model.depth, "block": model.block,
-            "elbo_rec": diagnostics.get("elbo_rec"), "elbo_kl": diagnostics.get("elbo_kl"),
-            "elbo": diagnostics.get("elbo"), "active_units": diagnostics.get("active_units"),
-            "ssim": diagnostics.get("heldout_ssim"), "spread_ratio": diagnostics.get("spread_ratio"),
-            "probe_r2": probe.get("latent_mean"), "pca_probe_r2": probe.get("pca_mean"),
-            "max_abs_cohens_d": test.get("max_abs_cohens_d"), "warnings": ", ".join(diagnostics.get("problems", [])),
-            "best_val_loss": record.get("best_val_loss"), "epochs_trained": record.get("epochs_trained"),
-            "seconds": record.get("seconds"), "message": record.get("message", ""), "bundle": record.get("bundle", ""),
-        })  # fmt: skip
+        rows.append(
+            {
+                "index": point.index,
+                "name": point.name,
+                "status": record["status"],
+                "model": model.model,
+                "beta": effective_beta(model),
+                "latent_dim": model.latent_dim,
+                "depth": model.depth,
+                "block": model.block,
+                "elbo_rec": diagnostics.get("elbo_rec"),
+                "elbo_kl": diagnostics.get("elbo_kl"),
+                "elbo": diagnostics.get("elbo"),
+                "active_units": diagnostics.get("active_units"),
+                "ssim": diagnostics.get("heldout_ssim"),
+                "spread_ratio": diagnostics.get("spread_ratio"),
+                "probe_r2": probe.get("latent_mean"),
+                "pca_probe_r2": probe.get("pca_mean"),
+                "max_abs_cohens_d": test.get("max_abs_cohens_d"),
+                "warnings": ", ".join(diagnostics.get("problems", [])),
+                "best_val_loss": record.get("best_val_loss"),
+                "epochs_trained": record.get("epochs_trained"),
+                "seconds": record.get("seconds"),
+                "message": record.get("message", ""),
+                "bundle": record.get("bundle", ""),
+            }
+        )
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    numeric = ["elbo_rec", "elbo_kl", "elbo", "ssim", "spread_ratio", "probe_r2", "pca_probe_r2", "max_abs_cohens_d",
-               "best_val_loss", "seconds"]  # fmt: skip
+    numeric = [
+        "elbo_rec",
+        "elbo_kl",
+        "elbo",
+        "ssim",
+        "spread_ratio",
+        "probe_r2",
+        "pca_probe_r2",
+        "max_abs_cohens_d",
+        "best_val_loss",
+        "seconds",
+    ]
     table[numeric] = table[numeric].astype(float)
     table["depth"] = table["depth"].astype("Int64")
     table[["active_units", "epochs_trained"]] = table[["active_units", "epochs_trained"]].astype("Int64")

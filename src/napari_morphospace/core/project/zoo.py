@@ -325,8 +325,9 @@ def _test_tensors(bundle: Bundle, crop_set: CropSet, n: int) -> _Tensors:
         vae = _exported_vae(bundle)
         mu, logvar = vae.encode(torch.from_numpy(model_input))
         recon = vae.decode(mu)
-    return _Tensors(crops, mu.numpy().astype(np.float32), logvar.numpy().astype(np.float32),
-                    recon.numpy().astype(np.float32))  # fmt: skip
+    return _Tensors(
+        crops, mu.numpy().astype(np.float32), logvar.numpy().astype(np.float32), recon.numpy().astype(np.float32)
+    )
 
 
 def _evenly_spread(total: int, n: int) -> np.ndarray:
@@ -395,26 +396,44 @@ def _describe(
     torch_version = bmz.Version(torch.__version__.split("+")[0])
     weights = bmz.WeightsDescr(
         pytorch_state_dict=bmz.PytorchStateDictWeightsDescr(
-            source=files / f"{role}_state_dict.pt", pytorch_version=torch_version,
-            architecture=bmz.ArchitectureFromLibraryDescr(import_from=__name__, callable=bmz.Identifier(architecture),
-                                                          kwargs=kwargs),
+            source=files / f"{role}_state_dict.pt",
+            pytorch_version=torch_version,
+            architecture=bmz.ArchitectureFromLibraryDescr(
+                import_from=__name__, callable=bmz.Identifier(architecture), kwargs=kwargs
+            ),
             dependencies=bmz.FileDescr(source=files / "environment.yaml"),
         ),
         torchscript=bmz.TorchscriptWeightsDescr(
-            source=files / f"{role}_torchscript.pt", pytorch_version=torch_version, parent="pytorch_state_dict",
-            comment="traced from the pytorch_state_dict weights with torch.jit.trace"),
-    )  # fmt: skip
+            source=files / f"{role}_torchscript.pt",
+            pytorch_version=torch_version,
+            parent="pytorch_state_dict",
+            comment="traced from the pytorch_state_dict weights with torch.jit.trace",
+        ),
+    )
     model_settings = bundle.model_settings
     try:
         return bmz.ModelDescr(
-            name=_name(settings, bundle, role), description=_description(settings, bundle, role), authors=authors,
+            name=_name(settings, bundle, role),
+            description=_description(settings, bundle, role),
+            authors=authors,
             cite=[bmz.CiteEntry.model_validate({"text": text, **ref}) for text, ref in citations(model_settings)],
-            license=bmz.LicenseId(settings.license), documentation=bmz.FileDescr(source=files / "README.md"),
+            license=bmz.LicenseId(settings.license),
+            documentation=bmz.FileDescr(source=files / "README.md"),
             covers=[bmz.FileDescr(source=files / "cover.png")],
-            tags=["napari-morphospace", "variational-autoencoder", model_settings.model, role,
-                  f"{len(bundle.input_shape) - 1}d", "cell-morphology", "representation-learning"],
-            inputs=inputs, outputs=outputs, weights=weights, config=bmz.Config.model_validate(_config(role, bundle)),
-        )  # fmt: skip
+            tags=[
+                "napari-morphospace",
+                "variational-autoencoder",
+                model_settings.model,
+                role,
+                f"{len(bundle.input_shape) - 1}d",
+                "cell-morphology",
+                "representation-learning",
+            ],
+            inputs=inputs,
+            outputs=outputs,
+            weights=weights,
+            config=bmz.Config.model_validate(_config(role, bundle)),
+        )
     except ValidationError as err:
         raise InputError(
             f"the {role} description does not validate: {_first_pydantic_errors(err)}; nothing was written"
@@ -458,8 +477,12 @@ def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Pa
     def latent(name: str, array: np.ndarray, text: str, kind: Any) -> Any:
         np.save(files / f"{name}.npy", array)
         names = [f"{name}_{i}" for i in range(bundle.model_settings.latent_dim)]
-        return kind(id=bmz.TensorId(name), axes=[bmz.BatchAxis(), bmz.ChannelAxis(channel_names=names)],
-                    test_tensor=bmz.FileDescr(source=files / f"{name}.npy"), description=text)  # fmt: skip
+        return kind(
+            id=bmz.TensorId(name),
+            axes=[bmz.BatchAxis(), bmz.ChannelAxis(channel_names=names)],
+            test_tensor=bmz.FileDescr(source=files / f"{name}.npy"),
+            description=text,
+        )
 
     unit_range = bmz.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0))
     if role == "encoder":
@@ -473,13 +496,20 @@ def _tensor_descriptions(role: str, bundle: Bundle, tensors: _Tensors, files: Pa
             description="single-cell crops made as for training (see README)",
             preprocessing=_preprocessing(bmz, normalisation, spatial),
         )
-        return [crops], [latent("mu", tensors.mu, "posterior mean μ per latent dimension", bmz.OutputTensorDescr),
-                         latent("logvar", tensors.logvar, "posterior log-variance log σ² per latent dimension",
-                                bmz.OutputTensorDescr)]  # fmt: skip
+        return [crops], [
+            latent("mu", tensors.mu, "posterior mean μ per latent dimension", bmz.OutputTensorDescr),
+            latent(
+                "logvar", tensors.logvar, "posterior log-variance log σ² per latent dimension", bmz.OutputTensorDescr
+            ),
+        ]
     np.save(files / "image.npy", tensors.recon)
-    image = bmz.OutputTensorDescr(id=bmz.TensorId("image"), axes=image_axes(bmz.SpaceOutputAxis), data=unit_range,
-                                  test_tensor=bmz.FileDescr(source=files / "image.npy"),
-                                  description="decoded crops in [0, 1]")  # fmt: skip
+    image = bmz.OutputTensorDescr(
+        id=bmz.TensorId("image"),
+        axes=image_axes(bmz.SpaceOutputAxis),
+        data=unit_range,
+        test_tensor=bmz.FileDescr(source=files / "image.npy"),
+        description="decoded crops in [0, 1]",
+    )
     z = latent("z", tensors.mu, "latent vectors, e.g. the encoder's mu with one value changed", bmz.InputTensorDescr)
     return [z], [image]
 
@@ -500,8 +530,11 @@ def _preprocessing(bmz: Any, normalisation: PreprocessStep | None, spatial: list
 
 def _name(settings: ZooSettings, bundle: Bundle, role: str) -> str:
     """The given name, else the bundle folder's, kept to the characters bioimage.io allows in names."""
-    candidates = [settings.name, bundle.folder.name if bundle.folder is not None else "",
-                  f"morphospace {bundle.model_settings.model}"]  # fmt: skip
+    candidates = [
+        settings.name,
+        bundle.folder.name if bundle.folder is not None else "",
+        f"morphospace {bundle.model_settings.model}",
+    ]
     allowed = [" ".join(re.sub(r"[^0-9A-Za-z_+\- ()]+", " ", c).split()) for c in candidates]
     return f"{next(a for a in allowed if a)} {role}"[:128]
 
@@ -514,8 +547,11 @@ def _model_words(bundle: Bundle) -> str:
 
 
 def _description(settings: ZooSettings, bundle: Bundle, role: str) -> str:
-    does = ("maps a crop to the mean and log-variance of its latent posterior" if role == "encoder"
-            else "decodes a latent vector to a crop; with the encoder package it gives latent traversals")  # fmt: skip
+    does = (
+        "maps a crop to the mean and log-variance of its latent posterior"
+        if role == "encoder"
+        else "decodes a latent vector to a crop; with the encoder package it gives latent traversals"
+    )
     text = f"{role.capitalize()} of a {_model_words(bundle)}, trained with napari-morphospace: {does}."
     return f"{settings.description.strip()} {text}".strip()[:1024]
 
@@ -524,11 +560,13 @@ def citations(model_settings: ModelSettings) -> list[tuple[str, dict[str, str]]]
     """The studies and methods the exported model implements, as (text, {"doi" or "url": ...})."""
     refs = [
         ("Kingma & Welling (2014). Auto-Encoding Variational Bayes. ICLR.", {"doi": "10.48550/arXiv.1312.6114"}),
-        ("Hwang et al. (2026). Unsupervised Variational-Autoencoder-Based Analysis of Morphological "
-         "Representations in Magnetic-Nanoparticle-Treated Macrophages. Bioengineering 13(1), 76. "
-         "(β-VAE, β-TCVAE and multi-encoder VAE on single-cell crops; preprocessing; latent statistics)",
-         {"doi": "10.3390/bioengineering13010076"}),
-    ]  # fmt: skip
+        (
+            "Hwang et al. (2026). Unsupervised Variational-Autoencoder-Based Analysis of Morphological "
+            "Representations in Magnetic-Nanoparticle-Treated Macrophages. Bioengineering 13(1), 76. "
+            "(β-VAE, β-TCVAE and multi-encoder VAE on single-cell crops; preprocessing; latent statistics)",
+            {"doi": "10.3390/bioengineering13010076"},
+        ),
+    ]
     if model_settings.model == "beta-vae":
         refs.append(
             (
@@ -572,19 +610,23 @@ def _config(role: str, bundle: Bundle) -> dict[str, Any]:
         "bioimageio": {
             "architecture_type": f"{bundle.model_settings.model} {role}",
             "architecture_description": f"{role} of a {_model_words(bundle)}; see README",
-            "task": "representation learning: image to latent posterior" if role == "encoder"
-                    else "generation: latent vector to image",
+            "task": "representation learning: image to latent posterior"
+            if role == "encoder"
+            else "generation: latent vector to image",
             "modality": "microscopy single-cell crops",
             "target_structure": ["cells"],
-            "model_parameter_count": sum(p.numel() for name, p in bundle.model.named_parameters()
-                                         if name.startswith("decoder.") == (role == "decoder")),
+            "model_parameter_count": sum(
+                p.numel()
+                for name, p in bundle.model.named_parameters()
+                if name.startswith("decoder.") == (role == "decoder")
+            ),
             "training": {
                 "training_epochs": float(len(history) or train.get("epochs") or 0) or None,
                 "training_batch_size": train.get("batch_size"),
                 "initial_learning_rate": train.get("learning_rate"),
                 "optimizer": "torch.optim.AdamW",
                 "loss_function": f"{bundle.model_settings.model} loss ({bundle.model_settings.objective} objective, "
-                                 f"{bundle.model_settings.reconstruction} reconstruction)",
+                f"{bundle.model_settings.reconstruction} reconstruction)",
             },
         },
         CONFIG_KEY: {
@@ -596,7 +638,7 @@ def _config(role: str, bundle: Bundle) -> dict[str, Any]:
             "exported_with": __version__,
             "bundle": bundle.config,
         },
-    }  # fmt: skip
+    }
 
 
 def model_id(model: nn.Module) -> str:
@@ -607,12 +649,18 @@ def model_id(model: nn.Module) -> str:
 
 def _environment() -> str:
     """Conda environment of the ``pytorch_state_dict`` weights: torch and napari-morphospace (the architecture)."""
-    return yaml.safe_dump({
-        "name": "napari-morphospace",
-        "channels": ["conda-forge", "nodefaults"],
-        "dependencies": [f"pytorch=={torch.__version__.split('+')[0]}", "pip",
-                         {"pip": [f"napari-morphospace=={__version__}"]}],
-    }, sort_keys=False)  # fmt: skip
+    return yaml.safe_dump(
+        {
+            "name": "napari-morphospace",
+            "channels": ["conda-forge", "nodefaults"],
+            "dependencies": [
+                f"pytorch=={torch.__version__.split('+')[0]}",
+                "pip",
+                {"pip": [f"napari-morphospace=={__version__}"]},
+            ],
+        },
+        sort_keys=False,
+    )
 
 
 # --------------------------------------------------------------------------- cover and README
@@ -648,11 +696,11 @@ def _readme(role: str, bundle: Bundle, crop_set: CropSet) -> str:
         f"{', '.join(map(str, bundle.channel_names))}, {spatial} pixels, float32\n"
         f"- outputs `mu` and `logvar`: `(batch, {s.latent_dim})`, the posterior N(μ, σ²) of each crop; "
         "`mu` is the cell's position in latent space (napari-morphospace's `mu_0..` columns)\n"
-        if role == "encoder" else
-        f"- input `z`: `(batch, {s.latent_dim})` latent vectors\n"
+        if role == "encoder"
+        else f"- input `z`: `(batch, {s.latent_dim})` latent vectors\n"
         f"- output `image`: `(batch, channel, {'z, ' if len(bundle.input_shape) == 4 else ''}y, x)`, "
         f"{spatial} pixels in [0, 1] (sigmoid), channels {', '.join(map(str, bundle.channel_names))}\n"
-    )  # fmt: skip
+    )
     steps = ((preprocess.get("pipeline") or {}).get("steps")) or []
     step_text = "\n".join(f"  {i}. `{st.get('name')}` {st.get('params') or ''}" for i, st in enumerate(steps, 1))
     crops = preprocess.get("crops") or {}
@@ -660,15 +708,16 @@ def _readme(role: str, bundle: Bundle, crop_set: CropSet) -> str:
         f"These crops: {crops.get('mode')} mode, size {crops.get('size')}, neighbours masked: "
         f"{crops.get('mask_neighbours')}, background masked: {crops.get('mask_background')}, intensities "
         f"normalised per source image ({crops.get('normalise')}, percentiles {crops.get('percentiles')})."
-        if crops else "The crop settings were not recorded with this model."
-    )  # fmt: skip
+        if crops
+        else "The crop settings were not recorded with this model."
+    )
     described = (
         f"The input description repeats the pipeline's final step, `{normalisation.name}`, as bioimage.io "
         "`scale_range` per crop and channel (then `clip` to [0, 1]); it is idempotent on crops that already had it."
-        if normalisation else
-        "None of it maps to bioimage.io preprocessing (only a final per-crop `normalize_percentile` or "
+        if normalisation
+        else "None of it maps to bioimage.io preprocessing (only a final per-crop `normalize_percentile` or "
         "`normalize_minmax` would), so the input description has none: give crops already in [0, 1]."
-    )  # fmt: skip
+    )
     depth_text = (
         str(s.depth)
         if s.depth is not None
@@ -682,8 +731,9 @@ def _readme(role: str, bundle: Bundle, crop_set: CropSet) -> str:
     )
     groups_text = ", ".join(map(str, provenance.get("groups", []) or [])) or "not recorded"
     best = min((h.get("val_loss") for h in history if isinstance(h.get("val_loss"), (int, float))), default=None)
-    refs = "\n".join(f"- {text} {ref.get('doi') and 'https://doi.org/' + ref['doi'] or ref.get('url')}"
-                     for text, ref in citations(s))  # fmt: skip
+    refs = "\n".join(
+        f"- {text} {ref.get('doi') and 'https://doi.org/' + ref['doi'] or ref.get('url')}" for text, ref in citations(s)
+    )
     return f"""# {role.capitalize()} of a napari-morphospace {s.model} model
 
 {role.capitalize()} of a {_model_words(bundle)}, trained with
@@ -838,10 +888,16 @@ def import_zoo_packages(
     model.load_state_dict(state, strict=True)
     provenance = {**(config.get("provenance") or {}), "imported_from": [str(p.path.resolve()) for p in packages]}
     bundle = new_bundle(
-        model.eval(), model_settings=settings, input_shape=input_shape, channel_names=channel_names,
-        preprocess=config.get("preprocess"), train_settings=train_settings, provenance=provenance,
-        history=config.get("history") or [], label_classes=config.get("label_classes"),
-    )  # fmt: skip
+        model.eval(),
+        model_settings=settings,
+        input_shape=input_shape,
+        channel_names=channel_names,
+        preprocess=config.get("preprocess"),
+        train_settings=train_settings,
+        provenance=provenance,
+        history=config.get("history") or [],
+        label_classes=config.get("label_classes"),
+    )
     return save_bundle(bundle, directory, overwrite=overwrite)
 
 

@@ -162,8 +162,14 @@ def is_bundle_folder(path: str | os.PathLike) -> bool:
 def check_bundle_target(directory: str | os.PathLike, overwrite: bool, *, needed_bytes: int = 0) -> Path:
     """Refuse a bundle folder before training: existing (without ``overwrite``), not a bundle, or not writable
     (read-only, or a disk with less than ``needed_bytes`` free)."""
-    return check_output(directory, what="model bundle", kind="folder", overwrite=overwrite, is_ours=is_bundle_folder,
-                        needed_bytes=needed_bytes)  # fmt: skip
+    return check_output(
+        directory,
+        what="model bundle",
+        kind="folder",
+        overwrite=overwrite,
+        is_ours=is_bundle_folder,
+        needed_bytes=needed_bytes,
+    )
 
 
 def _json_safe(value: Any) -> Any:
@@ -215,8 +221,10 @@ def load_bundle(directory: str | os.PathLike, *, map_location: str | torch.devic
     try:
         model = build_model(model_settings, input_shape)
     except (ValueError, RuntimeError) as err:
-        raise InputError(f"{config_path}: the model cannot be built for input shape {input_shape} ({err}); "
-                         "the bundle was edited by hand, save it again") from err  # fmt: skip
+        raise InputError(
+            f"{config_path}: the model cannot be built for input shape {input_shape} ({err}); "
+            "the bundle was edited by hand, save it again"
+        ) from err
     model.load_state_dict(_read_weights(weights_path, model), strict=True)
     try:
         model.to(map_location).eval()
@@ -250,12 +258,16 @@ def _checked_config(config: dict[str, Any], path: Path) -> tuple[ModelSettings, 
         or len(shape) not in (3, 4)
         or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
     ):
-        raise InputError(f"{path}: input_shape is {shown(shape)}, not (C, [Z,] Y, X) positive whole numbers; "
-                         "the bundle was edited by hand, save it again")  # fmt: skip
+        raise InputError(
+            f"{path}: input_shape is {shown(shape)}, not (C, [Z,] Y, X) positive whole numbers; "
+            "the bundle was edited by hand, save it again"
+        )
     names = config["channel_names"]
     if not isinstance(names, list) or len(names) != shape[0] or not all(isinstance(n, str) for n in names):
-        raise InputError(f"{path}: channel_names is {shown(names)}, not {shape[0]} channel name(s); "
-                         "the bundle was edited by hand, save it again")  # fmt: skip
+        raise InputError(
+            f"{path}: channel_names is {shown(names)}, not {shape[0]} channel name(s); "
+            "the bundle was edited by hand, save it again"
+        )
     preprocess = config.get("preprocess")
     if preprocess is not None and not isinstance(preprocess, dict):
         raise InputError(
@@ -327,8 +339,9 @@ def _differences(trained: Any, crops: Any, prefix: str) -> list[str]:
         found = []
         for key in sorted(set(trained) | set(crops), key=str):
             if str(key) not in _SELECTION_SETTINGS:
-                found += _differences(trained.get(key, _NOT_SET), crops.get(key, _NOT_SET),
-                                      f"{prefix}.{key}" if prefix else str(key))  # fmt: skip
+                found += _differences(
+                    trained.get(key, _NOT_SET), crops.get(key, _NOT_SET), f"{prefix}.{key}" if prefix else str(key)
+                )
         return found
     if _plain(trained) == _plain(crops):
         return []

@@ -244,16 +244,24 @@ def diagnose_training(
         model.train(was_training)
     kl_per_dim = kl_rows.mean(axis=0)
     diagnostics = TrainingDiagnostics(
-        n_crops=n, latent_dim=int(mu_all.shape[1]), kl_total=float(kl_per_dim.sum()),
-        kl_per_dim=[float(v) for v in kl_per_dim], active_units=int(np.sum(variance > ACTIVE_THRESHOLD)),
-        mu_variance=[float(v) for v in variance], heldout_ssim=float(np.mean(ssims)),
-        elbo=-(rec_sum + kl_sum) / n, elbo_rec=rec_sum / n, elbo_kl=kl_sum / n, elbo_samples=elbo_samples,
+        n_crops=n,
+        latent_dim=int(mu_all.shape[1]),
+        kl_total=float(kl_per_dim.sum()),
+        kl_per_dim=[float(v) for v in kl_per_dim],
+        active_units=int(np.sum(variance > ACTIVE_THRESHOLD)),
+        mu_variance=[float(v) for v in variance],
+        heldout_ssim=float(np.mean(ssims)),
+        elbo=-(rec_sum + kl_sum) / n,
+        elbo_rec=rec_sum / n,
+        elbo_kl=kl_sum / n,
+        elbo_samples=elbo_samples,
         spread_ratio=ratio,
         kl_per_encoder=[float(v) for v in torch.cat(encoder_kls).mean(dim=0)] if encoder_kls else [],
-    )  # fmt: skip
+    )
     if probe_crops is not None:
-        diagnostics.probe, diagnostics.probe_note = probe_from_masks(model, probe_crops, batch_size=batch_size,
-                                                                     seed=seed)  # fmt: skip
+        diagnostics.probe, diagnostics.probe_note = probe_from_masks(
+            model, probe_crops, batch_size=batch_size, seed=seed
+        )
     found = training_problems(diagnostics, getattr(model, "settings", None))
     diagnostics.problems, diagnostics.warnings = [p for p, _ in found], [w for _, w in found]
     return diagnostics
@@ -275,8 +283,9 @@ class ProbeCrops:
     pca_fit: np.ndarray | None = None  # crops the pixel PCA is fitted on (the training crops); default: images
 
 
-def probe_from_masks(model: MorphoVAE, crops: ProbeCrops, *, batch_size: int = 64,
-                     seed: int = 0) -> tuple[ProbeResult | None, str | None]:  # fmt: skip
+def probe_from_masks(
+    model: MorphoVAE, crops: ProbeCrops, *, batch_size: int = 64, seed: int = 0
+) -> tuple[ProbeResult | None, str | None]:
     """:func:`representation_probe` of the model's eval-mode latent means on cells measured from crop and mask.
 
     Returns ``(probe, None)``, or ``(None, why)`` when too few cells have a
@@ -292,16 +301,22 @@ def probe_from_masks(model: MorphoVAE, crops: ProbeCrops, *, batch_size: int = 6
     model.eval()
     try:
         with torch.no_grad():
-            mu = np.concatenate([
-                _posterior(model, torch.as_tensor(images[i:i + batch_size]).to(_device(model)))[0].float().cpu().numpy()
-                for i in range(0, len(images), batch_size)
-            ])  # fmt: skip
+            mu = np.concatenate(
+                [
+                    _posterior(model, torch.as_tensor(images[i : i + batch_size]).to(_device(model)))[0]
+                    .float()
+                    .cpu()
+                    .numpy()
+                    for i in range(0, len(images), batch_size)
+                ]
+            )
     finally:
         model.train(was_training)
     groups = None if crops.groups is None else np.asarray(crops.groups)[measured]
     try:
-        probe = representation_probe(mu, images, measurements[measured].reset_index(drop=True), groups,
-                                     pca_fit=crops.pca_fit, seed=seed)  # fmt: skip
+        probe = representation_probe(
+            mu, images, measurements[measured].reset_index(drop=True), groups, pca_fit=crops.pca_fit, seed=seed
+        )
     except InputError as err:
         return None, str(err)
     return probe, None

@@ -1345,10 +1345,11 @@ def _diagnose(
     if crop_set.masks is not None:
         probed = crop_set.subset(_spread_out(np.arange(len(crop_set)), PROBE_CELLS))
         probe_crops = ProbeCrops(
-            images=np.asarray(probed.images)[:, channels], masks=np.asarray(probed.masks),
+            images=np.asarray(probed.images)[:, channels],
+            masks=np.asarray(probed.masks),
             groups=probed.table["source"].astype(str).to_numpy(),
             pca_fit=np.asarray(crop_set.subset(_spread_out(split.train, DIAGNOSTIC_CROPS)).images)[:, channels],
-        )  # fmt: skip
+        )
     diagnostics = diagnose_training(diagnosed, held_out, batch_size=batch_size, probe_crops=probe_crops)
     if probe_crops is None:
         diagnostics.probe_note = "the crops have no object masks (only crops cut from labels keep them)"
