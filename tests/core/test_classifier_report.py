@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from napari_morphospace.core.analysis.overlays import overlay_on_layer, source_overlay
+from napari_morphospace.core.analysis.gradcam import overlay_on_layer, source_overlay
 from napari_morphospace.core.classifier.fusion import (
     ChannelRanking,
     ClassificationMetrics,

@@ -11,6 +11,7 @@ from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.figures.cover import COVER_SIZE, decoder_cover, encoder_cover
 from napari_morphospace.core.figures.render import render_figure
 from napari_morphospace.core.figures.statistics import summary_figures
+from napari_morphospace.core.figures.traversal import group_traversal_figure
 
 
 @pytest.mark.parametrize("file_format, magic", [("png", b"\x89PNG\r\n\x1a\n"), ("svg", b"<?xml"), ("pdf", b"%PDF")])
@@ -77,3 +78,10 @@ def test_difference_figure_of_a_thin_volume_shows_the_absolute_map_and_an_empty_
     absolute, ssim = (np.asarray(figure.axes[i].images[0].get_array()) for i in (2, 3))
     assert absolute[5, 6] == pytest.approx(0.5) and absolute.sum() == pytest.approx(0.5)
     assert not ssim.any()
+
+
+def test_group_traversal_figure_labels_rows_with_groups():
+    traversals = {"ctrl": np.zeros((3, 1, 8, 8), np.float32), "drug": np.ones((3, 1, 8, 8), np.float32)}
+    figure = group_traversal_figure(traversals)
+    assert [figure.axes[i].get_ylabel() for i in (0, 3)] == ["ctrl", "drug"]
+    assert len(figure.axes) == 6

@@ -14,7 +14,9 @@ from napari_morphospace.core.analysis.gradcam import (
     gradcam,
     gradcam_classifier,
     gradcam_encoder,
+    overlay_on_layer,
     paste_into_source,
+    paste_maps,
     place_in_source,
 )
 from napari_morphospace.core.errors import InputError
@@ -257,3 +259,46 @@ def test_paste_and_place_agree_on_where_a_crop_pixel_lands(n, factor, start, hot
     assert sorted(map(tuple, covered)) == expected
     if len(expected) == factor * factor:  # fully inside: the block's centre is where napari draws the pixel
         np.testing.assert_allclose(covered.mean(axis=0), centre)
+
+
+def test_overlay_lands_on_the_hand_computed_world_pixels():
+    # A 32×32 map of a crop that showed source pixels y 100..163, x 50..113 (2 source pixels per map pixel),
+    # on a source layer with scale 0.5 and translate (10, 20).
+    cam = np.zeros((32, 32), np.float32)
+    row = {"y_start": 100, "y_stop": 164, "x_start": 50, "x_stop": 114}
+    data, translate, scale = overlay_on_layer(cam, row, layer_scale=(0.5, 0.5), layer_translate=(10.0, 20.0))
+    assert data.shape == (32, 32)
+    np.testing.assert_allclose(scale, (1.0, 1.0))
+    # centre of map pixel (0, 0): source pixel 100.5, 50.5 -> world 10 + 0.5·100.5, 20 + 0.5·50.5
+    np.testing.assert_allclose(translate, (60.25, 45.25))
+    first_edge = np.array(translate) - np.array(scale) / 2
+    last_edge = np.array(translate) + np.array(scale) * 31 + np.array(scale) / 2
+    # the source box covers pixels 100..163: world edges 10 + 0.5·99.5 = 59.75 and 10 + 0.5·163.5 = 91.75
+    np.testing.assert_allclose(first_edge, (59.75, 44.75))
+    np.testing.assert_allclose(last_edge, (91.75, 76.75))
+
+
+def test_overlay_on_a_time_lapse_and_a_volume():
+    cam = np.zeros((4, 8, 8), np.float32)
+    row = {"z_start": 2, "z_stop": 6, "y_start": 0, "y_stop": 16, "x_start": 8, "x_stop": 16}
+    data, translate, scale = overlay_on_layer(
+        cam, row, layer_scale=(5.0, 2.0, 0.5, 0.5), layer_translate=(1.0, 0.0, 0.0, 100.0), leading_index=(7,)
+    )
+    assert data.shape == (1, 4, 8, 8)
+    np.testing.assert_allclose(scale, (5.0, 2.0, 1.0, 0.5))
+    np.testing.assert_allclose(translate, (1.0 + 5.0 * 7, 2.0 * 2.0, 0.5 * 0.5, 100.0 + 0.5 * 8.0))
+    with pytest.raises(InputError, match="one index for each"):
+        overlay_on_layer(cam, row, layer_scale=(1, 1, 1, 1), layer_translate=(0, 0, 0, 0))
+
+
+def test_paste_maps_keeps_the_larger_value_where_boxes_overlap():
+    rows = [
+        {"y_start": 0, "y_stop": 4, "x_start": 0, "x_stop": 4},
+        {"y_start": 2, "y_stop": 6, "x_start": 2, "x_stop": 6},
+    ]
+    cams = [np.full((4, 4), 0.25, np.float32), np.full((4, 4), 1.0, np.float32)]
+    pasted = paste_maps(cams, rows, (8, 8))
+    expected = np.zeros((8, 8), np.float32)
+    expected[0:4, 0:4] = 0.25
+    expected[2:6, 2:6] = 1.0
+    np.testing.assert_array_equal(pasted, expected)

@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from napari_morphospace.core.analysis.latent_summary import default_groups, summarise_latents
+from napari_morphospace.core.analysis.latent_summary import (
+    default_groups,
+    ranked_dimensions,
+    summarise_latents,
+    top_dimensions,
+)
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.core.figures.statistics import summary_figures
 from napari_morphospace.core.project.export import export_figures
@@ -67,3 +72,47 @@ def test_one_group_ranks_by_kl_and_has_no_effect_sizes():
     assert summary.ranking[0] == 1  # KL = mean(μ²)/2 here: mu_1, shifted by 3 in half the cells, is largest
     with pytest.raises(InputError, match="one group"):
         summary.require_two_groups()
+
+
+def kl_table() -> pd.DataFrame:
+    """Three dimensions with hand-computed KL: logvar 0 everywhere, so KL_k = 0.5·mean(mu_k²)."""
+    return pd.DataFrame(
+        {
+            "crop_id": [0, 1, 2, 3],
+            "mu_0": [0.0, 0.0, 0.0, 0.0],  # KL 0
+            "mu_1": [2.0, -2.0, 2.0, -2.0],  # KL 2
+            "mu_2": [1.0, -1.0, 1.0, -1.0],  # KL 0.5
+            "logvar_0": 0.0,
+            "logvar_1": 0.0,
+            "logvar_2": 0.0,
+            "source": ["a", "a", "b", "b"],
+            "label_id": [1, 2, 1, 2],
+            "t": [0, 0, 0, 1],
+            "group": ["ctrl", "ctrl", "drug", "drug"],
+        }
+    )
+
+
+def test_dimensions_ranked_by_kl_match_the_hand_computed_values():
+    order, kl = ranked_dimensions(kl_table(), by="kl")
+    np.testing.assert_allclose(kl, [0.0, 2.0, 0.5])
+    assert order.tolist() == [1, 2, 0]
+    assert top_dimensions(kl_table(), 2, by="kl").tolist() == [1, 2]
+    assert top_dimensions(kl_table(), None, by="kl").tolist() == [1, 2, 0]
+
+
+def test_dimensions_ranked_by_cohens_d_between_two_groups():
+    table = pd.DataFrame(
+        {
+            "mu_0": [0.0, 1.0, 0.0, 1.0],  # same in both groups: d = 0
+            "mu_1": [0.0, 1.0, 3.0, 4.0],  # shifted by 3 with pooled SD 0.707: |d| = 4.24
+            "group": ["ctrl", "ctrl", "drug", "drug"],
+        }
+    )
+    order, d = ranked_dimensions(table, by="cohens_d", groups=("ctrl", "drug"))
+    assert order.tolist() == [1, 0]
+    np.testing.assert_allclose(d, [0.0, -3.0 / np.sqrt(0.5)])
+    with pytest.raises(InputError, match="logvar"):
+        ranked_dimensions(table, by="kl")
+    with pytest.raises(InputError, match="two groups"):
+        ranked_dimensions(table, by="cohens_d", groups=("ctrl",))

@@ -13,8 +13,12 @@ from torch import nn
 
 from napari_morphospace.core.analysis.traversal import (
     LatentDecoder,
+    find_cell,
     group_means,
     group_traversals,
+    latent_from_sliders,
+    slider_values,
+    start_vector,
     traversal_grid,
     traverse,
 )
@@ -204,3 +208,35 @@ def test_conditional_target_model_reuses_one_cells_condition_for_every_step():
     assert images.shape == (4, 1, 16, 16)
     single = traverse(stacked.target, 1, values=[1.0], cond=Condition(reference))
     np.testing.assert_allclose(single[0], images[2], atol=1e-6)  # linspace(-3, 3, 4)[2] == 1
+
+
+def test_start_points_and_cell_lookup():
+    table = pd.DataFrame(
+        {
+            "mu_0": [0.0, 0.0, 0.0, 0.0],
+            "mu_1": [2.0, -2.0, 2.0, -2.0],
+            "mu_2": [1.0, -1.0, 1.0, -1.0],
+            "source": ["a", "a", "b", "b"],
+            "label_id": [1, 2, 1, 2],
+            "t": [0, 0, 0, 1],
+            "group": ["ctrl", "ctrl", "drug", "drug"],
+        }
+    )
+    assert find_cell(table, "b", 2, t=1) == 3
+    assert find_cell(table, "b", 1) == 2
+    with pytest.raises(InputError, match="label 2 of 'b' at t=0"):
+        find_cell(table, "b", 2, t=0)
+    np.testing.assert_array_equal(start_vector(table, 3), [0, 0, 0])
+    np.testing.assert_array_equal(start_vector(table, 3, kind="group mean", group="ctrl"), [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(start_vector(table, 3, kind="cell", row=2), [0.0, 2.0, 1.0])
+    with pytest.raises(InputError, match="model has 4"):
+        start_vector(table, 4, kind="cell", row=0)
+
+
+def test_slider_values_are_in_units_of_the_latent_scale():
+    start = np.array([0.5, -1.0, 2.0], np.float32)
+    scale = np.array([1.0, 2.0, 0.5], np.float32)
+    z = latent_from_sliders(start, [1, 2], [3.0, -3.0], scale)
+    np.testing.assert_array_equal(z, [0.5, 6.0, -1.5])
+    np.testing.assert_array_equal(start, [0.5, -1.0, 2.0])  # the start is not modified
+    np.testing.assert_array_equal(slider_values(z, [0, 1, 2], scale), [0.5, 3.0, -3.0])

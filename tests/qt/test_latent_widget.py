@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from napari_morphospace._qt.latent_widget import LatentWidget
-from napari_morphospace.core.analysis.gradcam import gradcam_encoder
-from napari_morphospace.core.analysis.overlays import paste_maps
+from napari_morphospace.core.analysis.gradcam import gradcam_encoder, paste_maps
 from napari_morphospace.core.analysis.traversal import decode_latents
 from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.models import ModelSettings, build_model

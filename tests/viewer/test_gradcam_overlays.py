@@ -8,7 +8,7 @@ from napari.components import ViewerModel
 from napari_morphospace.core.cells.crop_set import CropSet
 from napari_morphospace.core.errors import InputError
 from napari_morphospace.viewer.layers import selected_cell
-from napari_morphospace.viewer.overlays import GradcamOverlay, chosen_cells, place_maps, put_image
+from napari_morphospace.viewer.overlays import GradcamOverlay, channel_colormaps, chosen_cells, place_maps, put_image
 
 
 def _rows(sources, ts=None):
@@ -127,3 +127,9 @@ def test_the_selected_cell_is_the_label_picked_in_the_active_labels_layer_at_the
     movie.selected_label = 0
     with pytest.raises(InputError, match="label 0 \\(background\\) is selected in 'g'"):
         selected_cell(viewer, 2)
+
+
+def test_channel_colormaps_follow_the_shown_layers():
+    known = {"control membrane": "green", "control nucleus": "cyan"}
+    assert channel_colormaps(["membrane", "nucleus", "granules"], known) == ["green", "cyan", "cyan"]
+    assert channel_colormaps(["phase"], {}) == ["gray"]

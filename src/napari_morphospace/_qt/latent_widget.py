@@ -6,9 +6,10 @@ the two ends differ, and see which regions of real cells push the dimension up
 or down (Grad-CAM, placed on the cells in the full field of view).
 
 All computing is in ``core``: :mod:`~napari_morphospace.core.analysis.traversal`
-(decoding, grids, the coalescing :class:`LatentDecoder`),
-:mod:`~napari_morphospace.core.analysis.overlays` (ranking, start points, difference
-maps) and :mod:`~napari_morphospace.core.analysis.gradcam`. What appears in the viewer,
+(decoding, grids, the coalescing :class:`LatentDecoder`, start points, slider units),
+:mod:`~napari_morphospace.core.analysis.latent_summary` (ranking),
+:mod:`~napari_morphospace.core.analysis.difference` (difference maps) and
+:mod:`~napari_morphospace.core.analysis.gradcam`. What appears in the viewer,
 and where, is :mod:`~napari_morphospace.viewer.decoded` (decoded cell beside
 the cell it starts from, grids beside it, difference maps on it) and
 :mod:`~napari_morphospace.viewer.overlays` (the one "Grad-CAM" layer, showing
@@ -37,8 +38,15 @@ from superqt import QLabeledDoubleSlider
 
 from ..core.analysis.cell_table import mu_columns, require_mu_columns
 from ..core.analysis.difference import group_difference, traversal_difference
-from ..core.analysis.overlays import latent_from_sliders, ranked_dimensions, slider_values
-from ..core.analysis.traversal import group_means, group_traversals, traversal_grid, traversal_values
+from ..core.analysis.latent_summary import ranked_dimensions
+from ..core.analysis.traversal import (
+    group_means,
+    group_traversals,
+    latent_from_sliders,
+    slider_values,
+    traversal_grid,
+    traversal_values,
+)
 from ..core.errors import InputError
 from ..core.models import StackedConditionalVAE
 from ..core.training.bundle import Bundle, load_bundle

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..core.analysis.overlays import find_cell, start_vector
+from ..core.analysis.traversal import find_cell, start_vector
 from ..core.errors import InputError
 from .decoded import cell_box
 from .layers import selected_cell

@@ -1,8 +1,9 @@
 """What the Latent space dock shows in the viewer from its results: traversals, differences, Grad-CAM.
 
 Qt-free, so a script with a viewer shows the grids and maps that
-:mod:`~napari_morphospace.core.analysis.traversal` and
-:mod:`~napari_morphospace.core.analysis.overlays` compute exactly as the dock
+:mod:`~napari_morphospace.core.analysis.traversal`,
+:mod:`~napari_morphospace.core.analysis.difference` and
+:mod:`~napari_morphospace.core.analysis.gradcam` compute exactly as the dock
 does. :class:`LatentViews` draws them with :func:`~.decoded.show_grid` and
 :func:`~.decoded.show_difference` (beside and on the decoded cell, in the
 crop set's pixel spacing) and keeps the last traversal, for its matplotlib

@@ -5,7 +5,7 @@ widgets do:
 
 * :func:`place_maps` — crop-sized maps (Grad-CAM) of cells grouped into one
   overlay per source layer (and frame), in that layer's world coordinates
-  (:func:`~napari_morphospace.core.analysis.overlays.source_overlay` does the pixel
+  (:func:`~napari_morphospace.core.analysis.gradcam.source_overlay` does the pixel
   arithmetic). The one implementation both widgets use.
 * :class:`GradcamOverlay` — the one "Grad-CAM" layer: keeps the placed maps
   of every field and shows those of the field shown now (fields opened from
@@ -21,7 +21,7 @@ widgets do:
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from napari.layers import Image
 
-from ..core.analysis.overlays import channel_colormaps, find_cell, source_overlay
+from ..core.analysis.gradcam import source_overlay
+from ..core.analysis.traversal import find_cell
 from ..core.errors import InputError
 from .layers import SourceOverlay, add_quietly, source_layers, unwrap
 
@@ -227,6 +228,25 @@ def channel_colormaps_of(viewer: Any, channel_names: Sequence[str]) -> list[str]
     return channel_colormaps(list(channel_names), known)
 
 
+DEFAULT_CHANNEL_COLORMAPS = ("gray", "green", "magenta", "cyan", "yellow", "red", "blue")
+
+
+def channel_colormaps(channel_names: Sequence[str], known: Mapping[str, str]) -> list[str]:
+    """A colormap per decoded channel: the one of a shown layer named like the channel, else a default.
+
+    ``known`` maps layer names to colormap names; a layer matches a channel
+    when its name is the channel name or ends with ``" " + channel name``
+    (the ``"<group> <channel>"`` layers of the readers and sample data). One
+    channel defaults to gray; several channels cycle through green, magenta, cyan, …
+    """
+    defaults = DEFAULT_CHANNEL_COLORMAPS if len(channel_names) == 1 else DEFAULT_CHANNEL_COLORMAPS[1:]
+    colormaps = []
+    for index, channel in enumerate(channel_names):
+        match = next((cmap for name, cmap in known.items() if name == channel or name.endswith(f" {channel}")), None)
+        colormaps.append(match or defaults[index % len(defaults)])
+    return colormaps
+
+
 __all__ = [
     "GRADCAM",
     "GradcamOverlay",
@@ -234,6 +254,7 @@ __all__ = [
     "SCATTER_SELECTION",
     "chosen_cells",
     "PlacedMap",
+    "channel_colormaps",
     "channel_colormaps_of",
     "place_maps",
     "put_image",

@@ -23,10 +23,11 @@ Conventions
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from skimage.transform import resize
@@ -241,3 +242,110 @@ def paste_into_source(cam: np.ndarray, bbox_row: Any, source_shape: tuple[int, .
     source = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))
     out[target] = resized[source]
     return out
+
+
+# --------------------------------------------------------------------------- maps on their cells in a source layer
+
+
+def overlay_on_layer(
+    cam: np.ndarray,
+    bbox_row: Any,
+    *,
+    layer_scale: Sequence[float],
+    layer_translate: Sequence[float],
+    leading_index: Sequence[int] = (),
+) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
+    """Put a crop-sized map on its cell in a source layer: data, napari ``translate`` and ``scale`` in world units.
+
+    Parameters
+    ----------
+    cam : np.ndarray
+        One crop-sized map ``([Z,] Y, X)``.
+    bbox_row : mapping
+        The crop's row of the crop table (bounding box in source pixels).
+    layer_scale, layer_translate : sequence of float
+        The source layer's ``scale`` and ``translate`` (one per layer axis;
+        rotation, shear and affine of the source layer are not supported).
+    leading_index : sequence of int
+        Data positions on the source layer's axes before the spatial ones
+        (e.g. the time frame ``t`` of a ``(T, Y, X)`` layer). One per extra axis.
+
+    Returns
+    -------
+    data : np.ndarray
+        ``cam`` with a length-1 axis per leading index, so the overlay shows at that frame only.
+    translate, scale : tuple of float
+        With :func:`place_in_source` giving the
+        map's placement ``(t_px, s_px)`` in source pixels, a map pixel ``i`` lies at
+        world ``layer_translate + layer_scale · (t_px + s_px · i)``, so
+        ``translate = layer_translate + layer_scale · t_px`` and ``scale = layer_scale · s_px``.
+    """
+    cam = np.asarray(cam)
+    world_scale = np.asarray(layer_scale, dtype=float)
+    world_translate = np.asarray(layer_translate, dtype=float)
+    n_leading = len(layer_scale) - cam.ndim
+    if n_leading < 0 or len(layer_translate) != len(layer_scale):
+        raise InputError(
+            f"a {cam.ndim}D map cannot be placed on a layer with {len(layer_scale)} axes; "
+            "choose the source layer the crops were cut from"
+        )
+    if len(leading_index) != n_leading:
+        raise InputError(
+            f"the source layer has {n_leading} axis/axes before the spatial ones; give one index for each (e.g. t)"
+        )
+    place_translate, place_scale = place_in_source(cam, bbox_row)
+    pixel_translate = np.r_[np.asarray(leading_index, dtype=float), place_translate]
+    pixel_scale = np.r_[np.ones(n_leading), place_scale]
+    translate = world_translate + world_scale * pixel_translate
+    scale = world_scale * pixel_scale
+    data = cam.reshape((1,) * n_leading + cam.shape)
+    return data, tuple(float(v) for v in translate), tuple(float(v) for v in scale)
+
+
+def paste_maps(cams: Sequence[np.ndarray], bbox_rows: Sequence[Any], source_shape: Sequence[int]) -> np.ndarray:
+    """Paste crop-sized maps at their bounding boxes into one map of the source's spatial shape.
+
+    Where boxes overlap, the larger value wins (``np.maximum``), so a cell's
+    hot region is never hidden by a neighbour's cold one. Float32, zeros outside the boxes.
+    """
+    out = np.zeros(tuple(int(n) for n in source_shape), np.float32)
+    for cam, row in zip(cams, bbox_rows, strict=True):
+        np.maximum(out, paste_into_source(cam, row, tuple(out.shape)), out=out)
+    return out
+
+
+def source_overlay(
+    maps: Sequence[np.ndarray],
+    rows: pd.DataFrame,
+    *,
+    layer_shape: Sequence[int],
+    layer_scale: Sequence[float],
+    layer_translate: Sequence[float],
+    leading_index: Sequence[int] = (),
+) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
+    """Crop-sized maps of cells of one source (and frame) as one overlay: data, napari ``translate``, ``scale``.
+
+    One cell: the crop-sized map placed on its bounding box
+    (:func:`overlay_on_layer`). Several: the
+    maps pasted at their boxes into one map of the layer's spatial shape
+    (larger value wins where boxes overlap) with the layer's own placement.
+    ``layer_shape`` is the source layer's data shape (leading axes included);
+    ``leading_index`` the position on each axis before the spatial ones (e.g. ``t``).
+    """
+    if len(maps) != len(rows) or len(maps) == 0:
+        raise InputError(f"{len(maps)} maps for {len(rows)} crop table rows: give one map per cell, at least one")
+    spatial = np.ndim(maps[0])
+    n_leading = len(layer_shape) - spatial
+    if len(leading_index) != n_leading:
+        raise InputError(
+            f"the source layer has {n_leading} axis/axes before the spatial ones; give one index for each (e.g. t)"
+        )
+    if len(maps) == 1:
+        return overlay_on_layer(
+            maps[0], rows.iloc[0], layer_scale=layer_scale, layer_translate=layer_translate, leading_index=leading_index
+        )
+    pasted = paste_maps(list(maps), [row for _, row in rows.iterrows()], tuple(layer_shape)[n_leading:])
+    scale = tuple(float(s) for s in layer_scale)
+    index = (*leading_index, *(0,) * spatial)
+    translate = tuple(float(t) + float(s) * i for t, s, i in zip(layer_translate, layer_scale, index, strict=True))
+    return pasted.reshape((1,) * n_leading + pasted.shape), translate, scale

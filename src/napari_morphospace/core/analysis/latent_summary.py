@@ -11,8 +11,9 @@ draws the panel's figures of a :class:`LatentSummary`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from .cell_table import (
     latent_columns,
     mu_columns,
     original_name,
+    require_mu_columns,
     rows_with_latents,
 )
 
@@ -278,7 +280,70 @@ def summarise_latents(
     )
 
 
+# --------------------------------------------------------------------------- ranking dimensions for sliders
+
+RankBy = Literal["kl", "cohens_d", "index"]
+
+
+def ranked_dimensions(
+    latent_table: pd.DataFrame,
+    *,
+    by: RankBy = "kl",
+    groups: Sequence[Any] = (),
+    group_column: str = "group",
+) -> tuple[np.ndarray, np.ndarray]:
+    """All latent dimensions, most informative first, with the score they were ranked by.
+
+    Parameters
+    ----------
+    latent_table : pandas.DataFrame
+        ``mu_0..mu_{D-1}`` (and ``logvar_*`` for ``by="kl"``), one row per cell.
+    by : {"kl", "cohens_d", "index"}
+        ``"kl"``: decreasing mean KL(q(z_k|x) ‖ N(0, 1)) (needs the log-variances);
+        ``"cohens_d"``: decreasing |Cohen's d| between ``groups[0]`` and ``groups[1]``
+        of ``group_column`` (undefined d last); ``"index"``: natural order.
+
+    Returns
+    -------
+    order : np.ndarray of int
+        Dimension indices, best first.
+    score : np.ndarray of float
+        The score of every dimension in dimension order (KL in nats, Cohen's d
+        with its sign, or NaN for ``"index"``).
+    """
+    mu_cols = require_mu_columns(latent_table)
+    if by == "index":
+        return np.arange(len(mu_cols)), np.full(len(mu_cols), np.nan)
+    if by == "kl":
+        lv_cols = mu_columns(latent_table, "logvar_")
+        if len(lv_cols) != len(mu_cols):
+            raise InputError(
+                "ranking by KL needs logvar_0, logvar_1, ... next to the mu columns; "
+                "embed the crops with the model again, or rank by Cohen's d between two groups"
+            )
+        kl = statistics.kl_per_dimension(latent_table[mu_cols].to_numpy(float), latent_table[lv_cols].to_numpy(float))
+        return np.argsort(-kl, kind="stable"), kl
+    if by == "cohens_d":
+        if len(groups) != 2:
+            raise InputError(f"ranking by Cohen's d needs two groups to compare; got {list(groups)}")
+        a, b = statistics.group_arrays(latent_table, mu_cols, group_column, list(groups))
+        d = statistics.cohens_d(a, b, names=mu_cols).d
+        return statistics.rank_dimensions(d), d
+    raise InputError(f"unknown ranking {by!r}; choose 'kl', 'cohens_d' or 'index'")
+
+
+def top_dimensions(latent_table: pd.DataFrame, k: int | None, **ranking: Any) -> np.ndarray:
+    """The ``k`` best dimensions of :func:`ranked_dimensions` (all of them when ``k`` is None)."""
+    order, _ = ranked_dimensions(latent_table, **ranking)
+    if k is not None and k < 1:
+        raise InputError(f"show at least one dimension (got k={k})")
+    return order if k is None else order[:k]
+
+
 __all__ = [
+    "RankBy",
+    "ranked_dimensions",
+    "top_dimensions",
     "GROUP_COLUMNS",
     "LatentSummary",
     "default_groups",

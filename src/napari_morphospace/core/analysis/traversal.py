@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -301,3 +301,86 @@ class LatentDecoder:
                 self._on_error(err)
                 continue
             self._on_result(z, image)
+
+
+# --------------------------------------------------------------------------- where a traversal starts, slider units
+
+
+def find_cell(table: pd.DataFrame, source: str, label_id: int, t: int | None = None) -> int:
+    """Position (``iloc``) of the row of cell ``label_id`` of ``source`` (at frame ``t``) in a crop or latent table.
+
+    ``t`` is ignored when the table has no ``t`` column or ``t`` is None.
+
+    Raises
+    ------
+    InputError
+        When no row matches, naming what was looked for.
+    """
+    missing = [c for c in ("source", "label_id") if c not in table.columns]
+    if missing:
+        raise InputError(f"the table has no {', '.join(missing)} column: it does not say which cell each row is")
+    match = (table["source"].astype(str) == str(source)).to_numpy() & (table["label_id"].to_numpy() == int(label_id))
+    if t is not None and "t" in table.columns:
+        match &= table["t"].to_numpy() == int(t)
+    rows = np.flatnonzero(match)
+    if rows.size == 0:
+        where = f" at t={t}" if t is not None and "t" in table.columns else ""
+        raise InputError(
+            f"label {label_id} of {source!r}{where} is not in the table; select a cell that was cropped "
+            "(label 0 is background), or build and embed the crops of this layer first"
+        )
+    return int(rows[0])
+
+
+def start_vector(
+    latent_table: pd.DataFrame | None,
+    latent_dim: int,
+    *,
+    kind: Literal["origin", "group mean", "cell"] = "origin",
+    group: Any = None,
+    row: int | None = None,
+    group_column: str = "group",
+) -> np.ndarray:
+    """The latent vector a traversal starts from: the origin, a group's mean μ, or one cell's μ (table row ``row``)."""
+    if kind == "origin":
+        return np.zeros(latent_dim, np.float32)
+    if latent_table is None:
+        raise InputError(f"starting from a {kind} needs a latent table: embed the crops with the model first")
+    columns = require_mu_columns(latent_table)
+    if len(columns) != latent_dim:
+        raise InputError(
+            f"the latent table has {len(columns)} dimensions but the model has {latent_dim}: embed with this model"
+        )
+    if kind == "group mean":
+        means = group_means(latent_table, group_column)
+        if group not in means:
+            raise InputError(f"group {group!r} is not in column {group_column!r}; groups: {', '.join(map(str, means))}")
+        return means[group]
+    if kind == "cell":
+        if row is None or not 0 <= row < len(latent_table):
+            raise InputError("no cell is chosen: select a cell in a Labels layer and press 'Use selected cell'")
+        return latent_table[columns].iloc[row].to_numpy(np.float32)
+    raise InputError(f"unknown start {kind!r}; choose 'origin', 'group mean' or 'cell'")
+
+
+def latent_from_sliders(start: Any, dims: Sequence[int], values: Sequence[float], latent_scale: Any) -> np.ndarray:
+    """``start`` with ``z[dims[i]] = values[i] · latent_scale[dims[i]]``:
+    slider values are in units of the latent's spread.
+
+    Sliders span −3…+3 of ``latent_scale`` (the prior SD, 1, for the β-VAEs;
+    the empirical SD of the combined latent for the multi-encoder VAE), the
+    same convention as :func:`traverse`.
+    """
+    z = np.array(start, dtype=np.float32).reshape(-1)
+    scale = np.ones_like(z) if latent_scale is None else np.asarray(latent_scale, dtype=np.float32).reshape(-1)
+    index = np.asarray(dims, dtype=np.int64)
+    z[index] = np.asarray(values, dtype=np.float32) * scale[index]
+    return z
+
+
+def slider_values(z: Any, dims: Sequence[int], latent_scale: Any) -> np.ndarray:
+    """Inverse of :func:`latent_from_sliders`: the slider positions that show ``z`` (not clipped)."""
+    z = np.asarray(z, dtype=np.float32).reshape(-1)
+    scale = np.ones_like(z) if latent_scale is None else np.asarray(latent_scale, dtype=np.float32).reshape(-1)
+    index = np.asarray(dims, dtype=np.int64)
+    return z[index] / scale[index]
