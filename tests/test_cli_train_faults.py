@@ -157,7 +157,7 @@ def test_an_unwritable_checkpoint_folder_is_refused_before_the_first_epoch(tmp_p
             "--checkpoint-dir",
             str(read_only_folder / "ckpt"),
         ],
-        "cannot write checkpoints",
+        "cannot write the checkpoints",
     )
     assert not (tmp_path / "model").exists()
 

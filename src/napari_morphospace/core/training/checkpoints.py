@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +32,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..errors import InputError
 from ..files import atomic_path, remove_stale_scratch
+from ..outputs import check_writable
 
 RUN_FILE = "run.json"
 LAST_NAME = "last.ckpt"
@@ -101,7 +100,8 @@ def claim_folder(folder: Path, run_id: str, *, resume_from: Path | None, needed_
     or whose disk lacks ``needed_bytes``, and removes scratch files of
     writers that were killed.
     """
-    _check_writable(folder, needed_bytes)
+    check_writable(folder, what="checkpoints", needed_bytes=needed_bytes)
+    folder.mkdir(parents=True, exist_ok=True)
     record = folder / RUN_FILE
     owner = _read_run_file(record)
     resuming_here = resume_from is not None and folder.resolve() in resume_from.resolve().parents
@@ -181,24 +181,6 @@ def _read_run_file(record: Path) -> dict[str, Any] | None:
     if not isinstance(owner, dict):
         raise InputError(f"{record} is not a run file of napari-morphospace; choose another checkpoint folder")
     return owner
-
-
-def _check_writable(folder: Path, needed_bytes: int) -> None:
-    """Create ``folder`` and refuse it when a file cannot be written there or its disk is too full."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise InputError(
-            f"cannot write checkpoints to {folder} ({err.strerror or err}); choose a writable checkpoint folder"
-        ) from err
-    free = shutil.disk_usage(folder).free
-    if free < needed_bytes:
-        raise InputError(
-            f"the disk holding checkpoint folder {folder} has {free / 2**20:.1f} MiB free; this training's "
-            f"checkpoints need about {needed_bytes / 2**20:.1f} MiB. Free space or choose a folder on another disk"
-        )
 
 
 def checkpoint_bytes(model: torch.nn.Module) -> int:
