@@ -177,6 +177,8 @@ def test_second_widget_on_same_folder_is_refused(widget, make_napari_viewer, tmp
     with pytest.raises(InputError, match=f"being written by another viewer \\({holder}.*\\); close it first"):
         other.set_crop_set(_crop_set(), tmp_path / "crops")
     assert other.store is None
+    status = other.assign_panel.status.text()  # says why, not "there are no cells to annotate"
+    assert status.startswith("annotations not opened: ") and "being written by another viewer" in status
     widget._close_store()  # the first viewer closes: the second one may write now
     other.set_crop_set(_crop_set(), tmp_path / "crops")
     assert other.store is not None

@@ -77,6 +77,7 @@ class AnnotationWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.store: AnnotationStore | None = None
+        self._store_problem: str | None = None  # why the analysis folder's annotations did not open, for the status
         self.crop_set: Any = None
         #: The cells to annotate (crop_id, source, label_id, t): the crop set's table, or a feature table's rows.
         self.cells: pd.DataFrame | None = None
@@ -174,7 +175,11 @@ class AnnotationWidget(QWidget):
                 self.folder_edit.value = default
                 self.folder_edit.changed.connect(lambda value: report_errors(self.set_analysis_folder)(value))
             if self.analysis_folder() is not None:
-                self._open_store()
+                try:
+                    self._open_store()
+                finally:
+                    self._refresh()  # the status says why the folder did not open
+                return
         self._refresh()
 
     def analysis_folder(self) -> Path | None:
@@ -196,9 +201,11 @@ class AnnotationWidget(QWidget):
             self.folder_edit.value = folder  # emits changed -> comes back here once
             return
         self._close_store()
-        if self.cells is not None:
-            self._open_store()
-        self._refresh()
+        try:
+            if self.cells is not None:
+                self._open_store()
+        finally:
+            self._refresh()
 
     def _open_store(self) -> None:
         folder = self.analysis_folder()
@@ -206,12 +213,17 @@ class AnnotationWidget(QWidget):
             raise InputError("choose an analysis folder first: annotations are saved there after every change")
         crop_ids = self.cells["crop_id"].to_numpy()
         try:
-            store = AnnotationStore.open(folder, crop_ids)
+            try:
+                store = AnnotationStore.open(folder, crop_ids)
+            except InputError as err:
+                if "damaged" in str(err) and self._ask(f"{err}\n\nKeep the damaged file as a backup and continue?"):
+                    store = AnnotationStore.open(folder, crop_ids, on_damaged="backup")
+                else:
+                    raise
         except InputError as err:
-            if "damaged" in str(err) and self._ask(f"{err}\n\nKeep the damaged file as a backup and continue?"):
-                store = AnnotationStore.open(folder, crop_ids, on_damaged="backup")
-            else:
-                raise
+            self._store_problem = f"annotations not opened: {err}"
+            raise
+        self._store_problem = None
         if store.unknown_crop_ids:
             show_info(
                 f"{len(store.unknown_crop_ids)} annotated crop id(s) in {folder} are not in this crop set; "
@@ -407,7 +419,8 @@ class AnnotationWidget(QWidget):
     def _refresh(self, select: str | None = None) -> None:
         self.classes_box.show_classes(self.store.classes if self.store is not None else [], select)
         if self.store is None:
-            self.assign_panel.status.setText(NO_CELLS if self.cells is None else "choose an analysis folder")
+            waiting = self._store_problem or "choose an analysis folder"
+            self.assign_panel.status.setText(NO_CELLS if self.cells is None else waiting)
         else:
             annotated = int((self.store.annotations != "").sum())
             unsaved = " — NOT SAVED" if self.store.unsaved else ""
