@@ -105,11 +105,16 @@ def set_settings(widget: ClassifierWidget, **values) -> None:
         widget.settings_form[name].value = value
 
 
-def run(qtbot, worker) -> None:
-    """Wait for the job: a guard against hangs, generous because cross-validated training is slow on a busy CPU."""
+def run(qtbot, widget, worker) -> None:
+    """Wait until the widget's job has finished and its result is shown.
+
+    Waits on the widget's state, not on ``worker.finished``: a worker starts at
+    once outside an event loop, and a fast one (Grad-CAM of a few crops) can
+    emit ``finished`` before a signal blocker is connected, which then waits
+    forever. Generous, because cross-validated training is slow on a busy CPU.
+    """
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=300000):
-        pass
+    qtbot.waitUntil(lambda: not widget.running, timeout=300000)
 
 
 def shown_table(view) -> pd.DataFrame:
@@ -123,7 +128,7 @@ def shown_table(view) -> pd.DataFrame:
 
 def trained(qtbot, widget) -> ClassifierWidget:
     if widget.result is None:
-        run(qtbot, widget.train())
+        run(qtbot, widget, widget.train())
     return widget
 
 
@@ -161,7 +166,7 @@ def test_training_separates_groups_that_differ_in_channel_1(widget, qtbot):
 
 
 def test_rank_channels_puts_channel_1_first(widget, qtbot):
-    run(qtbot, widget.rank())
+    run(qtbot, widget, widget.rank())
     mito, er = widget.ranking
     assert (mito.name, er.name) == ("mito", "ER")
     assert mito.metrics.balanced_accuracy > 0.75 and er.metrics.balanced_accuracy < 0.7  # ER alone is near chance
@@ -230,7 +235,7 @@ def test_stop_ends_training_early(widget, qtbot):
 
 def test_gradcam_overlays_land_on_the_crops_boxes_in_source_coordinates(widget, viewer, qtbot):
     trained(qtbot, widget)
-    run(qtbot, widget.show_gradcam("treated"))
+    run(qtbot, widget, widget.show_gradcam("treated"))
     crop_set = widget.run_crop_set
     treated = np.flatnonzero(crop_set.table["group"] == "treated")
     expected = channel_gradcam(widget.result.model, crop_set.images[treated], 1)  # (C, N, Y, X)
