@@ -133,3 +133,19 @@ def test_channel_colormaps_follow_the_shown_layers():
     known = {"control membrane": "green", "control nucleus": "cyan"}
     assert channel_colormaps(["membrane", "nucleus", "granules"], known) == ["green", "cyan", "cyan"]
     assert channel_colormaps(["phase"], {}) == ["gray"]
+
+
+def test_the_grad_cam_status_names_the_fields_the_maps_lie_on():
+    from napari_morphospace.viewer.latent_views import LatentViews
+
+    viewer = ViewerModel()
+    viewer.add_labels(np.zeros((16, 8), np.int32), name="field 1")
+    viewer.add_labels(np.zeros((16, 8), np.int32), name="field 2")
+    views = LatentViews(viewer)
+    maps = np.ones((3, 2, 2), np.float32)
+    status = views.show_gradcam(maps[:2], _rows(["field 1", "field 1"]), dim=4, sign=1)
+    assert status == "Grad-CAM of dim 4 (+): 2 cell(s) on 1 field(s) (field 1)"
+    status = views.show_gradcam(maps, _rows(["field 1", "field 2", "field 1"]), dim=4, sign=-1)
+    assert status == (
+        "Grad-CAM of dim 4 (−): 3 cell(s) on 2 field(s) (field 1, field 2); select a field's layer to see its maps"
+    )

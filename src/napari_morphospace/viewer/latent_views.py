@@ -133,5 +133,9 @@ class LatentViews:
         """The maps of the cells ``rows`` on their fields, in the "Grad-CAM" layer (``metadata``: dim, sign, cells)."""
         placed = place_maps(self.viewer.layers, list(maps), rows)  # one map per row
         self.gradcam.show(placed, dim=dim, sign=sign)
-        fields = f"{len(placed)} field(s)" + ("" if len(placed) == 1 else "; select a field's layer to see its maps")
+        # Fields opened from files lie over each other: name them, so the user knows which one to look at.
+        names = list(dict.fromkeys(part.source.name for part in placed))
+        fields = f"{len(placed)} field(s) ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
+        if len(placed) > 1:
+            fields += "; select a field's layer to see its maps"
         return f"Grad-CAM of dim {dim} ({'+' if sign > 0 else '−'}): {len(rows)} cell(s) on {fields}"
