@@ -167,20 +167,18 @@ class AnnotationWidget(QWidget):
     def _use_cells(self, cells: pd.DataFrame | None) -> None:
         self._close_store()
         self.cells = cells
-        if cells is not None:
-            folder_value = str(self.folder_edit.value)
-            default = self._default_folder()
-            if folder_value in ("", ".") and default is not None:
-                self.folder_edit.changed.disconnect()
-                self.folder_edit.value = default
-                self.folder_edit.changed.connect(lambda value: report_errors(self.set_analysis_folder)(value))
-            if self.analysis_folder() is not None:
-                try:
+        try:
+            if cells is not None:
+                folder_value = str(self.folder_edit.value)
+                default = self._default_folder()
+                if folder_value in ("", ".") and default is not None:
+                    self.folder_edit.changed.disconnect()
+                    self.folder_edit.value = default
+                    self.folder_edit.changed.connect(lambda value: report_errors(self.set_analysis_folder)(value))
+                if self.analysis_folder() is not None:
                     self._open_store()
-                finally:
-                    self._refresh()  # the status says why the folder did not open
-                return
-        self._refresh()
+        finally:
+            self._refresh()  # also when the folder did not open: the status says why
 
     def analysis_folder(self) -> Path | None:
         """The folder annotations autosave to: the chosen one, else the default (:meth:`_default_folder`)."""
